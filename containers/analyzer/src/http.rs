@@ -1,0 +1,436 @@
+//! HTTP API: routes, request validation and the one place errors become JSON.
+//!
+//! Every response, including 404/405 and body-limit rejections, is
+//! `application/json`, so the Worker in front of the container can parse
+//! whatever comes back without sniffing.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::analysis::keyphrases::Keyphrase;
+use crate::analysis::language::Language;
+use crate::analysis::readability::Readability;
+use crate::analysis::{self};
+use crate::index::{Index, Match};
+
+/// Longest accepted document id; ids are keys in the index and echoed in
+/// every near-duplicate list, so unbounded ids would bloat both.
+pub const MAX_ID_CHARS: usize = 200;
+
+#[derive(Clone)]
+pub struct AppState {
+    index: Arc<Index>,
+    started: Instant,
+    max_body_bytes: usize,
+}
+
+pub fn router(index: Arc<Index>, max_body_bytes: usize) -> Router {
+    let state = AppState { index, started: Instant::now(), max_body_bytes };
+    Router::new()
+        .route("/analyze", post(analyze))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("could not read request body: {0}")]
+    UnreadableBody(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("request body exceeds the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("no route for {0}")]
+    NotFound(String),
+    #[error("method {0} is not allowed for this path")]
+    MethodNotAllowed(Method),
+    #[error("failed to persist fingerprint: {0}")]
+    Storage(#[from] io::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedJson(_) | ApiError::UnreadableBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Storage(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::UnreadableBody(_) => "unreadable_body",
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::Storage(_) => "storage_error",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            eprintln!("analyzer: {status}: {self}");
+        }
+        let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        json_response(status, &body)
+    }
+}
+
+fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    let content_type = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+    match serde_json::to_vec(value) {
+        Ok(body) => (status, content_type, body).into_response(),
+        Err(e) => {
+            eprintln!("analyzer: failed to encode response: {e}");
+            let body = r#"{"error":{"code":"internal_error","message":"failed to encode response"}}"#;
+            (StatusCode::INTERNAL_SERVER_ERROR, content_type, body).into_response()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AnalyzeRequest {
+    pub id: String,
+    #[serde(default)]
+    pub version: Option<u32>,
+    #[serde(default)]
+    pub title: Option<String>,
+    pub text: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AnalyzeResponse {
+    pub id: String,
+    pub version: Option<u32>,
+    pub language: Language,
+    pub readability: Readability,
+    pub reading_time_seconds: u32,
+    pub keyphrases: Vec<Keyphrase>,
+    pub fingerprint: String,
+    pub near_duplicates: Vec<Match>,
+    pub took_ms: f64,
+}
+
+async fn analyze(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    require_json(req.headers())?;
+    // Reject declared oversize bodies before reading a byte of them.
+    if declared_length(req.headers()).is_some_and(|len| len > state.max_body_bytes as u64) {
+        return Err(ApiError::PayloadTooLarge(state.max_body_bytes));
+    }
+    let body = Bytes::from_request(req, &state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(state.max_body_bytes)
+        } else {
+            ApiError::UnreadableBody(rejection.body_text())
+        }
+    })?;
+    let doc = parse_request(&body)?;
+
+    let index = Arc::clone(&state.index);
+    let (doc, analysis, near_duplicates) = tokio::task::spawn_blocking(move || {
+        let analysis = analysis::analyze(doc.title.as_deref(), &doc.text);
+        let (matches, _) = index.check_and_insert(&doc.id, doc.version, &analysis.fingerprint)?;
+        Ok::<_, io::Error>((doc, analysis, matches))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("analysis task failed: {e}")))??;
+
+    let took_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+    let response = AnalyzeResponse {
+        id: doc.id,
+        version: doc.version,
+        fingerprint: analysis.fingerprint.simhash_hex(),
+        language: analysis.language,
+        readability: analysis.readability,
+        reading_time_seconds: analysis.reading_time_seconds,
+        keyphrases: analysis.keyphrases,
+        near_duplicates,
+        took_ms,
+    };
+    Ok(json_response(StatusCode::OK, &response))
+}
+
+/// Syntax errors are the client's encoding bug (400); well-formed JSON of
+/// the wrong shape is a contract violation (422), as are semantic checks.
+pub fn parse_request(body: &[u8]) -> Result<AnalyzeRequest, ApiError> {
+    let doc: AnalyzeRequest = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
+        _ => ApiError::MalformedJson(e.to_string()),
+    })?;
+    if doc.id.trim().is_empty() {
+        return Err(ApiError::InvalidRequest("`id` must not be empty".into()));
+    }
+    if doc.id.chars().count() > MAX_ID_CHARS {
+        return Err(ApiError::InvalidRequest(format!(
+            "`id` must be at most {MAX_ID_CHARS} characters"
+        )));
+    }
+    if doc.text.trim().is_empty() {
+        return Err(ApiError::InvalidRequest("`text` must not be empty".into()));
+    }
+    Ok(doc)
+}
+
+/// Accepts `application/json` and `application/*+json`, any parameters.
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Err(ApiError::UnsupportedMediaType(
+            "missing Content-Type; expected application/json".into(),
+        ));
+    };
+    let mime = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let is_json = mime == "application/json"
+        || (mime.starts_with("application/") && mime.ends_with("+json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be application/json, got {:?}",
+            String::from_utf8_lossy(value.as_bytes())
+        )))
+    }
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "status": "ok",
+            "fingerprints": state.index.len(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": state.started.elapsed().as_secs(),
+        }),
+    )
+}
+
+/// The server only starts listening after the index is replayed, so being
+/// able to answer at all means ready.
+async fn ready() -> Response {
+    json_response(StatusCode::OK, &json!({ "ready": true }))
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("{method} {}", uri.path()))
+}
+
+/// axum adds the `Allow` header to this response itself.
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(method)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::fingerprint::tests::{edited_copy, ARTICLE};
+    use crate::index::tests_support::TempDir;
+    use axum::body::Body;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    struct TestApp {
+        router: Router,
+        _dir: TempDir,
+    }
+
+    fn app(max_body_bytes: usize) -> TestApp {
+        let dir = TempDir::new("http");
+        let (index, _) = Index::open(&dir.0, false).expect("open index");
+        TestApp { router: router(Arc::new(index), max_body_bytes), _dir: dir }
+    }
+
+    async fn send(app: &TestApp, req: axum::http::Request<Body>) -> (StatusCode, HeaderMap, Value) {
+        let resp = app.router.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("non-JSON body ({e}): {}", String::from_utf8_lossy(&bytes)));
+        assert_eq!(headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()), Some(&b"application/json"[..]));
+        (status, headers, value)
+    }
+
+    fn post_json(body: impl Into<Body>) -> axum::http::Request<Body> {
+        axum::http::Request::post("/analyze")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.into())
+            .expect("request")
+    }
+
+    fn error_code(v: &Value) -> &str {
+        v["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {v}"))
+    }
+
+    #[tokio::test]
+    async fn analyze_returns_full_shape_and_flags_copies() {
+        let app = app(1 << 20);
+        let body = json!({ "id": "doc-1", "version": 3, "title": "Library renovation", "text": ARTICLE });
+        let (status, _, v) = send(&app, post_json(body.to_string())).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["id"], "doc-1");
+        assert_eq!(v["version"], 3);
+        assert_eq!(v["language"]["code"], "en");
+        assert!(v["language"]["confidence"].as_f64().is_some_and(|c| c > 0.5 && c <= 1.0));
+        for key in ["flesch_reading_ease", "flesch_kincaid_grade", "sentences", "words", "syllables"] {
+            assert!(v["readability"][key].is_number(), "readability.{key}: {v}");
+        }
+        assert!(v["reading_time_seconds"].as_u64().is_some_and(|s| s >= 1));
+        let phrases = v["keyphrases"].as_array().expect("keyphrases");
+        assert!(!phrases.is_empty() && phrases.len() <= 10);
+        assert!(phrases.iter().all(|p| p["phrase"].is_string() && p["score"].is_number()));
+        assert_eq!(v["fingerprint"].as_str().map(str::len), Some(16));
+        assert_eq!(v["near_duplicates"], json!([]));
+        assert!(v["took_ms"].is_number());
+
+        let body = json!({ "id": "doc-2", "text": edited_copy() });
+        let (status, _, v) = send(&app, post_json(body.to_string())).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["version"], Value::Null);
+        let dups = v["near_duplicates"].as_array().expect("array");
+        assert_eq!(dups.len(), 1, "{v}");
+        assert_eq!(dups[0]["id"], "doc-1");
+        assert!(dups[0]["similarity"].as_f64().is_some_and(|s| s >= 0.5 && s <= 1.0));
+
+        let req = axum::http::Request::get("/health").body(Body::empty()).expect("request");
+        let (status, _, v) = send(&app, req).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["status"], "ok");
+        assert_eq!(v["fingerprints"], 2);
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+        assert!(v["uptime_seconds"].is_u64());
+
+        let req = axum::http::Request::get("/ready").body(Body::empty()).expect("request");
+        let (status, _, v) = send(&app, req).await;
+        assert_eq!((status, v), (StatusCode::OK, json!({ "ready": true })));
+    }
+
+    #[tokio::test]
+    async fn malformed_json_is_400() {
+        let app = app(1 << 20);
+        for body in ["{\"id\": \"x\", \"text\": ", "not json", ""] {
+            let (status, _, v) = send(&app, post_json(body)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}");
+            assert_eq!(error_code(&v), "malformed_json");
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_fields_are_422() {
+        let app = app(1 << 20);
+        let long_id = "x".repeat(MAX_ID_CHARS + 1);
+        let cases = [
+            json!({ "id": "a" }),
+            json!({ "text": "hello" }),
+            json!({ "id": "a", "text": "   " }),
+            json!({ "id": "", "text": "hello" }),
+            json!({ "id": long_id, "text": "hello" }),
+            json!({ "id": "a", "text": 5 }),
+            json!({ "id": "a", "version": -1, "text": "hello" }),
+            json!([1, 2, 3]),
+        ];
+        for body in cases {
+            let (status, _, v) = send(&app, post_json(body.to_string())).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {v}");
+            assert_eq!(error_code(&v), "invalid_request");
+        }
+        // Exactly at the limit is fine.
+        let body = json!({ "id": "y".repeat(MAX_ID_CHARS), "text": "hello" });
+        assert_eq!(send(&app, post_json(body.to_string())).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn oversized_body_is_413() {
+        let app = app(64);
+        let big = json!({ "id": "a", "text": "word ".repeat(100) }).to_string();
+        // Streamed (no Content-Length) and declared.
+        let (status, _, v) = send(&app, post_json(big.clone())).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(error_code(&v), "payload_too_large");
+        let req = axum::http::Request::post("/analyze")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_LENGTH, big.len())
+            .body(Body::from(big))
+            .expect("request");
+        assert_eq!(send(&app, req).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn non_json_content_type_is_415() {
+        let app = app(1 << 20);
+        let body = json!({ "id": "a", "text": "hello" }).to_string();
+        for ct in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+            let mut req = axum::http::Request::post("/analyze");
+            if let Some(ct) = ct {
+                req = req.header(header::CONTENT_TYPE, ct);
+            }
+            let (status, _, v) = send(&app, req.body(Body::from(body.clone())).expect("req")).await;
+            assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}");
+            assert_eq!(error_code(&v), "unsupported_media_type");
+        }
+        let req = axum::http::Request::post("/analyze")
+            .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+            .body(Body::from(body))
+            .expect("req");
+        assert_eq!(send(&app, req).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn unknown_path_is_404_and_wrong_method_is_405() {
+        let app = app(1 << 20);
+        let req = axum::http::Request::get("/nope").body(Body::empty()).expect("req");
+        let (status, _, v) = send(&app, req).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(error_code(&v), "not_found");
+
+        let req = axum::http::Request::get("/analyze").body(Body::empty()).expect("req");
+        let (status, headers, v) = send(&app, req).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(error_code(&v), "method_not_allowed");
+        assert_eq!(headers.get(header::ALLOW).map(|v| v.as_bytes()), Some(&b"POST"[..]));
+
+        let req = axum::http::Request::delete("/health").body(Body::empty()).expect("req");
+        assert_eq!(send(&app, req).await.0, StatusCode::METHOD_NOT_ALLOWED);
+    }
+}

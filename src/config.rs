@@ -1,0 +1,137 @@
+//! Runtime configuration read from Worker vars.
+//!
+//! Parsing is pure (a lookup closure instead of `worker::Env`) so limits and
+//! their defaults are tested natively, and a bad var falls back to the default
+//! instead of failing requests.
+
+use crate::domain::faults::Faults;
+use crate::domain::retry::RetryTuning;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub title_max_chars: usize,
+    pub body_max_bytes: usize,
+    pub tags_max: usize,
+    pub tag_max_chars: usize,
+    pub category_max_chars: usize,
+    pub author_max_chars: usize,
+    /// Largest accepted request body; bigger is 413 before parsing.
+    pub request_max_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            title_max_chars: 300,
+            body_max_bytes: 200 * 1024,
+            tags_max: 20,
+            tag_max_chars: 40,
+            category_max_chars: 64,
+            author_max_chars: 200,
+            request_max_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// How long and how many events each actor's log keeps for replay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retention {
+    pub max_events: u64,
+    pub max_age_ms: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { max_events: 1000, max_age_ms: 24 * 3600 * 1000 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub limits: Limits,
+    pub retention: Retention,
+    pub retry: RetryTuning,
+    pub faults: Faults,
+    pub ai_backend: String,
+    pub vector_backend: String,
+    pub analyzer: String,
+    pub analyzer_url: Option<String>,
+    pub vector_shards: u32,
+    pub session_ttl_secs: i64,
+}
+
+impl Config {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        let num = |name: &str, default: u64| -> u64 {
+            get(name).and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+        };
+        let d = Limits::default();
+        let limits = Limits {
+            title_max_chars: num("LIMIT_TITLE_CHARS", d.title_max_chars as u64) as usize,
+            body_max_bytes: num("LIMIT_BODY_BYTES", d.body_max_bytes as u64) as usize,
+            tags_max: num("LIMIT_TAGS", d.tags_max as u64) as usize,
+            tag_max_chars: num("LIMIT_TAG_CHARS", d.tag_max_chars as u64) as usize,
+            category_max_chars: d.category_max_chars,
+            author_max_chars: d.author_max_chars,
+            request_max_bytes: 0,
+        };
+        // The request cap follows the body cap, with room for JSON escaping.
+        let limits = Limits {
+            request_max_bytes: limits.body_max_bytes * 6 / 5 + 16 * 1024,
+            ..limits
+        };
+        let r = Retention::default();
+        let t = RetryTuning::default();
+        Config {
+            limits,
+            retention: Retention {
+                max_events: num("EVENT_RETENTION_COUNT", r.max_events).max(1),
+                max_age_ms: num("EVENT_RETENTION_SECS", (r.max_age_ms / 1000) as u64) as i64 * 1000,
+            },
+            retry: RetryTuning {
+                base_ms: num("RETRY_BASE_MS", t.base_ms),
+                max_ms: num("RETRY_MAX_MS", t.max_ms),
+                max_attempts: num("RETRY_MAX_ATTEMPTS", t.max_attempts as u64).clamp(1, 100) as u32,
+            },
+            faults: get("FAULTS").map(|f| Faults::parse(&f)).unwrap_or_default(),
+            ai_backend: get("AI_BACKEND").unwrap_or_else(|| "local".into()),
+            vector_backend: get("VECTOR_BACKEND").unwrap_or_else(|| "actor".into()),
+            analyzer: get("ANALYZER").unwrap_or_else(|| "url".into()),
+            analyzer_url: get("ANALYZER_URL").filter(|u| !u.trim().is_empty()),
+            vector_shards: num("VECTOR_SHARDS", 4).clamp(1, 256) as u32,
+            session_ttl_secs: num("SESSION_TTL_SECS", 3600).clamp(10, 7 * 24 * 3600) as i64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Config {
+        let m: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_contract_limits() {
+        let c = cfg(&[]);
+        assert_eq!(c.limits.title_max_chars, 300);
+        assert_eq!(c.limits.body_max_bytes, 200 * 1024);
+        assert_eq!(c.limits.tags_max, 20);
+        assert_eq!(c.limits.tag_max_chars, 40);
+        assert!(c.limits.request_max_bytes > c.limits.body_max_bytes);
+        assert!(c.faults.is_empty());
+        assert_eq!(c.ai_backend, "local");
+    }
+
+    #[test]
+    fn vars_override_and_garbage_falls_back() {
+        let c = cfg(&[("LIMIT_TITLE_CHARS", "10"), ("LIMIT_TAGS", "x"), ("FAULTS", "embed=1.0")]);
+        assert_eq!(c.limits.title_max_chars, 10);
+        assert_eq!(c.limits.tags_max, 20);
+        assert_eq!(c.faults.probability(crate::protocol::Stage::Embed), 1.0);
+    }
+}

@@ -1,0 +1,338 @@
+//! A content item: input validation, versions, derived artifacts and status.
+//!
+//! Status follows the *current* version only. A run of an older version that
+//! finishes late is stale: its publish is refused, so a slow v1 can never
+//! overwrite what v2 indexed.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::time::{rfc3339, Millis};
+use crate::config::Limits;
+use crate::error::ApiError;
+use crate::protocol::{ContentInput, ContentStatus, ContentView, Entity, EventDraft, EventName, Keyword, Sentiment, VersionView};
+
+/// A submission that passed every limit, trimmed and normalized.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentDoc {
+    pub title: String,
+    pub body: String,
+    pub category: Option<String>,
+    pub tags: Vec<String>,
+    pub author: Option<String>,
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+}
+
+impl ContentDoc {
+    pub fn validate(input: ContentInput, l: &Limits) -> Result<ContentDoc, ApiError> {
+        let title = input.title.trim().to_string();
+        let n = title.chars().count();
+        if n == 0 || n > l.title_max_chars {
+            return Err(ApiError::invalid("title", format!("must be 1 to {} characters", l.title_max_chars)));
+        }
+        if has_control(&title) || title.contains('\n') {
+            return Err(ApiError::invalid("title", "must be a single line without control characters"));
+        }
+        if input.body.is_empty() || input.body.len() > l.body_max_bytes {
+            return Err(ApiError::invalid("body", format!("must be 1 byte to {} bytes of UTF-8", l.body_max_bytes)));
+        }
+        if input.body.trim().is_empty() {
+            return Err(ApiError::invalid("body", "must contain text, not only whitespace"));
+        }
+        if input.body.contains('\0') {
+            return Err(ApiError::invalid("body", "must not contain NUL characters"));
+        }
+        let category = match input.category.map(|c| c.trim().to_lowercase()) {
+            None => None,
+            Some(c) if c.is_empty() => None,
+            Some(c) => {
+                if c.chars().count() > l.category_max_chars
+                    || !c.chars().all(|ch| ch.is_alphanumeric() || matches!(ch, '-' | '_' | ' '))
+                {
+                    return Err(ApiError::invalid(
+                        "category",
+                        format!("must be up to {} letters, digits, spaces, '-' or '_'", l.category_max_chars),
+                    ));
+                }
+                Some(c)
+            }
+        };
+        let raw_tags = input.tags.unwrap_or_default();
+        if raw_tags.len() > l.tags_max {
+            return Err(ApiError::invalid("tags", format!("at most {} tags", l.tags_max)));
+        }
+        let mut tags: Vec<String> = Vec::with_capacity(raw_tags.len());
+        for t in raw_tags {
+            let t = t.trim().to_string();
+            let n = t.chars().count();
+            if n == 0 || n > l.tag_max_chars || has_control(&t) {
+                return Err(ApiError::invalid("tags", format!("each tag must be 1 to {} characters", l.tag_max_chars)));
+            }
+            if !tags.contains(&t) {
+                tags.push(t);
+            }
+        }
+        let author = match input.author.map(|a| a.trim().to_string()) {
+            Some(a) if a.chars().count() > l.author_max_chars || has_control(&a) => {
+                return Err(ApiError::invalid("author", format!("must be up to {} characters", l.author_max_chars)));
+            }
+            Some(a) if a.is_empty() => None,
+            a => a,
+        };
+        Ok(ContentDoc { title, body: input.body, category, tags, author })
+    }
+}
+
+/// What the pipeline derived from one version.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Artifacts {
+    pub version: u32,
+    pub chunks: u32,
+    pub summary: Option<String>,
+    pub keywords: Vec<Keyword>,
+    pub entities: Vec<Entity>,
+    pub sentiment: Option<Sentiment>,
+    pub analysis: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionMeta {
+    pub version: u32,
+    pub run_id: Uuid,
+    pub title: String,
+    pub created_at: Millis,
+    pub status: ContentStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentState {
+    pub id: Uuid,
+    pub version: u32,
+    pub doc: ContentDoc,
+    pub status: ContentStatus,
+    pub artifacts: Option<Artifacts>,
+    pub history: Vec<VersionMeta>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ContentError {
+    #[error("version {got} is stale; the current version is {current}")]
+    Stale { got: u32, current: u32 },
+}
+
+impl ContentState {
+    pub fn create(id: Uuid, doc: ContentDoc, run_id: Uuid, now: Millis) -> (Self, Vec<EventDraft>) {
+        let mut s = ContentState {
+            id,
+            version: 0,
+            doc: doc.clone(),
+            status: ContentStatus::Processing,
+            artifacts: None,
+            history: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        let ev = s.new_version(doc, run_id, now).1;
+        (s, ev)
+    }
+
+    /// Adds a version and returns the runs it supersedes (older, unfinished).
+    pub fn new_version(&mut self, doc: ContentDoc, run_id: Uuid, now: Millis) -> (Vec<Uuid>, Vec<EventDraft>) {
+        let superseded = self
+            .history
+            .iter()
+            .filter(|v| v.status == ContentStatus::Processing)
+            .map(|v| v.run_id)
+            .collect();
+        for v in self.history.iter_mut().filter(|v| v.status == ContentStatus::Processing) {
+            v.status = ContentStatus::Failed;
+        }
+        self.version += 1;
+        self.history.push(VersionMeta {
+            version: self.version,
+            run_id,
+            title: doc.title.clone(),
+            created_at: now,
+            status: ContentStatus::Processing,
+        });
+        self.doc = doc;
+        self.status = ContentStatus::Processing;
+        self.updated_at = now;
+        let ev = self.event(EventName::ContentUpdated, json!({ "version": self.version, "run_id": run_id, "status": "processing" }));
+        (superseded, vec![ev])
+    }
+
+    fn event(&self, name: EventName, mut data: Value) -> EventDraft {
+        data["content_id"] = json!(self.id);
+        data["title"] = json!(self.doc.title);
+        EventDraft::new(name, data)
+    }
+
+    fn meta_mut(&mut self, version: u32) -> Option<&mut VersionMeta> {
+        self.history.iter_mut().find(|v| v.version == version)
+    }
+
+    pub fn publish(&mut self, artifacts: Artifacts, now: Millis) -> Result<Vec<EventDraft>, ContentError> {
+        if artifacts.version != self.version {
+            return Err(ContentError::Stale { got: artifacts.version, current: self.version });
+        }
+        if let Some(m) = self.meta_mut(artifacts.version) {
+            m.status = ContentStatus::Indexed;
+        }
+        self.status = ContentStatus::Indexed;
+        self.updated_at = now;
+        let data = json!({
+            "version": self.version,
+            "category": self.doc.category,
+            "summary": artifacts.summary,
+            "chunks": artifacts.chunks,
+        });
+        self.artifacts = Some(artifacts);
+        Ok(vec![self.event(EventName::ContentIndexed, data)])
+    }
+
+    /// A run of `version` ended without publishing.
+    pub fn run_failed(&mut self, version: u32, reason: &str, now: Millis) -> Vec<EventDraft> {
+        if let Some(m) = self.meta_mut(version) {
+            if m.status == ContentStatus::Processing {
+                m.status = ContentStatus::Failed;
+            }
+        }
+        if version != self.version || self.status != ContentStatus::Processing {
+            return Vec::new();
+        }
+        self.status = ContentStatus::Failed;
+        self.updated_at = now;
+        vec![self.event(EventName::ContentUpdated, json!({ "version": version, "status": "failed", "reason": reason }))]
+    }
+
+    pub fn delete(&self) -> Vec<EventDraft> {
+        vec![self.event(EventName::ContentDeleted, json!({ "version": self.version }))]
+    }
+
+    pub fn runs(&self) -> Vec<Uuid> {
+        self.history.iter().map(|v| v.run_id).collect()
+    }
+
+    pub fn current_run(&self) -> Option<Uuid> {
+        self.history.last().map(|v| v.run_id)
+    }
+
+    pub fn view(&self) -> ContentView {
+        let a = self.artifacts.as_ref();
+        ContentView {
+            id: self.id,
+            version: self.version,
+            title: self.doc.title.clone(),
+            body: self.doc.body.clone(),
+            category: self.doc.category.clone(),
+            tags: self.doc.tags.clone(),
+            author: self.doc.author.clone(),
+            status: self.status,
+            summary: a.and_then(|a| a.summary.clone()),
+            entities: a.map(|a| a.entities.clone()),
+            keywords: a.map(|a| a.keywords.clone()),
+            sentiment: a.and_then(|a| a.sentiment.clone()),
+            analysis: a.and_then(|a| a.analysis.clone()),
+            chunks: a.map(|a| a.chunks),
+            runs: self.runs(),
+            versions: self
+                .history
+                .iter()
+                .map(|v| VersionView {
+                    version: v.version,
+                    run_id: v.run_id,
+                    title: v.title.clone(),
+                    created_at: rfc3339(v.created_at),
+                    status: v.status,
+                })
+                .collect(),
+            created_at: rfc3339(self.created_at),
+            updated_at: rfc3339(self.updated_at),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(title: &str, body: &str) -> ContentInput {
+        ContentInput { title: title.into(), body: body.into(), category: None, tags: None, author: None }
+    }
+
+    fn field(r: Result<ContentDoc, ApiError>) -> String {
+        match r {
+            Err(ApiError::InvalidField { field, .. }) => field,
+            other => panic!("expected invalid field, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn validation_limits() {
+        let l = Limits::default();
+        assert!(ContentDoc::validate(input("t", "b"), &l).is_ok());
+        assert_eq!(field(ContentDoc::validate(input("", "b"), &l)), "title");
+        assert_eq!(field(ContentDoc::validate(input("   ", "b"), &l)), "title");
+        assert_eq!(field(ContentDoc::validate(input(&"x".repeat(301), "b"), &l)), "title");
+        assert!(ContentDoc::validate(input(&"é".repeat(300), "b"), &l).is_ok(), "limit is in characters");
+        assert_eq!(field(ContentDoc::validate(input("a\nb", "b"), &l)), "title");
+        assert_eq!(field(ContentDoc::validate(input("t", ""), &l)), "body");
+        assert_eq!(field(ContentDoc::validate(input("t", " \n "), &l)), "body");
+        assert_eq!(field(ContentDoc::validate(input("t", &"x".repeat(200 * 1024 + 1)), &l)), "body");
+        assert!(ContentDoc::validate(input("t", &"x".repeat(200 * 1024)), &l).is_ok());
+        let mut i = input("t", "b");
+        i.tags = Some((0..21).map(|n| n.to_string()).collect());
+        assert_eq!(field(ContentDoc::validate(i.clone(), &l)), "tags");
+        i.tags = Some(vec!["x".repeat(41)]);
+        assert_eq!(field(ContentDoc::validate(i.clone(), &l)), "tags");
+        i.tags = Some(vec![" a ".into(), "a".into(), "b".into()]);
+        assert_eq!(ContentDoc::validate(i.clone(), &l).unwrap().tags, ["a", "b"]);
+        i.category = Some("Science; DROP TABLE".into());
+        assert_eq!(field(ContentDoc::validate(i.clone(), &l)), "category");
+        i.category = Some(" Science ".into());
+        assert_eq!(ContentDoc::validate(i, &l).unwrap().category.as_deref(), Some("science"));
+    }
+
+    fn doc(t: &str) -> ContentDoc {
+        ContentDoc::validate(input(t, "body text"), &Limits::default()).unwrap()
+    }
+
+    #[test]
+    fn versions_supersede_and_stale_publish_is_refused() {
+        let (r1, r2) = (Uuid::new_v4(), Uuid::new_v4());
+        let (mut s, ev) = ContentState::create(Uuid::new_v4(), doc("one"), r1, 10);
+        assert_eq!(ev[0].event, EventName::ContentUpdated);
+        assert_eq!(s.version, 1);
+        let (superseded, _) = s.new_version(doc("two"), r2, 20);
+        assert_eq!(superseded, vec![r1]);
+        assert_eq!(s.version, 2);
+        let stale = Artifacts { version: 1, ..Default::default() };
+        assert_eq!(s.publish(stale, 30), Err(ContentError::Stale { got: 1, current: 2 }));
+        assert_eq!(s.status, ContentStatus::Processing);
+        let ev = s.publish(Artifacts { version: 2, chunks: 3, ..Default::default() }, 40).unwrap();
+        assert_eq!(ev[0].event, EventName::ContentIndexed);
+        assert_eq!(s.status, ContentStatus::Indexed);
+        let v = s.view();
+        assert_eq!(v.runs, vec![r1, r2]);
+        assert_eq!(v.versions[0].status, ContentStatus::Failed);
+        assert_eq!(v.versions[1].status, ContentStatus::Indexed);
+        assert_eq!(v.chunks, Some(3));
+    }
+
+    #[test]
+    fn failure_of_old_version_does_not_touch_current() {
+        let (mut s, _) = ContentState::create(Uuid::new_v4(), doc("one"), Uuid::new_v4(), 10);
+        s.new_version(doc("two"), Uuid::new_v4(), 20);
+        assert!(s.run_failed(1, "x", 30).is_empty());
+        assert_eq!(s.status, ContentStatus::Processing);
+        assert_eq!(s.run_failed(2, "embed failed", 40).len(), 1);
+        assert_eq!(s.status, ContentStatus::Failed);
+    }
+}

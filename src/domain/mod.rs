@@ -1,0 +1,11 @@
+//! Pure state machines. Nothing here touches the Workers runtime: time comes in
+//! as milliseconds, randomness as seeds, storage as plain values. That is what
+//! lets `cargo test` drive restarts, retries and replays with a fake clock.
+
+pub mod content;
+pub mod event_log;
+pub mod faults;
+pub mod pipeline;
+pub mod retry;
+pub mod time;
+pub mod token;

@@ -1,0 +1,580 @@
+//! `PipelineRun`: the stage journal of one run and every transition it may take.
+//!
+//! The actor asks [`PipelineRun::next_step`] what to do, runs at most one stage
+//! per alarm, and reports the [`StageOutcome`]. Every transition returns the
+//! events it caused, so state and event log are written together. A stage left
+//! `running` by a crash is simply started again: attempts are counted before
+//! the work, so the journal shows the interrupted attempt too.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::retry::{decide, RetryDecision, RetryPolicy, RetryTuning};
+use super::time::{fnv1a, rfc3339, Millis};
+use crate::protocol::{
+    AttemptView, ErrorClass, EventDraft, EventName, RunStatus, RunView, Stage, StageErrorView, StageStatus,
+    StageView,
+};
+
+/// Why a stage attempt failed, and how the retry engine should treat it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct StageError {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+impl StageError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        StageError { class: ErrorClass::Transient, message: message.into() }
+    }
+    pub fn terminal(message: impl Into<String>) -> Self {
+        StageError { class: ErrorClass::Terminal, message: message.into() }
+    }
+    pub fn rate_limited(retry_after_ms: u64, message: impl Into<String>) -> Self {
+        StageError { class: ErrorClass::RateLimited { retry_after_ms }, message: message.into() }
+    }
+}
+
+pub type StageOutcome = Result<(), StageError>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub n: u32,
+    pub started_at: Millis,
+    pub finished_at: Millis,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub backoff_ms: Option<u64>,
+    pub backoff_cap_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub stage: Stage,
+    pub status: StageStatus,
+    pub attempts: u32,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    pub next_at: Option<Millis>,
+    pub error: Option<StageError>,
+    pub reason: Option<String>,
+    pub history: Vec<Attempt>,
+}
+
+impl StageRecord {
+    fn new(stage: Stage) -> Self {
+        StageRecord {
+            stage,
+            status: StageStatus::Pending,
+            attempts: 0,
+            started_at: None,
+            finished_at: None,
+            next_at: None,
+            error: None,
+            reason: None,
+            history: Vec::new(),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        matches!(self.status, StageStatus::Completed | StageStatus::Skipped)
+    }
+}
+
+/// What the actor should do at this wake.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Step {
+    Execute(Stage),
+    WaitUntil(Millis),
+    Idle,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("run is {0:?}, which does not allow this")]
+    InvalidState(RunStatus),
+    #[error("stage {0} is not the one in progress")]
+    WrongStage(Stage),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineRun {
+    pub id: Uuid,
+    pub content_id: Uuid,
+    pub version: u32,
+    pub status: RunStatus,
+    pub stages: Vec<StageRecord>,
+    pub created_at: Millis,
+    pub finished_at: Option<Millis>,
+    pub reason: Option<String>,
+    pub tuning: RetryTuning,
+}
+
+impl PipelineRun {
+    pub fn new(id: Uuid, content_id: Uuid, version: u32, tuning: RetryTuning, now: Millis) -> (Self, Vec<EventDraft>) {
+        let run = PipelineRun {
+            id,
+            content_id,
+            version,
+            status: RunStatus::Queued,
+            stages: Stage::ALL.into_iter().map(StageRecord::new).collect(),
+            created_at: now,
+            finished_at: None,
+            reason: None,
+            tuning,
+        };
+        let ev = run.event(EventName::RunQueued, json!({ "version": version }));
+        (run, vec![ev])
+    }
+
+    fn event(&self, name: EventName, mut data: serde_json::Value) -> EventDraft {
+        data["run_id"] = json!(self.id);
+        data["content_id"] = json!(self.content_id);
+        EventDraft::new(name, data)
+    }
+
+    pub fn policy(&self, stage: Stage) -> RetryPolicy {
+        RetryPolicy::for_stage(stage, self.tuning)
+    }
+
+    pub fn record(&self, stage: Stage) -> &StageRecord {
+        &self.stages[stage.index()]
+    }
+
+    fn record_mut(&mut self, stage: Stage) -> &mut StageRecord {
+        &mut self.stages[stage.index()]
+    }
+
+    /// The first stage not yet completed or skipped.
+    pub fn current_stage(&self) -> Option<Stage> {
+        self.stages.iter().find(|r| !r.is_done()).map(|r| r.stage)
+    }
+
+    pub fn next_step(&self, now: Millis) -> Step {
+        if self.status.is_terminal() {
+            return Step::Idle;
+        }
+        match self.current_stage() {
+            None => Step::Idle,
+            Some(stage) => match self.record(stage) {
+                r if r.status == StageStatus::Retrying && r.next_at.is_some_and(|t| t > now) => {
+                    Step::WaitUntil(r.next_at.unwrap_or(now))
+                }
+                _ => Step::Execute(stage),
+            },
+        }
+    }
+
+    /// When the alarm should next fire, if work remains. Never "now": workerd
+    /// drops an alarm re-armed to the current instant from inside `alarm()`.
+    pub fn next_alarm(&self, now: Millis) -> Option<Millis> {
+        match self.next_step(now) {
+            Step::Idle => None,
+            Step::WaitUntil(t) => Some(t.max(now + 1)),
+            Step::Execute(_) => Some(now + 1),
+        }
+    }
+
+    /// Marks `stage` running and counts the attempt before any work happens.
+    pub fn start_stage(&mut self, stage: Stage, now: Millis) -> Result<Vec<EventDraft>, TransitionError> {
+        if self.status.is_terminal() {
+            return Err(TransitionError::InvalidState(self.status));
+        }
+        if self.current_stage() != Some(stage) {
+            return Err(TransitionError::WrongStage(stage));
+        }
+        self.status = RunStatus::Running;
+        let rec = self.record_mut(stage);
+        if rec.status == StageStatus::Running {
+            // The previous attempt never reported back: the isolate died mid-stage.
+            let n = rec.attempts;
+            let started = rec.started_at.unwrap_or(now);
+            rec.history.push(Attempt {
+                n,
+                started_at: started,
+                finished_at: now,
+                outcome: "interrupted".into(),
+                error: Some("attempt interrupted by a restart".into()),
+                backoff_ms: None,
+                backoff_cap_ms: None,
+            });
+        }
+        rec.status = StageStatus::Running;
+        rec.attempts += 1;
+        rec.started_at = Some(now);
+        rec.next_at = None;
+        let attempt = rec.attempts;
+        Ok(vec![self.event(EventName::StageStarted, json!({ "stage": stage, "attempt": attempt }))])
+    }
+
+    /// Records how the attempt in progress ended and moves the run on.
+    pub fn finish_stage(&mut self, stage: Stage, outcome: StageOutcome, now: Millis) -> Result<Vec<EventDraft>, TransitionError> {
+        if self.status.is_terminal() {
+            return Err(TransitionError::InvalidState(self.status));
+        }
+        if self.record(stage).status != StageStatus::Running {
+            return Err(TransitionError::WrongStage(stage));
+        }
+        let policy = self.policy(stage);
+        let seed = fnv1a(self.id.as_bytes()) ^ (stage.index() as u64) << 56;
+        let rec = self.record_mut(stage);
+        let started = rec.started_at.unwrap_or(now);
+        let attempt = rec.attempts;
+        let duration = now - started;
+        let mut events = Vec::new();
+        match outcome {
+            Ok(()) => {
+                rec.status = StageStatus::Completed;
+                rec.finished_at = Some(now);
+                rec.error = None;
+                rec.history.push(Attempt {
+                    n: attempt,
+                    started_at: started,
+                    finished_at: now,
+                    outcome: "completed".into(),
+                    error: None,
+                    backoff_ms: None,
+                    backoff_cap_ms: None,
+                });
+                events.push(self.event(
+                    EventName::StageCompleted,
+                    json!({ "stage": stage, "attempt": attempt, "duration_ms": duration }),
+                ));
+            }
+            Err(err) => {
+                let decision = decide(&policy, attempt, err.class, now, seed);
+                let mut entry = Attempt {
+                    n: attempt,
+                    started_at: started,
+                    finished_at: now,
+                    outcome: "failed".into(),
+                    error: Some(err.message.clone()),
+                    backoff_ms: None,
+                    backoff_cap_ms: None,
+                };
+                rec.error = Some(err.clone());
+                match decision {
+                    RetryDecision::RetryAt { at, backoff_ms, cap_ms } => {
+                        entry.backoff_ms = Some(backoff_ms);
+                        entry.backoff_cap_ms = Some(cap_ms);
+                        rec.history.push(entry);
+                        rec.status = StageStatus::Retrying;
+                        rec.next_at = Some(at);
+                        events.push(self.event(
+                            EventName::StageRetrying,
+                            json!({
+                                "stage": stage, "attempt": attempt, "next_at": rfc3339(at),
+                                "backoff_ms": backoff_ms, "error": err.message, "class": err.class.name(),
+                            }),
+                        ));
+                    }
+                    RetryDecision::GiveUp { skip: true } => {
+                        rec.history.push(entry);
+                        rec.status = StageStatus::Skipped;
+                        rec.finished_at = Some(now);
+                        let reason = format!("gave up after {attempt} attempts: {}", err.message);
+                        rec.reason = Some(reason.clone());
+                        events.push(self.event(
+                            EventName::StageSkipped,
+                            json!({ "stage": stage, "attempts": attempt, "reason": reason, "class": err.class.name() }),
+                        ));
+                    }
+                    RetryDecision::GiveUp { skip: false } => {
+                        rec.history.push(entry);
+                        rec.status = StageStatus::Failed;
+                        rec.finished_at = Some(now);
+                        let data = json!({
+                            "stage": stage, "attempts": attempt, "error": err.message, "class": err.class.name(),
+                        });
+                        events.push(self.event(EventName::StageFailed, data.clone()));
+                        self.status = RunStatus::Failed;
+                        self.finished_at = Some(now);
+                        self.reason = Some(format!("{stage} failed after {attempt} attempts: {}", err.message));
+                        events.push(self.event(EventName::RunFailed, data));
+                        return Ok(events);
+                    }
+                }
+            }
+        }
+        if self.current_stage().is_none() {
+            self.status = RunStatus::Completed;
+            self.finished_at = Some(now);
+            let skipped: Vec<Stage> =
+                self.stages.iter().filter(|r| r.status == StageStatus::Skipped).map(|r| r.stage).collect();
+            let took = now - self.created_at;
+            events.push(self.event(EventName::RunCompleted, json!({ "duration_ms": took, "skipped": skipped })));
+        }
+        Ok(events)
+    }
+
+    /// Operator or supersession cancel. A stage in flight finishes its I/O but
+    /// its outcome is refused by `finish_stage`.
+    pub fn cancel(&mut self, reason: &str, now: Millis) -> Result<Vec<EventDraft>, TransitionError> {
+        if self.status.is_terminal() {
+            return Err(TransitionError::InvalidState(self.status));
+        }
+        self.status = RunStatus::Cancelled;
+        self.finished_at = Some(now);
+        self.reason = Some(reason.to_string());
+        for rec in self.stages.iter_mut().filter(|r| matches!(r.status, StageStatus::Running | StageStatus::Retrying)) {
+            rec.status = StageStatus::Pending;
+            rec.next_at = None;
+        }
+        Ok(vec![self.event(EventName::RunCancelled, json!({ "reason": reason }))])
+    }
+
+    /// Operator retry of a failed or cancelled run: the failing stage gets a
+    /// fresh attempt budget; completed stages are kept and never run again.
+    pub fn retry(&mut self, now: Millis) -> Result<Vec<EventDraft>, TransitionError> {
+        if !matches!(self.status, RunStatus::Failed | RunStatus::Cancelled) {
+            return Err(TransitionError::InvalidState(self.status));
+        }
+        for rec in self.stages.iter_mut().filter(|r| !r.is_done()) {
+            rec.status = StageStatus::Pending;
+            rec.attempts = 0;
+            rec.next_at = None;
+            rec.finished_at = None;
+        }
+        self.status = RunStatus::Queued;
+        self.finished_at = None;
+        self.reason = None;
+        let _ = now;
+        Ok(vec![self.event(EventName::RunQueued, json!({ "version": self.version, "retry": true }))])
+    }
+
+    /// The failing stage of a failed run, for the dead-letter list.
+    pub fn failed_stage(&self) -> Option<&StageRecord> {
+        self.stages.iter().find(|r| r.status == StageStatus::Failed)
+    }
+
+    pub fn view(&self, next_alarm: Option<Millis>) -> RunView {
+        RunView {
+            id: self.id,
+            content_id: self.content_id,
+            version: self.version,
+            status: self.status,
+            stages: self.stages.iter().map(stage_view).collect(),
+            created_at: rfc3339(self.created_at),
+            finished_at: self.finished_at.map(rfc3339),
+            reason: self.reason.clone(),
+            next_alarm_at: next_alarm.map(rfc3339),
+        }
+    }
+}
+
+fn stage_view(r: &StageRecord) -> StageView {
+    let running = matches!(r.status, StageStatus::Running | StageStatus::Pending);
+    StageView {
+        name: r.stage,
+        status: r.status,
+        attempts: r.attempts,
+        started_at: r.started_at.map(rfc3339),
+        finished_at: r.finished_at.filter(|_| !running).map(rfc3339),
+        duration_ms: match (r.started_at, r.finished_at) {
+            (Some(s), Some(f)) if !running => Some(f - s),
+            _ => None,
+        },
+        error: r.error.as_ref().map(|e| StageErrorView { class: e.class.name().into(), message: e.message.clone() }),
+        next_at: r.next_at.map(rfc3339),
+        reason: r.reason.clone(),
+        history: r
+            .history
+            .iter()
+            .map(|a| AttemptView {
+                attempt: a.n,
+                started_at: rfc3339(a.started_at),
+                finished_at: rfc3339(a.finished_at),
+                duration_ms: a.finished_at - a.started_at,
+                outcome: a.outcome.clone(),
+                error: a.error.clone(),
+                backoff_ms: a.backoff_ms,
+                backoff_cap_ms: a.backoff_cap_ms,
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake clock plus a driver that plays the actor's alarm loop.
+    struct Sim {
+        now: Millis,
+        run: PipelineRun,
+        log: Vec<EventDraft>,
+    }
+
+    impl Sim {
+        fn new() -> Self {
+            let (run, ev) = PipelineRun::new(Uuid::new_v4(), Uuid::new_v4(), 1, RetryTuning::default(), 1_000);
+            Sim { now: 1_000, run, log: ev }
+        }
+
+        /// One alarm: advance to the armed time, run at most one stage.
+        fn alarm(&mut self, work: &mut dyn FnMut(Stage, u32) -> StageOutcome) -> bool {
+            let Some(at) = self.run.next_alarm(self.now) else { return false };
+            self.now = at;
+            if let Step::Execute(stage) = self.run.next_step(self.now) {
+                self.log.extend(self.run.start_stage(stage, self.now).unwrap());
+                let attempt = self.run.record(stage).attempts;
+                let out = work(stage, attempt);
+                self.now += 3;
+                self.log.extend(self.run.finish_stage(stage, out, self.now).unwrap());
+            }
+            true
+        }
+
+        fn drive(&mut self, work: &mut dyn FnMut(Stage, u32) -> StageOutcome) -> usize {
+            let mut alarms = 0;
+            while self.alarm(work) {
+                alarms += 1;
+                assert!(alarms < 1000, "runaway");
+            }
+            alarms
+        }
+
+        fn names(&self) -> Vec<&'static str> {
+            self.log.iter().map(|e| e.event.as_str()).collect()
+        }
+    }
+
+    #[test]
+    fn happy_path_runs_one_stage_per_alarm() {
+        let mut sim = Sim::new();
+        let alarms = sim.drive(&mut |_, _| Ok(()));
+        assert_eq!(alarms, 8);
+        assert_eq!(sim.run.status, RunStatus::Completed);
+        assert!(sim.run.stages.iter().all(|r| r.status == StageStatus::Completed && r.attempts == 1));
+        let names = sim.names();
+        assert_eq!(names.first(), Some(&"run.queued"));
+        assert_eq!(names.last(), Some(&"run.completed"));
+        assert_eq!(names.iter().filter(|n| **n == "stage.completed").count(), 8);
+        assert_eq!(sim.run.next_alarm(sim.now), None);
+    }
+
+    #[test]
+    fn transient_failures_retry_through_the_alarm_with_growing_caps() {
+        let mut sim = Sim::new();
+        let mut work = |s: Stage, attempt: u32| {
+            if s == Stage::Embed && attempt <= 3 { Err(StageError::transient("flaky")) } else { Ok(()) }
+        };
+        sim.drive(&mut work);
+        assert_eq!(sim.run.status, RunStatus::Completed);
+        let embed = sim.run.record(Stage::Embed);
+        assert_eq!(embed.attempts, 4);
+        let caps: Vec<u64> = embed.history.iter().filter_map(|a| a.backoff_cap_ms).collect();
+        assert_eq!(caps, [100, 200, 400]);
+        // Each retry waited for its alarm: the next attempt starts no earlier than planned.
+        for w in embed.history.windows(2) {
+            assert!(w[1].started_at >= w[0].finished_at + w[0].backoff_ms.unwrap() as i64);
+        }
+        assert_eq!(sim.names().iter().filter(|n| **n == "stage.retrying").count(), 3);
+    }
+
+    #[test]
+    fn waiting_for_backoff_does_not_execute() {
+        let mut sim = Sim::new();
+        sim.alarm(&mut |_, _| Ok(())); // validate
+        sim.alarm(&mut |_, _| Err(StageError::transient("x"))); // chunk fails once
+        let next_at = sim.run.record(Stage::Chunk).next_at.unwrap();
+        assert_eq!(sim.run.next_step(next_at - 1), Step::WaitUntil(next_at));
+        assert_eq!(sim.run.next_step(next_at), Step::Execute(Stage::Chunk));
+    }
+
+    #[test]
+    fn required_stage_exhausting_attempts_fails_the_run() {
+        let mut sim = Sim::new();
+        sim.drive(&mut |s, _| if s == Stage::Embed { Err(StageError::transient("down")) } else { Ok(()) });
+        assert_eq!(sim.run.status, RunStatus::Failed);
+        let embed = sim.run.failed_stage().unwrap();
+        assert_eq!(embed.stage, Stage::Embed);
+        assert_eq!(embed.attempts, RetryTuning::default().max_attempts);
+        assert!(sim.run.reason.as_deref().unwrap().contains("embed failed"));
+        assert_eq!(sim.names().last(), Some(&"run.failed"));
+        assert_eq!(sim.run.record(Stage::Index).status, StageStatus::Pending);
+    }
+
+    #[test]
+    fn terminal_error_fails_without_retry() {
+        let mut sim = Sim::new();
+        sim.drive(&mut |s, _| if s == Stage::Validate { Err(StageError::terminal("empty")) } else { Ok(()) });
+        assert_eq!(sim.run.status, RunStatus::Failed);
+        assert_eq!(sim.run.record(Stage::Validate).attempts, 1);
+    }
+
+    #[test]
+    fn optional_stage_is_skipped_and_run_goes_on() {
+        let mut sim = Sim::new();
+        sim.drive(&mut |s, _| if s == Stage::Analyze { Err(StageError::transient("refused")) } else { Ok(()) });
+        assert_eq!(sim.run.status, RunStatus::Completed);
+        let analyze = sim.run.record(Stage::Analyze);
+        assert_eq!(analyze.status, StageStatus::Skipped);
+        assert!(analyze.reason.as_deref().unwrap().contains("refused"));
+        assert_eq!(sim.run.record(Stage::Publish).status, StageStatus::Completed);
+        assert!(sim.names().contains(&"stage.skipped"));
+    }
+
+    #[test]
+    fn crash_mid_stage_reruns_only_that_stage() {
+        let mut sim = Sim::new();
+        sim.alarm(&mut |_, _| Ok(()));
+        // Start chunk and "crash" before finishing: persisted state is what start left.
+        let stage = match sim.run.next_step(sim.now + 1) { Step::Execute(s) => s, s => panic!("{s:?}") };
+        sim.now += 1;
+        sim.run.start_stage(stage, sim.now).unwrap();
+        let restored: PipelineRun = serde_json::from_str(&serde_json::to_string(&sim.run).unwrap()).unwrap();
+        sim.run = restored;
+        let mut ran = Vec::new();
+        sim.drive(&mut |s, _| {
+            ran.push(s);
+            Ok(())
+        });
+        assert_eq!(ran.first(), Some(&Stage::Chunk));
+        assert!(!ran.contains(&Stage::Validate), "a completed stage never runs again");
+        let chunk = sim.run.record(Stage::Chunk);
+        assert_eq!(chunk.attempts, 2);
+        assert_eq!(chunk.history[0].outcome, "interrupted");
+        assert_eq!(sim.run.status, RunStatus::Completed);
+    }
+
+    #[test]
+    fn cancel_and_retry() {
+        let mut sim = Sim::new();
+        sim.drive(&mut |s, _| if s == Stage::Index { Err(StageError::terminal("bad")) } else { Ok(()) });
+        assert_eq!(sim.run.status, RunStatus::Failed);
+        assert!(sim.run.cancel("x", sim.now).is_err(), "terminal runs cannot be cancelled");
+        sim.log.extend(sim.run.retry(sim.now).unwrap());
+        let mut ran = Vec::new();
+        sim.drive(&mut |s, _| {
+            ran.push(s);
+            Ok(())
+        });
+        assert_eq!(ran, [Stage::Index, Stage::Summarize, Stage::Extract, Stage::Analyze, Stage::Publish]);
+        assert_eq!(sim.run.status, RunStatus::Completed);
+        assert!(sim.run.retry(sim.now).is_err(), "completed runs cannot be retried");
+
+        let mut sim = Sim::new();
+        sim.alarm(&mut |_, _| Ok(()));
+        sim.log.extend(sim.run.cancel("operator", sim.now).unwrap());
+        assert_eq!(sim.run.next_alarm(sim.now), None);
+        assert_eq!(sim.names().last(), Some(&"run.cancelled"));
+        assert!(sim.run.start_stage(Stage::Chunk, sim.now).is_err());
+    }
+
+    #[test]
+    fn view_matches_contract_shape() {
+        let mut sim = Sim::new();
+        sim.drive(&mut |_, _| Ok(()));
+        let v = serde_json::to_value(sim.run.view(None)).unwrap();
+        assert_eq!(v["status"], "completed");
+        assert_eq!(v["stages"].as_array().unwrap().len(), 8);
+        assert_eq!(v["stages"][0]["name"], "validate");
+        assert_eq!(v["stages"][0]["status"], "completed");
+        assert_eq!(v["stages"][0]["attempts"], 1);
+        assert!(v["stages"][0]["duration_ms"].is_i64());
+        assert!(v["finished_at"].is_string());
+    }
+}

@@ -1,0 +1,310 @@
+//! Dense text embeddings by signed feature hashing.
+//!
+//! The offline providers need a vector per chunk for similarity search
+//! without a model, network or vocabulary file. The hashing trick gives a
+//! fixed-size vector from an open vocabulary in a single pass, and it is
+//! deterministic across runs and targets because the hash is fixed rather
+//! than std's randomly seeded `HashMap` hasher.
+//!
+//! Features (all from [`tokenize`], so they agree with keywords and
+//! summaries):
+//! - content-word stems, weight 1.0: topic words carry most of the signal
+//!   and stemming makes "cats"/"cat" identical;
+//! - bigrams of consecutive content stems within a phrase, weight 0.5:
+//!   adds some word-order/compound information ("machine learning");
+//! - boundary-marked character trigrams of each content word ("<ca", "cat",
+//!   "at>"), with a total weight of 0.3 per word (each of its `n` trigrams
+//!   gets 0.3/√n): catches variants the stemmer misses without letting
+//!   common endings dominate.
+//!
+//! Each distinct feature contributes `weight · (1 + ln tf)` (sublinear tf,
+//! so repetition helps but does not swamp), to bucket `h mod 384` with the
+//! sign taken from the top bit of `h`, so collisions cancel in expectation
+//! instead of piling up. The hash is FNV-1a 64 over a feature-kind tag byte
+//! and the feature's UTF-8 bytes (parts separated by 0xFF, which never
+//! occurs in UTF-8), finished with MurmurHash3's `fmix64` so that both the
+//! low bits (bucket) and the top bit (sign) are well mixed.
+//!
+//! The vector is L2-normalized, so [`cosine`] of two embeddings is their
+//! dot product; text without content words embeds to all zeros.
+
+use super::tokenize;
+
+/// Embedding dimension.
+pub const EMBED_DIM: usize = 384;
+
+const UNIGRAM_WEIGHT: f32 = 1.0;
+const BIGRAM_WEIGHT: f32 = 0.5;
+const TRIGRAM_WORD_WEIGHT: f32 = 0.3;
+/// Longer words only contribute trigrams from their first characters, which
+/// bounds the work for pathological "words" such as base64 blobs.
+const MAX_TRIGRAM_CHARS: usize = 32;
+
+const TAG_UNIGRAM: u8 = 1;
+const TAG_BIGRAM: u8 = 2;
+const TAG_TRIGRAM: u8 = 3;
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a 64 of `bytes`, continuing from state `h`.
+fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+/// MurmurHash3 64-bit finalizer.
+fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    h
+}
+
+/// Hash of a feature: kind tag, then parts separated by 0xFF.
+fn feature_hash(tag: u8, parts: &[&str]) -> u64 {
+    let mut h = fnv1a(FNV_OFFSET, &[tag]);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            h = fnv1a(h, &[0xFF]);
+        }
+        h = fnv1a(h, part.as_bytes());
+    }
+    fmix64(h)
+}
+
+fn push_trigrams(word: &str, feats: &mut Vec<(u64, f32)>) {
+    let mut chars: Vec<char> = Vec::with_capacity(MAX_TRIGRAM_CHARS + 2);
+    chars.push('<');
+    chars.extend(word.chars().take(MAX_TRIGRAM_CHARS));
+    chars.push('>');
+    let n = chars.len() - 2;
+    #[allow(clippy::cast_precision_loss)]
+    let weight = TRIGRAM_WORD_WEIGHT / (n as f32).sqrt();
+    let mut buf = [0u8; 12];
+    for w in chars.windows(3) {
+        let mut len = 0;
+        for c in w {
+            len += c.encode_utf8(&mut buf[len..]).len();
+        }
+        let mut h = fnv1a(FNV_OFFSET, &[TAG_TRIGRAM]);
+        h = fnv1a(h, &buf[..len]);
+        feats.push((fmix64(h), weight));
+    }
+}
+
+/// Embed `text` into a new [`EMBED_DIM`]-dimensional unit vector.
+pub fn embed(text: &str) -> Vec<f32> {
+    let mut out = vec![0.0; EMBED_DIM];
+    embed_into(text, &mut out);
+    out
+}
+
+/// Embed `text` into `out`, overwriting it.
+///
+/// `out` should have [`EMBED_DIM`] elements; other lengths do not panic but
+/// produce vectors that are not comparable with standard ones.
+pub fn embed_into(text: &str, out: &mut [f32]) {
+    out.fill(0.0);
+    if out.is_empty() {
+        return;
+    }
+    let toks = tokenize::tokens(text);
+    let mut feats: Vec<(u64, f32)> = Vec::with_capacity(toks.len() * 8);
+    let mut prev: Option<&str> = None;
+    let mut prev_end = 0usize;
+    for t in &toks {
+        if !tokenize::joins(&text[prev_end..t.start]) {
+            prev = None;
+        }
+        prev_end = t.end;
+        if !t.content {
+            continue;
+        }
+        feats.push((feature_hash(TAG_UNIGRAM, &[&t.stem]), UNIGRAM_WEIGHT));
+        if let Some(p) = prev {
+            feats.push((feature_hash(TAG_BIGRAM, &[p, &t.stem]), BIGRAM_WEIGHT));
+        }
+        prev = Some(&t.stem);
+        push_trigrams(&t.lower, &mut feats);
+    }
+
+    // Sorting (instead of a HashMap) groups equal features and fixes the
+    // floating-point summation order, which keeps output bit-identical.
+    feats.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let dim = out.len() as u64;
+    let mut i = 0;
+    while i < feats.len() {
+        let h = feats[i].0;
+        let mut mass = 0.0f32;
+        let mut tf = 0u32;
+        while i < feats.len() && feats[i].0 == h {
+            mass += feats[i].1;
+            tf += 1;
+            i += 1;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let tf_f = tf as f32;
+        let value = mass / tf_f * (1.0 + tf_f.ln());
+        #[allow(clippy::cast_possible_truncation)]
+        let bucket = (h % dim) as usize;
+        if h >> 63 == 1 {
+            out[bucket] -= value;
+        } else {
+            out[bucket] += value;
+        }
+    }
+
+    let norm = out.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 && norm.is_finite() {
+        out.iter_mut().for_each(|x| *x /= norm);
+    } else {
+        out.fill(0.0);
+    }
+}
+
+/// Cosine similarity of two vectors, in [-1, 1].
+///
+/// For embeddings from [`embed`] (unit length) this equals the dot product;
+/// the norms are still divided out so other vectors work too. Zero vectors
+/// score 0. Extra elements of the longer slice are ignored.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let (mut dot, mut na, mut nb) = (0.0f32, 0.0f32, 0.0f32);
+    for (x, y) in a.iter().zip(b) {
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    let denom = na.sqrt() * nb.sqrt();
+    if denom > 0.0 && denom.is_finite() && dot.is_finite() {
+        (dot / denom).clamp(-1.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sim(a: &str, b: &str) -> f32 {
+        cosine(&embed(a), &embed(b))
+    }
+
+    fn norm(v: &[f32]) -> f32 {
+        v.iter().map(|x| x * x).sum::<f32>().sqrt()
+    }
+
+    #[test]
+    fn fnv1a_matches_reference_vectors() {
+        assert_eq!(fnv1a(FNV_OFFSET, b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(FNV_OFFSET, b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(FNV_OFFSET, b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn dimension_and_unit_norm() {
+        let v = embed("Radioactivity was studied by Marie Curie in Paris.");
+        assert_eq!(v.len(), EMBED_DIM);
+        assert!((norm(&v) - 1.0).abs() < 1e-5);
+        assert!(v.iter().all(|x| x.is_finite()));
+    }
+
+    #[test]
+    fn empty_and_stopword_text_is_zero() {
+        for text in ["", "   ", "the and of it", "!!! ...", "42 1891"] {
+            let v = embed(text);
+            assert_eq!(v.len(), EMBED_DIM);
+            assert!(v.iter().all(|&x| x == 0.0), "{text:?}");
+            assert_eq!(cosine(&v, &v), 0.0);
+        }
+    }
+
+    #[test]
+    fn deterministic_and_identical_texts_score_one() {
+        let text = "Rust compiles to WebAssembly for Cloudflare Workers.";
+        let a = embed(text);
+        let b = embed(text);
+        assert_eq!(a, b);
+        assert!((cosine(&a, &b) - 1.0).abs() < 1e-5);
+        // embed_into overwrites stale contents.
+        let mut buf = vec![7.0; EMBED_DIM];
+        embed_into(text, &mut buf);
+        assert_eq!(buf, a);
+    }
+
+    #[test]
+    fn golden_output_is_stable() {
+        // Pins the hash scheme: changing it silently would invalidate every
+        // stored vector.
+        let v = embed("cat");
+        let nonzero: Vec<usize> = v.iter().enumerate().filter(|(_, x)| **x != 0.0).map(|(i, _)| i).collect();
+        assert_eq!(nonzero.len(), 4, "one unigram and three trigrams");
+        let u = feature_hash(TAG_UNIGRAM, &["cat"]);
+        let idx = usize::try_from(u % EMBED_DIM as u64).unwrap();
+        assert!(nonzero.contains(&idx));
+    }
+
+    #[test]
+    fn case_and_number_variants_match() {
+        assert!(sim("The CATS chase mice", "the cat chases mice") > 0.9);
+        assert!(sim("Running servers", "run server") > 0.85);
+        assert!(sim("DATABASE", "databases") > 0.85);
+    }
+
+    #[test]
+    fn related_texts_beat_unrelated_by_a_margin() {
+        let cases = [
+            (
+                "The cat sat on the mat and purred at the kittens.",
+                "A kitten and a cat were sitting on mats, purring.",
+                "Interest rates rose as the central bank fought inflation.",
+            ),
+            (
+                "Marie Curie discovered radium and polonium through research on radioactivity.",
+                "Curie's research into radioactive elements like radium won her a Nobel Prize.",
+                "The football team won the championship after a penalty shootout.",
+            ),
+            (
+                "Durable Objects give each actor a single-threaded home with storage.",
+                "An actor lives in a durable object that owns its storage and runs single threaded.",
+                "Bake the bread at high heat until the crust turns golden brown.",
+            ),
+            (
+                "Stock markets fell sharply as investors sold technology shares.",
+                "Technology stocks dropped while investors sold shares across markets.",
+                "Hikers climbed the mountain trail to see the alpine lake.",
+            ),
+        ];
+        for (a, related, unrelated) in cases {
+            let r = sim(a, related);
+            let u = sim(a, unrelated);
+            assert!(r > u + 0.2, "related {r} vs unrelated {u} for {a:?}");
+            assert!(r > 0.25, "related {r} for {a:?}");
+            assert!(u.abs() < 0.2, "unrelated {u} for {a:?}");
+        }
+    }
+
+    #[test]
+    fn cosine_handles_mismatched_and_zero_vectors() {
+        assert_eq!(cosine(&[], &[]), 0.0);
+        assert_eq!(cosine(&[1.0, 0.0], &[0.0, 0.0]), 0.0);
+        assert!((cosine(&[3.0, 4.0], &[6.0, 8.0, 100.0]) - 1.0).abs() < 1e-6);
+        assert!((cosine(&[1.0, 0.0], &[-1.0, 0.0]) + 1.0).abs() < 1e-6);
+        assert_eq!(cosine(&[f32::NAN], &[1.0]), 0.0);
+    }
+
+    #[test]
+    fn odd_output_lengths_do_not_panic() {
+        let mut empty: [f32; 0] = [];
+        embed_into("hello world", &mut empty);
+        let mut small = [1.0f32; 3];
+        embed_into("hello world", &mut small);
+        assert!((norm(&small) - 1.0).abs() < 1e-5);
+    }
+}

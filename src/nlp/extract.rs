@@ -1,0 +1,641 @@
+//! Keyword and named-entity extraction.
+//!
+//! Both are heuristics tuned for tagging and search facets, where a cheap,
+//! explainable, deterministic answer beats a model that cannot run inside a
+//! Worker.
+//!
+//! Keywords: candidates are content-word stems and two-word phrases of
+//! adjacent content words (no punctuation between them). Grouping by stem
+//! merges "model"/"models"; the surface form shown is the one seen most.
+//! A candidate scores `tf × (1 + 0.5 × (1 − first_offset / len))`, i.e. term
+//! frequency with a boost for terms introduced early, where documents put
+//! their subject; phrases must repeat to count and get ×1.5, since a
+//! repeated phrase is more specific than either of its words. A candidate
+//! whose stems are all already covered by better keywords is skipped, so
+//! "machine learning" does not also produce "learning".
+//!
+//! Entities: capitalization is the only strong signal available without a
+//! model, so an entity is a run of capitalized words, optionally joined by
+//! name particles ("of", "de", "van"). The first word of a sentence is
+//! capitalized anyway, so it only counts when the same word is capitalized
+//! mid-sentence elsewhere or is a known name. The kind comes from cues in
+//! priority order: organization words anywhere in the name, a title before
+//! or a speech verb after (person), gazetteers and geographic head words
+//! (place), known given names (person), a locative preposition before
+//! (place), short all-caps acronyms (organization). Cues vote across all
+//! mentions of the same name.
+
+use std::collections::{HashMap, HashSet};
+
+use super::tokenize::{self, Token};
+
+/// Countries, continents and nations, lowercase and sorted.
+const COUNTRIES: &[&str] = &[
+    "afghanistan", "africa", "albania", "algeria", "america", "antarctica", "argentina",
+    "armenia", "asia", "australia", "austria", "bangladesh", "belgium", "bolivia", "brazil",
+    "bulgaria", "cambodia", "canada", "chile", "china", "colombia", "croatia", "cuba",
+    "czechia", "denmark", "ecuador", "egypt", "england", "estonia", "ethiopia", "europe",
+    "finland", "france", "germany", "ghana", "greece", "hungary", "iceland", "india",
+    "indonesia", "iran", "iraq", "ireland", "israel", "italy", "japan", "jordan", "kenya",
+    "korea", "latvia", "lebanon", "libya", "lithuania", "malaysia", "mexico", "morocco",
+    "nepal", "netherlands", "new zealand", "nigeria", "north korea", "norway", "pakistan",
+    "peru", "philippines", "poland", "portugal", "romania", "russia", "saudi arabia",
+    "scotland", "serbia", "singapore", "slovakia", "slovenia", "south africa", "south korea",
+    "spain", "sri lanka", "sudan", "sweden", "switzerland", "syria", "taiwan", "tanzania",
+    "thailand", "tunisia", "turkey", "uganda", "uk", "ukraine", "united kingdom", 
+    "united states", "uruguay", "us", "usa", "venezuela", "vietnam", "wales", "yemen", "zimbabwe"
+];
+
+/// Large cities, lowercase and sorted.
+const CITIES: &[&str] = &[
+    "amsterdam", "athens", "atlanta", "bangkok", "barcelona", "beijing", "berlin", "bogota",
+    "boston", "brussels", "budapest", "buenos aires", "cairo", "chicago", "copenhagen", "delhi",
+    "dhaka", "dubai", "dublin", "edinburgh", "geneva", "hanoi", "havana", "helsinki", 
+    "hong kong", "istanbul", "jakarta", "johannesburg", "karachi", "kiev", "krakow", "kyiv", "lagos",
+    "lahore", "lima", "lisbon", "london", "los angeles", "lyon", "madrid", "manila",
+    "marseille", "melbourne", "mexico city", "miami", "milan", "montreal", "moscow", "mumbai",
+    "munich", "nairobi", "new york", "osaka", "oslo", "paris", "prague", "rio de janeiro",
+    "rome", "san francisco", "santiago", "seattle", "seoul", "shanghai", "singapore",
+    "stockholm", "sydney", "tehran", "tokyo", "toronto", "vancouver", "vienna", "warsaw",
+    "washington", "zurich"
+];
+
+/// Common given names, lowercase and sorted; a run starting with one is a person.
+const FIRST_NAMES: &[&str] = &[
+    "ada", "adam", "ahmed", "alan", "albert", "alex", "alexander", "alice", "ana", "andrew",
+    "anna", "anne", "barbara", "ben", "carlos", "charles", "charlotte", "chris", "daniel",
+    "david", "elizabeth", "emily", "emma", "fatima", "george", "grace", "hannah", "harry",
+    "helen", "henry", "hiroshi", "isaac", "isabella", "jack", "james", "jane", "jean",
+    "jennifer", "john", "joseph", "juan", "julia", "karen", "laura", "li", "liam", "linda",
+    "lisa", "lucas", "ludwig", "luis", "maria", "marie", "mark", "mary", "michael", "mohammed",
+    "muhammad", "nicolas", "noah", "olivia", "paul", "peter", "pierre", "richard", "robert",
+    "sarah", "sofia", "sophie", "steven", "susan", "thomas", "wei", "william", "wolfgang",
+    "yuki"
+];
+
+/// Words that make a name an organization wherever they appear in it.
+const ORG_WORDS: &[&str] = &[
+    "academy", "agency", "airlines", "association", "bank", "bureau", "co", "college",
+    "commission", "committee", "company", "corp", "corporation", "council", "department",
+    "federation", "foundation", "gmbh", "group", "holdings", "hospital", "inc", "incorporated",
+    "industries", "institute", "laboratories", "laboratory", "labs", "llc", "ltd", "ministry",
+    "museum", "organisation", "organization", "partners", "party", "plc", "press", "school",
+    "society", "technologies", "union", "university"
+];
+
+/// Geographic head words ("Hudson River", "Mount Everest").
+const PLACE_WORDS: &[&str] = &[
+    "avenue", "bay", "beach", "canyon", "city", "coast", "county", "desert", "falls", "forest",
+    "gulf", "harbor", "harbour", "island", "islands", "kingdom", "lake", "mount", "mountain",
+    "mountains", "ocean", "peninsula", "province", "region", "republic", "river", "road", "sea",
+    "states", "street", "valley"
+];
+
+/// Personal titles; the name after one is a person. Not part of the name.
+const TITLES: &[&str] = &[
+    "dame", "doctor", "dr", "judge", "king", "lady", "lord", "madam", "miss", "mr", "mrs", "ms",
+    "pope", "president", "prince", "princess", "prof", "professor", "queen", "rev", "saint",
+    "senator", "sir"
+];
+
+/// Lowercase particles allowed inside a name ("University of Paris", "Ludwig van Beethoven").
+const CONNECTORS: &[&str] = &[
+    "al", "bin", "da", "de", "del", "della", "der", "des", "di", "du", "el", "la", "le", "of",
+    "the", "van", "von", "y"
+];
+
+/// Capitalized but never entities in this sense.
+const CALENDAR: &[&str] = &[
+    "april", "august", "december", "february", "friday", "january", "july", "june", "march",
+    "monday", "november", "october", "saturday", "september", "sunday", "thursday", "tuesday",
+    "wednesday"
+];
+
+/// Verbs that, right after a name, indicate a person.
+const PERSON_VERBS: &[&str] = &[
+    "argued", "explained", "married", "said", "says", "told", "wrote"
+];
+
+/// Prepositions that, right before a name, suggest a place.
+const PLACE_PREPOSITIONS: &[&str] = &[
+    "at", "from", "in", "near"
+];
+
+/// A keyword or key phrase with its relative importance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Keyword {
+    /// Lowercase surface form ("machine learning", "models").
+    pub term: String,
+    /// Score relative to the best keyword, in (0, 1].
+    pub score: f32,
+}
+
+/// The kind of a named entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntityKind {
+    Person,
+    Organization,
+    Place,
+    Other,
+}
+
+impl EntityKind {
+    /// Lowercase name, for serialization by callers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::Person => "person",
+            EntityKind::Organization => "organization",
+            EntityKind::Place => "place",
+            EntityKind::Other => "other",
+        }
+    }
+}
+
+/// A named entity and how often it is mentioned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entity {
+    /// The name as written, without titles or possessive "'s".
+    pub text: String,
+    pub kind: EntityKind,
+    pub count: u32,
+}
+
+const POSITION_BOOST: f32 = 0.5;
+const PHRASE_FACTOR: f32 = 1.5;
+const MIN_PHRASE_TF: u32 = 2;
+/// Longest capitalized run taken as one name; longer runs are usually
+/// Title Case headings, not names.
+const MAX_NAME_WORDS: usize = 6;
+
+fn in_list(list: &[&str], word: &str) -> bool {
+    list.binary_search(&word).is_ok()
+}
+
+struct Candidate<'a> {
+    stems: Vec<&'a str>,
+    tf: u32,
+    first: usize,
+    surfaces: HashMap<String, u32>,
+}
+
+impl Candidate<'_> {
+    /// Most frequent surface form; ties go to the alphabetically first.
+    fn surface(&self) -> String {
+        self.surfaces
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(s, _)| s.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn add_candidate<'a>(
+    cands: &mut HashMap<String, Candidate<'a>>,
+    key: String,
+    stems: Vec<&'a str>,
+    surface: String,
+    start: usize,
+) {
+    let c = cands.entry(key).or_insert_with(|| Candidate {
+        stems,
+        tf: 0,
+        first: start,
+        surfaces: HashMap::new(),
+    });
+    c.tf += 1;
+    *c.surfaces.entry(surface).or_insert(0) += 1;
+}
+
+/// The `k` most important keywords and key phrases of `text`, best first.
+pub fn keywords(text: &str, k: usize) -> Vec<Keyword> {
+    if k == 0 {
+        return Vec::new();
+    }
+    let toks = tokenize::tokens(text);
+    let mut cands: HashMap<String, Candidate> = HashMap::new();
+    for (i, t) in toks.iter().enumerate() {
+        if !t.content {
+            continue;
+        }
+        add_candidate(&mut cands, t.stem.clone(), vec![t.stem.as_str()], t.lower.clone(), t.start);
+        if let Some(next) = toks.get(i + 1) {
+            if next.content && tokenize::joins(&text[t.end..next.start]) {
+                add_candidate(
+                    &mut cands,
+                    format!("{} {}", t.stem, next.stem),
+                    vec![t.stem.as_str(), next.stem.as_str()],
+                    format!("{} {}", t.lower, next.lower),
+                    t.start,
+                );
+            }
+        }
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    let len = text.len().max(1) as f32;
+    let mut scored: Vec<(f32, String, Vec<&str>)> = cands
+        .into_values()
+        .filter(|c| c.stems.len() == 1 || c.tf >= MIN_PHRASE_TF)
+        .map(|c| {
+            #[allow(clippy::cast_precision_loss)]
+            let boost = 1.0 + POSITION_BOOST * (1.0 - c.first as f32 / len);
+            let factor = if c.stems.len() > 1 { PHRASE_FACTOR } else { 1.0 };
+            #[allow(clippy::cast_precision_loss)]
+            let score = c.tf as f32 * boost * factor;
+            (score, c.surface(), c.stems)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+
+    let mut covered: HashSet<&str> = HashSet::new();
+    let mut out = Vec::new();
+    let top = scored.first().map_or(1.0, |s| s.0);
+    for (score, term, stems) in scored {
+        if out.len() == k {
+            break;
+        }
+        if stems.iter().all(|s| covered.contains(s)) {
+            continue;
+        }
+        covered.extend(stems.iter().copied());
+        out.push(Keyword { term, score: score / top });
+    }
+    out
+}
+
+/// Per-token facts used while scanning for names.
+struct NameToken<'a> {
+    /// Surface text without a possessive "'s".
+    base: &'a str,
+    /// Lowercase of `base`.
+    lower: &'a str,
+    possessive: bool,
+    capitalized: bool,
+    sentence_initial: bool,
+}
+
+fn strip_possessive(s: &str) -> (&str, bool) {
+    for suffix in ["'s", "\u{2019}s", "'S"] {
+        if let Some(base) = s.strip_suffix(suffix) {
+            if !base.is_empty() {
+                return (base, true);
+            }
+        }
+    }
+    (s, false)
+}
+
+fn is_gazetteer_name(lower: &str) -> bool {
+    in_list(COUNTRIES, lower) || in_list(CITIES, lower) || in_list(FIRST_NAMES, lower)
+}
+
+fn name_tokens<'a>(text: &'a str, toks: &'a [Token]) -> Vec<NameToken<'a>> {
+    let mut initial = vec![false; toks.len()];
+    let mut ti = 0usize;
+    for (s, _) in tokenize::sentences(text) {
+        while ti < toks.len() && toks[ti].start < s {
+            ti += 1;
+        }
+        if let Some(flag) = initial.get_mut(ti) {
+            *flag = true;
+        }
+    }
+    toks.iter()
+        .zip(initial)
+        .map(|(t, sentence_initial)| {
+            let (base, possessive) = strip_possessive(&text[t.start..t.end]);
+            let (lower, _) = strip_possessive(&t.lower);
+            let capitalized = base.chars().next().is_some_and(char::is_uppercase)
+                && base.chars().nth(1).is_some()
+                && !tokenize::is_stopword(lower)
+                && !in_list(CALENDAR, lower)
+                && !in_list(TITLES, lower);
+            NameToken { base, lower, possessive, capitalized, sentence_initial }
+        })
+        .collect()
+}
+
+/// Kind suggested by one mention: the run `toks[first..=last]`.
+fn mention_kind(text: &str, toks: &[Token], names: &[NameToken], first: usize, last: usize) -> EntityKind {
+    let words: Vec<&str> = (first..=last)
+        .filter(|&i| names[i].capitalized)
+        .map(|i| names[i].lower)
+        .collect();
+    let full = words.join(" ");
+    let gap_before = first
+        .checked_sub(1)
+        .map(|p| (p, &text[toks[p].end..toks[first].start]));
+    let title_before = gap_before.is_some_and(|(p, gap)| {
+        in_list(TITLES, names[p].lower) && matches!(gap.trim_start_matches('.').trim(), "")
+            && !gap.is_empty()
+    });
+    let prep_before = gap_before
+        .is_some_and(|(p, gap)| tokenize::joins(gap) && in_list(PLACE_PREPOSITIONS, &toks[p].lower));
+    let verb_after = toks.get(last + 1).is_some_and(|n| {
+        !names[last].possessive
+            && tokenize::joins(&text[toks[last].end..n.start])
+            && in_list(PERSON_VERBS, &n.lower)
+    });
+    let single = first == last;
+    let base = names[first].base;
+    let acronym = single
+        && (2..=5).contains(&base.chars().count())
+        && base.chars().all(|c| c.is_ascii_uppercase());
+
+    if words.iter().any(|w| in_list(ORG_WORDS, w)) {
+        EntityKind::Organization
+    } else if title_before || verb_after {
+        EntityKind::Person
+    } else if in_list(COUNTRIES, &full)
+        || in_list(CITIES, &full)
+        || words.iter().any(|w| in_list(PLACE_WORDS, w))
+    {
+        EntityKind::Place
+    } else if words.first().is_some_and(|w| in_list(FIRST_NAMES, w)) {
+        EntityKind::Person
+    } else if prep_before {
+        EntityKind::Place
+    } else if acronym {
+        EntityKind::Organization
+    } else {
+        EntityKind::Other
+    }
+}
+
+#[derive(Default)]
+struct Mentions {
+    count: u32,
+    /// Votes for Person, Organization, Place.
+    votes: [u32; 3],
+}
+
+/// The `k` most mentioned named entities of `text`, most frequent first.
+pub fn entities(text: &str, k: usize) -> Vec<Entity> {
+    if k == 0 {
+        return Vec::new();
+    }
+    let toks = tokenize::tokens(text);
+    let names = name_tokens(text, &toks);
+    let n = toks.len();
+    let seen_mid_sentence: HashSet<&str> = names
+        .iter()
+        .filter(|t| t.capitalized && !t.sentence_initial)
+        .map(|t| t.base)
+        .collect();
+    let joined = |a: usize, b: usize| tokenize::joins(&text[toks[a].end..toks[b].start]);
+
+    let mut found: HashMap<String, Mentions> = HashMap::new();
+    let mut i = 0usize;
+    while i < n {
+        let t = &names[i];
+        let eligible = t.capitalized
+            && (!t.sentence_initial || seen_mid_sentence.contains(t.base) || is_gazetteer_name(t.lower));
+        if !eligible {
+            i += 1;
+            continue;
+        }
+        let mut last = i;
+        let mut words = 1usize;
+        while !names[last].possessive && words < MAX_NAME_WORDS {
+            let next = last + 1;
+            if next < n && names[next].capitalized && joined(last, next) {
+                last = next;
+                words += 1;
+                continue;
+            }
+            // Up to two particles followed by a capitalized word.
+            let mut j = next;
+            while j < n && j - next < 2 && in_list(CONNECTORS, &toks[j].lower) && joined(j - 1, j) {
+                j += 1;
+            }
+            if j > next && j < n && names[j].capitalized && joined(j - 1, j) {
+                last = j;
+                words += 1;
+                continue;
+            }
+            break;
+        }
+
+        let mut name = String::from(names[i].base);
+        for p in i + 1..=last {
+            let gap = &text[toks[p - 1].end..toks[p].start];
+            if gap.chars().any(char::is_whitespace) || gap.is_empty() {
+                name.push(' ');
+            } else {
+                name.push_str(gap);
+            }
+            name.push_str(names[p].base);
+        }
+        let kind = mention_kind(text, &toks, &names, i, last);
+        let entry = found.entry(name).or_default();
+        entry.count += 1;
+        match kind {
+            EntityKind::Person => entry.votes[0] += 1,
+            EntityKind::Organization => entry.votes[1] += 1,
+            EntityKind::Place => entry.votes[2] += 1,
+            EntityKind::Other => {}
+        }
+        i = last + 1;
+    }
+
+    let mut list: Vec<Entity> = found
+        .iter()
+        .map(|(text, m)| {
+            let best = m.votes.iter().copied().max().unwrap_or(0);
+            // Ties resolve Person > Organization > Place.
+            let kind = match m.votes.iter().position(|&v| v == best && v > 0) {
+                Some(0) => EntityKind::Person,
+                Some(1) => EntityKind::Organization,
+                Some(2) => EntityKind::Place,
+                _ => EntityKind::Other,
+            };
+            Entity { text: text.clone(), kind, count: m.count }
+        })
+        .collect();
+    resolve_surnames(&mut list);
+    list.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.text.cmp(&b.text)));
+    list.truncate(k);
+    list
+}
+
+/// Use surname back-references: "Marie Curie" … "Curie" marks both as
+/// people when nothing else classified them, and a surname that belongs to
+/// exactly one full name is counted as a mention of it.
+fn resolve_surnames(list: &mut Vec<Entity>) {
+    let singles: HashSet<String> = list
+        .iter()
+        .filter(|e| !e.text.contains(' '))
+        .map(|e| e.text.clone())
+        .collect();
+    let mut surnames: HashSet<String> = HashSet::new();
+    for e in list.iter_mut() {
+        let words: Vec<&str> = e.text.split(' ').collect();
+        let plain = (2..=3).contains(&words.len())
+            && words.iter().all(|w| w.chars().next().is_some_and(char::is_uppercase));
+        let Some(&surname) = words.last() else { continue };
+        if plain && singles.contains(surname) && matches!(e.kind, EntityKind::Person | EntityKind::Other) {
+            e.kind = EntityKind::Person;
+            surnames.insert(surname.to_string());
+        }
+    }
+    let mut merged: Vec<(String, u32)> = Vec::new();
+    for e in list.iter_mut() {
+        if surnames.contains(&e.text) && e.kind == EntityKind::Other {
+            e.kind = EntityKind::Person;
+        }
+    }
+    for surname in &surnames {
+        let suffix = format!(" {surname}");
+        let owners: Vec<usize> = list
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.kind == EntityKind::Person && e.text.ends_with(&suffix))
+            .map(|(i, _)| i)
+            .collect();
+        if let [owner] = owners[..] {
+            if let Some(single) = list.iter().position(|e| &e.text == surname) {
+                let count = list[single].count;
+                merged.push((list[owner].text.clone(), count));
+                list[single].count = 0;
+            }
+        }
+    }
+    for (text, count) in merged {
+        if let Some(e) = list.iter_mut().find(|e| e.text == text) {
+            e.count += count;
+        }
+    }
+    list.retain(|e| e.count > 0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CURIE: &str = "Marie Curie was a physicist and chemist who conducted pioneering research \
+        on radioactivity. Born in Warsaw, Poland, she moved to France in 1891 to study at the \
+        University of Paris. There she met Pierre Curie, a professor of physics. Together they \
+        discovered polonium, which she named after Poland, and radium. Marie Curie later became \
+        the first woman to win a Nobel Prize. Dr. Curie also founded the Radium Institute in Paris.";
+
+    const ML: &str = "Machine learning models learn patterns from data. Training a machine \
+        learning model requires labeled data and careful evaluation. Models that overfit the \
+        training data generalize poorly. Regularization helps models generalize to new data.";
+
+    fn find<'a>(list: &'a [Entity], text: &str) -> Option<&'a Entity> {
+        list.iter().find(|e| e.text == text)
+    }
+
+    #[test]
+    fn lists_are_sorted() {
+        for list in [
+            COUNTRIES, CITIES, FIRST_NAMES, ORG_WORDS, PLACE_WORDS, TITLES, CONNECTORS, CALENDAR,
+            PERSON_VERBS, PLACE_PREPOSITIONS,
+        ] {
+            assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
+        }
+    }
+
+    #[test]
+    fn keywords_of_known_text() {
+        let kws = keywords(ML, 6);
+        let terms: Vec<&str> = kws.iter().map(|k| k.term.as_str()).collect();
+        // Both occur four times; "models" appears first.
+        assert_eq!(terms[..2], ["models", "data"], "{kws:?}");
+        for expected in ["data", "models", "machine learning", "training", "generalize"] {
+            assert!(terms.contains(&expected), "missing {expected}: {kws:?}");
+        }
+        // "learning" and "machine" are covered by the phrase.
+        assert!(!terms.contains(&"learning") && !terms.contains(&"machine"));
+        assert!((kws[0].score - 1.0).abs() < 1e-6);
+        assert!(kws.windows(2).all(|w| w[0].score >= w[1].score));
+        assert!(kws.iter().all(|k| k.score > 0.0 && k.score <= 1.0));
+    }
+
+    #[test]
+    fn keywords_merge_stems_and_pick_common_surface() {
+        let kws = keywords("Servers crash. The server restarts. Servers recover.", 3);
+        assert_eq!(kws[0], Keyword { term: "servers".into(), score: 1.0 });
+        assert_eq!(kws.len(), 3);
+    }
+
+    #[test]
+    fn keywords_edge_cases() {
+        assert!(keywords("", 5).is_empty());
+        assert!(keywords("the of and", 5).is_empty());
+        assert!(keywords(ML, 0).is_empty());
+        assert_eq!(keywords(ML, 2).len(), 2);
+        assert_eq!(keywords(ML, 5), keywords(ML, 5));
+    }
+
+    #[test]
+    fn keyword_ties_break_by_term() {
+        let kws = keywords("zebra apple", 2);
+        // "zebra" is earlier, so it wins on position; same-position ties are
+        // impossible, but equal scores must still order by term.
+        assert_eq!(kws[0].term, "zebra");
+        let kws = keywords("alpha. beta.", 5);
+        assert_eq!(kws.len(), 2);
+    }
+
+    #[test]
+    fn entities_of_known_passage() {
+        let ents = entities(CURIE, 20);
+        let curie = find(&ents, "Marie Curie").expect("Marie Curie");
+        assert_eq!(curie.kind, EntityKind::Person);
+        assert_eq!(curie.count, 2);
+        let paris_u = find(&ents, "University of Paris").expect("University of Paris");
+        assert_eq!(paris_u.kind, EntityKind::Organization);
+        let poland = find(&ents, "Poland").expect("Poland");
+        assert_eq!(poland.kind, EntityKind::Place);
+        assert_eq!(poland.count, 2);
+        assert_eq!(find(&ents, "Warsaw").map(|e| e.kind), Some(EntityKind::Place));
+        assert_eq!(find(&ents, "Pierre Curie").map(|e| e.kind), Some(EntityKind::Person));
+        assert_eq!(find(&ents, "Radium Institute").map(|e| e.kind), Some(EntityKind::Organization));
+        assert_eq!(find(&ents, "Curie").map(|e| e.kind), Some(EntityKind::Person));
+        // Sentence-initial common words are not entities.
+        assert!(find(&ents, "Together").is_none());
+        assert!(find(&ents, "Born").is_none());
+        assert!(find(&ents, "Dr").is_none());
+        // Sorted by count desc, then text.
+        assert!(ents
+            .windows(2)
+            .all(|w| w[0].count > w[1].count || (w[0].count == w[1].count && w[0].text < w[1].text)));
+        assert_eq!(entities(CURIE, 2).len(), 2);
+    }
+
+    #[test]
+    fn entity_kind_cues() {
+        let text = "Yesterday Mr. Smith joined Acme Corp in Springfield. Ms. Jones said the \
+            deal with NASA was good. Later Smith flew to the Hudson River.";
+        let ents = entities(text, 10);
+        assert_eq!(find(&ents, "Smith").map(|e| (e.kind, e.count)), Some((EntityKind::Person, 2)));
+        assert_eq!(find(&ents, "Jones").map(|e| e.kind), Some(EntityKind::Person));
+        assert_eq!(find(&ents, "Acme Corp").map(|e| e.kind), Some(EntityKind::Organization));
+        assert_eq!(find(&ents, "Springfield").map(|e| e.kind), Some(EntityKind::Place));
+        assert_eq!(find(&ents, "NASA").map(|e| e.kind), Some(EntityKind::Organization));
+        assert_eq!(find(&ents, "Hudson River").map(|e| e.kind), Some(EntityKind::Place));
+        assert!(find(&ents, "Yesterday").is_none());
+    }
+
+    #[test]
+    fn surnames_merge_into_a_unique_full_name() {
+        let text = "We met Grace Hopper at the lab. Later, Hopper explained compilers.";
+        let ents = entities(text, 5);
+        assert_eq!(
+            ents,
+            vec![Entity { text: "Grace Hopper".into(), kind: EntityKind::Person, count: 2 }]
+        );
+    }
+
+    #[test]
+    fn particles_and_possessives() {
+        let text = "Music by Ludwig van Beethoven moved us. We read Beethoven's letters.";
+        let ents = entities(text, 5);
+        assert_eq!(find(&ents, "Ludwig van Beethoven").map(|e| e.kind), Some(EntityKind::Person));
+        // "of" alone without a capitalized word after it does not join.
+        let ents = entities("We spoke with Paris of course.", 5);
+        assert_eq!(find(&ents, "Paris").map(|e| e.kind), Some(EntityKind::Place));
+        assert_eq!(EntityKind::Place.as_str(), "place");
+    }
+}

@@ -1,0 +1,611 @@
+//! The wire protocol: the single source of truth for every shape a client sees.
+//!
+//! REST payloads, the WebSocket frames and the event names live here and nowhere
+//! else. Domain state machines use these enums directly, so a renamed variant is
+//! a compile error rather than a silent contract break. `web/protocol.js` is
+//! checked against this file by a test.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+// ---------------------------------------------------------------- pipeline
+
+/// The pipeline's stages, in order (contract: stage names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Validate,
+    Chunk,
+    Embed,
+    Index,
+    Summarize,
+    Extract,
+    Analyze,
+    Publish,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 8] = [
+        Stage::Validate,
+        Stage::Chunk,
+        Stage::Embed,
+        Stage::Index,
+        Stage::Summarize,
+        Stage::Extract,
+        Stage::Analyze,
+        Stage::Publish,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Validate => "validate",
+            Stage::Chunk => "chunk",
+            Stage::Embed => "embed",
+            Stage::Index => "index",
+            Stage::Summarize => "summarize",
+            Stage::Extract => "extract",
+            Stage::Analyze => "analyze",
+            Stage::Publish => "publish",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Stage::ALL.iter().position(|s| *s == self).unwrap_or(0)
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Stage {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Stage::ALL.into_iter().find(|st| st.as_str() == s).ok_or(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    Pending,
+    Running,
+    Retrying,
+    Completed,
+    Skipped,
+    Failed,
+}
+
+/// How a stage error should be treated by the retry engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "class")]
+pub enum ErrorClass {
+    Transient,
+    Terminal,
+    RateLimited { retry_after_ms: u64 },
+}
+
+impl ErrorClass {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::Terminal => "terminal",
+            ErrorClass::RateLimited { .. } => "rate_limited",
+        }
+    }
+}
+
+/// The last error of a stage, as shown in the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageErrorView {
+    pub class: String,
+    pub message: String,
+}
+
+/// One past attempt of a stage: what the journal keeps to show retries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptView {
+    pub attempt: u32,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: i64,
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Wait before the next attempt, and the ceiling the jitter drew it from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_cap_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageView {
+    pub name: Stage,
+    pub status: StageStatus,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<StageErrorView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<AttemptView>,
+}
+
+/// `GET /api/runs/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunView {
+    pub id: Uuid,
+    pub content_id: Uuid,
+    pub version: u32,
+    pub status: RunStatus,
+    pub stages: Vec<StageView>,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_alarm_at: Option<String>,
+}
+
+// ---------------------------------------------------------------- content
+
+/// `POST /api/content` and `PUT /api/content/{id}` bodies. Unknown fields are
+/// rejected so a typo ("titel") is an error, not silently dropped data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentInput {
+    pub title: String,
+    pub body: String,
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub author: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Links {
+    pub content: String,
+    pub run: String,
+}
+
+/// The `202` answer to a submission.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub content_id: Uuid,
+    pub version: u32,
+    pub run_id: Uuid,
+    pub links: Links,
+}
+
+impl Accepted {
+    pub fn new(content_id: Uuid, version: u32, run_id: Uuid) -> Self {
+        Accepted {
+            content_id,
+            version,
+            run_id,
+            links: Links {
+                content: format!("/api/content/{content_id}"),
+                run: format!("/api/runs/{run_id}"),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentStatus {
+    Processing,
+    Indexed,
+    Failed,
+}
+
+impl ContentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentStatus::Processing => "processing",
+            ContentStatus::Indexed => "indexed",
+            ContentStatus::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Keyword {
+    pub term: String,
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    pub text: String,
+    pub kind: String,
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sentiment {
+    pub score: f32,
+    pub label: String,
+}
+
+/// One version in a content item's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionView {
+    pub version: u32,
+    pub run_id: Uuid,
+    pub title: String,
+    pub created_at: String,
+    pub status: ContentStatus,
+}
+
+/// `GET /api/content/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentView {
+    pub id: Uuid,
+    pub version: u32,
+    pub title: String,
+    pub body: String,
+    pub category: Option<String>,
+    pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    pub status: ContentStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entities: Option<Vec<Entity>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keywords: Option<Vec<Keyword>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sentiment: Option<Sentiment>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<u32>,
+    pub runs: Vec<Uuid>,
+    pub versions: Vec<VersionView>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+// ---------------------------------------------------------------- events
+
+/// Event names (contract).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventName {
+    #[serde(rename = "run.queued")]
+    RunQueued,
+    #[serde(rename = "stage.started")]
+    StageStarted,
+    #[serde(rename = "stage.completed")]
+    StageCompleted,
+    #[serde(rename = "stage.retrying")]
+    StageRetrying,
+    #[serde(rename = "stage.skipped")]
+    StageSkipped,
+    #[serde(rename = "stage.failed")]
+    StageFailed,
+    #[serde(rename = "run.completed")]
+    RunCompleted,
+    #[serde(rename = "run.failed")]
+    RunFailed,
+    #[serde(rename = "run.cancelled")]
+    RunCancelled,
+    #[serde(rename = "content.updated")]
+    ContentUpdated,
+    #[serde(rename = "content.indexed")]
+    ContentIndexed,
+    #[serde(rename = "content.deleted")]
+    ContentDeleted,
+}
+
+impl EventName {
+    pub const ALL: [EventName; 12] = [
+        EventName::RunQueued,
+        EventName::StageStarted,
+        EventName::StageCompleted,
+        EventName::StageRetrying,
+        EventName::StageSkipped,
+        EventName::StageFailed,
+        EventName::RunCompleted,
+        EventName::RunFailed,
+        EventName::RunCancelled,
+        EventName::ContentUpdated,
+        EventName::ContentIndexed,
+        EventName::ContentDeleted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventName::RunQueued => "run.queued",
+            EventName::StageStarted => "stage.started",
+            EventName::StageCompleted => "stage.completed",
+            EventName::StageRetrying => "stage.retrying",
+            EventName::StageSkipped => "stage.skipped",
+            EventName::StageFailed => "stage.failed",
+            EventName::RunCompleted => "run.completed",
+            EventName::RunFailed => "run.failed",
+            EventName::RunCancelled => "run.cancelled",
+            EventName::ContentUpdated => "content.updated",
+            EventName::ContentIndexed => "content.indexed",
+            EventName::ContentDeleted => "content.deleted",
+        }
+    }
+
+    /// Content-level events also go to the `feed` topic.
+    pub fn is_feed_event(self) -> bool {
+        matches!(
+            self,
+            EventName::ContentIndexed | EventName::ContentUpdated | EventName::ContentDeleted
+        )
+    }
+}
+
+/// An event before the log gives it a sequence number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventDraft {
+    pub event: EventName,
+    pub data: Value,
+}
+
+impl EventDraft {
+    pub fn new(event: EventName, data: Value) -> Self {
+        EventDraft { event, data }
+    }
+}
+
+/// A logged event: dense `seq` per topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub seq: u64,
+    pub event: EventName,
+    pub data: Value,
+    pub ts: String,
+}
+
+/// A subscription topic. Ids are parsed as UUIDs so a topic can never name an
+/// actor the server did not mint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    Run(Uuid),
+    Content(Uuid),
+    Feed,
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Topic::Run(id) => write!(f, "run:{id}"),
+            Topic::Content(id) => write!(f, "content:{id}"),
+            Topic::Feed => f.write_str("feed"),
+        }
+    }
+}
+
+impl FromStr for Topic {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "feed" {
+            return Ok(Topic::Feed);
+        }
+        let (kind, id) = s.split_once(':').ok_or_else(|| format!("unknown topic {s:?}"))?;
+        let id = Uuid::parse_str(id).map_err(|_| format!("topic id {id:?} is not a UUID"))?;
+        match kind {
+            "run" => Ok(Topic::Run(id)),
+            "content" => Ok(Topic::Content(id)),
+            _ => Err(format!("unknown topic kind {kind:?}")),
+        }
+    }
+}
+
+impl Serialize for Topic {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Topic {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+// ---------------------------------------------------------------- websocket
+
+/// Client-to-server frames. `topic` stays a string here so that an unknown topic
+/// gets a precise `error` frame instead of a generic parse failure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    Subscribe {
+        topic: String,
+        #[serde(default)]
+        after: Option<u64>,
+    },
+    Unsubscribe {
+        topic: String,
+    },
+    Ping,
+}
+
+/// Server-to-client frames.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Subscribed {
+        topic: Topic,
+        seq: u64,
+    },
+    Event {
+        topic: Topic,
+        seq: u64,
+        event: EventName,
+        data: Value,
+        ts: String,
+    },
+    Ready {
+        topic: Topic,
+    },
+    ResyncRequired {
+        topic: Topic,
+        snapshot: Value,
+    },
+    Unsubscribed {
+        topic: Topic,
+    },
+    Pong,
+    Error {
+        code: String,
+        message: String,
+    },
+}
+
+impl ServerFrame {
+    pub fn event(topic: Topic, rec: &EventRecord) -> Self {
+        ServerFrame::Event {
+            topic,
+            seq: rec.seq,
+            event: rec.event,
+            data: rec.data.clone(),
+            ts: rec.ts.clone(),
+        }
+    }
+
+    pub fn error(code: &str, message: impl Into<String>) -> Self {
+        ServerFrame::Error { code: code.to_string(), message: message.into() }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serializing these plain enums cannot fail; fall back to a fixed frame anyway.
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| r#"{"type":"error","code":"internal","message":"encode"}"#.into())
+    }
+}
+
+// ---------------------------------------------------------------- sessions
+
+/// `POST /api/sessions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionGrant {
+    pub session_id: Uuid,
+    pub token: String,
+    pub expires_at: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stage_names_match_contract() {
+        let names: Vec<_> = Stage::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            names,
+            ["validate", "chunk", "embed", "index", "summarize", "extract", "analyze", "publish"]
+        );
+        for s in Stage::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), json!(s.as_str()));
+            assert_eq!(s.as_str().parse::<Stage>(), Ok(s));
+        }
+    }
+
+    #[test]
+    fn event_names_serialize_as_contract() {
+        for e in EventName::ALL {
+            assert_eq!(serde_json::to_value(e).unwrap(), json!(e.as_str()));
+        }
+    }
+
+    #[test]
+    fn topics_parse_and_print() {
+        let id = Uuid::new_v4();
+        for t in [Topic::Run(id), Topic::Content(id), Topic::Feed] {
+            assert_eq!(t.to_string().parse::<Topic>(), Ok(t));
+        }
+        assert!("run:not-a-uuid".parse::<Topic>().is_err());
+        assert!("user:00000000-0000-0000-0000-000000000000".parse::<Topic>().is_err());
+        assert!("".parse::<Topic>().is_err());
+    }
+
+    #[test]
+    fn client_frames_parse() {
+        let f: ClientFrame =
+            serde_json::from_str(r#"{"type":"subscribe","topic":"feed","after":3}"#).unwrap();
+        assert_eq!(f, ClientFrame::Subscribe { topic: "feed".into(), after: Some(3) });
+        let f: ClientFrame = serde_json::from_str(r#"{"type":"ping"}"#).unwrap();
+        assert_eq!(f, ClientFrame::Ping);
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"boom"}"#).is_err());
+    }
+
+    #[test]
+    fn server_frames_have_contract_shape() {
+        let id = Uuid::nil();
+        let rec = EventRecord {
+            seq: 7,
+            event: EventName::StageRetrying,
+            data: json!({"attempt": 2}),
+            ts: "2026-01-01T00:00:00Z".into(),
+        };
+        let v: Value = serde_json::from_str(&ServerFrame::event(Topic::Run(id), &rec).to_json()).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"event","topic":format!("run:{id}"),"seq":7,"event":"stage.retrying","data":{"attempt":2},"ts":"2026-01-01T00:00:00Z"})
+        );
+        assert_eq!(serde_json::to_value(ServerFrame::Pong).unwrap(), json!({"type":"pong"}));
+        assert_eq!(
+            serde_json::to_value(ServerFrame::ResyncRequired { topic: Topic::Feed, snapshot: json!({}) }).unwrap(),
+            json!({"type":"resync_required","topic":"feed","snapshot":{}})
+        );
+    }
+
+    #[test]
+    fn content_input_rejects_unknown_fields() {
+        assert!(serde_json::from_str::<ContentInput>(r#"{"title":"a","body":"b","titel":"x"}"#).is_err());
+        let ok: ContentInput = serde_json::from_str(r#"{"title":"a","body":"b","tags":["x"]}"#).unwrap();
+        assert_eq!(ok.tags, Some(vec!["x".to_string()]));
+    }
+}
