@@ -3,10 +3,29 @@
 //! Layout: `protocol` (wire types), `error` (the one error type), `config`,
 //! `domain` (pure state machines), `nlp` (offline text processing),
 //! `providers` (AI, vectors, analyzer behind traits), `api` (HTTP routes) and
-//! `actors` (thin Durable Object shells). Only the last three touch the
-//! Workers runtime, so everything else is tested natively.
+//! `actors` (thin Durable Object shells). Only the runtime modules (`actors`,
+//! `stages`, `store`, `catalog`, `http`) touch the Workers runtime, so
+//! everything else is tested natively.
 
+pub mod api;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod nlp;
 pub mod protocol;
+pub mod providers;
+
+#[cfg(target_arch = "wasm32")]
+pub mod actors;
+#[cfg(target_arch = "wasm32")]
+pub mod catalog;
+#[cfg(target_arch = "wasm32")]
+mod entry;
+#[cfg(target_arch = "wasm32")]
+pub mod http;
+#[cfg(target_arch = "wasm32")]
+pub mod runtime;
+#[cfg(target_arch = "wasm32")]
+pub mod stages;
+#[cfg(target_arch = "wasm32")]
+pub mod store;

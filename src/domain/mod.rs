@@ -2,10 +2,14 @@
 //! as milliseconds, randomness as seeds, storage as plain values. That is what
 //! lets `cargo test` drive restarts, retries and replays with a fake clock.
 
+pub mod circuit;
 pub mod content;
+pub mod fusion;
 pub mod event_log;
 pub mod faults;
 pub mod pipeline;
 pub mod retry;
+pub mod session;
 pub mod time;
 pub mod token;
+pub mod vector;

@@ -25,10 +25,13 @@
 //! occurs in UTF-8), finished with MurmurHash3's `fmix64` so that both the
 //! low bits (bucket) and the top bit (sign) are well mixed.
 //!
+//! Weights are summed in fixed point (2^-24 units) so that the result does
+//! not depend on the order features are visited.
+//!
 //! The vector is L2-normalized, so [`cosine`] of two embeddings is their
 //! dot product; text without content words embeds to all zeros.
 
-use super::tokenize;
+use super::tokenize::{self, fnv1a, FNV_OFFSET};
 
 /// Embedding dimension.
 pub const EMBED_DIM: usize = 384;
@@ -43,18 +46,6 @@ const MAX_TRIGRAM_CHARS: usize = 32;
 const TAG_UNIGRAM: u8 = 1;
 const TAG_BIGRAM: u8 = 2;
 const TAG_TRIGRAM: u8 = 3;
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-/// FNV-1a 64 of `bytes`, continuing from state `h`.
-fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(FNV_PRIME);
-    }
-    h
-}
 
 /// MurmurHash3 64-bit finalizer.
 fn fmix64(mut h: u64) -> u64 {
@@ -78,22 +69,45 @@ fn feature_hash(tag: u8, parts: &[&str]) -> u64 {
     fmix64(h)
 }
 
-fn push_trigrams(word: &str, feats: &mut Vec<(u64, f32)>) {
-    let mut chars: Vec<char> = Vec::with_capacity(MAX_TRIGRAM_CHARS + 2);
-    chars.push('<');
-    chars.extend(word.chars().take(MAX_TRIGRAM_CHARS));
-    chars.push('>');
-    let n = chars.len() - 2;
+/// Fixed-point scale for feature weights. Integer sums are associative, so
+/// the result does not depend on the order in which equal features meet.
+const FIXED_ONE: f64 = (1u64 << 24) as f64;
+
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn to_fixed(weight: f32) -> u32 {
+    (f64::from(weight) * FIXED_ONE).round() as u32
+}
+
+/// Push the boundary-marked trigrams of `word` ("<ca", "cat", "at>"),
+/// hashing straight from the word's bytes.
+fn push_trigrams(word: &str, feats: &mut Vec<(u64, u32)>) {
+    // Byte offsets of the first MAX_TRIGRAM_CHARS characters and the end.
+    let mut bounds = [0usize; MAX_TRIGRAM_CHARS + 1];
+    let mut m = 0;
+    for (i, _) in word.char_indices().take(MAX_TRIGRAM_CHARS) {
+        bounds[m] = i;
+        m += 1;
+    }
+    if m == 0 {
+        return;
+    }
+    bounds[m] = word.char_indices().nth(m).map_or(word.len(), |(i, _)| i);
     #[allow(clippy::cast_precision_loss)]
-    let weight = TRIGRAM_WORD_WEIGHT / (n as f32).sqrt();
-    let mut buf = [0u8; 12];
-    for w in chars.windows(3) {
-        let mut len = 0;
-        for c in w {
-            len += c.encode_utf8(&mut buf[len..]).len();
+    let weight = to_fixed(TRIGRAM_WORD_WEIGHT / (m as f32).sqrt());
+    let seed = fnv1a(FNV_OFFSET, &[TAG_TRIGRAM]);
+    // Trigram k covers padded positions k..k+3 of "<" + word + ">", i.e.
+    // characters k-1 ..= k+1 clipped to the word, plus the markers.
+    for k in 0..m {
+        let mut h = seed;
+        if k == 0 {
+            h = fnv1a(h, b"<");
         }
-        let mut h = fnv1a(FNV_OFFSET, &[TAG_TRIGRAM]);
-        h = fnv1a(h, &buf[..len]);
+        let first = k.saturating_sub(1);
+        let last = (k + 1).min(m - 1);
+        h = fnv1a(h, &word.as_bytes()[bounds[first]..bounds[last + 1]]);
+        if k + 1 == m {
+            h = fnv1a(h, b">");
+        }
         feats.push((fmix64(h), weight));
     }
 }
@@ -115,7 +129,8 @@ pub fn embed_into(text: &str, out: &mut [f32]) {
         return;
     }
     let toks = tokenize::tokens(text);
-    let mut feats: Vec<(u64, f32)> = Vec::with_capacity(toks.len() * 8);
+    let mut feats: Vec<(u64, u32)> = Vec::with_capacity(toks.len() * 8);
+    let (unigram, bigram) = (to_fixed(UNIGRAM_WEIGHT), to_fixed(BIGRAM_WEIGHT));
     let mut prev: Option<&str> = None;
     let mut prev_end = 0usize;
     for t in &toks {
@@ -126,38 +141,34 @@ pub fn embed_into(text: &str, out: &mut [f32]) {
         if !t.content {
             continue;
         }
-        feats.push((feature_hash(TAG_UNIGRAM, &[&t.stem]), UNIGRAM_WEIGHT));
+        feats.push((feature_hash(TAG_UNIGRAM, &[t.stem.as_ref()]), unigram));
         if let Some(p) = prev {
-            feats.push((feature_hash(TAG_BIGRAM, &[p, &t.stem]), BIGRAM_WEIGHT));
+            feats.push((feature_hash(TAG_BIGRAM, &[p, t.stem.as_ref()]), bigram));
         }
-        prev = Some(&t.stem);
+        prev = Some(t.stem.as_ref());
         push_trigrams(&t.lower, &mut feats);
     }
 
-    // Sorting (instead of a HashMap) groups equal features and fixes the
-    // floating-point summation order, which keeps output bit-identical.
-    feats.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    // Sorting groups equal features; each group's value is then added to
+    // its bucket in fixed point, so the sums do not depend on visit order.
+    feats.sort_unstable_by_key(|f| f.0);
     let dim = out.len() as u64;
-    let mut i = 0;
-    while i < feats.len() {
-        let h = feats[i].0;
-        let mut mass = 0.0f32;
-        let mut tf = 0u32;
-        while i < feats.len() && feats[i].0 == h {
-            mass += feats[i].1;
-            tf += 1;
-            i += 1;
-        }
+    let mut acc = vec![0i64; out.len()];
+    for group in feats.chunk_by(|a, b| a.0 == b.0) {
+        let h = group[0].0;
+        let mass: u64 = group.iter().map(|f| u64::from(f.1)).sum();
         #[allow(clippy::cast_precision_loss)]
-        let tf_f = tf as f32;
-        let value = mass / tf_f * (1.0 + tf_f.ln());
+        let tf = group.len() as f64;
+        #[allow(clippy::cast_precision_loss)]
+        let value = mass as f64 / tf * (1.0 + tf.ln());
         #[allow(clippy::cast_possible_truncation)]
-        let bucket = (h % dim) as usize;
-        if h >> 63 == 1 {
-            out[bucket] -= value;
-        } else {
-            out[bucket] += value;
-        }
+        let (bucket, value) = ((h % dim) as usize, value.round() as i64);
+        acc[bucket] += if h >> 63 == 1 { -value } else { value };
+    }
+    for (o, a) in out.iter_mut().zip(&acc) {
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+        let v = (*a as f64 / FIXED_ONE) as f32;
+        *o = v;
     }
 
     let norm = out.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -198,13 +209,6 @@ mod tests {
 
     fn norm(v: &[f32]) -> f32 {
         v.iter().map(|x| x * x).sum::<f32>().sqrt()
-    }
-
-    #[test]
-    fn fnv1a_matches_reference_vectors() {
-        assert_eq!(fnv1a(FNV_OFFSET, b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(FNV_OFFSET, b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a(FNV_OFFSET, b"foobar"), 0x8594_4171_f739_67e8);
     }
 
     #[test]

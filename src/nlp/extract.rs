@@ -25,9 +25,10 @@
 //! (place), short all-caps acronyms (organization). Cues vote across all
 //! mentions of the same name.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Ordering;
+use std::collections::HashSet;
 
-use super::tokenize::{self, Token};
+use super::tokenize::{self, in_sorted, FnvBuildHasher, FnvHashMap, Token};
 
 /// Countries, continents and nations, lowercase and sorted.
 const COUNTRIES: &[&str] = &[
@@ -167,43 +168,55 @@ const MIN_PHRASE_TF: u32 = 2;
 /// Title Case headings, not names.
 const MAX_NAME_WORDS: usize = 6;
 
-fn in_list(list: &[&str], word: &str) -> bool {
-    list.binary_search(&word).is_ok()
+/// A keyword key or surface form: `(first, second)` words, with `second`
+/// empty for single words. Borrowed from the tokens, so counting allocates
+/// nothing per occurrence.
+type Pair<'a> = (&'a str, &'a str);
+
+/// Orders pairs exactly as their rendered strings ("a b") would order.
+fn pair_cmp(a: Pair, b: Pair) -> Ordering {
+    fn bytes<'a>(p: Pair<'a>) -> impl Iterator<Item = u8> + 'a {
+        let sep: &[u8] = if p.1.is_empty() { b"" } else { b" " };
+        p.0.bytes().chain(sep.iter().copied()).chain(p.1.bytes())
+    }
+    bytes(a).cmp(bytes(b))
 }
 
-struct Candidate<'a> {
-    stems: Vec<&'a str>,
-    tf: u32,
-    first: usize,
-    surfaces: HashMap<String, u32>,
-}
-
-impl Candidate<'_> {
-    /// Most frequent surface form; ties go to the alphabetically first.
-    fn surface(&self) -> String {
-        self.surfaces
-            .iter()
-            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-            .map(|(s, _)| s.clone())
-            .unwrap_or_default()
+fn render(p: Pair) -> String {
+    if p.1.is_empty() {
+        p.0.to_string()
+    } else {
+        format!("{} {}", p.0, p.1)
     }
 }
 
-fn add_candidate<'a>(
-    cands: &mut HashMap<String, Candidate<'a>>,
-    key: String,
-    stems: Vec<&'a str>,
-    surface: String,
-    start: usize,
-) {
-    let c = cands.entry(key).or_insert_with(|| Candidate {
-        stems,
-        tf: 0,
-        first: start,
-        surfaces: HashMap::new(),
-    });
-    c.tf += 1;
-    *c.surfaces.entry(surface).or_insert(0) += 1;
+struct Candidate<'a> {
+    tf: u32,
+    first: usize,
+    /// Surface forms seen and how often; rarely more than two.
+    surfaces: Vec<(Pair<'a>, u32)>,
+}
+
+impl<'a> Candidate<'a> {
+    fn new(first: usize) -> Self {
+        Candidate { tf: 0, first, surfaces: Vec::new() }
+    }
+
+    fn add(&mut self, surface: Pair<'a>) {
+        self.tf += 1;
+        match self.surfaces.iter_mut().find(|(s, _)| *s == surface) {
+            Some((_, n)) => *n += 1,
+            None => self.surfaces.push((surface, 1)),
+        }
+    }
+
+    /// Most frequent surface form; ties go to the alphabetically first.
+    fn surface(&self) -> Pair<'a> {
+        self.surfaces
+            .iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then_with(|| pair_cmp(b.0, a.0)))
+            .map_or(("", ""), |(s, _)| *s)
+    }
 }
 
 /// The `k` most important keywords and key phrases of `text`, best first.
@@ -212,53 +225,58 @@ pub fn keywords(text: &str, k: usize) -> Vec<Keyword> {
         return Vec::new();
     }
     let toks = tokenize::tokens(text);
-    let mut cands: HashMap<String, Candidate> = HashMap::new();
+    let mut cands: FnvHashMap<Pair, Candidate> = FnvHashMap::default();
     for (i, t) in toks.iter().enumerate() {
         if !t.content {
             continue;
         }
-        add_candidate(&mut cands, t.stem.clone(), vec![t.stem.as_str()], t.lower.clone(), t.start);
+        cands
+            .entry((t.stem.as_ref(), ""))
+            .or_insert_with(|| Candidate::new(t.start))
+            .add((t.lower.as_ref(), ""));
         if let Some(next) = toks.get(i + 1) {
             if next.content && tokenize::joins(&text[t.end..next.start]) {
-                add_candidate(
-                    &mut cands,
-                    format!("{} {}", t.stem, next.stem),
-                    vec![t.stem.as_str(), next.stem.as_str()],
-                    format!("{} {}", t.lower, next.lower),
-                    t.start,
-                );
+                cands
+                    .entry((t.stem.as_ref(), next.stem.as_ref()))
+                    .or_insert_with(|| Candidate::new(t.start))
+                    .add((t.lower.as_ref(), next.lower.as_ref()));
             }
         }
     }
 
     #[allow(clippy::cast_precision_loss)]
     let len = text.len().max(1) as f32;
-    let mut scored: Vec<(f32, String, Vec<&str>)> = cands
-        .into_values()
-        .filter(|c| c.stems.len() == 1 || c.tf >= MIN_PHRASE_TF)
-        .map(|c| {
+    let mut scored: Vec<(f32, Pair, Pair)> = cands
+        .iter()
+        .filter(|(stems, c)| stems.1.is_empty() || c.tf >= MIN_PHRASE_TF)
+        .map(|(&stems, c)| {
             #[allow(clippy::cast_precision_loss)]
             let boost = 1.0 + POSITION_BOOST * (1.0 - c.first as f32 / len);
-            let factor = if c.stems.len() > 1 { PHRASE_FACTOR } else { 1.0 };
+            let factor = if stems.1.is_empty() { 1.0 } else { PHRASE_FACTOR };
             #[allow(clippy::cast_precision_loss)]
             let score = c.tf as f32 * boost * factor;
-            (score, c.surface(), c.stems)
+            (score, c.surface(), stems)
         })
         .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| pair_cmp(a.1, b.1)));
 
-    let mut covered: HashSet<&str> = HashSet::new();
+    let mut covered: HashSet<&str, FnvBuildHasher> = HashSet::default();
     let mut out = Vec::new();
     let top = scored.first().map_or(1.0, |s| s.0);
-    for (score, term, stems) in scored {
+    for (score, surface, (a, b)) in scored {
         if out.len() == k {
             break;
         }
-        if stems.iter().all(|s| covered.contains(s)) {
+        let new_a = !covered.contains(a);
+        let new_b = !b.is_empty() && !covered.contains(b);
+        if !new_a && !new_b {
             continue;
         }
-        covered.extend(stems.iter().copied());
-        out.push(Keyword { term, score: score / top });
+        covered.insert(a);
+        if !b.is_empty() {
+            covered.insert(b);
+        }
+        out.push(Keyword { term: render(surface), score: score / top });
     }
     out
 }
@@ -286,7 +304,7 @@ fn strip_possessive(s: &str) -> (&str, bool) {
 }
 
 fn is_gazetteer_name(lower: &str) -> bool {
-    in_list(COUNTRIES, lower) || in_list(CITIES, lower) || in_list(FIRST_NAMES, lower)
+    in_sorted(COUNTRIES, lower) || in_sorted(CITIES, lower) || in_sorted(FIRST_NAMES, lower)
 }
 
 fn name_tokens<'a>(text: &'a str, toks: &'a [Token]) -> Vec<NameToken<'a>> {
@@ -308,8 +326,8 @@ fn name_tokens<'a>(text: &'a str, toks: &'a [Token]) -> Vec<NameToken<'a>> {
             let capitalized = base.chars().next().is_some_and(char::is_uppercase)
                 && base.chars().nth(1).is_some()
                 && !tokenize::is_stopword(lower)
-                && !in_list(CALENDAR, lower)
-                && !in_list(TITLES, lower);
+                && !in_sorted(CALENDAR, lower)
+                && !in_sorted(TITLES, lower);
             NameToken { base, lower, possessive, capitalized, sentence_initial }
         })
         .collect()
@@ -326,15 +344,15 @@ fn mention_kind(text: &str, toks: &[Token], names: &[NameToken], first: usize, l
         .checked_sub(1)
         .map(|p| (p, &text[toks[p].end..toks[first].start]));
     let title_before = gap_before.is_some_and(|(p, gap)| {
-        in_list(TITLES, names[p].lower) && matches!(gap.trim_start_matches('.').trim(), "")
+        in_sorted(TITLES, names[p].lower) && matches!(gap.trim_start_matches('.').trim(), "")
             && !gap.is_empty()
     });
     let prep_before = gap_before
-        .is_some_and(|(p, gap)| tokenize::joins(gap) && in_list(PLACE_PREPOSITIONS, &toks[p].lower));
+        .is_some_and(|(p, gap)| tokenize::joins(gap) && in_sorted(PLACE_PREPOSITIONS, &toks[p].lower));
     let verb_after = toks.get(last + 1).is_some_and(|n| {
         !names[last].possessive
             && tokenize::joins(&text[toks[last].end..n.start])
-            && in_list(PERSON_VERBS, &n.lower)
+            && in_sorted(PERSON_VERBS, &n.lower)
     });
     let single = first == last;
     let base = names[first].base;
@@ -342,16 +360,16 @@ fn mention_kind(text: &str, toks: &[Token], names: &[NameToken], first: usize, l
         && (2..=5).contains(&base.chars().count())
         && base.chars().all(|c| c.is_ascii_uppercase());
 
-    if words.iter().any(|w| in_list(ORG_WORDS, w)) {
+    if words.iter().any(|w| in_sorted(ORG_WORDS, w)) {
         EntityKind::Organization
     } else if title_before || verb_after {
         EntityKind::Person
-    } else if in_list(COUNTRIES, &full)
-        || in_list(CITIES, &full)
-        || words.iter().any(|w| in_list(PLACE_WORDS, w))
+    } else if in_sorted(COUNTRIES, &full)
+        || in_sorted(CITIES, &full)
+        || words.iter().any(|w| in_sorted(PLACE_WORDS, w))
     {
         EntityKind::Place
-    } else if words.first().is_some_and(|w| in_list(FIRST_NAMES, w)) {
+    } else if words.first().is_some_and(|w| in_sorted(FIRST_NAMES, w)) {
         EntityKind::Person
     } else if prep_before {
         EntityKind::Place
@@ -377,14 +395,14 @@ pub fn entities(text: &str, k: usize) -> Vec<Entity> {
     let toks = tokenize::tokens(text);
     let names = name_tokens(text, &toks);
     let n = toks.len();
-    let seen_mid_sentence: HashSet<&str> = names
+    let seen_mid_sentence: HashSet<&str, FnvBuildHasher> = names
         .iter()
         .filter(|t| t.capitalized && !t.sentence_initial)
         .map(|t| t.base)
         .collect();
     let joined = |a: usize, b: usize| tokenize::joins(&text[toks[a].end..toks[b].start]);
 
-    let mut found: HashMap<String, Mentions> = HashMap::new();
+    let mut found: FnvHashMap<String, Mentions> = FnvHashMap::default();
     let mut i = 0usize;
     while i < n {
         let t = &names[i];
@@ -405,7 +423,7 @@ pub fn entities(text: &str, k: usize) -> Vec<Entity> {
             }
             // Up to two particles followed by a capitalized word.
             let mut j = next;
-            while j < n && j - next < 2 && in_list(CONNECTORS, &toks[j].lower) && joined(j - 1, j) {
+            while j < n && j - next < 2 && in_sorted(CONNECTORS, &toks[j].lower) && joined(j - 1, j) {
                 j += 1;
             }
             if j > next && j < n && names[j].capitalized && joined(j - 1, j) {
@@ -462,12 +480,12 @@ pub fn entities(text: &str, k: usize) -> Vec<Entity> {
 /// people when nothing else classified them, and a surname that belongs to
 /// exactly one full name is counted as a mention of it.
 fn resolve_surnames(list: &mut Vec<Entity>) {
-    let singles: HashSet<String> = list
+    let singles: HashSet<String, FnvBuildHasher> = list
         .iter()
         .filter(|e| !e.text.contains(' '))
         .map(|e| e.text.clone())
         .collect();
-    let mut surnames: HashSet<String> = HashSet::new();
+    let mut surnames: HashSet<String, FnvBuildHasher> = HashSet::default();
     for e in list.iter_mut() {
         let words: Vec<&str> = e.text.split(' ').collect();
         let plain = (2..=3).contains(&words.len())

@@ -17,9 +17,7 @@
 //! The chosen sentences are emitted in document order so the summary reads
 //! naturally.
 
-use std::collections::HashMap;
-
-use super::tokenize;
+use super::tokenize::{self, FnvHashMap};
 
 /// Upper bound on the length of a summary, in characters.
 pub const MAX_SUMMARY_CHARS: usize = 600;
@@ -60,9 +58,10 @@ pub fn summarize(text: &str, max_sentences: usize) -> String {
 /// Indices of the `k` best sentences, in document order.
 fn top_sentences(text: &str, sents: &[(usize, usize)], k: usize) -> Vec<usize> {
     let toks = tokenize::tokens(text);
-    let mut tf: HashMap<&str, u32> = HashMap::new();
+    let mut tf: FnvHashMap<&str, u32> =
+        FnvHashMap::with_capacity_and_hasher(toks.len(), Default::default());
     for t in toks.iter().filter(|t| t.content) {
-        *tf.entry(t.stem.as_str()).or_insert(0) += 1;
+        *tf.entry(t.stem.as_ref()).or_insert(0) += 1;
     }
     let max_tf = tf.values().copied().max().unwrap_or(1).max(1);
 
@@ -79,7 +78,7 @@ fn top_sentences(text: &str, sents: &[(usize, usize)], k: usize) -> Vec<usize> {
             if t.content {
                 content += 1;
                 #[allow(clippy::cast_precision_loss)]
-                let w = tf.get(t.stem.as_str()).copied().unwrap_or(0) as f32 / max_tf as f32;
+                let w = tf.get(t.stem.as_ref()).copied().unwrap_or(0) as f32 / max_tf as f32;
                 sum += w;
             }
             ti += 1;

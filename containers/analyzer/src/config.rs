@@ -102,7 +102,11 @@ where
         },
     };
     let data_dir = data_dir
-        .or_else(|| env("ANALYZER_DATA_DIR").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .or_else(|| {
+            env("ANALYZER_DATA_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let config = Config {
         host: host.unwrap_or_else(|| DEFAULT_HOST.to_owned()),
@@ -111,11 +115,17 @@ where
         max_body_bytes: max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
         fsync,
     };
-    Ok(if healthcheck { Command::Healthcheck(config) } else { Command::Serve(config) })
+    Ok(if healthcheck {
+        Command::Healthcheck(config)
+    } else {
+        Command::Serve(config)
+    })
 }
 
 fn parse_port(v: &str) -> Result<u16, String> {
-    v.trim().parse().map_err(|_| format!("not a port number: {v:?}"))
+    v.trim()
+        .parse()
+        .map_err(|_| format!("not a port number: {v:?}"))
 }
 
 #[cfg(test)]
@@ -132,7 +142,9 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let Ok(Command::Serve(c)) = parse(args(&[]), no_env) else { panic!("expected serve") };
+        let Ok(Command::Serve(c)) = parse(args(&[]), no_env) else {
+            panic!("expected serve")
+        };
         assert_eq!(c.host, "127.0.0.1");
         assert_eq!(c.port, 8788);
         assert_eq!(c.data_dir, PathBuf::from("./analyzer-data"));
@@ -147,11 +159,25 @@ mod tests {
             "ANALYZER_DATA_DIR" => Some("/env/data".to_owned()),
             _ => None,
         };
-        let Ok(Command::Serve(c)) = parse(args(&[]), env) else { panic!() };
-        assert_eq!((c.port, c.data_dir.clone()), (9000, PathBuf::from("/env/data")));
+        let Ok(Command::Serve(c)) = parse(args(&[]), env) else {
+            panic!()
+        };
+        assert_eq!(
+            (c.port, c.data_dir.clone()),
+            (9000, PathBuf::from("/env/data"))
+        );
 
         let cmd = parse(
-            args(&["--port=0", "--host", "0.0.0.0", "--data-dir", "/d", "--max-body-bytes", "10", "--fsync"]),
+            args(&[
+                "--port=0",
+                "--host",
+                "0.0.0.0",
+                "--data-dir",
+                "/d",
+                "--max-body-bytes",
+                "10",
+                "--fsync",
+            ]),
             env,
         );
         let Ok(Command::Serve(c)) = cmd else { panic!() };
@@ -169,7 +195,9 @@ mod tests {
 
     #[test]
     fn modes_and_errors() {
-        assert!(matches!(parse(args(&["--healthcheck", "--port", "8080"]), no_env), Ok(Command::Healthcheck(c)) if c.port == 8080));
+        assert!(
+            matches!(parse(args(&["--healthcheck", "--port", "8080"]), no_env), Ok(Command::Healthcheck(c)) if c.port == 8080)
+        );
         assert_eq!(parse(args(&["--help"]), no_env), Ok(Command::Help));
         assert_eq!(parse(args(&["-V"]), no_env), Ok(Command::Version));
         assert!(parse(args(&["--port"]), no_env).is_err());

@@ -21,10 +21,17 @@ pub fn probe(host: &str, port: u16, timeout: Duration) -> Result<(), String> {
         .ok_or_else(|| format!("resolve {target}: no addresses"))?;
     let mut stream =
         TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    let request = format!("GET /health HTTP/1.1\r\nHost: {target}:{port}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).map_err(|e| format!("send: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let request =
+        format!("GET /health HTTP/1.1\r\nHost: {target}:{port}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
 
     // The status line is all we need; read a bounded prefix.
     let mut buf = [0u8; 64];

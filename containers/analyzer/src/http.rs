@@ -35,7 +35,11 @@ pub struct AppState {
 }
 
 pub fn router(index: Arc<Index>, max_body_bytes: usize) -> Router {
-    let state = AppState { index, started: Instant::now(), max_body_bytes };
+    let state = AppState {
+        index,
+        started: Instant::now(),
+        max_body_bytes,
+    };
     Router::new()
         .route("/analyze", post(analyze))
         .route("/health", get(health))
@@ -108,12 +112,16 @@ impl IntoResponse for ApiError {
 }
 
 fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
-    let content_type = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+    let content_type = [(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    )];
     match serde_json::to_vec(value) {
         Ok(body) => (status, content_type, body).into_response(),
         Err(e) => {
             eprintln!("analyzer: failed to encode response: {e}");
-            let body = r#"{"error":{"code":"internal_error","message":"failed to encode response"}}"#;
+            let body =
+                r#"{"error":{"code":"internal_error","message":"failed to encode response"}}"#;
             (StatusCode::INTERNAL_SERVER_ERROR, content_type, body).into_response()
         }
     }
@@ -149,13 +157,15 @@ async fn analyze(State(state): State<AppState>, req: Request) -> Result<Response
     if declared_length(req.headers()).is_some_and(|len| len > state.max_body_bytes as u64) {
         return Err(ApiError::PayloadTooLarge(state.max_body_bytes));
     }
-    let body = Bytes::from_request(req, &state).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(state.max_body_bytes)
-        } else {
-            ApiError::UnreadableBody(rejection.body_text())
-        }
-    })?;
+    let body = Bytes::from_request(req, &state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(state.max_body_bytes)
+            } else {
+                ApiError::UnreadableBody(rejection.body_text())
+            }
+        })?;
     let doc = parse_request(&body)?;
 
     let index = Arc::clone(&state.index);
@@ -218,8 +228,8 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let is_json = mime == "application/json"
-        || (mime.starts_with("application/") && mime.ends_with("+json"));
+    let is_json =
+        mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
     if is_json {
         Ok(())
     } else {
@@ -231,7 +241,13 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 async fn health(State(state): State<AppState>) -> Response {
@@ -278,17 +294,25 @@ mod tests {
     fn app(max_body_bytes: usize) -> TestApp {
         let dir = TempDir::new("http");
         let (index, _) = Index::open(&dir.0, false).expect("open index");
-        TestApp { router: router(Arc::new(index), max_body_bytes), _dir: dir }
+        TestApp {
+            router: router(Arc::new(index), max_body_bytes),
+            _dir: dir,
+        }
     }
 
     async fn send(app: &TestApp, req: axum::http::Request<Body>) -> (StatusCode, HeaderMap, Value) {
         let resp = app.router.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
         let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body");
         let value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|e| panic!("non-JSON body ({e}): {}", String::from_utf8_lossy(&bytes)));
-        assert_eq!(headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()), Some(&b"application/json"[..]));
+        assert_eq!(
+            headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
+            Some(&b"application/json"[..])
+        );
         (status, headers, value)
     }
 
@@ -300,26 +324,39 @@ mod tests {
     }
 
     fn error_code(v: &Value) -> &str {
-        v["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {v}"))
+        v["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not an error body: {v}"))
     }
 
     #[tokio::test]
     async fn analyze_returns_full_shape_and_flags_copies() {
         let app = app(1 << 20);
-        let body = json!({ "id": "doc-1", "version": 3, "title": "Library renovation", "text": ARTICLE });
+        let body =
+            json!({ "id": "doc-1", "version": 3, "title": "Library renovation", "text": ARTICLE });
         let (status, _, v) = send(&app, post_json(body.to_string())).await;
         assert_eq!(status, StatusCode::OK, "{v}");
         assert_eq!(v["id"], "doc-1");
         assert_eq!(v["version"], 3);
         assert_eq!(v["language"]["code"], "en");
-        assert!(v["language"]["confidence"].as_f64().is_some_and(|c| c > 0.5 && c <= 1.0));
-        for key in ["flesch_reading_ease", "flesch_kincaid_grade", "sentences", "words", "syllables"] {
+        assert!(v["language"]["confidence"]
+            .as_f64()
+            .is_some_and(|c| c > 0.5 && c <= 1.0));
+        for key in [
+            "flesch_reading_ease",
+            "flesch_kincaid_grade",
+            "sentences",
+            "words",
+            "syllables",
+        ] {
             assert!(v["readability"][key].is_number(), "readability.{key}: {v}");
         }
         assert!(v["reading_time_seconds"].as_u64().is_some_and(|s| s >= 1));
         let phrases = v["keyphrases"].as_array().expect("keyphrases");
         assert!(!phrases.is_empty() && phrases.len() <= 10);
-        assert!(phrases.iter().all(|p| p["phrase"].is_string() && p["score"].is_number()));
+        assert!(phrases
+            .iter()
+            .all(|p| p["phrase"].is_string() && p["score"].is_number()));
         assert_eq!(v["fingerprint"].as_str().map(str::len), Some(16));
         assert_eq!(v["near_duplicates"], json!([]));
         assert!(v["took_ms"].is_number());
@@ -331,9 +368,13 @@ mod tests {
         let dups = v["near_duplicates"].as_array().expect("array");
         assert_eq!(dups.len(), 1, "{v}");
         assert_eq!(dups[0]["id"], "doc-1");
-        assert!(dups[0]["similarity"].as_f64().is_some_and(|s| s >= 0.5 && s <= 1.0));
+        assert!(dups[0]["similarity"]
+            .as_f64()
+            .is_some_and(|s| (0.5..=1.0).contains(&s)));
 
-        let req = axum::http::Request::get("/health").body(Body::empty()).expect("request");
+        let req = axum::http::Request::get("/health")
+            .body(Body::empty())
+            .expect("request");
         let (status, _, v) = send(&app, req).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(v["status"], "ok");
@@ -341,7 +382,9 @@ mod tests {
         assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
         assert!(v["uptime_seconds"].is_u64());
 
-        let req = axum::http::Request::get("/ready").body(Body::empty()).expect("request");
+        let req = axum::http::Request::get("/ready")
+            .body(Body::empty())
+            .expect("request");
         let (status, _, v) = send(&app, req).await;
         assert_eq!((status, v), (StatusCode::OK, json!({ "ready": true })));
     }
@@ -377,7 +420,10 @@ mod tests {
         }
         // Exactly at the limit is fine.
         let body = json!({ "id": "y".repeat(MAX_ID_CHARS), "text": "hello" });
-        assert_eq!(send(&app, post_json(body.to_string())).await.0, StatusCode::OK);
+        assert_eq!(
+            send(&app, post_json(body.to_string())).await.0,
+            StatusCode::OK
+        );
     }
 
     #[tokio::test]
@@ -400,7 +446,11 @@ mod tests {
     async fn non_json_content_type_is_415() {
         let app = app(1 << 20);
         let body = json!({ "id": "a", "text": "hello" }).to_string();
-        for ct in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+        for ct in [
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            None,
+        ] {
             let mut req = axum::http::Request::post("/analyze");
             if let Some(ct) = ct {
                 req = req.header(header::CONTENT_TYPE, ct);
@@ -419,18 +469,27 @@ mod tests {
     #[tokio::test]
     async fn unknown_path_is_404_and_wrong_method_is_405() {
         let app = app(1 << 20);
-        let req = axum::http::Request::get("/nope").body(Body::empty()).expect("req");
+        let req = axum::http::Request::get("/nope")
+            .body(Body::empty())
+            .expect("req");
         let (status, _, v) = send(&app, req).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(error_code(&v), "not_found");
 
-        let req = axum::http::Request::get("/analyze").body(Body::empty()).expect("req");
+        let req = axum::http::Request::get("/analyze")
+            .body(Body::empty())
+            .expect("req");
         let (status, headers, v) = send(&app, req).await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(error_code(&v), "method_not_allowed");
-        assert_eq!(headers.get(header::ALLOW).map(|v| v.as_bytes()), Some(&b"POST"[..]));
+        assert_eq!(
+            headers.get(header::ALLOW).map(|v| v.as_bytes()),
+            Some(&b"POST"[..])
+        );
 
-        let req = axum::http::Request::delete("/health").body(Body::empty()).expect("req");
+        let req = axum::http::Request::delete("/health")
+            .body(Body::empty())
+            .expect("req");
         assert_eq!(send(&app, req).await.0, StatusCode::METHOD_NOT_ALLOWED);
     }
 }

@@ -114,7 +114,11 @@ impl Index {
         let mut report = LoadReport::default();
         let mut entries = Entries::new();
 
-        let mut log = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
+        let mut log = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)?;
         let good_len = replay(&mut log, &mut entries, &mut report)?;
         let file_len = log.metadata()?.len();
         if good_len < file_len {
@@ -167,11 +171,13 @@ impl Index {
         fp: &Fingerprint,
     ) -> io::Result<(Vec<Match>, Upsert)> {
         let mut inner = self.lock();
-        let matches = inner.entries.near_duplicates(id, fp, DUPLICATE_THRESHOLD, MAX_MATCHES);
+        let matches = inner
+            .entries
+            .near_duplicates(id, fp, DUPLICATE_THRESHOLD, MAX_MATCHES);
         let upsert = inner.entries.classify(id, version);
         if upsert != Upsert::Stale {
-            let mut line = serde_json::to_vec(&Record::new(id, version, fp))
-                .map_err(io::Error::other)?;
+            let mut line =
+                serde_json::to_vec(&Record::new(id, version, fp)).map_err(io::Error::other)?;
             line.push(b'\n');
             inner.log.write_all(&line)?;
             if self.fsync {
@@ -185,7 +191,9 @@ impl Index {
 
     /// Near duplicates of `fp` excluding `id`, best first, without inserting.
     pub fn near_duplicates(&self, id: &str, fp: &Fingerprint, threshold: f64) -> Vec<Match> {
-        self.lock().entries.near_duplicates(id, fp, threshold, MAX_MATCHES)
+        self.lock()
+            .entries
+            .near_duplicates(id, fp, threshold, MAX_MATCHES)
     }
 
     /// Flushes the log to stable storage; called on graceful shutdown.
@@ -197,7 +205,9 @@ impl Index {
     /// (the log write happens first and `upsert` does not panic), so a
     /// poisoned lock is safe to keep using rather than failing every request.
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -247,7 +257,13 @@ impl Entries {
         }
     }
 
-    fn near_duplicates(&self, id: &str, fp: &Fingerprint, threshold: f64, limit: usize) -> Vec<Match> {
+    fn near_duplicates(
+        &self,
+        id: &str,
+        fp: &Fingerprint,
+        threshold: f64,
+        limit: usize,
+    ) -> Vec<Match> {
         if fp.shingles == 0 || limit == 0 {
             return Vec::new();
         }
@@ -269,11 +285,17 @@ impl Entries {
                 found.push((slot, sim));
             }
         }
-        found.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| self.ids[a.0].cmp(&self.ids[b.0])));
+        found.sort_by(|a, b| {
+            b.1.total_cmp(&a.1)
+                .then_with(|| self.ids[a.0].cmp(&self.ids[b.0]))
+        });
         found.truncate(limit);
         found
             .into_iter()
-            .map(|(slot, similarity)| Match { id: self.ids[slot].to_string(), similarity })
+            .map(|(slot, similarity)| Match {
+                id: self.ids[slot].to_string(),
+                similarity,
+            })
             .collect()
     }
 }
@@ -296,7 +318,10 @@ impl Record {
     }
 
     fn into_fingerprint(self) -> Option<(String, Option<u32>, Fingerprint)> {
-        if self.s != SCHEME_VERSION || self.minhash.len() != MINHASH_SIZE * 8 || !self.minhash.is_ascii() {
+        if self.s != SCHEME_VERSION
+            || self.minhash.len() != MINHASH_SIZE * 8
+            || !self.minhash.is_ascii()
+        {
             return None;
         }
         let mut minhash: Signature = [0; MINHASH_SIZE];
@@ -357,7 +382,9 @@ fn compact(dir: &Path, path: &Path, entries: &Entries) -> io::Result<File> {
         let mut out = io::BufWriter::new(File::create(&tmp)?);
         for (slot, id) in entries.ids.iter().enumerate() {
             let mut minhash: Signature = [0; MINHASH_SIZE];
-            minhash.copy_from_slice(&entries.signatures[slot * MINHASH_SIZE..(slot + 1) * MINHASH_SIZE]);
+            minhash.copy_from_slice(
+                &entries.signatures[slot * MINHASH_SIZE..(slot + 1) * MINHASH_SIZE],
+            );
             let fp = Fingerprint {
                 simhash: entries.simhash[slot],
                 content_hash: entries.content[slot],
@@ -384,31 +411,30 @@ pub(crate) mod tests_support {
     use std::path::PathBuf;
     use std::sync::atomic::Ordering;
 
-/// Unique temp dir removed on drop, so tests need no extra crates.
-pub(crate) struct TempDir(pub PathBuf);
+    /// Unique temp dir removed on drop, so tests need no extra crates.
+    pub(crate) struct TempDir(pub PathBuf);
 
-impl TempDir {
-    pub(crate) fn new(tag: &str) -> Self {
-        use std::sync::atomic::AtomicU32;
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir()
-            .join(format!("analyzer-{tag}-{}-{nanos}-{n}", std::process::id()));
-        fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
+    impl TempDir {
+        pub(crate) fn new(tag: &str) -> Self {
+            use std::sync::atomic::AtomicU32;
+            static COUNTER: AtomicU32 = AtomicU32::new(0);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let dir = std::env::temp_dir()
+                .join(format!("analyzer-{tag}-{}-{nanos}-{n}", std::process::id()));
+            fs::create_dir_all(&dir).expect("create temp dir");
+            TempDir(dir)
+        }
     }
-}
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
     }
-}
-
 }
 
 #[cfg(test)]
@@ -422,20 +448,28 @@ mod tests {
     fn flags_edited_copy_but_not_same_topic() {
         let dir = TempDir::new("dups");
         let (index, _) = Index::open(&dir.0, false).expect("open");
-        let (m, u) = index.check_and_insert("orig", Some(1), &fingerprint(ARTICLE)).expect("insert");
+        let (m, u) = index
+            .check_and_insert("orig", Some(1), &fingerprint(ARTICLE))
+            .expect("insert");
         assert!(m.is_empty());
         assert_eq!(u, Upsert::Inserted);
 
-        let (m, _) = index.check_and_insert("other", None, &fingerprint(SAME_TOPIC)).expect("insert");
+        let (m, _) = index
+            .check_and_insert("other", None, &fingerprint(SAME_TOPIC))
+            .expect("insert");
         assert!(m.is_empty(), "same-topic text flagged: {m:?}");
 
-        let (m, _) = index.check_and_insert("copy", None, &fingerprint(&edited_copy())).expect("insert");
+        let (m, _) = index
+            .check_and_insert("copy", None, &fingerprint(&edited_copy()))
+            .expect("insert");
         assert_eq!(m.len(), 1, "{m:?}");
         assert_eq!(m[0].id, "orig");
         assert!(m[0].similarity >= 0.75);
 
         // A verbatim copy matches both, the exact one first.
-        let (m, _) = index.check_and_insert("verbatim", None, &fingerprint(ARTICLE)).expect("insert");
+        let (m, _) = index
+            .check_and_insert("verbatim", None, &fingerprint(ARTICLE))
+            .expect("insert");
         let ids: Vec<&str> = m.iter().map(|x| x.id.as_str()).collect();
         assert_eq!(ids, ["orig", "copy"]);
         assert_eq!(m[0].similarity, 1.0);
@@ -446,19 +480,36 @@ mod tests {
     fn new_version_replaces_and_never_matches_itself() {
         let dir = TempDir::new("versions");
         let (index, _) = Index::open(&dir.0, false).expect("open");
-        index.check_and_insert("doc", Some(1), &fingerprint(ARTICLE)).expect("v1");
-        let (m, u) = index.check_and_insert("doc", Some(2), &fingerprint(&edited_copy())).expect("v2");
+        index
+            .check_and_insert("doc", Some(1), &fingerprint(ARTICLE))
+            .expect("v1");
+        let (m, u) = index
+            .check_and_insert("doc", Some(2), &fingerprint(&edited_copy()))
+            .expect("v2");
         assert!(m.is_empty(), "matched its own previous version: {m:?}");
         assert_eq!(u, Upsert::Replaced);
         assert_eq!(index.len(), 1);
 
         // The stored fingerprint is now v2's: the exact v2 text matches at 1.0.
         let m = index.near_duplicates("probe", &fingerprint(&edited_copy()), 0.5);
-        assert_eq!(m, vec![Match { id: "doc".into(), similarity: 1.0 }]);
+        assert_eq!(
+            m,
+            vec![Match {
+                id: "doc".into(),
+                similarity: 1.0
+            }]
+        );
 
-        let (_, u) = index.check_and_insert("doc", Some(1), &fingerprint(SAME_TOPIC)).expect("stale");
+        let (_, u) = index
+            .check_and_insert("doc", Some(1), &fingerprint(SAME_TOPIC))
+            .expect("stale");
         assert_eq!(u, Upsert::Stale);
-        assert_eq!(index.near_duplicates("probe", &fingerprint(&edited_copy()), 0.5).len(), 1);
+        assert_eq!(
+            index
+                .near_duplicates("probe", &fingerprint(&edited_copy()), 0.5)
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -466,14 +517,21 @@ mod tests {
         let dir = TempDir::new("reopen");
         {
             let (index, _) = Index::open(&dir.0, true).expect("open");
-            index.check_and_insert("a", Some(1), &fingerprint(ARTICLE)).expect("a");
-            index.check_and_insert("b", Some(1), &fingerprint(SAME_TOPIC)).expect("b");
-            index.check_and_insert("a", Some(2), &fingerprint(ARTICLE)).expect("a2");
+            index
+                .check_and_insert("a", Some(1), &fingerprint(ARTICLE))
+                .expect("a");
+            index
+                .check_and_insert("b", Some(1), &fingerprint(SAME_TOPIC))
+                .expect("b");
+            index
+                .check_and_insert("a", Some(2), &fingerprint(ARTICLE))
+                .expect("a2");
         }
         // Simulate a crash in the middle of writing a record.
         let path = dir.0.join(LOG_FILE);
         let mut f = OpenOptions::new().append(true).open(&path).expect("log");
-        f.write_all(br#"{"s":1,"id":"torn","shingles":3,"content":"00"#).expect("torn");
+        f.write_all(br#"{"s":1,"id":"torn","shingles":3,"content":"00"#)
+            .expect("torn");
         drop(f);
         let torn_len = fs::metadata(&path).expect("meta").len();
 
@@ -482,17 +540,29 @@ mod tests {
         assert_eq!(report.documents, 2);
         assert_eq!(report.skipped, 0);
         assert!(report.truncated_bytes > 0);
-        assert_eq!(fs::metadata(&path).expect("meta").len(), torn_len - report.truncated_bytes);
+        assert_eq!(
+            fs::metadata(&path).expect("meta").len(),
+            torn_len - report.truncated_bytes
+        );
         assert_eq!(index.len(), 2);
         let m = index.near_duplicates("new", &fingerprint(&edited_copy()), 0.5);
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].id, "a");
 
         // Appends after recovery start on a clean line and replay again.
-        index.check_and_insert("c", None, &fingerprint("Completely different words here today.")).expect("c");
+        index
+            .check_and_insert(
+                "c",
+                None,
+                &fingerprint("Completely different words here today."),
+            )
+            .expect("c");
         drop(index);
         let (index, report) = Index::open(&dir.0, false).expect("third open");
-        assert_eq!((report.records, report.documents, report.skipped), (4, 3, 0));
+        assert_eq!(
+            (report.records, report.documents, report.skipped),
+            (4, 3, 0)
+        );
         assert_eq!(report.truncated_bytes, 0);
         assert_eq!(index.len(), 3);
     }
@@ -501,7 +571,8 @@ mod tests {
     fn skips_corrupt_middle_lines() {
         let dir = TempDir::new("corrupt");
         let path = dir.0.join(LOG_FILE);
-        let good = serde_json::to_string(&Record::new("x", None, &fingerprint(ARTICLE))).expect("json");
+        let good =
+            serde_json::to_string(&Record::new("x", None, &fingerprint(ARTICLE))).expect("json");
         fs::write(&path, format!("{good}\nnot json\n{{\"s\":99}}\n\n")).expect("write");
         let (index, report) = Index::open(&dir.0, false).expect("open");
         assert_eq!((report.records, report.skipped, index.len()), (1, 2, 1));
@@ -514,7 +585,9 @@ mod tests {
         {
             let (index, _) = Index::open(&dir.0, false).expect("open");
             for v in 0..(COMPACT_MIN_RECORDS as u32 + 10) {
-                index.check_and_insert(&format!("doc-{}", v % 3), Some(v), &fp).expect("insert");
+                index
+                    .check_and_insert(&format!("doc-{}", v % 3), Some(v), &fp)
+                    .expect("insert");
             }
         }
         let (index, report) = Index::open(&dir.0, false).expect("reopen");
@@ -522,7 +595,57 @@ mod tests {
         assert_eq!(index.len(), 3);
         drop(index);
         let (index, report) = Index::open(&dir.0, false).expect("reopen compacted");
-        assert_eq!((report.records, report.documents, report.compacted), (3, 3, false));
+        assert_eq!(
+            (report.records, report.documents, report.compacted),
+            (3, 3, false)
+        );
         assert_eq!(index.near_duplicates("probe", &fp, 0.5).len(), 3);
+    }
+}
+
+#[cfg(test)]
+mod scale {
+    use super::tests_support::TempDir;
+    use super::*;
+    use crate::analysis::fingerprint::fingerprint;
+
+    /// Replay and brute-force query cost at the documented capacity.
+    /// Ignored by default (slow in debug builds); run with
+    /// `cargo test --release -p analyzer scale -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn hundred_thousand_documents() {
+        const N: u32 = 100_000;
+        let dir = TempDir::new("scale");
+        let mut fp = fingerprint("seed text for the scale test");
+        let mut state = 0x1234_5678_9abc_def0u64;
+        {
+            let mut out = io::BufWriter::new(File::create(dir.0.join(LOG_FILE)).expect("log"));
+            for i in 0..N {
+                for slot in fp.minhash.iter_mut() {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    *slot = state as u32;
+                }
+                fp.content_hash = u64::from(i);
+                serde_json::to_writer(&mut out, &Record::new(&format!("doc-{i}"), None, &fp))
+                    .expect("write");
+                out.write_all(b"\n").expect("newline");
+            }
+            out.flush().expect("flush");
+        }
+        let started = std::time::Instant::now();
+        let (index, report) = Index::open(&dir.0, false).expect("open");
+        eprintln!("replay {N}: {:?}", started.elapsed());
+        assert_eq!((index.len(), report.documents), (N as usize, N as usize));
+
+        let probe = fingerprint("another unrelated probe document with some words in it");
+        let started = std::time::Instant::now();
+        for i in 0..20 {
+            let (m, _) = index.check_and_insert(&format!("probe-{i}"), None, &probe).expect("insert");
+            assert!(m.len() == i.min(MAX_MATCHES));
+        }
+        eprintln!("check_and_insert over {N}: {:?}", started.elapsed() / 20);
     }
 }

@@ -32,13 +32,15 @@ fn main() -> ExitCode {
             println!("analyzer {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Healthcheck(c) => match healthcheck::probe(&c.host, c.port, Duration::from_secs(3)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("analyzer healthcheck: {e}");
-                ExitCode::FAILURE
+        Command::Healthcheck(c) => {
+            match healthcheck::probe(&c.host, c.port, Duration::from_secs(3)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("analyzer healthcheck: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Serve(c) => serve(c),
     }
 }
@@ -49,7 +51,10 @@ fn serve(config: Config) -> ExitCode {
     let (index, report) = match Index::open(&config.data_dir, config.fsync) {
         Ok(opened) => opened,
         Err(e) => {
-            eprintln!("analyzer: cannot open index in {}: {e}", config.data_dir.display());
+            eprintln!(
+                "analyzer: cannot open index in {}: {e}",
+                config.data_dir.display()
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -62,7 +67,10 @@ fn serve(config: Config) -> ExitCode {
         report.truncated_bytes,
         if report.compacted { ", compacted" } else { "" },
     );
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("analyzer: cannot start runtime: {e}");

@@ -33,7 +33,11 @@ pub struct Keyphrase {
 /// language of short technical text.
 pub fn extract(text: &str, lang: &str, limit: usize) -> Vec<Keyphrase> {
     let lang_bit = lang_index(lang).unwrap_or(0);
-    let stop_mask = if lang_bit == 0 { 1 | EN_RAKE_BIT } else { 1u8 << lang_bit };
+    let stop_mask = if lang_bit == 0 {
+        1 | EN_RAKE_BIT
+    } else {
+        1u8 << lang_bit
+    };
 
     let mut candidates: Vec<Vec<String>> = Vec::new();
     let mut current: Vec<String> = Vec::new();
@@ -46,19 +50,30 @@ pub fn extract(text: &str, lang: &str, limit: usize) -> Vec<Keyphrase> {
         }
     };
 
-    for fragment in text.split(is_phrase_delimiter) {
-        for word in words(fragment) {
-            let lower = lower_into(&mut buf, word);
-            let is_stop = membership(lower) & stop_mask != 0;
-            let is_noise = lower.chars().count() < 2 || !lower.chars().any(char::is_alphabetic);
-            if is_stop || is_noise {
+    // Single line breaks are just wrapping, but a blank line ends a title,
+    // heading or list item even without punctuation.
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            flush(&mut current, &mut candidates);
+            continue;
+        }
+        for (i, fragment) in line.split(is_phrase_delimiter).enumerate() {
+            if i > 0 {
                 flush(&mut current, &mut candidates);
-            } else {
-                current.push(lower.to_owned());
+            }
+            for word in words(fragment) {
+                let lower = lower_into(&mut buf, word);
+                let is_stop = membership(lower) & stop_mask != 0;
+                let is_noise = lower.chars().count() < 2 || !lower.chars().any(char::is_alphabetic);
+                if is_stop || is_noise {
+                    flush(&mut current, &mut candidates);
+                } else {
+                    current.push(lower.to_owned());
+                }
             }
         }
-        flush(&mut current, &mut candidates);
     }
+    flush(&mut current, &mut candidates);
 
     // word -> (frequency, degree)
     let mut stats: HashMap<&str, (u32, u32)> = HashMap::new();
@@ -86,7 +101,10 @@ pub fn extract(text: &str, lang: &str, limit: usize) -> Vec<Keyphrase> {
                 f64::from(deg) / f64::from(freq.max(1))
             })
             .sum();
-        scored.push(Keyphrase { phrase: joined, score: round3(score) });
+        scored.push(Keyphrase {
+            phrase: joined,
+            score: round3(score),
+        });
     }
     // Stable sort keeps first-occurrence order among equal scores.
     scored.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -138,15 +156,28 @@ mod tests {
     #[test]
     fn respects_limit_and_drops_noise() {
         let got = extract("The 2024 budget: a b c. Budget cuts!", "en", 1);
-        assert_eq!(got, vec![Keyphrase { phrase: "budget cuts".into(), score: 3.5 }]);
+        assert_eq!(
+            got,
+            vec![Keyphrase {
+                phrase: "budget cuts".into(),
+                score: 3.5
+            }]
+        );
         assert!(extract("the of and", "en", 10).is_empty());
     }
 
     #[test]
     fn uses_language_stopwords() {
-        let got = extract("Die Analyse der Daten und die Verarbeitung großer Datenmengen", "de", 10);
+        let got = extract(
+            "Die Analyse der Daten und die Verarbeitung großer Datenmengen",
+            "de",
+            10,
+        );
         let phrases: Vec<&str> = got.iter().map(|k| k.phrase.as_str()).collect();
-        assert!(phrases.contains(&"verarbeitung großer datenmengen"), "{phrases:?}");
+        assert!(
+            phrases.contains(&"verarbeitung großer datenmengen"),
+            "{phrases:?}"
+        );
         assert!(phrases.contains(&"analyse"), "{phrases:?}");
     }
 }

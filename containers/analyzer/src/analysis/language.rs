@@ -27,9 +27,9 @@ pub struct Language {
 ///
 /// Every stopword adds `1/k` to each of the `k` languages listing it, so
 /// shared words such as "de" or "in" cannot outvote distinctive ones like
-/// "und" or "the". Confidence is the winner's share of all evidence, damped
-/// by how much evidence there is (`1 - e^(-hits/3)`), so a two-word hit is
-/// never reported as near-certain.
+/// "und" or "the". Confidence is the winner's share against the runner-up
+/// (the only plausible confusion; 0.5 is a tie), damped by the amount of
+/// evidence (`1 - e^(-score/3)`), so a two-word hit is never near-certain.
 pub fn detect(text: &str) -> Language {
     let mut scores = [0.0f64; LANGS.len()];
     let mut buf = String::new();
@@ -46,20 +46,28 @@ pub fn detect(text: &str) -> Language {
         }
     }
 
-    let total: f64 = scores.iter().sum();
     let (best, best_score) = scores
         .iter()
         .copied()
         .enumerate()
         .fold((0, 0.0), |acc, (i, s)| if s > acc.1 { (i, s) } else { acc });
-    if best_score < MIN_WINNER_HITS || total <= 0.0 {
-        return Language { code: UNDETERMINED, confidence: 0.0 };
+    if best_score < MIN_WINNER_HITS {
+        return Language {
+            code: UNDETERMINED,
+            confidence: 0.0,
+        };
     }
-    let share = best_score / total;
+    let runner_up = scores
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != best)
+        .map(|(_, &s)| s)
+        .fold(0.0, f64::max);
+    let contrast = best_score / (best_score + runner_up);
     let evidence = 1.0 - (-best_score / 3.0).exp();
     Language {
         code: LANGS[best].0,
-        confidence: round3(share * evidence),
+        confidence: round3(contrast * evidence),
     }
 }
 
@@ -107,7 +115,13 @@ mod tests {
 
     #[test]
     fn too_little_text_is_undetermined() {
-        assert_eq!(detect("Hello"), Language { code: "und", confidence: 0.0 });
+        assert_eq!(
+            detect("Hello"),
+            Language {
+                code: "und",
+                confidence: 0.0
+            }
+        );
         assert_eq!(code("Kubernetes Prometheus Grafana"), "und");
         assert_eq!(code("12345 !!!"), "und");
     }

@@ -43,7 +43,13 @@ pub fn analyze(title: Option<&str>, text: &str) -> Analysis {
     let reading_time_seconds = readability::reading_time_seconds(readability.words);
     let keyphrases = keyphrases::extract(with_title, language.code, keyphrases::MAX_KEYPHRASES);
     let fingerprint = fingerprint::fingerprint(text);
-    Analysis { language, readability, reading_time_seconds, keyphrases, fingerprint }
+    Analysis {
+        language,
+        readability,
+        reading_time_seconds,
+        keyphrases,
+        fingerprint,
+    }
 }
 
 #[cfg(test)]
@@ -57,8 +63,14 @@ mod tests {
         let titled = analyze(Some("Rooftop photovoltaics"), text);
         assert_eq!(plain.fingerprint, titled.fingerprint);
         assert_eq!(plain.readability, titled.readability);
-        assert!(titled.keyphrases.iter().any(|k| k.phrase == "rooftop photovoltaics"));
-        assert!(!plain.keyphrases.iter().any(|k| k.phrase == "rooftop photovoltaics"));
+        assert!(titled
+            .keyphrases
+            .iter()
+            .any(|k| k.phrase == "rooftop photovoltaics"));
+        assert!(!plain
+            .keyphrases
+            .iter()
+            .any(|k| k.phrase == "rooftop photovoltaics"));
         assert_eq!(plain.language.code, "en");
         assert_eq!(plain.reading_time_seconds, 4);
     }

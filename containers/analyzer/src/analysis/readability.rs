@@ -86,13 +86,16 @@ pub fn count_sentences(text: &str) -> u32 {
             continue;
         }
         if matches!(c, '.' | '!' | '?' | '…') {
-            let token: String = word_start.map(|s| chars[s..i].iter().collect()).unwrap_or_default();
+            let token: String = word_start
+                .map(|s| chars[s..i].iter().collect())
+                .unwrap_or_default();
             let mut j = i;
             while j < chars.len() && matches!(chars[j], '.' | '!' | '?' | '…') {
                 j += 1;
             }
             // Closing quotes/brackets belong to the sentence they end.
-            while j < chars.len() && matches!(chars[j], '"' | '\'' | ')' | ']' | '”' | '’' | '»') {
+            while j < chars.len() && matches!(chars[j], '"' | '\'' | ')' | ']' | '”' | '’' | '»')
+            {
                 j += 1;
             }
             let at_break = j >= chars.len() || chars[j].is_whitespace();
@@ -175,7 +178,9 @@ pub fn syllables(word: &str) -> u32 {
         }
     } else if ends("es") {
         let consonant_les = ends("les") && n > 3 && !is_vowel(w[n - 4], false);
-        let sibilant = ["ses", "zes", "xes", "ces", "ges", "ches", "shes"].iter().any(|x| ends(x));
+        let sibilant = ["ses", "zes", "xes", "ces", "ges", "ches", "shes"]
+            .iter()
+            .any(|x| ends(x));
         if consonant_les {
             end -= 1;
         } else if !sibilant {
@@ -296,7 +301,10 @@ mod tests {
     #[test]
     fn sentence_boundaries() {
         assert_eq!(count_sentences("One. Two! Three? Four"), 4);
-        assert_eq!(count_sentences("Dr. Smith paid $3.50 for e.g. tea. Then left..."), 2);
+        assert_eq!(
+            count_sentences("Dr. Smith paid $3.50 for e.g. tea. Then left..."),
+            2
+        );
         assert_eq!(count_sentences("J. R. R. Tolkien wrote books."), 1);
         assert_eq!(count_sentences("A heading\n\nBody text here."), 2);
         assert_eq!(count_sentences("\"Really?\" she asked."), 2);

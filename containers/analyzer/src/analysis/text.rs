@@ -29,8 +29,7 @@ impl<'a> Iterator for Words<'a> {
         let skip = rest.find(char::is_alphanumeric)?;
         let start = self.pos + skip;
         let mut end = start;
-        let mut chars = self.text[start..].char_indices().peekable();
-        while let Some((off, c)) = chars.next() {
+        for (off, c) in self.text[start..].char_indices() {
             if c.is_alphanumeric() {
                 end = start + off + c.len_utf8();
                 continue;

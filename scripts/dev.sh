@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# `make dev`: bootstrap, build, then run the analyzer and wrangler dev in the
+# foreground until interrupted. Both are stopped by process group on exit.
+source "$(dirname "$0")/lib.sh"
+
+PORT="${PORT:-8787}"
+STATE_DIR="${STATE_DIR:-.wrangler/state}"
+ANALYZER_PORT="${ANALYZER_PORT:-8788}"
+
+bootstrap
+build_worker
+build_analyzer
+ensure_dev_vars
+mkdir -p "$STATE_DIR"
+apply_migrations "$STATE_DIR"
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+setsid target/release/analyzer --host 127.0.0.1 --port "$ANALYZER_PORT" --data-dir "$STATE_DIR/analyzer" &
+pids+=($!)
+log "analyzer on http://127.0.0.1:$ANALYZER_PORT"
+log "Actorline on http://127.0.0.1:$PORT (admin token in .dev.vars)"
+setsid wrangler dev --local --ip 127.0.0.1 --port "$PORT" --inspector-port 0 \
+  --show-interactive-dev-session=false --persist-to "$STATE_DIR" \
+  --var "ANALYZER_URL:http://127.0.0.1:$ANALYZER_PORT" &
+pids+=($!)
+wait "${pids[-1]}"

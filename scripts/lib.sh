@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Shared by `make dev`, `make test` and `make bench`: an idempotent bootstrap
+# that installs pinned tools from crates.io and npm only, and the Worker build.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# Pinned tool versions. wasm-bindgen-cli must equal the wasm-bindgen in Cargo.lock.
+WORKER_BUILD_VERSION="0.8.7"
+WASM_BINDGEN_VERSION="$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/,""); print; exit}' Cargo.lock)"
+TOOLS="${ACTORLINE_TOOLS:-$HOME/.cache/actorline/tools}"
+
+export WRANGLER_SEND_METRICS=false
+export WRANGLER_SEND_ERROR_REPORTS=false
+export CLOUDFLARE_CF_FETCH_ENABLED=false
+export CARGO_TERM_COLOR=never
+
+log() { printf '\033[1m[actorline]\033[0m %s\n' "$*" >&2; }
+
+install_crate() { # name version -> prints bin dir
+  local name="$1" version="$2" root="$TOOLS/$1-$2"
+  if [ ! -x "$root/bin/$3" ]; then
+    log "installing $name $version from crates.io into $root"
+    cargo install "$name" --version "$version" --locked --root "$root" >&2
+  fi
+  echo "$root/bin"
+}
+
+bootstrap() {
+  command -v cargo >/dev/null || { log "cargo is required (rustup)"; exit 1; }
+  if ! rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'; then
+    log "adding the wasm32-unknown-unknown target"
+    rustup target add wasm32-unknown-unknown >&2
+  fi
+  local wb bg
+  wb="$(install_crate worker-build "$WORKER_BUILD_VERSION" worker-build)"
+  bg="$(install_crate wasm-bindgen-cli "$WASM_BINDGEN_VERSION" wasm-bindgen)"
+  export PATH="$wb:$bg:$PATH"
+  export WASM_BINDGEN_BIN="$bg/wasm-bindgen"
+  local lock_sum
+  lock_sum="$(sha256sum package-lock.json | cut -d' ' -f1)"
+  if [ ! -x node_modules/.bin/wrangler ] || [ "$(cat node_modules/.actorline-lock 2>/dev/null)" != "$lock_sum" ]; then
+    log "npm ci (pinned wrangler and test tools)"
+    npm ci --no-audit --no-fund --loglevel=error >&2
+    echo "$lock_sum" > node_modules/.actorline-lock
+  fi
+  # worker-build bundles with esbuild; use the one npm installed instead of a download.
+  local esb="$ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"
+  [ -x "$esb" ] && export ESBUILD_BIN="$esb"
+  export PATH="$ROOT/node_modules/.bin:$PATH"
+}
+
+build_worker() {
+  log "building the Worker (worker-build --release)"
+  worker-build --release >&2
+  local wasm
+  wasm="$(ls build/worker/*.wasm build/*.wasm 2>/dev/null | head -1 || true)"
+  [ -n "$wasm" ] && log "wasm bundle: $(stat -c %s "$wasm") bytes raw, $(gzip -9c "$wasm" | wc -c) bytes gzipped"
+}
+
+build_analyzer() {
+  log "building the analyzer"
+  cargo build --release -p analyzer >&2
+}
+
+# Creates .dev.vars with random secrets on first run; never overwrites it.
+ensure_dev_vars() {
+  if [ ! -f .dev.vars ]; then
+    log "creating .dev.vars with a random ADMIN_TOKEN and SESSION_SECRET"
+    umask 077
+    {
+      echo "ADMIN_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+      echo "SESSION_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    } > .dev.vars
+  fi
+}
+
+apply_migrations() { # state dir
+  log "applying D1 migrations into $1"
+  wrangler d1 migrations apply DB --local --persist-to "$1" >&2 </dev/null
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# `make test`: bootstrap, build, then every test: native unit tests, the
+# end-to-end suite against real workerd, and the deploy dry-runs.
+source "$(dirname "$0")/lib.sh"
+
+bootstrap
+build_worker
+build_analyzer
+ensure_dev_vars
+
+log "native tests"
+cargo test --workspace --lib --bins
+
+log "deploy dry-runs (default and production)"
+wrangler deploy --dry-run --outdir target/dry-run >&2
+wrangler deploy --dry-run --env production --outdir target/dry-run-production >&2
+
+log "end-to-end tests against wrangler dev"
+ACTORLINE_ROOT="$ROOT" cargo test --test e2e -- --test-threads 4

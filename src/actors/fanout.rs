@@ -1,0 +1,81 @@
+//! Topic side of live updates: who listens to this actor, and pushing new
+//! events to them. Shared by every topic actor (run, content, feed).
+//!
+//! A push is best effort and bounded in time: a slow or vanished session must
+//! never stall a pipeline. Sessions detect any gap by sequence number and fill
+//! it from this actor's log, so a dropped push is late, never lost.
+
+use futures::future::{select, Either};
+use serde_json::json;
+use worker::{Delay, Env, SqlStorage};
+
+use super::rpc::{self, ActorKind};
+use crate::domain::time::Millis;
+use crate::error::ApiError;
+use crate::protocol::{EventRecord, Topic};
+use crate::store::{exec, rows};
+
+/// How long one push may take before the topic gives up on that session.
+pub const PUSH_TIMEOUT_MS: u64 = 2_000;
+
+#[derive(Clone)]
+pub struct Subscribers {
+    sql: SqlStorage,
+}
+
+#[derive(serde::Deserialize)]
+struct Row {
+    session: String,
+}
+
+impl Subscribers {
+    pub fn new(sql: SqlStorage) -> Self {
+        Subscribers { sql }
+    }
+
+    pub fn init(&self) -> Result<(), ApiError> {
+        exec(&self.sql, "CREATE TABLE IF NOT EXISTS subscribers (session TEXT PRIMARY KEY, since INTEGER NOT NULL)", vec![])
+    }
+
+    pub fn add(&self, session: &str, now: Millis) -> Result<(), ApiError> {
+        self.init()?;
+        exec(&self.sql, "INSERT OR REPLACE INTO subscribers (session, since) VALUES (?, ?)", vec![session.into(), now.into()])
+    }
+
+    pub fn remove(&self, session: &str) -> Result<(), ApiError> {
+        self.init()?;
+        exec(&self.sql, "DELETE FROM subscribers WHERE session = ?", vec![session.into()])
+    }
+
+    pub fn list(&self) -> Vec<String> {
+        rows::<Row>(&self.sql, "SELECT session FROM subscribers ORDER BY since", vec![])
+            .map(|r| r.into_iter().map(|r| r.session).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Sends `events` of `topic` to every subscribed session, each with a timeout.
+/// Sessions that say they no longer listen are dropped from the list.
+pub async fn push(env: &Env, subs: &Subscribers, topic: Topic, events: &[EventRecord]) {
+    if events.is_empty() {
+        return;
+    }
+    let sessions = subs.list();
+    let body = json!({ "topic": topic, "events": events });
+    let calls = sessions.iter().map(|s| {
+        let body = &body;
+        async move {
+            let call = Box::pin(rpc::call::<_, serde_json::Value>(env, ActorKind::Session, s, "deliver", body));
+            let timeout = Box::pin(Delay::from(std::time::Duration::from_millis(PUSH_TIMEOUT_MS)));
+            match select(call, timeout).await {
+                Either::Left((Ok(v), _)) => (s, v.get("subscribed").and_then(|b| b.as_bool()).unwrap_or(true)),
+                _ => (s, true),
+            }
+        }
+    });
+    for (session, still) in futures::future::join_all(calls).await {
+        if !still {
+            let _ = subs.remove(session);
+        }
+    }
+}

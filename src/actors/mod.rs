@@ -1,0 +1,139 @@
+//! Durable Object shells. Each one turns storage, alarm and WebSocket
+//! callbacks into calls on a pure state machine in `crate::domain`, persists
+//! the result, and sends the events it produced. No state lives only in
+//! memory: an actor may be evicted between any two awaits.
+
+pub mod analyzer;
+pub mod content;
+pub mod fanout;
+pub mod feed;
+pub mod pipeline;
+pub mod rpc;
+pub mod session;
+pub mod vector_index;
+
+/// Handlers an actor does not use. workers-rs's defaults panic, and a panic
+/// traps the whole isolate, so every class gets these explicit answers.
+#[macro_export]
+macro_rules! unused_handlers {
+    (alarm) => {
+        async fn alarm(&self) -> worker::Result<worker::Response> {
+            worker::Response::ok("no alarm work")
+        }
+    };
+    (sockets) => {
+        async fn websocket_message(
+            &self,
+            ws: worker::WebSocket,
+            _m: worker::WebSocketIncomingMessage,
+        ) -> worker::Result<()> {
+            let _ = ws.close(Some(1003), Some("this actor takes no socket messages"));
+            Ok(())
+        }
+        async fn websocket_close(&self, _ws: worker::WebSocket, _c: usize, _r: String, _w: bool) -> worker::Result<()> {
+            Ok(())
+        }
+        async fn websocket_error(&self, _ws: worker::WebSocket, _e: worker::Error) -> worker::Result<()> {
+            Ok(())
+        }
+    };
+}
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::domain::event_log::{plan_replay, ReplayPlan};
+use crate::error::{ApiError, ApiResult};
+use crate::protocol::Topic;
+use crate::store::events::EventStore;
+use fanout::Subscribers;
+
+/// Most events one replay answer carries; a session pages for the rest.
+pub const REPLAY_PAGE: u32 = 500;
+
+#[derive(Deserialize)]
+struct SubscribeBody {
+    session: String,
+    #[serde(default)]
+    after: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct EventsBody {
+    #[serde(default)]
+    after: u64,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// The ops every topic actor answers: `subscribe`, `unsubscribe`, `events`.
+/// `topic` is `None` when the actor was never created.
+pub fn topic_op(
+    op: &str,
+    body: Value,
+    topic: Option<(Topic, Value)>,
+    log: &EventStore,
+    subs: &Subscribers,
+) -> ApiResult<Value> {
+    let Some((topic, snapshot)) = topic else {
+        return Err(ApiError::not_found("actor"));
+    };
+    match op {
+        "subscribe" => {
+            let b: SubscribeBody = serde_json::from_value(body)?;
+            subs.add(&b.session, crate::runtime::now_ms())?;
+            let window = log.window()?;
+            match plan_replay(b.after, window) {
+                ReplayPlan::UpToDate => Ok(json!({ "topic": topic, "last_seq": window.last, "plan": "live", "events": [] })),
+                ReplayPlan::Replay { after, .. } => {
+                    let events = log.after(after, REPLAY_PAGE)?;
+                    Ok(json!({ "topic": topic, "last_seq": window.last, "plan": "replay", "events": events }))
+                }
+                ReplayPlan::Resync => {
+                    Ok(json!({ "topic": topic, "last_seq": window.last, "plan": "resync", "events": [], "snapshot": snapshot }))
+                }
+            }
+        }
+        "unsubscribe" => {
+            let b: SubscribeBody = serde_json::from_value(body)?;
+            subs.remove(&b.session)?;
+            Ok(json!({ "ok": true }))
+        }
+        "events" => {
+            let b: EventsBody = serde_json::from_value(body)?;
+            let window = log.window()?;
+            if b.after + 1 < window.first {
+                return Ok(json!({ "topic": topic, "last_seq": window.last, "resync": true, "snapshot": snapshot, "events": [] }));
+            }
+            let events = log.after(b.after, b.limit.unwrap_or(REPLAY_PAGE).min(REPLAY_PAGE))?;
+            Ok(json!({ "topic": topic, "last_seq": window.last, "events": events }))
+        }
+        other => Err(ApiError::not_found(format!("actor op {other}"))),
+    }
+}
+
+/// The admin inspection every actor kind answers with.
+pub fn inspection(
+    state: &worker::State,
+    kind: &str,
+    id: &str,
+    typed: Value,
+    alarm_at: Option<i64>,
+    log: &EventStore,
+) -> ApiResult<Value> {
+    let sockets: Vec<Value> = state
+        .get_websockets()
+        .iter()
+        .map(|ws| json!({ "tags": state.get_tags(ws) }))
+        .collect();
+    let sql = state.storage().sql();
+    Ok(json!({
+        "kind": kind,
+        "id": id,
+        "state": typed,
+        "alarm_at": alarm_at.map(crate::domain::time::rfc3339),
+        "websockets": { "count": sockets.len(), "sockets": sockets },
+        "events": { "last_seq": log.last_seq().unwrap_or(0), "tail": log.tail(50).unwrap_or_default() },
+        "storage": crate::store::describe_tables(&sql, 5),
+    }))
+}

@@ -1,0 +1,279 @@
+//! `PipelineActor`: one pipeline run. A thin shell over
+//! [`crate::domain::pipeline::PipelineRun`]: each alarm executes one stage,
+//! persists the outcome with its events, and arms the next alarm.
+
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+use worker::{durable_object, DurableObject, Env, Request, Response, State};
+
+use super::fanout::{self, Subscribers};
+use super::rpc::{self, ActorKind};
+use crate::catalog;
+use crate::domain::content::ContentDoc;
+use crate::domain::pipeline::{PipelineRun, Step};
+use crate::domain::time::Millis;
+use crate::error::{ApiError, ApiResult};
+use crate::protocol::{EventDraft, EventRecord, RunStatus, RunView, Topic};
+use crate::runtime::{config, now_ms};
+use crate::stages::{self, ArtifactStore, StageContext, StageFailure};
+use crate::store::events::EventStore;
+use crate::store::StateCell;
+
+#[durable_object]
+pub struct PipelineActor {
+    state: State,
+    env: Env,
+}
+
+#[derive(Deserialize)]
+struct StartRequest {
+    run_id: Uuid,
+    content_id: Uuid,
+    version: u32,
+    doc: ContentDoc,
+}
+
+#[derive(Deserialize, Default)]
+struct Reason {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Watchdog slack beyond a stage's timeout: if the isolate dies mid-stage, this
+/// alarm brings the run back.
+const WATCHDOG_SLACK_MS: i64 = 5_000;
+
+impl PipelineActor {
+    fn cells(&self) -> StateCell {
+        StateCell::new(self.state.storage().sql())
+    }
+
+    fn log(&self) -> EventStore {
+        EventStore::new(self.state.storage().sql(), config(&self.env).retention)
+    }
+
+    fn subs(&self) -> Subscribers {
+        Subscribers::new(self.state.storage().sql())
+    }
+
+    fn load(&self) -> ApiResult<Option<PipelineRun>> {
+        if !crate::store::has_state(&self.state.storage().sql()) {
+            return Ok(None);
+        }
+        self.cells().load("run")
+    }
+
+    fn require(&self) -> ApiResult<PipelineRun> {
+        self.load()?.ok_or_else(|| ApiError::not_found("run"))
+    }
+
+    fn topic(run: &PipelineRun) -> Topic {
+        Topic::Run(run.id)
+    }
+
+    /// Saves the run and appends its events in one synchronous step, then
+    /// pushes the events to subscribers without holding up the caller.
+    fn commit(&self, run: &PipelineRun, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<Vec<EventRecord>> {
+        self.cells().save("run", run)?;
+        let records = self.log().append(drafts, now)?;
+        let (env, subs, topic, recs) = (self.env.clone(), self.subs(), Self::topic(run), records.clone());
+        self.state.wait_until(async move { fanout::push(&env, &subs, topic, &recs).await });
+        Ok(records)
+    }
+
+    async fn arm(&self, run: &PipelineRun, now: Millis) -> ApiResult<()> {
+        let storage = self.state.storage();
+        match run.next_alarm(now) {
+            Some(at) => storage.set_alarm(to_datetime(at)).await?,
+            None => storage.delete_alarm().await?,
+        }
+        Ok(())
+    }
+
+    /// At every wake: an alarm must be armed whenever work remains.
+    async fn ensure_alarm(&self, run: &PipelineRun) -> ApiResult<()> {
+        let now = now_ms();
+        if run.next_alarm(now).is_some() && self.state.storage().get_alarm().await?.is_none() {
+            self.arm(run, now).await?;
+        }
+        Ok(())
+    }
+
+    async fn start(&self, req: StartRequest) -> ApiResult<RunView> {
+        if let Some(run) = self.load()? {
+            // Idempotent: a retried spawn gets the same run back.
+            return Ok(run.view(None));
+        }
+        let cfg = config(&self.env);
+        let now = now_ms();
+        let sql = self.state.storage().sql();
+        crate::store::init_state(&sql)?;
+        ArtifactStore::new(sql.clone()).init()?;
+        self.subs().init()?;
+        let (run, events) = PipelineRun::new(req.run_id, req.content_id, req.version, cfg.retry, now);
+        self.cells().save("doc", &req.doc)?;
+        self.commit(&run, events, now)?;
+        self.arm(&run, now).await?;
+        catalog::record_run(&self.env, &run, now).await?;
+        Ok(run.view(Some(now + 1)))
+    }
+
+    /// One alarm: at most one stage.
+    async fn tick(&self) -> ApiResult<()> {
+        let Some(mut run) = self.load()? else { return Ok(()) };
+        let now = now_ms();
+        let stage = match run.next_step(now) {
+            Step::Idle => return Ok(()),
+            Step::WaitUntil(_) => return self.arm(&run, now).await,
+            Step::Execute(stage) => stage,
+        };
+        let events = run.start_stage(stage, now).map_err(|e| ApiError::Conflict(e.to_string()))?;
+        self.commit(&run, events, now)?;
+        let timeout = run.policy(stage).timeout_ms;
+        self.state.storage().set_alarm(to_datetime(now + timeout as i64 + WATCHDOG_SLACK_MS)).await?;
+
+        let cfg = config(&self.env);
+        let attempt = run.record(stage).attempts;
+        let outcome = if cfg.faults.strikes(&run.id.to_string(), stage, attempt) {
+            Err(StageFailure::Error(crate::domain::pipeline::StageError::transient(format!(
+                "injected fault ({stage}={})",
+                cfg.faults.probability(stage)
+            ))))
+        } else {
+            let doc: ContentDoc = self.cells().load("doc")?.ok_or_else(|| ApiError::not_found("run document"))?;
+            let artifacts = ArtifactStore::new(self.state.storage().sql());
+            let cx = StageContext { env: &self.env, cfg: &cfg, run: &run, doc: &doc, artifacts: &artifacts };
+            with_timeout(timeout, stages::execute(stage, &cx)).await
+        };
+
+        // Another request may have cancelled the run while the stage awaited.
+        let mut run = self.require()?;
+        let now = now_ms();
+        if run.status.is_terminal() {
+            return self.arm(&run, now).await;
+        }
+        let events = match outcome {
+            Ok(()) => run.finish_stage(stage, Ok(()), now),
+            Err(StageFailure::Error(e)) => run.finish_stage(stage, Err(e), now),
+            Err(StageFailure::Superseded(why)) => run.cancel(&format!("superseded: {why}"), now),
+        }
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
+        self.commit(&run, events, now)?;
+        self.arm(&run, now).await?;
+        if run.status.is_terminal() {
+            self.on_terminal(&run, now).await;
+        }
+        Ok(())
+    }
+
+    /// Catalog row, dead letter and content status once a run has ended.
+    async fn on_terminal(&self, run: &PipelineRun, now: Millis) {
+        let _ = catalog::record_run(&self.env, run, now).await;
+        if run.status != RunStatus::Completed {
+            let body = json!({ "run_id": run.id, "version": run.version, "status": run.status, "reason": run.reason });
+            let _: ApiResult<serde_json::Value> =
+                rpc::call(&self.env, ActorKind::Content, &run.content_id.to_string(), "run_ended", &body).await;
+        }
+    }
+
+    async fn cancel(&self, reason: &str) -> ApiResult<RunView> {
+        let mut run = self.require()?;
+        let now = now_ms();
+        let events = run.cancel(reason, now).map_err(|e| ApiError::Conflict(e.to_string()))?;
+        self.commit(&run, events, now)?;
+        self.arm(&run, now).await?;
+        self.on_terminal(&run, now).await;
+        Ok(run.view(None))
+    }
+
+    async fn retry(&self) -> ApiResult<RunView> {
+        let mut run = self.require()?;
+        let now = now_ms();
+        let events = run.retry(now).map_err(|e| ApiError::Conflict(e.to_string()))?;
+        self.commit(&run, events, now)?;
+        self.arm(&run, now).await?;
+        catalog::record_run(&self.env, &run, now).await?;
+        Ok(run.view(run.next_alarm(now)))
+    }
+
+    async fn view(&self) -> ApiResult<RunView> {
+        let run = self.require()?;
+        self.ensure_alarm(&run).await?;
+        let alarm = self.state.storage().get_alarm().await?;
+        Ok(run.view(alarm))
+    }
+
+    async fn dispatch(&self, mut req: Request) -> ApiResult<serde_json::Value> {
+        let (op, body): (String, serde_json::Value) = rpc::incoming(&mut req).await?;
+        let to_json = |v: RunView| serde_json::to_value(v).map_err(ApiError::from);
+        match op.as_str() {
+            "start" => to_json(self.start(serde_json::from_value(body)?).await?),
+            "view" => to_json(self.view().await?),
+            "cancel" => {
+                let r: Reason = serde_json::from_value(body).unwrap_or_default();
+                to_json(self.cancel(r.reason.as_deref().unwrap_or("cancelled by operator")).await?)
+            }
+            "retry" => to_json(self.retry().await?),
+            "fire_alarm" => {
+                self.require()?;
+                self.tick().await?;
+                self.inspect().await
+            }
+            "inspect" => self.inspect().await,
+            other => super::topic_op(other, body, self.load()?.map(|r| (Self::topic(&r), serde_json::to_value(r.view(None)).unwrap_or_default())), &self.log(), &self.subs()),
+        }
+    }
+
+    async fn inspect(&self) -> ApiResult<serde_json::Value> {
+        let run = self.require()?;
+        let alarm = self.state.storage().get_alarm().await?;
+        super::inspection(&self.state, "run", &run.id.to_string(), serde_json::to_value(run.view(alarm))?, alarm, &self.log())
+    }
+}
+
+impl DurableObject for PipelineActor {
+    fn new(state: State, env: Env) -> Self {
+        PipelineActor { state, env }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        let r = self.dispatch(req).await;
+        if let Ok(Some(run)) = self.load() {
+            let _ = self.ensure_alarm(&run).await;
+        }
+        rpc::reply(r)
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        if let Err(e) = self.tick().await {
+            // Re-arm so a failed tick (storage hiccup, crashed call) is retried.
+            worker::console_error!("pipeline alarm failed: {e}");
+            if let Ok(Some(run)) = self.load() {
+                let _ = self.state.storage().set_alarm(to_datetime(now_ms() + 1_000)).await;
+                let _ = run;
+            }
+        }
+        Response::ok("ok")
+    }
+
+    crate::unused_handlers!(sockets);
+}
+
+pub fn to_datetime(ms: Millis) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+async fn with_timeout<F>(ms: u64, f: F) -> Result<(), StageFailure>
+where
+    F: std::future::Future<Output = Result<(), StageFailure>>,
+{
+    use futures::future::{select, Either};
+    let timer = Box::pin(worker::Delay::from(std::time::Duration::from_millis(ms)));
+    match select(Box::pin(f), timer).await {
+        Either::Left((r, _)) => r,
+        Either::Right(_) => Err(StageFailure::Error(crate::domain::pipeline::StageError::transient(format!(
+            "timed out after {ms} ms"
+        )))),
+    }
+}

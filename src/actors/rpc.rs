@@ -1,0 +1,113 @@
+//! Internal calls from the Worker to actors and between actors.
+//!
+//! There is no RPC into a Rust Durable Object, so a call is a POST to
+//! `https://actor.internal/<op>` on the actor's stub with a JSON body. These
+//! URLs exist only on stubs: the public router never forwards to them, so they
+//! cannot be reached from outside the Worker. Errors cross the boundary in the
+//! contract's JSON and are rebuilt into the same [`ApiError`].
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use worker::{Env, Headers, Method, Request, RequestInit, Response, Stub};
+
+use crate::error::ApiError;
+use crate::http;
+
+/// Every actor kind: its binding, and the name admins use for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorKind {
+    Content,
+    Run,
+    Session,
+    VectorShard,
+    Feed,
+    Analyzer,
+}
+
+impl ActorKind {
+    pub fn binding(self) -> &'static str {
+        match self {
+            ActorKind::Content => "CONTENT",
+            ActorKind::Run => "PIPELINE",
+            ActorKind::Session => "SESSION",
+            ActorKind::VectorShard => "VECTOR_INDEX",
+            ActorKind::Feed => "FEED",
+            ActorKind::Analyzer => "ANALYZER_CONTAINER",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::Content => "content",
+            ActorKind::Run => "run",
+            ActorKind::Session => "session",
+            ActorKind::VectorShard => "vector_index",
+            ActorKind::Feed => "feed",
+            ActorKind::Analyzer => "analyzer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            ActorKind::Content,
+            ActorKind::Run,
+            ActorKind::Session,
+            ActorKind::VectorShard,
+            ActorKind::Feed,
+            ActorKind::Analyzer,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+pub fn stub(env: &Env, kind: ActorKind, name: &str) -> Result<Stub, ApiError> {
+    let ns = env.durable_object(kind.binding())?;
+    Ok(ns.id_from_name(name)?.get_stub()?)
+}
+
+fn request<Q: Serialize>(op: &str, body: &Q) -> Result<Request, ApiError> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    let payload = serde_json::to_string(body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_headers(headers).with_body(Some(payload.into()));
+    Ok(Request::new_with_init(&format!("https://actor.internal/{op}"), &init)?)
+}
+
+/// Calls `op` on the actor `kind/name` and decodes its JSON answer.
+pub async fn call<Q: Serialize, R: DeserializeOwned>(
+    env: &Env,
+    kind: ActorKind,
+    name: &str,
+    op: &str,
+    body: &Q,
+) -> Result<R, ApiError> {
+    let resp = stub(env, kind, name)?.fetch_with_request(request(op, body)?).await?;
+    decode(resp).await
+}
+
+pub async fn decode<R: DeserializeOwned>(mut resp: Response) -> Result<R, ApiError> {
+    let status = resp.status_code();
+    let bytes = resp.bytes().await?;
+    if status >= 400 {
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        return Err(ApiError::from_body(status, &body)
+            .unwrap_or_else(|| ApiError::Internal(format!("actor answered {status}"))));
+    }
+    let bytes = if bytes.is_empty() { b"null".to_vec() } else { bytes };
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(format!("actor reply: {e}")))
+}
+
+/// The actor side: the op name and the JSON body of an internal call.
+pub async fn incoming<T: DeserializeOwned>(req: &mut Request) -> Result<(String, T), ApiError> {
+    let op = req.path().trim_start_matches('/').to_string();
+    let bytes = req.bytes().await?;
+    let bytes = if bytes.is_empty() { b"null".to_vec() } else { bytes };
+    let body = serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("internal call {op}: {e}")))?;
+    Ok((op, body))
+}
+
+pub fn reply<T: Serialize>(r: Result<T, ApiError>) -> worker::Result<Response> {
+    Ok(http::result(200, r))
+}

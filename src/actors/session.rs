@@ -1,0 +1,384 @@
+//! `SessionActor`: one user session and its WebSockets (several tabs), held
+//! through the hibernation API. Per-socket subscriptions and cursors live in
+//! the socket attachment, so an evicted session wakes with everything it needs.
+//!
+//! Delivery is exactly-once and in order per socket and topic: a cursor per
+//! subscription drops what was seen and turns a skipped seq into a fetch from
+//! the topic's log. Pushes that arrive while a subscription is replaying are
+//! buffered in memory for the few awaits of the hand-over, then merged.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+use worker::{durable_object, DurableObject, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage, WebSocketPair};
+
+use super::rpc::{self, ActorKind};
+use crate::catalog;
+use crate::domain::session::{SocketState, MAX_FRAME_BYTES, MAX_STRIKES};
+use crate::domain::time::Millis;
+use crate::error::{ApiError, ApiResult};
+use crate::protocol::{ClientFrame, EventRecord, ServerFrame, Topic};
+use crate::runtime::{config, now_ms};
+use crate::store::events::EventStore;
+use crate::store::StateCell;
+
+#[durable_object]
+pub struct SessionActor {
+    state: State,
+    env: Env,
+    /// (tab, topic) → pushes received during that subscription's replay.
+    pending: RefCell<HashMap<(String, String), Vec<EventRecord>>>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+struct SessionInfo {
+    id: Uuid,
+    created_at: Millis,
+    expires_at: Millis,
+}
+
+#[derive(Deserialize)]
+struct Deliver {
+    topic: Topic,
+    events: Vec<EventRecord>,
+}
+
+#[derive(Deserialize)]
+struct SubscribeAnswer {
+    last_seq: u64,
+    plan: String,
+    events: Vec<EventRecord>,
+    #[serde(default)]
+    snapshot: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct EventsAnswer {
+    last_seq: u64,
+    events: Vec<EventRecord>,
+    #[serde(default)]
+    resync: bool,
+    #[serde(default)]
+    snapshot: Option<Value>,
+}
+
+/// The actor that owns a topic's log.
+pub fn topic_actor(topic: Topic) -> (ActorKind, String) {
+    match topic {
+        Topic::Run(id) => (ActorKind::Run, id.to_string()),
+        Topic::Content(id) => (ActorKind::Content, id.to_string()),
+        Topic::Feed => (ActorKind::Feed, super::feed::FEED_NAME.to_string()),
+    }
+}
+
+fn send(ws: &WebSocket, frame: &ServerFrame) {
+    let _ = ws.send_with_str(frame.to_json());
+}
+
+fn attachment(ws: &WebSocket) -> Option<SocketState> {
+    ws.deserialize_attachment::<SocketState>().ok().flatten()
+}
+
+fn save(ws: &WebSocket, st: &SocketState) {
+    let _ = ws.serialize_attachment(st);
+}
+
+impl SessionActor {
+    fn cells(&self) -> StateCell {
+        StateCell::new(self.state.storage().sql())
+    }
+
+    fn info(&self) -> ApiResult<SessionInfo> {
+        if !crate::store::has_state(&self.state.storage().sql()) {
+            return Err(ApiError::not_found("session"));
+        }
+        self.cells().load("session")?.ok_or_else(|| ApiError::not_found("session"))
+    }
+
+    async fn init(&self, info: SessionInfo) -> ApiResult<Value> {
+        crate::store::init_state(&self.state.storage().sql())?;
+        self.cells().save("session", &info)?;
+        catalog::register_actor(&self.env, "session", &info.id.to_string(), "active", info.created_at).await?;
+        Ok(json!({ "ok": true }))
+    }
+
+    fn accept(&self) -> ApiResult<Response> {
+        self.info()?;
+        let pair = WebSocketPair::new()?;
+        let tab = Uuid::new_v4().to_string();
+        self.state.accept_websocket_with_tags(&pair.server, &[tab.as_str()]);
+        save(&pair.server, &SocketState::new(tab, now_ms()));
+        Ok(Response::from_websocket(pair.client)?)
+    }
+
+    fn sockets_on(&self, topic: &str) -> Vec<(WebSocket, SocketState)> {
+        self.state
+            .get_websockets()
+            .into_iter()
+            .filter_map(|ws| attachment(&ws).map(|st| (ws, st)))
+            .filter(|(_, st)| st.cursor(topic).is_some())
+            .collect()
+    }
+
+    /// Sends the contiguous events after this socket's cursor; reports a gap.
+    /// Synchronous, so two deliveries can never interleave on one socket.
+    fn send_contiguous(ws: &WebSocket, topic: Topic, events: &[EventRecord]) -> Option<u64> {
+        let key = topic.to_string();
+        let mut st = attachment(ws)?;
+        let mut cursor = st.cursor(&key)?;
+        let mut sorted: Vec<&EventRecord> = events.iter().filter(|e| e.seq > cursor).collect();
+        sorted.sort_by_key(|e| e.seq);
+        for e in sorted {
+            if e.seq == cursor + 1 {
+                send(ws, &ServerFrame::event(topic, e));
+                cursor = e.seq;
+            } else if e.seq > cursor + 1 {
+                st.advance(&key, cursor);
+                save(ws, &st);
+                return Some(cursor);
+            }
+        }
+        st.advance(&key, cursor);
+        save(ws, &st);
+        None
+    }
+
+    /// Delivers `events` to one socket, filling any gap from the topic's log.
+    async fn deliver_to(&self, ws: &WebSocket, topic: Topic, events: Vec<EventRecord>) {
+        let mut batch = events;
+        for _ in 0..20 {
+            let Some(after) = Self::send_contiguous(ws, topic, &batch) else { return };
+            match self.fetch_events(topic, after).await {
+                Ok(page) if page.resync => {
+                    self.resync(ws, topic, page.last_seq, page.snapshot.unwrap_or(Value::Null));
+                    return;
+                }
+                Ok(page) if !page.events.is_empty() => batch = page.events,
+                _ => return,
+            }
+        }
+    }
+
+    fn resync(&self, ws: &WebSocket, topic: Topic, last_seq: u64, snapshot: Value) {
+        send(ws, &ServerFrame::ResyncRequired { topic, snapshot });
+        if let Some(mut st) = attachment(ws) {
+            st.finish_replay(&topic.to_string(), last_seq);
+            save(ws, &st);
+        }
+    }
+
+    async fn fetch_events(&self, topic: Topic, after: u64) -> ApiResult<EventsAnswer> {
+        let (kind, name) = topic_actor(topic);
+        rpc::call(&self.env, kind, &name, "events", &json!({ "after": after })).await
+    }
+
+    async fn deliver(&self, d: Deliver) -> ApiResult<Value> {
+        let key = d.topic.to_string();
+        let targets = self.sockets_on(&key);
+        for (ws, st) in &targets {
+            if st.is_replaying(&key) {
+                self.pending.borrow_mut().entry((st.tab.clone(), key.clone())).or_default().extend(d.events.iter().cloned());
+                continue;
+            }
+            self.deliver_to(ws, d.topic, d.events.clone()).await;
+        }
+        Ok(json!({ "subscribed": !targets.is_empty() }))
+    }
+
+    async fn subscribe(&self, ws: &WebSocket, topic_text: &str, after: Option<u64>) -> ApiResult<()> {
+        let topic: Topic = topic_text.parse().map_err(|e: String| ApiError::invalid("topic", e))?;
+        let key = topic.to_string();
+        let info = self.info()?;
+        let mut st = attachment(ws).unwrap_or_else(|| SocketState::new(Uuid::new_v4().to_string(), now_ms()));
+        st.subscribe(&key, after.unwrap_or(0)).map_err(|e| ApiError::Conflict(e.to_string()))?;
+        save(ws, &st);
+        self.pending.borrow_mut().remove(&(st.tab.clone(), key.clone()));
+
+        let (kind, name) = topic_actor(topic);
+        let answer: Result<SubscribeAnswer, ApiError> =
+            rpc::call(&self.env, kind, &name, "subscribe", &json!({ "session": info.id, "after": after })).await;
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                if let Some(mut st) = attachment(ws) {
+                    st.unsubscribe(&key);
+                    save(ws, &st);
+                }
+                return Err(match e {
+                    ApiError::NotFound(_) => ApiError::not_found(format!("topic {key}")),
+                    other => other,
+                });
+            }
+        };
+        send(ws, &ServerFrame::Subscribed { topic, seq: answer.last_seq });
+        let mut cursor = match (after, answer.plan.as_str()) {
+            (_, "resync") => {
+                send(ws, &ServerFrame::ResyncRequired { topic, snapshot: answer.snapshot.unwrap_or(Value::Null) });
+                answer.last_seq
+            }
+            (None, _) => answer.last_seq,
+            (Some(a), _) => a,
+        };
+        let mut page = answer.events;
+        loop {
+            page.sort_by_key(|e| e.seq);
+            for e in &page {
+                if e.seq <= cursor {
+                    continue;
+                }
+                if e.seq != cursor + 1 {
+                    break;
+                }
+                send(ws, &ServerFrame::event(topic, e));
+                cursor = e.seq;
+            }
+            if cursor >= answer.last_seq {
+                break;
+            }
+            match self.fetch_events(topic, cursor).await {
+                Ok(p) if !p.events.is_empty() => page = p.events,
+                _ => break,
+            }
+        }
+        // Hand-over: whatever was pushed during the replay, then live.
+        let mut st = attachment(ws).unwrap_or(st);
+        st.finish_replay(&key, cursor);
+        save(ws, &st);
+        let buffered = self.pending.borrow_mut().remove(&(st.tab.clone(), key.clone())).unwrap_or_default();
+        if !buffered.is_empty() {
+            self.deliver_to(ws, topic, buffered).await;
+        }
+        send(ws, &ServerFrame::Ready { topic });
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, ws: &WebSocket, topic_text: &str) -> ApiResult<()> {
+        let topic: Topic = topic_text.parse().map_err(|e: String| ApiError::invalid("topic", e))?;
+        let key = topic.to_string();
+        if let Some(mut st) = attachment(ws) {
+            st.unsubscribe(&key);
+            save(ws, &st);
+        }
+        send(ws, &ServerFrame::Unsubscribed { topic });
+        if self.sockets_on(&key).is_empty() {
+            let info = self.info()?;
+            let (kind, name) = topic_actor(topic);
+            let _: ApiResult<Value> = rpc::call(&self.env, kind, &name, "unsubscribe", &json!({ "session": info.id })).await;
+        }
+        Ok(())
+    }
+
+    async fn on_frame(&self, ws: &WebSocket, text: &str) {
+        let now = now_ms();
+        let Some(mut st) = attachment(ws) else { return };
+        if !st.bucket.take(now) {
+            st.strikes += 1;
+            save(ws, &st);
+            send(ws, &ServerFrame::error("rate_limited", "too many frames; slow down"));
+            if st.strikes > MAX_STRIKES {
+                let _ = ws.close(Some(1008), Some("rate limit exceeded"));
+            }
+            return;
+        }
+        if st.strikes > 0 {
+            st.strikes = 0;
+        }
+        save(ws, &st);
+        if text.len() > MAX_FRAME_BYTES {
+            send(ws, &ServerFrame::error("frame_too_large", format!("frames are limited to {MAX_FRAME_BYTES} bytes")));
+            return;
+        }
+        let frame: ClientFrame = match serde_json::from_str(text) {
+            Ok(f) => f,
+            Err(e) => {
+                send(ws, &ServerFrame::error("malformed_frame", format!("not a valid frame: {e}")));
+                return;
+            }
+        };
+        let result = match frame {
+            ClientFrame::Ping => {
+                send(ws, &ServerFrame::Pong);
+                Ok(())
+            }
+            ClientFrame::Subscribe { topic, after } => self.subscribe(ws, &topic, after).await,
+            ClientFrame::Unsubscribe { topic } => self.unsubscribe(ws, &topic).await,
+        };
+        if let Err(e) = result {
+            let code = match &e {
+                ApiError::InvalidField { .. } | ApiError::NotFound(_) => "unknown_topic",
+                ApiError::Conflict(_) => "too_many_subscriptions",
+                _ => e.code(),
+            };
+            send(ws, &ServerFrame::error(code, e.to_string()));
+        }
+    }
+
+    fn view(&self) -> ApiResult<Value> {
+        let info = self.info()?;
+        let sockets: Vec<Value> = self
+            .state
+            .get_websockets()
+            .iter()
+            .map(|ws| json!({ "tags": self.state.get_tags(ws), "state": attachment(ws) }))
+            .collect();
+        Ok(json!({ "session": info, "sockets": sockets }))
+    }
+
+    async fn dispatch(&self, mut req: Request) -> ApiResult<Value> {
+        let (op, body): (String, Value) = rpc::incoming(&mut req).await?;
+        match op.as_str() {
+            "init" => self.init(serde_json::from_value(body)?).await,
+            "deliver" => self.deliver(serde_json::from_value(body)?).await,
+            "view" => self.view(),
+            "inspect" | "fire_alarm" => {
+                let info = self.info()?;
+                let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention);
+                super::inspection(&self.state, "session", &info.id.to_string(), self.view()?, None, &log)
+            }
+            other => Err(ApiError::not_found(format!("session op {other}"))),
+        }
+    }
+}
+
+impl DurableObject for SessionActor {
+    fn new(state: State, env: Env) -> Self {
+        // Pings are answered by the runtime without waking a hibernated actor.
+        if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new(r#"{"type":"ping"}"#, r#"{"type":"pong"}"#) {
+            state.set_websocket_auto_response(&pair);
+        }
+        SessionActor { state, env, pending: RefCell::new(HashMap::new()) }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        let upgrade = req.headers().get("upgrade").ok().flatten().unwrap_or_default();
+        if upgrade.eq_ignore_ascii_case("websocket") {
+            return Ok(self.accept().unwrap_or_else(|e| crate::http::error(&e)));
+        }
+        rpc::reply(self.dispatch(req).await)
+    }
+
+    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
+        match message {
+            WebSocketIncomingMessage::String(text) => self.on_frame(&ws, &text).await,
+            WebSocketIncomingMessage::Binary(_) => send(&ws, &ServerFrame::error("malformed_frame", "binary frames are not supported")),
+        }
+        Ok(())
+    }
+
+    async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
+        // Reciprocate the close; subscriptions of a closed socket end with it.
+        let code = if (1000..=4999).contains(&code) && code != 1005 && code != 1006 { code as u16 } else { 1000 };
+        let _ = ws.close(Some(code), Some("closed"));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
+        let _ = ws.close(Some(1011), Some("socket error"));
+        Ok(())
+    }
+
+    crate::unused_handlers!(alarm);
+}

@@ -1,0 +1,192 @@
+//! `VectorIndexActor`: one shard of the embedded vector index. Rows in DO
+//! SQLite (f32 little-endian blobs) are the truth; a [`ShardIndex`] built from
+//! them on first use is the cache every query scans, kept in step on writes.
+//! Losing the cache (eviction) only costs a reload.
+
+use std::cell::RefCell;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorageValue, State};
+
+use super::rpc;
+use crate::domain::vector::{encode_f32_le, ShardIndex, VectorMeta};
+use crate::error::{ApiError, ApiResult};
+use crate::protocol::Topic;
+use crate::providers::{VectorItem, VectorQuery};
+use crate::runtime::config;
+use crate::store::events::EventStore;
+use crate::store::exec;
+
+#[durable_object]
+pub struct VectorIndexActor {
+    state: State,
+    env: Env,
+    cache: RefCell<Option<ShardIndex>>,
+}
+
+#[derive(Deserialize)]
+struct Upsert {
+    items: Vec<VectorItem>,
+}
+
+#[derive(Deserialize)]
+struct DeleteContent {
+    content_id: String,
+    #[serde(default)]
+    keep_version: Option<u32>,
+}
+
+/// Largest k one query may ask for.
+pub const MAX_TOP_K: u32 = 200;
+
+impl VectorIndexActor {
+    fn init(&self) -> ApiResult<()> {
+        exec(
+            &self.state.storage().sql(),
+            "CREATE TABLE IF NOT EXISTS vectors (id TEXT PRIMARY KEY, namespace TEXT NOT NULL, content_id TEXT NOT NULL,
+               version INTEGER NOT NULL, chunk INTEGER NOT NULL, category TEXT, dim INTEGER NOT NULL, v BLOB NOT NULL)",
+            vec![],
+        )?;
+        exec(&self.state.storage().sql(), "CREATE INDEX IF NOT EXISTS vectors_by_content ON vectors (content_id)", vec![])
+    }
+
+    /// Builds the cache from storage once per isolate lifetime.
+    fn with_index<T>(&self, f: impl FnOnce(&mut ShardIndex) -> T) -> ApiResult<T> {
+        let mut slot = self.cache.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(self.load()?);
+        }
+        match slot.as_mut() {
+            Some(ix) => Ok(f(ix)),
+            None => Err(ApiError::Internal("vector cache".into())),
+        }
+    }
+
+    fn load(&self) -> ApiResult<ShardIndex> {
+        self.init()?;
+        let sql = self.state.storage().sql();
+        let cursor = sql
+            .exec("SELECT id, namespace, content_id, version, chunk, category, dim, v FROM vectors", None)
+            .map_err(crate::store::storage_err)?;
+        let mut ix: Option<ShardIndex> = None;
+        for row in cursor.raw() {
+            let Ok(cols) = row else { continue };
+            let mut it = cols.into_iter();
+            let (Some(SqlStorageValue::String(id)), Some(SqlStorageValue::String(ns)), Some(SqlStorageValue::String(cid))) =
+                (it.next(), it.next(), it.next())
+            else {
+                continue;
+            };
+            let version = as_int(it.next()) as u32;
+            let chunk = as_int(it.next()) as u32;
+            let category = match it.next() {
+                Some(SqlStorageValue::String(c)) => Some(c),
+                _ => None,
+            };
+            let dim = as_int(it.next()) as usize;
+            let Some(SqlStorageValue::Blob(blob)) = it.next() else { continue };
+            let ix = ix.get_or_insert_with(|| ShardIndex::new(dim));
+            let meta = VectorMeta { content_id: cid, version, chunk, category };
+            let _ = ix.upsert_blob(&id, &ns, &blob, meta);
+        }
+        Ok(ix.unwrap_or_else(|| ShardIndex::new(crate::nlp::embed::EMBED_DIM)))
+    }
+
+    fn upsert(&self, u: Upsert) -> ApiResult<Value> {
+        self.init()?;
+        let sql = self.state.storage().sql();
+        let n = u.items.len();
+        for it in &u.items {
+            // Validate against the cache first so a bad vector is never stored.
+            self.with_index(|ix| {
+                if ix.is_empty() && ix.dim() != it.values.len() {
+                    *ix = ShardIndex::new(it.values.len());
+                }
+                ix.upsert(&it.id, &it.namespace, &it.values, it.meta.clone())
+            })?
+            .map_err(|e| ApiError::invalid("items", e.to_string()))?;
+            exec(
+                &sql,
+                "INSERT OR REPLACE INTO vectors (id, namespace, content_id, version, chunk, category, dim, v) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                vec![
+                    it.id.clone().into(),
+                    it.namespace.clone().into(),
+                    it.meta.content_id.clone().into(),
+                    (it.meta.version as i64).into(),
+                    (it.meta.chunk as i64).into(),
+                    it.meta.category.clone().into(),
+                    (it.values.len() as i64).into(),
+                    encode_f32_le(&it.values).into(),
+                ],
+            )?;
+        }
+        Ok(json!({ "upserted": n }))
+    }
+
+    fn query(&self, q: VectorQuery) -> ApiResult<Value> {
+        let k = q.top_k.min(MAX_TOP_K) as usize;
+        let hits = self.with_index(|ix| ix.query(&q.vector, k, Some(&q.namespace), q.category.as_deref()))?;
+        Ok(serde_json::to_value(hits)?)
+    }
+
+    fn delete_content(&self, d: DeleteContent) -> ApiResult<Value> {
+        self.init()?;
+        let removed = self.with_index(|ix| ix.remove_content(&d.content_id, d.keep_version))?;
+        let sql = self.state.storage().sql();
+        match d.keep_version {
+            Some(v) => exec(&sql, "DELETE FROM vectors WHERE content_id = ? AND version != ?", vec![d.content_id.into(), (v as i64).into()])?,
+            None => exec(&sql, "DELETE FROM vectors WHERE content_id = ?", vec![d.content_id.into()])?,
+        }
+        Ok(json!(removed.len()))
+    }
+
+    fn stats(&self) -> ApiResult<Value> {
+        self.with_index(|ix| json!({ "vectors": ix.len(), "dim": ix.dim(), "memory_bytes": ix.memory_bytes() }))
+    }
+
+    fn count_content(&self, content_id: &str) -> ApiResult<Value> {
+        self.with_index(|ix| json!({ "content_id": content_id, "vectors": ix.ids_of_content(content_id) }))
+    }
+
+    async fn dispatch(&self, mut req: Request) -> ApiResult<Value> {
+        let (op, body): (String, Value) = rpc::incoming(&mut req).await?;
+        match op.as_str() {
+            "upsert" => self.upsert(serde_json::from_value(body)?),
+            "query" => self.query(serde_json::from_value(body)?),
+            "delete_content" => self.delete_content(serde_json::from_value(body)?),
+            "stats" => self.stats(),
+            "content_vectors" => {
+                let cid = body.get("content_id").and_then(|c| c.as_str()).unwrap_or_default().to_string();
+                self.count_content(&cid)
+            }
+            "inspect" | "fire_alarm" => {
+                let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention);
+                let _ = Topic::Feed;
+                super::inspection(&self.state, "vector_index", "shard", self.stats()?, None, &log)
+            }
+            other => Err(ApiError::not_found(format!("vector op {other}"))),
+        }
+    }
+}
+
+fn as_int(v: Option<SqlStorageValue>) -> i64 {
+    match v {
+        Some(SqlStorageValue::Integer(i)) => i,
+        Some(SqlStorageValue::Float(f)) => f as i64,
+        _ => 0,
+    }
+}
+
+impl DurableObject for VectorIndexActor {
+    fn new(state: State, env: Env) -> Self {
+        VectorIndexActor { state, env, cache: RefCell::new(None) }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        rpc::reply(self.dispatch(req).await)
+    }
+
+    crate::unused_handlers!(alarm);
+    crate::unused_handlers!(sockets);
+}

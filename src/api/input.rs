@@ -1,0 +1,63 @@
+//! Request parsing shared by handlers: JSON bodies with size and type checks,
+//! UUID path ids, and query strings. Every failure is a precise 4xx.
+
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+use worker::Request;
+
+use crate::error::{ApiError, ApiResult};
+
+/// Reads a JSON body: 415 without a JSON content type, 413 over `limit`,
+/// 400 for malformed JSON, 422 for JSON of the wrong shape.
+pub async fn json_body<T: DeserializeOwned>(req: &mut Request, limit: usize) -> ApiResult<T> {
+    let ct = req.headers().get("content-type").ok().flatten().unwrap_or_default().to_ascii_lowercase();
+    if !ct.starts_with("application/json") && !ct.contains("+json") {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let bytes = req.bytes().await.map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
+    if bytes.len() > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    parse_json(&bytes)
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    if bytes.is_empty() {
+        return Err(ApiError::MalformedJson("malformed JSON: empty body".into()));
+    }
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(ApiError::MalformedJson("malformed JSON: body is not valid UTF-8".into()));
+    }
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::invalid("body", e.to_string()),
+        _ => ApiError::MalformedJson(format!("malformed JSON: {e}")),
+    })
+}
+
+pub fn uuid_param(raw: &str, what: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::BadRequest(format!("{what} id must be a UUID")))
+}
+
+/// Decoded query pairs; repeated keys keep the last value.
+pub fn query(req: &Request) -> ApiResult<Vec<(String, String)>> {
+    let url = req.url().map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok(url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+}
+
+pub fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+pub fn int_param(q: &[(String, String)], key: &str, default: u32, min: u32, max: u32) -> ApiResult<u32> {
+    match param(q, key) {
+        None | Some("") => Ok(default),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::invalid(key, format!("must be an integer from {min} to {max}"))),
+        },
+    }
+}

@@ -1,0 +1,119 @@
+//! The route table: one list that the dispatcher, the OpenAPI document and its
+//! coverage test all read, so a route cannot exist without being documented.
+
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteId {
+    Health,
+    OpenApi,
+    CreateContent,
+    ListContent,
+    GetContent,
+    PutContent,
+    DeleteContent,
+    GetRun,
+    CancelRun,
+    RetryRun,
+    Search,
+    CreateSession,
+    SessionSocket,
+    AdminActors,
+    AdminInspect,
+    AdminAlarm,
+    AdminDeadLetters,
+    AdminMetrics,
+}
+
+pub struct Route {
+    pub method: &'static str,
+    /// OpenAPI-style pattern; `{x}` matches one non-empty segment.
+    pub pattern: &'static str,
+    pub id: RouteId,
+}
+
+const fn r(method: &'static str, pattern: &'static str, id: RouteId) -> Route {
+    Route { method, pattern, id }
+}
+
+pub const ROUTES: &[Route] = &[
+    r("GET", "/healthz", RouteId::Health),
+    r("GET", "/api/openapi.json", RouteId::OpenApi),
+    r("POST", "/api/content", RouteId::CreateContent),
+    r("GET", "/api/content", RouteId::ListContent),
+    r("GET", "/api/content/{id}", RouteId::GetContent),
+    r("PUT", "/api/content/{id}", RouteId::PutContent),
+    r("DELETE", "/api/content/{id}", RouteId::DeleteContent),
+    r("GET", "/api/runs/{id}", RouteId::GetRun),
+    r("POST", "/api/runs/{id}/cancel", RouteId::CancelRun),
+    r("POST", "/api/runs/{id}/retry", RouteId::RetryRun),
+    r("GET", "/api/search", RouteId::Search),
+    r("POST", "/api/sessions", RouteId::CreateSession),
+    r("GET", "/api/sessions/{id}/ws", RouteId::SessionSocket),
+    r("GET", "/admin/actors", RouteId::AdminActors),
+    r("GET", "/admin/actors/{kind}/{id}", RouteId::AdminInspect),
+    r("POST", "/admin/actors/{kind}/{id}/alarm", RouteId::AdminAlarm),
+    r("GET", "/admin/dead-letters", RouteId::AdminDeadLetters),
+    r("GET", "/admin/metrics", RouteId::AdminMetrics),
+];
+
+fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
+    let p: Vec<&str> = pattern.trim_matches('/').split('/').collect();
+    let s: Vec<&str> = path.trim_end_matches('/').trim_start_matches('/').split('/').collect();
+    if p.len() != s.len() {
+        return None;
+    }
+    let mut params = Vec::new();
+    for (pp, ss) in p.iter().zip(s.iter()) {
+        if pp.starts_with('{') {
+            if ss.is_empty() {
+                return None;
+            }
+            params.push((*ss).to_string());
+        } else if pp != ss {
+            return None;
+        }
+    }
+    Some(params)
+}
+
+/// Finds the route for a request: 404 when no pattern matches the path, 405
+/// when one does but not with this method.
+pub fn resolve(method: &str, path: &str) -> Result<(RouteId, Vec<String>), ApiError> {
+    let mut path_known = false;
+    for route in ROUTES {
+        if let Some(params) = matches(route.pattern, path) {
+            if route.method == method || (method == "HEAD" && route.method == "GET") {
+                return Ok((route.id, params));
+            }
+            path_known = true;
+        }
+    }
+    if path_known {
+        Err(ApiError::MethodNotAllowed { method: method.to_string(), path: path.to_string() })
+    } else {
+        Err(ApiError::not_found(format!("route {path}")))
+    }
+}
+
+/// Methods a path accepts, for the `Allow` header of a 405.
+pub fn allowed(path: &str) -> Vec<&'static str> {
+    ROUTES.iter().filter(|r| matches(r.pattern, path).is_some()).map(|r| r.method).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_params_404_and_405() {
+        assert_eq!(resolve("GET", "/api/runs/abc").unwrap(), (RouteId::GetRun, vec!["abc".to_string()]));
+        assert_eq!(resolve("POST", "/api/runs/abc/retry").unwrap().0, RouteId::RetryRun);
+        assert_eq!(resolve("GET", "/api/content/").unwrap().0, RouteId::ListContent);
+        assert_eq!(resolve("PATCH", "/api/content/x").unwrap_err().status(), 405);
+        assert_eq!(resolve("GET", "/api/nope").unwrap_err().status(), 404);
+        assert_eq!(resolve("GET", "/api/runs//cancel").unwrap_err().status(), 404);
+        assert_eq!(resolve("GET", "/admin/actors/run/x").unwrap().1, vec!["run", "x"]);
+        assert_eq!(allowed("/api/content/x"), vec!["GET", "PUT", "DELETE"]);
+    }
+}

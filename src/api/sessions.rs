@@ -1,0 +1,51 @@
+//! `/api/sessions`: minting a session and upgrading its WebSocket. The token
+//! is checked here, statelessly, so a bad upgrade never wakes an actor.
+
+use serde_json::json;
+use uuid::Uuid;
+use worker::{Env, Request, Response};
+
+use super::input::{param, query, uuid_param};
+use crate::actors::rpc::{self, ActorKind};
+use crate::domain::time::rfc3339;
+use crate::domain::token::{self, TokenError};
+use crate::error::{ApiError, ApiResult};
+use crate::http;
+use crate::protocol::SessionGrant;
+use crate::runtime::{config, now_ms, var};
+
+fn secret(env: &Env) -> ApiResult<Vec<u8>> {
+    var(env, "SESSION_SECRET")
+        .filter(|s| s.len() >= 16)
+        .map(String::into_bytes)
+        .ok_or_else(|| ApiError::Unavailable("SESSION_SECRET is not configured".into()))
+}
+
+pub async fn create(env: &Env) -> ApiResult<Response> {
+    let cfg = config(env);
+    let id = Uuid::new_v4();
+    let now = now_ms();
+    let expires_ms = now + cfg.session_ttl_secs * 1000;
+    let token = token::sign(&secret(env)?, id, expires_ms / 1000);
+    let info = json!({ "id": id, "created_at": now, "expires_at": expires_ms });
+    let _: serde_json::Value = rpc::call(env, ActorKind::Session, &id.to_string(), "init", &info).await?;
+    let grant = SessionGrant { session_id: id, token, expires_at: rfc3339(expires_ms) };
+    Ok(http::json(200, &grant))
+}
+
+pub async fn socket(env: &Env, req: Request, id: &str) -> ApiResult<Response> {
+    let id = uuid_param(id, "session")?;
+    let q = query(&req)?;
+    let tok = param(&q, "token").filter(|t| !t.is_empty()).ok_or_else(|| ApiError::Unauthorized("token is required".into()))?;
+    token::verify(&secret(env)?, id, tok, now_ms() / 1000).map_err(|e| match e {
+        TokenError::Malformed => ApiError::Unauthorized(e.to_string()),
+        TokenError::Expired => ApiError::Unauthorized(e.to_string()),
+        TokenError::BadSignature => ApiError::Forbidden(e.to_string()),
+    })?;
+    let upgrade = req.headers().get("upgrade").ok().flatten().unwrap_or_default();
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return Err(ApiError::BadRequest("expected a WebSocket upgrade (Upgrade: websocket)".into()));
+    }
+    let stub = rpc::stub(env, ActorKind::Session, &id.to_string())?;
+    Ok(stub.fetch_with_request(req).await?)
+}

@@ -1,0 +1,158 @@
+//! Per-socket session state: subscriptions with their cursors, and the rate
+//! bucket. It is small on purpose: it travels as the WebSocket's hibernation
+//! attachment (about 2 KB), so it survives eviction with the socket itself.
+
+use serde::{Deserialize, Serialize};
+
+use super::time::Millis;
+
+/// Most topics one socket may follow.
+pub const MAX_SUBSCRIPTIONS: usize = 16;
+/// Largest client frame accepted, in bytes.
+pub const MAX_FRAME_BYTES: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sub {
+    /// Topic as printed (`run:<id>`, `content:<id>`, `feed`).
+    pub t: String,
+    /// Highest seq delivered on this socket.
+    pub c: u64,
+    /// Replay in progress: live pushes are buffered by the actor meanwhile.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub r: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SocketState {
+    /// A tab id, so an inspector can tell sockets apart.
+    pub tab: String,
+    pub subs: Vec<Sub>,
+    pub bucket: TokenBucket,
+    /// Consecutive frames refused by the rate limit; too many closes the socket.
+    pub strikes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SubscribeError {
+    #[error("at most {MAX_SUBSCRIPTIONS} subscriptions per socket")]
+    TooMany,
+}
+
+impl SocketState {
+    pub fn new(tab: String, now: Millis) -> Self {
+        SocketState { tab, subs: Vec::new(), bucket: TokenBucket::full(now), strikes: 0 }
+    }
+
+    pub fn cursor(&self, topic: &str) -> Option<u64> {
+        self.subs.iter().find(|s| s.t == topic).map(|s| s.c)
+    }
+
+    pub fn is_replaying(&self, topic: &str) -> bool {
+        self.subs.iter().any(|s| s.t == topic && s.r)
+    }
+
+    /// Adds or restarts a subscription at `cursor`, marked as replaying.
+    pub fn subscribe(&mut self, topic: &str, cursor: u64) -> Result<(), SubscribeError> {
+        if let Some(s) = self.subs.iter_mut().find(|s| s.t == topic) {
+            s.c = cursor;
+            s.r = true;
+            return Ok(());
+        }
+        if self.subs.len() >= MAX_SUBSCRIPTIONS {
+            return Err(SubscribeError::TooMany);
+        }
+        self.subs.push(Sub { t: topic.to_string(), c: cursor, r: true });
+        Ok(())
+    }
+
+    pub fn finish_replay(&mut self, topic: &str, cursor: u64) {
+        if let Some(s) = self.subs.iter_mut().find(|s| s.t == topic) {
+            s.c = s.c.max(cursor);
+            s.r = false;
+        }
+    }
+
+    pub fn advance(&mut self, topic: &str, cursor: u64) {
+        if let Some(s) = self.subs.iter_mut().find(|s| s.t == topic) {
+            s.c = s.c.max(cursor);
+        }
+    }
+
+    pub fn unsubscribe(&mut self, topic: &str) -> bool {
+        let before = self.subs.len();
+        self.subs.retain(|s| s.t != topic);
+        before != self.subs.len()
+    }
+}
+
+/// A token bucket: `CAPACITY` frames at once, refilled at `RATE_PER_SEC`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TokenBucket {
+    pub tokens: f64,
+    pub at: Millis,
+}
+
+impl TokenBucket {
+    pub const CAPACITY: f64 = 30.0;
+    pub const RATE_PER_SEC: f64 = 10.0;
+
+    pub fn full(now: Millis) -> Self {
+        TokenBucket { tokens: Self::CAPACITY, at: now }
+    }
+
+    /// Takes one token if there is one.
+    pub fn take(&mut self, now: Millis) -> bool {
+        let elapsed = (now - self.at).max(0) as f64 / 1000.0;
+        self.tokens = (self.tokens + elapsed * Self::RATE_PER_SEC).min(Self::CAPACITY);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Frames refused in a row before the socket is closed as abusive.
+pub const MAX_STRIKES: u32 = 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscriptions_are_capped_and_cursors_only_move_forward() {
+        let mut s = SocketState::new("t".into(), 0);
+        for i in 0..MAX_SUBSCRIPTIONS {
+            s.subscribe(&format!("topic{i}"), 0).unwrap();
+        }
+        assert_eq!(s.subscribe("one-more", 0), Err(SubscribeError::TooMany));
+        s.subscribe("topic0", 5).unwrap();
+        assert!(s.is_replaying("topic0"));
+        s.finish_replay("topic0", 9);
+        assert_eq!(s.cursor("topic0"), Some(9));
+        s.advance("topic0", 3);
+        assert_eq!(s.cursor("topic0"), Some(9));
+        assert!(s.unsubscribe("topic0"));
+        assert!(!s.unsubscribe("topic0"));
+    }
+
+    #[test]
+    fn attachment_fits_the_budget() {
+        let mut s = SocketState::new(uuid::Uuid::new_v4().to_string(), 0);
+        for _ in 0..MAX_SUBSCRIPTIONS {
+            s.subscribe(&format!("content:{}", uuid::Uuid::new_v4()), u64::MAX / 2).unwrap();
+        }
+        assert!(serde_json::to_string(&s).unwrap().len() < 2048);
+    }
+
+    #[test]
+    fn bucket_limits_bursts_and_refills() {
+        let mut b = TokenBucket::full(0);
+        let burst = (0..100).filter(|_| b.take(0)).count();
+        assert_eq!(burst, 30);
+        assert!(!b.take(50));
+        assert!(b.take(150), "refilled after 100 ms at 10/s");
+    }
+}

@@ -1,0 +1,47 @@
+//! Turning results into `worker::Response`s: the one place where an
+//! [`ApiError`] becomes the contract's JSON, for the Worker and actors alike.
+
+use serde::Serialize;
+use worker::{Headers, Response};
+
+use crate::error::ApiError;
+
+pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let headers = Headers::new();
+    let _ = headers.set("content-type", "application/json; charset=utf-8");
+    let _ = headers.set("cache-control", "no-store");
+    Response::from_bytes(body)
+        .map(|r| r.with_status(status).with_headers(headers))
+        .unwrap_or_else(|_| Response::empty().unwrap_or_else(|_| unreachable_response()))
+}
+
+pub fn error(e: &ApiError) -> Response {
+    let resp = json(e.status(), &e.body());
+    for (k, v) in e.extra_headers() {
+        let _ = resp.headers().set(k, &v);
+    }
+    resp
+}
+
+pub fn result<T: Serialize>(status: u16, r: Result<T, ApiError>) -> Response {
+    match r {
+        Ok(v) => json(status, &v),
+        Err(e) => error(&e),
+    }
+}
+
+pub fn no_content() -> Response {
+    Response::empty().map(|r| r.with_status(204)).unwrap_or_else(|_| unreachable_response())
+}
+
+fn unreachable_response() -> Response {
+    // Response::empty cannot fail in practice; this keeps handlers panic-free.
+    Response::builder().with_status(500).empty()
+}
+
+impl From<worker::Error> for ApiError {
+    fn from(e: worker::Error) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}

@@ -1,0 +1,87 @@
+//! The embedded vector backend: `VectorIndexActor` shards. A content's vectors
+//! all live on one shard (chosen by a stable hash of its id), so replacing or
+//! deleting them is a single-shard call; a query fans out to every shard and
+//! merges the per-shard top-k.
+
+use futures::future::join_all;
+use serde_json::json;
+use worker::Env;
+
+use super::{VectorIndex, VectorItem, VectorMatch, VectorQuery};
+use crate::actors::rpc::{self, ActorKind};
+use crate::domain::pipeline::StageError;
+use crate::domain::vector::shard_for;
+use crate::error::ApiError;
+
+pub struct ActorIndex {
+    env: Env,
+    shards: u32,
+}
+
+pub fn shard_name(n: u32) -> String {
+    format!("shard-{n}")
+}
+
+fn stage_err(e: ApiError) -> StageError {
+    match e {
+        ApiError::InvalidField { .. } | ApiError::BadRequest(_) => StageError::terminal(e.to_string()),
+        _ => StageError::transient(e.to_string()),
+    }
+}
+
+impl ActorIndex {
+    pub fn new(env: Env, shards: u32) -> Self {
+        ActorIndex { env, shards: shards.max(1) }
+    }
+}
+
+impl VectorIndex for ActorIndex {
+    fn backend(&self) -> &'static str {
+        "actor"
+    }
+
+    async fn upsert(&self, items: Vec<VectorItem>) -> Result<(), StageError> {
+        let mut by_shard: Vec<Vec<VectorItem>> = (0..self.shards).map(|_| Vec::new()).collect();
+        for it in items {
+            let s = shard_for(&it.meta.content_id, self.shards) as usize;
+            by_shard[s].push(it);
+        }
+        for (n, batch) in by_shard.into_iter().enumerate().filter(|(_, b)| !b.is_empty()) {
+            let _: serde_json::Value =
+                rpc::call(&self.env, ActorKind::VectorShard, &shard_name(n as u32), "upsert", &json!({ "items": batch }))
+                    .await
+                    .map_err(stage_err)?;
+        }
+        Ok(())
+    }
+
+    async fn query(&self, q: &VectorQuery) -> Result<Vec<VectorMatch>, StageError> {
+        let calls = (0..self.shards).map(|n| {
+            let env = &self.env;
+            async move {
+                rpc::call::<_, Vec<VectorMatch>>(env, ActorKind::VectorShard, &shard_name(n), "query", q).await
+            }
+        });
+        let mut all = Vec::new();
+        for r in join_all(calls).await {
+            all.extend(r.map_err(stage_err)?);
+        }
+        all.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        all.truncate(q.top_k as usize);
+        Ok(all)
+    }
+
+    async fn delete_content(&self, content_id: &str, keep_version: Option<u32>) -> Result<u32, StageError> {
+        let shard = shard_for(content_id, self.shards);
+        let removed: u32 = rpc::call(
+            &self.env,
+            ActorKind::VectorShard,
+            &shard_name(shard),
+            "delete_content",
+            &json!({ "content_id": content_id, "keep_version": keep_version }),
+        )
+        .await
+        .map_err(stage_err)?;
+        Ok(removed)
+    }
+}

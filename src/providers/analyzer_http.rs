@@ -1,0 +1,57 @@
+//! The analyzer: an HTTP service (`containers/analyzer`). The pipeline reaches
+//! it through the `AnalyzerContainer` actor, which owns the circuit breaker and,
+//! in production, the container; in dev it forwards to `ANALYZER_URL`.
+
+use worker::{Env, Fetch, Headers, Method, Request, RequestInit};
+
+use super::{AnalyzeRequest, DocumentAnalyzer};
+use crate::actors::rpc::{self, ActorKind};
+use crate::domain::pipeline::StageError;
+use crate::error::ApiError;
+
+/// The one analyzer actor every run talks to; its circuit state is global.
+pub const ANALYZER_ACTOR: &str = "analyzer";
+
+pub struct AnalyzerActorClient {
+    env: Env,
+}
+
+impl AnalyzerActorClient {
+    pub fn new(env: Env) -> Self {
+        AnalyzerActorClient { env }
+    }
+}
+
+impl DocumentAnalyzer for AnalyzerActorClient {
+    async fn analyze(&self, req: &AnalyzeRequest) -> Result<serde_json::Value, StageError> {
+        rpc::call(&self.env, ActorKind::Analyzer, ANALYZER_ACTOR, "analyze", req).await.map_err(|e| match e {
+            ApiError::InvalidField { .. } | ApiError::BadRequest(_) | ApiError::PayloadTooLarge { .. } => {
+                StageError::terminal(e.to_string())
+            }
+            _ => StageError::transient(e.to_string()),
+        })
+    }
+}
+
+/// Builds the analyzer's `POST /analyze` request for a base URL.
+pub fn analyze_request(base: &str, req: &AnalyzeRequest) -> Result<Request, ApiError> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    let body = serde_json::to_string(req).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
+    Ok(Request::new_with_init(&format!("{}/analyze", base.trim_end_matches('/')), &init)?)
+}
+
+/// Calls the analyzer over plain HTTP and classifies its failures.
+pub async fn analyze_over_http(req: Request) -> Result<serde_json::Value, StageError> {
+    let mut resp = Fetch::Request(req).send().await.map_err(|e| StageError::transient(format!("analyzer unreachable: {e}")))?;
+    let status = resp.status_code();
+    let text = resp.text().await.unwrap_or_default();
+    match status {
+        200..=299 => serde_json::from_str(&text).map_err(|e| StageError::transient(format!("analyzer answer: {e}"))),
+        429 => Err(StageError::rate_limited(1000, "analyzer is rate limiting")),
+        400..=499 => Err(StageError::terminal(format!("analyzer refused the document ({status}): {text}"))),
+        _ => Err(StageError::transient(format!("analyzer answered {status}"))),
+    }
+}

@@ -1,0 +1,219 @@
+//! The work of each pipeline stage. The run actor calls [`execute`] for one
+//! stage per alarm; outputs go to the run's `artifacts` table so a later stage
+//! (or a retried one) reads them back after any restart.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
+use worker::{Env, SqlStorage};
+
+use crate::actors::rpc::{self, ActorKind};
+use crate::config::Config;
+use crate::domain::content::{Artifacts, ContentDoc};
+use crate::domain::pipeline::{PipelineRun, StageError};
+use crate::domain::vector::{decode_f32_le, encode_f32_le, vector_id};
+use crate::error::ApiError;
+use crate::nlp;
+use crate::protocol::Stage;
+use crate::providers::{
+    AnalyzeRequest, DocumentAnalyzer, Embedder, Extraction, Providers, TextModel, VectorIndex, VectorItem, VectorMeta,
+    DEFAULT_NAMESPACE,
+};
+use crate::store::{exec, rows};
+
+/// How a stage attempt ended, beyond plain success or error.
+pub enum StageFailure {
+    Error(StageError),
+    /// A newer version exists: the run stops as cancelled, not failed.
+    Superseded(String),
+}
+
+impl From<StageError> for StageFailure {
+    fn from(e: StageError) -> Self {
+        StageFailure::Error(e)
+    }
+}
+
+pub struct StageContext<'a> {
+    pub env: &'a Env,
+    pub cfg: &'a Config,
+    pub run: &'a PipelineRun,
+    pub doc: &'a ContentDoc,
+    pub artifacts: &'a ArtifactStore,
+}
+
+/// The run's stage outputs, as JSON text or compact blobs.
+#[derive(Clone)]
+pub struct ArtifactStore {
+    sql: SqlStorage,
+}
+
+#[derive(serde::Deserialize)]
+struct TextRow {
+    v: String,
+}
+
+impl ArtifactStore {
+    pub fn new(sql: SqlStorage) -> Self {
+        ArtifactStore { sql }
+    }
+
+    pub fn init(&self) -> Result<(), ApiError> {
+        exec(&self.sql, "CREATE TABLE IF NOT EXISTS artifacts (k TEXT PRIMARY KEY, v TEXT, b BLOB)", vec![])
+    }
+
+    pub fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StageError> {
+        let v = serde_json::to_string(value).map_err(|e| StageError::terminal(e.to_string()))?;
+        exec(&self.sql, "INSERT OR REPLACE INTO artifacts (k, v) VALUES (?, ?)", vec![key.into(), v.into()])
+            .map_err(|e| StageError::transient(e.to_string()))
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<T, StageError> {
+        let r: Vec<TextRow> = rows(&self.sql, "SELECT v FROM artifacts WHERE k = ? AND v IS NOT NULL", vec![key.into()])
+            .map_err(|e| StageError::transient(e.to_string()))?;
+        let row = r.into_iter().next().ok_or_else(|| StageError::terminal(format!("missing artifact {key}")))?;
+        serde_json::from_str(&row.v).map_err(|e| StageError::terminal(format!("artifact {key}: {e}")))
+    }
+
+    pub fn get_opt<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        self.get(key).ok()
+    }
+
+    pub fn put_blob(&self, key: &str, bytes: Vec<u8>) -> Result<(), StageError> {
+        exec(&self.sql, "INSERT OR REPLACE INTO artifacts (k, b) VALUES (?, ?)", vec![key.into(), bytes.into()])
+            .map_err(|e| StageError::transient(e.to_string()))
+    }
+
+    pub fn get_blob(&self, key: &str) -> Result<Vec<u8>, StageError> {
+        let cursor = self
+            .sql
+            .exec("SELECT b FROM artifacts WHERE k = ?", vec![key.into()])
+            .map_err(|e| StageError::transient(e.to_string()))?;
+        for row in cursor.raw() {
+            if let Ok(values) = row {
+                if let Some(worker::SqlStorageValue::Blob(b)) = values.into_iter().next() {
+                    return Ok(b);
+                }
+            }
+        }
+        Err(StageError::terminal(format!("missing artifact {key}")))
+    }
+}
+
+pub async fn execute(stage: Stage, cx: &StageContext<'_>) -> Result<(), StageFailure> {
+    let p = Providers::from_config(cx.env, cx.cfg);
+    match stage {
+        Stage::Validate => validate(cx),
+        Stage::Chunk => chunk(cx),
+        Stage::Embed => embed(cx, &p).await,
+        Stage::Index => index(cx, &p).await,
+        Stage::Summarize => {
+            let summary = p.text.summarize(&cx.doc.body).await?;
+            Ok(cx.artifacts.put("summary", &summary)?)
+        }
+        Stage::Extract => {
+            let x = p.text.extract(&format!("{}.\n{}", cx.doc.title, cx.doc.body)).await?;
+            Ok(cx.artifacts.put("extraction", &x)?)
+        }
+        Stage::Analyze => {
+            let req = AnalyzeRequest {
+                id: cx.run.content_id.to_string(),
+                version: cx.run.version,
+                title: cx.doc.title.clone(),
+                text: cx.doc.body.clone(),
+            };
+            let analysis = p.analyzer.analyze(&req).await?;
+            Ok(cx.artifacts.put("analysis", &analysis)?)
+        }
+        Stage::Publish => publish(cx).await,
+    }
+}
+
+fn validate(cx: &StageContext<'_>) -> Result<(), StageFailure> {
+    let input = crate::protocol::ContentInput {
+        title: cx.doc.title.clone(),
+        body: cx.doc.body.clone(),
+        category: cx.doc.category.clone(),
+        tags: Some(cx.doc.tags.clone()),
+        author: cx.doc.author.clone(),
+    };
+    ContentDoc::validate(input, &cx.cfg.limits).map_err(|e| StageError::terminal(e.to_string()))?;
+    if nlp::tokenize::tokens(&cx.doc.body).is_empty() {
+        return Err(StageError::terminal("body has no words to index").into());
+    }
+    Ok(())
+}
+
+fn chunk(cx: &StageContext<'_>) -> Result<(), StageFailure> {
+    let chunks: Vec<String> = nlp::chunk::chunk_text(
+        &cx.doc.body,
+        nlp::chunk::DEFAULT_CHUNK_CHARS,
+        nlp::chunk::DEFAULT_OVERLAP_SENTENCES,
+    )
+    .into_iter()
+    .map(|c| c.text)
+    .collect();
+    if chunks.is_empty() {
+        return Err(StageError::terminal("body produced no chunks").into());
+    }
+    Ok(cx.artifacts.put("chunks", &chunks)?)
+}
+
+async fn embed(cx: &StageContext<'_>, p: &Providers) -> Result<(), StageFailure> {
+    let chunks: Vec<String> = cx.artifacts.get("chunks")?;
+    let vectors = p.embedder.embed(&chunks).await?;
+    if vectors.len() != chunks.len() {
+        return Err(StageError::transient(format!("embedder returned {} vectors for {} chunks", vectors.len(), chunks.len())).into());
+    }
+    let dim = vectors.first().map(|v| v.len()).unwrap_or(0);
+    if dim == 0 || vectors.iter().any(|v| v.len() != dim) {
+        return Err(StageError::transient("embedder returned vectors of mixed dimensions").into());
+    }
+    let flat: Vec<f32> = vectors.into_iter().flatten().collect();
+    cx.artifacts.put("dim", &dim)?;
+    Ok(cx.artifacts.put_blob("vectors", encode_f32_le(&flat))?)
+}
+
+async fn index(cx: &StageContext<'_>, p: &Providers) -> Result<(), StageFailure> {
+    let dim: usize = cx.artifacts.get("dim")?;
+    let flat = decode_f32_le(&cx.artifacts.get_blob("vectors")?)
+        .ok_or_else(|| StageError::terminal("vectors blob is corrupt"))?;
+    let cid = cx.run.content_id.to_string();
+    let items: Vec<VectorItem> = flat
+        .chunks(dim.max(1))
+        .enumerate()
+        .map(|(i, v)| VectorItem {
+            id: vector_id(&cid, cx.run.version, i as u32),
+            namespace: DEFAULT_NAMESPACE.to_string(),
+            values: v.to_vec(),
+            meta: VectorMeta { content_id: cid.clone(), version: cx.run.version, chunk: i as u32, category: cx.doc.category.clone() },
+        })
+        .collect();
+    // Upsert first, then drop other versions: search never sees a gap.
+    p.vectors.upsert(items).await?;
+    p.vectors.delete_content(&cid, Some(cx.run.version)).await?;
+    Ok(())
+}
+
+async fn publish(cx: &StageContext<'_>) -> Result<(), StageFailure> {
+    let chunks: Vec<String> = cx.artifacts.get("chunks")?;
+    let extraction: Option<Extraction> = cx.artifacts.get_opt("extraction");
+    let artifacts = Artifacts {
+        version: cx.run.version,
+        chunks: chunks.len() as u32,
+        summary: cx.artifacts.get_opt("summary"),
+        keywords: extraction.as_ref().map(|x| x.keywords.clone()).unwrap_or_default(),
+        entities: extraction.as_ref().map(|x| x.entities.clone()).unwrap_or_default(),
+        sentiment: extraction.map(|x| x.sentiment),
+        analysis: cx.artifacts.get_opt("analysis"),
+    };
+    let body = json!({ "run_id": cx.run.id, "artifacts": artifacts });
+    let r: Result<serde_json::Value, ApiError> =
+        rpc::call(cx.env, ActorKind::Content, &cx.run.content_id.to_string(), "publish", &body).await;
+    match r {
+        Ok(_) => Ok(()),
+        Err(ApiError::Conflict(msg)) => Err(StageFailure::Superseded(msg)),
+        Err(ApiError::NotFound(_)) => Err(StageFailure::Superseded("content was deleted".into())),
+        Err(e) => Err(StageError::transient(e.to_string()).into()),
+    }
+}

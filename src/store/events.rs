@@ -1,0 +1,128 @@
+//! The event log every actor keeps: one topic per actor, dense seqs from 1.
+
+use worker::SqlStorage;
+
+use super::{exec, rows, storage_err};
+use crate::config::Retention;
+use crate::domain::event_log::{expiry_cutoff, prune_through, LogWindow};
+use crate::domain::time::{rfc3339, Millis};
+use crate::error::ApiError;
+use crate::protocol::{EventDraft, EventName, EventRecord};
+
+#[derive(Clone)]
+pub struct EventStore {
+    sql: SqlStorage,
+    retention: Retention,
+}
+
+#[derive(serde::Deserialize)]
+struct Row {
+    seq: f64,
+    event: String,
+    data: String,
+    ts: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Num {
+    n: Option<f64>,
+}
+
+impl EventStore {
+    /// Reads work on a log that was never created (they see it empty);
+    /// the first append creates the tables.
+    pub fn new(sql: SqlStorage, retention: Retention) -> Self {
+        EventStore { sql, retention }
+    }
+
+    fn init(&self) -> Result<(), ApiError> {
+        exec(
+            &self.sql,
+            "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL, data TEXT NOT NULL, ts TEXT NOT NULL, at INTEGER NOT NULL)",
+            vec![],
+        )?;
+        exec(&self.sql, "CREATE TABLE IF NOT EXISTS event_meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)", vec![])
+    }
+
+    fn exists(&self) -> bool {
+        rows::<Num>(&self.sql, "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'event_meta'", vec![])
+            .ok()
+            .and_then(|r| r.into_iter().next())
+            .and_then(|n| n.n)
+            .is_some_and(|n| n > 0.0)
+    }
+
+    fn num(&self, q: &str, params: Vec<worker::SqlStorageValue>) -> Result<Option<u64>, ApiError> {
+        let r: Vec<Num> = rows(&self.sql, q, params)?;
+        Ok(r.into_iter().next().and_then(|n| n.n).map(|n| n as u64))
+    }
+
+    pub fn last_seq(&self) -> Result<u64, ApiError> {
+        if !self.exists() {
+            return Ok(0);
+        }
+        Ok(self.num("SELECT v AS n FROM event_meta WHERE k = 'last'", vec![])?.unwrap_or(0))
+    }
+
+    pub fn window(&self) -> Result<LogWindow, ApiError> {
+        if !self.exists() {
+            return Ok(LogWindow::empty());
+        }
+        let last = self.last_seq()?;
+        let first = self.num("SELECT MIN(seq) AS n FROM events", vec![])?.unwrap_or(last + 1);
+        Ok(LogWindow { first, last })
+    }
+
+    /// Numbers and stores the drafts, then applies retention.
+    pub fn append(&self, drafts: Vec<EventDraft>, now: Millis) -> Result<Vec<EventRecord>, ApiError> {
+        if drafts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.init()?;
+        let mut seq = self.last_seq()?;
+        let ts = rfc3339(now);
+        let mut out = Vec::with_capacity(drafts.len());
+        for d in drafts {
+            seq += 1;
+            let data = serde_json::to_string(&d.data).map_err(storage_err)?;
+            exec(
+                &self.sql,
+                "INSERT INTO events (seq, event, data, ts, at) VALUES (?, ?, ?, ?, ?)",
+                vec![(seq as i64).into(), d.event.as_str().into(), data.into(), ts.clone().into(), now.into()],
+            )?;
+            out.push(EventRecord { seq, event: d.event, data: d.data, ts: ts.clone() });
+        }
+        exec(&self.sql, "INSERT OR REPLACE INTO event_meta (k, v) VALUES ('last', ?)", vec![(seq as i64).into()])?;
+        let cutoff = expiry_cutoff(now, &self.retention);
+        let newest_expired = self.num("SELECT MAX(seq) AS n FROM events WHERE at < ?", vec![cutoff.into()])?;
+        let through = prune_through(seq, newest_expired, &self.retention);
+        if through > 0 {
+            exec(&self.sql, "DELETE FROM events WHERE seq <= ?", vec![(through as i64).into()])?;
+        }
+        Ok(out)
+    }
+
+    /// Events with `seq > after`, oldest first, at most `limit`.
+    pub fn after(&self, after: u64, limit: u32) -> Result<Vec<EventRecord>, ApiError> {
+        if !self.exists() {
+            return Ok(Vec::new());
+        }
+        let r: Vec<Row> = rows(
+            &self.sql,
+            "SELECT seq, event, data, ts FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            vec![(after as i64).into(), (limit as i64).into()],
+        )?;
+        Ok(r.into_iter().filter_map(to_record).collect())
+    }
+
+    /// The newest `n` events, oldest first.
+    pub fn tail(&self, n: u32) -> Result<Vec<EventRecord>, ApiError> {
+        let last = self.last_seq()?;
+        self.after(last.saturating_sub(n as u64), n)
+    }
+}
+
+fn to_record(r: Row) -> Option<EventRecord> {
+    let event: EventName = serde_json::from_value(serde_json::Value::String(r.event)).ok()?;
+    Some(EventRecord { seq: r.seq as u64, event, data: serde_json::from_str(&r.data).ok()?, ts: r.ts })
+}

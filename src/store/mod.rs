@@ -1,0 +1,129 @@
+//! Durable Object SQLite access shared by every actor.
+//!
+//! `StateCell` keeps an actor's typed state as JSON rows; `EventStore` is the
+//! one event log all actors use. Both are synchronous (DO SQLite is), so a
+//! state change and the events it caused are written without an `await` in
+//! between and land together.
+
+pub mod events;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use worker::{SqlStorage, SqlStorageValue};
+
+use crate::error::ApiError;
+
+pub fn storage_err(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(format!("storage: {e}"))
+}
+
+/// Runs a statement and deserializes every row.
+pub fn rows<T: DeserializeOwned>(sql: &SqlStorage, q: &str, params: Vec<SqlStorageValue>) -> Result<Vec<T>, ApiError> {
+    sql.exec(q, params).and_then(|c| c.to_array::<T>()).map_err(storage_err)
+}
+
+pub fn exec(sql: &SqlStorage, q: &str, params: Vec<SqlStorageValue>) -> Result<(), ApiError> {
+    sql.exec(q, params).map(|_| ()).map_err(storage_err)
+}
+
+/// Typed JSON values by key, in table `state`.
+#[derive(Clone)]
+pub struct StateCell {
+    sql: SqlStorage,
+}
+
+#[derive(serde::Deserialize)]
+struct Row {
+    v: String,
+}
+
+impl StateCell {
+    /// Does not create the table: see [`init_state`].
+    pub fn new(sql: SqlStorage) -> Self {
+        StateCell { sql }
+    }
+
+    pub fn load<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ApiError> {
+        let found: Vec<Row> = rows(&self.sql, "SELECT v FROM state WHERE k = ?", vec![key.into()])?;
+        match found.into_iter().next() {
+            None => Ok(None),
+            Some(r) => serde_json::from_str(&r.v).map(Some).map_err(storage_err),
+        }
+    }
+
+    pub fn save<T: Serialize>(&self, key: &str, value: &T) -> Result<(), ApiError> {
+        let v = serde_json::to_string(value).map_err(storage_err)?;
+        exec(&self.sql, "INSERT OR REPLACE INTO state (k, v) VALUES (?, ?)", vec![key.into(), v.into()])
+    }
+
+    pub fn delete(&self, key: &str) -> Result<(), ApiError> {
+        exec(&self.sql, "DELETE FROM state WHERE k = ?", vec![key.into()])
+    }
+}
+
+/// A raw view of an actor's tables for the inspector: name, row count, first rows.
+pub fn describe_tables(sql: &SqlStorage, sample: usize) -> serde_json::Value {
+    #[derive(serde::Deserialize)]
+    struct Name {
+        name: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Count {
+        n: f64,
+    }
+    let names: Vec<Name> = rows(
+        sql,
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' ORDER BY name",
+        vec![],
+    )
+    .unwrap_or_default();
+    let mut out = serde_json::Map::new();
+    for Name { name } in names {
+        let count = rows::<Count>(sql, &format!("SELECT COUNT(*) AS n FROM \"{name}\""), vec![])
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .map(|c| c.n as u64)
+            .unwrap_or(0);
+        let first: Vec<serde_json::Value> = sql
+            .exec(&format!("SELECT * FROM \"{name}\" LIMIT {sample}"), None)
+            .and_then(|c| c.to_array::<serde_json::Value>())
+            .unwrap_or_default()
+            .into_iter()
+            .map(truncate_value)
+            .collect();
+        out.insert(name, serde_json::json!({ "rows": count, "first": first }));
+    }
+    out.insert("database_size".into(), serde_json::json!(sql.database_size()));
+    serde_json::Value::Object(out)
+}
+
+/// Long strings (bodies, blobs) are cut so an inspection stays readable.
+fn truncate_value(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if s.len() > 300 => {
+            let cut = (0..=300).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+            Value::String(format!("{}… ({} bytes)", &s[..cut], s.len()))
+        }
+        Value::Array(a) if a.len() > 16 => Value::String(format!("[{} items]", a.len())),
+        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, truncate_value(v))).collect()),
+        other => other,
+    }
+}
+
+/// Whether this actor was ever created: its `state` table exists. Checked
+/// before any read so that looking at an unknown id writes nothing.
+pub fn has_state(sql: &SqlStorage) -> bool {
+    #[derive(serde::Deserialize)]
+    struct N {
+        n: f64,
+    }
+    rows::<N>(sql, "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'state'", vec![])
+        .ok()
+        .and_then(|r| r.into_iter().next())
+        .is_some_and(|n| n.n > 0.0)
+}
+
+pub fn init_state(sql: &SqlStorage) -> Result<(), ApiError> {
+    exec(sql, "CREATE TABLE IF NOT EXISTS state (k TEXT PRIMARY KEY, v TEXT NOT NULL)", vec![])
+}
