@@ -128,6 +128,10 @@ pub fn vector_id(content_id: &str, version: u32, chunk: u32) -> String {
 const LANES: usize = 16;
 
 /// Dot product over the common prefix of `a` and `b`.
+///
+/// Summation order is fixed (16 running sums, folded onto 4, then added
+/// pairwise, then the tail), so the result is bit-for-bit the same on every
+/// platform and whichever `block_sums` implementation is compiled in.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
@@ -135,27 +139,65 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let ca = a.chunks_exact(LANES);
     let cb = b.chunks_exact(LANES);
     let (ra, rb) = (ca.remainder(), cb.remainder());
+    let v = block_sums(ca, cb);
+    let mut tail = 0.0f32;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += x * y;
+    }
+    // The shape of this finish matters for speed: with it LLVM keeps the
+    // accumulators as whole 4-wide registers; `(v0 + v2) + (v1 + v3)` made it
+    // split them into 2-wide halves.
+    ((v[0] + v[1]) + (v[2] + v[3])) + tail
+}
+
+/// Portable version: `LANES` running sums over whole blocks, folded onto 4
+/// lane-wise. LLVM auto-vectorizes this at opt-level 2/3 (not at "s"/"z").
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline]
+fn block_sums(ca: std::slice::ChunksExact<'_, f32>, cb: std::slice::ChunksExact<'_, f32>) -> [f32; 4] {
     let mut acc = [0.0f32; LANES];
     for (x, y) in ca.zip(cb) {
         for ((s, xi), yi) in acc.iter_mut().zip(x).zip(y) {
             *s += xi * yi;
         }
     }
-    let mut tail = 0.0f32;
-    for (x, y) in ra.iter().zip(rb) {
-        tail += x * y;
-    }
-    // Fixed-order reduction: fold the 16 lanes onto 4 lane-wise, then add
-    // neighbours. The shape matters for speed: with this one LLVM keeps the
-    // accumulators as whole 4-wide registers (x86 SSE, wasm simd128); a
-    // `(v0 + v2) + (v1 + v3)` finish made it split them into 2-wide halves.
     let mut v = [0.0f32; 4];
     for c in acc.chunks_exact(4) {
         for (vi, ci) in v.iter_mut().zip(c) {
             *vi += ci;
         }
     }
-    ((v[0] + v[1]) + (v[2] + v[3])) + tail
+    v
+}
+
+/// wasm SIMD version, used when the Worker is built with
+/// `-C target-feature=+simd128`: the same sums in the same order as the
+/// portable version, written with explicit `f32x4` ops so it stays vectorized
+/// under the size-optimized (`opt-level = "z"`) release profile too.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline]
+fn block_sums(ca: std::slice::ChunksExact<'_, f32>, cb: std::slice::ChunksExact<'_, f32>) -> [f32; 4] {
+    use core::arch::wasm32::{f32x4_add, f32x4_extract_lane, f32x4_mul, f32x4_splat, v128, v128_load};
+    #[inline(always)]
+    fn load(s: &[f32]) -> v128 {
+        if s.len() < 4 {
+            return f32x4_splat(0.0);
+        }
+        // SAFETY: `s` holds at least 4 f32 = 16 readable bytes, and wasm
+        // `v128.load` has no alignment requirement.
+        unsafe { v128_load(s.as_ptr().cast::<v128>()) }
+    }
+    let (mut s0, mut s1, mut s2, mut s3) = (f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0));
+    for (x, y) in ca.zip(cb) {
+        if let (Some(x), Some(y)) = (x.get(..LANES), y.get(..LANES)) {
+            s0 = f32x4_add(s0, f32x4_mul(load(&x[0..]), load(&y[0..])));
+            s1 = f32x4_add(s1, f32x4_mul(load(&x[4..]), load(&y[4..])));
+            s2 = f32x4_add(s2, f32x4_mul(load(&x[8..]), load(&y[8..])));
+            s3 = f32x4_add(s3, f32x4_mul(load(&x[12..]), load(&y[12..])));
+        }
+    }
+    let v = f32x4_add(f32x4_add(f32x4_add(f32x4_add(f32x4_splat(0.0), s0), s1), s2), s3);
+    [f32x4_extract_lane::<0>(v), f32x4_extract_lane::<1>(v), f32x4_extract_lane::<2>(v), f32x4_extract_lane::<3>(v)]
 }
 
 /// Scales `v` to unit length in place. The norm is computed in `f64`, so huge

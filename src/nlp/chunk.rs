@@ -185,7 +185,12 @@ mod tests {
         let chunks = chunk_text(text, 21, 1);
         assert_eq!(
             texts(&chunks),
-            vec!["Aaaa aaaa. Bbbb bbbb.", "Bbbb bbbb. Cccc cccc.", "Cccc cccc. Dddd dddd.", "Dddd dddd. Eeee eeee."]
+            vec![
+                "Aaaa aaaa. Bbbb bbbb.",
+                "Bbbb bbbb. Cccc cccc.",
+                "Cccc cccc. Dddd dddd.",
+                "Dddd dddd. Eeee eeee."
+            ]
         );
         for (i, c) in chunks.iter().enumerate() {
             assert_eq!(c.index as usize, i);
@@ -215,10 +220,7 @@ mod tests {
         assert_eq!(texts(&chunks), vec!["Aaaa aaaa.", "Bbbb bbbb.", "Cccc cccc."]);
         // Large overlap with larger chunks keeps all but the first sentence.
         let chunks = chunk_text(text, 21, 5);
-        assert_eq!(
-            texts(&chunks),
-            vec!["Aaaa aaaa. Bbbb bbbb.", "Bbbb bbbb. Cccc cccc."]
-        );
+        assert_eq!(texts(&chunks), vec!["Aaaa aaaa. Bbbb bbbb.", "Bbbb bbbb. Cccc cccc."]);
     }
 
     #[test]

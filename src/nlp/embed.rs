@@ -2,9 +2,10 @@
 //!
 //! The offline providers need a vector per chunk for similarity search
 //! without a model, network or vocabulary file. The hashing trick gives a
-//! fixed-size vector from an open vocabulary in a single pass, and it is
-//! deterministic across runs and targets because the hash is fixed rather
-//! than std's randomly seeded `HashMap` hasher.
+//! fixed-size vector from an open vocabulary in a single pass. It is
+//! deterministic: the hash is fixed (not std's randomly seeded hasher) and
+//! the sums below do not depend on iteration order, so stored vectors stay
+//! comparable with freshly computed ones.
 //!
 //! Features (all from [`tokenize`], so they agree with keywords and
 //! summaries):
@@ -25,8 +26,9 @@
 //! occurs in UTF-8), finished with MurmurHash3's `fmix64` so that both the
 //! low bits (bucket) and the top bit (sign) are well mixed.
 //!
-//! Weights are summed in fixed point (2^-24 units) so that the result does
-//! not depend on the order features are visited.
+//! Equal features are grouped in a small open-addressing table and their
+//! weights summed in fixed point (2^-24 units), so the result does not
+//! depend on the order features are visited.
 //!
 //! The vector is L2-normalized, so [`cosine`] of two embeddings is their
 //! dot product; text without content words embeds to all zeros.
@@ -73,14 +75,88 @@ fn feature_hash(tag: u8, parts: &[&str]) -> u64 {
 /// the result does not depend on the order in which equal features meet.
 const FIXED_ONE: f64 = (1u64 << 24) as f64;
 
+/// Round a non-negative value to the nearest integer. `as` truncation
+/// compiles to one instruction, unlike `f64::round`, which is a libm call
+/// on baseline x86-64 and wasm32.
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn round_non_negative(x: f64) -> u64 {
+    (x + 0.5) as u64
+}
+
+#[allow(clippy::cast_possible_truncation)]
 fn to_fixed(weight: f32) -> u32 {
-    (f64::from(weight) * FIXED_ONE).round() as u32
+    round_non_negative(f64::from(weight) * FIXED_ONE) as u32
+}
+
+/// One distinct feature: its hash, summed fixed-point weight and count.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    hash: u64,
+    mass: u64,
+    tf: u32,
+}
+
+/// Groups equal feature hashes with open addressing (linear probing,
+/// doubling at 70% load). The hashes are already well mixed, so their low
+/// bits index the table directly; this is several times cheaper than
+/// sorting the features, and memory follows the number of distinct
+/// features rather than of occurrences.
+struct FeatureTable {
+    slots: Vec<Slot>,
+    used: usize,
+}
+
+impl FeatureTable {
+    fn with_capacity(features: usize) -> Self {
+        let capacity = (features * 2).next_power_of_two().clamp(64, 1 << 16);
+        FeatureTable { slots: vec![Slot::default(); capacity], used: 0 }
+    }
+
+    fn add(&mut self, hash: u64, weight: u32) {
+        if (self.used + 1) * 10 > self.slots.len() * 7 {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        #[allow(clippy::cast_possible_truncation)]
+        let mut i = hash as usize & mask;
+        loop {
+            let slot = &mut self.slots[i];
+            if slot.tf == 0 {
+                *slot = Slot { hash, mass: u64::from(weight), tf: 1 };
+                self.used += 1;
+                return;
+            }
+            if slot.hash == hash {
+                slot.mass += u64::from(weight);
+                slot.tf += 1;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn grow(&mut self) {
+        let doubled = vec![Slot::default(); self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, doubled);
+        let mask = self.slots.len() - 1;
+        for slot in old.into_iter().filter(|s| s.tf > 0) {
+            #[allow(clippy::cast_possible_truncation)]
+            let mut i = slot.hash as usize & mask;
+            while self.slots[i].tf != 0 {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = slot;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.slots.iter().filter(|s| s.tf > 0)
+    }
 }
 
 /// Push the boundary-marked trigrams of `word` ("<ca", "cat", "at>"),
 /// hashing straight from the word's bytes.
-fn push_trigrams(word: &str, feats: &mut Vec<(u64, u32)>) {
+fn push_trigrams(word: &str, feats: &mut FeatureTable) {
     // Byte offsets of the first MAX_TRIGRAM_CHARS characters and the end.
     let mut bounds = [0usize; MAX_TRIGRAM_CHARS + 1];
     let mut m = 0;
@@ -108,7 +184,7 @@ fn push_trigrams(word: &str, feats: &mut Vec<(u64, u32)>) {
         if k + 1 == m {
             h = fnv1a(h, b">");
         }
-        feats.push((fmix64(h), weight));
+        feats.add(fmix64(h), weight);
     }
 }
 
@@ -129,7 +205,7 @@ pub fn embed_into(text: &str, out: &mut [f32]) {
         return;
     }
     let toks = tokenize::tokens(text);
-    let mut feats: Vec<(u64, u32)> = Vec::with_capacity(toks.len() * 8);
+    let mut feats = FeatureTable::with_capacity(toks.len() * 4);
     let (unigram, bigram) = (to_fixed(UNIGRAM_WEIGHT), to_fixed(BIGRAM_WEIGHT));
     let mut prev: Option<&str> = None;
     let mut prev_end = 0usize;
@@ -141,29 +217,25 @@ pub fn embed_into(text: &str, out: &mut [f32]) {
         if !t.content {
             continue;
         }
-        feats.push((feature_hash(TAG_UNIGRAM, &[t.stem.as_ref()]), unigram));
+        feats.add(feature_hash(TAG_UNIGRAM, &[t.stem.as_ref()]), unigram);
         if let Some(p) = prev {
-            feats.push((feature_hash(TAG_BIGRAM, &[p, t.stem.as_ref()]), bigram));
+            feats.add(feature_hash(TAG_BIGRAM, &[p, t.stem.as_ref()]), bigram);
         }
         prev = Some(t.stem.as_ref());
         push_trigrams(&t.lower, &mut feats);
     }
 
-    // Sorting groups equal features; each group's value is then added to
-    // its bucket in fixed point, so the sums do not depend on visit order.
-    feats.sort_unstable_by_key(|f| f.0);
+    // Each distinct feature adds its value to its bucket in fixed point;
+    // integer sums make the result independent of the visiting order.
     let dim = out.len() as u64;
     let mut acc = vec![0i64; out.len()];
-    for group in feats.chunk_by(|a, b| a.0 == b.0) {
-        let h = group[0].0;
-        let mass: u64 = group.iter().map(|f| u64::from(f.1)).sum();
+    for slot in feats.iter() {
+        let tf = f64::from(slot.tf);
         #[allow(clippy::cast_precision_loss)]
-        let tf = group.len() as f64;
-        #[allow(clippy::cast_precision_loss)]
-        let value = mass as f64 / tf * (1.0 + tf.ln());
-        #[allow(clippy::cast_possible_truncation)]
-        let (bucket, value) = ((h % dim) as usize, value.round() as i64);
-        acc[bucket] += if h >> 63 == 1 { -value } else { value };
+        let value = slot.mass as f64 / tf * (1.0 + tf.ln());
+        #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+        let (bucket, value) = ((slot.hash % dim) as usize, round_non_negative(value) as i64);
+        acc[bucket] += if slot.hash >> 63 == 1 { -value } else { value };
     }
     for (o, a) in out.iter_mut().zip(&acc) {
         #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
@@ -247,7 +319,8 @@ mod tests {
         // Pins the hash scheme: changing it silently would invalidate every
         // stored vector.
         let v = embed("cat");
-        let nonzero: Vec<usize> = v.iter().enumerate().filter(|(_, x)| **x != 0.0).map(|(i, _)| i).collect();
+        let nonzero: Vec<usize> =
+            v.iter().enumerate().filter(|(_, x)| **x != 0.0).map(|(i, _)| i).collect();
         assert_eq!(nonzero.len(), 4, "one unigram and three trigrams");
         let u = feature_hash(TAG_UNIGRAM, &["cat"]);
         let idx = usize::try_from(u % EMBED_DIM as u64).unwrap();
@@ -292,6 +365,35 @@ mod tests {
             assert!(r > 0.25, "related {r} for {a:?}");
             assert!(u.abs() < 0.2, "unrelated {u} for {a:?}");
         }
+    }
+
+    #[test]
+    fn feature_table_groups_exactly_through_growth() {
+        use std::collections::BTreeMap;
+        let mut table = FeatureTable::with_capacity(1);
+        let mut expected: BTreeMap<u64, (u64, u32)> = BTreeMap::new();
+        for i in 0..5000u64 {
+            // Few distinct hashes in the low bits to force probing, and
+            // enough distinct keys to force several doublings.
+            let hash = fmix64(i % 1500) & !0xFF | (i % 7);
+            let weight = u32::try_from(i % 13).unwrap();
+            table.add(hash, weight);
+            let e = expected.entry(hash).or_default();
+            e.0 += u64::from(weight);
+            e.1 += 1;
+        }
+        let mut got: Vec<(u64, (u64, u32))> =
+            table.iter().map(|s| (s.hash, (s.mass, s.tf))).collect();
+        got.sort_unstable();
+        assert_eq!(got, expected.into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn many_distinct_words_embed_deterministically() {
+        let text: String = (0..3000).map(|i| format!("word{i} ")).collect();
+        let a = embed(&text);
+        assert_eq!(a, embed(&text));
+        assert!((norm(&a) - 1.0).abs() < 1e-4);
     }
 
     #[test]

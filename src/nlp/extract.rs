@@ -31,6 +31,7 @@ use std::collections::HashSet;
 use super::tokenize::{self, in_sorted, FnvBuildHasher, FnvHashMap, Token};
 
 /// Countries, continents and nations, lowercase and sorted.
+#[rustfmt::skip]
 const COUNTRIES: &[&str] = &[
     "afghanistan", "africa", "albania", "algeria", "america", "antarctica", "argentina",
     "armenia", "asia", "australia", "austria", "bangladesh", "belgium", "bolivia", "brazil",
@@ -43,11 +44,12 @@ const COUNTRIES: &[&str] = &[
     "peru", "philippines", "poland", "portugal", "romania", "russia", "saudi arabia",
     "scotland", "serbia", "singapore", "slovakia", "slovenia", "south africa", "south korea",
     "spain", "sri lanka", "sudan", "sweden", "switzerland", "syria", "taiwan", "tanzania",
-    "thailand", "tunisia", "turkey", "uganda", "uk", "ukraine", "united kingdom", 
+    "thailand", "tunisia", "turkey", "uganda", "uk", "ukraine", "united kingdom",
     "united states", "uruguay", "us", "usa", "venezuela", "vietnam", "wales", "yemen", "zimbabwe"
 ];
 
 /// Large cities, lowercase and sorted.
+#[rustfmt::skip]
 const CITIES: &[&str] = &[
     "amsterdam", "athens", "atlanta", "bangkok", "barcelona", "beijing", "berlin", "bogota",
     "boston", "brussels", "budapest", "buenos aires", "cairo", "chicago", "copenhagen", "delhi",
@@ -62,6 +64,7 @@ const CITIES: &[&str] = &[
 ];
 
 /// Common given names, lowercase and sorted; a run starting with one is a person.
+#[rustfmt::skip]
 const FIRST_NAMES: &[&str] = &[
     "ada", "adam", "ahmed", "alan", "albert", "alex", "alexander", "alice", "ana", "andrew",
     "anna", "anne", "barbara", "ben", "carlos", "charles", "charlotte", "chris", "daniel",
@@ -75,6 +78,7 @@ const FIRST_NAMES: &[&str] = &[
 ];
 
 /// Words that make a name an organization wherever they appear in it.
+#[rustfmt::skip]
 const ORG_WORDS: &[&str] = &[
     "academy", "agency", "airlines", "association", "bank", "bureau", "co", "college",
     "commission", "committee", "company", "corp", "corporation", "council", "department",
@@ -85,6 +89,7 @@ const ORG_WORDS: &[&str] = &[
 ];
 
 /// Geographic head words ("Hudson River", "Mount Everest").
+#[rustfmt::skip]
 const PLACE_WORDS: &[&str] = &[
     "avenue", "bay", "beach", "canyon", "city", "coast", "county", "desert", "falls", "forest",
     "gulf", "harbor", "harbour", "island", "islands", "kingdom", "lake", "mount", "mountain",
@@ -93,6 +98,7 @@ const PLACE_WORDS: &[&str] = &[
 ];
 
 /// Personal titles; the name after one is a person. Not part of the name.
+#[rustfmt::skip]
 const TITLES: &[&str] = &[
     "dame", "doctor", "dr", "judge", "king", "lady", "lord", "madam", "miss", "mr", "mrs", "ms",
     "pope", "president", "prince", "princess", "prof", "professor", "queen", "rev", "saint",
@@ -100,12 +106,14 @@ const TITLES: &[&str] = &[
 ];
 
 /// Lowercase particles allowed inside a name ("University of Paris", "Ludwig van Beethoven").
+#[rustfmt::skip]
 const CONNECTORS: &[&str] = &[
     "al", "bin", "da", "de", "del", "della", "der", "des", "di", "du", "el", "la", "le", "of",
     "the", "van", "von", "y"
 ];
 
 /// Capitalized but never entities in this sense.
+#[rustfmt::skip]
 const CALENDAR: &[&str] = &[
     "april", "august", "december", "february", "friday", "january", "july", "june", "march",
     "monday", "november", "october", "saturday", "september", "sunday", "thursday", "tuesday",
@@ -113,11 +121,13 @@ const CALENDAR: &[&str] = &[
 ];
 
 /// Verbs that, right after a name, indicate a person.
+#[rustfmt::skip]
 const PERSON_VERBS: &[&str] = &[
     "argued", "explained", "married", "said", "says", "told", "wrote"
 ];
 
 /// Prepositions that, right before a name, suggest a place.
+#[rustfmt::skip]
 const PLACE_PREPOSITIONS: &[&str] = &[
     "at", "from", "in", "near"
 ];
@@ -193,27 +203,32 @@ fn render(p: Pair) -> String {
 struct Candidate<'a> {
     tf: u32,
     first: usize,
-    /// Surface forms seen and how often; rarely more than two.
-    surfaces: Vec<(Pair<'a>, u32)>,
+    /// The first surface form seen and its count; most stems have only one,
+    /// so `others` rarely allocates.
+    head: (Pair<'a>, u32),
+    others: Vec<(Pair<'a>, u32)>,
 }
 
 impl<'a> Candidate<'a> {
-    fn new(first: usize) -> Self {
-        Candidate { tf: 0, first, surfaces: Vec::new() }
+    fn new(first: usize, surface: Pair<'a>) -> Self {
+        Candidate { tf: 0, first, head: (surface, 0), others: Vec::new() }
     }
 
     fn add(&mut self, surface: Pair<'a>) {
         self.tf += 1;
-        match self.surfaces.iter_mut().find(|(s, _)| *s == surface) {
-            Some((_, n)) => *n += 1,
-            None => self.surfaces.push((surface, 1)),
+        if self.head.0 == surface {
+            self.head.1 += 1;
+        } else if let Some((_, n)) = self.others.iter_mut().find(|(s, _)| *s == surface) {
+            *n += 1;
+        } else {
+            self.others.push((surface, 1));
         }
     }
 
     /// Most frequent surface form; ties go to the alphabetically first.
     fn surface(&self) -> Pair<'a> {
-        self.surfaces
-            .iter()
+        std::iter::once(&self.head)
+            .chain(&self.others)
             .max_by(|a, b| a.1.cmp(&b.1).then_with(|| pair_cmp(b.0, a.0)))
             .map_or(("", ""), |(s, _)| *s)
     }
@@ -225,21 +240,24 @@ pub fn keywords(text: &str, k: usize) -> Vec<Keyword> {
         return Vec::new();
     }
     let toks = tokenize::tokens(text);
-    let mut cands: FnvHashMap<Pair, Candidate> = FnvHashMap::default();
+    let mut cands: FnvHashMap<Pair, Candidate> =
+        FnvHashMap::with_capacity_and_hasher(toks.len(), Default::default());
     for (i, t) in toks.iter().enumerate() {
         if !t.content {
             continue;
         }
+        let surface = (t.lower.as_ref(), "");
         cands
             .entry((t.stem.as_ref(), ""))
-            .or_insert_with(|| Candidate::new(t.start))
-            .add((t.lower.as_ref(), ""));
+            .or_insert_with(|| Candidate::new(t.start, surface))
+            .add(surface);
         if let Some(next) = toks.get(i + 1) {
             if next.content && tokenize::joins(&text[t.end..next.start]) {
+                let surface = (t.lower.as_ref(), next.lower.as_ref());
                 cands
                     .entry((t.stem.as_ref(), next.stem.as_ref()))
-                    .or_insert_with(|| Candidate::new(t.start))
-                    .add((t.lower.as_ref(), next.lower.as_ref()));
+                    .or_insert_with(|| Candidate::new(t.start, surface))
+                    .add(surface);
             }
         }
     }
@@ -334,21 +352,26 @@ fn name_tokens<'a>(text: &'a str, toks: &'a [Token]) -> Vec<NameToken<'a>> {
 }
 
 /// Kind suggested by one mention: the run `toks[first..=last]`.
-fn mention_kind(text: &str, toks: &[Token], names: &[NameToken], first: usize, last: usize) -> EntityKind {
-    let words: Vec<&str> = (first..=last)
-        .filter(|&i| names[i].capitalized)
-        .map(|i| names[i].lower)
-        .collect();
+fn mention_kind(
+    text: &str,
+    toks: &[Token],
+    names: &[NameToken],
+    first: usize,
+    last: usize,
+) -> EntityKind {
+    let words: Vec<&str> =
+        (first..=last).filter(|&i| names[i].capitalized).map(|i| names[i].lower).collect();
     let full = words.join(" ");
-    let gap_before = first
-        .checked_sub(1)
-        .map(|p| (p, &text[toks[p].end..toks[first].start]));
+    let gap_before = first.checked_sub(1).map(|p| (p, &text[toks[p].end..toks[first].start]));
     let title_before = gap_before.is_some_and(|(p, gap)| {
-        in_sorted(TITLES, names[p].lower) && matches!(gap.trim_start_matches('.').trim(), "")
+        // "Dr. Curie", "Mr Smith": only a period and spaces in between.
+        in_sorted(TITLES, names[p].lower)
             && !gap.is_empty()
+            && gap.trim_start_matches('.').trim().is_empty()
     });
-    let prep_before = gap_before
-        .is_some_and(|(p, gap)| tokenize::joins(gap) && in_sorted(PLACE_PREPOSITIONS, &toks[p].lower));
+    let prep_before = gap_before.is_some_and(|(p, gap)| {
+        tokenize::joins(gap) && in_sorted(PLACE_PREPOSITIONS, &toks[p].lower)
+    });
     let verb_after = toks.get(last + 1).is_some_and(|n| {
         !names[last].possessive
             && tokenize::joins(&text[toks[last].end..n.start])
@@ -395,11 +418,8 @@ pub fn entities(text: &str, k: usize) -> Vec<Entity> {
     let toks = tokenize::tokens(text);
     let names = name_tokens(text, &toks);
     let n = toks.len();
-    let seen_mid_sentence: HashSet<&str, FnvBuildHasher> = names
-        .iter()
-        .filter(|t| t.capitalized && !t.sentence_initial)
-        .map(|t| t.base)
-        .collect();
+    let seen_mid_sentence: HashSet<&str, FnvBuildHasher> =
+        names.iter().filter(|t| t.capitalized && !t.sentence_initial).map(|t| t.base).collect();
     let joined = |a: usize, b: usize| tokenize::joins(&text[toks[a].end..toks[b].start]);
 
     let mut found: FnvHashMap<String, Mentions> = FnvHashMap::default();
@@ -407,7 +427,9 @@ pub fn entities(text: &str, k: usize) -> Vec<Entity> {
     while i < n {
         let t = &names[i];
         let eligible = t.capitalized
-            && (!t.sentence_initial || seen_mid_sentence.contains(t.base) || is_gazetteer_name(t.lower));
+            && (!t.sentence_initial
+                || seen_mid_sentence.contains(t.base)
+                || is_gazetteer_name(t.lower));
         if !eligible {
             i += 1;
             continue;
@@ -423,7 +445,8 @@ pub fn entities(text: &str, k: usize) -> Vec<Entity> {
             }
             // Up to two particles followed by a capitalized word.
             let mut j = next;
-            while j < n && j - next < 2 && in_sorted(CONNECTORS, &toks[j].lower) && joined(j - 1, j) {
+            while j < n && j - next < 2 && in_sorted(CONNECTORS, &toks[j].lower) && joined(j - 1, j)
+            {
                 j += 1;
             }
             if j > next && j < n && names[j].capitalized && joined(j - 1, j) {
@@ -476,51 +499,38 @@ pub fn entities(text: &str, k: usize) -> Vec<Entity> {
     list
 }
 
-/// Use surname back-references: "Marie Curie" … "Curie" marks both as
-/// people when nothing else classified them, and a surname that belongs to
-/// exactly one full name is counted as a mention of it.
+/// Use surname back-references: a plain two- or three-word name whose last
+/// word also occurs alone ("Marie Curie" … "Curie") is a person, as is the
+/// lone surname; when the surname belongs to exactly one such name, its
+/// mentions are counted for the full name.
 fn resolve_surnames(list: &mut Vec<Entity>) {
-    let singles: HashSet<String, FnvBuildHasher> = list
+    let singles: FnvHashMap<String, usize> = list
         .iter()
-        .filter(|e| !e.text.contains(' '))
-        .map(|e| e.text.clone())
+        .enumerate()
+        .filter(|(_, e)| !e.text.contains(' '))
+        .map(|(i, e)| (e.text.clone(), i))
         .collect();
-    let mut surnames: HashSet<String, FnvBuildHasher> = HashSet::default();
-    for e in list.iter_mut() {
+    // Single-word entity index → full names ending with it.
+    let mut owners: FnvHashMap<usize, Vec<usize>> = FnvHashMap::default();
+    for (i, e) in list.iter_mut().enumerate() {
+        if !matches!(e.kind, EntityKind::Person | EntityKind::Other) {
+            continue;
+        }
         let words: Vec<&str> = e.text.split(' ').collect();
         let plain = (2..=3).contains(&words.len())
             && words.iter().all(|w| w.chars().next().is_some_and(char::is_uppercase));
-        let Some(&surname) = words.last() else { continue };
-        if plain && singles.contains(surname) && matches!(e.kind, EntityKind::Person | EntityKind::Other) {
+        if let Some(&single) = words.last().and_then(|w| singles.get(*w)).filter(|_| plain) {
             e.kind = EntityKind::Person;
-            surnames.insert(surname.to_string());
+            owners.entry(single).or_default().push(i);
         }
     }
-    let mut merged: Vec<(String, u32)> = Vec::new();
-    for e in list.iter_mut() {
-        if surnames.contains(&e.text) && e.kind == EntityKind::Other {
-            e.kind = EntityKind::Person;
+    for (single, full_names) in owners {
+        if list[single].kind == EntityKind::Other {
+            list[single].kind = EntityKind::Person;
         }
-    }
-    for surname in &surnames {
-        let suffix = format!(" {surname}");
-        let owners: Vec<usize> = list
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.kind == EntityKind::Person && e.text.ends_with(&suffix))
-            .map(|(i, _)| i)
-            .collect();
-        if let [owner] = owners[..] {
-            if let Some(single) = list.iter().position(|e| &e.text == surname) {
-                let count = list[single].count;
-                merged.push((list[owner].text.clone(), count));
-                list[single].count = 0;
-            }
-        }
-    }
-    for (text, count) in merged {
-        if let Some(e) = list.iter_mut().find(|e| e.text == text) {
-            e.count += count;
+        if let [owner] = full_names[..] {
+            list[owner].count += list[single].count;
+            list[single].count = 0;
         }
     }
     list.retain(|e| e.count > 0);
@@ -547,8 +557,16 @@ mod tests {
     #[test]
     fn lists_are_sorted() {
         for list in [
-            COUNTRIES, CITIES, FIRST_NAMES, ORG_WORDS, PLACE_WORDS, TITLES, CONNECTORS, CALENDAR,
-            PERSON_VERBS, PLACE_PREPOSITIONS,
+            COUNTRIES,
+            CITIES,
+            FIRST_NAMES,
+            ORG_WORDS,
+            PLACE_WORDS,
+            TITLES,
+            CONNECTORS,
+            CALENDAR,
+            PERSON_VERBS,
+            PLACE_PREPOSITIONS,
         ] {
             assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
         }
@@ -616,9 +634,9 @@ mod tests {
         assert!(find(&ents, "Born").is_none());
         assert!(find(&ents, "Dr").is_none());
         // Sorted by count desc, then text.
-        assert!(ents
-            .windows(2)
-            .all(|w| w[0].count > w[1].count || (w[0].count == w[1].count && w[0].text < w[1].text)));
+        assert!(ents.windows(2).all(
+            |w| w[0].count > w[1].count || (w[0].count == w[1].count && w[0].text < w[1].text)
+        ));
         assert_eq!(entities(CURIE, 2).len(), 2);
     }
 

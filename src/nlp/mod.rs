@@ -21,12 +21,12 @@
 //! - [`extract`]: keywords/key phrases and named entities.
 //! - [`sentiment`]: lexicon-based polarity.
 
-pub mod tokenize;
 pub mod chunk;
 pub mod embed;
-pub mod summarize;
 pub mod extract;
 pub mod sentiment;
+pub mod summarize;
+pub mod tokenize;
 
 #[cfg(test)]
 mod tests {
@@ -47,7 +47,8 @@ mod tests {
             "lorem ".repeat(100 * 1024 / 6),
             "a".repeat(100 * 1024),
             "Ünïcödé ".repeat(2000) + ".",
-            "English русский текст 中文句子。日本語のテキスト！한국어 문장? العربية हिन्दी ไทย".into(),
+            "English русский текст 中文句子。日本語のテキスト！한국어 문장? العربية हिन्दी ไทย"
+                .into(),
             "😀🎉 👍🏽 family 👨‍👩‍👧‍👦 flags 🇫🇷🇯🇵 ❤️ great! 😡 awful.".into(),
             "\0\0abc\0def\0. \0Ghi Jkl\0 said\0".into(),
             "\u{301}\u{301} e\u{301} \u{200d}\u{200f}\u{202e}reversed\u{202c}".into(),
@@ -96,7 +97,9 @@ mod tests {
             }
             let _ = content_stems(&text);
 
-            for (target, overlap) in [(1, 0), (7, 3), (DEFAULT_CHUNK_CHARS, DEFAULT_OVERLAP_SENTENCES)] {
+            for (target, overlap) in
+                [(1, 0), (7, 3), (DEFAULT_CHUNK_CHARS, DEFAULT_OVERLAP_SENTENCES)]
+            {
                 let chunks = chunk_text(&text, target, overlap);
                 assert_eq!(chunks.is_empty(), blank, "{label:?}");
                 for (i, c) in chunks.iter().enumerate() {
@@ -221,14 +224,7 @@ mod tests {
             for c in &chunks {
                 vectors.push(embed(&c.text));
             }
-            (
-                chunks,
-                vectors,
-                summarize(doc, 3),
-                keywords(doc, 10),
-                entities(doc, 10),
-                analyze(doc),
-            )
+            (chunks, vectors, summarize(doc, 3), keywords(doc, 10), entities(doc, 10), analyze(doc))
         };
         for _ in 0..50 {
             black_box(run(black_box(&doc)));

@@ -125,12 +125,14 @@ const LEXICON: &[(&str, f32)] = &[
 ];
 
 /// Words that negate what follows, sorted; anything ending in "n't" too.
+#[rustfmt::skip]
 const NEGATORS: &[&str] = &[
     "cannot", "lack", "lacks", "neither", "never", "no", "nobody", "none", "nor", "not",
     "nothing", "nowhere", "rarely", "seldom", "without",
 ];
 
 /// Words that strengthen the following sentiment word, sorted.
+#[rustfmt::skip]
 const BOOSTERS: &[&str] = &[
     "absolutely", "amazingly", "completely", "deeply", "especially", "exceptionally",
     "extremely", "highly", "hugely", "incredibly", "particularly", "pretty", "really",
@@ -138,6 +140,7 @@ const BOOSTERS: &[&str] = &[
 ];
 
 /// Words that weaken the following sentiment word, sorted.
+#[rustfmt::skip]
 const DAMPENERS: &[&str] = &[
     "barely", "hardly", "kinda", "marginally", "partly", "scarcely", "slightly", "somewhat",
 ];
@@ -184,9 +187,7 @@ fn valence_of(lower: &str, stem: &str) -> f32 {
         return 0.0;
     }
     let table = stemmed_lexicon();
-    table
-        .binary_search_by(|(s, _)| cmp_str(s, stem))
-        .map_or(0.0, |i| table[i].1)
+    table.binary_search_by(|(s, _)| cmp_str(s, stem)).map_or(0.0, |i| table[i].1)
 }
 
 fn is_negator(lower: &str) -> bool {
@@ -275,7 +276,10 @@ mod tests {
         let neg = LEXICON.iter().filter(|e| e.1 < 0.0).count();
         assert!(pos >= 150 && neg >= 150, "{pos} positive, {neg} negative");
         assert!(LEXICON.iter().all(|e| e.1 != 0.0 && e.1.abs() <= 4.0));
-        assert!(LEXICON.iter().all(|e| tokenize::is_content(e.0)), "lexicon words must be content words");
+        assert!(
+            LEXICON.iter().all(|e| tokenize::is_content(e.0)),
+            "lexicon words must be content words"
+        );
     }
 
     #[test]

@@ -43,13 +43,19 @@ pub fn summarize(text: &str, max_sentences: usize) -> String {
     };
 
     let mut out = String::new();
-    for i in chosen {
+    // A char is at most 4 bytes, so past this length the cap is certain to
+    // apply and the rest of a huge input need not be copied.
+    let enough = MAX_SUMMARY_CHARS * 4 + 4;
+    'sentences: for i in chosen {
         let (s, e) = sents[i];
         for word in text[s..e].split_whitespace() {
             if !out.is_empty() {
                 out.push(' ');
             }
             out.push_str(word);
+            if out.len() > enough {
+                break 'sentences;
+            }
         }
     }
     truncate_chars(&out, MAX_SUMMARY_CHARS)

@@ -6,8 +6,9 @@
 //! with each other.
 //!
 //! Design choices:
-//! - Everything works on byte ranges produced by `char_indices`, so a range
-//!   can never split a UTF-8 character.
+//! - Everything works on byte ranges whose ends are character boundaries
+//!   (scanners walk bytes but only stop on ASCII bytes or decoded character
+//!   starts), so a range can never split a UTF-8 character.
 //! - Han ideographs and kana are emitted as one-character words: those
 //!   scripts do not separate words with spaces, and single characters (plus
 //!   the bigrams the embedder builds from them) are the usual cheap proxy.
@@ -81,10 +82,12 @@ pub struct Token<'a> {
     pub content: bool,
 }
 
-/// Common English function words, sorted for binary search.
+/// Common English function words, sorted (lookups go through a packed
+/// index, see [`is_stopword`]).
 ///
 /// Contractions are included with a plain apostrophe because [`normalize`]
 /// maps `’` to `'` before lookup.
+#[rustfmt::skip]
 pub const STOPWORDS: &[&str] = &[
     "a", "about", "above", "after", "again", "against", "all", "almost", "also", "although",
     "always", "am", "among", "an", "and", "another", "any", "anyone", "anything", "are",
@@ -119,6 +122,7 @@ const MAX_STOPWORD_LEN: usize = 10;
 /// Lowercased words that end with a period but almost never end a sentence
 /// (titles and Latin abbreviations). Sorted for binary search. Ambiguous
 /// ones such as "etc." or "Inc." are left to the next-word-is-lowercase rule.
+#[rustfmt::skip]
 const NON_TERMINAL_ABBREVIATIONS: &[&str] = &[
     "al", "approx", "capt", "cf", "col", "dept", "dr", "e.g", "eg", "est", "ft", "gen", "i.e",
     "ie", "jr", "lt", "messrs", "mr", "mrs", "ms", "mt", "prof", "rev", "sgt", "sr", "st", "vs",
@@ -166,6 +170,7 @@ pub struct WordSpans<'a> {
 }
 
 impl<'a> WordSpans<'a> {
+    /// Scan `text` from the start.
     pub fn new(text: &'a str) -> Self {
         WordSpans { text, pos: 0 }
     }
@@ -425,9 +430,7 @@ fn has_vowel(s: &str) -> bool {
 /// Length of `w` without `suffix` if what remains is a plausible stem (at
 /// least `min_stem` bytes and containing a vowel).
 fn strip(w: &str, suffix: &str, min_stem: usize) -> Option<usize> {
-    w.strip_suffix(suffix)
-        .filter(|stem| stem.len() >= min_stem && has_vowel(stem))
-        .map(str::len)
+    w.strip_suffix(suffix).filter(|stem| stem.len() >= min_stem && has_vowel(stem)).map(str::len)
 }
 
 /// Length of the stem when `w` is an "-es" plural of a sibilant ending
@@ -688,17 +691,14 @@ pub fn sentences(text: &str) -> Vec<(usize, usize)> {
         } else {
             match char_at(text, j) {
                 None => true,
-                Some(next) if next.is_whitespace() => {
-                    if only_dots {
-                        let next = char_at(text, skip_whitespace(text, j).0);
-                        let next_lower = next.is_some_and(char::is_lowercase);
-                        let single_dot = j == i + 1;
-                        !next_lower && !(single_dot && is_abbreviation(text, i, next))
-                    } else {
-                        true
-                    }
+                Some(next) if next.is_whitespace() && only_dots => {
+                    let next = char_at(text, skip_whitespace(text, j).0);
+                    let single_dot = j == i + 1;
+                    let continues = next.is_some_and(char::is_lowercase)
+                        || (single_dot && is_abbreviation(text, i, next));
+                    !continues
                 }
-                Some(_) => false,
+                Some(next) => next.is_whitespace(),
             }
         };
         if boundary {

@@ -643,7 +643,9 @@ mod scale {
         let probe = fingerprint("another unrelated probe document with some words in it");
         let started = std::time::Instant::now();
         for i in 0..20 {
-            let (m, _) = index.check_and_insert(&format!("probe-{i}"), None, &probe).expect("insert");
+            let (m, _) = index
+                .check_and_insert(&format!("probe-{i}"), None, &probe)
+                .expect("insert");
             assert!(m.len() == i.min(MAX_MATCHES));
         }
         eprintln!("check_and_insert over {N}: {:?}", started.elapsed() / 20);

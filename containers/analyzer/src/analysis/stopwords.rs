@@ -38,6 +38,10 @@ pub const EN_RAKE_EXTRA: &[&str] = &[
     "within", "without", "yet", "yourself", "don't", "doesn't", "didn't", "isn't", "aren't",
     "wasn't", "weren't", "won't", "can't", "cannot", "let's", "that's", "there's", "they're",
     "we're", "you're", "i've", "we've", "you've", "they've",
+    // Time and degree adverbs that otherwise glue onto noun phrases
+    // ("failed twice last winter").
+    "according", "across", "along", "behind", "beyond", "finally", "instead", "last", "later",
+    "mostly", "nearly", "next", "recently", "roughly", "soon", "toward", "towards", "twice",
 ];
 
 #[rustfmt::skip]

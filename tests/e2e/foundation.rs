@@ -1,0 +1,76 @@
+//! From the Worker to every actor class, and state that survives a restart.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn healthz_reports_version_and_backends() {
+    let s = &shared().server;
+    let r = s.get("/healthz").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status"], "ok");
+    assert_eq!(r.body["backends"]["ai"], "local");
+    assert_eq!(r.body["backends"]["vectors"], "actor");
+    assert_eq!(r.body["backends"]["analyzer"], "url");
+    assert!(r.body["version"].is_string());
+}
+
+#[tokio::test]
+async fn static_assets_are_served() {
+    let r = send(http().get(shared().server.url("/"))).await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn every_actor_class_is_reachable_through_the_worker() {
+    let s = &shared().server;
+    // ContentActor and PipelineActor (and through the run: VectorIndexActor, FeedActor, AnalyzerContainer).
+    let (cid, run) = s.submit("Reachability", &document("reachability", 1, 1500), Some("test")).await;
+    let view = s.wait_run(&run, Duration::from_secs(60)).await;
+    assert_eq!(view["status"], "completed", "{view}");
+    let c = s.get(&format!("/api/content/{cid}")).await;
+    assert_eq!(c.status, 200);
+    assert_eq!(c.body["status"], "indexed");
+    let shard = s.admin_get("/admin/actors/vector_index/shard-0").await;
+    assert_eq!(shard.status, 200, "{}", shard.body);
+    let feed = s.admin_get("/admin/actors/feed/feed").await;
+    assert_eq!(feed.status, 200);
+    assert!(feed.body["events"]["last_seq"].as_u64().unwrap() >= 1);
+    let analyzer = s.admin_get("/admin/actors/analyzer/analyzer").await;
+    assert_eq!(analyzer.status, 200);
+    // SessionActor: a socket answers ping.
+    let (sid, token) = new_session(s).await;
+    let mut ws = connect(s, &sid, &token).await;
+    ws_send(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(ws_next(&mut ws, Duration::from_secs(10)).await, Some(json!({"type": "pong"})));
+}
+
+#[tokio::test]
+async fn state_persists_across_a_restart_on_the_same_state_dir() {
+    let dir = temp_dir("persist");
+    let opts = ServerOptions::new(dir.clone());
+    let (cid, run, sid, token) = {
+        let s = Server::start(&opts);
+        let (cid, run) = s.submit("Persistent", &document("persistence", 2, 1200), None).await;
+        assert_eq!(s.wait_run(&run, Duration::from_secs(60)).await["status"], "completed");
+        let (sid, token) = new_session(&s).await;
+        (cid, run, sid, token)
+    }; // dropped: wrangler dev stopped
+    let s = Server::start(&opts);
+    let c = s.get(&format!("/api/content/{cid}")).await;
+    assert_eq!(c.status, 200, "{}", c.body);
+    assert_eq!(c.body["status"], "indexed");
+    assert!(c.body["summary"].is_string());
+    let r = s.get(&format!("/api/runs/{run}")).await;
+    assert_eq!(r.body["status"], "completed");
+    assert_eq!(r.body["stages"].as_array().unwrap().len(), 8);
+    let mut ws = connect(&s, &sid, &token).await;
+    ws_send(&mut ws, json!({"type": "subscribe", "topic": format!("run:{run}"), "after": 0})).await;
+    let first = ws_next(&mut ws, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(first["type"], "subscribed");
+    let list = s.get("/api/content?limit=10").await;
+    assert!(list.body["items"].as_array().unwrap().iter().any(|i| i["id"] == cid.as_str()));
+}

@@ -1,0 +1,10 @@
+//! End-to-end suite against real workerd (`wrangler dev --local`).
+//! One shared server serves most tests; tests that need other vars, restarts
+//! or kills start their own.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bad_input;
+mod foundation;
+mod pipeline;

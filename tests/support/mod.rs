@@ -1,0 +1,360 @@
+//! End-to-end harness: real `wrangler dev` (local workerd) and the native
+//! analyzer, each in its own process group.
+//!
+//! Teardown never depends on the test passing: a `Server` kills its groups on
+//! drop, and a watchdog per group (a `sh` reading our pipe) kills it when this
+//! test process exits for any reason, including a shared server held in a
+//! static that is never dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub fn root() -> PathBuf {
+    std::env::var("ACTORLINE_ROOT").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("actorline-{tag}-{}-{}", std::process::id(), uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// A process group with a watchdog that ends it when this process dies.
+pub struct Group {
+    child: Child,
+    _watchdog_pipe: ChildStdin,
+    watchdog: Child,
+    pub log: PathBuf,
+}
+
+impl Group {
+    fn spawn(mut cmd: Command, log: &Path) -> (Group, mpsc::Receiver<String>) {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn child");
+        let pgid = child.id();
+        let mut watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(format!("read _ignored; kill -TERM -- -{pgid} 2>/dev/null; sleep 3; kill -KILL -- -{pgid} 2>/dev/null"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn watchdog");
+        let pipe = watchdog.stdin.take().expect("watchdog pipe");
+        let (tx, rx) = mpsc::channel();
+        let logfile = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+        let logfile = std::sync::Arc::new(Mutex::new(logfile));
+        for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
+            let tx = tx.clone();
+            let logfile = logfile.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Ok(mut f) = logfile.lock() {
+                        let _ = writeln!(f, "{line}");
+                    }
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        (Group { child, _watchdog_pipe: pipe, watchdog, log: log.to_path_buf() }, rx)
+    }
+
+    pub fn pgid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(-(self.child.id() as i32), sig);
+        }
+    }
+
+    /// Stops the group: SIGTERM (or SIGKILL when `hard`), then waits.
+    pub fn stop(&mut self, hard: bool) {
+        self.signal(if hard { libc::SIGKILL } else { libc::SIGTERM });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.stop(false);
+    }
+}
+
+fn wait_for_line(rx: &mpsc::Receiver<String>, pat: &str, timeout: Duration) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(pat) => return Some(line),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+fn port_in(line: &str, marker: &str) -> u16 {
+    let after = &line[line.find(marker).expect("marker") + marker.len()..];
+    let host_port = after.trim_start_matches("://").trim_start_matches("s://");
+    let digits: String = host_port.rsplit(':').next().unwrap_or("").chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().expect("port")
+}
+
+/// The natively built analyzer (`target/release/analyzer`).
+pub struct Analyzer {
+    pub group: Group,
+    pub url: String,
+    pub data_dir: PathBuf,
+}
+
+impl Analyzer {
+    pub fn start(data_dir: &Path) -> Analyzer {
+        let bin = root().join("target/release/analyzer");
+        assert!(bin.exists(), "build the analyzer first (make test does)");
+        let mut cmd = Command::new(bin);
+        cmd.args(["--host", "127.0.0.1", "--port", "0", "--data-dir"]).arg(data_dir);
+        let (group, rx) = Group::spawn(cmd, &data_dir.with_extension("log"));
+        let line = wait_for_line(&rx, "listening on http://", Duration::from_secs(20)).expect("analyzer did not start");
+        let url = line[line.find("http://").unwrap_or(0)..].trim().to_string();
+        Analyzer { group, url, data_dir: data_dir.to_path_buf() }
+    }
+}
+
+pub struct ServerOptions {
+    pub state_dir: PathBuf,
+    pub vars: Vec<(String, String)>,
+    pub analyzer_url: Option<String>,
+}
+
+impl ServerOptions {
+    pub fn new(state_dir: PathBuf) -> Self {
+        ServerOptions { state_dir, vars: Vec::new(), analyzer_url: None }
+    }
+    pub fn var(mut self, k: &str, v: &str) -> Self {
+        self.vars.push((k.into(), v.into()));
+        self
+    }
+}
+
+/// One `wrangler dev` over a state dir.
+pub struct Server {
+    pub group: Group,
+    pub base: String,
+    pub admin_token: String,
+    pub state_dir: PathBuf,
+}
+
+fn wrangler() -> Command {
+    let mut c = Command::new(root().join("node_modules/.bin/wrangler"));
+    c.current_dir(root())
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("WRANGLER_SEND_ERROR_REPORTS", "false")
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+        .env("NO_COLOR", "1");
+    c
+}
+
+pub fn admin_token() -> String {
+    let vars = std::fs::read_to_string(root().join(".dev.vars")).expect(".dev.vars (make test creates it)");
+    vars.lines().find_map(|l| l.strip_prefix("ADMIN_TOKEN=")).expect("ADMIN_TOKEN").trim().to_string()
+}
+
+impl Server {
+    pub fn start(opts: &ServerOptions) -> Server {
+        std::fs::create_dir_all(&opts.state_dir).expect("state dir");
+        let migrate = wrangler()
+            .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
+            .arg(&opts.state_dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("wrangler d1 migrations apply");
+        assert!(migrate.status.success(), "migrations failed: {}", String::from_utf8_lossy(&migrate.stderr));
+        let mut cmd = wrangler();
+        cmd.args(["dev", "--local", "--ip", "127.0.0.1", "--port", "0", "--inspector-port", "0"])
+            .args(["--show-interactive-dev-session=false", "--persist-to"])
+            .arg(&opts.state_dir);
+        let mut vars = opts.vars.clone();
+        if let Some(u) = &opts.analyzer_url {
+            vars.push(("ANALYZER_URL".into(), u.clone()));
+        }
+        for (k, v) in &vars {
+            cmd.arg("--var").arg(format!("{k}:{v}"));
+        }
+        let (group, rx) = Group::spawn(cmd, &opts.state_dir.join("wrangler.log"));
+        let line = wait_for_line(&rx, "Ready on http://", Duration::from_secs(90))
+            .unwrap_or_else(|| panic!("wrangler dev did not start; see {}", opts.state_dir.join("wrangler.log").display()));
+        let port = port_in(&line, "Ready on http");
+        // Keep draining output so the pipes never fill.
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        Server { group, base: format!("http://127.0.0.1:{port}"), admin_token: admin_token(), state_dir: opts.state_dir.clone() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("{}{}", self.base.replacen("http://", "ws://", 1), path)
+    }
+
+    /// The log so far, for checks such as "no panic was logged".
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.group.log).unwrap_or_default()
+    }
+}
+
+/// The server shared by a whole test binary, with the analyzer beside it.
+pub struct Shared {
+    pub server: Server,
+    pub analyzer: Mutex<Option<Analyzer>>,
+}
+
+pub fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let dir = temp_dir("shared");
+        let analyzer = Analyzer::start(&dir.join("analyzer"));
+        let opts = ServerOptions { analyzer_url: Some(analyzer.url.clone()), ..ServerOptions::new(dir.join("state")) }
+            .var("ANALYZER_BREAKER_COOLDOWN_MS", "1000")
+            .var("ANALYZER_BREAKER_THRESHOLD", "3");
+        Shared { server: Server::start(&opts), analyzer: Mutex::new(Some(analyzer)) }
+    })
+}
+
+// ---------------------------------------------------------------- HTTP client
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+pub async fn send(req: reqwest::RequestBuilder) -> Reply {
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Reply { status, body, headers }
+}
+
+impl Server {
+    pub async fn get(&self, path: &str) -> Reply {
+        send(http().get(self.url(path))).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        send(http().post(self.url(path)).json(&body)).await
+    }
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        send(http().put(self.url(path)).json(&body)).await
+    }
+    pub async fn admin_get(&self, path: &str) -> Reply {
+        send(http().get(self.url(path)).bearer_auth(&self.admin_token)).await
+    }
+    pub async fn admin_post(&self, path: &str) -> Reply {
+        send(http().post(self.url(path)).bearer_auth(&self.admin_token)).await
+    }
+
+    /// Submits a document and returns (content_id, run_id).
+    pub async fn submit(&self, title: &str, body: &str, category: Option<&str>) -> (String, String) {
+        let r = self.post("/api/content", json!({ "title": title, "body": body, "category": category })).await;
+        assert_eq!(r.status, 202, "submit: {}", r.body);
+        (r.body["content_id"].as_str().unwrap().to_string(), r.body["run_id"].as_str().unwrap().to_string())
+    }
+
+    /// Polls a run until it is terminal.
+    pub async fn wait_run(&self, run_id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = self.get(&format!("/api/runs/{run_id}")).await;
+            assert!(r.status < 500, "run view 5xx: {}", r.body);
+            let status = r.body["status"].as_str().unwrap_or("");
+            if matches!(status, "completed" | "failed" | "cancelled") {
+                return r.body;
+            }
+            assert!(Instant::now() < deadline, "run {run_id} not terminal in {timeout:?}: {}", r.body);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A document of about `bytes` bytes on `topic`, varied by `seed`.
+pub fn document(topic: &str, seed: usize, bytes: usize) -> String {
+    const WORDS: &[&str] = &[
+        "signal", "pipeline", "vector", "garden", "harbor", "quantum", "river", "market", "engine", "violin",
+        "protein", "glacier", "ledger", "orbit", "canvas", "thunder", "copper", "lantern", "meadow", "circuit",
+    ];
+    let mut out = String::new();
+    let mut i = seed.wrapping_mul(2654435761);
+    while out.len() < bytes {
+        out.push_str(&format!("The {topic} study of {} ", WORDS[i % WORDS.len()]));
+        for _ in 0..10 {
+            i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            out.push_str(WORDS[(i >> 33) as usize % WORDS.len()]);
+            out.push(' ');
+        }
+        out.push_str("shows clear results. ");
+    }
+    out
+}
+
+// ---------------------------------------------------------------- WebSocket client
+
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn new_session(server: &Server) -> (String, String) {
+    let r = server.post("/api/sessions", json!({})).await;
+    assert_eq!(r.status, 200, "session: {}", r.body);
+    (r.body["session_id"].as_str().unwrap().to_string(), r.body["token"].as_str().unwrap().to_string())
+}
+
+pub async fn connect(server: &Server, session: &str, token: &str) -> Ws {
+    let url = server.ws_url(&format!("/api/sessions/{session}/ws?token={token}"));
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
+    ws
+}
+
+pub async fn ws_send(ws: &mut Ws, v: Value) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(v.to_string().into())).await.expect("ws send");
+}
+
+/// The next JSON frame, or None on timeout/close.
+pub async fn ws_next(ws: &mut Ws, timeout: Duration) -> Option<Value> {
+    use futures_util::StreamExt;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) => {
+                return serde_json::from_str(t.as_str()).ok();
+            }
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return None,
+            Ok(Some(Ok(_))) => continue,
+            Err(_) => return None,
+        }
+    }
+}
