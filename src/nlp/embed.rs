@@ -75,15 +75,13 @@ fn feature_hash(tag: u8, parts: &[&str]) -> u64 {
 /// the result does not depend on the order in which equal features meet.
 const FIXED_ONE: f64 = (1u64 << 24) as f64;
 
-/// Round a non-negative value to the nearest integer. `as` truncation
-/// compiles to one instruction, unlike `f64::round`, which is a libm call
-/// on baseline x86-64 and wasm32.
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+/// Round a non-negative value to the nearest integer. The `as` truncation
+/// is a single instruction, while `f64::round` is a library call on
+/// baseline x86-64, and this runs once per distinct feature.
 fn round_non_negative(x: f64) -> u64 {
     (x + 0.5) as u64
 }
 
-#[allow(clippy::cast_possible_truncation)]
 fn to_fixed(weight: f32) -> u32 {
     round_non_negative(f64::from(weight) * FIXED_ONE) as u32
 }
@@ -117,7 +115,6 @@ impl FeatureTable {
             self.grow();
         }
         let mask = self.slots.len() - 1;
-        #[allow(clippy::cast_possible_truncation)]
         let mut i = hash as usize & mask;
         loop {
             let slot = &mut self.slots[i];
@@ -140,7 +137,6 @@ impl FeatureTable {
         let old = std::mem::replace(&mut self.slots, doubled);
         let mask = self.slots.len() - 1;
         for slot in old.into_iter().filter(|s| s.tf > 0) {
-            #[allow(clippy::cast_possible_truncation)]
             let mut i = slot.hash as usize & mask;
             while self.slots[i].tf != 0 {
                 i = (i + 1) & mask;
@@ -168,7 +164,6 @@ fn push_trigrams(word: &str, feats: &mut FeatureTable) {
         return;
     }
     bounds[m] = word.char_indices().nth(m).map_or(word.len(), |(i, _)| i);
-    #[allow(clippy::cast_precision_loss)]
     let weight = to_fixed(TRIGRAM_WORD_WEIGHT / (m as f32).sqrt());
     let seed = fnv1a(FNV_OFFSET, &[TAG_TRIGRAM]);
     // Trigram k covers padded positions k..k+3 of "<" + word + ">", i.e.
@@ -231,16 +226,12 @@ pub fn embed_into(text: &str, out: &mut [f32]) {
     let mut acc = vec![0i64; out.len()];
     for slot in feats.iter() {
         let tf = f64::from(slot.tf);
-        #[allow(clippy::cast_precision_loss)]
         let value = slot.mass as f64 / tf * (1.0 + tf.ln());
-        #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
         let (bucket, value) = ((slot.hash % dim) as usize, round_non_negative(value) as i64);
         acc[bucket] += if slot.hash >> 63 == 1 { -value } else { value };
     }
     for (o, a) in out.iter_mut().zip(&acc) {
-        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-        let v = (*a as f64 / FIXED_ONE) as f32;
-        *o = v;
+        *o = (*a as f64 / FIXED_ONE) as f32;
     }
 
     let norm = out.iter().map(|x| x * x).sum::<f32>().sqrt();

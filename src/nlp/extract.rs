@@ -262,16 +262,13 @@ pub fn keywords(text: &str, k: usize) -> Vec<Keyword> {
         }
     }
 
-    #[allow(clippy::cast_precision_loss)]
     let len = text.len().max(1) as f32;
     let mut scored: Vec<(f32, Pair, Pair)> = cands
         .iter()
         .filter(|(stems, c)| stems.1.is_empty() || c.tf >= MIN_PHRASE_TF)
         .map(|(&stems, c)| {
-            #[allow(clippy::cast_precision_loss)]
             let boost = 1.0 + POSITION_BOOST * (1.0 - c.first as f32 / len);
             let factor = if stems.1.is_empty() { 1.0 } else { PHRASE_FACTOR };
-            #[allow(clippy::cast_precision_loss)]
             let score = c.tf as f32 * boost * factor;
             (score, c.surface(), stems)
         })

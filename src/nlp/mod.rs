@@ -62,6 +62,9 @@ mod tests {
             "A. B. C. D. E. F. G. H. I. J. K. L. M. N. O. P.".into(),
             "…。！？‼⁇".into(),
             "not not not very very extremely".into(),
+            (0..3000)
+                .map(|i| format!("Name{i} Surname{} met Surname{}. ", i % 50, i % 50))
+                .collect(),
             "x".into(),
             "\u{10FFFF}\u{FFFD}\u{FEFF}".into(),
         ]

@@ -83,13 +83,11 @@ fn top_sentences(text: &str, sents: &[(usize, usize)], k: usize) -> Vec<usize> {
             words += 1;
             if t.content {
                 content += 1;
-                #[allow(clippy::cast_precision_loss)]
                 let w = tf.get(t.stem.as_ref()).copied().unwrap_or(0) as f32 / max_tf as f32;
                 sum += w;
             }
             ti += 1;
         }
-        #[allow(clippy::cast_precision_loss)]
         let score = if content == 0 {
             0.0
         } else {
