@@ -7,4 +7,5 @@ mod support;
 
 mod bad_input;
 mod foundation;
+mod live;
 mod pipeline;

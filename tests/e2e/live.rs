@@ -1,0 +1,184 @@
+//! Live updates: subscribe, replay, resume without gaps or duplicates.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Event frames of `topic` until `stop` is seen (or the socket goes quiet).
+async fn collect(ws: &mut Ws, topic: &str, stop: &str, limit: Option<usize>) -> Vec<Value> {
+    let mut out = Vec::new();
+    while let Some(f) = ws_next(ws, WAIT).await {
+        if f["type"] == "event" && f["topic"] == topic {
+            let done = f["event"] == stop;
+            out.push(f);
+            if done || limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+        }
+    }
+    out
+}
+
+fn seqs(events: &[Value]) -> Vec<u64> {
+    events.iter().map(|e| e["seq"].as_u64().unwrap()).collect()
+}
+
+async fn run_log(s: &Server, run: &str) -> Vec<u64> {
+    let insp = s.admin_get(&format!("/admin/actors/run/{run}")).await;
+    insp.body["events"]["tail"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_subscriber_sees_every_run_event_in_order() {
+    let s = &shared().server;
+    let (sid, token) = new_session(s).await;
+    let mut ws = connect(s, &sid, &token).await;
+    let (_, run) = s.submit("Live run", &document("live", 11, 2000), None).await;
+    let topic = format!("run:{run}");
+    ws_send(&mut ws, json!({"type": "subscribe", "topic": topic, "after": 0})).await;
+    let first = ws_next(&mut ws, WAIT).await.unwrap();
+    assert_eq!(first["type"], "subscribed", "{first}");
+    let events = collect(&mut ws, &topic, "run.completed", None).await;
+    assert_eq!(events.first().unwrap()["event"], "run.queued");
+    assert_eq!(events.last().unwrap()["event"], "run.completed");
+    let got = seqs(&events);
+    assert_eq!(got, (1..=got.len() as u64).collect::<Vec<_>>(), "dense and in order");
+    for e in &events {
+        assert!(e["ts"].as_str().is_some_and(|t| t.ends_with('Z')));
+        assert!(e["data"].is_object());
+    }
+    let started = events.iter().filter(|e| e["event"] == "stage.started").count();
+    assert!(started >= 8);
+    assert_eq!(got, run_log(s, &run).await, "the stream equals the run's log");
+}
+
+#[tokio::test]
+async fn dropping_and_resuming_loses_and_doubles_nothing() {
+    let s = &shared().server;
+    for cut in [1usize, 3, 6, 10] {
+        let (sid, token) = new_session(s).await;
+        let (_, run) = s.submit(&format!("Resume {cut}"), &document("resume", 20 + cut, 2500), None).await;
+        let topic = format!("run:{run}");
+        let mut ws = connect(s, &sid, &token).await;
+        ws_send(&mut ws, json!({"type": "subscribe", "topic": topic, "after": 0})).await;
+        let part1 = collect(&mut ws, &topic, "run.completed", Some(cut)).await;
+        drop(ws);
+        let last = part1.last().map(|e| e["seq"].as_u64().unwrap()).unwrap_or(0);
+        let mut ws = connect(s, &sid, &token).await;
+        ws_send(&mut ws, json!({"type": "subscribe", "topic": topic, "after": last})).await;
+        let mut part2 = Vec::new();
+        if part1.last().is_none_or(|e| e["event"] != "run.completed") {
+            part2 = collect(&mut ws, &topic, "run.completed", None).await;
+        }
+        let mut all = seqs(&part1);
+        all.extend(seqs(&part2));
+        assert_eq!(all, run_log(s, &run).await, "cut after {cut}: union equals the log");
+    }
+}
+
+#[tokio::test]
+async fn two_tabs_and_two_sessions_all_receive_every_event() {
+    let s = &shared().server;
+    let (a, ta) = new_session(s).await;
+    let (b, tb) = new_session(s).await;
+    let mut sockets = vec![connect(s, &a, &ta).await, connect(s, &a, &ta).await, connect(s, &b, &tb).await];
+    let (_, run) = s.submit("Fan out", &document("fanout", 31, 1500), None).await;
+    let topic = format!("run:{run}");
+    for ws in sockets.iter_mut() {
+        ws_send(ws, json!({"type": "subscribe", "topic": topic, "after": 0})).await;
+    }
+    let log = {
+        s.wait_run(&run, Duration::from_secs(60)).await;
+        run_log(s, &run).await
+    };
+    for ws in sockets.iter_mut() {
+        let got = collect(ws, &topic, "run.completed", None).await;
+        assert_eq!(seqs(&got), log);
+    }
+}
+
+#[tokio::test]
+async fn feed_carries_content_events() {
+    let s = &shared().server;
+    let (sid, token) = new_session(s).await;
+    let mut ws = connect(s, &sid, &token).await;
+    ws_send(&mut ws, json!({"type": "subscribe", "topic": "feed"})).await;
+    let sub = ws_next(&mut ws, WAIT).await.unwrap();
+    assert_eq!(sub["type"], "subscribed");
+    assert_eq!(ws_next(&mut ws, WAIT).await.unwrap()["type"], "ready");
+    let (cid, _) = s.submit("Feed item", &document("feed", 41, 900), None).await;
+    let mut seen = false;
+    while let Some(f) = ws_next(&mut ws, WAIT).await {
+        if f["type"] == "event" && f["event"] == "content.indexed" && f["data"]["content_id"] == cid.as_str() {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "content.indexed for {cid} reached the feed");
+}
+
+#[tokio::test]
+async fn a_cursor_older_than_retention_gets_a_resync() {
+    let dir = temp_dir("retention");
+    let s = Server::start(&ServerOptions::new(dir).var("EVENT_RETENTION_COUNT", "5"));
+    let (_, run) = s.submit("Short memory", &document("retention", 51, 900), None).await;
+    s.wait_run(&run, Duration::from_secs(60)).await;
+    let (sid, token) = new_session(&s).await;
+    let mut ws = connect(&s, &sid, &token).await;
+    let topic = format!("run:{run}");
+    ws_send(&mut ws, json!({"type": "subscribe", "topic": topic, "after": 1})).await;
+    assert_eq!(ws_next(&mut ws, WAIT).await.unwrap()["type"], "subscribed");
+    let resync = ws_next(&mut ws, WAIT).await.unwrap();
+    assert_eq!(resync["type"], "resync_required", "{resync}");
+    assert_eq!(resync["snapshot"]["status"], "completed");
+    assert_eq!(ws_next(&mut ws, WAIT).await.unwrap()["type"], "ready");
+}
+
+#[tokio::test]
+async fn bad_tokens_frames_and_floods_get_clear_errors() {
+    let s = &shared().server;
+    let (sid, token) = new_session(s).await;
+    let (other, _) = new_session(s).await;
+    let get = |path: String| send(http().get(s.url(&path)));
+    let r = get(format!("/api/sessions/{sid}/ws")).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body["error"]["code"], "unauthorized");
+    let r = get(format!("/api/sessions/{sid}/ws?token=garbage")).await;
+    assert_eq!(r.status, 401);
+    let r = get(format!("/api/sessions/{other}/ws?token={token}")).await;
+    assert_eq!(r.status, 403, "a token for another session");
+    let expired = token.split_once('.').map(|(_, sig)| format!("1000.{sig}")).unwrap();
+    let r = get(format!("/api/sessions/{sid}/ws?token={expired}")).await;
+    assert!(r.status == 401 || r.status == 403, "tampered expiry: {}", r.status);
+    let r = get(format!("/api/sessions/not-a-uuid/ws?token={token}")).await;
+    assert_eq!(r.status, 400);
+
+    let mut ws = connect(s, &sid, &token).await;
+    ws_send(&mut ws, json!({"type": "dance"})).await;
+    assert_eq!(ws_next(&mut ws, WAIT).await.unwrap()["code"], "malformed_frame");
+    ws_send(&mut ws, json!({"type": "subscribe", "topic": "user:123"})).await;
+    assert_eq!(ws_next(&mut ws, WAIT).await.unwrap()["code"], "unknown_topic");
+    ws_send(&mut ws, json!({"type": "subscribe", "topic": "run:00000000-0000-4000-8000-000000000000"})).await;
+    assert_eq!(ws_next(&mut ws, WAIT).await.unwrap()["code"], "unknown_topic");
+    ws_send(&mut ws, json!({"type": "ping", "pad": "x".repeat(5000)})).await;
+    assert_eq!(ws_next(&mut ws, WAIT).await.unwrap()["code"], "frame_too_large");
+    // A flood: rate limited, then closed; the server stays healthy.
+    for _ in 0..120 {
+        ws_send(&mut ws, json!({"type": "unsubscribe", "topic": "feed"})).await;
+    }
+    let mut limited = false;
+    while let Some(f) = ws_next(&mut ws, Duration::from_secs(5)).await {
+        if f["code"] == "rate_limited" {
+            limited = true;
+        }
+    }
+    assert!(limited);
+    assert_eq!(s.get("/healthz").await.status, 200);
+    let mut ws = connect(s, &sid, &token).await;
+    ws_send(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(ws_next(&mut ws, WAIT).await, Some(json!({"type": "pong"})));
+}
