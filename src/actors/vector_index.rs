@@ -12,7 +12,6 @@ use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorageVa
 use super::rpc;
 use crate::domain::vector::{encode_f32_le, ShardIndex, VectorMeta};
 use crate::error::{ApiError, ApiResult};
-use crate::protocol::Topic;
 use crate::providers::{VectorItem, VectorQuery};
 use crate::runtime::config;
 use crate::store::events::EventStore;
@@ -162,8 +161,11 @@ impl VectorIndexActor {
             }
             "inspect" | "fire_alarm" => {
                 let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention);
-                let _ = Topic::Feed;
-                super::inspection(&self.state, "vector_index", "shard", self.stats()?, None, &log)
+                let mut typed = self.stats()?;
+                if let Some(cid) = body.get("content_id").and_then(|c| c.as_str()) {
+                    typed["content"] = self.count_content(cid)?;
+                }
+                super::inspection(&self.state, "vector_index", "shard", typed, None, &log)
             }
             other => Err(ApiError::not_found(format!("vector op {other}"))),
         }

@@ -54,9 +54,13 @@ async fn locate(env: &Env, kind: &str, id: &str) -> ApiResult<(ActorKind, String
     }
 }
 
-pub async fn inspect(env: &Env, kind: &str, id: &str, op: &str) -> ApiResult<Response> {
+/// Query parameters are passed on to the actor (a shard, for one, answers
+/// `content_id=` with that content's vector ids).
+pub async fn inspect(env: &Env, req: &Request, kind: &str, id: &str, op: &str) -> ApiResult<Response> {
     let (k, id) = locate(env, kind, id).await?;
-    let v: Value = rpc::call(env, k, &id, op, &json!({})).await?;
+    let q = query(req)?;
+    let body = json!({ "content_id": param(&q, "content_id") });
+    let v: Value = rpc::call(env, k, &id, op, &body).await?;
     Ok(http::json(200, &v))
 }
 

@@ -60,8 +60,8 @@ async fn route(req: worker::Request, env: &worker::Env, method: &str, path: &str
         R::CreateSession => sessions::create(env).await,
         R::SessionSocket => sessions::socket(env, req, arg(0)).await,
         R::AdminActors => admin::list_actors(env, &req).await,
-        R::AdminInspect => admin::inspect(env, arg(0), arg(1), "inspect").await,
-        R::AdminAlarm => admin::inspect(env, arg(0), arg(1), "fire_alarm").await,
+        R::AdminInspect => admin::inspect(env, &req, arg(0), arg(1), "inspect").await,
+        R::AdminAlarm => admin::inspect(env, &req, arg(0), arg(1), "fire_alarm").await,
         R::AdminDeadLetters => admin::dead_letters(env).await,
         R::AdminMetrics => admin::metrics(env).await,
     }

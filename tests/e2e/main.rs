@@ -10,3 +10,4 @@ mod bad_input;
 mod foundation;
 mod live;
 mod pipeline;
+mod search;

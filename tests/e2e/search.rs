@@ -1,0 +1,122 @@
+//! Hybrid search over the indexed corpus.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const DOCS: &[(&str, &str)] = &[
+    ("Tidal pools", "Tidal pools hold anemones, hermit crabs and sculpins that survive twice-daily exposure. Biologists count limpets on basalt ledges at low tide to track warming seas. The sea stars are returning after the wasting disease."),
+    ("Sourdough starters", "A sourdough starter is a culture of wild yeast and lactobacilli. Feed the starter with rye flour and water, keep it warm, and the levain doubles in six hours. Bakers shape the dough into a boule and bake it in a Dutch oven."),
+    ("Jet engines", "A turbofan jet engine compresses air, burns kerosene in the combustor and spins the turbine that drives the fan. Bypass ratio determines fuel efficiency. Engineers inspect turbine blades for creep and cracks with borescopes."),
+    ("Baroque music", "Baroque composers such as Bach and Vivaldi wrote fugues and concertos with basso continuo. The harpsichord and the viola da gamba carry the figured bass while violins trade ornamented melodies."),
+];
+
+async fn search(s: &Server, q: &str, extra: &str) -> Value {
+    let r = send(http().get(s.url("/api/search")).query(&[("q", q)]).query(&extra.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap()).collect::<Vec<_>>())).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["results"].as_array().unwrap().iter().map(|r| r["content_id"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn search_finds_filters_forgets_and_replaces() {
+    let s = &shared().server;
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let mut ids_by_doc = Vec::new();
+    for (i, (title, body)) in DOCS.iter().enumerate() {
+        let category = if i % 2 == 0 { format!("nature-{tag}") } else { format!("craft-{tag}") };
+        let (cid, run) = s.submit(title, body, Some(&category)).await;
+        ids_by_doc.push((cid, run, category));
+    }
+    for (_, run, _) in &ids_by_doc {
+        assert_eq!(s.wait_run(run, Duration::from_secs(60)).await["status"], "completed");
+    }
+    // Distinctive phrasing finds its document first, in every mode.
+    let queries = [
+        ("limpets on basalt ledges at low tide", 0),
+        ("wild yeast culture fed with rye flour", 1),
+        ("turbine blades inspected with borescopes", 2),
+        ("harpsichord figured bass continuo", 3),
+    ];
+    for (q, want) in queries {
+        let r = search(s, q, "").await;
+        assert_eq!(r["mode"], "hybrid");
+        assert!(r["took_ms"].is_number());
+        assert_eq!(ids(&r).first(), Some(&ids_by_doc[want].0), "query {q:?}: {r}");
+        let first = &r["results"][0];
+        assert!(first["snippet"].as_str().unwrap().len() > 10);
+        assert!(first["score"].as_f64().unwrap() > 0.0);
+        for mode in ["vector", "keyword"] {
+            let r = search(s, q, &format!("mode={mode}")).await;
+            assert_eq!(ids(&r).first(), Some(&ids_by_doc[want].0), "{mode} {q:?}");
+        }
+    }
+    // The category filter excludes other categories.
+    let craft = format!("craft-{tag}");
+    let r = search(s, "limpets sourdough turbine harpsichord", &format!("category={craft}&k=50")).await;
+    let got = ids(&r);
+    assert!(!got.is_empty());
+    for (cid, _, cat) in &ids_by_doc {
+        if *cat != craft {
+            assert!(!got.contains(cid), "category filter leaked {cid}");
+        }
+    }
+    // A new version replaces the old vectors: one vector per chunk, no duplicates.
+    let (cid, _, _) = &ids_by_doc[1];
+    let long = format!("{} {}", DOCS[1].1, document("sourdough", 5, 3000));
+    let r = s.put(&format!("/api/content/{cid}"), serde_json::json!({"title": "Sourdough v2", "body": long, "category": craft})).await;
+    assert_eq!(r.status, 202);
+    assert_eq!(r.body["version"], 2);
+    let run2 = r.body["run_id"].as_str().unwrap().to_string();
+    assert_eq!(s.wait_run(&run2, Duration::from_secs(60)).await["status"], "completed");
+    let c = s.get(&format!("/api/content/{cid}")).await;
+    let chunks = c.body["chunks"].as_u64().unwrap();
+    assert!(chunks >= 2);
+    let shard = actorline::domain::vector::shard_for(cid, 4);
+    let insp = s.admin_get(&format!("/admin/actors/vector_index/shard-{shard}?content_id={cid}")).await;
+    let vids: Vec<String> = insp.body["state"]["content"]["vectors"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert_eq!(vids.len() as u64, chunks, "{vids:?}");
+    assert!(vids.iter().all(|v| v.starts_with(&format!("{cid}:2:"))), "{vids:?}");
+
+    // After DELETE the document never appears again, by vector or keyword.
+    let (gone, _, _) = &ids_by_doc[2];
+    let r = send(http().delete(s.url(&format!("/api/content/{gone}")))).await;
+    assert_eq!(r.status, 204);
+    assert_eq!(s.get(&format!("/api/content/{gone}")).await.status, 404);
+    for mode in ["hybrid", "vector", "keyword"] {
+        let r = search(s, "turbofan jet engine turbine blades borescopes", &format!("mode={mode}&k=50")).await;
+        assert!(!ids(&r).contains(gone), "{mode} still finds a deleted document");
+    }
+}
+
+#[tokio::test]
+async fn bad_queries_are_4xx() {
+    let s = &shared().server;
+    for (q, code) in [
+        ("/api/search", 422),
+        ("/api/search?q=", 422),
+        ("/api/search?q=%20%20", 422),
+        ("/api/search?q=ok&k=0", 422),
+        ("/api/search?q=ok&k=51", 422),
+        ("/api/search?q=ok&k=ten", 422),
+        ("/api/search?q=ok&mode=psychic", 422),
+        ("/api/search?q=a%00b", 422),
+    ] {
+        let r = s.get(q).await;
+        assert_eq!(r.status, code, "{q}: {}", r.body);
+        assert!(r.body["error"]["code"].is_string());
+    }
+    let long = "x".repeat(501);
+    let r = s.get(&format!("/api/search?q={long}")).await;
+    assert_eq!(r.status, 422);
+    // FTS syntax in user input is treated as words, never as a query language.
+    for q in ["\"unbalanced", "NEAR(a b)", "a OR", "*", "title:foo", "-", "(((", "AND AND"] {
+        let r = send(http().get(s.url("/api/search")).query(&[("q", q)])).await;
+        assert!(r.status == 200 || r.status == 422, "{q}: {} {}", r.status, r.body);
+    }
+}
