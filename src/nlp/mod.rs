@@ -34,8 +34,12 @@ mod tests {
     use super::embed::{cosine, embed, embed_into, EMBED_DIM};
     use super::extract::{entities, keywords};
     use super::sentiment::analyze;
+    use super::sentiment::valence;
     use super::summarize::{summarize, MAX_SUMMARY_CHARS};
-    use super::tokenize::{content_stems, sentences, stem, tokens, word_spans};
+    use super::tokenize::{
+        cmp_str, content_stems, fnv1a, in_sorted, is_content, is_ideograph, is_stopword, joins,
+        normalize, sentences, stem, stem_cow, tokens, word_spans, FNV_OFFSET, STOPWORDS,
+    };
 
     fn awkward_inputs() -> Vec<String> {
         vec![
@@ -94,11 +98,24 @@ mod tests {
             }
             assert_eq!(sents.is_empty(), blank, "{label:?}");
             check_ranges(&text, &word_spans(&text));
-            for t in tokens(&text) {
+            let toks = tokens(&text);
+            assert_eq!(
+                toks.iter().map(|t| (t.start, t.end)).collect::<Vec<_>>(),
+                word_spans(&text)
+            );
+            for t in &toks {
                 assert!(!t.lower.is_empty());
-                let _ = stem(&t.lower);
+                assert_eq!(t.content, is_content(&t.lower));
+                assert_eq!(t.stem.is_empty(), !t.content);
+                assert_eq!(stem(&t.lower), stem_cow(&t.lower));
+                let _ = (is_stopword(&t.lower), valence(&t.lower));
             }
-            let _ = content_stems(&text);
+            assert_eq!(content_stems(&text).len(), toks.iter().filter(|t| t.content).count());
+            // Helpers that take arbitrary strings.
+            let _ = (normalize(&text), stem(&text), is_content(&text), is_stopword(&text));
+            let _ = (joins(&text), in_sorted(STOPWORDS, &text), cmp_str(&text, "m"));
+            let _ = (valence(&text), fnv1a(FNV_OFFSET, text.as_bytes()));
+            let _ = text.chars().filter(|&c| is_ideograph(c)).count();
 
             for (target, overlap) in
                 [(1, 0), (7, 3), (DEFAULT_CHUNK_CHARS, DEFAULT_OVERLAP_SENTENCES)]
@@ -146,6 +163,9 @@ mod tests {
             let ents = entities(&text, 5);
             assert!(ents.len() <= 5);
             assert!(ents.iter().all(|e| e.count >= 1 && !e.text.is_empty()));
+            assert!(ents
+                .iter()
+                .all(|e| matches!(e.kind.as_str(), "person" | "organization" | "place" | "other")));
             assert!(ents.windows(2).all(|w| w[0].count >= w[1].count));
 
             let s = analyze(&text);

@@ -6,6 +6,7 @@
 mod support;
 
 mod admin;
+mod analyzer;
 mod bad_input;
 mod foundation;
 mod live;

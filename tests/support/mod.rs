@@ -358,3 +358,20 @@ pub async fn ws_next(ws: &mut Ws, timeout: Duration) -> Option<Value> {
         }
     }
 }
+
+impl Analyzer {
+    /// Restarts on a fixed port over the same data dir.
+    pub fn start_on(data_dir: &Path, port: u16) -> Analyzer {
+        let bin = root().join("target/release/analyzer");
+        let mut cmd = Command::new(bin);
+        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string(), "--data-dir"]).arg(data_dir);
+        let (group, rx) = Group::spawn(cmd, &data_dir.with_extension("log"));
+        let line = wait_for_line(&rx, "listening on http://", Duration::from_secs(20)).expect("analyzer did not start");
+        let url = line[line.find("http://").unwrap_or(0)..].trim().to_string();
+        Analyzer { group, url, data_dir: data_dir.to_path_buf() }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("analyzer port")
+    }
+}

@@ -1,0 +1,423 @@
+//! `pipeline`: submit 2 KB documents with N in flight, learn from the feed
+//! socket when each is indexed, and report submit-to-indexed latency and runs
+//! completed per second. Then break a sample of runs down into the POST, the
+//! alarm hops between stages, each stage, and the push to the client.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::report::{Goal, Section};
+use crate::stack::{self, cpu_delta, doc_body, now_ms, parse_ts, Stack};
+use crate::stats::{median, ms, num, spread, summarize};
+use crate::tracker::Tracker;
+
+pub struct Options {
+    pub concurrency: Vec<usize>,
+    /// Documents per repetition; `None` picks a size per concurrency.
+    pub docs: Option<usize>,
+    pub reps: usize,
+    pub quick: bool,
+}
+
+/// One run as the client saw it.
+#[derive(Debug, Clone)]
+pub struct RunSample {
+    pub run_id: String,
+    pub submit_epoch_ms: f64,
+    pub post_ms: f64,
+    pub indexed_ts: f64,
+    pub recv_ms: f64,
+}
+
+#[derive(Debug, Default)]
+pub struct LoopResult {
+    pub ok: usize,
+    pub failed: usize,
+    pub errors: Vec<String>,
+    /// Submit (POST sent) to `content.indexed` received, ms.
+    pub latencies: Vec<f64>,
+    pub post_ms: Vec<f64>,
+    pub wall: Duration,
+    pub runs: Vec<RunSample>,
+    /// Indexed documents whose push did not arrive within the timeout (found by polling).
+    pub push_missed: usize,
+    pub cpu: Vec<(String, f64)>,
+    pub analyzer_cpu_ms: f64,
+    pub client_cpu_ms: f64,
+}
+
+impl LoopResult {
+    pub fn runs_per_sec(&self) -> f64 {
+        self.ok as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+    pub fn cpu_per_run(&self, role: &str) -> f64 {
+        self.cpu.iter().find(|(r, _)| r == role).map(|(_, v)| *v).unwrap_or(0.0) / self.ok.max(1) as f64
+    }
+}
+
+const PUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `docs` documents, at most `concurrency` in flight (closed loop).
+pub async fn closed_loop(stack: &Stack, tracker: &Tracker, concurrency: usize, docs: usize, topic: &str, seed0: usize) -> LoopResult {
+    let next = Arc::new(AtomicUsize::new(0));
+    let out = Arc::new(Mutex::new(LoopResult::default()));
+    let first = Arc::new(Mutex::new(None::<Instant>));
+    let last = Arc::new(Mutex::new(None::<Instant>));
+    let before = stack.procs();
+    let an_before = stack::group_procs(stack.analyzer.group.pgid());
+    let client_before = stack::self_cpu_ms();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (next, out, first, last) = (next.clone(), out.clone(), first.clone(), last.clone());
+        let tracker = tracker.clone();
+        let topic = topic.to_string();
+        // Joined below on this task, so the workers may borrow `stack`.
+        tasks.push(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= docs {
+                    break;
+                }
+                let body = doc_body(&topic, seed0 + i, 2048);
+                let title = format!("{topic} document {}", seed0 + i);
+                let t0 = Instant::now();
+                let e0 = now_ms();
+                first.lock().unwrap().get_or_insert(t0);
+                let (cid, rid) = match stack.submit(&title, &body, Some(&topic)).await {
+                    Ok(ids) => ids,
+                    Err(e) => {
+                        let mut o = out.lock().unwrap();
+                        o.failed += 1;
+                        if o.errors.len() < 5 {
+                            o.errors.push(e);
+                        }
+                        continue;
+                    }
+                };
+                let post_ms = t0.elapsed().as_secs_f64() * 1000.0;
+                let rx = tracker.expect(&cid);
+                let done = match tokio::time::timeout(PUSH_TIMEOUT, rx).await {
+                    Ok(Ok(d)) => Some((d.at, d.ok, d.server_ts, d.recv_ms, false)),
+                    _ => {
+                        let st = stack.poll_content(&cid, Duration::from_secs(60)).await;
+                        st.map(|s| (Instant::now(), s == "indexed", f64::NAN, now_ms(), true))
+                    }
+                };
+                let mut o = out.lock().unwrap();
+                o.post_ms.push(post_ms);
+                match done {
+                    Some((at, ok, server_ts, recv_ms, missed)) => {
+                        if missed {
+                            o.push_missed += 1;
+                        }
+                        if ok {
+                            o.ok += 1;
+                            o.latencies.push(at.duration_since(t0).as_secs_f64() * 1000.0);
+                            o.runs.push(RunSample { run_id: rid, submit_epoch_ms: e0, post_ms, indexed_ts: server_ts, recv_ms });
+                        } else {
+                            o.failed += 1;
+                            if o.errors.len() < 5 {
+                                o.errors.push(format!("content {cid} failed"));
+                            }
+                        }
+                        let mut l = last.lock().unwrap();
+                        if l.is_none_or(|x| x < at) {
+                            *l = Some(at);
+                        }
+                    }
+                    None => {
+                        o.failed += 1;
+                        if o.errors.len() < 5 {
+                            o.errors.push(format!("content {cid} not done in time"));
+                        }
+                    }
+                }
+            }
+        });
+    }
+    futures_util::future::join_all(tasks).await;
+    let after = stack.procs();
+    let an_after = stack::group_procs(stack.analyzer.group.pgid());
+    let mut r = std::mem::take(&mut *out.lock().unwrap());
+    let (f, l) = (*first.lock().unwrap(), *last.lock().unwrap());
+    r.wall = match (f, l) {
+        (Some(f), Some(l)) => l.duration_since(f),
+        _ => Duration::ZERO,
+    };
+    r.cpu = cpu_delta(&before, &after);
+    r.analyzer_cpu_ms = cpu_delta(&an_before, &an_after).iter().map(|(_, v)| v).sum();
+    r.client_cpu_ms = stack::self_cpu_ms() - client_before;
+    r
+}
+
+fn default_docs(c: usize, quick: bool) -> usize {
+    let n = match c {
+        0..=1 => 30,
+        2..=16 => 10 * c,
+        _ => 6 * c,
+    };
+    let n = if quick { n / 3 } else { n };
+    n.max(c).max(5)
+}
+
+struct Row {
+    c: usize,
+    docs: usize,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    rps: Vec<f64>,
+    post_p50: Vec<f64>,
+    failed: usize,
+    missed: usize,
+    worker_cpu: Vec<f64>,
+    proxy_cpu: Vec<f64>,
+    node_cpu: Vec<f64>,
+    analyzer_cpu: Vec<f64>,
+    client_cpu: Vec<f64>,
+    errors: Vec<String>,
+}
+
+pub async fn run(opts: &Options) -> Section {
+    let stack = Stack::start("pipeline", &[]).await;
+    let mut sec = Section::new("Pipeline: submit → indexed");
+    let tracker = match Tracker::start(&stack).await {
+        Ok(t) => t,
+        Err(e) => {
+            sec.body = format!("Could not subscribe to the feed: {e}\n");
+            stack.stop().await;
+            return sec;
+        }
+    };
+    // Warm-up: compile the module, create the shard and feed actors.
+    let _ = closed_loop(&stack, &tracker, 4, 8, "warmup", 0).await;
+
+    let mut rows = Vec::new();
+    let mut samples: Vec<(usize, Vec<RunSample>)> = Vec::new();
+    let mut seed = 1000;
+    for &c in &opts.concurrency {
+        let docs = opts.docs.unwrap_or_else(|| default_docs(c, opts.quick)).max(c);
+        let mut row = Row {
+            c,
+            docs,
+            p50: vec![],
+            p99: vec![],
+            rps: vec![],
+            post_p50: vec![],
+            failed: 0,
+            missed: 0,
+            worker_cpu: vec![],
+            proxy_cpu: vec![],
+            node_cpu: vec![],
+            analyzer_cpu: vec![],
+            client_cpu: vec![],
+            errors: vec![],
+        };
+        let mut last_runs = Vec::new();
+        for rep in 0..opts.reps.max(1) {
+            let r = closed_loop(&stack, &tracker, c, docs, "pipeline", seed).await;
+            seed += docs;
+            let s = summarize(&r.latencies);
+            eprintln!(
+                "[bench] pipeline c={c} rep={rep}: {} ok, {} failed, p50 {} ms, p99 {} ms, {:.1} runs/s",
+                r.ok,
+                r.failed,
+                ms(s.p50),
+                ms(s.p99),
+                r.runs_per_sec()
+            );
+            row.p50.push(s.p50);
+            row.p99.push(s.p99);
+            row.rps.push(r.runs_per_sec());
+            row.post_p50.push(summarize(&r.post_ms).p50);
+            row.failed += r.failed;
+            row.missed += r.push_missed;
+            row.worker_cpu.push(r.cpu_per_run("worker"));
+            row.proxy_cpu.push(r.cpu_per_run("proxy"));
+            row.node_cpu.push(r.cpu_per_run("node"));
+            row.analyzer_cpu.push(r.analyzer_cpu_ms / r.ok.max(1) as f64);
+            row.client_cpu.push(r.client_cpu_ms / r.ok.max(1) as f64);
+            row.errors.extend(r.errors.iter().cloned());
+            last_runs = r.runs;
+        }
+        samples.push((c, last_runs));
+        rows.push(row);
+    }
+
+    let mut b = String::new();
+    let _ = writeln!(
+        b,
+        "Closed loop: each of N workers submits a 2 KB document (`POST /api/content`), waits for its \
+         `content.indexed` on a socket subscribed to `feed`, then submits the next. Latency is client \
+         submit → client receipt of `content.indexed`; runs/s is completed runs over the time from the \
+         first submit to the last receipt. Each row is the median of {} repetitions on one server \
+         (after an 8-document warm-up); the spread column lists every repetition.\n",
+        opts.reps.max(1)
+    );
+    let _ = writeln!(b, "| in flight | docs × reps | p50 (ms) | p99 (ms) | runs/s | runs/s per rep | POST p50 (ms) | failed | pushes missed |");
+    let _ = writeln!(b, "|---:|---:|---:|---:|---:|---|---:|---:|---:|");
+    for r in &rows {
+        let _ = writeln!(
+            b,
+            "| {} | {} × {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.c,
+            r.docs,
+            r.p50.len(),
+            ms(median(&r.p50)),
+            ms(median(&r.p99)),
+            num(median(&r.rps)),
+            spread(&r.rps, num),
+            ms(median(&r.post_p50)),
+            r.failed,
+            r.missed
+        );
+    }
+    let _ = writeln!(b, "\nCPU time per completed run (ms, median of repetitions), from /proc of each process group:\n");
+    let _ = writeln!(b, "| in flight | workerd (Worker) | workerd (wrangler proxy) | node (wrangler) | analyzer | load generator |");
+    let _ = writeln!(b, "|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        let _ = writeln!(
+            b,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.c,
+            ms(median(&r.worker_cpu)),
+            ms(median(&r.proxy_cpu)),
+            ms(median(&r.node_cpu)),
+            ms(median(&r.analyzer_cpu)),
+            ms(median(&r.client_cpu))
+        );
+    }
+    let errors: Vec<&String> = rows.iter().flat_map(|r| r.errors.iter()).take(5).collect();
+    if !errors.is_empty() {
+        let _ = writeln!(b, "\nFirst errors:\n");
+        for e in errors {
+            let _ = writeln!(b, "- `{}`", e.chars().take(300).collect::<String>());
+        }
+    }
+
+    // Where the time goes: the smallest and the largest concurrency.
+    let mut picks: Vec<&(usize, Vec<RunSample>)> = Vec::new();
+    if let Some(f) = samples.first() {
+        picks.push(f);
+    }
+    if let Some(l) = samples.last() {
+        if samples.len() > 1 {
+            picks.push(l);
+        }
+    }
+    for (c, runs) in picks {
+        let take: Vec<&RunSample> = runs.iter().take(if *c == 1 { 30 } else { 40 }).collect();
+        b.push_str(&breakdown(&stack, *c, &take).await);
+    }
+    let metrics = stack.admin_json("/admin/metrics").await;
+    b.push_str(&metrics_table(&metrics));
+
+    for r in &rows {
+        if r.c == 1 {
+            sec.goals.push(Goal::new("submit → indexed p50 at concurrency 1", "< 40 ms", median(&r.p50), |v| v < 40.0, "ms"));
+        }
+        if r.c == 64 {
+            sec.goals.push(Goal::new("runs completed per second at concurrency 64", "≥ 150 runs/s", median(&r.rps), |v| v >= 150.0, "runs/s"));
+        }
+    }
+    sec.body = b;
+    tracker.stop();
+    stack.stop().await;
+    sec
+}
+
+/// Median and mean of each segment of a run's life, from GET /api/runs/{id}.
+async fn breakdown(stack: &Stack, c: usize, runs: &[&RunSample]) -> String {
+    // segment name → samples
+    let mut segs: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut push = |name: String, v: f64| {
+        if !v.is_finite() {
+            return;
+        }
+        match segs.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, s)) => s.push(v),
+            None => segs.push((name, vec![v])),
+        }
+    };
+    let mut retried = 0;
+    let mut n = 0;
+    for r in runs {
+        let Ok((200, v)) = stack.get_json(&format!("/api/runs/{}", r.run_id)).await else { continue };
+        n += 1;
+        let created = v["created_at"].as_str().and_then(parse_ts).unwrap_or(f64::NAN);
+        let stages: Vec<&Value> = v["stages"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+        push("POST /api/content (client round trip)".into(), r.post_ms);
+        push("client submit → run created (server clock)".into(), created - r.submit_epoch_ms);
+        let mut prev_end = created;
+        let mut prev_name = "run created".to_string();
+        let mut publish_start = f64::NAN;
+        for s in &stages {
+            let name = s["name"].as_str().unwrap_or("?").to_string();
+            if s["attempts"].as_u64().unwrap_or(0) > 1 {
+                retried += 1;
+            }
+            let st = s["started_at"].as_str().and_then(parse_ts).unwrap_or(f64::NAN);
+            let fin = s["finished_at"].as_str().and_then(parse_ts).unwrap_or(f64::NAN);
+            push(format!("alarm hop: {prev_name} → {name} started"), st - prev_end);
+            let dur = s["duration_ms"].as_f64().unwrap_or(fin - st);
+            push(format!("stage {name} (duration_ms)"), dur);
+            if name == "publish" {
+                publish_start = st;
+            }
+            prev_end = fin;
+            prev_name = format!("{name} finished");
+        }
+        push("publish started → content.indexed ts".into(), r.indexed_ts - publish_start);
+        push("content.indexed ts → client receipt (feed push)".into(), r.recv_ms - r.indexed_ts);
+        push("total: client submit → client receipt".into(), r.recv_ms - r.submit_epoch_ms);
+    }
+    let mut b = String::new();
+    let _ = writeln!(
+        b,
+        "\n#### Where the time goes at {c} in flight ({n} runs, from `GET /api/runs/<id>` and event `ts`)\n\n\
+         Server times have millisecond resolution and come from `Date.now()` inside workerd, which only \
+         advances across I/O, so CPU-only work inside a stage can show as 0 ms in `duration_ms` and \
+         appear in the following hop instead.\n"
+    );
+    let _ = writeln!(b, "| segment | p50 (ms) | mean (ms) | p99 (ms) |");
+    let _ = writeln!(b, "|---|---:|---:|---:|");
+    let mut hop_total = 0.0;
+    let mut stage_total = 0.0;
+    for (name, v) in &segs {
+        let s = summarize(v);
+        if name.starts_with("alarm hop") {
+            hop_total += s.mean;
+        }
+        if name.starts_with("stage ") {
+            stage_total += s.mean;
+        }
+        let _ = writeln!(b, "| {name} | {} | {} | {} |", ms(s.p50), ms(s.mean), ms(s.p99));
+    }
+    let _ = writeln!(b, "| *sum of alarm hops (mean)* | | {} | |", ms(hop_total));
+    let _ = writeln!(b, "| *sum of stage durations (mean)* | | {} | |", ms(stage_total));
+    if retried > 0 {
+        let _ = writeln!(b, "\n{retried} stage records in this sample needed more than one attempt.");
+    }
+    b
+}
+
+pub fn metrics_table(m: &Value) -> String {
+    let mut b = String::new();
+    let Some(stages) = m["stage_latency"].as_object() else { return b };
+    let _ = writeln!(b, "\n#### `GET /admin/metrics` after the run (stage durations recorded in D1)\n");
+    let _ = writeln!(b, "| stage | count | p50 (ms) | p95 (ms) | p99 (ms) |");
+    let _ = writeln!(b, "|---|---:|---:|---:|---:|");
+    for (name, s) in stages {
+        let f = |k: &str| s[k].as_f64().map(ms).unwrap_or_else(|| "–".into());
+        let _ = writeln!(b, "| {name} | {} | {} | {} | {} |", s["count"], f("p50_ms"), f("p95_ms"), f("p99_ms"));
+    }
+    let _ = writeln!(
+        b,
+        "\nRuns: {} completed, {} failed, {} in flight; {} retries.",
+        m["runs"]["completed"], m["runs"]["failed"], m["runs"]["in_flight"], m["retries"]
+    );
+    b
+}

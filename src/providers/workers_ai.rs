@@ -1,0 +1,199 @@
+//! The Workers AI backend (`AI_BACKEND=workers-ai`): embeddings from
+//! `@cf/baai/bge-base-en-v1.5` (768-d) and summary/extraction from a text
+//! model in JSON mode, validated field by field with the local extractor as
+//! the fallback for any invalid field. Payloads and checks live in
+//! [`super::mapping`]; this file only crosses the JS boundary.
+//!
+//! `worker::Ai::run` serializes its input with serde-wasm-bindgen's default
+//! serializer, which turns maps (the JSON Schema of `response_format`) into
+//! JS `Map`s that Workers AI ignores. So the binding's `run` is called here
+//! directly with a json-compatible serializer.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use js_sys::{Function, Promise, Reflect};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use worker::Env;
+
+use super::local_ai::{extract_local, LocalAi, SUMMARY_SENTENCES};
+use super::mapping::{self, EmbeddingResponse};
+use super::{Embedder, Extraction, TextModel};
+use crate::domain::pipeline::StageError;
+
+pub struct WorkersAi {
+    ai: worker::Ai,
+}
+
+/// The text of a JS exception or rejection: `Name: message` for `Error`s,
+/// the string itself, or its JSON.
+pub(crate) fn js_error_text(e: &JsValue) -> String {
+    if let Some(err) = e.dyn_ref::<js_sys::Error>() {
+        let name = String::from(err.name());
+        let message = String::from(err.message());
+        return if name.is_empty() { message } else { format!("{name}: {message}") };
+    }
+    if let Some(s) = e.as_string() {
+        return s;
+    }
+    js_sys::JSON::stringify(e).ok().map(String::from).unwrap_or_else(|| format!("{e:?}"))
+}
+
+/// Serializes with plain JS objects for maps (never `Map`).
+pub(crate) fn to_js<T: Serialize + ?Sized>(what: &str, v: &T) -> Result<JsValue, StageError> {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| StageError::terminal(format!("{what}: cannot encode request: {e}")))
+}
+
+pub(crate) fn from_js<T: DeserializeOwned>(what: &str, v: JsValue) -> Result<T, StageError> {
+    serde_wasm_bindgen::from_value(v).map_err(|e| StageError::transient(format!("{what}: unexpected response: {e}")))
+}
+
+/// Awaits a promise, classifying a rejection.
+pub(crate) async fn settle(what: &str, p: Result<Promise, JsValue>) -> Result<JsValue, StageError> {
+    let p = p.map_err(|e| mapping::classify_error(what, &js_error_text(&e)))?;
+    JsFuture::from(p).await.map_err(|e| mapping::classify_error(what, &js_error_text(&e)))
+}
+
+impl WorkersAi {
+    pub fn new(ai: worker::Ai) -> Self {
+        WorkersAi { ai }
+    }
+
+    pub fn from_env(env: &Env, binding: &str) -> Option<Self> {
+        env.ai(binding).ok().map(Self::new)
+    }
+
+    /// `env.AI.run(model, input)`.
+    async fn run<T: Serialize>(&self, model: &str, input: &T) -> Result<JsValue, StageError> {
+        let what = "workers ai";
+        let input = to_js(what, input)?;
+        let this: &JsValue = self.ai.as_ref();
+        let run = Reflect::get(this, &JsValue::from_str("run"))
+            .ok()
+            .and_then(|f| f.dyn_into::<Function>().ok())
+            .ok_or_else(|| StageError::transient("workers ai: the AI binding has no run()"))?;
+        let promise = run.call2(this, &JsValue::from_str(model), &input).map(|v| Promise::resolve(&v));
+        settle(what, promise).await
+    }
+
+    async fn run_json(&self, model: &str, input: &impl Serialize) -> Result<serde_json::Value, StageError> {
+        let out = self.run(model, input).await?;
+        from_js("workers ai", out)
+    }
+}
+
+fn warn_fallback(what: &str, fields: &[&str]) {
+    if !fields.is_empty() {
+        worker::console_warn!("workers ai: invalid {what} output for {fields:?}; used the local extractor");
+    }
+}
+
+impl Embedder for WorkersAi {
+    fn backend(&self) -> &'static str {
+        "workers-ai"
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, StageError> {
+        let mut out = Vec::with_capacity(texts.len());
+        for req in mapping::embedding_requests(texts)? {
+            let n = req.text.len();
+            let raw = self.run(mapping::EMBED_MODEL, &req).await?;
+            let resp: EmbeddingResponse = from_js("workers ai embeddings", raw)?;
+            out.extend(mapping::parse_embeddings(resp, n, mapping::EMBED_DIM)?);
+        }
+        Ok(out)
+    }
+}
+
+impl TextModel for WorkersAi {
+    async fn summarize(&self, text: &str) -> Result<String, StageError> {
+        if text.trim().is_empty() {
+            return Ok(crate::nlp::summarize::summarize(text, SUMMARY_SENTENCES));
+        }
+        let out = self.run_json(mapping::TEXT_MODEL, &mapping::summary_request(text)).await?;
+        let checked = mapping::summary_or_fallback(&out, || crate::nlp::summarize::summarize(text, SUMMARY_SENTENCES));
+        warn_fallback("summary", &checked.fallbacks);
+        Ok(checked.value)
+    }
+
+    async fn extract(&self, text: &str) -> Result<Extraction, StageError> {
+        if text.trim().is_empty() {
+            return Ok(extract_local(text));
+        }
+        let out = self.run_json(mapping::TEXT_MODEL, &mapping::extraction_request(text)).await?;
+        let checked = mapping::extraction_or_fallback(&out, || extract_local(text));
+        warn_fallback("extraction", &checked.fallbacks);
+        Ok(checked.value)
+    }
+}
+
+/// The AI backend chosen by `AI_BACKEND`, dispatched statically.
+pub enum AiBackend {
+    Local(LocalAi),
+    WorkersAi(WorkersAi),
+    /// `AI_BACKEND=workers-ai` but the `AI` binding is missing.
+    LocalFallback(LocalAi),
+}
+
+static WARNED_AI_FALLBACK: AtomicBool = AtomicBool::new(false);
+
+impl AiBackend {
+    pub fn from_config(env: &Env, cfg: &crate::config::Config) -> Self {
+        if cfg.ai_backend != "workers-ai" {
+            return AiBackend::Local(LocalAi);
+        }
+        match WorkersAi::from_env(env, "AI") {
+            Some(w) => AiBackend::WorkersAi(w),
+            None => {
+                if !WARNED_AI_FALLBACK.swap(true, Ordering::Relaxed) {
+                    worker::console_warn!("AI_BACKEND=workers-ai but the AI binding is missing: using the local AI");
+                }
+                AiBackend::LocalFallback(LocalAi)
+            }
+        }
+    }
+
+    /// Dimension of the vectors `embed` returns.
+    pub fn dim(&self) -> usize {
+        match self {
+            AiBackend::WorkersAi(_) => mapping::EMBED_DIM,
+            AiBackend::Local(_) | AiBackend::LocalFallback(_) => crate::nlp::embed::EMBED_DIM,
+        }
+    }
+}
+
+impl Embedder for AiBackend {
+    fn backend(&self) -> &'static str {
+        match self {
+            AiBackend::Local(l) => l.backend(),
+            AiBackend::WorkersAi(w) => w.backend(),
+            AiBackend::LocalFallback(_) => "local (fallback: AI binding missing)",
+        }
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, StageError> {
+        match self {
+            AiBackend::Local(l) | AiBackend::LocalFallback(l) => l.embed(texts).await,
+            AiBackend::WorkersAi(w) => w.embed(texts).await,
+        }
+    }
+}
+
+impl TextModel for AiBackend {
+    async fn summarize(&self, text: &str) -> Result<String, StageError> {
+        match self {
+            AiBackend::Local(l) | AiBackend::LocalFallback(l) => l.summarize(text).await,
+            AiBackend::WorkersAi(w) => w.summarize(text).await,
+        }
+    }
+
+    async fn extract(&self, text: &str) -> Result<Extraction, StageError> {
+        match self {
+            AiBackend::Local(l) | AiBackend::LocalFallback(l) => l.extract(text).await,
+            AiBackend::WorkersAi(w) => w.extract(text).await,
+        }
+    }
+}

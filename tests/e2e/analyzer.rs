@@ -1,0 +1,68 @@
+//! The analyze stage and the analyzer service behind its circuit breaker.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+const ORIGINAL: &str = "The city council approved a plan to convert the old rail yard into a public park with \
+community gardens, a skate area and a small amphitheater. Construction will begin in the spring and the first \
+section should open by late summer. Residents asked for more shade trees, drinking fountains and safe bicycle \
+lanes connecting the park to the river trail. The council also set aside money for maintenance so the park does \
+not fall into disrepair, and promised to publish quarterly reports on the budget and the schedule. Local schools \
+plan to use the amphitheater for concerts and outdoor classes, and the library will host reading events there.";
+
+#[tokio::test]
+async fn near_duplicates_are_flagged_with_the_originals_id() {
+    let s = &shared().server;
+    let (orig, run) = s.submit("Rail yard park", ORIGINAL, Some("civic")).await;
+    assert_eq!(s.wait_run(&run, Duration::from_secs(60)).await["status"], "completed");
+    let copy = ORIGINAL.replace("spring", "autumn").replace("late summer", "early winter") + " Officials thanked volunteers.";
+    let (dup, run) = s.submit("Rail yard park (copy)", &copy, Some("civic")).await;
+    let view = s.wait_run(&run, Duration::from_secs(60)).await;
+    assert_eq!(view["stages"][6]["status"], "completed", "{view}");
+    let c = s.get(&format!("/api/content/{dup}")).await;
+    let near = c.body["analysis"]["near_duplicates"].as_array().expect("analysis present");
+    assert!(near.iter().any(|d| d["id"] == orig.as_str()), "{}", c.body["analysis"]);
+    let a = &c.body["analysis"];
+    assert_eq!(a["language"]["code"], "en");
+    assert!(a["readability"]["flesch_reading_ease"].is_number());
+    assert!(a["reading_time_seconds"].as_u64().unwrap() >= 1);
+    // The analyzer's own health counts what it has fingerprinted.
+    let url = shared().analyzer.lock().unwrap().as_ref().map(|a| a.url.clone()).unwrap();
+    let h: serde_json::Value = http().get(format!("{url}/health")).send().await.unwrap().json().await.unwrap();
+    assert!(h["fingerprints"].as_u64().unwrap() >= 2, "{h}");
+}
+
+#[tokio::test]
+async fn runs_complete_without_the_analyzer_and_use_it_again_when_back() {
+    let dir = temp_dir("analyzer-down");
+    let data = dir.join("analyzer");
+    let analyzer = Analyzer::start(&data);
+    let port = analyzer.port();
+    let opts = ServerOptions { analyzer_url: Some(analyzer.url.clone()), ..ServerOptions::new(dir.join("state")) }
+        .var("ANALYZER_BREAKER_THRESHOLD", "2")
+        .var("ANALYZER_BREAKER_COOLDOWN_MS", "500");
+    let s = Server::start(&opts);
+    let (_, run) = s.submit("Analyzed", &document("analyzer up", 81, 900), None).await;
+    assert_eq!(s.wait_run(&run, Duration::from_secs(60)).await["stages"][6]["status"], "completed");
+
+    drop(analyzer); // stopped mid-suite
+    for i in 0..2 {
+        let (cid, run) = s.submit(&format!("Unanalyzed {i}"), &document("analyzer down", 90 + i, 900), None).await;
+        let view = s.wait_run(&run, Duration::from_secs(60)).await;
+        assert_eq!(view["status"], "completed", "{view}");
+        let analyze = &view["stages"][6];
+        assert_eq!(analyze["status"], "skipped", "{analyze}");
+        assert!(analyze["reason"].as_str().is_some_and(|r| !r.is_empty()));
+        assert!(s.get(&format!("/api/content/{cid}")).await.body.get("analysis").is_none());
+    }
+    let breaker = s.admin_get("/admin/actors/analyzer/analyzer").await;
+    assert!(breaker.body["state"]["breaker"]["opened_total"].as_u64().unwrap() >= 1, "{}", breaker.body);
+
+    let _back = Analyzer::start_on(&data, port);
+    tokio::time::sleep(Duration::from_millis(700)).await; // past the cool-down
+    let (cid, run) = s.submit("Analyzed again", &document("analyzer back", 99, 900), None).await;
+    let view = s.wait_run(&run, Duration::from_secs(60)).await;
+    assert_eq!(view["stages"][6]["status"], "completed", "{view}");
+    assert!(s.get(&format!("/api/content/{cid}")).await.body["analysis"]["fingerprint"].is_string());
+}
