@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
-use worker::{D1Database, Env};
+use worker::{D1Database, D1PreparedStatement, Env};
 
 use crate::domain::content::ContentState;
 use crate::domain::pipeline::PipelineRun;
@@ -32,17 +32,18 @@ pub fn opt(v: Option<&str>) -> JsValue {
     v.map(JsValue::from_str).unwrap_or(JsValue::NULL)
 }
 
+/// The registry row of an actor: created once, status and time kept current.
+fn registry_upsert(d: &D1Database, kind: &str, id: &str, status: &str, created: Millis, now: Millis) -> ApiResult<D1PreparedStatement> {
+    d.prepare(
+        "INSERT INTO actors (kind, id, status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (kind, id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
+    )
+    .bind(&[s(kind), s(id), s(status), n(created), n(now)])
+    .map_err(d1_err)
+}
+
 pub async fn register_actor(env: &Env, kind: &str, id: &str, status: &str, now: Millis) -> ApiResult<()> {
-    db(env)?
-        .prepare(
-            "INSERT INTO actors (kind, id, status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
-             ON CONFLICT (kind, id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
-        )
-        .bind(&[s(kind), s(id), s(status), n(now)])
-        .map_err(d1_err)?
-        .run()
-        .await
-        .map_err(d1_err)?;
+    registry_upsert(&db(env)?, kind, id, status, now, now)?.run().await.map_err(d1_err)?;
     Ok(())
 }
 
@@ -68,12 +69,7 @@ pub async fn record_run(env: &Env, run: &PipelineRun, now: Millis) -> ApiResult<
     let id = run.id.to_string();
     let failed = run.failed_stage();
     let mut stmts = vec![
-        d.prepare(
-            "INSERT INTO actors (kind, id, status, created_at, updated_at) VALUES ('run', ?1, ?2, ?3, ?4)
-             ON CONFLICT (kind, id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
-        )
-        .bind(&[s(&id), s(run.status.as_str()), n(run.created_at), n(now)])
-        .map_err(d1_err)?,
+        registry_upsert(&d, "run", &id, run.status.as_str(), run.created_at, now)?,
         d.prepare(
             "INSERT INTO runs (id, content_id, version, status, failed_stage, error_class, error, attempts, created_at, updated_at, finished_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -126,12 +122,7 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
     let summary = c.artifacts.as_ref().and_then(|a| a.summary.clone());
     let run_id = c.current_run().map(|r| r.to_string()).unwrap_or_default();
     let mut stmts = vec![
-        d.prepare(
-            "INSERT INTO actors (kind, id, status, created_at, updated_at) VALUES ('content', ?1, ?2, ?3, ?4)
-             ON CONFLICT (kind, id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
-        )
-        .bind(&[s(&id), s(c.status.as_str()), n(c.created_at), n(now)])
-        .map_err(d1_err)?,
+        registry_upsert(&d, "content", &id, c.status.as_str(), c.created_at, now)?,
         d.prepare(
             "INSERT INTO content (id, version, title, category, tags, author, status, summary, run_id, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)

@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-use super::fanout::{self, Subscribers};
+use super::fanout;
+use super::ActorStorage;
 use super::rpc::{self, ActorKind};
 use crate::catalog;
 use crate::domain::content::{Artifacts, ContentDoc, ContentState};
@@ -16,8 +17,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::protocol::{Accepted, EventDraft, RunStatus, Topic};
 use crate::providers::{Providers, VectorIndex};
 use crate::runtime::{config, now_ms};
-use crate::store::events::EventStore;
-use crate::store::StateCell;
 
 #[durable_object]
 pub struct ContentActor {
@@ -49,19 +48,9 @@ struct RunEnded {
 /// A deleted item keeps a tombstone so late runs cannot resurrect it.
 const TOMBSTONE: &str = "deleted";
 
+crate::actor_storage!(ContentActor);
+
 impl ContentActor {
-    fn cells(&self) -> StateCell {
-        StateCell::new(self.state.storage().sql())
-    }
-
-    fn log(&self) -> EventStore {
-        EventStore::new(self.state.storage().sql(), config(&self.env).retention)
-    }
-
-    fn subs(&self) -> Subscribers {
-        Subscribers::new(self.state.storage().sql())
-    }
-
     fn load(&self) -> ApiResult<Option<ContentState>> {
         let sql = self.state.storage().sql();
         if !crate::store::has_state(&sql) || self.cells().load::<bool>(TOMBSTONE)?.unwrap_or(false) {

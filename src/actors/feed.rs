@@ -5,12 +5,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-use super::fanout::{self, Subscribers};
+use super::fanout;
+use super::ActorStorage;
 use super::rpc::{self, ActorKind};
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{EventDraft, Topic};
-use crate::runtime::{config, now_ms};
-use crate::store::events::EventStore;
+use crate::runtime::now_ms;
 
 /// There is one feed; sharding it by category would be the next step.
 pub const FEED_NAME: &str = "feed";
@@ -31,15 +31,9 @@ pub async fn append(env: &Env, events: Vec<EventDraft>) -> ApiResult<()> {
     Ok(())
 }
 
+crate::actor_storage!(FeedActor);
+
 impl FeedActor {
-    fn log(&self) -> EventStore {
-        EventStore::new(self.state.storage().sql(), config(&self.env).retention)
-    }
-
-    fn subs(&self) -> Subscribers {
-        Subscribers::new(self.state.storage().sql())
-    }
-
     fn snapshot(&self) -> Value {
         json!({ "topic": "feed", "last_seq": self.log().last_seq().unwrap_or(0), "recent": self.log().tail(20).unwrap_or_default() })
     }

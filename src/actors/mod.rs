@@ -48,6 +48,40 @@ use crate::protocol::Topic;
 use crate::store::events::EventStore;
 use fanout::Subscribers;
 
+/// The storage views of an actor's own SQLite. Every actor reaches its state,
+/// event log and subscriber list the same way through this trait.
+pub trait ActorStorage {
+    fn state(&self) -> &worker::State;
+    fn env(&self) -> &worker::Env;
+
+    fn cells(&self) -> crate::store::StateCell {
+        crate::store::StateCell::new(self.state().storage().sql())
+    }
+
+    fn log(&self) -> EventStore {
+        EventStore::new(self.state().storage().sql(), crate::runtime::config(self.env()).retention)
+    }
+
+    fn subs(&self) -> Subscribers {
+        Subscribers::new(self.state().storage().sql())
+    }
+}
+
+/// Implements [`ActorStorage`] for an actor struct with `state` and `env` fields.
+#[macro_export]
+macro_rules! actor_storage {
+    ($t:ty) => {
+        impl $crate::actors::ActorStorage for $t {
+            fn state(&self) -> &worker::State {
+                &self.state
+            }
+            fn env(&self) -> &worker::Env {
+                &self.env
+            }
+        }
+    };
+}
+
 /// Most events one replay answer carries; a session pages for the rest.
 pub const REPLAY_PAGE: u32 = 500;
 

@@ -7,7 +7,8 @@ use serde_json::json;
 use uuid::Uuid;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-use super::fanout::{self, Subscribers};
+use super::fanout;
+use super::ActorStorage;
 use super::rpc::{self, ActorKind};
 use crate::catalog;
 use crate::domain::content::ContentDoc;
@@ -17,8 +18,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::protocol::{EventDraft, EventRecord, RunStatus, RunView, Topic};
 use crate::runtime::{config, now_ms};
 use crate::stages::{self, ArtifactStore, StageContext, StageFailure};
-use crate::store::events::EventStore;
-use crate::store::StateCell;
 
 #[durable_object]
 pub struct PipelineActor {
@@ -44,19 +43,9 @@ struct Reason {
 /// alarm brings the run back.
 const WATCHDOG_SLACK_MS: i64 = 5_000;
 
+crate::actor_storage!(PipelineActor);
+
 impl PipelineActor {
-    fn cells(&self) -> StateCell {
-        StateCell::new(self.state.storage().sql())
-    }
-
-    fn log(&self) -> EventStore {
-        EventStore::new(self.state.storage().sql(), config(&self.env).retention)
-    }
-
-    fn subs(&self) -> Subscribers {
-        Subscribers::new(self.state.storage().sql())
-    }
-
     fn load(&self) -> ApiResult<Option<PipelineRun>> {
         if !crate::store::has_state(&self.state.storage().sql()) {
             return Ok(None);

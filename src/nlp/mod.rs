@@ -2,8 +2,9 @@
 //!
 //! Everything here runs inside a Cloudflare Worker (wasm32), so it is plain
 //! `std` Rust with no dependencies, threads, I/O or randomness: the same
-//! input always gives bit-identical output on every target, and a typical
-//! document is processed in well under a millisecond. The algorithms are
+//! input always gives the same output (no seeded hashers, no dependence on
+//! iteration order), and a 2 KB document goes through every stage in a few
+//! hundred microseconds natively. The algorithms are
 //! classic, explainable heuristics (feature hashing, Luhn-style extractive
 //! summaries, capitalization-based entities, a VADER-style lexicon) chosen
 //! because they need no model weights and degrade gracefully; they are a

@@ -8,10 +8,8 @@
 //! `serde_wasm_bindgen::Serializer::json_compatible()`), never Rust maps: a
 //! map crosses into JS as a `Map`, which both services silently ignore.
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
-
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::types::{Extraction, VectorItem, VectorQuery};
 use crate::domain::pipeline::StageError;
@@ -250,56 +248,61 @@ fn text_request(task: &str, schema: Value, text: &str, max_tokens: u32) -> TextR
     }
 }
 
-pub fn summary_schema() -> Value {
-    json!({
+// The schemas are JSON text rather than `json!` literals: parsing reuses
+// serde_json's parser, where a `json!` tree expands to a lot of Worker code.
+// Their bounds are the constants above (checked by the tests).
+const SUMMARY_SCHEMA: &str = r#"{
+  "type": "object",
+  "properties": { "summary": { "type": "string", "minLength": 1, "maxLength": 1000 } },
+  "required": ["summary"]
+}"#;
+
+const EXTRACTION_SCHEMA: &str = r#"{
+  "type": "object",
+  "properties": {
+    "keywords": {
+      "type": "array",
+      "maxItems": 20,
+      "items": {
         "type": "object",
         "properties": {
-            "summary": { "type": "string", "minLength": 1, "maxLength": SUMMARY_MAX_CHARS }
+          "term": { "type": "string" },
+          "score": { "type": "number", "minimum": 0, "maximum": 1 }
         },
-        "required": ["summary"]
-    })
+        "required": ["term", "score"]
+      }
+    },
+    "entities": {
+      "type": "array",
+      "maxItems": 50,
+      "items": {
+        "type": "object",
+        "properties": {
+          "text": { "type": "string" },
+          "kind": { "type": "string", "enum": ["person", "organization", "place", "other"] },
+          "count": { "type": "integer", "minimum": 1 }
+        },
+        "required": ["text", "kind", "count"]
+      }
+    },
+    "sentiment": {
+      "type": "object",
+      "properties": {
+        "score": { "type": "number", "minimum": -1, "maximum": 1 },
+        "label": { "type": "string", "enum": ["positive", "negative", "neutral"] }
+      },
+      "required": ["score", "label"]
+    }
+  },
+  "required": ["keywords", "entities", "sentiment"]
+}"#;
+
+pub fn summary_schema() -> Value {
+    serde_json::from_str(SUMMARY_SCHEMA).unwrap_or_default()
 }
 
 pub fn extraction_schema() -> Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "keywords": {
-                "type": "array",
-                "maxItems": KEYWORDS_MAX,
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "term": { "type": "string" },
-                        "score": { "type": "number", "minimum": 0, "maximum": 1 }
-                    },
-                    "required": ["term", "score"]
-                }
-            },
-            "entities": {
-                "type": "array",
-                "maxItems": ENTITIES_MAX,
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "text": { "type": "string" },
-                        "kind": { "type": "string", "enum": ENTITY_KINDS },
-                        "count": { "type": "integer", "minimum": 1 }
-                    },
-                    "required": ["text", "kind", "count"]
-                }
-            },
-            "sentiment": {
-                "type": "object",
-                "properties": {
-                    "score": { "type": "number", "minimum": -1, "maximum": 1 },
-                    "label": { "type": "string", "enum": SENTIMENT_LABELS }
-                },
-                "required": ["score", "label"]
-            }
-        },
-        "required": ["keywords", "entities", "sentiment"]
-    })
+    serde_json::from_str(EXTRACTION_SCHEMA).unwrap_or_default()
 }
 
 pub fn summary_request(text: &str) -> TextRequest {
@@ -761,10 +764,13 @@ enum DeleteStep {
 pub struct DeletePlan {
     content_id: String,
     keep: Option<u32>,
-    known: BTreeSet<u32>,
-    tasks: VecDeque<DeleteStep>,
+    /// Old versions found, sorted. (Vecs, not sets: a few hundred entries
+    /// at most, and no new collection code in the Worker binary.)
+    known: Vec<u32>,
+    /// Per-version work, the next step last.
+    tasks: Vec<DeleteStep>,
     discover: bool,
-    deleted: HashSet<String>,
+    deleted: Vec<String>,
     rounds: u32,
     current: Option<DeleteStep>,
 }
@@ -774,10 +780,10 @@ impl DeletePlan {
         DeletePlan {
             content_id: content_id.to_string(),
             keep,
-            known: BTreeSet::new(),
-            tasks: VecDeque::new(),
+            known: Vec::new(),
+            tasks: Vec::new(),
             discover: true,
-            deleted: HashSet::new(),
+            deleted: Vec::new(),
             rounds: 0,
             current: None,
         }
@@ -795,7 +801,7 @@ impl DeletePlan {
     /// The next query to run, `Ok(None)` when done, or a transient error when
     /// [`DELETE_MAX_ROUNDS`] queries did not finish.
     pub fn next_query(&mut self) -> Result<Option<QueryOptions>, StageError> {
-        let step = match self.tasks.front() {
+        let step = match self.tasks.last() {
             Some(t) => *t,
             None if self.discover => DeleteStep::Discover,
             None => {
@@ -849,10 +855,16 @@ impl DeletePlan {
         match self.current.take() {
             Some(DeleteStep::Discover) => {
                 let mut found_new = false;
-                for h in &mine {
-                    if self.known.len() < DELETE_MAX_VERSIONS && self.known.insert(h.meta.version) {
-                        self.tasks.push_back(DeleteStep::Window { version: h.meta.version, lo: 0 });
-                        found_new = true;
+                if full {
+                    for h in &mine {
+                        let v = h.meta.version;
+                        if self.known.len() < DELETE_MAX_VERSIONS {
+                            if let Err(at) = self.known.binary_search(&v) {
+                                self.known.insert(at, v);
+                                self.tasks.push(DeleteStep::Window { version: v, lo: 0 });
+                                found_new = true;
+                            }
+                        }
                     }
                 }
                 // A page that is not full is everything that is left; a full
@@ -860,12 +872,12 @@ impl DeletePlan {
                 self.discover = full && found_new;
             }
             Some(DeleteStep::Window { version, lo }) => {
-                self.tasks.pop_front();
+                self.tasks.pop();
                 let next = lo.saturating_add(DELETE_WINDOW);
                 let top = next - 1;
                 let has_top = mine.iter().any(|h| h.meta.version == version && h.meta.chunk == top);
                 if next > lo {
-                    self.tasks.push_front(if has_top {
+                    self.tasks.push(if has_top {
                         DeleteStep::Window { version, lo: next }
                     } else {
                         DeleteStep::Probe { version, from: next }
@@ -873,19 +885,20 @@ impl DeletePlan {
                 }
             }
             Some(DeleteStep::Probe { version, from }) => {
-                self.tasks.pop_front();
+                self.tasks.pop();
                 if full {
-                    self.tasks.push_front(DeleteStep::Window { version, lo: from });
+                    self.tasks.push(DeleteStep::Window { version, lo: from });
                 }
             }
             None => return Vec::new(),
         }
         let mut ids: Vec<String> = Vec::new();
         for h in mine {
-            if self.deleted.insert(h.id.clone()) {
+            if !self.deleted.contains(&h.id) && !ids.contains(&h.id) {
                 ids.push(h.id.clone());
             }
         }
+        self.deleted.extend(ids.iter().cloned());
         ids
     }
 }
@@ -898,6 +911,8 @@ impl DeletePlan {
 mod tests {
     use super::*;
     use crate::protocol::ErrorClass;
+    use serde_json::json;
+    use std::collections::HashSet;
 
     // ---- errors ------------------------------------------------------------
 
@@ -1195,11 +1210,16 @@ mod tests {
     #[test]
     fn schema_bounds_agree_with_validation() {
         let s = extraction_schema();
+        assert!(s.is_object(), "the schema text parses");
+        assert_eq!(summary_schema()["properties"]["summary"]["maxLength"], SUMMARY_MAX_CHARS);
         assert_eq!(s["properties"]["keywords"]["maxItems"], KEYWORDS_MAX);
+        assert_eq!(s["properties"]["entities"]["maxItems"], ENTITIES_MAX);
+        assert_eq!(s["properties"]["keywords"]["items"]["properties"]["score"], json!({ "type": "number", "minimum": 0, "maximum": 1 }));
+        assert_eq!(s["properties"]["sentiment"]["properties"]["score"], json!({ "type": "number", "minimum": -1, "maximum": 1 }));
         assert_eq!(s["properties"]["entities"]["items"]["properties"]["kind"]["enum"], json!(ENTITY_KINDS));
         assert_eq!(s["properties"]["sentiment"]["properties"]["label"]["enum"], json!(SENTIMENT_LABELS));
         // The example that satisfies the schema also passes validation.
-        let c = extraction_or_fallback(&good(), local);
+        let c = extraction_or_fallback(&json!({ "response": good() }), local);
         assert!(c.fallbacks.is_empty());
     }
 

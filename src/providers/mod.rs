@@ -6,12 +6,22 @@
 //! dispatch is static (an enum per concern), so no boxing is needed.
 
 pub mod local_ai;
+pub mod mapping;
 pub mod types;
 
 #[cfg(target_arch = "wasm32")]
 pub mod actor_index;
 #[cfg(target_arch = "wasm32")]
 pub mod analyzer_http;
+#[cfg(target_arch = "wasm32")]
+pub mod vectorize;
+#[cfg(target_arch = "wasm32")]
+pub mod workers_ai;
+
+#[cfg(target_arch = "wasm32")]
+pub use vectorize::{VectorBackend, Vectorize};
+#[cfg(target_arch = "wasm32")]
+pub use workers_ai::{AiBackend, WorkersAi};
 
 pub use types::*;
 
@@ -47,19 +57,25 @@ pub trait DocumentAnalyzer {
 /// The backends chosen for this request, by vars.
 #[cfg(target_arch = "wasm32")]
 pub struct Providers {
-    pub embedder: local_ai::LocalAi,
-    pub text: local_ai::LocalAi,
-    pub vectors: actor_index::ActorIndex,
+    pub embedder: AiBackend,
+    pub text: AiBackend,
+    pub vectors: VectorBackend,
     pub analyzer: analyzer_http::AnalyzerActorClient,
 }
 
 #[cfg(target_arch = "wasm32")]
 impl Providers {
+    /// `AI_BACKEND=workers-ai` and `VECTOR_BACKEND=vectorize` pick the
+    /// Cloudflare backends; a missing binding falls back to the embedded one
+    /// (and `backend()` says so). Vectorize is used only with the 768-d
+    /// Workers AI embedder its index is built for.
     pub fn from_config(env: &worker::Env, cfg: &crate::config::Config) -> Self {
+        let embedder = AiBackend::from_config(env, cfg);
+        let vectors = VectorBackend::from_config(env, cfg, &embedder);
         Providers {
-            embedder: local_ai::LocalAi,
-            text: local_ai::LocalAi,
-            vectors: actor_index::ActorIndex::new(env.clone(), cfg.vector_shards),
+            text: AiBackend::from_config(env, cfg),
+            embedder,
+            vectors,
             analyzer: analyzer_http::AnalyzerActorClient::new(env.clone()),
         }
     }

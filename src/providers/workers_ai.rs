@@ -7,7 +7,7 @@
 //! `worker::Ai::run` serializes its input with serde-wasm-bindgen's default
 //! serializer, which turns maps (the JSON Schema of `response_format`) into
 //! JS `Map`s that Workers AI ignores. So the binding's `run` is called here
-//! directly with a json-compatible serializer.
+//! directly, with the input built by `JSON.parse` (plain objects only).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -41,14 +41,20 @@ pub(crate) fn js_error_text(e: &JsValue) -> String {
     js_sys::JSON::stringify(e).ok().map(String::from).unwrap_or_else(|| format!("{e:?}"))
 }
 
-/// Serializes with plain JS objects for maps (never `Map`).
+/// Moves a request into JS through JSON text (`JSON.parse`): objects arrive
+/// as plain objects (never `Map`), and the serde_json code is already in the
+/// binary, so this adds less to the Worker than a second serializer would.
 pub(crate) fn to_js<T: Serialize + ?Sized>(what: &str, v: &T) -> Result<JsValue, StageError> {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| StageError::terminal(format!("{what}: cannot encode request: {e}")))
+    let text = serde_json::to_string(v).map_err(|e| StageError::terminal(format!("{what}: cannot encode request: {e}")))?;
+    js_sys::JSON::parse(&text).map_err(|e| StageError::terminal(format!("{what}: cannot encode request: {}", js_error_text(&e))))
 }
 
+/// Reads a response back through `JSON.stringify` and serde_json.
 pub(crate) fn from_js<T: DeserializeOwned>(what: &str, v: JsValue) -> Result<T, StageError> {
-    serde_wasm_bindgen::from_value(v).map_err(|e| StageError::transient(format!("{what}: unexpected response: {e}")))
+    let text = js_sys::JSON::stringify(&v)
+        .map(String::from)
+        .map_err(|e| StageError::transient(format!("{what}: unreadable response: {}", js_error_text(&e))))?;
+    serde_json::from_str(&text).map_err(|e| StageError::transient(format!("{what}: unexpected response: {e}")))
 }
 
 /// Awaits a promise, classifying a rejection.

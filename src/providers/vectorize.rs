@@ -1,0 +1,190 @@
+//! The Vectorize backend (`VECTOR_BACKEND=vectorize`). workers-rs has no
+//! Vectorize type, so the binding is declared here as a wasm-bindgen extern
+//! type and fetched with `env.get_binding`. Payloads, result parsing and the
+//! cleanup plan live in [`super::mapping`] (tested natively).
+//!
+//! The index must match the embedder: `--dimensions=768 --metric=cosine` for
+//! bge-base, with metadata indexes on `content_id`, `category`, `version` and
+//! `chunk`, created *before* vectors are written (see the commands in
+//! `mapping.rs`). Without the `category` index, category-filtered searches
+//! return nothing; without `content_id`/`version`/`chunk`, replaced and
+//! deleted content leaves its old vectors behind.
+//!
+//! Vectorize writes apply asynchronously: a search right after indexing may
+//! not see the new vectors for a few seconds yet.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use js_sys::{Array, Float32Array, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use worker::Env;
+
+use super::actor_index::ActorIndex;
+use super::mapping::{self, DeletePlan};
+use super::workers_ai::{from_js, settle, to_js, AiBackend};
+use super::{VectorIndex, VectorItem, VectorMatch, VectorQuery};
+use crate::domain::pipeline::StageError;
+
+#[wasm_bindgen]
+extern "C" {
+    /// A Vectorize (V2) index binding.
+    #[wasm_bindgen(extends = js_sys::Object, is_type_of = JsValue::is_object)]
+    #[derive(Debug, Clone)]
+    pub type VectorizeBinding;
+
+    #[wasm_bindgen(method, structural, catch)]
+    fn upsert(this: &VectorizeBinding, vectors: &JsValue) -> Result<Promise, JsValue>;
+
+    #[wasm_bindgen(method, structural, catch)]
+    fn query(this: &VectorizeBinding, vector: &JsValue, options: &JsValue) -> Result<Promise, JsValue>;
+
+    #[wasm_bindgen(method, structural, catch, js_name = deleteByIds)]
+    fn delete_by_ids(this: &VectorizeBinding, ids: &JsValue) -> Result<Promise, JsValue>;
+}
+
+impl worker::EnvBinding for VectorizeBinding {
+    /// The runtime class name; not relied upon (see `get`).
+    const TYPE_NAME: &'static str = "VectorizeIndexImpl";
+
+    /// Accepts any object with a `query` method: the class behind the binding
+    /// differs between the runtime and local or remote-proxy setups, so the
+    /// default constructor-name check would reject a working binding.
+    fn get(val: JsValue) -> worker::Result<Self> {
+        let has_query = js_sys::Reflect::get(&val, &JsValue::from_str("query")).is_ok_and(|f| f.is_function());
+        if val.is_object() && has_query {
+            Ok(val.unchecked_into())
+        } else {
+            Err(worker::Error::JsError("binding is not a Vectorize index".into()))
+        }
+    }
+}
+
+pub struct Vectorize {
+    index: VectorizeBinding,
+    dim: usize,
+}
+
+impl Vectorize {
+    pub fn new(index: VectorizeBinding, dim: usize) -> Self {
+        Vectorize { index, dim }
+    }
+
+    pub fn from_env(env: &Env, binding: &str, dim: usize) -> Option<Self> {
+        env.get_binding::<VectorizeBinding>(binding).ok().map(|b| Self::new(b, dim))
+    }
+
+    async fn query_raw(&self, vector: &[f32], options: &mapping::QueryOptions) -> Result<Vec<VectorMatch>, StageError> {
+        let what = "vectorize query";
+        let options = to_js(what, options)?;
+        let vector: JsValue = Float32Array::from(vector).into();
+        let raw = settle(what, self.index.query(&vector, &options)).await?;
+        let value: serde_json::Value = from_js(what, raw)?;
+        mapping::parse_query_matches(&value)
+    }
+
+    async fn delete_ids(&self, ids: &[String]) -> Result<(), StageError> {
+        for batch in ids.chunks(mapping::DELETE_IDS_BATCH) {
+            let arr: Array = batch.iter().map(|id| JsValue::from_str(id)).collect();
+            settle("vectorize deleteByIds", self.index.delete_by_ids(&arr.into())).await?;
+        }
+        Ok(())
+    }
+}
+
+impl VectorIndex for Vectorize {
+    fn backend(&self) -> &'static str {
+        "vectorize"
+    }
+
+    async fn upsert(&self, items: Vec<VectorItem>) -> Result<(), StageError> {
+        for batch in mapping::upsert_batches(&items, self.dim)? {
+            let payload = to_js("vectorize upsert", &batch)?;
+            settle("vectorize upsert", self.index.upsert(&payload)).await?;
+        }
+        Ok(())
+    }
+
+    async fn query(&self, q: &VectorQuery) -> Result<Vec<VectorMatch>, StageError> {
+        let options = mapping::search_query_options(q, self.dim)?;
+        let mut hits = self.query_raw(&q.vector, &options).await?;
+        hits.truncate(q.top_k as usize);
+        Ok(hits)
+    }
+
+    async fn delete_content(&self, content_id: &str, keep_version: Option<u32>) -> Result<u32, StageError> {
+        let probe = mapping::unit_vector(self.dim);
+        let mut plan = DeletePlan::new(content_id, keep_version);
+        while let Some(options) = plan.next_query()? {
+            let hits = self.query_raw(&probe, &options).await?;
+            let ids = plan.apply(&hits);
+            if !ids.is_empty() {
+                self.delete_ids(&ids).await?;
+            }
+        }
+        Ok(plan.removed())
+    }
+}
+
+/// The vector backend chosen by `VECTOR_BACKEND`, dispatched statically.
+pub enum VectorBackend {
+    Actor(ActorIndex),
+    Vectorize(Vectorize),
+    /// `VECTOR_BACKEND=vectorize` but the binding is missing, or the
+    /// embedder's dimension is not the index's (the AI fell back to local).
+    ActorFallback(ActorIndex, &'static str),
+}
+
+static WARNED_VECTOR_FALLBACK: AtomicBool = AtomicBool::new(false);
+
+impl VectorBackend {
+    pub fn from_config(env: &Env, cfg: &crate::config::Config, ai: &AiBackend) -> Self {
+        let actor = || ActorIndex::new(env.clone(), cfg.vector_shards);
+        if cfg.vector_backend != "vectorize" {
+            return VectorBackend::Actor(actor());
+        }
+        let why = if ai.dim() != mapping::EMBED_DIM {
+            "actor (fallback: embedder is not 768-d bge-base)"
+        } else {
+            match Vectorize::from_env(env, "VECTORIZE", mapping::EMBED_DIM) {
+                Some(v) => return VectorBackend::Vectorize(v),
+                None => "actor (fallback: VECTORIZE binding missing)",
+            }
+        };
+        if !WARNED_VECTOR_FALLBACK.swap(true, Ordering::Relaxed) {
+            worker::console_warn!("VECTOR_BACKEND=vectorize, but using {why}");
+        }
+        VectorBackend::ActorFallback(actor(), why)
+    }
+}
+
+impl VectorIndex for VectorBackend {
+    fn backend(&self) -> &'static str {
+        match self {
+            VectorBackend::Actor(a) => a.backend(),
+            VectorBackend::Vectorize(v) => v.backend(),
+            VectorBackend::ActorFallback(_, why) => why,
+        }
+    }
+
+    async fn upsert(&self, items: Vec<VectorItem>) -> Result<(), StageError> {
+        match self {
+            VectorBackend::Actor(a) | VectorBackend::ActorFallback(a, _) => a.upsert(items).await,
+            VectorBackend::Vectorize(v) => v.upsert(items).await,
+        }
+    }
+
+    async fn query(&self, q: &VectorQuery) -> Result<Vec<VectorMatch>, StageError> {
+        match self {
+            VectorBackend::Actor(a) | VectorBackend::ActorFallback(a, _) => a.query(q).await,
+            VectorBackend::Vectorize(v) => v.query(q).await,
+        }
+    }
+
+    async fn delete_content(&self, content_id: &str, keep_version: Option<u32>) -> Result<u32, StageError> {
+        match self {
+            VectorBackend::Actor(a) | VectorBackend::ActorFallback(a, _) => a.delete_content(content_id, keep_version).await,
+            VectorBackend::Vectorize(v) => v.delete_content(content_id, keep_version).await,
+        }
+    }
+}
