@@ -4,9 +4,10 @@
 //! shape check, bound, fallback rule and error classification is tested
 //! natively with `cargo test`.
 //!
-//! Payloads are plain structs (or `serde_json::Value` serialized with
-//! `serde_wasm_bindgen::Serializer::json_compatible()`), never Rust maps: a
-//! map crosses into JS as a `Map`, which both services silently ignore.
+//! Payloads are plain structs and `serde_json::Value`s that cross into JS as
+//! JSON text (`JSON.parse`), so every object arrives as a plain JS object:
+//! a Rust map serialized by serde-wasm-bindgen's default serializer would
+//! become a JS `Map`, which both services silently ignore.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -68,10 +69,11 @@ pub fn classify_error(context: &str, message: &str) -> StageError {
     {
         return StageError::transient(full);
     }
-    let client_status = tokens.iter().any(|t| {
-        t.len() == 3 && t.parse::<u32>().is_ok_and(|n| (400..=499).contains(&n) && n != 408 && n != 429)
-    });
-    let vectorize_request_error = tokens.iter().any(|t| t.len() == 5 && t.starts_with("40") && t.parse::<u32>().is_ok());
+    let client_status = tokens
+        .iter()
+        .any(|t| t.len() == 3 && t.parse::<u32>().is_ok_and(|n| (400..=499).contains(&n) && n != 408 && n != 429));
+    let vectorize_request_error =
+        tokens.iter().any(|t| t.len() == 5 && t.starts_with("40") && t.parse::<u32>().is_ok());
     if client_status
         || vectorize_request_error
         || has(&[
@@ -177,10 +179,7 @@ pub fn parse_embeddings(resp: EmbeddingResponse, expected: usize, dim: usize) ->
     }
     for (i, row) in resp.data.iter().enumerate() {
         if row.len() != dim {
-            return Err(StageError::terminal(format!(
-                "embedding #{i} has {} dimensions, expected {dim}",
-                row.len()
-            )));
+            return Err(StageError::terminal(format!("embedding #{i} has {} dimensions, expected {dim}", row.len())));
         }
         if row.iter().any(|x| !x.is_finite()) {
             return Err(StageError::transient(format!("embedding #{i} contains non-finite values")));
@@ -403,7 +402,9 @@ pub fn validate_keywords(v: &Value) -> Option<Vec<Keyword>> {
     }
     items
         .iter()
-        .map(|k| Some(Keyword { term: non_empty_str(k, "term", TERM_MAX_CHARS)?, score: number_in(k, "score", 0.0, 1.0)? }))
+        .map(|k| {
+            Some(Keyword { term: non_empty_str(k, "term", TERM_MAX_CHARS)?, score: number_in(k, "score", 0.0, 1.0)? })
+        })
         .collect()
 }
 
@@ -426,7 +427,9 @@ pub fn validate_entities(v: &Value) -> Option<Vec<Entity>> {
             let count = match e.get("count") {
                 None | Some(Value::Null) => 1,
                 Some(c) => {
-                    let n = c.as_u64().or_else(|| c.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))?;
+                    let n = c
+                        .as_u64()
+                        .or_else(|| c.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))?;
                     u32::try_from(n).ok().filter(|n| *n >= 1)?
                 }
             };
@@ -693,7 +696,9 @@ pub fn unit_vector(dim: usize) -> Vec<f32> {
 
 fn as_u32(v: &Value) -> Option<u32> {
     let n = match v {
-        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64)),
+        Value::Number(n) => {
+            n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+        }
         Value::String(s) => s.trim().parse::<u64>().ok(),
         _ => None,
     }?;
@@ -848,10 +853,8 @@ impl DeletePlan {
     /// and gives the ids to delete now (never one already sent).
     pub fn apply(&mut self, hits: &[Hit]) -> Vec<String> {
         let full = hits.len() >= TOP_K_MAX as usize;
-        let mine: Vec<&Hit> = hits
-            .iter()
-            .filter(|h| h.meta.content_id == self.content_id && Some(h.meta.version) != self.keep)
-            .collect();
+        let mine: Vec<&Hit> =
+            hits.iter().filter(|h| h.meta.content_id == self.content_id && Some(h.meta.version) != self.keep).collect();
         match self.current.take() {
             Some(DeleteStep::Discover) => {
                 let mut found_new = false;
@@ -1077,7 +1080,10 @@ mod tests {
         assert_eq!(model_json(&json!({ "response": obj })), Some(obj.clone()));
         assert_eq!(model_json(&json!({ "response": "{\"summary\": \"ok\"}" })), Some(obj.clone()));
         assert_eq!(model_json(&json!({ "response": "```json\n{\"summary\": \"ok\"}\n```" })), Some(obj.clone()));
-        assert_eq!(model_json(&json!({ "response": "Here you go: {\"summary\": \"ok\"} Hope it helps." })), Some(obj.clone()));
+        assert_eq!(
+            model_json(&json!({ "response": "Here you go: {\"summary\": \"ok\"} Hope it helps." })),
+            Some(obj.clone())
+        );
         assert_eq!(
             model_json(&json!({ "choices": [{ "message": { "content": "{\"summary\": \"ok\"}" } }] })),
             Some(obj.clone())
@@ -1108,7 +1114,8 @@ mod tests {
             assert_eq!(c.value, "local", "{bad}");
             assert_eq!(c.fallbacks, vec!["summary"]);
         }
-        let edge = summary_or_fallback(&json!({ "response": { "summary": "é".repeat(SUMMARY_MAX_CHARS) } }), || "l".into());
+        let edge =
+            summary_or_fallback(&json!({ "response": { "summary": "é".repeat(SUMMARY_MAX_CHARS) } }), || "l".into());
         assert!(edge.fallbacks.is_empty(), "the bound counts characters, not bytes");
     }
 
@@ -1214,8 +1221,14 @@ mod tests {
         assert_eq!(summary_schema()["properties"]["summary"]["maxLength"], SUMMARY_MAX_CHARS);
         assert_eq!(s["properties"]["keywords"]["maxItems"], KEYWORDS_MAX);
         assert_eq!(s["properties"]["entities"]["maxItems"], ENTITIES_MAX);
-        assert_eq!(s["properties"]["keywords"]["items"]["properties"]["score"], json!({ "type": "number", "minimum": 0, "maximum": 1 }));
-        assert_eq!(s["properties"]["sentiment"]["properties"]["score"], json!({ "type": "number", "minimum": -1, "maximum": 1 }));
+        assert_eq!(
+            s["properties"]["keywords"]["items"]["properties"]["score"],
+            json!({ "type": "number", "minimum": 0, "maximum": 1 })
+        );
+        assert_eq!(
+            s["properties"]["sentiment"]["properties"]["score"],
+            json!({ "type": "number", "minimum": -1, "maximum": 1 })
+        );
         assert_eq!(s["properties"]["entities"]["items"]["properties"]["kind"]["enum"], json!(ENTITY_KINDS));
         assert_eq!(s["properties"]["sentiment"]["properties"]["label"]["enum"], json!(SENTIMENT_LABELS));
         // The example that satisfies the schema also passes validation.
@@ -1285,7 +1298,12 @@ mod tests {
     }
 
     fn vq(dim: usize, top_k: u32, category: Option<&str>) -> VectorQuery {
-        VectorQuery { vector: vec![0.1; dim], top_k, namespace: "content".into(), category: category.map(str::to_string) }
+        VectorQuery {
+            vector: vec![0.1; dim],
+            top_k,
+            namespace: "content".into(),
+            category: category.map(str::to_string),
+        }
     }
 
     #[test]
@@ -1474,7 +1492,11 @@ mod tests {
         assert_eq!(serde_json::to_value(&q.filter).unwrap()["version"], json!({ "$ne": 3 }));
         // A full page of version 1 hits.
         let hits: Vec<Hit> = (0..50)
-            .map(|c| Hit { id: format!("a:1:{c}"), score: 0.0, meta: VectorMeta { content_id: "a".into(), version: 1, chunk: c, category: None } })
+            .map(|c| Hit {
+                id: format!("a:1:{c}"),
+                score: 0.0,
+                meta: VectorMeta { content_id: "a".into(), version: 1, chunk: c, category: None },
+            })
             .collect();
         assert_eq!(plan.apply(&hits).len(), 50);
         let w = plan.next_query().unwrap().unwrap();
@@ -1547,9 +1569,21 @@ mod tests {
         let mut plan = DeletePlan::new("a", Some(2));
         plan.next_query().unwrap();
         let hits = vec![
-            Hit { id: "b:1:0".into(), score: 0.0, meta: VectorMeta { content_id: "b".into(), version: 1, chunk: 0, category: None } },
-            Hit { id: "a:2:0".into(), score: 0.0, meta: VectorMeta { content_id: "a".into(), version: 2, chunk: 0, category: None } },
-            Hit { id: "a:1:0".into(), score: 0.0, meta: VectorMeta { content_id: "a".into(), version: 1, chunk: 0, category: None } },
+            Hit {
+                id: "b:1:0".into(),
+                score: 0.0,
+                meta: VectorMeta { content_id: "b".into(), version: 1, chunk: 0, category: None },
+            },
+            Hit {
+                id: "a:2:0".into(),
+                score: 0.0,
+                meta: VectorMeta { content_id: "a".into(), version: 2, chunk: 0, category: None },
+            },
+            Hit {
+                id: "a:1:0".into(),
+                score: 0.0,
+                meta: VectorMeta { content_id: "a".into(), version: 1, chunk: 0, category: None },
+            },
         ];
         assert_eq!(plan.apply(&hits), vec!["a:1:0".to_string()]);
     }
@@ -1560,7 +1594,11 @@ mod tests {
         let mut plan = DeletePlan::new("a", None);
         plan.next_query().unwrap();
         let hits: Vec<Hit> = (0..50)
-            .map(|c| Hit { id: format!("b:1:{c}"), score: 0.0, meta: VectorMeta { content_id: "b".into(), version: 1, chunk: c, category: None } })
+            .map(|c| Hit {
+                id: format!("b:1:{c}"),
+                score: 0.0,
+                meta: VectorMeta { content_id: "b".into(), version: 1, chunk: c, category: None },
+            })
             .collect();
         assert!(plan.apply(&hits).is_empty());
         assert!(plan.next_query().unwrap().is_none());
@@ -1610,7 +1648,11 @@ mod tests {
     #[test]
     fn apply_without_a_query_does_nothing() {
         let mut plan = DeletePlan::new("a", None);
-        let hit = Hit { id: "a:1:0".into(), score: 0.0, meta: VectorMeta { content_id: "a".into(), version: 1, chunk: 0, category: None } };
+        let hit = Hit {
+            id: "a:1:0".into(),
+            score: 0.0,
+            meta: VectorMeta { content_id: "a".into(), version: 1, chunk: 0, category: None },
+        };
         assert!(plan.apply(&[hit]).is_empty());
     }
 }

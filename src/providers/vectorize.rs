@@ -183,7 +183,9 @@ impl VectorIndex for VectorBackend {
 
     async fn delete_content(&self, content_id: &str, keep_version: Option<u32>) -> Result<u32, StageError> {
         match self {
-            VectorBackend::Actor(a) | VectorBackend::ActorFallback(a, _) => a.delete_content(content_id, keep_version).await,
+            VectorBackend::Actor(a) | VectorBackend::ActorFallback(a, _) => {
+                a.delete_content(content_id, keep_version).await
+            }
             VectorBackend::Vectorize(v) => v.delete_content(content_id, keep_version).await,
         }
     }

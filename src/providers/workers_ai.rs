@@ -45,8 +45,10 @@ pub(crate) fn js_error_text(e: &JsValue) -> String {
 /// as plain objects (never `Map`), and the serde_json code is already in the
 /// binary, so this adds less to the Worker than a second serializer would.
 pub(crate) fn to_js<T: Serialize + ?Sized>(what: &str, v: &T) -> Result<JsValue, StageError> {
-    let text = serde_json::to_string(v).map_err(|e| StageError::terminal(format!("{what}: cannot encode request: {e}")))?;
-    js_sys::JSON::parse(&text).map_err(|e| StageError::terminal(format!("{what}: cannot encode request: {}", js_error_text(&e))))
+    let text =
+        serde_json::to_string(v).map_err(|e| StageError::terminal(format!("{what}: cannot encode request: {e}")))?;
+    js_sys::JSON::parse(&text)
+        .map_err(|e| StageError::terminal(format!("{what}: cannot encode request: {}", js_error_text(&e))))
 }
 
 /// Reads a response back through `JSON.stringify` and serde_json.

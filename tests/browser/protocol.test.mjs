@@ -1,0 +1,75 @@
+// Plain-node checks of the client's pure helpers (no browser, no server):
+// byte-range highlighting, run-event application and reconnect backoff.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import {
+  applyRunEvent, emptyRun, EVENT_NAMES, frames, highlightSegments, STAGES, termSegments, topics,
+} from '../../web/protocol.js';
+import { backoffMs } from '../../web/live.js';
+
+test('protocol.js names the contract', () => {
+  assert.deepEqual(STAGES, ['validate', 'chunk', 'embed', 'index', 'summarize', 'extract', 'analyze', 'publish']);
+  assert.equal(EVENT_NAMES.length, 12);
+  assert.equal(topics.run('x'), 'run:x');
+  assert.equal(topics.content('y'), 'content:y');
+  assert.equal(topics.feed(), 'feed');
+  assert.deepEqual(frames.subscribe('feed'), { type: 'subscribe', topic: 'feed' });
+  assert.deepEqual(frames.subscribe('run:x', 0), { type: 'subscribe', topic: 'run:x', after: 0 });
+});
+
+test('highlights are UTF-8 byte ranges, mapped onto UTF-16 strings', () => {
+  // "…" is 3 bytes in UTF-8 and one UTF-16 unit; "é" 2 bytes; "😀" 4 bytes and two units.
+  const snippet = '…café 😀 harbor lanterns';
+  const enc = new TextEncoder().encode(snippet);
+  const start = enc.indexOf('h'.charCodeAt(0));
+  const segs = highlightSegments(snippet, [[3, 8], [start, start + 6]]);
+  assert.deepEqual(segs.filter((s) => s.mark).map((s) => s.text), ['café', 'harbor']);
+  assert.equal(segs.map((s) => s.text).join(''), snippet);
+  // Bad ranges are ignored rather than corrupting the text.
+  const bad = highlightSegments('abc', [[2, 1], [0, 99], [1, 2]]);
+  assert.deepEqual(bad, [{ text: 'a', mark: false }, { text: 'b', mark: true }, { text: 'c', mark: false }]);
+  assert.deepEqual(highlightSegments('plain', []), [{ text: 'plain', mark: false }]);
+});
+
+test('client-side term highlighting is whole-word and case-insensitive', () => {
+  const segs = termSegments('Harbor harbors HARBOR', 'harbor');
+  assert.deepEqual(segs.filter((s) => s.mark).map((s) => s.text), ['Harbor', 'HARBOR']);
+});
+
+test('applying the log in order rebuilds the journal, including retries', () => {
+  const run = emptyRun('r');
+  const evs = [
+    ['run.queued', { version: 1 }],
+    ['stage.started', { stage: 'validate', attempt: 1 }],
+    ['stage.completed', { stage: 'validate', attempt: 1, duration_ms: 5 }],
+    ['stage.started', { stage: 'chunk', attempt: 1 }],
+    ['stage.retrying', { stage: 'chunk', attempt: 1, next_at: '2030-01-01T00:00:01Z', error: 'boom', class: 'transient' }],
+  ];
+  evs.forEach(([event, data], i) => applyRunEvent(run, { seq: i + 1, event, data, ts: '2030-01-01T00:00:00Z' }));
+  assert.equal(run.status, 'running');
+  assert.equal(run.stages[0].status, 'completed');
+  assert.equal(run.stages[1].status, 'retrying');
+  assert.equal(run.stages[1].next_at, '2030-01-01T00:00:01Z');
+  assert.equal(run.stages[1].error.message, 'boom');
+  applyRunEvent(run, { seq: 6, event: 'stage.started', data: { stage: 'chunk', attempt: 2 }, ts: 't' });
+  applyRunEvent(run, { seq: 7, event: 'stage.completed', data: { stage: 'chunk', attempt: 2, duration_ms: 3 }, ts: 't' });
+  assert.equal(run.stages[1].status, 'completed');
+  assert.equal(run.stages[1].attempts, 2);
+  assert.equal(run.stages[1].error, undefined);
+  applyRunEvent(run, { seq: 8, event: 'run.cancelled', data: { reason: 'operator' }, ts: 't' });
+  assert.equal(run.status, 'cancelled');
+  applyRunEvent(run, { seq: 9, event: 'run.queued', data: { version: 1, retry: true }, ts: 't' });
+  assert.equal(run.status, 'queued');
+  assert.equal(run.stages[1].status, 'completed', 'completed stages survive an operator retry');
+  assert.equal(run.stages[2].attempts, 0);
+});
+
+test('reconnect backoff grows, is capped and jittered', () => {
+  assert.equal(backoffMs(0, () => 0), 250);
+  assert.equal(backoffMs(0, () => 1), 500);
+  assert.equal(backoffMs(3, () => 1), 4000);
+  assert.equal(backoffMs(30, () => 1), 15000);
+  assert.ok(backoffMs(30, () => 0) >= 7500);
+});

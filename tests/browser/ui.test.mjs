@@ -1,0 +1,483 @@
+// The web client in real headless Chromium against a real server (wrangler dev
+// + the analyzer, started by server.mjs). One server for the whole file.
+//
+// Screenshots of every main view go to $ACTORLINE_SCREENSHOTS when set (the
+// committed ones: ACTORLINE_SCREENSHOTS=docs/screenshots), else to the run's
+// temp dir.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { ROOT, startServer } from './server.mjs';
+
+const STAGES = ['validate', 'chunk', 'embed', 'index', 'summarize', 'extract', 'analyze', 'publish'];
+const LAUNCH = {
+  executablePath: '/usr/bin/chromium',
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--disable-quic'],
+};
+const DESKTOP = { width: 1280, height: 800 };
+const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+
+let server;
+let browser;
+let shotDir;
+const pages = [];
+// Shared between tests (they run in order).
+const doc = {};
+
+function log(...args) {
+  console.log('#', ...args);
+}
+
+/** A body of about `bytes` bytes of plain prose that mentions `word` so search can find it. */
+function documentBody(word, bytes) {
+  const sentences = [
+    'Night-sky tourism keeps growing along the coast, and guides now run tours well into March.',
+    'Most visitors come for the auroras, but many stay for the quiet fjords and the long blue dusk.',
+    'Hotels report that guests ask for forecasts first and breakfast times second.',
+    'Photographers share tips on exposure, tripods and keeping batteries warm in the cold.',
+    'Local schools use the displays to teach how the solar wind meets the magnetic field.',
+    'Fishing villages that were empty in winter now keep their cafés open until midnight.',
+    'Researchers warn that light pollution from new roads could dim the view within a decade.',
+  ];
+  let out = `The ${word} report describes a record season of auroras over the harbor. `;
+  for (let i = 0; out.length < bytes; i++) {
+    out += `${sentences[i % sentences.length]} `;
+    if (i % 5 === 4) out += `The ${word} survey counted more visitors than the year before. `;
+  }
+  return out;
+}
+
+/** Readable prose about auroras that names `word` (a unique token) so search can find it. */
+function proseBody(word) {
+  return [
+    `The ${word} spectrograph at the Tromsø observatory in northern Norway recorded the brightest auroras of the decade last winter.`,
+    'Green curtains dominated most nights, produced by oxygen atoms about one hundred kilometres above the ground.',
+    'On the clearest nights a rare crimson band appeared higher up, where thinner oxygen glows red.',
+    `Researchers compared the ${word} readings with solar wind data from satellites and found that most displays followed a fast stream from a coronal hole by about two days.`,
+    'Local guides reported record visitor numbers, and the cold, dry air made the sky unusually clear.',
+    'The team in Svalbard confirmed the timing with magnetometers, which showed sharp disturbances during each substorm.',
+    'Forecasts are still uncertain beyond a few hours, because the orientation of the magnetic field in the solar wind is hard to predict.',
+    'Even so, the observatory now publishes an hourly outlook that photographers and schools use to plan their nights.',
+  ].join(' ');
+}
+
+async function api(method, p, body, token) {
+  const headers = { accept: 'application/json' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (token) headers.authorization = `Bearer ${token}`;
+  const r = await fetch(server.base + p, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  return { status: r.status, body: text ? JSON.parse(text) : null };
+}
+
+/** A fresh context (its own sessionStorage) and page that fails the test on page errors or off-origin requests. */
+async function newPage(viewport = DESKTOP) {
+  const context = await browser.newContext({ viewport, reducedMotion: 'reduce' });
+  const page = await context.newPage();
+  page.problems = [];
+  page.on('pageerror', (e) => page.problems.push(`pageerror: ${e.message}`));
+  page.on('request', (req) => {
+    const u = req.url();
+    if (!u.startsWith(server.base) && !u.startsWith(server.base.replace('http:', 'ws:')) && !u.startsWith('data:')) {
+      page.problems.push(`off-origin request: ${u}`);
+    }
+  });
+  page.on('websocket', (ws) => {
+    if (!ws.url().startsWith(server.base.replace('http:', 'ws:'))) page.problems.push(`off-origin socket: ${ws.url()}`);
+  });
+  pages.push(page);
+  return page;
+}
+
+function assertClean(page) {
+  assert.deepEqual(page.problems, [], 'no page errors and no requests leave the origin');
+}
+
+async function shot(page, name) {
+  const file = path.join(shotDir, `${name}.png`);
+  await page.screenshot({ path: file });
+  log(`screenshot ${file}`);
+}
+
+async function waitLive(page) {
+  await page.waitForFunction(() => document.querySelector('#conn')?.dataset.state === 'live', null, { timeout: 20_000 });
+}
+
+before(async () => {
+  shotDir = process.env.ACTORLINE_SCREENSHOTS
+    ? path.resolve(ROOT, process.env.ACTORLINE_SCREENSHOTS)
+    : null;
+  const t0 = Date.now();
+  server = await startServer();
+  log(`server ${server.base} up in ${Date.now() - t0} ms (state ${server.dir})`);
+  shotDir ??= path.join(server.dir, 'screenshots');
+  fs.mkdirSync(shotDir, { recursive: true });
+  // Imported only now: the server's bootstrap must not reinstall node_modules under a loaded module.
+  const { chromium } = await import('playwright-core');
+  browser = await chromium.launch(LAUNCH);
+  log(`chromium ${browser.version()}`);
+}, { timeout: 480_000 });
+
+after(async () => {
+  try {
+    await browser?.close();
+  } finally {
+    await server?.stop();
+  }
+});
+
+test('submit through the form, with inline API errors, then watch every stage complete live', { timeout: 90_000 }, async () => {
+  const page = await newPage();
+  await page.goto(`${server.base}/#/submit`);
+  await waitLive(page);
+  await page.evaluate(() => {
+    window.__noReload = true;
+  });
+
+  // An empty title: the API's 422 names the field and the message appears next to it.
+  await page.fill('#body', 'Some body text.');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('#title-error:not([hidden])');
+  assert.match(await page.textContent('#title-error'), /must be 1 to 300 characters/);
+  assert.equal(await page.getAttribute('#title', 'aria-invalid'), 'true');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'title', 'focus moves to the invalid input');
+  // A bad category: the error moves to that input.
+  await page.fill('#title', 'x');
+  await page.fill('#category', 'no/slashes');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('#category-error:not([hidden])');
+  assert.equal(await page.getAttribute('#title', 'aria-invalid'), null);
+
+  doc.word = `zephyrine${Date.now().toString(36)}`;
+  doc.title = 'Record auroras over Tromsø';
+  doc.category = 'astronomy';
+  await page.fill('#title', doc.title);
+  await page.fill('#body', proseBody(doc.word));
+  await page.fill('#category', doc.category);
+  await page.fill('#tags', 'aurora, night sky , tromsø');
+  await page.fill('#author', 'Ingrid Solberg');
+  assert.equal(await page.isHidden('.error-summary'), true, 'fixing the fields cleared the errors');
+  await page.evaluate(() => {
+    document.activeElement.blur();
+    document.querySelector('#body').scrollTop = 0;
+    window.scrollTo(0, 0);
+  });
+  await shot(page, 'submit');
+  const t0 = Date.now();
+  await page.click('button[type=submit]');
+  await page.waitForURL(new RegExp(`#/runs/${UUID}$`), { timeout: 15_000 });
+  doc.runId = page.url().split('/').pop();
+  const topic = `run:${doc.runId}`;
+
+  // Record every stage status the page shows, to see the track move.
+  await page.evaluate(() => {
+    window.__seen = {};
+    const note = () => {
+      for (const li of document.querySelectorAll('.track > li[data-stage]')) {
+        const list = (window.__seen[li.dataset.stage] ??= []);
+        if (list[list.length - 1] !== li.dataset.status) list.push(li.dataset.status);
+      }
+    };
+    note();
+    new MutationObserver(note).observe(document.querySelector('.track'), { childList: true, subtree: true });
+  });
+  await page.waitForFunction(() => document.querySelectorAll('.track > li[data-status="completed"]').length === 8, null, { timeout: 45_000 });
+  await page.waitForSelector('#run-status [data-status="completed"]');
+  log(`run ${doc.runId}: all 8 stages completed ${Date.now() - t0} ms after submit`);
+
+  assert.equal(await page.evaluate(() => window.__noReload), true, 'the page never reloaded');
+  assert.deepEqual(await page.$$eval('.track > li[data-stage]', (els) => els.map((e) => e.dataset.stage)), STAGES);
+  const seen = await page.evaluate(() => window.__seen);
+  log('statuses seen per stage', JSON.stringify(seen));
+  for (const s of STAGES) assert.equal(seen[s].at(-1), 'completed', `${s} ends completed`);
+
+  // Everything arrived over the socket, each seq once and in order.
+  const insp = await api('GET', `/admin/actors/run/${doc.runId}`, undefined, server.adminToken);
+  const lastSeq = insp.body.events.last_seq;
+  const applied = await page.evaluate((t) => window.__actorline.applied(t), topic);
+  assert.deepEqual(applied, Array.from({ length: lastSeq }, (_, i) => i + 1));
+  assert.equal(await page.locator('.log tbody tr').count(), lastSeq);
+  assert.match(await page.textContent('.run-progress label'), /8 of 8 stages done/);
+  doc.contentId = await page.evaluate(() => window.__actorline.view().run.content_id);
+  assert.match(doc.contentId, new RegExp(`^${UUID}$`));
+  await shot(page, 'run');
+
+  // A reload shows the same state.
+  await page.reload();
+  await page.waitForFunction(() => document.querySelectorAll('.track > li[data-status="completed"]').length === 8, null, { timeout: 20_000 });
+  await waitLive(page);
+  assert.equal(await page.locator('.log tbody tr').count(), lastSeq);
+
+  // The same view at 360 px.
+  const narrow = await newPage({ width: 360, height: 800 });
+  await narrow.goto(`${server.base}/#/runs/${doc.runId}`);
+  await narrow.waitForFunction(() => document.querySelectorAll('.track > li[data-status="completed"]').length === 8, null, { timeout: 20_000 });
+  await waitLive(narrow);
+  assert.ok(await narrow.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1), 'no horizontal scroll at 360 px');
+  await shot(narrow, 'run-360');
+  assertClean(narrow);
+  assertClean(page);
+});
+
+test('a socket dropped mid-run resumes with no stage and no seq missing', { timeout: 90_000 }, async () => {
+  const page = await newPage();
+  await page.goto(`${server.base}/#/submit`);
+  await waitLive(page);
+  // Cut the socket as soon as the run view has applied 3 events, and stay down 1.5 s.
+  await page.evaluate(() => window.__actorline.dropSocket({ afterEvents: 3, topic: 'run:', holdMs: 1500 }));
+  await page.fill('#title', 'Aurora season brings visitors north');
+  await page.fill('#body', documentBody('resumption', 150_000));
+  await page.click('button[type=submit]');
+  await page.waitForURL(new RegExp(`#/runs/${UUID}$`), { timeout: 15_000 });
+  const runId = page.url().split('/').pop();
+  const topic = `run:${runId}`;
+
+  await page.waitForSelector('#conn[data-state="reconnecting"]', { timeout: 15_000 });
+  assert.match(await page.textContent('#conn'), /Reconnecting/);
+  const atCut = await page.evaluate((t) => ({
+    applied: window.__actorline.applied(t),
+    done: document.querySelectorAll('.track > li[data-status="completed"]').length,
+  }), topic);
+  const server_ = await api('GET', `/api/runs/${runId}`);
+  log(`cut after seqs ${JSON.stringify(atCut.applied)}; page showed ${atCut.done}/8 done; server run was ${server_.body.status}`);
+  assert.deepEqual(atCut.applied, [1, 2, 3], 'the page had seen only the start of the run when its socket was cut');
+
+  await page.waitForFunction(() => document.querySelectorAll('.track > li[data-status="completed"]').length === 8, null, { timeout: 45_000 });
+  await waitLive(page);
+  const insp = await api('GET', `/admin/actors/run/${runId}`, undefined, server.adminToken);
+  const lastSeq = insp.body.events.last_seq;
+  const applied = await page.evaluate((t) => window.__actorline.applied(t), topic);
+  assert.deepEqual(applied, Array.from({ length: lastSeq }, (_, i) => i + 1), 'applied seqs are dense 1..N');
+  const stats = await page.evaluate(() => window.__actorline.stats());
+  log('live stats', JSON.stringify(stats));
+  assert.ok(stats.drops >= 1 && stats.connects >= 2, 'dropped and reconnected');
+  const stages = await page.$$eval('.track > li[data-stage]', (els) => els.map((e) => [e.dataset.stage, e.dataset.status]));
+  assert.deepEqual(stages, STAGES.map((s) => [s, 'completed']));
+
+  // An expired or refused session token is replaced by a new session.
+  await page.evaluate(() => {
+    const s = JSON.parse(sessionStorage.getItem('actorline.session'));
+    s.token = `1000.${s.token.slice(s.token.indexOf('.') + 1)}`;
+    sessionStorage.setItem('actorline.session', JSON.stringify(s));
+    window.__actorline.live.session = s;
+    window.__actorline.dropSocket();
+  });
+  await waitLive(page);
+  const after2 = await page.evaluate(() => ({ stats: window.__actorline.stats(), s: JSON.parse(sessionStorage.getItem('actorline.session')) }));
+  assert.ok(!after2.s.token.startsWith('1000.'), 'a fresh session replaced the refused token');
+  log('after a refused token', JSON.stringify(after2.stats));
+  assertClean(page);
+});
+
+test('the content view shows the artifacts and follows a new version live', { timeout: 90_000 }, async () => {
+  assert.ok(doc.contentId, 'needs the first test');
+  const page = await newPage();
+  await page.goto(`${server.base}/#/content/${doc.contentId}`);
+  await page.waitForSelector('#content-status [data-status="indexed"]', { timeout: 20_000 });
+  await waitLive(page);
+  assert.equal(await page.textContent('#content-title'), doc.title);
+  assert.ok((await page.textContent('.summary')).length > 20, 'summary shown');
+  assert.ok(await page.locator('.kw-list li').count() > 0, 'keywords shown');
+  assert.match(await page.textContent('section[aria-labelledby="analysis-title"]'), /Reading time/);
+  assert.equal(await page.getAttribute(`a[href="#/runs/${doc.runId}"]`, 'href'), `#/runs/${doc.runId}`);
+  await shot(page, 'content');
+
+  // A new version from elsewhere: the page follows content:<id> to version 2, indexed.
+  const put = await api('PUT', `/api/content/${doc.contentId}`, {
+    title: `${doc.title}, updated`, category: doc.category, tags: ['aurora', 'night sky'],
+    body: `${proseBody(doc.word)} Update: a second season of observations starts in October, with a new camera on Senja.`,
+  });
+  assert.equal(put.status, 202);
+  await page.waitForFunction(() => document.querySelectorAll('.updates li').length >= 2, null, { timeout: 30_000 });
+  await page.waitForFunction((t) => document.querySelector('#content-title')?.textContent === t
+    && document.querySelector('#content-status [data-status="indexed"]'), `${doc.title}, updated`, { timeout: 30_000 });
+  assert.equal(await page.locator(`a[href="#/runs/${put.body.run_id}"]`).count() >= 1, true, 'the new run is linked');
+  doc.title = `${doc.title}, updated`;
+  assertClean(page);
+});
+
+test('search finds the document, highlights terms, filters by category, and the feed shows new content', { timeout: 90_000 }, async () => {
+  assert.ok(doc.word, 'needs the first test');
+  const page = await newPage();
+  await page.goto(`${server.base}/#/search`);
+  await waitLive(page);
+  await page.fill('#q', `${doc.word} auroras`);
+  await page.click('form[role=search] button[type=submit]');
+  const hit = page.locator(`.result[data-content-id="${doc.contentId}"]`);
+  await hit.waitFor({ timeout: 15_000 });
+  assert.equal(await hit.locator('h3 a').textContent(), doc.title);
+  const marks = await hit.locator('mark').allTextContents();
+  assert.ok(marks.some((m) => m.toLowerCase() === doc.word), `the query term is highlighted (${marks.join(', ')})`);
+  assert.match(await page.textContent('.results-status'), /result/);
+  assert.match(page.url(), new RegExp(`#/search\\?q=${doc.word}`), 'the query is in the URL');
+
+  // Category filter: the right category keeps it, another one drops it.
+  await page.fill('#category', doc.category);
+  await page.click('form[role=search] button[type=submit]');
+  await hit.waitFor({ timeout: 15_000 });
+  await page.fill('#category', 'gardening');
+  await page.click('form[role=search] button[type=submit]');
+  await page.waitForFunction((id) => !document.querySelector(`.result[data-content-id="${id}"]`)
+    && /result/.test(document.querySelector('.results-status').textContent), doc.contentId, { timeout: 15_000 });
+  await page.fill('#category', '');
+  await page.click('form[role=search] button[type=submit]');
+  await hit.waitFor({ timeout: 15_000 });
+
+  // The live feed: content submitted elsewhere appears once indexed.
+  const fresh = await api('POST', '/api/content', { title: 'Night-sky tourism grows in Lofoten', body: documentBody('lofoten', 1500), category: 'travel' });
+  assert.equal(fresh.status, 202);
+  await page.locator(`.feed-item.fresh[data-content-id="${fresh.body.content_id}"][data-event="content.indexed"]`).waitFor({ timeout: 30_000 });
+  await shot(page, 'search');
+  assertClean(page);
+});
+
+test('the inspector refuses without a token, then shows the run journal, events, metrics and actions', { timeout: 90_000 }, async () => {
+  assert.ok(doc.runId, 'needs the first test');
+  const page = await newPage();
+  await page.goto(`${server.base}/#/inspector`);
+  const refusal = page.locator('.notice.error[data-status="401"]').first();
+  await refusal.waitFor({ timeout: 15_000 });
+  assert.match(await refusal.textContent(), /401 unauthorized/);
+
+  // A wrong token is refused with 403.
+  await page.fill('#admin-token', 'not-the-token');
+  await page.click('text=Use token');
+  await page.locator('.notice.error[data-status="403"]').first().waitFor({ timeout: 15_000 });
+  await page.click('text=Forget token');
+
+  await page.fill('#admin-token', server.adminToken);
+  await page.click('text=Use token');
+  await page.waitForSelector('.stat-cards', { timeout: 15_000 });
+  assert.equal(await page.locator('.lat-chart .lat-bar').count(), 24, 'p50/p95/p99 bars for 8 stages');
+  await page.waitForSelector(`table.actors tr[data-id="${doc.runId}"]`, { timeout: 15_000 }).catch(() => {});
+  assert.ok(await page.locator('table.actors tbody tr').count() > 0, 'actors listed');
+  // The token lives in sessionStorage only: never in the markup or the URL.
+  const html = await page.content();
+  assert.ok(!html.includes(server.adminToken) && !page.url().includes(server.adminToken), 'token not in page source or URL');
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('actorline.admin_token')), server.adminToken);
+  await shot(page, 'inspector');
+
+  // Filters: runs only.
+  await page.selectOption('#f-kind', 'run');
+  await page.click('.filters button[type=submit]');
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('table.actors tbody tr')];
+    return rows.length > 0 && rows.every((r) => r.dataset.kind === 'run');
+  }, null, { timeout: 15_000 });
+
+  // The run's journal, events and actions.
+  await page.goto(`${server.base}/#/inspector/run/${doc.runId}`);
+  await page.waitForSelector('table.journal tbody tr', { timeout: 15_000 });
+  const journal = await page.$$eval('table.journal tbody tr', (rows) => rows.map((r) => [r.dataset.stage, r.dataset.status]));
+  assert.deepEqual(journal, STAGES.map((s) => [s, 'completed']));
+  assert.ok(await page.locator('table.events tbody tr').count() >= 17, 'event log tail shown');
+  assert.match(await page.textContent('#inspect-alarm'), /none armed/);
+  await page.click('button:has-text("Fire alarm")');
+  await page.waitForSelector('.notice.ok', { timeout: 15_000 });
+  assert.match(await page.textContent('.notice.ok'), /Fire alarm: done/);
+  assert.equal(await page.isDisabled('button:has-text("Retry run")'), true, 'a completed run cannot be retried');
+  assert.equal(await page.isDisabled('button:has-text("Cancel run")'), true, 'a completed run cannot be cancelled');
+  await shot(page, 'inspector-run');
+
+  // Dead letters: nothing fails in this server, so the list is stubbed to check the retry button.
+  const dead = '0f0f0f0f-1111-4222-8333-444444444444';
+  let retried = null;
+  await page.route('**/admin/dead-letters', (route) => route.fulfill({
+    json: { items: [{ run_id: dead, content_id: doc.contentId, version: 1, stage: 'embed', error_class: 'transient',
+      error: 'embedder unavailable', attempts: 5, failed_at: new Date().toISOString() }] },
+  }));
+  await page.route(`**/api/runs/${dead}/retry`, (route) => {
+    retried = route.request().method();
+    return route.fulfill({ json: { id: dead, status: 'queued', stages: [] } });
+  });
+  await page.goto(`${server.base}/#/inspector`);
+  await page.click(`tr[data-run-id="${dead}"] button:has-text("Retry")`);
+  await page.waitForFunction(() => /re-queued/.test(document.querySelector('section[aria-labelledby="dead-title"] [role=status]').textContent), null, { timeout: 15_000 });
+  assert.equal(retried, 'POST');
+  assertClean(page);
+});
+
+test('a retrying stage shows its next attempt; duplicates are skipped; resume sends after=<last seq>; resync replaces state (stubbed socket)', { timeout: 60_000 }, async () => {
+  const page = await newPage();
+  const runId = '7e57a11e-0000-4000-8000-000000000001';
+  const contentId = '7e57a11e-0000-4000-8000-000000000002';
+  const topic = `run:${runId}`;
+  const now = Date.now();
+  const iso = (ms) => new Date(ms).toISOString();
+  const stages = (status) => STAGES.map((name) => ({ name, status, attempts: status === 'pending' ? 0 : 1 }));
+  await page.route(`**/api/runs/${runId}`, (route) => route.fulfill({
+    json: { id: runId, content_id: contentId, version: 1, status: 'queued', stages: stages('pending'), created_at: iso(now) },
+  }));
+  const ev = (seq, event, data) => JSON.stringify({ type: 'event', topic, seq, event, data: { run_id: runId, content_id: contentId, ...data }, ts: iso(now + seq * 10) });
+  const nextAt = iso(now + 45_000);
+  const subscribes = [];
+  let connection = 0;
+  await page.routeWebSocket(/\/api\/sessions\/[^/]+\/ws/, (ws) => {
+    const n = ++connection;
+    ws.onMessage((text) => {
+      const f = JSON.parse(text);
+      if (f.type !== 'subscribe' || f.topic !== topic) return;
+      subscribes.push({ connection: n, after: f.after });
+      if (n === 1) {
+        ws.send(JSON.stringify({ type: 'subscribed', topic, seq: 5 }));
+        ws.send(ev(1, 'run.queued', { version: 1 }));
+        ws.send(ev(2, 'stage.started', { stage: 'validate', attempt: 1 }));
+        ws.send(ev(3, 'stage.completed', { stage: 'validate', attempt: 1, duration_ms: 12 }));
+        ws.send(ev(3, 'stage.completed', { stage: 'validate', attempt: 1, duration_ms: 12 }));
+        ws.send(ev(4, 'stage.started', { stage: 'chunk', attempt: 1 }));
+        ws.send(ev(5, 'stage.retrying', { stage: 'chunk', attempt: 1, next_at: nextAt, backoff_ms: 45_000, error: 'analyzer timed out after 5000 ms', class: 'transient' }));
+        ws.send(JSON.stringify({ type: 'ready', topic }));
+      } else {
+        // Resuming from a cursor older than retention: a snapshot instead of events.
+        const snapshot = { id: runId, content_id: contentId, version: 1, status: 'completed', stages: stages('completed'), created_at: iso(now), finished_at: iso(now + 60_000) };
+        ws.send(JSON.stringify({ type: 'subscribed', topic, seq: 19 }));
+        ws.send(JSON.stringify({ type: 'resync_required', topic, snapshot }));
+        ws.send(JSON.stringify({ type: 'ready', topic }));
+      }
+    });
+    if (n === 1) page.closeFirstSocket = () => ws.close({ code: 1011, reason: 'test' });
+  });
+  await page.goto(`${server.base}/#/runs/${runId}`);
+  const chunk = page.locator('.track > li[data-stage="chunk"]');
+  await page.waitForSelector('.track > li[data-stage="chunk"][data-status="retrying"]', { timeout: 15_000 });
+  const text = await chunk.textContent();
+  assert.match(text, /Attempt 2 at/);
+  assert.match(text, /\(in 4\d s\)/);
+  assert.match(text, /analyzer timed out after 5000 ms/);
+  assert.equal(await page.getAttribute('.track > li[data-stage="validate"]', 'data-status'), 'completed');
+  assert.deepEqual(await page.evaluate((t) => window.__actorline.applied(t), topic), [1, 2, 3, 4, 5]);
+  assert.equal((await page.evaluate(() => window.__actorline.stats())).duplicates, 1, 'seq 3 twice is applied once');
+  await waitLive(page);
+  await shot(page, 'run-retrying');
+
+  page.closeFirstSocket();
+  await page.waitForSelector('.track > li[data-stage="publish"][data-status="completed"]', { timeout: 15_000 });
+  await waitLive(page);
+  assert.deepEqual(subscribes.map((x) => x.after), [0, 5], 'resubscribed after the last seq seen');
+  assert.equal(await page.locator('.track > li[data-status="completed"]').count(), 8);
+  assert.equal(await page.getAttribute('#run-status .badge', 'data-status'), 'completed');
+  assert.equal((await page.evaluate(() => window.__actorline.stats())).resyncs, 1);
+  assertClean(page);
+});
+
+test('keyboard: skip link and navigation are reachable and focus is visible', { timeout: 30_000 }, async () => {
+  const page = await newPage();
+  await page.goto(`${server.base}/#/submit`);
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.className), 'skip-link');
+  await page.keyboard.press('Enter');
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Tab');
+  const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+  assert.notEqual(outline, 'none', 'focused controls show an outline');
+  // Every form control has a label.
+  const unlabeled = await page.$$eval('input, textarea, select', (els) => els.filter((e) => !e.labels || e.labels.length === 0).map((e) => e.id || e.name));
+  assert.deepEqual(unlabeled, []);
+  assert.equal(await page.locator('main, nav, header, footer').count(), 4, 'landmarks');
+  assertClean(page);
+});
