@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: bootstrap, build, then every test: native unit tests, the
-# end-to-end suite against real workerd, and the deploy dry-runs.
+# end-to-end suite against real workerd, the browser tests, and the deploy
+# dry-runs.
 source "$(dirname "$0")/lib.sh"
 
 bootstrap
@@ -10,6 +11,8 @@ ensure_dev_vars
 
 log "native tests"
 cargo test --workspace --lib --bins
+cargo test -p analyzer --tests
+cargo test --test web_protocol
 
 log "deploy dry-runs (default and production)"
 wrangler deploy --dry-run --outdir target/dry-run >&2
@@ -17,3 +20,4 @@ wrangler deploy --dry-run --env production --outdir target/dry-run-production >&
 
 log "end-to-end tests against wrangler dev"
 ACTORLINE_ROOT="$ROOT" cargo test --test e2e -- --test-threads 4
+browser_tests

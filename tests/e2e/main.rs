@@ -9,6 +9,7 @@ mod admin;
 mod analyzer;
 mod bad_input;
 mod foundation;
+mod fuzz;
 mod live;
 mod pipeline;
 mod search;
