@@ -80,3 +80,12 @@ apply_migrations() { # state dir
   log "applying D1 migrations into $1"
   wrangler d1 migrations apply DB --local --persist-to "$1" >&2 </dev/null
 }
+
+browser_tests() {
+  if ! command -v chromium >/dev/null 2>&1; then
+    log "installing Debian chromium for browser tests"
+    (apt-get update -qq && apt-get install -y -qq chromium) >&2
+  fi
+  log "browser tests (headless chromium)"
+  node --test tests/browser/
+}

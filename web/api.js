@@ -1,0 +1,102 @@
+// REST client: JSON in and out, and the contract's error shape
+// `{"error":{"code","message","field?"}}` turned into one ApiError type.
+
+import { api } from './protocol.js';
+
+const ADMIN_KEY = 'actorline.admin_token';
+
+export class ApiError extends Error {
+  constructor(status, code, message, field, retryAfter) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+    this.field = field;
+    this.retryAfter = retryAfter;
+  }
+
+  /** "401 unauthorized: admin routes need …" */
+  describe() {
+    return this.status ? `${this.status} ${this.code}: ${this.message}` : this.message;
+  }
+}
+
+async function parse(resp) {
+  const text = await resp.text();
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/**
+ * `request('GET', '/api/runs/x')` resolves with the parsed body of a 2xx and
+ * rejects with an ApiError otherwise (also for network failures, status 0).
+ */
+export async function request(method, path, { body, query, admin = false, signal } = {}) {
+  let url = path;
+  if (query) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) {
+      if (v !== undefined && v !== null && v !== '') q.set(k, String(v));
+    }
+    const qs = q.toString();
+    if (qs) url += (url.includes('?') ? '&' : '?') + qs;
+  }
+  const headers = { accept: 'application/json' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (admin) {
+    const token = adminToken();
+    if (token) headers.authorization = `Bearer ${token}`;
+  }
+  let resp;
+  try {
+    resp = await fetch(url, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
+      cache: 'no-store',
+      credentials: 'same-origin',
+    });
+  } catch (e) {
+    if (e && e.name === 'AbortError') throw e;
+    throw new ApiError(0, 'network', `network error: ${e && e.message ? e.message : e}`);
+  }
+  const data = await parse(resp);
+  if (resp.ok) return data;
+  const err = data && typeof data === 'object' && data.error ? data.error : {};
+  throw new ApiError(
+    resp.status,
+    err.code || `http_${resp.status}`,
+    err.message || (typeof data === 'string' && data) || resp.statusText || 'request failed',
+    err.field,
+    resp.headers.get('retry-after'),
+  );
+}
+
+export const get = (path, opts) => request('GET', path, opts);
+export const post = (path, body, opts) => request('POST', path, { ...opts, body });
+
+// The admin token lives in this tab's sessionStorage only: never in the page
+// source, never in a URL, never in localStorage.
+export function adminToken() {
+  try {
+    return sessionStorage.getItem(ADMIN_KEY) || '';
+  } catch {
+    return '';
+  }
+}
+
+export function setAdminToken(token) {
+  try {
+    if (token) sessionStorage.setItem(ADMIN_KEY, token);
+    else sessionStorage.removeItem(ADMIN_KEY);
+  } catch {
+    /* storage disabled: the token simply is not kept */
+  }
+}
+
+export const endpoints = api;

@@ -1,0 +1,372 @@
+// The session WebSocket: one per tab, shared by every view.
+//
+// * The session ({session_id, token, expires_at}) is kept in sessionStorage and
+//   replaced when it expires or the server refuses its token.
+// * Each subscription keeps the last seq it applied. Events at or below it are
+//   duplicates and skipped, so applying is idempotent by seq.
+// * On any drop it reconnects with exponential backoff and jitter and
+//   resubscribes with `after=<last seq>`; the server replays exactly what was
+//   missed, then `ready`. `resync_required` hands the view a snapshot instead.
+
+import { api, frames, SERVER_FRAMES } from './protocol.js';
+
+const SESSION_KEY = 'actorline.session';
+const PING_EVERY_MS = 25_000;
+const SILENCE_LIMIT_MS = 65_000;
+const CONNECT_TIMEOUT_MS = 10_000;
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_MAX_MS = 15_000;
+const APPLIED_KEEP = 2000;
+
+function loadSession() {
+  try {
+    const s = JSON.parse(sessionStorage.getItem(SESSION_KEY) || 'null');
+    if (s && s.session_id && s.token && s.expires_at) return s;
+  } catch {
+    /* unreadable: make a new one */
+  }
+  return null;
+}
+
+function saveSession(s) {
+  try {
+    if (s) sessionStorage.setItem(SESSION_KEY, JSON.stringify(s));
+    else sessionStorage.removeItem(SESSION_KEY);
+  } catch {
+    /* storage disabled: the session lives as long as the page */
+  }
+}
+
+/** Backoff before reconnect attempt `n` (0-based): 0.5 s, 1 s, 2 s … 15 s, with jitter. */
+export function backoffMs(n, rand = Math.random) {
+  const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(n, 10));
+  return Math.round(cap / 2 + (rand() * cap) / 2);
+}
+
+export class Live extends EventTarget {
+  constructor() {
+    super();
+    this.subs = new Map();
+    this.ws = null;
+    this.session = loadSession();
+    this.state = 'idle';
+    this.attempt = 0;
+    this.failedOpens = 0;
+    this.timer = null;
+    this.connecting = false;
+    this.pinger = null;
+    this.lastFrameAt = 0;
+    this.retryAt = 0;
+    this.holdUntil = 0;
+    this.dropPlan = null;
+    this.stats = { connects: 0, drops: 0, sessions: 0, duplicates: 0, gaps: 0, resyncs: 0 };
+    if (typeof window !== 'undefined') {
+      window.addEventListener('online', () => this.reconnectNow());
+      document.addEventListener('visibilitychange', () => {
+        if (document.visibilityState === 'visible') this.reconnectNow();
+      });
+    }
+  }
+
+  // ------------------------------------------------------------ subscriptions
+
+  /**
+   * Subscribes `topic`. `after: 0` replays the whole log; `after` omitted starts
+   * from now. Handlers: onEvent(frame), onResync(snapshot), onReady(), onError(err).
+   * Returns a function that unsubscribes.
+   */
+  subscribe(topic, { after, onEvent, onResync, onReady, onError } = {}) {
+    const sub = {
+      topic,
+      lastSeq: after === undefined || after === null ? null : after,
+      subscribedSeq: null,
+      ready: false,
+      applied: [],
+      handlers: { onEvent, onResync, onReady, onError },
+    };
+    this.subs.set(topic, sub);
+    if (this.isOpen()) {
+      this.sendSubscribe(sub);
+      this.setState('resyncing');
+    } else {
+      this.ensure();
+    }
+    return () => this.unsubscribe(topic, sub);
+  }
+
+  unsubscribe(topic, sub) {
+    if (this.subs.get(topic) !== sub) return;
+    this.subs.delete(topic);
+    if (this.isOpen()) this.send(frames.unsubscribe(topic));
+    this.updateReadiness();
+  }
+
+  sendSubscribe(sub) {
+    sub.ready = false;
+    sub.subscribedSeq = null;
+    this.send(frames.subscribe(sub.topic, sub.lastSeq ?? undefined));
+  }
+
+  /** Seqs applied on `topic`, in the order they were applied. */
+  applied(topic) {
+    return [...(this.subs.get(topic)?.applied ?? [])];
+  }
+
+  lastSeq(topic) {
+    return this.subs.get(topic)?.lastSeq ?? null;
+  }
+
+  // --------------------------------------------------------------- connection
+
+  isOpen() {
+    return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  setState(state, extra = {}) {
+    this.state = state;
+    this.dispatchEvent(new CustomEvent('status', { detail: { state, attempt: this.attempt, ...extra } }));
+  }
+
+  ensure() {
+    if (this.ws || this.timer || this.connecting) return;
+    this.connect();
+  }
+
+  reconnectNow() {
+    if (this.ws || this.connecting || Date.now() < this.holdUntil || this.subs.size === 0) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.connect();
+  }
+
+  async getSession() {
+    const s = this.session;
+    if (s && new Date(s.expires_at).getTime() - Date.now() > 60_000) return s;
+    const resp = await fetch(api.sessions(), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: '{}',
+      cache: 'no-store',
+    });
+    if (!resp.ok) throw new Error(`session refused: ${resp.status}`);
+    const fresh = await resp.json();
+    this.session = fresh;
+    this.stats.sessions += 1;
+    saveSession(fresh);
+    return fresh;
+  }
+
+  dropSession() {
+    this.session = null;
+    saveSession(null);
+  }
+
+  async connect() {
+    this.timer = null;
+    this.connecting = true;
+    this.setState(this.stats.connects === 0 && this.attempt === 0 ? 'connecting' : 'reconnecting', { now: true });
+    let session;
+    try {
+      session = await this.getSession();
+    } catch (e) {
+      this.connecting = false;
+      this.scheduleReconnect(String(e && e.message ? e.message : e));
+      return;
+    }
+    this.connecting = false;
+    if (this.ws) return;
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const url = `${proto}//${location.host}${api.sessionSocket(session.session_id, session.token)}`;
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch (e) {
+      this.scheduleReconnect(String(e));
+      return;
+    }
+    this.ws = ws;
+    let opened = false;
+    const openTimer = setTimeout(() => {
+      if (!opened) ws.close();
+    }, CONNECT_TIMEOUT_MS);
+    ws.onopen = () => {
+      opened = true;
+      clearTimeout(openTimer);
+      this.attempt = 0;
+      this.failedOpens = 0;
+      this.stats.connects += 1;
+      this.lastFrameAt = Date.now();
+      this.startPinger();
+      if (this.subs.size === 0) this.setState('live');
+      else {
+        this.setState('resyncing');
+        for (const sub of this.subs.values()) this.sendSubscribe(sub);
+      }
+    };
+    ws.onmessage = (m) => this.onMessage(m);
+    ws.onclose = (ev) => {
+      clearTimeout(openTimer);
+      this.onClosed(ws, opened, session, ev.code);
+    };
+    ws.onerror = () => {
+      /* onclose follows and decides */
+    };
+  }
+
+  async onClosed(ws, opened, session, code) {
+    if (this.ws !== ws) return;
+    this.ws = null;
+    this.stopPinger();
+    for (const sub of this.subs.values()) sub.ready = false;
+    if (!opened) {
+      this.failedOpens += 1;
+      // Browsers hide the status of a refused upgrade; ask again without the
+      // upgrade: the token is checked first, so 401/403 means "new session".
+      const refused = await this.tokenRefused(session);
+      if (refused || this.failedOpens >= 3) {
+        this.dropSession();
+        this.failedOpens = 0;
+      }
+    } else if (code === 1008 || code === 4001 || code === 4003) {
+      this.dropSession();
+    }
+    this.scheduleReconnect(opened ? `closed (${code})` : 'could not connect');
+  }
+
+  async tokenRefused(session) {
+    try {
+      const r = await fetch(api.sessionSocket(session.session_id, session.token), { cache: 'no-store' });
+      return r.status === 401 || r.status === 403 || r.status === 404;
+    } catch {
+      return false;
+    }
+  }
+
+  scheduleReconnect(reason) {
+    if (this.timer) return;
+    const delay = Math.max(backoffMs(this.attempt), this.holdUntil - Date.now());
+    this.attempt += 1;
+    this.retryAt = Date.now() + delay;
+    this.setState('reconnecting', { retryInMs: delay, retryAt: this.retryAt, reason });
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  startPinger() {
+    this.stopPinger();
+    this.pinger = setInterval(() => {
+      if (!this.isOpen()) return;
+      if (Date.now() - this.lastFrameAt > SILENCE_LIMIT_MS) {
+        this.drop();
+        return;
+      }
+      this.send(frames.ping());
+    }, PING_EVERY_MS);
+  }
+
+  stopPinger() {
+    clearInterval(this.pinger);
+    this.pinger = null;
+  }
+
+  send(frame) {
+    if (this.isOpen()) this.ws.send(JSON.stringify(frame));
+  }
+
+  /** Cuts the socket as a network failure would: nothing more is read from it. */
+  drop(holdMs = 0) {
+    const ws = this.ws;
+    if (!ws) return false;
+    this.stats.drops += 1;
+    this.holdUntil = Date.now() + holdMs;
+    ws.onmessage = null;
+    ws.onclose = null;
+    try {
+      ws.close(4000, 'dropped');
+    } catch {
+      /* already closing */
+    }
+    this.onClosed(ws, true, this.session, 4000);
+    return true;
+  }
+
+  /**
+   * Debug hook: drop now, or once `afterEvents` events have been applied on a
+   * topic starting with `topic` (any topic if omitted); stay down for `holdMs`.
+   */
+  dropSocket({ afterEvents, topic, holdMs = 0 } = {}) {
+    if (afterEvents === undefined) return this.drop(holdMs);
+    this.dropPlan = { afterEvents, topic, holdMs };
+    return true;
+  }
+
+  // ------------------------------------------------------------------ frames
+
+  onMessage(m) {
+    this.lastFrameAt = Date.now();
+    let f;
+    try {
+      f = JSON.parse(m.data);
+    } catch {
+      return;
+    }
+    const sub = f.topic ? this.subs.get(f.topic) : null;
+    switch (f.type) {
+      case SERVER_FRAMES.SUBSCRIBED:
+        if (!sub) return;
+        sub.subscribedSeq = f.seq;
+        if (sub.lastSeq === null) sub.lastSeq = f.seq;
+        break;
+      case SERVER_FRAMES.EVENT:
+        if (sub) this.onEvent(sub, f);
+        break;
+      case SERVER_FRAMES.READY:
+        if (!sub) return;
+        sub.ready = true;
+        sub.handlers.onReady?.();
+        this.updateReadiness();
+        break;
+      case SERVER_FRAMES.RESYNC_REQUIRED:
+        if (!sub) return;
+        this.stats.resyncs += 1;
+        if (sub.subscribedSeq !== null) sub.lastSeq = sub.subscribedSeq;
+        sub.handlers.onResync?.(f.snapshot);
+        this.dispatchEvent(new CustomEvent('resync', { detail: { topic: sub.topic } }));
+        break;
+      case SERVER_FRAMES.UNSUBSCRIBED:
+      case SERVER_FRAMES.PONG:
+        break;
+      case SERVER_FRAMES.ERROR: {
+        const target = [...this.subs.values()].find((s) => f.message && f.message.includes(s.topic));
+        const err = { code: f.code, message: f.message };
+        if (target) target.handlers.onError?.(err);
+        this.dispatchEvent(new CustomEvent('frame-error', { detail: err }));
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  onEvent(sub, f) {
+    if (sub.lastSeq !== null && f.seq <= sub.lastSeq) {
+      this.stats.duplicates += 1;
+      return;
+    }
+    if (sub.lastSeq !== null && f.seq !== sub.lastSeq + 1) this.stats.gaps += 1;
+    sub.lastSeq = f.seq;
+    sub.applied.push(f.seq);
+    if (sub.applied.length > APPLIED_KEEP) sub.applied.splice(0, sub.applied.length - APPLIED_KEEP);
+    sub.handlers.onEvent?.(f);
+    const plan = this.dropPlan;
+    if (plan && (!plan.topic || sub.topic.startsWith(plan.topic)) && sub.applied.length >= plan.afterEvents) {
+      this.dropPlan = null;
+      this.drop(plan.holdMs);
+    }
+  }
+
+  updateReadiness() {
+    if (!this.isOpen()) return;
+    const all = [...this.subs.values()].every((s) => s.ready);
+    if (all && this.state !== 'live') this.setState('live');
+  }
+}
