@@ -14,9 +14,10 @@
 //! - bigrams of consecutive content stems within a phrase, weight 0.5:
 //!   adds some word-order/compound information ("machine learning");
 //! - boundary-marked character trigrams of each content word ("<ca", "cat",
-//!   "at>"), with a total weight of 0.3 per word (each of its `n` trigrams
-//!   gets 0.3/√n): catches variants the stemmer misses without letting
-//!   common endings dominate.
+//!   "at>"), with a total weight of 0.8 per word (each of its `n` trigrams
+//!   gets 0.8/√n): catches variants and misspellings the stemmer misses
+//!   ("volcnic" still shares most trigrams with "volcanic"), while the
+//!   whole-word feature still outweighs them.
 //!
 //! Each distinct feature contributes `weight · (1 + ln tf)` (sublinear tf,
 //! so repetition helps but does not swamp), to bucket `h mod 384` with the
@@ -40,7 +41,7 @@ pub const EMBED_DIM: usize = 384;
 
 const UNIGRAM_WEIGHT: f32 = 1.0;
 const BIGRAM_WEIGHT: f32 = 0.5;
-const TRIGRAM_WORD_WEIGHT: f32 = 0.3;
+const TRIGRAM_WORD_WEIGHT: f32 = 0.8;
 /// Longer words only contribute trigrams from their first characters, which
 /// bounds the work for pathological "words" such as base64 blobs.
 const MAX_TRIGRAM_CHARS: usize = 32;
