@@ -21,12 +21,17 @@ pub struct Options {
     pub docs: Option<usize>,
     pub reps: usize,
     pub quick: bool,
+    /// Also take a CPU profile of the Worker isolate (an extra loop).
+    pub profile: bool,
+    /// Also run the smallest and largest concurrency with state on tmpfs.
+    pub compare_tmpfs: bool,
 }
 
 /// One run as the client saw it.
 #[derive(Debug, Clone)]
 pub struct RunSample {
     pub run_id: String,
+    pub content_id: String,
     pub submit_epoch_ms: f64,
     pub post_ms: f64,
     pub indexed_ts: f64,
@@ -45,6 +50,8 @@ pub struct LoopResult {
     pub runs: Vec<RunSample>,
     /// Indexed documents whose push did not arrive within the timeout (found by polling).
     pub push_missed: usize,
+    /// POSTs sent again after a 503 from wrangler's proxy.
+    pub resubmitted: usize,
     pub cpu: Vec<(String, f64)>,
     pub analyzer_cpu_ms: f64,
     pub client_cpu_ms: f64,
@@ -62,7 +69,8 @@ impl LoopResult {
 const PUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `docs` documents, at most `concurrency` in flight (closed loop).
-pub async fn closed_loop(stack: &Stack, tracker: &Tracker, concurrency: usize, docs: usize, topic: &str, seed0: usize) -> LoopResult {
+/// Document `i` is on `topics[i % topics.len()]`, which is also its category.
+pub async fn closed_loop(stack: &Stack, tracker: &Tracker, concurrency: usize, docs: usize, topics: &[&str], seed0: usize) -> LoopResult {
     let next = Arc::new(AtomicUsize::new(0));
     let out = Arc::new(Mutex::new(LoopResult::default()));
     let first = Arc::new(Mutex::new(None::<Instant>));
@@ -74,7 +82,6 @@ pub async fn closed_loop(stack: &Stack, tracker: &Tracker, concurrency: usize, d
     for _ in 0..concurrency.max(1) {
         let (next, out, first, last) = (next.clone(), out.clone(), first.clone(), last.clone());
         let tracker = tracker.clone();
-        let topic = topic.to_string();
         // Joined below on this task, so the workers may borrow `stack`.
         tasks.push(async move {
             loop {
@@ -82,12 +89,25 @@ pub async fn closed_loop(stack: &Stack, tracker: &Tracker, concurrency: usize, d
                 if i >= docs {
                     break;
                 }
-                let body = doc_body(&topic, seed0 + i, 2048);
+                let topic = topics[(seed0 + i) % topics.len().max(1)];
+                let body = doc_body(topic, seed0 + i, 2048);
                 let title = format!("{topic} document {}", seed0 + i);
                 let t0 = Instant::now();
                 let e0 = now_ms();
                 first.lock().unwrap().get_or_insert(t0);
-                let (cid, rid) = match stack.submit(&title, &body, Some(&topic)).await {
+                // wrangler's dev proxy sometimes answers 503 "Your worker restarted
+                // mid-request" under load; resubmit (counted) rather than lose the slot.
+                let mut submitted = stack.submit(&title, &body, Some(topic)).await;
+                for _ in 0..2 {
+                    match &submitted {
+                        Err(e) if e.contains(" 503") => {
+                            out.lock().unwrap().resubmitted += 1;
+                            submitted = stack.submit(&title, &body, Some(topic)).await;
+                        }
+                        _ => break,
+                    }
+                }
+                let (cid, rid) = match submitted {
                     Ok(ids) => ids,
                     Err(e) => {
                         let mut o = out.lock().unwrap();
@@ -117,7 +137,7 @@ pub async fn closed_loop(stack: &Stack, tracker: &Tracker, concurrency: usize, d
                         if ok {
                             o.ok += 1;
                             o.latencies.push(at.duration_since(t0).as_secs_f64() * 1000.0);
-                            o.runs.push(RunSample { run_id: rid, submit_epoch_ms: e0, post_ms, indexed_ts: server_ts, recv_ms });
+                            o.runs.push(RunSample { run_id: rid, content_id: cid.clone(), submit_epoch_ms: e0, post_ms, indexed_ts: server_ts, recv_ms });
                         } else {
                             o.failed += 1;
                             if o.errors.len() < 5 {
@@ -173,6 +193,7 @@ struct Row {
     post_p50: Vec<f64>,
     failed: usize,
     missed: usize,
+    resubmitted: usize,
     worker_cpu: Vec<f64>,
     proxy_cpu: Vec<f64>,
     node_cpu: Vec<f64>,
@@ -193,7 +214,11 @@ pub async fn run(opts: &Options) -> Section {
         }
     };
     // Warm-up: compile the module, create the shard and feed actors.
-    let _ = closed_loop(&stack, &tracker, 4, 8, "warmup", 0).await;
+    let warm = closed_loop(&stack, &tracker, 4, 8, &["warmup"], 0).await;
+    let micro_table = match warm.runs.first() {
+        Some(r) => micro(&stack, r).await,
+        None => String::new(),
+    };
 
     let mut rows = Vec::new();
     let mut samples: Vec<(usize, Vec<RunSample>)> = Vec::new();
@@ -209,6 +234,7 @@ pub async fn run(opts: &Options) -> Section {
             post_p50: vec![],
             failed: 0,
             missed: 0,
+            resubmitted: 0,
             worker_cpu: vec![],
             proxy_cpu: vec![],
             node_cpu: vec![],
@@ -218,7 +244,7 @@ pub async fn run(opts: &Options) -> Section {
         };
         let mut last_runs = Vec::new();
         for rep in 0..opts.reps.max(1) {
-            let r = closed_loop(&stack, &tracker, c, docs, "pipeline", seed).await;
+            let r = closed_loop(&stack, &tracker, c, docs, &["pipeline"], seed).await;
             seed += docs;
             let s = summarize(&r.latencies);
             eprintln!(
@@ -235,6 +261,7 @@ pub async fn run(opts: &Options) -> Section {
             row.post_p50.push(summarize(&r.post_ms).p50);
             row.failed += r.failed;
             row.missed += r.push_missed;
+            row.resubmitted += r.resubmitted;
             row.worker_cpu.push(r.cpu_per_run("worker"));
             row.proxy_cpu.push(r.cpu_per_run("proxy"));
             row.node_cpu.push(r.cpu_per_run("node"));
@@ -257,12 +284,12 @@ pub async fn run(opts: &Options) -> Section {
          (after an 8-document warm-up); the spread column lists every repetition.\n",
         opts.reps.max(1)
     );
-    let _ = writeln!(b, "| in flight | docs × reps | p50 (ms) | p99 (ms) | runs/s | runs/s per rep | POST p50 (ms) | failed | pushes missed |");
-    let _ = writeln!(b, "|---:|---:|---:|---:|---:|---|---:|---:|---:|");
+    let _ = writeln!(b, "| in flight | docs × reps | p50 (ms) | p99 (ms) | runs/s | runs/s per rep | POST p50 (ms) | failed | POST resent after 503 | pushes missed |");
+    let _ = writeln!(b, "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|");
     for r in &rows {
         let _ = writeln!(
             b,
-            "| {} | {} × {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} × {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.c,
             r.docs,
             r.p50.len(),
@@ -272,6 +299,7 @@ pub async fn run(opts: &Options) -> Section {
             spread(&r.rps, num),
             ms(median(&r.post_p50)),
             r.failed,
+            r.resubmitted,
             r.missed
         );
     }
@@ -298,6 +326,8 @@ pub async fn run(opts: &Options) -> Section {
         }
     }
 
+    b.push_str(&micro_table);
+
     // Where the time goes: the smallest and the largest concurrency.
     let mut picks: Vec<&(usize, Vec<RunSample>)> = Vec::new();
     if let Some(f) = samples.first() {
@@ -312,6 +342,40 @@ pub async fn run(opts: &Options) -> Section {
         let take: Vec<&RunSample> = runs.iter().take(if *c == 1 { 30 } else { 40 }).collect();
         b.push_str(&breakdown(&stack, *c, &take).await);
     }
+    // A CPU profile of the Worker's isolate during an extra, unmeasured loop.
+    if opts.profile {
+        let c = 16.min(opts.concurrency.iter().copied().max().unwrap_or(16)).max(1);
+        let docs = if opts.quick { 32 } else { 96 };
+        match crate::profile::inspector_url(&stack).await {
+            None => {
+                let _ = writeln!(b, "\n(No inspector target found for a CPU profile.)");
+            }
+            Some(url) => match crate::profile::Profiler::start(&url, 250).await {
+                Err(e) => {
+                    let _ = writeln!(b, "\n(CPU profile failed to start: {e})");
+                }
+                Ok(p) => {
+                    let r = closed_loop(&stack, &tracker, c, docs, &["profile"], seed).await;
+                    match p.stop().await {
+                        Ok(profile) => {
+                            let _ = writeln!(
+                                b,
+                                "\n#### CPU profile of the Worker isolate ({c} in flight, {} runs, V8 sampling every 250 µs)\n\n\
+                                 All actors of the Worker share this isolate; D1 and the actors' SQLite run natively \
+                                 in the same workerd process and are not in it (they are in its process CPU above). \
+                                 The profile adds some overhead, so this loop is not part of the figures above.\n",
+                                r.ok
+                            );
+                            b.push_str(&crate::profile::report(&profile, r.ok, 25));
+                        }
+                        Err(e) => {
+                            let _ = writeln!(b, "\n(CPU profile failed: {e})");
+                        }
+                    }
+                }
+            },
+        }
+    }
     let metrics = stack.admin_json("/admin/metrics").await;
     b.push_str(&metrics_table(&metrics));
 
@@ -323,10 +387,79 @@ pub async fn run(opts: &Options) -> Section {
             sec.goals.push(Goal::new("runs completed per second at concurrency 64", "≥ 150 runs/s", median(&r.rps), |v| v >= 150.0, "runs/s"));
         }
     }
-    sec.body = b;
     tracker.stop();
     stack.stop().await;
+
+    // The same workload with the state (DO SQLite files, D1) on tmpfs: what
+    // the disk syncs of storage commits cost on this machine.
+    let shm = std::path::Path::new("/dev/shm");
+    if opts.compare_tmpfs && shm.is_dir() && crate::stack::default_base() != shm {
+        b.push_str(&tmpfs_rows(opts).await);
+    }
+    sec.body = b;
     sec
+}
+
+async fn tmpfs_rows(opts: &Options) -> String {
+    let shm = std::path::Path::new("/dev/shm");
+    let mut b = String::new();
+    let stack = Stack::start_under("pipeline-tmpfs", &[], shm).await;
+    let Ok(tracker) = Tracker::start(&stack).await else {
+        stack.stop().await;
+        return b;
+    };
+    let _ = closed_loop(&stack, &tracker, 4, 8, &["warmup"], 0).await;
+    let mut cs: Vec<usize> = vec![opts.concurrency.iter().copied().min().unwrap_or(1), opts.concurrency.iter().copied().max().unwrap_or(64)];
+    cs.dedup();
+    let _ = writeln!(
+        b,
+        "\n#### The same workload with the state dir on tmpfs (/dev/shm)\n\n\
+         One repetition per row, on a fresh server whose state dir (every actor's SQLite file and D1) \
+         is on tmpfs instead of the disk (`--state-dir /dev/shm` does this for every figure). A write \
+         plus fsync costs about {} here on the disk and nothing on tmpfs, so the difference is what \
+         the storage commits' disk syncs cost.\n",
+        fsync_cost()
+    );
+    let _ = writeln!(b, "| in flight | docs | p50 (ms) | p99 (ms) | runs/s | POST p50 (ms) | Worker CPU per run (ms) |");
+    let _ = writeln!(b, "|---:|---:|---:|---:|---:|---:|---:|");
+    let mut seed = 50_000;
+    for c in cs {
+        let docs = opts.docs.unwrap_or_else(|| default_docs(c, opts.quick)).max(c);
+        let r = closed_loop(&stack, &tracker, c, docs, &["pipeline"], seed).await;
+        seed += docs;
+        let s = summarize(&r.latencies);
+        eprintln!("[bench] pipeline on tmpfs c={c}: p50 {} ms, {:.1} runs/s", ms(s.p50), r.runs_per_sec());
+        let _ = writeln!(
+            b,
+            "| {c} | {} | {} | {} | {} | {} | {} |",
+            r.ok,
+            ms(s.p50),
+            ms(s.p99),
+            num(r.runs_per_sec()),
+            ms(summarize(&r.post_ms).p50),
+            ms(r.cpu_per_run("worker"))
+        );
+    }
+    tracker.stop();
+    stack.stop().await;
+    b
+}
+
+/// Mean time of a 4 KiB write + fsync in the default state dir.
+fn fsync_cost() -> String {
+    use std::io::Write;
+    let p = crate::stack::default_base().join(format!("actorline-bench-fsync-{}", std::process::id()));
+    let Ok(mut f) = std::fs::File::create(&p) else { return "(unknown)".into() };
+    let t = Instant::now();
+    let n = 50;
+    for _ in 0..n {
+        if f.write_all(&[0u8; 4096]).is_err() || f.sync_all().is_err() {
+            break;
+        }
+    }
+    let per = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
+    let _ = std::fs::remove_file(&p);
+    format!("{} ms", ms(per))
 }
 
 /// Median and mean of each segment of a run's life, from GET /api/runs/{id}.
@@ -419,5 +552,43 @@ pub fn metrics_table(m: &Value) -> String {
         "\nRuns: {} completed, {} failed, {} in flight; {} retries.",
         m["runs"]["completed"], m["runs"]["failed"], m["runs"]["in_flight"], m["retries"]
     );
+    b
+}
+
+/// Sequential single requests on the idle server: what one HTTP round trip
+/// through wrangler's proxy, one actor call, one D1 read or write cost here.
+async fn micro(stack: &Stack, sample: &RunSample) -> String {
+    const N: usize = 40;
+    let probes: Vec<(&str, String, bool)> = vec![
+        ("`GET /healthz`: Worker only, no actor, no D1", "/healthz".into(), false),
+        ("`GET /api/runs/{id}`: + one PipelineActor call (SQLite read)", format!("/api/runs/{}", sample.run_id), false),
+        ("`GET /api/content/{id}`: + one ContentActor call", format!("/api/content/{}", sample.content_id), false),
+        ("`GET /api/content?limit=1`: + one D1 query", "/api/content?limit=1".into(), false),
+        ("`POST /api/sessions`: + one SessionActor call + one D1 write", "/api/sessions".into(), true),
+    ];
+    let mut b = String::new();
+    let _ = writeln!(
+        b,
+        "\n#### Single requests on the idle server ({N} sequential each, after 5 warm-ups)\n\n\
+         The floor under every figure above: one HTTP round trip from this client through wrangler's \
+         proxy into the Worker, and what one actor call or one D1 statement adds.\n"
+    );
+    let _ = writeln!(b, "| request | p50 (ms) | p99 (ms) |\n|---|---:|---:|");
+    for (name, path, post) in probes {
+        let mut lat = Vec::new();
+        for i in 0..N + 5 {
+            let t = Instant::now();
+            let req = if post { stack.http.post(stack.url(&path)).json(&serde_json::json!({})) } else { stack.http.get(stack.url(&path)) };
+            let ok = match req.send().await {
+                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            if ok && i >= 5 {
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        let s = summarize(&lat);
+        let _ = writeln!(b, "| {name} | {} | {} |", ms(s.p50), ms(s.p99));
+    }
     b
 }

@@ -31,13 +31,63 @@ pub fn client() -> reqwest::Client {
         .expect("http client")
 }
 
+/// Snapshots made so far: (base dir, snapshot root); the first is the default.
+static SNAPSHOTS: std::sync::Mutex<Vec<(PathBuf, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+
+/// Makes `base` the default place for snapshots and state (snapshotting now,
+/// so a missing build is reported before anything starts).
+pub fn use_base(base: &std::path::Path) -> Result<PathBuf, String> {
+    let root = snapshot_under(base)?;
+    let mut v = SNAPSHOTS.lock().unwrap();
+    if let Some(i) = v.iter().position(|(b, _)| b == base) {
+        let e = v.remove(i);
+        v.insert(0, e);
+    }
+    Ok(root)
+}
+
+/// The snapshot root under `base`, made on first use.
+pub fn snapshot_under(base: &std::path::Path) -> Result<PathBuf, String> {
+    let mut v = SNAPSHOTS.lock().unwrap();
+    if let Some((_, s)) = v.iter().find(|(b, _)| b == base) {
+        return Ok(s.clone());
+    }
+    let s = snapshot_root(&crate::repo(), base)?;
+    v.push((base.to_path_buf(), s.clone()));
+    Ok(s)
+}
+
+pub fn default_base() -> PathBuf {
+    SNAPSHOTS.lock().unwrap().first().map(|(b, _)| b.clone()).unwrap_or_else(std::env::temp_dir)
+}
+
+pub fn remove_snapshots() {
+    for (_, s) in SNAPSHOTS.lock().unwrap().drain(..) {
+        let _ = std::fs::remove_dir_all(s);
+    }
+}
+
 impl Stack {
-    /// Starts the analyzer and wrangler dev with the shared e2e configuration.
+    /// Starts the analyzer and wrangler dev with the shared e2e configuration,
+    /// state under the default base dir.
     pub async fn start(tag: &str, extra_vars: &[(&str, &str)]) -> Stack {
+        Stack::start_under(tag, extra_vars, &default_base()).await
+    }
+
+    /// As [`Stack::start`], with the snapshot and state under `base`.
+    pub async fn start_under(tag: &str, extra_vars: &[(&str, &str)], base: &std::path::Path) -> Stack {
+        let root = snapshot_under(base).expect("snapshot");
+        // The harness reads its root from the environment while it starts;
+        // stacks start one at a time, so switching it here is safe.
+        std::env::set_var("ACTORLINE_ROOT", &root);
         let tag = tag.to_string();
         let vars: Vec<(String, String)> = extra_vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         tokio::task::spawn_blocking(move || {
-            let dir = support::temp_dir(&format!("bench-{tag}"));
+            // Inside the snapshot root (see `snapshot_root`): wrangler looks for
+            // its config upwards from the served script, which the harness may
+            // copy into the state dir, so the state dir must sit below wrangler.toml.
+            let dir = support::root().join("runs").join(format!("{tag}-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).expect("run dir");
             let analyzer = Analyzer::start(&dir.join("analyzer"));
             let mut opts = ServerOptions { analyzer_url: Some(analyzer.url.clone()), ..ServerOptions::new(dir.join("state")) }
                 .var("ANALYZER_BREAKER_COOLDOWN_MS", "1000")
@@ -54,12 +104,20 @@ impl Stack {
         .expect("start stack")
     }
 
-    /// Stops both process groups and removes the state dir.
+    /// Stops both process groups and removes the state dir, keeping the
+    /// server's log in target/bench-logs/.
     pub async fn stop(self) {
         tokio::task::spawn_blocking(move || {
             let Stack { server, analyzer, dir, .. } = self;
+            let log = server.group.log.clone();
             drop(server);
             drop(analyzer);
+            let keep = crate::repo().join("target/bench-logs");
+            if std::fs::create_dir_all(&keep).is_ok() {
+                let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                let tag = name.rsplitn(6, '-').last().unwrap_or("run").to_string();
+                let _ = std::fs::copy(&log, keep.join(format!("{tag}-wrangler.log")));
+            }
             let _ = std::fs::remove_dir_all(&dir);
         })
         .await
@@ -94,9 +152,11 @@ impl Stack {
             .await
             .map_err(|e| format!("submit: {e}"))?;
         let status = r.status().as_u16();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
+        let text = r.text().await.unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if status != 202 {
-            return Err(format!("submit answered {status}: {v}"));
+            let shown: String = text.chars().take(200).collect();
+            return Err(format!("submit answered {status}: {shown}"));
         }
         match (v["content_id"].as_str(), v["run_id"].as_str()) {
             (Some(c), Some(r)) => Ok((c.to_string(), r.to_string())),
@@ -152,7 +212,6 @@ impl Stack {
 #[derive(Debug, Clone)]
 pub struct Proc {
     pub pid: u32,
-    pub name: String,
     /// `worker` for the workerd that runs the Worker (it has the inspector),
     /// `proxy` for wrangler's other workerd, `node` for wrangler itself.
     pub role: String,
@@ -190,7 +249,7 @@ pub fn group_procs(pgid: u32) -> Vec<Proc> {
         } else {
             "other"
         };
-        out.push(Proc { pid, name, role: role.to_string(), cpu_ms: (utime + stime) / tick * 1000.0, rss_kib, fds });
+        out.push(Proc { pid, role: role.to_string(), cpu_ms: (utime + stime) / tick * 1000.0, rss_kib, fds });
     }
     out.sort_by_key(|p| p.pid);
     out
@@ -241,11 +300,22 @@ pub fn parse_ts(s: &str) -> Option<f64> {
     chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.timestamp_millis() as f64)
 }
 
-/// Raises the open-files soft limit to the hard limit; children inherit it.
+/// Raises the open-files limit as far as allowed (root may lift the hard
+/// limit up to fs.nr_open, capped at 262144); children inherit it.
 pub fn raise_nofile() -> (u64, u64) {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    }
+    let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let target = nr_open.min(262_144) as libc::rlim_t;
+    unsafe {
+        if target > lim.rlim_max {
+            let want = libc::rlimit { rlim_cur: target, rlim_max: target };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim = want;
+            }
+        }
         if lim.rlim_cur < lim.rlim_max {
             let want = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
@@ -259,4 +329,68 @@ pub fn raise_nofile() -> (u64, u64) {
 /// A 2 KB document, varied by `seed` (the e2e harness's generator).
 pub fn doc_body(topic: &str, seed: usize, bytes: usize) -> String {
     support::document(topic, seed, bytes)
+}
+
+/// A frozen copy of what `wrangler dev` reads (config, build, assets,
+/// migrations, .dev.vars, the analyzer binary; node_modules linked), used as
+/// the harness's root. `wrangler dev` watches its inputs and reloads when they
+/// change, which drops every socket and in-flight request; with a snapshot, a
+/// rebuild of the working tree during a benchmark cannot reach the server.
+pub fn snapshot_root(root: &std::path::Path, base: &std::path::Path) -> Result<PathBuf, String> {
+    use std::path::Path;
+    fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(to)?;
+        for e in std::fs::read_dir(from)? {
+            let e = e?;
+            let dst = to.join(e.file_name());
+            if e.file_type()?.is_dir() {
+                copy_dir(&e.path(), &dst)?;
+            } else {
+                std::fs::copy(e.path(), dst)?;
+            }
+        }
+        Ok(())
+    }
+    let has_wasm = ["build", "build/worker"].iter().any(|d| {
+        std::fs::read_dir(root.join(d)).map(|rd| rd.flatten().any(|e| e.path().extension().is_some_and(|x| x == "wasm"))).unwrap_or(false)
+    });
+    if !has_wasm || !root.join("build/worker/shim.mjs").exists() {
+        return Err(format!("no Worker build under {}/build (run `make build`)", root.display()));
+    }
+    for need in [".dev.vars", "target/release/analyzer", "node_modules/.bin/wrangler"] {
+        if !root.join(need).exists() {
+            return Err(format!("{need} is missing (`make bench` bootstraps and builds it)"));
+        }
+    }
+    let snap = base.join(format!("actorline-bench-root-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&snap);
+    let io = |e: std::io::Error| format!("snapshot: {e}");
+    for d in ["build", "migrations", "web"] {
+        if root.join(d).exists() {
+            copy_dir(&root.join(d), &snap.join(d)).map_err(io)?;
+        }
+    }
+    for f in ["wrangler.toml", "package.json", ".dev.vars"] {
+        if root.join(f).exists() {
+            std::fs::copy(root.join(f), snap.join(f)).map_err(io)?;
+        }
+    }
+    // worker-build puts the module beside build/worker (shim.mjs imports
+    // ../index.js); make build/worker self-contained too, so a harness that
+    // copies only build/worker still serves a complete Worker.
+    for f in ["index.js", "index_bg.wasm"] {
+        if snap.join("build").join(f).exists() && !snap.join("build/worker").join(f).exists() {
+            std::fs::copy(snap.join("build").join(f), snap.join("build/worker").join(f)).map_err(io)?;
+        }
+    }
+    let shim = snap.join("build/worker/shim.mjs");
+    if let Ok(text) = std::fs::read_to_string(&shim) {
+        if snap.join("build/worker/index.js").exists() {
+            std::fs::write(&shim, text.replace("'../index.js'", "'./index.js'").replace("\"../index.js\"", "\"./index.js\"")).map_err(io)?;
+        }
+    }
+    std::fs::create_dir_all(snap.join("target/release")).map_err(io)?;
+    std::fs::copy(root.join("target/release/analyzer"), snap.join("target/release/analyzer")).map_err(io)?;
+    std::os::unix::fs::symlink(root.join("node_modules"), snap.join("node_modules")).map_err(io)?;
+    Ok(snap)
 }

@@ -3,9 +3,7 @@
 /// Latency summary of one sample set, in milliseconds.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Summary {
-    pub n: usize,
     pub p50: f64,
-    pub p90: f64,
     pub p99: f64,
     pub max: f64,
     pub mean: f64,
@@ -24,12 +22,10 @@ pub fn summarize(samples: &[f64]) -> Summary {
     let mut v: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
-        return Summary { n: 0, p50: f64::NAN, p90: f64::NAN, p99: f64::NAN, max: f64::NAN, mean: f64::NAN };
+        return Summary { p50: f64::NAN, p99: f64::NAN, max: f64::NAN, mean: f64::NAN };
     }
     Summary {
-        n: v.len(),
         p50: pct_sorted(&v, 0.50),
-        p90: pct_sorted(&v, 0.90),
         p99: pct_sorted(&v, 0.99),
         max: *v.last().unwrap_or(&f64::NAN),
         mean: v.iter().sum::<f64>() / v.len() as f64,
@@ -97,7 +93,7 @@ mod tests {
     fn percentiles_and_medians() {
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
         let s = summarize(&v);
-        assert_eq!((s.p50, s.p90, s.p99, s.max), (50.0, 90.0, 99.0, 100.0));
+        assert_eq!((s.p50, s.p99, s.max), (50.0, 99.0, 100.0));
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(summarize(&[]).p50.is_nan());

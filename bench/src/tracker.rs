@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::stack::{now_ms, parse_ts, Stack};
+use crate::support::Ws;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Done {
@@ -31,63 +32,101 @@ enum Slot {
     Arrived(Done),
 }
 
+type Slots = Arc<Mutex<HashMap<String, Slot>>>;
+
 #[derive(Clone)]
 pub struct Tracker {
-    slots: Arc<Mutex<HashMap<String, Slot>>>,
+    slots: Slots,
     task: Arc<tokio::task::JoinHandle<()>>,
 }
 
+/// Records one feed frame; returns true for `ready`.
+fn handle(slots: &Slots, text: &str, last_seq: &mut u64) -> bool {
+    let (at, recv_ms) = (Instant::now(), now_ms());
+    let Ok(v) = serde_json::from_str::<Value>(text) else { return false };
+    if v["type"] == "ready" {
+        return true;
+    }
+    if v["type"] != "event" {
+        return false;
+    }
+    *last_seq = (*last_seq).max(v["seq"].as_u64().unwrap_or(0));
+    let ok = match v["event"].as_str() {
+        Some("content.indexed") => true,
+        Some("content.updated") if v["data"]["status"] == "failed" => false,
+        _ => return false,
+    };
+    let Some(id) = v["data"]["content_id"].as_str() else { return false };
+    let done = Done { at, ok, server_ts: v["ts"].as_str().and_then(parse_ts).unwrap_or(f64::NAN), recv_ms };
+    let mut map = slots.lock().unwrap();
+    match map.remove(id) {
+        Some(Slot::Waiting(tx)) => {
+            let _ = tx.send(done);
+        }
+        _ => {
+            map.insert(id.to_string(), Slot::Arrived(done));
+        }
+    }
+    false
+}
+
+/// Connects, subscribes to the feed (after `after` when resuming) and reads
+/// through the replay up to `ready`.
+async fn open(url: &str, after: Option<u64>, slots: &Slots, last_seq: &mut u64) -> Result<Ws, String> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| format!("tracker socket: {e}"))?;
+    let mut sub = json!({"type": "subscribe", "topic": "feed"});
+    if let Some(a) = after {
+        sub["after"] = json!(a);
+    }
+    ws.send(Message::Text(sub.to_string().into())).await.map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.checked_duration_since(Instant::now()).ok_or("tracker: no ready frame")?;
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                if t.as_str().contains("\"type\":\"error\"") {
+                    return Err(format!("tracker subscribe: {}", t.as_str()));
+                }
+                if handle(slots, t.as_str(), last_seq) {
+                    return Ok(ws);
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            _ => return Err("tracker socket closed before ready".into()),
+        }
+    }
+}
+
 impl Tracker {
+    /// Subscribes a socket of a new session to the feed. If the socket drops
+    /// (a server reload), it reconnects and resumes after the last seq seen,
+    /// so no `content.indexed` is missed.
     pub async fn start(stack: &Stack) -> Result<Tracker, String> {
         let (sid, token) = stack.new_session().await?;
-        let (mut ws, _) = tokio_tungstenite::connect_async(stack.ws_url(&sid, &token)).await.map_err(|e| format!("tracker socket: {e}"))?;
-        ws.send(Message::Text(json!({"type": "subscribe", "topic": "feed"}).to_string().into())).await.map_err(|e| e.to_string())?;
-        // Wait for `ready`: from then on every feed event reaches this socket.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.checked_duration_since(Instant::now()).ok_or("tracker: no ready frame")?;
-            match tokio::time::timeout(left, ws.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) => {
-                    let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
-                    if v["type"] == "ready" {
-                        break;
-                    }
-                    if v["type"] == "error" {
-                        return Err(format!("tracker subscribe: {v}"));
-                    }
-                }
-                Ok(Some(Ok(_))) => {}
-                _ => return Err("tracker socket closed before ready".into()),
-            }
-        }
-        let slots: Arc<Mutex<HashMap<String, Slot>>> = Arc::default();
+        let url = stack.ws_url(&sid, &token);
+        let slots: Slots = Arc::default();
+        let mut last_seq = 0;
+        let mut ws = open(&url, None, &slots, &mut last_seq).await?;
         let s2 = slots.clone();
         let task = tokio::spawn(async move {
-            while let Some(Ok(msg)) = ws.next().await {
-                let Message::Text(t) = msg else { continue };
-                let (at, recv_ms) = (Instant::now(), now_ms());
-                let v: Value = match serde_json::from_str(t.as_str()) {
-                    Ok(v) => v,
-                    Err(_) => continue,
-                };
-                if v["type"] != "event" {
-                    continue;
+            loop {
+                while let Some(Ok(msg)) = ws.next().await {
+                    if let Message::Text(t) = msg {
+                        handle(&s2, t.as_str(), &mut last_seq);
+                    }
                 }
-                let ok = match v["event"].as_str() {
-                    Some("content.indexed") => true,
-                    Some("content.updated") if v["data"]["status"] == "failed" => false,
-                    _ => continue,
-                };
-                let Some(id) = v["data"]["content_id"].as_str() else { continue };
-                let done = Done { at, ok, server_ts: v["ts"].as_str().and_then(parse_ts).unwrap_or(f64::NAN), recv_ms };
-                let mut map = s2.lock().unwrap();
-                match map.remove(id) {
-                    Some(Slot::Waiting(tx)) => {
-                        let _ = tx.send(done);
+                eprintln!("[bench] tracker socket closed; resuming the feed after seq {last_seq}");
+                let mut reopened = None;
+                for _ in 0..60 {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if let Ok(w) = open(&url, Some(last_seq), &s2, &mut last_seq).await {
+                        reopened = Some(w);
+                        break;
                     }
-                    _ => {
-                        map.insert(id.to_string(), Slot::Arrived(done));
-                    }
+                }
+                match reopened {
+                    Some(w) => ws = w,
+                    None => return,
                 }
             }
         });

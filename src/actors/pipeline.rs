@@ -210,7 +210,10 @@ impl PipelineActor {
                 self.inspect().await
             }
             "inspect" => self.inspect().await,
-            other => super::topic_op(other, body, self.load()?.map(|r| (Self::topic(&r), serde_json::to_value(r.view(None)).unwrap_or_default())), &self.log(), &self.subs()),
+            other => {
+                let topic = self.load()?.map(|r| (Self::topic(&r), serde_json::to_value(r.view(None)).unwrap_or_default()));
+                super::topic_op(other, body, topic, &self.log(), &self.subs())
+            }
         }
     }
 
@@ -238,9 +241,8 @@ impl DurableObject for PipelineActor {
         if let Err(e) = self.tick().await {
             // Re-arm so a failed tick (storage hiccup, crashed call) is retried.
             worker::console_error!("pipeline alarm failed: {e}");
-            if let Ok(Some(run)) = self.load() {
+            if matches!(self.load(), Ok(Some(run)) if !run.status.is_terminal()) {
                 let _ = self.state.storage().set_alarm(to_datetime(now_ms() + 1_000)).await;
-                let _ = run;
             }
         }
         Response::ok("ok")

@@ -1,0 +1,154 @@
+//! `coldstart`: the Worker bundle's size, and how long a fresh `wrangler dev`
+//! takes from its spawn to the first answers.
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::report::Section;
+use crate::stack::{doc_body, process_age, Stack};
+use crate::stats::{bytes, median, ms, spread};
+use crate::support::root;
+
+fn wasm_files() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dir in ["build", "build/worker"] {
+        if let Ok(d) = std::fs::read_dir(root().join(dir)) {
+            let mut v: Vec<PathBuf> = d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "wasm")).collect();
+            v.sort();
+            out.extend(v);
+        }
+        if !out.is_empty() {
+            break;
+        }
+    }
+    out
+}
+
+/// Size after `gzip -9`, counted from the pipe.
+fn gzipped(path: &PathBuf) -> Option<u64> {
+    let mut child = Command::new("gzip").arg("-9c").arg(path).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().ok()?;
+    let mut n = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut out = child.stdout.take()?;
+    loop {
+        match out.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => n += k as u64,
+            Err(_) => return None,
+        }
+    }
+    child.wait().ok()?.success().then_some(n)
+}
+
+struct Sample {
+    spawn_to_ready: f64,
+    spawn_to_health: f64,
+    first_post: f64,
+    spawn_to_post: f64,
+    first_run: f64,
+    warm_post: f64,
+}
+
+async fn one(rep: usize) -> Option<Sample> {
+    let stack = Stack::start(&format!("coldstart{rep}"), &[]).await;
+    let ready = stack.ready_at;
+    // The wrangler process's age gives its spawn instant (10 ms resolution).
+    let spawned = process_age(stack.server.group.pgid()).and_then(|age| Instant::now().checked_sub(age)).unwrap_or(stack.start_called);
+    let spawned = spawned.max(stack.start_called);
+    let mut health = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(r) = stack.http.get(stack.url("/healthz")).send().await {
+            if r.status().as_u16() == 200 {
+                health = Some(Instant::now());
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let health = health?;
+    let t = Instant::now();
+    let first = stack.submit("Cold start", &doc_body("coldstart", rep, 2048), None).await.ok()?;
+    let posted = Instant::now();
+    let run_deadline = Instant::now() + Duration::from_secs(60);
+    let mut run_done = None;
+    while Instant::now() < run_deadline {
+        if let Ok((200, v)) = stack.get_json(&format!("/api/runs/{}", first.1)).await {
+            if matches!(v["status"].as_str(), Some("completed" | "failed" | "cancelled")) {
+                run_done = Some(Instant::now());
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let w = Instant::now();
+    let warm_ok = stack.submit("Warm", &doc_body("coldstart", rep + 100, 2048), None).await.is_ok();
+    let warm_post = if warm_ok { w.elapsed().as_secs_f64() * 1000.0 } else { f64::NAN };
+    stack.stop().await;
+    let f = |d: Duration| d.as_secs_f64() * 1000.0;
+    Some(Sample {
+        spawn_to_ready: f(ready.duration_since(spawned)),
+        spawn_to_health: f(health.duration_since(spawned)),
+        first_post: f(posted.duration_since(t)),
+        spawn_to_post: f(posted.duration_since(spawned)),
+        first_run: run_done.map(|d| f(d.duration_since(t))).unwrap_or(f64::NAN),
+        warm_post,
+    })
+}
+
+pub async fn run(reps: usize) -> Section {
+    let mut sec = Section::new("Cold start and bundle size");
+    let mut b = String::new();
+    let files = wasm_files();
+    if files.is_empty() {
+        let _ = writeln!(b, "No wasm bundle under build/ (run `make build`).\n");
+    } else {
+        let _ = writeln!(b, "| bundle | raw | gzip -9 |\n|---|---:|---:|");
+        for f in &files {
+            let raw = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+            let gz = gzipped(f).unwrap_or(0);
+            let rel = f.strip_prefix(root()).unwrap_or(f).display().to_string();
+            let _ = writeln!(b, "| `{rel}` | {} ({raw} B) | {} ({gz} B) |", bytes(raw), bytes(gz));
+        }
+        b.push('\n');
+    }
+    let mut samples = Vec::new();
+    for rep in 0..reps.max(1) {
+        if let Some(s) = one(rep).await {
+            eprintln!(
+                "[bench] coldstart rep {rep}: spawn→ready {} ms, spawn→/healthz 200 {} ms, first POST {} ms",
+                ms(s.spawn_to_ready),
+                ms(s.spawn_to_health),
+                ms(s.first_post)
+            );
+            samples.push(s);
+        }
+    }
+    let _ = writeln!(
+        b,
+        "Each repetition uses a fresh state dir; D1 migrations are applied first (not counted). \
+         \"Spawn\" is the start time of the `wrangler dev` process from /proc (10 ms resolution); the \
+         port is only known from its `Ready on` line, so `/healthz` is polled (every 5 ms) from then on. \
+         Median of {} repetitions; every repetition in the last column.\n",
+        samples.len()
+    );
+    let _ = writeln!(b, "| step | median (ms) | repetitions (ms) |\n|---|---:|---|");
+    type Get = fn(&Sample) -> f64;
+    let rows: [(&str, Get); 6] = [
+        ("spawn → `Ready on` line", |s| s.spawn_to_ready),
+        ("spawn → first 200 from `GET /healthz`", |s| s.spawn_to_health),
+        ("first `POST /api/content` (cold actors, 202)", |s| s.first_post),
+        ("spawn → first 202 from `POST /api/content`", |s| s.spawn_to_post),
+        ("first POST sent → its run `completed` (polled every 10 ms)", |s| s.first_run),
+        ("second `POST /api/content` (warm)", |s| s.warm_post),
+    ];
+    for (name, get) in rows {
+        let v: Vec<f64> = samples.iter().map(get).collect();
+        let _ = writeln!(b, "| {name} | {} | {} |", ms(median(&v)), spread(&v, ms));
+    }
+    sec.body = b;
+    sec
+}

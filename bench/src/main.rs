@@ -1,0 +1,239 @@
+//! `actorline-bench`: a native load generator for Actorline. Each subcommand
+//! starts its own `wrangler dev --local` (and the analyzer) over a fresh temp
+//! state dir with the end-to-end harness, runs a bounded workload on
+//! loopback, stops both process groups, and prints a Markdown section.
+//!
+//! ```text
+//! actorline-bench pipeline  [--concurrency 1,16,64] [--docs N] [--reps 3]
+//! actorline-bench events    [--sockets 1,100,1000] [--rate 4] [--seconds 10] [--max-sockets [1000,2000,5000,10000]]
+//! actorline-bench search    [--docs 1000,10000] [--concurrency 64]
+//! actorline-bench coldstart
+//! actorline-bench soak      [--minutes 10] [--rate 20]
+//! actorline-bench all       [--search-docs 1000] [--no-max-sockets]
+//! common: [--quick] [--reps N] [--out docs/benchmarks.md]
+//! ```
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+mod coldstart;
+mod events;
+mod pipeline;
+mod profile;
+mod report;
+mod search;
+mod soak;
+mod stack;
+mod stats;
+mod tracker;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use report::Section;
+
+const USAGE: &str = "usage: actorline-bench <pipeline|events|search|coldstart|soak|all> [options]
+
+  pipeline   --concurrency 1,16,64   documents in flight (one row each)
+             --docs N                documents per repetition (default: by concurrency)
+             --no-profile            skip the CPU profile of the Worker isolate
+             --no-tmpfs              skip the rerun with the state dir on /dev/shm
+  events     --sockets 1,100,1000    subscribed sockets (one row each)
+             --rate R --seconds S    runs per second and window length (default 4, 10)
+             --max-sockets [STEPS]   also probe idle sockets (default steps 1000,2000,5000,10000)
+  search     --docs 1000,10000       index sizes, grown on one server
+             --concurrency N         documents in flight while indexing (default 64)
+  coldstart                          bundle size and spawn-to-first-answer times
+  soak       --minutes M --rate R    steady load (default 10 min at 20 runs/s)
+  all        coldstart, pipeline, events (+ max-sockets), search
+             --search-docs LIST (default 1000)  --no-max-sockets
+
+  common     --quick                 smaller sizes, for a quick look
+             --reps N                repetitions per figure (default 3; median reported)
+             --out FILE              write the Markdown into FILE (between its bench markers)
+             --state-dir DIR         where servers keep state (default: the temp dir; try /dev/shm)";
+
+struct Args {
+    cmd: String,
+    flags: Vec<(String, Option<String>)>,
+}
+
+impl Args {
+    fn parse() -> Result<Args, String> {
+        let mut it = std::env::args().skip(1).peekable();
+        let cmd = it.next().ok_or_else(|| USAGE.to_string())?;
+        let mut flags = Vec::new();
+        while let Some(a) = it.next() {
+            let Some(name) = a.strip_prefix("--") else { return Err(format!("unexpected argument {a:?}\n\n{USAGE}")) };
+            let value = match it.peek() {
+                Some(v) if !v.starts_with("--") => it.next(),
+                _ => None,
+            };
+            flags.push((name.to_string(), value));
+        }
+        Ok(Args { cmd, flags })
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.flags.iter().any(|(n, _)| n == name)
+    }
+
+    fn value(&self, name: &str) -> Option<&str> {
+        self.flags.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.as_deref())
+    }
+
+    fn list(&self, name: &str, default: &[usize]) -> Result<Vec<usize>, String> {
+        match self.value(name) {
+            None => Ok(default.to_vec()),
+            Some(v) => v
+                .split(',')
+                .map(|x| x.trim().replace('_', "").parse::<usize>().map_err(|_| format!("--{name}: {x:?} is not a number")))
+                .collect(),
+        }
+    }
+
+    fn number(&self, name: &str, default: f64) -> Result<f64, String> {
+        match self.value(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| format!("--{name}: {v:?} is not a number")),
+        }
+    }
+}
+
+fn pipeline_opts(a: &Args, quick: bool, reps: usize) -> Result<pipeline::Options, String> {
+    Ok(pipeline::Options {
+        concurrency: a.list("concurrency", &[1, 16, 64])?,
+        docs: a.value("docs").map(|v| v.parse().map_err(|_| format!("--docs: {v:?}"))).transpose()?,
+        reps,
+        quick,
+        profile: !a.has("no-profile"),
+        compare_tmpfs: !a.has("no-tmpfs"),
+    })
+}
+
+fn events_opts(a: &Args, quick: bool, reps: usize, probe_default: bool) -> Result<events::Options, String> {
+    let steps: &[usize] = if quick { &[1000, 2000] } else { &[1000, 2000, 5000, 10000] };
+    let max_sockets = if a.has("no-max-sockets") {
+        None
+    } else if a.has("max-sockets") {
+        Some(a.list("max-sockets", steps)?)
+    } else if probe_default {
+        Some(steps.to_vec())
+    } else {
+        None
+    };
+    Ok(events::Options {
+        sockets: a.list("sockets", &[1, 100, 1000])?,
+        rate: a.number("rate", 4.0)?,
+        seconds: a.number("seconds", if quick { 4.0 } else { 10.0 })?,
+        reps,
+        max_sockets,
+    })
+}
+
+async fn timed<F: std::future::Future<Output = Section>>(f: F) -> Section {
+    let t = Instant::now();
+    let mut s = f.await;
+    s.seconds = t.elapsed().as_secs_f64();
+    eprintln!("\n{}", s.markdown());
+    s
+}
+
+async fn main_inner() -> Result<(), String> {
+    let a = Args::parse()?;
+    if a.cmd == "-h" || a.cmd == "--help" || a.cmd == "help" {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    let quick = a.has("quick");
+    let reps = a.number("reps", 3.0)?.max(1.0) as usize;
+    let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    stack::raise_nofile();
+    let mut sections = Vec::new();
+    match a.cmd.as_str() {
+        "pipeline" => sections.push(timed(pipeline::run(&pipeline_opts(&a, quick, reps)?)).await),
+        "events" => sections.push(timed(events::run(&events_opts(&a, quick, reps, false)?)).await),
+        "search" => {
+            let o = search::Options {
+                docs: a.list("docs", if quick { &[300] } else { &[1000, 10000] })?,
+                reps,
+                concurrency: a.number("concurrency", 64.0)? as usize,
+            };
+            sections.push(timed(search::run(&o)).await)
+        }
+        "coldstart" => sections.push(timed(coldstart::run(if quick { 1 } else { reps })).await),
+        "soak" => {
+            let o = soak::Options { minutes: a.number("minutes", 10.0)? as u64, rate: a.number("rate", 20.0)? };
+            sections.push(timed(soak::run(&o)).await)
+        }
+        "all" => {
+            sections.push(timed(coldstart::run(if quick { 1 } else { reps })).await);
+            sections.push(timed(pipeline::run(&pipeline_opts(&a, quick, reps)?)).await);
+            sections.push(timed(events::run(&events_opts(&a, quick, reps, true)?)).await);
+            let o = search::Options {
+                docs: a.list("search-docs", if quick { &[300] } else { &[1000] })?,
+                reps,
+                concurrency: 64,
+            };
+            sections.push(timed(search::run(&o)).await);
+        }
+        other => return Err(format!("unknown subcommand {other:?}\n\n{USAGE}")),
+    }
+    let command = format!("actorline-bench {}", std::env::args().skip(1).collect::<Vec<_>>().join(" "));
+    let block = report::block(&command, &started, &sections);
+    match a.value("out") {
+        Some(path) => {
+            let p = PathBuf::from(path);
+            report::write(&p, &block).map_err(|e| format!("writing {}: {e}", p.display()))?;
+            eprintln!("[bench] wrote {}", p.display());
+        }
+        None => println!("{block}"),
+    }
+    Ok(())
+}
+
+fn main() {
+    // The harness finds wrangler, the analyzer and .dev.vars under its root:
+    // a snapshot of the repo's build, so concurrent rebuilds cannot reload the
+    // server mid-benchmark (see `stack::snapshot_root`).
+    let repo = match std::env::var_os("ACTORLINE_ROOT") {
+        Some(r) => PathBuf::from(r),
+        None => {
+            let r = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            r.canonicalize().unwrap_or(r)
+        }
+    };
+    REPO.set(repo.clone()).ok();
+    std::env::set_var("ACTORLINE_ROOT", &repo);
+    let help = matches!(std::env::args().nth(1).as_deref(), None | Some("-h" | "--help" | "help"));
+    if !help {
+        // `--state-dir DIR` puts the snapshot, and with it every server's state
+        // (DO SQLite files, D1), under DIR, e.g. /dev/shm to take disk syncs out.
+        let args: Vec<String> = std::env::args().collect();
+        let base = args
+            .iter()
+            .position(|a| a == "--state-dir")
+            .and_then(|i| args.get(i + 1))
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        if let Err(e) = stack::use_base(&base) {
+            eprintln!("actorline-bench: {e}");
+            std::process::exit(2);
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = rt.block_on(main_inner());
+    drop(rt);
+    stack::remove_snapshots();
+    if let Err(e) = result {
+        eprintln!("{e}");
+        std::process::exit(2);
+    }
+}
+
+/// The repository the benchmark was started from (not a snapshot).
+pub static REPO: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+pub fn repo() -> PathBuf {
+    REPO.get().cloned().unwrap_or_else(support::root)
+}

@@ -1,0 +1,241 @@
+//! A V8 CPU profile of the Worker's isolate while a workload runs, through
+//! workerd's inspector (the DevTools protocol: Profiler.start / stop). The
+//! bundle keeps its wasm name section, so Rust functions show by name.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::stack::Stack;
+use crate::support::Ws;
+
+/// TCP ports a process listens on (its socket inodes matched in /proc/net/tcp*).
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let mut inodes = Vec::new();
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for e in dir.flatten() {
+            if let Ok(l) = std::fs::read_link(e.path()) {
+                let l = l.to_string_lossy().to_string();
+                if let Some(n) = l.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
+                    inodes.push(n.to_string());
+                }
+            }
+        }
+    }
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != "0A" || !inodes.iter().any(|i| i == f[9]) {
+                continue;
+            }
+            if let Some(port) = f[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()) {
+                ports.push(port);
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// The DevTools WebSocket URL of the Worker's isolate in the runtime workerd.
+pub async fn inspector_url(stack: &Stack) -> Option<String> {
+    let server_port: Option<u16> = stack.server.base.rsplit(':').next().and_then(|p| p.parse().ok());
+    // wrangler's inspector proxy (in its proxy workerd) is the one DevTools
+    // endpoint that accepts a client; the runtime's own inspector is taken by it.
+    let mut procs = stack.procs();
+    procs.retain(|p| p.role == "proxy" || p.role == "worker");
+    procs.sort_by_key(|p| p.role != "proxy");
+    for p in procs {
+        for port in listening_ports(p.pid) {
+            if Some(port) == server_port {
+                continue;
+            }
+            let req = stack.http.get(format!("http://127.0.0.1:{port}/json/list")).timeout(Duration::from_secs(2)).send();
+            let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(3), req).await else { continue };
+            let Ok(list) = r.json::<Value>().await else { continue };
+            let targets = list.as_array().cloned().unwrap_or_default();
+            if std::env::var_os("BENCH_DEBUG").is_some() {
+                eprintln!("[bench] inspector on port {port}: {list}");
+            }
+            // Prefer the target named after the Worker; miniflare adds internal ones.
+            let pick = targets
+                .iter()
+                .find(|t| t["title"].as_str().is_some_and(|s| s.contains("actorline")) || t["url"].as_str().is_some_and(|s| s.contains("actorline")))
+                .or_else(|| targets.first());
+            if let Some(u) = pick.and_then(|t| t["webSocketDebuggerUrl"].as_str()) {
+                let u = if u.starts_with("ws://") { u.to_string() } else { format!("ws://{u}") };
+                return Some(u.replace("localhost", "127.0.0.1"));
+            }
+        }
+    }
+    None
+}
+
+pub struct Profiler {
+    ws: Ws,
+    next: u64,
+}
+
+impl Profiler {
+    async fn call(&mut self, method: &str, params: Value) -> Result<Value, String> {
+        self.next += 1;
+        let id = self.next;
+        self.ws.send(Message::Text(json!({"id": id, "method": method, "params": params}).to_string().into())).await.map_err(|e| e.to_string())?;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(60), self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+                    if v["id"].as_u64() == Some(id) {
+                        if !v["error"].is_null() {
+                            return Err(format!("{method}: {}", v["error"]));
+                        }
+                        return Ok(v["result"].clone());
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => return Err(format!("{method}: inspector socket: {e}")),
+                Ok(None) => return Err(format!("{method}: inspector socket closed")),
+                Err(_) => return Err(format!("{method}: no answer in 60 s")),
+            }
+        }
+    }
+
+    pub async fn start(url: &str, interval_us: u64) -> Result<Profiler, String> {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| format!("inspector: {e}"))?;
+        let mut p = Profiler { ws, next: 0 };
+        p.call("Profiler.enable", json!({})).await?;
+        p.call("Profiler.setSamplingInterval", json!({"interval": interval_us})).await?;
+        p.call("Profiler.start", json!({})).await?;
+        Ok(p)
+    }
+
+    pub async fn stop(mut self) -> Result<Value, String> {
+        let r = self.call("Profiler.stop", json!({})).await?;
+        let _ = self.call("Profiler.disable", json!({})).await;
+        let _ = self.ws.close(None).await;
+        Ok(r["profile"].clone())
+    }
+}
+
+/// Sorts a function into a coarse bucket by its (demangled) name.
+fn bucket(name: &str, url: &str) -> &'static str {
+    let n = name.to_ascii_lowercase();
+    if name == "(idle)" {
+        return "idle (isolate waiting for I/O)";
+    }
+    if name == "(garbage collector)" {
+        return "JS garbage collector";
+    }
+    if name == "(program)" {
+        return "runtime outside JS/wasm (workerd, V8 internals)";
+    }
+    let wasm = url.starts_with("wasm://") || name.starts_with('$') || n.contains("::");
+    if !wasm {
+        if url.is_empty() {
+            if name == "exec" || name.starts_with("exec ") {
+                return "runtime: DO SQLite `sql.exec` (runs the statement)";
+            }
+            if matches!(name, "fetch" | "Request" | "Response" | "Headers" | "set" | "text" | "arrayBuffer" | "json" | "bytes") {
+                return "runtime: fetch, Request, Response, Headers (actor calls, outbound HTTP)";
+            }
+            if matches!(name, "decode" | "encode" | "encodeInto") {
+                return "runtime: TextDecoder/TextEncoder (strings across the wasm boundary)";
+            }
+            if matches!(name, "idFromName" | "getStub" | "newUniqueId") {
+                return "runtime: Durable Object ids and stubs (idFromName hashes the name)";
+            }
+            if name.starts_with("wasm-to-js") || name.starts_with("js-to-wasm") {
+                return "wasm ↔ JS transitions";
+            }
+            return "runtime: other APIs (setAlarm, timers, WebSocket, D1 bindings, …)";
+        }
+        if url.ends_with("index.js") || url.ends_with("shim.mjs") || url.ends_with("shim.js") {
+            return "JS: wasm-bindgen glue (build/index.js)";
+        }
+        return "JS: other (miniflare / wrangler wrappers)";
+    }
+    let rules: [(&[&str], &str); 9] = [
+        (&["serde_json", "serde::", "serde_wasm_bindgen", "ryu", "itoa"], "Rust: JSON (serde_json)"),
+        (&["nlp::", "tokenize", "embed", "chunk", "summarize", "sentiment", "extract"], "Rust: NLP (tokenize, embed, summarize, extract)"),
+        (&["domain::vector", "vector::", "cosine", "f32"], "Rust: vectors (cosine, encode)"),
+        (&["dlmalloc", "alloc::", "__rust_alloc", "__rust_dealloc", "__rust_realloc", "memcpy", "memmove", "memset", "raw_vec"], "Rust: allocation and memcpy"),
+        (&["sha2", "hmac", "digest"], "Rust: hashing (token HMAC)"),
+        (&["wasm_bindgen", "js_sys", "web_sys", "worker::", "worker_sys", "externref"], "Rust: workers-rs / wasm-bindgen bindings"),
+        (&["core::fmt", "alloc::fmt", "fmt::"], "Rust: string formatting"),
+        (&["chrono", "uuid"], "Rust: time and ids"),
+        (&["actorline::", "domain::", "actors::", "store::", "stages::", "catalog::", "api::"], "Rust: Actorline logic (actors, stores, domain)"),
+    ];
+    for (pats, label) in rules {
+        if pats.iter().any(|p| n.contains(p)) {
+            return label;
+        }
+    }
+    "Rust: other (std, core, futures)"
+}
+
+/// Markdown: buckets and the top functions by self time.
+pub fn report(profile: &Value, runs: usize, top: usize) -> String {
+    let nodes = profile["nodes"].as_array().cloned().unwrap_or_default();
+    let samples = profile["samples"].as_array().cloned().unwrap_or_default();
+    let deltas = profile["timeDeltas"].as_array().cloned().unwrap_or_default();
+    let mut by_id: HashMap<u64, (String, String)> = HashMap::new();
+    for n in &nodes {
+        let cf = &n["callFrame"];
+        let name = cf["functionName"].as_str().unwrap_or("").to_string();
+        let name = if name.is_empty() { "(anonymous)".to_string() } else { name };
+        let url = cf["url"].as_str().unwrap_or("").to_string();
+        // JS frames: keep where they are, so "(anonymous)" can be told apart.
+        let name = if !url.is_empty() && !url.starts_with("wasm://") {
+            let file = url.rsplit('/').next().unwrap_or(&url).to_string();
+            format!("{name} ({file}:{}:{})", cf["lineNumber"].as_i64().unwrap_or(-1) + 1, cf["columnNumber"].as_i64().unwrap_or(-1) + 1)
+        } else {
+            name
+        };
+        by_id.insert(n["id"].as_u64().unwrap_or(0), (name, url));
+    }
+    // Sample i lasts until sample i+1 (timeDeltas[i+1], in µs).
+    let mut self_us: HashMap<(String, String), f64> = HashMap::new();
+    for (i, s) in samples.iter().enumerate() {
+        let dt = deltas.get(i + 1).and_then(|d| d.as_f64()).unwrap_or(0.0).max(0.0);
+        if let Some(k) = s.as_u64().and_then(|id| by_id.get(&id)) {
+            *self_us.entry(k.clone()).or_default() += dt;
+        }
+    }
+    let total: f64 = self_us.values().sum();
+    let idle: f64 = self_us.iter().filter(|((n, _), _)| n == "(idle)").map(|(_, v)| v).sum();
+    let busy = (total - idle).max(1.0);
+    let mut buckets: HashMap<&'static str, f64> = HashMap::new();
+    for ((n, u), v) in &self_us {
+        *buckets.entry(bucket(n, u)).or_default() += v;
+    }
+    let mut b = String::new();
+    let _ = writeln!(
+        b,
+        "Profile span {:.1} s; the isolate was busy (not idle) {:.0}% of it while {runs} runs completed. \
+         V8 samples wall time, so on a busy machine a descheduled thread still counts as busy: read \
+         the shares, not absolute times.\n",
+        total / 1e6,
+        busy / total.max(1.0) * 100.0,
+    );
+    let mut bl: Vec<(&str, f64)> = buckets.into_iter().filter(|(k, _)| !k.starts_with("idle")).collect();
+    bl.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let _ = writeln!(b, "| where (self time) | share of busy isolate time |\n|---|---:|");
+    for (k, v) in bl {
+        let _ = writeln!(b, "| {k} | {:.1}% |", v / busy * 100.0);
+    }
+    let mut fl: Vec<(&(String, String), &f64)> = self_us.iter().filter(|((n, _), _)| n != "(idle)").collect();
+    fl.sort_by(|a, b| b.1.total_cmp(a.1));
+    let _ = writeln!(b, "\nTop {top} functions by self time:\n\n| function | share |\n|---|---:|");
+    for ((n, _), v) in fl.into_iter().take(top) {
+        let short: String = n.replace('|', "\\|").chars().take(120).collect();
+        let _ = writeln!(b, "| `{short}` | {:.1}% |", *v / busy * 100.0);
+    }
+    b
+}

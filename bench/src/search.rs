@@ -1,0 +1,187 @@
+//! `search`: index N documents (64 in flight, until each is indexed), then run
+//! a fixed query set against `GET /api/search?q=..&k=10` in each mode. Sizes
+//! grow on one server: 1,000 then 10,000 indexes 9,000 more.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::pipeline::closed_loop;
+use crate::report::{Goal, Section};
+use crate::stack::Stack;
+use crate::stats::{median, ms, num, spread, summarize};
+use crate::tracker::Tracker;
+
+pub struct Options {
+    pub docs: Vec<usize>,
+    pub reps: usize,
+    pub concurrency: usize,
+}
+
+const TOPICS: &[&str] = &["astronomy", "cooking", "finance", "gardening", "medicine", "music", "oceans", "robotics", "sports", "travel", "weather", "history"];
+
+/// A fixed query set: single words, pairs, a topic plus words, and sentences.
+pub const QUERIES: &[&str] = &[
+    "quantum",
+    "harbor signal",
+    "glacier river meadow",
+    "astronomy orbit",
+    "cooking copper lantern",
+    "finance ledger market",
+    "gardening garden protein",
+    "medicine protein study",
+    "music violin canvas",
+    "oceans harbor river",
+    "robotics circuit engine",
+    "sports thunder",
+    "travel orbit harbor",
+    "weather thunder glacier",
+    "history ledger",
+    "the study of vector pipelines shows clear results",
+    "which engine drives the quantum market",
+    "copper",
+    "lantern meadow canvas violin",
+    "clear results in the pipeline study",
+];
+
+async fn query(stack: &Stack, q: &str, mode: &str) -> Result<(f64, f64, usize), String> {
+    let t = Instant::now();
+    let r = stack
+        .http
+        .get(stack.url("/api/search"))
+        .query(&[("q", q), ("k", "10"), ("mode", mode)])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    let client = t.elapsed().as_secs_f64() * 1000.0;
+    if status != 200 {
+        return Err(format!("search {mode} {q:?} answered {status}: {v}"));
+    }
+    Ok((client, v["took_ms"].as_f64().unwrap_or(f64::NAN), v["results"].as_array().map(|a| a.len()).unwrap_or(0)))
+}
+
+struct ModeRow {
+    mode: &'static str,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    took_p50: Vec<f64>,
+    hits: usize,
+    errors: Vec<String>,
+}
+
+pub async fn run(opts: &Options) -> Section {
+    let mut sec = Section::new("Search: index, then query");
+    let stack = Stack::start("search", &[]).await;
+    let tracker = match Tracker::start(&stack).await {
+        Ok(t) => t,
+        Err(e) => {
+            sec.body = format!("Could not subscribe to the feed: {e}\n");
+            stack.stop().await;
+            return sec;
+        }
+    };
+    let mut b = String::new();
+    let _ = writeln!(
+        b,
+        "Documents of about 2 KB on {} topics (category = topic) are indexed with {} in flight, each \
+         waited for until `content.indexed`. Then {} queries (1–9 words) run one at a time; one warm-up \
+         pass, then {} measured passes per mode, and the table shows the median of the per-pass figures. \
+         `took_ms` is the server's own figure from the response.\n",
+        TOPICS.len(),
+        opts.concurrency,
+        QUERIES.len(),
+        opts.reps.max(1)
+    );
+    let _ = writeln!(b, "| docs | index wall (s) | per doc (ms) | docs/s | submit → indexed p50 (ms) | mode | query p50 (ms) | p99 (ms) | server took_ms p50 | p50 per pass | avg hits |");
+    let _ = writeln!(b, "|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|");
+    let mut indexed = 0usize;
+    let mut failures = Vec::new();
+    let mut docs_list = opts.docs.clone();
+    docs_list.sort_unstable();
+    for &n in &docs_list {
+        let add = n.saturating_sub(indexed);
+        let t0 = Instant::now();
+        let r = closed_loop(&stack, &tracker, opts.concurrency, add, TOPICS, indexed).await;
+        let (ok, lat, wall) = (r.ok, r.latencies, r.wall);
+        failures.extend(r.errors);
+        indexed += ok;
+        let secs = t0.elapsed().as_secs_f64();
+        eprintln!("[bench] search: indexed {ok} more ({indexed} total) in {secs:.1} s");
+        let mut modes = Vec::new();
+        for mode in ["hybrid", "vector", "keyword"] {
+            let mut row = ModeRow { mode, p50: vec![], p99: vec![], took_p50: vec![], hits: 0, errors: vec![] };
+            let mut hits = 0;
+            let mut count = 0;
+            for pass in 0..=opts.reps.max(1) {
+                let mut client = Vec::new();
+                let mut took = Vec::new();
+                for q in QUERIES {
+                    match query(&stack, q, mode).await {
+                        Ok((c, t, h)) => {
+                            client.push(c);
+                            took.push(t);
+                            hits += h;
+                            count += 1;
+                        }
+                        Err(e) => row.errors.push(e),
+                    }
+                }
+                if pass == 0 {
+                    continue; // warm-up
+                }
+                let s = summarize(&client);
+                row.p50.push(s.p50);
+                row.p99.push(s.p99);
+                row.took_p50.push(summarize(&took).p50);
+            }
+            row.hits = hits / count.max(1);
+            eprintln!("[bench] search {n} docs {mode}: p50 {} ms, p99 {} ms", ms(median(&row.p50)), ms(median(&row.p99)));
+            modes.push(row);
+        }
+        let idx = summarize(&lat);
+        for (i, m) in modes.iter().enumerate() {
+            let lead = if i == 0 {
+                format!(
+                    "| {indexed} | {:.1} | {} | {} | {} |",
+                    wall.as_secs_f64(),
+                    ms(wall.as_secs_f64() * 1000.0 / ok.max(1) as f64),
+                    num(ok as f64 / wall.as_secs_f64().max(1e-9)),
+                    ms(idx.p50)
+                )
+            } else {
+                "| | | | | |".to_string()
+            };
+            let _ = writeln!(
+                b,
+                "{lead} {} | {} | {} | {} | {} | {} |",
+                m.mode,
+                ms(median(&m.p50)),
+                ms(median(&m.p99)),
+                ms(median(&m.took_p50)),
+                spread(&m.p50, ms),
+                m.hits
+            );
+            failures.extend(m.errors.iter().take(2).cloned());
+        }
+        if n == 10_000 {
+            if let Some(h) = modes.iter().find(|m| m.mode == "hybrid") {
+                sec.goals.push(Goal::new("search p50 at 10,000 documents", "< 20 ms", median(&h.p50), |v| v < 20.0, "ms"));
+            }
+        } else if let Some(h) = modes.iter().find(|m| m.mode == "hybrid") {
+            sec.goals.push(Goal::new(&format!("search p50 at {indexed} documents (goal is stated for 10,000)"), "< 20 ms", median(&h.p50), |v| v < 20.0, "ms"));
+        }
+    }
+    if !failures.is_empty() {
+        let _ = writeln!(b, "\nFirst errors:\n");
+        for e in failures.iter().take(5) {
+            let _ = writeln!(b, "- `{}`", e.chars().take(300).collect::<String>());
+        }
+    }
+    sec.body = b;
+    tracker.stop();
+    stack.stop().await;
+    sec
+}
