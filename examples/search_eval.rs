@@ -174,6 +174,7 @@ async fn main() {
         table.push((mode, ndcg / n));
     }
     let best_single = table[0].1.max(table[1].1);
+    drop(s); // stop wrangler dev before deciding the exit code
     if table[2].1 <= best_single {
         eprintln!("hybrid does not beat the best single mode on this set");
         std::process::exit(1);

@@ -42,7 +42,7 @@ impl Group {
         let pgid = child.id();
         let mut watchdog = Command::new("sh")
             .arg("-c")
-            .arg(format!("read _ignored; kill -TERM -- -{pgid} 2>/dev/null; sleep 3; kill -KILL -- -{pgid} 2>/dev/null"))
+            .arg(format!("read _ignored; kill -TERM -{pgid} 2>/dev/null; sleep 3; kill -KILL -{pgid} 2>/dev/null"))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
