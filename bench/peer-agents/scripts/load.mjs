@@ -96,7 +96,7 @@ function checkFrames(runId, frames) {
   for (const s of STAGES) expected.push("stage.started", s === "analyze" && names.includes("stage.skipped") ? "stage.skipped" : "stage.completed");
   expected.push("run.completed");
   if (names.join() !== expected.join()) problems.push(`events ${names.join(",")}`);
-  return { problems, names, frames: list };
+  return { problems, names, frames: list, duplicates: frames.length - list.length };
 }
 
 async function one(n, out) {
@@ -116,6 +116,7 @@ async function one(n, out) {
     post_ms,
     push_lag_ms: last ? last.recv - Date.parse(last.ts) : null,
     frames: checked.frames.length,
+    duplicates: checked.duplicates,
     problems: checked.problems,
     sample: n === 0 ? { accepted: body, first_frame: checked.frames[0], last_frame: last, run } : undefined,
   });
@@ -149,6 +150,7 @@ const summary = {
   failed: bad.length + errors.length,
   wall_s: Number(wall.toFixed(2)),
   runs_per_s: Number(((results.length - bad.length) / wall).toFixed(1)),
+  duplicate_frames: results.reduce((a, r) => a + r.duplicates, 0),
   latency_ms: { p50: pct(0.5), p90: pct(0.9), max: lat.length ? Math.round(lat.at(-1)) : null },
   errors: [...errors, ...bad.flatMap((r) => r.problems.map((p) => `${r.run_id}: ${p}`))].slice(0, 10),
 };

@@ -183,7 +183,7 @@ async function readJson(req: Request): Promise<unknown> {
   if (bytes.byteLength === 0) throw new ApiError(400, "malformed_json", "malformed JSON: empty body");
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch {
     throw new ApiError(400, "malformed_json", "malformed JSON: body is not valid UTF-8");
   }
