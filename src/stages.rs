@@ -89,11 +89,9 @@ impl ArtifactStore {
             .sql
             .exec("SELECT b FROM artifacts WHERE k = ?", vec![key.into()])
             .map_err(|e| StageError::transient(e.to_string()))?;
-        for row in cursor.raw() {
-            if let Ok(values) = row {
-                if let Some(worker::SqlStorageValue::Blob(b)) = values.into_iter().next() {
-                    return Ok(b);
-                }
+        for values in cursor.raw().flatten() {
+            if let Some(worker::SqlStorageValue::Blob(b)) = values.into_iter().next() {
+                return Ok(b);
             }
         }
         Err(StageError::terminal(format!("missing artifact {key}")))

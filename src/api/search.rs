@@ -98,8 +98,8 @@ pub async fn search(env: &Env, req: &Request) -> ApiResult<Response> {
     let vec_ids: Vec<String> = grouped.iter().map(|(c, _, _)| c.clone()).collect();
     let kw_ids: Vec<String> = kw.into_iter().map(|r| r.content_id).collect();
     let fused = match mode {
-        "vector" => rrf(&[vec_ids.clone()], k as usize),
-        "keyword" => rrf(&[kw_ids.clone()], k as usize),
+        "vector" => rrf(std::slice::from_ref(&vec_ids), k as usize),
+        "keyword" => rrf(std::slice::from_ref(&kw_ids), k as usize),
         _ => rrf(&[vec_ids.clone(), kw_ids.clone()], k as usize),
     };
 
