@@ -1,6 +1,8 @@
 //! The D1 catalog: what is listed or searched across actors. Actors write
 //! through to it on the transitions that matter (created, published, ended),
-//! never on every stage, so D1 stays off the pipeline's hot path.
+//! never on every stage. Writes that nothing waits for go out in the
+//! background (`wait_until`), so every upsert keeps the newest row by time:
+//! a late write can never roll a row back.
 
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
@@ -36,7 +38,8 @@ pub fn opt(v: Option<&str>) -> JsValue {
 fn registry_upsert(d: &D1Database, kind: &str, id: &str, status: &str, created: Millis, now: Millis) -> ApiResult<D1PreparedStatement> {
     d.prepare(
         "INSERT INTO actors (kind, id, status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (kind, id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
+         ON CONFLICT (kind, id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at
+         WHERE excluded.updated_at >= actors.updated_at",
     )
     .bind(&[s(kind), s(id), s(status), n(created), n(now)])
     .map_err(d1_err)
@@ -75,7 +78,8 @@ pub async fn record_run(env: &Env, run: &PipelineRun, now: Millis) -> ApiResult<
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT (id) DO UPDATE SET status = excluded.status, failed_stage = excluded.failed_stage,
                error_class = excluded.error_class, error = excluded.error, attempts = excluded.attempts,
-               updated_at = excluded.updated_at, finished_at = excluded.finished_at",
+               updated_at = excluded.updated_at, finished_at = excluded.finished_at
+             WHERE excluded.updated_at >= runs.updated_at",
         )
         .bind(&[
             s(&id),
@@ -129,7 +133,8 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
              ON CONFLICT (id) DO UPDATE SET version = excluded.version, title = excluded.title, category = excluded.category,
                tags = excluded.tags, author = excluded.author, status = excluded.status, summary = excluded.summary,
                run_id = excluded.run_id, updated_at = excluded.updated_at
-             WHERE excluded.version >= content.version",
+             WHERE excluded.version > content.version
+                OR (excluded.version = content.version AND excluded.updated_at >= content.updated_at)",
         )
         .bind(&[
             s(&id),

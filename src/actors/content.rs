@@ -94,8 +94,19 @@ impl ContentActor {
         let now = now_ms();
         let (c, events) = ContentState::create(s.content_id, s.doc, s.run_id, now);
         self.commit(&c, events, now).await?;
-        catalog::record_content(&self.env, &c, now, false).await?;
+        self.catalog_later(&c, now);
         self.spawn_run(&c, s.run_id).await
+    }
+
+    /// The catalog row of a new version: listings may lag by a moment, the
+    /// submission does not wait for D1.
+    fn catalog_later(&self, c: &ContentState, now: Millis) {
+        let (env, c) = (self.env.clone(), c.clone());
+        self.state.wait_until(async move {
+            if let Err(e) = catalog::record_content(&env, &c, now, false).await {
+                worker::console_error!("catalog write failed: {e}");
+            }
+        });
     }
 
     async fn update(&self, s: Submit) -> ApiResult<Accepted> {
@@ -103,7 +114,7 @@ impl ContentActor {
         let now = now_ms();
         let (superseded, events) = c.new_version(s.doc, s.run_id, now);
         self.commit(&c, events, now).await?;
-        catalog::record_content(&self.env, &c, now, false).await?;
+        self.catalog_later(&c, now);
         for run in superseded {
             let _: ApiResult<Value> = rpc::call(
                 &self.env,

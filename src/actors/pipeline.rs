@@ -104,7 +104,7 @@ impl PipelineActor {
         self.cells().save("doc", &req.doc)?;
         self.commit(&run, events, now)?;
         self.arm(&run, now).await?;
-        catalog::record_run(&self.env, &run, now).await?;
+        self.catalog_later(&run, now);
         Ok(run.view(Some(now + 1)))
     }
 
@@ -156,14 +156,28 @@ impl PipelineActor {
         Ok(())
     }
 
-    /// Catalog row, dead letter and content status once a run has ended.
+    /// The run's catalog row, written in the background: nothing waits on it.
+    fn catalog_later(&self, run: &PipelineRun, now: Millis) {
+        let (env, run) = (self.env.clone(), run.clone());
+        self.state.wait_until(async move {
+            if let Err(e) = catalog::record_run(&env, &run, now).await {
+                worker::console_error!("catalog write failed: {e}");
+            }
+        });
+    }
+
+    /// Catalog row, dead letter and content status once a run has ended. A
+    /// failure is written before the alarm returns, so the dead-letter list
+    /// has it as soon as the run says `failed`.
     async fn on_terminal(&self, run: &PipelineRun, now: Millis) {
-        let _ = catalog::record_run(&self.env, run, now).await;
-        if run.status != RunStatus::Completed {
-            let body = json!({ "run_id": run.id, "version": run.version, "status": run.status, "reason": run.reason });
-            let _: ApiResult<serde_json::Value> =
-                rpc::call(&self.env, ActorKind::Content, &run.content_id.to_string(), "run_ended", &body).await;
+        if run.status == RunStatus::Completed {
+            self.catalog_later(run, now);
+            return;
         }
+        let _ = catalog::record_run(&self.env, run, now).await;
+        let body = json!({ "run_id": run.id, "version": run.version, "status": run.status, "reason": run.reason });
+        let _: ApiResult<serde_json::Value> =
+            rpc::call(&self.env, ActorKind::Content, &run.content_id.to_string(), "run_ended", &body).await;
     }
 
     async fn cancel(&self, reason: &str) -> ApiResult<RunView> {
