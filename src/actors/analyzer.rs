@@ -74,7 +74,7 @@ impl AnalyzerContainer {
             None => {
                 let base = config(&self.env)
                     .analyzer_url
-                    .ok_or_else(|| StageError::transient("analyzer disabled: no container and no ANALYZER_URL"))?;
+                    .ok_or_else(|| StageError::terminal("analyzer disabled: no container and no ANALYZER_URL"))?;
                 let http = analyze_request(&base, req).map_err(|e| StageError::transient(e.to_string()))?;
                 analyze_over_http(http).await
             }
@@ -82,11 +82,16 @@ impl AnalyzerContainer {
     }
 
     async fn analyze(&self, req: AnalyzeRequest) -> ApiResult<Value> {
+        if !self.configured() {
+            return Err(ApiError::Conflict("analyzer disabled: no container and no ANALYZER_URL".into()));
+        }
         let now = now_ms();
         let mut breaker = self.breaker();
         if !breaker.allow(now) {
             let wait = breaker.retry_after_ms(now).unwrap_or(0);
-            return Err(ApiError::Unavailable(format!("analyzer circuit is open for another {wait} ms")));
+            // Conflict, not Unavailable: retrying cannot help while the circuit
+            // is open, so the optional stage skips at once instead of backing off.
+            return Err(ApiError::Conflict(format!("analyzer circuit is open for another {wait} ms")));
         }
         self.save(&breaker)?;
         let result = self.call(&req).await;
@@ -102,6 +107,10 @@ impl AnalyzerContainer {
             ErrorClass::Terminal => ApiError::invalid("text", e.message),
             _ => ApiError::Unavailable(e.message),
         })
+    }
+
+    fn configured(&self) -> bool {
+        self.state.container().is_some() || config(&self.env).analyzer_url.is_some()
     }
 
     fn status(&self) -> Value {

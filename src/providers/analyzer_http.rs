@@ -25,9 +25,12 @@ impl AnalyzerActorClient {
 impl DocumentAnalyzer for AnalyzerActorClient {
     async fn analyze(&self, req: &AnalyzeRequest) -> Result<serde_json::Value, StageError> {
         rpc::call(&self.env, ActorKind::Analyzer, ANALYZER_ACTOR, "analyze", req).await.map_err(|e| match e {
-            ApiError::InvalidField { .. } | ApiError::BadRequest(_) | ApiError::PayloadTooLarge { .. } => {
-                StageError::terminal(e.to_string())
-            }
+            // Refused documents, an open circuit and a missing analyzer: a retry
+            // cannot change the answer, so the (optional) stage ends now.
+            ApiError::InvalidField { .. }
+            | ApiError::BadRequest(_)
+            | ApiError::PayloadTooLarge { .. }
+            | ApiError::Conflict(_) => StageError::terminal(e.to_string()),
             _ => StageError::transient(e.to_string()),
         })
     }
