@@ -27,6 +27,8 @@ pub struct Options {
     pub reps: usize,
     /// Steps of the max-sockets probe; `None` skips it.
     pub max_sockets: Option<Vec<usize>>,
+    /// Profile one extra window at the largest socket count.
+    pub profile: bool,
 }
 
 const FEED_EVENTS_PER_RUN: u64 = 2; // content.updated at submit, content.indexed at publish
@@ -49,7 +51,10 @@ async fn sessions(stack: &Stack, n: usize) -> Vec<(String, String)> {
 }
 
 async fn connect(stack: &Stack, session: &(String, String)) -> Result<Ws, String> {
-    let url = stack.ws_url(&session.0, &session.1);
+    connect_url(stack.ws_url(&session.0, &session.1)).await
+}
+
+async fn connect_url(url: String) -> Result<Ws, String> {
     match tokio::time::timeout(Duration::from_secs(20), tokio_tungstenite::connect_async(url)).await {
         Ok(Ok((ws, _))) => Ok(ws),
         Ok(Err(e)) => Err(e.to_string()),
@@ -224,6 +229,7 @@ pub async fn run(opts: &Options) -> Section {
 
     let mut rows = Vec::new();
     let mut seed = 100;
+    let mut profile_md = String::new();
     for &n in &opts.sockets {
         let l = listeners(&stack, n).await;
         eprintln!("[bench] events: {} of {n} sockets subscribed in {:.1} s ({} errors)", l.open, l.open_secs, l.errors.len());
@@ -275,6 +281,26 @@ pub async fn run(opts: &Options) -> Section {
             row.runs += runs;
         }
         row.worker_cpu_ms_per_run = median(&cpu);
+        // A CPU profile of one extra, unmeasured window at the largest level.
+        if opts.profile && n >= 100 && Some(&n) == opts.sockets.iter().max() {
+            if let Some(url) = crate::profile::inspector_url(&stack).await {
+                if let Ok(p) = crate::profile::Profiler::start(&url, 250).await {
+                    let base = l.received.load(Ordering::Relaxed);
+                    let runs = trickle(&stack, opts.rate, opts.seconds, seed).await;
+                    seed += runs + 1;
+                    let target = base + runs as u64 * FEED_EVENTS_PER_RUN * l.open as u64;
+                    drain(&l.received, target, Duration::from_secs(5), Duration::from_secs(60)).await;
+                    l.samples.lock().unwrap().clear();
+                    if let Ok(profile) = p.stop().await {
+                        profile_md = format!(
+                            "\n#### CPU profile of the Worker isolate at {} sockets (one extra window, {runs} runs)\n\n{}",
+                            l.open,
+                            crate::profile::report(&profile, runs, 20)
+                        );
+                    }
+                }
+            }
+        }
         row.rss_kib = row.rss_kib.max(stack.rss_kib());
         if l.closed.load(Ordering::Relaxed) > 0 {
             row.errors.push(format!("{} sockets closed by the server during the run", l.closed.load(Ordering::Relaxed)));
@@ -298,12 +324,18 @@ pub async fn run(opts: &Options) -> Section {
         opts.seconds,
         opts.reps.max(1)
     );
-    let _ = writeln!(b, "| sockets | sessions | open + subscribe (s) | p50 (ms) | p99 (ms) | max (ms) | p99 per window | frames delivered | Worker CPU per run (ms) | server RSS |");
-    let _ = writeln!(b, "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|");
+    let _ = writeln!(b, "| sockets | sessions | open + subscribe (s) | p50 (ms) | p99 (ms) | max (ms) | p99 per window | frames delivered | Worker CPU per run (ms) | delivery CPU per frame (µs) | server RSS |");
+    let _ = writeln!(b, "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|");
+    let base_cpu = rows.iter().find(|r| r.sockets == 1).map(|r| r.worker_cpu_ms_per_run);
     for r in &rows {
+        // Extra Worker CPU over one socket, per frame delivered (2 feed events per run).
+        let per_frame = match base_cpu {
+            Some(b1) if r.sockets > 1 => ((r.worker_cpu_ms_per_run - b1) / (FEED_EVENTS_PER_RUN as f64 * (r.opened.max(2) - 1) as f64) * 1000.0).max(0.0),
+            _ => f64::NAN,
+        };
         let _ = writeln!(
             b,
-            "| {} | {} | {:.1} | {} | {} | {} | {} | {} / {} | {} | {} |",
+            "| {} | {} | {:.1} | {} | {} | {} | {} | {} / {} | {} | {} | {} |",
             r.opened,
             r.sockets.div_ceil(r.sockets.clamp(1, 10)),
             r.open_secs,
@@ -314,6 +346,7 @@ pub async fn run(opts: &Options) -> Section {
             r.delivered,
             r.expected,
             ms(r.worker_cpu_ms_per_run),
+            crate::stats::num(per_frame),
             bytes(r.rss_kib * 1024)
         );
     }
@@ -322,6 +355,7 @@ pub async fn run(opts: &Options) -> Section {
             let _ = writeln!(b, "\n- {} sockets: `{}`", r.sockets, e.chars().take(300).collect::<String>());
         }
     }
+    b.push_str(&profile_md);
     for r in &rows {
         if r.sockets == 1000 {
             sec.goals.push(Goal::new("event → client p99 at 1,000 sockets", "< 10 ms", median(&r.p99), |v| v < 10.0, "ms"));
@@ -361,6 +395,11 @@ async fn max_sockets(stack: &Stack, steps: &[usize]) -> (String, usize) {
     const SAMPLE: usize = 50;
     const IDLE: Duration = Duration::from_secs(15);
     let (soft, _) = raise_nofile();
+    // wrangler's proxy holds ~6 descriptors per proxied WebSocket, so with a
+    // 20,000 limit it tops out near 3,000 sockets; the probe connects to the
+    // runtime's own socket instead (1 descriptor per socket there).
+    let direct = crate::profile::direct_base(stack).await;
+    let ws_base = direct.clone().unwrap_or_else(|| stack.server.base.clone()).replacen("http://", "ws://", 1);
     let mut held: Vec<Ws> = Vec::new();
     let mut sess: Vec<(String, String)> = Vec::new();
     let mut b = String::new();
@@ -371,9 +410,17 @@ async fn max_sockets(stack: &Stack, steps: &[usize]) -> (String, usize) {
          idle for {} s, past workerd's ~10 s eviction of idle actors, so the sessions hibernate with their \
          sockets open. Then {SAMPLE} sockets spread over all sessions each send `{{\"type\":\"ping\"}}`, \
          which the runtime answers with `pong` from the auto-response without waking the actor. \
-         Open-files limit: {soft} for the load generator and the server processes.\n",
+         Open-files limit: {soft} per process (the load generator and each server process). \
+         Sockets connect {}.\n",
         PER_SESSION,
-        IDLE.as_secs()
+        IDLE.as_secs(),
+        if direct.is_some() {
+            "straight to the runtime workerd's own socket (the one wrangler's proxy forwards to), because \
+             the proxy holds about 6 descriptors per WebSocket and would run out near 3,000 sockets; the \
+             \"proxy\" figures below are therefore idle"
+        } else {
+            "through wrangler's public port (the runtime's own socket was not found)"
+        }
     );
     let _ = writeln!(b, "| step | open | connect errors | connects/s | pongs | pong p50 (ms) | server after idle (RSS / fds per process) |");
     let _ = writeln!(b, "|---:|---:|---:|---:|---:|---:|---|");
@@ -386,7 +433,10 @@ async fn max_sockets(stack: &Stack, steps: &[usize]) -> (String, usize) {
         let base = held.len();
         let t0 = Instant::now();
         let results: Vec<Result<Ws, String>> = futures_util::stream::iter((base..base + want).filter_map(|i| sess.get(i / PER_SESSION).cloned()))
-            .map(|s| async move { connect(stack, &s).await })
+            .map(|s| {
+                let url = format!("{ws_base}/api/sessions/{}/ws?token={}", s.0, s.1);
+                async move { connect_url(url).await }
+            })
             .buffer_unordered(64)
             .collect()
             .await;

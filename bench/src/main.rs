@@ -51,7 +51,11 @@ const USAGE: &str = "usage: actorline-bench <pipeline|events|search|coldstart|so
   common     --quick                 smaller sizes, for a quick look
              --reps N                repetitions per figure (default 3; median reported)
              --out FILE              write the Markdown into FILE (between its bench markers)
-             --state-dir DIR         where servers keep state (default: the temp dir; try /dev/shm)";
+             --block NAME            use markers NAME:begin/NAME:end instead (default bench), so
+                                     several invocations can each own a block of one file
+             --state-dir DIR         where servers keep state (default: the temp dir; try /dev/shm)
+             --devtools-network      keep wrangler's DevTools Network events on (off by default:
+                                     dev-only overhead, and wrangler 4.86 leaks a socket per event)";
 
 struct Args {
     cmd: String,
@@ -128,6 +132,7 @@ fn events_opts(a: &Args, quick: bool, reps: usize, probe_default: bool) -> Resul
         seconds: a.number("seconds", if quick { 4.0 } else { 10.0 })?,
         reps,
         max_sockets,
+        profile: !a.has("no-profile"),
     })
 }
 
@@ -146,6 +151,7 @@ async fn main_inner() -> Result<(), String> {
         return Ok(());
     }
     let quick = a.has("quick");
+    stack::DEVTOOLS_NETWORK.store(a.has("devtools-network"), std::sync::atomic::Ordering::Relaxed);
     let reps = a.number("reps", 3.0)?.max(1.0) as usize;
     let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     stack::raise_nofile();
@@ -180,11 +186,15 @@ async fn main_inner() -> Result<(), String> {
         other => return Err(format!("unknown subcommand {other:?}\n\n{USAGE}")),
     }
     let command = format!("actorline-bench {}", std::env::args().skip(1).collect::<Vec<_>>().join(" "));
-    let block = report::block(&command, &started, &sections);
+    let name = a.value("block").unwrap_or("bench");
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err("--block: letters, digits and '-' only".into());
+    }
+    let block = report::block(name, &command, &started, &sections);
     match a.value("out") {
         Some(path) => {
             let p = PathBuf::from(path);
-            report::write(&p, &block).map_err(|e| format!("writing {}: {e}", p.display()))?;
+            report::write(&p, name, &block).map_err(|e| format!("writing {}: {e}", p.display()))?;
             eprintln!("[bench] wrote {}", p.display());
         }
         None => println!("{block}"),

@@ -123,7 +123,7 @@ pub async fn closed_loop(stack: &Stack, tracker: &Tracker, concurrency: usize, d
                 let done = match tokio::time::timeout(PUSH_TIMEOUT, rx).await {
                     Ok(Ok(d)) => Some((d.at, d.ok, d.server_ts, d.recv_ms, false)),
                     _ => {
-                        let st = stack.poll_content(&cid, Duration::from_secs(60)).await;
+                        let st = stack.poll_content(&cid, Duration::from_secs(30)).await;
                         st.map(|s| (Instant::now(), s == "indexed", f64::NAN, now_ms(), true))
                     }
                 };
@@ -178,7 +178,7 @@ fn default_docs(c: usize, quick: bool) -> usize {
     let n = match c {
         0..=1 => 30,
         2..=16 => 10 * c,
-        _ => 6 * c,
+        _ => 4 * c,
     };
     let n = if quick { n / 3 } else { n };
     n.max(c).max(5)
@@ -200,6 +200,7 @@ struct Row {
     analyzer_cpu: Vec<f64>,
     client_cpu: Vec<f64>,
     errors: Vec<String>,
+    fds: usize,
 }
 
 pub async fn run(opts: &Options) -> Section {
@@ -241,6 +242,7 @@ pub async fn run(opts: &Options) -> Section {
             analyzer_cpu: vec![],
             client_cpu: vec![],
             errors: vec![],
+            fds: 0,
         };
         let mut last_runs = Vec::new();
         for rep in 0..opts.reps.max(1) {
@@ -270,6 +272,7 @@ pub async fn run(opts: &Options) -> Section {
             row.errors.extend(r.errors.iter().cloned());
             last_runs = r.runs;
         }
+        row.fds = stack.max_fds();
         samples.push((c, last_runs));
         rows.push(row);
     }
@@ -304,18 +307,19 @@ pub async fn run(opts: &Options) -> Section {
         );
     }
     let _ = writeln!(b, "\nCPU time per completed run (ms, median of repetitions), from /proc of each process group:\n");
-    let _ = writeln!(b, "| in flight | workerd (Worker) | workerd (wrangler proxy) | node (wrangler) | analyzer | load generator |");
-    let _ = writeln!(b, "|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(b, "| in flight | workerd (Worker) | workerd (wrangler proxy) | node (wrangler) | analyzer | load generator | most fds in one server process after |");
+    let _ = writeln!(b, "|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         let _ = writeln!(
             b,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             r.c,
             ms(median(&r.worker_cpu)),
             ms(median(&r.proxy_cpu)),
             ms(median(&r.node_cpu)),
             ms(median(&r.analyzer_cpu)),
-            ms(median(&r.client_cpu))
+            ms(median(&r.client_cpu)),
+            r.fds
         );
     }
     let errors: Vec<&String> = rows.iter().flat_map(|r| r.errors.iter()).take(5).collect();
@@ -574,11 +578,16 @@ async fn micro(stack: &Stack, sample: &RunSample) -> String {
          proxy into the Worker, and what one actor call or one D1 statement adds.\n"
     );
     let _ = writeln!(b, "| request | p50 (ms) | p99 (ms) |\n|---|---:|---:|");
-    for (name, path, post) in probes {
+    let direct = crate::profile::direct_base(stack).await;
+    let mut probes = probes.into_iter().map(|(n, p, post)| (n.to_string(), stack.url(&p), post)).collect::<Vec<_>>();
+    if let Some(d) = &direct {
+        probes.insert(1, ("`GET /healthz` sent straight to the runtime workerd, skipping wrangler's proxy".to_string(), format!("{d}/healthz"), false));
+    }
+    for (name, url, post) in probes {
         let mut lat = Vec::new();
         for i in 0..N + 5 {
             let t = Instant::now();
-            let req = if post { stack.http.post(stack.url(&path)).json(&serde_json::json!({})) } else { stack.http.get(stack.url(&path)) };
+            let req = if post { stack.http.post(&url).json(&serde_json::json!({})) } else { stack.http.get(&url) };
             let ok = match req.send().await {
                 Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
                 Err(_) => false,

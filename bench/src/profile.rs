@@ -116,11 +116,36 @@ impl Profiler {
         Ok(p)
     }
 
+    /// Stops profiling; also fetches the source of the bundled glue script,
+    /// so its anonymous functions can be named after the wasm-bindgen import
+    /// they implement.
     pub async fn stop(mut self) -> Result<Value, String> {
         let r = self.call("Profiler.stop", json!({})).await?;
         let _ = self.call("Profiler.disable", json!({})).await;
+        let mut profile = r["profile"].clone();
+        let mut ids: Vec<String> = profile["nodes"]
+            .as_array()
+            .map(|n| {
+                n.iter()
+                    .filter(|n| n["callFrame"]["url"].as_str().is_some_and(|u| u.ends_with(".js") || u.ends_with(".mjs")))
+                    .filter_map(|n| n["callFrame"]["scriptId"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids.dedup();
+        if !ids.is_empty() && self.call("Debugger.enable", json!({})).await.is_ok() {
+            let mut sources = serde_json::Map::new();
+            for id in ids {
+                if let Ok(src) = self.call("Debugger.getScriptSource", json!({"scriptId": id})).await {
+                    sources.insert(id, src["scriptSource"].clone());
+                }
+            }
+            let _ = self.call("Debugger.disable", json!({})).await;
+            profile["sources"] = Value::Object(sources);
+        }
         let _ = self.ws.close(None).await;
-        Ok(r["profile"].clone())
+        Ok(profile)
     }
 }
 
@@ -191,10 +216,16 @@ pub fn report(profile: &Value, runs: usize, top: usize) -> String {
         let name = cf["functionName"].as_str().unwrap_or("").to_string();
         let name = if name.is_empty() { "(anonymous)".to_string() } else { name };
         let url = cf["url"].as_str().unwrap_or("").to_string();
-        // JS frames: keep where they are, so "(anonymous)" can be told apart.
+        // JS frames: name glue functions after their wasm-bindgen import, and
+        // keep where they are, so "(anonymous)" can be told apart.
         let name = if !url.is_empty() && !url.starts_with("wasm://") {
             let file = url.rsplit('/').next().unwrap_or(&url).to_string();
-            format!("{name} ({file}:{}:{})", cf["lineNumber"].as_i64().unwrap_or(-1) + 1, cf["columnNumber"].as_i64().unwrap_or(-1) + 1)
+            let (line, col) = (cf["lineNumber"].as_i64().unwrap_or(-1), cf["columnNumber"].as_i64().unwrap_or(-1));
+            let glue = cf["scriptId"].as_str().and_then(|id| profile["sources"][id].as_str()).and_then(|src| glue_name(src, line, col));
+            match glue {
+                Some(g) if name == "(anonymous)" => format!("{g} ({file}:{})", line + 1),
+                _ => format!("{name} ({file}:{}:{})", line + 1, col + 1),
+            }
         } else {
             name
         };
@@ -238,4 +269,59 @@ pub fn report(profile: &Value, runs: usize, top: usize) -> String {
         let _ = writeln!(b, "| `{short}` | {:.1}% |", *v / busy * 100.0);
     }
     b
+}
+
+/// Turns the DevTools `Network` domain of the Worker's isolate on or off
+/// through wrangler's inspector proxy. wrangler dev enables it for its
+/// inspector, so every subrequest (each actor call, D1 query, outbound fetch)
+/// emits events that the proxy workerd forwards to node one HTTP request each;
+/// in wrangler 4.86 each such request also leaves a socket in CLOSE-WAIT,
+/// which exhausts the proxy's 20,000 descriptors after ~1,000 runs.
+pub async fn set_network(stack: &Stack, on: bool) -> Result<(), String> {
+    let url = inspector_url(stack).await.ok_or("no inspector found")?;
+    let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.map_err(|e| format!("inspector: {e}"))?;
+    let mut p = Profiler { ws, next: 0 };
+    p.call(if on { "Network.enable" } else { "Network.disable" }, json!({})).await?;
+    let _ = p.ws.close(None).await;
+    Ok(())
+}
+
+/// The runtime workerd's own HTTP socket, which wrangler's proxy forwards to:
+/// requests there skip the dev proxy (one workerd hop, its descriptors, its
+/// DevTools plumbing), which is closer to how the Worker runs in production.
+pub async fn direct_base(stack: &Stack) -> Option<String> {
+    let public: Option<u16> = stack.server.base.rsplit(':').next().and_then(|p| p.parse().ok());
+    for p in stack.procs().into_iter().filter(|p| p.role == "worker") {
+        for port in listening_ports(p.pid) {
+            if Some(port) == public {
+                continue;
+            }
+            let base = format!("http://127.0.0.1:{port}");
+            let req = stack.http.get(format!("{base}/healthz")).timeout(Duration::from_secs(2)).send();
+            let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(3), req).await else { continue };
+            if let Ok(v) = r.json::<Value>().await {
+                if v["name"] == "actorline" {
+                    return Some(base);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The wasm-bindgen import a bundled glue function implements: the last
+/// `__wbg_<name>_<hash>` key before its position (`__wbg_set` for
+/// `__wbg_set_145a…: __name(function(t, e, n) {…`).
+fn glue_name(src: &str, line: i64, col: i64) -> Option<String> {
+    let text = src.lines().nth(usize::try_from(line).ok()?)?;
+    let upto = text.char_indices().nth(usize::try_from(col).ok()?).map(|(i, _)| i).unwrap_or(text.len());
+    let head = &text[..upto];
+    let at = head.rfind("__wbg_").or_else(|| head.rfind("__wbindgen_"))?;
+    let ident: String = head[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    // Drop the trailing `_<16 hex>` hash.
+    let name = match ident.rsplit_once('_') {
+        Some((base, hash)) if hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()) => base.to_string(),
+        _ => ident,
+    };
+    Some(format!("glue {name}"))
 }

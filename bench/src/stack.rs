@@ -14,6 +14,8 @@ pub struct Stack {
     pub server: Server,
     pub analyzer: Analyzer,
     pub dir: PathBuf,
+    /// Extra `--var`s, kept for a restart.
+    vars: Vec<(String, String)>,
     pub http: reqwest::Client,
     /// When `Server::start` was called and returned (the `Ready on` line).
     pub start_called: Instant,
@@ -30,6 +32,10 @@ pub fn client() -> reqwest::Client {
         .build()
         .expect("http client")
 }
+
+/// Whether new servers keep wrangler's DevTools `Network` events (see
+/// `profile::set_network`); off unless `--devtools-network` is given.
+pub static DEVTOOLS_NETWORK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Snapshots made so far: (base dir, snapshot root); the first is the default.
 static SNAPSHOTS: std::sync::Mutex<Vec<(PathBuf, PathBuf)>> = std::sync::Mutex::new(Vec::new());
@@ -76,6 +82,22 @@ impl Stack {
 
     /// As [`Stack::start`], with the snapshot and state under `base`.
     pub async fn start_under(tag: &str, extra_vars: &[(&str, &str)], base: &std::path::Path) -> Stack {
+        let network = DEVTOOLS_NETWORK.load(std::sync::atomic::Ordering::Relaxed);
+        Stack::start_with(tag, extra_vars, base, network).await
+    }
+
+    /// As [`Stack::start_under`], choosing whether DevTools `Network` events stay on.
+    pub async fn start_with(tag: &str, extra_vars: &[(&str, &str)], base: &std::path::Path, devtools_network: bool) -> Stack {
+        let stack = Stack::spawn(tag, extra_vars, base).await;
+        if !devtools_network {
+            if let Err(e) = crate::profile::set_network(&stack, false).await {
+                eprintln!("[bench] could not turn DevTools Network events off: {e}");
+            }
+        }
+        stack
+    }
+
+    async fn spawn(tag: &str, extra_vars: &[(&str, &str)], base: &std::path::Path) -> Stack {
         let root = snapshot_under(base).expect("snapshot");
         // The harness reads its root from the environment while it starts;
         // stacks start one at a time, so switching it here is safe.
@@ -98,10 +120,40 @@ impl Stack {
             let start_called = Instant::now();
             let server = Server::start(&opts);
             let ready_at = Instant::now();
-            Stack { server, analyzer, dir, http: client(), start_called, ready_at }
+            Stack { server, analyzer, dir, vars, http: client(), start_called, ready_at }
         })
         .await
         .expect("start stack")
+    }
+
+    /// Stops wrangler dev and starts it again on the same state dir (the
+    /// analyzer keeps running). Long workloads use this to shed descriptors
+    /// that wrangler's proxy leaks (see `profile::set_network`).
+    pub async fn restart_server(self) -> Stack {
+        let network = DEVTOOLS_NETWORK.load(std::sync::atomic::Ordering::Relaxed);
+        let stack = tokio::task::spawn_blocking(move || {
+            let Stack { server, analyzer, dir, vars, http, .. } = self;
+            let state = server.state_dir.clone();
+            drop(server);
+            let mut opts = ServerOptions { analyzer_url: Some(analyzer.url.clone()), ..ServerOptions::new(state) }
+                .var("ANALYZER_BREAKER_COOLDOWN_MS", "1000")
+                .var("ANALYZER_BREAKER_THRESHOLD", "3");
+            for (k, v) in &vars {
+                opts = opts.var(k, v);
+            }
+            let start_called = Instant::now();
+            let server = Server::start(&opts);
+            let ready_at = Instant::now();
+            Stack { server, analyzer, dir, vars, http, start_called, ready_at }
+        })
+        .await
+        .expect("restart server");
+        if !network {
+            if let Err(e) = crate::profile::set_network(&stack, false).await {
+                eprintln!("[bench] could not turn DevTools Network events off: {e}");
+            }
+        }
+        stack
     }
 
     /// Stops both process groups and removes the state dir, keeping the
@@ -205,6 +257,11 @@ impl Stack {
 
     pub fn rss_kib(&self) -> u64 {
         self.procs().iter().map(|p| p.rss_kib).sum()
+    }
+
+    /// Most descriptors open in one server process (the limit is per process).
+    pub fn max_fds(&self) -> usize {
+        self.procs().iter().map(|p| p.fds).max().unwrap_or(0)
     }
 }
 
