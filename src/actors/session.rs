@@ -78,12 +78,18 @@ fn send(ws: &WebSocket, frame: &ServerFrame) {
     let _ = ws.send_with_str(frame.to_json());
 }
 
+/// The attachment travels as one JSON string: a JS string crosses the wasm
+/// boundary in one copy, where a structured object costs a call per field, and
+/// this runs for every socket on every delivered event.
 fn attachment(ws: &WebSocket) -> Option<SocketState> {
-    ws.deserialize_attachment::<SocketState>().ok().flatten()
+    let text = ws.deserialize_attachment::<String>().ok().flatten()?;
+    serde_json::from_str(&text).ok()
 }
 
 fn save(ws: &WebSocket, st: &SocketState) {
-    let _ = ws.serialize_attachment(st);
+    if let Ok(text) = serde_json::to_string(st) {
+        let _ = ws.serialize_attachment(text);
+    }
 }
 
 impl SessionActor {
