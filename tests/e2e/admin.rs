@@ -6,28 +6,11 @@ use serde_json::json;
 
 use crate::support::*;
 
-const ADMIN_ROUTES: &[(&str, &str)] = &[
-    ("GET", "/admin/actors"),
-    ("GET", "/admin/actors/run/00000000-0000-4000-8000-000000000000"),
-    ("POST", "/admin/actors/run/00000000-0000-4000-8000-000000000000/alarm"),
-    ("GET", "/admin/dead-letters"),
-    ("GET", "/admin/metrics"),
-];
-
 #[tokio::test]
 async fn every_admin_route_refuses_missing_and_wrong_tokens() {
     let s = &shared().server;
-    for (method, path) in ADMIN_ROUTES {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let r = send(http().request(m.clone(), s.url(path))).await;
-        assert_eq!(r.status, 401, "{method} {path} without a token");
-        assert_eq!(r.body["error"]["code"], "unauthorized");
-        let r = send(http().request(m.clone(), s.url(path)).bearer_auth("wrong-token")).await;
-        assert_eq!(r.status, 403, "{method} {path} with a wrong token");
-        assert_eq!(r.body["error"]["code"], "forbidden");
-        let r = send(http().request(m, s.url(path)).header("authorization", "Basic abc")).await;
-        assert_eq!(r.status, 401);
-    }
+    let sweep = crate::support::fuzz::admin_refusals(s).await;
+    assert!(sweep.problems.is_empty(), "{:#?}", sweep.problems);
 }
 
 #[tokio::test]

@@ -141,22 +141,10 @@ async fn a_cursor_older_than_retention_gets_a_resync() {
 #[tokio::test]
 async fn bad_tokens_frames_and_floods_get_clear_errors() {
     let s = &shared().server;
-    let (sid, token) = new_session(s).await;
-    let (other, _) = new_session(s).await;
-    let get = |path: String| send(http().get(s.url(&path)));
-    let r = get(format!("/api/sessions/{sid}/ws")).await;
-    assert_eq!(r.status, 401);
-    assert_eq!(r.body["error"]["code"], "unauthorized");
-    let r = get(format!("/api/sessions/{sid}/ws?token=garbage")).await;
-    assert_eq!(r.status, 401);
-    let r = get(format!("/api/sessions/{other}/ws?token={token}")).await;
-    assert_eq!(r.status, 403, "a token for another session");
-    let expired = token.split_once('.').map(|(_, sig)| format!("1000.{sig}")).unwrap();
-    let r = get(format!("/api/sessions/{sid}/ws?token={expired}")).await;
-    assert!(r.status == 401 || r.status == 403, "tampered expiry: {}", r.status);
-    let r = get(format!("/api/sessions/not-a-uuid/ws?token={token}")).await;
-    assert_eq!(r.status, 400);
+    let refused = crate::support::fuzz::ws_upgrade_refusals(s).await;
+    assert!(refused.problems.is_empty(), "{:#?}", refused.problems);
 
+    let (sid, token) = new_session(s).await;
     let mut ws = connect(s, &sid, &token).await;
     ws_send(&mut ws, json!({"type": "dance"})).await;
     assert_eq!(ws_next(&mut ws, WAIT).await.unwrap()["code"], "malformed_frame");

@@ -7,9 +7,12 @@
 //! static that is never dropped.
 #![allow(dead_code)]
 
+pub mod fuzz;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -32,6 +35,8 @@ pub struct Group {
     _watchdog_pipe: ChildStdin,
     watchdog: Child,
     pub log: PathBuf,
+    /// Set once the group is reaped: its pgid may be reused, so never signal it again.
+    stopped: bool,
 }
 
 impl Group {
@@ -64,7 +69,7 @@ impl Group {
                 }
             });
         }
-        (Group { child, _watchdog_pipe: pipe, watchdog, log: log.to_path_buf() }, rx)
+        (Group { child, _watchdog_pipe: pipe, watchdog, log: log.to_path_buf(), stopped: false }, rx)
     }
 
     pub fn pgid(&self) -> u32 {
@@ -72,6 +77,9 @@ impl Group {
     }
 
     pub fn signal(&self, sig: i32) {
+        if self.stopped {
+            return;
+        }
         unsafe {
             libc::kill(-(self.child.id() as i32), sig);
         }
@@ -79,6 +87,9 @@ impl Group {
 
     /// Stops the group: SIGTERM (or SIGKILL when `hard`), then waits.
     pub fn stop(&mut self, hard: bool) {
+        if self.stopped {
+            return;
+        }
         self.signal(if hard { libc::SIGKILL } else { libc::SIGTERM });
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
@@ -91,6 +102,7 @@ impl Group {
         let _ = self.child.wait();
         let _ = self.watchdog.kill();
         let _ = self.watchdog.wait();
+        self.stopped = true;
     }
 }
 
@@ -208,6 +220,13 @@ impl Server {
         Server { group, base: format!("http://127.0.0.1:{port}"), admin_token: admin_token(), state_dir: opts.state_dir.clone() }
     }
 
+    /// Stops this server (SIGKILL to the whole group when `hard`, as a crash
+    /// would) and starts a new one on the same state; `base` changes.
+    pub fn restart(&mut self, opts: &ServerOptions, hard: bool) {
+        self.group.stop(hard);
+        *self = Server::start(opts);
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -252,13 +271,27 @@ pub struct Reply {
     pub headers: reqwest::header::HeaderMap,
 }
 
-pub async fn send(req: reqwest::RequestBuilder) -> Reply {
-    let resp = req.send().await.expect("request");
+/// Every HTTP request sent through `try_send` and how many got a 5xx, for
+/// the soak's report (it reads the difference across a scenario).
+pub static REQUESTS: AtomicUsize = AtomicUsize::new(0);
+pub static SERVER_ERRORS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sends a request; a transport error is returned, not panicked on.
+pub async fn try_send(req: reqwest::RequestBuilder) -> Result<Reply, String> {
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
+    let resp = req.send().await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
+    if status >= 500 {
+        SERVER_ERRORS.fetch_add(1, Ordering::Relaxed);
+    }
     let headers = resp.headers().clone();
     let text = resp.text().await.unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Reply { status, body, headers }
+    Ok(Reply { status, body, headers })
+}
+
+pub async fn send(req: reqwest::RequestBuilder) -> Reply {
+    try_send(req).await.expect("request")
 }
 
 impl Server {
