@@ -1,5 +1,5 @@
 # Actorline: two commands. See README.md.
-.PHONY: dev test build bench soak eval
+.PHONY: dev test build bench steady soak eval
 
 dev:
 	bash scripts/dev.sh
@@ -15,9 +15,15 @@ eval:
 	bash -c 'source scripts/lib.sh && bootstrap && build_worker && cargo run --release --example search_eval'
 
 # Load benchmarks against local workerd (not part of `make test`); writes docs/benchmarks.md.
-# BENCH_ARGS=--quick for smaller sizes. `make soak` runs a steady load (SOAK_ARGS, default 10 min).
+# BENCH_ARGS=--quick for smaller sizes. `make steady` runs a steady load (SOAK_ARGS, default 10 min).
 bench:
 	bash -c 'source scripts/lib.sh && bootstrap && build_worker && build_analyzer && ensure_dev_vars && cargo run --release -p actorline-bench -- all --out docs/benchmarks.md $(BENCH_ARGS)'
 
-soak:
+steady:
 	bash -c 'source scripts/lib.sh && bootstrap && build_worker && build_analyzer && ensure_dev_vars && cargo run --release -p actorline-bench -- soak $(SOAK_ARGS)'
+
+# The reliability suite (tests/soak) at full size: SIGKILLs with resuming clients,
+# 30% faults, the bad-input and auth sweeps. Writes its block into docs/benchmarks.md.
+# SOAK_SEED=<n> replays a run; `make test` runs it at the small size.
+soak:
+	bash -c 'source scripts/lib.sh && bootstrap && build_worker && build_analyzer && ensure_dev_vars && SOAK_SCALE=full SOAK_REPORT=docs/benchmarks.md cargo test --test soak -- --nocapture --test-threads 1'

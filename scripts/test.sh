@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: bootstrap, build, then every test: native unit tests, the
-# end-to-end suite against real workerd, the browser tests, and the deploy
-# dry-runs.
+# end-to-end suite against real workerd, the reliability suite at its small
+# size, the browser tests, and the deploy dry-runs.
 source "$(dirname "$0")/lib.sh"
 
 bootstrap
@@ -20,4 +20,7 @@ wrangler deploy --dry-run --env production --outdir target/dry-run-production >&
 
 log "end-to-end tests against wrangler dev"
 ACTORLINE_ROOT="$ROOT" cargo test --test e2e -- --test-threads 4
+
+log "reliability suite, small size (make soak runs it full)"
+ACTORLINE_ROOT="$ROOT" cargo test --test soak -- --nocapture
 browser_tests
