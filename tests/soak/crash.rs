@@ -169,7 +169,8 @@ pub async fn run(scale: &Scale, seed: u64) -> Row {
             tokio::time::sleep(Duration::from_millis(g.below(600))).await;
             let _ = base_tx.send(None);
             kills.push(chrono::Utc::now().timestamp_millis());
-            s.restart(&opts, true);
+            // Starting a server blocks for seconds; let the tabs run meanwhile.
+            tokio::task::block_in_place(|| s.restart(&opts, true));
             let _ = base_tx.send(Some(s.base.clone()));
         }
     }
@@ -228,7 +229,7 @@ pub async fn run(scale: &Scale, seed: u64) -> Row {
         events,
         losses: (tally.runs - tally.completed) + broken_streams,
         notes: format!(
-            "{in_flight_at_kills} runs in flight at a kill, {} stage attempts interrupted, {reconnects} WebSocket resumes",
+            "kills hit in-flight runs {in_flight_at_kills} times, interrupting {} stage attempts; {reconnects} WebSocket resumes",
             tally.interrupted
         ),
         ..counters.row("R1 crash", &s, failures)

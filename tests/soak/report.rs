@@ -56,6 +56,12 @@ pub fn markdown(scale: &Scale, seed: u64, started: &chrono::DateTime<chrono::Utc
             r.notes
         );
     }
+    let _ = writeln!(
+        b,
+        "\nLosses: runs that did not complete, plus runs whose resumed WebSocket stream differs from the run's event log \
+         (a gap, a duplicate, a reordering). Events checked: events the tabs received, each compared with the log. \
+         5xx: every HTTP answer and WebSocket upgrade of the scenario."
+    );
     let failures: Vec<&String> = rows.iter().flat_map(|r| &r.failures).collect();
     if failures.is_empty() {
         let _ = writeln!(b, "\nEvery invariant held.");

@@ -107,6 +107,14 @@ fn path(g: &mut Gen) -> String {
     g.pick(&templates).clone()
 }
 
+/// Whether the Worker answers `url` (`run_worker_first` in wrangler.toml);
+/// static assets answer the rest, outside the API's error contract. A path
+/// such as `/api/%2E%2E` is a dot segment and resolves to `/`.
+fn worker_route(url: &str) -> bool {
+    let path = reqwest::Url::parse(url).map(|u| u.path().to_string()).unwrap_or_default();
+    path.starts_with("/api/") || path.starts_with("/admin/") || path == "/healthz"
+}
+
 /// One generated request, drawn up front so the sweep can run concurrently and
 /// still replay from its seed.
 struct Probe {
@@ -177,7 +185,7 @@ pub async fn request_sweep(s: &Server, seed: u64, n: usize, concurrency: usize) 
         match r {
             Err(e) => sweep.problems.push(format!("{what} → transport error {e}")),
             Ok(r) if r.status >= 500 => sweep.problems.push(format!("{what} → {} {}", r.status, r.body)),
-            Ok(r) if r.status >= 400 && p.method != reqwest::Method::OPTIONS && !r.body["error"]["code"].is_string() => {
+            Ok(r) if r.status >= 400 && p.method != reqwest::Method::OPTIONS && worker_route(&s.url(&p.path)) && !r.body["error"]["code"].is_string() => {
                 sweep.problems.push(format!("{what} → {} without the error shape: {}", r.status, r.body));
             }
             Ok(_) => {}
