@@ -166,7 +166,7 @@ pub async fn run(scale: &Scale, seed: u64) -> Row {
             tokio::time::sleep(Duration::from_millis(g.below(30))).await;
         }
         if segment < scale.kills {
-            tokio::time::sleep(Duration::from_millis(g.below(600))).await;
+            tokio::time::sleep(Duration::from_millis(g.below(400))).await;
             let _ = base_tx.send(None);
             kills.push(chrono::Utc::now().timestamp_millis());
             // Starting a server blocks for seconds; let the tabs run meanwhile.

@@ -40,7 +40,7 @@ impl Gen {
     pub fn json(&mut self, depth: u32) -> Value {
         match self.below(if depth > 2 { 5 } else { 7 }) {
             0 => Value::Null,
-            1 => json!(self.next() % 2 == 0),
+            1 => json!(self.next().is_multiple_of(2)),
             2 => json!((self.next() as i64) >> (self.next() % 64)),
             3 => json!(f64::from_bits(self.next() & 0x7FEF_FFFF_FFFF_FFFF)),
             4 => json!(self.string(40)),
