@@ -61,11 +61,14 @@ pub async fn push(env: &Env, subs: &Subscribers, topic: Topic, events: &[EventRe
         return;
     }
     let sessions = subs.list();
-    let body = json!({ "topic": topic, "events": events });
+    if sessions.is_empty() {
+        return;
+    }
+    let body = json!({ "topic": topic, "events": events }).to_string();
     let calls = sessions.iter().map(|s| {
-        let body = &body;
+        let body = body.clone();
         async move {
-            let call = Box::pin(rpc::call::<_, serde_json::Value>(env, ActorKind::Session, s, "deliver", body));
+            let call = Box::pin(rpc::call_encoded::<serde_json::Value>(env, ActorKind::Session, s, "deliver", body));
             let timeout = Box::pin(Delay::from(std::time::Duration::from_millis(PUSH_TIMEOUT_MS)));
             match select(call, timeout).await {
                 Either::Left((Ok(v), _)) => (s, v.get("subscribed").and_then(|b| b.as_bool()).unwrap_or(true)),
