@@ -41,7 +41,13 @@ impl EventStore {
             "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL, data TEXT NOT NULL, ts TEXT NOT NULL, at INTEGER NOT NULL)",
             vec![],
         )?;
-        exec(&self.sql, "CREATE TABLE IF NOT EXISTS event_meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)", vec![])
+        exec(&self.sql, "CREATE TABLE IF NOT EXISTS event_meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)", vec![])?;
+        exec(&self.sql, "INSERT OR IGNORE INTO event_meta (k, v) VALUES ('last', 0)", vec![])
+    }
+
+    /// Reserves `n` seqs and returns the new last one.
+    fn reserve(&self, n: u64) -> Result<Option<u64>, ApiError> {
+        self.num("UPDATE event_meta SET v = v + ? WHERE k = 'last' RETURNING v AS n", vec![(n as i64).into()])
     }
 
     fn exists(&self) -> bool {
@@ -80,21 +86,23 @@ impl EventStore {
         })
     }
 
-    /// Numbers and stores the drafts, then applies retention: four statements
-    /// whatever the batch size, since every append sits on a hot path (each
-    /// stage of a run, each feed event).
+    /// Numbers and stores the drafts, then applies retention: three
+    /// statements whatever the batch size, since every append sits on a hot
+    /// path (each stage of a run, each feed event).
     pub fn append(&self, drafts: Vec<EventDraft>, now: Millis) -> Result<Vec<EventRecord>, ApiError> {
         if drafts.is_empty() {
             return Ok(Vec::new());
         }
-        let last = match self.num("SELECT v AS n FROM event_meta WHERE k = 'last'", vec![]) {
-            Ok(n) => n.unwrap_or(0),
-            Err(_) => {
-                // The first append creates the log.
+        let n = drafts.len() as u64;
+        let reserved = match self.reserve(n) {
+            Ok(Some(v)) => v,
+            // The first append creates the log.
+            _ => {
                 self.init()?;
-                self.last_seq()?
+                self.reserve(n)?.ok_or_else(|| storage_err("event log has no sequence row"))?
             }
         };
+        let last = reserved - n;
         let ts = rfc3339(now);
         let mut out = Vec::with_capacity(drafts.len());
         let mut params: Vec<worker::SqlStorageValue> = Vec::with_capacity(drafts.len() * 5);
@@ -106,11 +114,9 @@ impl EventStore {
         }
         let values = vec!["(?, ?, ?, ?, ?)"; out.len()].join(", ");
         exec(&self.sql, &format!("INSERT INTO events (seq, event, data, ts, at) VALUES {values}"), params)?;
-        let seq = last + out.len() as u64;
-        exec(&self.sql, "INSERT OR REPLACE INTO event_meta (k, v) VALUES ('last', ?)", vec![(seq as i64).into()])?;
         // Deleting through a single seq keeps the log contiguous; the age scan
         // only runs once the oldest kept event has expired.
-        let p = prune(seq, now, &self.retention);
+        let p = prune(reserved, now, &self.retention);
         exec(
             &self.sql,
             "DELETE FROM events WHERE seq <= MAX(?, CASE WHEN (SELECT at FROM events ORDER BY seq LIMIT 1) < ? \
