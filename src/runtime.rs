@@ -8,8 +8,14 @@ pub fn var(env: &Env, name: &str) -> Option<String> {
     env.var(name).ok().map(|v| v.to_string()).or_else(|| env.secret(name).ok().map(|s| s.to_string()))
 }
 
+thread_local! {
+    /// Vars are fixed for an isolate's lifetime, and reading each one crosses
+    /// into JS (a miss costs a thrown-and-caught lookup), so parse them once.
+    static CONFIG: std::cell::OnceCell<Config> = const { std::cell::OnceCell::new() };
+}
+
 pub fn config(env: &Env) -> Config {
-    Config::from_lookup(|k| var(env, k))
+    CONFIG.with(|c| c.get_or_init(|| Config::from_lookup(|k| var(env, k))).clone())
 }
 
 pub fn now_ms() -> i64 {

@@ -187,10 +187,7 @@ async fn index(cx: &StageContext<'_>, p: &Providers) -> Result<(), StageFailure>
             meta: VectorMeta { content_id: cid.clone(), version: cx.run.version, chunk: i as u32, category: cx.doc.category.clone() },
         })
         .collect();
-    // Upsert first, then drop other versions: search never sees a gap.
-    p.vectors.upsert(items).await?;
-    p.vectors.delete_content(&cid, Some(cx.run.version)).await?;
-    Ok(())
+    Ok(p.vectors.replace_content(&cid, cx.run.version, items).await?)
 }
 
 async fn publish(cx: &StageContext<'_>) -> Result<(), StageFailure> {

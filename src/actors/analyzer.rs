@@ -57,12 +57,12 @@ impl AnalyzerContainer {
                     .get_tcp_port(CONTAINER_PORT)
                     .map_err(|e| StageError::transient(format!("container port: {e}")))?;
                 let http = analyze_request("http://container", req).map_err(|e| StageError::transient(e.to_string()))?;
-                let mut resp = fetcher
+                let resp = fetcher
                     .fetch_request(http)
                     .await
                     .map_err(|e| StageError::transient(format!("container not ready: {e}")))?;
                 let status = resp.status_code();
-                let text = resp.text().await.unwrap_or_default();
+                let text = crate::actors::rpc::body_text(resp).await.unwrap_or_default();
                 if (200..300).contains(&status) {
                     serde_json::from_str(&text).map_err(|e| StageError::transient(e.to_string()))
                 } else if (400..500).contains(&status) && status != 429 {

@@ -5,7 +5,7 @@
 //! never stall a pipeline. Sessions detect any gap by sequence number and fill
 //! it from this actor's log, so a dropped push is late, never lost.
 
-use futures::future::{select, Either};
+use futures::future::select;
 use serde_json::json;
 use worker::{Delay, Env, SqlStorage};
 
@@ -54,28 +54,33 @@ impl Subscribers {
     }
 }
 
-/// Sends `events` of `topic` to every subscribed session, each with a timeout.
-/// Sessions that say they no longer listen are dropped from the list.
+/// Sends `events` of `topic` to every subscribed session, all within one
+/// timeout (one timer per push, not per session: a feed event may go to
+/// hundreds). Sessions that say they no longer listen are dropped from the
+/// list; those that did not answer in time are kept and catch up by cursor.
 pub async fn push(env: &Env, subs: &Subscribers, topic: Topic, events: &[EventRecord]) {
     if events.is_empty() {
         return;
     }
     let sessions = subs.list();
-    let body = json!({ "topic": topic, "events": events });
-    let calls = sessions.iter().map(|s| {
-        let body = &body;
+    if sessions.is_empty() {
+        return;
+    }
+    let body = json!({ "topic": topic, "events": events }).to_string();
+    let gone = std::cell::RefCell::new(Vec::new());
+    let calls = futures::future::join_all(sessions.iter().map(|s| {
+        let (body, gone) = (body.clone(), &gone);
         async move {
-            let call = Box::pin(rpc::call::<_, serde_json::Value>(env, ActorKind::Session, s, "deliver", body));
-            let timeout = Box::pin(Delay::from(std::time::Duration::from_millis(PUSH_TIMEOUT_MS)));
-            match select(call, timeout).await {
-                Either::Left((Ok(v), _)) => (s, v.get("subscribed").and_then(|b| b.as_bool()).unwrap_or(true)),
-                _ => (s, true),
+            if let Ok(v) = rpc::call_encoded::<serde_json::Value>(env, ActorKind::Session, s, "deliver", body).await {
+                if v.get("subscribed").and_then(|b| b.as_bool()) == Some(false) {
+                    gone.borrow_mut().push(s.as_str());
+                }
             }
         }
-    });
-    for (session, still) in futures::future::join_all(calls).await {
-        if !still {
-            let _ = subs.remove(session);
-        }
+    }));
+    let timeout = Delay::from(std::time::Duration::from_millis(PUSH_TIMEOUT_MS));
+    let _ = select(Box::pin(calls), Box::pin(timeout)).await;
+    for session in gone.into_inner() {
+        let _ = subs.remove(session);
     }
 }

@@ -2,6 +2,8 @@
 //! [`crate::domain::pipeline::PipelineRun`]: each alarm executes one stage,
 //! persists the outcome with its events, and arms the next alarm.
 
+use std::cell::RefCell;
+
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -23,6 +25,11 @@ use crate::stages::{self, ArtifactStore, StageContext, StageFailure};
 pub struct PipelineActor {
     state: State,
     env: Env,
+    /// Read-through copies of the stored run and document. This instance is
+    /// their only writer, so a copy stays current for as long as it lives, and
+    /// each alarm skips re-reading and re-parsing the whole journal.
+    run: RefCell<Option<PipelineRun>>,
+    doc: RefCell<Option<ContentDoc>>,
 }
 
 #[derive(Deserialize)]
@@ -47,10 +54,24 @@ crate::actor_storage!(PipelineActor);
 
 impl PipelineActor {
     fn load(&self) -> ApiResult<Option<PipelineRun>> {
+        if let Some(run) = self.run.borrow().as_ref() {
+            return Ok(Some(run.clone()));
+        }
         if !crate::store::has_state(&self.state.storage().sql()) {
             return Ok(None);
         }
-        self.cells().load("run")
+        let run: Option<PipelineRun> = self.cells().load("run")?;
+        self.run.replace(run.clone());
+        Ok(run)
+    }
+
+    fn document(&self) -> ApiResult<ContentDoc> {
+        if let Some(doc) = self.doc.borrow().as_ref() {
+            return Ok(doc.clone());
+        }
+        let doc: ContentDoc = self.cells().load("doc")?.ok_or_else(|| ApiError::not_found("run document"))?;
+        self.doc.replace(Some(doc.clone()));
+        Ok(doc)
     }
 
     fn require(&self) -> ApiResult<PipelineRun> {
@@ -65,6 +86,7 @@ impl PipelineActor {
     /// pushes the events to subscribers without holding up the caller.
     fn commit(&self, run: &PipelineRun, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<Vec<EventRecord>> {
         self.cells().save("run", run)?;
+        self.run.replace(Some(run.clone()));
         let records = self.log().append(drafts, now)?;
         let (env, subs, topic, recs) = (self.env.clone(), self.subs(), Self::topic(run), records.clone());
         self.state.wait_until(async move { fanout::push(&env, &subs, topic, &recs).await });
@@ -102,6 +124,7 @@ impl PipelineActor {
         self.subs().init()?;
         let (run, events) = PipelineRun::new(req.run_id, req.content_id, req.version, cfg.retry, now);
         self.cells().save("doc", &req.doc)?;
+        self.doc.replace(Some(req.doc.clone()));
         self.commit(&run, events, now)?;
         self.arm(&run, now).await?;
         self.catalog_later(&run, now);
@@ -130,7 +153,7 @@ impl PipelineActor {
                 cfg.faults.probability(stage)
             ))))
         } else {
-            let doc: ContentDoc = self.cells().load("doc")?.ok_or_else(|| ApiError::not_found("run document"))?;
+            let doc = self.document()?;
             let artifacts = ArtifactStore::new(self.state.storage().sql());
             let cx = StageContext { env: &self.env, cfg: &cfg, run: &run, doc: &doc, artifacts: &artifacts };
             with_timeout(timeout, stages::execute(stage, &cx)).await
@@ -240,7 +263,7 @@ impl PipelineActor {
 
 impl DurableObject for PipelineActor {
     fn new(state: State, env: Env) -> Self {
-        PipelineActor { state, env }
+        PipelineActor { state, env, run: RefCell::new(None), doc: RefCell::new(None) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {

@@ -8,7 +8,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use worker::{Env, Headers, Method, Request, RequestInit, Response, Stub};
+use worker::{Env, Method, Request, RequestInit, Response, Stub};
 
 use crate::error::ApiError;
 use crate::http;
@@ -66,12 +66,11 @@ pub fn stub(env: &Env, kind: ActorKind, name: &str) -> Result<Stub, ApiError> {
     Ok(ns.id_from_name(name)?.get_stub()?)
 }
 
-fn request<Q: Serialize>(op: &str, body: &Q) -> Result<Request, ApiError> {
-    let headers = Headers::new();
-    headers.set("content-type", "application/json")?;
-    let payload = serde_json::to_string(body).map_err(|e| ApiError::Internal(e.to_string()))?;
+/// No headers: only [`incoming`] reads these requests, and it takes the body
+/// as JSON whatever it is labelled, so each call skips building them.
+fn request(op: &str, payload: String) -> Result<Request, ApiError> {
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(payload.into()));
+    init.with_method(Method::Post).with_body(Some(payload.into()));
     Ok(Request::new_with_init(&format!("https://actor.internal/{op}"), &init)?)
 }
 
@@ -83,13 +82,25 @@ pub async fn call<Q: Serialize, R: DeserializeOwned>(
     op: &str,
     body: &Q,
 ) -> Result<R, ApiError> {
-    let resp = stub(env, kind, name)?.fetch_with_request(request(op, body)?).await?;
+    let payload = serde_json::to_string(body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    call_encoded(env, kind, name, op, payload).await
+}
+
+/// [`call`] with a body already encoded, for one payload sent to many actors.
+pub async fn call_encoded<R: DeserializeOwned>(
+    env: &Env,
+    kind: ActorKind,
+    name: &str,
+    op: &str,
+    payload: String,
+) -> Result<R, ApiError> {
+    let resp = stub(env, kind, name)?.fetch_with_request(request(op, payload)?).await?;
     decode(resp).await
 }
 
-pub async fn decode<R: DeserializeOwned>(mut resp: Response) -> Result<R, ApiError> {
+pub async fn decode<R: DeserializeOwned>(resp: Response) -> Result<R, ApiError> {
     let status = resp.status_code();
-    let bytes = resp.bytes().await?;
+    let bytes = body_text(resp).await?.into_bytes();
     if status >= 400 {
         let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
         return Err(ApiError::from_body(status, &body)
@@ -97,6 +108,17 @@ pub async fn decode<R: DeserializeOwned>(mut resp: Response) -> Result<R, ApiErr
     }
     let bytes = if bytes.is_empty() { b"null".to_vec() } else { bytes };
     serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(format!("actor reply: {e}")))
+}
+
+/// The whole body of a fetched response. workers-rs reads such a body as a
+/// stream, each chunk a round of JS promises; one `text()` is one crossing.
+pub async fn body_text(resp: Response) -> Result<String, ApiError> {
+    let raw: worker::web_sys::Response = resp.into();
+    let text = raw.text().map_err(|e| ApiError::Internal(format!("actor reply: {e:?}")))?;
+    let text = worker::wasm_bindgen_futures::JsFuture::from(text)
+        .await
+        .map_err(|e| ApiError::Internal(format!("actor reply: {e:?}")))?;
+    Ok(text.as_string().unwrap_or_default())
 }
 
 /// The actor side: the op name and the JSON body of an internal call.

@@ -78,6 +78,21 @@ fn send(ws: &WebSocket, frame: &ServerFrame) {
     let _ = ws.send_with_str(frame.to_json());
 }
 
+/// An event frame encoded once per delivery, whatever the number of sockets.
+struct Outgoing {
+    seq: u64,
+    frame: String,
+}
+
+/// Encodes events in seq order, each seq once.
+fn encode(topic: Topic, events: &[EventRecord]) -> Vec<Outgoing> {
+    let mut out: Vec<Outgoing> =
+        events.iter().map(|e| Outgoing { seq: e.seq, frame: ServerFrame::event(topic, e).to_json() }).collect();
+    out.sort_by_key(|o| o.seq);
+    out.dedup_by_key(|o| o.seq);
+    out
+}
+
 /// The attachment travels as one JSON string: a JS string crosses the wasm
 /// boundary in one copy, where a structured object costs a call per field, and
 /// this runs for every socket on every delivered event.
@@ -131,41 +146,51 @@ impl SessionActor {
 
     /// Sends the contiguous events after this socket's cursor; reports a gap.
     /// Synchronous, so two deliveries can never interleave on one socket.
-    fn send_contiguous(ws: &WebSocket, topic: Topic, events: &[EventRecord]) -> Option<u64> {
-        let key = topic.to_string();
-        let mut st = attachment(ws)?;
-        let mut cursor = st.cursor(&key)?;
-        let mut sorted: Vec<&EventRecord> = events.iter().filter(|e| e.seq > cursor).collect();
-        sorted.sort_by_key(|e| e.seq);
-        for e in sorted {
-            if e.seq == cursor + 1 {
-                send(ws, &ServerFrame::event(topic, e));
-                cursor = e.seq;
-            } else if e.seq > cursor + 1 {
-                st.advance(&key, cursor);
-                save(ws, &st);
-                return Some(cursor);
+    /// `known` is the socket's state when the caller has just read it.
+    fn send_contiguous(ws: &WebSocket, known: Option<SocketState>, key: &str, batch: &[Outgoing]) -> Option<u64> {
+        let mut st = match known {
+            Some(st) => st,
+            None => attachment(ws)?,
+        };
+        let start = st.cursor(key)?;
+        let mut cursor = start;
+        let mut gap = false;
+        for o in batch.iter().filter(|o| o.seq > start) {
+            if o.seq != cursor + 1 {
+                gap = true;
+                break;
             }
+            let _ = ws.send_with_str(&o.frame);
+            cursor = o.seq;
         }
-        st.advance(&key, cursor);
-        save(ws, &st);
-        None
+        if cursor != start {
+            st.advance(key, cursor);
+            save(ws, &st);
+        }
+        gap.then_some(cursor)
     }
 
-    /// Delivers `events` to one socket, filling any gap from the topic's log.
-    async fn deliver_to(&self, ws: &WebSocket, topic: Topic, events: Vec<EventRecord>) {
-        let mut batch = events;
+    /// Delivers `batch` to one socket, filling any gap from the topic's log.
+    /// Returns whether it had to await (other sockets' states may have moved).
+    async fn deliver_to(&self, ws: &WebSocket, known: Option<SocketState>, topic: Topic, batch: &[Outgoing]) -> bool {
+        let key = topic.to_string();
+        let Some(mut after) = Self::send_contiguous(ws, known, &key, batch) else { return false };
         for _ in 0..20 {
-            let Some(after) = Self::send_contiguous(ws, topic, &batch) else { return };
             match self.fetch_events(topic, after).await {
                 Ok(page) if page.resync => {
                     self.resync(ws, topic, page.last_seq, page.snapshot.unwrap_or(Value::Null));
-                    return;
+                    break;
                 }
-                Ok(page) if !page.events.is_empty() => batch = page.events,
-                _ => return,
+                Ok(page) if !page.events.is_empty() => {
+                    match Self::send_contiguous(ws, None, &key, &encode(topic, &page.events)) {
+                        Some(a) => after = a,
+                        None => break,
+                    }
+                }
+                _ => break,
             }
         }
+        true
     }
 
     fn resync(&self, ws: &WebSocket, topic: Topic, last_seq: u64, snapshot: Value) {
@@ -184,12 +209,18 @@ impl SessionActor {
     async fn deliver(&self, d: Deliver) -> ApiResult<Value> {
         let key = d.topic.to_string();
         let targets = self.sockets_on(&key);
+        let batch = encode(d.topic, &d.events);
+        // The states read above hold until the first await.
+        let mut fresh = true;
         for (ws, st) in &targets {
             if st.is_replaying(&key) {
                 self.pending.borrow_mut().entry((st.tab.clone(), key.clone())).or_default().extend(d.events.iter().cloned());
                 continue;
             }
-            self.deliver_to(ws, d.topic, d.events.clone()).await;
+            let known = fresh.then(|| st.clone());
+            if self.deliver_to(ws, known, d.topic, &batch).await {
+                fresh = false;
+            }
         }
         Ok(json!({ "subscribed": !targets.is_empty() }))
     }
@@ -255,7 +286,7 @@ impl SessionActor {
         save(ws, &st);
         let buffered = self.pending.borrow_mut().remove(&(st.tab.clone(), key.clone())).unwrap_or_default();
         if !buffered.is_empty() {
-            self.deliver_to(ws, topic, buffered).await;
+            self.deliver_to(ws, None, topic, &encode(topic, &buffered)).await;
         }
         send(ws, &ServerFrame::Ready { topic });
         Ok(())

@@ -36,6 +36,13 @@ struct DeleteContent {
     keep_version: Option<u32>,
 }
 
+#[derive(Deserialize)]
+struct ReplaceContent {
+    content_id: String,
+    keep_version: u32,
+    items: Vec<VectorItem>,
+}
+
 /// Largest k one query may ask for.
 pub const MAX_TOP_K: u32 = 200;
 
@@ -154,6 +161,11 @@ impl VectorIndexActor {
             "upsert" => self.upsert(serde_json::from_value(body)?),
             "query" => self.query(serde_json::from_value(body)?),
             "delete_content" => self.delete_content(serde_json::from_value(body)?),
+            "replace_content" => {
+                let r: ReplaceContent = serde_json::from_value(body)?;
+                self.upsert(Upsert { items: r.items })?;
+                self.delete_content(DeleteContent { content_id: r.content_id, keep_version: Some(r.keep_version) })
+            }
             "stats" => self.stats(),
             "content_vectors" => {
                 let cid = body.get("content_id").and_then(|c| c.as_str()).unwrap_or_default().to_string();

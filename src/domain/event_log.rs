@@ -46,18 +46,20 @@ pub fn plan_replay(after: Option<u64>, w: LogWindow) -> ReplayPlan {
     }
 }
 
-/// Highest seq retention allows deleting, given the newest seq and the seq of
-/// the newest event older than the age limit. The newest event is always kept
-/// so `last` stays observable in the log itself.
-pub fn prune_through(last: u64, newest_expired: Option<u64>, r: &Retention) -> u64 {
-    let by_count = last.saturating_sub(r.max_events);
-    let by_age = newest_expired.unwrap_or(0).min(last.saturating_sub(1));
-    by_count.max(by_age)
+/// What retention deletes after an append that made `last` the newest seq:
+/// every seq up to `through`, and every seq below `last` whose event is older
+/// than `expired_before`. The newest event is always kept so `last` stays
+/// observable in the log itself. Bounds rather than a seq, so a store applies
+/// them in one statement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prune {
+    pub through: u64,
+    pub expired_before: Millis,
+    pub last: u64,
 }
 
-/// The age cut-off for [`prune_through`].
-pub fn expiry_cutoff(now: Millis, r: &Retention) -> Millis {
-    now - r.max_age_ms
+pub fn prune(last: u64, now: Millis, r: &Retention) -> Prune {
+    Prune { through: last.saturating_sub(r.max_events), expired_before: now - r.max_age_ms, last }
 }
 
 /// A subscriber's view of one topic: delivers each seq once, in order.
@@ -171,11 +173,8 @@ mod tests {
     #[test]
     fn retention_by_count_and_age_keeps_the_newest() {
         let r = Retention { max_events: 100, max_age_ms: 1000 };
-        assert_eq!(prune_through(50, None, &r), 0);
-        assert_eq!(prune_through(250, None, &r), 150);
-        assert_eq!(prune_through(250, Some(200), &r), 200);
-        assert_eq!(prune_through(250, Some(250), &r), 249);
-        assert_eq!(expiry_cutoff(5000, &r), 4000);
+        assert_eq!(prune(50, 5000, &r).through, 0);
+        assert_eq!(prune(250, 5000, &r), Prune { through: 150, expired_before: 4000, last: 250 });
     }
 
     #[test]

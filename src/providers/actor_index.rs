@@ -84,4 +84,17 @@ impl VectorIndex for ActorIndex {
         .map_err(stage_err)?;
         Ok(removed)
     }
+
+    /// One call: a content's vectors all live on its shard, which applies
+    /// the upsert and the removal of other versions in one synchronous step.
+    async fn replace_content(&self, content_id: &str, version: u32, items: Vec<VectorItem>) -> Result<(), StageError> {
+        let shard = shard_for(content_id, self.shards);
+        if let Some(stray) = items.iter().find(|it| it.meta.content_id != content_id) {
+            return Err(StageError::terminal(format!("vector {} belongs to another content", stray.id)));
+        }
+        let body = json!({ "content_id": content_id, "keep_version": version, "items": items });
+        let _: serde_json::Value =
+            rpc::call(&self.env, ActorKind::VectorShard, &shard_name(shard), "replace_content", &body).await.map_err(stage_err)?;
+        Ok(())
+    }
 }

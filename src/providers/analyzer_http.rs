@@ -48,9 +48,9 @@ pub fn analyze_request(base: &str, req: &AnalyzeRequest) -> Result<Request, ApiE
 
 /// Calls the analyzer over plain HTTP and classifies its failures.
 pub async fn analyze_over_http(req: Request) -> Result<serde_json::Value, StageError> {
-    let mut resp = Fetch::Request(req).send().await.map_err(|e| StageError::transient(format!("analyzer unreachable: {e}")))?;
+    let resp = Fetch::Request(req).send().await.map_err(|e| StageError::transient(format!("analyzer unreachable: {e}")))?;
     let status = resp.status_code();
-    let text = resp.text().await.unwrap_or_default();
+    let text = crate::actors::rpc::body_text(resp).await.unwrap_or_default();
     match status {
         200..=299 => serde_json::from_str(&text).map_err(|e| StageError::transient(format!("analyzer answer: {e}"))),
         429 => Err(StageError::rate_limited(1000, "analyzer is rate limiting")),

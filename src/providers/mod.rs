@@ -47,6 +47,14 @@ pub trait VectorIndex {
     /// Removes a content's vectors, keeping `keep_version` when given: a new
     /// version replaces the old one's vectors instead of adding to them.
     async fn delete_content(&self, content_id: &str, keep_version: Option<u32>) -> Result<u32, StageError>;
+
+    /// Stores one version's vectors, then drops every other version's, so a
+    /// search never sees the content without vectors. A backend that can do
+    /// both in one call overrides this.
+    async fn replace_content(&self, content_id: &str, version: u32, items: Vec<VectorItem>) -> Result<(), StageError> {
+        self.upsert(items).await?;
+        self.delete_content(content_id, Some(version)).await.map(|_| ())
+    }
 }
 
 #[allow(async_fn_in_trait)]

@@ -189,4 +189,13 @@ impl VectorIndex for VectorBackend {
             VectorBackend::Vectorize(v) => v.delete_content(content_id, keep_version).await,
         }
     }
+
+    async fn replace_content(&self, content_id: &str, version: u32, items: Vec<VectorItem>) -> Result<(), StageError> {
+        match self {
+            VectorBackend::Actor(a) | VectorBackend::ActorFallback(a, _) => {
+                a.replace_content(content_id, version, items).await
+            }
+            VectorBackend::Vectorize(v) => v.replace_content(content_id, version, items).await,
+        }
+    }
 }

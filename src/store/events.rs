@@ -4,7 +4,7 @@ use worker::SqlStorage;
 
 use super::{exec, rows, storage_err};
 use crate::config::Retention;
-use crate::domain::event_log::{expiry_cutoff, prune_through, LogWindow};
+use crate::domain::event_log::{prune, LogWindow};
 use crate::domain::time::{rfc3339, Millis};
 use crate::error::ApiError;
 use crate::protocol::{EventDraft, EventName, EventRecord};
@@ -41,7 +41,13 @@ impl EventStore {
             "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL, data TEXT NOT NULL, ts TEXT NOT NULL, at INTEGER NOT NULL)",
             vec![],
         )?;
-        exec(&self.sql, "CREATE TABLE IF NOT EXISTS event_meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)", vec![])
+        exec(&self.sql, "CREATE TABLE IF NOT EXISTS event_meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)", vec![])?;
+        exec(&self.sql, "INSERT OR IGNORE INTO event_meta (k, v) VALUES ('last', 0)", vec![])
+    }
+
+    /// Reserves `n` seqs and returns the new last one.
+    fn reserve(&self, n: u64) -> Result<Option<u64>, ApiError> {
+        self.num("UPDATE event_meta SET v = v + ? WHERE k = 'last' RETURNING v AS n", vec![(n as i64).into()])
     }
 
     fn exists(&self) -> bool {
@@ -57,62 +63,79 @@ impl EventStore {
         Ok(r.into_iter().next().and_then(|n| n.n).map(|n| n as u64))
     }
 
-    pub fn last_seq(&self) -> Result<u64, ApiError> {
-        if !self.exists() {
-            return Ok(0);
+    /// Runs a read on the log; a log that was never created reads as `empty`.
+    /// The catalog is only consulted when the read fails, so the common path
+    /// costs one statement.
+    fn read<T>(&self, empty: T, f: impl Fn() -> Result<T, ApiError>) -> Result<T, ApiError> {
+        match f() {
+            Ok(v) => Ok(v),
+            Err(_) if !self.exists() => Ok(empty),
+            Err(e) => Err(e),
         }
-        Ok(self.num("SELECT v AS n FROM event_meta WHERE k = 'last'", vec![])?.unwrap_or(0))
+    }
+
+    pub fn last_seq(&self) -> Result<u64, ApiError> {
+        self.read(0, || Ok(self.num("SELECT v AS n FROM event_meta WHERE k = 'last'", vec![])?.unwrap_or(0)))
     }
 
     pub fn window(&self) -> Result<LogWindow, ApiError> {
-        if !self.exists() {
-            return Ok(LogWindow::empty());
-        }
-        let last = self.last_seq()?;
-        let first = self.num("SELECT MIN(seq) AS n FROM events", vec![])?.unwrap_or(last + 1);
-        Ok(LogWindow { first, last })
+        self.read(LogWindow::empty(), || {
+            let last = self.num("SELECT v AS n FROM event_meta WHERE k = 'last'", vec![])?.unwrap_or(0);
+            let first = self.num("SELECT MIN(seq) AS n FROM events", vec![])?.unwrap_or(last + 1);
+            Ok(LogWindow { first, last })
+        })
     }
 
-    /// Numbers and stores the drafts, then applies retention.
+    /// Numbers and stores the drafts, then applies retention: three
+    /// statements whatever the batch size, since every append sits on a hot
+    /// path (each stage of a run, each feed event).
     pub fn append(&self, drafts: Vec<EventDraft>, now: Millis) -> Result<Vec<EventRecord>, ApiError> {
         if drafts.is_empty() {
             return Ok(Vec::new());
         }
-        self.init()?;
-        let mut seq = self.last_seq()?;
+        let n = drafts.len() as u64;
+        let reserved = match self.reserve(n) {
+            Ok(Some(v)) => v,
+            // The first append creates the log.
+            _ => {
+                self.init()?;
+                self.reserve(n)?.ok_or_else(|| storage_err("event log has no sequence row"))?
+            }
+        };
+        let last = reserved - n;
         let ts = rfc3339(now);
         let mut out = Vec::with_capacity(drafts.len());
-        for d in drafts {
-            seq += 1;
+        let mut params: Vec<worker::SqlStorageValue> = Vec::with_capacity(drafts.len() * 5);
+        for (i, d) in drafts.into_iter().enumerate() {
+            let seq = last + 1 + i as u64;
             let data = serde_json::to_string(&d.data).map_err(storage_err)?;
-            exec(
-                &self.sql,
-                "INSERT INTO events (seq, event, data, ts, at) VALUES (?, ?, ?, ?, ?)",
-                vec![(seq as i64).into(), d.event.as_str().into(), data.into(), ts.clone().into(), now.into()],
-            )?;
+            params.extend([(seq as i64).into(), d.event.as_str().into(), data.into(), ts.clone().into(), now.into()]);
             out.push(EventRecord { seq, event: d.event, data: d.data, ts: ts.clone() });
         }
-        exec(&self.sql, "INSERT OR REPLACE INTO event_meta (k, v) VALUES ('last', ?)", vec![(seq as i64).into()])?;
-        let cutoff = expiry_cutoff(now, &self.retention);
-        let newest_expired = self.num("SELECT MAX(seq) AS n FROM events WHERE at < ?", vec![cutoff.into()])?;
-        let through = prune_through(seq, newest_expired, &self.retention);
-        if through > 0 {
-            exec(&self.sql, "DELETE FROM events WHERE seq <= ?", vec![(through as i64).into()])?;
-        }
+        let values = vec!["(?, ?, ?, ?, ?)"; out.len()].join(", ");
+        exec(&self.sql, &format!("INSERT INTO events (seq, event, data, ts, at) VALUES {values}"), params)?;
+        // Deleting through a single seq keeps the log contiguous; the age scan
+        // only runs once the oldest kept event has expired.
+        let p = prune(reserved, now, &self.retention);
+        exec(
+            &self.sql,
+            "DELETE FROM events WHERE seq <= MAX(?, CASE WHEN (SELECT at FROM events ORDER BY seq LIMIT 1) < ? \
+             THEN (SELECT COALESCE(MAX(seq), 0) FROM events WHERE at < ? AND seq < ?) ELSE 0 END)",
+            vec![(p.through as i64).into(), p.expired_before.into(), p.expired_before.into(), (p.last as i64).into()],
+        )?;
         Ok(out)
     }
 
     /// Events with `seq > after`, oldest first, at most `limit`.
     pub fn after(&self, after: u64, limit: u32) -> Result<Vec<EventRecord>, ApiError> {
-        if !self.exists() {
-            return Ok(Vec::new());
-        }
-        let r: Vec<Row> = rows(
-            &self.sql,
-            "SELECT seq, event, data, ts FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            vec![(after as i64).into(), (limit as i64).into()],
-        )?;
-        Ok(r.into_iter().filter_map(to_record).collect())
+        self.read(Vec::new(), || {
+            let r: Vec<Row> = rows(
+                &self.sql,
+                "SELECT seq, event, data, ts FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                vec![(after as i64).into(), (limit as i64).into()],
+            )?;
+            Ok(r.into_iter().filter_map(to_record).collect())
+        })
     }
 
     /// The newest `n` events, oldest first.
