@@ -7,9 +7,10 @@
 //! actorline-bench pipeline  [--concurrency 1,16,64] [--docs N] [--reps 3]
 //! actorline-bench events    [--sockets 1,100,1000] [--rate 4] [--seconds 10] [--max-sockets [1000,2000,5000,10000]]
 //! actorline-bench search    [--docs 1000,10000] [--concurrency 64]
-//! actorline-bench coldstart
+//! actorline-bench coldstart [--no-peer]
+//! actorline-bench peer      [--concurrency 1,16,64] [--docs N]
 //! actorline-bench soak      [--minutes 10] [--rate 20]
-//! actorline-bench all       [--search-docs 1000] [--no-max-sockets]
+//! actorline-bench all       [--search-docs 1000,10000] [--no-max-sockets] [--no-peer]
 //! common: [--quick] [--reps N] [--out docs/benchmarks.md]
 //! ```
 
@@ -17,6 +18,7 @@
 mod support;
 
 mod coldstart;
+mod compare;
 mod events;
 mod pipeline;
 mod profile;
@@ -32,7 +34,7 @@ use std::time::Instant;
 
 use report::Section;
 
-const USAGE: &str = "usage: actorline-bench <pipeline|events|search|coldstart|soak|all> [options]
+const USAGE: &str = "usage: actorline-bench <pipeline|events|search|coldstart|peer|soak|all> [options]
 
   pipeline   --concurrency 1,16,64   documents in flight (one row each)
              --docs N                documents per repetition (default: by concurrency)
@@ -43,10 +45,13 @@ const USAGE: &str = "usage: actorline-bench <pipeline|events|search|coldstart|so
              --max-sockets [STEPS]   also probe idle sockets (default steps 1000,2000,5000,10000)
   search     --docs 1000,10000       index sizes, grown on one server
              --concurrency N         documents in flight while indexing (default 64)
-  coldstart                          bundle size and spawn-to-first-answer times
+  coldstart                          bundle size and spawn-to-first-answer times, also of the peer
+             --no-peer               Actorline only
+  peer       --concurrency 1,16,64   Actorline and the Agents SDK peer (bench/peer-agents) side by side,
+             --docs N                both waiting for run.completed
   soak       --minutes M --rate R    steady load (default 10 min at 20 runs/s)
-  all        coldstart, pipeline, events (+ max-sockets), search
-             --search-docs LIST (default 1000)  --no-max-sockets
+  all        coldstart, pipeline, peer, events (+ max-sockets), search (10k documents: about 15 min)
+             --search-docs LIST (default 1000,10000; 300 with --quick)  --no-max-sockets  --no-peer
 
   common     --quick                 smaller sizes, for a quick look
              --reps N                repetitions per figure (default 3; median reported)
@@ -115,6 +120,11 @@ fn pipeline_opts(a: &Args, quick: bool, reps: usize) -> Result<pipeline::Options
     })
 }
 
+fn compare_opts(a: &Args, quick: bool, reps: usize) -> Result<compare::Options, String> {
+    let p = pipeline_opts(a, quick, reps)?;
+    Ok(compare::Options { concurrency: p.concurrency, docs: p.docs, reps, quick })
+}
+
 fn events_opts(a: &Args, quick: bool, reps: usize, probe_default: bool) -> Result<events::Options, String> {
     let steps: &[usize] = if quick { &[1000, 2000] } else { &[1000, 2000, 5000, 10000] };
     let max_sockets = if a.has("no-max-sockets") {
@@ -167,17 +177,21 @@ async fn main_inner() -> Result<(), String> {
             };
             sections.push(timed(search::run(&o)).await)
         }
-        "coldstart" => sections.push(timed(coldstart::run(if quick { 1 } else { reps })).await),
+        "coldstart" => sections.push(timed(coldstart::run(if quick { 1 } else { reps }, !a.has("no-peer"))).await),
+        "peer" => sections.push(timed(compare::run(&compare_opts(&a, quick, reps)?)).await),
         "soak" => {
             let o = soak::Options { minutes: a.number("minutes", 10.0)? as u64, rate: a.number("rate", 20.0)? };
             sections.push(timed(soak::run(&o)).await)
         }
         "all" => {
-            sections.push(timed(coldstart::run(if quick { 1 } else { reps })).await);
+            sections.push(timed(coldstart::run(if quick { 1 } else { reps }, !a.has("no-peer"))).await);
             sections.push(timed(pipeline::run(&pipeline_opts(&a, quick, reps)?)).await);
+            if !a.has("no-peer") {
+                sections.push(timed(compare::run(&compare_opts(&a, quick, reps)?)).await);
+            }
             sections.push(timed(events::run(&events_opts(&a, quick, reps, true)?)).await);
             let o = search::Options {
-                docs: a.list("search-docs", if quick { &[300] } else { &[1000] })?,
+                docs: a.list("search-docs", if quick { &[300] } else { &[1000, 10000] })?,
                 reps,
                 concurrency: 64,
             };

@@ -8,12 +8,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::report::{Goal, Section};
 use crate::stack::{self, cpu_delta, doc_body, now_ms, parse_ts, Stack};
 use crate::stats::{median, ms, num, spread, summarize};
-use crate::tracker::Tracker;
+use crate::support::Ws;
+use crate::tracker::{Done, Tracker};
 
 pub struct Options {
     pub concurrency: Vec<usize>,
@@ -68,9 +71,85 @@ impl LoopResult {
 
 const PUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How a worker of the closed loop learns that its document is done.
+#[derive(Clone, Copy)]
+pub enum DoneSignal<'a> {
+    /// `content.indexed` on the tracker's one feed socket (Actorline).
+    Feed(&'a Tracker),
+    /// `run.completed` on `run:{id}`, subscribed with `after: 0` on the
+    /// worker's own session socket, then unsubscribed (Actorline).
+    RunTopic,
+    /// `run.completed` on a new socket to the run's Agent,
+    /// `/agents/pipeline-run/{id}?after=0` (the Agents SDK peer).
+    AgentSocket,
+}
+
+impl DoneSignal<'_> {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            DoneSignal::Feed(_) => "`content.indexed` on one socket subscribed to `feed`",
+            DoneSignal::RunTopic => "`run.completed` on `run:<id>`, subscribed (`after: 0`) on the worker's session socket",
+            DoneSignal::AgentSocket => "`run.completed` on a socket opened to the run's Agent (`/agents/pipeline-run/<id>?after=0`)",
+        }
+    }
+
+    /// Waits for the document's done event; `session` is the worker's socket (RunTopic).
+    async fn wait(&self, stack: &Stack, session: &mut Option<Ws>, cid: &str, rid: &str) -> Option<Done> {
+        let topic = format!("run:{rid}");
+        match self {
+            DoneSignal::Feed(t) => tokio::time::timeout(PUSH_TIMEOUT, t.expect(cid)).await.ok()?.ok(),
+            DoneSignal::RunTopic => {
+                if session.is_none() {
+                    let (sid, token) = stack.new_session().await.ok()?;
+                    *session = Some(tokio_tungstenite::connect_async(stack.ws_url(&sid, &token)).await.ok()?.0);
+                }
+                let ws = session.as_mut()?;
+                let frame = |v: Value| Message::Text(v.to_string().into());
+                let done = match ws.send(frame(json!({"type": "subscribe", "topic": topic, "after": 0}))).await {
+                    Ok(()) => run_end(ws, &topic).await,
+                    Err(_) => None,
+                };
+                if done.is_none() || ws.send(frame(json!({"type": "unsubscribe", "topic": topic}))).await.is_err() {
+                    *session = None; // start over with a fresh socket
+                }
+                done
+            }
+            DoneSignal::AgentSocket => {
+                let url = stack.server.ws_url(&format!("/agents/pipeline-run/{rid}?after=0"));
+                let mut ws = tokio_tungstenite::connect_async(url).await.ok()?.0;
+                let done = run_end(&mut ws, &topic).await;
+                let _ = ws.close(None).await;
+                done
+            }
+        }
+    }
+}
+
+/// Reads `ws` until `topic`'s run ends (`run.completed`, or `run.failed` /
+/// `run.cancelled` as not ok); frames of other topics are skipped.
+async fn run_end(ws: &mut Ws, topic: &str) -> Option<Done> {
+    let deadline = Instant::now() + PUSH_TIMEOUT;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        let Ok(Some(Ok(msg))) = tokio::time::timeout(left, ws.next()).await else { return None };
+        let Message::Text(t) = msg else { continue };
+        let (at, recv_ms) = (Instant::now(), now_ms());
+        let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+        if v["type"] != "event" || v["topic"] != topic {
+            continue;
+        }
+        let ok = match v["event"].as_str() {
+            Some("run.completed") => true,
+            Some("run.failed" | "run.cancelled") => false,
+            _ => continue,
+        };
+        return Some(Done { at, ok, server_ts: v["ts"].as_str().and_then(parse_ts).unwrap_or(f64::NAN), recv_ms });
+    }
+}
+
 /// `docs` documents, at most `concurrency` in flight (closed loop).
 /// Document `i` is on `topics[i % topics.len()]`, which is also its category.
-pub async fn closed_loop(stack: &Stack, tracker: &Tracker, concurrency: usize, docs: usize, topics: &[&str], seed0: usize) -> LoopResult {
+pub async fn closed_loop(stack: &Stack, signal: DoneSignal<'_>, concurrency: usize, docs: usize, topics: &[&str], seed0: usize) -> LoopResult {
     let next = Arc::new(AtomicUsize::new(0));
     let out = Arc::new(Mutex::new(LoopResult::default()));
     let first = Arc::new(Mutex::new(None::<Instant>));
@@ -81,9 +160,9 @@ pub async fn closed_loop(stack: &Stack, tracker: &Tracker, concurrency: usize, d
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
         let (next, out, first, last) = (next.clone(), out.clone(), first.clone(), last.clone());
-        let tracker = tracker.clone();
         // Joined below on this task, so the workers may borrow `stack`.
         tasks.push(async move {
+            let mut session = None;
             loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 if i >= docs {
@@ -119,10 +198,9 @@ pub async fn closed_loop(stack: &Stack, tracker: &Tracker, concurrency: usize, d
                     }
                 };
                 let post_ms = t0.elapsed().as_secs_f64() * 1000.0;
-                let rx = tracker.expect(&cid);
-                let done = match tokio::time::timeout(PUSH_TIMEOUT, rx).await {
-                    Ok(Ok(d)) => Some((d.at, d.ok, d.server_ts, d.recv_ms, false)),
-                    _ => {
+                let done = match signal.wait(stack, &mut session, &cid, &rid).await {
+                    Some(d) => Some((d.at, d.ok, d.server_ts, d.recv_ms, false)),
+                    None => {
                         let st = stack.poll_content(&cid, Duration::from_secs(30)).await;
                         st.map(|s| (Instant::now(), s == "indexed", f64::NAN, now_ms(), true))
                     }
@@ -174,7 +252,7 @@ pub async fn closed_loop(stack: &Stack, tracker: &Tracker, concurrency: usize, d
     r
 }
 
-fn default_docs(c: usize, quick: bool) -> usize {
+pub fn default_docs(c: usize, quick: bool) -> usize {
     let n = match c {
         0..=1 => 30,
         2..=16 => 10 * c,
@@ -215,7 +293,7 @@ pub async fn run(opts: &Options) -> Section {
         }
     };
     // Warm-up: compile the module, create the shard and feed actors.
-    let warm = closed_loop(&stack, &tracker, 4, 8, &["warmup"], 0).await;
+    let warm = closed_loop(&stack, DoneSignal::Feed(&tracker), 4, 8, &["warmup"], 0).await;
     let micro_table = match warm.runs.first() {
         Some(r) => micro(&stack, r).await,
         None => String::new(),
@@ -246,7 +324,7 @@ pub async fn run(opts: &Options) -> Section {
         };
         let mut last_runs = Vec::new();
         for rep in 0..opts.reps.max(1) {
-            let r = closed_loop(&stack, &tracker, c, docs, &["pipeline"], seed).await;
+            let r = closed_loop(&stack, DoneSignal::Feed(&tracker), c, docs, &["pipeline"], seed).await;
             seed += docs;
             let s = summarize(&r.latencies);
             eprintln!(
@@ -342,9 +420,13 @@ pub async fn run(opts: &Options) -> Section {
             picks.push(l);
         }
     }
+    // (alarm hops, stage durations) at the smallest concurrency, for the goal's reason.
+    let mut first_split = None;
     for (c, runs) in picks {
         let take: Vec<&RunSample> = runs.iter().take(if *c == 1 { 30 } else { 40 }).collect();
-        b.push_str(&breakdown(&stack, *c, &take).await);
+        let (text, hops, stages) = breakdown(&stack, *c, &take).await;
+        first_split.get_or_insert((*c, hops, stages));
+        b.push_str(&text);
     }
     // A CPU profile of the Worker's isolate during an extra, unmeasured loop.
     if opts.profile {
@@ -359,7 +441,7 @@ pub async fn run(opts: &Options) -> Section {
                     let _ = writeln!(b, "\n(CPU profile failed to start: {e})");
                 }
                 Ok(p) => {
-                    let r = closed_loop(&stack, &tracker, c, docs, &["profile"], seed).await;
+                    let r = closed_loop(&stack, DoneSignal::Feed(&tracker), c, docs, &["profile"], seed).await;
                     match p.stop().await {
                         Ok(profile) => {
                             let _ = writeln!(
@@ -385,10 +467,29 @@ pub async fn run(opts: &Options) -> Section {
 
     for r in &rows {
         if r.c == 1 {
-            sec.goals.push(Goal::new("submit → indexed p50 at concurrency 1", "< 40 ms", median(&r.p50), |v| v < 40.0, "ms"));
+            let why = match first_split {
+                Some((1, hops, stages)) => format!(
+                    "*Where the time goes at 1 in flight*: the POST alone takes {} ms (p50) through wrangler's proxy, then a run is \
+                     8 stages of {} ms (sum of means), each started by its own DO alarm; the hops between them add {} ms",
+                    ms(median(&r.post_p50)),
+                    ms(stages),
+                    ms(hops)
+                ),
+                _ => "see *Where the time goes at 1 in flight*".into(),
+            };
+            sec.goals.push(Goal::new("submit → indexed p50 at concurrency 1", "< 40 ms", median(&r.p50), |v| v < 40.0, "ms").why(why));
         }
         if r.c == 64 {
-            sec.goals.push(Goal::new("runs completed per second at concurrency 64", "≥ 150 runs/s", median(&r.rps), |v| v >= 150.0, "runs/s"));
+            let w = median(&r.worker_cpu);
+            let why = format!(
+                "*CPU profile of the Worker isolate* and the CPU table: every actor runs on the one isolate thread of the Worker's \
+                 workerd, which spends {} ms of CPU per run, so it cannot pass {} runs/s on one core; wrangler's proxy, node, \
+                 the analyzer and the load generator share the other of this machine's {} cores",
+                ms(w),
+                num(1000.0 / w),
+                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+            );
+            sec.goals.push(Goal::new("runs completed per second at concurrency 64", "≥ 150 runs/s", median(&r.rps), |v| v >= 150.0, "runs/s").why(why));
         }
     }
     tracker.stop();
@@ -412,7 +513,7 @@ async fn tmpfs_rows(opts: &Options) -> String {
         stack.stop().await;
         return b;
     };
-    let _ = closed_loop(&stack, &tracker, 4, 8, &["warmup"], 0).await;
+    let _ = closed_loop(&stack, DoneSignal::Feed(&tracker), 4, 8, &["warmup"], 0).await;
     let mut cs: Vec<usize> = vec![opts.concurrency.iter().copied().min().unwrap_or(1), opts.concurrency.iter().copied().max().unwrap_or(64)];
     cs.dedup();
     let _ = writeln!(
@@ -429,7 +530,7 @@ async fn tmpfs_rows(opts: &Options) -> String {
     let mut seed = 50_000;
     for c in cs {
         let docs = opts.docs.unwrap_or_else(|| default_docs(c, opts.quick)).max(c);
-        let r = closed_loop(&stack, &tracker, c, docs, &["pipeline"], seed).await;
+        let r = closed_loop(&stack, DoneSignal::Feed(&tracker), c, docs, &["pipeline"], seed).await;
         seed += docs;
         let s = summarize(&r.latencies);
         eprintln!("[bench] pipeline on tmpfs c={c}: p50 {} ms, {:.1} runs/s", ms(s.p50), r.runs_per_sec());
@@ -466,8 +567,9 @@ fn fsync_cost() -> String {
     format!("{} ms", ms(per))
 }
 
-/// Median and mean of each segment of a run's life, from GET /api/runs/{id}.
-async fn breakdown(stack: &Stack, c: usize, runs: &[&RunSample]) -> String {
+/// Median and mean of each segment of a run's life, from GET /api/runs/{id};
+/// also the sums of the mean alarm hops and of the mean stage durations.
+async fn breakdown(stack: &Stack, c: usize, runs: &[&RunSample]) -> (String, f64, f64) {
     // segment name → samples
     let mut segs: Vec<(String, Vec<f64>)> = Vec::new();
     let mut push = |name: String, v: f64| {
@@ -538,7 +640,7 @@ async fn breakdown(stack: &Stack, c: usize, runs: &[&RunSample]) -> String {
     if retried > 0 {
         let _ = writeln!(b, "\n{retried} stage records in this sample needed more than one attempt.");
     }
-    b
+    (b, hop_total, stage_total)
 }
 
 pub fn metrics_table(m: &Value) -> String {

@@ -24,11 +24,19 @@ pub struct Goal {
     pub value: f64,
     pub unit: String,
     pub met: bool,
+    /// For a missed goal: where its profile is and why, from the measured figures.
+    pub why: String,
 }
 
 impl Goal {
     pub fn new(what: &str, target: &str, value: f64, ok: fn(f64) -> bool, unit: &str) -> Goal {
-        Goal { what: what.into(), target: target.into(), value, unit: unit.into(), met: value.is_finite() && ok(value) }
+        Goal { what: what.into(), target: target.into(), value, unit: unit.into(), met: value.is_finite() && ok(value), why: String::new() }
+    }
+
+    /// Attaches the profile and reason, shown only if the goal is missed.
+    pub fn why(mut self, text: impl Into<String>) -> Goal {
+        self.why = text.into();
+        self
     }
 }
 
@@ -100,10 +108,11 @@ pub fn goals_table(sections: &[Section]) -> String {
         return String::new();
     }
     let mut b = String::new();
-    let _ = writeln!(b, "| Goal | Target | Measured | Met |\n|---|---|---:|:---:|");
+    let _ = writeln!(b, "| Goal | Target | Measured | Met | If missed: profile and reason |\n|---|---|---:|:---:|---|");
     for g in goals {
         let v = if g.unit == "sockets" { format!("{:.0}", g.value) } else { ms(g.value) };
-        let _ = writeln!(b, "| {} | {} | {} {} | {} |", g.what, g.target, v, g.unit, if g.met { "yes" } else { "**no**" });
+        let why = if g.met { "" } else { g.why.as_str() };
+        let _ = writeln!(b, "| {} | {} | {} {} | {} | {why} |", g.what, g.target, v, g.unit, if g.met { "yes" } else { "**no**" });
     }
     b
 }

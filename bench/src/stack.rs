@@ -90,9 +90,7 @@ impl Stack {
     pub async fn start_with(tag: &str, extra_vars: &[(&str, &str)], base: &std::path::Path, devtools_network: bool) -> Stack {
         let stack = Stack::spawn(tag, extra_vars, base).await;
         if !devtools_network {
-            if let Err(e) = crate::profile::set_network(&stack, false).await {
-                eprintln!("[bench] could not turn DevTools Network events off: {e}");
-            }
+            stack.devtools_network_off().await;
         }
         stack
     }
@@ -105,12 +103,7 @@ impl Stack {
         let tag = tag.to_string();
         let vars: Vec<(String, String)> = extra_vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         tokio::task::spawn_blocking(move || {
-            // Inside the snapshot root (see `snapshot_root`): wrangler looks for
-            // its config upwards from the served script, which the harness may
-            // copy into the state dir, so the state dir must sit below wrangler.toml.
-            let dir = support::root().join("runs").join(format!("{tag}-{}", uuid::Uuid::new_v4()));
-            std::fs::create_dir_all(&dir).expect("run dir");
-            let analyzer = Analyzer::start(&dir.join("analyzer"));
+            let (dir, analyzer) = run_dir(&tag);
             let mut opts = ServerOptions { analyzer_url: Some(analyzer.url.clone()), ..ServerOptions::new(dir.join("state")) }
                 .var("ANALYZER_BREAKER_COOLDOWN_MS", "1000")
                 .var("ANALYZER_BREAKER_THRESHOLD", "3");
@@ -124,6 +117,40 @@ impl Stack {
         })
         .await
         .expect("start stack")
+    }
+
+    /// The Agents SDK peer (`bench/peer-agents/run.sh`) with its own analyzer,
+    /// as a `Stack`: the same client, gauges and teardown. It has no admin
+    /// token, sessions or feed; its run events are on the run's Agent socket.
+    pub async fn start_peer(tag: &str) -> Stack {
+        let network = DEVTOOLS_NETWORK.load(std::sync::atomic::Ordering::Relaxed);
+        let root = snapshot_under(&default_base()).expect("snapshot");
+        let tag = tag.to_string();
+        let stack = tokio::task::spawn_blocking(move || {
+            std::env::set_var("ACTORLINE_ROOT", &root);
+            let (dir, analyzer) = run_dir(&tag);
+            let state = dir.join("state");
+            std::fs::create_dir_all(&state).expect("state dir");
+            // run.sh builds (a no-op once built) and migrates before it execs
+            // wrangler dev, so `Ready on` can take a while on a first run.
+            let mut cmd = std::process::Command::new("bash");
+            cmd.arg(crate::repo().join("bench/peer-agents/run.sh")).arg("0").arg(&state).env("ANALYZER_URL", &analyzer.url).env("NO_COLOR", "1");
+            let start_called = Instant::now();
+            let (group, rx) = support::Group::spawn(cmd, &state.join("wrangler.log"));
+            let line = support::wait_for_line(&rx, "Ready on http://", Duration::from_secs(600))
+                .unwrap_or_else(|| panic!("the peer did not start; see {}", state.join("wrangler.log").display()));
+            let ready_at = Instant::now();
+            let port = support::port_in(&line, "Ready on http");
+            std::thread::spawn(move || while rx.recv().is_ok() {});
+            let server = Server { group, base: format!("http://127.0.0.1:{port}"), admin_token: String::new(), state_dir: state };
+            Stack { server, analyzer, dir, vars: Vec::new(), http: client(), start_called, ready_at }
+        })
+        .await
+        .expect("start peer");
+        if !network {
+            stack.devtools_network_off().await;
+        }
+        stack
     }
 
     /// Stops wrangler dev and starts it again on the same state dir (the
@@ -149,11 +176,16 @@ impl Stack {
         .await
         .expect("restart server");
         if !network {
-            if let Err(e) = crate::profile::set_network(&stack, false).await {
-                eprintln!("[bench] could not turn DevTools Network events off: {e}");
-            }
+            stack.devtools_network_off().await;
         }
         stack
+    }
+
+    /// Turns wrangler's DevTools `Network` events off (see `profile::set_network`).
+    async fn devtools_network_off(&self) {
+        if let Err(e) = crate::profile::set_network(self, false).await {
+            eprintln!("[bench] could not turn DevTools Network events off: {e}");
+        }
     }
 
     /// Stops both process groups and removes the state dir, keeping the
@@ -265,6 +297,25 @@ impl Stack {
     }
 }
 
+/// A fresh run dir inside the snapshot root (wrangler looks for its config
+/// upwards from the served script, which the harness may copy into the state
+/// dir, so the state dir must sit below wrangler.toml), with an analyzer.
+fn run_dir(tag: &str) -> (PathBuf, Analyzer) {
+    let dir = support::root().join("runs").join(format!("{tag}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("run dir");
+    let analyzer = Analyzer::start(&dir.join("analyzer"));
+    (dir, analyzer)
+}
+
+/// The wrangler CLI process of a group (`wrangler-dist/cli.js`, which the
+/// `wrangler` launcher spawns): its start time is when `wrangler dev` itself
+/// began, also when a script (the peer's run.sh) built and migrated first.
+pub fn wrangler_cli_pid(pgid: u32) -> Option<u32> {
+    group_procs(pgid).into_iter().map(|p| p.pid).find(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.contains("wrangler-dist") && c.contains("dev"))
+    })
+}
+
 /// One process of a group, from /proc.
 #[derive(Debug, Clone)]
 pub struct Proc {
@@ -310,6 +361,11 @@ pub fn group_procs(pgid: u32) -> Vec<Proc> {
     }
     out.sort_by_key(|p| p.pid);
     out
+}
+
+/// "node 246 MiB, proxy 223 MiB, worker 562 MiB" for one snapshot of a group.
+pub fn rss_by_process(procs: &[Proc]) -> String {
+    procs.iter().filter(|p| p.role != "other").map(|p| format!("{} {}", p.role, crate::stats::bytes(p.rss_kib * 1024))).collect::<Vec<_>>().join(", ")
 }
 
 /// CPU milliseconds per role between two snapshots (processes matched by pid).

@@ -70,6 +70,15 @@ pub fn num(x: f64) -> String {
     }
 }
 
+/// `a ÷ b` as "2.35×".
+pub fn ratio(a: f64, b: f64) -> String {
+    if a.is_finite() && b.is_finite() && b > 0.0 {
+        format!("{:.2}×", a / b)
+    } else {
+        "–".into()
+    }
+}
+
 /// "a / b / c" of the repetitions, for tables that show their spread.
 pub fn spread(values: &[f64], f: fn(f64) -> String) -> String {
     values.iter().map(|v| f(*v)).collect::<Vec<_>>().join(" / ")

@@ -40,7 +40,8 @@ pub struct Group {
 }
 
 impl Group {
-    fn spawn(mut cmd: Command, log: &Path) -> (Group, mpsc::Receiver<String>) {
+    /// Spawns `cmd` in its own process group; its output lines go to `log` and the receiver.
+    pub fn spawn(mut cmd: Command, log: &Path) -> (Group, mpsc::Receiver<String>) {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn child");
@@ -112,7 +113,7 @@ impl Drop for Group {
     }
 }
 
-fn wait_for_line(rx: &mpsc::Receiver<String>, pat: &str, timeout: Duration) -> Option<String> {
+pub fn wait_for_line(rx: &mpsc::Receiver<String>, pat: &str, timeout: Duration) -> Option<String> {
     let deadline = Instant::now() + timeout;
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         match rx.recv_timeout(left) {
@@ -124,7 +125,7 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, pat: &str, timeout: Duration) -> O
     None
 }
 
-fn port_in(line: &str, marker: &str) -> u16 {
+pub fn port_in(line: &str, marker: &str) -> u16 {
     let after = &line[line.find(marker).expect("marker") + marker.len()..];
     let host_port = after.trim_start_matches("://").trim_start_matches("s://");
     let digits: String = host_port.rsplit(':').next().unwrap_or("").chars().take_while(|c| c.is_ascii_digit()).collect();

@@ -1,0 +1,174 @@
+//! `peer`: Actorline against the Agents SDK peer (bench/peer-agents) in the
+//! same workerd, same bench run, same closed loop of 2 KB documents. Both wait
+//! for a run-level done event (`run.completed`), so the comparison does not
+//! depend on Actorline's feed; each side gets a fresh server and its own
+//! analyzer, one after the other.
+
+use std::fmt::Write as _;
+
+use crate::pipeline::{closed_loop, default_docs, DoneSignal, LoopResult};
+use crate::report::{Goal, Section};
+use crate::stack::{rss_by_process, Proc, Stack};
+use crate::stats::{bytes, median, ms, num, ratio, summarize};
+
+pub struct Options {
+    pub concurrency: Vec<usize>,
+    pub docs: Option<usize>,
+    pub reps: usize,
+    pub quick: bool,
+}
+
+/// One system's figures at one concurrency (a value per repetition).
+#[derive(Default)]
+struct Level {
+    rps: Vec<f64>,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    worker_cpu: Vec<f64>,
+    server_cpu: Vec<f64>,
+    analyzer_cpu: Vec<f64>,
+    failed: usize,
+}
+
+impl Level {
+    fn add(&mut self, r: &LoopResult) {
+        let s = summarize(&r.latencies);
+        self.rps.push(r.runs_per_sec());
+        self.p50.push(s.p50);
+        self.p99.push(s.p99);
+        self.worker_cpu.push(r.cpu_per_run("worker"));
+        self.server_cpu.push(["worker", "proxy", "node"].iter().map(|k| r.cpu_per_run(k)).sum());
+        self.analyzer_cpu.push(r.analyzer_cpu_ms / r.ok.max(1) as f64);
+        self.failed += r.failed;
+    }
+}
+
+/// One system's run: a level per concurrency, and its memory after them.
+struct System {
+    levels: Vec<Level>,
+    runs: usize,
+    rss_start: Vec<Proc>,
+    rss_end: Vec<Proc>,
+}
+
+async fn measure(stack: &Stack, signal: DoneSignal<'_>, name: &str, opts: &Options) -> System {
+    let rss_start = stack.procs();
+    let warm = closed_loop(stack, signal, 4, 8, &["warmup"], 0).await;
+    let mut runs = warm.ok;
+    let mut seed = 1000;
+    let mut levels = Vec::new();
+    for &c in &opts.concurrency {
+        let docs = opts.docs.unwrap_or_else(|| default_docs(c, opts.quick)).max(c);
+        let mut level = Level::default();
+        for rep in 0..opts.reps.max(1) {
+            let r = closed_loop(stack, signal, c, docs, &["compare"], seed).await;
+            seed += docs;
+            runs += r.ok;
+            eprintln!(
+                "[bench] {name} c={c} rep={rep}: {} ok, {} failed, p50 {} ms, {:.1} runs/s",
+                r.ok,
+                r.failed,
+                ms(summarize(&r.latencies).p50),
+                r.runs_per_sec()
+            );
+            level.add(&r);
+        }
+        levels.push(level);
+    }
+    System { levels, runs, rss_start, rss_end: stack.procs() }
+}
+
+fn worker_rss(procs: &[Proc]) -> u64 {
+    procs.iter().filter(|p| p.role == "worker").map(|p| p.rss_kib * 1024).sum()
+}
+
+pub async fn run(opts: &Options) -> Section {
+    let mut sec = Section::new("Actorline and the Agents SDK peer: pipeline");
+    let stack = Stack::start("compare-actorline", &[]).await;
+    let ours = measure(&stack, DoneSignal::RunTopic, "actorline (run topic)", opts).await;
+    stack.stop().await;
+    let peer = Stack::start_peer("compare-peer").await;
+    let theirs = measure(&peer, DoneSignal::AgentSocket, "peer", opts).await;
+    peer.stop().await;
+
+    let mut b = String::new();
+    let _ = writeln!(
+        b,
+        "The peer is the same 8-stage pipeline on the Agents SDK (bench/peer-agents, `agents` 0.11.8, one Agent per run, \
+         one `this.schedule` alarm per stage), served by the same wrangler and workerd, each with its own analyzer. The \
+         same closed loop as above: N workers each submit a 2 KB document and wait for its run to end before the next; \
+         {} repetition(s) per row (the median shown), after an 8-document warm-up, on a fresh server per system. Both wait for \
+         a run-level `run.completed`: Actorline's as {}, the peer's as {}. (The pipeline section above waits for \
+         `content.indexed` on the feed instead; the two events are emitted in the same publish step.) The peer keeps \
+         vectors in each run's own SQLite and makes one D1 write per run; Actorline also feeds the search shards, the \
+         registry, the feed and the sessions, so it does more per run.\n",
+        opts.reps.max(1),
+        DoneSignal::RunTopic.describe(),
+        DoneSignal::AgentSocket.describe()
+    );
+    let _ = writeln!(b, "| in flight | Actorline runs/s | peer runs/s | Actorline ÷ peer | Actorline p50 (ms) | peer p50 (ms) | peer ÷ Actorline | Actorline p99 (ms) | peer p99 (ms) | peer ÷ Actorline | failed (A / peer) |");
+    let _ = writeln!(b, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (i, &c) in opts.concurrency.iter().enumerate() {
+        let (a, p) = (&ours.levels[i], &theirs.levels[i]);
+        let f = |v: &Vec<f64>| median(v);
+        let _ = writeln!(
+            b,
+            "| {c} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
+            num(f(&a.rps)),
+            num(f(&p.rps)),
+            ratio(f(&a.rps), f(&p.rps)),
+            ms(f(&a.p50)),
+            ms(f(&p.p50)),
+            ratio(f(&p.p50), f(&a.p50)),
+            ms(f(&a.p99)),
+            ms(f(&p.p99)),
+            ratio(f(&p.p99), f(&a.p99)),
+            a.failed,
+            p.failed
+        );
+    }
+    let _ = writeln!(b, "\nCPU time per completed run (ms, median of repetitions), from /proc of each process group; \"server\" is the Worker's workerd + wrangler's proxy workerd + node:\n");
+    let _ = writeln!(b, "| in flight | Actorline Worker workerd | peer Worker workerd | peer ÷ Actorline | Actorline server | peer server | Actorline analyzer | peer analyzer |");
+    let _ = writeln!(b, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (i, &c) in opts.concurrency.iter().enumerate() {
+        let (a, p) = (&ours.levels[i], &theirs.levels[i]);
+        let _ = writeln!(
+            b,
+            "| {c} | {} | {} | {} | {} | {} | {} | {} |",
+            ms(median(&a.worker_cpu)),
+            ms(median(&p.worker_cpu)),
+            ratio(median(&p.worker_cpu), median(&a.worker_cpu)),
+            ms(median(&a.server_cpu)),
+            ms(median(&p.server_cpu)),
+            ms(median(&a.analyzer_cpu)),
+            ms(median(&p.analyzer_cpu))
+        );
+    }
+    let _ = writeln!(b, "\nMemory (RSS per process of the server's group) at start and after every run above; the peer keeps one Agent per run, Actorline a ContentActor and a PipelineActor per run:\n");
+    let _ = writeln!(b, "| system | runs | at start | after the runs | Worker workerd growth per run |\n|---|---:|---|---|---:|");
+    for (name, s) in [("Actorline", &ours), ("peer", &theirs)] {
+        let grown = worker_rss(&s.rss_end).saturating_sub(worker_rss(&s.rss_start));
+        let _ = writeln!(
+            b,
+            "| {name} | {} | {} | {} | {} |",
+            s.runs,
+            rss_by_process(&s.rss_start),
+            rss_by_process(&s.rss_end),
+            bytes(grown / s.runs.max(1) as u64)
+        );
+    }
+
+    if let Some(i) = opts.concurrency.iter().position(|&c| c == 64) {
+        let (a, p) = (&ours.levels[i], &theirs.levels[i]);
+        let why = format!(
+            "the CPU table here: Actorline's Worker workerd spends {} ms per run against the peer's {}, on the same single isolate \
+             thread; see *CPU profile of the Worker isolate* in the pipeline section for where it goes",
+            ms(median(&a.worker_cpu)),
+            ms(median(&p.worker_cpu))
+        );
+        let v = median(&a.rps) / median(&p.rps);
+        sec.goals.push(Goal::new("runs/s at concurrency 64, Actorline ÷ Agents SDK peer", "≥ 2×", v, |v| v >= 2.0, "×").why(why));
+    }
+    sec.body = b;
+    sec
+}
