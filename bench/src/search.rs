@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::pipeline::closed_loop;
+use crate::pipeline::{closed_loop, DoneSignal};
 use crate::report::{Goal, Section};
-use crate::stack::Stack;
+use crate::stack::{rss_by_process, Stack};
 use crate::stats::{median, ms, num, spread, summarize};
 use crate::tracker::Tracker;
 
@@ -103,6 +103,7 @@ pub async fn run(opts: &Options) -> Section {
     let mut indexed = 0usize;
     let mut failures = Vec::new();
     let mut restarts = 0;
+    let mut memory = Vec::new();
     let mut docs_list = opts.docs.clone();
     docs_list.sort_unstable();
     for &n in &docs_list {
@@ -127,16 +128,18 @@ pub async fn run(opts: &Options) -> Section {
                 };
             }
             let batch = left.min(1000);
-            let r = closed_loop(&stack, &tracker, opts.concurrency, batch, TOPICS, indexed + ok + (add - left)).await;
+            let r = closed_loop(&stack, DoneSignal::Feed(&tracker), opts.concurrency, batch, TOPICS, indexed + ok + (add - left)).await;
             ok += r.ok;
             lat.extend(r.latencies);
             wall += r.wall;
             failures.extend(r.errors);
             left -= batch;
+            eprintln!("[bench] search: {} of {n} documents indexed ({:.0} s)", indexed + ok, t0.elapsed().as_secs_f64());
         }
         indexed += ok;
         let secs = t0.elapsed().as_secs_f64();
         eprintln!("[bench] search: indexed {ok} more ({indexed} total) in {secs:.1} s");
+        memory.push(memory_after(&stack, indexed, restarts).await);
         let mut modes = Vec::new();
         for mode in ["hybrid", "vector", "keyword"] {
             let mut row = ModeRow { mode, p50: vec![], p99: vec![], took_p50: vec![], hits: 0, errors: vec![] };
@@ -193,14 +196,27 @@ pub async fn run(opts: &Options) -> Section {
             );
             failures.extend(m.errors.iter().take(2).cloned());
         }
-        if n == 10_000 {
-            if let Some(h) = modes.iter().find(|m| m.mode == "hybrid") {
-                sec.goals.push(Goal::new("search p50 at 10,000 documents", "< 20 ms", median(&h.p50), |v| v < 20.0, "ms"));
-            }
-        } else if let Some(h) = modes.iter().find(|m| m.mode == "hybrid") {
-            sec.goals.push(Goal::new(&format!("search p50 at {indexed} documents (goal is stated for 10,000)"), "< 20 ms", median(&h.p50), |v| v < 20.0, "ms"));
+        if let Some(h) = modes.iter().find(|m| m.mode == "hybrid") {
+            let what = if n == 10_000 { "search p50 at 10,000 documents".to_string() } else { format!("search p50 at {indexed} documents (goal is stated for 10,000)") };
+            let why = format!(
+                "the table below: the server's own `took_ms` is {} ms (p50) of the {} ms the client sees; the rest is the HTTP round \
+                 trip through wrangler's proxy (*Single requests on the idle server*). Hybrid runs the keyword and vector searches \
+                 over every index shard and fuses them, on the same isolate thread",
+                ms(median(&h.took_p50)),
+                ms(median(&h.p50))
+            );
+            sec.goals.push(Goal::new(&what, "< 20 ms", median(&h.p50), |v| v < 20.0, "ms").why(why));
         }
     }
+    let _ = writeln!(
+        b,
+        "\n#### Memory after N content actors\n\nRSS of every process of the server's group once the last document \
+         of a size is indexed (each document has its ContentActor and PipelineActor), and again after the backlog drained \
+         (no run in flight per `/admin/metrics`) and {} s idle, past workerd's eviction of idle actors.\n",
+        IDLE.as_secs()
+    );
+    let _ = writeln!(b, "| documents | just indexed | drained and idle | restarts before |\n|---:|---|---|---:|");
+    b.extend(memory);
     if restarts > 0 {
         let _ = writeln!(b, "\nwrangler dev was restarted {restarts} time(s) on the same state while indexing, to shed leaked descriptors.");
     }
@@ -214,4 +230,22 @@ pub async fn run(opts: &Options) -> Section {
     tracker.stop();
     stack.stop().await;
     sec
+}
+
+/// Idle time before the second memory reading.
+const IDLE: Duration = Duration::from_secs(15);
+
+/// One row of the memory table: RSS per process now, then after the backlog
+/// drains and the server idles. A restart (to shed descriptors) empties the
+/// isolate, so the row says how many came before it.
+async fn memory_after(stack: &Stack, docs: usize, restarts: usize) -> String {
+    let now = rss_by_process(&stack.procs());
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while Instant::now() < deadline && stack.admin_json("/admin/metrics").await["runs"]["in_flight"].as_u64().unwrap_or(0) > 0 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    tokio::time::sleep(IDLE).await;
+    let idle = rss_by_process(&stack.procs());
+    eprintln!("[bench] search: memory after {docs} documents: {now}; drained and idle: {idle}");
+    format!("| {docs} | {now} | {idle} | {restarts} |\n")
 }
