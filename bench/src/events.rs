@@ -374,7 +374,12 @@ pub async fn run(opts: &Options) -> Section {
     if let Some(steps) = &opts.max_sockets {
         let (text, best) = max_sockets(&stack, steps).await;
         b.push_str(&text);
-        sec.goals.push(Goal::new("hibernated sockets answering pings", "10,000", best as f64, |v| v >= 10_000.0, "sockets"));
+        let why = format!(
+            "*Idle sockets*: the probe's steps ({}) stop at {} sockets; a step with connect errors or missing pongs ends it",
+            steps.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
+            steps.iter().max().copied().unwrap_or(0)
+        );
+        sec.goals.push(Goal::new("hibernated sockets answering pings", "10,000", best as f64, |v| v >= 10_000.0, "sockets").why(why));
     }
     sec.body = b;
     stack.stop().await;
