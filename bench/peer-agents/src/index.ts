@@ -7,6 +7,8 @@
 // events, artifacts and vectors in its own SQL tables, and pushes every event
 // to connected WebSocket clients with `this.broadcast`. The stage work is
 // Actorline's own `src/nlp`, compiled to wasm (see nlp-wasm/ and build.sh).
+// One `Feed` Agent (name "main") is Actorline's `feed` topic: run Agents hand
+// it their content-level events by RPC, it numbers, stores and broadcasts them.
 //
 // REST (the subset of Actorline's contract a load generator needs):
 //   POST /api/content        {title, body, category?, tags?, author?} -> 202 {content_id, version, run_id, links}
@@ -16,6 +18,8 @@
 // WebSocket (the SDK's standard agent URL, served by routeAgentRequest):
 //   GET  /agents/pipeline-run/{run_id}[?after=N]   upgrade; frames are
 //   {"type":"event","topic":"run:<id>","seq":n,"event":"<name>","data":{...},"ts":"<RFC 3339>"}
+//   GET  /agents/feed/main[?after=N]              the same for topic "feed":
+//   content.updated (run accepted) and content.indexed (published), every run
 
 import { Agent, type Connection, type ConnectionContext, getAgentByName, routeAgentRequest } from "agents";
 import nlpWasm from "../nlp-pkg/actorline_nlp_bg.wasm";
@@ -26,6 +30,7 @@ nlp.initSync({ module: nlpWasm });
 
 export interface Env {
   PipelineRun: DurableObjectNamespace<PipelineRun>;
+  Feed: DurableObjectNamespace<Feed>;
   DB: D1Database;
   ANALYZER_URL?: string;
 }
@@ -194,13 +199,22 @@ async function readJson(req: Request): Promise<unknown> {
   }
 }
 
-// --------------------------------------------------------------- the Agent
+// -------------------------------------------------------------- the Agents
 
-/** One pipeline run. Its name is the run id (a server-made UUID). */
-export class PipelineRun extends Agent<Env, RunState> {
+/**
+ * An Agent that owns one Actorline topic: an event log with a dense seq (from
+ * 1) in its own SQLite table, each event stored and sent with `this.broadcast`
+ * to every socket on the Agent in one synchronous step.
+ */
+abstract class TopicAgent<State = unknown> extends Agent<Env, State> {
   // The peer's sockets carry only Actorline-shaped frames: no SDK identity,
   // state-sync or MCP protocol frames (the journal is read over REST).
   static options = { sendIdentityOnConnect: false };
+
+  /** The SQLite table of the event log. */
+  protected abstract get table(): string;
+  /** The topic named in frames. */
+  protected abstract get topic(): string;
 
   shouldSendProtocolMessages(_c: Connection, _ctx: ConnectionContext): boolean {
     return false;
@@ -208,8 +222,91 @@ export class PipelineRun extends Agent<Env, RunState> {
 
   async onStart(): Promise<void> {
     this.ctx.storage.sql.exec(
-      `CREATE TABLE IF NOT EXISTS run_events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL, data TEXT NOT NULL, ts TEXT NOT NULL);
-       CREATE TABLE IF NOT EXISTS artifacts (k TEXT PRIMARY KEY, v TEXT, b BLOB);
+      `CREATE TABLE IF NOT EXISTS ${this.table} (seq INTEGER PRIMARY KEY, event TEXT NOT NULL, data TEXT NOT NULL, ts TEXT NOT NULL)`,
+    );
+  }
+
+  /** `?after=N` replays events with seq > N; then a `ready` frame with the latest seq. */
+  async onConnect(conn: Connection, ctx: ConnectionContext): Promise<void> {
+    const afterRaw = new URL(ctx.request.url).searchParams.get("after");
+    if (afterRaw !== null) {
+      const after = Number.parseInt(afterRaw, 10) || 0;
+      for (const r of this.ctx.storage.sql.exec<{ seq: number; event: string; data: string; ts: string }>(
+        `SELECT seq, event, data, ts FROM ${this.table} WHERE seq > ? ORDER BY seq`,
+        after,
+      )) {
+        conn.send(frame(this.topic, r.seq, r.event, r.data, r.ts));
+      }
+    }
+    conn.send(JSON.stringify({ type: "ready", topic: this.topic, seq: this.lastSeq() }));
+  }
+
+  async onMessage(conn: Connection, message: string | ArrayBuffer | ArrayBufferView): Promise<void> {
+    if (typeof message === "string" && message.includes('"ping"')) conn.send(JSON.stringify({ type: "pong" }));
+  }
+
+  private lastSeq(): number {
+    const r = [...this.ctx.storage.sql.exec<{ seq: number | null }>(`SELECT MAX(seq) AS seq FROM ${this.table}`)][0];
+    return r?.seq ?? 0;
+  }
+
+  /** Appends one event (`data` is JSON text) and broadcasts it; returns its seq. */
+  protected append(event: string, data: string): number {
+    const ts = now();
+    const seq = this.lastSeq() + 1;
+    this.ctx.storage.sql.exec(`INSERT INTO ${this.table} (seq, event, data, ts) VALUES (?, ?, ?, ?)`, seq, event, data, ts);
+    this.broadcast(frame(this.topic, seq, event, data, ts));
+    return seq;
+  }
+}
+
+/** The one feed Agent's name (`/agents/feed/main`). */
+const FEED_NAME = "main";
+
+type FeedEvent = "content.updated" | "content.indexed";
+
+/** The content-level fields of a feed event (Actorline's `ContentState::event` data, plus run_id). */
+interface FeedData {
+  content_id: string;
+  run_id: string;
+  version: number;
+  title: string;
+  status?: string;
+  category?: string | null;
+  summary?: string | null;
+  chunks?: number;
+}
+
+/** Actorline's `feed` topic (its FeedActor): one instance, every content-level event of every run. */
+export class Feed extends TopicAgent {
+  protected get table(): string {
+    return "feed_events";
+  }
+
+  protected get topic(): string {
+    return "feed";
+  }
+
+  /** RPC from a run Agent: numbers, stores and broadcasts one event; returns its seq. */
+  async publish(event: FeedEvent, data: FeedData): Promise<number> {
+    return this.append(event, JSON.stringify(data));
+  }
+}
+
+/** One pipeline run. Its name is the run id (a server-made UUID). */
+export class PipelineRun extends TopicAgent<RunState> {
+  protected get table(): string {
+    return "run_events";
+  }
+
+  protected get topic(): string {
+    return `run:${this.name}`;
+  }
+
+  async onStart(): Promise<void> {
+    await super.onStart();
+    this.ctx.storage.sql.exec(
+      `CREATE TABLE IF NOT EXISTS artifacts (k TEXT PRIMARY KEY, v TEXT, b BLOB);
        CREATE TABLE IF NOT EXISTS vectors (id TEXT PRIMARY KEY, content_id TEXT NOT NULL, version INTEGER NOT NULL,
          chunk INTEGER NOT NULL, category TEXT, v BLOB NOT NULL);
        CREATE INDEX IF NOT EXISTS vectors_by_content ON vectors (content_id, version);`,
@@ -233,6 +330,8 @@ export class PipelineRun extends Agent<Env, RunState> {
     });
     this.emit("run.queued", { version: doc.version });
     await this.schedule(0, "runStage", { stage: "validate" });
+    // Actorline's ContentActor appends content.updated to the feed before it answers.
+    await this.toFeed("content.updated", { version: doc.version, title: doc.title, status: "processing" });
     return this.state;
   }
 
@@ -244,26 +343,6 @@ export class PipelineRun extends Agent<Env, RunState> {
   async onRequest(req: Request): Promise<Response> {
     if (req.method !== "GET") return json({ error: { code: "method_not_allowed", message: "GET only" } }, 405);
     return this.state ? json(this.state) : json({ error: { code: "not_found", message: "no such run" } }, 404);
-  }
-
-  /** `?after=N` replays events with seq > N; then a `ready` frame with the latest seq. */
-  async onConnect(conn: Connection, ctx: ConnectionContext): Promise<void> {
-    const topic = `run:${this.name}`;
-    const afterRaw = new URL(ctx.request.url).searchParams.get("after");
-    if (afterRaw !== null) {
-      const after = Number.parseInt(afterRaw, 10) || 0;
-      for (const r of this.ctx.storage.sql.exec<{ seq: number; event: string; data: string; ts: string }>(
-        "SELECT seq, event, data, ts FROM run_events WHERE seq > ? ORDER BY seq",
-        after,
-      )) {
-        conn.send(frame(topic, r.seq, r.event, r.data, r.ts));
-      }
-    }
-    conn.send(JSON.stringify({ type: "ready", topic, seq: this.lastSeq() }));
-  }
-
-  async onMessage(conn: Connection, message: string | ArrayBuffer | ArrayBufferView): Promise<void> {
-    if (typeof message === "string" && message.includes('"ping"')) conn.send(JSON.stringify({ type: "pong" }));
   }
 
   // ------------------------------------------------------------- stages
@@ -465,6 +544,13 @@ export class PipelineRun extends Agent<Env, RunState> {
         } catch (e) {
           throw new StageError(`D1: ${(e as Error).message}`);
         }
+        await this.toFeed("content.indexed", {
+          version: doc.version,
+          title: doc.title,
+          category: doc.category,
+          summary: summary === null ? null : (JSON.parse(summary) as string),
+          chunks: chunks.length,
+        });
         return;
       }
     }
@@ -478,19 +564,24 @@ export class PipelineRun extends Agent<Env, RunState> {
     return { ...s, stages, status: status ?? s.status };
   }
 
-  private lastSeq(): number {
-    const r = [...this.ctx.storage.sql.exec<{ seq: number | null }>("SELECT MAX(seq) AS seq FROM run_events")][0];
-    return r?.seq ?? 0;
-  }
-
-  /** Appends to the run's event log (dense seq from 1) and broadcasts it, synchronously. */
+  /** Appends to the run's event log and broadcasts it. */
   private emit(event: string, data: Record<string, unknown>): void {
     const s = this.state;
-    const payload = JSON.stringify({ ...data, run_id: s.id, content_id: s.content_id });
-    const ts = now();
-    const seq = this.lastSeq() + 1;
-    this.ctx.storage.sql.exec("INSERT INTO run_events (seq, event, data, ts) VALUES (?, ?, ?, ?)", seq, event, payload, ts);
-    this.broadcast(frame(`run:${s.id}`, seq, event, payload, ts));
+    this.append(event, JSON.stringify({ ...data, run_id: s.id, content_id: s.content_id }));
+  }
+
+  /**
+   * Hands a content-level event to the Feed Agent by RPC. Best-effort, as
+   * Actorline's feed append: a failure is logged, never fails the run.
+   */
+  private async toFeed(event: FeedEvent, data: Omit<FeedData, "content_id" | "run_id">): Promise<void> {
+    const s = this.state;
+    try {
+      const feed = await getAgentByName<Env, Feed>(this.env.Feed, FEED_NAME);
+      await feed.publish(event, { content_id: s.content_id, run_id: s.id, ...data });
+    } catch (e) {
+      console.error("feed append failed", e);
+    }
   }
 
   private putText(k: string, v: string): void {
