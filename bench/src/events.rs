@@ -3,6 +3,8 @@
 //! event's server `ts` against the client's receive time (one machine, one
 //! clock). `--max-sockets` opens idle sockets in steps until errors appear,
 //! lets them hibernate, and checks that pings on a sample still answer.
+//! `--peer` runs the same windows against the Agents SDK peer's `Feed` Agent
+//! (bench/peer-agents) and prints the two side by side.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -16,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::report::{load_average, Goal, Section};
 use crate::stack::{doc_body, now_ms, parse_ts, raise_nofile, Proc, Stack};
-use crate::stats::{bytes, median, ms, spread, summarize};
+use crate::stats::{bytes, median, ms, ratio, spread, summarize};
 use crate::support::Ws;
 
 pub struct Options {
@@ -29,7 +31,21 @@ pub struct Options {
     pub max_sockets: Option<Vec<usize>>,
     /// Profile one extra window at the largest socket count.
     pub profile: bool,
+    /// Also measure the Agents SDK peer's feed (see [`peer`]).
+    pub peer: bool,
 }
+
+/// Whose feed the listening sockets are on.
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    /// Session sockets, 10 per session, each subscribed to `feed`.
+    Actorline,
+    /// Sockets to the peer's one Feed Agent, which broadcasts to all of them.
+    Peer,
+}
+
+/// The peer's feed: the `Feed` Agent named "main" (bench/peer-agents/src/index.ts).
+const PEER_FEED: &str = "/agents/feed/main";
 
 const FEED_EVENTS_PER_RUN: u64 = 2; // content.updated at submit, content.indexed at publish
 
@@ -100,26 +116,41 @@ struct Listeners {
     open_secs: f64,
 }
 
-/// Opens `n` sockets over `n / per_session` sessions, subscribes each to the
-/// feed, waits for `ready`, then reads each in its own task.
-async fn listeners(stack: &Stack, n: usize) -> Listeners {
+/// One socket that gets every feed event, once its `ready` frame is in:
+/// a session socket subscribed to `feed` (Actorline), or a socket to the
+/// peer's Feed Agent (`session` is then unused).
+async fn feed_socket(stack: &Stack, side: Side, session: Option<(String, String)>) -> Result<Ws, String> {
+    let mut ws = match (side, session) {
+        (Side::Actorline, Some(s)) => {
+            let mut ws = connect(stack, &s).await?;
+            ws.send(Message::Text(json!({"type": "subscribe", "topic": "feed"}).to_string().into())).await.map_err(|e| e.to_string())?;
+            ws
+        }
+        (Side::Actorline, None) => return Err("no session".into()),
+        (Side::Peer, _) => connect_url(stack.server.ws_url(PEER_FEED)).await?,
+    };
+    wait_frame(&mut ws, Duration::from_secs(30), |v| v["type"] == "ready" || v["type"] == "error")
+        .await
+        .filter(|v| v["type"] == "ready")
+        .ok_or_else(|| "no ready frame".to_string())?;
+    Ok(ws)
+}
+
+/// Opens `n` feed sockets (Actorline's over `n / per_session` sessions),
+/// waits for each one's `ready`, then reads each in its own task.
+async fn listeners(stack: &Stack, side: Side, n: usize) -> Listeners {
     let per_session = n.clamp(1, 10);
     let started = Instant::now();
-    let sess = sessions(stack, n.div_ceil(per_session)).await;
+    let sess = match side {
+        Side::Actorline => sessions(stack, n.div_ceil(per_session)).await,
+        Side::Peer => Vec::new(),
+    };
     let samples: Arc<Mutex<Vec<f64>>> = Arc::default();
     let received: Arc<AtomicU64> = Arc::default();
     let closed: Arc<AtomicUsize> = Arc::default();
     let (stop, stop_rx) = watch::channel(false);
-    let results: Vec<Result<Ws, String>> = futures_util::stream::iter((0..n).filter_map(|i| sess.get(i / per_session).cloned()))
-        .map(|s| async move {
-            let mut ws = connect(stack, &s).await?;
-            ws.send(Message::Text(json!({"type": "subscribe", "topic": "feed"}).to_string().into())).await.map_err(|e| e.to_string())?;
-            wait_frame(&mut ws, Duration::from_secs(30), |v| v["type"] == "ready" || v["type"] == "error")
-                .await
-                .filter(|v| v["type"] == "ready")
-                .ok_or_else(|| "no ready frame".to_string())?;
-            Ok(ws)
-        })
+    let results: Vec<Result<Ws, String>> = futures_util::stream::iter(0..n)
+        .map(|i| feed_socket(stack, side, sess.get(i / per_session).cloned()))
         .buffer_unordered(32)
         .collect()
         .await;
@@ -219,22 +250,25 @@ struct LevelRow {
     rss_kib: u64,
 }
 
-pub async fn run(opts: &Options) -> Section {
-    let mut sec = Section::new("Live events: event → client latency");
-    raise_nofile();
-    let stack = Stack::start("events", &[]).await;
+/// Actorline's figures per socket count, for the peer comparison.
+pub struct Levels(Vec<LevelRow>);
+
+/// The windows at every socket count on one server, after a warm-up; with
+/// `profile`, also the Markdown of a CPU profile at the largest count.
+async fn measure(stack: &Stack, side: Side, opts: &Options, profile: bool) -> (Vec<LevelRow>, String) {
+    let name = if side == Side::Peer { "peer events" } else { "events" };
     // Warm-up: compile, create the feed actor.
-    trickle(&stack, 4.0, 1.0, 0).await;
+    trickle(stack, 4.0, 1.0, 0).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let mut rows = Vec::new();
     let mut seed = 100;
     let mut profile_md = String::new();
     for &n in &opts.sockets {
-        let l = listeners(&stack, n).await;
-        eprintln!("[bench] events: {} of {n} sockets subscribed in {:.1} s ({} errors)", l.open, l.open_secs, l.errors.len());
+        let l = listeners(stack, side, n).await;
+        eprintln!("[bench] {name}: {} of {n} sockets subscribed in {:.1} s ({} errors)", l.open, l.open_secs, l.errors.len());
         // Purge subscribers left by the previous level, then start clean.
-        trickle(&stack, 2.0, 1.0, seed).await;
+        trickle(stack, 2.0, 1.0, seed).await;
         seed += 10;
         drain(&l.received, u64::MAX, Duration::from_secs(2), Duration::from_secs(15)).await;
         l.samples.lock().unwrap().clear();
@@ -256,7 +290,7 @@ pub async fn run(opts: &Options) -> Section {
         for rep in 0..opts.reps.max(1) {
             let base = l.received.load(Ordering::Relaxed);
             let before = stack.procs();
-            let runs = trickle(&stack, opts.rate, opts.seconds, seed).await;
+            let runs = trickle(stack, opts.rate, opts.seconds, seed).await;
             seed += runs + 1;
             let target = base + runs as u64 * FEED_EVENTS_PER_RUN * l.open as u64;
             let got = drain(&l.received, target, Duration::from_secs(5), Duration::from_secs(60)).await;
@@ -265,7 +299,7 @@ pub async fn run(opts: &Options) -> Section {
             cpu.push(worker / runs.max(1) as f64);
             let s = summarize(&std::mem::take(&mut *l.samples.lock().unwrap()));
             eprintln!(
-                "[bench] events {n} sockets rep {rep}: {runs} runs, {}/{} frames, p50 {} ms, p99 {} ms, max {} ms (load {})",
+                "[bench] {name} {n} sockets rep {rep}: {runs} runs, {}/{} frames, p50 {} ms, p99 {} ms, max {} ms (load {})",
                 got - base,
                 target - base,
                 ms(s.p50),
@@ -282,11 +316,11 @@ pub async fn run(opts: &Options) -> Section {
         }
         row.worker_cpu_ms_per_run = median(&cpu);
         // A CPU profile of one extra, unmeasured window at the largest level.
-        if opts.profile && n >= 100 && Some(&n) == opts.sockets.iter().max() {
-            if let Some(url) = crate::profile::inspector_url(&stack).await {
+        if profile && n >= 100 && Some(&n) == opts.sockets.iter().max() {
+            if let Some(url) = crate::profile::inspector_url(stack).await {
                 if let Ok(p) = crate::profile::Profiler::start(&url, 250).await {
                     let base = l.received.load(Ordering::Relaxed);
-                    let runs = trickle(&stack, opts.rate, opts.seconds, seed).await;
+                    let runs = trickle(stack, opts.rate, opts.seconds, seed).await;
                     seed += runs + 1;
                     let target = base + runs as u64 * FEED_EVENTS_PER_RUN * l.open as u64;
                     drain(&l.received, target, Duration::from_secs(5), Duration::from_secs(60)).await;
@@ -308,6 +342,14 @@ pub async fn run(opts: &Options) -> Section {
         l.close().await;
         rows.push(row);
     }
+    (rows, profile_md)
+}
+
+pub async fn run(opts: &Options) -> (Section, Levels) {
+    let mut sec = Section::new("Live events: event → client latency");
+    raise_nofile();
+    let stack = Stack::start("events", &[]).await;
+    let (rows, profile_md) = measure(&stack, Side::Actorline, opts, opts.profile).await;
 
     let mut b = String::new();
     let _ = writeln!(
@@ -383,6 +425,63 @@ pub async fn run(opts: &Options) -> Section {
     }
     sec.body = b;
     stack.stop().await;
+    (sec, Levels(rows))
+}
+
+/// The same windows against the Agents SDK peer, on a fresh peer server, side
+/// by side with Actorline's (`ours`, measured by [`run`] just before).
+pub async fn peer(opts: &Options, ours: &Levels) -> Section {
+    let mut sec = Section::new("Actorline and the Agents SDK peer: live events");
+    raise_nofile();
+    let stack = Stack::start_peer("events-peer").await;
+    let (theirs, _) = measure(&stack, Side::Peer, opts, false).await;
+    stack.stop().await;
+
+    let mut b = String::new();
+    let _ = writeln!(
+        b,
+        "The same windows as above ({} runs/s for {} s, median of {} windows, latency = receive time − the event's `ts`) \
+         against the peer (bench/peer-agents, `agents` 0.11.8). Its feed is one `Feed` Agent (`{PEER_FEED}`): each run \
+         Agent hands it `content.updated` when the run is accepted and `content.indexed` at publish by RPC \
+         (`getAgentByName(env.Feed, \"main\")`, then `publish(...)`); the Feed numbers the event (dense `seq`), stores it \
+         in its SQLite and sends it with `this.broadcast` to every socket on it, in Actorline's frame shape. So all of \
+         the peer's sockets are on that one Agent, while Actorline's are on sessions of 10 sockets each, and the feed \
+         actor fans out to the sessions. Each side has its own fresh server. Worker CPU per run is the Worker \
+         workerd's CPU during a window over the runs submitted in it (pipeline plus fan-out).\n",
+        opts.rate,
+        opts.seconds,
+        opts.reps.max(1)
+    );
+    let _ = writeln!(b, "| sockets (A / peer) | Actorline p50 (ms) | peer p50 (ms) | peer ÷ Actorline | Actorline p99 (ms) | peer p99 (ms) | peer ÷ Actorline | Actorline Worker CPU per run (ms) | peer Worker CPU per run (ms) | peer ÷ Actorline | frames delivered (A / peer) |");
+    let _ = writeln!(b, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    for (a, p) in ours.0.iter().zip(&theirs) {
+        let (a50, p50, a99, p99) = (median(&a.p50), median(&p.p50), median(&a.p99), median(&p.p99));
+        let _ = writeln!(
+            b,
+            "| {} / {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {}, {} / {} |",
+            a.opened,
+            p.opened,
+            ms(a50),
+            ms(p50),
+            ratio(p50, a50),
+            ms(a99),
+            ms(p99),
+            ratio(p99, a99),
+            ms(a.worker_cpu_ms_per_run),
+            ms(p.worker_cpu_ms_per_run),
+            ratio(p.worker_cpu_ms_per_run, a.worker_cpu_ms_per_run),
+            a.delivered,
+            a.expected,
+            p.delivered,
+            p.expected
+        );
+    }
+    for r in &theirs {
+        for e in &r.errors {
+            let _ = writeln!(b, "\n- peer, {} sockets: `{}`", r.sockets, e.chars().take(300).collect::<String>());
+        }
+    }
+    sec.body = b;
     sec
 }
 
@@ -504,7 +603,7 @@ async fn max_sockets(stack: &Stack, steps: &[usize]) -> (String, usize) {
         let _ = writeln!(b, "\nFirst connect error: `{}`", e.chars().take(300).collect::<String>());
     }
     // Close politely, in bulk, so the server is not left with half-open sockets.
-    futures_util::stream::iter(held.into_iter())
+    futures_util::stream::iter(held)
         .for_each_concurrent(256, |mut ws| async move {
             let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
         })

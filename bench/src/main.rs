@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! actorline-bench pipeline  [--concurrency 1,16,64] [--docs N] [--reps 3]
-//! actorline-bench events    [--sockets 1,100,1000] [--rate 4] [--seconds 10] [--max-sockets [1000,2000,5000,10000]]
+//! actorline-bench events    [--sockets 1,100,1000] [--rate 4] [--seconds 10] [--max-sockets [1000,2000,5000,10000]] [--peer]
 //! actorline-bench search    [--docs 1000,10000] [--concurrency 64]
 //! actorline-bench coldstart [--no-peer]
 //! actorline-bench peer      [--concurrency 1,16,64] [--docs N]
@@ -43,6 +43,7 @@ const USAGE: &str = "usage: actorline-bench <pipeline|events|search|coldstart|pe
   events     --sockets 1,100,1000    subscribed sockets (one row each)
              --rate R --seconds S    runs per second and window length (default 4, 10)
              --max-sockets [STEPS]   also probe idle sockets (default steps 1000,2000,5000,10000)
+             --peer                  then the same windows on the Agents SDK peer's Feed Agent, side by side
   search     --docs 1000,10000       index sizes, grown on one server
              --concurrency N         documents in flight while indexing (default 64)
   coldstart                          bundle size and spawn-to-first-answer times, also of the peer
@@ -50,7 +51,7 @@ const USAGE: &str = "usage: actorline-bench <pipeline|events|search|coldstart|pe
   peer       --concurrency 1,16,64   Actorline and the Agents SDK peer (bench/peer-agents) side by side,
              --docs N                both waiting for run.completed
   soak       --minutes M --rate R    steady load (default 10 min at 20 runs/s)
-  all        coldstart, pipeline, peer, events (+ max-sockets), search (10k documents: about 15 min)
+  all        coldstart, pipeline, peer, events (+ max-sockets, + the peer's), search (10k documents: about 15 min)
              --search-docs LIST (default 1000,10000; 300 with --quick)  --no-max-sockets  --no-peer
 
   common     --quick                 smaller sizes, for a quick look
@@ -125,7 +126,7 @@ fn compare_opts(a: &Args, quick: bool, reps: usize) -> Result<compare::Options, 
     Ok(compare::Options { concurrency: p.concurrency, docs: p.docs, reps, quick })
 }
 
-fn events_opts(a: &Args, quick: bool, reps: usize, probe_default: bool) -> Result<events::Options, String> {
+fn events_opts(a: &Args, quick: bool, reps: usize, probe_default: bool, peer: bool) -> Result<events::Options, String> {
     let steps: &[usize] = if quick { &[1000, 2000] } else { &[1000, 2000, 5000, 10000] };
     let max_sockets = if a.has("no-max-sockets") {
         None
@@ -143,15 +144,31 @@ fn events_opts(a: &Args, quick: bool, reps: usize, probe_default: bool) -> Resul
         reps,
         max_sockets,
         profile: !a.has("no-profile"),
+        peer,
     })
 }
 
 async fn timed<F: std::future::Future<Output = Section>>(f: F) -> Section {
+    timed_with(async { (f.await, ()) }).await.0
+}
+
+/// As [`timed`], for a section that comes with figures for a later one.
+async fn timed_with<T, F: std::future::Future<Output = (Section, T)>>(f: F) -> (Section, T) {
     let t = Instant::now();
-    let mut s = f.await;
+    let (mut s, extra) = f.await;
     s.seconds = t.elapsed().as_secs_f64();
     eprintln!("\n{}", s.markdown());
-    s
+    (s, extra)
+}
+
+/// The events section, then (with `o.peer`) the peer's beside Actorline's.
+async fn events_sections(o: &events::Options) -> Vec<Section> {
+    let (s, ours) = timed_with(events::run(o)).await;
+    let mut out = vec![s];
+    if o.peer {
+        out.push(timed(events::peer(o, &ours)).await);
+    }
+    out
 }
 
 async fn main_inner() -> Result<(), String> {
@@ -168,7 +185,7 @@ async fn main_inner() -> Result<(), String> {
     let mut sections = Vec::new();
     match a.cmd.as_str() {
         "pipeline" => sections.push(timed(pipeline::run(&pipeline_opts(&a, quick, reps)?)).await),
-        "events" => sections.push(timed(events::run(&events_opts(&a, quick, reps, false)?)).await),
+        "events" => sections.extend(events_sections(&events_opts(&a, quick, reps, false, a.has("peer"))?).await),
         "search" => {
             let o = search::Options {
                 docs: a.list("docs", if quick { &[300] } else { &[1000, 10000] })?,
@@ -189,7 +206,7 @@ async fn main_inner() -> Result<(), String> {
             if !a.has("no-peer") {
                 sections.push(timed(compare::run(&compare_opts(&a, quick, reps)?)).await);
             }
-            sections.push(timed(events::run(&events_opts(&a, quick, reps, true)?)).await);
+            sections.extend(events_sections(&events_opts(&a, quick, reps, true, !a.has("no-peer"))?).await);
             let o = search::Options {
                 docs: a.list("search-docs", if quick { &[300] } else { &[1000, 10000] })?,
                 reps,

@@ -436,6 +436,8 @@ pub fn raise_nofile() -> (u64, u64) {
             }
         }
     }
+    // rlim_t is u64 here but not on every target.
+    #[allow(clippy::unnecessary_cast)]
     (lim.rlim_cur as u64, lim.rlim_max as u64)
 }
 
