@@ -71,13 +71,16 @@ impl LoopResult {
 
 const PUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Actorline's cap on subscriptions per socket (`MAX_SUBSCRIPTIONS`).
+const SUBSCRIPTIONS_PER_SOCKET: usize = 16;
+
 /// How a worker of the closed loop learns that its document is done.
 #[derive(Clone, Copy)]
 pub enum DoneSignal<'a> {
     /// `content.indexed` on the tracker's one feed socket (Actorline).
     Feed(&'a Tracker),
     /// `run.completed` on `run:{id}`, subscribed with `after: 0` on the
-    /// worker's own session socket, then unsubscribed (Actorline).
+    /// worker's own session socket, renewed every 16 runs (Actorline).
     RunTopic,
     /// `run.completed` on a new socket to the run's Agent,
     /// `/agents/pipeline-run/{id}?after=0` (the Agents SDK peer).
@@ -94,22 +97,30 @@ impl DoneSignal<'_> {
     }
 
     /// Waits for the document's done event; `session` is the worker's socket (RunTopic).
-    async fn wait(&self, stack: &Stack, session: &mut Option<Ws>, cid: &str, rid: &str) -> Option<Done> {
+    async fn wait(&self, stack: &Stack, session: &mut Option<(Ws, usize)>, cid: &str, rid: &str) -> Option<Done> {
         let topic = format!("run:{rid}");
         match self {
             DoneSignal::Feed(t) => tokio::time::timeout(PUSH_TIMEOUT, t.expect(cid)).await.ok()?.ok(),
             DoneSignal::RunTopic => {
+                // One frame per run: no unsubscribe, a fresh socket once the
+                // per-socket subscription cap is reached. Subscribe plus
+                // unsubscribe per run would outrun the session's frame rate
+                // limit (10/s) at concurrency 1 and get subscribes refused.
+                if session.as_ref().is_some_and(|(_, n)| *n >= SUBSCRIPTIONS_PER_SOCKET) {
+                    *session = None;
+                }
                 if session.is_none() {
                     let (sid, token) = stack.new_session().await.ok()?;
-                    *session = Some(tokio_tungstenite::connect_async(stack.ws_url(&sid, &token)).await.ok()?.0);
+                    *session = Some((tokio_tungstenite::connect_async(stack.ws_url(&sid, &token)).await.ok()?.0, 0));
                 }
-                let ws = session.as_mut()?;
-                let frame = |v: Value| Message::Text(v.to_string().into());
-                let done = match ws.send(frame(json!({"type": "subscribe", "topic": topic, "after": 0}))).await {
+                let (ws, subs) = session.as_mut()?;
+                *subs += 1;
+                let frame = Message::Text(json!({"type": "subscribe", "topic": topic, "after": 0}).to_string().into());
+                let done = match ws.send(frame).await {
                     Ok(()) => run_end(ws, &topic).await,
                     Err(_) => None,
                 };
-                if done.is_none() || ws.send(frame(json!({"type": "unsubscribe", "topic": topic}))).await.is_err() {
+                if done.is_none() {
                     *session = None; // start over with a fresh socket
                 }
                 done

@@ -347,7 +347,7 @@ pub fn document(topic: &str, seed: usize, bytes: usize) -> String {
         out.push_str(&format!("The {topic} study of {} ", WORDS[i % WORDS.len()]));
         for _ in 0..10 {
             i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            out.push_str(WORDS[(i >> 33) as usize % WORDS.len()]);
+            out.push_str(WORDS[(i >> 33) % WORDS.len()]);
             out.push(' ');
         }
         out.push_str("shows clear results. ");
