@@ -104,15 +104,7 @@ impl Stack {
         let vars: Vec<(String, String)> = extra_vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         tokio::task::spawn_blocking(move || {
             let (dir, analyzer) = run_dir(&tag);
-            let mut opts = ServerOptions { analyzer_url: Some(analyzer.url.clone()), ..ServerOptions::new(dir.join("state")) }
-                .var("ANALYZER_BREAKER_COOLDOWN_MS", "1000")
-                .var("ANALYZER_BREAKER_THRESHOLD", "3");
-            for (k, v) in &vars {
-                opts = opts.var(k, v);
-            }
-            let start_called = Instant::now();
-            let server = Server::start(&opts);
-            let ready_at = Instant::now();
+            let (server, start_called, ready_at) = launch(dir.join("state"), &analyzer, &vars);
             Stack { server, analyzer, dir, vars, http: client(), start_called, ready_at }
         })
         .await
@@ -162,15 +154,7 @@ impl Stack {
             let Stack { server, analyzer, dir, vars, http, .. } = self;
             let state = server.state_dir.clone();
             drop(server);
-            let mut opts = ServerOptions { analyzer_url: Some(analyzer.url.clone()), ..ServerOptions::new(state) }
-                .var("ANALYZER_BREAKER_COOLDOWN_MS", "1000")
-                .var("ANALYZER_BREAKER_THRESHOLD", "3");
-            for (k, v) in &vars {
-                opts = opts.var(k, v);
-            }
-            let start_called = Instant::now();
-            let server = Server::start(&opts);
-            let ready_at = Instant::now();
+            let (server, start_called, ready_at) = launch(state, &analyzer, &vars);
             Stack { server, analyzer, dir, vars, http, start_called, ready_at }
         })
         .await
@@ -295,6 +279,20 @@ impl Stack {
     pub fn max_fds(&self) -> usize {
         self.procs().iter().map(|p| p.fds).max().unwrap_or(0)
     }
+}
+
+/// Starts Actorline's wrangler dev on `state` with the bench's vars, and
+/// when it was asked to start and when it answered.
+fn launch(state: PathBuf, analyzer: &Analyzer, vars: &[(String, String)]) -> (Server, Instant, Instant) {
+    let mut opts = ServerOptions { analyzer_url: Some(analyzer.url.clone()), ..ServerOptions::new(state) }
+        .var("ANALYZER_BREAKER_COOLDOWN_MS", "1000")
+        .var("ANALYZER_BREAKER_THRESHOLD", "3");
+    for (k, v) in vars {
+        opts = opts.var(k, v);
+    }
+    let start_called = Instant::now();
+    let server = Server::start(&opts);
+    (server, start_called, Instant::now())
 }
 
 /// A fresh run dir inside the snapshot root (wrangler looks for its config
