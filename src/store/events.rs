@@ -80,7 +80,7 @@ impl EventStore {
 
     pub fn window(&self) -> Result<LogWindow, ApiError> {
         self.read(LogWindow::empty(), || {
-            let last = self.num("SELECT v AS n FROM event_meta WHERE k = 'last'", vec![])?.unwrap_or(0);
+            let last = self.last_seq()?;
             let first = self.num("SELECT MIN(seq) AS n FROM events", vec![])?.unwrap_or(last + 1);
             Ok(LogWindow { first, last })
         })
