@@ -46,6 +46,7 @@ const USAGE: &str = "usage: actorline-bench <pipeline|events|search|coldstart|pe
              --peer                  then the same windows on the Agents SDK peer's Feed Agent, side by side
   search     --docs 1000,10000       index sizes, grown on one server
              --concurrency N         documents in flight while indexing (default 64)
+             --state DIR             keep the server's state in DIR and reuse what an earlier run indexed there
   coldstart                          bundle size and spawn-to-first-answer times, also of the peer
              --no-peer               Actorline only
   peer       --concurrency 1,16,64   Actorline and the Agents SDK peer (bench/peer-agents) side by side,
@@ -191,6 +192,7 @@ async fn main_inner() -> Result<(), String> {
                 docs: a.list("docs", if quick { &[300] } else { &[1000, 10000] })?,
                 reps,
                 concurrency: a.number("concurrency", 64.0)? as usize,
+                state: a.value("state").map(std::path::PathBuf::from),
             };
             sections.push(timed(search::run(&o)).await)
         }
@@ -211,6 +213,7 @@ async fn main_inner() -> Result<(), String> {
                 docs: a.list("search-docs", if quick { &[300] } else { &[1000, 10000] })?,
                 reps,
                 concurrency: 64,
+                state: None,
             };
             sections.push(timed(search::run(&o)).await);
         }

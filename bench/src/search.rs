@@ -17,6 +17,15 @@ pub struct Options {
     pub docs: Vec<usize>,
     pub reps: usize,
     pub concurrency: usize,
+    /// A state dir to keep and reuse (`--state`): documents indexed there by
+    /// an earlier run count towards the sizes, so queries can be re-measured
+    /// on a new build without indexing 10,000 documents again.
+    pub state: Option<std::path::PathBuf>,
+}
+
+/// Where a kept state dir records how many of the bench's documents it holds.
+fn indexed_marker(state: &std::path::Path) -> std::path::PathBuf {
+    state.join("bench-indexed")
 }
 
 /// Descriptors in one server process above which the server is restarted.
@@ -77,7 +86,10 @@ struct ModeRow {
 
 pub async fn run(opts: &Options) -> Section {
     let mut sec = Section::new("Search: index, then query");
-    let mut stack = Stack::start("search", &[]).await;
+    let mut stack = match &opts.state {
+        Some(dir) => Stack::start_on_state("search", &[], dir.clone()).await,
+        None => Stack::start("search", &[]).await,
+    };
     let mut tracker = match Tracker::start(&stack).await {
         Ok(t) => t,
         Err(e) => {
@@ -100,7 +112,15 @@ pub async fn run(opts: &Options) -> Section {
     );
     let _ = writeln!(b, "| docs | index wall (s) | per doc (ms) | docs/s | submit → indexed p50 (ms) | mode | query p50 (ms) | p99 (ms) | server took_ms p50 | p50 per pass | avg hits |");
     let _ = writeln!(b, "|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|");
-    let mut indexed = 0usize;
+    let mut indexed = opts
+        .state
+        .as_deref()
+        .and_then(|d| std::fs::read_to_string(indexed_marker(d)).ok())
+        .and_then(|t| t.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    if indexed > 0 {
+        eprintln!("[bench] search: the kept state holds {indexed} documents");
+    }
     let mut failures = Vec::new();
     let mut restarts = 0;
     let mut memory = Vec::new();
@@ -137,6 +157,9 @@ pub async fn run(opts: &Options) -> Section {
             eprintln!("[bench] search: {} of {n} documents indexed ({:.0} s)", indexed + ok, t0.elapsed().as_secs_f64());
         }
         indexed += ok;
+        if let Some(d) = &opts.state {
+            let _ = std::fs::write(indexed_marker(d), indexed.to_string());
+        }
         let secs = t0.elapsed().as_secs_f64();
         eprintln!("[bench] search: indexed {ok} more ({indexed} total) in {secs:.1} s");
         memory.push(memory_after(&stack, indexed, restarts).await);

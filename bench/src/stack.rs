@@ -96,6 +96,20 @@ impl Stack {
     }
 
     async fn spawn(tag: &str, extra_vars: &[(&str, &str)], base: &std::path::Path) -> Stack {
+        Stack::spawn_on(tag, extra_vars, base, None).await
+    }
+
+    /// As [`Stack::start`], on a state dir the caller keeps: it outlives
+    /// [`Stack::stop`], so a later run can reuse what this one built.
+    pub async fn start_on_state(tag: &str, extra_vars: &[(&str, &str)], state: PathBuf) -> Stack {
+        let stack = Stack::spawn_on(tag, extra_vars, &default_base(), Some(state)).await;
+        if !DEVTOOLS_NETWORK.load(std::sync::atomic::Ordering::Relaxed) {
+            stack.devtools_network_off().await;
+        }
+        stack
+    }
+
+    async fn spawn_on(tag: &str, extra_vars: &[(&str, &str)], base: &std::path::Path, state: Option<PathBuf>) -> Stack {
         let root = snapshot_under(base).expect("snapshot");
         // The harness reads its root from the environment while it starts;
         // stacks start one at a time, so switching it here is safe.
@@ -104,7 +118,8 @@ impl Stack {
         let vars: Vec<(String, String)> = extra_vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         tokio::task::spawn_blocking(move || {
             let (dir, analyzer) = run_dir(&tag);
-            let (server, start_called, ready_at) = launch(dir.join("state"), &analyzer, &vars);
+            let state = state.unwrap_or_else(|| dir.join("state"));
+            let (server, start_called, ready_at) = launch(state, &analyzer, &vars);
             Stack { server, analyzer, dir, vars, http: client(), start_called, ready_at }
         })
         .await
