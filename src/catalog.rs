@@ -152,22 +152,35 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
         .map_err(d1_err)?,
     ];
     if index_text {
-        stmts.push(d.prepare("DELETE FROM content_fts WHERE content_id = ?1").bind(&[s(&id)]).map_err(d1_err)?);
+        // The document keeps one FTS rowid (content_fts_keys) across versions.
         stmts.push(
-            d.prepare("INSERT INTO content_fts (content_id, title, body, tags, category) VALUES (?1, ?2, ?3, ?4, ?5)")
-                .bind(&[s(&id), s(&c.doc.title), s(&c.doc.body), s(&c.doc.tags.join(" ")), opt(c.doc.category.as_deref())])
+            d.prepare("INSERT INTO content_fts_keys (content_id) VALUES (?1) ON CONFLICT (content_id) DO NOTHING")
+                .bind(&[s(&id)])
                 .map_err(d1_err)?,
+        );
+        stmts.push(d.prepare(DELETE_FTS_ROW).bind(&[s(&id)]).map_err(d1_err)?);
+        stmts.push(
+            d.prepare(
+                "INSERT INTO content_fts (rowid, content_id, title, body, tags, category)
+                 VALUES ((SELECT fts_rowid FROM content_fts_keys WHERE content_id = ?1), ?1, ?2, ?3, ?4, ?5)",
+            )
+            .bind(&[s(&id), s(&c.doc.title), s(&c.doc.body), s(&c.doc.tags.join(" ")), opt(c.doc.category.as_deref())])
+            .map_err(d1_err)?,
         );
     }
     d.batch(stmts).await.map_err(d1_err)?;
     Ok(())
 }
 
+/// Deletes a document's FTS row by its key (a rowid lookup, not a scan).
+const DELETE_FTS_ROW: &str = "DELETE FROM content_fts WHERE rowid = (SELECT fts_rowid FROM content_fts_keys WHERE content_id = ?1)";
+
 pub async fn delete_content(env: &Env, id: &str, now: Millis) -> ApiResult<()> {
     let d = db(env)?;
     let stmts = vec![
         d.prepare("DELETE FROM content WHERE id = ?1").bind(&[s(id)]).map_err(d1_err)?,
-        d.prepare("DELETE FROM content_fts WHERE content_id = ?1").bind(&[s(id)]).map_err(d1_err)?,
+        d.prepare(DELETE_FTS_ROW).bind(&[s(id)]).map_err(d1_err)?,
+        d.prepare("DELETE FROM content_fts_keys WHERE content_id = ?1").bind(&[s(id)]).map_err(d1_err)?,
         d.prepare("UPDATE actors SET status = 'deleted', updated_at = ?2 WHERE kind = 'content' AND id = ?1")
             .bind(&[s(id), n(now)])
             .map_err(d1_err)?,

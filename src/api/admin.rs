@@ -165,6 +165,11 @@ struct TimingRow {
     attempts: f64,
 }
 
+#[derive(Deserialize)]
+struct SearchRow {
+    took_ms: f64,
+}
+
 /// Counters come from the D1 catalog that actors already write through to, so
 /// no single Durable Object sits on every request's path.
 pub async fn metrics(env: &Env) -> ApiResult<Response> {
@@ -176,6 +181,15 @@ pub async fn metrics(env: &Env) -> ApiResult<Response> {
         .all()
         .await?
         .results()?;
+    let mut searches: Vec<f64> = db
+        .prepare("SELECT took_ms FROM search_log ORDER BY id DESC LIMIT 1000")
+        .all()
+        .await?
+        .results::<SearchRow>()?
+        .into_iter()
+        .map(|r| r.took_ms)
+        .collect();
+    searches.sort_by(|a, b| a.total_cmp(b));
     let mut actors = serde_json::Map::new();
     for c in &counts {
         let entry = actors.entry(c.kind.clone()).or_insert_with(|| json!({}));
@@ -200,7 +214,11 @@ pub async fn metrics(env: &Env) -> ApiResult<Response> {
         "dead_letters": run_count("failed"),
         "sessions": counts.iter().filter(|c| c.kind == "session").map(|c| c.n as u64).sum::<u64>(),
         "stage_latency": stages,
-        "window": { "stage_samples": timings.len() },
+        "search_latency": {
+            "count": searches.len(),
+            "p50_ms": percentile(&searches, 0.50), "p95_ms": percentile(&searches, 0.95), "p99_ms": percentile(&searches, 0.99),
+        },
+        "window": { "stage_samples": timings.len(), "search_samples": searches.len() },
     })))
 }
 

@@ -20,10 +20,10 @@ mod search;
 mod sessions;
 
 #[cfg(target_arch = "wasm32")]
-pub async fn handle(req: worker::Request, env: worker::Env, _ctx: worker::Context) -> worker::Response {
+pub async fn handle(req: worker::Request, env: worker::Env, ctx: worker::Context) -> worker::Response {
     let method = req.method().to_string();
     let path = req.path();
-    let resp = match route(req, &env, &method, &path).await {
+    let resp = match route(req, &env, &ctx, &method, &path).await {
         Ok(resp) => resp,
         Err(e) => {
             let resp = crate::http::error(&e);
@@ -37,7 +37,7 @@ pub async fn handle(req: worker::Request, env: worker::Env, _ctx: worker::Contex
 }
 
 #[cfg(target_arch = "wasm32")]
-async fn route(req: worker::Request, env: &worker::Env, method: &str, path: &str) -> crate::error::ApiResult<worker::Response> {
+async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, method: &str, path: &str) -> crate::error::ApiResult<worker::Response> {
     use crate::http;
     use routes::RouteId as R;
     let (id, p) = routes::resolve(method, path)?;
@@ -56,7 +56,7 @@ async fn route(req: worker::Request, env: &worker::Env, method: &str, path: &str
         R::GetRun => runs::call(env, arg(0), "view").await,
         R::CancelRun => runs::call(env, arg(0), "cancel").await,
         R::RetryRun => runs::call(env, arg(0), "retry").await,
-        R::Search => search::search(env, &req).await,
+        R::Search => search::search(env, ctx, &req).await,
         R::CreateSession => sessions::create(env).await,
         R::SessionSocket => sessions::socket(env, req, arg(0)).await,
         R::AdminActors => admin::list_actors(env, &req).await,

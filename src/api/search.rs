@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 use serde_json::json;
-use worker::{Env, Request, Response};
+use worker::{Context, Env, Request, Response};
 
 use super::input::{int_param, param, query};
 use crate::catalog::{self, n, s};
@@ -41,7 +41,7 @@ pub fn fts_query(q: &str) -> Option<String> {
     (!terms.is_empty()).then(|| terms.join(" OR "))
 }
 
-pub async fn search(env: &Env, req: &Request) -> ApiResult<Response> {
+pub async fn search(env: &Env, ctx: &Context, req: &Request) -> ApiResult<Response> {
     let started = now_ms();
     let q = query(req)?;
     let text = param(&q, "q").map(str::trim).unwrap_or("");
@@ -122,7 +122,10 @@ pub async fn search(env: &Env, req: &Request) -> ApiResult<Response> {
     let log = catalog::db(env)?
         .prepare("INSERT INTO search_log (q, k, category, mode, results, took_ms, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
         .bind(&[s(text), n(k as i64), catalog::opt(category.as_deref()), s(mode), n(results.len() as i64), n(took), n(started)])?;
-    let _ = log.run().await;
+    // The log is not part of the answer: write it after responding.
+    ctx.wait_until(async move {
+        let _ = log.run().await;
+    });
     Ok(http::json(200, &json!({ "query": text, "mode": mode, "k": k, "took_ms": took, "results": results })))
 }
 
@@ -140,8 +143,9 @@ async fn fetch_docs(env: &Env, ids: &[String]) -> ApiResult<Vec<DocRow>> {
     }
     let placeholders = (1..=ids.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(",");
     let sql = format!(
-        "SELECT f.content_id AS content_id, f.title AS title, f.body AS body FROM content_fts f
-         JOIN content c ON c.id = f.content_id WHERE f.content_id IN ({placeholders})"
+        "SELECT k.content_id AS content_id, f.title AS title, f.body AS body FROM content_fts_keys k
+         JOIN content_fts f ON f.rowid = k.fts_rowid JOIN content c ON c.id = k.content_id
+         WHERE k.content_id IN ({placeholders})"
     );
     let binds: Vec<wasm_bindgen::JsValue> = ids.iter().map(|i| s(i)).collect();
     Ok(catalog::db(env)?.prepare(sql).bind(&binds)?.all().await?.results()?)

@@ -82,6 +82,11 @@ async fn search_finds_filters_forgets_and_replaces() {
     let vids: Vec<String> = insp.body["state"]["content"]["vectors"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
     assert_eq!(vids.len() as u64, chunks, "{vids:?}");
     assert!(vids.iter().all(|v| v.starts_with(&format!("{cid}:2:"))), "{vids:?}");
+    // ...and one keyword row, the new version's.
+    let r = search(s, "levain boule rye", "mode=keyword&k=50").await;
+    let hits: Vec<&Value> = r["results"].as_array().unwrap().iter().filter(|x| x["content_id"] == cid.as_str()).collect();
+    assert_eq!(hits.len(), 1, "{r}");
+    assert_eq!(hits[0]["title"], "Sourdough v2");
 
     // After DELETE the document never appears again, by vector or keyword.
     let (gone, _, _) = &ids_by_doc[2];
@@ -91,6 +96,26 @@ async fn search_finds_filters_forgets_and_replaces() {
     for mode in ["hybrid", "vector", "keyword"] {
         let r = search(s, "turbofan jet engine turbine blades borescopes", &format!("mode={mode}&k=50")).await;
         assert!(!ids(&r).contains(gone), "{mode} still finds a deleted document");
+    }
+}
+
+#[tokio::test]
+async fn searches_are_logged_for_metrics() {
+    let s = &shared().server;
+    let logged = |m: &Reply| m.body["search_latency"]["count"].as_u64().unwrap_or(0);
+    let before = logged(&s.admin_get("/admin/metrics").await);
+    search(s, "logged query", "").await;
+    // The log is written after the answer (waitUntil), so allow it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = s.admin_get("/admin/metrics").await;
+        // The count is over the last 1,000 searches, so it can stop growing.
+        if logged(&m) > before || before >= 1000 {
+            assert!(m.body["search_latency"]["p50_ms"].is_number(), "{}", m.body);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "search was not logged: {}", m.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
