@@ -28,6 +28,8 @@ struct Level {
     server_cpu: Vec<f64>,
     analyzer_cpu: Vec<f64>,
     failed: usize,
+    /// The first few failure reasons, for the note under the table.
+    errors: Vec<String>,
 }
 
 impl Level {
@@ -40,6 +42,7 @@ impl Level {
         self.server_cpu.push(["worker", "proxy", "node"].iter().map(|k| r.cpu_per_run(k)).sum());
         self.analyzer_cpu.push(r.analyzer_cpu_ms / r.ok.max(1) as f64);
         self.failed += r.failed;
+        self.errors.extend(r.errors.iter().take(5usize.saturating_sub(self.errors.len())).cloned());
     }
 }
 
@@ -126,6 +129,15 @@ pub async fn run(opts: &Options) -> Section {
             a.failed,
             p.failed
         );
+    }
+    for (name, sys) in [("Actorline", &ours), ("peer", &theirs)] {
+        let errors: Vec<&String> = sys.levels.iter().flat_map(|l| &l.errors).take(5).collect();
+        if !errors.is_empty() {
+            let _ = writeln!(b, "\nFirst failures ({name}):\n");
+            for e in errors {
+                let _ = writeln!(b, "- `{}`", e.chars().take(300).collect::<String>());
+            }
+        }
     }
     let _ = writeln!(b, "\nCPU time per completed run (ms, median of repetitions), from /proc of each process group; \"server\" is the Worker's workerd + wrangler's proxy workerd + node:\n");
     let _ = writeln!(b, "| in flight | Actorline Worker workerd | peer Worker workerd | peer ÷ Actorline | Actorline server | peer server | Actorline analyzer | peer analyzer |");

@@ -53,7 +53,7 @@ pub struct LoopResult {
     pub runs: Vec<RunSample>,
     /// Indexed documents whose push did not arrive within the timeout (found by polling).
     pub push_missed: usize,
-    /// POSTs sent again after a 503 from wrangler's proxy.
+    /// POSTs sent again after wrangler's proxy answered 503 or dropped the connection.
     pub resubmitted: usize,
     pub cpu: Vec<(String, f64)>,
     pub analyzer_cpu_ms: f64,
@@ -186,11 +186,12 @@ pub async fn closed_loop(stack: &Stack, signal: DoneSignal<'_>, concurrency: usi
                 let e0 = now_ms();
                 first.lock().unwrap().get_or_insert(t0);
                 // wrangler's dev proxy sometimes answers 503 "Your worker restarted
-                // mid-request" under load; resubmit (counted) rather than lose the slot.
+                // mid-request" or drops the connection under load; resubmit
+                // (counted) rather than lose the slot.
                 let mut submitted = stack.submit(&title, &body, Some(topic)).await;
                 for _ in 0..2 {
                     match &submitted {
-                        Err(e) if e.contains(" 503") => {
+                        Err(e) if crate::stack::submit_is_retryable(e) => {
                             out.lock().unwrap().resubmitted += 1;
                             submitted = stack.submit(&title, &body, Some(topic)).await;
                         }
@@ -376,7 +377,7 @@ pub async fn run(opts: &Options) -> Section {
          (after an 8-document warm-up); the spread column lists every repetition.\n",
         opts.reps.max(1)
     );
-    let _ = writeln!(b, "| in flight | docs × reps | p50 (ms) | p99 (ms) | runs/s | runs/s per rep | POST p50 (ms) | failed | POST resent after 503 | pushes missed |");
+    let _ = writeln!(b, "| in flight | docs × reps | p50 (ms) | p99 (ms) | runs/s | runs/s per rep | POST p50 (ms) | failed | POST resent (503 or dropped) | pushes missed |");
     let _ = writeln!(b, "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|");
     for r in &rows {
         let _ = writeln!(

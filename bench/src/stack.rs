@@ -233,7 +233,7 @@ impl Stack {
             .json(&json!({ "title": title, "body": body, "category": category }))
             .send()
             .await
-            .map_err(|e| format!("submit: {e}"))?;
+            .map_err(|e| format!("submit: {}", error_chain(&e)))?;
         let status = r.status().as_u16();
         let text = r.text().await.unwrap_or_default();
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -294,6 +294,26 @@ impl Stack {
     pub fn max_fds(&self) -> usize {
         self.procs().iter().map(|p| p.fds).max().unwrap_or(0)
     }
+}
+
+/// An error with its causes ("error sending request ...: connection reset"),
+/// since reqwest's own message does not say what went wrong.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// Whether a failed submit may be sent again: wrangler's dev proxy answered
+/// 503 ("Your worker restarted mid-request") or dropped the connection before
+/// answering. Neither leaves a run the client was told about.
+pub fn submit_is_retryable(e: &str) -> bool {
+    e.contains("answered 503") || (e.starts_with("submit: error sending request") && !e.contains("timed out"))
 }
 
 /// Starts Actorline's wrangler dev on `state` with the bench's vars, and
