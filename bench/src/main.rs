@@ -19,6 +19,7 @@ mod support;
 
 mod coldstart;
 mod compare;
+mod corpus;
 mod events;
 mod pipeline;
 mod profile;

@@ -161,6 +161,22 @@ async fn run_end(ws: &mut Ws, topic: &str) -> Option<Done> {
 /// `docs` documents, at most `concurrency` in flight (closed loop).
 /// Document `i` is on `topics[i % topics.len()]`, which is also its category.
 pub async fn closed_loop(stack: &Stack, signal: DoneSignal<'_>, concurrency: usize, docs: usize, topics: &[&str], seed0: usize) -> LoopResult {
+    closed_loop_with(stack, signal, concurrency, docs, topics, seed0, doc_body).await
+}
+
+/// A document body generator: (topic, seed, bytes) to text.
+pub type BodyFn = fn(&str, usize, usize) -> String;
+
+/// [`closed_loop`] with another document generator (the search bench's corpus).
+pub async fn closed_loop_with(
+    stack: &Stack,
+    signal: DoneSignal<'_>,
+    concurrency: usize,
+    docs: usize,
+    topics: &[&str],
+    seed0: usize,
+    body_of: BodyFn,
+) -> LoopResult {
     let next = Arc::new(AtomicUsize::new(0));
     let out = Arc::new(Mutex::new(LoopResult::default()));
     let first = Arc::new(Mutex::new(None::<Instant>));
@@ -180,7 +196,7 @@ pub async fn closed_loop(stack: &Stack, signal: DoneSignal<'_>, concurrency: usi
                     break;
                 }
                 let topic = topics[(seed0 + i) % topics.len().max(1)];
-                let body = doc_body(topic, seed0 + i, 2048);
+                let body = body_of(topic, seed0 + i, 2048);
                 let title = format!("{topic} document {}", seed0 + i);
                 let t0 = Instant::now();
                 let e0 = now_ms();

@@ -8,7 +8,7 @@ use worker::{Context, Env, Request, Response};
 
 use super::input::{int_param, param, query};
 use crate::catalog::{self, n, s};
-use crate::domain::fusion::{group_by_content, rrf, snippet};
+use crate::domain::fusion::{fts_match, group_by_content, rrf, snippet};
 use crate::error::{ApiError, ApiResult};
 use crate::http;
 use crate::providers::{Embedder, Providers, VectorIndex, VectorQuery, DEFAULT_NAMESPACE};
@@ -27,18 +27,6 @@ struct DocRow {
     content_id: String,
     title: String,
     body: String,
-}
-
-/// FTS5 MATCH text built from plain words only, OR-ed and quoted, so user input
-/// can never inject FTS syntax.
-pub fn fts_query(q: &str) -> Option<String> {
-    let terms: Vec<String> = q
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|t| !t.is_empty())
-        .take(32)
-        .map(|t| format!("\"{}\"", t.to_lowercase()))
-        .collect();
-    (!terms.is_empty()).then(|| terms.join(" OR "))
 }
 
 pub async fn search(env: &Env, ctx: &Context, req: &Request) -> ApiResult<Response> {
@@ -62,7 +50,7 @@ pub async fn search(env: &Env, ctx: &Context, req: &Request) -> ApiResult<Respon
     };
     let cfg = config(env);
     let p = Providers::from_config(env, &cfg);
-    let fts = fts_query(text);
+    let fts = fts_match(text);
 
     let vector_side = async {
         if mode == "keyword" {

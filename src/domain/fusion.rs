@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::vector::Hit;
+use crate::nlp::tokenize::is_stopword;
 
 /// One fused result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +86,31 @@ pub fn group_by_content(hits: &[Hit]) -> Vec<(String, f32, u32)> {
     let mut out: Vec<(String, f32, u32)> = best.into_iter().map(|(id, (s, c))| (id.to_string(), s, c)).collect();
     out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     out
+}
+
+/// Most words one keyword query sends to FTS5.
+const MAX_KEYWORD_TERMS: usize = 32;
+
+/// FTS5 `MATCH` text for a user query: its words, lowercased, quoted (so no
+/// input is ever FTS syntax), deduplicated and OR-ed. Stopwords are left out
+/// when the query has other words: "the" is in every document and FTS5 ranks
+/// every row a term matches, so one stopword made a sentence query rank the
+/// whole index, while its bm25 weight is next to nothing. A query of
+/// stopwords only keeps them. `None` when the query has no words.
+pub fn fts_match(query: &str) -> Option<String> {
+    let mut words: Vec<String> = Vec::new();
+    for w in query.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()) {
+        let w = w.to_lowercase();
+        if !words.contains(&w) {
+            words.push(w);
+        }
+        if words.len() == MAX_KEYWORD_TERMS {
+            break;
+        }
+    }
+    let content: Vec<&String> = words.iter().filter(|w| !is_stopword(w)).collect();
+    let chosen: Vec<&String> = if content.is_empty() { words.iter().collect() } else { content };
+    (!chosen.is_empty()).then(|| chosen.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(" OR "))
 }
 
 /// A display excerpt plus the byte ranges (`start..end` into `text`) of the
@@ -278,6 +304,18 @@ fn find_matches(text: &str, terms: &[Vec<char>]) -> Vec<Match> {
 mod tests {
     use super::*;
     use crate::domain::vector::VectorMeta;
+
+    #[test]
+    fn fts_match_quotes_dedupes_and_drops_stopwords() {
+        assert_eq!(fts_match("The study OF the Lava"), Some("\"study\" OR \"lava\"".into()));
+        // Only stopwords: keep them rather than match nothing.
+        assert_eq!(fts_match("the and of"), Some("\"the\" OR \"and\" OR \"of\"".into()));
+        // FTS syntax in input is split into plain words.
+        assert_eq!(fts_match("title:foo NEAR(a b) \"x"), Some("\"title\" OR \"foo\" OR \"near\" OR \"b\" OR \"x\"".into()));
+        assert_eq!(fts_match("  --- !!! "), None);
+        let many: String = (0..100).map(|i| format!("w{i} ")).collect();
+        assert_eq!(fts_match(&many).unwrap().matches(" OR ").count(), MAX_KEYWORD_TERMS - 1);
+    }
 
     fn list(ids: &[&str]) -> Vec<String> {
         ids.iter().map(|s| s.to_string()).collect()
