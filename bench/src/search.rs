@@ -32,7 +32,11 @@ fn indexed_marker(state: &std::path::Path) -> std::path::PathBuf {
 /// Descriptors in one server process above which the server is restarted.
 const FD_RESTART: usize = 12_000;
 
-async fn query(stack: &Stack, q: &str, mode: &str) -> Result<(f64, f64, usize), String> {
+/// One answer: client ms, server `took_ms`, hits, and the server's split
+/// (vector side, keyword side, document fetch; ms).
+type Answer = (f64, f64, usize, [f64; 3]);
+
+async fn query(stack: &Stack, q: &str, mode: &str) -> Result<Answer, String> {
     let t = Instant::now();
     let r = stack
         .http
@@ -47,7 +51,9 @@ async fn query(stack: &Stack, q: &str, mode: &str) -> Result<(f64, f64, usize), 
     if status != 200 {
         return Err(format!("search {mode} {q:?} answered {status}: {v}"));
     }
-    Ok((client, v["took_ms"].as_f64().unwrap_or(f64::NAN), v["results"].as_array().map(|a| a.len()).unwrap_or(0)))
+    let t = &v["timings"];
+    let split = ["vector_ms", "keyword_ms", "fetch_ms"].map(|k| t[k].as_f64().unwrap_or(f64::NAN));
+    Ok((client, v["took_ms"].as_f64().unwrap_or(f64::NAN), v["results"].as_array().map(|a| a.len()).unwrap_or(0), split))
 }
 
 struct ModeRow {
@@ -55,6 +61,8 @@ struct ModeRow {
     p50: Vec<f64>,
     p99: Vec<f64>,
     took_p50: Vec<f64>,
+    /// Every measured answer's server split, for its medians.
+    split: Vec<[f64; 3]>,
     hits: usize,
     errors: Vec<String>,
 }
@@ -91,8 +99,8 @@ pub async fn run(opts: &Options) -> Section {
         opts.reps.max(1),
         queries.iter().filter(|q| q.1).count()
     );
-    let _ = writeln!(b, "| docs | index wall (s) | per doc (ms) | docs/s | submit → indexed p50 (ms) | mode | query p50 (ms) | p99 (ms) | server took_ms p50 | p50 per pass | avg hits |");
-    let _ = writeln!(b, "|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|");
+    let _ = writeln!(b, "| docs | index wall (s) | per doc (ms) | docs/s | submit → indexed p50 (ms) | mode | query p50 (ms) | p99 (ms) | server took_ms p50 | server split p50: vector / keyword / fetch (ms) | p50 per pass | avg hits |");
+    let _ = writeln!(b, "|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---|---:|");
     let mut indexed = opts
         .state
         .as_deref()
@@ -153,17 +161,19 @@ pub async fn run(opts: &Options) -> Section {
             ("keyword, head terms only", "keyword", true),
         ];
         for &(label, mode, head) in MODES {
-            let mut row = ModeRow { mode: label, p50: vec![], p99: vec![], took_p50: vec![], hits: 0, errors: vec![] };
+            let mut row = ModeRow { mode: label, p50: vec![], p99: vec![], took_p50: vec![], split: vec![], hits: 0, errors: vec![] };
             let mut hits = 0;
             let mut count = 0;
             for pass in 0..=opts.reps.max(1) {
                 let mut client = Vec::new();
                 let mut took = Vec::new();
+                let mut split = Vec::new();
                 for (q, _) in queries.iter().filter(|q| q.1 == head) {
                     match query(&stack, q, mode).await {
-                        Ok((c, t, h)) => {
+                        Ok((c, t, h, sp)) => {
                             client.push(c);
                             took.push(t);
+                            split.push(sp);
                             hits += h;
                             count += 1;
                         }
@@ -177,6 +187,7 @@ pub async fn run(opts: &Options) -> Section {
                 row.p50.push(s.p50);
                 row.p99.push(s.p99);
                 row.took_p50.push(summarize(&took).p50);
+                row.split.extend(split);
             }
             row.hits = hits / count.max(1);
             eprintln!("[bench] search {n} docs {label}: p50 {} ms, p99 {} ms", ms(median(&row.p50)), ms(median(&row.p99)));
@@ -197,11 +208,12 @@ pub async fn run(opts: &Options) -> Section {
             };
             let _ = writeln!(
                 b,
-                "{lead} {} | {} | {} | {} | {} | {} |",
+                "{lead} {} | {} | {} | {} | {} | {} | {} |",
                 m.mode,
                 ms(median(&m.p50)),
                 ms(median(&m.p99)),
                 ms(median(&m.took_p50)),
+                (0..3).map(|i| ms(median(&m.split.iter().map(|s| s[i]).filter(|x| x.is_finite()).collect::<Vec<_>>()))).collect::<Vec<_>>().join(" / "),
                 spread(&m.p50, ms),
                 m.hits
             );

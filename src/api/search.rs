@@ -78,7 +78,8 @@ pub async fn search(env: &Env, ctx: &Context, req: &Request) -> ApiResult<Respon
             .results()?;
         Ok::<_, ApiError>(rows)
     };
-    let (hits, kw) = futures::join!(vector_side, keyword_side);
+    // Each side's own time, so a slow search says which side was slow.
+    let ((hits, vector_ms), (kw, keyword_ms)) = futures::join!(timed(vector_side, started), timed(keyword_side, started));
     let hits = hits?;
     let kw = kw?;
 
@@ -92,7 +93,9 @@ pub async fn search(env: &Env, ctx: &Context, req: &Request) -> ApiResult<Respon
     };
 
     let ids: Vec<String> = fused.iter().map(|d| d.content_id.clone()).collect();
+    let fetch_started = now_ms();
     let docs = fetch_docs(env, &ids).await?;
+    let fetch_ms = now_ms() - fetch_started;
     let mut results = Vec::new();
     for d in &fused {
         // A vector may outlive its catalog row briefly during a delete; skip it.
@@ -114,7 +117,14 @@ pub async fn search(env: &Env, ctx: &Context, req: &Request) -> ApiResult<Respon
     ctx.wait_until(async move {
         let _ = log.run().await;
     });
-    Ok(http::json(200, &json!({ "query": text, "mode": mode, "k": k, "took_ms": took, "results": results })))
+    let timings = json!({ "vector_ms": vector_ms, "keyword_ms": keyword_ms, "fetch_ms": fetch_ms });
+    Ok(http::json(200, &json!({ "query": text, "mode": mode, "k": k, "took_ms": took, "timings": timings, "results": results })))
+}
+
+/// `f`'s output and the milliseconds from `since` to its end.
+async fn timed<T>(f: impl std::future::Future<Output = T>, since: i64) -> (T, i64) {
+    let out = f.await;
+    (out, now_ms() - since)
 }
 
 /// The text of chunk `n` as the chunk stage cut it (deterministic).

@@ -47,6 +47,9 @@ async fn search_finds_filters_forgets_and_replaces() {
         let r = search(s, q, "").await;
         assert_eq!(r["mode"], "hybrid");
         assert!(r["took_ms"].is_number());
+        for side in ["vector_ms", "keyword_ms", "fetch_ms"] {
+            assert!(r["timings"][side].is_number(), "{side}: {r}");
+        }
         assert_eq!(ids(&r).first(), Some(&ids_by_doc[want].0), "query {q:?}: {r}");
         let first = &r["results"][0];
         assert!(first["snippet"].as_str().unwrap().len() > 10);
