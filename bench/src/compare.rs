@@ -16,6 +16,9 @@ pub struct Options {
     pub docs: Option<usize>,
     pub reps: usize,
     pub quick: bool,
+    /// Runs the peer has made in all before its memory is read again (the
+    /// search section reads Actorline's after as many documents); 0 skips it.
+    pub memory_runs: usize,
 }
 
 /// One system's figures at one concurrency (a value per repetition).
@@ -92,6 +95,7 @@ pub async fn run(opts: &Options) -> Section {
     stack.stop().await;
     let peer = Stack::start_peer("compare-peer").await;
     let theirs = measure(&peer, DoneSignal::AgentSocket, "peer", opts).await;
+    let peer_memory = memory_at(&peer, theirs.runs, opts.memory_runs).await;
     peer.stop().await;
 
     let mut b = String::new();
@@ -170,6 +174,23 @@ pub async fn run(opts: &Options) -> Section {
         );
     }
 
+    if let Some(m) = peer_memory {
+        let _ = writeln!(
+            b,
+            "\nThe peer after {} runs in all (one Agent each; the rest at 64 in flight), for workload (e): just after the last run, \
+             and after {} s idle. Actorline's figure after as many documents is in the search section's *Memory after N content \
+             actors* table.\n\n| system | runs | after the last run | idle |\n|---|---:|---|---|\n| peer | {} | {} | {} |",
+            m.runs,
+            MEMORY_IDLE.as_secs(),
+            m.runs,
+            rss_by_process(&m.now),
+            rss_by_process(&m.idle)
+        );
+        if let Some(e) = &m.error {
+            let _ = writeln!(b, "\nFirst failure while making them: `{}`", e.chars().take(300).collect::<String>());
+        }
+    }
+
     if let Some(i) = opts.concurrency.iter().position(|&c| c == 64) {
         let (a, p) = (&ours.levels[i], &theirs.levels[i]);
         let why = format!(
@@ -183,4 +204,37 @@ pub async fn run(opts: &Options) -> Section {
     }
     sec.body = b;
     sec
+}
+
+/// Idle time before the second memory reading, past workerd's eviction of idle actors.
+const MEMORY_IDLE: std::time::Duration = std::time::Duration::from_secs(15);
+
+struct Memory {
+    runs: usize,
+    now: Vec<Proc>,
+    idle: Vec<Proc>,
+    error: Option<String>,
+}
+
+/// Tops the peer up to `target` runs in all, at 64 in flight, and reads its
+/// memory then and after an idle spell. `None` when `target` is not above
+/// what already ran.
+async fn memory_at(stack: &Stack, done: usize, target: usize) -> Option<Memory> {
+    if target <= done {
+        return None;
+    }
+    let (mut runs, mut error) = (done, None);
+    while runs < target {
+        let batch = (target - runs).min(1000);
+        let r = closed_loop(stack, DoneSignal::AgentSocket, 64, batch, &["memory"], 100_000 + runs).await;
+        runs += r.ok;
+        error = error.or_else(|| r.errors.first().cloned());
+        eprintln!("[bench] peer memory: {runs} of {target} runs");
+        if r.ok == 0 {
+            break;
+        }
+    }
+    let now = stack.procs();
+    tokio::time::sleep(MEMORY_IDLE).await;
+    Some(Memory { runs, now, idle: stack.procs(), error })
 }

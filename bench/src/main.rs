@@ -52,8 +52,10 @@ const USAGE: &str = "usage: actorline-bench <pipeline|events|search|coldstart|pe
              --no-peer               Actorline only
   peer       --concurrency 1,16,64   Actorline and the Agents SDK peer (bench/peer-agents) side by side,
              --docs N                both waiting for run.completed
+             --memory-runs N         then the peer's memory after N runs in all (default 10000; 0 skips)
   soak       --minutes M --rate R    steady load (default 10 min at 20 runs/s)
-  all        coldstart, pipeline, peer, events (+ max-sockets, + the peer's), search (10k documents: about 15 min)
+  all        coldstart, pipeline, peer (+ its memory after 10k runs: about 10 min), events (+ max-sockets,
+             + the peer's), search (10k documents: about 17 min)
              --search-docs LIST (default 1000,10000; 300 with --quick)  --no-max-sockets  --no-peer
 
   common     --quick                 smaller sizes, for a quick look
@@ -125,7 +127,8 @@ fn pipeline_opts(a: &Args, quick: bool, reps: usize) -> Result<pipeline::Options
 
 fn compare_opts(a: &Args, quick: bool, reps: usize) -> Result<compare::Options, String> {
     let p = pipeline_opts(a, quick, reps)?;
-    Ok(compare::Options { concurrency: p.concurrency, docs: p.docs, reps, quick })
+    let memory_runs = a.number("memory-runs", if quick { 0.0 } else { 10_000.0 })? as usize;
+    Ok(compare::Options { concurrency: p.concurrency, docs: p.docs, reps, quick, memory_runs })
 }
 
 fn events_opts(a: &Args, quick: bool, reps: usize, probe_default: bool, peer: bool) -> Result<events::Options, String> {
