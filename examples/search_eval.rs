@@ -74,11 +74,13 @@ fn corpus() -> Vec<(usize, String, String)> {
                     words.push(topic.terms[(d + s * 2 + k) % topic.terms.len()].to_string());
                 }
                 // ...and borrows a word from another topic now and then.
-                if rng(&mut seed) % 3 == 0 {
+                if rng(&mut seed).is_multiple_of(3) {
                     let other = &TOPICS[(t + 1 + rng(&mut seed) as usize % (TOPICS.len() - 1)) % TOPICS.len()];
                     words.push(other.terms[rng(&mut seed) as usize % other.terms.len()].to_string());
                 }
-                words.last_mut().map(|w| w.push('.'));
+                if let Some(w) = words.last_mut() {
+                    w.push('.');
+                }
             }
             out.push((t, format!("{} notes {}", topic.name, d + 1), words.join(" ")));
         }

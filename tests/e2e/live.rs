@@ -85,7 +85,7 @@ async fn two_tabs_and_two_sessions_all_receive_every_event() {
     let s = &shared().server;
     let (a, ta) = new_session(s).await;
     let (b, tb) = new_session(s).await;
-    let mut sockets = vec![connect(s, &a, &ta).await, connect(s, &a, &ta).await, connect(s, &b, &tb).await];
+    let mut sockets = [connect(s, &a, &ta).await, connect(s, &a, &ta).await, connect(s, &b, &tb).await];
     let (_, run) = s.submit("Fan out", &document("fanout", 31, 1500), None).await;
     let topic = format!("run:{run}");
     for ws in sockets.iter_mut() {
