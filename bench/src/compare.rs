@@ -135,13 +135,7 @@ pub async fn run(opts: &Options) -> Section {
         );
     }
     for (name, sys) in [("Actorline", &ours), ("peer", &theirs)] {
-        let errors: Vec<&String> = sys.levels.iter().flat_map(|l| &l.errors).take(5).collect();
-        if !errors.is_empty() {
-            let _ = writeln!(b, "\nFirst failures ({name}):\n");
-            for e in errors {
-                let _ = writeln!(b, "- `{}`", e.chars().take(300).collect::<String>());
-            }
-        }
+        crate::report::first_errors(&mut b, &format!("First failures ({name})"), sys.levels.iter().flat_map(|l| &l.errors));
     }
     let _ = writeln!(b, "\nCPU time per completed run (ms, median of repetitions), from /proc of each process group; \"server\" is the Worker's workerd + wrangler's proxy workerd + node:\n");
     let _ = writeln!(b, "| in flight | Actorline Worker workerd | peer Worker workerd | peer ÷ Actorline | Actorline server | peer server | Actorline analyzer | peer analyzer |");
@@ -187,7 +181,7 @@ pub async fn run(opts: &Options) -> Section {
             rss_by_process(&m.idle)
         );
         if let Some(e) = &m.error {
-            let _ = writeln!(b, "\nFirst failure while making them: `{}`", e.chars().take(300).collect::<String>());
+            let _ = writeln!(b, "\nFirst failure while making them: {}", crate::report::quoted(e));
         }
     }
 

@@ -394,7 +394,7 @@ pub async fn run(opts: &Options) -> (Section, Levels) {
     }
     for r in &rows {
         for e in &r.errors {
-            let _ = writeln!(b, "\n- {} sockets: `{}`", r.sockets, e.chars().take(300).collect::<String>());
+            let _ = writeln!(b, "\n- {} sockets: {}", r.sockets, crate::report::quoted(e));
         }
     }
     b.push_str(&profile_md);
@@ -478,7 +478,7 @@ pub async fn peer(opts: &Options, ours: &Levels) -> Section {
     }
     for r in &theirs {
         for e in &r.errors {
-            let _ = writeln!(b, "\n- peer, {} sockets: `{}`", r.sockets, e.chars().take(300).collect::<String>());
+            let _ = writeln!(b, "\n- peer, {} sockets: {}", r.sockets, crate::report::quoted(e));
         }
     }
     sec.body = b;
@@ -600,7 +600,7 @@ async fn max_sockets(stack: &Stack, steps: &[usize]) -> (String, usize) {
         }
     }
     if let Some(e) = first_error {
-        let _ = writeln!(b, "\nFirst connect error: `{}`", e.chars().take(300).collect::<String>());
+        let _ = writeln!(b, "\nFirst connect error: {}", crate::report::quoted(&e));
     }
     // Close politely, in bulk, so the server is not left with half-open sockets.
     futures_util::stream::iter(held)

@@ -428,13 +428,7 @@ pub async fn run(opts: &Options) -> Section {
             r.fds
         );
     }
-    let errors: Vec<&String> = rows.iter().flat_map(|r| r.errors.iter()).take(5).collect();
-    if !errors.is_empty() {
-        let _ = writeln!(b, "\nFirst errors:\n");
-        for e in errors {
-            let _ = writeln!(b, "- `{}`", e.chars().take(300).collect::<String>());
-        }
-    }
+    crate::report::first_errors(&mut b, "First errors", rows.iter().flat_map(|r| r.errors.iter()));
 
     b.push_str(&micro_table);
 

@@ -72,6 +72,23 @@ fn first_line_with(path: &str, key: &str) -> Option<String> {
     std::fs::read_to_string(path).ok()?.lines().find(|l| l.starts_with(key)).map(|l| l.to_string())
 }
 
+/// An error message as the report shows it: in backticks, cut to 300
+/// characters (some carry whole response bodies).
+pub fn quoted(e: &str) -> String {
+    format!("`{}`", e.chars().take(300).collect::<String>())
+}
+
+/// "First errors" under a table: up to 5 of `errors`, nothing if none.
+pub fn first_errors<'a>(b: &mut String, heading: &str, errors: impl IntoIterator<Item = &'a String>) {
+    let errors: Vec<&String> = errors.into_iter().take(5).collect();
+    if !errors.is_empty() {
+        let _ = writeln!(b, "\n{heading}:\n");
+        for e in errors {
+            let _ = writeln!(b, "- {}", quoted(e));
+        }
+    }
+}
+
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
 }

@@ -243,12 +243,7 @@ pub async fn run(opts: &Options) -> Section {
     if restarts > 0 {
         let _ = writeln!(b, "\nwrangler dev was restarted {restarts} time(s) on the same state while indexing, to shed leaked descriptors.");
     }
-    if !failures.is_empty() {
-        let _ = writeln!(b, "\nFirst errors:\n");
-        for e in failures.iter().take(5) {
-            let _ = writeln!(b, "- `{}`", e.chars().take(300).collect::<String>());
-        }
-    }
+    crate::report::first_errors(&mut b, "First errors", &failures);
     sec.body = b;
     tracker.stop();
     stack.stop().await;
