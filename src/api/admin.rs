@@ -201,10 +201,7 @@ pub async fn metrics(env: &Env) -> ApiResult<Response> {
     for stage in crate::protocol::Stage::ALL {
         let mut d: Vec<f64> = timings.iter().filter(|t| t.stage == stage.as_str()).filter_map(|t| t.duration_ms).collect();
         d.sort_by(|a, b| a.total_cmp(b));
-        stages.insert(stage.as_str().into(), json!({
-            "count": d.len(),
-            "p50_ms": percentile(&d, 0.50), "p95_ms": percentile(&d, 0.95), "p99_ms": percentile(&d, 0.99),
-        }));
+        stages.insert(stage.as_str().into(), latency(&d));
     }
     Ok(http::json(200, &json!({
         "actors": actors,
@@ -214,12 +211,17 @@ pub async fn metrics(env: &Env) -> ApiResult<Response> {
         "dead_letters": run_count("failed"),
         "sessions": counts.iter().filter(|c| c.kind == "session").map(|c| c.n as u64).sum::<u64>(),
         "stage_latency": stages,
-        "search_latency": {
-            "count": searches.len(),
-            "p50_ms": percentile(&searches, 0.50), "p95_ms": percentile(&searches, 0.95), "p99_ms": percentile(&searches, 0.99),
-        },
+        "search_latency": latency(&searches),
         "window": { "stage_samples": timings.len(), "search_samples": searches.len() },
     })))
+}
+
+/// `{count, p50_ms, p95_ms, p99_ms}` of sorted durations.
+fn latency(sorted: &[f64]) -> serde_json::Value {
+    json!({
+        "count": sorted.len(),
+        "p50_ms": percentile(sorted, 0.50), "p95_ms": percentile(sorted, 0.95), "p99_ms": percentile(sorted, 0.99),
+    })
 }
 
 pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {

@@ -93,9 +93,8 @@ pub async fn search(env: &Env, ctx: &Context, req: &Request) -> ApiResult<Respon
     };
 
     let ids: Vec<String> = fused.iter().map(|d| d.content_id.clone()).collect();
-    let fetch_started = now_ms();
-    let docs = fetch_docs(env, &ids).await?;
-    let fetch_ms = now_ms() - fetch_started;
+    let (docs, fetch_ms) = timed(fetch_docs(env, &ids), now_ms()).await;
+    let docs = docs?;
     let mut results = Vec::new();
     for d in &fused {
         // A vector may outlive its catalog row briefly during a delete; skip it.
