@@ -213,7 +213,7 @@ pub async fn run(opts: &Options) -> Section {
                 ms(median(&m.p50)),
                 ms(median(&m.p99)),
                 ms(median(&m.took_p50)),
-                (0..3).map(|i| ms(median(&m.split.iter().map(|s| s[i]).filter(|x| x.is_finite()).collect::<Vec<_>>()))).collect::<Vec<_>>().join(" / "),
+                (0..3).map(|i| ms(median(&m.split.iter().map(|s| s[i]).collect::<Vec<_>>()))).collect::<Vec<_>>().join(" / "),
                 spread(&m.p50, ms),
                 m.hits
             );

@@ -88,42 +88,40 @@ impl Stack {
 
     /// As [`Stack::start_under`], choosing whether DevTools `Network` events stay on.
     pub async fn start_with(tag: &str, extra_vars: &[(&str, &str)], base: &std::path::Path, devtools_network: bool) -> Stack {
-        let stack = Stack::spawn(tag, extra_vars, base).await;
-        if !devtools_network {
-            stack.devtools_network_off().await;
-        }
-        stack
-    }
-
-    async fn spawn(tag: &str, extra_vars: &[(&str, &str)], base: &std::path::Path) -> Stack {
-        Stack::spawn_on(tag, extra_vars, base, None).await
+        Stack::spawn(tag, extra_vars, base, None, devtools_network).await
     }
 
     /// As [`Stack::start`], on a state dir the caller keeps: it outlives
     /// [`Stack::stop`], so a later run can reuse what this one built.
     pub async fn start_on_state(tag: &str, extra_vars: &[(&str, &str)], state: PathBuf) -> Stack {
-        let stack = Stack::spawn_on(tag, extra_vars, &default_base(), Some(state)).await;
-        if !DEVTOOLS_NETWORK.load(std::sync::atomic::Ordering::Relaxed) {
-            stack.devtools_network_off().await;
-        }
-        stack
+        let network = DEVTOOLS_NETWORK.load(std::sync::atomic::Ordering::Relaxed);
+        Stack::spawn(tag, extra_vars, &default_base(), Some(state), network).await
     }
 
-    async fn spawn_on(tag: &str, extra_vars: &[(&str, &str)], base: &std::path::Path, state: Option<PathBuf>) -> Stack {
+    /// Starts the stack with its state in `state` (a fresh dir in the run
+    /// dir if `None`), DevTools `Network` events on or off.
+    async fn spawn(
+        tag: &str,
+        extra_vars: &[(&str, &str)],
+        base: &std::path::Path,
+        state: Option<PathBuf>,
+        devtools_network: bool,
+    ) -> Stack {
         let root = snapshot_under(base).expect("snapshot");
         // The harness reads its root from the environment while it starts;
         // stacks start one at a time, so switching it here is safe.
         std::env::set_var("ACTORLINE_ROOT", &root);
         let tag = tag.to_string();
         let vars: Vec<(String, String)> = extra_vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        tokio::task::spawn_blocking(move || {
+        let stack = tokio::task::spawn_blocking(move || {
             let (dir, analyzer) = run_dir(&tag);
             let state = state.unwrap_or_else(|| dir.join("state"));
             let (server, start_called, ready_at) = launch(state, &analyzer, &vars);
             Stack { server, analyzer, dir, vars, http: client(), start_called, ready_at }
         })
         .await
-        .expect("start stack")
+        .expect("start stack");
+        stack.devtools_network(devtools_network).await
     }
 
     /// The Agents SDK peer (`bench/peer-agents/run.sh`) with its own analyzer,
@@ -154,10 +152,7 @@ impl Stack {
         })
         .await
         .expect("start peer");
-        if !network {
-            stack.devtools_network_off().await;
-        }
-        stack
+        stack.devtools_network(network).await
     }
 
     /// Stops wrangler dev and starts it again on the same state dir (the
@@ -174,17 +169,18 @@ impl Stack {
         })
         .await
         .expect("restart server");
-        if !network {
-            stack.devtools_network_off().await;
-        }
-        stack
+        stack.devtools_network(network).await
     }
 
-    /// Turns wrangler's DevTools `Network` events off (see `profile::set_network`).
-    async fn devtools_network_off(&self) {
-        if let Err(e) = crate::profile::set_network(self, false).await {
-            eprintln!("[bench] could not turn DevTools Network events off: {e}");
+    /// Turns wrangler's DevTools `Network` events off unless `keep` (see
+    /// `profile::set_network`); every start and restart ends here.
+    async fn devtools_network(self, keep: bool) -> Stack {
+        if !keep {
+            if let Err(e) = crate::profile::set_network(&self, false).await {
+                eprintln!("[bench] could not turn DevTools Network events off: {e}");
+            }
         }
+        self
     }
 
     /// Stops both process groups and removes the state dir, keeping the
