@@ -511,6 +511,12 @@ pub fn extraction_or_fallback(output: &Value, fallback: impl FnOnce() -> Extract
 // `category` serves search filters; `content_id`, `version` and `chunk` serve
 // `delete_content` (Vectorize cannot delete by metadata; see `DeletePlan`).
 
+/// Every metadata property the code filters on, with its index type. The
+/// README's deploy steps create exactly these (checked by `tests/deploy.rs`),
+/// and a filter on any other property matches nothing in Vectorize.
+pub const METADATA_INDEXES: &[(&str, &str)] =
+    &[("content_id", "string"), ("category", "string"), ("version", "number"), ("chunk", "number")];
+
 /// Vectors per `upsert` call through a Worker binding.
 pub const UPSERT_BATCH: usize = 1000;
 /// Ids per `deleteByIds` call.

@@ -25,6 +25,10 @@ pub use workers_ai::{AiBackend, WorkersAi};
 
 pub use types::*;
 
+/// The Cloudflare names the deploy steps (README, wrangler.toml) must repeat
+/// exactly; `tests/deploy.rs` checks them. Keep these re-exports stable.
+pub use mapping::{EMBED_DIM, EMBED_MODEL, METADATA_INDEXES, TEXT_MODEL};
+
 use crate::domain::pipeline::StageError;
 
 #[allow(async_fn_in_trait)]
