@@ -5,6 +5,7 @@
 //! instead of failing requests.
 
 use crate::domain::faults::Faults;
+use crate::domain::jwt::JwtConfig;
 use crate::domain::retry::RetryTuning;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +47,20 @@ impl Default for Retention {
     }
 }
 
+/// Principals, rate limits and caps ("Principals and access", "Rate limits
+/// and caps" in DESIGN.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trust {
+    /// JWT users, when `JWT_ISSUER` is set.
+    pub jwt: Option<JwtConfig>,
+    pub rate_write_per_min: u32,
+    pub rate_read_per_min: u32,
+    pub rate_sessions_per_min: u32,
+    pub max_sockets_per_session: u32,
+    /// The tenant that content created by the operator joins.
+    pub operator_tenant: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub limits: Limits,
@@ -58,6 +73,7 @@ pub struct Config {
     pub analyzer_url: Option<String>,
     pub vector_shards: u32,
     pub session_ttl_secs: i64,
+    pub trust: Trust,
 }
 
 impl Config {
@@ -100,6 +116,16 @@ impl Config {
             analyzer_url: get("ANALYZER_URL").filter(|u| !u.trim().is_empty()),
             vector_shards: num("VECTOR_SHARDS", 4).clamp(1, 256) as u32,
             session_ttl_secs: num("SESSION_TTL_SECS", 3600).clamp(10, 7 * 24 * 3600) as i64,
+            trust: Trust {
+                jwt: JwtConfig::from_lookup(&get),
+                rate_write_per_min: num("RATE_WRITE_PER_MIN", 60).min(1_000_000) as u32,
+                rate_read_per_min: num("RATE_READ_PER_MIN", 600).min(1_000_000) as u32,
+                rate_sessions_per_min: num("RATE_SESSIONS_PER_MIN", 30).min(1_000_000) as u32,
+                max_sockets_per_session: num("MAX_SOCKETS_PER_SESSION", 8).clamp(1, 1000) as u32,
+                operator_tenant: get("OPERATOR_TENANT")
+                    .filter(|t| crate::domain::principal::valid_tenant(t))
+                    .unwrap_or_else(|| "operator".into()),
+            },
         }
     }
 }
@@ -125,6 +151,10 @@ mod tests {
         assert!(c.limits.request_max_bytes > c.limits.body_max_bytes);
         assert!(c.faults.is_empty());
         assert_eq!(c.ai_backend, "local");
+        assert_eq!((c.trust.rate_write_per_min, c.trust.rate_read_per_min, c.trust.rate_sessions_per_min), (60, 600, 30));
+        assert_eq!(c.trust.max_sockets_per_session, 8);
+        assert!(c.trust.jwt.is_none());
+        assert_eq!(c.trust.operator_tenant, "operator");
     }
 
     #[test]
