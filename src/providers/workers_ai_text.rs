@@ -28,7 +28,8 @@ pub const TEXT_MODEL: &str = "@cf/meta/llama-3.3-70b-instruct-fp8-fast";
 /// local fallback, well inside the stage's 30 s attempt budget.
 pub const TEXT_MODEL_TIMEOUT_MS: u64 = 20_000;
 /// Answer budgets. A full extraction (20 keywords, 50 entities, sentiment)
-/// as pretty-printed JSON estimates at about 2,000 tokens (see the test);
+/// as pretty-printed JSON estimates at about 2,400 tokens (see the test,
+/// with the conservative [`super::token_estimate`]);
 /// a budget too small cuts the JSON short and every field falls back.
 pub const SUMMARY_MAX_TOKENS: u32 = 768;
 pub const EXTRACTION_MAX_TOKENS: u32 = 3072;
