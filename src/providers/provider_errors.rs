@@ -40,8 +40,15 @@ pub fn classify_error(context: &str, message: &str) -> StageError {
     if has(&["daily free allocation"]) || tokens.contains(&"3036") {
         return StageError::terminal(full);
     }
-    if has(&["rate limit", "ratelimit", "rate-limit", "rate_limit", "too many requests", "capacity", "no more data centers"])
-        || tokens.iter().any(|t| *t == "429" || *t == "3040")
+    if has(&[
+        "rate limit",
+        "ratelimit",
+        "rate-limit",
+        "rate_limit",
+        "too many requests",
+        "capacity",
+        "no more data centers",
+    ]) || tokens.iter().any(|t| *t == "429" || *t == "3040")
     {
         return StageError::rate_limited(RATE_LIMIT_RETRY_MS, full);
     }
@@ -109,67 +116,77 @@ mod tests {
         classify_error("", msg).class
     }
 
+    fn assert_all(want: ErrorClass, messages: &[&str]) {
+        for m in messages {
+            assert_eq!(class(m), want, "{m}");
+        }
+    }
+
     #[test]
     fn rate_limits_and_capacity_are_rate_limited() {
-        for m in [
-            "AiError: 3040: Capacity temporarily exceeded, please try again.",
-            "Error: rate limited",
-            "HTTP 429 Too Many Requests",
-            "You have exceeded the rate limit",
-            "too many requests",
-            "status=429",
-            "AiError: 3040: No more data centers to forward the request to",
-            "InferenceUpstreamError: 3040: Out of capacity",
-        ] {
-            assert_eq!(class(m), ErrorClass::RateLimited { retry_after_ms: RATE_LIMIT_RETRY_MS }, "{m}");
-        }
+        assert_all(
+            ErrorClass::RateLimited { retry_after_ms: RATE_LIMIT_RETRY_MS },
+            &[
+                "AiError: 3040: Capacity temporarily exceeded, please try again.",
+                "Error: rate limited",
+                "HTTP 429 Too Many Requests",
+                "You have exceeded the rate limit",
+                "too many requests",
+                "status=429",
+                "AiError: 3040: No more data centers to forward the request to",
+                "InferenceUpstreamError: 3040: Out of capacity",
+            ],
+        );
     }
 
     #[test]
     fn remote_binding_network_and_5xx_are_transient() {
-        for m in [
-            "Error: AI bindings always access remote resources, and so this needs to be run remotely",
-            "Binding `AI` is undefined.",
-            "Network connection lost.",
-            "upstream returned 502",
-            "HTTP 503 Service Unavailable",
-            "InferenceUpstreamError: 500 internal server error",
-            "the operation timed out",
-            "something entirely new happened",
-        ] {
-            assert_eq!(class(m), ErrorClass::Transient, "{m}");
-        }
+        assert_all(
+            ErrorClass::Transient,
+            &[
+                "Error: AI bindings always access remote resources, and so this needs to be run remotely",
+                "Binding `AI` is undefined.",
+                "Network connection lost.",
+                "upstream returned 502",
+                "HTTP 503 Service Unavailable",
+                "InferenceUpstreamError: 500 internal server error",
+                "the operation timed out",
+                "something entirely new happened",
+            ],
+        );
     }
 
     #[test]
     fn malformed_input_is_terminal() {
-        for m in [
-            "AiError: 5006: Error: required properties at '/' are 'text'",
-            "400 Bad Request",
-            "invalid input: text must be a string",
-            "VECTOR_UPSERT_ERROR (code = 40006): dimensions mismatch",
-            "HTTP 422",
-            "Unsupported model",
-            "AiError: 5007: No such model @cf/meta/llama-3.1-8b-instruct or task",
-            "AiError: 3042: The model name is invalid",
-            "AiError: JSON Mode couldn't be met",
-            "VECTOR_DELETE_ERROR (code = 40007): too many ids in payload; max id count is 100",
-            "VECTOR_QUERY_ERROR (code = 40025): max top K is 50, but got 60",
-        ] {
-            assert_eq!(class(m), ErrorClass::Terminal, "{m}");
-        }
+        assert_all(
+            ErrorClass::Terminal,
+            &[
+                "AiError: 5006: Error: required properties at '/' are 'text'",
+                "400 Bad Request",
+                "invalid input: text must be a string",
+                "VECTOR_UPSERT_ERROR (code = 40006): dimensions mismatch",
+                "HTTP 422",
+                "Unsupported model",
+                "AiError: 5007: No such model @cf/meta/llama-3.1-8b-instruct or task",
+                "AiError: 3042: The model name is invalid",
+                "AiError: JSON Mode couldn't be met",
+                "VECTOR_DELETE_ERROR (code = 40007): too many ids in payload; max id count is 100",
+                "VECTOR_QUERY_ERROR (code = 40025): max top K is 50, but got 60",
+            ],
+        );
     }
 
     #[test]
     fn a_used_up_daily_allocation_is_terminal_not_rate_limited() {
         // Sent as HTTP 429, but it only resets the next day.
-        for m in [
-            "AiError: 3036: You have used up your daily free allocation of 10,000 neurons. Please upgrade to \
+        assert_all(
+            ErrorClass::Terminal,
+            &[
+                "AiError: 3036: You have used up your daily free allocation of 10,000 neurons. Please upgrade to \
              Cloudflare's Workers Paid plan if you would like to continue usage.",
-            "429: 3036 account limited",
-        ] {
-            assert_eq!(class(m), ErrorClass::Terminal, "{m}");
-        }
+                "429: 3036 account limited",
+            ],
+        );
     }
 
     #[test]

@@ -72,7 +72,11 @@ impl Vectorize {
         env.get_binding::<VectorizeBinding>(binding).ok().map(|b| Self::new(b, dim))
     }
 
-    async fn query_raw(&self, vector: &[f32], options: &payloads::QueryOptions) -> Result<Vec<VectorMatch>, StageError> {
+    async fn query_raw(
+        &self,
+        vector: &[f32],
+        options: &payloads::QueryOptions,
+    ) -> Result<Vec<VectorMatch>, StageError> {
         let what = "vectorize query";
         let options = to_js(what, options)?;
         let vector: JsValue = Float32Array::from(vector).into();

@@ -1,7 +1,9 @@
 //! Removing a content's vectors from Vectorize, which has no delete by
 //! metadata: a pure state machine of filtered queries (see [`DeletePlan`]).
 
-use super::vectorize_payloads::{Cond, Filter, QueryOptions, DELETE_MAX_ROUNDS, DELETE_MAX_VERSIONS, DELETE_WINDOW, TOP_K_MAX};
+use super::vectorize_payloads::{
+    Cond, Filter, QueryOptions, DELETE_MAX_ROUNDS, DELETE_MAX_VERSIONS, DELETE_WINDOW, TOP_K_MAX,
+};
 use crate::domain::pipeline::StageError;
 use crate::domain::vector::Hit;
 
@@ -185,8 +187,8 @@ impl DeletePlan {
 mod tests {
     use super::*;
     use crate::domain::vector::VectorMeta;
-    use crate::providers::vectorize_payloads::DELETE_IDS_BATCH;
     use crate::protocol::ErrorClass;
+    use crate::providers::vectorize_payloads::DELETE_IDS_BATCH;
     use serde_json::json;
     use std::collections::HashSet;
 

@@ -10,7 +10,6 @@ use super::types::Extraction;
 use crate::domain::pipeline::StageError;
 use crate::protocol::{Entity, ErrorClass, Keyword, Sentiment};
 
-
 /// The text model, in JSON mode (`response_format: {type: "json_schema",
 /// json_schema: <schema>}`). Sources (cloudflare-docs):
 /// * `changelog/workers-ai/2026-05-08-planned-model-deprecations.mdx`: the
@@ -236,46 +235,40 @@ fn number_in(v: &Value, key: &str, lo: f64, hi: f64) -> Option<f32> {
 /// the whole field invalid; an empty list counts as "the model found
 /// nothing", so the local extractor gets its chance.
 pub fn validate_keywords(v: &Value) -> Option<Vec<Keyword>> {
-    let items = v.get("keywords")?.as_array()?;
-    if items.is_empty() || items.len() > KEYWORDS_MAX {
+    valid_list(v, "keywords", KEYWORDS_MAX, |k| {
+        Some(Keyword { term: non_empty_str(k, "term", TERM_MAX_CHARS)?, score: number_in(k, "score", 0.0, 1.0)? })
+    })
+}
+
+/// `v[key]` as a non-empty array of at most `max` items, each valid.
+fn valid_list<T>(v: &Value, key: &str, max: usize, item: impl Fn(&Value) -> Option<T>) -> Option<Vec<T>> {
+    let items = v.get(key)?.as_array()?;
+    if items.is_empty() || items.len() > max {
         return None;
     }
-    items
-        .iter()
-        .map(|k| {
-            Some(Keyword { term: non_empty_str(k, "term", TERM_MAX_CHARS)?, score: number_in(k, "score", 0.0, 1.0)? })
-        })
-        .collect()
+    items.iter().map(item).collect()
 }
 
 /// `entities`: a non-empty array of at most [`ENTITIES_MAX`] `{text, kind,
 /// count}`, kind one of [`ENTITY_KINDS`] (case-insensitive), count an integer
 /// ≥ 1 (a missing count means 1). Same all-or-nothing rule as keywords.
 pub fn validate_entities(v: &Value) -> Option<Vec<Entity>> {
-    let items = v.get("entities")?.as_array()?;
-    if items.is_empty() || items.len() > ENTITIES_MAX {
-        return None;
-    }
-    items
-        .iter()
-        .map(|e| {
-            let text = non_empty_str(e, "text", ENTITY_TEXT_MAX_CHARS)?;
-            let kind = e.get("kind")?.as_str()?.trim().to_lowercase();
-            if !ENTITY_KINDS.contains(&kind.as_str()) {
-                return None;
+    valid_list(v, "entities", ENTITIES_MAX, |e| {
+        let text = non_empty_str(e, "text", ENTITY_TEXT_MAX_CHARS)?;
+        let kind = e.get("kind")?.as_str()?.trim().to_lowercase();
+        if !ENTITY_KINDS.contains(&kind.as_str()) {
+            return None;
+        }
+        let count = match e.get("count") {
+            None | Some(Value::Null) => 1,
+            Some(c) => {
+                let n =
+                    c.as_u64().or_else(|| c.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))?;
+                u32::try_from(n).ok().filter(|n| *n >= 1)?
             }
-            let count = match e.get("count") {
-                None | Some(Value::Null) => 1,
-                Some(c) => {
-                    let n = c
-                        .as_u64()
-                        .or_else(|| c.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))?;
-                    u32::try_from(n).ok().filter(|n| *n >= 1)?
-                }
-            };
-            Some(Entity { text, kind, count })
-        })
-        .collect()
+        };
+        Some(Entity { text, kind, count })
+    })
 }
 
 /// `sentiment`: `{score in [-1, 1], label in positive|negative|neutral}`.
@@ -393,7 +386,9 @@ mod tests {
         assert_eq!(model_json(&json!({ "response": 42 })), None);
         assert_eq!(model_json(&json!({ "request_id": "queued-1" })), None, "a queued answer has no object");
         assert_eq!(
-            model_json(&json!({ "response": obj, "usage": { "prompt_tokens": 90, "completion_tokens": 8 }, "tool_calls": [] })),
+            model_json(
+                &json!({ "response": obj, "usage": { "prompt_tokens": 90, "completion_tokens": 8 }, "tool_calls": [] })
+            ),
             Some(obj.clone()),
             "the documented fields next to response are ignored"
         );
