@@ -1,14 +1,17 @@
 //! The Vectorize backend (`VECTOR_BACKEND=vectorize`). workers-rs has no
 //! Vectorize type, so the binding is declared here as a wasm-bindgen extern
-//! type and fetched with `env.get_binding`. Payloads, result parsing and the
-//! cleanup plan live in [`super::vectorize_payloads`] and [`super::vectorize_delete_plan`] (tested natively).
+//! type and fetched with `env.get_binding`. Payloads and result parsing live
+//! in [`super::vectorize_payloads`], the cleanup plan in
+//! [`super::vectorize_delete_plan`] (both tested natively).
 //!
 //! The index must match the embedder: `--dimensions=768 --metric=cosine` for
 //! bge-base, with metadata indexes on `content_id`, `category`, `version` and
 //! `chunk`, created *before* vectors are written (see the commands in
-//! `vectorize_payloads.rs`). Without the `category` index, category-filtered searches
-//! return nothing; without `content_id`/`version`/`chunk`, replaced and
-//! deleted content leaves its old vectors behind.
+//! `vectorize_payloads.rs`). Without the `category` index, category-filtered
+//! searches return nothing; without `content_id`/`version`/`chunk`, replaced
+//! and deleted content leaves its old vectors behind, and since queries ask
+//! for `returnMetadata: "indexed"`, matches lack the fields they need and are
+//! skipped.
 //!
 //! Vectorize writes apply asynchronously: a search right after indexing may
 //! not see the new vectors for a few seconds yet.

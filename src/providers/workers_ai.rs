@@ -1,8 +1,9 @@
 //! The Workers AI backend (`AI_BACKEND=workers-ai`): embeddings from
 //! `@cf/baai/bge-base-en-v1.5` (768-d) and summary/extraction from a text
 //! model in JSON mode, validated field by field with the local extractor as
-//! the fallback for any invalid field. Payloads and checks live in
-//! [`super::workers_ai_embeddings`] and [`super::workers_ai_text`]; this file only crosses the JS boundary.
+//! the fallback for any invalid field or failed call. Payloads and checks
+//! live in [`super::workers_ai_embeddings`] and [`super::workers_ai_text`];
+//! this file only crosses the JS boundary.
 //!
 //! `worker::Ai::run` serializes its input with serde-wasm-bindgen's default
 //! serializer, which turns maps (the JSON Schema of `response_format`) into
