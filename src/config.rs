@@ -67,7 +67,12 @@ pub struct Config {
     pub retention: Retention,
     pub retry: RetryTuning,
     pub faults: Faults,
+    /// `AI_BACKEND`: the default of the two settings below.
     pub ai_backend: String,
+    /// `EMBED_BACKEND` (`local` or `workers-ai`), default `AI_BACKEND`.
+    pub embed_backend: String,
+    /// `TEXT_BACKEND` (`local` or `workers-ai`), default `AI_BACKEND`.
+    pub text_backend: String,
     pub vector_backend: String,
     pub analyzer: String,
     pub analyzer_url: Option<String>,
@@ -98,6 +103,7 @@ impl Config {
         };
         let r = Retention::default();
         let t = RetryTuning::default();
+        let ai_backend = get("AI_BACKEND").unwrap_or_else(|| "local".into());
         Config {
             limits,
             retention: Retention {
@@ -110,7 +116,9 @@ impl Config {
                 max_attempts: num("RETRY_MAX_ATTEMPTS", t.max_attempts as u64).clamp(1, 100) as u32,
             },
             faults: get("FAULTS").map(|f| Faults::parse(&f)).unwrap_or_default(),
-            ai_backend: get("AI_BACKEND").unwrap_or_else(|| "local".into()),
+            embed_backend: get("EMBED_BACKEND").unwrap_or_else(|| ai_backend.clone()),
+            text_backend: get("TEXT_BACKEND").unwrap_or_else(|| ai_backend.clone()),
+            ai_backend,
             vector_backend: get("VECTOR_BACKEND").unwrap_or_else(|| "actor".into()),
             analyzer: get("ANALYZER").unwrap_or_else(|| "url".into()),
             analyzer_url: get("ANALYZER_URL").filter(|u| !u.trim().is_empty()),
@@ -155,6 +163,17 @@ mod tests {
         assert_eq!(c.trust.max_sockets_per_session, 8);
         assert!(c.trust.jwt.is_none());
         assert_eq!(c.trust.operator_tenant, "operator");
+        assert_eq!((c.embed_backend.as_str(), c.text_backend.as_str()), ("local", "local"));
+    }
+
+    #[test]
+    fn embedder_and_text_model_default_to_ai_backend_and_can_differ() {
+        let c = cfg(&[("AI_BACKEND", "workers-ai")]);
+        assert_eq!((c.embed_backend.as_str(), c.text_backend.as_str()), ("workers-ai", "workers-ai"));
+        let c = cfg(&[("AI_BACKEND", "workers-ai"), ("TEXT_BACKEND", "local")]);
+        assert_eq!((c.embed_backend.as_str(), c.text_backend.as_str()), ("workers-ai", "local"));
+        let c = cfg(&[("EMBED_BACKEND", "workers-ai")]);
+        assert_eq!((c.embed_backend.as_str(), c.text_backend.as_str()), ("workers-ai", "local"));
     }
 
     #[test]
