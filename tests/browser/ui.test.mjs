@@ -355,8 +355,13 @@ test('the inspector refuses without a token, then shows the run journal, events,
   await refusal.waitFor({ timeout: 15_000 });
   assert.match(await refusal.textContent(), /401 unauthorized/);
 
-  // A wrong token is refused with 403.
+  // A wrong token is a bad credential: 401, never a fall-back to anonymous.
   await page.fill('#admin-token', 'not-the-token');
+  await page.click('text=Use token');
+  await page.locator('.notice.error[data-status="401"]', { hasText: 'not an admin token' }).first().waitFor({ timeout: 15_000 });
+  await page.click('text=Forget token');
+  // A tenant's key is a good credential, but not the operator's: 403.
+  await page.fill('#admin-token', server.apiKey);
   await page.click('text=Use token');
   await page.locator('.notice.error[data-status="403"]').first().waitFor({ timeout: 15_000 });
   await page.click('text=Forget token');
