@@ -18,8 +18,9 @@ log "deploy dry-runs (default and production)"
 wrangler deploy --dry-run --outdir target/dry-run >&2
 wrangler deploy --dry-run --env production --outdir target/dry-run-production >&2
 
-log "deploy path: the analyzer image builds from exactly its Dockerfile's context"
+log "deploy path: the analyzer image builds from its Dockerfile's context; README, wrangler.toml and code agree"
 bash scripts/check_image.sh
+cargo test --test deploy
 
 log "end-to-end tests against wrangler dev"
 ACTORLINE_ROOT="$ROOT" cargo test --test e2e -- --test-threads 4
