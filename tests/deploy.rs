@@ -68,6 +68,14 @@ fn tables<'a>(table: &'a Table, key: &str) -> Vec<&'a Table> {
     table.get(key).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_table).collect()).unwrap_or_default()
 }
 
+/// `field` of the one `[[env.production.<key>]]` table (the image, the Vectorize index).
+fn production_single(config: &Table, key: &str, field: &str) -> String {
+    let found = tables(production(config), key);
+    assert_eq!(found.len(), 1, "[env.production] must declare exactly one [[env.production.{key}]]");
+    let value = found[0].get(field).and_then(Value::as_str);
+    value.unwrap_or_else(|| panic!("[[env.production.{key}]] has no {field}")).to_string()
+}
+
 /// The shell commands of the README's deploy section, in order: fenced code
 /// lines, `&&` chains split, `# comments` dropped, a leading `npx` dropped.
 fn readme_commands() -> Vec<Vec<String>> {
@@ -108,7 +116,13 @@ fn commands<'a>(all: &'a [Vec<String>], prefix: &[&str]) -> Vec<(usize, &'a [Str
 
 fn one<'a>(all: &'a [Vec<String>], prefix: &[&str]) -> (usize, &'a [String]) {
     let found = commands(all, prefix);
-    assert_eq!(found.len(), 1, "README's deploy section must run `{}` exactly once, found {}", prefix.join(" "), found.len());
+    assert_eq!(
+        found.len(),
+        1,
+        "README's deploy section must run `{}` exactly once, found {}",
+        prefix.join(" "),
+        found.len()
+    );
     found[0]
 }
 
@@ -170,10 +184,7 @@ fn resolve_image_name_follows_wrangler() {
 
 #[test]
 fn readme_pushes_the_image_production_runs() {
-    let config = wrangler();
-    let containers = tables(production(&config), "containers");
-    assert_eq!(containers.len(), 1, "[env.production] must declare exactly one [[env.production.containers]]");
-    let image = containers[0].get("image").and_then(Value::as_str).expect("[[env.production.containers]] has no image");
+    let image = production_single(&wrangler(), "containers", "image");
     let cmds = readme_commands();
     let (_, build) = one(&cmds, &["docker", "build"]);
     let (_, push) = one(&cmds, &["wrangler", "containers", "push"]);
@@ -182,7 +193,7 @@ fn readme_pushes_the_image_production_runs() {
     assert_eq!(pushed, [built], "README pushes {pushed:?} but builds the tag {built}");
     assert_eq!(
         resolve_image_name(ACCOUNT, built),
-        resolve_image_name(ACCOUNT, image),
+        resolve_image_name(ACCOUNT, &image),
         "README pushes {built} and wrangler.toml runs {image}: they resolve to different repositories"
     );
 }
@@ -203,34 +214,38 @@ fn readme_builds_the_image_for_linux_amd64_from_the_dockerfile() {
 
 #[test]
 fn vectorize_index_matches_the_embedder() {
-    let config = wrangler();
-    let bindings = tables(production(&config), "vectorize");
-    assert_eq!(bindings.len(), 1, "[env.production] must bind exactly one Vectorize index");
-    let index = bindings[0].get("index_name").and_then(Value::as_str).expect("[[env.production.vectorize]] has no index_name");
+    let index = production_single(&wrangler(), "vectorize", "index_name");
     let cmds = readme_commands();
     let (_, create) = one(&cmds, &["wrangler", "vectorize", "create"]);
-    assert_eq!(positionals(create, 3, &["--dimensions", "--metric"]), [index], "README creates a different index than wrangler.toml binds ({index})");
+    assert_eq!(
+        positionals(create, 3, &["--dimensions", "--metric"]),
+        [index.as_str()],
+        "README creates a different index than wrangler.toml binds ({index})"
+    );
     let dims = flag(create, "--dimensions").expect("README's vectorize create has no --dimensions");
-    assert_eq!(dims, EMBED_DIM.to_string(), "README creates {dims}-d vectors but {EMBED_MODEL} gives EMBED_DIM = {EMBED_DIM}");
+    assert_eq!(
+        dims,
+        EMBED_DIM.to_string(),
+        "README creates {dims}-d vectors but {EMBED_MODEL} gives EMBED_DIM = {EMBED_DIM}"
+    );
 }
 
 #[test]
 fn readme_creates_every_metadata_index_before_deploying() {
-    let config = wrangler();
-    let index = tables(production(&config), "vectorize")
-        .first()
-        .and_then(|t| t.get("index_name"))
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .expect("[[env.production.vectorize]] has no index_name");
+    let index = production_single(&wrangler(), "vectorize", "index_name");
     let cmds = readme_commands();
     let (deploy_at, _) = one(&cmds, &["wrangler", "deploy"]);
     let mut created = BTreeSet::new();
     for (at, cmd) in commands(&cmds, &["wrangler", "vectorize", "create-metadata-index"]) {
         let on = positionals(cmd, 3, &["--property-name", "--propertyName", "--type"]);
-        assert_eq!(on, [index.clone()], "README creates a metadata index on {on:?}, not on {index}");
-        assert!(at < deploy_at, "README creates a metadata index after `wrangler deploy`; vectors upserted before it are not indexed");
-        let property = flag(cmd, "--property-name").or_else(|| flag(cmd, "--propertyName")).expect("create-metadata-index without --property-name");
+        assert_eq!(on, [index.as_str()], "README creates a metadata index on {on:?}, not on {index}");
+        assert!(
+            at < deploy_at,
+            "README creates a metadata index after `wrangler deploy`; vectors upserted before it are not indexed"
+        );
+        let property = flag(cmd, "--property-name")
+            .or_else(|| flag(cmd, "--propertyName"))
+            .expect("create-metadata-index without --property-name");
         let kind = flag(cmd, "--type").expect("create-metadata-index without --type");
         created.insert((property.to_string(), kind.to_string()));
     }
@@ -253,7 +268,10 @@ fn workers_ai_models_are_not_deprecated() {
 fn readme_creates_and_migrates_the_production_database() {
     let config = wrangler();
     let dbs = tables(production(&config), "d1_databases");
-    let db = dbs.iter().find(|t| t.get("binding").and_then(Value::as_str) == Some("DB")).expect("[env.production] binds no D1 database as DB");
+    let db = dbs
+        .iter()
+        .find(|t| t.get("binding").and_then(Value::as_str) == Some("DB"))
+        .expect("[env.production] binds no D1 database as DB");
     let name = db.get("database_name").and_then(Value::as_str).expect("production D1 binding has no database_name");
     let cmds = readme_commands();
     let (created_at, create) = one(&cmds, &["wrangler", "d1", "create"]);
@@ -261,15 +279,25 @@ fn readme_creates_and_migrates_the_production_database() {
     let (applied_at, apply) = one(&cmds, &["wrangler", "d1", "migrations", "apply"]);
     assert!(created_at < applied_at, "README applies migrations before creating the database");
     assert_eq!(positionals(apply, 4, &["--env"]), ["DB"], "README's migrations apply must name the binding DB");
-    assert!(apply.iter().any(|w| w == "--remote"), "README's migrations apply needs --remote (else it migrates the local database)");
+    assert!(
+        apply.iter().any(|w| w == "--remote"),
+        "README's migrations apply needs --remote (else it migrates the local database)"
+    );
 }
 
 #[test]
 fn readme_targets_production_in_every_worker_command() {
     let cmds = readme_commands();
-    for prefix in [&["wrangler", "d1", "migrations", "apply"][..], &["wrangler", "secret", "put"], &["wrangler", "deploy"]] {
+    for prefix in
+        [&["wrangler", "d1", "migrations", "apply"][..], &["wrangler", "secret", "put"], &["wrangler", "deploy"]]
+    {
         for (_, cmd) in commands(&cmds, prefix) {
-            assert_eq!(flag(cmd, "--env"), Some("production"), "README's `{}` must pass --env production", cmd.join(" "));
+            assert_eq!(
+                flag(cmd, "--env"),
+                Some("production"),
+                "README's `{}` must pass --env production",
+                cmd.join(" ")
+            );
         }
     }
     let (deploy_at, _) = one(&cmds, &["wrangler", "deploy"]);
@@ -290,7 +318,10 @@ fn worker_names_differ_between_environments() {
     }
     for (i, (a, a_name)) in names.iter().enumerate() {
         for (b, b_name) in &names[i + 1..] {
-            assert_ne!(a_name, b_name, "environments {a} and {b} both deploy the Worker \"{a_name}\": deploying one replaces the other");
+            assert_ne!(
+                a_name, b_name,
+                "environments {a} and {b} both deploy the Worker \"{a_name}\": deploying one replaces the other"
+            );
         }
     }
 }
@@ -320,16 +351,26 @@ fn production_binds_and_migrates_every_actor() {
     let (default_dos, prod_dos) = (durable_objects(&config), durable_objects(prod));
     assert!(!default_dos.is_empty(), "wrangler.toml binds no Durable Objects");
     let missing: Vec<_> = default_dos.difference(&prod_dos).collect();
-    assert!(missing.is_empty(), "[env.production] does not bind these (binding, class) pairs of the default env: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "[env.production] does not bind these (binding, class) pairs of the default env: {missing:?}"
+    );
     let prod_migrated = migrated_classes(prod);
     let unmigrated: Vec<_> = prod_dos.iter().map(|(_, c)| c).filter(|c| !prod_migrated.contains(*c)).collect();
-    assert!(unmigrated.is_empty(), "[env.production] binds classes no [[env.production.migrations]] creates: {unmigrated:?}");
+    assert!(
+        unmigrated.is_empty(),
+        "[env.production] binds classes no [[env.production.migrations]] creates: {unmigrated:?}"
+    );
     let default_migrated = migrated_classes(&config);
     let lost: Vec<_> = default_migrated.difference(&prod_migrated).collect();
     assert!(lost.is_empty(), "classes migrated in the default env but not in production: {lost:?}");
     for container in tables(prod, "containers") {
-        let class = container.get("class_name").and_then(Value::as_str).expect("a production container has no class_name");
-        assert!(prod_dos.iter().any(|(_, c)| c == class), "container class {class} is not bound as a Durable Object in production");
+        let class =
+            container.get("class_name").and_then(Value::as_str).expect("a production container has no class_name");
+        assert!(
+            prod_dos.iter().any(|(_, c)| c == class),
+            "container class {class} is not bound as a Durable Object in production"
+        );
     }
 }
 
@@ -365,7 +406,9 @@ fn production_keeps_pending_durable_object_io_alive() {
     let prod_flags = compatibility_flags(prod).unwrap_or_else(|| top_flags.clone());
     let lost: Vec<_> = top_flags.difference(&prod_flags).collect();
     assert!(lost.is_empty(), "[env.production] compatibility_flags drops the top level's {lost:?}");
-    let date = str_at(prod, &["compatibility_date"]).or_else(|| str_at(&config, &["compatibility_date"])).expect("no compatibility_date");
+    let date = str_at(prod, &["compatibility_date"])
+        .or_else(|| str_at(&config, &["compatibility_date"]))
+        .expect("no compatibility_date");
     assert!(
         date >= DO_IO_KEEPALIVE_DATE || prod_flags.contains(DO_IO_KEEPALIVE_FLAG),
         "production runs compatibility date {date} without {DO_IO_KEEPALIVE_FLAG}: an idle Durable Object may be evicted \
