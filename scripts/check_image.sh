@@ -4,7 +4,9 @@
 # (BuildKit's rules), the builder stage's COPY steps copy exactly those files
 # into a temp dir, its RUN steps replay there, and its `cargo build` runs with
 # --offline against the local registry. Fails when the image would not build,
-# e.g. when a workspace member's manifest is missing from the context.
+# e.g. when a workspace member's manifest is missing from the context, or when
+# a locked dependency needs a newer Rust than the builder image's rust:<version>
+# (the host's toolchain builds it, so that is checked from rust-version).
 #
 #   scripts/check_image.sh [path/to/Dockerfile]   (default: the analyzer's)
 #
@@ -48,7 +50,7 @@ for (const raw of fs.readFileSync(dockerfile, "utf8").split("\n")) {
 }
 const stages = [];
 for (const ins of instructions) {
-  if (ins.op === "FROM") stages.push([]);
+  if (ins.op === "FROM") stages.push([ins]);
   else if (stages.length) stages[stages.length - 1].push(ins);
 }
 const isCargoBuild = (ins) => ins.op === "RUN" && /\bcargo\s+build\b/.test(ins.args);
@@ -175,7 +177,48 @@ for (const [k, v] of env) out.push(`export ${k}=${shq(v)}`);
 for (const r of runs) out.push(`echo ${shq(`check_image: RUN ${r}`)} >&2`, `sh -c ${shq(r)}`);
 console.error(`check_image: ${context.size} files in the build context, ${runs.length} RUN steps`);
 console.log(out.join("\n"));
+
+// For the toolchain check below: the image's Rust version and the package built.
+const image = builders[0][0].args.match(/\brust:(\d+\.\d+)/);
+const cargoBuild = builders[0].find(isCargoBuild).args.match(/(?:-p|--package)[\s=](\S+)/);
+fs.writeFileSync(path.join(path.dirname(fsRoot), "image.json"), JSON.stringify({
+  rust: image && image[1], package: cargoBuild && cargoBuild[1], workdir: path.join(fsRoot, workdir),
+}));
 JS
 
 bash "$tmp/steps.sh"
+
+# The host's cargo may be newer than the image's: every locked dependency of the
+# built package must declare a rust-version the image's Rust satisfies.
+node - "$tmp/image.json" <<'JS'
+const fs = require("fs");
+const { execFileSync } = require("child_process");
+const { rust, package: pkg, workdir } = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+if (!rust || !pkg) {
+  console.error("check_image: builder image is not rust:<version> or no -p <package>: rust-version check skipped");
+  process.exit(0);
+}
+const meta = JSON.parse(execFileSync("cargo", ["metadata", "--offline", "--locked", "--format-version", "1",
+  "--filter-platform", "x86_64-unknown-linux-gnu"], { cwd: workdir, maxBuffer: 64 << 20 }));
+const byId = new Map(meta.packages.map((p) => [p.id, p]));
+const nodes = new Map(meta.resolve.nodes.map((n) => [n.id, n]));
+const start = meta.packages.find((p) => p.name === pkg && p.source === null);
+const seen = new Set();
+const todo = [start.id];
+while (todo.length) {
+  const id = todo.pop();
+  if (seen.has(id)) continue;
+  seen.add(id);
+  for (const d of nodes.get(id).deps) if (d.dep_kinds.some((k) => k.kind !== "dev")) todo.push(d.pkg);
+}
+const num = (v) => v.split(".").map(Number);
+const newer = (a, b) => { const [x, y] = [num(a), num(b)]; return x[0] - y[0] || (x[1] || 0) - (y[1] || 0); };
+const tooNew = [...seen].map((id) => byId.get(id)).filter((p) => p.rust_version && newer(p.rust_version, rust) > 0);
+if (tooNew.length) {
+  console.error(`check_image: the image's Rust ${rust} is older than what these need: ` +
+    tooNew.map((p) => `${p.name} ${p.version} (rust ${p.rust_version})`).join(", "));
+  process.exit(1);
+}
+console.error(`check_image: ${seen.size} packages in ${pkg}'s build, all within the image's Rust ${rust}`);
+JS
 echo "check_image: ok, the $DOCKERFILE builder stage builds offline" >&2
