@@ -11,7 +11,7 @@
 #   scripts/check_image.sh [path/to/Dockerfile]   (default: the analyzer's)
 #
 # CHECK_IMAGE_TARGET_DIR (default target/check-image) is the shared cargo
-# target dir, so a second run only recompiles the analyzer crate.
+# target dir; file times are kept, so a second run rebuilds only what changed.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
