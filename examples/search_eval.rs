@@ -158,7 +158,7 @@ async fn main() {
     for mode in ["vector", "keyword", "hybrid"] {
         let (mut ndcg, mut recall) = (0.0, 0.0);
         for q in &qs {
-            let r = send(http().get(s.url("/api/search")).query(&[("q", q.1.as_str()), ("k", "10"), ("mode", mode)])).await;
+            let r = send(http().get(s.url("/api/search")).bearer_auth(&s.key).query(&[("q", q.1.as_str()), ("k", "10"), ("mode", mode)])).await;
             assert_eq!(r.status, 200, "{}", r.body);
             let ranked: Vec<f64> = r.body["results"]
                 .as_array()
