@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use js_sys::{Function, Promise, Reflect};
+use js_sys::{Promise, Reflect};
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -57,6 +57,19 @@ extern "C" {
 
     #[wasm_bindgen(method, structural, catch, js_name = getTcpPort)]
     fn get_tcp_port(this: &ContainerHandle, port: u16) -> Result<JsValue, JsValue>;
+
+    #[wasm_bindgen(method, structural, catch, js_name = setInactivityTimeout)]
+    fn set_inactivity_timeout(this: &ContainerHandle, duration_ms: u32) -> Result<JsValue, JsValue>;
+
+    /// What `getTcpPort` returns: a `Fetcher`, or an RPC stub of one. Called
+    /// as `port.fetch(request)`, never through `Function.prototype.call`,
+    /// which an RPC stub would take for a remote method named `call`.
+    #[wasm_bindgen(extends = js_sys::Object)]
+    #[derive(Debug, Clone)]
+    type PortFetcher;
+
+    #[wasm_bindgen(method, structural, catch)]
+    fn fetch(this: &PortFetcher, request: &worker::web_sys::Request) -> Result<JsValue, JsValue>;
 }
 
 impl worker::EnvBinding for ContainerHandle {
@@ -89,23 +102,16 @@ impl ContainerHandle {
         settled(self.start()).await.map(|_| ())
     }
 
-    /// `setInactivityTimeout(ms)`, when the object has it.
+    /// `setInactivityTimeout(ms)`: the runtime stops the container once the
+    /// actor has been idle that long.
     async fn stop_when_idle(&self, ms: u32) -> Result<(), String> {
-        let f = Reflect::get(self, &JsValue::from_str("setInactivityTimeout"))
-            .ok()
-            .and_then(|f| f.dyn_into::<Function>().ok())
-            .ok_or_else(|| "no setInactivityTimeout".to_string())?;
-        settled(f.call1(self, &JsValue::from(ms))).await.map(|_| ())
+        settled(self.set_inactivity_timeout(ms)).await.map(|_| ())
     }
 
     /// `getTcpPort(port).fetch(request)`; a rejection comes back as its text.
     async fn send(&self, port: u16, request: Request) -> Result<Response, String> {
-        let fetcher = settled(self.get_tcp_port(port)).await?;
-        let fetch = Reflect::get(&fetcher, &JsValue::from_str("fetch"))
-            .ok()
-            .and_then(|f| f.dyn_into::<Function>().ok())
-            .ok_or_else(|| "the container port has no fetch()".to_string())?;
-        let resp = settled(fetch.call1(&fetcher, request.inner())).await?;
+        let fetcher: PortFetcher = settled(self.get_tcp_port(port)).await?.unchecked_into();
+        let resp = settled(fetcher.fetch(request.inner())).await?;
         Ok(Response::from(resp.unchecked_into::<worker::web_sys::Response>()))
     }
 }

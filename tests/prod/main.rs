@@ -28,7 +28,8 @@ fn prod() -> &'static Prod {
     PROD.get_or_init(|| {
         let dir = temp_dir("prod");
         let analyzer = Analyzer::start(&dir.join("analyzer"));
-        let emulator = Emulator::start(&dir.join("emulator"), Emulator::standard_config(&analyzer.url));
+        let config = Emulator::with_env_overrides(Emulator::standard_config(&analyzer.url));
+        let emulator = Emulator::start(&dir.join("emulator"), config);
         let opts = ServerOptions::emulated(dir.join("state"), emulator.worker_config.clone());
         Prod { server: Server::start(&opts), emulator, _analyzer: analyzer }
     })
@@ -90,6 +91,7 @@ async fn a_cold_container_is_waited_for_and_all_eight_stages_complete() {
     let view = p.server.wait_run(&run, RUN_TIMEOUT).await;
     assert_all_completed(&view);
     let after = p.emulator.state().await["container"].clone();
+    eprintln!("cold start: analyze {} ms, container {after}", view["stages"][6]["duration_ms"]);
     assert!(after["starts"].as_u64() > before["starts"].as_u64(), "the container was started: {after}");
     assert!(after["refused"].as_u64() > before["refused"].as_u64(), "its first connections were refused: {after}");
     assert!(after["inactivityTimeoutMs"].as_u64().is_some_and(|ms| ms > 0), "an idle stop is set: {after}");

@@ -473,16 +473,10 @@ pub struct Emulator {
 }
 
 impl Emulator {
-    /// Starts the state server with `config` (merged over its defaults and
-    /// over `ACTORLINE_EMULATOR_CONFIG`, a JSON object, when set) and writes
-    /// the Worker's config into `dir`.
-    pub fn start(dir: &Path, mut config: Value) -> Emulator {
+    /// Starts the state server with `config` (merged over its defaults) and
+    /// writes the Worker's config into `dir`.
+    pub fn start(dir: &Path, config: Value) -> Emulator {
         std::fs::create_dir_all(dir).expect("emulator dir");
-        if let Some(extra) = std::env::var("ACTORLINE_EMULATOR_CONFIG").ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
-            if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
-                c.extend(e.clone());
-            }
-        }
         let mut cmd = Command::new("node");
         cmd.arg(root().join("tests/emulator/server.mjs")).arg("--config").arg(config.to_string());
         let (group, rx) = Group::spawn(cmd, &dir.join("emulator.log"));
@@ -514,6 +508,16 @@ impl Emulator {
             "vectorizeVisibilityMs": 1000,
             "metadataIndexes": indexes,
         })
+    }
+
+    /// `config` with `ACTORLINE_EMULATOR_CONFIG` (a JSON object) merged over
+    /// it, when set: only for checking the harness against older code.
+    pub fn with_env_overrides(mut config: Value) -> Value {
+        let extra = std::env::var("ACTORLINE_EMULATOR_CONFIG").ok().and_then(|t| serde_json::from_str::<Value>(&t).ok());
+        if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_ref().and_then(Value::as_object)) {
+            c.extend(e.clone());
+        }
+        config
     }
 
     async fn control(&self, path: &str, body: Value) -> Value {
