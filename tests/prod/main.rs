@@ -239,6 +239,8 @@ async fn the_emulator_refuses_what_the_service_refuses() {
     let text = health.body.to_string();
     assert!(text.contains("workers-ai") && text.contains("vectorize"), "production backends in use: {text}");
 
+    let indexes = readme_metadata_indexes();
+    assert!(indexes.contains(&("content_id".to_string(), "string".to_string())), "README indexes parsed: {indexes:?}");
     let emulator = Emulator::start(&temp_dir("emulator-probe"), Emulator::standard_config("http://127.0.0.1:9"));
     let post = |path: &str, body: Value| {
         let url = format!("{}{path}", emulator.url);
