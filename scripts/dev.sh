@@ -29,4 +29,8 @@ setsid wrangler dev --local --ip 127.0.0.1 --port "$PORT" --inspector-port 0 \
   --show-interactive-dev-session=false --persist-to "$STATE_DIR" \
   --var "ANALYZER_URL:http://127.0.0.1:$ANALYZER_PORT" &
 pids+=($!)
-wait "${pids[-1]}"
+wrangler_pid=$!
+# A local tenant and its API key, created on first run and printed each time.
+admin_token="$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars)"
+node scripts/dev_key.mjs "http://127.0.0.1:$PORT" "$STATE_DIR" "$admin_token" || log "could not create the local API key"
+wait "$wrangler_pid"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: bootstrap, build, then every test: native unit tests, the
 # end-to-end suite against real workerd, the reliability suite at its small
-# size, the browser tests, and the deploy dry-runs.
+# size, the browser tests, the deploy dry-runs and the deploy-path checks.
 source "$(dirname "$0")/lib.sh"
 
 bootstrap
@@ -17,6 +17,10 @@ cargo test --test web_protocol
 log "deploy dry-runs (default and production)"
 wrangler deploy --dry-run --outdir target/dry-run >&2
 wrangler deploy --dry-run --env production --outdir target/dry-run-production >&2
+
+log "deploy path: the analyzer image builds from its Dockerfile's context; README, wrangler.toml and code agree"
+bash scripts/check_image.sh
+cargo test --test deploy
 
 log "end-to-end tests against wrangler dev"
 ACTORLINE_ROOT="$ROOT" cargo test --test e2e -- --test-threads 4

@@ -10,6 +10,7 @@ use worker::{D1Database, D1PreparedStatement, Env};
 
 use crate::domain::content::ContentState;
 use crate::domain::pipeline::PipelineRun;
+use crate::domain::principal::{fts_scope_token, Ownership, ReadScope, Visibility};
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{RunStatus, StageStatus};
@@ -128,11 +129,11 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
     let mut stmts = vec![
         registry_upsert(&d, "content", &id, c.status.as_str(), c.created_at, now)?,
         d.prepare(
-            "INSERT INTO content (id, version, title, category, tags, author, status, summary, run_id, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+            "INSERT INTO content (id, version, title, category, tags, author, status, summary, run_id, created_at, updated_at, tenant, owner, visibility)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
              ON CONFLICT (id) DO UPDATE SET version = excluded.version, title = excluded.title, category = excluded.category,
                tags = excluded.tags, author = excluded.author, status = excluded.status, summary = excluded.summary,
-               run_id = excluded.run_id, updated_at = excluded.updated_at
+               run_id = excluded.run_id, updated_at = excluded.updated_at, visibility = excluded.visibility
              WHERE excluded.version > content.version
                 OR (excluded.version = content.version AND excluded.updated_at >= content.updated_at)",
         )
@@ -148,6 +149,9 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
             s(&run_id),
             n(c.created_at),
             n(now),
+            s(&c.ownership.tenant),
+            s(&c.ownership.owner),
+            s(c.ownership.visibility.as_str()),
         ])
         .map_err(d1_err)?,
     ];
@@ -161,10 +165,17 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
         stmts.push(d.prepare(DELETE_FTS_ROW).bind(&[s(&id)]).map_err(d1_err)?);
         stmts.push(
             d.prepare(
-                "INSERT INTO content_fts (rowid, content_id, title, body, tags, category)
-                 VALUES ((SELECT fts_rowid FROM content_fts_keys WHERE content_id = ?1), ?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO content_fts (rowid, content_id, title, body, tags, category, scope)
+                 VALUES ((SELECT fts_rowid FROM content_fts_keys WHERE content_id = ?1), ?1, ?2, ?3, ?4, ?5, ?6)",
             )
-            .bind(&[s(&id), s(&c.doc.title), s(&c.doc.body), s(&c.doc.tags.join(" ")), opt(c.doc.category.as_deref())])
+            .bind(&[
+                s(&id),
+                s(&c.doc.title),
+                s(&c.doc.body),
+                s(&c.doc.tags.join(" ")),
+                opt(c.doc.category.as_deref()),
+                s(&fts_scope_token(&c.ownership)),
+            ])
             .map_err(d1_err)?,
         );
     }
@@ -186,5 +197,272 @@ pub async fn delete_content(env: &Env, id: &str, now: Millis) -> ApiResult<()> {
             .map_err(d1_err)?,
     ];
     d.batch(stmts).await.map_err(d1_err)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- API keys
+
+/// An API key's row. Only the SHA-256 of the key is stored.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KeyRow {
+    pub key_id: String,
+    pub tenant: String,
+    pub name: String,
+    /// A JSON array of scope names.
+    pub scopes: String,
+    pub rate_per_min: Option<f64>,
+    pub key_hash: String,
+    pub created_at: f64,
+    pub revoked_at: Option<f64>,
+}
+
+impl KeyRow {
+    pub fn scopes(&self) -> Vec<crate::domain::principal::Scope> {
+        serde_json::from_str::<Vec<String>>(&self.scopes)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| crate::domain::principal::Scope::parse(s))
+            .collect()
+    }
+
+    /// The listing and creation view: never the key or its hash.
+    pub fn view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "key_id": self.key_id, "tenant": self.tenant, "name": self.name,
+            "scopes": self.scopes().iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            "rate_per_min": self.rate_per_min.map(|r| r as u32),
+            "created_at": crate::domain::time::rfc3339(self.created_at as i64),
+            "revoked_at": self.revoked_at.map(|r| crate::domain::time::rfc3339(r as i64)),
+        })
+    }
+}
+
+pub async fn find_key(env: &Env, key_id: &str) -> ApiResult<Option<KeyRow>> {
+    db(env)?
+        .prepare("SELECT key_id, tenant, name, scopes, rate_per_min, key_hash, created_at, revoked_at FROM api_keys WHERE key_id = ?1")
+        .bind(&[s(key_id)])
+        .map_err(d1_err)?
+        .first(None)
+        .await
+        .map_err(d1_err)
+}
+
+pub async fn create_key(env: &Env, row: &KeyRow) -> ApiResult<()> {
+    db(env)?
+        .prepare(
+            "INSERT INTO api_keys (key_id, tenant, name, scopes, rate_per_min, key_hash, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(&[
+            s(&row.key_id),
+            s(&row.tenant),
+            s(&row.name),
+            s(&row.scopes),
+            row.rate_per_min.map(JsValue::from_f64).unwrap_or(JsValue::NULL),
+            s(&row.key_hash),
+            n(row.created_at as i64),
+        ])
+        .map_err(d1_err)?
+        .run()
+        .await
+        .map_err(d1_err)?;
+    Ok(())
+}
+
+pub async fn list_keys(env: &Env, tenant: Option<&str>) -> ApiResult<Vec<KeyRow>> {
+    Ok(db(env)?
+        .prepare(
+            "SELECT key_id, tenant, name, scopes, rate_per_min, key_hash, created_at, revoked_at FROM api_keys
+             WHERE (?1 IS NULL OR tenant = ?1) ORDER BY created_at DESC, key_id LIMIT 1000",
+        )
+        .bind(&[opt(tenant)])
+        .map_err(d1_err)?
+        .all()
+        .await
+        .map_err(d1_err)?
+        .results()
+        .map_err(d1_err)?)
+}
+
+/// Marks a key revoked; `false` when there is no such live key.
+pub async fn revoke_key(env: &Env, key_id: &str, now: Millis) -> ApiResult<bool> {
+    let r = db(env)?
+        .prepare("UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL")
+        .bind(&[s(key_id), n(now)])
+        .map_err(d1_err)?
+        .run()
+        .await
+        .map_err(d1_err)?;
+    Ok(r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0) > 0)
+}
+
+// ---------------------------------------------------------------- reads
+
+/// The SQL condition (over a `content` row aliased `c`) and its binds that
+/// keep a listing or search to what a [`ReadScope`] admits; the same rule as
+/// `ReadScope::admits`. Binds start at `?{first}`.
+fn scope_sql(scope: &ReadScope, first: usize) -> (String, Vec<JsValue>) {
+    match scope {
+        ReadScope::All => ("1 = 1".into(), Vec::new()),
+        ReadScope::PublicOnly => ("c.visibility = 'public'".into(), Vec::new()),
+        ReadScope::Tenant { tenant, subject, read, manage } => (
+            format!(
+                "(c.visibility = 'public' OR (c.tenant = ?{a} AND ((c.owner <> '' AND c.owner = ?{b}) OR ?{m} = 1 OR (?{r} = 1 AND c.visibility = 'tenant'))))",
+                a = first,
+                b = first + 1,
+                m = first + 2,
+                r = first + 3
+            ),
+            vec![s(tenant), s(subject), n(*manage as i64), n(*read as i64)],
+        ),
+    }
+}
+
+/// One listing row.
+#[derive(Debug, Deserialize, serde::Serialize)]
+pub struct ContentRow {
+    pub id: String,
+    pub version: f64,
+    pub title: String,
+    pub category: Option<String>,
+    pub tags: String,
+    pub status: String,
+    pub summary: Option<String>,
+    pub run_id: String,
+    pub created_at: f64,
+    pub updated_at: f64,
+    pub tenant: String,
+    pub owner: String,
+    pub visibility: String,
+}
+
+pub struct ListQuery<'a> {
+    pub scope: &'a ReadScope,
+    pub status: Option<&'a str>,
+    pub category: Option<&'a str>,
+    /// Keyset cursor: rows strictly before (created_at, id).
+    pub before: (i64, &'a str),
+    pub limit: u32,
+}
+
+/// The content listing, newest first, `limit + 1` rows (the extra one says
+/// whether there is a next page).
+pub async fn list_content(env: &Env, q: &ListQuery<'_>) -> ApiResult<Vec<ContentRow>> {
+    let (cond, scope_binds) = scope_sql(q.scope, 6);
+    let sql = format!(
+        "SELECT id, version, title, category, tags, status, summary, run_id, created_at, updated_at, tenant, owner, visibility
+         FROM content c
+         WHERE (?1 IS NULL OR c.status = ?1) AND (?2 IS NULL OR c.category = ?2)
+           AND (c.created_at < ?3 OR (c.created_at = ?3 AND c.id < ?4)) AND {cond}
+         ORDER BY c.created_at DESC, c.id DESC LIMIT ?5"
+    );
+    let mut binds = vec![
+        opt(q.status),
+        opt(q.category),
+        n(q.before.0.min(9_007_199_254_740_991)),
+        s(if q.before.1.is_empty() { "\u{10FFFF}" } else { q.before.1 }),
+        n(q.limit as i64 + 1),
+    ];
+    binds.extend(scope_binds);
+    db(env)?.prepare(sql).bind(&binds).map_err(d1_err)?.all().await.map_err(d1_err)?.results().map_err(d1_err)
+}
+
+/// The FTS5 expression for `user_match` (from `fusion::fts_match`) limited to
+/// the text columns and, unless `tokens` is `None`, to the given scopes.
+pub fn scoped_match(user_match: &str, tokens: Option<&[String]>) -> String {
+    let text = format!("{{title body tags}} : ({user_match})");
+    match tokens {
+        None => text,
+        Some(t) => {
+            let any = t.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(" OR ");
+            format!("{text} AND scope : ({any})")
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct FtsRow {
+    content_id: String,
+}
+
+/// Keyword side of search: content ids by bm25, at most `limit`.
+pub async fn keyword_search(env: &Env, fts: &str, category: Option<&str>, limit: u32) -> ApiResult<Vec<String>> {
+    let rows: Vec<FtsRow> = db(env)?
+        .prepare(
+            "SELECT content_id FROM content_fts WHERE content_fts MATCH ?1 AND (?2 IS NULL OR category = ?2)
+             ORDER BY bm25(content_fts, 0.0, 3.0, 1.0, 2.0, 0.0, 0.0) LIMIT ?3",
+        )
+        .bind(&[s(fts), opt(category), n(limit as i64)])
+        .map_err(d1_err)?
+        .all()
+        .await
+        .map_err(d1_err)?
+        .results()
+        .map_err(d1_err)?;
+    Ok(rows.into_iter().map(|r| r.content_id).collect())
+}
+
+/// A search hit's document: indexed text and the item's current ownership.
+#[derive(Deserialize)]
+pub struct DocRow {
+    pub content_id: String,
+    pub title: String,
+    pub body: String,
+    pub tenant: String,
+    pub owner: String,
+    pub visibility: String,
+}
+
+impl DocRow {
+    pub fn ownership(&self) -> Ownership {
+        Ownership {
+            tenant: self.tenant.clone(),
+            owner: self.owner.clone(),
+            visibility: Visibility::parse(&self.visibility).unwrap_or(Visibility::Private),
+        }
+    }
+}
+
+/// The documents of `ids` that are in the catalog (a deleted item is not).
+pub async fn fetch_docs(env: &Env, ids: &[String]) -> ApiResult<Vec<DocRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders = (1..=ids.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "SELECT k.content_id AS content_id, f.title AS title, f.body AS body, c.tenant AS tenant, c.owner AS owner,
+                c.visibility AS visibility
+         FROM content_fts_keys k JOIN content_fts f ON f.rowid = k.fts_rowid JOIN content c ON c.id = k.content_id
+         WHERE k.content_id IN ({placeholders})"
+    );
+    let binds: Vec<JsValue> = ids.iter().map(|i| s(i)).collect();
+    db(env)?.prepare(sql).bind(&binds).map_err(d1_err)?.all().await.map_err(d1_err)?.results().map_err(d1_err)
+}
+
+/// Bounded retention for logs that hold user text: the search log keeps
+/// `SEARCH_LOG_DAYS` days and at most `SEARCH_LOG_ROWS` rows; dead letters
+/// (failed runs' rows, with their error text) keep `DEAD_LETTER_DAYS` days.
+pub const SEARCH_LOG_DAYS: i64 = 7;
+pub const SEARCH_LOG_ROWS: i64 = 100_000;
+pub const DEAD_LETTER_DAYS: i64 = 30;
+
+pub fn log_search_statements(env: &Env, row: [JsValue; 7], now: Millis) -> ApiResult<Vec<D1PreparedStatement>> {
+    let d = db(env)?;
+    let day = 24 * 3600 * 1000;
+    Ok(vec![
+        d.prepare("INSERT INTO search_log (q, k, category, mode, results, took_ms, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+            .bind(&row)
+            .map_err(d1_err)?,
+        d.prepare("DELETE FROM search_log WHERE at < ?1 OR id <= (SELECT MAX(id) FROM search_log) - ?2")
+            .bind(&[n(now - SEARCH_LOG_DAYS * day), n(SEARCH_LOG_ROWS)])
+            .map_err(d1_err)?,
+        d.prepare("DELETE FROM runs WHERE status = 'failed' AND finished_at < ?1")
+            .bind(&[n(now - DEAD_LETTER_DAYS * day)])
+            .map_err(d1_err)?,
+    ])
+}
+
+pub async fn run_batch(env: &Env, stmts: Vec<D1PreparedStatement>) -> ApiResult<()> {
+    db(env)?.batch(stmts).await.map_err(d1_err)?;
     Ok(())
 }

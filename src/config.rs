@@ -5,6 +5,7 @@
 //! instead of failing requests.
 
 use crate::domain::faults::Faults;
+use crate::domain::jwt::JwtConfig;
 use crate::domain::retry::RetryTuning;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,18 +47,38 @@ impl Default for Retention {
     }
 }
 
+/// Principals, rate limits and caps ("Principals and access", "Rate limits
+/// and caps" in DESIGN.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trust {
+    /// JWT users, when `JWT_ISSUER` is set.
+    pub jwt: Option<JwtConfig>,
+    pub rate_write_per_min: u32,
+    pub rate_read_per_min: u32,
+    pub rate_sessions_per_min: u32,
+    pub max_sockets_per_session: u32,
+    /// The tenant that content created by the operator joins.
+    pub operator_tenant: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub limits: Limits,
     pub retention: Retention,
     pub retry: RetryTuning,
     pub faults: Faults,
+    /// `AI_BACKEND`: the default of the two settings below.
     pub ai_backend: String,
+    /// `EMBED_BACKEND` (`local` or `workers-ai`), default `AI_BACKEND`.
+    pub embed_backend: String,
+    /// `TEXT_BACKEND` (`local` or `workers-ai`), default `AI_BACKEND`.
+    pub text_backend: String,
     pub vector_backend: String,
     pub analyzer: String,
     pub analyzer_url: Option<String>,
     pub vector_shards: u32,
     pub session_ttl_secs: i64,
+    pub trust: Trust,
 }
 
 impl Config {
@@ -82,6 +103,7 @@ impl Config {
         };
         let r = Retention::default();
         let t = RetryTuning::default();
+        let ai_backend = get("AI_BACKEND").unwrap_or_else(|| "local".into());
         Config {
             limits,
             retention: Retention {
@@ -94,12 +116,24 @@ impl Config {
                 max_attempts: num("RETRY_MAX_ATTEMPTS", t.max_attempts as u64).clamp(1, 100) as u32,
             },
             faults: get("FAULTS").map(|f| Faults::parse(&f)).unwrap_or_default(),
-            ai_backend: get("AI_BACKEND").unwrap_or_else(|| "local".into()),
+            embed_backend: get("EMBED_BACKEND").unwrap_or_else(|| ai_backend.clone()),
+            text_backend: get("TEXT_BACKEND").unwrap_or_else(|| ai_backend.clone()),
+            ai_backend,
             vector_backend: get("VECTOR_BACKEND").unwrap_or_else(|| "actor".into()),
             analyzer: get("ANALYZER").unwrap_or_else(|| "url".into()),
             analyzer_url: get("ANALYZER_URL").filter(|u| !u.trim().is_empty()),
             vector_shards: num("VECTOR_SHARDS", 4).clamp(1, 256) as u32,
             session_ttl_secs: num("SESSION_TTL_SECS", 3600).clamp(10, 7 * 24 * 3600) as i64,
+            trust: Trust {
+                jwt: JwtConfig::from_lookup(&get),
+                rate_write_per_min: num("RATE_WRITE_PER_MIN", 60).min(1_000_000) as u32,
+                rate_read_per_min: num("RATE_READ_PER_MIN", 600).min(1_000_000) as u32,
+                rate_sessions_per_min: num("RATE_SESSIONS_PER_MIN", 30).min(1_000_000) as u32,
+                max_sockets_per_session: num("MAX_SOCKETS_PER_SESSION", 8).clamp(1, 1000) as u32,
+                operator_tenant: get("OPERATOR_TENANT")
+                    .filter(|t| crate::domain::principal::valid_tenant(t))
+                    .unwrap_or_else(|| "operator".into()),
+            },
         }
     }
 }
@@ -125,6 +159,21 @@ mod tests {
         assert!(c.limits.request_max_bytes > c.limits.body_max_bytes);
         assert!(c.faults.is_empty());
         assert_eq!(c.ai_backend, "local");
+        assert_eq!((c.trust.rate_write_per_min, c.trust.rate_read_per_min, c.trust.rate_sessions_per_min), (60, 600, 30));
+        assert_eq!(c.trust.max_sockets_per_session, 8);
+        assert!(c.trust.jwt.is_none());
+        assert_eq!(c.trust.operator_tenant, "operator");
+        assert_eq!((c.embed_backend.as_str(), c.text_backend.as_str()), ("local", "local"));
+    }
+
+    #[test]
+    fn embedder_and_text_model_default_to_ai_backend_and_can_differ() {
+        let c = cfg(&[("AI_BACKEND", "workers-ai")]);
+        assert_eq!((c.embed_backend.as_str(), c.text_backend.as_str()), ("workers-ai", "workers-ai"));
+        let c = cfg(&[("AI_BACKEND", "workers-ai"), ("TEXT_BACKEND", "local")]);
+        assert_eq!((c.embed_backend.as_str(), c.text_backend.as_str()), ("workers-ai", "local"));
+        let c = cfg(&[("EMBED_BACKEND", "workers-ai")]);
+        assert_eq!((c.embed_backend.as_str(), c.text_backend.as_str()), ("workers-ai", "local"));
     }
 
     #[test]

@@ -22,6 +22,11 @@ pub enum ApiError {
     MethodNotAllowed { method: String, path: String },
     #[error("{0}")]
     Conflict(String),
+    #[error("a session holds at most {max} sockets")]
+    TooManySockets { max: u32 },
+    /// `If-Match` named a version that is no longer the current one.
+    #[error("version {expected} is not the current version {current}")]
+    VersionConflict { expected: u32, current: u32 },
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("expected content type application/json")]
@@ -54,6 +59,8 @@ impl ApiError {
             ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::Conflict(_) => 409,
+            ApiError::VersionConflict { .. } => 412,
+            ApiError::TooManySockets { .. } => 409,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UnsupportedMediaType => 415,
             ApiError::InvalidField { .. } => 422,
@@ -72,6 +79,8 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
+            ApiError::VersionConflict { .. } => "version_conflict",
+            ApiError::TooManySockets { .. } => "too_many_sockets",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::InvalidField { .. } => "invalid_field",
@@ -85,8 +94,14 @@ impl ApiError {
     /// place the message next to the right input.
     pub fn body(&self) -> serde_json::Value {
         let mut error = json!({ "code": self.code(), "message": self.to_string() });
-        if let ApiError::InvalidField { field, .. } = self {
-            error["field"] = json!(field);
+        match self {
+            ApiError::InvalidField { field, .. } => error["field"] = json!(field),
+            ApiError::RateLimited { retry_after_secs } => error["retry_after"] = json!(retry_after_secs),
+            ApiError::VersionConflict { expected, current } => {
+                error["expected"] = json!(expected);
+                error["current"] = json!(current);
+            }
+            _ => {}
         }
         json!({ "error": error })
     }
@@ -122,10 +137,25 @@ impl ApiError {
                     .to_string();
                 ApiError::InvalidField { field: field.to_string(), message }
             }
-            (429, _) => ApiError::RateLimited { retry_after_secs: 1 },
+            (412, _) => ApiError::VersionConflict {
+                expected: err.get("expected").and_then(|v| v.as_u64()).unwrap_or(0) as u32,
+                current: err.get("current").and_then(|v| v.as_u64()).unwrap_or(0) as u32,
+            },
+            (429, _) => ApiError::RateLimited {
+                retry_after_secs: err.get("retry_after").and_then(|v| v.as_u64()).unwrap_or(1),
+            },
             (503, _) => ApiError::Unavailable(message),
             _ => ApiError::Internal(message),
         })
+    }
+}
+
+impl From<crate::domain::principal::Denied> for ApiError {
+    fn from(d: crate::domain::principal::Denied) -> Self {
+        match d {
+            crate::domain::principal::Denied::Hidden => ApiError::not_found("content"),
+            crate::domain::principal::Denied::ReadOnly => ApiError::Forbidden(d.to_string()),
+        }
     }
 }
 
@@ -158,6 +188,8 @@ mod tests {
             ApiError::Conflict("busy".into()),
             ApiError::invalid("tags", "too many"),
             ApiError::MalformedJson("eof".into()),
+            ApiError::RateLimited { retry_after_secs: 7 },
+            ApiError::VersionConflict { expected: 1, current: 2 },
         ] {
             assert_eq!(ApiError::from_body(e.status(), &e.body()), Some(e.clone()));
         }

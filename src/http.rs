@@ -11,6 +11,7 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
     let headers = Headers::new();
     let _ = headers.set("content-type", "application/json; charset=utf-8");
     let _ = headers.set("cache-control", "no-store");
+    let _ = headers.set("x-content-type-options", "nosniff");
     Response::from_bytes(body)
         .map(|r| r.with_status(status).with_headers(headers))
         .unwrap_or_else(|_| Response::empty().unwrap_or_else(|_| unreachable_response()))

@@ -11,6 +11,8 @@ use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
 
+pub use crate::domain::principal::Visibility;
+
 // ---------------------------------------------------------------- pipeline
 
 /// The pipeline's stages, in order (contract: stage names).
@@ -202,6 +204,10 @@ pub struct ContentInput {
     pub tags: Option<Vec<String>>,
     #[serde(default)]
     pub author: Option<String>,
+    /// `private`, `tenant` (the default on create) or `public`; on `PUT`,
+    /// absent keeps the current visibility.
+    #[serde(default)]
+    pub visibility: Option<Visibility>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -306,6 +312,9 @@ pub struct ContentView {
     pub chunks: Option<u32>,
     pub runs: Vec<Uuid>,
     pub versions: Vec<VersionView>,
+    pub tenant: String,
+    pub owner: String,
+    pub visibility: Visibility,
     pub created_at: String,
     pub updated_at: String,
 }

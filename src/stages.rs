@@ -11,13 +11,13 @@ use crate::actors::rpc::{self, ActorKind};
 use crate::config::Config;
 use crate::domain::content::{Artifacts, ContentDoc};
 use crate::domain::pipeline::{PipelineRun, StageError};
+use crate::domain::principal::PUBLIC_NAMESPACE;
 use crate::domain::vector::{decode_f32_le, encode_f32_le, vector_id};
 use crate::error::ApiError;
 use crate::nlp;
 use crate::protocol::Stage;
 use crate::providers::{
     AnalyzeRequest, DocumentAnalyzer, Embedder, Extraction, Providers, TextModel, VectorIndex, VectorItem, VectorMeta,
-    DEFAULT_NAMESPACE,
 };
 use crate::store::{exec, rows};
 
@@ -33,6 +33,9 @@ impl From<StageError> for StageFailure {
         StageFailure::Error(e)
     }
 }
+
+/// The artifact holding the vector namespace of the run's item (set at start).
+pub const NAMESPACE_ARTIFACT: &str = "namespace";
 
 pub struct StageContext<'a> {
     pub env: &'a Env,
@@ -134,6 +137,7 @@ fn validate(cx: &StageContext<'_>) -> Result<(), StageFailure> {
         category: cx.doc.category.clone(),
         tags: Some(cx.doc.tags.clone()),
         author: cx.doc.author.clone(),
+        visibility: None,
     };
     ContentDoc::validate(input, &cx.cfg.limits).map_err(|e| StageError::terminal(e.to_string()))?;
     if nlp::tokenize::tokens(&cx.doc.body).is_empty() {
@@ -177,12 +181,14 @@ async fn index(cx: &StageContext<'_>, p: &Providers) -> Result<(), StageFailure>
     let flat = decode_f32_le(&cx.artifacts.get_blob("vectors")?)
         .ok_or_else(|| StageError::terminal("vectors blob is corrupt"))?;
     let cid = cx.run.content_id.to_string();
+    // Runs started before tenants existed index into the public namespace.
+    let namespace: String = cx.artifacts.get_opt(NAMESPACE_ARTIFACT).unwrap_or_else(|| PUBLIC_NAMESPACE.to_string());
     let items: Vec<VectorItem> = flat
         .chunks(dim.max(1))
         .enumerate()
         .map(|(i, v)| VectorItem {
             id: vector_id(&cid, cx.run.version, i as u32),
-            namespace: DEFAULT_NAMESPACE.to_string(),
+            namespace: namespace.clone(),
             values: v.to_vec(),
             meta: VectorMeta { content_id: cid.clone(), version: cx.run.version, chunk: i as u32, category: cx.doc.category.clone() },
         })

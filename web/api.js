@@ -4,6 +4,7 @@
 import { api } from './protocol.js';
 
 const ADMIN_KEY = 'actorline.admin_token';
+const CREDENTIAL_KEY = 'actorline.credential';
 
 export class ApiError extends Error {
   constructor(status, code, message, field, retryAfter) {
@@ -47,10 +48,8 @@ export async function request(method, path, { body, query, admin = false, signal
   }
   const headers = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
-  if (admin) {
-    const token = adminToken();
-    if (token) headers.authorization = `Bearer ${token}`;
-  }
+  const token = admin ? adminToken() : credential();
+  if (token) headers.authorization = `Bearer ${token}`;
   let resp;
   try {
     resp = await fetch(url, {
@@ -98,5 +97,28 @@ export function setAdminToken(token) {
     /* storage disabled: the token simply is not kept */
   }
 }
+
+// The signed-in credential (an API key or a JWT) lives in this tab's
+// sessionStorage only, like the admin token. Every non-admin request and the
+// live session carry it; without it the client is anonymous (public reads).
+export function credential() {
+  try {
+    return sessionStorage.getItem(CREDENTIAL_KEY) || '';
+  } catch {
+    return '';
+  }
+}
+
+export function setCredential(token) {
+  try {
+    if (token) sessionStorage.setItem(CREDENTIAL_KEY, token);
+    else sessionStorage.removeItem(CREDENTIAL_KEY);
+  } catch {
+    /* storage disabled: the credential simply is not kept */
+  }
+}
+
+/** The caller's principal, `{kind, tenant?, subject, scopes}`. */
+export const whoAmI = () => get(api.me());
 
 export const endpoints = api;

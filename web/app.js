@@ -2,6 +2,7 @@
 // connection indicator. Views live in views/*.js and mount into <main>.
 
 import { Live } from './live.js';
+import { credential, setCredential, whoAmI } from './api.js';
 import { h, replace } from './dom.js';
 import * as submitView from './views/submit.js';
 import * as runView from './views/run.js';
@@ -57,6 +58,49 @@ function renderConn(detail) {
   conn.title = detail.reason ? `Last disconnect: ${detail.reason}` : '';
 }
 live.addEventListener('status', (e) => renderConn(e.detail));
+
+// ------------------------------------------------------------------ sign-in
+
+// The credential (API key or JWT) is asked for once and kept for the tab. A
+// change of principal starts a new live session, since sessions are bound to
+// the principal that created them.
+const signin = document.getElementById('signin');
+
+function switchPrincipal(token) {
+  setCredential(token);
+  try {
+    sessionStorage.removeItem('actorline.session');
+  } catch {
+    /* nothing kept */
+  }
+  location.reload();
+}
+
+async function renderSignin() {
+  if (!credential()) {
+    const input = h('input', { id: 'credential', type: 'password', autocomplete: 'off', placeholder: 'API key or JWT', 'aria-label': 'API key or JWT' });
+    const form = h('form', { class: 'signin-form' }, input, h('button', { type: 'submit', class: 'btn' }, 'Sign in'));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      if (input.value.trim()) switchPrincipal(input.value.trim());
+    });
+    replace(signin, form, h('span', { class: 'who', id: 'who' }, 'Anonymous: public items only'));
+    return;
+  }
+  try {
+    const me = await whoAmI();
+    const label = me.tenant ? `${me.tenant} · ${me.kind.replace('_', ' ')}` : me.kind;
+    replace(signin,
+      h('span', { class: 'who', id: 'who', title: (me.scopes || []).join(' ') }, label),
+      h('button', { type: 'button', class: 'btn', id: 'signout', onclick: () => switchPrincipal('') }, 'Sign out'));
+  } catch (err) {
+    // A bad, expired or revoked credential is refused (401), never anonymous.
+    replace(signin,
+      h('span', { class: 'who error', id: 'who', role: 'alert' }, `Sign-in refused: ${err.describe ? err.describe() : err}`),
+      h('button', { type: 'button', class: 'btn', id: 'signout', onclick: () => switchPrincipal('') }, 'Sign out'));
+  }
+}
+renderSignin();
 
 // -------------------------------------------------------------------- router
 

@@ -9,6 +9,7 @@
 //   missed, then `ready`. `resync_required` hands the view a snapshot instead.
 
 import { api, frames, SERVER_FRAMES } from './protocol.js';
+import { credential } from './api.js';
 
 const SESSION_KEY = 'actorline.session';
 const PING_EVERY_MS = 25_000;
@@ -142,9 +143,13 @@ export class Live extends EventTarget {
   async getSession() {
     const s = this.session;
     if (s && new Date(s.expires_at).getTime() - Date.now() > 60_000) return s;
+    const headers = { 'content-type': 'application/json', accept: 'application/json' };
+    const cred = credential();
+    // The session is bound to this principal: its topics and feed follow it.
+    if (cred) headers.authorization = `Bearer ${cred}`;
     const resp = await fetch(api.sessions(), {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      headers,
       body: '{}',
       cache: 'no-store',
     });

@@ -93,6 +93,7 @@ export const api = Object.freeze({
   deadLetters: () => '/admin/dead-letters',
   metrics: () => '/admin/metrics',
   health: () => '/healthz',
+  me: () => '/api/me',
 });
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

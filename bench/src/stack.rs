@@ -23,9 +23,15 @@ pub struct Stack {
 }
 
 /// A pooled client: the harness's `http()` builds one per request, which would
-/// measure TCP handshakes instead of the server.
-pub fn client() -> reqwest::Client {
+/// measure TCP handshakes instead of the server. With a key, every request
+/// carries it (Actorline answers writes and private reads only to a principal).
+pub fn client(key: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(v) = key.and_then(|k| reqwest::header::HeaderValue::from_str(&format!("Bearer {k}")).ok()) {
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
     reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(512)
         .tcp_nodelay(true)
@@ -117,7 +123,8 @@ impl Stack {
             let (dir, analyzer) = run_dir(&tag);
             let state = state.unwrap_or_else(|| dir.join("state"));
             let (server, start_called, ready_at) = launch(state, &analyzer, &vars);
-            Stack { server, analyzer, dir, vars, http: client(), start_called, ready_at }
+            let http = client(Some(&server.key));
+            Stack { server, analyzer, dir, vars, http, start_called, ready_at }
         })
         .await
         .expect("start stack");
@@ -147,8 +154,8 @@ impl Stack {
             let ready_at = Instant::now();
             let port = support::port_in(&line, "Ready on http");
             std::thread::spawn(move || while rx.recv().is_ok() {});
-            let server = Server { group, base: format!("http://127.0.0.1:{port}"), admin_token: String::new(), state_dir: state };
-            Stack { server, analyzer, dir, vars: Vec::new(), http: client(), start_called, ready_at }
+            let server = Server { group, base: format!("http://127.0.0.1:{port}"), admin_token: String::new(), state_dir: state, key: String::new() };
+            Stack { server, analyzer, dir, vars: Vec::new(), http: client(None), start_called, ready_at }
         })
         .await
         .expect("start peer");
@@ -161,10 +168,11 @@ impl Stack {
     pub async fn restart_server(self) -> Stack {
         let network = DEVTOOLS_NETWORK.load(std::sync::atomic::Ordering::Relaxed);
         let stack = tokio::task::spawn_blocking(move || {
-            let Stack { server, analyzer, dir, vars, http, .. } = self;
+            let Stack { server, analyzer, dir, vars, .. } = self;
             let state = server.state_dir.clone();
             drop(server);
             let (server, start_called, ready_at) = launch(state, &analyzer, &vars);
+            let http = client(Some(&server.key));
             Stack { server, analyzer, dir, vars, http, start_called, ready_at }
         })
         .await

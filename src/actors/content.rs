@@ -12,6 +12,7 @@ use super::ActorStorage;
 use super::rpc::{self, ActorKind};
 use crate::catalog;
 use crate::domain::content::{Artifacts, ContentDoc, ContentState};
+use crate::domain::principal::{Access, Ownership, Principal, Visibility};
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{Accepted, EventDraft, RunStatus, Topic};
@@ -24,11 +25,50 @@ pub struct ContentActor {
     env: Env,
 }
 
+/// `create` carries the new item's ownership (worked out in the Worker);
+/// `update` carries the principal, checked here against the stored owner.
 #[derive(Deserialize)]
 struct Submit {
     content_id: Uuid,
     run_id: Uuid,
     doc: ContentDoc,
+    #[serde(default)]
+    ownership: Option<Ownership>,
+    #[serde(default)]
+    principal: Option<Principal>,
+    #[serde(default)]
+    visibility: Option<Visibility>,
+    /// `If-Match`: the version the writer last saw.
+    #[serde(default)]
+    if_match: Option<u32>,
+}
+
+/// Ops that act for a principal: view, delete, authorize, subscribe.
+#[derive(Deserialize)]
+struct Acting {
+    principal: Principal,
+    #[serde(default = "read_access")]
+    needed: AccessNeeded,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum AccessNeeded {
+    Read,
+    Change,
+}
+
+fn read_access() -> AccessNeeded {
+    AccessNeeded::Read
+}
+
+impl From<AccessNeeded> for Access {
+    fn from(a: AccessNeeded) -> Access {
+        match a {
+            AccessNeeded::Read => Access::Read,
+            AccessNeeded::Change => Access::Change,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -79,12 +119,16 @@ impl ContentActor {
     }
 
     async fn spawn_run(&self, c: &ContentState, run_id: Uuid) -> ApiResult<Accepted> {
-        let body = json!({ "run_id": run_id, "content_id": c.id, "version": c.version, "doc": c.doc });
+        let body = json!({ "run_id": run_id, "content_id": c.id, "version": c.version, "doc": c.doc, "ownership": c.ownership });
         let _: Value = rpc::call(&self.env, ActorKind::Run, &run_id.to_string(), "start", &body).await?;
         Ok(Accepted::new(c.id, c.version, run_id))
     }
 
     async fn create(&self, s: Submit) -> ApiResult<Accepted> {
+        let mut ownership = s.ownership.ok_or_else(|| ApiError::BadRequest("create needs the item's ownership".into()))?;
+        if let Some(v) = s.visibility {
+            ownership.visibility = v;
+        }
         let sql = self.state.storage().sql();
         if crate::store::has_state(&sql) {
             return Err(ApiError::Conflict("content already exists".into()));
@@ -92,7 +136,7 @@ impl ContentActor {
         crate::store::init_state(&sql)?;
         self.subs().init()?;
         let now = now_ms();
-        let (c, events) = ContentState::create(s.content_id, s.doc, s.run_id, now);
+        let (c, events) = ContentState::create(s.content_id, s.doc, ownership, s.run_id, now);
         self.commit(&c, events, now).await?;
         self.catalog_later(&c, now);
         self.spawn_run(&c, s.run_id).await
@@ -109,8 +153,23 @@ impl ContentActor {
         });
     }
 
+    /// The stored item, if `principal` may act on it as `needed` (404 when it
+    /// may not read it, 403 when it may read but not change it).
+    fn require_for(&self, principal: &Principal, needed: Access) -> ApiResult<ContentState> {
+        let c = self.require()?;
+        principal.require(&c.ownership, needed)?;
+        Ok(c)
+    }
+
     async fn update(&self, s: Submit) -> ApiResult<Accepted> {
-        let mut c = self.require()?;
+        let principal = s.principal.ok_or_else(|| ApiError::BadRequest("update needs a principal".into()))?;
+        let mut c = self.require_for(&principal, Access::Change)?;
+        if let Some(expected) = s.if_match.filter(|v| *v != c.version) {
+            return Err(ApiError::VersionConflict { expected, current: c.version });
+        }
+        if let Some(v) = s.visibility {
+            c.ownership.visibility = v;
+        }
         let now = now_ms();
         let (superseded, events) = c.new_version(s.doc, s.run_id, now);
         self.commit(&c, events, now).await?;
@@ -160,8 +219,8 @@ impl ContentActor {
         Ok(json!({ "status": c.status }))
     }
 
-    async fn delete(&self) -> ApiResult<Value> {
-        let c = self.require()?;
+    async fn delete(&self, a: Acting) -> ApiResult<Value> {
+        let c = self.require_for(&a.principal, Access::Change)?;
         let now = now_ms();
         let cfg = config(&self.env);
         let id = c.id.to_string();
@@ -203,13 +262,30 @@ impl ContentActor {
         match op.as_str() {
             "create" => to_json(self.create(serde_json::from_value(body)?).await?),
             "update" => to_json(self.update(serde_json::from_value(body)?).await?),
-            "view" => Ok(serde_json::to_value(self.require()?.view())?),
+            "view" => {
+                let a: Acting = serde_json::from_value(body)?;
+                Ok(serde_json::to_value(self.require_for(&a.principal, Access::Read)?.view())?)
+            }
+            // Whether a principal may read or change this item (for its runs' routes and topics).
+            "authorize" => {
+                let a: Acting = serde_json::from_value(body)?;
+                let c = self.require_for(&a.principal, a.needed.into())?;
+                Ok(json!({ "content_id": c.id, "version": c.version }))
+            }
             "publish" => self.publish(serde_json::from_value(body)?).await,
             "run_ended" => self.run_ended(serde_json::from_value(body)?).await,
-            "delete" => self.delete().await,
+            "delete" => self.delete(serde_json::from_value(body)?).await,
             "inspect" | "fire_alarm" => self.inspect().await,
             other => {
-                let topic = self.load()?.map(|c| (Topic::Content(c.id), serde_json::to_value(c.view()).unwrap_or_default()));
+                let current = self.load()?;
+                if other == "subscribe" {
+                    // A topic the subscriber may not read does not exist for it.
+                    let a: Acting = serde_json::from_value(body.clone())?;
+                    if let Some(c) = &current {
+                        a.principal.require(&c.ownership, Access::Read)?;
+                    }
+                }
+                let topic = current.map(|c| (Topic::Content(c.id), serde_json::to_value(c.view()).unwrap_or_default()));
                 super::topic_op(other, body, topic, &self.log(), &self.subs())
             }
         }

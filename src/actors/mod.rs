@@ -8,6 +8,7 @@ pub mod content;
 pub mod fanout;
 pub mod feed;
 pub mod pipeline;
+pub mod rate_limit;
 pub mod rpc;
 pub mod session;
 pub mod vector_index;

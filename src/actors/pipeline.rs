@@ -15,6 +15,7 @@ use super::rpc::{self, ActorKind};
 use crate::catalog;
 use crate::domain::content::ContentDoc;
 use crate::domain::pipeline::{PipelineRun, Step};
+use crate::domain::principal::Ownership;
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{EventDraft, EventRecord, RunStatus, RunView, Topic};
@@ -38,6 +39,9 @@ struct StartRequest {
     content_id: Uuid,
     version: u32,
     doc: ContentDoc,
+    /// The item's ownership for this version: its vectors' namespace.
+    #[serde(default = "Ownership::legacy")]
+    ownership: Ownership,
 }
 
 #[derive(Deserialize, Default)]
@@ -120,7 +124,9 @@ impl PipelineActor {
         let now = now_ms();
         let sql = self.state.storage().sql();
         crate::store::init_state(&sql)?;
-        ArtifactStore::new(sql.clone()).init()?;
+        let artifacts = ArtifactStore::new(sql.clone());
+        artifacts.init()?;
+        artifacts.put(stages::NAMESPACE_ARTIFACT, &req.ownership.namespace()).map_err(|e| ApiError::Internal(e.message))?;
         self.subs().init()?;
         let (run, events) = PipelineRun::new(req.run_id, req.content_id, req.version, cfg.retry, now);
         self.cells().save("doc", &req.doc)?;
@@ -248,10 +254,23 @@ impl PipelineActor {
             }
             "inspect" => self.inspect().await,
             other => {
+                if other == "subscribe" {
+                    self.authorize_subscriber(&body).await?;
+                }
                 let topic = self.load()?.map(|r| (Self::topic(&r), serde_json::to_value(r.view(None)).unwrap_or_default()));
                 super::topic_op(other, body, topic, &self.log(), &self.subs())
             }
         }
+    }
+
+    /// A run's topic is readable by whoever may read its content: the content
+    /// actor owns that answer (404 when the subscriber may not read it).
+    async fn authorize_subscriber(&self, body: &serde_json::Value) -> ApiResult<()> {
+        let run = self.require()?;
+        let ask = serde_json::json!({ "principal": body.get("principal"), "needed": "read" });
+        let _: serde_json::Value =
+            rpc::call(&self.env, ActorKind::Content, &run.content_id.to_string(), "authorize", &ask).await?;
+        Ok(())
     }
 
     async fn inspect(&self) -> ApiResult<serde_json::Value> {

@@ -22,6 +22,7 @@ pub enum ActorKind {
     VectorShard,
     Feed,
     Analyzer,
+    RateLimit,
 }
 
 impl ActorKind {
@@ -33,6 +34,7 @@ impl ActorKind {
             ActorKind::VectorShard => "VECTOR_INDEX",
             ActorKind::Feed => "FEED",
             ActorKind::Analyzer => "ANALYZER_CONTAINER",
+            ActorKind::RateLimit => "RATE_LIMIT",
         }
     }
 
@@ -44,6 +46,7 @@ impl ActorKind {
             ActorKind::VectorShard => "vector_index",
             ActorKind::Feed => "feed",
             ActorKind::Analyzer => "analyzer",
+            ActorKind::RateLimit => "rate_limit",
         }
     }
 
@@ -55,6 +58,7 @@ impl ActorKind {
             ActorKind::VectorShard,
             ActorKind::Feed,
             ActorKind::Analyzer,
+            ActorKind::RateLimit,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -17,6 +17,8 @@ use worker::{durable_object, DurableObject, Env, Request, Response, State, WebSo
 
 use super::rpc::{self, ActorKind};
 use crate::catalog;
+use crate::domain::content::event_ownership;
+use crate::domain::principal::Principal;
 use crate::domain::session::{SocketState, MAX_FRAME_BYTES, MAX_STRIKES};
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
@@ -38,6 +40,10 @@ struct SessionInfo {
     id: Uuid,
     created_at: Millis,
     expires_at: Millis,
+    /// Who created the session: every subscription is checked against it,
+    /// and the feed shows it only what it may read.
+    #[serde(default = "Principal::anonymous")]
+    principal: Principal,
 }
 
 #[derive(Deserialize)]
@@ -81,16 +87,26 @@ fn send(ws: &WebSocket, frame: &ServerFrame) {
 /// An event frame encoded once per delivery, whatever the number of sockets.
 struct Outgoing {
     seq: u64,
-    frame: String,
+    /// `None`: withheld from this reader (see [`encode`]).
+    frame: Option<String>,
 }
 
-/// Encodes events in seq order, each seq once.
-fn encode(topic: Topic, events: &[EventRecord]) -> Vec<Outgoing> {
-    let mut out: Vec<Outgoing> =
-        events.iter().map(|e| Outgoing { seq: e.seq, frame: ServerFrame::event(topic, e).to_json() }).collect();
+/// Encodes events in seq order, each seq once. On the feed, an event of an
+/// item the session's principal may not read is withheld: its seq still
+/// advances the cursor (so it is never fetched again as a gap), but no frame
+/// is sent. Other topics were authorized at `subscribe`.
+fn encode(topic: Topic, events: &[EventRecord], reader: &Principal) -> Vec<Outgoing> {
+    let mut out: Vec<Outgoing> = events
+        .iter()
+        .map(|e| Outgoing { seq: e.seq, frame: visible(topic, e, reader).then(|| ServerFrame::event(topic, e).to_json()) })
+        .collect();
     out.sort_by_key(|o| o.seq);
     out.dedup_by_key(|o| o.seq);
     out
+}
+
+fn visible(topic: Topic, e: &EventRecord, reader: &Principal) -> bool {
+    topic != Topic::Feed || event_ownership(&e.data).is_none_or(|o| reader.can_read(&o))
 }
 
 /// The attachment travels as one JSON string: a JS string crosses the wasm
@@ -122,12 +138,21 @@ impl SessionActor {
     async fn init(&self, info: SessionInfo) -> ApiResult<Value> {
         crate::store::init_state(&self.state.storage().sql())?;
         self.cells().save("session", &info)?;
+        // The token dies at `expires_at`; so do the sockets it opened.
+        self.state.storage().set_alarm(chrono::DateTime::<chrono::Utc>::from_timestamp_millis(info.expires_at).unwrap_or_default()).await?;
         catalog::register_actor(&self.env, "session", &info.id.to_string(), "active", info.created_at).await?;
         Ok(json!({ "ok": true }))
     }
 
     fn accept(&self) -> ApiResult<Response> {
-        self.info()?;
+        let info = self.info()?;
+        if info.expires_at <= now_ms() {
+            return Err(ApiError::Unauthorized("the session has expired".into()));
+        }
+        let max = config(&self.env).trust.max_sockets_per_session;
+        if self.state.get_websockets().len() >= max as usize {
+            return Err(ApiError::TooManySockets { max });
+        }
         let pair = WebSocketPair::new()?;
         let tab = Uuid::new_v4().to_string();
         self.state.accept_websocket_with_tags(&pair.server, &[tab.as_str()]);
@@ -160,7 +185,9 @@ impl SessionActor {
                 gap = true;
                 break;
             }
-            let _ = ws.send_with_str(&o.frame);
+            if let Some(frame) = &o.frame {
+                let _ = ws.send_with_str(frame);
+            }
             cursor = o.seq;
         }
         if cursor != start {
@@ -182,7 +209,8 @@ impl SessionActor {
                     break;
                 }
                 Ok(page) if !page.events.is_empty() => {
-                    match Self::send_contiguous(ws, None, &key, &encode(topic, &page.events)) {
+                    let reader = self.info().map(|i| i.principal).unwrap_or_else(|_| Principal::anonymous());
+                    match Self::send_contiguous(ws, None, &key, &encode(topic, &page.events, &reader)) {
                         Some(a) => after = a,
                         None => break,
                     }
@@ -209,7 +237,8 @@ impl SessionActor {
     async fn deliver(&self, d: Deliver) -> ApiResult<Value> {
         let key = d.topic.to_string();
         let targets = self.sockets_on(&key);
-        let batch = encode(d.topic, &d.events);
+        let reader = self.info()?.principal;
+        let batch = encode(d.topic, &d.events, &reader);
         // The states read above hold until the first await.
         let mut fresh = true;
         for (ws, st) in &targets {
@@ -235,8 +264,8 @@ impl SessionActor {
         self.pending.borrow_mut().remove(&(st.tab.clone(), key.clone()));
 
         let (kind, name) = topic_actor(topic);
-        let answer: Result<SubscribeAnswer, ApiError> =
-            rpc::call(&self.env, kind, &name, "subscribe", &json!({ "session": info.id, "after": after })).await;
+        let ask = json!({ "session": info.id, "after": after, "principal": info.principal });
+        let answer: Result<SubscribeAnswer, ApiError> = rpc::call(&self.env, kind, &name, "subscribe", &ask).await;
         let answer = match answer {
             Ok(a) => a,
             Err(e) => {
@@ -269,7 +298,9 @@ impl SessionActor {
                 if e.seq != cursor + 1 {
                     break;
                 }
-                send(ws, &ServerFrame::event(topic, e));
+                if visible(topic, e, &info.principal) {
+                    send(ws, &ServerFrame::event(topic, e));
+                }
                 cursor = e.seq;
             }
             if cursor >= answer.last_seq {
@@ -286,7 +317,7 @@ impl SessionActor {
         save(ws, &st);
         let buffered = self.pending.borrow_mut().remove(&(st.tab.clone(), key.clone())).unwrap_or_default();
         if !buffered.is_empty() {
-            self.deliver_to(ws, None, topic, &encode(topic, &buffered)).await;
+            self.deliver_to(ws, None, topic, &encode(topic, &buffered, &info.principal)).await;
         }
         send(ws, &ServerFrame::Ready { topic });
         Ok(())
@@ -417,5 +448,19 @@ impl DurableObject for SessionActor {
         Ok(())
     }
 
-    crate::unused_handlers!(alarm);
+    /// The session's expiry: close its sockets and forget it.
+    async fn alarm(&self) -> worker::Result<Response> {
+        let Ok(info) = self.info() else { return Response::ok("gone") };
+        if info.expires_at > now_ms() {
+            let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(info.expires_at).unwrap_or_default();
+            self.state.storage().set_alarm(at).await?;
+            return Response::ok("not yet");
+        }
+        for ws in self.state.get_websockets() {
+            let _ = ws.close(Some(4001), Some("session expired"));
+        }
+        let _ = catalog::register_actor(&self.env, "session", &info.id.to_string(), "expired", now_ms()).await;
+        self.state.storage().delete_all().await?;
+        Response::ok("expired")
+    }
 }

@@ -132,7 +132,9 @@ impl VectorIndexActor {
 
     fn query(&self, q: VectorQuery) -> ApiResult<Value> {
         let k = q.top_k.min(MAX_TOP_K) as usize;
-        let hits = self.with_index(|ix| ix.query(&q.vector, k, Some(&q.namespace), q.category.as_deref()))?;
+        // An empty namespace searches every namespace (the operator's search).
+        let ns = Some(q.namespace.as_str()).filter(|n| !n.is_empty());
+        let hits = self.with_index(|ix| ix.query(&q.vector, k, ns, q.category.as_deref()))?;
         Ok(serde_json::to_value(hits)?)
     }
 

@@ -10,24 +10,8 @@ use super::input::{int_param, param, query, uuid_param};
 use crate::actors::rpc::{self, ActorKind};
 use crate::catalog::{self, n, s};
 use crate::domain::time::rfc3339;
-use crate::domain::token::constant_time_eq;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
-use crate::runtime::var;
-
-pub fn authorize(env: &Env, req: &Request) -> ApiResult<()> {
-    let header = req.headers().get("authorization").ok().flatten().unwrap_or_default();
-    let Some(given) = header.strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty()) else {
-        return Err(ApiError::Unauthorized("admin routes need Authorization: Bearer <ADMIN_TOKEN>".into()));
-    };
-    let expected = var(env, "ADMIN_TOKEN").filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::Forbidden("ADMIN_TOKEN is not configured".into()))?;
-    if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden("admin token is not valid".into()))
-    }
-}
 
 /// Kinds the inspector serves, and whether their ids are UUIDs.
 fn kind_of(kind: &str) -> ApiResult<ActorKind> {

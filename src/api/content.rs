@@ -1,69 +1,82 @@
 //! `/api/content`: submissions, views, versions, deletion and the listing.
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 use worker::{Env, Request, Response};
 
+use super::auth;
 use super::input::{int_param, json_body, param, query, uuid_param};
 use crate::actors::rpc::{self, ActorKind};
-use crate::catalog::{self, n, s};
+use crate::catalog;
+use crate::domain::principal::{Principal, Scope, Visibility};
 use crate::domain::content::ContentDoc;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
 use crate::protocol::{Accepted, ContentInput};
 use crate::runtime::config;
 
-async fn submit(env: &Env, req: &mut Request, content_id: Uuid, op: &str) -> ApiResult<Response> {
+/// The run spawned for a submission: the new version's body and metadata go
+/// to the content actor, which owns versions and checks the writer.
+async fn submit(env: &Env, req: &mut Request, content_id: Uuid, op: &str, who: Value) -> ApiResult<Response> {
     let cfg = config(env);
     let input: ContentInput = json_body(req, cfg.limits.request_max_bytes).await?;
+    let visibility = input.visibility;
     let doc = ContentDoc::validate(input, &cfg.limits)?;
     let run_id = Uuid::new_v4();
-    let body = json!({ "content_id": content_id, "run_id": run_id, "doc": doc });
+    let mut body = json!({ "content_id": content_id, "run_id": run_id, "doc": doc, "visibility": visibility });
+    if let (Some(target), Value::Object(extra)) = (body.as_object_mut(), who) {
+        target.extend(extra);
+    }
     let accepted: Accepted = rpc::call(env, ActorKind::Content, &content_id.to_string(), op, &body).await?;
     let resp = http::json(202, &accepted);
     let _ = resp.headers().set("location", &accepted.links.content);
     Ok(resp)
 }
 
-pub async fn create(env: &Env, mut req: Request) -> ApiResult<Response> {
-    submit(env, &mut req, Uuid::new_v4(), "create").await
+pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Response> {
+    auth::require(p, Scope::Write)?;
+    // The body's `visibility` (read by `submit`) overrides the default.
+    let ownership = p
+        .ownership_for_new(Visibility::default(), &config(env).trust.operator_tenant)
+        .ok_or_else(|| ApiError::Forbidden("creating content needs content:write in a tenant".into()))?;
+    submit(env, &mut req, Uuid::new_v4(), "create", json!({ "ownership": ownership })).await
 }
 
-pub async fn update(env: &Env, mut req: Request, id: &str) -> ApiResult<Response> {
+pub async fn update(env: &Env, p: &Principal, mut req: Request, id: &str) -> ApiResult<Response> {
     let id = uuid_param(id, "content")?;
-    submit(env, &mut req, id, "update").await
+    let if_match = if_match(&req)?;
+    submit(env, &mut req, id, "update", json!({ "principal": p, "if_match": if_match })).await
 }
 
-pub async fn get(env: &Env, id: &str) -> ApiResult<Response> {
-    let id = uuid_param(id, "content")?;
-    let view: Value = rpc::call(env, ActorKind::Content, &id.to_string(), "view", &()).await?;
-    Ok(http::json(200, &view))
+/// `If-Match: "3"` (an entity tag holding the version), `3`, or `*` (any).
+fn if_match(req: &Request) -> ApiResult<Option<u32>> {
+    let Some(raw) = req.headers().get("if-match").ok().flatten() else { return Ok(None) };
+    let tag = raw.trim().trim_start_matches("W/").trim_matches('"');
+    if tag == "*" {
+        return Ok(None);
+    }
+    tag.parse::<u32>().map(Some).map_err(|_| ApiError::BadRequest("If-Match must be a version number, e.g. \"3\"".into()))
 }
 
-pub async fn delete(env: &Env, id: &str) -> ApiResult<Response> {
+pub async fn get(env: &Env, p: &Principal, id: &str) -> ApiResult<Response> {
     let id = uuid_param(id, "content")?;
-    let _: Value = rpc::call(env, ActorKind::Content, &id.to_string(), "delete", &()).await?;
+    let view: Value = rpc::call(env, ActorKind::Content, &id.to_string(), "view", &json!({ "principal": p })).await?;
+    let resp = http::json(200, &view);
+    if let Some(v) = view.get("version").and_then(Value::as_u64) {
+        let _ = resp.headers().set("etag", &format!("\"{v}\""));
+    }
+    Ok(resp)
+}
+
+pub async fn delete(env: &Env, p: &Principal, id: &str) -> ApiResult<Response> {
+    let id = uuid_param(id, "content")?;
+    let _: Value = rpc::call(env, ActorKind::Content, &id.to_string(), "delete", &json!({ "principal": p })).await?;
     Ok(http::no_content())
 }
 
-#[derive(Deserialize, serde::Serialize)]
-struct Row {
-    id: String,
-    version: f64,
-    title: String,
-    category: Option<String>,
-    tags: String,
-    status: String,
-    summary: Option<String>,
-    run_id: String,
-    created_at: f64,
-    updated_at: f64,
-}
-
 /// Keyset pagination on (created_at, id), newest first. The cursor is opaque
-/// to clients: `<created_at>.<id>`.
-pub async fn list(env: &Env, req: Request) -> ApiResult<Response> {
+/// to clients: `<created_at>.<id>`. Only what the caller may read is listed.
+pub async fn list(env: &Env, p: &Principal, req: Request) -> ApiResult<Response> {
     let q = query(&req)?;
     let limit = int_param(&q, "limit", 20, 1, 100)?;
     let status = param(&q, "status").filter(|s| !s.is_empty());
@@ -73,25 +86,16 @@ pub async fn list(env: &Env, req: Request) -> ApiResult<Response> {
         }
     }
     let category = param(&q, "category").filter(|s| !s.is_empty()).map(|c| c.trim().to_lowercase());
+    if category.as_deref().is_some_and(|c| c.chars().count() > config(env).limits.category_max_chars) {
+        return Err(ApiError::invalid("category", "is longer than any category"));
+    }
     let (c_at, c_id) = match param(&q, "cursor").filter(|c| !c.is_empty()) {
         None => (i64::MAX, String::new()),
         Some(c) => parse_cursor(c)?,
     };
-    let stmt = catalog::db(env)?
-        .prepare(
-            "SELECT id, version, title, category, tags, status, summary, run_id, created_at, updated_at FROM content
-             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR category = ?2)
-               AND (created_at < ?3 OR (created_at = ?3 AND id < ?4))
-             ORDER BY created_at DESC, id DESC LIMIT ?5",
-        )
-        .bind(&[
-            catalog::opt(status),
-            catalog::opt(category.as_deref()),
-            n(c_at.min(9_007_199_254_740_991)),
-            s(if c_id.is_empty() { "\u{10FFFF}" } else { &c_id }),
-            n(limit as i64 + 1),
-        ])?;
-    let mut rows: Vec<Row> = stmt.all().await?.results()?;
+    let scope = p.read_scope();
+    let list = catalog::ListQuery { scope: &scope, status, category: category.as_deref(), before: (c_at, &c_id), limit };
+    let mut rows = catalog::list_content(env, &list).await?;
     let next = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
         rows.last().map(|r| format!("{}.{}", r.created_at as i64, r.id))
@@ -105,6 +109,7 @@ pub async fn list(env: &Env, req: Request) -> ApiResult<Response> {
                 "id": r.id, "version": r.version as u32, "title": r.title, "category": r.category,
                 "tags": serde_json::from_str::<Value>(&r.tags).unwrap_or(json!([])), "status": r.status,
                 "summary": r.summary, "run_id": r.run_id,
+                "tenant": r.tenant, "owner": r.owner, "visibility": r.visibility,
                 "created_at": crate::domain::time::rfc3339(r.created_at as i64),
                 "updated_at": crate::domain::time::rfc3339(r.updated_at as i64),
             })

@@ -7,22 +7,45 @@ use worker::Request;
 
 use crate::error::{ApiError, ApiResult};
 
+/// Whether a content type's essence (before any `;` parameter) is JSON:
+/// `application/json` or `application/<x>+json`. `text/plain;+json` is not.
+pub fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json"
+        || essence.strip_prefix("application/").is_some_and(|sub| sub.ends_with("+json") && !sub.contains('/'))
+}
+
 /// Reads a JSON body: 415 without a JSON content type, 413 over `limit`,
 /// 400 for malformed JSON, 422 for JSON of the wrong shape.
 pub async fn json_body<T: DeserializeOwned>(req: &mut Request, limit: usize) -> ApiResult<T> {
-    let ct = req.headers().get("content-type").ok().flatten().unwrap_or_default().to_ascii_lowercase();
-    if !ct.starts_with("application/json") && !ct.contains("+json") {
+    let ct = req.headers().get("content-type").ok().flatten().unwrap_or_default();
+    if !is_json(&ct) {
         return Err(ApiError::UnsupportedMediaType);
     }
+    let bytes = read_capped(req, limit).await?;
+    parse_json(&bytes)
+}
+
+/// The body, read as a stream with a running count: `413` as soon as it
+/// passes `limit`, whether or not `Content-Length` was sent, and nothing past
+/// the cap is buffered (the rest of the stream is cancelled).
+pub async fn read_capped(req: &mut Request, limit: usize) -> ApiResult<Vec<u8>> {
+    use futures::StreamExt;
     let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let bytes = req.bytes().await.map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
-    if bytes.len() > limit {
-        return Err(ApiError::PayloadTooLarge { limit });
+    // No body at all is an empty one.
+    let Ok(mut stream) = req.stream() else { return Ok(Vec::new()) };
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        buf.extend_from_slice(&chunk);
     }
-    parse_json(&bytes)
+    Ok(buf)
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {

@@ -7,6 +7,12 @@ pub mod routes;
 #[cfg(target_arch = "wasm32")]
 mod admin;
 #[cfg(target_arch = "wasm32")]
+pub mod auth;
+#[cfg(target_arch = "wasm32")]
+mod keys;
+#[cfg(target_arch = "wasm32")]
+mod limits;
+#[cfg(target_arch = "wasm32")]
 mod content;
 #[cfg(target_arch = "wasm32")]
 mod health;
@@ -38,31 +44,67 @@ pub async fn handle(req: worker::Request, env: worker::Env, ctx: worker::Context
 
 #[cfg(target_arch = "wasm32")]
 async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, method: &str, path: &str) -> crate::error::ApiResult<worker::Response> {
+    use crate::domain::principal::Scope;
     use crate::http;
+    use limits::LimitClass;
     use routes::RouteId as R;
     let (id, p) = routes::resolve(method, path)?;
+    // Health and the API document answer anyone; every other route knows
+    // its principal first (a bad credential is 401 even on a public read).
+    let who = match id {
+        R::Health | R::OpenApi => crate::domain::principal::Principal::anonymous(),
+        _ => auth::principal(env, &req).await?,
+    };
     if path.starts_with("/admin") {
-        admin::authorize(env, &req)?;
+        auth::require_operator(&who)?;
     }
     let arg = |i: usize| p.get(i).map(String::as_str).unwrap_or_default();
     match id {
         R::Health => health::get(env).await,
         R::OpenApi => Ok(http::json(200, &openapi::document())),
-        R::CreateContent => content::create(env, req).await,
-        R::ListContent => content::list(env, req).await,
-        R::GetContent => content::get(env, arg(0)).await,
-        R::PutContent => content::update(env, req, arg(0)).await,
-        R::DeleteContent => content::delete(env, arg(0)).await,
-        R::GetRun => runs::call(env, arg(0), "view").await,
-        R::CancelRun => runs::call(env, arg(0), "cancel").await,
-        R::RetryRun => runs::call(env, arg(0), "retry").await,
-        R::Search => search::search(env, ctx, &req).await,
-        R::CreateSession => sessions::create(env).await,
+        R::WhoAmI => Ok(http::json(200, &who)),
+        R::CreateContent => {
+            auth::require(&who, Scope::Write)?;
+            limits::spend(env, &who, &req, LimitClass::Write, 1).await?;
+            content::create(env, &who, req).await
+        }
+        R::ListContent => content::list(env, &who, req).await,
+        R::GetContent => content::get(env, &who, arg(0)).await,
+        R::PutContent => {
+            auth::require(&who, Scope::Read)?;
+            limits::spend(env, &who, &req, LimitClass::Write, 1).await?;
+            content::update(env, &who, req, arg(0)).await
+        }
+        R::DeleteContent => {
+            auth::require(&who, Scope::Read)?;
+            content::delete(env, &who, arg(0)).await
+        }
+        R::GetRun => runs::call(env, &who, arg(0), "view").await,
+        R::CancelRun => {
+            auth::require(&who, Scope::Read)?;
+            runs::call(env, &who, arg(0), "cancel").await
+        }
+        R::RetryRun => {
+            auth::require(&who, Scope::Read)?;
+            runs::call(env, &who, arg(0), "retry").await
+        }
+        R::Search => {
+            limits::spend(env, &who, &req, LimitClass::Read, 1).await?;
+            search::search(env, ctx, &who, &req).await
+        }
+        R::CreateSession => {
+            limits::spend(env, &who, &req, LimitClass::Sessions, 1).await?;
+            sessions::create(env, &who).await
+        }
         R::SessionSocket => sessions::socket(env, req, arg(0)).await,
         R::AdminActors => admin::list_actors(env, &req).await,
         R::AdminInspect => admin::inspect(env, &req, arg(0), arg(1), "inspect").await,
         R::AdminAlarm => admin::inspect(env, &req, arg(0), arg(1), "fire_alarm").await,
         R::AdminDeadLetters => admin::dead_letters(env).await,
         R::AdminMetrics => admin::metrics(env).await,
+        R::CreateKey => keys::create(env, req).await,
+        R::ListKeys => keys::list(env, &req).await,
+        R::RevokeKey => keys::revoke(env, arg(0)).await,
     }
 }
+

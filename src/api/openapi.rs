@@ -25,6 +25,10 @@ fn summary(id: RouteId) -> (&'static str, &'static str) {
         RouteId::AdminAlarm => ("Fire an actor's alarm now", "Admin"),
         RouteId::AdminDeadLetters => ("Failed runs with reasons", "Admin"),
         RouteId::AdminMetrics => ("Counters and stage latency percentiles", "Admin"),
+        RouteId::CreateKey => ("Create an API key for a tenant (the key is shown only here)", "Admin"),
+        RouteId::ListKeys => ("List API keys, never their secrets", "Admin"),
+        RouteId::RevokeKey => ("Revoke an API key", "Admin"),
+        RouteId::WhoAmI => ("The caller's principal: kind, tenant, subject and scopes", "Meta"),
     }
 }
 
@@ -34,6 +38,7 @@ fn query_params(id: RouteId) -> Vec<(&'static str, &'static str)> {
         RouteId::Search => vec![("q", "string"), ("k", "integer"), ("category", "string"), ("mode", "string")],
         RouteId::SessionSocket => vec![("token", "string")],
         RouteId::AdminActors => vec![("kind", "string"), ("status", "string"), ("limit", "integer"), ("cursor", "string")],
+        RouteId::ListKeys => vec![("tenant", "string")],
         _ => vec![],
     }
 }
@@ -55,7 +60,8 @@ pub fn document() -> Value {
         );
         let ok = match r.id {
             RouteId::CreateContent | RouteId::PutContent => "202",
-            RouteId::DeleteContent => "204",
+            RouteId::DeleteContent | RouteId::RevokeKey => "204",
+            RouteId::CreateKey => "201",
             RouteId::SessionSocket => "101",
             _ => "200",
         };

@@ -23,6 +23,10 @@ pub enum RouteId {
     AdminAlarm,
     AdminDeadLetters,
     AdminMetrics,
+    CreateKey,
+    ListKeys,
+    RevokeKey,
+    WhoAmI,
 }
 
 pub struct Route {
@@ -55,6 +59,10 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/admin/actors/{kind}/{id}/alarm", RouteId::AdminAlarm),
     r("GET", "/admin/dead-letters", RouteId::AdminDeadLetters),
     r("GET", "/admin/metrics", RouteId::AdminMetrics),
+    r("POST", "/admin/keys", RouteId::CreateKey),
+    r("GET", "/admin/keys", RouteId::ListKeys),
+    r("DELETE", "/admin/keys/{key_id}", RouteId::RevokeKey),
+    r("GET", "/api/me", RouteId::WhoAmI),
 ];
 
 fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {

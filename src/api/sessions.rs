@@ -7,6 +7,7 @@ use worker::{Env, Request, Response};
 
 use super::input::{param, query, uuid_param};
 use crate::actors::rpc::{self, ActorKind};
+use crate::domain::principal::Principal;
 use crate::domain::time::rfc3339;
 use crate::domain::token::{self, TokenError};
 use crate::error::{ApiError, ApiResult};
@@ -21,13 +22,15 @@ fn secret(env: &Env) -> ApiResult<Vec<u8>> {
         .ok_or_else(|| ApiError::Unavailable("SESSION_SECRET is not configured".into()))
 }
 
-pub async fn create(env: &Env) -> ApiResult<Response> {
+/// A session bound to its creator: the principal is stored in the session
+/// actor, and every subscription made through its token is checked against it.
+pub async fn create(env: &Env, who: &Principal) -> ApiResult<Response> {
     let cfg = config(env);
     let id = Uuid::new_v4();
     let now = now_ms();
     let expires_ms = now + cfg.session_ttl_secs * 1000;
     let token = token::sign(&secret(env)?, id, expires_ms / 1000);
-    let info = json!({ "id": id, "created_at": now, "expires_at": expires_ms });
+    let info = json!({ "id": id, "created_at": now, "expires_at": expires_ms, "principal": who });
     let _: serde_json::Value = rpc::call(env, ActorKind::Session, &id.to_string(), "init", &info).await?;
     let grant = SessionGrant { session_id: id, token, expires_at: rfc3339(expires_ms) };
     Ok(http::json(200, &grant))
@@ -40,7 +43,8 @@ pub async fn socket(env: &Env, req: Request, id: &str) -> ApiResult<Response> {
     token::verify(&secret(env)?, id, tok, now_ms() / 1000).map_err(|e| match e {
         TokenError::Malformed => ApiError::Unauthorized(e.to_string()),
         TokenError::Expired => ApiError::Unauthorized(e.to_string()),
-        TokenError::BadSignature => ApiError::Forbidden(e.to_string()),
+        // A present but bad credential is 401 (DESIGN.md, "Principals and access").
+        TokenError::BadSignature => ApiError::Unauthorized(e.to_string()),
     })?;
     let upgrade = req.headers().get("upgrade").ok().flatten().unwrap_or_default();
     if !upgrade.eq_ignore_ascii_case("websocket") {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::principal::Ownership;
 use super::time::{rfc3339, Millis};
 use crate::config::Limits;
 use crate::error::ApiError;
@@ -116,6 +117,9 @@ pub struct ContentState {
     pub status: ContentStatus,
     pub artifacts: Option<Artifacts>,
     pub history: Vec<VersionMeta>,
+    /// Tenant and owner are fixed at creation; visibility follows `PUT`.
+    #[serde(default = "Ownership::legacy")]
+    pub ownership: Ownership,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
@@ -127,7 +131,7 @@ pub enum ContentError {
 }
 
 impl ContentState {
-    pub fn create(id: Uuid, doc: ContentDoc, run_id: Uuid, now: Millis) -> (Self, Vec<EventDraft>) {
+    pub fn create(id: Uuid, doc: ContentDoc, ownership: Ownership, run_id: Uuid, now: Millis) -> (Self, Vec<EventDraft>) {
         let mut s = ContentState {
             id,
             version: 0,
@@ -135,6 +139,7 @@ impl ContentState {
             status: ContentStatus::Processing,
             artifacts: None,
             history: Vec::new(),
+            ownership,
             created_at: now,
             updated_at: now,
         };
@@ -168,9 +173,14 @@ impl ContentState {
         (superseded, vec![ev])
     }
 
+    /// Every content event names its item's ownership, so the feed can show
+    /// each subscriber only what it may read.
     fn event(&self, name: EventName, mut data: Value) -> EventDraft {
         data["content_id"] = json!(self.id);
         data["title"] = json!(self.doc.title);
+        data["tenant"] = json!(self.ownership.tenant);
+        data["owner"] = json!(self.ownership.owner);
+        data["visibility"] = json!(self.ownership.visibility);
         EventDraft::new(name, data)
     }
 
@@ -253,10 +263,23 @@ impl ContentState {
                     status: v.status,
                 })
                 .collect(),
+            tenant: self.ownership.tenant.clone(),
+            owner: self.ownership.owner.clone(),
+            visibility: self.ownership.visibility,
             created_at: rfc3339(self.created_at),
             updated_at: rfc3339(self.updated_at),
         }
     }
+}
+
+/// The ownership an event's data names (see `ContentState::event`); `None`
+/// for events without it.
+pub fn event_ownership(data: &Value) -> Option<Ownership> {
+    Some(Ownership {
+        tenant: data.get("tenant")?.as_str()?.to_string(),
+        owner: data.get("owner")?.as_str()?.to_string(),
+        visibility: serde_json::from_value(data.get("visibility")?.clone()).ok()?,
+    })
 }
 
 #[cfg(test)]
@@ -264,7 +287,7 @@ mod tests {
     use super::*;
 
     fn input(title: &str, body: &str) -> ContentInput {
-        ContentInput { title: title.into(), body: body.into(), category: None, tags: None, author: None }
+        ContentInput { title: title.into(), body: body.into(), category: None, tags: None, author: None, visibility: None }
     }
 
     fn field(r: Result<ContentDoc, ApiError>) -> String {
@@ -307,7 +330,7 @@ mod tests {
     #[test]
     fn versions_supersede_and_stale_publish_is_refused() {
         let (r1, r2) = (Uuid::new_v4(), Uuid::new_v4());
-        let (mut s, ev) = ContentState::create(Uuid::new_v4(), doc("one"), r1, 10);
+        let (mut s, ev) = ContentState::create(Uuid::new_v4(), doc("one"), Ownership::legacy(), r1, 10);
         assert_eq!(ev[0].event, EventName::ContentUpdated);
         assert_eq!(s.version, 1);
         let (superseded, _) = s.new_version(doc("two"), r2, 20);
@@ -328,7 +351,7 @@ mod tests {
 
     #[test]
     fn failure_of_old_version_does_not_touch_current() {
-        let (mut s, _) = ContentState::create(Uuid::new_v4(), doc("one"), Uuid::new_v4(), 10);
+        let (mut s, _) = ContentState::create(Uuid::new_v4(), doc("one"), Ownership::legacy(), Uuid::new_v4(), 10);
         s.new_version(doc("two"), Uuid::new_v4(), 20);
         assert!(s.run_failed(1, "x", 30).is_empty());
         assert_eq!(s.status, ContentStatus::Processing);

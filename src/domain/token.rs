@@ -47,7 +47,8 @@ pub fn verify(secret: &[u8], session: Uuid, token: &str, now_unix: i64) -> Resul
 
 /// Constant-time equality for bearer tokens.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() ^ b.len()) as u8;
+    // Lengths are folded in as a bool: `len ^ len` as u8 wraps at 256.
+    let mut diff = u8::from(a.len() != b.len());
     for i in 0..a.len().max(b.len()) {
         let x = a.get(i).copied().unwrap_or(0);
         let y = b.get(i).copied().unwrap_or(0);
@@ -81,5 +82,7 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
         assert!(!constant_time_eq(b"", b"a"));
+        assert!(!constant_time_eq(b"a", &[b'a'; 257]));
+        assert!(!constant_time_eq(b"", &[0u8; 256]));
     }
 }

@@ -17,6 +17,10 @@ impl Embedder for LocalAi {
         "local"
     }
 
+    fn dim(&self) -> usize {
+        nlp::embed::EMBED_DIM
+    }
+
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, StageError> {
         Ok(texts.iter().map(|t| nlp::embed::embed(t)).collect())
     }

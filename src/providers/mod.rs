@@ -1,16 +1,25 @@
 //! Providers: the pipeline's outside help, each behind a trait with an
 //! embedded (offline) backend and a Cloudflare one. Vars pick the backend
-//! (`AI_BACKEND`, `VECTOR_BACKEND`, `ANALYZER`); `/healthz` reports the choice.
+//! (`EMBED_BACKEND`, `TEXT_BACKEND`, both defaulting to `AI_BACKEND`;
+//! `VECTOR_BACKEND`; `ANALYZER`); `/healthz` reports the choice.
 //!
 //! Traits use `async fn` without `Send`: a Worker is single-threaded, and
 //! dispatch is static (an enum per concern), so no boxing is needed.
 
+pub mod backend_choice;
 pub mod local_ai;
-pub mod mapping;
+pub mod provider_errors;
+pub mod token_estimate;
 pub mod types;
+pub mod vectorize_delete_plan;
+pub mod vectorize_payloads;
+pub mod workers_ai_embeddings;
+pub mod workers_ai_text;
 
 #[cfg(target_arch = "wasm32")]
 pub mod actor_index;
+#[cfg(target_arch = "wasm32")]
+pub mod backends;
 #[cfg(target_arch = "wasm32")]
 pub mod analyzer_http;
 #[cfg(target_arch = "wasm32")]
@@ -19,21 +28,28 @@ pub mod vectorize;
 pub mod workers_ai;
 
 #[cfg(target_arch = "wasm32")]
-pub use vectorize::{VectorBackend, Vectorize};
+pub use backends::{Backend, EmbedBackend, TextBackend, VectorBackend};
 #[cfg(target_arch = "wasm32")]
-pub use workers_ai::{AiBackend, WorkersAi};
+pub use vectorize::Vectorize;
+#[cfg(target_arch = "wasm32")]
+pub use workers_ai::WorkersAi;
 
 pub use types::*;
 
 /// The Cloudflare names the deploy steps (README, wrangler.toml) must repeat
 /// exactly; `tests/deploy.rs` checks them. Keep these re-exports stable.
-pub use mapping::{EMBED_DIM, EMBED_MODEL, METADATA_INDEXES, TEXT_MODEL};
+pub use vectorize_payloads::METADATA_INDEXES;
+pub use workers_ai_embeddings::{EMBED_DIM, EMBED_MODEL};
+pub use workers_ai_text::TEXT_MODEL;
 
 use crate::domain::pipeline::StageError;
 
 #[allow(async_fn_in_trait)]
 pub trait Embedder {
     fn backend(&self) -> &'static str;
+    /// Dimension of the vectors `embed` returns; the vector backend is
+    /// built for it.
+    fn dim(&self) -> usize;
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, StageError>;
 }
 
@@ -66,29 +82,37 @@ pub trait DocumentAnalyzer {
     async fn analyze(&self, req: &AnalyzeRequest) -> Result<serde_json::Value, StageError>;
 }
 
-/// The backends chosen for this request, by vars.
+/// The backends chosen for this request, by vars (see [`backend_choice`]).
 #[cfg(target_arch = "wasm32")]
 pub struct Providers {
-    pub embedder: AiBackend,
-    pub text: AiBackend,
+    pub embedder: EmbedBackend,
+    pub text: TextBackend,
     pub vectors: VectorBackend,
     pub analyzer: analyzer_http::AnalyzerActorClient,
 }
 
 #[cfg(target_arch = "wasm32")]
 impl Providers {
-    /// `AI_BACKEND=workers-ai` and `VECTOR_BACKEND=vectorize` pick the
-    /// Cloudflare backends; a missing binding falls back to the embedded one
-    /// (and `backend()` says so). Vectorize is used only with the 768-d
-    /// Workers AI embedder its index is built for.
+    /// `EMBED_BACKEND` / `TEXT_BACKEND` (default `AI_BACKEND`) and
+    /// `VECTOR_BACKEND` pick each backend, built once. A Cloudflare backend
+    /// whose binding is missing is unavailable, never replaced by a local
+    /// one: see [`Providers::problems`].
     pub fn from_config(env: &worker::Env, cfg: &crate::config::Config) -> Self {
-        let embedder = AiBackend::from_config(env, cfg);
-        let vectors = VectorBackend::from_config(env, cfg, &embedder);
+        let embedder = EmbedBackend::embedder(env, cfg);
+        let vectors = VectorBackend::vectors(env, cfg, &embedder);
         Providers {
-            text: AiBackend::from_config(env, cfg),
+            text: TextBackend::text_model(env, cfg),
             embedder,
             vectors,
             analyzer: analyzer_http::AnalyzerActorClient::new(env.clone()),
         }
+    }
+
+    /// Each unavailable provider with the reason, for `/healthz`.
+    pub fn problems(&self) -> Vec<(&'static str, &str)> {
+        [("embedder", self.embedder.problem()), ("text", self.text.problem()), ("vectors", self.vectors.problem())]
+            .into_iter()
+            .filter_map(|(name, why)| why.map(|w| (name, w)))
+            .collect()
     }
 }

@@ -25,6 +25,7 @@ pub struct VectorItem {
 pub struct VectorQuery {
     pub vector: Vec<f32>,
     pub top_k: u32,
+    /// One namespace; empty means all of them (the operator's search).
     pub namespace: String,
     #[serde(default)]
     pub category: Option<String>,
@@ -39,5 +40,7 @@ pub struct AnalyzeRequest {
     pub text: String,
 }
 
-/// The namespace every content vector lives in; tenants would get their own.
+/// The namespace of vectors written before tenants existed, and of upserts
+/// that name none. Items now live in their tenant's namespace or the public
+/// one (`domain::principal::Ownership::namespace`).
 pub const DEFAULT_NAMESPACE: &str = "content";

@@ -1,28 +1,29 @@
 //! The Vectorize backend (`VECTOR_BACKEND=vectorize`). workers-rs has no
 //! Vectorize type, so the binding is declared here as a wasm-bindgen extern
-//! type and fetched with `env.get_binding`. Payloads, result parsing and the
-//! cleanup plan live in [`super::mapping`] (tested natively).
+//! type and fetched with `env.get_binding`. Payloads and result parsing live
+//! in [`super::vectorize_payloads`], the cleanup plan in
+//! [`super::vectorize_delete_plan`] (both tested natively).
 //!
 //! The index must match the embedder: `--dimensions=768 --metric=cosine` for
 //! bge-base, with metadata indexes on `content_id`, `category`, `version` and
 //! `chunk`, created *before* vectors are written (see the commands in
-//! `mapping.rs`). Without the `category` index, category-filtered searches
-//! return nothing; without `content_id`/`version`/`chunk`, replaced and
-//! deleted content leaves its old vectors behind.
+//! `vectorize_payloads.rs`). Without the `category` index, category-filtered
+//! searches return nothing; without `content_id`/`version`/`chunk`, replaced
+//! and deleted content leaves its old vectors behind, and since queries ask
+//! for `returnMetadata: "indexed"`, matches lack the fields they need and are
+//! skipped.
 //!
 //! Vectorize writes apply asynchronously: a search right after indexing may
 //! not see the new vectors for a few seconds yet.
-
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use js_sys::{Array, Float32Array, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use worker::Env;
 
-use super::actor_index::ActorIndex;
-use super::mapping::{self, DeletePlan};
-use super::workers_ai::{from_js, settle, to_js, AiBackend};
+use super::vectorize_delete_plan::DeletePlan;
+use super::vectorize_payloads as payloads;
+use super::workers_ai::{from_js, settle, to_js};
 use super::{VectorIndex, VectorItem, VectorMatch, VectorQuery};
 use crate::domain::pipeline::StageError;
 
@@ -74,17 +75,21 @@ impl Vectorize {
         env.get_binding::<VectorizeBinding>(binding).ok().map(|b| Self::new(b, dim))
     }
 
-    async fn query_raw(&self, vector: &[f32], options: &mapping::QueryOptions) -> Result<Vec<VectorMatch>, StageError> {
+    async fn query_raw(
+        &self,
+        vector: &[f32],
+        options: &payloads::QueryOptions,
+    ) -> Result<Vec<VectorMatch>, StageError> {
         let what = "vectorize query";
         let options = to_js(what, options)?;
         let vector: JsValue = Float32Array::from(vector).into();
         let raw = settle(what, self.index.query(&vector, &options)).await?;
         let value: serde_json::Value = from_js(what, raw)?;
-        mapping::parse_query_matches(&value)
+        payloads::parse_query_matches(&value)
     }
 
     async fn delete_ids(&self, ids: &[String]) -> Result<(), StageError> {
-        for batch in ids.chunks(mapping::DELETE_IDS_BATCH) {
+        for batch in ids.chunks(payloads::DELETE_IDS_BATCH) {
             let arr: Array = batch.iter().map(|id| JsValue::from_str(id)).collect();
             settle("vectorize deleteByIds", self.index.delete_by_ids(&arr.into())).await?;
         }
@@ -98,7 +103,7 @@ impl VectorIndex for Vectorize {
     }
 
     async fn upsert(&self, items: Vec<VectorItem>) -> Result<(), StageError> {
-        for batch in mapping::upsert_batches(&items, self.dim)? {
+        for batch in payloads::upsert_batches(&items, self.dim)? {
             let payload = to_js("vectorize upsert", &batch)?;
             settle("vectorize upsert", self.index.upsert(&payload)).await?;
         }
@@ -106,14 +111,14 @@ impl VectorIndex for Vectorize {
     }
 
     async fn query(&self, q: &VectorQuery) -> Result<Vec<VectorMatch>, StageError> {
-        let options = mapping::search_query_options(q, self.dim)?;
+        let options = payloads::search_query_options(q, self.dim)?;
         let mut hits = self.query_raw(&q.vector, &options).await?;
         hits.truncate(q.top_k as usize);
         Ok(hits)
     }
 
     async fn delete_content(&self, content_id: &str, keep_version: Option<u32>) -> Result<u32, StageError> {
-        let probe = mapping::unit_vector(self.dim);
+        let probe = payloads::unit_vector(self.dim);
         let mut plan = DeletePlan::new(content_id, keep_version);
         while let Some(options) = plan.next_query()? {
             let hits = self.query_raw(&probe, &options).await?;
@@ -123,79 +128,5 @@ impl VectorIndex for Vectorize {
             }
         }
         Ok(plan.removed())
-    }
-}
-
-/// The vector backend chosen by `VECTOR_BACKEND`, dispatched statically.
-pub enum VectorBackend {
-    Actor(ActorIndex),
-    Vectorize(Vectorize),
-    /// `VECTOR_BACKEND=vectorize` but the binding is missing, or the
-    /// embedder's dimension is not the index's (the AI fell back to local).
-    ActorFallback(ActorIndex, &'static str),
-}
-
-static WARNED_VECTOR_FALLBACK: AtomicBool = AtomicBool::new(false);
-
-impl VectorBackend {
-    pub fn from_config(env: &Env, cfg: &crate::config::Config, ai: &AiBackend) -> Self {
-        let actor = || ActorIndex::new(env.clone(), cfg.vector_shards);
-        if cfg.vector_backend != "vectorize" {
-            return VectorBackend::Actor(actor());
-        }
-        let why = if ai.dim() != mapping::EMBED_DIM {
-            "actor (fallback: embedder is not 768-d bge-base)"
-        } else {
-            match Vectorize::from_env(env, "VECTORIZE", mapping::EMBED_DIM) {
-                Some(v) => return VectorBackend::Vectorize(v),
-                None => "actor (fallback: VECTORIZE binding missing)",
-            }
-        };
-        if !WARNED_VECTOR_FALLBACK.swap(true, Ordering::Relaxed) {
-            worker::console_warn!("VECTOR_BACKEND=vectorize, but using {why}");
-        }
-        VectorBackend::ActorFallback(actor(), why)
-    }
-}
-
-impl VectorIndex for VectorBackend {
-    fn backend(&self) -> &'static str {
-        match self {
-            VectorBackend::Actor(a) => a.backend(),
-            VectorBackend::Vectorize(v) => v.backend(),
-            VectorBackend::ActorFallback(_, why) => why,
-        }
-    }
-
-    async fn upsert(&self, items: Vec<VectorItem>) -> Result<(), StageError> {
-        match self {
-            VectorBackend::Actor(a) | VectorBackend::ActorFallback(a, _) => a.upsert(items).await,
-            VectorBackend::Vectorize(v) => v.upsert(items).await,
-        }
-    }
-
-    async fn query(&self, q: &VectorQuery) -> Result<Vec<VectorMatch>, StageError> {
-        match self {
-            VectorBackend::Actor(a) | VectorBackend::ActorFallback(a, _) => a.query(q).await,
-            VectorBackend::Vectorize(v) => v.query(q).await,
-        }
-    }
-
-    async fn delete_content(&self, content_id: &str, keep_version: Option<u32>) -> Result<u32, StageError> {
-        match self {
-            VectorBackend::Actor(a) | VectorBackend::ActorFallback(a, _) => {
-                a.delete_content(content_id, keep_version).await
-            }
-            VectorBackend::Vectorize(v) => v.delete_content(content_id, keep_version).await,
-        }
-    }
-
-    async fn replace_content(&self, content_id: &str, version: u32, items: Vec<VectorItem>) -> Result<(), StageError> {
-        match self {
-            VectorBackend::Actor(a) | VectorBackend::ActorFallback(a, _) => {
-                a.replace_content(content_id, version, items).await
-            }
-            VectorBackend::Vectorize(v) => v.replace_content(content_id, version, items).await,
-        }
     }
 }

@@ -1,16 +1,15 @@
 //! The Workers AI backend (`AI_BACKEND=workers-ai`): embeddings from
 //! `@cf/baai/bge-base-en-v1.5` (768-d) and summary/extraction from a text
 //! model in JSON mode, validated field by field with the local extractor as
-//! the fallback for any invalid field. Payloads and checks live in
-//! [`super::mapping`]; this file only crosses the JS boundary.
+//! the fallback for any invalid field or failed call. Payloads and checks
+//! live in [`super::workers_ai_embeddings`] and [`super::workers_ai_text`];
+//! this file only crosses the JS boundary.
 //!
 //! `worker::Ai::run` serializes its input with serde-wasm-bindgen's default
 //! serializer, which turns maps (the JSON Schema of `response_format`) into
 //! JS `Map`s that Workers AI ignores. So the binding's `run` is called here
 //! directly, with the input built by `JSON.parse` (plain objects only), on a
 //! duck-typed [`AiBinding`] so the emulator's service binding works too.
-
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use js_sys::{Promise, Reflect};
 use serde::de::DeserializeOwned;
@@ -20,8 +19,10 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use worker::Env;
 
-use super::local_ai::{extract_local, LocalAi, SUMMARY_SENTENCES};
-use super::mapping::{self, EmbeddingResponse};
+use super::local_ai::{extract_local, SUMMARY_SENTENCES};
+use super::provider_errors::classify_error;
+use super::workers_ai_embeddings::{self as embeddings, EmbeddingResponse};
+use super::workers_ai_text as text_model;
 use super::{Embedder, Extraction, TextModel};
 use crate::domain::pipeline::StageError;
 
@@ -89,8 +90,8 @@ pub(crate) fn from_js<T: DeserializeOwned>(what: &str, v: JsValue) -> Result<T, 
 
 /// Awaits a promise, classifying a rejection.
 pub(crate) async fn settle(what: &str, p: Result<Promise, JsValue>) -> Result<JsValue, StageError> {
-    let p = p.map_err(|e| mapping::classify_error(what, &js_error_text(&e)))?;
-    JsFuture::from(p).await.map_err(|e| mapping::classify_error(what, &js_error_text(&e)))
+    let p = p.map_err(|e| classify_error(what, &js_error_text(&e)))?;
+    JsFuture::from(p).await.map_err(|e| classify_error(what, &js_error_text(&e)))
 }
 
 impl WorkersAi {
@@ -109,11 +110,27 @@ impl WorkersAi {
         let promise = self.ai.run(model, &input, &JsValue::UNDEFINED).map(|v| Promise::resolve(&v));
         settle(what, promise).await
     }
+}
 
-    async fn run_json(&self, model: &str, input: &impl Serialize) -> Result<serde_json::Value, StageError> {
-        let out = self.run(model, input).await?;
-        from_js("workers ai", out)
+impl WorkersAi {
+    /// One text-model call, abandoned after [`text_model::TEXT_MODEL_TIMEOUT_MS`].
+    async fn generate(&self, input: &text_model::TextRequest) -> Result<serde_json::Value, StageError> {
+        let call = std::pin::pin!(self.run(text_model::TEXT_MODEL, input));
+        let timeout =
+            std::pin::pin!(worker::Delay::from(std::time::Duration::from_millis(text_model::TEXT_MODEL_TIMEOUT_MS)));
+        match futures::future::select(call, timeout).await {
+            futures::future::Either::Left((out, _)) => from_js("workers ai", out?),
+            futures::future::Either::Right(_) => Err(StageError::transient(format!(
+                "workers ai: {} did not answer within {} ms",
+                text_model::TEXT_MODEL,
+                text_model::TEXT_MODEL_TIMEOUT_MS
+            ))),
+        }
     }
+}
+
+fn warn_model_failure(what: &str, reason: &str) {
+    worker::console_warn!("workers ai: {what} failed ({reason}); used the local extractor");
 }
 
 fn warn_fallback(what: &str, fields: &[&str]) {
@@ -127,13 +144,17 @@ impl Embedder for WorkersAi {
         "workers-ai"
     }
 
+    fn dim(&self) -> usize {
+        embeddings::EMBED_DIM
+    }
+
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, StageError> {
         let mut out = Vec::with_capacity(texts.len());
-        for req in mapping::embedding_requests(texts)? {
+        for req in embeddings::embedding_requests(texts)? {
             let n = req.text.len();
-            let raw = self.run(mapping::EMBED_MODEL, &req).await?;
+            let raw = self.run(embeddings::EMBED_MODEL, &req).await?;
             let resp: EmbeddingResponse = from_js("workers ai embeddings", raw)?;
-            out.extend(mapping::parse_embeddings(resp, n, mapping::EMBED_DIM)?);
+            out.extend(embeddings::parse_embeddings(resp, n, embeddings::EMBED_DIM)?);
         }
         Ok(out)
     }
@@ -141,90 +162,37 @@ impl Embedder for WorkersAi {
 
 impl TextModel for WorkersAi {
     async fn summarize(&self, text: &str) -> Result<String, StageError> {
+        let local = || crate::nlp::summarize::summarize(text, SUMMARY_SENTENCES);
         if text.trim().is_empty() {
-            return Ok(crate::nlp::summarize::summarize(text, SUMMARY_SENTENCES));
+            return Ok(local());
         }
-        let out = self.run_json(mapping::TEXT_MODEL, &mapping::summary_request(text)).await?;
-        let checked = mapping::summary_or_fallback(&out, || crate::nlp::summarize::summarize(text, SUMMARY_SENTENCES));
-        warn_fallback("summary", &checked.fallbacks);
-        Ok(checked.value)
+        match self.generate(&text_model::summary_request(text)).await {
+            Ok(out) => {
+                let checked = text_model::summary_or_fallback(&out, local);
+                warn_fallback("summary", &checked.fallbacks);
+                Ok(checked.value)
+            }
+            Err(e) => {
+                warn_model_failure("summary", &text_model::fallback_reason(e)?);
+                Ok(local())
+            }
+        }
     }
 
     async fn extract(&self, text: &str) -> Result<Extraction, StageError> {
         if text.trim().is_empty() {
             return Ok(extract_local(text));
         }
-        let out = self.run_json(mapping::TEXT_MODEL, &mapping::extraction_request(text)).await?;
-        let checked = mapping::extraction_or_fallback(&out, || extract_local(text));
-        warn_fallback("extraction", &checked.fallbacks);
-        Ok(checked.value)
-    }
-}
-
-/// The AI backend chosen by `AI_BACKEND`, dispatched statically.
-pub enum AiBackend {
-    Local(LocalAi),
-    WorkersAi(WorkersAi),
-    /// `AI_BACKEND=workers-ai` but the `AI` binding is missing.
-    LocalFallback(LocalAi),
-}
-
-static WARNED_AI_FALLBACK: AtomicBool = AtomicBool::new(false);
-
-impl AiBackend {
-    pub fn from_config(env: &Env, cfg: &crate::config::Config) -> Self {
-        if cfg.ai_backend != "workers-ai" {
-            return AiBackend::Local(LocalAi);
-        }
-        match WorkersAi::from_env(env, "AI") {
-            Some(w) => AiBackend::WorkersAi(w),
-            None => {
-                if !WARNED_AI_FALLBACK.swap(true, Ordering::Relaxed) {
-                    worker::console_warn!("AI_BACKEND=workers-ai but the AI binding is missing: using the local AI");
-                }
-                AiBackend::LocalFallback(LocalAi)
+        match self.generate(&text_model::extraction_request(text)).await {
+            Ok(out) => {
+                let checked = text_model::extraction_or_fallback(&out, || extract_local(text));
+                warn_fallback("extraction", &checked.fallbacks);
+                Ok(checked.value)
             }
-        }
-    }
-
-    /// Dimension of the vectors `embed` returns.
-    pub fn dim(&self) -> usize {
-        match self {
-            AiBackend::WorkersAi(_) => mapping::EMBED_DIM,
-            AiBackend::Local(_) | AiBackend::LocalFallback(_) => crate::nlp::embed::EMBED_DIM,
-        }
-    }
-}
-
-impl Embedder for AiBackend {
-    fn backend(&self) -> &'static str {
-        match self {
-            AiBackend::Local(l) => l.backend(),
-            AiBackend::WorkersAi(w) => w.backend(),
-            AiBackend::LocalFallback(_) => "local (fallback: AI binding missing)",
-        }
-    }
-
-    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, StageError> {
-        match self {
-            AiBackend::Local(l) | AiBackend::LocalFallback(l) => l.embed(texts).await,
-            AiBackend::WorkersAi(w) => w.embed(texts).await,
-        }
-    }
-}
-
-impl TextModel for AiBackend {
-    async fn summarize(&self, text: &str) -> Result<String, StageError> {
-        match self {
-            AiBackend::Local(l) | AiBackend::LocalFallback(l) => l.summarize(text).await,
-            AiBackend::WorkersAi(w) => w.summarize(text).await,
-        }
-    }
-
-    async fn extract(&self, text: &str) -> Result<Extraction, StageError> {
-        match self {
-            AiBackend::Local(l) | AiBackend::LocalFallback(l) => l.extract(text).await,
-            AiBackend::WorkersAi(w) => w.extract(text).await,
+            Err(e) => {
+                warn_model_failure("extraction", &text_model::fallback_reason(e)?);
+                Ok(extract_local(text))
+            }
         }
     }
 }

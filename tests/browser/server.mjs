@@ -209,5 +209,20 @@ export async function startServer({ timeoutMs = 420_000 } = {}) {
     await stop();
     throw new Error('ADMIN_TOKEN missing from .dev.vars');
   }
-  return { base, dir, logFile, adminToken, stop, startupMs: Date.now() - started };
+  // dev.sh creates the local tenant's key once the server answers: the key a
+  // newcomer pastes into "Sign in".
+  const keyFile = path.join(dir, 'state', 'dev-api-key');
+  let apiKey = '';
+  for (const until = Date.now() + 60_000; !apiKey && Date.now() < until; await sleep(200)) {
+    try {
+      apiKey = fs.readFileSync(keyFile, 'utf8').trim();
+    } catch {
+      /* not yet */
+    }
+  }
+  if (!apiKey) {
+    await stop();
+    throw new Error(`dev.sh did not create ${keyFile}; log tail:\n${tail(logFile)}`);
+  }
+  return { base, dir, logFile, adminToken, apiKey, stop, startupMs: Date.now() - started };
 }

@@ -66,7 +66,9 @@ function proseBody(word) {
   ].join(' ');
 }
 
+/** A request as the local tenant's key (the default) or with `token`. */
 async function api(method, p, body, token) {
+  token = token === undefined ? server.apiKey : token;
   const headers = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (token) headers.authorization = `Bearer ${token}`;
@@ -75,9 +77,18 @@ async function api(method, p, body, token) {
   return { status: r.status, body: text ? JSON.parse(text) : null };
 }
 
-/** A fresh context (its own sessionStorage) and page that fails the test on page errors or off-origin requests. */
-async function newPage(viewport = DESKTOP) {
+/**
+ * A fresh context (its own sessionStorage) and page that fails the test on
+ * page errors or off-origin requests. Signed in with the local tenant's key
+ * (as a newcomer does once) unless `signedIn` is false.
+ */
+async function newPage(viewport = DESKTOP, { signedIn = true } = {}) {
   const context = await browser.newContext({ viewport, reducedMotion: 'reduce' });
+  if (signedIn) {
+    await context.addInitScript((key) => {
+      if (!sessionStorage.getItem('actorline.credential')) sessionStorage.setItem('actorline.credential', key);
+    }, server.apiKey);
+  }
   const page = await context.newPage();
   page.problems = [];
   page.on('pageerror', (e) => page.problems.push(`pageerror: ${e.message}`));
@@ -344,8 +355,13 @@ test('the inspector refuses without a token, then shows the run journal, events,
   await refusal.waitFor({ timeout: 15_000 });
   assert.match(await refusal.textContent(), /401 unauthorized/);
 
-  // A wrong token is refused with 403.
+  // A wrong token is a bad credential: 401, never a fall-back to anonymous.
   await page.fill('#admin-token', 'not-the-token');
+  await page.click('text=Use token');
+  await page.locator('.notice.error[data-status="401"]', { hasText: 'not an admin token' }).first().waitFor({ timeout: 15_000 });
+  await page.click('text=Forget token');
+  // A tenant's key is a good credential, but not the operator's: 403.
+  await page.fill('#admin-token', server.apiKey);
   await page.click('text=Use token');
   await page.locator('.notice.error[data-status="403"]').first().waitFor({ timeout: 15_000 });
   await page.click('text=Forget token');
@@ -479,5 +495,38 @@ test('keyboard: skip link and navigation are reachable and focus is visible', { 
   const unlabeled = await page.$$eval('input, textarea, select', (els) => els.filter((e) => !e.labels || e.labels.length === 0).map((e) => e.id || e.name));
   assert.deepEqual(unlabeled, []);
   assert.equal(await page.locator('main, nav, header, footer').count(), 4, 'landmarks');
+  assertClean(page);
+});
+
+test('a newcomer signs in with the key make dev printed, sees the tenant, and submits privately', { timeout: 90_000 }, async () => {
+  const page = await newPage(DESKTOP, { signedIn: false });
+  await page.goto(`${server.base}/#/submit`);
+  await page.waitForSelector('#credential');
+  assert.match(await page.textContent('#who'), /Anonymous/);
+  await page.fill('#credential', server.apiKey);
+  await page.click('.signin-form button[type=submit]');
+  await page.waitForFunction(() => /local/.test(document.querySelector('#who')?.textContent || ''), null, { timeout: 15_000 });
+  // The key is kept for the tab only: not in the markup, not in the URL.
+  const html = await page.content();
+  assert.ok(!html.includes(server.apiKey) && !page.url().includes(server.apiKey));
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('actorline.credential')), server.apiKey);
+  await page.fill('#title', 'A private note');
+  await page.fill('#body', 'Only its owner and the tenant managers may read this private note about tide tables.');
+  await page.selectOption('#visibility', 'private');
+  await page.click('button[type=submit].primary');
+  await page.waitForFunction(() => location.hash.startsWith('#/runs/'), null, { timeout: 15_000 });
+  const runId = await page.evaluate(() => location.hash.split('/')[2]);
+  const run = await api('GET', `/api/runs/${runId}`);
+  const item = await api('GET', `/api/content/${run.body.content_id}`);
+  assert.equal(item.body.visibility, 'private');
+  assert.equal(item.body.tenant, 'local');
+  // Anonymous callers cannot see it.
+  assert.equal((await api('GET', `/api/content/${run.body.content_id}`, undefined, '')).status, 404);
+  // A bad credential is refused, never treated as anonymous.
+  await page.click('#signout');
+  await page.waitForSelector('#credential');
+  await page.fill('#credential', 'alk_not_a_real_key');
+  await page.click('.signin-form button[type=submit]');
+  await page.waitForFunction(() => /refused/.test(document.querySelector('#who')?.textContent || ''), null, { timeout: 15_000 });
   assertClean(page);
 });

@@ -13,3 +13,4 @@ mod fuzz;
 mod live;
 mod pipeline;
 mod search;
+mod trust;

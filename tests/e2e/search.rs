@@ -14,7 +14,7 @@ const DOCS: &[(&str, &str)] = &[
 ];
 
 async fn search(s: &Server, q: &str, extra: &str) -> Value {
-    let r = send(http().get(s.url("/api/search")).query(&[("q", q)]).query(&extra.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap()).collect::<Vec<_>>())).await;
+    let r = send(http().get(s.url("/api/search")).bearer_auth(&s.key).query(&[("q", q)]).query(&extra.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap()).collect::<Vec<_>>())).await;
     assert_eq!(r.status, 200, "{}", r.body);
     r.body
 }
@@ -93,7 +93,7 @@ async fn search_finds_filters_forgets_and_replaces() {
 
     // After DELETE the document never appears again, by vector or keyword.
     let (gone, _, _) = &ids_by_doc[2];
-    let r = send(http().delete(s.url(&format!("/api/content/{gone}")))).await;
+    let r = s.delete(&format!("/api/content/{gone}")).await;
     assert_eq!(r.status, 204);
     assert_eq!(s.get(&format!("/api/content/{gone}")).await.status, 404);
     for mode in ["hybrid", "vector", "keyword"] {
@@ -144,7 +144,7 @@ async fn bad_queries_are_4xx() {
     assert_eq!(r.status, 422);
     // FTS syntax in user input is treated as words, never as a query language.
     for q in ["\"unbalanced", "NEAR(a b)", "a OR", "*", "title:foo", "-", "(((", "AND AND"] {
-        let r = send(http().get(s.url("/api/search")).query(&[("q", q)])).await;
+        let r = send(http().get(s.url("/api/search")).bearer_auth(&s.key).query(&[("q", q)])).await;
         assert!(r.status == 200 || r.status == 422, "{q}: {} {}", r.status, r.body);
     }
 }

@@ -154,7 +154,7 @@ async fn a_new_version_and_a_delete_leave_no_stale_vectors() {
     })
     .await;
 
-    let r = send(http().delete(p.server.url(&format!("/api/content/{cid}")))).await;
+    let r = p.server.delete(&format!("/api/content/{cid}")).await;
     assert_eq!(r.status, 204, "{}", r.body);
     wait_vectors(&cid, "no vector after DELETE", |v| v.is_empty()).await;
 
@@ -222,7 +222,7 @@ async fn a_long_documents_vectors_are_all_deleted_within_the_id_limit() {
     let v = wait_vectors(&cid, "all chunks indexed", |v| v.len() > 100).await;
     assert!(v.len() > 100, "{} vectors", v.len());
 
-    let r = send(http().delete(p.server.url(&format!("/api/content/{cid}")))).await;
+    let r = p.server.delete(&format!("/api/content/{cid}")).await;
     assert_eq!(r.status, 204, "{}", r.body);
     wait_vectors(&cid, "no vector after DELETE", |v| v.is_empty()).await;
     let state = p.emulator.state().await;

@@ -31,7 +31,7 @@ pub async fn run(scale: &Scale, seed: u64) -> [Row; 2] {
     let admin = sweep.requests;
     sweep.add(ws_upgrade_refusals(&s).await);
     let upgrades = sweep.requests - admin;
-    let notes = format!("{admin} admin requests (every documented admin route × 6 bad credentials), {upgrades} WebSocket upgrades");
+    let notes = format!("{admin} admin requests (every documented admin route × 6 bad credentials and a tenant key), {upgrades} WebSocket upgrades");
     let r4 = row(&s, "R4 auth", counters, upgrades, sweep, notes);
     [r3, r4]
 }

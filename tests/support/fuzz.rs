@@ -101,6 +101,9 @@ fn path(g: &mut Gen) -> String {
         format!("/admin/actors?kind={}&status={}&limit={}&cursor={}", junk(g, 8), junk(g, 8), junk(g, 4), junk(g, 12)),
         "/admin/dead-letters".to_string(),
         "/admin/metrics".to_string(),
+        "/admin/keys".to_string(),
+        format!("/admin/keys/{enc}"),
+        "/api/me".to_string(),
         format!("/api/{}", junk(g, 10)),
         "/healthz".to_string(),
     ];
@@ -125,14 +128,16 @@ struct Probe {
     body: Option<Vec<u8>>,
 }
 
-fn probe(g: &mut Gen, admin_token: &str) -> Probe {
+fn probe(g: &mut Gen, admin_token: &str, key: &str) -> Probe {
     let method = reqwest::Method::from_bytes(g.pick(METHODS).as_bytes()).unwrap();
     let path = path(g);
     let content_type = (g.below(4) != 0).then(|| *g.pick(&["application/json", "text/plain", "application/json; charset=utf-8", "application/x-www-form-urlencoded"]));
-    // Junk tokens, and sometimes the real admin token so admin handlers see bad input past auth.
-    let auth = match g.below(6) {
+    // Junk tokens, and sometimes the real admin token or a tenant's key so
+    // handlers see bad input past auth.
+    let auth = match g.below(7) {
         0 | 1 => Some(format!("Bearer {}", g.string(10).chars().filter(|c| c.is_ascii_graphic()).collect::<String>())),
         2 => Some(format!("Bearer {admin_token}")),
+        3 => Some(format!("Bearer {key}")),
         _ => None,
     };
     let body = (method != reqwest::Method::GET).then(|| g.body());
@@ -160,7 +165,7 @@ impl Sweep {
 /// without the contract's error shape, a transport error.
 pub async fn request_sweep(s: &Server, seed: u64, n: usize, concurrency: usize) -> Sweep {
     let mut g = Gen(seed);
-    let probes: Vec<Probe> = (0..n).map(|_| probe(&mut g, &s.admin_token)).collect();
+    let probes: Vec<Probe> = (0..n).map(|_| probe(&mut g, &s.admin_token, &s.key)).collect();
     let client = http();
     let outcomes: Vec<(Probe, Result<Reply, String>)> = futures_util::stream::iter(probes)
         .map(|p| {
@@ -238,8 +243,8 @@ pub async fn frame_sweep(s: &Server, seed: u64, n: usize) -> Sweep {
 }
 
 /// Every admin route the server documents (`/api/openapi.json`), each without
-/// a token, with wrong ones and with the wrong scheme: all refused with 401 or
-/// 403 and the contract's error shape.
+/// a token, with wrong ones, with the wrong scheme (401) and with a tenant's
+/// key (403): all refused with the contract's error shape.
 pub async fn admin_refusals(s: &Server) -> Sweep {
     let doc = send(http().get(s.url("/api/openapi.json"))).await.body;
     let mut routes = Vec::new();
@@ -247,7 +252,10 @@ pub async fn admin_refusals(s: &Server) -> Sweep {
         if !path.starts_with("/admin") {
             continue;
         }
-        let path = path.replace("{kind}", "run").replace("{id}", "00000000-0000-4000-8000-000000000000");
+        let path = path
+            .replace("{kind}", "run")
+            .replace("{id}", "00000000-0000-4000-8000-000000000000")
+            .replace("{key_id}", "00000000000040008000000000000000");
         for method in ops.as_object().into_iter().flatten().map(|(m, _)| m.to_uppercase()) {
             routes.push((method, path.clone()));
         }
@@ -256,14 +264,17 @@ pub async fn admin_refusals(s: &Server) -> Sweep {
     if routes.len() < 5 {
         sweep.problems.push(format!("the OpenAPI document lists only {} admin routes", routes.len()));
     }
+    // A bad credential is 401; a good one that is not the operator's is 403.
     let near_miss = format!("Bearer {}x", s.admin_token);
-    let cases: [(Option<&str>, u16, &str); 6] = [
+    let tenant_key = format!("Bearer {}", s.key);
+    let cases: [(Option<&str>, u16, &str); 7] = [
         (None, 401, "unauthorized"),
-        (Some("Bearer wrong-token"), 403, "forbidden"),
-        (Some(near_miss.as_str()), 403, "forbidden"),
+        (Some("Bearer wrong-token"), 401, "unauthorized"),
+        (Some(near_miss.as_str()), 401, "unauthorized"),
         (Some("Bearer "), 401, "unauthorized"),
         (Some("Basic abc"), 401, "unauthorized"),
         (Some(s.admin_token.as_str()), 401, "unauthorized"),
+        (Some(tenant_key.as_str()), 403, "forbidden"),
     ];
     for (method, path) in &routes {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
@@ -292,7 +303,7 @@ pub async fn ws_upgrade_refusals(s: &Server) -> Sweep {
         (format!("/api/sessions/{sid}/ws"), &[401]),
         (format!("/api/sessions/{sid}/ws?token="), &[401]),
         (format!("/api/sessions/{sid}/ws?token=garbage"), &[401]),
-        (format!("/api/sessions/{other}/ws?token={token}"), &[403]),
+        (format!("/api/sessions/{other}/ws?token={token}"), &[401]),
         (format!("/api/sessions/{sid}/ws?token=1000.{sig}"), &[401, 403]),
         (format!("/api/sessions/{sid}/ws?token={exp}.{}", sig.chars().rev().collect::<String>()), &[401, 403]),
         (format!("/api/sessions/{sid}/ws?token={exp}"), &[401, 403]),

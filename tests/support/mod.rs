@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod fuzz;
+pub mod jwt;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -164,8 +165,13 @@ pub struct ServerOptions {
 }
 
 impl ServerOptions {
+    /// Test servers lift the read and session limits: a suite is one
+    /// principal doing many searches and sessions. The limits themselves are
+    /// tested with keys of their own (`rate_per_min`) or by setting them back.
     pub fn new(state_dir: PathBuf) -> Self {
         ServerOptions { state_dir, vars: Vec::new(), analyzer_url: None, env: None, extra_configs: Vec::new() }
+            .var("RATE_READ_PER_MIN", "100000000")
+            .var("RATE_SESSIONS_PER_MIN", "100000000")
     }
 
     /// The `[env.emulated]` config (production vars, emulated bindings) with
@@ -191,7 +197,10 @@ impl ServerOptions {
         }
         args
     }
+
+    /// Sets a var, replacing an earlier value of the same name.
     pub fn var(mut self, k: &str, v: &str) -> Self {
+        self.vars.retain(|(name, _)| name != k);
         self.vars.push((k.into(), v.into()));
         self
     }
@@ -203,6 +212,29 @@ pub struct Server {
     pub base: String,
     pub admin_token: String,
     pub state_dir: PathBuf,
+    /// An API key of tenant [`TEST_TENANT`] with `content:manage` and no
+    /// practical write limit: the credential `get`/`post`/`put` send.
+    pub key: String,
+}
+
+/// The tenant of the harness's own key.
+pub const TEST_TENANT: &str = "e2e";
+
+/// Creates an API key through `POST /admin/keys` (blocking: it runs on its
+/// own thread and runtime, so it works inside or outside a test's runtime).
+pub fn mint_key(base: &str, admin_token: &str, tenant: &str, scopes: &[&str], rate_per_min: Option<u32>) -> String {
+    let (base, admin) = (base.to_string(), admin_token.to_string());
+    let body = json!({ "tenant": tenant, "name": "test key", "scopes": scopes, "rate_per_min": rate_per_min });
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let r = send(http().post(format!("{base}/admin/keys")).bearer_auth(&admin).json(&body)).await;
+            assert_eq!(r.status, 201, "create key: {}", r.body);
+            r.body["key"].as_str().expect("key").to_string()
+        })
+    })
+    .join()
+    .expect("mint key")
 }
 
 fn wrangler() -> Command {
@@ -249,7 +281,10 @@ impl Server {
         let port = port_in(&line, "Ready on http");
         // Keep draining output so the pipes never fill.
         std::thread::spawn(move || while rx.recv().is_ok() {});
-        Server { group, base: format!("http://127.0.0.1:{port}"), admin_token: admin_token(), state_dir: opts.state_dir.clone() }
+        let base = format!("http://127.0.0.1:{port}");
+        let admin_token = admin_token();
+        let key = mint_key(&base, &admin_token, TEST_TENANT, &["content:manage"], Some(1_000_000));
+        Server { group, base, admin_token, state_dir: opts.state_dir.clone(), key }
     }
 
     /// Stops this server (SIGKILL to the whole group when `hard`, as a crash
@@ -284,9 +319,12 @@ pub fn shared() -> &'static Shared {
     SHARED.get_or_init(|| {
         let dir = temp_dir("shared");
         let analyzer = Analyzer::start(&dir.join("analyzer"));
-        let opts = ServerOptions { analyzer_url: Some(analyzer.url.clone()), ..ServerOptions::new(dir.join("state")) }
+        let mut opts = ServerOptions { analyzer_url: Some(analyzer.url.clone()), ..ServerOptions::new(dir.join("state")) }
             .var("ANALYZER_BREAKER_COOLDOWN_MS", "1000")
             .var("ANALYZER_BREAKER_THRESHOLD", "3");
+        for (k, v) in jwt::server_vars() {
+            opts = opts.var(k, &v);
+        }
         Shared { server: Server::start(&opts), analyzer: Mutex::new(Some(analyzer)) }
     })
 }
@@ -327,14 +365,18 @@ pub async fn send(req: reqwest::RequestBuilder) -> Reply {
 }
 
 impl Server {
+    /// These send the harness's key; anonymous requests use `http()` directly.
     pub async fn get(&self, path: &str) -> Reply {
-        send(http().get(self.url(path))).await
+        send(http().get(self.url(path)).bearer_auth(&self.key)).await
     }
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        send(http().post(self.url(path)).json(&body)).await
+        send(http().post(self.url(path)).bearer_auth(&self.key).json(&body)).await
     }
     pub async fn put(&self, path: &str, body: Value) -> Reply {
-        send(http().put(self.url(path)).json(&body)).await
+        send(http().put(self.url(path)).bearer_auth(&self.key).json(&body)).await
+    }
+    pub async fn delete(&self, path: &str) -> Reply {
+        send(http().delete(self.url(path)).bearer_auth(&self.key)).await
     }
     pub async fn admin_get(&self, path: &str) -> Reply {
         send(http().get(self.url(path)).bearer_auth(&self.admin_token)).await
@@ -350,11 +392,11 @@ impl Server {
         (r.body["content_id"].as_str().unwrap().to_string(), r.body["run_id"].as_str().unwrap().to_string())
     }
 
-    /// Polls a run until it is terminal.
+    /// Polls a run until it is terminal (as the operator, who sees every tenant's runs).
     pub async fn wait_run(&self, run_id: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
-            let r = self.get(&format!("/api/runs/{run_id}")).await;
+            let r = self.admin_get(&format!("/api/runs/{run_id}")).await;
             assert!(r.status < 500, "run view 5xx: {}", r.body);
             let status = r.body["status"].as_str().unwrap_or("");
             if matches!(status, "completed" | "failed" | "cancelled") {

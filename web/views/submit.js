@@ -5,7 +5,7 @@ import { ApiError, get, post } from '../api.js';
 import { api } from '../protocol.js';
 import { badge, fmtDateTime, h, replace, time } from '../dom.js';
 
-const FIELDS = ['title', 'body', 'category', 'tags', 'author'];
+const FIELDS = ['title', 'body', 'category', 'tags', 'author', 'visibility'];
 
 const SAMPLE = {
   title: 'Tidal energy in northern harbors',
@@ -42,7 +42,11 @@ export function mount(root, _params, ctx) {
   const category = h('input', { type: 'text', autocomplete: 'off', maxlength: '64', list: 'category-list' });
   const tags = h('input', { type: 'text', autocomplete: 'off', placeholder: 'e.g. energy, tides' });
   const author = h('input', { type: 'text', autocomplete: 'name', maxlength: '200' });
-  const controls = { title, body, category, tags, author };
+  const visibility = h('select', {},
+    h('option', { value: 'tenant', selected: true }, 'Tenant: everyone in my tenant'),
+    h('option', { value: 'private' }, 'Private: me and my tenant’s managers'),
+    h('option', { value: 'public' }, 'Public: anyone, signed in or not'));
+  const controls = { title, body, category, tags, author, visibility };
   const datalist = h('datalist', { id: 'category-list' });
 
   const summary = h('div', { class: 'error-summary', role: 'alert', tabindex: '-1', hidden: true });
@@ -57,6 +61,7 @@ export function mount(root, _params, ctx) {
       field('category', 'Category (optional)', category, 'Letters, digits, spaces, “-” or “_”.'),
       field('author', 'Author (optional)', author, 'Your name, if you want it shown.')),
     field('tags', 'Tags (optional, comma separated)', tags),
+    field('visibility', 'Who may read it', visibility),
     datalist,
     h('div', { class: 'actions' },
       button,
@@ -140,6 +145,7 @@ export function mount(root, _params, ctx) {
     if (category.value.trim()) payload.category = category.value;
     if (tagList.length) payload.tags = tagList;
     if (author.value.trim()) payload.author = author.value;
+    payload.visibility = visibility.value;
     button.disabled = true;
     button.textContent = 'Submitting…';
     status.textContent = '';

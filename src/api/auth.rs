@@ -1,0 +1,203 @@
+//! Who is asking: every request's [`Principal`], worked out here before any
+//! actor wakes. No `Authorization` header is the anonymous caller; a header
+//! that is present but bad, expired or revoked is `401`, never a silent
+//! fall-back to anonymous.
+//!
+//! API keys are looked up in D1 by their id and compared by SHA-256 hash
+//! (only the hash is stored). Each isolate caches a verified key for
+//! [`KEY_CACHE_MS`], so a revoked key is refused within that time everywhere.
+//! JWTs are verified with WebCrypto (RS256, ES256) or HMAC (HS256, local use).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use worker::{Env, Request};
+
+use crate::catalog;
+use crate::domain::jwt::{self, Alg, JwtError};
+use crate::domain::principal::{Principal, PrincipalKind, Scope};
+use crate::domain::token::constant_time_eq;
+use crate::error::{ApiError, ApiResult};
+use crate::runtime::{config, now_ms, var};
+
+/// How long an isolate trusts a key it verified: the bound on how late a
+/// revocation takes effect (the contract allows 10 s).
+pub const KEY_CACHE_MS: i64 = 5_000;
+const KEY_CACHE_MAX: usize = 1024;
+/// Every API key starts with this, so it is never mistaken for a JWT.
+pub const KEY_PREFIX: &str = "alk_";
+
+thread_local! {
+    static KEY_CACHE: RefCell<HashMap<String, (Principal, i64)>> = RefCell::new(HashMap::new());
+}
+
+fn unauthorized(msg: impl Into<String>) -> ApiError {
+    ApiError::Unauthorized(msg.into())
+}
+
+pub fn sha256_hex(s: &str) -> String {
+    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The request's principal.
+pub async fn principal(env: &Env, req: &Request) -> ApiResult<Principal> {
+    let Some(header) = req.headers().get("authorization").ok().flatten() else {
+        return Ok(Principal::anonymous());
+    };
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unauthorized("Authorization must be 'Bearer <credential>'"))?;
+    if let Some(admin) = var(env, "ADMIN_TOKEN").filter(|t| t.len() >= 32) {
+        // Hashes have one length, so the comparison time says nothing.
+        if constant_time_eq(&Sha256::digest(token.as_bytes()), &Sha256::digest(admin.as_bytes())) {
+            return Ok(Principal::operator());
+        }
+    }
+    if token.starts_with(KEY_PREFIX) {
+        return api_key(env, token).await;
+    }
+    if jwt::looks_like_jwt(token) {
+        if let Some(cfg) = config(env).trust.jwt {
+            return user(&cfg, token).await.map_err(|e| unauthorized(e.to_string()));
+        }
+    }
+    Err(unauthorized("the credential is not an admin token, an API key or an accepted JWT"))
+}
+
+/// `alk_<key id, 32 hex>_<secret>`.
+fn key_id_of(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(KEY_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && secret.len() >= 32).then_some(id)
+}
+
+async fn api_key(env: &Env, key: &str) -> ApiResult<Principal> {
+    let bad = || unauthorized("the API key is not valid or has been revoked");
+    let id = key_id_of(key).ok_or_else(bad)?;
+    let hash = sha256_hex(key);
+    let now = now_ms();
+    let cached = KEY_CACHE.with(|c| c.borrow().get(&hash).filter(|(_, at)| now - at < KEY_CACHE_MS).map(|(p, _)| p.clone()));
+    if let Some(p) = cached {
+        return Ok(p);
+    }
+    let row = catalog::find_key(env, id).await?.ok_or_else(bad)?;
+    if row.revoked_at.is_some() || !constant_time_eq(row.key_hash.as_bytes(), hash.as_bytes()) {
+        return Err(bad());
+    }
+    let p = Principal {
+        kind: PrincipalKind::ApiKey,
+        tenant: Some(row.tenant.clone()),
+        subject: row.key_id.clone(),
+        scopes: row.scopes(),
+        rate_per_min: row.rate_per_min.map(|r| r as u32),
+    };
+    KEY_CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= KEY_CACHE_MAX {
+            c.retain(|_, (_, at)| now - *at < KEY_CACHE_MS);
+            if c.len() >= KEY_CACHE_MAX {
+                c.clear();
+            }
+        }
+        c.insert(hash, (p.clone(), now));
+    });
+    Ok(p)
+}
+
+/// A new key: its id and the secret shown once. 244 random bits from two
+/// v4 UUIDs (getrandom, i.e. `crypto.getRandomValues` in the Worker).
+pub fn new_key() -> (String, String) {
+    use base64::Engine;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut secret = Vec::with_capacity(32);
+    secret.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    secret.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    (id.clone(), format!("{KEY_PREFIX}{id}_{secret}"))
+}
+
+async fn user(cfg: &jwt::JwtConfig, token: &str) -> Result<Principal, JwtError> {
+    let parsed = jwt::parse(token)?;
+    match parsed.alg {
+        Alg::Hs256 => {
+            let secret = cfg.hs256_secret.as_deref().ok_or_else(|| JwtError::UnsupportedAlg("HS256".into()))?;
+            jwt::verify_hs256(&parsed, secret)?;
+        }
+        Alg::Rs256 | Alg::Es256 => {
+            let key = jwt::select_key(cfg, &parsed)?;
+            let ok = webcrypto_verify(parsed.alg, key, parsed.signing_input.as_bytes(), &parsed.signature)
+                .await
+                .map_err(|_| JwtError::BadSignature)?;
+            if !ok {
+                return Err(JwtError::BadSignature);
+            }
+        }
+    }
+    jwt::principal(cfg, &parsed.claims, now_ms() / 1000)
+}
+
+fn js_obj(v: &Value) -> Result<JsValue, JsValue> {
+    js_sys::JSON::parse(&v.to_string())
+}
+
+async fn call_subtle(method: &str, args: &Array) -> Result<JsValue, JsValue> {
+    let crypto = Reflect::get(&js_sys::global(), &"crypto".into())?;
+    let subtle = Reflect::get(&crypto, &"subtle".into())?;
+    let f: Function = Reflect::get(&subtle, &method.into())?.dyn_into()?;
+    let p: Promise = f.apply(&subtle, args)?.dyn_into()?;
+    JsFuture::from(p).await
+}
+
+/// RS256 (RSASSA-PKCS1-v1_5 / SHA-256) or ES256 (ECDSA P-256 / SHA-256; the
+/// JWT signature is r‖s, the form WebCrypto takes) with the JWK as given.
+async fn webcrypto_verify(alg: Alg, jwk: &Value, data: &[u8], sig: &[u8]) -> Result<bool, JsValue> {
+    let (import, verify) = match alg {
+        Alg::Rs256 => (json!({"name": "RSASSA-PKCS1-v1_5", "hash": "SHA-256"}), json!({"name": "RSASSA-PKCS1-v1_5"})),
+        Alg::Es256 => (json!({"name": "ECDSA", "namedCurve": "P-256"}), json!({"name": "ECDSA", "hash": "SHA-256"})),
+        Alg::Hs256 => return Ok(false),
+    };
+    // Only the public parts: a JWK's `key_ops`/`use` must not veto "verify".
+    let mut public = Object::new();
+    if let Some(map) = jwk.as_object() {
+        let mut clean = serde_json::Map::new();
+        for k in ["kty", "n", "e", "crv", "x", "y", "alg"] {
+            if let Some(v) = map.get(k) {
+                clean.insert(k.to_string(), v.clone());
+            }
+        }
+        public = js_obj(&Value::Object(clean))?.dyn_into()?;
+    }
+    let usages = Array::of1(&"verify".into());
+    let args = Array::of5(&"jwk".into(), &public, &js_obj(&import)?, &JsValue::FALSE, &usages);
+    let key = call_subtle("importKey", &args).await?;
+    let args = Array::of4(&js_obj(&verify)?, &key, &Uint8Array::from(sig), &Uint8Array::from(data));
+    Ok(call_subtle("verify", &args).await?.as_bool().unwrap_or(false))
+}
+
+/// `401` for anonymous callers, `403` for a principal without `scope`.
+pub fn require(p: &Principal, scope: Scope) -> ApiResult<()> {
+    if p.has(scope) {
+        Ok(())
+    } else if p.kind == PrincipalKind::Anonymous {
+        Err(unauthorized(format!("this route needs a credential with {}", scope.as_str())))
+    } else {
+        Err(ApiError::Forbidden(format!("this route needs {}", scope.as_str())))
+    }
+}
+
+/// Admin routes: the operator only.
+pub fn require_operator(p: &Principal) -> ApiResult<()> {
+    match p.kind {
+        PrincipalKind::Operator => Ok(()),
+        PrincipalKind::Anonymous => Err(unauthorized("admin routes need Authorization: Bearer <ADMIN_TOKEN>")),
+        _ => Err(ApiError::Forbidden("admin routes are for the operator".into())),
+    }
+}

@@ -1,0 +1,86 @@
+//! `/admin/keys`: API keys for tenants. The key itself is shown once, in the
+//! `201` of its creation; only its SHA-256 is stored.
+
+use serde::Deserialize;
+use serde_json::json;
+use worker::{Env, Request, Response};
+
+use super::auth::{new_key, sha256_hex};
+use super::input::{json_body, param, query};
+use crate::catalog::{self, KeyRow};
+use crate::domain::principal::{valid_tenant, Scope};
+use crate::error::{ApiError, ApiResult};
+use crate::http;
+use crate::runtime::now_ms;
+
+const NAME_MAX_CHARS: usize = 100;
+const RATE_MAX: u32 = 1_000_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    tenant: String,
+    name: String,
+    scopes: Vec<String>,
+    #[serde(default)]
+    rate_per_min: Option<u32>,
+}
+
+pub async fn create(env: &Env, mut req: Request) -> ApiResult<Response> {
+    let body: NewKey = json_body(&mut req, 4096).await?;
+    if !valid_tenant(&body.tenant) {
+        return Err(ApiError::invalid("tenant", "must be 1 to 40 of a-z, 0-9 and '-'"));
+    }
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > NAME_MAX_CHARS || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid("name", format!("must be 1 to {NAME_MAX_CHARS} characters on one line")));
+    }
+    let mut scopes: Vec<Scope> = Vec::new();
+    for s in &body.scopes {
+        let scope = Scope::parse(s).ok_or_else(|| {
+            ApiError::invalid("scopes", format!("{s:?} is not content:read, content:write or content:manage"))
+        })?;
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    if scopes.is_empty() {
+        return Err(ApiError::invalid("scopes", "must name at least one scope"));
+    }
+    if body.rate_per_min.is_some_and(|r| r == 0 || r > RATE_MAX) {
+        return Err(ApiError::invalid("rate_per_min", format!("must be from 1 to {RATE_MAX}")));
+    }
+    let (key_id, key) = new_key();
+    let row = KeyRow {
+        key_id,
+        tenant: body.tenant,
+        name: name.to_string(),
+        scopes: serde_json::to_string(&scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>())?,
+        rate_per_min: body.rate_per_min.map(f64::from),
+        key_hash: sha256_hex(&key),
+        created_at: now_ms() as f64,
+        revoked_at: None,
+    };
+    catalog::create_key(env, &row).await?;
+    let mut view = row.view();
+    view["key"] = json!(key);
+    Ok(http::json(201, &view))
+}
+
+pub async fn list(env: &Env, req: &Request) -> ApiResult<Response> {
+    let q = query(req)?;
+    let tenant = param(&q, "tenant").filter(|t| !t.is_empty());
+    if tenant.is_some_and(|t| !valid_tenant(t)) {
+        return Err(ApiError::invalid("tenant", "must be 1 to 40 of a-z, 0-9 and '-'"));
+    }
+    let items: Vec<_> = catalog::list_keys(env, tenant).await?.iter().map(KeyRow::view).collect();
+    Ok(http::json(200, &json!({ "items": items })))
+}
+
+pub async fn revoke(env: &Env, key_id: &str) -> ApiResult<Response> {
+    let id = uuid::Uuid::parse_str(key_id).map_err(|_| ApiError::BadRequest("key id must be a UUID".into()))?;
+    if !catalog::revoke_key(env, &id.simple().to_string(), now_ms()).await? {
+        return Err(ApiError::not_found(format!("key {key_id}")));
+    }
+    Ok(http::no_content())
+}

@@ -1,0 +1,56 @@
+//! The contract's rate limits, per principal (per client IP for anonymous
+//! callers): content writes, reads (searches and answers) and session
+//! creation. The operator is not limited.
+
+use serde_json::{json, Value};
+use worker::{Env, Request};
+
+use crate::actors::rpc::{self, ActorKind};
+use crate::domain::principal::{Principal, PrincipalKind};
+use crate::error::ApiResult;
+use crate::runtime::config;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitClass {
+    Write,
+    Read,
+    Sessions,
+}
+
+impl LimitClass {
+    fn as_str(self) -> &'static str {
+        match self {
+            LimitClass::Write => "write",
+            LimitClass::Read => "read",
+            LimitClass::Sessions => "sessions",
+        }
+    }
+}
+
+/// Whose bucket a request spends from.
+fn bucket_key(p: &Principal, req: &Request) -> String {
+    match p.kind {
+        PrincipalKind::Anonymous => {
+            let ip = req.headers().get("cf-connecting-ip").ok().flatten().unwrap_or_else(|| "unknown".into());
+            format!("ip:{ip}")
+        }
+        _ => format!("{}:{}:{}", p.tenant.as_deref().unwrap_or("-"), p.subject, matches!(p.kind, PrincipalKind::User) as u8),
+    }
+}
+
+/// Spends `cost` from the principal's bucket of `class`: `429 rate_limited`
+/// with `Retry-After` when it is empty.
+pub async fn spend(env: &Env, p: &Principal, req: &Request, class: LimitClass, cost: u32) -> ApiResult<()> {
+    if p.is_operator() {
+        return Ok(());
+    }
+    let t = config(env).trust;
+    let per_min = match class {
+        LimitClass::Write => p.rate_per_min.unwrap_or(t.rate_write_per_min),
+        LimitClass::Read => t.rate_read_per_min,
+        LimitClass::Sessions => t.rate_sessions_per_min,
+    };
+    let name = format!("{}:{}", class.as_str(), bucket_key(p, req));
+    let _: Value = rpc::call(env, ActorKind::RateLimit, &name, "take", &json!({ "cost": cost, "per_min": per_min })).await?;
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! Token buckets for the contract's rate limits: `per_min` tokens refill
+//! evenly over a minute, a burst may spend the whole bucket, and a refusal
+//! says how long until the next token (the `Retry-After` header).
+
+use serde::{Deserialize, Serialize};
+
+use super::time::Millis;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TokenBucket {
+    pub per_min: u32,
+    /// Tokens left, fractional while refilling.
+    pub tokens: f64,
+    pub at: Millis,
+}
+
+impl TokenBucket {
+    pub fn full(per_min: u32, now: Millis) -> Self {
+        TokenBucket { per_min, tokens: per_min as f64, at: now }
+    }
+
+    fn refill(&mut self, now: Millis) {
+        let elapsed = (now - self.at).max(0) as f64;
+        self.tokens = (self.tokens + elapsed * self.per_min as f64 / 60_000.0).min(self.per_min as f64);
+        self.at = now.max(self.at);
+    }
+
+    /// Takes `cost` tokens, or says in whole seconds (at least 1) when
+    /// enough will be there. A limit change (a key's `rate_per_min`) applies
+    /// at once, keeping the tokens already spent.
+    pub fn take(&mut self, cost: u32, per_min: u32, now: Millis) -> Result<(), u64> {
+        if per_min != self.per_min {
+            self.tokens = self.tokens.min(per_min as f64);
+            self.per_min = per_min;
+        }
+        self.refill(now);
+        let cost = cost as f64;
+        if self.per_min == 0 || cost > self.per_min as f64 {
+            return Err(60);
+        }
+        if self.tokens >= cost {
+            self.tokens -= cost;
+            return Ok(());
+        }
+        let missing = cost - self.tokens;
+        let ms = missing * 60_000.0 / self.per_min as f64;
+        Err(((ms / 1000.0).ceil() as u64).max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_refusal_then_refill() {
+        let mut b = TokenBucket::full(60, 0);
+        for _ in 0..60 {
+            assert_eq!(b.take(1, 60, 0), Ok(()));
+        }
+        assert_eq!(b.take(1, 60, 0), Err(1));
+        assert_eq!(b.take(1, 60, 500), Err(1));
+        assert_eq!(b.take(1, 60, 1000), Ok(()));
+        // A slow limit waits longer.
+        let mut slow = TokenBucket::full(2, 0);
+        slow.take(2, 2, 0).unwrap();
+        assert_eq!(slow.take(1, 2, 0), Err(30));
+        // Never more than the bucket holds, however long idle.
+        let mut idle = TokenBucket::full(5, 0);
+        idle.take(5, 5, 0).unwrap();
+        idle.take(0, 5, 10_000_000).unwrap();
+        assert!(idle.tokens <= 5.0);
+    }
+
+    #[test]
+    fn limit_changes_apply_at_once() {
+        let mut b = TokenBucket::full(100, 0);
+        b.take(10, 100, 0).unwrap();
+        assert_eq!(b.take(1, 5, 0), Ok(()));
+        assert!(b.tokens <= 4.0);
+        assert!(b.take(10, 5, 0).is_err());
+        assert_eq!(TokenBucket::full(0, 0).take(1, 0, 0), Err(60));
+    }
+}

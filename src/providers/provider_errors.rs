@@ -1,0 +1,213 @@
+//! How a Cloudflare provider failure (Workers AI, Vectorize) is classified for
+//! the retry engine. JS errors cross the boundary as text, so the class is
+//! read from the message: status codes, Workers AI internal codes and the
+//! services' documented wording.
+
+use crate::domain::pipeline::StageError;
+
+/// How long a rate-limited call waits before the retry engine tries again.
+pub const RATE_LIMIT_RETRY_MS: u64 = 2000;
+
+/// Longest error text kept in a `StageError` (it lands in the run journal).
+const ERROR_TEXT_MAX_CHARS: usize = 500;
+
+/// Classifies a provider error message.
+///
+/// * Workers AI's used-up daily free allocation (code 3036, sent as HTTP 429)
+///   → `Terminal`: it resets the next day, long after the retry budget
+///   (minutes) is spent, so retrying only adds calls. The text model falls
+///   back to the local extractor on it; the embedder fails the run with it;
+/// * rate limits, HTTP 429, "too many requests", Workers AI capacity errors
+///   (code 3040, "Out of capacity") → `RateLimited(2000 ms)`;
+/// * local-only bindings ("needs to be run remotely"), missing or broken
+///   bindings, network failures, timeouts and HTTP 5xx → `Transient`;
+/// * malformed input (HTTP 4xx, schema and validation failures, wrong
+///   dimensions, Vectorize `code = 40xxx` request errors, an unknown or
+///   retired model (5007 "No such model", 3042), "JSON Mode couldn't be met")
+///   → `Terminal`;
+/// * anything unrecognized → `Transient`: retrying an unknown failure is
+///   bounded by the retry policy, while failing it for good is not undoable.
+pub fn classify_error(context: &str, message: &str) -> StageError {
+    let text = truncate_chars(message.trim(), ERROR_TEXT_MAX_CHARS);
+    let full = if context.is_empty() { text.to_string() } else { format!("{context}: {text}") };
+    let lower = message.to_lowercase();
+    let tokens: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric()).filter(|t| !t.is_empty()).collect();
+    let status = |range: std::ops::RangeInclusive<u32>| {
+        tokens.iter().any(|t| t.len() == 3 && t.parse::<u32>().is_ok_and(|n| range.contains(&n)))
+    };
+    let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
+
+    if has(&["daily free allocation"]) || tokens.contains(&"3036") {
+        return StageError::terminal(full);
+    }
+    if has(&[
+        "rate limit",
+        "ratelimit",
+        "rate-limit",
+        "rate_limit",
+        "too many requests",
+        "capacity",
+        "no more data centers",
+    ]) || tokens.iter().any(|t| *t == "429" || *t == "3040")
+    {
+        return StageError::rate_limited(RATE_LIMIT_RETRY_MS, full);
+    }
+    if has(&[
+        "needs to be run remotely",
+        "run remotely",
+        "binding",
+        "network",
+        "timed out",
+        "timeout",
+        "connection",
+        "internal error",
+        "internal server error",
+        "service unavailable",
+        "temporarily unavailable",
+        "overloaded",
+    ]) || status(500..=599)
+    {
+        return StageError::transient(full);
+    }
+    let client_status = tokens
+        .iter()
+        .any(|t| t.len() == 3 && t.parse::<u32>().is_ok_and(|n| (400..=499).contains(&n) && n != 408 && n != 429));
+    let vectorize_request_error =
+        tokens.iter().any(|t| t.len() == 5 && t.starts_with("40") && t.parse::<u32>().is_ok());
+    if client_status
+        || vectorize_request_error
+        || has(&[
+            "invalid",
+            "malformed",
+            "validation",
+            "required propert",
+            "bad request",
+            "must be",
+            "must not",
+            "too long",
+            "too large",
+            "dimension",
+            "unsupported",
+            "not allowed",
+            "no such model",
+            "couldn't be met",
+            "could not be met",
+        ])
+    {
+        return StageError::terminal(full);
+    }
+    StageError::transient(full)
+}
+
+/// The first `max` characters of `s`, cut on a char boundary.
+pub fn truncate_chars(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorClass;
+
+    fn class(msg: &str) -> ErrorClass {
+        classify_error("", msg).class
+    }
+
+    fn assert_all(want: ErrorClass, messages: &[&str]) {
+        for m in messages {
+            assert_eq!(class(m), want, "{m}");
+        }
+    }
+
+    #[test]
+    fn rate_limits_and_capacity_are_rate_limited() {
+        assert_all(
+            ErrorClass::RateLimited { retry_after_ms: RATE_LIMIT_RETRY_MS },
+            &[
+                "AiError: 3040: Capacity temporarily exceeded, please try again.",
+                "Error: rate limited",
+                "HTTP 429 Too Many Requests",
+                "You have exceeded the rate limit",
+                "too many requests",
+                "status=429",
+                "AiError: 3040: No more data centers to forward the request to",
+                "InferenceUpstreamError: 3040: Out of capacity",
+            ],
+        );
+    }
+
+    #[test]
+    fn remote_binding_network_and_5xx_are_transient() {
+        assert_all(
+            ErrorClass::Transient,
+            &[
+                "Error: AI bindings always access remote resources, and so this needs to be run remotely",
+                "Binding `AI` is undefined.",
+                "Network connection lost.",
+                "upstream returned 502",
+                "HTTP 503 Service Unavailable",
+                "InferenceUpstreamError: 500 internal server error",
+                "the operation timed out",
+                "something entirely new happened",
+            ],
+        );
+    }
+
+    #[test]
+    fn malformed_input_is_terminal() {
+        assert_all(
+            ErrorClass::Terminal,
+            &[
+                "AiError: 5006: Error: required properties at '/' are 'text'",
+                "400 Bad Request",
+                "invalid input: text must be a string",
+                "VECTOR_UPSERT_ERROR (code = 40006): dimensions mismatch",
+                "HTTP 422",
+                "Unsupported model",
+                "AiError: 5007: No such model @cf/meta/llama-3.1-8b-instruct or task",
+                "AiError: 3042: The model name is invalid",
+                "AiError: JSON Mode couldn't be met",
+                "VECTOR_DELETE_ERROR (code = 40007): too many ids in payload; max id count is 100",
+                "VECTOR_QUERY_ERROR (code = 40025): max top K is 50, but got 60",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_used_up_daily_allocation_is_terminal_not_rate_limited() {
+        // Sent as HTTP 429, but it only resets the next day.
+        assert_all(
+            ErrorClass::Terminal,
+            &[
+                "AiError: 3036: You have used up your daily free allocation of 10,000 neurons. Please upgrade to \
+             Cloudflare's Workers Paid plan if you would like to continue usage.",
+                "429: 3036 account limited",
+            ],
+        );
+    }
+
+    #[test]
+    fn numbers_inside_longer_tokens_do_not_count_as_status_codes() {
+        // 5006 is not a 5xx, 14290 is not a 429.
+        assert_eq!(class("code 5006 something odd"), ErrorClass::Transient);
+        assert_eq!(class("id 14290 went away"), ErrorClass::Transient);
+        assert_eq!(class("request 408 timeout"), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn error_text_keeps_context_and_is_bounded() {
+        let e = classify_error("workers ai", &"x".repeat(2000));
+        assert!(e.message.starts_with("workers ai: x"));
+        assert_eq!(e.message.chars().count(), "workers ai: ".len() + ERROR_TEXT_MAX_CHARS);
+    }
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate_chars("héllo", 2), "hé");
+        assert_eq!(truncate_chars("abc", 10), "abc");
+        assert_eq!(truncate_chars("", 3), "");
+    }
+}

@@ -1,0 +1,417 @@
+//! The deploy path agrees with itself: the README's "Deploy to Cloudflare"
+//! steps, `wrangler.toml` and the code name the same image, index, metadata
+//! indexes, models, workers and actors. Static checks; nothing here talks to
+//! Cloudflare (the dry-runs in `make test` check the config's schema).
+
+use std::collections::BTreeSet;
+
+use actorline::providers::{EMBED_DIM, EMBED_MODEL, METADATA_INDEXES, TEXT_MODEL};
+use toml::{Table, Value};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const README_SECTION: &str = "## Deploy to Cloudflare";
+const DOCKERFILE: &str = "containers/analyzer/Dockerfile";
+/// wrangler's managed registry (workers-sdk containers-shared `getCloudflareContainerRegistry`).
+const REGISTRY: &str = "registry.cloudflare.com";
+/// Any account id: both names must resolve to the same repository for every account.
+const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
+
+/// Workers AI models Cloudflare has deprecated, with the date they stop.
+/// Source: cloudflare-docs `src/content/changelog/workers-ai/2026-05-08-planned-model-deprecations.mdx`
+/// ("Models deprecated on May 30, 2026"; the `-fast` and `-lora` variants stay active).
+const DEPRECATED_MODELS: &[(&str, &str)] = &[
+    ("@cf/moonshotai/kimi-k2.5", "2026-05-30"),
+    ("@hf/meta-llama/meta-llama-3-8b-instruct", "2026-05-30"),
+    ("@cf/meta/llama-3-8b-instruct", "2026-05-30"),
+    ("@cf/meta/llama-3-8b-instruct-awq", "2026-05-30"),
+    ("@cf/meta/llama-3.1-8b-instruct", "2026-05-30"),
+    ("@cf/meta/llama-3.1-8b-instruct-awq", "2026-05-30"),
+    ("@cf/meta/llama-3.1-70b-instruct", "2026-05-30"),
+    ("@cf/meta/llama-2-7b-chat-int8", "2026-05-30"),
+    ("@cf/meta/llama-2-7b-chat-fp16", "2026-05-30"),
+    ("@cf/mistral/mistral-7b-instruct-v0.1", "2026-05-30"),
+    ("@hf/mistral/mistral-7b-instruct-v0.2", "2026-05-30"),
+    ("@hf/google/gemma-7b-it", "2026-05-30"),
+    ("@cf/google/gemma-3-12b-it", "2026-05-30"),
+    ("@hf/nousresearch/hermes-2-pro-mistral-7b", "2026-05-30"),
+    ("@cf/microsoft/phi-2", "2026-05-30"),
+    ("@cf/defog/sqlcoder-7b-2", "2026-05-30"),
+    ("@cf/unum/uform-gen2-qwen-500m", "2026-05-30"),
+    ("@cf/facebook/bart-large-cnn", "2026-05-30"),
+];
+
+// ------------------------------------------------------------------ inputs
+
+fn wrangler() -> Table {
+    let text = std::fs::read_to_string(format!("{ROOT}/wrangler.toml")).expect("read wrangler.toml");
+    text.parse().unwrap_or_else(|e| panic!("wrangler.toml does not parse: {e}"))
+}
+
+fn env<'a>(config: &'a Table, name: &str) -> Option<&'a Table> {
+    config.get("env")?.get(name)?.as_table()
+}
+
+fn production(config: &Table) -> &Table {
+    env(config, "production").expect("wrangler.toml has no [env.production]")
+}
+
+fn str_at<'a>(table: &'a Table, path: &[&str]) -> Option<&'a str> {
+    let (last, parents) = path.split_last()?;
+    let mut t = table;
+    for key in parents {
+        t = t.get(*key)?.as_table()?;
+    }
+    t.get(*last)?.as_str()
+}
+
+fn tables<'a>(table: &'a Table, key: &str) -> Vec<&'a Table> {
+    table.get(key).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_table).collect()).unwrap_or_default()
+}
+
+/// `field` of the one `[[env.production.<key>]]` table (the image, the Vectorize index).
+fn production_single(config: &Table, key: &str, field: &str) -> String {
+    let found = tables(production(config), key);
+    assert_eq!(found.len(), 1, "[env.production] must declare exactly one [[env.production.{key}]]");
+    let value = found[0].get(field).and_then(Value::as_str);
+    value.unwrap_or_else(|| panic!("[[env.production.{key}]] has no {field}")).to_string()
+}
+
+/// The shell commands of the README's deploy section, in order: fenced code
+/// lines, `&&` chains split, `# comments` dropped, a leading `npx` dropped.
+fn readme_commands() -> Vec<Vec<String>> {
+    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).expect("read README.md");
+    let start = readme.find(README_SECTION).unwrap_or_else(|| panic!("README.md has no \"{README_SECTION}\" section"));
+    let section = &readme[start + README_SECTION.len()..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    let mut commands = Vec::new();
+    let mut in_code = false;
+    for line in section.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if !in_code {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().take_while(|w| !w.starts_with('#')).collect();
+        for part in words.split(|w| *w == "&&") {
+            let part = if part.first() == Some(&"npx") { &part[1..] } else { part };
+            if !part.is_empty() {
+                commands.push(part.iter().map(|w| w.to_string()).collect());
+            }
+        }
+    }
+    assert!(!commands.is_empty(), "README's \"{README_SECTION}\" section has no fenced commands");
+    commands
+}
+
+/// Commands starting with `prefix`, each with its position in the sequence.
+fn commands<'a>(all: &'a [Vec<String>], prefix: &[&str]) -> Vec<(usize, &'a [String])> {
+    all.iter()
+        .enumerate()
+        .filter(|(_, c)| c.len() >= prefix.len() && c.iter().zip(prefix).all(|(a, b)| a == b))
+        .map(|(i, c)| (i, c.as_slice()))
+        .collect()
+}
+
+fn one<'a>(all: &'a [Vec<String>], prefix: &[&str]) -> (usize, &'a [String]) {
+    let found = commands(all, prefix);
+    assert_eq!(
+        found.len(),
+        1,
+        "README's deploy section must run `{}` exactly once, found {}",
+        prefix.join(" "),
+        found.len()
+    );
+    found[0]
+}
+
+/// The value of `--name value` or `--name=value` (also a short flag like `-t`).
+fn flag<'a>(command: &'a [String], name: &str) -> Option<&'a str> {
+    command.iter().enumerate().find_map(|(i, w)| {
+        if w == name {
+            command.get(i + 1).map(String::as_str)
+        } else {
+            w.strip_prefix(name).and_then(|rest| rest.strip_prefix('='))
+        }
+    })
+}
+
+/// The positional arguments after the first `skip` words (flags and their values left out).
+fn positionals(command: &[String], skip: usize, flags_with_values: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut words = command.iter().skip(skip);
+    while let Some(w) = words.next() {
+        if flags_with_values.contains(&w.as_str()) {
+            words.next();
+        } else if !w.starts_with('-') {
+            out.push(w.clone());
+        }
+    }
+    out
+}
+
+/// workers-sdk containers-shared `resolveImageName`: `image:tag` and
+/// `registry.cloudflare.com/image:tag` both land in the account's namespace,
+/// names already in it and other registries pass through.
+fn resolve_image_name(account: &str, image: &str) -> String {
+    let (host, path) = image.split_once('/').map_or((image, ""), |(h, p)| (h, p));
+    let (hostname, port) = host.split_once(':').map_or((host, None), |(h, p)| (h, Some(p)));
+    let valid_url = port.is_none_or(|p| p.chars().all(|c| c.is_ascii_digit()));
+    if !valid_url || (!host.contains(['.', ':']) && hostname != "localhost") {
+        return format!("{REGISTRY}/{account}/{image}");
+    }
+    if hostname != REGISTRY || path.starts_with(account) {
+        return image.to_string();
+    }
+    format!("{hostname}/{account}/{path}")
+}
+
+// ------------------------------------------------------------------ checks
+
+#[test]
+fn resolve_image_name_follows_wrangler() {
+    let a = ACCOUNT;
+    assert_eq!(resolve_image_name(a, "app:0.1.0"), format!("{REGISTRY}/{a}/app:0.1.0"));
+    assert_eq!(resolve_image_name(a, "team/app:0.1.0"), format!("{REGISTRY}/{a}/team/app:0.1.0"));
+    assert_eq!(resolve_image_name(a, "registry.cloudflare.com/app:1"), format!("{REGISTRY}/{a}/app:1"));
+    // `http://app:1` parses as host "app", port 1: wrangler passes it through unchanged.
+    assert_eq!(resolve_image_name(a, "app:1"), "app:1");
+    assert_eq!(resolve_image_name(a, &format!("registry.cloudflare.com/{a}/app:1")), format!("{REGISTRY}/{a}/app:1"));
+    assert_eq!(resolve_image_name(a, "docker.io/library/app:1"), "docker.io/library/app:1");
+    assert_eq!(resolve_image_name(a, "localhost:5000/app:1"), "localhost:5000/app:1");
+}
+
+#[test]
+fn readme_pushes_the_image_production_runs() {
+    let image = production_single(&wrangler(), "containers", "image");
+    let cmds = readme_commands();
+    let (_, build) = one(&cmds, &["docker", "build"]);
+    let (_, push) = one(&cmds, &["wrangler", "containers", "push"]);
+    let built = flag(build, "-t").or_else(|| flag(build, "--tag")).expect("README's docker build has no -t tag");
+    let pushed = positionals(push, 3, &[]);
+    assert_eq!(pushed, [built], "README pushes {pushed:?} but builds the tag {built}");
+    assert_eq!(
+        resolve_image_name(ACCOUNT, built),
+        resolve_image_name(ACCOUNT, &image),
+        "README pushes {built} and wrangler.toml runs {image}: they resolve to different repositories"
+    );
+}
+
+#[test]
+fn readme_builds_the_image_for_linux_amd64_from_the_dockerfile() {
+    let cmds = readme_commands();
+    let (_, build) = one(&cmds, &["docker", "build"]);
+    assert_eq!(
+        flag(build, "--platform"),
+        Some("linux/amd64"),
+        "README's docker build needs --platform linux/amd64 (Containers run amd64; `wrangler containers push` checks it)"
+    );
+    assert_eq!(flag(build, "-f"), Some(DOCKERFILE), "README's docker build must use -f {DOCKERFILE}");
+    let context = positionals(build, 2, &["-f", "-t", "--tag", "--platform", "--file"]);
+    assert_eq!(context, ["."], "README's docker build context must be the workspace root `.` (see the Dockerfile)");
+}
+
+#[test]
+fn vectorize_index_matches_the_embedder() {
+    let index = production_single(&wrangler(), "vectorize", "index_name");
+    let cmds = readme_commands();
+    let (_, create) = one(&cmds, &["wrangler", "vectorize", "create"]);
+    assert_eq!(
+        positionals(create, 3, &["--dimensions", "--metric"]),
+        [index.as_str()],
+        "README creates a different index than wrangler.toml binds ({index})"
+    );
+    let dims = flag(create, "--dimensions").expect("README's vectorize create has no --dimensions");
+    assert_eq!(
+        dims,
+        EMBED_DIM.to_string(),
+        "README creates {dims}-d vectors but {EMBED_MODEL} gives EMBED_DIM = {EMBED_DIM}"
+    );
+}
+
+#[test]
+fn readme_creates_every_metadata_index_before_deploying() {
+    let index = production_single(&wrangler(), "vectorize", "index_name");
+    let cmds = readme_commands();
+    let (deploy_at, _) = one(&cmds, &["wrangler", "deploy"]);
+    let mut created = BTreeSet::new();
+    for (at, cmd) in commands(&cmds, &["wrangler", "vectorize", "create-metadata-index"]) {
+        let on = positionals(cmd, 3, &["--property-name", "--propertyName", "--type"]);
+        assert_eq!(on, [index.as_str()], "README creates a metadata index on {on:?}, not on {index}");
+        assert!(
+            at < deploy_at,
+            "README creates a metadata index after `wrangler deploy`; vectors upserted before it are not indexed"
+        );
+        let property = flag(cmd, "--property-name")
+            .or_else(|| flag(cmd, "--propertyName"))
+            .expect("create-metadata-index without --property-name");
+        let kind = flag(cmd, "--type").expect("create-metadata-index without --type");
+        created.insert((property.to_string(), kind.to_string()));
+    }
+    let wanted: BTreeSet<_> = METADATA_INDEXES.iter().map(|(p, t)| (p.to_string(), t.to_string())).collect();
+    assert_eq!(created, wanted, "README's metadata indexes differ from providers::METADATA_INDEXES (property, type)");
+}
+
+/// Fails until the text model moves off `@cf/meta/llama-3.1-8b-instruct`
+/// (branch h-providers); kept so a deprecated model can never ship again.
+#[test]
+fn workers_ai_models_are_not_deprecated() {
+    for (role, model) in [("TEXT_MODEL", TEXT_MODEL), ("EMBED_MODEL", EMBED_MODEL)] {
+        if let Some((_, date)) = DEPRECATED_MODELS.iter().find(|(m, _)| *m == model) {
+            panic!("providers::{role} = {model} was deprecated by Workers AI on {date} (2026-05-08 planned-model-deprecations changelog)");
+        }
+    }
+}
+
+#[test]
+fn readme_creates_and_migrates_the_production_database() {
+    let config = wrangler();
+    let dbs = tables(production(&config), "d1_databases");
+    let db = dbs
+        .iter()
+        .find(|t| t.get("binding").and_then(Value::as_str) == Some("DB"))
+        .expect("[env.production] binds no D1 database as DB");
+    let name = db.get("database_name").and_then(Value::as_str).expect("production D1 binding has no database_name");
+    let cmds = readme_commands();
+    let (created_at, create) = one(&cmds, &["wrangler", "d1", "create"]);
+    assert_eq!(positionals(create, 3, &[]), [name], "README creates a D1 database other than production's {name}");
+    let (applied_at, apply) = one(&cmds, &["wrangler", "d1", "migrations", "apply"]);
+    assert!(created_at < applied_at, "README applies migrations before creating the database");
+    assert_eq!(positionals(apply, 4, &["--env"]), ["DB"], "README's migrations apply must name the binding DB");
+    assert!(
+        apply.iter().any(|w| w == "--remote"),
+        "README's migrations apply needs --remote (else it migrates the local database)"
+    );
+}
+
+#[test]
+fn readme_targets_production_in_every_worker_command() {
+    let cmds = readme_commands();
+    for prefix in
+        [&["wrangler", "d1", "migrations", "apply"][..], &["wrangler", "secret", "put"], &["wrangler", "deploy"]]
+    {
+        for (_, cmd) in commands(&cmds, prefix) {
+            assert_eq!(
+                flag(cmd, "--env"),
+                Some("production"),
+                "README's `{}` must pass --env production",
+                cmd.join(" ")
+            );
+        }
+    }
+    let (deploy_at, _) = one(&cmds, &["wrangler", "deploy"]);
+    let (build_at, _) = one(&cmds, &["make", "build"]);
+    assert!(build_at < deploy_at, "README deploys before `make build` (wrangler does not build the Worker)");
+}
+
+#[test]
+fn worker_names_differ_between_environments() {
+    let config = wrangler();
+    let default = str_at(&config, &["name"]).expect("wrangler.toml has no top-level name");
+    let mut names = vec![("default", default)];
+    for env_name in ["production", "emulated"] {
+        if let Some(e) = env(&config, env_name) {
+            // An environment without `name` deploys as "<name>-<env>".
+            names.push((env_name, str_at(e, &["name"]).unwrap_or(default)));
+        }
+    }
+    for (i, (a, a_name)) in names.iter().enumerate() {
+        for (b, b_name) in &names[i + 1..] {
+            assert_ne!(
+                a_name, b_name,
+                "environments {a} and {b} both deploy the Worker \"{a_name}\": deploying one replaces the other"
+            );
+        }
+    }
+}
+
+fn durable_objects(table: &Table) -> BTreeSet<(String, String)> {
+    tables(table.get("durable_objects").and_then(Value::as_table).unwrap_or(&Table::new()), "bindings")
+        .iter()
+        .filter_map(|b| Some((b.get("name")?.as_str()?.to_string(), b.get("class_name")?.as_str()?.to_string())))
+        .collect()
+}
+
+fn migrated_classes(table: &Table) -> BTreeSet<String> {
+    let mut classes = BTreeSet::new();
+    for m in tables(table, "migrations") {
+        for key in ["new_sqlite_classes", "new_classes"] {
+            let listed = m.get(key).and_then(Value::as_array).into_iter().flatten();
+            classes.extend(listed.filter_map(Value::as_str).map(str::to_string));
+        }
+    }
+    classes
+}
+
+#[test]
+fn production_binds_and_migrates_every_actor() {
+    let config = wrangler();
+    let prod = production(&config);
+    let (default_dos, prod_dos) = (durable_objects(&config), durable_objects(prod));
+    assert!(!default_dos.is_empty(), "wrangler.toml binds no Durable Objects");
+    let missing: Vec<_> = default_dos.difference(&prod_dos).collect();
+    assert!(
+        missing.is_empty(),
+        "[env.production] does not bind these (binding, class) pairs of the default env: {missing:?}"
+    );
+    let prod_migrated = migrated_classes(prod);
+    let unmigrated: Vec<_> = prod_dos.iter().map(|(_, c)| c).filter(|c| !prod_migrated.contains(*c)).collect();
+    assert!(
+        unmigrated.is_empty(),
+        "[env.production] binds classes no [[env.production.migrations]] creates: {unmigrated:?}"
+    );
+    let default_migrated = migrated_classes(&config);
+    let lost: Vec<_> = default_migrated.difference(&prod_migrated).collect();
+    assert!(lost.is_empty(), "classes migrated in the default env but not in production: {lost:?}");
+    for container in tables(prod, "containers") {
+        let class =
+            container.get("class_name").and_then(Value::as_str).expect("a production container has no class_name");
+        assert!(
+            prod_dos.iter().any(|(_, c)| c == class),
+            "container class {class} is not bound as a Durable Object in production"
+        );
+    }
+}
+
+#[test]
+fn emulated_env_runs_production_vars() {
+    let config = wrangler();
+    let Some(emulated) = env(&config, "emulated") else { return };
+    let vars = |t: &Table| t.get("vars").cloned();
+    assert_eq!(
+        vars(emulated),
+        vars(production(&config)),
+        "[env.emulated.vars] must equal [env.production.vars], so the production-mode suite runs production's settings"
+    );
+}
+
+/// From this compatibility date, or with the flag, pending `waitUntil` work and
+/// outgoing calls keep an idle Durable Object alive (cloudflare-docs
+/// `compatibility-flags/durable-object-io-tasks-prevent-eviction.md`).
+const DO_IO_KEEPALIVE_DATE: &str = "2026-10-01";
+const DO_IO_KEEPALIVE_FLAG: &str = "durable_object_io_tasks_prevent_eviction";
+
+fn compatibility_flags(table: &Table) -> Option<BTreeSet<String>> {
+    let flags = table.get("compatibility_flags")?.as_array()?;
+    Some(flags.iter().filter_map(Value::as_str).map(str::to_string).collect())
+}
+
+#[test]
+fn production_keeps_pending_durable_object_io_alive() {
+    let config = wrangler();
+    let prod = production(&config);
+    let top_flags = compatibility_flags(&config).unwrap_or_default();
+    // An environment's compatibility_flags replaces the top level's list.
+    let prod_flags = compatibility_flags(prod).unwrap_or_else(|| top_flags.clone());
+    let lost: Vec<_> = top_flags.difference(&prod_flags).collect();
+    assert!(lost.is_empty(), "[env.production] compatibility_flags drops the top level's {lost:?}");
+    let date = str_at(prod, &["compatibility_date"])
+        .or_else(|| str_at(&config, &["compatibility_date"]))
+        .expect("no compatibility_date");
+    assert!(
+        date >= DO_IO_KEEPALIVE_DATE || prod_flags.contains(DO_IO_KEEPALIVE_FLAG),
+        "production runs compatibility date {date} without {DO_IO_KEEPALIVE_FLAG}: an idle Durable Object may be evicted \
+         with waitUntil work (catalog writes, pushes) pending; set the flag or a date >= {DO_IO_KEEPALIVE_DATE}"
+    );
+}

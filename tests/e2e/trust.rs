@@ -1,0 +1,419 @@
+//! Principals and access (DESIGN.md): the authorization matrix over every
+//! principal kind × route and topic × own, same-tenant, other-tenant and
+//! public items; bad credentials; revocation; rate limits and caps.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// One caller: a label and its `Authorization` header value (None: anonymous).
+#[derive(Clone)]
+struct Caller {
+    name: &'static str,
+    auth: Option<String>,
+}
+
+impl Caller {
+    fn req(&self, b: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.auth {
+            Some(a) => b.header("authorization", a),
+            None => b,
+        }
+    }
+    async fn get(&self, s: &Server, path: &str) -> Reply {
+        send(self.req(http().get(s.url(path)))).await
+    }
+    async fn post(&self, s: &Server, path: &str, body: Value) -> Reply {
+        send(self.req(http().post(s.url(path))).json(&body)).await
+    }
+    async fn delete(&self, s: &Server, path: &str) -> Reply {
+        send(self.req(http().delete(s.url(path)))).await
+    }
+}
+
+fn key_caller(s: &Server, name: &'static str, tenant: &str, scopes: &[&str]) -> Caller {
+    let key = mint_key(&s.base, &s.admin_token, tenant, scopes, Some(1_000_000));
+    Caller { name, auth: Some(format!("Bearer {key}")) }
+}
+
+/// A tenant slug unique to this test process, so reruns on one state never mix.
+fn tenant(tag: &str) -> String {
+    format!("{tag}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+struct Item {
+    visibility: &'static str,
+    content_id: String,
+    run_id: String,
+}
+
+/// R = may read, C = may change, - = neither (the contract's access table).
+/// Columns: private, tenant, public items, all owned by `owner`.
+const MATRIX: &[(&str, [char; 3])] = &[
+    ("owner", ['C', 'C', 'C']),
+    ("reader", ['-', 'R', 'R']),
+    ("peer-writer", ['-', 'R', 'R']),
+    ("jwt-peer", ['-', 'R', 'R']),
+    ("manager", ['C', 'C', 'C']),
+    ("other-tenant", ['-', '-', 'R']),
+    ("anonymous", ['-', '-', 'R']),
+    ("operator", ['C', 'C', 'C']),
+];
+
+#[tokio::test]
+async fn authorization_matrix() {
+    let s = &shared().server;
+    let a = tenant("acme");
+    let b = tenant("blue");
+    let owner = key_caller(s, "owner", &a, &["content:write"]);
+    let callers = vec![
+        owner.clone(),
+        key_caller(s, "reader", &a, &["content:read"]),
+        key_caller(s, "peer-writer", &a, &["content:write"]),
+        Caller { name: "jwt-peer", auth: Some(format!("Bearer {}", jwt::sign("RS256", &jwt::claims("alice", &a, "content:write")))) },
+        key_caller(s, "manager", &a, &["content:manage"]),
+        key_caller(s, "other-tenant", &b, &["content:manage"]),
+        Caller { name: "anonymous", auth: None },
+        Caller { name: "operator", auth: Some(format!("Bearer {}", s.admin_token)) },
+    ];
+    // Each item carries a word found nowhere else, so search can be checked.
+    let word = format!("zq{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let mut items = Vec::new();
+    for visibility in ["private", "tenant", "public"] {
+        let body = json!({ "title": format!("{visibility} item"), "body": format!("A {visibility} note about {word} and harbor engines."), "visibility": visibility });
+        let r = owner.post(s, "/api/content", body).await;
+        assert_eq!(r.status, 202, "create {visibility}: {}", r.body);
+        items.push(Item {
+            visibility,
+            content_id: r.body["content_id"].as_str().unwrap().into(),
+            run_id: r.body["run_id"].as_str().unwrap().into(),
+        });
+    }
+    for it in &items {
+        let run = s.wait_run(&it.run_id, WAIT).await;
+        assert_eq!(run["status"], "completed", "{}: {run}", it.visibility);
+    }
+    let view = owner.get(s, &format!("/api/content/{}", items[0].content_id)).await;
+    assert_eq!(view.body["tenant"], a.as_str());
+    assert_eq!(view.body["visibility"], "private");
+    assert!(view.body["owner"].as_str().is_some_and(|o| !o.is_empty()));
+
+    let mut problems = Vec::new();
+    for c in &callers {
+        let row = MATRIX.iter().find(|(n, _)| *n == c.name).expect("matrix row").1;
+        let listed = c.get(s, "/api/content?limit=100").await;
+        let found = c.get(s, &format!("/api/search?q={word}&k=10")).await;
+        for (it, want) in items.iter().zip(row) {
+            let (read, change) = (want != '-', want == 'C');
+            let cid = &it.content_id;
+            let what = format!("{} on {}", c.name, it.visibility);
+            let get = c.get(s, &format!("/api/content/{cid}")).await;
+            if get.status != if read { 200 } else { 404 } {
+                problems.push(format!("{what}: GET content {} {}", get.status, get.body));
+            }
+            let run = c.get(s, &format!("/api/runs/{}", it.run_id)).await;
+            if run.status != if read { 200 } else { 404 } {
+                problems.push(format!("{what}: GET run {}", run.status));
+            }
+            let in_list = listed.body["items"].as_array().is_some_and(|l| l.iter().any(|i| i["id"] == cid.as_str()));
+            if in_list != read {
+                problems.push(format!("{what}: listed {in_list}"));
+            }
+            let in_search = found.body["results"].as_array().is_some_and(|l| l.iter().any(|i| i["content_id"] == cid.as_str()));
+            if in_search != read {
+                problems.push(format!("{what}: in search {in_search} ({})", found.status));
+            }
+            // A change that is refused must refuse before touching the item:
+            // PUT with a stale If-Match would be 412 for a caller allowed to write.
+            let put = send(c.req(http().put(s.url(&format!("/api/content/{cid}")))).header("if-match", "\"999\"").json(&json!({"title": "x", "body": "y"}))).await;
+            let want_put = match (c.auth.is_some(), read, change) {
+                (false, _, _) => 401,
+                (_, _, true) => 412,
+                (_, true, false) => 403,
+                _ => 404,
+            };
+            if put.status != want_put {
+                problems.push(format!("{what}: PUT {} (want {want_put}) {}", put.status, put.body));
+            }
+            // Cancel of a completed run is refused as a bad transition (409)
+            // once the caller passes the access check.
+            let cancel = c.post(s, &format!("/api/runs/{}/cancel", it.run_id), json!({})).await;
+            let want_cancel: &[u16] = match (c.auth.is_some(), read, change) {
+                (false, _, _) => &[401],
+                (_, _, true) => &[200, 409],
+                (_, true, false) => &[403],
+                _ => &[404],
+            };
+            if !want_cancel.contains(&cancel.status) {
+                problems.push(format!("{what}: cancel {} (want {want_cancel:?})", cancel.status));
+            }
+            // Deletes that must be refused; an allowed delete is checked last.
+            if !change {
+                let del = c.delete(s, &format!("/api/content/{cid}")).await;
+                let want_del = match (c.auth.is_some(), read) {
+                    (false, _) => 401,
+                    (_, true) => 403,
+                    _ => 404,
+                };
+                if del.status != want_del {
+                    problems.push(format!("{what}: DELETE {} (want {want_del})", del.status));
+                }
+            }
+        }
+        if problems.len() > 40 {
+            break;
+        }
+    }
+    assert!(problems.is_empty(), "access violations:\n{}", problems.join("\n"));
+
+    // The owner's delete works, and then the item is gone for everyone.
+    let gone = &items[1].content_id;
+    assert_eq!(owner.delete(s, &format!("/api/content/{gone}")).await.status, 204);
+    for c in &callers {
+        assert_eq!(c.get(s, &format!("/api/content/{gone}")).await.status, 404, "{} after delete", c.name);
+    }
+}
+
+#[tokio::test]
+async fn credentials_are_checked_and_bad_ones_are_401() {
+    let s = &shared().server;
+    let t = tenant("cred");
+    let me = |auth: &str| {
+        let auth = auth.to_string();
+        async move { send(http().get(s.url("/api/me")).header("authorization", auth)).await }
+    };
+    // Every kind of principal, as /api/me sees it.
+    let anon = send(http().get(s.url("/api/me"))).await;
+    assert_eq!((anon.status, anon.body["kind"].as_str()), (200, Some("anonymous")));
+    let op = me(&format!("Bearer {}", s.admin_token)).await;
+    assert_eq!(op.body["kind"], "operator");
+    for alg in ["RS256", "ES256", "HS256"] {
+        let r = me(&format!("Bearer {}", jwt::sign(alg, &jwt::claims("bob", &t, "content:read")))).await;
+        assert_eq!(r.status, 200, "{alg}: {}", r.body);
+        assert_eq!((r.body["kind"].as_str(), r.body["tenant"].as_str(), r.body["subject"].as_str()), (Some("user"), Some(t.as_str()), Some("bob")));
+        assert_eq!(r.body["scopes"], json!(["content:read"]));
+    }
+    // Present but bad: never a fall-back to anonymous.
+    let mut expired = jwt::claims("bob", &t, "content:read");
+    expired["exp"] = json!(1_000_000);
+    let mut wrong_aud = jwt::claims("bob", &t, "content:read");
+    wrong_aud["aud"] = json!("someone-else");
+    let mut wrong_iss = jwt::claims("bob", &t, "content:read");
+    wrong_iss["iss"] = json!("https://evil.example");
+    let good = jwt::sign("ES256", &jwt::claims("bob", &t, "content:read"));
+    let tampered = {
+        let (head, sig) = good.rsplit_once('.').unwrap();
+        let (h, _) = head.split_once('.').unwrap();
+        let forged = base64_url(&jwt::claims("bob", &t, "content:manage").to_string());
+        format!("{h}.{forged}.{sig}")
+    };
+    let bad = [
+        "Bearer alk_00000000000000000000000000000000_notarealsecretnotarealsecretxxxxx".to_string(),
+        "Bearer not-a-credential".to_string(),
+        "Basic dXNlcjpwYXNz".to_string(),
+        "Bearer ".to_string(),
+        format!("Bearer {}", jwt::sign("RS256", &expired)),
+        format!("Bearer {}", jwt::sign("RS256", &wrong_aud)),
+        format!("Bearer {}", jwt::sign("HS256", &wrong_iss)),
+        format!("Bearer {tampered}"),
+    ];
+    for auth in &bad {
+        let r = me(auth).await;
+        assert_eq!(r.status, 401, "{auth}: {}", r.body);
+        assert_eq!(r.body["error"]["code"], "unauthorized");
+        // Also on a public read and on a write.
+        let list = send(http().get(s.url("/api/content")).header("authorization", auth.as_str())).await;
+        assert_eq!(list.status, 401, "{auth} on listing");
+    }
+}
+
+fn base64_url(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+#[tokio::test]
+async fn keys_list_without_secrets_and_revocation_takes_effect_within_10_s() {
+    let s = &shared().server;
+    let t = tenant("keys");
+    let created = send(http().post(s.url("/admin/keys")).bearer_auth(&s.admin_token).json(&json!({"tenant": t, "name": "ci", "scopes": ["content:write"], "rate_per_min": 100}))).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let key = created.body["key"].as_str().unwrap().to_string();
+    let id = created.body["key_id"].as_str().unwrap().to_string();
+    assert_eq!(created.body["scopes"], json!(["content:write"]));
+    let listed = s.admin_get(&format!("/admin/keys?tenant={t}")).await;
+    let items = listed.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert!(!listed.body.to_string().contains(&key), "the listing never shows the key");
+    assert!(listed.body.to_string().find("key_hash").is_none());
+    // Bad requests are 422, and only the operator manages keys.
+    for bad in [json!({"tenant": "Not_A_Slug", "name": "x", "scopes": ["content:read"]}), json!({"tenant": t, "name": "x", "scopes": ["content:everything"]}), json!({"tenant": t, "name": "x", "scopes": []})] {
+        let r = send(http().post(s.url("/admin/keys")).bearer_auth(&s.admin_token).json(&bad)).await;
+        assert_eq!(r.status, 422, "{bad}: {}", r.body);
+    }
+    assert_eq!(send(http().get(s.url("/admin/keys")).bearer_auth(&key)).await.status, 403);
+
+    let r = send(http().post(s.url("/api/content")).bearer_auth(&key).json(&json!({"title": "k", "body": "key write"}))).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let del = send(http().delete(s.url(&format!("/admin/keys/{id}"))).bearer_auth(&s.admin_token)).await;
+    assert_eq!(del.status, 204, "{}", del.body);
+    let revoked_at = Instant::now();
+    loop {
+        let r = send(http().get(s.url("/api/me")).bearer_auth(&key)).await;
+        if r.status == 401 {
+            break;
+        }
+        assert!(revoked_at.elapsed() < Duration::from_secs(10), "a revoked key still works after 10 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(send(http().delete(s.url(&format!("/admin/keys/{id}"))).bearer_auth(&s.admin_token)).await.status, 404);
+}
+
+#[tokio::test]
+async fn a_burst_past_the_write_limit_is_429_with_retry_after() {
+    let s = &shared().server;
+    let key = mint_key(&s.base, &s.admin_token, &tenant("rate"), &["content:write"], Some(3));
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for i in 0..5 {
+        let r = send(http().post(s.url("/api/content")).bearer_auth(&key).json(&json!({"title": format!("burst {i}"), "body": "burst text"}))).await;
+        statuses.push(r.status);
+        if r.status == 429 {
+            assert_eq!(r.body["error"]["code"], "rate_limited");
+            retry_after = r.headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        }
+    }
+    assert_eq!(statuses, vec![202, 202, 202, 429, 429], "the fourth write in a minute is refused");
+    assert!(retry_after.is_some_and(|s| (1..=60).contains(&s)), "Retry-After: {retry_after:?}");
+    // Anonymous writes are not rate-limited: they are refused outright.
+    let anon = send(http().post(s.url("/api/content")).json(&json!({"title": "a", "body": "b"}))).await;
+    assert_eq!(anon.status, 401);
+}
+
+/// A chunked body (no Content-Length) past the cap is refused with 413
+/// while it is being read, over a raw socket so nothing adds a length.
+#[tokio::test]
+async fn a_chunked_oversized_body_is_413() {
+    let s = &shared().server;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let head = format!(
+        "POST /api/content HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        s.key
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("{{\"title\":\"big\",\"body\":\"{}", "x".repeat(64 * 1024));
+    let mut sent = 0usize;
+    // Up to 2 MiB; the server may answer and close long before.
+    while sent < 2 * 1024 * 1024 {
+        let c = if sent == 0 { chunk.clone() } else { "x".repeat(64 * 1024) };
+        if sock.write_all(format!("{:x}\r\n{c}\r\n", c.len()).as_bytes()).await.is_err() {
+            break;
+        }
+        sent += c.len();
+    }
+    let _ = sock.write_all(b"0\r\n\r\n").await;
+    let mut resp = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), sock.read_to_end(&mut resp)).await;
+    let text = String::from_utf8_lossy(&resp);
+    assert!(text.starts_with("HTTP/1.1 413"), "{}", text.lines().next().unwrap_or(""));
+    assert!(text.contains("payload_too_large"), "{text}");
+}
+
+#[tokio::test]
+async fn a_session_holds_at_most_8_sockets() {
+    let s = &shared().server;
+    let (sid, token) = new_session(s).await;
+    let mut open = Vec::new();
+    for _ in 0..8 {
+        open.push(connect(s, &sid, &token).await);
+    }
+    match tokio_tungstenite::connect_async(s.ws_url(&format!("/api/sessions/{sid}/ws?token={token}"))).await {
+        Ok(_) => panic!("a ninth socket was accepted"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 409),
+        Err(e) => panic!("unexpected: {e}"),
+    }
+    // Closing one makes room again.
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if tokio_tungstenite::connect_async(s.ws_url(&format!("/api/sessions/{sid}/ws?token={token}"))).await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no room after a socket closed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Topics follow the same rules as reads: another tenant's content and run
+/// topics are unknown to it, and the feed shows each session only what its
+/// principal may read.
+#[tokio::test]
+async fn topics_and_the_feed_show_only_what_the_subscriber_may_read() {
+    let s = &shared().server;
+    let a = tenant("feeda");
+    let writer = mint_key(&s.base, &s.admin_token, &a, &["content:write"], Some(1_000_000));
+    let outsider = mint_key(&s.base, &s.admin_token, &tenant("feedb"), &["content:manage"], Some(1_000_000));
+    let session_of = |key: String| async move {
+        let r = send(http().post(s.url("/api/sessions")).bearer_auth(&key).json(&json!({}))).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        (r.body["session_id"].as_str().unwrap().to_string(), r.body["token"].as_str().unwrap().to_string())
+    };
+    let (osid, otok) = session_of(outsider).await;
+    let mut ows = connect(s, &osid, &otok).await;
+    ws_send(&mut ows, json!({"type": "subscribe", "topic": "feed"})).await;
+    let mut ready = false;
+    while let Some(f) = ws_next(&mut ows, WAIT).await {
+        if f["type"] == "ready" {
+            ready = true;
+            break;
+        }
+    }
+    assert!(ready, "the outsider's feed subscription is ready");
+    let create = |vis: &str| {
+        let (writer, vis) = (writer.clone(), vis.to_string());
+        async move {
+            let r = send(http().post(s.url("/api/content")).bearer_auth(&writer).json(&json!({"title": format!("feed {vis}"), "body": "feed body text", "visibility": vis}))).await;
+            assert_eq!(r.status, 202, "{}", r.body);
+            (r.body["content_id"].as_str().unwrap().to_string(), r.body["run_id"].as_str().unwrap().to_string())
+        }
+    };
+    let (hidden, hidden_run) = create("tenant").await;
+    let (shown, shown_run) = create("public").await;
+    s.wait_run(&hidden_run, WAIT).await;
+    s.wait_run(&shown_run, WAIT).await;
+    // The outsider's feed: the public item's events, none of the tenant item's.
+    let mut saw_shown = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let Some(f) = ws_next(&mut ows, Duration::from_secs(3)).await else { break };
+        if f["type"] != "event" {
+            continue;
+        }
+        let cid = f["data"]["content_id"].as_str().unwrap_or_default();
+        assert_ne!(cid, hidden, "another tenant's item reached the outsider's feed: {f}");
+        if cid == shown && f["event"] == "content.indexed" {
+            saw_shown = true;
+        }
+    }
+    assert!(saw_shown, "the public item's events reach everyone");
+    // Direct topics of the hidden item are unknown to the outsider.
+    for topic in [format!("content:{hidden}"), format!("run:{hidden_run}")] {
+        ws_send(&mut ows, json!({"type": "subscribe", "topic": topic})).await;
+        let mut refused = false;
+        while let Some(f) = ws_next(&mut ows, WAIT).await {
+            if f["type"] == "error" {
+                assert_eq!(f["code"], "unknown_topic", "{f}");
+                refused = true;
+                break;
+            }
+            assert_ne!(f["type"], "subscribed", "{topic} was subscribed: {f}");
+        }
+        assert!(refused, "{topic}");
+    }
+}
