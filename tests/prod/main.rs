@@ -64,7 +64,7 @@ async fn vectors_of(content_id: &str) -> Vec<Value> {
 
 /// Polls until `ok(vectors of content)` holds; returns the last vectors seen.
 async fn wait_vectors(content_id: &str, what: &str, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let v = vectors_of(content_id).await;
         if ok(&v) {
@@ -109,7 +109,7 @@ async fn search_finds_a_document_once_its_vectors_are_visible_and_the_summary_is
     let (cid, run) = p.server.submit("Visible later", &marked("quillfeather", 2, 1500), Some("science")).await;
     assert_all_completed(&p.server.wait_run(&run, RUN_TIMEOUT).await);
 
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let r = p.server.get("/api/search?q=quillfeather%20report&mode=vector&k=10").await;
         assert_eq!(r.status, 200, "{}", r.body);
