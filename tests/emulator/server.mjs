@@ -550,4 +550,5 @@ const server = http.createServer(async (req, res) => {
 server.listen(config.port, "127.0.0.1", () => {
 	console.log(`emulator listening on http://127.0.0.1:${server.address().port}`);
 });
-for (const sig of ["SIGTERM", "SIGINT"]) process.on(sig, () => server.close(() => process.exit(0)));
+// Keep-alive connections from workerd would hold `server.close()` open.
+for (const sig of ["SIGTERM", "SIGINT"]) process.on(sig, () => process.exit(0));
