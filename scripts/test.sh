@@ -25,6 +25,9 @@ cargo test --test deploy
 log "end-to-end tests against wrangler dev"
 ACTORLINE_ROOT="$ROOT" cargo test --test e2e -- --test-threads 4
 
+log "production-mode tests against emulated Cloudflare bindings (tests/prod)"
+ACTORLINE_ROOT="$ROOT" cargo test --test prod -- --test-threads 2
+
 log "reliability suite, small size (make soak runs it full)"
 ACTORLINE_ROOT="$ROOT" cargo test --test soak -- --nocapture
 browser_tests

@@ -1,18 +1,29 @@
 //! `AnalyzerContainer`: owns the analyzer and the circuit breaker in front of
-//! it. In production the class runs a Cloudflare Container; with containers
-//! disabled (`wrangler dev`) `state.container()` is `None` and it forwards to
-//! `ANALYZER_URL`, the same binary started natively. The breaker lives in this
-//! actor's storage, so it holds across isolates.
+//! it. In production the class runs a Cloudflare Container: it starts it,
+//! waits for its port ([`StartupWait`]) and lets the runtime stop it when
+//! idle. Under `--env emulated` the emulator's binding stands in for
+//! `ctx.container` through the same [`ContainerHandle`]. With neither
+//! (`wrangler dev`), it forwards to `ANALYZER_URL`, the same binary started
+//! natively. The breaker lives in this actor's storage, so it holds across
+//! isolates.
 
+use std::time::Duration;
+
+use js_sys::{Promise, Reflect};
 use serde_json::{json, Value};
-use worker::{durable_object, DurableObject, Env, Request, Response, State};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use worker::{durable_object, Delay, DurableObject, Env, Request, Response, State};
 
 use super::rpc;
 use crate::domain::circuit::Breaker;
+use crate::domain::container_start::{refusal, StartupWait, Step};
 use crate::domain::pipeline::StageError;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::ErrorClass;
 use crate::providers::analyzer_http::{analyze_over_http, analyze_request};
+use crate::providers::workers_ai::js_error_text;
 use crate::providers::AnalyzeRequest;
 use crate::runtime::{config, now_ms, var};
 use crate::store::events::EventStore;
@@ -20,6 +31,122 @@ use crate::store::StateCell;
 
 /// The port the analyzer image listens on (see containers/analyzer/Dockerfile).
 pub const CONTAINER_PORT: u16 = 8080;
+/// The runtime stops the container after the actor has been idle this long
+/// (`setInactivityTimeout`), so an idle deployment runs no container.
+pub const CONTAINER_IDLE_STOP_MS: u32 = 5 * 60 * 1000;
+/// The service binding that stands in for `ctx.container` under
+/// `wrangler dev --env emulated` (wrangler.toml, tests/emulator).
+pub const EMULATED_CONTAINER_BINDING: &str = "ANALYZER_CONTAINER_EMULATOR";
+
+#[wasm_bindgen]
+extern "C" {
+    /// `ctx.container` as the runtime exposes it, or the emulator's binding
+    /// with the same members. Methods are structural so either object works;
+    /// every result goes through `Promise.resolve`, because over a binding
+    /// each member is asynchronous where the runtime's may be synchronous.
+    /// worker 0.8.7's `Container` does not bind `setInactivityTimeout`.
+    #[wasm_bindgen(extends = js_sys::Object)]
+    #[derive(Debug, Clone)]
+    pub type ContainerHandle;
+
+    #[wasm_bindgen(method, structural, getter)]
+    fn running(this: &ContainerHandle) -> JsValue;
+
+    #[wasm_bindgen(method, structural, catch)]
+    fn start(this: &ContainerHandle) -> Result<JsValue, JsValue>;
+
+    #[wasm_bindgen(method, structural, catch, js_name = getTcpPort)]
+    fn get_tcp_port(this: &ContainerHandle, port: u16) -> Result<JsValue, JsValue>;
+
+    #[wasm_bindgen(method, structural, catch, js_name = setInactivityTimeout)]
+    fn set_inactivity_timeout(this: &ContainerHandle, duration_ms: u32) -> Result<JsValue, JsValue>;
+
+    /// What `getTcpPort` returns: a `Fetcher`, or an RPC stub of one. Called
+    /// as `port.fetch(request)`, never through `Function.prototype.call`,
+    /// which an RPC stub would take for a remote method named `call`.
+    #[wasm_bindgen(extends = js_sys::Object)]
+    #[derive(Debug, Clone)]
+    type PortFetcher;
+
+    #[wasm_bindgen(method, structural, catch)]
+    fn fetch(this: &PortFetcher, request: &worker::web_sys::Request) -> Result<JsValue, JsValue>;
+}
+
+impl worker::EnvBinding for ContainerHandle {
+    const TYPE_NAME: &'static str = "Container";
+
+    /// Any object with `getTcpPort` and `start` (a service binding's class
+    /// name is not the runtime's).
+    fn get(val: JsValue) -> worker::Result<Self> {
+        let has = |name: &str| Reflect::get(&val, &JsValue::from_str(name)).is_ok_and(|f| f.is_function());
+        if val.is_object() && has("getTcpPort") && has("start") {
+            Ok(val.unchecked_into())
+        } else {
+            Err(worker::Error::JsError("binding is not a container".into()))
+        }
+    }
+}
+
+/// Awaits a value that may be a promise (or an RPC promise) or a plain value.
+async fn settled(v: Result<JsValue, JsValue>) -> Result<JsValue, String> {
+    let v = v.map_err(|e| js_error_text(&e))?;
+    JsFuture::from(Promise::resolve(&v)).await.map_err(|e| js_error_text(&e))
+}
+
+impl ContainerHandle {
+    async fn is_running(&self) -> Result<bool, String> {
+        Ok(settled(Ok(self.running())).await?.as_bool().unwrap_or(false))
+    }
+
+    async fn start_now(&self) -> Result<(), String> {
+        settled(self.start()).await.map(|_| ())
+    }
+
+    /// `setInactivityTimeout(ms)`: the runtime stops the container once the
+    /// actor has been idle that long.
+    async fn stop_when_idle(&self, ms: u32) -> Result<(), String> {
+        settled(self.set_inactivity_timeout(ms)).await.map(|_| ())
+    }
+
+    /// `getTcpPort(port).fetch(request)`; a rejection comes back as its text.
+    async fn send(&self, port: u16, request: Request) -> Result<Response, String> {
+        let fetcher: PortFetcher = settled(self.get_tcp_port(port)).await?.unchecked_into();
+        let resp = settled(fetcher.fetch(request.inner())).await?;
+        Ok(Response::from(resp.unchecked_into::<worker::web_sys::Response>()))
+    }
+}
+
+/// A failed call, and whether it was only the container still starting
+/// (kept out of the circuit breaker).
+struct CallFailure {
+    error: StageError,
+    cold_start: bool,
+}
+
+impl CallFailure {
+    fn cold(message: String) -> Self {
+        CallFailure { error: StageError::transient(message), cold_start: true }
+    }
+}
+
+impl From<StageError> for CallFailure {
+    fn from(error: StageError) -> Self {
+        CallFailure { error, cold_start: false }
+    }
+}
+
+/// Classifies the analyzer's answer from inside the container.
+async fn container_reply(resp: Response) -> Result<Value, StageError> {
+    let status = resp.status_code();
+    let text = crate::actors::rpc::body_text(resp).await.unwrap_or_default();
+    if (200..300).contains(&status) {
+        serde_json::from_str(&text).map_err(|e| StageError::transient(e.to_string()))
+    } else if (400..500).contains(&status) && status != 429 {
+        Err(StageError::terminal(format!("analyzer refused ({status}): {text}")))
+    } else {
+        Err(StageError::transient(format!("analyzer answered {status}")))
+    }
+}
 
 #[durable_object]
 pub struct AnalyzerContainer {
@@ -44,40 +171,76 @@ impl AnalyzerContainer {
     }
 
     fn backend(&self) -> &'static str {
-        if self.state.container().is_some() { "container" } else { "url" }
+        match (self.state.container().is_some(), self.container().is_some()) {
+            (true, _) => "container",
+            (false, true) => "container (emulated)",
+            _ => "url",
+        }
     }
 
-    async fn call(&self, req: &AnalyzeRequest) -> Result<Value, StageError> {
+    /// The container, if this actor runs one: the runtime's `ctx.container`
+    /// in production, the emulator's binding in `[env.emulated]`.
+    fn container(&self) -> Option<ContainerHandle> {
         match self.state.container() {
-            Some(container) => {
-                if !container.running() {
-                    container.start(None).map_err(|e| StageError::transient(format!("container start: {e}")))?;
-                }
-                let fetcher = container
-                    .get_tcp_port(CONTAINER_PORT)
-                    .map_err(|e| StageError::transient(format!("container port: {e}")))?;
-                let http = analyze_request("http://container", req).map_err(|e| StageError::transient(e.to_string()))?;
-                let resp = fetcher
-                    .fetch_request(http)
-                    .await
-                    .map_err(|e| StageError::transient(format!("container not ready: {e}")))?;
-                let status = resp.status_code();
-                let text = crate::actors::rpc::body_text(resp).await.unwrap_or_default();
-                if (200..300).contains(&status) {
-                    serde_json::from_str(&text).map_err(|e| StageError::transient(e.to_string()))
-                } else if (400..500).contains(&status) && status != 429 {
-                    Err(StageError::terminal(format!("analyzer refused ({status}): {text}")))
-                } else {
-                    Err(StageError::transient(format!("analyzer answered {status}")))
-                }
-            }
+            Some(c) => Some(JsValue::from(c).unchecked_into()),
+            None => self.env.get_binding::<ContainerHandle>(EMULATED_CONTAINER_BINDING).ok(),
+        }
+    }
+
+    async fn call(&self, req: &AnalyzeRequest) -> Result<Value, CallFailure> {
+        match self.container() {
+            Some(container) => self.call_container(&container, req).await,
             None => {
                 let base = config(&self.env)
                     .analyzer_url
                     .ok_or_else(|| StageError::terminal("analyzer disabled: no container and no ANALYZER_URL"))?;
                 let http = analyze_request(&base, req).map_err(|e| StageError::transient(e.to_string()))?;
-                analyze_over_http(http).await
+                Ok(analyze_over_http(http).await?)
             }
+        }
+    }
+
+    /// Sends to the container, starting it and waiting for its port as
+    /// [`StartupWait`] decides. Refusals while it starts are not failures of
+    /// the analyzer: a give-up is transient and stays out of the breaker.
+    async fn call_container(&self, container: &ContainerHandle, req: &AnalyzeRequest) -> Result<Value, CallFailure> {
+        let running = container.is_running().await.map_err(|e| StageError::transient(format!("container: {e}")))?;
+        let (mut wait, mut step) = StartupWait::with_defaults(now_ms(), running);
+        loop {
+            step = match step {
+                Step::Start => {
+                    if let Err(e) = container.start_now().await {
+                        // Another call may have started it meanwhile.
+                        if !container.is_running().await.unwrap_or(false) {
+                            return Err(StageError::transient(format!("container start: {e}")).into());
+                        }
+                    }
+                    if let Err(e) = container.stop_when_idle(CONTAINER_IDLE_STOP_MS).await {
+                        worker::console_warn!("analyzer container: setInactivityTimeout failed: {e}");
+                    }
+                    wait.started()
+                }
+                Step::Wait(ms) => {
+                    Delay::from(Duration::from_millis(ms.max(0) as u64)).await;
+                    Step::Send
+                }
+                Step::GiveUp { waited_ms } => {
+                    return Err(CallFailure::cold(format!(
+                        "container not listening on port {CONTAINER_PORT} after {waited_ms} ms ({} refusals)",
+                        wait.refusals()
+                    )));
+                }
+                Step::Send => {
+                    let http = analyze_request("http://container", req).map_err(|e| StageError::transient(e.to_string()))?;
+                    match container.send(CONTAINER_PORT, http).await {
+                        Ok(resp) => return Ok(container_reply(resp).await?),
+                        Err(text) => match refusal(&text) {
+                            Some(why) => wait.refused(now_ms(), why),
+                            None => return Err(StageError::transient(format!("container: {text}")).into()),
+                        },
+                    }
+                }
+            };
         }
     }
 
@@ -99,18 +262,20 @@ impl AnalyzerContainer {
         match &result {
             Ok(_) => breaker.on_success(),
             // A document the analyzer rejects says nothing about its health.
-            Err(e) if e.class == ErrorClass::Terminal => breaker.on_success(),
+            Err(f) if f.error.class == ErrorClass::Terminal => breaker.on_success(),
+            // Nor does a container that is still starting.
+            Err(f) if f.cold_start => {}
             Err(_) => breaker.on_failure(now_ms()),
         }
         self.save(&breaker)?;
-        result.map_err(|e| match e.class {
+        result.map_err(|f| f.error).map_err(|e| match e.class {
             ErrorClass::Terminal => ApiError::invalid("text", e.message),
             _ => ApiError::Unavailable(e.message),
         })
     }
 
     fn configured(&self) -> bool {
-        self.state.container().is_some() || config(&self.env).analyzer_url.is_some()
+        self.container().is_some() || config(&self.env).analyzer_url.is_some()
     }
 
     fn status(&self) -> Value {

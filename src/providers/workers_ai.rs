@@ -8,12 +8,14 @@
 //! `worker::Ai::run` serializes its input with serde-wasm-bindgen's default
 //! serializer, which turns maps (the JSON Schema of `response_format`) into
 //! JS `Map`s that Workers AI ignores. So the binding's `run` is called here
-//! directly, with the input built by `JSON.parse` (plain objects only).
+//! directly, with the input built by `JSON.parse` (plain objects only), on a
+//! duck-typed [`AiBinding`] so the emulator's service binding works too.
 
-use js_sys::{Function, Promise, Reflect};
+use js_sys::{Promise, Reflect};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use worker::Env;
 
@@ -24,8 +26,34 @@ use super::workers_ai_text as text_model;
 use super::{Embedder, Extraction, TextModel};
 use crate::domain::pipeline::StageError;
 
+#[wasm_bindgen]
+extern "C" {
+    /// The Workers AI binding, duck-typed: anything with `run(model, inputs,
+    /// options)`. `env.ai()` checks the JS class name, which rejects a
+    /// service binding with the same API (the emulator's, `--env emulated`).
+    #[wasm_bindgen(extends = js_sys::Object)]
+    #[derive(Debug, Clone)]
+    pub type AiBinding;
+
+    #[wasm_bindgen(method, structural, catch)]
+    fn run(this: &AiBinding, model: &str, inputs: &JsValue, options: &JsValue) -> Result<JsValue, JsValue>;
+}
+
+impl worker::EnvBinding for AiBinding {
+    const TYPE_NAME: &'static str = "Ai";
+
+    fn get(val: JsValue) -> worker::Result<Self> {
+        let has_run = Reflect::get(&val, &JsValue::from_str("run")).is_ok_and(|f| f.is_function());
+        if val.is_object() && has_run {
+            Ok(val.unchecked_into())
+        } else {
+            Err(worker::Error::JsError("binding is not Workers AI".into()))
+        }
+    }
+}
+
 pub struct WorkersAi {
-    ai: worker::Ai,
+    ai: AiBinding,
 }
 
 /// The text of a JS exception or rejection: `Name: message` for `Error`s,
@@ -67,24 +95,19 @@ pub(crate) async fn settle(what: &str, p: Result<Promise, JsValue>) -> Result<Js
 }
 
 impl WorkersAi {
-    pub fn new(ai: worker::Ai) -> Self {
+    pub fn new(ai: AiBinding) -> Self {
         WorkersAi { ai }
     }
 
     pub fn from_env(env: &Env, binding: &str) -> Option<Self> {
-        env.ai(binding).ok().map(Self::new)
+        env.get_binding::<AiBinding>(binding).ok().map(Self::new)
     }
 
-    /// `env.AI.run(model, input)`.
+    /// `env.AI.run(model, inputs)`.
     async fn run<T: Serialize>(&self, model: &str, input: &T) -> Result<JsValue, StageError> {
         let what = "workers ai";
         let input = to_js(what, input)?;
-        let this: &JsValue = self.ai.as_ref();
-        let run = Reflect::get(this, &JsValue::from_str("run"))
-            .ok()
-            .and_then(|f| f.dyn_into::<Function>().ok())
-            .ok_or_else(|| StageError::transient("workers ai: the AI binding has no run()"))?;
-        let promise = run.call2(this, &JsValue::from_str(model), &input).map(|v| Promise::resolve(&v));
+        let promise = self.ai.run(model, &input, &JsValue::UNDEFINED).map(|v| Promise::resolve(&v));
         settle(what, promise).await
     }
 }

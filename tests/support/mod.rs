@@ -157,6 +157,11 @@ pub struct ServerOptions {
     pub state_dir: PathBuf,
     pub vars: Vec<(String, String)>,
     pub analyzer_url: Option<String>,
+    /// `--env` for wrangler (None: the top-level, offline config).
+    pub env: Option<String>,
+    /// More wrangler configs run in the same `wrangler dev` (`-c` each, after
+    /// wrangler.toml), e.g. the emulator Worker's.
+    pub extra_configs: Vec<PathBuf>,
 }
 
 impl ServerOptions {
@@ -164,10 +169,35 @@ impl ServerOptions {
     /// principal doing many searches and sessions. The limits themselves are
     /// tested with keys of their own (`rate_per_min`) or by setting them back.
     pub fn new(state_dir: PathBuf) -> Self {
-        ServerOptions { state_dir, vars: Vec::new(), analyzer_url: None }
+        ServerOptions { state_dir, vars: Vec::new(), analyzer_url: None, env: None, extra_configs: Vec::new() }
             .var("RATE_READ_PER_MIN", "100000000")
             .var("RATE_SESSIONS_PER_MIN", "100000000")
     }
+
+    /// The `[env.emulated]` config (production vars, emulated bindings) with
+    /// the emulator Worker whose config is `emulator_config`.
+    pub fn emulated(state_dir: PathBuf, emulator_config: PathBuf) -> Self {
+        ServerOptions { env: Some("emulated".into()), extra_configs: vec![emulator_config], ..ServerOptions::new(state_dir) }
+    }
+
+    /// `-c wrangler.toml -c <extra>… --env <env>` when set; nothing otherwise.
+    fn config_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args = Vec::new();
+        if !self.extra_configs.is_empty() {
+            args.push("-c".into());
+            args.push(root().join("wrangler.toml").into_os_string());
+            for c in &self.extra_configs {
+                args.push("-c".into());
+                args.push(c.clone().into_os_string());
+            }
+        }
+        if let Some(env) = &self.env {
+            args.push("--env".into());
+            args.push(env.into());
+        }
+        args
+    }
+
     /// Sets a var, replacing an earlier value of the same name.
     pub fn var(mut self, k: &str, v: &str) -> Self {
         self.vars.retain(|(name, _)| name != k);
@@ -228,6 +258,7 @@ impl Server {
         let migrate = wrangler()
             .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
             .arg(&opts.state_dir)
+            .args(opts.env.iter().flat_map(|e| ["--env", e.as_str()]))
             .stdin(Stdio::null())
             .output()
             .expect("wrangler d1 migrations apply");
@@ -235,7 +266,8 @@ impl Server {
         let mut cmd = wrangler();
         cmd.args(["dev", "--local", "--ip", "127.0.0.1", "--port", "0", "--inspector-port", "0"])
             .args(["--show-interactive-dev-session=false", "--persist-to"])
-            .arg(&opts.state_dir);
+            .arg(&opts.state_dir)
+            .args(opts.config_args());
         let mut vars = opts.vars.clone();
         if let Some(u) = &opts.analyzer_url {
             vars.push(("ANALYZER_URL".into(), u.clone()));
@@ -448,5 +480,109 @@ impl Analyzer {
 
     pub fn port(&self) -> u16 {
         self.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("analyzer port")
+    }
+}
+
+// ---------------------------------------------------------------- emulated Cloudflare bindings
+
+/// A metadata index the README's deploy steps create
+/// (`wrangler vectorize create-metadata-index … --property-name X --type T`).
+pub fn readme_metadata_indexes() -> Vec<(String, String)> {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    readme
+        .lines()
+        .filter(|l| l.contains("vectorize create-metadata-index"))
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let flag = |name: &str| {
+                words.iter().enumerate().find_map(|(i, w)| {
+                    w.strip_prefix(&format!("{name}=")).map(str::to_string).or_else(|| {
+                        (*w == name).then(|| words.get(i + 1).map(|v| v.to_string())).flatten()
+                    })
+                })
+            };
+            Some((flag("--property-name")?, flag("--type")?))
+        })
+        .collect()
+}
+
+/// The emulator (tests/emulator): its state server and the wrangler config
+/// of its Worker, which runs inside the Actorline `wrangler dev`.
+pub struct Emulator {
+    pub group: Group,
+    pub url: String,
+    pub worker_config: PathBuf,
+}
+
+impl Emulator {
+    /// Starts the state server with `config` (merged over its defaults) and
+    /// writes the Worker's config into `dir`.
+    pub fn start(dir: &Path, config: Value) -> Emulator {
+        std::fs::create_dir_all(dir).expect("emulator dir");
+        let mut cmd = Command::new("node");
+        cmd.arg(root().join("tests/emulator/server.mjs")).arg("--config").arg(config.to_string());
+        let (group, rx) = Group::spawn(cmd, &dir.join("emulator.log"));
+        let line = wait_for_line(&rx, "emulator listening on http://", Duration::from_secs(20)).expect("emulator did not start");
+        let url = line[line.find("http://").unwrap_or(0)..].trim().to_string();
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        // `--env` applies to every config of a multi-config `wrangler dev`, and
+        // an env section without `name` renames the Worker, so both say it.
+        let worker = root().join("tests/emulator/worker.mjs");
+        let toml = format!(
+            "name = \"actorline-emulator\"\nmain = {main:?}\ncompatibility_date = \"2026-04-20\"\n\n[vars]\nEMULATOR_URL = {url:?}\n\n\
+             [env.emulated]\nname = \"actorline-emulator\"\n\n[env.emulated.vars]\nEMULATOR_URL = {url:?}\n",
+            main = worker.display().to_string(),
+        );
+        let worker_config = dir.join("emulator.wrangler.toml");
+        std::fs::write(&worker_config, toml).expect("emulator config");
+        Emulator { group, url, worker_config }
+    }
+
+    /// The config the production-mode suite uses: the analyzer behind the
+    /// container, the README's metadata indexes, 1 s Vectorize visibility and
+    /// a container that listens 3 s after `start()`.
+    pub fn standard_config(analyzer_url: &str) -> Value {
+        let indexes: Vec<Value> =
+            readme_metadata_indexes().into_iter().map(|(p, t)| json!({ "propertyName": p, "type": t })).collect();
+        json!({
+            "analyzerUrl": analyzer_url,
+            "containerListenDelayMs": 3000,
+            "vectorizeVisibilityMs": 1000,
+            "metadataIndexes": indexes,
+        })
+    }
+
+    /// `config` with `ACTORLINE_EMULATOR_CONFIG` (a JSON object) merged over
+    /// it, when set: only for checking the harness against older code.
+    pub fn with_env_overrides(mut config: Value) -> Value {
+        let extra = std::env::var("ACTORLINE_EMULATOR_CONFIG").ok().and_then(|t| serde_json::from_str::<Value>(&t).ok());
+        if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_ref().and_then(Value::as_object)) {
+            c.extend(e.clone());
+        }
+        config
+    }
+
+    async fn control(&self, path: &str, body: Value) -> Value {
+        let r = http().post(format!("{}{path}", self.url)).json(&body).send().await.expect("emulator control");
+        r.json().await.expect("emulator control json")
+    }
+
+    /// Everything the emulator holds: vectors (visible ones), calls, faults, container.
+    pub async fn state(&self) -> Value {
+        self.control("/control/state", json!({})).await
+    }
+
+    /// Injects failures: `[{binding, method?, model?, error, times}]`.
+    pub async fn inject(&self, faults: Value) -> Value {
+        self.control("/control/faults", faults).await
+    }
+
+    pub async fn clear_faults(&self) {
+        self.control("/control/clear-faults", json!({})).await;
+    }
+
+    /// Stops the emulated container (as the runtime does after inactivity).
+    pub async fn stop_container(&self) -> Value {
+        self.control("/control/container/stop", json!({})).await
     }
 }

@@ -1,0 +1,198 @@
+//! Waiting for a container to accept connections. `start()` returns before
+//! the container listens (durable-objects/api/container: "does not block
+//! until the container is fully started"), so a request right after it is
+//! refused. Cloudflare's own clients poll the port: workers-rs's container
+//! test retries every 300 ms, `@cloudflare/containers` waits up to 20 s.
+//!
+//! [`StartupWait`] decides, refusal by refusal, whether to start the
+//! container, send again after a pause, or give up. Refusals while waiting
+//! say nothing about the analyzer's health, so the caller keeps them out of
+//! the circuit breaker; only a listening container's failures count.
+
+use super::time::Millis;
+
+/// Pause between two tries while the container is not listening yet.
+pub const POLL_INTERVAL_MS: i64 = 300;
+/// Longest wait for the port within one Analyze attempt (its timeout is
+/// 10 s), leaving time for the analysis itself.
+pub const READY_BUDGET_MS: i64 = 8_000;
+/// A container stopped during the wait is started again at most this often.
+const MAX_STARTS: u32 = 2;
+
+/// Why a request did not reach the container's server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The container is stopped: start it.
+    NotRunning,
+    /// Started, but nothing listens on the port yet.
+    NotListening,
+}
+
+/// The runtime's texts for a container that cannot take a connection yet:
+/// production's ("The container is not running, consider calling start()",
+/// "The container is not listening in the TCP address 10.0.0.1:8080") and
+/// local workerd's ("connect(): Connection refused: container port not
+/// found"). Anything else is a real failure.
+pub fn refusal(message: &str) -> Option<Refusal> {
+    let m = message.to_lowercase();
+    if m.contains("not running") && m.contains("start") {
+        Some(Refusal::NotRunning)
+    } else if m.contains("not listening") || m.contains("container port not found") || m.contains("connection refused")
+    {
+        Some(Refusal::NotListening)
+    } else {
+        None
+    }
+}
+
+/// What to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Call `start()`, then send.
+    Start,
+    /// Send the request (now).
+    Send,
+    /// Sleep this many ms, then send.
+    Wait(i64),
+    /// The budget is spent: fail this attempt as transient, outside the breaker.
+    GiveUp { waited_ms: i64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartupWait {
+    began: Millis,
+    budget_ms: i64,
+    poll_ms: i64,
+    starts: u32,
+    refusals: u32,
+}
+
+impl StartupWait {
+    /// Begins a call: start first when the container is not running.
+    pub fn begin(now: Millis, running: bool, budget_ms: i64, poll_ms: i64) -> (Self, Step) {
+        let wait = StartupWait { began: now, budget_ms, poll_ms: poll_ms.max(1), starts: 0, refusals: 0 };
+        (wait, if running { Step::Send } else { Step::Start })
+    }
+
+    /// With this module's defaults.
+    pub fn with_defaults(now: Millis, running: bool) -> (Self, Step) {
+        Self::begin(now, running, READY_BUDGET_MS, POLL_INTERVAL_MS)
+    }
+
+    /// `start()` was called.
+    pub fn started(&mut self) -> Step {
+        self.starts += 1;
+        Step::Send
+    }
+
+    /// The request was refused at `now`.
+    pub fn refused(&mut self, now: Millis, why: Refusal) -> Step {
+        self.refusals += 1;
+        let waited_ms = now - self.began;
+        if why == Refusal::NotRunning && self.starts < MAX_STARTS {
+            return Step::Start;
+        }
+        if waited_ms + self.poll_ms > self.budget_ms {
+            return Step::GiveUp { waited_ms };
+        }
+        Step::Wait(self.poll_ms)
+    }
+
+    /// Refusals so far (for the log and the status view).
+    pub fn refusals(&self) -> u32 {
+        self.refusals
+    }
+
+    pub fn starts(&self) -> u32 {
+        self.starts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drives a wait against a container that listens `listen_after` ms after
+    /// its first start, on a fake clock; returns (steps taken, sends, outcome).
+    fn drive(running: bool, listen_after: Option<i64>) -> (Vec<Step>, u32, Result<Millis, i64>) {
+        let mut now: Millis = 1_000;
+        let (mut wait, mut step) = StartupWait::with_defaults(now, running);
+        let mut started_at = running.then_some(0);
+        let (mut steps, mut sends) = (Vec::new(), 0);
+        loop {
+            steps.push(step);
+            step = match step {
+                Step::Start => {
+                    started_at.get_or_insert(now);
+                    wait.started()
+                }
+                Step::Wait(ms) => {
+                    now += ms;
+                    Step::Send
+                }
+                Step::Send => {
+                    sends += 1;
+                    now += 5; // a refused connect is quick
+                    match (started_at, listen_after) {
+                        (None, _) => wait.refused(now, Refusal::NotRunning),
+                        (Some(at), Some(delay)) if now - at >= delay => return (steps, sends, Ok(now)),
+                        _ => wait.refused(now, Refusal::NotListening),
+                    }
+                }
+                Step::GiveUp { waited_ms } => return (steps, sends, Err(waited_ms)),
+            };
+        }
+    }
+
+    #[test]
+    fn a_cold_container_is_started_then_polled_until_it_listens() {
+        let (steps, sends, outcome) = drive(false, Some(3_000));
+        assert_eq!(steps[0], Step::Start);
+        assert!(steps.iter().filter(|s| matches!(s, Step::Wait(POLL_INTERVAL_MS))).count() >= 9);
+        assert_eq!(steps.iter().filter(|s| **s == Step::Start).count(), 1);
+        let ready_at = outcome.expect("ready within the budget");
+        assert!((4_000..4_400).contains(&ready_at), "ready at {ready_at}");
+        assert!(sends >= 10);
+    }
+
+    #[test]
+    fn a_warm_container_is_sent_to_at_once() {
+        let (steps, sends, outcome) = drive(true, Some(0));
+        assert_eq!(steps, vec![Step::Send]);
+        assert_eq!(sends, 1);
+        assert!(outcome.is_ok());
+    }
+
+    #[test]
+    fn a_container_that_never_listens_gives_up_within_the_budget() {
+        let (steps, _, outcome) = drive(false, None);
+        let waited = outcome.expect_err("gives up");
+        assert!(waited <= READY_BUDGET_MS && waited > READY_BUDGET_MS - 2 * POLL_INTERVAL_MS, "waited {waited}");
+        assert!(matches!(steps.last(), Some(Step::GiveUp { .. })));
+    }
+
+    #[test]
+    fn a_container_stopped_under_us_is_started_again_but_not_forever() {
+        let (mut wait, step) = StartupWait::with_defaults(0, true);
+        assert_eq!(step, Step::Send);
+        assert_eq!(wait.refused(10, Refusal::NotRunning), Step::Start);
+        wait.started();
+        assert_eq!(wait.refused(20, Refusal::NotRunning), Step::Start);
+        wait.started();
+        assert_eq!(wait.refused(30, Refusal::NotRunning), Step::Wait(POLL_INTERVAL_MS));
+        assert_eq!(wait.starts(), 2);
+        assert_eq!(wait.refusals(), 3);
+    }
+
+    #[test]
+    fn recognizes_the_runtime_refusals_and_nothing_else() {
+        assert_eq!(refusal("Error: The container is not running, consider calling start()"), Some(Refusal::NotRunning));
+        assert_eq!(
+            refusal("The container is not listening in the TCP address 10.0.0.1:8080"),
+            Some(Refusal::NotListening)
+        );
+        assert_eq!(refusal("connect(): Connection refused: container port not found"), Some(Refusal::NotListening));
+        assert_eq!(refusal("analyzer answered 500"), None);
+        assert_eq!(refusal("Network connection lost."), None);
+    }
+}

@@ -1,0 +1,279 @@
+//! The production-mode suite: Actorline's production code paths (Workers AI,
+//! Vectorize, the analyzer's container) under `wrangler dev --env emulated`,
+//! against the emulated bindings of tests/emulator, which follow Cloudflare's
+//! documented shapes, limits and failure modes. One `wrangler dev` (with the
+//! emulator Worker in it), one emulator state server and one native analyzer
+//! serve the whole binary.
+//!
+//! Run: `ACTORLINE_ROOT=$PWD cargo test --test prod -- --test-threads 2`
+//! (after `make build` and `cargo build --release -p analyzer`).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::*;
+
+struct Prod {
+    server: Server,
+    emulator: Emulator,
+    _analyzer: Analyzer,
+}
+
+fn prod() -> &'static Prod {
+    static PROD: OnceLock<Prod> = OnceLock::new();
+    PROD.get_or_init(|| {
+        let dir = temp_dir("prod");
+        let analyzer = Analyzer::start(&dir.join("analyzer"));
+        let config = Emulator::with_env_overrides(Emulator::standard_config(&analyzer.url));
+        let emulator = Emulator::start(&dir.join("emulator"), config);
+        let opts = ServerOptions::emulated(dir.join("state"), emulator.worker_config.clone());
+        Prod { server: Server::start(&opts), emulator, _analyzer: analyzer }
+    })
+}
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+const STAGES: [&str; 8] = ["validate", "chunk", "embed", "index", "summarize", "extract", "analyze", "publish"];
+
+/// A document with a marker word no other test uses, so faults injected for
+/// it (matched on `contains`) hit only its calls.
+fn marked(marker: &str, seed: usize, bytes: usize) -> String {
+    format!("The {marker} report. {}", document(marker, seed, bytes))
+}
+
+fn assert_all_completed(view: &Value) {
+    assert_eq!(view["status"], "completed", "{view}");
+    for (i, name) in STAGES.iter().enumerate() {
+        let st = &view["stages"][i];
+        assert_eq!(st["name"], *name, "{view}");
+        assert_eq!(st["status"], "completed", "stage {name}: {st}");
+    }
+}
+
+/// The emulator's visible vectors of one content.
+async fn vectors_of(content_id: &str) -> Vec<Value> {
+    let state = prod().emulator.state().await;
+    state["vectors"]
+        .as_array()
+        .map(|v| v.iter().filter(|x| x["metadata"]["content_id"] == content_id).cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Polls until `ok(vectors of content)` holds; returns the last vectors seen.
+async fn wait_vectors(content_id: &str, what: &str, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = vectors_of(content_id).await;
+        if ok(&v) {
+            return v;
+        }
+        let versions: Vec<&Value> = v.iter().map(|x| &x["metadata"]["version"]).collect();
+        assert!(Instant::now() < deadline, "{what}: {} vectors left, versions {versions:?}", v.len());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn calls(state: &Value) -> Vec<Value> {
+    state["calls"].as_array().cloned().unwrap_or_default()
+}
+
+/// Fails on current main: the container's first connection comes 3 s after
+/// `start()`, and the old code fetched at once (B5).
+#[tokio::test]
+async fn a_cold_container_is_waited_for_and_all_eight_stages_complete() {
+    let p = prod();
+    p.emulator.stop_container().await;
+    let before = p.emulator.state().await["container"].clone();
+    let (_, run) = p.server.submit("Cold start", &marked("zephyrine", 1, 1500), Some("ops")).await;
+    let view = p.server.wait_run(&run, RUN_TIMEOUT).await;
+    assert_all_completed(&view);
+    let after = p.emulator.state().await["container"].clone();
+    eprintln!("cold start: analyze {} ms, container {after}", view["stages"][6]["duration_ms"]);
+    assert!(after["starts"].as_u64() > before["starts"].as_u64(), "the container was started: {after}");
+    assert!(after["refused"].as_u64() > before["refused"].as_u64(), "its first connections were refused: {after}");
+    assert!(after["inactivityTimeoutMs"].as_u64().is_some_and(|ms| ms > 0), "an idle stop is set: {after}");
+    // Waiting for a starting container is not a failure of the analyzer.
+    let breaker = p.server.admin_get("/admin/actors/analyzer/analyzer").await;
+    assert_eq!(breaker.body["state"]["backend"], "container (emulated)", "{}", breaker.body);
+    assert_eq!(breaker.body["state"]["breaker"]["opened_total"], 0, "{}", breaker.body);
+}
+
+/// Fails on current main: its text model is deprecated (5007), and its
+/// search queries ask for `returnMetadata: "all"` with topK 50 (limit 20).
+#[tokio::test]
+async fn search_finds_a_document_once_its_vectors_are_visible_and_the_summary_is_the_models() {
+    let p = prod();
+    let (cid, run) = p.server.submit("Visible later", &marked("quillfeather", 2, 1500), Some("science")).await;
+    assert_all_completed(&p.server.wait_run(&run, RUN_TIMEOUT).await);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = p.server.get("/api/search?q=quillfeather%20report&mode=vector&k=10").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let found = r.body["results"].as_array().is_some_and(|rs| rs.iter().any(|x| x["content_id"] == cid.as_str()));
+        if found {
+            break;
+        }
+        assert!(Instant::now() < deadline, "vector search never found {cid}: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    let content = p.server.get(&format!("/api/content/{cid}")).await;
+    let summary = content.body["summary"].as_str().unwrap_or("");
+    assert!(summary.starts_with("[emulator]"), "the summary is the model's, not the local fallback: {summary:?}");
+
+    let state = p.emulator.state().await;
+    let all = calls(&state);
+    let deprecated: Vec<&Value> = all.iter().filter(|c| c["deprecated"] == true).collect();
+    assert!(deprecated.is_empty(), "calls to deprecated models: {deprecated:?}");
+    let failed_queries: Vec<&Value> =
+        all.iter().filter(|c| c["binding"] == "vectorize" && c["error"].is_string()).collect();
+    assert!(failed_queries.is_empty(), "Vectorize refused calls: {failed_queries:?}");
+    assert!(all.iter().any(|c| c["kind"] == "text" && c["error"].is_null()), "a text model answered");
+}
+
+/// Fails on current main: the README creates no `version`/`chunk` metadata
+/// index, so the delete plan's filters match nothing and old vectors stay.
+#[tokio::test]
+async fn a_new_version_and_a_delete_leave_no_stale_vectors() {
+    let p = prod();
+    let (cid, run) = p.server.submit("Versioned", &marked("marrowlight", 3, 3000), Some("history")).await;
+    assert_all_completed(&p.server.wait_run(&run, RUN_TIMEOUT).await);
+    wait_vectors(&cid, "version 1 indexed", |v| !v.is_empty()).await;
+
+    let r = p.server.put(&format!("/api/content/{cid}"), json!({ "title": "Versioned", "body": marked("marrowlight", 4, 2000) })).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let version = r.body["version"].as_u64().expect("version");
+    let run2 = r.body["run_id"].as_str().expect("run_id").to_string();
+    assert_all_completed(&p.server.wait_run(&run2, RUN_TIMEOUT).await);
+    wait_vectors(&cid, "only the new version's vectors", |v| {
+        !v.is_empty() && v.iter().all(|x| x["metadata"]["version"].as_u64() == Some(version))
+    })
+    .await;
+
+    let r = p.server.delete(&format!("/api/content/{cid}")).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    wait_vectors(&cid, "no vector after DELETE", |v| v.is_empty()).await;
+
+    // Every property a filter used has a metadata index (else it matched nothing).
+    let state = p.emulator.state().await;
+    let indexed: Vec<String> = state["config"]["metadataIndexes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m["propertyName"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    for c in calls(&state).iter().filter(|c| c["method"] == "query") {
+        if let Some(filter) = c["detail"]["options"]["filter"].as_object() {
+            for prop in filter.keys() {
+                assert!(indexed.contains(prop), "filter on {prop:?} without a metadata index (README has {indexed:?})");
+            }
+        }
+    }
+}
+
+/// Needs h-providers: a JSON-mode failure or a model error must fall back to
+/// the local extractor instead of failing the stage (A5). Every text call
+/// for this document fails, so only a fallback completes the run.
+#[tokio::test]
+async fn a_text_model_failure_falls_back_to_the_local_extractor() {
+    let p = prod();
+    let marker = "brackenfold";
+    p.emulator
+        .inject(json!([
+            { "binding": "ai", "kind": "text", "contains": [marker, "summary"], "error": "JSON Mode couldn't be met", "times": 1000 },
+            { "binding": "ai", "kind": "text", "contains": [marker, "keywords"], "error": "5007: No such model or task", "times": 1000 },
+        ]))
+        .await;
+    let (cid, run) = p.server.submit("Model trouble", &marked(marker, 5, 1500), None).await;
+    let view = p.server.wait_run(&run, RUN_TIMEOUT).await;
+    assert_all_completed(&view);
+    let content = p.server.get(&format!("/api/content/{cid}")).await;
+    let summary = content.body["summary"].as_str().unwrap_or("");
+    assert!(!summary.is_empty() && !summary.starts_with("[emulator]"), "the local summary: {}", content.body);
+    assert!(content.body["keywords"].as_array().is_some_and(|k| !k.is_empty()), "local keywords: {}", content.body);
+    let state = p.emulator.state().await;
+    let hit = calls(&state).iter().filter(|c| c["kind"] == "text" && c["error"].is_string()).count();
+    assert!(hit >= 2, "both text calls failed: {hit}");
+}
+
+/// A 3040 "Out of capacity" (HTTP 429) is a rate limit: retried, then the run completes.
+#[tokio::test]
+async fn a_rate_limited_embedding_is_retried() {
+    let p = prod();
+    let marker = "thistlecombe";
+    let fault = "3040: No more data centers to forward the request to";
+    p.emulator
+        .inject(json!([{ "binding": "ai", "kind": "embedding", "contains": marker, "error": fault, "times": 2 }]))
+        .await;
+    let (_, run) = p.server.submit("Busy", &marked(marker, 6, 1500), None).await;
+    let view = p.server.wait_run(&run, RUN_TIMEOUT).await;
+    assert_all_completed(&view);
+    assert!(view["stages"][2]["attempts"].as_u64().unwrap_or(0) >= 3, "embed retried: {}", view["stages"][2]);
+}
+
+/// Fails if `deleteByIds` ever gets more than 100 ids (VECTOR_DELETE_ERROR 40007).
+#[tokio::test]
+async fn a_long_documents_vectors_are_all_deleted_within_the_id_limit() {
+    let p = prod();
+    let (cid, run) = p.server.submit("Long", &marked("cinderwhist", 7, 110_000), None).await;
+    assert_all_completed(&p.server.wait_run(&run, Duration::from_secs(240)).await);
+    let v = wait_vectors(&cid, "all chunks indexed", |v| v.len() > 100).await;
+    assert!(v.len() > 100, "{} vectors", v.len());
+
+    let r = p.server.delete(&format!("/api/content/{cid}")).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    wait_vectors(&cid, "no vector after DELETE", |v| v.is_empty()).await;
+    let state = p.emulator.state().await;
+    let refused: Vec<Value> =
+        calls(&state).into_iter().filter(|c| c["method"] == "deleteByIds" && c["error"].is_string()).collect();
+    assert!(refused.is_empty(), "deleteByIds refused: {refused:?}");
+}
+
+/// The emulated bindings themselves answer in the documented shapes (a
+/// separate emulator, so its refusals stay out of the shared journal).
+#[tokio::test]
+async fn the_emulator_refuses_what_the_service_refuses() {
+    let health = prod().server.get("/healthz").await;
+    let text = health.body.to_string();
+    assert!(text.contains("workers-ai") && text.contains("vectorize"), "production backends in use: {text}");
+
+    let indexes = readme_metadata_indexes();
+    assert!(indexes.contains(&("content_id".to_string(), "string".to_string())), "README indexes parsed: {indexes:?}");
+    let emulator = Emulator::start(&temp_dir("emulator-probe"), Emulator::standard_config("http://127.0.0.1:9"));
+    let post = |path: &str, body: Value| {
+        let url = format!("{}{path}", emulator.url);
+        async move { http().post(url).json(&body).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let r = post("/ai/run", json!({ "model": "@cf/meta/llama-3.1-8b-instruct", "inputs": { "prompt": "hi" } })).await;
+    assert!(r["error"].as_str().is_some_and(|e| e.starts_with("5007: No such model")), "deprecated: {r}");
+    let r = post("/ai/run", json!({ "model": "@cf/baai/bge-base-en-v1.5", "inputs": { "text": vec!["x"; 101] } })).await;
+    assert!(r["error"].is_string(), "101 texts: {r}");
+    let long = "word ".repeat(600);
+    let r = post("/ai/run", json!({ "model": "@cf/baai/bge-base-en-v1.5", "inputs": { "text": [long] } })).await;
+    assert!(r["error"].as_str().is_some_and(|e| e.contains("512")), "over 512 tokens: {r}");
+    let r = post("/ai/run", json!({ "model": "@cf/baai/bge-base-en-v1.5", "inputs": { "text": ["a b"] } })).await;
+    assert_eq!(r["ok"]["shape"], json!([1, 768]), "{r}");
+    let ids: Vec<String> = (0..101).map(|i| format!("id{i}")).collect();
+    let r = post("/vectorize/deleteByIds", json!({ "ids": ids })).await;
+    assert_eq!(r["error"], "VECTOR_DELETE_ERROR (code = 40007): too many ids in payload; max id count is 100");
+    let v = vec![0.5f32; 768];
+    let r = post("/vectorize/query", json!({ "vector": v, "options": { "topK": 50, "returnMetadata": "all" } })).await;
+    assert!(r["error"].as_str().is_some_and(|e| e.contains("40025")), "{r}");
+    let r = post("/vectorize/query", json!({ "vector": v, "options": { "topK": 100, "returnMetadata": "indexed" } })).await;
+    assert!(r["ok"]["matches"].is_array(), "{r}");
+
+    // Filters see only indexed properties, and writes only after the delay.
+    let meta = json!({ "content_id": "c1", "version": 1, "chunk": 0, "unindexed": "x" });
+    let r = post("/vectorize/upsert", json!({ "vectors": [{ "id": "c1:1:0", "values": v, "namespace": "content", "metadata": meta }] })).await;
+    assert!(r["ok"]["mutationId"].is_string(), "{r}");
+    let q = |filter: Value| json!({ "vector": v, "options": { "topK": 10, "namespace": "content", "filter": filter } });
+    let r = post("/vectorize/query", q(json!({ "content_id": "c1" }))).await;
+    assert_eq!(r["ok"]["count"], 0, "not visible yet: {r}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = post("/vectorize/query", q(json!({ "content_id": { "$eq": "c1" } }))).await;
+    assert_eq!(r["ok"]["count"], 1, "visible after the delay: {r}");
+    let r = post("/vectorize/query", q(json!({ "unindexed": "x" }))).await;
+    assert_eq!(r["ok"]["count"], 0, "a filter on an unindexed property matches nothing: {r}");
+}
