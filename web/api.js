@@ -79,44 +79,34 @@ export async function request(method, path, { body, query, admin = false, signal
 export const get = (path, opts) => request('GET', path, opts);
 export const post = (path, body, opts) => request('POST', path, { ...opts, body });
 
-// The admin token lives in this tab's sessionStorage only: never in the page
-// source, never in a URL, never in localStorage.
-export function adminToken() {
+// Secrets live in this tab's sessionStorage only: never in the page source,
+// never in a URL, never in localStorage. Storage may be disabled; then a
+// secret simply is not kept.
+function stored(key) {
   try {
-    return sessionStorage.getItem(ADMIN_KEY) || '';
+    return sessionStorage.getItem(key) || '';
   } catch {
     return '';
   }
 }
 
-export function setAdminToken(token) {
+function store(key, value) {
   try {
-    if (token) sessionStorage.setItem(ADMIN_KEY, token);
-    else sessionStorage.removeItem(ADMIN_KEY);
+    if (value) sessionStorage.setItem(key, value);
+    else sessionStorage.removeItem(key);
   } catch {
-    /* storage disabled: the token simply is not kept */
+    /* storage disabled */
   }
 }
 
-// The signed-in credential (an API key or a JWT) lives in this tab's
-// sessionStorage only, like the admin token. Every non-admin request and the
-// live session carry it; without it the client is anonymous (public reads).
-export function credential() {
-  try {
-    return sessionStorage.getItem(CREDENTIAL_KEY) || '';
-  } catch {
-    return '';
-  }
-}
+/** The operator's token, for the inspector. */
+export const adminToken = () => stored(ADMIN_KEY);
+export const setAdminToken = (token) => store(ADMIN_KEY, token);
 
-export function setCredential(token) {
-  try {
-    if (token) sessionStorage.setItem(CREDENTIAL_KEY, token);
-    else sessionStorage.removeItem(CREDENTIAL_KEY);
-  } catch {
-    /* storage disabled: the credential simply is not kept */
-  }
-}
+// The signed-in credential (an API key or a JWT): every non-admin request and
+// the live session carry it; without it the client is anonymous (public reads).
+export const credential = () => stored(CREDENTIAL_KEY);
+export const setCredential = (token) => store(CREDENTIAL_KEY, token);
 
 /** The caller's principal, `{kind, tenant?, subject, scopes}`. */
 export const whoAmI = () => get(api.me());
