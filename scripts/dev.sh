@@ -6,6 +6,7 @@ source "$(dirname "$0")/lib.sh"
 PORT="${PORT:-8787}"
 STATE_DIR="${STATE_DIR:-.wrangler/state}"
 ANALYZER_PORT="${ANALYZER_PORT:-8788}"
+INSPECTOR_PORT="${INSPECTOR_PORT:-9229}"
 
 bootstrap
 build_worker
@@ -25,12 +26,13 @@ setsid target/release/analyzer --host 127.0.0.1 --port "$ANALYZER_PORT" --data-d
 pids+=($!)
 log "analyzer on http://127.0.0.1:$ANALYZER_PORT"
 log "Actorline on http://127.0.0.1:$PORT (admin token in .dev.vars)"
-setsid wrangler dev --local --ip 127.0.0.1 --port "$PORT" --inspector-port 0 \
+setsid wrangler dev --local --ip 127.0.0.1 --port "$PORT" --inspector-port "$INSPECTOR_PORT" \
   --show-interactive-dev-session=false --persist-to "$STATE_DIR" \
   --var "ANALYZER_URL:http://127.0.0.1:$ANALYZER_PORT" &
 pids+=($!)
 wrangler_pid=$!
-# A local tenant and its API key, created on first run and printed each time.
+# Network tracing off; a local tenant and its API key, created on first run and printed each time.
 admin_token="$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars)"
-node scripts/dev_key.mjs "http://127.0.0.1:$PORT" "$STATE_DIR" "$admin_token" || log "could not create the local API key"
+node scripts/dev_ready.mjs "http://127.0.0.1:$PORT" "$STATE_DIR" "$admin_token" "$INSPECTOR_PORT" \
+  || log "could not finish the dev setup (see above)"
 wait "$wrangler_pid"

@@ -26,9 +26,15 @@ pub async fn json_body<T: DeserializeOwned>(req: &mut Request, limit: usize) -> 
     parse_json(&bytes)
 }
 
-/// The body, read as a stream with a running count: `413` as soon as it
-/// passes `limit`, whether or not `Content-Length` was sent, and nothing past
-/// the cap is buffered (the rest of the stream is cancelled).
+/// Past the cap, up to this much more is read and discarded before the `413`
+/// goes out: answering while the client is still sending leaves the
+/// connection with unread body bytes, and wrangler dev's proxy then fails the
+/// next request on that connection (a 503). A longer body is cut off.
+const DRAIN_MAX_BYTES: usize = 8 * 1024 * 1024;
+
+/// The body, read as a stream with a running count: `413` once it passes
+/// `limit`, whether or not `Content-Length` was sent. Nothing past the cap is
+/// kept: the rest is read and dropped (at most [`DRAIN_MAX_BYTES`]).
 pub async fn read_capped(req: &mut Request, limit: usize) -> ApiResult<Vec<u8>> {
     use futures::StreamExt;
     let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
@@ -41,6 +47,13 @@ pub async fn read_capped(req: &mut Request, limit: usize) -> ApiResult<Vec<u8>> 
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
         if buf.len() + chunk.len() > limit {
+            let mut dropped = chunk.len();
+            while dropped < DRAIN_MAX_BYTES {
+                match stream.next().await {
+                    Some(Ok(more)) => dropped += more.len(),
+                    _ => break,
+                }
+            }
             return Err(ApiError::PayloadTooLarge { limit });
         }
         buf.extend_from_slice(&chunk);

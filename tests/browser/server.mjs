@@ -103,6 +103,8 @@ export async function startServer({ timeoutMs = 420_000 } = {}) {
   const port = await freePort();
   let analyzerPort = await freePort();
   while (analyzerPort === port) analyzerPort = await freePort();
+  let inspectorPort = await freePort();
+  while (inspectorPort === port || inspectorPort === analyzerPort) inspectorPort = await freePort();
   const logFile = path.join(dir, 'dev.log');
   const log = fs.openSync(logFile, 'a');
   const base = `http://127.0.0.1:${port}`;
@@ -115,6 +117,7 @@ export async function startServer({ timeoutMs = 420_000 } = {}) {
       ...process.env,
       PORT: String(port),
       ANALYZER_PORT: String(analyzerPort),
+      INSPECTOR_PORT: String(inspectorPort),
       STATE_DIR: path.join(dir, 'state'),
       NO_COLOR: '1',
     },
