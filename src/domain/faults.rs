@@ -63,6 +63,11 @@ impl Faults {
     }
 
     /// Whether this attempt of this stage of this run fails.
+    /// The error message of an injected fault at a site, if this attempt fails.
+    pub fn site_fault(&self, site: &str, key: &str, attempt: u32) -> Option<String> {
+        self.site_strikes(site, key, attempt).then(|| format!("injected fault ({site}={})", self.site_probability(site)))
+    }
+
     pub fn strikes(&self, run_id: &str, stage: Stage, attempt: u32) -> bool {
         strikes_at(self.probability(stage), run_id, stage.as_str(), attempt)
     }
@@ -91,6 +96,7 @@ mod tests {
         assert!(!sites.is_empty());
         assert_eq!(sites.describe(), "spawn=0.5,catalog=1");
         assert!((1..50).all(|a| sites.site_strikes(CATALOG, "x", a)));
+        assert_eq!(sites.site_fault(CATALOG, "x", 1).as_deref(), Some("injected fault (catalog=1)"));
         let hits = (0..10_000).filter(|i| sites.site_strikes(SPAWN, &format!("run-{i}"), 1)).count();
         assert!((4700..5300).contains(&hits), "{hits}");
     }
