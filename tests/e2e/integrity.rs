@@ -198,3 +198,57 @@ async fn failed_spawns_and_catalog_writes_are_retried_until_they_land() {
     let health = s.get("/healthz").await;
     assert!(health.body.to_string().contains("spawn=0.5"), "{}", health.body);
 }
+
+#[tokio::test]
+async fn delete_racing_puts_leaves_nothing_behind() {
+    let s = &shared().server;
+    let category = format!("gone-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let word = "pangolinphrase";
+    let body = |i: usize| format!("{} {word}.", document("vanishing", 900 + i, 700));
+    let (cid, run1) = s.submit("Vanishing v1", &body(0), Some(&category)).await;
+    assert_completed(s, &run1).await;
+    let path = format!("/api/content/{cid}");
+    let writes = (1..=10).map(|i| {
+        let (path, category, text) = (path.clone(), category.clone(), body(i));
+        async move {
+            if i == 5 {
+                (s.delete(&path).await, true)
+            } else {
+                (s.put(&path, json!({ "title": format!("Vanishing put {i}"), "body": text, "category": category })).await, false)
+            }
+        }
+    });
+    let replies = join_all(writes).await;
+    let mut runs = vec![run1];
+    for (r, is_delete) in &replies {
+        match (is_delete, r.status) {
+            (true, 204) => {}
+            (false, 202) => runs.push(r.body["run_id"].as_str().unwrap().to_string()),
+            (false, 404) => {}
+            other => panic!("unexpected {other:?}: {}", r.body),
+        }
+    }
+    assert_eq!(s.get(&path).await.status, 404);
+    // Every run of the item ends purged, whatever it was doing.
+    for run in &runs {
+        eventually("run purged", Duration::from_secs(60), || async {
+            let r = s.admin_get(&format!("/admin/actors/run/{run}")).await;
+            let st = &r.body["state"];
+            let done = st["purged"] == true && st["has_document"] == false && r.body["storage"]["artifacts"]["rows"] == 0;
+            if done { Ok(()) } else { Err(r.body.to_string()) }
+        })
+        .await;
+    }
+    eventually("gone everywhere", Duration::from_secs(60), || async {
+        let list = s.get(&format!("/api/content?category={category}")).await;
+        let listed = list.body["items"].as_array().map(|a| a.len()).unwrap_or(0);
+        let keyword = search_ids(s, word, "keyword").await.contains(&cid);
+        let vector = search_ids(s, word, "vector").await.contains(&cid);
+        if listed == 0 && !keyword && !vector { Ok(()) } else { Err(format!("listed {listed}, keyword {keyword}, vector {vector}")) }
+    })
+    .await;
+    let shard = actorline::domain::vector::shard_for(&cid, 4);
+    let insp = s.admin_get(&format!("/admin/actors/vector_index/shard-{shard}?content_id={cid}")).await;
+    assert_eq!(insp.body["state"]["content"]["vectors"], json!([]), "{}", insp.body);
+    assert_eq!(insp.body["state"]["content"]["fence"]["deleted"], true);
+}
