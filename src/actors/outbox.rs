@@ -59,7 +59,11 @@ impl Outbox {
 
     /// Drops a pending duty (e.g. the spawn of a run that was superseded).
     pub fn forget(&self, key: &str) -> ApiResult<()> {
-        exec(&self.sql, "DELETE FROM outbox WHERE key = ?", vec![key.into()])
+        exec(
+            &self.sql,
+            "DELETE FROM outbox WHERE key = ?",
+            vec![key.into()],
+        )
     }
 
     /// The duties due at `now`, oldest first, each leased for [`LEASE_MS`] so
@@ -72,9 +76,17 @@ impl Outbox {
         )?;
         let mut taken = Vec::with_capacity(found.len());
         for r in found {
-            exec(&self.sql, "UPDATE outbox SET due_at = ? WHERE seq = ?", vec![((now + LEASE_MS) as f64).into(), r.seq.into()])?;
+            exec(
+                &self.sql,
+                "UPDATE outbox SET due_at = ? WHERE seq = ?",
+                vec![((now + LEASE_MS) as f64).into(), r.seq.into()],
+            )?;
             let duty: Duty = serde_json::from_str(&r.duty).map_err(storage_err)?;
-            taken.push(Taken { seq: r.seq as i64, duty, attempts: r.attempts as u32 });
+            taken.push(Taken {
+                seq: r.seq as i64,
+                duty,
+                attempts: r.attempts as u32,
+            });
         }
         Ok(taken)
     }
@@ -90,7 +102,11 @@ impl Outbox {
             match perform(t.duty.clone(), t.attempts).await {
                 Ok(()) => self.done(&t)?,
                 Err(e) => {
-                    worker::console_error!("{actor} duty {} failed (try {}): {e}", t.duty.key(), t.attempts + 1);
+                    worker::console_error!(
+                        "{actor} duty {} failed (try {}): {e}",
+                        t.duty.key(),
+                        t.attempts + 1
+                    );
                     self.failed(&t, &e, crate::runtime::now_ms())?;
                 }
             }
@@ -99,7 +115,11 @@ impl Outbox {
     }
 
     pub fn done(&self, t: &Taken) -> ApiResult<()> {
-        exec(&self.sql, "DELETE FROM outbox WHERE seq = ?", vec![(t.seq as f64).into()])
+        exec(
+            &self.sql,
+            "DELETE FROM outbox WHERE seq = ?",
+            vec![(t.seq as f64).into()],
+        )
     }
 
     pub fn failed(&self, t: &Taken, error: &ApiError, now: Millis) -> ApiResult<()> {
@@ -110,7 +130,9 @@ impl Outbox {
             vec![
                 (attempts as f64).into(),
                 (retry_at(attempts, now) as f64).into(),
-                crate::providers::provider_errors::truncate_chars(&error.to_string(), 300).to_string().into(),
+                crate::providers::provider_errors::truncate_chars(&error.to_string(), 300)
+                    .to_string()
+                    .into(),
                 (t.seq as f64).into(),
             ],
         )
@@ -119,7 +141,10 @@ impl Outbox {
     /// When the earliest pending duty is due (a leased one: when its lease ends).
     pub fn next_due(&self) -> ApiResult<Option<Millis>> {
         let d: Vec<Due> = rows(&self.sql, "SELECT MIN(due_at) AS at FROM outbox", vec![])?;
-        Ok(d.into_iter().next().and_then(|d| d.at).map(|at| at as Millis))
+        Ok(d.into_iter()
+            .next()
+            .and_then(|d| d.at)
+            .map(|at| at as Millis))
     }
 
     /// The pending duties, for the inspector.
@@ -131,7 +156,11 @@ impl Outbox {
             due_at: f64,
             last_error: Option<String>,
         }
-        let p: Vec<Pending> = rows(&self.sql, "SELECT key, attempts, due_at, last_error FROM outbox ORDER BY seq", vec![])?;
+        let p: Vec<Pending> = rows(
+            &self.sql,
+            "SELECT key, attempts, due_at, last_error FROM outbox ORDER BY seq",
+            vec![],
+        )?;
         Ok(json!(p))
     }
 }

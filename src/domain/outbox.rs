@@ -16,16 +16,27 @@ use super::time::Millis;
 #[serde(tag = "duty", rename_all = "snake_case")]
 pub enum Duty {
     /// Send the idempotent `start` (body `start`) to a new run.
-    SpawnRun { run_id: Uuid, start: Value },
-    CancelRun { run_id: Uuid, reason: String },
+    SpawnRun {
+        run_id: Uuid,
+        start: Value,
+    },
+    CancelRun {
+        run_id: Uuid,
+        reason: String,
+    },
     /// Erase a run actor's copies of a deleted item.
-    PurgeRun { run_id: Uuid },
+    PurgeRun {
+        run_id: Uuid,
+    },
     /// Write the actor's current state (or its deletion) to the D1 catalog.
     Catalog,
     /// Erase a deleted item's vectors and fence the index against late writes.
     DropVectors,
     /// Tell the content actor how a run ended (`run_ended`, body `report`).
-    ReportEnd { content_id: Uuid, report: Value },
+    ReportEnd {
+        content_id: Uuid,
+        report: Value,
+    },
 }
 
 impl Duty {
@@ -45,7 +56,13 @@ impl Duty {
 
 /// The backoff of a failed duty: 200 ms doubling to 10 s, without end (the
 /// duty is owed; an outage only delays it).
-const BACKOFF: RetryPolicy = RetryPolicy { max_attempts: u32::MAX, base_ms: 200, max_ms: 10_000, timeout_ms: 0, optional: false };
+const BACKOFF: RetryPolicy = RetryPolicy {
+    max_attempts: u32::MAX,
+    base_ms: 200,
+    max_ms: 10_000,
+    timeout_ms: 0,
+    optional: false,
+};
 
 /// How long a duty being tried is hidden from other drains: if the isolate
 /// dies mid-try, the alarm tries it again after this.
@@ -70,10 +87,23 @@ mod tests {
     #[test]
     fn keys_dedupe_per_run_and_per_kind() {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        assert_ne!(Duty::PurgeRun { run_id: a }.key(), Duty::PurgeRun { run_id: b }.key());
-        assert_ne!(Duty::PurgeRun { run_id: a }.key(), Duty::CancelRun { run_id: a, reason: "x".into() }.key());
+        assert_ne!(
+            Duty::PurgeRun { run_id: a }.key(),
+            Duty::PurgeRun { run_id: b }.key()
+        );
+        assert_ne!(
+            Duty::PurgeRun { run_id: a }.key(),
+            Duty::CancelRun {
+                run_id: a,
+                reason: "x".into()
+            }
+            .key()
+        );
         assert_eq!(Duty::Catalog.key(), "catalog");
-        let d = Duty::SpawnRun { run_id: a, start: serde_json::json!({ "version": 1 }) };
+        let d = Duty::SpawnRun {
+            run_id: a,
+            start: serde_json::json!({ "version": 1 }),
+        };
         let back: Duty = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
         assert_eq!(back, d);
     }
