@@ -9,9 +9,20 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 async fn search_ids(s: &Server, q: &str, mode: &str) -> Vec<String> {
-    let r = send(http().get(s.url("/api/search")).bearer_auth(&s.key).query(&[("q", q), ("mode", mode), ("k", "50")])).await;
+    let r = send(
+        http()
+            .get(s.url("/api/search"))
+            .bearer_auth(&s.key)
+            .query(&[("q", q), ("mode", mode), ("k", "50")]),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    r.body["results"].as_array().unwrap().iter().map(|x| x["content_id"].as_str().unwrap().to_string()).collect()
+    r.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["content_id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 async fn assert_completed(s: &Server, run: &str) {
@@ -29,7 +40,10 @@ where
     loop {
         match check().await {
             Ok(v) => return v,
-            Err(last) => assert!(Instant::now() < deadline, "{what} not reached in {timeout:?}: {last}"),
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "{what} not reached in {timeout:?}: {last}"
+            ),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -39,7 +53,13 @@ where
 async fn concurrent_puts_each_keep_their_version() {
     let s = &shared().server;
     let category = format!("race-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let (cid, _) = s.submit("Racing v1", &document("racing writers", 1, 600), Some(&category)).await;
+    let (cid, _) = s
+        .submit(
+            "Racing v1",
+            &document("racing writers", 1, 600),
+            Some(&category),
+        )
+        .await;
     let puts = join_all((0..20).map(|i| {
         let (cid, category) = (cid.clone(), category.clone());
         async move {
@@ -51,20 +71,37 @@ async fn concurrent_puts_each_keep_their_version() {
     let mut acked: Vec<(u64, String)> = Vec::new();
     for r in &puts {
         assert_eq!(r.status, 202, "{}", r.body);
-        acked.push((r.body["version"].as_u64().unwrap(), r.body["run_id"].as_str().unwrap().to_string()));
+        acked.push((
+            r.body["version"].as_u64().unwrap(),
+            r.body["run_id"].as_str().unwrap().to_string(),
+        ));
     }
     let mut versions: Vec<u64> = acked.iter().map(|(v, _)| *v).collect();
     versions.sort();
-    assert_eq!(versions, (2..=21).collect::<Vec<u64>>(), "every PUT got its own version");
+    assert_eq!(
+        versions,
+        (2..=21).collect::<Vec<u64>>(),
+        "every PUT got its own version"
+    );
     let last_run = acked.iter().find(|(v, _)| *v == 21).unwrap().1.clone();
     assert_completed(s, &last_run).await;
     let c = s.get(&format!("/api/content/{cid}")).await;
     assert_eq!(c.body["version"], 21, "{}", c.body);
     assert_eq!(c.body["status"], "indexed");
     let history = c.body["versions"].as_array().unwrap();
-    assert_eq!(history.iter().map(|v| v["version"].as_u64().unwrap()).collect::<Vec<_>>(), (1..=21).collect::<Vec<u64>>());
+    assert_eq!(
+        history
+            .iter()
+            .map(|v| v["version"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        (1..=21).collect::<Vec<u64>>()
+    );
     for (v, run) in &acked {
-        assert_eq!(history[*v as usize - 1]["run_id"], run.as_str(), "version {v} keeps its run");
+        assert_eq!(
+            history[*v as usize - 1]["run_id"],
+            run.as_str(),
+            "version {v} keeps its run"
+        );
     }
     // Every superseded run that exists ends cancelled as superseded (or finished first).
     for (v, run) in acked.iter().filter(|(v, _)| *v < 21) {
@@ -73,15 +110,37 @@ async fn concurrent_puts_each_keep_their_version() {
             continue; // superseded before its spawn: it never started
         }
         let view = s.wait_run(run, Duration::from_secs(120)).await;
-        assert!(matches!(view["status"].as_str(), Some("cancelled") | Some("completed")), "v{v}: {view}");
+        assert!(
+            matches!(
+                view["status"].as_str(),
+                Some("cancelled") | Some("completed")
+            ),
+            "v{v}: {view}"
+        );
         if view["status"] == "cancelled" {
-            assert!(view["reason"].as_str().unwrap().starts_with("superseded by version"), "{view}");
+            assert!(
+                view["reason"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("superseded by version"),
+                "{view}"
+            );
         }
     }
     let item = s.admin_get(&format!("/admin/actors/content/{cid}")).await;
     let list = s.get(&format!("/api/content?category={category}")).await;
-    let row = list.body["items"].as_array().unwrap().iter().find(|i| i["id"] == cid.as_str()).cloned();
-    assert_eq!(row.map(|r| (r["version"].clone(), r["title"].clone())), Some((json!(21), c.body["title"].clone())), "{}", item.body["state"]["outbox"]);
+    let row = list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == cid.as_str())
+        .cloned();
+    assert_eq!(
+        row.map(|r| (r["version"].clone(), r["title"].clone())),
+        Some((json!(21), c.body["title"].clone())),
+        "{}",
+        item.body["state"]["outbox"]
+    );
 }
 
 #[tokio::test]
@@ -89,7 +148,13 @@ async fn a_retried_superseded_run_cannot_bring_back_old_text() {
     let s = &shared().server;
     let old = "quokkaphrase";
     let new = "wombatphrase";
-    let (cid, run1) = s.submit("Fenced v1", &format!("{} {old} {old}.", document("fencing", 3, 900)), None).await;
+    let (cid, run1) = s
+        .submit(
+            "Fenced v1",
+            &format!("{} {old} {old}.", document("fencing", 3, 900)),
+            None,
+        )
+        .await;
     let r = s.put(&format!("/api/content/{cid}"), json!({ "title": "Fenced v2", "body": format!("{} {new} {new}.", document("fencing", 4, 900)) })).await;
     assert_eq!(r.status, 202, "{}", r.body);
     let run2 = r.body["run_id"].as_str().unwrap().to_string();
@@ -109,25 +174,52 @@ async fn a_retried_superseded_run_cannot_bring_back_old_text() {
         let hits = search_ids(s, &format!("{old} {new}"), mode).await;
         assert!(hits.contains(&cid), "{mode}: current text is found");
     }
-    assert!(!search_ids(s, old, "keyword").await.contains(&cid), "old keyword text is gone");
+    assert!(
+        !search_ids(s, old, "keyword").await.contains(&cid),
+        "old keyword text is gone"
+    );
     let shard = actorline::domain::vector::shard_for(&cid, 4);
-    let insp = s.admin_get(&format!("/admin/actors/vector_index/shard-{shard}?content_id={cid}")).await;
+    let insp = s
+        .admin_get(&format!(
+            "/admin/actors/vector_index/shard-{shard}?content_id={cid}"
+        ))
+        .await;
     let content = &insp.body["state"]["content"];
     assert_eq!(content["fence"]["version"], 2, "{insp:?}", insp = insp.body);
     let vids = content["vectors"].as_array().unwrap();
-    assert!(!vids.is_empty() && vids.iter().all(|v| v.as_str().unwrap().starts_with(&format!("{cid}:2:"))), "{vids:?}");
+    assert!(
+        !vids.is_empty()
+            && vids
+                .iter()
+                .all(|v| v.as_str().unwrap().starts_with(&format!("{cid}:2:"))),
+        "{vids:?}"
+    );
     let c = s.get(&format!("/api/content/{cid}")).await;
-    assert_eq!((c.body["version"].clone(), c.body["title"].clone()), (json!(2), json!("Fenced v2")));
+    assert_eq!(
+        (c.body["version"].clone(), c.body["title"].clone()),
+        (json!(2), json!("Fenced v2"))
+    );
 }
 
 #[tokio::test]
 async fn delete_erases_the_run_actors_copies() {
     let s = &shared().server;
     let word = "ocelotphrase";
-    let (cid, run1) = s.submit("Secret erase title", &format!("{} {word}.", document("erasure", 7, 900)), None).await;
+    let (cid, run1) = s
+        .submit(
+            "Secret erase title",
+            &format!("{} {word}.", document("erasure", 7, 900)),
+            None,
+        )
+        .await;
     assert_completed(s, &run1).await;
     // A second version still in flight when the item is deleted.
-    let r = s.put(&format!("/api/content/{cid}"), json!({ "title": "Secret erase v2", "body": document("erasure", 8, 900) })).await;
+    let r = s
+        .put(
+            &format!("/api/content/{cid}"),
+            json!({ "title": "Secret erase v2", "body": document("erasure", 8, 900) }),
+        )
+        .await;
     let run2 = r.body["run_id"].as_str().unwrap().to_string();
     assert_eq!(s.delete(&format!("/api/content/{cid}")).await.status, 204);
     assert_eq!(s.get(&format!("/api/content/{cid}")).await.status, 404);
@@ -136,7 +228,11 @@ async fn delete_erases_the_run_actors_copies() {
     for run in [&run1, &run2] {
         let insp: Value = eventually("run purged", Duration::from_secs(30), || async {
             let r = s.admin_get(&format!("/admin/actors/run/{run}")).await;
-            if r.body["state"]["purged"] == true && r.body["storage"]["artifacts"]["rows"] == 0 { Ok(r.body) } else { Err(r.body.to_string()) }
+            if r.body["state"]["purged"] == true && r.body["storage"]["artifacts"]["rows"] == 0 {
+                Ok(r.body)
+            } else {
+                Err(r.body.to_string())
+            }
         })
         .await;
         assert_eq!(insp["state"]["has_document"], false, "{insp}");
@@ -146,18 +242,39 @@ async fn delete_erases_the_run_actors_copies() {
             assert_eq!(insp["state"]["reason"], "content deleted", "{insp}");
         }
         let retry = s.admin_post(&format!("/api/runs/{run}/retry")).await;
-        assert!(retry.status == 409 || retry.status == 404, "a purged run cannot run again: {}", retry.body);
+        assert!(
+            retry.status == 409 || retry.status == 404,
+            "a purged run cannot run again: {}",
+            retry.body
+        );
     }
     let c = s.admin_get(&format!("/admin/actors/content/{cid}")).await;
     let tomb = &c.body["state"]["content"];
     assert_eq!(c.body["state"]["deleted"], true);
     assert_eq!(tomb["doc"]["title"], "");
     assert_eq!(tomb["doc"]["body"], "");
-    assert!(!c.body["state"].to_string().contains("Secret erase"), "{}", c.body["state"]);
-    let deleted_event = c.body["events"]["tail"].as_array().unwrap().iter().rev().find(|e| e["event"] == "content.deleted").cloned();
-    assert_eq!(deleted_event.map(|e| e["data"]["title"].clone()), Some(json!("")));
+    assert!(
+        !c.body["state"].to_string().contains("Secret erase"),
+        "{}",
+        c.body["state"]
+    );
+    let deleted_event = c.body["events"]["tail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "content.deleted")
+        .cloned();
+    assert_eq!(
+        deleted_event.map(|e| e["data"]["title"].clone()),
+        Some(json!(""))
+    );
     let shard = actorline::domain::vector::shard_for(&cid, 4);
-    let insp = s.admin_get(&format!("/admin/actors/vector_index/shard-{shard}?content_id={cid}")).await;
+    let insp = s
+        .admin_get(&format!(
+            "/admin/actors/vector_index/shard-{shard}?content_id={cid}"
+        ))
+        .await;
     assert_eq!(insp.body["state"]["content"]["vectors"], json!([]));
     assert_eq!(insp.body["state"]["content"]["fence"]["deleted"], true);
     for mode in ["vector", "keyword", "hybrid"] {
@@ -171,7 +288,14 @@ async fn failed_spawns_and_catalog_writes_are_retried_until_they_land() {
     let s = Server::start(&ServerOptions::new(dir).var("FAULTS", "spawn=0.5,catalog=0.5"));
     let subs = join_all((0..8).map(|i| {
         let s = &s;
-        async move { s.submit(&format!("Faulty {i}"), &document("unreliable", 500 + i, 700), None).await }
+        async move {
+            s.submit(
+                &format!("Faulty {i}"),
+                &document("unreliable", 500 + i, 700),
+                None,
+            )
+            .await
+        }
     }))
     .await;
     for (cid, run) in &subs {
@@ -186,17 +310,34 @@ async fn failed_spawns_and_catalog_writes_are_retried_until_they_land() {
         let missing: Vec<&String> = subs
             .iter()
             .map(|(cid, _)| cid)
-            .filter(|cid| !items.iter().any(|i| i["id"] == cid.as_str() && i["status"] == "indexed" && i["version"] == 1))
+            .filter(|cid| {
+                !items.iter().any(|i| {
+                    i["id"] == cid.as_str() && i["status"] == "indexed" && i["version"] == 1
+                })
+            })
             .collect();
-        let runs = s.admin_get("/admin/actors?kind=run&status=completed&limit=100").await;
+        let runs = s
+            .admin_get("/admin/actors?kind=run&status=completed&limit=100")
+            .await;
         let listed = runs.body["items"].as_array().cloned().unwrap_or_default();
-        let unlisted: Vec<&String> =
-            subs.iter().map(|(_, run)| run).filter(|run| !listed.iter().any(|i| i["id"] == run.as_str())).collect();
-        if missing.is_empty() && unlisted.is_empty() { Ok(()) } else { Err(format!("content {missing:?}, runs {unlisted:?}")) }
+        let unlisted: Vec<&String> = subs
+            .iter()
+            .map(|(_, run)| run)
+            .filter(|run| !listed.iter().any(|i| i["id"] == run.as_str()))
+            .collect();
+        if missing.is_empty() && unlisted.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("content {missing:?}, runs {unlisted:?}"))
+        }
     })
     .await;
     let health = s.get("/healthz").await;
-    assert!(health.body.to_string().contains("spawn=0.5"), "{}", health.body);
+    assert!(
+        health.body.to_string().contains("spawn=0.5"),
+        "{}",
+        health.body
+    );
 }
 
 #[tokio::test]
@@ -234,8 +375,14 @@ async fn delete_racing_puts_leaves_nothing_behind() {
         eventually("run purged", Duration::from_secs(60), || async {
             let r = s.admin_get(&format!("/admin/actors/run/{run}")).await;
             let st = &r.body["state"];
-            let done = st["purged"] == true && st["has_document"] == false && r.body["storage"]["artifacts"]["rows"] == 0;
-            if done { Ok(()) } else { Err(r.body.to_string()) }
+            let done = st["purged"] == true
+                && st["has_document"] == false
+                && r.body["storage"]["artifacts"]["rows"] == 0;
+            if done {
+                Ok(())
+            } else {
+                Err(r.body.to_string())
+            }
         })
         .await;
     }
@@ -244,11 +391,26 @@ async fn delete_racing_puts_leaves_nothing_behind() {
         let listed = list.body["items"].as_array().map(|a| a.len()).unwrap_or(0);
         let keyword = search_ids(s, word, "keyword").await.contains(&cid);
         let vector = search_ids(s, word, "vector").await.contains(&cid);
-        if listed == 0 && !keyword && !vector { Ok(()) } else { Err(format!("listed {listed}, keyword {keyword}, vector {vector}")) }
+        if listed == 0 && !keyword && !vector {
+            Ok(())
+        } else {
+            Err(format!(
+                "listed {listed}, keyword {keyword}, vector {vector}"
+            ))
+        }
     })
     .await;
     let shard = actorline::domain::vector::shard_for(&cid, 4);
-    let insp = s.admin_get(&format!("/admin/actors/vector_index/shard-{shard}?content_id={cid}")).await;
-    assert_eq!(insp.body["state"]["content"]["vectors"], json!([]), "{}", insp.body);
+    let insp = s
+        .admin_get(&format!(
+            "/admin/actors/vector_index/shard-{shard}?content_id={cid}"
+        ))
+        .await;
+    assert_eq!(
+        insp.body["state"]["content"]["vectors"],
+        json!([]),
+        "{}",
+        insp.body
+    );
     assert_eq!(insp.body["state"]["content"]["fence"]["deleted"], true);
 }
