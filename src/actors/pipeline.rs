@@ -53,6 +53,9 @@ struct Reason {
     reason: Option<String>,
 }
 
+/// Marks a run whose item was deleted before its start arrived.
+const PURGED_BEFORE_START: &str = "purged_before_start";
+
 /// Watchdog slack beyond a stage's timeout: if the isolate dies mid-stage, this
 /// alarm brings the run back.
 const WATCHDOG_SLACK_MS: i64 = 5_000;
@@ -170,7 +173,13 @@ impl PipelineActor {
     /// Erases this run's copies of a deleted item: document, artifacts
     /// (chunks, vectors, stage outputs) and alarm; a live run ends cancelled.
     async fn purge(&self) -> ApiResult<serde_json::Value> {
-        let Some(mut run) = self.load()? else { return Ok(json!({ "purged": false })) };
+        let Some(mut run) = self.load()? else {
+            // Purged before its start landed (a spawn in flight): the start is refused.
+            let sql = self.state.storage().sql();
+            crate::store::init_state(&sql)?;
+            self.cells().save(PURGED_BEFORE_START, &true)?;
+            return Ok(json!({ "purged": true }));
+        };
         let now = now_ms();
         let events = run.purge(stages::CONTENT_DELETED, now);
         self.erase()?;
@@ -192,6 +201,9 @@ impl PipelineActor {
         if let Some(run) = self.load()? {
             // Idempotent: a retried spawn gets the same run back.
             return Ok(run.view(None));
+        }
+        if crate::store::has_state(&self.state.storage().sql()) && self.cells().load::<bool>(PURGED_BEFORE_START)?.unwrap_or(false) {
+            return Err(ApiError::Conflict(stages::CONTENT_DELETED.into()));
         }
         let cfg = config(&self.env);
         let now = now_ms();

@@ -304,8 +304,10 @@ pub async fn run(scale: &Scale, seed: u64) -> Row {
     let writes: usize = items.iter().map(|i| i.acked.len()).sum();
     let deleted = items.iter().filter(|i| i.deleted).count();
     let dropped: usize = items.iter().map(|i| i.dropped).sum();
+    let injected = s.log_text().matches("injected fault (").count();
     Row {
         size: format!("{items_n} items, {writes} acknowledged writes"),
+        faults: injected,
         losses: failures.len(),
         notes: format!(
             "`FAULTS={FAULTS}`; {PUTS} parallel PUTs, a cancel and a retry per item, {deleted} items deleted mid-race, {dropped} requests dropped by the local runtime (503, outcome unknown); checked: history, shown version, vectors, keyword rows, listing, purge"
