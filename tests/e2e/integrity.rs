@@ -25,6 +25,22 @@ async fn search_ids(s: &Server, q: &str, mode: &str) -> Vec<String> {
         .collect()
 }
 
+/// Submits a generated document that also contains `word`.
+async fn submit_marked(
+    s: &Server,
+    title: &str,
+    topic: &str,
+    seed: usize,
+    word: &str,
+) -> (String, String) {
+    s.submit(
+        title,
+        &format!("{} {word}.", document(topic, seed, 900)),
+        None,
+    )
+    .await
+}
+
 async fn assert_completed(s: &Server, run: &str) {
     let view = s.wait_run(run, Duration::from_secs(120)).await;
     assert_eq!(view["status"], "completed", "{view}");
@@ -148,13 +164,7 @@ async fn a_retried_superseded_run_cannot_bring_back_old_text() {
     let s = &shared().server;
     let old = "quokkaphrase";
     let new = "wombatphrase";
-    let (cid, run1) = s
-        .submit(
-            "Fenced v1",
-            &format!("{} {old} {old}.", document("fencing", 3, 900)),
-            None,
-        )
-        .await;
+    let (cid, run1) = submit_marked(s, "Fenced v1", "fencing", 3, old).await;
     let r = s.put(&format!("/api/content/{cid}"), json!({ "title": "Fenced v2", "body": format!("{} {new} {new}.", document("fencing", 4, 900)) })).await;
     assert_eq!(r.status, 202, "{}", r.body);
     let run2 = r.body["run_id"].as_str().unwrap().to_string();
@@ -205,13 +215,7 @@ async fn a_retried_superseded_run_cannot_bring_back_old_text() {
 async fn delete_erases_the_run_actors_copies() {
     let s = &shared().server;
     let word = "ocelotphrase";
-    let (cid, run1) = s
-        .submit(
-            "Secret erase title",
-            &format!("{} {word}.", document("erasure", 7, 900)),
-            None,
-        )
-        .await;
+    let (cid, run1) = submit_marked(s, "Secret erase title", "erasure", 7, word).await;
     assert_completed(s, &run1).await;
     // A second version still in flight when the item is deleted.
     let r = s
