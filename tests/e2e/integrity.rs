@@ -25,6 +25,14 @@ async fn search_ids(s: &Server, q: &str, mode: &str) -> Vec<String> {
         .collect()
 }
 
+/// A 503 from the local runtime itself, not from the Worker.
+fn dropped_by_runtime(r: &Reply) -> bool {
+    r.status == 503
+        && r.body
+            .as_str()
+            .is_some_and(|b| b.contains("restarted mid-request"))
+}
+
 /// Submits a generated document that also contains `word`.
 async fn submit_marked(
     s: &Server,
@@ -370,9 +378,14 @@ async fn delete_racing_puts_leaves_nothing_behind() {
             (true, 204) => {}
             (false, 202) => runs.push(r.body["run_id"].as_str().unwrap().to_string()),
             (false, 404) => {}
+            // `wrangler dev` sometimes drops every request in flight ("worker
+            // restarted mid-request"); such a write's outcome is unknown.
+            (_, 503) if dropped_by_runtime(r) => {}
             other => panic!("unexpected {other:?}: {}", r.body),
         }
     }
+    let again = s.delete(&path).await;
+    assert!(matches!(again.status, 204 | 404), "{}", again.body);
     assert_eq!(s.get(&path).await.status, 404);
     // Every run of the item ends purged, whatever it was doing; a run whose
     // start was still in flight at the DELETE never starts (404).
