@@ -40,7 +40,7 @@ fn registry_upsert(d: &D1Database, kind: &str, id: &str, status: &str, created: 
     d.prepare(
         "INSERT INTO actors (kind, id, status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (kind, id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at
-         WHERE excluded.updated_at >= actors.updated_at",
+         WHERE excluded.updated_at >= actors.updated_at AND actors.status != 'deleted'",
     )
     .bind(&[s(kind), s(id), s(status), n(created), n(now)])
     .map_err(d1_err)
@@ -119,7 +119,9 @@ pub async fn record_run(env: &Env, run: &PipelineRun, now: Millis) -> ApiResult<
 }
 
 /// The content's catalog row and registry row; on publish also its FTS entry.
-/// Guarded by version so a late write of an older version never wins.
+/// Fenced: a late write of an older version never wins, the FTS row is
+/// written only for the version the row holds, and a deleted item (registry
+/// status `deleted`) gets no row back.
 pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text: bool) -> ApiResult<()> {
     let d = db(env)?;
     let id = c.id.to_string();
@@ -130,7 +132,8 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
         registry_upsert(&d, "content", &id, c.status.as_str(), c.created_at, now)?,
         d.prepare(
             "INSERT INTO content (id, version, title, category, tags, author, status, summary, run_id, created_at, updated_at, tenant, owner, visibility)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14
+             WHERE NOT EXISTS (SELECT 1 FROM actors WHERE kind = 'content' AND id = ?1 AND status = 'deleted')
              ON CONFLICT (id) DO UPDATE SET version = excluded.version, title = excluded.title, category = excluded.category,
                tags = excluded.tags, author = excluded.author, status = excluded.status, summary = excluded.summary,
                run_id = excluded.run_id, updated_at = excluded.updated_at, visibility = excluded.visibility
@@ -157,17 +160,25 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
     ];
     if index_text {
         // The document keeps one FTS rowid (content_fts_keys) across versions.
+        // Each statement runs only while the row holds this version (`?7`).
+        let version = n(c.version as i64);
         stmts.push(
-            d.prepare("INSERT INTO content_fts_keys (content_id) VALUES (?1) ON CONFLICT (content_id) DO NOTHING")
-                .bind(&[s(&id)])
+            d.prepare(&format!(
+                "INSERT INTO content_fts_keys (content_id) SELECT ?1 WHERE {CURRENT_ROW} ON CONFLICT (content_id) DO NOTHING"
+            ))
+            .bind(&[s(&id), JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, version.clone()])
+            .map_err(d1_err)?,
+        );
+        stmts.push(
+            d.prepare(&format!("{DELETE_FTS_ROW} AND {CURRENT_ROW}"))
+                .bind(&[s(&id), JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, version.clone()])
                 .map_err(d1_err)?,
         );
-        stmts.push(d.prepare(DELETE_FTS_ROW).bind(&[s(&id)]).map_err(d1_err)?);
         stmts.push(
-            d.prepare(
+            d.prepare(&format!(
                 "INSERT INTO content_fts (rowid, content_id, title, body, tags, category, scope)
-                 VALUES ((SELECT fts_rowid FROM content_fts_keys WHERE content_id = ?1), ?1, ?2, ?3, ?4, ?5, ?6)",
-            )
+                 SELECT (SELECT fts_rowid FROM content_fts_keys WHERE content_id = ?1), ?1, ?2, ?3, ?4, ?5, ?6 WHERE {CURRENT_ROW}"
+            ))
             .bind(&[
                 s(&id),
                 s(&c.doc.title),
@@ -175,6 +186,7 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
                 s(&c.doc.tags.join(" ")),
                 opt(c.doc.category.as_deref()),
                 s(&fts_scope_token(&c.ownership)),
+                version,
             ])
             .map_err(d1_err)?,
         );
@@ -186,15 +198,23 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
 /// Deletes a document's FTS row by its key (a rowid lookup, not a scan).
 const DELETE_FTS_ROW: &str = "DELETE FROM content_fts WHERE rowid = (SELECT fts_rowid FROM content_fts_keys WHERE content_id = ?1)";
 
+/// The FTS fence: the catalog row of `?1` exists and holds version `?7`.
+const CURRENT_ROW: &str = "EXISTS (SELECT 1 FROM content WHERE id = ?1 AND version = ?7)";
+
+/// Removes an item from the catalog and leaves its registry row as the
+/// tombstone that keeps [`record_content`] from writing it back.
 pub async fn delete_content(env: &Env, id: &str, now: Millis) -> ApiResult<()> {
     let d = db(env)?;
     let stmts = vec![
         d.prepare("DELETE FROM content WHERE id = ?1").bind(&[s(id)]).map_err(d1_err)?,
         d.prepare(DELETE_FTS_ROW).bind(&[s(id)]).map_err(d1_err)?,
         d.prepare("DELETE FROM content_fts_keys WHERE content_id = ?1").bind(&[s(id)]).map_err(d1_err)?,
-        d.prepare("UPDATE actors SET status = 'deleted', updated_at = ?2 WHERE kind = 'content' AND id = ?1")
-            .bind(&[s(id), n(now)])
-            .map_err(d1_err)?,
+        d.prepare(
+            "INSERT INTO actors (kind, id, status, created_at, updated_at) VALUES ('content', ?1, 'deleted', ?2, ?2)
+             ON CONFLICT (kind, id) DO UPDATE SET status = 'deleted', updated_at = excluded.updated_at",
+        )
+        .bind(&[s(id), n(now)])
+        .map_err(d1_err)?,
     ];
     d.batch(stmts).await.map_err(d1_err)?;
     Ok(())

@@ -24,7 +24,8 @@ use crate::store::{exec, rows};
 /// How a stage attempt ended, beyond plain success or error.
 pub enum StageFailure {
     Error(StageError),
-    /// A newer version exists: the run stops as cancelled, not failed.
+    /// A newer version exists or the item was deleted: the run stops as
+    /// cancelled (with this reason), not failed, and writes nothing more.
     Superseded(String),
 }
 
@@ -176,7 +177,30 @@ async fn embed(cx: &StageContext<'_>, p: &Providers) -> Result<(), StageFailure>
     Ok(cx.artifacts.put_blob("vectors", encode_f32_le(&flat))?)
 }
 
+/// Asks the content actor whether this run's version may still write the
+/// indexes (the index backend fences again at the write itself).
+async fn require_current(cx: &StageContext<'_>) -> Result<(), StageFailure> {
+    let body = json!({ "version": cx.run.version });
+    let r: Result<serde_json::Value, ApiError> =
+        rpc::call(cx.env, ActorKind::Content, &cx.run.content_id.to_string(), "fence", &body).await;
+    r.map(|_| ()).map_err(superseded_or_transient)
+}
+
+/// The content actor's 409 (a newer version) and 404 (deleted) end the run
+/// as cancelled; anything else is worth another try.
+fn superseded_or_transient(e: ApiError) -> StageFailure {
+    match e {
+        ApiError::Conflict(msg) => StageFailure::Superseded(msg),
+        ApiError::NotFound(_) => StageFailure::Superseded(CONTENT_DELETED.into()),
+        e => StageError::transient(e.to_string()).into(),
+    }
+}
+
+/// The cancel reason of a run whose item was deleted.
+pub const CONTENT_DELETED: &str = "content deleted";
+
 async fn index(cx: &StageContext<'_>, p: &Providers) -> Result<(), StageFailure> {
+    require_current(cx).await?;
     let dim: usize = cx.artifacts.get("dim")?;
     let flat = decode_f32_le(&cx.artifacts.get_blob("vectors")?)
         .ok_or_else(|| StageError::terminal("vectors blob is corrupt"))?;
@@ -211,10 +235,5 @@ async fn publish(cx: &StageContext<'_>) -> Result<(), StageFailure> {
     let body = json!({ "run_id": cx.run.id, "artifacts": artifacts });
     let r: Result<serde_json::Value, ApiError> =
         rpc::call(cx.env, ActorKind::Content, &cx.run.content_id.to_string(), "publish", &body).await;
-    match r {
-        Ok(_) => Ok(()),
-        Err(ApiError::Conflict(msg)) => Err(StageFailure::Superseded(msg)),
-        Err(ApiError::NotFound(_)) => Err(StageFailure::Superseded("content was deleted".into())),
-        Err(e) => Err(StageError::transient(e.to_string()).into()),
-    }
+    r.map(|_| ()).map_err(superseded_or_transient)
 }

@@ -8,14 +8,17 @@ use uuid::Uuid;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 use super::fanout;
+use super::outbox::Outbox;
 use super::ActorStorage;
 use super::rpc::{self, ActorKind};
 use crate::catalog;
-use crate::domain::content::{Artifacts, ContentDoc, ContentState};
+use crate::domain::content::{Artifacts, ContentDoc, ContentError, ContentState};
+use crate::domain::faults;
+use crate::domain::outbox::Duty;
 use crate::domain::principal::{Access, Ownership, Principal, Visibility};
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
-use crate::protocol::{Accepted, EventDraft, RunStatus, Topic};
+use crate::protocol::{Accepted, ContentStatus, EventDraft, RunStatus, Topic};
 use crate::providers::{Providers, VectorIndex};
 use crate::runtime::{config, now_ms};
 
@@ -85,6 +88,12 @@ struct RunEnded {
     reason: Option<String>,
 }
 
+/// `fence`: a run asks whether its version may still write the indexes.
+#[derive(Deserialize)]
+struct Fence {
+    version: u32,
+}
+
 /// A deleted item keeps a tombstone so late runs cannot resurrect it.
 const TOMBSTONE: &str = "deleted";
 
@@ -103,25 +112,108 @@ impl ContentActor {
         self.load()?.ok_or_else(|| ApiError::not_found("content"))
     }
 
-    /// Saves state and events together, then informs subscribers and the feed.
-    async fn commit(&self, c: &ContentState, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<()> {
+    fn outbox(&self) -> ApiResult<Outbox> {
+        Outbox::open(self.state.storage().sql())
+    }
+
+    /// Saves the state, its events and the duties it leaves in one synchronous
+    /// step (no await: nothing can interleave), and returns the feed's events.
+    /// Callers then [`Self::announce`] and [`Self::drain`].
+    fn commit(&self, c: &ContentState, drafts: Vec<EventDraft>, duties: &[Duty], now: Millis) -> ApiResult<Vec<EventDraft>> {
         self.cells().save("content", c)?;
+        let outbox = self.outbox()?;
+        for d in duties {
+            outbox.put(d, now)?;
+        }
         let feed_drafts: Vec<EventDraft> = drafts.iter().filter(|d| d.event.is_feed_event()).cloned().collect();
         let records = self.log().append(drafts, now)?;
         let (env, subs, topic) = (self.env.clone(), self.subs(), Topic::Content(c.id));
         self.state.wait_until(async move { fanout::push(&env, &subs, topic, &records).await });
+        Ok(feed_drafts)
+    }
+
+    async fn announce(&self, feed_drafts: Vec<EventDraft>) {
         if !feed_drafts.is_empty() {
             if let Err(e) = super::feed::append(&self.env, feed_drafts).await {
                 worker::console_error!("feed append failed: {e}");
             }
         }
+    }
+
+    /// Tries every duty that is due; a failed one is rescheduled with backoff
+    /// and the alarm is armed for the earliest pending duty.
+    async fn drain(&self, firing: bool) -> ApiResult<()> {
+        self.outbox()?.drain("content", |duty, tries| self.perform(duty, tries)).await?;
+        self.arm(firing).await
+    }
+
+    /// After a commit: the change is accepted whatever happens here; a duty
+    /// that cannot be tried now is left to the alarm.
+    async fn settle(&self) {
+        if let Err(e) = self.drain(false).await {
+            worker::console_error!("content duties: {e}");
+        }
+    }
+
+    /// At every wake: an alarm is armed whenever a duty is pending. Inside
+    /// the alarm handler (`firing`) the alarm that fired is spent, so it is
+    /// set again without asking.
+    async fn arm(&self, firing: bool) -> ApiResult<()> {
+        let sql = self.state.storage().sql();
+        if !crate::store::has_state(&sql) {
+            return Ok(());
+        }
+        let Some(due) = self.outbox()?.next_due()? else { return Ok(()) };
+        let storage = self.state.storage();
+        let armed = if firing { None } else { storage.get_alarm().await? };
+        if armed.is_none_or(|at| at > due) {
+            storage.set_alarm(super::pipeline::to_datetime(due.max(now_ms()))).await?;
+        }
         Ok(())
     }
 
-    async fn spawn_run(&self, c: &ContentState, run_id: Uuid) -> ApiResult<Accepted> {
-        let body = json!({ "run_id": run_id, "content_id": c.id, "version": c.version, "doc": c.doc, "ownership": c.ownership });
-        let _: Value = rpc::call(&self.env, ActorKind::Run, &run_id.to_string(), "start", &body).await?;
-        Ok(Accepted::new(c.id, c.version, run_id))
+    async fn perform(&self, duty: Duty, tries: u32) -> ApiResult<()> {
+        let cfg = config(&self.env);
+        let attempt = tries + 1;
+        match &duty {
+            Duty::SpawnRun { run_id, start } => {
+                if let Some(fault) = cfg.faults.site_fault(faults::SPAWN, &run_id.to_string(), attempt) {
+                    return Err(ApiError::Unavailable(fault));
+                }
+                let _: Value = rpc::call(&self.env, ActorKind::Run, &run_id.to_string(), "start", start).await?;
+                Ok(())
+            }
+            Duty::CancelRun { run_id, reason } => {
+                let r: ApiResult<Value> =
+                    rpc::call(&self.env, ActorKind::Run, &run_id.to_string(), "cancel", &json!({ "reason": reason })).await;
+                settled(r)
+            }
+            Duty::PurgeRun { run_id } => {
+                let r: ApiResult<Value> = rpc::call(&self.env, ActorKind::Run, &run_id.to_string(), "purge", &json!({})).await;
+                settled(r)
+            }
+            Duty::Catalog => {
+                let id = self.cells().load::<ContentState>("content")?.map(|c| c.id).unwrap_or_default().to_string();
+                if let Some(fault) = cfg.faults.site_fault(faults::CATALOG, &id, attempt) {
+                    return Err(ApiError::Unavailable(fault));
+                }
+                // Written from the state current now, so a late try never writes an old one.
+                match self.load()? {
+                    Some(c) => catalog::record_content(&self.env, &c, now_ms(), c.status == ContentStatus::Indexed).await,
+                    None => catalog::delete_content(&self.env, &id, now_ms()).await,
+                }
+            }
+            Duty::DropVectors => {
+                let id = self.cells().load::<ContentState>("content")?.map(|c| c.id).unwrap_or_default().to_string();
+                Providers::from_config(&self.env, &cfg)
+                    .vectors
+                    .delete_content(&id, None)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| ApiError::Unavailable(format!("vector index: {e}")))
+            }
+            Duty::ReportEnd { .. } => Err(ApiError::Internal(format!("content owes no duty {}", duty.key()))),
+        }
     }
 
     async fn create(&self, s: Submit) -> ApiResult<Accepted> {
@@ -137,20 +229,10 @@ impl ContentActor {
         self.subs().init()?;
         let now = now_ms();
         let (c, events) = ContentState::create(s.content_id, s.doc, ownership, s.run_id, now);
-        self.commit(&c, events, now).await?;
-        self.catalog_later(&c, now);
-        self.spawn_run(&c, s.run_id).await
-    }
-
-    /// The catalog row of a new version: listings may lag by a moment, the
-    /// submission does not wait for D1.
-    fn catalog_later(&self, c: &ContentState, now: Millis) {
-        let (env, c) = (self.env.clone(), c.clone());
-        self.state.wait_until(async move {
-            if let Err(e) = catalog::record_content(&env, &c, now, false).await {
-                worker::console_error!("catalog write failed: {e}");
-            }
-        });
+        let feed = self.commit(&c, events, &[spawn_duty(&c, s.run_id), Duty::Catalog], now)?;
+        self.announce(feed).await;
+        self.settle().await;
+        Ok(Accepted::new(c.id, c.version, s.run_id))
     }
 
     /// The stored item, if `principal` may act on it as `needed` (404 when it
@@ -172,19 +254,20 @@ impl ContentActor {
         }
         let now = now_ms();
         let (superseded, events) = c.new_version(s.doc, s.run_id, now);
-        self.commit(&c, events, now).await?;
-        self.catalog_later(&c, now);
-        for run in superseded {
-            let _: ApiResult<Value> = rpc::call(
-                &self.env,
-                ActorKind::Run,
-                &run.to_string(),
-                "cancel",
-                &json!({ "reason": format!("superseded by version {}", c.version) }),
-            )
-            .await;
+        let reason = superseded_reason(c.version);
+        let mut duties: Vec<Duty> =
+            superseded.iter().map(|run| Duty::CancelRun { run_id: *run, reason: reason.clone() }).collect();
+        duties.push(spawn_duty(&c, s.run_id));
+        duties.push(Duty::Catalog);
+        let outbox = self.outbox()?;
+        for run in &superseded {
+            // A run whose spawn is still owed never starts.
+            outbox.forget(&Duty::SpawnRun { run_id: *run, start: Value::Null }.key())?;
         }
-        self.spawn_run(&c, s.run_id).await
+        let feed = self.commit(&c, events, &duties, now)?;
+        self.announce(feed).await;
+        self.settle().await;
+        Ok(Accepted::new(c.id, c.version, s.run_id))
     }
 
     async fn publish(&self, p: Publish) -> ApiResult<Value> {
@@ -194,16 +277,15 @@ impl ContentActor {
         }
         let now = now_ms();
         // Idempotent for a retried publish of the version already indexed.
-        let already = c.artifacts.as_ref().is_some_and(|a| a.version == p.artifacts.version)
-            && c.status == crate::protocol::ContentStatus::Indexed;
-        let events = if already {
-            Vec::new()
-        } else {
-            c.publish(p.artifacts, now).map_err(|e| ApiError::Conflict(e.to_string()))?
-        };
-        // Catalog first: if it fails the run retries publish and nothing was announced.
-        catalog::record_content(&self.env, &c, now, true).await?;
-        self.commit(&c, events, now).await?;
+        let already = c.artifacts.as_ref().is_some_and(|a| a.version == p.artifacts.version) && c.status == ContentStatus::Indexed;
+        if !already {
+            let events = c.publish(p.artifacts, now).map_err(|e| match e {
+                ContentError::Stale { current, .. } => ApiError::Conflict(superseded_reason(current)),
+            })?;
+            let feed = self.commit(&c, events, &[Duty::Catalog], now)?;
+            self.announce(feed).await;
+        }
+        self.drain(false).await?;
         Ok(json!({ "version": c.version, "status": c.status }))
     }
 
@@ -213,34 +295,43 @@ impl ContentActor {
         let reason = r.reason.unwrap_or_else(|| r.status.as_str().to_string());
         let events = c.run_failed(r.version, &reason, now);
         if !events.is_empty() {
-            self.commit(&c, events, now).await?;
-            catalog::record_content(&self.env, &c, now, false).await?;
+            let feed = self.commit(&c, events, &[Duty::Catalog], now)?;
+            self.announce(feed).await;
+            self.settle().await;
         }
         Ok(json!({ "status": c.status }))
+    }
+
+    /// Whether a run of `version` may still write the indexes: only the
+    /// current version of a live item may.
+    fn fence(&self, f: Fence) -> ApiResult<Value> {
+        let c = self.load()?.ok_or_else(|| ApiError::not_found("content (deleted)"))?;
+        if c.version != f.version {
+            return Err(ApiError::Conflict(superseded_reason(c.version)));
+        }
+        Ok(json!({ "version": c.version }))
     }
 
     async fn delete(&self, a: Acting) -> ApiResult<Value> {
         let c = self.require_for(&a.principal, Access::Change)?;
         let now = now_ms();
-        let cfg = config(&self.env);
         let id = c.id.to_string();
-        Providers::from_config(&self.env, &cfg)
-            .vectors
-            .delete_content(&id, None)
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("vector index: {e}")))?;
-        catalog::delete_content(&self.env, &id, now).await?;
-        if let Some(run) = c.current_run() {
-            let _: ApiResult<Value> =
-                rpc::call(&self.env, ActorKind::Run, &run.to_string(), "cancel", &json!({ "reason": "content deleted" })).await;
+        let tomb = c.tombstone(now);
+        let events = tomb.delete();
+        let outbox = self.outbox()?;
+        let mut duties = Vec::new();
+        for run in c.runs() {
+            outbox.forget(&Duty::SpawnRun { run_id: run, start: Value::Null }.key())?;
+            outbox.forget(&Duty::CancelRun { run_id: run, reason: String::new() }.key())?;
+            duties.push(Duty::PurgeRun { run_id: run });
         }
-        let events = c.delete();
-        // Keep only what replay and inspection need: no body, no artifacts.
-        let mut tomb = c.clone();
-        tomb.doc.body = String::new();
-        tomb.artifacts = None;
-        self.commit(&tomb, events, now).await?;
+        duties.push(Duty::DropVectors);
+        duties.push(Duty::Catalog);
+        // The tombstone lands before any await: a PUT or publish after this sees 404.
         self.cells().save(TOMBSTONE, &true)?;
+        let feed = self.commit(&tomb, events, &duties, now)?;
+        self.announce(feed).await;
+        self.settle().await;
         Ok(json!({ "deleted": id }))
     }
 
@@ -252,8 +343,9 @@ impl ContentActor {
         let c: Option<ContentState> = self.cells().load("content")?;
         let deleted = self.cells().load::<bool>(TOMBSTONE)?.unwrap_or(false);
         let id = c.as_ref().map(|c| c.id.to_string()).unwrap_or_default();
-        let typed = json!({ "content": c, "deleted": deleted });
-        super::inspection(&self.state, "content", &id, typed, None, &self.log())
+        let typed = json!({ "content": c, "deleted": deleted, "outbox": self.outbox()?.describe()? });
+        let alarm = self.state.storage().get_alarm().await?;
+        super::inspection(&self.state, "content", &id, typed, alarm, &self.log())
     }
 
     async fn dispatch(&self, mut req: Request) -> ApiResult<Value> {
@@ -274,8 +366,15 @@ impl ContentActor {
             }
             "publish" => self.publish(serde_json::from_value(body)?).await,
             "run_ended" => self.run_ended(serde_json::from_value(body)?).await,
+            "fence" => self.fence(serde_json::from_value(body)?),
             "delete" => self.delete(serde_json::from_value(body)?).await,
-            "inspect" | "fire_alarm" => self.inspect().await,
+            "inspect" => self.inspect().await,
+            "fire_alarm" => {
+                if crate::store::has_state(&self.state.storage().sql()) {
+                    self.drain(false).await?;
+                }
+                self.inspect().await
+            }
             other => {
                 let current = self.load()?;
                 if other == "subscribe" {
@@ -292,15 +391,47 @@ impl ContentActor {
     }
 }
 
+/// The cancel reason of a run whose version is no longer current.
+pub fn superseded_reason(current: u32) -> String {
+    format!("superseded by version {current}")
+}
+
+/// The spawn of `run_id` for the item's current version.
+fn spawn_duty(c: &ContentState, run_id: Uuid) -> Duty {
+    let start = json!({ "run_id": run_id, "content_id": c.id, "version": c.version, "doc": c.doc, "ownership": c.ownership });
+    Duty::SpawnRun { run_id, start }
+}
+
+/// A cancel or purge is done when the run took it, has already ended (409),
+/// or never existed (404).
+fn settled(r: ApiResult<Value>) -> ApiResult<()> {
+    match r {
+        Ok(_) | Err(ApiError::Conflict(_)) | Err(ApiError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 impl DurableObject for ContentActor {
     fn new(state: State, env: Env) -> Self {
         ContentActor { state, env }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        rpc::reply(self.dispatch(req).await)
+        let r = self.dispatch(req).await;
+        if let Err(e) = self.arm(false).await {
+            worker::console_error!("content alarm check failed: {e}");
+        }
+        rpc::reply(r)
     }
 
-    crate::unused_handlers!(alarm);
+    async fn alarm(&self) -> worker::Result<Response> {
+        if let Err(e) = self.drain(true).await {
+            // Re-arm so a failed drain (storage hiccup) is retried.
+            worker::console_error!("content alarm failed: {e}");
+            let _ = self.state.storage().set_alarm(super::pipeline::to_datetime(now_ms() + 1_000)).await;
+        }
+        Response::ok("ok")
+    }
+
     crate::unused_handlers!(sockets);
 }

@@ -7,6 +7,7 @@ pub mod analyzer;
 pub mod content;
 pub mod fanout;
 pub mod feed;
+pub mod outbox;
 pub mod pipeline;
 pub mod rate_limit;
 pub mod rpc;

@@ -10,10 +10,13 @@ use uuid::Uuid;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 use super::fanout;
+use super::outbox::Outbox;
 use super::ActorStorage;
 use super::rpc::{self, ActorKind};
 use crate::catalog;
 use crate::domain::content::ContentDoc;
+use crate::domain::faults;
+use crate::domain::outbox::Duty;
 use crate::domain::pipeline::{PipelineRun, Step};
 use crate::domain::principal::Ownership;
 use crate::domain::time::Millis;
@@ -49,6 +52,9 @@ struct Reason {
     #[serde(default)]
     reason: Option<String>,
 }
+
+/// Marks a run whose item was deleted before its start arrived.
+const PURGED_BEFORE_START: &str = "purged_before_start";
 
 /// Watchdog slack beyond a stage's timeout: if the isolate dies mid-stage, this
 /// alarm brings the run back.
@@ -97,9 +103,22 @@ impl PipelineActor {
         Ok(records)
     }
 
+    fn outbox(&self) -> ApiResult<Outbox> {
+        Outbox::open(self.state.storage().sql())
+    }
+
+    /// The next wake: the run's next step or the earliest pending duty.
+    fn next_wake(&self, run: &PipelineRun, now: Millis) -> ApiResult<Option<Millis>> {
+        let duty = self.outbox()?.next_due()?.map(|at| at.max(now));
+        Ok(match (run.next_alarm(now), duty) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
     async fn arm(&self, run: &PipelineRun, now: Millis) -> ApiResult<()> {
         let storage = self.state.storage();
-        match run.next_alarm(now) {
+        match self.next_wake(run, now)? {
             Some(at) => storage.set_alarm(to_datetime(at)).await?,
             None => storage.delete_alarm().await?,
         }
@@ -109,16 +128,82 @@ impl PipelineActor {
     /// At every wake: an alarm must be armed whenever work remains.
     async fn ensure_alarm(&self, run: &PipelineRun) -> ApiResult<()> {
         let now = now_ms();
-        if run.next_alarm(now).is_some() && self.state.storage().get_alarm().await?.is_none() {
+        if self.next_wake(run, now)?.is_some() && self.state.storage().get_alarm().await?.is_none() {
             self.arm(run, now).await?;
         }
         Ok(())
+    }
+
+    /// Tries every duty that is due (catalog rows, the end report); a failed
+    /// one waits with backoff for a later alarm.
+    async fn drain(&self) -> ApiResult<()> {
+        self.outbox()?.drain("run", |duty, tries| self.perform(duty, tries)).await
+    }
+
+    async fn perform(&self, duty: Duty, tries: u32) -> ApiResult<()> {
+        let run = self.require()?;
+        match &duty {
+            Duty::Catalog => {
+                let cfg = config(&self.env);
+                if let Some(fault) = cfg.faults.site_fault(faults::CATALOG, &run.id.to_string(), tries + 1) {
+                    return Err(ApiError::Unavailable(fault));
+                }
+                // Written from the run as it is now, never an older copy.
+                catalog::record_run(&self.env, &run, now_ms()).await
+            }
+            Duty::ReportEnd { content_id, report } => {
+                let r: ApiResult<serde_json::Value> =
+                    rpc::call(&self.env, ActorKind::Content, &content_id.to_string(), "run_ended", report).await;
+                match r {
+                    // A deleted item needs no report.
+                    Ok(_) | Err(ApiError::NotFound(_)) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            other => Err(ApiError::Internal(format!("a run owes no duty {}", other.key()))),
+        }
+    }
+
+    /// Records the run's catalog row as owed and tries it now.
+    async fn catalog_now(&self, now: Millis) -> ApiResult<()> {
+        self.outbox()?.put(&Duty::Catalog, now)?;
+        self.drain().await
+    }
+
+    /// Erases this run's copies of a deleted item: document, artifacts
+    /// (chunks, vectors, stage outputs) and alarm; a live run ends cancelled.
+    async fn purge(&self) -> ApiResult<serde_json::Value> {
+        let Some(mut run) = self.load()? else {
+            // Purged before its start landed (a spawn in flight): the start is refused.
+            let sql = self.state.storage().sql();
+            crate::store::init_state(&sql)?;
+            self.cells().save(PURGED_BEFORE_START, &true)?;
+            return Ok(json!({ "purged": true }));
+        };
+        let now = now_ms();
+        let events = run.purge(stages::CONTENT_DELETED, now);
+        self.erase()?;
+        self.commit(&run, events, now)?;
+        self.outbox()?.put(&Duty::Catalog, now)?;
+        let _ = self.drain().await;
+        self.arm(&run, now_ms()).await?;
+        Ok(json!({ "purged": true }))
+    }
+
+    /// Deletes the document and every artifact (synchronous, one step).
+    fn erase(&self) -> ApiResult<()> {
+        self.cells().delete("doc")?;
+        self.doc.replace(None);
+        crate::store::exec(&self.state.storage().sql(), "DELETE FROM artifacts", vec![])
     }
 
     async fn start(&self, req: StartRequest) -> ApiResult<RunView> {
         if let Some(run) = self.load()? {
             // Idempotent: a retried spawn gets the same run back.
             return Ok(run.view(None));
+        }
+        if crate::store::has_state(&self.state.storage().sql()) && self.cells().load::<bool>(PURGED_BEFORE_START)?.unwrap_or(false) {
+            return Err(ApiError::Conflict(stages::CONTENT_DELETED.into()));
         }
         let cfg = config(&self.env);
         let now = now_ms();
@@ -132,8 +217,10 @@ impl PipelineActor {
         self.cells().save("doc", &req.doc)?;
         self.doc.replace(Some(req.doc.clone()));
         self.commit(&run, events, now)?;
+        self.outbox()?.put(&Duty::Catalog, now)?;
         self.arm(&run, now).await?;
-        self.catalog_later(&run, now);
+        // The registry row: nothing waits on it; the alarm retries it if it fails.
+        let _ = self.drain().await;
         Ok(run.view(Some(now + 1)))
     }
 
@@ -169,12 +256,16 @@ impl PipelineActor {
         let mut run = self.require()?;
         let now = now_ms();
         if run.status.is_terminal() {
+            if run.purged {
+                // The stage may have written an artifact after the purge.
+                self.erase()?;
+            }
             return self.arm(&run, now).await;
         }
         let events = match outcome {
             Ok(()) => run.finish_stage(stage, Ok(()), now),
             Err(StageFailure::Error(e)) => run.finish_stage(stage, Err(e), now),
-            Err(StageFailure::Superseded(why)) => run.cancel(&format!("superseded: {why}"), now),
+            Err(StageFailure::Superseded(why)) => run.cancel(&why, now),
         }
         .map_err(|e| ApiError::Conflict(e.to_string()))?;
         self.commit(&run, events, now)?;
@@ -185,28 +276,28 @@ impl PipelineActor {
         Ok(())
     }
 
-    /// The run's catalog row, written in the background: nothing waits on it.
-    fn catalog_later(&self, run: &PipelineRun, now: Millis) {
-        let (env, run) = (self.env.clone(), run.clone());
-        self.state.wait_until(async move {
-            if let Err(e) = catalog::record_run(&env, &run, now).await {
-                worker::console_error!("catalog write failed: {e}");
-            }
-        });
-    }
-
-    /// Catalog row, dead letter and content status once a run has ended. A
-    /// failure is written before the alarm returns, so the dead-letter list
-    /// has it as soon as the run says `failed`.
+    /// Catalog row, dead letter and content status once a run has ended, as
+    /// owed duties tried before the alarm returns (so the dead-letter list has
+    /// a failure as soon as the run says `failed`) and retried until they land.
     async fn on_terminal(&self, run: &PipelineRun, now: Millis) {
-        if run.status == RunStatus::Completed {
-            self.catalog_later(run, now);
-            return;
+        let outbox = match self.outbox() {
+            Ok(o) => o,
+            Err(e) => return worker::console_error!("run outbox: {e}"),
+        };
+        let mut owed = vec![Duty::Catalog];
+        if run.status != RunStatus::Completed {
+            let report = json!({ "run_id": run.id, "version": run.version, "status": run.status, "reason": run.reason });
+            owed.push(Duty::ReportEnd { content_id: run.content_id, report });
         }
-        let _ = catalog::record_run(&self.env, run, now).await;
-        let body = json!({ "run_id": run.id, "version": run.version, "status": run.status, "reason": run.reason });
-        let _: ApiResult<serde_json::Value> =
-            rpc::call(&self.env, ActorKind::Content, &run.content_id.to_string(), "run_ended", &body).await;
+        for d in &owed {
+            if let Err(e) = outbox.put(d, now) {
+                worker::console_error!("run outbox: {e}");
+            }
+        }
+        if let Err(e) = self.drain().await {
+            worker::console_error!("run duties: {e}");
+        }
+        let _ = self.arm(run, now_ms()).await;
     }
 
     async fn cancel(&self, reason: &str) -> ApiResult<RunView> {
@@ -225,7 +316,7 @@ impl PipelineActor {
         let events = run.retry(now).map_err(|e| ApiError::Conflict(e.to_string()))?;
         self.commit(&run, events, now)?;
         self.arm(&run, now).await?;
-        catalog::record_run(&self.env, &run, now).await?;
+        self.catalog_now(now).await?;
         Ok(run.view(run.next_alarm(now)))
     }
 
@@ -247,6 +338,7 @@ impl PipelineActor {
                 to_json(self.cancel(r.reason.as_deref().unwrap_or("cancelled by operator")).await?)
             }
             "retry" => to_json(self.retry().await?),
+            "purge" => self.purge().await,
             "fire_alarm" => {
                 self.require()?;
                 self.tick().await?;
@@ -276,7 +368,11 @@ impl PipelineActor {
     async fn inspect(&self) -> ApiResult<serde_json::Value> {
         let run = self.require()?;
         let alarm = self.state.storage().get_alarm().await?;
-        super::inspection(&self.state, "run", &run.id.to_string(), serde_json::to_value(run.view(alarm))?, alarm, &self.log())
+        let mut typed = serde_json::to_value(run.view(alarm))?;
+        typed["purged"] = json!(run.purged);
+        typed["has_document"] = json!(self.cells().load::<ContentDoc>("doc")?.is_some());
+        typed["outbox"] = self.outbox()?.describe()?;
+        super::inspection(&self.state, "run", &run.id.to_string(), typed, alarm, &self.log())
     }
 }
 
@@ -294,11 +390,24 @@ impl DurableObject for PipelineActor {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        if let Err(e) = self.tick().await {
-            // Re-arm so a failed tick (storage hiccup, crashed call) is retried.
-            worker::console_error!("pipeline alarm failed: {e}");
-            if matches!(self.load(), Ok(Some(run)) if !run.status.is_terminal()) {
-                let _ = self.state.storage().set_alarm(to_datetime(now_ms() + 1_000)).await;
+        if let Err(e) = self.drain().await {
+            worker::console_error!("run duties failed: {e}");
+        }
+        match self.tick().await {
+            // The alarm that fired is spent: arm the next wake (a step or an owed duty).
+            Ok(()) => {
+                if let Ok(Some(run)) = self.load() {
+                    if let Err(e) = self.arm(&run, now_ms()).await {
+                        worker::console_error!("pipeline re-arm failed: {e}");
+                    }
+                }
+            }
+            Err(e) => {
+                // Re-arm so a failed tick (storage hiccup, crashed call) is retried.
+                worker::console_error!("pipeline alarm failed: {e}");
+                if matches!(self.load(), Ok(Some(run)) if !run.status.is_terminal()) {
+                    let _ = self.state.storage().set_alarm(to_datetime(now_ms() + 1_000)).await;
+                }
             }
         }
         Response::ok("ok")

@@ -10,12 +10,12 @@ use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorageValue, State};
 
 use super::rpc;
-use crate::domain::vector::{encode_f32_le, ShardIndex, VectorMeta};
+use crate::domain::vector::{encode_f32_le, Fence, ShardIndex, VectorMeta};
 use crate::error::{ApiError, ApiResult};
 use crate::providers::{VectorItem, VectorQuery};
 use crate::runtime::config;
 use crate::store::events::EventStore;
-use crate::store::exec;
+use crate::store::{exec, rows};
 
 #[durable_object]
 pub struct VectorIndexActor {
@@ -54,7 +54,43 @@ impl VectorIndexActor {
                version INTEGER NOT NULL, chunk INTEGER NOT NULL, category TEXT, dim INTEGER NOT NULL, v BLOB NOT NULL)",
             vec![],
         )?;
-        exec(&self.state.storage().sql(), "CREATE INDEX IF NOT EXISTS vectors_by_content ON vectors (content_id)", vec![])
+        exec(&self.state.storage().sql(), "CREATE INDEX IF NOT EXISTS vectors_by_content ON vectors (content_id)", vec![])?;
+        exec(
+            &self.state.storage().sql(),
+            "CREATE TABLE IF NOT EXISTS fences (content_id TEXT PRIMARY KEY, version INTEGER NOT NULL, deleted INTEGER NOT NULL)",
+            vec![],
+        )
+    }
+
+    fn fence(&self, content_id: &str) -> ApiResult<Fence> {
+        #[derive(Deserialize)]
+        struct Row {
+            version: f64,
+            deleted: f64,
+        }
+        let r: Vec<Row> =
+            rows(&self.state.storage().sql(), "SELECT version, deleted FROM fences WHERE content_id = ?", vec![content_id.into()])?;
+        Ok(r.first().map(|r| Fence { version: r.version as u32, deleted: r.deleted != 0.0 }).unwrap_or_default())
+    }
+
+    fn save_fence(&self, content_id: &str, f: Fence) -> ApiResult<()> {
+        exec(
+            &self.state.storage().sql(),
+            "INSERT OR REPLACE INTO fences (content_id, version, deleted) VALUES (?, ?, ?)",
+            vec![content_id.into(), (f.version as i64).into(), (f.deleted as i64).into()],
+        )
+    }
+
+    /// Raises the item's fence to `version`, or refuses (409) a write of an
+    /// older version or of a deleted item.
+    fn admit(&self, content_id: &str, version: u32) -> ApiResult<()> {
+        self.init()?;
+        let before = self.fence(content_id)?;
+        let after = before.admit(version).map_err(|e| ApiError::Conflict(e.to_string()))?;
+        if after != before {
+            self.save_fence(content_id, after)?;
+        }
+        Ok(())
     }
 
     /// Builds the cache from storage once per isolate lifetime.
@@ -103,6 +139,10 @@ impl VectorIndexActor {
         self.init()?;
         let sql = self.state.storage().sql();
         let n = u.items.len();
+        // All items are checked before any is written: a refused batch writes nothing.
+        for it in &u.items {
+            self.admit(&it.meta.content_id, it.meta.version)?;
+        }
         for it in &u.items {
             // Validate against the cache first so a bad vector is never stored.
             self.with_index(|ix| {
@@ -140,6 +180,14 @@ impl VectorIndexActor {
 
     fn delete_content(&self, d: DeleteContent) -> ApiResult<Value> {
         self.init()?;
+        match d.keep_version {
+            // Keeping one version makes it current; deleting all is a tombstone.
+            Some(v) => self.admit(&d.content_id, v)?,
+            None => {
+                let f = self.fence(&d.content_id)?.tombstone();
+                self.save_fence(&d.content_id, f)?;
+            }
+        }
         let removed = self.with_index(|ix| ix.remove_content(&d.content_id, d.keep_version))?;
         let sql = self.state.storage().sql();
         match d.keep_version {
@@ -154,7 +202,9 @@ impl VectorIndexActor {
     }
 
     fn count_content(&self, content_id: &str) -> ApiResult<Value> {
-        self.with_index(|ix| json!({ "content_id": content_id, "vectors": ix.ids_of_content(content_id) }))
+        self.init()?;
+        let fence = self.fence(content_id)?;
+        self.with_index(|ix| json!({ "content_id": content_id, "vectors": ix.ids_of_content(content_id), "fence": fence }))
     }
 
     async fn dispatch(&self, mut req: Request) -> ApiResult<Value> {
@@ -165,6 +215,10 @@ impl VectorIndexActor {
             "delete_content" => self.delete_content(serde_json::from_value(body)?),
             "replace_content" => {
                 let r: ReplaceContent = serde_json::from_value(body)?;
+                if r.items.iter().any(|it| it.meta.content_id != r.content_id || it.meta.version != r.keep_version) {
+                    return Err(ApiError::invalid("items", "every item must be of the replaced content and version"));
+                }
+                self.admit(&r.content_id, r.keep_version)?;
                 self.upsert(Upsert { items: r.items })?;
                 self.delete_content(DeleteContent { content_id: r.content_id, keep_version: Some(r.keep_version) })
             }

@@ -222,6 +222,23 @@ impl ContentState {
         vec![self.event(EventName::ContentUpdated, json!({ "version": version, "status": "failed", "reason": reason }))]
     }
 
+    /// What a deleted item keeps: its id, tenant and owner (the feed filters
+    /// the deletion event by them), its last version number and when it was
+    /// deleted (`updated_at`). No text, no history, no artifacts.
+    pub fn tombstone(&self, now: Millis) -> ContentState {
+        ContentState {
+            id: self.id,
+            version: self.version,
+            doc: ContentDoc { title: String::new(), body: String::new(), category: None, tags: Vec::new(), author: None },
+            status: self.status,
+            artifacts: None,
+            history: Vec::new(),
+            ownership: self.ownership.clone(),
+            created_at: self.created_at,
+            updated_at: now,
+        }
+    }
+
     pub fn delete(&self) -> Vec<EventDraft> {
         vec![self.event(EventName::ContentDeleted, json!({ "version": self.version }))]
     }
@@ -347,6 +364,43 @@ mod tests {
         assert_eq!(v.versions[0].status, ContentStatus::Failed);
         assert_eq!(v.versions[1].status, ContentStatus::Indexed);
         assert_eq!(v.chunks, Some(3));
+    }
+
+    #[test]
+    fn every_accepted_version_stays_in_the_history() {
+        let mut runs = vec![Uuid::new_v4()];
+        let (mut s, _) = ContentState::create(Uuid::new_v4(), doc("v1"), Ownership::legacy(), runs[0], 10);
+        for i in 2..=20u32 {
+            let run = Uuid::new_v4();
+            runs.push(run);
+            let (superseded, _) = s.new_version(doc(&format!("v{i}")), run, 10 + i as i64);
+            assert_eq!(superseded, vec![runs[runs.len() - 2]], "only the previous, unfinished run");
+        }
+        let versions: Vec<u32> = s.history.iter().map(|v| v.version).collect();
+        assert_eq!(versions, (1..=20).collect::<Vec<_>>());
+        assert_eq!(s.runs(), runs);
+        assert_eq!(s.view().title, "v20");
+        // A late publish of any older version is refused; the current one lands.
+        for v in 1..20 {
+            assert!(s.publish(Artifacts { version: v, ..Default::default() }, 99).is_err());
+        }
+        assert!(s.publish(Artifacts { version: 20, ..Default::default() }, 99).is_ok());
+    }
+
+    #[test]
+    fn tombstone_keeps_no_text() {
+        let mut s = ContentState::create(Uuid::new_v4(), doc("secret title"), Ownership::legacy(), Uuid::new_v4(), 10).0;
+        s.doc.tags = vec!["private".into()];
+        s.doc.author = Some("someone".into());
+        s.publish(Artifacts { version: 1, summary: Some("secret summary".into()), ..Default::default() }, 20).unwrap();
+        let t = s.tombstone(30);
+        assert_eq!((t.id, t.updated_at, &t.ownership), (s.id, 30, &s.ownership));
+        let text = serde_json::to_string(&t).unwrap();
+        for secret in ["secret", "private", "someone", "body text"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        let ev = t.delete();
+        assert_eq!(ev[0].data["title"], "");
     }
 
     #[test]

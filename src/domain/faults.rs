@@ -1,4 +1,7 @@
-//! Fault injection (`FAULTS=embed=0.3,analyze=1.0`).
+//! Fault injection (`FAULTS=embed=0.3,analyze=1.0,spawn=0.5,catalog=0.5`).
+//!
+//! A name is a stage, or a site outside the stages: `spawn` (the content
+//! actor's `start` call to a new run) and `catalog` (an actor's D1 write).
 //!
 //! A fault is decided from a hash of (run, stage, attempt) rather than a global
 //! RNG, so an injected failure is reproducible from the journal.
@@ -6,29 +9,53 @@
 use super::time::{fnv1a, unit};
 use crate::protocol::Stage;
 
+/// The content actor's spawn of a run.
+pub const SPAWN: &str = "spawn";
+/// An actor's write to the D1 catalog.
+pub const CATALOG: &str = "catalog";
+const SITES: [&str; 2] = [SPAWN, CATALOG];
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
     rates: Vec<(Stage, f64)>,
+    sites: Vec<(&'static str, f64)>,
+}
+
+fn strikes_at(p: f64, key: &str, site: &str, attempt: u32) -> bool {
+    p > 0.0 && unit(fnv1a(format!("{key}/{site}/{attempt}").as_bytes())) < p
 }
 
 impl Faults {
     /// Unknown stages and unparsable rates are ignored: faults are a test aid
     /// and must never take the Worker down.
     pub fn parse(spec: &str) -> Self {
-        let rates = spec
-            .split(',')
-            .filter_map(|part| {
-                let (name, rate) = part.split_once('=')?;
-                let stage = name.trim().parse::<Stage>().ok()?;
-                let rate = rate.trim().parse::<f64>().ok()?;
-                rate.is_finite().then_some((stage, rate.clamp(0.0, 1.0)))
-            })
-            .collect();
-        Faults { rates }
+        let mut f = Faults::default();
+        for part in spec.split(',') {
+            let Some((name, rate)) = part.split_once('=') else { continue };
+            let Some(rate) = rate.trim().parse::<f64>().ok().filter(|r| r.is_finite()).map(|r| r.clamp(0.0, 1.0)) else {
+                continue;
+            };
+            let name = name.trim();
+            if let Ok(stage) = name.parse::<Stage>() {
+                f.rates.push((stage, rate));
+            } else if let Some(site) = SITES.iter().find(|s| **s == name) {
+                f.sites.push((site, rate));
+            }
+        }
+        f
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rates.iter().all(|(_, r)| *r == 0.0)
+        self.rates.iter().all(|(_, r)| *r == 0.0) && self.sites.iter().all(|(_, r)| *r == 0.0)
+    }
+
+    pub fn site_probability(&self, site: &str) -> f64 {
+        self.sites.iter().rev().find(|(s, _)| *s == site).map(|(_, r)| *r).unwrap_or(0.0)
+    }
+
+    /// Whether this attempt at a site (`SPAWN`, `CATALOG`) for `key` fails.
+    pub fn site_strikes(&self, site: &str, key: &str, attempt: u32) -> bool {
+        strikes_at(self.site_probability(site), key, site, attempt)
     }
 
     pub fn probability(&self, stage: Stage) -> f64 {
@@ -36,17 +63,18 @@ impl Faults {
     }
 
     /// Whether this attempt of this stage of this run fails.
+    /// The error message of an injected fault at a site, if this attempt fails.
+    pub fn site_fault(&self, site: &str, key: &str, attempt: u32) -> Option<String> {
+        self.site_strikes(site, key, attempt).then(|| format!("injected fault ({site}={})", self.site_probability(site)))
+    }
+
     pub fn strikes(&self, run_id: &str, stage: Stage, attempt: u32) -> bool {
-        let p = self.probability(stage);
-        if p <= 0.0 {
-            return false;
-        }
-        let seed = fnv1a(format!("{run_id}/{stage}/{attempt}").as_bytes());
-        unit(seed) < p
+        strikes_at(self.probability(stage), run_id, stage.as_str(), attempt)
     }
 
     pub fn describe(&self) -> String {
-        self.rates.iter().map(|(s, r)| format!("{s}={r}")).collect::<Vec<_>>().join(",")
+        let stages = self.rates.iter().map(|(s, r)| format!("{s}={r}"));
+        stages.chain(self.sites.iter().map(|(s, r)| format!("{s}={r}"))).collect::<Vec<_>>().join(",")
     }
 }
 
@@ -62,6 +90,15 @@ mod tests {
         assert_eq!(f.probability(Stage::Analyze), 0.0);
         assert_eq!(f.probability(Stage::Chunk), 1.0);
         assert!(Faults::parse("").is_empty());
+        let sites = Faults::parse("spawn=0.5,catalog=1,nowhere=1");
+        assert_eq!(sites.site_probability(SPAWN), 0.5);
+        assert_eq!(sites.site_probability(CATALOG), 1.0);
+        assert!(!sites.is_empty());
+        assert_eq!(sites.describe(), "spawn=0.5,catalog=1");
+        assert!((1..50).all(|a| sites.site_strikes(CATALOG, "x", a)));
+        assert_eq!(sites.site_fault(CATALOG, "x", 1).as_deref(), Some("injected fault (catalog=1)"));
+        let hits = (0..10_000).filter(|i| sites.site_strikes(SPAWN, &format!("run-{i}"), 1)).count();
+        assert!((4700..5300).contains(&hits), "{hits}");
     }
 
     #[test]

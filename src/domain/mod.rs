@@ -9,6 +9,7 @@ pub mod fusion;
 pub mod event_log;
 pub mod faults;
 pub mod jwt;
+pub mod outbox;
 pub mod pipeline;
 pub mod principal;
 pub mod rate;

@@ -97,6 +97,8 @@ pub enum TransitionError {
     InvalidState(RunStatus),
     #[error("stage {0} is not the one in progress")]
     WrongStage(Stage),
+    #[error("run was purged with its deleted content")]
+    Purged,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,6 +112,9 @@ pub struct PipelineRun {
     pub finished_at: Option<Millis>,
     pub reason: Option<String>,
     pub tuning: RetryTuning,
+    /// Its item was deleted and its copies erased: it can never run again.
+    #[serde(default)]
+    pub purged: bool,
 }
 
 impl PipelineRun {
@@ -124,6 +129,7 @@ impl PipelineRun {
             finished_at: None,
             reason: None,
             tuning,
+            purged: false,
         };
         let ev = run.event(EventName::RunQueued, json!({ "version": version }));
         (run, vec![ev])
@@ -325,9 +331,19 @@ impl PipelineRun {
         Ok(vec![self.event(EventName::RunCancelled, json!({ "reason": reason }))])
     }
 
+    /// Its item was deleted: a live run ends cancelled, and the run is marked
+    /// so that no retry can bring it back (its document is gone).
+    pub fn purge(&mut self, reason: &str, now: Millis) -> Vec<EventDraft> {
+        self.purged = true;
+        self.cancel(reason, now).unwrap_or_default()
+    }
+
     /// Operator retry of a failed or cancelled run: the failing stage gets a
     /// fresh attempt budget; completed stages are kept and never run again.
     pub fn retry(&mut self, now: Millis) -> Result<Vec<EventDraft>, TransitionError> {
+        if self.purged {
+            return Err(TransitionError::Purged);
+        }
         if !matches!(self.status, RunStatus::Failed | RunStatus::Cancelled) {
             return Err(TransitionError::InvalidState(self.status));
         }
@@ -562,6 +578,23 @@ mod tests {
         assert_eq!(sim.run.next_alarm(sim.now), None);
         assert_eq!(sim.names().last(), Some(&"run.cancelled"));
         assert!(sim.run.start_stage(Stage::Chunk, sim.now).is_err());
+    }
+
+    #[test]
+    fn purge_cancels_a_live_run_and_forbids_retry() {
+        let mut sim = Sim::new();
+        sim.alarm(&mut |_, _| Ok(()));
+        let ev = sim.run.purge("content deleted", sim.now);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(sim.run.status, RunStatus::Cancelled);
+        assert_eq!(sim.run.reason.as_deref(), Some("content deleted"));
+        assert_eq!(sim.run.retry(sim.now), Err(TransitionError::Purged));
+        assert_eq!(sim.run.next_alarm(sim.now), None);
+
+        let mut done = Sim::new();
+        done.drive(&mut |_, _| Ok(()));
+        assert!(done.run.purge("content deleted", done.now).is_empty(), "a finished run keeps its status");
+        assert!(done.run.purged);
     }
 
     #[test]

@@ -56,6 +56,42 @@ pub enum VectorError {
     BadBlob { len: usize },
 }
 
+/// What a shard has been told about one content item: the highest version
+/// that has been current, or that the item is deleted. It admits a write only
+/// for that version or a newer one, and nothing once the item is deleted, so a
+/// retried old run can neither overwrite the current vectors nor bring back a
+/// deleted item's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Fence {
+    pub version: u32,
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FenceError {
+    #[error("superseded by version {current} (refused a write of version {got})")]
+    Superseded { got: u32, current: u32 },
+    #[error("content deleted")]
+    Deleted,
+}
+
+impl Fence {
+    /// The fence after admitting a write of `version`.
+    pub fn admit(self, version: u32) -> Result<Fence, FenceError> {
+        if self.deleted {
+            return Err(FenceError::Deleted);
+        }
+        if version < self.version {
+            return Err(FenceError::Superseded { got: version, current: self.version });
+        }
+        Ok(Fence { version, deleted: false })
+    }
+
+    pub fn tombstone(self) -> Fence {
+        Fence { deleted: true, ..self }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Blobs, ids and sharding
 // ---------------------------------------------------------------------------
@@ -690,6 +726,20 @@ pub fn merge_hits(lists: Vec<Vec<Hit>>, k: usize) -> Vec<Hit> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fence_admits_only_current_or_newer_and_nothing_after_delete() {
+        let f = Fence::default().admit(2).unwrap();
+        assert_eq!(f, Fence { version: 2, deleted: false });
+        assert_eq!(f.admit(2), Ok(f), "a retried write of the current version");
+        assert_eq!(f.admit(1), Err(FenceError::Superseded { got: 1, current: 2 }));
+        let f3 = f.admit(3).unwrap();
+        assert!(f3.admit(2).is_err());
+        let dead = f3.tombstone();
+        assert_eq!(dead.admit(3), Err(FenceError::Deleted));
+        assert_eq!(dead.admit(9), Err(FenceError::Deleted));
+        assert!(FenceError::Superseded { got: 1, current: 2 }.to_string().starts_with("superseded by version 2"));
+    }
+
     use super::*;
 
     /// splitmix64: a tiny deterministic PRNG so tests need no extra crate.

@@ -9,6 +9,7 @@ mod admin;
 mod analyzer;
 mod bad_input;
 mod foundation;
+mod integrity;
 mod fuzz;
 mod live;
 mod pipeline;

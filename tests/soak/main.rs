@@ -8,6 +8,8 @@
 //! - R3 `bad input`: the generated request and frame sweeps; no 5xx, no panic.
 //! - R4 `auth`: every admin route and WebSocket upgrade with bad credentials
 //!   is refused.
+//! - R5 `races`: parallel PUTs, cancels, retries and DELETEs on the same
+//!   items under catalog and spawn faults; the integrity invariants hold.
 //!
 //! Size: `SOAK_SCALE=full` for the sizes, else the small CI size.
 //! `SOAK_SEED` replays a run (the seed is printed). `SOAK_REPORT=<file>`
@@ -21,6 +23,7 @@ mod crash;
 mod faults;
 mod input;
 mod journal;
+mod races;
 mod report;
 
 use std::time::Instant;
@@ -37,7 +40,7 @@ pub struct Scale {
 }
 
 impl Scale {
-    fn from_env() -> Scale {
+    pub fn from_env() -> Scale {
         match std::env::var("SOAK_SCALE").as_deref() {
             Ok("full") => Scale { name: "full", crash_runs: 100, kills: 5, fault_runs: 100, requests: 3000, frames: 200 },
             _ => Scale { name: "small", crash_runs: 20, kills: 2, fault_runs: 20, requests: 300, frames: 40 },
@@ -92,6 +95,8 @@ async fn soak() {
     log(&rows[1]);
     rows.extend(input::run(&scale, seed).await);
     rows[2..].iter().for_each(log);
+    rows.push(races::run(&scale, seed).await);
+    rows.last().into_iter().for_each(log);
     let text = report::markdown(&scale, seed, &started, &rows);
     println!("\n{text}");
     if let Ok(path) = std::env::var("SOAK_REPORT") {

@@ -1,0 +1,166 @@
+//! The outbox table in an actor's own SQLite: the duties
+//! ([`crate::domain::outbox::Duty`]) it still owes. Writes are synchronous, so
+//! an actor records a duty in the same step as the state change it follows.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::SqlStorage;
+
+use crate::domain::outbox::{retry_at, Duty, LEASE_MS};
+use crate::domain::time::Millis;
+use crate::error::{ApiError, ApiResult};
+use crate::store::{exec, rows, storage_err};
+
+pub struct Outbox {
+    sql: SqlStorage,
+}
+
+/// A duty taken for a try. `seq` changes when the duty is replaced, so a try
+/// of the older duty never removes the newer one.
+pub struct Taken {
+    pub seq: i64,
+    pub duty: Duty,
+    /// Failed tries before this one.
+    pub attempts: u32,
+}
+
+#[derive(Deserialize)]
+struct Row {
+    seq: f64,
+    duty: String,
+    attempts: f64,
+}
+
+#[derive(Deserialize)]
+struct Due {
+    at: Option<f64>,
+}
+
+impl Outbox {
+    pub fn open(sql: SqlStorage) -> ApiResult<Self> {
+        exec(
+            &sql,
+            "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE,
+               duty TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, due_at INTEGER NOT NULL, last_error TEXT)",
+            vec![],
+        )?;
+        Ok(Outbox { sql })
+    }
+
+    /// Owes `duty` from now on, replacing a pending duty with the same key.
+    pub fn put(&self, duty: &Duty, now: Millis) -> ApiResult<()> {
+        let text = serde_json::to_string(duty).map_err(storage_err)?;
+        exec(
+            &self.sql,
+            "INSERT OR REPLACE INTO outbox (key, duty, attempts, due_at) VALUES (?, ?, 0, ?)",
+            vec![duty.key().into(), text.into(), (now as f64).into()],
+        )
+    }
+
+    /// Drops a pending duty (e.g. the spawn of a run that was superseded).
+    pub fn forget(&self, key: &str) -> ApiResult<()> {
+        exec(
+            &self.sql,
+            "DELETE FROM outbox WHERE key = ?",
+            vec![key.into()],
+        )
+    }
+
+    /// The duties due at `now`, oldest first, each leased for [`LEASE_MS`] so
+    /// a concurrent drain does not try it too.
+    pub fn take_due(&self, now: Millis) -> ApiResult<Vec<Taken>> {
+        let found: Vec<Row> = rows(
+            &self.sql,
+            "SELECT seq, duty, attempts FROM outbox WHERE due_at <= ? ORDER BY seq",
+            vec![(now as f64).into()],
+        )?;
+        let mut taken = Vec::with_capacity(found.len());
+        for r in found {
+            exec(
+                &self.sql,
+                "UPDATE outbox SET due_at = ? WHERE seq = ?",
+                vec![((now + LEASE_MS) as f64).into(), r.seq.into()],
+            )?;
+            let duty: Duty = serde_json::from_str(&r.duty).map_err(storage_err)?;
+            taken.push(Taken {
+                seq: r.seq as i64,
+                duty,
+                attempts: r.attempts as u32,
+            });
+        }
+        Ok(taken)
+    }
+
+    /// Tries every due duty with `perform(duty, failed tries so far)`; a
+    /// failure is logged and rescheduled with backoff.
+    pub async fn drain<F, Fut>(&self, actor: &str, perform: F) -> ApiResult<()>
+    where
+        F: Fn(Duty, u32) -> Fut,
+        Fut: std::future::Future<Output = ApiResult<()>>,
+    {
+        for t in self.take_due(crate::runtime::now_ms())? {
+            match perform(t.duty.clone(), t.attempts).await {
+                Ok(()) => self.done(&t)?,
+                Err(e) => {
+                    worker::console_error!(
+                        "{actor} duty {} failed (try {}): {e}",
+                        t.duty.key(),
+                        t.attempts + 1
+                    );
+                    self.failed(&t, &e, crate::runtime::now_ms())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn done(&self, t: &Taken) -> ApiResult<()> {
+        exec(
+            &self.sql,
+            "DELETE FROM outbox WHERE seq = ?",
+            vec![(t.seq as f64).into()],
+        )
+    }
+
+    pub fn failed(&self, t: &Taken, error: &ApiError, now: Millis) -> ApiResult<()> {
+        let attempts = t.attempts + 1;
+        exec(
+            &self.sql,
+            "UPDATE outbox SET attempts = ?, due_at = ?, last_error = ? WHERE seq = ?",
+            vec![
+                (attempts as f64).into(),
+                (retry_at(attempts, now) as f64).into(),
+                crate::providers::provider_errors::truncate_chars(&error.to_string(), 300)
+                    .to_string()
+                    .into(),
+                (t.seq as f64).into(),
+            ],
+        )
+    }
+
+    /// When the earliest pending duty is due (a leased one: when its lease ends).
+    pub fn next_due(&self) -> ApiResult<Option<Millis>> {
+        let d: Vec<Due> = rows(&self.sql, "SELECT MIN(due_at) AS at FROM outbox", vec![])?;
+        Ok(d.into_iter()
+            .next()
+            .and_then(|d| d.at)
+            .map(|at| at as Millis))
+    }
+
+    /// The pending duties, for the inspector.
+    pub fn describe(&self) -> ApiResult<Value> {
+        #[derive(Deserialize, serde::Serialize)]
+        struct Pending {
+            key: String,
+            attempts: f64,
+            due_at: f64,
+            last_error: Option<String>,
+        }
+        let p: Vec<Pending> = rows(
+            &self.sql,
+            "SELECT key, attempts, due_at, last_error FROM outbox ORDER BY seq",
+            vec![],
+        )?;
+        Ok(json!(p))
+    }
+}
