@@ -4,6 +4,7 @@
 //! memory: an actor may be evicted between any two awaits.
 
 pub mod analyzer;
+pub mod answer;
 pub mod content;
 pub mod fanout;
 pub mod feed;

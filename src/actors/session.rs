@@ -76,6 +76,7 @@ pub fn topic_actor(topic: Topic) -> (ActorKind, String) {
     match topic {
         Topic::Run(id) => (ActorKind::Run, id.to_string()),
         Topic::Content(id) => (ActorKind::Content, id.to_string()),
+        Topic::Answer(id) => (ActorKind::Answer, id.to_string()),
         Topic::Feed => (ActorKind::Feed, super::feed::FEED_NAME.to_string()),
     }
 }
