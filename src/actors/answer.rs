@@ -21,10 +21,8 @@ use crate::domain::principal::Principal;
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{EventDraft, Topic};
-use crate::runtime::now_ms;
+use crate::runtime::{config, now_ms};
 
-/// Time between two steps: the pace of the stream a client sees.
-pub const STEP_INTERVAL_MS: i64 = 60;
 /// A step that keeps failing ends the answer instead of retrying forever.
 const MAX_STEP_FAILURES: u32 = 5;
 
@@ -91,12 +89,14 @@ impl AnswerActor {
         });
     }
 
-    async fn arm(&self, answer: &Answer, at: Millis) -> ApiResult<()> {
+    /// The next step's alarm, `ANSWER_STEP_MS` after `now` (the pace of the
+    /// stream a client sees), or none once the answer has ended.
+    async fn arm(&self, answer: &Answer, now: Millis) -> ApiResult<()> {
         let storage = self.state.storage();
         if answer.status.is_terminal() {
             storage.delete_alarm().await?;
         } else {
-            storage.set_alarm(to_datetime(at)).await?;
+            storage.set_alarm(to_datetime(now + config(&self.env).answer_step_ms)).await?;
         }
         Ok(())
     }
@@ -112,7 +112,7 @@ impl AnswerActor {
         let (answer, events) = Answer::new(req.id, req.question, req.asker, req.sources, now);
         self.commit(&answer, events, now)?;
         self.register(&answer, now);
-        self.arm(&answer, now + STEP_INTERVAL_MS).await?;
+        self.arm(&answer, now).await?;
         Ok(json!({ "id": answer.id, "status": answer.status }))
     }
 
@@ -125,7 +125,7 @@ impl AnswerActor {
             self.commit(&answer, events, now)?;
             self.cells().save("step_failures", &0u32)?;
         }
-        self.arm(&answer, now + STEP_INTERVAL_MS).await
+        self.arm(&answer, now).await
     }
 
     /// A tick failed: retry it, or end the answer after too many failures.

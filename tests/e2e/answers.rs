@@ -343,3 +343,44 @@ async fn bad_questions_are_4xx() {
     let r = send(http().post(s.url("/api/answers")).bearer_auth(&s.key).body("x")).await;
     assert_eq!(r.status, 415);
 }
+
+#[tokio::test]
+async fn an_answer_survives_a_server_kill_mid_stream() {
+    let dir = temp_dir("answer-crash");
+    let opts = ServerOptions::new(dir).var("ANSWER_STEP_MS", "700");
+    let mut s = Server::start(&opts);
+    let word = nonce();
+    corpus(&s, &word).await;
+    let (id, topic) = ask(&s, &format!("How tall is the {word} lighthouse and who were the {word} keepers?")).await;
+    // SIGKILL the whole server once the first delta is committed.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = s.get(&format!("/api/answers/{id}")).await;
+        assert_eq!(r.body["status"], "generating", "the stream must still be running: {}", r.body);
+        if !r.body["text"].as_str().unwrap_or("").is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let asker = s.key.clone();
+    s.restart(&opts, true);
+    // The asker's key outlives the restart; the answer completes from its alarm.
+    let url = s.url(&format!("/api/topics/{topic}/events?after=0"));
+    let (status, _, ms) = sse(http().get(url).bearer_auth(&asker), done).await;
+    assert_eq!(status, 200);
+    let events: Vec<Value> = ms.iter().filter(|m| m.id.is_some()).map(|m| serde_json::from_str(&m.data).unwrap()).collect();
+    let got = seqs(&events);
+    assert_eq!(got, (1..=got.len() as u64).collect::<Vec<_>>(), "dense, in order, nothing twice");
+    let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(names.iter().filter(|n| **n == "answer.retrieved").count(), 1);
+    assert_eq!(names.iter().filter(|n| **n == "answer.completed").count(), 1, "{names:?}");
+    let indexes: Vec<u64> = events.iter().filter(|e| e["event"] == "answer.delta").map(|e| e["data"]["index"].as_u64().unwrap()).collect();
+    assert!(indexes.len() >= 2, "{indexes:?}");
+    assert_eq!(indexes, (0..indexes.len() as u64).collect::<Vec<_>>(), "each delta exactly once");
+    let completed = events.last().unwrap();
+    assert_eq!(completed["data"]["text"].as_str().unwrap(), deltas_joined(&events));
+    let view = send(http().get(s.url(&format!("/api/answers/{id}"))).bearer_auth(&asker)).await;
+    assert_eq!(view.body["status"], "completed");
+    assert_eq!(view.body["text"], completed["data"]["text"]);
+}
