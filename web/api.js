@@ -122,3 +122,6 @@ export function setCredential(token) {
 export const whoAmI = () => get(api.me());
 
 export const endpoints = api;
+
+/** Asks a question: `{answer_id, topic, links}`; the answer streams on `topic`. */
+export const ask = (question, opts) => post(api.answers(), { question }, opts);
