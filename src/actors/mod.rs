@@ -102,6 +102,18 @@ struct EventsBody {
     limit: Option<u32>,
 }
 
+/// The answer of a topic actor's `events` op.
+#[derive(Deserialize)]
+pub struct EventsPage {
+    pub last_seq: u64,
+    pub events: Vec<crate::protocol::EventRecord>,
+    /// The cursor is older than the retained log: start over from `snapshot`.
+    #[serde(default)]
+    pub resync: bool,
+    #[serde(default)]
+    pub snapshot: Option<Value>,
+}
+
 /// The ops every topic actor answers: `subscribe`, `unsubscribe`, `events`.
 /// `topic` is `None` when the actor was never created.
 pub fn topic_op(

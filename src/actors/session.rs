@@ -61,15 +61,7 @@ struct SubscribeAnswer {
     snapshot: Option<Value>,
 }
 
-#[derive(Deserialize)]
-struct EventsAnswer {
-    last_seq: u64,
-    events: Vec<EventRecord>,
-    #[serde(default)]
-    resync: bool,
-    #[serde(default)]
-    snapshot: Option<Value>,
-}
+use super::EventsPage as EventsAnswer;
 
 /// The actor that owns a topic's log.
 pub fn topic_actor(topic: Topic) -> (ActorKind, String) {

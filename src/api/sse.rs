@@ -79,29 +79,19 @@ pub use stream::events;
 
 #[cfg(target_arch = "wasm32")]
 mod stream {
-    use serde::Deserialize;
     use serde_json::{json, Value};
     use worker::{Delay, Env, Headers, Request, Response};
 
     use super::*;
     use crate::actors::rpc::{self, ActorKind};
     use crate::actors::session::topic_actor;
+    use crate::actors::EventsPage;
     use crate::api::input::{param, query};
     use crate::domain::content::event_ownership;
     use crate::domain::principal::Principal;
     use crate::error::{ApiError, ApiResult};
     use crate::protocol::EventRecord;
     use crate::runtime::now_ms;
-
-    #[derive(Deserialize)]
-    struct EventsPage {
-        last_seq: u64,
-        events: Vec<EventRecord>,
-        #[serde(default)]
-        resync: bool,
-        #[serde(default)]
-        snapshot: Option<Value>,
-    }
 
     pub async fn events(env: &Env, who: &Principal, req: &Request, raw_topic: &str) -> ApiResult<Response> {
         let text = decode_segment(raw_topic).ok_or_else(|| ApiError::not_found("topic"))?;

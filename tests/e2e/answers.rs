@@ -71,18 +71,7 @@ async fn finished(s: &Server, id: &str) -> Value {
 /// Event frames of `topic` after subscribing with `after`, until `stop` (or quiet).
 async fn ws_events(ws: &mut Ws, topic: &str, after: u64, stop: &str, limit: Option<usize>) -> Vec<Value> {
     ws_send(ws, json!({ "type": "subscribe", "topic": topic, "after": after })).await;
-    let mut out = Vec::new();
-    while let Some(f) = ws_next(ws, WAIT).await {
-        assert_ne!(f["type"], "error", "{f}");
-        if f["type"] == "event" && f["topic"] == topic {
-            let done = f["event"] == stop;
-            out.push(f);
-            if done || limit.is_some_and(|l| out.len() >= l) {
-                break;
-            }
-        }
-    }
-    out
+    crate::live::collect(ws, topic, stop, limit).await
 }
 
 fn seqs(events: &[Value]) -> Vec<u64> {
