@@ -2,7 +2,8 @@
 //! `AnswerActor` runs. Pure, so it is tested natively with a fake clock.
 //!
 //! The answerer picks the sentences of the retrieved chunks that share the
-//! most question terms (stemmed, stopwords out), weighted by the source's rank
+//! most question terms (stemmed, stopwords out, each weighted by how rare it
+//! is among the sources), weighted by the source's rank
 //! and the sentence's position, keeps the best few, drops near-duplicates,
 //! orders them by source and position, and cites each with `[n]`, `n` being
 //! the source's number. All pieces are planned when the answer starts and
@@ -26,6 +27,10 @@ pub const MAX_SENTENCES: usize = 4;
 pub const RELEVANCE_THRESHOLD: f32 = 0.5;
 /// A quoted sentence longer than this is cut at a word boundary.
 pub const MAX_SENTENCE_CHARS: usize = 400;
+/// A kept sentence has at least this share of the best sentence's relevance:
+/// once one sentence covers the question, those that merely name its subject
+/// are left out.
+pub const RELATIVE_RELEVANCE: f32 = 0.75;
 /// Two sentences whose term sets overlap this much say the same thing.
 const DUPLICATE_JACCARD: f32 = 0.8;
 /// The text of an answer none of the sources supports.
@@ -73,6 +78,7 @@ impl Piece {
 struct Candidate {
     source: usize,
     position: usize,
+    relevance: f32,
     score: f32,
     sentence: String,
     terms: BTreeSet<String>,
@@ -82,24 +88,28 @@ struct Candidate {
 /// the single "I don't know" piece when no sentence is relevant.
 pub fn compose(question: &str, sources: &[Source]) -> Vec<Piece> {
     let wanted: BTreeSet<String> = content_stems(question).into_iter().collect();
+    let weights = term_weights(&wanted, sources);
+    let total: f32 = weights.iter().map(|(_, w)| w).sum();
     let mut candidates = Vec::new();
     if !wanted.is_empty() {
         for (rank, src) in sources.iter().enumerate() {
             for (position, (s, e)) in sentences(&src.text).into_iter().enumerate() {
                 let sentence = src.text.get(s..e).unwrap_or_default();
                 let terms: BTreeSet<String> = content_stems(sentence).into_iter().collect();
-                let matched = wanted.intersection(&terms).count() as f32;
-                let relevance = matched / wanted.len() as f32;
+                let matched: f32 = weights.iter().filter(|(t, _)| terms.contains(*t)).map(|(_, w)| w).sum();
+                let relevance = matched / total;
                 if relevance < RELEVANCE_THRESHOLD {
                     continue;
                 }
                 let rank_weight = 1.0 / (1.0 + 0.2 * rank as f32);
                 let position_weight = 1.0 - 0.03 * position.min(10) as f32;
                 let score = relevance * rank_weight * position_weight;
-                candidates.push(Candidate { source: rank, position, score, sentence: clip(sentence), terms });
+                candidates.push(Candidate { source: rank, position, relevance, score, sentence: clip(sentence), terms });
             }
         }
     }
+    let best = candidates.iter().map(|c| c.relevance).fold(0.0f32, f32::max);
+    candidates.retain(|c| c.relevance >= best * RELATIVE_RELEVANCE);
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.source.cmp(&b.source)).then(a.position.cmp(&b.position)));
     let mut kept: Vec<Candidate> = Vec::new();
     for c in candidates {
@@ -116,6 +126,22 @@ pub fn compose(question: &str, sources: &[Source]) -> Vec<Piece> {
     }
     kept.sort_by_key(|c| (c.source, c.position));
     kept.into_iter().map(|c| Piece { sentence: c.sentence, cites: sources.get(c.source).map(|s| s.n) }).collect()
+}
+
+/// Each question term's weight: its inverse frequency among the sources, so
+/// a sentence that lacks the rare term (often the question's subject, such
+/// as a name) counts as less relevant than one lacking a term every source
+/// shares.
+fn term_weights<'a>(wanted: &'a BTreeSet<String>, sources: &[Source]) -> Vec<(&'a String, f32)> {
+    let per_source: Vec<BTreeSet<String>> = sources.iter().map(|s| content_stems(&s.text).into_iter().collect()).collect();
+    let n = per_source.len().max(1) as f32;
+    wanted
+        .iter()
+        .map(|t| {
+            let df = per_source.iter().filter(|terms| terms.contains(t)).count().max(1) as f32;
+            (t, (1.0 + n / df).ln())
+        })
+        .collect()
 }
 
 fn jaccard(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f32 {
@@ -317,6 +343,22 @@ mod tests {
     }
 
     #[test]
+    fn a_full_answer_leaves_out_sentences_that_only_name_the_subject() {
+        let s = src(1, "The Varnel bridge stands at the harbour. The Varnel bridge was built in 1874. The Varnel bridge is made of granite.");
+        let pieces = compose("When was the Varnel bridge built?", &[s]);
+        assert_eq!(pieces, vec![Piece { sentence: "The Varnel bridge was built in 1874.".into(), cites: Some(1) }]);
+    }
+
+    #[test]
+    fn a_sentence_about_another_subject_is_left_out() {
+        let own = src(1, "The Varlum bridge rises 20 metres above the ground. Visitors to Varlum come by road.");
+        let others = (2..=5).map(|n| src(n, &format!("The Other{n} bridge rises {n}0 metres above the ground.")));
+        let sources: Vec<Source> = std::iter::once(own).chain(others).collect();
+        let pieces = compose("How many metres does the Varlum bridge rise above the ground?", &sources);
+        assert_eq!(pieces, vec![Piece { sentence: "The Varlum bridge rises 20 metres above the ground.".into(), cites: Some(1) }]);
+    }
+
+    #[test]
     fn duplicates_are_dropped_and_the_count_is_capped() {
         let s = "Rust compiles to wasm. Rust compiles to wasm! Rust compiles to wasm quickly.";
         let many = (1..=8).map(|n| src(n, s)).collect::<Vec<_>>();
@@ -369,7 +411,7 @@ mod tests {
 
     #[test]
     fn a_resumed_answer_continues_from_its_stored_state() {
-        let (mut a, _) = Answer::new(Uuid::nil(), "capital of Portugal".into(), asker(), sources(), 0);
+        let (mut a, _) = Answer::new(Uuid::nil(), "which capital".into(), asker(), sources(), 0);
         let d1 = a.step(1);
         let stored = serde_json::to_string(&a).unwrap();
         let mut b: Answer = serde_json::from_str(&stored).unwrap();

@@ -28,7 +28,7 @@ async fn corpus(s: &Server, word: &str) -> (String, Vec<String>) {
         ),
         (
             format!("Keepers of {word}"),
-            format!("Life at {word} was hard for the keepers. Supplies came by boat once a fortnight, weather permitting. The keepers trimmed the lamp wicks every night."),
+            format!("Life at {word} was hard for the keepers. Supplies came by boat once a fortnight, weather permitting. The keepers of {word} trimmed the lamp wicks every night."),
         ),
         (format!("Granite quarries near {word}"), format!("Granite for {word} came from quarries on the mainland. Masons dressed each block before shipping.")),
     ];
@@ -340,7 +340,8 @@ async fn an_answer_survives_a_server_kill_mid_stream() {
     let mut s = Server::start(&opts);
     let word = nonce();
     corpus(&s, &word).await;
-    let (id, topic) = ask(&s, &format!("How tall is the {word} lighthouse and who were the {word} keepers?")).await;
+    // Two sentences answer it fully: two deltas, then the completion.
+    let (id, topic) = ask(&s, &format!("What did the {word} keepers do?")).await;
     // SIGKILL the whole server once the first delta is committed.
     let deadline = Instant::now() + WAIT;
     loop {
