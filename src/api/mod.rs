@@ -115,7 +115,11 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
             answers::create(env, &who, req).await
         }
         R::GetAnswer => answers::get(env, &who, arg(0)).await,
-        R::TopicEvents => sse::events(env, &who, &req, arg(0)).await,
+        R::TopicEvents => {
+            // One connection lasts up to a minute: a read, like a search.
+            limits::spend(env, &who, &req, LimitClass::Read, 1).await?;
+            sse::events(env, &who, &req, arg(0)).await
+        }
     }
 }
 

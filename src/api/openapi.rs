@@ -81,6 +81,12 @@ pub fn document() -> Value {
         if matches!(r.id, RouteId::CreateContent | RouteId::PutContent) {
             op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ContentInput" } } } });
         }
+        if r.id == RouteId::CreateAnswer {
+            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/AskInput" } } } });
+        }
+        if r.id == RouteId::TopicEvents {
+            op["responses"][ok]["content"] = json!({ "text/event-stream": { "schema": { "type": "string" } } });
+        }
         if r.pattern.starts_with("/admin") {
             op["security"] = json!([{ "admin": [] }]);
         }
@@ -104,6 +110,10 @@ pub fn document() -> Value {
                     "category": { "type": "string" },
                     "tags": { "type": "array", "maxItems": 20, "items": { "type": "string", "maxLength": 40 } },
                     "author": { "type": "string" } } },
+                "AskInput": { "type": "object", "required": ["question"], "additionalProperties": false, "properties": {
+                    "question": { "type": "string", "minLength": 1, "maxLength": 500 },
+                    "k": { "type": "integer", "minimum": 1, "maximum": 10 },
+                    "category": { "type": "string" } } },
             },
         },
     })

@@ -14,6 +14,9 @@ use serde_json::Value;
 use crate::protocol::{EventRecord, ServerFrame, Topic};
 
 pub const POLL_INTERVAL_MS: u64 = 250;
+pub const IDLE_POLL_MS: u64 = 1_000;
+/// Polls per connection: with the authorization and rate-limit calls, under 50.
+pub const MAX_POLLS: u32 = 40;
 pub const HEARTBEAT_MS: i64 = 15_000;
 pub const CONNECTION_MS: i64 = 60_000;
 /// How long EventSource waits before reconnecting.
@@ -74,6 +77,11 @@ pub fn opening() -> String {
 
 pub const HEARTBEAT: &str = ": heartbeat\n\n";
 
+/// The wait before the next poll after one that found nothing.
+pub fn next_wait(ms: u64) -> u64 {
+    (ms * 2).clamp(POLL_INTERVAL_MS, IDLE_POLL_MS)
+}
+
 #[cfg(target_arch = "wasm32")]
 pub use stream::events;
 
@@ -104,7 +112,18 @@ mod stream {
             ApiError::NotFound(_) => ApiError::not_found(format!("topic {topic}")),
             other => other,
         })?;
-        let poll = Poll { env: env.clone(), reader: who.clone(), topic, cursor: after, replayed: false, done: false, deadline: now_ms() + CONNECTION_MS, beat_at: now_ms() };
+        let poll = Poll {
+            env: env.clone(),
+            reader: who.clone(),
+            topic,
+            cursor: after,
+            replayed: false,
+            done: false,
+            deadline: now_ms() + CONNECTION_MS,
+            beat_at: now_ms(),
+            polls: 0,
+            wait_ms: POLL_INTERVAL_MS,
+        };
         let body = futures::stream::once(async { Ok::<Vec<u8>, worker::Error>(opening().into_bytes()) })
             .chain(futures::stream::unfold(poll, |mut p| async move { p.next().await.map(|chunk| (Ok(chunk.into_bytes()), p)) }));
         let headers = Headers::new();
@@ -146,15 +165,18 @@ mod stream {
         done: bool,
         deadline: i64,
         beat_at: i64,
+        polls: u32,
+        wait_ms: u64,
     }
 
     impl Poll {
         /// The next chunk to send, or `None` when the connection should end.
         async fn next(&mut self) -> Option<String> {
             loop {
-                if self.done || now_ms() >= self.deadline {
+                if self.done || now_ms() >= self.deadline || self.polls >= MAX_POLLS {
                     return None;
                 }
+                self.polls += 1;
                 let (kind, name) = topic_actor(self.topic);
                 let page: Result<EventsPage, ApiError> =
                     rpc::call(&self.env, kind, &name, "events", &json!({ "after": self.cursor })).await;
@@ -188,11 +210,12 @@ mod stream {
                 if out.is_empty() && now - self.beat_at >= HEARTBEAT_MS {
                     out.push_str(HEARTBEAT);
                 }
+                self.wait_ms = if page.events.is_empty() { next_wait(self.wait_ms) } else { POLL_INTERVAL_MS };
                 if !out.is_empty() {
                     self.beat_at = now;
                     return Some(out);
                 }
-                Delay::from(std::time::Duration::from_millis(POLL_INTERVAL_MS)).await;
+                Delay::from(std::time::Duration::from_millis(self.wait_ms)).await;
             }
         }
 
@@ -220,6 +243,13 @@ mod tests {
         assert_eq!(decode_segment("bad%3"), None);
         assert_eq!(decode_segment("bad%zz"), None);
         assert_eq!(decode_segment("%ff%fe"), None);
+    }
+
+    #[test]
+    fn idle_polls_back_off_to_a_second() {
+        assert_eq!(next_wait(POLL_INTERVAL_MS), 500);
+        assert_eq!(next_wait(500), IDLE_POLL_MS);
+        assert_eq!(next_wait(IDLE_POLL_MS), IDLE_POLL_MS);
     }
 
     #[test]
