@@ -12,7 +12,7 @@ build:
 
 # Search quality (nDCG@10, recall@10) on the generated judged corpus; see examples/search_eval.rs.
 eval:
-	bash -c 'source scripts/lib.sh && bootstrap && build_worker && cargo run --release --example search_eval'
+	bash -c 'source scripts/lib.sh && bootstrap && build_worker && cargo run --release --example search_eval && cargo run --release --example answer_eval'
 
 # Load benchmarks against local workerd (not part of `make test`); writes docs/benchmarks.md.
 # BENCH_ARGS=--quick for smaller sizes. `make steady` runs a steady load (SOAK_ARGS, default 10 min).

@@ -348,10 +348,18 @@ pub enum EventName {
     ContentIndexed,
     #[serde(rename = "content.deleted")]
     ContentDeleted,
+    #[serde(rename = "answer.retrieved")]
+    AnswerRetrieved,
+    #[serde(rename = "answer.delta")]
+    AnswerDelta,
+    #[serde(rename = "answer.completed")]
+    AnswerCompleted,
+    #[serde(rename = "answer.failed")]
+    AnswerFailed,
 }
 
 impl EventName {
-    pub const ALL: [EventName; 12] = [
+    pub const ALL: [EventName; 16] = [
         EventName::RunQueued,
         EventName::StageStarted,
         EventName::StageCompleted,
@@ -364,6 +372,10 @@ impl EventName {
         EventName::ContentUpdated,
         EventName::ContentIndexed,
         EventName::ContentDeleted,
+        EventName::AnswerRetrieved,
+        EventName::AnswerDelta,
+        EventName::AnswerCompleted,
+        EventName::AnswerFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -380,6 +392,10 @@ impl EventName {
             EventName::ContentUpdated => "content.updated",
             EventName::ContentIndexed => "content.indexed",
             EventName::ContentDeleted => "content.deleted",
+            EventName::AnswerRetrieved => "answer.retrieved",
+            EventName::AnswerDelta => "answer.delta",
+            EventName::AnswerCompleted => "answer.completed",
+            EventName::AnswerFailed => "answer.failed",
         }
     }
 
@@ -420,6 +436,7 @@ pub struct EventRecord {
 pub enum Topic {
     Run(Uuid),
     Content(Uuid),
+    Answer(Uuid),
     Feed,
 }
 
@@ -428,6 +445,7 @@ impl fmt::Display for Topic {
         match self {
             Topic::Run(id) => write!(f, "run:{id}"),
             Topic::Content(id) => write!(f, "content:{id}"),
+            Topic::Answer(id) => write!(f, "answer:{id}"),
             Topic::Feed => f.write_str("feed"),
         }
     }
@@ -444,6 +462,7 @@ impl FromStr for Topic {
         match kind {
             "run" => Ok(Topic::Run(id)),
             "content" => Ok(Topic::Content(id)),
+            "answer" => Ok(Topic::Answer(id)),
             _ => Err(format!("unknown topic kind {kind:?}")),
         }
     }
@@ -572,7 +591,7 @@ mod tests {
     #[test]
     fn topics_parse_and_print() {
         let id = Uuid::new_v4();
-        for t in [Topic::Run(id), Topic::Content(id), Topic::Feed] {
+        for t in [Topic::Run(id), Topic::Content(id), Topic::Answer(id), Topic::Feed] {
             assert_eq!(t.to_string().parse::<Topic>(), Ok(t));
         }
         assert!("run:not-a-uuid".parse::<Topic>().is_err());

@@ -112,3 +112,6 @@ export const setCredential = (token) => store(CREDENTIAL_KEY, token);
 export const whoAmI = () => get(api.me());
 
 export const endpoints = api;
+
+/** Asks a question: `{answer_id, topic, links}`; the answer streams on `topic`. */
+export const ask = (question, opts) => post(api.answers(), { question }, opts);

@@ -8,6 +8,7 @@ import * as submitView from './views/submit.js';
 import * as runView from './views/run.js';
 import * as contentView from './views/content.js';
 import * as searchView from './views/search.js';
+import * as askView from './views/ask.js';
 import * as inspectorView from './views/inspector.js';
 
 const live = new Live();
@@ -109,6 +110,8 @@ const ROUTES = [
   { re: /^\/runs\/([^/]+)$/, view: runView, nav: null, params: (m) => ({ id: m[1] }) },
   { re: /^\/content\/([^/]+)$/, view: contentView, nav: null, params: (m) => ({ id: m[1] }) },
   { re: /^\/search$/, view: searchView, nav: 'search', params: () => ({}) },
+  { re: /^\/ask$/, view: askView, nav: 'ask', params: () => ({}) },
+  { re: /^\/ask\/([^/]+)$/, view: askView, nav: 'ask', params: (m) => ({ id: m[1] }) },
   { re: /^\/inspector$/, view: inspectorView, nav: 'inspector', params: () => ({}) },
   { re: /^\/inspector\/([^/]+)\/([^/]+)$/, view: inspectorView, nav: 'inspector', params: (m) => ({ kind: m[1], id: m[2] }) },
 ];

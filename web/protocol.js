@@ -29,6 +29,10 @@ export const EVENTS = Object.freeze({
   CONTENT_UPDATED: 'content.updated',
   CONTENT_INDEXED: 'content.indexed',
   CONTENT_DELETED: 'content.deleted',
+  ANSWER_RETRIEVED: 'answer.retrieved',
+  ANSWER_DELTA: 'answer.delta',
+  ANSWER_COMPLETED: 'answer.completed',
+  ANSWER_FAILED: 'answer.failed',
 });
 
 export const EVENT_NAMES = Object.freeze(Object.values(EVENTS));
@@ -55,12 +59,15 @@ export const RUN_STATUSES = Object.freeze(['queued', 'running', 'completed', 'fa
 export const TERMINAL_RUN_STATUSES = Object.freeze(['completed', 'failed', 'cancelled']);
 export const STAGE_STATUSES = Object.freeze(['pending', 'running', 'retrying', 'completed', 'skipped', 'failed']);
 export const CONTENT_STATUSES = Object.freeze(['processing', 'indexed', 'failed']);
-export const ACTOR_KINDS = Object.freeze(['content', 'run', 'session']);
+export const ACTOR_KINDS = Object.freeze(['content', 'run', 'session', 'answer']);
+export const ANSWER_STATUSES = Object.freeze(['retrieving', 'generating', 'completed', 'failed']);
+export const TERMINAL_ANSWER_STATUSES = Object.freeze(['completed', 'failed']);
 
-/** Topic builders: `run:<id>`, `content:<id>`, `feed`. */
+/** Topic builders: `run:<id>`, `content:<id>`, `answer:<id>`, `feed`. */
 export const topics = Object.freeze({
   run: (id) => `run:${id}`,
   content: (id) => `content:${id}`,
+  answer: (id) => `answer:${id}`,
   feed: () => 'feed',
 });
 
@@ -94,6 +101,9 @@ export const api = Object.freeze({
   metrics: () => '/admin/metrics',
   health: () => '/healthz',
   me: () => '/api/me',
+  answers: () => '/api/answers',
+  answer: (id) => `/api/answers/${enc(id)}`,
+  topicEvents: (topic, after) => `/api/topics/${enc(topic)}/events${after ? `?after=${enc(after)}` : ''}`,
 });
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -4,6 +4,7 @@
 //! memory: an actor may be evicted between any two awaits.
 
 pub mod analyzer;
+pub mod answer;
 pub mod content;
 pub mod fanout;
 pub mod feed;
@@ -100,6 +101,18 @@ struct EventsBody {
     after: u64,
     #[serde(default)]
     limit: Option<u32>,
+}
+
+/// The answer of a topic actor's `events` op.
+#[derive(Deserialize)]
+pub struct EventsPage {
+    pub last_seq: u64,
+    pub events: Vec<crate::protocol::EventRecord>,
+    /// The cursor is older than the retained log: start over from `snapshot`.
+    #[serde(default)]
+    pub resync: bool,
+    #[serde(default)]
+    pub snapshot: Option<Value>,
 }
 
 /// The ops every topic actor answers: `subscribe`, `unsubscribe`, `events`.

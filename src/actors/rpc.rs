@@ -23,6 +23,7 @@ pub enum ActorKind {
     Feed,
     Analyzer,
     RateLimit,
+    Answer,
 }
 
 impl ActorKind {
@@ -35,6 +36,7 @@ impl ActorKind {
             ActorKind::Feed => "FEED",
             ActorKind::Analyzer => "ANALYZER_CONTAINER",
             ActorKind::RateLimit => "RATE_LIMIT",
+            ActorKind::Answer => "ANSWER",
         }
     }
 
@@ -47,6 +49,7 @@ impl ActorKind {
             ActorKind::Feed => "feed",
             ActorKind::Analyzer => "analyzer",
             ActorKind::RateLimit => "rate_limit",
+            ActorKind::Answer => "answer",
         }
     }
 
@@ -59,6 +62,7 @@ impl ActorKind {
             ActorKind::Feed,
             ActorKind::Analyzer,
             ActorKind::RateLimit,
+            ActorKind::Answer,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -61,21 +61,14 @@ struct SubscribeAnswer {
     snapshot: Option<Value>,
 }
 
-#[derive(Deserialize)]
-struct EventsAnswer {
-    last_seq: u64,
-    events: Vec<EventRecord>,
-    #[serde(default)]
-    resync: bool,
-    #[serde(default)]
-    snapshot: Option<Value>,
-}
+use super::EventsPage as EventsAnswer;
 
 /// The actor that owns a topic's log.
 pub fn topic_actor(topic: Topic) -> (ActorKind, String) {
     match topic {
         Topic::Run(id) => (ActorKind::Run, id.to_string()),
         Topic::Content(id) => (ActorKind::Content, id.to_string()),
+        Topic::Answer(id) => (ActorKind::Answer, id.to_string()),
         Topic::Feed => (ActorKind::Feed, super::feed::FEED_NAME.to_string()),
     }
 }

@@ -3,9 +3,12 @@
 
 pub mod openapi;
 pub mod routes;
+pub mod sse;
 
 #[cfg(target_arch = "wasm32")]
 mod admin;
+#[cfg(target_arch = "wasm32")]
+mod answers;
 #[cfg(target_arch = "wasm32")]
 pub mod auth;
 #[cfg(target_arch = "wasm32")]
@@ -18,6 +21,8 @@ mod content;
 mod health;
 #[cfg(target_arch = "wasm32")]
 mod input;
+#[cfg(target_arch = "wasm32")]
+mod retrieve;
 #[cfg(target_arch = "wasm32")]
 mod runs;
 #[cfg(target_arch = "wasm32")]
@@ -105,6 +110,16 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
         R::CreateKey => keys::create(env, req).await,
         R::ListKeys => keys::list(env, &req).await,
         R::RevokeKey => keys::revoke(env, arg(0)).await,
+        R::CreateAnswer => {
+            limits::spend(env, &who, &req, LimitClass::Read, 1).await?;
+            answers::create(env, &who, req).await
+        }
+        R::GetAnswer => answers::get(env, &who, arg(0)).await,
+        R::TopicEvents => {
+            // One connection lasts up to a minute: a read, like a search.
+            limits::spend(env, &who, &req, LimitClass::Read, 1).await?;
+            sse::events(env, &who, &req, arg(0)).await
+        }
     }
 }
 

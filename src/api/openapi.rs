@@ -29,6 +29,9 @@ fn summary(id: RouteId) -> (&'static str, &'static str) {
         RouteId::ListKeys => ("List API keys, never their secrets", "Admin"),
         RouteId::RevokeKey => ("Revoke an API key", "Admin"),
         RouteId::WhoAmI => ("The caller's principal: kind, tenant, subject and scopes", "Meta"),
+        RouteId::CreateAnswer => ("Ask a question: a grounded, cited answer streamed on answer:<id>", "Answers"),
+        RouteId::GetAnswer => ("The answer actor's view (its asker or the operator only)", "Answers"),
+        RouteId::TopicEvents => ("Server-Sent Events for one topic (id = seq; Last-Event-ID resumes)", "Live"),
     }
 }
 
@@ -39,6 +42,7 @@ fn query_params(id: RouteId) -> Vec<(&'static str, &'static str)> {
         RouteId::SessionSocket => vec![("token", "string")],
         RouteId::AdminActors => vec![("kind", "string"), ("status", "string"), ("limit", "integer"), ("cursor", "string")],
         RouteId::ListKeys => vec![("tenant", "string")],
+        RouteId::TopicEvents => vec![("after", "integer")],
         _ => vec![],
     }
 }
@@ -59,7 +63,7 @@ pub fn document() -> Value {
                 .map(|(name, ty)| json!({ "name": name, "in": "query", "required": name == "q" || name == "token", "schema": { "type": ty } })),
         );
         let ok = match r.id {
-            RouteId::CreateContent | RouteId::PutContent => "202",
+            RouteId::CreateContent | RouteId::PutContent | RouteId::CreateAnswer => "202",
             RouteId::DeleteContent | RouteId::RevokeKey => "204",
             RouteId::CreateKey => "201",
             RouteId::SessionSocket => "101",
@@ -76,6 +80,12 @@ pub fn document() -> Value {
         });
         if matches!(r.id, RouteId::CreateContent | RouteId::PutContent) {
             op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ContentInput" } } } });
+        }
+        if r.id == RouteId::CreateAnswer {
+            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/AskInput" } } } });
+        }
+        if r.id == RouteId::TopicEvents {
+            op["responses"][ok]["content"] = json!({ "text/event-stream": { "schema": { "type": "string" } } });
         }
         if r.pattern.starts_with("/admin") {
             op["security"] = json!([{ "admin": [] }]);
@@ -100,6 +110,10 @@ pub fn document() -> Value {
                     "category": { "type": "string" },
                     "tags": { "type": "array", "maxItems": 20, "items": { "type": "string", "maxLength": 40 } },
                     "author": { "type": "string" } } },
+                "AskInput": { "type": "object", "required": ["question"], "additionalProperties": false, "properties": {
+                    "question": { "type": "string", "minLength": 1, "maxLength": 500 },
+                    "k": { "type": "integer", "minimum": 1, "maximum": 10 },
+                    "category": { "type": "string" } } },
             },
         },
     })

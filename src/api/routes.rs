@@ -27,6 +27,9 @@ pub enum RouteId {
     ListKeys,
     RevokeKey,
     WhoAmI,
+    CreateAnswer,
+    GetAnswer,
+    TopicEvents,
 }
 
 pub struct Route {
@@ -63,6 +66,9 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/admin/keys", RouteId::ListKeys),
     r("DELETE", "/admin/keys/{key_id}", RouteId::RevokeKey),
     r("GET", "/api/me", RouteId::WhoAmI),
+    r("POST", "/api/answers", RouteId::CreateAnswer),
+    r("GET", "/api/answers/{id}", RouteId::GetAnswer),
+    r("GET", "/api/topics/{topic}/events", RouteId::TopicEvents),
 ];
 
 fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {

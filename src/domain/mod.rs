@@ -2,6 +2,7 @@
 //! as milliseconds, randomness as seeds, storage as plain values. That is what
 //! lets `cargo test` drive restarts, retries and replays with a fake clock.
 
+pub mod answer;
 pub mod circuit;
 pub mod container_start;
 pub mod content;

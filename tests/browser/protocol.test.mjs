@@ -8,12 +8,14 @@ import {
   applyRunEvent, emptyRun, EVENT_NAMES, frames, highlightSegments, STAGES, termSegments, topics,
 } from '../../web/protocol.js';
 import { backoffMs } from '../../web/live.js';
+import { applyAnswerEvent } from '../../web/views/ask.js';
 
 test('protocol.js names the contract', () => {
   assert.deepEqual(STAGES, ['validate', 'chunk', 'embed', 'index', 'summarize', 'extract', 'analyze', 'publish']);
-  assert.equal(EVENT_NAMES.length, 12);
+  assert.equal(EVENT_NAMES.length, 16);
   assert.equal(topics.run('x'), 'run:x');
   assert.equal(topics.content('y'), 'content:y');
+  assert.equal(topics.answer('z'), 'answer:z');
   assert.equal(topics.feed(), 'feed');
   assert.deepEqual(frames.subscribe('feed'), { type: 'subscribe', topic: 'feed' });
   assert.deepEqual(frames.subscribe('run:x', 0), { type: 'subscribe', topic: 'run:x', after: 0 });
@@ -72,4 +74,24 @@ test('reconnect backoff grows, is capped and jittered', () => {
   assert.equal(backoffMs(3, () => 1), 4000);
   assert.equal(backoffMs(30, () => 1), 15000);
   assert.ok(backoffMs(30, () => 0) >= 7500);
+});
+
+test('answer events rebuild the answer: deltas in seq order, then the completion', () => {
+  const a = { text: '', sources: [], citations: [], status: 'generating', error: null };
+  const log = [
+    { seq: 1, event: 'answer.retrieved', data: { sources: [{ n: 1, content_id: 'c1', title: 'T' }] } },
+    { seq: 2, event: 'answer.delta', data: { index: 0, text: 'First. [1]' } },
+    { seq: 3, event: 'answer.delta', data: { index: 1, text: ' Second. [1]' } },
+    { seq: 4, event: 'answer.completed', data: { text: 'First. [1] Second. [1]', citations: [{ n: 1, content_id: 'c1', title: 'T', snippet: 's' }] } },
+  ];
+  for (const f of log.slice(0, 3)) applyAnswerEvent(a, f);
+  assert.equal(a.text, 'First. [1] Second. [1]');
+  assert.equal(a.status, 'generating');
+  applyAnswerEvent(a, log[3]);
+  assert.equal(a.status, 'completed');
+  assert.equal(a.citations.length, 1);
+  const failed = { text: '', sources: [], citations: [], status: 'generating', error: null };
+  applyAnswerEvent(failed, { seq: 2, event: 'answer.failed', data: { error: 'boom' } });
+  assert.equal(failed.status, 'failed');
+  assert.equal(failed.error, 'boom');
 });

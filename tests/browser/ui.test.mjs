@@ -530,3 +530,52 @@ test('a newcomer signs in with the key make dev printed, sees the tenant, and su
   await page.waitForFunction(() => /refused/.test(document.querySelector('#who')?.textContent || ''), null, { timeout: 15_000 });
   assertClean(page);
 });
+
+test('ask: the answer streams with cited sources linked to the content, and resumes after a dropped socket', { timeout: 90_000 }, async () => {
+  const word = `quill${Date.now().toString(36)}`;
+  const created = await api('POST', '/api/content', {
+    title: `The ${word} observatory`,
+    body: `The ${word} observatory sits on a ridge above the fjord. The ${word} observatory measured a record aurora brightness in February. Its staff publish an hourly outlook for photographers.`,
+  });
+  assert.equal(created.status, 202);
+  const { content_id: contentId, run_id: runId } = created.body;
+  for (const until = Date.now() + 45_000; ; await new Promise((r) => setTimeout(r, 200))) {
+    const run = await api('GET', `/api/runs/${runId}`);
+    if (run.body.status === 'completed') break;
+    assert.ok(Date.now() < until, `run ${runId} did not complete: ${run.body.status}`);
+  }
+  const page = await newPage();
+  await page.goto(`${server.base}/#/ask`);
+  await waitLive(page);
+  assert.equal(await page.getAttribute('a[data-nav="ask"]', 'aria-current'), 'page');
+  // An empty question is refused inline.
+  await page.click('form[aria-label="Ask a question"] button[type=submit]');
+  assert.match(await page.textContent('#question-error'), /Type a question/);
+  // Cut the socket after two applied answer events and stay down a second.
+  await page.evaluate(() => window.__actorline.dropSocket({ afterEvents: 2, topic: 'answer:', holdMs: 1000 }));
+  await page.fill('#question', `When did the ${word} observatory measure a record aurora brightness?`);
+  await page.click('form[aria-label="Ask a question"] button[type=submit]');
+  await page.waitForURL(new RegExp(`#/ask/${UUID}$`), { timeout: 15_000 });
+  const answerId = page.url().split('/').pop();
+  await page.waitForSelector('#answer-text[data-status="completed"]', { timeout: 30_000 });
+  await waitLive(page);
+  const view = await page.evaluate(() => window.__actorline.view());
+  const stored = await api('GET', `/api/answers/${answerId}`);
+  assert.equal(stored.status, 200);
+  assert.equal(view.text, stored.body.text, 'the page shows the stored answer, no delta lost or doubled');
+  assert.deepEqual(view.seqs, Array.from({ length: view.seqs.length }, (_, i) => i + 1), 'applied seqs are dense 1..N');
+  assert.match(stored.body.text, /record aurora brightness/);
+  const stats = await page.evaluate(() => window.__actorline.stats());
+  assert.ok(stats.drops >= 1 && stats.connects >= 2, `dropped and reconnected: ${JSON.stringify(stats)}`);
+  // Citations link to the content they cite, in the text and in the list.
+  const cited = stored.body.citations.find((c) => c.content_id === contentId);
+  assert.ok(cited, JSON.stringify(stored.body.citations));
+  assert.equal(await page.getAttribute(`#answer-text a.cite[href="#/content/${contentId}"]`, 'title'), `Source ${cited.n}`);
+  assert.ok(await page.$(`.citations li[data-content-id="${contentId}"] a[href="#/content/${contentId}"]`));
+  await shot(page, 'ask');
+  // A reload rebuilds the same answer from its topic.
+  await page.reload();
+  await page.waitForSelector('#answer-text[data-status="completed"]', { timeout: 20_000 });
+  assert.equal((await page.evaluate(() => window.__actorline.view())).text, stored.body.text);
+  assertClean(page);
+});

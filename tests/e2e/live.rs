@@ -9,7 +9,7 @@ use crate::support::*;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Event frames of `topic` until `stop` is seen (or the socket goes quiet).
-async fn collect(ws: &mut Ws, topic: &str, stop: &str, limit: Option<usize>) -> Vec<Value> {
+pub(crate) async fn collect(ws: &mut Ws, topic: &str, stop: &str, limit: Option<usize>) -> Vec<Value> {
     let mut out = Vec::new();
     while let Some(f) = ws_next(ws, WAIT).await {
         if f["type"] == "event" && f["topic"] == topic {

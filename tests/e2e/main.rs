@@ -7,6 +7,7 @@ mod support;
 
 mod admin;
 mod analyzer;
+mod answers;
 mod bad_input;
 mod foundation;
 mod integrity;

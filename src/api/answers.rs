@@ -1,0 +1,66 @@
+//! `/api/answers`: grounded answers. Retrieval runs here, in the Worker,
+//! with the caller's principal (the same code as `/api/search`), and the
+//! sources it may read go to a new `AnswerActor`, which plans and streams the
+//! answer from its alarm. Retrieving before the actor exists keeps the actor
+//! free of providers and D1, and means an answer never holds sources its
+//! asker could not read.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+use worker::{Env, Request, Response};
+
+use super::input::{json_body, uuid_param};
+use super::retrieve::{category_filter, query_text, retrieve, Mode, RetrieveQuery};
+use crate::actors::rpc::{self, ActorKind};
+use crate::domain::answer::Source;
+use crate::domain::principal::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::http;
+use crate::protocol::Topic;
+use crate::runtime::config;
+
+pub const DEFAULT_K: u32 = 5;
+pub const MAX_K: u32 = 10;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AskInput {
+    question: String,
+    #[serde(default)]
+    k: Option<u32>,
+    #[serde(default)]
+    category: Option<String>,
+}
+
+pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Response> {
+    let input: AskInput = json_body(&mut req, config(env).limits.request_max_bytes).await?;
+    let question = query_text(&input.question, "question")?;
+    let k = input.k.unwrap_or(DEFAULT_K);
+    if !(1..=MAX_K).contains(&k) {
+        return Err(ApiError::invalid("k", format!("must be an integer from 1 to {MAX_K}")));
+    }
+    let category = category_filter(env, input.category.as_deref())?;
+    let found = retrieve(env, p, &RetrieveQuery { text: question, k, category, mode: Mode::Hybrid }).await?;
+    let sources: Vec<Source> = found
+        .docs
+        .into_iter()
+        .zip(1u32..)
+        .map(|(d, n)| Source { n, content_id: d.content_id, title: d.title, text: d.text })
+        .collect();
+    let id = Uuid::new_v4();
+    let start = json!({ "id": id, "question": question, "asker": p, "sources": sources });
+    let _: Value = rpc::call(env, ActorKind::Answer, &id.to_string(), "start", &start).await?;
+    let body = json!({
+        "answer_id": id,
+        "topic": Topic::Answer(id),
+        "links": { "answer": format!("/api/answers/{id}"), "events": format!("/api/topics/{}/events", Topic::Answer(id)) },
+    });
+    Ok(http::json(202, &body))
+}
+
+pub async fn get(env: &Env, p: &Principal, id: &str) -> ApiResult<Response> {
+    let id = uuid_param(id, "answer")?.to_string();
+    let view: Value = rpc::call(env, ActorKind::Answer, &id, "view", &json!({ "principal": p })).await?;
+    Ok(http::json(200, &view))
+}

@@ -1,0 +1,172 @@
+//! Hybrid retrieval over what a principal may read, shared by `/api/search`
+//! and `/api/answers`. Vector and FTS5 keyword search run in parallel over
+//! the caller's namespaces and scope tokens, are fused with reciprocal rank
+//! fusion, grouped by content, and post-filtered by the catalog's ownership
+//! (the authority when a vector outlives its row or visibility narrowed).
+
+use worker::Env;
+
+use crate::catalog;
+use crate::domain::fusion::{fts_match, group_by_content, rrf};
+use crate::domain::principal::Principal;
+use crate::domain::vector::merge_hits;
+use crate::error::{ApiError, ApiResult};
+use crate::providers::{Embedder, Providers, VectorIndex, VectorQuery};
+use crate::runtime::{config, now_ms};
+
+pub const MAX_QUERY_CHARS: usize = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Hybrid,
+    Vector,
+    Keyword,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "hybrid" => Some(Mode::Hybrid),
+            "vector" => Some(Mode::Vector),
+            "keyword" => Some(Mode::Keyword),
+            _ => None,
+        }
+    }
+}
+
+pub struct RetrieveQuery<'a> {
+    pub text: &'a str,
+    pub k: u32,
+    pub category: Option<String>,
+    pub mode: Mode,
+}
+
+/// One readable document, in fused order.
+pub struct Retrieved {
+    pub content_id: String,
+    pub title: String,
+    pub score: f32,
+    /// The best-matching chunk's text (the body when no chunk matched).
+    pub text: String,
+    pub by_vector: bool,
+    pub by_keyword: bool,
+}
+
+pub struct Retrieval {
+    pub docs: Vec<Retrieved>,
+    pub vector_ms: i64,
+    pub keyword_ms: i64,
+    pub fetch_ms: i64,
+}
+
+/// The trimmed query text `field`, or a 422 saying what is wrong with it.
+pub fn query_text<'a>(raw: &'a str, field: &str) -> ApiResult<&'a str> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(ApiError::invalid(field, "is required"));
+    }
+    if text.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::invalid(field, format!("must be at most {MAX_QUERY_CHARS} characters")));
+    }
+    if text.chars().any(|c| c.is_control()) {
+        return Err(ApiError::invalid(field, "must not contain control characters"));
+    }
+    Ok(text)
+}
+
+/// A category filter, normalized, or a 422.
+pub fn category_filter(env: &Env, raw: Option<&str>) -> ApiResult<Option<String>> {
+    let category = raw.map(|c| c.trim().to_lowercase()).filter(|c| !c.is_empty());
+    if let Some(c) = &category {
+        let max = config(env).limits.category_max_chars;
+        if c.chars().count() > max || !c.chars().all(|ch| ch.is_alphanumeric() || matches!(ch, '-' | '_' | ' ')) {
+            return Err(ApiError::invalid("category", format!("must be up to {max} letters, digits, spaces, '-' or '_'")));
+        }
+    }
+    Ok(category)
+}
+
+/// The top `q.k` documents `p` may read for `q.text`.
+pub async fn retrieve(env: &Env, p: &Principal, q: &RetrieveQuery<'_>) -> ApiResult<Retrieval> {
+    let started = now_ms();
+    let (text, k, mode, category) = (q.text, q.k, q.mode, &q.category);
+    let cfg = config(env);
+    let providers = Providers::from_config(env, &cfg);
+    let scope = p.read_scope();
+    let fts = fts_match(text).map(|m| catalog::scoped_match(&m, scope.fts_tokens().as_deref()));
+    // The caller's namespaces only: its tenant's and the public one ("" = all).
+    let namespaces = p.namespaces().unwrap_or_else(|| vec![String::new()]);
+
+    let vector_side = async {
+        if mode == Mode::Keyword {
+            return Ok(Vec::new());
+        }
+        let v = providers.embedder.embed(&[text.to_string()]).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let vector = v.into_iter().next().unwrap_or_default();
+        let top_k = (k * 4).min(200);
+        let queries = namespaces.iter().map(|ns| {
+            let vq = VectorQuery { vector: vector.clone(), top_k, namespace: ns.clone(), category: category.clone() };
+            let vectors = &providers.vectors;
+            async move { vectors.query(&vq).await }
+        });
+        let lists = futures::future::join_all(queries).await;
+        let lists = lists.into_iter().collect::<Result<Vec<_>, _>>().map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        Ok::<_, ApiError>(merge_hits(lists, top_k as usize))
+    };
+    let keyword_side = async {
+        let Some(m) = fts.as_deref().filter(|_| mode != Mode::Vector) else { return Ok(Vec::new()) };
+        catalog::keyword_search(env, m, category.as_deref(), k * 4).await
+    };
+    // Each side's own time, so a slow search says which side was slow.
+    let ((hits, vector_ms), (kw, keyword_ms)) = futures::join!(timed(vector_side, started), timed(keyword_side, started));
+    let hits = hits?;
+    let kw_ids = kw?;
+
+    let grouped = group_by_content(&hits);
+    let vec_ids: Vec<String> = grouped.iter().map(|(c, _, _)| c.clone()).collect();
+    // Over-fetch: a few fused hits may be dropped below as not readable.
+    let fused = match mode {
+        Mode::Vector => rrf(std::slice::from_ref(&vec_ids), k as usize * 2),
+        Mode::Keyword => rrf(std::slice::from_ref(&kw_ids), k as usize * 2),
+        Mode::Hybrid => rrf(&[vec_ids.clone(), kw_ids.clone()], k as usize * 2),
+    };
+
+    let ids: Vec<String> = fused.iter().map(|d| d.content_id.clone()).collect();
+    let (rows, fetch_ms) = timed(catalog::fetch_docs(env, &ids), now_ms()).await;
+    let rows = rows?;
+    let mut docs = Vec::new();
+    for d in &fused {
+        let Some(row) = rows.iter().find(|r| r.content_id == d.content_id) else { continue };
+        if !scope.admits(&row.ownership()) {
+            continue;
+        }
+        let best_chunk = grouped.iter().find(|(c, _, _)| *c == d.content_id).map(|(_, _, ch)| *ch);
+        let text = best_chunk.and_then(|ch| chunk_text(&row.body, ch)).unwrap_or_else(|| row.body.clone());
+        docs.push(Retrieved {
+            content_id: d.content_id.clone(),
+            title: row.title.clone(),
+            score: d.score,
+            text,
+            by_vector: vec_ids.contains(&d.content_id),
+            by_keyword: kw_ids.contains(&d.content_id),
+        });
+        if docs.len() == k as usize {
+            break;
+        }
+    }
+    Ok(Retrieval { docs, vector_ms, keyword_ms, fetch_ms })
+}
+
+/// `f`'s output and the milliseconds from `since` to its end.
+async fn timed<T>(f: impl std::future::Future<Output = T>, since: i64) -> (T, i64) {
+    let out = f.await;
+    (out, now_ms() - since)
+}
+
+/// The text of chunk `n` as the chunk stage cut it (deterministic).
+fn chunk_text(body: &str, n: u32) -> Option<String> {
+    crate::nlp::chunk::chunk_text(body, crate::nlp::chunk::DEFAULT_CHUNK_CHARS, crate::nlp::chunk::DEFAULT_OVERLAP_SENTENCES)
+        .into_iter()
+        .nth(n as usize)
+        .map(|c| c.text)
+}

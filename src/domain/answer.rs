@@ -1,0 +1,456 @@
+//! One answer to one question: the extractive answerer and the state machine
+//! `AnswerActor` runs. Pure, so it is tested natively with a fake clock.
+//!
+//! The answerer picks the sentences of the retrieved chunks that share the
+//! most question terms (stemmed, stopwords out, each weighted by how rare it
+//! is among the sources), weighted by the source's rank
+//! and the sentence's position, keeps the best few, drops near-duplicates,
+//! orders them by source and position, and cites each with `[n]`, `n` being
+//! the source's number. All pieces are planned when the answer starts and
+//! stored; each step then emits the next one, so a resumed actor continues
+//! exactly where its last committed step ended.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::principal::Principal;
+use super::time::{rfc3339, Millis};
+use crate::nlp::tokenize::{content_stems, sentences};
+use crate::protocol::{EventDraft, EventName};
+
+/// Sentences an answer quotes at most.
+pub const MAX_SENTENCES: usize = 4;
+/// Share of the question's terms a sentence must contain to be relevant.
+pub const RELEVANCE_THRESHOLD: f32 = 0.5;
+/// A quoted sentence longer than this is cut at a word boundary.
+pub const MAX_SENTENCE_CHARS: usize = 400;
+/// A kept sentence has at least this share of the best sentence's relevance:
+/// once one sentence covers the question, those that merely name its subject
+/// are left out.
+pub const RELATIVE_RELEVANCE: f32 = 0.75;
+/// Two sentences whose term sets overlap this much say the same thing.
+const DUPLICATE_JACCARD: f32 = 0.8;
+/// The text of an answer none of the sources supports.
+pub const NOT_KNOWN: &str = "I don't know: none of the sources available to you answers that question.";
+const SNIPPET_CHARS: usize = 240;
+
+/// One retrieved source, numbered from 1 in retrieval order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub n: u32,
+    pub content_id: String,
+    pub title: String,
+    /// The best-matching chunk's text.
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Citation {
+    pub n: u32,
+    pub content_id: String,
+    pub title: String,
+    pub snippet: String,
+}
+
+/// One streamed piece: a quoted sentence and the source it cites.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Piece {
+    pub sentence: String,
+    /// `None` only for the "I don't know" piece.
+    pub cites: Option<u32>,
+}
+
+impl Piece {
+    /// The delta text: pieces after the first start with a space, so the
+    /// completed text is exactly the deltas joined.
+    pub fn delta(&self, first: bool) -> String {
+        let sep = if first { "" } else { " " };
+        match self.cites {
+            Some(n) => format!("{sep}{} [{n}]", self.sentence),
+            None => format!("{sep}{}", self.sentence),
+        }
+    }
+}
+
+struct Candidate {
+    source: usize,
+    position: usize,
+    relevance: f32,
+    score: f32,
+    sentence: String,
+    terms: BTreeSet<String>,
+}
+
+/// Plans an answer to `question` from `sources`: the pieces to stream, or
+/// the single "I don't know" piece when no sentence is relevant.
+pub fn compose(question: &str, sources: &[Source]) -> Vec<Piece> {
+    let wanted: BTreeSet<String> = content_stems(question).into_iter().collect();
+    let weights = term_weights(&wanted, sources);
+    let total: f32 = weights.iter().map(|(_, w)| w).sum();
+    let mut candidates = Vec::new();
+    if !wanted.is_empty() {
+        for (rank, src) in sources.iter().enumerate() {
+            for (position, (s, e)) in sentences(&src.text).into_iter().enumerate() {
+                let sentence = src.text.get(s..e).unwrap_or_default();
+                let terms: BTreeSet<String> = content_stems(sentence).into_iter().collect();
+                let matched: f32 = weights.iter().filter(|(t, _)| terms.contains(*t)).map(|(_, w)| w).sum();
+                let relevance = matched / total;
+                if relevance < RELEVANCE_THRESHOLD {
+                    continue;
+                }
+                let rank_weight = 1.0 / (1.0 + 0.2 * rank as f32);
+                let position_weight = 1.0 - 0.03 * position.min(10) as f32;
+                let score = relevance * rank_weight * position_weight;
+                candidates.push(Candidate { source: rank, position, relevance, score, sentence: clip(sentence), terms });
+            }
+        }
+    }
+    let best = candidates.iter().map(|c| c.relevance).fold(0.0f32, f32::max);
+    candidates.retain(|c| c.relevance >= best * RELATIVE_RELEVANCE);
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.source.cmp(&b.source)).then(a.position.cmp(&b.position)));
+    let mut kept: Vec<Candidate> = Vec::new();
+    for c in candidates {
+        if kept.len() == MAX_SENTENCES {
+            break;
+        }
+        if kept.iter().any(|k| jaccard(&k.terms, &c.terms) >= DUPLICATE_JACCARD) {
+            continue;
+        }
+        kept.push(c);
+    }
+    if kept.is_empty() {
+        return vec![Piece { sentence: NOT_KNOWN.to_string(), cites: None }];
+    }
+    kept.sort_by_key(|c| (c.source, c.position));
+    kept.into_iter().map(|c| Piece { sentence: c.sentence, cites: sources.get(c.source).map(|s| s.n) }).collect()
+}
+
+/// Each question term's weight: its inverse frequency among the sources, so
+/// a sentence that lacks the rare term (often the question's subject, such
+/// as a name) counts as less relevant than one lacking a term every source
+/// shares.
+fn term_weights<'a>(wanted: &'a BTreeSet<String>, sources: &[Source]) -> Vec<(&'a String, f32)> {
+    let per_source: Vec<BTreeSet<String>> = sources.iter().map(|s| content_stems(&s.text).into_iter().collect()).collect();
+    let n = per_source.len().max(1) as f32;
+    wanted
+        .iter()
+        .map(|t| {
+            let df = per_source.iter().filter(|terms| terms.contains(t)).count().max(1) as f32;
+            (t, (1.0 + n / df).ln())
+        })
+        .collect()
+}
+
+fn jaccard(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f32 {
+    let union = a.union(b).count();
+    if union == 0 {
+        return 1.0;
+    }
+    a.intersection(b).count() as f32 / union as f32
+}
+
+/// One line of whitespace-normalized text, cut at a word boundary if long.
+fn clip(sentence: &str) -> String {
+    let norm = sentence.split_whitespace().collect::<Vec<_>>().join(" ");
+    if norm.chars().count() <= MAX_SENTENCE_CHARS {
+        return norm;
+    }
+    let cut: String = norm.chars().take(MAX_SENTENCE_CHARS).collect();
+    let end = cut.rfind(' ').unwrap_or(cut.len());
+    format!("{}…", &cut[..end])
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerStatus {
+    Retrieving,
+    Generating,
+    Completed,
+    Failed,
+}
+
+impl AnswerStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, AnswerStatus::Completed | AnswerStatus::Failed)
+    }
+}
+
+/// `GET /api/answers/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerView {
+    pub id: Uuid,
+    pub question: String,
+    pub status: AnswerStatus,
+    pub text: String,
+    pub citations: Vec<Citation>,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The stored answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    pub id: Uuid,
+    pub question: String,
+    /// Who asked: the only reader of the answer besides the operator.
+    pub asker: Principal,
+    pub status: AnswerStatus,
+    pub sources: Vec<Source>,
+    pub pieces: Vec<Piece>,
+    /// Pieces already emitted as `answer.delta`.
+    pub emitted: usize,
+    pub created_at: Millis,
+    pub finished_at: Option<Millis>,
+    pub error: Option<String>,
+}
+
+impl Answer {
+    /// A new answer over retrieved `sources`: its plan and `answer.retrieved`.
+    pub fn new(id: Uuid, question: String, asker: Principal, sources: Vec<Source>, now: Millis) -> (Self, Vec<EventDraft>) {
+        let pieces = compose(&question, &sources);
+        let listed: Vec<_> = sources.iter().map(|s| json!({ "n": s.n, "content_id": s.content_id, "title": s.title })).collect();
+        let answer = Answer {
+            id,
+            question,
+            asker,
+            status: AnswerStatus::Generating,
+            sources,
+            pieces,
+            emitted: 0,
+            created_at: now,
+            finished_at: None,
+            error: None,
+        };
+        let event = EventDraft::new(EventName::AnswerRetrieved, json!({ "answer_id": id, "sources": listed }));
+        (answer, vec![event])
+    }
+
+    /// The next step: one `answer.delta`, or `answer.completed` once every
+    /// piece is out. Nothing once the answer has ended.
+    pub fn step(&mut self, now: Millis) -> Vec<EventDraft> {
+        if self.status.is_terminal() {
+            return Vec::new();
+        }
+        if let Some(piece) = self.pieces.get(self.emitted) {
+            let text = piece.delta(self.emitted == 0);
+            self.emitted += 1;
+            return vec![EventDraft::new(EventName::AnswerDelta, json!({ "index": self.emitted - 1, "text": text }))];
+        }
+        self.status = AnswerStatus::Completed;
+        self.finished_at = Some(now);
+        vec![EventDraft::new(EventName::AnswerCompleted, json!({ "text": self.text(), "citations": self.citations() }))]
+    }
+
+    /// Ends the answer as failed (an unrecoverable step error).
+    pub fn fail(&mut self, error: &str, now: Millis) -> Vec<EventDraft> {
+        if self.status.is_terminal() {
+            return Vec::new();
+        }
+        self.status = AnswerStatus::Failed;
+        self.finished_at = Some(now);
+        self.error = Some(error.to_string());
+        vec![EventDraft::new(EventName::AnswerFailed, json!({ "error": error }))]
+    }
+
+    /// The text emitted so far (all of it once completed).
+    pub fn text(&self) -> String {
+        self.pieces.iter().take(self.emitted).enumerate().map(|(i, p)| p.delta(i == 0)).collect()
+    }
+
+    /// The sources cited by the emitted pieces, in source order.
+    pub fn citations(&self) -> Vec<Citation> {
+        let cited: BTreeSet<u32> = self.pieces.iter().take(self.emitted).filter_map(|p| p.cites).collect();
+        self.sources
+            .iter()
+            .filter(|s| cited.contains(&s.n))
+            .map(|s| Citation {
+                n: s.n,
+                content_id: s.content_id.clone(),
+                title: s.title.clone(),
+                snippet: super::fusion::snippet(&s.text, &self.question, SNIPPET_CHARS).text,
+            })
+            .collect()
+    }
+
+    /// Only the asker (same kind, subject and tenant) or the operator.
+    pub fn readable_by(&self, p: &Principal) -> bool {
+        if p.is_operator() {
+            return true;
+        }
+        // Anonymous askers share one identity; their answer ids (random
+        // UUIDs) are what keeps one anonymous answer from another.
+        p.kind == self.asker.kind && p.subject == self.asker.subject && p.tenant == self.asker.tenant
+    }
+
+    pub fn view(&self) -> AnswerView {
+        AnswerView {
+            id: self.id,
+            question: self.question.clone(),
+            status: self.status,
+            text: self.text(),
+            citations: self.citations(),
+            created_at: rfc3339(self.created_at),
+            finished_at: self.finished_at.map(rfc3339),
+            error: self.error.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::principal::PrincipalKind;
+
+    fn src(n: u32, text: &str) -> Source {
+        Source { n, content_id: format!("c{n}"), title: format!("Doc {n}"), text: text.to_string() }
+    }
+
+    fn sources() -> Vec<Source> {
+        vec![
+            src(1, "Lisbon is a city by the sea. The capital of Portugal is Lisbon, on the Tagus river. It has trams."),
+            src(2, "Madrid is the capital of Spain. Spain borders Portugal."),
+            src(3, "Bread needs flour, water and yeast."),
+        ]
+    }
+
+    #[test]
+    fn picks_relevant_sentences_in_source_order_with_citations() {
+        let pieces = compose("What is the capital of Portugal?", &sources());
+        let texts: Vec<_> = pieces.iter().map(|p| (p.sentence.as_str(), p.cites)).collect();
+        assert_eq!(texts[0], ("The capital of Portugal is Lisbon, on the Tagus river.", Some(1)));
+        assert!(texts.iter().all(|(s, _)| !s.contains("Bread")));
+        assert!(texts.iter().all(|(_, c)| c.is_some()));
+        // Ordered by source, then position.
+        let order: Vec<_> = pieces.iter().map(|p| p.cites.unwrap()).collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted);
+    }
+
+    #[test]
+    fn nothing_relevant_means_i_dont_know() {
+        for q in ["Who painted the zyxquv obelisk?", "the of and", ""] {
+            let pieces = compose(q, &sources());
+            assert_eq!(pieces, vec![Piece { sentence: NOT_KNOWN.into(), cites: None }], "{q}");
+        }
+        assert_eq!(compose("capital of Portugal", &[])[0].cites, None);
+    }
+
+    #[test]
+    fn a_full_answer_leaves_out_sentences_that_only_name_the_subject() {
+        let s = src(1, "The Varnel bridge stands at the harbour. The Varnel bridge was built in 1874. The Varnel bridge is made of granite.");
+        let pieces = compose("When was the Varnel bridge built?", &[s]);
+        assert_eq!(pieces, vec![Piece { sentence: "The Varnel bridge was built in 1874.".into(), cites: Some(1) }]);
+    }
+
+    #[test]
+    fn a_sentence_about_another_subject_is_left_out() {
+        let own = src(1, "The Varlum bridge rises 20 metres above the ground. Visitors to Varlum come by road.");
+        let others = (2..=5).map(|n| src(n, &format!("The Other{n} bridge rises {n}0 metres above the ground.")));
+        let sources: Vec<Source> = std::iter::once(own).chain(others).collect();
+        let pieces = compose("How many metres does the Varlum bridge rise above the ground?", &sources);
+        assert_eq!(pieces, vec![Piece { sentence: "The Varlum bridge rises 20 metres above the ground.".into(), cites: Some(1) }]);
+    }
+
+    #[test]
+    fn duplicates_are_dropped_and_the_count_is_capped() {
+        let s = "Rust compiles to wasm. Rust compiles to wasm! Rust compiles to wasm quickly.";
+        let many = (1..=8).map(|n| src(n, s)).collect::<Vec<_>>();
+        let pieces = compose("does rust compile to wasm", &many);
+        assert!(pieces.len() <= MAX_SENTENCES);
+        let unique: BTreeSet<_> = pieces.iter().map(|p| p.sentence.to_lowercase().replace('!', ".")).collect();
+        assert_eq!(unique.len(), pieces.len());
+    }
+
+    #[test]
+    fn long_sentences_are_clipped_at_a_word() {
+        let long = "capital ".repeat(100);
+        let pieces = compose("capital", &[src(1, &long)]);
+        assert!(pieces[0].sentence.ends_with('…'));
+        assert!(pieces[0].sentence.chars().count() <= MAX_SENTENCE_CHARS + 1);
+    }
+
+    fn asker() -> Principal {
+        Principal { kind: PrincipalKind::ApiKey, tenant: Some("acme".into()), subject: "k1".into(), scopes: vec![], rate_per_min: None }
+    }
+
+    #[test]
+    fn steps_stream_deltas_then_complete_with_joined_text() {
+        let (mut a, first) = Answer::new(Uuid::nil(), "capital of Portugal".into(), asker(), sources(), 1_000);
+        assert_eq!(first[0].event, EventName::AnswerRetrieved);
+        assert_eq!(first[0].data["sources"].as_array().unwrap().len(), 3);
+        let mut deltas = Vec::new();
+        let mut now = 1_000;
+        loop {
+            now += 10;
+            let ev = a.step(now);
+            assert_eq!(ev.len(), 1);
+            if ev[0].event == EventName::AnswerCompleted {
+                assert_eq!(ev[0].data["text"].as_str().unwrap(), deltas.concat());
+                let cites = ev[0].data["citations"].as_array().unwrap();
+                assert!(cites.iter().any(|c| c["content_id"] == "c1"));
+                assert!(cites.iter().all(|c| c["content_id"] != "c3"));
+                break;
+            }
+            assert_eq!(ev[0].event, EventName::AnswerDelta);
+            deltas.push(ev[0].data["text"].as_str().unwrap().to_string());
+        }
+        assert!(deltas[0].ends_with("[1]") && !deltas[0].starts_with(' '));
+        assert_eq!(a.status, AnswerStatus::Completed);
+        assert_eq!(a.finished_at, Some(now));
+        assert!(a.step(now + 1).is_empty());
+        assert!(a.fail("late", now + 2).is_empty());
+        assert_eq!(a.view().text, deltas.concat());
+    }
+
+    #[test]
+    fn a_resumed_answer_continues_from_its_stored_state() {
+        let (mut a, _) = Answer::new(Uuid::nil(), "which capital".into(), asker(), sources(), 0);
+        let d1 = a.step(1);
+        let stored = serde_json::to_string(&a).unwrap();
+        let mut b: Answer = serde_json::from_str(&stored).unwrap();
+        let d2 = b.step(2);
+        assert_ne!(d1[0].data["text"], d2[0].data["text"]);
+        assert_eq!(d2[0].data["index"], 1);
+    }
+
+    #[test]
+    fn unknown_answers_complete_without_citations() {
+        let (mut a, _) = Answer::new(Uuid::nil(), "zyxquv".into(), asker(), sources(), 0);
+        assert_eq!(a.step(1)[0].data["text"], NOT_KNOWN);
+        let done = a.step(2);
+        assert_eq!(done[0].data["citations"], json!([]));
+        assert_eq!(a.view().citations, vec![]);
+    }
+
+    #[test]
+    fn only_the_asker_or_the_operator_reads() {
+        let (a, _) = Answer::new(Uuid::nil(), "q".into(), asker(), vec![], 0);
+        assert!(a.readable_by(&asker()));
+        assert!(a.readable_by(&Principal::operator()));
+        let mut other = asker();
+        other.tenant = Some("globex".into());
+        assert!(!a.readable_by(&other));
+        let mut sibling = asker();
+        sibling.subject = "k2".into();
+        assert!(!a.readable_by(&sibling));
+        assert!(!a.readable_by(&Principal::anonymous()));
+        let (anon, _) = Answer::new(Uuid::nil(), "q".into(), Principal::anonymous(), vec![], 0);
+        assert!(anon.readable_by(&Principal::anonymous()) && !anon.readable_by(&asker()));
+    }
+
+    #[test]
+    fn failing_ends_the_answer() {
+        let (mut a, _) = Answer::new(Uuid::nil(), "q".into(), asker(), vec![], 0);
+        let ev = a.fail("boom", 5);
+        assert_eq!(ev[0].event, EventName::AnswerFailed);
+        assert_eq!(a.view().status, AnswerStatus::Failed);
+        assert!(a.step(6).is_empty());
+    }
+}

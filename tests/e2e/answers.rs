@@ -1,0 +1,376 @@
+//! Answers: grounded, cited, streamed on `answer:<id>`, resumable over
+//! WebSocket and Server-Sent Events, private to their asker.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A made-up word unique to this test run (letters only, so it tokenizes as
+/// one word), which keeps answers to one test's documents.
+fn nonce() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..10].chars().map(|c| (b'a' + (c.to_digit(16).unwrap() as u8)) as char).collect()
+}
+
+/// Indexes a small corpus about `word` and returns the id of the document
+/// that answers "How tall is the <word> lighthouse?".
+async fn corpus(s: &Server, word: &str) -> (String, Vec<String>) {
+    let docs = [
+        (
+            format!("The {word} lighthouse"),
+            format!(
+                "The {word} lighthouse stands on a reef off the west coast. The {word} lighthouse is 48 metres tall and was built of granite blocks in 1844. \
+                 Keepers lived there for a century."
+            ),
+        ),
+        (
+            format!("Keepers of {word}"),
+            format!("Life at {word} was hard for the keepers. Supplies came by boat once a fortnight, weather permitting. The keepers of {word} trimmed the lamp wicks every night."),
+        ),
+        (format!("Granite quarries near {word}"), format!("Granite for {word} came from quarries on the mainland. Masons dressed each block before shipping.")),
+    ];
+    let mut ids = Vec::new();
+    let mut runs = Vec::new();
+    for (title, body) in &docs {
+        let (cid, run) = s.submit(title, body, None).await;
+        ids.push(cid);
+        runs.push(run);
+    }
+    for run in &runs {
+        assert_eq!(s.wait_run(run, Duration::from_secs(60)).await["status"], "completed");
+    }
+    (ids[0].clone(), ids)
+}
+
+async fn ask(s: &Server, question: &str) -> (String, String) {
+    let r = s.post("/api/answers", json!({ "question": question })).await;
+    assert_eq!(r.status, 202, "ask: {}", r.body);
+    let id = r.body["answer_id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["topic"], format!("answer:{id}"));
+    assert_eq!(r.body["links"]["answer"], format!("/api/answers/{id}"));
+    (id.clone(), format!("answer:{id}"))
+}
+
+/// Polls the answer until it has ended.
+async fn finished(s: &Server, id: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = s.get(&format!("/api/answers/{id}")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        if matches!(r.body["status"].as_str(), Some("completed" | "failed")) {
+            return r.body;
+        }
+        assert!(Instant::now() < deadline, "answer {id} did not finish: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Event frames of `topic` after subscribing with `after`, until `stop` (or quiet).
+async fn ws_events(ws: &mut Ws, topic: &str, after: u64, stop: &str, limit: Option<usize>) -> Vec<Value> {
+    ws_send(ws, json!({ "type": "subscribe", "topic": topic, "after": after })).await;
+    crate::live::collect(ws, topic, stop, limit).await
+}
+
+fn seqs(events: &[Value]) -> Vec<u64> {
+    events.iter().map(|e| e["seq"].as_u64().unwrap()).collect()
+}
+
+fn deltas_joined(events: &[Value]) -> String {
+    events.iter().filter(|e| e["event"] == "answer.delta").map(|e| e["data"]["text"].as_str().unwrap()).collect()
+}
+
+/// One parsed SSE message.
+#[derive(Debug, Clone)]
+struct Sse {
+    id: Option<u64>,
+    event: String,
+    data: String,
+}
+
+/// Reads an SSE stream until `until` returns true for the messages so far,
+/// or the stream ends or goes quiet.
+async fn sse(req: reqwest::RequestBuilder, until: impl Fn(&[Sse]) -> bool) -> (u16, String, Vec<Sse>) {
+    let mut resp = req.header("accept", "text/event-stream").send().await.expect("sse request");
+    let status = resp.status().as_u16();
+    let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_string()).unwrap_or_default();
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    if status != 200 {
+        return (status, ctype, out);
+    }
+    while !until(&out) {
+        let chunk = match tokio::time::timeout(WAIT, resp.chunk()).await {
+            Ok(Ok(Some(c))) => c,
+            _ => break,
+        };
+        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let mut m = Sse { id: None, event: "message".into(), data: String::new() };
+            let mut any = false;
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    m.id = v.parse().ok();
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    m.event = v.to_string();
+                    any = true;
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    m.data.push_str(v);
+                }
+            }
+            if any {
+                out.push(m);
+            }
+        }
+    }
+    (status, ctype, out)
+}
+
+fn done(ms: &[Sse]) -> bool {
+    ms.iter().any(|m| m.event == "ready") && ms.iter().any(|m| m.event == "answer.completed" || m.event == "answer.failed")
+}
+
+#[tokio::test]
+async fn an_answer_cites_the_document_that_holds_it_and_streams_in_order() {
+    let s = &shared().server;
+    let word = nonce();
+    let (holder, _) = corpus(s, &word).await;
+    let (sid, token) = new_session(s).await;
+    let mut ws = connect(s, &sid, &token).await;
+    let (id, topic) = ask(s, &format!("How tall is the {word} lighthouse?")).await;
+    let events = ws_events(&mut ws, &topic, 0, "answer.completed", None).await;
+    let got = seqs(&events);
+    assert_eq!(got, (1..=got.len() as u64).collect::<Vec<_>>(), "dense and in order");
+    assert_eq!(events[0]["event"], "answer.retrieved", "{}", events[0]);
+    let sources = events[0]["data"]["sources"].as_array().unwrap();
+    assert!(sources.iter().any(|src| src["content_id"] == holder.as_str()), "{sources:?}");
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "answer.completed");
+    let deltas: Vec<_> = events.iter().filter(|e| e["event"] == "answer.delta").collect();
+    assert!(!deltas.is_empty());
+    let text = last["data"]["text"].as_str().unwrap();
+    assert_eq!(text, deltas_joined(&events), "completed text = deltas joined");
+    assert!(text.contains("48 metres tall"), "{text}");
+    let citations = last["data"]["citations"].as_array().unwrap();
+    let cited = citations.iter().find(|c| c["content_id"] == holder.as_str()).unwrap_or_else(|| panic!("{citations:?}"));
+    assert!(text.contains(&format!("[{}]", cited["n"])), "the text cites [n] of the holder: {text}");
+    // Every [n] in the text is a listed citation.
+    for c in citations {
+        assert!(text.contains(&format!("[{}]", c["n"])));
+        assert!(c["title"].as_str().is_some() && c["snippet"].as_str().is_some());
+    }
+    // The stored view says the same.
+    let view = finished(s, &id).await;
+    assert_eq!(view["status"], "completed");
+    assert_eq!(view["id"], id.as_str());
+    assert_eq!(view["text"], text);
+    assert_eq!(view["citations"], last["data"]["citations"]);
+    assert!(view["created_at"].as_str().is_some() && view["finished_at"].as_str().is_some());
+    // The cited source really holds the quoted sentence.
+    let doc = s.get(&format!("/api/content/{holder}")).await;
+    assert!(doc.body["body"].as_str().unwrap().contains("48 metres tall"));
+}
+
+#[tokio::test]
+async fn a_dropped_stream_resumes_exactly_once_over_websocket_and_sse() {
+    let s = &shared().server;
+    let word = nonce();
+    corpus(s, &word).await;
+    let (id, topic) = ask(s, &format!("Who were the {word} keepers and what did the {word} keepers trim?")).await;
+    // Drop after the first two events, mid-answer (steps are paced).
+    let (sid, token) = new_session(s).await;
+    let mut ws = connect(s, &sid, &token).await;
+    let head = ws_events(&mut ws, &topic, 0, "answer.completed", Some(2)).await;
+    assert_eq!(seqs(&head), vec![1, 2]);
+    drop(ws);
+    let mut ws = connect(s, &sid, &token).await;
+    let tail = ws_events(&mut ws, &topic, 2, "answer.completed", None).await;
+    let mut all = head.clone();
+    all.extend(tail.iter().cloned());
+    let got = seqs(&all);
+    assert_eq!(got, (1..=got.len() as u64).collect::<Vec<_>>(), "WebSocket resume: every event once");
+    let completed = all.last().unwrap();
+    assert_eq!(completed["event"], "answer.completed");
+    assert_eq!(completed["data"]["text"].as_str().unwrap(), deltas_joined(&all));
+    let last_seq = *got.last().unwrap();
+
+    // SSE, the topic URL-encoded, resuming with ?after=2.
+    let url = s.url(&format!("/api/topics/answer%3A{id}/events?after=2"));
+    let (status, ctype, ms) = sse(http().get(url).bearer_auth(&s.key), done).await;
+    assert_eq!(status, 200);
+    assert!(ctype.starts_with("text/event-stream"), "{ctype}");
+    let events: Vec<&Sse> = ms.iter().filter(|m| m.event.starts_with("answer.")).collect();
+    let ids: Vec<u64> = events.iter().map(|m| m.id.unwrap()).collect();
+    assert_eq!(ids, (3..=last_seq).collect::<Vec<_>>(), "SSE after=2: the rest exactly once");
+    let ready_at = ms.iter().position(|m| m.event == "ready").unwrap();
+    assert!(ms[..ready_at].iter().filter(|m| m.event.starts_with("answer.")).count() == events.len(), "ready after the replay");
+    for (m, e) in events.iter().zip(all.iter().skip(2)) {
+        let frame: Value = serde_json::from_str(&m.data).unwrap();
+        assert_eq!(frame["type"], "event");
+        assert_eq!(frame["topic"], topic.as_str());
+        assert_eq!(frame["event"].as_str().unwrap(), m.event);
+        assert_eq!(frame["seq"], e["seq"]);
+        assert_eq!(frame["data"], e["data"], "SSE and WebSocket carry the same events");
+    }
+
+    // Last-Event-ID resumes like `after` (and wins over it), unencoded topic.
+    let url = s.url(&format!("/api/topics/{topic}/events?after=0"));
+    let (status, _, ms) = sse(http().get(url).bearer_auth(&s.key).header("last-event-id", (last_seq - 1).to_string()), |ms| ms.iter().any(|m| m.event == "ready")).await;
+    assert_eq!(status, 200);
+    let ids: Vec<u64> = ms.iter().filter_map(|m| m.id).collect();
+    assert_eq!(ids, vec![last_seq]);
+}
+
+#[tokio::test]
+async fn a_live_sse_stream_follows_an_answer_to_the_end() {
+    let s = &shared().server;
+    let word = nonce();
+    corpus(s, &word).await;
+    let (id, topic) = ask(s, &format!("What was the {word} lighthouse built of?")).await;
+    let url = s.url(&format!("/api/topics/{topic}/events"));
+    let (status, _, ms) = sse(http().get(url).bearer_auth(&s.key), done).await;
+    assert_eq!(status, 200);
+    let ids: Vec<u64> = ms.iter().filter(|m| m.event.starts_with("answer.")).map(|m| m.id.unwrap()).collect();
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
+    assert_eq!(ms.iter().filter(|m| m.event == "ready").count(), 1);
+    let view = finished(s, &id).await;
+    let completed = ms.iter().find(|m| m.event == "answer.completed").unwrap();
+    let frame: Value = serde_json::from_str(&completed.data).unwrap();
+    assert_eq!(frame["data"]["text"], view["text"]);
+    assert!(view["text"].as_str().unwrap().contains("granite"), "{view}");
+}
+
+#[tokio::test]
+async fn an_unanswerable_question_says_it_does_not_know() {
+    let s = &shared().server;
+    let word = nonce();
+    let (_, topic) = ask(s, &format!("Who composed the {word} quintet for theremin?")).await;
+    let (sid, token) = new_session(s).await;
+    let mut ws = connect(s, &sid, &token).await;
+    let events = ws_events(&mut ws, &topic, 0, "answer.completed", None).await;
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "answer.completed");
+    assert!(last["data"]["text"].as_str().unwrap().starts_with("I don't know"), "{last}");
+    assert_eq!(last["data"]["citations"], json!([]));
+    assert_eq!(last["data"]["text"].as_str().unwrap(), deltas_joined(&events));
+}
+
+#[tokio::test]
+async fn only_the_asker_reads_an_answer_and_its_topic() {
+    let s = &shared().server;
+    let word = nonce();
+    let (id, topic) = ask(s, &format!("Is there a {word} lighthouse?")).await;
+    finished(s, &id).await;
+    let other = mint_key(&s.base, &s.admin_token, &format!("other-{word}"), &["content:manage"], None);
+    let sibling = mint_key(&s.base, &s.admin_token, TEST_TENANT, &["content:manage"], None);
+    for key in [Some(&other), Some(&sibling), None] {
+        let with = |b: reqwest::RequestBuilder| match key {
+            Some(k) => b.bearer_auth(k),
+            None => b,
+        };
+        let r = send(with(http().get(s.url(&format!("/api/answers/{id}"))))).await;
+        assert_eq!(r.status, 404, "{}", r.body);
+        let (status, _, _) = sse(with(http().get(s.url(&format!("/api/topics/{topic}/events")))), |_| true).await;
+        assert_eq!(status, 404);
+    }
+    // Over a WebSocket of another tenant's session, the topic does not exist.
+    let r = send(http().post(s.url("/api/sessions")).bearer_auth(&other).json(&json!({}))).await;
+    let (sid, token) = (r.body["session_id"].as_str().unwrap().to_string(), r.body["token"].as_str().unwrap().to_string());
+    let mut ws = connect(s, &sid, &token).await;
+    ws_send(&mut ws, json!({ "type": "subscribe", "topic": topic, "after": 0 })).await;
+    let f = ws_next(&mut ws, WAIT).await.unwrap();
+    assert_eq!(f["type"], "error", "{f}");
+    assert_eq!(f["code"], "unknown_topic");
+    // The operator may read it.
+    assert_eq!(s.admin_get(&format!("/api/answers/{id}")).await.status, 200);
+    // An unknown answer is 404, a malformed id 400.
+    assert_eq!(s.get(&format!("/api/answers/{}", uuid::Uuid::new_v4())).await.status, 404);
+    assert_eq!(s.get("/api/answers/not-a-uuid").await.status, 400);
+}
+
+#[tokio::test]
+async fn sse_covers_run_and_feed_topics_with_subscription_rules() {
+    let s = &shared().server;
+    let (cid, run) = s.submit("SSE run", &document("sse", 3, 800), None).await;
+    s.wait_run(&run, Duration::from_secs(60)).await;
+    let until_ready = |ms: &[Sse]| ms.iter().any(|m| m.event == "ready");
+    let (status, _, ms) = sse(http().get(s.url(&format!("/api/topics/run:{run}/events"))).bearer_auth(&s.key), until_ready).await;
+    assert_eq!(status, 200);
+    let events: Vec<&Sse> = ms.iter().filter(|m| m.id.is_some()).collect();
+    assert_eq!(events.first().unwrap().event, "run.queued");
+    assert_eq!(events.last().unwrap().event, "run.completed");
+    let (status, _, ms) = sse(http().get(s.url(&format!("/api/topics/content%3A{cid}/events"))).bearer_auth(&s.key), until_ready).await;
+    assert_eq!(status, 200);
+    assert!(ms.iter().any(|m| m.event == "content.indexed"), "{ms:?}");
+    // The item is tenant-visible: anonymous callers do not see its topics.
+    for t in [format!("run:{run}"), format!("content:{cid}")] {
+        let (status, _, _) = sse(http().get(s.url(&format!("/api/topics/{t}/events"))), |_| true).await;
+        assert_eq!(status, 404, "{t}");
+    }
+    // The feed is open, filtered per reader: anonymous sees no tenant item.
+    let (status, _, ms) = sse(http().get(s.url("/api/topics/feed/events")), until_ready).await;
+    assert_eq!(status, 200);
+    assert!(!ms.iter().any(|m| m.data.contains(&cid)), "the feed leaked a tenant item to anonymous");
+    // Unknown topics and bad cursors.
+    assert_eq!(send(http().get(s.url("/api/topics/nope/events"))).await.status, 404);
+    assert_eq!(send(http().get(s.url(&format!("/api/topics/run:{}/events", uuid::Uuid::new_v4()))).bearer_auth(&s.key)).await.status, 404);
+    assert_eq!(send(http().get(s.url("/api/topics/feed/events?after=-3"))).await.status, 422);
+}
+
+#[tokio::test]
+async fn bad_questions_are_4xx() {
+    let s = &shared().server;
+    for body in [json!({}), json!({ "question": "" }), json!({ "question": "x", "k": 0 }), json!({ "question": "x", "k": 11 }), json!({ "question": "x", "extra": 1 }), json!({ "question": "x", "category": "a/b" })] {
+        let r = s.post("/api/answers", body.clone()).await;
+        assert_eq!(r.status, 422, "{body}: {}", r.body);
+    }
+    let r = send(http().post(s.url("/api/answers")).bearer_auth(&s.key).body("{").header("content-type", "application/json")).await;
+    assert_eq!(r.status, 400);
+    let r = send(http().post(s.url("/api/answers")).bearer_auth(&s.key).body("x")).await;
+    assert_eq!(r.status, 415);
+}
+
+#[tokio::test]
+async fn an_answer_survives_a_server_kill_mid_stream() {
+    let dir = temp_dir("answer-crash");
+    let opts = ServerOptions::new(dir).var("ANSWER_STEP_MS", "700");
+    let mut s = Server::start(&opts);
+    let word = nonce();
+    corpus(&s, &word).await;
+    // Two sentences answer it fully: two deltas, then the completion.
+    let (id, topic) = ask(&s, &format!("What did the {word} keepers do?")).await;
+    // SIGKILL the whole server once the first delta is committed.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = s.get(&format!("/api/answers/{id}")).await;
+        assert_eq!(r.body["status"], "generating", "the stream must still be running: {}", r.body);
+        if !r.body["text"].as_str().unwrap_or("").is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let asker = s.key.clone();
+    s.restart(&opts, true);
+    // The asker's key outlives the restart; the answer completes from its alarm.
+    let url = s.url(&format!("/api/topics/{topic}/events?after=0"));
+    let (status, _, ms) = sse(http().get(url).bearer_auth(&asker), done).await;
+    assert_eq!(status, 200);
+    let events: Vec<Value> = ms.iter().filter(|m| m.id.is_some()).map(|m| serde_json::from_str(&m.data).unwrap()).collect();
+    let got = seqs(&events);
+    assert_eq!(got, (1..=got.len() as u64).collect::<Vec<_>>(), "dense, in order, nothing twice");
+    let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(names.iter().filter(|n| **n == "answer.retrieved").count(), 1);
+    assert_eq!(names.iter().filter(|n| **n == "answer.completed").count(), 1, "{names:?}");
+    let indexes: Vec<u64> = events.iter().filter(|e| e["event"] == "answer.delta").map(|e| e["data"]["index"].as_u64().unwrap()).collect();
+    assert!(indexes.len() >= 2, "{indexes:?}");
+    assert_eq!(indexes, (0..indexes.len() as u64).collect::<Vec<_>>(), "each delta exactly once");
+    let completed = events.last().unwrap();
+    assert_eq!(completed["data"]["text"].as_str().unwrap(), deltas_joined(&events));
+    let view = send(http().get(s.url(&format!("/api/answers/{id}"))).bearer_auth(&asker)).await;
+    assert_eq!(view.body["status"], "completed");
+    assert_eq!(view.body["text"], completed["data"]["text"]);
+}
