@@ -85,10 +85,7 @@ pub async fn list(env: &Env, p: &Principal, req: Request) -> ApiResult<Response>
             return Err(ApiError::invalid("status", "must be processing, indexed or failed"));
         }
     }
-    let category = param(&q, "category").filter(|s| !s.is_empty()).map(|c| c.trim().to_lowercase());
-    if category.as_deref().is_some_and(|c| c.chars().count() > config(env).limits.category_max_chars) {
-        return Err(ApiError::invalid("category", "is longer than any category"));
-    }
+    let category = crate::domain::content::category(param(&q, "category"), &config(env).limits)?;
     let (c_at, c_id) = match param(&q, "cursor").filter(|c| !c.is_empty()) {
         None => (i64::MAX, String::new()),
         Some(c) => parse_cursor(c)?,

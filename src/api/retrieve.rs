@@ -74,16 +74,9 @@ pub fn query_text<'a>(raw: &'a str, field: &str) -> ApiResult<&'a str> {
     Ok(text)
 }
 
-/// A category filter, normalized, or a 422.
+/// A category filter, normalized, or a 422 (the rule submissions follow).
 pub fn category_filter(env: &Env, raw: Option<&str>) -> ApiResult<Option<String>> {
-    let category = raw.map(|c| c.trim().to_lowercase()).filter(|c| !c.is_empty());
-    if let Some(c) = &category {
-        let max = config(env).limits.category_max_chars;
-        if c.chars().count() > max || !c.chars().all(|ch| ch.is_alphanumeric() || matches!(ch, '-' | '_' | ' ')) {
-            return Err(ApiError::invalid("category", format!("must be up to {max} letters, digits, spaces, '-' or '_'")));
-        }
-    }
-    Ok(category)
+    crate::domain::content::category(raw, &config(env).limits)
 }
 
 /// The top `q.k` documents `p` may read for `q.text`.

@@ -28,6 +28,20 @@ fn has_control(s: &str) -> bool {
     s.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
 }
 
+/// A category as stored and filtered on: trimmed, lowercase, up to
+/// `category_max_chars` letters, digits, spaces, '-' or '_'; `None` when
+/// empty. Submissions, the listing and search all apply this one rule.
+pub fn category(raw: Option<&str>, l: &Limits) -> Result<Option<String>, ApiError> {
+    let Some(c) = raw.map(|c| c.trim().to_lowercase()).filter(|c| !c.is_empty()) else { return Ok(None) };
+    if c.chars().count() > l.category_max_chars || !c.chars().all(|ch| ch.is_alphanumeric() || matches!(ch, '-' | '_' | ' ')) {
+        return Err(ApiError::invalid(
+            "category",
+            format!("must be up to {} letters, digits, spaces, '-' or '_'", l.category_max_chars),
+        ));
+    }
+    Ok(Some(c))
+}
+
 impl ContentDoc {
     pub fn validate(input: ContentInput, l: &Limits) -> Result<ContentDoc, ApiError> {
         let title = input.title.trim().to_string();
@@ -47,21 +61,7 @@ impl ContentDoc {
         if input.body.contains('\0') {
             return Err(ApiError::invalid("body", "must not contain NUL characters"));
         }
-        let category = match input.category.map(|c| c.trim().to_lowercase()) {
-            None => None,
-            Some(c) if c.is_empty() => None,
-            Some(c) => {
-                if c.chars().count() > l.category_max_chars
-                    || !c.chars().all(|ch| ch.is_alphanumeric() || matches!(ch, '-' | '_' | ' '))
-                {
-                    return Err(ApiError::invalid(
-                        "category",
-                        format!("must be up to {} letters, digits, spaces, '-' or '_'", l.category_max_chars),
-                    ));
-                }
-                Some(c)
-            }
-        };
+        let category = category(input.category.as_deref(), l)?;
         let raw_tags = input.tags.unwrap_or_default();
         if raw_tags.len() > l.tags_max {
             return Err(ApiError::invalid("tags", format!("at most {} tags", l.tags_max)));
