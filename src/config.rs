@@ -59,6 +59,9 @@ pub struct Trust {
     pub max_sockets_per_session: u32,
     /// The tenant that content created by the operator joins.
     pub operator_tenant: String,
+    /// SHA-256 of `ADMIN_TOKEN` (a secret of at least 32 characters), hashed
+    /// once per isolate: every request's bearer is compared with it.
+    pub admin_token_sha256: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +139,9 @@ impl Config {
                 operator_tenant: get("OPERATOR_TENANT")
                     .filter(|t| crate::domain::principal::valid_tenant(t))
                     .unwrap_or_else(|| "operator".into()),
+                admin_token_sha256: get("ADMIN_TOKEN")
+                    .filter(|t| t.len() >= 32)
+                    .map(|t| <sha2::Sha256 as sha2::Digest>::digest(t.as_bytes()).to_vec()),
             },
         }
     }
@@ -166,6 +172,9 @@ mod tests {
         assert_eq!(c.trust.max_sockets_per_session, 8);
         assert!(c.trust.jwt.is_none());
         assert_eq!(c.trust.operator_tenant, "operator");
+        assert!(c.trust.admin_token_sha256.is_none());
+        assert!(cfg(&[("ADMIN_TOKEN", "short")]).trust.admin_token_sha256.is_none(), "under 32 characters is no token");
+        assert_eq!(cfg(&[("ADMIN_TOKEN", &"a".repeat(32))]).trust.admin_token_sha256.map(|h| h.len()), Some(32));
         assert_eq!((c.embed_backend.as_str(), c.text_backend.as_str()), ("local", "local"));
     }
 

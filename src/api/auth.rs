@@ -23,7 +23,7 @@ use crate::domain::jwt::{self, Alg, JwtError};
 use crate::domain::principal::{Principal, PrincipalKind, Scope};
 use crate::domain::token::constant_time_eq;
 use crate::error::{ApiError, ApiResult};
-use crate::runtime::{config, now_ms, var};
+use crate::runtime::{config, now_ms};
 
 /// How long an isolate trusts a key it verified: the bound on how late a
 /// revocation takes effect (the contract allows 10 s).
@@ -55,9 +55,10 @@ pub async fn principal(env: &Env, req: &Request) -> ApiResult<Principal> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| unauthorized("Authorization must be 'Bearer <credential>'"))?;
-    if let Some(admin) = var(env, "ADMIN_TOKEN").filter(|t| t.len() >= 32) {
+    let trust = config(env).trust;
+    if let Some(admin) = &trust.admin_token_sha256 {
         // Hashes have one length, so the comparison time says nothing.
-        if constant_time_eq(&Sha256::digest(token.as_bytes()), &Sha256::digest(admin.as_bytes())) {
+        if constant_time_eq(&Sha256::digest(token.as_bytes()), admin) {
             return Ok(Principal::operator());
         }
     }
@@ -65,8 +66,8 @@ pub async fn principal(env: &Env, req: &Request) -> ApiResult<Principal> {
         return api_key(env, token).await;
     }
     if jwt::looks_like_jwt(token) {
-        if let Some(cfg) = config(env).trust.jwt {
-            return user(&cfg, token).await.map_err(|e| unauthorized(e.to_string()));
+        if let Some(cfg) = &trust.jwt {
+            return user(cfg, token).await.map_err(|e| unauthorized(e.to_string()));
         }
     }
     Err(unauthorized("the credential is not an admin token, an API key or an accepted JWT"))
