@@ -486,3 +486,152 @@ pub async fn run_batch(env: &Env, stmts: Vec<D1PreparedStatement>) -> ApiResult<
     db(env)?.batch(stmts).await.map_err(d1_err)?;
     Ok(())
 }
+
+// ---------------------------------------------------------------- operator queries
+
+/// A registry row, as the inspector lists it.
+#[derive(Debug, Deserialize)]
+pub struct ActorRow {
+    pub kind: String,
+    pub id: String,
+    pub status: String,
+    pub updated_at: f64,
+}
+
+/// Registry rows newest first, after the cursor `(updated_at, "kind:id")`;
+/// one more than `limit` when there is a next page.
+pub async fn list_actors(
+    env: &Env,
+    kind: Option<&str>,
+    status: Option<&str>,
+    after: (i64, &str),
+    limit: u32,
+) -> ApiResult<Vec<ActorRow>> {
+    Ok(db(env)?
+        .prepare(
+            "SELECT kind, id, status, updated_at FROM actors
+             WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR status = ?2)
+               AND (updated_at < ?3 OR (updated_at = ?3 AND kind || ':' || id < ?4))
+             ORDER BY updated_at DESC, kind || ':' || id DESC LIMIT ?5",
+        )
+        .bind(&[
+            opt(kind),
+            opt(status),
+            n(after.0.min(9_007_199_254_740_991)),
+            s(if after.1.is_empty() { "\u{10FFFF}" } else { after.1 }),
+            n(limit as i64 + 1),
+        ])?
+        .all()
+        .await?
+        .results()?)
+}
+
+/// A failed run's catalog row: one dead letter.
+#[derive(Debug, Deserialize)]
+pub struct DeadLetterRow {
+    pub id: String,
+    pub content_id: String,
+    pub version: f64,
+    pub failed_stage: Option<String>,
+    pub error_class: Option<String>,
+    pub error: Option<String>,
+    pub attempts: Option<f64>,
+    pub updated_at: f64,
+}
+
+pub async fn dead_letters(env: &Env, limit: u32) -> ApiResult<Vec<DeadLetterRow>> {
+    Ok(db(env)?
+        .prepare(
+            "SELECT id, content_id, version, failed_stage, error_class, error, attempts, updated_at FROM runs
+             WHERE status = 'failed' ORDER BY updated_at DESC LIMIT ?1",
+        )
+        .bind(&[n(limit as i64)])?
+        .all()
+        .await?
+        .results()?)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ActorCount {
+    pub kind: String,
+    pub status: String,
+    pub n: f64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StageSample {
+    pub stage: String,
+    pub duration_ms: Option<f64>,
+    pub attempts: f64,
+}
+
+#[derive(Deserialize)]
+struct SearchSample {
+    took_ms: f64,
+}
+
+/// What `/admin/metrics` is computed from: actor counts by kind and status,
+/// the latest stage timings and the latest search latencies.
+pub struct MetricSamples {
+    pub counts: Vec<ActorCount>,
+    pub stages: Vec<StageSample>,
+    pub searches_ms: Vec<f64>,
+}
+
+pub async fn metric_samples(env: &Env) -> ApiResult<MetricSamples> {
+    let d = db(env)?;
+    let counts = d.prepare("SELECT kind, status, COUNT(*) AS n FROM actors GROUP BY kind, status").all().await?.results()?;
+    let stages = d
+        .prepare("SELECT stage, duration_ms, attempts FROM stage_timings ORDER BY finished_at DESC LIMIT 5000")
+        .all()
+        .await?
+        .results()?;
+    let searches_ms = d
+        .prepare("SELECT took_ms FROM search_log ORDER BY id DESC LIMIT 1000")
+        .all()
+        .await?
+        .results::<SearchSample>()?
+        .into_iter()
+        .map(|r| r.took_ms)
+        .collect();
+    Ok(MetricSamples { counts, stages, searches_ms })
+}
+
+#[derive(Deserialize)]
+struct IdRow {
+    id: String,
+}
+
+/// Content ids the catalog knows of in any form (a registry row, a listing
+/// row, or both), in id order after `after`: the ones a reconciliation sweep
+/// asks their actors about. A row in only one table is exactly the drift the
+/// sweep repairs.
+pub async fn known_content_ids(env: &Env, after: &str, limit: u32) -> ApiResult<Vec<String>> {
+    let rows: Vec<IdRow> = db(env)?
+        .prepare(
+            "SELECT id FROM actors WHERE kind = 'content' AND id > ?1
+             UNION SELECT id FROM content WHERE id > ?1
+             UNION SELECT content_id AS id FROM runs WHERE content_id > ?1
+             ORDER BY id LIMIT ?2",
+        )
+        .bind(&[s(after), n(limit as i64)])?
+        .all()
+        .await?
+        .results()?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// Removes what the catalog holds for a content id whose actor holds nothing
+/// (no state, no tombstone): its listing and keyword rows and its runs' rows.
+/// The registry row becomes `deleted`, as after a delete.
+pub async fn drop_orphan_content(env: &Env, id: &str, now: Millis) -> ApiResult<()> {
+    delete_content(env, id, now).await?;
+    let d = db(env)?;
+    d.batch(vec![
+        d.prepare("DELETE FROM actors WHERE kind = 'run' AND id IN (SELECT id FROM runs WHERE content_id = ?1)").bind(&[s(id)])?,
+        d.prepare("DELETE FROM stage_timings WHERE run_id IN (SELECT id FROM runs WHERE content_id = ?1)").bind(&[s(id)])?,
+        d.prepare("DELETE FROM runs WHERE content_id = ?1").bind(&[s(id)])?,
+    ])
+    .await?;
+    Ok(())
+}

@@ -335,6 +335,28 @@ impl ContentActor {
         Ok(json!({ "deleted": id }))
     }
 
+    /// The operator's reconciliation: the catalog row is owed again, written
+    /// from this actor's state (or its deletion), and each run writes its own
+    /// row again. Nothing here changes the item.
+    async fn reconcile(&self) -> ApiResult<Value> {
+        if !crate::store::has_state(&self.state.storage().sql()) {
+            return Err(ApiError::not_found("content"));
+        }
+        let c: ContentState = self.cells().load("content")?.ok_or_else(|| ApiError::not_found("content"))?;
+        let deleted = self.load()?.is_none();
+        self.outbox()?.put(&Duty::Catalog, now_ms())?;
+        self.drain(false).await?;
+        let mut runs = Vec::new();
+        if !deleted {
+            for run in c.runs() {
+                let r: ApiResult<Value> = rpc::call(&self.env, ActorKind::Run, &run.to_string(), "reconcile", &json!({})).await;
+                runs.push(json!({ "run_id": run, "ok": r.is_ok(), "error": r.err().map(|e| e.to_string()) }));
+            }
+        }
+        let pending = self.outbox()?.next_due()?.is_some();
+        Ok(json!({ "deleted": deleted, "catalog": if pending { "pending" } else { "written" }, "runs": runs }))
+    }
+
     async fn inspect(&self) -> ApiResult<Value> {
         let sql = self.state.storage().sql();
         if !crate::store::has_state(&sql) {
@@ -369,6 +391,7 @@ impl ContentActor {
             "fence" => self.fence(serde_json::from_value(body)?),
             "delete" => self.delete(serde_json::from_value(body)?).await,
             "inspect" => self.inspect().await,
+            "reconcile" => self.reconcile().await,
             "fire_alarm" => {
                 if crate::store::has_state(&self.state.storage().sql()) {
                     self.drain(false).await?;

@@ -339,6 +339,12 @@ impl PipelineActor {
             }
             "retry" => to_json(self.retry().await?),
             "purge" => self.purge().await,
+            // The operator's reconciliation: the catalog row is owed again.
+            "reconcile" => {
+                let run = self.require()?;
+                self.catalog_now(now_ms()).await?;
+                Ok(json!({ "run_id": run.id }))
+            }
             "fire_alarm" => {
                 self.require()?;
                 self.tick().await?;

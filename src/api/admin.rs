@@ -2,13 +2,12 @@
 //! <ADMIN_TOKEN>`, compared in constant time. Inspection asks the actor itself,
 //! after the registry confirms it exists, so looking never creates an actor.
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{Env, Request, Response};
 
 use super::input::{int_param, param, query, uuid_param};
 use crate::actors::rpc::{self, ActorKind};
-use crate::catalog::{self, n, s};
+use crate::catalog;
 use crate::domain::time::rfc3339;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
@@ -21,19 +20,23 @@ fn kind_of(kind: &str) -> ApiResult<ActorKind> {
     }
 }
 
-async fn locate(env: &Env, kind: &str, id: &str) -> ApiResult<(ActorKind, String)> {
+/// The actor an inspector path names, and whether the registry knows it. An
+/// actor whose registry row never landed is still inspectable (its own
+/// storage answers, marked `registered: false`); asking a UUID that no actor
+/// holds answers 404 without creating anything, since inspection only reads.
+async fn locate(env: &Env, kind: &str, id: &str) -> ApiResult<(ActorKind, String, bool)> {
     let k = kind_of(kind)?;
     match k {
         ActorKind::Content | ActorKind::Run | ActorKind::Session => {
             let id = uuid_param(id, kind)?.to_string();
-            if !catalog::actor_exists(env, k.as_str(), &id).await? {
-                return Err(ApiError::not_found(format!("{kind} {id}")));
-            }
-            Ok((k, id))
+            let registered = catalog::actor_exists(env, k.as_str(), &id).await?;
+            Ok((k, id, registered))
         }
-        ActorKind::Feed if id == crate::actors::feed::FEED_NAME => Ok((k, id.to_string())),
-        ActorKind::Analyzer if id == crate::providers::analyzer_http::ANALYZER_ACTOR => Ok((k, id.to_string())),
-        ActorKind::VectorShard if id.strip_prefix("shard-").and_then(|n| n.parse::<u32>().ok()).is_some() => Ok((k, id.to_string())),
+        ActorKind::Feed if id == crate::actors::feed::FEED_NAME => Ok((k, id.to_string(), true)),
+        ActorKind::Analyzer if id == crate::providers::analyzer_http::ANALYZER_ACTOR => Ok((k, id.to_string(), true)),
+        ActorKind::VectorShard if id.strip_prefix("shard-").and_then(|n| n.parse::<u32>().ok()).is_some() => {
+            Ok((k, id.to_string(), true))
+        }
         _ => Err(ApiError::not_found(format!("{kind} {id}"))),
     }
 }
@@ -41,19 +44,12 @@ async fn locate(env: &Env, kind: &str, id: &str) -> ApiResult<(ActorKind, String
 /// Query parameters are passed on to the actor (a shard, for one, answers
 /// `content_id=` with that content's vector ids).
 pub async fn inspect(env: &Env, req: &Request, kind: &str, id: &str, op: &str) -> ApiResult<Response> {
-    let (k, id) = locate(env, kind, id).await?;
+    let (k, id, registered) = locate(env, kind, id).await?;
     let q = query(req)?;
     let body = json!({ "content_id": param(&q, "content_id") });
-    let v: Value = rpc::call(env, k, &id, op, &body).await?;
+    let mut v: Value = rpc::call(env, k, &id, op, &body).await?;
+    v["registered"] = json!(registered);
     Ok(http::json(200, &v))
-}
-
-#[derive(Deserialize)]
-struct ActorRow {
-    kind: String,
-    id: String,
-    status: String,
-    updated_at: f64,
 }
 
 pub async fn list_actors(env: &Env, req: &Request) -> ApiResult<Response> {
@@ -68,23 +64,7 @@ pub async fn list_actors(env: &Env, req: &Request) -> ApiResult<Response> {
         None => (i64::MAX, String::new()),
         Some(c) => parse_cursor(c)?,
     };
-    let rows: Vec<ActorRow> = catalog::db(env)?
-        .prepare(
-            "SELECT kind, id, status, updated_at FROM actors
-             WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR status = ?2)
-               AND (updated_at < ?3 OR (updated_at = ?3 AND kind || ':' || id < ?4))
-             ORDER BY updated_at DESC, kind || ':' || id DESC LIMIT ?5",
-        )
-        .bind(&[
-            catalog::opt(kind),
-            catalog::opt(status),
-            n(c_at.min(9_007_199_254_740_991)),
-            s(if c_key.is_empty() { "\u{10FFFF}" } else { &c_key }),
-            n(limit as i64 + 1),
-        ])?
-        .all()
-        .await?
-        .results()?;
+    let rows = catalog::list_actors(env, kind, status, (c_at, &c_key), limit).await?;
     let more = rows.len() > limit as usize;
     let rows = &rows[..rows.len().min(limit as usize)];
     let items: Vec<Value> = rows
@@ -100,27 +80,8 @@ pub async fn list_actors(env: &Env, req: &Request) -> ApiResult<Response> {
     Ok(http::json(200, &body))
 }
 
-#[derive(Deserialize, serde::Serialize)]
-struct DeadRow {
-    id: String,
-    content_id: String,
-    version: f64,
-    failed_stage: Option<String>,
-    error_class: Option<String>,
-    error: Option<String>,
-    attempts: Option<f64>,
-    updated_at: f64,
-}
-
 pub async fn dead_letters(env: &Env) -> ApiResult<Response> {
-    let rows: Vec<DeadRow> = catalog::db(env)?
-        .prepare(
-            "SELECT id, content_id, version, failed_stage, error_class, error, attempts, updated_at FROM runs
-             WHERE status = 'failed' ORDER BY updated_at DESC LIMIT 500",
-        )
-        .all()
-        .await?
-        .results()?;
+    let rows = catalog::dead_letters(env, 500).await?;
     let items: Vec<Value> = rows
         .into_iter()
         .map(|r| {
@@ -135,44 +96,10 @@ pub async fn dead_letters(env: &Env) -> ApiResult<Response> {
     Ok(http::json(200, &json!({ "items": items })))
 }
 
-#[derive(Deserialize)]
-struct CountRow {
-    kind: String,
-    status: String,
-    n: f64,
-}
-
-#[derive(Deserialize)]
-struct TimingRow {
-    stage: String,
-    duration_ms: Option<f64>,
-    attempts: f64,
-}
-
-#[derive(Deserialize)]
-struct SearchRow {
-    took_ms: f64,
-}
-
 /// Counters come from the D1 catalog that actors already write through to, so
 /// no single Durable Object sits on every request's path.
 pub async fn metrics(env: &Env) -> ApiResult<Response> {
-    let db = catalog::db(env)?;
-    let counts: Vec<CountRow> =
-        db.prepare("SELECT kind, status, COUNT(*) AS n FROM actors GROUP BY kind, status").all().await?.results()?;
-    let timings: Vec<TimingRow> = db
-        .prepare("SELECT stage, duration_ms, attempts FROM stage_timings ORDER BY finished_at DESC LIMIT 5000")
-        .all()
-        .await?
-        .results()?;
-    let mut searches: Vec<f64> = db
-        .prepare("SELECT took_ms FROM search_log ORDER BY id DESC LIMIT 1000")
-        .all()
-        .await?
-        .results::<SearchRow>()?
-        .into_iter()
-        .map(|r| r.took_ms)
-        .collect();
+    let catalog::MetricSamples { counts, stages: timings, searches_ms: mut searches } = catalog::metric_samples(env).await?;
     searches.sort_by(|a, b| a.total_cmp(b));
     let mut actors = serde_json::Map::new();
     for c in &counts {
@@ -225,4 +152,64 @@ fn parse_cursor(c: &str) -> ApiResult<(i64, String)> {
         return Err(bad());
     }
     Ok((at, key.to_string()))
+}
+
+/// How many content actors one reconciliation request asks: each costs a call
+/// to the actor and one per run, well inside a request's subrequest budget.
+const RECONCILE_MAX: u32 = 50;
+
+/// `POST /admin/reconcile?cursor&limit&ids`: after a D1 outage or restore,
+/// asks content actors to write their catalog rows again from their own state
+/// (and their runs theirs). Without `ids` it walks every content id the
+/// catalog knows of in any table, one page per request; `ids` (comma
+/// separated UUIDs) names actors the catalog has lost entirely. A catalog
+/// row whose actor holds nothing is removed.
+pub async fn reconcile(env: &Env, req: &Request) -> ApiResult<Response> {
+    let q = query(req)?;
+    let limit = int_param(&q, "limit", 20, 1, RECONCILE_MAX)?;
+    let named: Vec<String> = match param(&q, "ids").filter(|v| !v.is_empty()) {
+        Some(list) => {
+            let ids: Vec<&str> = list.split(',').map(str::trim).collect();
+            if ids.len() > RECONCILE_MAX as usize {
+                return Err(ApiError::invalid("ids", format!("at most {RECONCILE_MAX} ids per request")));
+            }
+            ids.into_iter()
+                .map(|id| uuid::Uuid::parse_str(id).map(|u| u.to_string()).map_err(|_| ApiError::invalid("ids", "must be UUIDs, comma separated")))
+                .collect::<ApiResult<_>>()?
+        }
+        None => Vec::new(),
+    };
+    let walking = named.is_empty();
+    let ids = if walking {
+        let after = param(&q, "cursor").unwrap_or("");
+        if !after.is_empty() && uuid::Uuid::parse_str(after).is_err() {
+            return Err(ApiError::invalid("cursor", "is not a cursor this API returned"));
+        }
+        catalog::known_content_ids(env, after, limit).await?
+    } else {
+        named
+    };
+    let now = crate::runtime::now_ms();
+    let mut items = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let r: ApiResult<Value> = rpc::call(env, ActorKind::Content, id, "reconcile", &json!({})).await;
+        let outcome = match r {
+            Ok(v) => json!({ "content_id": id, "outcome": "rewritten", "actor": v }),
+            // Only a walk removes rows: a named id may simply be a typo.
+            Err(ApiError::NotFound(_)) if walking => match catalog::drop_orphan_content(env, id, now).await {
+                Ok(()) => json!({ "content_id": id, "outcome": "orphan_removed" }),
+                Err(e) => json!({ "content_id": id, "outcome": "failed", "error": e.to_string() }),
+            },
+            Err(ApiError::NotFound(_)) => json!({ "content_id": id, "outcome": "not_found" }),
+            Err(e) => json!({ "content_id": id, "outcome": "failed", "error": e.to_string() }),
+        };
+        items.push(outcome);
+    }
+    let mut body = json!({ "checked": items.len(), "items": items });
+    if walking && ids.len() == limit as usize {
+        if let Some(last) = ids.last() {
+            body["next_cursor"] = json!(last);
+        }
+    }
+    Ok(http::json(200, &body))
 }

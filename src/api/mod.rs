@@ -107,6 +107,7 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
         R::AdminAlarm => admin::inspect(env, &req, arg(0), arg(1), "fire_alarm").await,
         R::AdminDeadLetters => admin::dead_letters(env).await,
         R::AdminMetrics => admin::metrics(env).await,
+        R::AdminReconcile => admin::reconcile(env, &req).await,
         R::CreateKey => keys::create(env, req).await,
         R::ListKeys => keys::list(env, &req).await,
         R::RevokeKey => keys::revoke(env, arg(0)).await,

@@ -25,6 +25,7 @@ fn summary(id: RouteId) -> (&'static str, &'static str) {
         RouteId::AdminAlarm => ("Fire an actor's alarm now", "Admin"),
         RouteId::AdminDeadLetters => ("Failed runs with reasons", "Admin"),
         RouteId::AdminMetrics => ("Counters and stage latency percentiles", "Admin"),
+        RouteId::AdminReconcile => ("Rewrite catalog rows from the actors (after a D1 outage or restore)", "Admin"),
         RouteId::CreateKey => ("Create an API key for a tenant (the key is shown only here)", "Admin"),
         RouteId::ListKeys => ("List API keys, never their secrets", "Admin"),
         RouteId::RevokeKey => ("Revoke an API key", "Admin"),

@@ -298,6 +298,22 @@ impl Server {
         format!("{}{}", self.base, path)
     }
 
+    /// Runs SQL on this server's local D1 (the top-level env) from outside
+    /// the Worker, as an operator's console or a restore would, and returns
+    /// the rows of the last statement.
+    pub fn d1(&self, sql: &str) -> Vec<Value> {
+        let out = wrangler()
+            .args(["d1", "execute", "DB", "--local", "--json", "--persist-to"])
+            .arg(&self.state_dir)
+            .args(["--command", sql])
+            .stdin(Stdio::null())
+            .output()
+            .expect("wrangler d1 execute");
+        assert!(out.status.success(), "d1 execute failed: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).expect("d1 execute --json output");
+        v.as_array().and_then(|a| a.last()).and_then(|r| r["results"].as_array()).cloned().unwrap_or_default()
+    }
+
     pub fn ws_url(&self, path: &str) -> String {
         format!("{}{}", self.base.replacen("http://", "ws://", 1), path)
     }
