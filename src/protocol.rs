@@ -16,6 +16,7 @@ pub use crate::domain::principal::Visibility;
 // ---------------------------------------------------------------- pipeline
 
 /// The pipeline's stages, in order (contract: stage names).
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
@@ -72,6 +73,7 @@ impl FromStr for Stage {
     }
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -97,6 +99,7 @@ impl RunStatus {
     }
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StageStatus {
@@ -128,6 +131,7 @@ impl ErrorClass {
 }
 
 /// The last error of a stage, as shown in the journal.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageErrorView {
     pub class: String,
@@ -135,6 +139,7 @@ pub struct StageErrorView {
 }
 
 /// One past attempt of a stage: what the journal keeps to show retries.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptView {
     pub attempt: u32,
@@ -151,6 +156,7 @@ pub struct AttemptView {
     pub backoff_cap_ms: Option<u64>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageView {
     pub name: Stage,
@@ -173,6 +179,7 @@ pub struct StageView {
 }
 
 /// `GET /api/runs/{id}`.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunView {
     pub id: Uuid,
@@ -193,6 +200,7 @@ pub struct RunView {
 
 /// `POST /api/content` and `PUT /api/content/{id}` bodies. Unknown fields are
 /// rejected so a typo ("titel") is an error, not silently dropped data.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContentInput {
@@ -210,6 +218,7 @@ pub struct ContentInput {
     pub visibility: Option<Visibility>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Links {
     pub content: String,
@@ -217,6 +226,7 @@ pub struct Links {
 }
 
 /// The `202` answer to a submission.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Accepted {
     pub content_id: Uuid,
@@ -239,6 +249,7 @@ impl Accepted {
     }
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ContentStatus {
@@ -257,12 +268,14 @@ impl ContentStatus {
     }
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Keyword {
     pub term: String,
     pub score: f32,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entity {
     pub text: String,
@@ -270,6 +283,7 @@ pub struct Entity {
     pub count: u32,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sentiment {
     pub score: f32,
@@ -277,6 +291,7 @@ pub struct Sentiment {
 }
 
 /// One version in a content item's history.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionView {
     pub version: u32,
@@ -287,6 +302,7 @@ pub struct VersionView {
 }
 
 /// `GET /api/content/{id}`.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContentView {
     pub id: Uuid,
@@ -555,7 +571,80 @@ impl ServerFrame {
 
 // ---------------------------------------------------------------- sessions
 
+// ---------------------------------------------------------------- listing and search
+
+/// One row of `GET /api/content`.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentListItem {
+    pub id: String,
+    pub version: u32,
+    pub title: String,
+    pub category: Option<String>,
+    pub tags: Vec<String>,
+    pub status: String,
+    pub summary: Option<String>,
+    pub run_id: String,
+    pub tenant: String,
+    pub owner: String,
+    pub visibility: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `GET /api/content`: a page of the listing.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentPage {
+    pub items: Vec<ContentListItem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Which side of the hybrid search found a result.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HitSources {
+    pub vector: bool,
+    pub keyword: bool,
+}
+
+/// One result of `GET /api/search`; `highlights` are byte ranges of the
+/// query's terms in `snippet`.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub content_id: String,
+    pub title: String,
+    pub score: f32,
+    pub snippet: String,
+    pub highlights: Vec<(usize, usize)>,
+    pub sources: HitSources,
+}
+
+/// Where a search spent its time.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchTimings {
+    pub vector_ms: i64,
+    pub keyword_ms: i64,
+    pub fetch_ms: i64,
+}
+
+/// `GET /api/search`.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResponse {
+    pub query: String,
+    pub mode: String,
+    pub k: u32,
+    pub took_ms: i64,
+    pub timings: SearchTimings,
+    pub results: Vec<SearchHit>,
+}
+
 /// `POST /api/sessions`.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionGrant {
     pub session_id: Uuid,

@@ -12,7 +12,7 @@ use crate::domain::principal::{Principal, Scope, Visibility};
 use crate::domain::content::ContentDoc;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
-use crate::protocol::{Accepted, ContentInput};
+use crate::protocol::{Accepted, ContentInput, ContentListItem, ContentPage};
 use crate::runtime::config;
 
 /// The run spawned for a submission: the new version's body and metadata go
@@ -99,23 +99,25 @@ pub async fn list(env: &Env, p: &Principal, req: Request) -> ApiResult<Response>
     } else {
         None
     };
-    let items: Vec<Value> = rows
+    let items = rows
         .into_iter()
-        .map(|r| {
-            json!({
-                "id": r.id, "version": r.version as u32, "title": r.title, "category": r.category,
-                "tags": serde_json::from_str::<Value>(&r.tags).unwrap_or(json!([])), "status": r.status,
-                "summary": r.summary, "run_id": r.run_id,
-                "tenant": r.tenant, "owner": r.owner, "visibility": r.visibility,
-                "created_at": crate::domain::time::rfc3339(r.created_at as i64),
-                "updated_at": crate::domain::time::rfc3339(r.updated_at as i64),
-            })
+        .map(|r| ContentListItem {
+            id: r.id,
+            version: r.version as u32,
+            title: r.title,
+            category: r.category,
+            tags: serde_json::from_str(&r.tags).unwrap_or_default(),
+            status: r.status,
+            summary: r.summary,
+            run_id: r.run_id,
+            tenant: r.tenant,
+            owner: r.owner,
+            visibility: r.visibility,
+            created_at: crate::domain::time::rfc3339(r.created_at as i64),
+            updated_at: crate::domain::time::rfc3339(r.updated_at as i64),
         })
         .collect();
-    let mut body = json!({ "items": items });
-    if let Some(c) = next {
-        body["next_cursor"] = json!(c);
-    }
+    let body = ContentPage { items, next_cursor: next };
     Ok(http::json(200, &body))
 }
 

@@ -1,5 +1,9 @@
 //! The OpenAPI 3 document, generated from the route table so it cannot drift
-//! from what the router serves.
+//! from what the router serves. The request and response schemas come from
+//! the wire types themselves (`schemars`, natively): they are generated into
+//! `openapi_schemas.json`, which the Worker embeds, and a test fails when
+//! that file no longer matches the types (`UPDATE_OPENAPI=1 cargo test --lib
+//! openapi` rewrites it). The wasm bundle carries the JSON, not the generator.
 
 use serde_json::{json, Map, Value};
 
@@ -48,6 +52,44 @@ fn query_params(id: RouteId) -> Vec<(&'static str, &'static str)> {
     }
 }
 
+/// The generated component schemas (see the module doc).
+const SCHEMAS: &str = include_str!("openapi_schemas.json");
+
+/// The typed request and response bodies of a route, by schema name.
+fn bodies(id: RouteId) -> (Option<&'static str>, Option<&'static str>) {
+    match id {
+        RouteId::CreateContent | RouteId::PutContent => (Some("ContentInput"), Some("Accepted")),
+        RouteId::GetContent => (None, Some("ContentView")),
+        RouteId::ListContent => (None, Some("ContentPage")),
+        RouteId::GetRun | RouteId::CancelRun | RouteId::RetryRun => (None, Some("RunView")),
+        RouteId::Search => (None, Some("SearchResponse")),
+        RouteId::CreateSession => (None, Some("SessionGrant")),
+        RouteId::CreateAnswer => (Some("AskInput"), None),
+        RouteId::GetAnswer => (None, Some("AnswerView")),
+        _ => (None, None),
+    }
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+/// Every wire type's schema under `#/components/schemas`, generated natively.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn generated_schemas() -> Value {
+    use crate::protocol::*;
+    let mut gen = schemars::generate::SchemaSettings::openapi3().into_generator();
+    gen.subschema_for::<ContentInput>();
+    gen.subschema_for::<Accepted>();
+    gen.subschema_for::<ContentView>();
+    gen.subschema_for::<ContentPage>();
+    gen.subschema_for::<RunView>();
+    gen.subschema_for::<SearchResponse>();
+    gen.subschema_for::<SessionGrant>();
+    gen.subschema_for::<crate::domain::answer::AnswerView>();
+    Value::Object(gen.take_definitions(true).into_iter().collect())
+}
+
 pub fn document() -> Value {
     let mut paths = Map::new();
     for r in ROUTES {
@@ -70,20 +112,22 @@ pub fn document() -> Value {
             RouteId::SessionSocket => "101",
             _ => "200",
         };
+        let (request, response) = bodies(r.id);
+        let ok_schema = response.map(schema_ref).unwrap_or_else(|| json!({ "type": "object" }));
         let mut op = json!({
             "summary": text,
             "tags": [tag],
             "parameters": params,
             "responses": {
-                ok: { "description": "Success", "content": { "application/json": { "schema": { "type": "object" } } } },
-                "4XX": { "description": "Client error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+                ok: { "description": "Success", "content": { "application/json": { "schema": ok_schema } } },
+                "4XX": { "description": "Client error", "content": { "application/json": { "schema": schema_ref("Error") } } },
             },
         });
-        if matches!(r.id, RouteId::CreateContent | RouteId::PutContent) {
-            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ContentInput" } } } });
+        if ok == "204" {
+            op["responses"][ok] = json!({ "description": "Success" });
         }
-        if r.id == RouteId::CreateAnswer {
-            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/AskInput" } } } });
+        if let Some(name) = request {
+            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema_ref(name) } } });
         }
         if r.id == RouteId::TopicEvents {
             op["responses"][ok]["content"] = json!({ "text/event-stream": { "schema": { "type": "string" } } });
@@ -94,6 +138,16 @@ pub fn document() -> Value {
         let entry = paths.entry(r.pattern.to_string()).or_insert_with(|| json!({}));
         entry[r.method.to_ascii_lowercase()] = op;
     }
+    let mut schemas: Map<String, Value> = serde_json::from_str(SCHEMAS).unwrap_or_default();
+    // The error body and the answer request are not Rust types of the Worker's
+    // native build (the error JSON is built in src/error.rs).
+    schemas.insert("Error".into(), json!({ "type": "object", "required": ["error"], "properties": { "error": {
+        "type": "object", "required": ["code", "message"],
+        "properties": { "code": { "type": "string" }, "message": { "type": "string" }, "field": { "type": "string" } } } } }));
+    schemas.insert("AskInput".into(), json!({ "type": "object", "required": ["question"], "additionalProperties": false, "properties": {
+        "question": { "type": "string", "minLength": 1, "maxLength": 500 },
+        "k": { "type": "integer", "minimum": 1, "maximum": 10 },
+        "category": { "type": "string" } } }));
     json!({
         "openapi": "3.0.3",
         "info": { "title": "Actorline", "version": env!("CARGO_PKG_VERSION"),
@@ -101,21 +155,7 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": { "admin": { "type": "http", "scheme": "bearer" } },
-            "schemas": {
-                "Error": { "type": "object", "required": ["error"], "properties": { "error": {
-                    "type": "object", "required": ["code", "message"],
-                    "properties": { "code": { "type": "string" }, "message": { "type": "string" }, "field": { "type": "string" } } } } },
-                "ContentInput": { "type": "object", "required": ["title", "body"], "additionalProperties": false, "properties": {
-                    "title": { "type": "string", "minLength": 1, "maxLength": 300 },
-                    "body": { "type": "string", "minLength": 1 },
-                    "category": { "type": "string" },
-                    "tags": { "type": "array", "maxItems": 20, "items": { "type": "string", "maxLength": 40 } },
-                    "author": { "type": "string" } } },
-                "AskInput": { "type": "object", "required": ["question"], "additionalProperties": false, "properties": {
-                    "question": { "type": "string", "minLength": 1, "maxLength": 500 },
-                    "k": { "type": "integer", "minimum": 1, "maximum": 10 },
-                    "category": { "type": "string" } } },
-            },
+            "schemas": schemas,
         },
     })
 }
@@ -133,5 +173,52 @@ mod tests {
             assert!(op["responses"]["4XX"].is_object());
         }
         assert_eq!(doc["openapi"], "3.0.3");
+    }
+
+    /// Every `$ref` in `v` names a schema of `schemas`.
+    fn dangling_refs(v: &Value, schemas: &Map<String, Value>, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    let name = r.trim_start_matches("#/components/schemas/");
+                    if !schemas.contains_key(name) {
+                        out.push(r.clone());
+                    }
+                }
+                m.values().for_each(|x| dangling_refs(x, schemas, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| dangling_refs(x, schemas, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn schemas_are_generated_from_the_wire_types() {
+        let generated = serde_json::to_string_pretty(&generated_schemas()).unwrap() + "\n";
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/openapi_schemas.json"), &generated).unwrap();
+            return;
+        }
+        assert!(
+            SCHEMAS == generated,
+            "src/api/openapi_schemas.json is stale: run `UPDATE_OPENAPI=1 cargo test --lib openapi` and commit it"
+        );
+    }
+
+    #[test]
+    fn typed_routes_reference_real_schemas() {
+        let doc = document();
+        let schemas = doc["components"]["schemas"].as_object().unwrap().clone();
+        let mut dangling = Vec::new();
+        dangling_refs(&doc, &schemas, &mut dangling);
+        assert!(dangling.is_empty(), "dangling $refs: {dangling:?}");
+        let view = &schemas["ContentView"];
+        for field in ["id", "version", "title", "body", "status", "tenant", "owner", "visibility", "runs"] {
+            assert!(view["properties"][field].is_object(), "ContentView lacks {field}: {view}");
+        }
+        assert_eq!(doc["paths"]["/api/runs/{id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/RunView");
+        let status = &schemas["RunStatus"];
+        assert!(status.to_string().contains("cancelled"), "{status}");
     }
 }

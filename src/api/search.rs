@@ -3,7 +3,7 @@
 //! [`super::retrieve`], shared with answers; this handler validates the query,
 //! cuts snippets from each document's best chunk, and logs the search.
 
-use serde_json::json;
+
 use worker::{Context, Env, Request, Response};
 
 use super::input::{int_param, param, query};
@@ -13,6 +13,7 @@ use crate::domain::fusion::snippet;
 use crate::domain::principal::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
+use crate::protocol::{HitSources, SearchHit, SearchResponse, SearchTimings};
 use crate::runtime::now_ms;
 
 pub const MAX_K: u32 = 50;
@@ -26,16 +27,19 @@ pub async fn search(env: &Env, ctx: &Context, p: &Principal, req: &Request) -> A
     let mode_text = param(&q, "mode").unwrap_or("hybrid");
     let mode = Mode::parse(mode_text).ok_or_else(|| ApiError::invalid("mode", "must be hybrid, vector or keyword"))?;
     let found = retrieve(env, p, &RetrieveQuery { text, k, category: category.clone(), mode }).await?;
-    let results: Vec<_> = found
+    let results: Vec<SearchHit> = found
         .docs
         .iter()
         .map(|d| {
             let snip = snippet(&d.text, text, 240);
-            json!({
-                "content_id": d.content_id, "title": d.title, "score": d.score,
-                "snippet": snip.text, "highlights": snip.highlights,
-                "sources": { "vector": d.by_vector, "keyword": d.by_keyword },
-            })
+            SearchHit {
+                content_id: d.content_id.clone(),
+                title: d.title.clone(),
+                score: d.score,
+                snippet: snip.text,
+                highlights: snip.highlights,
+                sources: HitSources { vector: d.by_vector, keyword: d.by_keyword },
+            }
         })
         .collect();
     let took = now_ms() - started;
@@ -46,6 +50,7 @@ pub async fn search(env: &Env, ctx: &Context, p: &Principal, req: &Request) -> A
     ctx.wait_until(async move {
         let _ = catalog::run_batch(&env2, log).await;
     });
-    let timings = json!({ "vector_ms": found.vector_ms, "keyword_ms": found.keyword_ms, "fetch_ms": found.fetch_ms });
-    Ok(http::json(200, &json!({ "query": text, "mode": mode_text, "k": k, "took_ms": took, "timings": timings, "results": results })))
+    let timings = SearchTimings { vector_ms: found.vector_ms, keyword_ms: found.keyword_ms, fetch_ms: found.fetch_ms };
+    let answer = SearchResponse { query: text.to_string(), mode: mode_text.to_string(), k, took_ms: took, timings, results };
+    Ok(http::json(200, &answer))
 }

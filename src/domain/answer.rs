@@ -47,6 +47,7 @@ pub struct Source {
     pub text: String,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Citation {
     pub n: u32,
@@ -163,6 +164,7 @@ fn clip(sentence: &str) -> String {
     format!("{}…", &cut[..end])
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnswerStatus {
@@ -179,6 +181,7 @@ impl AnswerStatus {
 }
 
 /// `GET /api/answers/{id}`.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AnswerView {
     pub id: Uuid,

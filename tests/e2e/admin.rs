@@ -108,6 +108,84 @@ async fn openapi_documents_the_router() {
     for p in ["/api/content", "/api/runs/{id}", "/admin/actors/{kind}/{id}", "/api/search", "/healthz"] {
         assert!(r.body["paths"][p].is_object(), "{p}");
     }
+
+    // What the server sends has every field its documented schema requires,
+    // with the documented JSON type (the schemas are generated from the types).
+    let doc = r.body;
+    let (cid, run) = s.submit("Schema check", &document("schemas", 71, 900), None).await;
+    s.wait_run(&run, Duration::from_secs(60)).await;
+    let checks = [
+        ("/api/content/{id}", "get", s.get(&format!("/api/content/{cid}")).await),
+        ("/api/runs/{id}", "get", s.get(&format!("/api/runs/{run}")).await),
+        ("/api/search", "get", s.get("/api/search?q=schemas").await),
+        ("/api/content", "get", s.get("/api/content?limit=3").await),
+    ];
+    for (path, method, reply) in checks {
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        let schema_ref = doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{path} has no typed response"));
+        let problems = conformance(&doc, schema_ref, &reply.body, path);
+        assert!(problems.is_empty(), "{path} does not match {schema_ref}: {problems:#?}");
+    }
+}
+
+/// Where `value` departs from the schema `schema_ref` of `doc`: a missing
+/// required field or a JSON type other than the documented one (recursively).
+fn conformance(doc: &serde_json::Value, schema_ref: &str, value: &serde_json::Value, at: &str) -> Vec<String> {
+    let name = schema_ref.trim_start_matches("#/components/schemas/");
+    let schema = &doc["components"]["schemas"][name];
+    check_schema(doc, schema, value, at)
+}
+
+fn check_schema(doc: &serde_json::Value, schema: &serde_json::Value, value: &serde_json::Value, at: &str) -> Vec<String> {
+    use serde_json::Value;
+    if let Some(r) = schema["$ref"].as_str() {
+        return conformance(doc, r, value, at);
+    }
+    if value.is_null() && schema["nullable"] == true {
+        return vec![];
+    }
+    let mut out = Vec::new();
+    let type_ok = match schema["type"].as_str() {
+        Some("object") => value.is_object(),
+        Some("array") => value.is_array(),
+        Some("string") => value.is_string(),
+        Some("integer") => value.is_i64() || value.is_u64(),
+        Some("number") => value.is_number(),
+        Some("boolean") => value.is_boolean(),
+        _ => true,
+    };
+    if !type_ok {
+        out.push(format!("{at}: {value} is not {}", schema["type"]));
+        return out;
+    }
+    if let Some(allowed) = schema["enum"].as_array() {
+        if !allowed.contains(value) {
+            out.push(format!("{at}: {value} is not one of {allowed:?}"));
+        }
+    }
+    if let Value::Object(fields) = value {
+        for req in schema["required"].as_array().into_iter().flatten() {
+            let key = req.as_str().unwrap_or_default();
+            if !fields.contains_key(key) {
+                out.push(format!("{at}: required field {key} is missing"));
+            }
+        }
+        if let Some(props) = schema["properties"].as_object() {
+            for (k, sub) in props {
+                if let Some(v) = fields.get(k) {
+                    out.extend(check_schema(doc, sub, v, &format!("{at}.{k}")));
+                }
+            }
+        }
+    }
+    if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
+        for (i, v) in items.iter().enumerate() {
+            out.extend(check_schema(doc, item_schema, v, &format!("{at}[{i}]")));
+        }
+    }
+    out
 }
 
 /// After a D1 restore that lost an item's rows, the reconciliation route
