@@ -199,16 +199,7 @@ async fn analyze(State(state): State<AppState>, req: Request) -> Result<Response
 /// `POST /extract/pdf`: the body is the PDF; the answer is `{"text"}`
 /// (empty for a PDF without text). A body that is no readable PDF is 422.
 async fn extract_pdf(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
-    let mime = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let mime = media_type(req.headers().get(header::CONTENT_TYPE).unwrap_or(&HeaderValue::from_static("")));
     if mime != "application/pdf" {
         return Err(ApiError::UnsupportedMediaType(format!(
             "Content-Type must be application/pdf, got {mime:?}"
@@ -259,14 +250,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
             "missing Content-Type; expected application/json".into(),
         ));
     };
-    let mime = value
-        .to_str()
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let mime = media_type(value);
     let is_json =
         mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
     if is_json {
@@ -277,6 +261,11 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
             String::from_utf8_lossy(value.as_bytes())
         )))
     }
+}
+
+/// A Content-Type's essence, lowercase, without parameters.
+fn media_type(value: &HeaderValue) -> String {
+    value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
