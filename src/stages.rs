@@ -194,6 +194,11 @@ async fn upload_text(cx: &StageContext<'_>, p: &Providers, source: &Source) -> R
     if nlp::tokenize::tokens(&text).is_empty() {
         return Err(StageError::terminal(format!("no extractable text in {} upload", kind.label())).into());
     }
+    let limit = cx.cfg.limits.body_max_bytes;
+    if text.len() > limit {
+        let why = format!("the {} upload's text is {} bytes, more than a body may hold ({limit}, LIMIT_BODY_BYTES)", kind.label(), text.len());
+        return Err(StageError::terminal(why).into());
+    }
     Ok(text)
 }
 

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+/// The longest `Content-Type` an upload may carry.
+pub const CONTENT_TYPE_MAX_CHARS: usize = 200;
+
 /// The file types an upload may have; their text is extracted by the run's
 /// `validate` stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +32,13 @@ impl UploadType {
     }
 
     /// The type of a `Content-Type` value: its essence (before any `;`
-    /// parameter such as `charset`), case-insensitively. `None` for any other.
+    /// parameter such as `charset`), case-insensitively. `None` for any other,
+    /// and for a value longer than [`CONTENT_TYPE_MAX_CHARS`] (it is stored
+    /// and shown with the source).
     pub fn parse(content_type: &str) -> Option<UploadType> {
+        if content_type.len() > CONTENT_TYPE_MAX_CHARS {
+            return None;
+        }
         let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         UploadType::ALL.into_iter().find(|t| t.mime() == essence)
     }
@@ -136,6 +144,8 @@ mod tests {
             assert_eq!(UploadType::parse(other), None, "{other}");
         }
         assert!(UploadType::refusal().contains("application/pdf"));
+        let long = format!("text/plain; x={}", "a".repeat(CONTENT_TYPE_MAX_CHARS));
+        assert_eq!(UploadType::parse(&long), None);
     }
 
     #[test]
