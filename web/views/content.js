@@ -93,7 +93,8 @@ function sourceLink(id, v) {
     try {
       const blob = await sourceFile(id, v.version);
       const url = URL.createObjectURL(blob);
-      const a = h('a', { href: url, download: `${v.title || id}` });
+      const ext = { 'text/markdown': '.md', 'text/html': '.html', 'application/pdf': '.pdf', 'text/plain': '.txt' }[blob.type.split(';')[0]] || '';
+      const a = h('a', { href: url, download: `${v.title || id}${ext}` });
       document.body.append(a);
       a.click();
       a.remove();

@@ -134,7 +134,7 @@ export function mount(root, _params, ctx) {
       h('h1', { id: 'submit-title' }, 'Submit a document'),
       h('p', { class: 'lede' }, 'Each document becomes a content actor and starts a pipeline run: ',
         'validate → chunk → embed → index → summarize → extract → analyze → publish. You will watch it live.'),
-      h('div', { class: 'split' }, h('div', null, form, uploadForm), recentBox)));
+      h('div', { class: 'split' }, h('div', { class: 'stack' }, form, uploadForm), recentBox)));
 
   // Editing a field clears its error; the summary goes when no error is left.
   form.addEventListener('input', (e) => {
