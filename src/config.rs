@@ -18,6 +18,8 @@ pub struct Limits {
     pub author_max_chars: usize,
     /// Largest accepted request body; bigger is 413 before parsing.
     pub request_max_bytes: usize,
+    /// `MAX_UPLOAD_BYTES`: the largest uploaded file (`POST /api/uploads`).
+    pub upload_max_bytes: usize,
 }
 
 impl Default for Limits {
@@ -30,6 +32,7 @@ impl Default for Limits {
             category_max_chars: 64,
             author_max_chars: 200,
             request_max_bytes: 256 * 1024,
+            upload_max_bytes: 10 * 1024 * 1024,
         }
     }
 }
@@ -100,6 +103,7 @@ impl Config {
             category_max_chars: d.category_max_chars,
             author_max_chars: d.author_max_chars,
             request_max_bytes: 0,
+            upload_max_bytes: num("MAX_UPLOAD_BYTES", d.upload_max_bytes as u64).max(1) as usize,
         };
         // The request cap follows the body cap, with room for JSON escaping.
         let limits = Limits {
@@ -166,6 +170,8 @@ mod tests {
         assert_eq!(c.limits.tags_max, 20);
         assert_eq!(c.limits.tag_max_chars, 40);
         assert!(c.limits.request_max_bytes > c.limits.body_max_bytes);
+        assert_eq!(c.limits.upload_max_bytes, 10 * 1024 * 1024);
+        assert_eq!(cfg(&[("MAX_UPLOAD_BYTES", "4096")]).limits.upload_max_bytes, 4096);
         assert!(c.faults.is_empty());
         assert_eq!(c.ai_backend, "local");
         assert_eq!((c.trust.rate_write_per_min, c.trust.rate_read_per_min, c.trust.rate_sessions_per_min), (60, 600, 30));

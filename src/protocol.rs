@@ -313,6 +313,9 @@ pub struct ContentView {
     pub tags: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
+    /// The uploaded original of the current version, for an upload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::domain::upload::SourceView>,
     pub status: ContentStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,

@@ -12,10 +12,12 @@ use crate::config::Config;
 use crate::domain::content::{Artifacts, ContentDoc};
 use crate::domain::pipeline::{PipelineRun, StageError};
 use crate::domain::principal::PUBLIC_NAMESPACE;
+use crate::domain::upload::{Source, UploadType};
 use crate::domain::vector::{decode_f32_le, encode_f32_le, vector_id};
 use crate::error::ApiError;
 use crate::nlp;
 use crate::protocol::Stage;
+use crate::providers::object_store::{ObjectStore, R2Uploads};
 use crate::providers::{
     AnalyzeRequest, DocumentAnalyzer, Embedder, Extraction, Providers, TextModel, VectorIndex, VectorItem, VectorMeta,
 };
@@ -102,10 +104,24 @@ impl ArtifactStore {
     }
 }
 
+/// The artifact holding an upload's extracted text: from `validate` on, the
+/// run's body, so later stages and retries never extract again.
+pub const EXTRACTED_TEXT_ARTIFACT: &str = "extracted_text";
+
 pub async fn execute(stage: Stage, cx: &StageContext<'_>) -> Result<(), StageFailure> {
     let p = Providers::from_config(cx.env, cx.cfg);
+    let extracted;
+    let with_text;
+    let cx = match (&cx.doc.source, cx.artifacts.get_opt::<String>(EXTRACTED_TEXT_ARTIFACT)) {
+        (Some(_), Some(text)) => {
+            extracted = ContentDoc { body: text, ..cx.doc.clone() };
+            with_text = StageContext { doc: &extracted, ..*cx };
+            &with_text
+        }
+        _ => cx,
+    };
     match stage {
-        Stage::Validate => validate(cx),
+        Stage::Validate => validate(cx, &p).await,
         Stage::Chunk => chunk(cx),
         Stage::Embed => embed(cx, &p).await,
         Stage::Index => index(cx, &p).await,
@@ -131,20 +147,59 @@ pub async fn execute(stage: Stage, cx: &StageContext<'_>) -> Result<(), StageFai
     }
 }
 
-fn validate(cx: &StageContext<'_>) -> Result<(), StageFailure> {
+/// Checks the document; an upload's file is first turned into its text.
+async fn validate(cx: &StageContext<'_>, p: &Providers) -> Result<(), StageFailure> {
+    let upload_text = match &cx.doc.source {
+        Some(source) if cx.doc.body.is_empty() => Some(upload_text(cx, p, source).await?),
+        _ => None,
+    };
+    let body = upload_text.as_ref().unwrap_or(&cx.doc.body);
     let input = crate::protocol::ContentInput {
         title: cx.doc.title.clone(),
-        body: cx.doc.body.clone(),
+        body: body.clone(),
         category: cx.doc.category.clone(),
         tags: Some(cx.doc.tags.clone()),
         author: cx.doc.author.clone(),
         visibility: None,
     };
     ContentDoc::validate(input, &cx.cfg.limits).map_err(|e| StageError::terminal(e.to_string()))?;
-    if nlp::tokenize::tokens(&cx.doc.body).is_empty() {
+    if nlp::tokenize::tokens(body).is_empty() {
         return Err(StageError::terminal("body has no words to index").into());
     }
-    Ok(())
+    match upload_text {
+        Some(text) => Ok(cx.artifacts.put(EXTRACTED_TEXT_ARTIFACT, &text)?),
+        None => Ok(()),
+    }
+}
+
+/// The text of an uploaded file: Markdown, HTML and plain text here, PDF in
+/// the analyzer. A file without words fails the run for good.
+async fn upload_text(cx: &StageContext<'_>, p: &Providers, source: &Source) -> Result<String, StageFailure> {
+    let kind = source
+        .upload_type()
+        .ok_or_else(|| StageError::terminal(format!("uploads of type {} cannot be read", source.content_type)))?;
+    let text = match kind {
+        UploadType::Pdf => p.analyzer.extract_pdf(&source.key).await?,
+        _ => {
+            let object = R2Uploads::new(cx.env)
+                .get(&source.key)
+                .await
+                .map_err(|e| StageError::transient(e.to_string()))?
+                .ok_or_else(|| StageError::terminal("the uploaded file is missing from the bucket"))?;
+            let raw = String::from_utf8_lossy(&object.bytes);
+            nlp::markup::to_text(kind, raw.trim_start_matches('\u{feff}')).unwrap_or_default()
+        }
+    };
+    let text = text.replace('\0', "");
+    if nlp::tokenize::tokens(&text).is_empty() {
+        return Err(StageError::terminal(format!("no extractable text in {} upload", kind.label())).into());
+    }
+    let limit = cx.cfg.limits.body_max_bytes;
+    if text.len() > limit {
+        let why = format!("the {} upload's text is {} bytes, more than a body may hold ({limit}, LIMIT_BODY_BYTES)", kind.label(), text.len());
+        return Err(StageError::terminal(why).into());
+    }
+    Ok(text)
 }
 
 fn chunk(cx: &StageContext<'_>) -> Result<(), StageFailure> {
@@ -231,6 +286,7 @@ async fn publish(cx: &StageContext<'_>) -> Result<(), StageFailure> {
         entities: extraction.as_ref().map(|x| x.entities.clone()).unwrap_or_default(),
         sentiment: extraction.map(|x| x.sentiment),
         analysis: cx.artifacts.get_opt("analysis"),
+        text: cx.doc.source.as_ref().map(|_| cx.doc.body.clone()),
     };
     let body = json!({ "run_id": cx.run.id, "artifacts": artifacts });
     let r: Result<serde_json::Value, ApiError> =

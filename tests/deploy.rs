@@ -415,3 +415,24 @@ fn production_keeps_pending_durable_object_io_alive() {
          with waitUntil work (catalog writes, pushes) pending; set the flag or a date >= {DO_IO_KEEPALIVE_DATE}"
     );
 }
+
+/// `(binding, bucket)` of every R2 bucket a table binds.
+fn r2_buckets(table: &Table) -> BTreeSet<(String, String)> {
+    tables(table, "r2_buckets")
+        .iter()
+        .filter_map(|t| Some((t.get("binding")?.as_str()?.to_string(), t.get("bucket_name")?.as_str()?.to_string())))
+        .collect()
+}
+
+/// Uploads keep their originals in R2: every environment binds the same
+/// `UPLOADS` bucket (bindings are not inherited by environments).
+#[test]
+fn every_env_binds_the_uploads_bucket() {
+    let config = wrangler();
+    let uploads = ("UPLOADS".to_string(), "actorline-uploads".to_string());
+    assert!(r2_buckets(&config).contains(&uploads), "the default env does not bind R2 bucket {uploads:?}");
+    assert_eq!(r2_buckets(production(&config)), r2_buckets(&config), "[env.production] binds other R2 buckets than the default env");
+    if let Some(emulated) = env(&config, "emulated") {
+        assert_eq!(r2_buckets(emulated), r2_buckets(&config), "[env.emulated] binds other R2 buckets than the default env");
+    }
+}

@@ -36,7 +36,7 @@ async function parse(resp) {
  * `request('GET', '/api/runs/x')` resolves with the parsed body of a 2xx and
  * rejects with an ApiError otherwise (also for network failures, status 0).
  */
-export async function request(method, path, { body, query, admin = false, signal } = {}) {
+export async function request(method, path, { body, file, query, admin = false, signal } = {}) {
   let url = path;
   if (query) {
     const q = new URLSearchParams();
@@ -48,6 +48,7 @@ export async function request(method, path, { body, query, admin = false, signal
   }
   const headers = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
+  if (file) Object.assign(headers, fileHeaders(file));
   const token = admin ? adminToken() : credential();
   if (token) headers.authorization = `Bearer ${token}`;
   let resp;
@@ -55,7 +56,7 @@ export async function request(method, path, { body, query, admin = false, signal
     resp = await fetch(url, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: file || (body === undefined ? undefined : JSON.stringify(body)),
       signal,
       cache: 'no-store',
       credentials: 'same-origin',
@@ -112,6 +113,44 @@ export const setCredential = (token) => store(CREDENTIAL_KEY, token);
 export const whoAmI = () => get(api.me());
 
 export const endpoints = api;
+
+// The upload types the API accepts, by file extension when the browser
+// gives a file no (or a generic) type, as it often does for Markdown.
+const UPLOAD_TYPES = { md: 'text/markdown', markdown: 'text/markdown', html: 'text/html', htm: 'text/html', pdf: 'application/pdf', txt: 'text/plain' };
+
+function fileHeaders(file) {
+  const ext = (file.name || '').split('.').pop().toLowerCase();
+  const type = UPLOAD_TYPES[ext] || file.type || 'application/octet-stream';
+  const headers = { 'content-type': type };
+  // Header values must be ASCII; a name that is not is simply not sent.
+  if (file.name && /^[\x20-\x7e]+$/.test(file.name) && !file.name.includes('"')) {
+    headers['content-disposition'] = `attachment; filename="${file.name}"`;
+  }
+  return headers;
+}
+
+/**
+ * Uploads a file as a new item (`{title?, category?, visibility?}` in the
+ * query): `{content_id, version, run_id, links}`, like a submission.
+ */
+export const upload = (file, query, opts) => request('POST', api.uploads(), { ...opts, query, file });
+
+/**
+ * The original file of an item's version, fetched with the credential (a
+ * plain link would not carry it): a Blob with the file's type.
+ */
+export async function sourceFile(id, version) {
+  const headers = {};
+  const token = credential();
+  if (token) headers.authorization = `Bearer ${token}`;
+  const resp = await fetch(api.contentSource(id, version), { headers, cache: 'no-store', credentials: 'same-origin' });
+  if (!resp.ok) {
+    const data = await parse(resp);
+    const err = data && typeof data === 'object' && data.error ? data.error : {};
+    throw new ApiError(resp.status, err.code || `http_${resp.status}`, err.message || resp.statusText);
+  }
+  return resp.blob();
+}
 
 /** Asks a question: `{answer_id, topic, links}`; the answer streams on `topic`. */
 export const ask = (question, opts) => post(api.answers(), { question }, opts);

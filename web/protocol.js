@@ -88,6 +88,8 @@ const enc = encodeURIComponent;
 export const api = Object.freeze({
   content: () => '/api/content',
   contentItem: (id) => `/api/content/${enc(id)}`,
+  contentSource: (id, version) => `/api/content/${enc(id)}/source${version ? `?version=${enc(version)}` : ''}`,
+  uploads: () => '/api/uploads',
   run: (id) => `/api/runs/${enc(id)}`,
   runCancel: (id) => `/api/runs/${enc(id)}/cancel`,
   runRetry: (id) => `/api/runs/${enc(id)}/retry`,

@@ -22,7 +22,8 @@ use crate::domain::container_start::{refusal, StartupWait, Step};
 use crate::domain::pipeline::StageError;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::ErrorClass;
-use crate::providers::analyzer_http::{analyze_over_http, analyze_request};
+use crate::providers::analyzer_http::{analyze_over_http, AnalyzerCall};
+use crate::providers::object_store::{ObjectStore, R2Uploads};
 use crate::providers::workers_ai::js_error_text;
 use crate::providers::AnalyzeRequest;
 use crate::runtime::{config, now_ms, var};
@@ -187,14 +188,14 @@ impl AnalyzerContainer {
         }
     }
 
-    async fn call(&self, req: &AnalyzeRequest) -> Result<Value, CallFailure> {
+    async fn call(&self, req: &AnalyzerCall) -> Result<Value, CallFailure> {
         match self.container() {
             Some(container) => self.call_container(&container, req).await,
             None => {
                 let base = config(&self.env)
                     .analyzer_url
                     .ok_or_else(|| StageError::terminal("analyzer disabled: no container and no ANALYZER_URL"))?;
-                let http = analyze_request(&base, req).map_err(|e| StageError::transient(e.to_string()))?;
+                let http = req.request(&base).map_err(|e| StageError::transient(e.to_string()))?;
                 Ok(analyze_over_http(http).await?)
             }
         }
@@ -203,7 +204,7 @@ impl AnalyzerContainer {
     /// Sends to the container, starting it and waiting for its port as
     /// [`StartupWait`] decides. Refusals while it starts are not failures of
     /// the analyzer: a give-up is transient and stays out of the breaker.
-    async fn call_container(&self, container: &ContainerHandle, req: &AnalyzeRequest) -> Result<Value, CallFailure> {
+    async fn call_container(&self, container: &ContainerHandle, req: &AnalyzerCall) -> Result<Value, CallFailure> {
         let running = container.is_running().await.map_err(|e| StageError::transient(format!("container: {e}")))?;
         let (mut wait, mut step) = StartupWait::with_defaults(now_ms(), running);
         loop {
@@ -231,7 +232,7 @@ impl AnalyzerContainer {
                     )));
                 }
                 Step::Send => {
-                    let http = analyze_request("http://container", req).map_err(|e| StageError::transient(e.to_string()))?;
+                    let http = req.request("http://container").map_err(|e| StageError::transient(e.to_string()))?;
                     match container.send(CONTAINER_PORT, http).await {
                         Ok(resp) => return Ok(container_reply(resp).await?),
                         Err(text) => match refusal(&text) {
@@ -244,7 +245,28 @@ impl AnalyzerContainer {
         }
     }
 
+    /// The text of an uploaded PDF, read from the bucket by its key. No
+    /// analyzer is a refusal; an open circuit is only a wait.
+    async fn extract_pdf(&self, key: &str) -> ApiResult<Value> {
+        if !self.configured() {
+            return Err(ApiError::BadRequest("PDF uploads need the analyzer: no container and no ANALYZER_URL".into()));
+        }
+        let pdf = R2Uploads::new(&self.env)
+            .get(key)
+            .await?
+            .ok_or_else(|| ApiError::BadRequest("the uploaded PDF is missing from the bucket".into()))?;
+        self.guarded(AnalyzerCall::ExtractPdf(pdf.bytes)).await.map_err(|e| match e {
+            ApiError::Conflict(why) => ApiError::Unavailable(why),
+            e => e,
+        })
+    }
+
     async fn analyze(&self, req: AnalyzeRequest) -> ApiResult<Value> {
+        self.guarded(AnalyzerCall::Analyze(req)).await
+    }
+
+    /// One call through the circuit breaker.
+    async fn guarded(&self, req: AnalyzerCall) -> ApiResult<Value> {
         if !self.configured() {
             return Err(ApiError::Conflict("analyzer disabled: no container and no ANALYZER_URL".into()));
         }
@@ -286,6 +308,10 @@ impl AnalyzerContainer {
         let (op, body): (String, Value) = rpc::incoming(&mut req).await?;
         match op.as_str() {
             "analyze" => self.analyze(serde_json::from_value(body)?).await,
+            "extract_pdf" => {
+                let key = body.get("key").and_then(Value::as_str).ok_or_else(|| ApiError::BadRequest("extract_pdf needs a key".into()))?;
+                self.extract_pdf(key).await
+            }
             "status" => Ok(self.status()),
             "inspect" | "fire_alarm" => {
                 let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention);

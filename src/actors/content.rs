@@ -17,8 +17,10 @@ use crate::domain::faults;
 use crate::domain::outbox::Duty;
 use crate::domain::principal::{Access, Ownership, Principal, Visibility};
 use crate::domain::time::Millis;
+use crate::domain::upload::item_prefix;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{Accepted, ContentStatus, EventDraft, RunStatus, Topic};
+use crate::providers::object_store::{ObjectStore, R2Uploads};
 use crate::providers::{Providers, VectorIndex};
 use crate::runtime::{config, now_ms};
 
@@ -86,6 +88,14 @@ struct RunEnded {
     status: RunStatus,
     #[serde(default)]
     reason: Option<String>,
+}
+
+/// `source`: the uploaded original of a version the principal may read.
+#[derive(Deserialize)]
+struct SourceOf {
+    principal: Principal,
+    #[serde(default)]
+    version: Option<u32>,
 }
 
 /// `fence`: a run asks whether its version may still write the indexes.
@@ -212,6 +222,7 @@ impl ContentActor {
                     .map(|_| ())
                     .map_err(|e| ApiError::Unavailable(format!("vector index: {e}")))
             }
+            Duty::DropUploads { prefix } => R2Uploads::new(&self.env).delete_prefix(prefix).await.map(|_| ()),
             Duty::ReportEnd { .. } => Err(ApiError::Internal(format!("content owes no duty {}", duty.key()))),
         }
     }
@@ -326,6 +337,9 @@ impl ContentActor {
             duties.push(Duty::PurgeRun { run_id: run });
         }
         duties.push(Duty::DropVectors);
+        if c.has_uploads() {
+            duties.push(Duty::DropUploads { prefix: item_prefix(&c.ownership.tenant, c.id) });
+        }
         duties.push(Duty::Catalog);
         // The tombstone lands before any await: a PUT or publish after this sees 404.
         self.cells().save(TOMBSTONE, &true)?;
@@ -380,11 +394,17 @@ impl ContentActor {
                 let a: Acting = serde_json::from_value(body)?;
                 Ok(serde_json::to_value(self.require_for(&a.principal, Access::Read)?.view())?)
             }
+            "source" => {
+                let q: SourceOf = serde_json::from_value(body)?;
+                let c = self.require_for(&q.principal, Access::Read)?;
+                let source = c.source(q.version).ok_or_else(|| ApiError::not_found("source file of that version"))?;
+                Ok(serde_json::to_value(source)?)
+            }
             // Whether a principal may read or change this item (for its runs' routes and topics).
             "authorize" => {
                 let a: Acting = serde_json::from_value(body)?;
                 let c = self.require_for(&a.principal, a.needed.into())?;
-                Ok(json!({ "content_id": c.id, "version": c.version }))
+                Ok(json!({ "content_id": c.id, "version": c.version, "tenant": c.ownership.tenant }))
             }
             "publish" => self.publish(serde_json::from_value(body)?).await,
             "run_ended" => self.run_ended(serde_json::from_value(body)?).await,

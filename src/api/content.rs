@@ -8,7 +8,7 @@ use super::auth;
 use super::input::{int_param, json_body, param, query, uuid_param};
 use crate::actors::rpc::{self, ActorKind};
 use crate::catalog;
-use crate::domain::principal::{Principal, Scope, Visibility};
+use crate::domain::principal::{Ownership, Principal, Scope, Visibility};
 use crate::domain::content::ContentDoc;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
@@ -22,7 +22,20 @@ async fn submit(env: &Env, req: &mut Request, content_id: Uuid, op: &str, who: V
     let input: ContentInput = json_body(req, cfg.limits.request_max_bytes).await?;
     let visibility = input.visibility;
     let doc = ContentDoc::validate(input, &cfg.limits)?;
-    let run_id = Uuid::new_v4();
+    submit_doc(env, content_id, Uuid::new_v4(), op, &doc, visibility, who).await
+}
+
+/// Sends a checked document to the content actor as `op` (`create` or
+/// `update`, with `who` naming the writer): JSON submissions and uploads alike.
+pub(super) async fn submit_doc(
+    env: &Env,
+    content_id: Uuid,
+    run_id: Uuid,
+    op: &str,
+    doc: &ContentDoc,
+    visibility: Option<Visibility>,
+    who: Value,
+) -> ApiResult<Response> {
     let mut body = json!({ "content_id": content_id, "run_id": run_id, "doc": doc, "visibility": visibility });
     if let (Some(target), Value::Object(extra)) = (body.as_object_mut(), who) {
         target.extend(extra);
@@ -33,19 +46,29 @@ async fn submit(env: &Env, req: &mut Request, content_id: Uuid, op: &str, who: V
     Ok(resp)
 }
 
-pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Response> {
+/// Who a new item belongs to (`create` sends it as `ownership`); a
+/// submission's `visibility` overrides the default.
+pub(super) fn new_ownership(env: &Env, p: &Principal) -> ApiResult<Ownership> {
     auth::require(p, Scope::Write)?;
-    // The body's `visibility` (read by `submit`) overrides the default.
-    let ownership = p
-        .ownership_for_new(Visibility::default(), &config(env).trust.operator_tenant)
-        .ok_or_else(|| ApiError::Forbidden("creating content needs content:write in a tenant".into()))?;
+    p.ownership_for_new(Visibility::default(), &config(env).trust.operator_tenant)
+        .ok_or_else(|| ApiError::Forbidden("creating content needs content:write in a tenant".into()))
+}
+
+pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Response> {
+    let ownership = new_ownership(env, p)?;
     submit(env, &mut req, Uuid::new_v4(), "create", json!({ "ownership": ownership })).await
 }
 
 pub async fn update(env: &Env, p: &Principal, mut req: Request, id: &str) -> ApiResult<Response> {
     let id = uuid_param(id, "content")?;
-    let if_match = if_match(&req)?;
-    submit(env, &mut req, id, "update", json!({ "principal": p, "if_match": if_match })).await
+    let who = updater(p, &req)?;
+    submit(env, &mut req, id, "update", who).await
+}
+
+/// The writer of a new version and the version it last saw (`If-Match`):
+/// `update`'s extra fields for [`submit_doc`].
+pub(super) fn updater(p: &Principal, req: &Request) -> ApiResult<Value> {
+    Ok(json!({ "principal": p, "if_match": if_match(req)? }))
 }
 
 /// `If-Match: "3"` (an entity tag holding the version), `3`, or `*` (any).

@@ -29,6 +29,8 @@ mod runs;
 mod search;
 #[cfg(target_arch = "wasm32")]
 mod sessions;
+#[cfg(target_arch = "wasm32")]
+mod uploads;
 
 #[cfg(target_arch = "wasm32")]
 pub async fn handle(req: worker::Request, env: worker::Env, ctx: worker::Context) -> worker::Response {
@@ -78,8 +80,18 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
         R::PutContent => {
             auth::require(&who, Scope::Read)?;
             limits::spend(env, &who, &req, LimitClass::Write, 1).await?;
-            content::update(env, &who, req, arg(0)).await
+            if uploads::is_file(&req) {
+                uploads::update(env, &who, req, arg(0)).await
+            } else {
+                content::update(env, &who, req, arg(0)).await
+            }
         }
+        R::CreateUpload => {
+            auth::require(&who, Scope::Write)?;
+            limits::spend(env, &who, &req, LimitClass::Write, 1).await?;
+            uploads::create(env, &who, req).await
+        }
+        R::GetSource => uploads::source(env, &who, &req, arg(0)).await,
         R::DeleteContent => {
             auth::require(&who, Scope::Read)?;
             content::delete(env, &who, arg(0)).await

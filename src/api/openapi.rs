@@ -37,6 +37,8 @@ fn summary(id: RouteId) -> (&'static str, &'static str) {
         RouteId::CreateAnswer => ("Ask a question: a grounded, cited answer streamed on answer:<id>", "Answers"),
         RouteId::GetAnswer => ("The answer actor's view (its asker or the operator only)", "Answers"),
         RouteId::TopicEvents => ("Server-Sent Events for one topic (id = seq; Last-Event-ID resumes)", "Live"),
+        RouteId::CreateUpload => ("Upload a file (text, Markdown, HTML, PDF) as a new content item; stored in R2", "Content"),
+        RouteId::GetSource => ("The uploaded original of a version, byte for byte", "Content"),
     }
 }
 
@@ -48,6 +50,8 @@ fn query_params(id: RouteId) -> Vec<(&'static str, &'static str)> {
         RouteId::AdminActors => vec![("kind", "string"), ("status", "string"), ("limit", "integer"), ("cursor", "string")],
         RouteId::ListKeys => vec![("tenant", "string")],
         RouteId::TopicEvents => vec![("after", "integer")],
+        RouteId::CreateUpload => vec![("title", "string"), ("category", "string"), ("visibility", "string")],
+        RouteId::GetSource => vec![("version", "integer")],
         _ => vec![],
     }
 }
@@ -59,6 +63,7 @@ const SCHEMAS: &str = include_str!("openapi_schemas.json");
 fn bodies(id: RouteId) -> (Option<&'static str>, Option<&'static str>) {
     match id {
         RouteId::CreateContent | RouteId::PutContent => (Some("ContentInput"), Some("Accepted")),
+        RouteId::CreateUpload => (None, Some("Accepted")),
         RouteId::GetContent => (None, Some("ContentView")),
         RouteId::ListContent => (None, Some("ContentPage")),
         RouteId::GetRun | RouteId::CancelRun | RouteId::RetryRun => (None, Some("RunView")),
@@ -106,7 +111,7 @@ pub fn document() -> Value {
                 .map(|(name, ty)| json!({ "name": name, "in": "query", "required": name == "q" || name == "token", "schema": { "type": ty } })),
         );
         let ok = match r.id {
-            RouteId::CreateContent | RouteId::PutContent | RouteId::CreateAnswer => "202",
+            RouteId::CreateContent | RouteId::PutContent | RouteId::CreateAnswer | RouteId::CreateUpload => "202",
             RouteId::DeleteContent | RouteId::RevokeKey => "204",
             RouteId::CreateKey => "201",
             RouteId::SessionSocket => "101",
@@ -128,6 +133,17 @@ pub fn document() -> Value {
         }
         if let Some(name) = request {
             op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema_ref(name) } } });
+        }
+        // A file version: PUT takes the upload types too.
+        if matches!(r.id, RouteId::CreateUpload | RouteId::PutContent) {
+            let mut content = op["requestBody"]["content"].as_object().cloned().unwrap_or_default();
+            for t in crate::domain::upload::UploadType::ALL {
+                content.insert(t.mime().into(), json!({ "schema": { "type": "string", "format": "binary" } }));
+            }
+            op["requestBody"] = json!({ "required": true, "content": content });
+        }
+        if r.id == RouteId::GetSource {
+            op["responses"][ok]["content"] = json!({ "*/*": { "schema": { "type": "string", "format": "binary" } } });
         }
         if r.id == RouteId::TopicEvents {
             op["responses"][ok]["content"] = json!({ "text/event-stream": { "schema": { "type": "string" } } });

@@ -31,6 +31,8 @@ pub enum RouteId {
     CreateAnswer,
     GetAnswer,
     TopicEvents,
+    CreateUpload,
+    GetSource,
 }
 
 pub struct Route {
@@ -52,6 +54,8 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/content/{id}", RouteId::GetContent),
     r("PUT", "/api/content/{id}", RouteId::PutContent),
     r("DELETE", "/api/content/{id}", RouteId::DeleteContent),
+    r("GET", "/api/content/{id}/source", RouteId::GetSource),
+    r("POST", "/api/uploads", RouteId::CreateUpload),
     r("GET", "/api/runs/{id}", RouteId::GetRun),
     r("POST", "/api/runs/{id}/cancel", RouteId::CancelRun),
     r("POST", "/api/runs/{id}/retry", RouteId::RetryRun),
@@ -131,5 +135,8 @@ mod tests {
         assert_eq!(resolve("GET", "/api/runs//cancel").unwrap_err().status(), 404);
         assert_eq!(resolve("GET", "/admin/actors/run/x").unwrap().1, vec!["run", "x"]);
         assert_eq!(allowed("/api/content/x"), vec!["GET", "PUT", "DELETE"]);
+        assert_eq!(resolve("GET", "/api/content/x/source").unwrap(), (RouteId::GetSource, vec!["x".to_string()]));
+        assert_eq!(resolve("POST", "/api/uploads").unwrap().0, RouteId::CreateUpload);
+        assert_eq!(resolve("GET", "/api/uploads").unwrap_err().status(), 405);
     }
 }

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::principal::Ownership;
 use super::time::{rfc3339, Millis};
+use super::upload::Source;
 use crate::config::Limits;
 use crate::error::ApiError;
 use crate::protocol::{ContentInput, ContentStatus, ContentView, Entity, EventDraft, EventName, Keyword, Sentiment, VersionView};
@@ -22,6 +23,10 @@ pub struct ContentDoc {
     pub category: Option<String>,
     pub tags: Vec<String>,
     pub author: Option<String>,
+    /// The uploaded original, for an upload: `body` is empty until the run's
+    /// `validate` stage has extracted the file's text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 }
 
 fn has_control(s: &str) -> bool {
@@ -42,16 +47,34 @@ pub fn category(raw: Option<&str>, l: &Limits) -> Result<Option<String>, ApiErro
     Ok(Some(c))
 }
 
+/// A title as stored: trimmed, one line, 1 to `title_max_chars` characters.
+fn title(raw: &str, l: &Limits) -> Result<String, ApiError> {
+    let title = raw.trim().to_string();
+    let n = title.chars().count();
+    if n == 0 || n > l.title_max_chars {
+        return Err(ApiError::invalid("title", format!("must be 1 to {} characters", l.title_max_chars)));
+    }
+    if has_control(&title) || title.contains('\n') {
+        return Err(ApiError::invalid("title", "must be a single line without control characters"));
+    }
+    Ok(title)
+}
+
 impl ContentDoc {
+    /// An upload's document: its text comes later, from the file.
+    pub fn upload(raw_title: &str, raw_category: Option<&str>, source: Source, l: &Limits) -> Result<ContentDoc, ApiError> {
+        Ok(ContentDoc {
+            title: title(raw_title, l)?,
+            body: String::new(),
+            category: category(raw_category, l)?,
+            tags: Vec::new(),
+            author: None,
+            source: Some(source),
+        })
+    }
+
     pub fn validate(input: ContentInput, l: &Limits) -> Result<ContentDoc, ApiError> {
-        let title = input.title.trim().to_string();
-        let n = title.chars().count();
-        if n == 0 || n > l.title_max_chars {
-            return Err(ApiError::invalid("title", format!("must be 1 to {} characters", l.title_max_chars)));
-        }
-        if has_control(&title) || title.contains('\n') {
-            return Err(ApiError::invalid("title", "must be a single line without control characters"));
-        }
+        let title = title(&input.title, l)?;
         if input.body.is_empty() || input.body.len() > l.body_max_bytes {
             return Err(ApiError::invalid("body", format!("must be 1 byte to {} bytes of UTF-8", l.body_max_bytes)));
         }
@@ -84,7 +107,7 @@ impl ContentDoc {
             Some(a) if a.is_empty() => None,
             a => a,
         };
-        Ok(ContentDoc { title, body: input.body, category, tags, author })
+        Ok(ContentDoc { title, body: input.body, category, tags, author, source: None })
     }
 }
 
@@ -98,6 +121,10 @@ pub struct Artifacts {
     pub entities: Vec<Entity>,
     pub sentiment: Option<Sentiment>,
     pub analysis: Option<Value>,
+    /// An upload's text as `validate` extracted it; on publish it becomes
+    /// the item's body (and is not kept here twice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,6 +134,9 @@ pub struct VersionMeta {
     pub title: String,
     pub created_at: Millis,
     pub status: ContentStatus,
+    /// This version's uploaded original, if it was an upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,6 +195,7 @@ impl ContentState {
             title: doc.title.clone(),
             created_at: now,
             status: ContentStatus::Processing,
+            source: doc.source.clone(),
         });
         self.doc = doc;
         self.status = ContentStatus::Processing;
@@ -188,9 +219,12 @@ impl ContentState {
         self.history.iter_mut().find(|v| v.version == version)
     }
 
-    pub fn publish(&mut self, artifacts: Artifacts, now: Millis) -> Result<Vec<EventDraft>, ContentError> {
+    pub fn publish(&mut self, mut artifacts: Artifacts, now: Millis) -> Result<Vec<EventDraft>, ContentError> {
         if artifacts.version != self.version {
             return Err(ContentError::Stale { got: artifacts.version, current: self.version });
+        }
+        if let Some(text) = artifacts.text.take() {
+            self.doc.body = text;
         }
         if let Some(m) = self.meta_mut(artifacts.version) {
             m.status = ContentStatus::Indexed;
@@ -229,7 +263,7 @@ impl ContentState {
         ContentState {
             id: self.id,
             version: self.version,
-            doc: ContentDoc { title: String::new(), body: String::new(), category: None, tags: Vec::new(), author: None },
+            doc: ContentDoc { title: String::new(), body: String::new(), category: None, tags: Vec::new(), author: None, source: None },
             status: self.status,
             artifacts: None,
             history: Vec::new(),
@@ -241,6 +275,17 @@ impl ContentState {
 
     pub fn delete(&self) -> Vec<EventDraft> {
         vec![self.event(EventName::ContentDeleted, json!({ "version": self.version }))]
+    }
+
+    /// The uploaded original of `version` (the current one by default).
+    pub fn source(&self, version: Option<u32>) -> Option<&Source> {
+        let version = version.unwrap_or(self.version);
+        self.history.iter().find(|v| v.version == version)?.source.as_ref()
+    }
+
+    /// Whether any version was an upload (its objects must go on delete).
+    pub fn has_uploads(&self) -> bool {
+        self.history.iter().any(|v| v.source.is_some())
     }
 
     pub fn runs(&self) -> Vec<Uuid> {
@@ -261,6 +306,7 @@ impl ContentState {
             category: self.doc.category.clone(),
             tags: self.doc.tags.clone(),
             author: self.doc.author.clone(),
+            source: self.doc.source.as_ref().map(Source::view),
             status: self.status,
             summary: a.and_then(|a| a.summary.clone()),
             entities: a.map(|a| a.entities.clone()),
@@ -401,6 +447,35 @@ mod tests {
         }
         let ev = t.delete();
         assert_eq!(ev[0].data["title"], "");
+    }
+
+    #[test]
+    fn uploads_keep_each_versions_source_and_take_the_extracted_text() {
+        use crate::domain::upload::{object_key, Source};
+        let l = Limits::default();
+        let (id, r1, r2) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let src = |run, bytes: &[u8]| Source::describe("text/markdown", bytes, object_key("acme", id, run));
+        let doc1 = ContentDoc::upload(" Notes ", Some("Science"), src(r1, b"# one"), &l).unwrap();
+        assert_eq!((doc1.title.as_str(), doc1.body.as_str(), doc1.category.as_deref()), ("Notes", "", Some("science")));
+        assert!(ContentDoc::upload(" ", None, src(r1, b""), &l).is_err(), "titles follow the submission rule");
+        let (mut s, _) = ContentState::create(id, doc1, Ownership::legacy(), r1, 10);
+        assert!(s.view().body.is_empty());
+        let a = Artifacts { version: 1, text: Some("one extracted".into()), ..Default::default() };
+        s.publish(a, 20).unwrap();
+        assert_eq!(s.view().body, "one extracted");
+        assert_eq!(s.artifacts.as_ref().unwrap().text, None, "the text is kept once, as the body");
+        s.new_version(ContentDoc::upload("Notes", None, src(r2, b"# two"), &l).unwrap(), r2, 30);
+        assert_eq!(s.source(Some(1)).unwrap().key, object_key("acme", id, r1));
+        assert_eq!(s.source(None).unwrap().key, object_key("acme", id, r2));
+        assert_eq!(s.source(Some(3)), None);
+        assert_eq!(s.view().source.unwrap().bytes, 5);
+        assert!(s.has_uploads());
+        // A JSON version after a file: no current source, the old one stays.
+        s.new_version(doc("plain"), Uuid::new_v4(), 40);
+        assert!(s.view().source.is_none());
+        assert!(s.source(Some(2)).is_some() && s.has_uploads());
+        let stored: ContentState = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(stored, s);
     }
 
     #[test]

@@ -18,4 +18,5 @@ pub mod retry;
 pub mod session;
 pub mod time;
 pub mod token;
+pub mod upload;
 pub mod vector;

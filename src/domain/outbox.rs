@@ -1,5 +1,5 @@
 //! Side effects an actor owes after a state change: spawn a run, cancel or
-//! purge one, write the D1 catalog, drop an item's vectors. A duty is stored in
+//! purge one, write the D1 catalog, drop an item's vectors or uploaded files. A duty is stored in
 //! the actor's own SQLite in the same synchronous step as the change it
 //! follows, then tried; one that fails waits with exponential backoff and is
 //! retried from the actor's alarm until it lands. Every duty is idempotent, so
@@ -32,6 +32,11 @@ pub enum Duty {
     Catalog,
     /// Erase a deleted item's vectors and fence the index against late writes.
     DropVectors,
+    /// Erase every uploaded original of a deleted item: the objects under
+    /// `prefix` in the `UPLOADS` bucket (see `domain::upload::item_prefix`).
+    DropUploads {
+        prefix: String,
+    },
     /// Tell the content actor how a run ended (`run_ended`, body `report`).
     ReportEnd {
         content_id: Uuid,
@@ -49,6 +54,7 @@ impl Duty {
             Duty::PurgeRun { run_id } => format!("purge:{run_id}"),
             Duty::Catalog => "catalog".into(),
             Duty::DropVectors => "vectors".into(),
+            Duty::DropUploads { .. } => "uploads".into(),
             Duty::ReportEnd { .. } => "run_ended".into(),
         }
     }
@@ -106,5 +112,15 @@ mod tests {
         };
         let back: Duty = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
         assert_eq!(back, d);
+    }
+
+    #[test]
+    fn dropping_uploads_is_one_duty_per_item_and_survives_storage() {
+        let d = Duty::DropUploads { prefix: "uploads/acme/x/".into() };
+        assert_eq!(d.key(), "uploads");
+        assert_ne!(d.key(), Duty::DropVectors.key());
+        let stored = serde_json::to_string(&d).unwrap();
+        assert!(stored.contains("\"duty\":\"drop_uploads\""), "{stored}");
+        assert_eq!(serde_json::from_str::<Duty>(&stored).unwrap(), d);
     }
 }

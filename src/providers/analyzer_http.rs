@@ -22,7 +22,50 @@ impl AnalyzerActorClient {
     }
 }
 
+/// What the analyzer actor forwards to the analyzer service.
+pub enum AnalyzerCall {
+    /// `POST /analyze`, JSON.
+    Analyze(AnalyzeRequest),
+    /// `POST /extract/pdf`, the PDF's bytes as the body.
+    ExtractPdf(Vec<u8>),
+}
+
+impl AnalyzerCall {
+    pub fn request(&self, base: &str) -> Result<Request, ApiError> {
+        match self {
+            AnalyzerCall::Analyze(req) => analyze_request(base, req),
+            AnalyzerCall::ExtractPdf(pdf) => {
+                let headers = Headers::new();
+                headers.set("content-type", "application/pdf")?;
+                let mut init = RequestInit::new();
+                let body = js_sys::Uint8Array::from(pdf.as_slice());
+                init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
+                Ok(Request::new_with_init(&format!("{}/extract/pdf", base.trim_end_matches('/')), &init)?)
+            }
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ExtractedText {
+    text: String,
+}
+
 impl DocumentAnalyzer for AnalyzerActorClient {
+    /// Unlike `analyze` (an optional stage), an analyzer that is down or
+    /// behind an open circuit is worth waiting for here: only a refused
+    /// document or a missing analyzer ends the run.
+    async fn extract_pdf(&self, key: &str) -> Result<String, StageError> {
+        let body = serde_json::json!({ "key": key });
+        let r: Result<ExtractedText, ApiError> = rpc::call(&self.env, ActorKind::Analyzer, ANALYZER_ACTOR, "extract_pdf", &body).await;
+        r.map(|x| x.text).map_err(|e| match e {
+            ApiError::InvalidField { .. } | ApiError::BadRequest(_) | ApiError::PayloadTooLarge { .. } => {
+                StageError::terminal(e.to_string())
+            }
+            _ => StageError::transient(e.to_string()),
+        })
+    }
+
     async fn analyze(&self, req: &AnalyzeRequest) -> Result<serde_json::Value, StageError> {
         rpc::call(&self.env, ActorKind::Analyzer, ANALYZER_ACTOR, "analyze", req).await.map_err(|e| match e {
             // Refused documents, an open circuit and a missing analyzer: a retry

@@ -23,6 +23,8 @@ pub mod backends;
 #[cfg(target_arch = "wasm32")]
 pub mod analyzer_http;
 #[cfg(target_arch = "wasm32")]
+pub mod object_store;
+#[cfg(target_arch = "wasm32")]
 pub mod vectorize;
 #[cfg(target_arch = "wasm32")]
 pub mod workers_ai;
@@ -80,6 +82,8 @@ pub trait VectorIndex {
 #[allow(async_fn_in_trait)]
 pub trait DocumentAnalyzer {
     async fn analyze(&self, req: &AnalyzeRequest) -> Result<serde_json::Value, StageError>;
+    /// The text of the uploaded PDF stored under `key` (object store).
+    async fn extract_pdf(&self, key: &str) -> Result<String, StageError>;
 }
 
 /// The backends chosen for this request, by vars (see [`backend_choice`]).

@@ -16,3 +16,4 @@ mod live;
 mod pipeline;
 mod search;
 mod trust;
+mod uploads;

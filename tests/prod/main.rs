@@ -277,3 +277,32 @@ async fn the_emulator_refuses_what_the_service_refuses() {
     let r = post("/vectorize/query", q(json!({ "unindexed": "x" }))).await;
     assert_eq!(r["ok"]["count"], 0, "a filter on an unindexed property matches nothing: {r}");
 }
+
+/// An uploaded PDF's text comes from the analyzer through the container
+/// actor (the production path), and the original stays in (local) R2.
+#[tokio::test]
+async fn an_uploaded_pdf_is_extracted_by_the_container_and_its_source_kept() {
+    let p = prod();
+    let before = p.emulator.state().await["container"]["fetches"].as_u64().unwrap_or(0);
+    let pdf = pdf::pdf_with_text("Permafrost thaw alters the quillfeather tundra every spring.");
+    let r = send(
+        http()
+            .post(p.server.url("/api/uploads"))
+            .bearer_auth(&p.server.key)
+            .header("content-type", "application/pdf")
+            .query(&[("title", "Tundra notes")])
+            .body(pdf.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let view = p.server.wait_run(r.body["run_id"].as_str().unwrap(), RUN_TIMEOUT).await;
+    assert_all_completed(&view);
+    let cid = r.body["content_id"].as_str().unwrap();
+    let content = p.server.get(&format!("/api/content/{cid}")).await.body;
+    assert!(content["body"].as_str().unwrap_or("").contains("quillfeather tundra"), "{content}");
+    let after = p.emulator.state().await["container"]["fetches"].as_u64().unwrap_or(0);
+    assert!(after >= before + 2, "extract and analyze both went to the container: {before} -> {after}");
+    let source = http().get(p.server.url(&format!("/api/content/{cid}/source"))).bearer_auth(&p.server.key).send().await.unwrap();
+    assert_eq!(source.status().as_u16(), 200);
+    assert_eq!(source.bytes().await.unwrap().to_vec(), pdf);
+}

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod fuzz;
+pub mod pdf;
 pub mod jwt;
 
 use std::io::{BufRead, BufReader, Write};

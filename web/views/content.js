@@ -2,7 +2,7 @@
 // GET /api/content/<id>, refreshed whenever the `content:<id>` topic reports
 // a change (content.updated / content.indexed / content.deleted).
 
-import { ApiError, get } from '../api.js';
+import { ApiError, get, sourceFile } from '../api.js';
 import { api, EVENTS, isUuid, topics } from '../protocol.js';
 import { badge, fmtDateTime, fmtTime, h, replace, shortId, time } from '../dom.js';
 
@@ -81,6 +81,31 @@ function analysisBlock(a) {
   ];
 }
 
+/**
+ * "Source": downloads the uploaded original of the current version. It is
+ * fetched with the signed-in credential, then saved from a Blob URL.
+ */
+function sourceLink(id, v) {
+  const kb = Math.max(1, Math.round(v.source.bytes / 1024));
+  const link = h('a', { href: '#', class: 'source-link' }, `Source (${v.source.content_type.split(';')[0]}, ${kb} KB)`);
+  link.addEventListener('click', async (e) => {
+    e.preventDefault();
+    try {
+      const blob = await sourceFile(id, v.version);
+      const url = URL.createObjectURL(blob);
+      const ext = { 'text/markdown': '.md', 'text/html': '.html', 'application/pdf': '.pdf', 'text/plain': '.txt' }[blob.type.split(';')[0]] || '';
+      const a = h('a', { href: url, download: `${v.title || id}${ext}` });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    } catch (err) {
+      link.textContent = `Source unavailable (${err instanceof ApiError ? err.describe() : err})`;
+    }
+  });
+  return link;
+}
+
 export function mount(root, { id }, ctx) {
   ctx.setTitle(`Content ${shortId(id)}`);
   const controller = new AbortController();
@@ -118,7 +143,8 @@ export function mount(root, { id }, ctx) {
         h('div', null, h('dt', null, 'Tags'), h('dd', null, v.tags && v.tags.length ? h('ul', { class: 'chips' }, v.tags.map((t) => h('li', { class: 'chip' }, t))) : '—')),
         v.author ? h('div', null, h('dt', null, 'Author'), h('dd', null, v.author)) : null,
         h('div', null, h('dt', null, 'Updated'), h('dd', null, time(v.updated_at, fmtDateTime))),
-        v.chunks !== undefined ? h('div', null, h('dt', null, 'Chunks'), h('dd', null, String(v.chunks))) : null),
+        v.chunks !== undefined ? h('div', null, h('dt', null, 'Chunks'), h('dd', null, String(v.chunks))) : null,
+        v.source ? h('div', null, h('dt', null, 'Source'), h('dd', null, sourceLink(id, v))) : null),
       h('div', { class: 'grid-2' },
         section('summary-title', 'Summary', v.summary ? h('p', { class: 'summary' }, v.summary) : h('p', { class: 'muted' }, 'Not summarised yet.')),
         section('sentiment-title', 'Sentiment', sentimentBlock(v.sentiment)),

@@ -1,7 +1,7 @@
 // #/submit: the submission form. Errors come from the API's error JSON; a 422
 // names the input in `error.field`, and the message is shown next to it.
 
-import { ApiError, get, post } from '../api.js';
+import { ApiError, get, post, upload } from '../api.js';
 import { api } from '../protocol.js';
 import { badge, fmtDateTime, h, replace, time } from '../dom.js';
 
@@ -31,6 +31,60 @@ function field(id, label, control, hint) {
     hint ? h('p', { class: 'hint', id: hintId }, hint) : null,
     control,
     h('p', { class: 'field-error', id: errId, hidden: true }));
+}
+
+/**
+ * The upload form: a Markdown, HTML, PDF or text file becomes an item whose
+ * run extracts the file's text (`POST /api/uploads`).
+ */
+function uploadCard(controller) {
+  const file = h('input', { type: 'file', accept: '.md,.markdown,.html,.htm,.pdf,.txt,text/markdown,text/html,application/pdf,text/plain', required: true });
+  const title = h('input', { type: 'text', autocomplete: 'off', maxlength: '300', placeholder: 'Default: the file’s first heading or name' });
+  const visibility = h('select', {},
+    h('option', { value: 'tenant', selected: true }, 'Tenant'),
+    h('option', { value: 'private' }, 'Private'),
+    h('option', { value: 'public' }, 'Public'));
+  const button = h('button', { type: 'submit', class: 'btn primary' }, 'Upload file');
+  const status = h('p', { class: 'form-status', role: 'status' });
+  const error = h('p', { class: 'field-error', role: 'alert', hidden: true });
+  const form = h('form', { class: 'card form', novalidate: true, 'aria-labelledby': 'upload-title' },
+    h('h2', { id: 'upload-title' }, 'Or upload a file'),
+    h('p', { class: 'hint' }, 'Markdown, HTML, PDF or plain text, up to 10 MB. The original is kept and can be downloaded.'),
+    error,
+    field('upload-file', 'File', file),
+    h('div', { class: 'field-row' },
+      field('upload-title-input', 'Title (optional)', title),
+      field('upload-visibility', 'Who may read it', visibility)),
+    h('div', { class: 'actions' }, button, status));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    error.hidden = true;
+    replace(error);
+    const chosen = file.files && file.files[0];
+    if (!chosen) {
+      replace(error, 'Choose a file first.');
+      error.hidden = false;
+      file.focus();
+      return;
+    }
+    button.disabled = true;
+    button.textContent = 'Uploading…';
+    status.textContent = '';
+    try {
+      const query = { title: title.value.trim(), visibility: visibility.value };
+      const accepted = await upload(chosen, query, { signal: controller.signal });
+      status.textContent = 'Accepted. Opening the live run…';
+      location.hash = `#/runs/${accepted.run_id}`;
+    } catch (err) {
+      if (err && err.name === 'AbortError') return;
+      replace(error, err instanceof ApiError ? err.describe() : String(err));
+      error.hidden = false;
+    } finally {
+      button.disabled = false;
+      button.textContent = 'Upload file';
+    }
+  });
+  return form;
 }
 
 export function mount(root, _params, ctx) {
@@ -68,6 +122,8 @@ export function mount(root, _params, ctx) {
       h('button', { type: 'button', class: 'btn', onclick: fillSample }, 'Fill with sample text'),
       status));
 
+  const uploadForm = uploadCard(controller);
+
   const recent = h('ol', { class: 'recent-list', 'aria-live': 'off' });
   const recentBox = h('section', { class: 'card', 'aria-labelledby': 'recent-title' },
     h('h2', { id: 'recent-title' }, 'Recent documents'),
@@ -78,7 +134,7 @@ export function mount(root, _params, ctx) {
       h('h1', { id: 'submit-title' }, 'Submit a document'),
       h('p', { class: 'lede' }, 'Each document becomes a content actor and starts a pipeline run: ',
         'validate → chunk → embed → index → summarize → extract → analyze → publish. You will watch it live.'),
-      h('div', { class: 'split' }, form, recentBox)));
+      h('div', { class: 'split' }, h('div', { class: 'stack' }, form, uploadForm), recentBox)));
 
   // Editing a field clears its error; the summary goes when no error is left.
   form.addEventListener('input', (e) => {

@@ -42,6 +42,10 @@ pub fn router(index: Arc<Index>, max_body_bytes: usize) -> Router {
     };
     Router::new()
         .route("/analyze", post(analyze))
+        .route(
+            "/extract/pdf",
+            post(extract_pdf).layer(DefaultBodyLimit::max(crate::pdf::MAX_PDF_BYTES)),
+        )
         .route("/health", get(health))
         .route("/ready", get(ready))
         .fallback(not_found)
@@ -192,6 +196,32 @@ async fn analyze(State(state): State<AppState>, req: Request) -> Result<Response
     Ok(json_response(StatusCode::OK, &response))
 }
 
+/// `POST /extract/pdf`: the body is the PDF; the answer is `{"text"}`
+/// (empty for a PDF without text). A body that is no readable PDF is 422.
+async fn extract_pdf(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let mime = media_type(req.headers().get(header::CONTENT_TYPE).unwrap_or(&HeaderValue::from_static("")));
+    if mime != "application/pdf" {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be application/pdf, got {mime:?}"
+        )));
+    }
+    if declared_length(req.headers()).is_some_and(|len| len > crate::pdf::MAX_PDF_BYTES as u64) {
+        return Err(ApiError::PayloadTooLarge(crate::pdf::MAX_PDF_BYTES));
+    }
+    let body = Bytes::from_request(req, &state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(crate::pdf::MAX_PDF_BYTES)
+        } else {
+            ApiError::UnreadableBody(rejection.body_text())
+        }
+    })?;
+    let text = tokio::task::spawn_blocking(move || crate::pdf::extract_text(&body))
+        .await
+        .map_err(|e| ApiError::Internal(format!("PDF task failed: {e}")))?
+        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    Ok(json_response(StatusCode::OK, &json!({ "text": text })))
+}
+
 /// Syntax errors are the client's encoding bug (400); well-formed JSON of
 /// the wrong shape is a contract violation (422), as are semantic checks.
 pub fn parse_request(body: &[u8]) -> Result<AnalyzeRequest, ApiError> {
@@ -220,14 +250,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
             "missing Content-Type; expected application/json".into(),
         ));
     };
-    let mime = value
-        .to_str()
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let mime = media_type(value);
     let is_json =
         mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
     if is_json {
@@ -238,6 +261,11 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
             String::from_utf8_lossy(value.as_bytes())
         )))
     }
+}
+
+/// A Content-Type's essence, lowercase, without parameters.
+fn media_type(value: &HeaderValue) -> String {
+    value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -327,6 +355,26 @@ mod tests {
         v["error"]["code"]
             .as_str()
             .unwrap_or_else(|| panic!("not an error body: {v}"))
+    }
+
+    #[tokio::test]
+    async fn extract_pdf_answers_text_and_refuses_other_bodies() {
+        // The route's own cap, not the (smaller) JSON cap of /analyze.
+        let app = app(16);
+        let pdf = |ct: &str, body: Vec<u8>| {
+            axum::http::Request::post("/extract/pdf")
+                .header(header::CONTENT_TYPE, ct)
+                .body(Body::from(body))
+                .expect("request")
+        };
+        let generated = crate::pdf::tests::generated(&["A sample sentence from a PDF."]);
+        let (status, _, v) = send(&app, pdf("application/pdf", generated)).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["text"], "A sample sentence from a PDF.");
+        let (status, _, v) = send(&app, pdf("application/pdf", b"not a pdf".to_vec())).await;
+        assert_eq!((status, error_code(&v)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"));
+        let (status, _, v) = send(&app, pdf("text/plain", b"%PDF-".to_vec())).await;
+        assert_eq!((status, error_code(&v)), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"));
     }
 
     #[tokio::test]

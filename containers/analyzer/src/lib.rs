@@ -8,3 +8,4 @@ pub mod config;
 pub mod healthcheck;
 pub mod http;
 pub mod index;
+pub mod pdf;

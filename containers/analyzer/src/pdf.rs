@@ -1,0 +1,110 @@
+//! Text of an uploaded PDF (`POST /extract/pdf`), with `lopdf`: every
+//! page's text in page order, pages separated by a blank line (a paragraph
+//! break for the Worker's chunker). A PDF without text (scanned images) gives
+//! an empty string; the Worker turns that into a readable run failure.
+
+/// Largest PDF accepted: the Worker's default `MAX_UPLOAD_BYTES` (10 MB)
+/// with room to raise it.
+pub const MAX_PDF_BYTES: usize = 32 * 1024 * 1024;
+
+/// Largest decompressed content stream; bounds a compression bomb.
+const MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PdfError {
+    #[error("not a readable PDF: {0}")]
+    Unreadable(String),
+    #[error("the PDF is encrypted")]
+    Encrypted,
+}
+
+pub fn extract_text(bytes: &[u8]) -> Result<String, PdfError> {
+    if !bytes.starts_with(b"%PDF-") {
+        return Err(PdfError::Unreadable("no %PDF- header".into()));
+    }
+    let doc = lopdf::Document::load_mem(bytes).map_err(|e| PdfError::Unreadable(e.to_string()))?;
+    if doc.is_encrypted() {
+        return Err(PdfError::Encrypted);
+    }
+    let mut pages: Vec<String> = Vec::new();
+    for number in doc.get_pages().keys() {
+        // A page whose text cannot be decoded is skipped, not fatal: the
+        // other pages may still hold the document's text.
+        let text = doc.extract_text_with_limit(&[*number], MAX_DECOMPRESSED_BYTES).unwrap_or_default();
+        let text = tidy(&text);
+        if !text.is_empty() {
+            pages.push(text);
+        }
+    }
+    Ok(pages.join("\n\n"))
+}
+
+/// One line per text line, runs of spaces collapsed, empty lines dropped.
+fn tidy(page: &str) -> String {
+    page.lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use lopdf::content::{Content, Operation};
+    use lopdf::{dictionary, Document, Object, Stream};
+
+    /// A PDF built with lopdf's writer: one page per entry, each a Helvetica
+    /// text object (an empty entry is a page without text).
+    pub(crate) fn generated(pages: &[&str]) -> Vec<u8> {
+        let mut doc = Document::with_version("1.5");
+        let pages_id = doc.new_object_id();
+        let font = doc.add_object(dictionary! { "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica" });
+        let resources = doc.add_object(dictionary! { "Font" => dictionary! { "F1" => font } });
+        let mut kids: Vec<Object> = Vec::new();
+        for text in pages {
+            let ops = if text.is_empty() {
+                vec![]
+            } else {
+                vec![
+                    Operation::new("BT", vec![]),
+                    Operation::new("Tf", vec!["F1".into(), 12.into()]),
+                    Operation::new("Td", vec![72.into(), 720.into()]),
+                    Operation::new("Tj", vec![Object::string_literal(*text)]),
+                    Operation::new("ET", vec![]),
+                ]
+            };
+            let content = doc.add_object(Stream::new(dictionary! {}, Content { operations: ops }.encode().unwrap()));
+            let page = doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id, "Contents" => content });
+            kids.push(page.into());
+        }
+        let count = kids.len() as i64;
+        doc.objects.insert(
+            pages_id,
+            Object::Dictionary(dictionary! {
+                "Type" => "Pages", "Kids" => kids, "Count" => count, "Resources" => resources,
+                "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+            }),
+        );
+        let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+        doc.trailer.set("Root", catalog);
+        doc.compress();
+        let mut out = Vec::new();
+        doc.save_to(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn extracts_each_pages_text_in_order() {
+        let pdf = generated(&["Tidal turbines spin in the strait.", "", "Second page   of text."]);
+        assert_eq!(extract_text(&pdf).unwrap(), "Tidal turbines spin in the strait.\n\nSecond page of text.");
+    }
+
+    #[test]
+    fn a_pdf_without_text_is_empty_and_garbage_is_refused() {
+        assert_eq!(extract_text(&generated(&[""])).unwrap(), "");
+        assert!(matches!(extract_text(b"hello"), Err(PdfError::Unreadable(_))));
+        assert!(matches!(extract_text(b"%PDF-1.4\n garbage"), Err(PdfError::Unreadable(_))));
+        assert!(matches!(extract_text(b""), Err(PdfError::Unreadable(_))));
+    }
+}

@@ -1,0 +1,177 @@
+//! Uploaded files: `POST /api/uploads`, a file version by
+//! `PUT /api/content/{id}`, and `GET /api/content/{id}/source`. The original
+//! goes to R2 first; the item and its run are then made exactly as for a
+//! JSON submission (`content::submit_doc`), with the file as the document's
+//! source, whose text the run's `validate` stage extracts.
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+use worker::{Env, Headers, Request, Response};
+
+use super::content::{new_ownership, submit_doc, updater};
+use super::input::{int_param, param, query, read_capped, uuid_param};
+use crate::actors::rpc::{self, ActorKind};
+use crate::domain::content::ContentDoc;
+use crate::domain::principal::{Principal, Visibility};
+use crate::domain::upload::{default_title, disposition_name, object_key, Source, UploadType};
+use crate::error::{ApiError, ApiResult};
+use crate::http;
+use crate::nlp::markup;
+use crate::providers::object_store::{ObjectStore, R2Uploads};
+use crate::runtime::config;
+
+/// The upload type of the request's body, or the `415` to answer (after
+/// draining the body, so the connection stays usable).
+async fn upload_type(env: &Env, req: &mut Request) -> Result<(UploadType, String), Response> {
+    let content_type = req.headers().get("content-type").ok().flatten().unwrap_or_default();
+    match UploadType::parse(&content_type) {
+        Some(kind) => Ok((kind, content_type)),
+        None => {
+            let _ = read_capped(req, config(env).limits.upload_max_bytes).await;
+            let mut body = ApiError::UnsupportedMediaType.body();
+            body["error"]["message"] = json!(UploadType::refusal());
+            Err(http::json(415, &body))
+        }
+    }
+}
+
+/// A stored file and the title it would give its item.
+struct Stored {
+    source: Source,
+    title: String,
+}
+
+/// Reads the body under `MAX_UPLOAD_BYTES` (413 past it) and stores it as
+/// `key`. The default title is the file's first heading, its file name, or
+/// "Untitled upload".
+async fn store(env: &Env, req: &mut Request, kind: UploadType, content_type: &str, key: String) -> ApiResult<Stored> {
+    let cfg = config(env);
+    let bytes = read_capped(req, cfg.limits.upload_max_bytes).await?;
+    let heading = match kind {
+        UploadType::Markdown | UploadType::Html => markup::first_heading(kind, &String::from_utf8_lossy(&bytes)),
+        UploadType::Plain | UploadType::Pdf => None,
+    };
+    let file_name = req.headers().get("content-disposition").ok().flatten().and_then(|d| disposition_name(&d));
+    let title = default_title(heading, file_name, cfg.limits.title_max_chars);
+    let source = Source::describe(content_type, &bytes, key);
+    R2Uploads::new(env).put(&source.key, bytes, &source.content_type).await?;
+    Ok(Stored { source, title })
+}
+
+/// Submits the stored file's document; a refused submission leaves no object.
+async fn submit_file(
+    env: &Env,
+    content_id: Uuid,
+    run_id: Uuid,
+    op: &str,
+    doc: ApiResult<ContentDoc>,
+    visibility: Option<Visibility>,
+    who: Value,
+    key: &str,
+) -> ApiResult<Response> {
+    let result = match doc {
+        Ok(doc) => submit_doc(env, content_id, run_id, op, &doc, visibility, who).await,
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        if let Err(e) = R2Uploads::new(env).delete(key).await {
+            worker::console_error!("upload {key}: refused, and its object was not deleted: {e}");
+        }
+    }
+    result
+}
+
+fn visibility_param(q: &[(String, String)]) -> ApiResult<Option<Visibility>> {
+    match param(q, "visibility").filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => Visibility::parse(v).map(Some).ok_or_else(|| ApiError::invalid("visibility", "must be private, tenant or public")),
+    }
+}
+
+/// `POST /api/uploads?title&category&visibility`.
+pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Response> {
+    let ownership = new_ownership(env, p)?;
+    let (kind, content_type) = match upload_type(env, &mut req).await {
+        Ok(t) => t,
+        Err(refusal) => return Ok(refusal),
+    };
+    let q = query(&req)?;
+    let visibility = visibility_param(&q)?;
+    let limits = &config(env).limits;
+    // Checked before the file is stored, so a bad field stores nothing.
+    let category = crate::domain::content::category(param(&q, "category"), limits)?;
+    let (content_id, run_id) = (Uuid::new_v4(), Uuid::new_v4());
+    let key = object_key(&ownership.tenant, content_id, run_id);
+    let stored = store(env, &mut req, kind, &content_type, key.clone()).await?;
+    let title = param(&q, "title").filter(|t| !t.trim().is_empty()).unwrap_or(&stored.title);
+    let doc = ContentDoc::upload(title, category.as_deref(), stored.source, limits);
+    submit_file(env, content_id, run_id, "create", doc, visibility, json!({ "ownership": ownership }), &key).await
+}
+
+/// Whether a `PUT` body is a file (else it is a JSON submission).
+pub fn is_file(req: &Request) -> bool {
+    let content_type = req.headers().get("content-type").ok().flatten().unwrap_or_default();
+    UploadType::parse(&content_type).is_some()
+}
+
+#[derive(serde::Deserialize)]
+struct Authorized {
+    tenant: String,
+    version: u32,
+}
+
+/// `PUT /api/content/{id}` with a file: a new version whose source is that
+/// file; each version keeps its own object. Title and category follow the
+/// query, else the current version's.
+pub async fn update(env: &Env, p: &Principal, mut req: Request, id: &str) -> ApiResult<Response> {
+    let content_id = uuid_param(id, "content")?;
+    let (kind, content_type) = match upload_type(env, &mut req).await {
+        Ok(t) => t,
+        Err(refusal) => return Ok(refusal),
+    };
+    let who = updater(p, &req)?;
+    // 404/403 (and a stale If-Match) before anything is stored; the actor
+    // checks both again when the version is made.
+    let auth = json!({ "principal": p, "needed": "change" });
+    let item: Authorized = rpc::call(env, ActorKind::Content, &content_id.to_string(), "authorize", &auth).await?;
+    if let Some(expected) = who.get("if_match").and_then(Value::as_u64).filter(|v| *v != u64::from(item.version)) {
+        let _ = read_capped(&mut req, config(env).limits.upload_max_bytes).await;
+        return Err(ApiError::VersionConflict { expected: expected as u32, current: item.version });
+    }
+    let q = query(&req)?;
+    let visibility = visibility_param(&q)?;
+    let limits = &config(env).limits;
+    let category = crate::domain::content::category(param(&q, "category"), limits)?;
+    let current: Value = rpc::call(env, ActorKind::Content, &content_id.to_string(), "view", &json!({ "principal": p })).await?;
+    let run_id = Uuid::new_v4();
+    let key = object_key(&item.tenant, content_id, run_id);
+    let stored = store(env, &mut req, kind, &content_type, key.clone()).await?;
+    let title = param(&q, "title").filter(|t| !t.trim().is_empty()).map(str::to_string);
+    let title = title.or_else(|| current["title"].as_str().map(str::to_string)).unwrap_or(stored.title);
+    let category = category.or_else(|| current["category"].as_str().map(str::to_string));
+    let doc = ContentDoc::upload(&title, category.as_deref(), stored.source, limits);
+    submit_file(env, content_id, run_id, "update", doc, visibility, who, &key).await
+}
+
+/// `GET /api/content/{id}/source[?version=N]`: the original, byte for byte,
+/// to whoever may read the item (404 otherwise).
+pub async fn source(env: &Env, p: &Principal, req: &Request, id: &str) -> ApiResult<Response> {
+    let content_id = uuid_param(id, "content")?;
+    let q = query(req)?;
+    let version = match param(&q, "version") {
+        None | Some("") => None,
+        Some(_) => Some(int_param(&q, "version", 1, 1, u32::MAX)?),
+    };
+    let body = json!({ "principal": p, "version": version });
+    let source: Source = rpc::call(env, ActorKind::Content, &content_id.to_string(), "source", &body).await?;
+    let object = R2Uploads::new(env).get(&source.key).await?.ok_or_else(|| ApiError::not_found("source file"))?;
+    let headers = Headers::new();
+    headers.set("content-type", &source.content_type)?;
+    headers.set("etag", &format!("\"{}\"", source.sha256))?;
+    headers.set("cache-control", "private, no-store")?;
+    headers.set("x-content-type-options", "nosniff")?;
+    // An uploaded HTML file must never run as a page of this origin.
+    headers.set("content-security-policy", "sandbox")?;
+    headers.set("content-disposition", "attachment")?;
+    Ok(Response::from_bytes(object.bytes)?.with_headers(headers))
+}

@@ -1,0 +1,286 @@
+//! Uploads (DESIGN "Uploads and bulk ingest"): files stored in local R2,
+//! their text extracted by the run's `validate` stage (Markdown and HTML in
+//! the Worker, PDF in the analyzer), the original served back byte for byte,
+//! and erased from R2 by a hard delete.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::pdf::pdf_with_text;
+use crate::support::*;
+
+/// A word no other document contains, so a search for it finds one item.
+fn marker(tag: &str) -> String {
+    format!("{tag}{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// `POST /api/uploads` with the harness's key.
+async fn upload(s: &Server, content_type: &str, body: Vec<u8>, query: &[(&str, &str)]) -> Reply {
+    send(
+        http()
+            .post(s.url("/api/uploads"))
+            .bearer_auth(&s.key)
+            .header("content-type", content_type)
+            .query(query)
+            .body(body),
+    )
+    .await
+}
+
+/// Uploads a file that must be accepted; returns (content_id, run_id).
+async fn accepted(s: &Server, content_type: &str, body: Vec<u8>, query: &[(&str, &str)]) -> (String, String) {
+    let r = upload(s, content_type, body, query).await;
+    assert_eq!(r.status, 202, "upload: {}", r.body);
+    (r.body["content_id"].as_str().unwrap().to_string(), r.body["run_id"].as_str().unwrap().to_string())
+}
+
+/// The source file's status, content type and bytes, as `key` reads them.
+async fn source(s: &Server, key: &str, cid: &str, version: Option<u32>) -> (u16, String, Vec<u8>) {
+    let mut req = http().get(s.url(&format!("/api/content/{cid}/source"))).bearer_auth(key);
+    if let Some(v) = version {
+        req = req.query(&[("version", v.to_string())]);
+    }
+    let resp = req.send().await.expect("source request");
+    let status = resp.status().as_u16();
+    let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    (status, ct, resp.bytes().await.expect("source body").to_vec())
+}
+
+async fn search_finds(s: &Server, q: &str, cid: &str) -> bool {
+    let r = send(http().get(s.url("/api/search")).bearer_auth(&s.key).query(&[("q", q), ("k", "20")])).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["results"].as_array().is_some_and(|rs| rs.iter().any(|x| x["content_id"] == cid))
+}
+
+async fn assert_completed(s: &Server, run: &str) {
+    let view = s.wait_run(run, Duration::from_secs(120)).await;
+    assert_eq!(view["status"], "completed", "{view}");
+}
+
+#[tokio::test]
+async fn markdown_html_and_pdf_uploads_become_searchable_and_keep_their_bytes() {
+    let s = &shared().server;
+    let (md_word, html_word, pdf_word) = (marker("mdword"), marker("htmlword"), marker("pdfword"));
+    let markdown = format!(
+        "# Tidal notes\n\nThe estuary turbines turn twice a day. Operators log {md_word} readings.\n\n- item one\n- item two\n"
+    )
+    .into_bytes();
+    let html = format!(
+        "<!DOCTYPE html><html><head><title>Harbor page</title><style>p {{ color: red }}</style></head><body>\
+         <h1>Harbor lights</h1><p>The lamps are lit at dusk &amp; the keepers record {html_word} in a ledger.</p>\
+         <script>var leaked = \"scriptleak\";</script></body></html>"
+    )
+    .into_bytes();
+    let pdf = pdf_with_text(&format!("Glaciers retreat every summer and surveyors note {pdf_word} levels."));
+    let uploads = [
+        ("text/markdown; charset=utf-8", markdown, md_word, "Tidal notes"),
+        ("text/html", html, html_word, "Harbor page"),
+        ("application/pdf", pdf, pdf_word, "Untitled upload"),
+    ];
+    let mut items = Vec::new();
+    for (ct, bytes, word, title) in &uploads {
+        let (cid, run) = accepted(s, ct, bytes.clone(), &[("category", "uploads")]).await;
+        items.push((cid, run, ct, bytes, word, title));
+    }
+    for (cid, run, ct, bytes, word, title) in &items {
+        assert_completed(s, run).await;
+        let view = s.get(&format!("/api/content/{cid}")).await;
+        assert_eq!(view.status, 200, "{}", view.body);
+        assert_eq!(view.body["title"], **title, "default title of {ct}");
+        assert_eq!(view.body["status"], "indexed", "{}", view.body);
+        let body = view.body["body"].as_str().unwrap();
+        assert!(body.contains(word.as_str()), "{ct}: extracted body lacks the phrase: {body:?}");
+        for tag in ["<p>", "<h1>", "scriptleak", "color: red", "# Tidal", "BT /F1"] {
+            assert!(!body.contains(tag), "{ct}: {tag:?} left in the body: {body:?}");
+        }
+        assert_eq!(view.body["source"]["content_type"], **ct);
+        assert_eq!(view.body["source"]["bytes"], bytes.len() as u64);
+        assert_eq!(view.body["source"]["sha256"].as_str().unwrap().len(), 64);
+        assert!(search_finds(s, word, cid).await, "{ct}: search for {word} misses {cid}");
+        let (status, served_ct, served) = source(s, &s.key, cid, None).await;
+        assert_eq!((status, served_ct.as_str()), (200, **ct));
+        assert!(served == **bytes, "{ct}: source differs from the upload");
+    }
+}
+
+#[tokio::test]
+async fn a_new_file_version_keeps_the_old_source_readable() {
+    let s = &shared().server;
+    let v1 = b"# First draft\n\nThe first draft talks about orchards.".to_vec();
+    let (cid, run1) = accepted(s, "text/markdown", v1.clone(), &[]).await;
+    assert_completed(s, &run1).await;
+    let word = marker("secondversion");
+    let v2 = format!("The second version is plain text about {word} and vineyards.").into_bytes();
+    let put = |if_match: &'static str, body: Vec<u8>| {
+        send(
+            http()
+                .put(s.url(&format!("/api/content/{cid}")))
+                .bearer_auth(&s.key)
+                .header("content-type", "text/plain")
+                .header("if-match", if_match)
+                .body(body),
+        )
+    };
+    let stale = put("\"7\"", v2.clone()).await;
+    assert_eq!((stale.status, stale.body["error"]["code"].as_str()), (412, Some("version_conflict")), "{}", stale.body);
+    let r = put("\"1\"", v2.clone()).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.body["version"], 2);
+    assert_completed(s, r.body["run_id"].as_str().unwrap()).await;
+    let view = s.get(&format!("/api/content/{cid}")).await.body;
+    assert_eq!(view["title"], "First draft", "a file version keeps the title");
+    assert!(view["body"].as_str().unwrap().contains(&word), "{view}");
+    assert_eq!(view["source"]["content_type"], "text/plain");
+    assert_eq!(source(s, &s.key, &cid, None).await, (200, "text/plain".into(), v2.clone()));
+    assert_eq!(source(s, &s.key, &cid, Some(2)).await.2, v2);
+    assert_eq!(source(s, &s.key, &cid, Some(1)).await, (200, "text/markdown".into(), v1));
+    assert_eq!(source(s, &s.key, &cid, Some(3)).await.0, 404);
+    // A JSON version has no file; the file versions stay in the history.
+    let r = s.put(&format!("/api/content/{cid}"), serde_json::json!({ "title": "JSON", "body": "typed text" })).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(source(s, &s.key, &cid, None).await.0, 404);
+    assert_eq!(source(s, &s.key, &cid, Some(2)).await.2, v2);
+}
+
+#[tokio::test]
+async fn other_types_are_415_and_a_file_without_text_fails_its_run() {
+    let s = &shared().server;
+    let r = upload(s, "image/png", vec![0x89, b'P', b'N', b'G'], &[]).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (415, Some("unsupported_media_type")), "{}", r.body);
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("text/markdown"), "{}", r.body);
+    let r = upload(s, "text/plain", b"x".to_vec(), &[("visibility", "secret")]).await;
+    assert_eq!((r.status, r.body["error"]["field"].as_str()), (422, Some("visibility")), "{}", r.body);
+
+    let cases = [
+        ("text/html", b"<html><script>only()</script><style>p{}</style></html>".to_vec(), "no extractable text in HTML upload"),
+        ("text/plain", Vec::new(), "no extractable text in plain text upload"),
+        ("application/pdf", pdf_with_text(""), "no extractable text in PDF upload"),
+    ];
+    for (ct, bytes, reason) in cases {
+        let (cid, run) = accepted(s, ct, bytes, &[("title", "Nothing here")]).await;
+        let view = s.wait_run(&run, Duration::from_secs(120)).await;
+        assert_eq!(view["status"], "failed", "{ct}: {view}");
+        let validate = view["stages"].as_array().unwrap().iter().find(|st| st["name"] == "validate").unwrap();
+        assert_eq!(validate["status"], "failed", "{view}");
+        assert!(validate["error"]["message"].as_str().unwrap_or("").contains(reason), "{ct}: {view}");
+        assert_eq!(validate["error"]["class"], "terminal", "{view}");
+        assert_eq!(validate["attempts"], 1, "a terminal reason is not retried: {view}");
+        let content = s.get(&format!("/api/content/{cid}")).await.body;
+        assert_eq!(content["status"], "failed", "{content}");
+    }
+}
+
+#[tokio::test]
+async fn another_tenant_and_anonymous_callers_get_404_on_source() {
+    let s = &shared().server;
+    let (cid, _) = accepted(s, "text/plain", b"Tenant-only notes about lighthouses.".to_vec(), &[]).await;
+    let other = mint_key(&s.base, &s.admin_token, &marker("other"), &["content:manage"], Some(1_000_000));
+    assert_eq!(source(s, &other, &cid, None).await.0, 404);
+    let anonymous = http().get(s.url(&format!("/api/content/{cid}/source"))).send().await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 404);
+    let reader = mint_key(&s.base, &s.admin_token, TEST_TENANT, &["content:read"], Some(1_000_000));
+    assert_eq!(source(s, &reader, &cid, None).await.0, 200, "a reader of the tenant may read it");
+    // Another tenant may not add a file version either (404, not 403).
+    let r = send(
+        http()
+            .put(s.url(&format!("/api/content/{cid}")))
+            .bearer_auth(&other)
+            .header("content-type", "text/plain")
+            .body("hijack"),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+}
+
+/// Whether local R2 holds `key`, read by `wrangler r2 object get` from the
+/// server's persisted state (not through the Worker).
+fn r2_has(s: &Server, key: &str) -> bool {
+    let out = std::process::Command::new(root().join("node_modules/.bin/wrangler"))
+        .current_dir(root())
+        .env("WRANGLER_SEND_METRICS", "false")
+        .args(["r2", "object", "get", &format!("actorline-uploads/{key}"), "--local", "--pipe", "--persist-to"])
+        .arg(&s.state_dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("wrangler r2 object get");
+    out.status.success() && !out.stdout.is_empty()
+}
+
+#[tokio::test]
+async fn delete_leaves_no_uploaded_object_in_r2() {
+    let s = &shared().server;
+    let (cid, run1) = accepted(s, "text/plain", b"Version one about canals.".to_vec(), &[]).await;
+    assert_completed(s, &run1).await;
+    let r = send(
+        http()
+            .put(s.url(&format!("/api/content/{cid}")))
+            .bearer_auth(&s.key)
+            .header("content-type", "text/markdown")
+            .body("# Canals\n\nVersion two about locks."),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    // The object keys, from the content actor's own state.
+    let inspected = s.admin_get(&format!("/admin/actors/content/{cid}")).await;
+    assert_eq!(inspected.status, 200, "{}", inspected.body);
+    let history = inspected.body["state"]["content"]["history"].as_array().cloned().unwrap_or_default();
+    let keys: Vec<String> = history.iter().filter_map(|v| v["source"]["key"].as_str().map(str::to_string)).collect();
+    assert_eq!(keys.len(), 2, "{}", inspected.body);
+    for key in &keys {
+        assert!(key.starts_with(&format!("uploads/{TEST_TENANT}/{cid}/")), "{key}");
+        assert!(r2_has(s, key), "{key} is not in local R2 before the delete");
+    }
+    assert_eq!(s.delete(&format!("/api/content/{cid}")).await.status, 204);
+    assert_eq!(source(s, &s.key, &cid, Some(1)).await.0, 404);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for key in &keys {
+        while r2_has(s, key) {
+            assert!(Instant::now() < deadline, "{key} is still in R2 after the delete");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let inspected: Value = s.admin_get(&format!("/admin/actors/content/{cid}")).await.body;
+    let outbox = inspected["state"]["outbox"].to_string();
+    assert!(!outbox.contains("drop_uploads"), "the duty is done: {outbox}");
+}
+
+/// The status of an upload sent with `Transfer-Encoding: chunked` (no
+/// `Content-Length`) of `chunks` chunks of `size` bytes, over a raw socket.
+async fn chunked_upload_status(s: &Server, chunks: usize, size: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = s.base.trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&host).await.expect("connect");
+    let head = format!(
+        "POST /api/uploads HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {}\r\ncontent-type: text/plain\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        s.key
+    );
+    tcp.write_all(head.as_bytes()).await.expect("write head");
+    for _ in 0..chunks {
+        let words = "lake ".repeat(size / 5);
+        let chunk = format!("{:x}\r\n{words}\r\n", words.len());
+        if tcp.write_all(chunk.as_bytes()).await.is_err() {
+            break; // the server may answer and close before the last chunk
+        }
+    }
+    let _ = tcp.write_all(b"0\r\n\r\n").await;
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), tcp.read_to_end(&mut reply)).await;
+    let text = String::from_utf8_lossy(&reply);
+    text.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("no HTTP status in {text:?}"))
+}
+
+#[tokio::test]
+async fn uploads_past_max_upload_bytes_are_413_with_or_without_content_length() {
+    let dir = temp_dir("uploads-cap");
+    // No analyzer: the optional analyze stage is skipped for text.
+    let s = Server::start(&ServerOptions::new(dir.join("state")).var("MAX_UPLOAD_BYTES", "2048"));
+    let r = upload(&s, "text/plain", vec![b'a'; 2049], &[]).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (413, Some("payload_too_large")), "{}", r.body);
+    assert_eq!(chunked_upload_status(&s, 8, 512).await, 413, "chunked, no Content-Length: the cap holds while reading");
+    assert_eq!(chunked_upload_status(&s, 2, 512).await, 202);
+    let (_, run) = accepted(&s, "text/plain", b"Under the cap: words about rivers.".to_vec(), &[]).await;
+    assert_completed(&s, &run).await;
+}
