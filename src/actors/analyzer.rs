@@ -246,15 +246,14 @@ impl AnalyzerContainer {
 
     async fn analyze(&self, req: AnalyzeRequest) -> ApiResult<Value> {
         if !self.configured() {
-            return Err(ApiError::Conflict("analyzer disabled: no container and no ANALYZER_URL".into()));
+            return Err(ApiError::AnalyzerDisabled);
         }
         let now = now_ms();
         let mut breaker = self.breaker();
         if !breaker.allow(now) {
-            let wait = breaker.retry_after_ms(now).unwrap_or(0);
-            // Conflict, not Unavailable: retrying cannot help while the circuit
-            // is open, so the optional stage skips at once instead of backing off.
-            return Err(ApiError::Conflict(format!("analyzer circuit is open for another {wait} ms")));
+            // Half-open with a trial in flight: ask again after a cool-down.
+            let wait = breaker.retry_after_ms(now).unwrap_or(breaker.cooldown_ms).max(0);
+            return Err(ApiError::CircuitOpen { retry_after_ms: wait as u64 });
         }
         self.save(&breaker)?;
         let result = self.call(&req).await;
@@ -270,7 +269,8 @@ impl AnalyzerContainer {
         self.save(&breaker)?;
         result.map_err(|f| f.error).map_err(|e| match e.class {
             ErrorClass::Terminal => ApiError::invalid("text", e.message),
-            _ => ApiError::Unavailable(e.message),
+            ErrorClass::RateLimited { retry_after_ms } => ApiError::RateLimited { retry_after_secs: retry_after_ms.div_ceil(1000).max(1) },
+            ErrorClass::Transient => ApiError::Unavailable(e.message),
         })
     }
 

@@ -67,7 +67,7 @@ pub async fn principal(env: &Env, req: &Request) -> ApiResult<Principal> {
     }
     if jwt::looks_like_jwt(token) {
         if let Some(cfg) = &trust.jwt {
-            return user(cfg, token).await.map_err(|e| unauthorized(e.to_string()));
+            return Ok(user(cfg, token).await?);
         }
     }
     Err(unauthorized("the credential is not an admin token, an API key or an accepted JWT"))

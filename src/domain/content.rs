@@ -124,6 +124,11 @@ pub struct ContentState {
     pub updated_at: Millis,
 }
 
+/// Why a run of an older version ends `cancelled`.
+pub fn superseded_reason(current: u32) -> String {
+    format!("superseded by version {current}")
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ContentError {
     #[error("version {got} is stale; the current version is {current}")]

@@ -24,15 +24,9 @@ impl AnalyzerActorClient {
 
 impl DocumentAnalyzer for AnalyzerActorClient {
     async fn analyze(&self, req: &AnalyzeRequest) -> Result<serde_json::Value, StageError> {
-        rpc::call(&self.env, ActorKind::Analyzer, ANALYZER_ACTOR, "analyze", req).await.map_err(|e| match e {
-            // Refused documents, an open circuit and a missing analyzer: a retry
-            // cannot change the answer, so the (optional) stage ends now.
-            ApiError::InvalidField { .. }
-            | ApiError::BadRequest(_)
-            | ApiError::PayloadTooLarge { .. }
-            | ApiError::Conflict(_) => StageError::terminal(e.to_string()),
-            _ => StageError::transient(e.to_string()),
-        })
+        // A refused document ends the (optional) stage now; an open circuit
+        // waits for its cool-down, a rate limit for its Retry-After.
+        rpc::call(&self.env, ActorKind::Analyzer, ANALYZER_ACTOR, "analyze", req).await.map_err(StageError::from)
     }
 }
 
