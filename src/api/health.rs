@@ -7,20 +7,19 @@
 use serde_json::json;
 use worker::{Env, Response};
 
-use crate::domain::principal::Principal;
 use crate::error::ApiResult;
 use crate::http;
 use crate::providers::backend_choice::AI_WORKERS_AI;
 use crate::providers::{Embedder, Providers, VectorIndex, EMBED_MODEL, TEXT_MODEL};
 use crate::runtime::config;
 
-pub async fn get(env: &Env, who: &Principal) -> ApiResult<Response> {
+pub async fn get(env: &Env, operator: bool) -> ApiResult<Response> {
     let cfg = config(env);
     let p = Providers::from_config(env, &cfg);
     let problems: serde_json::Map<String, serde_json::Value> =
         p.problems().into_iter().map(|(name, why)| (name.to_string(), why.into())).collect();
     let (code, status) = if problems.is_empty() { (200, "ok") } else { (503, "degraded") };
-    if !who.is_operator() {
+    if !operator {
         return Ok(http::json(code, &json!({ "status": status })));
     }
     Ok(http::json(
