@@ -141,10 +141,8 @@ async fn container_reply(resp: Response) -> Result<Value, StageError> {
     let text = crate::actors::rpc::body_text(resp).await.unwrap_or_default();
     if (200..300).contains(&status) {
         serde_json::from_str(&text).map_err(|e| StageError::transient(e.to_string()))
-    } else if (400..500).contains(&status) && status != 429 {
-        Err(StageError::terminal(format!("analyzer refused ({status}): {text}")))
     } else {
-        Err(StageError::transient(format!("analyzer answered {status}")))
+        Err(crate::providers::provider_errors::analyzer_refusal(status, &text))
     }
 }
 

@@ -47,8 +47,6 @@ pub async fn analyze_over_http(req: Request) -> Result<serde_json::Value, StageE
     let text = crate::actors::rpc::body_text(resp).await.unwrap_or_default();
     match status {
         200..=299 => serde_json::from_str(&text).map_err(|e| StageError::transient(format!("analyzer answer: {e}"))),
-        429 => Err(StageError::rate_limited(1000, "analyzer is rate limiting")),
-        400..=499 => Err(StageError::terminal(format!("analyzer refused the document ({status}): {text}"))),
-        _ => Err(StageError::transient(format!("analyzer answered {status}"))),
+        _ => Err(super::provider_errors::analyzer_refusal(status, &text)),
     }
 }
