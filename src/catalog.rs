@@ -19,10 +19,6 @@ pub fn db(env: &Env) -> ApiResult<D1Database> {
     Ok(env.d1("DB")?)
 }
 
-fn d1_err(e: worker::Error) -> ApiError {
-    ApiError::Internal(format!("catalog: {e}"))
-}
-
 pub fn s(v: &str) -> JsValue {
     JsValue::from_str(v)
 }
@@ -43,11 +39,11 @@ fn registry_upsert(d: &D1Database, kind: &str, id: &str, status: &str, created: 
          WHERE excluded.updated_at >= actors.updated_at AND actors.status != 'deleted'",
     )
     .bind(&[s(kind), s(id), s(status), n(created), n(now)])
-    .map_err(d1_err)
+    .map_err(ApiError::from)
 }
 
 pub async fn register_actor(env: &Env, kind: &str, id: &str, status: &str, now: Millis) -> ApiResult<()> {
-    registry_upsert(&db(env)?, kind, id, status, now, now)?.run().await.map_err(d1_err)?;
+    registry_upsert(&db(env)?, kind, id, status, now, now)?.run().await?;
     Ok(())
 }
 
@@ -59,11 +55,9 @@ struct Exists {
 pub async fn actor_exists(env: &Env, kind: &str, id: &str) -> ApiResult<bool> {
     let r: Option<Exists> = db(env)?
         .prepare("SELECT COUNT(*) AS n FROM actors WHERE kind = ?1 AND id = ?2")
-        .bind(&[s(kind), s(id)])
-        .map_err(d1_err)?
+        .bind(&[s(kind), s(id)])?
         .first(None)
-        .await
-        .map_err(d1_err)?;
+        .await?;
     Ok(r.is_some_and(|r| r.n > 0.0))
 }
 
@@ -94,8 +88,7 @@ pub async fn record_run(env: &Env, run: &PipelineRun, now: Millis) -> ApiResult<
             n(run.created_at),
             n(now),
             run.finished_at.map(n).unwrap_or(JsValue::NULL),
-        ])
-        .map_err(d1_err)?,
+        ])?,
     ];
     if run.status == RunStatus::Completed {
         for r in run.stages.iter().filter(|r| matches!(r.status, StageStatus::Completed | StageStatus::Skipped)) {
@@ -109,12 +102,11 @@ pub async fn record_run(env: &Env, run: &PipelineRun, now: Millis) -> ApiResult<
                     "INSERT OR REPLACE INTO stage_timings (run_id, stage, status, attempts, duration_ms, finished_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
-                .bind(&[s(&id), s(r.stage.as_str()), s(status), n(r.attempts as i64), dur, n(r.finished_at.unwrap_or(now))])
-                .map_err(d1_err)?,
+                .bind(&[s(&id), s(r.stage.as_str()), s(status), n(r.attempts as i64), dur, n(r.finished_at.unwrap_or(now))])?,
             );
         }
     }
-    d.batch(stmts).await.map_err(d1_err)?;
+    d.batch(stmts).await?;
     Ok(())
 }
 
@@ -155,8 +147,7 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
             s(&c.ownership.tenant),
             s(&c.ownership.owner),
             s(c.ownership.visibility.as_str()),
-        ])
-        .map_err(d1_err)?,
+        ])?,
     ];
     if index_text {
         // The document keeps one FTS rowid (content_fts_keys) across versions.
@@ -166,13 +157,11 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
             d.prepare(&format!(
                 "INSERT INTO content_fts_keys (content_id) SELECT ?1 WHERE {CURRENT_ROW} ON CONFLICT (content_id) DO NOTHING"
             ))
-            .bind(&[s(&id), JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, version.clone()])
-            .map_err(d1_err)?,
+            .bind(&[s(&id), JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, version.clone()])?,
         );
         stmts.push(
             d.prepare(&format!("{DELETE_FTS_ROW} AND {CURRENT_ROW}"))
-                .bind(&[s(&id), JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, version.clone()])
-                .map_err(d1_err)?,
+                .bind(&[s(&id), JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, version.clone()])?,
         );
         stmts.push(
             d.prepare(&format!(
@@ -187,11 +176,10 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
                 opt(c.doc.category.as_deref()),
                 s(&fts_scope_token(&c.ownership)),
                 version,
-            ])
-            .map_err(d1_err)?,
+            ])?,
         );
     }
-    d.batch(stmts).await.map_err(d1_err)?;
+    d.batch(stmts).await?;
     Ok(())
 }
 
@@ -206,17 +194,16 @@ const CURRENT_ROW: &str = "EXISTS (SELECT 1 FROM content WHERE id = ?1 AND versi
 pub async fn delete_content(env: &Env, id: &str, now: Millis) -> ApiResult<()> {
     let d = db(env)?;
     let stmts = vec![
-        d.prepare("DELETE FROM content WHERE id = ?1").bind(&[s(id)]).map_err(d1_err)?,
-        d.prepare(DELETE_FTS_ROW).bind(&[s(id)]).map_err(d1_err)?,
-        d.prepare("DELETE FROM content_fts_keys WHERE content_id = ?1").bind(&[s(id)]).map_err(d1_err)?,
+        d.prepare("DELETE FROM content WHERE id = ?1").bind(&[s(id)])?,
+        d.prepare(DELETE_FTS_ROW).bind(&[s(id)])?,
+        d.prepare("DELETE FROM content_fts_keys WHERE content_id = ?1").bind(&[s(id)])?,
         d.prepare(
             "INSERT INTO actors (kind, id, status, created_at, updated_at) VALUES ('content', ?1, 'deleted', ?2, ?2)
              ON CONFLICT (kind, id) DO UPDATE SET status = 'deleted', updated_at = excluded.updated_at",
         )
-        .bind(&[s(id), n(now)])
-        .map_err(d1_err)?,
+        .bind(&[s(id), n(now)])?,
     ];
-    d.batch(stmts).await.map_err(d1_err)?;
+    d.batch(stmts).await?;
     Ok(())
 }
 
@@ -260,11 +247,10 @@ impl KeyRow {
 pub async fn find_key(env: &Env, key_id: &str) -> ApiResult<Option<KeyRow>> {
     db(env)?
         .prepare("SELECT key_id, tenant, name, scopes, rate_per_min, key_hash, created_at, revoked_at FROM api_keys WHERE key_id = ?1")
-        .bind(&[s(key_id)])
-        .map_err(d1_err)?
+        .bind(&[s(key_id)])?
         .first(None)
         .await
-        .map_err(d1_err)
+        .map_err(ApiError::from)
 }
 
 pub async fn create_key(env: &Env, row: &KeyRow) -> ApiResult<()> {
@@ -281,11 +267,9 @@ pub async fn create_key(env: &Env, row: &KeyRow) -> ApiResult<()> {
             row.rate_per_min.map(JsValue::from_f64).unwrap_or(JsValue::NULL),
             s(&row.key_hash),
             n(row.created_at as i64),
-        ])
-        .map_err(d1_err)?
+        ])?
         .run()
-        .await
-        .map_err(d1_err)?;
+        .await?;
     Ok(())
 }
 
@@ -295,24 +279,19 @@ pub async fn list_keys(env: &Env, tenant: Option<&str>) -> ApiResult<Vec<KeyRow>
             "SELECT key_id, tenant, name, scopes, rate_per_min, key_hash, created_at, revoked_at FROM api_keys
              WHERE (?1 IS NULL OR tenant = ?1) ORDER BY created_at DESC, key_id LIMIT 1000",
         )
-        .bind(&[opt(tenant)])
-        .map_err(d1_err)?
+        .bind(&[opt(tenant)])?
         .all()
-        .await
-        .map_err(d1_err)?
-        .results()
-        .map_err(d1_err)?)
+        .await?
+        .results()?)
 }
 
 /// Marks a key revoked; `false` when there is no such live key.
 pub async fn revoke_key(env: &Env, key_id: &str, now: Millis) -> ApiResult<bool> {
     let r = db(env)?
         .prepare("UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL")
-        .bind(&[s(key_id), n(now)])
-        .map_err(d1_err)?
+        .bind(&[s(key_id), n(now)])?
         .run()
-        .await
-        .map_err(d1_err)?;
+        .await?;
     Ok(r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0) > 0)
 }
 
@@ -384,7 +363,7 @@ pub async fn list_content(env: &Env, q: &ListQuery<'_>) -> ApiResult<Vec<Content
         n(q.limit as i64 + 1),
     ];
     binds.extend(scope_binds);
-    db(env)?.prepare(sql).bind(&binds).map_err(d1_err)?.all().await.map_err(d1_err)?.results().map_err(d1_err)
+    Ok(db(env)?.prepare(sql).bind(&binds)?.all().await?.results()?)
 }
 
 /// The FTS5 expression for `user_match` (from `fusion::fts_match`) limited to
@@ -412,13 +391,10 @@ pub async fn keyword_search(env: &Env, fts: &str, category: Option<&str>, limit:
             "SELECT content_id FROM content_fts WHERE content_fts MATCH ?1 AND (?2 IS NULL OR category = ?2)
              ORDER BY bm25(content_fts, 0.0, 3.0, 1.0, 2.0, 0.0, 0.0) LIMIT ?3",
         )
-        .bind(&[s(fts), opt(category), n(limit as i64)])
-        .map_err(d1_err)?
+        .bind(&[s(fts), opt(category), n(limit as i64)])?
         .all()
-        .await
-        .map_err(d1_err)?
-        .results()
-        .map_err(d1_err)?;
+        .await?
+        .results()?;
     Ok(rows.into_iter().map(|r| r.content_id).collect())
 }
 
@@ -456,7 +432,7 @@ pub async fn fetch_docs(env: &Env, ids: &[String]) -> ApiResult<Vec<DocRow>> {
          WHERE k.content_id IN ({placeholders})"
     );
     let binds: Vec<JsValue> = ids.iter().map(|i| s(i)).collect();
-    db(env)?.prepare(sql).bind(&binds).map_err(d1_err)?.all().await.map_err(d1_err)?.results().map_err(d1_err)
+    Ok(db(env)?.prepare(sql).bind(&binds)?.all().await?.results()?)
 }
 
 /// Bounded retention for logs that hold user text: the search log keeps
@@ -471,19 +447,16 @@ pub fn log_search_statements(env: &Env, row: [JsValue; 7], now: Millis) -> ApiRe
     let day = 24 * 3600 * 1000;
     Ok(vec![
         d.prepare("INSERT INTO search_log (q, k, category, mode, results, took_ms, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-            .bind(&row)
-            .map_err(d1_err)?,
+            .bind(&row)?,
         d.prepare("DELETE FROM search_log WHERE at < ?1 OR id <= (SELECT MAX(id) FROM search_log) - ?2")
-            .bind(&[n(now - SEARCH_LOG_DAYS * day), n(SEARCH_LOG_ROWS)])
-            .map_err(d1_err)?,
+            .bind(&[n(now - SEARCH_LOG_DAYS * day), n(SEARCH_LOG_ROWS)])?,
         d.prepare("DELETE FROM runs WHERE status = 'failed' AND finished_at < ?1")
-            .bind(&[n(now - DEAD_LETTER_DAYS * day)])
-            .map_err(d1_err)?,
+            .bind(&[n(now - DEAD_LETTER_DAYS * day)])?,
     ])
 }
 
 pub async fn run_batch(env: &Env, stmts: Vec<D1PreparedStatement>) -> ApiResult<()> {
-    db(env)?.batch(stmts).await.map_err(d1_err)?;
+    db(env)?.batch(stmts).await?;
     Ok(())
 }
 

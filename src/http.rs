@@ -40,9 +40,3 @@ fn unreachable_response() -> Response {
     // Response::empty cannot fail in practice; this keeps handlers panic-free.
     Response::builder().with_status(500).empty()
 }
-
-impl From<worker::Error> for ApiError {
-    fn from(e: worker::Error) -> Self {
-        ApiError::Internal(e.to_string())
-    }
-}

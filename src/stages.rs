@@ -241,13 +241,13 @@ async fn require_current(cx: &StageContext<'_>) -> Result<(), StageFailure> {
     r.map(|_| ()).map_err(superseded_or_transient)
 }
 
-/// The content actor's 409 (a newer version) and 404 (deleted) end the run
-/// as cancelled; anything else is worth another try.
+/// The content actor's `superseded` (a newer version) and 404 (deleted) end
+/// the run as cancelled; anything else keeps its retry class.
 fn superseded_or_transient(e: ApiError) -> StageFailure {
     match e {
-        ApiError::Conflict(msg) => StageFailure::Superseded(msg),
+        ApiError::Superseded(reason) => StageFailure::Superseded(reason),
         ApiError::NotFound(_) => StageFailure::Superseded(CONTENT_DELETED.into()),
-        e => StageError::transient(e.to_string()).into(),
+        e => StageError::from(e).into(),
     }
 }
 

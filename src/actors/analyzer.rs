@@ -142,10 +142,8 @@ async fn container_reply(resp: Response) -> Result<Value, StageError> {
     let text = crate::actors::rpc::body_text(resp).await.unwrap_or_default();
     if (200..300).contains(&status) {
         serde_json::from_str(&text).map_err(|e| StageError::transient(e.to_string()))
-    } else if (400..500).contains(&status) && status != 429 {
-        Err(StageError::terminal(format!("analyzer refused ({status}): {text}")))
     } else {
-        Err(StageError::transient(format!("analyzer answered {status}")))
+        Err(crate::providers::provider_errors::analyzer_refusal(status, &text))
     }
 }
 
@@ -255,10 +253,7 @@ impl AnalyzerContainer {
             .get(key)
             .await?
             .ok_or_else(|| ApiError::BadRequest("the uploaded PDF is missing from the bucket".into()))?;
-        self.guarded(AnalyzerCall::ExtractPdf(pdf.bytes)).await.map_err(|e| match e {
-            ApiError::Conflict(why) => ApiError::Unavailable(why),
-            e => e,
-        })
+        self.guarded(AnalyzerCall::ExtractPdf(pdf.bytes)).await
     }
 
     async fn analyze(&self, req: AnalyzeRequest) -> ApiResult<Value> {
@@ -268,15 +263,14 @@ impl AnalyzerContainer {
     /// One call through the circuit breaker.
     async fn guarded(&self, req: AnalyzerCall) -> ApiResult<Value> {
         if !self.configured() {
-            return Err(ApiError::Conflict("analyzer disabled: no container and no ANALYZER_URL".into()));
+            return Err(ApiError::AnalyzerDisabled);
         }
         let now = now_ms();
         let mut breaker = self.breaker();
         if !breaker.allow(now) {
-            let wait = breaker.retry_after_ms(now).unwrap_or(0);
-            // Conflict, not Unavailable: retrying cannot help while the circuit
-            // is open, so the optional stage skips at once instead of backing off.
-            return Err(ApiError::Conflict(format!("analyzer circuit is open for another {wait} ms")));
+            // Half-open with a trial in flight: ask again after a cool-down.
+            let wait = breaker.retry_after_ms(now).unwrap_or(breaker.cooldown_ms).max(0);
+            return Err(ApiError::CircuitOpen { retry_after_ms: wait as u64 });
         }
         self.save(&breaker)?;
         let result = self.call(&req).await;
@@ -292,7 +286,8 @@ impl AnalyzerContainer {
         self.save(&breaker)?;
         result.map_err(|f| f.error).map_err(|e| match e.class {
             ErrorClass::Terminal => ApiError::invalid("text", e.message),
-            _ => ApiError::Unavailable(e.message),
+            ErrorClass::RateLimited { retry_after_ms } => ApiError::RateLimited { retry_after_secs: retry_after_ms.div_ceil(1000).max(1) },
+            ErrorClass::Transient => ApiError::Unavailable(e.message),
         })
     }
 

@@ -12,7 +12,7 @@ use super::outbox::Outbox;
 use super::ActorStorage;
 use super::rpc::{self, ActorKind};
 use crate::catalog;
-use crate::domain::content::{Artifacts, ContentDoc, ContentError, ContentState};
+use crate::domain::content::{superseded_reason, Artifacts, ContentDoc, ContentState};
 use crate::domain::faults;
 use crate::domain::outbox::Duty;
 use crate::domain::principal::{Access, Ownership, Principal, Visibility};
@@ -234,7 +234,7 @@ impl ContentActor {
         }
         let sql = self.state.storage().sql();
         if crate::store::has_state(&sql) {
-            return Err(ApiError::Conflict("content already exists".into()));
+            return Err(ApiError::AlreadyExists("content".into()));
         }
         crate::store::init_state(&sql)?;
         self.subs().init()?;
@@ -284,15 +284,13 @@ impl ContentActor {
     async fn publish(&self, p: Publish) -> ApiResult<Value> {
         let mut c = self.require()?;
         if c.history.iter().all(|v| v.run_id != p.run_id) {
-            return Err(ApiError::Conflict(format!("run {} is not a run of this content", p.run_id)));
+            return Err(ApiError::InvalidTransition(format!("run {} is not a run of this content", p.run_id)));
         }
         let now = now_ms();
         // Idempotent for a retried publish of the version already indexed.
         let already = c.artifacts.as_ref().is_some_and(|a| a.version == p.artifacts.version) && c.status == ContentStatus::Indexed;
         if !already {
-            let events = c.publish(p.artifacts, now).map_err(|e| match e {
-                ContentError::Stale { current, .. } => ApiError::Conflict(superseded_reason(current)),
-            })?;
+            let events = c.publish(p.artifacts, now)?;
             let feed = self.commit(&c, events, &[Duty::Catalog], now)?;
             self.announce(feed).await;
         }
@@ -318,7 +316,7 @@ impl ContentActor {
     fn fence(&self, f: Fence) -> ApiResult<Value> {
         let c = self.load()?.ok_or_else(|| ApiError::not_found("content (deleted)"))?;
         if c.version != f.version {
-            return Err(ApiError::Conflict(superseded_reason(c.version)));
+            return Err(ApiError::Superseded(superseded_reason(c.version)));
         }
         Ok(json!({ "version": c.version }))
     }
@@ -434,22 +432,17 @@ impl ContentActor {
     }
 }
 
-/// The cancel reason of a run whose version is no longer current.
-pub fn superseded_reason(current: u32) -> String {
-    format!("superseded by version {current}")
-}
-
 /// The spawn of `run_id` for the item's current version.
 fn spawn_duty(c: &ContentState, run_id: Uuid) -> Duty {
     let start = json!({ "run_id": run_id, "content_id": c.id, "version": c.version, "doc": c.doc, "ownership": c.ownership });
     Duty::SpawnRun { run_id, start }
 }
 
-/// A cancel or purge is done when the run took it, has already ended (409),
-/// or never existed (404).
+/// A cancel or purge is done when the run took it, has already ended (a
+/// refused transition), or never existed (404).
 fn settled(r: ApiResult<Value>) -> ApiResult<()> {
     match r {
-        Ok(_) | Err(ApiError::Conflict(_)) | Err(ApiError::NotFound(_)) => Ok(()),
+        Ok(_) | Err(ApiError::InvalidTransition(_)) | Err(ApiError::NotFound(_)) => Ok(()),
         Err(e) => Err(e),
     }
 }

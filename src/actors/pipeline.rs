@@ -203,7 +203,7 @@ impl PipelineActor {
             return Ok(run.view(None));
         }
         if crate::store::has_state(&self.state.storage().sql()) && self.cells().load::<bool>(PURGED_BEFORE_START)?.unwrap_or(false) {
-            return Err(ApiError::Conflict(stages::CONTENT_DELETED.into()));
+            return Err(ApiError::Superseded(stages::CONTENT_DELETED.into()));
         }
         let cfg = config(&self.env);
         let now = now_ms();
@@ -233,7 +233,7 @@ impl PipelineActor {
             Step::WaitUntil(_) => return self.arm(&run, now).await,
             Step::Execute(stage) => stage,
         };
-        let events = run.start_stage(stage, now).map_err(|e| ApiError::Conflict(e.to_string()))?;
+        let events = run.start_stage(stage, now)?;
         self.commit(&run, events, now)?;
         let timeout = run.policy(stage).timeout_ms;
         self.state.storage().set_alarm(to_datetime(now + timeout as i64 + WATCHDOG_SLACK_MS)).await?;
@@ -266,8 +266,7 @@ impl PipelineActor {
             Ok(()) => run.finish_stage(stage, Ok(()), now),
             Err(StageFailure::Error(e)) => run.finish_stage(stage, Err(e), now),
             Err(StageFailure::Superseded(why)) => run.cancel(&why, now),
-        }
-        .map_err(|e| ApiError::Conflict(e.to_string()))?;
+        }?;
         self.commit(&run, events, now)?;
         self.arm(&run, now).await?;
         if run.status.is_terminal() {
@@ -303,7 +302,7 @@ impl PipelineActor {
     async fn cancel(&self, reason: &str) -> ApiResult<RunView> {
         let mut run = self.require()?;
         let now = now_ms();
-        let events = run.cancel(reason, now).map_err(|e| ApiError::Conflict(e.to_string()))?;
+        let events = run.cancel(reason, now)?;
         self.commit(&run, events, now)?;
         self.arm(&run, now).await?;
         self.on_terminal(&run, now).await;
@@ -313,7 +312,7 @@ impl PipelineActor {
     async fn retry(&self) -> ApiResult<RunView> {
         let mut run = self.require()?;
         let now = now_ms();
-        let events = run.retry(now).map_err(|e| ApiError::Conflict(e.to_string()))?;
+        let events = run.retry(now)?;
         self.commit(&run, events, now)?;
         self.arm(&run, now).await?;
         self.catalog_now(now).await?;

@@ -252,7 +252,7 @@ impl SessionActor {
         let key = topic.to_string();
         let info = self.info()?;
         let mut st = attachment(ws).unwrap_or_else(|| SocketState::new(Uuid::new_v4().to_string(), now_ms()));
-        st.subscribe(&key, after.unwrap_or(0)).map_err(|e| ApiError::Conflict(e.to_string()))?;
+        st.subscribe(&key, after.unwrap_or(0))?;
         save(ws, &st);
         self.pending.borrow_mut().remove(&(st.tab.clone(), key.clone()));
 
@@ -368,12 +368,7 @@ impl SessionActor {
             ClientFrame::Unsubscribe { topic } => self.unsubscribe(ws, &topic).await,
         };
         if let Err(e) = result {
-            let code = match &e {
-                ApiError::InvalidField { .. } | ApiError::NotFound(_) => "unknown_topic",
-                ApiError::Conflict(_) => "too_many_subscriptions",
-                _ => e.code(),
-            };
-            send(ws, &ServerFrame::error(code, e.to_string()));
+            send(ws, &ServerFrame::error(e.frame_code(), e.to_string()));
         }
     }
 

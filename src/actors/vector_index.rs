@@ -86,7 +86,7 @@ impl VectorIndexActor {
     fn admit(&self, content_id: &str, version: u32) -> ApiResult<()> {
         self.init()?;
         let before = self.fence(content_id)?;
-        let after = before.admit(version).map_err(|e| ApiError::Conflict(e.to_string()))?;
+        let after = before.admit(version)?;
         if after != before {
             self.save_fence(content_id, after)?;
         }

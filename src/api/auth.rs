@@ -19,6 +19,7 @@ use wasm_bindgen_futures::JsFuture;
 use worker::{Env, Request};
 
 use crate::catalog;
+use crate::config::Trust;
 use crate::domain::jwt::{self, Alg, JwtError};
 use crate::domain::principal::{Principal, PrincipalKind, Scope};
 use crate::domain::token::constant_time_eq;
@@ -44,30 +45,44 @@ pub fn sha256_hex(s: &str) -> String {
     Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The credential of `Authorization: Bearer <credential>`, if the header is there.
+fn bearer(header: &str) -> ApiResult<&str> {
+    header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unauthorized("Authorization must be 'Bearer <credential>'"))
+}
+
+fn is_admin_token(trust: &Trust, token: &str) -> bool {
+    // Hashes have one length, so the comparison time says nothing.
+    trust.admin_token_sha256.as_ref().is_some_and(|admin| constant_time_eq(&Sha256::digest(token.as_bytes()), admin))
+}
+
+/// Whether the request carries the operator's token, checked alone (no key
+/// lookup, no JWT), for routes that answer anyone but tell the operator more.
+pub fn is_operator(env: &Env, req: &Request) -> bool {
+    let header = req.headers().get("authorization").ok().flatten();
+    header.as_deref().and_then(|h| bearer(h).ok()).is_some_and(|t| is_admin_token(&config(env).trust, t))
+}
+
 /// The request's principal.
 pub async fn principal(env: &Env, req: &Request) -> ApiResult<Principal> {
     let Some(header) = req.headers().get("authorization").ok().flatten() else {
         return Ok(Principal::anonymous());
     };
-    let token = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| unauthorized("Authorization must be 'Bearer <credential>'"))?;
+    let token = bearer(&header)?;
     let trust = config(env).trust;
-    if let Some(admin) = &trust.admin_token_sha256 {
-        // Hashes have one length, so the comparison time says nothing.
-        if constant_time_eq(&Sha256::digest(token.as_bytes()), admin) {
-            return Ok(Principal::operator());
-        }
+    if is_admin_token(&trust, token) {
+        return Ok(Principal::operator());
     }
     if token.starts_with(KEY_PREFIX) {
         return api_key(env, token).await;
     }
     if jwt::looks_like_jwt(token) {
         if let Some(cfg) = &trust.jwt {
-            return user(cfg, token).await.map_err(|e| unauthorized(e.to_string()));
+            return Ok(user(cfg, token).await?);
         }
     }
     Err(unauthorized("the credential is not an admin token, an API key or an accepted JWT"))

@@ -8,6 +8,7 @@ use worker::{Env, Request, Response};
 use super::auth::{new_key, sha256_hex};
 use super::input::{json_body, param, query};
 use crate::catalog::{self, KeyRow};
+use crate::domain::content::{is_plain_label, PLAIN_LABEL};
 use crate::domain::principal::{valid_tenant, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::http;
@@ -32,8 +33,11 @@ pub async fn create(env: &Env, mut req: Request) -> ApiResult<Response> {
         return Err(ApiError::invalid("tenant", "must be 1 to 40 of a-z, 0-9 and '-'"));
     }
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > NAME_MAX_CHARS || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid("name", format!("must be 1 to {NAME_MAX_CHARS} characters on one line")));
+    if name.is_empty() || name.chars().count() > NAME_MAX_CHARS {
+        return Err(ApiError::invalid("name", format!("must be 1 to {NAME_MAX_CHARS} characters")));
+    }
+    if !is_plain_label(name) {
+        return Err(ApiError::invalid("name", PLAIN_LABEL));
     }
     let mut scopes: Vec<Scope> = Vec::new();
     for s in &body.scopes {

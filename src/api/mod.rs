@@ -56,8 +56,9 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
     use limits::LimitClass;
     use routes::RouteId as R;
     let (id, p) = routes::resolve(method, path)?;
-    // Health and the API document answer anyone; every other route knows
-    // its principal first (a bad credential is 401 even on a public read).
+    // Health and the API document answer anyone (health tells the operator
+    // more); every other route knows its principal first (a bad credential is
+    // 401 even on a public read).
     let who = match id {
         R::Health | R::OpenApi => crate::domain::principal::Principal::anonymous(),
         _ => auth::principal(env, &req).await?,
@@ -67,7 +68,7 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
     }
     let arg = |i: usize| p.get(i).map(String::as_str).unwrap_or_default();
     match id {
-        R::Health => health::get(env).await,
+        R::Health => health::get(env, auth::is_operator(env, &req)).await,
         R::OpenApi => Ok(http::json(200, &openapi::document())),
         R::WhoAmI => Ok(http::json(200, &who)),
         R::CreateContent => {

@@ -11,7 +11,7 @@ use super::routes::{RouteId, ROUTES};
 
 fn summary(id: RouteId) -> (&'static str, &'static str) {
     match id {
-        RouteId::Health => ("Health and provider backends", "Health"),
+        RouteId::Health => ("Health: `{status}`; the provider backends for the operator", "Health"),
         RouteId::OpenApi => ("This document", "Meta"),
         RouteId::CreateContent => ("Create a content item and spawn its pipeline run", "Content"),
         RouteId::ListContent => ("List content from the catalog", "Content"),

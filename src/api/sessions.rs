@@ -9,7 +9,7 @@ use super::input::{param, query, uuid_param};
 use crate::actors::rpc::{self, ActorKind};
 use crate::domain::principal::Principal;
 use crate::domain::time::rfc3339;
-use crate::domain::token::{self, TokenError};
+use crate::domain::token;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
 use crate::protocol::SessionGrant;
@@ -40,12 +40,8 @@ pub async fn socket(env: &Env, req: Request, id: &str) -> ApiResult<Response> {
     let id = uuid_param(id, "session")?;
     let q = query(&req)?;
     let tok = param(&q, "token").filter(|t| !t.is_empty()).ok_or_else(|| ApiError::Unauthorized("token is required".into()))?;
-    token::verify(&secret(env)?, id, tok, now_ms() / 1000).map_err(|e| match e {
-        TokenError::Malformed => ApiError::Unauthorized(e.to_string()),
-        TokenError::Expired => ApiError::Unauthorized(e.to_string()),
-        // A present but bad credential is 401 (DESIGN.md, "Principals and access").
-        TokenError::BadSignature => ApiError::Unauthorized(e.to_string()),
-    })?;
+    // A present but bad token is 401 (DESIGN.md, "Principals and access").
+    token::verify(&secret(env)?, id, tok, now_ms() / 1000)?;
     let upgrade = req.headers().get("upgrade").ok().flatten().unwrap_or_default();
     if !upgrade.eq_ignore_ascii_case("websocket") {
         return Err(ApiError::BadRequest("expected a WebSocket upgrade (Upgrade: websocket)".into()));

@@ -29,9 +29,46 @@ pub struct ContentDoc {
     pub source: Option<Source>,
 }
 
-fn has_control(s: &str) -> bool {
-    s.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+/// Unicode's format characters (general category Cf, Unicode 15.1): bidi
+/// embeddings, overrides and isolates, zero-width spaces and joiners, the
+/// byte-order mark, tag characters. Invisible, they make a label display as
+/// something else. A table, not a crate: a general-category crate would add
+/// tens of KB to the Worker for these 21 ranges.
+const FORMAT_CHARS: &[(char, char)] = &[
+    ('\u{AD}', '\u{AD}'),
+    ('\u{600}', '\u{605}'),
+    ('\u{61C}', '\u{61C}'),
+    ('\u{6DD}', '\u{6DD}'),
+    ('\u{70F}', '\u{70F}'),
+    ('\u{890}', '\u{891}'),
+    ('\u{8E2}', '\u{8E2}'),
+    ('\u{180E}', '\u{180E}'),
+    ('\u{200B}', '\u{200F}'),
+    ('\u{202A}', '\u{202E}'),
+    ('\u{2060}', '\u{2064}'),
+    ('\u{2066}', '\u{206F}'),
+    ('\u{FEFF}', '\u{FEFF}'),
+    ('\u{FFF9}', '\u{FFFB}'),
+    ('\u{110BD}', '\u{110BD}'),
+    ('\u{110CD}', '\u{110CD}'),
+    ('\u{13430}', '\u{1343F}'),
+    ('\u{1BCA0}', '\u{1BCA3}'),
+    ('\u{1D173}', '\u{1D17A}'),
+    ('\u{E0001}', '\u{E0001}'),
+    ('\u{E0020}', '\u{E007F}'),
+];
+
+/// The one rule for single-line labels (titles, tags, authors, API key
+/// names): no control characters (line breaks and tabs included), no line or
+/// paragraph separators, and no format characters.
+pub fn is_plain_label(s: &str) -> bool {
+    s.chars().all(|c| {
+        !c.is_control() && !matches!(c, '\u{2028}' | '\u{2029}') && !FORMAT_CHARS.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c))
+    })
 }
+
+/// What a label that breaks [`is_plain_label`] is told.
+pub const PLAIN_LABEL: &str = "must be one line without control or invisible formatting characters";
 
 /// A category as stored and filtered on: trimmed, lowercase, up to
 /// `category_max_chars` letters, digits, spaces, '-' or '_'; `None` when
@@ -54,8 +91,8 @@ fn title(raw: &str, l: &Limits) -> Result<String, ApiError> {
     if n == 0 || n > l.title_max_chars {
         return Err(ApiError::invalid("title", format!("must be 1 to {} characters", l.title_max_chars)));
     }
-    if has_control(&title) || title.contains('\n') {
-        return Err(ApiError::invalid("title", "must be a single line without control characters"));
+    if !is_plain_label(&title) {
+        return Err(ApiError::invalid("title", PLAIN_LABEL));
     }
     Ok(title)
 }
@@ -93,17 +130,21 @@ impl ContentDoc {
         for t in raw_tags {
             let t = t.trim().to_string();
             let n = t.chars().count();
-            if n == 0 || n > l.tag_max_chars || has_control(&t) {
+            if n == 0 || n > l.tag_max_chars {
                 return Err(ApiError::invalid("tags", format!("each tag must be 1 to {} characters", l.tag_max_chars)));
+            }
+            if !is_plain_label(&t) {
+                return Err(ApiError::invalid("tags", format!("each tag {PLAIN_LABEL}")));
             }
             if !tags.contains(&t) {
                 tags.push(t);
             }
         }
         let author = match input.author.map(|a| a.trim().to_string()) {
-            Some(a) if a.chars().count() > l.author_max_chars || has_control(&a) => {
+            Some(a) if a.chars().count() > l.author_max_chars => {
                 return Err(ApiError::invalid("author", format!("must be up to {} characters", l.author_max_chars)));
             }
+            Some(a) if !is_plain_label(&a) => return Err(ApiError::invalid("author", PLAIN_LABEL)),
             Some(a) if a.is_empty() => None,
             a => a,
         };
@@ -152,6 +193,11 @@ pub struct ContentState {
     pub ownership: Ownership,
     pub created_at: Millis,
     pub updated_at: Millis,
+}
+
+/// Why a run of an older version ends `cancelled`.
+pub fn superseded_reason(current: u32) -> String {
+    format!("superseded by version {current}")
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -357,6 +403,41 @@ mod tests {
         match r {
             Err(ApiError::InvalidField { field, .. }) => field,
             other => panic!("expected invalid field, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn labels_refuse_invisible_and_control_characters() {
+        let l = Limits::default();
+        let hidden = ["\u{202E}", "\u{202A}", "\u{2066}", "\u{2069}", "\u{200B}", "\u{200D}", "\u{200F}", "\u{FEFF}", "\u{AD}", "\u{E0041}", "\t", "\r", "\u{7}", "\u{85}", "\u{2028}"];
+        for h in hidden {
+            let text = format!("pay{h}lpaP");
+            assert_eq!(field(ContentDoc::validate(input(&text, "b"), &l)), "title", "{h:?}");
+            let mut i = input("t", "b");
+            i.tags = Some(vec![text.clone()]);
+            assert_eq!(field(ContentDoc::validate(i.clone(), &l)), "tags", "{h:?}");
+            i.tags = None;
+            i.author = Some(text.clone());
+            assert_eq!(field(ContentDoc::validate(i.clone(), &l)), "author", "{h:?}");
+            i.author = None;
+            i.category = Some(text);
+            assert_eq!(field(ContentDoc::validate(i, &l)), "category", "{h:?}");
+        }
+        // Visible non-ASCII text is fine, the body may hold anything but NUL.
+        let mut i = input("Café – ½ 😀 שלום 日本語", "body\twith\u{202E} tabs\n");
+        i.tags = Some(vec!["naïve".into()]);
+        i.author = Some("Zoë Ünal".into());
+        assert!(ContentDoc::validate(i, &l).is_ok());
+    }
+
+    /// Every range is Cf, and the ends are the Cf code points next to
+    /// characters of other categories (spot checks of the Unicode table).
+    #[test]
+    fn the_format_table_is_sorted_and_bounded() {
+        assert!(FORMAT_CHARS.windows(2).all(|w| w[0].1 < w[1].0));
+        assert!(FORMAT_CHARS.iter().all(|(lo, hi)| lo <= hi));
+        for visible in ['a', '\u{AC}', '\u{AE}', '\u{200A}', '\u{2010}', '\u{2065}', '\u{FEFE}', '\u{E0080}'] {
+            assert!(is_plain_label(&visible.to_string()), "{visible:?}");
         }
     }
 

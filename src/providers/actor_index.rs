@@ -11,7 +11,6 @@ use super::{VectorIndex, VectorItem, VectorMatch, VectorQuery};
 use crate::actors::rpc::{self, ActorKind};
 use crate::domain::pipeline::StageError;
 use crate::domain::vector::shard_for;
-use crate::error::ApiError;
 
 pub struct ActorIndex {
     env: Env,
@@ -20,13 +19,6 @@ pub struct ActorIndex {
 
 pub fn shard_name(n: u32) -> String {
     format!("shard-{n}")
-}
-
-fn stage_err(e: ApiError) -> StageError {
-    match e {
-        ApiError::InvalidField { .. } | ApiError::BadRequest(_) => StageError::terminal(e.to_string()),
-        _ => StageError::transient(e.to_string()),
-    }
 }
 
 impl ActorIndex {
@@ -50,7 +42,7 @@ impl VectorIndex for ActorIndex {
             let _: serde_json::Value =
                 rpc::call(&self.env, ActorKind::VectorShard, &shard_name(n as u32), "upsert", &json!({ "items": batch }))
                     .await
-                    .map_err(stage_err)?;
+                    .map_err(StageError::from)?;
         }
         Ok(())
     }
@@ -64,7 +56,7 @@ impl VectorIndex for ActorIndex {
         });
         let mut all = Vec::new();
         for r in join_all(calls).await {
-            all.extend(r.map_err(stage_err)?);
+            all.extend(r.map_err(StageError::from)?);
         }
         all.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
         all.truncate(q.top_k as usize);
@@ -81,12 +73,14 @@ impl VectorIndex for ActorIndex {
             &json!({ "content_id": content_id, "keep_version": keep_version }),
         )
         .await
-        .map_err(stage_err)?;
+        .map_err(StageError::from)?;
         Ok(removed)
     }
 
     /// One call: a content's vectors all live on its shard, which applies
     /// the upsert and the removal of other versions in one synchronous step.
+    /// Its fence refusal is transient: the next attempt's currency check
+    /// ends the run as superseded.
     async fn replace_content(&self, content_id: &str, version: u32, items: Vec<VectorItem>) -> Result<(), StageError> {
         let shard = shard_for(content_id, self.shards);
         if let Some(stray) = items.iter().find(|it| it.meta.content_id != content_id) {
@@ -94,7 +88,7 @@ impl VectorIndex for ActorIndex {
         }
         let body = json!({ "content_id": content_id, "keep_version": version, "items": items });
         let _: serde_json::Value =
-            rpc::call(&self.env, ActorKind::VectorShard, &shard_name(shard), "replace_content", &body).await.map_err(stage_err)?;
+            rpc::call(&self.env, ActorKind::VectorShard, &shard_name(shard), "replace_content", &body).await.map_err(StageError::from)?;
         Ok(())
     }
 }

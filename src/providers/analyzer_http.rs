@@ -58,24 +58,14 @@ impl DocumentAnalyzer for AnalyzerActorClient {
     async fn extract_pdf(&self, key: &str) -> Result<String, StageError> {
         let body = serde_json::json!({ "key": key });
         let r: Result<ExtractedText, ApiError> = rpc::call(&self.env, ActorKind::Analyzer, ANALYZER_ACTOR, "extract_pdf", &body).await;
-        r.map(|x| x.text).map_err(|e| match e {
-            ApiError::InvalidField { .. } | ApiError::BadRequest(_) | ApiError::PayloadTooLarge { .. } => {
-                StageError::terminal(e.to_string())
-            }
-            _ => StageError::transient(e.to_string()),
-        })
+        // An unreadable PDF or no analyzer is terminal; an open circuit waits.
+        r.map(|x| x.text).map_err(StageError::from)
     }
 
     async fn analyze(&self, req: &AnalyzeRequest) -> Result<serde_json::Value, StageError> {
-        rpc::call(&self.env, ActorKind::Analyzer, ANALYZER_ACTOR, "analyze", req).await.map_err(|e| match e {
-            // Refused documents, an open circuit and a missing analyzer: a retry
-            // cannot change the answer, so the (optional) stage ends now.
-            ApiError::InvalidField { .. }
-            | ApiError::BadRequest(_)
-            | ApiError::PayloadTooLarge { .. }
-            | ApiError::Conflict(_) => StageError::terminal(e.to_string()),
-            _ => StageError::transient(e.to_string()),
-        })
+        // A refused document ends the (optional) stage now; an open circuit
+        // waits for its cool-down, a rate limit for its Retry-After.
+        rpc::call(&self.env, ActorKind::Analyzer, ANALYZER_ACTOR, "analyze", req).await.map_err(StageError::from)
     }
 }
 
@@ -96,8 +86,6 @@ pub async fn analyze_over_http(req: Request) -> Result<serde_json::Value, StageE
     let text = crate::actors::rpc::body_text(resp).await.unwrap_or_default();
     match status {
         200..=299 => serde_json::from_str(&text).map_err(|e| StageError::transient(format!("analyzer answer: {e}"))),
-        429 => Err(StageError::rate_limited(1000, "analyzer is rate limiting")),
-        400..=499 => Err(StageError::terminal(format!("analyzer refused the document ({status}): {text}"))),
-        _ => Err(StageError::transient(format!("analyzer answered {status}"))),
+        _ => Err(super::provider_errors::analyzer_refusal(status, &text)),
     }
 }

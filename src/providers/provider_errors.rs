@@ -100,6 +100,23 @@ pub fn classify_error(context: &str, message: &str) -> StageError {
 }
 
 /// The first `max` characters of `s`, cut on a char boundary.
+/// How long the analyze stage waits after the analyzer answered 429.
+pub const ANALYZER_RATE_LIMIT_RETRY_MS: u64 = 1000;
+
+/// The analyzer's non-2xx answer, the same over `ANALYZER_URL` and inside
+/// the container: 429 waits, another 4xx refuses the document for good (its
+/// text cut to what the journal keeps), anything else is worth another try.
+pub fn analyzer_refusal(status: u16, text: &str) -> StageError {
+    match status {
+        429 => StageError::rate_limited(ANALYZER_RATE_LIMIT_RETRY_MS, "analyzer is rate limiting"),
+        400..=499 => StageError::terminal(format!(
+            "analyzer refused the document ({status}): {}",
+            truncate_chars(text.trim(), ERROR_TEXT_MAX_CHARS)
+        )),
+        _ => StageError::transient(format!("analyzer answered {status}")),
+    }
+}
+
 pub fn truncate_chars(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
@@ -109,6 +126,17 @@ pub fn truncate_chars(s: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn analyzer_answers_have_one_classification() {
+        use crate::protocol::ErrorClass;
+        assert_eq!(super::analyzer_refusal(429, "").class, ErrorClass::RateLimited { retry_after_ms: super::ANALYZER_RATE_LIMIT_RETRY_MS });
+        let refused = super::analyzer_refusal(413, &"x".repeat(10_000));
+        assert_eq!(refused.class, ErrorClass::Terminal);
+        assert!(refused.message.len() < 600, "{}", refused.message.len());
+        assert_eq!(super::analyzer_refusal(500, "boom").class, ErrorClass::Transient);
+        assert_eq!(super::analyzer_refusal(503, "").class, ErrorClass::Transient);
+    }
+
     use super::*;
     use crate::protocol::ErrorClass;
 

@@ -41,6 +41,28 @@ async fn content_validation_errors() {
     assert_error(&r, 413, "payload_too_large");
 }
 
+/// Labels refuse invisible formatting characters (bidi overrides, zero-width
+/// spaces, the BOM) that would make them display as something else.
+#[tokio::test]
+async fn labels_with_invisible_characters_are_refused() {
+    let s = &shared().server;
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"title": "invoice\u{202E}fdp.exe", "body": "b"}), "title"),
+        (json!({"title": "t", "body": "b", "tags": ["ad\u{200B}min"]}), "tags"),
+        (json!({"title": "t", "body": "b", "author": "\u{2066}root\u{2069}"}), "author"),
+        (json!({"title": "t", "body": "b", "category": "news\u{FEFF}"}), "category"),
+    ];
+    for (body, field) in cases {
+        let r = s.post("/api/content", body).await;
+        assert_error(&r, 422, "invalid_field");
+        assert_eq!(r.body["error"]["field"], field, "{}", r.body);
+    }
+    let key = json!({"tenant": "labels", "name": "ci\u{202E}", "scopes": ["content:read"]});
+    let r = send(http().post(s.url("/admin/keys")).bearer_auth(&s.admin_token).json(&key)).await;
+    assert_error(&r, 422, "invalid_field");
+    assert_eq!(r.body["error"]["field"], "name");
+}
+
 #[tokio::test]
 async fn unknown_ids_methods_and_paths() {
     let s = &shared().server;

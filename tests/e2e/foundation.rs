@@ -9,7 +9,15 @@ use crate::support::*;
 #[tokio::test]
 async fn healthz_reports_version_and_backends() {
     let s = &shared().server;
-    let r = s.get("/healthz").await;
+    // Anyone (a tenant's key, no credential, a bad one) sees only the status.
+    let anonymous = send(http().get(s.url("/healthz"))).await;
+    let bad = send(http().get(s.url("/healthz")).bearer_auth("not-a-credential")).await;
+    for r in [s.get("/healthz").await, anonymous, bad] {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, json!({ "status": "ok" }));
+    }
+    // The operator sees the backends.
+    let r = s.admin_get("/healthz").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["status"], "ok");
     assert_eq!(r.body["backends"]["ai"], "local");

@@ -344,7 +344,7 @@ async fn failed_spawns_and_catalog_writes_are_retried_until_they_land() {
         }
     })
     .await;
-    let health = s.get("/healthz").await;
+    let health = s.admin_get("/healthz").await;
     assert!(
         health.body.to_string().contains("spawn=0.5"),
         "{}",

@@ -235,7 +235,7 @@ async fn a_long_documents_vectors_are_all_deleted_within_the_id_limit() {
 /// separate emulator, so its refusals stay out of the shared journal).
 #[tokio::test]
 async fn the_emulator_refuses_what_the_service_refuses() {
-    let health = prod().server.get("/healthz").await;
+    let health = prod().server.admin_get("/healthz").await;
     let text = health.body.to_string();
     assert!(text.contains("workers-ai") && text.contains("vectorize"), "production backends in use: {text}");
 
