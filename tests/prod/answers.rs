@@ -1,0 +1,201 @@
+//! Generated answers through the emulated Workers AI binding, streamed
+//! (`run(model, {messages, stream: true})` → an event stream): deltas whose
+//! join is the completed text, citations checked against the retrieved
+//! sources, a subscription resumed mid-stream, and the extractive fallback
+//! when the model keeps failing.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::{calls, prod, RUN_TIMEOUT};
+use crate::support::*;
+
+const ANSWER_WAIT: Duration = Duration::from_secs(60);
+
+/// Indexes a fact sheet about the `marker` bridge and waits until a search
+/// finds it; returns its content id.
+async fn fact_sheet(marker: &str) -> String {
+    let p = prod();
+    let body = format!(
+        "The {marker} bridge stands at the edge of the old harbour district. The {marker} bridge was built in 1874. \
+         The {marker} bridge is made of granite. The {marker} bridge rises 48 metres above the river."
+    );
+    let (cid, run) = p.server.submit(&format!("The {marker} bridge"), &body, None).await;
+    assert_eq!(p.server.wait_run(&run, RUN_TIMEOUT).await["status"], "completed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = p.server.get(&format!("/api/search?q={marker}%20bridge&k=5")).await;
+        if r.body["results"].as_array().is_some_and(|rs| rs.iter().any(|x| x["content_id"] == cid.as_str())) {
+            return cid;
+        }
+        assert!(Instant::now() < deadline, "search never found {cid}: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn ask(question: &str) -> String {
+    let r = prod().server.post("/api/answers", json!({ "question": question })).await;
+    assert_eq!(r.status, 202, "ask: {}", r.body);
+    r.body["answer_id"].as_str().expect("answer_id").to_string()
+}
+
+/// Subscribes to `topic` after `after` and collects its events until
+/// `answer.completed`/`answer.failed`, or until `limit` deltas came.
+async fn events(ws: &mut Ws, topic: &str, after: u64, limit: Option<usize>) -> Vec<Value> {
+    ws_send(ws, json!({ "type": "subscribe", "topic": topic, "after": after })).await;
+    let mut out: Vec<Value> = Vec::new();
+    let deadline = Instant::now() + ANSWER_WAIT;
+    while Instant::now() < deadline {
+        let Some(frame) = ws_next(ws, Duration::from_secs(20)).await else { break };
+        if frame["type"] != "event" || frame["topic"] != topic {
+            continue;
+        }
+        let name = frame["event"].as_str().unwrap_or("").to_string();
+        out.push(frame);
+        if matches!(name.as_str(), "answer.completed" | "answer.failed") {
+            break;
+        }
+        if limit.is_some_and(|n| out.iter().filter(|e| e["event"] == "answer.delta").count() >= n) {
+            break;
+        }
+    }
+    out
+}
+
+fn deltas(events: &[Value]) -> Vec<String> {
+    events.iter().filter(|e| e["event"] == "answer.delta").map(|e| e["data"]["text"].as_str().unwrap_or("").to_string()).collect()
+}
+
+fn completed(events: &[Value]) -> Value {
+    events.iter().find(|e| e["event"] == "answer.completed").map(|e| e["data"].clone()).unwrap_or(Value::Null)
+}
+
+fn retrieved(events: &[Value]) -> BTreeSet<u64> {
+    events
+        .iter()
+        .find(|e| e["event"] == "answer.retrieved")
+        .and_then(|e| e["data"]["sources"].as_array())
+        .map(|s| s.iter().filter_map(|x| x["n"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
+/// Every `[n]` in the text.
+fn cited_numbers(text: &str) -> BTreeSet<u64> {
+    let mut out = BTreeSet::new();
+    for part in text.split('[').skip(1) {
+        if let Some((inner, _)) = part.split_once(']') {
+            out.extend(inner.split(',').filter_map(|n| n.trim().parse::<u64>().ok()));
+        }
+    }
+    out
+}
+
+/// The emulator's streamed text calls whose prompt held `marker`.
+async fn streamed_calls(marker: &str) -> Vec<Value> {
+    let state = prod().emulator.state().await;
+    calls(&state)
+        .into_iter()
+        .filter(|c| c["stream"] == true && c["detail"]["text"].as_str().is_some_and(|t| t.contains(marker)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_generated_answer_streams_deltas_that_cite_only_retrieved_sources() {
+    let p = prod();
+    let marker = "quorvandel";
+    let cid = fact_sheet(marker).await;
+    p.emulator
+        .inject(json!([{ "binding": "ai", "kind": "text", "contains": format!("Question: What is the {marker}"), "mode": "cite-unknown", "times": 1 }]))
+        .await;
+    let (session, token) = new_session(&p.server).await;
+    let mut ws = connect(&p.server, &session, &token).await;
+    let id = ask(&format!("What is the {marker} bridge made of?")).await;
+    let evs = events(&mut ws, &format!("answer:{id}"), 0, None).await;
+
+    let parts = deltas(&evs);
+    let done = completed(&evs);
+    let text = done["text"].as_str().unwrap_or_default().to_string();
+    assert!(parts.len() >= 2, "several deltas: {parts:?}");
+    assert_eq!(parts.concat(), text, "the deltas join into the completed text");
+    assert!(text.contains("granite"), "{text}");
+    let sources = retrieved(&evs);
+    let in_text = cited_numbers(&text);
+    assert!(!in_text.is_empty() && in_text.is_subset(&sources), "text cites {in_text:?}, retrieved {sources:?}: {text}");
+    assert!(text.contains("also recorded elsewhere."), "the sentence stays, its citation goes: {text}");
+    let cites: Vec<&Value> = done["citations"].as_array().map(|c| c.iter().collect()).unwrap_or_default();
+    assert!(cites.iter().all(|c| c["n"].as_u64().is_some_and(|n| sources.contains(&n))), "{done}");
+    assert!(cites.iter().any(|c| c["content_id"] == cid.as_str()), "the fact sheet is cited: {done}");
+    assert_eq!(done["generator"], "workers-ai", "{done}");
+
+    let view = p.server.get(&format!("/api/answers/{id}")).await.body;
+    assert_eq!((view["status"].as_str(), view["text"].as_str()), (Some("completed"), Some(text.as_str())), "{view}");
+    assert_eq!(view["generator"], "workers-ai");
+    assert_eq!(view["grounded"], true);
+    // The model was asked with the stream flag and cited a source it was not given.
+    let model_calls = streamed_calls(marker).await;
+    assert!(model_calls.iter().any(|c| c["detail"]["mode"] == "cite-unknown"), "{model_calls:?}");
+    let invented = sources.len() as u64 + 7;
+    assert!(model_calls.iter().any(|c| c["detail"]["text"].as_str().is_some_and(|t| t.contains(&format!("[{invented}]")))));
+    assert!(!text.contains(&format!("[{invented}]")));
+}
+
+#[tokio::test]
+async fn a_subscription_resumed_mid_stream_gets_the_rest_exactly_once() {
+    let p = prod();
+    let marker = "pellinbrook";
+    fact_sheet(marker).await;
+    p.emulator
+        .inject(json!([{ "binding": "ai", "kind": "text", "contains": format!("Question: When was the {marker}"), "mode": "slow", "delayMs": 500, "times": 1 }]))
+        .await;
+    let id = ask(&format!("When was the {marker} bridge built and what is it made of and how many metres does it rise?")).await;
+    let topic = format!("answer:{id}");
+
+    let (session, token) = new_session(&p.server).await;
+    let mut ws = connect(&p.server, &session, &token).await;
+    let first = events(&mut ws, &topic, 0, Some(1)).await;
+    assert!(completed(&first).is_null(), "still streaming when the connection drops: {first:?}");
+    drop(ws);
+    let last = first.last().and_then(|e| e["seq"].as_u64()).expect("an event before the drop");
+
+    let mut ws = connect(&p.server, &session, &token).await;
+    let rest = events(&mut ws, &topic, last, None).await;
+    let seqs: Vec<u64> = first.iter().chain(rest.iter()).filter_map(|e| e["seq"].as_u64()).collect();
+    let dense: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, dense, "every event once, in order");
+    assert!(!deltas(&rest).is_empty(), "deltas after the resume");
+    let done = completed(&rest);
+    let all: Vec<Value> = first.into_iter().chain(rest).collect();
+    assert_eq!(deltas(&all).concat(), done["text"].as_str().unwrap_or("-"), "{done}");
+    assert!(deltas(&all).len() >= 3, "{:?}", deltas(&all));
+}
+
+#[tokio::test]
+async fn a_failing_model_falls_back_to_the_extractive_answerer() {
+    let p = prod();
+    let marker = "galdermoor";
+    let cid = fact_sheet(marker).await;
+    let fault = "3040: Capacity temporarily exceeded, please try again.";
+    p.emulator
+        .inject(json!([{ "binding": "ai", "kind": "text", "contains": format!("Question: When was the {marker}"), "error": fault, "times": 1000 }]))
+        .await;
+    let id = ask(&format!("When was the {marker} bridge built?")).await;
+    let deadline = Instant::now() + ANSWER_WAIT;
+    let view = loop {
+        let r = p.server.get(&format!("/api/answers/{id}")).await;
+        if matches!(r.body["status"].as_str(), Some("completed" | "failed")) {
+            break r.body;
+        }
+        assert!(Instant::now() < deadline, "not finished: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(view["status"], "completed", "{view}");
+    assert_eq!(view["generator"], "extractive", "{view}");
+    assert!(view["fallback"].as_str().is_some_and(|f| f.contains("3040")), "{view}");
+    assert!(view["text"].as_str().is_some_and(|t| t.contains("1874")), "{view}");
+    assert!(view["citations"].as_array().is_some_and(|c| c.iter().any(|x| x["content_id"] == cid.as_str())), "{view}");
+    let state = p.emulator.state().await;
+    let failed = calls(&state).iter().filter(|c| c["stream"] == true && c["error"].as_str() == Some(fault)).count();
+    assert!(failed >= 3, "retried before falling back: {failed} failed calls");
+}
