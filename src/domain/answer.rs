@@ -2,8 +2,9 @@
 //! `AnswerActor` runs. Pure, so it is tested natively with a fake clock.
 //!
 //! The answerer picks the sentences of the retrieved chunks that share the
-//! most question terms (stemmed, stopwords out, each weighted by how rare it
-//! is among the sources), weighted by the source's rank
+//! most question terms (stemmed, stopwords out but the few content verbs of
+//! [`FOCUS_VERBS`] kept, each weighted by how rare it is among the sources),
+//! weighted by the source's rank
 //! and the sentence's position, keeps the best few, drops near-duplicates,
 //! orders them by source and position, and cites each with `[n]`, `n` being
 //! the source's number. All pieces are planned when the answer starts and
@@ -44,6 +45,18 @@ pub const MAX_SENTENCE_CHARS: usize = 400;
 /// once one sentence covers the question, those that merely name its subject
 /// are left out.
 pub const RELATIVE_RELEVANCE: f32 = 0.75;
+/// Stopwords that still say what a question asks ("What is X made of?"):
+/// kept as question terms, each form mapped to one term.
+const FOCUS_VERBS: &[(&str, &str)] = &[
+    ("made", "make"),
+    ("make", "make"),
+    ("makes", "make"),
+    ("use", "use"),
+    ("used", "use"),
+    ("uses", "use"),
+    ("became", "become"),
+    ("become", "become"),
+];
 /// Two sentences whose term sets overlap this much say the same thing.
 const DUPLICATE_JACCARD: f32 = 0.8;
 /// The text of an answer none of the sources supports.
@@ -112,6 +125,8 @@ struct Candidate {
     source: usize,
     position: usize,
     relevance: f32,
+    /// Distinct question terms the sentence holds.
+    covered: usize,
     score: f32,
     sentence: String,
     terms: BTreeSet<String>,
@@ -120,7 +135,7 @@ struct Candidate {
 /// Plans an answer to `question` from `sources`: the pieces to stream, or
 /// the single "I don't know" piece when no sentence is relevant.
 pub fn compose(question: &str, sources: &[Source]) -> Vec<Piece> {
-    let wanted: BTreeSet<String> = content_stems(question).into_iter().collect();
+    let wanted = terms(question);
     let weights = term_weights(&wanted, sources);
     let total: f32 = weights.iter().map(|(_, w)| w).sum();
     let mut candidates = Vec::new();
@@ -128,7 +143,8 @@ pub fn compose(question: &str, sources: &[Source]) -> Vec<Piece> {
         for (rank, src) in sources.iter().enumerate() {
             for (position, (s, e)) in sentences(&src.text).into_iter().enumerate() {
                 let sentence = src.text.get(s..e).unwrap_or_default();
-                let terms: BTreeSet<String> = content_stems(sentence).into_iter().collect();
+                let terms = terms(sentence);
+                let covered = wanted.intersection(&terms).count();
                 let matched: f32 = weights.iter().filter(|(t, _)| terms.contains(*t)).map(|(_, w)| w).sum();
                 let relevance = matched / total;
                 if relevance < RELEVANCE_THRESHOLD {
@@ -137,12 +153,17 @@ pub fn compose(question: &str, sources: &[Source]) -> Vec<Piece> {
                 let rank_weight = 1.0 / (1.0 + 0.2 * rank as f32);
                 let position_weight = 1.0 - 0.03 * position.min(10) as f32;
                 let score = relevance * rank_weight * position_weight;
-                candidates.push(Candidate { source: rank, position, relevance, score, sentence: clip(sentence), terms });
+                candidates.push(Candidate { source: rank, position, relevance, covered, score, sentence: clip(sentence), terms });
             }
         }
     }
     let best = candidates.iter().map(|c| c.relevance).fold(0.0f32, f32::max);
     candidates.retain(|c| c.relevance >= best * RELATIVE_RELEVANCE);
+    // Once a sentence holds every question term, those holding fewer only
+    // name the subject.
+    if candidates.iter().any(|c| c.covered == wanted.len()) {
+        candidates.retain(|c| c.covered == wanted.len());
+    }
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.source.cmp(&b.source)).then(a.position.cmp(&b.position)));
     let mut kept: Vec<Candidate> = Vec::new();
     for c in candidates {
@@ -166,7 +187,7 @@ pub fn compose(question: &str, sources: &[Source]) -> Vec<Piece> {
 /// as a name) counts as less relevant than one lacking a term every source
 /// shares.
 fn term_weights<'a>(wanted: &'a BTreeSet<String>, sources: &[Source]) -> Vec<(&'a String, f32)> {
-    let per_source: Vec<BTreeSet<String>> = sources.iter().map(|s| content_stems(&s.text).into_iter().collect()).collect();
+    let per_source: Vec<BTreeSet<String>> = sources.iter().map(|s| terms(&s.text)).collect();
     let n = per_source.len().max(1) as f32;
     wanted
         .iter()
@@ -181,6 +202,19 @@ fn term_weights<'a>(wanted: &'a BTreeSet<String>, sources: &[Source]) -> Vec<(&'
 /// punctuation and citation marks.
 fn words(text: &str) -> String {
     text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect::<Vec<_>>().join(" ")
+}
+
+/// The terms a question or sentence is matched on: its content stems and
+/// its [`FOCUS_VERBS`] (marked so they never equal a stem).
+fn terms(text: &str) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = content_stems(text).into_iter().collect();
+    for w in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        let lower = w.to_lowercase();
+        if let Some((_, verb)) = FOCUS_VERBS.iter().find(|(form, _)| *form == lower) {
+            out.insert(format!("={verb}"));
+        }
+    }
+    out
 }
 
 fn jaccard(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f32 {
@@ -547,6 +581,14 @@ mod tests {
         let s = src(1, "The Varnel bridge stands at the harbour. The Varnel bridge was built in 1874. The Varnel bridge is made of granite.");
         let pieces = compose("When was the Varnel bridge built?", &[s]);
         assert_eq!(pieces, vec![Piece { sentence: "The Varnel bridge was built in 1874.".into(), cites: Some(1) }]);
+    }
+
+    #[test]
+    fn what_a_thing_is_made_of_gets_the_sentence_that_says_so() {
+        let s = src(1, "The Varnel bridge stands at the harbour. The Varnel bridge was built in 1874. The Varnel bridge is made of granite.");
+        let other = src(2, "The Dorvek tower is made of red brick. The Dorvek tower was built in 1901.");
+        let pieces = compose("What is the Varnel bridge made of?", &[s, other]);
+        assert_eq!(pieces, vec![Piece { sentence: "The Varnel bridge is made of granite.".into(), cites: Some(1) }]);
     }
 
     #[test]
