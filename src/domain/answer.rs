@@ -250,6 +250,17 @@ impl AnswerStatus {
     }
 }
 
+/// A citation, as the answer's reader sees it when they read it: one of
+/// content the reader can no longer read (narrowed, or deleted) keeps only
+/// its number, `{n, removed: true}`. `readable` answers for a content id.
+pub fn withhold_unreadable(citations: &mut [serde_json::Value], readable: impl Fn(&str) -> bool) {
+    for c in citations.iter_mut() {
+        if !c["content_id"].as_str().is_some_and(&readable) {
+            *c = json!({ "n": c["n"], "removed": true });
+        }
+    }
+}
+
 /// `GET /api/answers/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AnswerView {
@@ -795,6 +806,17 @@ mod tests {
         let text = a.view().text;
         assert_eq!(text.matches("Tagus").count(), 1, "not said twice: {text}");
         assert!(!text.contains(NOT_KNOWN));
+    }
+
+    #[test]
+    fn citations_of_content_no_longer_readable_keep_only_their_number() {
+        let mut cites = vec![
+            json!({ "n": 1, "content_id": "c1", "title": "Kept", "snippet": "s" }),
+            json!({ "n": 2, "content_id": "c2", "title": "Gone", "snippet": "secret" }),
+        ];
+        withhold_unreadable(&mut cites, |id| id == "c1");
+        assert_eq!(cites[0]["title"], "Kept");
+        assert_eq!(cites[1], json!({ "n": 2, "removed": true }));
     }
 
     #[test]
