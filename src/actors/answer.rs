@@ -39,7 +39,9 @@ use crate::runtime::{config, now_ms};
 const MAX_STEP_FAILURES: u32 = 5;
 /// While a model attempt runs, the alarm is kept this far ahead: if the
 /// attempt is cut off, it fires and the next attempt continues the answer.
-const GENERATION_LEASE_MS: Millis = 30_000;
+/// Longer than the model stream's idle timeout, so a live attempt renews it
+/// (at each delta) before it fires.
+const GENERATION_LEASE_MS: Millis = 25_000;
 
 #[durable_object]
 pub struct AnswerActor {

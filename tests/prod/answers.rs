@@ -199,3 +199,73 @@ async fn a_failing_model_falls_back_to_the_extractive_answerer() {
     let failed = calls(&state).iter().filter(|c| c["stream"] == true && c["error"].as_str() == Some(fault)).count();
     assert!(failed >= 3, "retried before falling back: {failed} failed calls");
 }
+
+/// A restart mid-generation: its own server (a SIGKILL would disturb the
+/// shared one). The committed deltas stay; the lease alarm starts a second
+/// attempt that gives the model the committed text and takes only what
+/// follows it, so the completed text is the uninterrupted answer, each part
+/// once.
+#[tokio::test]
+async fn a_restart_mid_generation_neither_repeats_nor_loses_text() {
+    let dir = temp_dir("prod-answer-restart");
+    let analyzer = Analyzer::start(&dir.join("analyzer"));
+    let emulator = Emulator::start(&dir.join("emulator"), Emulator::standard_config(&analyzer.url));
+    let opts = ServerOptions::emulated(dir.join("state"), emulator.worker_config.clone());
+    let mut s = Server::start(&opts);
+    let marker = "wendlescar";
+    let body = format!(
+        "The {marker} bridge stands at the edge of the old harbour district. The {marker} bridge was built in 1874. \
+         The {marker} bridge is made of granite. The {marker} bridge rises 48 metres above the river."
+    );
+    let (_, run) = s.submit(&format!("The {marker} bridge"), &body, None).await;
+    assert_eq!(s.wait_run(&run, RUN_TIMEOUT).await["status"], "completed");
+    tokio::time::sleep(Duration::from_millis(1500)).await; // Vectorize visibility
+    emulator
+        .inject(json!([{ "binding": "ai", "kind": "text", "contains": "Question: When was", "mode": "slow", "delayMs": 700, "times": 1 }]))
+        .await;
+    let r = s.post("/api/answers", json!({ "question": format!("When was the {marker} bridge built and what is it made of and how many metres does it rise?") })).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["answer_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + ANSWER_WAIT;
+    loop {
+        let v = s.get(&format!("/api/answers/{id}")).await.body;
+        assert_eq!(v["status"], "generating", "still streaming: {v}");
+        if !v["text"].as_str().unwrap_or("").is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no delta: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let asker = s.key.clone();
+    s.restart(&opts, true);
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let view = loop {
+        let v = send(http().get(s.url(&format!("/api/answers/{id}"))).bearer_auth(&asker)).await.body;
+        if v["status"] == "completed" || v["status"] == "failed" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "not completed after the restart: {v}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(view["status"], "completed", "{view}");
+    assert_eq!(view["generator"], "workers-ai", "{view}");
+    let state = emulator.state().await;
+    let streamed: Vec<Value> = calls(&state).into_iter().filter(|c| c["stream"] == true).collect();
+    assert!(streamed.len() >= 2, "a second attempt after the restart: {streamed:?}");
+    assert_eq!(streamed[0]["detail"]["continuation"], false);
+    assert_eq!(streamed[1]["detail"]["continuation"], true, "the second attempt continues: {:?}", streamed[1]);
+    let whole = streamed[0]["detail"]["text"].as_str().unwrap_or("-");
+    assert_eq!(view["text"].as_str(), Some(whole), "the uninterrupted answer, nothing twice or lost");
+
+    // Replayed from the start: each delta once, joined into the text.
+    let (session, token) = {
+        let r = send(http().post(s.url("/api/sessions")).bearer_auth(&asker).json(&json!({}))).await;
+        (r.body["session_id"].as_str().unwrap().to_string(), r.body["token"].as_str().unwrap().to_string())
+    };
+    let mut ws = connect(&s, &session, &token).await;
+    let evs = events(&mut ws, &format!("answer:{id}"), 0, None).await;
+    let seqs: Vec<u64> = evs.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    assert_eq!(deltas(&evs).concat(), whole);
+}
