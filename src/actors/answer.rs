@@ -23,7 +23,7 @@ use super::pipeline::to_datetime;
 use super::rpc;
 use super::ActorStorage;
 use crate::catalog;
-use crate::domain::answer::{Answer, Generator, Source};
+use crate::domain::answer::{withhold_unreadable, Answer, Generator, Source};
 use crate::domain::answer_text::Coalescer;
 use crate::domain::pipeline::StageError;
 use crate::providers::backend_choice::{choose_ai, Choice, AI_BINDING};
@@ -271,10 +271,59 @@ impl AnswerActor {
                         .map_err(|_| ApiError::not_found("answer"))?;
                     self.require_for(&f.principal)?;
                 }
-                let topic = self.load()?.map(|a| (Topic::Answer(a.id), Self::snapshot(&a)));
-                super::topic_op(other, body, topic, &self.log(), &self.subs())
+                let answer = self.load()?;
+                let topic = answer.as_ref().map(|a| (Topic::Answer(a.id), Self::snapshot(a)));
+                let mut out = super::topic_op(other, body, topic, &self.log(), &self.subs())?;
+                if let Some(a) = answer.filter(|_| matches!(other, "subscribe" | "events")) {
+                    self.withhold_in_replay(&a, &mut out).await?;
+                }
+                Ok(out)
             }
         }
+    }
+
+    /// A replay (and a resync snapshot) checks its sources and citations
+    /// against the catalog as `GET` does: the logged events stay as they
+    /// were pushed, but content since deleted, or narrowed so the asker can
+    /// no longer read it, is replayed as `{n, removed: true}`.
+    async fn withhold_in_replay(&self, answer: &Answer, out: &mut Value) -> ApiResult<()> {
+        let mut lists: Vec<&mut Vec<Value>> = Vec::new();
+        let Some(fields) = out.as_object_mut() else { return Ok(()) };
+        for (field, value) in fields.iter_mut() {
+            match field.as_str() {
+                "events" => {
+                    for e in value.as_array_mut().into_iter().flatten() {
+                        let key = match e["event"].as_str() {
+                            Some("answer.completed") => "citations",
+                            Some("answer.retrieved") => "sources",
+                            _ => continue,
+                        };
+                        if let Some(list) = e.get_mut("data").and_then(|d| d.get_mut(key)).and_then(Value::as_array_mut) {
+                            lists.push(list);
+                        }
+                    }
+                }
+                "snapshot" => {
+                    if let Some(list) = value.get_mut("citations").and_then(Value::as_array_mut) {
+                        lists.push(list);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut ids: Vec<String> =
+            lists.iter().flat_map(|l| l.iter().filter_map(|c| c["content_id"].as_str().map(str::to_string))).collect();
+        ids.sort();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let rows = catalog::fetch_docs(&self.env, &ids).await?;
+        let readable = |cid: &str| rows.iter().any(|r| r.content_id == cid && answer.asker.can_read(&r.ownership()));
+        for list in lists {
+            withhold_unreadable(list, readable);
+        }
+        Ok(())
     }
 
     fn inspect(&self) -> ApiResult<Value> {

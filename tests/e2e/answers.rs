@@ -433,4 +433,18 @@ async fn citations_of_narrowed_or_deleted_content_are_withheld() {
     assert_eq!(citation_of(&gone, &n), json!({ "n": n, "removed": true }));
     let op = s.admin_get(&format!("/api/answers/{owner_answer}")).await.body;
     assert_eq!(citation_of(&op, &n), json!({ "n": n, "removed": true }), "{op}");
+
+    // A replay of the answer's events withholds it too (sources and citations).
+    let url = s.url(&format!("/api/topics/answer:{owner_answer}/events?after=0"));
+    let (status, _, ms) = sse(http().get(url).bearer_auth(&s.key), done).await;
+    assert_eq!(status, 200);
+    let replay: Vec<Value> = ms.iter().filter(|m| m.id.is_some()).map(|m| serde_json::from_str(&m.data).unwrap()).collect();
+    let listed = |name: &str, key: &str| -> Vec<Value> {
+        replay.iter().filter(|e| e["event"] == name).flat_map(|e| e["data"][key].as_array().cloned().unwrap_or_default()).collect()
+    };
+    for (name, key) in [("answer.retrieved", "sources"), ("answer.completed", "citations")] {
+        let items = listed(name, key);
+        assert!(items.iter().any(|c| c == &json!({ "n": n, "removed": true })), "{name}: {items:?}");
+        assert!(!items.iter().any(|c| c["content_id"] == cid.as_str() || c["title"] == title.as_str()), "{name}: {items:?}");
+    }
 }
