@@ -221,11 +221,22 @@ function fromSchema(schema, text, words, i = 0) {
 	}
 }
 
-function runText(model, shape, inputs) {
+/** A text model's `messages`, or its `prompt` as one user message. */
+function textMessages(inputs) {
 	if (!Array.isArray(inputs?.messages) && typeof inputs?.prompt !== "string") {
 		throw invalidInput("oneOf at '/' not met, required properties at '/' are 'prompt' or 'messages'");
 	}
-	const messages = inputs.messages ?? [{ role: "user", content: inputs.prompt }];
+	return inputs.messages ?? [{ role: "user", content: inputs.prompt }];
+}
+
+/** The `usage` a text model reports. */
+function usageOf(messages, completionTokens) {
+	const prompt = approxTokens(JSON.stringify(messages));
+	return { prompt_tokens: prompt, completion_tokens: completionTokens, total_tokens: prompt + completionTokens };
+}
+
+function runText(model, shape, inputs) {
+	const messages = textMessages(inputs);
 	const text = promptText(messages);
 	const words = [...new Set((text.match(/\p{L}{5,}/gu) ?? []).map((w) => w.toLowerCase()))].slice(0, 20);
 	const format = inputs.response_format;
@@ -236,8 +247,7 @@ function runText(model, shape, inputs) {
 	} else {
 		answer = `[emulator] ${text.slice(0, 200)}`;
 	}
-	const usage = { prompt_tokens: approxTokens(JSON.stringify(messages)), completion_tokens: 64, total_tokens: 0 };
-	usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+	const usage = usageOf(messages, 64);
 	if (shape === "openai") {
 		const content = typeof answer === "string" ? answer : JSON.stringify(answer);
 		return { id: `emu-${calls.length}`, object: "chat.completion", model, choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }], usage };
@@ -317,10 +327,7 @@ function groundedAnswer({ sources, question }, mode) {
  * text given back as the assistant's) gets only what follows it.
  */
 function streamText(model, inputs, injected) {
-	if (!Array.isArray(inputs?.messages) && typeof inputs?.prompt !== "string") {
-		throw invalidInput("oneOf at '/' not met, required properties at '/' are 'prompt' or 'messages'");
-	}
-	const messages = inputs.messages ?? [{ role: "user", content: inputs.prompt }];
+	const messages = textMessages(inputs);
 	const prompt = answerPrompt(messages);
 	let text = prompt.sources.length ? groundedAnswer(prompt, injected.mode) : `[emulator] ${promptText(messages).slice(0, 200)}`;
 	if (prompt.assistant && text.startsWith(prompt.assistant.trim())) text = text.slice(prompt.assistant.trim().length);
@@ -330,8 +337,7 @@ function streamText(model, inputs, injected) {
 	for (let i = 0; i < pieces.length; i += 3) {
 		chunks.push(`data: ${JSON.stringify({ response: pieces.slice(i, i + 3).join("") })}\n\n`);
 	}
-	const usage = { prompt_tokens: approxTokens(JSON.stringify(messages)), completion_tokens: pieces.length, total_tokens: 0 };
-	usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+	const usage = usageOf(messages, pieces.length);
 	chunks.push(`data: ${JSON.stringify({ response: "", usage })}\n\n`, "data: [DONE]\n\n");
 	const last = calls[calls.length - 1];
 	if (last) last.detail = { mode: injected.mode ?? null, sources: prompt.sources.map((s) => s.n), continuation: Boolean(prompt.assistant), text };
