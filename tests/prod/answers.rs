@@ -269,3 +269,32 @@ async fn a_restart_mid_generation_neither_repeats_nor_loses_text() {
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
     assert_eq!(deltas(&evs).concat(), whole);
 }
+
+/// An unknown model (5007) cannot be retried into working: one call, then
+/// the extractive answer at once.
+#[tokio::test]
+async fn an_unknown_model_falls_back_without_retrying() {
+    let p = prod();
+    let marker = "hollowmere";
+    fact_sheet(marker).await;
+    let fault = "5007: No such model @cf/meta/llama-3.3-70b-instruct-fp8-fast or task";
+    p.emulator
+        .inject(json!([{ "binding": "ai", "kind": "text", "contains": format!("Question: Which material is the {marker}"), "error": fault, "times": 1000 }]))
+        .await;
+    let id = ask(&format!("Which material is the {marker} bridge made of?")).await;
+    let deadline = Instant::now() + ANSWER_WAIT;
+    let view = loop {
+        let r = p.server.get(&format!("/api/answers/{id}")).await;
+        if r.body["status"] == "completed" {
+            break r.body;
+        }
+        assert!(Instant::now() < deadline, "not completed: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(view["generator"], "extractive", "{view}");
+    assert!(view["fallback"].as_str().is_some_and(|f| f.contains("5007")), "{view}");
+    assert!(view["text"].as_str().is_some_and(|t| t.contains("granite")), "{view}");
+    let state = p.emulator.state().await;
+    let failed = calls(&state).iter().filter(|c| c["stream"] == true && c["error"].as_str() == Some(fault)).count();
+    assert_eq!(failed, 1, "no retry of an unknown model");
+}
