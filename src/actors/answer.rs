@@ -171,22 +171,20 @@ impl AnswerActor {
         };
         let (mut decoder, mut coalescer) = (SseDecoder::default(), Coalescer::default());
         let mut repeat = RepeatFilter::new(&answer.generated);
-        let mut done = false;
-        while !done {
+        loop {
             let items = match stream.next().await {
                 Ok(Some(bytes)) => decoder.push(&bytes),
-                Ok(None) => {
-                    done = true;
-                    decoder.finish().into_iter().collect()
-                }
+                Ok(None) => decoder.finish().into_iter().collect(),
                 Err(e) => return Ok(Err(e)),
             };
+            let ended = items.is_empty();
             for item in items {
                 let piece = match item {
                     StreamItem::Text(t) => repeat.push(&t),
+                    // The whole answer came: what is still held is its end.
                     StreamItem::Done => {
-                        done = true;
-                        repeat.finish()
+                        let tail = repeat.finish().and_then(|t| coalescer.push(&t)).unwrap_or_default();
+                        return Ok(Ok(tail + &coalescer.finish().unwrap_or_default()));
                     }
                 };
                 let Some(delta) = piece.and_then(|p| coalescer.push(&p)) else { continue };
@@ -197,8 +195,12 @@ impl AnswerActor {
                     self.state.storage().set_alarm(to_datetime(now + GENERATION_LEASE_MS)).await?;
                 }
             }
+            if ended && stream.is_closed() {
+                // Closed before `[DONE]`: cut off. What is held is not
+                // committed; the next attempt continues after what was.
+                return Ok(Err(StageError::transient("workers ai answer: the stream ended before [DONE]")));
+            }
         }
-        Ok(Ok(coalescer.finish().unwrap_or_default()))
     }
 
     async fn start(&self, req: StartRequest) -> ApiResult<Value> {

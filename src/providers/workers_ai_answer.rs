@@ -210,7 +210,7 @@ mod stream {
     /// What `run` gave back: a byte stream, or (a binding that does not
     /// stream) one whole `{response}`.
     pub enum ModelStream {
-        Reader { reader: JsValue, read: Function },
+        Reader { reader: JsValue, read: Function, closed: bool },
         Whole(Option<Vec<u8>>),
     }
 
@@ -249,14 +249,22 @@ mod stream {
                 let read: Function = get(&reader, "read")
                     .dyn_into()
                     .map_err(|_| StageError::transient(format!("{WHAT}: the stream has no reader")))?;
-                return Ok(ModelStream::Reader { reader, read });
+                return Ok(ModelStream::Reader { reader, read, closed: false });
             }
             match get(&out, "response").as_string() {
                 Some(text) => {
-                    let line = format!("data: {}\n\n", serde_json::json!({ "response": text }));
+                    let line = format!("data: {}\n\ndata: [DONE]\n\n", serde_json::json!({ "response": text }));
                     Ok(ModelStream::Whole(Some(line.into_bytes())))
                 }
                 None => Err(StageError::transient(format!("{WHAT}: the model returned neither a stream nor a response"))),
+            }
+        }
+
+        /// Whether the stream has ended.
+        pub fn is_closed(&self) -> bool {
+            match self {
+                ModelStream::Whole(bytes) => bytes.is_none(),
+                ModelStream::Reader { closed, .. } => *closed,
             }
         }
 
@@ -264,10 +272,11 @@ mod stream {
         pub async fn next(&mut self) -> Result<Option<Vec<u8>>, StageError> {
             match self {
                 ModelStream::Whole(bytes) => Ok(bytes.take()),
-                ModelStream::Reader { reader, read } => {
+                ModelStream::Reader { reader, read, closed } => {
                     let p = read.call0(reader).map_err(|e| classify_error(WHAT, &js_error_text(&e)))?;
                     let r = within(settle(p)).await?;
                     if get(&r, "done").as_bool() == Some(true) {
+                        *closed = true;
                         return Ok(None);
                     }
                     let value = get(&r, "value");

@@ -338,7 +338,9 @@ function streamText(model, inputs, injected) {
 		chunks.push(`data: ${JSON.stringify({ response: pieces.slice(i, i + 3).join("") })}\n\n`);
 	}
 	const usage = usageOf(messages, pieces.length);
-	chunks.push(`data: ${JSON.stringify({ response: "", usage })}\n\n`, "data: [DONE]\n\n");
+	// "cut": the stream closes halfway, without `[DONE]`, as a dropped upstream would.
+	if (injected.mode === "cut") chunks.splice(Math.ceil(chunks.length / 2));
+	else chunks.push(`data: ${JSON.stringify({ response: "", usage })}\n\n`, "data: [DONE]\n\n");
 	const last = calls[calls.length - 1];
 	if (last) last.detail = { mode: injected.mode ?? null, sources: prompt.sources.map((s) => s.n), continuation: Boolean(prompt.assistant), text };
 	return new StreamReply(chunks, injected.mode === "slow" ? injected.delayMs ?? SLOW_DELAY_MS : STREAM_DELAY_MS);

@@ -298,3 +298,27 @@ async fn an_unknown_model_falls_back_without_retrying() {
     let failed = calls(&state).iter().filter(|c| c["stream"] == true && c["error"].as_str() == Some(fault)).count();
     assert_eq!(failed, 1, "no retry of an unknown model");
 }
+
+/// A stream that closes before `[DONE]` is a cut-off attempt: the deltas
+/// committed from it stay, and the next attempt continues after them.
+#[tokio::test]
+async fn a_stream_cut_off_before_done_is_continued_not_repeated() {
+    let p = prod();
+    let marker = "corrisdale";
+    fact_sheet(marker).await;
+    p.emulator
+        .inject(json!([{ "binding": "ai", "kind": "text", "contains": format!("Question: When was the {marker}"), "mode": "cut", "times": 1 }]))
+        .await;
+    let (session, token) = new_session(&p.server).await;
+    let mut ws = connect(&p.server, &session, &token).await;
+    let id = ask(&format!("When was the {marker} bridge built and what is it made of and how many metres does it rise?")).await;
+    let evs = events(&mut ws, &format!("answer:{id}"), 0, None).await;
+    let done = completed(&evs);
+    let text = done["text"].as_str().unwrap_or("-").to_string();
+    assert_eq!(deltas(&evs).concat(), text);
+    let model_calls = streamed_calls(marker).await;
+    let cut = model_calls.iter().find(|c| c["detail"]["mode"] == "cut").expect("the cut attempt");
+    assert_eq!(text, cut["detail"]["text"].as_str().unwrap_or("-"), "the whole answer, each part once");
+    assert!(model_calls.iter().any(|c| c["detail"]["continuation"] == true), "{model_calls:?}");
+    assert_eq!(done["generator"], "workers-ai");
+}
