@@ -101,18 +101,38 @@ async fn streamed_calls(marker: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Injects `injected` (one emulator entry, matched on the question), asks
+/// `question` and follows its topic over a WebSocket to the end.
+async fn ask_following(question: &str, injected: Value) -> (String, Vec<Value>) {
+    let p = prod();
+    p.emulator.inject(json!([injected])).await;
+    let (session, token) = new_session(&p.server).await;
+    let mut ws = connect(&p.server, &session, &token).await;
+    let id = ask(question).await;
+    let evs = events(&mut ws, &format!("answer:{id}"), 0, None).await;
+    (id, evs)
+}
+
+/// Polls the answer until it has ended.
+async fn ended(id: &str) -> Value {
+    let deadline = Instant::now() + ANSWER_WAIT;
+    loop {
+        let r = prod().server.get(&format!("/api/answers/{id}")).await;
+        if matches!(r.body["status"].as_str(), Some("completed" | "failed")) {
+            return r.body;
+        }
+        assert!(Instant::now() < deadline, "not finished: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_generated_answer_streams_deltas_that_cite_only_retrieved_sources() {
     let p = prod();
     let marker = "quorvandel";
     let cid = fact_sheet(marker).await;
-    p.emulator
-        .inject(json!([{ "binding": "ai", "kind": "text", "contains": format!("Question: What is the {marker}"), "mode": "cite-unknown", "times": 1 }]))
-        .await;
-    let (session, token) = new_session(&p.server).await;
-    let mut ws = connect(&p.server, &session, &token).await;
-    let id = ask(&format!("What is the {marker} bridge made of?")).await;
-    let evs = events(&mut ws, &format!("answer:{id}"), 0, None).await;
+    let injected = json!({ "binding": "ai", "kind": "text", "contains": format!("Question: What is the {marker}"), "mode": "cite-unknown", "times": 1 });
+    let (id, evs) = ask_following(&format!("What is the {marker} bridge made of?"), injected).await;
 
     let parts = deltas(&evs);
     let done = completed(&evs);
@@ -171,32 +191,30 @@ async fn a_subscription_resumed_mid_stream_gets_the_rest_exactly_once() {
     assert!(deltas(&all).len() >= 3, "{:?}", deltas(&all));
 }
 
+/// Fails every streamed call for `question` with `fault`, and returns the
+/// ended answer (checked to be the extractive fallback naming `code`) and
+/// how many calls failed.
+async fn fallback_answer(question: &str, fault: &str, code: &str) -> (Value, usize) {
+    let p = prod();
+    p.emulator
+        .inject(json!([{ "binding": "ai", "kind": "text", "contains": format!("Question: {question}"), "error": fault, "times": 1000 }]))
+        .await;
+    let view = ended(&ask(question).await).await;
+    assert_eq!((view["status"].as_str(), view["generator"].as_str()), (Some("completed"), Some("extractive")), "{view}");
+    assert!(view["fallback"].as_str().is_some_and(|f| f.contains(code)), "{view}");
+    let state = p.emulator.state().await;
+    let failed = calls(&state).iter().filter(|c| c["stream"] == true && c["error"].as_str() == Some(fault)).count();
+    (view, failed)
+}
+
 #[tokio::test]
 async fn a_failing_model_falls_back_to_the_extractive_answerer() {
-    let p = prod();
     let marker = "galdermoor";
     let cid = fact_sheet(marker).await;
     let fault = "3040: Capacity temporarily exceeded, please try again.";
-    p.emulator
-        .inject(json!([{ "binding": "ai", "kind": "text", "contains": format!("Question: When was the {marker}"), "error": fault, "times": 1000 }]))
-        .await;
-    let id = ask(&format!("When was the {marker} bridge built?")).await;
-    let deadline = Instant::now() + ANSWER_WAIT;
-    let view = loop {
-        let r = p.server.get(&format!("/api/answers/{id}")).await;
-        if matches!(r.body["status"].as_str(), Some("completed" | "failed")) {
-            break r.body;
-        }
-        assert!(Instant::now() < deadline, "not finished: {}", r.body);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_eq!(view["status"], "completed", "{view}");
-    assert_eq!(view["generator"], "extractive", "{view}");
-    assert!(view["fallback"].as_str().is_some_and(|f| f.contains("3040")), "{view}");
+    let (view, failed) = fallback_answer(&format!("When was the {marker} bridge built?"), fault, "3040").await;
     assert!(view["text"].as_str().is_some_and(|t| t.contains("1874")), "{view}");
     assert!(view["citations"].as_array().is_some_and(|c| c.iter().any(|x| x["content_id"] == cid.as_str())), "{view}");
-    let state = p.emulator.state().await;
-    let failed = calls(&state).iter().filter(|c| c["stream"] == true && c["error"].as_str() == Some(fault)).count();
     assert!(failed >= 3, "retried before falling back: {failed} failed calls");
 }
 
@@ -274,28 +292,11 @@ async fn a_restart_mid_generation_neither_repeats_nor_loses_text() {
 /// the extractive answer at once.
 #[tokio::test]
 async fn an_unknown_model_falls_back_without_retrying() {
-    let p = prod();
     let marker = "hollowmere";
     fact_sheet(marker).await;
     let fault = "5007: No such model @cf/meta/llama-3.3-70b-instruct-fp8-fast or task";
-    p.emulator
-        .inject(json!([{ "binding": "ai", "kind": "text", "contains": format!("Question: Which material is the {marker}"), "error": fault, "times": 1000 }]))
-        .await;
-    let id = ask(&format!("Which material is the {marker} bridge made of?")).await;
-    let deadline = Instant::now() + ANSWER_WAIT;
-    let view = loop {
-        let r = p.server.get(&format!("/api/answers/{id}")).await;
-        if r.body["status"] == "completed" {
-            break r.body;
-        }
-        assert!(Instant::now() < deadline, "not completed: {}", r.body);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(view["generator"], "extractive", "{view}");
-    assert!(view["fallback"].as_str().is_some_and(|f| f.contains("5007")), "{view}");
+    let (view, failed) = fallback_answer(&format!("Which material is the {marker} bridge made of?"), fault, "5007").await;
     assert!(view["text"].as_str().is_some_and(|t| t.contains("granite")), "{view}");
-    let state = p.emulator.state().await;
-    let failed = calls(&state).iter().filter(|c| c["stream"] == true && c["error"].as_str() == Some(fault)).count();
     assert_eq!(failed, 1, "no retry of an unknown model");
 }
 
@@ -303,16 +304,11 @@ async fn an_unknown_model_falls_back_without_retrying() {
 /// committed from it stay, and the next attempt continues after them.
 #[tokio::test]
 async fn a_stream_cut_off_before_done_is_continued_not_repeated() {
-    let p = prod();
     let marker = "corrisdale";
     fact_sheet(marker).await;
-    p.emulator
-        .inject(json!([{ "binding": "ai", "kind": "text", "contains": format!("Question: When was the {marker}"), "mode": "cut", "times": 1 }]))
-        .await;
-    let (session, token) = new_session(&p.server).await;
-    let mut ws = connect(&p.server, &session, &token).await;
-    let id = ask(&format!("When was the {marker} bridge built and what is it made of and how many metres does it rise?")).await;
-    let evs = events(&mut ws, &format!("answer:{id}"), 0, None).await;
+    let injected = json!({ "binding": "ai", "kind": "text", "contains": format!("Question: When was the {marker}"), "mode": "cut", "times": 1 });
+    let question = format!("When was the {marker} bridge built and what is it made of and how many metres does it rise?");
+    let (_, evs) = ask_following(&question, injected).await;
     let done = completed(&evs);
     let text = done["text"].as_str().unwrap_or("-").to_string();
     assert_eq!(deltas(&evs).concat(), text);
