@@ -5,6 +5,13 @@
 //! state and its events together before arming the next alarm. An evicted or
 //! restarted actor resumes from the last committed step, so no delta is lost
 //! or repeated.
+//!
+//! A generated answer (`TEXT_BACKEND=workers-ai`) is written in one alarm:
+//! it streams the model's output, commits each coalesced delta and pushes it
+//! (in that order, awaited, so pushes stay in order), and keeps a lease
+//! alarm armed [`GENERATION_LEASE_MS`] ahead, so an attempt cut off by an
+//! eviction or a restart is taken up again by that alarm from the committed
+//! text (see `domain::answer`).
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -16,7 +23,12 @@ use super::pipeline::to_datetime;
 use super::rpc;
 use super::ActorStorage;
 use crate::catalog;
-use crate::domain::answer::{Answer, Source};
+use crate::domain::answer::{withhold_unreadable, Answer, Generator, Source};
+use crate::domain::answer_text::Coalescer;
+use crate::domain::pipeline::StageError;
+use crate::providers::backend_choice::{choose_ai, Choice, AI_BINDING};
+use crate::providers::workers_ai::AiBinding;
+use crate::providers::workers_ai_answer::{self as model, ModelStream, RepeatFilter, SseDecoder, StreamItem};
 use crate::domain::principal::Principal;
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
@@ -25,6 +37,11 @@ use crate::runtime::{config, now_ms};
 
 /// A step that keeps failing ends the answer instead of retrying forever.
 const MAX_STEP_FAILURES: u32 = 5;
+/// While a model attempt runs, the alarm is kept this far ahead: if the
+/// attempt is cut off, it fires and the next attempt continues the answer.
+/// Longer than the model stream's idle timeout, so a live attempt renews it
+/// (at each delta) before it fires.
+const GENERATION_LEASE_MS: Millis = 25_000;
 
 #[durable_object]
 pub struct AnswerActor {
@@ -93,12 +110,97 @@ impl AnswerActor {
     /// stream a client sees), or none once the answer has ended.
     async fn arm(&self, answer: &Answer, now: Millis) -> ApiResult<()> {
         let storage = self.state.storage();
-        if answer.status.is_terminal() {
-            storage.delete_alarm().await?;
-        } else {
-            storage.set_alarm(to_datetime(now + config(&self.env).answer_step_ms)).await?;
+        let at = match answer.generator {
+            _ if answer.status.is_terminal() => None,
+            Generator::WorkersAi => Some(answer.retry_at.unwrap_or(now + 1).max(now + 1)),
+            Generator::Extractive => Some(now + config(&self.env).answer_step_ms),
+        };
+        match at {
+            Some(at) => storage.set_alarm(to_datetime(at)).await?,
+            None => storage.delete_alarm().await?,
         }
         Ok(())
+    }
+
+    /// The generator `TEXT_BACKEND` asks for; an unavailable model is a
+    /// fallback with its reason.
+    fn generator(&self) -> (Generator, Option<String>) {
+        let has_ai = self.env.get_binding::<AiBinding>(AI_BINDING).is_ok();
+        match choose_ai("TEXT_BACKEND", &config(&self.env).text_backend, has_ai) {
+            Choice::Embedded => (Generator::Extractive, None),
+            Choice::Cloudflare => (Generator::WorkersAi, None),
+            Choice::Unavailable(why) => (Generator::Extractive, Some(why)),
+        }
+    }
+
+    /// Commits and pushes, awaiting the push so deltas reach subscribers in order.
+    async fn commit_and_push(&self, answer: &Answer, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<()> {
+        self.cells().save("answer", answer)?;
+        let records = self.log().append(drafts, now)?;
+        fanout::push(&self.env, &self.subs(), Topic::Answer(answer.id), &records).await;
+        Ok(())
+    }
+
+    /// One model attempt: stream, commit each delta, then complete, or
+    /// record the failure (retry later or fall back).
+    async fn generate(&self, mut answer: Answer) -> ApiResult<()> {
+        let now = now_ms();
+        answer.begin_attempt();
+        self.cells().save("answer", &answer)?;
+        self.state.storage().set_alarm(to_datetime(now + GENERATION_LEASE_MS)).await?;
+        let outcome = self.stream_answer(&mut answer).await?;
+        let now = now_ms();
+        let events = match outcome {
+            Ok(rest) => answer.finish_generated(&rest, now),
+            Err(e) => {
+                worker::console_warn!("answer {}: model attempt {} failed: {e}", answer.id, answer.attempts);
+                answer.model_failed(e.class, &e.message, now)
+            }
+        };
+        self.commit(&answer, events, now)?;
+        self.arm(&answer, now).await
+    }
+
+    /// Streams the model's answer into `answer`, a committed delta at a
+    /// time; `Ok(rest)` is the text still held when the stream ended.
+    async fn stream_answer(&self, answer: &mut Answer) -> ApiResult<Result<String, StageError>> {
+        let request = model::answer_request(&answer.question, &answer.sources, &answer.generated);
+        let mut stream = match ModelStream::open(&self.env, model::model(), &request).await {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let (mut decoder, mut coalescer) = (SseDecoder::default(), Coalescer::default());
+        let mut repeat = RepeatFilter::new(&answer.generated);
+        loop {
+            let items = match stream.next().await {
+                Ok(Some(bytes)) => decoder.push(&bytes),
+                Ok(None) => decoder.finish().into_iter().collect(),
+                Err(e) => return Ok(Err(e)),
+            };
+            let ended = items.is_empty();
+            for item in items {
+                let piece = match item {
+                    StreamItem::Text(t) => repeat.push(&t),
+                    // The whole answer came: what is still held is its end.
+                    StreamItem::Done => {
+                        let tail = repeat.finish().and_then(|t| coalescer.push(&t)).unwrap_or_default();
+                        return Ok(Ok(tail + &coalescer.finish().unwrap_or_default()));
+                    }
+                };
+                let Some(delta) = piece.and_then(|p| coalescer.push(&p)) else { continue };
+                let events = answer.emit_generated(&delta);
+                if !events.is_empty() {
+                    let now = now_ms();
+                    self.commit_and_push(answer, events, now).await?;
+                    self.state.storage().set_alarm(to_datetime(now + GENERATION_LEASE_MS)).await?;
+                }
+            }
+            if ended && stream.is_closed() {
+                // Closed before `[DONE]`: cut off. What is held is not
+                // committed; the next attempt continues after what was.
+                return Ok(Err(StageError::transient("workers ai answer: the stream ended before [DONE]")));
+            }
+        }
     }
 
     async fn start(&self, req: StartRequest) -> ApiResult<Value> {
@@ -109,7 +211,9 @@ impl AnswerActor {
         let now = now_ms();
         crate::store::init_state(&self.state.storage().sql())?;
         self.subs().init()?;
-        let (answer, events) = Answer::new(req.id, req.question, req.asker, req.sources, now);
+        let (generator, why) = self.generator();
+        let (mut answer, events) = Answer::new(req.id, req.question, req.asker, req.sources, generator, now);
+        answer.fallback = why;
         self.commit(&answer, events, now)?;
         self.register(&answer, now);
         self.arm(&answer, now).await?;
@@ -120,6 +224,9 @@ impl AnswerActor {
     async fn tick(&self) -> ApiResult<()> {
         let Some(mut answer) = self.load()? else { return Ok(()) };
         let now = now_ms();
+        if answer.wants_model(now) {
+            return self.generate(answer).await;
+        }
         let events = answer.step(now);
         if !events.is_empty() {
             self.commit(&answer, events, now)?;
@@ -166,15 +273,64 @@ impl AnswerActor {
                         .map_err(|_| ApiError::not_found("answer"))?;
                     self.require_for(&f.principal)?;
                 }
-                let topic = self.load()?.map(|a| (Topic::Answer(a.id), Self::snapshot(&a)));
-                super::topic_op(other, body, topic, &self.log(), &self.subs())
+                let answer = self.load()?;
+                let topic = answer.as_ref().map(|a| (Topic::Answer(a.id), Self::snapshot(a)));
+                let mut out = super::topic_op(other, body, topic, &self.log(), &self.subs())?;
+                if let Some(a) = answer.filter(|_| matches!(other, "subscribe" | "events")) {
+                    self.withhold_in_replay(&a, &mut out).await?;
+                }
+                Ok(out)
             }
         }
     }
 
+    /// A replay (and a resync snapshot) checks its sources and citations
+    /// against the catalog as `GET` does: the logged events stay as they
+    /// were pushed, but content since deleted, or narrowed so the asker can
+    /// no longer read it, is replayed as `{n, removed: true}`.
+    async fn withhold_in_replay(&self, answer: &Answer, out: &mut Value) -> ApiResult<()> {
+        let mut lists: Vec<&mut Vec<Value>> = Vec::new();
+        let Some(fields) = out.as_object_mut() else { return Ok(()) };
+        for (field, value) in fields.iter_mut() {
+            match field.as_str() {
+                "events" => {
+                    for e in value.as_array_mut().into_iter().flatten() {
+                        let key = match e["event"].as_str() {
+                            Some("answer.completed") => "citations",
+                            Some("answer.retrieved") => "sources",
+                            _ => continue,
+                        };
+                        if let Some(list) = e.get_mut("data").and_then(|d| d.get_mut(key)).and_then(Value::as_array_mut) {
+                            lists.push(list);
+                        }
+                    }
+                }
+                "snapshot" => {
+                    if let Some(list) = value.get_mut("citations").and_then(Value::as_array_mut) {
+                        lists.push(list);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut ids: Vec<String> =
+            lists.iter().flat_map(|l| l.iter().filter_map(|c| c["content_id"].as_str().map(str::to_string))).collect();
+        ids.sort();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let rows = catalog::fetch_docs(&self.env, &ids).await?;
+        let readable = |cid: &str| rows.iter().any(|r| r.content_id == cid && answer.asker.can_read(&r.ownership()));
+        for list in lists {
+            withhold_unreadable(list, readable);
+        }
+        Ok(())
+    }
+
     fn inspect(&self) -> ApiResult<Value> {
         let a = self.load()?.ok_or_else(|| ApiError::not_found("answer"))?;
-        let state = json!({ "view": a.view(), "asker": a.asker, "sources": a.sources.len(), "pieces": a.pieces.len(), "emitted": a.emitted });
+        let state = json!({ "view": a.view(), "asker": a.asker, "sources": a.sources.len(), "pieces": a.pieces.len(), "emitted": a.emitted, "attempts": a.attempts, "retry_at": a.retry_at });
         super::inspection(&self.state, "answer", &a.id.to_string(), state, None, &self.log())
     }
 }

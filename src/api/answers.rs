@@ -13,7 +13,8 @@ use worker::{Env, Request, Response};
 use super::input::{json_body, uuid_param};
 use super::retrieve::{category_filter, query_text, retrieve, Mode, RetrieveQuery};
 use crate::actors::rpc::{self, ActorKind};
-use crate::domain::answer::Source;
+use crate::catalog;
+use crate::domain::answer::{withhold_unreadable, Source};
 use crate::domain::principal::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
@@ -59,8 +60,17 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
     Ok(http::json(202, &body))
 }
 
+/// The stored answer, its citations checked against the catalog now: one
+/// whose content was deleted, or narrowed so the caller can no longer read
+/// it, shows only its number (`{n, removed: true}`), never its title or
+/// snippet.
 pub async fn get(env: &Env, p: &Principal, id: &str) -> ApiResult<Response> {
     let id = uuid_param(id, "answer")?.to_string();
-    let view: Value = rpc::call(env, ActorKind::Answer, &id, "view", &json!({ "principal": p })).await?;
+    let mut view: Value = rpc::call(env, ActorKind::Answer, &id, "view", &json!({ "principal": p })).await?;
+    if let Some(citations) = view.get_mut("citations").and_then(Value::as_array_mut) {
+        let ids: Vec<String> = citations.iter().filter_map(|c| c["content_id"].as_str().map(str::to_string)).collect();
+        let rows = catalog::fetch_docs(env, &ids).await?;
+        withhold_unreadable(citations, |cid| rows.iter().any(|r| r.content_id == cid && p.can_read(&r.ownership())));
+    }
     Ok(http::json(200, &view))
 }

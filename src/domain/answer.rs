@@ -2,13 +2,25 @@
 //! `AnswerActor` runs. Pure, so it is tested natively with a fake clock.
 //!
 //! The answerer picks the sentences of the retrieved chunks that share the
-//! most question terms (stemmed, stopwords out, each weighted by how rare it
-//! is among the sources), weighted by the source's rank
+//! most question terms (stemmed, stopwords out but the few content verbs of
+//! [`FOCUS_VERBS`] kept, each weighted by how rare it is among the sources),
+//! weighted by the source's rank
 //! and the sentence's position, keeps the best few, drops near-duplicates,
 //! orders them by source and position, and cites each with `[n]`, `n` being
 //! the source's number. All pieces are planned when the answer starts and
 //! stored; each step then emits the next one, so a resumed actor continues
 //! exactly where its last committed step ended.
+//!
+//! With a text model (`TEXT_BACKEND=workers-ai`) the answer is generated
+//! instead: the actor streams the model's output through
+//! [`super::answer_text::Coalescer`] and commits each delta here
+//! ([`Answer::emit_generated`]) before pushing it, with its citations checked
+//! against the sources. An attempt that is cut off (eviction, restart, model
+//! error) keeps what was committed; the next attempt asks the model to
+//! continue after that prefix (see `providers::workers_ai_answer`), so no
+//! committed text is repeated or lost. Model errors are retried with backoff
+//! ([`MODEL_ATTEMPTS`]); then the extractive answerer writes the rest and the
+//! view says `generator: "extractive"` with the reason in `fallback`.
 
 use std::collections::BTreeSet;
 
@@ -16,8 +28,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
+use super::answer_text::{check_citations, cited, says_unknown};
 use super::principal::Principal;
 use super::time::{rfc3339, Millis};
+use crate::protocol::ErrorClass;
 use crate::nlp::tokenize::{content_stems, sentences};
 use crate::protocol::{EventDraft, EventName};
 
@@ -31,11 +45,43 @@ pub const MAX_SENTENCE_CHARS: usize = 400;
 /// once one sentence covers the question, those that merely name its subject
 /// are left out.
 pub const RELATIVE_RELEVANCE: f32 = 0.75;
+/// Stopwords that still say what a question asks ("What is X made of?"):
+/// kept as question terms, each form mapped to one term.
+const FOCUS_VERBS: &[(&str, &str)] = &[
+    ("made", "make"),
+    ("make", "make"),
+    ("makes", "make"),
+    ("use", "use"),
+    ("used", "use"),
+    ("uses", "use"),
+    ("became", "become"),
+    ("become", "become"),
+];
 /// Two sentences whose term sets overlap this much say the same thing.
 const DUPLICATE_JACCARD: f32 = 0.8;
 /// The text of an answer none of the sources supports.
 pub const NOT_KNOWN: &str = "I don't know: none of the sources available to you answers that question.";
 const SNIPPET_CHARS: usize = 240;
+/// Model attempts (each a streamed call, a cut-off one included) before the
+/// extractive answerer takes over.
+pub const MODEL_ATTEMPTS: u32 = 3;
+/// Backoff before the second model attempt; doubled for each one after.
+pub const MODEL_RETRY_BASE_MS: Millis = 1_000;
+/// Appended to a generated answer that cites no source and does not say it
+/// does not know: its text has already been streamed, so it stays, marked
+/// as unsupported (and `grounded: false` in the view).
+pub const UNSUPPORTED_NOTE: &str = " (Unverified: this answer cites none of the sources.)";
+
+/// Who writes the answer's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Generator {
+    /// The embedded extractive answerer ([`compose`]).
+    #[default]
+    Extractive,
+    /// Workers AI text generation, streamed.
+    WorkersAi,
+}
 
 /// One retrieved source, numbered from 1 in retrieval order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +126,8 @@ struct Candidate {
     source: usize,
     position: usize,
     relevance: f32,
+    /// Distinct question terms the sentence holds.
+    covered: usize,
     score: f32,
     sentence: String,
     terms: BTreeSet<String>,
@@ -88,7 +136,7 @@ struct Candidate {
 /// Plans an answer to `question` from `sources`: the pieces to stream, or
 /// the single "I don't know" piece when no sentence is relevant.
 pub fn compose(question: &str, sources: &[Source]) -> Vec<Piece> {
-    let wanted: BTreeSet<String> = content_stems(question).into_iter().collect();
+    let wanted = terms(question);
     let weights = term_weights(&wanted, sources);
     let total: f32 = weights.iter().map(|(_, w)| w).sum();
     let mut candidates = Vec::new();
@@ -96,7 +144,8 @@ pub fn compose(question: &str, sources: &[Source]) -> Vec<Piece> {
         for (rank, src) in sources.iter().enumerate() {
             for (position, (s, e)) in sentences(&src.text).into_iter().enumerate() {
                 let sentence = src.text.get(s..e).unwrap_or_default();
-                let terms: BTreeSet<String> = content_stems(sentence).into_iter().collect();
+                let terms = terms(sentence);
+                let covered = wanted.intersection(&terms).count();
                 let matched: f32 = weights.iter().filter(|(t, _)| terms.contains(*t)).map(|(_, w)| w).sum();
                 let relevance = matched / total;
                 if relevance < RELEVANCE_THRESHOLD {
@@ -105,12 +154,17 @@ pub fn compose(question: &str, sources: &[Source]) -> Vec<Piece> {
                 let rank_weight = 1.0 / (1.0 + 0.2 * rank as f32);
                 let position_weight = 1.0 - 0.03 * position.min(10) as f32;
                 let score = relevance * rank_weight * position_weight;
-                candidates.push(Candidate { source: rank, position, relevance, score, sentence: clip(sentence), terms });
+                candidates.push(Candidate { source: rank, position, relevance, covered, score, sentence: clip(sentence), terms });
             }
         }
     }
     let best = candidates.iter().map(|c| c.relevance).fold(0.0f32, f32::max);
     candidates.retain(|c| c.relevance >= best * RELATIVE_RELEVANCE);
+    // Once a sentence holds every question term, those holding fewer only
+    // name the subject.
+    if candidates.iter().any(|c| c.covered == wanted.len()) {
+        candidates.retain(|c| c.covered == wanted.len());
+    }
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.source.cmp(&b.source)).then(a.position.cmp(&b.position)));
     let mut kept: Vec<Candidate> = Vec::new();
     for c in candidates {
@@ -134,7 +188,7 @@ pub fn compose(question: &str, sources: &[Source]) -> Vec<Piece> {
 /// as a name) counts as less relevant than one lacking a term every source
 /// shares.
 fn term_weights<'a>(wanted: &'a BTreeSet<String>, sources: &[Source]) -> Vec<(&'a String, f32)> {
-    let per_source: Vec<BTreeSet<String>> = sources.iter().map(|s| content_stems(&s.text).into_iter().collect()).collect();
+    let per_source: Vec<BTreeSet<String>> = sources.iter().map(|s| terms(&s.text)).collect();
     let n = per_source.len().max(1) as f32;
     wanted
         .iter()
@@ -143,6 +197,25 @@ fn term_weights<'a>(wanted: &'a BTreeSet<String>, sources: &[Source]) -> Vec<(&'
             (t, (1.0 + n / df).ln())
         })
         .collect()
+}
+
+/// Lowercase words joined by single spaces: text compared without its
+/// punctuation and citation marks.
+fn words(text: &str) -> String {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect::<Vec<_>>().join(" ")
+}
+
+/// The terms a question or sentence is matched on: its content stems and
+/// its [`FOCUS_VERBS`] (marked so they never equal a stem).
+fn terms(text: &str) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = content_stems(text).into_iter().collect();
+    for w in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        let lower = w.to_lowercase();
+        if let Some((_, verb)) = FOCUS_VERBS.iter().find(|(form, _)| *form == lower) {
+            out.insert(format!("={verb}"));
+        }
+    }
+    out
 }
 
 fn jaccard(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f32 {
@@ -168,7 +241,6 @@ fn clip(sentence: &str) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnswerStatus {
-    Retrieving,
     Generating,
     Completed,
     Failed,
@@ -177,6 +249,17 @@ pub enum AnswerStatus {
 impl AnswerStatus {
     pub fn is_terminal(self) -> bool {
         matches!(self, AnswerStatus::Completed | AnswerStatus::Failed)
+    }
+}
+
+/// A citation, as the answer's reader sees it when they read it: one of
+/// content the reader can no longer read (narrowed, or deleted) keeps only
+/// its number, `{n, removed: true}`. `readable` answers for a content id.
+pub fn withhold_unreadable(citations: &mut [serde_json::Value], readable: impl Fn(&str) -> bool) {
+    for c in citations.iter_mut() {
+        if !c["content_id"].as_str().is_some_and(&readable) {
+            *c = json!({ "n": c["n"], "removed": true });
+        }
     }
 }
 
@@ -194,6 +277,13 @@ pub struct AnswerView {
     pub finished_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    pub generator: Generator,
+    /// Why the model did not write (all of) the answer, when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// False when a generated answer cites no source and does not say it
+    /// does not know.
+    pub grounded: bool,
 }
 
 /// The stored answer.
@@ -211,12 +301,41 @@ pub struct Answer {
     pub created_at: Millis,
     pub finished_at: Option<Millis>,
     pub error: Option<String>,
+    #[serde(default)]
+    pub generator: Generator,
+    /// Model text committed as deltas, citations checked; the extractive
+    /// pieces (after a fallback) follow it.
+    #[serde(default)]
+    pub generated: String,
+    /// `answer.delta` events emitted.
+    #[serde(default)]
+    pub deltas: usize,
+    /// Model attempts started.
+    #[serde(default)]
+    pub attempts: u32,
+    /// No model attempt before this time (backoff).
+    #[serde(default)]
+    pub retry_at: Option<Millis>,
+    #[serde(default)]
+    pub fallback: Option<String>,
+    #[serde(default)]
+    pub unsupported: bool,
 }
 
 impl Answer {
     /// A new answer over retrieved `sources`: its plan and `answer.retrieved`.
-    pub fn new(id: Uuid, question: String, asker: Principal, sources: Vec<Source>, now: Millis) -> (Self, Vec<EventDraft>) {
+    /// The extractive plan is made for every answer: it is the fallback of a
+    /// generated one. With no source, nothing is asked of a model.
+    pub fn new(
+        id: Uuid,
+        question: String,
+        asker: Principal,
+        sources: Vec<Source>,
+        generator: Generator,
+        now: Millis,
+    ) -> (Self, Vec<EventDraft>) {
         let pieces = compose(&question, &sources);
+        let sources_empty = sources.is_empty();
         let listed: Vec<_> = sources.iter().map(|s| json!({ "n": s.n, "content_id": s.content_id, "title": s.title })).collect();
         let answer = Answer {
             id,
@@ -229,25 +348,141 @@ impl Answer {
             created_at: now,
             finished_at: None,
             error: None,
+            generator: if sources_empty { Generator::Extractive } else { generator },
+            generated: String::new(),
+            deltas: 0,
+            attempts: 0,
+            retry_at: None,
+            fallback: None,
+            unsupported: false,
         };
-        let event = EventDraft::new(EventName::AnswerRetrieved, json!({ "answer_id": id, "sources": listed }));
+        let event = EventDraft::new(
+            EventName::AnswerRetrieved,
+            json!({ "answer_id": id, "sources": listed, "generator": answer.generator }),
+        );
         (answer, vec![event])
     }
 
     /// The next step: one `answer.delta`, or `answer.completed` once every
     /// piece is out. Nothing once the answer has ended.
+    /// Extractive only: a generated answer advances through the model
+    /// methods below.
     pub fn step(&mut self, now: Millis) -> Vec<EventDraft> {
-        if self.status.is_terminal() {
+        if self.status.is_terminal() || self.generator != Generator::Extractive {
             return Vec::new();
         }
         if let Some(piece) = self.pieces.get(self.emitted) {
-            let text = piece.delta(self.emitted == 0);
+            let text = piece.delta(self.emitted == 0 && self.generated.is_empty());
             self.emitted += 1;
-            return vec![EventDraft::new(EventName::AnswerDelta, json!({ "index": self.emitted - 1, "text": text }))];
+            return vec![self.delta_event(text)];
         }
+        self.complete(now)
+    }
+
+    fn delta_event(&mut self, text: String) -> EventDraft {
+        self.deltas += 1;
+        EventDraft::new(EventName::AnswerDelta, json!({ "index": self.deltas - 1, "text": text }))
+    }
+
+    fn complete(&mut self, now: Millis) -> Vec<EventDraft> {
         self.status = AnswerStatus::Completed;
         self.finished_at = Some(now);
-        vec![EventDraft::new(EventName::AnswerCompleted, json!({ "text": self.text(), "citations": self.citations() }))]
+        vec![EventDraft::new(
+            EventName::AnswerCompleted,
+            json!({
+                "text": self.text(),
+                "citations": self.citations(),
+                "generator": self.generator,
+                "fallback": self.fallback,
+                "grounded": !self.unsupported,
+            }),
+        )]
+    }
+
+    /// The source numbers a generated citation may name.
+    pub fn source_numbers(&self) -> BTreeSet<u32> {
+        self.sources.iter().map(|s| s.n).collect()
+    }
+
+    /// Whether a model attempt should start now.
+    pub fn wants_model(&self, now: Millis) -> bool {
+        self.generator == Generator::WorkersAi && !self.status.is_terminal() && self.retry_at.is_none_or(|t| t <= now)
+    }
+
+    /// A model attempt starts (committed before the call, so an attempt cut
+    /// off by a restart still counts and a model that keeps failing that way
+    /// ends in the fallback too).
+    pub fn begin_attempt(&mut self) {
+        self.attempts += 1;
+        self.retry_at = None;
+    }
+
+    /// One coalesced piece of model text becomes an `answer.delta`, with
+    /// citations to unknown sources dropped. Nothing if it is empty then.
+    pub fn emit_generated(&mut self, piece: &str) -> Vec<EventDraft> {
+        if self.generator != Generator::WorkersAi || self.status.is_terminal() {
+            return Vec::new();
+        }
+        let mut text = check_citations(piece, &self.source_numbers());
+        if self.generated.is_empty() {
+            text = text.trim_start().to_string();
+        }
+        if text.trim().is_empty() {
+            return Vec::new();
+        }
+        self.generated.push_str(&text);
+        vec![self.delta_event(text)]
+    }
+
+    /// The model's stream ended with `rest` still held: emit it, mark an
+    /// answer that cites nothing and does not say it does not know as
+    /// unsupported, and complete. An empty answer is a failed attempt.
+    pub fn finish_generated(&mut self, rest: &str, now: Millis) -> Vec<EventDraft> {
+        let mut events = self.emit_generated(rest);
+        if self.generator != Generator::WorkersAi || self.status.is_terminal() {
+            return events;
+        }
+        if self.generated.trim().is_empty() {
+            events.extend(self.model_failed(ErrorClass::Transient, "the model returned no text", now));
+            return events;
+        }
+        if cited(&self.generated).is_empty() && !says_unknown(&self.generated) {
+            self.unsupported = true;
+            events.push(self.delta_event(UNSUPPORTED_NOTE.to_string()));
+        }
+        events.extend(self.complete(now));
+        events
+    }
+
+    /// A model attempt failed: back off and try again, or, after
+    /// [`MODEL_ATTEMPTS`] or a terminal error (an unknown model, invalid
+    /// input, a used-up allocation: a retry cannot change those), hand over
+    /// to the extractive answerer, which writes what the model did not.
+    pub fn model_failed(&mut self, class: ErrorClass, error: &str, now: Millis) -> Vec<EventDraft> {
+        if self.generator != Generator::WorkersAi || self.status.is_terminal() {
+            return Vec::new();
+        }
+        let retry = match class {
+            ErrorClass::Terminal => None,
+            _ if self.attempts >= MODEL_ATTEMPTS => None,
+            ErrorClass::RateLimited { retry_after_ms } => Some(retry_after_ms as Millis),
+            ErrorClass::Transient => Some(MODEL_RETRY_BASE_MS << self.attempts.saturating_sub(1).min(6)),
+        };
+        match retry {
+            Some(wait) => self.retry_at = Some(now + wait.max(1)),
+            None => {
+                self.generator = Generator::Extractive;
+                self.retry_at = None;
+                self.fallback = Some(error.to_string());
+                // What the model already said is not said again.
+                let said = words(&self.generated);
+                self.pieces.retain(|p| p.cites.is_none() || !said.contains(&words(&p.sentence)));
+                if !self.generated.is_empty() {
+                    self.pieces.retain(|p| p.cites.is_some());
+                }
+            }
+        }
+        Vec::new()
     }
 
     /// Ends the answer as failed (an unrecoverable step error).
@@ -261,14 +496,21 @@ impl Answer {
         vec![EventDraft::new(EventName::AnswerFailed, json!({ "error": error }))]
     }
 
-    /// The text emitted so far (all of it once completed).
+    /// The text emitted so far (all of it once completed): the deltas joined.
     pub fn text(&self) -> String {
-        self.pieces.iter().take(self.emitted).enumerate().map(|(i, p)| p.delta(i == 0)).collect()
+        let first = self.generated.is_empty();
+        let mut text = self.generated.clone();
+        text.extend(self.pieces.iter().take(self.emitted).enumerate().map(|(i, p)| p.delta(first && i == 0)));
+        if self.unsupported {
+            text.push_str(UNSUPPORTED_NOTE);
+        }
+        text
     }
 
-    /// The sources cited by the emitted pieces, in source order.
+    /// The sources cited by the emitted text, in source order.
     pub fn citations(&self) -> Vec<Citation> {
-        let cited: BTreeSet<u32> = self.pieces.iter().take(self.emitted).filter_map(|p| p.cites).collect();
+        let mut cited: BTreeSet<u32> = self.pieces.iter().take(self.emitted).filter_map(|p| p.cites).collect();
+        cited.extend(super::answer_text::cited(&self.generated));
         self.sources
             .iter()
             .filter(|s| cited.contains(&s.n))
@@ -301,6 +543,9 @@ impl Answer {
             created_at: rfc3339(self.created_at),
             finished_at: self.finished_at.map(rfc3339),
             error: self.error.clone(),
+            generator: self.generator,
+            fallback: self.fallback.clone(),
+            grounded: !self.unsupported,
         }
     }
 }
@@ -353,6 +598,14 @@ mod tests {
     }
 
     #[test]
+    fn what_a_thing_is_made_of_gets_the_sentence_that_says_so() {
+        let s = src(1, "The Varnel bridge stands at the harbour. The Varnel bridge was built in 1874. The Varnel bridge is made of granite.");
+        let other = src(2, "The Dorvek tower is made of red brick. The Dorvek tower was built in 1901.");
+        let pieces = compose("What is the Varnel bridge made of?", &[s, other]);
+        assert_eq!(pieces, vec![Piece { sentence: "The Varnel bridge is made of granite.".into(), cites: Some(1) }]);
+    }
+
+    #[test]
     fn a_sentence_about_another_subject_is_left_out() {
         let own = src(1, "The Varlum bridge rises 20 metres above the ground. Visitors to Varlum come by road.");
         let others = (2..=5).map(|n| src(n, &format!("The Other{n} bridge rises {n}0 metres above the ground.")));
@@ -385,7 +638,7 @@ mod tests {
 
     #[test]
     fn steps_stream_deltas_then_complete_with_joined_text() {
-        let (mut a, first) = Answer::new(Uuid::nil(), "capital of Portugal".into(), asker(), sources(), 1_000);
+        let (mut a, first) = Answer::new(Uuid::nil(), "capital of Portugal".into(), asker(), sources(), Generator::Extractive, 1_000);
         assert_eq!(first[0].event, EventName::AnswerRetrieved);
         assert_eq!(first[0].data["sources"].as_array().unwrap().len(), 3);
         let mut deltas = Vec::new();
@@ -414,7 +667,7 @@ mod tests {
 
     #[test]
     fn a_resumed_answer_continues_from_its_stored_state() {
-        let (mut a, _) = Answer::new(Uuid::nil(), "which capital".into(), asker(), sources(), 0);
+        let (mut a, _) = Answer::new(Uuid::nil(), "which capital".into(), asker(), sources(), Generator::Extractive, 0);
         let d1 = a.step(1);
         let stored = serde_json::to_string(&a).unwrap();
         let mut b: Answer = serde_json::from_str(&stored).unwrap();
@@ -425,7 +678,7 @@ mod tests {
 
     #[test]
     fn unknown_answers_complete_without_citations() {
-        let (mut a, _) = Answer::new(Uuid::nil(), "zyxquv".into(), asker(), sources(), 0);
+        let (mut a, _) = Answer::new(Uuid::nil(), "zyxquv".into(), asker(), sources(), Generator::Extractive, 0);
         assert_eq!(a.step(1)[0].data["text"], NOT_KNOWN);
         let done = a.step(2);
         assert_eq!(done[0].data["citations"], json!([]));
@@ -434,7 +687,7 @@ mod tests {
 
     #[test]
     fn only_the_asker_or_the_operator_reads() {
-        let (a, _) = Answer::new(Uuid::nil(), "q".into(), asker(), vec![], 0);
+        let (a, _) = Answer::new(Uuid::nil(), "q".into(), asker(), vec![], Generator::Extractive, 0);
         assert!(a.readable_by(&asker()));
         assert!(a.readable_by(&Principal::operator()));
         let mut other = asker();
@@ -444,16 +697,135 @@ mod tests {
         sibling.subject = "k2".into();
         assert!(!a.readable_by(&sibling));
         assert!(!a.readable_by(&Principal::anonymous()));
-        let (anon, _) = Answer::new(Uuid::nil(), "q".into(), Principal::anonymous(), vec![], 0);
+        let (anon, _) = Answer::new(Uuid::nil(), "q".into(), Principal::anonymous(), vec![], Generator::Extractive, 0);
         assert!(anon.readable_by(&Principal::anonymous()) && !anon.readable_by(&asker()));
     }
 
     #[test]
     fn failing_ends_the_answer() {
-        let (mut a, _) = Answer::new(Uuid::nil(), "q".into(), asker(), vec![], 0);
+        let (mut a, _) = Answer::new(Uuid::nil(), "q".into(), asker(), vec![], Generator::Extractive, 0);
         let ev = a.fail("boom", 5);
         assert_eq!(ev[0].event, EventName::AnswerFailed);
         assert_eq!(a.view().status, AnswerStatus::Failed);
         assert!(a.step(6).is_empty());
+    }
+
+    fn generated(sources: Vec<Source>) -> Answer {
+        Answer::new(Uuid::nil(), "capital of Portugal".into(), asker(), sources, Generator::WorkersAi, 0).0
+    }
+
+    fn texts(events: &[EventDraft]) -> Vec<String> {
+        events.iter().filter(|e| e.event == EventName::AnswerDelta).map(|e| e.data["text"].as_str().unwrap().to_string()).collect()
+    }
+
+    #[test]
+    fn generated_deltas_drop_unknown_citations_and_complete_with_their_join() {
+        let mut a = generated(sources());
+        assert!(a.wants_model(0));
+        assert!(a.step(1).is_empty(), "the extractive steps wait");
+        a.begin_attempt();
+        let mut events = a.emit_generated("  Lisbon is the capital [1].");
+        events.extend(a.emit_generated(" It is by the sea [7]."));
+        events.extend(a.finish_generated(" Spain borders it [2, 9].", 5));
+        let deltas = texts(&events);
+        assert_eq!(deltas, ["Lisbon is the capital [1].", " It is by the sea.", " Spain borders it [2]."]);
+        let done = events.last().unwrap();
+        assert_eq!(done.event, EventName::AnswerCompleted);
+        assert_eq!(done.data["text"].as_str().unwrap(), deltas.concat());
+        let ns: Vec<u32> = a.view().citations.iter().map(|c| c.n).collect();
+        assert_eq!(ns, [1, 2]);
+        assert_eq!(a.view().generator, Generator::WorkersAi);
+        assert!(a.view().grounded);
+        let indexes: Vec<_> = events.iter().filter(|e| e.event == EventName::AnswerDelta).map(|e| e.data["index"].clone()).collect();
+        assert_eq!(indexes, [json!(0), json!(1), json!(2)]);
+    }
+
+    #[test]
+    fn an_uncited_answer_is_marked_unsupported_and_i_dont_know_is_not() {
+        let mut a = generated(sources());
+        a.begin_attempt();
+        let events = a.finish_generated("Lisbon is lovely [8].", 1);
+        assert_eq!(texts(&events), ["Lisbon is lovely.", UNSUPPORTED_NOTE]);
+        assert!(!a.view().grounded && a.view().citations.is_empty());
+        assert_eq!(events.last().unwrap().data["text"].as_str().unwrap(), texts(&events).concat());
+
+        let mut b = generated(sources());
+        b.begin_attempt();
+        b.finish_generated("I don't know: none of the sources answers that question.", 1);
+        assert!(b.view().grounded && b.status == AnswerStatus::Completed);
+    }
+
+    #[test]
+    fn a_resumed_generation_keeps_its_committed_prefix() {
+        let mut a = generated(sources());
+        a.begin_attempt();
+        a.emit_generated("Lisbon is the capital [1].");
+        // Evicted here: the stored answer is what comes back.
+        let mut b: Answer = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        assert!(b.wants_model(10) && b.generated == "Lisbon is the capital [1].");
+        b.begin_attempt();
+        let events = b.finish_generated(" It has trams [1].", 20);
+        assert_eq!(texts(&events), [" It has trams [1]."]);
+        assert_eq!(b.text(), "Lisbon is the capital [1]. It has trams [1].");
+        assert_eq!(events.last().unwrap().data["text"], b.text());
+        assert_eq!(b.attempts, 2);
+    }
+
+    #[test]
+    fn model_errors_back_off_then_fall_back_to_extractive() {
+        let mut a = generated(sources());
+        a.begin_attempt();
+        a.model_failed(ErrorClass::Transient, "3040: out of capacity", 100);
+        assert_eq!(a.retry_at, Some(100 + MODEL_RETRY_BASE_MS));
+        assert!(!a.wants_model(100) && a.wants_model(100 + MODEL_RETRY_BASE_MS));
+        a.begin_attempt();
+        a.model_failed(ErrorClass::RateLimited { retry_after_ms: 2_000 }, "429", 2_000);
+        assert_eq!(a.retry_at, Some(4_000));
+        a.begin_attempt();
+        a.model_failed(ErrorClass::Transient, "boom", 5_000);
+        assert_eq!(a.generator, Generator::Extractive);
+        assert_eq!(a.fallback.as_deref(), Some("boom"));
+        let mut events = Vec::new();
+        while a.status == AnswerStatus::Generating {
+            events.extend(a.step(6_000));
+        }
+        let view = a.view();
+        assert_eq!(view.generator, Generator::Extractive);
+        assert!(view.text.starts_with("The capital of Portugal is Lisbon"), "{}", view.text);
+        assert_eq!(events.last().unwrap().data["text"], view.text);
+        assert_eq!(events.last().unwrap().data["fallback"], "boom");
+    }
+
+    #[test]
+    fn a_terminal_model_error_falls_back_at_once_after_what_was_said() {
+        let mut a = generated(sources());
+        a.begin_attempt();
+        a.emit_generated("The capital of Portugal is Lisbon, on the Tagus river [1].");
+        a.model_failed(ErrorClass::Terminal, "5007: No such model", 1);
+        assert_eq!(a.generator, Generator::Extractive);
+        while a.status == AnswerStatus::Generating {
+            a.step(2);
+        }
+        let text = a.view().text;
+        assert_eq!(text.matches("Tagus").count(), 1, "not said twice: {text}");
+        assert!(!text.contains(NOT_KNOWN));
+    }
+
+    #[test]
+    fn citations_of_content_no_longer_readable_keep_only_their_number() {
+        let mut cites = vec![
+            json!({ "n": 1, "content_id": "c1", "title": "Kept", "snippet": "s" }),
+            json!({ "n": 2, "content_id": "c2", "title": "Gone", "snippet": "secret" }),
+        ];
+        withhold_unreadable(&mut cites, |id| id == "c1");
+        assert_eq!(cites[0]["title"], "Kept");
+        assert_eq!(cites[1], json!({ "n": 2, "removed": true }));
+    }
+
+    #[test]
+    fn an_answer_without_sources_never_asks_the_model() {
+        let mut a = generated(vec![]);
+        assert_eq!(a.generator, Generator::Extractive);
+        assert_eq!(a.step(1)[0].data["text"], NOT_KNOWN);
     }
 }

@@ -13,6 +13,7 @@ pub mod token_estimate;
 pub mod types;
 pub mod vectorize_delete_plan;
 pub mod vectorize_payloads;
+pub mod workers_ai_answer;
 pub mod workers_ai_embeddings;
 pub mod workers_ai_text;
 

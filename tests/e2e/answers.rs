@@ -374,3 +374,77 @@ async fn an_answer_survives_a_server_kill_mid_stream() {
     assert_eq!(view.body["status"], "completed");
     assert_eq!(view.body["text"], completed["data"]["text"]);
 }
+
+/// Polls `GET /api/answers/{id}` with `key` until `ok(view)` holds.
+async fn view_until(s: &Server, key: &str, id: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = send(http().get(s.url(&format!("/api/answers/{id}"))).bearer_auth(key)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        if ok(&r.body) {
+            return r.body;
+        }
+        assert!(Instant::now() < deadline, "{what}: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn citation_of(view: &Value, n: &Value) -> Value {
+    view["citations"].as_array().and_then(|cs| cs.iter().find(|c| &c["n"] == n).cloned()).unwrap_or(Value::Null)
+}
+
+/// Citations are checked against the catalog when the answer is read: a
+/// source narrowed so the asker can no longer read it, or deleted, shows
+/// only its number.
+#[tokio::test]
+async fn citations_of_narrowed_or_deleted_content_are_withheld() {
+    let s = &shared().server;
+    let word = nonce();
+    let title = format!("The {word} beacon");
+    let body = format!("The {word} beacon is 31 metres tall. The {word} beacon was lit in 1851.");
+    let (cid, run) = s.submit(&title, &body, None).await;
+    assert_eq!(s.wait_run(&run, Duration::from_secs(60)).await["status"], "completed");
+    let reader = mint_key(&s.base, &s.admin_token, TEST_TENANT, &["content:read"], None);
+    let question = format!("How tall is the {word} beacon?");
+    let r = send(http().post(s.url("/api/answers")).bearer_auth(&reader).json(&json!({ "question": question }))).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let reader_answer = r.body["answer_id"].as_str().unwrap().to_string();
+    let (owner_answer, _) = ask(s, &question).await;
+
+    let cites_it = |v: &Value| v["status"] == "completed" && v["citations"].as_array().is_some_and(|c| c.iter().any(|x| x["content_id"] == cid.as_str()));
+    let before = view_until(s, &reader, &reader_answer, "the reader's answer cites the beacon", cites_it).await;
+    view_until(s, &s.key, &owner_answer, "the owner's answer cites the beacon", cites_it).await;
+    let n = before["citations"].as_array().unwrap().iter().find(|c| c["content_id"] == cid.as_str()).unwrap()["n"].clone();
+    assert_eq!(citation_of(&before, &n)["title"], title.as_str());
+
+    // Narrowed to private: the reader (not the owner) can no longer read it.
+    let r = s.put(&format!("/api/content/{cid}"), json!({ "title": title, "body": body, "visibility": "private" })).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let narrowed =
+        view_until(s, &reader, &reader_answer, "withheld from the reader", |v| citation_of(v, &n)["removed"] == true).await;
+    assert_eq!(citation_of(&narrowed, &n), json!({ "n": n, "removed": true }), "no title or snippet: {narrowed}");
+    assert!(!narrowed["citations"].to_string().contains(&title), "{narrowed}");
+    let owner = s.get(&format!("/api/answers/{owner_answer}")).await.body;
+    assert_eq!(citation_of(&owner, &n)["title"], title.as_str(), "the owner still reads it: {owner}");
+
+    // Deleted: withheld from everyone, the operator included.
+    assert_eq!(s.delete(&format!("/api/content/{cid}")).await.status, 204);
+    let gone = view_until(s, &s.key, &owner_answer, "withheld after DELETE", |v| citation_of(v, &n)["removed"] == true).await;
+    assert_eq!(citation_of(&gone, &n), json!({ "n": n, "removed": true }));
+    let op = s.admin_get(&format!("/api/answers/{owner_answer}")).await.body;
+    assert_eq!(citation_of(&op, &n), json!({ "n": n, "removed": true }), "{op}");
+
+    // A replay of the answer's events withholds it too (sources and citations).
+    let url = s.url(&format!("/api/topics/answer:{owner_answer}/events?after=0"));
+    let (status, _, ms) = sse(http().get(url).bearer_auth(&s.key), done).await;
+    assert_eq!(status, 200);
+    let replay: Vec<Value> = ms.iter().filter(|m| m.id.is_some()).map(|m| serde_json::from_str(&m.data).unwrap()).collect();
+    let listed = |name: &str, key: &str| -> Vec<Value> {
+        replay.iter().filter(|e| e["event"] == name).flat_map(|e| e["data"][key].as_array().cloned().unwrap_or_default()).collect()
+    };
+    for (name, key) in [("answer.retrieved", "sources"), ("answer.completed", "citations")] {
+        let items = listed(name, key);
+        assert!(items.iter().any(|c| c == &json!({ "n": n, "removed": true })), "{name}: {items:?}");
+        assert!(!items.iter().any(|c| c["content_id"] == cid.as_str() || c["title"] == title.as_str()), "{name}: {items:?}");
+    }
+}

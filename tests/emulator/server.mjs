@@ -47,11 +47,20 @@ const calls = [];
  */
 let faults = [];
 
-function takeFault(binding, method, { model, kind, args } = {}) {
+function takeFault(binding, method, opts) {
+	return takeInjected(binding, method, opts)?.error ?? null;
+}
+
+/**
+ * The first matching injected entry, consumed: a failure (`error`) or, for a
+ * streamed text call, a behaviour (`mode`: "cite-unknown", "slow").
+ */
+function takeInjected(binding, method, { model, kind, args, modes = false } = {}) {
 	const text = args === undefined ? "" : JSON.stringify(args);
 	const i = faults.findIndex(
 		(f) =>
 			f.binding === binding &&
+			(modes || !f.mode) &&
 			(!f.method || f.method === method) &&
 			(!f.model || f.model === model) &&
 			(!f.kind || f.kind === kind) &&
@@ -59,10 +68,10 @@ function takeFault(binding, method, { model, kind, args } = {}) {
 			f.times > 0,
 	);
 	if (i < 0) return null;
-	faults[i].times -= 1;
-	const error = faults[i].error;
-	if (faults[i].times <= 0) faults.splice(i, 1);
-	return error;
+	const entry = faults[i];
+	entry.times -= 1;
+	if (entry.times <= 0) faults.splice(i, 1);
+	return entry;
 }
 
 class BindingError extends Error {}
@@ -212,11 +221,22 @@ function fromSchema(schema, text, words, i = 0) {
 	}
 }
 
-function runText(model, shape, inputs) {
+/** A text model's `messages`, or its `prompt` as one user message. */
+function textMessages(inputs) {
 	if (!Array.isArray(inputs?.messages) && typeof inputs?.prompt !== "string") {
 		throw invalidInput("oneOf at '/' not met, required properties at '/' are 'prompt' or 'messages'");
 	}
-	const messages = inputs.messages ?? [{ role: "user", content: inputs.prompt }];
+	return inputs.messages ?? [{ role: "user", content: inputs.prompt }];
+}
+
+/** The `usage` a text model reports. */
+function usageOf(messages, completionTokens) {
+	const prompt = approxTokens(JSON.stringify(messages));
+	return { prompt_tokens: prompt, completion_tokens: completionTokens, total_tokens: prompt + completionTokens };
+}
+
+function runText(model, shape, inputs) {
+	const messages = textMessages(inputs);
 	const text = promptText(messages);
 	const words = [...new Set((text.match(/\p{L}{5,}/gu) ?? []).map((w) => w.toLowerCase()))].slice(0, 20);
 	const format = inputs.response_format;
@@ -227,8 +247,7 @@ function runText(model, shape, inputs) {
 	} else {
 		answer = `[emulator] ${text.slice(0, 200)}`;
 	}
-	const usage = { prompt_tokens: approxTokens(JSON.stringify(messages)), completion_tokens: 64, total_tokens: 0 };
-	usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+	const usage = usageOf(messages, 64);
 	if (shape === "openai") {
 		const content = typeof answer === "string" ? answer : JSON.stringify(answer);
 		return { id: `emu-${calls.length}`, object: "chat.completion", model, choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }], usage };
@@ -239,13 +258,92 @@ function runText(model, shape, inputs) {
 function aiRun({ model, inputs }) {
 	const resolved = ALIASES[model] ?? model;
 	const kind = EMBEDDING_MODELS[resolved] ? "embedding" : TEXT_MODELS[resolved] ? "text" : undefined;
-	calls.push({ binding: "ai", method: "run", model, kind, deprecated: DEPRECATED_MODELS.includes(model), at: Date.now() });
-	const fault = takeFault("ai", "run", { model, kind, args: inputs });
-	if (fault) throw new BindingError(fault);
+	const streamed = kind === "text" && inputs?.stream === true;
+	calls.push({ binding: "ai", method: "run", model, kind, stream: streamed || undefined, deprecated: DEPRECATED_MODELS.includes(model), at: Date.now() });
+	const injected = takeInjected("ai", "run", { model, kind, args: inputs, modes: streamed });
+	if (injected?.error) throw new BindingError(injected.error);
 	if (typeof model !== "string" || deprecated(model)) throw noSuchModel(model);
 	if (EMBEDDING_MODELS[resolved]) return runEmbedding(resolved, EMBEDDING_MODELS[resolved], inputs);
+	if (streamed) return streamText(resolved, inputs, injected?.mode ? injected : {});
 	if (TEXT_MODELS[resolved]) return runText(resolved, TEXT_MODELS[resolved], inputs);
 	throw noSuchModel(model);
+}
+
+// ---------------------------------------------------------------- Workers AI: streamed answers
+
+/** A streamed reply: the HTTP layer writes its `chunks` as they are due. */
+class StreamReply {
+	constructor(chunks, delayMs) {
+		this.chunks = chunks;
+		this.delayMs = delayMs;
+	}
+}
+
+const STREAM_DELAY_MS = 15;
+const SLOW_DELAY_MS = 400;
+const QUESTION_STOPWORDS = new Set(["what", "which", "when", "where", "does", "that", "this", "with", "from", "have", "many", "much", "there", "their", "about", "into", "the", "how", "who", "why", "and", "for", "are", "was", "were", "is", "of"]);
+
+/**
+ * The sources and question of an Actorline answer prompt (`[n] title` then
+ * the text on one line, then `Question: ...`) in the first user message.
+ */
+function answerPrompt(messages) {
+	const user = messages.find((m) => m.role === "user")?.content ?? "";
+	const sources = [...String(user).matchAll(/^\[(\d+)\] (.*)\n(.*)$/gm)].map((m) => ({ n: Number(m[1]), title: m[2], text: m[3] }));
+	const question = String(user).match(/^Question: (.*)$/m)?.[1] ?? "";
+	const assistant = messages.filter((m) => m.role === "assistant").map((m) => String(m.content)).join("");
+	return { sources, question, assistant };
+}
+
+/**
+ * A grounded answer, as a compliant model writes it: up to three sentences
+ * copied from the sources that share the most question words, each ending in
+ * its source's `[n]`; "I don't know" when none shares one. Mode
+ * "cite-unknown" adds a sentence citing a source number that was not given.
+ */
+function groundedAnswer({ sources, question }, mode) {
+	const words = (t) => (t.toLowerCase().match(/\p{L}[\p{L}\p{N}]*|\p{N}+/gu) ?? []).filter((w) => w.length >= 3 && !QUESTION_STOPWORDS.has(w));
+	const wanted = new Set(words(question));
+	const picked = [];
+	for (const s of sources) {
+		for (const sentence of s.text.split(/(?<=[.!?])\s+/)) {
+			const score = new Set(words(sentence).filter((w) => wanted.has(w))).size;
+			if (score > 0) picked.push({ score, n: s.n, sentence: sentence.trim().replace(/[.!?]+$/, "") });
+		}
+	}
+	picked.sort((a, b) => b.score - a.score);
+	const best = picked.length ? picked[0].score : 0;
+	const kept = picked.filter((p) => p.score === best).slice(0, 3);
+	if (!kept.length) return "I don't know: none of the sources answers that question.";
+	let text = kept.map((p) => `${p.sentence} [${p.n}].`).join(" ");
+	if (mode === "cite-unknown") text += ` This is also recorded elsewhere [${sources.length + 7}].`;
+	return text;
+}
+
+/**
+ * `run(model, {messages, stream: true})`: the text-generation event stream,
+ * `data: {"response":"<piece>"}` per piece, a last `{"response":"","usage"}`,
+ * then `data: [DONE]` (workers-ai streaming). A continuation (the committed
+ * text given back as the assistant's) gets only what follows it.
+ */
+function streamText(model, inputs, injected) {
+	const messages = textMessages(inputs);
+	const prompt = answerPrompt(messages);
+	let text = prompt.sources.length ? groundedAnswer(prompt, injected.mode) : `[emulator] ${promptText(messages).slice(0, 200)}`;
+	if (prompt.assistant && text.startsWith(prompt.assistant.trim())) text = text.slice(prompt.assistant.trim().length);
+	const pieces = text.match(/\S+\s*|\s+/g) ?? [];
+	// A few words a piece, as a model's tokens arrive.
+	const chunks = [];
+	for (let i = 0; i < pieces.length; i += 3) {
+		chunks.push(`data: ${JSON.stringify({ response: pieces.slice(i, i + 3).join("") })}\n\n`);
+	}
+	const usage = usageOf(messages, pieces.length);
+	// "cut": the stream closes halfway, without `[DONE]`, as a dropped upstream would.
+	if (injected.mode === "cut") chunks.splice(Math.ceil(chunks.length / 2));
+	else chunks.push(`data: ${JSON.stringify({ response: "", usage })}\n\n`, "data: [DONE]\n\n");
+	const last = calls[calls.length - 1];
+	if (last) last.detail = { mode: injected.mode ?? null, sources: prompt.sources.map((s) => s.n), continuation: Boolean(prompt.assistant), text };
+	return new StreamReply(chunks, injected.mode === "slow" ? injected.delayMs ?? SLOW_DELAY_MS : STREAM_DELAY_MS);
 }
 
 // ---------------------------------------------------------------- Vectorize V2
@@ -518,6 +616,17 @@ function control(path, body) {
 	}
 }
 
+/** Writes a streamed reply's chunks, one every `delayMs`; stops if the reader goes away. */
+async function streamOut(res, reply) {
+	res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+	for (const chunk of reply.chunks) {
+		if (res.destroyed) return;
+		res.write(chunk);
+		await new Promise((r) => setTimeout(r, reply.delayMs));
+	}
+	res.end();
+}
+
 const server = http.createServer(async (req, res) => {
 	let callIndex = -1;
 	const reply = (status, value) => {
@@ -538,6 +647,7 @@ const server = http.createServer(async (req, res) => {
 		else if (path === "/container/fetch") result = await containerFetch(body);
 		else if (path.startsWith("/container/")) result = containerCall(path.slice("/container/".length), body);
 		else return reply(404, { error: `no route ${path}` });
+		if (result instanceof StreamReply) return streamOut(res, result);
 		reply(200, { ok: result ?? null });
 	} catch (e) {
 		// Binding errors travel as data; the Worker side throws them as `Error`s.

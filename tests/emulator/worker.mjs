@@ -18,10 +18,23 @@ async function call(env, path, args) {
 	return out.ok;
 }
 
-/** Workers AI: `env.AI.run(model, inputs, options)`. */
+/**
+ * Workers AI: `env.AI.run(model, inputs, options)`. With `stream: true` a
+ * text model resolves to the `ReadableStream` of its event stream, as the
+ * binding does.
+ */
 export class Ai extends WorkerEntrypoint {
 	async run(model, inputs, options) {
-		return call(this.env, "/ai/run", { model, inputs, options });
+		if (inputs?.stream !== true) return call(this.env, "/ai/run", { model, inputs, options });
+		const resp = await fetch(`${this.env.EMULATOR_URL}/ai/run`, {
+			method: "POST",
+			headers: { "content-type": "application/json" },
+			body: JSON.stringify({ model, inputs, options }),
+		});
+		if ((resp.headers.get("content-type") ?? "").startsWith("text/event-stream")) return resp.body;
+		const out = await resp.json();
+		if ("error" in out) throw new Error(out.error);
+		return out.ok;
 	}
 }
 

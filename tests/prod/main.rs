@@ -11,6 +11,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod answers;
+
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 

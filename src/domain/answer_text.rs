@@ -1,0 +1,203 @@
+//! Model text on its way into an answer: the streamed pieces are coalesced
+//! into deltas that end at a sentence end (or, for a long run-on, at a word),
+//! never inside a `[n]`, so each delta's citations can be checked on their
+//! own before it is committed; a citation naming no retrieved source is
+//! dropped from the text.
+
+use std::collections::BTreeSet;
+
+/// A delta without a sentence end is released at a word once it is this long.
+pub const DELTA_MAX_CHARS: usize = 240;
+
+/// Collects streamed pieces and releases them as deltas.
+#[derive(Debug, Default, Clone)]
+pub struct Coalescer {
+    pending: String,
+}
+
+impl Coalescer {
+    /// Adds a piece; returns the text that is ready to be a delta, if any.
+    pub fn push(&mut self, piece: &str) -> Option<String> {
+        self.pending.push_str(piece);
+        let cut = release_point(&self.pending)?;
+        let rest = self.pending.split_off(cut);
+        Some(std::mem::replace(&mut self.pending, rest))
+    }
+
+    /// Everything still held (the stream has ended).
+    pub fn finish(&mut self) -> Option<String> {
+        let rest = std::mem::take(&mut self.pending);
+        (!rest.is_empty()).then_some(rest)
+    }
+}
+
+/// Where the pending text can be cut: after the last sentence end (a
+/// terminator followed by whitespace, or a newline) outside brackets; for a
+/// long text without one, before the last whitespace outside brackets.
+fn release_point(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut last_sentence = None;
+    let mut last_space = None;
+    let mut prev = ' ';
+    for (i, c) in text.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            _ if depth > 0 => {}
+            '\n' => last_sentence = Some(i),
+            c if c.is_whitespace() => {
+                if matches!(prev, '.' | '!' | '?' | '…' | ':') {
+                    last_sentence = Some(i);
+                }
+                last_space = Some(i);
+            }
+            _ => {}
+        }
+        prev = c;
+    }
+    if depth > 0 {
+        // A bracket is open: cut only before it.
+        let open = text.rfind('[')?;
+        return last_sentence.filter(|&i| i < open && i > 0);
+    }
+    last_sentence.or_else(|| last_space.filter(|_| text.chars().count() > DELTA_MAX_CHARS)).filter(|&i| i > 0)
+}
+
+/// `text` with every citation checked against `valid` source numbers: a
+/// `[n]` (or `[n, m]`) naming no valid source loses those numbers, and an
+/// emptied bracket is removed with the space before it.
+pub fn check_citations(text: &str, valid: &BTreeSet<u32>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let (before, from) = rest.split_at(open);
+        out.push_str(before);
+        match parse_citation(from) {
+            Some((numbers, len)) => {
+                let kept: Vec<String> = numbers.iter().filter(|n| valid.contains(n)).map(u32::to_string).collect();
+                if kept.is_empty() {
+                    while out.ends_with(' ') {
+                        out.pop();
+                    }
+                } else {
+                    out.push('[');
+                    out.push_str(&kept.join(", "));
+                    out.push(']');
+                }
+                rest = &from[len..];
+            }
+            None => {
+                out.push('[');
+                rest = &from[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The numbers of a citation at the start of `s` (`[3]`, `[1, 2]`, `[1,2]`)
+/// and its length in bytes.
+fn parse_citation(s: &str) -> Option<(Vec<u32>, usize)> {
+    let close = s.find(']')?;
+    let inner = s.get(1..close)?;
+    if inner.is_empty() || inner.len() > 40 {
+        return None;
+    }
+    let numbers: Option<Vec<u32>> = inner.split(',').map(|p| p.trim().parse::<u32>().ok()).collect();
+    Some((numbers?, close + 1))
+}
+
+/// The source numbers cited in `text`.
+pub fn cited(text: &str) -> BTreeSet<u32> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let from = &rest[open..];
+        match parse_citation(from) {
+            Some((numbers, len)) => {
+                out.extend(numbers);
+                rest = &from[len..];
+            }
+            None => rest = &from[1..],
+        }
+    }
+    out
+}
+
+/// Whether the text says the sources do not answer the question.
+pub fn says_unknown(text: &str) -> bool {
+    let lower = text.to_lowercase().replace('’', "'");
+    ["don't know", "do not know", "does not contain", "don't contain", "do not contain", "cannot answer", "can't answer"]
+        .iter()
+        .any(|p| lower.contains(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid(ns: &[u32]) -> BTreeSet<u32> {
+        ns.iter().copied().collect()
+    }
+
+    #[test]
+    fn pieces_are_released_at_sentence_ends_never_inside_a_citation() {
+        let mut c = Coalescer::default();
+        assert_eq!(c.push("Lisbon is the"), None);
+        assert_eq!(c.push(" capital [1"), None);
+        assert_eq!(c.push("]. It has"), Some("Lisbon is the capital [1].".to_string()));
+        assert_eq!(c.push(" trams [2]."), None, "no whitespace after the end yet");
+        assert_eq!(c.push(" Done"), Some(" It has trams [2].".to_string()));
+        assert_eq!(c.finish(), Some(" Done".to_string()));
+        assert_eq!(c.finish(), None);
+    }
+
+    #[test]
+    fn a_long_run_on_is_released_at_a_word() {
+        let mut c = Coalescer::default();
+        let long = "word ".repeat(60);
+        let out = c.push(&long).expect("released");
+        assert!(out.len() < long.len() && out.ends_with("word"));
+        let mut all = out;
+        all.push_str(&c.finish().unwrap());
+        assert_eq!(all, long);
+    }
+
+    #[test]
+    fn joined_deltas_are_the_stream() {
+        let text = "One [1]. Two: three [2, 3]!\nFour [4]? Five";
+        for size in 1..8 {
+            let mut c = Coalescer::default();
+            let mut out = String::new();
+            let chars: Vec<char> = text.chars().collect();
+            for chunk in chars.chunks(size) {
+                let piece: String = chunk.iter().collect();
+                if let Some(d) = c.push(&piece) {
+                    assert!(d.matches('[').count() == d.matches(']').count(), "{d:?}");
+                    out.push_str(&d);
+                }
+            }
+            out.push_str(&c.finish().unwrap_or_default());
+            assert_eq!(out, text);
+        }
+    }
+
+    #[test]
+    fn citations_to_unknown_sources_are_dropped() {
+        let v = valid(&[1, 2]);
+        assert_eq!(check_citations("A [1]. B [9]. C [2, 7].", &v), "A [1]. B. C [2].");
+        assert_eq!(check_citations("x [0] y", &v), "x y");
+        assert_eq!(check_citations("keep [note] and [1,2]", &v), "keep [note] and [1, 2]");
+        assert_eq!(check_citations("open [1", &v), "open [1");
+        assert_eq!(cited("A [1]. B [3, 2]. [x]"), valid(&[1, 2, 3]));
+    }
+
+    #[test]
+    fn unknown_answers_are_recognised() {
+        assert!(says_unknown("I don't know: none of the sources answers that."));
+        assert!(says_unknown("I do not know."));
+        assert!(says_unknown("The sources don’t contain that."));
+        assert!(!says_unknown("Lisbon is the capital [1]."));
+    }
+}
