@@ -60,7 +60,7 @@ export const TERMINAL_RUN_STATUSES = Object.freeze(['completed', 'failed', 'canc
 export const STAGE_STATUSES = Object.freeze(['pending', 'running', 'retrying', 'completed', 'skipped', 'failed']);
 export const CONTENT_STATUSES = Object.freeze(['processing', 'indexed', 'failed']);
 export const ACTOR_KINDS = Object.freeze(['content', 'run', 'session', 'answer']);
-export const ANSWER_STATUSES = Object.freeze(['retrieving', 'generating', 'completed', 'failed']);
+export const ANSWER_STATUSES = Object.freeze(['generating', 'completed', 'failed']);
 export const TERMINAL_ANSWER_STATUSES = Object.freeze(['completed', 'failed']);
 
 /** Topic builders: `run:<id>`, `content:<id>`, `answer:<id>`, `feed`. */

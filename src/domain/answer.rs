@@ -73,6 +73,7 @@ pub const MODEL_RETRY_BASE_MS: Millis = 1_000;
 pub const UNSUPPORTED_NOTE: &str = " (Unverified: this answer cites none of the sources.)";
 
 /// Who writes the answer's text.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Generator {

@@ -119,9 +119,12 @@ export function mount(root, { id }, ctx) {
 
   function render() {
     const cites = a.citations.length
-      ? h('ol', { class: 'citations results' }, a.citations.map((c) => h('li', { class: 'result card', dataset: { n: String(c.n), contentId: c.content_id } },
-        h('h3', null, `[${c.n}] `, h('a', { href: `#/content/${c.content_id}` }, c.title)),
-        h('p', { class: 'snippet' }, c.snippet))))
+      ? h('ol', { class: 'citations results' }, a.citations.map((c) => c.removed
+        // A source deleted since, or no longer readable by this reader.
+        ? h('li', { class: 'result card', dataset: { n: String(c.n) } }, h('h3', null, `[${c.n}] (source removed)`))
+        : h('li', { class: 'result card', dataset: { n: String(c.n), contentId: c.content_id } },
+          h('h3', null, `[${c.n}] `, h('a', { href: `#/content/${c.content_id}` }, c.title)),
+          h('p', { class: 'snippet' }, c.snippet))))
       : null;
     replace(out,
       h('div', { class: 'result-head' }, h('h2', { id: 'answer-title' }, 'Answer'), badge(a.status)),
