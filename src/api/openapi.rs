@@ -32,6 +32,8 @@ fn summary(id: RouteId) -> (&'static str, &'static str) {
         RouteId::CreateAnswer => ("Ask a question: a grounded, cited answer streamed on answer:<id>", "Answers"),
         RouteId::GetAnswer => ("The answer actor's view (its asker or the operator only)", "Answers"),
         RouteId::TopicEvents => ("Server-Sent Events for one topic (id = seq; Last-Event-ID resumes)", "Live"),
+        RouteId::CreateBatch => ("Bulk import of 1 to 1000 items through the INGEST queue; progress on batch:<id>", "Content"),
+        RouteId::GetBatch => ("A batch's progress per item (its submitter or the operator only)", "Content"),
     }
 }
 
@@ -63,7 +65,7 @@ pub fn document() -> Value {
                 .map(|(name, ty)| json!({ "name": name, "in": "query", "required": name == "q" || name == "token", "schema": { "type": ty } })),
         );
         let ok = match r.id {
-            RouteId::CreateContent | RouteId::PutContent | RouteId::CreateAnswer => "202",
+            RouteId::CreateContent | RouteId::PutContent | RouteId::CreateAnswer | RouteId::CreateBatch => "202",
             RouteId::DeleteContent | RouteId::RevokeKey => "204",
             RouteId::CreateKey => "201",
             RouteId::SessionSocket => "101",
@@ -80,6 +82,9 @@ pub fn document() -> Value {
         });
         if matches!(r.id, RouteId::CreateContent | RouteId::PutContent) {
             op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ContentInput" } } } });
+        }
+        if r.id == RouteId::CreateBatch {
+            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/BatchInput" } } } });
         }
         if r.id == RouteId::CreateAnswer {
             op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/AskInput" } } } });
@@ -110,6 +115,8 @@ pub fn document() -> Value {
                     "category": { "type": "string" },
                     "tags": { "type": "array", "maxItems": 20, "items": { "type": "string", "maxLength": 40 } },
                     "author": { "type": "string" } } },
+                "BatchInput": { "type": "object", "required": ["items"], "additionalProperties": false, "properties": {
+                    "items": { "type": "array", "minItems": 1, "maxItems": 1000, "items": { "$ref": "#/components/schemas/ContentInput" } } } },
                 "AskInput": { "type": "object", "required": ["question"], "additionalProperties": false, "properties": {
                     "question": { "type": "string", "minLength": 1, "maxLength": 500 },
                     "k": { "type": "integer", "minimum": 1, "maximum": 10 },

@@ -30,6 +30,8 @@ pub enum RouteId {
     CreateAnswer,
     GetAnswer,
     TopicEvents,
+    CreateBatch,
+    GetBatch,
 }
 
 pub struct Route {
@@ -47,6 +49,9 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/healthz", RouteId::Health),
     r("GET", "/api/openapi.json", RouteId::OpenApi),
     r("POST", "/api/content", RouteId::CreateContent),
+    // Before `/api/content/{id}`, which the same path also matches.
+    r("POST", "/api/content/batch", RouteId::CreateBatch),
+    r("GET", "/api/batches/{id}", RouteId::GetBatch),
     r("GET", "/api/content", RouteId::ListContent),
     r("GET", "/api/content/{id}", RouteId::GetContent),
     r("PUT", "/api/content/{id}", RouteId::PutContent),
@@ -129,5 +134,7 @@ mod tests {
         assert_eq!(resolve("GET", "/api/runs//cancel").unwrap_err().status(), 404);
         assert_eq!(resolve("GET", "/admin/actors/run/x").unwrap().1, vec!["run", "x"]);
         assert_eq!(allowed("/api/content/x"), vec!["GET", "PUT", "DELETE"]);
+        assert_eq!(resolve("POST", "/api/content/batch").unwrap().0, RouteId::CreateBatch);
+        assert_eq!(resolve("GET", "/api/batches/b").unwrap(), (RouteId::GetBatch, vec!["b".to_string()]));
     }
 }

@@ -9,11 +9,15 @@
 //! actor answers idempotently: never a second item.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::principal::{Ownership, Principal};
+use super::content::ContentDoc;
+use super::principal::{Ownership, Principal, Visibility};
+use crate::config::Limits;
+use crate::error::ApiError;
+use crate::protocol::ContentInput;
 use super::time::Millis;
 use crate::protocol::{EventDraft, EventName};
 
@@ -25,8 +29,11 @@ pub const PROGRESS_EVERY_MS: Millis = 250;
 /// …unless this many items reached a terminal state since the last one.
 pub const PROGRESS_EVERY_ITEMS: u32 = 50;
 
-/// Seconds a message waits when the batch is at its in-flight cap.
+/// Seconds a message waits when the batch is at its in-flight cap, at the
+/// least; items further back in line wait longer ([`Batch::claim`]).
 pub const BACKPRESSURE_DELAY_SECS: u32 = 1;
+/// The longest wait for room under the cap.
+pub const BACKPRESSURE_MAX_DELAY_SECS: u32 = 60;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -130,12 +137,81 @@ pub enum BatchError {
     NoSuchItem { index: u32, total: u32 },
 }
 
+/// An item the batch does not have is not found.
+impl From<BatchError> for crate::error::ApiError {
+    fn from(e: BatchError) -> Self {
+        crate::error::ApiError::not_found(e.to_string())
+    }
+}
+
 /// A UUID (version 4 layout) derived from a batch, an item index and a purpose.
 fn derived_id(batch: Uuid, index: u32, purpose: &str) -> Uuid {
     let digest = Sha256::digest(format!("actorline-batch/{batch}/{index}/{purpose}").as_bytes());
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
+/// How many refused items a 422 names (all are counted).
+const REFUSALS_NAMED: usize = 20;
+
+/// Validates every item with the rules of `POST /api/content`. A batch is
+/// accepted whole or refused whole: one bad item makes it a 422 that counts
+/// the refused items and names the first [`REFUSALS_NAMED`] of them, each
+/// with its index and reason, so the client fixes them and sends it again.
+pub fn validate_items(items: Vec<Value>, limits: &Limits) -> Result<Vec<(ContentDoc, Option<Visibility>)>, ApiError> {
+    if items.is_empty() || items.len() > MAX_ITEMS {
+        return Err(ApiError::invalid("items", format!("must hold 1 to {MAX_ITEMS} items, not {}", items.len())));
+    }
+    let total = items.len();
+    let mut accepted = Vec::with_capacity(total);
+    let mut refused: Vec<String> = Vec::new();
+    let mut refused_count = 0usize;
+    for (i, item) in items.into_iter().enumerate() {
+        let checked = serde_json::from_value::<ContentInput>(item).map_err(ApiError::from).and_then(|input| {
+            let visibility = input.visibility;
+            ContentDoc::validate(input, limits).map(|doc| (doc, visibility))
+        });
+        match checked {
+            Ok(ok) => accepted.push(ok),
+            Err(e) => {
+                refused_count += 1;
+                if refused.len() < REFUSALS_NAMED {
+                    refused.push(match e {
+                        ApiError::InvalidField { field, message } => format!("items[{i}].{field}: {message}"),
+                        other => format!("items[{i}]: {other}"),
+                    });
+                }
+            }
+        }
+    }
+    if refused_count > 0 {
+        return Err(ApiError::invalid("items", format!("{refused_count} of {total} items refused, none accepted: {}", refused.join("; "))));
+    }
+    Ok(accepted)
+}
+
+/// A message on the `INGEST` queue: one item of one batch. The documents
+/// stay in the `BatchActor`, so every message is tiny whatever the item's
+/// size (Queues caps a message at 128 KB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestMessage {
+    pub batch_id: Uuid,
+    pub index: u32,
+}
+
+/// Which batch item a content item is, stored by its content actor, which
+/// reports the end of the item's first run to the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemRef {
+    pub batch_id: Uuid,
+    pub index: u32,
+}
+
+impl ItemRef {
+    pub fn run_id(&self) -> Uuid {
+        run_id(self.batch_id, self.index)
+    }
 }
 
 /// The content id of item `index` of `batch`: the same on every delivery.
@@ -211,7 +287,13 @@ impl Batch {
         match item.status {
             ItemStatus::Running | ItemStatus::Completed | ItemStatus::Failed => Ok(Claim::Done),
             ItemStatus::Spawning => Ok(Claim::Spawn { content_id: content_id(id, index), run_id: run_id(id, index) }),
-            ItemStatus::Queued if in_flight >= cap => Ok(Claim::Wait { delay_secs: BACKPRESSURE_DELAY_SECS }),
+            ItemStatus::Queued if in_flight >= cap => {
+                // One more second per cap's worth of items ahead in line, so
+                // a thousand waiting messages come back spread out, not all
+                // at once every second.
+                let ahead = self.items[..index as usize].iter().filter(|i| i.status == ItemStatus::Queued).count() as u32;
+                Ok(Claim::Wait { delay_secs: (BACKPRESSURE_DELAY_SECS + ahead / cap).min(BACKPRESSURE_MAX_DELAY_SECS) })
+            }
             ItemStatus::Queued => {
                 item.status = ItemStatus::Spawning;
                 self.max_in_flight_observed = self.max_in_flight_observed.max(in_flight + 1);
@@ -357,6 +439,10 @@ mod tests {
         assert!(matches!(b.claim(3).unwrap(), Claim::Spawn { .. }));
         assert_eq!(b.max_in_flight_observed, 3);
         assert_eq!(b.in_flight(), 3);
+        assert_eq!(b.claim(9).unwrap(), Claim::Wait { delay_secs: 2 }, "five queued items ahead at three a second: one more second");
+        let mut long = batch(1000, 1);
+        long.claim(0).unwrap();
+        assert_eq!(long.claim(999).unwrap(), Claim::Wait { delay_secs: BACKPRESSURE_MAX_DELAY_SECS });
     }
 
     #[test]
@@ -423,6 +509,26 @@ mod tests {
         assert!(slow.ended(0, true, None, 100).unwrap().is_empty());
         assert_eq!(slow.ended(1, true, None, 400).unwrap()[0].event, EventName::BatchProgress, "250 ms passed");
         assert_eq!(later.counts().failed, 20);
+    }
+
+    #[test]
+    fn a_batch_is_validated_whole_and_names_refused_items() {
+        let l = Limits::default();
+        let good = json!({ "title": "t", "body": "b", "visibility": "public" });
+        let ok = validate_items(vec![good.clone(), good.clone()], &l).unwrap();
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[0].1, Some(Visibility::Public));
+        let e = validate_items(vec![good.clone(), json!({ "title": "", "body": "b" }), json!({ "body": "b" })], &l).unwrap_err();
+        assert_eq!(e.status(), 422);
+        let text = e.to_string();
+        assert!(text.starts_with("items: 2 of 3 items refused"), "{text}");
+        assert!(text.contains("items[1].title: must be 1 to 300 characters"), "{text}");
+        assert!(text.contains("items[2]"), "{text}");
+        assert!(!text.contains("items[0]"), "{text}");
+        assert_eq!(validate_items(vec![], &l).unwrap_err().status(), 422);
+        assert_eq!(validate_items(vec![good; MAX_ITEMS + 1], &l).unwrap_err().status(), 422);
+        let many = validate_items(vec![json!(1); 50], &l).unwrap_err().to_string();
+        assert_eq!(many.matches("items[").count(), REFUSALS_NAMED, "{many}");
     }
 
     #[test]

@@ -37,6 +37,11 @@ pub enum Duty {
         content_id: Uuid,
         report: Value,
     },
+    /// Tell a batch how its item's first run ended (`ended`, body `report`).
+    ReportBatch {
+        batch_id: Uuid,
+        report: Value,
+    },
 }
 
 impl Duty {
@@ -50,6 +55,7 @@ impl Duty {
             Duty::Catalog => "catalog".into(),
             Duty::DropVectors => "vectors".into(),
             Duty::ReportEnd { .. } => "run_ended".into(),
+            Duty::ReportBatch { .. } => "batch_report".into(),
         }
     }
 }
