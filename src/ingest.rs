@@ -4,14 +4,17 @@
 //!
 //! Each message names one item (batch id, index). The consumer asks the
 //! item's `BatchActor` what to do ([`Claim`]): spawn it (create its content
-//! actor, which spawns the run, as `POST /api/content` does), wait for room
-//! under the batch's in-flight cap (the message is sent again with a delay, so
-//! waiting never uses up its retries), or acknowledge it. A failed spawn is
+//! actor, which spawns the run, as `POST /api/content` does), or acknowledge
+//! it (already settled, or deferred: the batch is at its in-flight cap and
+//! puts the item back on the queue itself when a run ends). A failed spawn is
 //! retried with backoff by the queue; after `max_retries` the message goes to
 //! the dead-letter queue, whose consumer marks the item failed.
 
+use std::collections::BTreeMap;
+
 use serde_json::json;
-use worker::{Env, MessageBuilder, MessageExt, QueueRetryOptionsBuilder, RawMessage};
+use uuid::Uuid;
+use worker::{Env, MessageExt, QueueRetryOptionsBuilder, RawMessage};
 
 use crate::actors::batch::ClaimAnswer;
 use crate::actors::rpc::{self, ActorKind};
@@ -27,10 +30,10 @@ pub const BINDING: &str = "INGEST";
 /// an [`IngestMessage`] is under 100 bytes, so the count is what binds).
 const SEND_BATCH_MAX: usize = 100;
 
-/// Puts items `0..total` of `batch_id` on the queue.
-pub async fn enqueue(env: &Env, batch_id: uuid::Uuid, total: u32) -> ApiResult<()> {
+/// Puts items `indexes` of `batch_id` on the queue.
+pub async fn enqueue(env: &Env, batch_id: Uuid, indexes: impl IntoIterator<Item = u32>) -> ApiResult<()> {
     let queue = env.queue(BINDING)?;
-    let messages: Vec<IngestMessage> = (0..total).map(|index| IngestMessage { batch_id, index }).collect();
+    let messages: Vec<IngestMessage> = indexes.into_iter().map(|index| IngestMessage { batch_id, index }).collect();
     for chunk in messages.chunks(SEND_BATCH_MAX) {
         queue.send_batch(chunk.to_vec()).await.map_err(|e| ApiError::Unavailable(format!("ingest queue: {e}")))?;
     }
@@ -39,71 +42,93 @@ pub async fn enqueue(env: &Env, batch_id: uuid::Uuid, total: u32) -> ApiResult<(
 
 /// One delivery of the queue (`dead`: of its dead-letter queue). Every
 /// message is settled (acknowledged or retried) here; nothing is thrown, so
-/// one bad message never makes the whole delivery retry.
+/// one bad message never makes the whole delivery retry. Messages are handled
+/// per batch, with one call to its `BatchActor` per step for all of them.
 pub async fn consume(batch: worker::MessageBatch<serde_json::Value>, env: Env) {
     let dead = batch.queue() == crate::config::INGEST_DLQ;
-    let messages: Vec<RawMessage> = batch.raw_iter().collect();
-    futures::future::join_all(messages.iter().map(|m| settle(&env, m, dead))).await;
-}
-
-async fn settle(env: &Env, raw: &RawMessage, dead: bool) {
-    let Ok(msg) = serde_wasm_bindgen::from_value::<IngestMessage>(raw.body()) else {
-        worker::console_error!("ingest: dropped a message that is not an item reference");
-        return raw.ack();
-    };
-    let outcome = if dead { dead_lettered(env, &msg).await } else { deliver(env, &msg).await };
-    match outcome {
-        Ok(Settled::Ack) => raw.ack(),
-        Ok(Settled::Retry { delay_secs }) => raw.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(delay_secs).build()),
-        // The batch is gone (never created, or erased): nothing to do.
-        Err(ApiError::NotFound(_)) => raw.ack(),
-        Err(e) => {
-            worker::console_error!("ingest: batch {} item {}: {e}", msg.batch_id, msg.index);
-            raw.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(1).build())
+    let mut by_batch: BTreeMap<Uuid, Vec<Delivered>> = BTreeMap::new();
+    for raw in batch.raw_iter() {
+        match serde_wasm_bindgen::from_value::<IngestMessage>(raw.body()) {
+            Ok(msg) => by_batch.entry(msg.batch_id).or_default().push(Delivered { raw, msg }),
+            Err(_) => {
+                worker::console_error!("ingest: dropped a message that is not an item reference");
+                raw.ack();
+            }
         }
     }
-}
-
-enum Settled {
-    Ack,
-    Retry { delay_secs: u32 },
-}
-
-async fn deliver(env: &Env, msg: &IngestMessage) -> ApiResult<Settled> {
-    let batch = msg.batch_id.to_string();
-    let index = json!({ "index": msg.index });
-    let answer: ClaimAnswer = rpc::call(env, ActorKind::Batch, &batch, "claim", &index).await?;
-    match answer.claim {
-        Claim::Done => Ok(Settled::Ack),
-        Claim::Wait { delay_secs } => {
-            // A fresh message, so waiting for room does not count as a failed attempt.
-            let again = MessageBuilder::new(msg.clone()).delay_seconds(delay_secs).build();
-            match env.queue(BINDING)?.send(again).await {
-                Ok(()) => Ok(Settled::Ack),
-                Err(_) => Ok(Settled::Retry { delay_secs }),
-            }
-        }
-        Claim::Spawn { content_id, run_id } => match spawn(env, msg, content_id, run_id, answer).await {
-            Ok(()) => {
-                // Best effort: the item's end report settles it anyway.
-                let _: ApiResult<serde_json::Value> = rpc::call(env, ActorKind::Batch, &batch, "spawned", &index).await;
-                Ok(Settled::Ack)
-            }
+    let env = &env;
+    futures::future::join_all(by_batch.into_iter().map(|(id, msgs)| async move {
+        let outcome = if dead { dead_lettered(env, id, &msgs).await } else { deliver(env, id, &msgs).await };
+        match outcome {
+            Ok(()) => {}
+            // The batch is gone (never created, or erased): nothing to do.
+            Err(ApiError::NotFound(_)) => msgs.iter().for_each(|m| m.raw.ack()),
             Err(e) => {
-                let failed = json!({ "index": msg.index, "error": e.to_string() });
-                let delay: ApiResult<serde_json::Value> = rpc::call(env, ActorKind::Batch, &batch, "spawn_failed", &failed).await;
-                let delay_secs = delay.ok().and_then(|v| v["delay_secs"].as_u64()).unwrap_or(1) as u32;
-                Ok(Settled::Retry { delay_secs })
+                worker::console_error!("ingest: batch {id}: {e}");
+                msgs.iter().for_each(|m| retry(&m.raw, 1));
             }
-        },
+        }
+    }))
+    .await;
+}
+
+struct Delivered {
+    raw: RawMessage,
+    msg: IngestMessage,
+}
+
+fn retry(raw: &RawMessage, delay_secs: u32) {
+    raw.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(delay_secs).build());
+}
+
+async fn deliver(env: &Env, batch_id: Uuid, msgs: &[Delivered]) -> ApiResult<()> {
+    let name = batch_id.to_string();
+    let indexes: Vec<u32> = msgs.iter().map(|m| m.msg.index).collect();
+    let answers: Vec<ClaimAnswer> = rpc::call(env, ActorKind::Batch, &name, "claim", &json!({ "indexes": indexes })).await?;
+    let mut spawns = Vec::new();
+    for (answer, m) in answers.into_iter().zip(msgs) {
+        match answer.claim {
+            // Deferred: the batch puts the item back on the queue when there is room.
+            Claim::Done | Claim::Defer => m.raw.ack(),
+            Claim::Spawn { content_id, run_id } => spawns.push((m, content_id, run_id, answer)),
+        }
     }
+    if spawns.is_empty() {
+        return Ok(());
+    }
+    let results = futures::future::join_all(spawns.iter().map(|(m, cid, rid, a)| spawn(env, &m.msg, *cid, *rid, a))).await;
+    let mut spawned = Vec::new();
+    let mut failures = Vec::new();
+    for ((m, ..), r) in spawns.iter().zip(results) {
+        match r {
+            Ok(()) => spawned.push(m),
+            Err(e) => failures.push((m, e.to_string())),
+        }
+    }
+    if !spawned.is_empty() {
+        // Best effort: each item's end report settles it anyway.
+        let indexes: Vec<u32> = spawned.iter().map(|m| m.msg.index).collect();
+        let _: ApiResult<serde_json::Value> = rpc::call(env, ActorKind::Batch, &name, "spawned", &json!({ "indexes": indexes })).await;
+        spawned.iter().for_each(|m| m.raw.ack());
+    }
+    if !failures.is_empty() {
+        let body = json!({ "failures": failures.iter().map(|(m, e)| json!({ "index": m.msg.index, "error": e })).collect::<Vec<_>>() });
+        let delays: ApiResult<serde_json::Value> = rpc::call(env, ActorKind::Batch, &name, "spawn_failed", &body).await;
+        let delays = delays.unwrap_or_default();
+        for (i, (m, _)) in failures.iter().enumerate() {
+            let delay = delays["delays"][i]["delay_secs"].as_u64().unwrap_or(1) as u32;
+            // Counted by the queue: after max_retries it goes to the dead-letter queue.
+            retry(&m.raw, delay);
+        }
+    }
+    Ok(())
 }
 
 /// Creates the item's content actor under the batch's ownership: the same
 /// `create` as `POST /api/content`, with ids derived from the item so a
 /// second delivery is answered with the first one's result.
-async fn spawn(env: &Env, msg: &IngestMessage, content_id: uuid::Uuid, run_id: uuid::Uuid, answer: ClaimAnswer) -> ApiResult<()> {
-    let (Some(item), Some(ownership)) = (answer.item, answer.ownership) else {
+async fn spawn(env: &Env, msg: &IngestMessage, content_id: Uuid, run_id: Uuid, answer: &ClaimAnswer) -> ApiResult<()> {
+    let (Some(item), Some(ownership)) = (&answer.item, &answer.ownership) else {
         return Err(ApiError::Internal("a spawn claim without its item".into()));
     };
     if let Some(fault) = config(env).faults.poisons(faults::INGEST, &item.doc.title) {
@@ -117,8 +142,10 @@ async fn spawn(env: &Env, msg: &IngestMessage, content_id: uuid::Uuid, run_id: u
     Ok(())
 }
 
-async fn dead_lettered(env: &Env, msg: &IngestMessage) -> ApiResult<Settled> {
-    let _: serde_json::Value =
-        rpc::call(env, ActorKind::Batch, &msg.batch_id.to_string(), "dead_lettered", &json!({ "index": msg.index })).await?;
-    Ok(Settled::Ack)
+/// Items whose messages exhausted their retries fail, with their last error.
+async fn dead_lettered(env: &Env, batch_id: Uuid, msgs: &[Delivered]) -> ApiResult<()> {
+    let indexes: Vec<u32> = msgs.iter().map(|m| m.msg.index).collect();
+    let _: serde_json::Value = rpc::call(env, ActorKind::Batch, &batch_id.to_string(), "dead_lettered", &json!({ "indexes": indexes })).await?;
+    msgs.iter().for_each(|m| m.raw.ack());
+    Ok(())
 }

@@ -2,7 +2,8 @@
 //! [`crate::domain::batch::Batch`]: `create` stores the items' documents and
 //! the batch state; the queue consumer `claim`s each item (spawn, wait for
 //! room under the cap, or acknowledge) and reports `spawned` or
-//! `spawn_failed`; content actors report their runs' ends (`ended`) and the
+//! `spawn_failed`, each for all of one delivery's items of the batch in one
+//! call (a delivery holds up to 100 messages); content actors report their runs' ends (`ended`) and the
 //! dead-letter consumer the items that exhausted their retries.
 
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,7 @@ use uuid::Uuid;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 use super::fanout;
+use super::pipeline::to_datetime;
 use super::rpc;
 use super::ActorStorage;
 use crate::catalog;
@@ -46,10 +48,19 @@ struct Create {
 }
 
 #[derive(Deserialize)]
-struct ItemOp {
+struct Indexes {
+    indexes: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+struct SpawnFailure {
     index: u32,
-    #[serde(default)]
-    error: Option<String>,
+    error: String,
+}
+
+#[derive(Deserialize)]
+struct SpawnFailures {
+    failures: Vec<SpawnFailure>,
 }
 
 #[derive(Deserialize)]
@@ -65,9 +76,10 @@ struct ForPrincipal {
     principal: Principal,
 }
 
-/// The answer to a `claim`: what the consumer does with the message.
+/// The answer to a `claim`, per item: what the consumer does with its message.
 #[derive(Serialize, Deserialize)]
 pub struct ClaimAnswer {
+    pub index: u32,
     #[serde(flatten)]
     pub claim: Claim,
     /// With a spawn: what to create.
@@ -104,9 +116,13 @@ impl BatchActor {
     }
 
     /// Saves the batch and appends its events in one synchronous step, then
-    /// pushes the events to subscribers in the background.
-    fn commit(&self, b: &Batch, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<()> {
+    /// pushes the events to subscribers in the background. When a slot came
+    /// free for a deferred item, the alarm puts it back on the queue.
+    async fn commit(&self, b: &Batch, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<()> {
         self.cells().save("batch", b)?;
+        if b.release_due() && self.state.storage().get_alarm().await?.is_none() {
+            self.state.storage().set_alarm(to_datetime(now)).await?;
+        }
         if drafts.is_empty() {
             return Ok(());
         }
@@ -129,7 +145,7 @@ impl BatchActor {
         });
     }
 
-    fn create(&self, c: Create) -> ApiResult<Value> {
+    async fn create(&self, c: Create) -> ApiResult<Value> {
         if let Some(b) = self.load()? {
             // Idempotent: a retried create answers with the batch as stored.
             return Ok(json!({ "id": b.id, "accepted": b.items.len() }));
@@ -144,7 +160,7 @@ impl BatchActor {
         }
         let now = now_ms();
         let b = Batch::new(c.id, c.submitter, c.ownership, c.items.len() as u32, c.max_in_flight, now);
-        self.commit(&b, Vec::new(), now)?;
+        self.commit(&b, Vec::new(), now).await?;
         self.register(&b, "running", now);
         Ok(json!({ "id": b.id, "accepted": b.items.len() }))
     }
@@ -156,45 +172,79 @@ impl BatchActor {
         serde_json::from_str(&row.doc).map_err(crate::store::storage_err)
     }
 
-    fn claim(&self, op: ItemOp) -> ApiResult<ClaimAnswer> {
+    /// Claims each item of one delivery, in index order.
+    fn claim(&self, op: Indexes) -> ApiResult<Vec<ClaimAnswer>> {
         let mut b = self.require()?;
-        let claim = b.claim(op.index)?;
+        let mut answers = Vec::with_capacity(op.indexes.len());
+        for index in op.indexes {
+            let claim = b.claim(index)?;
+            let (item, ownership) = match claim {
+                Claim::Spawn { .. } => (Some(self.doc(index)?), Some(b.ownership.clone())),
+                _ => (None, None),
+            };
+            answers.push(ClaimAnswer { index, claim, item, ownership });
+        }
         self.cells().save("batch", &b)?;
-        let (item, ownership) = match claim {
-            Claim::Spawn { .. } => (Some(self.doc(op.index)?), Some(b.ownership.clone())),
-            _ => (None, None),
-        };
-        Ok(ClaimAnswer { claim, item, ownership })
+        Ok(answers)
     }
 
-    fn spawned(&self, op: ItemOp) -> ApiResult<Value> {
+    async fn spawned(&self, op: Indexes) -> ApiResult<Value> {
         let mut b = self.require()?;
-        b.spawned(op.index)?;
-        self.commit(&b, Vec::new(), now_ms())?;
+        for index in op.indexes {
+            b.spawned(index)?;
+        }
+        self.commit(&b, Vec::new(), now_ms()).await?;
         Ok(json!({ "ok": true }))
     }
 
-    fn spawn_failed(&self, op: ItemOp) -> ApiResult<Value> {
+    /// Records failed spawns; answers each one's retry delay in seconds.
+    async fn spawn_failed(&self, op: SpawnFailures) -> ApiResult<Value> {
         let mut b = self.require()?;
-        let delay = b.spawn_failed(op.index, op.error.as_deref().unwrap_or("spawn failed"))?;
-        self.commit(&b, Vec::new(), now_ms())?;
-        Ok(json!({ "delay_secs": delay }))
+        let mut delays = Vec::with_capacity(op.failures.len());
+        for f in op.failures {
+            delays.push(json!({ "index": f.index, "delay_secs": b.spawn_failed(f.index, &f.error)? }));
+        }
+        self.commit(&b, Vec::new(), now_ms()).await?;
+        Ok(json!({ "delays": delays }))
     }
 
-    fn ended(&self, e: Ended) -> ApiResult<Value> {
+    async fn ended(&self, e: Ended) -> ApiResult<Value> {
         let mut b = self.require()?;
         let now = now_ms();
         let events = b.ended(e.index, e.completed, e.reason, now)?;
-        self.commit(&b, events, now)?;
+        self.commit(&b, events, now).await?;
         Ok(json!({ "ok": true }))
     }
 
-    fn dead_lettered(&self, op: ItemOp) -> ApiResult<Value> {
+    async fn dead_lettered(&self, op: Indexes) -> ApiResult<Value> {
         let mut b = self.require()?;
         let now = now_ms();
-        let events = b.dead_lettered(op.index, now)?;
-        self.commit(&b, events, now)?;
+        let mut events = Vec::new();
+        for index in op.indexes {
+            events.extend(b.dead_lettered(index, now)?);
+        }
+        self.commit(&b, events, now).await?;
         Ok(json!({ "ok": true }))
+    }
+
+    /// Puts the deferred items there is room for back on the queue. Runs
+    /// from the alarm, outside any queue consumer's call; items it cannot send
+    /// wait again and the alarm retries in a second.
+    async fn release(&self) -> ApiResult<()> {
+        let Some(mut b) = self.load()? else { return Ok(()) };
+        let released = b.release();
+        if released.is_empty() {
+            return Ok(());
+        }
+        self.cells().save("batch", &b)?;
+        if let Err(e) = crate::ingest::enqueue(&self.env, b.id, released.iter().copied()).await {
+            worker::console_error!("batch {}: re-enqueue failed: {e}", b.id);
+            let mut b = self.require()?;
+            b.defer_again(&released);
+            self.cells().save("batch", &b)?;
+            self.state.storage().set_alarm(to_datetime(now_ms() + 1_000)).await?;
+        }
+        Ok(())
     }
 
     fn snapshot(b: &Batch) -> Value {
@@ -210,12 +260,12 @@ impl BatchActor {
     async fn dispatch(&self, mut req: Request) -> ApiResult<Value> {
         let (op, body): (String, Value) = rpc::incoming(&mut req).await?;
         match op.as_str() {
-            "create" => self.create(serde_json::from_value(body)?),
+            "create" => self.create(serde_json::from_value(body)?).await,
             "claim" => Ok(serde_json::to_value(self.claim(serde_json::from_value(body)?)?)?),
-            "spawned" => self.spawned(serde_json::from_value(body)?),
-            "spawn_failed" => self.spawn_failed(serde_json::from_value(body)?),
-            "ended" => self.ended(serde_json::from_value(body)?),
-            "dead_lettered" => self.dead_lettered(serde_json::from_value(body)?),
+            "spawned" => self.spawned(serde_json::from_value(body)?).await,
+            "spawn_failed" => self.spawn_failed(serde_json::from_value(body)?).await,
+            "ended" => self.ended(serde_json::from_value(body)?).await,
+            "dead_lettered" => self.dead_lettered(serde_json::from_value(body)?).await,
             "view" => {
                 let f: ForPrincipal = serde_json::from_value(body)?;
                 Ok(Self::snapshot(&self.require_for(&f.principal)?))
@@ -224,7 +274,11 @@ impl BatchActor {
                 let f: ForPrincipal = serde_json::from_value(body)?;
                 Ok(json!({ "id": self.require_for(&f.principal)?.id }))
             }
-            "inspect" | "fire_alarm" => self.inspect(),
+            "inspect" => self.inspect(),
+            "fire_alarm" => {
+                self.release().await?;
+                self.inspect()
+            }
             other => {
                 if other == "subscribe" {
                     // Only the submitter may follow the batch; anyone else sees no topic.
@@ -247,6 +301,13 @@ impl DurableObject for BatchActor {
         rpc::reply(self.dispatch(req).await)
     }
 
-    crate::unused_handlers!(alarm);
+    async fn alarm(&self) -> worker::Result<Response> {
+        if let Err(e) = self.release().await {
+            worker::console_error!("batch alarm failed: {e}");
+            let _ = self.state.storage().set_alarm(to_datetime(now_ms() + 1_000)).await;
+        }
+        Response::ok("ok")
+    }
+
     crate::unused_handlers!(sockets);
 }

@@ -37,7 +37,7 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
     let items: Vec<BatchDoc> = items.into_iter().map(|(doc, visibility)| BatchDoc { doc, visibility }).collect();
     let create = json!({ "id": id, "submitter": p, "ownership": ownership, "max_in_flight": cfg.ingest.max_in_flight, "items": items });
     let _: Value = rpc::call(env, ActorKind::Batch, &id.to_string(), "create", &create).await?;
-    crate::ingest::enqueue(env, id, total).await?;
+    crate::ingest::enqueue(env, id, 0..total).await?;
     let body = json!({
         "batch_id": id,
         "accepted": total,

@@ -4,6 +4,11 @@
 //! with each queue message ([`Batch::claim`]), and content actors report their
 //! runs' ends to it ([`Batch::ended`]).
 //!
+//! Backpressure: a message that finds the batch at its cap is acknowledged
+//! and its item *deferred*; as runs end, the batch puts deferred items back
+//! on the queue, as many as there is room for ([`Batch::release`]). Nothing
+//! polls, and waiting never uses up a message's retries.
+//!
 //! An item's content id and run id are derived from (batch id, index), so a
 //! redelivered queue message spawns the same item again, which the content
 //! actor answers idempotently: never a second item.
@@ -29,17 +34,16 @@ pub const PROGRESS_EVERY_MS: Millis = 250;
 /// …unless this many items reached a terminal state since the last one.
 pub const PROGRESS_EVERY_ITEMS: u32 = 50;
 
-/// Seconds a message waits when the batch is at its in-flight cap, at the
-/// least; items further back in line wait longer ([`Batch::claim`]).
-pub const BACKPRESSURE_DELAY_SECS: u32 = 1;
-/// The longest wait for room under the cap.
-pub const BACKPRESSURE_MAX_DELAY_SECS: u32 = 60;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemStatus {
     /// On the queue, not spawned yet (or its last spawn failed and it waits for a retry).
     Queued,
+    /// Off the queue, waiting for room under the cap ([`Batch::release`]).
+    Deferred,
+    /// Released: back on the queue, holding one of the cap's slots.
+    Requeued,
     /// A consumer is creating its content item and run.
     Spawning,
     /// Its run is going.
@@ -54,7 +58,7 @@ impl ItemStatus {
     }
 
     fn in_flight(self) -> bool {
-        matches!(self, ItemStatus::Spawning | ItemStatus::Running)
+        matches!(self, ItemStatus::Requeued | ItemStatus::Spawning | ItemStatus::Running)
     }
 }
 
@@ -102,8 +106,9 @@ pub struct Batch {
 pub enum Claim {
     /// Create the content item and its run with these ids.
     Spawn { content_id: Uuid, run_id: Uuid },
-    /// The batch is at its cap: send the message again after `delay_secs`.
-    Wait { delay_secs: u32 },
+    /// The batch is at its cap: the item waits off the queue until
+    /// [`Batch::release`] puts it back; acknowledge the message.
+    Defer,
     /// Already spawned or settled: acknowledge the message.
     Done,
 }
@@ -287,17 +292,51 @@ impl Batch {
         match item.status {
             ItemStatus::Running | ItemStatus::Completed | ItemStatus::Failed => Ok(Claim::Done),
             ItemStatus::Spawning => Ok(Claim::Spawn { content_id: content_id(id, index), run_id: run_id(id, index) }),
-            ItemStatus::Queued if in_flight >= cap => {
-                // One more second per cap's worth of items ahead in line, so
-                // a thousand waiting messages come back spread out, not all
-                // at once every second.
-                let ahead = self.items[..index as usize].iter().filter(|i| i.status == ItemStatus::Queued).count() as u32;
-                Ok(Claim::Wait { delay_secs: (BACKPRESSURE_DELAY_SECS + ahead / cap).min(BACKPRESSURE_MAX_DELAY_SECS) })
+            // Its slot was kept for it when it was released.
+            ItemStatus::Requeued => {
+                item.status = ItemStatus::Spawning;
+                self.max_in_flight_observed = self.max_in_flight_observed.max(in_flight);
+                Ok(Claim::Spawn { content_id: content_id(id, index), run_id: run_id(id, index) })
             }
-            ItemStatus::Queued => {
+            ItemStatus::Queued | ItemStatus::Deferred if in_flight >= cap => {
+                item.status = ItemStatus::Deferred;
+                Ok(Claim::Defer)
+            }
+            ItemStatus::Queued | ItemStatus::Deferred => {
                 item.status = ItemStatus::Spawning;
                 self.max_in_flight_observed = self.max_in_flight_observed.max(in_flight + 1);
                 Ok(Claim::Spawn { content_id: content_id(id, index), run_id: run_id(id, index) })
+            }
+        }
+    }
+
+    pub fn has_deferred(&self) -> bool {
+        self.items.iter().any(|i| i.status == ItemStatus::Deferred)
+    }
+
+    /// Whether deferred items wait while there is room for some of them.
+    pub fn release_due(&self) -> bool {
+        self.in_flight() < self.max_in_flight && self.has_deferred()
+    }
+
+    /// The deferred items there is room for now, lowest index first, each
+    /// holding a slot: the caller puts them back on the queue (and
+    /// [`Batch::defer_again`] them if it cannot).
+    pub fn release(&mut self) -> Vec<u32> {
+        let room = self.max_in_flight.saturating_sub(self.in_flight()) as usize;
+        let mut released = Vec::new();
+        for item in self.items.iter_mut().filter(|i| i.status == ItemStatus::Deferred).take(room) {
+            item.status = ItemStatus::Requeued;
+            released.push(item.index);
+        }
+        released
+    }
+
+    /// Released items that could not be put back on the queue wait again.
+    pub fn defer_again(&mut self, indexes: &[u32]) {
+        for &i in indexes {
+            if let Some(item) = self.items.get_mut(i as usize).filter(|it| it.status == ItemStatus::Requeued) {
+                item.status = ItemStatus::Deferred;
             }
         }
     }
@@ -308,7 +347,7 @@ impl Batch {
         let item = self.item_mut(index)?;
         item.content_id = Some(content_id(id, index));
         item.run_id = Some(run_id(id, index));
-        if item.status == ItemStatus::Spawning || item.status == ItemStatus::Queued {
+        if !item.status.is_terminal() {
             item.status = ItemStatus::Running;
             item.error = None;
         }
@@ -319,7 +358,7 @@ impl Batch {
     /// retry's delay in seconds.
     pub fn spawn_failed(&mut self, index: u32, error: &str) -> Result<u32, BatchError> {
         let item = self.item_mut(index)?;
-        if item.status == ItemStatus::Spawning {
+        if matches!(item.status, ItemStatus::Spawning | ItemStatus::Requeued) {
             item.status = ItemStatus::Queued;
         }
         item.spawn_failures += 1;
@@ -352,7 +391,7 @@ impl Batch {
     /// (a late report) keeps its state.
     pub fn dead_lettered(&mut self, index: u32, now: Millis) -> Result<Vec<EventDraft>, BatchError> {
         let item = self.item_mut(index)?;
-        if !matches!(item.status, ItemStatus::Queued | ItemStatus::Spawning) {
+        if !matches!(item.status, ItemStatus::Queued | ItemStatus::Spawning | ItemStatus::Deferred | ItemStatus::Requeued) {
             return Ok(Vec::new());
         }
         let last = item.error.take().unwrap_or_else(|| "no error recorded".into());
@@ -432,17 +471,25 @@ mod tests {
         for i in 0..3 {
             assert!(matches!(b.claim(i).unwrap(), Claim::Spawn { .. }));
         }
-        assert_eq!(b.claim(3).unwrap(), Claim::Wait { delay_secs: BACKPRESSURE_DELAY_SECS });
+        assert_eq!(b.claim(3).unwrap(), Claim::Defer);
+        assert_eq!(b.claim(4).unwrap(), Claim::Defer);
         b.spawned(0).unwrap();
-        assert_eq!(b.claim(3).unwrap(), Claim::Wait { delay_secs: BACKPRESSURE_DELAY_SECS }, "a running item still counts");
+        assert!(!b.release_due(), "a running item still counts");
+        assert!(b.release().is_empty());
         b.ended(0, true, None, 10).unwrap();
+        assert!(b.release_due());
+        assert_eq!(b.release(), [3], "one slot, the lowest deferred index");
+        assert!(!b.release_due(), "the released item holds the slot");
+        assert_eq!(b.claim(5).unwrap(), Claim::Defer, "a newcomer does not take it");
         assert!(matches!(b.claim(3).unwrap(), Claim::Spawn { .. }));
         assert_eq!(b.max_in_flight_observed, 3);
         assert_eq!(b.in_flight(), 3);
-        assert_eq!(b.claim(9).unwrap(), Claim::Wait { delay_secs: 2 }, "five queued items ahead at three a second: one more second");
-        let mut long = batch(1000, 1);
-        long.claim(0).unwrap();
-        assert_eq!(long.claim(999).unwrap(), Claim::Wait { delay_secs: BACKPRESSURE_MAX_DELAY_SECS });
+        b.ended(1, true, None, 10).unwrap();
+        let released = b.release();
+        assert_eq!(released, [4]);
+        b.defer_again(&released);
+        assert_eq!(b.items[4].status, ItemStatus::Deferred, "a release that could not be sent waits again");
+        assert!(b.release_due());
     }
 
     #[test]
