@@ -96,12 +96,9 @@ export function mount(root, { id }, ctx) {
     }
   });
 
-  if (!id) {
-    debugState = () => null;
-    return () => {};
-  }
-  if (!isUuid(id)) {
-    replace(out, h('p', { class: 'notice error', role: 'alert' }, 'This batch id is not valid.'));
+  debugState = null;
+  if (!id || !isUuid(id)) {
+    if (id) replace(out, h('p', { class: 'notice error', role: 'alert' }, 'This batch id is not valid.'));
     return () => {};
   }
 
