@@ -87,7 +87,23 @@ pub struct Config {
     /// `ANSWER_STEP_MS`: the pause between two steps of an answer's stream.
     pub answer_step_ms: i64,
     pub trust: Trust,
+    pub ingest: Ingest,
 }
+
+/// Bulk imports (`POST /api/content/batch`, the `INGEST` queue).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingest {
+    /// `INGEST_MAX_IN_FLIGHT`: most items of one batch being spawned or
+    /// running at once; the consumer delays the rest.
+    pub max_in_flight: u32,
+    /// `INGEST_MAX_BYTES`: the batch route's body cap (the single-item cap
+    /// would refuse most batches).
+    pub request_max_bytes: usize,
+}
+
+/// The dead-letter queue's name, as wrangler.toml spells it in every env:
+/// the consumer tells its two queues apart by it.
+pub const INGEST_DLQ: &str = "actorline-ingest-dlq";
 
 impl Config {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
@@ -134,6 +150,10 @@ impl Config {
             vector_shards: num("VECTOR_SHARDS", 4).clamp(1, 256) as u32,
             session_ttl_secs: num("SESSION_TTL_SECS", 3600).clamp(10, 7 * 24 * 3600) as i64,
             answer_step_ms: num("ANSWER_STEP_MS", 60).min(10_000) as i64,
+            ingest: Ingest {
+                max_in_flight: num("INGEST_MAX_IN_FLIGHT", 32).clamp(1, 1000) as u32,
+                request_max_bytes: num("INGEST_MAX_BYTES", 8 * 1024 * 1024).clamp(64 * 1024, 32 * 1024 * 1024) as usize,
+            },
             trust: Trust {
                 jwt: JwtConfig::from_lookup(&get),
                 rate_write_per_min: num("RATE_WRITE_PER_MIN", 60).min(1_000_000) as u32,
@@ -182,6 +202,8 @@ mod tests {
         assert!(cfg(&[("ADMIN_TOKEN", "short")]).trust.admin_token_sha256.is_none(), "under 32 characters is no token");
         assert_eq!(cfg(&[("ADMIN_TOKEN", &"a".repeat(32))]).trust.admin_token_sha256.map(|h| h.len()), Some(32));
         assert_eq!((c.embed_backend.as_str(), c.text_backend.as_str()), ("local", "local"));
+        assert_eq!(c.ingest, Ingest { max_in_flight: 32, request_max_bytes: 8 * 1024 * 1024 });
+        assert_eq!(cfg(&[("INGEST_MAX_IN_FLIGHT", "0")]).ingest.max_in_flight, 1);
     }
 
     #[test]

@@ -375,10 +375,14 @@ pub enum EventName {
     AnswerCompleted,
     #[serde(rename = "answer.failed")]
     AnswerFailed,
+    #[serde(rename = "batch.progress")]
+    BatchProgress,
+    #[serde(rename = "batch.completed")]
+    BatchCompleted,
 }
 
 impl EventName {
-    pub const ALL: [EventName; 16] = [
+    pub const ALL: [EventName; 18] = [
         EventName::RunQueued,
         EventName::StageStarted,
         EventName::StageCompleted,
@@ -395,6 +399,8 @@ impl EventName {
         EventName::AnswerDelta,
         EventName::AnswerCompleted,
         EventName::AnswerFailed,
+        EventName::BatchProgress,
+        EventName::BatchCompleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -415,6 +421,8 @@ impl EventName {
             EventName::AnswerDelta => "answer.delta",
             EventName::AnswerCompleted => "answer.completed",
             EventName::AnswerFailed => "answer.failed",
+            EventName::BatchProgress => "batch.progress",
+            EventName::BatchCompleted => "batch.completed",
         }
     }
 
@@ -456,6 +464,7 @@ pub enum Topic {
     Run(Uuid),
     Content(Uuid),
     Answer(Uuid),
+    Batch(Uuid),
     Feed,
 }
 
@@ -465,6 +474,7 @@ impl fmt::Display for Topic {
             Topic::Run(id) => write!(f, "run:{id}"),
             Topic::Content(id) => write!(f, "content:{id}"),
             Topic::Answer(id) => write!(f, "answer:{id}"),
+            Topic::Batch(id) => write!(f, "batch:{id}"),
             Topic::Feed => f.write_str("feed"),
         }
     }
@@ -482,6 +492,7 @@ impl FromStr for Topic {
             "run" => Ok(Topic::Run(id)),
             "content" => Ok(Topic::Content(id)),
             "answer" => Ok(Topic::Answer(id)),
+            "batch" => Ok(Topic::Batch(id)),
             _ => Err(format!("unknown topic kind {kind:?}")),
         }
     }
@@ -683,7 +694,7 @@ mod tests {
     #[test]
     fn topics_parse_and_print() {
         let id = Uuid::new_v4();
-        for t in [Topic::Run(id), Topic::Content(id), Topic::Answer(id), Topic::Feed] {
+        for t in [Topic::Run(id), Topic::Content(id), Topic::Answer(id), Topic::Batch(id), Topic::Feed] {
             assert_eq!(t.to_string().parse::<Topic>(), Ok(t));
         }
         assert!("run:not-a-uuid".parse::<Topic>().is_err());

@@ -436,3 +436,35 @@ fn every_env_binds_the_uploads_bucket() {
         assert_eq!(r2_buckets(emulated), r2_buckets(&config), "[env.emulated] binds other R2 buckets than the default env");
     }
 }
+
+/// The bulk-import queues (src/ingest.rs): the producer `INGEST`, a consumer
+/// of the queue that dead-letters into the queue the code names as its DLQ,
+/// and a consumer of that DLQ (which marks dead items failed). Checked in
+/// every environment, so the local suites run the production wiring.
+#[test]
+fn every_env_produces_and_consumes_the_ingest_queues() {
+    use actorline::config::INGEST_DLQ;
+    let config = wrangler();
+    let mut envs = vec![("default", &config), ("production", production(&config))];
+    envs.extend(env(&config, "emulated").map(|e| ("emulated", e)));
+    for (name, table) in envs {
+        let queues = table.get("queues").and_then(Value::as_table).unwrap_or_else(|| panic!("{name}: no queues"));
+        let producers = tables(queues, "producers");
+        let ingest: Vec<&str> = producers
+            .iter()
+            .filter(|p| p.get("binding").and_then(Value::as_str) == Some("INGEST"))
+            .filter_map(|p| p.get("queue").and_then(Value::as_str))
+            .collect();
+        assert_eq!(ingest.len(), 1, "{name}: one INGEST producer binding");
+        let consumers = tables(queues, "consumers");
+        let of = |q: &str| consumers.iter().find(|c| c.get("queue").and_then(Value::as_str) == Some(q)).copied();
+        let main = of(ingest[0]).unwrap_or_else(|| panic!("{name}: nothing consumes {}", ingest[0]));
+        assert_eq!(main.get("dead_letter_queue").and_then(Value::as_str), Some(INGEST_DLQ), "{name}: {} must dead-letter into {INGEST_DLQ}", ingest[0]);
+        let retries = main.get("max_retries").and_then(Value::as_integer).unwrap_or_else(|| panic!("{name}: set max_retries"));
+        assert!((1..=100).contains(&retries), "{name}: max_retries {retries} outside Queues' 0..=100");
+        let batch = main.get("max_batch_size").and_then(Value::as_integer).unwrap_or(10);
+        assert!((1..=100).contains(&batch), "{name}: max_batch_size {batch} outside Queues' 1..=100");
+        assert!(of(INGEST_DLQ).is_some(), "{name}: nothing consumes the dead-letter queue {INGEST_DLQ}");
+        assert_ne!(ingest[0], INGEST_DLQ);
+    }
+}

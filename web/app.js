@@ -9,6 +9,7 @@ import * as runView from './views/run.js';
 import * as contentView from './views/content.js';
 import * as searchView from './views/search.js';
 import * as askView from './views/ask.js';
+import * as importView from './views/import.js';
 import * as inspectorView from './views/inspector.js';
 
 const live = new Live();
@@ -112,6 +113,8 @@ const ROUTES = [
   { re: /^\/search$/, view: searchView, nav: 'search', params: () => ({}) },
   { re: /^\/ask$/, view: askView, nav: 'ask', params: () => ({}) },
   { re: /^\/ask\/([^/]+)$/, view: askView, nav: 'ask', params: (m) => ({ id: m[1] }) },
+  { re: /^\/import$/, view: importView, nav: 'import', params: () => ({}) },
+  { re: /^\/import\/([^/]+)$/, view: importView, nav: 'import', params: (m) => ({ id: m[1] }) },
   { re: /^\/inspector$/, view: inspectorView, nav: 'inspector', params: () => ({}) },
   { re: /^\/inspector\/([^/]+)\/([^/]+)$/, view: inspectorView, nav: 'inspector', params: (m) => ({ kind: m[1], id: m[2] }) },
 ];

@@ -33,6 +33,8 @@ export const EVENTS = Object.freeze({
   ANSWER_DELTA: 'answer.delta',
   ANSWER_COMPLETED: 'answer.completed',
   ANSWER_FAILED: 'answer.failed',
+  BATCH_PROGRESS: 'batch.progress',
+  BATCH_COMPLETED: 'batch.completed',
 });
 
 export const EVENT_NAMES = Object.freeze(Object.values(EVENTS));
@@ -63,11 +65,12 @@ export const ACTOR_KINDS = Object.freeze(['content', 'run', 'session', 'answer']
 export const ANSWER_STATUSES = Object.freeze(['generating', 'completed', 'failed']);
 export const TERMINAL_ANSWER_STATUSES = Object.freeze(['completed', 'failed']);
 
-/** Topic builders: `run:<id>`, `content:<id>`, `answer:<id>`, `feed`. */
+/** Topic builders: `run:<id>`, `content:<id>`, `answer:<id>`, `batch:<id>`, `feed`. */
 export const topics = Object.freeze({
   run: (id) => `run:${id}`,
   content: (id) => `content:${id}`,
   answer: (id) => `answer:${id}`,
+  batch: (id) => `batch:${id}`,
   feed: () => 'feed',
 });
 
@@ -105,6 +108,8 @@ export const api = Object.freeze({
   me: () => '/api/me',
   answers: () => '/api/answers',
   answer: (id) => `/api/answers/${enc(id)}`,
+  contentBatch: () => '/api/content/batch',
+  batch: (id) => `/api/batches/${enc(id)}`,
   topicEvents: (topic, after) => `/api/topics/${enc(topic)}/events${after ? `?after=${enc(after)}` : ''}`,
 });
 

@@ -12,6 +12,7 @@ use super::outbox::Outbox;
 use super::ActorStorage;
 use super::rpc::{self, ActorKind};
 use crate::catalog;
+use crate::domain::batch::ItemRef;
 use crate::domain::content::{superseded_reason, Artifacts, ContentDoc, ContentState};
 use crate::domain::faults;
 use crate::domain::outbox::Duty;
@@ -46,6 +47,9 @@ struct Submit {
     /// `If-Match`: the version the writer last saw.
     #[serde(default)]
     if_match: Option<u32>,
+    /// On `create`: the bulk-import item this is.
+    #[serde(default)]
+    batch: Option<ItemRef>,
 }
 
 /// Ops that act for a principal: view, delete, authorize, subscribe.
@@ -84,6 +88,8 @@ struct Publish {
 
 #[derive(Deserialize)]
 struct RunEnded {
+    #[serde(default)]
+    run_id: Option<Uuid>,
     version: u32,
     status: RunStatus,
     #[serde(default)]
@@ -106,6 +112,8 @@ struct Fence {
 
 /// A deleted item keeps a tombstone so late runs cannot resurrect it.
 const TOMBSTONE: &str = "deleted";
+/// The cell of a batch item's [`ItemRef`].
+const BATCH_ITEM: &str = "batch_item";
 
 crate::actor_storage!(ContentActor);
 
@@ -223,6 +231,13 @@ impl ContentActor {
                     .map_err(|e| ApiError::Unavailable(format!("vector index: {e}")))
             }
             Duty::DropUploads { prefix } => R2Uploads::new(&self.env).delete_prefix(prefix).await.map(|_| ()),
+            Duty::ReportBatch { batch_id, report } => {
+                let r: ApiResult<Value> = rpc::call(&self.env, ActorKind::Batch, &batch_id.to_string(), "ended", report).await;
+                match r {
+                    Ok(_) | Err(ApiError::NotFound(_)) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
             Duty::ReportEnd { .. } => Err(ApiError::Internal(format!("content owes no duty {}", duty.key()))),
         }
     }
@@ -234,10 +249,17 @@ impl ContentActor {
         }
         let sql = self.state.storage().sql();
         if crate::store::has_state(&sql) {
+            // A redelivered batch item: the same create (same run) gets the same answer.
+            if let Some(c) = self.load()?.filter(|c| c.history.first().is_some_and(|v| v.run_id == s.run_id)) {
+                return Ok(Accepted::new(c.id, 1, s.run_id));
+            }
             return Err(ApiError::AlreadyExists("content".into()));
         }
         crate::store::init_state(&sql)?;
         self.subs().init()?;
+        if let Some(item) = &s.batch {
+            self.cells().save(BATCH_ITEM, item)?;
+        }
         let now = now_ms();
         let (c, events) = ContentState::create(s.content_id, s.doc, ownership, s.run_id, now);
         let feed = self.commit(&c, events, &[spawn_duty(&c, s.run_id), Duty::Catalog], now)?;
@@ -294,6 +316,7 @@ impl ContentActor {
             let feed = self.commit(&c, events, &[Duty::Catalog], now)?;
             self.announce(feed).await;
         }
+        self.owe_batch_report(p.run_id, None, now)?;
         self.drain(false).await?;
         Ok(json!({ "version": c.version, "status": c.status }))
     }
@@ -303,12 +326,31 @@ impl ContentActor {
         let now = now_ms();
         let reason = r.reason.unwrap_or_else(|| r.status.as_str().to_string());
         let events = c.run_failed(r.version, &reason, now);
-        if !events.is_empty() {
+        let reported = match r.run_id {
+            Some(run) => self.owe_batch_report(run, Some(&reason), now)?,
+            None => false,
+        };
+        let changed = !events.is_empty();
+        if changed {
             let feed = self.commit(&c, events, &[Duty::Catalog], now)?;
             self.announce(feed).await;
+        }
+        if changed || reported {
             self.settle().await;
         }
         Ok(json!({ "status": c.status }))
+    }
+
+    /// When `run` is the first run of a batch item, owes its batch the
+    /// report of how it ended (`failure`: none when it completed).
+    fn owe_batch_report(&self, run: Uuid, failure: Option<&str>, now: Millis) -> ApiResult<bool> {
+        let Some(item) = self.cells().load::<ItemRef>(BATCH_ITEM)? else { return Ok(false) };
+        if item.run_id() != run {
+            return Ok(false);
+        }
+        let report = json!({ "index": item.index, "completed": failure.is_none(), "reason": failure });
+        self.outbox()?.put(&Duty::ReportBatch { batch_id: item.batch_id, report }, now)?;
+        Ok(true)
     }
 
     /// Whether a run of `version` may still write the indexes: only the

@@ -5,6 +5,7 @@
 
 pub mod analyzer;
 pub mod answer;
+pub mod batch;
 pub mod content;
 pub mod fanout;
 pub mod feed;

@@ -24,6 +24,7 @@ pub enum ActorKind {
     Analyzer,
     RateLimit,
     Answer,
+    Batch,
 }
 
 impl ActorKind {
@@ -37,6 +38,7 @@ impl ActorKind {
             ActorKind::Analyzer => "ANALYZER_CONTAINER",
             ActorKind::RateLimit => "RATE_LIMIT",
             ActorKind::Answer => "ANSWER",
+            ActorKind::Batch => "BATCH",
         }
     }
 
@@ -50,6 +52,7 @@ impl ActorKind {
             ActorKind::Analyzer => "analyzer",
             ActorKind::RateLimit => "rate_limit",
             ActorKind::Answer => "answer",
+            ActorKind::Batch => "batch",
         }
     }
 
@@ -63,6 +66,7 @@ impl ActorKind {
             ActorKind::Analyzer,
             ActorKind::RateLimit,
             ActorKind::Answer,
+            ActorKind::Batch,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -69,6 +69,7 @@ pub fn topic_actor(topic: Topic) -> (ActorKind, String) {
         Topic::Run(id) => (ActorKind::Run, id.to_string()),
         Topic::Content(id) => (ActorKind::Content, id.to_string()),
         Topic::Answer(id) => (ActorKind::Answer, id.to_string()),
+        Topic::Batch(id) => (ActorKind::Batch, id.to_string()),
         Topic::Feed => (ActorKind::Feed, super::feed::FEED_NAME.to_string()),
     }
 }

@@ -12,6 +12,8 @@ mod answers;
 #[cfg(target_arch = "wasm32")]
 pub mod auth;
 #[cfg(target_arch = "wasm32")]
+mod batches;
+#[cfg(target_arch = "wasm32")]
 mod keys;
 #[cfg(target_arch = "wasm32")]
 mod limits;
@@ -129,6 +131,13 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
             answers::create(env, &who, req).await
         }
         R::GetAnswer => answers::get(env, &who, arg(0)).await,
+        R::CreateBatch => {
+            // A whole batch is one write against the rate limit.
+            auth::require(&who, Scope::Write)?;
+            limits::spend(env, &who, &req, LimitClass::Write, 1).await?;
+            batches::create(env, &who, req).await
+        }
+        R::GetBatch => batches::get(env, &who, arg(0)).await,
         R::TopicEvents => {
             // One connection lasts up to a minute: a read, like a search.
             limits::spend(env, &who, &req, LimitClass::Read, 1).await?;

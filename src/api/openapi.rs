@@ -39,6 +39,8 @@ fn summary(id: RouteId) -> (&'static str, &'static str) {
         RouteId::TopicEvents => ("Server-Sent Events for one topic (id = seq; Last-Event-ID resumes)", "Live"),
         RouteId::CreateUpload => ("Upload a file (text, Markdown, HTML, PDF) as a new content item; stored in R2", "Content"),
         RouteId::GetSource => ("The uploaded original of a version, byte for byte", "Content"),
+        RouteId::CreateBatch => ("Bulk import of 1 to 1000 items through the INGEST queue; progress on batch:<id>", "Content"),
+        RouteId::GetBatch => ("A batch's progress per item (its submitter or the operator only)", "Content"),
     }
 }
 
@@ -70,6 +72,7 @@ fn bodies(id: RouteId) -> (Option<&'static str>, Option<&'static str>) {
         RouteId::Search => (None, Some("SearchResponse")),
         RouteId::CreateSession => (None, Some("SessionGrant")),
         RouteId::CreateAnswer => (Some("AskInput"), None),
+        RouteId::CreateBatch => (Some("BatchInput"), None),
         RouteId::GetAnswer => (None, Some("AnswerView")),
         _ => (None, None),
     }
@@ -111,7 +114,7 @@ pub fn document() -> Value {
                 .map(|(name, ty)| json!({ "name": name, "in": "query", "required": name == "q" || name == "token", "schema": { "type": ty } })),
         );
         let ok = match r.id {
-            RouteId::CreateContent | RouteId::PutContent | RouteId::CreateAnswer | RouteId::CreateUpload => "202",
+            RouteId::CreateContent | RouteId::PutContent | RouteId::CreateAnswer | RouteId::CreateUpload | RouteId::CreateBatch => "202",
             RouteId::DeleteContent | RouteId::RevokeKey => "204",
             RouteId::CreateKey => "201",
             RouteId::SessionSocket => "101",
@@ -160,6 +163,8 @@ pub fn document() -> Value {
     schemas.insert("Error".into(), json!({ "type": "object", "required": ["error"], "properties": { "error": {
         "type": "object", "required": ["code", "message"],
         "properties": { "code": { "type": "string" }, "message": { "type": "string" }, "field": { "type": "string" } } } } }));
+    schemas.insert("BatchInput".into(), json!({ "type": "object", "required": ["items"], "additionalProperties": false, "properties": {
+        "items": { "type": "array", "minItems": 1, "maxItems": 1000, "items": schema_ref("ContentInput") } } }));
     schemas.insert("AskInput".into(), json!({ "type": "object", "required": ["question"], "additionalProperties": false, "properties": {
         "question": { "type": "string", "minLength": 1, "maxLength": 500 },
         "k": { "type": "integer", "minimum": 1, "maximum": 10 },

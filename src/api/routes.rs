@@ -33,6 +33,8 @@ pub enum RouteId {
     TopicEvents,
     CreateUpload,
     GetSource,
+    CreateBatch,
+    GetBatch,
 }
 
 pub struct Route {
@@ -50,6 +52,9 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/healthz", RouteId::Health),
     r("GET", "/api/openapi.json", RouteId::OpenApi),
     r("POST", "/api/content", RouteId::CreateContent),
+    // Before `/api/content/{id}`, which the same path also matches.
+    r("POST", "/api/content/batch", RouteId::CreateBatch),
+    r("GET", "/api/batches/{id}", RouteId::GetBatch),
     r("GET", "/api/content", RouteId::ListContent),
     r("GET", "/api/content/{id}", RouteId::GetContent),
     r("PUT", "/api/content/{id}", RouteId::PutContent),
@@ -138,5 +143,7 @@ mod tests {
         assert_eq!(resolve("GET", "/api/content/x/source").unwrap(), (RouteId::GetSource, vec!["x".to_string()]));
         assert_eq!(resolve("POST", "/api/uploads").unwrap().0, RouteId::CreateUpload);
         assert_eq!(resolve("GET", "/api/uploads").unwrap_err().status(), 405);
+        assert_eq!(resolve("POST", "/api/content/batch").unwrap().0, RouteId::CreateBatch);
+        assert_eq!(resolve("GET", "/api/batches/b").unwrap(), (RouteId::GetBatch, vec!["b".to_string()]));
     }
 }

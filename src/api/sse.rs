@@ -136,13 +136,17 @@ mod stream {
     use futures::StreamExt;
 
     /// The same checks as a WebSocket subscription: a run or content topic
-    /// needs read access to the item, an answer topic is its asker's, the
-    /// feed is open (each event filtered by its item's visibility).
+    /// needs read access to the item, an answer topic is its asker's, a
+    /// batch topic its submitter's, the feed is open (each event filtered by its item's visibility).
     async fn authorize(env: &Env, who: &Principal, topic: Topic) -> ApiResult<()> {
         let content = match topic {
             Topic::Feed => return Ok(()),
             Topic::Answer(id) => {
                 let _: Value = rpc::call(env, ActorKind::Answer, &id.to_string(), "authorize", &json!({ "principal": who })).await?;
+                return Ok(());
+            }
+            Topic::Batch(id) => {
+                let _: Value = rpc::call(env, ActorKind::Batch, &id.to_string(), "authorize", &json!({ "principal": who })).await?;
                 return Ok(());
             }
             Topic::Content(id) => id.to_string(),

@@ -1,7 +1,8 @@
 //! Fault injection (`FAULTS=embed=0.3,analyze=1.0,spawn=0.5,catalog=0.5`).
 //!
 //! A name is a stage, or a site outside the stages: `spawn` (the content
-//! actor's `start` call to a new run) and `catalog` (an actor's D1 write).
+//! actor's `start` call to a new run), `catalog` (an actor's D1 write) and
+//! `ingest` (the queue consumer's spawn of a batch item).
 //!
 //! A fault is decided from a hash of (run, stage, attempt) rather than a global
 //! RNG, so an injected failure is reproducible from the journal.
@@ -13,7 +14,11 @@ use crate::protocol::Stage;
 pub const SPAWN: &str = "spawn";
 /// An actor's write to the D1 catalog.
 pub const CATALOG: &str = "catalog";
-const SITES: [&str; 2] = [SPAWN, CATALOG];
+/// The queue consumer's spawn of a batch item. Keyed by the item's title
+/// and decided once for all attempts ([`Faults::poisons`]): a struck item
+/// fails every try and ends on the dead-letter queue.
+pub const INGEST: &str = "ingest";
+const SITES: [&str; 3] = [SPAWN, CATALOG, INGEST];
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
@@ -68,6 +73,11 @@ impl Faults {
         self.site_strikes(site, key, attempt).then(|| format!("injected fault ({site}={})", self.site_probability(site)))
     }
 
+    /// The error of a site fault that strikes `key` on every attempt alike.
+    pub fn poisons(&self, site: &str, key: &str) -> Option<String> {
+        self.site_fault(site, key, 0)
+    }
+
     pub fn strikes(&self, run_id: &str, stage: Stage, attempt: u32) -> bool {
         strikes_at(self.probability(stage), run_id, stage.as_str(), attempt)
     }
@@ -98,6 +108,10 @@ mod tests {
         assert!((1..50).all(|a| sites.site_strikes(CATALOG, "x", a)));
         assert_eq!(sites.site_fault(CATALOG, "x", 1).as_deref(), Some("injected fault (catalog=1)"));
         let hits = (0..10_000).filter(|i| sites.site_strikes(SPAWN, &format!("run-{i}"), 1)).count();
+        let ingest = Faults::parse("ingest=0.1");
+        let poisoned = (0..1_000).filter(|i| ingest.poisons(INGEST, &format!("title {i}")).is_some()).count();
+        assert!((60..140).contains(&poisoned), "{poisoned}");
+        assert!(Faults::default().poisons(INGEST, "anything").is_none());
         assert!((4700..5300).contains(&hits), "{hits}");
     }
 

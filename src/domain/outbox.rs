@@ -42,6 +42,11 @@ pub enum Duty {
         content_id: Uuid,
         report: Value,
     },
+    /// Tell a batch how its item's first run ended (`ended`, body `report`).
+    ReportBatch {
+        batch_id: Uuid,
+        report: Value,
+    },
 }
 
 impl Duty {
@@ -56,6 +61,7 @@ impl Duty {
             Duty::DropVectors => "vectors".into(),
             Duty::DropUploads { .. } => "uploads".into(),
             Duty::ReportEnd { .. } => "run_ended".into(),
+            Duty::ReportBatch { .. } => "batch_report".into(),
         }
     }
 }

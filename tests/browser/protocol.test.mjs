@@ -12,10 +12,11 @@ import { applyAnswerEvent } from '../../web/views/ask.js';
 
 test('protocol.js names the contract', () => {
   assert.deepEqual(STAGES, ['validate', 'chunk', 'embed', 'index', 'summarize', 'extract', 'analyze', 'publish']);
-  assert.equal(EVENT_NAMES.length, 16);
+  assert.equal(EVENT_NAMES.length, 18);
   assert.equal(topics.run('x'), 'run:x');
   assert.equal(topics.content('y'), 'content:y');
   assert.equal(topics.answer('z'), 'answer:z');
+  assert.equal(topics.batch('b'), 'batch:b');
   assert.equal(topics.feed(), 'feed');
   assert.deepEqual(frames.subscribe('feed'), { type: 'subscribe', topic: 'feed' });
   assert.deepEqual(frames.subscribe('run:x', 0), { type: 'subscribe', topic: 'run:x', after: 0 });

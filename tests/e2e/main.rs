@@ -9,6 +9,7 @@ mod admin;
 mod analyzer;
 mod answers;
 mod bad_input;
+mod batch;
 mod foundation;
 mod integrity;
 mod fuzz;

@@ -1,0 +1,56 @@
+//! `/api/content/batch` and `/api/batches/{id}`: bulk imports. The Worker
+//! validates every item (all or nothing), hands the documents to a new
+//! `BatchActor` and puts one small message per item on the `INGEST` queue;
+//! the queue consumer (`crate::ingest`) spawns them with backpressure.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+use worker::{Env, Request, Response};
+
+use super::input::{json_body, uuid_param};
+use crate::actors::batch::BatchDoc;
+use crate::actors::rpc::{self, ActorKind};
+use crate::domain::batch::validate_items;
+use crate::domain::principal::{Principal, Visibility};
+use crate::error::{ApiError, ApiResult};
+use crate::http;
+use crate::protocol::Topic;
+use crate::runtime::config;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchInput {
+    items: Vec<Value>,
+}
+
+pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Response> {
+    let cfg = config(env);
+    let input: BatchInput = json_body(&mut req, cfg.ingest.request_max_bytes).await?;
+    let items = validate_items(input.items, &cfg.limits)?;
+    // Each item's own `visibility` overrides this default, as on POST /api/content.
+    let ownership = p
+        .ownership_for_new(Visibility::default(), &cfg.trust.operator_tenant)
+        .ok_or_else(|| ApiError::Forbidden("creating content needs content:write in a tenant".into()))?;
+    let id = Uuid::new_v4();
+    let total = items.len() as u32;
+    let items: Vec<BatchDoc> = items.into_iter().map(|(doc, visibility)| BatchDoc { doc, visibility }).collect();
+    let create = json!({ "id": id, "submitter": p, "ownership": ownership, "max_in_flight": cfg.ingest.max_in_flight, "items": items });
+    let _: Value = rpc::call(env, ActorKind::Batch, &id.to_string(), "create", &create).await?;
+    crate::ingest::enqueue(env, id, 0..total).await?;
+    let body = json!({
+        "batch_id": id,
+        "accepted": total,
+        "topic": Topic::Batch(id),
+        "links": { "batch": format!("/api/batches/{id}"), "events": format!("/api/topics/{}/events", Topic::Batch(id)) },
+    });
+    let resp = http::json(202, &body);
+    let _ = resp.headers().set("location", &format!("/api/batches/{id}"));
+    Ok(resp)
+}
+
+pub async fn get(env: &Env, p: &Principal, id: &str) -> ApiResult<Response> {
+    let id = uuid_param(id, "batch")?.to_string();
+    let view: Value = rpc::call(env, ActorKind::Batch, &id, "view", &json!({ "principal": p })).await?;
+    Ok(http::json(200, &view))
+}
