@@ -19,7 +19,7 @@ use super::rpc::{self, ActorKind};
 use crate::catalog;
 use crate::domain::content::event_ownership;
 use crate::domain::principal::Principal;
-use crate::domain::session::{SocketState, MAX_FRAME_BYTES, MAX_STRIKES};
+use crate::domain::session::{admit, Admission, SocketState, MAX_FRAME_BYTES};
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{ClientFrame, EventRecord, ServerFrame, Topic};
@@ -73,8 +73,34 @@ pub fn topic_actor(topic: Topic) -> (ActorKind, String) {
     }
 }
 
-fn send(ws: &WebSocket, frame: &ServerFrame) {
+pub(crate) fn send(ws: &WebSocket, frame: &ServerFrame) {
     let _ = ws.send_with_str(frame.to_json());
+}
+
+/// The client frame in `text`, once the rate bucket has admitted it; answers
+/// (or closes the socket) itself when it is refused, too large or malformed.
+pub(crate) fn read_frame(ws: &WebSocket, admission: Admission, text: &str) -> Option<ClientFrame> {
+    match admission {
+        Admission::Take => {}
+        Admission::Refuse | Admission::Close => {
+            send(ws, &ServerFrame::error("rate_limited", "too many frames; slow down"));
+            if admission == Admission::Close {
+                let _ = ws.close(Some(1008), Some("rate limit exceeded"));
+            }
+            return None;
+        }
+    }
+    if text.len() > MAX_FRAME_BYTES {
+        send(ws, &ServerFrame::error("frame_too_large", format!("frames are limited to {MAX_FRAME_BYTES} bytes")));
+        return None;
+    }
+    match serde_json::from_str(text) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            send(ws, &ServerFrame::error("malformed_frame", format!("not a valid frame: {e}")));
+            None
+        }
+    }
 }
 
 /// An event frame encoded once per delivery, whatever the number of sockets.
@@ -335,30 +361,9 @@ impl SessionActor {
     async fn on_frame(&self, ws: &WebSocket, text: &str) {
         let now = now_ms();
         let Some(mut st) = attachment(ws) else { return };
-        if !st.bucket.take(now) {
-            st.strikes += 1;
-            save(ws, &st);
-            send(ws, &ServerFrame::error("rate_limited", "too many frames; slow down"));
-            if st.strikes > MAX_STRIKES {
-                let _ = ws.close(Some(1008), Some("rate limit exceeded"));
-            }
-            return;
-        }
-        if st.strikes > 0 {
-            st.strikes = 0;
-        }
+        let admission = admit(&mut st.bucket, &mut st.strikes, now);
         save(ws, &st);
-        if text.len() > MAX_FRAME_BYTES {
-            send(ws, &ServerFrame::error("frame_too_large", format!("frames are limited to {MAX_FRAME_BYTES} bytes")));
-            return;
-        }
-        let frame: ClientFrame = match serde_json::from_str(text) {
-            Ok(f) => f,
-            Err(e) => {
-                send(ws, &ServerFrame::error("malformed_frame", format!("not a valid frame: {e}")));
-                return;
-            }
-        };
+        let Some(frame) = read_frame(ws, admission, text) else { return };
         let result = match frame {
             ClientFrame::Ping => {
                 send(ws, &ServerFrame::Pong);
@@ -394,6 +399,8 @@ impl SessionActor {
             "init" => self.init(serde_json::from_value(body)?).await,
             "deliver" => self.deliver(serde_json::from_value(body)?).await,
             "view" => self.view(),
+            // Who the session acts for: the feed socket opened with its token reads as it.
+            "principal" => Ok(serde_json::to_value(self.info()?.principal)?),
             "inspect" | "fire_alarm" => {
                 let info = self.info()?;
                 let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention);

@@ -32,6 +32,7 @@ fn summary(id: RouteId) -> (&'static str, &'static str) {
         RouteId::CreateAnswer => ("Ask a question: a grounded, cited answer streamed on answer:<id>", "Answers"),
         RouteId::GetAnswer => ("The answer actor's view (its asker or the operator only)", "Answers"),
         RouteId::TopicEvents => ("Server-Sent Events for one topic (id = seq; Last-Event-ID resumes)", "Live"),
+        RouteId::TopicSocket => ("WebSocket held by a broadcast topic's actor (feed): the session socket's frames for that topic", "Live"),
     }
 }
 
@@ -43,6 +44,7 @@ fn query_params(id: RouteId) -> Vec<(&'static str, &'static str)> {
         RouteId::AdminActors => vec![("kind", "string"), ("status", "string"), ("limit", "integer"), ("cursor", "string")],
         RouteId::ListKeys => vec![("tenant", "string")],
         RouteId::TopicEvents => vec![("after", "integer")],
+        RouteId::TopicSocket => vec![("session", "string"), ("token", "string"), ("after", "integer")],
         _ => vec![],
     }
 }
@@ -60,13 +62,13 @@ pub fn document() -> Value {
         params.extend(
             query_params(r.id)
                 .into_iter()
-                .map(|(name, ty)| json!({ "name": name, "in": "query", "required": name == "q" || name == "token", "schema": { "type": ty } })),
+                .map(|(name, ty)| json!({ "name": name, "in": "query", "required": name == "q" || (name == "token" && r.id == RouteId::SessionSocket), "schema": { "type": ty } })),
         );
         let ok = match r.id {
             RouteId::CreateContent | RouteId::PutContent | RouteId::CreateAnswer => "202",
             RouteId::DeleteContent | RouteId::RevokeKey => "204",
             RouteId::CreateKey => "201",
-            RouteId::SessionSocket => "101",
+            RouteId::SessionSocket | RouteId::TopicSocket => "101",
             _ => "200",
         };
         let mut op = json!({

@@ -30,6 +30,7 @@ pub enum RouteId {
     CreateAnswer,
     GetAnswer,
     TopicEvents,
+    TopicSocket,
 }
 
 pub struct Route {
@@ -69,6 +70,7 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/answers", RouteId::CreateAnswer),
     r("GET", "/api/answers/{id}", RouteId::GetAnswer),
     r("GET", "/api/topics/{topic}/events", RouteId::TopicEvents),
+    r("GET", "/api/topics/{topic}/ws", RouteId::TopicSocket),
 ];
 
 fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {

@@ -1,7 +1,9 @@
 //! Fault injection (`FAULTS=embed=0.3,analyze=1.0,spawn=0.5,catalog=0.5`).
 //!
 //! A name is a stage, or a site outside the stages: `spawn` (the content
-//! actor's `start` call to a new run) and `catalog` (an actor's D1 write).
+//! actor's `start` call to a new run), `catalog` (an actor's D1 write) and
+//! `push` (a topic's live push of committed events, as if the actor were
+//! evicted between commit and push; only the catch-up path delivers them).
 //!
 //! A fault is decided from a hash of (run, stage, attempt) rather than a global
 //! RNG, so an injected failure is reproducible from the journal.
@@ -13,7 +15,9 @@ use crate::protocol::Stage;
 pub const SPAWN: &str = "spawn";
 /// An actor's write to the D1 catalog.
 pub const CATALOG: &str = "catalog";
-const SITES: [&str; 2] = [SPAWN, CATALOG];
+/// A topic's live push after a commit.
+pub const PUSH: &str = "push";
+const SITES: [&str; 3] = [SPAWN, CATALOG, PUSH];
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
@@ -94,6 +98,8 @@ mod tests {
         assert_eq!(sites.site_probability(SPAWN), 0.5);
         assert_eq!(sites.site_probability(CATALOG), 1.0);
         assert!(!sites.is_empty());
+        let push = Faults::parse("push=1.0");
+        assert!((1..50).all(|a| push.site_strikes(PUSH, "feed", a)));
         assert_eq!(sites.describe(), "spawn=0.5,catalog=1");
         assert!((1..50).all(|a| sites.site_strikes(CATALOG, "x", a)));
         assert_eq!(sites.site_fault(CATALOG, "x", 1).as_deref(), Some("injected fault (catalog=1)"));

@@ -3,6 +3,7 @@
 //! lets `cargo test` drive restarts, retries and replays with a fake clock.
 
 pub mod answer;
+pub mod broadcast;
 pub mod circuit;
 pub mod container_start;
 pub mod content;

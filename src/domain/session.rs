@@ -117,6 +117,31 @@ impl TokenBucket {
 /// Frames refused in a row before the socket is closed as abusive.
 pub const MAX_STRIKES: u32 = 20;
 
+/// What to do with a client frame, by the socket's rate bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Handle it.
+    Take,
+    /// Answer `rate_limited` and drop it.
+    Refuse,
+    /// Too many refused in a row: close the socket (1008).
+    Close,
+}
+
+/// Spends a token for one frame; counts consecutive refusals in `strikes`.
+pub fn admit(bucket: &mut TokenBucket, strikes: &mut u32, now: Millis) -> Admission {
+    if bucket.take(now) {
+        *strikes = 0;
+        return Admission::Take;
+    }
+    *strikes += 1;
+    if *strikes > MAX_STRIKES {
+        Admission::Close
+    } else {
+        Admission::Refuse
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +170,17 @@ mod tests {
             s.subscribe(&format!("content:{}", uuid::Uuid::new_v4()), u64::MAX / 2).unwrap();
         }
         assert!(serde_json::to_string(&s).unwrap().len() < 2048);
+    }
+
+    #[test]
+    fn refused_frames_in_a_row_close_the_socket() {
+        let (mut b, mut strikes) = (TokenBucket::full(0), 0);
+        let verdicts: Vec<Admission> = (0..30 + MAX_STRIKES + 1).map(|_| admit(&mut b, &mut strikes, 0)).collect();
+        assert!(verdicts[..30].iter().all(|v| *v == Admission::Take));
+        assert!(verdicts[30..30 + MAX_STRIKES as usize].iter().all(|v| *v == Admission::Refuse));
+        assert_eq!(verdicts.last(), Some(&Admission::Close));
+        assert_eq!(admit(&mut b, &mut strikes, 1_000), Admission::Take);
+        assert_eq!(strikes, 0);
     }
 
     #[test]
