@@ -8,7 +8,7 @@
 //! The rules (who sees what, what each socket is owed) are in
 //! `domain::broadcast`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -44,6 +44,11 @@ pub struct FeedActor {
     /// Whether the catch-up alarm is set (in memory: a fresh instance sets it
     /// again on its first append, which is harmless).
     armed: Cell<bool>,
+    /// The sockets with their attachments, read once and kept while the
+    /// instance lives: a broadcast is then one `send` per socket, not also a
+    /// `getWebSockets` and an attachment read. Dropped whenever a socket
+    /// opens, closes or sends a frame (the only moments an attachment changes).
+    watchers: RefCell<Option<Vec<(WebSocket, Watcher)>>>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +76,13 @@ fn save(ws: &WebSocket, w: &Watcher) {
 }
 
 impl FeedActor {
+    /// A socket opened, closed or changed its attachment.
+    fn forget_watchers(&self) {
+        self.watchers.borrow_mut().take();
+    }
+}
+
+impl FeedActor {
     fn snapshot(&self) -> Value {
         json!({ "topic": "feed", "last_seq": self.log().last_seq().unwrap_or(0), "recent": self.log().tail(20).unwrap_or_default() })
     }
@@ -92,9 +104,12 @@ impl FeedActor {
     fn broadcast(&self, events: &[EventRecord], through: u64) -> ApiResult<u64> {
         let mut batch = Batch::new(Topic::Feed, events);
         let Some(last) = batch.last_seq() else { return Ok(through) };
-        for ws in self.state.get_websockets() {
-            let Some(w) = watcher(&ws) else { continue };
-            for frame in batch.frames_for(&w, through) {
+        let mut cache = self.watchers.borrow_mut();
+        let watchers = cache.get_or_insert_with(|| {
+            self.state.get_websockets().into_iter().filter_map(|ws| watcher(&ws).map(|w| (ws, w))).collect()
+        });
+        for (ws, w) in watchers.iter() {
+            for frame in batch.frames_for(w, through) {
                 let _ = ws.send_with_str(frame);
             }
         }
@@ -165,6 +180,7 @@ impl FeedActor {
             return Err(ApiError::Unavailable(format!("the feed holds at most {MAX_SOCKETS} sockets; retry later")));
         }
         let pair = WebSocketPair::new()?;
+        self.forget_watchers();
         self.state.accept_web_socket(&pair.server);
         let w = Watcher::new(&reader, now_ms());
         save(&pair.server, &w);
@@ -254,7 +270,7 @@ impl DurableObject for FeedActor {
         if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new(r#"{"type":"ping"}"#, r#"{"type":"pong"}"#) {
             state.set_websocket_auto_response(&pair);
         }
-        FeedActor { state, env, armed: Cell::new(false) }
+        FeedActor { state, env, armed: Cell::new(false), watchers: RefCell::new(None) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
@@ -266,6 +282,7 @@ impl DurableObject for FeedActor {
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
+        self.forget_watchers();
         match message {
             WebSocketIncomingMessage::String(text) => self.on_frame(&ws, &text),
             WebSocketIncomingMessage::Binary(_) => send(&ws, &ServerFrame::error("malformed_frame", "binary frames are not supported")),
@@ -274,12 +291,14 @@ impl DurableObject for FeedActor {
     }
 
     async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
+        self.forget_watchers();
         let code = if (1000..=4999).contains(&code) && code != 1005 && code != 1006 { code as u16 } else { 1000 };
         let _ = ws.close(Some(code), Some("closed"));
         Ok(())
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
+        self.forget_watchers();
         let _ = ws.close(Some(1011), Some("socket error"));
         Ok(())
     }

@@ -128,10 +128,11 @@ impl<'a> Batch<'a> {
     /// (an attachment from another version) sees public events only.
     pub fn frames_for(&mut self, w: &Watcher, through: u64) -> Vec<&str> {
         let events = self.events;
-        let visible = self.classes.entry(w.v.clone()).or_insert_with(|| {
+        if !self.classes.contains_key(&w.v) {
             let reader = serde_json::from_str::<Reader>(&w.v).unwrap_or(Reader::Public);
-            events.iter().map(|e| reader.sees(e)).collect()
-        });
+            self.classes.insert(w.v.clone(), events.iter().map(|e| reader.sees(e)).collect());
+        }
+        let visible = &self.classes[&w.v];
         events
             .iter()
             .zip(&self.frames)
