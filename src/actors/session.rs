@@ -7,7 +7,7 @@
 //! the topic's log. Pushes that arrive while a subscription is replaying are
 //! buffered in memory for the few awaits of the hand-over, then merged.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use serde::Deserialize;
@@ -19,7 +19,7 @@ use super::rpc::{self, ActorKind};
 use crate::catalog;
 use crate::domain::content::event_ownership;
 use crate::domain::principal::Principal;
-use crate::domain::session::{admit, Admission, SocketState, MAX_FRAME_BYTES};
+use crate::domain::session::{admit, Admission, SocketState, Watch, MAX_FRAME_BYTES, POLL_FAST_MS};
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{ClientFrame, EventRecord, ServerFrame, Topic};
@@ -33,6 +33,10 @@ pub struct SessionActor {
     env: Env,
     /// (tab, topic) → pushes received during that subscription's replay.
     pending: RefCell<HashMap<(String, String), Vec<EventRecord>>>,
+    /// Last delivery or subscription (in memory; the alarm persists it).
+    active_at: Cell<Millis>,
+    /// When the alarm is set for, if this instance set it.
+    armed_at: Cell<Option<Millis>>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, Deserialize)]
@@ -253,6 +257,62 @@ impl SessionActor {
         rpc::call(&self.env, kind, &name, "events", &json!({ "after": after })).await
     }
 
+    /// Sets the alarm for `at` unless this instance already set it sooner;
+    /// never past the session's expiry (the same alarm ends the session).
+    async fn arm(&self, at: Millis, expires_at: Millis) -> ApiResult<()> {
+        let at = at.min(expires_at);
+        if self.armed_at.get().is_some_and(|a| a <= at && a > now_ms()) {
+            return Ok(());
+        }
+        self.state.storage().set_alarm(chrono::DateTime::<chrono::Utc>::from_timestamp_millis(at).unwrap_or_default()).await?;
+        self.armed_at.set(Some(at));
+        Ok(())
+    }
+
+    /// Something was delivered or subscribed: poll soon (see `Watch`).
+    async fn touch(&self) {
+        let now = now_ms();
+        self.active_at.set(now);
+        if let Ok(info) = self.info() {
+            let _ = self.arm(now + POLL_FAST_MS, info.expires_at).await;
+        }
+    }
+
+    /// Each followed topic once, with the lowest cursor of the live sockets on it.
+    fn followed(&self) -> Vec<(Topic, u64)> {
+        let mut lowest: HashMap<String, u64> = HashMap::new();
+        for st in self.state.get_websockets().iter().filter_map(attachment) {
+            for sub in st.subs.iter().filter(|s| !s.r) {
+                let c = lowest.entry(sub.t.clone()).or_insert(sub.c);
+                *c = (*c).min(sub.c);
+            }
+        }
+        lowest.into_iter().filter_map(|(t, c)| t.parse::<Topic>().ok().map(|t| (t, c))).collect()
+    }
+
+    /// The bounded-late poll: asks each followed topic for what its sockets
+    /// lack and delivers it; returns when to poll next (`None`: nothing followed).
+    async fn poll(&self, now: Millis) -> ApiResult<Option<Millis>> {
+        let followed = self.followed();
+        if followed.is_empty() {
+            return Ok(None);
+        }
+        let mut found = false;
+        for (topic, cursor) in followed {
+            if let Ok(page) = self.fetch_events(topic, cursor).await {
+                if !page.events.is_empty() {
+                    found = true;
+                    self.deliver(Deliver { topic, events: page.events }).await?;
+                }
+            }
+        }
+        let mut watch: Watch = self.cells().load("watch")?.unwrap_or_else(|| Watch::new(now));
+        watch.active_at = watch.active_at.max(self.active_at.get());
+        let next = watch.next_poll(now, found);
+        self.cells().save("watch", &watch)?;
+        Ok(Some(next))
+    }
+
     async fn deliver(&self, d: Deliver) -> ApiResult<Value> {
         let key = d.topic.to_string();
         let targets = self.sockets_on(&key);
@@ -269,6 +329,9 @@ impl SessionActor {
             if self.deliver_to(ws, known, d.topic, &batch).await {
                 fresh = false;
             }
+        }
+        if !targets.is_empty() {
+            self.touch().await;
         }
         Ok(json!({ "subscribed": !targets.is_empty() }))
     }
@@ -339,6 +402,7 @@ impl SessionActor {
             self.deliver_to(ws, None, topic, &encode(topic, &buffered, &info.principal)).await;
         }
         send(ws, &ServerFrame::Ready { topic });
+        self.touch().await;
         Ok(())
     }
 
@@ -417,7 +481,7 @@ impl DurableObject for SessionActor {
         if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new(r#"{"type":"ping"}"#, r#"{"type":"pong"}"#) {
             state.set_websocket_auto_response(&pair);
         }
-        SessionActor { state, env, pending: RefCell::new(HashMap::new()) }
+        SessionActor { state, env, pending: RefCell::new(HashMap::new()), active_at: Cell::new(0), armed_at: Cell::new(None) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
@@ -448,13 +512,24 @@ impl DurableObject for SessionActor {
         Ok(())
     }
 
-    /// The session's expiry: close its sockets and forget it.
+    /// The bounded-late poll while sockets follow topics, and the session's
+    /// expiry: then it closes its sockets and forgets it.
     async fn alarm(&self) -> worker::Result<Response> {
+        self.armed_at.set(None);
         let Ok(info) = self.info() else { return Response::ok("gone") };
-        if info.expires_at > now_ms() {
-            let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(info.expires_at).unwrap_or_default();
-            self.state.storage().set_alarm(at).await?;
-            return Response::ok("not yet");
+        let now = now_ms();
+        if info.expires_at > now {
+            let next = match self.poll(now).await {
+                Ok(next) => next,
+                Err(e) => {
+                    worker::console_error!("session poll failed: {e}");
+                    Some(now + POLL_FAST_MS)
+                }
+            };
+            if let Err(e) = self.arm(next.unwrap_or(info.expires_at), info.expires_at).await {
+                return Response::error(e.to_string(), 500);
+            }
+            return Response::ok("polled");
         }
         for ws in self.state.get_websockets() {
             let _ = ws.close(Some(4001), Some("session expired"));

@@ -291,3 +291,34 @@ async fn the_feed_socket_refuses_what_it_does_not_carry() {
     ws_send(&mut ws, json!({"type": "ping"})).await;
     assert_eq!(ws_next(&mut ws, WAIT).await, Some(json!({"type": "pong"})));
 }
+
+/// With every live push dropped (`FAULTS=push=1.0`, as if each topic actor
+/// were evicted between commit and push), a run's last event still reaches a
+/// session socket following the run and a feed socket within seconds, exactly
+/// once and in order, with nothing else happening on either topic.
+#[tokio::test]
+async fn late_is_bounded_when_every_push_is_lost() {
+    let dir = temp_dir("push-lost");
+    let s = Server::start(&ServerOptions::new(dir).var("FAULTS", "push=1.0"));
+    let (sid, token) = new_session(&s).await;
+    let mut feed = feed_socket(&s, &sid, &token, None).await;
+    ws_send(&mut feed, json!({"type": "subscribe", "topic": "feed"})).await;
+    until_ready(&mut feed).await;
+    let mut ws = connect(&s, &sid, &token).await;
+    let (cid, run) = s.submit("Lost pushes", &document("lost", 61, 1200), None).await;
+    let topic = format!("run:{run}");
+    ws_send(&mut ws, json!({"type": "subscribe", "topic": topic, "after": 0})).await;
+    s.wait_run(&run, Duration::from_secs(60)).await;
+    let ended = std::time::Instant::now();
+    let events = collect(&mut ws, &topic, "run.completed", None).await;
+    let run_late = ended.elapsed();
+    assert_eq!(events.last().map(|e| e["event"].clone()), Some(json!("run.completed")), "{events:?}");
+    assert_eq!(seqs(&events), run_log(&s, &run).await, "exactly once, in order");
+    assert!(run_late < Duration::from_secs(5), "the run's last event came {run_late:?} after the run ended");
+    let (feed_events, seen) = feed_until_indexed(&mut feed, &cid, Duration::from_secs(10)).await;
+    let feed_late = ended.elapsed();
+    assert!(seen, "content.indexed reached the feed socket");
+    assert!(strictly_increasing(&feed_events));
+    assert!(feed_late < Duration::from_secs(5), "the feed's content.indexed came {feed_late:?} after the run ended");
+    eprintln!("push=1.0: run's last event {run_late:?}, feed's content.indexed {feed_late:?} after the run ended");
+}
