@@ -16,7 +16,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, State, WebSo
 
 use super::fanout;
 use super::rpc::{self, ActorKind};
-use super::session::{read_frame, send};
+use super::session::{close_back, load_attachment, read_frame, save_attachment, send};
 use super::{ActorStorage, REPLAY_PAGE};
 use crate::domain::broadcast::{behind, Batch, Reader, Watcher, CATCH_UP_MS, MAX_SOCKETS};
 use crate::domain::event_log::{plan_replay, ReplayPlan};
@@ -63,16 +63,12 @@ pub async fn append(env: &Env, events: Vec<EventDraft>) -> ApiResult<()> {
 
 crate::actor_storage!(FeedActor);
 
-/// The attachment travels as one JSON string (one copy across the wasm boundary).
 fn watcher(ws: &WebSocket) -> Option<Watcher> {
-    let text = ws.deserialize_attachment::<String>().ok().flatten()?;
-    serde_json::from_str(&text).ok()
+    load_attachment(ws)
 }
 
 fn save(ws: &WebSocket, w: &Watcher) {
-    if let Ok(text) = serde_json::to_string(w) {
-        let _ = ws.serialize_attachment(text);
-    }
+    save_attachment(ws, w)
 }
 
 impl FeedActor {
@@ -292,8 +288,7 @@ impl DurableObject for FeedActor {
 
     async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
         self.forget_watchers();
-        let code = if (1000..=4999).contains(&code) && code != 1005 && code != 1006 { code as u16 } else { 1000 };
-        let _ = ws.close(Some(code), Some("closed"));
+        close_back(&ws, code);
         Ok(())
     }
 

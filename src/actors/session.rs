@@ -135,15 +135,29 @@ fn visible(topic: Topic, e: &EventRecord, reader: &Principal) -> bool {
 /// The attachment travels as one JSON string: a JS string crosses the wasm
 /// boundary in one copy, where a structured object costs a call per field, and
 /// this runs for every socket on every delivered event.
-fn attachment(ws: &WebSocket) -> Option<SocketState> {
+pub(crate) fn load_attachment<T: serde::de::DeserializeOwned>(ws: &WebSocket) -> Option<T> {
     let text = ws.deserialize_attachment::<String>().ok().flatten()?;
     serde_json::from_str(&text).ok()
 }
 
-fn save(ws: &WebSocket, st: &SocketState) {
-    if let Ok(text) = serde_json::to_string(st) {
+pub(crate) fn save_attachment<T: serde::Serialize>(ws: &WebSocket, value: &T) {
+    if let Ok(text) = serde_json::to_string(value) {
         let _ = ws.serialize_attachment(text);
     }
+}
+
+fn attachment(ws: &WebSocket) -> Option<SocketState> {
+    load_attachment(ws)
+}
+
+fn save(ws: &WebSocket, st: &SocketState) {
+    save_attachment(ws, st)
+}
+
+/// Reciprocates a client's close with its code when that code may be sent.
+pub(crate) fn close_back(ws: &WebSocket, code: usize) {
+    let code = if (1000..=4999).contains(&code) && code != 1005 && code != 1006 { code as u16 } else { 1000 };
+    let _ = ws.close(Some(code), Some("closed"));
 }
 
 impl SessionActor {
@@ -501,9 +515,8 @@ impl DurableObject for SessionActor {
     }
 
     async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
-        // Reciprocate the close; subscriptions of a closed socket end with it.
-        let code = if (1000..=4999).contains(&code) && code != 1005 && code != 1006 { code as u16 } else { 1000 };
-        let _ = ws.close(Some(code), Some("closed"));
+        // Subscriptions of a closed socket end with it.
+        close_back(&ws, code);
         Ok(())
     }
 
