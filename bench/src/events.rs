@@ -448,9 +448,10 @@ pub async fn peer(opts: &Options, ours: &Levels) -> Section {
          against the peer (bench/peer-agents, `agents` 0.11.8). Its feed is one `Feed` Agent (`{PEER_FEED}`): each run \
          Agent hands it `content.updated` when the run is accepted and `content.indexed` at publish by RPC \
          (`getAgentByName(env.Feed, \"main\")`, then `publish(...)`); the Feed numbers the event (dense `seq`), stores it \
-         in its SQLite and sends it with `this.broadcast` to every socket on it, in Actorline's frame shape. So all of \
-         the peer's sockets are on that one Agent, while Actorline's are on sessions of 10 sockets each, and the feed \
-         actor fans out to the sessions. Each side has its own fresh server. Worker CPU per run is the Worker \
+         in its SQLite and sends it with `this.broadcast` to every socket on it, in Actorline's frame shape. So on both \
+         sides every socket is held by the one feed actor, which sends each event to each socket in the turn that \
+         stores it (Actorline's feed sockets are opened with session tokens, 10 per session, as the web client does). \
+         Each side has its own fresh server. Worker CPU per run is the Worker \
          workerd's CPU during a window over the runs submitted in it (pipeline plus fan-out).\n",
         opts.rate,
         opts.seconds,
