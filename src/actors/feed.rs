@@ -142,8 +142,7 @@ impl FeedActor {
     }
 
     async fn append(&self, a: Append) -> ApiResult<Value> {
-        crate::store::init_state(&self.state.storage().sql())?;
-        self.subs().init()?;
+        // `head` creates the state table; the subscriber list needs none to be read.
         let through = self.head()?;
         let records = self.log().append(a.events, now_ms())?;
         let Some(last) = records.last().map(|r| r.seq) else { return Ok(json!({ "last_seq": through })) };

@@ -284,12 +284,10 @@ impl SessionActor {
     }
 
     /// Something was delivered or subscribed: poll soon (see `Watch`).
-    async fn touch(&self) {
+    async fn touch(&self, expires_at: Millis) {
         let now = now_ms();
         self.active_at.set(now);
-        if let Ok(info) = self.info() {
-            let _ = self.arm(now + POLL_FAST_MS, info.expires_at).await;
-        }
+        let _ = self.arm(now + POLL_FAST_MS, expires_at).await;
     }
 
     /// Each followed topic once, with the lowest cursor of the live sockets on it.
@@ -330,7 +328,8 @@ impl SessionActor {
     async fn deliver(&self, d: Deliver) -> ApiResult<Value> {
         let key = d.topic.to_string();
         let targets = self.sockets_on(&key);
-        let reader = self.info()?.principal;
+        let info = self.info()?;
+        let reader = info.principal;
         let batch = encode(d.topic, &d.events, &reader);
         // The states read above hold until the first await.
         let mut fresh = true;
@@ -345,7 +344,7 @@ impl SessionActor {
             }
         }
         if !targets.is_empty() {
-            self.touch().await;
+            self.touch(info.expires_at).await;
         }
         Ok(json!({ "subscribed": !targets.is_empty() }))
     }
@@ -416,7 +415,7 @@ impl SessionActor {
             self.deliver_to(ws, None, topic, &encode(topic, &buffered, &info.principal)).await;
         }
         send(ws, &ServerFrame::Ready { topic });
-        self.touch().await;
+        self.touch(info.expires_at).await;
         Ok(())
     }
 
