@@ -1,7 +1,7 @@
 // Actorline web client: hash routing, the shared live connection, and the
 // connection indicator. Views live in views/*.js and mount into <main>.
 
-import { Live } from './live.js';
+import { Hub } from './live.js';
 import { credential, setCredential, whoAmI } from './api.js';
 import { h, replace } from './dom.js';
 import * as submitView from './views/submit.js';
@@ -12,7 +12,7 @@ import * as askView from './views/ask.js';
 import * as importView from './views/import.js';
 import * as inspectorView from './views/inspector.js';
 
-const live = new Live();
+const live = new Hub();
 const main = document.getElementById('main');
 let current = null;
 let firstRoute = true;

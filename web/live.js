@@ -1,4 +1,6 @@
-// The session WebSocket: one per tab, shared by every view.
+// Live updates for a tab: the session WebSocket, shared by every view for
+// run, content and answer topics, and the feed actor's own socket for `feed`
+// (the feed broadcasts to its sockets directly; see `Hub` at the end).
 //
 // * The session ({session_id, token, expires_at}) is kept in sessionStorage and
 //   replaced when it expires or the server refuses its token.
@@ -45,11 +47,17 @@ export function backoffMs(n, rand = Math.random) {
 }
 
 export class Live extends EventTarget {
-  constructor() {
+  /**
+   * `socketPath(session)`: the socket to open (the session socket unless
+   * given). `sessions`: another Live whose session this one shares.
+   */
+  constructor({ socketPath, sessions } = {}) {
     super();
+    this.socketPath = socketPath ?? ((s) => api.sessionSocket(s.session_id, s.token));
+    this.sessions = sessions ?? null;
     this.subs = new Map();
     this.ws = null;
-    this.session = loadSession();
+    this.session = sessions ? null : loadSession();
     this.state = 'idle';
     this.attempt = 0;
     this.failedOpens = 0;
@@ -141,6 +149,7 @@ export class Live extends EventTarget {
   }
 
   async getSession() {
+    if (this.sessions) return this.sessions.getSession();
     const s = this.session;
     if (s && new Date(s.expires_at).getTime() - Date.now() > 60_000) return s;
     const headers = { 'content-type': 'application/json', accept: 'application/json' };
@@ -162,6 +171,10 @@ export class Live extends EventTarget {
   }
 
   dropSession() {
+    if (this.sessions) {
+      this.sessions.dropSession();
+      return;
+    }
     this.session = null;
     saveSession(null);
   }
@@ -181,7 +194,7 @@ export class Live extends EventTarget {
     this.connecting = false;
     if (this.ws) return;
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const url = `${proto}//${location.host}${api.sessionSocket(session.session_id, session.token)}`;
+    const url = `${proto}//${location.host}${this.socketPath(session)}`;
     let ws;
     try {
       ws = new WebSocket(url);
@@ -240,7 +253,7 @@ export class Live extends EventTarget {
 
   async tokenRefused(session) {
     try {
-      const r = await fetch(api.sessionSocket(session.session_id, session.token), { cache: 'no-store' });
+      const r = await fetch(this.socketPath(session), { cache: 'no-store' });
       return r.status === 401 || r.status === 403 || r.status === 404;
     } catch {
       return false;
@@ -373,5 +386,80 @@ export class Live extends EventTarget {
     if (!this.isOpen()) return;
     const all = [...this.subs.values()].every((s) => s.ready);
     if (all && this.state !== 'live') this.setState('live');
+  }
+}
+
+const STATE_RANK = { reconnecting: 4, connecting: 3, resyncing: 2, idle: 1, live: 0 };
+
+/**
+ * What the views use: `feed` goes over the feed actor's socket, every other
+ * topic over the session socket; both share one session. The connection
+ * status shown is the worse of the two (the feed socket counts only while it
+ * has a subscription).
+ */
+export class Hub extends EventTarget {
+  constructor() {
+    super();
+    this.main = new Live();
+    this.feed = new Live({ socketPath: (s) => api.feedSocket(s.session_id, s.token), sessions: this.main });
+    this.state = this.main.state;
+    for (const child of [this.main, this.feed]) {
+      child.addEventListener('status', (e) => this.onStatus(child, e.detail));
+      for (const name of ['resync', 'frame-error']) {
+        child.addEventListener(name, (e) => this.dispatchEvent(new CustomEvent(name, { detail: e.detail })));
+      }
+    }
+  }
+
+  onStatus(child, detail) {
+    const feedCounts = this.feed.subs.size > 0 || this.feed.ws !== null;
+    const states = [this.main.state, feedCounts ? this.feed.state : 'live'];
+    const worst = states.reduce((a, b) => ((STATE_RANK[b] ?? 0) > (STATE_RANK[a] ?? 0) ? b : a));
+    const shown = worst === child.state ? detail : { state: worst };
+    this.state = worst;
+    this.dispatchEvent(new CustomEvent('status', { detail: { ...shown, state: worst } }));
+  }
+
+  channel(topic) {
+    return topic === 'feed' ? this.feed : this.main;
+  }
+
+  subscribe(topic, opts) {
+    return this.channel(topic).subscribe(topic, opts);
+  }
+
+  applied(topic) {
+    return this.channel(topic).applied(topic);
+  }
+
+  lastSeq(topic) {
+    return this.channel(topic).lastSeq(topic);
+  }
+
+  get session() {
+    return this.main.session;
+  }
+
+  set session(s) {
+    this.main.session = s;
+  }
+
+  get stats() {
+    const a = this.main.stats;
+    const b = this.feed.stats;
+    return Object.fromEntries(Object.keys(a).map((k) => [k, a[k] + (b[k] ?? 0)]));
+  }
+
+  ensure() {
+    this.main.ensure();
+  }
+
+  /** Debug hook: drops the socket carrying `topic` (the session socket when none is named). */
+  dropSocket(opts = {}) {
+    return this.channel(opts.topic === 'feed' ? 'feed' : '').dropSocket(opts);
+  }
+
+  dropSession() {
+    this.main.dropSession();
   }
 }

@@ -99,6 +99,8 @@ export const api = Object.freeze({
   search: () => '/api/search',
   sessions: () => '/api/sessions',
   sessionSocket: (id, token) => `/api/sessions/${enc(id)}/ws?token=${enc(token)}`,
+  /** The feed actor's own socket, opened with a session's token (reads as its principal). */
+  feedSocket: (id, token) => `/api/topics/feed/ws?session=${enc(id)}&token=${enc(token)}`,
   adminActors: () => '/admin/actors',
   adminActor: (kind, id) => `/admin/actors/${enc(kind)}/${enc(id)}`,
   adminAlarm: (kind, id) => `/admin/actors/${enc(kind)}/${enc(id)}/alarm`,

@@ -66,10 +66,6 @@ async fn sessions(stack: &Stack, n: usize) -> Vec<(String, String)> {
         .await
 }
 
-async fn connect(stack: &Stack, session: &(String, String)) -> Result<Ws, String> {
-    connect_url(stack.ws_url(&session.0, &session.1)).await
-}
-
 async fn connect_url(url: String) -> Result<Ws, String> {
     match tokio::time::timeout(Duration::from_secs(20), tokio_tungstenite::connect_async(url)).await {
         Ok(Ok((ws, _))) => Ok(ws),
@@ -117,12 +113,14 @@ struct Listeners {
 }
 
 /// One socket that gets every feed event, once its `ready` frame is in:
-/// a session socket subscribed to `feed` (Actorline), or a socket to the
-/// peer's Feed Agent (`session` is then unused).
+/// the feed actor's socket (`/api/topics/feed/ws`, the web client's way,
+/// authenticated by a session token) subscribed to `feed` (Actorline), or a
+/// socket to the peer's Feed Agent (`session` is then unused).
 async fn feed_socket(stack: &Stack, side: Side, session: Option<(String, String)>) -> Result<Ws, String> {
     let mut ws = match (side, session) {
         (Side::Actorline, Some(s)) => {
-            let mut ws = connect(stack, &s).await?;
+            // As the web client does: the feed's own socket, opened with the session's token.
+            let mut ws = connect_url(stack.server.ws_url(&format!("/api/topics/feed/ws?session={}&token={}", s.0, s.1))).await?;
             ws.send(Message::Text(json!({"type": "subscribe", "topic": "feed"}).to_string().into())).await.map_err(|e| e.to_string())?;
             ws
         }
@@ -354,25 +352,31 @@ pub async fn run(opts: &Options) -> (Section, Levels) {
     let mut b = String::new();
     let _ = writeln!(
         b,
-        "Sockets are spread over sessions of 10 sockets each (one session when fewer) and subscribed to \
+        "Sockets are the feed actor's own (`/api/topics/feed/ws`, opened as the web client opens them, \
+         with a session token; 10 sockets per session, one session when fewer), each subscribed to \
          `feed`. A steady trickle of {} runs/s for {} s per window produces 2 feed events per run \
          (`content.updated`, `content.indexed`); every socket receives every event. Latency is client \
          receive time − the event's `ts` (stamped by the feed actor when it appends; both clocks are \
          this machine's, `ts` has ms resolution). Figures are the median over {} windows; the runs \
          themselves load the same workerd meanwhile. Worker CPU per run is the Worker's workerd CPU \
          time during a window over the runs submitted in it: the run's own pipeline plus its fan-out, \
-         so its growth with the socket count is the cost of delivery.\n",
+         so its growth with the socket count is the cost of delivery; delivery CPU per frame is that \
+         growth over the smallest level, per extra frame.\n",
         opts.rate,
         opts.seconds,
         opts.reps.max(1)
     );
     let _ = writeln!(b, "| sockets | sessions | open + subscribe (s) | p50 (ms) | p99 (ms) | max (ms) | p99 per window | frames delivered | Worker CPU per run (ms) | delivery CPU per frame (µs) | server RSS |");
     let _ = writeln!(b, "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|");
-    let base_cpu = rows.iter().find(|r| r.sockets == 1).map(|r| r.worker_cpu_ms_per_run);
+    // The smallest level is the base: its CPU per run is mostly the runs themselves.
+    let base = rows.iter().min_by_key(|r| r.opened);
+    let base_cpu = base.map(|r| r.worker_cpu_ms_per_run);
     for r in &rows {
-        // Extra Worker CPU over one socket, per frame delivered (2 feed events per run).
-        let per_frame = match base_cpu {
-            Some(b1) if r.sockets > 1 => ((r.worker_cpu_ms_per_run - b1) / (FEED_EVENTS_PER_RUN as f64 * (r.opened.max(2) - 1) as f64) * 1000.0).max(0.0),
+        // Extra Worker CPU over the base level, per extra frame delivered (2 feed events per run).
+        let per_frame = match base {
+            Some(b) if r.opened > b.opened => {
+                ((r.worker_cpu_ms_per_run - b.worker_cpu_ms_per_run) / (FEED_EVENTS_PER_RUN as f64 * (r.opened - b.opened) as f64) * 1000.0).max(0.0)
+            }
             _ => f64::NAN,
         };
         let _ = writeln!(
@@ -401,7 +405,7 @@ pub async fn run(opts: &Options) -> (Section, Levels) {
     for r in &rows {
         if r.sockets == 1000 {
             let why = format!(
-                "*CPU profile of the Worker isolate at 1000 sockets*: the Worker's CPU per run grows from {} ms at 1 socket to {} ms \
+                "*CPU profile of the Worker isolate at 1000 sockets*: the Worker's CPU per run grows from {} ms at the smallest level to {} ms \
                  ({} runs/s × {FEED_EVENTS_PER_RUN} events × {} sockets), all on the one isolate thread that also runs the pipelines, \
                  so frames queue behind each other and behind stage work",
                 ms(base_cpu.unwrap_or(f64::NAN)),
@@ -444,9 +448,10 @@ pub async fn peer(opts: &Options, ours: &Levels) -> Section {
          against the peer (bench/peer-agents, `agents` 0.11.8). Its feed is one `Feed` Agent (`{PEER_FEED}`): each run \
          Agent hands it `content.updated` when the run is accepted and `content.indexed` at publish by RPC \
          (`getAgentByName(env.Feed, \"main\")`, then `publish(...)`); the Feed numbers the event (dense `seq`), stores it \
-         in its SQLite and sends it with `this.broadcast` to every socket on it, in Actorline's frame shape. So all of \
-         the peer's sockets are on that one Agent, while Actorline's are on sessions of 10 sockets each, and the feed \
-         actor fans out to the sessions. Each side has its own fresh server. Worker CPU per run is the Worker \
+         in its SQLite and sends it with `this.broadcast` to every socket on it, in Actorline's frame shape. So on both \
+         sides every socket is held by the one feed actor, which sends each event to each socket in the turn that \
+         stores it (Actorline's feed sockets are opened with session tokens, 10 per session, as the web client does). \
+         Each side has its own fresh server. Worker CPU per run is the Worker \
          workerd's CPU during a window over the runs submitted in it (pipeline plus fan-out).\n",
         opts.rate,
         opts.seconds,

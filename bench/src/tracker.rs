@@ -98,12 +98,13 @@ async fn open(url: &str, after: Option<u64>, slots: &Slots, last_seq: &mut u64) 
 }
 
 impl Tracker {
-    /// Subscribes a socket of a new session to the feed. If the socket drops
-    /// (a server reload), it reconnects and resumes after the last seq seen,
-    /// so no `content.indexed` is missed.
+    /// Subscribes the feed actor's own socket (opened with a new session's
+    /// token, as the web client opens it). If the socket drops (a server
+    /// reload), it reconnects and resumes after the last seq seen, so no
+    /// `content.indexed` is missed.
     pub async fn start(stack: &Stack) -> Result<Tracker, String> {
         let (sid, token) = stack.new_session().await?;
-        let url = stack.ws_url(&sid, &token);
+        let url = stack.server.ws_url(&format!("/api/topics/feed/ws?session={sid}&token={token}"));
         let slots: Slots = Arc::default();
         let mut last_seq = 0;
         let mut ws = open(&url, None, &slots, &mut last_seq).await?;

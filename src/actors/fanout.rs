@@ -10,6 +10,7 @@ use serde_json::json;
 use worker::{Delay, Env, SqlStorage};
 
 use super::rpc::{self, ActorKind};
+use crate::domain::faults::PUSH;
 use crate::domain::time::Millis;
 use crate::error::ApiError;
 use crate::protocol::{EventRecord, Topic};
@@ -59,7 +60,8 @@ impl Subscribers {
 /// hundreds). Sessions that say they no longer listen are dropped from the
 /// list; those that did not answer in time are kept and catch up by cursor.
 pub async fn push(env: &Env, subs: &Subscribers, topic: Topic, events: &[EventRecord]) {
-    if events.is_empty() {
+    let Some(last) = events.iter().map(|e| e.seq).max() else { return };
+    if crate::runtime::config(env).faults.site_strikes(PUSH, &format!("{topic}:{last}"), 1) {
         return;
     }
     let sessions = subs.list();

@@ -7,7 +7,7 @@
 //! the topic's log. Pushes that arrive while a subscription is replaying are
 //! buffered in memory for the few awaits of the hand-over, then merged.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use serde::Deserialize;
@@ -19,7 +19,7 @@ use super::rpc::{self, ActorKind};
 use crate::catalog;
 use crate::domain::content::event_ownership;
 use crate::domain::principal::Principal;
-use crate::domain::session::{SocketState, MAX_FRAME_BYTES, MAX_STRIKES};
+use crate::domain::session::{admit, Admission, SocketState, Watch, MAX_FRAME_BYTES, POLL_FAST_MS};
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{ClientFrame, EventRecord, ServerFrame, Topic};
@@ -33,6 +33,10 @@ pub struct SessionActor {
     env: Env,
     /// (tab, topic) → pushes received during that subscription's replay.
     pending: RefCell<HashMap<(String, String), Vec<EventRecord>>>,
+    /// Last delivery or subscription (in memory; the alarm persists it).
+    active_at: Cell<Millis>,
+    /// When the alarm is set for, if this instance set it.
+    armed_at: Cell<Option<Millis>>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, Deserialize)]
@@ -74,8 +78,34 @@ pub fn topic_actor(topic: Topic) -> (ActorKind, String) {
     }
 }
 
-fn send(ws: &WebSocket, frame: &ServerFrame) {
+pub(crate) fn send(ws: &WebSocket, frame: &ServerFrame) {
     let _ = ws.send_with_str(frame.to_json());
+}
+
+/// The client frame in `text`, once the rate bucket has admitted it; answers
+/// (or closes the socket) itself when it is refused, too large or malformed.
+pub(crate) fn read_frame(ws: &WebSocket, admission: Admission, text: &str) -> Option<ClientFrame> {
+    match admission {
+        Admission::Take => {}
+        Admission::Refuse | Admission::Close => {
+            send(ws, &ServerFrame::error("rate_limited", "too many frames; slow down"));
+            if admission == Admission::Close {
+                let _ = ws.close(Some(1008), Some("rate limit exceeded"));
+            }
+            return None;
+        }
+    }
+    if text.len() > MAX_FRAME_BYTES {
+        send(ws, &ServerFrame::error("frame_too_large", format!("frames are limited to {MAX_FRAME_BYTES} bytes")));
+        return None;
+    }
+    match serde_json::from_str(text) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            send(ws, &ServerFrame::error("malformed_frame", format!("not a valid frame: {e}")));
+            None
+        }
+    }
 }
 
 /// An event frame encoded once per delivery, whatever the number of sockets.
@@ -106,15 +136,29 @@ fn visible(topic: Topic, e: &EventRecord, reader: &Principal) -> bool {
 /// The attachment travels as one JSON string: a JS string crosses the wasm
 /// boundary in one copy, where a structured object costs a call per field, and
 /// this runs for every socket on every delivered event.
-fn attachment(ws: &WebSocket) -> Option<SocketState> {
+pub(crate) fn load_attachment<T: serde::de::DeserializeOwned>(ws: &WebSocket) -> Option<T> {
     let text = ws.deserialize_attachment::<String>().ok().flatten()?;
     serde_json::from_str(&text).ok()
 }
 
-fn save(ws: &WebSocket, st: &SocketState) {
-    if let Ok(text) = serde_json::to_string(st) {
+pub(crate) fn save_attachment<T: serde::Serialize>(ws: &WebSocket, value: &T) {
+    if let Ok(text) = serde_json::to_string(value) {
         let _ = ws.serialize_attachment(text);
     }
+}
+
+fn attachment(ws: &WebSocket) -> Option<SocketState> {
+    load_attachment(ws)
+}
+
+fn save(ws: &WebSocket, st: &SocketState) {
+    save_attachment(ws, st)
+}
+
+/// Reciprocates a client's close with its code when that code may be sent.
+pub(crate) fn close_back(ws: &WebSocket, code: usize) {
+    let code = if (1000..=4999).contains(&code) && code != 1005 && code != 1006 { code as u16 } else { 1000 };
+    let _ = ws.close(Some(code), Some("closed"));
 }
 
 impl SessionActor {
@@ -228,10 +272,65 @@ impl SessionActor {
         rpc::call(&self.env, kind, &name, "events", &json!({ "after": after })).await
     }
 
+    /// Sets the alarm for `at` unless this instance already set it sooner;
+    /// never past the session's expiry (the same alarm ends the session).
+    async fn arm(&self, at: Millis, expires_at: Millis) -> ApiResult<()> {
+        let at = at.min(expires_at);
+        if self.armed_at.get().is_some_and(|a| a <= at && a > now_ms()) {
+            return Ok(());
+        }
+        self.state.storage().set_alarm(chrono::DateTime::<chrono::Utc>::from_timestamp_millis(at).unwrap_or_default()).await?;
+        self.armed_at.set(Some(at));
+        Ok(())
+    }
+
+    /// Something was delivered or subscribed: poll soon (see `Watch`).
+    async fn touch(&self, expires_at: Millis) {
+        let now = now_ms();
+        self.active_at.set(now);
+        let _ = self.arm(now + POLL_FAST_MS, expires_at).await;
+    }
+
+    /// Each followed topic once, with the lowest cursor of the live sockets on it.
+    fn followed(&self) -> Vec<(Topic, u64)> {
+        let mut lowest: HashMap<String, u64> = HashMap::new();
+        for st in self.state.get_websockets().iter().filter_map(attachment) {
+            for sub in st.subs.iter().filter(|s| !s.r) {
+                let c = lowest.entry(sub.t.clone()).or_insert(sub.c);
+                *c = (*c).min(sub.c);
+            }
+        }
+        lowest.into_iter().filter_map(|(t, c)| t.parse::<Topic>().ok().map(|t| (t, c))).collect()
+    }
+
+    /// The bounded-late poll: asks each followed topic for what its sockets
+    /// lack and delivers it; returns when to poll next (`None`: nothing followed).
+    async fn poll(&self, now: Millis) -> ApiResult<Option<Millis>> {
+        let followed = self.followed();
+        if followed.is_empty() {
+            return Ok(None);
+        }
+        let mut found = false;
+        for (topic, cursor) in followed {
+            if let Ok(page) = self.fetch_events(topic, cursor).await {
+                if !page.events.is_empty() {
+                    found = true;
+                    self.deliver(Deliver { topic, events: page.events }).await?;
+                }
+            }
+        }
+        let mut watch: Watch = self.cells().load("watch")?.unwrap_or_else(|| Watch::new(now));
+        watch.active_at = watch.active_at.max(self.active_at.get());
+        let next = watch.next_poll(now, found);
+        self.cells().save("watch", &watch)?;
+        Ok(Some(next))
+    }
+
     async fn deliver(&self, d: Deliver) -> ApiResult<Value> {
         let key = d.topic.to_string();
         let targets = self.sockets_on(&key);
-        let reader = self.info()?.principal;
+        let info = self.info()?;
+        let reader = info.principal;
         let batch = encode(d.topic, &d.events, &reader);
         // The states read above hold until the first await.
         let mut fresh = true;
@@ -244,6 +343,9 @@ impl SessionActor {
             if self.deliver_to(ws, known, d.topic, &batch).await {
                 fresh = false;
             }
+        }
+        if !targets.is_empty() {
+            self.touch(info.expires_at).await;
         }
         Ok(json!({ "subscribed": !targets.is_empty() }))
     }
@@ -314,6 +416,7 @@ impl SessionActor {
             self.deliver_to(ws, None, topic, &encode(topic, &buffered, &info.principal)).await;
         }
         send(ws, &ServerFrame::Ready { topic });
+        self.touch(info.expires_at).await;
         Ok(())
     }
 
@@ -336,30 +439,9 @@ impl SessionActor {
     async fn on_frame(&self, ws: &WebSocket, text: &str) {
         let now = now_ms();
         let Some(mut st) = attachment(ws) else { return };
-        if !st.bucket.take(now) {
-            st.strikes += 1;
-            save(ws, &st);
-            send(ws, &ServerFrame::error("rate_limited", "too many frames; slow down"));
-            if st.strikes > MAX_STRIKES {
-                let _ = ws.close(Some(1008), Some("rate limit exceeded"));
-            }
-            return;
-        }
-        if st.strikes > 0 {
-            st.strikes = 0;
-        }
+        let admission = admit(&mut st.bucket, &mut st.strikes, now);
         save(ws, &st);
-        if text.len() > MAX_FRAME_BYTES {
-            send(ws, &ServerFrame::error("frame_too_large", format!("frames are limited to {MAX_FRAME_BYTES} bytes")));
-            return;
-        }
-        let frame: ClientFrame = match serde_json::from_str(text) {
-            Ok(f) => f,
-            Err(e) => {
-                send(ws, &ServerFrame::error("malformed_frame", format!("not a valid frame: {e}")));
-                return;
-            }
-        };
+        let Some(frame) = read_frame(ws, admission, text) else { return };
         let result = match frame {
             ClientFrame::Ping => {
                 send(ws, &ServerFrame::Pong);
@@ -390,6 +472,8 @@ impl SessionActor {
             "init" => self.init(serde_json::from_value(body)?).await,
             "deliver" => self.deliver(serde_json::from_value(body)?).await,
             "view" => self.view(),
+            // Who the session acts for: the feed socket opened with its token reads as it.
+            "principal" => Ok(serde_json::to_value(self.info()?.principal)?),
             "inspect" | "fire_alarm" => {
                 let info = self.info()?;
                 let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention);
@@ -406,7 +490,7 @@ impl DurableObject for SessionActor {
         if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new(r#"{"type":"ping"}"#, r#"{"type":"pong"}"#) {
             state.set_websocket_auto_response(&pair);
         }
-        SessionActor { state, env, pending: RefCell::new(HashMap::new()) }
+        SessionActor { state, env, pending: RefCell::new(HashMap::new()), active_at: Cell::new(0), armed_at: Cell::new(None) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
@@ -426,9 +510,8 @@ impl DurableObject for SessionActor {
     }
 
     async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
-        // Reciprocate the close; subscriptions of a closed socket end with it.
-        let code = if (1000..=4999).contains(&code) && code != 1005 && code != 1006 { code as u16 } else { 1000 };
-        let _ = ws.close(Some(code), Some("closed"));
+        // Subscriptions of a closed socket end with it.
+        close_back(&ws, code);
         Ok(())
     }
 
@@ -437,13 +520,24 @@ impl DurableObject for SessionActor {
         Ok(())
     }
 
-    /// The session's expiry: close its sockets and forget it.
+    /// The bounded-late poll while sockets follow topics, and the session's
+    /// expiry: then it closes its sockets and forgets it.
     async fn alarm(&self) -> worker::Result<Response> {
+        self.armed_at.set(None);
         let Ok(info) = self.info() else { return Response::ok("gone") };
-        if info.expires_at > now_ms() {
-            let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(info.expires_at).unwrap_or_default();
-            self.state.storage().set_alarm(at).await?;
-            return Response::ok("not yet");
+        let now = now_ms();
+        if info.expires_at > now {
+            let next = match self.poll(now).await {
+                Ok(next) => next,
+                Err(e) => {
+                    worker::console_error!("session poll failed: {e}");
+                    Some(now + POLL_FAST_MS)
+                }
+            };
+            if let Err(e) = self.arm(next.unwrap_or(info.expires_at), info.expires_at).await {
+                return Response::error(e.to_string(), 500);
+            }
+            return Response::ok("polled");
         }
         for ws in self.state.get_websockets() {
             let _ = ws.close(Some(4001), Some("session expired"));

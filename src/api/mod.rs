@@ -33,6 +33,8 @@ mod search;
 mod sessions;
 #[cfg(target_arch = "wasm32")]
 mod uploads;
+#[cfg(target_arch = "wasm32")]
+mod topic_socket;
 
 #[cfg(target_arch = "wasm32")]
 pub async fn handle(req: worker::Request, env: worker::Env, ctx: worker::Context) -> worker::Response {
@@ -143,6 +145,7 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
             limits::spend(env, &who, &req, LimitClass::Read, 1).await?;
             sse::events(env, &who, &req, arg(0)).await
         }
+        R::TopicSocket => topic_socket::socket(env, &who, req, arg(0)).await,
     }
 }
 

@@ -41,6 +41,7 @@ fn summary(id: RouteId) -> (&'static str, &'static str) {
         RouteId::GetSource => ("The uploaded original of a version, byte for byte", "Content"),
         RouteId::CreateBatch => ("Bulk import of 1 to 1000 items through the INGEST queue; progress on batch:<id>", "Content"),
         RouteId::GetBatch => ("A batch's progress per item (its submitter or the operator only)", "Content"),
+        RouteId::TopicSocket => ("WebSocket held by a broadcast topic's actor (feed): the session socket's frames for that topic", "Live"),
     }
 }
 
@@ -54,6 +55,7 @@ fn query_params(id: RouteId) -> Vec<(&'static str, &'static str)> {
         RouteId::TopicEvents => vec![("after", "integer")],
         RouteId::CreateUpload => vec![("title", "string"), ("category", "string"), ("visibility", "string")],
         RouteId::GetSource => vec![("version", "integer")],
+        RouteId::TopicSocket => vec![("session", "string"), ("token", "string"), ("after", "integer")],
         _ => vec![],
     }
 }
@@ -111,13 +113,13 @@ pub fn document() -> Value {
         params.extend(
             query_params(r.id)
                 .into_iter()
-                .map(|(name, ty)| json!({ "name": name, "in": "query", "required": name == "q" || name == "token", "schema": { "type": ty } })),
+                .map(|(name, ty)| json!({ "name": name, "in": "query", "required": name == "q" || (name == "token" && r.id == RouteId::SessionSocket), "schema": { "type": ty } })),
         );
         let ok = match r.id {
             RouteId::CreateContent | RouteId::PutContent | RouteId::CreateAnswer | RouteId::CreateUpload | RouteId::CreateBatch => "202",
             RouteId::DeleteContent | RouteId::RevokeKey => "204",
             RouteId::CreateKey => "201",
-            RouteId::SessionSocket => "101",
+            RouteId::SessionSocket | RouteId::TopicSocket => "101",
             _ => "200",
         };
         let (request, response) = bodies(r.id);

@@ -35,6 +35,7 @@ pub enum RouteId {
     GetSource,
     CreateBatch,
     GetBatch,
+    TopicSocket,
 }
 
 pub struct Route {
@@ -80,6 +81,7 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/answers", RouteId::CreateAnswer),
     r("GET", "/api/answers/{id}", RouteId::GetAnswer),
     r("GET", "/api/topics/{topic}/events", RouteId::TopicEvents),
+    r("GET", "/api/topics/{topic}/ws", RouteId::TopicSocket),
 ];
 
 fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {

@@ -39,13 +39,31 @@ pub async fn create(env: &Env, who: &Principal) -> ApiResult<Response> {
 pub async fn socket(env: &Env, req: Request, id: &str) -> ApiResult<Response> {
     let id = uuid_param(id, "session")?;
     let q = query(&req)?;
-    let tok = param(&q, "token").filter(|t| !t.is_empty()).ok_or_else(|| ApiError::Unauthorized("token is required".into()))?;
-    // A present but bad token is 401 (DESIGN.md, "Principals and access").
-    token::verify(&secret(env)?, id, tok, now_ms() / 1000)?;
+    check_token(env, id, param(&q, "token"))?;
+    require_upgrade(&req)?;
+    let stub = rpc::stub(env, ActorKind::Session, &id.to_string())?;
+    Ok(stub.fetch_with_request(req).await?)
+}
+
+pub fn require_upgrade(req: &Request) -> ApiResult<()> {
     let upgrade = req.headers().get("upgrade").ok().flatten().unwrap_or_default();
     if !upgrade.eq_ignore_ascii_case("websocket") {
         return Err(ApiError::BadRequest("expected a WebSocket upgrade (Upgrade: websocket)".into()));
     }
-    let stub = rpc::stub(env, ActorKind::Session, &id.to_string())?;
-    Ok(stub.fetch_with_request(req).await?)
+    Ok(())
+}
+
+/// The principal of a session, after checking the token it was given.
+pub async fn principal(env: &Env, id: &str, tok: Option<&str>) -> ApiResult<Principal> {
+    let id = uuid_param(id, "session")?;
+    check_token(env, id, tok)?;
+    rpc::call(env, ActorKind::Session, &id.to_string(), "principal", &json!({})).await
+}
+
+/// Checks a session token statelessly: a bad one never wakes an actor.
+fn check_token(env: &Env, id: Uuid, tok: Option<&str>) -> ApiResult<()> {
+    let tok = tok.filter(|t| !t.is_empty()).ok_or_else(|| ApiError::Unauthorized("token is required".into()))?;
+    // A present but bad token is 401 (DESIGN.md, "Principals and access").
+    token::verify(&secret(env)?, id, tok, now_ms() / 1000)?;
+    Ok(())
 }

@@ -2,7 +2,9 @@
 //!
 //! A name is a stage, or a site outside the stages: `spawn` (the content
 //! actor's `start` call to a new run), `catalog` (an actor's D1 write) and
-//! `ingest` (the queue consumer's spawn of a batch item).
+//! `ingest` (the queue consumer's spawn of a batch item), `push` (a topic's
+//! live push of committed events, as if the actor were evicted between commit
+//! and push; only the catch-up path delivers them).
 //!
 //! A fault is decided from a hash of (run, stage, attempt) rather than a global
 //! RNG, so an injected failure is reproducible from the journal.
@@ -18,7 +20,9 @@ pub const CATALOG: &str = "catalog";
 /// and decided once for all attempts ([`Faults::poisons`]): a struck item
 /// fails every try and ends on the dead-letter queue.
 pub const INGEST: &str = "ingest";
-const SITES: [&str; 3] = [SPAWN, CATALOG, INGEST];
+/// A topic's live push after a commit.
+pub const PUSH: &str = "push";
+const SITES: [&str; 4] = [SPAWN, CATALOG, INGEST, PUSH];
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
@@ -104,6 +108,8 @@ mod tests {
         assert_eq!(sites.site_probability(SPAWN), 0.5);
         assert_eq!(sites.site_probability(CATALOG), 1.0);
         assert!(!sites.is_empty());
+        let push = Faults::parse("push=1.0");
+        assert!((1..50).all(|a| push.site_strikes(PUSH, "feed", a)));
         assert_eq!(sites.describe(), "spawn=0.5,catalog=1");
         assert!((1..50).all(|a| sites.site_strikes(CATALOG, "x", a)));
         assert_eq!(sites.site_fault(CATALOG, "x", 1).as_deref(), Some("injected fault (catalog=1)"));

@@ -5,6 +5,7 @@
 pub mod answer;
 pub mod answer_text;
 pub mod batch;
+pub mod broadcast;
 pub mod circuit;
 pub mod container_start;
 pub mod content;

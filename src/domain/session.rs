@@ -114,8 +114,73 @@ impl TokenBucket {
     }
 }
 
+/// Late is bounded: while a session has sockets with subscriptions, its alarm
+/// asks each topic for events after the socket's cursor, so an event whose
+/// push was lost (actor evicted between commit and push, `waitUntil` cut off,
+/// a `deliver` that timed out) arrives at the next poll. Polls are fast while
+/// the session is active (a delivery or subscription in the last
+/// [`POLL_ACTIVE_MS`]), then back off to [`POLL_IDLE_MAX_MS`].
+pub const POLL_FAST_MS: i64 = 1_500;
+pub const POLL_ACTIVE_MS: i64 = 60_000;
+pub const POLL_IDLE_MAX_MS: i64 = 30_000;
+
+/// The session's poll rhythm (kept in the session's storage).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Watch {
+    /// Last delivery, subscription, or poll that found events.
+    pub active_at: Millis,
+    /// The wait before the next poll.
+    pub interval: i64,
+}
+
+impl Watch {
+    pub fn new(now: Millis) -> Self {
+        Watch { active_at: now, interval: POLL_FAST_MS }
+    }
+
+    pub fn touch(&mut self, now: Millis) {
+        self.active_at = now;
+        self.interval = POLL_FAST_MS;
+    }
+
+    /// After a poll at `now`: when to poll next.
+    pub fn next_poll(&mut self, now: Millis, found: bool) -> Millis {
+        if found {
+            self.touch(now);
+        } else if now - self.active_at >= POLL_ACTIVE_MS {
+            self.interval = (self.interval * 2).min(POLL_IDLE_MAX_MS);
+        }
+        now + self.interval
+    }
+}
+
 /// Frames refused in a row before the socket is closed as abusive.
 pub const MAX_STRIKES: u32 = 20;
+
+/// What to do with a client frame, by the socket's rate bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Handle it.
+    Take,
+    /// Answer `rate_limited` and drop it.
+    Refuse,
+    /// Too many refused in a row: close the socket (1008).
+    Close,
+}
+
+/// Spends a token for one frame; counts consecutive refusals in `strikes`.
+pub fn admit(bucket: &mut TokenBucket, strikes: &mut u32, now: Millis) -> Admission {
+    if bucket.take(now) {
+        *strikes = 0;
+        return Admission::Take;
+    }
+    *strikes += 1;
+    if *strikes > MAX_STRIKES {
+        Admission::Close
+    } else {
+        Admission::Refuse
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -145,6 +210,30 @@ mod tests {
             s.subscribe(&format!("content:{}", uuid::Uuid::new_v4()), u64::MAX / 2).unwrap();
         }
         assert!(serde_json::to_string(&s).unwrap().len() < 2048);
+    }
+
+    #[test]
+    fn polls_are_fast_while_active_then_back_off() {
+        let mut w = Watch::new(0);
+        assert_eq!(w.next_poll(1_500, false), 3_000, "fast within the active window");
+        assert_eq!(w.next_poll(59_000, false), 60_500);
+        let mut t = 60_000;
+        let waits: Vec<i64> = (0..6).map(|_| { let at = w.next_poll(t, false); let d = at - t; t = at; d }).collect();
+        assert_eq!(waits, vec![3_000, 6_000, 12_000, 24_000, 30_000, 30_000]);
+        assert_eq!(w.next_poll(t, true) - t, POLL_FAST_MS, "found events: fast again");
+        w.touch(t + 5);
+        assert_eq!(w.interval, POLL_FAST_MS);
+    }
+
+    #[test]
+    fn refused_frames_in_a_row_close_the_socket() {
+        let (mut b, mut strikes) = (TokenBucket::full(0), 0);
+        let verdicts: Vec<Admission> = (0..30 + MAX_STRIKES + 1).map(|_| admit(&mut b, &mut strikes, 0)).collect();
+        assert!(verdicts[..30].iter().all(|v| *v == Admission::Take));
+        assert!(verdicts[30..30 + MAX_STRIKES as usize].iter().all(|v| *v == Admission::Refuse));
+        assert_eq!(verdicts.last(), Some(&Admission::Close));
+        assert_eq!(admit(&mut b, &mut strikes, 1_000), Admission::Take);
+        assert_eq!(strikes, 0);
     }
 
     #[test]

@@ -170,3 +170,155 @@ async fn bad_tokens_frames_and_floods_get_clear_errors() {
     ws_send(&mut ws, json!({"type": "ping"})).await;
     assert_eq!(ws_next(&mut ws, WAIT).await, Some(json!({"type": "pong"})));
 }
+
+// ------------------------------------------------- the feed actor's own socket
+
+/// A feed socket as the web client opens it: `/api/topics/feed/ws` with the
+/// session's token, then a `subscribe` frame.
+async fn feed_socket(s: &Server, session: &str, token: &str, after: Option<u64>) -> Ws {
+    let after = after.map(|a| format!("&after={a}")).unwrap_or_default();
+    let url = s.ws_url(&format!("/api/topics/feed/ws?session={session}&token={token}{after}"));
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("feed ws connect");
+    ws
+}
+
+/// Frames until `ready`; the events among them.
+async fn until_ready(ws: &mut Ws) -> Vec<Value> {
+    let mut events = Vec::new();
+    while let Some(f) = ws_next(ws, WAIT).await {
+        match f["type"].as_str() {
+            Some("ready") => return events,
+            Some("event") => events.push(f),
+            Some("subscribed") | Some("resync_required") => {}
+            _ => panic!("unexpected frame before ready: {f}"),
+        }
+    }
+    panic!("no ready frame");
+}
+
+/// Feed events until one is `content.indexed` for `content` (or `quiet` passes).
+async fn feed_until_indexed(ws: &mut Ws, content: &str, quiet: Duration) -> (Vec<Value>, bool) {
+    let mut events = Vec::new();
+    while let Some(f) = ws_next(ws, quiet).await {
+        if f["type"] == "event" {
+            let done = f["event"] == "content.indexed" && f["data"]["content_id"] == content;
+            events.push(f);
+            if done {
+                return (events, true);
+            }
+        }
+    }
+    (events, false)
+}
+
+fn strictly_increasing(events: &[Value]) -> bool {
+    seqs(events).windows(2).all(|w| w[0] < w[1])
+}
+
+#[tokio::test]
+async fn the_feed_socket_filters_by_principal_and_resumes_exactly() {
+    let s = &shared().server;
+    let tenant = |tag: &str| format!("{tag}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let writer = mint_key(&s.base, &s.admin_token, &tenant("fsa"), &["content:write"], Some(1_000_000));
+    let outsider = mint_key(&s.base, &s.admin_token, &tenant("fsb"), &["content:manage"], Some(1_000_000));
+    let session_of = |key: String| async move {
+        let r = send(http().post(s.url("/api/sessions")).bearer_auth(&key).json(&json!({}))).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        (r.body["session_id"].as_str().unwrap().to_string(), r.body["token"].as_str().unwrap().to_string())
+    };
+    let (wsid, wtok) = session_of(writer.clone()).await;
+    let (osid, otok) = session_of(outsider).await;
+    let mut writer_ws = feed_socket(s, &wsid, &wtok, None).await;
+    ws_send(&mut writer_ws, json!({"type": "subscribe", "topic": "feed"})).await;
+    let sub = ws_next(&mut writer_ws, WAIT).await.unwrap();
+    assert_eq!(sub["type"], "subscribed", "{sub}");
+    let start = sub["seq"].as_u64().unwrap();
+    assert!(until_ready(&mut writer_ws).await.is_empty(), "no replay without after");
+    // The outsider's socket subscribes through the URL alone.
+    let mut outsider_ws = feed_socket(s, &osid, &otok, Some(start)).await;
+    until_ready(&mut outsider_ws).await;
+
+    let create = |vis: &str| {
+        let (writer, vis) = (writer.clone(), vis.to_string());
+        async move {
+            let body = json!({"title": format!("feed socket {vis}"), "body": "feed socket body text", "visibility": vis});
+            let r = send(http().post(s.url("/api/content")).bearer_auth(&writer).json(&body)).await;
+            assert_eq!(r.status, 202, "{}", r.body);
+            r.body["content_id"].as_str().unwrap().to_string()
+        }
+    };
+    let hidden = create("tenant").await;
+    let (mine, seen) = feed_until_indexed(&mut writer_ws, &hidden, WAIT).await;
+    assert!(seen, "the writer's feed socket got its tenant item indexed");
+    let shown = create("public").await;
+    let (mine2, seen) = feed_until_indexed(&mut writer_ws, &shown, WAIT).await;
+    assert!(seen);
+    let (theirs, seen) = feed_until_indexed(&mut outsider_ws, &shown, WAIT).await;
+    assert!(seen, "public items reach every tenant's feed socket");
+    assert!(theirs.iter().all(|f| f["data"]["content_id"] != hidden.as_str()), "another tenant's item reached the outsider");
+    let mut all = mine.clone();
+    all.extend(mine2.iter().cloned());
+    assert!(strictly_increasing(&all), "in order, no duplicates: {:?}", seqs(&all));
+    assert!(strictly_increasing(&theirs));
+
+    // Resume: a new socket with `after` = the seq the writer saw first gets
+    // exactly what that socket saw after it (it saw everything it may).
+    let cut = seqs(&all)[0];
+    let mut again = feed_socket(s, &wsid, &wtok, Some(cut)).await;
+    let replay = until_ready(&mut again).await;
+    let replayed: Vec<u64> = seqs(&replay).into_iter().filter(|q| *q <= seqs(&all).last().copied().unwrap()).collect();
+    assert_eq!(replayed, seqs(&all)[1..].to_vec(), "the replay after {cut} equals the live stream");
+}
+
+#[tokio::test]
+async fn the_feed_socket_refuses_what_it_does_not_carry() {
+    let s = &shared().server;
+    let (sid, token) = new_session(s).await;
+    // Other topics are followed on the session socket.
+    let r = send(http().get(s.url(&format!("/api/topics/run:x/ws?session={sid}&token={token}")))).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = send(http().get(s.url(&format!("/api/topics/feed/ws?session={sid}&token=bad")))).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = send(http().get(s.url(&format!("/api/topics/feed/ws?session={sid}&token={token}")))).await;
+    assert_eq!(r.status, 400, "a good token without an upgrade: {}", r.body);
+    let r = send(http().get(s.url("/api/topics/feed/ws?after=x"))).await;
+    assert!(r.status == 400 || r.status == 422, "{}", r.body);
+    let mut ws = feed_socket(s, &sid, &token, None).await;
+    ws_send(&mut ws, json!({"type": "subscribe", "topic": "run:00000000-0000-4000-8000-000000000000"})).await;
+    assert_eq!(ws_next(&mut ws, WAIT).await.unwrap()["code"], "unknown_topic");
+    ws_send(&mut ws, json!({"type": "dance"})).await;
+    assert_eq!(ws_next(&mut ws, WAIT).await.unwrap()["code"], "malformed_frame");
+    ws_send(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(ws_next(&mut ws, WAIT).await, Some(json!({"type": "pong"})));
+}
+
+/// With every live push dropped (`FAULTS=push=1.0`, as if each topic actor
+/// were evicted between commit and push), a run's last event still reaches a
+/// session socket following the run and a feed socket within seconds, exactly
+/// once and in order, with nothing else happening on either topic.
+#[tokio::test]
+async fn late_is_bounded_when_every_push_is_lost() {
+    let dir = temp_dir("push-lost");
+    let s = Server::start(&ServerOptions::new(dir).var("FAULTS", "push=1.0"));
+    let (sid, token) = new_session(&s).await;
+    let mut feed = feed_socket(&s, &sid, &token, None).await;
+    ws_send(&mut feed, json!({"type": "subscribe", "topic": "feed"})).await;
+    until_ready(&mut feed).await;
+    let mut ws = connect(&s, &sid, &token).await;
+    let (cid, run) = s.submit("Lost pushes", &document("lost", 61, 1200), None).await;
+    let topic = format!("run:{run}");
+    ws_send(&mut ws, json!({"type": "subscribe", "topic": topic, "after": 0})).await;
+    s.wait_run(&run, Duration::from_secs(60)).await;
+    let ended = std::time::Instant::now();
+    let events = collect(&mut ws, &topic, "run.completed", None).await;
+    let run_late = ended.elapsed();
+    assert_eq!(events.last().map(|e| e["event"].clone()), Some(json!("run.completed")), "{events:?}");
+    assert_eq!(seqs(&events), run_log(&s, &run).await, "exactly once, in order");
+    assert!(run_late < Duration::from_secs(5), "the run's last event came {run_late:?} after the run ended");
+    let (feed_events, seen) = feed_until_indexed(&mut feed, &cid, Duration::from_secs(10)).await;
+    let feed_late = ended.elapsed();
+    assert!(seen, "content.indexed reached the feed socket");
+    assert!(strictly_increasing(&feed_events));
+    assert!(feed_late < Duration::from_secs(5), "the feed's content.indexed came {feed_late:?} after the run ended");
+    eprintln!("push=1.0: run's last event {run_late:?}, feed's content.indexed {feed_late:?} after the run ended");
+}
