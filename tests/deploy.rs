@@ -468,3 +468,31 @@ fn every_env_produces_and_consumes_the_ingest_queues() {
         assert_ne!(ingest[0], INGEST_DLQ);
     }
 }
+
+/// The README creates the uploads bucket and both ingest queues that
+/// `[env.production]` names, before it deploys (a deploy that binds a missing
+/// bucket or queue fails).
+#[test]
+fn readme_creates_the_bucket_and_queues_before_deploying() {
+    let config = wrangler();
+    let prod = production(&config);
+    let cmds = readme_commands();
+    let (deployed_at, _) = one(&cmds, &["wrangler", "deploy"]);
+    for (_, bucket) in r2_buckets(prod) {
+        let (at, create) = one(&cmds, &["wrangler", "r2", "bucket", "create"]);
+        assert_eq!(positionals(create, 4, &[]), [bucket.clone()], "README creates an R2 bucket other than production's {bucket}");
+        assert!(at < deployed_at, "README creates the bucket {bucket} after deploying");
+    }
+    let queues = prod.get("queues").and_then(Value::as_table).expect("[env.production] has no queues");
+    let mut named: BTreeSet<String> = BTreeSet::new();
+    for t in tables(queues, "producers").into_iter().chain(tables(queues, "consumers")) {
+        named.extend(t.get("queue").and_then(Value::as_str).map(String::from));
+        named.extend(t.get("dead_letter_queue").and_then(Value::as_str).map(String::from));
+    }
+    let created: BTreeSet<String> = commands(&cmds, &["wrangler", "queues", "create"])
+        .into_iter()
+        .inspect(|(at, c)| assert!(*at < deployed_at, "README runs `{}` after deploying", c.join(" ")))
+        .flat_map(|(_, c)| positionals(c, 3, &[]))
+        .collect();
+    assert_eq!(created, named, "README must create exactly the queues [env.production] names");
+}
