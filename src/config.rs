@@ -83,6 +83,9 @@ pub struct Config {
     pub session_ttl_secs: i64,
     /// `ANSWER_STEP_MS`: the pause between two steps of an answer's stream.
     pub answer_step_ms: i64,
+    /// `RUN_BUDGET_MS`: the wall time one activation of a run (an alarm, or
+    /// its start) may spend starting further ready stages.
+    pub run_budget_ms: i64,
     pub trust: Trust,
 }
 
@@ -130,6 +133,7 @@ impl Config {
             vector_shards: num("VECTOR_SHARDS", 4).clamp(1, 256) as u32,
             session_ttl_secs: num("SESSION_TTL_SECS", 3600).clamp(10, 7 * 24 * 3600) as i64,
             answer_step_ms: num("ANSWER_STEP_MS", 60).min(10_000) as i64,
+            run_budget_ms: num("RUN_BUDGET_MS", 200).min(60_000) as i64,
             trust: Trust {
                 jwt: JwtConfig::from_lookup(&get),
                 rate_write_per_min: num("RATE_WRITE_PER_MIN", 60).min(1_000_000) as u32,
