@@ -303,18 +303,17 @@ impl RunShell {
     }
 
     /// The stages of one activation, each committed with its events (into
-    /// `committed`) before the next starts. Returns the run as it stands and
-    /// whether a stage of this activation ended it.
+    /// `committed`) before the next starts: a stage's outcome and the next
+    /// stage's start are one commit. Returns the run as it stands and whether
+    /// a stage of this activation ended it.
     async fn run_stages(&self, mut watchdog_armed: bool, committed: &mut Vec<EventRecord>) -> ApiResult<Option<(PipelineRun, bool)>> {
         let cfg = config(&self.env);
         let mut activation = Activation::new(now_ms(), cfg.run_budget_ms);
+        let Some(mut run) = self.load()? else { return Ok(None) };
+        let mut now = now_ms();
+        let Some(mut stage) = activation.next(&mut run, now) else { return Ok(Some((run, false))) };
+        let mut events = run.start_stage(stage, now).map_err(refused)?;
         loop {
-            // Read again before each stage: a cancel or purge may have landed
-            // while the previous one awaited.
-            let Some(mut run) = self.load()? else { return Ok(None) };
-            let now = now_ms();
-            let Some(stage) = activation.next(&mut run, now) else { return Ok(Some((run, false))) };
-            let events = run.start_stage(stage, now).map_err(refused)?;
             committed.extend(self.commit(&run, events, now)?);
             if !watchdog_armed {
                 self.state.storage().set_alarm(to_datetime(activation.watchdog_at())).await?;
@@ -322,9 +321,9 @@ impl RunShell {
             }
             let outcome = self.execute(&cfg, &run, stage).await;
 
-            // Another request may have cancelled the run while the stage awaited.
-            let mut run = self.require()?;
-            let now = now_ms();
+            // Read again: a cancel or purge may have landed while the stage awaited.
+            run = self.require()?;
+            now = now_ms();
             if run.status.is_terminal() {
                 if run.purged {
                     // The stage may have written an artifact after the purge.
@@ -332,15 +331,22 @@ impl RunShell {
                 }
                 return Ok(Some((run, false)));
             }
-            let events = match outcome {
+            events = match outcome {
                 Ok(()) => run.finish_stage(stage, Ok(()), now),
                 Err(StageFailure::Error(e)) => run.finish_stage(stage, Err(e), now),
                 Err(StageFailure::Superseded(why)) => run.cancel(&why, now),
             }
             .map_err(refused)?;
-            committed.extend(self.commit(&run, events, now)?);
-            if run.status.is_terminal() {
-                return Ok(Some((run, true)));
+            let ended = run.status.is_terminal();
+            match activation.next(&mut run, now) {
+                Some(next) if !ended => {
+                    events.extend(run.start_stage(next, now).map_err(refused)?);
+                    stage = next;
+                }
+                _ => {
+                    committed.extend(self.commit(&run, events, now)?);
+                    return Ok(Some((run, ended)));
+                }
             }
         }
     }
