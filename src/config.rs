@@ -86,6 +86,9 @@ pub struct Config {
     pub session_ttl_secs: i64,
     /// `ANSWER_STEP_MS`: the pause between two steps of an answer's stream.
     pub answer_step_ms: i64,
+    /// `RUN_BUDGET_MS`: the wall time one activation of a run (an alarm, or
+    /// its start) may spend starting further ready stages.
+    pub run_budget_ms: i64,
     pub trust: Trust,
     pub ingest: Ingest,
 }
@@ -154,6 +157,7 @@ impl Config {
                 max_in_flight: num("INGEST_MAX_IN_FLIGHT", 32).clamp(1, 1000) as u32,
                 request_max_bytes: num("INGEST_MAX_BYTES", 8 * 1024 * 1024).clamp(64 * 1024, 32 * 1024 * 1024) as usize,
             },
+            run_budget_ms: num("RUN_BUDGET_MS", 200).min(60_000) as i64,
             trust: Trust {
                 jwt: JwtConfig::from_lookup(&get),
                 rate_write_per_min: num("RATE_WRITE_PER_MIN", 60).min(1_000_000) as u32,

@@ -1,6 +1,7 @@
-//! The work of each pipeline stage. The run actor calls [`execute`] for one
-//! stage per alarm; outputs go to the run's `artifacts` table so a later stage
-//! (or a retried one) reads them back after any restart.
+//! The work of each pipeline stage. The run actor calls [`execute`] once per
+//! stage attempt (several stages per activation); outputs go to the run's
+//! `artifacts` table so a later stage (or a retried one) reads them back after
+//! any restart.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

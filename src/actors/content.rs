@@ -165,6 +165,13 @@ impl ContentActor {
         self.arm(firing).await
     }
 
+    /// After a submission's commit: the run's spawn (with the other duties)
+    /// and the feed's append go out together, so the run's first stage does
+    /// not wait for the feed.
+    async fn spawn_and_announce(&self, feed_drafts: Vec<EventDraft>) {
+        futures::join!(self.settle(), self.announce(feed_drafts));
+    }
+
     /// After a commit: the change is accepted whatever happens here; a duty
     /// that cannot be tried now is left to the alarm.
     async fn settle(&self) {
@@ -263,8 +270,7 @@ impl ContentActor {
         let now = now_ms();
         let (c, events) = ContentState::create(s.content_id, s.doc, ownership, s.run_id, now);
         let feed = self.commit(&c, events, &[spawn_duty(&c, s.run_id), Duty::Catalog], now)?;
-        self.announce(feed).await;
-        self.settle().await;
+        self.spawn_and_announce(feed).await;
         Ok(Accepted::new(c.id, c.version, s.run_id))
     }
 
@@ -298,8 +304,7 @@ impl ContentActor {
             outbox.forget(&Duty::SpawnRun { run_id: *run, start: Value::Null }.key())?;
         }
         let feed = self.commit(&c, events, &duties, now)?;
-        self.announce(feed).await;
-        self.settle().await;
+        self.spawn_and_announce(feed).await;
         Ok(Accepted::new(c.id, c.version, s.run_id))
     }
 

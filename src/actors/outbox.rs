@@ -47,6 +47,11 @@ impl Outbox {
         Ok(Outbox { sql })
     }
 
+    /// The outbox of an actor that already opened it once (the table exists).
+    pub fn opened(sql: SqlStorage) -> Self {
+        Outbox { sql }
+    }
+
     /// Owes `duty` from now on, replacing a pending duty with the same key.
     pub fn put(&self, duty: &Duty, now: Millis) -> ApiResult<()> {
         let text = serde_json::to_string(duty).map_err(storage_err)?;

@@ -1,8 +1,11 @@
 //! `PipelineActor`: one pipeline run. A thin shell over
-//! [`crate::domain::pipeline::PipelineRun`]: each alarm executes one stage,
-//! persists the outcome with its events, and arms the next alarm.
+//! [`crate::domain::pipeline::PipelineRun`]: each activation (an alarm, or
+//! the start request) runs the ready stages back to back within a budget
+//! ([`Activation`]), commits each stage's outcome with its events before the
+//! next starts, pushes what it committed once at its end, and arms one alarm.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 use serde::Deserialize;
 use serde_json::json;
@@ -17,7 +20,7 @@ use crate::catalog;
 use crate::domain::content::ContentDoc;
 use crate::domain::faults;
 use crate::domain::outbox::Duty;
-use crate::domain::pipeline::{PipelineRun, Step};
+use crate::domain::pipeline::{Activation, PipelineRun, StageError};
 use crate::domain::principal::Ownership;
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
@@ -27,13 +30,27 @@ use crate::stages::{self, ArtifactStore, StageContext, StageFailure};
 
 #[durable_object]
 pub struct PipelineActor {
+    shell: Rc<RunShell>,
+}
+
+/// The actor's state and logic, shared (`Rc`) so the start request can hand
+/// its first activation to `wait_until` and answer at once.
+struct RunShell {
     state: State,
     env: Env,
     /// Read-through copies of the stored run and document. This instance is
     /// their only writer, so a copy stays current for as long as it lives, and
-    /// each alarm skips re-reading and re-parsing the whole journal.
+    /// each activation skips re-reading and re-parsing the whole journal.
     run: RefCell<Option<PipelineRun>>,
-    doc: RefCell<Option<ContentDoc>>,
+    doc: RefCell<Option<Rc<ContentDoc>>>,
+    /// An activation is running stages in this instance. Only it runs stages;
+    /// an alarm arriving meanwhile (its watchdog) just moves the watchdog on.
+    /// Memory only on purpose: the activation dies with the instance, and the
+    /// watchdog alarm resumes the run from its last committed stage.
+    active: Cell<bool>,
+    /// The outbox table was created (or found) once in this instance: later
+    /// opens skip the `CREATE TABLE IF NOT EXISTS` statement.
+    outbox_ready: Cell<bool>,
 }
 
 #[derive(Deserialize)]
@@ -56,13 +73,9 @@ struct Reason {
 /// Marks a run whose item was deleted before its start arrived.
 const PURGED_BEFORE_START: &str = "purged_before_start";
 
-/// Watchdog slack beyond a stage's timeout: if the isolate dies mid-stage, this
-/// alarm brings the run back.
-const WATCHDOG_SLACK_MS: i64 = 5_000;
+crate::actor_storage!(RunShell);
 
-crate::actor_storage!(PipelineActor);
-
-impl PipelineActor {
+impl RunShell {
     fn load(&self) -> ApiResult<Option<PipelineRun>> {
         if let Some(run) = self.run.borrow().as_ref() {
             return Ok(Some(run.clone()));
@@ -75,12 +88,13 @@ impl PipelineActor {
         Ok(run)
     }
 
-    fn document(&self) -> ApiResult<ContentDoc> {
+    fn document(&self) -> ApiResult<Rc<ContentDoc>> {
         if let Some(doc) = self.doc.borrow().as_ref() {
-            return Ok(doc.clone());
+            return Ok(Rc::clone(doc));
         }
         let doc: ContentDoc = self.cells().load("doc")?.ok_or_else(|| ApiError::not_found("run document"))?;
-        self.doc.replace(Some(doc.clone()));
+        let doc = Rc::new(doc);
+        self.doc.replace(Some(Rc::clone(&doc)));
         Ok(doc)
     }
 
@@ -92,19 +106,40 @@ impl PipelineActor {
         Topic::Run(run.id)
     }
 
-    /// Saves the run and appends its events in one synchronous step, then
-    /// pushes the events to subscribers without holding up the caller.
+    /// Saves the run and appends its events in one synchronous step (one
+    /// storage commit). The caller pushes the records: see [`Self::push`].
     fn commit(&self, run: &PipelineRun, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<Vec<EventRecord>> {
         self.cells().save("run", run)?;
         self.run.replace(Some(run.clone()));
-        let records = self.log().append(drafts, now)?;
-        let (env, subs, topic, recs) = (self.env.clone(), self.subs(), Self::topic(run), records.clone());
-        self.state.wait_until(async move { fanout::push(&env, &subs, topic, &recs).await });
-        Ok(records)
+        self.log().append(drafts, now)
+    }
+
+    /// Sends committed events to subscribers without holding up the caller:
+    /// once per request or activation. A lost push is late, never lost: the
+    /// events are in the log and sessions catch up by cursor.
+    fn push(&self, run: &PipelineRun, records: Vec<EventRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        let (env, subs, topic) = (self.env.clone(), self.subs(), Self::topic(run));
+        self.state.wait_until(async move { fanout::push(&env, &subs, topic, &records).await });
+    }
+
+    /// Commits and pushes: for requests that make one change.
+    fn commit_and_push(&self, run: &PipelineRun, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<()> {
+        let records = self.commit(run, drafts, now)?;
+        self.push(run, records);
+        Ok(())
     }
 
     fn outbox(&self) -> ApiResult<Outbox> {
-        Outbox::open(self.state.storage().sql())
+        let sql = self.state.storage().sql();
+        if self.outbox_ready.get() {
+            return Ok(Outbox::opened(sql));
+        }
+        let outbox = Outbox::open(sql)?;
+        self.outbox_ready.set(true);
+        Ok(outbox)
     }
 
     /// The next wake: the run's next step or the earliest pending duty.
@@ -183,7 +218,7 @@ impl PipelineActor {
         let now = now_ms();
         let events = run.purge(stages::CONTENT_DELETED, now);
         self.erase()?;
-        self.commit(&run, events, now)?;
+        self.commit_and_push(&run, events, now)?;
         self.outbox()?.put(&Duty::Catalog, now)?;
         let _ = self.drain().await;
         self.arm(&run, now_ms()).await?;
@@ -197,7 +232,7 @@ impl PipelineActor {
         crate::store::exec(&self.state.storage().sql(), "DELETE FROM artifacts", vec![])
     }
 
-    async fn start(&self, req: StartRequest) -> ApiResult<RunView> {
+    async fn start(self: &Rc<Self>, req: StartRequest) -> ApiResult<RunView> {
         if let Some(run) = self.load()? {
             // Idempotent: a retried spawn gets the same run back.
             return Ok(run.view(None));
@@ -215,64 +250,127 @@ impl PipelineActor {
         self.subs().init()?;
         let (run, events) = PipelineRun::new(req.run_id, req.content_id, req.version, cfg.retry, now);
         self.cells().save("doc", &req.doc)?;
-        self.doc.replace(Some(req.doc.clone()));
-        self.commit(&run, events, now)?;
+        self.doc.replace(Some(Rc::new(req.doc)));
+        self.commit_and_push(&run, events, now)?;
         self.outbox()?.put(&Duty::Catalog, now)?;
-        self.arm(&run, now).await?;
+        // The first stages run in this invocation, right after the answer, not
+        // an alarm round trip later. The watchdog resumes the run if this
+        // instance dies first.
+        let watchdog = Activation::watchdog_from(now, cfg.run_budget_ms);
+        self.state.storage().set_alarm(to_datetime(watchdog)).await?;
+        let shell = Rc::clone(self);
+        self.state.wait_until(async move { shell.activate_or_retry_later(true).await });
         // The registry row: nothing waits on it; the alarm retries it if it fails.
         let _ = self.drain().await;
-        Ok(run.view(Some(now + 1)))
+        Ok(run.view(Some(watchdog)))
     }
 
-    /// One alarm: at most one stage.
-    async fn tick(&self) -> ApiResult<()> {
-        let Some(mut run) = self.load()? else { return Ok(()) };
-        let now = now_ms();
-        let stage = match run.next_step(now) {
-            Step::Idle => return Ok(()),
-            Step::WaitUntil(_) => return self.arm(&run, now).await,
-            Step::Execute(stage) => stage,
-        };
-        let events = run.start_stage(stage, now)?;
-        self.commit(&run, events, now)?;
-        let timeout = run.policy(stage).timeout_ms;
-        self.state.storage().set_alarm(to_datetime(now + timeout as i64 + WATCHDOG_SLACK_MS)).await?;
-
-        let cfg = config(&self.env);
-        let attempt = run.record(stage).attempts;
-        let outcome = if cfg.faults.strikes(&run.id.to_string(), stage, attempt) {
-            Err(StageFailure::Error(crate::domain::pipeline::StageError::transient(format!(
-                "injected fault ({stage}={})",
-                cfg.faults.probability(stage)
-            ))))
-        } else {
-            let doc = self.document()?;
-            let artifacts = ArtifactStore::new(self.state.storage().sql());
-            let cx = StageContext { env: &self.env, cfg: &cfg, run: &run, doc: &doc, artifacts: &artifacts };
-            with_timeout(timeout, stages::execute(stage, &cx)).await
-        };
-
-        // Another request may have cancelled the run while the stage awaited.
-        let mut run = self.require()?;
-        let now = now_ms();
-        if run.status.is_terminal() {
-            if run.purged {
-                // The stage may have written an artifact after the purge.
-                self.erase()?;
+    /// One activation: runs the ready stages back to back (see
+    /// [`Activation`]), pushes every event it committed once, then arms the
+    /// next wake. `watchdog_armed` says the caller already set the watchdog.
+    async fn activate(&self, watchdog_armed: bool) -> ApiResult<()> {
+        if self.active.replace(true) {
+            // Another activation drives the run and arms the next wake when it
+            // ends; until then a watchdog stays armed.
+            let at = Activation::watchdog_from(now_ms(), config(&self.env).run_budget_ms);
+            return Ok(self.state.storage().set_alarm(to_datetime(at)).await?);
+        }
+        let mut committed = Vec::new();
+        let outcome = self.run_stages(watchdog_armed, &mut committed).await;
+        self.active.set(false);
+        if let Some(run) = self.load()? {
+            self.push(&run, committed);
+        }
+        match outcome? {
+            None => Ok(()),
+            Some((run, true)) => {
+                self.on_terminal(&run, now_ms()).await;
+                Ok(())
             }
-            return self.arm(&run, now).await;
+            Some((run, false)) => self.arm(&run, now_ms()).await,
         }
-        let events = match outcome {
-            Ok(()) => run.finish_stage(stage, Ok(()), now),
-            Err(StageFailure::Error(e)) => run.finish_stage(stage, Err(e), now),
-            Err(StageFailure::Superseded(why)) => run.cancel(&why, now),
-        }?;
-        self.commit(&run, events, now)?;
-        self.arm(&run, now).await?;
-        if run.status.is_terminal() {
-            self.on_terminal(&run, now).await;
+    }
+
+    /// [`Self::activate`], and when it fails (a storage hiccup, a crashed
+    /// call) an alarm a second later tries again.
+    async fn activate_or_retry_later(&self, watchdog_armed: bool) {
+        if let Err(e) = self.activate(watchdog_armed).await {
+            worker::console_error!("pipeline activation failed: {e}");
+            if matches!(self.load(), Ok(Some(run)) if !run.status.is_terminal()) {
+                let _ = self.state.storage().set_alarm(to_datetime(now_ms() + 1_000)).await;
+            }
         }
-        Ok(())
+    }
+
+    /// The stages of one activation, each committed with its events (into
+    /// `committed`) before the next starts: a stage's outcome and the next
+    /// stage's start are one commit. Returns the run as it stands and whether
+    /// a stage of this activation ended it.
+    async fn run_stages(&self, mut watchdog_armed: bool, committed: &mut Vec<EventRecord>) -> ApiResult<Option<(PipelineRun, bool)>> {
+        let cfg = config(&self.env);
+        let mut activation = Activation::new(now_ms(), cfg.run_budget_ms);
+        let Some(mut run) = self.load()? else { return Ok(None) };
+        let mut now = now_ms();
+        // No activation of this instance is running (`active`): a stage still
+        // marked running was cut off with its isolate.
+        let recovered = run.recover_interrupted(now);
+        if !recovered.is_empty() {
+            committed.extend(self.commit(&run, recovered, now)?);
+            if run.status.is_terminal() {
+                return Ok(Some((run, true)));
+            }
+        }
+        let Some(mut stage) = activation.next(&mut run, now) else { return Ok(Some((run, false))) };
+        let mut events = run.start_stage(stage, now).map_err(refused)?;
+        loop {
+            committed.extend(self.commit(&run, events, now)?);
+            if !watchdog_armed {
+                self.state.storage().set_alarm(to_datetime(activation.watchdog_at())).await?;
+                watchdog_armed = true;
+            }
+            let outcome = self.execute(&cfg, &run, stage).await;
+
+            // Read again: a cancel or purge may have landed while the stage awaited.
+            run = self.require()?;
+            now = now_ms();
+            if run.status.is_terminal() {
+                if run.purged {
+                    // The stage may have written an artifact after the purge.
+                    self.erase()?;
+                }
+                return Ok(Some((run, false)));
+            }
+            events = match outcome {
+                Ok(()) => run.finish_stage(stage, Ok(()), now),
+                Err(StageFailure::Error(e)) => run.finish_stage(stage, Err(e), now),
+                Err(StageFailure::Superseded(why)) => run.cancel(&why, now),
+            }
+            .map_err(refused)?;
+            let ended = run.status.is_terminal();
+            match activation.next(&mut run, now) {
+                Some(next) if !ended => {
+                    events.extend(run.start_stage(next, now).map_err(refused)?);
+                    stage = next;
+                }
+                _ => {
+                    committed.extend(self.commit(&run, events, now)?);
+                    return Ok(Some((run, ended)));
+                }
+            }
+        }
+    }
+
+    /// One attempt of `stage`, within its timeout (or an injected fault).
+    async fn execute(&self, cfg: &crate::config::Config, run: &PipelineRun, stage: crate::protocol::Stage) -> Result<(), StageFailure> {
+        let attempt = run.record(stage).attempts;
+        if cfg.faults.strikes(&run.id.to_string(), stage, attempt) {
+            let why = format!("injected fault ({stage}={})", cfg.faults.probability(stage));
+            return Err(StageFailure::Error(StageError::transient(why)));
+        }
+        let doc = self.document().map_err(|e| StageFailure::Error(StageError::transient(e.to_string())))?;
+        let artifacts = ArtifactStore::new(self.state.storage().sql());
+        let cx = StageContext { env: &self.env, cfg, run, doc: &doc, artifacts: &artifacts };
+        with_timeout(run.policy(stage).timeout_ms, stages::execute(stage, &cx)).await
     }
 
     /// Catalog row, dead letter and content status once a run has ended, as
@@ -303,7 +401,7 @@ impl PipelineActor {
         let mut run = self.require()?;
         let now = now_ms();
         let events = run.cancel(reason, now)?;
-        self.commit(&run, events, now)?;
+        self.commit_and_push(&run, events, now)?;
         self.arm(&run, now).await?;
         self.on_terminal(&run, now).await;
         Ok(run.view(None))
@@ -313,7 +411,7 @@ impl PipelineActor {
         let mut run = self.require()?;
         let now = now_ms();
         let events = run.retry(now)?;
-        self.commit(&run, events, now)?;
+        self.commit_and_push(&run, events, now)?;
         self.arm(&run, now).await?;
         self.catalog_now(now).await?;
         Ok(run.view(run.next_alarm(now)))
@@ -326,7 +424,7 @@ impl PipelineActor {
         Ok(run.view(alarm))
     }
 
-    async fn dispatch(&self, mut req: Request) -> ApiResult<serde_json::Value> {
+    async fn dispatch(self: &Rc<Self>, mut req: Request) -> ApiResult<serde_json::Value> {
         let (op, body): (String, serde_json::Value) = rpc::incoming(&mut req).await?;
         let to_json = |v: RunView| serde_json::to_value(v).map_err(ApiError::from);
         match op.as_str() {
@@ -346,7 +444,7 @@ impl PipelineActor {
             }
             "fire_alarm" => {
                 self.require()?;
-                self.tick().await?;
+                self.activate(false).await?;
                 self.inspect().await
             }
             "inspect" => self.inspect().await,
@@ -375,6 +473,7 @@ impl PipelineActor {
         let alarm = self.state.storage().get_alarm().await?;
         let mut typed = serde_json::to_value(run.view(alarm))?;
         typed["purged"] = json!(run.purged);
+        typed["activations"] = json!(run.activations);
         typed["has_document"] = json!(self.cells().load::<ContentDoc>("doc")?.is_some());
         typed["outbox"] = self.outbox()?.describe()?;
         super::inspection(&self.state, "run", &run.id.to_string(), typed, alarm, &self.log())
@@ -383,42 +482,36 @@ impl PipelineActor {
 
 impl DurableObject for PipelineActor {
     fn new(state: State, env: Env) -> Self {
-        PipelineActor { state, env, run: RefCell::new(None), doc: RefCell::new(None) }
+        let shell = RunShell { state, env, run: RefCell::new(None), doc: RefCell::new(None), active: Cell::new(false), outbox_ready: Cell::new(false) };
+        PipelineActor { shell: Rc::new(shell) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        let r = self.dispatch(req).await;
-        if let Ok(Some(run)) = self.load() {
-            let _ = self.ensure_alarm(&run).await;
+        let shell = &self.shell;
+        let r = shell.dispatch(req).await;
+        if let Ok(Some(run)) = shell.load() {
+            let _ = shell.ensure_alarm(&run).await;
         }
         rpc::reply(r)
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        if let Err(e) = self.drain().await {
+        let shell = &self.shell;
+        if let Err(e) = shell.drain().await {
             worker::console_error!("run duties failed: {e}");
         }
-        match self.tick().await {
-            // The alarm that fired is spent: arm the next wake (a step or an owed duty).
-            Ok(()) => {
-                if let Ok(Some(run)) = self.load() {
-                    if let Err(e) = self.arm(&run, now_ms()).await {
-                        worker::console_error!("pipeline re-arm failed: {e}");
-                    }
-                }
-            }
-            Err(e) => {
-                // Re-arm so a failed tick (storage hiccup, crashed call) is retried.
-                worker::console_error!("pipeline alarm failed: {e}");
-                if matches!(self.load(), Ok(Some(run)) if !run.status.is_terminal()) {
-                    let _ = self.state.storage().set_alarm(to_datetime(now_ms() + 1_000)).await;
-                }
-            }
-        }
+        // The alarm that fired is spent: the activation arms the next wake.
+        shell.activate_or_retry_later(false).await;
         Response::ok("ok")
     }
 
     crate::unused_handlers!(sockets);
+}
+
+/// A transition the activation itself asked for was refused: a broken
+/// invariant (only one activation runs stages), not a client's conflict.
+fn refused(e: crate::domain::pipeline::TransitionError) -> ApiError {
+    ApiError::Internal(format!("pipeline transition refused: {e}"))
 }
 
 pub fn to_datetime(ms: Millis) -> chrono::DateTime<chrono::Utc> {
@@ -433,8 +526,6 @@ where
     let timer = Box::pin(worker::Delay::from(std::time::Duration::from_millis(ms)));
     match select(Box::pin(f), timer).await {
         Either::Left((r, _)) => r,
-        Either::Right(_) => Err(StageFailure::Error(crate::domain::pipeline::StageError::transient(format!(
-            "timed out after {ms} ms"
-        )))),
+        Either::Right(_) => Err(StageFailure::Error(StageError::transient(format!("timed out after {ms} ms")))),
     }
 }

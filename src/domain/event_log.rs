@@ -62,6 +62,18 @@ pub fn prune(last: u64, now: Millis, r: &Retention) -> Prune {
     Prune { through: last.saturating_sub(r.max_events), expired_before: now - r.max_age_ms, last }
 }
 
+impl Prune {
+    /// Whether applying it deletes anything, given the oldest stored event
+    /// before the append (its seq and time; `None` for an empty log). Lets a
+    /// store skip the delete on the common append that has nothing to prune.
+    pub fn has_work(&self, oldest: Option<(u64, Millis)>) -> bool {
+        match oldest {
+            None => false,
+            Some((first, at)) => first <= self.through || (at < self.expired_before && first < self.last),
+        }
+    }
+}
+
 /// A subscriber's view of one topic: delivers each seq once, in order.
 ///
 /// While the replay is in flight (`replaying`), live pushes are buffered and
@@ -238,5 +250,17 @@ mod tests {
             deliver(&mut c, d, &mut got);
             assert_eq!(got, (1..=60).collect::<Vec<_>>(), "seed {seed}");
         }
+    }
+
+    #[test]
+    fn prune_has_work_only_past_the_count_or_the_age() {
+        let r = Retention { max_events: 5, max_age_ms: 1_000 };
+        let young = |first: u64| Some((first, 9_500));
+        assert!(!prune(3, 10_000, &r).has_work(young(1)), "under the count, nothing expired");
+        assert!(!prune(3, 10_000, &r).has_work(None), "an empty log");
+        assert!(prune(6, 10_000, &r).has_work(young(1)), "seq 1 is past the count");
+        assert!(!prune(6, 10_000, &r).has_work(young(2)), "already pruned through 1");
+        assert!(prune(3, 10_000, &r).has_work(Some((1, 8_999))), "the oldest expired");
+        assert!(!prune(3, 10_000, &r).has_work(Some((3, 8_999))), "the newest event is always kept");
     }
 }

@@ -1,10 +1,12 @@
 //! `PipelineRun`: the stage journal of one run and every transition it may take.
 //!
-//! The actor asks [`PipelineRun::next_step`] what to do, runs at most one stage
-//! per alarm, and reports the [`StageOutcome`]. Every transition returns the
-//! events it caused, so state and event log are written together. A stage left
-//! `running` by a crash is simply started again: attempts are counted before
-//! the work, so the journal shows the interrupted attempt too.
+//! The actor asks an [`Activation`] which stage to run next, runs the ready
+//! stages of one alarm (or of the start request) back to back within a wall
+//! time budget, and reports each [`StageOutcome`]. Every transition returns
+//! the events it caused, so state and event log are written together, stage
+//! by stage. A stage left `running` by a crash is simply started again:
+//! attempts are counted before the work, so the journal shows the interrupted
+//! attempt too.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -115,6 +117,10 @@ pub struct PipelineRun {
     /// Its item was deleted and its copies erased: it can never run again.
     #[serde(default)]
     pub purged: bool,
+    /// Activations (alarms or the start request) that ran at least one stage:
+    /// with several stages per activation this stays below the stage count.
+    #[serde(default)]
+    pub activations: u32,
 }
 
 impl PipelineRun {
@@ -130,6 +136,7 @@ impl PipelineRun {
             reason: None,
             tuning,
             purged: false,
+            activations: 0,
         };
         let ev = run.event(EventName::RunQueued, json!({ "version": version }));
         (run, vec![ev])
@@ -181,6 +188,27 @@ impl PipelineRun {
             Step::WaitUntil(t) => Some(t.max(now + 1)),
             Step::Execute(_) => Some(now + 1),
         }
+    }
+
+    /// A stage still `running` when an activation begins never reported back:
+    /// the isolate died mid-attempt. That attempt counts as a transient
+    /// failure like any other (journaled as `interrupted`), so the retry
+    /// policy decides what follows, and a stage never runs more attempts than
+    /// its policy allows however often it is cut off.
+    pub fn recover_interrupted(&mut self, now: Millis) -> Vec<EventDraft> {
+        if self.status.is_terminal() {
+            return Vec::new();
+        }
+        let Some(stage) = self.current_stage() else { return Vec::new() };
+        if self.record(stage).status != StageStatus::Running {
+            return Vec::new();
+        }
+        let failure = StageError::transient("attempt interrupted by a restart");
+        let events = self.finish_stage(stage, Err(failure), now).unwrap_or_default();
+        if let Some(last) = self.record_mut(stage).history.last_mut() {
+            last.outcome = "interrupted".into();
+        }
+        events
     }
 
     /// Marks `stage` running and counts the attempt before any work happens.
@@ -380,6 +408,59 @@ impl PipelineRun {
     }
 }
 
+/// One activation of a run (an alarm, or the start request): it runs the
+/// ready stages back to back until a stage must wait, the run ends, or its
+/// wall time budget is spent. The first ready stage always runs, so a run
+/// makes progress whatever the budget.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Activation {
+    started_at: Millis,
+    budget_ms: i64,
+    stages_run: u32,
+}
+
+impl Activation {
+    /// How long past an activation's budget its watchdog alarm waits before it
+    /// resumes a run whose isolate died mid-activation.
+    pub const WATCHDOG_SLACK_MS: i64 = 5_000;
+
+    pub fn new(now: Millis, budget_ms: i64) -> Self {
+        Activation { started_at: now, budget_ms: budget_ms.max(0), stages_run: 0 }
+    }
+
+    /// The stage to run now, if any: `None` when the run waits (backoff),
+    /// has ended, or this activation's budget is spent (the caller then arms
+    /// the next alarm). Counts the run's activation at its first stage, so
+    /// the count is saved with that stage's start.
+    pub fn next(&mut self, run: &mut PipelineRun, now: Millis) -> Option<Stage> {
+        let Step::Execute(stage) = run.next_step(now) else { return None };
+        if self.stages_run > 0 && now - self.started_at >= self.budget_ms {
+            return None;
+        }
+        if self.stages_run == 0 {
+            run.activations += 1;
+        }
+        self.stages_run += 1;
+        Some(stage)
+    }
+
+    pub fn stages_run(&self) -> u32 {
+        self.stages_run
+    }
+
+    /// When the watchdog alarm, armed while this activation works, fires if
+    /// it never arms the next wake itself: after its budget, plus slack. A
+    /// stage that outlasts it finds the activation still alive and only
+    /// moves the watchdog on (see [`Activation::watchdog_from`]).
+    pub fn watchdog_at(&self) -> Millis {
+        Self::watchdog_from(self.started_at, self.budget_ms)
+    }
+
+    pub fn watchdog_from(now: Millis, budget_ms: i64) -> Millis {
+        now + budget_ms.max(0) + Self::WATCHDOG_SLACK_MS
+    }
+}
+
 fn stage_view(r: &StageRecord) -> StageView {
     let running = matches!(r.status, StageStatus::Running | StageStatus::Pending);
     StageView {
@@ -416,28 +497,39 @@ fn stage_view(r: &StageRecord) -> StageView {
 mod tests {
     use super::*;
 
-    /// A fake clock plus a driver that plays the actor's alarm loop.
+    /// A fake clock plus a driver that plays the actor's activation loop.
     struct Sim {
         now: Millis,
         run: PipelineRun,
         log: Vec<EventDraft>,
+        /// The activation budget; 0 runs exactly one stage per alarm.
+        budget_ms: i64,
+        /// How long each stage takes on the fake clock.
+        stage_ms: i64,
     }
 
     impl Sim {
         fn new() -> Self {
             let (run, ev) = PipelineRun::new(Uuid::new_v4(), Uuid::new_v4(), 1, RetryTuning::default(), 1_000);
-            Sim { now: 1_000, run, log: ev }
+            Sim { now: 1_000, run, log: ev, budget_ms: 0, stage_ms: 3 }
         }
 
-        /// One alarm: advance to the armed time, run at most one stage.
+        fn with_budget(budget_ms: i64, stage_ms: i64) -> Self {
+            Sim { budget_ms, stage_ms, ..Sim::new() }
+        }
+
+        /// One alarm: advance to the armed time, then run stages back to back
+        /// as the actor does, each committed (here: logged) before the next.
         fn alarm(&mut self, work: &mut dyn FnMut(Stage, u32) -> StageOutcome) -> bool {
             let Some(at) = self.run.next_alarm(self.now) else { return false };
             self.now = at;
-            if let Step::Execute(stage) = self.run.next_step(self.now) {
+            self.log.extend(self.run.recover_interrupted(self.now));
+            let mut activation = Activation::new(self.now, self.budget_ms);
+            while let Some(stage) = activation.next(&mut self.run, self.now) {
                 self.log.extend(self.run.start_stage(stage, self.now).unwrap());
                 let attempt = self.run.record(stage).attempts;
                 let out = work(stage, attempt);
-                self.now += 3;
+                self.now += self.stage_ms;
                 self.log.extend(self.run.finish_stage(stage, out, self.now).unwrap());
             }
             true
@@ -458,10 +550,11 @@ mod tests {
     }
 
     #[test]
-    fn happy_path_runs_one_stage_per_alarm() {
+    fn happy_path_with_no_budget_runs_one_stage_per_alarm() {
         let mut sim = Sim::new();
         let alarms = sim.drive(&mut |_, _| Ok(()));
         assert_eq!(alarms, 8);
+        assert_eq!(sim.run.activations, 8);
         assert_eq!(sim.run.status, RunStatus::Completed);
         assert!(sim.run.stages.iter().all(|r| r.status == StageStatus::Completed && r.attempts == 1));
         let names = sim.names();
@@ -469,6 +562,115 @@ mod tests {
         assert_eq!(names.last(), Some(&"run.completed"));
         assert_eq!(names.iter().filter(|n| **n == "stage.completed").count(), 8);
         assert_eq!(sim.run.next_alarm(sim.now), None);
+    }
+
+    #[test]
+    fn one_activation_runs_every_ready_stage_within_its_budget() {
+        let mut sim = Sim::with_budget(200, 3);
+        let alarms = sim.drive(&mut |_, _| Ok(()));
+        assert_eq!(alarms, 1, "8 quick stages fit one activation");
+        assert_eq!(sim.run.activations, 1);
+        assert_eq!(sim.run.status, RunStatus::Completed);
+        // Each stage still has its own committed start and outcome, in order.
+        let names = sim.names();
+        assert_eq!(names.iter().filter(|n| **n == "stage.started").count(), 8);
+        assert_eq!(names.iter().filter(|n| **n == "stage.completed").count(), 8);
+        assert_eq!(sim.run.next_alarm(sim.now), None);
+    }
+
+    #[test]
+    fn a_spent_budget_ends_the_activation_and_the_next_alarm_goes_on() {
+        // 100 ms stages under a 200 ms budget: a stage starts only while the
+        // budget lasts, so each activation runs two.
+        let mut sim = Sim::with_budget(200, 100);
+        let mut ran = Vec::new();
+        let alarms = sim.drive(&mut |s, _| {
+            ran.push(s);
+            Ok(())
+        });
+        assert_eq!(alarms, 4);
+        assert_eq!(sim.run.activations, 4);
+        assert_eq!(ran, Stage::ALL, "every stage once, in order, across activations");
+        assert_eq!(sim.run.status, RunStatus::Completed);
+
+        // The first ready stage runs even when a single stage outlasts the budget.
+        let mut sim = Sim::with_budget(10, 50);
+        assert_eq!(sim.drive(&mut |_, _| Ok(())), 8);
+    }
+
+    #[test]
+    fn budget_is_measured_from_the_activation_start() {
+        let mut run = Sim::new().run;
+        let mut a = Activation::new(0, 200);
+        assert_eq!(a.next(&mut run, 0), Some(Stage::Validate));
+        run.start_stage(Stage::Validate, 0).unwrap();
+        run.finish_stage(Stage::Validate, Ok(()), 199).unwrap();
+        assert_eq!(a.next(&mut run, 199), Some(Stage::Chunk), "199 ms spent of 200");
+        run.start_stage(Stage::Chunk, 199).unwrap();
+        run.finish_stage(Stage::Chunk, Ok(()), 200).unwrap();
+        assert_eq!(a.next(&mut run, 200), None, "budget spent");
+        assert_eq!(a.stages_run(), 2);
+        assert_eq!(run.activations, 1);
+        assert_eq!(run.next_alarm(200), Some(201), "the next activation is due at once");
+        assert_eq!(a.watchdog_at(), 200 + Activation::WATCHDOG_SLACK_MS);
+    }
+
+    #[test]
+    fn a_backoff_ends_the_activation_until_its_time() {
+        let mut sim = Sim::with_budget(200, 3);
+        let mut work = |s: Stage, attempt: u32| {
+            if s == Stage::Embed && attempt == 1 { Err(StageError::transient("flaky")) } else { Ok(()) }
+        };
+        assert!(sim.alarm(&mut work));
+        let embed = sim.run.record(Stage::Embed).clone();
+        assert_eq!(embed.status, StageStatus::Retrying, "the activation stopped at the retry");
+        assert_eq!(sim.run.record(Stage::Index).status, StageStatus::Pending);
+        let next_at = embed.next_at.unwrap();
+        assert_eq!(sim.run.next_alarm(sim.now), Some(next_at.max(sim.now + 1)));
+        let mut a = Activation::new(sim.now, 200);
+        assert_eq!(a.next(&mut sim.run, next_at - 1), None, "no stage before the backoff ends");
+        assert_eq!(a.stages_run(), 0);
+        sim.drive(&mut work);
+        assert_eq!(sim.run.status, RunStatus::Completed);
+        assert_eq!(sim.run.activations, 2);
+    }
+
+    #[test]
+    fn a_cancel_between_stages_ends_the_activation() {
+        let mut sim = Sim::with_budget(200, 3);
+        let mut a = Activation::new(sim.now, 200);
+        let stage = a.next(&mut sim.run, sim.now).unwrap();
+        sim.run.start_stage(stage, sim.now).unwrap();
+        sim.run.finish_stage(stage, Ok(()), sim.now + 1).unwrap();
+        // The actor re-reads the run between stages and finds it cancelled.
+        sim.run.cancel("operator", sim.now + 1).unwrap();
+        assert_eq!(a.next(&mut sim.run, sim.now + 1), None);
+    }
+
+    #[test]
+    fn a_crash_mid_activation_resumes_from_the_last_committed_stage() {
+        let mut sim = Sim::with_budget(200, 3);
+        let mut a = Activation::new(sim.now, 200);
+        for _ in 0..3 {
+            let stage = a.next(&mut sim.run, sim.now).unwrap();
+            sim.run.start_stage(stage, sim.now).unwrap();
+            sim.now += 3;
+            sim.run.finish_stage(stage, Ok(()), sim.now).unwrap();
+        }
+        let stage = a.next(&mut sim.run, sim.now).unwrap();
+        sim.run.start_stage(stage, sim.now).unwrap();
+        // The isolate dies inside the fourth stage: what was committed survives.
+        sim.run = serde_json::from_str(&serde_json::to_string(&sim.run).unwrap()).unwrap();
+        sim.now = a.watchdog_at();
+        let mut ran = Vec::new();
+        sim.drive(&mut |s, _| {
+            ran.push(s);
+            Ok(())
+        });
+        assert_eq!(ran, [Stage::Index, Stage::Summarize, Stage::Extract, Stage::Analyze, Stage::Publish]);
+        assert_eq!(sim.run.record(Stage::Index).history[0].outcome, "interrupted");
+        assert_eq!(sim.run.status, RunStatus::Completed);
+        assert_eq!(sim.run.activations, 2);
     }
 
     #[test]
@@ -554,6 +756,31 @@ mod tests {
         assert_eq!(chunk.attempts, 2);
         assert_eq!(chunk.history[0].outcome, "interrupted");
         assert_eq!(sim.run.status, RunStatus::Completed);
+    }
+
+    #[test]
+    fn a_stage_cut_off_every_time_never_exceeds_its_attempts() {
+        let mut sim = Sim::new();
+        // Every attempt of validate (3 allowed, required) dies with its isolate.
+        for _ in 0..10 {
+            sim.log.extend(sim.run.recover_interrupted(sim.now));
+            let Step::Execute(stage) = sim.run.next_step(sim.now) else {
+                match sim.run.next_step(sim.now) {
+                    Step::WaitUntil(t) => {
+                        sim.now = t;
+                        continue;
+                    }
+                    _ => break,
+                }
+            };
+            sim.run.start_stage(stage, sim.now).unwrap();
+            sim.now += 10;
+        }
+        let validate = sim.run.record(Stage::Validate);
+        assert_eq!(validate.attempts, 3, "{:?}", validate.history);
+        assert!(validate.history.iter().all(|h| h.outcome == "interrupted"));
+        assert_eq!(sim.run.status, RunStatus::Failed);
+        assert!(sim.names().contains(&"run.failed"));
     }
 
     #[test]

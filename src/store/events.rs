@@ -28,6 +28,15 @@ struct Num {
     n: Option<f64>,
 }
 
+/// What reserving seqs answers: the new last seq, and when the oldest stored
+/// event was appended (so retention runs only when it has work).
+#[derive(serde::Deserialize)]
+struct Reserved {
+    n: Option<f64>,
+    first: Option<f64>,
+    first_at: Option<f64>,
+}
+
 impl EventStore {
     /// Reads work on a log that was never created (they see it empty);
     /// the first append creates the tables.
@@ -45,9 +54,19 @@ impl EventStore {
         exec(&self.sql, "INSERT OR IGNORE INTO event_meta (k, v) VALUES ('last', 0)", vec![])
     }
 
-    /// Reserves `n` seqs and returns the new last one.
-    fn reserve(&self, n: u64) -> Result<Option<u64>, ApiError> {
-        self.num("UPDATE event_meta SET v = v + ? WHERE k = 'last' RETURNING v AS n", vec![(n as i64).into()])
+    /// Reserves `n` seqs: the new last one, and the oldest stored event (its
+    /// seq and time) for retention, in the same statement.
+    fn reserve(&self, n: u64) -> Result<Option<(u64, Option<(u64, Millis)>)>, ApiError> {
+        let r: Vec<Reserved> = rows(
+            &self.sql,
+            "UPDATE event_meta SET v = v + ? WHERE k = 'last' RETURNING v AS n, \
+             (SELECT seq FROM events ORDER BY seq LIMIT 1) AS first, (SELECT at FROM events ORDER BY seq LIMIT 1) AS first_at",
+            vec![(n as i64).into()],
+        )?;
+        Ok(r.into_iter().next().and_then(|r| {
+            let oldest = r.first.zip(r.first_at).map(|(seq, at)| (seq as u64, at as Millis));
+            Some((r.n? as u64, oldest))
+        }))
     }
 
     fn exists(&self) -> bool {
@@ -86,15 +105,16 @@ impl EventStore {
         })
     }
 
-    /// Numbers and stores the drafts, then applies retention: three
-    /// statements whatever the batch size, since every append sits on a hot
-    /// path (each stage of a run, each feed event).
+    /// Numbers and stores the drafts, then applies retention: two statements
+    /// whatever the batch size, three when retention has something to delete,
+    /// since every append sits on a hot path (each stage of a run, each feed
+    /// event).
     pub fn append(&self, drafts: Vec<EventDraft>, now: Millis) -> Result<Vec<EventRecord>, ApiError> {
         if drafts.is_empty() {
             return Ok(Vec::new());
         }
         let n = drafts.len() as u64;
-        let reserved = match self.reserve(n) {
+        let (reserved, oldest) = match self.reserve(n) {
             Ok(Some(v)) => v,
             // The first append creates the log.
             _ => {
@@ -117,6 +137,9 @@ impl EventStore {
         // Deleting through a single seq keeps the log contiguous; the age scan
         // only runs once the oldest kept event has expired.
         let p = prune(reserved, now, &self.retention);
+        if !p.has_work(oldest) {
+            return Ok(out);
+        }
         exec(
             &self.sql,
             "DELETE FROM events WHERE seq <= MAX(?, CASE WHEN (SELECT at FROM events ORDER BY seq LIMIT 1) < ? \

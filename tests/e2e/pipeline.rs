@@ -77,3 +77,24 @@ async fn exhausted_runs_dead_letter_and_retry_after_faults_are_removed() {
     let dl = s.admin_get("/admin/dead-letters").await;
     assert!(dl.body["items"].as_array().unwrap().iter().all(|i| !runs.contains(&i["run_id"].as_str().unwrap().to_string())));
 }
+
+/// Ready stages run back to back in one activation (an alarm, or the start
+/// request), so a run takes fewer activations than it has stages; the
+/// inspector counts them. Guards the execution model against a silent
+/// return to one alarm per stage.
+#[tokio::test]
+async fn a_run_takes_fewer_activations_than_stages() {
+    let s = &shared().server;
+    let (_, run) = s.submit("Back to back", &document("activations", 41, 1500), None).await;
+    let view = s.wait_run(&run, Duration::from_secs(60)).await;
+    assert_eq!(view["status"], "completed", "{view}");
+    assert_all_stages(&view);
+    let r = s.admin_get(&format!("/admin/actors/run/{run}")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let activations = r.body["state"]["activations"].as_u64().expect("activations in the inspector");
+    assert!((1..STAGES.len() as u64).contains(&activations), "{activations} activations for {} stages", STAGES.len());
+    // Each stage is still its own committed step: a start and an outcome event apiece.
+    let events = s.admin_get(&format!("/admin/actors/run/{run}")).await.body["events"]["tail"].clone();
+    let started = events.as_array().unwrap().iter().filter(|e| e["event"] == "stage.started").count();
+    assert_eq!(started, STAGES.len(), "{events}");
+}

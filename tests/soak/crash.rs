@@ -145,7 +145,7 @@ fn compare(run: &str, got: &[Value], log: &[Value], failures: &mut Vec<String>) 
 pub async fn run(scale: &Scale, seed: u64) -> Row {
     let counters = Counters::start();
     let mut g = Gen(seed);
-    let opts = ServerOptions::new(temp_dir("soak-crash").join("state"));
+    let opts = ServerOptions::new(temp_dir("soak-crash").join("state")).var("FAULTS", "index=0.3").var("RETRY_BASE_MS", "300");
     let mut s = Server::start(&opts);
     let (base_tx, base_rx) = watch::channel(Some(s.base.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -153,6 +153,10 @@ pub async fn run(scale: &Scale, seed: u64) -> Row {
 
     // kills+1 segments: submit a share of the runs a few tens of ms apart,
     // wait a random while (so some runs are mid-stage, some queued, some done), kill.
+    // An activation runs a run's ready stages back to back, so a clean run is
+    // over in tens of ms, often before its POST has answered: injected index
+    // faults make some runs wait for retry alarms, and the wait is short, so
+    // kills land inside runs (mid-activation or waiting for a backoff).
     let mut runs: Vec<String> = Vec::new();
     let mut kills = Vec::new();
     let per_segment = scale.crash_runs.div_ceil(scale.kills + 1);
@@ -166,7 +170,7 @@ pub async fn run(scale: &Scale, seed: u64) -> Row {
             tokio::time::sleep(Duration::from_millis(g.below(30))).await;
         }
         if segment < scale.kills {
-            tokio::time::sleep(Duration::from_millis(g.below(400))).await;
+            tokio::time::sleep(Duration::from_millis(g.below(150))).await;
             let _ = base_tx.send(None);
             kills.push(chrono::Utc::now().timestamp_millis());
             // Starting a server blocks for seconds; let the tabs run meanwhile.
