@@ -249,7 +249,9 @@ async fn delete_erases_the_run_actors_copies() {
         .await;
         assert_eq!(insp["state"]["has_document"], false, "{insp}");
         assert!(insp["alarm_at"].is_null(), "{insp}");
-        if *run == run2 {
+        // A run now often finishes within its first activation, before the
+        // DELETE lands; if it was still in flight, the delete cancelled it.
+        if *run == run2 && insp["state"]["status"] != "completed" {
             assert_eq!(insp["state"]["status"], "cancelled", "{insp}");
             assert_eq!(insp["state"]["reason"], "content deleted", "{insp}");
         }

@@ -302,14 +302,26 @@ impl Server {
     /// Runs SQL on this server's local D1 (the top-level env) from outside
     /// the Worker, as an operator's console or a restore would, and returns
     /// the rows of the last statement.
+    /// The running server holds the same SQLite file, so a busy database is
+    /// retried for a while.
     pub fn d1(&self, sql: &str) -> Vec<Value> {
-        let out = wrangler()
-            .args(["d1", "execute", "DB", "--local", "--json", "--persist-to"])
-            .arg(&self.state_dir)
-            .args(["--command", sql])
-            .stdin(Stdio::null())
-            .output()
-            .expect("wrangler d1 execute");
+        let mut tries = 0;
+        let out = loop {
+            let out = wrangler()
+                .args(["d1", "execute", "DB", "--local", "--json", "--persist-to"])
+                .arg(&self.state_dir)
+                .args(["--command", sql])
+                .stdin(Stdio::null())
+                .output()
+                .expect("wrangler d1 execute");
+            let busy = String::from_utf8_lossy(&out.stderr).contains("SQLITE_BUSY")
+                || String::from_utf8_lossy(&out.stdout).contains("SQLITE_BUSY");
+            tries += 1;
+            if out.status.success() || !busy || tries >= 20 {
+                break out;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        };
         assert!(out.status.success(), "d1 execute failed: {}", String::from_utf8_lossy(&out.stderr));
         let v: Value = serde_json::from_slice(&out.stdout).expect("d1 execute --json output");
         v.as_array().and_then(|a| a.last()).and_then(|r| r["results"].as_array()).cloned().unwrap_or_default()
