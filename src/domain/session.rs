@@ -465,6 +465,52 @@ mod tests {
         assert!(b.take(150), "refilled after 100 ms at 10/s");
     }
 
+    fn event(seq: u64, visibility: &str) -> EventRecord {
+        let data = serde_json::json!({ "tenant": "a", "owner": "k", "visibility": visibility });
+        EventRecord { seq, event: crate::protocol::EventName::ContentIndexed, data, ts: String::new() }
+    }
+
+    fn shown(step: &Step) -> Vec<u64> {
+        step.frames.iter().filter_map(|f| if let Frame::Event(e) = f { Some(e.seq) } else { None }).collect()
+    }
+
+    #[test]
+    fn a_resync_restarts_at_the_logs_end_then_ready() {
+        let mut sub = Subscription::begin(Topic::Feed, Some(2), &Principal::operator());
+        assert_eq!(sub.push(vec![event(9, "public"), event(12, "public")]), Step::default(), "buffered during replay");
+        let step = sub.answered(Some(2), 10, true, Vec::new());
+        assert_eq!(step.frames[..2], [Frame::Subscribed { seq: 10 }, Frame::ResyncRequired]);
+        assert_eq!(step.fetch, Some(10), "12 was pushed: 11 is missing between the snapshot and it");
+        let step = sub.fetched(Fetched::Events(vec![event(11, "public"), event(12, "public")]));
+        assert_eq!((shown(&step), step.frames.last(), step.fetch), (vec![11, 12], Some(&Frame::Ready), None));
+        // Live: a fetch the topic answers with a resync jumps ahead.
+        let step = sub.push(vec![event(14, "public")]);
+        assert_eq!(step.fetch, Some(12));
+        assert_eq!(sub.fetched(Fetched::Resync { last_seq: 20 }).frames, vec![Frame::ResyncRequired]);
+        assert_eq!(sub.delivered(), 20);
+    }
+
+    #[test]
+    fn feed_events_of_unreadable_items_are_withheld_but_move_the_cursor() {
+        let mut sub = Subscription::live(Topic::Feed, 0, &Principal::anonymous());
+        let step = sub.push((1..=3).map(|s| event(s, if s == 2 { "private" } else { "public" })).collect());
+        assert_eq!((shown(&step), sub.delivered()), (vec![1, 3], 3));
+        let mut other = Subscription::live(Topic::Content(uuid::Uuid::nil()), 0, &Principal::anonymous());
+        assert_eq!(shown(&other.push(vec![event(1, "private")])), vec![1], "authorized at subscribe");
+    }
+
+    #[test]
+    fn a_replay_retries_failed_calls_then_hands_over() {
+        let mut sub = Subscription::begin(Topic::Feed, Some(0), &Principal::operator());
+        let mut step = sub.answered(Some(0), 5, false, vec![event(1, "public")]);
+        for _ in 0..MAX_IDLE_FETCHES {
+            assert_eq!(step.fetch, Some(1));
+            step = sub.fetched(Fetched::Failed);
+        }
+        assert_eq!((step.fetch, step.frames), (None, vec![Frame::Ready]), "the poll fills in the rest");
+        assert!(!sub.is_replaying());
+    }
+
     /// The session actor's IO around [`Subscription`], step for step (see
     /// `actors::session`: `subscribe`, `deliver`, `drive`, `poll`), against
     /// one topic whose calls and pushes resolve in any order.
