@@ -2,10 +2,11 @@
 //! through the hibernation API. Per-socket subscriptions and cursors live in
 //! the socket attachment, so an evicted session wakes with everything it needs.
 //!
-//! Delivery is exactly-once and in order per socket and topic: a cursor per
-//! subscription drops what was seen and turns a skipped seq into a fetch from
-//! the topic's log. Pushes that arrive while a subscription is replaying are
-//! buffered in memory for the few awaits of the hand-over, then merged.
+//! Delivery (exactly-once, in order per socket and topic) is decided by
+//! `domain::session::Subscription`; this shell reads and writes attachments,
+//! calls the topic and sends the frames it is given. A subscription that is
+//! replaying lives in memory for the few awaits of its hand-over, so pushes
+//! that arrive meanwhile reach it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -17,9 +18,8 @@ use worker::{durable_object, DurableObject, Env, Request, Response, State, WebSo
 
 use super::rpc::{self, ActorKind};
 use crate::catalog;
-use crate::domain::content::event_ownership;
 use crate::domain::principal::Principal;
-use crate::domain::session::{admit, Admission, SocketState, Watch, MAX_FRAME_BYTES, POLL_FAST_MS};
+use crate::domain::session::{admit, followed, Admission, Fetched, Frame, SocketState, Step, Subscription, Watch, MAX_FRAME_BYTES, POLL_FAST_MS};
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{ClientFrame, EventRecord, ServerFrame, Topic};
@@ -31,8 +31,10 @@ use crate::store::StateCell;
 pub struct SessionActor {
     state: State,
     env: Env,
-    /// (tab, topic) → pushes received during that subscription's replay.
-    pending: RefCell<HashMap<(String, String), Vec<EventRecord>>>,
+    /// (tab, topic) → the subscription being replayed, under the number of
+    /// the `subscribe` that started it (a later one supersedes it).
+    replays: RefCell<HashMap<(String, String), (u64, Subscription)>>,
+    subscribes: Cell<u64>,
     /// Last delivery or subscription (in memory; the alarm persists it).
     active_at: Cell<Millis>,
     /// When the alarm is set for, if this instance set it.
@@ -108,29 +110,31 @@ pub(crate) fn read_frame(ws: &WebSocket, admission: Admission, text: &str) -> Op
     }
 }
 
-/// An event frame encoded once per delivery, whatever the number of sockets.
-struct Outgoing {
-    seq: u64,
-    /// `None`: withheld from this reader (see [`encode`]).
-    frame: Option<String>,
+/// A subscription being carried out, under the number of the `subscribe`
+/// that started it (0 for a live delivery).
+struct Run {
+    sub: Subscription,
+    subscribe: u64,
 }
 
-/// Encodes events in seq order, each seq once. On the feed, an event of an
-/// item the session's principal may not read is withheld: its seq still
-/// advances the cursor (so it is never fetched again as a gap), but no frame
-/// is sent. Other topics were authorized at `subscribe`.
-fn encode(topic: Topic, events: &[EventRecord], reader: &Principal) -> Vec<Outgoing> {
-    let mut out: Vec<Outgoing> = events
-        .iter()
-        .map(|e| Outgoing { seq: e.seq, frame: visible(topic, e, reader).then(|| ServerFrame::event(topic, e).to_json()) })
-        .collect();
-    out.sort_by_key(|o| o.seq);
-    out.dedup_by_key(|o| o.seq);
-    out
-}
+/// Event frames encoded once per delivery, whatever the number of sockets.
+#[derive(Default)]
+struct Encoded(HashMap<u64, String>);
 
-fn visible(topic: Topic, e: &EventRecord, reader: &Principal) -> bool {
-    topic != Topic::Feed || event_ownership(&e.data).is_none_or(|o| reader.can_read(&o))
+impl Encoded {
+    fn send(&mut self, ws: &WebSocket, topic: Topic, frames: Vec<Frame>, snapshot: &mut Option<Value>) {
+        for frame in frames {
+            match frame {
+                Frame::Event(e) => {
+                    let text = self.0.entry(e.seq).or_insert_with(|| ServerFrame::event(topic, &e).to_json());
+                    let _ = ws.send_with_str(text.as_str());
+                }
+                Frame::Subscribed { seq } => send(ws, &ServerFrame::Subscribed { topic, seq }),
+                Frame::ResyncRequired => send(ws, &ServerFrame::ResyncRequired { topic, snapshot: snapshot.take().unwrap_or(Value::Null) }),
+                Frame::Ready => send(ws, &ServerFrame::Ready { topic }),
+            }
+        }
+    }
 }
 
 /// The attachment travels as one JSON string: a JS string crosses the wasm
@@ -207,63 +211,57 @@ impl SessionActor {
             .collect()
     }
 
-    /// Sends the contiguous events after this socket's cursor; reports a gap.
-    /// Synchronous, so two deliveries can never interleave on one socket.
-    /// `known` is the socket's state when the caller has just read it.
-    fn send_contiguous(ws: &WebSocket, known: Option<SocketState>, key: &str, batch: &[Outgoing]) -> Option<u64> {
-        let mut st = match known {
-            Some(st) => st,
-            None => attachment(ws)?,
-        };
-        let start = st.cursor(key)?;
-        let mut cursor = start;
-        let mut gap = false;
-        for o in batch.iter().filter(|o| o.seq > start) {
-            if o.seq != cursor + 1 {
-                gap = true;
-                break;
-            }
-            if let Some(frame) = &o.frame {
-                let _ = ws.send_with_str(frame);
-            }
-            cursor = o.seq;
-        }
-        if cursor != start {
-            st.advance(key, cursor);
-            save(ws, &st);
-        }
-        gap.then_some(cursor)
-    }
-
-    /// Delivers `batch` to one socket, filling any gap from the topic's log.
-    /// Returns whether it had to await (other sockets' states may have moved).
-    async fn deliver_to(&self, ws: &WebSocket, known: Option<SocketState>, topic: Topic, batch: &[Outgoing]) -> bool {
+    /// Carries out `step` on one socket and the fetches that follow it, until
+    /// the subscription needs nothing more. A replaying subscription is kept
+    /// in `replays` across each await; `snapshot` is the one the next
+    /// `resync_required` frame carries.
+    async fn drive(&self, ws: &WebSocket, topic: Topic, mut run: Run, mut step: Step, mut snapshot: Option<Value>, encoded: &mut Encoded) {
         let key = topic.to_string();
-        let Some(mut after) = Self::send_contiguous(ws, known, &key, batch) else { return false };
-        for _ in 0..20 {
-            match self.fetch_events(topic, after).await {
-                Ok(page) if page.resync => {
-                    self.resync(ws, topic, page.last_seq, page.snapshot.unwrap_or(Value::Null));
-                    break;
-                }
-                Ok(page) if !page.events.is_empty() => {
-                    let reader = self.info().map(|i| i.principal).unwrap_or_else(|_| Principal::anonymous());
-                    match Self::send_contiguous(ws, None, &key, &encode(topic, &page.events, &reader)) {
-                        Some(a) => after = a,
-                        None => break,
-                    }
-                }
-                _ => break,
+        loop {
+            let mut st = match attachment(ws) {
+                Some(st) if st.cursor(&key).is_some() => st,
+                _ => return,
+            };
+            encoded.send(ws, topic, std::mem::take(&mut step.frames), &mut snapshot);
+            st.record(&key, &run.sub);
+            save(ws, &st);
+            let Some(after) = step.fetch else { return };
+            let replay_key = (st.tab.clone(), key.clone());
+            if run.sub.is_replaying() {
+                self.replays.borrow_mut().insert(replay_key.clone(), (run.subscribe, run.sub.clone()));
             }
+            let page = self.fetch_events(topic, after).await;
+            if run.sub.is_replaying() {
+                match self.take_replay(&replay_key, run.subscribe) {
+                    Some(sub) => run.sub = sub,
+                    // Superseded by a later `subscribe`, or unsubscribed.
+                    None => return,
+                }
+            } else {
+                match attachment(ws) {
+                    Some(st) if !st.is_replaying(&key) => run.sub.sync(st.cursor(&key).unwrap_or(0)),
+                    _ => return,
+                }
+            }
+            step = run.sub.fetched(match page {
+                Ok(p) if p.resync => {
+                    snapshot = p.snapshot;
+                    Fetched::Resync { last_seq: p.last_seq }
+                }
+                Ok(p) if !p.events.is_empty() => Fetched::Events(p.events),
+                Ok(_) => Fetched::Nothing,
+                Err(_) => Fetched::Failed,
+            });
         }
-        true
     }
 
-    fn resync(&self, ws: &WebSocket, topic: Topic, last_seq: u64, snapshot: Value) {
-        send(ws, &ServerFrame::ResyncRequired { topic, snapshot });
-        if let Some(mut st) = attachment(ws) {
-            st.finish_replay(&topic.to_string(), last_seq);
-            save(ws, &st);
+    /// The replaying subscription `subscribe` number `n` started, unless a
+    /// later one replaced it or the topic was unsubscribed.
+    fn take_replay(&self, key: &(String, String), n: u64) -> Option<Subscription> {
+        let mut replays = self.replays.borrow_mut();
+        match replays.get(key) {
+            Some((m, _)) if *m == n => replays.remove(key).map(|(_, sub)| sub),
+            _ => None,
         }
     }
 
@@ -291,22 +289,11 @@ impl SessionActor {
         let _ = self.arm(now + POLL_FAST_MS, expires_at).await;
     }
 
-    /// Each followed topic once, with the lowest cursor of the live sockets on it.
-    fn followed(&self) -> Vec<(Topic, u64)> {
-        let mut lowest: HashMap<String, u64> = HashMap::new();
-        for st in self.state.get_websockets().iter().filter_map(attachment) {
-            for sub in st.subs.iter().filter(|s| !s.r) {
-                let c = lowest.entry(sub.t.clone()).or_insert(sub.c);
-                *c = (*c).min(sub.c);
-            }
-        }
-        lowest.into_iter().filter_map(|(t, c)| t.parse::<Topic>().ok().map(|t| (t, c))).collect()
-    }
-
     /// The bounded-late poll: asks each followed topic for what its sockets
     /// lack and delivers it; returns when to poll next (`None`: nothing followed).
     async fn poll(&self, now: Millis) -> ApiResult<Option<Millis>> {
-        let followed = self.followed();
+        let states: Vec<SocketState> = self.state.get_websockets().iter().filter_map(attachment).collect();
+        let followed: Vec<(Topic, u64)> = followed(&states).into_iter().filter_map(|(t, c)| t.parse().ok().map(|t| (t, c))).collect();
         if followed.is_empty() {
             return Ok(None);
         }
@@ -330,19 +317,19 @@ impl SessionActor {
         let key = d.topic.to_string();
         let targets = self.sockets_on(&key);
         let info = self.info()?;
-        let reader = info.principal;
-        let batch = encode(d.topic, &d.events, &reader);
-        // The states read above hold until the first await.
-        let mut fresh = true;
+        let mut encoded = Encoded::default();
         for (ws, st) in &targets {
-            if st.is_replaying(&key) {
-                self.pending.borrow_mut().entry((st.tab.clone(), key.clone())).or_default().extend(d.events.iter().cloned());
+            let replay_key = (st.tab.clone(), key.clone());
+            if let Some((_, sub)) = self.replays.borrow_mut().get_mut(&replay_key) {
+                // Replaying: the subscription buffers it for its hand-over.
+                sub.push(d.events.clone());
                 continue;
             }
-            let known = fresh.then(|| st.clone());
-            if self.deliver_to(ws, known, d.topic, &batch).await {
-                fresh = false;
-            }
+            // Re-read: an earlier socket's fetch may have awaited.
+            let Some(cursor) = attachment(ws).and_then(|st| st.cursor(&key)) else { continue };
+            let mut sub = Subscription::live(d.topic, cursor, &info.principal);
+            let step = sub.push(d.events.clone());
+            self.drive(ws, d.topic, Run { sub, subscribe: 0 }, step, None, &mut encoded).await;
         }
         if !targets.is_empty() {
             self.touch(info.expires_at).await;
@@ -357,11 +344,15 @@ impl SessionActor {
         let mut st = attachment(ws).unwrap_or_else(|| SocketState::new(Uuid::new_v4().to_string(), now_ms()));
         st.subscribe(&key, after.unwrap_or(0))?;
         save(ws, &st);
-        self.pending.borrow_mut().remove(&(st.tab.clone(), key.clone()));
+        let n = self.subscribes.get() + 1;
+        self.subscribes.set(n);
+        let replay_key = (st.tab.clone(), key.clone());
+        self.replays.borrow_mut().insert(replay_key.clone(), (n, Subscription::begin(topic, after, &info.principal)));
 
         let (kind, name) = topic_actor(topic);
         let ask = json!({ "session": info.id, "after": after, "principal": info.principal });
         let answer: Result<SubscribeAnswer, ApiError> = rpc::call(&self.env, kind, &name, "subscribe", &ask).await;
+        let Some(mut sub) = self.take_replay(&replay_key, n) else { return Ok(()) };
         let answer = match answer {
             Ok(a) => a,
             Err(e) => {
@@ -375,47 +366,8 @@ impl SessionActor {
                 });
             }
         };
-        send(ws, &ServerFrame::Subscribed { topic, seq: answer.last_seq });
-        let mut cursor = match (after, answer.plan.as_str()) {
-            (_, "resync") => {
-                send(ws, &ServerFrame::ResyncRequired { topic, snapshot: answer.snapshot.unwrap_or(Value::Null) });
-                answer.last_seq
-            }
-            (None, _) => answer.last_seq,
-            (Some(a), _) => a,
-        };
-        let mut page = answer.events;
-        loop {
-            page.sort_by_key(|e| e.seq);
-            for e in &page {
-                if e.seq <= cursor {
-                    continue;
-                }
-                if e.seq != cursor + 1 {
-                    break;
-                }
-                if visible(topic, e, &info.principal) {
-                    send(ws, &ServerFrame::event(topic, e));
-                }
-                cursor = e.seq;
-            }
-            if cursor >= answer.last_seq {
-                break;
-            }
-            match self.fetch_events(topic, cursor).await {
-                Ok(p) if !p.events.is_empty() => page = p.events,
-                _ => break,
-            }
-        }
-        // Hand-over: whatever was pushed during the replay, then live.
-        let mut st = attachment(ws).unwrap_or(st);
-        st.finish_replay(&key, cursor);
-        save(ws, &st);
-        let buffered = self.pending.borrow_mut().remove(&(st.tab.clone(), key.clone())).unwrap_or_default();
-        if !buffered.is_empty() {
-            self.deliver_to(ws, None, topic, &encode(topic, &buffered, &info.principal)).await;
-        }
-        send(ws, &ServerFrame::Ready { topic });
+        let step = sub.answered(after, answer.last_seq, answer.plan == "resync", answer.events);
+        self.drive(ws, topic, Run { sub, subscribe: n }, step, answer.snapshot, &mut Encoded::default()).await;
         self.touch(info.expires_at).await;
         Ok(())
     }
@@ -426,6 +378,7 @@ impl SessionActor {
         if let Some(mut st) = attachment(ws) {
             st.unsubscribe(&key);
             save(ws, &st);
+            self.replays.borrow_mut().remove(&(st.tab, key.clone()));
         }
         send(ws, &ServerFrame::Unsubscribed { topic });
         if self.sockets_on(&key).is_empty() {
@@ -490,7 +443,7 @@ impl DurableObject for SessionActor {
         if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new(r#"{"type":"ping"}"#, r#"{"type":"pong"}"#) {
             state.set_websocket_auto_response(&pair);
         }
-        SessionActor { state, env, pending: RefCell::new(HashMap::new()), active_at: Cell::new(0), armed_at: Cell::new(None) }
+        SessionActor { state, env, replays: RefCell::new(HashMap::new()), subscribes: Cell::new(0), active_at: Cell::new(0), armed_at: Cell::new(None) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
