@@ -1,10 +1,14 @@
 //! `BatchActor`: one bulk import, on the topic `batch:<id>`. A thin shell over
 //! [`crate::domain::batch::Batch`]: `create` stores the items' documents and
-//! the batch state; the queue consumer `claim`s each item (spawn, wait for
-//! room under the cap, or acknowledge) and reports `spawned` or
-//! `spawn_failed`, each for all of one delivery's items of the batch in one
-//! call (a delivery holds up to 100 messages); content actors report their runs' ends (`ended`) and the
-//! dead-letter consumer the items that exhausted their retries.
+//! the batch state; the queue consumer hands over each delivery's items of
+//! the batch in one `delivered` call (a delivery holds up to 100 messages);
+//! the alarm spawns waiting items under the cap (creates their content
+//! actors) and retries failed spawns; content actors report their runs' ends
+//! (`ended`) and the dead-letter consumer the items that ran out of attempts.
+//!
+//! Spawns run in the alarm, never in a queue delivery: a delivery awaiting
+//! content actors stalled local deliveries (see docs/benchmarks.md, "Bulk
+//! import"), and a delivery bounded to one storage write cannot.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -13,16 +17,17 @@ use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 use super::fanout;
 use super::pipeline::to_datetime;
-use super::rpc;
+use super::rpc::{self, ActorKind};
 use super::ActorStorage;
 use crate::catalog;
-use crate::domain::batch::{Batch, Claim};
+use crate::domain::batch::{Batch, ItemRef, SpawnRetry};
 use crate::domain::content::ContentDoc;
 use crate::domain::principal::{Ownership, Principal, Visibility};
 use crate::domain::time::Millis;
+use crate::domain::faults;
 use crate::error::{ApiError, ApiResult};
-use crate::protocol::{EventDraft, Topic};
-use crate::runtime::now_ms;
+use crate::protocol::{Accepted, EventDraft, Topic};
+use crate::runtime::{config, now_ms};
 
 #[durable_object]
 pub struct BatchActor {
@@ -53,17 +58,6 @@ struct Indexes {
 }
 
 #[derive(Deserialize)]
-struct SpawnFailure {
-    index: u32,
-    error: String,
-}
-
-#[derive(Deserialize)]
-struct SpawnFailures {
-    failures: Vec<SpawnFailure>,
-}
-
-#[derive(Deserialize)]
 struct Ended {
     index: u32,
     completed: bool,
@@ -74,19 +68,6 @@ struct Ended {
 #[derive(Deserialize)]
 struct ForPrincipal {
     principal: Principal,
-}
-
-/// The answer to a `claim`, per item: what the consumer does with its message.
-#[derive(Serialize, Deserialize)]
-pub struct ClaimAnswer {
-    pub index: u32,
-    #[serde(flatten)]
-    pub claim: Claim,
-    /// With a spawn: what to create.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub item: Option<BatchDoc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ownership: Option<Ownership>,
 }
 
 #[derive(Deserialize)]
@@ -116,12 +97,22 @@ impl BatchActor {
     }
 
     /// Saves the batch and appends its events in one synchronous step, then
-    /// pushes the events to subscribers in the background. When a slot came
-    /// free for a deferred item, the alarm puts it back on the queue.
+    /// pushes the events to subscribers in the background, and arms the
+    /// alarm for the next spawns.
     async fn commit(&self, b: &Batch, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<()> {
+        self.commit_armed(b, drafts, now, false).await
+    }
+
+    /// [`Self::commit`]; inside the alarm handler (`firing`) the alarm that
+    /// fired is spent, so it is set again without asking.
+    async fn commit_armed(&self, b: &Batch, drafts: Vec<EventDraft>, now: Millis, firing: bool) -> ApiResult<()> {
         self.cells().save("batch", b)?;
-        if b.release_due() && self.state.storage().get_alarm().await?.is_none() {
-            self.state.storage().set_alarm(to_datetime(now)).await?;
+        if let Some(due) = b.next_release_at(now) {
+            let storage = self.state.storage();
+            let armed = if firing { None } else { storage.get_alarm().await? };
+            if armed.is_none_or(|at| at > due) {
+                storage.set_alarm(to_datetime(due)).await?;
+            }
         }
         if drafts.is_empty() {
             return Ok(());
@@ -172,40 +163,34 @@ impl BatchActor {
         serde_json::from_str(&row.doc).map_err(crate::store::storage_err)
     }
 
-    /// Claims each item of one delivery, in index order.
-    fn claim(&self, op: Indexes) -> ApiResult<Vec<ClaimAnswer>> {
+    /// Takes one delivery's items of the batch: they wait for a slot.
+    async fn delivered(&self, op: Indexes) -> ApiResult<Value> {
         let mut b = self.require()?;
-        let mut answers = Vec::with_capacity(op.indexes.len());
+        let mut news = 0;
         for index in op.indexes {
-            let claim = b.claim(index)?;
-            let (item, ownership) = match claim {
-                Claim::Spawn { .. } => (Some(self.doc(index)?), Some(b.ownership.clone())),
-                _ => (None, None),
-            };
-            answers.push(ClaimAnswer { index, claim, item, ownership });
+            news += u32::from(b.delivered(index)?);
         }
-        self.cells().save("batch", &b)?;
-        Ok(answers)
+        if news > 0 {
+            self.commit(&b, Vec::new(), now_ms()).await?;
+        }
+        Ok(json!({ "waiting": news }))
     }
 
-    async fn spawned(&self, op: Indexes) -> ApiResult<Value> {
-        let mut b = self.require()?;
-        for index in op.indexes {
-            b.spawned(index)?;
+    /// Creates item `index`'s content actor under the batch's ownership: the
+    /// same `create` as `POST /api/content`, with ids derived from the item
+    /// so a second try is answered with the first one's result.
+    async fn spawn(&self, b: &Batch, index: u32) -> ApiResult<()> {
+        let item = self.doc(index)?;
+        if let Some(fault) = config(&self.env).faults.poisons(faults::INGEST, &item.doc.title) {
+            return Err(ApiError::Unavailable(fault));
         }
-        self.commit(&b, Vec::new(), now_ms()).await?;
-        Ok(json!({ "ok": true }))
-    }
-
-    /// Records failed spawns; answers each one's retry delay in seconds.
-    async fn spawn_failed(&self, op: SpawnFailures) -> ApiResult<Value> {
-        let mut b = self.require()?;
-        let mut delays = Vec::with_capacity(op.failures.len());
-        for f in op.failures {
-            delays.push(json!({ "index": f.index, "delay_secs": b.spawn_failed(f.index, &f.error)? }));
-        }
-        self.commit(&b, Vec::new(), now_ms()).await?;
-        Ok(json!({ "delays": delays }))
+        let (content_id, run_id) = b.ids(index);
+        let body = json!({
+            "content_id": content_id, "run_id": run_id, "doc": item.doc, "ownership": b.ownership,
+            "visibility": item.visibility, "batch": ItemRef { batch_id: b.id, index },
+        });
+        let _: Accepted = rpc::call(&self.env, ActorKind::Content, &content_id.to_string(), "create", &body).await?;
+        Ok(())
     }
 
     async fn ended(&self, e: Ended) -> ApiResult<Value> {
@@ -227,22 +212,35 @@ impl BatchActor {
         Ok(json!({ "ok": true }))
     }
 
-    /// Puts the deferred items there is room for back on the queue. Runs
-    /// from the alarm, outside any queue consumer's call; items it cannot send
-    /// wait again and the alarm retries in a second.
-    async fn release(&self) -> ApiResult<()> {
+    /// Spawns the items there are slots for, all at once, then records
+    /// each outcome and arms the alarm for the next ones. Runs from the
+    /// alarm (`firing`), or from `fire_alarm`.
+    async fn release(&self, firing: bool) -> ApiResult<()> {
         let Some(mut b) = self.load()? else { return Ok(()) };
-        let released = b.release();
-        if released.is_empty() {
-            return Ok(());
-        }
+        let released = b.release(now_ms());
         self.cells().save("batch", &b)?;
-        if let Err(e) = crate::ingest::enqueue(&self.env, b.id, released.iter().copied()).await {
-            worker::console_error!("batch {}: re-enqueue failed: {e}", b.id);
-            let mut b = self.require()?;
-            b.defer_again(&released);
-            self.cells().save("batch", &b)?;
-            self.state.storage().set_alarm(to_datetime(now_ms() + 1_000)).await?;
+        let outcomes = futures::future::join_all(released.iter().map(|&index| self.spawn(&b, index))).await;
+        // Reloaded: runs' ends were reported while the spawns were awaited.
+        let mut b = self.require()?;
+        let now = now_ms();
+        let mut dead = Vec::new();
+        for (&index, outcome) in released.iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => b.spawned(index)?,
+                Err(e) => {
+                    if b.spawn_failed(index, &e.to_string(), now)? == SpawnRetry::DeadLetter {
+                        dead.push(index);
+                    }
+                }
+            }
+        }
+        self.commit_armed(&b, Vec::new(), now, firing).await?;
+        if !dead.is_empty() {
+            if let Err(e) = crate::ingest::dead_letter(&self.env, b.id, dead.iter().copied()).await {
+                // The item must not wait forever: fail it here as its consumer would.
+                worker::console_error!("batch {}: dead-letter send failed: {e}", b.id);
+                self.dead_lettered(Indexes { indexes: dead }).await?;
+            }
         }
         Ok(())
     }
@@ -261,9 +259,7 @@ impl BatchActor {
         let (op, body): (String, Value) = rpc::incoming(&mut req).await?;
         match op.as_str() {
             "create" => self.create(serde_json::from_value(body)?).await,
-            "claim" => Ok(serde_json::to_value(self.claim(serde_json::from_value(body)?)?)?),
-            "spawned" => self.spawned(serde_json::from_value(body)?).await,
-            "spawn_failed" => self.spawn_failed(serde_json::from_value(body)?).await,
+            "delivered" => self.delivered(serde_json::from_value(body)?).await,
             "ended" => self.ended(serde_json::from_value(body)?).await,
             "dead_lettered" => self.dead_lettered(serde_json::from_value(body)?).await,
             "view" => {
@@ -276,7 +272,7 @@ impl BatchActor {
             }
             "inspect" => self.inspect(),
             "fire_alarm" => {
-                self.release().await?;
+                self.release(false).await?;
                 self.inspect()
             }
             other => {
@@ -302,7 +298,7 @@ impl DurableObject for BatchActor {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        if let Err(e) = self.release().await {
+        if let Err(e) = self.release(true).await {
             worker::console_error!("batch alarm failed: {e}");
             let _ = self.state.storage().set_alarm(to_datetime(now_ms() + 1_000)).await;
         }

@@ -1,17 +1,18 @@
 //! A bulk import (`POST /api/content/batch`): the state of each item from
-//! "queued" to a terminal state, and the in-flight cap the queue consumer
-//! obeys. Pure: the `BatchActor` persists it, the consumer asks it what to do
-//! with each queue message ([`Batch::claim`]), and content actors report their
-//! runs' ends to it ([`Batch::ended`]).
+//! "queued" to a terminal state, and the in-flight cap its spawns obey. Pure:
+//! the `BatchActor` persists it, the queue consumer hands it each delivered
+//! item ([`Batch::delivered`]), its alarm spawns them ([`Batch::release`]),
+//! and content actors report their runs' ends to it ([`Batch::ended`]).
 //!
-//! Backpressure: a message that finds the batch at its cap is acknowledged
-//! and its item *deferred*; as runs end, the batch puts deferred items back
-//! on the queue, as many as there is room for ([`Batch::release`]). Nothing
-//! polls, and waiting never uses up a message's retries.
+//! Backpressure: a delivery only records its items as waiting, so a queue
+//! delivery never waits on a content actor; the batch's alarm spawns waiting
+//! items as slots free up, at most `max_in_flight` at a time. A failed spawn
+//! waits again with backoff; after [`MAX_SPAWN_ATTEMPTS`] the item goes to
+//! the dead-letter queue, whose consumer fails it ([`Batch::dead_lettered`]).
 //!
 //! An item's content id and run id are derived from (batch id, index), so a
-//! redelivered queue message spawns the same item again, which the content
-//! actor answers idempotently: never a second item.
+//! spawn tried twice (an alarm retried after a crash) creates the same item,
+//! which the content actor answers idempotently: never a second item.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -34,17 +35,20 @@ pub const PROGRESS_EVERY_MS: Millis = 250;
 /// …unless this many items reached a terminal state since the last one.
 pub const PROGRESS_EVERY_ITEMS: u32 = 50;
 
+/// Spawn attempts before an item goes to the dead-letter queue (the same
+/// count as the `INGEST` consumer's `max_retries` + 1 in wrangler.toml).
+pub const MAX_SPAWN_ATTEMPTS: u32 = 5;
+
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemStatus {
-    /// On the queue, not spawned yet (or its last spawn failed and it waits for a retry).
+    /// On the queue (or, after its last failed spawn, on the dead-letter queue).
     Queued,
-    /// Off the queue, waiting for room under the cap ([`Batch::release`]).
+    /// Delivered: waits in the batch for a slot under the cap, or for its
+    /// retry time after a failed spawn ([`Batch::release`]).
     Deferred,
-    /// Released: back on the queue, holding one of the cap's slots.
-    Requeued,
-    /// A consumer is creating its content item and run.
+    /// The batch's alarm is creating its content item and run.
     Spawning,
     /// Its run is going.
     Running,
@@ -58,7 +62,7 @@ impl ItemStatus {
     }
 
     fn in_flight(self) -> bool {
-        matches!(self, ItemStatus::Requeued | ItemStatus::Spawning | ItemStatus::Running)
+        matches!(self, ItemStatus::Spawning | ItemStatus::Running)
     }
 }
 
@@ -75,6 +79,9 @@ pub struct BatchItem {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub spawn_failures: u32,
+    /// After a failed spawn: not tried again before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Millis>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -100,17 +107,13 @@ pub struct Batch {
     progress_settled: u32,
 }
 
-/// What the consumer does with an item's queue message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Claim {
-    /// Create the content item and its run with these ids.
-    Spawn { content_id: Uuid, run_id: Uuid },
-    /// The batch is at its cap: the item waits off the queue until
-    /// [`Batch::release`] puts it back; acknowledge the message.
-    Defer,
-    /// Already spawned or settled: acknowledge the message.
-    Done,
+/// What became of a failed spawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnRetry {
+    /// Tried again by the alarm after this many seconds.
+    After(u32),
+    /// Out of attempts: the caller puts it on the dead-letter queue.
+    DeadLetter,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -237,7 +240,15 @@ pub fn spawn_retry_delay_secs(failures: u32) -> u32 {
 impl Batch {
     pub fn new(id: Uuid, submitter: Principal, ownership: Ownership, total: u32, max_in_flight: u32, now: Millis) -> Self {
         let items = (0..total)
-            .map(|index| BatchItem { index, status: ItemStatus::Queued, content_id: None, run_id: None, error: None, spawn_failures: 0 })
+            .map(|index| BatchItem {
+                index,
+                status: ItemStatus::Queued,
+                content_id: None,
+                run_id: None,
+                error: None,
+                spawn_failures: 0,
+                retry_at: None,
+            })
             .collect();
         Batch {
             id,
@@ -282,63 +293,55 @@ impl Batch {
         self.items.iter().all(|i| i.status.is_terminal())
     }
 
-    /// A queue message for item `index` arrived: spawn it, make it wait for
-    /// room under the cap, or acknowledge it. A message for an item already
-    /// being spawned (a redelivery after a crash) spawns it again with the
-    /// same ids, without counting it twice.
-    pub fn claim(&mut self, index: u32) -> Result<Claim, BatchError> {
-        let (cap, in_flight, id) = (self.max_in_flight, self.in_flight(), self.id);
+    /// Item `index` came off the queue: it waits for a slot. Answers whether
+    /// it was news (a redelivered or settled item changes nothing).
+    pub fn delivered(&mut self, index: u32) -> Result<bool, BatchError> {
         let item = self.item_mut(index)?;
-        match item.status {
-            ItemStatus::Running | ItemStatus::Completed | ItemStatus::Failed => Ok(Claim::Done),
-            ItemStatus::Spawning => Ok(Claim::Spawn { content_id: content_id(id, index), run_id: run_id(id, index) }),
-            // Its slot was kept for it when it was released.
-            ItemStatus::Requeued => {
-                item.status = ItemStatus::Spawning;
-                self.max_in_flight_observed = self.max_in_flight_observed.max(in_flight);
-                Ok(Claim::Spawn { content_id: content_id(id, index), run_id: run_id(id, index) })
-            }
-            ItemStatus::Queued | ItemStatus::Deferred if in_flight >= cap => {
-                item.status = ItemStatus::Deferred;
-                Ok(Claim::Defer)
-            }
-            ItemStatus::Queued | ItemStatus::Deferred => {
-                item.status = ItemStatus::Spawning;
-                self.max_in_flight_observed = self.max_in_flight_observed.max(in_flight + 1);
-                Ok(Claim::Spawn { content_id: content_id(id, index), run_id: run_id(id, index) })
-            }
+        if item.status != ItemStatus::Queued {
+            return Ok(false);
         }
+        item.status = ItemStatus::Deferred;
+        Ok(true)
     }
 
-    pub fn has_deferred(&self) -> bool {
-        self.items.iter().any(|i| i.status == ItemStatus::Deferred)
+    fn room(&self) -> usize {
+        self.max_in_flight.saturating_sub(self.in_flight()) as usize
     }
 
-    /// Whether deferred items wait while there is room for some of them.
-    pub fn release_due(&self) -> bool {
-        self.in_flight() < self.max_in_flight && self.has_deferred()
+    /// When the alarm has spawns to do: with a slot free, now or at the
+    /// earliest retry time of a waiting item; `None` when nothing can be
+    /// spawned. (An item a crashed alarm left in `Spawning` is picked up by
+    /// the alarm's own retry.)
+    pub fn next_release_at(&self, now: Millis) -> Option<Millis> {
+        if self.room() == 0 {
+            return None;
+        }
+        self.items.iter().filter(|i| i.status == ItemStatus::Deferred).map(|i| i.retry_at.unwrap_or(now).max(now)).min()
     }
 
-    /// The deferred items there is room for now, lowest index first, each
-    /// holding a slot: the caller puts them back on the queue (and
-    /// [`Batch::defer_again`] them if it cannot).
-    pub fn release(&mut self) -> Vec<u32> {
-        let room = self.max_in_flight.saturating_sub(self.in_flight()) as usize;
-        let mut released = Vec::new();
-        for item in self.items.iter_mut().filter(|i| i.status == ItemStatus::Deferred).take(room) {
-            item.status = ItemStatus::Requeued;
+    /// The items to spawn now, lowest index first: those a crashed alarm
+    /// left in `Spawning` (they hold their slots), then waiting items that
+    /// are due, as many as there are free slots. Each holds a slot until it
+    /// is [`Batch::spawned`] (then until its run ends) or its spawn failed.
+    pub fn release(&mut self, now: Millis) -> Vec<u32> {
+        let mut released: Vec<u32> = self.items.iter().filter(|i| i.status == ItemStatus::Spawning).map(|i| i.index).collect();
+        let room = self.room();
+        for item in self
+            .items
+            .iter_mut()
+            .filter(|i| i.status == ItemStatus::Deferred && i.retry_at.is_none_or(|t| t <= now))
+            .take(room)
+        {
+            item.status = ItemStatus::Spawning;
             released.push(item.index);
         }
+        self.max_in_flight_observed = self.max_in_flight_observed.max(self.in_flight());
         released
     }
 
-    /// Released items that could not be put back on the queue wait again.
-    pub fn defer_again(&mut self, indexes: &[u32]) {
-        for &i in indexes {
-            if let Some(item) = self.items.get_mut(i as usize).filter(|it| it.status == ItemStatus::Requeued) {
-                item.status = ItemStatus::Deferred;
-            }
-        }
+    /// The ids item `index` is created with.
+    pub fn ids(&self, index: u32) -> (Uuid, Uuid) {
+        (content_id(self.id, index), run_id(self.id, index))
     }
 
     /// The item's content actor accepted it: its run is going.
@@ -354,16 +357,25 @@ impl Batch {
         Ok(())
     }
 
-    /// A spawn failed; the item waits for the message's retry. Returns the
-    /// retry's delay in seconds.
-    pub fn spawn_failed(&mut self, index: u32, error: &str) -> Result<u32, BatchError> {
+    /// A spawn failed: the item frees its slot and waits for a retry with
+    /// backoff, or, out of attempts, goes to the dead-letter queue.
+    pub fn spawn_failed(&mut self, index: u32, error: &str, now: Millis) -> Result<SpawnRetry, BatchError> {
         let item = self.item_mut(index)?;
-        if matches!(item.status, ItemStatus::Spawning | ItemStatus::Requeued) {
-            item.status = ItemStatus::Queued;
+        if item.status != ItemStatus::Spawning {
+            // Settled meanwhile (its run's end was reported): nothing to retry.
+            return Ok(SpawnRetry::After(0));
         }
         item.spawn_failures += 1;
         item.error = Some(error.to_string());
-        Ok(spawn_retry_delay_secs(item.spawn_failures))
+        if item.spawn_failures >= MAX_SPAWN_ATTEMPTS {
+            item.status = ItemStatus::Queued;
+            item.retry_at = None;
+            return Ok(SpawnRetry::DeadLetter);
+        }
+        let delay = spawn_retry_delay_secs(item.spawn_failures);
+        item.status = ItemStatus::Deferred;
+        item.retry_at = Some(now + Millis::from(delay) * 1000);
+        Ok(SpawnRetry::After(delay))
     }
 
     /// The item's run ended (reported by its content actor, possibly before
@@ -391,12 +403,13 @@ impl Batch {
     /// (a late report) keeps its state.
     pub fn dead_lettered(&mut self, index: u32, now: Millis) -> Result<Vec<EventDraft>, BatchError> {
         let item = self.item_mut(index)?;
-        if !matches!(item.status, ItemStatus::Queued | ItemStatus::Spawning | ItemStatus::Deferred | ItemStatus::Requeued) {
+        if !matches!(item.status, ItemStatus::Queued | ItemStatus::Spawning | ItemStatus::Deferred) {
             return Ok(Vec::new());
         }
         let last = item.error.take().unwrap_or_else(|| "no error recorded".into());
         item.error = Some(format!("dead-lettered after {} failed spawn attempts: {last}", item.spawn_failures));
         item.status = ItemStatus::Failed;
+        item.retry_at = None;
         Ok(self.progress(now))
     }
 
@@ -465,59 +478,74 @@ mod tests {
         assert_eq!(content_id(b, 3).get_version_num(), 4);
     }
 
+    /// Delivers and releases items `0..n` (each taking a slot while there is one).
+    fn spawning(b: &mut Batch, n: u32) -> Vec<u32> {
+        for i in 0..n {
+            b.delivered(i).unwrap();
+        }
+        b.release(0)
+    }
+
     #[test]
     fn the_cap_holds_and_frees_as_runs_end() {
         let mut b = batch(10, 3);
+        assert_eq!(b.next_release_at(0), None, "nothing delivered yet");
+        assert_eq!(spawning(&mut b, 5), [0, 1, 2], "three slots, lowest indexes first");
+        assert_eq!(b.items[3].status, ItemStatus::Deferred);
+        assert_eq!(b.next_release_at(7), None, "no room");
+        assert_eq!(b.release(1), [0, 1, 2], "only the items being spawned, tried again");
         for i in 0..3 {
-            assert!(matches!(b.claim(i).unwrap(), Claim::Spawn { .. }));
+            b.spawned(i).unwrap();
         }
-        assert_eq!(b.claim(3).unwrap(), Claim::Defer);
-        assert_eq!(b.claim(4).unwrap(), Claim::Defer);
-        b.spawned(0).unwrap();
-        assert!(!b.release_due(), "a running item still counts");
-        assert!(b.release().is_empty());
+        assert!(b.release(1).is_empty(), "running items still count");
         b.ended(0, true, None, 10).unwrap();
-        assert!(b.release_due());
-        assert_eq!(b.release(), [3], "one slot, the lowest deferred index");
-        assert!(!b.release_due(), "the released item holds the slot");
-        assert_eq!(b.claim(5).unwrap(), Claim::Defer, "a newcomer does not take it");
-        assert!(matches!(b.claim(3).unwrap(), Claim::Spawn { .. }));
+        assert_eq!(b.next_release_at(10), Some(10));
+        assert_eq!(b.release(10), [3], "one slot, the lowest waiting index");
+        b.spawned(3).unwrap();
+        b.delivered(5).unwrap();
+        assert!(b.release(11).is_empty(), "a newcomer waits for a slot");
+        assert_eq!((b.max_in_flight_observed, b.in_flight()), (3, 3));
+        b.ended(1, true, None, 12).unwrap();
+        assert_eq!(b.release(12), [4]);
         assert_eq!(b.max_in_flight_observed, 3);
-        assert_eq!(b.in_flight(), 3);
-        b.ended(1, true, None, 10).unwrap();
-        let released = b.release();
-        assert_eq!(released, [4]);
-        b.defer_again(&released);
-        assert_eq!(b.items[4].status, ItemStatus::Deferred, "a release that could not be sent waits again");
-        assert!(b.release_due());
     }
 
     #[test]
-    fn redelivery_spawns_the_same_item_once() {
+    fn an_item_is_delivered_and_spawned_once() {
         let mut b = batch(2, 1);
-        let first = b.claim(0).unwrap();
-        assert_eq!(b.claim(0).unwrap(), first, "a crash mid-spawn: same ids again");
+        assert!(b.delivered(0).unwrap());
+        assert!(!b.delivered(0).unwrap(), "a redelivery changes nothing");
+        assert_eq!(b.release(0), [0]);
+        assert_eq!(b.release(1), [0], "an alarm that crashed mid-spawn tries the same item again");
         assert_eq!(b.in_flight(), 1);
         b.spawned(0).unwrap();
-        assert_eq!(b.claim(0).unwrap(), Claim::Done);
+        assert!(!b.delivered(0).unwrap());
         b.spawned(0).unwrap();
         assert_eq!(b.counts().spawned, 1);
+        assert_eq!(b.ids(0), (content_id(b.id, 0), run_id(b.id, 0)));
     }
 
     #[test]
-    fn failed_spawns_back_off_and_dead_letters_fail_with_the_reason() {
+    fn failed_spawns_back_off_then_dead_letter_and_fail_with_the_reason() {
         let mut b = batch(1, 4);
-        b.claim(0).unwrap();
-        assert_eq!(b.spawn_failed(0, "actor down").unwrap(), 1);
+        spawning(&mut b, 1);
+        assert_eq!(b.spawn_failed(0, "actor down", 1_000).unwrap(), SpawnRetry::After(1));
         assert_eq!(b.in_flight(), 0, "a failed spawn frees its slot");
-        b.claim(0).unwrap();
-        assert_eq!(b.spawn_failed(0, "actor down").unwrap(), 2);
-        let events = b.dead_lettered(0, 5).unwrap();
+        assert_eq!(b.next_release_at(1_500), Some(2_000));
+        assert!(b.release(1_500).is_empty(), "not before its retry time");
+        for (attempt, now) in [(2u32, 2_000), (3, 4_000), (4, 8_000)] {
+            assert_eq!(b.release(now), [0]);
+            assert_eq!(b.spawn_failed(0, "actor down", now).unwrap(), SpawnRetry::After(spawn_retry_delay_secs(attempt)));
+        }
+        assert_eq!(b.release(16_000), [0]);
+        assert_eq!(b.spawn_failed(0, "actor down", 16_000).unwrap(), SpawnRetry::DeadLetter);
+        assert_eq!((b.items[0].status, b.next_release_at(16_000)), (ItemStatus::Queued, None), "on the dead-letter queue");
+        let events = b.dead_lettered(0, 17_000).unwrap();
         assert_eq!(b.items[0].status, ItemStatus::Failed);
-        assert_eq!(b.items[0].error.as_deref(), Some("dead-lettered after 2 failed spawn attempts: actor down"));
+        assert_eq!(b.items[0].error.as_deref(), Some("dead-lettered after 5 failed spawn attempts: actor down"));
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].event, EventName::BatchCompleted);
-        assert!(b.dead_lettered(0, 6).unwrap().is_empty(), "once");
+        assert!(b.dead_lettered(0, 18_000).unwrap().is_empty(), "once");
         assert_eq!((1..=9).map(spawn_retry_delay_secs).collect::<Vec<_>>(), [1, 2, 4, 8, 16, 32, 60, 60, 60]);
         assert_eq!(spawn_retry_delay_secs(200), 60);
     }
@@ -525,7 +553,7 @@ mod tests {
     #[test]
     fn a_late_dead_letter_does_not_fail_a_started_item() {
         let mut b = batch(1, 4);
-        b.claim(0).unwrap();
+        spawning(&mut b, 1);
         b.spawned(0).unwrap();
         assert!(b.dead_lettered(0, 1).unwrap().is_empty());
         assert_eq!(b.items[0].status, ItemStatus::Running);
@@ -535,8 +563,8 @@ mod tests {
     fn progress_is_coalesced_and_completion_is_said_once() {
         let mut b = batch(200, 200);
         let mut events = Vec::new();
+        spawning(&mut b, 200);
         for i in 0..200 {
-            b.claim(i).unwrap();
             b.spawned(i).unwrap();
             // 200 ends within 100 ms: only the item-count rule lets progress out.
             events.extend(b.ended(i, i % 10 != 0, Some("boom".into()), (i / 2) as Millis).unwrap());
@@ -550,9 +578,7 @@ mod tests {
         assert_eq!(b.view().status, "completed");
         let later = b.clone();
         let mut slow = batch(3, 3);
-        for i in 0..3 {
-            slow.claim(i).unwrap();
-        }
+        spawning(&mut slow, 3);
         assert!(slow.ended(0, true, None, 100).unwrap().is_empty());
         assert_eq!(slow.ended(1, true, None, 400).unwrap()[0].event, EventName::BatchProgress, "250 ms passed");
         assert_eq!(later.counts().failed, 20);
@@ -588,7 +614,7 @@ mod tests {
         assert!(!b.readable_by(&other));
         assert!(!b.readable_by(&Principal::anonymous()));
         let mut b = batch(2, 1);
-        assert_eq!(b.claim(7), Err(BatchError::NoSuchItem { index: 7, total: 2 }));
+        assert_eq!(b.delivered(7), Err(BatchError::NoSuchItem { index: 7, total: 2 }));
         assert!(b.spawned(9).is_err());
     }
 }

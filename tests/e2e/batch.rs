@@ -1,6 +1,7 @@
-//! Bulk imports through the local `INGEST` queue: a 1,000-item import that
-//! settles every item under the in-flight cap, a poisoned item that ends on the
-//! dead-letter queue, whole-batch validation, access, and the rate limit.
+//! Bulk imports through the local `INGEST` queue: a 300-item import (1,000
+//! under `--ignored`) that settles every item under the in-flight cap, a
+//! poisoned item that ends on the dead-letter queue, whole-batch validation,
+//! access, and the rate limit.
 //!
 //! These run on a server of their own: a small in-flight cap, and the
 //! `ingest` fault at a rate that poisons about one title in a hundred (the
@@ -9,6 +10,7 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use actorline::domain::batch::{PROGRESS_EVERY_ITEMS, PROGRESS_EVERY_MS};
 use actorline::domain::faults::{Faults, INGEST};
 use serde_json::{json, Value};
 
@@ -96,37 +98,55 @@ async fn topic_events(s: &Server, id: &str) -> Vec<String> {
     text.lines().filter_map(|l| l.strip_prefix("event: ")).filter(|e| e.starts_with("batch.")).map(str::to_string).collect()
 }
 
-#[tokio::test]
-#[ignore = "stalls under local miniflare 4.20260426: a queue consumer invocation that spawns items sometimes never completes and the local broker delivers one batch at a time, so deliveries stop after 48-112 items (see the h-batch report); run with --ignored"]
-async fn a_thousand_items_all_settle_under_the_in_flight_cap() {
+/// Imports `n` tiny items and checks that every one settles, completed,
+/// under the in-flight cap, with coalesced progress and one completion.
+async fn an_import_settles(n: u64, timeout: Duration) {
     let s = server();
     let _turn = TURN.lock().await;
     let started = Instant::now();
-    let id = submit(s, items(&tag(), 1000)).await;
+    let id = submit(s, items(&tag(), n as usize)).await;
     let accepted_in = started.elapsed();
-    let view = settled(s, &id, Duration::from_secs(900)).await;
+    let view = settled(s, &id, timeout).await;
     let took = started.elapsed();
-    assert_eq!((view["total"].as_u64(), view["completed"].as_u64(), view["failed"].as_u64()), (Some(1000), Some(1000), Some(0)), "{}", view["items"]);
-    assert_eq!(view["spawned"], 1000);
+    assert_eq!((view["total"].as_u64(), view["completed"].as_u64(), view["failed"].as_u64()), (Some(n), Some(n), Some(0)), "{}", view["items"]);
+    assert_eq!(view["spawned"], n);
     assert_eq!(view["status"], "completed");
     let items = view["items"].as_array().unwrap();
     let indexes: Vec<u64> = items.iter().map(|i| i["index"].as_u64().unwrap()).collect();
-    assert_eq!(indexes, (0..1000).collect::<Vec<u64>>(), "every index accounted for, once");
+    assert_eq!(indexes, (0..n).collect::<Vec<u64>>(), "every index accounted for, once");
     assert!(items.iter().all(|i| i["status"] == "completed" && i["content_id"].is_string() && i["run_id"].is_string()));
     let observed = view["max_in_flight_observed"].as_u64().unwrap();
     assert!((1..=MAX_IN_FLIGHT).contains(&observed), "observed {observed}");
     // An item is an ordinary content item of the submitter's tenant, indexed.
     let first = s.get(&format!("/api/content/{}", items[0]["content_id"].as_str().unwrap())).await;
     assert_eq!((first.status, first.body["status"].as_str(), first.body["tenant"].as_str()), (200, Some("indexed"), Some(TEST_TENANT)));
-    // Progress went out coalesced, then one completion.
     let events = topic_events(s, &id).await;
-    assert_eq!(events.last().map(String::as_str), Some("batch.completed"), "{events:?}");
-    let last_seq = events.len();
-    assert!((2..=60).contains(&last_seq), "{last_seq} events for 1000 items");
     eprintln!(
-        "batch of 1000: accepted in {accepted_in:?}, settled in {took:?} ({:.1} items/s), max in flight {observed} of {MAX_IN_FLIGHT}, {last_seq} events",
-        1000.0 / took.as_secs_f64()
+        "batch of {n}: accepted in {accepted_in:?}, settled in {took:?} ({:.1} items/s), max in flight {observed} of {MAX_IN_FLIGHT}, {} events",
+        n as f64 / took.as_secs_f64(),
+        events.len()
     );
+    // Progress went out coalesced (at most one per PROGRESS_EVERY_MS, or per
+    // PROGRESS_EVERY_ITEMS settled), then one completion.
+    assert_eq!(events.last().map(String::as_str), Some("batch.completed"), "{events:?}");
+    assert_eq!(events.iter().filter(|e| *e == "batch.completed").count(), 1);
+    let bound = took.as_millis() as u64 / PROGRESS_EVERY_MS as u64 + n / u64::from(PROGRESS_EVERY_ITEMS) + 2;
+    assert!((2..=bound as usize).contains(&events.len()), "{} events for {n} items in {took:?}", events.len());
+}
+
+/// The e2e suite's import: 300 items settle in about 1.5 min on the loaded
+/// 2-core machine (about 3.5 items/s at a cap of 16, bound by the runs).
+#[tokio::test]
+async fn three_hundred_items_all_settle_under_the_in_flight_cap() {
+    an_import_settles(300, Duration::from_secs(420)).await;
+}
+
+/// The 1,000 items: about 5 min here, too long for `make test`; run with
+/// `cargo test --test e2e -- --ignored --nocapture batch::a_thousand_items`.
+#[tokio::test]
+#[ignore = "about 5 minutes on the 2-core machine: a soak run, not make test's e2e suite"]
+async fn a_thousand_items_all_settle_under_the_in_flight_cap() {
+    an_import_settles(1000, Duration::from_secs(900)).await;
 }
 
 #[tokio::test]
