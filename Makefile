@@ -24,7 +24,6 @@ steady:
 
 # The reliability suite (tests/soak) at full size: SIGKILLs with resuming clients,
 # 30% faults, the bad-input and auth sweeps. Writes its block into docs/benchmarks.md.
-# Then the 1,000-item bulk import (make test runs it with 300 items).
 # SOAK_SEED=<n> replays a run; `make test` runs it at the small size.
 soak:
-	bash -c 'source scripts/lib.sh && bootstrap && build_worker && build_analyzer && ensure_dev_vars && SOAK_SCALE=full SOAK_REPORT=docs/benchmarks.md cargo test --test soak -- --nocapture --test-threads 1 && ACTORLINE_ROOT=$$PWD cargo test --test e2e -- --ignored --nocapture batch::a_thousand_items'
+	bash -c 'source scripts/lib.sh && bootstrap && build_worker && build_analyzer && ensure_dev_vars && SOAK_SCALE=full SOAK_REPORT=docs/benchmarks.md cargo test --test soak -- --nocapture --test-threads 1'

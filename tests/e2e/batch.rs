@@ -134,17 +134,10 @@ async fn an_import_settles(n: u64, timeout: Duration) {
     assert!((2..=bound as usize).contains(&events.len()), "{} events for {n} items in {took:?}", events.len());
 }
 
-/// The e2e suite's import: 300 items settle in about 1.5 min on the loaded
-/// 2-core machine (about 3.5 items/s at a cap of 16, bound by the runs).
+/// The 1,000 items, in `make test`: about 70 s on a quiet 2-core
+/// machine (14 items/s at a cap of 16, bound by the runs), about 5 min when
+/// the machine is loaded; the timeout allows for the latter.
 #[tokio::test]
-async fn three_hundred_items_all_settle_under_the_in_flight_cap() {
-    an_import_settles(300, Duration::from_secs(420)).await;
-}
-
-/// The 1,000 items: about 5 min here, too long for `make test`; run with
-/// `cargo test --test e2e -- --ignored --nocapture batch::a_thousand_items`.
-#[tokio::test]
-#[ignore = "about 5 minutes on the 2-core machine: a soak run, not make test's e2e suite"]
 async fn a_thousand_items_all_settle_under_the_in_flight_cap() {
     an_import_settles(1000, Duration::from_secs(900)).await;
 }
