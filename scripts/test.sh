@@ -13,6 +13,10 @@ log "native tests"
 cargo test --workspace --lib --bins
 cargo test -p analyzer --tests
 cargo test --test web_protocol
+# The benchmark peer compiles Actorline's src/nlp on its own (bench/peer-agents/nlp-wasm), so
+# src/nlp must stay free of the rest of the crate; a dependency slipping in breaks `make bench`.
+cargo check --quiet --locked --target wasm32-unknown-unknown \
+  --manifest-path bench/peer-agents/nlp-wasm/Cargo.toml --target-dir bench/peer-agents/nlp-wasm/target
 
 log "deploy dry-runs (default and production)"
 wrangler deploy --dry-run --outdir target/dry-run >&2

@@ -188,7 +188,7 @@ async fn upload_text(cx: &StageContext<'_>, p: &Providers, source: &Source) -> R
                 .map_err(|e| StageError::transient(e.to_string()))?
                 .ok_or_else(|| StageError::terminal("the uploaded file is missing from the bucket"))?;
             let raw = String::from_utf8_lossy(&object.bytes);
-            nlp::markup::to_text(kind, raw.trim_start_matches('\u{feff}')).unwrap_or_default()
+            crate::domain::markup::to_text(kind, raw.trim_start_matches('\u{feff}')).unwrap_or_default()
         }
     };
     let text = text.replace('\0', "");

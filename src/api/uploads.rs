@@ -16,7 +16,7 @@ use crate::domain::principal::{Principal, Visibility};
 use crate::domain::upload::{default_title, disposition_name, object_key, Source, UploadType};
 use crate::error::{ApiError, ApiResult};
 use crate::http;
-use crate::nlp::markup;
+use crate::domain::markup;
 use crate::providers::object_store::{ObjectStore, R2Uploads};
 use crate::runtime::config;
 

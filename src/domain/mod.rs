@@ -13,6 +13,7 @@ pub mod fusion;
 pub mod event_log;
 pub mod faults;
 pub mod jwt;
+pub mod markup;
 pub mod outbox;
 pub mod pipeline;
 pub mod principal;

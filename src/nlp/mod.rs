@@ -27,7 +27,6 @@ pub mod embed;
 pub mod extract;
 pub mod sentiment;
 pub mod summarize;
-pub mod markup;
 pub mod tokenize;
 
 #[cfg(test)]

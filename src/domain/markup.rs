@@ -1,4 +1,5 @@
 //! Text of uploaded Markdown and HTML files, for the run's `validate` stage.
+//! (Here, not in `nlp`: the benchmark peer compiles `src/nlp` on its own.)
 //!
 //! Scripts, styles, comments and tags are dropped and character references
 //! decoded; headings, paragraphs, list items and other blocks end with a blank
