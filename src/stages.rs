@@ -113,8 +113,10 @@ pub async fn execute(stage: Stage, cx: &StageContext<'_>) -> Result<(), StageFai
     let p = Providers::from_config(cx.env, cx.cfg);
     let extracted;
     let with_text;
-    let cx = match (&cx.doc.source, cx.artifacts.get_opt::<String>(EXTRACTED_TEXT_ARTIFACT)) {
-        (Some(_), Some(text)) => {
+    // Only an upload has extracted text: a JSON item's stages skip the lookup.
+    let text = cx.doc.source.as_ref().and_then(|_| cx.artifacts.get_opt::<String>(EXTRACTED_TEXT_ARTIFACT));
+    let cx = match text {
+        Some(text) => {
             extracted = ContentDoc { body: text, ..cx.doc.clone() };
             with_text = StageContext { doc: &extracted, ..*cx };
             &with_text
@@ -164,7 +166,8 @@ async fn validate(cx: &StageContext<'_>, p: &Providers) -> Result<(), StageFailu
         visibility: None,
     };
     ContentDoc::validate(input, &cx.cfg.limits).map_err(|e| StageError::terminal(e.to_string()))?;
-    if nlp::tokenize::tokens(body).is_empty() {
+    // An upload's text was already checked for words, with a clearer reason.
+    if upload_text.is_none() && nlp::tokenize::tokens(body).is_empty() {
         return Err(StageError::terminal("body has no words to index").into());
     }
     match upload_text {
