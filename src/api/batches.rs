@@ -12,8 +12,8 @@ use super::input::{json_body, uuid_param};
 use crate::actors::batch::BatchDoc;
 use crate::actors::rpc::{self, ActorKind};
 use crate::domain::batch::validate_items;
-use crate::domain::principal::{Principal, Visibility};
-use crate::error::{ApiError, ApiResult};
+use crate::domain::principal::Principal;
+use crate::error::ApiResult;
 use crate::http;
 use crate::protocol::Topic;
 use crate::runtime::config;
@@ -29,9 +29,7 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
     let input: BatchInput = json_body(&mut req, cfg.ingest.request_max_bytes).await?;
     let items = validate_items(input.items, &cfg.limits)?;
     // Each item's own `visibility` overrides this default, as on POST /api/content.
-    let ownership = p
-        .ownership_for_new(Visibility::default(), &cfg.trust.operator_tenant)
-        .ok_or_else(|| ApiError::Forbidden("creating content needs content:write in a tenant".into()))?;
+    let ownership = super::content::new_ownership(env, p)?;
     let id = Uuid::new_v4();
     let total = items.len() as u32;
     let items: Vec<BatchDoc> = items.into_iter().map(|(doc, visibility)| BatchDoc { doc, visibility }).collect();
