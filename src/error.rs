@@ -54,8 +54,9 @@ pub enum ApiError {
     VersionConflict { expected: u32, current: u32 },
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    #[error("expected content type application/json")]
-    UnsupportedMediaType,
+    /// The body's content type is not one the route reads; the message says which it reads.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("{field}: {message}")]
     InvalidField { field: String, message: String },
     #[error("rate limited, retry after {retry_after_secs} s")]
@@ -97,7 +98,7 @@ impl ApiError {
             | ApiError::TooManySubscriptions { .. } => 409,
             ApiError::VersionConflict { .. } => 412,
             ApiError::PayloadTooLarge { .. } => 413,
-            ApiError::UnsupportedMediaType => 415,
+            ApiError::UnsupportedMediaType(_) => 415,
             ApiError::InvalidField { .. } => 422,
             ApiError::RateLimited { .. } => 429,
             ApiError::Internal(_) => 500,
@@ -122,7 +123,7 @@ impl ApiError {
             ApiError::TooManySubscriptions { .. } => "too_many_subscriptions",
             ApiError::VersionConflict { .. } => "version_conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::InvalidField { .. } => "invalid_field",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal(_) => "internal",
@@ -202,7 +203,7 @@ impl ApiError {
             "too_many_subscriptions" => ApiError::TooManySubscriptions { max: num("max") as u32 },
             "version_conflict" => ApiError::VersionConflict { expected: num("expected") as u32, current: num("current") as u32 },
             "payload_too_large" => ApiError::PayloadTooLarge { limit: num("limit") as usize },
-            "unsupported_media_type" => ApiError::UnsupportedMediaType,
+            "unsupported_media_type" => ApiError::UnsupportedMediaType(message),
             "invalid_field" => {
                 let field = err.get("field").and_then(Value::as_str).unwrap_or("body");
                 let message = message.strip_prefix(&format!("{field}: ")).unwrap_or(&message).to_string();
@@ -308,7 +309,7 @@ impl From<ApiError> for StageError {
             ApiError::BadRequest(_)
             | ApiError::MalformedJson(_)
             | ApiError::PayloadTooLarge { .. }
-            | ApiError::UnsupportedMediaType
+            | ApiError::UnsupportedMediaType(_)
             | ApiError::InvalidField { .. } => StageError::terminal(e.to_string()),
             ApiError::RateLimited { retry_after_secs } => StageError::rate_limited(retry_after_secs.saturating_mul(1000), e.to_string()),
             ApiError::CircuitOpen { retry_after_ms } => StageError::rate_limited(retry_after_ms, e.to_string()),
@@ -342,7 +343,7 @@ mod tests {
             ApiError::TooManySubscriptions { max: 16 },
             ApiError::VersionConflict { expected: 1, current: 2 },
             ApiError::PayloadTooLarge { limit: 1 << 20 },
-            ApiError::UnsupportedMediaType,
+            ApiError::UnsupportedMediaType("expected content type application/json".into()),
             ApiError::invalid("tags", "too many"),
             ApiError::RateLimited { retry_after_secs: 7 },
             ApiError::Internal("storage: disk I/O error".into()),
@@ -370,7 +371,7 @@ mod tests {
             ApiError::TooManySubscriptions { .. } => 11,
             ApiError::VersionConflict { .. } => 12,
             ApiError::PayloadTooLarge { .. } => 13,
-            ApiError::UnsupportedMediaType => 14,
+            ApiError::UnsupportedMediaType(_) => 14,
             ApiError::InvalidField { .. } => 15,
             ApiError::RateLimited { .. } => 16,
             ApiError::Internal(_) => 17,
@@ -504,7 +505,7 @@ mod tests {
             ApiError::BadRequest(String::new()),
             ApiError::Unauthorized(String::new()),
             ApiError::PayloadTooLarge { limit: 1 },
-            ApiError::UnsupportedMediaType,
+            ApiError::UnsupportedMediaType("expected content type application/json".into()),
             ApiError::RateLimited { retry_after_secs: 3 },
         ];
         for e in errs {

@@ -449,7 +449,10 @@ impl ContentActor {
             "authorize" => {
                 let a: Acting = serde_json::from_value(body)?;
                 let c = self.require_for(&a.principal, a.needed.into())?;
-                Ok(json!({ "content_id": c.id, "version": c.version, "tenant": c.ownership.tenant }))
+                Ok(json!({
+                    "content_id": c.id, "version": c.version, "tenant": c.ownership.tenant,
+                    "title": c.doc.title, "category": c.doc.category,
+                }))
             }
             "publish" => self.publish(serde_json::from_value(body)?).await,
             "run_ended" => self.run_ended(serde_json::from_value(body)?).await,

@@ -20,7 +20,7 @@ pub fn is_json(content_type: &str) -> bool {
 pub async fn json_body<T: DeserializeOwned>(req: &mut Request, limit: usize) -> ApiResult<T> {
     let ct = req.headers().get("content-type").ok().flatten().unwrap_or_default();
     if !is_json(&ct) {
-        return Err(ApiError::UnsupportedMediaType);
+        return Err(ApiError::UnsupportedMediaType("expected content type application/json".into()));
     }
     let bytes = read_capped(req, limit).await?;
     parse_json(&bytes)

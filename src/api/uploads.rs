@@ -15,66 +15,62 @@ use crate::domain::content::ContentDoc;
 use crate::domain::principal::{Principal, Visibility};
 use crate::domain::upload::{default_title, disposition_name, object_key, Source, UploadType};
 use crate::error::{ApiError, ApiResult};
-use crate::http;
 use crate::domain::markup;
 use crate::providers::object_store::{ObjectStore, R2Uploads};
 use crate::runtime::config;
 
-/// The upload type of the request's body, or the `415` to answer (after
-/// draining the body, so the connection stays usable).
-async fn upload_type(env: &Env, req: &mut Request) -> Result<(UploadType, String), Response> {
+/// The upload type a request's `Content-Type` names, if any.
+pub fn file_type(req: &Request) -> Option<(UploadType, String)> {
     let content_type = req.headers().get("content-type").ok().flatten().unwrap_or_default();
-    match UploadType::parse(&content_type) {
-        Some(kind) => Ok((kind, content_type)),
+    UploadType::parse(&content_type).map(|kind| (kind, content_type))
+}
+
+/// The upload type of the request's body, or a 415 (after draining the body,
+/// so the connection stays usable).
+async fn upload_type(env: &Env, req: &mut Request) -> ApiResult<(UploadType, String)> {
+    match file_type(req) {
+        Some(t) => Ok(t),
         None => {
             let _ = read_capped(req, config(env).limits.upload_max_bytes).await;
-            let mut body = ApiError::UnsupportedMediaType.body();
-            body["error"]["message"] = json!(UploadType::refusal());
-            Err(http::json(415, &body))
+            Err(ApiError::UnsupportedMediaType(UploadType::refusal()))
         }
     }
 }
 
-/// A stored file and the title it would give its item.
-struct Stored {
-    source: Source,
-    title: String,
+/// The body, under `MAX_UPLOAD_BYTES` (413 past it).
+async fn read_file(env: &Env, req: &mut Request) -> ApiResult<Vec<u8>> {
+    read_capped(req, config(env).limits.upload_max_bytes).await
 }
 
-/// Reads the body under `MAX_UPLOAD_BYTES` (413 past it) and stores it as
-/// `key`. The default title is the file's first heading, its file name, or
-/// "Untitled upload".
-async fn store(env: &Env, req: &mut Request, kind: UploadType, content_type: &str, key: String) -> ApiResult<Stored> {
-    let cfg = config(env);
-    let bytes = read_capped(req, cfg.limits.upload_max_bytes).await?;
+/// The title an upload gets without `?title=`: the file's first heading, its
+/// file name, or "Untitled upload".
+fn default_title_of(env: &Env, req: &Request, kind: UploadType, bytes: &[u8]) -> String {
     let heading = match kind {
-        UploadType::Markdown | UploadType::Html => markup::first_heading(kind, &String::from_utf8_lossy(&bytes)),
+        UploadType::Markdown | UploadType::Html => markup::first_heading(kind, &String::from_utf8_lossy(bytes)),
         UploadType::Plain | UploadType::Pdf => None,
     };
     let file_name = req.headers().get("content-disposition").ok().flatten().and_then(|d| disposition_name(&d));
-    let title = default_title(heading, file_name, cfg.limits.title_max_chars);
-    let source = Source::describe(content_type, &bytes, key);
-    R2Uploads::new(env).put(&source.key, bytes, &source.content_type).await?;
-    Ok(Stored { source, title })
+    default_title(heading, file_name, config(env).limits.title_max_chars)
 }
 
-/// Submits the stored file's document; a refused submission leaves no object.
-async fn submit_file(
+/// Stores the file as its document's source, then submits the document; a
+/// refused submission leaves no object. The document is already valid, so a
+/// bad field never stores anything.
+async fn store_and_submit(
     env: &Env,
-    content_id: Uuid,
-    run_id: Uuid,
+    ids: (Uuid, Uuid),
     op: &str,
-    doc: ApiResult<ContentDoc>,
+    doc: ContentDoc,
+    bytes: Vec<u8>,
     visibility: Option<Visibility>,
     who: Value,
-    key: &str,
 ) -> ApiResult<Response> {
-    let result = match doc {
-        Ok(doc) => submit_doc(env, content_id, run_id, op, &doc, visibility, who).await,
-        Err(e) => Err(e),
-    };
+    let source = doc.source.as_ref().ok_or_else(|| ApiError::Internal("an upload's document has no source".into()))?;
+    let (key, content_type) = (source.key.clone(), source.content_type.clone());
+    R2Uploads::new(env).put(&key, bytes, &content_type).await?;
+    let result = submit_doc(env, ids.0, ids.1, op, &doc, visibility, who).await;
     if result.is_err() {
-        if let Err(e) = R2Uploads::new(env).delete(key).await {
+        if let Err(e) = R2Uploads::new(env).delete(&key).await {
             worker::console_error!("upload {key}: refused, and its object was not deleted: {e}");
         }
     }
@@ -91,44 +87,38 @@ fn visibility_param(q: &[(String, String)]) -> ApiResult<Option<Visibility>> {
 /// `POST /api/uploads?title&category&visibility`.
 pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Response> {
     let ownership = new_ownership(env, p)?;
-    let (kind, content_type) = match upload_type(env, &mut req).await {
-        Ok(t) => t,
-        Err(refusal) => return Ok(refusal),
-    };
+    let (kind, content_type) = upload_type(env, &mut req).await?;
     let q = query(&req)?;
     let visibility = visibility_param(&q)?;
     let limits = &config(env).limits;
     // Checked before the file is stored, so a bad field stores nothing.
     let category = crate::domain::content::category(param(&q, "category"), limits)?;
     let (content_id, run_id) = (Uuid::new_v4(), Uuid::new_v4());
-    let key = object_key(&ownership.tenant, content_id, run_id);
-    let stored = store(env, &mut req, kind, &content_type, key.clone()).await?;
-    let title = param(&q, "title").filter(|t| !t.trim().is_empty()).unwrap_or(&stored.title);
-    let doc = ContentDoc::upload(title, category.as_deref(), stored.source, limits);
-    submit_file(env, content_id, run_id, "create", doc, visibility, json!({ "ownership": ownership }), &key).await
-}
-
-/// Whether a `PUT` body is a file (else it is a JSON submission).
-pub fn is_file(req: &Request) -> bool {
-    let content_type = req.headers().get("content-type").ok().flatten().unwrap_or_default();
-    UploadType::parse(&content_type).is_some()
+    let bytes = read_file(env, &mut req).await?;
+    let title = match param(&q, "title").filter(|t| !t.trim().is_empty()) {
+        Some(t) => t.to_string(),
+        None => default_title_of(env, &req, kind, &bytes),
+    };
+    let source = Source::describe(&content_type, &bytes, object_key(&ownership.tenant, content_id, run_id));
+    let doc = ContentDoc::upload(&title, category.as_deref(), source, limits)?;
+    store_and_submit(env, (content_id, run_id), "create", doc, bytes, visibility, json!({ "ownership": ownership })).await
 }
 
 #[derive(serde::Deserialize)]
 struct Authorized {
     tenant: String,
     version: u32,
+    title: String,
+    #[serde(default)]
+    category: Option<String>,
 }
 
 /// `PUT /api/content/{id}` with a file: a new version whose source is that
 /// file; each version keeps its own object. Title and category follow the
 /// query, else the current version's.
-pub async fn update(env: &Env, p: &Principal, mut req: Request, id: &str) -> ApiResult<Response> {
+pub async fn update(env: &Env, p: &Principal, mut req: Request, id: &str, file: (UploadType, String)) -> ApiResult<Response> {
     let content_id = uuid_param(id, "content")?;
-    let (kind, content_type) = match upload_type(env, &mut req).await {
-        Ok(t) => t,
-        Err(refusal) => return Ok(refusal),
-    };
+    let (_, content_type) = file;
     let who = updater(p, &req)?;
     // 404/403 (and a stale If-Match) before anything is stored; the actor
     // checks both again when the version is made.
@@ -142,15 +132,13 @@ pub async fn update(env: &Env, p: &Principal, mut req: Request, id: &str) -> Api
     let visibility = visibility_param(&q)?;
     let limits = &config(env).limits;
     let category = crate::domain::content::category(param(&q, "category"), limits)?;
-    let current: Value = rpc::call(env, ActorKind::Content, &content_id.to_string(), "view", &json!({ "principal": p })).await?;
     let run_id = Uuid::new_v4();
-    let key = object_key(&item.tenant, content_id, run_id);
-    let stored = store(env, &mut req, kind, &content_type, key.clone()).await?;
-    let title = param(&q, "title").filter(|t| !t.trim().is_empty()).map(str::to_string);
-    let title = title.or_else(|| current["title"].as_str().map(str::to_string)).unwrap_or(stored.title);
-    let category = category.or_else(|| current["category"].as_str().map(str::to_string));
-    let doc = ContentDoc::upload(&title, category.as_deref(), stored.source, limits);
-    submit_file(env, content_id, run_id, "update", doc, visibility, who, &key).await
+    let bytes = read_file(env, &mut req).await?;
+    let title = param(&q, "title").filter(|t| !t.trim().is_empty()).map_or(item.title, str::to_string);
+    let category = category.or(item.category);
+    let source = Source::describe(&content_type, &bytes, object_key(&item.tenant, content_id, run_id));
+    let doc = ContentDoc::upload(&title, category.as_deref(), source, limits)?;
+    store_and_submit(env, (content_id, run_id), "update", doc, bytes, visibility, who).await
 }
 
 /// `GET /api/content/{id}/source[?version=N]`: the original, byte for byte,
