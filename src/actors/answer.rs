@@ -313,19 +313,7 @@ impl AnswerActor {
                 _ => {}
             }
         }
-        let mut ids: Vec<String> =
-            lists.iter().flat_map(|l| l.iter().filter_map(|c| c["content_id"].as_str().map(str::to_string))).collect();
-        ids.sort();
-        ids.dedup();
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let rows = catalog::fetch_docs(&self.env, &ids).await?;
-        let readable = |cid: &str| rows.iter().any(|r| r.content_id == cid && answer.asker.can_read(&r.ownership()));
-        for list in lists {
-            withhold_unreadable(list, readable);
-        }
-        Ok(())
+        withhold_for(&self.env, &answer.asker, lists).await
     }
 
     fn inspect(&self) -> ApiResult<Value> {
@@ -333,6 +321,26 @@ impl AnswerActor {
         let state = json!({ "view": a.view(), "asker": a.asker, "sources": a.sources.len(), "pieces": a.pieces.len(), "emitted": a.emitted, "attempts": a.attempts, "retry_at": a.retry_at });
         super::inspection(&self.state, "answer", &a.id.to_string(), state, None, &self.log())
     }
+}
+
+/// Checks citation (or source) lists against the catalog as `reader` may
+/// read it now: an entry whose content was deleted, or narrowed past the
+/// reader, keeps only its number. One catalog read for all the lists; the
+/// answer view (`GET /api/answers/{id}`) and replays both go through here.
+pub async fn withhold_for(env: &Env, reader: &Principal, lists: Vec<&mut Vec<Value>>) -> ApiResult<()> {
+    let mut ids: Vec<String> =
+        lists.iter().flat_map(|l| l.iter().filter_map(|c| c["content_id"].as_str().map(str::to_string))).collect();
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let rows = catalog::fetch_docs(env, &ids).await?;
+    let readable = |cid: &str| rows.iter().any(|r| r.content_id == cid && reader.can_read(&r.ownership()));
+    for list in lists {
+        withhold_unreadable(list, readable);
+    }
+    Ok(())
 }
 
 impl DurableObject for AnswerActor {

@@ -13,8 +13,7 @@ use worker::{Env, Request, Response};
 use super::input::{json_body, uuid_param};
 use super::retrieve::{category_filter, query_text, retrieve, Mode, RetrieveQuery};
 use crate::actors::rpc::{self, ActorKind};
-use crate::catalog;
-use crate::domain::answer::{withhold_unreadable, Source};
+use crate::domain::answer::Source;
 use crate::domain::principal::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
@@ -68,9 +67,7 @@ pub async fn get(env: &Env, p: &Principal, id: &str) -> ApiResult<Response> {
     let id = uuid_param(id, "answer")?.to_string();
     let mut view: Value = rpc::call(env, ActorKind::Answer, &id, "view", &json!({ "principal": p })).await?;
     if let Some(citations) = view.get_mut("citations").and_then(Value::as_array_mut) {
-        let ids: Vec<String> = citations.iter().filter_map(|c| c["content_id"].as_str().map(str::to_string)).collect();
-        let rows = catalog::fetch_docs(env, &ids).await?;
-        withhold_unreadable(citations, |cid| rows.iter().any(|r| r.content_id == cid && p.can_read(&r.ownership())));
+        crate::actors::answer::withhold_for(env, p, vec![citations]).await?;
     }
     Ok(http::json(200, &view))
 }
