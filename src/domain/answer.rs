@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use super::answer_text::{check_citations, cited, says_unknown};
 use super::principal::Principal;
+use super::retry::RetryPolicy;
 use super::time::{rfc3339, Millis};
 use crate::protocol::ErrorClass;
 use crate::nlp::tokenize::{content_stems, sentences};
@@ -67,6 +68,9 @@ const SNIPPET_CHARS: usize = 240;
 pub const MODEL_ATTEMPTS: u32 = 3;
 /// Backoff before the second model attempt; doubled for each one after.
 pub const MODEL_RETRY_BASE_MS: Millis = 1_000;
+/// The model's backoff (base doubling to 64 s); attempts are `MODEL_ATTEMPTS`.
+const MODEL_BACKOFF: RetryPolicy =
+    RetryPolicy { max_attempts: MODEL_ATTEMPTS, base_ms: MODEL_RETRY_BASE_MS as u64, max_ms: 64_000, timeout_ms: 0, optional: false };
 /// Appended to a generated answer that cites no source and does not say it
 /// does not know: its text has already been streamed, so it stays, marked
 /// as unsupported (and `grounded: false` in the view).
@@ -467,7 +471,7 @@ impl Answer {
             ErrorClass::Terminal => None,
             _ if self.attempts >= MODEL_ATTEMPTS => None,
             ErrorClass::RateLimited { retry_after_ms } => Some(retry_after_ms as Millis),
-            ErrorClass::Transient => Some(MODEL_RETRY_BASE_MS << self.attempts.saturating_sub(1).min(6)),
+            ErrorClass::Transient => Some(MODEL_BACKOFF.cap_ms(self.attempts) as Millis),
         };
         match retry {
             Some(wait) => self.retry_at = Some(now + wait.max(1)),

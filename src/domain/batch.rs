@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::content::ContentDoc;
 use super::principal::{Ownership, Principal, Visibility};
+use super::retry::RetryPolicy;
 use crate::config::Limits;
 use crate::error::ApiError;
 use crate::protocol::ContentInput;
@@ -232,9 +233,12 @@ pub fn run_id(batch: Uuid, index: u32) -> Uuid {
     derived_id(batch, index, "run")
 }
 
-/// The wait before a failed spawn is tried again: 1 s doubling to 60 s.
+/// The wait before a failed spawn is tried again: 1 s doubling to 60 s
+/// (the attempt limit is `MAX_SPAWN_ATTEMPTS`, not the policy's).
+const SPAWN_BACKOFF: RetryPolicy = RetryPolicy { max_attempts: u32::MAX, base_ms: 1_000, max_ms: 60_000, timeout_ms: 0, optional: false };
+
 pub fn spawn_retry_delay_secs(failures: u32) -> u32 {
-    1u32.checked_shl(failures.saturating_sub(1)).unwrap_or(u32::MAX).min(60)
+    (SPAWN_BACKOFF.cap_ms(failures) / 1_000) as u32
 }
 
 impl Batch {
