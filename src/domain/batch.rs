@@ -270,7 +270,7 @@ impl Batch {
 
     /// Only the submitter (same kind, subject and tenant) or the operator.
     pub fn readable_by(&self, p: &Principal) -> bool {
-        p.is_operator() || (p.kind == self.submitter.kind && p.subject == self.submitter.subject && p.tenant == self.submitter.tenant)
+        p.is_or_operates(&self.submitter)
     }
 
     fn item_mut(&mut self, index: u32) -> Result<&mut BatchItem, BatchError> {

@@ -178,6 +178,14 @@ impl Principal {
         self.kind == PrincipalKind::Operator
     }
 
+    /// Whether this principal may see what `owner` made for itself alone (an
+    /// answer, a batch): the same kind, subject and tenant, or the operator.
+    /// Anonymous callers share one identity; the random ids of what they make
+    /// are what keeps one anonymous caller's things from another's.
+    pub fn is_or_operates(&self, owner: &Principal) -> bool {
+        self.is_operator() || (self.kind == owner.kind && self.subject == owner.subject && self.tenant == owner.tenant)
+    }
+
     /// Whether the principal holds `scope`, directly or through a wider one.
     pub fn has(&self, scope: Scope) -> bool {
         self.is_operator() || self.scopes.iter().any(|s| *s >= scope)
