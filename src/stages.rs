@@ -190,7 +190,7 @@ async fn upload_text(cx: &StageContext<'_>, p: &Providers, source: &Source) -> R
                 .await
                 .map_err(|e| StageError::transient(e.to_string()))?
                 .ok_or_else(|| StageError::terminal("the uploaded file is missing from the bucket"))?;
-            let raw = String::from_utf8_lossy(&object.bytes);
+            let raw = String::from_utf8_lossy(&object);
             crate::domain::markup::to_text(kind, raw.trim_start_matches('\u{feff}')).unwrap_or_default()
         }
     };

@@ -253,7 +253,7 @@ impl AnalyzerContainer {
             .get(key)
             .await?
             .ok_or_else(|| ApiError::BadRequest("the uploaded PDF is missing from the bucket".into()))?;
-        self.guarded(AnalyzerCall::ExtractPdf(pdf.bytes)).await
+        self.guarded(AnalyzerCall::ExtractPdf(pdf)).await
     }
 
     async fn analyze(&self, req: AnalyzeRequest) -> ApiResult<Value> {

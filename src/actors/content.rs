@@ -237,7 +237,7 @@ impl ContentActor {
                     .map(|_| ())
                     .map_err(|e| ApiError::Unavailable(format!("vector index: {e}")))
             }
-            Duty::DropUploads { prefix } => R2Uploads::new(&self.env).delete_prefix(prefix).await.map(|_| ()),
+            Duty::DropUploads { prefix } => R2Uploads::new(&self.env).delete_prefix(prefix).await,
             Duty::ReportBatch { batch_id, report } => {
                 let r: ApiResult<Value> = rpc::call(&self.env, ActorKind::Batch, &batch_id.to_string(), "ended", report).await;
                 match r {

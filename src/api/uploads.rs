@@ -161,5 +161,5 @@ pub async fn source(env: &Env, p: &Principal, req: &Request, id: &str) -> ApiRes
     // An uploaded HTML file must never run as a page of this origin.
     headers.set("content-security-policy", "sandbox")?;
     headers.set("content-disposition", "attachment")?;
-    Ok(Response::from_bytes(object.bytes)?.with_headers(headers))
+    Ok(Response::from_bytes(object)?.with_headers(headers))
 }

@@ -444,6 +444,7 @@ impl Activation {
         Some(stage)
     }
 
+    #[cfg(test)]
     pub fn stages_run(&self) -> u32 {
         self.stages_run
     }

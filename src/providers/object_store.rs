@@ -8,20 +8,15 @@ use crate::error::ApiError;
 /// The R2 binding that holds uploaded files.
 pub const UPLOADS_BINDING: &str = "UPLOADS";
 
-/// An object read back: its bytes and the content type it was stored with.
-pub struct StoredObject {
-    pub bytes: Vec<u8>,
-    pub content_type: Option<String>,
-}
-
 #[allow(async_fn_in_trait)]
 pub trait ObjectStore {
     async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), ApiError>;
-    /// `None` when no object has that key.
-    async fn get(&self, key: &str) -> Result<Option<StoredObject>, ApiError>;
+    /// The object's bytes; `None` when no object has that key. (Its content
+    /// type is kept by the item's source, not read back.)
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ApiError>;
     async fn delete(&self, key: &str) -> Result<(), ApiError>;
-    /// Deletes every object under `prefix`; returns how many there were.
-    async fn delete_prefix(&self, prefix: &str) -> Result<u32, ApiError>;
+    /// Deletes every object under `prefix`.
+    async fn delete_prefix(&self, prefix: &str) -> Result<(), ApiError>;
 }
 
 pub struct R2Uploads {
@@ -52,31 +47,27 @@ impl ObjectStore for R2Uploads {
         Ok(())
     }
 
-    async fn get(&self, key: &str) -> Result<Option<StoredObject>, ApiError> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ApiError> {
         let Some(object) = self.bucket()?.get(key).execute().await.map_err(|e| unavailable("get", e))? else {
             return Ok(None);
         };
-        let content_type = object.http_metadata().content_type;
         let Some(body) = object.body() else { return Ok(None) };
-        let bytes = body.bytes().await.map_err(|e| unavailable("read", e))?;
-        Ok(Some(StoredObject { bytes, content_type }))
+        Ok(Some(body.bytes().await.map_err(|e| unavailable("read", e))?))
     }
 
     async fn delete(&self, key: &str) -> Result<(), ApiError> {
         self.bucket()?.delete(key).await.map_err(|e| unavailable("delete", e))
     }
 
-    async fn delete_prefix(&self, prefix: &str) -> Result<u32, ApiError> {
+    async fn delete_prefix(&self, prefix: &str) -> Result<(), ApiError> {
         let bucket = self.bucket()?;
-        let mut deleted = 0u32;
         loop {
             // Deleted keys drop out of the listing, so each page starts afresh.
             let page = bucket.list().prefix(prefix).limit(PAGE).execute().await.map_err(|e| unavailable("list", e))?;
             let keys: Vec<String> = page.objects().iter().map(|o| o.key()).collect();
             if keys.is_empty() {
-                return Ok(deleted);
+                return Ok(());
             }
-            deleted += keys.len() as u32;
             bucket.delete_multiple(keys).await.map_err(|e| unavailable("delete", e))?;
         }
     }
