@@ -249,6 +249,11 @@ impl AnalyzerContainer {
         if !self.configured() {
             return Err(ApiError::BadRequest("PDF uploads need the analyzer: no container and no ANALYZER_URL".into()));
         }
+        // Refused now rather than after downloading the file: the breaker is
+        // asked again (for real) when the call goes through `guarded`.
+        if let Some(refusal) = circuit_refusal(&mut self.breaker(), now_ms()) {
+            return Err(refusal);
+        }
         let pdf = R2Uploads::new(&self.env)
             .get(key)
             .await?
@@ -267,10 +272,8 @@ impl AnalyzerContainer {
         }
         let now = now_ms();
         let mut breaker = self.breaker();
-        if !breaker.allow(now) {
-            // Half-open with a trial in flight: ask again after a cool-down.
-            let wait = breaker.retry_after_ms(now).unwrap_or(breaker.cooldown_ms).max(0);
-            return Err(ApiError::CircuitOpen { retry_after_ms: wait as u64 });
+        if let Some(refusal) = circuit_refusal(&mut breaker, now) {
+            return Err(refusal);
         }
         self.save(&breaker)?;
         let result = self.call(&req).await;
@@ -315,6 +318,16 @@ impl AnalyzerContainer {
             other => Err(ApiError::not_found(format!("analyzer op {other}"))),
         }
     }
+}
+
+/// `CircuitOpen` when `breaker` lets no call through at `now` (open, or
+/// half-open with a trial in flight: ask again after a cool-down).
+fn circuit_refusal(breaker: &mut Breaker, now: i64) -> Option<ApiError> {
+    if breaker.allow(now) {
+        return None;
+    }
+    let wait = breaker.retry_after_ms(now).unwrap_or(breaker.cooldown_ms).max(0);
+    Some(ApiError::CircuitOpen { retry_after_ms: wait as u64 })
 }
 
 impl DurableObject for AnalyzerContainer {
