@@ -157,19 +157,8 @@ pub struct AnalyzeResponse {
 async fn analyze(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let started = Instant::now();
     require_json(req.headers())?;
-    // Reject declared oversize bodies before reading a byte of them.
-    if declared_length(req.headers()).is_some_and(|len| len > state.max_body_bytes as u64) {
-        return Err(ApiError::PayloadTooLarge(state.max_body_bytes));
-    }
-    let body = Bytes::from_request(req, &state)
-        .await
-        .map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge(state.max_body_bytes)
-            } else {
-                ApiError::UnreadableBody(rejection.body_text())
-            }
-        })?;
+    let limit = state.max_body_bytes;
+    let body = read_body(req, &state, limit).await?;
     let doc = parse_request(&body)?;
 
     let index = Arc::clone(&state.index);
@@ -196,6 +185,22 @@ async fn analyze(State(state): State<AppState>, req: Request) -> Result<Response
     Ok(json_response(StatusCode::OK, &response))
 }
 
+/// The request body, refused with 413 past `limit`: at once when the declared
+/// length says so, before reading a byte; else when the read passes the
+/// route's body limit layer. Any other read failure is unreadable.
+async fn read_body(req: Request, state: &AppState, limit: usize) -> Result<Bytes, ApiError> {
+    if declared_length(req.headers()).is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(limit)
+        } else {
+            ApiError::UnreadableBody(rejection.body_text())
+        }
+    })
+}
+
 /// `POST /extract/pdf`: the body is the PDF; the answer is `{"text"}`
 /// (empty for a PDF without text). A body that is no readable PDF is 422.
 async fn extract_pdf(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
@@ -205,16 +210,7 @@ async fn extract_pdf(State(state): State<AppState>, req: Request) -> Result<Resp
             "Content-Type must be application/pdf, got {mime:?}"
         )));
     }
-    if declared_length(req.headers()).is_some_and(|len| len > crate::pdf::MAX_PDF_BYTES as u64) {
-        return Err(ApiError::PayloadTooLarge(crate::pdf::MAX_PDF_BYTES));
-    }
-    let body = Bytes::from_request(req, &state).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(crate::pdf::MAX_PDF_BYTES)
-        } else {
-            ApiError::UnreadableBody(rejection.body_text())
-        }
-    })?;
+    let body = read_body(req, &state, crate::pdf::MAX_PDF_BYTES).await?;
     let text = tokio::task::spawn_blocking(move || crate::pdf::extract_text(&body))
         .await
         .map_err(|e| ApiError::Internal(format!("PDF task failed: {e}")))?
