@@ -277,9 +277,7 @@ async fn only_the_asker_reads_an_answer_and_its_topic() {
         assert_eq!(status, 404);
     }
     // Over a WebSocket of another tenant's session, the topic does not exist.
-    let r = send(http().post(s.url("/api/sessions")).bearer_auth(&other).json(&json!({}))).await;
-    assert_eq!(r.status, 200, "session for another tenant: {}", r.body);
-    let (sid, token) = (r.body["session_id"].as_str().unwrap().to_string(), r.body["token"].as_str().unwrap().to_string());
+    let (sid, token) = new_session_as(s, &other).await;
     let mut ws = connect(s, &sid, &token).await;
     ws_send(&mut ws, json!({ "type": "subscribe", "topic": topic, "after": 0 })).await;
     let f = ws_next(&mut ws, WAIT).await.unwrap();

@@ -201,8 +201,7 @@ async fn only_the_submitter_reads_a_batch_and_its_topic() {
         let r = send(with(http().get(s.url(&format!("/api/topics/batch:{id}/events"))))).await;
         assert_eq!(r.status, 404);
     }
-    let r = send(http().post(s.url("/api/sessions")).bearer_auth(&other).json(&json!({}))).await;
-    let (sid, token) = (r.body["session_id"].as_str().unwrap().to_string(), r.body["token"].as_str().unwrap().to_string());
+    let (sid, token) = new_session_as(s, &other).await;
     let mut ws = connect(s, &sid, &token).await;
     ws_send(&mut ws, json!({ "type": "subscribe", "topic": format!("batch:{id}"), "after": 0 })).await;
     let f = ws_next(&mut ws, Duration::from_secs(10)).await.unwrap();

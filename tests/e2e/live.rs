@@ -218,16 +218,10 @@ fn strictly_increasing(events: &[Value]) -> bool {
 #[tokio::test]
 async fn the_feed_socket_filters_by_principal_and_resumes_exactly() {
     let s = &shared().server;
-    let tenant = |tag: &str| format!("{tag}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let writer = mint_key(&s.base, &s.admin_token, &tenant("fsa"), &["content:write"], Some(1_000_000));
-    let outsider = mint_key(&s.base, &s.admin_token, &tenant("fsb"), &["content:manage"], Some(1_000_000));
-    let session_of = |key: String| async move {
-        let r = send(http().post(s.url("/api/sessions")).bearer_auth(&key).json(&json!({}))).await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        (r.body["session_id"].as_str().unwrap().to_string(), r.body["token"].as_str().unwrap().to_string())
-    };
-    let (wsid, wtok) = session_of(writer.clone()).await;
-    let (osid, otok) = session_of(outsider).await;
+    let writer = mint_key(&s.base, &s.admin_token, &unique_tenant("fsa"), &["content:write"], Some(1_000_000));
+    let outsider = mint_key(&s.base, &s.admin_token, &unique_tenant("fsb"), &["content:manage"], Some(1_000_000));
+    let (wsid, wtok) = new_session_as(s, &writer).await;
+    let (osid, otok) = new_session_as(s, &outsider).await;
     let mut writer_ws = feed_socket(s, &wsid, &wtok, None).await;
     ws_send(&mut writer_ws, json!({"type": "subscribe", "topic": "feed"})).await;
     let sub = ws_next(&mut writer_ws, WAIT).await.unwrap();

@@ -41,10 +41,7 @@ fn key_caller(s: &Server, name: &'static str, tenant: &str, scopes: &[&str]) -> 
     Caller { name, auth: Some(format!("Bearer {key}")) }
 }
 
-/// A tenant slug unique to this test process, so reruns on one state never mix.
-fn tenant(tag: &str) -> String {
-    format!("{tag}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
-}
+use crate::support::unique_tenant as tenant;
 
 struct Item {
     visibility: &'static str,
@@ -359,12 +356,7 @@ async fn topics_and_the_feed_show_only_what_the_subscriber_may_read() {
     let a = tenant("feeda");
     let writer = mint_key(&s.base, &s.admin_token, &a, &["content:write"], Some(1_000_000));
     let outsider = mint_key(&s.base, &s.admin_token, &tenant("feedb"), &["content:manage"], Some(1_000_000));
-    let session_of = |key: String| async move {
-        let r = send(http().post(s.url("/api/sessions")).bearer_auth(&key).json(&json!({}))).await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        (r.body["session_id"].as_str().unwrap().to_string(), r.body["token"].as_str().unwrap().to_string())
-    };
-    let (osid, otok) = session_of(outsider).await;
+    let (osid, otok) = new_session_as(s, &outsider).await;
     let mut ows = connect(s, &osid, &otok).await;
     ws_send(&mut ows, json!({"type": "subscribe", "topic": "feed"})).await;
     let mut ready = false;

@@ -277,10 +277,7 @@ async fn a_restart_mid_generation_neither_repeats_nor_loses_text() {
     assert_eq!(view["text"].as_str(), Some(whole), "the uninterrupted answer, nothing twice or lost");
 
     // Replayed from the start: each delta once, joined into the text.
-    let (session, token) = {
-        let r = send(http().post(s.url("/api/sessions")).bearer_auth(&asker).json(&json!({}))).await;
-        (r.body["session_id"].as_str().unwrap().to_string(), r.body["token"].as_str().unwrap().to_string())
-    };
+    let (session, token) = new_session_as(&s, &asker).await;
     let mut ws = connect(&s, &session, &token).await;
     let evs = events(&mut ws, &format!("answer:{id}"), 0, None).await;
     let seqs: Vec<u64> = evs.iter().filter_map(|e| e["seq"].as_u64()).collect();

@@ -461,10 +461,21 @@ pub fn document(topic: &str, seed: usize, bytes: usize) -> String {
 
 pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// A session of the test tenant's key: `(session_id, token)`.
 pub async fn new_session(server: &Server) -> (String, String) {
-    let r = server.post("/api/sessions", json!({})).await;
+    new_session_as(server, &server.key).await
+}
+
+/// A session of `key`'s principal: `(session_id, token)`.
+pub async fn new_session_as(server: &Server, key: &str) -> (String, String) {
+    let r = send(http().post(server.url("/api/sessions")).bearer_auth(key).json(&json!({}))).await;
     assert_eq!(r.status, 200, "session: {}", r.body);
     (r.body["session_id"].as_str().unwrap().to_string(), r.body["token"].as_str().unwrap().to_string())
+}
+
+/// A tenant slug unique to this test process, so reruns on one state never mix.
+pub fn unique_tenant(tag: &str) -> String {
+    format!("{tag}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
 pub async fn connect(server: &Server, session: &str, token: &str) -> Ws {
