@@ -86,8 +86,7 @@ impl AnswerActor {
     fn commit(&self, answer: &Answer, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<()> {
         self.cells().save("answer", answer)?;
         let records = self.log().append(drafts, now)?;
-        let (env, subs, topic) = (self.env.clone(), self.subs(), Topic::Answer(answer.id));
-        self.state.wait_until(async move { fanout::push(&env, &subs, topic, &records).await });
+        self.push_later(Topic::Answer(answer.id), records);
         if answer.status.is_terminal() {
             self.register(answer, now);
         }
@@ -96,14 +95,9 @@ impl AnswerActor {
 
     /// The registry row for the admin listing, written in the background.
     fn register(&self, answer: &Answer, now: Millis) {
-        let env = self.env.clone();
-        let (id, status) = (answer.id.to_string(), serde_json::to_value(answer.status).unwrap_or_default());
+        let status = serde_json::to_value(answer.status).unwrap_or_default();
         let status = status.as_str().unwrap_or("unknown").to_string();
-        self.state.wait_until(async move {
-            if let Err(e) = catalog::register_actor(&env, "answer", &id, &status, now).await {
-                worker::console_error!("answer registry write failed: {e}");
-            }
-        });
+        self.register_later("answer", answer.id.to_string(), status, now);
     }
 
     /// The next step's alarm, `ANSWER_STEP_MS` after `now` (the pace of the

@@ -15,11 +15,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-use super::fanout;
 use super::pipeline::to_datetime;
 use super::rpc::{self, ActorKind};
 use super::ActorStorage;
-use crate::catalog;
 use crate::domain::batch::{Batch, ItemRef, SpawnRetry};
 use crate::domain::content::ContentDoc;
 use crate::domain::principal::{Ownership, Principal, Visibility};
@@ -118,8 +116,7 @@ impl BatchActor {
             return Ok(());
         }
         let records = self.log().append(drafts, now)?;
-        let (env, subs, topic) = (self.env.clone(), self.subs(), Topic::Batch(b.id));
-        self.state.wait_until(async move { fanout::push(&env, &subs, topic, &records).await });
+        self.push_later(Topic::Batch(b.id), records);
         if b.is_finished() {
             self.register(b, "completed", now);
         }
@@ -128,12 +125,7 @@ impl BatchActor {
 
     /// The registry row for the admin listing, written in the background.
     fn register(&self, b: &Batch, status: &'static str, now: Millis) {
-        let (env, id) = (self.env.clone(), b.id.to_string());
-        self.state.wait_until(async move {
-            if let Err(e) = catalog::register_actor(&env, "batch", &id, status, now).await {
-                worker::console_error!("batch registry write failed: {e}");
-            }
-        });
+        self.register_later("batch", b.id.to_string(), status.to_string(), now);
     }
 
     async fn create(&self, c: Create) -> ApiResult<Value> {

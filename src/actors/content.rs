@@ -7,7 +7,6 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-use super::fanout;
 use super::outbox::Outbox;
 use super::ActorStorage;
 use super::rpc::{self, ActorKind};
@@ -145,8 +144,7 @@ impl ContentActor {
         }
         let feed_drafts: Vec<EventDraft> = drafts.iter().filter(|d| d.event.is_feed_event()).cloned().collect();
         let records = self.log().append(drafts, now)?;
-        let (env, subs, topic) = (self.env.clone(), self.subs(), Topic::Content(c.id));
-        self.state.wait_until(async move { fanout::push(&env, &subs, topic, &records).await });
+        self.push_later(Topic::Content(c.id), records);
         Ok(feed_drafts)
     }
 

@@ -14,7 +14,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage, WebSocketPair};
 
-use super::fanout;
 use super::rpc::{self, ActorKind};
 use super::session::{close_back, load_attachment, read_frame, save_attachment, send};
 use super::{ActorStorage, REPLAY_PAGE};
@@ -156,8 +155,7 @@ impl FeedActor {
             }
         }
         self.arm().await;
-        let (env, subs) = (self.env.clone(), self.subs());
-        self.state.wait_until(async move { fanout::push(&env, &subs, Topic::Feed, &records).await });
+        self.push_later(Topic::Feed, records);
         Ok(json!({ "last_seq": last }))
     }
 

@@ -69,6 +69,23 @@ pub trait ActorStorage {
     fn subs(&self) -> Subscribers {
         Subscribers::new(self.state().storage().sql())
     }
+
+    /// Pushes committed `records` of `topic` to its subscribed sessions after
+    /// this request (best effort: a lost push is late, never lost).
+    fn push_later(&self, topic: Topic, records: Vec<crate::protocol::EventRecord>) {
+        let (env, subs) = (self.env().clone(), self.subs());
+        self.state().wait_until(async move { fanout::push(&env, &subs, topic, &records).await });
+    }
+
+    /// Writes this actor's registry row (the admin listing) after this request.
+    fn register_later(&self, kind: &'static str, id: String, status: String, now: crate::domain::time::Millis) {
+        let env = self.env().clone();
+        self.state().wait_until(async move {
+            if let Err(e) = crate::catalog::register_actor(&env, kind, &id, &status, now).await {
+                worker::console_error!("{kind} registry write failed: {e}");
+            }
+        });
+    }
 }
 
 /// Implements [`ActorStorage`] for an actor struct with `state` and `env` fields.

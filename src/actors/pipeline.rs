@@ -12,7 +12,6 @@ use serde_json::json;
 use uuid::Uuid;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-use super::fanout;
 use super::outbox::Outbox;
 use super::ActorStorage;
 use super::rpc::{self, ActorKind};
@@ -121,8 +120,7 @@ impl RunShell {
         if records.is_empty() {
             return;
         }
-        let (env, subs, topic) = (self.env.clone(), self.subs(), Self::topic(run));
-        self.state.wait_until(async move { fanout::push(&env, &subs, topic, &records).await });
+        self.push_later(Self::topic(run), records);
     }
 
     /// Commits and pushes: for requests that make one change.
