@@ -42,7 +42,7 @@ fn unauthorized(msg: impl Into<String>) -> ApiError {
 }
 
 pub fn sha256_hex(s: &str) -> String {
-    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    crate::domain::sha256_hex(s.as_bytes())
 }
 
 /// The credential of `Authorization: Bearer <credential>`, if the header is there.

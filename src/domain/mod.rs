@@ -24,3 +24,9 @@ pub mod time;
 pub mod token;
 pub mod upload;
 pub mod vector;
+
+/// Lowercase hex SHA-256 of `bytes`: API key hashes and uploads' checksums.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}

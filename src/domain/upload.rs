@@ -3,7 +3,6 @@
 //! ingest" in DESIGN.md).
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// The longest `Content-Type` an upload may carry.
@@ -82,7 +81,7 @@ pub struct SourceView {
 impl Source {
     /// Describes `body`, stored under [`object_key`].
     pub fn describe(content_type: &str, body: &[u8], key: String) -> Source {
-        let sha256 = Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect();
+        let sha256 = super::sha256_hex(body);
         Source { content_type: content_type.trim().to_string(), bytes: body.len() as u64, sha256, key }
     }
 
