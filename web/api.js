@@ -36,7 +36,7 @@ async function parse(resp) {
  * `request('GET', '/api/runs/x')` resolves with the parsed body of a 2xx and
  * rejects with an ApiError otherwise (also for network failures, status 0).
  */
-export async function request(method, path, { body, file, query, admin = false, signal } = {}) {
+export async function request(method, path, { body, file, query, admin = false, signal, blob = false } = {}) {
   let url = path;
   if (query) {
     const q = new URLSearchParams();
@@ -65,8 +65,9 @@ export async function request(method, path, { body, file, query, admin = false, 
     if (e && e.name === 'AbortError') throw e;
     throw new ApiError(0, 'network', `network error: ${e && e.message ? e.message : e}`);
   }
+  // `blob`: a 2xx body is returned as a Blob (a file), not parsed.
+  if (resp.ok) return blob ? resp.blob() : parse(resp);
   const data = await parse(resp);
-  if (resp.ok) return data;
   const err = data && typeof data === 'object' && data.error ? data.error : {};
   throw new ApiError(
     resp.status,
@@ -115,8 +116,9 @@ export const whoAmI = () => get(api.me());
 export const endpoints = api;
 
 // The upload types the API accepts, by file extension when the browser
-// gives a file no (or a generic) type, as it often does for Markdown.
-const UPLOAD_TYPES = { md: 'text/markdown', markdown: 'text/markdown', html: 'text/html', htm: 'text/html', pdf: 'application/pdf', txt: 'text/plain' };
+// gives a file no (or a generic) type, as it often does for Markdown. The
+// first extension of a type is the one a downloaded source gets.
+export const UPLOAD_TYPES = { md: 'text/markdown', markdown: 'text/markdown', html: 'text/html', htm: 'text/html', pdf: 'application/pdf', txt: 'text/plain' };
 
 function fileHeaders(file) {
   const ext = (file.name || '').split('.').pop().toLowerCase();
@@ -139,18 +141,7 @@ export const upload = (file, query, opts) => request('POST', api.uploads(), { ..
  * The original file of an item's version, fetched with the credential (a
  * plain link would not carry it): a Blob with the file's type.
  */
-export async function sourceFile(id, version) {
-  const headers = {};
-  const token = credential();
-  if (token) headers.authorization = `Bearer ${token}`;
-  const resp = await fetch(api.contentSource(id, version), { headers, cache: 'no-store', credentials: 'same-origin' });
-  if (!resp.ok) {
-    const data = await parse(resp);
-    const err = data && typeof data === 'object' && data.error ? data.error : {};
-    throw new ApiError(resp.status, err.code || `http_${resp.status}`, err.message || resp.statusText);
-  }
-  return resp.blob();
-}
+export const sourceFile = (id, version) => get(api.contentSource(id, version), { blob: true });
 
 /** Asks a question: `{answer_id, topic, links}`; the answer streams on `topic`. */
 export const ask = (question, opts) => post(api.answers(), { question }, opts);

@@ -456,10 +456,6 @@ export class Hub extends EventTarget {
 
   /** Debug hook: drops the socket carrying `topic` (the session socket when none is named). */
   dropSocket(opts = {}) {
-    return this.channel(opts.topic === 'feed' ? 'feed' : '').dropSocket(opts);
-  }
-
-  dropSession() {
-    this.main.dropSession();
+    return this.channel(opts.topic).dropSocket(opts);
   }
 }

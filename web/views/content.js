@@ -2,7 +2,7 @@
 // GET /api/content/<id>, refreshed whenever the `content:<id>` topic reports
 // a change (content.updated / content.indexed / content.deleted).
 
-import { ApiError, get, sourceFile } from '../api.js';
+import { ApiError, get, sourceFile, UPLOAD_TYPES } from '../api.js';
 import { api, EVENTS, isUuid, topics } from '../protocol.js';
 import { badge, fmtDateTime, fmtTime, h, replace, shortId, time } from '../dom.js';
 
@@ -93,7 +93,8 @@ function sourceLink(id, v) {
     try {
       const blob = await sourceFile(id, v.version);
       const url = URL.createObjectURL(blob);
-      const ext = { 'text/markdown': '.md', 'text/html': '.html', 'application/pdf': '.pdf', 'text/plain': '.txt' }[blob.type.split(';')[0]] || '';
+      const found = Object.entries(UPLOAD_TYPES).find(([, type]) => type === blob.type.split(';')[0]);
+      const ext = found ? `.${found[0]}` : '';
       const a = h('a', { href: url, download: `${v.title || id}${ext}` });
       document.body.append(a);
       a.click();

@@ -1,7 +1,7 @@
 // #/submit: the submission form. Errors come from the API's error JSON; a 422
 // names the input in `error.field`, and the message is shown next to it.
 
-import { ApiError, get, post, upload } from '../api.js';
+import { ApiError, get, post, upload, UPLOAD_TYPES } from '../api.js';
 import { api } from '../protocol.js';
 import { badge, fmtDateTime, h, replace, time } from '../dom.js';
 
@@ -38,7 +38,8 @@ function field(id, label, control, hint) {
  * run extracts the file's text (`POST /api/uploads`).
  */
 function uploadCard(controller) {
-  const file = h('input', { type: 'file', accept: '.md,.markdown,.html,.htm,.pdf,.txt,text/markdown,text/html,application/pdf,text/plain', required: true });
+  const accept = [...Object.keys(UPLOAD_TYPES).map((ext) => `.${ext}`), ...new Set(Object.values(UPLOAD_TYPES))].join(',');
+  const file = h('input', { type: 'file', accept, required: true });
   const title = h('input', { type: 'text', autocomplete: 'off', maxlength: '300', placeholder: 'Default: the file’s first heading or name' });
   const visibility = h('select', {},
     h('option', { value: 'tenant', selected: true }, 'Tenant'),
