@@ -13,6 +13,8 @@ async function call(env, path, args) {
 		headers: { "content-type": "application/json" },
 		body: JSON.stringify(args ?? {}),
 	});
+	// A streamed text model answers with its event stream, handed on as is.
+	if ((resp.headers.get("content-type") ?? "").startsWith("text/event-stream")) return resp.body;
 	const out = await resp.json();
 	if ("error" in out) throw new Error(out.error);
 	return out.ok;
@@ -25,16 +27,7 @@ async function call(env, path, args) {
  */
 export class Ai extends WorkerEntrypoint {
 	async run(model, inputs, options) {
-		if (inputs?.stream !== true) return call(this.env, "/ai/run", { model, inputs, options });
-		const resp = await fetch(`${this.env.EMULATOR_URL}/ai/run`, {
-			method: "POST",
-			headers: { "content-type": "application/json" },
-			body: JSON.stringify({ model, inputs, options }),
-		});
-		if ((resp.headers.get("content-type") ?? "").startsWith("text/event-stream")) return resp.body;
-		const out = await resp.json();
-		if ("error" in out) throw new Error(out.error);
-		return out.ok;
+		return call(this.env, "/ai/run", { model, inputs, options });
 	}
 }
 
