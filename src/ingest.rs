@@ -13,11 +13,12 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::json;
 use uuid::Uuid;
 use worker::{Env, MessageExt, QueueRetryOptionsBuilder, RawMessage};
 
-use crate::actors::rpc::{self, ActorKind};
+use crate::actors::ops::{DeadLettered, ItemsDelivered};
+use crate::actors::rpc;
+use crate::runtime::within;
 use crate::domain::batch::IngestMessage;
 use crate::error::{ApiError, ApiResult};
 
@@ -50,13 +51,19 @@ pub async fn dead_letter(env: &Env, batch_id: Uuid, indexes: impl IntoIterator<I
     send(env, DLQ_BINDING, batch_id, indexes).await
 }
 
+/// How long a delivery waits for its batch to take the items. The local
+/// broker sends a queue's next delivery only once this one returns, so a
+/// reply that never comes (seen once under heavy load: 800 items left on the
+/// queue) would hold the whole import; handing over is idempotent, so the
+/// retried messages are simply taken again.
+const HANDOVER_TIMEOUT_MS: u64 = 10_000;
+
 /// One delivery of the queue (`dead`: of its dead-letter queue). Every
 /// message is settled (acknowledged or retried) here; nothing is thrown, so
 /// one bad message never makes the whole delivery retry. Messages are handed
 /// over per batch, in one call to its `BatchActor`.
 pub async fn consume(batch: worker::MessageBatch<serde_json::Value>, env: Env) {
     let dead = batch.queue() == crate::config::INGEST_DLQ;
-    let op = if dead { "dead_lettered" } else { "delivered" };
     let mut by_batch: BTreeMap<Uuid, Vec<(RawMessage, u32)>> = BTreeMap::new();
     for raw in batch.raw_iter() {
         match serde_wasm_bindgen::from_value::<IngestMessage>(raw.body()) {
@@ -70,8 +77,16 @@ pub async fn consume(batch: worker::MessageBatch<serde_json::Value>, env: Env) {
     let env = &env;
     futures::future::join_all(by_batch.into_iter().map(|(id, msgs)| async move {
         let indexes: Vec<u32> = msgs.iter().map(|(_, index)| *index).collect();
-        let outcome: ApiResult<serde_json::Value> =
-            rpc::call(env, ActorKind::Batch, &id.to_string(), op, &json!({ "indexes": indexes })).await;
+        let name = id.to_string();
+        let handover = async {
+            match dead {
+                true => rpc::send(env, &name, &DeadLettered { indexes }).await,
+                false => rpc::send(env, &name, &ItemsDelivered { indexes }).await,
+            }
+        };
+        let outcome = within(HANDOVER_TIMEOUT_MS, handover)
+            .await
+            .unwrap_or_else(|| Err(ApiError::Unavailable(format!("no answer within {HANDOVER_TIMEOUT_MS} ms"))));
         match outcome {
             // Taken, or the batch is gone (never created, or erased): nothing to do.
             Ok(_) | Err(ApiError::NotFound(_)) => msgs.iter().for_each(|(raw, _)| raw.ack()),

@@ -226,6 +226,58 @@ pub struct Links {
 }
 
 /// The `202` answer to a submission.
+/// The `202` answer to `POST /api/answers`: follow `topic` for the answer.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerAccepted {
+    pub answer_id: Uuid,
+    /// `answer:<id>`.
+    pub topic: String,
+    pub links: AnswerLinks,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerLinks {
+    pub answer: String,
+    pub events: String,
+}
+
+impl AnswerAccepted {
+    pub fn new(id: Uuid) -> Self {
+        let topic = Topic::Answer(id).to_string();
+        let links = AnswerLinks { answer: format!("/api/answers/{id}"), events: format!("/api/topics/{topic}/events") };
+        AnswerAccepted { answer_id: id, topic, links }
+    }
+}
+
+/// The `202` answer to `POST /api/content/batch`: follow `topic` for progress.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchAccepted {
+    pub batch_id: Uuid,
+    /// Items taken (all of them: a batch is accepted whole or refused).
+    pub accepted: u32,
+    /// `batch:<id>`.
+    pub topic: String,
+    pub links: BatchLinks,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchLinks {
+    pub batch: String,
+    pub events: String,
+}
+
+impl BatchAccepted {
+    pub fn new(id: Uuid, accepted: u32) -> Self {
+        let topic = Topic::Batch(id).to_string();
+        let links = BatchLinks { batch: format!("/api/batches/{id}"), events: format!("/api/topics/{topic}/events") };
+        BatchAccepted { batch_id: id, accepted, topic, links }
+    }
+}
+
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Accepted {
@@ -457,6 +509,227 @@ pub struct EventRecord {
     pub ts: String,
 }
 
+/// The typed data of one event name (contract). Producers build these, and
+/// the log stores each as an [`EventDraft`] (`{event, data}`), so an event's
+/// shape is declared here once, next to its name.
+pub trait EventData: Serialize {
+    const NAME: EventName;
+}
+
+impl EventDraft {
+    /// The draft of a typed event.
+    pub fn of<T: EventData>(data: T) -> Self {
+        EventDraft { event: T::NAME, data: serde_json::to_value(data).unwrap_or_default() }
+    }
+}
+
+macro_rules! event_data {
+    ($($t:ident => $name:ident),* $(,)?) => {
+        $(impl EventData for $t {
+            const NAME: EventName = EventName::$name;
+        })*
+    };
+}
+
+/// Every run event names its run and content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRef {
+    pub run_id: Uuid,
+    pub content_id: Uuid,
+}
+
+/// `run.queued`: a new run, or a retried one (`retry: true`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunQueued {
+    #[serde(flatten)]
+    pub run: RunRef,
+    pub version: u32,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageStarted {
+    #[serde(flatten)]
+    pub run: RunRef,
+    pub stage: Stage,
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageCompleted {
+    #[serde(flatten)]
+    pub run: RunRef,
+    pub stage: Stage,
+    pub attempt: u32,
+    pub duration_ms: i64,
+}
+
+/// A failed attempt that will be tried again at `next_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRetrying {
+    #[serde(flatten)]
+    pub run: RunRef,
+    pub stage: Stage,
+    pub attempt: u32,
+    pub next_at: String,
+    pub backoff_ms: u64,
+    pub error: String,
+    /// `transient`, `rate_limited` or `terminal`.
+    pub class: String,
+}
+
+/// An optional stage that gave up: the run goes on without it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageSkipped {
+    #[serde(flatten)]
+    pub run: RunRef,
+    pub stage: Stage,
+    pub attempts: u32,
+    pub reason: String,
+    pub class: String,
+}
+
+/// A required stage that gave up; `run.failed` carries the same data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageFailed {
+    #[serde(flatten)]
+    pub run: RunRef,
+    pub stage: Stage,
+    pub attempts: u32,
+    pub error: String,
+    pub class: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunFailed(pub StageFailed);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunCompleted {
+    #[serde(flatten)]
+    pub run: RunRef,
+    pub duration_ms: i64,
+    pub skipped: Vec<Stage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunCancelled {
+    #[serde(flatten)]
+    pub run: RunRef,
+    pub reason: String,
+}
+
+/// Every content event names its item and the item's ownership, so the feed
+/// can show each subscriber only what it may read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentRef {
+    pub content_id: Uuid,
+    pub title: String,
+    #[serde(flatten)]
+    pub ownership: crate::domain::principal::Ownership,
+}
+
+/// A new version is processing (`run_id`), or a version's run failed (`reason`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentUpdated {
+    #[serde(flatten)]
+    pub item: ContentRef,
+    pub version: u32,
+    pub status: ContentStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentIndexed {
+    #[serde(flatten)]
+    pub item: ContentRef,
+    pub version: u32,
+    pub category: Option<String>,
+    pub summary: Option<String>,
+    pub chunks: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentDeleted {
+    #[serde(flatten)]
+    pub item: ContentRef,
+    pub version: u32,
+}
+
+/// A source as `answer.retrieved` lists it (its text stays in the actor).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListedSource {
+    pub n: u32,
+    pub content_id: String,
+    pub title: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerRetrieved {
+    pub answer_id: Uuid,
+    pub sources: Vec<ListedSource>,
+    pub generator: crate::domain::answer::Generator,
+}
+
+/// The next piece of the answer's text: deltas joined in `index` order are
+/// the text `answer.completed` carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerDelta {
+    pub index: u32,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerCompleted {
+    pub text: String,
+    pub citations: Vec<crate::domain::answer::Citation>,
+    pub generator: crate::domain::answer::Generator,
+    /// Why a model answer fell back to the extractive one, if it did.
+    pub fallback: Option<String>,
+    pub grounded: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerFailed {
+    pub error: String,
+}
+
+/// `batch.progress` (coalesced) and `batch.completed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchProgress {
+    pub batch_id: Uuid,
+    pub counts: crate::domain::batch::BatchCounts,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BatchCompleted(pub BatchProgress);
+
+event_data! {
+    RunQueued => RunQueued,
+    StageStarted => StageStarted,
+    StageCompleted => StageCompleted,
+    StageRetrying => StageRetrying,
+    StageSkipped => StageSkipped,
+    StageFailed => StageFailed,
+    RunFailed => RunFailed,
+    RunCompleted => RunCompleted,
+    RunCancelled => RunCancelled,
+    ContentUpdated => ContentUpdated,
+    ContentIndexed => ContentIndexed,
+    ContentDeleted => ContentDeleted,
+    AnswerRetrieved => AnswerRetrieved,
+    AnswerDelta => AnswerDelta,
+    AnswerCompleted => AnswerCompleted,
+    AnswerFailed => AnswerFailed,
+    BatchProgress => BatchProgress,
+    BatchCompleted => BatchCompleted,
+}
+
 /// A subscription topic. Ids are parsed as UUIDs so a topic can never name an
 /// actor the server did not mint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -670,6 +943,27 @@ pub struct SessionGrant {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn typed_events_keep_the_contract_shapes() {
+        let run = RunRef { run_id: Uuid::nil(), content_id: Uuid::nil() };
+        let queued = EventDraft::of(RunQueued { run: run.clone(), version: 2, retry: false });
+        assert_eq!(queued.event, EventName::RunQueued);
+        assert_eq!(queued.data, json!({ "run_id": Uuid::nil(), "content_id": Uuid::nil(), "version": 2 }));
+        let retried = EventDraft::of(RunQueued { run: run.clone(), version: 2, retry: true });
+        assert_eq!(retried.data["retry"], json!(true));
+        let failed = StageFailed { run, stage: Stage::Embed, attempts: 3, error: "e".into(), class: "terminal".into() };
+        let (stage, whole) = (EventDraft::of(failed.clone()), EventDraft::of(RunFailed(failed)));
+        assert_eq!((stage.event, whole.event), (EventName::StageFailed, EventName::RunFailed));
+        assert_eq!(stage.data, whole.data, "run.failed carries the stage's data");
+        let ownership = crate::domain::principal::Ownership { tenant: "t".into(), owner: "o".into(), visibility: Visibility::Tenant };
+        let item = ContentRef { content_id: Uuid::nil(), title: "T".into(), ownership };
+        let deleted = EventDraft::of(ContentDeleted { item, version: 4 }).data;
+        for field in ["content_id", "title", "tenant", "owner", "visibility", "version"] {
+            assert!(deleted.get(field).is_some(), "content.deleted lacks {field}: {deleted}");
+        }
+        assert_eq!(deleted["visibility"], json!("tenant"));
+    }
 
     #[test]
     fn stage_names_match_contract() {

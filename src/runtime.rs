@@ -21,3 +21,14 @@ pub fn config(env: &Env) -> Config {
 pub fn now_ms() -> i64 {
     js_sys::Date::now() as i64
 }
+
+/// `fut`'s output, or `None` once `ms` have passed first (the future is then
+/// dropped). The one timeout every bounded wait goes through.
+pub async fn within<T>(ms: u64, fut: impl std::future::Future<Output = T>) -> Option<T> {
+    let fut = std::pin::pin!(fut);
+    let timer = std::pin::pin!(worker::Delay::from(std::time::Duration::from_millis(ms)));
+    match futures::future::select(fut, timer).await {
+        futures::future::Either::Left((out, _)) => Some(out),
+        futures::future::Either::Right(_) => None,
+    }
+}

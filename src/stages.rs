@@ -5,10 +5,10 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::json;
 use worker::{Env, SqlStorage};
 
-use crate::actors::rpc::{self, ActorKind};
+use crate::actors::ops::{Fence, Publish};
+use crate::actors::rpc;
 use crate::config::Config;
 use crate::domain::content::{Artifacts, ContentDoc};
 use crate::domain::pipeline::{PipelineRun, StageError};
@@ -239,9 +239,7 @@ async fn embed(cx: &StageContext<'_>, p: &Providers) -> Result<(), StageFailure>
 /// Asks the content actor whether this run's version may still write the
 /// indexes (the index backend fences again at the write itself).
 async fn require_current(cx: &StageContext<'_>) -> Result<(), StageFailure> {
-    let body = json!({ "version": cx.run.version });
-    let r: Result<serde_json::Value, ApiError> =
-        rpc::call(cx.env, ActorKind::Content, &cx.run.content_id.to_string(), "fence", &body).await;
+    let r = rpc::send(cx.env, &cx.run.content_id.to_string(), &Fence { version: cx.run.version }).await;
     r.map(|_| ()).map_err(superseded_or_transient)
 }
 
@@ -292,8 +290,6 @@ async fn publish(cx: &StageContext<'_>) -> Result<(), StageFailure> {
         analysis: cx.artifacts.get_opt("analysis"),
         text: cx.doc.source.as_ref().map(|_| cx.doc.body.clone()),
     };
-    let body = json!({ "run_id": cx.run.id, "artifacts": artifacts });
-    let r: Result<serde_json::Value, ApiError> =
-        rpc::call(cx.env, ActorKind::Content, &cx.run.content_id.to_string(), "publish", &body).await;
+    let r = rpc::send(cx.env, &cx.run.content_id.to_string(), &Publish { run_id: cx.run.id, artifacts }).await;
     r.map(|_| ()).map_err(superseded_or_transient)
 }

@@ -16,13 +16,13 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use worker::{durable_object, Delay, DurableObject, Env, Request, Response, State};
 
-use super::rpc;
+use super::ops::{AnalyzerCall, AnalyzerOps, ExtractPdf, ExtractedText, FireAlarm, Inspect, Inspectable};
 use crate::domain::circuit::Breaker;
 use crate::domain::container_start::{refusal, StartupWait, Step};
 use crate::domain::pipeline::StageError;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::ErrorClass;
-use crate::providers::analyzer_http::{analyze_over_http, AnalyzerCall};
+use crate::providers::analyzer_http::{analyze_over_http, ContainerRequest};
 use crate::providers::object_store::{ObjectStore, R2Uploads};
 use crate::providers::workers_ai::js_error_text;
 use crate::providers::AnalyzeRequest;
@@ -186,7 +186,7 @@ impl AnalyzerContainer {
         }
     }
 
-    async fn call(&self, req: &AnalyzerCall) -> Result<Value, CallFailure> {
+    async fn call(&self, req: &ContainerRequest) -> Result<Value, CallFailure> {
         match self.container() {
             Some(container) => self.call_container(&container, req).await,
             None => {
@@ -202,7 +202,7 @@ impl AnalyzerContainer {
     /// Sends to the container, starting it and waiting for its port as
     /// [`StartupWait`] decides. Refusals while it starts are not failures of
     /// the analyzer: a give-up is transient and stays out of the breaker.
-    async fn call_container(&self, container: &ContainerHandle, req: &AnalyzerCall) -> Result<Value, CallFailure> {
+    async fn call_container(&self, container: &ContainerHandle, req: &ContainerRequest) -> Result<Value, CallFailure> {
         let running = container.is_running().await.map_err(|e| StageError::transient(format!("container: {e}")))?;
         let (mut wait, mut step) = StartupWait::with_defaults(now_ms(), running);
         loop {
@@ -243,30 +243,8 @@ impl AnalyzerContainer {
         }
     }
 
-    /// The text of an uploaded PDF, read from the bucket by its key. No
-    /// analyzer is a refusal; an open circuit is only a wait.
-    async fn extract_pdf(&self, key: &str) -> ApiResult<Value> {
-        if !self.configured() {
-            return Err(ApiError::BadRequest("PDF uploads need the analyzer: no container and no ANALYZER_URL".into()));
-        }
-        // Refused now rather than after downloading the file: the breaker is
-        // asked again (for real) when the call goes through `guarded`.
-        if let Some(refusal) = circuit_refusal(&mut self.breaker(), now_ms()) {
-            return Err(refusal);
-        }
-        let pdf = R2Uploads::new(&self.env)
-            .get(key)
-            .await?
-            .ok_or_else(|| ApiError::BadRequest("the uploaded PDF is missing from the bucket".into()))?;
-        self.guarded(AnalyzerCall::ExtractPdf(pdf)).await
-    }
-
-    async fn analyze(&self, req: AnalyzeRequest) -> ApiResult<Value> {
-        self.guarded(AnalyzerCall::Analyze(req)).await
-    }
-
     /// One call through the circuit breaker.
-    async fn guarded(&self, req: AnalyzerCall) -> ApiResult<Value> {
+    async fn guarded(&self, req: ContainerRequest) -> ApiResult<Value> {
         if !self.configured() {
             return Err(ApiError::AnalyzerDisabled);
         }
@@ -298,25 +276,44 @@ impl AnalyzerContainer {
         self.container().is_some() || config(&self.env).analyzer_url.is_some()
     }
 
-    fn status(&self) -> Value {
+    fn describe(&self) -> Value {
         json!({ "backend": self.backend(), "breaker": self.breaker(), "analyzer_url": config(&self.env).analyzer_url })
     }
+}
 
-    async fn dispatch(&self, mut req: Request) -> ApiResult<Value> {
-        let (op, body): (String, Value) = rpc::incoming(&mut req).await?;
-        match op.as_str() {
-            "analyze" => self.analyze(serde_json::from_value(body)?).await,
-            "extract_pdf" => {
-                let key = body.get("key").and_then(Value::as_str).ok_or_else(|| ApiError::BadRequest("extract_pdf needs a key".into()))?;
-                self.extract_pdf(key).await
-            }
-            "status" => Ok(self.status()),
-            "inspect" | "fire_alarm" => {
-                let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention);
-                super::inspection(&self.state, "analyzer", "analyzer", self.status(), None, &log)
-            }
-            other => Err(ApiError::not_found(format!("analyzer op {other}"))),
+impl AnalyzerOps for AnalyzerContainer {
+    /// The text of an uploaded PDF, read from the bucket by its key. No
+    /// analyzer is a refusal; an open circuit is only a wait.
+    async fn extract_pdf(&self, q: ExtractPdf) -> ApiResult<ExtractedText> {
+        if !self.configured() {
+            return Err(ApiError::BadRequest("PDF uploads need the analyzer: no container and no ANALYZER_URL".into()));
         }
+        // Refused now rather than after downloading the file: the breaker is
+        // asked again (for real) when the call goes through `guarded`.
+        if let Some(refusal) = circuit_refusal(&mut self.breaker(), now_ms()) {
+            return Err(refusal);
+        }
+        let pdf = R2Uploads::new(&self.env)
+            .get(&q.key)
+            .await?
+            .ok_or_else(|| ApiError::BadRequest("the uploaded PDF is missing from the bucket".into()))?;
+        let pages = self.guarded(ContainerRequest::ExtractPdf(pdf)).await?;
+        serde_json::from_value(pages).map_err(|e| ApiError::Internal(format!("analyzer reply: {e}")))
+    }
+
+    async fn analyze(&self, req: AnalyzeRequest) -> ApiResult<Value> {
+        self.guarded(ContainerRequest::Analyze(req)).await
+    }
+}
+
+impl Inspectable for AnalyzerContainer {
+    async fn inspect(&self, _q: Inspect) -> ApiResult<Value> {
+        let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention);
+        super::inspection(&self.state, "analyzer", "analyzer", self.describe(), None, &log)
+    }
+
+    async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value> {
+        self.inspect(Inspect { content_id: q.content_id }).await
     }
 }
 
@@ -336,7 +333,7 @@ impl DurableObject for AnalyzerContainer {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        rpc::reply(self.dispatch(req).await)
+        AnalyzerCall::handle(self, req).await
     }
 
     crate::unused_handlers!(alarm);

@@ -13,17 +13,15 @@
 //! eviction or a restart is taken up again by that alarm from the committed
 //! text (see `domain::answer`).
 
-use serde::Deserialize;
 use serde_json::{json, Value};
-use uuid::Uuid;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 use super::fanout;
 use super::pipeline::to_datetime;
-use super::rpc;
-use super::ActorStorage;
+use super::ops::{AnswerCall, AnswerOps, Done, FireAlarm, Inspect, Inspectable, StartAnswer, ViewAnswer};
+use super::{ActorStorage, TopicActor};
 use crate::catalog;
-use crate::domain::answer::{withhold_unreadable, Answer, Generator, Source};
+use crate::domain::answer::{withhold_unreadable, Answer, AnswerView, Generator};
 use crate::domain::answer_text::Coalescer;
 use crate::domain::pipeline::StageError;
 use crate::providers::backend_choice::{choose_ai, Choice, AI_BINDING};
@@ -32,7 +30,7 @@ use crate::providers::workers_ai_answer::{self as model, ModelStream, RepeatFilt
 use crate::domain::principal::Principal;
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
-use crate::protocol::{EventDraft, Topic};
+use crate::protocol::{EventDraft, EventName, EventRecord, Topic};
 use crate::runtime::{config, now_ms};
 
 /// A step that keeps failing ends the answer instead of retrying forever.
@@ -47,20 +45,6 @@ const GENERATION_LEASE_MS: Millis = 25_000;
 pub struct AnswerActor {
     state: State,
     env: Env,
-}
-
-#[derive(Deserialize)]
-struct StartRequest {
-    id: Uuid,
-    question: String,
-    asker: Principal,
-    sources: Vec<Source>,
-}
-
-/// Ops that act for a principal: `view`, `authorize`, `subscribe`.
-#[derive(Deserialize)]
-struct ForPrincipal {
-    principal: Principal,
 }
 
 crate::actor_storage!(AnswerActor);
@@ -197,23 +181,6 @@ impl AnswerActor {
         }
     }
 
-    async fn start(&self, req: StartRequest) -> ApiResult<Value> {
-        if let Some(a) = self.load()? {
-            // Idempotent: a retried start gets the same answer back.
-            return Ok(json!({ "id": a.id, "status": a.status }));
-        }
-        let now = now_ms();
-        crate::store::init_state(&self.state.storage().sql())?;
-        self.subs().init()?;
-        let (generator, why) = self.generator();
-        let (mut answer, events) = Answer::new(req.id, req.question, req.asker, req.sources, generator, now);
-        answer.fallback = why;
-        self.commit(&answer, events, now)?;
-        self.register(&answer, now);
-        self.arm(&answer, now).await?;
-        Ok(json!({ "id": answer.id, "status": answer.status }))
-    }
-
     /// One alarm: one step.
     async fn tick(&self) -> ApiResult<()> {
         let Some(mut answer) = self.load()? else { return Ok(()) };
@@ -246,74 +213,75 @@ impl AnswerActor {
     fn snapshot(answer: &Answer) -> Value {
         serde_json::to_value(answer.view()).unwrap_or_default()
     }
+}
 
-    async fn dispatch(&self, mut req: Request) -> ApiResult<Value> {
-        let (op, body): (String, Value) = rpc::incoming(&mut req).await?;
-        match op.as_str() {
-            "start" => self.start(serde_json::from_value(body)?).await,
-            "view" | "authorize" => {
-                let f: ForPrincipal = serde_json::from_value(body)?;
-                Ok(serde_json::to_value(self.require_for(&f.principal)?.view())?)
-            }
-            "fire_alarm" => {
-                self.tick().await?;
-                self.inspect()
-            }
-            "inspect" => self.inspect(),
-            other => {
-                if other == "subscribe" {
-                    // Only the asker may follow the answer; anyone else sees no topic.
-                    let f: ForPrincipal = serde_json::from_value(body.clone())
-                        .map_err(|_| ApiError::not_found("answer"))?;
-                    self.require_for(&f.principal)?;
-                }
-                let answer = self.load()?;
-                let topic = answer.as_ref().map(|a| (Topic::Answer(a.id), Self::snapshot(a)));
-                let mut out = super::topic_op(other, body, topic, &self.log(), &self.subs())?;
-                if let Some(a) = answer.filter(|_| matches!(other, "subscribe" | "events")) {
-                    self.withhold_in_replay(&a, &mut out).await?;
-                }
-                Ok(out)
-            }
+impl AnswerOps for AnswerActor {
+    async fn start(&self, req: StartAnswer) -> ApiResult<Done> {
+        if self.load()?.is_some() {
+            // Idempotent: a retried start finds the answer under way.
+            return Ok(Done {});
         }
+        let now = now_ms();
+        crate::store::init_state(&self.state.storage().sql())?;
+        self.subs().init()?;
+        let (generator, why) = self.generator();
+        let (mut answer, events) = Answer::new(req.id, req.question, req.asker, req.sources, generator, now);
+        answer.fallback = why;
+        self.commit(&answer, events, now)?;
+        self.register(&answer, now);
+        self.arm(&answer, now).await?;
+        Ok(Done {})
+    }
+
+    async fn view(&self, q: ViewAnswer) -> ApiResult<AnswerView> {
+        Ok(self.require_for(&q.principal)?.view())
+    }
+}
+
+impl Inspectable for AnswerActor {
+    async fn inspect(&self, _q: Inspect) -> ApiResult<Value> {
+        let a = self.load()?.ok_or_else(|| ApiError::not_found("answer"))?;
+        let state = json!({ "view": a.view(), "asker": a.asker, "sources": a.sources.len(), "pieces": a.pieces.len(), "emitted": a.emitted, "attempts": a.attempts, "retry_at": a.retry_at });
+        super::inspection(&self.state, "answer", &a.id.to_string(), state, None, &self.log())
+    }
+
+    async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value> {
+        self.tick().await?;
+        self.inspect(Inspect { content_id: q.content_id }).await
+    }
+}
+
+impl TopicActor for AnswerActor {
+    fn topic(&self) -> ApiResult<Option<(Topic, Value)>> {
+        Ok(self.load()?.map(|a| (Topic::Answer(a.id), Self::snapshot(&a))))
+    }
+
+    /// Only the asker may follow the answer; anyone else sees no topic.
+    async fn admit(&self, principal: &Principal) -> ApiResult<()> {
+        self.require_for(principal).map(|_| ())
     }
 
     /// A replay (and a resync snapshot) checks its sources and citations
     /// against the catalog as `GET` does: the logged events stay as they
     /// were pushed, but content since deleted, or narrowed so the asker can
     /// no longer read it, is replayed as `{n, removed: true}`.
-    async fn withhold_in_replay(&self, answer: &Answer, out: &mut Value) -> ApiResult<()> {
+    async fn withhold(&self, events: &mut [EventRecord], snapshot: Option<&mut Value>) -> ApiResult<()> {
+        let Some(answer) = self.load()? else { return Ok(()) };
         let mut lists: Vec<&mut Vec<Value>> = Vec::new();
-        let Some(fields) = out.as_object_mut() else { return Ok(()) };
-        for (field, value) in fields.iter_mut() {
-            match field.as_str() {
-                "events" => {
-                    for e in value.as_array_mut().into_iter().flatten() {
-                        let key = match e["event"].as_str() {
-                            Some("answer.completed") => "citations",
-                            Some("answer.retrieved") => "sources",
-                            _ => continue,
-                        };
-                        if let Some(list) = e.get_mut("data").and_then(|d| d.get_mut(key)).and_then(Value::as_array_mut) {
-                            lists.push(list);
-                        }
-                    }
-                }
-                "snapshot" => {
-                    if let Some(list) = value.get_mut("citations").and_then(Value::as_array_mut) {
-                        lists.push(list);
-                    }
-                }
-                _ => {}
+        for e in events.iter_mut() {
+            let key = match e.event {
+                EventName::AnswerCompleted => "citations",
+                EventName::AnswerRetrieved => "sources",
+                _ => continue,
+            };
+            if let Some(list) = e.data.get_mut(key).and_then(Value::as_array_mut) {
+                lists.push(list);
             }
         }
+        if let Some(list) = snapshot.and_then(|s| s.get_mut("citations")).and_then(Value::as_array_mut) {
+            lists.push(list);
+        }
         withhold_for(&self.env, &answer.asker, lists).await
-    }
-
-    fn inspect(&self) -> ApiResult<Value> {
-        let a = self.load()?.ok_or_else(|| ApiError::not_found("answer"))?;
-        let state = json!({ "view": a.view(), "asker": a.asker, "sources": a.sources.len(), "pieces": a.pieces.len(), "emitted": a.emitted, "attempts": a.attempts, "retry_at": a.retry_at });
-        super::inspection(&self.state, "answer", &a.id.to_string(), state, None, &self.log())
     }
 }
 
@@ -343,7 +311,7 @@ impl DurableObject for AnswerActor {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        rpc::reply(self.dispatch(req).await)
+        AnswerCall::handle(self, req).await
     }
 
     async fn alarm(&self) -> worker::Result<Response> {

@@ -10,62 +10,26 @@
 //! content actors stalled local deliveries (see docs/benchmarks.md, "Bulk
 //! import"), and a delivery bounded to one storage write cannot.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
-use uuid::Uuid;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 use super::pipeline::to_datetime;
-use super::rpc::{self, ActorKind};
-use super::ActorStorage;
-use crate::domain::batch::{Batch, ItemRef, SpawnRetry};
-use crate::domain::content::ContentDoc;
-use crate::domain::principal::{Ownership, Principal, Visibility};
+use super::ops::{BatchCall, BatchDoc, BatchOps, CreateBatch, CreateContent, DeadLettered, Done, FireAlarm, Inspect, Inspectable, ItemEnded, ItemsDelivered, ViewBatch};
+use super::rpc;
+use super::{ActorStorage, TopicActor};
+use crate::domain::batch::{Batch, BatchView, ItemRef, SpawnRetry};
+use crate::domain::principal::Principal;
 use crate::domain::time::Millis;
 use crate::domain::faults;
 use crate::error::{ApiError, ApiResult};
-use crate::protocol::{Accepted, EventDraft, Topic};
+use crate::protocol::{EventDraft, Topic};
 use crate::runtime::{config, now_ms};
 
 #[durable_object]
 pub struct BatchActor {
     state: State,
     env: Env,
-}
-
-/// One item as submitted: its validated document and requested visibility.
-#[derive(Serialize, Deserialize)]
-pub struct BatchDoc {
-    pub doc: ContentDoc,
-    #[serde(default)]
-    pub visibility: Option<Visibility>,
-}
-
-#[derive(Deserialize)]
-struct Create {
-    id: Uuid,
-    submitter: Principal,
-    ownership: Ownership,
-    max_in_flight: u32,
-    items: Vec<BatchDoc>,
-}
-
-#[derive(Deserialize)]
-struct Indexes {
-    indexes: Vec<u32>,
-}
-
-#[derive(Deserialize)]
-struct Ended {
-    index: u32,
-    completed: bool,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ForPrincipal {
-    principal: Principal,
 }
 
 #[derive(Deserialize)]
@@ -128,44 +92,11 @@ impl BatchActor {
         self.register_later("batch", b.id.to_string(), status.to_string(), now);
     }
 
-    async fn create(&self, c: Create) -> ApiResult<Value> {
-        if let Some(b) = self.load()? {
-            // Idempotent: a retried create answers with the batch as stored.
-            return Ok(json!({ "id": b.id, "accepted": b.items.len() }));
-        }
-        let sql = self.state.storage().sql();
-        crate::store::init_state(&sql)?;
-        self.subs().init()?;
-        crate::store::exec(&sql, "CREATE TABLE IF NOT EXISTS batch_docs (idx INTEGER PRIMARY KEY, doc TEXT NOT NULL)", vec![])?;
-        for (i, item) in c.items.iter().enumerate() {
-            let text = serde_json::to_string(item)?;
-            crate::store::exec(&sql, "INSERT OR REPLACE INTO batch_docs (idx, doc) VALUES (?, ?)", vec![(i as f64).into(), text.into()])?;
-        }
-        let now = now_ms();
-        let b = Batch::new(c.id, c.submitter, c.ownership, c.items.len() as u32, c.max_in_flight, now);
-        self.commit(&b, Vec::new(), now).await?;
-        self.register(&b, "running", now);
-        Ok(json!({ "id": b.id, "accepted": b.items.len() }))
-    }
-
     fn doc(&self, index: u32) -> ApiResult<BatchDoc> {
         let found: Vec<DocRow> =
             crate::store::rows(&self.state.storage().sql(), "SELECT doc FROM batch_docs WHERE idx = ?", vec![(index as f64).into()])?;
         let row = found.into_iter().next().ok_or_else(|| ApiError::not_found(format!("batch item {index}")))?;
         serde_json::from_str(&row.doc).map_err(crate::store::storage_err)
-    }
-
-    /// Takes one delivery's items of the batch: they wait for a slot.
-    async fn delivered(&self, op: Indexes) -> ApiResult<Value> {
-        let mut b = self.require()?;
-        let mut news = 0;
-        for index in op.indexes {
-            news += u32::from(b.delivered(index)?);
-        }
-        if news > 0 {
-            self.commit(&b, Vec::new(), now_ms()).await?;
-        }
-        Ok(json!({ "waiting": news }))
     }
 
     /// Creates item `index`'s content actor under the batch's ownership: the
@@ -177,31 +108,16 @@ impl BatchActor {
             return Err(ApiError::Unavailable(fault));
         }
         let (content_id, run_id) = b.ids(index);
-        let body = json!({
-            "content_id": content_id, "run_id": run_id, "doc": item.doc, "ownership": b.ownership,
-            "visibility": item.visibility, "batch": ItemRef { batch_id: b.id, index },
-        });
-        let _: Accepted = rpc::call(&self.env, ActorKind::Content, &content_id.to_string(), "create", &body).await?;
+        let create = CreateContent {
+            content_id,
+            run_id,
+            doc: item.doc,
+            ownership: b.ownership.clone(),
+            visibility: item.visibility,
+            batch: Some(ItemRef { batch_id: b.id, index }),
+        };
+        rpc::send(&self.env, &content_id.to_string(), &create).await?;
         Ok(())
-    }
-
-    async fn ended(&self, e: Ended) -> ApiResult<Value> {
-        let mut b = self.require()?;
-        let now = now_ms();
-        let events = b.ended(e.index, e.completed, e.reason, now)?;
-        self.commit(&b, events, now).await?;
-        Ok(json!({ "ok": true }))
-    }
-
-    async fn dead_lettered(&self, op: Indexes) -> ApiResult<Value> {
-        let mut b = self.require()?;
-        let now = now_ms();
-        let mut events = Vec::new();
-        for index in op.indexes {
-            events.extend(b.dead_lettered(index, now)?);
-        }
-        self.commit(&b, events, now).await?;
-        Ok(json!({ "ok": true }))
     }
 
     /// Spawns the items there are slots for, all at once, then records
@@ -231,7 +147,7 @@ impl BatchActor {
             if let Err(e) = crate::ingest::dead_letter(&self.env, b.id, dead.iter().copied()).await {
                 // The item must not wait forever: fail it here as its consumer would.
                 worker::console_error!("batch {}: dead-letter send failed: {e}", b.id);
-                self.dead_lettered(Indexes { indexes: dead }).await?;
+                self.dead_lettered(DeadLettered { indexes: dead }).await?;
             }
         }
         Ok(())
@@ -241,42 +157,87 @@ impl BatchActor {
         serde_json::to_value(b.view()).unwrap_or_default()
     }
 
-    fn inspect(&self) -> ApiResult<Value> {
+}
+
+impl BatchOps for BatchActor {
+    async fn create(&self, c: CreateBatch) -> ApiResult<Done> {
+        if self.load()?.is_some() {
+            // Idempotent: a retried create finds the batch as stored.
+            return Ok(Done {});
+        }
+        let sql = self.state.storage().sql();
+        crate::store::init_state(&sql)?;
+        self.subs().init()?;
+        crate::store::exec(&sql, "CREATE TABLE IF NOT EXISTS batch_docs (idx INTEGER PRIMARY KEY, doc TEXT NOT NULL)", vec![])?;
+        for (i, item) in c.items.iter().enumerate() {
+            let text = serde_json::to_string(item)?;
+            crate::store::exec(&sql, "INSERT OR REPLACE INTO batch_docs (idx, doc) VALUES (?, ?)", vec![(i as f64).into(), text.into()])?;
+        }
+        let now = now_ms();
+        let b = Batch::new(c.id, c.submitter, c.ownership, c.items.len() as u32, c.max_in_flight, now);
+        self.commit(&b, Vec::new(), now).await?;
+        self.register(&b, "running", now);
+        Ok(Done {})
+    }
+
+    /// Takes one delivery's items of the batch: they wait for a slot.
+    async fn delivered(&self, op: ItemsDelivered) -> ApiResult<Done> {
+        let mut b = self.require()?;
+        let mut news = 0;
+        for index in op.indexes {
+            news += u32::from(b.delivered(index)?);
+        }
+        if news > 0 {
+            self.commit(&b, Vec::new(), now_ms()).await?;
+        }
+        Ok(Done {})
+    }
+
+    async fn ended(&self, e: ItemEnded) -> ApiResult<Done> {
+        let mut b = self.require()?;
+        let now = now_ms();
+        let events = b.ended(e.index, e.completed, e.reason, now)?;
+        self.commit(&b, events, now).await?;
+        Ok(Done {})
+    }
+
+    async fn dead_lettered(&self, op: DeadLettered) -> ApiResult<Done> {
+        let mut b = self.require()?;
+        let now = now_ms();
+        let mut events = Vec::new();
+        for index in op.indexes {
+            events.extend(b.dead_lettered(index, now)?);
+        }
+        self.commit(&b, events, now).await?;
+        Ok(Done {})
+    }
+
+    async fn view(&self, q: ViewBatch) -> ApiResult<BatchView> {
+        Ok(self.require_for(&q.principal)?.view())
+    }
+}
+
+impl Inspectable for BatchActor {
+    async fn inspect(&self, _q: Inspect) -> ApiResult<Value> {
         let b = self.require()?;
         let typed = json!({ "view": b.view(), "submitter": b.submitter, "ownership": b.ownership });
         super::inspection(&self.state, "batch", &b.id.to_string(), typed, None, &self.log())
     }
 
-    async fn dispatch(&self, mut req: Request) -> ApiResult<Value> {
-        let (op, body): (String, Value) = rpc::incoming(&mut req).await?;
-        match op.as_str() {
-            "create" => self.create(serde_json::from_value(body)?).await,
-            "delivered" => self.delivered(serde_json::from_value(body)?).await,
-            "ended" => self.ended(serde_json::from_value(body)?).await,
-            "dead_lettered" => self.dead_lettered(serde_json::from_value(body)?).await,
-            "view" => {
-                let f: ForPrincipal = serde_json::from_value(body)?;
-                Ok(Self::snapshot(&self.require_for(&f.principal)?))
-            }
-            "authorize" => {
-                let f: ForPrincipal = serde_json::from_value(body)?;
-                Ok(json!({ "id": self.require_for(&f.principal)?.id }))
-            }
-            "inspect" => self.inspect(),
-            "fire_alarm" => {
-                self.release(false).await?;
-                self.inspect()
-            }
-            other => {
-                if other == "subscribe" {
-                    // Only the submitter may follow the batch; anyone else sees no topic.
-                    let f: ForPrincipal = serde_json::from_value(body.clone()).map_err(|_| ApiError::not_found("batch"))?;
-                    self.require_for(&f.principal)?;
-                }
-                let topic = self.load()?.map(|b| (Topic::Batch(b.id), Self::snapshot(&b)));
-                super::topic_op(other, body, topic, &self.log(), &self.subs())
-            }
-        }
+    async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value> {
+        self.release(false).await?;
+        self.inspect(Inspect { content_id: q.content_id }).await
+    }
+}
+
+impl TopicActor for BatchActor {
+    fn topic(&self) -> ApiResult<Option<(Topic, Value)>> {
+        Ok(self.load()?.map(|b| (Topic::Batch(b.id), Self::snapshot(&b))))
+    }
+
+    /// Only the submitter may follow the batch; anyone else sees no topic.
+    async fn admit(&self, principal: &Principal) -> ApiResult<()> {
+        self.require_for(principal).map(|_| ())
     }
 }
 
@@ -286,7 +247,7 @@ impl DurableObject for BatchActor {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        rpc::reply(self.dispatch(req).await)
+        BatchCall::handle(self, req).await
     }
 
     async fn alarm(&self) -> worker::Result<Response> {

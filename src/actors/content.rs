@@ -2,24 +2,29 @@
 //! [`crate::domain::content::ContentState`]. It spawns a run per version,
 //! accepts the run's publish, and keeps the catalog and the feed informed.
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 use super::outbox::Outbox;
 use super::ActorStorage;
-use super::rpc::{self, ActorKind};
+use super::ops::{
+    Authorize, Authorized, CancelRun, ContentCall, ContentOps, CreateContent, DeleteContent, Done, Fence, Fenced, FireAlarm, Inspect, Inspectable,
+    ItemEnded, Publish, Published, PurgeRun, ReconcileContent, ReconcileReport, ReconcileRun, RunEnded, RunReconciled, SourceOf, StartRun, UpdateContent,
+    ViewContent,
+};
+use super::rpc;
+use super::TopicActor;
 use crate::catalog;
 use crate::domain::batch::ItemRef;
-use crate::domain::content::{superseded_reason, Artifacts, ContentDoc, ContentState};
+use crate::domain::content::{superseded_reason, ContentState};
 use crate::domain::faults;
 use crate::domain::outbox::Duty;
-use crate::domain::principal::{Access, Ownership, Principal, Visibility};
+use crate::domain::principal::{Access, Principal};
 use crate::domain::time::Millis;
-use crate::domain::upload::item_prefix;
+use crate::domain::upload::{item_prefix, Source};
 use crate::error::{ApiError, ApiResult};
-use crate::protocol::{Accepted, ContentStatus, EventDraft, RunStatus, Topic};
+use crate::protocol::{Accepted, ContentStatus, ContentView, EventDraft, Topic};
 use crate::providers::object_store::{ObjectStore, R2Uploads};
 use crate::providers::{Providers, VectorIndex};
 use crate::runtime::{config, now_ms};
@@ -28,85 +33,6 @@ use crate::runtime::{config, now_ms};
 pub struct ContentActor {
     state: State,
     env: Env,
-}
-
-/// `create` carries the new item's ownership (worked out in the Worker);
-/// `update` carries the principal, checked here against the stored owner.
-#[derive(Deserialize)]
-struct Submit {
-    content_id: Uuid,
-    run_id: Uuid,
-    doc: ContentDoc,
-    #[serde(default)]
-    ownership: Option<Ownership>,
-    #[serde(default)]
-    principal: Option<Principal>,
-    #[serde(default)]
-    visibility: Option<Visibility>,
-    /// `If-Match`: the version the writer last saw.
-    #[serde(default)]
-    if_match: Option<u32>,
-    /// On `create`: the bulk-import item this is.
-    #[serde(default)]
-    batch: Option<ItemRef>,
-}
-
-/// Ops that act for a principal: view, delete, authorize, subscribe.
-#[derive(Deserialize)]
-struct Acting {
-    principal: Principal,
-    #[serde(default = "read_access")]
-    needed: AccessNeeded,
-}
-
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum AccessNeeded {
-    Read,
-    Change,
-}
-
-fn read_access() -> AccessNeeded {
-    AccessNeeded::Read
-}
-
-impl From<AccessNeeded> for Access {
-    fn from(a: AccessNeeded) -> Access {
-        match a {
-            AccessNeeded::Read => Access::Read,
-            AccessNeeded::Change => Access::Change,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct Publish {
-    run_id: Uuid,
-    artifacts: Artifacts,
-}
-
-#[derive(Deserialize)]
-struct RunEnded {
-    #[serde(default)]
-    run_id: Option<Uuid>,
-    version: u32,
-    status: RunStatus,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-/// `source`: the uploaded original of a version the principal may read.
-#[derive(Deserialize)]
-struct SourceOf {
-    principal: Principal,
-    #[serde(default)]
-    version: Option<u32>,
-}
-
-/// `fence`: a run asks whether its version may still write the indexes.
-#[derive(Deserialize)]
-struct Fence {
-    version: u32,
 }
 
 /// A deleted item keeps a tombstone so late runs cannot resurrect it.
@@ -203,17 +129,14 @@ impl ContentActor {
                 if let Some(fault) = cfg.faults.site_fault(faults::SPAWN, &run_id.to_string(), attempt) {
                     return Err(ApiError::Unavailable(fault));
                 }
-                let _: Value = rpc::call(&self.env, ActorKind::Run, &run_id.to_string(), "start", start).await?;
-                Ok(())
+                let start: StartRun = serde_json::from_value(start.clone())?;
+                rpc::send(&self.env, &run_id.to_string(), &start).await.map(|_| ())
             }
             Duty::CancelRun { run_id, reason } => {
-                let r: ApiResult<Value> =
-                    rpc::call(&self.env, ActorKind::Run, &run_id.to_string(), "cancel", &json!({ "reason": reason })).await;
-                settled(r)
+                settled(rpc::send(&self.env, &run_id.to_string(), &CancelRun { reason: Some(reason.clone()) }).await)
             }
             Duty::PurgeRun { run_id } => {
-                let r: ApiResult<Value> = rpc::call(&self.env, ActorKind::Run, &run_id.to_string(), "purge", &json!({})).await;
-                settled(r)
+                settled(rpc::send(&self.env, &run_id.to_string(), &PurgeRun {}).await)
             }
             Duty::Catalog => {
                 let id = self.cells().load::<ContentState>("content")?.map(|c| c.id).unwrap_or_default().to_string();
@@ -237,8 +160,8 @@ impl ContentActor {
             }
             Duty::DropUploads { prefix } => R2Uploads::new(&self.env).delete_prefix(prefix).await,
             Duty::ReportBatch { batch_id, report } => {
-                let r: ApiResult<Value> = rpc::call(&self.env, ActorKind::Batch, &batch_id.to_string(), "ended", report).await;
-                match r {
+                let report: ItemEnded = serde_json::from_value(report.clone())?;
+                match rpc::send(&self.env, &batch_id.to_string(), &report).await {
                     Ok(_) | Err(ApiError::NotFound(_)) => Ok(()),
                     Err(e) => Err(e),
                 }
@@ -247,8 +170,44 @@ impl ContentActor {
         }
     }
 
-    async fn create(&self, s: Submit) -> ApiResult<Accepted> {
-        let mut ownership = s.ownership.ok_or_else(|| ApiError::BadRequest("create needs the item's ownership".into()))?;
+    /// The stored item, if `principal` may act on it as `needed` (404 when it
+    /// may not read it, 403 when it may read but not change it).
+    fn require_for(&self, principal: &Principal, needed: Access) -> ApiResult<ContentState> {
+        let c = self.require()?;
+        principal.require(&c.ownership, needed)?;
+        Ok(c)
+    }
+
+    /// When `run` is the first run of a batch item, owes its batch the
+    /// report of how it ended (`failure`: none when it completed).
+    fn owe_batch_report(&self, run: Uuid, failure: Option<&str>, now: Millis) -> ApiResult<bool> {
+        let Some(item) = self.cells().load::<ItemRef>(BATCH_ITEM)? else { return Ok(false) };
+        if item.run_id() != run {
+            return Ok(false);
+        }
+        let report = ItemEnded { index: item.index, completed: failure.is_none(), reason: failure.map(str::to_string) };
+        let report = serde_json::to_value(report)?;
+        self.outbox()?.put(&Duty::ReportBatch { batch_id: item.batch_id, report }, now)?;
+        Ok(true)
+    }
+
+    async fn describe(&self) -> ApiResult<Value> {
+        let sql = self.state.storage().sql();
+        if !crate::store::has_state(&sql) {
+            return Err(ApiError::not_found("content"));
+        }
+        let c: Option<ContentState> = self.cells().load("content")?;
+        let deleted = self.cells().load::<bool>(TOMBSTONE)?.unwrap_or(false);
+        let id = c.as_ref().map(|c| c.id.to_string()).unwrap_or_default();
+        let typed = json!({ "content": c, "deleted": deleted, "outbox": self.outbox()?.describe()? });
+        let alarm = self.state.storage().get_alarm().await?;
+        super::inspection(&self.state, "content", &id, typed, alarm, &self.log())
+    }
+}
+
+impl ContentOps for ContentActor {
+    async fn create(&self, s: CreateContent) -> ApiResult<Accepted> {
+        let mut ownership = s.ownership;
         if let Some(v) = s.visibility {
             ownership.visibility = v;
         }
@@ -272,17 +231,8 @@ impl ContentActor {
         Ok(Accepted::new(c.id, c.version, s.run_id))
     }
 
-    /// The stored item, if `principal` may act on it as `needed` (404 when it
-    /// may not read it, 403 when it may read but not change it).
-    fn require_for(&self, principal: &Principal, needed: Access) -> ApiResult<ContentState> {
-        let c = self.require()?;
-        principal.require(&c.ownership, needed)?;
-        Ok(c)
-    }
-
-    async fn update(&self, s: Submit) -> ApiResult<Accepted> {
-        let principal = s.principal.ok_or_else(|| ApiError::BadRequest("update needs a principal".into()))?;
-        let mut c = self.require_for(&principal, Access::Change)?;
+    async fn update(&self, s: UpdateContent) -> ApiResult<Accepted> {
+        let mut c = self.require_for(&s.principal, Access::Change)?;
         if let Some(expected) = s.if_match.filter(|v| *v != c.version) {
             return Err(ApiError::VersionConflict { expected, current: c.version });
         }
@@ -306,7 +256,7 @@ impl ContentActor {
         Ok(Accepted::new(c.id, c.version, s.run_id))
     }
 
-    async fn publish(&self, p: Publish) -> ApiResult<Value> {
+    async fn publish(&self, p: Publish) -> ApiResult<Published> {
         let mut c = self.require()?;
         if c.history.iter().all(|v| v.run_id != p.run_id) {
             return Err(ApiError::InvalidTransition(format!("run {} is not a run of this content", p.run_id)));
@@ -321,10 +271,10 @@ impl ContentActor {
         }
         self.owe_batch_report(p.run_id, None, now)?;
         self.drain(false).await?;
-        Ok(json!({ "version": c.version, "status": c.status }))
+        Ok(Published { version: c.version, status: c.status })
     }
 
-    async fn run_ended(&self, r: RunEnded) -> ApiResult<Value> {
+    async fn run_ended(&self, r: RunEnded) -> ApiResult<Done> {
         let mut c = self.require()?;
         let now = now_ms();
         let reason = r.reason.unwrap_or_else(|| r.status.as_str().to_string());
@@ -341,35 +291,22 @@ impl ContentActor {
         if changed || reported {
             self.settle().await;
         }
-        Ok(json!({ "status": c.status }))
-    }
-
-    /// When `run` is the first run of a batch item, owes its batch the
-    /// report of how it ended (`failure`: none when it completed).
-    fn owe_batch_report(&self, run: Uuid, failure: Option<&str>, now: Millis) -> ApiResult<bool> {
-        let Some(item) = self.cells().load::<ItemRef>(BATCH_ITEM)? else { return Ok(false) };
-        if item.run_id() != run {
-            return Ok(false);
-        }
-        let report = json!({ "index": item.index, "completed": failure.is_none(), "reason": failure });
-        self.outbox()?.put(&Duty::ReportBatch { batch_id: item.batch_id, report }, now)?;
-        Ok(true)
+        Ok(Done {})
     }
 
     /// Whether a run of `version` may still write the indexes: only the
     /// current version of a live item may.
-    fn fence(&self, f: Fence) -> ApiResult<Value> {
+    async fn fence(&self, f: Fence) -> ApiResult<Fenced> {
         let c = self.load()?.ok_or_else(|| ApiError::not_found("content (deleted)"))?;
         if c.version != f.version {
             return Err(ApiError::Superseded(superseded_reason(c.version)));
         }
-        Ok(json!({ "version": c.version }))
+        Ok(Fenced { version: c.version })
     }
 
-    async fn delete(&self, a: Acting) -> ApiResult<Value> {
+    async fn delete(&self, a: DeleteContent) -> ApiResult<Done> {
         let c = self.require_for(&a.principal, Access::Change)?;
         let now = now_ms();
-        let id = c.id.to_string();
         let tomb = c.tombstone(now);
         let events = tomb.delete();
         let outbox = self.outbox()?;
@@ -389,13 +326,13 @@ impl ContentActor {
         let feed = self.commit(&tomb, events, &duties, now)?;
         self.announce(feed).await;
         self.settle().await;
-        Ok(json!({ "deleted": id }))
+        Ok(Done {})
     }
 
     /// The operator's reconciliation: the catalog row is owed again, written
     /// from this actor's state (or its deletion), and each run writes its own
     /// row again. Nothing here changes the item.
-    async fn reconcile(&self) -> ApiResult<Value> {
+    async fn reconcile(&self, _q: ReconcileContent) -> ApiResult<ReconcileReport> {
         if !crate::store::has_state(&self.state.storage().sql()) {
             return Err(ApiError::not_found("content"));
         }
@@ -406,89 +343,66 @@ impl ContentActor {
         let mut runs = Vec::new();
         if !deleted {
             for run in c.runs() {
-                let r: ApiResult<Value> = rpc::call(&self.env, ActorKind::Run, &run.to_string(), "reconcile", &json!({})).await;
-                runs.push(json!({ "run_id": run, "ok": r.is_ok(), "error": r.err().map(|e| e.to_string()) }));
+                let r = rpc::send(&self.env, &run.to_string(), &ReconcileRun {}).await;
+                runs.push(RunReconciled { run_id: run, ok: r.is_ok(), error: r.err().map(|e| e.to_string()) });
             }
         }
         let pending = self.outbox()?.next_due()?.is_some();
-        Ok(json!({ "deleted": deleted, "catalog": if pending { "pending" } else { "written" }, "runs": runs }))
+        let catalog = if pending { "pending" } else { "written" }.to_string();
+        Ok(ReconcileReport { deleted, catalog, runs })
     }
 
-    async fn inspect(&self) -> ApiResult<Value> {
-        let sql = self.state.storage().sql();
-        if !crate::store::has_state(&sql) {
-            return Err(ApiError::not_found("content"));
+    async fn view(&self, q: ViewContent) -> ApiResult<ContentView> {
+        Ok(self.require_for(&q.principal, Access::Read)?.view())
+    }
+
+    async fn source(&self, q: SourceOf) -> ApiResult<Source> {
+        let c = self.require_for(&q.principal, Access::Read)?;
+        c.source(q.version).cloned().ok_or_else(|| ApiError::not_found("source file of that version"))
+    }
+
+    async fn authorize(&self, a: Authorize) -> ApiResult<Authorized> {
+        let c = self.require_for(&a.principal, a.needed.into())?;
+        Ok(Authorized { content_id: c.id, version: c.version, tenant: c.ownership.tenant, title: c.doc.title, category: c.doc.category })
+    }
+}
+
+impl Inspectable for ContentActor {
+    async fn inspect(&self, _q: Inspect) -> ApiResult<Value> {
+        self.describe().await
+    }
+
+    async fn fire_alarm(&self, _q: FireAlarm) -> ApiResult<Value> {
+        if crate::store::has_state(&self.state.storage().sql()) {
+            self.drain(false).await?;
         }
-        let c: Option<ContentState> = self.cells().load("content")?;
-        let deleted = self.cells().load::<bool>(TOMBSTONE)?.unwrap_or(false);
-        let id = c.as_ref().map(|c| c.id.to_string()).unwrap_or_default();
-        let typed = json!({ "content": c, "deleted": deleted, "outbox": self.outbox()?.describe()? });
-        let alarm = self.state.storage().get_alarm().await?;
-        super::inspection(&self.state, "content", &id, typed, alarm, &self.log())
+        self.describe().await
+    }
+}
+
+impl TopicActor for ContentActor {
+    fn topic(&self) -> ApiResult<Option<(Topic, Value)>> {
+        Ok(self.load()?.map(|c| (Topic::Content(c.id), serde_json::to_value(c.view()).unwrap_or_default())))
     }
 
-    async fn dispatch(&self, mut req: Request) -> ApiResult<Value> {
-        let (op, body): (String, Value) = rpc::incoming(&mut req).await?;
-        let to_json = |v: Accepted| serde_json::to_value(v).map_err(ApiError::from);
-        match op.as_str() {
-            "create" => to_json(self.create(serde_json::from_value(body)?).await?),
-            "update" => to_json(self.update(serde_json::from_value(body)?).await?),
-            "view" => {
-                let a: Acting = serde_json::from_value(body)?;
-                Ok(serde_json::to_value(self.require_for(&a.principal, Access::Read)?.view())?)
-            }
-            "source" => {
-                let q: SourceOf = serde_json::from_value(body)?;
-                let c = self.require_for(&q.principal, Access::Read)?;
-                let source = c.source(q.version).ok_or_else(|| ApiError::not_found("source file of that version"))?;
-                Ok(serde_json::to_value(source)?)
-            }
-            // Whether a principal may read or change this item (for its runs' routes and topics).
-            "authorize" => {
-                let a: Acting = serde_json::from_value(body)?;
-                let c = self.require_for(&a.principal, a.needed.into())?;
-                Ok(json!({
-                    "content_id": c.id, "version": c.version, "tenant": c.ownership.tenant,
-                    "title": c.doc.title, "category": c.doc.category,
-                }))
-            }
-            "publish" => self.publish(serde_json::from_value(body)?).await,
-            "run_ended" => self.run_ended(serde_json::from_value(body)?).await,
-            "fence" => self.fence(serde_json::from_value(body)?),
-            "delete" => self.delete(serde_json::from_value(body)?).await,
-            "inspect" => self.inspect().await,
-            "reconcile" => self.reconcile().await,
-            "fire_alarm" => {
-                if crate::store::has_state(&self.state.storage().sql()) {
-                    self.drain(false).await?;
-                }
-                self.inspect().await
-            }
-            other => {
-                let current = self.load()?;
-                if other == "subscribe" {
-                    // A topic the subscriber may not read does not exist for it.
-                    let a: Acting = serde_json::from_value(body.clone())?;
-                    if let Some(c) = &current {
-                        a.principal.require(&c.ownership, Access::Read)?;
-                    }
-                }
-                let topic = current.map(|c| (Topic::Content(c.id), serde_json::to_value(c.view()).unwrap_or_default()));
-                super::topic_op(other, body, topic, &self.log(), &self.subs())
-            }
+    /// A topic the subscriber may not read does not exist for it.
+    async fn admit(&self, principal: &Principal) -> ApiResult<()> {
+        match self.load()? {
+            Some(c) => principal.require(&c.ownership, Access::Read).map_err(ApiError::from),
+            None => Ok(()),
         }
     }
 }
 
 /// The spawn of `run_id` for the item's current version.
 fn spawn_duty(c: &ContentState, run_id: Uuid) -> Duty {
-    let start = json!({ "run_id": run_id, "content_id": c.id, "version": c.version, "doc": c.doc, "ownership": c.ownership });
-    Duty::SpawnRun { run_id, start }
+    let start = StartRun { run_id, content_id: c.id, version: c.version, doc: c.doc.clone(), ownership: c.ownership.clone() };
+    Duty::SpawnRun { run_id, start: serde_json::to_value(start).unwrap_or_default() }
 }
 
 /// A cancel or purge is done when the run took it, has already ended (a
 /// refused transition), or never existed (404).
-fn settled(r: ApiResult<Value>) -> ApiResult<()> {
+fn settled<T>(r: ApiResult<T>) -> ApiResult<()> {
     match r {
         Ok(_) | Err(ApiError::InvalidTransition(_)) | Err(ApiError::NotFound(_)) => Ok(()),
         Err(e) => Err(e),
@@ -501,11 +415,11 @@ impl DurableObject for ContentActor {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        let r = self.dispatch(req).await;
+        let r = ContentCall::handle(self, req).await;
         if let Err(e) = self.arm(false).await {
             worker::console_error!("content alarm check failed: {e}");
         }
-        rpc::reply(r)
+        r
     }
 
     async fn alarm(&self) -> worker::Result<Response> {

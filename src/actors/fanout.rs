@@ -5,11 +5,10 @@
 //! never stall a pipeline. Sessions detect any gap by sequence number and fill
 //! it from this actor's log, so a dropped push is late, never lost.
 
-use futures::future::select;
-use serde_json::json;
-use worker::{Delay, Env, SqlStorage};
+use worker::{Env, SqlStorage};
 
-use super::rpc::{self, ActorKind};
+use super::ops::{Deliver, Delivered};
+use super::rpc;
 use crate::domain::faults::PUSH;
 use crate::domain::time::Millis;
 use crate::error::ApiError;
@@ -68,20 +67,17 @@ pub async fn push(env: &Env, subs: &Subscribers, topic: Topic, events: &[EventRe
     if sessions.is_empty() {
         return;
     }
-    let body = json!({ "topic": topic, "events": events }).to_string();
+    let Ok(body) = rpc::encode(&Deliver { topic, events: events.to_vec() }) else { return };
     let gone = std::cell::RefCell::new(Vec::new());
     let calls = futures::future::join_all(sessions.iter().map(|s| {
         let (body, gone) = (body.clone(), &gone);
         async move {
-            if let Ok(v) = rpc::call_encoded::<serde_json::Value>(env, ActorKind::Session, s, "deliver", body).await {
-                if v.get("subscribed").and_then(|b| b.as_bool()) == Some(false) {
-                    gone.borrow_mut().push(s.as_str());
-                }
+            if let Ok(Delivered { subscribed: false }) = rpc::send_encoded::<Deliver>(env, s, body).await {
+                gone.borrow_mut().push(s.as_str());
             }
         }
     }));
-    let timeout = Delay::from(std::time::Duration::from_millis(PUSH_TIMEOUT_MS));
-    let _ = select(Box::pin(calls), Box::pin(timeout)).await;
+    let _ = crate::runtime::within(PUSH_TIMEOUT_MS, calls).await;
     for session in gone.into_inner() {
         let _ = subs.remove(session);
     }

@@ -10,13 +10,13 @@
 
 use std::cell::{Cell, RefCell};
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage, WebSocketPair};
 
-use super::rpc::{self, ActorKind};
+use super::ops::{Append, Appended, FeedCall, FeedOps, FireAlarm, Inspect, Inspectable};
+use super::rpc;
 use super::session::{close_back, load_attachment, read_frame, save_attachment, send};
-use super::{ActorStorage, REPLAY_PAGE};
+use super::{ActorStorage, TopicActor, REPLAY_PAGE};
 use crate::domain::broadcast::{behind, Batch, Reader, Watcher, CATCH_UP_MS, MAX_SOCKETS};
 use crate::domain::event_log::{plan_replay, ReplayPlan};
 use crate::domain::faults::PUSH;
@@ -50,13 +50,8 @@ pub struct FeedActor {
     watchers: RefCell<Option<Vec<(WebSocket, Watcher)>>>,
 }
 
-#[derive(Deserialize)]
-struct Append {
-    events: Vec<EventDraft>,
-}
-
 pub async fn append(env: &Env, events: Vec<EventDraft>) -> ApiResult<()> {
-    let _: Value = rpc::call(env, ActorKind::Feed, FEED_NAME, "append", &json!({ "events": events })).await?;
+    rpc::send(env, FEED_NAME, &Append { events }).await?;
     Ok(())
 }
 
@@ -140,25 +135,6 @@ impl FeedActor {
         }
     }
 
-    async fn append(&self, a: Append) -> ApiResult<Value> {
-        // `head` creates the state table; the subscriber list needs none to be read.
-        let through = self.head()?;
-        let records = self.log().append(a.events, now_ms())?;
-        let Some(last) = records.last().map(|r| r.seq) else { return Ok(json!({ "last_seq": through })) };
-        // A push the fault drops is as if the actor were evicted right here.
-        if !config(&self.env).faults.site_strikes(PUSH, &format!("feed:{last}"), 1) {
-            if records[0].seq == through + 1 {
-                self.broadcast(&records, through)?;
-            } else {
-                // An earlier broadcast was lost: its events go first.
-                self.catch_up()?;
-            }
-        }
-        self.arm().await;
-        self.push_later(Topic::Feed, records);
-        Ok(json!({ "last_seq": last }))
-    }
-
     fn accept(&self, req: &Request) -> ApiResult<Response> {
         let reader = req
             .headers()
@@ -236,24 +212,49 @@ impl FeedActor {
         }
     }
 
-    async fn dispatch(&self, mut req: Request) -> ApiResult<Value> {
-        let (op, body): (String, Value) = rpc::incoming(&mut req).await?;
-        match op.as_str() {
-            "append" => self.append(serde_json::from_value(body)?).await,
-            "fire_alarm" => {
-                self.catch_up()?;
-                super::inspection(&self.state, "feed", FEED_NAME, self.view(), None, &self.log())
-            }
-            "inspect" => super::inspection(&self.state, "feed", FEED_NAME, self.view(), None, &self.log()),
-            other => super::topic_op(other, body, Some((Topic::Feed, self.snapshot())), &self.log(), &self.subs()),
-        }
-    }
-
     fn view(&self) -> Value {
         let mut v = self.snapshot();
         v["broadcast_through"] = json!(self.cells().load::<u64>(HEAD).ok().flatten());
         v["sockets"] = json!(self.state.get_websockets().len());
         v
+    }
+}
+
+impl FeedOps for FeedActor {
+    async fn append(&self, a: Append) -> ApiResult<Appended> {
+        // `head` creates the state table; the subscriber list needs none to be read.
+        let through = self.head()?;
+        let records = self.log().append(a.events, now_ms())?;
+        let Some(last) = records.last().map(|r| r.seq) else { return Ok(Appended { last_seq: through }) };
+        // A push the fault drops is as if the actor were evicted right here.
+        if !config(&self.env).faults.site_strikes(PUSH, &format!("feed:{last}"), 1) {
+            if records[0].seq == through + 1 {
+                self.broadcast(&records, through)?;
+            } else {
+                // An earlier broadcast was lost: its events go first.
+                self.catch_up()?;
+            }
+        }
+        self.arm().await;
+        self.push_later(Topic::Feed, records);
+        Ok(Appended { last_seq: last })
+    }
+}
+
+impl Inspectable for FeedActor {
+    async fn inspect(&self, _q: Inspect) -> ApiResult<Value> {
+        super::inspection(&self.state, "feed", FEED_NAME, self.view(), None, &self.log())
+    }
+
+    async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value> {
+        self.catch_up()?;
+        self.inspect(Inspect { content_id: q.content_id }).await
+    }
+}
+
+impl TopicActor for FeedActor {
+    fn topic(&self) -> ApiResult<Option<(Topic, Value)>> {
+        Ok(Some((Topic::Feed, self.snapshot())))
     }
 }
 
@@ -271,7 +272,7 @@ impl DurableObject for FeedActor {
         if upgrade.eq_ignore_ascii_case("websocket") {
             return Ok(self.accept(&req).unwrap_or_else(|e| crate::http::error(&e)));
         }
-        rpc::reply(self.dispatch(req).await)
+        FeedCall::handle(self, req).await
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {

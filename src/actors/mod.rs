@@ -9,6 +9,7 @@ pub mod batch;
 pub mod content;
 pub mod fanout;
 pub mod feed;
+pub mod ops;
 pub mod outbox;
 pub mod pipeline;
 pub mod rate_limit;
@@ -43,12 +44,13 @@ macro_rules! unused_handlers {
     };
 }
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::domain::event_log::{plan_replay, ReplayPlan};
+use crate::domain::principal::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::protocol::Topic;
+use crate::protocol::{EventRecord, Topic};
+use ops::{Done, Events, EventsPage, Plan, Subscribe, SubscribeAnswer, Unsubscribe};
 use crate::store::events::EventStore;
 use fanout::Subscribers;
 
@@ -106,76 +108,61 @@ macro_rules! actor_storage {
 /// Most events one replay answer carries; a session pages for the rest.
 pub const REPLAY_PAGE: u32 = 500;
 
-#[derive(Deserialize)]
-struct SubscribeBody {
-    session: String,
-    #[serde(default)]
-    after: Option<u64>,
-}
+/// A topic's owner (content, run, answer, batch, feed): its log, its
+/// subscriber list, and who may follow it. The topic ops are served here
+/// once for every kind.
+#[allow(async_fn_in_trait)]
+pub trait TopicActor: ActorStorage {
+    /// The topic and its snapshot now; `None` when the actor was never created.
+    fn topic(&self) -> ApiResult<Option<(Topic, Value)>>;
 
-#[derive(Deserialize)]
-struct EventsBody {
-    #[serde(default)]
-    after: u64,
-    #[serde(default)]
-    limit: Option<u32>,
-}
+    /// Refuses (404) a subscriber that may not read the topic.
+    async fn admit(&self, _principal: &Principal) -> ApiResult<()> {
+        Ok(())
+    }
 
-/// The answer of a topic actor's `events` op.
-#[derive(Deserialize)]
-pub struct EventsPage {
-    pub last_seq: u64,
-    pub events: Vec<crate::protocol::EventRecord>,
-    /// The cursor is older than the retained log: start over from `snapshot`.
-    #[serde(default)]
-    pub resync: bool,
-    #[serde(default)]
-    pub snapshot: Option<Value>,
-}
+    /// Hides from a replay what its reader may no longer see (answers cite
+    /// content that may since be deleted); the log keeps what was pushed.
+    async fn withhold(&self, _events: &mut [EventRecord], _snapshot: Option<&mut Value>) -> ApiResult<()> {
+        Ok(())
+    }
 
-/// The ops every topic actor answers: `subscribe`, `unsubscribe`, `events`.
-/// `topic` is `None` when the actor was never created.
-pub fn topic_op(
-    op: &str,
-    body: Value,
-    topic: Option<(Topic, Value)>,
-    log: &EventStore,
-    subs: &Subscribers,
-) -> ApiResult<Value> {
-    let Some((topic, snapshot)) = topic else {
-        return Err(ApiError::not_found("actor"));
-    };
-    match op {
-        "subscribe" => {
-            let b: SubscribeBody = serde_json::from_value(body)?;
-            subs.add(&b.session, crate::runtime::now_ms())?;
-            let window = log.window()?;
-            match plan_replay(b.after, window) {
-                ReplayPlan::UpToDate => Ok(json!({ "topic": topic, "last_seq": window.last, "plan": "live", "events": [] })),
-                ReplayPlan::Replay { after, .. } => {
-                    let events = log.after(after, REPLAY_PAGE)?;
-                    Ok(json!({ "topic": topic, "last_seq": window.last, "plan": "replay", "events": events }))
-                }
-                ReplayPlan::Resync => {
-                    Ok(json!({ "topic": topic, "last_seq": window.last, "plan": "resync", "events": [], "snapshot": snapshot }))
-                }
+    async fn subscribe(&self, q: Subscribe) -> ApiResult<SubscribeAnswer> {
+        self.admit(&q.principal).await?;
+        let (topic, snapshot) = self.topic()?.ok_or_else(|| ApiError::not_found("actor"))?;
+        let log = self.log();
+        self.subs().add(&q.session, crate::runtime::now_ms())?;
+        let window = log.window()?;
+        let mut answer = match plan_replay(q.after, window) {
+            ReplayPlan::UpToDate => SubscribeAnswer { topic, last_seq: window.last, plan: Plan::Live, events: vec![], snapshot: None },
+            ReplayPlan::Replay { after, .. } => {
+                let events = log.after(after, REPLAY_PAGE)?;
+                SubscribeAnswer { topic, last_seq: window.last, plan: Plan::Replay, events, snapshot: None }
             }
-        }
-        "unsubscribe" => {
-            let b: SubscribeBody = serde_json::from_value(body)?;
-            subs.remove(&b.session)?;
-            Ok(json!({ "ok": true }))
-        }
-        "events" => {
-            let b: EventsBody = serde_json::from_value(body)?;
-            let window = log.window()?;
-            if b.after + 1 < window.first {
-                return Ok(json!({ "topic": topic, "last_seq": window.last, "resync": true, "snapshot": snapshot, "events": [] }));
-            }
-            let events = log.after(b.after, b.limit.unwrap_or(REPLAY_PAGE).min(REPLAY_PAGE))?;
-            Ok(json!({ "topic": topic, "last_seq": window.last, "events": events }))
-        }
-        other => Err(ApiError::not_found(format!("actor op {other}"))),
+            ReplayPlan::Resync => SubscribeAnswer { topic, last_seq: window.last, plan: Plan::Resync, events: vec![], snapshot: Some(snapshot) },
+        };
+        self.withhold(&mut answer.events, answer.snapshot.as_mut()).await?;
+        Ok(answer)
+    }
+
+    async fn unsubscribe(&self, q: Unsubscribe) -> ApiResult<Done> {
+        self.topic()?.ok_or_else(|| ApiError::not_found("actor"))?;
+        self.subs().remove(&q.session)?;
+        Ok(Done {})
+    }
+
+    async fn events(&self, q: Events) -> ApiResult<EventsPage> {
+        let (topic, snapshot) = self.topic()?.ok_or_else(|| ApiError::not_found("actor"))?;
+        let log = self.log();
+        let window = log.window()?;
+        let mut page = if q.after + 1 < window.first {
+            EventsPage { topic, last_seq: window.last, events: vec![], resync: true, snapshot: Some(snapshot) }
+        } else {
+            let events = log.after(q.after, q.limit.unwrap_or(REPLAY_PAGE).min(REPLAY_PAGE))?;
+            EventsPage { topic, last_seq: window.last, events, resync: false, snapshot: None }
+        };
+        self.withhold(&mut page.events, page.snapshot.as_mut()).await?;
+        Ok(page)
     }
 }
 

@@ -7,20 +7,20 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use serde::Deserialize;
 use serde_json::json;
-use uuid::Uuid;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 use super::outbox::Outbox;
 use super::ActorStorage;
-use super::rpc::{self, ActorKind};
+use super::ops::{AccessNeeded, Authorize, CancelRun, Done, FireAlarm, Inspect, Inspectable, PurgeRun, ReconcileRun, RetryRun, RunCall, RunEnded, RunOps, StartRun, ViewRun};
+use super::rpc;
+use super::TopicActor;
 use crate::catalog;
 use crate::domain::content::ContentDoc;
 use crate::domain::faults;
 use crate::domain::outbox::Duty;
 use crate::domain::pipeline::{Activation, PipelineRun, StageError};
-use crate::domain::principal::Ownership;
+use crate::domain::principal::Principal;
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{EventDraft, EventRecord, RunStatus, RunView, Topic};
@@ -50,23 +50,6 @@ struct RunShell {
     /// The outbox table was created (or found) once in this instance: later
     /// opens skip the `CREATE TABLE IF NOT EXISTS` statement.
     outbox_ready: Cell<bool>,
-}
-
-#[derive(Deserialize)]
-struct StartRequest {
-    run_id: Uuid,
-    content_id: Uuid,
-    version: u32,
-    doc: ContentDoc,
-    /// The item's ownership for this version: its vectors' namespace.
-    #[serde(default = "Ownership::legacy")]
-    ownership: Ownership,
-}
-
-#[derive(Deserialize, Default)]
-struct Reason {
-    #[serde(default)]
-    reason: Option<String>,
 }
 
 /// Marks a run whose item was deleted before its start arrived.
@@ -185,9 +168,8 @@ impl RunShell {
                 catalog::record_run(&self.env, &run, now_ms()).await
             }
             Duty::ReportEnd { content_id, report } => {
-                let r: ApiResult<serde_json::Value> =
-                    rpc::call(&self.env, ActorKind::Content, &content_id.to_string(), "run_ended", report).await;
-                match r {
+                let report: RunEnded = serde_json::from_value(report.clone())?;
+                match rpc::send(&self.env, &content_id.to_string(), &report).await {
                     // A deleted item needs no report.
                     Ok(_) | Err(ApiError::NotFound(_)) => Ok(()),
                     Err(e) => Err(e),
@@ -205,13 +187,13 @@ impl RunShell {
 
     /// Erases this run's copies of a deleted item: document, artifacts
     /// (chunks, vectors, stage outputs) and alarm; a live run ends cancelled.
-    async fn purge(&self) -> ApiResult<serde_json::Value> {
+    async fn purge(&self) -> ApiResult<Done> {
         let Some(mut run) = self.load()? else {
             // Purged before its start landed (a spawn in flight): the start is refused.
             let sql = self.state.storage().sql();
             crate::store::init_state(&sql)?;
             self.cells().save(PURGED_BEFORE_START, &true)?;
-            return Ok(json!({ "purged": true }));
+            return Ok(Done {});
         };
         let now = now_ms();
         let events = run.purge(stages::CONTENT_DELETED, now);
@@ -220,7 +202,7 @@ impl RunShell {
         self.outbox()?.put(&Duty::Catalog, now)?;
         let _ = self.drain().await;
         self.arm(&run, now_ms()).await?;
-        Ok(json!({ "purged": true }))
+        Ok(Done {})
     }
 
     /// Deletes the document and every artifact (synchronous, one step).
@@ -230,7 +212,7 @@ impl RunShell {
         crate::store::exec(&self.state.storage().sql(), "DELETE FROM artifacts", vec![])
     }
 
-    async fn start(self: &Rc<Self>, req: StartRequest) -> ApiResult<RunView> {
+    async fn start(self: &Rc<Self>, req: StartRun) -> ApiResult<RunView> {
         if let Some(run) = self.load()? {
             // Idempotent: a retried spawn gets the same run back.
             return Ok(run.view(None));
@@ -422,50 +404,6 @@ impl RunShell {
         Ok(run.view(alarm))
     }
 
-    async fn dispatch(self: &Rc<Self>, mut req: Request) -> ApiResult<serde_json::Value> {
-        let (op, body): (String, serde_json::Value) = rpc::incoming(&mut req).await?;
-        let to_json = |v: RunView| serde_json::to_value(v).map_err(ApiError::from);
-        match op.as_str() {
-            "start" => to_json(self.start(serde_json::from_value(body)?).await?),
-            "view" => to_json(self.view().await?),
-            "cancel" => {
-                let r: Reason = serde_json::from_value(body).unwrap_or_default();
-                to_json(self.cancel(r.reason.as_deref().unwrap_or("cancelled by operator")).await?)
-            }
-            "retry" => to_json(self.retry().await?),
-            "purge" => self.purge().await,
-            // The operator's reconciliation: the catalog row is owed again.
-            "reconcile" => {
-                let run = self.require()?;
-                self.catalog_now(now_ms()).await?;
-                Ok(json!({ "run_id": run.id }))
-            }
-            "fire_alarm" => {
-                self.require()?;
-                self.activate(false).await?;
-                self.inspect().await
-            }
-            "inspect" => self.inspect().await,
-            other => {
-                if other == "subscribe" {
-                    self.authorize_subscriber(&body).await?;
-                }
-                let topic = self.load()?.map(|r| (Self::topic(&r), serde_json::to_value(r.view(None)).unwrap_or_default()));
-                super::topic_op(other, body, topic, &self.log(), &self.subs())
-            }
-        }
-    }
-
-    /// A run's topic is readable by whoever may read its content: the content
-    /// actor owns that answer (404 when the subscriber may not read it).
-    async fn authorize_subscriber(&self, body: &serde_json::Value) -> ApiResult<()> {
-        let run = self.require()?;
-        let ask = serde_json::json!({ "principal": body.get("principal"), "needed": "read" });
-        let _: serde_json::Value =
-            rpc::call(&self.env, ActorKind::Content, &run.content_id.to_string(), "authorize", &ask).await?;
-        Ok(())
-    }
-
     async fn inspect(&self) -> ApiResult<serde_json::Value> {
         let run = self.require()?;
         let alarm = self.state.storage().get_alarm().await?;
@@ -478,6 +416,70 @@ impl RunShell {
     }
 }
 
+impl ActorStorage for PipelineActor {
+    fn state(&self) -> &State {
+        &self.shell.state
+    }
+    fn env(&self) -> &Env {
+        &self.shell.env
+    }
+}
+
+impl RunOps for PipelineActor {
+    async fn start(&self, q: StartRun) -> ApiResult<RunView> {
+        self.shell.start(q).await
+    }
+
+    async fn view(&self, _q: ViewRun) -> ApiResult<RunView> {
+        self.shell.view().await
+    }
+
+    async fn cancel(&self, q: CancelRun) -> ApiResult<RunView> {
+        self.shell.cancel(q.reason.as_deref().unwrap_or("cancelled by operator")).await
+    }
+
+    async fn retry(&self, _q: RetryRun) -> ApiResult<RunView> {
+        self.shell.retry().await
+    }
+
+    async fn purge(&self, _q: PurgeRun) -> ApiResult<Done> {
+        self.shell.purge().await
+    }
+
+    /// The operator's reconciliation: the catalog row is owed again.
+    async fn reconcile(&self, _q: ReconcileRun) -> ApiResult<Done> {
+        self.shell.require()?;
+        self.shell.catalog_now(now_ms()).await?;
+        Ok(Done {})
+    }
+}
+
+impl Inspectable for PipelineActor {
+    async fn inspect(&self, _q: Inspect) -> ApiResult<serde_json::Value> {
+        self.shell.inspect().await
+    }
+
+    async fn fire_alarm(&self, _q: FireAlarm) -> ApiResult<serde_json::Value> {
+        self.shell.require()?;
+        self.shell.activate(false).await?;
+        self.shell.inspect().await
+    }
+}
+
+impl TopicActor for PipelineActor {
+    fn topic(&self) -> ApiResult<Option<(Topic, serde_json::Value)>> {
+        Ok(self.shell.load()?.map(|r| (RunShell::topic(&r), serde_json::to_value(r.view(None)).unwrap_or_default())))
+    }
+
+    /// A run's topic is readable by whoever may read its content: the content
+    /// actor owns that answer (404 when the subscriber may not read it).
+    async fn admit(&self, principal: &Principal) -> ApiResult<()> {
+        let run = self.shell.require()?;
+        let ask = Authorize { principal: principal.clone(), needed: AccessNeeded::Read };
+        rpc::send(&self.shell.env, &run.content_id.to_string(), &ask).await.map(|_| ())
+    }
+}
+
 impl DurableObject for PipelineActor {
     fn new(state: State, env: Env) -> Self {
         let shell = RunShell { state, env, run: RefCell::new(None), doc: RefCell::new(None), active: Cell::new(false), outbox_ready: Cell::new(false) };
@@ -486,11 +488,11 @@ impl DurableObject for PipelineActor {
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let shell = &self.shell;
-        let r = shell.dispatch(req).await;
+        let r = RunCall::handle(self, req).await;
         if let Ok(Some(run)) = shell.load() {
             let _ = shell.ensure_alarm(&run).await;
         }
-        rpc::reply(r)
+        r
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -520,10 +522,7 @@ async fn with_timeout<F>(ms: u64, f: F) -> Result<(), StageFailure>
 where
     F: std::future::Future<Output = Result<(), StageFailure>>,
 {
-    use futures::future::{select, Either};
-    let timer = Box::pin(worker::Delay::from(std::time::Duration::from_millis(ms)));
-    match select(Box::pin(f), timer).await {
-        Either::Left((r, _)) => r,
-        Either::Right(_) => Err(StageFailure::Error(StageError::transient(format!("timed out after {ms} ms")))),
-    }
+    crate::runtime::within(ms, f)
+        .await
+        .unwrap_or_else(|| Err(StageFailure::Error(StageError::transient(format!("timed out after {ms} ms")))))
 }

@@ -15,11 +15,9 @@
 
 use std::cell::RefCell;
 
-use serde::Deserialize;
-use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-use super::rpc;
+use super::ops::{RateLimitCall, RateLimitOps, Take, Taken};
 use crate::domain::rate::TokenBucket;
 use crate::error::{ApiError, ApiResult};
 use crate::runtime::now_ms;
@@ -31,27 +29,14 @@ pub struct RateLimitActor {
     bucket: RefCell<Option<TokenBucket>>,
 }
 
-#[derive(Deserialize)]
-struct Take {
-    cost: u32,
-    per_min: u32,
-}
-
-impl RateLimitActor {
-    async fn dispatch(&self, mut req: Request) -> ApiResult<Value> {
-        let (op, body): (String, Value) = rpc::incoming(&mut req).await?;
-        match op.as_str() {
-            "take" => {
-                let t: Take = serde_json::from_value(body)?;
-                let now = now_ms();
-                let mut slot = self.bucket.borrow_mut();
-                let bucket = slot.get_or_insert_with(|| TokenBucket::full(t.per_min, now));
-                match bucket.take(t.cost, t.per_min, now) {
-                    Ok(()) => Ok(json!({ "ok": true, "left": bucket.tokens.floor() })),
-                    Err(secs) => Err(ApiError::RateLimited { retry_after_secs: secs }),
-                }
-            }
-            other => Err(ApiError::not_found(format!("rate limit op {other}"))),
+impl RateLimitOps for RateLimitActor {
+    async fn take(&self, t: Take) -> ApiResult<Taken> {
+        let now = now_ms();
+        let mut slot = self.bucket.borrow_mut();
+        let bucket = slot.get_or_insert_with(|| TokenBucket::full(t.per_min, now));
+        match bucket.take(t.cost, t.per_min, now) {
+            Ok(()) => Ok(Taken { left: bucket.tokens.floor() }),
+            Err(secs) => Err(ApiError::RateLimited { retry_after_secs: secs }),
         }
     }
 }
@@ -62,7 +47,7 @@ impl DurableObject for RateLimitActor {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        rpc::reply(self.dispatch(req).await)
+        RateLimitCall::handle(self, req).await
     }
 
     crate::unused_handlers!(alarm);

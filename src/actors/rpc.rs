@@ -73,6 +73,42 @@ impl ActorKind {
     }
 }
 
+/// One operation of one actor kind. The request type names its op, the kind
+/// that answers it and the reply, so the compiler checks every call: an op
+/// cannot reach the wrong kind, and a caller cannot misread the answer.
+/// `actor_ops!` (in `ops`) implements it for every op of every kind.
+pub trait Op: Serialize {
+    const KIND: ActorKind;
+    const NAME: &'static str;
+    type Reply: DeserializeOwned;
+}
+
+/// An op several kinds answer (inspection, topic reads), so the kind is
+/// chosen at run time; a kind that does not take it answers 404.
+pub trait SharedOp: Serialize {
+    const NAME: &'static str;
+    type Reply: DeserializeOwned;
+}
+
+/// Sends `op` to the actor `name` of its kind and decodes the typed reply.
+pub async fn send<O: Op>(env: &Env, name: &str, op: &O) -> Result<O::Reply, ApiError> {
+    send_encoded::<O>(env, name, encode(op)?).await
+}
+
+/// [`send`] with the request already encoded, for one payload sent to many actors.
+pub async fn send_encoded<O: Op>(env: &Env, name: &str, payload: String) -> Result<O::Reply, ApiError> {
+    call_encoded(env, O::KIND, name, O::NAME, payload).await
+}
+
+/// Sends a shared op to the actor `kind/name`.
+pub async fn send_to<O: SharedOp>(env: &Env, kind: ActorKind, name: &str, op: &O) -> Result<O::Reply, ApiError> {
+    call_encoded(env, kind, name, O::NAME, encode(op)?).await
+}
+
+pub fn encode<Q: Serialize>(body: &Q) -> Result<String, ApiError> {
+    serde_json::to_string(body).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
 pub fn stub(env: &Env, kind: ActorKind, name: &str) -> Result<Stub, ApiError> {
     let ns = env.durable_object(kind.binding())?;
     Ok(ns.id_from_name(name)?.get_stub()?)
@@ -80,33 +116,20 @@ pub fn stub(env: &Env, kind: ActorKind, name: &str) -> Result<Stub, ApiError> {
 
 /// No headers: only [`incoming`] reads these requests, and it takes the body
 /// as JSON whatever it is labelled, so each call skips building them.
-fn request(op: &str, payload: String) -> Result<Request, ApiError> {
+fn internal_request(op: &str, payload: String) -> Result<Request, ApiError> {
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(payload.into()));
     Ok(Request::new_with_init(&format!("https://actor.internal/{op}"), &init)?)
 }
 
-/// Calls `op` on the actor `kind/name` and decodes its JSON answer.
-pub async fn call<Q: Serialize, R: DeserializeOwned>(
-    env: &Env,
-    kind: ActorKind,
-    name: &str,
-    op: &str,
-    body: &Q,
-) -> Result<R, ApiError> {
-    let payload = serde_json::to_string(body).map_err(|e| ApiError::Internal(e.to_string()))?;
-    call_encoded(env, kind, name, op, payload).await
-}
-
-/// [`call`] with a body already encoded, for one payload sent to many actors.
-pub async fn call_encoded<R: DeserializeOwned>(
+async fn call_encoded<R: DeserializeOwned>(
     env: &Env,
     kind: ActorKind,
     name: &str,
     op: &str,
     payload: String,
 ) -> Result<R, ApiError> {
-    let resp = stub(env, kind, name)?.fetch_with_request(request(op, payload)?).await?;
+    let resp = stub(env, kind, name)?.fetch_with_request(internal_request(op, payload)?).await?;
     decode(resp).await
 }
 
@@ -133,13 +156,19 @@ pub async fn body_text(resp: Response) -> Result<String, ApiError> {
     Ok(text.as_string().unwrap_or_default())
 }
 
-/// The actor side: the op name and the JSON body of an internal call.
-pub async fn incoming<T: DeserializeOwned>(req: &mut Request) -> Result<(String, T), ApiError> {
+/// The actor side: the op name (the path) and the body of an internal call.
+pub async fn incoming(req: &mut Request) -> Result<(String, Vec<u8>), ApiError> {
     let op = req.path().trim_start_matches('/').to_string();
-    let bytes = req.bytes().await?;
-    let bytes = if bytes.is_empty() { b"null".to_vec() } else { bytes };
-    let body = serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("internal call {op}: {e}")))?;
-    Ok((op, body))
+    Ok((op, req.bytes().await?))
+}
+
+/// An op's request decoded from its body (an empty body reads as `null`, so
+/// a request type whose fields all default takes it).
+pub fn request<T: DeserializeOwned>(op: &str, body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.is_empty() { b"null".as_slice() } else { body };
+    serde_json::from_slice(body)
+        .or_else(|e| if body == b"null" { serde_json::from_slice(b"{}") } else { Err(e) })
+        .map_err(|e| ApiError::BadRequest(format!("internal call {op}: {e}")))
 }
 
 pub fn reply<T: Serialize>(r: Result<T, ApiError>) -> worker::Result<Response> {

@@ -11,18 +11,18 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 use worker::{durable_object, DurableObject, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage, WebSocketPair};
 
+use super::ops::{Deliver, Delivered, Done, Events, EventsPage, FireAlarm, Inspect, Inspectable, Plan, SessionCall, SessionInfo, SessionOps, SessionPrincipal, Subscribe, Unsubscribe};
 use super::rpc::{self, ActorKind};
 use crate::catalog;
 use crate::domain::principal::Principal;
 use crate::domain::session::{admit, followed, Admission, Fetched, Frame, SocketState, Step, Subscription, Watch, MAX_FRAME_BYTES, POLL_FAST_MS};
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
-use crate::protocol::{ClientFrame, EventRecord, ServerFrame, Topic};
+use crate::protocol::{ClientFrame, ServerFrame, Topic};
 use crate::runtime::{config, now_ms};
 use crate::store::events::EventStore;
 use crate::store::StateCell;
@@ -41,33 +41,6 @@ pub struct SessionActor {
     armed_at: Cell<Option<Millis>>,
 }
 
-#[derive(Debug, Clone, serde::Serialize, Deserialize)]
-struct SessionInfo {
-    id: Uuid,
-    created_at: Millis,
-    expires_at: Millis,
-    /// Who created the session: every subscription is checked against it,
-    /// and the feed shows it only what it may read.
-    #[serde(default = "Principal::anonymous")]
-    principal: Principal,
-}
-
-#[derive(Deserialize)]
-struct Deliver {
-    topic: Topic,
-    events: Vec<EventRecord>,
-}
-
-#[derive(Deserialize)]
-struct SubscribeAnswer {
-    last_seq: u64,
-    plan: String,
-    events: Vec<EventRecord>,
-    #[serde(default)]
-    snapshot: Option<Value>,
-}
-
-use super::EventsPage as EventsAnswer;
 
 /// The actor that owns a topic's log.
 pub fn topic_actor(topic: Topic) -> (ActorKind, String) {
@@ -177,13 +150,13 @@ impl SessionActor {
         self.cells().load("session")?.ok_or_else(|| ApiError::not_found("session"))
     }
 
-    async fn init(&self, info: SessionInfo) -> ApiResult<Value> {
+    async fn start(&self, info: SessionInfo) -> ApiResult<Done> {
         crate::store::init_state(&self.state.storage().sql())?;
         self.cells().save("session", &info)?;
         // The token dies at `expires_at`; so do the sockets it opened.
         self.state.storage().set_alarm(chrono::DateTime::<chrono::Utc>::from_timestamp_millis(info.expires_at).unwrap_or_default()).await?;
         catalog::register_actor(&self.env, "session", &info.id.to_string(), "active", info.created_at).await?;
-        Ok(json!({ "ok": true }))
+        Ok(Done {})
     }
 
     fn accept(&self) -> ApiResult<Response> {
@@ -265,9 +238,9 @@ impl SessionActor {
         }
     }
 
-    async fn fetch_events(&self, topic: Topic, after: u64) -> ApiResult<EventsAnswer> {
+    async fn fetch_events(&self, topic: Topic, after: u64) -> ApiResult<EventsPage> {
         let (kind, name) = topic_actor(topic);
-        rpc::call(&self.env, kind, &name, "events", &json!({ "after": after })).await
+        rpc::send_to(&self.env, kind, &name, &Events { after, limit: None }).await
     }
 
     /// Sets the alarm for `at` unless this instance already set it sooner;
@@ -302,7 +275,7 @@ impl SessionActor {
             if let Ok(page) = self.fetch_events(topic, cursor).await {
                 if !page.events.is_empty() {
                     found = true;
-                    self.deliver(Deliver { topic, events: page.events }).await?;
+                    self.push(Deliver { topic, events: page.events }).await?;
                 }
             }
         }
@@ -313,7 +286,7 @@ impl SessionActor {
         Ok(Some(next))
     }
 
-    async fn deliver(&self, d: Deliver) -> ApiResult<Value> {
+    async fn push(&self, d: Deliver) -> ApiResult<Delivered> {
         let key = d.topic.to_string();
         let targets = self.sockets_on(&key);
         let info = self.info()?;
@@ -334,7 +307,7 @@ impl SessionActor {
         if !targets.is_empty() {
             self.touch(info.expires_at).await;
         }
-        Ok(json!({ "subscribed": !targets.is_empty() }))
+        Ok(Delivered { subscribed: !targets.is_empty() })
     }
 
     async fn subscribe(&self, ws: &WebSocket, topic_text: &str, after: Option<u64>) -> ApiResult<()> {
@@ -350,8 +323,8 @@ impl SessionActor {
         self.replays.borrow_mut().insert(replay_key.clone(), (n, Subscription::begin(topic, after, &info.principal)));
 
         let (kind, name) = topic_actor(topic);
-        let ask = json!({ "session": info.id, "after": after, "principal": info.principal });
-        let answer: Result<SubscribeAnswer, ApiError> = rpc::call(&self.env, kind, &name, "subscribe", &ask).await;
+        let ask = Subscribe { session: info.id.to_string(), after, principal: info.principal.clone() };
+        let answer = rpc::send_to(&self.env, kind, &name, &ask).await;
         let Some(mut sub) = self.take_replay(&replay_key, n) else { return Ok(()) };
         let answer = match answer {
             Ok(a) => a,
@@ -366,7 +339,7 @@ impl SessionActor {
                 });
             }
         };
-        let step = sub.answered(after, answer.last_seq, answer.plan == "resync", answer.events);
+        let step = sub.answered(after, answer.last_seq, answer.plan == Plan::Resync, answer.events);
         self.drive(ws, topic, Run { sub, subscribe: n }, step, answer.snapshot, &mut Encoded::default()).await;
         self.touch(info.expires_at).await;
         Ok(())
@@ -384,7 +357,7 @@ impl SessionActor {
         if self.sockets_on(&key).is_empty() {
             let info = self.info()?;
             let (kind, name) = topic_actor(topic);
-            let _: ApiResult<Value> = rpc::call(&self.env, kind, &name, "unsubscribe", &json!({ "session": info.id })).await;
+            let _ = rpc::send_to(&self.env, kind, &name, &Unsubscribe { session: info.id.to_string() }).await;
         }
         Ok(())
     }
@@ -418,22 +391,32 @@ impl SessionActor {
             .collect();
         Ok(json!({ "session": info, "sockets": sockets }))
     }
+}
 
-    async fn dispatch(&self, mut req: Request) -> ApiResult<Value> {
-        let (op, body): (String, Value) = rpc::incoming(&mut req).await?;
-        match op.as_str() {
-            "init" => self.init(serde_json::from_value(body)?).await,
-            "deliver" => self.deliver(serde_json::from_value(body)?).await,
-            "view" => self.view(),
-            // Who the session acts for: the feed socket opened with its token reads as it.
-            "principal" => Ok(serde_json::to_value(self.info()?.principal)?),
-            "inspect" | "fire_alarm" => {
-                let info = self.info()?;
-                let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention);
-                super::inspection(&self.state, "session", &info.id.to_string(), self.view()?, None, &log)
-            }
-            other => Err(ApiError::not_found(format!("session op {other}"))),
-        }
+impl SessionOps for SessionActor {
+    async fn init(&self, info: SessionInfo) -> ApiResult<Done> {
+        self.start(info).await
+    }
+
+    async fn deliver(&self, d: Deliver) -> ApiResult<Delivered> {
+        self.push(d).await
+    }
+
+    /// Who the session acts for: the feed socket opened with its token reads as it.
+    async fn principal(&self, _q: SessionPrincipal) -> ApiResult<Principal> {
+        Ok(self.info()?.principal)
+    }
+}
+
+impl Inspectable for SessionActor {
+    async fn inspect(&self, _q: Inspect) -> ApiResult<Value> {
+        let info = self.info()?;
+        let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention);
+        super::inspection(&self.state, "session", &info.id.to_string(), self.view()?, None, &log)
+    }
+
+    async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value> {
+        self.inspect(Inspect { content_id: q.content_id }).await
     }
 }
 
@@ -451,7 +434,7 @@ impl DurableObject for SessionActor {
         if upgrade.eq_ignore_ascii_case("websocket") {
             return Ok(self.accept().unwrap_or_else(|e| crate::http::error(&e)));
         }
-        rpc::reply(self.dispatch(req).await)
+        SessionCall::handle(self, req).await
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {

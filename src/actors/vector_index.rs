@@ -9,10 +9,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorageValue, State};
 
-use super::rpc;
+use super::ops::{DropContent, FireAlarm, Inspect, Inspectable, ReplaceContent, ShardCall, ShardOps, Upsert, Upserted};
 use crate::domain::vector::{encode_f32_le, Fence, ShardIndex, VectorMeta};
 use crate::error::{ApiError, ApiResult};
-use crate::providers::{VectorItem, VectorQuery};
+use crate::providers::{VectorMatch, VectorQuery};
 use crate::runtime::config;
 use crate::store::events::EventStore;
 use crate::store::{exec, rows};
@@ -22,25 +22,6 @@ pub struct VectorIndexActor {
     state: State,
     env: Env,
     cache: RefCell<Option<ShardIndex>>,
-}
-
-#[derive(Deserialize)]
-struct Upsert {
-    items: Vec<VectorItem>,
-}
-
-#[derive(Deserialize)]
-struct DeleteContent {
-    content_id: String,
-    #[serde(default)]
-    keep_version: Option<u32>,
-}
-
-#[derive(Deserialize)]
-struct ReplaceContent {
-    content_id: String,
-    keep_version: u32,
-    items: Vec<VectorItem>,
 }
 
 /// Largest k one query may ask for.
@@ -135,7 +116,7 @@ impl VectorIndexActor {
         Ok(ix.unwrap_or_else(|| ShardIndex::new(crate::nlp::embed::EMBED_DIM)))
     }
 
-    fn upsert(&self, u: Upsert) -> ApiResult<Value> {
+    fn write(&self, u: Upsert) -> ApiResult<Upserted> {
         self.init()?;
         let sql = self.state.storage().sql();
         let n = u.items.len();
@@ -167,18 +148,17 @@ impl VectorIndexActor {
                 ],
             )?;
         }
-        Ok(json!({ "upserted": n }))
+        Ok(Upserted { upserted: n })
     }
 
-    fn query(&self, q: VectorQuery) -> ApiResult<Value> {
+    fn search(&self, q: VectorQuery) -> ApiResult<Vec<VectorMatch>> {
         let k = q.top_k.min(MAX_TOP_K) as usize;
         // An empty namespace searches every namespace (the operator's search).
         let ns = Some(q.namespace.as_str()).filter(|n| !n.is_empty());
-        let hits = self.with_index(|ix| ix.query(&q.vector, k, ns, q.category.as_deref()))?;
-        Ok(serde_json::to_value(hits)?)
+        self.with_index(|ix| ix.query(&q.vector, k, ns, q.category.as_deref()))
     }
 
-    fn delete_content(&self, d: DeleteContent) -> ApiResult<Value> {
+    fn remove(&self, d: DropContent) -> ApiResult<u32> {
         self.init()?;
         match d.keep_version {
             // Keeping one version makes it current; deleting all is a tombstone.
@@ -194,10 +174,10 @@ impl VectorIndexActor {
             Some(v) => exec(&sql, "DELETE FROM vectors WHERE content_id = ? AND version != ?", vec![d.content_id.into(), (v as i64).into()])?,
             None => exec(&sql, "DELETE FROM vectors WHERE content_id = ?", vec![d.content_id.into()])?,
         }
-        Ok(json!(removed.len()))
+        Ok(removed.len() as u32)
     }
 
-    fn stats(&self) -> ApiResult<Value> {
+    fn shard_stats(&self) -> ApiResult<Value> {
         self.with_index(|ix| json!({ "vectors": ix.len(), "dim": ix.dim(), "memory_bytes": ix.memory_bytes() }))
     }
 
@@ -206,37 +186,43 @@ impl VectorIndexActor {
         let fence = self.fence(content_id)?;
         self.with_index(|ix| json!({ "content_id": content_id, "vectors": ix.ids_of_content(content_id), "fence": fence }))
     }
+}
 
-    async fn dispatch(&self, mut req: Request) -> ApiResult<Value> {
-        let (op, body): (String, Value) = rpc::incoming(&mut req).await?;
-        match op.as_str() {
-            "upsert" => self.upsert(serde_json::from_value(body)?),
-            "query" => self.query(serde_json::from_value(body)?),
-            "delete_content" => self.delete_content(serde_json::from_value(body)?),
-            "replace_content" => {
-                let r: ReplaceContent = serde_json::from_value(body)?;
-                if r.items.iter().any(|it| it.meta.content_id != r.content_id || it.meta.version != r.keep_version) {
-                    return Err(ApiError::invalid("items", "every item must be of the replaced content and version"));
-                }
-                self.admit(&r.content_id, r.keep_version)?;
-                self.upsert(Upsert { items: r.items })?;
-                self.delete_content(DeleteContent { content_id: r.content_id, keep_version: Some(r.keep_version) })
-            }
-            "stats" => self.stats(),
-            "content_vectors" => {
-                let cid = body.get("content_id").and_then(|c| c.as_str()).unwrap_or_default().to_string();
-                self.count_content(&cid)
-            }
-            "inspect" | "fire_alarm" => {
-                let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention);
-                let mut typed = self.stats()?;
-                if let Some(cid) = body.get("content_id").and_then(|c| c.as_str()) {
-                    typed["content"] = self.count_content(cid)?;
-                }
-                super::inspection(&self.state, "vector_index", "shard", typed, None, &log)
-            }
-            other => Err(ApiError::not_found(format!("vector op {other}"))),
+impl ShardOps for VectorIndexActor {
+    async fn upsert(&self, u: Upsert) -> ApiResult<Upserted> {
+        self.write(u)
+    }
+
+    async fn query(&self, q: VectorQuery) -> ApiResult<Vec<VectorMatch>> {
+        self.search(q)
+    }
+
+    async fn drop_content(&self, d: DropContent) -> ApiResult<u32> {
+        self.remove(d)
+    }
+
+    async fn replace_content(&self, r: ReplaceContent) -> ApiResult<u32> {
+        if r.items.iter().any(|it| it.meta.content_id != r.content_id || it.meta.version != r.keep_version) {
+            return Err(ApiError::invalid("items", "every item must be of the replaced content and version"));
         }
+        self.admit(&r.content_id, r.keep_version)?;
+        self.write(Upsert { items: r.items })?;
+        self.remove(DropContent { content_id: r.content_id, keep_version: Some(r.keep_version) })
+    }
+}
+
+impl Inspectable for VectorIndexActor {
+    async fn inspect(&self, q: Inspect) -> ApiResult<Value> {
+        let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention);
+        let mut typed = self.shard_stats()?;
+        if let Some(cid) = q.content_id.filter(|c| !c.is_empty()) {
+            typed["content"] = self.count_content(&cid)?;
+        }
+        super::inspection(&self.state, "vector_index", "shard", typed, None, &log)
+    }
+
+    async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value> {
+        self.inspect(Inspect { content_id: q.content_id }).await
     }
 }
 
@@ -254,7 +240,7 @@ impl DurableObject for VectorIndexActor {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        rpc::reply(self.dispatch(req).await)
+        ShardCall::handle(self, req).await
     }
 
     crate::unused_handlers!(alarm);

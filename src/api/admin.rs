@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use worker::{Env, Request, Response};
 
 use super::input::{int_param, param, query, uuid_param};
+use crate::actors::ops::{FireAlarm, Inspect, ReconcileContent};
 use crate::actors::rpc::{self, ActorKind};
 use crate::catalog;
 use crate::domain::time::rfc3339;
@@ -41,13 +42,23 @@ async fn locate(env: &Env, kind: &str, id: &str) -> ApiResult<(ActorKind, String
     }
 }
 
+/// An inspector route: look at an actor, or run its alarm now and look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    Inspect,
+    FireAlarm,
+}
+
 /// Query parameters are passed on to the actor (a shard, for one, answers
 /// `content_id=` with that content's vector ids).
-pub async fn inspect(env: &Env, req: &Request, kind: &str, id: &str, op: &str) -> ApiResult<Response> {
+pub async fn inspect(env: &Env, req: &Request, kind: &str, id: &str, look: Look) -> ApiResult<Response> {
     let (k, id, registered) = locate(env, kind, id).await?;
     let q = query(req)?;
-    let body = json!({ "content_id": param(&q, "content_id") });
-    let mut v: Value = rpc::call(env, k, &id, op, &body).await?;
+    let content_id = param(&q, "content_id").map(str::to_string);
+    let mut v: Value = match look {
+        Look::Inspect => rpc::send_to(env, k, &id, &Inspect { content_id }).await?,
+        Look::FireAlarm => rpc::send_to(env, k, &id, &FireAlarm { content_id }).await?,
+    };
     v["registered"] = json!(registered);
     Ok(http::json(200, &v))
 }
@@ -192,7 +203,7 @@ pub async fn reconcile(env: &Env, req: &Request) -> ApiResult<Response> {
     let now = crate::runtime::now_ms();
     let mut items = Vec::with_capacity(ids.len());
     for id in &ids {
-        let r: ApiResult<Value> = rpc::call(env, ActorKind::Content, id, "reconcile", &json!({})).await;
+        let r = rpc::send(env, id, &ReconcileContent {}).await;
         let outcome = match r {
             Ok(v) => json!({ "content_id": id, "outcome": "rewritten", "actor": v }),
             // Only a walk removes rows: a named id may simply be a typo.

@@ -6,18 +6,19 @@
 //! asker could not read.
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 use worker::{Env, Request, Response};
 
 use super::input::{json_body, uuid_param};
 use super::retrieve::{category_filter, query_text, retrieve, Mode, RetrieveQuery};
-use crate::actors::rpc::{self, ActorKind};
+use crate::actors::ops::{StartAnswer, ViewAnswer};
+use crate::actors::rpc;
 use crate::domain::answer::Source;
 use crate::domain::principal::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
-use crate::protocol::Topic;
+use crate::protocol::AnswerAccepted;
 use crate::runtime::config;
 
 pub const DEFAULT_K: u32 = 5;
@@ -49,14 +50,9 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
         .map(|(d, n)| Source { n, content_id: d.content_id, title: d.title, text: d.text })
         .collect();
     let id = Uuid::new_v4();
-    let start = json!({ "id": id, "question": question, "asker": p, "sources": sources });
-    let _: Value = rpc::call(env, ActorKind::Answer, &id.to_string(), "start", &start).await?;
-    let body = json!({
-        "answer_id": id,
-        "topic": Topic::Answer(id),
-        "links": { "answer": format!("/api/answers/{id}"), "events": format!("/api/topics/{}/events", Topic::Answer(id)) },
-    });
-    Ok(http::json(202, &body))
+    let start = StartAnswer { id, question: question.to_string(), asker: p.clone(), sources };
+    rpc::send(env, &id.to_string(), &start).await?;
+    Ok(http::json(202, &AnswerAccepted::new(id)))
 }
 
 /// The stored answer, its citations checked against the catalog now: one
@@ -65,7 +61,7 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
 /// snippet.
 pub async fn get(env: &Env, p: &Principal, id: &str) -> ApiResult<Response> {
     let id = uuid_param(id, "answer")?.to_string();
-    let mut view: Value = rpc::call(env, ActorKind::Answer, &id, "view", &json!({ "principal": p })).await?;
+    let mut view = serde_json::to_value(rpc::send(env, &id, &ViewAnswer { principal: p.clone() }).await?)?;
     if let Some(citations) = view.get_mut("citations").and_then(Value::as_array_mut) {
         crate::actors::answer::withhold_for(env, p, vec![citations]).await?;
     }

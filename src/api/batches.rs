@@ -4,18 +4,18 @@
 //! the queue consumer (`crate::ingest`) spawns them with backpressure.
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 use worker::{Env, Request, Response};
 
 use super::input::{json_body, uuid_param};
-use crate::actors::batch::BatchDoc;
-use crate::actors::rpc::{self, ActorKind};
+use crate::actors::ops::{BatchDoc, CreateBatch, ViewBatch};
+use crate::actors::rpc;
 use crate::domain::batch::validate_items;
 use crate::domain::principal::Principal;
 use crate::error::ApiResult;
 use crate::http;
-use crate::protocol::Topic;
+use crate::protocol::BatchAccepted;
 use crate::runtime::config;
 
 #[derive(Deserialize)]
@@ -33,22 +33,17 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
     let id = Uuid::new_v4();
     let total = items.len() as u32;
     let items: Vec<BatchDoc> = items.into_iter().map(|(doc, visibility)| BatchDoc { doc, visibility }).collect();
-    let create = json!({ "id": id, "submitter": p, "ownership": ownership, "max_in_flight": cfg.ingest.max_in_flight, "items": items });
-    let _: Value = rpc::call(env, ActorKind::Batch, &id.to_string(), "create", &create).await?;
+    let create = CreateBatch { id, submitter: p.clone(), ownership, max_in_flight: cfg.ingest.max_in_flight, items };
+    rpc::send(env, &id.to_string(), &create).await?;
     crate::ingest::enqueue(env, id, 0..total).await?;
-    let body = json!({
-        "batch_id": id,
-        "accepted": total,
-        "topic": Topic::Batch(id),
-        "links": { "batch": format!("/api/batches/{id}"), "events": format!("/api/topics/{}/events", Topic::Batch(id)) },
-    });
-    let resp = http::json(202, &body);
-    let _ = resp.headers().set("location", &format!("/api/batches/{id}"));
+    let accepted = BatchAccepted::new(id, total);
+    let resp = http::json(202, &accepted);
+    let _ = resp.headers().set("location", &accepted.links.batch);
     Ok(resp)
 }
 
 pub async fn get(env: &Env, p: &Principal, id: &str) -> ApiResult<Response> {
     let id = uuid_param(id, "batch")?.to_string();
-    let view: Value = rpc::call(env, ActorKind::Batch, &id, "view", &json!({ "principal": p })).await?;
+    let view = rpc::send(env, &id, &ViewBatch { principal: p.clone() }).await?;
     Ok(http::json(200, &view))
 }

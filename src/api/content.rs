@@ -1,46 +1,55 @@
 //! `/api/content`: submissions, views, versions, deletion and the listing.
 
-use serde_json::{json, Value};
 use uuid::Uuid;
 use worker::{Env, Request, Response};
 
 use super::auth;
 use super::input::{int_param, json_body, param, query, uuid_param};
-use crate::actors::rpc::{self, ActorKind};
+use crate::actors::ops::{CreateContent, DeleteContent, UpdateContent, ViewContent};
+use crate::actors::rpc;
 use crate::catalog;
 use crate::domain::principal::{Ownership, Principal, Scope, Visibility};
 use crate::domain::content::ContentDoc;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
-use crate::protocol::{Accepted, ContentInput, ContentListItem, ContentPage};
+use crate::protocol::{ContentInput, ContentListItem, ContentPage};
 use crate::runtime::config;
 
 /// The run spawned for a submission: the new version's body and metadata go
 /// to the content actor, which owns versions and checks the writer.
-async fn submit(env: &Env, req: &mut Request, content_id: Uuid, op: &str, who: Value) -> ApiResult<Response> {
+async fn submit(env: &Env, req: &mut Request, content_id: Uuid, writer: Writer) -> ApiResult<Response> {
     let cfg = config(env);
     let input: ContentInput = json_body(req, cfg.limits.request_max_bytes).await?;
     let visibility = input.visibility;
     let doc = ContentDoc::validate(input, &cfg.limits)?;
-    submit_doc(env, content_id, Uuid::new_v4(), op, &doc, visibility, who).await
+    submit_doc(env, (content_id, Uuid::new_v4()), doc, visibility, writer).await
 }
 
-/// Sends a checked document to the content actor as `op` (`create` or
-/// `update`, with `who` naming the writer): JSON submissions and uploads alike.
+/// Who writes a submission: a new item's owner, or a new version's writer
+/// with the version it last saw (`If-Match`).
+pub(super) enum Writer {
+    New(Ownership),
+    Version { principal: Principal, if_match: Option<u32> },
+}
+
+/// Sends a checked document to the content actor as a new item or a new
+/// version: JSON submissions and uploads alike.
 pub(super) async fn submit_doc(
     env: &Env,
-    content_id: Uuid,
-    run_id: Uuid,
-    op: &str,
-    doc: &ContentDoc,
+    (content_id, run_id): (Uuid, Uuid),
+    doc: ContentDoc,
     visibility: Option<Visibility>,
-    who: Value,
+    writer: Writer,
 ) -> ApiResult<Response> {
-    let mut body = json!({ "content_id": content_id, "run_id": run_id, "doc": doc, "visibility": visibility });
-    if let (Some(target), Value::Object(extra)) = (body.as_object_mut(), who) {
-        target.extend(extra);
-    }
-    let accepted: Accepted = rpc::call(env, ActorKind::Content, &content_id.to_string(), op, &body).await?;
+    let name = content_id.to_string();
+    let accepted = match writer {
+        Writer::New(ownership) => {
+            rpc::send(env, &name, &CreateContent { content_id, run_id, doc, ownership, visibility, batch: None }).await?
+        }
+        Writer::Version { principal, if_match } => {
+            rpc::send(env, &name, &UpdateContent { content_id, run_id, doc, principal, visibility, if_match }).await?
+        }
+    };
     let resp = http::json(202, &accepted);
     let _ = resp.headers().set("location", &accepted.links.content);
     Ok(resp)
@@ -56,19 +65,18 @@ pub(super) fn new_ownership(env: &Env, p: &Principal) -> ApiResult<Ownership> {
 
 pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Response> {
     let ownership = new_ownership(env, p)?;
-    submit(env, &mut req, Uuid::new_v4(), "create", json!({ "ownership": ownership })).await
+    submit(env, &mut req, Uuid::new_v4(), Writer::New(ownership)).await
 }
 
 pub async fn update(env: &Env, p: &Principal, mut req: Request, id: &str) -> ApiResult<Response> {
     let id = uuid_param(id, "content")?;
-    let who = updater(p, &req)?;
-    submit(env, &mut req, id, "update", who).await
+    let writer = updater(p, &req)?;
+    submit(env, &mut req, id, writer).await
 }
 
-/// The writer of a new version and the version it last saw (`If-Match`):
-/// `update`'s extra fields for [`submit_doc`].
-pub(super) fn updater(p: &Principal, req: &Request) -> ApiResult<Value> {
-    Ok(json!({ "principal": p, "if_match": if_match(req)? }))
+/// The writer of a new version and the version it last saw (`If-Match`).
+pub(super) fn updater(p: &Principal, req: &Request) -> ApiResult<Writer> {
+    Ok(Writer::Version { principal: p.clone(), if_match: if_match(req)? })
 }
 
 /// `If-Match: "3"` (an entity tag holding the version), `3`, or `*` (any).
@@ -83,17 +91,15 @@ fn if_match(req: &Request) -> ApiResult<Option<u32>> {
 
 pub async fn get(env: &Env, p: &Principal, id: &str) -> ApiResult<Response> {
     let id = uuid_param(id, "content")?;
-    let view: Value = rpc::call(env, ActorKind::Content, &id.to_string(), "view", &json!({ "principal": p })).await?;
+    let view = rpc::send(env, &id.to_string(), &ViewContent { principal: p.clone() }).await?;
     let resp = http::json(200, &view);
-    if let Some(v) = view.get("version").and_then(Value::as_u64) {
-        let _ = resp.headers().set("etag", &format!("\"{v}\""));
-    }
+    let _ = resp.headers().set("etag", &format!("\"{}\"", view.version));
     Ok(resp)
 }
 
 pub async fn delete(env: &Env, p: &Principal, id: &str) -> ApiResult<Response> {
     let id = uuid_param(id, "content")?;
-    let _: Value = rpc::call(env, ActorKind::Content, &id.to_string(), "delete", &json!({ "principal": p })).await?;
+    rpc::send(env, &id.to_string(), &DeleteContent { principal: p.clone() }).await?;
     Ok(http::no_content())
 }
 

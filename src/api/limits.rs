@@ -2,10 +2,10 @@
 //! callers): content writes, reads (searches and answers) and session
 //! creation. The operator is not limited.
 
-use serde_json::{json, Value};
 use worker::{Env, Request};
 
-use crate::actors::rpc::{self, ActorKind};
+use crate::actors::ops::Take;
+use crate::actors::rpc;
 use crate::domain::principal::{Principal, PrincipalKind};
 use crate::error::ApiResult;
 use crate::runtime::config;
@@ -51,6 +51,6 @@ pub async fn spend(env: &Env, p: &Principal, req: &Request, class: LimitClass, c
         LimitClass::Sessions => t.rate_sessions_per_min,
     };
     let name = format!("{}:{}", class.as_str(), bucket_key(p, req));
-    let _: Value = rpc::call(env, ActorKind::RateLimit, &name, "take", &json!({ "cost": cost, "per_min": per_min })).await?;
+    rpc::send(env, &name, &Take { cost, per_min }).await?;
     Ok(())
 }

@@ -38,7 +38,9 @@ mod topic_socket;
 
 #[cfg(target_arch = "wasm32")]
 pub async fn handle(req: worker::Request, env: worker::Env, ctx: worker::Context) -> worker::Response {
-    let method = req.method().to_string();
+    // The raw method: workers-rs reads any method it does not know (QUERY,
+    // say) as GET, which would answer it as a read.
+    let method = req.inner().method().to_ascii_uppercase();
     let path = req.path();
     let resp = match route(req, &env, &ctx, &method, &path).await {
         Ok(resp) => resp,
@@ -101,14 +103,14 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
             auth::require(&who, Scope::Read)?;
             content::delete(env, &who, arg(0)).await
         }
-        R::GetRun => runs::call(env, &who, arg(0), "view").await,
+        R::GetRun => runs::call(env, &who, arg(0), runs::RunAction::View).await,
         R::CancelRun => {
             auth::require(&who, Scope::Read)?;
-            runs::call(env, &who, arg(0), "cancel").await
+            runs::call(env, &who, arg(0), runs::RunAction::Cancel).await
         }
         R::RetryRun => {
             auth::require(&who, Scope::Read)?;
-            runs::call(env, &who, arg(0), "retry").await
+            runs::call(env, &who, arg(0), runs::RunAction::Retry).await
         }
         R::Search => {
             limits::spend(env, &who, &req, LimitClass::Read, 1).await?;
@@ -120,8 +122,8 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
         }
         R::SessionSocket => sessions::socket(env, req, arg(0)).await,
         R::AdminActors => admin::list_actors(env, &req).await,
-        R::AdminInspect => admin::inspect(env, &req, arg(0), arg(1), "inspect").await,
-        R::AdminAlarm => admin::inspect(env, &req, arg(0), arg(1), "fire_alarm").await,
+        R::AdminInspect => admin::inspect(env, &req, arg(0), arg(1), admin::Look::Inspect).await,
+        R::AdminAlarm => admin::inspect(env, &req, arg(0), arg(1), admin::Look::FireAlarm).await,
         R::AdminDeadLetters => admin::dead_letters(env).await,
         R::AdminMetrics => admin::metrics(env).await,
         R::AdminReconcile => admin::reconcile(env, &req).await,

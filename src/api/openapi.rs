@@ -73,10 +73,21 @@ fn bodies(id: RouteId) -> (Option<&'static str>, Option<&'static str>) {
         RouteId::GetRun | RouteId::CancelRun | RouteId::RetryRun => (None, Some("RunView")),
         RouteId::Search => (None, Some("SearchResponse")),
         RouteId::CreateSession => (None, Some("SessionGrant")),
-        RouteId::CreateAnswer => (Some("AskInput"), None),
-        RouteId::CreateBatch => (Some("BatchInput"), None),
+        RouteId::CreateAnswer => (Some("AskInput"), Some("AnswerAccepted")),
+        RouteId::CreateBatch => (Some("BatchInput"), Some("BatchAccepted")),
+        RouteId::GetBatch => (None, Some("BatchView")),
         RouteId::GetAnswer => (None, Some("AnswerView")),
         _ => (None, None),
+    }
+}
+
+/// Every `{id}` the API mints is a UUID (a handler answers 400 to anything
+/// else); the inspector's ids also name shards and singletons.
+fn path_schema(id: RouteId, name: &str) -> Value {
+    match (id, name) {
+        (RouteId::AdminInspect | RouteId::AdminAlarm, _) => json!({ "type": "string" }),
+        (_, "id") => json!({ "type": "string", "format": "uuid" }),
+        _ => json!({ "type": "string" }),
     }
 }
 
@@ -97,6 +108,9 @@ pub fn generated_schemas() -> Value {
     gen.subschema_for::<SearchResponse>();
     gen.subschema_for::<SessionGrant>();
     gen.subschema_for::<crate::domain::answer::AnswerView>();
+    gen.subschema_for::<AnswerAccepted>();
+    gen.subschema_for::<BatchAccepted>();
+    gen.subschema_for::<crate::domain::batch::BatchView>();
     Value::Object(gen.take_definitions(true).into_iter().collect())
 }
 
@@ -108,12 +122,16 @@ pub fn document() -> Value {
             .pattern
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": path_schema(r.id, name) }))
             .collect();
         params.extend(
             query_params(r.id)
                 .into_iter()
-                .map(|(name, ty)| json!({ "name": name, "in": "query", "required": name == "q" || (name == "token" && r.id == RouteId::SessionSocket), "schema": { "type": ty } })),
+                .map(|(name, ty)| {
+                    let required = name == "q" || (name == "token" && r.id == RouteId::SessionSocket);
+                    // An empty value (`limit=`) reads as absent: the default.
+                    json!({ "name": name, "in": "query", "required": required, "allowEmptyValue": !required, "schema": { "type": ty } })
+                }),
         );
         let ok = match r.id {
             RouteId::CreateContent | RouteId::PutContent | RouteId::CreateAnswer | RouteId::CreateUpload | RouteId::CreateBatch => "202",
@@ -243,5 +261,19 @@ mod tests {
             "#/components/schemas/RunView");
         let status = &schemas["RunStatus"];
         assert!(status.to_string().contains("cancelled"), "{status}");
+        let batch = &doc["paths"]["/api/content/batch"]["post"]["responses"]["202"]["content"]["application/json"]["schema"];
+        assert_eq!(batch["$ref"], "#/components/schemas/BatchAccepted");
+        assert!(schemas["BatchView"]["properties"]["items"].is_object(), "{}", schemas["BatchView"]);
+    }
+
+    #[test]
+    fn minted_ids_are_declared_as_uuids() {
+        let doc = document();
+        let id_of = |path: &str, method: &str| doc["paths"][path][method]["parameters"][0]["schema"].clone();
+        assert_eq!(id_of("/api/content/{id}", "get")["format"], "uuid");
+        assert_eq!(id_of("/api/runs/{id}/cancel", "post")["format"], "uuid");
+        assert_eq!(id_of("/api/batches/{id}", "get")["format"], "uuid");
+        // A shard or the feed is inspected by name, not by UUID.
+        assert!(id_of("/admin/actors/{kind}/{id}", "get").get("format").is_none());
     }
 }

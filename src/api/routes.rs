@@ -138,6 +138,7 @@ mod tests {
         assert_eq!(resolve("POST", "/api/runs/abc/retry").unwrap().0, RouteId::RetryRun);
         assert_eq!(resolve("GET", "/api/content/").unwrap().0, RouteId::ListContent);
         assert_eq!(resolve("PATCH", "/api/content/x").unwrap_err().status(), 405);
+        assert_eq!(resolve("QUERY", "/api/content").unwrap_err().status(), 405);
         assert_eq!(resolve("GET", "/api/nope").unwrap_err().status(), 404);
         assert_eq!(resolve("GET", "/api/runs//cancel").unwrap_err().status(), 404);
         assert_eq!(resolve("GET", "/admin/actors/run/x").unwrap().1, vec!["run", "x"]);

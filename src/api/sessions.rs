@@ -1,11 +1,11 @@
 //! `/api/sessions`: minting a session and upgrading its WebSocket. The token
 //! is checked here, statelessly, so a bad upgrade never wakes an actor.
 
-use serde_json::json;
 use uuid::Uuid;
 use worker::{Env, Request, Response};
 
 use super::input::{param, query, uuid_param};
+use crate::actors::ops::{SessionInfo, SessionPrincipal};
 use crate::actors::rpc::{self, ActorKind};
 use crate::domain::principal::Principal;
 use crate::domain::time::rfc3339;
@@ -30,8 +30,8 @@ pub async fn create(env: &Env, who: &Principal) -> ApiResult<Response> {
     let now = now_ms();
     let expires_ms = now + cfg.session_ttl_secs * 1000;
     let token = token::sign(&secret(env)?, id, expires_ms / 1000);
-    let info = json!({ "id": id, "created_at": now, "expires_at": expires_ms, "principal": who });
-    let _: serde_json::Value = rpc::call(env, ActorKind::Session, &id.to_string(), "init", &info).await?;
+    let info = SessionInfo { id, created_at: now, expires_at: expires_ms, principal: who.clone() };
+    rpc::send(env, &id.to_string(), &info).await?;
     let grant = SessionGrant { session_id: id, token, expires_at: rfc3339(expires_ms) };
     Ok(http::json(200, &grant))
 }
@@ -57,7 +57,7 @@ pub fn require_upgrade(req: &Request) -> ApiResult<()> {
 pub async fn principal(env: &Env, id: &str, tok: Option<&str>) -> ApiResult<Principal> {
     let id = uuid_param(id, "session")?;
     check_token(env, id, tok)?;
-    rpc::call(env, ActorKind::Session, &id.to_string(), "principal", &json!({})).await
+    rpc::send(env, &id.to_string(), &SessionPrincipal {}).await
 }
 
 /// Checks a session token statelessly: a bad one never wakes an actor.

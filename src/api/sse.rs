@@ -87,13 +87,13 @@ pub use stream::events;
 
 #[cfg(target_arch = "wasm32")]
 mod stream {
-    use serde_json::{json, Value};
+    use serde_json::Value;
     use worker::{Delay, Env, Headers, Request, Response};
 
     use super::*;
-    use crate::actors::rpc::{self, ActorKind};
+    use crate::actors::ops::{AccessNeeded, Authorize, Events, ViewAnswer, ViewBatch, ViewRun};
+    use crate::actors::rpc;
     use crate::actors::session::topic_actor;
-    use crate::actors::EventsPage;
     use crate::api::input::{param, query};
     use crate::domain::content::event_ownership;
     use crate::domain::principal::Principal;
@@ -142,21 +142,18 @@ mod stream {
         let content = match topic {
             Topic::Feed => return Ok(()),
             Topic::Answer(id) => {
-                let _: Value = rpc::call(env, ActorKind::Answer, &id.to_string(), "authorize", &json!({ "principal": who })).await?;
+                rpc::send(env, &id.to_string(), &ViewAnswer { principal: who.clone() }).await?;
                 return Ok(());
             }
             Topic::Batch(id) => {
-                let _: Value = rpc::call(env, ActorKind::Batch, &id.to_string(), "authorize", &json!({ "principal": who })).await?;
+                rpc::send(env, &id.to_string(), &ViewBatch { principal: who.clone() }).await?;
                 return Ok(());
             }
-            Topic::Content(id) => id.to_string(),
-            Topic::Run(id) => {
-                let view: Value = rpc::call(env, ActorKind::Run, &id.to_string(), "view", &json!({})).await?;
-                view.get("content_id").and_then(Value::as_str).unwrap_or_default().to_string()
-            }
+            Topic::Content(id) => id,
+            Topic::Run(id) => rpc::send(env, &id.to_string(), &ViewRun {}).await?.content_id,
         };
-        let ask = json!({ "principal": who, "needed": "read" });
-        let _: Value = rpc::call(env, ActorKind::Content, &content, "authorize", &ask).await?;
+        let ask = Authorize { principal: who.clone(), needed: AccessNeeded::Read };
+        rpc::send(env, &content.to_string(), &ask).await?;
         Ok(())
     }
 
@@ -182,8 +179,7 @@ mod stream {
                 }
                 self.polls += 1;
                 let (kind, name) = topic_actor(self.topic);
-                let page: Result<EventsPage, ApiError> =
-                    rpc::call(&self.env, kind, &name, "events", &json!({ "after": self.cursor })).await;
+                let page = rpc::send_to(&self.env, kind, &name, &Events { after: self.cursor, limit: None }).await;
                 let page = match page {
                     Ok(p) => p,
                     Err(e) => {

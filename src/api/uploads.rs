@@ -4,13 +4,13 @@
 //! JSON submission (`content::submit_doc`), with the file as the document's
 //! source, whose text the run's `validate` stage extracts.
 
-use serde_json::{json, Value};
 use uuid::Uuid;
 use worker::{Env, Headers, Request, Response};
 
-use super::content::{new_ownership, submit_doc, updater};
+use super::content::{new_ownership, submit_doc, updater, Writer};
 use super::input::{int_param, param, query, read_capped, uuid_param};
-use crate::actors::rpc::{self, ActorKind};
+use crate::actors::ops::{AccessNeeded, Authorize, SourceOf};
+use crate::actors::rpc;
 use crate::domain::content::ContentDoc;
 use crate::domain::principal::{Principal, Visibility};
 use crate::domain::upload::{default_title, disposition_name, object_key, Source, UploadType};
@@ -59,16 +59,15 @@ fn default_title_of(env: &Env, req: &Request, kind: UploadType, bytes: &[u8]) ->
 async fn store_and_submit(
     env: &Env,
     ids: (Uuid, Uuid),
-    op: &str,
     doc: ContentDoc,
     bytes: Vec<u8>,
     visibility: Option<Visibility>,
-    who: Value,
+    writer: Writer,
 ) -> ApiResult<Response> {
     let source = doc.source.as_ref().ok_or_else(|| ApiError::Internal("an upload's document has no source".into()))?;
     let (key, content_type) = (source.key.clone(), source.content_type.clone());
     R2Uploads::new(env).put(&key, bytes, &content_type).await?;
-    let result = submit_doc(env, ids.0, ids.1, op, &doc, visibility, who).await;
+    let result = submit_doc(env, ids, doc, visibility, writer).await;
     if result.is_err() {
         if let Err(e) = R2Uploads::new(env).delete(&key).await {
             worker::console_error!("upload {key}: refused, and its object was not deleted: {e}");
@@ -101,16 +100,7 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
     };
     let source = Source::describe(&content_type, &bytes, object_key(&ownership.tenant, content_id, run_id));
     let doc = ContentDoc::upload(&title, category.as_deref(), source, limits)?;
-    store_and_submit(env, (content_id, run_id), "create", doc, bytes, visibility, json!({ "ownership": ownership })).await
-}
-
-#[derive(serde::Deserialize)]
-struct Authorized {
-    tenant: String,
-    version: u32,
-    title: String,
-    #[serde(default)]
-    category: Option<String>,
+    store_and_submit(env, (content_id, run_id), doc, bytes, visibility, Writer::New(ownership)).await
 }
 
 /// `PUT /api/content/{id}` with a file: a new version whose source is that
@@ -119,14 +109,16 @@ struct Authorized {
 pub async fn update(env: &Env, p: &Principal, mut req: Request, id: &str, file: (UploadType, String)) -> ApiResult<Response> {
     let content_id = uuid_param(id, "content")?;
     let (_, content_type) = file;
-    let who = updater(p, &req)?;
+    let writer = updater(p, &req)?;
     // 404/403 (and a stale If-Match) before anything is stored; the actor
     // checks both again when the version is made.
-    let auth = json!({ "principal": p, "needed": "change" });
-    let item: Authorized = rpc::call(env, ActorKind::Content, &content_id.to_string(), "authorize", &auth).await?;
-    if let Some(expected) = who.get("if_match").and_then(Value::as_u64).filter(|v| *v != u64::from(item.version)) {
-        let _ = read_capped(&mut req, config(env).limits.upload_max_bytes).await;
-        return Err(ApiError::VersionConflict { expected: expected as u32, current: item.version });
+    let auth = Authorize { principal: p.clone(), needed: AccessNeeded::Change };
+    let item = rpc::send(env, &content_id.to_string(), &auth).await?;
+    if let Writer::Version { if_match: Some(expected), .. } = writer {
+        if expected != item.version {
+            let _ = read_capped(&mut req, config(env).limits.upload_max_bytes).await;
+            return Err(ApiError::VersionConflict { expected, current: item.version });
+        }
     }
     let q = query(&req)?;
     let visibility = visibility_param(&q)?;
@@ -138,7 +130,7 @@ pub async fn update(env: &Env, p: &Principal, mut req: Request, id: &str, file: 
     let category = category.or(item.category);
     let source = Source::describe(&content_type, &bytes, object_key(&item.tenant, content_id, run_id));
     let doc = ContentDoc::upload(&title, category.as_deref(), source, limits)?;
-    store_and_submit(env, (content_id, run_id), "update", doc, bytes, visibility, who).await
+    store_and_submit(env, (content_id, run_id), doc, bytes, visibility, writer).await
 }
 
 /// `GET /api/content/{id}/source[?version=N]`: the original, byte for byte,
@@ -150,8 +142,7 @@ pub async fn source(env: &Env, p: &Principal, req: &Request, id: &str) -> ApiRes
         None | Some("") => None,
         Some(_) => Some(int_param(&q, "version", 1, 1, u32::MAX)?),
     };
-    let body = json!({ "principal": p, "version": version });
-    let source: Source = rpc::call(env, ActorKind::Content, &content_id.to_string(), "source", &body).await?;
+    let source = rpc::send(env, &content_id.to_string(), &SourceOf { principal: p.clone(), version }).await?;
     let object = R2Uploads::new(env).get(&source.key).await?.ok_or_else(|| ApiError::not_found("source file"))?;
     let headers = Headers::new();
     headers.set("content-type", &source.content_type)?;

@@ -34,7 +34,7 @@ use super::retry::RetryPolicy;
 use super::time::{rfc3339, Millis};
 use crate::protocol::ErrorClass;
 use crate::nlp::tokenize::{content_stems, sentences};
-use crate::protocol::{EventDraft, EventName};
+use crate::protocol::{AnswerCompleted, AnswerDelta, AnswerFailed, AnswerRetrieved, EventDraft, ListedSource};
 
 /// Sentences an answer quotes at most.
 pub const MAX_SENTENCES: usize = 4;
@@ -341,7 +341,8 @@ impl Answer {
     ) -> (Self, Vec<EventDraft>) {
         let pieces = compose(&question, &sources);
         let sources_empty = sources.is_empty();
-        let listed: Vec<_> = sources.iter().map(|s| json!({ "n": s.n, "content_id": s.content_id, "title": s.title })).collect();
+        let listed: Vec<ListedSource> =
+            sources.iter().map(|s| ListedSource { n: s.n, content_id: s.content_id.clone(), title: s.title.clone() }).collect();
         let answer = Answer {
             id,
             question,
@@ -361,10 +362,7 @@ impl Answer {
             fallback: None,
             unsupported: false,
         };
-        let event = EventDraft::new(
-            EventName::AnswerRetrieved,
-            json!({ "answer_id": id, "sources": listed, "generator": answer.generator }),
-        );
+        let event = EventDraft::of(AnswerRetrieved { answer_id: id, sources: listed, generator: answer.generator });
         (answer, vec![event])
     }
 
@@ -386,22 +384,19 @@ impl Answer {
 
     fn delta_event(&mut self, text: String) -> EventDraft {
         self.deltas += 1;
-        EventDraft::new(EventName::AnswerDelta, json!({ "index": self.deltas - 1, "text": text }))
+        EventDraft::of(AnswerDelta { index: (self.deltas - 1) as u32, text })
     }
 
     fn complete(&mut self, now: Millis) -> Vec<EventDraft> {
         self.status = AnswerStatus::Completed;
         self.finished_at = Some(now);
-        vec![EventDraft::new(
-            EventName::AnswerCompleted,
-            json!({
-                "text": self.text(),
-                "citations": self.citations(),
-                "generator": self.generator,
-                "fallback": self.fallback,
-                "grounded": !self.unsupported,
-            }),
-        )]
+        vec![EventDraft::of(AnswerCompleted {
+            text: self.text(),
+            citations: self.citations(),
+            generator: self.generator,
+            fallback: self.fallback.clone(),
+            grounded: !self.unsupported,
+        })]
     }
 
     /// The source numbers a generated citation may name.
@@ -498,7 +493,7 @@ impl Answer {
         self.status = AnswerStatus::Failed;
         self.finished_at = Some(now);
         self.error = Some(error.to_string());
-        vec![EventDraft::new(EventName::AnswerFailed, json!({ "error": error }))]
+        vec![EventDraft::of(AnswerFailed { error: error.to_string() })]
     }
 
     /// The text emitted so far (all of it once completed): the deltas joined.
@@ -553,6 +548,7 @@ impl Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::EventName;
     use crate::domain::principal::PrincipalKind;
 
     fn src(n: u32, text: &str) -> Source {

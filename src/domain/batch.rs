@@ -15,7 +15,7 @@
 //! which the content actor answers idempotently: never a second item.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -26,7 +26,7 @@ use crate::config::Limits;
 use crate::error::ApiError;
 use crate::protocol::ContentInput;
 use super::time::Millis;
-use crate::protocol::{EventDraft, EventName};
+use crate::protocol::{BatchCompleted, BatchProgress, EventDraft};
 
 /// Most items one batch takes.
 pub const MAX_ITEMS: usize = 1000;
@@ -41,6 +41,7 @@ pub const PROGRESS_EVERY_ITEMS: u32 = 50;
 pub const MAX_SPAWN_ATTEMPTS: u32 = 5;
 
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemStatus {
@@ -67,6 +68,7 @@ impl ItemStatus {
     }
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchItem {
     pub index: u32,
@@ -117,7 +119,8 @@ pub enum SpawnRetry {
     DeadLetter,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchCounts {
     pub total: u32,
     pub spawned: u32,
@@ -126,10 +129,20 @@ pub struct BatchCounts {
     pub in_flight: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A batch is running until every item is terminal.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchStatus {
+    Running,
+    Completed,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchView {
     pub id: Uuid,
-    pub status: &'static str,
+    pub status: BatchStatus,
     #[serde(flatten)]
     pub counts: BatchCounts,
     pub max_in_flight: u32,
@@ -430,20 +443,20 @@ impl Batch {
             self.finished_at = Some(now);
             self.progress_at = now;
             self.progress_settled = settled;
-            return vec![EventDraft::new(EventName::BatchCompleted, json!({ "batch_id": self.id, "counts": counts }))];
+            return vec![EventDraft::of(BatchCompleted(BatchProgress { batch_id: self.id, counts }))];
         }
         if now - self.progress_at < PROGRESS_EVERY_MS && settled < self.progress_settled + PROGRESS_EVERY_ITEMS {
             return Vec::new();
         }
         self.progress_at = now;
         self.progress_settled = settled;
-        vec![EventDraft::new(EventName::BatchProgress, json!({ "batch_id": self.id, "counts": counts }))]
+        vec![EventDraft::of(BatchProgress { batch_id: self.id, counts })]
     }
 
     pub fn view(&self) -> BatchView {
         BatchView {
             id: self.id,
-            status: if self.is_finished() { "completed" } else { "running" },
+            status: if self.is_finished() { BatchStatus::Completed } else { BatchStatus::Running },
             counts: self.counts(),
             max_in_flight: self.max_in_flight,
             max_in_flight_observed: self.max_in_flight_observed,
@@ -457,6 +470,8 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::EventName;
+    use serde_json::json;
     use crate::domain::principal::Visibility;
 
     fn submitter() -> Principal {
@@ -579,7 +594,7 @@ mod tests {
         let c = b.counts();
         assert_eq!((c.total, c.spawned, c.completed, c.failed, c.in_flight), (200, 200, 180, 20, 0));
         assert!(b.ended(0, true, None, 1_000).unwrap().is_empty(), "a terminal item stays");
-        assert_eq!(b.view().status, "completed");
+        assert_eq!(b.view().status, BatchStatus::Completed);
         let later = b.clone();
         let mut slow = batch(3, 3);
         spawning(&mut slow, 3);

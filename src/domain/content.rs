@@ -5,7 +5,7 @@
 //! overwrite what v2 indexed.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::principal::Ownership;
@@ -13,7 +13,10 @@ use super::time::{rfc3339, Millis};
 use super::upload::Source;
 use crate::config::Limits;
 use crate::error::ApiError;
-use crate::protocol::{ContentInput, ContentStatus, ContentView, Entity, EventDraft, EventName, Keyword, Sentiment, VersionView};
+use crate::protocol::{
+    ContentDeleted, ContentIndexed, ContentInput, ContentRef, ContentStatus, ContentUpdated, ContentView, Entity, EventDraft, Keyword,
+    Sentiment, VersionView,
+};
 
 /// A submission that passed every limit, trimmed and normalized.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -246,19 +249,20 @@ impl ContentState {
         self.doc = doc;
         self.status = ContentStatus::Processing;
         self.updated_at = now;
-        let ev = self.event(EventName::ContentUpdated, json!({ "version": self.version, "run_id": run_id, "status": "processing" }));
+        let ev = EventDraft::of(ContentUpdated {
+            item: self.content_ref(),
+            version: self.version,
+            status: ContentStatus::Processing,
+            run_id: Some(run_id),
+            reason: None,
+        });
         (superseded, vec![ev])
     }
 
     /// Every content event names its item's ownership, so the feed can show
     /// each subscriber only what it may read.
-    fn event(&self, name: EventName, mut data: Value) -> EventDraft {
-        data["content_id"] = json!(self.id);
-        data["title"] = json!(self.doc.title);
-        data["tenant"] = json!(self.ownership.tenant);
-        data["owner"] = json!(self.ownership.owner);
-        data["visibility"] = json!(self.ownership.visibility);
-        EventDraft::new(name, data)
+    fn content_ref(&self) -> ContentRef {
+        ContentRef { content_id: self.id, title: self.doc.title.clone(), ownership: self.ownership.clone() }
     }
 
     fn meta_mut(&mut self, version: u32) -> Option<&mut VersionMeta> {
@@ -277,14 +281,15 @@ impl ContentState {
         }
         self.status = ContentStatus::Indexed;
         self.updated_at = now;
-        let data = json!({
-            "version": self.version,
-            "category": self.doc.category,
-            "summary": artifacts.summary,
-            "chunks": artifacts.chunks,
-        });
+        let indexed = ContentIndexed {
+            item: self.content_ref(),
+            version: self.version,
+            category: self.doc.category.clone(),
+            summary: artifacts.summary.clone(),
+            chunks: artifacts.chunks,
+        };
         self.artifacts = Some(artifacts);
-        Ok(vec![self.event(EventName::ContentIndexed, data)])
+        Ok(vec![EventDraft::of(indexed)])
     }
 
     /// A run of `version` ended without publishing.
@@ -299,7 +304,13 @@ impl ContentState {
         }
         self.status = ContentStatus::Failed;
         self.updated_at = now;
-        vec![self.event(EventName::ContentUpdated, json!({ "version": version, "status": "failed", "reason": reason }))]
+        vec![EventDraft::of(ContentUpdated {
+            item: self.content_ref(),
+            version,
+            status: ContentStatus::Failed,
+            run_id: None,
+            reason: Some(reason.to_string()),
+        })]
     }
 
     /// What a deleted item keeps: its id, tenant and owner (the feed filters
@@ -320,7 +331,7 @@ impl ContentState {
     }
 
     pub fn delete(&self) -> Vec<EventDraft> {
-        vec![self.event(EventName::ContentDeleted, json!({ "version": self.version }))]
+        vec![EventDraft::of(ContentDeleted { item: self.content_ref(), version: self.version })]
     }
 
     /// The uploaded original of `version` (the current one by default).
@@ -381,19 +392,16 @@ impl ContentState {
     }
 }
 
-/// The ownership an event's data names (see `ContentState::event`); `None`
-/// for events without it.
+/// The ownership a content event's data names (its [`ContentRef`]); `None`
+/// for events without one.
 pub fn event_ownership(data: &Value) -> Option<Ownership> {
-    Some(Ownership {
-        tenant: data.get("tenant")?.as_str()?.to_string(),
-        owner: data.get("owner")?.as_str()?.to_string(),
-        visibility: serde_json::from_value(data.get("visibility")?.clone()).ok()?,
-    })
+    Ownership::deserialize(data).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::EventName;
 
     fn input(title: &str, body: &str) -> ContentInput {
         ContentInput { title: title.into(), body: body.into(), category: None, tags: None, author: None, visibility: None }

@@ -9,13 +9,13 @@
 //! attempt too.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use uuid::Uuid;
 
 use super::retry::{decide, RetryDecision, RetryPolicy, RetryTuning};
 use super::time::{fnv1a, rfc3339, Millis};
 use crate::protocol::{
-    AttemptView, ErrorClass, EventDraft, EventName, RunStatus, RunView, Stage, StageErrorView, StageStatus,
+    AttemptView, ErrorClass, EventDraft, RunCancelled, RunCompleted, RunFailed, RunQueued, RunRef, RunStatus,
+    RunView, Stage, StageCompleted, StageErrorView, StageFailed, StageRetrying, StageSkipped, StageStarted, StageStatus,
     StageView,
 };
 
@@ -138,14 +138,12 @@ impl PipelineRun {
             purged: false,
             activations: 0,
         };
-        let ev = run.event(EventName::RunQueued, json!({ "version": version }));
+        let ev = EventDraft::of(RunQueued { run: run.run_ref(), version, retry: false });
         (run, vec![ev])
     }
 
-    fn event(&self, name: EventName, mut data: serde_json::Value) -> EventDraft {
-        data["run_id"] = json!(self.id);
-        data["content_id"] = json!(self.content_id);
-        EventDraft::new(name, data)
+    fn run_ref(&self) -> RunRef {
+        RunRef { run_id: self.id, content_id: self.content_id }
     }
 
     pub fn policy(&self, stage: Stage) -> RetryPolicy {
@@ -240,7 +238,7 @@ impl PipelineRun {
         rec.started_at = Some(now);
         rec.next_at = None;
         let attempt = rec.attempts;
-        Ok(vec![self.event(EventName::StageStarted, json!({ "stage": stage, "attempt": attempt }))])
+        Ok(vec![EventDraft::of(StageStarted { run: self.run_ref(), stage, attempt })])
     }
 
     /// Records how the attempt in progress ended and moves the run on.
@@ -272,10 +270,7 @@ impl PipelineRun {
                     backoff_ms: None,
                     backoff_cap_ms: None,
                 });
-                events.push(self.event(
-                    EventName::StageCompleted,
-                    json!({ "stage": stage, "attempt": attempt, "duration_ms": duration }),
-                ));
+                events.push(EventDraft::of(StageCompleted { run: self.run_ref(), stage, attempt, duration_ms: duration }));
             }
             Err(err) => {
                 let decision = decide(&policy, attempt, err.class, now, seed);
@@ -296,13 +291,15 @@ impl PipelineRun {
                         rec.history.push(entry);
                         rec.status = StageStatus::Retrying;
                         rec.next_at = Some(at);
-                        events.push(self.event(
-                            EventName::StageRetrying,
-                            json!({
-                                "stage": stage, "attempt": attempt, "next_at": rfc3339(at),
-                                "backoff_ms": backoff_ms, "error": err.message, "class": err.class.name(),
-                            }),
-                        ));
+                        events.push(EventDraft::of(StageRetrying {
+                            run: self.run_ref(),
+                            stage,
+                            attempt,
+                            next_at: rfc3339(at),
+                            backoff_ms,
+                            error: err.message.clone(),
+                            class: err.class.name().into(),
+                        }));
                     }
                     RetryDecision::GiveUp { skip: true } => {
                         rec.history.push(entry);
@@ -310,23 +307,25 @@ impl PipelineRun {
                         rec.finished_at = Some(now);
                         let reason = format!("gave up after {attempt} attempts: {}", err.message);
                         rec.reason = Some(reason.clone());
-                        events.push(self.event(
-                            EventName::StageSkipped,
-                            json!({ "stage": stage, "attempts": attempt, "reason": reason, "class": err.class.name() }),
-                        ));
+                        let (run, class) = (self.run_ref(), err.class.name().into());
+                        events.push(EventDraft::of(StageSkipped { run, stage, attempts: attempt, reason, class }));
                     }
                     RetryDecision::GiveUp { skip: false } => {
                         rec.history.push(entry);
                         rec.status = StageStatus::Failed;
                         rec.finished_at = Some(now);
-                        let data = json!({
-                            "stage": stage, "attempts": attempt, "error": err.message, "class": err.class.name(),
-                        });
-                        events.push(self.event(EventName::StageFailed, data.clone()));
+                        let failed = StageFailed {
+                            run: self.run_ref(),
+                            stage,
+                            attempts: attempt,
+                            error: err.message.clone(),
+                            class: err.class.name().into(),
+                        };
+                        events.push(EventDraft::of(failed.clone()));
                         self.status = RunStatus::Failed;
                         self.finished_at = Some(now);
                         self.reason = Some(format!("{stage} failed after {attempt} attempts: {}", err.message));
-                        events.push(self.event(EventName::RunFailed, data));
+                        events.push(EventDraft::of(RunFailed(failed)));
                         return Ok(events);
                     }
                 }
@@ -338,7 +337,7 @@ impl PipelineRun {
             let skipped: Vec<Stage> =
                 self.stages.iter().filter(|r| r.status == StageStatus::Skipped).map(|r| r.stage).collect();
             let took = now - self.created_at;
-            events.push(self.event(EventName::RunCompleted, json!({ "duration_ms": took, "skipped": skipped })));
+            events.push(EventDraft::of(RunCompleted { run: self.run_ref(), duration_ms: took, skipped }));
         }
         Ok(events)
     }
@@ -356,7 +355,7 @@ impl PipelineRun {
             rec.status = StageStatus::Pending;
             rec.next_at = None;
         }
-        Ok(vec![self.event(EventName::RunCancelled, json!({ "reason": reason }))])
+        Ok(vec![EventDraft::of(RunCancelled { run: self.run_ref(), reason: reason.to_string() })])
     }
 
     /// Its item was deleted: a live run ends cancelled, and the run is marked
@@ -385,7 +384,7 @@ impl PipelineRun {
         self.finished_at = None;
         self.reason = None;
         let _ = now;
-        Ok(vec![self.event(EventName::RunQueued, json!({ "version": self.version, "retry": true }))])
+        Ok(vec![EventDraft::of(RunQueued { run: self.run_ref(), version: self.version, retry: true })])
     }
 
     /// The failing stage of a failed run, for the dead-letter list.

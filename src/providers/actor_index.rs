@@ -4,11 +4,11 @@
 //! merges the per-shard top-k.
 
 use futures::future::join_all;
-use serde_json::json;
 use worker::Env;
 
 use super::{VectorIndex, VectorItem, VectorMatch, VectorQuery};
-use crate::actors::rpc::{self, ActorKind};
+use crate::actors::ops::{DropContent, ReplaceContent, Upsert};
+use crate::actors::rpc;
 use crate::domain::pipeline::StageError;
 use crate::domain::vector::shard_for;
 
@@ -39,20 +39,16 @@ impl VectorIndex for ActorIndex {
             by_shard[s].push(it);
         }
         for (n, batch) in by_shard.into_iter().enumerate().filter(|(_, b)| !b.is_empty()) {
-            let _: serde_json::Value =
-                rpc::call(&self.env, ActorKind::VectorShard, &shard_name(n as u32), "upsert", &json!({ "items": batch }))
-                    .await
-                    .map_err(StageError::from)?;
+            rpc::send(&self.env, &shard_name(n as u32), &Upsert { items: batch }).await.map_err(StageError::from)?;
         }
         Ok(())
     }
 
     async fn query(&self, q: &VectorQuery) -> Result<Vec<VectorMatch>, StageError> {
+        let payload = rpc::encode(q).map_err(StageError::from)?;
         let calls = (0..self.shards).map(|n| {
-            let env = &self.env;
-            async move {
-                rpc::call::<_, Vec<VectorMatch>>(env, ActorKind::VectorShard, &shard_name(n), "query", q).await
-            }
+            let (env, payload) = (&self.env, payload.clone());
+            async move { rpc::send_encoded::<VectorQuery>(env, &shard_name(n), payload).await }
         });
         let mut all = Vec::new();
         for r in join_all(calls).await {
@@ -65,16 +61,8 @@ impl VectorIndex for ActorIndex {
 
     async fn delete_content(&self, content_id: &str, keep_version: Option<u32>) -> Result<u32, StageError> {
         let shard = shard_for(content_id, self.shards);
-        let removed: u32 = rpc::call(
-            &self.env,
-            ActorKind::VectorShard,
-            &shard_name(shard),
-            "delete_content",
-            &json!({ "content_id": content_id, "keep_version": keep_version }),
-        )
-        .await
-        .map_err(StageError::from)?;
-        Ok(removed)
+        let drop = DropContent { content_id: content_id.to_string(), keep_version };
+        rpc::send(&self.env, &shard_name(shard), &drop).await.map_err(StageError::from)
     }
 
     /// One call: a content's vectors all live on its shard, which applies
@@ -86,9 +74,8 @@ impl VectorIndex for ActorIndex {
         if let Some(stray) = items.iter().find(|it| it.meta.content_id != content_id) {
             return Err(StageError::terminal(format!("vector {} belongs to another content", stray.id)));
         }
-        let body = json!({ "content_id": content_id, "keep_version": version, "items": items });
-        let _: serde_json::Value =
-            rpc::call(&self.env, ActorKind::VectorShard, &shard_name(shard), "replace_content", &body).await.map_err(StageError::from)?;
+        let replace = ReplaceContent { content_id: content_id.to_string(), keep_version: version, items };
+        rpc::send(&self.env, &shard_name(shard), &replace).await.map_err(StageError::from)?;
         Ok(())
     }
 }

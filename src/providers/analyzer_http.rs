@@ -5,7 +5,8 @@
 use worker::{Env, Fetch, Headers, Method, Request, RequestInit};
 
 use super::{AnalyzeRequest, DocumentAnalyzer};
-use crate::actors::rpc::{self, ActorKind};
+use crate::actors::ops::ExtractPdf;
+use crate::actors::rpc;
 use crate::domain::pipeline::StageError;
 use crate::error::ApiError;
 
@@ -23,18 +24,18 @@ impl AnalyzerActorClient {
 }
 
 /// What the analyzer actor forwards to the analyzer service.
-pub enum AnalyzerCall {
+pub enum ContainerRequest {
     /// `POST /analyze`, JSON.
     Analyze(AnalyzeRequest),
     /// `POST /extract/pdf`, the PDF's bytes as the body.
     ExtractPdf(Vec<u8>),
 }
 
-impl AnalyzerCall {
+impl ContainerRequest {
     pub fn request(&self, base: &str) -> Result<Request, ApiError> {
         match self {
-            AnalyzerCall::Analyze(req) => analyze_request(base, req),
-            AnalyzerCall::ExtractPdf(pdf) => {
+            ContainerRequest::Analyze(req) => analyze_request(base, req),
+            ContainerRequest::ExtractPdf(pdf) => {
                 let headers = Headers::new();
                 headers.set("content-type", "application/pdf")?;
                 let mut init = RequestInit::new();
@@ -46,18 +47,12 @@ impl AnalyzerCall {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct ExtractedText {
-    text: String,
-}
-
 impl DocumentAnalyzer for AnalyzerActorClient {
     /// Unlike `analyze` (an optional stage), an analyzer that is down or
     /// behind an open circuit is worth waiting for here: only a refused
     /// document or a missing analyzer ends the run.
     async fn extract_pdf(&self, key: &str) -> Result<String, StageError> {
-        let body = serde_json::json!({ "key": key });
-        let r: Result<ExtractedText, ApiError> = rpc::call(&self.env, ActorKind::Analyzer, ANALYZER_ACTOR, "extract_pdf", &body).await;
+        let r = rpc::send(&self.env, ANALYZER_ACTOR, &ExtractPdf { key: key.to_string() }).await;
         // An unreadable PDF or no analyzer is terminal; an open circuit waits.
         r.map(|x| x.text).map_err(StageError::from)
     }
@@ -65,7 +60,7 @@ impl DocumentAnalyzer for AnalyzerActorClient {
     async fn analyze(&self, req: &AnalyzeRequest) -> Result<serde_json::Value, StageError> {
         // A refused document ends the (optional) stage now; an open circuit
         // waits for its cool-down, a rate limit for its Retry-After.
-        rpc::call(&self.env, ActorKind::Analyzer, ANALYZER_ACTOR, "analyze", req).await.map_err(StageError::from)
+        rpc::send(&self.env, ANALYZER_ACTOR, req).await.map_err(StageError::from)
     }
 }
 

@@ -115,12 +115,9 @@ impl WorkersAi {
 impl WorkersAi {
     /// One text-model call, abandoned after [`text_model::TEXT_MODEL_TIMEOUT_MS`].
     async fn generate(&self, input: &text_model::TextRequest) -> Result<serde_json::Value, StageError> {
-        let call = std::pin::pin!(self.run(text_model::TEXT_MODEL, input));
-        let timeout =
-            std::pin::pin!(worker::Delay::from(std::time::Duration::from_millis(text_model::TEXT_MODEL_TIMEOUT_MS)));
-        match futures::future::select(call, timeout).await {
-            futures::future::Either::Left((out, _)) => from_js("workers ai", out?),
-            futures::future::Either::Right(_) => Err(StageError::transient(format!(
+        match crate::runtime::within(text_model::TEXT_MODEL_TIMEOUT_MS, self.run(text_model::TEXT_MODEL, input)).await {
+            Some(out) => from_js("workers ai", out?),
+            None => Err(StageError::transient(format!(
                 "workers ai: {} did not answer within {} ms",
                 text_model::TEXT_MODEL,
                 text_model::TEXT_MODEL_TIMEOUT_MS

@@ -219,14 +219,9 @@ mod stream {
     }
 
     async fn within<T>(fut: impl std::future::Future<Output = Result<T, StageError>>) -> Result<T, StageError> {
-        let fut = std::pin::pin!(fut);
-        let timeout = std::pin::pin!(worker::Delay::from(std::time::Duration::from_millis(STREAM_IDLE_TIMEOUT_MS)));
-        match futures::future::select(fut, timeout).await {
-            futures::future::Either::Left((out, _)) => out,
-            futures::future::Either::Right(_) => {
-                Err(StageError::transient(format!("{WHAT}: no output for {STREAM_IDLE_TIMEOUT_MS} ms (timed out)")))
-            }
-        }
+        crate::runtime::within(STREAM_IDLE_TIMEOUT_MS, fut).await.unwrap_or_else(|| {
+            Err(StageError::transient(format!("{WHAT}: no output for {STREAM_IDLE_TIMEOUT_MS} ms (timed out)")))
+        })
     }
 
     async fn settle(v: JsValue) -> Result<JsValue, StageError> {

@@ -1,0 +1,656 @@
+//! Every actor's operations: one enum per kind, each variant a typed request
+//! with its typed reply, as mini-redis has one `Command` enum every command
+//! plugs into. An actor's whole surface reads here; its file implements the
+//! kind's trait (`ContentOps`, `RunOps`, ...), so a missing or mistyped
+//! handler is a compile error, and callers use [`rpc::send`], whose request
+//! type fixes the kind it reaches and the reply it decodes.
+//!
+//! On the wire an op stays a POST to `https://actor.internal/<op>` with the
+//! request as its JSON body (see `rpc`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::rpc::{self, ActorKind, Op, SharedOp};
+use super::TopicActor;
+use crate::domain::batch::{BatchView, ItemRef};
+use crate::domain::content::{Artifacts, ContentDoc};
+use crate::domain::principal::{Access, Ownership, Principal, Visibility};
+use crate::error::{ApiError, ApiResult};
+use crate::protocol::{Accepted, ContentView, EventDraft, EventRecord, RunStatus, RunView, Topic};
+use crate::providers::types::{AnalyzeRequest, VectorItem, VectorMatch, VectorQuery};
+
+/// Declares one kind's operations: the call enum, its decoding and serving,
+/// an [`Op`] impl per own request type, and the trait the actor implements.
+/// Shared ops (`also`) are served by methods of the supertraits.
+macro_rules! actor_ops {
+    (
+        $(#[$m:meta])*
+        enum $call:ident for $kind:ident, trait $ops:ident $(: $($sup:path),+)? {
+            $( $(#[$vm:meta])* $op:literal => $variant:ident($req:ty) -> $reply:ty, $method:ident; )*
+        }
+        $( also { $( $sop:literal => $svariant:ident($sreq:ty), $smethod:ident; )* } )?
+    ) => {
+        $(#[$m])*
+        pub enum $call {
+            $( $(#[$vm])* $variant($req), )*
+            $($( $svariant($sreq), )*)?
+        }
+
+        impl $call {
+            /// The call an internal request names (404 for an op this kind lacks).
+            pub fn decode(op: &str, body: &[u8]) -> ApiResult<Self> {
+                match op {
+                    $( $op => Ok(Self::$variant(rpc::request(op, body)?)), )*
+                    $($( $sop => Ok(Self::$svariant(rpc::request(op, body)?)), )*)?
+                    other => Err(ApiError::not_found(format!("{} op {other}", ActorKind::$kind.as_str()))),
+                }
+            }
+
+            /// An internal request to `actor`, decoded, served and answered.
+            pub async fn handle<A: $ops>(actor: &A, mut req: worker::Request) -> worker::Result<worker::Response> {
+                match rpc::incoming(&mut req).await.and_then(|(op, body)| Self::decode(&op, &body)) {
+                    Ok(call) => call.serve(actor).await,
+                    Err(e) => rpc::reply::<()>(Err(e)),
+                }
+            }
+
+            /// Runs the call on `actor` and encodes its typed reply.
+            pub async fn serve<A: $ops>(self, actor: &A) -> worker::Result<worker::Response> {
+                match self {
+                    $( Self::$variant(q) => rpc::reply(actor.$method(q).await), )*
+                    $($( Self::$svariant(q) => rpc::reply(actor.$smethod(q).await), )*)?
+                }
+            }
+        }
+
+        $(
+            impl Op for $req {
+                const KIND: ActorKind = ActorKind::$kind;
+                const NAME: &'static str = $op;
+                type Reply = $reply;
+            }
+        )*
+
+        #[allow(async_fn_in_trait)]
+        pub trait $ops: $($($sup +)+)? Sized {
+            $( async fn $method(&self, q: $req) -> ApiResult<$reply>; )*
+        }
+    };
+}
+
+/// A reply that says only that the op was done.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Done {}
+
+// ---- Shared ops -----------------------------------------------------------
+
+/// The admin inspection of any kind (`GET /admin/actors/{kind}/{id}`).
+/// A shard also lists one content's vectors when asked.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Inspect {
+    #[serde(default)]
+    pub content_id: Option<String>,
+}
+
+/// The operator's "run the alarm now", answered with the inspection after it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct FireAlarm {
+    #[serde(default)]
+    pub content_id: Option<String>,
+}
+
+impl SharedOp for Inspect {
+    const NAME: &'static str = "inspect";
+    type Reply = Value;
+}
+
+impl SharedOp for FireAlarm {
+    const NAME: &'static str = "fire_alarm";
+    type Reply = Value;
+}
+
+/// The inspection and alarm every kind but the rate limiter answers.
+#[allow(async_fn_in_trait)]
+pub trait Inspectable {
+    async fn inspect(&self, q: Inspect) -> ApiResult<Value>;
+    async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value>;
+}
+
+/// A session follows a topic from `after` (its principal is checked by the
+/// topic's owner: a topic it may not read does not exist for it).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Subscribe {
+    pub session: String,
+    #[serde(default)]
+    pub after: Option<u64>,
+    pub principal: Principal,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Unsubscribe {
+    pub session: String,
+}
+
+/// A page of a topic's log after `after` (a session's gap fetch, SSE).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Events {
+    #[serde(default)]
+    pub after: u64,
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// How a subscription starts: live from the head, by replaying the log, or
+/// from a snapshot when the cursor is older than the retained log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Plan {
+    Live,
+    Replay,
+    Resync,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SubscribeAnswer {
+    pub topic: Topic,
+    pub last_seq: u64,
+    pub plan: Plan,
+    pub events: Vec<EventRecord>,
+    #[serde(default)]
+    pub snapshot: Option<Value>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EventsPage {
+    pub topic: Topic,
+    pub last_seq: u64,
+    pub events: Vec<EventRecord>,
+    /// The cursor is older than the retained log: start over from `snapshot`.
+    #[serde(default)]
+    pub resync: bool,
+    #[serde(default)]
+    pub snapshot: Option<Value>,
+}
+
+impl SharedOp for Subscribe {
+    const NAME: &'static str = "subscribe";
+    type Reply = SubscribeAnswer;
+}
+
+impl SharedOp for Unsubscribe {
+    const NAME: &'static str = "unsubscribe";
+    type Reply = Done;
+}
+
+impl SharedOp for Events {
+    const NAME: &'static str = "events";
+    type Reply = EventsPage;
+}
+
+// ---- Content --------------------------------------------------------------
+
+/// A new item; its ownership was worked out in the Worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreateContent {
+    pub content_id: Uuid,
+    pub run_id: Uuid,
+    pub doc: ContentDoc,
+    pub ownership: Ownership,
+    #[serde(default)]
+    pub visibility: Option<Visibility>,
+    /// Set when the item is one of a bulk import's.
+    #[serde(default)]
+    pub batch: Option<ItemRef>,
+}
+
+/// A new version, by `principal`, checked against the stored owner.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UpdateContent {
+    pub content_id: Uuid,
+    pub run_id: Uuid,
+    pub doc: ContentDoc,
+    pub principal: Principal,
+    #[serde(default)]
+    pub visibility: Option<Visibility>,
+    /// `If-Match`: the version the writer last saw.
+    #[serde(default)]
+    pub if_match: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ViewContent {
+    pub principal: Principal,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeleteContent {
+    pub principal: Principal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessNeeded {
+    #[default]
+    Read,
+    Change,
+}
+
+impl From<AccessNeeded> for Access {
+    fn from(a: AccessNeeded) -> Access {
+        match a {
+            AccessNeeded::Read => Access::Read,
+            AccessNeeded::Change => Access::Change,
+        }
+    }
+}
+
+/// Whether a principal may read or change the item (for its runs' routes,
+/// topics and file uploads).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Authorize {
+    pub principal: Principal,
+    #[serde(default)]
+    pub needed: AccessNeeded,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Authorized {
+    pub content_id: Uuid,
+    pub version: u32,
+    pub tenant: String,
+    pub title: String,
+    #[serde(default)]
+    pub category: Option<String>,
+}
+
+/// The uploaded original of a version the principal may read.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SourceOf {
+    pub principal: Principal,
+    #[serde(default)]
+    pub version: Option<u32>,
+}
+
+/// A run's artifacts for its version, to show as the item's current ones.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Publish {
+    pub run_id: Uuid,
+    pub artifacts: Artifacts,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Published {
+    pub version: u32,
+    pub status: crate::protocol::ContentStatus,
+}
+
+/// How a run that did not complete ended.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RunEnded {
+    #[serde(default)]
+    pub run_id: Option<Uuid>,
+    pub version: u32,
+    pub status: RunStatus,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Whether a run of `version` may still write the indexes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Fence {
+    pub version: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Fenced {
+    pub version: u32,
+}
+
+/// The operator's reconciliation of one item: its catalog row and its runs'.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ReconcileContent {}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReconcileReport {
+    pub deleted: bool,
+    /// `written`, or `pending` while the catalog row is still owed.
+    pub catalog: String,
+    pub runs: Vec<RunReconciled>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RunReconciled {
+    pub run_id: Uuid,
+    pub ok: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+actor_ops! {
+    /// The content actor: an item's versions, owner and published artifacts.
+    enum ContentCall for Content, trait ContentOps: Inspectable, TopicActor {
+        "create" => Create(CreateContent) -> Accepted, create;
+        "update" => Update(UpdateContent) -> Accepted, update;
+        "view" => View(ViewContent) -> ContentView, view;
+        "source" => Source(SourceOf) -> crate::domain::upload::Source, source;
+        "authorize" => Authorize(Authorize) -> Authorized, authorize;
+        "publish" => Publish(Publish) -> Published, publish;
+        "run_ended" => RunEnded(RunEnded) -> Done, run_ended;
+        "fence" => Fence(Fence) -> Fenced, fence;
+        "delete" => Delete(DeleteContent) -> Done, delete;
+        "reconcile" => Reconcile(ReconcileContent) -> ReconcileReport, reconcile;
+    }
+    also {
+        "inspect" => Inspect(Inspect), inspect;
+        "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
+        "subscribe" => Subscribe(Subscribe), subscribe;
+        "unsubscribe" => Unsubscribe(Unsubscribe), unsubscribe;
+        "events" => Events(Events), events;
+    }
+}
+
+// ---- Run ------------------------------------------------------------------
+
+/// Starts a run of one version (idempotent: a redelivered start answers the view).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StartRun {
+    pub run_id: Uuid,
+    pub content_id: Uuid,
+    pub version: u32,
+    pub doc: ContentDoc,
+    /// The item's ownership for this version: its vectors' namespace.
+    #[serde(default = "Ownership::legacy")]
+    pub ownership: Ownership,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ViewRun {}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct CancelRun {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RetryRun {}
+
+/// Erases a deleted item's copies in the run (document, chunks, vectors).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct PurgeRun {}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ReconcileRun {}
+
+actor_ops! {
+    /// The pipeline run: one version through the stages.
+    enum RunCall for Run, trait RunOps: Inspectable, TopicActor {
+        "start" => Start(StartRun) -> RunView, start;
+        "view" => View(ViewRun) -> RunView, view;
+        "cancel" => Cancel(CancelRun) -> RunView, cancel;
+        "retry" => Retry(RetryRun) -> RunView, retry;
+        "purge" => Purge(PurgeRun) -> Done, purge;
+        "reconcile" => Reconcile(ReconcileRun) -> Done, reconcile;
+    }
+    also {
+        "inspect" => Inspect(Inspect), inspect;
+        "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
+        "subscribe" => Subscribe(Subscribe), subscribe;
+        "unsubscribe" => Unsubscribe(Unsubscribe), unsubscribe;
+        "events" => Events(Events), events;
+    }
+}
+
+// ---- Session --------------------------------------------------------------
+
+/// A new session: who opened it and until when its token holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub id: Uuid,
+    pub created_at: crate::domain::time::Millis,
+    pub expires_at: crate::domain::time::Millis,
+    /// Who created the session: every subscription is checked against it,
+    /// and the feed shows it only what it may read.
+    #[serde(default = "Principal::anonymous")]
+    pub principal: Principal,
+}
+
+/// Committed events of a topic the session follows.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Deliver {
+    pub topic: Topic,
+    pub events: Vec<EventRecord>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Delivered {
+    /// False when no socket follows the topic any more: drop the subscriber.
+    pub subscribed: bool,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct SessionPrincipal {}
+
+actor_ops! {
+    /// A client session: its sockets and what each follows.
+    enum SessionCall for Session, trait SessionOps: Inspectable {
+        "init" => Init(SessionInfo) -> Done, init;
+        "deliver" => Deliver(Deliver) -> Delivered, deliver;
+        "principal" => Principal(SessionPrincipal) -> Principal, principal;
+    }
+    also {
+        "inspect" => Inspect(Inspect), inspect;
+        "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
+    }
+}
+
+// ---- Vector shard ---------------------------------------------------------
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Upsert {
+    pub items: Vec<VectorItem>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Upserted {
+    pub upserted: usize,
+}
+
+/// Drops one content's vectors (all, or all but `keep_version`'s); with no
+/// version kept the content is fenced as deleted.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DropContent {
+    pub content_id: String,
+    #[serde(default)]
+    pub keep_version: Option<u32>,
+}
+
+/// A version's vectors in place of the content's older ones, refused when a
+/// newer version (or the deletion) is fenced in.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReplaceContent {
+    pub content_id: String,
+    pub keep_version: u32,
+    pub items: Vec<VectorItem>,
+}
+
+actor_ops! {
+    /// A vector shard: exact search over its part of the vectors.
+    enum ShardCall for VectorShard, trait ShardOps: Inspectable {
+        "upsert" => Upsert(Upsert) -> Upserted, upsert;
+        "query" => Query(VectorQuery) -> Vec<VectorMatch>, query;
+        "delete_content" => DropContent(DropContent) -> u32, drop_content;
+        "replace_content" => ReplaceContent(ReplaceContent) -> u32, replace_content;
+    }
+    also {
+        "inspect" => Inspect(Inspect), inspect;
+        "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
+    }
+}
+
+// ---- Feed -----------------------------------------------------------------
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Append {
+    pub events: Vec<EventDraft>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Appended {
+    pub last_seq: u64,
+}
+
+actor_ops! {
+    /// The feed: every item's public-facing events, in one ordered log.
+    enum FeedCall for Feed, trait FeedOps: Inspectable, TopicActor {
+        "append" => Append(Append) -> Appended, append;
+    }
+    also {
+        "inspect" => Inspect(Inspect), inspect;
+        "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
+        "subscribe" => Subscribe(Subscribe), subscribe;
+        "unsubscribe" => Unsubscribe(Unsubscribe), unsubscribe;
+        "events" => Events(Events), events;
+    }
+}
+
+// ---- Analyzer -------------------------------------------------------------
+
+/// A PDF in the uploads bucket, read to text by the analyzer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExtractPdf {
+    pub key: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExtractedText {
+    pub text: String,
+}
+
+actor_ops! {
+    /// The analyzer container's front: a circuit breaker over the container.
+    enum AnalyzerCall for Analyzer, trait AnalyzerOps: Inspectable {
+        "analyze" => Analyze(AnalyzeRequest) -> Value, analyze;
+        "extract_pdf" => ExtractPdf(ExtractPdf) -> ExtractedText, extract_pdf;
+    }
+    also {
+        "inspect" => Inspect(Inspect), inspect;
+        "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
+    }
+}
+
+// ---- Rate limit -----------------------------------------------------------
+
+/// Takes `cost` tokens from a bucket refilled at `per_min` a minute.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Take {
+    pub cost: u32,
+    pub per_min: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Taken {
+    pub left: f64,
+}
+
+actor_ops! {
+    /// One principal's token bucket for one class of request.
+    enum RateLimitCall for RateLimit, trait RateLimitOps {
+        "take" => Take(Take) -> Taken, take;
+    }
+}
+
+// ---- Answer ---------------------------------------------------------------
+
+/// A question and the sources retrieved for its asker.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StartAnswer {
+    pub id: Uuid,
+    pub question: String,
+    pub asker: Principal,
+    pub sources: Vec<crate::domain::answer::Source>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ViewAnswer {
+    pub principal: Principal,
+}
+
+actor_ops! {
+    /// One answer: generated into committed deltas, for its asker only.
+    enum AnswerCall for Answer, trait AnswerOps: Inspectable, TopicActor {
+        "start" => Start(StartAnswer) -> Done, start;
+        "view" => View(ViewAnswer) -> crate::domain::answer::AnswerView, view;
+    }
+    also {
+        "inspect" => Inspect(Inspect), inspect;
+        "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
+        "subscribe" => Subscribe(Subscribe), subscribe;
+        "unsubscribe" => Unsubscribe(Unsubscribe), unsubscribe;
+        "events" => Events(Events), events;
+    }
+}
+
+// ---- Batch ----------------------------------------------------------------
+
+/// One item of a bulk import: a checked document and its visibility.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchDoc {
+    pub doc: ContentDoc,
+    #[serde(default)]
+    pub visibility: Option<Visibility>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreateBatch {
+    pub id: Uuid,
+    pub submitter: Principal,
+    pub ownership: Ownership,
+    pub max_in_flight: u32,
+    pub items: Vec<BatchDoc>,
+}
+
+/// Items the queue handed over (`delivered`) or gave up on (`dead_lettered`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ItemsDelivered {
+    pub indexes: Vec<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeadLettered {
+    pub indexes: Vec<u32>,
+}
+
+/// How an item's first run ended.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ItemEnded {
+    pub index: u32,
+    pub completed: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ViewBatch {
+    pub principal: Principal,
+}
+
+actor_ops! {
+    /// A bulk import: its items from queued to terminal under the in-flight cap.
+    enum BatchCall for Batch, trait BatchOps: Inspectable, TopicActor {
+        "create" => Create(CreateBatch) -> Done, create;
+        "delivered" => Delivered(ItemsDelivered) -> Done, delivered;
+        "ended" => Ended(ItemEnded) -> Done, ended;
+        "dead_lettered" => DeadLettered(DeadLettered) -> Done, dead_lettered;
+        "view" => View(ViewBatch) -> BatchView, view;
+    }
+    also {
+        "inspect" => Inspect(Inspect), inspect;
+        "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
+        "subscribe" => Subscribe(Subscribe), subscribe;
+        "unsubscribe" => Unsubscribe(Unsubscribe), unsubscribe;
+        "events" => Events(Events), events;
+    }
+}
