@@ -7,7 +7,12 @@ use worker::{Headers, Response};
 use crate::error::ApiError;
 
 pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
-    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    json_bytes(status, serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()))
+}
+
+/// [`json`] once the body is encoded: only the encoding is generic, so each
+/// reply type adds just its serializer to the bundle.
+fn json_bytes(status: u16, body: Vec<u8>) -> Response {
     let headers = Headers::new();
     let _ = headers.set("content-type", "application/json; charset=utf-8");
     let _ = headers.set("cache-control", "no-store");

@@ -122,6 +122,9 @@ fn internal_request(op: &str, payload: String) -> Result<Request, ApiError> {
     Ok(Request::new_with_init(&format!("https://actor.internal/{op}"), &init)?)
 }
 
+/// The generic part of a call is only the reply's decoding: the fetch and
+/// the error path are one function for every op, which keeps each op's
+/// share of the bundle small.
 async fn call_encoded<R: DeserializeOwned>(
     env: &Env,
     kind: ActorKind,
@@ -129,11 +132,14 @@ async fn call_encoded<R: DeserializeOwned>(
     op: &str,
     payload: String,
 ) -> Result<R, ApiError> {
-    let resp = stub(env, kind, name)?.fetch_with_request(internal_request(op, payload)?).await?;
-    decode(resp).await
+    let bytes = reply_bytes(env, kind, name, op, payload).await?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(format!("actor reply: {e}")))
 }
 
-pub async fn decode<R: DeserializeOwned>(resp: Response) -> Result<R, ApiError> {
+/// The body of a successful reply (`null` when empty); a refusal is rebuilt
+/// into the actor's own error.
+async fn reply_bytes(env: &Env, kind: ActorKind, name: &str, op: &str, payload: String) -> Result<Vec<u8>, ApiError> {
+    let resp = stub(env, kind, name)?.fetch_with_request(internal_request(op, payload)?).await?;
     let status = resp.status_code();
     let bytes = body_text(resp).await?.into_bytes();
     if status >= 400 {
@@ -141,8 +147,7 @@ pub async fn decode<R: DeserializeOwned>(resp: Response) -> Result<R, ApiError> 
         return Err(ApiError::from_body(status, &body)
             .unwrap_or_else(|| ApiError::Internal(format!("actor answered {status}"))));
     }
-    let bytes = if bytes.is_empty() { b"null".to_vec() } else { bytes };
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(format!("actor reply: {e}")))
+    Ok(if bytes.is_empty() { b"null".to_vec() } else { bytes })
 }
 
 /// The whole body of a fetched response. workers-rs reads such a body as a
