@@ -5,18 +5,21 @@
 //! source, whose text the run's `validate` stage extracts.
 
 use uuid::Uuid;
+use worker::web_sys::ReadableStream;
 use worker::{Env, Headers, Request, Response};
 
 use super::content::{new_ownership, submit_doc, updater, Writer};
 use super::input::{int_param, param, query, read_capped, uuid_param};
 use crate::actors::ops::{AccessNeeded, Authorize, SourceOf};
 use crate::actors::rpc;
-use crate::domain::content::ContentDoc;
-use crate::domain::principal::{Principal, Visibility};
-use crate::domain::upload::{default_title, disposition_name, object_key, Source, UploadType};
-use crate::error::{ApiError, ApiResult};
+use crate::config::Limits;
+use crate::domain::content::{category, title, ContentDoc};
 use crate::domain::markup;
+use crate::domain::principal::{Principal, Visibility};
+use crate::domain::upload::{default_title, disposition_name, object_key, title_prefix, Source, UploadType, TITLE_PREFIX_BYTES};
+use crate::error::{ApiError, ApiResult};
 use crate::providers::object_store::{ObjectStore, R2Uploads};
+use crate::providers::streams;
 use crate::runtime::config;
 
 /// The upload type a request's `Content-Type` names, if any.
@@ -37,43 +40,141 @@ async fn upload_type(env: &Env, req: &mut Request) -> ApiResult<(UploadType, Str
     }
 }
 
-/// The body, under `MAX_UPLOAD_BYTES` (413 past it).
-async fn read_file(env: &Env, req: &mut Request) -> ApiResult<Vec<u8>> {
-    read_capped(req, config(env).limits.upload_max_bytes).await
+/// An upload's body. One of declared length is streamed into R2; one sent
+/// without `Content-Length` (chunked) is read whole under the cap, since R2
+/// (and a `FixedLengthStream`) must know the length before the first byte,
+/// and only the cap bounds what such a body holds.
+enum Body {
+    Declared { stream: ReadableStream, length: u64 },
+    Buffered(Vec<u8>),
 }
 
-/// The title an upload gets without `?title=`: the file's first heading, its
-/// file name, or "Untitled upload".
-fn default_title_of(env: &Env, req: &Request, kind: UploadType, bytes: &[u8]) -> String {
-    let heading = match kind {
-        UploadType::Markdown | UploadType::Html => markup::first_heading(kind, &String::from_utf8_lossy(bytes)),
-        UploadType::Plain | UploadType::Pdf => None,
-    };
+/// The body, under `MAX_UPLOAD_BYTES`: a declared length past it is a 413
+/// before anything is read or stored, an undeclared one a 413 while reading.
+async fn take_body(env: &Env, req: &mut Request) -> ApiResult<Body> {
+    let limit = config(env).limits.upload_max_bytes;
+    let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
+    match (declared, req.inner().body()) {
+        (Some(length), _) if length > limit as u64 => Err(ApiError::PayloadTooLarge { limit }),
+        (Some(length), Some(stream)) if length > 0 => Ok(Body::Declared { stream, length }),
+        _ => Ok(Body::Buffered(read_capped(req, limit).await?)),
+    }
+}
+
+/// The title an upload gets without `?title=`: the first heading in the
+/// file's `head` (its first [`TITLE_PREFIX_BYTES`]), its file name, or
+/// "Untitled upload".
+fn default_title_of(env: &Env, req: &Request, kind: UploadType, head: Option<&[u8]>) -> String {
+    let heading = head.filter(|_| kind.has_headings()).and_then(|h| markup::first_heading(kind, &title_prefix(h)));
     let file_name = req.headers().get("content-disposition").ok().flatten().and_then(|d| disposition_name(&d));
     default_title(heading, file_name, config(env).limits.title_max_chars)
 }
 
-/// Stores the file as its document's source, then submits the document; a
-/// refused submission leaves no object. The document is already valid, so a
-/// bad field never stores anything.
+/// A file on its way to R2.
+struct File {
+    key: String,
+    content_type: String,
+    body: Body,
+    /// Whether its first bytes are wanted for a default title.
+    wants_head: bool,
+}
+
+/// What storing a file learnt: its source, and its first
+/// [`TITLE_PREFIX_BYTES`] when they were wanted.
+struct Stored {
+    source: Source,
+    head: Option<Vec<u8>>,
+}
+
+/// Stores the file, recording its exact size and SHA-256.
+async fn store(env: &Env, file: File) -> ApiResult<Stored> {
+    let store = R2Uploads::new(env);
+    let File { key, content_type, body, wants_head } = file;
+    let content_type = content_type.trim();
+    match body {
+        Body::Buffered(bytes) => {
+            let head = wants_head.then(|| bytes[..bytes.len().min(TITLE_PREFIX_BYTES)].to_vec());
+            let source = Source::describe(content_type, &bytes, key.clone());
+            store.put(&key, bytes, content_type).await?;
+            Ok(Stored { source, head })
+        }
+        Body::Declared { stream, length } => store_streamed(&store, key, content_type, (stream, length), wants_head).await,
+    }
+}
+
+/// Streams a body of declared length into R2, split three ways at most: into
+/// R2, into the runtime's SHA-256 (R2 keeps a SHA-256 only when given one
+/// before the put, to verify it; it has none to give back for a stream), and
+/// a bounded head for the title. A body that breaks off before its length
+/// fails the hash and the put: a 400, and no object.
+async fn store_streamed(
+    store: &R2Uploads,
+    key: String,
+    content_type: &str,
+    (body, length): (ReadableStream, u64),
+    wants_head: bool,
+) -> ApiResult<Stored> {
+    let (to_store, rest) = streams::tee(&body);
+    let (to_hash, to_read) = if wants_head {
+        let (to_hash, to_read) = streams::tee(&rest);
+        (to_hash, Some(to_read))
+    } else {
+        (rest, None)
+    };
+    let head = async {
+        match to_read {
+            Some(branch) => streams::prefix(branch, TITLE_PREFIX_BYTES).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let (put, digest, head) = futures::join!(store.put_stream(&key, to_store, length, content_type), streams::sha256(to_hash), head);
+    match (put, digest.and_then(|d| Ok((d, head?)))) {
+        (Ok(()), Ok((digest, head))) => Ok(Stored { source: Source::new(content_type, length, crate::domain::hex(&digest), key), head }),
+        (put, Err(e)) => {
+            if put.is_ok() {
+                discard(store, &key).await;
+            }
+            // A client that cut its body short has usually gone, so the log
+            // is where this refusal shows.
+            worker::console_warn!("upload {key}: refused, its body broke off before {length} bytes: {e}");
+            Err(ApiError::BadRequest(format!("unreadable body (Content-Length {length}): {e}")))
+        }
+        (Err(e), Ok(_)) => Err(e),
+    }
+}
+
+async fn discard(store: &R2Uploads, key: &str) {
+    if let Err(e) = store.delete(key).await {
+        worker::console_error!("upload {key}: refused, and its object was not deleted: {e}");
+    }
+}
+
+/// Stores the file as its document's source, then submits the document that
+/// `doc_of` makes with it; a refused document or submission leaves no
+/// object. Fields are checked before this, so a bad one never stores anything.
 async fn store_and_submit(
     env: &Env,
     ids: (Uuid, Uuid),
-    doc: ContentDoc,
-    bytes: Vec<u8>,
+    file: File,
+    doc_of: impl FnOnce(Stored) -> ApiResult<ContentDoc>,
     visibility: Option<Visibility>,
     writer: Writer,
 ) -> ApiResult<Response> {
-    let source = doc.source.as_ref().ok_or_else(|| ApiError::Internal("an upload's document has no source".into()))?;
-    let (key, content_type) = (source.key.clone(), source.content_type.clone());
-    R2Uploads::new(env).put(&key, bytes, &content_type).await?;
-    let result = submit_doc(env, ids, doc, visibility, writer).await;
+    let key = file.key.clone();
+    let stored = store(env, file).await?;
+    let result = match doc_of(stored) {
+        Ok(doc) => submit_doc(env, ids, doc, visibility, writer).await,
+        Err(e) => Err(e),
+    };
     if result.is_err() {
-        if let Err(e) = R2Uploads::new(env).delete(&key).await {
-            worker::console_error!("upload {key}: refused, and its object was not deleted: {e}");
-        }
+        discard(&R2Uploads::new(env), &key).await;
     }
     result
+}
+
+/// A `?title=`, checked before anything is stored.
+fn title_param(q: &[(String, String)], limits: &Limits) -> ApiResult<Option<String>> {
+    param(q, "title").filter(|t| !t.trim().is_empty()).map(|t| title(t, limits)).transpose()
 }
 
 fn visibility_param(q: &[(String, String)]) -> ApiResult<Option<Visibility>> {
@@ -91,16 +192,17 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
     let visibility = visibility_param(&q)?;
     let limits = &config(env).limits;
     // Checked before the file is stored, so a bad field stores nothing.
-    let category = crate::domain::content::category(param(&q, "category"), limits)?;
+    let category = category(param(&q, "category"), limits)?;
+    let title = title_param(&q, limits)?;
     let (content_id, run_id) = (Uuid::new_v4(), Uuid::new_v4());
-    let bytes = read_file(env, &mut req).await?;
-    let title = match param(&q, "title").filter(|t| !t.trim().is_empty()) {
-        Some(t) => t.to_string(),
-        None => default_title_of(env, &req, kind, &bytes),
+    let body = take_body(env, &mut req).await?;
+    let key = object_key(&ownership.tenant, content_id, run_id);
+    let file = File { key, content_type, body, wants_head: title.is_none() && kind.has_headings() };
+    let doc_of = |stored: Stored| {
+        let title = title.unwrap_or_else(|| default_title_of(env, &req, kind, stored.head.as_deref()));
+        ContentDoc::upload(&title, category.as_deref(), stored.source, limits)
     };
-    let source = Source::describe(&content_type, &bytes, object_key(&ownership.tenant, content_id, run_id));
-    let doc = ContentDoc::upload(&title, category.as_deref(), source, limits)?;
-    store_and_submit(env, (content_id, run_id), doc, bytes, visibility, Writer::New(ownership)).await
+    store_and_submit(env, (content_id, run_id), file, doc_of, visibility, Writer::New(ownership)).await
 }
 
 /// `PUT /api/content/{id}` with a file: a new version whose source is that
@@ -123,14 +225,13 @@ pub async fn update(env: &Env, p: &Principal, mut req: Request, id: &str, file: 
     let q = query(&req)?;
     let visibility = visibility_param(&q)?;
     let limits = &config(env).limits;
-    let category = crate::domain::content::category(param(&q, "category"), limits)?;
+    let category = category(param(&q, "category"), limits)?.or(item.category);
+    let title = title_param(&q, limits)?.unwrap_or(item.title);
     let run_id = Uuid::new_v4();
-    let bytes = read_file(env, &mut req).await?;
-    let title = param(&q, "title").filter(|t| !t.trim().is_empty()).map_or(item.title, str::to_string);
-    let category = category.or(item.category);
-    let source = Source::describe(&content_type, &bytes, object_key(&item.tenant, content_id, run_id));
-    let doc = ContentDoc::upload(&title, category.as_deref(), source, limits)?;
-    store_and_submit(env, (content_id, run_id), doc, bytes, visibility, writer).await
+    let body = take_body(env, &mut req).await?;
+    let file = File { key: object_key(&item.tenant, content_id, run_id), content_type, body, wants_head: false };
+    let doc_of = |stored: Stored| ContentDoc::upload(&title, category.as_deref(), stored.source, limits);
+    store_and_submit(env, (content_id, run_id), file, doc_of, visibility, writer).await
 }
 
 /// `GET /api/content/{id}/source[?version=N]`: the original, byte for byte,

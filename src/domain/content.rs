@@ -88,7 +88,7 @@ pub fn category(raw: Option<&str>, l: &Limits) -> Result<Option<String>, ApiErro
 }
 
 /// A title as stored: trimmed, one line, 1 to `title_max_chars` characters.
-fn title(raw: &str, l: &Limits) -> Result<String, ApiError> {
+pub fn title(raw: &str, l: &Limits) -> Result<String, ApiError> {
     let title = raw.trim().to_string();
     let n = title.chars().count();
     if n == 0 || n > l.title_max_chars {

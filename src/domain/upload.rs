@@ -42,6 +42,11 @@ impl UploadType {
         UploadType::ALL.into_iter().find(|t| t.mime() == essence)
     }
 
+    /// Whether a default title can come from the file's first heading.
+    pub fn has_headings(self) -> bool {
+        matches!(self, UploadType::Markdown | UploadType::Html)
+    }
+
     /// A short name for messages ("no extractable text in PDF upload").
     pub fn label(self) -> &'static str {
         match self {
@@ -79,10 +84,14 @@ pub struct SourceView {
 }
 
 impl Source {
-    /// Describes `body`, stored under [`object_key`].
+    /// A file of `bytes` bytes with that SHA-256 (hex), stored under [`object_key`].
+    pub fn new(content_type: &str, bytes: u64, sha256: String, key: String) -> Source {
+        Source { content_type: content_type.trim().to_string(), bytes, sha256, key }
+    }
+
+    /// Describes `body`, held whole, stored under [`object_key`].
     pub fn describe(content_type: &str, body: &[u8], key: String) -> Source {
-        let sha256 = super::sha256_hex(body);
-        Source { content_type: content_type.trim().to_string(), bytes: body.len() as u64, sha256, key }
+        Source::new(content_type, body.len() as u64, super::sha256_hex(body), key)
     }
 
     pub fn upload_type(&self) -> Option<UploadType> {
@@ -121,6 +130,22 @@ pub fn disposition_name(header: &str) -> Option<String> {
     };
     let name: String = stem.chars().filter(|c| !c.is_control()).collect::<String>().trim().to_string();
     (!name.is_empty()).then_some(name)
+}
+
+/// How much of a file's start its default title is looked for in: a heading
+/// further in is not a title, and a streamed upload is never read whole.
+pub const TITLE_PREFIX_BYTES: usize = 64 * 1024;
+
+/// The text of a file's first [`TITLE_PREFIX_BYTES`], without a character the
+/// cut split in two.
+pub fn title_prefix(bytes: &[u8]) -> String {
+    let mut head = &bytes[..bytes.len().min(TITLE_PREFIX_BYTES)];
+    if let Err(e) = std::str::from_utf8(head) {
+        if e.error_len().is_none() {
+            head = &head[..e.valid_up_to()];
+        }
+    }
+    String::from_utf8_lossy(head).into_owned()
 }
 
 /// The title an upload gets when none is given: its first heading, else the
@@ -172,5 +197,16 @@ mod tests {
         assert_eq!(default_title(None, Some("file".into()), 300), "file");
         assert_eq!(default_title(None, None, 300), "Untitled upload");
         assert_eq!(default_title(Some("é".repeat(10)), None, 4), "éééé");
+    }
+
+    #[test]
+    fn title_prefix_is_bounded_and_cuts_on_a_character() {
+        let mut file = vec![b'a'; TITLE_PREFIX_BYTES - 1];
+        file.extend("é and more".as_bytes());
+        let prefix = title_prefix(&file);
+        assert_eq!(prefix.len(), TITLE_PREFIX_BYTES - 1, "the split é is left out, not replaced");
+        assert!(!prefix.contains('\u{FFFD}'));
+        assert_eq!(title_prefix(b"# Short\xff"), "# Short\u{FFFD}", "bad bytes inside stay replaced");
+        assert!(UploadType::Markdown.has_headings() && !UploadType::Pdf.has_headings());
     }
 }

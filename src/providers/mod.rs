@@ -26,6 +26,8 @@ pub mod analyzer_http;
 #[cfg(target_arch = "wasm32")]
 pub mod object_store;
 #[cfg(target_arch = "wasm32")]
+pub mod streams;
+#[cfg(target_arch = "wasm32")]
 pub mod vectorize;
 #[cfg(target_arch = "wasm32")]
 pub mod workers_ai;

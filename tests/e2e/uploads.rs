@@ -284,3 +284,124 @@ async fn uploads_past_max_upload_bytes_are_413_with_or_without_content_length() 
     let (_, run) = accepted(&s, "text/plain", b"Under the cap: words about rivers.".to_vec(), &[]).await;
     assert_completed(&s, &run).await;
 }
+
+/// Lowercase hex SHA-256, computed here rather than by the Worker.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn a_multi_megabyte_upload_is_streamed_and_kept_byte_for_byte_with_its_real_sha256() {
+    let s = &shared().server;
+    // A heading (the default title comes from the file's first bytes), every
+    // byte value, then 6 MB of lines: more than a Worker should hold at once.
+    let mut file = b"# Streamed survey\n\n".to_vec();
+    file.extend(0u8..=255);
+    let mut line = 0u64;
+    while file.len() < 6 * 1024 * 1024 {
+        file.extend(format!("\nline {line}: reading {}", line.wrapping_mul(2_654_435_761) % 1_000_003).as_bytes());
+        line += 1;
+    }
+    let sha256 = sha256_hex(&file);
+    let (cid, run) = accepted(s, "text/markdown", file.clone(), &[]).await;
+    // Its text is far past LIMIT_BODY_BYTES, so the run fails; the file stays.
+    let view = s.wait_run(&run, Duration::from_secs(120)).await;
+    assert_eq!(view["status"], "failed", "{view}");
+    let content = s.get(&format!("/api/content/{cid}")).await.body;
+    assert_eq!(content["title"], "Streamed survey", "{content}");
+    assert_eq!(content["source"]["bytes"], file.len() as u64, "{content}");
+    assert_eq!(content["source"]["sha256"], sha256.as_str(), "{content}");
+    let resp = http().get(s.url(&format!("/api/content/{cid}/source"))).bearer_auth(&s.key).send().await.expect("source");
+    assert_eq!(resp.status().as_u16(), 200);
+    let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    assert_eq!(etag, format!("\"{sha256}\""));
+    let served = resp.bytes().await.expect("source body");
+    assert_eq!(served.len(), file.len());
+    assert!(served == file, "the source differs from the upload");
+}
+
+/// The reply to an upload that declares `declared` bytes and sends `sent`
+/// before closing its side of the connection (`None` without one).
+async fn short_body_upload(s: &Server, key: &str, declared: usize, sent: usize) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = s.base.trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&host).await.expect("connect");
+    let head = format!(
+        "POST /api/uploads?title=Short HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {key}\r\n\
+         content-type: text/plain\r\ncontent-length: {declared}\r\nconnection: close\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.expect("write head");
+    tcp.write_all("words ".repeat(sent / 6).as_bytes()).await.expect("write body");
+    tcp.flush().await.expect("flush");
+    // Let the Worker start storing before the body breaks off.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tcp.shutdown().await.expect("shutdown");
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), tcp.read_to_end(&mut reply)).await;
+    String::from_utf8_lossy(&reply).split_whitespace().nth(1).and_then(|code| code.parse().ok())
+}
+
+/// The keys local R2 holds under `prefix`, read from the server's persisted
+/// state (miniflare's R2 index, with the sqlite3 command), not through the
+/// Worker, which has no listing route.
+fn r2_keys(s: &Server, prefix: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let dir = s.state_dir.join("v3/r2/miniflare-R2BucketObject");
+    for db in std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path()) {
+        if db.extension().is_some_and(|x| x == "sqlite") {
+            let out = std::process::Command::new("sqlite3")
+                .arg(&db)
+                .arg(format!("SELECT key FROM _mf_objects WHERE key LIKE '{prefix}%'"))
+                .output()
+                .expect("the sqlite3 command");
+            let err = String::from_utf8_lossy(&out.stderr);
+            if err.contains("no such table") {
+                continue; // the bucket object's own metadata database
+            }
+            assert!(out.status.success(), "sqlite3 {}: {err}", db.display());
+            keys.extend(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string));
+        }
+    }
+    keys
+}
+
+/// On a server of its own: the dev proxy's broken forward can fail the next
+/// request through it too, which must not hit other tests.
+#[tokio::test]
+async fn a_body_shorter_than_its_content_length_stores_no_object_and_no_item() {
+    let s = &Server::start(&ServerOptions::new(temp_dir("uploads-short").join("state")));
+    let tenant = unique_tenant("short");
+    let key = mint_key(&s.base, &s.admin_token, &tenant, &["content:manage"], Some(1_000_000));
+    let status = short_body_upload(s, &key, 3 * 1024 * 1024, 256 * 1024).await;
+    // The Worker refuses it with a 400 and logs why; under `wrangler dev` the
+    // client sees the dev proxy's 503 ("Your worker restarted mid-request")
+    // instead, as the proxy's own forward of the body broke first.
+    assert!(matches!(status, Some(400 | 503)), "{status:?}");
+    let refused = format!("upload uploads/{tenant}/");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !s.log_text().lines().any(|l| l.contains(&refused) && l.contains("its body broke off")) {
+        assert!(Instant::now() < deadline, "the Worker logged no refusal of the short body");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The tenant's next upload is stored, so its item and object are the only
+    // ones. (The proxy may answer its first try with that 503 too.)
+    let mut tries = 0;
+    let r = loop {
+        let body = "Whole words about tides.";
+        let r = send(http().post(s.url("/api/uploads")).bearer_auth(&key).header("content-type", "text/plain").body(body)).await;
+        tries += 1;
+        if r.status != 503 || tries == 3 {
+            break r;
+        }
+    };
+    assert_eq!(r.status, 202, "{}", r.body);
+    let cid = r.body["content_id"].as_str().unwrap().to_string();
+    assert_completed(s, r.body["run_id"].as_str().unwrap()).await;
+    let list = send(http().get(s.url("/api/content")).bearer_auth(&key)).await;
+    let ids: Vec<&str> = list.body["items"].as_array().unwrap().iter().filter_map(|i| i["id"].as_str()).collect();
+    assert_eq!(ids, [cid.as_str()], "{}", list.body);
+    let keys = r2_keys(s, &format!("uploads/{tenant}/"));
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].starts_with(&format!("uploads/{tenant}/{cid}/")), "{keys:?}");
+}

@@ -1,9 +1,10 @@
 //! The production-mode suite: Actorline's production code paths (Workers AI,
 //! Vectorize, the analyzer's container) under `wrangler dev --env emulated`,
 //! against the emulated bindings of tests/emulator, which follow Cloudflare's
-//! documented shapes, limits and failure modes. One `wrangler dev` (with the
-//! emulator Worker in it), one emulator state server and one native analyzer
-//! serve the whole binary.
+//! documented shapes, limits and failure modes; R2 and the ingest queues are
+//! wrangler's local ones, as `[env.emulated]` binds them. One `wrangler dev`
+//! (with the emulator Worker in it), one emulator state server and one native
+//! analyzer serve the whole binary.
 //!
 //! Run: `ACTORLINE_ROOT=$PWD cargo test --test prod -- --test-threads 2`
 //! (after `make build` and `cargo build --release -p analyzer`).
@@ -16,6 +17,7 @@ mod answers;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use actorline::domain::faults::{Faults, INGEST};
 use serde_json::{json, Value};
 use support::*;
 
@@ -32,12 +34,16 @@ fn prod() -> &'static Prod {
         let analyzer = Analyzer::start(&dir.join("analyzer"));
         let config = Emulator::with_env_overrides(Emulator::standard_config(&analyzer.url));
         let emulator = Emulator::start(&dir.join("emulator"), config);
-        let opts = ServerOptions::emulated(dir.join("state"), emulator.worker_config.clone());
+        // The ingest fault poisons about one title in a hundred, and only
+        // batch spawns: the batch test picks one such title, no other test
+        // imports a batch.
+        let opts = ServerOptions::emulated(dir.join("state"), emulator.worker_config.clone()).var("FAULTS", FAULTS);
         Prod { server: Server::start(&opts), emulator, _analyzer: analyzer }
     })
 }
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+const FAULTS: &str = "ingest=0.01";
 const STAGES: [&str; 8] = ["validate", "chunk", "embed", "index", "summarize", "extract", "analyze", "publish"];
 
 /// A document with a marker word no other test uses, so faults injected for
@@ -307,4 +313,50 @@ async fn an_uploaded_pdf_is_extracted_by_the_container_and_its_source_kept() {
     let source = http().get(p.server.url(&format!("/api/content/{cid}/source"))).bearer_auth(&p.server.key).send().await.unwrap();
     assert_eq!(source.status().as_u16(), 200);
     assert_eq!(source.bytes().await.unwrap().to_vec(), pdf);
+}
+
+/// A bulk import goes through the emulated env's queues: `INGEST` carries
+/// its items to their batch, and the item whose every spawn fails (the
+/// ingest fault) ends on `INGEST_DLQ`; the others complete all eight stages
+/// and are found by search.
+#[tokio::test]
+async fn a_batch_import_settles_through_the_queues_and_its_items_are_searchable() {
+    let p = prod();
+    let marker = "saltmarrow";
+    let faults = Faults::parse(FAULTS);
+    let poisoned = |title: &String| faults.poisons(INGEST, title).is_some();
+    let mut titles: Vec<String> = (0..).map(|i| format!("{marker} harbor note {i}")).filter(|t| !poisoned(t)).take(5).collect();
+    titles.insert(2, (0..).map(|i| format!("{marker} poison {i}")).find(poisoned).unwrap());
+    let items: Vec<Value> =
+        titles.iter().enumerate().map(|(i, title)| json!({ "title": title, "body": marked(marker, 20 + i, 600) })).collect();
+    let r = p.server.post("/api/content/batch", json!({ "items": items })).await;
+    assert_eq!((r.status, r.body["accepted"].as_u64()), (202, Some(6)), "{}", r.body);
+    let id = r.body["batch_id"].as_str().expect("batch_id");
+
+    let view = p.server.wait_batch(id, Duration::from_secs(600)).await;
+    assert_eq!((view["completed"].as_u64(), view["failed"].as_u64()), (Some(5), Some(1)), "{view}");
+    assert_eq!(view["status"], "completed", "{view}");
+    let items = view["items"].as_array().unwrap();
+    let bad = &items[2];
+    assert!(bad["content_id"].is_null(), "never spawned: {bad}");
+    let error = bad["error"].as_str().unwrap_or("");
+    assert!(error.starts_with("dead-lettered after 5 failed spawn attempts: injected fault"), "{bad}");
+
+    let done: Vec<&Value> = items.iter().filter(|i| i["status"] == "completed").collect();
+    assert_eq!(done.len(), 5, "{view}");
+    for item in &done {
+        assert_all_completed(&p.server.wait_run(item["run_id"].as_str().unwrap(), RUN_TIMEOUT).await);
+    }
+    let ids: Vec<&str> = done.iter().map(|i| i["content_id"].as_str().unwrap()).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = p.server.get(&format!("/api/search?q={marker}&k=20")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let found: Vec<&str> = r.body["results"].as_array().unwrap().iter().filter_map(|x| x["content_id"].as_str()).collect();
+        if ids.iter().all(|id| found.contains(id)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "search for {marker} found {found:?}, not all of {ids:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

@@ -435,6 +435,28 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+
+    /// Polls a batch (as its submitter, the harness's key) until every item
+    /// is terminal; returns the last view.
+    pub async fn wait_batch(&self, id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // A busy server (one workerd thread running every run) may not
+            // answer a poll in time; that is not the batch's failure.
+            let Ok(r) = try_send(http().get(self.url(&format!("/api/batches/{id}"))).bearer_auth(&self.key)).await else {
+                assert!(Instant::now() < deadline, "batch {id}: no answer in {timeout:?}");
+                continue;
+            };
+            assert_eq!(r.status, 200, "{}", r.body);
+            let total = r.body["total"].as_u64().unwrap();
+            let done = r.body["completed"].as_u64().unwrap() + r.body["failed"].as_u64().unwrap();
+            if done == total {
+                return r.body;
+            }
+            assert!(Instant::now() < deadline, "batch {id} not settled in {timeout:?}: {done}/{total} ({} in flight)", r.body["in_flight"]);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
 }
 
 /// A document of about `bytes` bytes on `topic`, varied by `seed`.
