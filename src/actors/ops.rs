@@ -23,19 +23,39 @@ use crate::providers::types::{AnalyzeRequest, VectorItem, VectorMatch, VectorQue
 
 /// Declares one kind's operations: the call enum, its decoding and serving,
 /// an [`Op`] impl per own request type, and the trait the actor implements.
-/// Shared ops (`also`) are served by methods of the supertraits.
+/// A kind may also take the shared ops: `with inspection` (served by
+/// [`Inspectable`]) and `with inspection and topic` (also [`TopicActor`]).
 macro_rules! actor_ops {
+    ($(#[$m:meta])* enum $call:ident for $kind:ident, trait $ops:ident { $($own:tt)* } with inspection and topic) => {
+        actor_ops! { @emit $(#[$m])* enum $call for $kind, trait $ops: Inspectable, TopicActor { $($own)* } also {
+            "inspect" => Inspect(Inspect), inspect;
+            "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
+            "subscribe" => Subscribe(Subscribe), subscribe;
+            "unsubscribe" => Unsubscribe(Unsubscribe), unsubscribe;
+            "events" => Events(Events), events;
+        } }
+    };
+    ($(#[$m:meta])* enum $call:ident for $kind:ident, trait $ops:ident { $($own:tt)* } with inspection) => {
+        actor_ops! { @emit $(#[$m])* enum $call for $kind, trait $ops: Inspectable { $($own)* } also {
+            "inspect" => Inspect(Inspect), inspect;
+            "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
+        } }
+    };
+    ($(#[$m:meta])* enum $call:ident for $kind:ident, trait $ops:ident { $($own:tt)* }) => {
+        actor_ops! { @emit $(#[$m])* enum $call for $kind, trait $ops { $($own)* } also {} }
+    };
     (
+        @emit
         $(#[$m:meta])*
         enum $call:ident for $kind:ident, trait $ops:ident $(: $($sup:path),+)? {
             $( $(#[$vm:meta])* $op:literal => $variant:ident($req:ty) -> $reply:ty, $method:ident; )*
         }
-        $( also { $( $sop:literal => $svariant:ident($sreq:ty), $smethod:ident; )* } )?
+        also { $( $sop:literal => $svariant:ident($sreq:ty), $smethod:ident; )* }
     ) => {
         $(#[$m])*
         pub enum $call {
             $( $(#[$vm])* $variant($req), )*
-            $($( $svariant($sreq), )*)?
+            $( $svariant($sreq), )*
         }
 
         impl $call {
@@ -43,7 +63,7 @@ macro_rules! actor_ops {
             pub fn decode(op: &str, body: &[u8]) -> ApiResult<Self> {
                 match op {
                     $( $op => Ok(Self::$variant(rpc::request(op, body)?)), )*
-                    $($( $sop => Ok(Self::$svariant(rpc::request(op, body)?)), )*)?
+                    $( $sop => Ok(Self::$svariant(rpc::request(op, body)?)), )*
                     other => Err(ApiError::not_found(format!("{} op {other}", ActorKind::$kind.as_str()))),
                 }
             }
@@ -60,7 +80,7 @@ macro_rules! actor_ops {
             pub async fn serve<A: $ops>(self, actor: &A) -> worker::Result<worker::Response> {
                 match self {
                     $( Self::$variant(q) => rpc::reply(actor.$method(q).await), )*
-                    $($( Self::$svariant(q) => rpc::reply(actor.$smethod(q).await), )*)?
+                    $( Self::$svariant(q) => rpc::reply(actor.$smethod(q).await), )*
                 }
             }
         }
@@ -330,7 +350,7 @@ pub struct RunReconciled {
 
 actor_ops! {
     /// The content actor: an item's versions, owner and published artifacts.
-    enum ContentCall for Content, trait ContentOps: Inspectable, TopicActor {
+    enum ContentCall for Content, trait ContentOps {
         "create" => Create(CreateContent) -> Accepted, create;
         "update" => Update(UpdateContent) -> Accepted, update;
         "view" => View(ViewContent) -> ContentView, view;
@@ -342,13 +362,7 @@ actor_ops! {
         "delete" => Delete(DeleteContent) -> Done, delete;
         "reconcile" => Reconcile(ReconcileContent) -> ReconcileReport, reconcile;
     }
-    also {
-        "inspect" => Inspect(Inspect), inspect;
-        "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
-        "subscribe" => Subscribe(Subscribe), subscribe;
-        "unsubscribe" => Unsubscribe(Unsubscribe), unsubscribe;
-        "events" => Events(Events), events;
-    }
+    with inspection and topic
 }
 
 // ---- Run ------------------------------------------------------------------
@@ -386,7 +400,7 @@ pub struct ReconcileRun {}
 
 actor_ops! {
     /// The pipeline run: one version through the stages.
-    enum RunCall for Run, trait RunOps: Inspectable, TopicActor {
+    enum RunCall for Run, trait RunOps {
         "start" => Start(StartRun) -> RunView, start;
         "view" => View(ViewRun) -> RunView, view;
         "cancel" => Cancel(CancelRun) -> RunView, cancel;
@@ -394,13 +408,7 @@ actor_ops! {
         "purge" => Purge(PurgeRun) -> Done, purge;
         "reconcile" => Reconcile(ReconcileRun) -> Done, reconcile;
     }
-    also {
-        "inspect" => Inspect(Inspect), inspect;
-        "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
-        "subscribe" => Subscribe(Subscribe), subscribe;
-        "unsubscribe" => Unsubscribe(Unsubscribe), unsubscribe;
-        "events" => Events(Events), events;
-    }
+    with inspection and topic
 }
 
 // ---- Session --------------------------------------------------------------
@@ -435,15 +443,12 @@ pub struct SessionPrincipal {}
 
 actor_ops! {
     /// A client session: its sockets and what each follows.
-    enum SessionCall for Session, trait SessionOps: Inspectable {
+    enum SessionCall for Session, trait SessionOps {
         "init" => Init(SessionInfo) -> Done, init;
         "deliver" => Deliver(Deliver) -> Delivered, deliver;
         "principal" => Principal(SessionPrincipal) -> Principal, principal;
     }
-    also {
-        "inspect" => Inspect(Inspect), inspect;
-        "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
-    }
+    with inspection
 }
 
 // ---- Vector shard ---------------------------------------------------------
@@ -478,16 +483,13 @@ pub struct ReplaceContent {
 
 actor_ops! {
     /// A vector shard: exact search over its part of the vectors.
-    enum ShardCall for VectorShard, trait ShardOps: Inspectable {
+    enum ShardCall for VectorShard, trait ShardOps {
         "upsert" => Upsert(Upsert) -> Upserted, upsert;
         "query" => Query(VectorQuery) -> Vec<VectorMatch>, query;
         "delete_content" => DropContent(DropContent) -> u32, drop_content;
         "replace_content" => ReplaceContent(ReplaceContent) -> u32, replace_content;
     }
-    also {
-        "inspect" => Inspect(Inspect), inspect;
-        "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
-    }
+    with inspection
 }
 
 // ---- Feed -----------------------------------------------------------------
@@ -504,16 +506,10 @@ pub struct Appended {
 
 actor_ops! {
     /// The feed: every item's public-facing events, in one ordered log.
-    enum FeedCall for Feed, trait FeedOps: Inspectable, TopicActor {
+    enum FeedCall for Feed, trait FeedOps {
         "append" => Append(Append) -> Appended, append;
     }
-    also {
-        "inspect" => Inspect(Inspect), inspect;
-        "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
-        "subscribe" => Subscribe(Subscribe), subscribe;
-        "unsubscribe" => Unsubscribe(Unsubscribe), unsubscribe;
-        "events" => Events(Events), events;
-    }
+    with inspection and topic
 }
 
 // ---- Analyzer -------------------------------------------------------------
@@ -531,14 +527,11 @@ pub struct ExtractedText {
 
 actor_ops! {
     /// The analyzer container's front: a circuit breaker over the container.
-    enum AnalyzerCall for Analyzer, trait AnalyzerOps: Inspectable {
+    enum AnalyzerCall for Analyzer, trait AnalyzerOps {
         "analyze" => Analyze(AnalyzeRequest) -> Value, analyze;
         "extract_pdf" => ExtractPdf(ExtractPdf) -> ExtractedText, extract_pdf;
     }
-    also {
-        "inspect" => Inspect(Inspect), inspect;
-        "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
-    }
+    with inspection
 }
 
 // ---- Rate limit -----------------------------------------------------------
@@ -580,17 +573,11 @@ pub struct ViewAnswer {
 
 actor_ops! {
     /// One answer: generated into committed deltas, for its asker only.
-    enum AnswerCall for Answer, trait AnswerOps: Inspectable, TopicActor {
+    enum AnswerCall for Answer, trait AnswerOps {
         "start" => Start(StartAnswer) -> Done, start;
         "view" => View(ViewAnswer) -> crate::domain::answer::AnswerView, view;
     }
-    also {
-        "inspect" => Inspect(Inspect), inspect;
-        "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
-        "subscribe" => Subscribe(Subscribe), subscribe;
-        "unsubscribe" => Unsubscribe(Unsubscribe), unsubscribe;
-        "events" => Events(Events), events;
-    }
+    with inspection and topic
 }
 
 // ---- Batch ----------------------------------------------------------------
@@ -639,18 +626,12 @@ pub struct ViewBatch {
 
 actor_ops! {
     /// A bulk import: its items from queued to terminal under the in-flight cap.
-    enum BatchCall for Batch, trait BatchOps: Inspectable, TopicActor {
+    enum BatchCall for Batch, trait BatchOps {
         "create" => Create(CreateBatch) -> Done, create;
         "delivered" => Delivered(ItemsDelivered) -> Done, delivered;
         "ended" => Ended(ItemEnded) -> Done, ended;
         "dead_lettered" => DeadLettered(DeadLettered) -> Done, dead_lettered;
         "view" => View(ViewBatch) -> BatchView, view;
     }
-    also {
-        "inspect" => Inspect(Inspect), inspect;
-        "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
-        "subscribe" => Subscribe(Subscribe), subscribe;
-        "unsubscribe" => Unsubscribe(Unsubscribe), unsubscribe;
-        "events" => Events(Events), events;
-    }
+    with inspection and topic
 }
