@@ -244,7 +244,8 @@ pub async fn source(env: &Env, p: &Principal, req: &Request, id: &str) -> ApiRes
         Some(_) => Some(int_param(&q, "version", 1, 1, u32::MAX)?),
     };
     let source = rpc::send(env, &content_id.to_string(), &SourceOf { principal: p.clone(), version }).await?;
-    let object = R2Uploads::new(env).get(&source.key).await?.ok_or_else(|| ApiError::not_found("source file"))?;
+    // Streamed from R2 to the client by the runtime, never read into the Worker.
+    let object = R2Uploads::new(env).open(&source.key).await?.ok_or_else(|| ApiError::not_found("source file"))?;
     let headers = Headers::new();
     headers.set("content-type", &source.content_type)?;
     headers.set("etag", &format!("\"{}\"", source.sha256))?;
@@ -253,5 +254,5 @@ pub async fn source(env: &Env, p: &Principal, req: &Request, id: &str) -> ApiRes
     // An uploaded HTML file must never run as a page of this origin.
     headers.set("content-security-policy", "sandbox")?;
     headers.set("content-disposition", "attachment")?;
-    Ok(Response::from_bytes(object)?.with_headers(headers))
+    Ok(Response::from_body(object)?.with_headers(headers))
 }

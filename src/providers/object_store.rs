@@ -4,7 +4,7 @@
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::ReadableStream;
 use worker::worker_sys::FixedLengthStream;
-use worker::{Bucket, Data, Env, HttpMetadata};
+use worker::{Bucket, Data, Env, HttpMetadata, ResponseBody};
 
 use super::streams::js_error;
 use crate::error::ApiError;
@@ -21,6 +21,9 @@ pub trait ObjectStore {
     /// The object's bytes; `None` when no object has that key. (Its content
     /// type is kept by the item's source, not read back.)
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ApiError>;
+    /// The object's body handed to the runtime as a stream, for a response
+    /// that passes it on without the Worker reading it.
+    async fn open(&self, key: &str) -> Result<Option<ResponseBody>, ApiError>;
     async fn delete(&self, key: &str) -> Result<(), ApiError>;
     /// Deletes every object under `prefix`.
     async fn delete_prefix(&self, prefix: &str) -> Result<(), ApiError>;
@@ -91,6 +94,14 @@ impl ObjectStore for R2Uploads {
         };
         let Some(body) = object.body() else { return Ok(None) };
         Ok(Some(body.bytes().await.map_err(|e| unavailable("read", e))?))
+    }
+
+    async fn open(&self, key: &str) -> Result<Option<ResponseBody>, ApiError> {
+        let Some(object) = self.bucket()?.get(key).execute().await.map_err(|e| unavailable("get", e))? else {
+            return Ok(None);
+        };
+        let Some(body) = object.body() else { return Ok(None) };
+        Ok(Some(body.response_body().map_err(|e| unavailable("read", e))?))
     }
 
     async fn delete(&self, key: &str) -> Result<(), ApiError> {
