@@ -1,5 +1,5 @@
-//! Bulk imports through the local `INGEST` queue: a 300-item import (1,000
-//! under `--ignored`) that settles every item under the in-flight cap, a
+//! Bulk imports through the local `INGEST` queue: a 1,000-item import that
+//! settles every item under the in-flight cap, a
 //! poisoned item that ends on the dead-letter queue, whole-batch validation,
 //! access, and the rate limit.
 //!
