@@ -296,28 +296,9 @@ async fn delete_erases_the_run_actors_copies() {
     }
 }
 
-#[tokio::test]
-async fn failed_spawns_and_catalog_writes_are_retried_until_they_land() {
-    let dir = temp_dir("integrity-faults");
-    let s = Server::start(&ServerOptions::new(dir).var("FAULTS", "spawn=0.5,catalog=0.5"));
-    let subs = join_all((0..8).map(|i| {
-        let s = &s;
-        async move {
-            s.submit(
-                &format!("Faulty {i}"),
-                &document("unreliable", 500 + i, 700),
-                None,
-            )
-            .await
-        }
-    }))
-    .await;
-    for (cid, run) in &subs {
-        assert_completed(&s, run).await;
-        let c = s.get(&format!("/api/content/{cid}")).await;
-        assert_eq!(c.body["status"], "indexed", "{}", c.body);
-    }
-    // The catalog converges to the actors: every item listed as indexed, every run row completed.
+/// The D1 catalog converges to the actors: every item listed as indexed at
+/// version 1, every run's row completed.
+async fn catalog_converges(s: &Server, subs: &[(String, String)]) {
     eventually("catalog converged", Duration::from_secs(90), || async {
         let list = s.get("/api/content?limit=100").await;
         let items = list.body["items"].as_array().cloned().unwrap_or_default();
@@ -346,12 +327,61 @@ async fn failed_spawns_and_catalog_writes_are_retried_until_they_land() {
         }
     })
     .await;
+}
+
+#[tokio::test]
+async fn failed_spawns_and_catalog_writes_are_retried_until_they_land() {
+    let dir = temp_dir("integrity-faults");
+    let s = Server::start(&ServerOptions::new(dir).var("FAULTS", "spawn=0.5,catalog=0.5"));
+    let subs = join_all((0..8).map(|i| {
+        let s = &s;
+        async move {
+            s.submit(
+                &format!("Faulty {i}"),
+                &document("unreliable", 500 + i, 700),
+                None,
+            )
+            .await
+        }
+    }))
+    .await;
+    for (cid, run) in &subs {
+        assert_completed(&s, run).await;
+        let c = s.get(&format!("/api/content/{cid}")).await;
+        assert_eq!(c.body["status"], "indexed", "{}", c.body);
+    }
+    catalog_converges(&s, &subs).await;
     let health = s.admin_get("/healthz").await;
     assert!(
         health.body.to_string().contains("spawn=0.5"),
         "{}",
         health.body
     );
+}
+
+/// Every catalog write fails while the runs go on; once the faults stop (a
+/// restart without them, on the same state), the actors' outboxes write the
+/// catalog they owe and it matches the actors.
+#[tokio::test]
+async fn the_catalog_converges_once_catalog_faults_stop() {
+    let dir = temp_dir("integrity-outage");
+    let mut s = Server::start(&ServerOptions::new(dir.clone()).var("FAULTS", "catalog=1.0"));
+    let subs = join_all((0..4).map(|i| {
+        let s = &s;
+        async move { s.submit(&format!("Outage {i}"), &document("outage", 600 + i, 700), None).await }
+    }))
+    .await;
+    for (cid, run) in &subs {
+        assert_completed(&s, run).await;
+        assert_eq!(s.get(&format!("/api/content/{cid}")).await.body["status"], "indexed");
+    }
+    let listed = s.get("/api/content?limit=100").await.body["items"].as_array().cloned().unwrap_or_default();
+    assert!(
+        subs.iter().all(|(cid, _)| !listed.iter().any(|i| i["id"] == cid.as_str())),
+        "no catalog write may land during the outage: {listed:?}"
+    );
+    s.restart(&ServerOptions::new(dir), false);
+    catalog_converges(&s, &subs).await;
 }
 
 #[tokio::test]
