@@ -65,6 +65,16 @@ pub async fn actor_exists(env: &Env, kind: &str, id: &str) -> ApiResult<bool> {
 pub async fn record_run(env: &Env, run: &PipelineRun, now: Millis) -> ApiResult<()> {
     let d = db(env)?;
     let id = run.id.to_string();
+    if run.purged {
+        // Its item was deleted: only the registry row (the inspector's) stays.
+        d.batch(vec![
+            registry_upsert(&d, "run", &id, run.status.as_str(), run.created_at, now)?,
+            d.prepare("DELETE FROM stage_timings WHERE run_id = ?1").bind(&[s(&id)])?,
+            d.prepare("DELETE FROM runs WHERE id = ?1").bind(&[s(&id)])?,
+        ])
+        .await?;
+        return Ok(());
+    }
     let failed = run.failed_stage();
     let mut stmts = vec![
         registry_upsert(&d, "run", &id, run.status.as_str(), run.created_at, now)?,
@@ -193,18 +203,26 @@ const CURRENT_ROW: &str = "EXISTS (SELECT 1 FROM content WHERE id = ?1 AND versi
 /// tombstone that keeps [`record_content`] from writing it back.
 pub async fn delete_content(env: &Env, id: &str, now: Millis) -> ApiResult<()> {
     let d = db(env)?;
-    let stmts = vec![
+    d.batch(erase_content(&d, id, now)?).await?;
+    Ok(())
+}
+
+/// A deleted item's rows: its listing and keyword rows go, and so do its
+/// runs' rows and timings (a purged run's own catalog write erases them too,
+/// whichever lands last); the registry keeps `deleted`.
+fn erase_content(d: &D1Database, id: &str, now: Millis) -> ApiResult<Vec<D1PreparedStatement>> {
+    Ok(vec![
         d.prepare("DELETE FROM content WHERE id = ?1").bind(&[s(id)])?,
         d.prepare(DELETE_FTS_ROW).bind(&[s(id)])?,
         d.prepare("DELETE FROM content_fts_keys WHERE content_id = ?1").bind(&[s(id)])?,
+        d.prepare("DELETE FROM stage_timings WHERE run_id IN (SELECT id FROM runs WHERE content_id = ?1)").bind(&[s(id)])?,
+        d.prepare("DELETE FROM runs WHERE content_id = ?1").bind(&[s(id)])?,
         d.prepare(
             "INSERT INTO actors (kind, id, status, created_at, updated_at) VALUES ('content', ?1, 'deleted', ?2, ?2)
              ON CONFLICT (kind, id) DO UPDATE SET status = 'deleted', updated_at = excluded.updated_at",
         )
         .bind(&[s(id), n(now)])?,
-    ];
-    d.batch(stmts).await?;
-    Ok(())
+    ])
 }
 
 // ---------------------------------------------------------------- API keys
@@ -598,13 +616,12 @@ pub async fn known_content_ids(env: &Env, after: &str, limit: u32) -> ApiResult<
 /// (no state, no tombstone): its listing and keyword rows and its runs' rows.
 /// The registry row becomes `deleted`, as after a delete.
 pub async fn drop_orphan_content(env: &Env, id: &str, now: Millis) -> ApiResult<()> {
-    delete_content(env, id, now).await?;
     let d = db(env)?;
-    d.batch(vec![
-        d.prepare("DELETE FROM actors WHERE kind = 'run' AND id IN (SELECT id FROM runs WHERE content_id = ?1)").bind(&[s(id)])?,
-        d.prepare("DELETE FROM stage_timings WHERE run_id IN (SELECT id FROM runs WHERE content_id = ?1)").bind(&[s(id)])?,
-        d.prepare("DELETE FROM runs WHERE content_id = ?1").bind(&[s(id)])?,
-    ])
-    .await?;
+    // One batch (one round trip, all or nothing); the runs' registry rows go
+    // before the runs rows that name them.
+    let mut stmts =
+        vec![d.prepare("DELETE FROM actors WHERE kind = 'run' AND id IN (SELECT id FROM runs WHERE content_id = ?1)").bind(&[s(id)])?];
+    stmts.extend(erase_content(&d, id, now)?);
+    d.batch(stmts).await?;
     Ok(())
 }

@@ -294,6 +294,14 @@ async fn delete_erases_the_run_actors_copies() {
     for mode in ["vector", "keyword", "hybrid"] {
         assert!(!search_ids(s, word, mode).await.contains(&cid), "{mode}");
     }
+    // The catalog keeps no row of the item's runs (only their registry rows).
+    eventually("runs rows erased", Duration::from_secs(30), || async {
+        let rows = s.d1(&format!(
+            "SELECT id FROM runs WHERE content_id = '{cid}' UNION ALL SELECT run_id FROM stage_timings WHERE run_id IN ('{run1}', '{run2}')"
+        ));
+        if rows.is_empty() { Ok(()) } else { Err(format!("{rows:?}")) }
+    })
+    .await;
 }
 
 /// The D1 catalog converges to the actors: every item listed as indexed at
