@@ -8,7 +8,11 @@
 //! On the wire an op stays a POST to `https://actor.internal/<op>` with the
 //! request as its JSON body (see `rpc`).
 
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -44,11 +48,13 @@ macro_rules! actor_ops {
     ($(#[$m:meta])* enum $call:ident for $kind:ident, trait $ops:ident { $($own:tt)* }) => {
         actor_ops! { @emit $(#[$m])* enum $call for $kind, trait $ops { $($own)* } also {} }
     };
+    (@reply $reply:ty) => { $reply };
+    (@reply $reply:ty, passed) => { Passed<$reply> };
     (
         @emit
         $(#[$m:meta])*
         enum $call:ident for $kind:ident, trait $ops:ident $(: $($sup:path),+)? {
-            $( $(#[$vm:meta])* $op:literal => $variant:ident($req:ty) -> $reply:ty, $method:ident; )*
+            $( $(#[$vm:meta])* $op:literal => $variant:ident($req:ty) -> $reply:ty $(as $passed:ident)?, $method:ident; )*
         }
         also { $( $sop:literal => $svariant:ident($sreq:ty), $smethod:ident; )* }
     ) => {
@@ -89,7 +95,7 @@ macro_rules! actor_ops {
             impl Op for $req {
                 const KIND: ActorKind = ActorKind::$kind;
                 const NAME: &'static str = $op;
-                type Reply = $reply;
+                type Reply = actor_ops!(@reply $reply $(, $passed)?);
             }
         )*
 
@@ -98,6 +104,34 @@ macro_rules! actor_ops {
             $( async fn $method(&self, q: $req) -> ApiResult<$reply>; )*
         }
     };
+}
+
+/// A reply the Worker hands on to its client as the actor encoded it: `T`
+/// names what it holds, but it is not parsed on the way (a view is neither
+/// decoded nor encoded again), and [`Passed::read`] takes out what a caller
+/// needs. Ops declare it with `-> T as passed`.
+pub struct Passed<T> {
+    raw: Box<RawValue>,
+    holds: PhantomData<T>,
+}
+
+impl<T> Passed<T> {
+    /// Reads the reply, or the part of it `F` names.
+    pub fn read<F: DeserializeOwned>(&self) -> ApiResult<F> {
+        serde_json::from_str(self.raw.get()).map_err(|e| ApiError::Internal(format!("actor reply: {e}")))
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Passed<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Passed { raw: Box::<RawValue>::deserialize(d)?, holds: PhantomData })
+    }
+}
+
+impl<T> Serialize for Passed<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.raw.serialize(s)
+    }
 }
 
 /// A reply that says only that the op was done.
@@ -353,7 +387,7 @@ actor_ops! {
     enum ContentCall for Content, trait ContentOps {
         "create" => Create(CreateContent) -> Accepted, create;
         "update" => Update(UpdateContent) -> Accepted, update;
-        "view" => View(ViewContent) -> ContentView, view;
+        "view" => View(ViewContent) -> ContentView as passed, view;
         "source" => Source(SourceOf) -> crate::domain::upload::Source, source;
         "authorize" => Authorize(Authorize) -> Authorized, authorize;
         "publish" => Publish(Publish) -> Published, publish;
@@ -367,7 +401,7 @@ actor_ops! {
 
 // ---- Run ------------------------------------------------------------------
 
-/// Starts a run of one version (idempotent: a redelivered start answers the view).
+/// Starts a run of one version (idempotent: a redelivered start is done already).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StartRun {
     pub run_id: Uuid,
@@ -381,6 +415,12 @@ pub struct StartRun {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ViewRun {}
+
+/// The fields of a run's view a caller reads before passing the view on.
+#[derive(Debug, Deserialize)]
+pub struct RunOf {
+    pub content_id: Uuid,
+}
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct CancelRun {
@@ -401,10 +441,10 @@ pub struct ReconcileRun {}
 actor_ops! {
     /// The pipeline run: one version through the stages.
     enum RunCall for Run, trait RunOps {
-        "start" => Start(StartRun) -> RunView, start;
-        "view" => View(ViewRun) -> RunView, view;
-        "cancel" => Cancel(CancelRun) -> RunView, cancel;
-        "retry" => Retry(RetryRun) -> RunView, retry;
+        "start" => Start(StartRun) -> Done, start;
+        "view" => View(ViewRun) -> RunView as passed, view;
+        "cancel" => Cancel(CancelRun) -> RunView as passed, cancel;
+        "retry" => Retry(RetryRun) -> RunView as passed, retry;
         "purge" => Purge(PurgeRun) -> Done, purge;
         "reconcile" => Reconcile(ReconcileRun) -> Done, reconcile;
     }
@@ -575,7 +615,7 @@ actor_ops! {
     /// One answer: generated into committed deltas, for its asker only.
     enum AnswerCall for Answer, trait AnswerOps {
         "start" => Start(StartAnswer) -> Done, start;
-        "view" => View(ViewAnswer) -> crate::domain::answer::AnswerView, view;
+        "view" => View(ViewAnswer) -> crate::domain::answer::AnswerView as passed, view;
     }
     with inspection and topic
 }
@@ -631,7 +671,7 @@ actor_ops! {
         "delivered" => Delivered(ItemsDelivered) -> Done, delivered;
         "ended" => Ended(ItemEnded) -> Done, ended;
         "dead_lettered" => DeadLettered(DeadLettered) -> Done, dead_lettered;
-        "view" => View(ViewBatch) -> BatchView, view;
+        "view" => View(ViewBatch) -> BatchView as passed, view;
     }
     with inspection and topic
 }

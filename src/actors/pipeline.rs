@@ -426,8 +426,8 @@ impl ActorStorage for PipelineActor {
 }
 
 impl RunOps for PipelineActor {
-    async fn start(&self, q: StartRun) -> ApiResult<RunView> {
-        self.shell.start(q).await
+    async fn start(&self, q: StartRun) -> ApiResult<Done> {
+        self.shell.start(q).await.map(|_| Done {})
     }
 
     async fn view(&self, _q: ViewRun) -> ApiResult<RunView> {

@@ -61,7 +61,7 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
 /// snippet.
 pub async fn get(env: &Env, p: &Principal, id: &str) -> ApiResult<Response> {
     let id = uuid_param(id, "answer")?.to_string();
-    let mut view = serde_json::to_value(rpc::send(env, &id, &ViewAnswer { principal: p.clone() }).await?)?;
+    let mut view: Value = rpc::send(env, &id, &ViewAnswer { principal: p.clone() }).await?.read()?;
     if let Some(citations) = view.get_mut("citations").and_then(Value::as_array_mut) {
         crate::actors::answer::withhold_for(env, p, vec![citations]).await?;
     }

@@ -93,8 +93,14 @@ pub async fn get(env: &Env, p: &Principal, id: &str) -> ApiResult<Response> {
     let id = uuid_param(id, "content")?;
     let view = rpc::send(env, &id.to_string(), &ViewContent { principal: p.clone() }).await?;
     let resp = http::json(200, &view);
-    let _ = resp.headers().set("etag", &format!("\"{}\"", view.version));
+    let version: ContentVersion = view.read()?;
+    let _ = resp.headers().set("etag", &format!("\"{}\"", version.version));
     Ok(resp)
+}
+
+#[derive(serde::Deserialize)]
+struct ContentVersion {
+    version: u32,
 }
 
 pub async fn delete(env: &Env, p: &Principal, id: &str) -> ApiResult<Response> {

@@ -5,7 +5,7 @@
 use worker::{Env, Response};
 
 use super::input::uuid_param;
-use crate::actors::ops::{AccessNeeded, Authorize, CancelRun, RetryRun, ViewRun};
+use crate::actors::ops::{AccessNeeded, Authorize, CancelRun, RetryRun, RunOf, ViewRun};
 use crate::actors::rpc;
 use crate::domain::principal::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -22,9 +22,10 @@ pub enum RunAction {
 pub async fn call(env: &Env, p: &Principal, id: &str, action: RunAction) -> ApiResult<Response> {
     let id = uuid_param(id, "run")?.to_string();
     let view = rpc::send(env, &id, &ViewRun {}).await?;
+    let run: RunOf = view.read()?;
     let needed = if action == RunAction::View { AccessNeeded::Read } else { AccessNeeded::Change };
     let ask = Authorize { principal: p.clone(), needed };
-    rpc::send(env, &view.content_id.to_string(), &ask).await.map_err(|e| match e {
+    rpc::send(env, &run.content_id.to_string(), &ask).await.map_err(|e| match e {
         ApiError::NotFound(_) => ApiError::not_found("run"),
         other => other,
     })?;

@@ -91,7 +91,7 @@ mod stream {
     use worker::{Delay, Env, Headers, Request, Response};
 
     use super::*;
-    use crate::actors::ops::{AccessNeeded, Authorize, Events, ViewAnswer, ViewBatch, ViewRun};
+    use crate::actors::ops::{AccessNeeded, Authorize, Events, RunOf, ViewAnswer, ViewBatch, ViewRun};
     use crate::actors::rpc;
     use crate::actors::session::topic_actor;
     use crate::api::input::{param, query};
@@ -150,7 +150,7 @@ mod stream {
                 return Ok(());
             }
             Topic::Content(id) => id,
-            Topic::Run(id) => rpc::send(env, &id.to_string(), &ViewRun {}).await?.content_id,
+            Topic::Run(id) => rpc::send(env, &id.to_string(), &ViewRun {}).await?.read::<RunOf>()?.content_id,
         };
         let ask = Authorize { principal: who.clone(), needed: AccessNeeded::Read };
         rpc::send(env, &content.to_string(), &ask).await?;
