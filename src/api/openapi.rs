@@ -76,6 +76,7 @@ fn bodies(id: RouteId) -> (Option<&'static str>, Option<&'static str>) {
         RouteId::CreateAnswer => (Some("AskInput"), Some("AnswerAccepted")),
         RouteId::CreateBatch => (Some("BatchInput"), Some("BatchAccepted")),
         RouteId::GetBatch => (None, Some("BatchView")),
+        RouteId::WhoAmI => (None, Some("Principal")),
         RouteId::GetAnswer => (None, Some("AnswerView")),
         _ => (None, None),
     }
@@ -111,6 +112,7 @@ pub fn generated_schemas() -> Value {
     gen.subschema_for::<AnswerAccepted>();
     gen.subschema_for::<BatchAccepted>();
     gen.subschema_for::<crate::domain::batch::BatchView>();
+    gen.subschema_for::<crate::domain::principal::Principal>();
     Value::Object(gen.take_definitions(true).into_iter().collect())
 }
 

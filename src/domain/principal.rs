@@ -15,6 +15,7 @@ pub fn valid_tenant(t: &str) -> bool {
     (1..=40).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PrincipalKind {
@@ -26,6 +27,7 @@ pub enum PrincipalKind {
 
 /// Content scopes. Each includes the ones below it: `content:manage` ⊃
 /// `content:write` ⊃ `content:read`.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Scope {
     #[serde(rename = "content:read")]
@@ -150,6 +152,7 @@ pub enum ReadScope {
     PublicOnly,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     pub kind: PrincipalKind,

@@ -119,6 +119,7 @@ async fn openapi_documents_the_router() {
         ("/api/runs/{id}", "get", s.get(&format!("/api/runs/{run}")).await),
         ("/api/search", "get", s.get("/api/search?q=schemas").await),
         ("/api/content", "get", s.get("/api/content?limit=3").await),
+        ("/api/me", "get", s.get("/api/me").await),
     ];
     for (path, method, reply) in checks {
         assert_eq!(reply.status, 200, "{path}: {}", reply.body);
