@@ -203,6 +203,7 @@ async fn main_inner() -> Result<(), String> {
     stack::DEVTOOLS_NETWORK.store(a.has("devtools-network"), std::sync::atomic::Ordering::Relaxed);
     let reps = a.number("reps", 3.0)?.max(1.0) as usize;
     let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let load_at_start = report::load_average();
     stack::raise_nofile();
     let mut sections = Vec::new();
     match a.cmd.as_str() {
@@ -247,7 +248,7 @@ async fn main_inner() -> Result<(), String> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
         return Err("--block: letters, digits and '-' only".into());
     }
-    let block = report::block(name, &command, &started, &sections);
+    let block = report::block(name, &command, &started, &load_at_start, &sections);
     match a.value("out") {
         Some(path) => {
             let p = PathBuf::from(path);
