@@ -5,7 +5,10 @@
 //! status in exactly one place ([`ApiError::status`], [`ApiError::code`]), and
 //! [`ApiError::from_body`] decodes that body back by its `code`, so a refusal
 //! crosses an actor hop as the same variant. Domain errors convert with `From`
-//! below, so call sites use `?`.
+//! below, so call sites use `?`. An internal error's detail is logged, never
+//! sent: the client gets a request id instead ([`ApiError::for_client`]).
+
+use std::borrow::Cow;
 
 use serde_json::{json, Value};
 
@@ -225,6 +228,37 @@ impl ApiError {
                 _ => ApiError::Internal(message),
             },
         })
+    }
+}
+
+/// What a client reads of an internal error: the detail (D1's or storage's
+/// own text) stays in the log under this request id.
+pub fn internal_message(request_id: &str) -> String {
+    format!("{INTERNAL_PREFIX}{request_id})")
+}
+
+const INTERNAL_PREFIX: &str = "internal error (request id ";
+
+/// The request id of a message made by [`internal_message`].
+pub fn logged_request_id(message: &str) -> Option<&str> {
+    message.strip_prefix(INTERNAL_PREFIX)?.strip_suffix(')').filter(|id| !id.is_empty())
+}
+
+impl ApiError {
+    /// The error as a client may see it, and the line to log if any: an
+    /// internal error becomes [`internal_message`] with the id `request_id`
+    /// gives, and its detail is logged under that id. One whose message is
+    /// already that crossed an actor hop: the actor logged its detail, so it
+    /// is shown as it is and keeps the actor's id.
+    pub fn for_client(&self, request_id: impl FnOnce() -> String) -> (Cow<'_, ApiError>, Option<String>) {
+        match self {
+            ApiError::Internal(detail) if logged_request_id(detail).is_none() => {
+                let id = request_id();
+                let log = format!("internal error, request id {id}: {detail}");
+                (Cow::Owned(ApiError::Internal(internal_message(&id))), Some(log))
+            }
+            e => (Cow::Borrowed(e), None),
+        }
     }
 }
 
@@ -491,6 +525,43 @@ mod tests {
         assert_eq!(ApiError::from_body(418, &body), Some(ApiError::BadRequest("m".into())));
         assert_eq!(ApiError::from_body(502, &body), Some(ApiError::Internal("m".into())));
         assert_eq!(ApiError::from_body(500, &json!({ "oops": 1 })), None);
+    }
+
+    #[test]
+    fn an_internal_error_shows_the_client_an_id_and_logs_its_detail() {
+        let e = ApiError::Internal("D1_ERROR: no such table: content: SQLITE_ERROR".into());
+        let (shown, log) = e.for_client(|| "8f1c2a3b4d5e6f70-AMS".into());
+        let body = shown.body();
+        // The contract's shape, nothing more.
+        assert_eq!(body, json!({ "error": { "code": "internal", "message": "internal error (request id 8f1c2a3b4d5e6f70-AMS)" } }));
+        assert_eq!(shown.status(), 500);
+        let log = log.expect("the detail is logged");
+        assert!(log.contains("8f1c2a3b4d5e6f70-AMS") && log.contains("no such table"), "{log}");
+        assert!(!body.to_string().contains("SQLITE"), "{body}");
+    }
+
+    /// An actor renders its internal error with its own id; the Worker that
+    /// rebuilds it after the hop shows that one, logs nothing more and never
+    /// asks for an id of its own.
+    #[test]
+    fn an_internal_error_keeps_the_actors_id_across_a_hop() {
+        let failed = ApiError::Internal("storage: disk I/O error".into());
+        let (in_actor, log) = failed.for_client(|| "actor-id-1".into());
+        assert!(log.is_some());
+        let rebuilt = hop(&in_actor).unwrap();
+        let (shown, log) = rebuilt.for_client(|| panic!("a second id was made"));
+        assert_eq!(shown.into_owned(), ApiError::Internal(internal_message("actor-id-1")));
+        assert_eq!(log, None);
+        assert_eq!(logged_request_id(&internal_message("actor-id-1")), Some("actor-id-1"));
+        assert_eq!(logged_request_id("internal error (request id )"), None);
+    }
+
+    #[test]
+    fn only_internal_errors_are_rewritten_for_clients() {
+        for e in every_variant().into_iter().filter(|e| !matches!(e, ApiError::Internal(_))) {
+            let (shown, log) = e.for_client(|| panic!("{e:?} asked for an id"));
+            assert_eq!((shown.into_owned(), log), (e.clone(), None));
+        }
     }
 
     #[test]

@@ -22,7 +22,20 @@ fn json_bytes(status: u16, body: Vec<u8>) -> Response {
         .unwrap_or_else(|_| Response::empty().unwrap_or_else(|_| unreachable_response()))
 }
 
+/// An error as the contract's JSON, where no request id is known (an
+/// actor's reply): an internal error is logged under a fresh one.
 pub fn error(e: &ApiError) -> Response {
+    error_for(e, None)
+}
+
+/// As [`error`], with the request's id (its `cf-ray`) when there is one: an
+/// internal error's detail is logged under the id and the client gets only
+/// the id ([`ApiError::for_client`]).
+pub fn error_for(e: &ApiError, request_id: Option<String>) -> Response {
+    let (e, log) = e.for_client(|| request_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()));
+    if let Some(line) = log {
+        worker::console_error!("{line}");
+    }
     let resp = json(e.status(), &e.body());
     for (k, v) in e.extra_headers() {
         let _ = resp.headers().set(k, &v);

@@ -10,6 +10,7 @@
 //! actorline-bench coldstart [--no-peer]
 //! actorline-bench peer      [--concurrency 1,16,64] [--docs N]
 //! actorline-bench soak      [--minutes 10] [--rate 20]
+//! actorline-bench auth      [--requests 600] [--concurrency 1,16]
 //! actorline-bench all       [--search-docs 1000,10000] [--no-max-sockets] [--no-peer]
 //! common: [--quick] [--reps N] [--out docs/benchmarks.md]
 //! ```
@@ -17,6 +18,7 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+mod auth;
 mod coldstart;
 mod compare;
 mod corpus;
@@ -35,7 +37,7 @@ use std::time::Instant;
 
 use report::Section;
 
-const USAGE: &str = "usage: actorline-bench <pipeline|events|search|coldstart|peer|soak|all> [options]
+const USAGE: &str = "usage: actorline-bench <pipeline|events|search|coldstart|peer|soak|auth|all> [options]
 
   pipeline   --concurrency 1,16,64   documents in flight (one row each)
              --docs N                documents per repetition (default: by concurrency)
@@ -54,8 +56,13 @@ const USAGE: &str = "usage: actorline-bench <pipeline|events|search|coldstart|pe
              --docs N                both waiting for run.completed
              --memory-runs N         then the peer's memory after N runs in all (default 10000; 0 skips)
   soak       --minutes M --rate R    steady load (default 10 min at 20 runs/s)
+  auth       --requests N            requests per pass and principal kind (default 600; 150 with --quick)
+             --concurrency 1,16      requests in flight (one row each)
+                                     latency and Worker CPU per request of each kind of principal against
+                                     anonymous, and of the rate limit's actor call; waits up to 10 min for
+                                     a load average below 1.5 first (not with --quick)
   all        coldstart, pipeline, peer (+ its memory after 10k runs: about 10 min), events (+ max-sockets,
-             + the peer's), search (10k documents: about 17 min)
+             + the peer's), search (10k documents: about 17 min), auth
              --search-docs LIST (default 1000,10000; 300 with --quick)  --no-max-sockets  --no-peer
 
   common     --quick                 smaller sizes, for a quick look
@@ -153,6 +160,16 @@ fn events_opts(a: &Args, quick: bool, reps: usize, probe_default: bool, peer: bo
     })
 }
 
+fn auth_opts(a: &Args, quick: bool, reps: usize) -> Result<auth::Options, String> {
+    Ok(auth::Options {
+        requests: a.number("requests", if quick { 150.0 } else { 600.0 })?.max(1.0) as usize,
+        // Under `all`, --concurrency is the pipeline's.
+        concurrency: if a.cmd == "auth" { a.list("concurrency", &[1, 16])? } else { vec![1, 16] },
+        reps,
+        wait_quiet: !quick,
+    })
+}
+
 async fn timed<F: std::future::Future<Output = Section>>(f: F) -> Section {
     timed_with(async { (f.await, ()) }).await.0
 }
@@ -186,6 +203,7 @@ async fn main_inner() -> Result<(), String> {
     stack::DEVTOOLS_NETWORK.store(a.has("devtools-network"), std::sync::atomic::Ordering::Relaxed);
     let reps = a.number("reps", 3.0)?.max(1.0) as usize;
     let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let load_at_start = report::load_average();
     stack::raise_nofile();
     let mut sections = Vec::new();
     match a.cmd.as_str() {
@@ -206,6 +224,7 @@ async fn main_inner() -> Result<(), String> {
             let o = soak::Options { minutes: a.number("minutes", 10.0)? as u64, rate: a.number("rate", 20.0)? };
             sections.push(timed(soak::run(&o)).await)
         }
+        "auth" => sections.push(timed(auth::run(&auth_opts(&a, quick, reps)?)).await),
         "all" => {
             sections.push(timed(coldstart::run(if quick { 1 } else { reps }, !a.has("no-peer"))).await);
             sections.push(timed(pipeline::run(&pipeline_opts(&a, quick, reps)?)).await);
@@ -220,6 +239,7 @@ async fn main_inner() -> Result<(), String> {
                 state: None,
             };
             sections.push(timed(search::run(&o)).await);
+            sections.push(timed(auth::run(&auth_opts(&a, quick, reps)?)).await);
         }
         other => return Err(format!("unknown subcommand {other:?}\n\n{USAGE}")),
     }
@@ -228,7 +248,7 @@ async fn main_inner() -> Result<(), String> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
         return Err("--block: letters, digits and '-' only".into());
     }
-    let block = report::block(name, &command, &started, &sections);
+    let block = report::block(name, &command, &started, &load_at_start, &sections);
     match a.value("out") {
         Some(path) => {
             let p = PathBuf::from(path);

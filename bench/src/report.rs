@@ -93,8 +93,9 @@ pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
 }
 
-/// Machine, versions and the command line.
-pub fn header(command: &str, started: &str) -> String {
+/// Machine, versions and the command line; `load` is the load average read
+/// when the command started (the block is written when it ends).
+pub fn header(command: &str, started: &str, load: &str) -> String {
     let root = crate::support::root();
     let cpu = first_line_with("/proc/cpuinfo", "model name").and_then(|l| l.split(':').nth(1).map(|s| s.trim().to_string())).unwrap_or_default();
     let mem_kib: f64 = first_line_with("/proc/meminfo", "MemTotal")
@@ -109,7 +110,7 @@ pub fn header(command: &str, started: &str) -> String {
     let _ = writeln!(b, "Recorded {started}.\n");
     let _ = writeln!(b, "| | |\n|---|---|");
     let _ = writeln!(b, "| Machine | {nproc} CPUs ({cpu}), {:.1} GiB RAM, Linux {kernel} |", mem_kib / 1024.0 / 1024.0);
-    let _ = writeln!(b, "| Load average at start | {} (1, 5, 15 min) |", load_average());
+    let _ = writeln!(b, "| Load average at start | {load} (1, 5, 15 min); at the end {} |", load_average());
     let _ = writeln!(b, "| Open-files limit | {soft} (hard {hard}), raised to the hard limit for the server and the load generator |");
     let _ = writeln!(b, "| rustc | {} |", cmd_out("rustc", &["--version"]));
     let _ = writeln!(b, "| node | {} |", cmd_out("node", &["--version"]));
@@ -135,10 +136,10 @@ pub fn goals_table(sections: &[Section]) -> String {
 }
 
 /// The generated block: header, goals, sections.
-pub fn block(name: &str, command: &str, started: &str, sections: &[Section]) -> String {
+pub fn block(name: &str, command: &str, started: &str, load: &str, sections: &[Section]) -> String {
     let mut b = String::new();
     let _ = writeln!(b, "{}\n", begin(name));
-    b.push_str(&header(command, started));
+    b.push_str(&header(command, started, load));
     let goals = goals_table(sections);
     if !goals.is_empty() {
         let _ = writeln!(b, "\n#### Goals\n\n{goals}");

@@ -1,5 +1,5 @@
 //! HTTP routes. `routes` is the pure route table; the handlers are thin: parse,
-//! call an actor or D1, answer. Every error goes through `http::error`.
+//! call an actor or D1, answer. Every error goes through `http::error_for`.
 
 pub mod openapi;
 pub mod routes;
@@ -42,10 +42,12 @@ pub async fn handle(req: worker::Request, env: worker::Env, ctx: worker::Context
     // say) as GET, which would answer it as a read.
     let method = req.inner().method().to_ascii_uppercase();
     let path = req.path();
+    // Cloudflare's id of the request, so an internal error's log line can be found by it.
+    let ray = req.headers().get("cf-ray").ok().flatten();
     let resp = match route(req, &env, &ctx, &method, &path).await {
         Ok(resp) => resp,
         Err(e) => {
-            let resp = crate::http::error(&e);
+            let resp = crate::http::error_for(&e, ray);
             if e.status() == 405 {
                 let _ = resp.headers().set("allow", &routes::allowed(&path).join(", "));
             }

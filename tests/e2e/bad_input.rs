@@ -1,4 +1,7 @@
-//! Bad requests get a 4xx in the contract's error shape, never a 5xx.
+//! Bad requests get a 4xx in the contract's error shape, never a 5xx; a
+//! failure inside gets a 500 that names a request id, never its detail.
+
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -95,4 +98,36 @@ async fn run_actions_conflict_when_not_allowed() {
     assert_eq!(view["status"], "completed");
     assert_error(&s.post(&format!("/api/runs/{run}/retry"), json!({})).await, 409, "conflict");
     assert_error(&s.post(&format!("/api/runs/{run}/cancel"), json!({})).await, 409, "conflict");
+}
+
+/// A D1 failure (its table renamed away under the running server) answers
+/// 500 `internal` with a generic message naming a request id: the request's
+/// `cf-ray` when it has one, a fresh id otherwise. D1's own text is only in
+/// the log, on a line with that id.
+#[tokio::test]
+async fn an_internal_error_names_a_request_id_and_logs_the_detail() {
+    let s = Server::start(&ServerOptions::new(temp_dir("internal-error").join("state")));
+    s.d1("ALTER TABLE content RENAME TO content_gone");
+    let with_ray = send(http().get(s.url("/api/content")).header("cf-ray", "8f00e2e0ray0001-TST")).await;
+    let fresh = send(http().get(s.url("/api/content"))).await;
+    for (r, expected) in [(&with_ray, Some("8f00e2e0ray0001-TST")), (&fresh, None)] {
+        assert_error(r, 500, "internal");
+        assert_eq!(r.body["error"].as_object().map(|o| o.len()), Some(2), "only code and message: {}", r.body);
+        let message = r.body["error"]["message"].as_str().unwrap_or_default();
+        let id = actorline::error::logged_request_id(message).unwrap_or_else(|| panic!("no request id in {message:?}"));
+        if let Some(expected) = expected {
+            assert_eq!(id, expected);
+        }
+        assert!(!r.body.to_string().contains("content"), "D1's text reached the client: {}", r.body);
+        // wrangler writes the Worker's console output to its log a little later.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = s.log_text();
+            if log.lines().any(|l| l.contains(id) && l.contains("no such table")) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no log line with request id {id} and D1's error");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }
