@@ -22,6 +22,22 @@ fn json_bytes(status: u16, body: Vec<u8>) -> Response {
         .unwrap_or_else(|_| Response::empty().unwrap_or_else(|_| unreachable_response()))
 }
 
+/// An error as its client may see it (see [`ApiError::for_client`]); an
+/// internal error's detail is logged here, under `request_id` or a fresh id.
+fn shown(e: &ApiError, request_id: Option<String>) -> std::borrow::Cow<'_, ApiError> {
+    let (e, log) = e.for_client(|| request_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()));
+    if let Some(line) = log {
+        worker::console_error!("{line}");
+    }
+    e
+}
+
+/// An error as a socket's or event stream's `error` frame under `code`,
+/// by the same rule as a response: an internal error's detail is logged, never sent.
+pub fn error_frame(e: &ApiError, code: &str) -> crate::protocol::ServerFrame {
+    crate::protocol::ServerFrame::error(code, shown(e, None).to_string())
+}
+
 /// An error as the contract's JSON, where no request id is known (an
 /// actor's reply): an internal error is logged under a fresh one.
 pub fn error(e: &ApiError) -> Response {
@@ -32,10 +48,7 @@ pub fn error(e: &ApiError) -> Response {
 /// internal error's detail is logged under the id and the client gets only
 /// the id ([`ApiError::for_client`]).
 pub fn error_for(e: &ApiError, request_id: Option<String>) -> Response {
-    let (e, log) = e.for_client(|| request_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()));
-    if let Some(line) = log {
-        worker::console_error!("{line}");
-    }
+    let e = shown(e, request_id);
     let resp = json(e.status(), &e.body());
     for (k, v) in e.extra_headers() {
         let _ = resp.headers().set(k, &v);

@@ -208,7 +208,7 @@ impl FeedActor {
             }
         };
         if let Err(e) = result {
-            send(ws, &ServerFrame::error(e.code(), e.to_string()));
+            send(ws, &crate::http::error_frame(&e, e.code()));
         }
     }
 

@@ -377,7 +377,7 @@ impl SessionActor {
             ClientFrame::Unsubscribe { topic } => self.unsubscribe(ws, &topic).await,
         };
         if let Err(e) = result {
-            send(ws, &ServerFrame::error(e.frame_code(), e.to_string()));
+            send(ws, &crate::http::error_frame(&e, e.frame_code()));
         }
     }
 

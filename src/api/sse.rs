@@ -184,7 +184,7 @@ mod stream {
                     Ok(p) => p,
                     Err(e) => {
                         self.done = true;
-                        let frame = ServerFrame::error(e.code(), e.to_string()).to_json();
+                        let frame = crate::http::error_frame(&e, e.code()).to_json();
                         return Some(message(None, "error", &frame));
                     }
                 };
