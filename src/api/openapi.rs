@@ -171,7 +171,10 @@ pub fn document() -> Value {
             op["responses"][ok]["content"] = json!({ "*/*": { "schema": { "type": "string", "format": "binary" } } });
         }
         if r.id == RouteId::TopicEvents {
-            op["responses"][ok]["content"] = json!({ "text/event-stream": { "schema": { "type": "string" } } });
+            // Each event of the stream: its `id` (the seq), name and one-line JSON `data`.
+            let event = json!({ "type": "object", "properties": {
+                "id": { "type": "string" }, "event": { "type": "string" }, "data": { "type": "string" }, "retry": { "type": "integer" } } });
+            op["responses"][ok]["content"] = json!({ "text/event-stream": { "schema": event } });
         }
         if r.pattern.starts_with("/admin") {
             op["security"] = json!([{ "admin": [] }]);
@@ -189,8 +192,8 @@ pub fn document() -> Value {
         "items": { "type": "array", "minItems": 1, "maxItems": 1000, "items": schema_ref("ContentInput") } } }));
     schemas.insert("AskInput".into(), json!({ "type": "object", "required": ["question"], "additionalProperties": false, "properties": {
         "question": { "type": "string", "minLength": 1, "maxLength": 500 },
-        "k": { "type": "integer", "minimum": 1, "maximum": 10 },
-        "category": { "type": "string" } } }));
+        "k": { "type": "integer", "minimum": 1, "maximum": 10, "nullable": true },
+        "category": { "type": "string", "nullable": true } } }));
     json!({
         "openapi": "3.0.3",
         "info": { "title": "Actorline", "version": env!("CARGO_PKG_VERSION"),

@@ -107,6 +107,13 @@ fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
 /// Finds the route for a request: 404 when no pattern matches the path, 405
 /// when one does but not with this method.
 pub fn resolve(method: &str, path: &str) -> Result<(RouteId, Vec<String>), ApiError> {
+    // A path some route names literally (`/api/content/batch`) is that
+    // route's, whatever the method: it is not also an `{id}`.
+    let literal = path.trim_end_matches('/');
+    let named = ROUTES.iter().filter(|r| r.pattern == literal);
+    if named.clone().next().is_some() && !named.clone().any(|r| r.method == method || (method == "HEAD" && r.method == "GET")) {
+        return Err(ApiError::MethodNotAllowed { method: method.to_string(), path: path.to_string() });
+    }
     let mut path_known = false;
     for route in ROUTES {
         if let Some(params) = matches(route.pattern, path) {
@@ -125,6 +132,11 @@ pub fn resolve(method: &str, path: &str) -> Result<(RouteId, Vec<String>), ApiEr
 
 /// Methods a path accepts, for the `Allow` header of a 405.
 pub fn allowed(path: &str) -> Vec<&'static str> {
+    let literal = path.trim_end_matches('/');
+    let named: Vec<&'static str> = ROUTES.iter().filter(|r| r.pattern == literal).map(|r| r.method).collect();
+    if !named.is_empty() {
+        return named;
+    }
     ROUTES.iter().filter(|r| matches(r.pattern, path).is_some()).map(|r| r.method).collect()
 }
 
@@ -139,6 +151,9 @@ mod tests {
         assert_eq!(resolve("GET", "/api/content/").unwrap().0, RouteId::ListContent);
         assert_eq!(resolve("PATCH", "/api/content/x").unwrap_err().status(), 405);
         assert_eq!(resolve("QUERY", "/api/content").unwrap_err().status(), 405);
+        // A literal path is not also an `{id}` of the pattern beside it.
+        assert_eq!(resolve("PUT", "/api/content/batch").unwrap_err().status(), 405);
+        assert_eq!(allowed("/api/content/batch"), vec!["POST"]);
         assert_eq!(resolve("GET", "/api/nope").unwrap_err().status(), 404);
         assert_eq!(resolve("GET", "/api/runs//cancel").unwrap_err().status(), 404);
         assert_eq!(resolve("GET", "/admin/actors/run/x").unwrap().1, vec!["run", "x"]);
