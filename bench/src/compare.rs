@@ -194,7 +194,9 @@ pub async fn run(opts: &Options) -> Section {
             ms(median(&p.worker_cpu))
         );
         let v = median(&a.rps) / median(&p.rps);
-        sec.goals.push(Goal::new("runs/s at concurrency 64, Actorline ÷ Agents SDK peer", "≥ 2×", v, |v| v >= 2.0, "×").why(why));
+        sec.goals.push(Goal::new("runs/s at concurrency 64, Actorline ÷ Agents SDK peer", "≥ 2×", v, |v| v >= 2.0, "×").why(why.clone()));
+        let cpu = median(&a.worker_cpu) / median(&p.worker_cpu);
+        sec.goals.push(Goal::new("Worker CPU per run at concurrency 64, Actorline ÷ peer (issue 17)", "≤ 0.5×", cpu, |v| v <= 0.5, "×").why(why));
     }
     sec.body = b;
     sec

@@ -413,7 +413,7 @@ pub async fn run(opts: &Options) -> (Section, Levels) {
                 opts.rate,
                 r.opened
             );
-            sec.goals.push(Goal::new("event → client p99 at 1,000 sockets", "< 10 ms", median(&r.p99), |v| v < 10.0, "ms").why(why));
+            sec.goals.push(Goal::new("event → client p99 at 1,000 sockets (issue 17)", "< 50 ms", median(&r.p99), |v| v < 50.0, "ms").why(why));
         }
     }
 
