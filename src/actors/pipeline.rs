@@ -393,7 +393,11 @@ impl RunShell {
         let events = run.retry(now)?;
         self.commit_and_push(&run, events, now)?;
         self.arm(&run, now).await?;
-        self.catalog_now(now).await?;
+        // The retry is committed: a catalog write that fails now is the
+        // outbox's to retry, not the caller's error.
+        if let Err(e) = self.catalog_now(now).await {
+            worker::console_error!("run {}: catalog row after retry is owed: {e}", run.id);
+        }
         Ok(run.view(run.next_alarm(now)))
     }
 

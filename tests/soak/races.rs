@@ -35,6 +35,13 @@ struct Item {
     dropped: usize,
 }
 
+/// A 503 that is not the API's own error: the local runtime dropped the
+/// request (its outcome is unknown). The API's own 503 carries the
+/// contract's `{"error": …}` body and fails the scenario like any 5xx.
+fn runtime_dropped(r: &Reply) -> bool {
+    r.status == 503 && r.body.get("error").is_none()
+}
+
 /// The token a version's title names ("Race {i}" or "Race {i} put {p}").
 fn token_of_title(i: usize, title: &str) -> String {
     token(
@@ -107,24 +114,24 @@ async fn race(s: &Server, i: usize, category: &str, seed: u64) -> Item {
                 tok,
             )),
             404 if deleted => {}
-            503 => dropped += 1,
+            503 if runtime_dropped(&r) => dropped += 1,
             other => panic!("PUT answered {other}: {}", r.body),
         }
     }
     for r in [&cancel, &retry] {
         assert!(
-            matches!(r.status, 200 | 404 | 409 | 503),
+            matches!(r.status, 200 | 404 | 409) || runtime_dropped(r),
             "run op answered {}: {}",
             r.status,
             r.body
         );
-        dropped += usize::from(r.status == 503);
+        dropped += usize::from(runtime_dropped(r));
     }
     let deleted = match delete {
         None => false,
         Some(d) if d.status == 204 => true,
         Some(d) => {
-            assert_eq!(d.status, 503, "{}", d.body);
+            assert!(runtime_dropped(&d), "DELETE answered {}: {}", d.status, d.body);
             dropped += 1;
             s.get(&path).await.status == 404
         }
