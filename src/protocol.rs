@@ -204,7 +204,11 @@ pub struct RunView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContentInput {
+    /// Not blank (422 otherwise), at most `LIMIT_TITLE_CHARS`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(length(min = 1), regex(pattern = r"\S")))]
     pub title: String,
+    /// Not blank, at most `LIMIT_BODY_BYTES`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(length(min = 1), regex(pattern = r"\S")))]
     pub body: String,
     #[serde(default)]
     pub category: Option<String>,

@@ -5,7 +5,8 @@
 use serde_json::{json, Value};
 use worker::{Env, Request, Response};
 
-use super::input::{int_param, param, query, uuid_param};
+use super::input::{param, query, uuid_param};
+use super::routes::{ACTORS_LIMIT, RECONCILE_LIMIT};
 use crate::actors::ops::{FireAlarm, Inspect, ReconcileContent};
 use crate::actors::rpc::{self, ActorKind};
 use crate::catalog;
@@ -65,7 +66,7 @@ pub async fn inspect(env: &Env, req: &Request, kind: &str, id: &str, look: Look)
 
 pub async fn list_actors(env: &Env, req: &Request) -> ApiResult<Response> {
     let q = query(req)?;
-    let limit = int_param(&q, "limit", 50, 1, 200)?;
+    let limit = ACTORS_LIMIT.read(&q)?;
     let kind = param(&q, "kind").filter(|k| !k.is_empty());
     if let Some(k) = kind {
         kind_of(k).map_err(|_| ApiError::invalid("kind", "must be content, run or session"))?;
@@ -167,7 +168,7 @@ fn parse_cursor(c: &str) -> ApiResult<(i64, String)> {
 
 /// How many content actors one reconciliation request asks: each costs a call
 /// to the actor and one per run, well inside a request's subrequest budget.
-const RECONCILE_MAX: u32 = 50;
+const RECONCILE_MAX: u32 = RECONCILE_LIMIT.max;
 
 /// `POST /admin/reconcile?cursor&limit&ids`: after a D1 outage or restore,
 /// asks content actors to write their catalog rows again from their own state
@@ -177,7 +178,7 @@ const RECONCILE_MAX: u32 = 50;
 /// row whose actor holds nothing is removed.
 pub async fn reconcile(env: &Env, req: &Request) -> ApiResult<Response> {
     let q = query(req)?;
-    let limit = int_param(&q, "limit", 20, 1, RECONCILE_MAX)?;
+    let limit = RECONCILE_LIMIT.read(&q)?;
     let named: Vec<String> = match param(&q, "ids").filter(|v| !v.is_empty()) {
         Some(list) => {
             let ids: Vec<&str> = list.split(',').map(str::trim).collect();

@@ -4,7 +4,8 @@ use uuid::Uuid;
 use worker::{Env, Request, Response};
 
 use super::auth;
-use super::input::{int_param, json_body, param, query, uuid_param};
+use super::input::{json_body, param, query, uuid_param};
+use super::routes::CONTENT_LIMIT;
 use crate::actors::ops::{CreateContent, DeleteContent, UpdateContent, ViewContent};
 use crate::actors::rpc;
 use crate::catalog;
@@ -113,7 +114,7 @@ pub async fn delete(env: &Env, p: &Principal, id: &str) -> ApiResult<Response> {
 /// to clients: `<created_at>.<id>`. Only what the caller may read is listed.
 pub async fn list(env: &Env, p: &Principal, req: Request) -> ApiResult<Response> {
     let q = query(&req)?;
-    let limit = int_param(&q, "limit", 20, 1, 100)?;
+    let limit = CONTENT_LIMIT.read(&q)?;
     let status = param(&q, "status").filter(|s| !s.is_empty());
     if let Some(st) = status {
         if !["processing", "indexed", "failed"].contains(&st) {

@@ -88,7 +88,14 @@ pub fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
     q.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-pub fn int_param(q: &[(String, String)], key: &str, default: u32, min: u32, max: u32) -> ApiResult<u32> {
+impl super::routes::IntParam {
+    /// The parameter from the query, within its declared bounds.
+    pub fn read(&self, q: &[(String, String)]) -> ApiResult<u32> {
+        int_param(q, self.name, self.default, self.min, self.max)
+    }
+}
+
+fn int_param(q: &[(String, String)], key: &str, default: u32, min: u32, max: u32) -> ApiResult<u32> {
     match param(q, key) {
         None | Some("") => Ok(default),
         Some(v) => match v.parse::<u32>() {

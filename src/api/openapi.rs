@@ -7,7 +7,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::routes::{RouteId, ROUTES};
+use super::routes::{IntParam, RouteId, ACTORS_LIMIT, CONTENT_LIMIT, RECONCILE_LIMIT, ROUTES, SEARCH_K, SOURCE_VERSION};
 
 fn summary(id: RouteId) -> (&'static str, &'static str) {
     match id {
@@ -45,17 +45,27 @@ fn summary(id: RouteId) -> (&'static str, &'static str) {
     }
 }
 
-fn query_params(id: RouteId) -> Vec<(&'static str, &'static str)> {
+fn query_params(id: RouteId) -> Vec<(&'static str, Value)> {
+    let text = || json!({ "type": "string" });
+    let int = |p: IntParam| (p.name, json!({ "type": "integer", "minimum": p.min, "maximum": p.max, "default": p.default }));
+    let one_of = |values: &[&str]| json!({ "type": "string", "enum": values });
+    let visibility = || one_of(&["private", "tenant", "public"]);
     match id {
-        RouteId::ListContent => vec![("limit", "integer"), ("cursor", "string"), ("status", "string"), ("category", "string")],
-        RouteId::Search => vec![("q", "string"), ("k", "integer"), ("category", "string"), ("mode", "string")],
-        RouteId::SessionSocket => vec![("token", "string")],
-        RouteId::AdminActors => vec![("kind", "string"), ("status", "string"), ("limit", "integer"), ("cursor", "string")],
-        RouteId::ListKeys => vec![("tenant", "string")],
-        RouteId::TopicEvents => vec![("after", "integer")],
-        RouteId::CreateUpload => vec![("title", "string"), ("category", "string"), ("visibility", "string")],
-        RouteId::GetSource => vec![("version", "integer")],
-        RouteId::TopicSocket => vec![("session", "string"), ("token", "string"), ("after", "integer")],
+        RouteId::ListContent => vec![
+            int(CONTENT_LIMIT),
+            ("cursor", text()),
+            ("status", one_of(&["processing", "indexed", "failed"])),
+            ("category", text()),
+        ],
+        RouteId::Search => vec![("q", text()), int(SEARCH_K), ("category", text()), ("mode", one_of(&["hybrid", "vector", "keyword"]))],
+        RouteId::SessionSocket => vec![("token", text())],
+        RouteId::AdminActors => vec![("kind", text()), ("status", text()), int(ACTORS_LIMIT), ("cursor", text())],
+        RouteId::AdminReconcile => vec![int(RECONCILE_LIMIT), ("cursor", text()), ("ids", text())],
+        RouteId::ListKeys => vec![("tenant", text())],
+        RouteId::TopicEvents => vec![("after", json!({ "type": "integer", "minimum": 0 }))],
+        RouteId::CreateUpload => vec![("title", text()), ("category", text()), ("visibility", visibility())],
+        RouteId::GetSource => vec![int(SOURCE_VERSION)],
+        RouteId::TopicSocket => vec![("session", text()), ("token", text()), ("after", json!({ "type": "integer", "minimum": 0 }))],
         _ => vec![],
     }
 }
@@ -129,10 +139,10 @@ pub fn document() -> Value {
         params.extend(
             query_params(r.id)
                 .into_iter()
-                .map(|(name, ty)| {
+                .map(|(name, schema)| {
                     let required = name == "q" || (name == "token" && r.id == RouteId::SessionSocket);
                     // An empty value (`limit=`) reads as absent: the default.
-                    json!({ "name": name, "in": "query", "required": required, "allowEmptyValue": !required, "schema": { "type": ty } })
+                    json!({ "name": name, "in": "query", "required": required, "allowEmptyValue": !required, "schema": schema })
                 }),
         );
         let ok = match r.id {
@@ -280,5 +290,8 @@ mod tests {
         assert_eq!(id_of("/api/batches/{id}", "get")["format"], "uuid");
         // A shard or the feed is inspected by name, not by UUID.
         assert!(id_of("/admin/actors/{kind}/{id}", "get").get("format").is_none());
+        // The bounds the handler reads are the ones stated.
+        let limit = &doc["paths"]["/api/content"]["get"]["parameters"][0];
+        assert_eq!((limit["name"].clone(), limit["schema"]["minimum"].clone(), limit["schema"]["maximum"].clone()), (json!("limit"), json!(1), json!(100)));
     }
 }

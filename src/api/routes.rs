@@ -84,6 +84,28 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/topics/{topic}/ws", RouteId::TopicSocket),
 ];
 
+/// An integer query parameter, declared once: the handler reads it with
+/// these bounds (`input::IntParam::read`, 422 outside them; an empty value is
+/// the default) and the OpenAPI document states them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntParam {
+    pub name: &'static str,
+    pub default: u32,
+    pub min: u32,
+    pub max: u32,
+}
+
+/// `GET /api/content?limit`.
+pub const CONTENT_LIMIT: IntParam = IntParam { name: "limit", default: 20, min: 1, max: 100 };
+/// `GET /admin/actors?limit`.
+pub const ACTORS_LIMIT: IntParam = IntParam { name: "limit", default: 50, min: 1, max: 200 };
+/// `POST /admin/reconcile?limit`: also the most `ids` one request may name.
+pub const RECONCILE_LIMIT: IntParam = IntParam { name: "limit", default: 20, min: 1, max: 50 };
+/// `GET /api/search?k`.
+pub const SEARCH_K: IntParam = IntParam { name: "k", default: 10, min: 1, max: 50 };
+/// `GET /api/content/{id}/source?version` (absent: the current version).
+pub const SOURCE_VERSION: IntParam = IntParam { name: "version", default: 1, min: 1, max: u32::MAX };
+
 fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
     let p: Vec<&str> = pattern.trim_matches('/').split('/').collect();
     let s: Vec<&str> = path.trim_end_matches('/').trim_start_matches('/').split('/').collect();

@@ -6,7 +6,8 @@
 
 use worker::{Context, Env, Request, Response};
 
-use super::input::{int_param, param, query};
+use super::input::{param, query};
+use super::routes::SEARCH_K;
 use super::retrieve::{category_filter, query_text, retrieve, Mode, RetrieveQuery};
 use crate::catalog::{self, n, s};
 use crate::domain::fusion::snippet;
@@ -16,13 +17,11 @@ use crate::http;
 use crate::protocol::{HitSources, SearchHit, SearchResponse, SearchTimings};
 use crate::runtime::now_ms;
 
-pub const MAX_K: u32 = 50;
-
 pub async fn search(env: &Env, ctx: &Context, p: &Principal, req: &Request) -> ApiResult<Response> {
     let started = now_ms();
     let q = query(req)?;
     let text = query_text(param(&q, "q").unwrap_or(""), "q")?;
-    let k = int_param(&q, "k", 10, 1, MAX_K)?;
+    let k = SEARCH_K.read(&q)?;
     let category = category_filter(env, param(&q, "category"))?;
     let mode_text = param(&q, "mode").unwrap_or("hybrid");
     let mode = Mode::parse(mode_text).ok_or_else(|| ApiError::invalid("mode", "must be hybrid, vector or keyword"))?;

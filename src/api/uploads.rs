@@ -9,7 +9,8 @@ use worker::web_sys::ReadableStream;
 use worker::{Env, Headers, Request, Response};
 
 use super::content::{new_ownership, submit_doc, updater, Writer};
-use super::input::{int_param, param, query, read_capped, uuid_param};
+use super::input::{param, query, read_capped, uuid_param};
+use super::routes::SOURCE_VERSION;
 use crate::actors::ops::{AccessNeeded, Authorize, SourceOf};
 use crate::actors::rpc;
 use crate::config::Limits;
@@ -241,7 +242,7 @@ pub async fn source(env: &Env, p: &Principal, req: &Request, id: &str) -> ApiRes
     let q = query(req)?;
     let version = match param(&q, "version") {
         None | Some("") => None,
-        Some(_) => Some(int_param(&q, "version", 1, 1, u32::MAX)?),
+        Some(_) => Some(SOURCE_VERSION.read(&q)?),
     };
     let source = rpc::send(env, &content_id.to_string(), &SourceOf { principal: p.clone(), version }).await?;
     // Streamed from R2 to the client by the runtime, never read into the Worker.
