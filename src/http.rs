@@ -10,6 +10,11 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
     json_bytes(status, serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()))
 }
 
+/// A body that is JSON already (the generated OpenAPI document).
+pub fn json_text(status: u16, body: &str) -> Response {
+    json_bytes(status, body.as_bytes().to_vec())
+}
+
 /// [`json`] once the body is encoded: only the encoding is generic, so each
 /// reply type adds just its serializer to the bundle.
 fn json_bytes(status: u16, body: Vec<u8>) -> Response {

@@ -77,7 +77,7 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
     let arg = |i: usize| p.get(i).map(String::as_str).unwrap_or_default();
     match id {
         R::Health => health::get(env, auth::is_operator(env, &req)).await,
-        R::OpenApi => Ok(http::json(200, &openapi::document())),
+        R::OpenApi => Ok(http::json_text(200, openapi::DOCUMENT)),
         R::WhoAmI => Ok(http::json(200, &who)),
         R::CreateContent => {
             auth::require(&who, Scope::Write)?;

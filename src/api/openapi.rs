@@ -1,13 +1,22 @@
 //! The OpenAPI 3 document, generated from the route table so it cannot drift
-//! from what the router serves. The request and response schemas come from
-//! the wire types themselves (`schemars`, natively): they are generated into
-//! `openapi_schemas.json`, which the Worker embeds, and a test fails when
-//! that file no longer matches the types (`UPDATE_OPENAPI=1 cargo test --lib
-//! openapi` rewrites it). The wasm bundle carries the JSON, not the generator.
+//! from what the router serves, with the request and response schemas of the
+//! wire types themselves (`schemars`). It is generated natively into
+//! `openapi.json`, which the Worker serves as it is, and a test fails when
+//! that file no longer matches the routes and types (`UPDATE_OPENAPI=1 cargo
+//! test --lib openapi` rewrites it). The wasm bundle carries the JSON, not
+//! the generator.
 
+/// The document the Worker serves at `/api/openapi.json`.
+pub const DOCUMENT: &str = include_str!("openapi.json");
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use generator::*;
+
+#[cfg(not(target_arch = "wasm32"))]
+mod generator {
 use serde_json::{json, Map, Value};
 
-use super::routes::{IntParam, RouteId, ACTORS_LIMIT, CONTENT_LIMIT, RECONCILE_LIMIT, ROUTES, SEARCH_K, SOURCE_VERSION};
+use crate::api::routes::{IntParam, RouteId, ACTORS_LIMIT, CONTENT_LIMIT, RECONCILE_LIMIT, ROUTES, SEARCH_K, SOURCE_VERSION};
 
 fn summary(id: RouteId) -> (&'static str, &'static str) {
     match id {
@@ -70,8 +79,6 @@ fn query_params(id: RouteId) -> Vec<(&'static str, Value)> {
     }
 }
 
-/// The generated component schemas (see the module doc).
-const SCHEMAS: &str = include_str!("openapi_schemas.json");
 
 /// The typed request and response bodies of a route, by schema name.
 fn bodies(id: RouteId) -> (Option<&'static str>, Option<&'static str>) {
@@ -106,8 +113,7 @@ fn schema_ref(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
-/// Every wire type's schema under `#/components/schemas`, generated natively.
-#[cfg(not(target_arch = "wasm32"))]
+/// Every wire type's schema under `#/components/schemas`.
 pub fn generated_schemas() -> Value {
     use crate::protocol::*;
     let mut gen = schemars::generate::SchemaSettings::openapi3().into_generator();
@@ -192,7 +198,7 @@ pub fn document() -> Value {
         let entry = paths.entry(r.pattern.to_string()).or_insert_with(|| json!({}));
         entry[r.method.to_ascii_lowercase()] = op;
     }
-    let mut schemas: Map<String, Value> = serde_json::from_str(SCHEMAS).unwrap_or_default();
+    let mut schemas: Map<String, Value> = generated_schemas().as_object().cloned().unwrap_or_default();
     // The error body and the answer request are not Rust types of the Worker's
     // native build (the error JSON is built in src/error.rs).
     schemas.insert("Error".into(), json!({ "type": "object", "required": ["error"], "properties": { "error": {
@@ -216,9 +222,13 @@ pub fn document() -> Value {
     })
 }
 
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::routes::ROUTES;
+    use serde_json::{json, Map, Value};
 
     #[test]
     fn every_served_route_is_documented() {
@@ -249,15 +259,15 @@ mod tests {
     }
 
     #[test]
-    fn schemas_are_generated_from_the_wire_types() {
-        let generated = serde_json::to_string_pretty(&generated_schemas()).unwrap() + "\n";
+    fn the_served_document_is_generated_from_the_routes_and_types() {
+        let generated = serde_json::to_string_pretty(&document()).unwrap() + "\n";
         if std::env::var_os("UPDATE_OPENAPI").is_some() {
-            std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/openapi_schemas.json"), &generated).unwrap();
+            std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/openapi.json"), &generated).unwrap();
             return;
         }
         assert!(
-            SCHEMAS == generated,
-            "src/api/openapi_schemas.json is stale: run `UPDATE_OPENAPI=1 cargo test --lib openapi` and commit it"
+            DOCUMENT == generated,
+            "src/api/openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test --lib openapi` and commit it"
         );
     }
 
