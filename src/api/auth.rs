@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use wasm_bindgen::{JsCast, JsValue};
@@ -181,21 +181,47 @@ async fn webcrypto_verify(alg: Alg, jwk: &Value, data: &[u8], sig: &[u8]) -> Res
         Alg::Hs256 => return Ok(false),
     };
     // Only the public parts: a JWK's `key_ops`/`use` must not veto "verify".
-    let mut public = Object::new();
+    let mut public = serde_json::Map::new();
     if let Some(map) = jwk.as_object() {
-        let mut clean = serde_json::Map::new();
         for k in ["kty", "n", "e", "crv", "x", "y", "alg"] {
             if let Some(v) = map.get(k) {
-                clean.insert(k.to_string(), v.clone());
+                public.insert(k.to_string(), v.clone());
             }
         }
-        public = js_obj(&Value::Object(clean))?.dyn_into()?;
     }
-    let usages = Array::of1(&"verify".into());
-    let args = Array::of5(&"jwk".into(), &public, &js_obj(&import)?, &JsValue::FALSE, &usages);
-    let key = call_subtle("importKey", &args).await?;
+    let public = Value::Object(public);
+    let key = imported_key(alg, &public, &import).await?;
     let args = Array::of4(&js_obj(&verify)?, &key, &Uint8Array::from(sig), &Uint8Array::from(data));
     Ok(call_subtle("verify", &args).await?.as_bool().unwrap_or(false))
+}
+
+thread_local! {
+    /// Imported verification keys, by algorithm and public JWK. The keys come
+    /// from the configuration, so there are a handful, and importing one costs
+    /// more than a verify (docs/benchmarks.md, the auth block).
+    static IMPORTED: RefCell<HashMap<String, JsValue>> = RefCell::new(HashMap::new());
+}
+
+/// Most imported keys kept; past it the map starts over.
+const IMPORTED_MAX: usize = 64;
+
+/// The `CryptoKey` of `public` for `alg`, imported once per isolate.
+async fn imported_key(alg: Alg, public: &Value, import: &Value) -> Result<JsValue, JsValue> {
+    let id = format!("{alg:?}:{public}");
+    if let Some(key) = IMPORTED.with(|m| m.borrow().get(&id).cloned()) {
+        return Ok(key);
+    }
+    let usages = Array::of1(&"verify".into());
+    let args = Array::of5(&"jwk".into(), &js_obj(public)?, &js_obj(import)?, &JsValue::FALSE, &usages);
+    let key = call_subtle("importKey", &args).await?;
+    IMPORTED.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= IMPORTED_MAX {
+            m.clear();
+        }
+        m.insert(id, key.clone());
+    });
+    Ok(key)
 }
 
 /// `401` for anonymous callers, `403` for a principal without `scope`.
