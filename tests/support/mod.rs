@@ -48,9 +48,15 @@ impl Group {
         cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn child");
         let pgid = child.id();
+        // In a group of its own and deaf to the usual signals: a kill of this
+        // test process's whole group (Ctrl-C, a CI timeout) must not take the
+        // watchdog with it, or the child group it guards would be left running.
         let mut watchdog = Command::new("sh")
             .arg("-c")
-            .arg(format!("read _ignored; kill -TERM -{pgid} 2>/dev/null; sleep 3; kill -KILL -{pgid} 2>/dev/null"))
+            .arg(format!(
+                "trap '' HUP INT TERM; read _ignored; kill -TERM -{pgid} 2>/dev/null; sleep 3; kill -KILL -{pgid} 2>/dev/null"
+            ))
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
