@@ -129,37 +129,33 @@ fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
 /// Finds the route for a request: 404 when no pattern matches the path, 405
 /// when one does but not with this method.
 pub fn resolve(method: &str, path: &str) -> Result<(RouteId, Vec<String>), ApiError> {
-    // A path some route names literally (`/api/content/batch`) is that
-    // route's, whatever the method: it is not also an `{id}`.
-    let literal = path.trim_end_matches('/');
-    let named = ROUTES.iter().filter(|r| r.pattern == literal);
-    if named.clone().next().is_some() && !named.clone().any(|r| r.method == method || (method == "HEAD" && r.method == "GET")) {
-        return Err(ApiError::MethodNotAllowed { method: method.to_string(), path: path.to_string() });
+    let routes = routes_for(path);
+    if routes.is_empty() {
+        return Err(ApiError::not_found(format!("route {path}")));
     }
-    let mut path_known = false;
-    for route in ROUTES {
-        if let Some(params) = matches(route.pattern, path) {
-            if route.method == method || (method == "HEAD" && route.method == "GET") {
-                return Ok((route.id, params));
-            }
-            path_known = true;
-        }
-    }
-    if path_known {
-        Err(ApiError::MethodNotAllowed { method: method.to_string(), path: path.to_string() })
-    } else {
-        Err(ApiError::not_found(format!("route {path}")))
-    }
+    routes
+        .into_iter()
+        .find(|(r, _)| r.method == method || (method == "HEAD" && r.method == "GET"))
+        .map(|(r, params)| (r.id, params))
+        .ok_or_else(|| ApiError::MethodNotAllowed { method: method.to_string(), path: path.to_string() })
 }
 
 /// Methods a path accepts, for the `Allow` header of a 405.
 pub fn allowed(path: &str) -> Vec<&'static str> {
+    routes_for(path).into_iter().map(|(r, _)| r.method).collect()
+}
+
+/// The routes that serve `path`, with its parameters: those that name it
+/// literally (`/api/content/batch` is not also an `{id}`), else those whose
+/// pattern matches it.
+fn routes_for(path: &str) -> Vec<(&'static Route, Vec<String>)> {
     let literal = path.trim_end_matches('/');
-    let named: Vec<&'static str> = ROUTES.iter().filter(|r| r.pattern == literal).map(|r| r.method).collect();
-    if !named.is_empty() {
-        return named;
-    }
-    ROUTES.iter().filter(|r| matches(r.pattern, path).is_some()).map(|r| r.method).collect()
+    let named = ROUTES.iter().any(|r| r.pattern == literal);
+    ROUTES
+        .iter()
+        .filter(|r| !named || r.pattern == literal)
+        .filter_map(|r| matches(r.pattern, path).map(|params| (r, params)))
+        .collect()
 }
 
 #[cfg(test)]
