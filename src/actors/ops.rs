@@ -32,17 +32,17 @@ use crate::providers::types::{AnalyzeRequest, VectorItem, VectorMatch, VectorQue
 macro_rules! actor_ops {
     ($(#[$m:meta])* enum $call:ident for $kind:ident, trait $ops:ident { $($own:tt)* } with inspection and topic) => {
         actor_ops! { @emit $(#[$m])* enum $call for $kind, trait $ops: Inspectable, TopicActor { $($own)* } also {
-            "inspect" => Inspect(Inspect), inspect;
-            "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
-            "subscribe" => Subscribe(Subscribe), subscribe;
-            "unsubscribe" => Unsubscribe(Unsubscribe), unsubscribe;
-            "events" => Events(Events), events;
+            Inspect(Inspect), inspect;
+            FireAlarm(FireAlarm), fire_alarm;
+            Subscribe(Subscribe), subscribe;
+            Unsubscribe(Unsubscribe), unsubscribe;
+            Events(Events), events;
         } }
     };
     ($(#[$m:meta])* enum $call:ident for $kind:ident, trait $ops:ident { $($own:tt)* } with inspection) => {
         actor_ops! { @emit $(#[$m])* enum $call for $kind, trait $ops: Inspectable { $($own)* } also {
-            "inspect" => Inspect(Inspect), inspect;
-            "fire_alarm" => FireAlarm(FireAlarm), fire_alarm;
+            Inspect(Inspect), inspect;
+            FireAlarm(FireAlarm), fire_alarm;
         } }
     };
     ($(#[$m:meta])* enum $call:ident for $kind:ident, trait $ops:ident { $($own:tt)* }) => {
@@ -56,7 +56,7 @@ macro_rules! actor_ops {
         enum $call:ident for $kind:ident, trait $ops:ident $(: $($sup:path),+)? {
             $( $(#[$vm:meta])* $op:literal => $variant:ident($req:ty) -> $reply:ty $(as $passed:ident)?, $method:ident; )*
         }
-        also { $( $sop:literal => $svariant:ident($sreq:ty), $smethod:ident; )* }
+        also { $( $svariant:ident($sreq:ty), $smethod:ident; )* }
     ) => {
         $(#[$m])*
         pub enum $call {
@@ -69,7 +69,8 @@ macro_rules! actor_ops {
             pub fn decode(op: &str, body: &[u8]) -> ApiResult<Self> {
                 match op {
                     $( $op => Ok(Self::$variant(rpc::request(op, body)?)), )*
-                    $( $sop => Ok(Self::$svariant(rpc::request(op, body)?)), )*
+                    // A shared op's name is its `SharedOp::NAME`, declared once.
+                    $( name if name == <$sreq as SharedOp>::NAME => Ok(Self::$svariant(rpc::request(op, body)?)), )*
                     other => Err(ApiError::not_found(format!("{} op {other}", ActorKind::$kind.as_str()))),
                 }
             }

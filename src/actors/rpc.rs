@@ -167,13 +167,11 @@ pub async fn incoming(req: &mut Request) -> Result<(String, Vec<u8>), ApiError> 
     Ok((op, req.bytes().await?))
 }
 
-/// An op's request decoded from its body (an empty body reads as `null`, so
-/// a request type whose fields all default takes it).
+/// An op's request decoded from its body (an empty body reads as `{}`, so a
+/// request type whose fields all default takes it).
 pub fn request<T: DeserializeOwned>(op: &str, body: &[u8]) -> Result<T, ApiError> {
-    let body = if body.is_empty() { b"null".as_slice() } else { body };
-    serde_json::from_slice(body)
-        .or_else(|e| if body == b"null" { serde_json::from_slice(b"{}") } else { Err(e) })
-        .map_err(|e| ApiError::BadRequest(format!("internal call {op}: {e}")))
+    let body = if body.is_empty() { b"{}".as_slice() } else { body };
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("internal call {op}: {e}")))
 }
 
 pub fn reply<T: Serialize>(r: Result<T, ApiError>) -> worker::Result<Response> {
