@@ -212,10 +212,10 @@ impl RunShell {
         crate::store::exec(&self.state.storage().sql(), "DELETE FROM artifacts", vec![])
     }
 
-    async fn start(self: &Rc<Self>, req: StartRun) -> ApiResult<RunView> {
-        if let Some(run) = self.load()? {
-            // Idempotent: a retried spawn gets the same run back.
-            return Ok(run.view(None));
+    async fn start(self: &Rc<Self>, req: StartRun) -> ApiResult<()> {
+        if self.load()?.is_some() {
+            // Idempotent: a retried spawn finds the run under way.
+            return Ok(());
         }
         if crate::store::has_state(&self.state.storage().sql()) && self.cells().load::<bool>(PURGED_BEFORE_START)?.unwrap_or(false) {
             return Err(ApiError::Superseded(stages::CONTENT_DELETED.into()));
@@ -242,7 +242,7 @@ impl RunShell {
         self.state.wait_until(async move { shell.activate_or_retry_later(true).await });
         // The registry row: nothing waits on it; the alarm retries it if it fails.
         let _ = self.drain().await;
-        Ok(run.view(Some(watchdog)))
+        Ok(())
     }
 
     /// One activation: runs the ready stages back to back (see
@@ -431,7 +431,7 @@ impl ActorStorage for PipelineActor {
 
 impl RunOps for PipelineActor {
     async fn start(&self, q: StartRun) -> ApiResult<Done> {
-        self.shell.start(q).await.map(|_| Done {})
+        self.shell.start(q).await.map(|()| Done {})
     }
 
     async fn view(&self, _q: ViewRun) -> ApiResult<RunView> {
