@@ -50,7 +50,7 @@ use crate::domain::event_log::{plan_replay, ReplayPlan};
 use crate::domain::principal::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{EventRecord, Topic};
-use ops::{Done, Events, EventsPage, Plan, Subscribe, SubscribeAnswer, Unsubscribe};
+use ops::{Admit, Done, Events, EventsPage, Plan, Subscribe, SubscribeAnswer, Unsubscribe};
 use crate::store::events::EventStore;
 use fanout::Subscribers;
 
@@ -125,6 +125,13 @@ pub trait TopicActor: ActorStorage {
     /// content that may since be deleted); the log keeps what was pushed.
     async fn withhold(&self, _events: &mut [EventRecord], _snapshot: Option<&mut Value>) -> ApiResult<()> {
         Ok(())
+    }
+
+    /// The `admit` op: 404 unless the topic exists and `principal` may follow it.
+    async fn admits(&self, q: Admit) -> ApiResult<Done> {
+        self.admit(&q.principal).await?;
+        self.topic()?.ok_or_else(|| ApiError::not_found("actor"))?;
+        Ok(Done {})
     }
 
     async fn subscribe(&self, q: Subscribe) -> ApiResult<SubscribeAnswer> {

@@ -37,6 +37,7 @@ macro_rules! actor_ops {
             Subscribe(Subscribe), subscribe;
             Unsubscribe(Unsubscribe), unsubscribe;
             Events(Events), events;
+            Admit(Admit), admits;
         } }
     };
     ($(#[$m:meta])* enum $call:ident for $kind:ident, trait $ops:ident { $($own:tt)* } with inspection) => {
@@ -227,6 +228,18 @@ pub struct EventsPage {
     pub resync: bool,
     #[serde(default)]
     pub snapshot: Option<Value>,
+}
+
+/// Whether `principal` may follow the topic: `subscribe`'s check without
+/// subscribing, which an SSE stream asks before it polls `events`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Admit {
+    pub principal: Principal,
+}
+
+impl SharedOp for Admit {
+    const NAME: &'static str = "admit";
+    type Reply = Done;
 }
 
 impl SharedOp for Subscribe {

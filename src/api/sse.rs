@@ -91,7 +91,7 @@ mod stream {
     use worker::{Delay, Env, Headers, Request, Response};
 
     use super::*;
-    use crate::actors::ops::{AccessNeeded, Authorize, Events, RunOf, ViewAnswer, ViewBatch, ViewRun};
+    use crate::actors::ops::{Admit, Events};
     use crate::actors::rpc;
     use crate::actors::session::topic_actor;
     use crate::api::input::{param, query};
@@ -135,26 +135,13 @@ mod stream {
 
     use futures::StreamExt;
 
-    /// The same checks as a WebSocket subscription: a run or content topic
-    /// needs read access to the item, an answer topic is its asker's, a
-    /// batch topic its submitter's, the feed is open (each event filtered by its item's visibility).
+    /// The same check as a WebSocket subscription, made by the topic's own
+    /// actor (`TopicActor::admit`): a run or content topic needs read access
+    /// to the item, an answer topic is its asker's, a batch topic its
+    /// submitter's, the feed is open (each event filtered by its item's visibility).
     async fn authorize(env: &Env, who: &Principal, topic: Topic) -> ApiResult<()> {
-        let content = match topic {
-            Topic::Feed => return Ok(()),
-            Topic::Answer(id) => {
-                rpc::send(env, &id.to_string(), &ViewAnswer { principal: who.clone() }).await?;
-                return Ok(());
-            }
-            Topic::Batch(id) => {
-                rpc::send(env, &id.to_string(), &ViewBatch { principal: who.clone() }).await?;
-                return Ok(());
-            }
-            Topic::Content(id) => id,
-            Topic::Run(id) => rpc::send(env, &id.to_string(), &ViewRun {}).await?.read::<RunOf>()?.content_id,
-        };
-        let ask = Authorize { principal: who.clone(), needed: AccessNeeded::Read };
-        rpc::send(env, &content.to_string(), &ask).await?;
-        Ok(())
+        let (kind, name) = topic_actor(topic);
+        rpc::send_to(env, kind, &name, &Admit { principal: who.clone() }).await.map(|_| ())
     }
 
     struct Poll {
