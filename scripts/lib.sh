@@ -81,11 +81,16 @@ apply_migrations() { # state dir
   wrangler d1 migrations apply DB --local --persist-to "$1" >&2 </dev/null
 }
 
-browser_tests() {
-  if ! command -v chromium >/dev/null 2>&1; then
-    log "installing Debian chromium for browser tests"
-    (apt-get update -qq && apt-get install -y -qq chromium) >&2
+# A command from Debian's packages, installed once when it is missing.
+ensure_debian() { # command package why
+  if ! command -v "$1" >/dev/null 2>&1; then
+    log "installing Debian $2 ($3)"
+    (apt-get update -qq && apt-get install -y -qq "$2") >&2
   fi
+}
+
+browser_tests() {
+  ensure_debian chromium chromium "browser tests"
   log "browser tests (headless chromium)"
   node --test tests/browser/
 }
