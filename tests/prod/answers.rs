@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{calls, prod, RUN_TIMEOUT};
+use super::{calls, prod, search_until_found, RUN_TIMEOUT};
 use crate::support::*;
 
 const ANSWER_WAIT: Duration = Duration::from_secs(60);
@@ -24,15 +24,8 @@ async fn fact_sheet(marker: &str) -> String {
     );
     let (cid, run) = p.server.submit(&format!("The {marker} bridge"), &body, None).await;
     assert_eq!(p.server.wait_run(&run, RUN_TIMEOUT).await["status"], "completed");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = p.server.get(&format!("/api/search?q={marker}%20bridge&k=5")).await;
-        if r.body["results"].as_array().is_some_and(|rs| rs.iter().any(|x| x["content_id"] == cid.as_str())) {
-            return cid;
-        }
-        assert!(Instant::now() < deadline, "search never found {cid}: {}", r.body);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    search_until_found(&format!("q={marker}%20bridge&k=5"), &[cid.as_str()]).await;
+    cid
 }
 
 async fn ask(question: &str) -> String {

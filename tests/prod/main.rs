@@ -117,17 +117,7 @@ async fn search_finds_a_document_once_its_vectors_are_visible_and_the_summary_is
     let (cid, run) = p.server.submit("Visible later", &marked("quillfeather", 2, 1500), Some("science")).await;
     assert_all_completed(&p.server.wait_run(&run, RUN_TIMEOUT).await);
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = p.server.get("/api/search?q=quillfeather%20report&mode=vector&k=10").await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        let found = r.body["results"].as_array().is_some_and(|rs| rs.iter().any(|x| x["content_id"] == cid.as_str()));
-        if found {
-            break;
-        }
-        assert!(Instant::now() < deadline, "vector search never found {cid}: {}", r.body);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    search_until_found("q=quillfeather%20report&mode=vector&k=10", &[cid.as_str()]).await;
 
     let content = p.server.get(&format!("/api/content/{cid}")).await;
     let summary = content.body["summary"].as_str().unwrap_or("");
@@ -348,15 +338,21 @@ async fn a_batch_import_settles_through_the_queues_and_its_items_are_searchable(
         assert_all_completed(&p.server.wait_run(item["run_id"].as_str().unwrap(), RUN_TIMEOUT).await);
     }
     let ids: Vec<&str> = done.iter().map(|i| i["content_id"].as_str().unwrap()).collect();
+    search_until_found(&format!("q={marker}&k=20"), &ids).await;
+}
+
+/// Polls `/api/search?{query}` until its results hold every one of `ids`
+/// (vectors become visible a moment after a run ends); 30 s at most.
+pub(crate) async fn search_until_found(query: &str, ids: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = p.server.get(&format!("/api/search?q={marker}&k=20")).await;
+        let r = prod().server.get(&format!("/api/search?{query}")).await;
         assert_eq!(r.status, 200, "{}", r.body);
         let found: Vec<&str> = r.body["results"].as_array().unwrap().iter().filter_map(|x| x["content_id"].as_str()).collect();
         if ids.iter().all(|id| found.contains(id)) {
-            break;
+            return;
         }
-        assert!(Instant::now() < deadline, "search for {marker} found {found:?}, not all of {ids:?}");
+        assert!(Instant::now() < deadline, "search ?{query} found {found:?}, not all of {ids:?}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
