@@ -92,6 +92,12 @@ pub async fn run(opts: &Options) -> Section {
     sec
 }
 
+/// A row's measured cells, up to its Worker CPU: `| kind | c | p50 | p99 |
+/// req/s | CPU |` (the tables add their differences after them).
+fn measured_cells(label: &str, c: usize, f: &Figures) -> String {
+    format!("| {label} | {c} | {} | {} | {:.0} | {} |", ms(median(&f.p50)), ms(median(&f.p99)), median(&f.per_sec), num(median(&f.cpu)))
+}
+
 async fn measure(stack: &Stack, opts: &Options) -> Result<String, String> {
     let item = public_item(stack).await?;
     let pool = opts.requests.max(1);
@@ -178,17 +184,7 @@ async fn measure(stack: &Stack, opts: &Options) -> Result<String, String> {
             for r in rows.iter().filter(|r| r.route == route && r.c == c) {
                 let (p50, cpu) = (median(&r.f.p50), median(&r.f.cpu));
                 let delta = |x: f64, base: f64| if r.kind == 0 { "–".to_string() } else { signed(x - base) };
-                let _ = writeln!(
-                    b,
-                    "| {} | {c} | {} | {} | {:.0} | {} | {} | {} |",
-                    kinds[r.kind].label,
-                    ms(p50),
-                    ms(median(&r.f.p99)),
-                    median(&r.f.per_sec),
-                    num(cpu),
-                    delta(p50, base_p50),
-                    delta(cpu, base_cpu)
-                );
+                let _ = writeln!(b, "{} {} | {} |", measured_cells(kinds[r.kind].label, c, &r.f), delta(p50, base_p50), delta(cpu, base_cpu));
             }
         }
         let _ = writeln!(b);
@@ -216,12 +212,8 @@ async fn measure(stack: &Stack, opts: &Options) -> Result<String, String> {
             let (dp, dc) = (p50 - op_p50, cpu - op_cpu);
             let _ = writeln!(
                 b,
-                "| {} | {c} | {} | {} | {:.0} | {} | {} | {} | {} |",
-                kinds[r.kind].label,
-                ms(p50),
-                ms(median(&r.f.p99)),
-                median(&r.f.per_sec),
-                num(cpu),
+                "{} {} | {} | {} |",
+                measured_cells(kinds[r.kind].label, c, &r.f),
                 if key { signed(dp) } else { "–".into() },
                 if key { signed(dc) } else { "–".into() },
                 if key { format!("{} / {}", signed(dp - (me_key - me_op)), signed(dc - (me_key_cpu - me_op_cpu))) } else { "–".into() },
