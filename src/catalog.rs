@@ -251,14 +251,17 @@ impl KeyRow {
     }
 
     /// The listing and creation view: never the key or its hash.
-    pub fn view(&self) -> serde_json::Value {
-        serde_json::json!({
-            "key_id": self.key_id, "tenant": self.tenant, "name": self.name,
-            "scopes": self.scopes().iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-            "rate_per_min": self.rate_per_min.map(|r| r as u32),
-            "created_at": crate::domain::time::rfc3339(self.created_at as i64),
-            "revoked_at": self.revoked_at.map(|r| crate::domain::time::rfc3339(r as i64)),
-        })
+    pub fn view(&self) -> crate::protocol::KeyView {
+        crate::protocol::KeyView {
+            key_id: self.key_id.clone(),
+            tenant: self.tenant.clone(),
+            name: self.name.clone(),
+            scopes: self.scopes(),
+            rate_per_min: self.rate_per_min.map(|r| r as u32),
+            created_at: crate::domain::time::rfc3339(self.created_at as i64),
+            revoked_at: self.revoked_at.map(|r| crate::domain::time::rfc3339(r as i64)),
+            key: None,
+        }
     }
 }
 

@@ -10,7 +10,8 @@
 
 use std::borrow::Cow;
 
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::Value;
 
 use crate::domain::content::{superseded_reason, ContentError};
 use crate::domain::jwt::JwtError;
@@ -19,6 +20,7 @@ use crate::domain::principal::Denied;
 use crate::domain::session::{SubscribeError, MAX_SUBSCRIPTIONS};
 use crate::domain::token::TokenError;
 use crate::domain::vector::FenceError;
+use crate::protocol::{ErrorBody, ErrorDetail};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ApiError {
@@ -149,27 +151,32 @@ impl ApiError {
     /// extensions: `field` places a form's message next to its input, the
     /// others let [`ApiError::from_body`] rebuild the variant after a hop.
     pub fn body(&self) -> Value {
-        let mut error = json!({ "code": self.code(), "message": self.to_string() });
+        serde_json::to_value(self.wire()).unwrap_or_default()
+    }
+
+    /// The typed body [`ApiError::body`] serializes.
+    pub fn wire(&self) -> ErrorBody {
+        let mut error = ErrorDetail { code: self.code().into(), message: self.to_string(), ..ErrorDetail::default() };
         match self {
-            ApiError::InvalidField { field, .. } => error["field"] = json!(field),
-            ApiError::RateLimited { retry_after_secs } => error["retry_after"] = json!(retry_after_secs),
+            ApiError::InvalidField { field, .. } => error.field = Some(field.clone()),
+            ApiError::RateLimited { retry_after_secs } => error.retry_after = Some(*retry_after_secs),
             ApiError::CircuitOpen { retry_after_ms } => {
-                error["retry_after"] = json!(secs_ceil(*retry_after_ms));
-                error["retry_after_ms"] = json!(retry_after_ms);
+                error.retry_after = Some(secs_ceil(*retry_after_ms));
+                error.retry_after_ms = Some(*retry_after_ms);
             }
             ApiError::VersionConflict { expected, current } => {
-                error["expected"] = json!(expected);
-                error["current"] = json!(current);
+                error.expected = Some(*expected);
+                error.current = Some(*current);
             }
             ApiError::MethodNotAllowed { method, path } => {
-                error["method"] = json!(method);
-                error["path"] = json!(path);
+                error.method = Some(method.clone());
+                error.path = Some(path.clone());
             }
-            ApiError::TooManySockets { max } | ApiError::TooManySubscriptions { max } => error["max"] = json!(max),
-            ApiError::PayloadTooLarge { limit } => error["limit"] = json!(limit),
+            ApiError::TooManySockets { max } | ApiError::TooManySubscriptions { max } => error.max = Some(*max),
+            ApiError::PayloadTooLarge { limit } => error.limit = Some(*limit as u64),
             _ => {}
         }
-        json!({ "error": error })
+        ErrorBody { error }
     }
 
     /// Headers the status calls for (RFC 9110: 429 and 503 may say when to
@@ -186,36 +193,34 @@ impl ApiError {
     /// `code`, so an actor's refusal travels through the Worker unchanged. A
     /// code this build does not know falls back on the status.
     pub fn from_body(status: u16, body: &Value) -> Option<Self> {
-        let err = body.get("error")?;
-        let message = err.get("message")?.as_str()?.to_string();
-        let code = err.get("code")?.as_str()?;
-        let num = |k: &str| err.get(k).and_then(Value::as_u64).unwrap_or(0);
-        let text = |k: &str| err.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let ErrorBody { error: err } = ErrorBody::deserialize(body).ok()?;
+        let message = err.message;
+        let code = err.code.as_str();
         Some(match code {
             "bad_request" => ApiError::BadRequest(message),
             "malformed_json" => ApiError::MalformedJson(message),
             "unauthorized" => ApiError::Unauthorized(message),
             "forbidden" => ApiError::Forbidden(message),
             "not_found" => ApiError::NotFound(message.trim_end_matches(" not found").to_string()),
-            "method_not_allowed" => ApiError::MethodNotAllowed { method: text("method"), path: text("path") },
+            "method_not_allowed" => ApiError::MethodNotAllowed { method: err.method.unwrap_or_default(), path: err.path.unwrap_or_default() },
             "already_exists" => ApiError::AlreadyExists(message.trim_end_matches(" already exists").to_string()),
             "superseded" => ApiError::Superseded(message),
             "conflict" => ApiError::InvalidTransition(message),
             "fenced" => ApiError::Fenced(message),
-            "too_many_sockets" => ApiError::TooManySockets { max: num("max") as u32 },
-            "too_many_subscriptions" => ApiError::TooManySubscriptions { max: num("max") as u32 },
-            "version_conflict" => ApiError::VersionConflict { expected: num("expected") as u32, current: num("current") as u32 },
-            "payload_too_large" => ApiError::PayloadTooLarge { limit: num("limit") as usize },
+            "too_many_sockets" => ApiError::TooManySockets { max: err.max.unwrap_or(0) },
+            "too_many_subscriptions" => ApiError::TooManySubscriptions { max: err.max.unwrap_or(0) },
+            "version_conflict" => ApiError::VersionConflict { expected: err.expected.unwrap_or(0), current: err.current.unwrap_or(0) },
+            "payload_too_large" => ApiError::PayloadTooLarge { limit: err.limit.unwrap_or(0) as usize },
             "unsupported_media_type" => ApiError::UnsupportedMediaType(message),
             "invalid_field" => {
-                let field = err.get("field").and_then(Value::as_str).unwrap_or("body");
+                let field = err.field.as_deref().unwrap_or("body");
                 let message = message.strip_prefix(&format!("{field}: ")).unwrap_or(&message).to_string();
                 ApiError::InvalidField { field: field.to_string(), message }
             }
-            "rate_limited" => ApiError::RateLimited { retry_after_secs: err.get("retry_after").and_then(Value::as_u64).unwrap_or(1) },
+            "rate_limited" => ApiError::RateLimited { retry_after_secs: err.retry_after.unwrap_or(1) },
             "internal" => ApiError::Internal(message),
             "unavailable" => ApiError::Unavailable(message),
-            "circuit_open" => ApiError::CircuitOpen { retry_after_ms: num("retry_after_ms") },
+            "circuit_open" => ApiError::CircuitOpen { retry_after_ms: err.retry_after_ms.unwrap_or(0) },
             "analyzer_disabled" => ApiError::AnalyzerDisabled,
             _ => match status {
                 401 => ApiError::Unauthorized(message),
@@ -357,6 +362,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use crate::domain::retry::{decide, RetryDecision, RetryPolicy, RetryTuning};
     use crate::protocol::{ErrorClass, RunStatus, Stage};
 

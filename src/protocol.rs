@@ -204,17 +204,24 @@ pub struct RunView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContentInput {
-    /// Not blank (422 otherwise), at most `LIMIT_TITLE_CHARS`.
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(length(min = 1), regex(pattern = r"\S")))]
+    /// One line, not blank (422 otherwise), at most `LIMIT_TITLE_CHARS` (300).
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(length(min = 1, max = 300), pattern(crate::domain::content::label_pattern())))]
     pub title: String,
-    /// Not blank, at most `LIMIT_BODY_BYTES`.
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(length(min = 1), regex(pattern = r"\S")))]
+    /// Not blank, no NUL, at most `LIMIT_BODY_BYTES`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(length(min = 1), pattern(r"^[^\u0000]*[^\s\u0000][^\u0000]*$")))]
     pub body: String,
     #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(pattern(crate::domain::content::CATEGORY_PATTERN)))]
     pub category: Option<String>,
+    /// At most `LIMIT_TAGS` (20) one-line tags of 1 to `LIMIT_TAG_CHARS` (40).
     #[serde(default)]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(length(max = 20), inner(length(min = 1, max = 40), pattern(crate::domain::content::label_pattern())))
+    )]
     pub tags: Option<Vec<String>>,
     #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(length(max = 200), pattern(crate::domain::content::optional_label_pattern())))]
     pub author: Option<String>,
     /// `private`, `tenant` (the default on create) or `public`; on `PUT`,
     /// absent keeps the current visibility.
@@ -229,7 +236,43 @@ pub struct Links {
     pub run: String,
 }
 
-/// The `202` answer to a submission.
+/// The most characters a search query or a question may hold.
+pub const MAX_QUERY_CHARS: usize = 500;
+
+/// A search query or a question: not blank and without control characters.
+pub const QUERY_TEXT_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$";
+
+/// The most sources an answer may be grounded on (`k`), and the default.
+pub const ASK_MAX_K: u32 = 10;
+pub const ASK_DEFAULT_K: u32 = 5;
+
+/// `POST /api/answers` body.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AskInput {
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(length(min = 1, max = MAX_QUERY_CHARS), pattern(QUERY_TEXT_PATTERN)))]
+    pub question: String,
+    /// 1 to [`ASK_MAX_K`]; [`ASK_DEFAULT_K`] when absent.
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 1, max = ASK_MAX_K)))]
+    pub k: Option<u32>,
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(pattern(crate::domain::content::CATEGORY_PATTERN)))]
+    pub category: Option<String>,
+}
+
+/// `POST /api/content/batch` body. Items stay raw JSON here so each one's
+/// error can name its index (`items[3].title`); the document declares them
+/// as [`ContentInput`].
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchInput {
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Vec<ContentInput>", length(min = 1, max = crate::domain::batch::MAX_ITEMS)))]
+    pub items: Vec<Value>,
+}
+
 /// The `202` answer to `POST /api/answers`: follow `topic` for the answer.
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -858,6 +901,100 @@ impl ServerFrame {
         serde_json::to_string(self)
             .unwrap_or_else(|_| r#"{"type":"error","code":"internal","message":"encode"}"#.into())
     }
+}
+
+// ---------------------------------------------------------------- API keys
+
+/// The longest name an API key may have, and the highest rate limit.
+pub const KEY_NAME_MAX_CHARS: usize = 100;
+pub const KEY_RATE_MAX: u32 = 1_000_000;
+
+/// The pattern of a tenant slug (`domain::principal::valid_tenant`).
+pub const TENANT_PATTERN: &str = "^[a-z0-9-]{1,40}$";
+
+/// `POST /admin/keys` body.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyInput {
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(pattern(TENANT_PATTERN)))]
+    pub tenant: String,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(length(min = 1, max = KEY_NAME_MAX_CHARS), pattern(crate::domain::content::label_pattern()))
+    )]
+    pub name: String,
+    /// Raw so an unknown scope's message can name it.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Vec<crate::domain::principal::Scope>", length(min = 1)))]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 1, max = KEY_RATE_MAX)))]
+    pub rate_per_min: Option<u32>,
+}
+
+/// An API key as listed and created: never its hash; the key itself only in
+/// the `201` that created it.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyView {
+    pub key_id: String,
+    pub tenant: String,
+    pub name: String,
+    pub scopes: Vec<crate::domain::principal::Scope>,
+    pub rate_per_min: Option<u32>,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// `GET /admin/keys`.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyPage {
+    pub items: Vec<KeyView>,
+}
+
+// ---------------------------------------------------------------- errors
+
+/// The contract's error body, `{error: {code, message}}`, for every 4xx and
+/// 5xx. The other fields are extensions a variant adds (`field` places a
+/// form's message next to its input).
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Error"))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Seconds to wait (429, 503), also sent as `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+    /// The `If-Match` version and the current one (412).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<u32>,
+    /// The refused method and its path (405).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The most sockets or subscriptions allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    /// The largest body accepted, in bytes (413).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
 }
 
 // ---------------------------------------------------------------- sessions

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use worker::{Env, Request, Response};
 
 use super::input::{param, query, uuid_param};
-use super::routes::{ACTORS_LIMIT, RECONCILE_LIMIT};
+use super::routes::{page_cursor, parse_page_cursor, ACTORS_LIMIT, RECONCILE_LIMIT};
 use crate::actors::ops::{FireAlarm, Inspect, ReconcileContent};
 use crate::actors::rpc::{self, ActorKind};
 use crate::catalog;
@@ -67,14 +67,14 @@ pub async fn inspect(env: &Env, req: &Request, kind: &str, id: &str, look: Look)
 pub async fn list_actors(env: &Env, req: &Request) -> ApiResult<Response> {
     let q = query(req)?;
     let limit = ACTORS_LIMIT.read(&q)?;
-    let kind = param(&q, "kind").filter(|k| !k.is_empty());
+    let kind = param(&q, "kind");
     if let Some(k) = kind {
         kind_of(k).map_err(|_| ApiError::invalid("kind", "must be content, run or session"))?;
     }
-    let status = param(&q, "status").filter(|k| !k.is_empty());
-    let (c_at, c_key) = match param(&q, "cursor").filter(|c| !c.is_empty()) {
+    let status = param(&q, "status");
+    let (c_at, c_key) = match param(&q, "cursor") {
         None => (i64::MAX, String::new()),
-        Some(c) => parse_cursor(c)?,
+        Some(c) => parse_page_cursor(c)?,
     };
     let rows = catalog::list_actors(env, kind, status, (c_at, &c_key), limit).await?;
     let more = rows.len() > limit as usize;
@@ -86,7 +86,7 @@ pub async fn list_actors(env: &Env, req: &Request) -> ApiResult<Response> {
     let mut body = json!({ "items": items });
     if more {
         if let Some(last) = rows.last() {
-            body["next_cursor"] = json!(format!("{}.{}:{}", last.updated_at as i64, last.kind, last.id));
+            body["next_cursor"] = json!(page_cursor(last.updated_at as i64, &format!("{}:{}", last.kind, last.id)));
         }
     }
     Ok(http::json(200, &body))
@@ -156,16 +156,6 @@ pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 }
 
 /// `<updated_at>.<kind>:<id>`, as `list_actors` hands out.
-fn parse_cursor(c: &str) -> ApiResult<(i64, String)> {
-    let bad = || ApiError::invalid("cursor", "is not a cursor this API returned");
-    let (at, key) = c.split_once('.').ok_or_else(bad)?;
-    let at: i64 = at.parse().map_err(|_| bad())?;
-    if key.len() > 80 || !key.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | ':')) {
-        return Err(bad());
-    }
-    Ok((at, key.to_string()))
-}
-
 /// How many content actors one reconciliation request asks: each costs a call
 /// to the actor and one per run, well inside a request's subrequest budget.
 const RECONCILE_MAX: u32 = RECONCILE_LIMIT.max;
@@ -179,9 +169,9 @@ const RECONCILE_MAX: u32 = RECONCILE_LIMIT.max;
 pub async fn reconcile(env: &Env, req: &Request) -> ApiResult<Response> {
     let q = query(req)?;
     let limit = RECONCILE_LIMIT.read(&q)?;
-    let named: Vec<String> = match param(&q, "ids").filter(|v| !v.is_empty()) {
+    let named: Vec<String> = match param(&q, "ids") {
         Some(list) => {
-            let ids: Vec<&str> = list.split(',').map(str::trim).collect();
+            let ids: Vec<&str> = list.split(',').collect();
             if ids.len() > RECONCILE_MAX as usize {
                 return Err(ApiError::invalid("ids", format!("at most {RECONCILE_MAX} ids per request")));
             }

@@ -5,7 +5,6 @@
 //! free of providers and D1, and means an answer never holds sources its
 //! asker could not read.
 
-use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 use worker::{Env, Request, Response};
@@ -18,28 +17,16 @@ use crate::domain::answer::Source;
 use crate::domain::principal::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
-use crate::protocol::AnswerAccepted;
+use crate::protocol::{AnswerAccepted, AskInput, ASK_DEFAULT_K, ASK_MAX_K};
 use crate::runtime::config;
 
-pub const DEFAULT_K: u32 = 5;
-pub const MAX_K: u32 = 10;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AskInput {
-    question: String,
-    #[serde(default)]
-    k: Option<u32>,
-    #[serde(default)]
-    category: Option<String>,
-}
 
 pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Response> {
     let input: AskInput = json_body(&mut req, config(env).limits.request_max_bytes).await?;
     let question = query_text(&input.question, "question")?;
-    let k = input.k.unwrap_or(DEFAULT_K);
-    if !(1..=MAX_K).contains(&k) {
-        return Err(ApiError::invalid("k", format!("must be an integer from 1 to {MAX_K}")));
+    let k = input.k.unwrap_or(ASK_DEFAULT_K);
+    if !(1..=ASK_MAX_K).contains(&k) {
+        return Err(ApiError::invalid("k", format!("must be an integer from 1 to {ASK_MAX_K}")));
     }
     let category = category_filter(env, input.category.as_deref())?;
     let found = retrieve(env, p, &RetrieveQuery { text: question, k, category, mode: Mode::Hybrid }).await?;

@@ -3,8 +3,7 @@
 //! `BatchActor` and puts one small message per item on the `INGEST` queue;
 //! the queue consumer (`crate::ingest`) spawns them with backpressure.
 
-use serde::Deserialize;
-use serde_json::Value;
+
 use uuid::Uuid;
 use worker::{Env, Request, Response};
 
@@ -15,14 +14,8 @@ use crate::domain::batch::validate_items;
 use crate::domain::principal::Principal;
 use crate::error::ApiResult;
 use crate::http;
-use crate::protocol::BatchAccepted;
+use crate::protocol::{BatchAccepted, BatchInput};
 use crate::runtime::config;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BatchInput {
-    items: Vec<Value>,
-}
 
 pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Response> {
     let cfg = config(env);

@@ -5,7 +5,7 @@ use worker::{Env, Request, Response};
 
 use super::auth;
 use super::input::{json_body, param, query, uuid_param};
-use super::routes::CONTENT_LIMIT;
+use super::routes::{page_cursor, parse_page_cursor, CONTENT_LIMIT};
 use crate::actors::ops::{CreateContent, DeleteContent, UpdateContent, ViewContent};
 use crate::actors::rpc;
 use crate::catalog;
@@ -115,23 +115,23 @@ pub async fn delete(env: &Env, p: &Principal, id: &str) -> ApiResult<Response> {
 pub async fn list(env: &Env, p: &Principal, req: Request) -> ApiResult<Response> {
     let q = query(&req)?;
     let limit = CONTENT_LIMIT.read(&q)?;
-    let status = param(&q, "status").filter(|s| !s.is_empty());
+    let status = param(&q, "status");
     if let Some(st) = status {
         if !["processing", "indexed", "failed"].contains(&st) {
             return Err(ApiError::invalid("status", "must be processing, indexed or failed"));
         }
     }
     let category = crate::domain::content::category(param(&q, "category"), &config(env).limits)?;
-    let (c_at, c_id) = match param(&q, "cursor").filter(|c| !c.is_empty()) {
+    let (c_at, c_id) = match param(&q, "cursor") {
         None => (i64::MAX, String::new()),
-        Some(c) => parse_cursor(c)?,
+        Some(c) => parse_page_cursor(c)?,
     };
     let scope = p.read_scope();
     let list = catalog::ListQuery { scope: &scope, status, category: category.as_deref(), before: (c_at, &c_id), limit };
     let mut rows = catalog::list_content(env, &list).await?;
     let next = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
-        rows.last().map(|r| format!("{}.{}", r.created_at as i64, r.id))
+        rows.last().map(|r| page_cursor(r.created_at as i64, &r.id))
     } else {
         None
     };
@@ -155,14 +155,4 @@ pub async fn list(env: &Env, p: &Principal, req: Request) -> ApiResult<Response>
         .collect();
     let body = ContentPage { items, next_cursor: next };
     Ok(http::json(200, &body))
-}
-
-pub fn parse_cursor(c: &str) -> ApiResult<(i64, String)> {
-    let bad = || ApiError::invalid("cursor", "is not a cursor this API returned");
-    let (at, id) = c.split_once('.').ok_or_else(bad)?;
-    let at: i64 = at.parse().map_err(|_| bad())?;
-    if id.len() > 64 || id.chars().any(|ch| !(ch.is_ascii_alphanumeric() || ch == '-')) {
-        return Err(bad());
-    }
-    Ok((at, id.to_string()))
 }

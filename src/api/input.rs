@@ -84,8 +84,10 @@ pub fn query(req: &Request) -> ApiResult<Vec<(String, String)>> {
     Ok(url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
 }
 
+/// A query parameter's value. An empty one (`mode=`) is absent, as the
+/// OpenAPI document declares (`allowEmptyValue`): it takes the default.
 pub fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    q.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    q.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
 }
 
 impl super::routes::IntParam {
@@ -97,7 +99,7 @@ impl super::routes::IntParam {
 
 fn int_param(q: &[(String, String)], key: &str, default: u32, min: u32, max: u32) -> ApiResult<u32> {
     match param(q, key) {
-        None | Some("") => Ok(default),
+        None => Ok(default),
         Some(v) => match v.parse::<u32>() {
             Ok(n) if (min..=max).contains(&n) => Ok(n),
             _ => Err(ApiError::invalid(key, format!("must be an integer from {min} to {max}"))),

@@ -1,8 +1,6 @@
 //! `/admin/keys`: API keys for tenants. The key itself is shown once, in the
 //! `201` of its creation; only its SHA-256 is stored.
 
-use serde::Deserialize;
-use serde_json::json;
 use worker::{Env, Request, Response};
 
 use super::auth::{new_key, sha256_hex};
@@ -12,29 +10,17 @@ use crate::domain::content::{is_plain_label, PLAIN_LABEL};
 use crate::domain::principal::{valid_tenant, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::http;
+use crate::protocol::{KeyInput, KeyPage, KeyView, KEY_NAME_MAX_CHARS, KEY_RATE_MAX};
 use crate::runtime::now_ms;
 
-const NAME_MAX_CHARS: usize = 100;
-const RATE_MAX: u32 = 1_000_000;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewKey {
-    tenant: String,
-    name: String,
-    scopes: Vec<String>,
-    #[serde(default)]
-    rate_per_min: Option<u32>,
-}
-
 pub async fn create(env: &Env, mut req: Request) -> ApiResult<Response> {
-    let body: NewKey = json_body(&mut req, 4096).await?;
+    let body: KeyInput = json_body(&mut req, 4096).await?;
     if !valid_tenant(&body.tenant) {
         return Err(ApiError::invalid("tenant", "must be 1 to 40 of a-z, 0-9 and '-'"));
     }
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > NAME_MAX_CHARS {
-        return Err(ApiError::invalid("name", format!("must be 1 to {NAME_MAX_CHARS} characters")));
+    if name.is_empty() || name.chars().count() > KEY_NAME_MAX_CHARS {
+        return Err(ApiError::invalid("name", format!("must be 1 to {KEY_NAME_MAX_CHARS} characters")));
     }
     if !is_plain_label(name) {
         return Err(ApiError::invalid("name", PLAIN_LABEL));
@@ -51,8 +37,8 @@ pub async fn create(env: &Env, mut req: Request) -> ApiResult<Response> {
     if scopes.is_empty() {
         return Err(ApiError::invalid("scopes", "must name at least one scope"));
     }
-    if body.rate_per_min.is_some_and(|r| r == 0 || r > RATE_MAX) {
-        return Err(ApiError::invalid("rate_per_min", format!("must be from 1 to {RATE_MAX}")));
+    if body.rate_per_min.is_some_and(|r| r == 0 || r > KEY_RATE_MAX) {
+        return Err(ApiError::invalid("rate_per_min", format!("must be from 1 to {KEY_RATE_MAX}")));
     }
     let (key_id, key) = new_key();
     let row = KeyRow {
@@ -66,19 +52,18 @@ pub async fn create(env: &Env, mut req: Request) -> ApiResult<Response> {
         revoked_at: None,
     };
     catalog::create_key(env, &row).await?;
-    let mut view = row.view();
-    view["key"] = json!(key);
+    let view = KeyView { key: Some(key), ..row.view() };
     Ok(http::json(201, &view))
 }
 
 pub async fn list(env: &Env, req: &Request) -> ApiResult<Response> {
     let q = query(req)?;
-    let tenant = param(&q, "tenant").filter(|t| !t.is_empty());
+    let tenant = param(&q, "tenant");
     if tenant.is_some_and(|t| !valid_tenant(t)) {
         return Err(ApiError::invalid("tenant", "must be 1 to 40 of a-z, 0-9 and '-'"));
     }
     let items: Vec<_> = catalog::list_keys(env, tenant).await?.iter().map(KeyRow::view).collect();
-    Ok(http::json(200, &json!({ "items": items })))
+    Ok(http::json(200, &KeyPage { items }))
 }
 
 pub async fn revoke(env: &Env, key_id: &str) -> ApiResult<Response> {

@@ -16,7 +16,7 @@ pub use generator::*;
 mod generator {
 use serde_json::{json, Map, Value};
 
-use crate::api::routes::{IntParam, RouteId, ACTORS_LIMIT, CONTENT_LIMIT, RECONCILE_LIMIT, ROUTES, SEARCH_K, SOURCE_VERSION};
+use crate::api::routes::{IntParam, RouteId, PAGE_CURSOR_PATTERN, ACTORS_LIMIT, CONTENT_LIMIT, RECONCILE_LIMIT, ROUTES, SEARCH_K, SOURCE_VERSION};
 
 fn summary(id: RouteId) -> (&'static str, &'static str) {
     match id {
@@ -55,30 +55,53 @@ fn summary(id: RouteId) -> (&'static str, &'static str) {
 }
 
 fn query_params(id: RouteId) -> Vec<(&'static str, Value)> {
+    use crate::domain::content::{optional_label_pattern, CATEGORY_PATTERN};
+    use crate::protocol::{MAX_QUERY_CHARS, QUERY_TEXT_PATTERN, TENANT_PATTERN};
     let text = || json!({ "type": "string" });
+    let matching = |pattern: &str| json!({ "type": "string", "pattern": pattern });
+    let category = || matching(CATEGORY_PATTERN);
+    let cursor = || matching(PAGE_CURSOR_PATTERN);
+    let uuid = || json!({ "type": "string", "format": "uuid" });
     let int = |p: IntParam| (p.name, json!({ "type": "integer", "minimum": p.min, "maximum": p.max, "default": p.default }));
     let one_of = |values: &[&str]| json!({ "type": "string", "enum": values });
     let visibility = || one_of(&["private", "tenant", "public"]);
     match id {
         RouteId::ListContent => vec![
             int(CONTENT_LIMIT),
-            ("cursor", text()),
+            ("cursor", cursor()),
             ("status", one_of(&["processing", "indexed", "failed"])),
-            ("category", text()),
+            ("category", category()),
         ],
-        RouteId::Search => vec![("q", text()), int(SEARCH_K), ("category", text()), ("mode", one_of(&["hybrid", "vector", "keyword"]))],
+        RouteId::Search => vec![
+            ("q", json!({ "type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS, "pattern": QUERY_TEXT_PATTERN })),
+            int(SEARCH_K),
+            ("category", category()),
+            ("mode", one_of(&["hybrid", "vector", "keyword"])),
+        ],
         RouteId::SessionSocket => vec![("token", text())],
-        RouteId::AdminActors => vec![("kind", text()), ("status", text()), int(ACTORS_LIMIT), ("cursor", text())],
-        RouteId::AdminReconcile => vec![int(RECONCILE_LIMIT), ("cursor", text()), ("ids", text())],
-        RouteId::ListKeys => vec![("tenant", text())],
+        RouteId::AdminActors => {
+            vec![("kind", one_of(&["content", "run", "session"])), ("status", text()), int(ACTORS_LIMIT), ("cursor", cursor())]
+        }
+        RouteId::AdminReconcile => vec![int(RECONCILE_LIMIT), ("cursor", uuid()), ("ids", matching(&uuid_list_pattern(RECONCILE_LIMIT.max)))],
+        RouteId::ListKeys => vec![("tenant", matching(TENANT_PATTERN))],
         RouteId::TopicEvents => vec![("after", json!({ "type": "integer", "minimum": 0 }))],
-        RouteId::CreateUpload => vec![("title", text()), ("category", text()), ("visibility", visibility())],
+        RouteId::CreateUpload => vec![
+            ("title", json!({ "type": "string", "maxLength": 300, "pattern": optional_label_pattern() })),
+            ("category", category()),
+            ("visibility", visibility()),
+        ],
         RouteId::GetSource => vec![int(SOURCE_VERSION)],
-        RouteId::TopicSocket => vec![("session", text()), ("token", text()), ("after", json!({ "type": "integer", "minimum": 0 }))],
+        RouteId::TopicSocket => vec![("session", uuid()), ("token", text()), ("after", json!({ "type": "integer", "minimum": 0 }))],
         _ => vec![],
     }
 }
 
+
+/// `ids=<uuid>,<uuid>,...`: 1 to `max` UUIDs, comma separated.
+pub(crate) fn uuid_list_pattern(max: u32) -> String {
+    let uuid = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}";
+    format!("^{uuid}(,{uuid}){{0,{}}}$", max - 1)
+}
 
 /// The typed request and response bodies of a route, by schema name.
 fn bodies(id: RouteId) -> (Option<&'static str>, Option<&'static str>) {
@@ -95,6 +118,8 @@ fn bodies(id: RouteId) -> (Option<&'static str>, Option<&'static str>) {
         RouteId::GetBatch => (None, Some("BatchView")),
         RouteId::WhoAmI => (None, Some("Principal")),
         RouteId::GetAnswer => (None, Some("AnswerView")),
+        RouteId::CreateKey => (Some("KeyInput"), Some("KeyView")),
+        RouteId::ListKeys => (None, Some("KeyPage")),
         _ => (None, None),
     }
 }
@@ -104,7 +129,7 @@ fn bodies(id: RouteId) -> (Option<&'static str>, Option<&'static str>) {
 fn path_schema(id: RouteId, name: &str) -> Value {
     match (id, name) {
         (RouteId::AdminInspect | RouteId::AdminAlarm, _) => json!({ "type": "string" }),
-        (_, "id") => json!({ "type": "string", "format": "uuid" }),
+        (_, "id" | "key_id") => json!({ "type": "string", "format": "uuid" }),
         _ => json!({ "type": "string" }),
     }
 }
@@ -129,6 +154,12 @@ pub fn generated_schemas() -> Value {
     gen.subschema_for::<BatchAccepted>();
     gen.subschema_for::<crate::domain::batch::BatchView>();
     gen.subschema_for::<crate::domain::principal::Principal>();
+    gen.subschema_for::<AskInput>();
+    gen.subschema_for::<BatchInput>();
+    gen.subschema_for::<KeyInput>();
+    gen.subschema_for::<KeyView>();
+    gen.subschema_for::<KeyPage>();
+    gen.subschema_for::<ErrorBody>();
     Value::Object(gen.take_definitions(true).into_iter().collect())
 }
 
@@ -198,18 +229,7 @@ pub fn document() -> Value {
         let entry = paths.entry(r.pattern.to_string()).or_insert_with(|| json!({}));
         entry[r.method.to_ascii_lowercase()] = op;
     }
-    let mut schemas: Map<String, Value> = generated_schemas().as_object().cloned().unwrap_or_default();
-    // The error body and the answer request are not Rust types of the Worker's
-    // native build (the error JSON is built in src/error.rs).
-    schemas.insert("Error".into(), json!({ "type": "object", "required": ["error"], "properties": { "error": {
-        "type": "object", "required": ["code", "message"],
-        "properties": { "code": { "type": "string" }, "message": { "type": "string" }, "field": { "type": "string" } } } } }));
-    schemas.insert("BatchInput".into(), json!({ "type": "object", "required": ["items"], "additionalProperties": false, "properties": {
-        "items": { "type": "array", "minItems": 1, "maxItems": 1000, "items": schema_ref("ContentInput") } } }));
-    schemas.insert("AskInput".into(), json!({ "type": "object", "required": ["question"], "additionalProperties": false, "properties": {
-        "question": { "type": "string", "minLength": 1, "maxLength": 500 },
-        "k": { "type": "integer", "minimum": 1, "maximum": 10, "nullable": true },
-        "category": { "type": "string", "nullable": true } } }));
+    let schemas: Map<String, Value> = generated_schemas().as_object().cloned().unwrap_or_default();
     json!({
         "openapi": "3.0.3",
         "info": { "title": "Actorline", "version": env!("CARGO_PKG_VERSION"),
@@ -303,5 +323,70 @@ mod tests {
         // The bounds the handler reads are the ones stated.
         let limit = &doc["paths"]["/api/content"]["get"]["parameters"][0];
         assert_eq!((limit["name"].clone(), limit["schema"]["minimum"].clone(), limit["schema"]["maximum"].clone()), (json!("limit"), json!(1), json!(100)));
+    }
+}
+
+/// The document's patterns against the rules the handlers apply: every
+/// string a pattern allows must be accepted, or a client that follows the
+/// document is refused (schemathesis checks the same live, in `make test`).
+#[cfg(test)]
+mod pattern_tests {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+
+    use crate::api::routes::{parse_page_cursor, PAGE_CURSOR_PATTERN, RECONCILE_LIMIT};
+    use crate::config::Limits;
+    use crate::domain::content::{is_plain_label, label_pattern, optional_label_pattern, title};
+    use crate::domain::principal::valid_tenant;
+    use crate::protocol::TENANT_PATTERN;
+
+    /// An anchored pattern's body, with `\uXXXX` (ECMA and Python) as the
+    /// regex crate writes it (the generator takes no anchors: it makes whole
+    /// matches).
+    fn rust_syntax(pattern: &str) -> String {
+        let body = pattern.strip_prefix('^').and_then(|p| p.strip_suffix('$'));
+        let mut rest = body.unwrap_or_else(|| panic!("{pattern} is anchored at both ends"));
+        let mut out = String::new();
+        while let Some(i) = rest.find("\\u") {
+            out.push_str(&rest[..i]);
+            out.push_str(&format!("\\x{{{}}}", &rest[i + 2..i + 6]));
+            rest = &rest[i + 6..];
+        }
+        out + rest
+    }
+
+    fn each_allowed(pattern: &str, accepted: impl Fn(&str) -> bool) {
+        let strategy = proptest::string::string_regex(&rust_syntax(pattern)).expect("pattern parses");
+        let mut runner = TestRunner::deterministic();
+        for _ in 0..500 {
+            let s = strategy.new_tree(&mut runner).expect("a string").current();
+            assert!(accepted(&s), "{s:?} matches {pattern} but is refused");
+        }
+    }
+
+    #[test]
+    fn every_string_a_pattern_allows_is_accepted() {
+        let l = Limits::default();
+        each_allowed(&label_pattern(), |s| s.chars().count() > l.title_max_chars || title(s, &l).is_ok());
+        each_allowed(&optional_label_pattern(), is_plain_label);
+        each_allowed(TENANT_PATTERN, valid_tenant);
+        each_allowed(PAGE_CURSOR_PATTERN, |s| parse_page_cursor(s).is_ok());
+        each_allowed(&super::generator::uuid_list_pattern(RECONCILE_LIMIT.max), |s| {
+            s.split(',').all(|id| uuid::Uuid::parse_str(id).is_ok())
+        });
+    }
+
+    /// The limits the schemas state are the default `Limits` (a deployment
+    /// may raise them; the document states what every deployment accepts).
+    #[test]
+    fn the_schemas_state_the_default_limits() {
+        let l = Limits::default();
+        let schemas = super::generated_schemas();
+        let input = &schemas["ContentInput"]["properties"];
+        assert_eq!(input["title"]["maxLength"], l.title_max_chars);
+        assert_eq!(input["author"]["maxLength"], l.author_max_chars);
+        assert_eq!(input["tags"]["maxItems"], l.tags_max);
+        assert_eq!(input["tags"]["items"]["maxLength"], l.tag_max_chars);
+        assert!(crate::domain::content::CATEGORY_PATTERN.ends_with(&format!("{{0,{}}}$", l.category_max_chars)));
     }
 }

@@ -14,7 +14,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::providers::{Embedder, Providers, VectorIndex, VectorQuery};
 use crate::runtime::{config, now_ms};
 
-pub const MAX_QUERY_CHARS: usize = 500;
+pub use crate::protocol::MAX_QUERY_CHARS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

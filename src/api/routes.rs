@@ -106,6 +106,29 @@ pub const SEARCH_K: IntParam = IntParam { name: "k", default: 10, min: 1, max: 5
 /// `GET /api/content/{id}/source?version` (absent: the current version).
 pub const SOURCE_VERSION: IntParam = IntParam { name: "version", default: 1, min: 1, max: u32::MAX };
 
+/// A keyset page's position, `<at>.<key>`: the sort value (ms) of the last
+/// row a page showed and its key. Opaque to clients, but any string of this
+/// pattern is a position, so the document can say exactly what is accepted.
+pub const PAGE_CURSOR_PATTERN: &str = r"^-?[0-9]{1,18}\.[A-Za-z0-9_:-]{1,80}$";
+
+pub fn page_cursor(at: i64, key: &str) -> String {
+    format!("{at}.{key}")
+}
+
+/// Reads a [`page_cursor`]; 422 for anything [`PAGE_CURSOR_PATTERN`] refuses.
+pub fn parse_page_cursor(c: &str) -> Result<(i64, String), crate::error::ApiError> {
+    let bad = || crate::error::ApiError::invalid("cursor", "is not a cursor this API returned");
+    let (at, key) = c.split_once('.').ok_or_else(bad)?;
+    let digits = at.strip_prefix('-').unwrap_or(at);
+    if !(1..=18).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    if !(1..=80).contains(&key.len()) || !key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':')) {
+        return Err(bad());
+    }
+    Ok((at.parse().map_err(|_| bad())?, key.to_string()))
+}
+
 fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
     let p: Vec<&str> = pattern.trim_matches('/').split('/').collect();
     let s: Vec<&str> = path.trim_end_matches('/').trim_start_matches('/').split('/').collect();

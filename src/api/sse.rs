@@ -43,12 +43,19 @@ pub fn decode_segment(raw: &str) -> Option<String> {
 
 /// The cursor to resume after: `Last-Event-ID` when it is a number, else
 /// `after`, else 0 (the whole retained log).
+/// `after` is taken as sent (the query's own spaces make it no number).
 pub fn cursor(last_event_id: Option<&str>, after: Option<&str>) -> Option<u64> {
-    match (last_event_id.map(str::trim).filter(|s| !s.is_empty()), after.map(str::trim).filter(|s| !s.is_empty())) {
-        (Some(id), _) => id.parse().ok(),
-        (None, Some(a)) => a.parse().ok(),
+    match (last_event_id.map(str::trim).filter(|s| !s.is_empty()), after) {
+        (Some(id), _) => seq(id),
+        (None, Some(a)) => seq(a),
         (None, None) => Some(0),
     }
+}
+
+/// A sequence number as the API writes it: decimal digits only (no sign,
+/// no spaces), as the document declares an integer.
+pub fn seq(text: &str) -> Option<u64> {
+    text.bytes().all(|b| b.is_ascii_digit()).then(|| text.parse().ok()).flatten()
 }
 
 /// One SSE message. `data` is one line: JSON has no raw newlines.
@@ -247,6 +254,8 @@ mod tests {
         assert_eq!(cursor(None, None), Some(0));
         assert_eq!(cursor(None, Some("-1")), None);
         assert_eq!(cursor(Some("x"), None), None);
+        assert_eq!(cursor(None, Some("\u{a0}")), None);
+        assert_eq!(cursor(None, Some("+3")), None);
     }
 
     #[test]

@@ -28,8 +28,8 @@ pub async fn socket(env: &Env, who: &Principal, req: Request, topic: &str) -> Ap
         None => Reader::of(who),
     };
     sessions::require_upgrade(&req)?;
-    let after = match param(&q, "after").filter(|a| !a.is_empty()) {
-        Some(a) => Some(a.parse::<u64>().map_err(|_| ApiError::invalid("after", "must be a sequence number"))?),
+    let after = match param(&q, "after") {
+        Some(a) => Some(super::sse::seq(a).ok_or_else(|| ApiError::invalid("after", "must be a sequence number"))?),
         None => None,
     };
     // A fresh request: nothing the client sent reaches the actor but the upgrade.

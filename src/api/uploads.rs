@@ -179,7 +179,7 @@ fn title_param(q: &[(String, String)], limits: &Limits) -> ApiResult<Option<Stri
 }
 
 fn visibility_param(q: &[(String, String)]) -> ApiResult<Option<Visibility>> {
-    match param(q, "visibility").filter(|v| !v.is_empty()) {
+    match param(q, "visibility") {
         None => Ok(None),
         Some(v) => Visibility::parse(v).map(Some).ok_or_else(|| ApiError::invalid("visibility", "must be private, tenant or public")),
     }

@@ -70,6 +70,38 @@ pub fn is_plain_label(s: &str) -> bool {
     })
 }
 
+/// The characters [`is_plain_label`] refuses, as the body of a regex class in
+/// the common subset of ECMA-262 and Python syntax (the OpenAPI document's
+/// patterns must read the same to a JS client and to schemathesis).
+fn label_refused_class() -> String {
+    let esc = |c: char| if (c as u32) < 0x1_0000 { format!("\\u{:04X}", c as u32) } else { c.to_string() };
+    let mut class = String::from("\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029");
+    for (lo, hi) in FORMAT_CHARS {
+        class.push_str(&esc(*lo));
+        if hi != lo {
+            class.push('-');
+            class.push_str(&esc(*hi));
+        }
+    }
+    class
+}
+
+/// The pattern of a label that must not be blank (a title, a tag, a key's
+/// name): plain characters with at least one that is not a space.
+pub fn label_pattern() -> String {
+    let x = label_refused_class();
+    format!("^[^{x}]*[^\\s{x}][^{x}]*$")
+}
+
+/// The pattern of a label that may be blank (an author).
+pub fn optional_label_pattern() -> String {
+    format!("^[^{}]*$", label_refused_class())
+}
+
+/// The pattern [`category`] accepts (with the default length): letters and
+/// digits (`\w`), spaces, '-' and '_'.
+pub const CATEGORY_PATTERN: &str = r"^[\w -]{0,64}$";
+
 /// What a label that breaks [`is_plain_label`] is told.
 pub const PLAIN_LABEL: &str = "must be one line without control or invisible formatting characters";
 
