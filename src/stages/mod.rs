@@ -176,4 +176,24 @@ mod tests {
         let optional: Vec<Stage> = Stage::ALL.into_iter().filter(|s| s.spec().optional).collect();
         assert_eq!(optional, [Stage::Analyze]);
     }
+
+    /// The generated list of stage names the web client and its tests import.
+    const STAGES_JS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/web/stages.js");
+
+    #[test]
+    fn web_stages_js_is_generated_from_the_stages() {
+        let names: Vec<String> = Stage::ALL.iter().map(|s| format!("'{s}'")).collect();
+        let generated = format!(
+            "// Generated from Stage::ALL (src/protocol.rs) by `UPDATE_STAGES=1 cargo test --lib stages`: do not edit.\n\
+             /** Pipeline stages in order (contract: stage names). */\n\
+             export const STAGES = Object.freeze([{}]);\n",
+            names.join(", ")
+        );
+        if std::env::var_os("UPDATE_STAGES").is_some() {
+            std::fs::write(STAGES_JS, &generated).unwrap();
+            return;
+        }
+        let committed = std::fs::read_to_string(STAGES_JS).unwrap_or_default();
+        assert!(committed == generated, "web/stages.js is stale: run `UPDATE_STAGES=1 cargo test --lib stages` and commit it");
+    }
 }
