@@ -20,7 +20,7 @@ mod publish;
 mod summarize;
 mod validate;
 
-pub use artifacts::{Artifact, ArtifactKey, Blob, BlobArtifact};
+use artifacts::ArtifactKey;
 #[cfg(target_arch = "wasm32")]
 pub use artifacts::ArtifactStore;
 #[cfg(target_arch = "wasm32")]
