@@ -4,8 +4,8 @@
 //! `domain` (pure state machines), `nlp` (offline text processing),
 //! `providers` (AI, vectors, analyzer behind traits), `api` (HTTP routes) and
 //! `actors` (thin Durable Object shells). Only the runtime modules (`actors`,
-//! `stages`, `store`, `catalog`, `http`) touch the Workers runtime, so
-//! everything else is tested natively.
+//! `store`, `catalog`, `http`) and the stages' work touch the Workers
+//! runtime, so everything else (the stages' specs too) is tested natively.
 
 pub mod api;
 pub mod config;
@@ -14,6 +14,7 @@ pub mod error;
 pub mod nlp;
 pub mod protocol;
 pub mod providers;
+pub mod stages;
 
 #[cfg(target_arch = "wasm32")]
 pub mod actors;
@@ -27,7 +28,5 @@ pub mod http;
 pub mod ingest;
 #[cfg(target_arch = "wasm32")]
 pub mod runtime;
-#[cfg(target_arch = "wasm32")]
-pub mod stages;
 #[cfg(target_arch = "wasm32")]
 pub mod store;

@@ -1,19 +1,13 @@
 // Actorline wire protocol, client side: the one place the web client names
 // stages, events, topics, frame types and API paths. It mirrors
-// src/protocol.rs (the single source of truth); tests/web_protocol.rs checks
-// that every stage and event name there appears here.
+// src/protocol.rs (the single source of truth): the stage list comes from
+// web/stages.js, generated from it, and tests/web_protocol.rs checks that
+// every event name there appears here.
 
-/** Pipeline stages in order (contract: stage names). */
-export const STAGES = Object.freeze([
-  'validate',
-  'chunk',
-  'embed',
-  'index',
-  'summarize',
-  'extract',
-  'analyze',
-  'publish',
-]);
+import { STAGES } from './stages.js';
+
+/** Pipeline stages in order (contract: stage names), generated from src/protocol.rs. */
+export { STAGES };
 
 /** Event names (contract). */
 export const EVENTS = Object.freeze({

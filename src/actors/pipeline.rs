@@ -226,7 +226,7 @@ impl RunShell {
         crate::store::init_state(&sql)?;
         let artifacts = ArtifactStore::new(sql.clone());
         artifacts.init()?;
-        artifacts.put(stages::NAMESPACE_ARTIFACT, &req.ownership.namespace()).map_err(|e| ApiError::Internal(e.message))?;
+        artifacts.put(stages::artifacts::NAMESPACE, &req.ownership.namespace()).map_err(|e| ApiError::Internal(e.message))?;
         self.subs().init()?;
         let (run, events) = PipelineRun::new(req.run_id, req.content_id, req.version, cfg.retry, now);
         self.cells().save("doc", &req.doc)?;

@@ -36,26 +36,15 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// A stage's policy: the global tuning, within what its spec says.
     pub fn for_stage(stage: Stage, t: RetryTuning) -> Self {
-        let base = RetryPolicy {
-            max_attempts: t.max_attempts,
+        let spec = stage.spec();
+        RetryPolicy {
+            max_attempts: spec.max_attempts.map_or(t.max_attempts, |cap| t.max_attempts.min(cap)),
             base_ms: t.base_ms,
             max_ms: t.max_ms,
-            timeout_ms: 30_000,
-            optional: false,
-        };
-        match stage {
-            // The analyzer is an external service behind a circuit breaker: a few
-            // quick tries, then the run goes on without it.
-            Stage::Analyze => RetryPolicy {
-                max_attempts: t.max_attempts.min(3),
-                timeout_ms: 10_000,
-                optional: true,
-                ..base
-            },
-            // Validation is deterministic: retrying cannot change its answer.
-            Stage::Validate => RetryPolicy { max_attempts: t.max_attempts.min(3), ..base },
-            _ => base,
+            timeout_ms: spec.timeout_ms,
+            optional: spec.optional,
         }
     }
 
@@ -157,11 +146,20 @@ mod tests {
     }
 
     #[test]
-    fn analyze_is_optional_and_others_required() {
+    fn stage_policies_follow_the_tuning_within_their_specs() {
+        // The policies from before the stage table, at default tuning.
         let t = RetryTuning::default();
-        assert!(RetryPolicy::for_stage(Stage::Analyze, t).optional);
-        for s in Stage::ALL.into_iter().filter(|s| *s != Stage::Analyze) {
-            assert!(!RetryPolicy::for_stage(s, t).optional, "{s}");
+        let required = RetryPolicy { max_attempts: 10, base_ms: 100, max_ms: 30_000, timeout_ms: 30_000, optional: false };
+        for s in Stage::ALL {
+            let want = match s {
+                Stage::Analyze => RetryPolicy { max_attempts: 3, timeout_ms: 10_000, optional: true, ..required },
+                Stage::Validate => RetryPolicy { max_attempts: 3, ..required },
+                _ => required,
+            };
+            assert_eq!(RetryPolicy::for_stage(s, t), want, "{s}");
         }
+        // A spec caps the attempts; it never raises a lower tuning.
+        let few = RetryTuning { max_attempts: 2, ..t };
+        assert!(Stage::ALL.into_iter().all(|s| RetryPolicy::for_stage(s, few).max_attempts == 2));
     }
 }

@@ -10,9 +10,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 
+import { STAGES } from '../../web/protocol.js';
 import { ROOT, startServer } from './server.mjs';
 
-const STAGES = ['validate', 'chunk', 'embed', 'index', 'summarize', 'extract', 'analyze', 'publish'];
 const LAUNCH = {
   executablePath: '/usr/bin/chromium',
   headless: true,

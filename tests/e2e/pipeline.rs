@@ -3,16 +3,15 @@
 
 use std::time::Duration;
 
+use actorline::protocol::Stage;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use crate::support::*;
 
-const STAGES: [&str; 8] = ["validate", "chunk", "embed", "index", "summarize", "extract", "analyze", "publish"];
-
 fn assert_all_stages(view: &Value) {
     let names: Vec<&str> = view["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, STAGES);
+    assert_eq!(names, Stage::ALL.map(Stage::as_str));
     for st in view["stages"].as_array().unwrap() {
         assert!(matches!(st["status"].as_str(), Some("completed") | Some("skipped")), "{st}");
     }
@@ -92,9 +91,9 @@ async fn a_run_takes_fewer_activations_than_stages() {
     let r = s.admin_get(&format!("/admin/actors/run/{run}")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let activations = r.body["state"]["activations"].as_u64().expect("activations in the inspector");
-    assert!((1..STAGES.len() as u64).contains(&activations), "{activations} activations for {} stages", STAGES.len());
+    assert!((1..Stage::ALL.len() as u64).contains(&activations), "{activations} activations for {} stages", Stage::ALL.len());
     // Each stage is still its own committed step: a start and an outcome event apiece.
     let events = s.admin_get(&format!("/admin/actors/run/{run}")).await.body["events"]["tail"].clone();
     let started = events.as_array().unwrap().iter().filter(|e| e["event"] == "stage.started").count();
-    assert_eq!(started, STAGES.len(), "{events}");
+    assert_eq!(started, Stage::ALL.len(), "{events}");
 }

@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use actorline::domain::faults::{Faults, INGEST};
+use actorline::protocol::Stage;
 use serde_json::{json, Value};
 use support::*;
 
@@ -44,7 +45,6 @@ fn prod() -> &'static Prod {
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 const FAULTS: &str = "ingest=0.01";
-const STAGES: [&str; 8] = ["validate", "chunk", "embed", "index", "summarize", "extract", "analyze", "publish"];
 
 /// A document with a marker word no other test uses, so faults injected for
 /// it (matched on `contains`) hit only its calls.
@@ -54,7 +54,7 @@ fn marked(marker: &str, seed: usize, bytes: usize) -> String {
 
 fn assert_all_completed(view: &Value) {
     assert_eq!(view["status"], "completed", "{view}");
-    for (i, name) in STAGES.iter().enumerate() {
+    for (i, name) in Stage::ALL.map(Stage::as_str).iter().enumerate() {
         let st = &view["stages"][i];
         assert_eq!(st["name"], *name, "{view}");
         assert_eq!(st["status"], "completed", "stage {name}: {st}");

@@ -4,19 +4,16 @@
 
 use std::collections::BTreeMap;
 
+use actorline::domain::retry::{RetryPolicy, RetryTuning};
+use actorline::protocol::Stage;
 use serde_json::Value;
 
 use crate::support::Server;
 
-pub const STAGES: [&str; 8] = ["validate", "chunk", "embed", "index", "summarize", "extract", "analyze", "publish"];
-
-/// The most attempts a stage's policy allows at default tuning
-/// (src/domain/retry.rs: validate and analyze 3, the rest RETRY_MAX_ATTEMPTS 10).
+/// The most attempts a stage's policy allows at default tuning (0 for a
+/// name that is no stage).
 fn max_attempts(stage: &str) -> u64 {
-    match stage {
-        "validate" | "analyze" => 3,
-        _ => 10,
-    }
+    stage.parse::<Stage>().map_or(0, |s| RetryPolicy::for_stage(s, RetryTuning::default()).max_attempts.into())
 }
 
 #[derive(Default)]
@@ -46,7 +43,7 @@ pub fn check_run(run: &str, view: &Value, tally: &mut Tally, failures: &mut Vec<
     tally.completed += 1;
     let stages = view["stages"].as_array().cloned().unwrap_or_default();
     let names: Vec<&str> = stages.iter().filter_map(|s| s["name"].as_str()).collect();
-    if names != STAGES {
+    if names != Stage::ALL.map(Stage::as_str) {
         failures.push(format!("run {run}: stages {names:?}"));
     }
     for st in &stages {
@@ -112,7 +109,7 @@ pub async fn check_log(s: &Server, run: &str, failures: &mut Vec<String>) -> Vec
             *ends.entry(e["data"]["stage"].as_str().unwrap_or("?")).or_default() += 1;
         }
     }
-    if ends.len() != STAGES.len() || ends.values().any(|n| *n != 1) {
+    if ends.len() != Stage::ALL.len() || ends.values().any(|n| *n != 1) {
         failures.push(format!("run {run}: stage ends in the log {ends:?}"));
     }
     log

@@ -2,7 +2,7 @@
 // names the input in `error.field`, and the message is shown next to it.
 
 import { ApiError, get, post, upload, UPLOAD_TYPES } from '../api.js';
-import { api } from '../protocol.js';
+import { api, STAGES } from '../protocol.js';
 import { badge, fmtDateTime, h, replace, time } from '../dom.js';
 
 const FIELDS = ['title', 'body', 'category', 'tags', 'author', 'visibility'];
@@ -134,7 +134,7 @@ export function mount(root, _params, ctx) {
     h('section', { class: 'view', 'aria-labelledby': 'submit-title' },
       h('h1', { id: 'submit-title' }, 'Submit a document'),
       h('p', { class: 'lede' }, 'Each document becomes a content actor and starts a pipeline run: ',
-        'validate → chunk → embed → index → summarize → extract → analyze → publish. You will watch it live.'),
+        `${STAGES.join(' → ')}. You will watch it live.`),
       h('div', { class: 'split' }, h('div', { class: 'stack' }, form, uploadForm), recentBox)));
 
   // Editing a field clears its error; the summary goes when no error is left.

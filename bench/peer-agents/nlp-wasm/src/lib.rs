@@ -1,7 +1,7 @@
 //! Actorline's stage work (`src/nlp`, unchanged) exported to JavaScript.
 //!
 //! The functions mirror what Actorline's stages call with the embedded
-//! providers (`src/stages.rs`, `src/providers/local_ai.rs`): the same
+//! providers (`src/stages/`, `src/providers/local_ai.rs`): the same
 //! functions, the same parameters, and JSON serialization of the outputs
 //! where Actorline serializes them into its artifact store.
 

@@ -1,0 +1,161 @@
+//! What stages hand each other: typed artifacts in the run's `artifacts`
+//! table. A key names its value's type once, here, so a stage cannot mistype
+//! a key or read a value as another type. The keys are the stored row keys:
+//! changing one would orphan the artifacts of runs already in storage.
+
+use std::marker::PhantomData;
+
+use crate::domain::vector::{decode_f32_le, encode_f32_le};
+use crate::providers::Extraction;
+
+/// The row key of a stored artifact, untyped: what a [`super::StageSpec`]
+/// lists as read or written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArtifactKey(pub &'static str);
+
+/// An artifact stored as JSON text (the `v` column) and read back as a `T`.
+pub struct Artifact<T> {
+    pub key: ArtifactKey,
+    value: PhantomData<fn() -> T>,
+}
+
+/// An artifact stored as compact bytes (the `b` column), encoded by [`Blob`].
+pub struct BlobArtifact<T> {
+    pub key: ArtifactKey,
+    value: PhantomData<fn() -> T>,
+}
+
+// Copy whatever `T` is (a derive would ask `T: Copy`): they are only a key.
+impl<T> Clone for Artifact<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Artifact<T> {}
+impl<T> Clone for BlobArtifact<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for BlobArtifact<T> {}
+
+impl<T> Artifact<T> {
+    const fn named(key: &'static str) -> Self {
+        Artifact { key: ArtifactKey(key), value: PhantomData }
+    }
+}
+
+impl<T: Blob> BlobArtifact<T> {
+    const fn named(key: &'static str) -> Self {
+        BlobArtifact { key: ArtifactKey(key), value: PhantomData }
+    }
+}
+
+/// A value kept as bytes rather than JSON.
+pub trait Blob: Sized {
+    fn to_bytes(&self) -> Vec<u8>;
+    /// `None` when the bytes are not a valid encoding.
+    fn from_bytes(bytes: &[u8]) -> Option<Self>;
+}
+
+/// Vectors as little-endian f32s: JSON would be 3-4x larger and slow to parse.
+impl Blob for Vec<f32> {
+    fn to_bytes(&self) -> Vec<u8> {
+        encode_f32_le(self)
+    }
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        decode_f32_le(bytes)
+    }
+}
+
+/// The vector namespace of the run's item, written by the run's start.
+pub const NAMESPACE: Artifact<String> = Artifact::named("namespace");
+/// An upload's extracted text: from `validate` on, the run's body, so later
+/// stages and retries never extract again.
+pub const EXTRACTED_TEXT: Artifact<String> = Artifact::named("extracted_text");
+pub const CHUNKS: Artifact<Vec<String>> = Artifact::named("chunks");
+/// The length of each vector in [`VECTORS`].
+pub const DIM: Artifact<usize> = Artifact::named("dim");
+/// One vector per chunk, back to back.
+pub const VECTORS: BlobArtifact<Vec<f32>> = BlobArtifact::named("vectors");
+pub const SUMMARY: Artifact<String> = Artifact::named("summary");
+pub const EXTRACTION: Artifact<Extraction> = Artifact::named("extraction");
+pub const ANALYSIS: Artifact<serde_json::Value> = Artifact::named("analysis");
+
+/// What the run's start writes before any stage runs.
+pub const RUN_START_WRITES: &[ArtifactKey] = &[NAMESPACE.key];
+
+#[cfg(target_arch = "wasm32")]
+pub use store::ArtifactStore;
+
+#[cfg(target_arch = "wasm32")]
+mod store {
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+    use worker::SqlStorage;
+
+    use super::{Artifact, Blob, BlobArtifact};
+    use crate::domain::pipeline::StageError;
+    use crate::error::ApiError;
+    use crate::store::{exec, rows};
+
+    /// The run's stage outputs, as JSON text or compact blobs.
+    #[derive(Clone)]
+    pub struct ArtifactStore {
+        sql: SqlStorage,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct TextRow {
+        v: String,
+    }
+
+    impl ArtifactStore {
+        pub fn new(sql: SqlStorage) -> Self {
+            ArtifactStore { sql }
+        }
+
+        pub fn init(&self) -> Result<(), ApiError> {
+            exec(&self.sql, "CREATE TABLE IF NOT EXISTS artifacts (k TEXT PRIMARY KEY, v TEXT, b BLOB)", vec![])
+        }
+
+        pub fn put<T: Serialize>(&self, artifact: Artifact<T>, value: &T) -> Result<(), StageError> {
+            let key = artifact.key.0;
+            let v = serde_json::to_string(value).map_err(|e| StageError::terminal(e.to_string()))?;
+            exec(&self.sql, "INSERT OR REPLACE INTO artifacts (k, v) VALUES (?, ?)", vec![key.into(), v.into()])
+                .map_err(|e| StageError::transient(e.to_string()))
+        }
+
+        pub fn get<T: DeserializeOwned>(&self, artifact: Artifact<T>) -> Result<T, StageError> {
+            let key = artifact.key.0;
+            let r: Vec<TextRow> = rows(&self.sql, "SELECT v FROM artifacts WHERE k = ? AND v IS NOT NULL", vec![key.into()])
+                .map_err(|e| StageError::transient(e.to_string()))?;
+            let row = r.into_iter().next().ok_or_else(|| StageError::terminal(format!("missing artifact {key}")))?;
+            serde_json::from_str(&row.v).map_err(|e| StageError::terminal(format!("artifact {key}: {e}")))
+        }
+
+        pub fn get_opt<T: DeserializeOwned>(&self, artifact: Artifact<T>) -> Option<T> {
+            self.get(artifact).ok()
+        }
+
+        pub fn put_blob<T: Blob>(&self, artifact: BlobArtifact<T>, value: &T) -> Result<(), StageError> {
+            let key = artifact.key.0;
+            exec(&self.sql, "INSERT OR REPLACE INTO artifacts (k, b) VALUES (?, ?)", vec![key.into(), value.to_bytes().into()])
+                .map_err(|e| StageError::transient(e.to_string()))
+        }
+
+        pub fn get_blob<T: Blob>(&self, artifact: BlobArtifact<T>) -> Result<T, StageError> {
+            let key = artifact.key.0;
+            let cursor = self
+                .sql
+                .exec("SELECT b FROM artifacts WHERE k = ?", vec![key.into()])
+                .map_err(|e| StageError::transient(e.to_string()))?;
+            for values in cursor.raw().flatten() {
+                if let Some(worker::SqlStorageValue::Blob(b)) = values.into_iter().next() {
+                    return T::from_bytes(&b).ok_or_else(|| StageError::terminal(format!("{key} blob is corrupt")));
+                }
+            }
+            Err(StageError::terminal(format!("missing artifact {key}")))
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! `index`: writes the run's vectors to the vector index, if its version is
+//! still the item's current one.
+
+use super::artifacts::{DIM, NAMESPACE, VECTORS};
+use super::{StageSpec, DEFAULT_TIMEOUT_MS};
+use crate::protocol::Stage;
+#[cfg(target_arch = "wasm32")]
+use crate::{
+    actors::ops::Fence,
+    actors::rpc,
+    domain::principal::PUBLIC_NAMESPACE,
+    domain::vector::vector_id,
+    providers::{Providers, VectorIndex, VectorItem, VectorMeta},
+    stages::runtime::superseded_or_transient,
+    stages::{StageContext, StageFailure},
+};
+
+pub(super) const SPEC: StageSpec = StageSpec {
+    stage: Stage::Index,
+    optional: false,
+    timeout_ms: DEFAULT_TIMEOUT_MS,
+    max_attempts: None,
+    reads: &[DIM.key, VECTORS.key, NAMESPACE.key],
+    writes: &[],
+};
+
+#[cfg(target_arch = "wasm32")]
+pub(super) async fn run(cx: &StageContext<'_>, p: &Providers) -> Result<(), StageFailure> {
+    require_current(cx).await?;
+    let dim = cx.artifacts.get(DIM)?;
+    let flat = cx.artifacts.get_blob(VECTORS)?;
+    let cid = cx.run.content_id.to_string();
+    // Runs started before tenants existed index into the public namespace.
+    let namespace = cx.artifacts.get_opt(NAMESPACE).unwrap_or_else(|| PUBLIC_NAMESPACE.to_string());
+    let items: Vec<VectorItem> = flat
+        .chunks(dim.max(1))
+        .enumerate()
+        .map(|(i, v)| VectorItem {
+            id: vector_id(&cid, cx.run.version, i as u32),
+            namespace: namespace.clone(),
+            values: v.to_vec(),
+            meta: VectorMeta { content_id: cid.clone(), version: cx.run.version, chunk: i as u32, category: cx.doc.category.clone() },
+        })
+        .collect();
+    Ok(p.vectors.replace_content(&cid, cx.run.version, items).await?)
+}
+
+/// Asks the content actor whether this run's version may still write the
+/// indexes (the index backend fences again at the write itself).
+#[cfg(target_arch = "wasm32")]
+async fn require_current(cx: &StageContext<'_>) -> Result<(), StageFailure> {
+    let r = rpc::send(cx.env, &cx.run.content_id.to_string(), &Fence { version: cx.run.version }).await;
+    r.map(|_| ()).map_err(superseded_or_transient)
+}

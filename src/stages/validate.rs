@@ -1,0 +1,83 @@
+//! `validate`: checks the document; an upload's file is first turned into
+//! its text, which becomes the run's body from here on.
+
+use super::artifacts::EXTRACTED_TEXT;
+use super::{StageSpec, DEFAULT_TIMEOUT_MS};
+use crate::protocol::Stage;
+#[cfg(target_arch = "wasm32")]
+use crate::{
+    domain::content::ContentDoc,
+    domain::pipeline::StageError,
+    domain::upload::{Source, UploadType},
+    nlp,
+    providers::object_store::{ObjectStore, R2Uploads},
+    providers::{DocumentAnalyzer, Providers},
+    stages::{StageContext, StageFailure},
+};
+
+pub(super) const SPEC: StageSpec = StageSpec {
+    stage: Stage::Validate,
+    optional: false,
+    timeout_ms: DEFAULT_TIMEOUT_MS,
+    // Deterministic: retrying cannot change its answer.
+    max_attempts: Some(3),
+    reads: &[],
+    writes: &[EXTRACTED_TEXT.key],
+};
+
+#[cfg(target_arch = "wasm32")]
+pub(super) async fn run(cx: &StageContext<'_>, p: &Providers) -> Result<(), StageFailure> {
+    let upload_text = match &cx.doc.source {
+        Some(source) if cx.doc.body.is_empty() => Some(upload_text(cx, p, source).await?),
+        _ => None,
+    };
+    let body = upload_text.as_ref().unwrap_or(&cx.doc.body);
+    let input = crate::protocol::ContentInput {
+        title: cx.doc.title.clone(),
+        body: body.clone(),
+        category: cx.doc.category.clone(),
+        tags: Some(cx.doc.tags.clone()),
+        author: cx.doc.author.clone(),
+        visibility: None,
+    };
+    ContentDoc::validate(input, &cx.cfg.limits).map_err(|e| StageError::terminal(e.to_string()))?;
+    // An upload's text was already checked for words, with a clearer reason.
+    if upload_text.is_none() && nlp::tokenize::tokens(body).is_empty() {
+        return Err(StageError::terminal("body has no words to index").into());
+    }
+    match upload_text {
+        Some(text) => Ok(cx.artifacts.put(EXTRACTED_TEXT, &text)?),
+        None => Ok(()),
+    }
+}
+
+/// The text of an uploaded file: Markdown, HTML and plain text here, PDF in
+/// the analyzer. A file without words fails the run for good.
+#[cfg(target_arch = "wasm32")]
+async fn upload_text(cx: &StageContext<'_>, p: &Providers, source: &Source) -> Result<String, StageFailure> {
+    let kind = source
+        .upload_type()
+        .ok_or_else(|| StageError::terminal(format!("uploads of type {} cannot be read", source.content_type)))?;
+    let text = match kind {
+        UploadType::Pdf => p.analyzer.extract_pdf(&source.key).await?,
+        _ => {
+            let object = R2Uploads::new(cx.env)
+                .get(&source.key)
+                .await
+                .map_err(|e| StageError::transient(e.to_string()))?
+                .ok_or_else(|| StageError::terminal("the uploaded file is missing from the bucket"))?;
+            let raw = String::from_utf8_lossy(&object);
+            crate::domain::markup::to_text(kind, raw.trim_start_matches('\u{feff}')).unwrap_or_default()
+        }
+    };
+    let text = text.replace('\0', "");
+    if nlp::tokenize::tokens(&text).is_empty() {
+        return Err(StageError::terminal(format!("no extractable text in {} upload", kind.label())).into());
+    }
+    let limit = cx.cfg.limits.body_max_bytes;
+    if text.len() > limit {
+        let why = format!("the {} upload's text is {} bytes, more than a body may hold ({limit}, LIMIT_BODY_BYTES)", kind.label(), text.len());
+        return Err(StageError::terminal(why).into());
+    }
+    Ok(text)
+}
