@@ -1,19 +1,13 @@
 // `make dev`, once the server answers:
-//  1. Turns off DevTools network tracing of the Worker (unless DEV_TRACE_NETWORK=1).
-//     wrangler dev enables the inspector's Network domain, so every internal
-//     actor call, D1 query and fetch is reported to wrangler's node process
-//     through its proxy: that costs the dev server several times the Worker's
-//     own CPU (docs/benchmarks.md), and in wrangler 4.86 each report leaves a
-//     socket in CLOSE-WAIT. `make bench` turns it off the same way.
+//  1. Turns off DevTools network tracing of the Worker (unless DEV_TRACE_NETWORK=1):
+//     see network_tracing.mjs for why.
 //  2. Makes sure the local tenant has an API key, and prints how to use it.
 //     The key is created once through `POST /admin/keys` (with the operator's
 //     ADMIN_TOKEN from .dev.vars) and kept in the state dir, so later runs
 //     print the same key; a key that no longer works is replaced.
 import fs from 'node:fs';
 import path from 'node:path';
-// `ws` comes with wrangler (package-lock.json): it can send the `Origin` header
-// wrangler's inspector proxy requires, which Node's own WebSocket cannot.
-import WebSocket from 'ws';
+import { setNetworkTracing } from './network_tracing.mjs';
 
 const [base, stateDir, adminToken, inspectorPort] = process.argv.slice(2);
 const file = path.join(stateDir, 'dev-api-key');
@@ -41,31 +35,10 @@ async function waitReady() {
   throw new Error(`Actorline did not answer on ${base}`);
 }
 
-/** Sends `Network.disable` to the Worker's isolate through wrangler's inspector proxy. */
-async function stopNetworkTracing() {
-  const list = await (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`)).json();
-  const target = list.find((t) => /actorline/.test(`${t.title} ${t.url}`)) || list[0];
-  if (!target?.webSocketDebuggerUrl) throw new Error('no inspector target');
-  const url = target.webSocketDebuggerUrl.replace(/^(?!ws)/, 'ws://').replace('localhost', '127.0.0.1');
-  await new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers: { origin: 'http://127.0.0.1' } });
-    const timer = setTimeout(() => reject(new Error('inspector did not answer')), 5000);
-    ws.onopen = () => ws.send(JSON.stringify({ id: 1, method: 'Network.disable', params: {} }));
-    ws.onmessage = (m) => {
-      if (JSON.parse(String(m.data)).id === 1) {
-        clearTimeout(timer);
-        ws.close();
-        resolve();
-      }
-    };
-    ws.onerror = () => reject(new Error('inspector connection failed'));
-  });
-}
-
 await waitReady();
 let tracing = 'on (DEV_TRACE_NETWORK=1)';
 if (process.env.DEV_TRACE_NETWORK !== '1' && inspectorPort) {
-  tracing = await stopNetworkTracing().then(() => 'off (DEV_TRACE_NETWORK=1 keeps it)', (e) => `still on: ${e.message}`);
+  tracing = await setNetworkTracing(inspectorPort, false).then(() => 'off (DEV_TRACE_NETWORK=1 keeps it)', (e) => `still on: ${e.message}`);
 }
 let key = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim() : '';
 if (key && (await call('GET', '/api/me', key)).status !== 200) key = '';

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Shared by `make dev`, `make test` and `make bench`: an idempotent bootstrap
-# that installs pinned tools from crates.io and npm only, and the Worker build.
+# that installs pinned tools from crates.io and npm, and the Worker build.
+# `make test` also installs schemathesis from PyPI, pinned with everything it
+# runs with, for the API conformance suite (install_schemathesis).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -83,10 +85,30 @@ apply_migrations() { # state dir
 
 # A command from Debian's packages, installed once when it is missing.
 ensure_debian() { # command package why
-  if ! command -v "$1" >/dev/null 2>&1; then
-    log "installing Debian $2 ($3)"
-    (apt-get update -qq && apt-get install -y -qq "$2") >&2
+  command -v "$1" >/dev/null 2>&1 || ensure_debian_package "$2" "$3"
+}
+
+ensure_debian_package() { # package why
+  log "installing Debian $1 ($2)"
+  (apt-get update -qq && apt-get install -y -qq "$1") >&2
+}
+
+# schemathesis in a venv of its own, exactly the versions the requirements
+# file pins (--no-deps: nothing unpinned comes along). Sets SCHEMATHESIS.
+install_schemathesis() {
+  local req="$ROOT/tests/conformance/requirements.txt" version venv sum
+  version="$(sed -n 's/^schemathesis==//p' "$req")"
+  venv="$TOOLS/schemathesis-$version"
+  sum="$(sha256sum "$req" | cut -d' ' -f1)"
+  if [ ! -x "$venv/bin/schemathesis" ] || [ "$(cat "$venv/.actorline-lock" 2>/dev/null)" != "$sum" ]; then
+    python3 -m venv --help >/dev/null 2>&1 || ensure_debian_package python3-venv "schemathesis's venv"
+    log "installing schemathesis $version from PyPI into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$req" >&2
+    echo "$sum" > "$venv/.actorline-lock"
   fi
+  export SCHEMATHESIS="$venv/bin/schemathesis"
 }
 
 browser_tests() {

@@ -34,6 +34,10 @@ ACTORLINE_ROOT="$ROOT" cargo test --test e2e -- --test-threads 4
 log "production-mode tests against emulated Cloudflare bindings (tests/prod)"
 ACTORLINE_ROOT="$ROOT" cargo test --test prod -- --test-threads 2
 
+log "API conformance: schemathesis, every check, against the served OpenAPI document"
+install_schemathesis
+ACTORLINE_ROOT="$ROOT" cargo test --test conformance -- --nocapture
+
 log "reliability suite, small size (make soak runs it full)"
 ACTORLINE_ROOT="$ROOT" cargo test --test soak -- --nocapture
 browser_tests

@@ -10,7 +10,6 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::domain::content::{superseded_reason, ContentError};
@@ -193,34 +192,38 @@ impl ApiError {
     /// `code`, so an actor's refusal travels through the Worker unchanged. A
     /// code this build does not know falls back on the status.
     pub fn from_body(status: u16, body: &Value) -> Option<Self> {
-        let ErrorBody { error: err } = ErrorBody::deserialize(body).ok()?;
-        let message = err.message;
-        let code = err.code.as_str();
+        // Read from the JSON directly: the wasm bundle carries no decoder for
+        // `ErrorBody`, only its encoder.
+        let err = body.get("error")?;
+        let message = err.get("message")?.as_str()?.to_string();
+        let code = err.get("code")?.as_str()?;
+        let num = |k: &str| err.get(k).and_then(Value::as_u64);
+        let text = |k: &str| err.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
         Some(match code {
             "bad_request" => ApiError::BadRequest(message),
             "malformed_json" => ApiError::MalformedJson(message),
             "unauthorized" => ApiError::Unauthorized(message),
             "forbidden" => ApiError::Forbidden(message),
             "not_found" => ApiError::NotFound(message.trim_end_matches(" not found").to_string()),
-            "method_not_allowed" => ApiError::MethodNotAllowed { method: err.method.unwrap_or_default(), path: err.path.unwrap_or_default() },
+            "method_not_allowed" => ApiError::MethodNotAllowed { method: text("method"), path: text("path") },
             "already_exists" => ApiError::AlreadyExists(message.trim_end_matches(" already exists").to_string()),
             "superseded" => ApiError::Superseded(message),
             "conflict" => ApiError::InvalidTransition(message),
             "fenced" => ApiError::Fenced(message),
-            "too_many_sockets" => ApiError::TooManySockets { max: err.max.unwrap_or(0) },
-            "too_many_subscriptions" => ApiError::TooManySubscriptions { max: err.max.unwrap_or(0) },
-            "version_conflict" => ApiError::VersionConflict { expected: err.expected.unwrap_or(0), current: err.current.unwrap_or(0) },
-            "payload_too_large" => ApiError::PayloadTooLarge { limit: err.limit.unwrap_or(0) as usize },
+            "too_many_sockets" => ApiError::TooManySockets { max: num("max").unwrap_or(0) as u32 },
+            "too_many_subscriptions" => ApiError::TooManySubscriptions { max: num("max").unwrap_or(0) as u32 },
+            "version_conflict" => ApiError::VersionConflict { expected: num("expected").unwrap_or(0) as u32, current: num("current").unwrap_or(0) as u32 },
+            "payload_too_large" => ApiError::PayloadTooLarge { limit: num("limit").unwrap_or(0) as usize },
             "unsupported_media_type" => ApiError::UnsupportedMediaType(message),
             "invalid_field" => {
-                let field = err.field.as_deref().unwrap_or("body");
+                let field = err.get("field").and_then(Value::as_str).unwrap_or("body");
                 let message = message.strip_prefix(&format!("{field}: ")).unwrap_or(&message).to_string();
                 ApiError::InvalidField { field: field.to_string(), message }
             }
-            "rate_limited" => ApiError::RateLimited { retry_after_secs: err.retry_after.unwrap_or(1) },
+            "rate_limited" => ApiError::RateLimited { retry_after_secs: num("retry_after").unwrap_or(1) },
             "internal" => ApiError::Internal(message),
             "unavailable" => ApiError::Unavailable(message),
-            "circuit_open" => ApiError::CircuitOpen { retry_after_ms: err.retry_after_ms.unwrap_or(0) },
+            "circuit_open" => ApiError::CircuitOpen { retry_after_ms: num("retry_after_ms").unwrap_or(0) },
             "analyzer_disabled" => ApiError::AnalyzerDisabled,
             _ => match status {
                 401 => ApiError::Unauthorized(message),

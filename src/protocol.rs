@@ -935,7 +935,7 @@ pub struct KeyInput {
 /// An API key as listed and created: never its hash; the key itself only in
 /// the `201` that created it.
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KeyView {
     pub key_id: String,
     pub tenant: String,
@@ -944,13 +944,13 @@ pub struct KeyView {
     pub rate_per_min: Option<u32>,
     pub created_at: String,
     pub revoked_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
 }
 
 /// `GET /admin/keys`.
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KeyPage {
     pub items: Vec<KeyView>,
 }
@@ -961,14 +961,14 @@ pub struct KeyPage {
 /// 5xx. The other fields are extensions a variant adds (`field` places a
 /// form's message next to its input).
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Error"))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,

@@ -324,6 +324,8 @@ impl ContentOps for ContentActor {
         // The tombstone lands before any await: a PUT or publish after this sees 404.
         self.cells().save(TOMBSTONE, &true)?;
         let feed = self.commit(&tomb, events, &duties, now)?;
+        // Before any await, so no replay of the topic shows the item again.
+        self.log().redact(&c.id.to_string())?;
         self.announce(feed).await;
         self.settle().await;
         Ok(Done {})
@@ -386,8 +388,13 @@ impl TopicActor for ContentActor {
     }
 
     /// A topic the subscriber may not read does not exist for it.
+    /// A deleted item's topic stays its readers' (they are owed
+    /// `content.deleted`); the tombstone keeps the ownership to check.
     async fn admit(&self, principal: &Principal) -> ApiResult<()> {
-        match self.load()? {
+        if !crate::store::has_state(&self.state.storage().sql()) {
+            return Ok(());
+        }
+        match self.cells().load::<ContentState>("content")? {
             Some(c) => principal.require(&c.ownership, Access::Read).map_err(ApiError::from),
             None => Ok(()),
         }

@@ -22,7 +22,7 @@ use crate::domain::event_log::{plan_replay, ReplayPlan};
 use crate::domain::faults::PUSH;
 use crate::domain::session::admit;
 use crate::error::{ApiError, ApiResult};
-use crate::protocol::{ClientFrame, EventDraft, EventRecord, ServerFrame, Topic};
+use crate::protocol::{ClientFrame, EventDraft, EventName, EventRecord, ServerFrame, Topic};
 use crate::runtime::{config, now_ms};
 
 /// There is one feed; sharding it by category would be the next step.
@@ -225,6 +225,12 @@ impl FeedOps for FeedActor {
         // `head` creates the state table; the subscriber list needs none to be read.
         let through = self.head()?;
         let records = self.log().append(a.events, now_ms())?;
+        // A deleted item's earlier events no longer name it, in any replay.
+        for r in records.iter().filter(|r| r.event == EventName::ContentDeleted) {
+            if let Some(id) = r.data.get("content_id").and_then(Value::as_str) {
+                self.log().redact(id)?;
+            }
+        }
         let Some(last) = records.last().map(|r| r.seq) else { return Ok(Appended { last_seq: through }) };
         // A push the fault drops is as if the actor were evicted right here.
         if !config(&self.env).faults.site_strikes(PUSH, &format!("feed:{last}"), 1) {

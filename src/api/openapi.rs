@@ -336,7 +336,7 @@ mod pattern_tests {
 
     use crate::api::routes::{parse_page_cursor, PAGE_CURSOR_PATTERN, RECONCILE_LIMIT};
     use crate::config::Limits;
-    use crate::domain::content::{is_plain_label, label_pattern, optional_label_pattern, title};
+    use crate::domain::content::{is_plain_label, label_pattern, optional_label_pattern, refused_beyond_bmp, title};
     use crate::domain::principal::valid_tenant;
     use crate::protocol::TENANT_PATTERN;
 
@@ -367,8 +367,10 @@ mod pattern_tests {
     #[test]
     fn every_string_a_pattern_allows_is_accepted() {
         let l = Limits::default();
-        each_allowed(&label_pattern(), |s| s.chars().count() > l.title_max_chars || title(s, &l).is_ok());
-        each_allowed(&optional_label_pattern(), is_plain_label);
+        // A character the patterns cannot name (past U+FFFF) is refused anyway.
+        let unnamed = |s: &str| s.chars().any(refused_beyond_bmp);
+        each_allowed(&label_pattern(), |s| s.chars().count() > l.title_max_chars || title(s, &l).is_ok() || unnamed(s));
+        each_allowed(&optional_label_pattern(), |s| is_plain_label(s) || unnamed(s));
         each_allowed(TENANT_PATTERN, valid_tenant);
         each_allowed(PAGE_CURSOR_PATTERN, |s| parse_page_cursor(s).is_ok());
         each_allowed(&super::generator::uuid_list_pattern(RECONCILE_LIMIT.max), |s| {

@@ -149,6 +149,20 @@ impl EventStore {
         Ok(out)
     }
 
+    /// Erases what earlier events said of a deleted item (its title, summary
+    /// and category) and keeps each event's seq and name, so a replay still
+    /// numbers densely and nothing a client is owed goes missing.
+    pub fn redact(&self, content_id: &str) -> Result<(), ApiError> {
+        self.read((), || {
+            exec(
+                &self.sql,
+                "UPDATE events SET data = json_replace(data, '$.title', '', '$.summary', json('null'), '$.category', json('null')) \
+                 WHERE json_extract(data, '$.content_id') = ?",
+                vec![content_id.into()],
+            )
+        })
+    }
+
     /// Events with `seq > after`, oldest first, at most `limit`.
     pub fn after(&self, after: u64, limit: u32) -> Result<Vec<EventRecord>, ApiError> {
         self.read(Vec::new(), || {

@@ -97,3 +97,19 @@ test('answer events rebuild the answer: deltas in seq order, then the completion
   assert.equal(failed.status, 'failed');
   assert.equal(failed.error, 'boom');
 });
+
+test('every pattern in the OpenAPI document is an ECMA-262 regex, with and without the u flag', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const doc = JSON.parse(await readFile(new URL('../../src/api/openapi.json', import.meta.url), 'utf8'));
+  const patterns = [];
+  (function walk(v) {
+    if (v && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) (k === 'pattern' ? patterns.push(x) : walk(x));
+    }
+  })(doc);
+  assert.ok(patterns.length >= 10, `${patterns.length} patterns`);
+  for (const p of patterns) {
+    new RegExp(p);
+    new RegExp(p, 'u');
+  }
+});

@@ -84,15 +84,15 @@ fn deltas_joined(events: &[Value]) -> String {
 
 /// One parsed SSE message.
 #[derive(Debug, Clone)]
-struct Sse {
-    id: Option<u64>,
-    event: String,
-    data: String,
+pub(crate) struct Sse {
+    pub id: Option<u64>,
+    pub event: String,
+    pub data: String,
 }
 
 /// Reads an SSE stream until `until` returns true for the messages so far,
 /// or the stream ends or goes quiet.
-async fn sse(req: reqwest::RequestBuilder, until: impl Fn(&[Sse]) -> bool) -> (u16, String, Vec<Sse>) {
+pub(crate) async fn sse(req: reqwest::RequestBuilder, until: impl Fn(&[Sse]) -> bool) -> (u16, String, Vec<Sse>) {
     let mut resp = req.header("accept", "text/event-stream").send().await.expect("sse request");
     let status = resp.status().as_u16();
     let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_string()).unwrap_or_default();

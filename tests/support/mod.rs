@@ -244,6 +244,30 @@ pub fn mint_key(base: &str, admin_token: &str, tenant: &str, scopes: &[&str], ra
     .expect("mint key")
 }
 
+/// A port nothing listens on now (the OS picks it), for wrangler's inspector.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+/// DevTools network tracing off, as `make dev` does (scripts/network_tracing.mjs
+/// says why: with it on, a long suite slows down and finally fails requests).
+fn stop_network_tracing(inspector: u16) {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let out = Command::new("node")
+            .arg(root().join("scripts/network_tracing.mjs"))
+            .args([&inspector.to_string(), "off"])
+            .output()
+            .expect("node runs");
+        if out.status.success() {
+            return;
+        }
+        last = String::from_utf8_lossy(&out.stderr).into_owned();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("could not turn DevTools network tracing off: {last}");
+}
+
 fn wrangler() -> Command {
     let mut c = Command::new(root().join("node_modules/.bin/wrangler"));
     c.current_dir(root())
@@ -270,8 +294,9 @@ impl Server {
             .output()
             .expect("wrangler d1 migrations apply");
         assert!(migrate.status.success(), "migrations failed: {}", String::from_utf8_lossy(&migrate.stderr));
+        let inspector = free_port();
         let mut cmd = wrangler();
-        cmd.args(["dev", "--local", "--ip", "127.0.0.1", "--port", "0", "--inspector-port", "0"])
+        cmd.args(["dev", "--local", "--ip", "127.0.0.1", "--port", "0", "--inspector-port", &inspector.to_string()])
             .args(["--show-interactive-dev-session=false", "--persist-to"])
             .arg(&opts.state_dir)
             .args(opts.config_args());
@@ -291,6 +316,10 @@ impl Server {
         let base = format!("http://127.0.0.1:{port}");
         let admin_token = admin_token();
         let key = mint_key(&base, &admin_token, TEST_TENANT, &["content:manage"], Some(1_000_000));
+        // After the first request, so the Worker's isolate is there to reach.
+        if std::env::var("DEV_TRACE_NETWORK").as_deref() != Ok("1") {
+            stop_network_tracing(inspector);
+        }
         Server { group, base, admin_token, state_dir: opts.state_dir.clone(), key }
     }
 
