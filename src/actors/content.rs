@@ -388,13 +388,8 @@ impl TopicActor for ContentActor {
     }
 
     /// A topic the subscriber may not read does not exist for it.
-    /// A deleted item's topic stays its readers' (they are owed
-    /// `content.deleted`); the tombstone keeps the ownership to check.
     async fn admit(&self, principal: &Principal) -> ApiResult<()> {
-        if !crate::store::has_state(&self.state.storage().sql()) {
-            return Ok(());
-        }
-        match self.cells().load::<ContentState>("content")? {
+        match self.load()? {
             Some(c) => principal.require(&c.ownership, Access::Read).map_err(ApiError::from),
             None => Ok(()),
         }
