@@ -89,7 +89,9 @@ fn label_refused_class() -> String {
     class
 }
 
-/// Whether `c` is a refused character the document's patterns cannot name.
+/// Whether `c` is a refused character the document's patterns cannot name
+/// (the pattern tests allow for these).
+#[cfg(test)]
 pub fn refused_beyond_bmp(c: char) -> bool {
     (c as u32) >= 0x1_0000 && FORMAT_CHARS.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c))
 }
