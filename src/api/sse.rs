@@ -42,8 +42,8 @@ pub fn decode_segment(raw: &str) -> Option<String> {
 }
 
 /// The cursor to resume after: `Last-Event-ID` when it is a number, else
-/// `after`, else 0 (the whole retained log).
-/// `after` is taken as sent (the query's own spaces make it no number).
+/// `after`, else 0 (the whole retained log). `after` is taken as sent: spaces
+/// in the query make it no number.
 pub fn cursor(last_event_id: Option<&str>, after: Option<&str>) -> Option<u64> {
     match (last_event_id.map(str::trim).filter(|s| !s.is_empty()), after) {
         (Some(id), _) => seq(id),
