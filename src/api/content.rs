@@ -71,6 +71,10 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
 
 pub async fn update(env: &Env, p: &Principal, mut req: Request, id: &str) -> ApiResult<Response> {
     let id = uuid_param(id, "content")?;
+    if super::uploads::file_type(&req).is_some() {
+        // Its own operation, so each has one request schema.
+        return Err(ApiError::UnsupportedMediaType("a file version goes to PUT /api/content/{id}/source".into()));
+    }
     let writer = updater(p, &req)?;
     submit(env, &mut req, id, writer).await
 }

@@ -89,11 +89,12 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
         R::PutContent => {
             auth::require(&who, Scope::Read)?;
             limits::spend(env, &who, &req, LimitClass::Write, 1).await?;
-            if let Some(file) = uploads::file_type(&req) {
-                uploads::update(env, &who, req, arg(0), file).await
-            } else {
-                content::update(env, &who, req, arg(0)).await
-            }
+            content::update(env, &who, req, arg(0)).await
+        }
+        R::PutSource => {
+            auth::require(&who, Scope::Read)?;
+            limits::spend(env, &who, &req, LimitClass::Write, 1).await?;
+            uploads::update(env, &who, req, arg(0)).await
         }
         R::CreateUpload => {
             auth::require(&who, Scope::Write)?;

@@ -48,6 +48,7 @@ fn summary(id: RouteId) -> (&'static str, &'static str) {
         RouteId::TopicEvents => ("Server-Sent Events for one topic (id = seq; Last-Event-ID resumes)", "Live"),
         RouteId::CreateUpload => ("Upload a file (text, Markdown, HTML, PDF) as a new content item; stored in R2", "Content"),
         RouteId::GetSource => ("The uploaded original of a version, byte for byte", "Content"),
+        RouteId::PutSource => ("New version from a file (text, Markdown, HTML, PDF); the older versions' files stay readable", "Content"),
         RouteId::CreateBatch => ("Bulk import of 1 to 1000 items through the INGEST queue; progress on batch:<id>", "Content"),
         RouteId::GetBatch => ("A batch's progress per item (its submitter or the operator only)", "Content"),
         RouteId::TopicSocket => ("WebSocket held by a broadcast topic's actor (feed): the session socket's frames for that topic", "Live"),
@@ -85,7 +86,7 @@ fn query_params(id: RouteId) -> Vec<(&'static str, Value)> {
         RouteId::AdminReconcile => vec![int(RECONCILE_LIMIT), ("cursor", uuid()), ("ids", matching(&uuid_list_pattern(RECONCILE_LIMIT.max)))],
         RouteId::ListKeys => vec![("tenant", matching(TENANT_PATTERN))],
         RouteId::TopicEvents => vec![("after", json!({ "type": "integer", "minimum": 0 }))],
-        RouteId::CreateUpload => vec![
+        RouteId::CreateUpload | RouteId::PutSource => vec![
             ("title", json!({ "type": "string", "maxLength": 300, "pattern": optional_label_pattern() })),
             ("category", category()),
             ("visibility", visibility()),
@@ -107,7 +108,7 @@ pub(crate) fn uuid_list_pattern(max: u32) -> String {
 fn bodies(id: RouteId) -> (Option<&'static str>, Option<&'static str>) {
     match id {
         RouteId::CreateContent | RouteId::PutContent => (Some("ContentInput"), Some("Accepted")),
-        RouteId::CreateUpload => (None, Some("Accepted")),
+        RouteId::CreateUpload | RouteId::PutSource => (None, Some("Accepted")),
         RouteId::GetContent => (None, Some("ContentView")),
         RouteId::ListContent => (None, Some("ContentPage")),
         RouteId::GetRun | RouteId::CancelRun | RouteId::RetryRun => (None, Some("RunView")),
@@ -183,7 +184,7 @@ pub fn document() -> Value {
                 }),
         );
         let ok = match r.id {
-            RouteId::CreateContent | RouteId::PutContent | RouteId::CreateAnswer | RouteId::CreateUpload | RouteId::CreateBatch => "202",
+            RouteId::CreateContent | RouteId::PutContent | RouteId::CreateAnswer | RouteId::CreateUpload | RouteId::PutSource | RouteId::CreateBatch => "202",
             RouteId::DeleteContent | RouteId::RevokeKey => "204",
             RouteId::CreateKey => "201",
             RouteId::SessionSocket | RouteId::TopicSocket => "101",
@@ -206,12 +207,12 @@ pub fn document() -> Value {
         if let Some(name) = request {
             op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema_ref(name) } } });
         }
-        // A file version: PUT takes the upload types too.
-        if matches!(r.id, RouteId::CreateUpload | RouteId::PutContent) {
-            let mut content = op["requestBody"]["content"].as_object().cloned().unwrap_or_default();
-            for t in crate::domain::upload::UploadType::ALL {
-                content.insert(t.mime().into(), json!({ "schema": { "type": "string", "format": "binary" } }));
-            }
+        // A file as the body: the upload types only.
+        if matches!(r.id, RouteId::CreateUpload | RouteId::PutSource) {
+            let content: Map<String, Value> = crate::domain::upload::UploadType::ALL
+                .iter()
+                .map(|t| (t.mime().to_string(), json!({ "schema": { "type": "string", "format": "binary" } })))
+                .collect();
             op["requestBody"] = json!({ "required": true, "content": content });
         }
         if r.id == RouteId::GetSource {

@@ -1,5 +1,5 @@
 //! Uploaded files: `POST /api/uploads`, a file version by
-//! `PUT /api/content/{id}`, and `GET /api/content/{id}/source`. The original
+//! `PUT /api/content/{id}/source`, and `GET /api/content/{id}/source`. The original
 //! goes to R2 first; the item and its run are then made exactly as for a
 //! JSON submission (`content::submit_doc`), with the file as the document's
 //! source, whose text the run's `validate` stage extracts.
@@ -209,9 +209,9 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
 /// `PUT /api/content/{id}` with a file: a new version whose source is that
 /// file; each version keeps its own object. Title and category follow the
 /// query, else the current version's.
-pub async fn update(env: &Env, p: &Principal, mut req: Request, id: &str, file: (UploadType, String)) -> ApiResult<Response> {
+pub async fn update(env: &Env, p: &Principal, mut req: Request, id: &str) -> ApiResult<Response> {
     let content_id = uuid_param(id, "content")?;
-    let (_, content_type) = file;
+    let (_, content_type) = upload_type(env, &mut req).await?;
     let writer = updater(p, &req)?;
     // 404/403 (and a stale If-Match) before anything is stored; the actor
     // checks both again when the version is made.

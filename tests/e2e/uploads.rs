@@ -116,7 +116,7 @@ async fn a_new_file_version_keeps_the_old_source_readable() {
     let put = |if_match: &'static str, body: Vec<u8>| {
         send(
             http()
-                .put(s.url(&format!("/api/content/{cid}")))
+                .put(s.url(&format!("/api/content/{cid}/source")))
                 .bearer_auth(&s.key)
                 .header("content-type", "text/plain")
                 .header("if-match", if_match)
@@ -142,6 +142,13 @@ async fn a_new_file_version_keeps_the_old_source_readable() {
     assert_eq!(r.status, 202, "{}", r.body);
     assert_eq!(source(s, &s.key, &cid, None).await.0, 404);
     assert_eq!(source(s, &s.key, &cid, Some(2)).await.2, v2);
+    // The JSON operation takes no file: it points at the file operation.
+    let file_to_json = send(
+        http().put(s.url(&format!("/api/content/{cid}"))).bearer_auth(&s.key).header("content-type", "text/plain").body("a file"),
+    )
+    .await;
+    assert_eq!(file_to_json.status, 415, "{}", file_to_json.body);
+    assert!(file_to_json.body["error"]["message"].as_str().unwrap().contains("/source"), "{}", file_to_json.body);
 }
 
 #[tokio::test]
@@ -185,7 +192,7 @@ async fn another_tenant_and_anonymous_callers_get_404_on_source() {
     // Another tenant may not add a file version either (404, not 403).
     let r = send(
         http()
-            .put(s.url(&format!("/api/content/{cid}")))
+            .put(s.url(&format!("/api/content/{cid}/source")))
             .bearer_auth(&other)
             .header("content-type", "text/plain")
             .body("hijack"),
@@ -215,7 +222,7 @@ async fn delete_leaves_no_uploaded_object_in_r2() {
     assert_completed(s, &run1).await;
     let r = send(
         http()
-            .put(s.url(&format!("/api/content/{cid}")))
+            .put(s.url(&format!("/api/content/{cid}/source")))
             .bearer_auth(&s.key)
             .header("content-type", "text/markdown")
             .body("# Canals\n\nVersion two about locks."),
