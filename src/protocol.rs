@@ -525,6 +525,21 @@ impl EventName {
         }
     }
 
+    /// The last event its topic ever gets: the topic's actor appends nothing
+    /// after it (a completed run is never retried, a deleted item keeps only
+    /// its tombstone, an answer and a batch end once), so a session stops
+    /// polling a topic whose follower has it.
+    pub fn ends_topic(self) -> bool {
+        matches!(
+            self,
+            EventName::RunCompleted
+                | EventName::ContentDeleted
+                | EventName::AnswerCompleted
+                | EventName::AnswerFailed
+                | EventName::BatchCompleted
+        )
+    }
+
     /// Content-level events also go to the `feed` topic.
     pub fn is_feed_event(self) -> bool {
         matches!(

@@ -309,7 +309,7 @@ impl AnalyzerOps for AnalyzerContainer {
 impl Inspectable for AnalyzerContainer {
     async fn inspect(&self, _q: Inspect) -> ApiResult<Value> {
         let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention);
-        super::inspection(&self.state, "analyzer", "analyzer", self.describe(), None, &log)
+        super::inspection(&self.state, "analyzer", "analyzer", self.describe(), &log).await
     }
 
     async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value> {

@@ -242,7 +242,7 @@ impl Inspectable for AnswerActor {
     async fn inspect(&self, _q: Inspect) -> ApiResult<Value> {
         let a = self.load()?.ok_or_else(|| ApiError::not_found("answer"))?;
         let state = json!({ "view": a.view(), "asker": a.asker, "sources": a.sources.len(), "pieces": a.pieces.len(), "emitted": a.emitted, "attempts": a.attempts, "retry_at": a.retry_at });
-        super::inspection(&self.state, "answer", &a.id.to_string(), state, None, &self.log())
+        super::inspection(&self.state, "answer", &a.id.to_string(), state, &self.log()).await
     }
 
     async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value> {

@@ -221,7 +221,7 @@ impl Inspectable for BatchActor {
     async fn inspect(&self, _q: Inspect) -> ApiResult<Value> {
         let b = self.require()?;
         let typed = json!({ "view": b.view(), "submitter": b.submitter, "ownership": b.ownership });
-        super::inspection(&self.state, "batch", &b.id.to_string(), typed, None, &self.log())
+        super::inspection(&self.state, "batch", &b.id.to_string(), typed, &self.log()).await
     }
 
     async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value> {

@@ -200,8 +200,7 @@ impl ContentActor {
         let deleted = self.cells().load::<bool>(TOMBSTONE)?.unwrap_or(false);
         let id = c.as_ref().map(|c| c.id.to_string()).unwrap_or_default();
         let typed = json!({ "content": c, "deleted": deleted, "outbox": self.outbox()?.describe()? });
-        let alarm = self.state.storage().get_alarm().await?;
-        super::inspection(&self.state, "content", &id, typed, alarm, &self.log())
+        super::inspection(&self.state, "content", &id, typed, &self.log()).await
     }
 }
 

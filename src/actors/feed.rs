@@ -249,7 +249,7 @@ impl FeedOps for FeedActor {
 
 impl Inspectable for FeedActor {
     async fn inspect(&self, _q: Inspect) -> ApiResult<Value> {
-        super::inspection(&self.state, "feed", FEED_NAME, self.view(), None, &self.log())
+        super::inspection(&self.state, "feed", FEED_NAME, self.view(), &self.log()).await
     }
 
     async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value> {

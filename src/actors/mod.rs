@@ -173,15 +173,9 @@ pub trait TopicActor: ActorStorage {
     }
 }
 
-/// The admin inspection every actor kind answers with.
-pub fn inspection(
-    state: &worker::State,
-    kind: &str,
-    id: &str,
-    typed: Value,
-    alarm_at: Option<i64>,
-    log: &EventStore,
-) -> ApiResult<Value> {
+/// The admin inspection every actor kind answers with, its alarm included.
+pub async fn inspection(state: &worker::State, kind: &str, id: &str, typed: Value, log: &EventStore) -> ApiResult<Value> {
+    let alarm_at = state.storage().get_alarm().await?;
     let sockets: Vec<Value> = state
         .get_websockets()
         .iter()

@@ -416,7 +416,7 @@ impl RunShell {
         typed["activations"] = json!(run.activations);
         typed["has_document"] = json!(self.cells().load::<ContentDoc>("doc")?.is_some());
         typed["outbox"] = self.outbox()?.describe()?;
-        super::inspection(&self.state, "run", &run.id.to_string(), typed, alarm, &self.log())
+        super::inspection(&self.state, "run", &run.id.to_string(), typed, &self.log()).await
     }
 }
 

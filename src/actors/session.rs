@@ -412,7 +412,7 @@ impl Inspectable for SessionActor {
     async fn inspect(&self, _q: Inspect) -> ApiResult<Value> {
         let info = self.info()?;
         let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention);
-        super::inspection(&self.state, "session", &info.id.to_string(), self.view()?, None, &log)
+        super::inspection(&self.state, "session", &info.id.to_string(), self.view()?, &log).await
     }
 
     async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value> {

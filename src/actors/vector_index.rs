@@ -218,7 +218,7 @@ impl Inspectable for VectorIndexActor {
         if let Some(cid) = q.content_id.filter(|c| !c.is_empty()) {
             typed["content"] = self.count_content(&cid)?;
         }
-        super::inspection(&self.state, "vector_index", "shard", typed, None, &log)
+        super::inspection(&self.state, "vector_index", "shard", typed, &log).await
     }
 
     async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value> {

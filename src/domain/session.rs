@@ -30,6 +30,10 @@ pub struct Sub {
     /// Replay in progress: live pushes are buffered by the actor meanwhile.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub r: bool,
+    /// The topic's last event was delivered ([`EventName::ends_topic`]):
+    /// nothing more can come, so the poll no longer asks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub e: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,12 +70,13 @@ impl SocketState {
         if let Some(s) = self.subs.iter_mut().find(|s| s.t == topic) {
             s.c = cursor;
             s.r = true;
+            s.e = false;
             return Ok(());
         }
         if self.subs.len() >= MAX_SUBSCRIPTIONS {
             return Err(SubscribeError::TooMany);
         }
-        self.subs.push(Sub { t: topic.to_string(), c: cursor, r: true });
+        self.subs.push(Sub { t: topic.to_string(), c: cursor, r: true, e: false });
         Ok(())
     }
 
@@ -90,6 +95,11 @@ impl SocketState {
 
     /// Records where `sub` stands (the cursor only moves forward).
     pub fn record(&mut self, topic: &str, sub: &Subscription) {
+        if sub.ended {
+            if let Some(s) = self.subs.iter_mut().find(|s| s.t == topic) {
+                s.e = true;
+            }
+        }
         if sub.is_replaying() {
             self.advance(topic, sub.delivered());
         } else {
@@ -159,6 +169,8 @@ pub struct Subscription {
     /// withheld; their seqs still move the cursor. `None`: all are shown
     /// (other topics were authorized at `subscribe`).
     reader: Option<Principal>,
+    /// The topic's last event has gone out (see [`Sub::e`]).
+    ended: bool,
 }
 
 impl Subscription {
@@ -174,7 +186,7 @@ impl Subscription {
 
     fn new(cursor: Cursor, topic: Topic, principal: &Principal) -> Self {
         let reader = (topic == Topic::Feed).then(|| principal.clone());
-        Subscription { cursor, replay_to: None, ready_owed: false, idle_fetches: 0, reader }
+        Subscription { cursor, replay_to: None, ready_owed: false, idle_fetches: 0, reader, ended: false }
     }
 
     pub fn delivered(&self) -> u64 {
@@ -285,7 +297,9 @@ impl Subscription {
         }
     }
 
-    fn frames(&self, events: Vec<EventRecord>) -> Vec<Frame> {
+    /// The frames of events the cursor released, in order.
+    fn frames(&mut self, events: Vec<EventRecord>) -> Vec<Frame> {
+        self.ended |= events.iter().any(|e| e.event.ends_topic());
         events.into_iter().filter(|e| self.visible(e)).map(Frame::Event).collect()
     }
 
@@ -294,11 +308,11 @@ impl Subscription {
     }
 }
 
-/// Each topic the sockets follow live, once, with the lowest of their cursors
-/// (what the session's poll asks the topic for).
+/// Each topic the sockets follow live and that has not ended, once, with the
+/// lowest of their cursors (what the session's poll asks the topic for).
 pub fn followed<'a>(sockets: impl IntoIterator<Item = &'a SocketState>) -> Vec<(String, u64)> {
     let mut lowest: HashMap<&str, u64> = HashMap::new();
-    for sub in sockets.into_iter().flat_map(|st| st.subs.iter()).filter(|s| !s.r) {
+    for sub in sockets.into_iter().flat_map(|st| st.subs.iter()).filter(|s| !s.r && !s.e) {
         let c = lowest.entry(sub.t.as_str()).or_insert(sub.c);
         *c = (*c).min(sub.c);
     }
@@ -429,6 +443,8 @@ mod tests {
         for _ in 0..MAX_SUBSCRIPTIONS {
             s.subscribe(&format!("content:{}", uuid::Uuid::new_v4()), u64::MAX / 2).unwrap();
         }
+        // Every flag set: the longest each subscription gets.
+        s.subs.iter_mut().for_each(|sub| (sub.r, sub.e) = (true, true));
         assert!(serde_json::to_string(&s).unwrap().len() < 2048);
     }
 
@@ -497,6 +513,33 @@ mod tests {
         assert_eq!((shown(&step), sub.delivered()), (vec![1, 3], 3));
         let mut other = Subscription::live(Topic::Content(uuid::Uuid::nil()), 0, &Principal::anonymous());
         assert_eq!(shown(&other.push(vec![event(1, "private")])), vec![1], "authorized at subscribe");
+    }
+
+    #[test]
+    fn a_topic_whose_last_event_went_out_is_no_longer_polled() {
+        use crate::protocol::EventName;
+        let topic = Topic::Run(uuid::Uuid::nil());
+        let key = topic.to_string();
+        let mut st = SocketState::new("tab".into(), 0);
+        st.subscribe(&key, 0).unwrap();
+        st.subscribe("feed", 0).unwrap();
+        let mut sub = Subscription::begin(topic, Some(0), &Principal::operator());
+        let step = sub.answered(Some(0), 1, false, vec![event(1, "public")]);
+        st.record(&key, &sub);
+        st.finish_replay("feed", 0);
+        assert_eq!(shown(&step), vec![1]);
+        assert_eq!(followed([&st]).len(), 2, "a running run is still followed");
+        let mut done = event(2, "public");
+        done.event = EventName::RunCompleted;
+        let mut live = Subscription::live(topic, 1, &Principal::operator());
+        assert_eq!(shown(&live.push(vec![done])), vec![2]);
+        st.record(&key, &live);
+        assert_eq!(followed([&st]), vec![("feed".to_string(), 0)], "run.completed ends run:<id>");
+        assert_eq!(st.cursor(&key), Some(2));
+        // Subscribing again replays from `after`: followed until it ends again.
+        st.subscribe(&key, 0).unwrap();
+        st.finish_replay(&key, 0);
+        assert_eq!(followed([&st]).len(), 2);
     }
 
     #[test]

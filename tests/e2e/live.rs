@@ -54,6 +54,20 @@ async fn a_subscriber_sees_every_run_event_in_order() {
     let started = events.iter().filter(|e| e["event"] == "stage.started").count();
     assert!(started >= 8);
     assert_eq!(got, run_log(s, &run).await, "the stream equals the run's log");
+    // `run.completed` ends the topic: the session stops polling it, and with
+    // nothing else followed its next alarm is its expiry, not a poll.
+    let mut seen = Value::Null;
+    for _ in 0..40 {
+        seen = s.admin_get(&format!("/admin/actors/session/{sid}")).await.body;
+        let ended = seen["state"]["sockets"][0]["state"]["subs"][0]["e"] == true;
+        let expires = seen["state"]["session"]["expires_at"].as_i64().unwrap_or(0);
+        let alarm = seen["alarm_at"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|t| t.timestamp_millis());
+        if ended && alarm.is_some_and(|a| a >= expires - 1_000) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("the session still polls a run that has ended: {seen}");
 }
 
 #[tokio::test]
