@@ -117,6 +117,7 @@ impl Stack {
         // The harness reads its root from the environment while it starts;
         // stacks start one at a time, so switching it here is safe.
         std::env::set_var("ACTORLINE_ROOT", &root);
+        keep_network_tracing(devtools_network);
         let tag = tag.to_string();
         let vars: Vec<(String, String)> = extra_vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let stack = tokio::task::spawn_blocking(move || {
@@ -128,7 +129,7 @@ impl Stack {
         })
         .await
         .expect("start stack");
-        stack.devtools_network(devtools_network).await
+        stack
     }
 
     /// The Agents SDK peer (`bench/peer-agents/run.sh`) with its own analyzer,
@@ -167,7 +168,8 @@ impl Stack {
     /// that wrangler's proxy leaks (see `profile::set_network`).
     pub async fn restart_server(self) -> Stack {
         let network = DEVTOOLS_NETWORK.load(std::sync::atomic::Ordering::Relaxed);
-        let stack = tokio::task::spawn_blocking(move || {
+        keep_network_tracing(network);
+        tokio::task::spawn_blocking(move || {
             let Stack { server, analyzer, dir, vars, .. } = self;
             let state = server.state_dir.clone();
             drop(server);
@@ -176,12 +178,12 @@ impl Stack {
             Stack { server, analyzer, dir, vars, http, start_called, ready_at }
         })
         .await
-        .expect("restart server");
-        stack.devtools_network(network).await
+        .expect("restart server")
     }
 
-    /// Turns wrangler's DevTools `Network` events off unless `keep` (see
-    /// `profile::set_network`); every start and restart ends here.
+    /// Turns the peer's DevTools `Network` events off unless `keep` (see
+    /// `profile::set_network`); Actorline's servers have the harness do it
+    /// (`keep_network_tracing`).
     async fn devtools_network(self, keep: bool) -> Stack {
         if !keep {
             if let Err(e) = crate::profile::set_network(&self, false).await {
@@ -541,8 +543,21 @@ pub fn snapshot_root(root: &std::path::Path, base: &std::path::Path) -> Result<P
             std::fs::write(&shim, text.replace("'../index.js'", "'./index.js'").replace("\"../index.js\"", "\"./index.js\"")).map_err(io)?;
         }
     }
+    // The harness turns DevTools network tracing off with this script.
+    std::fs::create_dir_all(snap.join("scripts")).map_err(io)?;
+    std::fs::copy(root.join("scripts/network_tracing.mjs"), snap.join("scripts/network_tracing.mjs")).map_err(io)?;
     std::fs::create_dir_all(snap.join("target/release")).map_err(io)?;
     std::fs::copy(root.join("target/release/analyzer"), snap.join("target/release/analyzer")).map_err(io)?;
     std::os::unix::fs::symlink(root.join("node_modules"), snap.join("node_modules")).map_err(io)?;
     Ok(snap)
+}
+
+/// The harness's `Server::start` turns DevTools network tracing off unless
+/// `DEV_TRACE_NETWORK=1`; stacks start one at a time, so setting it here holds.
+fn keep_network_tracing(keep: bool) {
+    if keep {
+        std::env::set_var("DEV_TRACE_NETWORK", "1");
+    } else {
+        std::env::remove_var("DEV_TRACE_NETWORK");
+    }
 }
