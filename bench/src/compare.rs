@@ -19,6 +19,9 @@ pub struct Options {
     /// Runs the peer has made in all before its memory is read again (the
     /// search section reads Actorline's after as many documents); 0 skips it.
     pub memory_runs: usize,
+    /// A CPU profile of Actorline's isolate at the highest concurrency, in an
+    /// extra loop after the measured ones.
+    pub profile: bool,
 }
 
 /// One system's figures at one concurrency (a value per repetition).
@@ -92,6 +95,14 @@ pub async fn run(opts: &Options) -> Section {
     let mut sec = Section::new("Actorline and the Agents SDK peer: pipeline");
     let stack = Stack::start("compare-actorline", &[]).await;
     let ours = measure(&stack, DoneSignal::RunTopic, "actorline (run topic)", opts).await;
+    let top = opts.concurrency.iter().copied().max().unwrap_or(1);
+    let profile = if opts.profile {
+        let docs = opts.docs.unwrap_or_else(|| default_docs(top, opts.quick)).max(top);
+        let work = async { closed_loop(&stack, DoneSignal::RunTopic, top, docs, &["profile"], 900_000).await.ok };
+        Some(crate::profile::profiled(&stack, 25, work).await)
+    } else {
+        None
+    };
     stack.stop().await;
     let peer = Stack::start_peer("compare-peer").await;
     let theirs = measure(&peer, DoneSignal::AgentSocket, "peer", opts).await;
@@ -154,6 +165,20 @@ pub async fn run(opts: &Options) -> Section {
             ms(median(&p.analyzer_cpu))
         );
     }
+    match &profile {
+        Some(Ok((runs, report))) => {
+            let _ = writeln!(
+                b,
+                "\n#### CPU profile of Actorline's Worker isolate on this path ({top} in flight, {runs} runs, V8 sampling every 250 µs)\n\n\
+                 An extra loop after the measured ones, each run followed on `run:<id>` as above; the profile adds some overhead.\n"
+            );
+            b.push_str(report);
+        }
+        Some(Err(e)) => {
+            let _ = writeln!(b, "\n({e})");
+        }
+        None => {}
+    }
     let _ = writeln!(b, "\nMemory (RSS per process of the server's group) at start and after every run above; the peer keeps one Agent per run, Actorline a ContentActor and a PipelineActor per run:\n");
     let _ = writeln!(b, "| system | runs | at start | after the runs | Worker workerd growth per run |\n|---|---:|---|---|---:|");
     for (name, s) in [("Actorline", &ours), ("peer", &theirs)] {
@@ -187,9 +212,14 @@ pub async fn run(opts: &Options) -> Section {
 
     if let Some(i) = opts.concurrency.iter().position(|&c| c == 64) {
         let (a, p) = (&ours.levels[i], &theirs.levels[i]);
+        let profiled = if matches!(profile, Some(Ok(_))) {
+            "*CPU profile of Actorline's Worker isolate on this path* below its CPU table"
+        } else {
+            "*CPU profile of the Worker isolate* in the pipeline section"
+        };
         let why = format!(
             "the CPU table here: Actorline's Worker workerd spends {} ms per run against the peer's {}, on the same single isolate \
-             thread; see *CPU profile of the Worker isolate* in the pipeline section for where it goes",
+             thread; see {profiled} for where it goes",
             ms(median(&a.worker_cpu)),
             ms(median(&p.worker_cpu))
         );

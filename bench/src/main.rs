@@ -54,6 +54,7 @@ const USAGE: &str = "usage: actorline-bench <pipeline|events|search|coldstart|pe
              --no-peer               Actorline only
   peer       --concurrency 1,16,64   Actorline and the Agents SDK peer (bench/peer-agents) side by side,
              --docs N                both waiting for run.completed
+             --no-profile            skip the CPU profile of Actorline's isolate at the highest concurrency
              --memory-runs N         then the peer's memory after N runs in all (default 10000; 0 skips)
   soak       --minutes M --rate R    steady load (default 10 min at 20 runs/s)
   auth       --requests N            requests per pass and principal kind (default 600; 150 with --quick)
@@ -135,7 +136,7 @@ fn pipeline_opts(a: &Args, quick: bool, reps: usize) -> Result<pipeline::Options
 fn compare_opts(a: &Args, quick: bool, reps: usize) -> Result<compare::Options, String> {
     let p = pipeline_opts(a, quick, reps)?;
     let memory_runs = a.number("memory-runs", if quick { 0.0 } else { 10_000.0 })? as usize;
-    Ok(compare::Options { concurrency: p.concurrency, docs: p.docs, reps, quick, memory_runs })
+    Ok(compare::Options { concurrency: p.concurrency, docs: p.docs, reps, quick, memory_runs, profile: p.profile })
 }
 
 fn events_opts(a: &Args, quick: bool, reps: usize, probe_default: bool, peer: bool) -> Result<events::Options, String> {

@@ -454,34 +454,21 @@ pub async fn run(opts: &Options) -> Section {
     if opts.profile {
         let c = 16.min(opts.concurrency.iter().copied().max().unwrap_or(16)).max(1);
         let docs = if opts.quick { 32 } else { 96 };
-        match crate::profile::inspector_url(&stack).await {
-            None => {
-                let _ = writeln!(b, "\n(No inspector target found for a CPU profile.)");
+        let work = async { closed_loop(&stack, DoneSignal::Feed(&tracker), c, docs, &["profile"], seed).await.ok };
+        match crate::profile::profiled(&stack, 25, work).await {
+            Ok((runs, report)) => {
+                let _ = writeln!(
+                    b,
+                    "\n#### CPU profile of the Worker isolate ({c} in flight, {runs} runs, V8 sampling every 250 µs)\n\n\
+                     All actors of the Worker share this isolate; D1 and the actors' SQLite run natively \
+                     in the same workerd process and are not in it (they are in its process CPU above). \
+                     The profile adds some overhead, so this loop is not part of the figures above.\n"
+                );
+                b.push_str(&report);
             }
-            Some(url) => match crate::profile::Profiler::start(&url, 250).await {
-                Err(e) => {
-                    let _ = writeln!(b, "\n(CPU profile failed to start: {e})");
-                }
-                Ok(p) => {
-                    let r = closed_loop(&stack, DoneSignal::Feed(&tracker), c, docs, &["profile"], seed).await;
-                    match p.stop().await {
-                        Ok(profile) => {
-                            let _ = writeln!(
-                                b,
-                                "\n#### CPU profile of the Worker isolate ({c} in flight, {} runs, V8 sampling every 250 µs)\n\n\
-                                 All actors of the Worker share this isolate; D1 and the actors' SQLite run natively \
-                                 in the same workerd process and are not in it (they are in its process CPU above). \
-                                 The profile adds some overhead, so this loop is not part of the figures above.\n",
-                                r.ok
-                            );
-                            b.push_str(&crate::profile::report(&profile, r.ok, 25));
-                        }
-                        Err(e) => {
-                            let _ = writeln!(b, "\n(CPU profile failed: {e})");
-                        }
-                    }
-                }
-            },
+            Err(e) => {
+                let _ = writeln!(b, "\n({e})");
+            }
         }
     }
     let metrics = stack.admin_json("/admin/metrics").await;

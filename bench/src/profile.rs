@@ -261,12 +261,75 @@ pub fn report(profile: &Value, runs: usize, top: usize) -> String {
     for (k, v) in bl {
         let _ = writeln!(b, "| {k} | {:.1}% |", v / busy * 100.0);
     }
+    b.push_str(&by_entry(&nodes, &samples, &deltas, &by_id, busy));
     let mut fl: Vec<(&(String, String), &f64)> = self_us.iter().filter(|((n, _), _)| n != "(idle)").collect();
     fl.sort_by(|a, b| b.1.total_cmp(a.1));
     let _ = writeln!(b, "\nTop {top} functions by self time:\n\n| function | share |\n|---|---:|");
     for ((n, _), v) in fl.into_iter().take(top) {
         let short: String = n.replace('|', "\\|").chars().take(120).collect();
         let _ = writeln!(b, "| `{short}` | {:.1}% |", *v / busy * 100.0);
+    }
+    b
+}
+
+/// Which part of Actorline a frame belongs to: the actor module
+/// (`actorline::actors::session::…` → "SessionActor's module `session`") or
+/// the HTTP routes (`actorline::api::…`).
+fn entry_of(name: &str) -> Option<String> {
+    if let Some(rest) = name.split("actorline::actors::").nth(1) {
+        let module = rest.split("::").next().unwrap_or(rest);
+        return Some(format!("actor `{module}`"));
+    }
+    name.contains("actorline::api::").then(|| "Worker: HTTP routes (`api`)".to_string())
+}
+
+/// Busy time by the outermost Actorline actor or route on each sample's
+/// stack: each Durable Object event starts its own stack, so this splits the
+/// isolate's time by actor kind, the runtime and glue it calls included.
+fn by_entry(nodes: &[Value], samples: &[Value], deltas: &[Value], names: &HashMap<u64, (String, String)>, busy: f64) -> String {
+    let mut parent: HashMap<u64, u64> = HashMap::new();
+    for n in nodes {
+        let id = n["id"].as_u64().unwrap_or(0);
+        for c in n["children"].as_array().into_iter().flatten() {
+            if let Some(c) = c.as_u64() {
+                parent.insert(c, id);
+            }
+        }
+    }
+    let mut memo: HashMap<u64, Option<String>> = HashMap::new();
+    let mut outermost = |mut id: u64| -> Option<String> {
+        if let Some(hit) = memo.get(&id) {
+            return hit.clone();
+        }
+        let start = id;
+        let mut found = None;
+        loop {
+            if let Some(e) = names.get(&id).and_then(|(n, _)| entry_of(n)) {
+                found = Some(e);
+            }
+            match parent.get(&id) {
+                Some(&p) => id = p,
+                None => break,
+            }
+        }
+        memo.insert(start, found.clone());
+        found
+    };
+    let mut time: HashMap<String, f64> = HashMap::new();
+    for (i, s) in samples.iter().enumerate() {
+        let Some(id) = s.as_u64() else { continue };
+        if names.get(&id).is_some_and(|(n, _)| n == "(idle)") {
+            continue;
+        }
+        let dt = deltas.get(i + 1).and_then(|d| d.as_f64()).unwrap_or(0.0).max(0.0);
+        let key = outermost(id).unwrap_or_else(|| "outside any actor or route (event loop, GC, wrappers)".to_string());
+        *time.entry(key).or_default() += dt;
+    }
+    let mut rows: Vec<(String, f64)> = time.into_iter().collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut b = String::from("\n| where (inclusive: the actor or route on the stack, with what it calls) | share of busy isolate time |\n|---|---:|\n");
+    for (k, v) in rows {
+        let _ = writeln!(b, "| {k} | {:.1}% |", v / busy * 100.0);
     }
     b
 }
@@ -324,4 +387,23 @@ fn glue_name(src: &str, line: i64, col: i64) -> Option<String> {
         _ => ident,
     };
     Some(format!("glue {name}"))
+}
+
+/// A V8 CPU profile (sampling every 250 µs) of the Worker's isolate while
+/// `work` runs; `work` returns the runs it completed. The Markdown report
+/// (top `top` functions), or why there is none.
+pub async fn profiled<F: std::future::Future<Output = usize>>(stack: &Stack, top: usize, work: F) -> Result<(usize, String), String> {
+    let url = inspector_url(stack).await.ok_or("no inspector target found for a CPU profile")?;
+    let p = Profiler::start(&url, 250).await.map_err(|e| format!("CPU profile failed to start: {e}"))?;
+    let runs = work.await;
+    let profile = p.stop().await.map_err(|e| format!("CPU profile failed: {e}"))?;
+    // `BENCH_PROFILE_DIR`: also keep the raw profile (it opens in Chrome's DevTools).
+    if let Some(dir) = std::env::var_os("BENCH_PROFILE_DIR") {
+        let path = std::path::Path::new(&dir).join(format!("worker-{}.cpuprofile", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        if let Err(e) = std::fs::write(&path, profile.to_string()) {
+            eprintln!("[bench] could not write {}: {e}", path.display());
+        }
+    }
+    Ok((runs, report(&profile, runs, top)))
 }
