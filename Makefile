@@ -8,7 +8,7 @@ test:
 	bash scripts/test.sh
 
 build:
-	bash -c 'source scripts/lib.sh && bootstrap && build_worker'
+	bash -c 'source scripts/lib.sh && bootstrap && build_release'
 
 # Search quality (nDCG@10, recall@10) on the generated judged corpus; see examples/search_eval.rs.
 eval:

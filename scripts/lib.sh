@@ -58,7 +58,18 @@ build_worker() {
   worker-build --release >&2
   local wasm
   wasm="$(ls build/worker/*.wasm build/*.wasm 2>/dev/null | head -1 || true)"
-  [ -n "$wasm" ] && log "wasm bundle: $(stat -c %s "$wasm") bytes raw, $(gzip -9c "$wasm" | wc -c) bytes gzipped"
+  [ -n "$wasm" ] && log "wasm bundle: $(stat -c %s "$wasm") bytes raw, $(gzip -9c "$wasm" | wc -c) bytes gzipped; as deployed (no name section): $(node scripts/wasm_names.mjs strip "$wasm" /dev/stdout | gzip -9c | wc -c) bytes gzipped"
+}
+
+# The build to deploy: build_worker's module without its name section (see
+# scripts/wasm_names.mjs); `make build` runs it.
+build_release() {
+  build_worker
+  local wasm
+  wasm="$(ls build/worker/*.wasm build/*.wasm 2>/dev/null | head -1 || true)"
+  [ -n "$wasm" ] || { log "no wasm module under build/"; exit 1; }
+  node scripts/wasm_names.mjs strip "$wasm"
+  log "deploy build: $(stat -c %s "$wasm") bytes raw, $(gzip -9c "$wasm" | wc -c) bytes gzipped"
 }
 
 build_analyzer() {

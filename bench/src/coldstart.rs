@@ -43,6 +43,14 @@ fn gzipped(path: &PathBuf) -> Option<u64> {
     child.wait().ok()?.success().then_some(n)
 }
 
+/// The module as `make build` deploys it: without its name section
+/// (scripts/wasm_names.mjs), written beside the run's temp files.
+fn as_deployed(path: &PathBuf) -> Option<PathBuf> {
+    let out = std::env::temp_dir().join(format!("actorline-deployed-{}.wasm", std::process::id()));
+    let ok = Command::new("node").arg(root().join("scripts/wasm_names.mjs")).arg("strip").arg(path).arg(&out).status().ok()?.success();
+    ok.then_some(out)
+}
+
 struct Sample {
     spawn_to_ready: f64,
     spawn_to_health: f64,
@@ -131,9 +139,18 @@ pub async fn run(reps: usize, with_peer: bool) -> Section {
         for f in &files {
             let raw = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
             let gz = gzipped(f).unwrap_or(0);
-            wasm_gz += gz;
             let rel = f.strip_prefix(root()).unwrap_or(f).display().to_string();
-            let _ = writeln!(b, "| `{rel}` | {} ({raw} B) | {} ({gz} B) |", bytes(raw), bytes(gz));
+            let _ = writeln!(b, "| `{rel}` (with its name section: what dev, tests and these figures run) | {} ({raw} B) | {} ({gz} B) |", bytes(raw), bytes(gz));
+            // The goal is on what deploys (`make build`).
+            match as_deployed(f) {
+                Some(d) => {
+                    let (raw, gz) = (std::fs::metadata(&d).map(|m| m.len()).unwrap_or(0), gzipped(&d).unwrap_or(0));
+                    let _ = std::fs::remove_file(&d);
+                    wasm_gz += gz;
+                    let _ = writeln!(b, "| `{rel}` as `make build` deploys it (no name section) | {} ({raw} B) | {} ({gz} B) |", bytes(raw), bytes(gz));
+                }
+                None => wasm_gz += gz,
+            }
         }
         if with_peer {
             match peer_bundle() {
@@ -150,7 +167,7 @@ pub async fn run(reps: usize, with_peer: bool) -> Section {
             }
         }
         b.push('\n');
-        sec.goals.push(Goal::new("wasm bundle, gzipped", "≤ 1.0 MB", wasm_gz as f64 / 1e6, |v| v <= 1.0, "MB"));
+        sec.goals.push(Goal::new("wasm bundle as deployed, gzipped", "≤ 1.0 MB", wasm_gz as f64 / 1e6, |v| v <= 1.0, "MB"));
     }
     let mut systems = vec![("Actorline", false)];
     if with_peer {
