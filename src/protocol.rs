@@ -970,6 +970,136 @@ pub struct KeyPage {
     pub items: Vec<KeyView>,
 }
 
+// ---------------------------------------------------------------- operator
+
+/// One row of `GET /admin/actors`, from the registry.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActorRow {
+    pub kind: String,
+    pub id: String,
+    pub status: String,
+    pub updated_at: String,
+}
+
+/// `GET /admin/actors`: newest first; `next_cursor` while more remain.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActorPage {
+    pub items: Vec<ActorRow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// A failed run as `GET /admin/dead-letters` lists it, with what to do next.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    pub run_id: String,
+    pub content_id: String,
+    pub version: u32,
+    pub stage: Option<String>,
+    pub error_class: Option<String>,
+    pub error: Option<String>,
+    pub attempts: Option<u32>,
+    pub failed_at: String,
+    pub actions: RunActions,
+}
+
+/// The paths that retry or cancel a run.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunActions {
+    pub retry: String,
+    pub cancel: String,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetterPage {
+    pub items: Vec<DeadLetter>,
+}
+
+/// What one content actor did when asked to reconcile.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReconcileReport {
+    pub deleted: bool,
+    /// `written`, or `pending` while the catalog row is still owed.
+    pub catalog: String,
+    pub runs: Vec<RunReconciled>,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReconciled {
+    pub run_id: Uuid,
+    pub ok: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReconcileOutcome {
+    /// The actor wrote its rows again (`actor` says how it went).
+    Rewritten,
+    /// A catalog row whose actor holds nothing, removed (walks only).
+    OrphanRemoved,
+    /// A named id no actor holds.
+    NotFound,
+    Failed,
+}
+
+/// One content id of `POST /admin/reconcile`.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reconciled {
+    pub content_id: String,
+    pub outcome: ReconcileOutcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<ReconcileReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `POST /admin/reconcile`: `next_cursor` while a walk has more to check.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReconcilePage {
+    pub checked: usize,
+    pub items: Vec<Reconciled>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /healthz`: `status` for anyone; the operator also reads which
+/// backend each provider uses and what is wrong (`503` when degraded).
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Health {
+    /// `ok`, or `degraded` (with a `503`).
+    pub status: String,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<HealthDetail>,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthDetail {
+    pub name: String,
+    pub version: String,
+    /// Provider → backend (`ai` is the embedder's, kept for older clients).
+    pub backends: std::collections::BTreeMap<String, String>,
+    /// The Workers AI models in use (null for the local backend).
+    pub models: std::collections::BTreeMap<String, Option<String>>,
+    /// Provider → why it cannot be used.
+    pub problems: std::collections::BTreeMap<String, String>,
+    /// The `FAULTS` setting in effect (`stage=rate,...`), empty when none.
+    pub faults: String,
+}
+
 // ---------------------------------------------------------------- errors
 
 /// The contract's error body, `{error: {code, message}}`, for every 4xx and

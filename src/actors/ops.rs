@@ -380,21 +380,7 @@ pub struct Fenced {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ReconcileContent {}
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ReconcileReport {
-    pub deleted: bool,
-    /// `written`, or `pending` while the catalog row is still owed.
-    pub catalog: String,
-    pub runs: Vec<RunReconciled>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RunReconciled {
-    pub run_id: Uuid,
-    pub ok: bool,
-    #[serde(default)]
-    pub error: Option<String>,
-}
+pub use crate::protocol::{ReconcileReport, RunReconciled};
 
 actor_ops! {
     /// The content actor: an item's versions, owner and published artifacts.

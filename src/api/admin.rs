@@ -13,6 +13,7 @@ use crate::catalog;
 use crate::domain::time::rfc3339;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
+use crate::protocol::{ActorPage, ActorRow, DeadLetter, DeadLetterPage, ReconcileOutcome, ReconcilePage, Reconciled, RunActions};
 
 /// Kinds the inspector serves, and whether their ids are UUIDs.
 fn kind_of(kind: &str) -> ApiResult<ActorKind> {
@@ -79,33 +80,34 @@ pub async fn list_actors(env: &Env, req: &Request) -> ApiResult<Response> {
     let rows = catalog::list_actors(env, kind, status, (c_at, &c_key), limit).await?;
     let more = rows.len() > limit as usize;
     let rows = &rows[..rows.len().min(limit as usize)];
-    let items: Vec<Value> = rows
+    let items = rows
         .iter()
-        .map(|r| json!({ "kind": r.kind, "id": r.id, "status": r.status, "updated_at": rfc3339(r.updated_at as i64) }))
+        .map(|r| ActorRow { kind: r.kind.clone(), id: r.id.clone(), status: r.status.clone(), updated_at: rfc3339(r.updated_at as i64) })
         .collect();
-    let mut body = json!({ "items": items });
-    if more {
-        if let Some(last) = rows.last() {
-            body["next_cursor"] = json!(page_cursor(last.updated_at as i64, &format!("{}:{}", last.kind, last.id)));
-        }
-    }
-    Ok(http::json(200, &body))
+    let next_cursor = rows
+        .last()
+        .filter(|_| more)
+        .map(|last| page_cursor(last.updated_at as i64, &format!("{}:{}", last.kind, last.id)));
+    Ok(http::json(200, &ActorPage { items, next_cursor }))
 }
 
 pub async fn dead_letters(env: &Env) -> ApiResult<Response> {
     let rows = catalog::dead_letters(env, 500).await?;
-    let items: Vec<Value> = rows
+    let items = rows
         .into_iter()
-        .map(|r| {
-            json!({
-                "run_id": r.id, "content_id": r.content_id, "version": r.version as u32,
-                "stage": r.failed_stage, "error_class": r.error_class, "error": r.error,
-                "attempts": r.attempts.map(|a| a as u32), "failed_at": rfc3339(r.updated_at as i64),
-                "actions": { "retry": format!("/api/runs/{}/retry", r.id), "cancel": format!("/api/runs/{}/cancel", r.id) },
-            })
+        .map(|r| DeadLetter {
+            actions: RunActions { retry: format!("/api/runs/{}/retry", r.id), cancel: format!("/api/runs/{}/cancel", r.id) },
+            failed_at: rfc3339(r.updated_at as i64),
+            run_id: r.id,
+            content_id: r.content_id,
+            version: r.version as u32,
+            stage: r.failed_stage,
+            error_class: r.error_class,
+            error: r.error,
+            attempts: r.attempts.map(|a| a as u32),
         })
         .collect();
-    Ok(http::json(200, &json!({ "items": items })))
+    Ok(http::json(200, &DeadLetterPage { items }))
 }
 
 /// Counters come from the D1 catalog that actors already write through to, so
@@ -155,7 +157,6 @@ pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     sorted.get(idx.min(sorted.len() - 1)).copied()
 }
 
-/// `<updated_at>.<kind>:<id>`, as `list_actors` hands out.
 /// How many content actors one reconciliation request asks: each costs a call
 /// to the actor and one per run, well inside a request's subrequest budget.
 const RECONCILE_MAX: u32 = RECONCILE_LIMIT.max;
@@ -195,23 +196,18 @@ pub async fn reconcile(env: &Env, req: &Request) -> ApiResult<Response> {
     let mut items = Vec::with_capacity(ids.len());
     for id in &ids {
         let r = rpc::send(env, id, &ReconcileContent {}).await;
-        let outcome = match r {
-            Ok(v) => json!({ "content_id": id, "outcome": "rewritten", "actor": v }),
+        let done = |outcome, error: Option<String>| Reconciled { content_id: id.clone(), outcome, actor: None, error };
+        items.push(match r {
+            Ok(report) => Reconciled { actor: Some(report), ..done(ReconcileOutcome::Rewritten, None) },
             // Only a walk removes rows: a named id may simply be a typo.
             Err(ApiError::NotFound(_)) if walking => match catalog::drop_orphan_content(env, id, now).await {
-                Ok(()) => json!({ "content_id": id, "outcome": "orphan_removed" }),
-                Err(e) => json!({ "content_id": id, "outcome": "failed", "error": e.to_string() }),
+                Ok(()) => done(ReconcileOutcome::OrphanRemoved, None),
+                Err(e) => done(ReconcileOutcome::Failed, Some(e.to_string())),
             },
-            Err(ApiError::NotFound(_)) => json!({ "content_id": id, "outcome": "not_found" }),
-            Err(e) => json!({ "content_id": id, "outcome": "failed", "error": e.to_string() }),
-        };
-        items.push(outcome);
+            Err(ApiError::NotFound(_)) => done(ReconcileOutcome::NotFound, None),
+            Err(e) => done(ReconcileOutcome::Failed, Some(e.to_string())),
+        });
     }
-    let mut body = json!({ "checked": items.len(), "items": items });
-    if walking && ids.len() == limit as usize {
-        if let Some(last) = ids.last() {
-            body["next_cursor"] = json!(last);
-        }
-    }
-    Ok(http::json(200, &body))
+    let next_cursor = ids.last().filter(|_| walking && ids.len() == limit as usize).cloned();
+    Ok(http::json(200, &ReconcilePage { checked: items.len(), items, next_cursor }))
 }

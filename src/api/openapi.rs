@@ -120,6 +120,10 @@ fn bodies(id: RouteId) -> (Option<&'static str>, Option<&'static str>) {
         RouteId::WhoAmI => (None, Some("Principal")),
         RouteId::GetAnswer => (None, Some("AnswerView")),
         RouteId::CreateKey => (Some("KeyInput"), Some("KeyView")),
+        RouteId::Health => (None, Some("Health")),
+        RouteId::AdminActors => (None, Some("ActorPage")),
+        RouteId::AdminDeadLetters => (None, Some("DeadLetterPage")),
+        RouteId::AdminReconcile => (None, Some("ReconcilePage")),
         RouteId::ListKeys => (None, Some("KeyPage")),
         _ => (None, None),
     }
@@ -161,6 +165,10 @@ pub fn generated_schemas() -> Value {
     gen.subschema_for::<KeyView>();
     gen.subschema_for::<KeyPage>();
     gen.subschema_for::<ErrorBody>();
+    gen.subschema_for::<Health>();
+    gen.subschema_for::<ActorPage>();
+    gen.subschema_for::<DeadLetterPage>();
+    gen.subschema_for::<ReconcilePage>();
     Value::Object(gen.take_definitions(true).into_iter().collect())
 }
 
@@ -191,7 +199,8 @@ pub fn document() -> Value {
             _ => "200",
         };
         let (request, response) = bodies(r.id);
-        let ok_schema = response.map(schema_ref).unwrap_or_else(|| json!({ "type": "object" }));
+        // The inspector's views are each actor's own state, and metrics count by kind: free-form objects.
+        let ok_schema = response.map(schema_ref).unwrap_or_else(|| json!({ "type": "object", "additionalProperties": true }));
         let mut op = json!({
             "summary": text,
             "tags": [tag],
@@ -201,8 +210,12 @@ pub fn document() -> Value {
                 "4XX": { "description": "Client error", "content": { "application/json": { "schema": schema_ref("Error") } } },
             },
         });
+        // No body: a deletion's 204, and a WebSocket upgrade's 101 (frames follow).
         if ok == "204" {
             op["responses"][ok] = json!({ "description": "Success" });
+        }
+        if ok == "101" {
+            op["responses"][ok] = json!({ "description": "Switching Protocols: the WebSocket's frames follow" });
         }
         if let Some(name) = request {
             op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema_ref(name) } } });
@@ -214,6 +227,9 @@ pub fn document() -> Value {
                 .map(|t| (t.mime().to_string(), json!({ "schema": { "type": "string", "format": "binary" } })))
                 .collect();
             op["requestBody"] = json!({ "required": true, "content": content });
+        }
+        if r.id == RouteId::Health {
+            op["responses"]["503"] = json!({ "description": "Degraded: a provider cannot be used", "content": { "application/json": { "schema": schema_ref("Health") } } });
         }
         if r.id == RouteId::GetSource {
             op["responses"][ok]["content"] = json!({ "*/*": { "schema": { "type": "string", "format": "binary" } } });
