@@ -1074,6 +1074,52 @@ pub struct ReconcilePage {
     pub next_cursor: Option<String>,
 }
 
+/// `{count, p50_ms, p95_ms, p99_ms}` of a window of durations (null when empty).
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Latency {
+    pub count: usize,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// Runs by outcome, from the registry.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunCounts {
+    pub completed: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    pub in_flight: u64,
+}
+
+/// How many samples the latency figures are over (the newest ones).
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricsWindow {
+    pub stage_samples: usize,
+    pub search_samples: usize,
+}
+
+/// `GET /admin/metrics`: actors by kind and status, run outcomes, retries,
+/// and stage and search latency percentiles.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Metrics {
+    /// kind → status → count.
+    pub actors: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+    pub runs: RunCounts,
+    /// Attempts beyond each stage's first.
+    pub retries: u64,
+    pub dead_letters: u64,
+    pub sessions: u64,
+    /// By stage name, every stage listed.
+    pub stage_latency: std::collections::BTreeMap<String, Latency>,
+    pub search_latency: Latency,
+    pub window: MetricsWindow,
+}
+
 /// `GET /healthz`: `status` for anyone; the operator also reads which
 /// backend each provider uses and what is wrong (`503` when degraded).
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]

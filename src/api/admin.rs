@@ -2,6 +2,8 @@
 //! <ADMIN_TOKEN>`, compared in constant time. Inspection asks the actor itself,
 //! after the registry confirms it exists, so looking never creates an actor.
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Value};
 use worker::{Env, Request, Response};
 
@@ -13,7 +15,9 @@ use crate::catalog;
 use crate::domain::time::rfc3339;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
-use crate::protocol::{ActorPage, ActorRow, DeadLetter, DeadLetterPage, ReconcileOutcome, ReconcilePage, Reconciled, RunActions};
+use crate::protocol::{
+    ActorPage, ActorRow, DeadLetter, DeadLetterPage, Latency, Metrics, MetricsWindow, ReconcileOutcome, ReconcilePage, Reconciled, RunActions, RunCounts,
+};
 
 /// Kinds the inspector serves, and whether their ids are UUIDs.
 fn kind_of(kind: &str) -> ApiResult<ActorKind> {
@@ -115,38 +119,42 @@ pub async fn dead_letters(env: &Env) -> ApiResult<Response> {
 pub async fn metrics(env: &Env) -> ApiResult<Response> {
     let catalog::MetricSamples { counts, stages: timings, searches_ms: mut searches } = catalog::metric_samples(env).await?;
     searches.sort_by(|a, b| a.total_cmp(b));
-    let mut actors = serde_json::Map::new();
+    let mut actors: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for c in &counts {
-        let entry = actors.entry(c.kind.clone()).or_insert_with(|| json!({}));
-        entry[&c.status] = json!(c.n as u64);
+        actors.entry(c.kind.clone()).or_default().insert(c.status.clone(), c.n as u64);
     }
     let run_count = |st: &str| counts.iter().filter(|c| c.kind == "run" && c.status == st).map(|c| c.n as u64).sum::<u64>();
-    let retries: u64 = timings.iter().map(|t| (t.attempts as u64).saturating_sub(1)).sum();
-    let mut stages = serde_json::Map::new();
-    for stage in crate::protocol::Stage::ALL {
-        let mut d: Vec<f64> = timings.iter().filter(|t| t.stage == stage.as_str()).filter_map(|t| t.duration_ms).collect();
-        d.sort_by(|a, b| a.total_cmp(b));
-        stages.insert(stage.as_str().into(), latency(&d));
-    }
-    Ok(http::json(200, &json!({
-        "actors": actors,
-        "runs": { "completed": run_count("completed"), "failed": run_count("failed"), "cancelled": run_count("cancelled"),
-                  "in_flight": run_count("queued") + run_count("running") },
-        "retries": retries,
-        "dead_letters": run_count("failed"),
-        "sessions": counts.iter().filter(|c| c.kind == "session").map(|c| c.n as u64).sum::<u64>(),
-        "stage_latency": stages,
-        "search_latency": latency(&searches),
-        "window": { "stage_samples": timings.len(), "search_samples": searches.len() },
-    })))
+    let stage_latency = crate::protocol::Stage::ALL
+        .iter()
+        .map(|stage| {
+            let mut d: Vec<f64> = timings.iter().filter(|t| t.stage == stage.as_str()).filter_map(|t| t.duration_ms).collect();
+            d.sort_by(|a, b| a.total_cmp(b));
+            (stage.as_str().to_string(), latency(&d))
+        })
+        .collect();
+    Ok(http::json(
+        200,
+        &Metrics {
+            actors,
+            runs: RunCounts {
+                completed: run_count("completed"),
+                failed: run_count("failed"),
+                cancelled: run_count("cancelled"),
+                in_flight: run_count("queued") + run_count("running"),
+            },
+            retries: timings.iter().map(|t| (t.attempts as u64).saturating_sub(1)).sum(),
+            dead_letters: run_count("failed"),
+            sessions: counts.iter().filter(|c| c.kind == "session").map(|c| c.n as u64).sum(),
+            stage_latency,
+            search_latency: latency(&searches),
+            window: MetricsWindow { stage_samples: timings.len(), search_samples: searches.len() },
+        },
+    ))
 }
 
-/// `{count, p50_ms, p95_ms, p99_ms}` of sorted durations.
-fn latency(sorted: &[f64]) -> serde_json::Value {
-    json!({
-        "count": sorted.len(),
-        "p50_ms": percentile(sorted, 0.50), "p95_ms": percentile(sorted, 0.95), "p99_ms": percentile(sorted, 0.99),
-    })
+/// The percentiles of sorted durations.
+fn latency(sorted: &[f64]) -> Latency {
+    Latency { count: sorted.len(), p50_ms: percentile(sorted, 0.50), p95_ms: percentile(sorted, 0.95), p99_ms: percentile(sorted, 0.99) }
 }
 
 pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {

@@ -124,6 +124,7 @@ fn bodies(id: RouteId) -> (Option<&'static str>, Option<&'static str>) {
         RouteId::AdminActors => (None, Some("ActorPage")),
         RouteId::AdminDeadLetters => (None, Some("DeadLetterPage")),
         RouteId::AdminReconcile => (None, Some("ReconcilePage")),
+        RouteId::AdminMetrics => (None, Some("Metrics")),
         RouteId::ListKeys => (None, Some("KeyPage")),
         _ => (None, None),
     }
@@ -169,6 +170,7 @@ pub fn generated_schemas() -> Value {
     gen.subschema_for::<ActorPage>();
     gen.subschema_for::<DeadLetterPage>();
     gen.subschema_for::<ReconcilePage>();
+    gen.subschema_for::<Metrics>();
     Value::Object(gen.take_definitions(true).into_iter().collect())
 }
 
