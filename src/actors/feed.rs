@@ -17,7 +17,8 @@ use super::ops::{Append, Appended, FeedCall, FeedOps, FireAlarm, Inspect, Inspec
 use super::rpc;
 use super::session::{close_back, load_attachment, read_frame, save_attachment, send};
 use super::{ActorStorage, TopicActor, REPLAY_PAGE};
-use crate::domain::broadcast::{behind, Batch, Reader, Watcher, CATCH_UP_MS, MAX_SOCKETS};
+use crate::domain::broadcast::{behind, Batch, Watcher, CATCH_UP_MS, MAX_SOCKETS};
+use crate::domain::principal::ReadScope;
 use crate::domain::event_log::{plan_replay, ReplayPlan};
 use crate::domain::faults::PUSH;
 use crate::domain::session::admit;
@@ -29,7 +30,7 @@ use crate::runtime::{config, now_ms};
 pub const FEED_NAME: &str = "feed";
 
 /// The header by which the Worker tells the actor who opens a feed socket
-/// (a [`Reader`] as JSON). Only the Worker reaches the actor.
+/// (a [`ReadScope`] as JSON). Only the Worker reaches the actor.
 pub const READER_HEADER: &str = "x-actorline-reader";
 
 /// The state cell holding the broadcast head: the last seq sent to every
@@ -136,12 +137,12 @@ impl FeedActor {
     }
 
     fn accept(&self, req: &Request) -> ApiResult<Response> {
-        let reader = req
+        let scope = req
             .headers()
             .get(READER_HEADER)
             .ok()
             .flatten()
-            .and_then(|h| serde_json::from_str::<Reader>(&h).ok())
+            .and_then(|h| serde_json::from_str::<ReadScope>(&h).ok())
             .ok_or_else(|| ApiError::BadRequest("a feed socket is opened through /api/topics/feed/ws".into()))?;
         let url = req.url()?;
         let after = url.query_pairs().find(|(k, _)| k == "after").and_then(|(_, v)| v.parse::<u64>().ok());
@@ -151,7 +152,7 @@ impl FeedActor {
         let pair = WebSocketPair::new()?;
         self.forget_watchers();
         self.state.accept_web_socket(&pair.server);
-        let w = Watcher::new(&reader, now_ms());
+        let w = Watcher::new(&scope, now_ms());
         save(&pair.server, &w);
         if url.query_pairs().any(|(k, _)| k == "after") {
             self.join(&pair.server, w, after)?;

@@ -13,7 +13,7 @@ use super::input::{param, query};
 use super::sessions;
 use crate::actors::feed::{FEED_NAME, READER_HEADER};
 use crate::actors::rpc::{self, ActorKind};
-use crate::domain::broadcast::Reader;
+use crate::domain::broadcast::class_key;
 use crate::domain::principal::Principal;
 use crate::error::{ApiError, ApiResult};
 
@@ -23,9 +23,9 @@ pub async fn socket(env: &Env, who: &Principal, req: Request, topic: &str) -> Ap
         return Err(ApiError::not_found(format!("broadcast topic {topic} (only feed has its own socket; use a session socket)")));
     }
     let q = query(&req)?;
-    let reader = match param(&q, "session") {
-        Some(id) => Reader::of(&sessions::principal(env, id, param(&q, "token")).await?),
-        None => Reader::of(who),
+    let scope = match param(&q, "session") {
+        Some(id) => sessions::principal(env, id, param(&q, "token")).await?.read_scope(),
+        None => who.read_scope(),
     };
     sessions::require_upgrade(&req)?;
     let after = match param(&q, "after") {
@@ -35,7 +35,7 @@ pub async fn socket(env: &Env, who: &Principal, req: Request, topic: &str) -> Ap
     // A fresh request: nothing the client sent reaches the actor but the upgrade.
     let headers = Headers::new();
     headers.set("upgrade", "websocket")?;
-    headers.set(READER_HEADER, &reader.key())?;
+    headers.set(READER_HEADER, &class_key(&scope))?;
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
     let url = match after {

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::content::event_ownership;
-use super::principal::{Principal, ReadScope};
+use super::principal::ReadScope;
 use super::session::TokenBucket;
 use super::time::Millis;
 use crate::protocol::{EventRecord, ServerFrame, Topic};
@@ -32,49 +32,20 @@ pub const MAX_SOCKETS: usize = 10_000;
 /// actor's catch-up alarm).
 pub const CATCH_UP_MS: i64 = 1_000;
 
-/// What a socket's principal may see on a broadcast topic: [`ReadScope`] in a
-/// form that travels in the socket's attachment.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "k", rename_all = "snake_case")]
-pub enum Reader {
-    All,
-    Public,
-    Tenant { t: String, s: String, r: bool, m: bool },
+/// The class key of a socket: sockets with equal keys see the same events.
+pub fn class_key(scope: &ReadScope) -> String {
+    serde_json::to_string(scope).unwrap_or_default()
 }
 
-impl Reader {
-    pub fn of(p: &Principal) -> Self {
-        match p.read_scope() {
-            ReadScope::All => Reader::All,
-            ReadScope::PublicOnly => Reader::Public,
-            ReadScope::Tenant { tenant, subject, read, manage } => Reader::Tenant { t: tenant, s: subject, r: read, m: manage },
-        }
-    }
-
-    fn scope(&self) -> ReadScope {
-        match self {
-            Reader::All => ReadScope::All,
-            Reader::Public => ReadScope::PublicOnly,
-            Reader::Tenant { t, s, r, m } => ReadScope::Tenant { tenant: t.clone(), subject: s.clone(), read: *r, manage: *m },
-        }
-    }
-
-    /// The class key: sockets with equal keys see the same events.
-    pub fn key(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-
-    /// An event without ownership (none today on the feed) is shown to all.
-    pub fn sees(&self, e: &EventRecord) -> bool {
-        let scope = self.scope();
-        event_ownership(&e.data).is_none_or(|o| scope.admits(&o))
-    }
+/// An event without ownership (none today on the feed) is shown to all.
+fn sees(scope: &ReadScope, e: &EventRecord) -> bool {
+    event_ownership(&e.data).is_none_or(|o| scope.admits(&o))
 }
 
 /// A broadcast socket's hibernation attachment (one short JSON string).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Watcher {
-    /// [`Reader::key`] of the socket's principal.
+    /// [`class_key`] of the socket's principal's read scope.
     pub v: String,
     /// `None` until it subscribes; then the log's end when its replay finished.
     pub c: Option<u64>,
@@ -90,8 +61,8 @@ fn is_zero(n: &u32) -> bool {
 }
 
 impl Watcher {
-    pub fn new(reader: &Reader, now: Millis) -> Self {
-        Watcher { v: reader.key(), c: None, b: TokenBucket::full(now), strikes: 0 }
+    pub fn new(scope: &ReadScope, now: Millis) -> Self {
+        Watcher { v: class_key(scope), c: None, b: TokenBucket::full(now), strikes: 0 }
     }
 
     /// Whether `seq` is owed to this socket, given the actor's broadcast head
@@ -125,8 +96,8 @@ impl<'a> Batch<'a> {
     pub fn frames_for(&mut self, w: &Watcher, through: u64) -> Vec<&str> {
         let events = self.events;
         if !self.classes.contains_key(&w.v) {
-            let reader = serde_json::from_str::<Reader>(&w.v).unwrap_or(Reader::Public);
-            self.classes.insert(w.v.clone(), events.iter().map(|e| reader.sees(e)).collect());
+            let scope = serde_json::from_str::<ReadScope>(&w.v).unwrap_or(ReadScope::PublicOnly);
+            self.classes.insert(w.v.clone(), events.iter().map(|e| sees(&scope, e)).collect());
         }
         let visible = &self.classes[&w.v];
         events
@@ -153,7 +124,7 @@ pub fn behind(through: u64, last: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::principal::{PrincipalKind, Scope};
+    use crate::domain::principal::{Principal, PrincipalKind, Scope};
     use crate::protocol::EventName;
     use serde_json::json;
 
@@ -175,6 +146,17 @@ mod tests {
     }
 
     #[test]
+    fn class_keys_read_as_the_attachments_already_held() {
+        // Sockets accepted before the key was a ReadScope keep working.
+        let tenant = ReadScope::Tenant { tenant: "a".into(), subject: "k1".into(), read: true, manage: false };
+        assert_eq!(serde_json::from_str::<ReadScope>(r#"{"k":"tenant","t":"a","s":"k1","r":true,"m":false}"#).unwrap(), tenant);
+        assert_eq!(serde_json::from_str::<ReadScope>(r#"{"k":"public"}"#).unwrap(), ReadScope::PublicOnly);
+        for scope in [ReadScope::All, ReadScope::PublicOnly, tenant] {
+            assert_eq!(serde_json::from_str::<ReadScope>(&class_key(&scope)).unwrap(), scope);
+        }
+    }
+
+    #[test]
     fn readers_see_what_their_principal_may_read() {
         let events = vec![ev(1, "a", "k1", "public"), ev(2, "a", "k1", "tenant"), ev(3, "a", "k1", "private"), ev(4, "b", "k9", "tenant")];
         let cases = [
@@ -186,8 +168,8 @@ mod tests {
             (key_holder("b", "k9", vec![]), vec![1, 4]),
         ];
         for (p, want) in cases {
-            let reader = Reader::of(&p);
-            let got: Vec<u64> = events.iter().filter(|e| reader.sees(e)).map(|e| e.seq).collect();
+            let scope = p.read_scope();
+            let got: Vec<u64> = events.iter().filter(|e| sees(&scope, e)).map(|e| e.seq).collect();
             assert_eq!(got, want, "{p:?}");
             // The rule is the principal's own, whichever form it takes.
             let direct: Vec<u64> = events.iter().filter(|e| p.can_read(&event_ownership(&e.data).unwrap())).map(|e| e.seq).collect();
@@ -199,10 +181,10 @@ mod tests {
     fn frames_are_encoded_once_and_filtered_per_class_and_cursor() {
         let events: Vec<EventRecord> = (1..=6).map(|s| ev(s, "a", "k1", if s % 2 == 0 { "tenant" } else { "public" })).collect();
         let mut batch = Batch::new(Topic::Feed, &events);
-        let anon = Watcher { c: Some(0), ..Watcher::new(&Reader::of(&Principal::anonymous()), 0) };
-        let member = Watcher { c: Some(0), ..Watcher::new(&Reader::of(&key_holder("a", "k2", vec![Scope::Read])), 0) };
+        let anon = Watcher { c: Some(0), ..Watcher::new(&Principal::anonymous().read_scope(), 0) };
+        let member = Watcher { c: Some(0), ..Watcher::new(&key_holder("a", "k2", vec![Scope::Read]).read_scope(), 0) };
         let late_member = Watcher { c: Some(4), ..member.clone() };
-        let not_subscribed = Watcher::new(&Reader::Public, 0);
+        let not_subscribed = Watcher::new(&ReadScope::PublicOnly, 0);
         assert_eq!(seqs(&batch.frames_for(&anon, 0)), vec![1, 3, 5]);
         assert_eq!(seqs(&batch.frames_for(&member, 0)), vec![1, 2, 3, 4, 5, 6]);
         assert_eq!(seqs(&batch.frames_for(&late_member, 0)), vec![5, 6], "joined after 4: its replay had them");
@@ -218,7 +200,7 @@ mod tests {
     fn a_garbled_class_sees_public_events_only() {
         let events = vec![ev(1, "a", "k1", "public"), ev(2, "a", "k1", "tenant")];
         let mut batch = Batch::new(Topic::Feed, &events);
-        let w = Watcher { v: "{not json".into(), c: Some(0), ..Watcher::new(&Reader::Public, 0) };
+        let w = Watcher { v: "{not json".into(), c: Some(0), ..Watcher::new(&ReadScope::PublicOnly, 0) };
         assert_eq!(seqs(&batch.frames_for(&w, 0)), vec![1]);
     }
 
@@ -253,7 +235,7 @@ mod tests {
                     40..=59 => {
                         // Join: replay the log after 0, then live from `last`.
                         let got: Vec<u64> = (1..=last).collect();
-                        watchers.push((Watcher { c: Some(last), ..Watcher::new(&Reader::Public, 0) }, got));
+                        watchers.push((Watcher { c: Some(last), ..Watcher::new(&ReadScope::PublicOnly, 0) }, got));
                     }
                     60..=79 => {
                         if let Some(after) = behind(through, last) {

@@ -140,15 +140,28 @@ pub enum Denied {
     ReadOnly,
 }
 
-/// Which items a listing, search or feed may show a principal.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which items a listing, search or feed may show a principal. It also
+/// travels as JSON in a feed socket's attachment: sockets with equal JSON
+/// see the same events (`domain::broadcast`), hence the short names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
 pub enum ReadScope {
     /// The operator: everything.
     All,
     /// Public items, plus the tenant's `tenant` items (with `read`), plus
     /// the tenant's items owned by `subject` (or all of them with `manage`).
-    Tenant { tenant: String, subject: String, read: bool, manage: bool },
+    Tenant {
+        #[serde(rename = "t")]
+        tenant: String,
+        #[serde(rename = "s")]
+        subject: String,
+        #[serde(rename = "r")]
+        read: bool,
+        #[serde(rename = "m")]
+        manage: bool,
+    },
     /// Public items only.
+    #[serde(rename = "public")]
     PublicOnly,
 }
 
