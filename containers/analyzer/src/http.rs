@@ -204,7 +204,11 @@ async fn read_body(req: Request, state: &AppState, limit: usize) -> Result<Bytes
 /// `POST /extract/pdf`: the body is the PDF; the answer is `{"text"}`
 /// (empty for a PDF without text). A body that is no readable PDF is 422.
 async fn extract_pdf(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
-    let mime = media_type(req.headers().get(header::CONTENT_TYPE).unwrap_or(&HeaderValue::from_static("")));
+    let mime = media_type(
+        req.headers()
+            .get(header::CONTENT_TYPE)
+            .unwrap_or(&HeaderValue::from_static("")),
+    );
     if mime != "application/pdf" {
         return Err(ApiError::UnsupportedMediaType(format!(
             "Content-Type must be application/pdf, got {mime:?}"
@@ -261,7 +265,14 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// A Content-Type's essence, lowercase, without parameters.
 fn media_type(value: &HeaderValue) -> String {
-    value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+    value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -368,9 +379,15 @@ mod tests {
         assert_eq!(status, StatusCode::OK, "{v}");
         assert_eq!(v["text"], "A sample sentence from a PDF.");
         let (status, _, v) = send(&app, pdf("application/pdf", b"not a pdf".to_vec())).await;
-        assert_eq!((status, error_code(&v)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"));
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
+        );
         let (status, _, v) = send(&app, pdf("text/plain", b"%PDF-".to_vec())).await;
-        assert_eq!((status, error_code(&v)), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"));
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        );
     }
 
     #[tokio::test]
