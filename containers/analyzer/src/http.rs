@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -26,6 +27,10 @@ use crate::index::{Index, Match};
 /// Longest accepted document id; ids are keys in the index and echoed in
 /// every near-duplicate list, so unbounded ids would bloat both.
 pub const MAX_ID_CHARS: usize = 200;
+
+/// Longest accepted scope; the Worker sends its tenant id, and every stored
+/// fingerprint keeps a copy of it.
+pub const MAX_SCOPE_CHARS: usize = 128;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -46,6 +51,7 @@ pub fn router(index: Arc<Index>, max_body_bytes: usize) -> Router {
             "/extract/pdf",
             post(extract_pdf).layer(DefaultBodyLimit::max(crate::pdf::MAX_PDF_BYTES)),
         )
+        .route("/documents/{id}", delete(delete_document))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .fallback(not_found)
@@ -139,6 +145,10 @@ pub struct AnalyzeRequest {
     #[serde(default)]
     pub title: Option<String>,
     pub text: String,
+    /// Near duplicates are only looked for (and the fingerprint stored)
+    /// within this scope, so tenants never see each other's ids.
+    #[serde(default)]
+    pub scope: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -164,7 +174,8 @@ async fn analyze(State(state): State<AppState>, req: Request) -> Result<Response
     let index = Arc::clone(&state.index);
     let (doc, analysis, near_duplicates) = tokio::task::spawn_blocking(move || {
         let analysis = analysis::analyze(doc.title.as_deref(), &doc.text);
-        let (matches, _) = index.check_and_insert(&doc.id, doc.version, &analysis.fingerprint)?;
+        let (matches, _) =
+            index.check_and_insert(&doc.id, &doc.scope, doc.version, &analysis.fingerprint)?;
         Ok::<_, io::Error>((doc, analysis, matches))
     })
     .await
@@ -183,6 +194,22 @@ async fn analyze(State(state): State<AppState>, req: Request) -> Result<Response
         took_ms,
     };
     Ok(json_response(StatusCode::OK, &response))
+}
+
+/// `DELETE /documents/{id}`: forgets the document's fingerprint, durably,
+/// so it is no longer flagged as the original of new copies. 204 whether or
+/// not the id was stored, so the Worker can retry safely.
+async fn delete_document(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path(id) = id.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    validate_id(&id)?;
+    let index = Arc::clone(&state.index);
+    tokio::task::spawn_blocking(move || index.remove(&id))
+        .await
+        .map_err(|e| ApiError::Internal(format!("removal task failed: {e}")))??;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The request body, refused with 413 past `limit`: at once when the declared
@@ -204,7 +231,11 @@ async fn read_body(req: Request, state: &AppState, limit: usize) -> Result<Bytes
 /// `POST /extract/pdf`: the body is the PDF; the answer is `{"text"}`
 /// (empty for a PDF without text). A body that is no readable PDF is 422.
 async fn extract_pdf(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
-    let mime = media_type(req.headers().get(header::CONTENT_TYPE).unwrap_or(&HeaderValue::from_static("")));
+    let mime = media_type(
+        req.headers()
+            .get(header::CONTENT_TYPE)
+            .unwrap_or(&HeaderValue::from_static("")),
+    );
     if mime != "application/pdf" {
         return Err(ApiError::UnsupportedMediaType(format!(
             "Content-Type must be application/pdf, got {mime:?}"
@@ -225,18 +256,30 @@ pub fn parse_request(body: &[u8]) -> Result<AnalyzeRequest, ApiError> {
         serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
         _ => ApiError::MalformedJson(e.to_string()),
     })?;
-    if doc.id.trim().is_empty() {
+    validate_id(&doc.id)?;
+    if doc.text.trim().is_empty() {
+        return Err(ApiError::InvalidRequest("`text` must not be empty".into()));
+    }
+    if doc.scope.chars().count() > MAX_SCOPE_CHARS {
+        return Err(ApiError::InvalidRequest(format!(
+            "`scope` must be at most {MAX_SCOPE_CHARS} characters"
+        )));
+    }
+    Ok(doc)
+}
+
+/// The same id rule for analyzing and deleting: an id that could never be
+/// stored is the caller's bug, not an unknown document.
+fn validate_id(id: &str) -> Result<(), ApiError> {
+    if id.trim().is_empty() {
         return Err(ApiError::InvalidRequest("`id` must not be empty".into()));
     }
-    if doc.id.chars().count() > MAX_ID_CHARS {
+    if id.chars().count() > MAX_ID_CHARS {
         return Err(ApiError::InvalidRequest(format!(
             "`id` must be at most {MAX_ID_CHARS} characters"
         )));
     }
-    if doc.text.trim().is_empty() {
-        return Err(ApiError::InvalidRequest("`text` must not be empty".into()));
-    }
-    Ok(doc)
+    Ok(())
 }
 
 /// Accepts `application/json` and `application/*+json`, any parameters.
@@ -261,7 +304,14 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// A Content-Type's essence, lowercase, without parameters.
 fn media_type(value: &HeaderValue) -> String {
-    value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+    value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -324,13 +374,21 @@ mod tests {
         }
     }
 
-    async fn send(app: &TestApp, req: axum::http::Request<Body>) -> (StatusCode, HeaderMap, Value) {
+    async fn send_raw(
+        app: &TestApp,
+        req: axum::http::Request<Body>,
+    ) -> (StatusCode, HeaderMap, Bytes) {
         let resp = app.router.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
             .await
             .expect("body");
+        (status, headers, bytes)
+    }
+
+    async fn send(app: &TestApp, req: axum::http::Request<Body>) -> (StatusCode, HeaderMap, Value) {
+        let (status, headers, bytes) = send_raw(app, req).await;
         let value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|e| panic!("non-JSON body ({e}): {}", String::from_utf8_lossy(&bytes)));
         assert_eq!(
@@ -368,9 +426,15 @@ mod tests {
         assert_eq!(status, StatusCode::OK, "{v}");
         assert_eq!(v["text"], "A sample sentence from a PDF.");
         let (status, _, v) = send(&app, pdf("application/pdf", b"not a pdf".to_vec())).await;
-        assert_eq!((status, error_code(&v)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"));
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
+        );
         let (status, _, v) = send(&app, pdf("text/plain", b"%PDF-".to_vec())).await;
-        assert_eq!((status, error_code(&v)), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"));
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        );
     }
 
     #[tokio::test]
@@ -455,6 +519,7 @@ mod tests {
             json!({ "id": long_id, "text": "hello" }),
             json!({ "id": "a", "text": 5 }),
             json!({ "id": "a", "version": -1, "text": "hello" }),
+            json!({ "id": "a", "text": "hello", "scope": 7 }),
             json!([1, 2, 3]),
         ];
         for body in cases {
@@ -462,12 +527,133 @@ mod tests {
             assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {v}");
             assert_eq!(error_code(&v), "invalid_request");
         }
-        // Exactly at the limit is fine.
-        let body = json!({ "id": "y".repeat(MAX_ID_CHARS), "text": "hello" });
+        let long_scope =
+            json!({ "id": "a", "text": "hello", "scope": "s".repeat(MAX_SCOPE_CHARS + 1) });
+        let (status, _, v) = send(&app, post_json(long_scope.to_string())).await;
         assert_eq!(
-            send(&app, post_json(body.to_string())).await.0,
-            StatusCode::OK
+            (status, error_code(&v)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
         );
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("`scope`")),
+            "{v}"
+        );
+        // Exactly at the limits is fine.
+        for body in [
+            json!({ "id": "y".repeat(MAX_ID_CHARS), "text": "hello" }),
+            json!({ "id": "z", "text": "hello", "scope": "s".repeat(MAX_SCOPE_CHARS) }),
+        ] {
+            assert_eq!(
+                send(&app, post_json(body.to_string())).await.0,
+                StatusCode::OK,
+                "{body}"
+            );
+        }
+    }
+
+    fn delete_document(id: &str) -> axum::http::Request<Body> {
+        axum::http::Request::delete(format!("/documents/{id}"))
+            .body(Body::empty())
+            .expect("request")
+    }
+
+    async fn near_duplicate_ids(app: &TestApp, body: Value) -> Vec<Value> {
+        let (status, _, v) = send(app, post_json(body.to_string())).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v["near_duplicates"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|m| m["id"].clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn analyze_only_flags_documents_of_the_same_scope() {
+        let app = app(1 << 20);
+        let doc = |id: &str, scope: Option<&str>| match scope {
+            Some(scope) => json!({ "id": id, "text": ARTICLE, "scope": scope }),
+            None => json!({ "id": id, "text": ARTICLE }),
+        };
+        assert!(near_duplicate_ids(&app, doc("a", Some("tenant-1")))
+            .await
+            .is_empty());
+        assert!(near_duplicate_ids(&app, doc("b", Some("tenant-2")))
+            .await
+            .is_empty());
+        assert_eq!(
+            near_duplicate_ids(&app, doc("c", Some("tenant-1"))).await,
+            [json!("a")]
+        );
+        // No scope is the empty scope, apart from both tenants.
+        assert!(near_duplicate_ids(&app, doc("d", None)).await.is_empty());
+        assert_eq!(
+            near_duplicate_ids(&app, doc("e", Some(""))).await,
+            [json!("d")]
+        );
+    }
+
+    #[tokio::test]
+    async fn delete_document_forgets_it_idempotently() {
+        let app = app(1 << 20);
+        let original = json!({ "id": "doc-1", "version": 2, "text": ARTICLE, "scope": "t" });
+        near_duplicate_ids(&app, original).await;
+        let copy = json!({ "id": "doc-2", "text": edited_copy(), "scope": "t" });
+        assert_eq!(
+            near_duplicate_ids(&app, copy.clone()).await,
+            [json!("doc-1")]
+        );
+
+        for _ in 0..2 {
+            let (status, headers, body) = send_raw(&app, delete_document("doc-1")).await;
+            assert_eq!(status, StatusCode::NO_CONTENT);
+            assert!(body.is_empty() && headers.get(header::CONTENT_TYPE).is_none());
+        }
+        assert_eq!(
+            send_raw(&app, delete_document("never-seen")).await.0,
+            StatusCode::NO_CONTENT
+        );
+        assert!(near_duplicate_ids(&app, copy).await.is_empty());
+
+        let req = axum::http::Request::get("/health")
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(send(&app, req).await.2["fingerprints"], 1);
+    }
+
+    #[tokio::test]
+    async fn delete_document_refuses_bad_ids_and_other_methods() {
+        let app = app(1 << 20);
+        let long_id = "x".repeat(MAX_ID_CHARS + 1);
+        let (status, _, v) = send(&app, delete_document(&long_id)).await;
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
+        );
+        let (status, _, v) = send(&app, delete_document("%FF")).await;
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
+        );
+
+        let req = axum::http::Request::get("/documents/doc-1")
+            .body(Body::empty())
+            .expect("req");
+        let (status, headers, v) = send(&app, req).await;
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+        );
+        assert_eq!(
+            headers.get(header::ALLOW).map(|v| v.as_bytes()),
+            Some(&b"DELETE"[..])
+        );
+        let req = axum::http::Request::delete("/documents/")
+            .body(Body::empty())
+            .expect("req");
+        assert_eq!(send(&app, req).await.0, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]

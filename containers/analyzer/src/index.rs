@@ -13,6 +13,11 @@
 //! record is written with a single `write` before the HTTP response is sent,
 //! so a crash can only tear the last line, which replay truncates away. The
 //! log is compacted on open once superseded versions dominate it.
+//!
+//! Every document belongs to a scope (the Worker sends the tenant) and is
+//! only ever compared with documents of the same scope, so one tenant never
+//! learns another's content ids. Deleting a document appends a removal line,
+//! so a deleted item stops being flagged as the original of new copies.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -33,8 +38,9 @@ pub const LOG_FILE: &str = "fingerprints.jsonl";
 /// Most near duplicates returned per query.
 pub const MAX_MATCHES: usize = 10;
 
-/// Compact on open when the log holds this many times more records than live
-/// documents (and is not tiny), bounding replay time after many re-versions.
+/// Compact on open when the log holds this many times more lines than live
+/// documents (and is not tiny), bounding replay time after many re-versions
+/// and removals.
 const COMPACT_RATIO: usize = 2;
 const COMPACT_MIN_RECORDS: usize = 1024;
 
@@ -48,6 +54,8 @@ pub struct Match {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct LoadReport {
     pub records: usize,
+    /// Removal lines replayed; they bloat the log like superseded records.
+    pub removals: usize,
     pub documents: usize,
     /// Complete lines that failed to parse or came from another scheme.
     pub skipped: usize,
@@ -70,6 +78,10 @@ struct Record {
     /// Fingerprint scheme, see `fingerprint::SCHEME_VERSION`.
     s: u8,
     id: String,
+    /// Absent in logs written before scopes existed: those read as `""`,
+    /// which is also what a request without a scope gets, so no scheme bump.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    scope: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     version: Option<u32>,
     shingles: u32,
@@ -80,8 +92,24 @@ struct Record {
     minhash: String,
 }
 
+/// Log line forgetting a document: `{"s":1,"removed":"<id>"}`. Replay
+/// applies lines in order, so a later record for the id brings it back.
+#[derive(Serialize, Deserialize)]
+struct Removal {
+    s: u8,
+    removed: String,
+}
+
+/// One complete, valid log line. The fingerprint is boxed so a removal
+/// line does not carry 512 unused bytes.
+enum Line {
+    Record(Record, Box<Fingerprint>),
+    Removal(String),
+}
+
 struct Entries {
     ids: Vec<Box<str>>,
+    scopes: Vec<Box<str>>,
     versions: Vec<Option<u32>>,
     shingles: Vec<u32>,
     content: Vec<u64>,
@@ -127,9 +155,8 @@ impl Index {
             log.sync_all()?;
         }
 
-        if report.records >= COMPACT_MIN_RECORDS
-            && report.records > COMPACT_RATIO * entries.ids.len().max(1)
-        {
+        let lines = report.records + report.removals;
+        if lines >= COMPACT_MIN_RECORDS && lines > COMPACT_RATIO * entries.ids.len().max(1) {
             log = compact(dir, &path, &entries)?;
             report.compacted = true;
         }
@@ -157,8 +184,9 @@ impl Index {
         &self.path
     }
 
-    /// Finds near duplicates of `fp` among all other ids, then records `fp`
-    /// as the current fingerprint of `id`.
+    /// Finds near duplicates of `fp` among the other ids of `scope`, then
+    /// records `fp` as the current fingerprint of `id`, now in `scope` (a
+    /// document re-analyzed under another scope moves there).
     ///
     /// Both happen under one lock so two near-identical documents arriving
     /// concurrently still see each other (one of them flags the other). The
@@ -167,33 +195,68 @@ impl Index {
     pub fn check_and_insert(
         &self,
         id: &str,
+        scope: &str,
         version: Option<u32>,
         fp: &Fingerprint,
     ) -> io::Result<(Vec<Match>, Upsert)> {
         let mut inner = self.lock();
-        let matches = inner
-            .entries
-            .near_duplicates(id, fp, DUPLICATE_THRESHOLD, MAX_MATCHES);
+        let matches =
+            inner
+                .entries
+                .near_duplicates(id, scope, fp, DUPLICATE_THRESHOLD, MAX_MATCHES);
         let upsert = inner.entries.classify(id, version);
         if upsert != Upsert::Stale {
-            let mut line =
-                serde_json::to_vec(&Record::new(id, version, fp)).map_err(io::Error::other)?;
-            line.push(b'\n');
-            inner.log.write_all(&line)?;
-            if self.fsync {
-                inner.log.sync_data()?;
-            }
-            inner.entries.upsert(id, version, fp);
+            self.append(&mut inner.log, &Record::new(id, scope, version, fp))?;
+            inner.entries.upsert(id, scope, version, fp);
             self.len.store(inner.entries.ids.len(), Ordering::Relaxed);
         }
         Ok((matches, upsert))
     }
 
-    /// Near duplicates of `fp` excluding `id`, best first, without inserting.
-    pub fn near_duplicates(&self, id: &str, fp: &Fingerprint, threshold: f64) -> Vec<Match> {
+    /// Forgets `id`'s fingerprint (and its version, so a later analyze of
+    /// any version inserts fresh). Like inserts, the removal line is durable
+    /// before memory changes. An unknown id writes nothing: replaying the
+    /// log already yields no entry for it, and retries must not grow the log.
+    /// Returns whether the id was stored.
+    pub fn remove(&self, id: &str) -> io::Result<bool> {
+        let mut inner = self.lock();
+        if !inner.entries.slots.contains_key(id) {
+            return Ok(false);
+        }
+        let removal = Removal {
+            s: SCHEME_VERSION,
+            removed: id.to_owned(),
+        };
+        self.append(&mut inner.log, &removal)?;
+        inner.entries.remove(id);
+        self.len.store(inner.entries.ids.len(), Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Near duplicates of `fp` in `scope` excluding `id`, best first,
+    /// without inserting.
+    pub fn near_duplicates(
+        &self,
+        id: &str,
+        scope: &str,
+        fp: &Fingerprint,
+        threshold: f64,
+    ) -> Vec<Match> {
         self.lock()
             .entries
-            .near_duplicates(id, fp, threshold, MAX_MATCHES)
+            .near_duplicates(id, scope, fp, threshold, MAX_MATCHES)
+    }
+
+    /// Appends one JSON line with a single `write`, so a crash can only tear
+    /// the last line (see `replay`).
+    fn append(&self, log: &mut File, value: &impl Serialize) -> io::Result<()> {
+        let mut line = serde_json::to_vec(value).map_err(io::Error::other)?;
+        line.push(b'\n');
+        log.write_all(&line)?;
+        if self.fsync {
+            log.sync_data()?;
+        }
+        Ok(())
     }
 
     /// Flushes the log to stable storage; called on graceful shutdown.
@@ -202,7 +265,7 @@ impl Index {
     }
 
     /// A panic while holding the lock cannot leave entries half-updated
-    /// (the log write happens first and `upsert` does not panic), so a
+    /// (the log write happens first and `upsert`/`remove` do not panic), so a
     /// poisoned lock is safe to keep using rather than failing every request.
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner
@@ -215,6 +278,7 @@ impl Entries {
     fn new() -> Self {
         Entries {
             ids: Vec::new(),
+            scopes: Vec::new(),
             versions: Vec::new(),
             shingles: Vec::new(),
             content: Vec::new(),
@@ -234,9 +298,12 @@ impl Entries {
         }
     }
 
-    fn upsert(&mut self, id: &str, version: Option<u32>, fp: &Fingerprint) {
+    fn upsert(&mut self, id: &str, scope: &str, version: Option<u32>, fp: &Fingerprint) {
         match self.slots.get(id) {
             Some(&slot) => {
+                if *self.scopes[slot] != *scope {
+                    self.scopes[slot] = scope.into();
+                }
                 self.versions[slot] = version;
                 self.shingles[slot] = fp.shingles;
                 self.content[slot] = fp.content_hash;
@@ -247,6 +314,7 @@ impl Entries {
             None => {
                 let slot = self.ids.len();
                 self.ids.push(id.into());
+                self.scopes.push(scope.into());
                 self.versions.push(version);
                 self.shingles.push(fp.shingles);
                 self.content.push(fp.content_hash);
@@ -257,9 +325,35 @@ impl Entries {
         }
     }
 
+    /// Swap-removes `id`'s slot so the flat vectors stay dense for the scan,
+    /// and re-points the entry that moved into it. Returns whether it was
+    /// stored.
+    fn remove(&mut self, id: &str) -> bool {
+        let Some(slot) = self.slots.remove(id) else {
+            return false;
+        };
+        let last = self.ids.len() - 1;
+        self.ids.swap_remove(slot);
+        self.scopes.swap_remove(slot);
+        self.versions.swap_remove(slot);
+        self.shingles.swap_remove(slot);
+        self.content.swap_remove(slot);
+        self.simhash.swap_remove(slot);
+        self.signatures
+            .copy_within(last * MINHASH_SIZE.., slot * MINHASH_SIZE);
+        self.signatures.truncate(last * MINHASH_SIZE);
+        if slot != last {
+            if let Some(moved) = self.slots.get_mut(&*self.ids[slot]) {
+                *moved = slot;
+            }
+        }
+        true
+    }
+
     fn near_duplicates(
         &self,
         id: &str,
+        scope: &str,
         fp: &Fingerprint,
         threshold: f64,
         limit: usize,
@@ -271,7 +365,7 @@ impl Entries {
         let own = self.slots.get(id).copied();
         let mut found: Vec<(usize, f64)> = Vec::new();
         for (slot, stored) in self.signatures.chunks_exact(MINHASH_SIZE).enumerate() {
-            if Some(slot) == own || self.shingles[slot] == 0 {
+            if Some(slot) == own || self.shingles[slot] == 0 || *self.scopes[slot] != *scope {
                 continue;
             }
             // Exact check first: identical normalized text is a duplicate
@@ -301,7 +395,7 @@ impl Entries {
 }
 
 impl Record {
-    fn new(id: &str, version: Option<u32>, fp: &Fingerprint) -> Self {
+    fn new(id: &str, scope: &str, version: Option<u32>, fp: &Fingerprint) -> Self {
         let mut minhash = String::with_capacity(MINHASH_SIZE * 8);
         for v in fp.minhash {
             minhash.push_str(&format!("{v:08x}"));
@@ -309,6 +403,7 @@ impl Record {
         Record {
             s: SCHEME_VERSION,
             id: id.to_owned(),
+            scope: scope.to_owned(),
             version,
             shingles: fp.shingles,
             content: format!("{:016x}", fp.content_hash),
@@ -317,7 +412,7 @@ impl Record {
         }
     }
 
-    fn into_fingerprint(self) -> Option<(String, Option<u32>, Fingerprint)> {
+    fn fingerprint(&self) -> Option<Fingerprint> {
         if self.s != SCHEME_VERSION
             || self.minhash.len() != MINHASH_SIZE * 8
             || !self.minhash.is_ascii()
@@ -334,7 +429,21 @@ impl Record {
             shingles: self.shingles,
             minhash,
         };
-        Some((self.id, self.version, fp))
+        Some(fp)
+    }
+}
+
+impl Line {
+    /// Records are tried first (they are nearly every line); a removal line
+    /// lacks their required fields, so it falls through to the second parse.
+    /// Lines of another scheme are invalid, like corrupt ones.
+    fn parse(line: &[u8]) -> Option<Line> {
+        if let Ok(record) = serde_json::from_slice::<Record>(line) {
+            let fp = record.fingerprint()?;
+            return Some(Line::Record(record, Box::new(fp)));
+        }
+        let removal = serde_json::from_slice::<Removal>(line).ok()?;
+        (removal.s == SCHEME_VERSION).then_some(Line::Removal(removal.removed))
     }
 }
 
@@ -357,15 +466,16 @@ fn replay(log: &mut File, entries: &mut Entries, report: &mut LoadReport) -> io:
             break;
         }
         good_len += n as u64;
-        let record = serde_json::from_slice::<Record>(&line)
-            .ok()
-            .and_then(Record::into_fingerprint);
-        match record {
-            Some((id, version, fp)) => {
+        match Line::parse(&line) {
+            Some(Line::Record(record, fp)) => {
                 report.records += 1;
-                if entries.classify(&id, version) != Upsert::Stale {
-                    entries.upsert(&id, version, &fp);
+                if entries.classify(&record.id, record.version) != Upsert::Stale {
+                    entries.upsert(&record.id, &record.scope, record.version, &fp);
                 }
+            }
+            Some(Line::Removal(id)) => {
+                report.removals += 1;
+                entries.remove(&id);
             }
             None if line.iter().all(u8::is_ascii_whitespace) => {}
             None => report.skipped += 1,
@@ -374,7 +484,8 @@ fn replay(log: &mut File, entries: &mut Entries, report: &mut LoadReport) -> io:
     Ok(good_len)
 }
 
-/// Rewrites the log with one record per live document via write-to-temp and
+/// Rewrites the log with one record per live document (removed ones and
+/// their removal lines are gone) via write-to-temp and
 /// rename, so a crash mid-compaction leaves either the old or the new log.
 fn compact(dir: &Path, path: &Path, entries: &Entries) -> io::Result<File> {
     let tmp = dir.join(format!("{LOG_FILE}.tmp"));
@@ -391,8 +502,8 @@ fn compact(dir: &Path, path: &Path, entries: &Entries) -> io::Result<File> {
                 shingles: entries.shingles[slot],
                 minhash,
             };
-            serde_json::to_writer(&mut out, &Record::new(id, entries.versions[slot], &fp))
-                .map_err(io::Error::other)?;
+            let record = Record::new(id, &entries.scopes[slot], entries.versions[slot], &fp);
+            serde_json::to_writer(&mut out, &record).map_err(io::Error::other)?;
             out.write_all(b"\n")?;
         }
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
@@ -449,18 +560,18 @@ mod tests {
         let dir = TempDir::new("dups");
         let (index, _) = Index::open(&dir.0, false).expect("open");
         let (m, u) = index
-            .check_and_insert("orig", Some(1), &fingerprint(ARTICLE))
+            .check_and_insert("orig", "", Some(1), &fingerprint(ARTICLE))
             .expect("insert");
         assert!(m.is_empty());
         assert_eq!(u, Upsert::Inserted);
 
         let (m, _) = index
-            .check_and_insert("other", None, &fingerprint(SAME_TOPIC))
+            .check_and_insert("other", "", None, &fingerprint(SAME_TOPIC))
             .expect("insert");
         assert!(m.is_empty(), "same-topic text flagged: {m:?}");
 
         let (m, _) = index
-            .check_and_insert("copy", None, &fingerprint(&edited_copy()))
+            .check_and_insert("copy", "", None, &fingerprint(&edited_copy()))
             .expect("insert");
         assert_eq!(m.len(), 1, "{m:?}");
         assert_eq!(m[0].id, "orig");
@@ -468,7 +579,7 @@ mod tests {
 
         // A verbatim copy matches both, the exact one first.
         let (m, _) = index
-            .check_and_insert("verbatim", None, &fingerprint(ARTICLE))
+            .check_and_insert("verbatim", "", None, &fingerprint(ARTICLE))
             .expect("insert");
         let ids: Vec<&str> = m.iter().map(|x| x.id.as_str()).collect();
         assert_eq!(ids, ["orig", "copy"]);
@@ -481,17 +592,17 @@ mod tests {
         let dir = TempDir::new("versions");
         let (index, _) = Index::open(&dir.0, false).expect("open");
         index
-            .check_and_insert("doc", Some(1), &fingerprint(ARTICLE))
+            .check_and_insert("doc", "", Some(1), &fingerprint(ARTICLE))
             .expect("v1");
         let (m, u) = index
-            .check_and_insert("doc", Some(2), &fingerprint(&edited_copy()))
+            .check_and_insert("doc", "", Some(2), &fingerprint(&edited_copy()))
             .expect("v2");
         assert!(m.is_empty(), "matched its own previous version: {m:?}");
         assert_eq!(u, Upsert::Replaced);
         assert_eq!(index.len(), 1);
 
         // The stored fingerprint is now v2's: the exact v2 text matches at 1.0.
-        let m = index.near_duplicates("probe", &fingerprint(&edited_copy()), 0.5);
+        let m = index.near_duplicates("probe", "", &fingerprint(&edited_copy()), 0.5);
         assert_eq!(
             m,
             vec![Match {
@@ -501,12 +612,12 @@ mod tests {
         );
 
         let (_, u) = index
-            .check_and_insert("doc", Some(1), &fingerprint(SAME_TOPIC))
+            .check_and_insert("doc", "", Some(1), &fingerprint(SAME_TOPIC))
             .expect("stale");
         assert_eq!(u, Upsert::Stale);
         assert_eq!(
             index
-                .near_duplicates("probe", &fingerprint(&edited_copy()), 0.5)
+                .near_duplicates("probe", "", &fingerprint(&edited_copy()), 0.5)
                 .len(),
             1
         );
@@ -518,13 +629,13 @@ mod tests {
         {
             let (index, _) = Index::open(&dir.0, true).expect("open");
             index
-                .check_and_insert("a", Some(1), &fingerprint(ARTICLE))
+                .check_and_insert("a", "", Some(1), &fingerprint(ARTICLE))
                 .expect("a");
             index
-                .check_and_insert("b", Some(1), &fingerprint(SAME_TOPIC))
+                .check_and_insert("b", "", Some(1), &fingerprint(SAME_TOPIC))
                 .expect("b");
             index
-                .check_and_insert("a", Some(2), &fingerprint(ARTICLE))
+                .check_and_insert("a", "", Some(2), &fingerprint(ARTICLE))
                 .expect("a2");
         }
         // Simulate a crash in the middle of writing a record.
@@ -545,7 +656,7 @@ mod tests {
             torn_len - report.truncated_bytes
         );
         assert_eq!(index.len(), 2);
-        let m = index.near_duplicates("new", &fingerprint(&edited_copy()), 0.5);
+        let m = index.near_duplicates("new", "", &fingerprint(&edited_copy()), 0.5);
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].id, "a");
 
@@ -553,6 +664,7 @@ mod tests {
         index
             .check_and_insert(
                 "c",
+                "",
                 None,
                 &fingerprint("Completely different words here today."),
             )
@@ -571,8 +683,8 @@ mod tests {
     fn skips_corrupt_middle_lines() {
         let dir = TempDir::new("corrupt");
         let path = dir.0.join(LOG_FILE);
-        let good =
-            serde_json::to_string(&Record::new("x", None, &fingerprint(ARTICLE))).expect("json");
+        let good = serde_json::to_string(&Record::new("x", "", None, &fingerprint(ARTICLE)))
+            .expect("json");
         fs::write(&path, format!("{good}\nnot json\n{{\"s\":99}}\n\n")).expect("write");
         let (index, report) = Index::open(&dir.0, false).expect("open");
         assert_eq!((report.records, report.skipped, index.len()), (1, 2, 1));
@@ -586,7 +698,7 @@ mod tests {
             let (index, _) = Index::open(&dir.0, false).expect("open");
             for v in 0..(COMPACT_MIN_RECORDS as u32 + 10) {
                 index
-                    .check_and_insert(&format!("doc-{}", v % 3), Some(v), &fp)
+                    .check_and_insert(&format!("doc-{}", v % 3), "", Some(v), &fp)
                     .expect("insert");
             }
         }
@@ -599,7 +711,167 @@ mod tests {
             (report.records, report.documents, report.compacted),
             (3, 3, false)
         );
-        assert_eq!(index.near_duplicates("probe", &fp, 0.5).len(), 3);
+        assert_eq!(index.near_duplicates("probe", "", &fp, 0.5).len(), 3);
+    }
+
+    fn ids(matches: &[Match]) -> Vec<&str> {
+        matches.iter().map(|m| m.id.as_str()).collect()
+    }
+
+    #[test]
+    fn scopes_isolate_near_duplicates() {
+        let dir = TempDir::new("scopes");
+        let fp = fingerprint(ARTICLE);
+        {
+            let (index, _) = Index::open(&dir.0, false).expect("open");
+            index.check_and_insert("a", "t1", None, &fp).expect("a");
+            let (m, _) = index.check_and_insert("b", "t2", None, &fp).expect("b");
+            assert!(m.is_empty(), "flagged across scopes: {m:?}");
+            let (m, _) = index.check_and_insert("c", "t1", None, &fp).expect("c");
+            assert_eq!(ids(&m), ["a"]);
+
+            // Re-analyzed under another scope, a document moves there.
+            index.check_and_insert("a", "t2", None, &fp).expect("move");
+            assert_eq!(ids(&index.near_duplicates("p", "t1", &fp, 0.5)), ["c"]);
+            assert_eq!(index.near_duplicates("p", "", &fp, 0.5), []);
+        }
+        let (index, _) = Index::open(&dir.0, false).expect("reopen");
+        assert_eq!(ids(&index.near_duplicates("p", "t2", &fp, 0.5)), ["a", "b"]);
+        assert_eq!(ids(&index.near_duplicates("p", "t1", &fp, 0.5)), ["c"]);
+    }
+
+    #[test]
+    fn record_without_scope_loads_into_the_empty_scope() {
+        let dir = TempDir::new("old-format");
+        let fp = fingerprint(ARTICLE);
+        let line = serde_json::to_string(&Record::new("old", "", Some(4), &fp)).expect("json");
+        assert!(!line.contains("scope"), "{line}");
+        fs::write(dir.0.join(LOG_FILE), format!("{line}\n")).expect("write");
+        let (index, report) = Index::open(&dir.0, false).expect("open");
+        assert_eq!((report.records, report.skipped, index.len()), (1, 0, 1));
+        assert_eq!(ids(&index.near_duplicates("p", "", &fp, 0.5)), ["old"]);
+        assert_eq!(index.near_duplicates("p", "tenant", &fp, 0.5), []);
+        // Its version survived too: an older one is still stale.
+        let (_, u) = index
+            .check_and_insert("old", "", Some(3), &fp)
+            .expect("stale");
+        assert_eq!(u, Upsert::Stale);
+    }
+
+    #[test]
+    fn removal_forgets_durably_until_a_later_record() {
+        let dir = TempDir::new("remove");
+        let copy = fingerprint(&edited_copy());
+        {
+            let (index, _) = Index::open(&dir.0, false).expect("open");
+            index
+                .check_and_insert("orig", "t", Some(5), &fingerprint(ARTICLE))
+                .expect("orig");
+            assert_eq!(
+                ids(&index.near_duplicates("copy", "t", &copy, 0.5)),
+                ["orig"]
+            );
+            assert!(index.remove("orig").expect("remove"));
+            assert!(!index.remove("orig").expect("again"), "second removal");
+            assert!(!index.remove("never-stored").expect("unknown"));
+            assert_eq!(index.near_duplicates("copy", "t", &copy, 0.5), []);
+            assert!(index.is_empty());
+        }
+        // Only the known removal reached the log.
+        let (index, report) = Index::open(&dir.0, false).expect("reopen");
+        assert_eq!(
+            (
+                report.records,
+                report.removals,
+                report.documents,
+                report.skipped
+            ),
+            (1, 1, 0, 0)
+        );
+        assert_eq!(index.near_duplicates("copy", "t", &copy, 0.5), []);
+
+        // The removal forgot version 5 too: version 1 inserts fresh.
+        let (_, u) = index
+            .check_and_insert("orig", "t", Some(1), &fingerprint(ARTICLE))
+            .expect("back");
+        assert_eq!(u, Upsert::Inserted);
+        drop(index);
+        let (index, report) = Index::open(&dir.0, false).expect("third open");
+        assert_eq!((report.records, report.removals, index.len()), (2, 1, 1));
+        assert_eq!(
+            ids(&index.near_duplicates("copy", "t", &copy, 0.5)),
+            ["orig"]
+        );
+    }
+
+    #[test]
+    fn removal_keeps_the_moved_slot_consistent() {
+        let dir = TempDir::new("swap");
+        let (index, _) = Index::open(&dir.0, false).expect("open");
+        let texts = [
+            ARTICLE,
+            SAME_TOPIC,
+            "Completely different words here today.",
+        ];
+        for (i, text) in texts.iter().enumerate() {
+            index
+                .check_and_insert(&format!("d{i}"), "", Some(1), &fingerprint(text))
+                .expect("insert");
+        }
+        // d0 is slot 0, so the last document (d2) moves into it.
+        assert!(index.remove("d0").expect("remove"));
+        assert_eq!(index.len(), 2);
+        for (i, text) in texts.iter().enumerate().skip(1) {
+            let m = index.near_duplicates("p", "", &fingerprint(text), 0.5);
+            assert_eq!(ids(&m), [format!("d{i}")], "{m:?}");
+        }
+        // The moved entry is still found by id: re-versioning replaces it
+        // in place and it never matches itself.
+        let (m, u) = index
+            .check_and_insert("d2", "", Some(2), &fingerprint(texts[2]))
+            .expect("d2 v2");
+        assert_eq!((m.len(), u, index.len()), (0, Upsert::Replaced, 2));
+        assert!(index.remove("d2").expect("remove moved"));
+        assert!(index.remove("d1").expect("remove last"));
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn compaction_drops_removed_documents() {
+        let dir = TempDir::new("compact-removed");
+        let fp = fingerprint(ARTICLE);
+        let n = COMPACT_MIN_RECORDS;
+        {
+            let (index, _) = Index::open(&dir.0, false).expect("open");
+            for i in 0..n {
+                index
+                    .check_and_insert(&format!("doc-{i}"), "", None, &fp)
+                    .expect("insert");
+            }
+            for i in 2..n {
+                index.remove(&format!("doc-{i}")).expect("remove");
+            }
+            assert_eq!(index.len(), 2);
+        }
+        let (index, report) = Index::open(&dir.0, false).expect("reopen");
+        assert!(report.compacted);
+        assert_eq!(
+            (report.records, report.removals, index.len()),
+            (n, n - 2, 2)
+        );
+        drop(index);
+        let log = fs::read_to_string(dir.0.join(LOG_FILE)).expect("log");
+        assert_eq!(log.lines().count(), 2);
+        assert!(!log.contains("removed"));
+        let (index, report) = Index::open(&dir.0, false).expect("reopen compacted");
+        assert_eq!(
+            (report.records, report.removals, report.compacted),
+            (2, 0, false)
+        );
+        assert_eq!(
+            ids(&index.near_duplicates("p", "", &fp, 0.5)),
+            ["doc-0", "doc-1"]
+        );
     }
 }
 
@@ -629,7 +901,7 @@ mod scale {
                     *slot = state as u32;
                 }
                 fp.content_hash = u64::from(i);
-                serde_json::to_writer(&mut out, &Record::new(&format!("doc-{i}"), None, &fp))
+                serde_json::to_writer(&mut out, &Record::new(&format!("doc-{i}"), "", None, &fp))
                     .expect("write");
                 out.write_all(b"\n").expect("newline");
             }
@@ -644,7 +916,7 @@ mod scale {
         let started = std::time::Instant::now();
         for i in 0..20 {
             let (m, _) = index
-                .check_and_insert(&format!("probe-{i}"), None, &probe)
+                .check_and_insert(&format!("probe-{i}"), "", None, &probe)
                 .expect("insert");
             assert!(m.len() == i.min(MAX_MATCHES));
         }

@@ -59,10 +59,11 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     eprintln!(
-        "analyzer: index {}: {} documents from {} records ({} skipped, {} torn bytes dropped{})",
+        "analyzer: index {}: {} documents from {} records and {} removals ({} skipped, {} torn bytes dropped{})",
         index.log_path().display(),
         report.documents,
         report.records,
+        report.removals,
         report.skipped,
         report.truncated_bytes,
         if report.compacted { ", compacted" } else { "" },

@@ -95,7 +95,12 @@ impl Server {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .expect("status code");
-        let value = serde_json::from_str(body).unwrap_or_else(|e| panic!("bad JSON ({e}): {body}"));
+        // A 204 has no body at all.
+        let value = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("bad JSON ({e}): {body}"))
+        };
         (status, value)
     }
 
@@ -203,6 +208,28 @@ fn serves_persists_and_exits_cleanly_on_sigterm() {
     );
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["near_duplicates"][0]["id"], "original", "{v}");
+
+    // A deleted document stays forgotten across a restart.
+    let (status, v) = server.request("DELETE", "/documents/original", None);
+    assert_eq!((status, v), (204, Value::Null));
+    let status = server.terminate();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    let server = Server::start(&data.0);
+    let (_, health) = server.request("GET", "/health", None);
+    assert_eq!(health["fingerprints"], 1);
+    let (status, v) = server.request(
+        "POST",
+        "/analyze",
+        Some(&json!({ "id": "again", "text": ARTICLE })),
+    );
+    assert_eq!(status, 200, "{v}");
+    let ids: Vec<&Value> = v["near_duplicates"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|m| &m["id"])
+        .collect();
+    assert_eq!(ids, [&json!("copy")], "{v}");
 
     let status = server.terminate();
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
