@@ -19,7 +19,7 @@
 //! learns another's content ids. Deleting a document appends a removal line,
 //! so a deleted item stops being flagged as the original of new copies.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -71,6 +71,10 @@ pub enum Upsert {
     /// An older version than the stored one: kept out of the index so an
     /// out-of-order redelivery cannot roll a document back.
     Stale,
+    /// A removed id: the Worker deletes items for good (their ids are never
+    /// used again), so an analysis that was in flight during the delete and
+    /// lands after it must not bring the fingerprint back.
+    Forgotten,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -92,8 +96,8 @@ struct Record {
     minhash: String,
 }
 
-/// Log line forgetting a document: `{"s":1,"removed":"<id>"}`. Replay
-/// applies lines in order, so a later record for the id brings it back.
+/// Log line forgetting a document for good: `{"s":1,"removed":"<id>"}`.
+/// Replay drops the id and ignores any later record for it.
 #[derive(Serialize, Deserialize)]
 struct Removal {
     s: u8,
@@ -116,6 +120,8 @@ struct Entries {
     simhash: Vec<u64>,
     signatures: Vec<u32>,
     slots: HashMap<Box<str>, usize>,
+    /// Removed ids (see [`Upsert::Forgotten`]).
+    forgotten: HashSet<Box<str>>,
 }
 
 struct Inner {
@@ -156,7 +162,9 @@ impl Index {
         }
 
         let lines = report.records + report.removals;
-        if lines >= COMPACT_MIN_RECORDS && lines > COMPACT_RATIO * entries.ids.len().max(1) {
+        // A compacted log holds a line per live document and per forgotten id.
+        let kept = entries.ids.len() + entries.forgotten.len();
+        if lines >= COMPACT_MIN_RECORDS && lines > COMPACT_RATIO * kept.max(1) {
             log = compact(dir, &path, &entries)?;
             report.compacted = true;
         }
@@ -205,7 +213,7 @@ impl Index {
                 .entries
                 .near_duplicates(id, scope, fp, DUPLICATE_THRESHOLD, MAX_MATCHES);
         let upsert = inner.entries.classify(id, version);
-        if upsert != Upsert::Stale {
+        if !matches!(upsert, Upsert::Stale | Upsert::Forgotten) {
             self.append(&mut inner.log, &Record::new(id, scope, version, fp))?;
             inner.entries.upsert(id, scope, version, fp);
             self.len.store(inner.entries.ids.len(), Ordering::Relaxed);
@@ -213,14 +221,15 @@ impl Index {
         Ok((matches, upsert))
     }
 
-    /// Forgets `id`'s fingerprint (and its version, so a later analyze of
-    /// any version inserts fresh). Like inserts, the removal line is durable
-    /// before memory changes. An unknown id writes nothing: replaying the
-    /// log already yields no entry for it, and retries must not grow the log.
-    /// Returns whether the id was stored.
+    /// Forgets `id` for good: its fingerprint now, and any analysis of it
+    /// that lands later ([`Upsert::Forgotten`]). An id not stored yet is
+    /// recorded too, since the removal can overtake an analysis in flight.
+    /// Like inserts, the removal line is durable before memory changes; a
+    /// repeated removal writes nothing, so retries do not grow the log.
+    /// Returns whether a fingerprint was stored.
     pub fn remove(&self, id: &str) -> io::Result<bool> {
         let mut inner = self.lock();
-        if !inner.entries.slots.contains_key(id) {
+        if inner.entries.forgotten.contains(id) {
             return Ok(false);
         }
         let removal = Removal {
@@ -228,9 +237,9 @@ impl Index {
             removed: id.to_owned(),
         };
         self.append(&mut inner.log, &removal)?;
-        inner.entries.remove(id);
+        let stored = inner.entries.remove(id);
         self.len.store(inner.entries.ids.len(), Ordering::Relaxed);
-        Ok(true)
+        Ok(stored)
     }
 
     /// Near duplicates of `fp` in `scope` excluding `id`, best first,
@@ -285,10 +294,14 @@ impl Entries {
             simhash: Vec::new(),
             signatures: Vec::new(),
             slots: HashMap::new(),
+            forgotten: HashSet::new(),
         }
     }
 
     fn classify(&self, id: &str, version: Option<u32>) -> Upsert {
+        if self.forgotten.contains(id) {
+            return Upsert::Forgotten;
+        }
         match self.slots.get(id) {
             None => Upsert::Inserted,
             Some(&slot) => match (self.versions[slot], version) {
@@ -326,9 +339,10 @@ impl Entries {
     }
 
     /// Swap-removes `id`'s slot so the flat vectors stay dense for the scan,
-    /// and re-points the entry that moved into it. Returns whether it was
-    /// stored.
+    /// and re-points the entry that moved into it; the id stays forgotten.
+    /// Returns whether it was stored.
     fn remove(&mut self, id: &str) -> bool {
+        self.forgotten.insert(id.into());
         let Some(slot) = self.slots.remove(id) else {
             return false;
         };
@@ -469,7 +483,10 @@ fn replay(log: &mut File, entries: &mut Entries, report: &mut LoadReport) -> io:
         match Line::parse(&line) {
             Some(Line::Record(record, fp)) => {
                 report.records += 1;
-                if entries.classify(&record.id, record.version) != Upsert::Stale {
+                if !matches!(
+                    entries.classify(&record.id, record.version),
+                    Upsert::Stale | Upsert::Forgotten
+                ) {
                     entries.upsert(&record.id, &record.scope, record.version, &fp);
                 }
             }
@@ -484,8 +501,8 @@ fn replay(log: &mut File, entries: &mut Entries, report: &mut LoadReport) -> io:
     Ok(good_len)
 }
 
-/// Rewrites the log with one record per live document (removed ones and
-/// their removal lines are gone) via write-to-temp and
+/// Rewrites the log with one record per live document and one removal line
+/// per forgotten id (superseded versions are gone) via write-to-temp and
 /// rename, so a crash mid-compaction leaves either the old or the new log.
 fn compact(dir: &Path, path: &Path, entries: &Entries) -> io::Result<File> {
     let tmp = dir.join(format!("{LOG_FILE}.tmp"));
@@ -504,6 +521,14 @@ fn compact(dir: &Path, path: &Path, entries: &Entries) -> io::Result<File> {
             };
             let record = Record::new(id, &entries.scopes[slot], entries.versions[slot], &fp);
             serde_json::to_writer(&mut out, &record).map_err(io::Error::other)?;
+            out.write_all(b"\n")?;
+        }
+        for id in &entries.forgotten {
+            let removal = Removal {
+                s: SCHEME_VERSION,
+                removed: id.to_string(),
+            };
+            serde_json::to_writer(&mut out, &removal).map_err(io::Error::other)?;
             out.write_all(b"\n")?;
         }
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
@@ -759,7 +784,7 @@ mod tests {
     }
 
     #[test]
-    fn removal_forgets_durably_until_a_later_record() {
+    fn removal_forgets_for_good_even_before_the_record_lands() {
         let dir = TempDir::new("remove");
         let copy = fingerprint(&edited_copy());
         {
@@ -773,11 +798,20 @@ mod tests {
             );
             assert!(index.remove("orig").expect("remove"));
             assert!(!index.remove("orig").expect("again"), "second removal");
-            assert!(!index.remove("never-stored").expect("unknown"));
+            // A removal that overtakes the document's analysis.
+            assert!(!index.remove("in-flight").expect("unknown"));
             assert_eq!(index.near_duplicates("copy", "t", &copy, 0.5), []);
             assert!(index.is_empty());
+            // Analyses that land after the removal are answered, not stored.
+            for id in ["orig", "in-flight"] {
+                let (_, u) = index
+                    .check_and_insert(id, "t", Some(6), &fingerprint(ARTICLE))
+                    .expect("late");
+                assert_eq!(u, Upsert::Forgotten, "{id}");
+            }
+            assert!(index.is_empty());
         }
-        // Only the known removal reached the log.
+        // One record and two removals reached the log; the late ones did not.
         let (index, report) = Index::open(&dir.0, false).expect("reopen");
         assert_eq!(
             (
@@ -786,22 +820,13 @@ mod tests {
                 report.documents,
                 report.skipped
             ),
-            (1, 1, 0, 0)
+            (1, 2, 0, 0)
         );
         assert_eq!(index.near_duplicates("copy", "t", &copy, 0.5), []);
-
-        // The removal forgot version 5 too: version 1 inserts fresh.
         let (_, u) = index
             .check_and_insert("orig", "t", Some(1), &fingerprint(ARTICLE))
-            .expect("back");
-        assert_eq!(u, Upsert::Inserted);
-        drop(index);
-        let (index, report) = Index::open(&dir.0, false).expect("third open");
-        assert_eq!((report.records, report.removals, index.len()), (2, 1, 1));
-        assert_eq!(
-            ids(&index.near_duplicates("copy", "t", &copy, 0.5)),
-            ["orig"]
-        );
+            .expect("after reopen");
+        assert_eq!((u, index.len()), (Upsert::Forgotten, 0));
     }
 
     #[test]
@@ -837,16 +862,18 @@ mod tests {
     }
 
     #[test]
-    fn compaction_drops_removed_documents() {
+    fn compaction_keeps_live_documents_and_removals_only() {
         let dir = TempDir::new("compact-removed");
         let fp = fingerprint(ARTICLE);
         let n = COMPACT_MIN_RECORDS;
         {
             let (index, _) = Index::open(&dir.0, false).expect("open");
-            for i in 0..n {
-                index
-                    .check_and_insert(&format!("doc-{i}"), "", None, &fp)
-                    .expect("insert");
+            for version in [1, 2] {
+                for i in 0..n {
+                    index
+                        .check_and_insert(&format!("doc-{i}"), "", Some(version), &fp)
+                        .expect("insert");
+                }
             }
             for i in 2..n {
                 index.remove(&format!("doc-{i}")).expect("remove");
@@ -857,21 +884,29 @@ mod tests {
         assert!(report.compacted);
         assert_eq!(
             (report.records, report.removals, index.len()),
-            (n, n - 2, 2)
+            (2 * n, n - 2, 2)
         );
         drop(index);
         let log = fs::read_to_string(dir.0.join(LOG_FILE)).expect("log");
-        assert_eq!(log.lines().count(), 2);
-        assert!(!log.contains("removed"));
+        assert_eq!(
+            log.lines().count(),
+            n,
+            "2 live records and {} removals",
+            n - 2
+        );
         let (index, report) = Index::open(&dir.0, false).expect("reopen compacted");
         assert_eq!(
             (report.records, report.removals, report.compacted),
-            (2, 0, false)
+            (2, n - 2, false)
         );
         assert_eq!(
             ids(&index.near_duplicates("p", "", &fp, 0.5)),
             ["doc-0", "doc-1"]
         );
+        let (_, u) = index
+            .check_and_insert("doc-9", "", Some(3), &fp)
+            .expect("late");
+        assert_eq!(u, Upsert::Forgotten, "removals survive compaction");
     }
 }
 
