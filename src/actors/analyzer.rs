@@ -16,13 +16,13 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use worker::{durable_object, Delay, DurableObject, Env, Request, Response, State};
 
-use super::ops::{AnalyzerCall, AnalyzerOps, ExtractPdf, ExtractedText, FireAlarm, Inspect, Inspectable};
+use super::ops::{AnalyzerCall, AnalyzerOps, Done, ExtractPdf, ExtractedText, FireAlarm, ForgetDocument, Inspect, Inspectable};
 use crate::domain::circuit::Breaker;
 use crate::domain::container_start::{refusal, StartupWait, Step};
 use crate::domain::pipeline::StageError;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::ErrorClass;
-use crate::providers::analyzer_http::{analyze_over_http, ContainerRequest};
+use crate::providers::analyzer_http::{analyze_over_http, analyzer_reply, ContainerRequest};
 use crate::providers::object_store::{ObjectStore, R2Uploads};
 use crate::providers::workers_ai::js_error_text;
 use crate::providers::AnalyzeRequest;
@@ -136,16 +136,6 @@ impl From<StageError> for CallFailure {
     }
 }
 
-/// Classifies the analyzer's answer from inside the container.
-async fn container_reply(resp: Response) -> Result<Value, StageError> {
-    let status = resp.status_code();
-    let text = crate::actors::rpc::body_text(resp).await.unwrap_or_default();
-    if (200..300).contains(&status) {
-        serde_json::from_str(&text).map_err(|e| StageError::transient(e.to_string()))
-    } else {
-        Err(crate::providers::provider_errors::analyzer_refusal(status, &text))
-    }
-}
 
 #[durable_object]
 pub struct AnalyzerContainer {
@@ -232,7 +222,7 @@ impl AnalyzerContainer {
                 Step::Send => {
                     let http = req.request("http://container").map_err(|e| StageError::transient(e.to_string()))?;
                     match container.send(CONTAINER_PORT, http).await {
-                        Ok(resp) => return Ok(container_reply(resp).await?),
+                        Ok(resp) => return Ok(analyzer_reply(resp).await?),
                         Err(text) => match refusal(&text) {
                             Some(why) => wait.refused(now_ms(), why),
                             None => return Err(StageError::transient(format!("container: {text}")).into()),
@@ -303,6 +293,21 @@ impl AnalyzerOps for AnalyzerContainer {
 
     async fn analyze(&self, req: AnalyzeRequest) -> ApiResult<Value> {
         self.guarded(ContainerRequest::Analyze(req)).await
+    }
+
+    /// A deleted item's fingerprint. No analyzer stored none; a stopped
+    /// container comes back with a fresh disk (Containers' disk is
+    /// ephemeral), so it is not started just to forget.
+    async fn forget(&self, q: ForgetDocument) -> ApiResult<Done> {
+        if !self.configured() {
+            return Ok(Done {});
+        }
+        if let Some(container) = self.container() {
+            if !container.is_running().await.unwrap_or(true) {
+                return Ok(Done {});
+            }
+        }
+        self.guarded(ContainerRequest::Forget(q.id)).await.map(|_| Done {})
     }
 }
 

@@ -158,6 +158,10 @@ impl ContentActor {
                     .map(|_| ())
                     .map_err(|e| ApiError::Unavailable(format!("vector index: {e}")))
             }
+            Duty::DropFingerprint => {
+                let id = self.cells().load::<ContentState>("content")?.map(|c| c.id).unwrap_or_default().to_string();
+                Providers::from_config(&self.env, &cfg).analyzer.forget(&id).await
+            }
             Duty::DropUploads { prefix } => R2Uploads::new(&self.env).delete_prefix(prefix).await,
             Duty::ReportBatch { batch_id, report } => {
                 let report: ItemEnded = serde_json::from_value(report.clone())?;
@@ -316,6 +320,7 @@ impl ContentOps for ContentActor {
             duties.push(Duty::PurgeRun { run_id: run });
         }
         duties.push(Duty::DropVectors);
+        duties.push(Duty::DropFingerprint);
         if c.has_uploads() {
             duties.push(Duty::DropUploads { prefix: item_prefix(&c.ownership.tenant, c.id) });
         }

@@ -565,11 +565,18 @@ pub struct ExtractedText {
     pub text: String,
 }
 
+/// A deleted item: the analyzer forgets its fingerprint.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ForgetDocument {
+    pub id: String,
+}
+
 actor_ops! {
     /// The analyzer container's front: a circuit breaker over the container.
     enum AnalyzerCall for Analyzer, trait AnalyzerOps {
         "analyze" => Analyze(AnalyzeRequest) -> Value, analyze;
         "extract_pdf" => ExtractPdf(ExtractPdf) -> ExtractedText, extract_pdf;
+        "forget" => Forget(ForgetDocument) -> Done, forget;
     }
     with inspection
 }

@@ -32,6 +32,8 @@ pub enum Duty {
     Catalog,
     /// Erase a deleted item's vectors and fence the index against late writes.
     DropVectors,
+    /// Make the analyzer forget a deleted item's fingerprint.
+    DropFingerprint,
     /// Erase every uploaded original of a deleted item: the objects under
     /// `prefix` in the `UPLOADS` bucket (see `domain::upload::item_prefix`).
     DropUploads {
@@ -59,6 +61,7 @@ impl Duty {
             Duty::PurgeRun { run_id } => format!("purge:{run_id}"),
             Duty::Catalog => "catalog".into(),
             Duty::DropVectors => "vectors".into(),
+            Duty::DropFingerprint => "fingerprint".into(),
             Duty::DropUploads { .. } => "uploads".into(),
             Duty::ReportEnd { .. } => "run_ended".into(),
             Duty::ReportBatch { .. } => "batch_report".into(),

@@ -5,7 +5,7 @@
 use worker::{Env, Fetch, Headers, Method, Request, RequestInit};
 
 use super::{AnalyzeRequest, DocumentAnalyzer};
-use crate::actors::ops::ExtractPdf;
+use crate::actors::ops::{ExtractPdf, ForgetDocument};
 use crate::actors::rpc;
 use crate::domain::pipeline::StageError;
 use crate::error::ApiError;
@@ -29,6 +29,8 @@ pub enum ContainerRequest {
     Analyze(AnalyzeRequest),
     /// `POST /extract/pdf`, the PDF's bytes as the body.
     ExtractPdf(Vec<u8>),
+    /// `DELETE /documents/{id}`: forget a deleted item's fingerprint.
+    Forget(String),
 }
 
 impl ContainerRequest {
@@ -42,6 +44,11 @@ impl ContainerRequest {
                 let body = js_sys::Uint8Array::from(pdf.as_slice());
                 init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
                 Ok(Request::new_with_init(&format!("{}/extract/pdf", base.trim_end_matches('/')), &init)?)
+            }
+            ContainerRequest::Forget(id) => {
+                let mut init = RequestInit::new();
+                init.with_method(Method::Delete);
+                Ok(Request::new_with_init(&format!("{}/documents/{id}", base.trim_end_matches('/')), &init)?)
             }
         }
     }
@@ -64,6 +71,13 @@ impl DocumentAnalyzer for AnalyzerActorClient {
     }
 }
 
+impl AnalyzerActorClient {
+    /// Forgets a deleted item's fingerprint, so no later analysis names it.
+    pub async fn forget(&self, content_id: &str) -> Result<(), ApiError> {
+        rpc::send(&self.env, ANALYZER_ACTOR, &ForgetDocument { id: content_id.to_string() }).await.map(|_| ())
+    }
+}
+
 /// Builds the analyzer's `POST /analyze` request for a base URL.
 pub fn analyze_request(base: &str, req: &AnalyzeRequest) -> Result<Request, ApiError> {
     let headers = Headers::new();
@@ -77,9 +91,15 @@ pub fn analyze_request(base: &str, req: &AnalyzeRequest) -> Result<Request, ApiE
 /// Calls the analyzer over plain HTTP and classifies its failures.
 pub async fn analyze_over_http(req: Request) -> Result<serde_json::Value, StageError> {
     let resp = Fetch::Request(req).send().await.map_err(|e| StageError::transient(format!("analyzer unreachable: {e}")))?;
+    analyzer_reply(resp).await
+}
+
+/// The analyzer's answer: its JSON (`null` for a `204`), or its refusal classified.
+pub async fn analyzer_reply(resp: worker::Response) -> Result<serde_json::Value, StageError> {
     let status = resp.status_code();
     let text = crate::actors::rpc::body_text(resp).await.unwrap_or_default();
     match status {
+        204 => Ok(serde_json::Value::Null),
         200..=299 => serde_json::from_str(&text).map_err(|e| StageError::transient(format!("analyzer answer: {e}"))),
         _ => Err(super::provider_errors::analyzer_refusal(status, &text)),
     }

@@ -38,6 +38,11 @@ pub struct AnalyzeRequest {
     pub version: u32,
     pub title: String,
     pub text: String,
+    /// Near duplicates are found only among documents of the same scope:
+    /// the item's vector namespace (its tenant's, or the public one), so an
+    /// analysis never names another tenant's items.
+    #[serde(default)]
+    pub scope: String,
 }
 
 /// The namespace of vectors written before tenants existed, and of upserts

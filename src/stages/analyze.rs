@@ -1,11 +1,12 @@
 //! `analyze`: the analyzer container's report on the document. The one
 //! optional stage: the run is published without it when the analyzer is down.
 
-use super::artifacts::ANALYSIS;
+use super::artifacts::{ANALYSIS, NAMESPACE};
 use super::StageSpec;
 use crate::protocol::Stage;
 #[cfg(target_arch = "wasm32")]
 use crate::{
+    domain::principal::PUBLIC_NAMESPACE,
     providers::{AnalyzeRequest, DocumentAnalyzer, Providers},
     stages::{StageContext, StageFailure},
 };
@@ -17,7 +18,7 @@ pub(super) const SPEC: StageSpec = StageSpec {
     optional: true,
     timeout_ms: 10_000,
     max_attempts: Some(3),
-    reads: &[],
+    reads: &[NAMESPACE.key],
     writes: &[ANALYSIS.key],
 };
 
@@ -28,6 +29,7 @@ pub(super) async fn run(cx: &StageContext<'_>, p: &Providers) -> Result<(), Stag
         version: cx.run.version,
         title: cx.doc.title.clone(),
         text: cx.doc.body.clone(),
+        scope: cx.artifacts.get_opt(NAMESPACE).unwrap_or_else(|| PUBLIC_NAMESPACE.to_string()),
     };
     let analysis = p.analyzer.analyze(&req).await?;
     Ok(cx.artifacts.put(ANALYSIS, &analysis)?)

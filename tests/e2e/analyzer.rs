@@ -66,3 +66,61 @@ async fn runs_complete_without_the_analyzer_and_use_it_again_when_back() {
     assert_eq!(view["stages"][6]["status"], "completed", "{view}");
     assert!(s.get(&format!("/api/content/{cid}")).await.body["analysis"]["fingerprint"].is_string());
 }
+
+/// Another text than `ORIGINAL`, so the two tests' items never match each other.
+const NOTICE: &str = "The harbor authority will dredge the north channel this winter so that larger ferries can \
+dock at the new terminal. Fishing boats will use the south quay while the work goes on, and a temporary footbridge \
+will link the two piers. The authority expects the channel to reopen before the tourist season, and it will post \
+weekly updates on tides, closures and noise at the harbor office and on its notice boards along the promenade. \
+Divers will first survey the seabed for old moorings and debris, and a marine biologist will watch the seagrass beds.";
+
+/// A near copy of `NOTICE` with `n` small edits and a unique closing line.
+fn notice_copy(n: usize) -> String {
+    let mut text = NOTICE.replace("this winter", "next winter");
+    if n > 1 {
+        text = text.replace("weekly updates", "daily updates");
+    }
+    format!("{text} Reference {}.", uuid::Uuid::new_v4().simple())
+}
+
+/// Submits `body` with `key` and returns the content id once its run completed.
+async fn analyzed(s: &Server, key: &str, title: &str, body: &str) -> String {
+    let r = send(http().post(s.url("/api/content")).bearer_auth(key).json(&serde_json::json!({ "title": title, "body": body }))).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let view = s.wait_run(r.body["run_id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    assert_eq!(view["stages"][6]["status"], "completed", "{view}");
+    r.body["content_id"].as_str().unwrap().to_string()
+}
+
+/// The ids the analysis of `id` names as near duplicates (read as the operator).
+async fn flagged(s: &Server, id: &str) -> Vec<String> {
+    let c = s.admin_get(&format!("/api/content/{id}")).await;
+    let near = c.body["analysis"]["near_duplicates"].as_array().cloned().unwrap_or_default();
+    near.iter().filter_map(|d| d["id"].as_str().map(str::to_string)).collect()
+}
+
+#[tokio::test]
+async fn near_duplicates_stay_in_their_tenant_and_forget_deleted_items() {
+    let s = &shared().server;
+    let original = analyzed(s, &s.key, "Harbor notice", NOTICE).await;
+    let same_tenant = analyzed(s, &s.key, "Harbor notice (copy)", &notice_copy(1)).await;
+    assert!(flagged(s, &same_tenant).await.contains(&original), "a copy in the same tenant is flagged");
+
+    let other = mint_key(&s.base, &s.admin_token, &format!("other{}", &uuid::Uuid::new_v4().simple().to_string()[..8]), &["content:manage"], Some(1_000_000));
+    let elsewhere = analyzed(s, &other, "Harbor notice (another tenant)", &notice_copy(1)).await;
+    assert_eq!(flagged(s, &elsewhere).await, Vec::<String>::new(), "another tenant's items are never named");
+
+    let r = send(http().delete(s.url(&format!("/api/content/{original}"))).bearer_auth(&s.key)).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    // The forget is a duty the deletion owes: it lands within moments.
+    for attempt in 0.. {
+        let later = analyzed(s, &s.key, "Harbor notice (after the delete)", &notice_copy(2)).await;
+        let names = flagged(s, &later).await;
+        assert!(names.contains(&same_tenant), "the live copy is still flagged: {names:?}");
+        if !names.contains(&original) {
+            break;
+        }
+        assert!(attempt < 5, "the deleted item is still named as a near duplicate: {names:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
