@@ -37,7 +37,7 @@ use std::time::Instant;
 
 use report::Section;
 
-const USAGE: &str = "usage: actorline-bench <pipeline|events|search|coldstart|peer|soak|auth|all> [options]
+const USAGE: &str = "usage: actorline-bench <pipeline|events|search|coldstart|peer|soak|auth|all|profile> [options]
 
   pipeline   --concurrency 1,16,64   documents in flight (one row each)
              --docs N                documents per repetition (default: by concurrency)
@@ -57,6 +57,7 @@ const USAGE: &str = "usage: actorline-bench <pipeline|events|search|coldstart|pe
              --no-profile            skip the CPU profile of Actorline's isolate at the highest concurrency
              --memory-runs N         then the peer's memory after N runs in all (default 10000; 0 skips)
   soak       --minutes M --rate R    steady load (default 10 min at 20 runs/s)
+  profile    --file F [--runs N]     the report of a profile BENCH_PROFILE_DIR kept
   auth       --requests N            requests per pass and principal kind (default 600; 150 with --quick)
              --concurrency 1,16      requests in flight (one row each)
                                      latency and Worker CPU per request of each kind of principal against
@@ -198,6 +199,14 @@ async fn main_inner() -> Result<(), String> {
     let a = Args::parse()?;
     if a.cmd == "-h" || a.cmd == "--help" || a.cmd == "help" {
         println!("{USAGE}");
+        return Ok(());
+    }
+    if a.cmd == "profile" {
+        // A kept profile (BENCH_PROFILE_DIR) read again, e.g. after the report changed.
+        let path = a.value("file").ok_or("profile --file F.cpuprofile")?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let profile: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+        println!("{}", profile::report(&profile, a.number("runs", 0.0)? as usize, 25));
         return Ok(());
     }
     let quick = a.has("quick");

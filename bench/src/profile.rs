@@ -272,12 +272,20 @@ pub fn report(profile: &Value, runs: usize, top: usize) -> String {
     b
 }
 
-/// Which part of Actorline a frame belongs to: the actor module
-/// (`actorline::actors::session::…` → "SessionActor's module `session`") or
-/// the HTTP routes (`actorline::api::…`).
+/// Which part of Actorline a frame belongs to: an actor's module
+/// (`actorline::actors::session::…` → actor `session`), an actor kind's
+/// operation dispatch (`actors::ops::ContentCall::…`), or the HTTP routes
+/// (`actorline::api::…`).
 fn entry_of(name: &str) -> Option<String> {
     if let Some(rest) = name.split("actorline::actors::").nth(1) {
-        let module = rest.split("::").next().unwrap_or(rest);
+        let mut path = rest.split("::");
+        let module = path.next().unwrap_or(rest);
+        // `ops::ContentCall::serve` dispatches one actor kind's operations.
+        if module == "ops" {
+            if let Some(call) = path.next().filter(|c| c.ends_with("Call")) {
+                return Some(format!("actor operations `{call}`"));
+            }
+        }
         return Some(format!("actor `{module}`"));
     }
     name.contains("actorline::api::").then(|| "Worker: HTTP routes (`api`)".to_string())
