@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 use worker::{Env, Request, Response};
 
-use super::input::{param, query, uuid_param};
+use super::input::{param, query};
 use super::routes::{page_cursor, parse_page_cursor, ACTORS_LIMIT, RECONCILE_LIMIT};
 use crate::actors::ops::{FireAlarm, Inspect, ReconcileContent};
 use crate::actors::rpc::{self, ActorKind};
@@ -31,11 +31,13 @@ fn kind_of(kind: &str) -> ApiResult<ActorKind> {
 /// actor whose registry row never landed is still inspectable (its own
 /// storage answers, marked `registered: false`); asking a UUID that no actor
 /// holds answers 404 without creating anything, since inspection only reads.
+/// An id no actor of the kind can have (not a UUID, a wrong singleton name)
+/// is 404 as well: the path is a name, and that name names nothing.
 async fn locate(env: &Env, kind: &str, id: &str) -> ApiResult<(ActorKind, String, bool)> {
     let k = kind_of(kind)?;
     match k {
         ActorKind::Content | ActorKind::Run | ActorKind::Session => {
-            let id = uuid_param(id, kind)?.to_string();
+            let id = uuid::Uuid::parse_str(id).map_err(|_| ApiError::not_found(format!("{kind} {id}")))?.to_string();
             let registered = catalog::actor_exists(env, k.as_str(), &id).await?;
             Ok((k, id, registered))
         }

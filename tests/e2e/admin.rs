@@ -75,7 +75,8 @@ async fn inspecting_unknown_ids_creates_nothing() {
     assert_eq!(r.status, 404);
     let r = s.admin_post(&format!("/admin/actors/run/{ghost}/alarm")).await;
     assert_eq!(r.status, 404);
-    assert_eq!(s.admin_get("/admin/actors/content/not-a-uuid").await.status, 400);
+    // The path names an actor: a name no actor of the kind has is not found.
+    assert_eq!(s.admin_get("/admin/actors/content/not-a-uuid").await.status, 404);
     assert_eq!(s.admin_get("/admin/actors/robot/x").await.status, 404);
     let after = s.admin_get("/admin/actors?limit=200&kind=content").await;
     assert!(!after.body["items"].as_array().unwrap().iter().any(|i| i["id"] == ghost.to_string().as_str()));
