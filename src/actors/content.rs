@@ -121,6 +121,12 @@ impl ContentActor {
         Ok(())
     }
 
+    /// The item's id from its state cell, which a delete keeps (where
+    /// `load` answers `None`), so the erasing duties know what to erase.
+    fn stored_id(&self) -> ApiResult<String> {
+        Ok(self.cells().load::<ContentState>("content")?.map(|c| c.id).unwrap_or_default().to_string())
+    }
+
     async fn perform(&self, duty: Duty, tries: u32) -> ApiResult<()> {
         let cfg = config(&self.env);
         let attempt = tries + 1;
@@ -139,7 +145,7 @@ impl ContentActor {
                 settled(rpc::send(&self.env, &run_id.to_string(), &PurgeRun {}).await)
             }
             Duty::Catalog => {
-                let id = self.cells().load::<ContentState>("content")?.map(|c| c.id).unwrap_or_default().to_string();
+                let id = self.stored_id()?;
                 if let Some(fault) = cfg.faults.site_fault(faults::CATALOG, &id, attempt) {
                     return Err(ApiError::Unavailable(fault));
                 }
@@ -150,7 +156,7 @@ impl ContentActor {
                 }
             }
             Duty::DropVectors => {
-                let id = self.cells().load::<ContentState>("content")?.map(|c| c.id).unwrap_or_default().to_string();
+                let id = self.stored_id()?;
                 Providers::from_config(&self.env, &cfg)
                     .vectors
                     .delete_content(&id, None)
@@ -159,7 +165,7 @@ impl ContentActor {
                     .map_err(|e| ApiError::Unavailable(format!("vector index: {e}")))
             }
             Duty::DropFingerprint => {
-                let id = self.cells().load::<ContentState>("content")?.map(|c| c.id).unwrap_or_default().to_string();
+                let id = self.stored_id()?;
                 Providers::from_config(&self.env, &cfg).analyzer.forget(&id).await
             }
             Duty::DropUploads { prefix } => R2Uploads::new(&self.env).delete_prefix(prefix).await,
