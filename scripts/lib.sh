@@ -53,11 +53,16 @@ bootstrap() {
   export PATH="$ROOT/node_modules/.bin:$PATH"
 }
 
+# The Worker's wasm module as worker-build left it (empty if none).
+wasm_module() {
+  ls build/worker/*.wasm build/*.wasm 2>/dev/null | head -1 || true
+}
+
 build_worker() {
   log "building the Worker (worker-build --release)"
   worker-build --release >&2
   local wasm
-  wasm="$(ls build/worker/*.wasm build/*.wasm 2>/dev/null | head -1 || true)"
+  wasm="$(wasm_module)"
   [ -n "$wasm" ] && log "wasm bundle: $(stat -c %s "$wasm") bytes raw, $(gzip -9c "$wasm" | wc -c) bytes gzipped; as deployed (no name section): $(node scripts/wasm_names.mjs strip "$wasm" /dev/stdout | gzip -9c | wc -c) bytes gzipped"
 }
 
@@ -66,7 +71,7 @@ build_worker() {
 build_release() {
   build_worker
   local wasm
-  wasm="$(ls build/worker/*.wasm build/*.wasm 2>/dev/null | head -1 || true)"
+  wasm="$(wasm_module)"
   [ -n "$wasm" ] || { log "no wasm module under build/"; exit 1; }
   node scripts/wasm_names.mjs strip "$wasm"
   log "deploy build: $(stat -c %s "$wasm") bytes raw, $(gzip -9c "$wasm" | wc -c) bytes gzipped"
