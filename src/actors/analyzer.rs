@@ -141,6 +141,8 @@ impl From<StageError> for CallFailure {
 pub struct AnalyzerContainer {
     state: State,
     env: Env,
+    /// The state table exists (created once in this instance).
+    state_ready: std::cell::Cell<bool>,
 }
 
 impl AnalyzerContainer {
@@ -155,7 +157,10 @@ impl AnalyzerContainer {
     }
 
     fn save(&self, b: &Breaker) -> ApiResult<()> {
-        crate::store::init_state(&self.state.storage().sql())?;
+        if !self.state_ready.get() {
+            crate::store::init_state(&self.state.storage().sql())?;
+            self.state_ready.set(true);
+        }
         self.cells().save("breaker", b)
     }
 
@@ -334,7 +339,7 @@ fn circuit_refusal(breaker: &mut Breaker, now: i64) -> Option<ApiError> {
 
 impl DurableObject for AnalyzerContainer {
     fn new(state: State, env: Env) -> Self {
-        AnalyzerContainer { state, env }
+        AnalyzerContainer { state, env, state_ready: std::cell::Cell::new(false) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {

@@ -223,7 +223,6 @@ impl AnswerOps for AnswerActor {
         }
         let now = now_ms();
         crate::store::init_state(&self.state.storage().sql())?;
-        self.subs().init()?;
         let (generator, why) = self.generator();
         let (mut answer, events) = Answer::new(req.id, req.question, req.asker, req.sources, generator, now);
         answer.fallback = why;

@@ -167,7 +167,6 @@ impl BatchOps for BatchActor {
         }
         let sql = self.state.storage().sql();
         crate::store::init_state(&sql)?;
-        self.subs().init()?;
         crate::store::exec(&sql, "CREATE TABLE IF NOT EXISTS batch_docs (idx INTEGER PRIMARY KEY, doc TEXT NOT NULL)", vec![])?;
         for (i, item) in c.items.iter().enumerate() {
             let text = serde_json::to_string(item)?;

@@ -33,18 +33,25 @@ impl Subscribers {
         Subscribers { sql }
     }
 
-    pub fn init(&self) -> Result<(), ApiError> {
+    fn init(&self) -> Result<(), ApiError> {
         exec(&self.sql, "CREATE TABLE IF NOT EXISTS subscribers (session TEXT PRIMARY KEY, since INTEGER NOT NULL)", vec![])
     }
 
     pub fn add(&self, session: &str, now: Millis) -> Result<(), ApiError> {
-        self.init()?;
-        exec(&self.sql, "INSERT OR REPLACE INTO subscribers (session, since) VALUES (?, ?)", vec![session.into(), now.into()])
+        self.write("INSERT OR REPLACE INTO subscribers (session, since) VALUES (?, ?)", vec![session.into(), now.into()])
     }
 
     pub fn remove(&self, session: &str) -> Result<(), ApiError> {
-        self.init()?;
-        exec(&self.sql, "DELETE FROM subscribers WHERE session = ?", vec![session.into()])
+        self.write("DELETE FROM subscribers WHERE session = ?", vec![session.into()])
+    }
+
+    /// A write that creates the table only when it is missing (the first
+    /// subscriber), so the common case is one statement.
+    fn write(&self, q: &str, params: Vec<worker::SqlStorageValue>) -> Result<(), ApiError> {
+        exec(&self.sql, q, params.clone()).or_else(|_| {
+            self.init()?;
+            exec(&self.sql, q, params)
+        })
     }
 
     pub fn list(&self) -> Vec<String> {

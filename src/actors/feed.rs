@@ -49,6 +49,8 @@ pub struct FeedActor {
     /// `getWebSockets` and an attachment read. Dropped whenever a socket
     /// opens, closes or sends a frame (the only moments an attachment changes).
     watchers: RefCell<Option<Vec<(WebSocket, Watcher)>>>,
+    /// The stored broadcast head, read once: this instance is its only writer.
+    head_seq: Cell<Option<u64>>,
 }
 
 pub async fn append(env: &Env, events: Vec<EventDraft>) -> ApiResult<()> {
@@ -81,13 +83,27 @@ impl FeedActor {
     /// The broadcast head; a feed that never broadcast starts at its log's
     /// end (no socket of an earlier instance can be owed anything).
     fn head(&self) -> ApiResult<u64> {
-        crate::store::init_state(&self.state.storage().sql())?;
-        if let Some(h) = self.cells().load::<u64>(HEAD)? {
+        if let Some(h) = self.head_seq.get() {
             return Ok(h);
         }
-        let last = self.log().last_seq()?;
-        self.cells().save(HEAD, &last)?;
-        Ok(last)
+        crate::store::init_state(&self.state.storage().sql())?;
+        let head = match self.cells().load::<u64>(HEAD)? {
+            Some(h) => h,
+            None => {
+                let last = self.log().last_seq()?;
+                self.cells().save(HEAD, &last)?;
+                last
+            }
+        };
+        self.head_seq.set(Some(head));
+        Ok(head)
+    }
+
+    fn save_head(&self, head: u64) -> ApiResult<()> {
+        self.head_seq.set(None);
+        self.cells().save(HEAD, &head)?;
+        self.head_seq.set(Some(head));
+        Ok(())
     }
 
     /// Sends `events` (in seq order, all after `through`) to every socket
@@ -104,7 +120,7 @@ impl FeedActor {
                 let _ = ws.send_with_str(frame);
             }
         }
-        self.cells().save(HEAD, &last)?;
+        self.save_head(last)?;
         Ok(last)
     }
 
@@ -116,7 +132,7 @@ impl FeedActor {
             let page = self.log().after(after, REPLAY_PAGE)?;
             if page.is_empty() {
                 // Retention dropped them: sockets that were owed them resume by `after`.
-                self.cells().save(HEAD, &last)?;
+                self.save_head(last)?;
                 return Ok(last);
             }
             through = self.broadcast(&page, through)?;
@@ -271,7 +287,7 @@ impl DurableObject for FeedActor {
         if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new(r#"{"type":"ping"}"#, r#"{"type":"pong"}"#) {
             state.set_websocket_auto_response(&pair);
         }
-        FeedActor { state, env, armed: Cell::new(false), watchers: RefCell::new(None) }
+        FeedActor { state, env, armed: Cell::new(false), watchers: RefCell::new(None), head_seq: Cell::new(None) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {

@@ -3,7 +3,7 @@
 //! them on first use is the cache every query scans, kept in step on writes.
 //! Losing the cache (eviction) only costs a reload.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -22,6 +22,8 @@ pub struct VectorIndexActor {
     state: State,
     env: Env,
     cache: RefCell<Option<ShardIndex>>,
+    /// The tables exist (created or found once in this instance).
+    schema_ready: Cell<bool>,
 }
 
 /// Largest k one query may ask for.
@@ -29,6 +31,9 @@ pub const MAX_TOP_K: u32 = 200;
 
 impl VectorIndexActor {
     fn init(&self) -> ApiResult<()> {
+        if self.schema_ready.get() {
+            return Ok(());
+        }
         exec(
             &self.state.storage().sql(),
             "CREATE TABLE IF NOT EXISTS vectors (id TEXT PRIMARY KEY, namespace TEXT NOT NULL, content_id TEXT NOT NULL,
@@ -40,7 +45,9 @@ impl VectorIndexActor {
             &self.state.storage().sql(),
             "CREATE TABLE IF NOT EXISTS fences (content_id TEXT PRIMARY KEY, version INTEGER NOT NULL, deleted INTEGER NOT NULL)",
             vec![],
-        )
+        )?;
+        self.schema_ready.set(true);
+        Ok(())
     }
 
     fn fence(&self, content_id: &str) -> ApiResult<Fence> {
@@ -236,7 +243,7 @@ fn as_int(v: Option<SqlStorageValue>) -> i64 {
 
 impl DurableObject for VectorIndexActor {
     fn new(state: State, env: Env) -> Self {
-        VectorIndexActor { state, env, cache: RefCell::new(None) }
+        VectorIndexActor { state, env, cache: RefCell::new(None), schema_ready: Cell::new(false) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
