@@ -2,6 +2,8 @@
 //! [`crate::domain::content::ContentState`]. It spawns a run per version,
 //! accepts the run's publish, and keeps the catalog and the feed informed.
 
+use std::cell::{Cell, RefCell};
+
 use serde_json::{json, Value};
 use uuid::Uuid;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
@@ -33,6 +35,20 @@ use crate::runtime::{config, now_ms};
 pub struct ContentActor {
     state: State,
     env: Env,
+    /// Read-through copy of [`Self::load`]'s answer (`None` until first read).
+    /// This instance is the only writer of its storage, so the copy stays
+    /// current while it lives, and each call skips three statements and a
+    /// JSON parse of the whole item.
+    live: RefCell<Option<Option<ContentState>>>,
+    /// The state table exists (once created it stays): skips the catalog query.
+    created: Cell<bool>,
+    /// The outbox table was created or found once in this instance.
+    outbox_ready: Cell<bool>,
+    /// A duty may be owed without its alarm: set by every duty put (and for a
+    /// new instance, whose predecessor may have died between a put and its
+    /// alarm), cleared once [`Self::arm`] has looked. Calls that owe nothing
+    /// new (a fence, an authorize) then skip the outbox and alarm reads.
+    unarmed: Cell<bool>,
 }
 
 /// A deleted item keeps a tombstone so late runs cannot resurrect it.
@@ -44,11 +60,31 @@ crate::actor_storage!(ContentActor);
 
 impl ContentActor {
     fn load(&self) -> ApiResult<Option<ContentState>> {
-        let sql = self.state.storage().sql();
-        if !crate::store::has_state(&sql) || self.cells().load::<bool>(TOMBSTONE)?.unwrap_or(false) {
-            return Ok(None);
+        if let Some(live) = self.live.borrow().as_ref() {
+            return Ok(live.clone());
         }
-        self.cells().load("content")
+        let live = if !self.created() || self.cells().load::<bool>(TOMBSTONE)?.unwrap_or(false) {
+            None
+        } else {
+            self.cells().load("content")?
+        };
+        self.live.replace(Some(live.clone()));
+        Ok(live)
+    }
+
+    /// Whether the item was ever created here (its state table exists).
+    fn created(&self) -> bool {
+        if !self.created.get() && crate::store::has_state(&self.state.storage().sql()) {
+            self.created.set(true);
+        }
+        self.created.get()
+    }
+
+    /// Creates the state table of a new item.
+    fn create_state(&self) -> ApiResult<()> {
+        crate::store::init_state(&self.state.storage().sql())?;
+        self.created.set(true);
+        Ok(())
     }
 
     fn require(&self) -> ApiResult<ContentState> {
@@ -56,20 +92,31 @@ impl ContentActor {
     }
 
     fn outbox(&self) -> ApiResult<Outbox> {
-        Outbox::open(self.state.storage().sql())
+        let sql = self.state.storage().sql();
+        if self.outbox_ready.get() {
+            return Ok(Outbox::opened(sql));
+        }
+        let outbox = Outbox::open(sql)?;
+        self.outbox_ready.set(true);
+        Ok(outbox)
     }
 
     /// Saves the state, its events and the duties it leaves in one synchronous
     /// step (no await: nothing can interleave), and returns the feed's events.
     /// Callers then [`Self::announce`] and [`Self::drain`].
     fn commit(&self, c: &ContentState, drafts: Vec<EventDraft>, duties: &[Duty], now: Millis) -> ApiResult<Vec<EventDraft>> {
+        // Unknown until every write below has landed: a failed step re-reads.
+        self.live.replace(None);
         self.cells().save("content", c)?;
         let outbox = self.outbox()?;
+        self.unarmed.set(true);
         for d in duties {
             outbox.put(d, now)?;
         }
         let feed_drafts: Vec<EventDraft> = drafts.iter().filter(|d| d.event.is_feed_event()).cloned().collect();
         let records = self.log().append(drafts, now)?;
+        // A delete commits its tombstone state and then marks the copy gone.
+        self.live.replace(Some(Some(c.clone())));
         self.push_later(Topic::Content(c.id), records);
         Ok(feed_drafts)
     }
@@ -108,16 +155,19 @@ impl ContentActor {
     /// the alarm handler (`firing`) the alarm that fired is spent, so it is
     /// set again without asking.
     async fn arm(&self, firing: bool) -> ApiResult<()> {
-        let sql = self.state.storage().sql();
-        if !crate::store::has_state(&sql) {
+        if !self.created() {
             return Ok(());
         }
-        let Some(due) = self.outbox()?.next_due()? else { return Ok(()) };
+        let Some(due) = self.outbox()?.next_due()? else {
+            self.unarmed.set(false);
+            return Ok(());
+        };
         let storage = self.state.storage();
         let armed = if firing { None } else { storage.get_alarm().await? };
         if armed.is_none_or(|at| at > due) {
             storage.set_alarm(super::pipeline::to_datetime(due.max(now_ms()))).await?;
         }
+        self.unarmed.set(false);
         Ok(())
     }
 
@@ -197,13 +247,13 @@ impl ContentActor {
         }
         let report = ItemEnded { index: item.index, completed: failure.is_none(), reason: failure.map(str::to_string) };
         let report = serde_json::to_value(report)?;
+        self.unarmed.set(true);
         self.outbox()?.put(&Duty::ReportBatch { batch_id: item.batch_id, report }, now)?;
         Ok(true)
     }
 
     async fn describe(&self) -> ApiResult<Value> {
-        let sql = self.state.storage().sql();
-        if !crate::store::has_state(&sql) {
+        if !self.created() {
             return Err(ApiError::not_found("content"));
         }
         let c: Option<ContentState> = self.cells().load("content")?;
@@ -220,16 +270,14 @@ impl ContentOps for ContentActor {
         if let Some(v) = s.visibility {
             ownership.visibility = v;
         }
-        let sql = self.state.storage().sql();
-        if crate::store::has_state(&sql) {
+        if self.created() {
             // A redelivered batch item: the same create (same run) gets the same answer.
             if let Some(c) = self.load()?.filter(|c| c.history.first().is_some_and(|v| v.run_id == s.run_id)) {
                 return Ok(Accepted::new(c.id, 1, s.run_id));
             }
             return Err(ApiError::AlreadyExists("content".into()));
         }
-        crate::store::init_state(&sql)?;
-        self.subs().init()?;
+        self.create_state()?;
         if let Some(item) = &s.batch {
             self.cells().save(BATCH_ITEM, item)?;
         }
@@ -334,6 +382,7 @@ impl ContentOps for ContentActor {
         // The tombstone lands before any await: a PUT or publish after this sees 404.
         self.cells().save(TOMBSTONE, &true)?;
         let feed = self.commit(&tomb, events, &duties, now)?;
+        self.live.replace(Some(None));
         // Before any await, so no replay of the topic shows the item again.
         self.log().redact(&c.id.to_string())?;
         self.announce(feed).await;
@@ -345,11 +394,12 @@ impl ContentOps for ContentActor {
     /// from this actor's state (or its deletion), and each run writes its own
     /// row again. Nothing here changes the item.
     async fn reconcile(&self, _q: ReconcileContent) -> ApiResult<ReconcileReport> {
-        if !crate::store::has_state(&self.state.storage().sql()) {
+        if !self.created() {
             return Err(ApiError::not_found("content"));
         }
         let c: ContentState = self.cells().load("content")?.ok_or_else(|| ApiError::not_found("content"))?;
         let deleted = self.load()?.is_none();
+        self.unarmed.set(true);
         self.outbox()?.put(&Duty::Catalog, now_ms())?;
         self.drain(false).await?;
         let mut runs = Vec::new();
@@ -385,7 +435,7 @@ impl Inspectable for ContentActor {
     }
 
     async fn fire_alarm(&self, _q: FireAlarm) -> ApiResult<Value> {
-        if crate::store::has_state(&self.state.storage().sql()) {
+        if self.created() {
             self.drain(false).await?;
         }
         self.describe().await
@@ -423,11 +473,14 @@ fn settled<T>(r: ApiResult<T>) -> ApiResult<()> {
 
 impl DurableObject for ContentActor {
     fn new(state: State, env: Env) -> Self {
-        ContentActor { state, env }
+        ContentActor { state, env, live: RefCell::new(None), created: Cell::new(false), outbox_ready: Cell::new(false), unarmed: Cell::new(true) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let r = ContentCall::handle(self, req).await;
+        if !self.unarmed.get() {
+            return r;
+        }
         if let Err(e) = self.arm(false).await {
             worker::console_error!("content alarm check failed: {e}");
         }

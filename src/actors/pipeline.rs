@@ -18,7 +18,7 @@ use super::TopicActor;
 use crate::catalog;
 use crate::domain::content::ContentDoc;
 use crate::domain::faults;
-use crate::domain::outbox::Duty;
+use crate::domain::outbox::{Duty, START_ROW_DELAY_MS};
 use crate::domain::pipeline::{Activation, PipelineRun, StageError};
 use crate::domain::principal::Principal;
 use crate::domain::time::Millis;
@@ -50,6 +50,11 @@ struct RunShell {
     /// The outbox table was created (or found) once in this instance: later
     /// opens skip the `CREATE TABLE IF NOT EXISTS` statement.
     outbox_ready: Cell<bool>,
+    /// A duty may be owed without its alarm: set by every duty owed (and for
+    /// a new instance, whose predecessor may have died between the two),
+    /// cleared once the alarm was checked or set. Calls that change nothing
+    /// (a subscribe, a view) then skip the outbox and alarm reads.
+    unarmed: Cell<bool>,
 }
 
 /// Marks a run whose item was deleted before its start arrived.
@@ -138,7 +143,14 @@ impl RunShell {
             Some(at) => storage.set_alarm(to_datetime(at)).await?,
             None => storage.delete_alarm().await?,
         }
+        self.unarmed.set(false);
         Ok(())
+    }
+
+    /// Owes `duty` from `due` on; its alarm is checked before the call ends.
+    fn owe(&self, duty: &Duty, due: Millis) -> ApiResult<()> {
+        self.unarmed.set(true);
+        self.outbox()?.put(duty, due)
     }
 
     /// At every wake: an alarm must be armed whenever work remains.
@@ -147,6 +159,7 @@ impl RunShell {
         if self.next_wake(run, now)?.is_some() && self.state.storage().get_alarm().await?.is_none() {
             self.arm(run, now).await?;
         }
+        self.unarmed.set(false);
         Ok(())
     }
 
@@ -181,7 +194,7 @@ impl RunShell {
 
     /// Records the run's catalog row as owed and tries it now.
     async fn catalog_now(&self, now: Millis) -> ApiResult<()> {
-        self.outbox()?.put(&Duty::Catalog, now)?;
+        self.owe(&Duty::Catalog, now)?;
         self.drain().await
     }
 
@@ -199,7 +212,7 @@ impl RunShell {
         let events = run.purge(stages::CONTENT_DELETED, now);
         self.erase()?;
         self.commit_and_push(&run, events, now)?;
-        self.outbox()?.put(&Duty::Catalog, now)?;
+        self.owe(&Duty::Catalog, now)?;
         let _ = self.drain().await;
         self.arm(&run, now_ms()).await?;
         Ok(Done {})
@@ -227,12 +240,11 @@ impl RunShell {
         let artifacts = ArtifactStore::new(sql.clone());
         artifacts.init()?;
         artifacts.put(stages::artifacts::NAMESPACE, &req.ownership.namespace()).map_err(|e| ApiError::Internal(e.message))?;
-        self.subs().init()?;
         let (run, events) = PipelineRun::new(req.run_id, req.content_id, req.version, cfg.retry, now);
         self.cells().save("doc", &req.doc)?;
         self.doc.replace(Some(Rc::new(req.doc)));
         self.commit_and_push(&run, events, now)?;
-        self.outbox()?.put(&Duty::Catalog, now)?;
+        self.owe(&Duty::Catalog, now + START_ROW_DELAY_MS)?;
         // The first stages run in this invocation, right after the answer, not
         // an alarm round trip later. The watchdog resumes the run if this
         // instance dies first.
@@ -240,8 +252,6 @@ impl RunShell {
         self.state.storage().set_alarm(to_datetime(watchdog)).await?;
         let shell = Rc::clone(self);
         self.state.wait_until(async move { shell.activate_or_retry_later(true).await });
-        // The registry row: nothing waits on it; the alarm retries it if it fails.
-        let _ = self.drain().await;
         Ok(())
     }
 
@@ -366,6 +376,7 @@ impl RunShell {
             let report = json!({ "run_id": run.id, "version": run.version, "status": run.status, "reason": run.reason });
             owed.push(Duty::ReportEnd { content_id: run.content_id, report });
         }
+        self.unarmed.set(true);
         for d in &owed {
             if let Err(e) = outbox.put(d, now) {
                 worker::console_error!("run outbox: {e}");
@@ -486,13 +497,16 @@ impl TopicActor for PipelineActor {
 
 impl DurableObject for PipelineActor {
     fn new(state: State, env: Env) -> Self {
-        let shell = RunShell { state, env, run: RefCell::new(None), doc: RefCell::new(None), active: Cell::new(false), outbox_ready: Cell::new(false) };
+        let shell = RunShell { state, env, run: RefCell::new(None), doc: RefCell::new(None), active: Cell::new(false), outbox_ready: Cell::new(false), unarmed: Cell::new(true) };
         PipelineActor { shell: Rc::new(shell) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let shell = &self.shell;
         let r = RunCall::handle(self, req).await;
+        if !shell.unarmed.get() {
+            return r;
+        }
         if let Ok(Some(run)) = shell.load() {
             let _ = shell.ensure_alarm(&run).await;
         }

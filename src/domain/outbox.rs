@@ -83,6 +83,11 @@ const BACKOFF: RetryPolicy = RetryPolicy {
 /// dies mid-try, the alarm tries it again after this.
 pub const LEASE_MS: Millis = 30_000;
 
+/// How long a new run's catalog row waits. A run that ends sooner writes one
+/// row (its end replaces the owed start row) instead of two D1 batches; a
+/// longer one shows as running in the catalog once this has passed.
+pub const START_ROW_DELAY_MS: Millis = 10_000;
+
 /// When a duty that has now failed `attempts` times is tried again.
 pub fn retry_at(attempts: u32, now: Millis) -> Millis {
     now + BACKOFF.cap_ms(attempts.max(1)) as Millis
