@@ -346,7 +346,10 @@ async fn measure(stack: &Stack, side: Side, opts: &Options, profile: bool) -> (V
 pub async fn run(opts: &Options) -> (Section, Levels) {
     let mut sec = Section::new("Live events: event → client latency");
     raise_nofile();
-    let stack = Stack::start("events", &[]).await;
+    // The idle-socket probe puts SOCKETS_PER_SESSION sockets on each session,
+    // above the default cap (MAX_SOCKETS_PER_SESSION, 8).
+    let cap = SOCKETS_PER_SESSION.to_string();
+    let stack = Stack::start("events", &[("MAX_SOCKETS_PER_SESSION", cap.as_str())]).await;
     let (rows, profile_md) = measure(&stack, Side::Actorline, opts, opts.profile).await;
 
     let mut b = String::new();
@@ -508,8 +511,12 @@ fn procs_summary(p: &[Proc]) -> String {
 /// Opens idle sockets in steps until errors appear; after each step waits for
 /// hibernation and pings a sample. Returns the table and the largest step at
 /// which every sampled ping was answered.
+/// Sockets per session in the idle-socket probe (the server is started with
+/// this as its `MAX_SOCKETS_PER_SESSION`).
+const SOCKETS_PER_SESSION: usize = 100;
+
 async fn max_sockets(stack: &Stack, steps: &[usize]) -> (String, usize) {
-    const PER_SESSION: usize = 100;
+    const PER_SESSION: usize = SOCKETS_PER_SESSION;
     const SAMPLE: usize = 50;
     const IDLE: Duration = Duration::from_secs(15);
     let (soft, _) = raise_nofile();
@@ -524,7 +531,7 @@ async fn max_sockets(stack: &Stack, steps: &[usize]) -> (String, usize) {
     let _ = writeln!(
         b,
         "\n#### Idle sockets (`--max-sockets`)\n\n\
-         Sockets are opened in steps ({} per session, 64 connects in flight, no subscriptions), then left \
+         Sockets are opened in steps ({} per session, with `MAX_SOCKETS_PER_SESSION` raised to that; 64 connects in flight, no subscriptions), then left \
          idle for {} s, past workerd's ~10 s eviction of idle actors, so the sessions hibernate with their \
          sockets open. Then {SAMPLE} sockets spread over all sessions each send `{{\"type\":\"ping\"}}`, \
          which the runtime answers with `pong` from the auto-response without waking the actor. \
