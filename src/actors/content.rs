@@ -92,13 +92,7 @@ impl ContentActor {
     }
 
     fn outbox(&self) -> ApiResult<Outbox> {
-        let sql = self.state.storage().sql();
-        if self.outbox_ready.get() {
-            return Ok(Outbox::opened(sql));
-        }
-        let outbox = Outbox::open(sql)?;
-        self.outbox_ready.set(true);
-        Ok(outbox)
+        Outbox::open(self.state.storage().sql(), &self.outbox_ready)
     }
 
     /// Saves the state, its events and the duties it leaves in one synchronous

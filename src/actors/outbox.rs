@@ -2,6 +2,8 @@
 //! ([`crate::domain::outbox::Duty`]) it still owes. Writes are synchronous, so
 //! an actor records a duty in the same step as the state change it follows.
 
+use std::cell::Cell;
+
 use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::SqlStorage;
@@ -37,19 +39,21 @@ struct Due {
 }
 
 impl Outbox {
-    pub fn open(sql: SqlStorage) -> ApiResult<Self> {
+    /// The outbox, creating its table on the first open in this instance
+    /// (`created` is the instance's memory of that), so later opens cost no
+    /// statement.
+    pub fn open(sql: SqlStorage, created: &Cell<bool>) -> ApiResult<Self> {
+        if created.get() {
+            return Ok(Outbox { sql });
+        }
         exec(
             &sql,
             "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE,
                duty TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, due_at INTEGER NOT NULL, last_error TEXT)",
             vec![],
         )?;
+        created.set(true);
         Ok(Outbox { sql })
-    }
-
-    /// The outbox of an actor that already opened it once (the table exists).
-    pub fn opened(sql: SqlStorage) -> Self {
-        Outbox { sql }
     }
 
     /// Owes `duty` from now on, replacing a pending duty with the same key.

@@ -119,13 +119,7 @@ impl RunShell {
     }
 
     fn outbox(&self) -> ApiResult<Outbox> {
-        let sql = self.state.storage().sql();
-        if self.outbox_ready.get() {
-            return Ok(Outbox::opened(sql));
-        }
-        let outbox = Outbox::open(sql)?;
-        self.outbox_ready.set(true);
-        Ok(outbox)
+        Outbox::open(self.state.storage().sql(), &self.outbox_ready)
     }
 
     /// The next wake: the run's next step or the earliest pending duty.
