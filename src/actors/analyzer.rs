@@ -157,10 +157,7 @@ impl AnalyzerContainer {
     }
 
     fn save(&self, b: &Breaker) -> ApiResult<()> {
-        if !self.state_ready.get() {
-            crate::store::init_state(&self.state.storage().sql())?;
-            self.state_ready.set(true);
-        }
+        crate::store::init_state_once(&self.state.storage().sql(), &self.state_ready)?;
         self.cells().save("breaker", b)
     }
 

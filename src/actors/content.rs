@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-use super::outbox::Outbox;
+use super::outbox::{Outbox, OutboxMemory};
 use super::ActorStorage;
 use super::ops::{
     Authorize, Authorized, CancelRun, ContentCall, ContentOps, CreateContent, DeleteContent, Done, Fence, Fenced, FireAlarm, Inspect, Inspectable,
@@ -42,13 +42,9 @@ pub struct ContentActor {
     live: RefCell<Option<Option<ContentState>>>,
     /// The state table exists (once created it stays): skips the catalog query.
     created: Cell<bool>,
-    /// The outbox table was created or found once in this instance.
-    outbox_ready: Cell<bool>,
-    /// A duty may be owed without its alarm: set by every duty put (and for a
-    /// new instance, whose predecessor may have died between a put and its
-    /// alarm), cleared once [`Self::arm`] has looked. Calls that owe nothing
-    /// new (a fence, an authorize) then skip the outbox and alarm reads.
-    unarmed: Cell<bool>,
+    /// The outbox's table and whether a duty awaits its alarm check: a call
+    /// that owes nothing new (a fence, an authorize) then skips [`Self::arm`].
+    outbox_memory: OutboxMemory,
 }
 
 /// A deleted item keeps a tombstone so late runs cannot resurrect it.
@@ -80,19 +76,12 @@ impl ContentActor {
         self.created.get()
     }
 
-    /// Creates the state table of a new item.
-    fn create_state(&self) -> ApiResult<()> {
-        crate::store::init_state(&self.state.storage().sql())?;
-        self.created.set(true);
-        Ok(())
-    }
-
     fn require(&self) -> ApiResult<ContentState> {
         self.load()?.ok_or_else(|| ApiError::not_found("content"))
     }
 
-    fn outbox(&self) -> ApiResult<Outbox> {
-        Outbox::open(self.state.storage().sql(), &self.outbox_ready)
+    fn outbox(&self) -> ApiResult<Outbox<'_>> {
+        Outbox::open(self.state.storage().sql(), &self.outbox_memory)
     }
 
     /// Saves the state, its events and the duties it leaves in one synchronous
@@ -103,7 +92,6 @@ impl ContentActor {
         self.live.replace(None);
         self.cells().save("content", c)?;
         let outbox = self.outbox()?;
-        self.unarmed.set(true);
         for d in duties {
             outbox.put(d, now)?;
         }
@@ -153,7 +141,7 @@ impl ContentActor {
             return Ok(());
         }
         let Some(due) = self.outbox()?.next_due()? else {
-            self.unarmed.set(false);
+            self.outbox_memory.armed();
             return Ok(());
         };
         let storage = self.state.storage();
@@ -161,7 +149,7 @@ impl ContentActor {
         if armed.is_none_or(|at| at > due) {
             storage.set_alarm(super::pipeline::to_datetime(due.max(now_ms()))).await?;
         }
-        self.unarmed.set(false);
+        self.outbox_memory.armed();
         Ok(())
     }
 
@@ -241,7 +229,6 @@ impl ContentActor {
         }
         let report = ItemEnded { index: item.index, completed: failure.is_none(), reason: failure.map(str::to_string) };
         let report = serde_json::to_value(report)?;
-        self.unarmed.set(true);
         self.outbox()?.put(&Duty::ReportBatch { batch_id: item.batch_id, report }, now)?;
         Ok(true)
     }
@@ -271,7 +258,7 @@ impl ContentOps for ContentActor {
             }
             return Err(ApiError::AlreadyExists("content".into()));
         }
-        self.create_state()?;
+        crate::store::init_state_once(&self.state.storage().sql(), &self.created)?;
         if let Some(item) = &s.batch {
             self.cells().save(BATCH_ITEM, item)?;
         }
@@ -393,7 +380,6 @@ impl ContentOps for ContentActor {
         }
         let c: ContentState = self.cells().load("content")?.ok_or_else(|| ApiError::not_found("content"))?;
         let deleted = self.load()?.is_none();
-        self.unarmed.set(true);
         self.outbox()?.put(&Duty::Catalog, now_ms())?;
         self.drain(false).await?;
         let mut runs = Vec::new();
@@ -467,12 +453,12 @@ fn settled<T>(r: ApiResult<T>) -> ApiResult<()> {
 
 impl DurableObject for ContentActor {
     fn new(state: State, env: Env) -> Self {
-        ContentActor { state, env, live: RefCell::new(None), created: Cell::new(false), outbox_ready: Cell::new(false), unarmed: Cell::new(true) }
+        ContentActor { state, env, live: RefCell::new(None), created: Cell::new(false), outbox_memory: OutboxMemory::new() }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let r = ContentCall::handle(self, req).await;
-        if !self.unarmed.get() {
+        if !self.outbox_memory.unarmed() {
             return r;
         }
         if let Err(e) = self.arm(false).await {

@@ -13,8 +13,36 @@ use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::store::{exec, rows, storage_err};
 
-pub struct Outbox {
+pub struct Outbox<'a> {
     sql: SqlStorage,
+    memory: &'a OutboxMemory,
+}
+
+/// What an actor instance remembers of its outbox between calls.
+pub struct OutboxMemory {
+    /// The table exists (created or found once in this instance), so later
+    /// opens cost no statement.
+    created: Cell<bool>,
+    /// A duty was owed since the alarm was last checked. A new instance
+    /// starts unarmed: its predecessor may have died between a put and its
+    /// alarm. Calls that owe nothing new then skip the outbox and alarm reads.
+    unarmed: Cell<bool>,
+}
+
+impl OutboxMemory {
+    pub fn new() -> Self {
+        OutboxMemory { created: Cell::new(false), unarmed: Cell::new(true) }
+    }
+
+    /// Whether a duty may be owed without its alarm.
+    pub fn unarmed(&self) -> bool {
+        self.unarmed.get()
+    }
+
+    /// The alarm was checked (or set) for every duty owed so far.
+    pub fn armed(&self) {
+        self.unarmed.set(false);
+    }
 }
 
 /// A duty taken for a try. `seq` changes when the duty is replaced, so a try
@@ -38,13 +66,11 @@ struct Due {
     at: Option<f64>,
 }
 
-impl Outbox {
-    /// The outbox, creating its table on the first open in this instance
-    /// (`created` is the instance's memory of that), so later opens cost no
-    /// statement.
-    pub fn open(sql: SqlStorage, created: &Cell<bool>) -> ApiResult<Self> {
-        if created.get() {
-            return Ok(Outbox { sql });
+impl<'a> Outbox<'a> {
+    /// The outbox, creating its table on the first open in this instance.
+    pub fn open(sql: SqlStorage, memory: &'a OutboxMemory) -> ApiResult<Self> {
+        if memory.created.get() {
+            return Ok(Outbox { sql, memory });
         }
         exec(
             &sql,
@@ -52,12 +78,13 @@ impl Outbox {
                duty TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, due_at INTEGER NOT NULL, last_error TEXT)",
             vec![],
         )?;
-        created.set(true);
-        Ok(Outbox { sql })
+        memory.created.set(true);
+        Ok(Outbox { sql, memory })
     }
 
     /// Owes `duty` from now on, replacing a pending duty with the same key.
     pub fn put(&self, duty: &Duty, now: Millis) -> ApiResult<()> {
+        self.memory.unarmed.set(true);
         let text = serde_json::to_string(duty).map_err(storage_err)?;
         exec(
             &self.sql,

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use serde_json::json;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-use super::outbox::Outbox;
+use super::outbox::{Outbox, OutboxMemory};
 use super::ActorStorage;
 use super::ops::{AccessNeeded, Authorize, CancelRun, Done, FireAlarm, Inspect, Inspectable, PurgeRun, ReconcileRun, RetryRun, RunCall, RunEnded, RunOps, StartRun, ViewRun};
 use super::rpc;
@@ -47,14 +47,9 @@ struct RunShell {
     /// Memory only on purpose: the activation dies with the instance, and the
     /// watchdog alarm resumes the run from its last committed stage.
     active: Cell<bool>,
-    /// The outbox table was created (or found) once in this instance: later
-    /// opens skip the `CREATE TABLE IF NOT EXISTS` statement.
-    outbox_ready: Cell<bool>,
-    /// A duty may be owed without its alarm: set by every duty owed (and for
-    /// a new instance, whose predecessor may have died between the two),
-    /// cleared once the alarm was checked or set. Calls that change nothing
-    /// (a subscribe, a view) then skip the outbox and alarm reads.
-    unarmed: Cell<bool>,
+    /// The outbox's table and whether a duty awaits its alarm check: a call
+    /// that changes nothing (a subscribe, a view) then skips the check.
+    outbox_memory: OutboxMemory,
 }
 
 /// Marks a run whose item was deleted before its start arrived.
@@ -118,8 +113,8 @@ impl RunShell {
         Ok(())
     }
 
-    fn outbox(&self) -> ApiResult<Outbox> {
-        Outbox::open(self.state.storage().sql(), &self.outbox_ready)
+    fn outbox(&self) -> ApiResult<Outbox<'_>> {
+        Outbox::open(self.state.storage().sql(), &self.outbox_memory)
     }
 
     /// The next wake: the run's next step or the earliest pending duty.
@@ -137,14 +132,8 @@ impl RunShell {
             Some(at) => storage.set_alarm(to_datetime(at)).await?,
             None => storage.delete_alarm().await?,
         }
-        self.unarmed.set(false);
+        self.outbox_memory.armed();
         Ok(())
-    }
-
-    /// Owes `duty` from `due` on; its alarm is checked before the call ends.
-    fn owe(&self, duty: &Duty, due: Millis) -> ApiResult<()> {
-        self.unarmed.set(true);
-        self.outbox()?.put(duty, due)
     }
 
     /// At every wake: an alarm must be armed whenever work remains.
@@ -153,7 +142,7 @@ impl RunShell {
         if self.next_wake(run, now)?.is_some() && self.state.storage().get_alarm().await?.is_none() {
             self.arm(run, now).await?;
         }
-        self.unarmed.set(false);
+        self.outbox_memory.armed();
         Ok(())
     }
 
@@ -188,7 +177,7 @@ impl RunShell {
 
     /// Records the run's catalog row as owed and tries it now.
     async fn catalog_now(&self, now: Millis) -> ApiResult<()> {
-        self.owe(&Duty::Catalog, now)?;
+        self.outbox()?.put(&Duty::Catalog, now)?;
         self.drain().await
     }
 
@@ -206,7 +195,7 @@ impl RunShell {
         let events = run.purge(stages::CONTENT_DELETED, now);
         self.erase()?;
         self.commit_and_push(&run, events, now)?;
-        self.owe(&Duty::Catalog, now)?;
+        self.outbox()?.put(&Duty::Catalog, now)?;
         let _ = self.drain().await;
         self.arm(&run, now_ms()).await?;
         Ok(Done {})
@@ -238,7 +227,7 @@ impl RunShell {
         self.cells().save("doc", &req.doc)?;
         self.doc.replace(Some(Rc::new(req.doc)));
         self.commit_and_push(&run, events, now)?;
-        self.owe(&Duty::Catalog, now + START_ROW_DELAY_MS)?;
+        self.outbox()?.put(&Duty::Catalog, now + START_ROW_DELAY_MS)?;
         // The first stages run in this invocation, right after the answer, not
         // an alarm round trip later. The watchdog resumes the run if this
         // instance dies first.
@@ -370,7 +359,6 @@ impl RunShell {
             let report = json!({ "run_id": run.id, "version": run.version, "status": run.status, "reason": run.reason });
             owed.push(Duty::ReportEnd { content_id: run.content_id, report });
         }
-        self.unarmed.set(true);
         for d in &owed {
             if let Err(e) = outbox.put(d, now) {
                 worker::console_error!("run outbox: {e}");
@@ -491,14 +479,14 @@ impl TopicActor for PipelineActor {
 
 impl DurableObject for PipelineActor {
     fn new(state: State, env: Env) -> Self {
-        let shell = RunShell { state, env, run: RefCell::new(None), doc: RefCell::new(None), active: Cell::new(false), outbox_ready: Cell::new(false), unarmed: Cell::new(true) };
+        let shell = RunShell { state, env, run: RefCell::new(None), doc: RefCell::new(None), active: Cell::new(false), outbox_memory: OutboxMemory::new() };
         PipelineActor { shell: Rc::new(shell) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let shell = &self.shell;
         let r = RunCall::handle(self, req).await;
-        if !shell.unarmed.get() {
+        if !shell.outbox_memory.unarmed() {
             return r;
         }
         if let Ok(Some(run)) = shell.load() {

@@ -127,3 +127,13 @@ pub fn has_state(sql: &SqlStorage) -> bool {
 pub fn init_state(sql: &SqlStorage) -> Result<(), ApiError> {
     exec(sql, "CREATE TABLE IF NOT EXISTS state (k TEXT PRIMARY KEY, v TEXT NOT NULL)", vec![])
 }
+
+/// [`init_state`] once per actor instance: `created` is the instance's
+/// memory that the table exists, so later calls cost no statement.
+pub fn init_state_once(sql: &SqlStorage, created: &std::cell::Cell<bool>) -> Result<(), ApiError> {
+    if !created.get() {
+        init_state(sql)?;
+        created.set(true);
+    }
+    Ok(())
+}
