@@ -508,15 +508,14 @@ fn procs_summary(p: &[Proc]) -> String {
     roles.iter().map(|(role, rss, fds, _)| format!("{role} {} / {fds} fds", bytes(rss * 1024))).collect::<Vec<_>>().join(", ")
 }
 
-/// Opens idle sockets in steps until errors appear; after each step waits for
-/// hibernation and pings a sample. Returns the table and the largest step at
-/// which every sampled ping was answered.
 /// Sockets per session in the idle-socket probe (the server is started with
 /// this as its `MAX_SOCKETS_PER_SESSION`).
 const SOCKETS_PER_SESSION: usize = 100;
 
+/// Opens idle sockets in steps until errors appear; after each step waits for
+/// hibernation and pings a sample. Returns the table and the largest step at
+/// which every sampled ping was answered.
 async fn max_sockets(stack: &Stack, steps: &[usize]) -> (String, usize) {
-    const PER_SESSION: usize = SOCKETS_PER_SESSION;
     const SAMPLE: usize = 50;
     const IDLE: Duration = Duration::from_secs(15);
     let (soft, _) = raise_nofile();
@@ -537,7 +536,7 @@ async fn max_sockets(stack: &Stack, steps: &[usize]) -> (String, usize) {
          which the runtime answers with `pong` from the auto-response without waking the actor. \
          Open-files limit: {soft} per process (the load generator and each server process). \
          Sockets connect {}.\n",
-        PER_SESSION,
+        SOCKETS_PER_SESSION,
         IDLE.as_secs(),
         if direct.is_some() {
             "straight to the runtime workerd's own socket (the one wrangler's proxy forwards to), because \
@@ -553,11 +552,11 @@ async fn max_sockets(stack: &Stack, steps: &[usize]) -> (String, usize) {
     let mut first_error = None;
     for &step in steps {
         let want = step.saturating_sub(held.len());
-        let need_sessions = step.div_ceil(PER_SESSION).saturating_sub(sess.len());
+        let need_sessions = step.div_ceil(SOCKETS_PER_SESSION).saturating_sub(sess.len());
         sess.extend(sessions(stack, need_sessions).await);
         let base = held.len();
         let t0 = Instant::now();
-        let results: Vec<Result<Ws, String>> = futures_util::stream::iter((base..base + want).filter_map(|i| sess.get(i / PER_SESSION).cloned()))
+        let results: Vec<Result<Ws, String>> = futures_util::stream::iter((base..base + want).filter_map(|i| sess.get(i / SOCKETS_PER_SESSION).cloned()))
             .map(|s| {
                 let url = format!("{ws_base}/api/sessions/{}/ws?token={}", s.0, s.1);
                 async move { connect_url(url).await }
