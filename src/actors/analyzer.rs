@@ -315,7 +315,7 @@ impl AnalyzerOps for AnalyzerContainer {
 
 impl Inspectable for AnalyzerContainer {
     async fn inspect(&self, _q: Inspect) -> ApiResult<Value> {
-        let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention);
+        let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention, Default::default());
         super::inspection(&self.state, "analyzer", "analyzer", self.describe(), &log).await
     }
 

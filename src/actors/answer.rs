@@ -45,6 +45,7 @@ const GENERATION_LEASE_MS: Millis = 25_000;
 pub struct AnswerActor {
     state: State,
     env: Env,
+    memory: super::ActorMemory,
 }
 
 crate::actor_storage!(AnswerActor);
@@ -306,7 +307,7 @@ pub async fn withhold_for(env: &Env, reader: &Principal, lists: Vec<&mut Vec<Val
 
 impl DurableObject for AnswerActor {
     fn new(state: State, env: Env) -> Self {
-        AnswerActor { state, env }
+        AnswerActor { state, env, memory: Default::default() }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {

@@ -30,6 +30,7 @@ use crate::runtime::{config, now_ms};
 pub struct BatchActor {
     state: State,
     env: Env,
+    memory: super::ActorMemory,
 }
 
 #[derive(Deserialize)]
@@ -242,7 +243,7 @@ impl TopicActor for BatchActor {
 
 impl DurableObject for BatchActor {
     fn new(state: State, env: Env) -> Self {
-        BatchActor { state, env }
+        BatchActor { state, env, memory: Default::default() }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-use super::outbox::{Outbox, OutboxMemory};
+use super::outbox::Outbox;
 use super::ActorStorage;
 use super::ops::{
     Authorize, Authorized, CancelRun, ContentCall, ContentOps, CreateContent, DeleteContent, Done, Fence, Fenced, FireAlarm, Inspect, Inspectable,
@@ -42,9 +42,10 @@ pub struct ContentActor {
     live: RefCell<Option<Option<ContentState>>>,
     /// The state table exists (once created it stays): skips the catalog query.
     created: Cell<bool>,
-    /// The outbox's table and whether a duty awaits its alarm check: a call
-    /// that owes nothing new (a fence, an authorize) then skips [`Self::arm`].
-    outbox_memory: OutboxMemory,
+    /// Its tables as this instance knows them; the outbox's part says whether
+    /// a duty awaits its alarm check: a call that owes nothing new (a fence,
+    /// an authorize) then skips [`Self::arm`].
+    memory: super::ActorMemory,
 }
 
 /// A deleted item keeps a tombstone so late runs cannot resurrect it.
@@ -81,7 +82,7 @@ impl ContentActor {
     }
 
     fn outbox(&self) -> ApiResult<Outbox<'_>> {
-        Outbox::open(self.state.storage().sql(), &self.outbox_memory)
+        Outbox::open(self.state.storage().sql(), &self.memory.outbox)
     }
 
     /// Saves the state, its events and the duties it leaves in one synchronous
@@ -141,7 +142,7 @@ impl ContentActor {
             return Ok(());
         }
         let Some(due) = self.outbox()?.next_due()? else {
-            self.outbox_memory.armed();
+            self.memory.outbox.armed();
             return Ok(());
         };
         let storage = self.state.storage();
@@ -149,13 +150,16 @@ impl ContentActor {
         if armed.is_none_or(|at| at > due) {
             storage.set_alarm(super::pipeline::to_datetime(due.max(now_ms()))).await?;
         }
-        self.outbox_memory.armed();
+        self.memory.outbox.armed();
         Ok(())
     }
 
     /// The item's id from its state cell, which a delete keeps (where
     /// `load` answers `None`), so the erasing duties know what to erase.
     fn stored_id(&self) -> ApiResult<String> {
+        if let Some(c) = self.load()? {
+            return Ok(c.id.to_string());
+        }
         Ok(self.cells().load::<ContentState>("content")?.map(|c| c.id).unwrap_or_default().to_string())
     }
 
@@ -302,13 +306,17 @@ impl ContentOps for ContentActor {
         let now = now_ms();
         // Idempotent for a retried publish of the version already indexed.
         let already = c.artifacts.as_ref().is_some_and(|a| a.version == p.artifacts.version) && c.status == ContentStatus::Indexed;
-        if !already {
+        let feed = if already {
+            Vec::new()
+        } else {
             let events = c.publish(p.artifacts, now)?;
-            let feed = self.commit(&c, events, &[Duty::Catalog], now)?;
-            self.announce(feed).await;
-        }
+            self.commit(&c, events, &[Duty::Catalog], now)?
+        };
         self.owe_batch_report(p.run_id, None, now)?;
-        self.drain(false).await?;
+        // The feed's append and the duties go out together, and the duties
+        // are taken in the commit's own turn (one commit, not two).
+        let ((), drained) = futures::join!(self.announce(feed), self.drain(false));
+        drained?;
         Ok(Published { version: c.version, status: c.status })
     }
 
@@ -453,12 +461,12 @@ fn settled<T>(r: ApiResult<T>) -> ApiResult<()> {
 
 impl DurableObject for ContentActor {
     fn new(state: State, env: Env) -> Self {
-        ContentActor { state, env, live: RefCell::new(None), created: Cell::new(false), outbox_memory: OutboxMemory::new() }
+        ContentActor { state, env, live: RefCell::new(None), created: Cell::new(false), memory: Default::default() }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let r = ContentCall::handle(self, req).await;
-        if !self.outbox_memory.unarmed() {
+        if !self.memory.outbox.unarmed() {
             return r;
         }
         if let Err(e) = self.arm(false).await {

@@ -5,6 +5,9 @@
 //! never stall a pipeline. Sessions detect any gap by sequence number and fill
 //! it from this actor's log, so a dropped push is late, never lost.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use worker::{Env, SqlStorage};
 
 use super::ops::{Deliver, Delivered};
@@ -21,7 +24,14 @@ pub const PUSH_TIMEOUT_MS: u64 = 2_000;
 #[derive(Clone)]
 pub struct Subscribers {
     sql: SqlStorage,
+    memory: SubscriberMemory,
 }
+
+/// The subscriber list as this instance last read or wrote it (`None`: not
+/// read yet). Only this actor changes the list, so a push to a topic nobody
+/// follows costs no statement.
+#[derive(Clone, Default)]
+pub struct SubscriberMemory(Rc<RefCell<Option<Vec<String>>>>);
 
 #[derive(serde::Deserialize)]
 struct Row {
@@ -29,8 +39,8 @@ struct Row {
 }
 
 impl Subscribers {
-    pub fn new(sql: SqlStorage) -> Self {
-        Subscribers { sql }
+    pub fn new(sql: SqlStorage, memory: SubscriberMemory) -> Self {
+        Subscribers { sql, memory }
     }
 
     fn init(&self) -> Result<(), ApiError> {
@@ -38,11 +48,25 @@ impl Subscribers {
     }
 
     pub fn add(&self, session: &str, now: Millis) -> Result<(), ApiError> {
-        self.write("INSERT OR REPLACE INTO subscribers (session, since) VALUES (?, ?)", vec![session.into(), now.into()])
+        self.write("INSERT OR REPLACE INTO subscribers (session, since) VALUES (?, ?)", vec![session.into(), now.into()])?;
+        self.remember(|list| {
+            list.retain(|s| s != session);
+            list.push(session.to_string());
+        });
+        Ok(())
     }
 
     pub fn remove(&self, session: &str) -> Result<(), ApiError> {
-        self.write("DELETE FROM subscribers WHERE session = ?", vec![session.into()])
+        self.write("DELETE FROM subscribers WHERE session = ?", vec![session.into()])?;
+        self.remember(|list| list.retain(|s| s != session));
+        Ok(())
+    }
+
+    /// Applies a landed write to the remembered list, if there is one.
+    fn remember(&self, change: impl FnOnce(&mut Vec<String>)) {
+        if let Some(list) = self.memory.0.borrow_mut().as_mut() {
+            change(list);
+        }
     }
 
     /// A write that creates the table only when it is missing (the first
@@ -54,10 +78,24 @@ impl Subscribers {
         })
     }
 
+    /// The subscribed sessions, oldest first.
     pub fn list(&self) -> Vec<String> {
-        rows::<Row>(&self.sql, "SELECT session FROM subscribers ORDER BY since", vec![])
-            .map(|r| r.into_iter().map(|r| r.session).collect())
-            .unwrap_or_default()
+        if let Some(list) = self.memory.0.borrow().as_ref() {
+            return list.clone();
+        }
+        let list = match rows::<Row>(&self.sql, "SELECT session FROM subscribers ORDER BY since", vec![]) {
+            Ok(r) => r.into_iter().map(|r| r.session).collect(),
+            // No table yet: nobody ever subscribed.
+            Err(_) if !self.exists() => Vec::new(),
+            // Not remembered: the next push reads again.
+            Err(_) => return Vec::new(),
+        };
+        self.memory.0.replace(Some(list.clone()));
+        list
+    }
+
+    fn exists(&self) -> bool {
+        crate::store::table_exists(&self.sql, "subscribers")
     }
 }
 

@@ -51,6 +51,7 @@ pub struct FeedActor {
     watchers: RefCell<Option<Vec<(WebSocket, Watcher)>>>,
     /// The stored broadcast head, read once: this instance is its only writer.
     head_seq: Cell<Option<u64>>,
+    memory: super::ActorMemory,
 }
 
 pub async fn append(env: &Env, events: Vec<EventDraft>) -> ApiResult<()> {
@@ -287,7 +288,7 @@ impl DurableObject for FeedActor {
         if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new(r#"{"type":"ping"}"#, r#"{"type":"pong"}"#) {
             state.set_websocket_auto_response(&pair);
         }
-        FeedActor { state, env, armed: Cell::new(false), watchers: RefCell::new(None), head_seq: Cell::new(None) }
+        FeedActor { state, env, armed: Cell::new(false), watchers: RefCell::new(None), head_seq: Cell::new(None), memory: Default::default() }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {

@@ -51,25 +51,27 @@ use crate::domain::principal::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{EventRecord, Topic};
 use ops::{Admit, Done, Events, EventsPage, Plan, Subscribe, SubscribeAnswer, Unsubscribe};
-use crate::store::events::EventStore;
-use fanout::Subscribers;
+use crate::store::events::{EventStore, LogMemory};
+use fanout::{SubscriberMemory, Subscribers};
+use outbox::OutboxMemory;
 
 /// The storage views of an actor's own SQLite. Every actor reaches its state,
 /// event log and subscriber list the same way through this trait.
 pub trait ActorStorage {
     fn state(&self) -> &worker::State;
     fn env(&self) -> &worker::Env;
+    fn memory(&self) -> &ActorMemory;
 
     fn cells(&self) -> crate::store::StateCell {
         crate::store::StateCell::new(self.state().storage().sql())
     }
 
     fn log(&self) -> EventStore {
-        EventStore::new(self.state().storage().sql(), crate::runtime::config(self.env()).retention)
+        EventStore::new(self.state().storage().sql(), crate::runtime::config(self.env()).retention, self.memory().log.clone())
     }
 
     fn subs(&self) -> Subscribers {
-        Subscribers::new(self.state().storage().sql())
+        Subscribers::new(self.state().storage().sql(), self.memory().subscribers.clone())
     }
 
     /// Pushes committed `records` of `topic` to its subscribed sessions after
@@ -90,7 +92,20 @@ pub trait ActorStorage {
     }
 }
 
-/// Implements [`ActorStorage`] for an actor struct with `state` and `env` fields.
+/// What an actor instance remembers of its own tables between calls. An actor
+/// is the only writer of its SQLite, so these copies stay true for as long as
+/// the instance lives; a new instance starts empty and reads once. They save
+/// statements on every commit and push, not correctness: storage stays the
+/// truth.
+#[derive(Default)]
+pub struct ActorMemory {
+    pub log: LogMemory,
+    pub subscribers: SubscriberMemory,
+    pub outbox: OutboxMemory,
+}
+
+/// Implements [`ActorStorage`] for an actor struct with `state`, `env` and
+/// `memory` fields.
 #[macro_export]
 macro_rules! actor_storage {
     ($t:ty) => {
@@ -100,6 +115,9 @@ macro_rules! actor_storage {
             }
             fn env(&self) -> &worker::Env {
                 &self.env
+            }
+            fn memory(&self) -> &$crate::actors::ActorMemory {
+                &self.memory
             }
         }
     };

@@ -29,11 +29,13 @@ pub struct OutboxMemory {
     unarmed: Cell<bool>,
 }
 
-impl OutboxMemory {
-    pub fn new() -> Self {
+impl Default for OutboxMemory {
+    fn default() -> Self {
         OutboxMemory { created: Cell::new(false), unarmed: Cell::new(true) }
     }
+}
 
+impl OutboxMemory {
     /// Whether a duty may be owed without its alarm.
     pub fn unarmed(&self) -> bool {
         self.unarmed.get()

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use serde_json::json;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-use super::outbox::{Outbox, OutboxMemory};
+use super::outbox::Outbox;
 use super::ActorStorage;
 use super::ops::{AccessNeeded, Authorize, CancelRun, Done, FireAlarm, Inspect, Inspectable, PurgeRun, ReconcileRun, RetryRun, RunCall, RunEnded, RunOps, StartRun, ViewRun};
 use super::rpc;
@@ -25,6 +25,7 @@ use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{EventDraft, EventRecord, RunStatus, RunView, Topic};
 use crate::runtime::{config, now_ms};
+use crate::stages::artifacts::ArtifactMemory;
 use crate::stages::{self, ArtifactStore, StageContext, StageFailure};
 
 #[durable_object]
@@ -47,9 +48,11 @@ struct RunShell {
     /// Memory only on purpose: the activation dies with the instance, and the
     /// watchdog alarm resumes the run from its last committed stage.
     active: Cell<bool>,
-    /// The outbox's table and whether a duty awaits its alarm check: a call
-    /// that changes nothing (a subscribe, a view) then skips the check.
-    outbox_memory: OutboxMemory,
+    /// Its tables as this instance knows them; the outbox's part says whether
+    /// a duty awaits its alarm check: a call that changes nothing (a
+    /// subscribe, a view) then skips the check.
+    memory: super::ActorMemory,
+    artifact_memory: ArtifactMemory,
 }
 
 /// Marks a run whose item was deleted before its start arrived.
@@ -78,6 +81,10 @@ impl RunShell {
         let doc = Rc::new(doc);
         self.doc.replace(Some(Rc::clone(&doc)));
         Ok(doc)
+    }
+
+    fn artifacts(&self) -> ArtifactStore {
+        ArtifactStore::new(self.state.storage().sql(), self.artifact_memory.clone())
     }
 
     fn require(&self) -> ApiResult<PipelineRun> {
@@ -114,7 +121,7 @@ impl RunShell {
     }
 
     fn outbox(&self) -> ApiResult<Outbox<'_>> {
-        Outbox::open(self.state.storage().sql(), &self.outbox_memory)
+        Outbox::open(self.state.storage().sql(), &self.memory.outbox)
     }
 
     /// The next wake: the run's next step or the earliest pending duty.
@@ -132,7 +139,7 @@ impl RunShell {
             Some(at) => storage.set_alarm(to_datetime(at)).await?,
             None => storage.delete_alarm().await?,
         }
-        self.outbox_memory.armed();
+        self.memory.outbox.armed();
         Ok(())
     }
 
@@ -142,7 +149,7 @@ impl RunShell {
         if self.next_wake(run, now)?.is_some() && self.state.storage().get_alarm().await?.is_none() {
             self.arm(run, now).await?;
         }
-        self.outbox_memory.armed();
+        self.memory.outbox.armed();
         Ok(())
     }
 
@@ -205,7 +212,7 @@ impl RunShell {
     fn erase(&self) -> ApiResult<()> {
         self.cells().delete("doc")?;
         self.doc.replace(None);
-        crate::store::exec(&self.state.storage().sql(), "DELETE FROM artifacts", vec![])
+        self.artifacts().clear()
     }
 
     async fn start(self: &Rc<Self>, req: StartRun) -> ApiResult<()> {
@@ -220,7 +227,7 @@ impl RunShell {
         let now = now_ms();
         let sql = self.state.storage().sql();
         crate::store::init_state(&sql)?;
-        let artifacts = ArtifactStore::new(sql.clone());
+        let artifacts = self.artifacts();
         artifacts.init()?;
         artifacts.put(stages::artifacts::NAMESPACE, &req.ownership.namespace()).map_err(|e| ApiError::Internal(e.message))?;
         let (run, events) = PipelineRun::new(req.run_id, req.content_id, req.version, cfg.retry, now);
@@ -341,7 +348,7 @@ impl RunShell {
             return Err(StageFailure::Error(StageError::transient(why)));
         }
         let doc = self.document().map_err(|e| StageFailure::Error(StageError::transient(e.to_string())))?;
-        let artifacts = ArtifactStore::new(self.state.storage().sql());
+        let artifacts = self.artifacts();
         let cx = StageContext { env: &self.env, cfg, run, doc: &doc, artifacts: &artifacts };
         with_timeout(run.policy(stage).timeout_ms, stages::execute(stage, &cx)).await
     }
@@ -420,6 +427,9 @@ impl ActorStorage for PipelineActor {
     fn env(&self) -> &Env {
         &self.shell.env
     }
+    fn memory(&self) -> &super::ActorMemory {
+        &self.shell.memory
+    }
 }
 
 impl RunOps for PipelineActor {
@@ -479,14 +489,14 @@ impl TopicActor for PipelineActor {
 
 impl DurableObject for PipelineActor {
     fn new(state: State, env: Env) -> Self {
-        let shell = RunShell { state, env, run: RefCell::new(None), doc: RefCell::new(None), active: Cell::new(false), outbox_memory: OutboxMemory::new() };
+        let shell = RunShell { state, env, run: RefCell::new(None), doc: RefCell::new(None), active: Cell::new(false), memory: Default::default(), artifact_memory: Default::default() };
         PipelineActor { shell: Rc::new(shell) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let shell = &self.shell;
         let r = RunCall::handle(self, req).await;
-        if !shell.outbox_memory.unarmed() {
+        if !shell.memory.outbox.unarmed() {
             return r;
         }
         if let Ok(Some(run)) = shell.load() {

@@ -411,7 +411,7 @@ impl SessionOps for SessionActor {
 impl Inspectable for SessionActor {
     async fn inspect(&self, _q: Inspect) -> ApiResult<Value> {
         let info = self.info()?;
-        let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention);
+        let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention, Default::default());
         super::inspection(&self.state, "session", &info.id.to_string(), self.view()?, &log).await
     }
 

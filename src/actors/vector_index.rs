@@ -12,10 +12,10 @@ use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorageVa
 use super::ops::{DropContent, FireAlarm, Inspect, Inspectable, ReplaceContent, ShardCall, ShardOps, Upsert, Upserted};
 use crate::domain::vector::{encode_f32_le, Fence, ShardIndex, VectorMeta};
 use crate::error::{ApiError, ApiResult};
-use crate::providers::{VectorMatch, VectorQuery};
+use crate::providers::{VectorItem, VectorMatch, VectorQuery};
 use crate::runtime::config;
 use crate::store::events::EventStore;
-use crate::store::{exec, rows};
+use crate::store::{exec, rows, MAX_BOUND_PARAMS};
 
 #[durable_object]
 pub struct VectorIndexActor {
@@ -125,14 +125,24 @@ impl VectorIndexActor {
 
     fn write(&self, u: Upsert) -> ApiResult<Upserted> {
         self.init()?;
-        let sql = self.state.storage().sql();
-        let n = u.items.len();
-        // All items are checked before any is written: a refused batch writes nothing.
+        // All items are checked before any is written: a refused batch writes
+        // nothing. Each item's (content, version) is admitted once.
+        let mut admitted: Vec<(&str, u32)> = Vec::new();
         for it in &u.items {
-            self.admit(&it.meta.content_id, it.meta.version)?;
+            let key = (it.meta.content_id.as_str(), it.meta.version);
+            if !admitted.contains(&key) {
+                self.admit(key.0, key.1)?;
+                admitted.push(key);
+            }
         }
-        for it in &u.items {
-            // Validate against the cache first so a bad vector is never stored.
+        self.store(&u.items)?;
+        Ok(Upserted { upserted: u.items.len() })
+    }
+
+    /// Writes admitted items: the cache first (so a bad vector is never
+    /// stored), then their rows, several to a statement.
+    fn store(&self, items: &[VectorItem]) -> ApiResult<()> {
+        for it in items {
             self.with_index(|ix| {
                 if ix.is_empty() && ix.dim() != it.values.len() {
                     *ix = ShardIndex::new(it.values.len());
@@ -140,10 +150,12 @@ impl VectorIndexActor {
                 ix.upsert(&it.id, &it.namespace, &it.values, it.meta.clone())
             })?
             .map_err(|e| ApiError::invalid("items", e.to_string()))?;
-            exec(
-                &sql,
-                "INSERT OR REPLACE INTO vectors (id, namespace, content_id, version, chunk, category, dim, v) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                vec![
+        }
+        let sql = self.state.storage().sql();
+        for batch in items.chunks(MAX_BOUND_PARAMS / 8) {
+            let mut params: Vec<SqlStorageValue> = Vec::with_capacity(batch.len() * 8);
+            for it in batch {
+                params.extend([
                     it.id.clone().into(),
                     it.namespace.clone().into(),
                     it.meta.content_id.clone().into(),
@@ -152,10 +164,16 @@ impl VectorIndexActor {
                     it.meta.category.clone().into(),
                     (it.values.len() as i64).into(),
                     encode_f32_le(&it.values).into(),
-                ],
+                ]);
+            }
+            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; batch.len()].join(", ");
+            exec(
+                &sql,
+                &format!("INSERT OR REPLACE INTO vectors (id, namespace, content_id, version, chunk, category, dim, v) VALUES {values}"),
+                params,
             )?;
         }
-        Ok(Upserted { upserted: n })
+        Ok(())
     }
 
     fn search(&self, q: VectorQuery) -> ApiResult<Vec<VectorMatch>> {
@@ -175,11 +193,16 @@ impl VectorIndexActor {
                 self.save_fence(&d.content_id, f)?;
             }
         }
-        let removed = self.with_index(|ix| ix.remove_content(&d.content_id, d.keep_version))?;
+        self.remove_admitted(&d.content_id, d.keep_version)
+    }
+
+    /// Drops the item's vectors but `keep_version`'s, its fence already moved.
+    fn remove_admitted(&self, content_id: &str, keep_version: Option<u32>) -> ApiResult<u32> {
+        let removed = self.with_index(|ix| ix.remove_content(content_id, keep_version))?;
         let sql = self.state.storage().sql();
-        match d.keep_version {
-            Some(v) => exec(&sql, "DELETE FROM vectors WHERE content_id = ? AND version != ?", vec![d.content_id.into(), (v as i64).into()])?,
-            None => exec(&sql, "DELETE FROM vectors WHERE content_id = ?", vec![d.content_id.into()])?,
+        match keep_version {
+            Some(v) => exec(&sql, "DELETE FROM vectors WHERE content_id = ? AND version != ?", vec![content_id.into(), (v as i64).into()])?,
+            None => exec(&sql, "DELETE FROM vectors WHERE content_id = ?", vec![content_id.into()])?,
         }
         Ok(removed.len() as u32)
     }
@@ -213,14 +236,14 @@ impl ShardOps for VectorIndexActor {
             return Err(ApiError::invalid("items", "every item must be of the replaced content and version"));
         }
         self.admit(&r.content_id, r.keep_version)?;
-        self.write(Upsert { items: r.items })?;
-        self.remove(DropContent { content_id: r.content_id, keep_version: Some(r.keep_version) })
+        self.store(&r.items)?;
+        self.remove_admitted(&r.content_id, Some(r.keep_version))
     }
 }
 
 impl Inspectable for VectorIndexActor {
     async fn inspect(&self, q: Inspect) -> ApiResult<Value> {
-        let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention);
+        let log = EventStore::new(self.state.storage().sql(), config(&self.env).retention, Default::default());
         let mut typed = self.shard_stats()?;
         if let Some(cid) = q.content_id.filter(|c| !c.is_empty()) {
             typed["content"] = self.count_content(&cid)?;

@@ -86,10 +86,14 @@ pub const ANALYSIS: Artifact<serde_json::Value> = Artifact::named("analysis");
 pub const RUN_START_WRITES: &[ArtifactKey] = &[NAMESPACE.key];
 
 #[cfg(target_arch = "wasm32")]
-pub use store::ArtifactStore;
+pub use store::{ArtifactMemory, ArtifactStore};
 
 #[cfg(target_arch = "wasm32")]
 mod store {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::rc::Rc;
+
     use serde::de::DeserializeOwned;
     use serde::Serialize;
     use worker::SqlStorage;
@@ -103,6 +107,19 @@ mod store {
     #[derive(Clone)]
     pub struct ArtifactStore {
         sql: SqlStorage,
+        memory: ArtifactMemory,
+    }
+
+    /// The artifacts this run instance wrote or read, by key. The run is
+    /// their only writer, so a later stage of the same instance reads them
+    /// here instead of from SQLite (and across the wasm boundary again).
+    #[derive(Clone, Default)]
+    pub struct ArtifactMemory(Rc<RefCell<HashMap<&'static str, Stored>>>);
+
+    #[derive(Clone)]
+    enum Stored {
+        Text(Rc<str>),
+        Blob(Rc<[u8]>),
     }
 
     #[derive(serde::Deserialize)]
@@ -111,8 +128,22 @@ mod store {
     }
 
     impl ArtifactStore {
-        pub fn new(sql: SqlStorage) -> Self {
-            ArtifactStore { sql }
+        pub fn new(sql: SqlStorage, memory: ArtifactMemory) -> Self {
+            ArtifactStore { sql, memory }
+        }
+
+        fn remembered(&self, key: &'static str) -> Option<Stored> {
+            self.memory.0.borrow().get(key).cloned()
+        }
+
+        fn remember(&self, key: &'static str, value: Stored) {
+            self.memory.0.borrow_mut().insert(key, value);
+        }
+
+        /// Deletes every artifact (a purged run keeps none).
+        pub fn clear(&self) -> Result<(), ApiError> {
+            self.memory.0.borrow_mut().clear();
+            exec(&self.sql, "DELETE FROM artifacts", vec![])
         }
 
         pub fn init(&self) -> Result<(), ApiError> {
@@ -122,16 +153,27 @@ mod store {
         pub fn put<T: Serialize>(&self, artifact: Artifact<T>, value: &T) -> Result<(), StageError> {
             let key = artifact.key.0;
             let v = serde_json::to_string(value).map_err(|e| StageError::terminal(e.to_string()))?;
-            exec(&self.sql, "INSERT OR REPLACE INTO artifacts (k, v) VALUES (?, ?)", vec![key.into(), v.into()])
-                .map_err(|e| StageError::transient(e.to_string()))
+            let text: Rc<str> = v.into();
+            exec(&self.sql, "INSERT OR REPLACE INTO artifacts (k, v) VALUES (?, ?)", vec![key.into(), text.to_string().into()])
+                .map_err(|e| StageError::transient(e.to_string()))?;
+            self.remember(key, Stored::Text(text));
+            Ok(())
         }
 
         pub fn get<T: DeserializeOwned>(&self, artifact: Artifact<T>) -> Result<T, StageError> {
             let key = artifact.key.0;
-            let r: Vec<TextRow> = rows(&self.sql, "SELECT v FROM artifacts WHERE k = ? AND v IS NOT NULL", vec![key.into()])
-                .map_err(|e| StageError::transient(e.to_string()))?;
-            let row = r.into_iter().next().ok_or_else(|| StageError::terminal(format!("missing artifact {key}")))?;
-            serde_json::from_str(&row.v).map_err(|e| StageError::terminal(format!("artifact {key}: {e}")))
+            let text = match self.remembered(key) {
+                Some(Stored::Text(t)) => t,
+                _ => {
+                    let r: Vec<TextRow> = rows(&self.sql, "SELECT v FROM artifacts WHERE k = ? AND v IS NOT NULL", vec![key.into()])
+                        .map_err(|e| StageError::transient(e.to_string()))?;
+                    let row = r.into_iter().next().ok_or_else(|| StageError::terminal(format!("missing artifact {key}")))?;
+                    let t: Rc<str> = row.v.into();
+                    self.remember(key, Stored::Text(Rc::clone(&t)));
+                    t
+                }
+            };
+            serde_json::from_str(&text).map_err(|e| StageError::terminal(format!("artifact {key}: {e}")))
         }
 
         pub fn get_opt<T: DeserializeOwned>(&self, artifact: Artifact<T>) -> Option<T> {
@@ -140,22 +182,34 @@ mod store {
 
         pub fn put_blob<T: Blob>(&self, artifact: BlobArtifact<T>, value: &T) -> Result<(), StageError> {
             let key = artifact.key.0;
-            exec(&self.sql, "INSERT OR REPLACE INTO artifacts (k, b) VALUES (?, ?)", vec![key.into(), value.to_bytes().into()])
-                .map_err(|e| StageError::transient(e.to_string()))
+            let bytes: Rc<[u8]> = value.to_bytes().into();
+            exec(&self.sql, "INSERT OR REPLACE INTO artifacts (k, b) VALUES (?, ?)", vec![key.into(), bytes.to_vec().into()])
+                .map_err(|e| StageError::transient(e.to_string()))?;
+            self.remember(key, Stored::Blob(bytes));
+            Ok(())
         }
 
         pub fn get_blob<T: Blob>(&self, artifact: BlobArtifact<T>) -> Result<T, StageError> {
             let key = artifact.key.0;
-            let cursor = self
-                .sql
-                .exec("SELECT b FROM artifacts WHERE k = ?", vec![key.into()])
-                .map_err(|e| StageError::transient(e.to_string()))?;
-            for values in cursor.raw().flatten() {
-                if let Some(worker::SqlStorageValue::Blob(b)) = values.into_iter().next() {
-                    return T::from_bytes(&b).ok_or_else(|| StageError::terminal(format!("{key} blob is corrupt")));
+            let bytes = match self.remembered(key) {
+                Some(Stored::Blob(b)) => b,
+                _ => {
+                    let cursor = self
+                        .sql
+                        .exec("SELECT b FROM artifacts WHERE k = ?", vec![key.into()])
+                        .map_err(|e| StageError::transient(e.to_string()))?;
+                    let Some(b) = cursor.raw().flatten().find_map(|values| match values.into_iter().next() {
+                        Some(worker::SqlStorageValue::Blob(b)) => Some(b),
+                        _ => None,
+                    }) else {
+                        return Err(StageError::terminal(format!("missing artifact {key}")));
+                    };
+                    let b: Rc<[u8]> = b.into();
+                    self.remember(key, Stored::Blob(Rc::clone(&b)));
+                    b
                 }
-            }
-            Err(StageError::terminal(format!("missing artifact {key}")))
+            };
+            T::from_bytes(&bytes).ok_or_else(|| StageError::terminal(format!("{key} blob is corrupt")))
         }
     }
 }

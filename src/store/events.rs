@@ -1,5 +1,8 @@
 //! The event log every actor keeps: one topic per actor, dense seqs from 1.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use worker::SqlStorage;
 
 use super::{exec, rows, storage_err};
@@ -13,6 +16,31 @@ use crate::protocol::{EventDraft, EventName, EventRecord};
 pub struct EventStore {
     sql: SqlStorage,
     retention: Retention,
+    memory: LogMemory,
+}
+
+/// What an actor instance knows of its own log's ends. The actor is the log's
+/// only writer, so once read (or written) they stay true for as long as the
+/// instance lives, and an append costs one statement. A new instance starts
+/// knowing nothing and reads them once.
+#[derive(Clone, Default)]
+pub struct LogMemory(Rc<Cell<Option<Ends>>>);
+
+#[derive(Clone, Copy)]
+struct Ends {
+    /// The newest seq (0 for a log with no event yet). Retention always keeps
+    /// the newest event, so the log itself says what it is.
+    last: u64,
+    oldest: Oldest,
+}
+
+/// The oldest stored event, which retention looks at.
+#[derive(Clone, Copy)]
+enum Oldest {
+    Empty,
+    At(u64, Millis),
+    /// A prune just deleted from the front: read it again when needed.
+    Unknown,
 }
 
 #[derive(serde::Deserialize)]
@@ -28,58 +56,63 @@ struct Num {
     n: Option<f64>,
 }
 
-/// What reserving seqs answers: the new last seq, and when the oldest stored
-/// event was appended (so retention runs only when it has work).
 #[derive(serde::Deserialize)]
-struct Reserved {
-    n: Option<f64>,
+struct EndsRow {
+    last: Option<f64>,
     first: Option<f64>,
     first_at: Option<f64>,
 }
 
+#[derive(serde::Deserialize)]
+struct First {
+    seq: f64,
+    at: f64,
+}
+
 impl EventStore {
     /// Reads work on a log that was never created (they see it empty);
-    /// the first append creates the tables.
-    pub fn new(sql: SqlStorage, retention: Retention) -> Self {
-        EventStore { sql, retention }
-    }
-
-    fn init(&self) -> Result<(), ApiError> {
-        exec(
-            &self.sql,
-            "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL, data TEXT NOT NULL, ts TEXT NOT NULL, at INTEGER NOT NULL)",
-            vec![],
-        )?;
-        exec(&self.sql, "CREATE TABLE IF NOT EXISTS event_meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)", vec![])?;
-        exec(&self.sql, "INSERT OR IGNORE INTO event_meta (k, v) VALUES ('last', 0)", vec![])
-    }
-
-    /// Reserves `n` seqs: the new last one, and the oldest stored event (its
-    /// seq and time) for retention, in the same statement.
-    fn reserve(&self, n: u64) -> Result<Option<(u64, Option<(u64, Millis)>)>, ApiError> {
-        let r: Vec<Reserved> = rows(
-            &self.sql,
-            "UPDATE event_meta SET v = v + ? WHERE k = 'last' RETURNING v AS n, \
-             (SELECT seq FROM events ORDER BY seq LIMIT 1) AS first, (SELECT at FROM events ORDER BY seq LIMIT 1) AS first_at",
-            vec![(n as i64).into()],
-        )?;
-        Ok(r.into_iter().next().and_then(|r| {
-            let oldest = r.first.zip(r.first_at).map(|(seq, at)| (seq as u64, at as Millis));
-            Some((r.n? as u64, oldest))
-        }))
+    /// the first append creates the table.
+    pub fn new(sql: SqlStorage, retention: Retention, memory: LogMemory) -> Self {
+        EventStore { sql, retention, memory }
     }
 
     fn exists(&self) -> bool {
-        rows::<Num>(&self.sql, "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'event_meta'", vec![])
-            .ok()
-            .and_then(|r| r.into_iter().next())
-            .and_then(|n| n.n)
-            .is_some_and(|n| n > 0.0)
+        super::table_exists(&self.sql, "events")
     }
 
     fn num(&self, q: &str, params: Vec<worker::SqlStorageValue>) -> Result<Option<u64>, ApiError> {
         let r: Vec<Num> = rows(&self.sql, q, params)?;
         Ok(r.into_iter().next().and_then(|n| n.n).map(|n| n as u64))
+    }
+
+    fn oldest(&self) -> Result<Oldest, ApiError> {
+        let r: Vec<First> = rows(&self.sql, "SELECT seq, at FROM events ORDER BY seq LIMIT 1", vec![])?;
+        Ok(r.first().map_or(Oldest::Empty, |f| Oldest::At(f.seq as u64, f.at as Millis)))
+    }
+
+    /// The log's ends, from memory or (once per instance) from the table,
+    /// which is created here when missing: only an append asks.
+    fn ends(&self) -> Result<Ends, ApiError> {
+        if let Some(e) = self.memory.0.get() {
+            return Ok(e);
+        }
+        exec(
+            &self.sql,
+            "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL, data TEXT NOT NULL, ts TEXT NOT NULL, at INTEGER NOT NULL)",
+            vec![],
+        )?;
+        let r: Vec<EndsRow> = rows(
+            &self.sql,
+            "SELECT MAX(seq) AS last, (SELECT seq FROM events ORDER BY seq LIMIT 1) AS first, \
+             (SELECT at FROM events ORDER BY seq LIMIT 1) AS first_at FROM events",
+            vec![],
+        )?;
+        let r = r.into_iter().next();
+        let oldest = match r.as_ref().and_then(|r| r.first.zip(r.first_at)) {
+            Some((seq, at)) => Oldest::At(seq as u64, at as Millis),
+            None => Oldest::Empty,
+        };
+        Ok(Ends { last: r.and_then(|r| r.last).map_or(0, |n| n as u64), oldest })
     }
 
     /// Runs a read on the log; a log that was never created reads as `empty`.
@@ -94,35 +127,37 @@ impl EventStore {
     }
 
     pub fn last_seq(&self) -> Result<u64, ApiError> {
-        self.read(0, || Ok(self.num("SELECT v AS n FROM event_meta WHERE k = 'last'", vec![])?.unwrap_or(0)))
+        if let Some(e) = self.memory.0.get() {
+            return Ok(e.last);
+        }
+        self.read(0, || Ok(self.num("SELECT MAX(seq) AS n FROM events", vec![])?.unwrap_or(0)))
     }
 
     pub fn window(&self) -> Result<LogWindow, ApiError> {
-        self.read(LogWindow::empty(), || {
-            let last = self.last_seq()?;
-            let first = self.num("SELECT MIN(seq) AS n FROM events", vec![])?.unwrap_or(last + 1);
-            Ok(LogWindow { first, last })
-        })
+        let last = self.last_seq()?;
+        let first = match self.memory.0.get().map(|e| e.oldest) {
+            Some(Oldest::Empty) => None,
+            Some(Oldest::At(seq, _)) => Some(seq),
+            Some(Oldest::Unknown) | None => self.read(None, || self.num("SELECT MIN(seq) AS n FROM events", vec![]))?,
+        };
+        Ok(LogWindow { first: first.unwrap_or(last + 1), last })
     }
 
-    /// Numbers and stores the drafts, then applies retention: two statements
-    /// whatever the batch size, three when retention has something to delete,
+    /// Numbers and stores the drafts, then applies retention: one statement
+    /// whatever the batch size, two when retention has something to delete,
     /// since every append sits on a hot path (each stage of a run, each feed
     /// event).
     pub fn append(&self, drafts: Vec<EventDraft>, now: Millis) -> Result<Vec<EventRecord>, ApiError> {
         if drafts.is_empty() {
             return Ok(Vec::new());
         }
-        let n = drafts.len() as u64;
-        let (reserved, oldest) = match self.reserve(n) {
-            Ok(Some(v)) => v,
-            // The first append creates the log.
-            _ => {
-                self.init()?;
-                self.reserve(n)?.ok_or_else(|| storage_err("event log has no sequence row"))?
-            }
-        };
-        let last = reserved - n;
+        let mut ends = self.ends()?;
+        // Unknown until every write below has landed: a failed step re-reads.
+        self.memory.0.set(None);
+        if let Oldest::Unknown = ends.oldest {
+            ends.oldest = self.oldest()?;
+        }
+        let last = ends.last;
         let ts = rfc3339(now);
         let mut out = Vec::with_capacity(drafts.len());
         let mut params: Vec<worker::SqlStorageValue> = Vec::with_capacity(drafts.len() * 5);
@@ -132,20 +167,30 @@ impl EventStore {
             params.extend([(seq as i64).into(), d.event.as_str().into(), data.into(), ts.clone().into(), now.into()]);
             out.push(EventRecord { seq, event: d.event, data: d.data, ts: ts.clone() });
         }
-        let values = vec!["(?, ?, ?, ?, ?)"; out.len()].join(", ");
-        exec(&self.sql, &format!("INSERT INTO events (seq, event, data, ts, at) VALUES {values}"), params)?;
+        for rows in params.chunks(super::MAX_BOUND_PARAMS / 5 * 5) {
+            let values = vec!["(?, ?, ?, ?, ?)"; rows.len() / 5].join(", ");
+            exec(&self.sql, &format!("INSERT INTO events (seq, event, data, ts, at) VALUES {values}"), rows.to_vec())?;
+        }
+        let reserved = last + out.len() as u64;
+        let oldest = match ends.oldest {
+            Oldest::At(seq, at) => Some((seq, at)),
+            _ => None,
+        };
         // Deleting through a single seq keeps the log contiguous; the age scan
         // only runs once the oldest kept event has expired.
         let p = prune(reserved, now, &self.retention);
-        if !p.has_work(oldest) {
-            return Ok(out);
-        }
-        exec(
-            &self.sql,
-            "DELETE FROM events WHERE seq <= MAX(?, CASE WHEN (SELECT at FROM events ORDER BY seq LIMIT 1) < ? \
-             THEN (SELECT COALESCE(MAX(seq), 0) FROM events WHERE at < ? AND seq < ?) ELSE 0 END)",
-            vec![(p.through as i64).into(), p.expired_before.into(), p.expired_before.into(), (p.last as i64).into()],
-        )?;
+        let oldest_after = if !p.has_work(oldest) {
+            oldest.map_or(Oldest::At(last + 1, now), |(seq, at)| Oldest::At(seq, at))
+        } else {
+            exec(
+                &self.sql,
+                "DELETE FROM events WHERE seq <= MAX(?, CASE WHEN (SELECT at FROM events ORDER BY seq LIMIT 1) < ? \
+                 THEN (SELECT COALESCE(MAX(seq), 0) FROM events WHERE at < ? AND seq < ?) ELSE 0 END)",
+                vec![(p.through as i64).into(), p.expired_before.into(), p.expired_before.into(), (p.last as i64).into()],
+            )?;
+            Oldest::Unknown
+        };
+        self.memory.0.set(Some(Ends { last: reserved, oldest: oldest_after }));
         Ok(out)
     }
 

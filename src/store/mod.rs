@@ -13,6 +13,11 @@ use worker::{SqlStorage, SqlStorageValue};
 
 use crate::error::ApiError;
 
+/// Most parameters one statement may bind in Durable Object SQLite
+/// (developers.cloudflare.com/durable-objects/platform/limits/): multi-row
+/// inserts split their rows to stay under it.
+pub const MAX_BOUND_PARAMS: usize = 100;
+
 pub fn storage_err(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(format!("storage: {e}"))
 }
@@ -114,14 +119,18 @@ fn truncate_value(v: serde_json::Value) -> serde_json::Value {
 /// Whether this actor was ever created: its `state` table exists. Checked
 /// before any read so that looking at an unknown id writes nothing.
 pub fn has_state(sql: &SqlStorage) -> bool {
+    table_exists(sql, "state")
+}
+
+/// Whether this actor's SQLite has table `name` (a read of a missing table
+/// fails; this tells that apart from a real failure).
+pub fn table_exists(sql: &SqlStorage, name: &str) -> bool {
     #[derive(serde::Deserialize)]
     struct N {
         n: f64,
     }
-    rows::<N>(sql, "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'state'", vec![])
-        .ok()
-        .and_then(|r| r.into_iter().next())
-        .is_some_and(|n| n.n > 0.0)
+    rows::<N>(sql, "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = ?", vec![name.into()])
+        .is_ok_and(|r| r.first().is_some_and(|n| n.n > 0.0))
 }
 
 pub fn init_state(sql: &SqlStorage) -> Result<(), ApiError> {
