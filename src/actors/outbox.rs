@@ -105,28 +105,22 @@ impl<'a> Outbox<'a> {
     }
 
     /// The duties due at `now`, oldest first, each leased for [`LEASE_MS`] so
-    /// a concurrent drain does not try it too.
+    /// a concurrent drain does not try it too: one statement for them all.
     pub fn take_due(&self, now: Millis) -> ApiResult<Vec<Taken>> {
-        let found: Vec<Row> = rows(
+        let mut found: Vec<Row> = rows(
             &self.sql,
-            "SELECT seq, duty, attempts FROM outbox WHERE due_at <= ? ORDER BY seq",
-            vec![(now as f64).into()],
+            "UPDATE outbox SET due_at = ? WHERE due_at <= ? RETURNING seq, duty, attempts",
+            vec![((now + LEASE_MS) as f64).into(), (now as f64).into()],
         )?;
-        let mut taken = Vec::with_capacity(found.len());
-        for r in found {
-            exec(
-                &self.sql,
-                "UPDATE outbox SET due_at = ? WHERE seq = ?",
-                vec![((now + LEASE_MS) as f64).into(), r.seq.into()],
-            )?;
-            let duty: Duty = serde_json::from_str(&r.duty).map_err(storage_err)?;
-            taken.push(Taken {
-                seq: r.seq as i64,
-                duty,
-                attempts: r.attempts as u32,
-            });
-        }
-        Ok(taken)
+        // RETURNING promises no order.
+        found.sort_by(|a, b| a.seq.total_cmp(&b.seq));
+        found
+            .into_iter()
+            .map(|r| {
+                let duty: Duty = serde_json::from_str(&r.duty).map_err(storage_err)?;
+                Ok(Taken { seq: r.seq as i64, duty, attempts: r.attempts as u32 })
+            })
+            .collect()
     }
 
     /// Tries every due duty with `perform(duty, failed tries so far)`; a

@@ -195,7 +195,11 @@ fn check_schema(doc: &serde_json::Value, schema: &serde_json::Value, value: &ser
 /// removed. Until then, the unregistered actors are still inspectable.
 #[tokio::test]
 async fn reconciliation_rewrites_the_catalog_from_the_actors() {
-    let s = &shared().server;
+    // Its own server: it writes D1's file from outside (`wrangler d1
+    // execute`), and a lock held from outside fails a live server's own D1
+    // writes (SQLITE_BUSY), which other tests on a shared server would see.
+    let own = Server::start(&ServerOptions::new(temp_dir("reconcile").join("state")));
+    let s = &own;
     let (cid, run) = s.submit("Reconcile me", &document("reconciliation", 67, 900), None).await;
     assert_eq!(s.wait_run(&run, Duration::from_secs(60)).await["status"], "completed");
     let count = |table: &str, col: &str, id: &str| s.d1(&format!("SELECT COUNT(*) AS n FROM {table} WHERE {col} = '{id}'"))[0]["n"].as_u64();

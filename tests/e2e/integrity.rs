@@ -221,7 +221,11 @@ async fn a_retried_superseded_run_cannot_bring_back_old_text() {
 
 #[tokio::test]
 async fn delete_erases_the_run_actors_copies() {
-    let s = &shared().server;
+    // Its own server: it reads D1's file from outside (`wrangler d1 execute`),
+    // and a lock held from outside fails a live server's own D1 writes
+    // (SQLITE_BUSY), which other tests on a shared server would see.
+    let own = Server::start(&ServerOptions::new(temp_dir("erase-copies").join("state")));
+    let s = &own;
     let word = "ocelotphrase";
     let (cid, run1) = submit_marked(s, "Secret erase title", "erasure", 7, word).await;
     assert_completed(s, &run1).await;
