@@ -118,8 +118,8 @@ mod store {
 
     #[derive(Clone)]
     enum Stored {
-        Text(Rc<str>),
-        Blob(Rc<[u8]>),
+        Text(Rc<String>),
+        Blob(Rc<Vec<u8>>),
     }
 
     #[derive(serde::Deserialize)]
@@ -153,10 +153,9 @@ mod store {
         pub fn put<T: Serialize>(&self, artifact: Artifact<T>, value: &T) -> Result<(), StageError> {
             let key = artifact.key.0;
             let v = serde_json::to_string(value).map_err(|e| StageError::terminal(e.to_string()))?;
-            let text: Rc<str> = v.into();
-            exec(&self.sql, "INSERT OR REPLACE INTO artifacts (k, v) VALUES (?, ?)", vec![key.into(), text.to_string().into()])
+            exec(&self.sql, "INSERT OR REPLACE INTO artifacts (k, v) VALUES (?, ?)", vec![key.into(), v.clone().into()])
                 .map_err(|e| StageError::transient(e.to_string()))?;
-            self.remember(key, Stored::Text(text));
+            self.remember(key, Stored::Text(Rc::new(v)));
             Ok(())
         }
 
@@ -168,7 +167,7 @@ mod store {
                     let r: Vec<TextRow> = rows(&self.sql, "SELECT v FROM artifacts WHERE k = ? AND v IS NOT NULL", vec![key.into()])
                         .map_err(|e| StageError::transient(e.to_string()))?;
                     let row = r.into_iter().next().ok_or_else(|| StageError::terminal(format!("missing artifact {key}")))?;
-                    let t: Rc<str> = row.v.into();
+                    let t = Rc::new(row.v);
                     self.remember(key, Stored::Text(Rc::clone(&t)));
                     t
                 }
@@ -182,10 +181,10 @@ mod store {
 
         pub fn put_blob<T: Blob>(&self, artifact: BlobArtifact<T>, value: &T) -> Result<(), StageError> {
             let key = artifact.key.0;
-            let bytes: Rc<[u8]> = value.to_bytes().into();
-            exec(&self.sql, "INSERT OR REPLACE INTO artifacts (k, b) VALUES (?, ?)", vec![key.into(), bytes.to_vec().into()])
+            let bytes = value.to_bytes();
+            exec(&self.sql, "INSERT OR REPLACE INTO artifacts (k, b) VALUES (?, ?)", vec![key.into(), bytes.clone().into()])
                 .map_err(|e| StageError::transient(e.to_string()))?;
-            self.remember(key, Stored::Blob(bytes));
+            self.remember(key, Stored::Blob(Rc::new(bytes)));
             Ok(())
         }
 
@@ -204,7 +203,7 @@ mod store {
                     }) else {
                         return Err(StageError::terminal(format!("missing artifact {key}")));
                     };
-                    let b: Rc<[u8]> = b.into();
+                    let b = Rc::new(b);
                     self.remember(key, Stored::Blob(Rc::clone(&b)));
                     b
                 }

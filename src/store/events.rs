@@ -43,6 +43,13 @@ enum Oldest {
     Unknown,
 }
 
+impl Oldest {
+    /// From the first row's seq and time as read (`None`: no row).
+    fn read(seq: Option<f64>, at: Option<f64>) -> Self {
+        seq.zip(at).map_or(Oldest::Empty, |(seq, at)| Oldest::At(seq as u64, at as Millis))
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct Row {
     seq: f64,
@@ -65,8 +72,8 @@ struct EndsRow {
 
 #[derive(serde::Deserialize)]
 struct First {
-    seq: f64,
-    at: f64,
+    seq: Option<f64>,
+    at: Option<f64>,
 }
 
 impl EventStore {
@@ -87,7 +94,7 @@ impl EventStore {
 
     fn oldest(&self) -> Result<Oldest, ApiError> {
         let r: Vec<First> = rows(&self.sql, "SELECT seq, at FROM events ORDER BY seq LIMIT 1", vec![])?;
-        Ok(r.first().map_or(Oldest::Empty, |f| Oldest::At(f.seq as u64, f.at as Millis)))
+        Ok(r.first().map_or(Oldest::Empty, |f| Oldest::read(f.seq, f.at)))
     }
 
     /// The log's ends, from memory or (once per instance) from the table,
@@ -108,10 +115,7 @@ impl EventStore {
             vec![],
         )?;
         let r = r.into_iter().next();
-        let oldest = match r.as_ref().and_then(|r| r.first.zip(r.first_at)) {
-            Some((seq, at)) => Oldest::At(seq as u64, at as Millis),
-            None => Oldest::Empty,
-        };
+        let oldest = r.as_ref().map_or(Oldest::Empty, |r| Oldest::read(r.first, r.first_at));
         Ok(Ends { last: r.and_then(|r| r.last).map_or(0, |n| n as u64), oldest })
     }
 
