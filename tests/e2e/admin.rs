@@ -195,9 +195,7 @@ fn check_schema(doc: &serde_json::Value, schema: &serde_json::Value, value: &ser
 /// removed. Until then, the unregistered actors are still inspectable.
 #[tokio::test]
 async fn reconciliation_rewrites_the_catalog_from_the_actors() {
-    // Its own server: it writes D1's file from outside (`wrangler d1
-    // execute`), and a lock held from outside fails a live server's own D1
-    // writes (SQLITE_BUSY), which other tests on a shared server would see.
+    // Its own server: it uses `Server::d1` (see there).
     let own = Server::start(&ServerOptions::new(temp_dir("reconcile").join("state")));
     let s = &own;
     let (cid, run) = s.submit("Reconcile me", &document("reconciliation", 67, 900), None).await;

@@ -221,9 +221,7 @@ async fn a_retried_superseded_run_cannot_bring_back_old_text() {
 
 #[tokio::test]
 async fn delete_erases_the_run_actors_copies() {
-    // Its own server: it reads D1's file from outside (`wrangler d1 execute`),
-    // and a lock held from outside fails a live server's own D1 writes
-    // (SQLITE_BUSY), which other tests on a shared server would see.
+    // Its own server: it uses `Server::d1` (see there).
     let own = Server::start(&ServerOptions::new(temp_dir("erase-copies").join("state")));
     let s = &own;
     let word = "ocelotphrase";

@@ -338,7 +338,9 @@ impl Server {
     /// the Worker, as an operator's console or a restore would, and returns
     /// the rows of the last statement.
     /// The running server holds the same SQLite file, so a busy database is
-    /// retried for a while.
+    /// retried for a while. The other way round, the server's own D1 writes
+    /// fail (SQLITE_BUSY) while this holds the file: a test that calls this
+    /// runs on a server of its own, so no other test sees those failures.
     pub fn d1(&self, sql: &str) -> Vec<Value> {
         let mut tries = 0;
         let out = loop {
