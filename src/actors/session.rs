@@ -39,6 +39,9 @@ pub struct SessionActor {
     active_at: Cell<Millis>,
     /// When the alarm is set for, if this instance set it.
     armed_at: Cell<Option<Millis>>,
+    /// The session's record, which never changes once written: every frame,
+    /// delivery and poll reads it, so an instance reads it once.
+    info: RefCell<Option<SessionInfo>>,
 }
 
 
@@ -144,15 +147,21 @@ impl SessionActor {
     }
 
     fn info(&self) -> ApiResult<SessionInfo> {
+        if let Some(info) = self.info.borrow().as_ref() {
+            return Ok(info.clone());
+        }
         if !crate::store::has_state(&self.state.storage().sql()) {
             return Err(ApiError::not_found("session"));
         }
-        self.cells().load("session")?.ok_or_else(|| ApiError::not_found("session"))
+        let info: SessionInfo = self.cells().load("session")?.ok_or_else(|| ApiError::not_found("session"))?;
+        self.info.replace(Some(info.clone()));
+        Ok(info)
     }
 
     async fn start(&self, info: SessionInfo) -> ApiResult<Done> {
         crate::store::init_state(&self.state.storage().sql())?;
         self.cells().save("session", &info)?;
+        self.info.replace(Some(info.clone()));
         // The token dies at `expires_at`; so do the sockets it opened.
         self.state.storage().set_alarm(chrono::DateTime::<chrono::Utc>::from_timestamp_millis(info.expires_at).unwrap_or_default()).await?;
         catalog::register_actor(&self.env, "session", &info.id.to_string(), "active", info.created_at).await?;
@@ -426,7 +435,7 @@ impl DurableObject for SessionActor {
         if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new(r#"{"type":"ping"}"#, r#"{"type":"pong"}"#) {
             state.set_websocket_auto_response(&pair);
         }
-        SessionActor { state, env, replays: RefCell::new(HashMap::new()), subscribes: Cell::new(0), active_at: Cell::new(0), armed_at: Cell::new(None) }
+        SessionActor { state, env, replays: RefCell::new(HashMap::new()), subscribes: Cell::new(0), active_at: Cell::new(0), armed_at: Cell::new(None), info: RefCell::new(None) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
@@ -479,6 +488,7 @@ impl DurableObject for SessionActor {
             let _ = ws.close(Some(4001), Some("session expired"));
         }
         let _ = catalog::register_actor(&self.env, "session", &info.id.to_string(), "expired", now_ms()).await;
+        self.info.replace(None);
         self.state.storage().delete_all().await?;
         Response::ok("expired")
     }
