@@ -478,8 +478,9 @@ pub async fn run(opts: &Options) -> Section {
         if r.c == 1 {
             let why = match first_split {
                 Some((1, hops, stages)) => format!(
-                    "*Where the time goes at 1 in flight*: the POST alone takes {} ms (p50) through wrangler's proxy, then a run is \
-                     8 stages of {} ms (sum of means), each started by its own DO alarm; the hops between them add {} ms",
+                    "*Where the time goes at 1 in flight*: the POST's round trip through wrangler's proxy takes {} ms (p50), and \
+                     the run starts before it returns, so the two overlap; the run's 8 stages take {} ms (sum of means), back to \
+                     back in one activation unless one waits, and the hops between them add {} ms",
                     ms(median(&r.post_p50)),
                     ms(stages),
                     ms(hops)
