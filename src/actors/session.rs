@@ -264,18 +264,28 @@ impl SessionActor {
         Ok(())
     }
 
-    /// Something was delivered or subscribed: poll soon (see `Watch`).
+    /// Something was delivered or subscribed: poll soon (see `Watch`), unless
+    /// every topic the sockets follow has ended, so that nothing more can be
+    /// owed (a tab that just got its run's `run.completed` costs no wake).
     async fn touch(&self, expires_at: Millis) {
         let now = now_ms();
         self.active_at.set(now);
-        let _ = self.arm(now + POLL_FAST_MS, expires_at).await;
+        if !self.open_topics().is_empty() {
+            let _ = self.arm(now + POLL_FAST_MS, expires_at).await;
+        }
+    }
+
+    /// The topics the sockets follow live that have not ended, each with the
+    /// lowest cursor on it: what a poll asks for.
+    fn open_topics(&self) -> Vec<(Topic, u64)> {
+        let states: Vec<SocketState> = self.state.get_websockets().iter().filter_map(attachment).collect();
+        followed(&states).into_iter().filter_map(|(t, c)| t.parse().ok().map(|t| (t, c))).collect()
     }
 
     /// The bounded-late poll: asks each followed topic for what its sockets
     /// lack and delivers it; returns when to poll next (`None`: nothing followed).
     async fn poll(&self, now: Millis) -> ApiResult<Option<Millis>> {
-        let states: Vec<SocketState> = self.state.get_websockets().iter().filter_map(attachment).collect();
-        let followed: Vec<(Topic, u64)> = followed(&states).into_iter().filter_map(|(t, c)| t.parse().ok().map(|t| (t, c))).collect();
+        let followed = self.open_topics();
         if followed.is_empty() {
             return Ok(None);
         }
