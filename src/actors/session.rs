@@ -259,20 +259,29 @@ impl SessionActor {
         if self.armed_at.get().is_some_and(|a| a <= at && a > now_ms()) {
             return Ok(());
         }
+        self.set_alarm(at).await
+    }
+
+    async fn set_alarm(&self, at: Millis) -> ApiResult<()> {
         self.state.storage().set_alarm(chrono::DateTime::<chrono::Utc>::from_timestamp_millis(at).unwrap_or_default()).await?;
         self.armed_at.set(Some(at));
         Ok(())
     }
 
-    /// Something was delivered or subscribed: poll soon (see `Watch`), unless
-    /// every topic the sockets follow has ended, so that nothing more can be
-    /// owed (a tab that just got its run's `run.completed` costs no wake).
+    /// Something was delivered or subscribed: poll soon (see `Watch`). When
+    /// every topic the sockets follow has ended, nothing more can be owed, so
+    /// a pending poll is moved to the session's expiry instead: a tab that
+    /// just got its run's `run.completed` costs no wake.
     async fn touch(&self, expires_at: Millis) {
         let now = now_ms();
         self.active_at.set(now);
-        if !self.open_topics().is_empty() {
-            let _ = self.arm(now + POLL_FAST_MS, expires_at).await;
-        }
+        let _ = if !self.open_topics().is_empty() {
+            self.arm(now + POLL_FAST_MS, expires_at).await
+        } else if self.armed_at.get() != Some(expires_at) {
+            self.set_alarm(expires_at).await
+        } else {
+            Ok(())
+        };
     }
 
     /// The topics the sockets follow live that have not ended, each with the
