@@ -13,6 +13,10 @@ use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::store::{exec, rows, storage_err};
 
+/// How many duties one drain has in flight at once (a deleted item with many
+/// versions owes a purge per run).
+pub const DRAIN_PARALLEL: usize = 8;
+
 pub struct Outbox<'a> {
     sql: SqlStorage,
     memory: &'a OutboxMemory,
@@ -124,26 +128,37 @@ impl<'a> Outbox<'a> {
     }
 
     /// Tries every due duty with `perform(duty, failed tries so far)`; a
-    /// failure is logged and rescheduled with backoff.
+    /// failure is logged and rescheduled with backoff. Duties are independent
+    /// (each is keyed and idempotent), so up to [`DRAIN_PARALLEL`] are in
+    /// flight at once: a submission's run spawn and catalog row are awaited
+    /// side by side, not one after the other, before the 202 is sent.
     pub async fn drain<F, Fut>(&self, actor: &str, perform: F) -> ApiResult<()>
     where
         F: Fn(Duty, u32) -> Fut,
         Fut: std::future::Future<Output = ApiResult<()>>,
     {
-        for t in self.take_due(crate::runtime::now_ms())? {
-            match perform(t.duty.clone(), t.attempts).await {
-                Ok(()) => self.done(&t)?,
-                Err(e) => {
-                    worker::console_error!(
-                        "{actor} duty {} failed (try {}): {e}",
-                        t.duty.key(),
-                        t.attempts + 1
-                    );
-                    self.failed(&t, &e, crate::runtime::now_ms())?;
-                }
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        let taken = self.take_due(crate::runtime::now_ms())?;
+        stream::iter(taken)
+            .map(|t| {
+                let tried = perform(t.duty.clone(), t.attempts);
+                async move { (tried.await, t) }
+            })
+            .buffer_unordered(DRAIN_PARALLEL)
+            .map(Ok)
+            // Each outcome is recorded as it lands, not after the slowest.
+            .try_for_each(|(tried, t)| futures::future::ready(self.record(&t, tried, actor)))
+            .await
+    }
+
+    fn record(&self, t: &Taken, tried: ApiResult<()>, actor: &str) -> ApiResult<()> {
+        match tried {
+            Ok(()) => self.done(t),
+            Err(e) => {
+                worker::console_error!("{actor} duty {} failed (try {}): {e}", t.duty.key(), t.attempts + 1);
+                self.failed(t, &e, crate::runtime::now_ms())
             }
         }
-        Ok(())
     }
 
     pub fn done(&self, t: &Taken) -> ApiResult<()> {
