@@ -25,10 +25,67 @@ pub fn root() -> PathBuf {
     std::env::var("ACTORLINE_ROOT").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
+/// A fresh scratch dir for one server's state and logs, under this test
+/// process's [`scratch_root`].
 pub fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("actorline-{tag}-{}-{}", std::process::id(), uuid::Uuid::new_v4()));
+    let d = scratch_root().join(format!("{tag}-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&d).expect("temp dir");
     d
+}
+
+/// Marks a scratch root whose logs are kept for reading after the run.
+const KEEP_MARK: &str = "KEEP";
+
+/// One dir per test process for every server's state (tens of MB each).
+///
+/// Statics are never dropped, so the removal is left to a janitor: a `sh` in
+/// its own group, deaf to the usual signals, that waits for our pipe to close
+/// (this process exiting for any reason) and then deletes the root. A panic
+/// anywhere in the process drops a `KEEP` mark first, so a failing test's
+/// logs (which its message points at) survive; roots kept that way by dead
+/// processes are swept after a day. Without this, every run left its state
+/// behind and a busy machine's disk filled up.
+pub fn scratch_root() -> &'static Path {
+    static ROOT: OnceLock<(PathBuf, Option<ChildStdin>)> = OnceLock::new();
+    let (root, _janitor_pipe) = ROOT.get_or_init(|| {
+        use std::os::unix::process::CommandExt;
+        sweep_stale_roots();
+        let root = std::env::temp_dir().join(format!("actorline-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&root).expect("scratch root");
+        let keep = root.join(KEEP_MARK);
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = std::fs::write(&keep, b"a test panicked; logs kept\n");
+            previous(info);
+        }));
+        let janitor = Command::new("sh")
+            .arg("-c")
+            .arg("trap '' HUP INT TERM; read _ignored; sleep 5; [ -e \"$1/KEEP\" ] || rm -rf \"$1\"")
+            .arg("janitor")
+            .arg(&root)
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let pipe = janitor.ok().and_then(|mut j| j.stdin.take());
+        (root, pipe)
+    });
+    root
+}
+
+/// Removes kept roots of processes that are gone, once they are a day old.
+fn sweep_stale_roots() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(pid) = name.strip_prefix("actorline-tests-").and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let alive = Path::new(&format!("/proc/{pid}")).exists();
+        let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|a| a > Duration::from_secs(86_400));
+        if !alive && old {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// A process group with a watchdog that ends it when this process dies.
