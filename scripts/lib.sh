@@ -61,6 +61,7 @@ wasm_module() {
 build_worker() {
   log "building the Worker (worker-build --release)"
   worker-build --release >&2
+  node scripts/actor_shim.mjs wrangler.toml build/worker/shim.mjs
   local wasm
   wasm="$(wasm_module)"
   [ -n "$wasm" ] && log "wasm bundle: $(stat -c %s "$wasm") bytes raw, $(gzip -9c "$wasm" | wc -c) bytes gzipped; as deployed (no name section): $(node scripts/wasm_names.mjs strip "$wasm" /dev/stdout | gzip -9c | wc -c) bytes gzipped"

@@ -61,6 +61,19 @@ pub fn error_for(e: &ApiError, request_id: Option<String>) -> Response {
     resp
 }
 
+/// An actor's answer to an internal call as status and JSON body, by the
+/// same rule as [`result`] and [`error`] (an internal error's detail is
+/// logged, never sent): what a JS RPC reply carries without a `Response`.
+pub fn encoded<T: Serialize>(r: Result<T, ApiError>) -> (u16, Vec<u8>) {
+    match r {
+        Ok(v) => (200, serde_json::to_vec(&v).unwrap_or_else(|_| b"{}".to_vec())),
+        Err(e) => {
+            let e = shown(&e, None);
+            (e.status(), serde_json::to_vec(&e.body()).unwrap_or_else(|_| b"{}".to_vec()))
+        }
+    }
+}
+
 pub fn result<T: Serialize>(status: u16, r: Result<T, ApiError>) -> Response {
     match r {
         Ok(v) => json(status, &v),

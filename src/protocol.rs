@@ -1148,6 +1148,30 @@ pub struct HealthDetail {
 
 // ---------------------------------------------------------------- errors
 
+/// An actor's answer to an internal call (`actors::rpc`): its status and
+/// its JSON body (the typed reply, or the contract's error body). A JS RPC
+/// carries it as one string, the status in three digits and then the body,
+/// so a reply crosses the runtime boundary as one string, not a `Response`.
+#[derive(Debug, PartialEq)]
+pub struct CallReply<B = Vec<u8>> {
+    pub status: u16,
+    pub body: B,
+}
+
+impl CallReply {
+    pub fn to_wire(&self) -> String {
+        format!("{:03}{}", self.status, String::from_utf8_lossy(&self.body))
+    }
+}
+
+impl<'a> CallReply<&'a str> {
+    /// The inverse of [`CallReply::to_wire`]; `None` without a status.
+    pub fn parse(text: &'a str) -> Option<CallReply<&'a str>> {
+        let digits = text.get(..3).filter(|d| d.bytes().all(|b| b.is_ascii_digit()))?;
+        Some(CallReply { status: digits.parse().ok()?, body: &text[3..] })
+    }
+}
+
 /// The contract's error body, `{error: {code, message}}`, for every 4xx and
 /// 5xx. The other fields are extensions a variant adds (`field` places a
 /// form's message next to its input).
@@ -1275,6 +1299,31 @@ pub struct SessionGrant {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_call_reply_crosses_as_three_digits_then_its_body() {
+        let ok = CallReply { status: 200, body: br#"{"seq":3}"#.to_vec() };
+        assert_eq!(ok.to_wire(), r#"200{"seq":3}"#);
+        assert_eq!(CallReply::parse(&ok.to_wire()), Some(CallReply { status: 200, body: r#"{"seq":3}"# }));
+
+        let e = crate::error::ApiError::not_found("content");
+        let refused = CallReply { status: e.status(), body: serde_json::to_vec(&e.body()).unwrap() };
+        let wire = refused.to_wire();
+        let back = CallReply::parse(&wire).expect("parses");
+        assert_eq!(back.status, 404);
+        let body: serde_json::Value = serde_json::from_str(back.body).unwrap();
+        assert_eq!(crate::error::ApiError::from_body(back.status, &body), Some(e));
+
+        // A unit reply's body may be empty; it is still a reply.
+        assert_eq!(CallReply::parse("200"), Some(CallReply { status: 200, body: "" }));
+    }
+
+    #[test]
+    fn an_answer_without_a_status_is_not_a_call_reply() {
+        for text in ["", "20", "2x0{}", "+20{}", "{\"a\":1}", "é00{}"] {
+            assert_eq!(CallReply::parse(text), None, "{text:?}");
+        }
+    }
 
     #[test]
     fn typed_events_keep_the_contract_shapes() {

@@ -374,6 +374,53 @@ fn production_binds_and_migrates_every_actor() {
     }
 }
 
+/// Actors call each other by JS RPC, which the runtime takes only on classes
+/// that extend `DurableObject`; `make build` writes the entry that makes them
+/// so (scripts/actor_shim.mjs). Every environment must deploy that entry, and
+/// it must wrap every class any environment binds.
+#[test]
+fn every_env_deploys_the_entry_that_makes_actors_rpc_classes() {
+    let config = wrangler();
+    let main = config.get("main").and_then(Value::as_str).expect("wrangler.toml has no main");
+    assert_eq!(main, "build/worker/shim.mjs", "scripts/lib.sh build_worker writes the actor entry to build/worker/shim.mjs");
+    let envs = config.get("env").and_then(Value::as_table).cloned().unwrap_or_default();
+    for (name, table) in &envs {
+        let own = table.as_table().and_then(|t| t.get("main")).and_then(Value::as_str);
+        assert!(own.is_none() || own == Some(main), "[env.{name}] deploys main = {own:?}, not the actor entry {main}");
+    }
+    let lib = std::fs::read_to_string(format!("{ROOT}/scripts/lib.sh")).expect("scripts/lib.sh");
+    assert!(
+        lib.contains(&format!("node scripts/actor_shim.mjs wrangler.toml {main}")),
+        "build_worker must write the actor entry to {main}"
+    );
+
+    let out = std::env::temp_dir().join(format!("actorline-shim-{}.mjs", std::process::id()));
+    let status = std::process::Command::new("node")
+        .current_dir(ROOT)
+        .args(["scripts/actor_shim.mjs", "wrangler.toml"])
+        .arg(&out)
+        .status()
+        .expect("node runs scripts/actor_shim.mjs");
+    assert!(status.success(), "scripts/actor_shim.mjs failed");
+    let shim = std::fs::read_to_string(&out).expect("the shim was written");
+    let _ = std::fs::remove_file(&out);
+    assert!(shim.contains("import { DurableObject } from 'cloudflare:workers';"), "{shim}");
+    assert!(shim.contains("return class extends DurableObject {"), "{shim}");
+    for entry in ["fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError", "call"] {
+        assert!(shim.contains(&format!("    {entry}(...args) {{\n      return this.rust.{entry}(...args);")), "the shim does not hand {entry} to the Rust actor");
+    }
+    let mut bound = durable_objects(&config);
+    for table in envs.values().filter_map(Value::as_table) {
+        bound.extend(durable_objects(table));
+    }
+    for (_, class) in &bound {
+        assert!(
+            shim.contains(&format!("export const {class} = actorClass(wasm.{class});")),
+            "the actor entry does not export {class} as a DurableObject class"
+        );
+    }
+}
+
 #[test]
 fn emulated_env_runs_production_vars() {
     let config = wrangler();

@@ -339,10 +339,16 @@ impl DurableObject for AnalyzerContainer {
         AnalyzerContainer { state, env, state_ready: std::cell::Cell::new(false) }
     }
 
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        AnalyzerCall::handle(self, req).await
-    }
+    crate::unused_handlers!(fetch);
 
     crate::unused_handlers!(alarm);
     crate::unused_handlers!(sockets);
 }
+
+impl super::rpc::Answer for AnalyzerContainer {
+    async fn answer(&self, op: &str, body: &[u8]) -> super::rpc::Reply {
+        AnalyzerCall::answer(self, op, body).await
+    }
+}
+
+crate::rpc_entry!(AnalyzerContainer);

@@ -14,7 +14,7 @@
 //! text (see `domain::answer`).
 
 use serde_json::{json, Value};
-use worker::{durable_object, DurableObject, Env, Request, Response, State};
+use worker::{durable_object, DurableObject, Env, Response, State};
 
 use super::fanout;
 use super::pipeline::to_datetime;
@@ -310,9 +310,7 @@ impl DurableObject for AnswerActor {
         AnswerActor { state, env, memory: Default::default() }
     }
 
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        AnswerCall::handle(self, req).await
-    }
+    crate::unused_handlers!(fetch);
 
     async fn alarm(&self) -> worker::Result<Response> {
         if let Err(e) = self.tick().await {
@@ -323,3 +321,11 @@ impl DurableObject for AnswerActor {
 
     crate::unused_handlers!(sockets);
 }
+
+impl super::rpc::Answer for AnswerActor {
+    async fn answer(&self, op: &str, body: &[u8]) -> super::rpc::Reply {
+        AnswerCall::answer(self, op, body).await
+    }
+}
+
+crate::rpc_entry!(AnswerActor);

@@ -12,7 +12,7 @@
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use worker::{durable_object, DurableObject, Env, Request, Response, State};
+use worker::{durable_object, DurableObject, Env, Response, State};
 
 use super::pipeline::to_datetime;
 use super::ops::{BatchCall, BatchDoc, BatchOps, CreateBatch, CreateContent, DeadLettered, Done, FireAlarm, Inspect, Inspectable, ItemEnded, ItemsDelivered, ViewBatch};
@@ -246,9 +246,7 @@ impl DurableObject for BatchActor {
         BatchActor { state, env, memory: Default::default() }
     }
 
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        BatchCall::handle(self, req).await
-    }
+    crate::unused_handlers!(fetch);
 
     async fn alarm(&self) -> worker::Result<Response> {
         if let Err(e) = self.release(true).await {
@@ -260,3 +258,11 @@ impl DurableObject for BatchActor {
 
     crate::unused_handlers!(sockets);
 }
+
+impl super::rpc::Answer for BatchActor {
+    async fn answer(&self, op: &str, body: &[u8]) -> super::rpc::Reply {
+        BatchCall::answer(self, op, body).await
+    }
+}
+
+crate::rpc_entry!(BatchActor);

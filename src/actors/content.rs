@@ -6,7 +6,7 @@ use std::cell::{Cell, RefCell};
 
 use serde_json::{json, Value};
 use uuid::Uuid;
-use worker::{durable_object, DurableObject, Env, Request, Response, State};
+use worker::{durable_object, DurableObject, Env, Response, State};
 
 use super::outbox::Outbox;
 use super::ActorStorage;
@@ -464,16 +464,7 @@ impl DurableObject for ContentActor {
         ContentActor { state, env, live: RefCell::new(None), created: Cell::new(false), memory: Default::default() }
     }
 
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        let r = ContentCall::handle(self, req).await;
-        if !self.memory.outbox.unarmed() {
-            return r;
-        }
-        if let Err(e) = self.arm(false).await {
-            worker::console_error!("content alarm check failed: {e}");
-        }
-        r
-    }
+    crate::unused_handlers!(fetch);
 
     async fn alarm(&self) -> worker::Result<Response> {
         if let Err(e) = self.drain(true).await {
@@ -486,3 +477,18 @@ impl DurableObject for ContentActor {
 
     crate::unused_handlers!(sockets);
 }
+
+impl super::rpc::Answer for ContentActor {
+    /// A call that left duties owed arms the alarm that retries them.
+    async fn answer(&self, op: &str, body: &[u8]) -> super::rpc::Reply {
+        let r = ContentCall::answer(self, op, body).await;
+        if self.memory.outbox.unarmed() {
+            if let Err(e) = self.arm(false).await {
+                worker::console_error!("content alarm check failed: {e}");
+            }
+        }
+        r
+    }
+}
+
+crate::rpc_entry!(ContentActor);

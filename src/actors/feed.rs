@@ -296,7 +296,7 @@ impl DurableObject for FeedActor {
         if upgrade.eq_ignore_ascii_case("websocket") {
             return Ok(self.accept(&req).unwrap_or_else(|e| crate::http::error(&e)));
         }
-        FeedCall::handle(self, req).await
+        super::rpc::not_a_call()
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
@@ -329,3 +329,11 @@ impl DurableObject for FeedActor {
         }
     }
 }
+
+impl super::rpc::Answer for FeedActor {
+    async fn answer(&self, op: &str, body: &[u8]) -> super::rpc::Reply {
+        FeedCall::answer(self, op, body).await
+    }
+}
+
+crate::rpc_entry!(FeedActor);

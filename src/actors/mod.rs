@@ -21,6 +21,12 @@ pub mod vector_index;
 /// traps the whole isolate, so every class gets these explicit answers.
 #[macro_export]
 macro_rules! unused_handlers {
+    (fetch) => {
+        /// Operations come by RPC (`actors::rpc`), and this actor holds no sockets.
+        async fn fetch(&self, _req: worker::Request) -> worker::Result<worker::Response> {
+            $crate::actors::rpc::not_a_call()
+        }
+    };
     (alarm) => {
         async fn alarm(&self) -> worker::Result<worker::Response> {
             worker::Response::ok("no alarm work")

@@ -5,8 +5,8 @@
 //! handler is a compile error, and callers use [`rpc::send`], whose request
 //! type fixes the kind it reaches and the reply it decodes.
 //!
-//! On the wire an op stays a POST to `https://actor.internal/<op>` with the
-//! request as its JSON body (see `rpc`).
+//! On the wire an op is a JS RPC, `call(<op>, <request as JSON>)` on the
+//! actor's stub (see `rpc`).
 
 use std::marker::PhantomData;
 
@@ -76,19 +76,19 @@ macro_rules! actor_ops {
                 }
             }
 
-            /// An internal request to `actor`, decoded, served and answered.
-            pub async fn handle<A: $ops>(actor: &A, mut req: worker::Request) -> worker::Result<worker::Response> {
-                match rpc::incoming(&mut req).await.and_then(|(op, body)| Self::decode(&op, &body)) {
+            /// An internal call to `actor` by op name, decoded, served and answered.
+            pub async fn answer<A: $ops>(actor: &A, op: &str, body: &[u8]) -> rpc::Reply {
+                match Self::decode(op, body) {
                     Ok(call) => call.serve(actor).await,
-                    Err(e) => rpc::reply::<()>(Err(e)),
+                    Err(e) => rpc::Reply::of::<()>(Err(e)),
                 }
             }
 
             /// Runs the call on `actor` and encodes its typed reply.
-            pub async fn serve<A: $ops>(self, actor: &A) -> worker::Result<worker::Response> {
+            pub async fn serve<A: $ops>(self, actor: &A) -> rpc::Reply {
                 match self {
-                    $( Self::$variant(q) => rpc::reply(actor.$method(q).await), )*
-                    $( Self::$svariant(q) => rpc::reply(actor.$smethod(q).await), )*
+                    $( Self::$variant(q) => rpc::Reply::of(actor.$method(q).await), )*
+                    $( Self::$svariant(q) => rpc::Reply::of(actor.$smethod(q).await), )*
                 }
             }
         }

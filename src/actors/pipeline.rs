@@ -8,7 +8,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use serde_json::json;
-use worker::{durable_object, DurableObject, Env, Request, Response, State};
+use worker::{durable_object, DurableObject, Env, Response, State};
 
 use super::outbox::Outbox;
 use super::ActorStorage;
@@ -493,17 +493,7 @@ impl DurableObject for PipelineActor {
         PipelineActor { shell: Rc::new(shell) }
     }
 
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        let shell = &self.shell;
-        let r = RunCall::handle(self, req).await;
-        if !shell.memory.outbox.unarmed() {
-            return r;
-        }
-        if let Ok(Some(run)) = shell.load() {
-            let _ = shell.ensure_alarm(&run).await;
-        }
-        r
-    }
+    crate::unused_handlers!(fetch);
 
     async fn alarm(&self) -> worker::Result<Response> {
         let shell = &self.shell;
@@ -536,3 +526,19 @@ where
         .await
         .unwrap_or_else(|| Err(StageFailure::Error(StageError::transient(format!("timed out after {ms} ms")))))
 }
+
+impl super::rpc::Answer for PipelineActor {
+    /// A call that left duties owed makes sure an alarm will retry them.
+    async fn answer(&self, op: &str, body: &[u8]) -> super::rpc::Reply {
+        let shell = &self.shell;
+        let r = RunCall::answer(self, op, body).await;
+        if shell.memory.outbox.unarmed() {
+            if let Ok(Some(run)) = shell.load() {
+                let _ = shell.ensure_alarm(&run).await;
+            }
+        }
+        r
+    }
+}
+
+crate::rpc_entry!(PipelineActor);

@@ -15,7 +15,7 @@
 
 use std::cell::RefCell;
 
-use worker::{durable_object, DurableObject, Env, Request, Response, State};
+use worker::{durable_object, DurableObject, Env, State};
 
 use super::ops::{RateLimitCall, RateLimitOps, Take, Taken};
 use crate::domain::rate::TokenBucket;
@@ -46,10 +46,16 @@ impl DurableObject for RateLimitActor {
         RateLimitActor { state, bucket: RefCell::new(None) }
     }
 
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        RateLimitCall::handle(self, req).await
-    }
+    crate::unused_handlers!(fetch);
 
     crate::unused_handlers!(alarm);
     crate::unused_handlers!(sockets);
 }
+
+impl super::rpc::Answer for RateLimitActor {
+    async fn answer(&self, op: &str, body: &[u8]) -> super::rpc::Reply {
+        RateLimitCall::answer(self, op, body).await
+    }
+}
+
+crate::rpc_entry!(RateLimitActor);

@@ -1,17 +1,29 @@
 //! Internal calls from the Worker to actors and between actors.
 //!
-//! There is no RPC into a Rust Durable Object, so a call is a POST to
-//! `https://actor.internal/<op>` on the actor's stub with a JSON body. These
-//! URLs exist only on stubs: the public router never forwards to them, so they
-//! cannot be reached from outside the Worker. Errors cross the boundary in the
+//! A call is a JS RPC: `call(op, body)` on the actor's stub, with the op's
+//! name and its JSON body, answered by a string holding the status (three
+//! digits) and the JSON reply. Every actor class exports `call`
+//! ([`rpc_entry!`](crate::rpc_entry)), and the Worker's entry, which
+//! `scripts/actor_shim.mjs` writes at build time, exports each class as a
+//! `DurableObject` subclass: the runtime takes RPC only on those, and
+//! workers-rs does not make its Rust classes one. An RPC skips the
+//! `Request`, `Response` and `Headers` a fetch builds on both sides, the
+//! largest runtime cost per call in the profile.
+//!
+//! An actor's `fetch` takes only WebSocket upgrades, which the public router
+//! forwards for sockets; `call` exists only on stubs, so no request from
+//! outside the Worker reaches an operation. Errors cross the boundary in the
 //! contract's JSON and are rebuilt into the same [`ApiError`].
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use worker::{Env, Method, Request, RequestInit, Response, Stub};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use worker::{Env, Response, Stub};
 
 use crate::error::ApiError;
 use crate::http;
+use crate::protocol::CallReply;
 
 /// Every actor kind: its binding, and the name admins use for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,12 +126,12 @@ pub fn stub(env: &Env, kind: ActorKind, name: &str) -> Result<Stub, ApiError> {
     Ok(ns.id_from_name(name)?.get_stub()?)
 }
 
-/// No headers: only [`incoming`] reads these requests, and it takes the body
-/// as JSON whatever it is labelled, so each call skips building them.
-fn internal_request(op: &str, payload: String) -> Result<Request, ApiError> {
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(payload.into()));
-    Ok(Request::new_with_init(&format!("https://actor.internal/{op}"), &init)?)
+#[wasm_bindgen]
+extern "C" {
+    /// A stub seen through the one RPC method every actor class exports.
+    type ActorStub;
+    #[wasm_bindgen(method, catch, js_name = call)]
+    fn call(this: &ActorStub, op: &str, body: &str) -> Result<js_sys::Promise, JsValue>;
 }
 
 /// The generic part of a call is only the reply's decoding: the fetch and
@@ -137,17 +149,69 @@ async fn call_encoded<R: DeserializeOwned>(
 }
 
 /// The body of a successful reply (`null` when empty); a refusal is rebuilt
-/// into the actor's own error.
+/// into the actor's own error. A call the runtime could not deliver (the
+/// actor reset, overloaded, its isolate gone) fails as a fetch would.
 async fn reply_bytes(env: &Env, kind: ActorKind, name: &str, op: &str, payload: String) -> Result<Vec<u8>, ApiError> {
-    let resp = stub(env, kind, name)?.fetch_with_request(internal_request(op, payload)?).await?;
-    let status = resp.status_code();
-    let bytes = body_text(resp).await?.into_bytes();
+    let stub: ActorStub = stub(env, kind, name)?.into_rpc();
+    let answer = stub.call(op, &payload).map_err(worker::Error::from)?;
+    let answer = JsFuture::from(answer).await.map_err(worker::Error::from)?;
+    let text = answer.as_string().ok_or_else(|| ApiError::Internal(format!("{} answered {op} without a string", kind.as_str())))?;
+    let CallReply { status, body } = CallReply::parse(&text).ok_or_else(|| ApiError::Internal(format!("{} answered {op} with no status", kind.as_str())))?;
     if status >= 400 {
-        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let body: serde_json::Value = serde_json::from_slice(body.as_bytes()).unwrap_or_default();
         return Err(ApiError::from_body(status, &body)
             .unwrap_or_else(|| ApiError::Internal(format!("actor answered {status}"))));
     }
-    Ok(if bytes.is_empty() { b"null".to_vec() } else { bytes })
+    Ok(if body.is_empty() { b"null".to_vec() } else { body.as_bytes().to_vec() })
+}
+
+/// An actor's answer to an internal call: status and JSON body.
+pub type Reply = CallReply;
+
+impl CallReply {
+    pub fn of<T: Serialize>(r: Result<T, ApiError>) -> Reply {
+        let (status, body) = http::encoded(r);
+        CallReply { status, body }
+    }
+}
+
+/// How an actor answers an internal call (its `call`, which [`send`] uses).
+/// Besides decoding and serving the op, an actor may do its after-call work
+/// here (arming an alarm for what the call left owed).
+#[allow(async_fn_in_trait)]
+pub trait Answer {
+    async fn answer(&self, op: &str, body: &[u8]) -> Reply;
+}
+
+/// An actor's `fetch` for anything but a WebSocket upgrade: calls come by
+/// RPC only, so there is one way into an actor's operations.
+pub fn not_a_call() -> worker::Result<Response> {
+    Ok(http::error(&ApiError::not_found("actor operations are called by RPC, not fetch")))
+}
+
+/// Exports `call(op, body)`, the JS RPC method, on an actor class: the op is
+/// answered by the actor's [`Answer`] and sent back as [`CallReply::to_wire`].
+#[macro_export]
+macro_rules! rpc_entry {
+    ($actor:ident) => {
+        #[::worker::wasm_bindgen::prelude::wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
+        impl $actor {
+            #[wasm_bindgen(js_name = call)]
+            pub async fn rpc_call(
+                &self,
+                op: String,
+                body: String,
+            ) -> ::std::result::Result<::worker::wasm_bindgen::JsValue, ::worker::wasm_bindgen::JsValue> {
+                // As workers-rs does for its own handlers: under `panic = "unwind"`
+                // an exported future must be unwind-safe.
+                ::std::panic::AssertUnwindSafe(async move {
+                    let reply = <Self as $crate::actors::rpc::Answer>::answer(self, &op, body.as_bytes()).await;
+                    Ok(::worker::wasm_bindgen::JsValue::from_str(&reply.to_wire()))
+                })
+                .await
+            }
+        }
+    };
 }
 
 /// The whole body of a fetched response. workers-rs reads such a body as a
@@ -161,12 +225,6 @@ pub async fn body_text(resp: Response) -> Result<String, ApiError> {
     Ok(text.as_string().unwrap_or_default())
 }
 
-/// The actor side: the op name (the path) and the body of an internal call.
-pub async fn incoming(req: &mut Request) -> Result<(String, Vec<u8>), ApiError> {
-    let op = req.path().trim_start_matches('/').to_string();
-    Ok((op, req.bytes().await?))
-}
-
 /// An op's request decoded from its body (an empty body reads as `{}`, so a
 /// request type whose fields all default takes it).
 pub fn request<T: DeserializeOwned>(op: &str, body: &[u8]) -> Result<T, ApiError> {
@@ -174,6 +232,4 @@ pub fn request<T: DeserializeOwned>(op: &str, body: &[u8]) -> Result<T, ApiError
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("internal call {op}: {e}")))
 }
 
-pub fn reply<T: Serialize>(r: Result<T, ApiError>) -> worker::Result<Response> {
-    Ok(http::result(200, r))
-}
+

@@ -462,7 +462,7 @@ impl DurableObject for SessionActor {
         if upgrade.eq_ignore_ascii_case("websocket") {
             return Ok(self.accept().unwrap_or_else(|e| crate::http::error(&e)));
         }
-        SessionCall::handle(self, req).await
+        super::rpc::not_a_call()
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
@@ -512,3 +512,11 @@ impl DurableObject for SessionActor {
         Response::ok("expired")
     }
 }
+
+impl super::rpc::Answer for SessionActor {
+    async fn answer(&self, op: &str, body: &[u8]) -> super::rpc::Reply {
+        SessionCall::answer(self, op, body).await
+    }
+}
+
+crate::rpc_entry!(SessionActor);

@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorageValue, State};
+use worker::{durable_object, DurableObject, Env, SqlStorageValue, State};
 
 use super::ops::{DropContent, FireAlarm, Inspect, Inspectable, ReplaceContent, ShardCall, ShardOps, Upsert, Upserted};
 use crate::domain::vector::{encode_f32_le, Fence, ShardIndex, VectorMeta};
@@ -269,10 +269,16 @@ impl DurableObject for VectorIndexActor {
         VectorIndexActor { state, env, cache: RefCell::new(None), schema_ready: Cell::new(false) }
     }
 
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        ShardCall::handle(self, req).await
-    }
+    crate::unused_handlers!(fetch);
 
     crate::unused_handlers!(alarm);
     crate::unused_handlers!(sockets);
 }
+
+impl super::rpc::Answer for VectorIndexActor {
+    async fn answer(&self, op: &str, body: &[u8]) -> super::rpc::Reply {
+        ShardCall::answer(self, op, body).await
+    }
+}
+
+crate::rpc_entry!(VectorIndexActor);
