@@ -345,10 +345,4 @@ impl DurableObject for AnalyzerContainer {
     crate::unused_handlers!(sockets);
 }
 
-impl super::rpc::Answer for AnalyzerContainer {
-    async fn answer(&self, op: &str, body: &[u8]) -> super::rpc::Reply {
-        AnalyzerCall::answer(self, op, body).await
-    }
-}
-
-crate::rpc_entry!(AnalyzerContainer);
+crate::rpc_entry!(AnalyzerContainer, AnalyzerCall);

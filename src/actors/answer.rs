@@ -322,10 +322,4 @@ impl DurableObject for AnswerActor {
     crate::unused_handlers!(sockets);
 }
 
-impl super::rpc::Answer for AnswerActor {
-    async fn answer(&self, op: &str, body: &[u8]) -> super::rpc::Reply {
-        AnswerCall::answer(self, op, body).await
-    }
-}
-
-crate::rpc_entry!(AnswerActor);
+crate::rpc_entry!(AnswerActor, AnswerCall);

@@ -259,10 +259,4 @@ impl DurableObject for BatchActor {
     crate::unused_handlers!(sockets);
 }
 
-impl super::rpc::Answer for BatchActor {
-    async fn answer(&self, op: &str, body: &[u8]) -> super::rpc::Reply {
-        BatchCall::answer(self, op, body).await
-    }
-}
-
-crate::rpc_entry!(BatchActor);
+crate::rpc_entry!(BatchActor, BatchCall);

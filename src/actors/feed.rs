@@ -330,10 +330,4 @@ impl DurableObject for FeedActor {
     }
 }
 
-impl super::rpc::Answer for FeedActor {
-    async fn answer(&self, op: &str, body: &[u8]) -> super::rpc::Reply {
-        FeedCall::answer(self, op, body).await
-    }
-}
-
-crate::rpc_entry!(FeedActor);
+crate::rpc_entry!(FeedActor, FeedCall);

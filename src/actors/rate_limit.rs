@@ -52,10 +52,4 @@ impl DurableObject for RateLimitActor {
     crate::unused_handlers!(sockets);
 }
 
-impl super::rpc::Answer for RateLimitActor {
-    async fn answer(&self, op: &str, body: &[u8]) -> super::rpc::Reply {
-        RateLimitCall::answer(self, op, body).await
-    }
-}
-
-crate::rpc_entry!(RateLimitActor);
+crate::rpc_entry!(RateLimitActor, RateLimitCall);

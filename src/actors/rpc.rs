@@ -191,8 +191,19 @@ pub fn not_a_call() -> worker::Result<Response> {
 
 /// Exports `call(op, body)`, the JS RPC method, on an actor class: the op is
 /// answered by the actor's [`Answer`] and sent back as [`CallReply::to_wire`].
+/// `rpc_entry!(Actor, ActorCall)` also implements [`Answer`] as the call
+/// enum's own `answer`, for an actor with no after-call work.
 #[macro_export]
 macro_rules! rpc_entry {
+    ($actor:ident, $call:ident) => {
+        impl $crate::actors::rpc::Answer for $actor {
+            async fn answer(&self, op: &str, body: &[u8]) -> $crate::actors::rpc::Reply {
+                $call::answer(self, op, body).await
+            }
+        }
+
+        $crate::rpc_entry!($actor);
+    };
     ($actor:ident) => {
         #[::worker::wasm_bindgen::prelude::wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
         impl $actor {
@@ -231,5 +242,3 @@ pub fn request<T: DeserializeOwned>(op: &str, body: &[u8]) -> Result<T, ApiError
     let body = if body.is_empty() { b"{}".as_slice() } else { body };
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("internal call {op}: {e}")))
 }
-
-

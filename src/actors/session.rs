@@ -513,10 +513,4 @@ impl DurableObject for SessionActor {
     }
 }
 
-impl super::rpc::Answer for SessionActor {
-    async fn answer(&self, op: &str, body: &[u8]) -> super::rpc::Reply {
-        SessionCall::answer(self, op, body).await
-    }
-}
-
-crate::rpc_entry!(SessionActor);
+crate::rpc_entry!(SessionActor, SessionCall);

@@ -275,10 +275,4 @@ impl DurableObject for VectorIndexActor {
     crate::unused_handlers!(sockets);
 }
 
-impl super::rpc::Answer for VectorIndexActor {
-    async fn answer(&self, op: &str, body: &[u8]) -> super::rpc::Reply {
-        ShardCall::answer(self, op, body).await
-    }
-}
-
-crate::rpc_entry!(VectorIndexActor);
+crate::rpc_entry!(VectorIndexActor, ShardCall);
