@@ -7,7 +7,12 @@ use worker::{Headers, Response};
 use crate::error::ApiError;
 
 pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
-    json_bytes(status, serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()))
+    json_bytes(status, to_json(value))
+}
+
+/// A value as a JSON body; one that cannot be encoded reads as `{}`.
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec())
 }
 
 /// A body that is JSON already (the generated OpenAPI document).
@@ -66,10 +71,10 @@ pub fn error_for(e: &ApiError, request_id: Option<String>) -> Response {
 /// logged, never sent): what a JS RPC reply carries without a `Response`.
 pub fn encoded<T: Serialize>(r: Result<T, ApiError>) -> (u16, Vec<u8>) {
     match r {
-        Ok(v) => (200, serde_json::to_vec(&v).unwrap_or_else(|_| b"{}".to_vec())),
+        Ok(v) => (200, to_json(&v)),
         Err(e) => {
             let e = shown(&e, None);
-            (e.status(), serde_json::to_vec(&e.body()).unwrap_or_else(|_| b"{}".to_vec()))
+            (e.status(), to_json(&e.body()))
         }
     }
 }
