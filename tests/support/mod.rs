@@ -48,7 +48,6 @@ const KEEP_MARK: &str = "KEEP";
 pub fn scratch_root() -> &'static Path {
     static ROOT: OnceLock<(PathBuf, Option<ChildStdin>)> = OnceLock::new();
     let (root, _janitor_pipe) = ROOT.get_or_init(|| {
-        use std::os::unix::process::CommandExt;
         sweep_stale_roots();
         let root = std::env::temp_dir().join(format!("actorline-tests-{}", std::process::id()));
         std::fs::create_dir_all(&root).expect("scratch root");
@@ -58,20 +57,31 @@ pub fn scratch_root() -> &'static Path {
             let _ = std::fs::write(&keep, b"a test panicked; logs kept\n");
             previous(info);
         }));
-        let janitor = Command::new("sh")
-            .arg("-c")
-            .arg("trap '' HUP INT TERM; read _ignored; sleep 5; [ -e \"$1/KEEP\" ] || rm -rf \"$1\"")
-            .arg("janitor")
-            .arg(&root)
-            .process_group(0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let pipe = janitor.ok().and_then(|mut j| j.stdin.take());
-        (root, pipe)
+        let janitor = on_exit("sleep 5; [ -e \"$1/$2\" ] || rm -rf \"$1\"", &[root.as_os_str(), KEEP_MARK.as_ref()]);
+        (root, janitor.ok().map(|(_, pipe)| pipe))
     });
     root
+}
+
+/// Starts `sh -c "<script>"` (with `args` as `$1`, `$2`, ...) to run once this
+/// test process exits for any reason: the `sh` waits for the returned pipe to
+/// close. It is in a group of its own and deaf to the usual signals, so a kill
+/// of this test process's whole group (Ctrl-C, a CI timeout) does not take it
+/// along before it has done its work.
+fn on_exit(script: &str, args: &[&std::ffi::OsStr]) -> std::io::Result<(Child, ChildStdin)> {
+    use std::os::unix::process::CommandExt;
+    let mut sh = Command::new("sh")
+        .arg("-c")
+        .arg(format!("trap '' HUP INT TERM; read _ignored; {script}"))
+        .arg("on-exit")
+        .args(args)
+        .process_group(0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let pipe = sh.stdin.take().ok_or_else(|| std::io::Error::other("no pipe to the on-exit sh"))?;
+    Ok((sh, pipe))
 }
 
 /// Removes kept roots of processes that are gone, once they are a day old.
@@ -105,21 +115,9 @@ impl Group {
         cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn child");
         let pgid = child.id();
-        // In a group of its own and deaf to the usual signals: a kill of this
-        // test process's whole group (Ctrl-C, a CI timeout) must not take the
-        // watchdog with it, or the child group it guards would be left running.
-        let mut watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "trap '' HUP INT TERM; read _ignored; kill -TERM -{pgid} 2>/dev/null; sleep 3; kill -KILL -{pgid} 2>/dev/null"
-            ))
-            .process_group(0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn watchdog");
-        let pipe = watchdog.stdin.take().expect("watchdog pipe");
+        let (watchdog, pipe) =
+            on_exit(&format!("kill -TERM -{pgid} 2>/dev/null; sleep 3; kill -KILL -{pgid} 2>/dev/null"), &[])
+                .expect("spawn watchdog");
         let (tx, rx) = mpsc::channel();
         let logfile = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
         let logfile = std::sync::Arc::new(Mutex::new(logfile));
