@@ -74,7 +74,8 @@ const USAGE: &str = "usage: actorline-bench <pipeline|events|search|coldstart|pe
                                      several invocations can each own a block of one file
              --state-dir DIR         where servers keep state (default: the temp dir; try /dev/shm)
              --devtools-network      keep wrangler's DevTools Network events on (off by default:
-                                     dev-only overhead, and wrangler 4.86 leaks a socket per event)";
+                                     dev-only overhead, and wrangler 4.86 leaks a socket per event)
+  env        BENCH_VARS=K=V,K=V      settings for every Actorline server started (A/B without a rebuild)";
 
 struct Args {
     cmd: String,

@@ -69,6 +69,13 @@ pub fn snapshot_under(base: &std::path::Path) -> Result<PathBuf, String> {
     Ok(s)
 }
 
+/// `BENCH_VARS="K=V,K=V"`: settings for every Actorline server this run
+/// starts, so an A/B of a setting (`RUN_BUDGET_MS`, say) needs no rebuild.
+fn setting_overrides() -> Vec<(String, String)> {
+    let list = std::env::var("BENCH_VARS").unwrap_or_default();
+    list.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect()
+}
+
 pub fn default_base() -> PathBuf {
     SNAPSHOTS.lock().unwrap().first().map(|(b, _)| b.clone()).unwrap_or_else(std::env::temp_dir)
 }
@@ -119,7 +126,8 @@ impl Stack {
         std::env::set_var("ACTORLINE_ROOT", &root);
         keep_network_tracing(devtools_network);
         let tag = tag.to_string();
-        let vars: Vec<(String, String)> = extra_vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut vars: Vec<(String, String)> = extra_vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        vars.extend(setting_overrides());
         let stack = tokio::task::spawn_blocking(move || {
             let (dir, analyzer) = run_dir(&tag);
             let state = state.unwrap_or_else(|| dir.join("state"));

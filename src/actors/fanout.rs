@@ -38,6 +38,15 @@ struct Row {
     session: String,
 }
 
+impl SubscriberMemory {
+    /// Remembers that a topic being created has nobody subscribed yet (a
+    /// subscription needs the topic to exist), so its first pushes cost no
+    /// statement.
+    pub fn none_yet(&self) {
+        self.0.replace(Some(Vec::new()));
+    }
+}
+
 impl Subscribers {
     pub fn new(sql: SqlStorage, memory: SubscriberMemory) -> Self {
         Subscribers { sql, memory }

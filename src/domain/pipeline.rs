@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::principal::{Ownership, Principal, Visibility};
 use super::retry::{decide, RetryDecision, RetryPolicy, RetryTuning};
 use super::time::{fnv1a, rfc3339, Millis};
 use crate::protocol::{
@@ -121,9 +122,27 @@ pub struct PipelineRun {
     /// with several stages per activation this stays below the stage count.
     #[serde(default)]
     pub activations: u32,
+    /// Its item's tenant and owner, kept as if the item were private (its
+    /// visibility may change after the run started; those two never do).
+    /// Whoever may read a private item may follow the run without asking the
+    /// item; `None` (runs started before this was kept) always asks.
+    #[serde(default)]
+    pub owner: Option<Ownership>,
 }
 
 impl PipelineRun {
+    /// Records whose item this run serves (see [`PipelineRun::owner`]).
+    pub fn owned_by(mut self, item: &Ownership) -> Self {
+        self.owner = Some(Ownership { visibility: Visibility::Private, ..item.clone() });
+        self
+    }
+
+    /// Whether `principal` may follow this run on what the run itself knows:
+    /// `false` means "ask the item", never "refuse".
+    pub fn followable_by(&self, principal: &Principal) -> bool {
+        self.owner.as_ref().is_some_and(|o| principal.can_read(o))
+    }
+
     pub fn new(id: Uuid, content_id: Uuid, version: u32, tuning: RetryTuning, now: Millis) -> (Self, Vec<EventDraft>) {
         let run = PipelineRun {
             id,
@@ -137,6 +156,7 @@ impl PipelineRun {
             tuning,
             purged: false,
             activations: 0,
+            owner: None,
         };
         let ev = EventDraft::of(RunQueued { run: run.run_ref(), version, retry: false });
         (run, vec![ev])
@@ -836,5 +856,34 @@ mod tests {
         assert_eq!(v["stages"][0]["attempts"], 1);
         assert!(v["stages"][0]["duration_ms"].is_i64());
         assert!(v["finished_at"].is_string());
+    }
+
+    /// Only who may read the item whatever its visibility follows a run
+    /// without asking the item; a visibility kept at start is never trusted.
+    #[test]
+    fn a_run_admits_alone_only_who_may_read_its_item_when_private() {
+        use crate::domain::principal::{PrincipalKind, Scope};
+        let key = |tenant: &str, subject: &str, scopes: &[Scope]| Principal {
+            kind: PrincipalKind::ApiKey,
+            tenant: Some(tenant.into()),
+            subject: subject.into(),
+            scopes: scopes.to_vec(),
+            rate_per_min: None,
+        };
+        let (run, _) = PipelineRun::new(Uuid::new_v4(), Uuid::new_v4(), 1, RetryTuning::default(), 1_000);
+        assert!(!run.followable_by(&Principal::operator()), "a run without its owner recorded asks the item");
+        let item = Ownership { tenant: "acme".into(), owner: "k1".into(), visibility: Visibility::Public };
+        let run = run.owned_by(&item);
+        assert_eq!(run.owner.as_ref().map(|o| o.visibility), Some(Visibility::Private));
+        assert!(run.followable_by(&Principal::operator()));
+        assert!(run.followable_by(&key("acme", "k1", &[Scope::Read])), "the owner");
+        assert!(run.followable_by(&key("acme", "k2", &[Scope::Manage])), "a manager of the tenant");
+        // Readers the item's current visibility decides for: the item is asked.
+        assert!(!run.followable_by(&key("acme", "k2", &[Scope::Read])));
+        assert!(!run.followable_by(&key("other", "k1", &[Scope::Manage])));
+        assert!(!run.followable_by(&Principal::anonymous()));
+        // It survives the run's storage round trip.
+        let back: PipelineRun = serde_json::from_str(&serde_json::to_string(&run).unwrap()).unwrap();
+        assert!(back.followable_by(&key("acme", "k1", &[])));
     }
 }
