@@ -423,11 +423,14 @@ pub async fn run(opts: &Options) -> (Section, Levels) {
     if let Some(steps) = &opts.max_sockets {
         let (text, best) = max_sockets(&stack, steps).await;
         b.push_str(&text);
-        let why = format!(
-            "*Idle sockets*: the probe's steps ({}) stop at {} sockets; a step with connect errors or missing pongs ends it",
-            steps.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
-            steps.iter().max().copied().unwrap_or(0)
-        );
+        // The step that ended the probe, not the largest one it was given.
+        let why = match steps.iter().copied().find(|&s| s > best) {
+            Some(failed) => format!(
+                "*Idle sockets*: {best} sockets held and answered; the step to {failed} had connect errors or missing pongs, which end the probe \
+                 (the table shows each server process's open descriptors after the last step that held)"
+            ),
+            None => format!("*Idle sockets*: every step held, up to {best} sockets"),
+        };
         sec.goals.push(Goal::new("hibernated sockets answering pings", "10,000", best as f64, |v| v >= 10_000.0, "sockets").why(why));
     }
     sec.body = b;
