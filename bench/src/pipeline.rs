@@ -530,9 +530,10 @@ async fn tmpfs_rows(opts: &Options) -> String {
         b,
         "\n#### The same workload with the state dir on tmpfs (/dev/shm)\n\n\
          One repetition per row, on a fresh server whose state dir (every actor's SQLite file and D1) \
-         is on tmpfs instead of the disk (`--state-dir /dev/shm` does this for every figure). A write \
-         plus fsync costs about {} here on the disk and nothing on tmpfs, so the difference is what \
-         the storage commits' disk syncs cost.\n",
+         is on tmpfs instead of the disk (`--state-dir /dev/shm` does this for every figure). The \
+         difference is what the disk costs: the storage commits' syncs (a write plus fsync costs about {} \
+         here on the disk and nothing on tmpfs), and the files local workerd creates for every new \
+         Durable Object, two per run (the item and its run; see the session 23 notes at the top).\n",
         fsync_cost()
     );
     let _ = writeln!(b, "| in flight | docs | p50 (ms) | p99 (ms) | runs/s | POST p50 (ms) | Worker CPU per run (ms) |");
