@@ -138,9 +138,10 @@ impl PipelineRun {
     }
 
     /// Whether `principal` may follow this run on what the run itself knows:
-    /// `false` means "ask the item", never "refuse".
+    /// `false` means "ask the item", never "refuse". A purged run's item is
+    /// gone, and the item's actor says so (404) to everyone.
     pub fn followable_by(&self, principal: &Principal) -> bool {
-        self.owner.as_ref().is_some_and(|o| principal.can_read(o))
+        !self.purged && self.owner.as_ref().is_some_and(|o| principal.can_read(o))
     }
 
     pub fn new(id: Uuid, content_id: Uuid, version: u32, tuning: RetryTuning, now: Millis) -> (Self, Vec<EventDraft>) {
@@ -883,7 +884,11 @@ mod tests {
         assert!(!run.followable_by(&key("other", "k1", &[Scope::Manage])));
         assert!(!run.followable_by(&Principal::anonymous()));
         // It survives the run's storage round trip.
-        let back: PipelineRun = serde_json::from_str(&serde_json::to_string(&run).unwrap()).unwrap();
+        let mut back: PipelineRun = serde_json::from_str(&serde_json::to_string(&run).unwrap()).unwrap();
         assert!(back.followable_by(&key("acme", "k1", &[])));
+        // Once its item is deleted, nobody is admitted without asking it.
+        back.purge("content deleted", 2_000);
+        assert!(!back.followable_by(&key("acme", "k1", &[])));
+        assert!(!back.followable_by(&Principal::operator()));
     }
 }

@@ -409,3 +409,47 @@ async fn topics_and_the_feed_show_only_what_the_subscriber_may_read() {
         assert!(refused, "{topic}");
     }
 }
+
+/// The first answer to a `subscribe` on `ws`: its `subscribed` or `error` frame.
+async fn subscription(ws: &mut Ws, topic: &str) -> Value {
+    ws_send(ws, json!({"type": "subscribe", "topic": topic, "after": 0})).await;
+    while let Some(f) = ws_next(ws, WAIT).await {
+        if f["type"] == "subscribed" || f["type"] == "error" {
+            return f;
+        }
+    }
+    panic!("no answer to the subscription to {topic}");
+}
+
+/// A run admits its item's owner by itself, but a reader the item's
+/// visibility decides for is still refused, and once the item is deleted
+/// nobody follows its run.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_owner_follows_its_run_until_its_item_is_deleted() {
+    let s = &shared().server;
+    let t = tenant("ownrun");
+    let owner = mint_key(&s.base, &s.admin_token, &t, &["content:write"], Some(1_000_000));
+    let reader = mint_key(&s.base, &s.admin_token, &t, &["content:read"], Some(1_000_000));
+    let r = send(http().post(s.url("/api/content")).bearer_auth(&owner).json(&json!({"title": "own run", "body": "a private body", "visibility": "private"}))).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let (content, run) = (r.body["content_id"].as_str().unwrap().to_string(), r.body["run_id"].as_str().unwrap().to_string());
+    s.wait_run(&run, WAIT).await;
+    let topic = format!("run:{run}");
+
+    let (sid, tok) = new_session_as(s, &owner).await;
+    let mut ws = connect(s, &sid, &tok).await;
+    let f = subscription(&mut ws, &topic).await;
+    assert_eq!(f["type"], "subscribed", "the owner follows its private item's run: {f}");
+
+    let (rsid, rtok) = new_session_as(s, &reader).await;
+    let mut rws = connect(s, &rsid, &rtok).await;
+    let f = subscription(&mut rws, &topic).await;
+    assert_eq!(f["code"], "unknown_topic", "a same-tenant reader of a private item's run: {f}");
+
+    let d = send(http().delete(s.url(&format!("/api/content/{content}"))).bearer_auth(&owner)).await;
+    assert_eq!(d.status, 204, "{}", d.body);
+    let mut again = connect(s, &sid, &tok).await;
+    let f = subscription(&mut again, &topic).await;
+    assert_eq!(f["code"], "unknown_topic", "the owner after deleting the item: {f}");
+}
+
