@@ -549,7 +549,6 @@ impl Answer {
 mod tests {
     use super::*;
     use crate::protocol::EventName;
-    use crate::domain::principal::PrincipalKind;
 
     fn src(n: u32, text: &str) -> Source {
         Source { n, content_id: format!("c{n}"), title: format!("Doc {n}"), text: text.to_string() }
@@ -629,7 +628,7 @@ mod tests {
     }
 
     fn asker() -> Principal {
-        Principal { kind: PrincipalKind::ApiKey, tenant: Some("acme".into()), subject: "k1".into(), scopes: vec![], rate_per_min: None }
+        Principal::api_key("acme", "k1", &[])
     }
 
     #[test]

@@ -124,7 +124,7 @@ pub fn behind(through: u64, last: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::principal::{Principal, PrincipalKind, Scope};
+    use crate::domain::principal::{Principal, Scope};
     use crate::protocol::EventName;
     use serde_json::json;
 
@@ -135,10 +135,6 @@ mod tests {
             data: json!({ "tenant": tenant, "owner": owner, "visibility": vis, "title": "t" }),
             ts: String::new(),
         }
-    }
-
-    fn key_holder(tenant: &str, subject: &str, scopes: Vec<Scope>) -> Principal {
-        Principal { kind: PrincipalKind::ApiKey, tenant: Some(tenant.into()), subject: subject.into(), scopes, rate_per_min: None }
     }
 
     fn seqs(frames: &[&str]) -> Vec<u64> {
@@ -162,10 +158,10 @@ mod tests {
         let cases = [
             (Principal::anonymous(), vec![1]),
             (Principal::operator(), vec![1, 2, 3, 4]),
-            (key_holder("a", "k2", vec![Scope::Read]), vec![1, 2]),
-            (key_holder("a", "k1", vec![Scope::Read]), vec![1, 2, 3]),
-            (key_holder("a", "k2", vec![Scope::Manage]), vec![1, 2, 3]),
-            (key_holder("b", "k9", vec![]), vec![1, 4]),
+            (Principal::api_key("a", "k2", &[Scope::Read]), vec![1, 2]),
+            (Principal::api_key("a", "k1", &[Scope::Read]), vec![1, 2, 3]),
+            (Principal::api_key("a", "k2", &[Scope::Manage]), vec![1, 2, 3]),
+            (Principal::api_key("b", "k9", &[]), vec![1, 4]),
         ];
         for (p, want) in cases {
             let scope = p.read_scope();
@@ -182,7 +178,7 @@ mod tests {
         let events: Vec<EventRecord> = (1..=6).map(|s| ev(s, "a", "k1", if s % 2 == 0 { "tenant" } else { "public" })).collect();
         let mut batch = Batch::new(Topic::Feed, &events);
         let anon = Watcher { c: Some(0), ..Watcher::new(&Principal::anonymous().read_scope(), 0) };
-        let member = Watcher { c: Some(0), ..Watcher::new(&key_holder("a", "k2", vec![Scope::Read]).read_scope(), 0) };
+        let member = Watcher { c: Some(0), ..Watcher::new(&Principal::api_key("a", "k2", &[Scope::Read]).read_scope(), 0) };
         let late_member = Watcher { c: Some(4), ..member.clone() };
         let not_subscribed = Watcher::new(&ReadScope::PublicOnly, 0);
         assert_eq!(seqs(&batch.frames_for(&anon, 0)), vec![1, 3, 5]);

@@ -863,14 +863,8 @@ mod tests {
     /// without asking the item; a visibility kept at start is never trusted.
     #[test]
     fn a_run_admits_alone_only_who_may_read_its_item_when_private() {
-        use crate::domain::principal::{PrincipalKind, Scope};
-        let key = |tenant: &str, subject: &str, scopes: &[Scope]| Principal {
-            kind: PrincipalKind::ApiKey,
-            tenant: Some(tenant.into()),
-            subject: subject.into(),
-            scopes: scopes.to_vec(),
-            rate_per_min: None,
-        };
+        use crate::domain::principal::Scope;
+        let key = Principal::api_key;
         let (run, _) = PipelineRun::new(Uuid::new_v4(), Uuid::new_v4(), 1, RetryTuning::default(), 1_000);
         assert!(!run.followable_by(&Principal::operator()), "a run without its owner recorded asks the item");
         let item = Ownership { tenant: "acme".into(), owner: "k1".into(), visibility: Visibility::Public };

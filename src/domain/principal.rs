@@ -190,6 +190,13 @@ impl Principal {
         Principal { kind: PrincipalKind::Anonymous, tenant: None, subject: "anonymous".into(), scopes: Vec::new(), rate_per_min: None }
     }
 
+    /// An API key's principal with no rate of its own (tests build the
+    /// principals the authentication step would).
+    #[cfg(test)]
+    pub fn api_key(tenant: &str, subject: &str, scopes: &[Scope]) -> Self {
+        Principal { kind: PrincipalKind::ApiKey, tenant: Some(tenant.into()), subject: subject.into(), scopes: scopes.to_vec(), rate_per_min: None }
+    }
+
     pub fn is_operator(&self) -> bool {
         self.kind == PrincipalKind::Operator
     }
@@ -336,10 +343,6 @@ pub fn fts_scope_token(o: &Ownership) -> String {
 mod tests {
     use super::*;
 
-    fn key(tenant: &str, subject: &str, scopes: &[Scope]) -> Principal {
-        Principal { kind: PrincipalKind::ApiKey, tenant: Some(tenant.into()), subject: subject.into(), scopes: scopes.to_vec(), rate_per_min: None }
-    }
-
     fn item(tenant: &str, owner: &str, v: Visibility) -> Ownership {
         Ownership { tenant: tenant.into(), owner: owner.into(), visibility: v }
     }
@@ -355,7 +358,7 @@ mod tests {
 
     #[test]
     fn scopes_include_the_narrower_ones() {
-        let w = key("a", "k", &[Scope::Write]);
+        let w = Principal::api_key("a", "k", &[Scope::Write]);
         assert!(w.has(Scope::Read) && w.has(Scope::Write) && !w.has(Scope::Manage));
         assert!(Principal::operator().has(Scope::Manage));
         assert!(!Principal::anonymous().has(Scope::Read));
@@ -369,10 +372,10 @@ mod tests {
     fn access_matrix() {
         use Access::*;
         use Visibility::*;
-        let reader = key("a", "r", &[Scope::Read]);
-        let writer = key("a", "w", &[Scope::Write]);
-        let manager = key("a", "m", &[Scope::Manage]);
-        let other = key("b", "o", &[Scope::Manage]);
+        let reader = Principal::api_key("a", "r", &[Scope::Read]);
+        let writer = Principal::api_key("a", "w", &[Scope::Write]);
+        let manager = Principal::api_key("a", "m", &[Scope::Manage]);
+        let other = Principal::api_key("b", "o", &[Scope::Manage]);
         let anon = Principal::anonymous();
         let op = Principal::operator();
         let cases = [
@@ -402,7 +405,7 @@ mod tests {
             assert_eq!(p.read_scope().admits(&o), want >= Read, "scope of {} on {v:?}", p.subject);
         }
         // The same subject in another tenant is not the owner.
-        assert_eq!(key("b", "w", &[Scope::Write]).access(&item("a", "w", Private)), None);
+        assert_eq!(Principal::api_key("b", "w", &[Scope::Write]).access(&item("a", "w", Private)), None);
         // Anonymous never owns, even an item with an empty owner.
         assert_eq!(anon.access(&item("a", "", Private)), None);
     }
@@ -410,18 +413,18 @@ mod tests {
     #[test]
     fn require_hides_or_refuses() {
         let o = item("a", "w", Visibility::Tenant);
-        let reader = key("a", "r", &[Scope::Read]);
+        let reader = Principal::api_key("a", "r", &[Scope::Read]);
         assert_eq!(reader.require(&o, Access::Read), Ok(()));
         assert_eq!(reader.require(&o, Access::Change), Err(Denied::ReadOnly));
-        assert_eq!(key("b", "r", &[Scope::Read]).require(&o, Access::Change), Err(Denied::Hidden));
-        assert_eq!(key("a", "w", &[Scope::Write]).require(&o, Access::Change), Ok(()));
+        assert_eq!(Principal::api_key("b", "r", &[Scope::Read]).require(&o, Access::Change), Err(Denied::Hidden));
+        assert_eq!(Principal::api_key("a", "w", &[Scope::Write]).require(&o, Access::Change), Ok(()));
     }
 
     #[test]
     fn creating_needs_write_and_a_tenant() {
-        assert!(key("a", "r", &[Scope::Read]).ownership_for_new(Visibility::Tenant, "ops").is_none());
+        assert!(Principal::api_key("a", "r", &[Scope::Read]).ownership_for_new(Visibility::Tenant, "ops").is_none());
         assert!(Principal::anonymous().ownership_for_new(Visibility::Public, "ops").is_none());
-        let o = key("a", "w", &[Scope::Write]).ownership_for_new(Visibility::Private, "ops").unwrap();
+        let o = Principal::api_key("a", "w", &[Scope::Write]).ownership_for_new(Visibility::Private, "ops").unwrap();
         assert_eq!((o.tenant.as_str(), o.owner.as_str(), o.visibility), ("a", "w", Visibility::Private));
         assert_eq!(Principal::operator().ownership_for_new(Visibility::Tenant, "ops").unwrap().tenant, "ops");
     }
@@ -430,7 +433,7 @@ mod tests {
     fn namespaces_and_scope_tokens_separate_tenants() {
         assert_eq!(item("a", "w", Visibility::Public).namespace(), PUBLIC_NAMESPACE);
         assert_eq!(item("a", "w", Visibility::Private).namespace(), "t-a");
-        assert_eq!(key("a", "w", &[Scope::Read]).namespaces().unwrap(), vec!["t-a".to_string(), "public".into()]);
+        assert_eq!(Principal::api_key("a", "w", &[Scope::Read]).namespaces().unwrap(), vec!["t-a".to_string(), "public".into()]);
         assert_eq!(Principal::anonymous().namespaces().unwrap(), vec!["public".to_string()]);
         assert_eq!(Principal::operator().namespaces(), Option::None);
         // Tokens are single FTS5 words and distinct for distinct slugs.
