@@ -22,6 +22,9 @@ pub struct Options {
     /// A CPU profile of Actorline's isolate at the highest concurrency, in an
     /// extra loop after the measured ones.
     pub profile: bool,
+    /// Actorline's clients follow each run on their session socket
+    /// ([`DoneSignal::RunTopic`]) instead of the run's own socket.
+    pub on_session: bool,
 }
 
 /// One system's figures at one concurrency (a value per repetition).
@@ -94,11 +97,12 @@ fn worker_rss(procs: &[Proc]) -> u64 {
 pub async fn run(opts: &Options) -> Section {
     let mut sec = Section::new("Actorline and the Agents SDK peer: pipeline");
     let stack = Stack::start("compare-actorline", &[]).await;
-    let ours = measure(&stack, DoneSignal::RunTopic, "actorline (run topic)", opts).await;
+    let follow = if opts.on_session { DoneSignal::RunTopic } else { DoneSignal::RunSocket };
+    let ours = measure(&stack, follow, "actorline", opts).await;
     let top = opts.concurrency.iter().copied().max().unwrap_or(1);
     let profile = if opts.profile {
         let docs = opts.docs.unwrap_or_else(|| default_docs(top, opts.quick)).max(top);
-        let work = async { closed_loop(&stack, DoneSignal::RunTopic, top, docs, &["profile"], 900_000).await.ok };
+        let work = async { closed_loop(&stack, follow, top, docs, &["profile"], 900_000).await.ok };
         Some(crate::profile::profiled(&stack, 25, work).await)
     } else {
         None
@@ -121,7 +125,7 @@ pub async fn run(opts: &Options) -> Section {
          vectors in each run's own SQLite and makes one D1 write per run; Actorline also feeds the search shards, the \
          registry, the feed and the sessions, so it does more per run.\n",
         opts.reps.max(1),
-        DoneSignal::RunTopic.describe(),
+        follow.describe(),
         DoneSignal::AgentSocket.describe()
     );
     let _ = writeln!(b, "| in flight | Actorline runs/s | peer runs/s | Actorline ÷ peer | Actorline p50 (ms) | peer p50 (ms) | peer ÷ Actorline | Actorline p99 (ms) | peer p99 (ms) | peer ÷ Actorline | failed (A / peer) |");

@@ -56,6 +56,7 @@ const USAGE: &str = "usage: actorline-bench <pipeline|events|search|coldstart|pe
              --docs N                both waiting for run.completed
              --no-profile            skip the CPU profile of Actorline's isolate at the highest concurrency
              --memory-runs N         then the peer's memory after N runs in all (default 10000; 0 skips)
+             --follow-on-session     Actorline's clients follow each run on a session socket, not the run's own
   soak       --minutes M --rate R    steady load (default 10 min at 20 runs/s)
   profile    --file F [--runs N]     the report of a profile BENCH_PROFILE_DIR kept
   auth       --requests N            requests per pass and principal kind (default 600; 150 with --quick)
@@ -138,7 +139,8 @@ fn pipeline_opts(a: &Args, quick: bool, reps: usize) -> Result<pipeline::Options
 fn compare_opts(a: &Args, quick: bool, reps: usize) -> Result<compare::Options, String> {
     let p = pipeline_opts(a, quick, reps)?;
     let memory_runs = a.number("memory-runs", if quick { 0.0 } else { 10_000.0 })? as usize;
-    Ok(compare::Options { concurrency: p.concurrency, docs: p.docs, reps, quick, memory_runs, profile: p.profile })
+    let on_session = a.has("follow-on-session");
+    Ok(compare::Options { concurrency: p.concurrency, docs: p.docs, reps, quick, memory_runs, profile: p.profile, on_session })
 }
 
 fn events_opts(a: &Args, quick: bool, reps: usize, probe_default: bool, peer: bool) -> Result<events::Options, String> {

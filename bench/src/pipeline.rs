@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::report::{Goal, Section};
@@ -82,6 +83,9 @@ pub enum DoneSignal<'a> {
     /// `run.completed` on `run:{id}`, subscribed with `after: 0` on the
     /// worker's own session socket, renewed every 16 runs (Actorline).
     RunTopic,
+    /// `run.completed` on a new socket to the run's own topic,
+    /// `/api/topics/run:{id}/ws?after=0`, opened with the client's key (Actorline).
+    RunSocket,
     /// `run.completed` on a new socket to the run's Agent,
     /// `/agents/pipeline-run/{id}?after=0` (the Agents SDK peer).
     AgentSocket,
@@ -92,6 +96,7 @@ impl DoneSignal<'_> {
         match self {
             DoneSignal::Feed(_) => "`content.indexed` on one socket subscribed to `feed`",
             DoneSignal::RunTopic => "`run.completed` on `run:<id>`, subscribed (`after: 0`) on the worker's session socket",
+            DoneSignal::RunSocket => "`run.completed` on a socket opened to the run's own topic (`/api/topics/run:<id>/ws?after=0`, with the client's API key)",
             DoneSignal::AgentSocket => "`run.completed` on a socket opened to the run's Agent (`/agents/pipeline-run/<id>?after=0`)",
         }
     }
@@ -123,6 +128,15 @@ impl DoneSignal<'_> {
                 if done.is_none() {
                     *session = None; // start over with a fresh socket
                 }
+                done
+            }
+            DoneSignal::RunSocket => {
+                let url = stack.server.ws_url(&format!("/api/topics/{topic}/ws?after=0"));
+                let mut req = url.into_client_request().ok()?;
+                req.headers_mut().insert("authorization", format!("Bearer {}", stack.server.key).parse().ok()?);
+                let mut ws = tokio_tungstenite::connect_async(req).await.ok()?.0;
+                let done = run_end(&mut ws, &topic).await;
+                let _ = ws.close(None).await;
                 done
             }
             DoneSignal::AgentSocket => {

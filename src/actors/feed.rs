@@ -8,23 +8,20 @@
 //! The rules (who sees what, what each socket is owed) are in
 //! `domain::broadcast`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
 use serde_json::{json, Value};
-use worker::{durable_object, DurableObject, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage, WebSocketPair};
+use worker::{durable_object, DurableObject, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage};
 
 use super::ops::{Append, Appended, FeedCall, FeedOps, FireAlarm, Inspect, Inspectable};
 use super::rpc;
-use super::session::{close_back, load_attachment, read_frame, save_attachment, send};
-use super::{ActorStorage, TopicActor, REPLAY_PAGE};
-use crate::domain::broadcast::{behind, Batch, Watcher, CATCH_UP_MS, MAX_SOCKETS};
+use super::topic_sockets::TopicSockets;
+use super::{ActorStorage, TopicActor};
+use crate::domain::broadcast::CATCH_UP_MS;
 use crate::domain::principal::ReadScope;
-use crate::domain::event_log::{plan_replay, ReplayPlan};
-use crate::domain::faults::PUSH;
-use crate::domain::session::admit;
 use crate::error::{ApiError, ApiResult};
-use crate::protocol::{ClientFrame, EventDraft, EventName, EventRecord, ServerFrame, Topic};
-use crate::runtime::{config, now_ms};
+use crate::protocol::{EventDraft, EventName, Topic};
+use crate::runtime::now_ms;
 
 /// There is one feed; sharding it by category would be the next step.
 pub const FEED_NAME: &str = "feed";
@@ -33,10 +30,6 @@ pub const FEED_NAME: &str = "feed";
 /// (a [`ReadScope`] as JSON). Only the Worker reaches the actor.
 pub const READER_HEADER: &str = "x-actorline-reader";
 
-/// The state cell holding the broadcast head: the last seq sent to every
-/// live socket.
-const HEAD: &str = "broadcast_through";
-
 #[durable_object]
 pub struct FeedActor {
     state: State,
@@ -44,13 +37,7 @@ pub struct FeedActor {
     /// Whether the catch-up alarm is set (in memory: a fresh instance sets it
     /// again on its first append, which is harmless).
     armed: Cell<bool>,
-    /// The sockets with their attachments, read once and kept while the
-    /// instance lives: a broadcast is then one `send` per socket, not also a
-    /// `getWebSockets` and an attachment read. Dropped whenever a socket
-    /// opens, closes or sends a frame (the only moments an attachment changes).
-    watchers: RefCell<Option<Vec<(WebSocket, Watcher)>>>,
-    /// The stored broadcast head, read once: this instance is its only writer.
-    head_seq: Cell<Option<u64>>,
+    sockets: TopicSockets,
     memory: super::ActorMemory,
 }
 
@@ -61,84 +48,9 @@ pub async fn append(env: &Env, events: Vec<EventDraft>) -> ApiResult<()> {
 
 crate::actor_storage!(FeedActor);
 
-fn watcher(ws: &WebSocket) -> Option<Watcher> {
-    load_attachment(ws)
-}
-
-fn save(ws: &WebSocket, w: &Watcher) {
-    save_attachment(ws, w)
-}
-
-impl FeedActor {
-    /// A socket opened, closed or changed its attachment.
-    fn forget_watchers(&self) {
-        self.watchers.borrow_mut().take();
-    }
-}
-
 impl FeedActor {
     fn snapshot(&self) -> Value {
         json!({ "topic": "feed", "last_seq": self.log().last_seq().unwrap_or(0), "recent": self.log().tail(20).unwrap_or_default() })
-    }
-
-    /// The broadcast head; a feed that never broadcast starts at its log's
-    /// end (no socket of an earlier instance can be owed anything).
-    fn head(&self) -> ApiResult<u64> {
-        if let Some(h) = self.head_seq.get() {
-            return Ok(h);
-        }
-        crate::store::init_state(&self.state.storage().sql())?;
-        let head = match self.cells().load::<u64>(HEAD)? {
-            Some(h) => h,
-            None => {
-                let last = self.log().last_seq()?;
-                self.cells().save(HEAD, &last)?;
-                last
-            }
-        };
-        self.head_seq.set(Some(head));
-        Ok(head)
-    }
-
-    fn save_head(&self, head: u64) -> ApiResult<()> {
-        self.head_seq.set(None);
-        self.cells().save(HEAD, &head)?;
-        self.head_seq.set(Some(head));
-        Ok(())
-    }
-
-    /// Sends `events` (in seq order, all after `through`) to every socket
-    /// owed them, then moves the head. Synchronous: one turn, one commit.
-    fn broadcast(&self, events: &[EventRecord], through: u64) -> ApiResult<u64> {
-        let mut batch = Batch::new(Topic::Feed, events);
-        let Some(last) = batch.last_seq() else { return Ok(through) };
-        let mut cache = self.watchers.borrow_mut();
-        let watchers = cache.get_or_insert_with(|| {
-            self.state.get_websockets().into_iter().filter_map(|ws| watcher(&ws).map(|w| (ws, w))).collect()
-        });
-        for (ws, w) in watchers.iter() {
-            for frame in batch.frames_for(w, through) {
-                let _ = ws.send_with_str(frame);
-            }
-        }
-        self.save_head(last)?;
-        Ok(last)
-    }
-
-    /// Sends whatever a lost broadcast left behind the log's end.
-    fn catch_up(&self) -> ApiResult<u64> {
-        let mut through = self.head()?;
-        let last = self.log().last_seq()?;
-        while let Some(after) = behind(through, last) {
-            let page = self.log().after(after, REPLAY_PAGE)?;
-            if page.is_empty() {
-                // Retention dropped them: sockets that were owed them resume by `after`.
-                self.save_head(last)?;
-                return Ok(last);
-            }
-            through = self.broadcast(&page, through)?;
-        }
-        Ok(through)
     }
 
     /// Arms the catch-up alarm once per window, not per append: under load it
@@ -161,78 +73,12 @@ impl FeedActor {
             .flatten()
             .and_then(|h| serde_json::from_str::<ReadScope>(&h).ok())
             .ok_or_else(|| ApiError::BadRequest("a feed socket is opened through /api/topics/feed/ws".into()))?;
-        let url = req.url()?;
-        let after = url.query_pairs().find(|(k, _)| k == "after").and_then(|(_, v)| v.parse::<u64>().ok());
-        if self.state.get_websockets().len() >= MAX_SOCKETS {
-            return Err(ApiError::Unavailable(format!("the feed holds at most {MAX_SOCKETS} sockets; retry later")));
-        }
-        let pair = WebSocketPair::new()?;
-        self.forget_watchers();
-        self.state.accept_web_socket(&pair.server);
-        let w = Watcher::new(&scope, now_ms());
-        save(&pair.server, &w);
-        if url.query_pairs().any(|(k, _)| k == "after") {
-            self.join(&pair.server, w, after)?;
-        }
-        Ok(Response::from_websocket(pair.client)?)
-    }
-
-    /// `subscribed`, the replay after `after` (or a resync), `ready`; then the
-    /// socket is live from the log's end. All from this actor's own log, with
-    /// no await: no broadcast can interleave.
-    fn join(&self, ws: &WebSocket, mut w: Watcher, after: Option<u64>) -> ApiResult<()> {
-        let window = self.log().window()?;
-        send(ws, &ServerFrame::Subscribed { topic: Topic::Feed, seq: window.last });
-        match plan_replay(after, window) {
-            ReplayPlan::UpToDate => {}
-            ReplayPlan::Resync => send(ws, &ServerFrame::ResyncRequired { topic: Topic::Feed, snapshot: self.snapshot() }),
-            ReplayPlan::Replay { mut after, last } => {
-                let replaying = Watcher { c: Some(after), ..w.clone() };
-                while after < last {
-                    let page = self.log().after(after, REPLAY_PAGE)?;
-                    let Some(end) = page.last().map(|e| e.seq) else { break };
-                    for frame in Batch::new(Topic::Feed, &page).frames_for(&replaying, 0) {
-                        let _ = ws.send_with_str(frame);
-                    }
-                    after = end;
-                }
-            }
-        }
-        w.c = Some(window.last);
-        save(ws, &w);
-        send(ws, &ServerFrame::Ready { topic: Topic::Feed });
-        Ok(())
-    }
-
-    fn on_frame(&self, ws: &WebSocket, text: &str) {
-        let Some(mut w) = watcher(ws) else { return };
-        let admission = admit(&mut w.b, &mut w.strikes, now_ms());
-        save(ws, &w);
-        let Some(frame) = read_frame(ws, admission, text) else { return };
-        let result = match frame {
-            ClientFrame::Ping => {
-                send(ws, &ServerFrame::Pong);
-                Ok(())
-            }
-            ClientFrame::Subscribe { topic, after } if topic == "feed" => self.join(ws, w, after),
-            ClientFrame::Unsubscribe { topic } if topic == "feed" => {
-                save(ws, &Watcher { c: None, ..w });
-                send(ws, &ServerFrame::Unsubscribed { topic: Topic::Feed });
-                Ok(())
-            }
-            ClientFrame::Subscribe { topic, .. } | ClientFrame::Unsubscribe { topic } => {
-                send(ws, &ServerFrame::error("unknown_topic", format!("this socket carries the feed only, not {topic}; use a session socket")));
-                Ok(())
-            }
-        };
-        if let Err(e) = result {
-            send(ws, &crate::http::error_frame(&e, e.code()));
-        }
+        self.sockets.accept(self, Topic::Feed, req, &scope, || self.snapshot())
     }
 
     fn view(&self) -> Value {
         let mut v = self.snapshot();
-        v["broadcast_through"] = json!(self.cells().load::<u64>(HEAD).ok().flatten());
+        v["broadcast_through"] = json!(TopicSockets::stored_head(self));
         v["sockets"] = json!(self.state.get_websockets().len());
         v
     }
@@ -240,8 +86,6 @@ impl FeedActor {
 
 impl FeedOps for FeedActor {
     async fn append(&self, a: Append) -> ApiResult<Appended> {
-        // `head` creates the state table; the subscriber list needs none to be read.
-        let through = self.head()?;
         let records = self.log().append(a.events, now_ms())?;
         // A deleted item's earlier events no longer name it, in any replay.
         for r in records.iter().filter(|r| r.event == EventName::ContentDeleted) {
@@ -249,16 +93,8 @@ impl FeedOps for FeedActor {
                 self.log().redact(id)?;
             }
         }
-        let Some(last) = records.last().map(|r| r.seq) else { return Ok(Appended { last_seq: through }) };
-        // A push the fault drops is as if the actor were evicted right here.
-        if !config(&self.env).faults.site_strikes(PUSH, &format!("feed:{last}"), 1) {
-            if records[0].seq == through + 1 {
-                self.broadcast(&records, through)?;
-            } else {
-                // An earlier broadcast was lost: its events go first.
-                self.catch_up()?;
-            }
-        }
+        let Some(last) = records.last().map(|r| r.seq) else { return Ok(Appended { last_seq: self.log().last_seq()? }) };
+        self.sockets.publish(self, Topic::Feed, &records)?;
         self.arm().await;
         self.push_later(Topic::Feed, records);
         Ok(Appended { last_seq: last })
@@ -271,7 +107,7 @@ impl Inspectable for FeedActor {
     }
 
     async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value> {
-        self.catch_up()?;
+        self.sockets.catch_up(self, Topic::Feed)?;
         self.inspect(Inspect { content_id: q.content_id }).await
     }
 }
@@ -288,7 +124,7 @@ impl DurableObject for FeedActor {
         if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new(r#"{"type":"ping"}"#, r#"{"type":"pong"}"#) {
             state.set_websocket_auto_response(&pair);
         }
-        FeedActor { state, env, armed: Cell::new(false), watchers: RefCell::new(None), head_seq: Cell::new(None), memory: Default::default() }
+        FeedActor { state, env, armed: Cell::new(false), sockets: TopicSockets::default(), memory: Default::default() }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
@@ -300,30 +136,24 @@ impl DurableObject for FeedActor {
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
-        self.forget_watchers();
-        match message {
-            WebSocketIncomingMessage::String(text) => self.on_frame(&ws, &text),
-            WebSocketIncomingMessage::Binary(_) => send(&ws, &ServerFrame::error("malformed_frame", "binary frames are not supported")),
-        }
+        self.sockets.on_message(self, Topic::Feed, &ws, message, || self.snapshot());
         Ok(())
     }
 
     async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
-        self.forget_watchers();
-        close_back(&ws, code);
+        self.sockets.on_close(&ws, code);
         Ok(())
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
-        self.forget_watchers();
-        let _ = ws.close(Some(1011), Some("socket error"));
+        self.sockets.on_error(&ws);
         Ok(())
     }
 
     /// The catch-up alarm: a broadcast lost since it was armed goes out now.
     async fn alarm(&self) -> worker::Result<Response> {
         self.armed.set(false);
-        match self.catch_up() {
+        match self.sockets.catch_up(self, Topic::Feed) {
             Ok(through) => Response::ok(format!("through {through}")),
             Err(e) => Response::error(e.to_string(), 500),
         }

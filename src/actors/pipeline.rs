@@ -8,12 +8,13 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use serde_json::json;
-use worker::{durable_object, DurableObject, Env, Response, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage};
 
 use super::outbox::Outbox;
 use super::ActorStorage;
 use super::ops::{AccessNeeded, Authorize, CancelRun, Done, FireAlarm, Inspect, Inspectable, PurgeRun, ReconcileRun, RetryRun, RunCall, RunEnded, RunOps, StartRun, ViewRun};
 use super::rpc;
+use super::topic_sockets::{TopicSockets, PRINCIPAL_HEADER};
 use super::TopicActor;
 use crate::catalog;
 use crate::domain::content::ContentDoc;
@@ -53,6 +54,9 @@ struct RunShell {
     /// subscribe, a view) then skips the check.
     memory: super::ActorMemory,
     artifact_memory: ArtifactMemory,
+    /// Sockets opened on this run's topic (`GET /api/topics/run:<id>/ws`):
+    /// each commit is sent to them in its own turn, with no session between.
+    sockets: TopicSockets,
 }
 
 /// Marks a run whose item was deleted before its start arrived.
@@ -95,12 +99,15 @@ impl RunShell {
         Topic::Run(run.id)
     }
 
-    /// Saves the run and appends its events in one synchronous step (one
-    /// storage commit). The caller pushes the records: see [`Self::push`].
+    /// Saves the run, appends its events and sends them to the sockets this
+    /// run holds, in one synchronous step (one storage commit). The caller
+    /// pushes the records to sessions: see [`Self::push`].
     fn commit(&self, run: &PipelineRun, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<Vec<EventRecord>> {
         self.cells().save("run", run)?;
         self.run.replace(Some(run.clone()));
-        self.log().append(drafts, now)
+        let records = self.log().append(drafts, now)?;
+        self.sockets.publish(self, Self::topic(run), &records)?;
+        Ok(records)
     }
 
     /// Sends committed events to subscribers without holding up the caller:
@@ -124,13 +131,32 @@ impl RunShell {
         Outbox::open(self.state.storage().sql(), &self.memory.outbox)
     }
 
-    /// The next wake: the run's next step or the earliest pending duty.
+    /// The next wake: the run's next step, the earliest pending duty, or a
+    /// dropped broadcast's catch-up.
     fn next_wake(&self, run: &PipelineRun, now: Millis) -> ApiResult<Option<Millis>> {
         let duty = self.outbox()?.next_due()?.map(|at| at.max(now));
-        Ok(match (run.next_alarm(now), duty) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        })
+        Ok([run.next_alarm(now), duty, self.sockets.catch_up_due(now)].into_iter().flatten().min())
+    }
+
+    /// Opens a socket on this run's topic for the principal the Worker names,
+    /// if it may follow the run (the same rule as a session's subscription).
+    async fn accept(&self, actor: &PipelineActor, req: &Request) -> ApiResult<Response> {
+        let principal = req
+            .headers()
+            .get(PRINCIPAL_HEADER)
+            .ok()
+            .flatten()
+            .and_then(|h| serde_json::from_str::<Principal>(&h).ok())
+            .ok_or_else(|| ApiError::BadRequest("a run socket is opened through /api/topics/run:<id>/ws".into()))?;
+        actor.admit(&principal).await?;
+        let run = self.require()?;
+        let snapshot = || serde_json::to_value(run.view(None)).unwrap_or_default();
+        self.sockets.accept(self, Self::topic(&run), req, &principal.read_scope(), snapshot)
+    }
+
+    /// The run, for its sockets' frames (none before the run exists).
+    fn loaded(&self) -> Option<PipelineRun> {
+        self.load().ok().flatten()
     }
 
     async fn arm(&self, run: &PipelineRun, now: Millis) -> ApiResult<()> {
@@ -418,6 +444,7 @@ impl RunShell {
         typed["activations"] = json!(run.activations);
         typed["has_document"] = json!(self.cells().load::<ContentDoc>("doc")?.is_some());
         typed["outbox"] = self.outbox()?.describe()?;
+        typed["broadcast_through"] = json!(TopicSockets::stored_head(self));
         super::inspection(&self.state, "run", &run.id.to_string(), typed, &self.log()).await
     }
 }
@@ -496,14 +523,39 @@ impl TopicActor for PipelineActor {
 
 impl DurableObject for PipelineActor {
     fn new(state: State, env: Env) -> Self {
-        let shell = RunShell { state, env, run: RefCell::new(None), doc: RefCell::new(None), active: Cell::new(false), memory: Default::default(), artifact_memory: Default::default() };
+        // Pings are answered by the runtime without waking a hibernated actor.
+        if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new(r#"{"type":"ping"}"#, r#"{"type":"pong"}"#) {
+            state.set_websocket_auto_response(&pair);
+        }
+        let shell = RunShell {
+            state,
+            env,
+            run: RefCell::new(None),
+            doc: RefCell::new(None),
+            active: Cell::new(false),
+            memory: Default::default(),
+            artifact_memory: Default::default(),
+            sockets: TopicSockets::default(),
+        };
         PipelineActor { shell: Rc::new(shell) }
     }
 
-    crate::unused_handlers!(fetch);
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        let upgrade = req.headers().get("upgrade").ok().flatten().unwrap_or_default();
+        if upgrade.eq_ignore_ascii_case("websocket") {
+            return Ok(self.shell.accept(self, &req).await.unwrap_or_else(|e| crate::http::error(&e)));
+        }
+        super::rpc::not_a_call()
+    }
 
     async fn alarm(&self) -> worker::Result<Response> {
         let shell = &self.shell;
+        // A broadcast dropped before this wake goes out first.
+        if let Some(run) = shell.loaded() {
+            if let Err(e) = shell.sockets.catch_up(&**shell, RunShell::topic(&run)) {
+                worker::console_error!("run socket catch-up failed: {e}");
+            }
+        }
         if let Err(e) = shell.drain().await {
             worker::console_error!("run duties failed: {e}");
         }
@@ -512,7 +564,27 @@ impl DurableObject for PipelineActor {
         Response::ok("ok")
     }
 
-    crate::unused_handlers!(sockets);
+    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
+        let shell = &self.shell;
+        match shell.loaded() {
+            Some(run) => {
+                let snapshot = || serde_json::to_value(run.view(None)).unwrap_or_default();
+                shell.sockets.on_message(&**shell, RunShell::topic(&run), &ws, message, snapshot)
+            }
+            None => shell.sockets.on_error(&ws),
+        }
+        Ok(())
+    }
+
+    async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
+        self.shell.sockets.on_close(&ws, code);
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
+        self.shell.sockets.on_error(&ws);
+        Ok(())
+    }
 }
 
 /// A transition the activation itself asked for was refused: a broken

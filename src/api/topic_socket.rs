@@ -1,11 +1,14 @@
-//! `GET /api/topics/{topic}/ws`: a WebSocket held by a broadcast topic's own
-//! actor. Only `feed` is one (run, content and answer topics are followed on
-//! the session socket). It carries the session socket's frames for that one
-//! topic: `?after=N` (or a `subscribe` frame) replays, then `ready`.
+//! `GET /api/topics/{topic}/ws`: a WebSocket held by the topic's own actor,
+//! for `feed` and for `run:<id>` (content, answer and batch topics are
+//! followed on the session socket). It carries the session socket's frames
+//! for that one topic: `?after=N` (or a `subscribe` frame) replays, then
+//! `ready`.
 //!
-//! Who opens it is checked here, as for a subscription: a session's token
-//! (`?session=<id>&token=<t>`, what a browser can send) reads as the session's
-//! principal, otherwise the request's own credential (or anonymous).
+//! Who opens it is worked out here: a session's token (`?session=<id>&token=<t>`,
+//! what a browser can send) reads as the session's principal, otherwise the
+//! request's own credential (or anonymous). The feed filters each event by
+//! that principal's read scope; a run admits the principal as it admits a
+//! session's subscription, and refuses with 404 before the upgrade.
 
 use worker::{Env, Headers, Method, Request, RequestInit, Response};
 
@@ -13,19 +16,22 @@ use super::input::{param, query};
 use super::sessions;
 use crate::actors::feed::{FEED_NAME, READER_HEADER};
 use crate::actors::rpc::{self, ActorKind};
+use crate::actors::topic_sockets::PRINCIPAL_HEADER;
 use crate::domain::broadcast::class_key;
 use crate::domain::principal::Principal;
 use crate::error::{ApiError, ApiResult};
+use crate::protocol::Topic;
 
 pub async fn socket(env: &Env, who: &Principal, req: Request, topic: &str) -> ApiResult<Response> {
-    let topic = super::sse::decode_segment(topic).unwrap_or_default();
-    if topic != "feed" {
-        return Err(ApiError::not_found(format!("broadcast topic {topic} (only feed has its own socket; use a session socket)")));
-    }
+    let name = super::sse::decode_segment(topic).unwrap_or_default();
+    let topic = match name.parse::<Topic>() {
+        Ok(t @ (Topic::Feed | Topic::Run(_))) => t,
+        _ => return Err(ApiError::not_found(format!("socket topic {name} (feed and run topics have their own socket; use a session socket)"))),
+    };
     let q = query(&req)?;
-    let scope = match param(&q, "session") {
-        Some(id) => sessions::principal(env, id, param(&q, "token")).await?.read_scope(),
-        None => who.read_scope(),
+    let principal = match param(&q, "session") {
+        Some(id) => sessions::principal(env, id, param(&q, "token")).await?,
+        None => who.clone(),
     };
     sessions::require_upgrade(&req)?;
     let after = match param(&q, "after") {
@@ -35,13 +41,21 @@ pub async fn socket(env: &Env, who: &Principal, req: Request, topic: &str) -> Ap
     // A fresh request: nothing the client sent reaches the actor but the upgrade.
     let headers = Headers::new();
     headers.set("upgrade", "websocket")?;
-    headers.set(READER_HEADER, &class_key(&scope))?;
+    let stub = match topic {
+        Topic::Run(id) => {
+            headers.set(PRINCIPAL_HEADER, &serde_json::to_string(&principal)?)?;
+            rpc::stub(env, ActorKind::Run, &id.to_string())?
+        }
+        _ => {
+            headers.set(READER_HEADER, &class_key(&principal.read_scope()))?;
+            rpc::stub(env, ActorKind::Feed, FEED_NAME)?
+        }
+    };
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
     let url = match after {
         Some(a) => format!("https://actor.internal/ws?after={a}"),
         None => "https://actor.internal/ws".to_string(),
     };
-    let stub = rpc::stub(env, ActorKind::Feed, FEED_NAME)?;
     Ok(stub.fetch_with_request(Request::new_with_init(&url, &init)?).await?)
 }

@@ -225,6 +225,17 @@ async fn feed_until_indexed(ws: &mut Ws, content: &str, quiet: Duration) -> (Vec
     (events, false)
 }
 
+/// A run's own socket (`/api/topics/run:<id>/ws`) with the session's token.
+async fn run_socket(s: &Server, session: &str, token: &str, run: &str, after: Option<u64>) -> Result<Ws, u16> {
+    let after = after.map(|a| format!("&after={a}")).unwrap_or_default();
+    let url = s.ws_url(&format!("/api/topics/run:{run}/ws?session={session}&token={token}{after}"));
+    match tokio_tungstenite::connect_async(url).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("run ws connect: {e}"),
+    }
+}
+
 fn strictly_increasing(events: &[Value]) -> bool {
     seqs(events).windows(2).all(|w| w[0] < w[1])
 }
@@ -300,6 +311,58 @@ async fn the_feed_socket_refuses_what_it_does_not_carry() {
     assert_eq!(ws_next(&mut ws, WAIT).await, Some(json!({"type": "pong"})));
 }
 
+/// A run's own socket: the same frames as a session's subscription, the whole
+/// log exactly once and in order, a resume that continues exactly, and the
+/// same admission (an outsider is refused before the upgrade).
+#[tokio::test]
+async fn a_run_socket_carries_the_run_and_resumes_exactly() {
+    let s = &shared().server;
+    let writer = mint_key(&s.base, &s.admin_token, &unique_tenant("rsa"), &["content:write"], Some(1_000_000));
+    let outsider = mint_key(&s.base, &s.admin_token, &unique_tenant("rsb"), &["content:manage"], Some(1_000_000));
+    let (wsid, wtok) = new_session_as(s, &writer).await;
+    let (osid, otok) = new_session_as(s, &outsider).await;
+    let body = json!({"title": "run socket", "body": document("runsocket", 71, 1500), "visibility": "private"});
+    let r = send(http().post(s.url("/api/content")).bearer_auth(&writer).json(&body)).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let run = r.body["run_id"].as_str().unwrap().to_string();
+    let topic = format!("run:{run}");
+
+    let mut ws = run_socket(s, &wsid, &wtok, &run, Some(0)).await.expect("the owner opens its run's socket");
+    let sub = ws_next(&mut ws, WAIT).await.unwrap();
+    assert_eq!((sub["type"].as_str(), sub["topic"].as_str()), (Some("subscribed"), Some(topic.as_str())), "{sub}");
+    let events = collect(&mut ws, &topic, "run.completed", None).await;
+    let frames: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(frames.first(), Some(&"run.queued"), "{frames:?}");
+    assert_eq!(frames.last(), Some(&"run.completed"), "{frames:?}");
+    assert_eq!(seqs(&events), run_log(s, &run).await, "the socket's stream equals the run's log");
+    ws_send(&mut ws, json!({"type": "ping"})).await;
+    // A run that ended before the socket opened came as a replay, then `ready`.
+    let mut next = ws_next(&mut ws, WAIT).await.unwrap();
+    if next["type"] == "ready" {
+        next = ws_next(&mut ws, WAIT).await.unwrap();
+    }
+    assert_eq!(next, json!({"type": "pong"}));
+    ws_send(&mut ws, json!({"type": "subscribe", "topic": "feed"})).await;
+    assert_eq!(ws_next(&mut ws, WAIT).await.unwrap()["code"], "unknown_topic");
+
+    // Resume after a cut: exactly the rest, then `ready`.
+    let log = run_log(s, &run).await;
+    let cut = log[2];
+    let mut again = run_socket(s, &wsid, &wtok, &run, Some(cut)).await.unwrap();
+    let replay = until_ready(&mut again).await;
+    assert_eq!(seqs(&replay), log[3..].to_vec(), "the replay after {cut}");
+    // Subscribing by frame on a socket opened without `after` replays too.
+    let mut late = run_socket(s, &wsid, &wtok, &run, None).await.unwrap();
+    ws_send(&mut late, json!({"type": "subscribe", "topic": topic, "after": 0})).await;
+    assert_eq!(seqs(&until_ready(&mut late).await), log);
+
+    // Another tenant may not follow a private run, and learns nothing.
+    assert_eq!(run_socket(s, &osid, &otok, &run, Some(0)).await.err(), Some(404));
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    assert_eq!(run_socket(s, &wsid, &wtok, unknown, Some(0)).await.err(), Some(404));
+    assert_eq!(run_socket(s, &wsid, "bad", &run, Some(0)).await.err(), Some(401));
+}
+
 /// With every live push dropped (`FAULTS=push=1.0`, as if each topic actor
 /// were evicted between commit and push), a run's last event still reaches a
 /// session socket following the run and a feed socket within seconds, exactly
@@ -316,17 +379,23 @@ async fn late_is_bounded_when_every_push_is_lost() {
     let (cid, run) = s.submit("Lost pushes", &document("lost", 61, 1200), None).await;
     let topic = format!("run:{run}");
     ws_send(&mut ws, json!({"type": "subscribe", "topic": topic, "after": 0})).await;
+    let mut own = run_socket(&s, &sid, &token, &run, Some(0)).await.expect("run socket");
     s.wait_run(&run, Duration::from_secs(60)).await;
     let ended = std::time::Instant::now();
     let events = collect(&mut ws, &topic, "run.completed", None).await;
     let run_late = ended.elapsed();
     assert_eq!(events.last().map(|e| e["event"].clone()), Some(json!("run.completed")), "{events:?}");
-    assert_eq!(seqs(&events), run_log(&s, &run).await, "exactly once, in order");
+    let log = run_log(&s, &run).await;
+    assert_eq!(seqs(&events), log, "exactly once, in order");
     assert!(run_late < Duration::from_secs(5), "the run's last event came {run_late:?} after the run ended");
+    let held = collect(&mut own, &topic, "run.completed", None).await;
+    let socket_late = ended.elapsed();
+    assert_eq!(seqs(&held), log, "the run's own socket: exactly once, in order");
+    assert!(socket_late < Duration::from_secs(5), "the run socket's last event came {socket_late:?} after the run ended");
     let (feed_events, seen) = feed_until_indexed(&mut feed, &cid, Duration::from_secs(10)).await;
     let feed_late = ended.elapsed();
     assert!(seen, "content.indexed reached the feed socket");
     assert!(strictly_increasing(&feed_events));
     assert!(feed_late < Duration::from_secs(5), "the feed's content.indexed came {feed_late:?} after the run ended");
-    eprintln!("push=1.0: run's last event {run_late:?}, feed's content.indexed {feed_late:?} after the run ended");
+    eprintln!("push=1.0: run's last event {run_late:?} (its own socket {socket_late:?}), feed's content.indexed {feed_late:?} after the run ended");
 }
