@@ -263,6 +263,8 @@ impl ContentOps for ContentActor {
             return Err(ApiError::AlreadyExists("content".into()));
         }
         crate::store::init_state_once(&self.state.storage().sql(), &self.created)?;
+        // A subscription needs the item to exist: its first pushes read no list.
+        self.memory.subscribers.none_yet();
         if let Some(item) = &s.batch {
             self.cells().save(BATCH_ITEM, item)?;
         }

@@ -53,8 +53,7 @@ impl FeedActor {
         json!({ "topic": "feed", "last_seq": self.log().last_seq().unwrap_or(0), "recent": self.log().tail(20).unwrap_or_default() })
     }
 
-    /// Arms the catch-up alarm once per window, not per append: under load it
-    /// costs one `setAlarm` a second.
+    /// Arms the catch-up alarm after a dropped broadcast, once per window.
     async fn arm(&self) {
         if self.armed.replace(true) {
             return;
@@ -78,7 +77,7 @@ impl FeedActor {
 
     fn view(&self) -> Value {
         let mut v = self.snapshot();
-        v["broadcast_through"] = json!(TopicSockets::stored_head(self));
+        v["broadcast_lag"] = json!(TopicSockets::stored_lag(self));
         v["sockets"] = json!(self.state.get_websockets().len());
         v
     }
@@ -95,7 +94,9 @@ impl FeedOps for FeedActor {
         }
         let Some(last) = records.last().map(|r| r.seq) else { return Ok(Appended { last_seq: self.log().last_seq()? }) };
         self.sockets.publish(self, Topic::Feed, &records)?;
-        self.arm().await;
+        if self.sockets.catch_up_due(now_ms()).is_some() {
+            self.arm().await;
+        }
         self.push_later(Topic::Feed, records);
         Ok(Appended { last_seq: last })
     }
@@ -154,7 +155,7 @@ impl DurableObject for FeedActor {
     async fn alarm(&self) -> worker::Result<Response> {
         self.armed.set(false);
         match self.sockets.catch_up(self, Topic::Feed) {
-            Ok(through) => Response::ok(format!("through {through}")),
+            Ok(()) => Response::ok("caught up"),
             Err(e) => Response::error(e.to_string(), 500),
         }
     }

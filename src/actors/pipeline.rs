@@ -259,6 +259,7 @@ impl RunShell {
         let (run, events) = PipelineRun::new(req.run_id, req.content_id, req.version, cfg.retry, now);
         let run = run.owned_by(&req.ownership);
         self.memory.subscribers.none_yet();
+        self.sockets.none_yet();
         self.cells().save("doc", &req.doc)?;
         self.doc.replace(Some(Rc::new(req.doc)));
         self.commit_and_push(&run, events, now)?;
@@ -444,7 +445,7 @@ impl RunShell {
         typed["activations"] = json!(run.activations);
         typed["has_document"] = json!(self.cells().load::<ContentDoc>("doc")?.is_some());
         typed["outbox"] = self.outbox()?.describe()?;
-        typed["broadcast_through"] = json!(TopicSockets::stored_head(self));
+        typed["broadcast_lag"] = json!(TopicSockets::stored_lag(self));
         super::inspection(&self.state, "run", &run.id.to_string(), typed, &self.log()).await
     }
 }

@@ -3,12 +3,14 @@
 //! actor that commits it, in the same turn, instead of a call per session.
 //!
 //! The frames are the session socket's for that one topic: `subscribed`, the
-//! replay after `after` (or `resync_required`), `ready`, then events. What
-//! each socket is owed is in [`crate::domain::broadcast`]: everything after
-//! `max(joined, head)`, where the head is the last seq sent to every live
-//! socket. A broadcast that is lost (the push fault, an instance dying between
-//! commit and send) leaves the head behind the log's end, and the owner's
-//! catch-up alarm sends the rest within [`CATCH_UP_MS`].
+//! replay after `after` (or `resync_required`), `ready`, then events. A
+//! commit and its broadcast happen in one synchronous turn, so normally every
+//! live socket has the log's end and nothing is stored about it. Only a
+//! broadcast that is dropped (the push fault: as if the instance died between
+//! commit and send) stores the lag, the seq the sockets had; the owner's
+//! catch-up alarm then sends the rest within [`CATCH_UP_MS`] (a new instance
+//! finds the lag in storage). What each socket is owed is in
+//! [`crate::domain::broadcast`]: everything after `max(joined, lag)`.
 
 use std::cell::{Cell, RefCell};
 
@@ -17,7 +19,7 @@ use worker::{Request, Response, WebSocket, WebSocketIncomingMessage, WebSocketPa
 
 use super::session::{close_back, load_attachment, read_frame, save_attachment, send};
 use super::{ActorStorage, REPLAY_PAGE};
-use crate::domain::broadcast::{behind, Batch, Watcher, CATCH_UP_MS, MAX_SOCKETS};
+use crate::domain::broadcast::{Batch, Watcher, CATCH_UP_MS, MAX_SOCKETS};
 use crate::domain::event_log::{plan_replay, ReplayPlan};
 use crate::domain::faults::PUSH;
 use crate::domain::principal::ReadScope;
@@ -27,16 +29,17 @@ use crate::error::{ApiError, ApiResult};
 use crate::protocol::{ClientFrame, EventRecord, ServerFrame, Topic};
 use crate::runtime::{config, now_ms};
 
-/// The state cell holding the broadcast head.
-const HEAD: &str = "broadcast_through";
+/// The state cell holding the lag: present only while a dropped broadcast
+/// is owed to the live sockets.
+const LAG: &str = "broadcast_lag";
 
 /// The header by which the Worker tells a run actor who opens a socket on its
 /// topic (a [`crate::domain::principal::Principal`] as JSON). Only the Worker
 /// reaches an actor.
 pub const PRINCIPAL_HEADER: &str = "x-actorline-principal";
 
-/// The sockets an actor holds for its topic, and its broadcast head, as this
-/// instance knows them.
+/// The sockets an actor holds for its topic, and its lag, as this instance
+/// knows them.
 #[derive(Default)]
 pub struct TopicSockets {
     /// The sockets with their attachments, read once and kept while the
@@ -44,17 +47,20 @@ pub struct TopicSockets {
     /// `getWebSockets` and an attachment read. Dropped whenever a socket
     /// opens, closes or sends a frame (the only moments an attachment changes).
     watchers: RefCell<Option<Vec<(WebSocket, Watcher)>>>,
-    /// The broadcast head: the stored one once read, or the log's end while
-    /// no socket is held (nobody is owed anything then, so it is not stored).
-    head_seq: Cell<Option<u64>>,
-    /// A broadcast of this instance was dropped: the catch-up alarm is due.
-    lagging: Cell<bool>,
+    /// The stored lag once read (`Some(None)`: nothing owed).
+    lag: Cell<Option<Option<u64>>>,
 }
 
 impl TopicSockets {
     /// A socket opened, closed or changed its attachment.
     pub fn forget(&self) {
         self.watchers.borrow_mut().take();
+    }
+
+    /// Remembers that a topic being created has no lag (no socket can have
+    /// opened on it yet), so its commits read nothing.
+    pub fn none_yet(&self) {
+        self.lag.set(Some(None));
     }
 
     fn held(&self, host: &impl ActorStorage) -> usize {
@@ -64,100 +70,91 @@ impl TopicSockets {
             .len()
     }
 
-    /// The broadcast head; one never stored starts at the log's end (no
-    /// socket of an earlier instance can be owed anything).
-    pub fn head(&self, host: &impl ActorStorage) -> ApiResult<u64> {
-        if let Some(h) = self.head_seq.get() {
-            return Ok(h);
+    /// The seq the live sockets had when a broadcast was dropped, if one is owed.
+    fn lag(&self, host: &impl ActorStorage) -> ApiResult<Option<u64>> {
+        if let Some(lag) = self.lag.get() {
+            return Ok(lag);
         }
-        crate::store::init_state(&host.state().storage().sql())?;
-        let head = match host.cells().load::<u64>(HEAD)? {
-            Some(h) => h,
-            None => {
-                let last = host.log().last_seq()?;
-                host.cells().save(HEAD, &last)?;
-                last
-            }
-        };
-        self.head_seq.set(Some(head));
-        Ok(head)
+        let lag = if crate::store::has_state(&host.state().storage().sql()) { host.cells().load::<u64>(LAG)? } else { None };
+        self.lag.set(Some(lag));
+        Ok(lag)
     }
 
-    fn save_head(&self, host: &impl ActorStorage, head: u64) -> ApiResult<()> {
-        self.head_seq.set(None);
-        host.cells().save(HEAD, &head)?;
-        self.head_seq.set(Some(head));
+    fn set_lag(&self, host: &impl ActorStorage, lag: Option<u64>) -> ApiResult<()> {
+        self.lag.set(None);
+        match lag {
+            Some(through) => {
+                crate::store::init_state(&host.state().storage().sql())?;
+                host.cells().save(LAG, &through)?
+            }
+            None => host.cells().delete(LAG)?,
+        }
+        self.lag.set(Some(lag));
         Ok(())
     }
 
-    /// Sends `events` (in seq order, all after `through`) to every socket
-    /// owed them, then moves the head. Synchronous: one turn, one commit.
-    fn broadcast(&self, host: &impl ActorStorage, topic: Topic, events: &[EventRecord], through: u64) -> ApiResult<u64> {
+    /// Sends `events` (in seq order) to every socket owed them, given that
+    /// the sockets had everything through `through`.
+    fn broadcast(&self, topic: Topic, events: &[EventRecord], through: u64) {
         let mut batch = Batch::new(topic, events);
-        let Some(last) = batch.last_seq() else { return Ok(through) };
-        if self.held(host) == 0 {
-            self.head_seq.set(Some(last));
-            return Ok(last);
-        }
         for (ws, w) in self.watchers.borrow().iter().flatten() {
             for frame in batch.frames_for(w, through) {
                 let _ = ws.send_with_str(frame);
             }
         }
-        self.save_head(host, last)?;
-        Ok(last)
     }
 
-    /// After a commit of `records`: sends them to the held sockets (what an
-    /// earlier lost broadcast left behind goes first). Returns the log's end
-    /// the sockets have, which is behind it when the push fault dropped this
-    /// broadcast (the caller's alarm then catches up).
-    pub fn publish(&self, host: &impl ActorStorage, topic: Topic, records: &[EventRecord]) -> ApiResult<u64> {
-        let Some(last) = records.last().map(|r| r.seq) else { return self.head(host) };
-        if self.held(host) == 0 {
-            self.head_seq.set(Some(last));
-            return Ok(last);
-        }
-        let through = self.head(host)?;
-        // A push the fault drops is as if the actor were evicted right here.
-        if config(host.env()).faults.site_strikes(PUSH, &format!("{topic}:{last}"), 1) {
-            self.lagging.set(true);
-            return Ok(through);
-        }
-        if records[0].seq == through + 1 {
-            self.broadcast(host, topic, records, through)
-        } else {
-            self.catch_up(host, topic)
-        }
-    }
-
-    /// Sends whatever a lost broadcast left behind the log's end; returns
-    /// the head.
-    pub fn catch_up(&self, host: &impl ActorStorage, topic: Topic) -> ApiResult<u64> {
-        self.lagging.set(false);
+    /// After a commit of `records`, in its turn: sends them to the held
+    /// sockets (what a dropped broadcast left behind goes first). When the
+    /// push fault drops this broadcast, the lag is stored with the commit and
+    /// the caller's alarm catches up ([`Self::catch_up_due`]).
+    pub fn publish(&self, host: &impl ActorStorage, topic: Topic, records: &[EventRecord]) -> ApiResult<()> {
+        let Some(first) = records.first().map(|r| r.seq) else { return Ok(()) };
         if self.held(host) == 0 {
             // Nobody is owed anything; a socket that opens starts at the log's end.
-            return Ok(self.head_seq.get().unwrap_or_default());
+            return Ok(());
         }
-        let last = host.log().last_seq()?;
-        let mut through = self.head(host)?;
-        while let Some(after) = behind(through, last) {
-            let page = host.log().after(after, REPLAY_PAGE)?;
-            if page.is_empty() {
-                // Retention dropped them: sockets that were owed them resume by `after`.
-                self.save_head(host, last)?;
-                return Ok(last);
+        let lag = self.lag(host)?;
+        let last = records[records.len() - 1].seq;
+        // A push the fault drops is as if the actor were evicted right here.
+        if config(host.env()).faults.site_strikes(PUSH, &format!("{topic}:{last}"), 1) {
+            if lag.is_none() {
+                self.set_lag(host, Some(first - 1))?;
             }
-            through = self.broadcast(host, topic, &page, through)?;
+            return Ok(());
         }
-        Ok(through)
+        match lag {
+            None => {
+                self.broadcast(topic, records, first - 1);
+                Ok(())
+            }
+            Some(_) => self.catch_up(host, topic),
+        }
     }
 
-    /// When the owner's catch-up alarm is due: a broadcast of this instance
-    /// was dropped. (A broadcast is sent in its commit's turn, so only the
-    /// push fault drops one here; an alarm armed for it survives eviction.)
+    /// Sends whatever a dropped broadcast left behind the log's end.
+    /// With no socket held nobody is owed anything, and a stored lag is
+    /// left for the next socket's first broadcast to clear.
+    pub fn catch_up(&self, host: &impl ActorStorage, topic: Topic) -> ApiResult<()> {
+        if self.held(host) == 0 {
+            return Ok(());
+        }
+        let Some(mut through) = self.lag(host)? else { return Ok(()) };
+        let log = host.log();
+        let last = log.last_seq()?;
+        while through < last {
+            let page = log.after(through, REPLAY_PAGE)?;
+            // Retention dropped them: sockets that were owed them resume by `after`.
+            let Some(end) = page.last().map(|e| e.seq) else { break };
+            self.broadcast(topic, &page, through);
+            through = end;
+        }
+        self.set_lag(host, None)
+    }
+
+    /// When the owner's catch-up alarm is due: a dropped broadcast is owed.
     pub fn catch_up_due(&self, now: Millis) -> Option<Millis> {
-        self.lagging.get().then_some(now + CATCH_UP_MS)
+        matches!(self.lag.get(), Some(Some(_))).then_some(now + CATCH_UP_MS)
     }
 
     /// Accepts a socket opened by `scope`, and joins it to the topic at once
@@ -165,15 +162,8 @@ impl TopicSockets {
     pub fn accept(&self, host: &impl ActorStorage, topic: Topic, req: &Request, scope: &ReadScope, snapshot: impl Fn() -> Value) -> ApiResult<Response> {
         let url = req.url()?;
         let after = url.query_pairs().find(|(k, _)| k == "after").and_then(|(_, v)| v.parse::<u64>().ok());
-        let held = host.state().get_websockets().len();
-        if held >= MAX_SOCKETS {
+        if host.state().get_websockets().len() >= MAX_SOCKETS {
             return Err(ApiError::Unavailable(format!("{topic} holds at most {MAX_SOCKETS} sockets; retry later")));
-        }
-        if held == 0 {
-            // Nobody was owed anything: the head starts at the log's end.
-            let last = host.log().last_seq()?;
-            crate::store::init_state(&host.state().storage().sql())?;
-            self.save_head(host, last)?;
         }
         let pair = WebSocketPair::new()?;
         self.forget();
@@ -258,8 +248,8 @@ impl TopicSockets {
         let _ = ws.close(Some(1011), Some("socket error"));
     }
 
-    /// The stored head, for the admin inspection.
-    pub fn stored_head(host: &impl ActorStorage) -> Option<u64> {
-        host.cells().load::<u64>(HEAD).ok().flatten()
+    /// The stored lag, for the admin inspection.
+    pub fn stored_lag(host: &impl ActorStorage) -> Option<u64> {
+        host.cells().load::<u64>(LAG).ok().flatten()
     }
 }
