@@ -143,6 +143,10 @@ pub struct AnalyzerContainer {
     env: Env,
     /// The state table exists (created once in this instance).
     state_ready: std::cell::Cell<bool>,
+    /// The breaker as stored (or its default before the first change). This
+    /// actor is its only writer, so the copy stays true while the instance
+    /// lives, and a call that changes nothing (the healthy path) writes nothing.
+    breaker_memory: std::cell::Cell<Option<Breaker>>,
 }
 
 impl AnalyzerContainer {
@@ -151,14 +155,33 @@ impl AnalyzerContainer {
     }
 
     fn breaker(&self) -> Breaker {
+        if let Some(b) = self.breaker_memory.get() {
+            return b;
+        }
         let threshold = var(&self.env, "ANALYZER_BREAKER_THRESHOLD").and_then(|v| v.parse().ok()).unwrap_or(5);
         let cooldown = var(&self.env, "ANALYZER_BREAKER_COOLDOWN_MS").and_then(|v| v.parse().ok()).unwrap_or(10_000);
-        self.cells().load("breaker").ok().flatten().unwrap_or_else(|| Breaker::new(threshold, cooldown))
+        let stored = if crate::store::has_state(&self.state.storage().sql()) { self.cells().load("breaker") } else { Ok(None) };
+        match stored {
+            Ok(b) => {
+                let b = b.unwrap_or_else(|| Breaker::new(threshold, cooldown));
+                self.breaker_memory.set(Some(b));
+                b
+            }
+            // Not remembered: the next call reads again.
+            Err(_) => Breaker::new(threshold, cooldown),
+        }
     }
 
+    /// Stores `b` when it differs from what is stored.
     fn save(&self, b: &Breaker) -> ApiResult<()> {
+        if self.breaker_memory.get() == Some(*b) {
+            return Ok(());
+        }
+        self.breaker_memory.set(None);
         crate::store::init_state_once(&self.state.storage().sql(), &self.state_ready)?;
-        self.cells().save("breaker", b)
+        self.cells().save("breaker", b)?;
+        self.breaker_memory.set(Some(*b));
+        Ok(())
     }
 
     fn backend(&self) -> &'static str {
@@ -336,7 +359,7 @@ fn circuit_refusal(breaker: &mut Breaker, now: i64) -> Option<ApiError> {
 
 impl DurableObject for AnalyzerContainer {
     fn new(state: State, env: Env) -> Self {
-        AnalyzerContainer { state, env, state_ready: std::cell::Cell::new(false) }
+        AnalyzerContainer { state, env, state_ready: std::cell::Cell::new(false), breaker_memory: std::cell::Cell::new(None) }
     }
 
     crate::unused_handlers!(fetch);
