@@ -15,11 +15,11 @@ use worker::{durable_object, DurableObject, Env, Request, Response, State, WebSo
 
 use super::ops::{Append, Appended, FeedCall, FeedOps, FireAlarm, Inspect, Inspectable};
 use super::rpc;
-use super::topic_sockets::TopicSockets;
+use super::topic_sockets::{opener, TopicSockets};
 use super::{ActorStorage, TopicActor};
 use crate::domain::broadcast::CATCH_UP_MS;
 use crate::domain::principal::ReadScope;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::protocol::{EventDraft, EventName, Topic};
 use crate::runtime::now_ms;
 
@@ -65,13 +65,7 @@ impl FeedActor {
     }
 
     fn accept(&self, req: &Request) -> ApiResult<Response> {
-        let scope = req
-            .headers()
-            .get(READER_HEADER)
-            .ok()
-            .flatten()
-            .and_then(|h| serde_json::from_str::<ReadScope>(&h).ok())
-            .ok_or_else(|| ApiError::BadRequest("a feed socket is opened through /api/topics/feed/ws".into()))?;
+        let scope: ReadScope = opener(req, READER_HEADER, "/api/topics/feed/ws")?;
         self.sockets.accept(self, Topic::Feed, req, &scope, || self.snapshot())
     }
 

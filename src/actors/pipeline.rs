@@ -14,7 +14,7 @@ use super::outbox::Outbox;
 use super::ActorStorage;
 use super::ops::{AccessNeeded, Authorize, CancelRun, Done, FireAlarm, Inspect, Inspectable, PurgeRun, ReconcileRun, RetryRun, RunCall, RunEnded, RunOps, StartRun, ViewRun};
 use super::rpc;
-use super::topic_sockets::{TopicSockets, PRINCIPAL_HEADER};
+use super::topic_sockets::{opener, TopicSockets, PRINCIPAL_HEADER};
 use super::TopicActor;
 use crate::catalog;
 use crate::domain::content::ContentDoc;
@@ -141,13 +141,7 @@ impl RunShell {
     /// Opens a socket on this run's topic for the principal the Worker names,
     /// if it may follow the run (the same rule as a session's subscription).
     async fn accept(&self, actor: &PipelineActor, req: &Request) -> ApiResult<Response> {
-        let principal = req
-            .headers()
-            .get(PRINCIPAL_HEADER)
-            .ok()
-            .flatten()
-            .and_then(|h| serde_json::from_str::<Principal>(&h).ok())
-            .ok_or_else(|| ApiError::BadRequest("a run socket is opened through /api/topics/run:<id>/ws".into()))?;
+        let principal: Principal = opener(req, PRINCIPAL_HEADER, "/api/topics/run:<id>/ws")?;
         actor.admit(&principal).await?;
         let run = self.require()?;
         let snapshot = || serde_json::to_value(run.view(None)).unwrap_or_default();

@@ -38,6 +38,17 @@ const LAG: &str = "broadcast_lag";
 /// reaches an actor.
 pub const PRINCIPAL_HEADER: &str = "x-actorline-principal";
 
+/// Who opens a socket, as the Worker wrote it in `header` (JSON); only the
+/// Worker reaches an actor, so a missing one means the route was bypassed.
+pub fn opener<T: serde::de::DeserializeOwned>(req: &Request, header: &str, route: &str) -> ApiResult<T> {
+    req.headers()
+        .get(header)
+        .ok()
+        .flatten()
+        .and_then(|h| serde_json::from_str::<T>(&h).ok())
+        .ok_or_else(|| ApiError::BadRequest(format!("this socket is opened through {route}")))
+}
+
 /// The sockets an actor holds for its topic, and its lag, as this instance
 /// knows them.
 #[derive(Default)]

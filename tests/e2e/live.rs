@@ -236,6 +236,16 @@ async fn run_socket(s: &Server, session: &str, token: &str, run: &str, after: Op
     }
 }
 
+/// A writer's key and session, and the session of a manager of another
+/// tenant: `(writer key, writer session, outsider session)`.
+async fn writer_and_outsider(s: &Server, tag: &str) -> (String, (String, String), (String, String)) {
+    let writer = mint_key(&s.base, &s.admin_token, &unique_tenant(&format!("{tag}a")), &["content:write"], Some(1_000_000));
+    let outsider = mint_key(&s.base, &s.admin_token, &unique_tenant(&format!("{tag}b")), &["content:manage"], Some(1_000_000));
+    let mine = new_session_as(s, &writer).await;
+    let theirs = new_session_as(s, &outsider).await;
+    (writer, mine, theirs)
+}
+
 fn strictly_increasing(events: &[Value]) -> bool {
     seqs(events).windows(2).all(|w| w[0] < w[1])
 }
@@ -243,10 +253,7 @@ fn strictly_increasing(events: &[Value]) -> bool {
 #[tokio::test]
 async fn the_feed_socket_filters_by_principal_and_resumes_exactly() {
     let s = &shared().server;
-    let writer = mint_key(&s.base, &s.admin_token, &unique_tenant("fsa"), &["content:write"], Some(1_000_000));
-    let outsider = mint_key(&s.base, &s.admin_token, &unique_tenant("fsb"), &["content:manage"], Some(1_000_000));
-    let (wsid, wtok) = new_session_as(s, &writer).await;
-    let (osid, otok) = new_session_as(s, &outsider).await;
+    let (writer, (wsid, wtok), (osid, otok)) = writer_and_outsider(s, "fs").await;
     let mut writer_ws = feed_socket(s, &wsid, &wtok, None).await;
     ws_send(&mut writer_ws, json!({"type": "subscribe", "topic": "feed"})).await;
     let sub = ws_next(&mut writer_ws, WAIT).await.unwrap();
@@ -317,10 +324,7 @@ async fn the_feed_socket_refuses_what_it_does_not_carry() {
 #[tokio::test]
 async fn a_run_socket_carries_the_run_and_resumes_exactly() {
     let s = &shared().server;
-    let writer = mint_key(&s.base, &s.admin_token, &unique_tenant("rsa"), &["content:write"], Some(1_000_000));
-    let outsider = mint_key(&s.base, &s.admin_token, &unique_tenant("rsb"), &["content:manage"], Some(1_000_000));
-    let (wsid, wtok) = new_session_as(s, &writer).await;
-    let (osid, otok) = new_session_as(s, &outsider).await;
+    let (writer, (wsid, wtok), (osid, otok)) = writer_and_outsider(s, "rs").await;
     let body = json!({"title": "run socket", "body": document("runsocket", 71, 1500), "visibility": "private"});
     let r = send(http().post(s.url("/api/content")).bearer_auth(&writer).json(&body)).await;
     assert_eq!(r.status, 202, "{}", r.body);
