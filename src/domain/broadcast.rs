@@ -1,12 +1,13 @@
-//! A broadcast topic whose actor holds the watching sockets itself (the feed).
+//! A topic whose actor holds the watching sockets itself (the feed, a run).
 //!
 //! The actor owns the log and the sockets, so a join replays from its own
 //! SQLite without an await, and a commit is sent to every socket in the same
 //! turn: no per-socket cursor has to move on a broadcast. What a socket has is
-//! `max(joined, head.through)`: `joined` is the log's end when its replay
-//! finished, `through` the last seq the actor broadcast to every live socket.
-//! A broadcast that is lost (fault, eviction between commit and send) leaves
-//! `through` behind the log's end, and the actor's alarm sends the rest.
+//! `max(joined, through)`: `joined` is the log's end when its replay
+//! finished, `through` the last seq the actor sent to every live socket. A
+//! commit and its broadcast share one turn, so `through` is the log's end
+//! unless a broadcast was dropped (the push fault); then the actor stores it
+//! as the lag, and its alarm sends the rest (`actors::topic_sockets`).
 //!
 //! Each event is encoded once, whatever the number of sockets; whether a
 //! socket gets it is decided once per reader class (sockets whose principals
@@ -116,17 +117,17 @@ impl<'a> Batch<'a> {
     }
 }
 
-/// Whether the actor must send events after `through` (a lost broadcast).
-pub fn behind(through: u64, last: u64) -> Option<u64> {
-    (through < last).then_some(through)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::principal::{Principal, Scope};
     use crate::protocol::EventName;
     use serde_json::json;
+
+    /// Whether the actor must send events after `through` (a dropped broadcast).
+    fn behind(through: u64, last: u64) -> Option<u64> {
+        (through < last).then_some(through)
+    }
 
     fn ev(seq: u64, tenant: &str, owner: &str, vis: &str) -> EventRecord {
         EventRecord {
