@@ -6,6 +6,11 @@ use worker::{Headers, Response};
 
 use crate::error::ApiError;
 
+/// Whether `req` asks for a WebSocket upgrade (`Upgrade: websocket`).
+pub fn is_websocket_upgrade(req: &worker::Request) -> bool {
+    req.headers().get("upgrade").ok().flatten().is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+}
+
 pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
     json_bytes(status, to_json(value))
 }

@@ -17,7 +17,6 @@ use super::ops::{Append, Appended, FeedCall, FeedOps, FireAlarm, Inspect, Inspec
 use super::rpc;
 use super::topic_sockets::{opener, TopicSockets};
 use super::{ActorStorage, TopicActor};
-use crate::domain::broadcast::CATCH_UP_MS;
 use crate::domain::principal::ReadScope;
 use crate::error::ApiResult;
 use crate::protocol::{EventDraft, EventName, Topic};
@@ -53,13 +52,12 @@ impl FeedActor {
         json!({ "topic": "feed", "last_seq": self.log().last_seq().unwrap_or(0), "recent": self.log().tail(20).unwrap_or_default() })
     }
 
-    /// Arms the catch-up alarm after a dropped broadcast, once per window.
-    async fn arm(&self) {
+    /// Arms the catch-up alarm for `at` after a dropped broadcast, once per window.
+    async fn arm(&self, at: crate::domain::time::Millis) {
         if self.armed.replace(true) {
             return;
         }
-        let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(now_ms() + CATCH_UP_MS).unwrap_or_default();
-        if self.state.storage().set_alarm(at).await.is_err() {
+        if self.state.storage().set_alarm(super::pipeline::to_datetime(at)).await.is_err() {
             self.armed.set(false);
         }
     }
@@ -88,8 +86,8 @@ impl FeedOps for FeedActor {
         }
         let Some(last) = records.last().map(|r| r.seq) else { return Ok(Appended { last_seq: self.log().last_seq()? }) };
         self.sockets.publish(self, Topic::Feed, &records)?;
-        if self.sockets.catch_up_due(now_ms()).is_some() {
-            self.arm().await;
+        if let Some(at) = self.sockets.catch_up_due(now_ms()) {
+            self.arm(at).await;
         }
         self.push_later(Topic::Feed, records);
         Ok(Appended { last_seq: last })
@@ -115,16 +113,12 @@ impl TopicActor for FeedActor {
 
 impl DurableObject for FeedActor {
     fn new(state: State, env: Env) -> Self {
-        // Pings are answered by the runtime without waking a hibernated actor.
-        if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new(r#"{"type":"ping"}"#, r#"{"type":"pong"}"#) {
-            state.set_websocket_auto_response(&pair);
-        }
+        super::session::answer_pings(&state);
         FeedActor { state, env, armed: Cell::new(false), sockets: TopicSockets::default(), memory: Default::default() }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        let upgrade = req.headers().get("upgrade").ok().flatten().unwrap_or_default();
-        if upgrade.eq_ignore_ascii_case("websocket") {
+        if crate::http::is_websocket_upgrade(&req) {
             return Ok(self.accept(&req).unwrap_or_else(|e| crate::http::error(&e)));
         }
         super::rpc::not_a_call()

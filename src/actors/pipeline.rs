@@ -144,8 +144,12 @@ impl RunShell {
         let principal: Principal = opener(req, PRINCIPAL_HEADER, "/api/topics/run:<id>/ws")?;
         actor.admit(&principal).await?;
         let run = self.require()?;
-        let snapshot = || serde_json::to_value(run.view(None)).unwrap_or_default();
-        self.sockets.accept(self, Self::topic(&run), req, &principal.read_scope(), snapshot)
+        self.sockets.accept(self, Self::topic(&run), req, &principal.read_scope(), || Self::snapshot(&run))
+    }
+
+    /// The run's view, which a `resync_required` frame carries.
+    fn snapshot(run: &PipelineRun) -> serde_json::Value {
+        serde_json::to_value(run.view(None)).unwrap_or_default()
     }
 
     /// The run, for its sockets' frames (none before the run exists).
@@ -499,7 +503,7 @@ impl Inspectable for PipelineActor {
 
 impl TopicActor for PipelineActor {
     fn topic(&self) -> ApiResult<Option<(Topic, serde_json::Value)>> {
-        Ok(self.shell.load()?.map(|r| (RunShell::topic(&r), serde_json::to_value(r.view(None)).unwrap_or_default())))
+        Ok(self.shell.load()?.map(|r| (RunShell::topic(&r), RunShell::snapshot(&r))))
     }
 
     /// A run's topic is readable by whoever may read its content. Its owner,
@@ -518,10 +522,7 @@ impl TopicActor for PipelineActor {
 
 impl DurableObject for PipelineActor {
     fn new(state: State, env: Env) -> Self {
-        // Pings are answered by the runtime without waking a hibernated actor.
-        if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new(r#"{"type":"ping"}"#, r#"{"type":"pong"}"#) {
-            state.set_websocket_auto_response(&pair);
-        }
+        super::session::answer_pings(&state);
         let shell = RunShell {
             state,
             env,
@@ -536,8 +537,7 @@ impl DurableObject for PipelineActor {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        let upgrade = req.headers().get("upgrade").ok().flatten().unwrap_or_default();
-        if upgrade.eq_ignore_ascii_case("websocket") {
+        if crate::http::is_websocket_upgrade(&req) {
             return Ok(self.shell.accept(self, &req).await.unwrap_or_else(|e| crate::http::error(&e)));
         }
         super::rpc::not_a_call()
@@ -562,10 +562,7 @@ impl DurableObject for PipelineActor {
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
         let shell = &self.shell;
         match shell.loaded() {
-            Some(run) => {
-                let snapshot = || serde_json::to_value(run.view(None)).unwrap_or_default();
-                shell.sockets.on_message(&**shell, RunShell::topic(&run), &ws, message, snapshot)
-            }
+            Some(run) => shell.sockets.on_message(&**shell, RunShell::topic(&run), &ws, message, || RunShell::snapshot(&run)),
             None => shell.sockets.on_error(&ws),
         }
         Ok(())

@@ -136,6 +136,14 @@ fn save(ws: &WebSocket, st: &SocketState) {
 }
 
 /// Reciprocates a client's close with its code when that code may be sent.
+/// Lets the runtime answer a `ping` frame with `pong` itself, without waking
+/// a hibernated actor.
+pub(crate) fn answer_pings(state: &State) {
+    if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new(r#"{"type":"ping"}"#, r#"{"type":"pong"}"#) {
+        state.set_websocket_auto_response(&pair);
+    }
+}
+
 pub(crate) fn close_back(ws: &WebSocket, code: usize) {
     let code = if (1000..=4999).contains(&code) && code != 1005 && code != 1006 { code as u16 } else { 1000 };
     let _ = ws.close(Some(code), Some("closed"));
@@ -450,16 +458,12 @@ impl Inspectable for SessionActor {
 
 impl DurableObject for SessionActor {
     fn new(state: State, env: Env) -> Self {
-        // Pings are answered by the runtime without waking a hibernated actor.
-        if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new(r#"{"type":"ping"}"#, r#"{"type":"pong"}"#) {
-            state.set_websocket_auto_response(&pair);
-        }
+        super::session::answer_pings(&state);
         SessionActor { state, env, replays: RefCell::new(HashMap::new()), subscribes: Cell::new(0), active_at: Cell::new(0), armed_at: Cell::new(None), info: RefCell::new(None) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        let upgrade = req.headers().get("upgrade").ok().flatten().unwrap_or_default();
-        if upgrade.eq_ignore_ascii_case("websocket") {
+        if crate::http::is_websocket_upgrade(&req) {
             return Ok(self.accept().unwrap_or_else(|e| crate::http::error(&e)));
         }
         super::rpc::not_a_call()

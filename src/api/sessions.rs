@@ -46,8 +46,7 @@ pub async fn socket(env: &Env, req: Request, id: &str) -> ApiResult<Response> {
 }
 
 pub fn require_upgrade(req: &Request) -> ApiResult<()> {
-    let upgrade = req.headers().get("upgrade").ok().flatten().unwrap_or_default();
-    if !upgrade.eq_ignore_ascii_case("websocket") {
+    if !crate::http::is_websocket_upgrade(req) {
         return Err(ApiError::BadRequest("expected a WebSocket upgrade (Upgrade: websocket)".into()));
     }
     Ok(())
