@@ -60,11 +60,20 @@ pub struct Trust {
     pub rate_read_per_min: u32,
     pub rate_sessions_per_min: u32,
     pub max_sockets_per_session: u32,
+    /// Sockets one principal (one client IP, when anonymous) may hold on
+    /// each topic actor (`/api/topics/{topic}/ws`).
+    pub max_topic_sockets_per_principal: u32,
     /// The tenant that content created by the operator joins.
     pub operator_tenant: String,
     /// SHA-256 of `ADMIN_TOKEN` (a secret of at least 32 characters), hashed
     /// once per isolate: every request's bearer is compared with it.
     pub admin_token_sha256: Option<Vec<u8>>,
+}
+
+impl Trust {
+    pub fn socket_caps(&self) -> crate::domain::broadcast::SocketCaps {
+        crate::domain::broadcast::SocketCaps { per_session: self.max_sockets_per_session, per_principal: self.max_topic_sockets_per_principal }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -164,6 +173,8 @@ impl Config {
                 rate_read_per_min: num("RATE_READ_PER_MIN", 600).min(1_000_000) as u32,
                 rate_sessions_per_min: num("RATE_SESSIONS_PER_MIN", 30).min(1_000_000) as u32,
                 max_sockets_per_session: num("MAX_SOCKETS_PER_SESSION", 8).clamp(1, 1000) as u32,
+                max_topic_sockets_per_principal: num("MAX_TOPIC_SOCKETS_PER_PRINCIPAL", 64)
+                    .clamp(1, crate::domain::broadcast::MAX_SOCKETS as u64) as u32,
                 operator_tenant: get("OPERATOR_TENANT")
                     .filter(|t| crate::domain::principal::valid_tenant(t))
                     .unwrap_or_else(|| "operator".into()),
@@ -200,6 +211,7 @@ mod tests {
         assert_eq!(c.ai_backend, "local");
         assert_eq!((c.trust.rate_write_per_min, c.trust.rate_read_per_min, c.trust.rate_sessions_per_min), (60, 600, 30));
         assert_eq!(c.trust.max_sockets_per_session, 8);
+        assert_eq!(c.trust.max_topic_sockets_per_principal, 64);
         assert!(c.trust.jwt.is_none());
         assert_eq!(c.trust.operator_tenant, "operator");
         assert!(c.trust.admin_token_sha256.is_none());

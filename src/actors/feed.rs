@@ -8,8 +8,6 @@
 //! The rules (who sees what, what each socket is owed) are in
 //! `domain::broadcast`.
 
-use std::cell::Cell;
-
 use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage};
 
@@ -17,7 +15,6 @@ use super::ops::{Append, Appended, FeedCall, FeedOps, FireAlarm, Inspect, Inspec
 use super::rpc;
 use super::topic_sockets::{opener, TopicSockets};
 use super::{ActorStorage, TopicActor};
-use crate::domain::principal::ReadScope;
 use crate::error::ApiResult;
 use crate::protocol::{EventDraft, EventName, Topic};
 use crate::runtime::now_ms;
@@ -25,17 +22,10 @@ use crate::runtime::now_ms;
 /// There is one feed; sharding it by category would be the next step.
 pub const FEED_NAME: &str = "feed";
 
-/// The header by which the Worker tells the actor who opens a feed socket
-/// (a [`ReadScope`] as JSON). Only the Worker reaches the actor.
-pub const READER_HEADER: &str = "x-actorline-reader";
-
 #[durable_object]
 pub struct FeedActor {
     state: State,
     env: Env,
-    /// Whether the catch-up alarm is set (in memory: a fresh instance sets it
-    /// again on its first append, which is harmless).
-    armed: Cell<bool>,
     sockets: TopicSockets,
     memory: super::ActorMemory,
 }
@@ -52,19 +42,21 @@ impl FeedActor {
         json!({ "topic": "feed", "last_seq": self.log().last_seq().unwrap_or(0), "recent": self.log().tail(20).unwrap_or_default() })
     }
 
-    /// Arms the catch-up alarm for `at` after a dropped broadcast, once per window.
+    /// Arms the alarm for `at` (a dropped broadcast's catch-up, a socket's
+    /// expiry) unless an earlier one is armed.
     async fn arm(&self, at: crate::domain::time::Millis) {
-        if self.armed.replace(true) {
-            return;
-        }
-        if self.state.storage().set_alarm(super::pipeline::to_datetime(at)).await.is_err() {
-            self.armed.set(false);
+        if let Err(e) = TopicSockets::arm_by(self, at).await {
+            worker::console_error!("feed alarm: {e}");
         }
     }
 
-    fn accept(&self, req: &Request) -> ApiResult<Response> {
-        let scope: ReadScope = opener(req, READER_HEADER, "/api/topics/feed/ws")?;
-        self.sockets.accept(self, Topic::Feed, req, &scope, || self.snapshot())
+    async fn accept(&self, req: &Request) -> ApiResult<Response> {
+        let opener = opener(req)?;
+        let resp = self.sockets.accept(self, Topic::Feed, req, &opener, || self.snapshot())?;
+        if let Some(at) = opener.expires_at {
+            self.arm(at).await;
+        }
+        Ok(resp)
     }
 
     fn view(&self) -> Value {
@@ -114,12 +106,12 @@ impl TopicActor for FeedActor {
 impl DurableObject for FeedActor {
     fn new(state: State, env: Env) -> Self {
         super::session::answer_pings(&state);
-        FeedActor { state, env, armed: Cell::new(false), sockets: TopicSockets::default(), memory: Default::default() }
+        FeedActor { state, env, sockets: TopicSockets::default(), memory: Default::default() }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         if crate::http::is_websocket_upgrade(&req) {
-            return Ok(self.accept(&req).unwrap_or_else(|e| crate::http::error(&e)));
+            return Ok(self.accept(&req).await.unwrap_or_else(|e| crate::http::error(&e)));
         }
         super::rpc::not_a_call()
     }
@@ -139,13 +131,18 @@ impl DurableObject for FeedActor {
         Ok(())
     }
 
-    /// The catch-up alarm: a broadcast lost since it was armed goes out now.
+    /// A broadcast lost since it was armed goes out now, and sockets whose
+    /// tokens expired are closed; then the next of either is armed.
     async fn alarm(&self) -> worker::Result<Response> {
-        self.armed.set(false);
-        match self.sockets.catch_up(self, Topic::Feed) {
-            Ok(()) => Response::ok("caught up"),
-            Err(e) => Response::error(e.to_string(), 500),
+        let now = now_ms();
+        self.sockets.sweep(self, now);
+        if let Err(e) = self.sockets.catch_up(self, Topic::Feed) {
+            return Response::error(e.to_string(), 500);
         }
+        if let Some(at) = self.sockets.due(self, now) {
+            self.arm(at).await;
+        }
+        Response::ok("caught up")
     }
 }
 

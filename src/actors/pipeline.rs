@@ -14,7 +14,7 @@ use super::outbox::Outbox;
 use super::ActorStorage;
 use super::ops::{AccessNeeded, Authorize, CancelRun, Done, FireAlarm, Inspect, Inspectable, PurgeRun, ReconcileRun, RetryRun, RunCall, RunEnded, RunOps, StartRun, ViewRun};
 use super::rpc;
-use super::topic_sockets::{opener, TopicSockets, PRINCIPAL_HEADER};
+use super::topic_sockets::{opener, TopicSockets};
 use super::TopicActor;
 use crate::catalog;
 use crate::domain::content::ContentDoc;
@@ -131,20 +131,24 @@ impl RunShell {
         Outbox::open(self.state.storage().sql(), &self.memory.outbox)
     }
 
-    /// The next wake: the run's next step, the earliest pending duty, or a
-    /// dropped broadcast's catch-up.
+    /// The next wake: the run's next step, the earliest pending duty, a
+    /// dropped broadcast's catch-up or a socket's expiry.
     fn next_wake(&self, run: &PipelineRun, now: Millis) -> ApiResult<Option<Millis>> {
         let duty = self.outbox()?.next_due()?.map(|at| at.max(now));
-        Ok([run.next_alarm(now), duty, self.sockets.catch_up_due(now)].into_iter().flatten().min())
+        Ok([run.next_alarm(now), duty, self.sockets.due(self, now)].into_iter().flatten().min())
     }
 
     /// Opens a socket on this run's topic for the principal the Worker names,
     /// if it may follow the run (the same rule as a session's subscription).
     async fn accept(&self, actor: &PipelineActor, req: &Request) -> ApiResult<Response> {
-        let principal: Principal = opener(req, PRINCIPAL_HEADER, "/api/topics/run:<id>/ws")?;
-        actor.admit(&principal).await?;
+        let opener = opener(req)?;
+        actor.admit(&opener.principal).await?;
         let run = self.require()?;
-        self.sockets.accept(self, Self::topic(&run), req, &principal.read_scope(), || Self::snapshot(&run))
+        let resp = self.sockets.accept(self, Self::topic(&run), req, &opener, || Self::snapshot(&run))?;
+        if let Some(at) = opener.expires_at {
+            TopicSockets::arm_by(self, at).await?;
+        }
+        Ok(resp)
     }
 
     /// The run's view, which a `resync_required` frame carries.
@@ -545,7 +549,9 @@ impl DurableObject for PipelineActor {
 
     async fn alarm(&self) -> worker::Result<Response> {
         let shell = &self.shell;
-        // A broadcast dropped before this wake goes out first.
+        // Expired sockets close, and a broadcast dropped before this wake
+        // goes out first.
+        shell.sockets.sweep(&**shell, now_ms());
         if let Some(run) = shell.loaded() {
             if let Err(e) = shell.sockets.catch_up(&**shell, RunShell::topic(&run)) {
                 worker::console_error!("run socket catch-up failed: {e}");

@@ -116,6 +116,12 @@ impl Encoded {
 /// The attachment travels as one JSON string: a JS string crosses the wasm
 /// boundary in one copy, where a structured object costs a call per field, and
 /// this runs for every socket on every delivered event.
+/// Closes a socket whose session token has expired (code 4001), the same
+/// way on a session's sockets and on topic sockets the token opened.
+pub(crate) fn close_expired(ws: &WebSocket) {
+    let _ = ws.close(Some(4001), Some("session expired"));
+}
+
 pub(crate) fn load_attachment<T: serde::de::DeserializeOwned>(ws: &WebSocket) -> Option<T> {
     let text = ws.deserialize_attachment::<String>().ok().flatten()?;
     serde_json::from_str(&text).ok()
@@ -508,7 +514,7 @@ impl DurableObject for SessionActor {
             return Response::ok("polled");
         }
         for ws in self.state.get_websockets() {
-            let _ = ws.close(Some(4001), Some("session expired"));
+            close_expired(&ws);
         }
         let _ = catalog::register_actor(&self.env, "session", &info.id.to_string(), "expired", now_ms()).await;
         self.info.replace(None);

@@ -11,18 +11,22 @@
 //! catch-up alarm then sends the rest within [`CATCH_UP_MS`] (a new instance
 //! finds the lag in storage). What each socket is owed is in
 //! [`crate::domain::broadcast`]: everything after `max(joined, lag)`.
+//!
+//! Each socket counts against its opener's caps (hibernation tags) and a
+//! socket a session's token opened is closed when that token expires: at
+//! the owner's alarm ([`TopicSockets::due`]), or earlier at a broadcast or a
+//! frame that finds it expired.
 
 use std::cell::{Cell, RefCell};
 
 use serde_json::Value;
 use worker::{Request, Response, WebSocket, WebSocketIncomingMessage, WebSocketPair};
 
-use super::session::{close_back, load_attachment, read_frame, save_attachment, send};
+use super::session::{close_back, close_expired, load_attachment, read_frame, save_attachment, send};
 use super::{ActorStorage, REPLAY_PAGE};
-use crate::domain::broadcast::{Batch, Watcher, CATCH_UP_MS, MAX_SOCKETS};
+use crate::domain::broadcast::{next_expiry, Batch, SocketOpener, Watcher, CATCH_UP_MS, MAX_SOCKETS};
 use crate::domain::event_log::{plan_replay, ReplayPlan};
 use crate::domain::faults::PUSH;
-use crate::domain::principal::ReadScope;
 use crate::domain::session::admit;
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
@@ -33,20 +37,19 @@ use crate::runtime::{config, now_ms};
 /// is owed to the live sockets.
 const LAG: &str = "broadcast_lag";
 
-/// The header by which the Worker tells a run actor who opens a socket on its
-/// topic (a [`crate::domain::principal::Principal`] as JSON). Only the Worker
-/// reaches an actor.
-pub const PRINCIPAL_HEADER: &str = "x-actorline-principal";
+/// The header by which the Worker tells a topic's actor who opens a socket
+/// on it (a [`SocketOpener`] as JSON). Only the Worker reaches an actor.
+pub const OPENER_HEADER: &str = "x-actorline-opener";
 
-/// Who opens a socket, as the Worker wrote it in `header` (JSON); only the
-/// Worker reaches an actor, so a missing one means the route was bypassed.
-pub fn opener<T: serde::de::DeserializeOwned>(req: &Request, header: &str, route: &str) -> ApiResult<T> {
+/// Who opens a socket, as the Worker wrote it; only the Worker reaches an
+/// actor, so a missing one means the route was bypassed.
+pub fn opener(req: &Request) -> ApiResult<SocketOpener> {
     req.headers()
-        .get(header)
+        .get(OPENER_HEADER)
         .ok()
         .flatten()
-        .and_then(|h| serde_json::from_str::<T>(&h).ok())
-        .ok_or_else(|| ApiError::BadRequest(format!("this socket is opened through {route}")))
+        .and_then(|h| serde_json::from_str::<SocketOpener>(&h).ok())
+        .ok_or_else(|| ApiError::BadRequest("this socket is opened through /api/topics/{topic}/ws".into()))
 }
 
 /// The sockets an actor holds for its topic, and its lag, as this instance
@@ -105,13 +108,39 @@ impl TopicSockets {
     }
 
     /// Sends `events` (in seq order) to every socket owed them, given that
-    /// the sockets had everything through `through`.
+    /// the sockets had everything through `through`. A socket whose token
+    /// has expired gets nothing and is closed.
     fn broadcast(&self, topic: Topic, events: &[EventRecord], through: u64) {
+        let now = now_ms();
         let mut batch = Batch::new(topic, events);
+        let mut closed = false;
         for (ws, w) in self.watchers.borrow().iter().flatten() {
+            if w.expired(now) {
+                close_expired(ws);
+                closed = true;
+                continue;
+            }
             for frame in batch.frames_for(w, through) {
                 let _ = ws.send_with_str(frame);
             }
+        }
+        if closed {
+            self.forget();
+        }
+    }
+
+    /// Closes the sockets whose tokens have expired by `now`.
+    pub fn sweep(&self, host: &impl ActorStorage, now: Millis) {
+        if self.held(host) == 0 {
+            return;
+        }
+        let mut closed = false;
+        for (ws, _) in self.watchers.borrow().iter().flatten().filter(|(_, w)| w.expired(now)) {
+            close_expired(ws);
+            closed = true;
+        }
+        if closed {
+            self.forget();
         }
     }
 
@@ -168,18 +197,42 @@ impl TopicSockets {
         matches!(self.lag.get(), Some(Some(_))).then_some(now + CATCH_UP_MS)
     }
 
-    /// Accepts a socket opened by `scope`, and joins it to the topic at once
-    /// when the URL has `after`. 503 past [`MAX_SOCKETS`].
-    pub fn accept(&self, host: &impl ActorStorage, topic: Topic, req: &Request, scope: &ReadScope, snapshot: impl Fn() -> Value) -> ApiResult<Response> {
+    /// When the owner's alarm is due for its sockets: a dropped broadcast's
+    /// catch-up, or the next socket whose token expires.
+    pub fn due(&self, host: &impl ActorStorage, now: Millis) -> Option<Millis> {
+        let expiry = if self.held(host) == 0 { None } else { next_expiry(self.watchers.borrow().iter().flatten().map(|(_, w)| w), now) };
+        [self.catch_up_due(now), expiry].into_iter().flatten().min()
+    }
+
+    /// Arms the owner's alarm for `at` unless an earlier one is armed.
+    pub async fn arm_by(host: &impl ActorStorage, at: Millis) -> ApiResult<()> {
+        let storage = host.state().storage();
+        if storage.get_alarm().await?.is_none_or(|armed| armed > at) {
+            storage.set_alarm(super::pipeline::to_datetime(at)).await?;
+        }
+        Ok(())
+    }
+
+    /// Accepts a socket for `opener`, and joins it to the topic at once when
+    /// the URL has `after`. 503 past [`MAX_SOCKETS`]; 409 `too_many_sockets`
+    /// past the opener's session or principal cap. The caller arms its alarm
+    /// for the socket's expiry ([`Self::arm_by`]).
+    pub fn accept(&self, host: &impl ActorStorage, topic: Topic, req: &Request, opener: &SocketOpener, snapshot: impl Fn() -> Value) -> ApiResult<Response> {
         let url = req.url()?;
         let after = url.query_pairs().find(|(k, _)| k == "after").and_then(|(_, v)| v.parse::<u64>().ok());
-        if host.state().get_websockets().len() >= MAX_SOCKETS {
+        let state = host.state();
+        if state.get_websockets().len() >= MAX_SOCKETS {
             return Err(ApiError::Unavailable(format!("{topic} holds at most {MAX_SOCKETS} sockets; retry later")));
+        }
+        let caps = config(host.env()).trust.socket_caps();
+        if let Some(max) = opener.over_cap(caps, |tag| state.get_websockets_with_tag(tag).len()) {
+            return Err(ApiError::TooManySockets { max });
         }
         let pair = WebSocketPair::new()?;
         self.forget();
-        host.state().accept_web_socket(&pair.server);
-        let w = Watcher::new(scope, now_ms());
+        let tags = opener.tags();
+        state.accept_websocket_with_tags(&pair.server, &tags.iter().map(String::as_str).collect::<Vec<_>>());
+        let w = Watcher { x: opener.expires_at, ..Watcher::new(&opener.principal.read_scope(), now_ms()) };
         save_attachment(&pair.server, &w);
         if url.query_pairs().any(|(k, _)| k == "after") {
             self.join(host, topic, &pair.server, w, after, &snapshot)?;
@@ -224,6 +277,9 @@ impl TopicSockets {
             WebSocketIncomingMessage::Binary(_) => return send(ws, &ServerFrame::error("malformed_frame", "binary frames are not supported")),
         };
         let Some(mut w) = load_attachment::<Watcher>(ws) else { return };
+        if w.expired(now_ms()) {
+            return close_expired(ws);
+        }
         let admission = admit(&mut w.b, &mut w.strikes, now_ms());
         save_attachment(ws, &w);
         let Some(frame) = read_frame(ws, admission, &text) else { return };

@@ -27,8 +27,9 @@ impl LimitClass {
     }
 }
 
-/// Whose bucket a request spends from.
-fn bucket_key(p: &Principal, req: &Request) -> String {
+/// Whose bucket a request spends from; also whose socket caps a topic
+/// socket counts against.
+pub fn bucket_key(p: &Principal, req: &Request) -> String {
     match p.kind {
         PrincipalKind::Anonymous => {
             let ip = req.headers().get("cf-connecting-ip").ok().flatten().unwrap_or_else(|| "unknown".into());

@@ -8,7 +8,7 @@ use super::input::{param, query, uuid_param};
 use crate::actors::ops::{SessionInfo, SessionPrincipal};
 use crate::actors::rpc::{self, ActorKind};
 use crate::domain::principal::Principal;
-use crate::domain::time::rfc3339;
+use crate::domain::time::{rfc3339, Millis};
 use crate::domain::token;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
@@ -52,17 +52,19 @@ pub fn require_upgrade(req: &Request) -> ApiResult<()> {
     Ok(())
 }
 
-/// The principal of a session, after checking the token it was given.
-pub async fn principal(env: &Env, id: &str, tok: Option<&str>) -> ApiResult<Principal> {
+/// A session's principal, after checking the token it was given: the
+/// session's id, its principal and when that token expires.
+pub async fn principal(env: &Env, id: &str, tok: Option<&str>) -> ApiResult<(Uuid, Principal, Millis)> {
     let id = uuid_param(id, "session")?;
-    check_token(env, id, tok)?;
-    rpc::send(env, &id.to_string(), &SessionPrincipal {}).await
+    let expires_unix = check_token(env, id, tok)?;
+    let principal = rpc::send(env, &id.to_string(), &SessionPrincipal {}).await?;
+    Ok((id, principal, expires_unix * 1000))
 }
 
-/// Checks a session token statelessly: a bad one never wakes an actor.
-fn check_token(env: &Env, id: Uuid, tok: Option<&str>) -> ApiResult<()> {
+/// Checks a session token statelessly (a bad one never wakes an actor);
+/// answers when it expires, in Unix seconds.
+fn check_token(env: &Env, id: Uuid, tok: Option<&str>) -> ApiResult<i64> {
     let tok = tok.filter(|t| !t.is_empty()).ok_or_else(|| ApiError::Unauthorized("token is required".into()))?;
     // A present but bad token is 401 (DESIGN.md, "Principals and access").
-    token::verify(&secret(env)?, id, tok, now_ms() / 1000)?;
-    Ok(())
+    Ok(token::verify(&secret(env)?, id, tok, now_ms() / 1000)?)
 }

@@ -9,15 +9,21 @@
 //! request's own credential (or anonymous). The feed filters each event by
 //! that principal's read scope; a run admits the principal as it admits a
 //! session's subscription, and refuses with 404 before the upgrade.
+//!
+//! Opening one spends a read from the principal's rate limit. The topic's
+//! actor caps the sockets each session and each principal holds on it, and
+//! closes a session's sockets when its token expires
+//! ([`crate::domain::broadcast::SocketOpener`]).
 
 use worker::{Env, Headers, Method, Request, RequestInit, Response};
 
 use super::input::{param, query};
+use super::limits::{self, LimitClass};
 use super::sessions;
-use crate::actors::feed::{FEED_NAME, READER_HEADER};
+use crate::actors::feed::FEED_NAME;
 use crate::actors::rpc::{self, ActorKind};
-use crate::actors::topic_sockets::PRINCIPAL_HEADER;
-use crate::domain::broadcast::class_key;
+use crate::actors::topic_sockets::OPENER_HEADER;
+use crate::domain::broadcast::SocketOpener;
 use crate::domain::principal::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::Topic;
@@ -29,27 +35,29 @@ pub async fn socket(env: &Env, who: &Principal, req: Request, topic: &str) -> Ap
         _ => return Err(ApiError::not_found(format!("socket topic {name} (feed and run topics have their own socket; use a session socket)"))),
     };
     let q = query(&req)?;
-    let principal = match param(&q, "session") {
-        Some(id) => sessions::principal(env, id, param(&q, "token")).await?,
-        None => who.clone(),
+    let (principal, session, expires_at) = match param(&q, "session") {
+        Some(id) => {
+            let (id, principal, expires_at) = sessions::principal(env, id, param(&q, "token")).await?;
+            (principal, Some(id), Some(expires_at))
+        }
+        None => (who.clone(), None, None),
     };
     sessions::require_upgrade(&req)?;
     let after = match param(&q, "after") {
         Some(a) => Some(super::sse::seq(a).ok_or_else(|| ApiError::invalid("after", "must be a sequence number"))?),
         None => None,
     };
+    // A socket held open is a read, as an SSE connection is.
+    limits::spend(env, &principal, &req, LimitClass::Read, 1).await?;
+    let holder = (!principal.is_operator()).then(|| limits::bucket_key(&principal, &req));
+    let opener = SocketOpener { principal, holder, session, expires_at };
     // A fresh request: nothing the client sent reaches the actor but the upgrade.
     let headers = Headers::new();
     headers.set("upgrade", "websocket")?;
+    headers.set(OPENER_HEADER, &serde_json::to_string(&opener)?)?;
     let stub = match topic {
-        Topic::Run(id) => {
-            headers.set(PRINCIPAL_HEADER, &serde_json::to_string(&principal)?)?;
-            rpc::stub(env, ActorKind::Run, &id.to_string())?
-        }
-        _ => {
-            headers.set(READER_HEADER, &class_key(&principal.read_scope()))?;
-            rpc::stub(env, ActorKind::Feed, FEED_NAME)?
-        }
+        Topic::Run(id) => rpc::stub(env, ActorKind::Run, &id.to_string())?,
+        _ => rpc::stub(env, ActorKind::Feed, FEED_NAME)?,
     };
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);

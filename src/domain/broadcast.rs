@@ -17,10 +17,12 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use uuid::Uuid;
+
 use super::content::event_ownership;
-use super::principal::ReadScope;
+use super::principal::{Principal, ReadScope};
 use super::session::TokenBucket;
-use super::time::Millis;
+use super::time::{fnv1a, Millis};
 use crate::protocol::{EventRecord, ServerFrame, Topic};
 
 /// Most sockets one broadcast actor holds. A broadcast costs one send per
@@ -43,6 +45,58 @@ fn sees(scope: &ReadScope, e: &EventRecord) -> bool {
     event_ownership(&e.data).is_none_or(|o| scope.admits(&o))
 }
 
+/// Who opens a topic socket, as the Worker works it out for the topic's
+/// actor: whom the socket reads as, whose caps it counts against and when it
+/// ends. Topic sockets follow the session socket's rules: at most
+/// `MAX_SOCKETS_PER_SESSION` per session, closed when the session's token
+/// expires; and, since a principal needs no session to open one, at most
+/// `MAX_TOPIC_SOCKETS_PER_PRINCIPAL` per principal (per client IP for
+/// anonymous callers) on each topic, so one caller cannot take a topic's
+/// [`MAX_SOCKETS`] from everyone else.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SocketOpener {
+    pub principal: Principal,
+    /// The principal's rate-limit bucket key; none for the operator, whom no
+    /// cap limits.
+    pub holder: Option<String>,
+    /// The session whose token opened the socket.
+    pub session: Option<Uuid>,
+    /// When that token expires: the socket is closed then (code 4001).
+    pub expires_at: Option<Millis>,
+}
+
+/// The caps of [`SocketOpener`], from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketCaps {
+    pub per_session: u32,
+    pub per_principal: u32,
+}
+
+impl SocketOpener {
+    /// The socket's hibernation tags, by which the actor counts what each
+    /// session and principal holds (`getWebSockets(tag)`). Hashed: a tag has
+    /// at most 256 characters and a principal's key has no such bound.
+    pub fn tags(&self) -> Vec<String> {
+        let mut tags = Vec::with_capacity(2);
+        if let Some(h) = &self.holder {
+            tags.push(format!("p:{:016x}", fnv1a(h.as_bytes())));
+        }
+        if let Some(s) = self.session {
+            tags.push(format!("s:{s}"));
+        }
+        tags
+    }
+
+    /// The cap one more socket would exceed, given how many sockets each of
+    /// this opener's [`Self::tags`] holds already; `None` when it fits.
+    pub fn over_cap(&self, caps: SocketCaps, held: impl Fn(&str) -> usize) -> Option<u32> {
+        self.tags().iter().find_map(|tag| {
+            let max = if tag.starts_with("s:") { caps.per_session } else { caps.per_principal };
+            (held(tag) >= max as usize).then_some(max)
+        })
+    }
+}
+
 /// A broadcast socket's hibernation attachment (one short JSON string).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Watcher {
@@ -55,6 +109,9 @@ pub struct Watcher {
     /// Consecutive frames refused by the rate limit.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub strikes: u32,
+    /// When the token that opened it expires ([`SocketOpener::expires_at`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<Millis>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -63,7 +120,13 @@ fn is_zero(n: &u32) -> bool {
 
 impl Watcher {
     pub fn new(scope: &ReadScope, now: Millis) -> Self {
-        Watcher { v: class_key(scope), c: None, b: TokenBucket::full(now), strikes: 0 }
+        Watcher { v: class_key(scope), c: None, b: TokenBucket::full(now), strikes: 0, x: None }
+    }
+
+    /// Whether the token that opened it has expired at `now`: the socket gets
+    /// nothing more and is closed.
+    pub fn expired(&self, now: Millis) -> bool {
+        self.x.is_some_and(|x| x <= now)
     }
 
     /// Whether `seq` is owed to this socket, given the actor's broadcast head
@@ -71,6 +134,13 @@ impl Watcher {
     pub fn owes(&self, seq: u64, through: u64) -> bool {
         self.c.is_some_and(|c| seq > c.max(through))
     }
+}
+
+/// The earliest expiry among `watchers` still open at `now`: when the
+/// actor's alarm must close sockets. Expired ones are left out, since they
+/// are being closed and one in the past would re-arm the alarm at once.
+pub fn next_expiry<'w>(watchers: impl IntoIterator<Item = &'w Watcher>, now: Millis) -> Option<Millis> {
+    watchers.into_iter().filter_map(|w| w.x).filter(|x| *x > now).min()
 }
 
 /// One batch of events, encoded once, with the per-class visibility worked
@@ -191,6 +261,52 @@ mod tests {
         let same: Vec<*const u8> = batch.frames_for(&anon, 0).iter().map(|f| f.as_ptr()).collect();
         let again: Vec<*const u8> = batch.frames_for(&anon, 0).iter().map(|f| f.as_ptr()).collect();
         assert_eq!(same, again, "frames are shared, not re-encoded");
+    }
+
+    fn opener(holder: Option<&str>, session: Option<Uuid>) -> SocketOpener {
+        SocketOpener { principal: Principal::anonymous(), holder: holder.map(str::to_string), session, expires_at: None }
+    }
+
+    #[test]
+    fn an_opener_counts_against_its_session_and_its_principal() {
+        let caps = SocketCaps { per_session: 2, per_principal: 3 };
+        let s = Uuid::new_v4();
+        let both = opener(Some("ip:10.0.0.1"), Some(s));
+        let tags = both.tags();
+        assert_eq!(tags.len(), 2);
+        assert_eq!(tags[1], format!("s:{s}"));
+        assert!(tags.iter().all(|t| t.len() <= 256));
+        let held = |counts: [usize; 2]| {
+            let tags = tags.clone();
+            move |t: &str| if t == tags[0] { counts[0] } else { counts[1] }
+        };
+        assert_eq!(both.over_cap(caps, held([0, 0])), None);
+        assert_eq!(both.over_cap(caps, held([2, 1])), None);
+        assert_eq!(both.over_cap(caps, held([2, 2])), Some(2), "the session's cap");
+        assert_eq!(both.over_cap(caps, held([3, 0])), Some(3), "the principal's cap, whatever its sessions");
+        // Another principal's sockets are not counted against this one.
+        assert_ne!(opener(Some("ip:10.0.0.2"), None).tags()[0], tags[0]);
+        // A long key still makes a short tag.
+        assert!(opener(Some(&"x".repeat(5000)), None).tags()[0].len() <= 256);
+        // The operator (no holder) without a session has no cap at all.
+        assert_eq!(opener(None, None).over_cap(caps, |_| usize::MAX), None);
+        assert_eq!(opener(None, Some(s)).over_cap(caps, |_| 2), Some(2));
+    }
+
+    #[test]
+    fn expired_sockets_are_due_no_more() {
+        let w = |x: Option<Millis>| Watcher { x, ..Watcher::new(&ReadScope::PublicOnly, 0) };
+        let ws = [w(None), w(Some(500)), w(Some(900)), w(Some(300))];
+        assert!(!ws[0].expired(i64::MAX));
+        assert!(ws[1].expired(500) && !ws[1].expired(499));
+        assert_eq!(next_expiry(&ws, 0), Some(300));
+        assert_eq!(next_expiry(&ws, 300), Some(500), "one expired at now is being closed");
+        assert_eq!(next_expiry(&ws, 900), None);
+        // An attachment written before expiry existed reads as never expiring.
+        let mut old = serde_json::to_value(w(Some(1))).unwrap();
+        old.as_object_mut().unwrap().remove("x");
+        assert_eq!(serde_json::from_value::<Watcher>(old).unwrap().x, None);
+        assert!(!serde_json::to_string(&w(None)).unwrap().contains("\"x\""), "no expiry, no field");
     }
 
     #[test]

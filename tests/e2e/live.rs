@@ -228,12 +228,44 @@ async fn feed_until_indexed(ws: &mut Ws, content: &str, quiet: Duration) -> (Vec
 /// A run's own socket (`/api/topics/run:<id>/ws`) with the session's token.
 async fn run_socket(s: &Server, session: &str, token: &str, run: &str, after: Option<u64>) -> Result<Ws, u16> {
     let after = after.map(|a| format!("&after={a}")).unwrap_or_default();
-    let url = s.ws_url(&format!("/api/topics/run:{run}/ws?session={session}&token={token}{after}"));
-    match tokio_tungstenite::connect_async(url).await {
+    topic_socket(s, &format!("run:{run}"), &format!("?session={session}&token={token}{after}"), None).await
+}
+
+/// `GET /api/topics/{topic}/ws{query}`, with `key` as its bearer when given:
+/// the socket, or the status that refused the upgrade.
+async fn topic_socket(s: &Server, topic: &str, query: &str, key: Option<&str>) -> Result<Ws, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = s.ws_url(&format!("/api/topics/{topic}/ws{query}")).into_client_request().expect("ws request");
+    if let Some(k) = key {
+        req.headers_mut().insert("authorization", format!("Bearer {k}").parse().expect("header"));
+    }
+    match tokio_tungstenite::connect_async(req).await {
         Ok((ws, _)) => Ok(ws),
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
-        Err(e) => panic!("run ws connect: {e}"),
+        Err(e) => panic!("{topic} ws connect: {e}"),
     }
+}
+
+/// The code the server closes `ws` with, within `timeout`; the event frames
+/// that came before it.
+async fn close_code(ws: &mut Ws, timeout: Duration) -> (Option<u16>, Vec<Value>) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut events = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                // Polling on sends the client's half of the closing handshake.
+                let _ = tokio::time::timeout(Duration::from_secs(2), async { while ws.next().await.is_some() {} }).await;
+                return (frame.map(|f| u16::from(f.code)), events);
+            }
+            Ok(Some(Ok(Message::Text(t)))) => events.extend(serde_json::from_str::<Value>(t.as_str()).ok().filter(|f| f["type"] == "event")),
+            Ok(Some(Ok(_))) => {}
+            Ok(None) | Ok(Some(Err(_))) | Err(_) => break,
+        }
+    }
+    (None, events)
 }
 
 /// A writer's key and session, and the session of a manager of another
@@ -402,4 +434,76 @@ async fn late_is_bounded_when_every_push_is_lost() {
     assert!(strictly_increasing(&feed_events));
     assert!(feed_late < Duration::from_secs(5), "the feed's content.indexed came {feed_late:?} after the run ended");
     eprintln!("push=1.0: run's last event {run_late:?} (its own socket {socket_late:?}), feed's content.indexed {feed_late:?} after the run ended");
+}
+
+/// Topic sockets keep the session socket's limits: at most
+/// `MAX_SOCKETS_PER_SESSION` per session and `MAX_TOPIC_SOCKETS_PER_PRINCIPAL`
+/// per principal on each topic's actor (409 `too_many_sockets`), one read
+/// from the rate limit per open (429), and a session's sockets close (4001)
+/// when its token expires, while a key's stay open.
+#[tokio::test]
+async fn topic_sockets_keep_the_caps_and_end_with_the_token() {
+    let opts = ServerOptions::new(temp_dir("socket-caps"))
+        .var("SESSION_TTL_SECS", "10")
+        .var("MAX_SOCKETS_PER_SESSION", "2")
+        .var("MAX_TOPIC_SOCKETS_PER_PRINCIPAL", "3")
+        .var("RATE_READ_PER_MIN", "20");
+    let s = Server::start(&opts);
+    let (_, run) = s.submit("Socket caps", &document("caps", 73, 900), None).await;
+    s.wait_run(&run, WAIT).await;
+    let by = |sid: &str, tok: &str| format!("?session={sid}&token={tok}&after=0");
+    let refused = |r: Result<Ws, u16>| r.err();
+
+    // One session: two feed sockets, not three.
+    let (a, atok) = new_session(&s).await;
+    let mut a1 = topic_socket(&s, "feed", &by(&a, &atok), None).await.unwrap();
+    let mut a2 = topic_socket(&s, "feed", &by(&a, &atok), None).await.unwrap();
+    assert_eq!(refused(topic_socket(&s, "feed", &by(&a, &atok), None).await), Some(409), "the session's cap");
+    // Another session of the same principal: one more, then the principal's cap.
+    let (b, btok) = new_session(&s).await;
+    let mut b_feed = topic_socket(&s, "feed", &by(&b, &btok), None).await.unwrap();
+    assert_eq!(refused(topic_socket(&s, "feed", &by(&b, &btok), None).await), Some(409), "the principal's cap");
+    assert_eq!(refused(topic_socket(&s, "feed", "?after=0", Some(&s.key)).await), Some(409), "the same principal by its key");
+    // The caps are per topic: the run's actor holds none of these yet.
+    let mut a_run = topic_socket(&s, &format!("run:{run}"), &by(&a, &atok), None).await.expect("a run socket of session a");
+    let mut key_run = topic_socket(&s, &format!("run:{run}"), "?after=0", Some(&s.key)).await.expect("a run socket by the key");
+    for ws in [&mut a1, &mut a2, &mut b_feed, &mut a_run, &mut key_run] {
+        until_ready(ws).await;
+    }
+
+    // A session's sockets close when its token expires (10 s); the key's stays.
+    for (name, ws) in [("a feed 1", &mut a1), ("a feed 2", &mut a2), ("b feed", &mut b_feed), ("a run", &mut a_run)] {
+        let (code, _) = close_code(ws, Duration::from_secs(25)).await;
+        assert_eq!(code, Some(4001), "{name} closes as its session expires");
+    }
+    ws_send(&mut key_run, json!({"type": "ping"})).await;
+    assert_eq!(ws_next(&mut key_run, WAIT).await, Some(json!({"type": "pong"})), "a key's socket has no token to expire");
+    let (c, ctok) = new_session(&s).await;
+    let mut again = None;
+    for _ in 0..8 {
+        match topic_socket(&s, "feed", &by(&c, &ctok), None).await {
+            Ok(ws) => {
+                again = Some(ws);
+                break;
+            }
+            // The runtime may list a socket until its close is complete.
+            Err(409) => tokio::time::sleep(Duration::from_millis(500)).await,
+            Err(code) => panic!("a new session's feed socket: {code}"),
+        }
+    }
+    until_ready(again.as_mut().expect("the closed sockets no longer count")).await;
+
+    // Anonymous callers (one client address): three feed sockets, 409s past
+    // them, and every open spends a read, so the 21st within the minute is 429.
+    let mut anonymous = Vec::new();
+    let mut answers = Vec::new();
+    for _ in 0..21 {
+        match topic_socket(&s, "feed", "", None).await {
+            Ok(ws) => anonymous.push(ws),
+            Err(code) => answers.push(code),
+        }
+    }
+    assert_eq!(anonymous.len(), 3, "{answers:?}");
+    assert_eq!(answers.last(), Some(&429), "{answers:?}");
+    assert!(answers[..answers.len() - 1].iter().all(|c| *c == 409), "{answers:?}");
 }
