@@ -116,10 +116,11 @@ impl Encoded {
 /// The attachment travels as one JSON string: a JS string crosses the wasm
 /// boundary in one copy, where a structured object costs a call per field, and
 /// this runs for every socket on every delivered event.
-/// Closes a socket whose session token has expired (code 4001), the same
-/// way on a session's sockets and on topic sockets the token opened.
+/// Closes a socket whose token has expired (code 4001), the same way on a
+/// session's sockets and on topic sockets (opened with a session's token or
+/// a user's JWT).
 pub(crate) fn close_expired(ws: &WebSocket) {
-    let _ = ws.close(Some(4001), Some("session expired"));
+    let _ = ws.close(Some(4001), Some("token expired"));
 }
 
 pub(crate) fn load_attachment<T: serde::de::DeserializeOwned>(ws: &WebSocket) -> Option<T> {

@@ -19,6 +19,7 @@ use wasm_bindgen_futures::JsFuture;
 use worker::{Env, Request};
 
 use crate::catalog;
+use crate::domain::time::Millis;
 use crate::config::Trust;
 use crate::domain::jwt::{self, Alg, JwtError};
 use crate::domain::principal::{Principal, PrincipalKind, Scope};
@@ -67,22 +68,25 @@ pub fn is_operator(env: &Env, req: &Request) -> bool {
     header.as_deref().and_then(|h| bearer(h).ok()).is_some_and(|t| is_admin_token(&config(env).trust, t))
 }
 
-/// The request's principal.
-pub async fn principal(env: &Env, req: &Request) -> ApiResult<Principal> {
+/// The request's principal, and until when its credential is accepted: a
+/// JWT's `exp` (a socket it opens ends then); none for keys (revoked, not
+/// expired), the operator and anonymous callers.
+pub async fn principal(env: &Env, req: &Request) -> ApiResult<(Principal, Option<Millis>)> {
     let Some(header) = req.headers().get("authorization").ok().flatten() else {
-        return Ok(Principal::anonymous());
+        return Ok((Principal::anonymous(), None));
     };
     let token = bearer(&header)?;
     let trust = config(env).trust;
     if is_admin_token(&trust, token) {
-        return Ok(Principal::operator());
+        return Ok((Principal::operator(), None));
     }
     if token.starts_with(KEY_PREFIX) {
-        return api_key(env, token).await;
+        return Ok((api_key(env, token).await?, None));
     }
     if jwt::looks_like_jwt(token) {
         if let Some(cfg) = &trust.jwt {
-            return Ok(user(cfg, token).await?);
+            let (user, until) = user(cfg, token).await?;
+            return Ok((user, Some(until)));
         }
     }
     Err(unauthorized("the credential is not an admin token, an API key or an accepted JWT"))
@@ -140,7 +144,7 @@ pub fn new_key() -> (String, String) {
     (id.clone(), format!("{KEY_PREFIX}{id}_{secret}"))
 }
 
-async fn user(cfg: &jwt::JwtConfig, token: &str) -> Result<Principal, JwtError> {
+async fn user(cfg: &jwt::JwtConfig, token: &str) -> Result<(Principal, Millis), JwtError> {
     let parsed = jwt::parse(token)?;
     match parsed.alg {
         Alg::Hs256 => {
@@ -157,7 +161,10 @@ async fn user(cfg: &jwt::JwtConfig, token: &str) -> Result<Principal, JwtError> 
             }
         }
     }
-    jwt::principal(cfg, &parsed.claims, now_ms() / 1000)
+    let user = jwt::principal(cfg, &parsed.claims, now_ms() / 1000)?;
+    // principal() has checked that `exp` is there.
+    let until = jwt::accepted_until(&parsed.claims).ok_or_else(|| JwtError::MissingClaim("exp".into()))?;
+    Ok((user, until))
 }
 
 fn js_obj(v: &Value) -> Result<JsValue, JsValue> {

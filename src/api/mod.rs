@@ -67,8 +67,8 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
     // Health and the API document answer anyone (health tells the operator
     // more); every other route knows its principal first (a bad credential is
     // 401 even on a public read).
-    let who = match id {
-        R::Health | R::OpenApi => crate::domain::principal::Principal::anonymous(),
+    let (who, until) = match id {
+        R::Health | R::OpenApi => (crate::domain::principal::Principal::anonymous(), None),
         _ => auth::principal(env, &req).await?,
     };
     if path.starts_with("/admin") {
@@ -150,7 +150,7 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
             limits::spend(env, &who, &req, LimitClass::Read, 1).await?;
             sse::events(env, &who, &req, arg(0)).await
         }
-        R::TopicSocket => topic_socket::socket(env, &who, req, arg(0)).await,
+        R::TopicSocket => topic_socket::socket(env, (&who, until), req, arg(0)).await,
     }
 }
 

@@ -12,7 +12,8 @@
 //!
 //! Opening one spends a read from the principal's rate limit. The topic's
 //! actor caps the sockets each session and each principal holds on it, and
-//! closes a session's sockets when its token expires
+//! closes a socket when the token that opened it expires (a session's, or a
+//! user's JWT)
 //! ([`crate::domain::broadcast::SocketOpener`]).
 
 use worker::{Env, Headers, Method, Request, RequestInit, Response};
@@ -25,10 +26,13 @@ use crate::actors::rpc::{self, ActorKind};
 use crate::actors::topic_sockets::OPENER_HEADER;
 use crate::domain::broadcast::SocketOpener;
 use crate::domain::principal::Principal;
+use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::Topic;
 
-pub async fn socket(env: &Env, who: &Principal, req: Request, topic: &str) -> ApiResult<Response> {
+/// `who` is the request's principal and until when its credential is
+/// accepted (a JWT's); a session's token, when given, takes their place.
+pub async fn socket(env: &Env, (who, until): (&Principal, Option<Millis>), req: Request, topic: &str) -> ApiResult<Response> {
     let name = super::sse::decode_segment(topic).unwrap_or_default();
     let topic = match name.parse::<Topic>() {
         Ok(t @ (Topic::Feed | Topic::Run(_))) => t,
@@ -40,7 +44,7 @@ pub async fn socket(env: &Env, who: &Principal, req: Request, topic: &str) -> Ap
             let (id, principal, expires_at) = sessions::principal(env, id, param(&q, "token")).await?;
             (principal, Some(id), Some(expires_at))
         }
-        None => (who.clone(), None, None),
+        None => (who.clone(), None, until),
     };
     sessions::require_upgrade(&req)?;
     let after = match param(&q, "after") {

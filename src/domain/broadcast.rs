@@ -48,8 +48,8 @@ fn sees(scope: &ReadScope, e: &EventRecord) -> bool {
 /// Who opens a topic socket, as the Worker works it out for the topic's
 /// actor: whom the socket reads as, whose caps it counts against and when it
 /// ends. Topic sockets follow the session socket's rules: at most
-/// `MAX_SOCKETS_PER_SESSION` per session, closed when the session's token
-/// expires; and, since a principal needs no session to open one, at most
+/// `MAX_SOCKETS_PER_SESSION` per session, closed when the token that opened
+/// them expires; and, since a principal needs no session to open one, at most
 /// `MAX_TOPIC_SOCKETS_PER_PRINCIPAL` per principal (per client IP for
 /// anonymous callers) on each topic, so one caller cannot take a topic's
 /// [`MAX_SOCKETS`] from everyone else.
@@ -61,7 +61,8 @@ pub struct SocketOpener {
     pub holder: Option<String>,
     /// The session whose token opened the socket.
     pub session: Option<Uuid>,
-    /// When that token expires: the socket is closed then (code 4001).
+    /// When the token that opened it expires (a session's, or a user's
+    /// JWT): the socket is closed then (code 4001).
     pub expires_at: Option<Millis>,
 }
 

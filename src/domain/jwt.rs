@@ -157,6 +157,13 @@ pub fn select_key<'c>(cfg: &'c JwtConfig, t: &Parsed<'_>) -> Result<&'c Value, J
     }
 }
 
+/// Until when a token with these (checked) claims is accepted, in Unix
+/// milliseconds: its `exp` plus the leeway. A socket it opened ends then.
+pub fn accepted_until(claims: &Value) -> Option<i64> {
+    let exp = claims.get("exp").and_then(Value::as_f64)? as i64;
+    Some((exp + LEEWAY_SECS) * 1000)
+}
+
 /// Checks `iss`, `aud`, `exp`, `nbf` and turns the claims into a user.
 pub fn principal(cfg: &JwtConfig, claims: &Value, now_secs: i64) -> Result<Principal, JwtError> {
     let num = |k: &str| claims.get(k).and_then(Value::as_f64).map(|v| v as i64);
@@ -261,6 +268,10 @@ mod tests {
         let mut no_exp = claims();
         no_exp.as_object_mut().unwrap().remove("exp");
         assert_eq!(principal(&c, &no_exp, 1000), Err(JwtError::MissingClaim("exp".into())));
+        assert_eq!(accepted_until(&no_exp), None);
+        assert_eq!(accepted_until(&claims()), Some((2000 + LEEWAY_SECS) * 1000), "the moment principal() starts refusing it");
+        assert!(principal(&c, &claims(), 2000 + LEEWAY_SECS - 1).is_ok());
+        assert_eq!(principal(&c, &claims(), 2000 + LEEWAY_SECS), Err(JwtError::Expired));
         let mut no_sub = claims();
         no_sub.as_object_mut().unwrap().remove("sub");
         assert!(principal(&c, &no_sub, 1000).is_err());

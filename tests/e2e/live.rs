@@ -439,15 +439,19 @@ async fn late_is_bounded_when_every_push_is_lost() {
 /// Topic sockets keep the session socket's limits: at most
 /// `MAX_SOCKETS_PER_SESSION` per session and `MAX_TOPIC_SOCKETS_PER_PRINCIPAL`
 /// per principal on each topic's actor (409 `too_many_sockets`), one read
-/// from the rate limit per open (429), and a session's sockets close (4001)
-/// when its token expires, while a key's stay open.
+/// from the rate limit per open (429), and a socket closes (4001) when the
+/// token that opened it expires (a session's, a user's JWT), while a key's
+/// stays open.
 #[tokio::test]
 async fn topic_sockets_keep_the_caps_and_end_with_the_token() {
-    let opts = ServerOptions::new(temp_dir("socket-caps"))
+    let mut opts = ServerOptions::new(temp_dir("socket-caps"))
         .var("SESSION_TTL_SECS", "10")
         .var("MAX_SOCKETS_PER_SESSION", "2")
         .var("MAX_TOPIC_SOCKETS_PER_PRINCIPAL", "3")
         .var("RATE_READ_PER_MIN", "20");
+    for (k, v) in jwt::server_vars() {
+        opts = opts.var(k, &v);
+    }
     let s = Server::start(&opts);
     let (_, run) = s.submit("Socket caps", &document("caps", 73, 900), None).await;
     s.wait_run(&run, WAIT).await;
@@ -467,12 +471,17 @@ async fn topic_sockets_keep_the_caps_and_end_with_the_token() {
     // The caps are per topic: the run's actor holds none of these yet.
     let mut a_run = topic_socket(&s, &format!("run:{run}"), &by(&a, &atok), None).await.expect("a run socket of session a");
     let mut key_run = topic_socket(&s, &format!("run:{run}"), "?after=0", Some(&s.key)).await.expect("a run socket by the key");
-    for ws in [&mut a1, &mut a2, &mut b_feed, &mut a_run, &mut key_run] {
+    // A user's JWT, accepted for about 5 s more (its `exp` is 25 s ago, within the 30 s leeway).
+    let mut claims = jwt::claims("carol", TEST_TENANT, "content:read");
+    claims["exp"] = json!(claims["iat"].as_i64().unwrap() - 25);
+    let mut user_feed = topic_socket(&s, "feed", "?after=0", Some(&jwt::sign("ES256", &claims))).await.expect("a feed socket by a user's JWT");
+    for ws in [&mut a1, &mut a2, &mut b_feed, &mut a_run, &mut key_run, &mut user_feed] {
         until_ready(ws).await;
     }
 
-    // A session's sockets close when its token expires (10 s); the key's stays.
-    for (name, ws) in [("a feed 1", &mut a1), ("a feed 2", &mut a2), ("b feed", &mut b_feed), ("a run", &mut a_run)] {
+    // A socket closes when its token expires (the JWT's in 5 s, the
+    // sessions' in 10 s); the key's stays.
+    for (name, ws) in [("user feed", &mut user_feed), ("a feed 1", &mut a1), ("a feed 2", &mut a2), ("b feed", &mut b_feed), ("a run", &mut a_run)] {
         let (code, _) = close_code(ws, Duration::from_secs(25)).await;
         assert_eq!(code, Some(4001), "{name} closes as its session expires");
     }
