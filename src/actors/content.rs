@@ -138,7 +138,8 @@ impl ContentActor {
     /// the alarm handler (`firing`) the alarm that fired is spent, so it is
     /// set again without asking.
     async fn arm(&self, firing: bool) -> ApiResult<()> {
-        if !self.created() {
+        if !self.created() || self.memory.outbox.draining() {
+            // A drain in flight arms when it ends.
             return Ok(());
         }
         let Some(due) = self.outbox()?.next_due()? else {

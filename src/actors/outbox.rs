@@ -31,15 +31,41 @@ pub struct OutboxMemory {
     /// starts unarmed: its predecessor may have died between a put and its
     /// alarm. Calls that owe nothing new then skip the outbox and alarm reads.
     unarmed: Cell<bool>,
+    /// Drains in flight in this instance. Their duties are leased, not due:
+    /// each drain arms the alarm when it ends, so a call that lands meanwhile
+    /// must not arm one for the lease (an alarm that would wake the actor
+    /// 30 s later to find nothing owed).
+    draining: Cell<u32>,
 }
 
 impl Default for OutboxMemory {
     fn default() -> Self {
-        OutboxMemory { created: Cell::new(false), unarmed: Cell::new(true) }
+        OutboxMemory { created: Cell::new(false), unarmed: Cell::new(true), draining: Cell::new(0) }
+    }
+}
+
+/// Counts a drain in flight for as long as it lives, however it ends.
+struct Draining<'a>(&'a Cell<u32>);
+
+impl<'a> Draining<'a> {
+    fn start(count: &'a Cell<u32>) -> Self {
+        count.set(count.get() + 1);
+        Draining(count)
+    }
+}
+
+impl Drop for Draining<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 
 impl OutboxMemory {
+    /// Whether a drain is in flight in this instance (it arms when it ends).
+    pub fn draining(&self) -> bool {
+        self.draining.get() > 0
+    }
+
     /// Whether a duty may be owed without its alarm.
     pub fn unarmed(&self) -> bool {
         self.unarmed.get()
@@ -138,6 +164,7 @@ impl<'a> Outbox<'a> {
         Fut: std::future::Future<Output = ApiResult<()>>,
     {
         use futures::stream::{self, StreamExt, TryStreamExt};
+        let _draining = Draining::start(&self.memory.draining);
         let taken = self.take_due(crate::runtime::now_ms())?;
         stream::iter(taken)
             .map(|t| {

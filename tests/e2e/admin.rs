@@ -36,6 +36,10 @@ async fn inspecting_runs_content_and_sessions() {
     let artifacts = &c.body["state"]["content"]["artifacts"];
     assert!(artifacts["summary"].is_string(), "{}", c.body);
     assert!(artifacts["keywords"].as_array().is_some_and(|k| !k.is_empty()));
+    // Its duties were done before `publish` answered, so nothing is owed and
+    // no alarm waits to wake it (a lease seen mid-drain once armed one).
+    assert_eq!(c.body["state"]["outbox"], json!([]), "{}", c.body);
+    assert!(c.body["alarm_at"].is_null(), "an idle item has no alarm: {}", c.body["alarm_at"]);
 
     let (sid, token) = new_session(s).await;
     let mut ws = connect(s, &sid, &token).await;
