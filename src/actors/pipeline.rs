@@ -146,7 +146,11 @@ impl RunShell {
         let run = self.require()?;
         let resp = self.sockets.accept(self, Self::topic(&run), req, &opener, || Self::snapshot(&run))?;
         if let Some(at) = opener.expires_at {
-            TopicSockets::arm_by(self, at).await?;
+            // The socket is open: a failed arm leaves its close to the next
+            // broadcast or frame, and to the next wake's alarm.
+            if let Err(e) = TopicSockets::arm_by(self, at).await {
+                worker::console_error!("run socket expiry alarm: {e}");
+            }
         }
         Ok(resp)
     }

@@ -113,9 +113,6 @@ impl Encoded {
     }
 }
 
-/// The attachment travels as one JSON string: a JS string crosses the wasm
-/// boundary in one copy, where a structured object costs a call per field, and
-/// this runs for every socket on every delivered event.
 /// Closes a socket whose token has expired (code 4001), the same way on a
 /// session's sockets and on topic sockets (opened with a session's token or
 /// a user's JWT).
@@ -123,6 +120,9 @@ pub(crate) fn close_expired(ws: &WebSocket) {
     let _ = ws.close(Some(4001), Some("token expired"));
 }
 
+/// The attachment travels as one JSON string: a JS string crosses the wasm
+/// boundary in one copy, where a structured object costs a call per field, and
+/// this runs for every socket on every delivered event.
 pub(crate) fn load_attachment<T: serde::de::DeserializeOwned>(ws: &WebSocket) -> Option<T> {
     let text = ws.deserialize_attachment::<String>().ok().flatten()?;
     serde_json::from_str(&text).ok()

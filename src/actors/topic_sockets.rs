@@ -12,10 +12,10 @@
 //! finds the lag in storage). What each socket is owed is in
 //! [`crate::domain::broadcast`]: everything after `max(joined, lag)`.
 //!
-//! Each socket counts against its opener's caps (hibernation tags) and a
-//! socket a session's token opened is closed when that token expires: at
-//! the owner's alarm ([`TopicSockets::due`]), or earlier at a broadcast or a
-//! frame that finds it expired.
+//! Each socket counts against its opener's caps (hibernation tags), and is
+//! closed when the token that opened it (a session's, a user's JWT) expires:
+//! at the owner's alarm ([`TopicSockets::due`]), or earlier at a broadcast or
+//! a frame that finds it expired.
 
 use std::cell::{Cell, RefCell};
 

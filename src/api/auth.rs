@@ -19,10 +19,10 @@ use wasm_bindgen_futures::JsFuture;
 use worker::{Env, Request};
 
 use crate::catalog;
-use crate::domain::time::Millis;
 use crate::config::Trust;
 use crate::domain::jwt::{self, Alg, JwtError};
 use crate::domain::principal::{Principal, PrincipalKind, Scope};
+use crate::domain::time::Millis;
 use crate::domain::token::constant_time_eq;
 use crate::error::{ApiError, ApiResult};
 use crate::runtime::{config, now_ms};

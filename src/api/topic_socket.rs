@@ -12,9 +12,8 @@
 //!
 //! Opening one spends a read from the principal's rate limit. The topic's
 //! actor caps the sockets each session and each principal holds on it, and
-//! closes a socket when the token that opened it expires (a session's, or a
-//! user's JWT)
-//! ([`crate::domain::broadcast::SocketOpener`]).
+//! closes a socket when the token that opened it (a session's, or a user's
+//! JWT) expires ([`crate::domain::broadcast::SocketOpener`]).
 
 use worker::{Env, Headers, Method, Request, RequestInit, Response};
 
