@@ -51,12 +51,7 @@ impl FeedActor {
     }
 
     async fn accept(&self, req: &Request) -> ApiResult<Response> {
-        let opener = opener(req)?;
-        let resp = self.sockets.accept(self, Topic::Feed, req, &opener, || self.snapshot())?;
-        if let Some(at) = opener.expires_at {
-            self.arm(at).await;
-        }
-        Ok(resp)
+        self.sockets.accept(self, Topic::Feed, req, &opener(req)?, || self.snapshot()).await
     }
 
     fn view(&self) -> Value {

@@ -144,15 +144,7 @@ impl RunShell {
         let opener = opener(req)?;
         actor.admit(&opener.principal).await?;
         let run = self.require()?;
-        let resp = self.sockets.accept(self, Self::topic(&run), req, &opener, || Self::snapshot(&run))?;
-        if let Some(at) = opener.expires_at {
-            // The socket is open: a failed arm leaves its close to the next
-            // broadcast or frame, and to the next wake's alarm.
-            if let Err(e) = TopicSockets::arm_by(self, at).await {
-                worker::console_error!("run socket expiry alarm: {e}");
-            }
-        }
-        Ok(resp)
+        self.sockets.accept(self, Self::topic(&run), req, &opener, || Self::snapshot(&run)).await
     }
 
     /// The run's view, which a `resync_required` frame carries.

@@ -142,7 +142,6 @@ fn save(ws: &WebSocket, st: &SocketState) {
     save_attachment(ws, st)
 }
 
-/// Reciprocates a client's close with its code when that code may be sent.
 /// Lets the runtime answer a `ping` frame with `pong` itself, without waking
 /// a hibernated actor.
 pub(crate) fn answer_pings(state: &State) {
@@ -151,6 +150,7 @@ pub(crate) fn answer_pings(state: &State) {
     }
 }
 
+/// Reciprocates a client's close with its code when that code may be sent.
 pub(crate) fn close_back(ws: &WebSocket, code: usize) {
     let code = if (1000..=4999).contains(&code) && code != 1005 && code != 1006 { code as u16 } else { 1000 };
     let _ = ws.close(Some(code), Some("closed"));
@@ -465,7 +465,7 @@ impl Inspectable for SessionActor {
 
 impl DurableObject for SessionActor {
     fn new(state: State, env: Env) -> Self {
-        super::session::answer_pings(&state);
+        answer_pings(&state);
         SessionActor { state, env, replays: RefCell::new(HashMap::new()), subscribes: Cell::new(0), active_at: Cell::new(0), armed_at: Cell::new(None), info: RefCell::new(None) }
     }
 

@@ -112,14 +112,9 @@ impl TopicSockets {
     /// has expired gets nothing and is closed.
     fn broadcast(&self, topic: Topic, events: &[EventRecord], through: u64) {
         let now = now_ms();
+        let closed = self.close_expired_held(now);
         let mut batch = Batch::new(topic, events);
-        let mut closed = false;
-        for (ws, w) in self.watchers.borrow().iter().flatten() {
-            if w.expired(now) {
-                close_expired(ws);
-                closed = true;
-                continue;
-            }
+        for (ws, w) in self.watchers.borrow().iter().flatten().filter(|(_, w)| !w.expired(now)) {
             for frame in batch.frames_for(w, through) {
                 let _ = ws.send_with_str(frame);
             }
@@ -131,17 +126,20 @@ impl TopicSockets {
 
     /// Closes the sockets whose tokens have expired by `now`.
     pub fn sweep(&self, host: &impl ActorStorage, now: Millis) {
-        if self.held(host) == 0 {
-            return;
+        if self.held(host) > 0 && self.close_expired_held(now) {
+            self.forget();
         }
+    }
+
+    /// Closes the expired sockets among those remembered; whether any were
+    /// (the caller then forgets the list, once it is done reading it).
+    fn close_expired_held(&self, now: Millis) -> bool {
         let mut closed = false;
         for (ws, _) in self.watchers.borrow().iter().flatten().filter(|(_, w)| w.expired(now)) {
             close_expired(ws);
             closed = true;
         }
-        if closed {
-            self.forget();
-        }
+        closed
     }
 
     /// After a commit of `records`, in its turn: sends them to the held
@@ -215,9 +213,9 @@ impl TopicSockets {
 
     /// Accepts a socket for `opener`, and joins it to the topic at once when
     /// the URL has `after`. 503 past [`MAX_SOCKETS`]; 409 `too_many_sockets`
-    /// past the opener's session or principal cap. The caller arms its alarm
-    /// for the socket's expiry ([`Self::arm_by`]).
-    pub fn accept(&self, host: &impl ActorStorage, topic: Topic, req: &Request, opener: &SocketOpener, snapshot: impl Fn() -> Value) -> ApiResult<Response> {
+    /// past the opener's session or principal cap. Then arms the owner's
+    /// alarm for the socket's expiry.
+    pub async fn accept(&self, host: &impl ActorStorage, topic: Topic, req: &Request, opener: &SocketOpener, snapshot: impl Fn() -> Value) -> ApiResult<Response> {
         let url = req.url()?;
         let after = url.query_pairs().find(|(k, _)| k == "after").and_then(|(_, v)| v.parse::<u64>().ok());
         let state = host.state();
@@ -236,6 +234,14 @@ impl TopicSockets {
         save_attachment(&pair.server, &w);
         if url.query_pairs().any(|(k, _)| k == "after") {
             self.join(host, topic, &pair.server, w, after, &snapshot)?;
+        }
+        if let Some(at) = opener.expires_at {
+            // The socket is open (and joined, before this await): a failed arm
+            // leaves its close to the next broadcast or frame, and to the
+            // owner's next alarm.
+            if let Err(e) = Self::arm_by(host, at).await {
+                worker::console_error!("{topic} socket expiry alarm: {e}");
+            }
         }
         Ok(Response::from_websocket(pair.client)?)
     }

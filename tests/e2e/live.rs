@@ -191,9 +191,7 @@ async fn bad_tokens_frames_and_floods_get_clear_errors() {
 /// session's token, then a `subscribe` frame.
 async fn feed_socket(s: &Server, session: &str, token: &str, after: Option<u64>) -> Ws {
     let after = after.map(|a| format!("&after={a}")).unwrap_or_default();
-    let url = s.ws_url(&format!("/api/topics/feed/ws?session={session}&token={token}{after}"));
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("feed ws connect");
-    ws
+    topic_socket(s, "feed", &format!("?session={session}&token={token}{after}"), None).await.expect("feed ws connect")
 }
 
 /// Frames until `ready`; the events among them.
