@@ -263,7 +263,10 @@ impl ContentOps for ContentActor {
             }
             return Err(ApiError::AlreadyExists("content".into()));
         }
-        crate::store::init_state_once(&self.state.storage().sql(), &self.created)?;
+        if !self.create_new_tables(&[]) {
+            crate::store::init_state(&self.state.storage().sql())?;
+        }
+        self.created.set(true);
         // A subscription needs the item to exist: its first pushes read no list.
         self.memory.subscribers.none_yet();
         if let Some(item) = &s.batch {

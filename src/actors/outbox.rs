@@ -2,20 +2,24 @@
 //! ([`crate::domain::outbox::Duty`]) it still owes. Writes are synchronous, so
 //! an actor records a duty in the same step as the state change it follows.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::SqlStorage;
 
-use crate::domain::outbox::{retry_at, Duty, LEASE_MS};
+use crate::domain::outbox::{retry_at, Duty, OwedDuties, LEASE_MS};
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{exec, rows, storage_err};
+use crate::store::{rows, storage_err};
 
 /// How many duties one drain has in flight at once (a deleted item with many
 /// versions owes a purge per run).
 pub const DRAIN_PARALLEL: usize = 8;
+
+/// The outbox table's columns (see [`crate::store::create_table`]).
+pub const TABLE: &str = "outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE,
+    duty TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, due_at INTEGER NOT NULL, last_error TEXT)";
 
 pub struct Outbox<'a> {
     sql: SqlStorage,
@@ -36,11 +40,24 @@ pub struct OutboxMemory {
     /// must not arm one for the lease (an alarm that would wake the actor
     /// 30 s later to find nothing owed).
     draining: Cell<u32>,
+    /// Duties put to be tried now, leased to this instance by their insert:
+    /// the next drain tries them without reading them back.
+    fresh: RefCell<Vec<Taken>>,
+    /// The table's rows as this instance knows them (`None`: not read yet,
+    /// or a write failed). Known, a drain with nothing else due and the alarm
+    /// check read no table.
+    owed: RefCell<Option<OwedDuties>>,
 }
 
 impl Default for OutboxMemory {
     fn default() -> Self {
-        OutboxMemory { created: Cell::new(false), unarmed: Cell::new(true), draining: Cell::new(0) }
+        OutboxMemory {
+            created: Cell::new(false),
+            unarmed: Cell::new(true),
+            draining: Cell::new(0),
+            fresh: RefCell::new(Vec::new()),
+            owed: RefCell::new(None),
+        }
     }
 }
 
@@ -75,6 +92,25 @@ impl OutboxMemory {
     pub fn armed(&self) {
         self.unarmed.set(false);
     }
+
+    /// The table was just created with the actor (see
+    /// [`crate::store::create_tables`]): it exists and holds nothing.
+    pub fn created_empty(&self) {
+        self.created.set(true);
+        self.owed.replace(Some(OwedDuties::default()));
+    }
+
+    /// Applies a landed write to the known rows, if they are known.
+    fn note(&self, change: impl FnOnce(&mut OwedDuties)) {
+        if let Some(owed) = self.owed.borrow_mut().as_mut() {
+            change(owed);
+        }
+    }
+
+    /// A statement failed: what the table holds is read again.
+    fn forget_rows(&self) {
+        self.owed.replace(None);
+    }
 }
 
 /// A duty taken for a try. `seq` changes when the duty is replaced, so a try
@@ -89,75 +125,108 @@ pub struct Taken {
 #[derive(Deserialize)]
 struct Row {
     seq: f64,
+    key: String,
     duty: String,
     attempts: f64,
 }
 
 #[derive(Deserialize)]
-struct Due {
-    at: Option<f64>,
+struct Seq {
+    seq: f64,
+}
+
+#[derive(Deserialize)]
+struct Owed {
+    key: String,
+    seq: f64,
+    due_at: f64,
 }
 
 impl<'a> Outbox<'a> {
     /// The outbox, creating its table on the first open in this instance.
     pub fn open(sql: SqlStorage, memory: &'a OutboxMemory) -> ApiResult<Self> {
-        if memory.created.get() {
-            return Ok(Outbox { sql, memory });
+        if !memory.created.get() {
+            crate::store::create_table(&sql, TABLE)?;
+            memory.created.set(true);
         }
-        exec(
-            &sql,
-            "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE,
-               duty TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, due_at INTEGER NOT NULL, last_error TEXT)",
-            vec![],
-        )?;
-        memory.created.set(true);
         Ok(Outbox { sql, memory })
     }
 
-    /// Owes `duty` from now on, replacing a pending duty with the same key.
-    pub fn put(&self, duty: &Duty, now: Millis) -> ApiResult<()> {
+    /// Runs a write; a failed one leaves the known rows unknown.
+    fn write<T: serde::de::DeserializeOwned>(&self, q: &str, params: Vec<worker::SqlStorageValue>) -> ApiResult<Vec<T>> {
+        rows(&self.sql, q, params).inspect_err(|_| self.memory.forget_rows())
+    }
+
+    /// Stores `duty` due at `due_at`, replacing a pending duty with the same
+    /// key (a try of the older one no longer removes it), and answers its row's seq.
+    fn store(&self, duty: &Duty, due_at: Millis) -> ApiResult<i64> {
         self.memory.unarmed.set(true);
+        let key = duty.key();
+        self.memory.fresh.borrow_mut().retain(|t| t.duty.key() != key);
         let text = serde_json::to_string(duty).map_err(storage_err)?;
-        exec(
-            &self.sql,
-            "INSERT OR REPLACE INTO outbox (key, duty, attempts, due_at) VALUES (?, ?, 0, ?)",
-            vec![duty.key().into(), text.into(), (now as f64).into()],
-        )
+        let seq: Vec<Seq> = self.write(
+            "INSERT OR REPLACE INTO outbox (key, duty, attempts, due_at) VALUES (?, ?, 0, ?) RETURNING seq",
+            vec![key.as_str().into(), text.into(), (due_at as f64).into()],
+        )?;
+        let seq = seq.first().map(|s| s.seq as i64).ok_or_else(|| storage_err("outbox insert returned no seq"))?;
+        self.memory.note(|o| o.stored(key, seq, due_at));
+        Ok(seq)
+    }
+
+    /// Owes `duty` from now on. Its row is written leased to this instance,
+    /// and the next [`Self::drain`] here tries it without reading it back: a
+    /// duty that lands on its first try costs its insert and its delete. If
+    /// the instance dies first, the alarm tries it when the lease ends.
+    pub fn put(&self, duty: &Duty, now: Millis) -> ApiResult<()> {
+        let seq = self.store(duty, now + LEASE_MS)?;
+        self.memory.fresh.borrow_mut().push(Taken { seq, duty: duty.clone(), attempts: 0 });
+        Ok(())
+    }
+
+    /// Owes `duty` from `due_at` on (the alarm tries it then).
+    pub fn put_at(&self, duty: &Duty, due_at: Millis) -> ApiResult<()> {
+        self.store(duty, due_at).map(|_| ())
     }
 
     /// Drops a pending duty (e.g. the spawn of a run that was superseded).
     pub fn forget(&self, key: &str) -> ApiResult<()> {
-        exec(
-            &self.sql,
-            "DELETE FROM outbox WHERE key = ?",
-            vec![key.into()],
-        )
+        self.memory.fresh.borrow_mut().retain(|t| t.duty.key() != key);
+        self.write::<Seq>("DELETE FROM outbox WHERE key = ?", vec![key.into()])?;
+        self.memory.note(|o| o.forgotten(key));
+        Ok(())
     }
 
     /// The duties due at `now`, oldest first, each leased for [`LEASE_MS`] so
-    /// a concurrent drain does not try it too: one statement for them all.
+    /// a concurrent drain does not try it too: one statement for them all,
+    /// and none when the known rows say nothing is due.
     pub fn take_due(&self, now: Millis) -> ApiResult<Vec<Taken>> {
-        let mut found: Vec<Row> = rows(
-            &self.sql,
-            "UPDATE outbox SET due_at = ? WHERE due_at <= ? RETURNING seq, duty, attempts",
-            vec![((now + LEASE_MS) as f64).into(), (now as f64).into()],
+        let nothing_due = self.memory.owed.borrow().as_ref().is_some_and(|o| !o.any_due(now));
+        if nothing_due {
+            return Ok(Vec::new());
+        }
+        let leased_until = now + LEASE_MS;
+        let mut found: Vec<Row> = self.write(
+            "UPDATE outbox SET due_at = ? WHERE due_at <= ? RETURNING seq, key, duty, attempts",
+            vec![(leased_until as f64).into(), (now as f64).into()],
         )?;
         // RETURNING promises no order.
         found.sort_by(|a, b| a.seq.total_cmp(&b.seq));
         found
             .into_iter()
             .map(|r| {
+                self.memory.note(|o| o.stored(r.key, r.seq as i64, leased_until));
                 let duty: Duty = serde_json::from_str(&r.duty).map_err(storage_err)?;
                 Ok(Taken { seq: r.seq as i64, duty, attempts: r.attempts as u32 })
             })
             .collect()
     }
 
-    /// Tries every due duty with `perform(duty, failed tries so far)`; a
-    /// failure is logged and rescheduled with backoff. Duties are independent
-    /// (each is keyed and idempotent), so up to [`DRAIN_PARALLEL`] are in
-    /// flight at once: a submission's run spawn and catalog row are awaited
-    /// side by side, not one after the other, before the 202 is sent.
+    /// Tries the duties put in this instance and every other due duty with
+    /// `perform(duty, failed tries so far)`; a failure is logged and
+    /// rescheduled with backoff. Duties are independent (each is keyed and
+    /// idempotent), so up to [`DRAIN_PARALLEL`] are in flight at once: a
+    /// submission's run spawn and catalog row are awaited side by side, not
+    /// one after the other, before the 202 is sent.
     pub async fn drain<F, Fut>(&self, actor: &str, perform: F) -> ApiResult<()>
     where
         F: Fn(Duty, u32) -> Fut,
@@ -165,7 +234,8 @@ impl<'a> Outbox<'a> {
     {
         use futures::stream::{self, StreamExt, TryStreamExt};
         let _draining = Draining::start(&self.memory.draining);
-        let taken = self.take_due(crate::runtime::now_ms())?;
+        let mut taken = self.memory.fresh.take();
+        taken.extend(self.take_due(crate::runtime::now_ms())?);
         stream::iter(taken)
             .map(|t| {
                 let tried = perform(t.duty.clone(), t.attempts);
@@ -189,36 +259,43 @@ impl<'a> Outbox<'a> {
     }
 
     pub fn done(&self, t: &Taken) -> ApiResult<()> {
-        exec(
-            &self.sql,
-            "DELETE FROM outbox WHERE seq = ?",
-            vec![(t.seq as f64).into()],
-        )
+        self.write::<Seq>("DELETE FROM outbox WHERE seq = ?", vec![(t.seq as f64).into()])?;
+        self.memory.note(|o| o.done(&t.duty.key(), t.seq));
+        Ok(())
     }
 
     pub fn failed(&self, t: &Taken, error: &ApiError, now: Millis) -> ApiResult<()> {
         let attempts = t.attempts + 1;
-        exec(
-            &self.sql,
+        let due_at = retry_at(attempts, now);
+        self.write::<Seq>(
             "UPDATE outbox SET attempts = ?, due_at = ?, last_error = ? WHERE seq = ?",
             vec![
                 (attempts as f64).into(),
-                (retry_at(attempts, now) as f64).into(),
+                (due_at as f64).into(),
                 crate::providers::provider_errors::truncate_chars(&error.to_string(), 300)
                     .to_string()
                     .into(),
                 (t.seq as f64).into(),
             ],
-        )
+        )?;
+        self.memory.note(|o| o.rescheduled(&t.duty.key(), t.seq, due_at));
+        Ok(())
     }
 
-    /// When the earliest pending duty is due (a leased one: when its lease ends).
+    /// When the earliest pending duty is due (a leased one: when its lease
+    /// ends). The rows are read once per instance, then known.
     pub fn next_due(&self) -> ApiResult<Option<Millis>> {
-        let d: Vec<Due> = rows(&self.sql, "SELECT MIN(due_at) AS at FROM outbox", vec![])?;
-        Ok(d.into_iter()
-            .next()
-            .and_then(|d| d.at)
-            .map(|at| at as Millis))
+        if let Some(owed) = self.memory.owed.borrow().as_ref() {
+            return Ok(owed.next_due());
+        }
+        let found: Vec<Owed> = rows(&self.sql, "SELECT key, seq, due_at FROM outbox", vec![])?;
+        let mut owed = OwedDuties::default();
+        for r in found {
+            owed.stored(r.key, r.seq as i64, r.due_at as Millis);
+        }
+        let next = owed.next_due();
+        self.memory.owed.replace(Some(owed));
+        Ok(next)
     }
 
     /// The pending duties, for the inspector.

@@ -240,19 +240,25 @@ impl RunShell {
     }
 
     async fn start(self: &Rc<Self>, req: StartRun) -> ApiResult<()> {
-        if self.load()?.is_some() {
-            // Idempotent: a retried spawn finds the run under way.
-            return Ok(());
-        }
-        if crate::store::has_state(&self.state.storage().sql()) && self.cells().load::<bool>(PURGED_BEFORE_START)?.unwrap_or(false) {
-            return Err(ApiError::Superseded(stages::CONTENT_DELETED.into()));
+        let sql = self.state.storage().sql();
+        // One look at the catalog tells a new run's actor from one that exists.
+        let exists = self.run.borrow().is_some() || crate::store::has_state(&sql);
+        if exists {
+            if self.load()?.is_some() {
+                // Idempotent: a retried spawn finds the run under way.
+                return Ok(());
+            }
+            if self.cells().load::<bool>(PURGED_BEFORE_START)?.unwrap_or(false) {
+                return Err(ApiError::Superseded(stages::CONTENT_DELETED.into()));
+            }
         }
         let cfg = config(&self.env);
         let now = now_ms();
-        let sql = self.state.storage().sql();
-        crate::store::init_state(&sql)?;
         let artifacts = self.artifacts();
-        artifacts.init()?;
+        if exists || !self.create_new_tables(&[stages::artifacts::TABLE]) {
+            crate::store::init_state(&sql)?;
+            artifacts.init()?;
+        }
         artifacts.put(stages::artifacts::NAMESPACE, &req.ownership.namespace()).map_err(|e| ApiError::Internal(e.message))?;
         let (run, events) = PipelineRun::new(req.run_id, req.content_id, req.version, cfg.retry, now);
         let run = run.owned_by(&req.ownership);
@@ -261,7 +267,7 @@ impl RunShell {
         self.cells().save("doc", &req.doc)?;
         self.doc.replace(Some(Rc::new(req.doc)));
         self.commit_and_push(&run, events, now)?;
-        self.outbox()?.put(&Duty::Catalog, now + START_ROW_DELAY_MS)?;
+        self.outbox()?.put_at(&Duty::Catalog, now + START_ROW_DELAY_MS)?;
         // The first stages run in this invocation, right after the answer, not
         // an alarm round trip later. The watchdog resumes the run if this
         // instance dies first.

@@ -5,6 +5,8 @@
 //! retried from the actor's alarm until it lands. Every duty is idempotent, so
 //! trying one twice (a crash after it landed) is harmless.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -93,9 +95,88 @@ pub fn retry_at(attempts: u32, now: Millis) -> Millis {
     now + BACKOFF.cap_ms(attempts.max(1)) as Millis
 }
 
+/// The outbox's rows as the actor that owns them wrote or read them: each
+/// duty's key, its row's `seq` and when it is due. The actor is the table's
+/// only writer, so once known the copy stays true for as long as the instance
+/// lives, and a drain or an alarm check that finds nothing due costs no
+/// statement.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct OwedDuties {
+    rows: BTreeMap<String, Owed>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Owed {
+    seq: i64,
+    due_at: Millis,
+}
+
+impl OwedDuties {
+    /// A row was written (put, replaced or leased): `key` is now `seq`, due at `due_at`.
+    pub fn stored(&mut self, key: String, seq: i64, due_at: Millis) {
+        self.rows.insert(key, Owed { seq, due_at });
+    }
+
+    /// Row `seq` of `key` was deleted (a duty done). A newer row under the
+    /// same key (the duty replaced while it was tried) stays.
+    pub fn done(&mut self, key: &str, seq: i64) {
+        if self.rows.get(key).is_some_and(|o| o.seq == seq) {
+            self.rows.remove(key);
+        }
+    }
+
+    /// Every row of `key` was deleted (a duty no longer owed).
+    pub fn forgotten(&mut self, key: &str) {
+        self.rows.remove(key);
+    }
+
+    /// Row `seq` of `key` failed and waits until `due_at`, unless it was replaced.
+    pub fn rescheduled(&mut self, key: &str, seq: i64, due_at: Millis) {
+        if let Some(o) = self.rows.get_mut(key).filter(|o| o.seq == seq) {
+            o.due_at = due_at;
+        }
+    }
+
+    /// Whether any duty is due at `now` (a leased one is due when its lease ends).
+    pub fn any_due(&self, now: Millis) -> bool {
+        self.rows.values().any(|o| o.due_at <= now)
+    }
+
+    /// When the earliest duty is due.
+    pub fn next_due(&self) -> Option<Millis> {
+        self.rows.values().map(|o| o.due_at).min()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owed_duties_follow_the_rows_and_keep_a_replacement() {
+        let mut owed = OwedDuties::default();
+        assert_eq!(owed.next_due(), None);
+        assert!(!owed.any_due(0));
+        // Put leased at once (due when the lease ends), and one deferred.
+        owed.stored("spawn:a".into(), 1, 1_000 + LEASE_MS);
+        owed.stored("catalog".into(), 2, 1_000 + START_ROW_DELAY_MS);
+        assert_eq!(owed.next_due(), Some(1_000 + START_ROW_DELAY_MS));
+        assert!(!owed.any_due(1_000), "a leased or deferred duty is not due yet");
+        assert!(owed.any_due(1_000 + START_ROW_DELAY_MS));
+        // The catalog row is replaced while its older row is tried: the
+        // older row's end leaves the newer one owed.
+        owed.stored("catalog".into(), 3, 2_000 + LEASE_MS);
+        owed.done("catalog", 2);
+        owed.rescheduled("catalog", 2, 5_000);
+        // A failure waits with backoff; success and forgetting remove.
+        owed.rescheduled("spawn:a", 1, 1_200);
+        assert_eq!(owed.next_due(), Some(1_200));
+        assert!(owed.any_due(1_200));
+        owed.done("spawn:a", 1);
+        assert_eq!(owed.next_due(), Some(2_000 + LEASE_MS), "the newer catalog row is owed as written");
+        owed.forgotten("catalog");
+        assert_eq!(owed, OwedDuties::default());
+    }
 
     #[test]
     fn backoff_doubles_to_a_ceiling() {

@@ -86,7 +86,7 @@ pub const ANALYSIS: Artifact<serde_json::Value> = Artifact::named("analysis");
 pub const RUN_START_WRITES: &[ArtifactKey] = &[NAMESPACE.key];
 
 #[cfg(target_arch = "wasm32")]
-pub use store::{ArtifactMemory, ArtifactStore};
+pub use store::{ArtifactMemory, ArtifactStore, TABLE};
 
 #[cfg(target_arch = "wasm32")]
 mod store {
@@ -102,6 +102,9 @@ mod store {
     use crate::domain::pipeline::StageError;
     use crate::error::ApiError;
     use crate::store::{exec, rows};
+
+    /// The artifacts' table (see [`crate::store::create_table`]).
+    pub const TABLE: &str = "artifacts (k TEXT PRIMARY KEY, v TEXT, b BLOB)";
 
     /// The run's stage outputs, as JSON text or compact blobs.
     #[derive(Clone)]
@@ -147,7 +150,7 @@ mod store {
         }
 
         pub fn init(&self) -> Result<(), ApiError> {
-            exec(&self.sql, "CREATE TABLE IF NOT EXISTS artifacts (k TEXT PRIMARY KEY, v TEXT, b BLOB)", vec![])
+            crate::store::create_table(&self.sql, TABLE)
         }
 
         pub fn put<T: Serialize>(&self, artifact: Artifact<T>, value: &T) -> Result<(), StageError> {

@@ -12,6 +12,9 @@ use crate::domain::time::{rfc3339, Millis};
 use crate::error::ApiError;
 use crate::protocol::{EventDraft, EventName, EventRecord};
 
+/// The log's table (see [`super::create_table`]).
+pub const TABLE: &str = "events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL, data TEXT NOT NULL, ts TEXT NOT NULL, at INTEGER NOT NULL)";
+
 #[derive(Clone)]
 pub struct EventStore {
     sql: SqlStorage,
@@ -25,6 +28,14 @@ pub struct EventStore {
 /// knowing nothing and reads them once.
 #[derive(Clone, Default)]
 pub struct LogMemory(Rc<Cell<Option<Ends>>>);
+
+impl LogMemory {
+    /// The log's table was just created with the actor (see
+    /// [`super::create_new_tables`]): it holds no event.
+    pub fn created_empty(&self) {
+        self.0.set(Some(Ends { last: 0, oldest: Oldest::Empty }));
+    }
+}
 
 #[derive(Clone, Copy)]
 struct Ends {
@@ -103,11 +114,7 @@ impl EventStore {
         if let Some(e) = self.memory.0.get() {
             return Ok(e);
         }
-        exec(
-            &self.sql,
-            "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL, data TEXT NOT NULL, ts TEXT NOT NULL, at INTEGER NOT NULL)",
-            vec![],
-        )?;
+        super::create_table(&self.sql, TABLE)?;
         let r: Vec<EndsRow> = rows(
             &self.sql,
             "SELECT MAX(seq) AS last, (SELECT seq FROM events ORDER BY seq LIMIT 1) AS first, \

@@ -133,8 +133,27 @@ pub fn table_exists(sql: &SqlStorage, name: &str) -> bool {
         .is_ok_and(|r| r.first().is_some_and(|n| n.n > 0.0))
 }
 
+/// The `state` table's columns (see [`create_table`]).
+pub const STATE_TABLE: &str = "state (k TEXT PRIMARY KEY, v TEXT NOT NULL)";
+
 pub fn init_state(sql: &SqlStorage) -> Result<(), ApiError> {
-    exec(sql, "CREATE TABLE IF NOT EXISTS state (k TEXT PRIMARY KEY, v TEXT NOT NULL)", vec![])
+    create_table(sql, STATE_TABLE)
+}
+
+/// Creates `table` (its name and columns, as the modules' `TABLE`
+/// constants give them) unless it exists.
+pub fn create_table(sql: &SqlStorage, table: &str) -> Result<(), ApiError> {
+    exec(sql, &format!("CREATE TABLE IF NOT EXISTS {table}"), vec![])
+}
+
+/// Creates a new actor's `tables` in one statement, and answers whether it
+/// did. `false` when one of them already existed (or the write failed): then
+/// the caller assumes nothing, creates each table unless it exists and reads
+/// what they hold, as for any actor it finds. `true` tells the actor that
+/// all of them are new and empty, so it need not read them.
+pub fn create_new_tables(sql: &SqlStorage, tables: &[&str]) -> bool {
+    let q: Vec<String> = tables.iter().map(|t| format!("CREATE TABLE {t}")).collect();
+    exec(sql, &q.join("; "), vec![]).is_ok()
 }
 
 /// [`init_state`] once per actor instance: `created` is the instance's
