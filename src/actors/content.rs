@@ -42,6 +42,10 @@ pub struct ContentActor {
     live: RefCell<Option<Option<ContentState>>>,
     /// The state table exists (once created it stays): skips the catalog query.
     created: Cell<bool>,
+    /// The batch item this item is (`Some(None)`: none; `None`: not read
+    /// yet). Set at creation and never changed, so a publish reads it once
+    /// per instance at most.
+    batch_item: RefCell<Option<Option<ItemRef>>>,
     /// Its tables as this instance knows them; the outbox's part says whether
     /// a duty awaits its alarm check: a call that owes nothing new (a fence,
     /// an authorize) then skips [`Self::arm`].
@@ -92,10 +96,7 @@ impl ContentActor {
         // Unknown until every write below has landed: a failed step re-reads.
         self.live.replace(None);
         self.cells().save("content", c)?;
-        let outbox = self.outbox()?;
-        for d in duties {
-            outbox.put(d, now)?;
-        }
+        self.outbox()?.put(duties, now)?;
         let feed_drafts: Vec<EventDraft> = drafts.iter().filter(|d| d.event.is_feed_event()).cloned().collect();
         let records = self.log().append(drafts, now)?;
         // A delete commits its tombstone state and then marks the copy gone.
@@ -228,13 +229,22 @@ impl ContentActor {
     /// When `run` is the first run of a batch item, owes its batch the
     /// report of how it ended (`failure`: none when it completed).
     fn owe_batch_report(&self, run: Uuid, failure: Option<&str>, now: Millis) -> ApiResult<bool> {
-        let Some(item) = self.cells().load::<ItemRef>(BATCH_ITEM)? else { return Ok(false) };
+        let known = self.batch_item.borrow().clone();
+        let item = match known {
+            Some(item) => item,
+            None => {
+                let item = self.cells().load::<ItemRef>(BATCH_ITEM)?;
+                self.batch_item.replace(Some(item.clone()));
+                item
+            }
+        };
+        let Some(item) = item else { return Ok(false) };
         if item.run_id() != run {
             return Ok(false);
         }
         let report = ItemEnded { index: item.index, completed: failure.is_none(), reason: failure.map(str::to_string) };
         let report = serde_json::to_value(report)?;
-        self.outbox()?.put(&Duty::ReportBatch { batch_id: item.batch_id, report }, now)?;
+        self.outbox()?.put(&[Duty::ReportBatch { batch_id: item.batch_id, report }], now)?;
         Ok(true)
     }
 
@@ -256,14 +266,17 @@ impl ContentOps for ContentActor {
         if let Some(v) = s.visibility {
             ownership.visibility = v;
         }
-        if self.created() {
-            // A redelivered batch item: the same create (same run) gets the same answer.
-            if let Some(c) = self.load()?.filter(|c| c.history.first().is_some_and(|v| v.run_id == s.run_id)) {
-                return Ok(Accepted::new(c.id, 1, s.run_id));
+        // Creating the tables is the existence check: it fails when the
+        // item exists, so a new item asks the catalog nothing.
+        let new = !self.created.get() && self.create_new_tables(&[]);
+        if !new {
+            if self.created() {
+                // A redelivered batch item: the same create (same run) gets the same answer.
+                if let Some(c) = self.load()?.filter(|c| c.history.first().is_some_and(|v| v.run_id == s.run_id)) {
+                    return Ok(Accepted::new(c.id, 1, s.run_id));
+                }
+                return Err(ApiError::AlreadyExists("content".into()));
             }
-            return Err(ApiError::AlreadyExists("content".into()));
-        }
-        if !self.create_new_tables(&[]) {
             crate::store::init_state(&self.state.storage().sql())?;
         }
         self.created.set(true);
@@ -272,6 +285,7 @@ impl ContentOps for ContentActor {
         if let Some(item) = &s.batch {
             self.cells().save(BATCH_ITEM, item)?;
         }
+        self.batch_item.replace(Some(s.batch.clone()));
         let now = now_ms();
         let (c, events) = ContentState::create(s.content_id, s.doc, ownership, s.run_id, now);
         let feed = self.commit(&c, events, &[spawn_duty(&c, s.run_id), Duty::Catalog], now)?;
@@ -394,7 +408,7 @@ impl ContentOps for ContentActor {
         }
         let c: ContentState = self.cells().load("content")?.ok_or_else(|| ApiError::not_found("content"))?;
         let deleted = self.load()?.is_none();
-        self.outbox()?.put(&Duty::Catalog, now_ms())?;
+        self.outbox()?.put(&[Duty::Catalog], now_ms())?;
         self.drain(false).await?;
         let mut runs = Vec::new();
         if !deleted {
@@ -467,7 +481,7 @@ fn settled<T>(r: ApiResult<T>) -> ApiResult<()> {
 
 impl DurableObject for ContentActor {
     fn new(state: State, env: Env) -> Self {
-        ContentActor { state, env, live: RefCell::new(None), created: Cell::new(false), memory: Default::default() }
+        ContentActor { state, env, live: RefCell::new(None), created: Cell::new(false), batch_item: RefCell::new(None), memory: Default::default() }
     }
 
     crate::unused_handlers!(fetch);

@@ -77,12 +77,13 @@ pub trait ActorStorage {
         EventStore::new(self.state().storage().sql(), crate::runtime::config(self.env()).retention, self.memory().log.clone())
     }
 
-    /// Creates a new actor's tables, its state, event log and outbox and
-    /// `more`, in one statement, and remembers the log and outbox as empty
+    /// Creates a new actor's tables, `more` and its event log, outbox and
+    /// state, in one statement, and remembers the log and outbox as empty
     /// (see [`crate::store::create_new_tables`]). `false`: one existed, and
-    /// the caller creates each table unless it exists.
+    /// the caller creates each table unless it exists. The state table comes
+    /// last, so when it exists (`has_state`) every other one was created new.
     fn create_new_tables(&self, more: &[&str]) -> bool {
-        let tables = [&[crate::store::STATE_TABLE, crate::store::events::TABLE, outbox::TABLE], more].concat();
+        let tables = [more, &[crate::store::events::TABLE, outbox::TABLE, crate::store::STATE_TABLE]].concat();
         let created = crate::store::create_new_tables(&self.state().storage().sql(), &tables);
         if created {
             self.memory().log.created_empty();

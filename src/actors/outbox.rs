@@ -3,7 +3,9 @@
 //! an actor records a duty in the same step as the state change it follows.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::SqlStorage;
@@ -11,7 +13,7 @@ use worker::SqlStorage;
 use crate::domain::outbox::{retry_at, Duty, OwedDuties, LEASE_MS};
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{rows, storage_err};
+use crate::store::{rows, storage_err, MAX_BOUND_PARAMS};
 
 /// How many duties one drain has in flight at once (a deleted item with many
 /// versions owes a purge per run).
@@ -131,8 +133,9 @@ struct Row {
 }
 
 #[derive(Deserialize)]
-struct Seq {
+struct Stored {
     seq: f64,
+    key: String,
 }
 
 #[derive(Deserialize)]
@@ -157,41 +160,61 @@ impl<'a> Outbox<'a> {
         rows(&self.sql, q, params).inspect_err(|_| self.memory.forget_rows())
     }
 
-    /// Stores `duty` due at `due_at`, replacing a pending duty with the same
-    /// key (a try of the older one no longer removes it), and answers its row's seq.
-    fn store(&self, duty: &Duty, due_at: Millis) -> ApiResult<i64> {
+    /// Stores `duties` due at `due_at`, each replacing a pending duty with the
+    /// same key (a try of the older one no longer removes it): one statement
+    /// for up to a third of [`MAX_BOUND_PARAMS`] duties. Answers each duty
+    /// with its row's seq, the last of a repeated key only.
+    fn store(&self, duties: &[Duty], due_at: Millis) -> ApiResult<Vec<Taken>> {
         self.memory.unarmed.set(true);
-        let key = duty.key();
-        self.memory.fresh.borrow_mut().retain(|t| t.duty.key() != key);
-        let text = serde_json::to_string(duty).map_err(storage_err)?;
-        let seq: Vec<Seq> = self.write(
-            "INSERT OR REPLACE INTO outbox (key, duty, attempts, due_at) VALUES (?, ?, 0, ?) RETURNING seq",
-            vec![key.as_str().into(), text.into(), (due_at as f64).into()],
-        )?;
-        let seq = seq.first().map(|s| s.seq as i64).ok_or_else(|| storage_err("outbox insert returned no seq"))?;
-        self.memory.note(|o| o.stored(key, seq, due_at));
-        Ok(seq)
+        let mut stored = Vec::with_capacity(duties.len());
+        for group in duties.chunks(MAX_BOUND_PARAMS / 3) {
+            let keys: Vec<String> = group.iter().map(Duty::key).collect();
+            self.memory.fresh.borrow_mut().retain(|t| !keys.contains(&t.duty.key()));
+            let mut params = Vec::with_capacity(group.len() * 3);
+            for (duty, key) in group.iter().zip(&keys) {
+                params.push(key.as_str().into());
+                params.push(serde_json::to_string(duty).map_err(storage_err)?.into());
+                params.push((due_at as f64).into());
+            }
+            let q = format!(
+                "INSERT OR REPLACE INTO outbox (key, duty, attempts, due_at) VALUES {} RETURNING seq, key",
+                vec!["(?, ?, 0, ?)"; group.len()].join(", ")
+            );
+            let mut seqs: HashMap<String, i64> = HashMap::new();
+            for r in self.write::<Stored>(&q, params)? {
+                let seq = seqs.entry(r.key).or_insert(r.seq as i64);
+                *seq = (*seq).max(r.seq as i64);
+            }
+            for (duty, key) in group.iter().zip(keys) {
+                let seq = *seqs.get(&key).ok_or_else(|| storage_err("outbox insert returned no seq"))?;
+                stored.retain(|t: &Taken| t.duty.key() != key);
+                self.memory.note(|o| o.stored(key, seq, due_at));
+                stored.push(Taken { seq, duty: duty.clone(), attempts: 0 });
+            }
+        }
+        Ok(stored)
     }
 
-    /// Owes `duty` from now on. Its row is written leased to this instance,
-    /// and the next [`Self::drain`] here tries it without reading it back: a
-    /// duty that lands on its first try costs its insert and its delete. If
-    /// the instance dies first, the alarm tries it when the lease ends.
-    pub fn put(&self, duty: &Duty, now: Millis) -> ApiResult<()> {
-        let seq = self.store(duty, now + LEASE_MS)?;
-        self.memory.fresh.borrow_mut().push(Taken { seq, duty: duty.clone(), attempts: 0 });
+    /// Owes `duties` from now on. Their rows are written leased to this
+    /// instance, and the next [`Self::drain`] here tries them without reading
+    /// them back: a duty that lands on its first try costs its share of one
+    /// insert, and its delete. If the instance dies first, the alarm tries
+    /// them when the lease ends.
+    pub fn put(&self, duties: &[Duty], now: Millis) -> ApiResult<()> {
+        let taken = self.store(duties, now + LEASE_MS)?;
+        self.memory.fresh.borrow_mut().extend(taken);
         Ok(())
     }
 
     /// Owes `duty` from `due_at` on (the alarm tries it then).
     pub fn put_at(&self, duty: &Duty, due_at: Millis) -> ApiResult<()> {
-        self.store(duty, due_at).map(|_| ())
+        self.store(std::slice::from_ref(duty), due_at).map(|_| ())
     }
 
     /// Drops a pending duty (e.g. the spawn of a run that was superseded).
     pub fn forget(&self, key: &str) -> ApiResult<()> {
         self.memory.fresh.borrow_mut().retain(|t| t.duty.key() != key);
-        self.write::<Seq>("DELETE FROM outbox WHERE key = ?", vec![key.into()])?;
+        self.write::<IgnoredAny>("DELETE FROM outbox WHERE key = ?", vec![key.into()])?;
         self.memory.note(|o| o.forgotten(key));
         Ok(())
     }
@@ -259,7 +282,7 @@ impl<'a> Outbox<'a> {
     }
 
     pub fn done(&self, t: &Taken) -> ApiResult<()> {
-        self.write::<Seq>("DELETE FROM outbox WHERE seq = ?", vec![(t.seq as f64).into()])?;
+        self.write::<IgnoredAny>("DELETE FROM outbox WHERE seq = ?", vec![(t.seq as f64).into()])?;
         self.memory.note(|o| o.done(&t.duty.key(), t.seq));
         Ok(())
     }
@@ -267,7 +290,7 @@ impl<'a> Outbox<'a> {
     pub fn failed(&self, t: &Taken, error: &ApiError, now: Millis) -> ApiResult<()> {
         let attempts = t.attempts + 1;
         let due_at = retry_at(attempts, now);
-        self.write::<Seq>(
+        self.write::<IgnoredAny>(
             "UPDATE outbox SET attempts = ?, due_at = ?, last_error = ? WHERE seq = ?",
             vec![
                 (attempts as f64).into(),

@@ -208,7 +208,7 @@ impl RunShell {
 
     /// Records the run's catalog row as owed and tries it now.
     async fn catalog_now(&self, now: Millis) -> ApiResult<()> {
-        self.outbox()?.put(&Duty::Catalog, now)?;
+        self.outbox()?.put(&[Duty::Catalog], now)?;
         self.drain().await
     }
 
@@ -226,7 +226,7 @@ impl RunShell {
         let events = run.purge(stages::CONTENT_DELETED, now);
         self.erase()?;
         self.commit_and_push(&run, events, now)?;
-        self.outbox()?.put(&Duty::Catalog, now)?;
+        self.outbox()?.put(&[Duty::Catalog], now)?;
         let _ = self.drain().await;
         self.arm(&run, now_ms()).await?;
         Ok(Done {})
@@ -241,24 +241,23 @@ impl RunShell {
 
     async fn start(self: &Rc<Self>, req: StartRun) -> ApiResult<()> {
         let sql = self.state.storage().sql();
-        // One look at the catalog tells a new run's actor from one that exists.
-        let exists = self.run.borrow().is_some() || crate::store::has_state(&sql);
-        if exists {
+        let artifacts = self.artifacts();
+        // Creating the tables is the existence check: it fails when the run's
+        // actor exists, so a new run asks the catalog nothing.
+        let new = self.run.borrow().is_none() && self.create_new_tables(&[stages::artifacts::TABLE]);
+        if !new {
             if self.load()?.is_some() {
                 // Idempotent: a retried spawn finds the run under way.
                 return Ok(());
             }
-            if self.cells().load::<bool>(PURGED_BEFORE_START)?.unwrap_or(false) {
+            if crate::store::has_state(&sql) && self.cells().load::<bool>(PURGED_BEFORE_START)?.unwrap_or(false) {
                 return Err(ApiError::Superseded(stages::CONTENT_DELETED.into()));
             }
-        }
-        let cfg = config(&self.env);
-        let now = now_ms();
-        let artifacts = self.artifacts();
-        if exists || !self.create_new_tables(&[stages::artifacts::TABLE]) {
             crate::store::init_state(&sql)?;
             artifacts.init()?;
         }
+        let cfg = config(&self.env);
+        let now = now_ms();
         artifacts.put(stages::artifacts::NAMESPACE, &req.ownership.namespace()).map_err(|e| ApiError::Internal(e.message))?;
         let (run, events) = PipelineRun::new(req.run_id, req.content_id, req.version, cfg.retry, now);
         let run = run.owned_by(&req.ownership);
@@ -399,10 +398,8 @@ impl RunShell {
             let report = json!({ "run_id": run.id, "version": run.version, "status": run.status, "reason": run.reason });
             owed.push(Duty::ReportEnd { content_id: run.content_id, report });
         }
-        for d in &owed {
-            if let Err(e) = outbox.put(d, now) {
-                worker::console_error!("run outbox: {e}");
-            }
+        if let Err(e) = outbox.put(&owed, now) {
+            worker::console_error!("run outbox: {e}");
         }
         if let Err(e) = self.drain().await {
             worker::console_error!("run duties: {e}");
