@@ -306,6 +306,31 @@ pub async fn list_keys(env: &Env, tenant: Option<&str>) -> ApiResult<Vec<KeyRow>
         .results()?)
 }
 
+/// Most parameters one D1 statement may bind
+/// (developers.cloudflare.com/d1/platform/limits/).
+const MAX_D1_PARAMS: usize = 100;
+
+/// Which of `key_ids` are live (exist and are not revoked): what an actor
+/// holding sockets of those keys checks (`domain::broadcast::KEY_RECHECK_MS`).
+pub async fn live_keys(env: &Env, key_ids: &[&str]) -> ApiResult<std::collections::HashSet<String>> {
+    #[derive(serde::Deserialize)]
+    struct Live {
+        key_id: String,
+    }
+    let mut live = std::collections::HashSet::new();
+    for ids in key_ids.chunks(MAX_D1_PARAMS) {
+        let marks = vec!["?"; ids.len()].join(", ");
+        let rows: Vec<Live> = db(env)?
+            .prepare(format!("SELECT key_id FROM api_keys WHERE revoked_at IS NULL AND key_id IN ({marks})"))
+            .bind(&ids.iter().map(|id| s(id)).collect::<Vec<_>>())?
+            .all()
+            .await?
+            .results()?;
+        live.extend(rows.into_iter().map(|r| r.key_id));
+    }
+    Ok(live)
+}
+
 /// Marks a key revoked; `false` when there is no such live key.
 pub async fn revoke_key(env: &Env, key_id: &str, now: Millis) -> ApiResult<bool> {
     let r = db(env)?

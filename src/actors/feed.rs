@@ -64,6 +64,8 @@ impl FeedActor {
 
 impl FeedOps for FeedActor {
     async fn append(&self, a: Append) -> ApiResult<Appended> {
+        // Before the broadcast, so a revoked key's socket gets none of it.
+        self.sockets.check_keys(self, now_ms()).await;
         let records = self.log().append(a.events, now_ms())?;
         // A deleted item's earlier events no longer name it, in any replay.
         for r in records.iter().filter(|r| r.event == EventName::ContentDeleted) {
@@ -112,6 +114,8 @@ impl DurableObject for FeedActor {
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
+        // A frame may ask for a replay: a revoked key's socket is closed first.
+        self.sockets.check_keys(self, now_ms()).await;
         self.sockets.on_message(self, Topic::Feed, &ws, message, || self.snapshot());
         Ok(())
     }
@@ -131,6 +135,7 @@ impl DurableObject for FeedActor {
     async fn alarm(&self) -> worker::Result<Response> {
         let now = now_ms();
         self.sockets.sweep(self, now);
+        self.sockets.check_keys(self, now).await;
         if let Err(e) = self.sockets.catch_up(self, Topic::Feed) {
             return Response::error(e.to_string(), 500);
         }

@@ -287,6 +287,8 @@ impl RunShell {
             let at = Activation::watchdog_from(now_ms(), config(&self.env).run_budget_ms);
             return Ok(self.state.storage().set_alarm(to_datetime(at)).await?);
         }
+        // Before the stages' broadcasts, so a revoked key's socket gets none of them.
+        self.sockets.check_keys(self, now_ms()).await;
         let mut committed = Vec::new();
         let outcome = self.run_stages(watchdog_armed, &mut committed).await;
         self.active.set(false);
@@ -551,6 +553,7 @@ impl DurableObject for PipelineActor {
         // Expired sockets close, and a broadcast dropped before this wake
         // goes out first.
         shell.sockets.sweep(&**shell, now_ms());
+        shell.sockets.check_keys(&**shell, now_ms()).await;
         if let Some(run) = shell.loaded() {
             if let Err(e) = shell.sockets.catch_up(&**shell, RunShell::topic(&run)) {
                 worker::console_error!("run socket catch-up failed: {e}");
@@ -566,6 +569,8 @@ impl DurableObject for PipelineActor {
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
         let shell = &self.shell;
+        // A frame may ask for a replay: a revoked key's socket is closed first.
+        shell.sockets.check_keys(&**shell, now_ms()).await;
         match shell.loaded() {
             Some(run) => shell.sockets.on_message(&**shell, RunShell::topic(&run), &ws, message, || RunShell::snapshot(&run)),
             None => shell.sockets.on_error(&ws),

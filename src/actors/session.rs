@@ -18,6 +18,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, State, WebSo
 use super::ops::{Deliver, Delivered, Done, Events, EventsPage, FireAlarm, Inspect, Inspectable, Plan, SessionCall, SessionInfo, SessionOps, SessionPrincipal, Subscribe, Unsubscribe};
 use super::rpc::{self, ActorKind};
 use crate::catalog;
+use crate::domain::broadcast::KEY_RECHECK_MS;
 use crate::domain::principal::Principal;
 use crate::domain::session::{admit, followed, Admission, Fetched, Frame, SocketState, Step, Subscription, Watch, MAX_FRAME_BYTES, POLL_FAST_MS};
 use crate::domain::time::Millis;
@@ -42,6 +43,9 @@ pub struct SessionActor {
     /// The session's record, which never changes once written: every frame,
     /// delivery and poll reads it, so an instance reads it once.
     info: RefCell<Option<SessionInfo>>,
+    /// When the API key the session rests on is next checked (`None`: at
+    /// the first chance). See [`SessionActor::key_holds`].
+    key_check: Cell<Option<Millis>>,
 }
 
 
@@ -120,6 +124,27 @@ pub(crate) fn close_expired(ws: &WebSocket) {
     let _ = ws.close(Some(4001), Some("token expired"));
 }
 
+/// A session that is gone, asked for with a valid token (the Worker checked
+/// it, and only a created session has one): it expired or its key was
+/// revoked, so the token no longer holds (401), as the contract has it.
+fn ended(e: ApiError) -> ApiError {
+    match e {
+        ApiError::NotFound(_) => ApiError::Unauthorized("the session has ended".into()),
+        e => e,
+    }
+}
+
+/// What a revoked key's session answers: what the key itself gets.
+fn revoked() -> ApiError {
+    ApiError::Unauthorized("the API key is not valid or has been revoked".into())
+}
+
+/// Closes a socket whose API key was revoked: the same code as an expired
+/// token (the credential no longer holds), with its own reason.
+pub(crate) fn close_revoked(ws: &WebSocket) {
+    let _ = ws.close(Some(4001), Some("key revoked"));
+}
+
 /// The attachment travels as one JSON string: a JS string crosses the wasm
 /// boundary in one copy, where a structured object costs a call per field, and
 /// this runs for every socket on every delivered event.
@@ -177,16 +202,59 @@ impl SessionActor {
         crate::store::init_state(&self.state.storage().sql())?;
         self.cells().save("session", &info)?;
         self.info.replace(Some(info.clone()));
+        // The Worker has just checked the key that creates it.
+        self.key_check.set(Some(now_ms() + KEY_RECHECK_MS));
         // The token dies at `expires_at`; so do the sockets it opened.
         self.state.storage().set_alarm(chrono::DateTime::<chrono::Utc>::from_timestamp_millis(info.expires_at).unwrap_or_default()).await?;
         catalog::register_actor(&self.env, "session", &info.id.to_string(), "active", info.created_at).await?;
         Ok(Done {})
     }
 
-    fn accept(&self) -> ApiResult<Response> {
-        let info = self.info()?;
+    /// Whether the API key the session rests on (if a key created it) still
+    /// holds. Checked at most every [`KEY_RECHECK_MS`], and only when the
+    /// session is about to send or answer something, so an idle session
+    /// costs nothing. A revoked key ends the session as expiry does, its
+    /// sockets closed with 4001 ("key revoked").
+    async fn key_holds(&self, info: &SessionInfo, now: Millis) -> bool {
+        let Some(key) = info.principal.key_id() else { return true };
+        if self.key_check.get().is_some_and(|at| at > now) {
+            return true;
+        }
+        self.key_check.set(Some(now + KEY_RECHECK_MS));
+        match catalog::live_keys(&self.env, &[key]).await {
+            Ok(live) if !live.contains(key) => {
+                if let Err(e) = self.end(info, "revoked", close_revoked).await {
+                    worker::console_error!("session end failed: {e}");
+                }
+                false
+            }
+            Ok(_) => true,
+            // The catalog is down: the next chance checks again.
+            Err(e) => {
+                worker::console_error!("session key check failed: {e}");
+                true
+            }
+        }
+    }
+
+    /// Ends the session: `close` each socket, mark it `status` in the
+    /// registry and erase it.
+    async fn end(&self, info: &SessionInfo, status: &str, close: fn(&WebSocket)) -> worker::Result<()> {
+        for ws in self.state.get_websockets() {
+            close(&ws);
+        }
+        let _ = catalog::register_actor(&self.env, "session", &info.id.to_string(), status, now_ms()).await;
+        self.info.replace(None);
+        self.state.storage().delete_all().await
+    }
+
+    async fn accept(&self) -> ApiResult<Response> {
+        let info = self.info().map_err(ended)?;
         if info.expires_at <= now_ms() {
             return Err(ApiError::Unauthorized("the session has expired".into()));
+        }
+        if !self.key_holds(&info, now_ms()).await {
+            return Err(revoked());
         }
         let max = config(&self.env).trust.max_sockets_per_session;
         if self.state.get_websockets().len() >= max as usize {
@@ -442,12 +510,22 @@ impl SessionOps for SessionActor {
     }
 
     async fn deliver(&self, d: Deliver) -> ApiResult<Delivered> {
+        if let Ok(info) = self.info() {
+            if !self.key_holds(&info, now_ms()).await {
+                return Ok(Delivered { subscribed: false });
+            }
+        }
         self.push(d).await
     }
 
-    /// Who the session acts for: the feed socket opened with its token reads as it.
+    /// Who the session acts for: the feed socket opened with its token reads
+    /// as it. A revoked key's session is refused (401), as the key is.
     async fn principal(&self, _q: SessionPrincipal) -> ApiResult<Principal> {
-        Ok(self.info()?.principal)
+        let info = self.info().map_err(ended)?;
+        if !self.key_holds(&info, now_ms()).await {
+            return Err(revoked());
+        }
+        Ok(info.principal)
     }
 }
 
@@ -466,17 +544,23 @@ impl Inspectable for SessionActor {
 impl DurableObject for SessionActor {
     fn new(state: State, env: Env) -> Self {
         answer_pings(&state);
-        SessionActor { state, env, replays: RefCell::new(HashMap::new()), subscribes: Cell::new(0), active_at: Cell::new(0), armed_at: Cell::new(None), info: RefCell::new(None) }
+        SessionActor { state, env, replays: RefCell::new(HashMap::new()), subscribes: Cell::new(0), active_at: Cell::new(0), armed_at: Cell::new(None), info: RefCell::new(None), key_check: Cell::new(None) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         if crate::http::is_websocket_upgrade(&req) {
-            return Ok(self.accept().unwrap_or_else(|e| crate::http::error(&e)));
+            return Ok(self.accept().await.unwrap_or_else(|e| crate::http::error(&e)));
         }
         super::rpc::not_a_call()
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
+        // A frame may ask for a replay: a revoked key's session ends first.
+        if let Ok(info) = self.info() {
+            if !self.key_holds(&info, now_ms()).await {
+                return Ok(());
+            }
+        }
         match message {
             WebSocketIncomingMessage::String(text) => self.on_frame(&ws, &text).await,
             WebSocketIncomingMessage::Binary(_) => send(&ws, &ServerFrame::error("malformed_frame", "binary frames are not supported")),
@@ -501,6 +585,9 @@ impl DurableObject for SessionActor {
         self.armed_at.set(None);
         let Ok(info) = self.info() else { return Response::ok("gone") };
         let now = now_ms();
+        if info.expires_at > now && !self.key_holds(&info, now).await {
+            return Response::ok("revoked");
+        }
         if info.expires_at > now {
             let next = match self.poll(now).await {
                 Ok(next) => next,
@@ -514,12 +601,7 @@ impl DurableObject for SessionActor {
             }
             return Response::ok("polled");
         }
-        for ws in self.state.get_websockets() {
-            close_expired(&ws);
-        }
-        let _ = catalog::register_actor(&self.env, "session", &info.id.to_string(), "expired", now_ms()).await;
-        self.info.replace(None);
-        self.state.storage().delete_all().await?;
+        self.end(&info, "expired", close_expired).await?;
         Response::ok("expired")
     }
 }

@@ -22,9 +22,9 @@ use std::cell::{Cell, RefCell};
 use serde_json::Value;
 use worker::{Request, Response, WebSocket, WebSocketIncomingMessage, WebSocketPair};
 
-use super::session::{close_back, close_expired, load_attachment, read_frame, save_attachment, send};
+use super::session::{close_back, close_expired, close_revoked, load_attachment, read_frame, save_attachment, send};
 use super::{ActorStorage, REPLAY_PAGE};
-use crate::domain::broadcast::{next_expiry, Batch, SocketOpener, Watcher, CATCH_UP_MS, MAX_SOCKETS};
+use crate::domain::broadcast::{keys_held, next_expiry, Batch, SocketOpener, Watcher, CATCH_UP_MS, KEY_RECHECK_MS, MAX_SOCKETS};
 use crate::domain::event_log::{plan_replay, ReplayPlan};
 use crate::domain::faults::PUSH;
 use crate::domain::session::admit;
@@ -63,6 +63,9 @@ pub struct TopicSockets {
     watchers: RefCell<Option<Vec<(WebSocket, Watcher)>>>,
     /// The stored lag once read (`Some(None)`: nothing owed).
     lag: Cell<Option<Option<u64>>>,
+    /// When the keys the sockets rest on are next checked (`None`: at the
+    /// first chance, as in a new instance). See [`Self::check_keys`].
+    key_check: Cell<Option<Millis>>,
 }
 
 impl TopicSockets {
@@ -118,6 +121,39 @@ impl TopicSockets {
             for frame in batch.frames_for(w, through) {
                 let _ = ws.send_with_str(frame);
             }
+        }
+        if closed {
+            self.forget();
+        }
+    }
+
+    /// Closes the sockets of API keys revoked since they opened (4001), when
+    /// a check is due: at most every [`KEY_RECHECK_MS`], and only when there
+    /// is something to send (a broadcast, a catch-up, a join), so a quiet
+    /// topic costs no check and no wake. A revoked key's socket gets nothing
+    /// past the first check after the revocation. One catalog query per check.
+    pub async fn check_keys(&self, host: &impl ActorStorage, now: Millis) {
+        if self.key_check.get().is_some_and(|at| at > now) || self.held(host) == 0 {
+            return;
+        }
+        let keys: Vec<String> = keys_held(self.watchers.borrow().iter().flatten().map(|(_, w)| w)).into_iter().map(str::to_string).collect();
+        if keys.is_empty() {
+            return;
+        }
+        // Until this check ends, no other starts.
+        self.key_check.set(Some(now + KEY_RECHECK_MS));
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let live = match crate::catalog::live_keys(host.env(), &refs).await {
+            Ok(live) => live,
+            // The catalog is down: the sockets stay, and the next chance checks again.
+            Err(e) => return worker::console_error!("socket key check failed: {e}"),
+        };
+        // Sockets may have opened or closed meanwhile: read them again.
+        self.held(host);
+        let mut closed = false;
+        for (ws, _) in self.watchers.borrow().iter().flatten().filter(|(_, w)| w.k.as_ref().is_some_and(|k| !live.contains(k))) {
+            close_revoked(ws);
+            closed = true;
         }
         if closed {
             self.forget();
@@ -230,7 +266,12 @@ impl TopicSockets {
         self.forget();
         let tags = opener.tags();
         state.accept_websocket_with_tags(&pair.server, &tags.iter().map(String::as_str).collect::<Vec<_>>());
-        let w = Watcher { x: opener.expires_at, ..Watcher::new(&opener.principal.read_scope(), now_ms()) };
+        let k = opener.principal.key_id().map(str::to_string);
+        if k.is_some() && self.key_check.get().is_none() {
+            // The Worker has just checked this key: the next check can wait.
+            self.key_check.set(Some(now_ms() + KEY_RECHECK_MS));
+        }
+        let w = Watcher { x: opener.expires_at, k, ..Watcher::new(&opener.principal.read_scope(), now_ms()) };
         save_attachment(&pair.server, &w);
         if url.query_pairs().any(|(k, _)| k == "after") {
             self.join(host, topic, &pair.server, w, after, &snapshot)?;

@@ -35,6 +35,12 @@ pub const MAX_SOCKETS: usize = 10_000;
 /// actor's catch-up alarm).
 pub const CATCH_UP_MS: i64 = 1_000;
 
+/// How often an actor that holds sockets opened by API keys checks that the
+/// keys are still live, closing a revoked key's sockets (4001). Requests are
+/// refused within 10 s of a revocation (DESIGN.md, "Principals and
+/// access"); an open socket is no exception.
+pub const KEY_RECHECK_MS: Millis = 10_000;
+
 /// The class key of a socket: sockets with equal keys see the same events.
 pub fn class_key(scope: &ReadScope) -> String {
     serde_json::to_string(scope).unwrap_or_default()
@@ -113,6 +119,9 @@ pub struct Watcher {
     /// When the token that opened it expires ([`SocketOpener::expires_at`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x: Option<Millis>,
+    /// The API key it rests on ([`Principal::key_id`]): closed if revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -121,7 +130,7 @@ fn is_zero(n: &u32) -> bool {
 
 impl Watcher {
     pub fn new(scope: &ReadScope, now: Millis) -> Self {
-        Watcher { v: class_key(scope), c: None, b: TokenBucket::full(now), strikes: 0, x: None }
+        Watcher { v: class_key(scope), c: None, b: TokenBucket::full(now), strikes: 0, x: None, k: None }
     }
 
     /// Whether the token that opened it has expired at `now`: the socket gets
@@ -135,6 +144,14 @@ impl Watcher {
     pub fn owes(&self, seq: u64, through: u64) -> bool {
         self.c.is_some_and(|c| seq > c.max(through))
     }
+}
+
+/// The keys `watchers` rest on, each once: what a key check asks the catalog.
+pub fn keys_held<'w>(watchers: impl IntoIterator<Item = &'w Watcher>) -> Vec<&'w str> {
+    let mut keys: Vec<&str> = watchers.into_iter().filter_map(|w| w.k.as_deref()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 /// The earliest expiry among `watchers` still open at `now`: when the
@@ -292,6 +309,23 @@ mod tests {
         // The operator (no holder) without a session has no cap at all.
         assert_eq!(opener(None, None).over_cap(caps, |_| usize::MAX), None);
         assert_eq!(opener(None, Some(s)).over_cap(caps, |_| 2), Some(2));
+    }
+
+    #[test]
+    fn a_key_check_asks_for_each_key_once() {
+        let key = |k: Option<&str>| Watcher { k: k.map(str::to_string), ..Watcher::new(&ReadScope::PublicOnly, 0) };
+        let held = [key(Some("k2")), key(None), key(Some("k1")), key(Some("k2"))];
+        assert_eq!(keys_held(&held), ["k1", "k2"]);
+        assert!(keys_held(&[key(None)]).is_empty(), "no key socket: no check");
+        // Only an API key's principal rests on a key.
+        assert_eq!(Principal::api_key("a", "k9", &[Scope::Read]).key_id(), Some("k9"));
+        assert_eq!(Principal::anonymous().key_id(), None);
+        assert_eq!(Principal::operator().key_id(), None);
+        // The key travels in the attachment, and an old attachment has none.
+        let stored = serde_json::to_string(&key(Some("k1"))).unwrap();
+        assert_eq!(serde_json::from_str::<Watcher>(&stored).unwrap().k.as_deref(), Some("k1"));
+        let old = serde_json::to_string(&key(None)).unwrap();
+        assert!(!old.contains("\"k\""), "{old}");
     }
 
     #[test]

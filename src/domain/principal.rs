@@ -182,6 +182,13 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The API key whose validity this principal rests on: a key's own, and
+    /// so a session's or a socket's that a key opened. A revoked key ends
+    /// them too (see `domain::broadcast::KEY_RECHECK_MS`).
+    pub fn key_id(&self) -> Option<&str> {
+        (self.kind == PrincipalKind::ApiKey).then_some(self.subject.as_str())
+    }
+
     pub fn operator() -> Self {
         Principal { kind: PrincipalKind::Operator, tenant: None, subject: "operator".into(), scopes: Scope::ALL.to_vec(), rate_per_min: None }
     }

@@ -514,3 +514,42 @@ async fn topic_sockets_keep_the_caps_and_end_with_the_token() {
     assert_eq!(answers.last(), Some(&429), "{answers:?}");
     assert!(answers[..answers.len() - 1].iter().all(|c| *c == 409), "{answers:?}");
 }
+
+/// Revoking an API key ends what it opened (DESIGN.md: a revoked key is
+/// refused within 10 s): a feed socket opened with the key, and a session
+/// the key created, its socket and its token. Each actor checks the keys it
+/// holds at most every 10 s, before it sends anything, so once that much has
+/// passed the next event closes them (4001, "key revoked") and reaches only
+/// the live key's socket.
+#[tokio::test]
+async fn a_revoked_keys_sockets_and_sessions_end() {
+    let s = &shared().server;
+    let doomed = mint_key(&s.base, &s.admin_token, TEST_TENANT, &["content:read"], None);
+    let key_id = doomed.split('_').nth(1).expect("alk_<id>_<secret>").to_string();
+    let subscribe_feed = json!({"type": "subscribe", "topic": "feed"});
+    let mut by_key = topic_socket(s, "feed", "", Some(&doomed)).await.expect("a feed socket by the key");
+    ws_send(&mut by_key, subscribe_feed.clone()).await;
+    until_ready(&mut by_key).await;
+    let (sid, tok) = new_session_as(s, &doomed).await;
+    let mut session = connect(s, &sid, &tok).await;
+    ws_send(&mut session, subscribe_feed.clone()).await;
+    until_ready(&mut session).await;
+    let mut live = topic_socket(s, "feed", "", Some(&s.key)).await.expect("a feed socket by a live key");
+    ws_send(&mut live, subscribe_feed).await;
+    until_ready(&mut live).await;
+
+    let r = send(http().delete(s.url(&format!("/admin/keys/{key_id}"))).bearer_auth(&s.admin_token)).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    // Past the checks' interval (and the Worker's key cache), one event.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let (cid, _) = s.submit("After a revocation", &document("revoked", 83, 600), None).await;
+    for (name, ws) in [("the key's feed socket", &mut by_key), ("the key's session socket", &mut session)] {
+        let (code, events) = close_code(ws, Duration::from_secs(20)).await;
+        assert_eq!(code, Some(4001), "{name} closes once the key is revoked");
+        assert!(!events.iter().any(|e| e["data"]["content_id"] == cid), "{name} got an event after the revocation: {events:?}");
+    }
+    let (_, seen) = feed_until_indexed(&mut live, &cid, Duration::from_secs(30)).await;
+    assert!(seen, "the live key's socket still gets the feed");
+    assert_eq!(topic_socket(s, "feed", &format!("?session={sid}&token={tok}"), None).await.err(), Some(401), "the session's token is refused");
+    assert_eq!(send(http().get(s.url("/api/content")).bearer_auth(&doomed)).await.status, 401, "the key itself is refused");
+}
