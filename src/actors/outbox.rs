@@ -3,14 +3,13 @@
 //! an actor records a duty in the same step as the state change it follows.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::SqlStorage;
 
-use crate::domain::outbox::{retry_at, Duty, OwedDuties, LEASE_MS};
+use crate::domain::outbox::{new_seq, retry_at, Duty, OwedDuties, LEASE_MS};
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::store::{rows, storage_err, MAX_BOUND_PARAMS};
@@ -19,9 +18,11 @@ use crate::store::{rows, storage_err, MAX_BOUND_PARAMS};
 /// versions owes a purge per run).
 pub const DRAIN_PARALLEL: usize = 8;
 
-/// The outbox table's columns (see [`crate::store::create_table`]).
-pub const TABLE: &str = "outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE,
-    duty TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, due_at INTEGER NOT NULL, last_error TEXT)";
+/// The outbox table's columns (see [`crate::store::create_table`]): one row
+/// per key, so one b-tree (`WITHOUT ROWID`). Tables made before this layout
+/// (`seq` the rowid, `key` unique) take the same statements.
+pub const TABLE: &str = "outbox (key TEXT PRIMARY KEY, seq INTEGER NOT NULL, duty TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, due_at INTEGER NOT NULL, last_error TEXT) WITHOUT ROWID";
 
 pub struct Outbox<'a> {
     sql: SqlStorage,
@@ -130,12 +131,7 @@ struct Row {
     key: String,
     duty: String,
     attempts: f64,
-}
-
-#[derive(Deserialize)]
-struct Stored {
-    seq: f64,
-    key: String,
+    due_at: f64,
 }
 
 #[derive(Deserialize)]
@@ -161,35 +157,34 @@ impl<'a> Outbox<'a> {
     }
 
     /// Stores `duties` due at `due_at`, each replacing a pending duty with the
-    /// same key (a try of the older one no longer removes it): one statement
-    /// for up to a third of [`MAX_BOUND_PARAMS`] duties. Answers each duty
-    /// with its row's seq, the last of a repeated key only.
+    /// same key under a new [`new_seq`] (so a try of the older one no longer
+    /// removes it): one statement for up to a third of [`MAX_BOUND_PARAMS`]
+    /// duties. Answers each duty as taken, the last of a repeated key only.
     fn store(&self, duties: &[Duty], due_at: Millis) -> ApiResult<Vec<Taken>> {
         self.memory.unarmed.set(true);
-        let mut stored = Vec::with_capacity(duties.len());
-        for group in duties.chunks(MAX_BOUND_PARAMS / 3) {
+        let mut stored: Vec<Taken> = Vec::with_capacity(duties.len());
+        for group in duties.chunks(MAX_BOUND_PARAMS / 4) {
             let keys: Vec<String> = group.iter().map(Duty::key).collect();
             self.memory.fresh.borrow_mut().retain(|t| !keys.contains(&t.duty.key()));
-            let mut params = Vec::with_capacity(group.len() * 3);
+            let mut params = Vec::with_capacity(group.len() * 4);
+            let mut taken = Vec::with_capacity(group.len());
             for (duty, key) in group.iter().zip(&keys) {
+                let seq = new_seq();
                 params.push(key.as_str().into());
+                params.push((seq as f64).into());
                 params.push(serde_json::to_string(duty).map_err(storage_err)?.into());
                 params.push((due_at as f64).into());
+                taken.push(Taken { seq, duty: duty.clone(), attempts: 0 });
             }
             let q = format!(
-                "INSERT OR REPLACE INTO outbox (key, duty, attempts, due_at) VALUES {} RETURNING seq, key",
-                vec!["(?, ?, 0, ?)"; group.len()].join(", ")
+                "INSERT OR REPLACE INTO outbox (key, seq, duty, attempts, due_at) VALUES {}",
+                vec!["(?, ?, ?, 0, ?)"; group.len()].join(", ")
             );
-            let mut seqs: HashMap<String, i64> = HashMap::new();
-            for r in self.write::<Stored>(&q, params)? {
-                let seq = seqs.entry(r.key).or_insert(r.seq as i64);
-                *seq = (*seq).max(r.seq as i64);
-            }
-            for (duty, key) in group.iter().zip(keys) {
-                let seq = *seqs.get(&key).ok_or_else(|| storage_err("outbox insert returned no seq"))?;
-                stored.retain(|t: &Taken| t.duty.key() != key);
-                self.memory.note(|o| o.stored(key, seq, due_at));
-                stored.push(Taken { seq, duty: duty.clone(), attempts: 0 });
+            self.write::<IgnoredAny>(&q, params)?;
+            for (t, key) in taken.into_iter().zip(keys) {
+                stored.retain(|s| s.duty.key() != key);
+                self.memory.note(|o| o.stored(key, t.seq, due_at));
+                stored.push(t);
             }
         }
         Ok(stored)
@@ -229,11 +224,11 @@ impl<'a> Outbox<'a> {
         }
         let leased_until = now + LEASE_MS;
         let mut found: Vec<Row> = self.write(
-            "UPDATE outbox SET due_at = ? WHERE due_at <= ? RETURNING seq, key, duty, attempts",
+            "UPDATE outbox SET due_at = ? WHERE due_at <= ? RETURNING seq, key, duty, attempts, due_at",
             vec![(leased_until as f64).into(), (now as f64).into()],
         )?;
-        // RETURNING promises no order.
-        found.sort_by(|a, b| a.seq.total_cmp(&b.seq));
+        // Oldest due first (RETURNING promises no order).
+        found.sort_by(|a, b| a.due_at.total_cmp(&b.due_at));
         found
             .into_iter()
             .map(|r| {
@@ -282,7 +277,7 @@ impl<'a> Outbox<'a> {
     }
 
     pub fn done(&self, t: &Taken) -> ApiResult<()> {
-        self.write::<IgnoredAny>("DELETE FROM outbox WHERE seq = ?", vec![(t.seq as f64).into()])?;
+        self.write::<IgnoredAny>("DELETE FROM outbox WHERE key = ? AND seq = ?", vec![t.duty.key().into(), (t.seq as f64).into()])?;
         self.memory.note(|o| o.done(&t.duty.key(), t.seq));
         Ok(())
     }
@@ -291,13 +286,14 @@ impl<'a> Outbox<'a> {
         let attempts = t.attempts + 1;
         let due_at = retry_at(attempts, now);
         self.write::<IgnoredAny>(
-            "UPDATE outbox SET attempts = ?, due_at = ?, last_error = ? WHERE seq = ?",
+            "UPDATE outbox SET attempts = ?, due_at = ?, last_error = ? WHERE key = ? AND seq = ?",
             vec![
                 (attempts as f64).into(),
                 (due_at as f64).into(),
                 crate::providers::provider_errors::truncate_chars(&error.to_string(), 300)
                     .to_string()
                     .into(),
+                t.duty.key().into(),
                 (t.seq as f64).into(),
             ],
         )?;
@@ -332,7 +328,7 @@ impl<'a> Outbox<'a> {
         }
         let p: Vec<Pending> = rows(
             &self.sql,
-            "SELECT key, attempts, due_at, last_error FROM outbox ORDER BY seq",
+            "SELECT key, attempts, due_at, last_error FROM outbox ORDER BY due_at, key",
             vec![],
         )?;
         Ok(json!(p))

@@ -90,6 +90,12 @@ pub const LEASE_MS: Millis = 30_000;
 /// longer one shows as running in the catalog once this has passed.
 pub const START_ROW_DELAY_MS: Millis = 10_000;
 
+/// A new row's `seq`: random, so a replaced duty's older try never removes
+/// the newer row (53 bits: it round-trips through a JS number exactly).
+pub fn new_seq() -> i64 {
+    (Uuid::new_v4().as_u128() & ((1u128 << 53) - 1)) as i64
+}
+
 /// When a duty that has now failed `attempts` times is tried again.
 pub fn retry_at(attempts: u32, now: Millis) -> Millis {
     now + BACKOFF.cap_ms(attempts.max(1)) as Millis

@@ -103,8 +103,9 @@ mod store {
     use crate::error::ApiError;
     use crate::store::{exec, rows};
 
-    /// The artifacts' table (see [`crate::store::create_table`]).
-    pub const TABLE: &str = "artifacts (k TEXT PRIMARY KEY, v TEXT, b BLOB)";
+    /// The artifacts' table (see [`crate::store::create_table`]): one b-tree,
+    /// as the state table (`WITHOUT ROWID`).
+    pub const TABLE: &str = "artifacts (k TEXT PRIMARY KEY, v TEXT, b BLOB) WITHOUT ROWID";
 
     /// The run's stage outputs, as JSON text or compact blobs.
     #[derive(Clone)]

@@ -133,8 +133,11 @@ pub fn table_exists(sql: &SqlStorage, name: &str) -> bool {
         .is_ok_and(|r| r.first().is_some_and(|n| n.n > 0.0))
 }
 
-/// The `state` table's columns (see [`create_table`]).
-pub const STATE_TABLE: &str = "state (k TEXT PRIMARY KEY, v TEXT NOT NULL)";
+/// The `state` table's columns (see [`create_table`]): keyed by name, so one
+/// b-tree (`WITHOUT ROWID`) where a rowid table would keep two (the table and
+/// its key's index) to create and to write on every save. Tables made before
+/// (with a rowid) take the same statements.
+pub const STATE_TABLE: &str = "state (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID";
 
 pub fn init_state(sql: &SqlStorage) -> Result<(), ApiError> {
     create_table(sql, STATE_TABLE)
