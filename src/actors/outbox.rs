@@ -158,7 +158,7 @@ impl<'a> Outbox<'a> {
 
     /// Stores `duties` due at `due_at`, each replacing a pending duty with the
     /// same key under a new [`new_seq`] (so a try of the older one no longer
-    /// removes it): one statement for up to a third of [`MAX_BOUND_PARAMS`]
+    /// removes it): one statement for up to a quarter of [`MAX_BOUND_PARAMS`]
     /// duties. Answers each duty as taken, the last of a repeated key only.
     fn store(&self, duties: &[Duty], due_at: Millis) -> ApiResult<Vec<Taken>> {
         self.memory.unarmed.set(true);

@@ -215,6 +215,8 @@ impl RunShell {
     /// Erases this run's copies of a deleted item: document, artifacts
     /// (chunks, vectors, stage outputs) and alarm; a live run ends cancelled.
     async fn purge(&self) -> ApiResult<Done> {
+        // Before this change's broadcast, as an activation does.
+        self.sockets.check_keys(self, now_ms()).await;
         let Some(mut run) = self.load()? else {
             // Purged before its start landed (a spawn in flight): the start is refused.
             let sql = self.state.storage().sql();
@@ -410,6 +412,8 @@ impl RunShell {
     }
 
     async fn cancel(&self, reason: &str) -> ApiResult<RunView> {
+        // Before this change's broadcast, as an activation does.
+        self.sockets.check_keys(self, now_ms()).await;
         let mut run = self.require()?;
         let now = now_ms();
         let events = run.cancel(reason, now)?;
@@ -420,6 +424,8 @@ impl RunShell {
     }
 
     async fn retry(&self) -> ApiResult<RunView> {
+        // Before this change's broadcast, as an activation does.
+        self.sockets.check_keys(self, now_ms()).await;
         let mut run = self.require()?;
         let now = now_ms();
         let events = run.retry(now)?;

@@ -130,8 +130,10 @@ impl TopicSockets {
     /// Closes the sockets of API keys revoked since they opened (4001), when
     /// a check is due: at most every [`KEY_RECHECK_MS`], and only when there
     /// is something to send (a broadcast, a catch-up, a join), so a quiet
-    /// topic costs no check and no wake. A revoked key's socket gets nothing
-    /// past the first check after the revocation. One catalog query per check.
+    /// topic costs no check and no wake. Once the first check after a
+    /// revocation has ended, the key's sockets get nothing more (what another
+    /// turn sends while the check awaits the catalog can still reach them).
+    /// One catalog query per check.
     pub async fn check_keys(&self, host: &impl ActorStorage, now: Millis) {
         if self.key_check.get().is_some_and(|at| at > now) || self.held(host) == 0 {
             return;
