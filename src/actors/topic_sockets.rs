@@ -135,15 +135,20 @@ impl TopicSockets {
     /// turn sends while the check awaits the catalog can still reach them).
     /// One catalog query per check.
     pub async fn check_keys(&self, host: &impl ActorStorage, now: Millis) {
-        if self.key_check.get().is_some_and(|at| at > now) || self.held(host) == 0 {
+        if self.key_check.get().is_some_and(|at| at > now) {
+            return;
+        }
+        // The next check waits, whatever this one finds: a frame or a commit
+        // that comes meanwhile neither starts another nor reads the sockets
+        // again (their list is dropped at every frame).
+        self.key_check.set(Some(now + KEY_RECHECK_MS));
+        if self.held(host) == 0 {
             return;
         }
         let keys: Vec<String> = keys_held(self.watchers.borrow().iter().flatten().map(|(_, w)| w)).into_iter().map(str::to_string).collect();
         if keys.is_empty() {
             return;
         }
-        // Until this check ends, no other starts.
-        self.key_check.set(Some(now + KEY_RECHECK_MS));
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let live = match crate::catalog::live_keys(host.env(), &refs).await {
             Ok(live) => live,
@@ -271,6 +276,7 @@ impl TopicSockets {
         let k = opener.principal.key_id().map(str::to_string);
         if k.is_some() && self.key_check.get().is_none() {
             // The Worker has just checked this key: the next check can wait.
+            // (An armed check is due within the interval anyway.)
             self.key_check.set(Some(now_ms() + KEY_RECHECK_MS));
         }
         let w = Watcher { x: opener.expires_at, k, ..Watcher::new(&opener.principal.read_scope(), now_ms()) };
