@@ -153,7 +153,8 @@ pub fn create_table(sql: &SqlStorage, table: &str) -> Result<(), ApiError> {
 /// did. `false` when one of them already existed (or the write failed): then
 /// the caller assumes nothing, creates each table unless it exists and reads
 /// what they hold, as for any actor it finds. `true` tells the actor that
-/// all of them are new and empty, so it need not read them.
+/// all of them are new and empty, so it need not read them. (One `exec` runs
+/// every statement of its query: developers.cloudflare.com/durable-objects/api/sql-storage.)
 pub fn create_new_tables(sql: &SqlStorage, tables: &[&str]) -> bool {
     let q: Vec<String> = tables.iter().map(|t| format!("CREATE TABLE {t}")).collect();
     exec(sql, &q.join("; "), vec![]).is_ok()
