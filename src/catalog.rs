@@ -312,7 +312,7 @@ const MAX_D1_PARAMS: usize = 100;
 
 /// Which of `key_ids` are live (exist and are not revoked): what an actor
 /// holding sockets of those keys checks (`domain::broadcast::KEY_RECHECK_MS`).
-pub async fn live_keys(env: &Env, key_ids: &[&str]) -> ApiResult<std::collections::HashSet<String>> {
+pub async fn live_keys(env: &Env, key_ids: &[impl AsRef<str>]) -> ApiResult<std::collections::HashSet<String>> {
     #[derive(serde::Deserialize)]
     struct Live {
         key_id: String,
@@ -322,7 +322,7 @@ pub async fn live_keys(env: &Env, key_ids: &[&str]) -> ApiResult<std::collection
         let marks = vec!["?"; ids.len()].join(", ");
         let rows: Vec<Live> = db(env)?
             .prepare(format!("SELECT key_id FROM api_keys WHERE revoked_at IS NULL AND key_id IN ({marks})"))
-            .bind(&ids.iter().map(|id| s(id)).collect::<Vec<_>>())?
+            .bind(&ids.iter().map(|id| s(id.as_ref())).collect::<Vec<_>>())?
             .all()
             .await?
             .results()?;

@@ -215,8 +215,6 @@ impl RunShell {
     /// Erases this run's copies of a deleted item: document, artifacts
     /// (chunks, vectors, stage outputs) and alarm; a live run ends cancelled.
     async fn purge(&self) -> ApiResult<Done> {
-        // Before this change's broadcast, as an activation does.
-        self.sockets.check_keys(self, now_ms()).await;
         let Some(mut run) = self.load()? else {
             // Purged before its start landed (a spawn in flight): the start is refused.
             let sql = self.state.storage().sql();
@@ -412,8 +410,6 @@ impl RunShell {
     }
 
     async fn cancel(&self, reason: &str) -> ApiResult<RunView> {
-        // Before this change's broadcast, as an activation does.
-        self.sockets.check_keys(self, now_ms()).await;
         let mut run = self.require()?;
         let now = now_ms();
         let events = run.cancel(reason, now)?;
@@ -424,8 +420,6 @@ impl RunShell {
     }
 
     async fn retry(&self) -> ApiResult<RunView> {
-        // Before this change's broadcast, as an activation does.
-        self.sockets.check_keys(self, now_ms()).await;
         let mut run = self.require()?;
         let now = now_ms();
         let events = run.retry(now)?;
@@ -615,9 +609,13 @@ where
 }
 
 impl super::rpc::Answer for PipelineActor {
-    /// A call that left duties owed makes sure an alarm will retry them.
+    /// Before a call (a cancel, a retry or a purge broadcasts what it
+    /// commits), the keys of the run's sockets are checked when due, as an
+    /// activation does. A call that left duties owed makes sure an alarm will
+    /// retry them.
     async fn answer(&self, op: &str, body: &[u8]) -> super::rpc::Reply {
         let shell = &self.shell;
+        shell.sockets.check_keys(&**shell, now_ms()).await;
         let r = RunCall::answer(self, op, body).await;
         if shell.memory.outbox.unarmed() {
             if let Ok(Some(run)) = shell.load() {

@@ -18,7 +18,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, State, WebSo
 use super::ops::{Deliver, Delivered, Done, Events, EventsPage, FireAlarm, Inspect, Inspectable, Plan, SessionCall, SessionInfo, SessionOps, SessionPrincipal, Subscribe, Unsubscribe};
 use super::rpc::{self, ActorKind};
 use crate::catalog;
-use crate::domain::broadcast::KEY_RECHECK_MS;
+use crate::domain::broadcast::KeyCheck;
 use crate::domain::principal::Principal;
 use crate::domain::session::{admit, followed, Admission, Fetched, Frame, SocketState, Step, Subscription, Watch, MAX_FRAME_BYTES, POLL_FAST_MS};
 use crate::domain::time::Millis;
@@ -43,9 +43,9 @@ pub struct SessionActor {
     /// The session's record, which never changes once written: every frame,
     /// delivery and poll reads it, so an instance reads it once.
     info: RefCell<Option<SessionInfo>>,
-    /// When the API key the session rests on is next checked (`None`: at
-    /// the first chance). See [`SessionActor::key_holds`].
-    key_check: Cell<Option<Millis>>,
+    /// When the API key the session rests on is next checked. See
+    /// [`SessionActor::key_holds`].
+    key_check: KeyCheck,
 }
 
 
@@ -203,7 +203,7 @@ impl SessionActor {
         self.cells().save("session", &info)?;
         self.info.replace(Some(info.clone()));
         // The Worker has just checked the key that creates it.
-        self.key_check.set(Some(now_ms() + KEY_RECHECK_MS));
+        self.key_check.checked(now_ms());
         // The token dies at `expires_at`; so do the sockets it opened.
         self.state.storage().set_alarm(chrono::DateTime::<chrono::Utc>::from_timestamp_millis(info.expires_at).unwrap_or_default()).await?;
         catalog::register_actor(&self.env, "session", &info.id.to_string(), "active", info.created_at).await?;
@@ -214,16 +214,17 @@ impl SessionActor {
     /// holds. Checked at most every [`KEY_RECHECK_MS`], and only when the
     /// session is about to send or answer something, so an idle session
     /// costs nothing. A revoked key ends the session as expiry does, its
-    /// sockets closed with 4001 ("key revoked").
-    async fn key_holds(&self, info: &SessionInfo, now: Millis) -> bool {
+    /// sockets closed with 4001 ("key revoked"). A session that is gone has
+    /// nothing to check.
+    async fn key_holds(&self, now: Millis) -> bool {
+        let Ok(info) = self.info() else { return true };
         let Some(key) = info.principal.key_id() else { return true };
-        if self.key_check.get().is_some_and(|at| at > now) {
+        if !self.key_check.start(now) {
             return true;
         }
-        self.key_check.set(Some(now + KEY_RECHECK_MS));
         match catalog::live_keys(&self.env, &[key]).await {
             Ok(live) if !live.contains(key) => {
-                if let Err(e) = self.end(info, "revoked", close_revoked).await {
+                if let Err(e) = self.end(&info, "revoked", close_revoked).await {
                     worker::console_error!("session end failed: {e}");
                 }
                 false
@@ -253,7 +254,7 @@ impl SessionActor {
         if info.expires_at <= now_ms() {
             return Err(ApiError::Unauthorized("the session has expired".into()));
         }
-        if !self.key_holds(&info, now_ms()).await {
+        if !self.key_holds(now_ms()).await {
             return Err(revoked());
         }
         let max = config(&self.env).trust.max_sockets_per_session;
@@ -510,10 +511,8 @@ impl SessionOps for SessionActor {
     }
 
     async fn deliver(&self, d: Deliver) -> ApiResult<Delivered> {
-        if let Ok(info) = self.info() {
-            if !self.key_holds(&info, now_ms()).await {
-                return Ok(Delivered { subscribed: false });
-            }
+        if !self.key_holds(now_ms()).await {
+            return Ok(Delivered { subscribed: false });
         }
         self.push(d).await
     }
@@ -522,7 +521,7 @@ impl SessionOps for SessionActor {
     /// as it. A revoked key's session is refused (401), as the key is.
     async fn principal(&self, _q: SessionPrincipal) -> ApiResult<Principal> {
         let info = self.info().map_err(ended)?;
-        if !self.key_holds(&info, now_ms()).await {
+        if !self.key_holds(now_ms()).await {
             return Err(revoked());
         }
         Ok(info.principal)
@@ -544,7 +543,7 @@ impl Inspectable for SessionActor {
 impl DurableObject for SessionActor {
     fn new(state: State, env: Env) -> Self {
         answer_pings(&state);
-        SessionActor { state, env, replays: RefCell::new(HashMap::new()), subscribes: Cell::new(0), active_at: Cell::new(0), armed_at: Cell::new(None), info: RefCell::new(None), key_check: Cell::new(None) }
+        SessionActor { state, env, replays: RefCell::new(HashMap::new()), subscribes: Cell::new(0), active_at: Cell::new(0), armed_at: Cell::new(None), info: RefCell::new(None), key_check: KeyCheck::default() }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
@@ -556,10 +555,8 @@ impl DurableObject for SessionActor {
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
         // A frame may ask for a replay: a revoked key's session ends first.
-        if let Ok(info) = self.info() {
-            if !self.key_holds(&info, now_ms()).await {
-                return Ok(());
-            }
+        if !self.key_holds(now_ms()).await {
+            return Ok(());
         }
         match message {
             WebSocketIncomingMessage::String(text) => self.on_frame(&ws, &text).await,
@@ -585,7 +582,7 @@ impl DurableObject for SessionActor {
         self.armed_at.set(None);
         let Ok(info) = self.info() else { return Response::ok("gone") };
         let now = now_ms();
-        if info.expires_at > now && !self.key_holds(&info, now).await {
+        if info.expires_at > now && !self.key_holds(now).await {
             return Response::ok("revoked");
         }
         if info.expires_at > now {

@@ -24,7 +24,7 @@ use worker::{Request, Response, WebSocket, WebSocketIncomingMessage, WebSocketPa
 
 use super::session::{close_back, close_expired, close_revoked, load_attachment, read_frame, save_attachment, send};
 use super::{ActorStorage, REPLAY_PAGE};
-use crate::domain::broadcast::{keys_held, next_expiry, Batch, SocketOpener, Watcher, CATCH_UP_MS, KEY_RECHECK_MS, MAX_SOCKETS};
+use crate::domain::broadcast::{keys_held, next_expiry, Batch, KeyCheck, SocketOpener, Watcher, CATCH_UP_MS, MAX_SOCKETS};
 use crate::domain::event_log::{plan_replay, ReplayPlan};
 use crate::domain::faults::PUSH;
 use crate::domain::session::admit;
@@ -63,9 +63,8 @@ pub struct TopicSockets {
     watchers: RefCell<Option<Vec<(WebSocket, Watcher)>>>,
     /// The stored lag once read (`Some(None)`: nothing owed).
     lag: Cell<Option<Option<u64>>>,
-    /// When the keys the sockets rest on are next checked (`None`: at the
-    /// first chance, as in a new instance). See [`Self::check_keys`].
-    key_check: Cell<Option<Millis>>,
+    /// When the keys the sockets rest on are next checked. See [`Self::check_keys`].
+    key_check: KeyCheck,
 }
 
 impl TopicSockets {
@@ -135,22 +134,17 @@ impl TopicSockets {
     /// turn sends while the check awaits the catalog can still reach them).
     /// One catalog query per check.
     pub async fn check_keys(&self, host: &impl ActorStorage, now: Millis) {
-        if self.key_check.get().is_some_and(|at| at > now) {
+        // A frame or a commit that comes before the next check neither starts
+        // one nor reads the sockets again (their list is dropped at every frame).
+        if !self.key_check.start(now) || self.held(host) == 0 {
             return;
         }
-        // The next check waits, whatever this one finds: a frame or a commit
-        // that comes meanwhile neither starts another nor reads the sockets
-        // again (their list is dropped at every frame).
-        self.key_check.set(Some(now + KEY_RECHECK_MS));
-        if self.held(host) == 0 {
-            return;
-        }
+        // Owned: the list is not borrowed across the catalog's await.
         let keys: Vec<String> = keys_held(self.watchers.borrow().iter().flatten().map(|(_, w)| w)).into_iter().map(str::to_string).collect();
         if keys.is_empty() {
             return;
         }
-        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let live = match crate::catalog::live_keys(host.env(), &refs).await {
+        let live = match crate::catalog::live_keys(host.env(), &keys).await {
             Ok(live) => live,
             // The catalog is down: the sockets stay, and the next chance checks again.
             Err(e) => return worker::console_error!("socket key check failed: {e}"),
@@ -274,10 +268,8 @@ impl TopicSockets {
         let tags = opener.tags();
         state.accept_websocket_with_tags(&pair.server, &tags.iter().map(String::as_str).collect::<Vec<_>>());
         let k = opener.principal.key_id().map(str::to_string);
-        if k.is_some() && self.key_check.get().is_none() {
-            // The Worker has just checked this key: the next check can wait.
-            // (An armed check is due within the interval anyway.)
-            self.key_check.set(Some(now_ms() + KEY_RECHECK_MS));
+        if k.is_some() {
+            self.key_check.checked(now_ms());
         }
         let w = Watcher { x: opener.expires_at, k, ..Watcher::new(&opener.principal.read_scope(), now_ms()) };
         save_attachment(&pair.server, &w);

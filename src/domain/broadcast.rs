@@ -146,6 +146,33 @@ impl Watcher {
     }
 }
 
+/// When an actor next checks the API keys its sockets (or its session) rest
+/// on: at most every [`KEY_RECHECK_MS`], and only when it is about to send.
+#[derive(Debug, Default)]
+pub struct KeyCheck(std::cell::Cell<Option<Millis>>);
+
+impl KeyCheck {
+    /// Whether a check is due at `now` (the first one is, unless
+    /// [`Self::checked`] said otherwise). A due check spaces the next one by
+    /// the interval whatever it finds, so what comes meanwhile starts none.
+    pub fn start(&self, now: Millis) -> bool {
+        if self.0.get().is_some_and(|at| at > now) {
+            return false;
+        }
+        self.0.set(Some(now + KEY_RECHECK_MS));
+        true
+    }
+
+    /// The Worker has just checked the key (a socket's open, a session's
+    /// creation): the first check can wait the interval. One already armed
+    /// stays, since it is due within the interval anyway.
+    pub fn checked(&self, now: Millis) {
+        if self.0.get().is_none() {
+            self.0.set(Some(now + KEY_RECHECK_MS));
+        }
+    }
+}
+
 /// The keys `watchers` rest on, each once: what a key check asks the catalog.
 pub fn keys_held<'w>(watchers: impl IntoIterator<Item = &'w Watcher>) -> Vec<&'w str> {
     let mut keys: Vec<&str> = watchers.into_iter().filter_map(|w| w.k.as_deref()).collect();
@@ -309,6 +336,19 @@ mod tests {
         // The operator (no holder) without a session has no cap at all.
         assert_eq!(opener(None, None).over_cap(caps, |_| usize::MAX), None);
         assert_eq!(opener(None, Some(s)).over_cap(caps, |_| 2), Some(2));
+    }
+
+    #[test]
+    fn key_checks_are_spaced_by_the_interval() {
+        let check = KeyCheck::default();
+        assert!(check.start(1_000), "a new instance checks at the first chance");
+        assert!(!check.start(1_000 + KEY_RECHECK_MS - 1), "not again within the interval");
+        assert!(check.start(1_000 + KEY_RECHECK_MS));
+        let opened = KeyCheck::default();
+        opened.checked(5_000);
+        assert!(!opened.start(5_000), "a key the Worker just checked waits");
+        opened.checked(9_000);
+        assert!(opened.start(5_000 + KEY_RECHECK_MS), "an armed check keeps its time");
     }
 
     #[test]
