@@ -349,22 +349,39 @@ impl Server {
             .output()
             .expect("wrangler d1 migrations apply");
         assert!(migrate.status.success(), "migrations failed: {}", String::from_utf8_lossy(&migrate.stderr));
-        let inspector = free_port();
-        let mut cmd = wrangler();
-        cmd.args(["dev", "--local", "--ip", "127.0.0.1", "--port", "0", "--inspector-port", &inspector.to_string()])
-            .args(["--show-interactive-dev-session=false", "--persist-to"])
-            .arg(&opts.state_dir)
-            .args(opts.config_args());
         let mut vars = opts.vars.clone();
         if let Some(u) = &opts.analyzer_url {
             vars.push(("ANALYZER_URL".into(), u.clone()));
         }
-        for (k, v) in &vars {
-            cmd.arg("--var").arg(format!("{k}:{v}"));
-        }
-        let (group, rx) = Group::spawn(cmd, &opts.state_dir.join("wrangler.log"));
-        let line = wait_for_line(&rx, "Ready on http://", Duration::from_secs(90))
-            .unwrap_or_else(|| panic!("wrangler dev did not start; see {}", opts.state_dir.join("wrangler.log").display()));
+        let log = opts.state_dir.join("wrangler.log");
+        // workerd binds ports that were free when wrangler picked them; with
+        // servers starting side by side one can be taken meanwhile ("Address
+        // already in use"). That start is tried again; any other failure is not.
+        let mut tries = 0;
+        let (group, rx, line, inspector) = loop {
+            tries += 1;
+            let inspector = free_port();
+            let mut cmd = wrangler();
+            cmd.args(["dev", "--local", "--ip", "127.0.0.1", "--port", "0", "--inspector-port", &inspector.to_string()])
+                .args(["--show-interactive-dev-session=false", "--persist-to"])
+                .arg(&opts.state_dir)
+                .args(opts.config_args());
+            for (k, v) in &vars {
+                cmd.arg("--var").arg(format!("{k}:{v}"));
+            }
+            // The log is appended to: this try's lines start here.
+            let from = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
+            let (group, rx) = Group::spawn(cmd, &log);
+            if let Some(line) = wait_for_line(&rx, "Ready on http://", Duration::from_secs(90)) {
+                break (group, rx, line, inspector);
+            }
+            drop(group);
+            let port_taken = std::fs::read(&log).is_ok_and(|l| String::from_utf8_lossy(l.get(from..).unwrap_or_default()).contains("Address already in use"));
+            if !port_taken || tries == 3 {
+                panic!("wrangler dev did not start; see {}", log.display());
+            }
+            eprintln!("wrangler dev lost a port to another process (try {tries}); starting it again");
+        };
         let port = port_in(&line, "Ready on http");
         // Keep draining output so the pipes never fill.
         std::thread::spawn(move || while rx.recv().is_ok() {});
