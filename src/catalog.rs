@@ -164,17 +164,17 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
         // Each statement runs only while the row holds this version (`?7`).
         let version = n(c.version as i64);
         stmts.push(
-            d.prepare(&format!(
+            d.prepare(format!(
                 "INSERT INTO content_fts_keys (content_id) SELECT ?1 WHERE {CURRENT_ROW} ON CONFLICT (content_id) DO NOTHING"
             ))
             .bind(&[s(&id), JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, version.clone()])?,
         );
         stmts.push(
-            d.prepare(&format!("{DELETE_FTS_ROW} AND {CURRENT_ROW}"))
+            d.prepare(format!("{DELETE_FTS_ROW} AND {CURRENT_ROW}"))
                 .bind(&[s(&id), JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, version.clone()])?,
         );
         stmts.push(
-            d.prepare(&format!(
+            d.prepare(format!(
                 "INSERT INTO content_fts (rowid, content_id, title, body, tags, category, scope)
                  SELECT (SELECT fts_rowid FROM content_fts_keys WHERE content_id = ?1), ?1, ?2, ?3, ?4, ?5, ?6 WHERE {CURRENT_ROW}"
             ))

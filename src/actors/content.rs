@@ -229,12 +229,12 @@ impl ContentActor {
     /// When `run` is the first run of a batch item, owes its batch the
     /// report of how it ended (`failure`: none when it completed).
     fn owe_batch_report(&self, run: Uuid, failure: Option<&str>, now: Millis) -> ApiResult<bool> {
-        let known = self.batch_item.borrow().clone();
+        let known = *self.batch_item.borrow();
         let item = match known {
             Some(item) => item,
             None => {
                 let item = self.cells().load::<ItemRef>(BATCH_ITEM)?;
-                self.batch_item.replace(Some(item.clone()));
+                self.batch_item.replace(Some(item));
                 item
             }
         };
@@ -285,7 +285,7 @@ impl ContentOps for ContentActor {
         if let Some(item) = &s.batch {
             self.cells().save(BATCH_ITEM, item)?;
         }
-        self.batch_item.replace(Some(s.batch.clone()));
+        self.batch_item.replace(Some(s.batch));
         let now = now_ms();
         let (c, events) = ContentState::create(s.content_id, s.doc, ownership, s.run_id, now);
         let feed = self.commit(&c, events, &[spawn_duty(&c, s.run_id), Duty::Catalog], now)?;
