@@ -63,6 +63,10 @@ pub struct Trust {
     /// Sockets one principal (one client IP, when anonymous) may hold on
     /// each topic actor (`/api/topics/{topic}/ws`).
     pub max_topic_sockets_per_principal: u32,
+    /// Sessions of one principal (one client IP, when anonymous) that may
+    /// follow one topic through their session sockets: each costs the topic
+    /// a call per push (`domain::followers`).
+    pub max_topic_sessions_per_principal: u32,
     /// The tenant that content created by the operator joins.
     pub operator_tenant: String,
     /// SHA-256 of `ADMIN_TOKEN` (a secret of at least 32 characters), hashed
@@ -175,6 +179,8 @@ impl Config {
                 max_sockets_per_session: num("MAX_SOCKETS_PER_SESSION", 8).clamp(1, 1000) as u32,
                 max_topic_sockets_per_principal: num("MAX_TOPIC_SOCKETS_PER_PRINCIPAL", 64)
                     .clamp(1, crate::domain::broadcast::MAX_SOCKETS as u64) as u32,
+                max_topic_sessions_per_principal: num("MAX_TOPIC_SESSIONS_PER_PRINCIPAL", 16)
+                    .clamp(1, crate::domain::followers::MAX_FOLLOWERS as u64) as u32,
                 operator_tenant: get("OPERATOR_TENANT")
                     .filter(|t| crate::domain::principal::valid_tenant(t))
                     .unwrap_or_else(|| "operator".into()),
@@ -212,6 +218,7 @@ mod tests {
         assert_eq!((c.trust.rate_write_per_min, c.trust.rate_read_per_min, c.trust.rate_sessions_per_min), (60, 600, 30));
         assert_eq!(c.trust.max_sockets_per_session, 8);
         assert_eq!(c.trust.max_topic_sockets_per_principal, 64);
+        assert_eq!(c.trust.max_topic_sessions_per_principal, 16);
         assert!(c.trust.jwt.is_none());
         assert_eq!(c.trust.operator_tenant, "operator");
         assert!(c.trust.admin_token_sha256.is_none());

@@ -16,6 +16,7 @@ use crate::domain::content::{superseded_reason, ContentError};
 use crate::domain::jwt::JwtError;
 use crate::domain::pipeline::{StageError, TransitionError};
 use crate::domain::principal::Denied;
+use crate::domain::followers::{FollowRefused, MAX_FOLLOWERS};
 use crate::domain::session::{SubscribeError, MAX_SUBSCRIPTIONS};
 use crate::domain::token::TokenError;
 use crate::domain::vector::FenceError;
@@ -53,6 +54,10 @@ pub enum ApiError {
     TooManySockets { max: u32 },
     #[error("at most {max} subscriptions per socket")]
     TooManySubscriptions { max: u32 },
+    /// One principal's sessions (one client IP's, when anonymous) follow a
+    /// topic through session sockets at most `max` times.
+    #[error("this principal's sessions follow this topic at most {max} times; use /api/topics/{{topic}}/ws for more tabs")]
+    TooManyFollowers { max: u32 },
     /// `If-Match` named a version that is no longer the current one.
     #[error("version {expected} is not the current version {current}")]
     VersionConflict { expected: u32, current: u32 },
@@ -99,7 +104,8 @@ impl ApiError {
             | ApiError::InvalidTransition(_)
             | ApiError::Fenced(_)
             | ApiError::TooManySockets { .. }
-            | ApiError::TooManySubscriptions { .. } => 409,
+            | ApiError::TooManySubscriptions { .. }
+            | ApiError::TooManyFollowers { .. } => 409,
             ApiError::VersionConflict { .. } => 412,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UnsupportedMediaType(_) => 415,
@@ -125,6 +131,7 @@ impl ApiError {
             ApiError::Fenced(_) => "fenced",
             ApiError::TooManySockets { .. } => "too_many_sockets",
             ApiError::TooManySubscriptions { .. } => "too_many_subscriptions",
+            ApiError::TooManyFollowers { .. } => "too_many_followers",
             ApiError::VersionConflict { .. } => "version_conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -171,7 +178,7 @@ impl ApiError {
                 error.method = Some(method.clone());
                 error.path = Some(path.clone());
             }
-            ApiError::TooManySockets { max } | ApiError::TooManySubscriptions { max } => error.max = Some(*max),
+            ApiError::TooManySockets { max } | ApiError::TooManySubscriptions { max } | ApiError::TooManyFollowers { max } => error.max = Some(*max),
             ApiError::PayloadTooLarge { limit } => error.limit = Some(*limit as u64),
             _ => {}
         }
@@ -212,6 +219,7 @@ impl ApiError {
             "fenced" => ApiError::Fenced(message),
             "too_many_sockets" => ApiError::TooManySockets { max: num("max").unwrap_or(0) as u32 },
             "too_many_subscriptions" => ApiError::TooManySubscriptions { max: num("max").unwrap_or(0) as u32 },
+            "too_many_followers" => ApiError::TooManyFollowers { max: num("max").unwrap_or(0) as u32 },
             "version_conflict" => ApiError::VersionConflict { expected: num("expected").unwrap_or(0) as u32, current: num("current").unwrap_or(0) as u32 },
             "payload_too_large" => ApiError::PayloadTooLarge { limit: num("limit").unwrap_or(0) as usize },
             "unsupported_media_type" => ApiError::UnsupportedMediaType(message),
@@ -313,6 +321,15 @@ impl From<FenceError> for ApiError {
     }
 }
 
+impl From<FollowRefused> for ApiError {
+    fn from(e: FollowRefused) -> Self {
+        match e {
+            FollowRefused::Full => ApiError::Unavailable(format!("this topic pushes to at most {MAX_FOLLOWERS} sessions; follow it on /api/topics/{{topic}}/ws")),
+            FollowRefused::HolderCap { max } => ApiError::TooManyFollowers { max },
+        }
+    }
+}
+
 impl From<SubscribeError> for ApiError {
     fn from(e: SubscribeError) -> Self {
         match e {
@@ -393,6 +410,7 @@ mod tests {
             ApiError::Unavailable("vector index: shard busy".into()),
             ApiError::CircuitOpen { retry_after_ms: 2_500 },
             ApiError::AnalyzerDisabled,
+            ApiError::TooManyFollowers { max: 16 },
         ]
     }
 
@@ -421,6 +439,7 @@ mod tests {
             ApiError::Unavailable(_) => 18,
             ApiError::CircuitOpen { .. } => 19,
             ApiError::AnalyzerDisabled => 20,
+            ApiError::TooManyFollowers { .. } => 21,
         }
     }
 
@@ -434,7 +453,7 @@ mod tests {
     fn every_variant_is_listed() {
         let seen: Vec<usize> = every_variant().iter().map(ordinal).collect();
         assert_eq!(seen, (0..seen.len()).collect::<Vec<_>>());
-        assert_eq!(seen.len(), 21);
+        assert_eq!(seen.len(), 22);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use worker::{Env, SqlStorage};
 use super::ops::{Deliver, Delivered};
 use super::rpc;
 use crate::domain::faults::PUSH;
+use crate::domain::followers::{self, Follower};
 use crate::domain::time::Millis;
 use crate::error::ApiError;
 use crate::protocol::{EventRecord, Topic};
@@ -27,16 +28,11 @@ pub struct Subscribers {
     memory: SubscriberMemory,
 }
 
-/// The subscriber list as this instance last read or wrote it (`None`: not
+/// The followers as this instance last read or wrote them (`None`: not
 /// read yet). Only this actor changes the list, so a push to a topic nobody
 /// follows costs no statement.
 #[derive(Clone, Default)]
-pub struct SubscriberMemory(Rc<RefCell<Option<Vec<String>>>>);
-
-#[derive(serde::Deserialize)]
-struct Row {
-    session: String,
-}
+pub struct SubscriberMemory(Rc<RefCell<Option<Vec<Follower>>>>);
 
 impl SubscriberMemory {
     /// Remembers that a topic being created has nobody subscribed yet (a
@@ -52,34 +48,56 @@ impl Subscribers {
         Subscribers { sql, memory }
     }
 
+    /// Creates the table, or adds the columns a table made before followers
+    /// had holders and expiries lacks (an `ALTER` that fails because the
+    /// column exists is the check).
     fn init(&self) -> Result<(), ApiError> {
-        exec(&self.sql, "CREATE TABLE IF NOT EXISTS subscribers (session TEXT PRIMARY KEY, since INTEGER NOT NULL)", vec![])
+        exec(&self.sql, "CREATE TABLE IF NOT EXISTS subscribers (session TEXT PRIMARY KEY, since INTEGER NOT NULL, holder TEXT, until INTEGER)", vec![])?;
+        for column in ["holder TEXT", "until INTEGER"] {
+            let _ = exec(&self.sql, &format!("ALTER TABLE subscribers ADD COLUMN {column}"), vec![]);
+        }
+        Ok(())
     }
 
-    pub fn add(&self, session: &str, now: Millis) -> Result<(), ApiError> {
-        self.write("INSERT OR REPLACE INTO subscribers (session, since) VALUES (?, ?)", vec![session.into(), now.into()])?;
+    /// Adds `f` unless its holder's sessions, or all sessions, follow the
+    /// topic as often as they may already ([`followers::admit`]).
+    pub fn add(&self, f: Follower, cap: u32, now: Millis) -> Result<(), ApiError> {
+        followers::admit(&self.list(), &f, cap, now)?;
+        self.write(
+            "INSERT OR REPLACE INTO subscribers (session, since, holder, until) VALUES (?, ?, ?, ?)",
+            vec![f.session.as_str().into(), now.into(), f.holder.clone().into(), f.until.into()],
+        )?;
         self.remember(|list| {
-            list.retain(|s| s != session);
-            list.push(session.to_string());
+            list.retain(|s| s.session != f.session);
+            list.push(f);
         });
         Ok(())
     }
 
     pub fn remove(&self, session: &str) -> Result<(), ApiError> {
         self.write("DELETE FROM subscribers WHERE session = ?", vec![session.into()])?;
-        self.remember(|list| list.retain(|s| s != session));
+        self.remember(|list| list.retain(|s| s.session != session));
+        Ok(())
+    }
+
+    /// Drops the followers whose sessions expired by `now`: they have ended,
+    /// and nobody is told.
+    fn drop_expired(&self, now: Millis) -> Result<(), ApiError> {
+        self.write("DELETE FROM subscribers WHERE until <= ?", vec![now.into()])?;
+        self.remember(|list| list.retain(|s| s.live(now)));
         Ok(())
     }
 
     /// Applies a landed write to the remembered list, if there is one.
-    fn remember(&self, change: impl FnOnce(&mut Vec<String>)) {
+    fn remember(&self, change: impl FnOnce(&mut Vec<Follower>)) {
         if let Some(list) = self.memory.0.borrow_mut().as_mut() {
             change(list);
         }
     }
 
-    /// A write that creates the table only when it is missing (the first
-    /// subscriber), so the common case is one statement.
+    /// A write that creates or widens the table only when it fails (the
+    /// first subscriber, a table of the old layout), so the common case is
+    /// one statement.
     fn write(&self, q: &str, params: Vec<worker::SqlStorageValue>) -> Result<(), ApiError> {
         exec(&self.sql, q, params.clone()).or_else(|_| {
             self.init()?;
@@ -87,18 +105,22 @@ impl Subscribers {
         })
     }
 
-    /// The subscribed sessions, oldest first.
-    pub fn list(&self) -> Vec<String> {
+    /// The following sessions, oldest first.
+    pub fn list(&self) -> Vec<Follower> {
         if let Some(list) = self.memory.0.borrow().as_ref() {
             return list.clone();
         }
-        let list = match rows::<Row>(&self.sql, "SELECT session FROM subscribers ORDER BY since", vec![]) {
-            Ok(r) => r.into_iter().map(|r| r.session).collect(),
-            // No table yet: nobody ever subscribed.
-            Err(_) if !self.exists() => Vec::new(),
-            // Not remembered: the next push reads again.
-            Err(_) => return Vec::new(),
-        };
+        const SELECT: &str = "SELECT session, holder, until FROM subscribers ORDER BY since";
+        let read = rows::<Follower>(&self.sql, SELECT, vec![]).or_else(|e| {
+            // No table yet (nobody ever subscribed), or one of the old layout.
+            if !self.exists() {
+                return Ok(Vec::new());
+            }
+            self.init().map_err(|_| e)?;
+            rows::<Follower>(&self.sql, SELECT, vec![])
+        });
+        // Not remembered on failure: the next push reads again.
+        let Ok(list) = read else { return Vec::new() };
         self.memory.0.replace(Some(list.clone()));
         list
     }
@@ -117,7 +139,12 @@ pub async fn push(env: &Env, subs: &Subscribers, topic: Topic, events: &[EventRe
     if crate::runtime::config(env).faults.site_strikes(PUSH, &format!("{topic}:{last}"), 1) {
         return;
     }
-    let sessions = subs.list();
+    let now = crate::runtime::now_ms();
+    let mut sessions = subs.list();
+    if sessions.iter().any(|f| !f.live(now)) {
+        let _ = subs.drop_expired(now);
+        sessions.retain(|f| f.live(now));
+    }
     if sessions.is_empty() {
         return;
     }
@@ -126,8 +153,8 @@ pub async fn push(env: &Env, subs: &Subscribers, topic: Topic, events: &[EventRe
     let calls = futures::future::join_all(sessions.iter().map(|s| {
         let (body, gone) = (body.clone(), &gone);
         async move {
-            if let Ok(Delivered { subscribed: false }) = rpc::send_encoded::<Deliver>(env, s, body).await {
-                gone.borrow_mut().push(s.as_str());
+            if let Ok(Delivered { subscribed: false }) = rpc::send_encoded::<Deliver>(env, &s.session, body).await {
+                gone.borrow_mut().push(s.session.as_str());
             }
         }
     }));

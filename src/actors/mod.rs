@@ -54,6 +54,7 @@ macro_rules! unused_handlers {
 use serde_json::{json, Value};
 
 use crate::domain::event_log::{plan_replay, ReplayPlan};
+use crate::domain::followers::Follower;
 use crate::domain::principal::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{EventRecord, Topic};
@@ -178,7 +179,9 @@ pub trait TopicActor: ActorStorage {
         self.admit(&q.principal).await?;
         let (topic, snapshot) = self.topic()?.ok_or_else(|| ApiError::not_found("actor"))?;
         let log = self.log();
-        self.subs().add(&q.session, crate::runtime::now_ms())?;
+        let cap = crate::runtime::config(self.env()).trust.max_topic_sessions_per_principal;
+        let follower = Follower { session: q.session, holder: q.holder, until: q.until };
+        self.subs().add(follower, cap, crate::runtime::now_ms())?;
         let window = log.window()?;
         let mut answer = match plan_replay(q.after, window) {
             ReplayPlan::UpToDate => SubscribeAnswer { topic, last_seq: window.last, plan: Plan::Live, events: vec![], snapshot: None },

@@ -182,6 +182,12 @@ pub struct Subscribe {
     #[serde(default)]
     pub after: Option<u64>,
     pub principal: Principal,
+    /// The session's holder and expiry, for the topic's caps on following
+    /// sessions (`domain::followers`).
+    #[serde(default)]
+    pub holder: Option<String>,
+    #[serde(default)]
+    pub until: Option<crate::domain::time::Millis>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -463,6 +469,9 @@ pub struct SessionInfo {
     /// and the feed shows it only what it may read.
     #[serde(default = "Principal::anonymous")]
     pub principal: Principal,
+    /// Whose caps its topic follows count against (`api::limits::holder`).
+    #[serde(default)]
+    pub holder: Option<String>,
 }
 
 /// Committed events of a topic the session follows.

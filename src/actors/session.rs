@@ -401,6 +401,11 @@ impl SessionActor {
     async fn push(&self, d: Deliver) -> ApiResult<Delivered> {
         let key = d.topic.to_string();
         let targets = self.sockets_on(&key);
+        // Nothing here follows the topic, or the session has ended (no
+        // sockets, no record): the topic drops it from its list.
+        if targets.is_empty() {
+            return Ok(Delivered { subscribed: false });
+        }
         let info = self.info()?;
         let mut encoded = Encoded::default();
         for (ws, st) in &targets {
@@ -416,10 +421,8 @@ impl SessionActor {
             let step = sub.push(d.events.clone());
             self.drive(ws, d.topic, Run { sub, subscribe: 0 }, step, None, &mut encoded).await;
         }
-        if !targets.is_empty() {
-            self.touch(info.expires_at).await;
-        }
-        Ok(Delivered { subscribed: !targets.is_empty() })
+        self.touch(info.expires_at).await;
+        Ok(Delivered { subscribed: true })
     }
 
     async fn subscribe(&self, ws: &WebSocket, topic_text: &str, after: Option<u64>) -> ApiResult<()> {
@@ -435,7 +438,7 @@ impl SessionActor {
         self.replays.borrow_mut().insert(replay_key.clone(), (n, Subscription::begin(topic, after, &info.principal)));
 
         let (kind, name) = topic_actor(topic);
-        let ask = Subscribe { session: info.id.to_string(), after, principal: info.principal.clone() };
+        let ask = Subscribe { session: info.id.to_string(), after, principal: info.principal.clone(), holder: info.holder.clone(), until: Some(info.expires_at) };
         let answer = rpc::send_to(&self.env, kind, &name, &ask).await;
         let Some(mut sub) = self.take_replay(&replay_key, n) else { return Ok(()) };
         let answer = match answer {
@@ -472,6 +475,31 @@ impl SessionActor {
             let _ = rpc::send_to(&self.env, kind, &name, &Unsubscribe { session: info.id.to_string() }).await;
         }
         Ok(())
+    }
+
+    /// Tells the topics that only the closed socket followed that this
+    /// session no longer does: they stop pushing here now rather than at
+    /// their next push, and the session's place in their caps is free
+    /// (`domain::followers`). Best effort: a topic not told drops the session
+    /// at its next push or at the session's expiry.
+    async fn leave(&self, closed: &WebSocket) {
+        let Some(gone) = attachment(closed) else { return };
+        let Ok(info) = self.info() else { return };
+        let others: Vec<SocketState> = self.state.get_websockets().iter().filter_map(attachment).filter(|st| st.tab != gone.tab).collect();
+        let session = info.id.to_string();
+        let calls = gone
+            .subs
+            .iter()
+            .filter(|sub| !others.iter().any(|st| st.cursor(&sub.t).is_some()))
+            .filter_map(|sub| sub.t.parse::<Topic>().ok())
+            .map(|topic| {
+                let (kind, name) = topic_actor(topic);
+                let ask = Unsubscribe { session: session.clone() };
+                async move {
+                    let _ = rpc::send_to(&self.env, kind, &name, &ask).await;
+                }
+            });
+        futures::future::join_all(calls).await;
     }
 
     async fn on_frame(&self, ws: &WebSocket, text: &str) {
@@ -568,6 +596,7 @@ impl DurableObject for SessionActor {
     async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
         // Subscriptions of a closed socket end with it.
         close_back(&ws, code);
+        self.leave(&ws).await;
         Ok(())
     }
 

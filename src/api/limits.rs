@@ -39,6 +39,12 @@ pub fn bucket_key(p: &Principal, req: &Request) -> String {
     }
 }
 
+/// Whose caps a topic socket or a following session counts against: the
+/// principal's bucket; none for the operator, whom no cap limits.
+pub fn holder(p: &Principal, req: &Request) -> Option<String> {
+    (!p.is_operator()).then(|| bucket_key(p, req))
+}
+
 /// Spends `cost` from the principal's bucket of `class`: `429 rate_limited`
 /// with `Retry-After` when it is empty.
 pub async fn spend(env: &Env, p: &Principal, req: &Request, class: LimitClass, cost: u32) -> ApiResult<()> {

@@ -121,7 +121,7 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
         }
         R::CreateSession => {
             limits::spend(env, &who, &req, LimitClass::Sessions, 1).await?;
-            sessions::create(env, &who).await
+            sessions::create(env, &who, limits::holder(&who, &req)).await
         }
         R::SessionSocket => sessions::socket(env, req, arg(0)).await,
         R::AdminActors => admin::list_actors(env, &req).await,

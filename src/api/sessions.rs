@@ -23,14 +23,15 @@ fn secret(env: &Env) -> ApiResult<Vec<u8>> {
 }
 
 /// A session bound to its creator: the principal is stored in the session
-/// actor, and every subscription made through its token is checked against it.
-pub async fn create(env: &Env, who: &Principal) -> ApiResult<Response> {
+/// actor, and every subscription made through its token is checked against it
+/// and counts against `holder`'s caps.
+pub async fn create(env: &Env, who: &Principal, holder: Option<String>) -> ApiResult<Response> {
     let cfg = config(env);
     let id = Uuid::new_v4();
     let now = now_ms();
     let expires_ms = now + cfg.session_ttl_secs * 1000;
     let token = token::sign(&secret(env)?, id, expires_ms / 1000);
-    let info = SessionInfo { id, created_at: now, expires_at: expires_ms, principal: who.clone() };
+    let info = SessionInfo { id, created_at: now, expires_at: expires_ms, principal: who.clone(), holder };
     rpc::send(env, &id.to_string(), &info).await?;
     let grant = SessionGrant { session_id: id, token, expires_at: rfc3339(expires_ms) };
     Ok(http::json(200, &grant))

@@ -52,7 +52,7 @@ pub async fn socket(env: &Env, (who, until): (&Principal, Option<Millis>), req: 
     };
     // A socket held open is a read, as an SSE connection is.
     limits::spend(env, &principal, &req, LimitClass::Read, 1).await?;
-    let holder = (!principal.is_operator()).then(|| limits::bucket_key(&principal, &req));
+    let holder = limits::holder(&principal, &req);
     let opener = SocketOpener { principal, holder, session, expires_at };
     // A fresh request: nothing the client sent reaches the actor but the upgrade.
     let headers = Headers::new();

@@ -12,6 +12,7 @@ pub mod content;
 pub mod fusion;
 pub mod event_log;
 pub mod faults;
+pub mod followers;
 pub mod jwt;
 pub mod markup;
 pub mod outbox;

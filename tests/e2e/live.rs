@@ -515,6 +515,81 @@ async fn topic_sockets_keep_the_caps_and_end_with_the_token() {
     assert!(answers[..answers.len() - 1].iter().all(|c| *c == 409), "{answers:?}");
 }
 
+/// Sessions following a topic over their session sockets cost the topic a
+/// call per push each, so one principal's sessions follow a topic at most
+/// `MAX_TOPIC_SESSIONS_PER_PRINCIPAL` times (`too_many_followers`); a tab
+/// that closes frees its session's place at once, and a session that ends
+/// (here at its expiry) leaves the topic's list instead of being called at
+/// every push for good.
+#[tokio::test]
+async fn sessions_following_a_topic_are_capped_and_leave_when_they_end() {
+    let opts = ServerOptions::new(temp_dir("followers")).var("SESSION_TTL_SECS", "10").var("MAX_TOPIC_SESSIONS_PER_PRINCIPAL", "2");
+    let s = Server::start(&opts);
+    let followers = || async { s.admin_get("/admin/actors/feed/feed").await.body["storage"]["subscribers"]["rows"].as_u64().unwrap_or(0) };
+    let mut tabs = Vec::new();
+    for _ in 0..3 {
+        let (sid, tok) = new_session(&s).await;
+        tabs.push(connect(&s, &sid, &tok).await);
+    }
+    for ws in tabs.iter_mut() {
+        ws_send(ws, json!({"type": "subscribe", "topic": "feed", "after": 0})).await;
+    }
+    // The first two are followed; the third is past the principal's cap.
+    until_ready(&mut tabs[0]).await;
+    until_ready(&mut tabs[1]).await;
+    let refused = ws_next(&mut tabs[2], WAIT).await.expect("an answer to the third subscribe");
+    assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("too_many_followers")), "{refused}");
+    assert_eq!(followers().await, 2);
+    // The cap is per topic: the third session follows a run.
+    let (_, run) = s.submit("Followers", &document("followers", 91, 600), None).await;
+    ws_send(&mut tabs[2], json!({"type": "subscribe", "topic": format!("run:{run}"), "after": 0})).await;
+    until_ready(&mut tabs[2]).await;
+    s.wait_run(&run, WAIT).await;
+
+    // A closed tab leaves the feed: its place goes to the third session.
+    let mut first = tabs.remove(0);
+    let _ = first.close(None).await;
+    drop(first);
+    let mut joined = false;
+    'tries: for _ in 0..20 {
+        ws_send(&mut tabs[1], json!({"type": "subscribe", "topic": "feed"})).await;
+        // The run's events may still be arriving on this socket.
+        while let Some(f) = ws_next(&mut tabs[1], WAIT).await {
+            match f["type"].as_str() {
+                Some("event") | Some("ready") => continue,
+                Some("error") if f["code"] == "too_many_followers" => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue 'tries;
+                }
+                Some("subscribed") if f["topic"] == "feed" => {
+                    until_ready(&mut tabs[1]).await;
+                    joined = true;
+                    break 'tries;
+                }
+                _ => panic!("unexpected answer to subscribe: {f}"),
+            }
+        }
+    }
+    assert!(joined, "the closed tab's place was not freed");
+    assert_eq!(followers().await, 2);
+
+    // Both sessions expire (their sockets close with 4001); the next push
+    // drops them from the feed's list, which is then empty.
+    for ws in tabs.iter_mut() {
+        assert_eq!(close_code(ws, Duration::from_secs(25)).await.0, Some(4001));
+    }
+    s.submit("After the sessions", &document("followers", 92, 600), None).await;
+    let mut left = u64::MAX;
+    for _ in 0..40 {
+        left = followers().await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(left, 0, "ended sessions stay on the feed's list");
+}
+
 /// Revoking an API key ends what it opened (DESIGN.md: a revoked key is
 /// refused within 10 s): a feed socket opened with the key, and a session
 /// the key created, its socket and its token. Each actor checks the keys it

@@ -1,0 +1,97 @@
+//! The sessions that follow a topic through their session sockets, as the
+//! topic's actor lists them. Each costs the topic one call per push (a
+//! delivery), against one `send` per topic socket, so the list is bounded:
+//! per principal (per client IP for anonymous callers) on each topic, and in
+//! all. A session past its expiry is dropped from the list without a call,
+//! so a session that ends while it follows a topic is not called forever.
+
+use serde::{Deserialize, Serialize};
+
+use super::time::Millis;
+
+/// Most sessions one topic pushes to. A push is a call per session on the
+/// topic actor's one thread; past this, watchers belong on the topic's own
+/// socket (`/api/topics/{topic}/ws`), a `send` each.
+pub const MAX_FOLLOWERS: usize = 1_000;
+
+/// One following session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Follower {
+    pub session: String,
+    /// The rate-limit bucket key of the session's creator (its principal,
+    /// or its client IP when anonymous); none for the operator, and for a
+    /// session made before sessions recorded it.
+    #[serde(default)]
+    pub holder: Option<String>,
+    /// When the session expires; none for a session made before sessions
+    /// said so (it stays until a push finds it gone).
+    #[serde(default)]
+    pub until: Option<Millis>,
+}
+
+impl Follower {
+    pub fn live(&self, now: Millis) -> bool {
+        self.until.is_none_or(|u| u > now)
+    }
+}
+
+/// Why a session may not follow one more topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowRefused {
+    /// The topic pushes to [`MAX_FOLLOWERS`] sessions already.
+    Full,
+    /// The holder's sessions follow this topic `max` times already.
+    HolderCap { max: u32 },
+}
+
+/// Whether `candidate` may join `list`, counting live followers only. A
+/// session already on the list is admitted again (a resubscribe, another
+/// tab of the same session). The operator (no holder) meets only the total.
+pub fn admit(list: &[Follower], candidate: &Follower, per_holder: u32, now: Millis) -> Result<(), FollowRefused> {
+    if list.iter().any(|f| f.session == candidate.session) {
+        return Ok(());
+    }
+    let live = || list.iter().filter(|f| f.live(now));
+    if live().count() >= MAX_FOLLOWERS {
+        return Err(FollowRefused::Full);
+    }
+    match &candidate.holder {
+        Some(h) if live().filter(|f| f.holder.as_ref() == Some(h)).count() >= per_holder as usize => Err(FollowRefused::HolderCap { max: per_holder }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(session: &str, holder: Option<&str>, until: Option<Millis>) -> Follower {
+        Follower { session: session.into(), holder: holder.map(str::to_string), until }
+    }
+
+    #[test]
+    fn a_holder_follows_a_topic_at_most_its_cap_times() {
+        let list = vec![f("a", Some("ip:1"), Some(100)), f("b", Some("ip:1"), Some(100)), f("c", Some("ip:2"), Some(100))];
+        assert_eq!(admit(&list, &f("d", Some("ip:1"), Some(100)), 2, 50), Err(FollowRefused::HolderCap { max: 2 }));
+        assert_eq!(admit(&list, &f("d", Some("ip:2"), Some(100)), 2, 50), Ok(()), "another holder has room");
+        assert_eq!(admit(&list, &f("a", Some("ip:1"), Some(100)), 2, 50), Ok(()), "a session already following is admitted again");
+        assert_eq!(admit(&list, &f("d", None, None), 0, 50), Ok(()), "no holder, no holder cap");
+    }
+
+    #[test]
+    fn expired_sessions_do_not_count() {
+        let list = vec![f("a", Some("ip:1"), Some(40)), f("b", Some("ip:1"), None)];
+        assert!(!list[0].live(40) && list[0].live(39) && list[1].live(i64::MAX));
+        assert_eq!(admit(&list, &f("c", Some("ip:1"), Some(100)), 2, 50), Ok(()), "a has expired");
+        assert_eq!(admit(&list, &f("c", Some("ip:1"), Some(100)), 2, 39), Err(FollowRefused::HolderCap { max: 2 }));
+    }
+
+    #[test]
+    fn the_topic_pushes_to_a_bounded_number_of_sessions() {
+        let mut list: Vec<Follower> = (0..MAX_FOLLOWERS).map(|i| f(&format!("s{i}"), Some(&format!("ip:{i}")), Some(100))).collect();
+        assert_eq!(admit(&list, &f("new", None, None), 16, 50), Err(FollowRefused::Full), "not even the operator");
+        assert_eq!(admit(&list, &f("s7", Some("ip:7"), Some(100)), 16, 50), Ok(()));
+        list[0].until = Some(10);
+        assert_eq!(admit(&list, &f("new", Some("ip:new"), Some(100)), 16, 50), Ok(()), "an expired one's place is free");
+    }
+}
