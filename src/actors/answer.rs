@@ -265,7 +265,8 @@ impl TopicActor for AnswerActor {
     /// against the catalog as `GET` does: the logged events stay as they
     /// were pushed, but content since deleted, or narrowed so the asker can
     /// no longer read it, is replayed as `{n, removed: true}`.
-    async fn withhold(&self, events: &mut [EventRecord], snapshot: Option<&mut Value>) -> ApiResult<()> {
+    /// Only the asker may follow an answer, so the asker is the reader.
+    async fn withhold(&self, _reader: &Principal, events: &mut [EventRecord], snapshot: Option<&mut Value>) -> ApiResult<()> {
         let Some(answer) = self.load()? else { return Ok(()) };
         let mut lists: Vec<&mut Vec<Value>> = Vec::new();
         for e in events.iter_mut() {

@@ -16,7 +16,9 @@ use super::rpc;
 use super::topic_sockets::{opener, TopicSockets};
 use super::{ActorStorage, TopicActor};
 use crate::error::ApiResult;
-use crate::protocol::{EventDraft, EventName, Topic};
+use crate::domain::broadcast::sees;
+use crate::domain::principal::{Principal, ReadScope};
+use crate::protocol::{EventDraft, EventName, EventRecord, Topic};
 use crate::runtime::now_ms;
 
 /// There is one feed; sharding it by category would be the next step.
@@ -38,8 +40,12 @@ pub async fn append(env: &Env, events: Vec<EventDraft>) -> ApiResult<()> {
 crate::actor_storage!(FeedActor);
 
 impl FeedActor {
-    fn snapshot(&self) -> Value {
-        json!({ "topic": "feed", "last_seq": self.log().last_seq().unwrap_or(0), "recent": self.log().tail(20).unwrap_or_default() })
+    /// The feed as a reader of `scope` may see it: its last seq and its
+    /// latest events of items the reader may read (a resync's snapshot).
+    fn snapshot(&self, scope: &ReadScope) -> Value {
+        let mut recent = self.log().tail(20).unwrap_or_default();
+        recent.retain(|e| sees(scope, e));
+        json!({ "topic": "feed", "last_seq": self.log().last_seq().unwrap_or(0), "recent": recent })
     }
 
     /// Arms the alarm for `at` (a dropped broadcast's catch-up, a socket's
@@ -51,11 +57,11 @@ impl FeedActor {
     }
 
     async fn accept(&self, req: &Request) -> ApiResult<Response> {
-        self.sockets.accept(self, Topic::Feed, req, &opener(req)?, || self.snapshot()).await
+        self.sockets.accept(self, Topic::Feed, req, &opener(req)?, |scope| self.snapshot(scope)).await
     }
 
     fn view(&self) -> Value {
-        let mut v = self.snapshot();
+        let mut v = self.snapshot(&ReadScope::All);
         v["broadcast_lag"] = json!(TopicSockets::stored_lag(self));
         v["sockets"] = json!(self.state.get_websockets().len());
         v
@@ -95,8 +101,19 @@ impl Inspectable for FeedActor {
 }
 
 impl TopicActor for FeedActor {
+    /// The snapshot shows public items only, until [`Self::withhold`] makes
+    /// it the reader's.
     fn topic(&self) -> ApiResult<Option<(Topic, Value)>> {
-        Ok(Some((Topic::Feed, self.snapshot())))
+        Ok(Some((Topic::Feed, self.snapshot(&ReadScope::PublicOnly))))
+    }
+
+    /// The events a reader may not read are filtered out where they are
+    /// sent (by the session, the SSE stream); the snapshot is made here.
+    async fn withhold(&self, reader: &Principal, _events: &mut [EventRecord], snapshot: Option<&mut Value>) -> ApiResult<()> {
+        if let Some(s) = snapshot {
+            *s = self.snapshot(&reader.read_scope());
+        }
+        Ok(())
     }
 }
 
@@ -116,7 +133,7 @@ impl DurableObject for FeedActor {
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
         // A frame may ask for a replay: a revoked key's socket is closed first.
         self.sockets.check_keys(self, now_ms()).await;
-        self.sockets.on_message(self, Topic::Feed, &ws, message, || self.snapshot());
+        self.sockets.on_message(self, Topic::Feed, &ws, message, |scope| self.snapshot(scope));
         Ok(())
     }
 

@@ -162,9 +162,10 @@ pub trait TopicActor: ActorStorage {
         Ok(())
     }
 
-    /// Hides from a replay what its reader may no longer see (answers cite
-    /// content that may since be deleted); the log keeps what was pushed.
-    async fn withhold(&self, _events: &mut [EventRecord], _snapshot: Option<&mut Value>) -> ApiResult<()> {
+    /// Hides from a replay, and from a resync's snapshot, what `reader` may
+    /// not see (the feed's items of other tenants; answers cite content that
+    /// may since be deleted); the log keeps what was pushed.
+    async fn withhold(&self, _reader: &Principal, _events: &mut [EventRecord], _snapshot: Option<&mut Value>) -> ApiResult<()> {
         Ok(())
     }
 
@@ -191,7 +192,7 @@ pub trait TopicActor: ActorStorage {
             }
             ReplayPlan::Resync => SubscribeAnswer { topic, last_seq: window.last, plan: Plan::Resync, events: vec![], snapshot: Some(snapshot) },
         };
-        self.withhold(&mut answer.events, answer.snapshot.as_mut()).await?;
+        self.withhold(&q.principal, &mut answer.events, answer.snapshot.as_mut()).await?;
         Ok(answer)
     }
 
@@ -205,13 +206,16 @@ pub trait TopicActor: ActorStorage {
         let (topic, snapshot) = self.topic()?.ok_or_else(|| ApiError::not_found("actor"))?;
         let log = self.log();
         let window = log.window()?;
-        let mut page = if q.after + 1 < window.first {
+        // Saturating: `after` comes from a client (SSE's `after`, `Last-Event-ID`).
+        let mut page = if q.after.saturating_add(1) < window.first {
             EventsPage { topic, last_seq: window.last, events: vec![], resync: true, snapshot: Some(snapshot) }
         } else {
             let events = log.after(q.after, q.limit.unwrap_or(REPLAY_PAGE).min(REPLAY_PAGE))?;
             EventsPage { topic, last_seq: window.last, events, resync: false, snapshot: None }
         };
-        self.withhold(&mut page.events, page.snapshot.as_mut()).await?;
+        // A caller that names no reader gets what anyone may read.
+        let reader = q.reader.unwrap_or_else(Principal::anonymous);
+        self.withhold(&reader, &mut page.events, page.snapshot.as_mut()).await?;
         Ok(page)
     }
 }

@@ -202,6 +202,10 @@ pub struct Events {
     pub after: u64,
     #[serde(default)]
     pub limit: Option<u32>,
+    /// Who reads the page: a resync's snapshot shows only what it may read
+    /// (none: what anyone may read).
+    #[serde(default)]
+    pub reader: Option<Principal>,
 }
 
 /// How a subscription starts: live from the head, by replaying the log, or

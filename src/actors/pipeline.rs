@@ -144,7 +144,7 @@ impl RunShell {
         let opener = opener(req)?;
         actor.admit(&opener.principal).await?;
         let run = self.require()?;
-        self.sockets.accept(self, Self::topic(&run), req, &opener, || Self::snapshot(&run)).await
+        self.sockets.accept(self, Self::topic(&run), req, &opener, |_| Self::snapshot(&run)).await
     }
 
     /// The run's view, which a `resync_required` frame carries.
@@ -572,7 +572,7 @@ impl DurableObject for PipelineActor {
         // A frame may ask for a replay: a revoked key's socket is closed first.
         shell.sockets.check_keys(&**shell, now_ms()).await;
         match shell.loaded() {
-            Some(run) => shell.sockets.on_message(&**shell, RunShell::topic(&run), &ws, message, || RunShell::snapshot(&run)),
+            Some(run) => shell.sockets.on_message(&**shell, RunShell::topic(&run), &ws, message, |_| RunShell::snapshot(&run)),
             None => shell.sockets.on_error(&ws),
         }
         Ok(())

@@ -333,7 +333,8 @@ impl SessionActor {
 
     async fn fetch_events(&self, topic: Topic, after: u64) -> ApiResult<EventsPage> {
         let (kind, name) = topic_actor(topic);
-        rpc::send_to(&self.env, kind, &name, &Events { after, limit: None }).await
+        let reader = self.info()?.principal;
+        rpc::send_to(&self.env, kind, &name, &Events { after, limit: None, reader: Some(reader) }).await
     }
 
     /// Sets the alarm for `at` unless this instance already set it sooner;

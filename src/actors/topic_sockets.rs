@@ -28,6 +28,7 @@ use crate::domain::broadcast::{keys_held, next_expiry, Batch, KeyCheck, SocketOp
 use crate::domain::event_log::{plan_replay, ReplayPlan};
 use crate::domain::faults::PUSH;
 use crate::domain::session::admit;
+use crate::domain::principal::ReadScope;
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{ClientFrame, EventRecord, ServerFrame, Topic};
@@ -252,7 +253,7 @@ impl TopicSockets {
     /// the URL has `after`. 503 past [`MAX_SOCKETS`]; 409 `too_many_sockets`
     /// past the opener's session or principal cap. Then arms the owner's
     /// alarm for the socket's expiry.
-    pub async fn accept(&self, host: &impl ActorStorage, topic: Topic, req: &Request, opener: &SocketOpener, snapshot: impl Fn() -> Value) -> ApiResult<Response> {
+    pub async fn accept(&self, host: &impl ActorStorage, topic: Topic, req: &Request, opener: &SocketOpener, snapshot: impl Fn(&ReadScope) -> Value) -> ApiResult<Response> {
         let url = req.url()?;
         let after = url.query_pairs().find(|(k, _)| k == "after").and_then(|(_, v)| v.parse::<u64>().ok());
         let state = host.state();
@@ -290,13 +291,14 @@ impl TopicSockets {
     /// `subscribed`, the replay after `after` (or a resync), `ready`; then the
     /// socket is live from the log's end. All from the actor's own log, with
     /// no await: no broadcast can interleave.
-    fn join(&self, host: &impl ActorStorage, topic: Topic, ws: &WebSocket, mut w: Watcher, after: Option<u64>, snapshot: &dyn Fn() -> Value) -> ApiResult<()> {
+    fn join(&self, host: &impl ActorStorage, topic: Topic, ws: &WebSocket, mut w: Watcher, after: Option<u64>, snapshot: &dyn Fn(&ReadScope) -> Value) -> ApiResult<()> {
         let log = host.log();
         let window = log.window()?;
         send(ws, &ServerFrame::Subscribed { topic, seq: window.last });
         match plan_replay(after, window) {
             ReplayPlan::UpToDate => {}
-            ReplayPlan::Resync => send(ws, &ServerFrame::ResyncRequired { topic, snapshot: snapshot() }),
+            // The snapshot as the socket's principal may read it.
+            ReplayPlan::Resync => send(ws, &ServerFrame::ResyncRequired { topic, snapshot: snapshot(&w.scope()) }),
             ReplayPlan::Replay { mut after, last } => {
                 let replaying = Watcher { c: Some(after), ..w.clone() };
                 while after < last {
@@ -317,7 +319,7 @@ impl TopicSockets {
 
     /// A client frame: `ping`, and `subscribe` / `unsubscribe` of this
     /// socket's one topic.
-    pub fn on_message(&self, host: &impl ActorStorage, topic: Topic, ws: &WebSocket, message: WebSocketIncomingMessage, snapshot: impl Fn() -> Value) {
+    pub fn on_message(&self, host: &impl ActorStorage, topic: Topic, ws: &WebSocket, message: WebSocketIncomingMessage, snapshot: impl Fn(&ReadScope) -> Value) {
         self.forget();
         let text = match message {
             WebSocketIncomingMessage::String(text) => text,

@@ -173,7 +173,7 @@ mod stream {
                 }
                 self.polls += 1;
                 let (kind, name) = topic_actor(self.topic);
-                let page = rpc::send_to(&self.env, kind, &name, &Events { after: self.cursor, limit: None }).await;
+                let page = rpc::send_to(&self.env, kind, &name, &Events { after: self.cursor, limit: None, reader: Some(self.reader.clone()) }).await;
                 let page = match page {
                     Ok(p) => p,
                     Err(e) => {

@@ -46,8 +46,9 @@ pub fn class_key(scope: &ReadScope) -> String {
     serde_json::to_string(scope).unwrap_or_default()
 }
 
-/// An event without ownership (none today on the feed) is shown to all.
-fn sees(scope: &ReadScope, e: &EventRecord) -> bool {
+/// Whether a reader of `scope` sees `e` on the feed. An event without
+/// ownership (none today on the feed) is shown to all.
+pub fn sees(scope: &ReadScope, e: &EventRecord) -> bool {
     event_ownership(&e.data).is_none_or(|o| scope.admits(&o))
 }
 
@@ -133,6 +134,12 @@ impl Watcher {
         Watcher { v: class_key(scope), c: None, b: TokenBucket::full(now), strikes: 0, x: None, k: None }
     }
 
+    /// The read scope its class key names. A key that does not parse (an
+    /// attachment from another version) reads public items only.
+    pub fn scope(&self) -> ReadScope {
+        serde_json::from_str::<ReadScope>(&self.v).unwrap_or(ReadScope::PublicOnly)
+    }
+
     /// Whether the token that opened it has expired at `now`: the socket gets
     /// nothing more and is closed.
     pub fn expired(&self, now: Millis) -> bool {
@@ -212,7 +219,7 @@ impl<'a> Batch<'a> {
     pub fn frames_for(&mut self, w: &Watcher, through: u64) -> Vec<&str> {
         let events = self.events;
         if !self.classes.contains_key(&w.v) {
-            let scope = serde_json::from_str::<ReadScope>(&w.v).unwrap_or(ReadScope::PublicOnly);
+            let scope = w.scope();
             self.classes.insert(w.v.clone(), events.iter().map(|e| sees(&scope, e)).collect());
         }
         let visible = &self.classes[&w.v];

@@ -150,6 +150,61 @@ async fn a_cursor_older_than_retention_gets_a_resync() {
     assert_eq!(resync["type"], "resync_required", "{resync}");
     assert_eq!(resync["snapshot"]["status"], "completed");
     assert_eq!(ws_next(&mut ws, WAIT).await.unwrap()["type"], "ready");
+
+    // The feed's resync snapshot holds its latest events: each reader gets
+    // only those of items it may read, by every route. A public item
+    // between two tenant items (6 feed events; the log keeps the last 5).
+    let r = s.post("/api/content", json!({"title": "Public one", "body": document("retention", 52, 900), "visibility": "public"})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let public = r.body["content_id"].as_str().unwrap().to_string();
+    s.wait_run(r.body["run_id"].as_str().unwrap(), WAIT).await;
+    let (tenant_item, run) = s.submit("Tenant two", &document("retention", 53, 900), None).await;
+    s.wait_run(&run, WAIT).await;
+    // The feed's appends follow the runs' ends: wait for all six.
+    for _ in 0..100 {
+        if s.admin_get("/admin/actors/feed/feed").await.body["events"]["last_seq"].as_u64() >= Some(6) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recent_ids = |snapshot: &Value| -> Vec<String> {
+        let recent = snapshot["recent"].as_array().unwrap_or_else(|| panic!("no recent list: {snapshot}"));
+        recent.iter().map(|e| e["data"]["content_id"].as_str().unwrap_or_default().to_string()).collect()
+    };
+    let until_ready = |ms: &[crate::answers::Sse]| ms.iter().any(|m| m.event == "ready");
+    let (status, _, ms) = crate::answers::sse(http().get(s.url("/api/topics/feed/events?after=0")), until_ready).await;
+    assert_eq!(status, 200);
+    let frame: Value = serde_json::from_str(&ms.iter().find(|m| m.event == "resync_required").expect("a resync by SSE").data).unwrap();
+    assert_eq!(recent_ids(&frame["snapshot"]), vec![public.clone(), public.clone()], "SSE, anonymous: {frame}");
+    assert!(!frame.to_string().contains(&tenant_item));
+    let mut anonymous = topic_socket(&s, "feed", "?after=0", None).await.expect("an anonymous feed socket");
+    let mut snapshot = None;
+    while let Some(f) = ws_next(&mut anonymous, WAIT).await {
+        match f["type"].as_str() {
+            Some("resync_required") => snapshot = Some(f["snapshot"].clone()),
+            Some("ready") => break,
+            _ => {}
+        }
+    }
+    assert_eq!(recent_ids(&snapshot.expect("a resync on the feed's socket")), vec![public.clone(), public.clone()], "feed socket, anonymous");
+    // The key's session reads its tenant's items too.
+    ws_send(&mut ws, json!({"type": "subscribe", "topic": "feed", "after": 0})).await;
+    let mut snapshot = None;
+    while let Some(f) = ws_next(&mut ws, WAIT).await {
+        match f["type"].as_str() {
+            Some("resync_required") => snapshot = Some(f["snapshot"].clone()),
+            Some("ready") => break,
+            _ => {}
+        }
+    }
+    let ids = recent_ids(&snapshot.expect("a resync on the session socket"));
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    assert!(ids.contains(&public) && ids.contains(&tenant_item), "session of the tenant's key: {ids:?}");
+    // A cursor past the end is no reason for a resync.
+    let (status, _, ms) = crate::answers::sse(http().get(s.url(&format!("/api/topics/feed/events?after={}", u64::MAX))), until_ready).await;
+    assert_eq!(status, 200);
+    assert!(!ms.iter().any(|m| m.event == "resync_required"), "{ms:?}");
+    assert!(!ms.iter().any(|m| m.data.contains(&tenant_item)), "{ms:?}");
 }
 
 #[tokio::test]
@@ -531,12 +586,13 @@ async fn sessions_following_a_topic_are_capped_and_leave_when_they_end() {
         let (sid, tok) = new_session(&s).await;
         tabs.push(connect(&s, &sid, &tok).await);
     }
-    for ws in tabs.iter_mut() {
+    // One after another: the first two are followed; the third is past the principal's cap.
+    for (i, ws) in tabs.iter_mut().enumerate() {
         ws_send(ws, json!({"type": "subscribe", "topic": "feed", "after": 0})).await;
+        if i < 2 {
+            until_ready(ws).await;
+        }
     }
-    // The first two are followed; the third is past the principal's cap.
-    until_ready(&mut tabs[0]).await;
-    until_ready(&mut tabs[1]).await;
     let refused = ws_next(&mut tabs[2], WAIT).await.expect("an answer to the third subscribe");
     assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("too_many_followers")), "{refused}");
     assert_eq!(followers().await, 2);
