@@ -31,10 +31,7 @@ impl LimitClass {
 /// socket counts against.
 pub fn bucket_key(p: &Principal, req: &Request) -> String {
     match p.kind {
-        PrincipalKind::Anonymous => {
-            let ip = req.headers().get("cf-connecting-ip").ok().flatten().unwrap_or_else(|| "unknown".into());
-            format!("ip:{ip}")
-        }
+        PrincipalKind::Anonymous => crate::domain::rate::client_key(req.headers().get("cf-connecting-ip").ok().flatten().as_deref()),
         _ => format!("{}:{}:{}", p.tenant.as_deref().unwrap_or("-"), p.subject, matches!(p.kind, PrincipalKind::User) as u8),
     }
 }
@@ -61,3 +58,4 @@ pub async fn spend(env: &Env, p: &Principal, req: &Request, class: LimitClass, c
     rpc::send(env, &name, &Take { cost, per_min }).await?;
     Ok(())
 }
+

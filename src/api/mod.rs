@@ -104,15 +104,20 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
         R::GetSource => uploads::source(env, &who, &req, arg(0)).await,
         R::DeleteContent => {
             auth::require(&who, Scope::Read)?;
+            limits::spend(env, &who, &req, LimitClass::Write, 1).await?;
             content::delete(env, &who, arg(0)).await
         }
         R::GetRun => runs::call(env, &who, arg(0), runs::RunAction::View).await,
+        // Run actions write (a retry runs stages again): they spend from the
+        // write bucket as content writes do.
         R::CancelRun => {
             auth::require(&who, Scope::Read)?;
+            limits::spend(env, &who, &req, LimitClass::Write, 1).await?;
             runs::call(env, &who, arg(0), runs::RunAction::Cancel).await
         }
         R::RetryRun => {
             auth::require(&who, Scope::Read)?;
+            limits::spend(env, &who, &req, LimitClass::Write, 1).await?;
             runs::call(env, &who, arg(0), runs::RunAction::Retry).await
         }
         R::Search => {
@@ -121,7 +126,7 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
         }
         R::CreateSession => {
             limits::spend(env, &who, &req, LimitClass::Sessions, 1).await?;
-            sessions::create(env, &who, limits::holder(&who, &req)).await
+            sessions::create(env, &who, limits::holder(&who, &req), until).await
         }
         R::SessionSocket => sessions::socket(env, req, arg(0)).await,
         R::AdminActors => admin::list_actors(env, &req).await,

@@ -24,12 +24,14 @@ fn secret(env: &Env) -> ApiResult<Vec<u8>> {
 
 /// A session bound to its creator: the principal is stored in the session
 /// actor, and every subscription made through its token is checked against it
-/// and counts against `holder`'s caps.
-pub async fn create(env: &Env, who: &Principal, holder: Option<String>) -> ApiResult<Response> {
+/// and counts against `holder`'s caps. It ends no later than the credential
+/// that made it (`until`: a user's JWT's `exp`), so a session cannot extend
+/// an expiring credential.
+pub async fn create(env: &Env, who: &Principal, holder: Option<String>, until: Option<Millis>) -> ApiResult<Response> {
     let cfg = config(env);
     let id = Uuid::new_v4();
     let now = now_ms();
-    let expires_ms = now + cfg.session_ttl_secs * 1000;
+    let expires_ms = until.unwrap_or(i64::MAX).min(now + cfg.session_ttl_secs * 1000);
     let token = token::sign(&secret(env)?, id, expires_ms / 1000);
     let info = SessionInfo { id, created_at: now, expires_at: expires_ms, principal: who.clone(), holder };
     rpc::send(env, &id.to_string(), &info).await?;

@@ -48,6 +48,25 @@ impl TokenBucket {
     }
 }
 
+/// An anonymous caller's bucket: its IPv4 address, or its IPv6 /64. One
+/// IPv6 client is usually given a whole /64, so a bucket per address would
+/// give it 2^64 buckets.
+pub fn client_key(ip: Option<&str>) -> String {
+    use std::net::IpAddr;
+    match ip.map(str::parse::<IpAddr>) {
+        Some(Ok(IpAddr::V4(v4))) => format!("ip:{v4}"),
+        Some(Ok(IpAddr::V6(v6))) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("ip:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("ip6:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        // Cloudflare always sets it; locally or when malformed, one shared bucket.
+        _ => "ip:unknown".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +99,16 @@ mod tests {
         assert!(b.tokens <= 4.0);
         assert!(b.take(10, 5, 0).is_err());
         assert_eq!(TokenBucket::full(0, 0).take(1, 0, 0), Err(60));
+    }
+
+    #[test]
+    fn an_ipv6_client_is_one_bucket_per_64() {
+        assert_eq!(client_key(Some("2001:db8:1:2:aaaa::1")), client_key(Some("2001:db8:1:2:ffff:1:2:3")));
+        assert_ne!(client_key(Some("2001:db8:1:2::1")), client_key(Some("2001:db8:1:3::1")));
+        assert_eq!(client_key(Some("2001:db8:1:2::1")), "ip6:2001:db8:1:2::/64");
+        assert_eq!(client_key(Some("::ffff:192.0.2.7")), client_key(Some("192.0.2.7")));
+        assert_ne!(client_key(Some("192.0.2.7")), client_key(Some("192.0.2.8")));
+        assert_eq!(client_key(None), "ip:unknown");
+        assert_eq!(client_key(Some("not an address")), "ip:unknown");
     }
 }

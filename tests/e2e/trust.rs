@@ -203,6 +203,15 @@ async fn credentials_are_checked_and_bad_ones_are_401() {
     let mut wrong_iss = jwt::claims("bob", &t, "content:read");
     wrong_iss["iss"] = json!("https://evil.example");
     let good = jwt::sign("ES256", &jwt::claims("bob", &t, "content:read"));
+    // A session made with a JWT ends when the JWT does (its `exp` plus the
+    // 30 s leeway), not an hour later.
+    let mut brief = jwt::claims("bob", &t, "content:read");
+    let exp = brief["iat"].as_i64().unwrap() + 120;
+    brief["exp"] = json!(exp);
+    let r = send(http().post(s.url("/api/sessions")).bearer_auth(jwt::sign("ES256", &brief)).json(&json!({}))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ends = chrono::DateTime::parse_from_rfc3339(r.body["expires_at"].as_str().unwrap()).unwrap().timestamp();
+    assert_eq!(ends, exp + 30, "{}", r.body);
     let tampered = {
         let (head, sig) = good.rsplit_once('.').unwrap();
         let (h, _) = head.split_once('.').unwrap();
@@ -287,6 +296,18 @@ async fn a_burst_past_the_write_limit_is_429_with_retry_after() {
     }
     assert_eq!(statuses, vec![202, 202, 202, 429, 429], "the fourth write in a minute is refused");
     assert!(retry_after.is_some_and(|s| (1..=60).contains(&s)), "Retry-After: {retry_after:?}");
+    // Deletes and run actions spend from the same bucket (a retry runs
+    // stages again): create, cancel and delete use up 3, so a retry is 429.
+    let key = mint_key(&s.base, &s.admin_token, &tenant("rate-actions"), &["content:write"], Some(3));
+    let r = send(http().post(s.url("/api/content")).bearer_auth(&key).json(&json!({"title": "actions", "body": "action text"}))).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let (cid, run) = (r.body["content_id"].as_str().unwrap().to_string(), r.body["run_id"].as_str().unwrap().to_string());
+    let cancel = send(http().post(s.url(&format!("/api/runs/{run}/cancel"))).bearer_auth(&key)).await;
+    assert!(matches!(cancel.status, 200 | 409), "{}", cancel.body);
+    let delete = send(http().delete(s.url(&format!("/api/content/{cid}"))).bearer_auth(&key)).await;
+    assert_eq!(delete.status, 204, "{}", delete.body);
+    let retry = send(http().post(s.url(&format!("/api/runs/{run}/retry"))).bearer_auth(&key)).await;
+    assert_eq!((retry.status, retry.body["error"]["code"].as_str()), (429, Some("rate_limited")), "{}", retry.body);
     // Anonymous writes are not rate-limited: they are refused outright.
     let anon = send(http().post(s.url("/api/content")).json(&json!({"title": "a", "body": "b"}))).await;
     assert_eq!(anon.status, 401);
