@@ -79,6 +79,13 @@ impl FeedOps for FeedActor {
                 self.log().redact(id)?;
             }
         }
+        // A new version may change who reads the item: its earlier events
+        // follow (a first version has none, and costs no statement).
+        for r in records.iter().filter(|r| r.event == EventName::ContentUpdated && r.data.get("version").and_then(Value::as_u64) > Some(1)) {
+            if let (Some(id), Some(visibility)) = (r.data.get("content_id").and_then(Value::as_str), r.data.get("visibility").and_then(Value::as_str)) {
+                self.log().reown(id, r.seq, visibility)?;
+            }
+        }
         let Some(last) = records.last().map(|r| r.seq) else { return Ok(Appended { last_seq: self.log().last_seq()? }) };
         self.sockets.publish(self, Topic::Feed, &records)?;
         if let Some(at) = self.sockets.catch_up_due(now_ms()) {

@@ -205,6 +205,21 @@ impl EventStore {
         Ok(out)
     }
 
+    /// Gives the events before `before` of an item the visibility it has
+    /// now, so the feed shows them to whoever may read the item now: a
+    /// reader who lost access by a `PUT` sees none of them again. (One who
+    /// gained it could read the old titles anyway, in the item's versions.)
+    pub fn reown(&self, content_id: &str, before: u64, visibility: &str) -> Result<(), ApiError> {
+        self.read((), || {
+            exec(
+                &self.sql,
+                "UPDATE events SET data = json_set(data, '$.visibility', ?) \
+                 WHERE json_extract(data, '$.content_id') = ? AND seq < ? AND json_extract(data, '$.visibility') IS NOT ?",
+                vec![visibility.into(), content_id.into(), (before as i64).into(), visibility.into()],
+            )
+        })
+    }
+
     /// Erases what earlier events said of a deleted item (its title, summary
     /// and category) and keeps each event's seq and name, so a replay still
     /// numbers densely and nothing a client is owed goes missing.

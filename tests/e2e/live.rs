@@ -207,6 +207,41 @@ async fn a_cursor_older_than_retention_gets_a_resync() {
     assert!(!ms.iter().any(|m| m.data.contains(&tenant_item)), "{ms:?}");
 }
 
+/// The feed shows an item's events to whoever may read the item now: once
+/// a `PUT` makes a public item private, anonymous readers get none of its
+/// events again, the earlier public ones included, on any replay.
+#[tokio::test]
+async fn a_narrowed_items_earlier_feed_events_are_hidden_too() {
+    let s = &shared().server;
+    let from = s.admin_get("/admin/actors/feed/feed").await.body["events"]["last_seq"].as_u64().unwrap();
+    let r = s.post("/api/content", json!({"title": "Narrowed later", "body": document("narrow", 61, 700), "visibility": "public"})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let cid = r.body["content_id"].as_str().unwrap().to_string();
+    s.wait_run(r.body["run_id"].as_str().unwrap(), WAIT).await;
+    let until_ready = |ms: &[crate::answers::Sse]| ms.iter().any(|m| m.event == "ready");
+    let feed = || crate::answers::sse(http().get(s.url(&format!("/api/topics/feed/events?after={from}"))), until_ready);
+    // The indexed event follows the run's end: wait for it.
+    let mut seen = 0;
+    for _ in 0..50 {
+        seen = feed().await.2.iter().filter(|m| m.data.contains(&cid)).count();
+        if seen >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, 2, "anonymous sees the public item's content.updated and content.indexed");
+    let r = s.put(&format!("/api/content/{cid}"), json!({"title": "Now private", "body": document("narrow", 62, 700), "visibility": "private"})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    s.wait_run(r.body["run_id"].as_str().unwrap(), WAIT).await;
+    let (status, _, ms) = feed().await;
+    assert_eq!(status, 200);
+    let leaked: Vec<&str> = ms.iter().filter(|m| m.data.contains(&cid)).map(|m| m.data.as_str()).collect();
+    assert!(leaked.is_empty(), "anonymous still reads the private item's events: {leaked:?}");
+    // Its owner still reads them all.
+    let (_, _, ms) = crate::answers::sse(http().get(s.url(&format!("/api/topics/feed/events?after={from}"))).bearer_auth(&s.key), until_ready).await;
+    assert!(ms.iter().filter(|m| m.data.contains(&cid)).count() >= 3, "{ms:?}");
+}
+
 #[tokio::test]
 async fn bad_tokens_frames_and_floods_get_clear_errors() {
     let s = &shared().server;
