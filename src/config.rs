@@ -52,6 +52,11 @@ impl Default for Retention {
 
 /// Principals, rate limits and caps ("Principals and access", "Rate limits
 /// and caps" in DESIGN.md).
+/// Most vector shards `VECTOR_SHARDS` may name; also the bound on the shard
+/// names an inspector path may ask for (a shard left by a larger setting
+/// stays inspectable).
+pub const MAX_VECTOR_SHARDS: u32 = 256;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trust {
     /// JWT users, when `JWT_ISSUER` is set.
@@ -163,7 +168,7 @@ impl Config {
             vector_backend: get("VECTOR_BACKEND").unwrap_or_else(|| "actor".into()),
             analyzer: get("ANALYZER").unwrap_or_else(|| "url".into()),
             analyzer_url: get("ANALYZER_URL").filter(|u| !u.trim().is_empty()),
-            vector_shards: num("VECTOR_SHARDS", 4).clamp(1, 256) as u32,
+            vector_shards: num("VECTOR_SHARDS", 4).clamp(1, MAX_VECTOR_SHARDS as u64) as u32,
             session_ttl_secs: num("SESSION_TTL_SECS", 3600).clamp(10, 7 * 24 * 3600) as i64,
             answer_step_ms: num("ANSWER_STEP_MS", 60).min(10_000) as i64,
             ingest: Ingest {

@@ -43,7 +43,9 @@ async fn locate(env: &Env, kind: &str, id: &str) -> ApiResult<(ActorKind, String
         }
         ActorKind::Feed if id == crate::actors::feed::FEED_NAME => Ok((k, id.to_string(), true)),
         ActorKind::Analyzer if id == crate::providers::analyzer_http::ANALYZER_ACTOR => Ok((k, id.to_string(), true)),
-        ActorKind::VectorShard if id.strip_prefix("shard-").and_then(|n| n.parse::<u32>().ok()).is_some() => {
+        // Only a name a shard can have (`shard-7`, not `shard-007`):
+        // inspecting wakes the actor, which creates its tables.
+        ActorKind::VectorShard if id.strip_prefix("shard-").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n < crate::config::MAX_VECTOR_SHARDS && crate::providers::actor_index::shard_name(n) == id) => {
             Ok((k, id.to_string(), true))
         }
         _ => Err(ApiError::not_found(format!("{kind} {id}"))),
