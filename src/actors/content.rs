@@ -177,7 +177,7 @@ impl ContentActor {
                 rpc::send(&self.env, &run_id.to_string(), &start).await.map(|_| ())
             }
             Duty::CancelRun { run_id, reason } => {
-                settled(rpc::send(&self.env, &run_id.to_string(), &CancelRun { reason: Some(reason.clone()) }).await)
+                settled(rpc::send(&self.env, &run_id.to_string(), &CancelRun { reason: Some(reason.clone()), superseded: true }).await)
             }
             Duty::PurgeRun { run_id } => {
                 settled(rpc::send(&self.env, &run_id.to_string(), &PurgeRun {}).await)

@@ -436,6 +436,10 @@ pub struct RunOf {
 pub struct CancelRun {
     #[serde(default)]
     pub reason: Option<String>,
+    /// Its item's actor cancels it for a newer version: it may not be
+    /// retried (an operator's cancel may).
+    #[serde(default)]
+    pub superseded: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

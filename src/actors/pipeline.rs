@@ -357,7 +357,7 @@ impl RunShell {
             events = match outcome {
                 Ok(()) => run.finish_stage(stage, Ok(()), now),
                 Err(StageFailure::Error(e)) => run.finish_stage(stage, Err(e), now),
-                Err(StageFailure::Superseded(why)) => run.cancel(&why, now),
+                Err(StageFailure::Superseded(why)) => Ok(run.supersede(&why, now)),
             }
             .map_err(refused)?;
             let ended = run.status.is_terminal();
@@ -409,10 +409,19 @@ impl RunShell {
         let _ = self.arm(run, now_ms()).await;
     }
 
-    async fn cancel(&self, reason: &str) -> ApiResult<RunView> {
+    async fn cancel(&self, reason: &str, superseded: bool) -> ApiResult<RunView> {
         let mut run = self.require()?;
         let now = now_ms();
-        let events = run.cancel(reason, now)?;
+        if superseded && run.status.is_terminal() {
+            // It has ended (and reported so): only its retry is closed now
+            // (a completed run has none).
+            if run.status != RunStatus::Completed && !run.superseded {
+                run.supersede(reason, now);
+                self.commit_and_push(&run, Vec::new(), now)?;
+            }
+            return Ok(run.view(None));
+        }
+        let events = if superseded { run.supersede(reason, now) } else { run.cancel(reason, now)? };
         self.commit_and_push(&run, events, now)?;
         self.arm(&run, now).await?;
         self.on_terminal(&run, now).await;
@@ -475,7 +484,7 @@ impl RunOps for PipelineActor {
     }
 
     async fn cancel(&self, q: CancelRun) -> ApiResult<RunView> {
-        self.shell.cancel(q.reason.as_deref().unwrap_or("cancelled by operator")).await
+        self.shell.cancel(q.reason.as_deref().unwrap_or("cancelled by operator"), q.superseded).await
     }
 
     async fn retry(&self, _q: RetryRun) -> ApiResult<RunView> {

@@ -102,6 +102,8 @@ pub enum TransitionError {
     WrongStage(Stage),
     #[error("run was purged with its deleted content")]
     Purged,
+    #[error("run was superseded by a newer version of its item, whose own run does its work")]
+    Superseded,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +120,10 @@ pub struct PipelineRun {
     /// Its item was deleted and its copies erased: it can never run again.
     #[serde(default)]
     pub purged: bool,
+    /// A newer version of its item replaced its version: a retry could only
+    /// run stages again to be refused at the index, so none is allowed.
+    #[serde(default)]
+    pub superseded: bool,
     /// Activations (alarms or the start request) that ran at least one stage:
     /// with several stages per activation this stays below the stage count.
     #[serde(default)]
@@ -156,6 +162,7 @@ impl PipelineRun {
             reason: None,
             tuning,
             purged: false,
+            superseded: false,
             activations: 0,
             owner: None,
         };
@@ -379,6 +386,13 @@ impl PipelineRun {
         Ok(vec![EventDraft::of(RunCancelled { run: self.run_ref(), reason: reason.to_string() })])
     }
 
+    /// A newer version replaced the run's: a live run ends cancelled, and
+    /// the run, ended or not, is marked so that no retry runs it again.
+    pub fn supersede(&mut self, reason: &str, now: Millis) -> Vec<EventDraft> {
+        self.superseded = true;
+        self.cancel(reason, now).unwrap_or_default()
+    }
+
     /// Its item was deleted: a live run ends cancelled, and the run is marked
     /// so that no retry can bring it back (its document is gone).
     pub fn purge(&mut self, reason: &str, now: Millis) -> Vec<EventDraft> {
@@ -391,6 +405,9 @@ impl PipelineRun {
     pub fn retry(&mut self, now: Millis) -> Result<Vec<EventDraft>, TransitionError> {
         if self.purged {
             return Err(TransitionError::Purged);
+        }
+        if self.superseded {
+            return Err(TransitionError::Superseded);
         }
         if !matches!(self.status, RunStatus::Failed | RunStatus::Cancelled) {
             return Err(TransitionError::InvalidState(self.status));
@@ -843,6 +860,29 @@ mod tests {
         done.drive(&mut |_, _| Ok(()));
         assert!(done.run.purge("content deleted", done.now).is_empty(), "a finished run keeps its status");
         assert!(done.run.purged);
+    }
+
+    #[test]
+    fn a_superseded_run_cannot_be_retried_even_if_it_had_failed() {
+        let mut sim = Sim::new();
+        sim.alarm(&mut |_, _| Ok(()));
+        assert_eq!(sim.run.supersede("superseded by version 2", sim.now).len(), 1);
+        assert_eq!((sim.run.status, sim.run.reason.as_deref()), (RunStatus::Cancelled, Some("superseded by version 2")));
+        assert_eq!(sim.run.retry(sim.now), Err(TransitionError::Superseded));
+
+        // A run that had already failed is superseded too: a retry would
+        // only be refused at the index after running its stages again.
+        let mut failed = Sim::new();
+        failed.drive(&mut |_, _| Err(StageError::terminal("bad input")));
+        assert_eq!(failed.run.status, RunStatus::Failed);
+        assert!(failed.run.supersede("superseded by version 2", failed.now).is_empty(), "a failed run keeps its status");
+        assert_eq!(failed.run.retry(failed.now), Err(TransitionError::Superseded));
+
+        // An operator's cancel is not a supersession: that run may be retried.
+        let mut cancelled = Sim::new();
+        cancelled.alarm(&mut |_, _| Ok(()));
+        cancelled.run.cancel("cancelled by operator", cancelled.now).unwrap();
+        assert!(cancelled.run.retry(cancelled.now).is_ok());
     }
 
     #[test]

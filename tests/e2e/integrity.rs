@@ -149,6 +149,9 @@ async fn concurrent_puts_each_keep_their_version() {
                     .starts_with("superseded by version"),
                 "{view}"
             );
+            // Nor can an operator bring it back.
+            let r = s.admin_post(&format!("/api/runs/{run}/retry")).await;
+            assert_eq!((r.status, r.body["error"]["code"].as_str()), (409, Some("conflict")), "v{v}: {}", r.body);
         }
     }
     let item = s.admin_get(&format!("/admin/actors/content/{cid}")).await;
@@ -181,9 +184,10 @@ async fn a_retried_superseded_run_cannot_bring_back_old_text() {
     eprintln!("fencing: the v1 run ended {}", v1["status"]);
     if v1["status"] == "cancelled" {
         assert_eq!(v1["reason"], "superseded by version 2", "{v1}");
-        // An operator retries the superseded run: it is fenced off again.
+        // An operator's retry of the superseded run is refused: it could
+        // only run its stages again to be fenced off at the index.
         let r = s.admin_post(&format!("/api/runs/{run1}/retry")).await;
-        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!((r.status, r.body["error"]["code"].as_str()), (409, Some("conflict")), "{}", r.body);
         let again = s.wait_run(&run1, Duration::from_secs(60)).await;
         assert_eq!(again["status"], "cancelled", "{again}");
         assert_eq!(again["reason"], "superseded by version 2", "{again}");
