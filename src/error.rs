@@ -311,6 +311,7 @@ impl From<ContentError> for ApiError {
     fn from(e: ContentError) -> Self {
         match e {
             ContentError::Stale { current, .. } => ApiError::Superseded(superseded_reason(current)),
+            e @ ContentError::TooManyVersions { .. } => ApiError::InvalidTransition(e.to_string()),
         }
     }
 }

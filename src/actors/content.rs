@@ -302,7 +302,7 @@ impl ContentOps for ContentActor {
             c.ownership.visibility = v;
         }
         let now = now_ms();
-        let (superseded, events) = c.new_version(s.doc, s.run_id, now);
+        let (superseded, events) = c.new_version(s.doc, s.run_id, now)?;
         let reason = superseded_reason(c.version);
         let mut duties: Vec<Duty> =
             superseded.iter().map(|run| Duty::CancelRun { run_id: *run, reason: reason.clone() }).collect();

@@ -245,10 +245,18 @@ pub fn superseded_reason(current: u32) -> String {
     format!("superseded by version {current}")
 }
 
+/// Most versions one item keeps. Its history is stored with it, in one
+/// value (2 MB at most in a Durable Object's SQLite): 1,000 versions with
+/// 300-character titles are about 0.5 MB beside a 200 KB body. Past it a
+/// `PUT` is refused (409), never accepted and then lost, nor a 500.
+pub const MAX_VERSIONS: u32 = 1_000;
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ContentError {
     #[error("version {got} is stale; the current version is {current}")]
     Stale { got: u32, current: u32 },
+    #[error("this item has {max} versions, the most one item keeps; submit the text as a new item")]
+    TooManyVersions { max: u32 },
 }
 
 impl ContentState {
@@ -264,12 +272,16 @@ impl ContentState {
             created_at: now,
             updated_at: now,
         };
-        let ev = s.new_version(doc, run_id, now).1;
+        // A first version is always within the cap.
+        let ev = s.new_version(doc, run_id, now).map(|(_, ev)| ev).unwrap_or_default();
         (s, ev)
     }
 
     /// Adds a version and returns the runs it supersedes (older, unfinished).
-    pub fn new_version(&mut self, doc: ContentDoc, run_id: Uuid, now: Millis) -> (Vec<Uuid>, Vec<EventDraft>) {
+    pub fn new_version(&mut self, doc: ContentDoc, run_id: Uuid, now: Millis) -> Result<(Vec<Uuid>, Vec<EventDraft>), ContentError> {
+        if self.version >= MAX_VERSIONS {
+            return Err(ContentError::TooManyVersions { max: MAX_VERSIONS });
+        }
         let superseded = self
             .history
             .iter()
@@ -298,7 +310,7 @@ impl ContentState {
             run_id: Some(run_id),
             reason: None,
         });
-        (superseded, vec![ev])
+        Ok((superseded, vec![ev]))
     }
 
     /// Every content event names its item's ownership, so the feed can show
@@ -527,7 +539,7 @@ mod tests {
         let (mut s, ev) = ContentState::create(Uuid::new_v4(), doc("one"), Ownership::legacy(), r1, 10);
         assert_eq!(ev[0].event, EventName::ContentUpdated);
         assert_eq!(s.version, 1);
-        let (superseded, _) = s.new_version(doc("two"), r2, 20);
+        let (superseded, _) = s.new_version(doc("two"), r2, 20).unwrap();
         assert_eq!(superseded, vec![r1]);
         assert_eq!(s.version, 2);
         let stale = Artifacts { version: 1, ..Default::default() };
@@ -544,13 +556,29 @@ mod tests {
     }
 
     #[test]
+    fn an_item_keeps_at_most_max_versions_and_fits_one_stored_value() {
+        let title = "t".repeat(300);
+        let big = |t: &str| ContentDoc { title: t.to_string(), body: "b".repeat(200 * 1024), ..doc(t) };
+        let (mut s, _) = ContentState::create(Uuid::new_v4(), big(&title), Ownership::legacy(), Uuid::new_v4(), 10);
+        for _ in 2..=MAX_VERSIONS {
+            s.new_version(big(&title), Uuid::new_v4(), 20).unwrap();
+        }
+        assert_eq!(s.version, MAX_VERSIONS);
+        assert_eq!(s.new_version(big(&title), Uuid::new_v4(), 30), Err(ContentError::TooManyVersions { max: MAX_VERSIONS }));
+        assert_eq!((s.version, s.history.len()), (MAX_VERSIONS, MAX_VERSIONS as usize), "a refused version leaves no trace");
+        // As the actor stores it: one JSON value, under the 2 MB a value may hold.
+        let stored = serde_json::to_string(&s).unwrap().len();
+        assert!(stored < 1_500_000, "{stored} bytes");
+    }
+
+    #[test]
     fn every_accepted_version_stays_in_the_history() {
         let mut runs = vec![Uuid::new_v4()];
         let (mut s, _) = ContentState::create(Uuid::new_v4(), doc("v1"), Ownership::legacy(), runs[0], 10);
         for i in 2..=20u32 {
             let run = Uuid::new_v4();
             runs.push(run);
-            let (superseded, _) = s.new_version(doc(&format!("v{i}")), run, 10 + i as i64);
+            let (superseded, _) = s.new_version(doc(&format!("v{i}")), run, 10 + i as i64).unwrap();
             assert_eq!(superseded, vec![runs[runs.len() - 2]], "only the previous, unfinished run");
         }
         let versions: Vec<u32> = s.history.iter().map(|v| v.version).collect();
@@ -595,14 +623,14 @@ mod tests {
         s.publish(a, 20).unwrap();
         assert_eq!(s.view().body, "one extracted");
         assert_eq!(s.artifacts.as_ref().unwrap().text, None, "the text is kept once, as the body");
-        s.new_version(ContentDoc::upload("Notes", None, src(r2, b"# two"), &l).unwrap(), r2, 30);
+        s.new_version(ContentDoc::upload("Notes", None, src(r2, b"# two"), &l).unwrap(), r2, 30).unwrap();
         assert_eq!(s.source(Some(1)).unwrap().key, object_key("acme", id, r1));
         assert_eq!(s.source(None).unwrap().key, object_key("acme", id, r2));
         assert_eq!(s.source(Some(3)), None);
         assert_eq!(s.view().source.unwrap().bytes, 5);
         assert!(s.has_uploads());
         // A JSON version after a file: no current source, the old one stays.
-        s.new_version(doc("plain"), Uuid::new_v4(), 40);
+        s.new_version(doc("plain"), Uuid::new_v4(), 40).unwrap();
         assert!(s.view().source.is_none());
         assert!(s.source(Some(2)).is_some() && s.has_uploads());
         let stored: ContentState = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
@@ -612,7 +640,7 @@ mod tests {
     #[test]
     fn failure_of_old_version_does_not_touch_current() {
         let (mut s, _) = ContentState::create(Uuid::new_v4(), doc("one"), Ownership::legacy(), Uuid::new_v4(), 10);
-        s.new_version(doc("two"), Uuid::new_v4(), 20);
+        s.new_version(doc("two"), Uuid::new_v4(), 20).unwrap();
         assert!(s.run_failed(1, "x", 30).is_empty());
         assert_eq!(s.status, ContentStatus::Processing);
         assert_eq!(s.run_failed(2, "embed failed", 40).len(), 1);
