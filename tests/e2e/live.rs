@@ -178,26 +178,11 @@ async fn a_cursor_older_than_retention_gets_a_resync() {
     assert_eq!(recent_ids(&frame["snapshot"]), vec![public.clone(), public.clone()], "SSE, anonymous: {frame}");
     assert!(!frame.to_string().contains(&tenant_item));
     let mut anonymous = topic_socket(&s, "feed", "?after=0", None).await.expect("an anonymous feed socket");
-    let mut snapshot = None;
-    while let Some(f) = ws_next(&mut anonymous, WAIT).await {
-        match f["type"].as_str() {
-            Some("resync_required") => snapshot = Some(f["snapshot"].clone()),
-            Some("ready") => break,
-            _ => {}
-        }
-    }
-    assert_eq!(recent_ids(&snapshot.expect("a resync on the feed's socket")), vec![public.clone(), public.clone()], "feed socket, anonymous");
+    let snapshot = resync_snapshot(&mut anonymous).await.expect("a resync on the feed's socket");
+    assert_eq!(recent_ids(&snapshot), vec![public.clone(), public.clone()], "feed socket, anonymous");
     // The key's session reads its tenant's items too.
     ws_send(&mut ws, json!({"type": "subscribe", "topic": "feed", "after": 0})).await;
-    let mut snapshot = None;
-    while let Some(f) = ws_next(&mut ws, WAIT).await {
-        match f["type"].as_str() {
-            Some("resync_required") => snapshot = Some(f["snapshot"].clone()),
-            Some("ready") => break,
-            _ => {}
-        }
-    }
-    let ids = recent_ids(&snapshot.expect("a resync on the session socket"));
+    let ids = recent_ids(&resync_snapshot(&mut ws).await.expect("a resync on the session socket"));
     assert_eq!(ids.len(), 5, "{ids:?}");
     assert!(ids.contains(&public) && ids.contains(&tenant_item), "session of the tenant's key: {ids:?}");
     // A cursor past the end is no reason for a resync.
@@ -205,6 +190,19 @@ async fn a_cursor_older_than_retention_gets_a_resync() {
     assert_eq!(status, 200);
     assert!(!ms.iter().any(|m| m.event == "resync_required"), "{ms:?}");
     assert!(!ms.iter().any(|m| m.data.contains(&tenant_item)), "{ms:?}");
+}
+
+/// The snapshot of the `resync_required` frame before `ready`, if one came.
+async fn resync_snapshot(ws: &mut Ws) -> Option<Value> {
+    let mut snapshot = None;
+    while let Some(f) = ws_next(ws, WAIT).await {
+        match f["type"].as_str() {
+            Some("resync_required") => snapshot = Some(f["snapshot"].clone()),
+            Some("ready") => break,
+            _ => {}
+        }
+    }
+    snapshot
 }
 
 /// The feed shows an item's events to whoever may read the item now: once
