@@ -277,15 +277,19 @@ impl ContentState {
         (s, ev)
     }
 
-    /// Adds a version and returns the runs it supersedes (older, unfinished).
+    /// Adds a version and returns the runs it supersedes: every unfinished
+    /// one, and the current version's run if it did not publish (failed, or
+    /// retried and running), so that none of them can be retried. Older
+    /// versions' runs were superseded by the `PUT` that followed them.
     pub fn new_version(&mut self, doc: ContentDoc, run_id: Uuid, now: Millis) -> Result<(Vec<Uuid>, Vec<EventDraft>), ContentError> {
         if self.version >= MAX_VERSIONS {
             return Err(ContentError::TooManyVersions { max: MAX_VERSIONS });
         }
+        let current = self.version;
         let superseded = self
             .history
             .iter()
-            .filter(|v| v.status == ContentStatus::Processing)
+            .filter(|v| v.status == ContentStatus::Processing || (v.version == current && v.status != ContentStatus::Indexed))
             .map(|v| v.run_id)
             .collect();
         for v in self.history.iter_mut().filter(|v| v.status == ContentStatus::Processing) {
@@ -569,6 +573,22 @@ mod tests {
         // As the actor stores it: one JSON value, under the 2 MB a value may hold.
         let stored = serde_json::to_string(&s).unwrap().len();
         assert!(stored < 1_500_000, "{stored} bytes");
+    }
+
+    /// A `PUT` supersedes the current version's run when it did not publish
+    /// (it failed, or an operator's retry runs it), so that run cannot be
+    /// retried; older runs were superseded by the `PUT` after them.
+    #[test]
+    fn a_put_supersedes_the_current_versions_failed_run() {
+        let (r1, r2, r3) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (mut s, _) = ContentState::create(Uuid::new_v4(), doc("one"), Ownership::legacy(), r1, 10);
+        s.run_failed(1, "bad input", 20);
+        assert_eq!(s.history[0].status, ContentStatus::Failed);
+        let (superseded, _) = s.new_version(doc("two"), r2, 30).unwrap();
+        assert_eq!(superseded, vec![r1], "the failed run of the version replaced");
+        s.publish(Artifacts { version: 2, ..Default::default() }, 40).unwrap();
+        let (superseded, _) = s.new_version(doc("three"), r3, 50).unwrap();
+        assert!(superseded.is_empty(), "a run that published has nothing to retry, and v1's was superseded by v2: {superseded:?}");
     }
 
     #[test]

@@ -36,11 +36,13 @@ async fn twenty_concurrent_submissions_all_complete() {
 #[tokio::test]
 async fn exhausted_runs_dead_letter_and_retry_after_faults_are_removed() {
     let dir = temp_dir("deadletter");
-    let runs = {
+    let (items, runs) = {
         let s = Server::start(&ServerOptions::new(dir.clone()).var("FAULTS", "embed=1.0").var("RETRY_BASE_MS", "5").var("RETRY_MAX_ATTEMPTS", "4"));
-        let mut runs = Vec::new();
+        let (mut items, mut runs) = (Vec::new(), Vec::new());
         for i in 0..3 {
-            runs.push(s.submit(&format!("Doomed {i}"), &document("dead letters", 300 + i, 800), None).await.1);
+            let (cid, run) = s.submit(&format!("Doomed {i}"), &document("dead letters", 300 + i, 800), None).await;
+            items.push(cid);
+            runs.push(run);
         }
         for run in &runs {
             let view = s.wait_run(run, Duration::from_secs(60)).await;
@@ -58,15 +60,32 @@ async fn exhausted_runs_dead_letter_and_retry_after_faults_are_removed() {
             assert_eq!(item["error_class"], "transient");
             assert!(item["error"].as_str().unwrap().contains("injected fault"));
         }
-        runs
+        // A new version of the first item supersedes its failed run: the
+        // item's outbox tells the run before the item is idle again.
+        let r = s.put(&format!("/api/content/{}", items[0]), json!({ "title": "Doomed 0, again", "body": document("dead letters", 310, 800) })).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let c = s.admin_get(&format!("/admin/actors/content/{}", items[0])).await;
+            if c.body["state"]["outbox"] == json!([]) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the item's duties never landed: {}", c.body["state"]["outbox"]);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (items, runs)
     };
-    // Same state, no faults: an operator retries each dead letter.
+    // Same state, no faults: an operator retries each dead letter, but not
+    // the superseded one, which could only be fenced off at the index.
     let s = Server::start(&ServerOptions::new(dir));
-    for run in &runs {
+    let r = s.post(&format!("/api/runs/{}/retry", runs[0]), json!({})).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (409, Some("conflict")), "{} of {}", r.body, items[0]);
+    let runs = &runs[1..];
+    for run in runs {
         let r = s.post(&format!("/api/runs/{run}/retry"), json!({})).await;
         assert_eq!(r.status, 200, "{}", r.body);
     }
-    for run in &runs {
+    for run in runs {
         let view = s.wait_run(run, Duration::from_secs(60)).await;
         assert_eq!(view["status"], "completed", "{view}");
         let embed = &view["stages"][2];
