@@ -63,6 +63,10 @@ pub enum ApiError {
     VersionConflict { expected: u32, current: u32 },
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The item, with this change, would outgrow the one value its actor
+    /// stores it in: the request may be small, the item is not.
+    #[error("{0}")]
+    ItemTooLarge(String),
     /// The body's content type is not one the route reads; the message says which it reads.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -107,7 +111,7 @@ impl ApiError {
             | ApiError::TooManySubscriptions { .. }
             | ApiError::TooManyFollowers { .. } => 409,
             ApiError::VersionConflict { .. } => 412,
-            ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::PayloadTooLarge { .. } | ApiError::ItemTooLarge(_) => 413,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::InvalidField { .. } => 422,
             ApiError::RateLimited { .. } => 429,
@@ -134,6 +138,7 @@ impl ApiError {
             ApiError::TooManyFollowers { .. } => "too_many_followers",
             ApiError::VersionConflict { .. } => "version_conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::ItemTooLarge(_) => "item_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::InvalidField { .. } => "invalid_field",
             ApiError::RateLimited { .. } => "rate_limited",
@@ -222,6 +227,7 @@ impl ApiError {
             "too_many_followers" => ApiError::TooManyFollowers { max: num("max").unwrap_or(0) as u32 },
             "version_conflict" => ApiError::VersionConflict { expected: num("expected").unwrap_or(0) as u32, current: num("current").unwrap_or(0) as u32 },
             "payload_too_large" => ApiError::PayloadTooLarge { limit: num("limit").unwrap_or(0) as usize },
+            "item_too_large" => ApiError::ItemTooLarge(message),
             "unsupported_media_type" => ApiError::UnsupportedMediaType(message),
             "invalid_field" => {
                 let field = err.get("field").and_then(Value::as_str).unwrap_or("body");
@@ -312,6 +318,7 @@ impl From<ContentError> for ApiError {
         match e {
             ContentError::Stale { current, .. } => ApiError::Superseded(superseded_reason(current)),
             e @ ContentError::TooManyVersions { .. } => ApiError::InvalidTransition(e.to_string()),
+            e @ ContentError::TooLarge { .. } => ApiError::ItemTooLarge(e.to_string()),
         }
     }
 }
@@ -369,6 +376,7 @@ impl From<ApiError> for StageError {
             ApiError::BadRequest(_)
             | ApiError::MalformedJson(_)
             | ApiError::PayloadTooLarge { .. }
+            | ApiError::ItemTooLarge(_)
             | ApiError::UnsupportedMediaType(_)
             | ApiError::InvalidField { .. } => StageError::terminal(e.to_string()),
             ApiError::RateLimited { retry_after_secs } => StageError::rate_limited(retry_after_secs.saturating_mul(1000), e.to_string()),
@@ -412,6 +420,7 @@ mod tests {
             ApiError::CircuitOpen { retry_after_ms: 2_500 },
             ApiError::AnalyzerDisabled,
             ApiError::TooManyFollowers { max: 16 },
+            ApiError::ItemTooLarge("with this change the item would take 2000000 bytes stored".into()),
         ]
     }
 
@@ -441,6 +450,7 @@ mod tests {
             ApiError::CircuitOpen { .. } => 19,
             ApiError::AnalyzerDisabled => 20,
             ApiError::TooManyFollowers { .. } => 21,
+            ApiError::ItemTooLarge(_) => 22,
         }
     }
 
@@ -454,7 +464,7 @@ mod tests {
     fn every_variant_is_listed() {
         let seen: Vec<usize> = every_variant().iter().map(ordinal).collect();
         assert_eq!(seen, (0..seen.len()).collect::<Vec<_>>());
-        assert_eq!(seen.len(), 22);
+        assert_eq!(seen.len(), 23);
     }
 
     #[test]

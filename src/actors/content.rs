@@ -19,7 +19,7 @@ use super::rpc;
 use super::TopicActor;
 use crate::catalog;
 use crate::domain::batch::ItemRef;
-use crate::domain::content::{superseded_reason, ContentState};
+use crate::domain::content::{fits_stored, superseded_reason, ContentState};
 use crate::domain::faults;
 use crate::domain::outbox::Duty;
 use crate::domain::principal::{Access, Principal};
@@ -95,7 +95,9 @@ impl ContentActor {
     fn commit(&self, c: &ContentState, drafts: Vec<EventDraft>, duties: &[Duty], now: Millis) -> ApiResult<Vec<EventDraft>> {
         // Unknown until every write below has landed: a failed step re-reads.
         self.live.replace(None);
-        self.cells().save("content", c)?;
+        let stored = serde_json::to_string(c).map_err(crate::store::storage_err)?;
+        fits_stored(stored.len())?;
+        self.cells().save_json("content", stored)?;
         self.outbox()?.put(duties, now)?;
         let feed_drafts: Vec<EventDraft> = drafts.iter().filter(|d| d.event.is_feed_event()).cloned().collect();
         let records = self.log().append(drafts, now)?;

@@ -251,12 +251,29 @@ pub fn superseded_reason(current: u32) -> String {
 /// `PUT` is refused (409), never accepted and then lost, nor a 500.
 pub const MAX_VERSIONS: u32 = 1_000;
 
+/// Most bytes the item's stored value may take, below the 2 MB a Durable
+/// Object's SQLite holds in one value. The version cap alone does not keep
+/// it there: titles of 4-byte characters, uploads' sources, and a body whose
+/// quotes and control characters JSON escapes can outgrow it sooner.
+pub const MAX_STORED_BYTES: usize = 1_900_000;
+
+/// Refuses an item whose stored value (`bytes` long) would not fit, so that
+/// the change is refused (413) and nothing is written, not a 500.
+pub fn fits_stored(bytes: usize) -> Result<(), ContentError> {
+    if bytes > MAX_STORED_BYTES {
+        return Err(ContentError::TooLarge { bytes, max: MAX_STORED_BYTES });
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ContentError {
     #[error("version {got} is stale; the current version is {current}")]
     Stale { got: u32, current: u32 },
     #[error("this item has {max} versions, the most one item keeps; submit the text as a new item")]
     TooManyVersions { max: u32 },
+    #[error("with this change the item would take {bytes} bytes stored, more than the {max} one item may; submit the text as a new item")]
+    TooLarge { bytes: usize, max: usize },
 }
 
 impl ContentState {
@@ -573,6 +590,29 @@ mod tests {
         // As the actor stores it: one JSON value, under the 2 MB a value may hold.
         let stored = serde_json::to_string(&s).unwrap().len();
         assert!(stored < 1_500_000, "{stored} bytes");
+    }
+
+    /// The version cap alone does not bound the stored value: 4-byte
+    /// titles and a body that JSON escapes six-fold outgrow 2 MB sooner.
+    #[test]
+    fn an_item_that_would_outgrow_its_stored_value_is_refused() {
+        let title = "😀".repeat(300);
+        let body = "\u{1}".repeat(200 * 1024);
+        let big = || ContentDoc { title: title.clone(), body: body.clone(), ..doc("t") };
+        let (mut s, _) = ContentState::create(Uuid::new_v4(), big(), Ownership::legacy(), Uuid::new_v4(), 10);
+        assert_eq!(fits_stored(serde_json::to_string(&s).unwrap().len()), Ok(()), "one version fits");
+        let mut versions = 1;
+        let refused = loop {
+            s.new_version(big(), Uuid::new_v4(), 20).unwrap();
+            versions += 1;
+            let stored = serde_json::to_string(&s).unwrap().len();
+            if let Err(e) = fits_stored(stored) {
+                break e;
+            }
+        };
+        assert!(versions < MAX_VERSIONS, "refused at {versions} versions, before the cap");
+        assert!(matches!(refused, ContentError::TooLarge { bytes, max: MAX_STORED_BYTES } if bytes > MAX_STORED_BYTES), "{refused:?}");
+        assert_eq!(fits_stored(MAX_STORED_BYTES), Ok(()));
     }
 
     /// A `PUT` supersedes the current version's run when it did not publish

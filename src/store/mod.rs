@@ -57,8 +57,12 @@ impl StateCell {
     }
 
     pub fn save<T: Serialize>(&self, key: &str, value: &T) -> Result<(), ApiError> {
-        let v = serde_json::to_string(value).map_err(storage_err)?;
-        exec(&self.sql, "INSERT OR REPLACE INTO state (k, v) VALUES (?, ?)", vec![key.into(), v.into()])
+        self.save_json(key, serde_json::to_string(value).map_err(storage_err)?)
+    }
+
+    /// Saves a value its caller already encoded (to check its size first).
+    pub fn save_json(&self, key: &str, json: String) -> Result<(), ApiError> {
+        exec(&self.sql, "INSERT OR REPLACE INTO state (k, v) VALUES (?, ?)", vec![key.into(), json.into()])
     }
 
     pub fn delete(&self, key: &str) -> Result<(), ApiError> {

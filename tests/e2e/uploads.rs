@@ -292,6 +292,40 @@ async fn uploads_past_max_upload_bytes_are_413_with_or_without_content_length() 
     assert_completed(&s, &run).await;
 }
 
+/// An item is one stored value in its actor (2 MB at most in a Durable
+/// Object's SQLite), and a body JSON escapes (quotes, control characters)
+/// takes more there than in the request. A create, a `PUT` or an upload's
+/// publish that would outgrow it is refused, 413 `item_too_large`, with
+/// nothing written: not a 500, nor a run retried until it dead-letters.
+#[tokio::test]
+async fn an_item_that_would_outgrow_its_stored_value_is_413_not_a_500() {
+    let s = Server::start(&ServerOptions::new(temp_dir("item-too-large").join("state")).var("LIMIT_BODY_BYTES", "1900000"));
+    // 1.8 MB of words and 100 KB of quotes: 1.9 MB of body, 2 MB stored.
+    let heavy = format!("{}{}", "words about rivers. ".repeat(90_000), "\"".repeat(100_000));
+    let too_large = |r: &Reply| (r.status, r.body["error"]["code"].as_str().map(str::to_string));
+    let r = s.post("/api/content", serde_json::json!({ "title": "Heavy", "body": heavy })).await;
+    assert_eq!(too_large(&r), (413, Some("item_too_large".into())), "{}", r.body);
+    let r = s.post("/api/content", serde_json::json!({ "title": "Light", "body": "Words about rivers and their banks." })).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let (cid, run) = (r.body["content_id"].as_str().unwrap().to_string(), r.body["run_id"].as_str().unwrap().to_string());
+    assert_completed(&s, &run).await;
+    let r = s.put(&format!("/api/content/{cid}"), serde_json::json!({ "title": "Heavy", "body": heavy })).await;
+    assert_eq!(too_large(&r), (413, Some("item_too_large".into())), "{}", r.body);
+    let c = s.get(&format!("/api/content/{cid}")).await.body;
+    assert_eq!((c["version"].as_u64(), c["title"].as_str(), c["status"].as_str()), (Some(1), Some("Light"), Some("indexed")), "{c}");
+    // An upload's text becomes the body at publish: 330 KB of control
+    // characters is 2 MB stored, so the run fails for good, with the reason.
+    let mut file = b"Words about rivers. ".to_vec();
+    file.extend(std::iter::repeat_n(1u8, 330_000));
+    let (cid, run) = accepted(&s, "text/plain", file, &[("title", "Controls")]).await;
+    let view = s.wait_run(&run, Duration::from_secs(120)).await;
+    assert_eq!(view["status"], "failed", "{view}");
+    let publish = view["stages"].as_array().unwrap().iter().find(|st| st["name"] == "publish").expect("publish stage").clone();
+    assert_eq!((publish["status"].as_str(), publish["attempts"].as_u64()), (Some("failed"), Some(1)), "refused for good, not retried: {view}");
+    assert!(publish["error"]["message"].as_str().unwrap_or_default().contains("bytes stored"), "{view}");
+    assert_eq!(s.get(&format!("/api/content/{cid}")).await.body["status"], "failed");
+}
+
 /// Lowercase hex SHA-256, computed here rather than by the Worker.
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
