@@ -72,18 +72,26 @@ impl FeedOps for FeedActor {
     async fn append(&self, a: Append) -> ApiResult<Appended> {
         // Before the broadcast, so a revoked key's socket gets none of it.
         self.sockets.check_keys(self, now_ms()).await;
-        let records = self.log().append(a.events, now_ms())?;
+        let mut records = self.log().append(a.events, now_ms())?;
         // A deleted item's earlier events no longer name it, in any replay.
         for r in records.iter().filter(|r| r.event == EventName::ContentDeleted) {
             if let Some(id) = r.data.get("content_id").and_then(Value::as_str) {
                 self.log().redact(id)?;
             }
         }
-        // A new version may change who reads the item: its earlier events
-        // follow (a first version has none, and costs no statement).
-        for r in records.iter().filter(|r| r.event == EventName::ContentUpdated && r.data.get("version").and_then(Value::as_u64) > Some(1)) {
-            if let (Some(id), Some(visibility)) = (r.data.get("content_id").and_then(Value::as_str), r.data.get("visibility").and_then(Value::as_str)) {
-                self.log().reown(id, r.seq, visibility)?;
+        // A new version may change who reads the item: its events follow the
+        // newest version's visibility, these ones too (a first version has
+        // no earlier events, and costs no statement).
+        let renewed: Vec<String> = records
+            .iter()
+            .filter(|r| r.event == EventName::ContentUpdated && r.data.get("version").and_then(Value::as_u64) > Some(1))
+            .filter_map(|r| r.data.get("content_id").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        for id in renewed {
+            if let Some(visibility) = self.log().reown(&id)? {
+                for r in records.iter_mut().filter(|r| r.data.get("content_id").and_then(Value::as_str) == Some(id.as_str())) {
+                    r.data["visibility"] = Value::String(visibility.clone());
+                }
             }
         }
         let Some(last) = records.last().map(|r| r.seq) else { return Ok(Appended { last_seq: self.log().last_seq()? }) };
