@@ -603,6 +603,8 @@ impl DurableObject for SessionActor {
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
         let _ = ws.close(Some(1011), Some("socket error"));
+        // No close event follows an error: leave as a close would.
+        self.leave(&ws).await;
         Ok(())
     }
 

@@ -256,7 +256,8 @@ impl EventStore {
             let r: Vec<Row> = rows(
                 &self.sql,
                 "SELECT seq, event, data, ts FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                vec![(after as i64).into(), (limit as i64).into()],
+                // A client's cursor past i64 is past every seq, not negative.
+                vec![i64::try_from(after).unwrap_or(i64::MAX).into(), (limit as i64).into()],
             )?;
             Ok(r.into_iter().filter_map(to_record).collect())
         })
