@@ -61,8 +61,9 @@ impl Paragraphs {
     }
 
     fn line_break(&mut self) {
-        let t = self.line.trim_end().to_string();
-        self.line = t;
+        // In place: a copy of the line per break is quadratic in a long one.
+        let kept = self.line.trim_end().len();
+        self.line.truncate(kept);
         if !self.line.is_empty() {
             self.line.push('\n');
         }
@@ -180,18 +181,23 @@ fn tag_at(s: &str) -> Option<(String, bool, usize)> {
     Some((name, closing, s.len()))
 }
 
-/// The end of a dropped element's content that starts at `s`: just past its
-/// closing tag, or the end of the input if it is never closed.
-fn skip_element(s: &str, name: &str) -> usize {
-    let lower = s.to_ascii_lowercase();
+/// The end of a dropped element's content that starts at `from`: just past
+/// its closing tag, or the end of the input if it is never closed. `lower`
+/// is `html` lowercased once (ASCII, so offsets agree): lowercasing the rest
+/// per element would be quadratic in a file of many small `<svg>`s.
+fn skip_element(html: &str, lower: &str, from: usize, name: &str) -> usize {
     let needle = format!("</{name}");
-    match lower.find(&needle) {
-        Some(at) => at + tag_at(&s[at..]).map(|(_, _, len)| len).unwrap_or(needle.len()),
-        None => s.len(),
+    match lower[from..].find(&needle) {
+        Some(off) => {
+            let at = from + off;
+            at + tag_at(&html[at..]).map(|(_, _, len)| len).unwrap_or(needle.len())
+        }
+        None => html.len(),
     }
 }
 
 pub fn html_to_text(html: &str) -> String {
+    let lower = html.to_ascii_lowercase();
     let mut p = Paragraphs::default();
     let mut i = 0;
     let mut text_start = 0;
@@ -222,7 +228,7 @@ pub fn html_to_text(html: &str) -> String {
         flush_text(&mut p, text_start, at);
         i = at + len;
         if !closing && DROPPED.contains(&name.as_str()) && !rest[..len].ends_with("/>") {
-            i += skip_element(&html[i..], &name);
+            i = skip_element(html, &lower, i, &name);
             p.space();
         } else if BLOCKS.contains(&name.as_str()) {
             p.end_block();
@@ -361,6 +367,18 @@ mod tests {
         assert_eq!(first_heading(UploadType::Html, "<title> Page &amp; co </title><h1>H</h1>").as_deref(), Some("Page & co"));
         assert_eq!(first_heading(UploadType::Html, "<h2 class='x'>Second</h2>").as_deref(), Some("Second"));
         assert_eq!(first_heading(UploadType::Plain, "# not parsed"), None);
+    }
+
+    /// Inputs that made extraction quadratic: each dropped element
+    /// lowercased the rest of the file, each hard break copied its line.
+    /// At these sizes the quadratic versions copy tens of gigabytes.
+    #[test]
+    fn many_small_dropped_elements_and_hard_breaks_stay_linear() {
+        let html = format!("<p>start</p>{}<p>end</p>", "<svg></svg>".repeat(100_000));
+        assert_eq!(html_to_text(&html), "start\n\nend");
+        let md = format!("{}end", "word\\\n".repeat(100_000));
+        let text = markdown_to_text(&md);
+        assert_eq!(text, format!("{}end", "word\n".repeat(100_000)));
     }
 
     #[test]
