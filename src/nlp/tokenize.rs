@@ -388,6 +388,12 @@ pub fn is_content(lower: &str) -> bool {
 }
 
 /// All words of `text` with their normalized and stemmed forms.
+/// Whether `text` has a word to index, without allocating its tokens: a
+/// check that runs before a size limit must cost nothing per word.
+pub fn has_words(text: &str) -> bool {
+    WordSpans::new(text).next().is_some()
+}
+
 pub fn tokens(text: &str) -> Vec<Token<'_>> {
     // English averages about six bytes per word including the separator.
     let mut out = Vec::with_capacity(text.len() / 5 + 1);
@@ -721,6 +727,13 @@ mod tests {
 
     fn words(text: &str) -> Vec<&str> {
         word_spans(text).into_iter().map(|(s, e)| &text[s..e]).collect()
+    }
+
+    #[test]
+    fn has_words_agrees_with_tokens() {
+        for text in ["", " \n\t ", "...!?", "\u{1}\u{1}", "a", "  word  ", "日本", "-- x --", "\u{1}é\u{1}"] {
+            assert_eq!(has_words(text), !tokens(text).is_empty(), "{text:?}");
+        }
     }
 
     #[test]

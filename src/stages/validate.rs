@@ -42,7 +42,7 @@ pub(super) async fn run(cx: &StageContext<'_>, p: &Providers) -> Result<(), Stag
     };
     ContentDoc::validate(input, &cx.cfg.limits).map_err(|e| StageError::terminal(e.to_string()))?;
     // An upload's text was already checked for words, with a clearer reason.
-    if upload_text.is_none() && nlp::tokenize::tokens(body).is_empty() {
+    if upload_text.is_none() && !nlp::tokenize::has_words(body) {
         return Err(StageError::terminal("body has no words to index").into());
     }
     match upload_text {
@@ -71,13 +71,14 @@ async fn upload_text(cx: &StageContext<'_>, p: &Providers, source: &Source) -> R
         }
     };
     let text = text.replace('\0', "");
-    if nlp::tokenize::tokens(&text).is_empty() {
-        return Err(StageError::terminal(format!("no extractable text in {} upload", kind.label())).into());
-    }
+    // The size first: an upload may be many times a body's limit.
     let limit = cx.cfg.limits.body_max_bytes;
     if text.len() > limit {
         let why = format!("the {} upload's text is {} bytes, more than a body may hold ({limit}, LIMIT_BODY_BYTES)", kind.label(), text.len());
         return Err(StageError::terminal(why).into());
+    }
+    if !nlp::tokenize::has_words(&text) {
+        return Err(StageError::terminal(format!("no extractable text in {} upload", kind.label())).into());
     }
     Ok(text)
 }
