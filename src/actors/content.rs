@@ -390,6 +390,11 @@ impl ContentOps for ContentActor {
             duties.push(Duty::DropUploads { prefix: item_prefix(&c.ownership.tenant, c.id) });
         }
         duties.push(Duty::Catalog);
+        // A batch's item whose first run is still going ends here: its run
+        // is purged and could not report, and the batch would wait for it.
+        if let Some(first) = c.history.first().filter(|v| v.status == ContentStatus::Processing) {
+            self.owe_batch_report(first.run_id, Some("content deleted"), now)?;
+        }
         // The tombstone lands before any await: a PUT or publish after this sees 404.
         self.cells().save(TOMBSTONE, &true)?;
         let feed = self.commit(&tomb, events, &duties, now)?;

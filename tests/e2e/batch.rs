@@ -217,3 +217,32 @@ async fn a_batch_is_one_write_against_the_rate_limit() {
     assert_eq!(r.status, 429, "{}", r.body);
     assert!(r.headers.contains_key("retry-after"));
 }
+
+/// An item deleted while its run is still going ends the batch's item,
+/// `failed` with the reason: its run is purged and cannot report, and the
+/// batch would otherwise hold its in-flight place and never complete. (On
+/// a server of its own: every embed fails, retried a minute apart, so the
+/// runs are still going when the items are deleted.)
+#[tokio::test]
+async fn deleting_an_item_mid_run_ends_it_in_its_batch() {
+    let opts = ServerOptions::new(temp_dir("batch-delete").join("state")).var("FAULTS", "embed=1.0").var("RETRY_BASE_MS", "60000");
+    let s = &Server::start(&opts);
+    let id = submit(s, items(&tag(), 2)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let running = loop {
+        let view = s.get(&format!("/api/batches/{id}")).await.body;
+        let items = view["items"].as_array().cloned().unwrap_or_default();
+        if items.len() == 2 && items.iter().all(|i| i["status"] == "running" && i["content_id"].is_string()) {
+            break items;
+        }
+        assert!(Instant::now() < deadline, "items never ran: {view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for item in &running {
+        let r = s.delete(&format!("/api/content/{}", item["content_id"].as_str().unwrap())).await;
+        assert_eq!(r.status, 204, "{}", r.body);
+    }
+    let view = s.wait_batch(&id, Duration::from_secs(60)).await;
+    assert_eq!((view["completed"].as_u64(), view["failed"].as_u64()), (Some(0), Some(2)), "{view}");
+    assert!(view["items"].as_array().unwrap().iter().all(|i| i["error"] == "content deleted"), "{view}");
+}
