@@ -70,6 +70,9 @@ impl BatchActor {
     /// fired is spent, so it is set again without asking.
     async fn commit_armed(&self, b: &Batch, drafts: Vec<EventDraft>, now: Millis, firing: bool) -> ApiResult<()> {
         self.cells().save("batch", b)?;
+        // Before the alarm's awaits: the state and its events land together,
+        // so an alarm call that fails loses no event.
+        let records = if drafts.is_empty() { Vec::new() } else { self.log().append(drafts, now)? };
         if let Some(due) = b.next_release_at(now) {
             let storage = self.state.storage();
             let armed = if firing { None } else { storage.get_alarm().await? };
@@ -77,10 +80,9 @@ impl BatchActor {
                 storage.set_alarm(to_datetime(due)).await?;
             }
         }
-        if drafts.is_empty() {
+        if records.is_empty() {
             return Ok(());
         }
-        let records = self.log().append(drafts, now)?;
         self.push_later(Topic::Batch(b.id), records);
         if b.is_finished() {
             self.register(b, "completed", now);
