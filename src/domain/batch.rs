@@ -417,9 +417,15 @@ impl Batch {
 
     /// The item's message exhausted its retries and came off the dead-letter
     /// queue: it fails with the last spawn error. An item whose run did start
-    /// (a late report) keeps its state.
+    /// (a late report) keeps its state. An item never tried (its message's
+    /// hand-over to this batch failed, not a spawn) is delivered now instead:
+    /// this call reached the batch, so the batch can try it.
     pub fn dead_lettered(&mut self, index: u32, now: Millis) -> Result<Vec<EventDraft>, BatchError> {
         let item = self.item_mut(index)?;
+        if item.status == ItemStatus::Queued && item.spawn_failures == 0 {
+            self.delivered(index)?;
+            return Ok(Vec::new());
+        }
         if !matches!(item.status, ItemStatus::Queued | ItemStatus::Spawning | ItemStatus::Deferred) {
             return Ok(Vec::new());
         }
@@ -567,6 +573,15 @@ mod tests {
         assert!(b.dead_lettered(0, 18_000).unwrap().is_empty(), "once");
         assert_eq!((1..=9).map(spawn_retry_delay_secs).collect::<Vec<_>>(), [1, 2, 4, 8, 16, 32, 60, 60, 60]);
         assert_eq!(spawn_retry_delay_secs(200), 60);
+    }
+
+    #[test]
+    fn an_item_dead_lettered_before_any_spawn_is_tried_not_failed() {
+        let mut b = batch(2, 4);
+        assert!(b.dead_lettered(1, 5).unwrap().is_empty());
+        assert_eq!(b.items[1].status, ItemStatus::Deferred, "waits for a slot like a delivered item");
+        assert_eq!(b.next_release_at(5), Some(5));
+        assert_eq!(b.release(5), [1]);
     }
 
     #[test]
