@@ -266,11 +266,38 @@ pub struct AskInput {
 /// error can name its index (`items[3].title`); the document declares them
 /// as [`ContentInput`].
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchInput {
+    // Each item as its JSON text, and at most MAX_ITEMS of them: a body of
+    // millions of tiny values never becomes millions of `Value`s.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Vec<ContentInput>", length(min = 1, max = crate::domain::batch::MAX_ITEMS)))]
-    pub items: Vec<Value>,
+    #[serde(deserialize_with = "at_most_max_items")]
+    pub items: Vec<Box<serde_json::value::RawValue>>,
+}
+
+/// The batch's items, refused at the first one past `MAX_ITEMS`, before the
+/// rest of the body is read.
+fn at_most_max_items<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Box<serde_json::value::RawValue>>, D::Error> {
+    use crate::domain::batch::MAX_ITEMS;
+    struct Items;
+    impl<'de> serde::de::Visitor<'de> for Items {
+        type Value = Vec<Box<serde_json::value::RawValue>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "an array of 1 to {MAX_ITEMS} items")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                if items.len() == MAX_ITEMS {
+                    return Err(serde::de::Error::custom(format!("items must hold 1 to {MAX_ITEMS} items, not more")));
+                }
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+    d.deserialize_seq(Items)
 }
 
 /// The `202` answer to `POST /api/answers`: follow `topic` for the answer.

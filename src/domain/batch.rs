@@ -15,7 +15,7 @@
 //! which the content actor answers idempotently: never a second item.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -181,7 +181,7 @@ const REFUSALS_NAMED: usize = 20;
 /// accepted whole or refused whole: one bad item makes it a 422 that counts
 /// the refused items and names the first [`REFUSALS_NAMED`] of them, each
 /// with its index and reason, so the client fixes them and sends it again.
-pub fn validate_items(items: Vec<Value>, limits: &Limits) -> Result<Vec<(ContentDoc, Option<Visibility>)>, ApiError> {
+pub fn validate_items(items: Vec<Box<RawValue>>, limits: &Limits) -> Result<Vec<(ContentDoc, Option<Visibility>)>, ApiError> {
     if items.is_empty() || items.len() > MAX_ITEMS {
         return Err(ApiError::invalid("items", format!("must hold 1 to {MAX_ITEMS} items, not {}", items.len())));
     }
@@ -190,7 +190,7 @@ pub fn validate_items(items: Vec<Value>, limits: &Limits) -> Result<Vec<(Content
     let mut refused: Vec<String> = Vec::new();
     let mut refused_count = 0usize;
     for (i, item) in items.into_iter().enumerate() {
-        let checked = serde_json::from_value::<ContentInput>(item).map_err(ApiError::from).and_then(|input| {
+        let checked = serde_json::from_str::<ContentInput>(item.get()).map_err(ApiError::from).and_then(|input| {
             let visibility = input.visibility;
             ContentDoc::validate(input, limits).map(|doc| (doc, visibility))
         });
@@ -618,14 +618,19 @@ mod tests {
         assert_eq!(later.counts().failed, 20);
     }
 
+    /// The items as the body's parser leaves them: each one's JSON text.
+    fn raw(items: &[serde_json::Value]) -> Vec<Box<RawValue>> {
+        items.iter().map(|v| serde_json::value::to_raw_value(v).unwrap()).collect()
+    }
+
     #[test]
     fn a_batch_is_validated_whole_and_names_refused_items() {
         let l = Limits::default();
         let good = json!({ "title": "t", "body": "b", "visibility": "public" });
-        let ok = validate_items(vec![good.clone(), good.clone()], &l).unwrap();
+        let ok = validate_items(raw(&[good.clone(), good.clone()]), &l).unwrap();
         assert_eq!(ok.len(), 2);
         assert_eq!(ok[0].1, Some(Visibility::Public));
-        let e = validate_items(vec![good.clone(), json!({ "title": "", "body": "b" }), json!({ "body": "b" })], &l).unwrap_err();
+        let e = validate_items(raw(&[good.clone(), json!({ "title": "", "body": "b" }), json!({ "body": "b" })]), &l).unwrap_err();
         assert_eq!(e.status(), 422);
         let text = e.to_string();
         assert!(text.starts_with("items: 2 of 3 items refused"), "{text}");
@@ -633,9 +638,25 @@ mod tests {
         assert!(text.contains("items[2]"), "{text}");
         assert!(!text.contains("items[0]"), "{text}");
         assert_eq!(validate_items(vec![], &l).unwrap_err().status(), 422);
-        assert_eq!(validate_items(vec![good; MAX_ITEMS + 1], &l).unwrap_err().status(), 422);
-        let many = validate_items(vec![json!(1); 50], &l).unwrap_err().to_string();
+        assert_eq!(validate_items(raw(&vec![good; MAX_ITEMS + 1]), &l).unwrap_err().status(), 422);
+        let many = validate_items(raw(&vec![json!(1); 50]), &l).unwrap_err().to_string();
         assert_eq!(many.matches("items[").count(), REFUSALS_NAMED, "{many}");
+    }
+
+    /// The body's parser stops at the first item past the cap, so a body of
+    /// millions of tiny items is never held as millions of values; an item
+    /// that is itself a huge array fails as an item, at its first element.
+    #[test]
+    fn a_body_of_too_many_items_is_refused_while_it_is_read() {
+        use crate::protocol::BatchInput;
+        let body = format!("{{\"items\":[{}0]}}", "0,".repeat(2_000_000));
+        let e = serde_json::from_str::<BatchInput>(&body).unwrap_err();
+        // A data error: the Worker answers it 422, as it does a bad item.
+        assert_eq!(e.classify(), serde_json::error::Category::Data);
+        assert!(e.to_string().contains("not more"), "{e}");
+        let one = format!("{{\"items\":[[{}0]]}}", "0,".repeat(2_000_000));
+        let items = serde_json::from_str::<BatchInput>(&one).unwrap().items;
+        assert_eq!(validate_items(items, &Limits::default()).unwrap_err().status(), 422);
     }
 
     #[test]
