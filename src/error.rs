@@ -16,7 +16,7 @@ use crate::domain::content::{superseded_reason, ContentError};
 use crate::domain::jwt::JwtError;
 use crate::domain::pipeline::{StageError, TransitionError};
 use crate::domain::principal::Denied;
-use crate::domain::followers::{FollowRefused, MAX_FOLLOWERS};
+use crate::domain::followers::{FollowRefused, MAX_ANONYMOUS_FOLLOWERS, MAX_FOLLOWERS};
 use crate::domain::session::{SubscribeError, MAX_SUBSCRIPTIONS};
 use crate::domain::token::TokenError;
 use crate::domain::vector::FenceError;
@@ -334,6 +334,9 @@ impl From<FollowRefused> for ApiError {
         match e {
             FollowRefused::Full => ApiError::Unavailable(format!("this topic pushes to at most {MAX_FOLLOWERS} sessions; follow it on /api/topics/{{topic}}/ws")),
             FollowRefused::HolderCap { max } => ApiError::TooManyFollowers { max },
+            FollowRefused::AnonymousShare => ApiError::Unavailable(format!(
+                "anonymous sessions follow this topic at most {MAX_ANONYMOUS_FOLLOWERS} times in all; sign in, or follow it on /api/topics/{{topic}}/ws"
+            )),
         }
     }
 }

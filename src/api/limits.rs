@@ -37,9 +37,14 @@ pub fn bucket_key(p: &Principal, req: &Request) -> String {
 }
 
 /// Whose caps a topic socket or a following session counts against: the
-/// principal's bucket; none for the operator, whom no cap limits.
+/// principal's bucket, marked when anonymous (a topic gives anonymous
+/// sessions only a share); none for the operator, whom no cap limits.
 pub fn holder(p: &Principal, req: &Request) -> Option<String> {
-    (!p.is_operator()).then(|| bucket_key(p, req))
+    match p.kind {
+        _ if p.is_operator() => None,
+        PrincipalKind::Anonymous => Some(crate::domain::followers::anonymous_holder(&bucket_key(p, req))),
+        _ => Some(bucket_key(p, req)),
+    }
 }
 
 /// Spends `cost` from the principal's bucket of `class`: `429 rate_limited`

@@ -14,6 +14,23 @@ use super::time::Millis;
 /// socket (`/api/topics/{topic}/ws`), a `send` each.
 pub const MAX_FOLLOWERS: usize = 1_000;
 
+/// Most places anonymous sessions take on one topic, whatever their client
+/// addresses: the per-holder cap counts an IPv6 client by its /64, and one
+/// home line often has 256 of them, so without this share one client could
+/// fill a topic and lock out every signed-in follower.
+pub const MAX_ANONYMOUS_FOLLOWERS: usize = MAX_FOLLOWERS / 2;
+
+/// The holder of an anonymous caller's sessions and sockets: its client
+/// key, marked so that a topic tells it from a principal's key (which
+/// starts with a tenant, `[a-z0-9-]`, never `~`).
+pub fn anonymous_holder(client_key: &str) -> String {
+    format!("~{client_key}")
+}
+
+fn is_anonymous(holder: &Option<String>) -> bool {
+    holder.as_deref().is_some_and(|h| h.starts_with('~'))
+}
+
 /// One following session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Follower {
@@ -42,6 +59,8 @@ pub enum FollowRefused {
     Full,
     /// The holder's sessions follow this topic `max` times already.
     HolderCap { max: u32 },
+    /// Anonymous sessions take [`MAX_ANONYMOUS_FOLLOWERS`] places already.
+    AnonymousShare,
 }
 
 /// Whether `candidate` may join `list`, counting live followers only. A
@@ -54,6 +73,9 @@ pub fn admit(list: &[Follower], candidate: &Follower, per_holder: u32, now: Mill
     let live = || list.iter().filter(|f| f.live(now));
     if live().count() >= MAX_FOLLOWERS {
         return Err(FollowRefused::Full);
+    }
+    if is_anonymous(&candidate.holder) && live().filter(|f| is_anonymous(&f.holder)).count() >= MAX_ANONYMOUS_FOLLOWERS {
+        return Err(FollowRefused::AnonymousShare);
     }
     match &candidate.holder {
         Some(h) if live().filter(|f| f.holder.as_ref() == Some(h)).count() >= per_holder as usize => Err(FollowRefused::HolderCap { max: per_holder }),
@@ -76,6 +98,17 @@ mod tests {
         assert_eq!(admit(&list, &f("d", Some("ip:2"), Some(100)), 2, 50), Ok(()), "another holder has room");
         assert_eq!(admit(&list, &f("a", Some("ip:1"), Some(100)), 2, 50), Ok(()), "a session already following is admitted again");
         assert_eq!(admit(&list, &f("d", None, None), 0, 50), Ok(()), "no holder, no holder cap");
+    }
+
+    #[test]
+    fn anonymous_sessions_take_at_most_their_share_of_a_topic() {
+        let anon = |i: usize| f(&format!("a{i}"), Some(&anonymous_holder(&format!("ip6:2001:db8:0:{i:x}::/64"))), Some(100));
+        let mut list: Vec<Follower> = (0..MAX_ANONYMOUS_FOLLOWERS).map(anon).collect();
+        assert_eq!(admit(&list, &anon(9_999), 16, 50), Err(FollowRefused::AnonymousShare), "each /64 under its cap, the share full");
+        assert_eq!(admit(&list, &f("k", Some("acme:key-1:0"), Some(100)), 16, 50), Ok(()), "a key's session still has room");
+        list[0].until = Some(10);
+        assert_eq!(admit(&list, &anon(9_999), 16, 50), Ok(()), "an expired one's place is free");
+        assert!(!is_anonymous(&Some("-:key-1:0".into())) && !is_anonymous(&None));
     }
 
     #[test]
