@@ -13,6 +13,8 @@
 //! eviction or a restart is taken up again by that alarm from the committed
 //! text (see `domain::answer`).
 
+use std::collections::BTreeSet;
+
 use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Response, State};
 
@@ -22,7 +24,7 @@ use super::ops::{AnswerCall, AnswerOps, Done, FireAlarm, Inspect, Inspectable, S
 use super::{ActorStorage, TopicActor};
 use crate::catalog;
 use crate::domain::answer::{withhold_unreadable, Answer, AnswerView, Generator};
-use crate::domain::answer_text::Coalescer;
+use crate::domain::answer_text::{redact, Coalescer};
 use crate::domain::pipeline::StageError;
 use crate::providers::backend_choice::{choose_ai, Choice, AI_BINDING};
 use crate::providers::workers_ai::AiBinding;
@@ -264,11 +266,15 @@ impl TopicActor for AnswerActor {
     /// A replay (and a resync snapshot) checks its sources and citations
     /// against the catalog as `GET` does: the logged events stay as they
     /// were pushed, but content since deleted, or narrowed so the asker can
-    /// no longer read it, is replayed as `{n, removed: true}`.
+    /// no longer read it, is replayed as `{n, removed: true}`, and the text's
+    /// claims that cite it (deltas, the completed text) are left out.
     /// Only the asker may follow an answer, so the asker is the reader.
-    async fn withhold(&self, _reader: &Principal, events: &mut [EventRecord], snapshot: Option<&mut Value>) -> ApiResult<()> {
+    async fn withhold(&self, _reader: &Principal, events: &mut [EventRecord], mut snapshot: Option<&mut Value>) -> ApiResult<()> {
         let Some(answer) = self.load()? else { return Ok(()) };
-        let mut lists: Vec<&mut Vec<Value>> = Vec::new();
+        // The answer's own sources, checked with the lists in the same
+        // catalog read: the numbers its text may no longer show.
+        let mut own: Vec<Value> = answer.sources.iter().map(|s| json!({ "n": s.n, "content_id": s.content_id })).collect();
+        let mut lists: Vec<&mut Vec<Value>> = vec![&mut own];
         for e in events.iter_mut() {
             let key = match e.event {
                 EventName::AnswerCompleted => "citations",
@@ -279,10 +285,31 @@ impl TopicActor for AnswerActor {
                 lists.push(list);
             }
         }
-        if let Some(list) = snapshot.and_then(|s| s.get_mut("citations")).and_then(Value::as_array_mut) {
+        if let Some(list) = snapshot.as_deref_mut().and_then(|s| s.get_mut("citations")).and_then(Value::as_array_mut) {
             lists.push(list);
         }
-        withhold_for(&self.env, &answer.asker, lists).await
+        withhold_for(&self.env, &answer.asker, lists).await?;
+        let withheld = removed_numbers(&own);
+        let texts = events.iter_mut().filter(|e| matches!(e.event, EventName::AnswerDelta | EventName::AnswerCompleted)).map(|e| &mut e.data);
+        for holder in texts.chain(snapshot) {
+            redact_text(holder, &withheld);
+        }
+        Ok(())
+    }
+}
+
+/// The numbers of the entries [`withhold_for`] marked removed.
+pub fn removed_numbers(list: &[Value]) -> BTreeSet<u32> {
+    list.iter().filter(|c| c["removed"] == true).filter_map(|c| c["n"].as_u64()).filter_map(|n| u32::try_from(n).ok()).collect()
+}
+
+/// Leaves out of `holder["text"]` the claims that cite a withheld source.
+pub fn redact_text(holder: &mut Value, withheld: &BTreeSet<u32>) {
+    if withheld.is_empty() {
+        return;
+    }
+    if let Some(text) = holder.get("text").and_then(Value::as_str) {
+        holder["text"] = Value::String(redact(text, withheld));
     }
 }
 

@@ -45,12 +45,14 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
 /// The stored answer, its citations checked against the catalog now: one
 /// whose content was deleted, or narrowed so the caller can no longer read
 /// it, shows only its number (`{n, removed: true}`), never its title or
-/// snippet.
+/// snippet, and the text's claims that cite it are left out.
 pub async fn get(env: &Env, p: &Principal, id: &str) -> ApiResult<Response> {
     let id = uuid_param(id, "answer")?.to_string();
     let mut view: Value = rpc::send(env, &id, &ViewAnswer { principal: p.clone() }).await?.read()?;
     if let Some(citations) = view.get_mut("citations").and_then(Value::as_array_mut) {
         crate::actors::answer::withhold_for(env, p, vec![citations]).await?;
+        let withheld = crate::actors::answer::removed_numbers(citations);
+        crate::actors::answer::redact_text(&mut view, &withheld);
     }
     Ok(http::json(200, &view))
 }

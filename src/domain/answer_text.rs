@@ -108,6 +108,35 @@ fn parse_citation(s: &str) -> Option<(Vec<u32>, usize)> {
     Some((numbers?, close + 1))
 }
 
+/// `text` without its claims that cite a withheld source (content since
+/// deleted, or that the reader may no longer read). A claim is the text up
+/// to and including a citation; one citing any withheld number is dropped
+/// whole, the sentences before its citation too, so nothing it drew from the
+/// source stays. Text after the last citation cites nothing and is kept.
+pub fn redact(text: &str, withheld: &BTreeSet<u32>) -> String {
+    if withheld.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut claim_start = 0;
+    let mut at = 0;
+    while let Some(open) = text[at..].find('[').map(|o| at + o) {
+        match parse_citation(&text[open..]) {
+            Some((numbers, len)) => {
+                let end = open + len;
+                if !numbers.iter().any(|n| withheld.contains(n)) {
+                    out.push_str(&text[claim_start..end]);
+                }
+                claim_start = end;
+                at = end;
+            }
+            None => at = open + 1,
+        }
+    }
+    out.push_str(&text[claim_start..]);
+    out
+}
+
 /// The source numbers cited in `text`.
 pub fn cited(text: &str) -> BTreeSet<u32> {
     let mut out = BTreeSet::new();
@@ -139,6 +168,25 @@ mod tests {
 
     fn valid(ns: &[u32]) -> BTreeSet<u32> {
         ns.iter().copied().collect()
+    }
+
+    #[test]
+    fn claims_citing_a_withheld_source_are_dropped_whole() {
+        // The extractive answerer's deltas: a sentence, then its citation.
+        let extractive = "The beacon is 31 metres tall. [1] It was lit in 1851. [2] Both are true. [1, 2]";
+        assert_eq!(redact(extractive, &valid(&[])), extractive);
+        assert_eq!(redact(extractive, &valid(&[1])), " It was lit in 1851. [2]");
+        assert_eq!(redact(extractive, &valid(&[2])), "The beacon is 31 metres tall. [1]");
+        assert_eq!(redact(extractive, &valid(&[1, 2])), "");
+        // A model's style: the citation before the period; uncited text
+        // after the last citation stays; a bracket that is no citation is text.
+        let generated = "Tall [1]. Old, see [note] and [2]. Nothing else is known.";
+        assert_eq!(redact(generated, &valid(&[2])), "Tall [1]. Nothing else is known.");
+        assert_eq!(redact(generated, &valid(&[1])), ". Old, see [note] and [2]. Nothing else is known.");
+        // Each delta alone gives what the whole text gives, as deltas end at citations.
+        let deltas = ["The beacon is 31 metres tall. [1]", " It was lit in 1851. [2]", " Both are true. [1, 2]"];
+        let joined: String = deltas.iter().map(|d| redact(d, &valid(&[2]))).collect();
+        assert_eq!(joined, redact(extractive, &valid(&[2])));
     }
 
     #[test]

@@ -415,6 +415,9 @@ async fn citations_of_narrowed_or_deleted_content_are_withheld() {
     view_until(s, &s.key, &owner_answer, "the owner's answer cites the beacon", cites_it).await;
     let n = before["citations"].as_array().unwrap().iter().find(|c| c["content_id"] == cid.as_str()).unwrap()["n"].clone();
     assert_eq!(citation_of(&before, &n)["title"], title.as_str());
+    // The text quotes the source; once withheld, no claim citing it stays.
+    let quotes = |v: &Value| ["31 metres", "1851"].iter().any(|q| v.as_str().is_some_and(|t| t.contains(q)));
+    assert!(quotes(&before["text"]), "{before}");
 
     // Narrowed to private: the reader (not the owner) can no longer read it.
     let r = s.put(&format!("/api/content/{cid}"), json!({ "title": title, "body": body, "visibility": "private" })).await;
@@ -423,8 +426,10 @@ async fn citations_of_narrowed_or_deleted_content_are_withheld() {
         view_until(s, &reader, &reader_answer, "withheld from the reader", |v| citation_of(v, &n)["removed"] == true).await;
     assert_eq!(citation_of(&narrowed, &n), json!({ "n": n, "removed": true }), "no title or snippet: {narrowed}");
     assert!(!narrowed["citations"].to_string().contains(&title), "{narrowed}");
+    assert!(!quotes(&narrowed["text"]), "{narrowed}");
     let owner = s.get(&format!("/api/answers/{owner_answer}")).await.body;
     assert_eq!(citation_of(&owner, &n)["title"], title.as_str(), "the owner still reads it: {owner}");
+    assert!(quotes(&owner["text"]), "{owner}");
 
     // Deleted: withheld from everyone, the operator included.
     assert_eq!(s.delete(&format!("/api/content/{cid}")).await.status, 204);
@@ -432,6 +437,7 @@ async fn citations_of_narrowed_or_deleted_content_are_withheld() {
     assert_eq!(citation_of(&gone, &n), json!({ "n": n, "removed": true }));
     let op = s.admin_get(&format!("/api/answers/{owner_answer}")).await.body;
     assert_eq!(citation_of(&op, &n), json!({ "n": n, "removed": true }), "{op}");
+    assert!(!quotes(&gone["text"]) && !quotes(&op["text"]), "{gone} {op}");
 
     // A replay of the answer's events withholds it too (sources and citations).
     let url = s.url(&format!("/api/topics/answer:{owner_answer}/events?after=0"));
@@ -446,4 +452,6 @@ async fn citations_of_narrowed_or_deleted_content_are_withheld() {
         assert!(items.iter().any(|c| c == &json!({ "n": n, "removed": true })), "{name}: {items:?}");
         assert!(!items.iter().any(|c| c["content_id"] == cid.as_str() || c["title"] == title.as_str()), "{name}: {items:?}");
     }
+    let texts: Vec<&Value> = replay.iter().filter(|e| e["event"] == "answer.delta" || e["event"] == "answer.completed").map(|e| &e["data"]["text"]).collect();
+    assert!(!texts.is_empty() && !texts.iter().any(|t| quotes(t)), "{texts:?}");
 }
