@@ -43,6 +43,9 @@ async fn send(env: &Env, binding: &str, batch_id: Uuid, indexes: impl IntoIterat
 
 /// Puts items `indexes` of `batch_id` on the `INGEST` queue.
 pub async fn enqueue(env: &Env, batch_id: Uuid, indexes: impl IntoIterator<Item = u32>) -> ApiResult<()> {
+    if let Some(fault) = crate::runtime::config(env).faults.poisons(crate::domain::faults::ENQUEUE, &batch_id.to_string()) {
+        return Err(ApiError::Unavailable(format!("{BINDING} queue: {fault}")));
+    }
     send(env, BINDING, batch_id, indexes).await
 }
 

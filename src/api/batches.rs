@@ -8,7 +8,7 @@ use uuid::Uuid;
 use worker::{Env, Request, Response};
 
 use super::input::{json_body, uuid_param};
-use crate::actors::ops::{BatchDoc, CreateBatch, ViewBatch};
+use crate::actors::ops::{BatchDoc, CreateBatch, ItemsDelivered, ViewBatch};
 use crate::actors::rpc;
 use crate::domain::batch::validate_items;
 use crate::domain::principal::Principal;
@@ -28,7 +28,14 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
     let items: Vec<BatchDoc> = items.into_iter().map(|(doc, visibility)| BatchDoc { doc, visibility }).collect();
     let create = CreateBatch { id, submitter: p.clone(), ownership, max_in_flight: cfg.ingest.max_in_flight, items };
     rpc::send(env, &id.to_string(), &create).await?;
-    crate::ingest::enqueue(env, id, 0..total).await?;
+    if let Err(e) = crate::ingest::enqueue(env, id, 0..total).await {
+        // The batch is stored: items the queue did not take would wait for
+        // it forever, and a client's retry would make a second batch. The
+        // batch takes them all directly instead (taking one twice is a
+        // no-op), and its own in-flight cap still paces their spawns.
+        worker::console_error!("batch {id}: enqueue failed, handing its items over directly: {e}");
+        rpc::send(env, &id.to_string(), &ItemsDelivered { indexes: (0..total).collect() }).await?;
+    }
     let accepted = BatchAccepted::new(id, total);
     let resp = http::json(202, &accepted);
     let _ = resp.headers().set("location", &accepted.links.batch);

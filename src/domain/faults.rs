@@ -2,7 +2,8 @@
 //!
 //! A name is a stage, or a site outside the stages: `spawn` (the content
 //! actor's `start` call to a new run), `catalog` (an actor's D1 write) and
-//! `ingest` (the queue consumer's spawn of a batch item), `push` (a topic's
+//! `ingest` (the queue consumer's spawn of a batch item), `enqueue` (the
+//! Worker's send of a new batch's items to the queue), `push` (a topic's
 //! live push of committed events, as if the actor were evicted between commit
 //! and push; only the catch-up path delivers them).
 //!
@@ -22,7 +23,10 @@ pub const CATALOG: &str = "catalog";
 pub const INGEST: &str = "ingest";
 /// A topic's live push after a commit.
 pub const PUSH: &str = "push";
-const SITES: [&str; 4] = [SPAWN, CATALOG, INGEST, PUSH];
+/// The Worker's send of a new batch's items to the `INGEST` queue. Keyed
+/// by the batch: a struck batch's send fails at its first message.
+pub const ENQUEUE: &str = "enqueue";
+const SITES: [&str; 5] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE];
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {

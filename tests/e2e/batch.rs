@@ -246,3 +246,15 @@ async fn deleting_an_item_mid_run_ends_it_in_its_batch() {
     assert_eq!((view["completed"].as_u64(), view["failed"].as_u64()), (Some(0), Some(2)), "{view}");
     assert!(view["items"].as_array().unwrap().iter().all(|i| i["error"] == "content deleted"), "{view}");
 }
+
+/// A batch whose items the queue would not take is still accepted and
+/// completes: the Worker hands the stored batch its items directly, rather
+/// than answering 503 with the batch already stored (its items waiting for
+/// a queue that never got them, and a client's retry making a second one).
+#[tokio::test]
+async fn a_batch_the_queue_refuses_is_handed_its_items_and_completes() {
+    let s = &Server::start(&ServerOptions::new(temp_dir("batch-enqueue").join("state")).var("FAULTS", "enqueue=1.0"));
+    let id = submit(s, items(&tag(), 3)).await;
+    let view = s.wait_batch(&id, Duration::from_secs(60)).await;
+    assert_eq!((view["completed"].as_u64(), view["failed"].as_u64()), (Some(3), Some(0)), "{view}");
+}
