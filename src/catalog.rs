@@ -52,6 +52,12 @@ struct Exists {
     n: f64,
 }
 
+/// Removes an actor's registry row (an answer past its time to live).
+pub async fn forget_actor(env: &Env, kind: &str, id: &str) -> ApiResult<()> {
+    db(env)?.prepare("DELETE FROM actors WHERE kind = ?1 AND id = ?2").bind(&[s(kind), s(id)])?.run().await?;
+    Ok(())
+}
+
 pub async fn actor_exists(env: &Env, kind: &str, id: &str) -> ApiResult<bool> {
     let r: Option<Exists> = db(env)?
         .prepare("SELECT COUNT(*) AS n FROM actors WHERE kind = ?1 AND id = ?2")

@@ -104,6 +104,10 @@ pub struct Config {
     pub session_ttl_secs: i64,
     /// `ANSWER_STEP_MS`: the pause between two steps of an answer's stream.
     pub answer_step_ms: i64,
+    /// `ANSWER_TTL_SECS`: how long an ended answer is kept; then its actor
+    /// erases itself and its registry row (anyone may ask, so answers must
+    /// not pile up for good).
+    pub answer_ttl_secs: i64,
     /// `RUN_BUDGET_MS`: the wall time one activation of a run (an alarm, or
     /// its start) may spend starting further ready stages.
     pub run_budget_ms: i64,
@@ -171,6 +175,7 @@ impl Config {
             vector_shards: num("VECTOR_SHARDS", 4).clamp(1, MAX_VECTOR_SHARDS as u64) as u32,
             session_ttl_secs: num("SESSION_TTL_SECS", 3600).clamp(10, 7 * 24 * 3600) as i64,
             answer_step_ms: num("ANSWER_STEP_MS", 60).min(10_000) as i64,
+            answer_ttl_secs: num("ANSWER_TTL_SECS", 7 * 24 * 3600).clamp(1, 365 * 24 * 3600) as i64,
             ingest: Ingest {
                 max_in_flight: num("INGEST_MAX_IN_FLIGHT", 32).clamp(1, 1000) as u32,
                 request_max_bytes: num("INGEST_MAX_BYTES", 8 * 1024 * 1024).clamp(64 * 1024, 32 * 1024 * 1024) as usize,

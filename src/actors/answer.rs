@@ -88,17 +88,32 @@ impl AnswerActor {
     }
 
     /// The next step's alarm, `ANSWER_STEP_MS` after `now` (the pace of the
-    /// stream a client sees), or none once the answer has ended.
+    /// stream a client sees), or once the answer has ended, its erasure.
     async fn arm(&self, answer: &Answer, now: Millis) -> ApiResult<()> {
-        let storage = self.state.storage();
         let at = match answer.generator {
-            _ if answer.status.is_terminal() => None,
-            Generator::WorkersAi => Some(answer.retry_at.unwrap_or(now + 1).max(now + 1)),
-            Generator::Extractive => Some(now + config(&self.env).answer_step_ms),
+            _ if answer.status.is_terminal() => self.expires_at(answer, now),
+            Generator::WorkersAi => answer.retry_at.unwrap_or(now + 1).max(now + 1),
+            Generator::Extractive => now + config(&self.env).answer_step_ms,
         };
-        match at {
-            Some(at) => storage.set_alarm(to_datetime(at)).await?,
-            None => storage.delete_alarm().await?,
+        self.state.storage().set_alarm(to_datetime(at)).await?;
+        Ok(())
+    }
+
+    /// When an ended answer is erased: `ANSWER_TTL_SECS` after it ended.
+    fn expires_at(&self, answer: &Answer, now: Millis) -> Millis {
+        answer.finished_at.unwrap_or(now).saturating_add(config(&self.env).answer_ttl_secs.saturating_mul(1000))
+    }
+
+    /// Past its time to live: the answer's sockets close, its storage and
+    /// its registry row go, and it answers 404 from then on.
+    async fn expire(&self, answer: &Answer) -> ApiResult<()> {
+        for ws in self.state.get_websockets() {
+            let _ = ws.close(Some(1000), Some("answer expired"));
+        }
+        self.state.storage().delete_all().await?;
+        self.memory.log.forget();
+        if let Err(e) = catalog::forget_actor(&self.env, "answer", &answer.id.to_string()).await {
+            worker::console_error!("answer {}: registry row not removed: {e}", answer.id);
         }
         Ok(())
     }
@@ -188,6 +203,9 @@ impl AnswerActor {
     async fn tick(&self) -> ApiResult<()> {
         let Some(mut answer) = self.load()? else { return Ok(()) };
         let now = now_ms();
+        if answer.status.is_terminal() && now >= self.expires_at(&answer, now) {
+            return self.expire(&answer).await;
+        }
         if answer.wants_model(now) {
             return self.generate(answer).await;
         }

@@ -35,6 +35,11 @@ impl LogMemory {
     pub fn created_empty(&self) {
         self.0.set(Some(Ends { last: 0, oldest: Oldest::Empty }));
     }
+
+    /// The log's table is gone (the actor erased its storage): read again.
+    pub fn forget(&self) {
+        self.0.set(None);
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -332,6 +332,32 @@ async fn bad_questions_are_4xx() {
     assert_eq!(r.status, 415);
 }
 
+/// Anyone may ask, so answers do not pile up for good: `ANSWER_TTL_SECS`
+/// after an answer ends, its actor erases itself and its registry row, and
+/// the answer and its topic are 404.
+#[tokio::test]
+async fn an_ended_answer_is_erased_after_its_time_to_live() {
+    let s = &Server::start(&ServerOptions::new(temp_dir("answer-ttl")).var("ANSWER_TTL_SECS", "2"));
+    let word = nonce();
+    corpus(s, &word).await;
+    let (id, topic) = ask(s, &format!("What did the {word} keepers do?")).await;
+    assert_eq!(finished(s, &id).await["status"], "completed");
+    let listed = |body: &Value| body["items"].as_array().is_some_and(|items| items.iter().any(|a| a["id"] == id.as_str()));
+    let kept = s.admin_get("/admin/actors?limit=100").await;
+    assert!(listed(&kept.body), "registered while kept: {} {}", kept.status, kept.body);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.get(&format!("/api/answers/{id}")).await.status != 404 {
+        assert!(Instant::now() < deadline, "answer {id} still served past its time to live");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(s.get(&format!("/api/topics/{topic}/events?after=0")).await.status, 404);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while listed(&s.admin_get("/admin/actors?limit=100").await.body) {
+        assert!(Instant::now() < deadline, "answer {id} still in the registry");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 #[tokio::test]
 async fn an_answer_survives_a_server_kill_mid_stream() {
     let dir = temp_dir("answer-crash");
