@@ -310,12 +310,14 @@ impl ContentOps for ContentActor {
             superseded.iter().map(|run| Duty::CancelRun { run_id: *run, reason: reason.clone() }).collect();
         duties.push(spawn_duty(&c, s.run_id));
         duties.push(Duty::Catalog);
+        // The commit first: a refused one (too large) must leave the owed
+        // spawns of the current runs in place.
+        let feed = self.commit(&c, events, &duties, now)?;
         let outbox = self.outbox()?;
         for run in &superseded {
             // A run whose spawn is still owed never starts.
             outbox.forget(&Duty::SpawnRun { run_id: *run, start: Value::Null }.key())?;
         }
-        let feed = self.commit(&c, events, &duties, now)?;
         self.spawn_and_announce(feed).await;
         Ok(Accepted::new(c.id, c.version, s.run_id))
     }
@@ -390,9 +392,11 @@ impl ContentOps for ContentActor {
             duties.push(Duty::DropUploads { prefix: item_prefix(&c.ownership.tenant, c.id) });
         }
         duties.push(Duty::Catalog);
-        // A batch's item whose first run is still going ends here: its run
-        // is purged and could not report, and the batch would wait for it.
-        if let Some(first) = c.history.first().filter(|v| v.status == ContentStatus::Processing) {
+        // A batch's item whose first run did not publish ends here: its run
+        // (still going, or cancelled by a PUT and not yet reported) is purged
+        // and could not report, and the batch would wait for it. A batch
+        // ignores the report of an item that has ended already.
+        if let Some(first) = c.history.first().filter(|v| v.status != ContentStatus::Indexed) {
             self.owe_batch_report(first.run_id, Some("content deleted"), now)?;
         }
         // The tombstone lands before any await: a PUT or publish after this sees 404.
