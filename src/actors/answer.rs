@@ -24,7 +24,7 @@ use super::ops::{AnswerCall, AnswerOps, Done, FireAlarm, Inspect, Inspectable, S
 use super::{ActorStorage, TopicActor};
 use crate::catalog;
 use crate::domain::answer::{withhold_unreadable, Answer, AnswerView, Generator};
-use crate::domain::answer_text::{redact, Coalescer};
+use crate::domain::answer_text::{redact, redact_deltas, Coalescer};
 use crate::domain::pipeline::StageError;
 use crate::providers::backend_choice::{choose_ai, Choice, AI_BINDING};
 use crate::providers::workers_ai::AiBinding;
@@ -91,7 +91,8 @@ impl AnswerActor {
     /// stream a client sees), or once the answer has ended, its erasure.
     async fn arm(&self, answer: &Answer, now: Millis) -> ApiResult<()> {
         let at = match answer.generator {
-            _ if answer.status.is_terminal() => self.expires_at(answer, now),
+            // Not in the past: an erasure that failed is tried again in a second.
+            _ if answer.status.is_terminal() => self.expires_at(answer, now).max(now + 1_000),
             Generator::WorkersAi => answer.retry_at.unwrap_or(now + 1).max(now + 1),
             Generator::Extractive => now + config(&self.env).answer_step_ms,
         };
@@ -288,6 +289,12 @@ impl TopicActor for AnswerActor {
     /// claims that cite it (deltas, the completed text) are left out.
     /// Only the asker may follow an answer, so the asker is the reader.
     async fn withhold(&self, _reader: &Principal, events: &mut [EventRecord], mut snapshot: Option<&mut Value>) -> ApiResult<()> {
+        // Only an answer's events name sources or quote them: a page of
+        // none (a live subscribe) costs no catalog read.
+        let names_sources = |e: &EventRecord| matches!(e.event, EventName::AnswerRetrieved | EventName::AnswerDelta | EventName::AnswerCompleted);
+        if snapshot.is_none() && !events.iter().any(names_sources) {
+            return Ok(());
+        }
         let Some(answer) = self.load()? else { return Ok(()) };
         // The answer's own sources, checked with the lists in the same
         // catalog read: the numbers its text may no longer show.
@@ -308,7 +315,25 @@ impl TopicActor for AnswerActor {
         }
         withhold_for(&self.env, &answer.asker, lists).await?;
         let withheld = removed_numbers(&own);
-        let texts = events.iter_mut().filter(|e| matches!(e.event, EventName::AnswerDelta | EventName::AnswerCompleted)).map(|e| &mut e.data);
+        if withheld.is_empty() {
+            return Ok(());
+        }
+        // Deltas as the text they join to (a claim may span two): all of the
+        // answer's deltas, as the page may hold only some.
+        if events.iter().any(|e| e.event == EventName::AnswerDelta) {
+            let all = self.log().after(0, u32::MAX)?;
+            let delta = |e: &EventRecord| Some((e.data["index"].as_u64()?, e.data["text"].as_str()?.to_string()));
+            let logged: Vec<(u64, String)> = all.iter().filter(|e| e.event == EventName::AnswerDelta).filter_map(delta).collect();
+            let texts: Vec<&str> = logged.iter().map(|(_, t)| t.as_str()).collect();
+            let redacted = redact_deltas(&texts, &withheld);
+            for e in events.iter_mut().filter(|e| e.event == EventName::AnswerDelta) {
+                let at = e.data["index"].as_u64().and_then(|i| logged.iter().position(|(n, _)| *n == i));
+                if let Some(text) = at.and_then(|i| redacted.get(i)) {
+                    e.data["text"] = Value::String(text.clone());
+                }
+            }
+        }
+        let texts = events.iter_mut().filter(|e| e.event == EventName::AnswerCompleted).map(|e| &mut e.data);
         for holder in texts.chain(snapshot) {
             redact_text(holder, &withheld);
         }

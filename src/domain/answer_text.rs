@@ -114,18 +114,48 @@ fn parse_citation(s: &str) -> Option<(Vec<u32>, usize)> {
 /// whole, the sentences before its citation too, so nothing it drew from the
 /// source stays. Text after the last citation cites nothing and is kept.
 pub fn redact(text: &str, withheld: &BTreeSet<u32>) -> String {
+    redact_deltas(&[text], withheld).concat()
+}
+
+/// Each delta of an answer as [`redact`] leaves the text they join to: a
+/// claim may begin in one delta and cite in the next, so the claims are
+/// found in the joined text and each delta keeps its bytes outside them.
+/// The redacted deltas join to the redacted completed text.
+pub fn redact_deltas(deltas: &[&str], withheld: &BTreeSet<u32>) -> Vec<String> {
+    let joined = deltas.concat();
+    let dropped = withheld_claims(&joined, withheld);
+    let mut start = 0;
+    deltas
+        .iter()
+        .map(|d| {
+            let (from, to) = (start, start + d.len());
+            start = to;
+            let mut kept = String::with_capacity(d.len());
+            let mut at = from;
+            for &(a, b) in dropped.iter().filter(|(a, b)| *a < to && *b > from) {
+                kept.push_str(&joined[at..a.max(at)]);
+                at = b.min(to);
+            }
+            kept.push_str(&joined[at.min(to)..to]);
+            kept
+        })
+        .collect()
+}
+
+/// The byte ranges of the claims in `text` that cite a withheld number.
+fn withheld_claims(text: &str, withheld: &BTreeSet<u32>) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
     if withheld.is_empty() {
-        return text.to_string();
+        return out;
     }
-    let mut out = String::with_capacity(text.len());
     let mut claim_start = 0;
     let mut at = 0;
     while let Some(open) = text[at..].find('[').map(|o| at + o) {
         match parse_citation(&text[open..]) {
             Some((numbers, len)) => {
                 let end = open + len;
-                if !numbers.iter().any(|n| withheld.contains(n)) {
-                    out.push_str(&text[claim_start..end]);
+                if numbers.iter().any(|n| withheld.contains(n)) {
+                    out.push((claim_start, end));
                 }
                 claim_start = end;
                 at = end;
@@ -133,7 +163,6 @@ pub fn redact(text: &str, withheld: &BTreeSet<u32>) -> String {
             None => at = open + 1,
         }
     }
-    out.push_str(&text[claim_start..]);
     out
 }
 
@@ -183,10 +212,16 @@ mod tests {
         let generated = "Tall [1]. Old, see [note] and [2]. Nothing else is known.";
         assert_eq!(redact(generated, &valid(&[2])), "Tall [1]. Nothing else is known.");
         assert_eq!(redact(generated, &valid(&[1])), ". Old, see [note] and [2]. Nothing else is known.");
-        // Each delta alone gives what the whole text gives, as deltas end at citations.
+        // Deltas are redacted as the text they join to, also when a claim
+        // begins in one delta and cites in the next.
         let deltas = ["The beacon is 31 metres tall. [1]", " It was lit in 1851. [2]", " Both are true. [1, 2]"];
-        let joined: String = deltas.iter().map(|d| redact(d, &valid(&[2]))).collect();
-        assert_eq!(joined, redact(extractive, &valid(&[2])));
+        assert_eq!(redact_deltas(&deltas, &valid(&[2])), ["The beacon is 31 metres tall. [1]", "", ""]);
+        let split = ["A is tall.", " B is old", " [2]. C is new [1].", " Done."];
+        let redacted = redact_deltas(&split, &valid(&[2]));
+        assert_eq!(redacted, ["", "", ". C is new [1].", " Done."]);
+        assert_eq!(redacted.concat(), redact(&split.concat(), &valid(&[2])));
+        let multibyte = ["Été é [1]", " ünï [2] ", "日本"];
+        assert_eq!(redact_deltas(&multibyte, &valid(&[1])).concat(), " ünï [2] 日本");
     }
 
     #[test]

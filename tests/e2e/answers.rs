@@ -480,4 +480,8 @@ async fn citations_of_narrowed_or_deleted_content_are_withheld() {
     }
     let texts: Vec<&Value> = replay.iter().filter(|e| e["event"] == "answer.delta" || e["event"] == "answer.completed").map(|e| &e["data"]["text"]).collect();
     assert!(!texts.is_empty() && !texts.iter().any(|t| quotes(t)), "{texts:?}");
+    // Still the deltas joined: the completed text.
+    let joined: String = replay.iter().filter(|e| e["event"] == "answer.delta").filter_map(|e| e["data"]["text"].as_str()).collect();
+    let completed = replay.iter().find(|e| e["event"] == "answer.completed").map(|e| e["data"]["text"].clone());
+    assert_eq!(Some(Value::String(joined)), completed, "{replay:?}");
 }
