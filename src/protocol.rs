@@ -999,6 +999,10 @@ pub struct KeyPage {
 
 // ---------------------------------------------------------------- operator
 
+/// The actor kinds the registry lists (`GET /admin/actors?kind=`): one row
+/// per actor, by UUID, written by the actor itself.
+pub const REGISTERED_ACTOR_KINDS: [&str; 5] = ["content", "run", "session", "answer", "batch"];
+
 /// One row of `GET /admin/actors`, from the registry.
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -40,6 +40,13 @@ pub enum ActorKind {
 }
 
 impl ActorKind {
+    /// Whether the registry lists actors of this kind
+    /// ([`crate::protocol::REGISTERED_ACTOR_KINDS`]), which the inspector
+    /// then finds by UUID.
+    pub fn is_registered(self) -> bool {
+        crate::protocol::REGISTERED_ACTOR_KINDS.contains(&self.as_str())
+    }
+
     pub fn binding(self) -> &'static str {
         match self {
             ActorKind::Content => "CONTENT",

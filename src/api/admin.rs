@@ -16,13 +16,14 @@ use crate::domain::time::rfc3339;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
 use crate::protocol::{
-    ActorPage, ActorRow, DeadLetter, DeadLetterPage, Latency, Metrics, MetricsWindow, ReconcileOutcome, ReconcilePage, Reconciled, RunActions, RunCounts,
+    ActorPage, ActorRow, REGISTERED_ACTOR_KINDS, DeadLetter, DeadLetterPage, Latency, Metrics, MetricsWindow, ReconcileOutcome, ReconcilePage, Reconciled, RunActions, RunCounts,
 };
 
 /// Kinds the inspector serves, and whether their ids are UUIDs.
 fn kind_of(kind: &str) -> ApiResult<ActorKind> {
     match ActorKind::parse(kind) {
-        Some(k @ (ActorKind::Content | ActorKind::Run | ActorKind::Session | ActorKind::Feed | ActorKind::VectorShard | ActorKind::Analyzer)) => Ok(k),
+        Some(k) if k.is_registered() => Ok(k),
+        Some(k @ (ActorKind::Feed | ActorKind::VectorShard | ActorKind::Analyzer)) => Ok(k),
         _ => Err(ApiError::not_found(format!("actor kind {kind:?}"))),
     }
 }
@@ -36,7 +37,7 @@ fn kind_of(kind: &str) -> ApiResult<ActorKind> {
 async fn locate(env: &Env, kind: &str, id: &str) -> ApiResult<(ActorKind, String, bool)> {
     let k = kind_of(kind)?;
     match k {
-        ActorKind::Content | ActorKind::Run | ActorKind::Session => {
+        k if k.is_registered() => {
             let id = uuid::Uuid::parse_str(id).map_err(|_| ApiError::not_found(format!("{kind} {id}")))?.to_string();
             let registered = catalog::actor_exists(env, k.as_str(), &id).await?;
             Ok((k, id, registered))
@@ -77,8 +78,8 @@ pub async fn list_actors(env: &Env, req: &Request) -> ApiResult<Response> {
     let q = query(req)?;
     let limit = ACTORS_LIMIT.read(&q)?;
     let kind = param(&q, "kind");
-    if let Some(k) = kind {
-        kind_of(k).map_err(|_| ApiError::invalid("kind", "must be content, run or session"))?;
+    if let Some(k) = kind.filter(|k| !REGISTERED_ACTOR_KINDS.contains(k)) {
+        return Err(ApiError::invalid("kind", format!("must be one of {}, not {k:?}", REGISTERED_ACTOR_KINDS.join(", "))));
     }
     let status = param(&q, "status");
     let (c_at, c_key) = match param(&q, "cursor") {

@@ -81,7 +81,7 @@ fn query_params(id: RouteId) -> Vec<(&'static str, Value)> {
         ],
         RouteId::SessionSocket => vec![("token", text())],
         RouteId::AdminActors => {
-            vec![("kind", one_of(&["content", "run", "session"])), ("status", text()), int(ACTORS_LIMIT), ("cursor", cursor())]
+            vec![("kind", one_of(&crate::protocol::REGISTERED_ACTOR_KINDS)), ("status", text()), int(ACTORS_LIMIT), ("cursor", cursor())]
         }
         RouteId::AdminReconcile => vec![int(RECONCILE_LIMIT), ("cursor", uuid()), ("ids", matching(&uuid_list_pattern(RECONCILE_LIMIT.max)))],
         RouteId::ListKeys => vec![("tenant", matching(TENANT_PATTERN))],

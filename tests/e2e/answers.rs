@@ -343,8 +343,10 @@ async fn an_ended_answer_is_erased_after_its_time_to_live() {
     let (id, topic) = ask(s, &format!("What did the {word} keepers do?")).await;
     assert_eq!(finished(s, &id).await["status"], "completed");
     let listed = |body: &Value| body["items"].as_array().is_some_and(|items| items.iter().any(|a| a["id"] == id.as_str()));
-    let kept = s.admin_get("/admin/actors?limit=100").await;
+    let kept = s.admin_get("/admin/actors?kind=answer&limit=100").await;
     assert!(listed(&kept.body), "registered while kept: {} {}", kept.status, kept.body);
+    let inspected = s.admin_get(&format!("/admin/actors/answer/{id}")).await;
+    assert_eq!((inspected.status, inspected.body["registered"].as_bool()), (200, Some(true)), "{}", inspected.body);
     let deadline = Instant::now() + Duration::from_secs(30);
     while s.get(&format!("/api/answers/{id}")).await.status != 404 {
         assert!(Instant::now() < deadline, "answer {id} still served past its time to live");
@@ -352,7 +354,8 @@ async fn an_ended_answer_is_erased_after_its_time_to_live() {
     }
     assert_eq!(s.get(&format!("/api/topics/{topic}/events?after=0")).await.status, 404);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while listed(&s.admin_get("/admin/actors?limit=100").await.body) {
+    assert_eq!(s.admin_get(&format!("/admin/actors/answer/{id}")).await.status, 404);
+    while listed(&s.admin_get("/admin/actors?kind=answer&limit=100").await.body) {
         assert!(Instant::now() < deadline, "answer {id} still in the registry");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -245,6 +245,14 @@ async fn deleting_an_item_mid_run_ends_it_in_its_batch() {
     let view = s.wait_batch(&id, Duration::from_secs(60)).await;
     assert_eq!((view["completed"].as_u64(), view["failed"].as_u64()), (Some(0), Some(2)), "{view}");
     assert!(view["items"].as_array().unwrap().iter().all(|i| i["error"] == "content deleted"), "{view}");
+    // An operator finds the batch in the registry and inspects it.
+    let r = s.admin_get(&format!("/admin/actors/batch/{id}")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.admin_get("/admin/actors?kind=batch").await.body["items"].as_array().is_some_and(|a| a.iter().any(|i| i["id"] == id.as_str())) {
+        assert!(Instant::now() < deadline, "batch {id} not in the registry");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// A batch whose items the queue would not take is still accepted and
