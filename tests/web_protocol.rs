@@ -40,3 +40,12 @@ fn every_frame_type_is_in_protocol_js() {
         assert!(quoted(&js, t), "frame type {t:?} is missing from web/protocol.js");
     }
 }
+
+/// The inspector's kind filter offers exactly the kinds the registry lists.
+#[test]
+fn the_inspectors_kinds_are_the_registered_ones() {
+    let js = protocol_js();
+    let line = js.lines().find(|l| l.contains("export const ACTOR_KINDS")).expect("ACTOR_KINDS in web/protocol.js");
+    let kinds: Vec<&str> = line.split('\'').skip(1).step_by(2).collect();
+    assert_eq!(kinds, actorline::protocol::REGISTERED_ACTOR_KINDS, "{line}");
+}

@@ -55,7 +55,7 @@ export const RUN_STATUSES = Object.freeze(['queued', 'running', 'completed', 'fa
 export const TERMINAL_RUN_STATUSES = Object.freeze(['completed', 'failed', 'cancelled']);
 export const STAGE_STATUSES = Object.freeze(['pending', 'running', 'retrying', 'completed', 'skipped', 'failed']);
 export const CONTENT_STATUSES = Object.freeze(['processing', 'indexed', 'failed']);
-export const ACTOR_KINDS = Object.freeze(['content', 'run', 'session', 'answer']);
+export const ACTOR_KINDS = Object.freeze(['content', 'run', 'session', 'answer', 'batch']);
 export const ANSWER_STATUSES = Object.freeze(['generating', 'completed', 'failed']);
 export const TERMINAL_ANSWER_STATUSES = Object.freeze(['completed', 'failed']);
 
