@@ -68,32 +68,41 @@ fn release_point(text: &str) -> Option<usize> {
 /// emptied bracket is removed with the space before it.
 pub fn check_citations(text: &str, valid: &BTreeSet<u32>) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find('[') {
-        let (before, from) = rest.split_at(open);
-        out.push_str(before);
-        match parse_citation(from) {
-            Some((numbers, len)) => {
-                let kept: Vec<String> = numbers.iter().filter(|n| valid.contains(n)).map(u32::to_string).collect();
-                if kept.is_empty() {
-                    while out.ends_with(' ') {
-                        out.pop();
-                    }
-                } else {
-                    out.push('[');
-                    out.push_str(&kept.join(", "));
-                    out.push(']');
-                }
-                rest = &from[len..];
+    let mut at = 0;
+    for (open, end, numbers) in citations(text) {
+        out.push_str(&text[at..open]);
+        let kept: Vec<String> = numbers.iter().filter(|n| valid.contains(n)).map(u32::to_string).collect();
+        if kept.is_empty() {
+            while out.ends_with(' ') {
+                out.pop();
             }
-            None => {
-                out.push('[');
-                rest = &from[1..];
+        } else {
+            out.push('[');
+            out.push_str(&kept.join(", "));
+            out.push(']');
+        }
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// The citations in `text`, in order: where each starts and ends (bytes)
+/// and the numbers it names. A `[` that starts no citation is text.
+fn citations(text: &str) -> impl Iterator<Item = (usize, usize, Vec<u32>)> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        while let Some(open) = text[at..].find('[').map(|o| at + o) {
+            match parse_citation(&text[open..]) {
+                Some((numbers, len)) => {
+                    at = open + len;
+                    return Some((open, at, numbers));
+                }
+                None => at = open + 1,
             }
         }
-    }
-    out.push_str(rest);
-    out
+        None
+    })
 }
 
 /// The numbers of a citation at the start of `s` (`[3]`, `[1, 2]`, `[1,2]`)
@@ -149,38 +158,18 @@ fn withheld_claims(text: &str, withheld: &BTreeSet<u32>) -> Vec<(usize, usize)> 
         return out;
     }
     let mut claim_start = 0;
-    let mut at = 0;
-    while let Some(open) = text[at..].find('[').map(|o| at + o) {
-        match parse_citation(&text[open..]) {
-            Some((numbers, len)) => {
-                let end = open + len;
-                if numbers.iter().any(|n| withheld.contains(n)) {
-                    out.push((claim_start, end));
-                }
-                claim_start = end;
-                at = end;
-            }
-            None => at = open + 1,
+    for (_, end, numbers) in citations(text) {
+        if numbers.iter().any(|n| withheld.contains(n)) {
+            out.push((claim_start, end));
         }
+        claim_start = end;
     }
     out
 }
 
 /// The source numbers cited in `text`.
 pub fn cited(text: &str) -> BTreeSet<u32> {
-    let mut out = BTreeSet::new();
-    let mut rest = text;
-    while let Some(open) = rest.find('[') {
-        let from = &rest[open..];
-        match parse_citation(from) {
-            Some((numbers, len)) => {
-                out.extend(numbers);
-                rest = &from[len..];
-            }
-            None => rest = &from[1..],
-        }
-    }
-    out
+    citations(text).flat_map(|(_, _, numbers)| numbers).collect()
 }
 
 /// Whether the text says the sources do not answer the question.
