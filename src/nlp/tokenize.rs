@@ -387,13 +387,13 @@ pub fn is_content(lower: &str) -> bool {
     lower.chars().any(char::is_alphabetic)
 }
 
-/// All words of `text` with their normalized and stemmed forms.
 /// Whether `text` has a word to index, without allocating its tokens: a
 /// check that runs before a size limit must cost nothing per word.
 pub fn has_words(text: &str) -> bool {
     WordSpans::new(text).next().is_some()
 }
 
+/// All words of `text` with their normalized and stemmed forms.
 pub fn tokens(text: &str) -> Vec<Token<'_>> {
     // English averages about six bytes per word including the separator.
     let mut out = Vec::with_capacity(text.len() / 5 + 1);
