@@ -1,7 +1,7 @@
 //! Integrity (DESIGN "Integrity"): no lost update, nothing stuck, fenced
 //! index writes, hard delete, and a catalog that converges under faults.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
@@ -54,24 +54,6 @@ async fn assert_completed(s: &Server, run: &str) {
     assert_eq!(view["status"], "completed", "{view}");
 }
 
-/// Polls `check` until it returns `Some`, or fails after `timeout`.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check().await {
-            Ok(v) => return v,
-            Err(last) => assert!(
-                Instant::now() < deadline,
-                "{what} not reached in {timeout:?}: {last}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[tokio::test]
 async fn concurrent_puts_each_keep_their_version() {

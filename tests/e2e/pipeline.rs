@@ -64,15 +64,11 @@ async fn exhausted_runs_dead_letter_and_retry_after_faults_are_removed() {
         // item's outbox tells the run before the item is idle again.
         let r = s.put(&format!("/api/content/{}", items[0]), json!({ "title": "Doomed 0, again", "body": document("dead letters", 310, 800) })).await;
         assert_eq!(r.status, 202, "{}", r.body);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let c = s.admin_get(&format!("/admin/actors/content/{}", items[0])).await;
-            if c.body["state"]["outbox"] == json!([]) {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "the item's duties never landed: {}", c.body["state"]["outbox"]);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually("the item's duties landed", Duration::from_secs(30), || async {
+            let outbox = s.admin_get(&format!("/admin/actors/content/{}", items[0])).await.body["state"]["outbox"].clone();
+            if outbox == json!([]) { Ok(()) } else { Err(outbox.to_string()) }
+        })
+        .await;
         (items, runs)
     };
     // Same state, no faults: an operator retries each dead letter, but not

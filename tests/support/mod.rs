@@ -757,3 +757,23 @@ impl Emulator {
         self.control("/control/container/stop", json!({})).await
     }
 }
+
+/// Polls `check` every 200 ms until it returns `Ok`, or fails after
+/// `timeout` with `what` and the last `Err`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "{what} not reached in {timeout:?}: {last}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
