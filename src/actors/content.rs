@@ -11,7 +11,7 @@ use worker::{durable_object, DurableObject, Env, Response, State};
 use super::outbox::Outbox;
 use super::ActorStorage;
 use super::ops::{
-    Authorize, Authorized, CancelRun, ContentCall, ContentOps, CreateContent, DeleteContent, Done, Fence, Fenced, FireAlarm, Inspect, Inspectable,
+    Announcer, Authorize, Authorized, CancelRun, ContentCall, ContentOps, CreateContent, DeleteContent, Done, Fence, Fenced, FireAlarm, Inspect, Inspectable,
     ItemEnded, Publish, Published, PurgeRun, ReconcileContent, ReconcileReport, ReconcileRun, RunEnded, RunReconciled, SourceOf, StartRun, UpdateContent,
     ViewContent,
 };
@@ -90,29 +90,24 @@ impl ContentActor {
     }
 
     /// Saves the state, its events and the duties it leaves in one synchronous
-    /// step (no await: nothing can interleave), and returns the feed's events.
-    /// Callers then [`Self::announce`] and [`Self::drain`].
-    fn commit(&self, c: &ContentState, drafts: Vec<EventDraft>, duties: &[Duty], now: Millis) -> ApiResult<Vec<EventDraft>> {
+    /// step (no await: nothing can interleave). The feed's events are owed
+    /// too (a [`Duty::Announce`]), so a lost append is tried again. Callers
+    /// then [`Self::drain`] (or [`Self::settle`]).
+    fn commit(&self, c: &ContentState, drafts: Vec<EventDraft>, duties: &[Duty], now: Millis) -> ApiResult<()> {
         // Unknown until every write below has landed: a failed step re-reads.
         self.live.replace(None);
         let stored = serde_json::to_string(c).map_err(crate::store::storage_err)?;
         fits_stored(stored.len())?;
         self.cells().save_json("content", stored)?;
-        self.outbox()?.put(duties, now)?;
-        let feed_drafts: Vec<EventDraft> = drafts.iter().filter(|d| d.event.is_feed_event()).cloned().collect();
         let records = self.log().append(drafts, now)?;
+        let feed: Vec<EventDraft> =
+            records.iter().filter(|r| r.event.is_feed_event()).map(|r| EventDraft::new(r.event, r.data.clone())).collect();
+        let announce = records.iter().find(|r| r.event.is_feed_event()).map(|r| Duty::Announce { seq: r.seq, events: feed });
+        self.outbox()?.put(&[duties, announce.as_slice()].concat(), now)?;
         // A delete commits its tombstone state and then marks the copy gone.
         self.live.replace(Some(Some(c.clone())));
         self.push_later(Topic::Content(c.id), records);
-        Ok(feed_drafts)
-    }
-
-    async fn announce(&self, feed_drafts: Vec<EventDraft>) {
-        if !feed_drafts.is_empty() {
-            if let Err(e) = super::feed::append(&self.env, feed_drafts).await {
-                worker::console_error!("feed append failed: {e}");
-            }
-        }
+        Ok(())
     }
 
     /// Tries every duty that is due; a failed one is rescheduled with backoff
@@ -120,13 +115,6 @@ impl ContentActor {
     async fn drain(&self, firing: bool) -> ApiResult<()> {
         self.outbox()?.drain("content", |duty, tries| self.perform(duty, tries)).await?;
         self.arm(firing).await
-    }
-
-    /// After a submission's commit: the run's spawn (with the other duties)
-    /// and the feed's append go out together, so the run's first stage does
-    /// not wait for the feed.
-    async fn spawn_and_announce(&self, feed_drafts: Vec<EventDraft>) {
-        futures::join!(self.settle(), self.announce(feed_drafts));
     }
 
     /// After a commit: the change is accepted whatever happens here; a duty
@@ -216,6 +204,18 @@ impl ContentActor {
                     Err(e) => Err(e),
                 }
             }
+            Duty::Announce { seq, events } => {
+                let content_id = Uuid::parse_str(&self.stored_id()?).map_err(|e| ApiError::Internal(e.to_string()))?;
+                // An injected fault loses the call on a first try and the
+                // reply on a later one, so both the retry and the feed's
+                // once-only append are exercised.
+                let fault = cfg.faults.site_fault(faults::FEED, &format!("{content_id}/{seq}"), attempt);
+                if let Some(fault) = fault.as_ref().filter(|_| attempt == 1) {
+                    return Err(ApiError::Unavailable(fault.clone()));
+                }
+                super::feed::append(&self.env, events.clone(), Announcer { content_id, seq: *seq }).await?;
+                fault.map_or(Ok(()), |f| Err(ApiError::Unavailable(f)))
+            }
             Duty::ReportEnd { .. } => Err(ApiError::Internal(format!("content owes no duty {}", duty.key()))),
         }
     }
@@ -290,8 +290,8 @@ impl ContentOps for ContentActor {
         self.batch_item.replace(Some(s.batch));
         let now = now_ms();
         let (c, events) = ContentState::create(s.content_id, s.doc, ownership, s.run_id, now);
-        let feed = self.commit(&c, events, &[spawn_duty(&c, s.run_id), Duty::Catalog], now)?;
-        self.spawn_and_announce(feed).await;
+        self.commit(&c, events, &[spawn_duty(&c, s.run_id), Duty::Catalog], now)?;
+        self.settle().await;
         Ok(Accepted::new(c.id, c.version, s.run_id))
     }
 
@@ -312,13 +312,13 @@ impl ContentOps for ContentActor {
         duties.push(Duty::Catalog);
         // The commit first: a refused one (too large) must leave the owed
         // spawns of the current runs in place.
-        let feed = self.commit(&c, events, &duties, now)?;
+        self.commit(&c, events, &duties, now)?;
         let outbox = self.outbox()?;
         for run in &superseded {
             // A run whose spawn is still owed never starts.
             outbox.forget(&Duty::SpawnRun { run_id: *run, start: Value::Null }.key())?;
         }
-        self.spawn_and_announce(feed).await;
+        self.settle().await;
         Ok(Accepted::new(c.id, c.version, s.run_id))
     }
 
@@ -330,17 +330,14 @@ impl ContentOps for ContentActor {
         let now = now_ms();
         // Idempotent for a retried publish of the version already indexed.
         let already = c.artifacts.as_ref().is_some_and(|a| a.version == p.artifacts.version) && c.status == ContentStatus::Indexed;
-        let feed = if already {
-            Vec::new()
-        } else {
+        if !already {
             let events = c.publish(p.artifacts, now)?;
-            self.commit(&c, events, &[Duty::Catalog], now)?
-        };
+            self.commit(&c, events, &[Duty::Catalog], now)?;
+        }
         self.owe_batch_report(p.run_id, None, now)?;
-        // The feed's append and the duties go out together, and the duties
-        // are taken in the commit's own turn (one commit, not two).
-        let ((), drained) = futures::join!(self.announce(feed), self.drain(false));
-        drained?;
+        // The duties (the feed's append among them) are taken in the
+        // commit's own turn: one commit, not two.
+        self.drain(false).await?;
         Ok(Published { version: c.version, status: c.status })
     }
 
@@ -355,8 +352,7 @@ impl ContentOps for ContentActor {
         };
         let changed = !events.is_empty();
         if changed {
-            let feed = self.commit(&c, events, &[Duty::Catalog], now)?;
-            self.announce(feed).await;
+            self.commit(&c, events, &[Duty::Catalog], now)?;
         }
         if changed || reported {
             self.settle().await;
@@ -401,11 +397,10 @@ impl ContentOps for ContentActor {
         }
         // The tombstone lands before any await: a PUT or publish after this sees 404.
         self.cells().save(TOMBSTONE, &true)?;
-        let feed = self.commit(&tomb, events, &duties, now)?;
+        self.commit(&tomb, events, &duties, now)?;
         self.live.replace(Some(None));
         // Before any await, so no replay of the topic shows the item again.
         self.log().redact(&c.id.to_string())?;
-        self.announce(feed).await;
         self.settle().await;
         Ok(Done {})
     }

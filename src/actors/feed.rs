@@ -11,14 +11,17 @@
 use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage};
 
-use super::ops::{Append, Appended, FeedCall, FeedOps, FireAlarm, Inspect, Inspectable};
+use super::ops::{Announcer, Append, Appended, FeedCall, FeedOps, FireAlarm, Inspect, Inspectable};
 use super::rpc;
 use super::topic_sockets::{opener, TopicSockets};
 use super::{ActorStorage, TopicActor};
 use crate::error::ApiResult;
 use crate::domain::broadcast::sees;
+use crate::domain::item_labels::ItemLabels;
+use crate::store::feed_ledger::{FeedLedger, LedgerMemory};
 use crate::domain::principal::{Principal, ReadScope};
 use crate::protocol::{EventDraft, EventName, EventRecord, Topic};
+use crate::domain::time::Millis;
 use crate::runtime::now_ms;
 
 /// There is one feed; sharding it by category would be the next step.
@@ -30,10 +33,13 @@ pub struct FeedActor {
     env: Env,
     sockets: TopicSockets,
     memory: super::ActorMemory,
+    ledger: LedgerMemory,
 }
 
-pub async fn append(env: &Env, events: Vec<EventDraft>) -> ApiResult<()> {
-    rpc::send(env, FEED_NAME, &Append { events }).await?;
+/// Appends an item's announcement (see `Duty::Announce`): once, however
+/// often it is tried.
+pub async fn append(env: &Env, events: Vec<EventDraft>, from: Announcer) -> ApiResult<()> {
+    rpc::send(env, FEED_NAME, &Append { events, from: Some(from) }).await?;
     Ok(())
 }
 
@@ -60,6 +66,23 @@ impl FeedActor {
         self.sockets.accept(self, Topic::Feed, req, &opener(req)?, |scope| self.snapshot(scope)).await
     }
 
+    /// Takes an announcement: `None` when it was appended before (a try
+    /// whose reply was lost); else its drafts, labelled as their items are
+    /// now (see `domain::item_labels`), with what they teach saved. Items
+    /// that never had a second version or a deletion cost no label read.
+    fn place(&self, ledger: &FeedLedger, mut drafts: Vec<EventDraft>, from: Option<&Announcer>, now: Millis) -> ApiResult<Option<Vec<EventDraft>>> {
+        if let Some(a) = from {
+            if !ledger.first_time(a.content_id, a.seq, now)? {
+                return Ok(None);
+            }
+        }
+        let mut labels = ledger.labels(&ItemLabels::items(&drafts))?;
+        let changed = labels.learn(&drafts, now);
+        ledger.save(&labels, &changed)?;
+        labels.apply(&mut drafts);
+        Ok(Some(drafts))
+    }
+
     fn view(&self) -> Value {
         let mut v = self.snapshot(&ReadScope::All);
         v["broadcast_lag"] = json!(TopicSockets::stored_lag(self));
@@ -72,7 +95,18 @@ impl FeedOps for FeedActor {
     async fn append(&self, a: Append) -> ApiResult<Appended> {
         // Before the broadcast, so a revoked key's socket gets none of it.
         self.sockets.check_keys(self, now_ms()).await;
-        let mut records = self.log().append(a.events, now_ms())?;
+        let now = now_ms();
+        // Placed and appended in one synchronous step: they land together.
+        let ledger = FeedLedger::open(self.state.storage().sql(), &self.ledger, now)?;
+        let Some(drafts) = self.place(&ledger, a.events, a.from.as_ref(), now)? else {
+            return Ok(Appended { last_seq: self.log().last_seq()? });
+        };
+        let mut records = self.log().append(drafts, now).inspect_err(|_| {
+            // Not appended after all: the next try must be.
+            if let Some(from) = &a.from {
+                let _ = ledger.unclaim(from.content_id, from.seq);
+            }
+        })?;
         // A deleted item's earlier events no longer name it, in any replay.
         for r in records.iter().filter(|r| r.event == EventName::ContentDeleted) {
             if let Some(id) = r.data.get("content_id").and_then(Value::as_str) {
@@ -135,7 +169,7 @@ impl TopicActor for FeedActor {
 impl DurableObject for FeedActor {
     fn new(state: State, env: Env) -> Self {
         super::session::answer_pings(&state);
-        FeedActor { state, env, sockets: TopicSockets::default(), memory: Default::default() }
+        FeedActor { state, env, sockets: TopicSockets::default(), memory: Default::default(), ledger: LedgerMemory::default() }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {

@@ -554,6 +554,17 @@ actor_ops! {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Append {
     pub events: Vec<EventDraft>,
+    /// Which item's announcement this is (see [`crate::domain::outbox::Duty::Announce`]):
+    /// the feed appends it once, however often it is tried.
+    #[serde(default)]
+    pub from: Option<Announcer>,
+}
+
+/// An item and its own seq of the first event it announces.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Announcer {
+    pub content_id: Uuid,
+    pub seq: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -3,7 +3,8 @@
 //! A name is a stage, or a site outside the stages: `spawn` (the content
 //! actor's `start` call to a new run), `catalog` (an actor's D1 write) and
 //! `ingest` (the queue consumer's spawn of a batch item), `enqueue` (the
-//! Worker's send of a new batch's items to the queue), `push` (a topic's
+//! Worker's send of a new batch's items to the queue), `feed` (a content
+//! actor's append of its events to the feed), `push` (a topic's
 //! live push of committed events, as if the actor were evicted between commit
 //! and push; only the catch-up path delivers them).
 //!
@@ -26,7 +27,11 @@ pub const PUSH: &str = "push";
 /// The Worker's send of a new batch's items to the `INGEST` queue. Keyed
 /// by the batch: a struck batch's send fails at its first message.
 pub const ENQUEUE: &str = "enqueue";
-const SITES: [&str; 5] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE];
+/// A content actor's append of a commit's events to the feed: a struck
+/// first try is lost before the feed hears of it, a struck later try after
+/// the feed appended (its reply is lost).
+pub const FEED: &str = "feed";
+const SITES: [&str; 6] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE, FEED];
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {

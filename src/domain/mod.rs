@@ -13,6 +13,7 @@ pub mod fusion;
 pub mod event_log;
 pub mod faults;
 pub mod followers;
+pub mod item_labels;
 pub mod jwt;
 pub mod markup;
 pub mod outbox;

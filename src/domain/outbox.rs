@@ -51,6 +51,13 @@ pub enum Duty {
         batch_id: Uuid,
         report: Value,
     },
+    /// Append a commit's feed events to the feed. `seq` is the item's own
+    /// seq of the first of them: the feed appends each announcement once
+    /// however often it is tried (a try whose reply was lost is repeated).
+    Announce {
+        seq: u64,
+        events: Vec<crate::protocol::EventDraft>,
+    },
 }
 
 impl Duty {
@@ -67,6 +74,7 @@ impl Duty {
             Duty::DropUploads { .. } => "uploads".into(),
             Duty::ReportEnd { .. } => "run_ended".into(),
             Duty::ReportBatch { .. } => "batch_report".into(),
+            Duty::Announce { seq, .. } => format!("feed:{seq}"),
         }
     }
 }

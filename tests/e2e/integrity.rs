@@ -341,10 +341,36 @@ async fn catalog_converges(s: &Server, subs: &[(String, String)]) {
     .await;
 }
 
+/// The feed's events of the items in `subs`, by item: each as (event,
+/// version, status), in the feed's order.
+async fn feed_events(s: &Server, subs: &[(String, String)]) -> Vec<Vec<(String, u64, String)>> {
+    let ready = |ms: &[crate::answers::Sse]| ms.iter().any(|m| m.event == "ready");
+    let (status, _, ms) = crate::answers::sse(http().get(s.url("/api/topics/feed/events?after=0")).bearer_auth(&s.key), ready).await;
+    assert_eq!(status, 200);
+    assert!(ready(&ms), "the feed replayed to its end: {ms:?}");
+    let frames: Vec<Value> = ms.iter().filter(|m| m.id.is_some()).map(|m| serde_json::from_str(&m.data).expect("an event frame")).collect();
+    subs.iter()
+        .map(|(cid, _)| {
+            frames
+                .iter()
+                .filter(|f| f["data"]["content_id"] == cid.as_str())
+                .map(|f| {
+                    let d = &f["data"];
+                    (f["event"].as_str().unwrap_or_default().to_string(), d["version"].as_u64().unwrap_or(0), d["status"].as_str().unwrap_or_default().to_string())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Half of the spawns, catalog writes and feed appends fail (a feed
+/// append's first try before the feed hears of it, a later try after the
+/// feed appended): every one is tried until it lands, and the feed holds
+/// each item's events once.
 #[tokio::test]
 async fn failed_spawns_and_catalog_writes_are_retried_until_they_land() {
     let dir = temp_dir("integrity-faults");
-    let s = Server::start(&ServerOptions::new(dir).var("FAULTS", "spawn=0.5,catalog=0.5"));
+    let s = Server::start(&ServerOptions::new(dir).var("FAULTS", "spawn=0.5,catalog=0.5,feed=0.5"));
     let subs = join_all((0..8).map(|i| {
         let s = &s;
         async move {
@@ -369,6 +395,23 @@ async fn failed_spawns_and_catalog_writes_are_retried_until_they_land() {
         "{}",
         health.body
     );
+    eventually("every item's feed events, once each", Duration::from_secs(30), || async {
+        let per_item = feed_events(&s, &subs).await;
+        for events in &per_item {
+            let mut sorted = events.clone();
+            sorted.sort();
+            sorted.dedup();
+            if sorted.len() != events.len() {
+                panic!("an event reached the feed twice: {per_item:?}");
+            }
+        }
+        let complete = per_item.iter().all(|events| {
+            events.contains(&("content.updated".into(), 1, "processing".into())) && events.iter().any(|e| e.0 == "content.indexed")
+        });
+        if complete { Ok(()) } else { Err(format!("{per_item:?}")) }
+    })
+    .await;
+    assert!(s.log_text().contains("duty feed:"), "no feed append failed: the faults did not strike");
 }
 
 /// Every catalog write fails while the runs go on; once the faults stop (a
