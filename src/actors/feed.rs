@@ -17,12 +17,15 @@ use super::topic_sockets::{opener, TopicSockets};
 use super::{ActorStorage, TopicActor};
 use crate::error::ApiResult;
 use crate::domain::broadcast::sees;
-use crate::domain::item_labels::ItemLabels;
+use crate::domain::item_labels::{ItemLabel, ItemLabels};
 use crate::store::feed_ledger::{FeedLedger, LedgerMemory};
 use crate::domain::principal::{Principal, ReadScope};
-use crate::protocol::{EventDraft, EventName, EventRecord, Topic};
+use crate::protocol::{EventDraft, EventRecord, Topic};
 use crate::domain::time::Millis;
 use crate::runtime::now_ms;
+
+/// An announcement's drafts, labelled, and the labels they changed.
+type Placed = (Vec<EventDraft>, Vec<(String, ItemLabel)>);
 
 /// There is one feed; sharding it by category would be the next step.
 pub const FEED_NAME: &str = "feed";
@@ -68,9 +71,9 @@ impl FeedActor {
 
     /// Takes an announcement: `None` when it was appended before (a try
     /// whose reply was lost); else its drafts, labelled as their items are
-    /// now (see `domain::item_labels`), with what they teach saved. Items
-    /// that never had a second version or a deletion cost no label read.
-    fn place(&self, ledger: &FeedLedger, mut drafts: Vec<EventDraft>, from: Option<&Announcer>, now: Millis) -> ApiResult<Option<Vec<EventDraft>>> {
+    /// now (see `domain::item_labels`), and the labels they changed, saved.
+    /// Items that never had a second version or a deletion cost no label read.
+    fn place(&self, ledger: &FeedLedger, mut drafts: Vec<EventDraft>, from: Option<&Announcer>, now: Millis) -> ApiResult<Option<Placed>> {
         if let Some(a) = from {
             if !ledger.first_time(a.content_id, a.seq, now)? {
                 return Ok(None);
@@ -80,7 +83,8 @@ impl FeedActor {
         let changed = labels.learn(&drafts, now);
         ledger.save(&labels, &changed)?;
         labels.apply(&mut drafts);
-        Ok(Some(drafts))
+        let changed = changed.into_iter().filter_map(|id| labels.get(&id).cloned().map(|l| (id, l))).collect();
+        Ok(Some((drafts, changed)))
     }
 
     fn view(&self) -> Value {
@@ -98,34 +102,24 @@ impl FeedOps for FeedActor {
         let now = now_ms();
         // Placed and appended in one synchronous step: they land together.
         let ledger = FeedLedger::open(self.state.storage().sql(), &self.ledger, now)?;
-        let Some(drafts) = self.place(&ledger, a.events, a.from.as_ref(), now)? else {
+        let Some((drafts, changed)) = self.place(&ledger, a.events, a.from.as_ref(), now)? else {
             return Ok(Appended { last_seq: self.log().last_seq()? });
         };
-        let mut records = self.log().append(drafts, now).inspect_err(|_| {
+        let records = self.log().append(drafts, now).inspect_err(|_| {
             // Not appended after all: the next try must be.
             if let Some(from) = &a.from {
                 let _ = ledger.unclaim(from.content_id, from.seq);
             }
         })?;
-        // A deleted item's earlier events no longer name it, in any replay.
-        for r in records.iter().filter(|r| r.event == EventName::ContentDeleted) {
-            if let Some(id) = r.data.get("content_id").and_then(Value::as_str) {
-                self.log().redact(id)?;
-            }
-        }
-        // A new version may change who reads the item: its events follow the
-        // newest version's visibility, these ones too (a first version has
-        // no earlier events, and costs no statement).
-        let renewed: Vec<String> = records
-            .iter()
-            .filter(|r| r.event == EventName::ContentUpdated && r.data.get("version").and_then(Value::as_u64) > Some(1))
-            .filter_map(|r| r.data.get("content_id").and_then(Value::as_str).map(str::to_string))
-            .collect();
-        for id in renewed {
-            if let Some(visibility) = self.log().reown(&id)? {
-                for r in records.iter_mut().filter(|r| r.data.get("content_id").and_then(Value::as_str) == Some(id.as_str())) {
-                    r.data["visibility"] = Value::String(visibility.clone());
-                }
+        // The events the feed holds of an item changed now: a deleted item's
+        // no longer name it, in any replay; a new version's follow its
+        // visibility (a first version has no earlier events, and costs no
+        // statement).
+        for (id, label) in changed {
+            if label.deleted {
+                self.log().redact(&id)?;
+            } else if let Some(visibility) = &label.visibility {
+                self.log().reown(&id, visibility)?;
             }
         }
         let Some(last) = records.last().map(|r| r.seq) else { return Ok(Appended { last_seq: self.log().last_seq()? }) };

@@ -210,34 +210,19 @@ impl EventStore {
         Ok(out)
     }
 
-    /// Gives every event of an item the visibility of its newest version
-    /// (the highest `version` of its `content.updated` events), so the feed
-    /// shows them to whoever may read the item now: a reader who lost access
-    /// by a `PUT` sees none of them again. (One who gained it could read the
-    /// old titles anyway, in the item's versions.) Newest by version, not by
-    /// arrival: two `PUT`s' events may reach the feed in either order.
-    /// Answers that visibility, for the events not yet broadcast.
-    pub fn reown(&self, content_id: &str) -> Result<Option<String>, ApiError> {
-        #[derive(serde::Deserialize)]
-        struct Newest {
-            v: Option<String>,
-        }
-        self.read(None, || {
-            let newest: Vec<Newest> = rows(
-                &self.sql,
-                "SELECT json_extract(data, '$.visibility') AS v FROM events \
-                 WHERE event = ? AND json_extract(data, '$.content_id') = ? \
-                 ORDER BY json_extract(data, '$.version') DESC, seq DESC LIMIT 1",
-                vec![EventName::ContentUpdated.as_str().into(), content_id.into()],
-            )?;
-            let Some(visibility) = newest.into_iter().next().and_then(|n| n.v) else { return Ok(None) };
+    /// Gives every event of an item `visibility`, its newest version's (see
+    /// `domain::item_labels`), so the feed shows them to whoever may read the
+    /// item now: a reader who lost access by a `PUT` sees none of them again.
+    /// (One who gained it could read the old titles anyway, in the item's
+    /// versions.)
+    pub fn reown(&self, content_id: &str, visibility: &str) -> Result<(), ApiError> {
+        self.read((), || {
             exec(
                 &self.sql,
                 "UPDATE events SET data = json_set(data, '$.visibility', ?) \
                  WHERE json_extract(data, '$.content_id') = ? AND json_extract(data, '$.visibility') IS NOT ?",
-                vec![visibility.clone().into(), content_id.into(), visibility.clone().into()],
-            )?;
-            Ok(Some(visibility))
+                vec![visibility.into(), content_id.into(), visibility.into()],
+            )
         })
     }
 
