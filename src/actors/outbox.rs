@@ -241,10 +241,13 @@ impl<'a> Outbox<'a> {
 
     /// Tries the duties put in this instance and every other due duty with
     /// `perform(duty, failed tries so far)`; a failure is logged and
-    /// rescheduled with backoff. Duties are independent (each is keyed and
-    /// idempotent), so up to [`DRAIN_PARALLEL`] are in flight at once: a
-    /// submission's run spawn and catalog row are awaited side by side, not
-    /// one after the other, before the 202 is sent.
+    /// rescheduled with backoff as it lands. Duties are independent (each is
+    /// keyed and idempotent), so up to [`DRAIN_PARALLEL`] are in flight at
+    /// once: a submission's run spawn and catalog row are awaited side by
+    /// side, not one after the other, before the 202 is sent. The rows of
+    /// the duties that landed are deleted together at the end, in one
+    /// statement: if the instance dies first, they are tried again when
+    /// their lease ends, which an idempotent duty allows.
     pub async fn drain<F, Fut>(&self, actor: &str, perform: F) -> ApiResult<()>
     where
         F: Fn(Duty, u32) -> Fut,
@@ -254,31 +257,42 @@ impl<'a> Outbox<'a> {
         let _draining = Draining::start(&self.memory.draining);
         let mut taken = self.memory.fresh.take();
         taken.extend(self.take_due(crate::runtime::now_ms())?);
-        stream::iter(taken)
+        let landed = RefCell::new(Vec::new());
+        let tried = stream::iter(taken)
             .map(|t| {
                 let tried = perform(t.duty.clone(), t.attempts);
                 async move { (tried.await, t) }
             })
             .buffer_unordered(DRAIN_PARALLEL)
             .map(Ok)
-            // Each outcome is recorded as it lands, not after the slowest.
-            .try_for_each(|(tried, t)| futures::future::ready(self.record(&t, tried, actor)))
-            .await
+            .try_for_each(|(tried, t)| {
+                futures::future::ready(match tried {
+                    Ok(()) => {
+                        landed.borrow_mut().push(t);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        worker::console_error!("{actor} duty {} failed (try {}): {e}", t.duty.key(), t.attempts + 1);
+                        self.failed(&t, &e, crate::runtime::now_ms())
+                    }
+                })
+            })
+            .await;
+        self.done(&landed.into_inner())?;
+        tried
     }
 
-    fn record(&self, t: &Taken, tried: ApiResult<()>, actor: &str) -> ApiResult<()> {
-        match tried {
-            Ok(()) => self.done(t),
-            Err(e) => {
-                worker::console_error!("{actor} duty {} failed (try {}): {e}", t.duty.key(), t.attempts + 1);
-                self.failed(t, &e, crate::runtime::now_ms())
+    /// Deletes the rows of duties that landed: one statement per
+    /// [`MAX_BOUND_PARAMS`] / 2 of them.
+    pub fn done(&self, landed: &[Taken]) -> ApiResult<()> {
+        for group in landed.chunks(MAX_BOUND_PARAMS / 2) {
+            let q = format!("DELETE FROM outbox WHERE {}", vec!["(key = ? AND seq = ?)"; group.len()].join(" OR "));
+            let params = group.iter().flat_map(|t| [t.duty.key().into(), (t.seq as f64).into()]).collect();
+            self.write::<IgnoredAny>(&q, params)?;
+            for t in group {
+                self.memory.note(|o| o.done(&t.duty.key(), t.seq));
             }
         }
-    }
-
-    pub fn done(&self, t: &Taken) -> ApiResult<()> {
-        self.write::<IgnoredAny>("DELETE FROM outbox WHERE key = ? AND seq = ?", vec![t.duty.key().into(), (t.seq as f64).into()])?;
-        self.memory.note(|o| o.done(&t.duty.key(), t.seq));
         Ok(())
     }
 
