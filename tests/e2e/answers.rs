@@ -82,53 +82,6 @@ fn deltas_joined(events: &[Value]) -> String {
     events.iter().filter(|e| e["event"] == "answer.delta").map(|e| e["data"]["text"].as_str().unwrap()).collect()
 }
 
-/// One parsed SSE message.
-#[derive(Debug, Clone)]
-pub(crate) struct Sse {
-    pub id: Option<u64>,
-    pub event: String,
-    pub data: String,
-}
-
-/// Reads an SSE stream until `until` returns true for the messages so far,
-/// or the stream ends or goes quiet.
-pub(crate) async fn sse(req: reqwest::RequestBuilder, until: impl Fn(&[Sse]) -> bool) -> (u16, String, Vec<Sse>) {
-    let mut resp = req.header("accept", "text/event-stream").send().await.expect("sse request");
-    let status = resp.status().as_u16();
-    let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_string()).unwrap_or_default();
-    let mut buf = String::new();
-    let mut out = Vec::new();
-    if status != 200 {
-        return (status, ctype, out);
-    }
-    while !until(&out) {
-        let chunk = match tokio::time::timeout(WAIT, resp.chunk()).await {
-            Ok(Ok(Some(c))) => c,
-            _ => break,
-        };
-        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            let mut m = Sse { id: None, event: "message".into(), data: String::new() };
-            let mut any = false;
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("id: ") {
-                    m.id = v.parse().ok();
-                } else if let Some(v) = line.strip_prefix("event: ") {
-                    m.event = v.to_string();
-                    any = true;
-                } else if let Some(v) = line.strip_prefix("data: ") {
-                    m.data.push_str(v);
-                }
-            }
-            if any {
-                out.push(m);
-            }
-        }
-    }
-    (status, ctype, out)
-}
-
 fn done(ms: &[Sse]) -> bool {
     ms.iter().any(|m| m.event == "ready") && ms.iter().any(|m| m.event == "answer.completed" || m.event == "answer.failed")
 }

@@ -293,10 +293,10 @@ async fn delete_erases_the_run_actors_copies() {
     // No replay names the item again. Its own topic is gone (404); the feed
     // still numbers its events, with the title and summary erased, and the
     // content actor's log (as the inspector shows it) keeps none either.
-    let ready = |ms: &[crate::answers::Sse]| ms.iter().any(|m| m.event == "ready");
+    let ready = |ms: &[Sse]| ms.iter().any(|m| m.event == "ready");
     let topic = s.url(&format!("/api/topics/content:{cid}/events"));
-    assert_eq!(crate::answers::sse(http().get(topic).bearer_auth(&s.key), ready).await.0, 404);
-    let (status, _, ms) = crate::answers::sse(http().get(s.url("/api/topics/feed/events")).bearer_auth(&s.key), ready).await;
+    assert_eq!(sse(http().get(topic).bearer_auth(&s.key), ready).await.0, 404);
+    let (status, _, ms) = sse(http().get(s.url("/api/topics/feed/events")).bearer_auth(&s.key), ready).await;
     assert_eq!(status, 200);
     assert!(ready(&ms), "the feed replayed to its end");
     let mine: Vec<_> = ms.iter().filter(|m| m.data.contains(&cid)).collect();
@@ -341,28 +341,6 @@ async fn catalog_converges(s: &Server, subs: &[(String, String)]) {
     .await;
 }
 
-/// The feed's events of the items in `subs`, by item: each as (event,
-/// version, status), in the feed's order.
-async fn feed_events(s: &Server, subs: &[(String, String)]) -> Vec<Vec<(String, u64, String)>> {
-    let ready = |ms: &[crate::answers::Sse]| ms.iter().any(|m| m.event == "ready");
-    let (status, _, ms) = crate::answers::sse(http().get(s.url("/api/topics/feed/events?after=0")).bearer_auth(&s.key), ready).await;
-    assert_eq!(status, 200);
-    assert!(ready(&ms), "the feed replayed to its end: {ms:?}");
-    let frames: Vec<Value> = ms.iter().filter(|m| m.id.is_some()).map(|m| serde_json::from_str(&m.data).expect("an event frame")).collect();
-    subs.iter()
-        .map(|(cid, _)| {
-            frames
-                .iter()
-                .filter(|f| f["data"]["content_id"] == cid.as_str())
-                .map(|f| {
-                    let d = &f["data"];
-                    (f["event"].as_str().unwrap_or_default().to_string(), d["version"].as_u64().unwrap_or(0), d["status"].as_str().unwrap_or_default().to_string())
-                })
-                .collect()
-        })
-        .collect()
-}
-
 /// Half of the spawns, catalog writes and feed appends fail (a feed
 /// append's first try before the feed hears of it, a later try after the
 /// feed appended): every one is tried until it lands, and the feed holds
@@ -395,20 +373,9 @@ async fn failed_spawns_and_catalog_writes_are_retried_until_they_land() {
         "{}",
         health.body
     );
+    let cids: Vec<String> = subs.iter().map(|(cid, _)| cid.clone()).collect();
     eventually("every item's feed events, once each", Duration::from_secs(30), || async {
-        let per_item = feed_events(&s, &subs).await;
-        for events in &per_item {
-            let mut sorted = events.clone();
-            sorted.sort();
-            sorted.dedup();
-            if sorted.len() != events.len() {
-                panic!("an event reached the feed twice: {per_item:?}");
-            }
-        }
-        let complete = per_item.iter().all(|events| {
-            events.contains(&("content.updated".into(), 1, "processing".into())) && events.iter().any(|e| e.0 == "content.indexed")
-        });
-        if complete { Ok(()) } else { Err(format!("{per_item:?}")) }
+        feed_holds_each_once(&s, &s.key, &cids).await.inspect_err(|e| assert!(!e.contains("twice"), "{e}"))
     })
     .await;
     assert!(s.log_text().contains("duty feed:"), "no feed append failed: the faults did not strike");

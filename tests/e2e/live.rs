@@ -171,8 +171,8 @@ async fn a_cursor_older_than_retention_gets_a_resync() {
         let recent = snapshot["recent"].as_array().unwrap_or_else(|| panic!("no recent list: {snapshot}"));
         recent.iter().map(|e| e["data"]["content_id"].as_str().unwrap_or_default().to_string()).collect()
     };
-    let until_ready = |ms: &[crate::answers::Sse]| ms.iter().any(|m| m.event == "ready");
-    let (status, _, ms) = crate::answers::sse(http().get(s.url("/api/topics/feed/events?after=0")), until_ready).await;
+    let until_ready = |ms: &[Sse]| ms.iter().any(|m| m.event == "ready");
+    let (status, _, ms) = sse(http().get(s.url("/api/topics/feed/events?after=0")), until_ready).await;
     assert_eq!(status, 200);
     let frame: Value = serde_json::from_str(&ms.iter().find(|m| m.event == "resync_required").expect("a resync by SSE").data).unwrap();
     assert_eq!(recent_ids(&frame["snapshot"]), vec![public.clone(), public.clone()], "SSE, anonymous: {frame}");
@@ -186,7 +186,7 @@ async fn a_cursor_older_than_retention_gets_a_resync() {
     assert_eq!(ids.len(), 5, "{ids:?}");
     assert!(ids.contains(&public) && ids.contains(&tenant_item), "session of the tenant's key: {ids:?}");
     // A cursor past the end is no reason for a resync.
-    let (status, _, ms) = crate::answers::sse(http().get(s.url(&format!("/api/topics/feed/events?after={}", u64::MAX))), until_ready).await;
+    let (status, _, ms) = sse(http().get(s.url(&format!("/api/topics/feed/events?after={}", u64::MAX))), until_ready).await;
     assert_eq!(status, 200);
     assert!(!ms.iter().any(|m| m.event == "resync_required"), "{ms:?}");
     assert!(!ms.iter().any(|m| m.event.starts_with("content.")), "nothing past the end to replay: {ms:?}");
@@ -216,8 +216,8 @@ async fn a_narrowed_items_earlier_feed_events_are_hidden_too() {
     assert_eq!(r.status, 202, "{}", r.body);
     let cid = r.body["content_id"].as_str().unwrap().to_string();
     s.wait_run(r.body["run_id"].as_str().unwrap(), WAIT).await;
-    let until_ready = |ms: &[crate::answers::Sse]| ms.iter().any(|m| m.event == "ready");
-    let feed = || crate::answers::sse(http().get(s.url(&format!("/api/topics/feed/events?after={from}"))), until_ready);
+    let until_ready = |ms: &[Sse]| ms.iter().any(|m| m.event == "ready");
+    let feed = || sse(http().get(s.url(&format!("/api/topics/feed/events?after={from}"))), until_ready);
     // The indexed event follows the run's end: wait for it.
     let mut seen = 0;
     for _ in 0..50 {
@@ -236,7 +236,7 @@ async fn a_narrowed_items_earlier_feed_events_are_hidden_too() {
     let leaked: Vec<&str> = ms.iter().filter(|m| m.data.contains(&cid)).map(|m| m.data.as_str()).collect();
     assert!(leaked.is_empty(), "anonymous still reads the private item's events: {leaked:?}");
     // Its owner still reads them all.
-    let (_, _, ms) = crate::answers::sse(http().get(s.url(&format!("/api/topics/feed/events?after={from}"))).bearer_auth(&s.key), until_ready).await;
+    let (_, _, ms) = sse(http().get(s.url(&format!("/api/topics/feed/events?after={from}"))).bearer_auth(&s.key), until_ready).await;
     assert!(ms.iter().filter(|m| m.data.contains(&cid)).count() >= 3, "{ms:?}");
 }
 

@@ -158,15 +158,17 @@ pub async fn run(scale: &Scale, seed: u64) -> Row {
     // faults make some runs wait for retry alarms, and the wait is short, so
     // kills land inside runs (mid-activation or waiting for a backoff).
     let mut runs: Vec<String> = Vec::new();
+    let mut items: Vec<String> = Vec::new();
     let mut kills = Vec::new();
     let per_segment = scale.crash_runs.div_ceil(scale.kills + 1);
     for segment in 0..=scale.kills {
         let upto = ((segment + 1) * per_segment).min(scale.crash_runs);
         while runs.len() < upto {
             let i = runs.len();
-            let (_, run) = s.submit(&format!("Crash {i}"), &document("durability", 400 + i, 1000 + g.below(3000) as usize), None).await;
+            let (item, run) = s.submit(&format!("Crash {i}"), &document("durability", 400 + i, 1000 + g.below(3000) as usize), None).await;
             tabs.follow(i, &run);
             runs.push(run);
+            items.push(item);
             tokio::time::sleep(Duration::from_millis(g.below(30))).await;
         }
         if segment < scale.kills {
@@ -224,6 +226,19 @@ pub async fn run(scale: &Scale, seed: u64) -> Row {
         events += compare(topic, got, log, &mut failures);
         broken_streams += failures.len() - before;
     }
+    // The feed is told of each item by its actor's outbox, across the kills:
+    // each item's events arrive, once (a duty whose lease a kill cut short
+    // is tried again after it, 30 s on).
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let feed = loop {
+        match feed_holds_each_once(&s, &s.key, &items).await {
+            Err(e) if !e.contains("twice") && std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(500)).await,
+            done => break done,
+        }
+    };
+    if let Err(e) = &feed {
+        failures.push(format!("the feed: {e}"));
+    }
     if scale.kills > 0 && in_flight_at_kills == 0 {
         failures.push("no kill landed while a run was in flight: the scenario proved nothing".into());
     }
@@ -231,10 +246,11 @@ pub async fn run(scale: &Scale, seed: u64) -> Row {
         size: format!("{} runs, {n_tabs} tabs", runs.len()),
         restarts: kills.len(),
         events,
-        losses: (tally.runs - tally.completed) + broken_streams,
+        losses: (tally.runs - tally.completed) + broken_streams + usize::from(feed.is_err()),
         notes: format!(
-            "kills hit in-flight runs {in_flight_at_kills} times, interrupting {} stage attempts; {reconnects} WebSocket resumes",
-            tally.interrupted
+            "kills hit in-flight runs {in_flight_at_kills} times, interrupting {} stage attempts; {reconnects} WebSocket resumes; {}",
+            tally.interrupted,
+            if feed.is_ok() { "the feed held each item's events once" } else { "the feed did not hold each item's events once" }
         ),
         ..counters.row("R1 crash", &s, failures)
     }

@@ -777,3 +777,94 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// One parsed SSE message.
+#[derive(Debug, Clone)]
+pub struct Sse {
+    pub id: Option<u64>,
+    pub event: String,
+    pub data: String,
+}
+
+/// Reads an SSE stream until `until` returns true for the messages so far,
+/// or the stream ends or goes quiet.
+pub async fn sse(req: reqwest::RequestBuilder, until: impl Fn(&[Sse]) -> bool) -> (u16, String, Vec<Sse>) {
+    let mut resp = req.header("accept", "text/event-stream").send().await.expect("sse request");
+    let status = resp.status().as_u16();
+    let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_string()).unwrap_or_default();
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    if status != 200 {
+        return (status, ctype, out);
+    }
+    while !until(&out) {
+        let chunk = match tokio::time::timeout(Duration::from_secs(30), resp.chunk()).await {
+            Ok(Ok(Some(c))) => c,
+            _ => break,
+        };
+        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let mut m = Sse { id: None, event: "message".into(), data: String::new() };
+            let mut any = false;
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    m.id = v.parse().ok();
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    m.event = v.to_string();
+                    any = true;
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    m.data.push_str(v);
+                }
+            }
+            if any {
+                out.push(m);
+            }
+        }
+    }
+    (status, ctype, out)
+}
+
+/// The feed's events of each item in `content_ids`, as (event, version,
+/// status), in the feed's order, read by `key`'s principal from the start.
+pub async fn feed_events(s: &Server, key: &str, content_ids: &[String]) -> Vec<Vec<(String, u64, String)>> {
+    let ready = |ms: &[Sse]| ms.iter().any(|m| m.event == "ready");
+    let (status, _, ms) = sse(http().get(s.url("/api/topics/feed/events?after=0")).bearer_auth(key), ready).await;
+    assert_eq!(status, 200);
+    assert!(ready(&ms), "the feed replayed to its end: {ms:?}");
+    let frames: Vec<Value> = ms.iter().filter(|m| m.id.is_some()).map(|m| serde_json::from_str(&m.data).expect("an event frame")).collect();
+    content_ids
+        .iter()
+        .map(|cid| {
+            frames
+                .iter()
+                .filter(|f| f["data"]["content_id"] == cid.as_str())
+                .map(|f| {
+                    let d = &f["data"];
+                    let field = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+                    (f["event"].as_str().unwrap_or_default().to_string(), d["version"].as_u64().unwrap_or(0), field("status"))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Whether the feed holds each of `content_ids`' first-version events once:
+/// `Err` names the items still missing one, or any event held twice.
+pub async fn feed_holds_each_once(s: &Server, key: &str, content_ids: &[String]) -> Result<(), String> {
+    let per_item = feed_events(s, key, content_ids).await;
+    let mut missing = Vec::new();
+    for (cid, events) in content_ids.iter().zip(&per_item) {
+        let mut once = events.clone();
+        once.sort();
+        once.dedup();
+        if once.len() != events.len() {
+            return Err(format!("item {cid}'s events reached the feed twice: {events:?}"));
+        }
+        let processing = events.contains(&("content.updated".into(), 1, "processing".into()));
+        if !processing || !events.iter().any(|e| e.0 == "content.indexed") {
+            missing.push(format!("{cid}: {events:?}"));
+        }
+    }
+    if missing.is_empty() { Ok(()) } else { Err(format!("items without their events: {missing:?}")) }
+}
