@@ -358,16 +358,12 @@ async fn an_answer_survives_a_server_kill_mid_stream() {
 
 /// Polls `GET /api/answers/{id}` with `key` until `ok(view)` holds.
 async fn view_until(s: &Server, key: &str, id: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually(what, WAIT, || async {
         let r = send(http().get(s.url(&format!("/api/answers/{id}"))).bearer_auth(key)).await;
         assert_eq!(r.status, 200, "{}", r.body);
-        if ok(&r.body) {
-            return r.body;
-        }
-        assert!(Instant::now() < deadline, "{what}: {}", r.body);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if ok(&r.body) { Ok(r.body) } else { Err(r.body.to_string()) }
+    })
+    .await
 }
 
 fn citation_of(view: &Value, n: &Value) -> Value {
