@@ -71,8 +71,11 @@ impl<'a> FeedLedger<'a> {
 
     fn sweep(&self, now: Millis) -> Result<(), ApiError> {
         self.memory.no_labels.set(None);
+        // One statement each: only the last statement of a multi-statement
+        // `exec` may take parameters.
         let before: SqlStorageValue = (now - LATE_ANNOUNCE_MS).into();
-        exec(&self.sql, "DELETE FROM announced WHERE at < ?; DELETE FROM labels WHERE at < ?", vec![before.clone(), before])?;
+        exec(&self.sql, "DELETE FROM announced WHERE at < ?", vec![before.clone()])?;
+        exec(&self.sql, "DELETE FROM labels WHERE at < ?", vec![before])?;
         let left: Vec<Count> = rows(&self.sql, "SELECT COUNT(*) AS n FROM labels", vec![])?;
         self.memory.no_labels.set(Some(left.first().is_none_or(|c| c.n == 0.0)));
         Ok(())
