@@ -14,7 +14,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::time::Millis;
@@ -25,7 +24,7 @@ use crate::protocol::{EventDraft, EventName};
 pub const LATE_ANNOUNCE_MS: Millis = 60 * 60 * 1000;
 
 /// The newest version the feed has seen of an item, and whether it is deleted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ItemLabel {
     pub version: u64,
     pub visibility: Option<String>,
@@ -36,7 +35,7 @@ pub struct ItemLabel {
 /// Labels by content id, for items with a second version or a deletion in the
 /// last [`LATE_ANNOUNCE_MS`]. An item with one version and no deletion has no
 /// label: its events cannot be older than anything the feed holds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ItemLabels(BTreeMap<String, ItemLabel>);
 
 fn content_id(d: &EventDraft) -> Option<&str> {
@@ -92,15 +91,9 @@ impl ItemLabels {
     pub fn apply(&self, drafts: &mut [EventDraft]) {
         for d in drafts.iter_mut() {
             let Some(label) = content_id(d).and_then(|id| self.0.get(id)) else { continue };
-            if version(d) < label.version {
-                match &label.visibility {
-                    Some(v) => d.data["visibility"] = Value::String(v.clone()),
-                    None => {
-                        if let Some(o) = d.data.as_object_mut() {
-                            o.remove("visibility");
-                        }
-                    }
-                }
+            // A draft never loses its label: an event without one is anyone's.
+            if let Some(v) = label.visibility.as_ref().filter(|_| version(d) < label.version) {
+                d.data["visibility"] = Value::String(v.clone());
             }
             if label.deleted && d.event != EventName::ContentDeleted {
                 redact(&mut d.data);
