@@ -26,7 +26,7 @@ use crate::domain::principal::{Access, Principal};
 use crate::domain::time::Millis;
 use crate::domain::upload::{item_prefix, Source};
 use crate::error::{ApiError, ApiResult};
-use crate::protocol::{Accepted, ContentStatus, ContentView, EventDraft, Topic};
+use crate::protocol::{Accepted, ContentStatus, ContentView, EventDraft, EventRecord, Topic};
 use crate::providers::object_store::{ObjectStore, R2Uploads};
 use crate::providers::{Providers, VectorIndex};
 use crate::runtime::{config, now_ms};
@@ -100,9 +100,11 @@ impl ContentActor {
         fits_stored(stored.len())?;
         self.cells().save_json("content", stored)?;
         let records = self.log().append(drafts, now)?;
-        let feed: Vec<EventDraft> =
-            records.iter().filter(|r| r.event.is_feed_event()).map(|r| EventDraft::new(r.event, r.data.clone())).collect();
-        let announce = records.iter().find(|r| r.event.is_feed_event()).map(|r| Duty::Announce { seq: r.seq, events: feed });
+        let feed: Vec<&EventRecord> = records.iter().filter(|r| r.event.is_feed_event()).collect();
+        let announce = feed.first().map(|first| Duty::Announce {
+            seq: first.seq,
+            events: feed.iter().map(|r| EventDraft::new(r.event, r.data.clone())).collect(),
+        });
         self.outbox()?.put(&[duties, announce.as_slice()].concat(), now)?;
         // A delete commits its tombstone state and then marks the copy gone.
         self.live.replace(Some(Some(c.clone())));
