@@ -150,11 +150,11 @@ impl ContentActor {
 
     /// The item's id from its state cell, which a delete keeps (where
     /// `load` answers `None`), so the erasing duties know what to erase.
-    fn stored_id(&self) -> ApiResult<String> {
+    fn stored_id(&self) -> ApiResult<Uuid> {
         if let Some(c) = self.load()? {
-            return Ok(c.id.to_string());
+            return Ok(c.id);
         }
-        Ok(self.cells().load::<ContentState>("content")?.map(|c| c.id).unwrap_or_default().to_string())
+        Ok(self.cells().load::<ContentState>("content")?.map(|c| c.id).unwrap_or_default())
     }
 
     async fn perform(&self, duty: Duty, tries: u32) -> ApiResult<()> {
@@ -175,7 +175,7 @@ impl ContentActor {
                 settled(rpc::send(&self.env, &run_id.to_string(), &PurgeRun {}).await)
             }
             Duty::Catalog => {
-                let id = self.stored_id()?;
+                let id = self.stored_id()?.to_string();
                 if let Some(fault) = cfg.faults.site_fault(faults::CATALOG, &id, attempt) {
                     return Err(ApiError::Unavailable(fault));
                 }
@@ -186,7 +186,7 @@ impl ContentActor {
                 }
             }
             Duty::DropVectors => {
-                let id = self.stored_id()?;
+                let id = self.stored_id()?.to_string();
                 Providers::from_config(&self.env, &cfg)
                     .vectors
                     .delete_content(&id, None)
@@ -195,7 +195,7 @@ impl ContentActor {
                     .map_err(|e| ApiError::Unavailable(format!("vector index: {e}")))
             }
             Duty::DropFingerprint => {
-                let id = self.stored_id()?;
+                let id = self.stored_id()?.to_string();
                 Providers::from_config(&self.env, &cfg).analyzer.forget(&id).await
             }
             Duty::DropUploads { prefix } => R2Uploads::new(&self.env).delete_prefix(prefix).await,
@@ -207,7 +207,7 @@ impl ContentActor {
                 }
             }
             Duty::Announce { seq, events } => {
-                let content_id = Uuid::parse_str(&self.stored_id()?).map_err(|e| ApiError::Internal(e.to_string()))?;
+                let content_id = self.stored_id()?;
                 // An injected fault loses the call on a first try and the
                 // reply on a later one, so both the retry and the feed's
                 // once-only append are exercised.

@@ -46,13 +46,43 @@ fn version(d: &EventDraft) -> u64 {
     d.data.get("version").and_then(Value::as_u64).unwrap_or(0)
 }
 
-/// What a deleted item's events no longer say (the fields
-/// `EventStore::redact` clears in stored events): its id, seq and name stay.
+/// What a deleted item's events no longer say, and what each says instead:
+/// the one list both the late events here and the stored ones
+/// (`EventStore::redact`) are erased by. An event keeps its id, seq and name.
+pub const ERASED: [(&str, Erased); 3] = [("title", Erased::Empty), ("summary", Erased::Null), ("category", Erased::Null)];
+
+/// What an erased field holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Erased {
+    Empty,
+    Null,
+}
+
+impl Erased {
+    pub fn value(self) -> Value {
+        match self {
+            Erased::Empty => Value::String(String::new()),
+            Erased::Null => Value::Null,
+        }
+    }
+
+    /// The same as an SQLite JSON argument (`json_replace`'s value).
+    pub fn sql(self) -> &'static str {
+        match self {
+            Erased::Empty => "''",
+            Erased::Null => "json('null')",
+        }
+    }
+}
+
+/// Erases the [`ERASED`] fields an event's data has.
 pub fn redact(data: &mut Value) {
     if let Some(o) = data.as_object_mut() {
-        o.insert("title".into(), Value::String(String::new()));
-        o.insert("summary".into(), Value::Null);
-        o.insert("category".into(), Value::Null);
+        for (field, to) in ERASED {
+            if let Some(v) = o.get_mut(field) {
+                *v = to.value();
+            }
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use worker::SqlStorage;
 use super::{exec, rows, storage_err};
 use crate::config::Retention;
 use crate::domain::event_log::{prune, LogWindow};
+use crate::domain::item_labels::ERASED;
 use crate::domain::time::{rfc3339, Millis};
 use crate::error::ApiError;
 use crate::protocol::{EventDraft, EventName, EventRecord};
@@ -230,14 +231,12 @@ impl EventStore {
     /// and category) and keeps each event's seq and name, so a replay still
     /// numbers densely and nothing a client is owed goes missing.
     pub fn redact(&self, content_id: &str) -> Result<(), ApiError> {
-        self.read((), || {
-            exec(
-                &self.sql,
-                "UPDATE events SET data = json_replace(data, '$.title', '', '$.summary', json('null'), '$.category', json('null')) \
-                 WHERE json_extract(data, '$.content_id') = ?",
-                vec![content_id.into()],
-            )
-        })
+        let erase: Vec<String> = ERASED.iter().map(|(field, to)| format!("'$.{field}', {}", to.sql())).collect();
+        let statement = format!(
+            "UPDATE events SET data = json_replace(data, {}) WHERE json_extract(data, '$.content_id') = ?",
+            erase.join(", ")
+        );
+        self.read((), || exec(&self.sql, &statement, vec![content_id.into()]))
     }
 
     /// Events with `seq > after`, oldest first, at most `limit`.

@@ -232,7 +232,7 @@ pub async fn run(scale: &Scale, seed: u64) -> Row {
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     let feed = loop {
         match feed_holds_each_once(&s, &s.key, &items).await {
-            Err(e) if !e.contains("twice") && std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(500)).await,
+            Err(FeedShortfall::Missing(_)) if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(500)).await,
             done => break done,
         }
     };

@@ -760,10 +760,11 @@ impl Emulator {
 
 /// Polls `check` every 200 ms until it returns `Ok`, or fails after
 /// `timeout` with `what` and the last `Err`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+pub async fn eventually<T, E, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
+    E: std::fmt::Display,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
     let deadline = Instant::now() + timeout;
     loop {
@@ -849,9 +850,26 @@ pub async fn feed_events(s: &Server, key: &str, content_ids: &[String]) -> Vec<V
         .collect()
 }
 
-/// Whether the feed holds each of `content_ids`' first-version events once:
-/// `Err` names the items still missing one, or any event held twice.
-pub async fn feed_holds_each_once(s: &Server, key: &str, content_ids: &[String]) -> Result<(), String> {
+/// What the feed holds of some items' events, when it is not each once.
+#[derive(Debug)]
+pub enum FeedShortfall {
+    /// An event reached the feed twice: a defect, whatever comes later.
+    Twice(String),
+    /// Some items' events have not arrived (yet): worth waiting for.
+    Missing(Vec<String>),
+}
+
+impl std::fmt::Display for FeedShortfall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FeedShortfall::Twice(item) => write!(f, "an event reached the feed twice: {item}"),
+            FeedShortfall::Missing(items) => write!(f, "items without their events: {items:?}"),
+        }
+    }
+}
+
+/// Whether the feed holds each of `content_ids`' first-version events once.
+pub async fn feed_holds_each_once(s: &Server, key: &str, content_ids: &[String]) -> Result<(), FeedShortfall> {
     let per_item = feed_events(s, key, content_ids).await;
     let mut missing = Vec::new();
     for (cid, events) in content_ids.iter().zip(&per_item) {
@@ -859,12 +877,12 @@ pub async fn feed_holds_each_once(s: &Server, key: &str, content_ids: &[String])
         once.sort();
         once.dedup();
         if once.len() != events.len() {
-            return Err(format!("item {cid}'s events reached the feed twice: {events:?}"));
+            return Err(FeedShortfall::Twice(format!("item {cid}: {events:?}")));
         }
         let processing = events.contains(&("content.updated".into(), 1, "processing".into()));
         if !processing || !events.iter().any(|e| e.0 == "content.indexed") {
             missing.push(format!("{cid}: {events:?}"));
         }
     }
-    if missing.is_empty() { Ok(()) } else { Err(format!("items without their events: {missing:?}")) }
+    if missing.is_empty() { Ok(()) } else { Err(FeedShortfall::Missing(missing)) }
 }
