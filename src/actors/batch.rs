@@ -135,9 +135,12 @@ impl BatchActor {
         let mut b = self.require()?;
         let now = now_ms();
         let mut dead = Vec::new();
+        let mut refused = Vec::new();
         for (&index, outcome) in released.iter().zip(outcomes) {
             match outcome {
                 Ok(()) => b.spawned(index)?,
+                // Refused by its content actor for what the item is: no try would differ.
+                Err(e @ ApiError::ItemTooLarge(_)) => refused.extend(b.spawn_refused(index, &e.to_string(), now)?),
                 Err(e) => {
                     if b.spawn_failed(index, &e.to_string(), now)? == SpawnRetry::DeadLetter {
                         dead.push(index);
@@ -145,7 +148,7 @@ impl BatchActor {
                 }
             }
         }
-        self.commit_armed(&b, Vec::new(), now, firing).await?;
+        self.commit_armed(&b, refused, now, firing).await?;
         if !dead.is_empty() {
             if let Err(e) = crate::ingest::dead_letter(&self.env, b.id, dead.iter().copied()).await {
                 // The item must not wait forever: fail it here as its consumer would.

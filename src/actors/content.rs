@@ -94,10 +94,13 @@ impl ContentActor {
     /// too (a [`Duty::Announce`]), so a lost append is tried again. Callers
     /// then [`Self::drain`] (or [`Self::settle`]).
     fn commit(&self, c: &ContentState, drafts: Vec<EventDraft>, duties: &[Duty], now: Millis) -> ApiResult<()> {
+        self.commit_encoded(c, encode(c)?, drafts, duties, now)
+    }
+
+    /// [`Self::commit`] of an item already [`encode`]d.
+    fn commit_encoded(&self, c: &ContentState, stored: String, drafts: Vec<EventDraft>, duties: &[Duty], now: Millis) -> ApiResult<()> {
         // Unknown until every write below has landed: a failed step re-reads.
         self.live.replace(None);
-        let stored = serde_json::to_string(c).map_err(crate::store::storage_err)?;
-        fits_stored(stored.len())?;
         self.cells().save_json("content", stored)?;
         let records = self.log().append(drafts, now)?;
         let feed: Vec<&EventRecord> = records.iter().filter(|r| r.event.is_feed_event()).collect();
@@ -270,6 +273,11 @@ impl ContentOps for ContentActor {
         if let Some(v) = s.visibility {
             ownership.visibility = v;
         }
+        let now = now_ms();
+        let (c, events) = ContentState::create(s.content_id, s.doc, ownership, s.run_id, now);
+        // Before any write: an item refused for its size leaves no tables
+        // behind, so a second try is refused the same way, not as existing.
+        let stored = encode(&c)?;
         // Creating the tables is the existence check: it fails when the
         // item exists, so a new item asks the catalog nothing.
         let new = !self.created.get() && self.create_new_tables(&[]);
@@ -290,9 +298,7 @@ impl ContentOps for ContentActor {
             self.cells().save(BATCH_ITEM, item)?;
         }
         self.batch_item.replace(Some(s.batch));
-        let now = now_ms();
-        let (c, events) = ContentState::create(s.content_id, s.doc, ownership, s.run_id, now);
-        self.commit(&c, events, &[spawn_duty(&c, s.run_id), Duty::Catalog], now)?;
+        self.commit_encoded(&c, stored, events, &[spawn_duty(&c, s.run_id), Duty::Catalog], now)?;
         self.settle().await;
         Ok(Accepted::new(c.id, c.version, s.run_id))
     }
@@ -470,6 +476,14 @@ impl TopicActor for ContentActor {
             None => Ok(()),
         }
     }
+}
+
+/// The item as its state cell stores it: refused (413) when it would not
+/// fit the one value a Durable Object's SQLite holds.
+fn encode(c: &ContentState) -> ApiResult<String> {
+    let stored = serde_json::to_string(c).map_err(crate::store::storage_err)?;
+    fits_stored(stored.len())?;
+    Ok(stored)
 }
 
 /// The spawn of `run_id` for the item's current version.

@@ -395,6 +395,21 @@ impl Batch {
         Ok(SpawnRetry::After(delay))
     }
 
+    /// The item's content actor refused it for good (an item too large once
+    /// stored): trying again would be refused the same way, so the item
+    /// fails now with the reason, neither retried nor dead-lettered.
+    pub fn spawn_refused(&mut self, index: u32, error: &str, now: Millis) -> Result<Vec<EventDraft>, BatchError> {
+        let item = self.item_mut(index)?;
+        if item.status != ItemStatus::Spawning {
+            return Ok(Vec::new());
+        }
+        item.spawn_failures += 1;
+        item.error = Some(format!("refused: {error}"));
+        item.status = ItemStatus::Failed;
+        item.retry_at = None;
+        Ok(self.progress(now))
+    }
+
     /// The item's run ended (reported by its content actor, possibly before
     /// the consumer's own `spawned` report arrived).
     pub fn ended(&mut self, index: u32, completed: bool, reason: Option<String>, now: Millis) -> Result<Vec<EventDraft>, BatchError> {
@@ -548,6 +563,22 @@ mod tests {
         b.spawned(0).unwrap();
         assert_eq!(b.counts().spawned, 1);
         assert_eq!(b.ids(0), (content_id(b.id, 0), run_id(b.id, 0)));
+    }
+
+    #[test]
+    fn a_refused_spawn_fails_at_once_with_the_reason() {
+        let mut b = batch(2, 2);
+        spawning(&mut b, 2);
+        let events = b.spawn_refused(0, "too large", 1_000).unwrap();
+        assert_eq!((b.items[0].status, b.items[0].error.as_deref()), (ItemStatus::Failed, Some("refused: too large")));
+        assert_eq!((b.items[0].content_id, b.next_release_at(1_000)), (None, None), "never created, never tried again");
+        assert_eq!(b.in_flight(), 1, "its slot is free");
+        assert!(events.iter().all(|e| e.event != EventName::BatchCompleted), "one item is still running");
+        assert!(b.spawn_refused(0, "too large", 1_100).unwrap().is_empty(), "once");
+        b.spawned(1).unwrap();
+        let ended = b.ended(1, true, None, 2_000).unwrap();
+        assert_eq!(ended.last().map(|e| e.event), Some(EventName::BatchCompleted));
+        assert_eq!((b.counts().completed, b.counts().failed), (1, 1));
     }
 
     #[test]

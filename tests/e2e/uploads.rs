@@ -294,9 +294,10 @@ async fn uploads_past_max_upload_bytes_are_413_with_or_without_content_length() 
 
 /// An item is one stored value in its actor (2 MB at most in a Durable
 /// Object's SQLite), and a body JSON escapes (quotes, control characters)
-/// takes more there than in the request. A create, a `PUT` or an upload's
-/// publish that would outgrow it is refused, 413 `item_too_large`, with
-/// nothing written: not a 500, nor a run retried until it dead-letters.
+/// takes more there than in the request. A create, a `PUT`, a batch item or
+/// an upload's publish that would outgrow it is refused, 413
+/// `item_too_large`, with nothing written: not a 500, nor a run or a spawn
+/// retried until it dead-letters.
 #[tokio::test]
 async fn an_item_that_would_outgrow_its_stored_value_is_413_not_a_500() {
     let s = Server::start(&ServerOptions::new(temp_dir("item-too-large").join("state")).var("LIMIT_BODY_BYTES", "1900000"));
@@ -313,6 +314,22 @@ async fn an_item_that_would_outgrow_its_stored_value_is_413_not_a_500() {
     assert_eq!(too_large(&r), (413, Some("item_too_large".into())), "{}", r.body);
     let c = s.get(&format!("/api/content/{cid}")).await.body;
     assert_eq!((c["version"].as_u64(), c["title"].as_str(), c["status"].as_str()), (Some(1), Some("Light"), Some("indexed")), "{c}");
+    // A batch item the same: it fails at its first try with the reason (a
+    // retry would be refused alike), and its content actor holds nothing.
+    let r = s.post("/api/content/batch", serde_json::json!({ "items": [
+        { "title": "Heavy", "body": heavy },
+        { "title": "Light", "body": "Words about rivers and their banks." },
+    ] })).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let batch = r.body["batch_id"].as_str().unwrap().to_string();
+    let view = s.wait_batch(&batch, Duration::from_secs(120)).await;
+    let heavy_item = &view["items"][0];
+    assert_eq!((heavy_item["status"].as_str(), view["completed"].as_u64()), (Some("failed"), Some(1)), "{view}");
+    let error = heavy_item["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("refused: ") && error.contains("bytes stored"), "{view}");
+    let refused_id = actorline::domain::batch::content_id(batch.parse().unwrap(), 0);
+    let actor = s.admin_get(&format!("/admin/actors/content/{refused_id}")).await;
+    assert_eq!(actor.status, 404, "nothing written for a refused item: {}", actor.body);
     // An upload's text becomes the body at publish: 330 KB of control
     // characters is 2 MB stored, so the run fails for good, with the reason.
     let mut file = b"Words about rivers. ".to_vec();
