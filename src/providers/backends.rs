@@ -170,4 +170,20 @@ impl<E: VectorIndex, C: VectorIndex> VectorIndex for Backend<E, C> {
             Backend::Unavailable(why) => Self::unavailable(why),
         }
     }
+
+    fn fences_writes(&self) -> bool {
+        match self {
+            Backend::Embedded(e) => e.fences_writes(),
+            Backend::Cloudflare(c) => c.fences_writes(),
+            Backend::Unavailable(_) => true,
+        }
+    }
+
+    async fn take_back(&self, ids: &[String]) -> Result<(), StageError> {
+        match self {
+            Backend::Embedded(e) => e.take_back(ids).await,
+            Backend::Cloudflare(c) => c.take_back(ids).await,
+            Backend::Unavailable(why) => Self::unavailable(why),
+        }
+    }
 }

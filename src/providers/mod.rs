@@ -80,6 +80,20 @@ pub trait VectorIndex {
         self.upsert(items).await?;
         self.delete_content(content_id, Some(version)).await.map(|_| ())
     }
+
+    /// Whether a write of a deleted or superseded version is refused by the
+    /// backend itself (the embedded shards fence it). If not (Vectorize), the
+    /// index stage asks again after its write and, if the version is no
+    /// longer current, [`Self::take_back`]s it.
+    fn fences_writes(&self) -> bool {
+        true
+    }
+
+    /// Removes exactly these vectors: a write the index stage takes back. A
+    /// fencing backend never stored one to take back.
+    async fn take_back(&self, _ids: &[String]) -> Result<(), StageError> {
+        Ok(())
+    }
 }
 
 #[allow(async_fn_in_trait)]

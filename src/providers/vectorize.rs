@@ -13,8 +13,9 @@
 //! for `returnMetadata: "indexed"`, matches lack the fields they need and are
 //! skipped.
 //!
-//! Vectorize writes apply asynchronously: a search right after indexing may
-//! not see the new vectors for a few seconds yet.
+//! Vectorize writes apply asynchronously, so `replace_content` waits until
+//! its write is visible (see there): once the index stage completes, a
+//! search finds the vectors and a later sweep removes them.
 
 use js_sys::{Array, Float32Array, Promise};
 use wasm_bindgen::prelude::*;
@@ -42,6 +43,9 @@ extern "C" {
 
     #[wasm_bindgen(method, structural, catch, js_name = deleteByIds)]
     fn delete_by_ids(this: &VectorizeBinding, ids: &JsValue) -> Result<Promise, JsValue>;
+
+    #[wasm_bindgen(method, structural, catch, js_name = getByIds)]
+    fn get_by_ids(this: &VectorizeBinding, ids: &JsValue) -> Result<Promise, JsValue>;
 }
 
 impl worker::EnvBinding for VectorizeBinding {
@@ -95,6 +99,32 @@ impl Vectorize {
         }
         Ok(())
     }
+
+    /// Waits until every `probes` id is found: one id per upsert call, whose
+    /// vectors Vectorize applies together. Past [`payloads::VISIBLE_WAIT_MS`]
+    /// the write counts as failed for now, and the stage's retry writes again.
+    async fn until_visible(&self, probes: &[String]) -> Result<(), StageError> {
+        let deadline = crate::runtime::now_ms() + payloads::VISIBLE_WAIT_MS;
+        loop {
+            let mut visible = true;
+            for batch in probes.chunks(payloads::GET_IDS_BATCH) {
+                let arr: Array = batch.iter().map(|id| JsValue::from_str(id)).collect();
+                let raw = settle("vectorize getByIds", self.index.get_by_ids(&arr.into())).await?;
+                let found: Vec<serde::de::IgnoredAny> = from_js("vectorize getByIds", raw)?;
+                visible &= found.len() >= batch.len();
+            }
+            if visible {
+                return Ok(());
+            }
+            if crate::runtime::now_ms() >= deadline {
+                return Err(StageError::transient(format!(
+                    "vectorize: the write is not visible after {} ms",
+                    payloads::VISIBLE_WAIT_MS
+                )));
+            }
+            worker::Delay::from(std::time::Duration::from_millis(payloads::VISIBLE_POLL_MS)).await;
+        }
+    }
 }
 
 impl VectorIndex for Vectorize {
@@ -115,6 +145,27 @@ impl VectorIndex for Vectorize {
         let mut hits = self.query_raw(&q.vector, &options).await?;
         hits.truncate(q.top_k as usize);
         Ok(hits)
+    }
+
+    /// Writes, waits until the write is visible, then sweeps the other
+    /// versions. Vectorize applies writes later and its sweep sees only
+    /// applied ones, so once this returns, a later sweep (a newer version's,
+    /// or a `DELETE`'s) finds these vectors; the index stage takes back a
+    /// write whose version stopped being current before that.
+    async fn replace_content(&self, content_id: &str, version: u32, items: Vec<VectorItem>) -> Result<(), StageError> {
+        let probes: Vec<String> =
+            items.chunks(payloads::UPSERT_BATCH).filter_map(|b| b.first()).map(|it| it.id.clone()).collect();
+        self.upsert(items).await?;
+        self.until_visible(&probes).await?;
+        self.delete_content(content_id, Some(version)).await.map(|_| ())
+    }
+
+    fn fences_writes(&self) -> bool {
+        false
+    }
+
+    async fn take_back(&self, ids: &[String]) -> Result<(), StageError> {
+        self.delete_ids(ids).await
     }
 
     async fn delete_content(&self, content_id: &str, keep_version: Option<u32>) -> Result<u32, StageError> {

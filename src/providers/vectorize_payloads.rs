@@ -31,6 +31,14 @@ pub const UPSERT_BATCH: usize = 1000;
 /// Ids per `deleteByIds` call: the service answers more with "VECTOR_DELETE_ERROR
 /// (code = 40007): too many ids in payload; max id count is 100".
 pub const DELETE_IDS_BATCH: usize = 100;
+/// Most ids one `getByIds` call takes (as many as a query returns with
+/// values and metadata).
+pub const GET_IDS_BATCH: usize = 20;
+/// How long a write may take to become visible before the index stage gives
+/// up for now (its retry writes again); within the stage's timeout.
+pub const VISIBLE_WAIT_MS: i64 = 20_000;
+/// How often a write's visibility is asked for.
+pub const VISIBLE_POLL_MS: u64 = 250;
 /// Queries return only the indexed metadata: every property the code reads
 /// is in [`METADATA_INDEXES`], and client-api.mdx allows `topK` up to 100
 /// with `"indexed"` but only 20 with `"all"` (or with `returnValues`).

@@ -26,7 +26,6 @@ pub(super) const SPEC: StageSpec = StageSpec {
 
 #[cfg(target_arch = "wasm32")]
 pub(super) async fn run(cx: &StageContext<'_>, p: &Providers) -> Result<(), StageFailure> {
-    require_current(cx).await?;
     let dim = cx.artifacts.get(DIM)?;
     let flat = cx.artifacts.get_blob(VECTORS)?;
     let cid = cx.run.content_id.to_string();
@@ -42,13 +41,34 @@ pub(super) async fn run(cx: &StageContext<'_>, p: &Providers) -> Result<(), Stag
             meta: VectorMeta { content_id: cid.clone(), version: cx.run.version, chunk: i as u32, category: cx.doc.category.clone() },
         })
         .collect();
-    Ok(p.vectors.replace_content(&cid, cx.run.version, items).await?)
+    // A backend without a fence (Vectorize) stores a write whatever became of
+    // the version meanwhile, and a `DELETE` or newer version that swept while
+    // the write was not yet visible missed it. So this stage asks again once
+    // the write is visible, and takes it back if the version stopped being
+    // current. An earlier attempt may have written it too: the first ask
+    // takes back as well.
+    let written = (!p.vectors.fences_writes()).then(|| items.iter().map(|it| it.id.clone()).collect::<Vec<_>>());
+    require_current(cx, p, written.as_deref()).await?;
+    p.vectors.replace_content(&cid, cx.run.version, items).await?;
+    if written.is_some() {
+        require_current(cx, p, written.as_deref()).await?;
+    }
+    Ok(())
 }
 
 /// Asks the content actor whether this run's version may still write the
-/// indexes (the index backend fences again at the write itself).
+/// indexes (a fencing backend asks again at the write itself). If not, the
+/// vectors `written` under that version, if any, are taken back.
 #[cfg(target_arch = "wasm32")]
-async fn require_current(cx: &StageContext<'_>) -> Result<(), StageFailure> {
+async fn require_current(cx: &StageContext<'_>, p: &Providers, written: Option<&[String]>) -> Result<(), StageFailure> {
     let r = rpc::send(cx.env, &cx.run.content_id.to_string(), &Fence { version: cx.run.version }).await;
-    r.map(|_| ()).map_err(superseded_or_transient)
+    match r.map(|_| ()).map_err(superseded_or_transient) {
+        Err(StageFailure::Superseded(reason)) => {
+            if let Some(ids) = written {
+                p.vectors.take_back(ids).await?;
+            }
+            Err(StageFailure::Superseded(reason))
+        }
+        other => other,
+    }
 }

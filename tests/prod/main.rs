@@ -133,6 +133,48 @@ async fn search_finds_a_document_once_its_vectors_are_visible_and_the_summary_is
     assert!(all.iter().any(|c| c["kind"] == "text" && c["error"].is_null()), "a text model answered");
 }
 
+/// A `DELETE` that lands while the index stage's write is not yet visible:
+/// the deletion's sweep cannot see that write, so the stage takes it back
+/// once it is visible and the item is gone. Failed before: the vectors
+/// stayed in the index (hidden from search only by the catalog's join).
+#[tokio::test]
+async fn a_delete_while_the_index_write_is_not_yet_visible_leaves_no_vectors() {
+    let p = prod();
+    let visibility = p.emulator.state().await["config"]["vectorizeVisibilityMs"].as_u64().unwrap_or(1000);
+    let (cid, run) = p.server.submit("Raced", &marked("quorvane", 2, 1500), Some("history")).await;
+    // Right after the write is sent (a DELETE before the stage's first ask
+    // would prove nothing).
+    let prefix = format!("{cid}:");
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    loop {
+        let state = p.emulator.state().await;
+        let sent = calls(&state)
+            .iter()
+            .any(|c| c["method"] == "upsert" && c["detail"]["first"].as_str().is_some_and(|id| id.starts_with(&prefix)));
+        if sent {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run never wrote its vectors");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let visible_at_delete = vectors_of(&cid).await.len();
+    let r = p.server.delete(&format!("/api/content/{cid}")).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    // The deletion cancels the run, then purges it (404).
+    eventually("the run ended", RUN_TIMEOUT, || async {
+        let r = p.server.get(&format!("/api/runs/{run}")).await;
+        match (r.status, r.body["status"].as_str()) {
+            (404, _) | (200, Some("cancelled" | "failed")) => Ok(()),
+            _ => Err(format!("{} {}", r.status, r.body)),
+        }
+    })
+    .await;
+    // Past the stage's wait for its write and the take-back's own delay.
+    tokio::time::sleep(Duration::from_millis(visibility * 4 + 500)).await;
+    let left = vectors_of(&cid).await;
+    assert!(left.is_empty(), "{} vectors left ({visible_at_delete} were visible at the DELETE)", left.len());
+}
+
 /// Fails on current main: the README creates no `version`/`chunk` metadata
 /// index, so the delete plan's filters match nothing and old vectors stay.
 #[tokio::test]
