@@ -521,7 +521,7 @@ function vectorize(method, args) {
 function vectorizeDetail(method, args) {
 	if (method === "query") return { options: args.options ?? {} };
 	if (method === "upsert" || method === "insert") return { count: args.vectors?.length ?? 0, first: args.vectors?.[0]?.id ?? null };
-	if (method === "deleteByIds" || method === "getByIds") return { count: args.ids?.length ?? 0 };
+	if (method === "deleteByIds" || method === "getByIds") return { count: args.ids?.length ?? 0, first: args.ids?.[0] ?? null };
 	return {};
 }
 

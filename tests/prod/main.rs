@@ -145,18 +145,22 @@ async fn a_delete_while_the_index_write_is_not_yet_visible_leaves_no_vectors() {
     // Right after the write is sent (a DELETE before the stage's first ask
     // would prove nothing).
     let prefix = format!("{cid}:");
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    loop {
-        let state = p.emulator.state().await;
-        let sent = calls(&state)
+    // Where the first call of `method` on this item's vectors is in the emulator's record.
+    let first_call = |state: &Value, method: &str, after: usize| {
+        calls(state)
             .iter()
-            .any(|c| c["method"] == "upsert" && c["detail"]["first"].as_str().is_some_and(|id| id.starts_with(&prefix)));
-        if sent {
-            break;
+            .skip(after)
+            .position(|c| c["method"] == method && c["detail"]["first"].as_str().is_some_and(|id| id.starts_with(&prefix)))
+            .map(|i| i + after)
+    };
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let upsert = loop {
+        if let Some(i) = first_call(&p.emulator.state().await, "upsert", 0) {
+            break i;
         }
         assert!(Instant::now() < deadline, "the run never wrote its vectors");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
     let visible_at_delete = vectors_of(&cid).await.len();
     let r = p.server.delete(&format!("/api/content/{cid}")).await;
     assert_eq!(r.status, 204, "{}", r.body);
@@ -169,8 +173,14 @@ async fn a_delete_while_the_index_write_is_not_yet_visible_leaves_no_vectors() {
         }
     })
     .await;
-    // Past the stage's wait for its write and the take-back's own delay.
-    tokio::time::sleep(Duration::from_millis(visibility * 4 + 500)).await;
+    // Something deletes the write's vectors after it (the stage's take-back,
+    // or the deletion's sweep if the write was visible by then); once that
+    // delete is applied, nothing may be left.
+    eventually("a delete of the item's vectors after its write", RUN_TIMEOUT, || async {
+        first_call(&p.emulator.state().await, "deleteByIds", upsert + 1).map(|_| ()).ok_or("none yet")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(visibility + 500)).await;
     let left = vectors_of(&cid).await;
     assert!(left.is_empty(), "{} vectors left ({visible_at_delete} were visible at the DELETE)", left.len());
 }
