@@ -163,16 +163,17 @@ impl ContentActor {
     async fn perform(&self, duty: Duty, tries: u32) -> ApiResult<()> {
         let cfg = config(&self.env);
         let attempt = tries + 1;
-        match &duty {
+        // By value: the drain hands over its own copy of the duty.
+        match duty {
             Duty::SpawnRun { run_id, start } => {
                 if let Some(fault) = cfg.faults.site_fault(faults::SPAWN, &run_id.to_string(), attempt) {
                     return Err(ApiError::Unavailable(fault));
                 }
-                let start: StartRun = serde_json::from_value(start.clone())?;
+                let start: StartRun = serde_json::from_value(start)?;
                 rpc::send(&self.env, &run_id.to_string(), &start).await.map(|_| ())
             }
             Duty::CancelRun { run_id, reason } => {
-                settled(rpc::send(&self.env, &run_id.to_string(), &CancelRun { reason: Some(reason.clone()), superseded: true }).await)
+                settled(rpc::send(&self.env, &run_id.to_string(), &CancelRun { reason: Some(reason), superseded: true }).await)
             }
             Duty::PurgeRun { run_id } => {
                 settled(rpc::send(&self.env, &run_id.to_string(), &PurgeRun {}).await)
@@ -201,9 +202,9 @@ impl ContentActor {
                 let id = self.stored_id()?.to_string();
                 Providers::from_config(&self.env, &cfg).analyzer.forget(&id).await
             }
-            Duty::DropUploads { prefix } => R2Uploads::new(&self.env).delete_prefix(prefix).await,
+            Duty::DropUploads { prefix } => R2Uploads::new(&self.env).delete_prefix(&prefix).await,
             Duty::ReportBatch { batch_id, report } => {
-                let report: ItemEnded = serde_json::from_value(report.clone())?;
+                let report: ItemEnded = serde_json::from_value(report)?;
                 match rpc::send(&self.env, &batch_id.to_string(), &report).await {
                     Ok(_) | Err(ApiError::NotFound(_)) => Ok(()),
                     Err(e) => Err(e),
@@ -218,10 +219,10 @@ impl ContentActor {
                 if let Some(fault) = fault.as_ref().filter(|_| attempt == 1) {
                     return Err(ApiError::Unavailable(fault.clone()));
                 }
-                super::feed::append(&self.env, events.clone(), Announcer { content_id, seq: *seq }).await?;
+                super::feed::append(&self.env, events, Announcer { content_id, seq }).await?;
                 fault.map_or(Ok(()), |f| Err(ApiError::Unavailable(f)))
             }
-            Duty::ReportEnd { .. } => Err(ApiError::Internal(format!("content owes no duty {}", duty.key()))),
+            other @ Duty::ReportEnd { .. } => Err(ApiError::Internal(format!("content owes no duty {}", other.key()))),
         }
     }
 

@@ -185,7 +185,8 @@ impl RunShell {
 
     async fn perform(&self, duty: Duty, tries: u32) -> ApiResult<()> {
         let run = self.require()?;
-        match &duty {
+        // By value: the drain hands over its own copy of the duty.
+        match duty {
             Duty::Catalog => {
                 let cfg = config(&self.env);
                 if let Some(fault) = cfg.faults.site_fault(faults::CATALOG, &run.id.to_string(), tries + 1) {
@@ -195,7 +196,7 @@ impl RunShell {
                 catalog::record_run(&self.env, &run, now_ms()).await
             }
             Duty::ReportEnd { content_id, report } => {
-                let report: RunEnded = serde_json::from_value(report.clone())?;
+                let report: RunEnded = serde_json::from_value(report)?;
                 match rpc::send(&self.env, &content_id.to_string(), &report).await {
                     // A deleted item needs no report.
                     Ok(_) | Err(ApiError::NotFound(_)) => Ok(()),
