@@ -46,6 +46,13 @@ fn version(d: &EventDraft) -> u64 {
     d.data.get("version").and_then(Value::as_u64).unwrap_or(0)
 }
 
+/// Adds `id` unless it is there: a batch names few items, in order.
+fn push_once(ids: &mut Vec<String>, id: &str) {
+    if !ids.iter().any(|i| i == id) {
+        ids.push(id.to_string());
+    }
+}
+
 /// What a deleted item's events no longer say, and what each says instead:
 /// the one list both the late events here and the stored ones
 /// (`EventStore::redact`) are erased by. An event keeps its id, seq and name.
@@ -108,9 +115,7 @@ impl ItemLabels {
             }
             label.deleted |= deleted;
             label.at = now;
-            if !changed.iter().any(|c| c == id) {
-                changed.push(id.to_string());
-            }
+            push_once(&mut changed, id);
         }
         changed
     }
@@ -135,9 +140,7 @@ impl ItemLabels {
     pub fn items(drafts: &[EventDraft]) -> Vec<String> {
         let mut ids: Vec<String> = Vec::new();
         for id in drafts.iter().filter_map(content_id) {
-            if !ids.iter().any(|i| i == id) {
-                ids.push(id.to_string());
-            }
+            push_once(&mut ids, id);
         }
         ids
     }
