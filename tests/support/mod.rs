@@ -410,9 +410,13 @@ impl Server {
     /// the Worker, as an operator's console or a restore would, and returns
     /// the rows of the last statement.
     /// The running server holds the same SQLite file, so a busy database is
-    /// retried for a while. The other way round, the server's own D1 writes
-    /// fail (SQLITE_BUSY) while this holds the file: a test that calls this
-    /// runs on a server of its own, so no other test sees those failures.
+    /// retried for a while. Wrangler does not always say so: the workerd line
+    /// naming SQLITE_BUSY can be lost, leaving only miniflare's "internal
+    /// error" in the JSON on stdout (a CI run failed on exactly that). So any
+    /// failure but a plain SQL error is retried. The other way round, the
+    /// server's own D1 writes fail (SQLITE_BUSY) while this holds the file: a
+    /// test that calls this runs on a server of its own, so no other test sees
+    /// those failures.
     pub fn d1(&self, sql: &str) -> Vec<Value> {
         let mut tries = 0;
         let out = loop {
@@ -423,15 +427,20 @@ impl Server {
                 .stdin(Stdio::null())
                 .output()
                 .expect("wrangler d1 execute");
-            let busy = String::from_utf8_lossy(&out.stderr).contains("SQLITE_BUSY")
-                || String::from_utf8_lossy(&out.stdout).contains("SQLITE_BUSY");
+            let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            let sql_error = ["SQLITE_ERROR", "SQLITE_CONSTRAINT", "no such table", "syntax error"].iter().any(|e| said.contains(e));
             tries += 1;
-            if out.status.success() || !busy || tries >= 20 {
+            if out.status.success() || sql_error || tries >= 20 {
                 break out;
             }
             std::thread::sleep(Duration::from_millis(250));
         };
-        assert!(out.status.success(), "d1 execute failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "d1 execute failed after {tries} tries: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: Value = serde_json::from_slice(&out.stdout).expect("d1 execute --json output");
         v.as_array().and_then(|a| a.last()).and_then(|r| r["results"].as_array()).cloned().unwrap_or_default()
     }
