@@ -94,8 +94,7 @@ impl Vectorize {
 
     async fn delete_ids(&self, ids: &[String]) -> Result<(), StageError> {
         for batch in ids.chunks(payloads::DELETE_IDS_BATCH) {
-            let arr: Array = batch.iter().map(|id| JsValue::from_str(id)).collect();
-            settle("vectorize deleteByIds", self.index.delete_by_ids(&arr.into())).await?;
+            settle("vectorize deleteByIds", self.index.delete_by_ids(&id_array(batch))).await?;
         }
         Ok(())
     }
@@ -108,8 +107,7 @@ impl Vectorize {
         loop {
             let mut visible = true;
             for batch in probes.chunks(payloads::GET_IDS_BATCH) {
-                let arr: Array = batch.iter().map(|id| JsValue::from_str(id)).collect();
-                let raw = settle("vectorize getByIds", self.index.get_by_ids(&arr.into())).await?;
+                let raw = settle("vectorize getByIds", self.index.get_by_ids(&id_array(batch))).await?;
                 let found: Vec<serde::de::IgnoredAny> = from_js("vectorize getByIds", raw)?;
                 visible &= found.len() >= batch.len();
             }
@@ -180,4 +178,9 @@ impl VectorIndex for Vectorize {
         }
         Ok(plan.removed())
     }
+}
+
+/// Ids as the binding's `deleteByIds` and `getByIds` take them: a JS array of strings.
+fn id_array(ids: &[String]) -> JsValue {
+    ids.iter().map(|id| JsValue::from_str(id)).collect::<Array>().into()
 }
