@@ -419,7 +419,7 @@ impl Server {
     /// those failures.
     pub fn d1(&self, sql: &str) -> Vec<Value> {
         let mut tries = 0;
-        let out = loop {
+        let (out, said) = loop {
             let out = wrangler()
                 .args(["d1", "execute", "DB", "--local", "--json", "--persist-to"])
                 .arg(&self.state_dir)
@@ -431,16 +431,11 @@ impl Server {
             let sql_error = ["SQLITE_ERROR", "SQLITE_CONSTRAINT", "no such table", "syntax error"].iter().any(|e| said.contains(e));
             tries += 1;
             if out.status.success() || sql_error || tries >= 20 {
-                break out;
+                break (out, said);
             }
             std::thread::sleep(Duration::from_millis(250));
         };
-        assert!(
-            out.status.success(),
-            "d1 execute failed after {tries} tries: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "d1 execute failed after {tries} tries: {said}");
         let v: Value = serde_json::from_slice(&out.stdout).expect("d1 execute --json output");
         v.as_array().and_then(|a| a.last()).and_then(|r| r["results"].as_array()).cloned().unwrap_or_default()
     }
