@@ -61,16 +61,21 @@ crate::actor_storage!(ContentActor);
 
 impl ContentActor {
     fn load(&self) -> ApiResult<Option<ContentState>> {
-        if let Some(live) = self.live.borrow().as_ref() {
-            return Ok(live.clone());
+        self.with_loaded(|c| c.cloned())
+    }
+
+    /// `f` of the live item without a copy of it (not across an await:
+    /// a commit meanwhile replaces it).
+    fn with_loaded<T>(&self, f: impl FnOnce(Option<&ContentState>) -> T) -> ApiResult<T> {
+        if self.live.borrow().is_none() {
+            let live = if !self.created() || self.cells().load::<bool>(TOMBSTONE)?.unwrap_or(false) {
+                None
+            } else {
+                self.cells().load("content")?
+            };
+            self.live.replace(Some(live));
         }
-        let live = if !self.created() || self.cells().load::<bool>(TOMBSTONE)?.unwrap_or(false) {
-            None
-        } else {
-            self.cells().load("content")?
-        };
-        self.live.replace(Some(live.clone()));
-        Ok(live)
+        Ok(f(self.live.borrow().as_ref().and_then(Option::as_ref)))
     }
 
     /// Whether the item was ever created here (its state table exists).
@@ -154,8 +159,8 @@ impl ContentActor {
     /// The item's id from its state cell, which a delete keeps (where
     /// `load` answers `None`), so the erasing duties know what to erase.
     fn stored_id(&self) -> ApiResult<Uuid> {
-        if let Some(c) = self.load()? {
-            return Ok(c.id);
+        if let Some(id) = self.with_loaded(|c| c.map(|c| c.id))? {
+            return Ok(id);
         }
         Ok(self.cells().load::<ContentState>("content")?.map(|c| c.id).unwrap_or_default())
     }
@@ -372,11 +377,11 @@ impl ContentOps for ContentActor {
     /// Whether a run of `version` may still write the indexes: only the
     /// current version of a live item may.
     async fn fence(&self, f: Fence) -> ApiResult<Fenced> {
-        let c = self.load()?.ok_or_else(|| ApiError::not_found("content (deleted)"))?;
-        if c.version != f.version {
-            return Err(ApiError::Superseded(superseded_reason(c.version)));
+        let version = self.with_loaded(|c| c.map(|c| c.version))?.ok_or_else(|| ApiError::not_found("content (deleted)"))?;
+        if version != f.version {
+            return Err(ApiError::Superseded(superseded_reason(version)));
         }
-        Ok(Fenced { version: c.version })
+        Ok(Fenced { version })
     }
 
     async fn delete(&self, a: DeleteContent) -> ApiResult<Done> {
@@ -422,7 +427,7 @@ impl ContentOps for ContentActor {
             return Err(ApiError::not_found("content"));
         }
         let c: ContentState = self.cells().load("content")?.ok_or_else(|| ApiError::not_found("content"))?;
-        let deleted = self.load()?.is_none();
+        let deleted = self.with_loaded(|c| c.is_none())?;
         self.outbox()?.put(&[Duty::Catalog], now_ms())?;
         self.drain(false).await?;
         let mut runs = Vec::new();
@@ -467,15 +472,22 @@ impl Inspectable for ContentActor {
 
 impl TopicActor for ContentActor {
     fn topic(&self) -> ApiResult<Option<(Topic, Value)>> {
-        Ok(self.load()?.map(|c| (Topic::Content(c.id), serde_json::to_value(c.view()).unwrap_or_default())))
+        self.with_loaded(|c| c.map(|c| (Topic::Content(c.id), serde_json::to_value(c.view()).unwrap_or_default())))
     }
 
     /// A topic the subscriber may not read does not exist for it.
     async fn admit(&self, principal: &Principal) -> ApiResult<()> {
-        match self.load()? {
+        self.with_loaded(|c| match c {
             Some(c) => principal.require(&c.ownership, Access::Read).map_err(ApiError::from),
             None => Ok(()),
-        }
+        })?
+    }
+
+    /// A page for a reader who may no longer read the item (it went private
+    /// after the subscribe) is refused as `admit` would refuse it: no
+    /// snapshot, and no event, not even of versions it could read then.
+    async fn withhold(&self, reader: &Principal, _events: &mut [EventRecord], _snapshot: Option<&mut Value>) -> ApiResult<()> {
+        self.admit(reader).await
     }
 }
 

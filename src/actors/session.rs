@@ -418,7 +418,7 @@ impl SessionActor {
             }
             // Re-read: an earlier socket's fetch may have awaited.
             let Some(cursor) = attachment(ws).and_then(|st| st.cursor(&key)) else { continue };
-            let mut sub = Subscription::live(d.topic, cursor, &info.principal);
+            let mut sub = Subscription::live(cursor, &info.principal);
             let step = sub.push(d.events.clone());
             self.drive(ws, d.topic, Run { sub, subscribe: 0 }, step, None, &mut encoded).await;
         }
@@ -436,7 +436,7 @@ impl SessionActor {
         let n = self.subscribes.get() + 1;
         self.subscribes.set(n);
         let replay_key = (st.tab.clone(), key.clone());
-        self.replays.borrow_mut().insert(replay_key.clone(), (n, Subscription::begin(topic, after, &info.principal)));
+        self.replays.borrow_mut().insert(replay_key.clone(), (n, Subscription::begin(after, &info.principal)));
 
         let (kind, name) = topic_actor(topic);
         let ask = Subscribe { session: info.id.to_string(), after, principal: info.principal.clone(), holder: info.holder.clone(), until: Some(info.expires_at) };

@@ -102,7 +102,7 @@ mod stream {
     use crate::actors::rpc;
     use crate::actors::session::topic_actor;
     use crate::api::input::{param, query};
-    use crate::domain::content::event_ownership;
+    use crate::domain::content::readable_by;
     use crate::domain::principal::Principal;
     use crate::error::{ApiError, ApiResult};
     use crate::protocol::EventRecord;
@@ -213,10 +213,10 @@ mod stream {
             }
         }
 
-        /// On the feed, events of items the reader may not read are skipped
-        /// (their seq still advances the cursor), as on a WebSocket.
+        /// Events of items the reader may not read are skipped (their seq
+        /// still advances the cursor), as on a WebSocket.
         fn visible(&self, e: &EventRecord) -> bool {
-            self.topic != Topic::Feed || event_ownership(&e.data).is_none_or(|o| self.reader.can_read(&o))
+            readable_by(&self.reader, e)
         }
     }
 }

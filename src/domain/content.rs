@@ -473,6 +473,14 @@ pub fn event_ownership(data: &Value) -> Option<Ownership> {
     Ownership::deserialize(data).ok()
 }
 
+/// Whether `reader` may see an event sent to a session or an SSE stream: one
+/// that names an item (every content event does) only if it may read the
+/// item as the event describes it, on every topic. An item made private
+/// after a tenant reader subscribed sends that reader nothing more.
+pub fn readable_by(reader: &super::principal::Principal, e: &crate::protocol::EventRecord) -> bool {
+    event_ownership(&e.data).is_none_or(|o| reader.can_read(&o))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,11 +10,11 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::content::event_ownership;
+use super::content::readable_by;
 use super::event_log::{Cursor, Delivery};
 use super::principal::Principal;
 use super::time::Millis;
-use crate::protocol::{EventRecord, Topic};
+use crate::protocol::EventRecord;
 
 /// Most topics one socket may follow.
 pub const MAX_SUBSCRIPTIONS: usize = 16;
@@ -165,28 +165,27 @@ pub struct Subscription {
     /// `ready` goes out once the hand-over's gaps are filled.
     ready_owed: bool,
     idle_fetches: u32,
-    /// On the feed, events of items this principal may not read are
-    /// withheld; their seqs still move the cursor. `None`: all are shown
-    /// (other topics were authorized at `subscribe`).
-    reader: Option<Principal>,
+    /// Events of items this principal may not read (the feed's of other
+    /// tenants; a content topic's once its item went private) are withheld;
+    /// their seqs still move the cursor.
+    reader: Principal,
     /// The topic's last event has gone out (see [`Sub::e`]).
     ended: bool,
 }
 
 impl Subscription {
     /// A `subscribe` with `after` was sent to the topic; its answer is awaited.
-    pub fn begin(topic: Topic, after: Option<u64>, principal: &Principal) -> Self {
-        Self::new(Cursor::replaying(after.unwrap_or(0)), topic, principal)
+    pub fn begin(after: Option<u64>, principal: &Principal) -> Self {
+        Self::new(Cursor::replaying(after.unwrap_or(0)), principal)
     }
 
     /// A live subscription at the attachment's cursor.
-    pub fn live(topic: Topic, cursor: u64, principal: &Principal) -> Self {
-        Self::new(Cursor::live(cursor), topic, principal)
+    pub fn live(cursor: u64, principal: &Principal) -> Self {
+        Self::new(Cursor::live(cursor), principal)
     }
 
-    fn new(cursor: Cursor, topic: Topic, principal: &Principal) -> Self {
-        let reader = (topic == Topic::Feed).then(|| principal.clone());
-        Subscription { cursor, replay_to: None, ready_owed: false, idle_fetches: 0, reader, ended: false }
+    fn new(cursor: Cursor, principal: &Principal) -> Self {
+        Subscription { cursor, replay_to: None, ready_owed: false, idle_fetches: 0, reader: principal.clone(), ended: false }
     }
 
     pub fn delivered(&self) -> u64 {
@@ -304,7 +303,7 @@ impl Subscription {
     }
 
     fn visible(&self, e: &EventRecord) -> bool {
-        self.reader.as_ref().is_none_or(|p| event_ownership(&e.data).is_none_or(|o| p.can_read(&o)))
+        readable_by(&self.reader, e)
     }
 }
 
@@ -419,6 +418,7 @@ pub fn admit(bucket: &mut TokenBucket, strikes: &mut u32, now: Millis) -> Admiss
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Topic;
 
     #[test]
     fn subscriptions_are_capped_and_cursors_only_move_forward() {
@@ -492,7 +492,7 @@ mod tests {
 
     #[test]
     fn a_resync_restarts_at_the_logs_end_then_ready() {
-        let mut sub = Subscription::begin(Topic::Feed, Some(2), &Principal::operator());
+        let mut sub = Subscription::begin(Some(2), &Principal::operator());
         assert_eq!(sub.push(vec![event(9, "public"), event(12, "public")]), Step::default(), "buffered during replay");
         let step = sub.answered(Some(2), 10, true, Vec::new());
         assert_eq!(step.frames[..2], [Frame::Subscribed { seq: 10 }, Frame::ResyncRequired]);
@@ -507,12 +507,14 @@ mod tests {
     }
 
     #[test]
-    fn feed_events_of_unreadable_items_are_withheld_but_move_the_cursor() {
-        let mut sub = Subscription::live(Topic::Feed, 0, &Principal::anonymous());
+    fn events_of_unreadable_items_are_withheld_but_move_the_cursor() {
+        let mut sub = Subscription::live(0, &Principal::anonymous());
         let step = sub.push((1..=3).map(|s| event(s, if s == 2 { "private" } else { "public" })).collect());
         assert_eq!((shown(&step), sub.delivered()), (vec![1, 3], 3));
-        let mut other = Subscription::live(Topic::Content(uuid::Uuid::nil()), 0, &Principal::anonymous());
-        assert_eq!(shown(&other.push(vec![event(1, "private")])), vec![1], "authorized at subscribe");
+        // A content topic's too: its item went private after the subscribe.
+        let mut other = Subscription::live(0, &Principal::anonymous());
+        assert_eq!(shown(&other.push(vec![event(1, "public"), event(2, "private")])), vec![1]);
+        assert_eq!(other.delivered(), 2);
     }
 
     #[test]
@@ -523,7 +525,7 @@ mod tests {
         let mut st = SocketState::new("tab".into(), 0);
         st.subscribe(&key, 0).unwrap();
         st.subscribe("feed", 0).unwrap();
-        let mut sub = Subscription::begin(topic, Some(0), &Principal::operator());
+        let mut sub = Subscription::begin(Some(0), &Principal::operator());
         let step = sub.answered(Some(0), 1, false, vec![event(1, "public")]);
         st.record(&key, &sub);
         st.finish_replay("feed", 0);
@@ -531,7 +533,7 @@ mod tests {
         assert_eq!(followed([&st]).len(), 2, "a running run is still followed");
         let mut done = event(2, "public");
         done.event = EventName::RunCompleted;
-        let mut live = Subscription::live(topic, 1, &Principal::operator());
+        let mut live = Subscription::live(1, &Principal::operator());
         assert_eq!(shown(&live.push(vec![done])), vec![2]);
         st.record(&key, &live);
         assert_eq!(followed([&st]), vec![("feed".to_string(), 0)], "run.completed ends run:<id>");
@@ -544,7 +546,7 @@ mod tests {
 
     #[test]
     fn a_replay_retries_failed_calls_then_hands_over() {
-        let mut sub = Subscription::begin(Topic::Feed, Some(0), &Principal::operator());
+        let mut sub = Subscription::begin(Some(0), &Principal::operator());
         let mut step = sub.answered(Some(0), 5, false, vec![event(1, "public")]);
         for _ in 0..MAX_IDLE_FETCHES {
             assert_eq!(step.fetch, Some(1));
@@ -751,7 +753,7 @@ mod tests {
                         assert_eq!(sub.push(events.clone()), Step::default(), "buffered while replaying");
                         continue;
                     }
-                    let mut sub = Subscription::live(Topic::Feed, cursor, &Principal::anonymous());
+                    let mut sub = Subscription::live(cursor, &Principal::anonymous());
                     let step = sub.push(events.clone());
                     self.run(sock, 0, sub, step, 0);
                 }
@@ -763,7 +765,7 @@ mod tests {
                 self.sockets[sock].st.subscribe(KEY, after.unwrap_or(0)).unwrap();
                 self.subscribes += 1;
                 let n = self.subscribes;
-                let sub = Subscription::begin(Topic::Feed, after, &Principal::anonymous());
+                let sub = Subscription::begin(after, &Principal::anonymous());
                 self.replays.insert((self.sockets[sock].st.tab.clone(), KEY.into()), (n, sub));
                 self.tasks.push(Task { sock, n, live: None, wait: Wait::Subscribe { after }, failed: 0 });
             }

@@ -240,6 +240,55 @@ async fn a_narrowed_items_earlier_feed_events_are_hidden_too() {
     assert!(ms.iter().filter(|m| m.data.contains(&cid)).count() >= 3, "{ms:?}");
 }
 
+/// A content topic follows its item's visibility too: once a `PUT` makes a
+/// public item private, an anonymous session that subscribed while it was
+/// public gets none of the new version's events (its owner's session does),
+/// and a stream of it is refused as for any item it may not read.
+#[tokio::test]
+async fn a_narrowed_items_topic_sends_a_former_reader_nothing_more() {
+    let s = &shared().server;
+    let r = s.post("/api/content", json!({"title": "Open topic", "body": document("narrow", 63, 700), "visibility": "public"})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let cid = r.body["content_id"].as_str().unwrap().to_string();
+    s.wait_run(r.body["run_id"].as_str().unwrap(), WAIT).await;
+    let topic = format!("content:{cid}");
+    let r = send(http().post(s.url("/api/sessions")).json(&json!({}))).await;
+    assert_eq!(r.status, 200, "anonymous session: {}", r.body);
+    let mut anonymous = connect(s, r.body["session_id"].as_str().unwrap(), r.body["token"].as_str().unwrap()).await;
+    let (sid, token) = new_session(s).await;
+    let mut owner = connect(s, &sid, &token).await;
+    for ws in [&mut anonymous, &mut owner] {
+        ws_send(ws, json!({"type": "subscribe", "topic": topic, "after": 0})).await;
+        let mut replayed = Vec::new();
+        while let Some(f) = ws_next(ws, WAIT).await {
+            if f["type"] == "ready" {
+                break;
+            }
+            replayed.push(f);
+        }
+        assert!(replayed.iter().any(|f| f["event"] == "content.indexed"), "the public version's events: {replayed:?}");
+    }
+    let r = s.put(&format!("/api/content/{cid}"), json!({"title": "Closed topic", "body": document("narrow", 64, 700), "visibility": "private"})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    s.wait_run(r.body["run_id"].as_str().unwrap(), WAIT).await;
+    let mut owners = Vec::new();
+    while let Some(f) = ws_next(&mut owner, WAIT).await {
+        let indexed = f["event"] == "content.indexed";
+        owners.push(f);
+        if indexed {
+            break;
+        }
+    }
+    assert!(owners.iter().any(|f| f.to_string().contains("Closed topic")), "the owner follows the private version: {owners:?}");
+    let mut leaked = Vec::new();
+    while let Some(f) = ws_next(&mut anonymous, Duration::from_secs(2)).await {
+        leaked.push(f);
+    }
+    assert!(leaked.iter().all(|f| f["type"] != "event"), "a former reader still gets the private version's events: {leaked:?}");
+    let (status, _, _) = sse(http().get(s.url(&format!("/api/topics/{topic}/events?after=0"))), |_| true).await;
+    assert_eq!(status, 404);
+}
+
 #[tokio::test]
 async fn bad_tokens_frames_and_floods_get_clear_errors() {
     let s = &shared().server;
