@@ -171,9 +171,18 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
         let version = n(c.version as i64);
         stmts.push(
             d.prepare(format!(
-                "INSERT INTO content_fts_keys (content_id) SELECT ?1 WHERE {CURRENT_ROW} ON CONFLICT (content_id) DO NOTHING"
+                "INSERT INTO content_fts_keys (content_id, visibility) SELECT ?1, ?2 WHERE {CURRENT_ROW}
+                 ON CONFLICT (content_id) DO UPDATE SET visibility = excluded.visibility"
             ))
-            .bind(&[s(&id), JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, version.clone()])?,
+            .bind(&[
+                s(&id),
+                s(c.ownership.visibility.as_str()),
+                JsValue::NULL,
+                JsValue::NULL,
+                JsValue::NULL,
+                JsValue::NULL,
+                version.clone(),
+            ])?,
         );
         stmts.push(
             d.prepare(format!("{DELETE_FTS_ROW} AND {CURRENT_ROW}"))
@@ -471,7 +480,15 @@ impl DocRow {
     }
 }
 
-/// The documents of `ids` that are in the catalog (a deleted item is not).
+/// Whom an indexed text may be shown to: the stricter of the visibility of
+/// the version it is (`content_fts_keys.visibility`) and the item's current
+/// one, so widening an item shows no reader an older version's text it could
+/// not read (see migrations/0004).
+const SHOWN_VISIBILITY: &str = "CASE WHEN 'private' IN (k.visibility, c.visibility) THEN 'private'
+      WHEN 'tenant' IN (k.visibility, c.visibility) THEN 'tenant' ELSE c.visibility END";
+
+/// The documents of `ids` that are in the catalog (a deleted item is not),
+/// each with the visibility its indexed text is shown under ([`SHOWN_VISIBILITY`]).
 pub async fn fetch_docs(env: &Env, ids: &[String]) -> ApiResult<Vec<DocRow>> {
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -479,7 +496,7 @@ pub async fn fetch_docs(env: &Env, ids: &[String]) -> ApiResult<Vec<DocRow>> {
     let placeholders = (1..=ids.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(",");
     let sql = format!(
         "SELECT k.content_id AS content_id, f.title AS title, f.body AS body, c.tenant AS tenant, c.owner AS owner,
-                c.visibility AS visibility
+                {SHOWN_VISIBILITY} AS visibility
          FROM content_fts_keys k JOIN content_fts f ON f.rowid = k.fts_rowid JOIN content c ON c.id = k.content_id
          WHERE k.content_id IN ({placeholders})"
     );

@@ -102,6 +102,37 @@ async fn search_finds_filters_forgets_and_replaces() {
     }
 }
 
+/// A widened item's older text goes only to whom that version was visible:
+/// between a `PUT` that makes a private item `tenant` and the new version's
+/// index (for good, if that run fails), the catalog row says `tenant` while
+/// the keyword index still holds the private version. A tenant reader's
+/// search must not find that version's words; its owner's still does.
+#[tokio::test]
+async fn a_widened_items_older_text_stays_with_its_readers() {
+    let s = &shared().server;
+    let word = format!("zq{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let body = format!("The private plan names {word} twice, {word}, in a draft about harbor cranes and tides.");
+    let r = s.post("/api/content", serde_json::json!({"title": "Private draft", "body": body, "visibility": "private"})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let cid = r.body["content_id"].as_str().unwrap().to_string();
+    s.wait_run(r.body["run_id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    let reader = mint_key(&s.base, &s.admin_token, TEST_TENANT, &["content:read"], None);
+    let finds = |key: String| {
+        let word = word.clone();
+        async move {
+            let r = send(http().get(s.url("/api/search")).bearer_auth(key).query(&[("q", word.as_str()), ("k", "50")])).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            ids(&r.body)
+        }
+    };
+    assert!(finds(s.key.clone()).await.contains(&cid), "the owner finds its private item");
+    assert!(!finds(reader.clone()).await.contains(&cid), "a tenant reader does not");
+    // The catalog as a widening PUT leaves it until the new version is indexed.
+    s.d1(&format!("UPDATE content SET visibility = 'tenant' WHERE id = '{cid}'"));
+    assert!(!finds(reader).await.contains(&cid), "a tenant reader finds the private version's words");
+    assert!(finds(s.key.clone()).await.contains(&cid), "its owner still does");
+}
+
 #[tokio::test]
 async fn searches_are_logged_for_metrics() {
     let s = &shared().server;
