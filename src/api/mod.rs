@@ -153,7 +153,7 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
         R::TopicEvents => {
             // One connection lasts up to a minute: a read, like a search.
             limits::spend(env, &who, &req, LimitClass::Read, 1).await?;
-            sse::events(env, &who, &req, arg(0)).await
+            sse::events(env, (&who, until), &req, arg(0)).await
         }
         R::TopicSocket => topic_socket::socket(env, (&who, until), req, arg(0)).await,
     }

@@ -102,13 +102,16 @@ mod stream {
     use crate::actors::rpc;
     use crate::actors::session::topic_actor;
     use crate::api::input::{param, query};
+    use crate::domain::broadcast::KeyCheck;
     use crate::domain::content::readable_by;
     use crate::domain::principal::Principal;
     use crate::error::{ApiError, ApiResult};
     use crate::protocol::EventRecord;
     use crate::runtime::now_ms;
 
-    pub async fn events(env: &Env, who: &Principal, req: &Request, raw_topic: &str) -> ApiResult<Response> {
+    /// `until`: when the request's credential stops being accepted (a JWT's
+    /// `exp`); the stream ends then, as a socket it opened would.
+    pub async fn events(env: &Env, (who, until): (&Principal, Option<i64>), req: &Request, raw_topic: &str) -> ApiResult<Response> {
         let text = decode_segment(raw_topic).ok_or_else(|| ApiError::not_found("topic"))?;
         let topic: Topic = text.parse().map_err(|_| ApiError::not_found(format!("topic {text}")))?;
         let q = query(req)?;
@@ -119,6 +122,9 @@ mod stream {
             ApiError::NotFound(_) => ApiError::not_found(format!("topic {topic}")),
             other => other,
         })?;
+        let key_check = KeyCheck::default();
+        // The Worker has just checked the key.
+        key_check.checked(now_ms());
         let poll = Poll {
             env: env.clone(),
             reader: who.clone(),
@@ -126,7 +132,8 @@ mod stream {
             cursor: after,
             replayed: false,
             done: false,
-            deadline: now_ms() + CONNECTION_MS,
+            deadline: until.map_or(i64::MAX, |u| u.max(0)).min(now_ms() + CONNECTION_MS),
+            key_check,
             beat_at: now_ms(),
             polls: 0,
             wait_ms: POLL_INTERVAL_MS,
@@ -159,6 +166,10 @@ mod stream {
         replayed: bool,
         done: bool,
         deadline: i64,
+        /// When the API key the stream reads as is next checked: a revoked
+        /// key ends it within [`crate::domain::broadcast::KEY_RECHECK_MS`],
+        /// as it ends a socket.
+        key_check: KeyCheck,
         beat_at: i64,
         polls: u32,
         wait_ms: u64,
@@ -172,6 +183,11 @@ mod stream {
                     return None;
                 }
                 self.polls += 1;
+                if !self.key_holds().await {
+                    self.done = true;
+                    let e = ApiError::Unauthorized("the API key is not valid or has been revoked".into());
+                    return Some(message(None, "error", &crate::http::error_frame(&e, e.code()).to_json()));
+                }
                 let (kind, name) = topic_actor(self.topic);
                 let page = rpc::send_to(&self.env, kind, &name, &Events { after: self.cursor, limit: None, reader: Some(self.reader.clone()) }).await;
                 let page = match page {
@@ -211,6 +227,16 @@ mod stream {
                 }
                 Delay::from(std::time::Duration::from_millis(self.wait_ms)).await;
             }
+        }
+
+        /// Whether the reader's API key (if it is one) still holds, when a
+        /// check is due; a catalog that cannot answer leaves it to the next.
+        async fn key_holds(&mut self) -> bool {
+            let Some(key) = self.reader.key_id() else { return true };
+            if !self.key_check.start(now_ms()) {
+                return true;
+            }
+            crate::catalog::live_keys(&self.env, &[key]).await.map_or(true, |live| live.contains(key))
         }
 
         /// Events of items the reader may not read are skipped (their seq

@@ -610,6 +610,15 @@ async fn topic_sockets_keep_the_caps_and_end_with_the_token() {
     let mut claims = jwt::claims("carol", TEST_TENANT, "content:read");
     claims["exp"] = json!(claims["iat"].as_i64().unwrap() - 25);
     let mut user_feed = topic_socket(&s, "feed", "?after=0", Some(&jwt::sign("ES256", &claims))).await.expect("a feed socket by a user's JWT");
+    // An event stream by the same JWT ends with it too, not at the stream's 60 s.
+    let user_stream = tokio::spawn({
+        let (url, token) = (s.url("/api/topics/feed/events"), jwt::sign("ES256", &claims));
+        async move {
+            let opened = std::time::Instant::now();
+            let (status, _, _) = sse(http().get(url).bearer_auth(token), |_: &[Sse]| false).await;
+            (status, opened.elapsed())
+        }
+    });
     for ws in [&mut a1, &mut a2, &mut b_feed, &mut a_run, &mut key_run, &mut user_feed] {
         until_ready(ws).await;
     }
@@ -622,6 +631,9 @@ async fn topic_sockets_keep_the_caps_and_end_with_the_token() {
     }
     ws_send(&mut key_run, json!({"type": "ping"})).await;
     assert_eq!(ws_next(&mut key_run, WAIT).await, Some(json!({"type": "pong"})), "a key's socket has no token to expire");
+    let (status, lasted) = user_stream.await.expect("the JWT's event stream");
+    assert_eq!(status, 200);
+    assert!(lasted < Duration::from_secs(20), "the JWT's event stream outlived it: {lasted:?}");
     let (c, ctok) = new_session(&s).await;
     let mut again = None;
     for _ in 0..8 {
@@ -733,7 +745,8 @@ async fn sessions_following_a_topic_are_capped_and_leave_when_they_end() {
 /// the key created, its socket and its token. Each actor checks the keys it
 /// holds at most every 10 s, before it sends anything, so once that much has
 /// passed the next event closes them (4001, "key revoked") and reaches only
-/// the live key's socket.
+/// the live key's socket. An event stream (SSE) the key opened ends with an
+/// `error` frame within the same interval.
 #[tokio::test]
 async fn a_revoked_keys_sockets_and_sessions_end() {
     let s = &shared().server;
@@ -750,6 +763,10 @@ async fn a_revoked_keys_sockets_and_sessions_end() {
     let mut live = topic_socket(s, "feed", "", Some(&s.key)).await.expect("a feed socket by a live key");
     ws_send(&mut live, subscribe_feed).await;
     until_ready(&mut live).await;
+    // An event stream the key opened: it ends with an error frame.
+    let stream = tokio::spawn(sse(http().get(s.url("/api/topics/feed/events")).bearer_auth(doomed.clone()), |ms: &[Sse]| {
+        ms.iter().any(|m| m.event == "error")
+    }));
 
     let r = send(http().delete(s.url(&format!("/admin/keys/{key_id}"))).bearer_auth(&s.admin_token)).await;
     assert_eq!(r.status, 204, "{}", r.body);
@@ -763,6 +780,11 @@ async fn a_revoked_keys_sockets_and_sessions_end() {
     }
     let (_, seen) = feed_until_indexed(&mut live, &cid, Duration::from_secs(30)).await;
     assert!(seen, "the live key's socket still gets the feed");
+    let (status, _, ms) = stream.await.expect("the key's event stream");
+    assert_eq!(status, 200);
+    let error = ms.iter().find(|m| m.event == "error").unwrap_or_else(|| panic!("the key's event stream did not end with an error: {ms:?}"));
+    assert!(error.data.contains("unauthorized"), "{}", error.data);
+    assert!(!ms.iter().any(|m| m.data.contains(&cid)), "the key's event stream got an event after the revocation");
     assert_eq!(topic_socket(s, "feed", &format!("?session={sid}&token={tok}"), None).await.err(), Some(401), "the session's token is refused");
     assert_eq!(send(http().get(s.url("/api/content")).bearer_auth(&doomed)).await.status, 401, "the key itself is refused");
 }
