@@ -7,7 +7,7 @@
 use worker::Env;
 
 use crate::catalog;
-use crate::domain::fusion::{fts_match, group_by_content, rrf};
+use crate::domain::fusion::{fts_match, group_by_content, keyword_passage, rrf};
 use crate::domain::principal::Principal;
 use crate::domain::vector::merge_hits;
 use crate::error::{ApiError, ApiResult};
@@ -46,7 +46,8 @@ pub struct Retrieved {
     pub content_id: String,
     pub title: String,
     pub score: f32,
-    /// The best-matching chunk's text (the body when no chunk matched).
+    /// The best-matching chunk's text: the vector side's best chunk, else
+    /// the chunk that best matches the query's words.
     pub text: String,
     pub by_vector: bool,
     pub by_keyword: bool,
@@ -134,7 +135,11 @@ pub async fn retrieve(env: &Env, p: &Principal, q: &RetrieveQuery<'_>) -> ApiRes
             continue;
         }
         let best_chunk = grouped.iter().find(|(c, _, _)| *c == d.content_id).map(|(_, _, ch)| *ch);
-        let text = best_chunk.and_then(|ch| chunk_text(&row.body, ch)).unwrap_or_else(|| row.body.clone());
+        let text = match best_chunk {
+            Some(ch) => chunk_text(&row.body, ch),
+            None => None,
+        }
+        .unwrap_or_else(|| keyword_passage(&row.body, text));
         docs.push(Retrieved {
             content_id: d.content_id.clone(),
             title: row.title.clone(),
@@ -163,3 +168,4 @@ fn chunk_text(body: &str, n: u32) -> Option<String> {
         .nth(n as usize)
         .map(|c| c.text)
 }
+

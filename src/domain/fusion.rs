@@ -239,6 +239,33 @@ fn fold(c: char) -> char {
 }
 
 /// Case-folded, deduplicated alphanumeric runs of the query, in order.
+/// Which of `passages` best matches `query`: the most whole-word matches of
+/// its terms, then the most matches of any kind; the first on a tie (and when
+/// nothing matches). What a keyword-only hit gives an answer as its source,
+/// a passage rather than the whole document.
+pub fn best_passage(passages: &[&str], query: &str) -> usize {
+    let terms = query_terms(query);
+    let mut best = (0, (0, 0));
+    for (i, p) in passages.iter().enumerate() {
+        let matches = find_matches(p, &terms);
+        let score = (matches.iter().filter(|m| m.whole).count(), matches.len());
+        if score > best.1 {
+            best = (i, score);
+        }
+    }
+    best.0
+}
+
+/// A keyword-only hit's source text: its chunk (as the chunk stage cuts it)
+/// that best matches `query`, never the whole body, which may be far larger
+/// than an answer can hold.
+pub fn keyword_passage(body: &str, query: &str) -> String {
+    use crate::nlp::chunk::{chunk_text, DEFAULT_CHUNK_CHARS, DEFAULT_OVERLAP_SENTENCES};
+    let chunks = chunk_text(body, DEFAULT_CHUNK_CHARS, DEFAULT_OVERLAP_SENTENCES);
+    let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+    chunks.get(best_passage(&texts, query)).map(|c| c.text.clone()).unwrap_or_default()
+}
+
 fn query_terms(query: &str) -> Vec<Vec<char>> {
     let mut terms: Vec<Vec<char>> = Vec::new();
     for word in query.split(|c: char| !c.is_alphanumeric()) {
@@ -304,6 +331,26 @@ fn find_matches(text: &str, terms: &[Vec<char>]) -> Vec<Match> {
 mod tests {
     use super::*;
     use crate::domain::vector::VectorMeta;
+
+    #[test]
+    fn a_keyword_hits_source_is_its_best_chunk_not_its_body() {
+        let filler = "Harbor cranes lift containers onto ships at dawn. ".repeat(400);
+        let body = format!("{filler}The quokka census counted every quokka on the island. {filler}");
+        let passage = keyword_passage(&body, "quokka census");
+        assert!(passage.contains("quokka census"), "{passage}");
+        assert!(passage.len() <= 2 * crate::nlp::chunk::DEFAULT_CHUNK_CHARS, "{} bytes of a {}-byte body", passage.len(), body.len());
+        assert!(keyword_passage(&body, "zebra").len() <= 2 * crate::nlp::chunk::DEFAULT_CHUNK_CHARS, "no match: still one chunk");
+        assert_eq!(keyword_passage("", "quokka"), "");
+    }
+
+    #[test]
+    fn the_best_passage_has_the_most_whole_word_matches() {
+        let passages = ["Harbor cranes lift containers.", "The tide tables: tide, tidal and tides.", "Tide charts, tide tables and tide clocks."];
+        assert_eq!(best_passage(&passages, "tide tables"), 2, "four whole matches beat three whole and a partial one");
+        assert_eq!(best_passage(&passages, "tidal"), 1);
+        assert_eq!(best_passage(&passages, "zebra"), 0, "nothing matches: the first");
+        assert_eq!(best_passage(&[], "tide"), 0);
+    }
 
     #[test]
     fn fts_match_quotes_dedupes_and_drops_stopwords() {
