@@ -51,7 +51,7 @@ impl RetryPolicy {
     /// The backoff ceiling after `attempt` failures: base·2^(attempt-1), capped.
     pub fn cap_ms(&self, attempt: u32) -> u64 {
         let exp = attempt.saturating_sub(1).min(40);
-        self.base_ms.saturating_mul(1u64 << exp).min(self.max_ms).max(1)
+        self.base_ms.saturating_mul(1u64 << exp).min(self.max_ms).clamp(1, MAX_BACKOFF_MS)
     }
 }
 
@@ -60,6 +60,10 @@ pub enum RetryDecision {
     RetryAt { at: Millis, backoff_ms: u64, cap_ms: u64 },
     GiveUp { skip: bool },
 }
+
+/// The longest wait before a retry, whatever `RETRY_MAX_MS` or a provider's
+/// `Retry-After` says: it keeps the jitter's draw and the alarm's time in range.
+pub const MAX_BACKOFF_MS: u64 = 24 * 3600 * 1000;
 
 /// Decides what follows failed attempt number `attempt` (1-based).
 ///
@@ -73,7 +77,8 @@ pub fn decide(policy: &RetryPolicy, attempt: u32, class: ErrorClass, now: Millis
         _ if attempt >= policy.max_attempts => give_up,
         ErrorClass::RateLimited { retry_after_ms } => {
             let cap = policy.cap_ms(attempt);
-            let wait = retry_after_ms.max(1);
+            // A provider's `Retry-After` is its word, but not past a day.
+            let wait = retry_after_ms.clamp(1, MAX_BACKOFF_MS);
             RetryDecision::RetryAt { at: now + wait as Millis, backoff_ms: wait, cap_ms: cap.max(wait) }
         }
         ErrorClass::Transient => {
@@ -89,6 +94,22 @@ pub fn decide(policy: &RetryPolicy, attempt: u32, class: ErrorClass, now: Millis
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extreme_settings_and_retry_after_stay_within_a_day() {
+        let p = RetryPolicy { max_attempts: 50, base_ms: u64::MAX, max_ms: u64::MAX, timeout_ms: 1_000, optional: false };
+        for attempt in [1, 2, 40, 49] {
+            match decide(&p, attempt, ErrorClass::Transient, 1_000, 7) {
+                RetryDecision::RetryAt { at, backoff_ms, cap_ms } => {
+                    assert_eq!(cap_ms, MAX_BACKOFF_MS);
+                    assert!((1..=MAX_BACKOFF_MS).contains(&backoff_ms) && at == 1_000 + backoff_ms as Millis);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let late = decide(&p, 1, ErrorClass::RateLimited { retry_after_ms: u64::MAX }, 1_000, 7);
+        assert_eq!(late, RetryDecision::RetryAt { at: 1_000 + MAX_BACKOFF_MS as Millis, backoff_ms: MAX_BACKOFF_MS, cap_ms: MAX_BACKOFF_MS });
+    }
 
     fn policy() -> RetryPolicy {
         RetryPolicy { max_attempts: 5, base_ms: 100, max_ms: 1_000, timeout_ms: 1_000, optional: false }
