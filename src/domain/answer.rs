@@ -339,6 +339,10 @@ impl Answer {
         generator: Generator,
         now: Millis,
     ) -> (Self, Vec<EventDraft>) {
+        // A source's own bracketed numbers (a wiki's footnotes, "[3]") would
+        // read as the answer's citations: quoted, they could tie a claim to
+        // another source, and a redaction would then keep it. They go.
+        let sources: Vec<Source> = sources.into_iter().map(|s| Source { text: check_citations(&s.text, &BTreeSet::new()), ..s }).collect();
         let pieces = compose(&question, &sources);
         let sources_empty = sources.is_empty();
         let listed: Vec<ListedSource> =
@@ -658,6 +662,26 @@ mod tests {
         assert!(a.step(now + 1).is_empty());
         assert!(a.fail("late", now + 2).is_empty());
         assert_eq!(a.view().text, deltas.concat());
+    }
+
+    #[test]
+    fn a_sources_own_bracketed_numbers_are_not_citations() {
+        let falcon = |n: u32, text: &str| Source { n, content_id: format!("c{n}"), title: format!("t{n}"), text: text.into() };
+        let sources = vec![
+            falcon(1, "The Falcon project started in 2019."),
+            falcon(2, "The Falcon budget is four million dollars.[1] Its board meets monthly [3, 4]."),
+        ];
+        let (mut a, _) = Answer::new(Uuid::nil(), "Falcon budget".into(), asker(), sources, Generator::Extractive, 0);
+        let mut now = 0;
+        while a.status != AnswerStatus::Completed {
+            now += 10;
+            a.step(now);
+        }
+        let text = a.view().text;
+        assert!(text.contains("four million dollars. [2]"), "{text}");
+        assert_eq!(cited(&text), BTreeSet::from([2]), "{text}");
+        let left = crate::domain::answer_text::redact(&text, &BTreeSet::from([2]));
+        assert!(!left.contains("million"), "source 2's text stays when it is withheld: {left}");
     }
 
     #[test]
