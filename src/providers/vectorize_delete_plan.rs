@@ -36,8 +36,8 @@ enum DeleteStep {
 ///    the windows go on from there.
 /// 4. Discover again, excluding the versions swept, until a page is not full.
 ///
-/// Each id goes to `deleteByIds` once per call; hits of other content or of
-/// the kept version are never deleted (a defence in case a filter is not
+/// Each id goes to `deleteByIds` once per call; hits of other content, of
+/// the kept version or of a newer one are never deleted (a defence in case a filter is not
 /// applied). A content of a few hundred chunks per version finishes well
 /// within [`DELETE_MAX_ROUNDS`]; a larger one fails transiently and the retry
 /// resumes (deleting an id twice is harmless). Needs metadata indexes on
@@ -69,6 +69,14 @@ impl DeletePlan {
             rounds: 0,
             current: None,
         }
+    }
+
+    /// Whether the plan leaves `version` alone: the kept one, and any newer
+    /// one. A run that replaces its version's vectors sweeps the older ones
+    /// only; a newer version's write may already be visible (Vectorize has
+    /// no fence), and it is that version's own to keep.
+    fn keeps(&self, version: u32) -> bool {
+        self.keep.is_some_and(|k| version >= k)
     }
 
     /// Ids sent for deletion so far.
@@ -130,18 +138,22 @@ impl DeletePlan {
     /// and gives the ids to delete now (never one already sent).
     pub fn apply(&mut self, hits: &[Hit]) -> Vec<String> {
         let full = hits.len() >= TOP_K_MAX as usize;
-        let mine: Vec<&Hit> =
-            hits.iter().filter(|h| h.meta.content_id == self.content_id && Some(h.meta.version) != self.keep).collect();
+        let ours = || hits.iter().filter(|h| h.meta.content_id == self.content_id);
+        let mine: Vec<&Hit> = ours().filter(|h| !self.keeps(h.meta.version)).collect();
         match self.current.take() {
             Some(DeleteStep::Discover) => {
                 let mut found_new = false;
                 if full {
-                    for h in &mine {
-                        let v = h.meta.version;
+                    // A newer version is known too, so the next discovery
+                    // looks past it, but it gets no sweep.
+                    let versions: Vec<u32> = ours().map(|h| h.meta.version).collect();
+                    for v in versions {
                         if self.known.len() < DELETE_MAX_VERSIONS {
                             if let Err(at) = self.known.binary_search(&v) {
                                 self.known.insert(at, v);
-                                self.tasks.push(DeleteStep::Window { version: v, lo: 0 });
+                                if !self.keeps(v) {
+                                    self.tasks.push(DeleteStep::Window { version: v, lo: 0 });
+                                }
                                 found_new = true;
                             }
                         }
@@ -300,6 +312,21 @@ mod tests {
         assert_eq!(removed, 120);
         assert_eq!(ix.count("a", 1), 0);
         assert_eq!(ix.count("a", 2), 80);
+    }
+
+    #[test]
+    fn a_newer_versions_vectors_are_never_swept_even_when_they_crowd_the_page() {
+        let mut ix = FakeIndex::new();
+        ix.add("a", 1, 10);
+        ix.add("a", 3, 150);
+        ix.add("a", 2, 5);
+        assert_eq!(run(&mut ix, "a", Some(2)).unwrap(), 10);
+        assert_eq!((ix.count("a", 1), ix.count("a", 2), ix.count("a", 3)), (0, 5, 150));
+        let mut ix = FakeIndex::new();
+        ix.add("a", 2, 5);
+        ix.add("a", 3, 7);
+        assert_eq!(run(&mut ix, "a", Some(2)).unwrap(), 0, "an older run's sweep leaves the newer version");
+        assert_eq!(run(&mut ix, "a", None).unwrap(), 12, "a delete takes every version");
     }
 
     #[test]
