@@ -329,8 +329,12 @@ impl ContentOps for ContentActor {
         self.commit(&c, events, &duties, now)?;
         let outbox = self.outbox()?;
         for run in &superseded {
-            // A run whose spawn is still owed never starts.
+            // A run whose spawn is still owed never starts, so it never
+            // reports: a batch's item whose first run it was ends here (a
+            // started run's own report comes later, and the batch ignores
+            // a second one).
             outbox.forget(&Duty::SpawnRun { run_id: *run, start: Value::Null }.key())?;
+            self.owe_batch_report(*run, Some(&reason), now)?;
         }
         self.settle().await;
         Ok(Accepted::new(c.id, c.version, s.run_id))

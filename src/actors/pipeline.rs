@@ -391,6 +391,8 @@ impl RunShell {
     /// Catalog row, dead letter and content status once a run has ended, as
     /// owed duties tried before the alarm returns (so the dead-letter list has
     /// a failure as soon as the run says `failed`) and retried until they land.
+    /// Called right after the terminal commit: the duties are put before the
+    /// first await, so they commit with it.
     async fn on_terminal(&self, run: &PipelineRun, now: Millis) {
         let outbox = match self.outbox() {
             Ok(o) => o,
@@ -424,7 +426,8 @@ impl RunShell {
         }
         let events = if superseded { run.supersede(reason, now) } else { run.cancel(reason, now)? };
         self.commit_and_push(&run, events, now)?;
-        self.arm(&run, now).await?;
+        // Before any await, so its end's duties (the item's report, the
+        // catalog) commit with the cancel; on_terminal arms the alarm after.
         self.on_terminal(&run, now).await;
         Ok(run.view(None))
     }

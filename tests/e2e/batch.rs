@@ -253,6 +253,31 @@ async fn deleting_an_item_mid_run_ends_it_in_its_batch() {
     .await;
 }
 
+/// A `PUT` to a batch's item whose first run was never spawned (its spawn
+/// still owed, retried with backoff) ends the item in its batch: that run
+/// will never start, so it cannot report, and the batch would hold the
+/// item's in-flight place for good. (On a server of its own where every
+/// run's spawn fails.)
+#[tokio::test]
+async fn a_put_before_the_first_run_spawned_ends_the_item_in_its_batch() {
+    let s = &Server::start(&ServerOptions::new(temp_dir("batch-put").join("state")).var("FAULTS", "spawn=1.0"));
+    let id = submit(s, items(&tag(), 2)).await;
+    let created = eventually("both items created", Duration::from_secs(60), || async {
+        let view = s.get(&format!("/api/batches/{id}")).await.body;
+        let items = view["items"].as_array().cloned().unwrap_or_default();
+        let created = items.len() == 2 && items.iter().all(|i| i["content_id"].is_string());
+        if created { Ok(items) } else { Err(view.to_string()) }
+    })
+    .await;
+    for item in &created {
+        let r = s.put(&format!("/api/content/{}", item["content_id"].as_str().unwrap()), json!({"title": "Second", "body": "A second version."})).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    let view = s.wait_batch(&id, Duration::from_secs(60)).await;
+    assert_eq!((view["completed"].as_u64(), view["failed"].as_u64()), (Some(0), Some(2)), "{view}");
+    assert!(view["items"].as_array().unwrap().iter().all(|i| i["error"].as_str().is_some_and(|e| e.contains("superseded"))), "{view}");
+}
+
 /// A batch whose items the queue would not take is still accepted and
 /// completes: the Worker hands the stored batch its items directly, rather
 /// than answering 503 with the batch already stored (its items waiting for
