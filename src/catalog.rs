@@ -165,6 +165,14 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
             s(c.ownership.visibility.as_str()),
         ])?,
     ];
+    if c.status == crate::protocol::ContentStatus::Failed {
+        // The current version failed: an older version's text leaves the
+        // keyword index, if the row above says so now (not a late write).
+        stmts.push(
+            d.prepare(format!("{DELETE_FTS_ROW} AND EXISTS (SELECT 1 FROM content WHERE id = ?1 AND version = ?7 AND status = 'failed')"))
+                .bind(&[s(&id), JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, JsValue::NULL, n(c.version as i64)])?,
+        );
+    }
     if index_text {
         // The document keeps one FTS rowid (content_fts_keys) across versions.
         // Each statement runs only while the row holds this version (`?7`).

@@ -203,6 +203,19 @@ impl ContentActor {
                     .map(|_| ())
                     .map_err(|e| ApiError::Unavailable(format!("vector index: {e}")))
             }
+            Duty::DropOlderVectors { keep } => {
+                // A deleted item's own duty erases them all.
+                if self.with_loaded(|c| c.is_none())? {
+                    return Ok(());
+                }
+                let id = self.stored_id()?.to_string();
+                Providers::from_config(&self.env, &cfg)
+                    .vectors
+                    .delete_content(&id, Some(keep))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| ApiError::Unavailable(format!("vector index: {e}")))
+            }
             Duty::DropFingerprint => {
                 let id = self.stored_id()?.to_string();
                 Providers::from_config(&self.env, &cfg).analyzer.forget(&id).await
@@ -370,7 +383,9 @@ impl ContentOps for ContentActor {
         };
         let changed = !events.is_empty();
         if changed {
-            self.commit(&c, events, &[Duty::Catalog], now)?;
+            // The current version failed: nothing older stays in the vector
+            // index (the catalog's write drops its keyword row).
+            self.commit(&c, events, &[Duty::Catalog, Duty::DropOlderVectors { keep: r.version }], now)?;
         }
         if changed || reported {
             self.settle().await;

@@ -34,6 +34,12 @@ pub enum Duty {
     Catalog,
     /// Erase a deleted item's vectors and fence the index against late writes.
     DropVectors,
+    /// Erase the vectors of versions older than `keep`, the item's current
+    /// version, whose run failed: an item shows its highest version, and
+    /// the indexes hold nothing older (DESIGN.md, integrity).
+    DropOlderVectors {
+        keep: u32,
+    },
     /// Make the analyzer forget a deleted item's fingerprint.
     DropFingerprint,
     /// Erase every uploaded original of a deleted item: the objects under
@@ -70,6 +76,7 @@ impl Duty {
             Duty::PurgeRun { run_id } => format!("purge:{run_id}"),
             Duty::Catalog => "catalog".into(),
             Duty::DropVectors => "vectors".into(),
+            Duty::DropOlderVectors { .. } => "older_vectors".into(),
             Duty::DropFingerprint => "fingerprint".into(),
             Duty::DropUploads { .. } => "uploads".into(),
             Duty::ReportEnd { .. } => "run_ended".into(),

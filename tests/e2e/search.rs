@@ -133,6 +133,44 @@ async fn a_widened_items_older_text_stays_with_its_readers() {
     assert!(finds(s.key.clone()).await.contains(&cid), "its owner still does");
 }
 
+/// Once runs settle, the indexes hold the item's highest version's text and
+/// nothing older (DESIGN.md, integrity): when a `PUT`'s version fails (here
+/// its body has no words to index), the indexed version's words are no
+/// longer found, by keyword or by vector.
+#[tokio::test]
+async fn a_failed_newer_version_leaves_nothing_older_in_the_indexes() {
+    let s = &shared().server;
+    let word = format!("zq{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let body = format!("The {word} observatory tracks comets over the northern ridge every winter night.");
+    let r = s.post("/api/content", serde_json::json!({"title": "Observatory notes", "body": body})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let cid = r.body["content_id"].as_str().unwrap().to_string();
+    s.wait_run(r.body["run_id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    for mode in ["keyword", "vector"] {
+        assert!(ids(&search(s, &body, &format!("mode={mode}&k=50")).await).contains(&cid), "{mode} finds version 1");
+    }
+    let r = s.put(&format!("/api/content/{cid}"), serde_json::json!({"title": "Observatory notes", "body": "!!! ??? ... --- ***"})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let run = s.wait_run(r.body["run_id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    // The failure's duties (catalog, vectors) follow the run's end.
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        found = Vec::new();
+        for mode in ["keyword", "vector"] {
+            if ids(&search(s, &body, &format!("mode={mode}&k=50")).await).contains(&cid) {
+                found.push(mode);
+            }
+        }
+        if found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(found.is_empty(), "version 1's text is still found after version 2 failed: {found:?}");
+    assert_eq!(s.get(&format!("/api/content/{cid}")).await.body["status"], "failed");
+}
+
 #[tokio::test]
 async fn searches_are_logged_for_metrics() {
     let s = &shared().server;
