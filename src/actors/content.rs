@@ -240,7 +240,9 @@ impl ContentActor {
                 super::feed::append(&self.env, events, Announcer { content_id, seq }).await?;
                 fault.map_or(Ok(()), |f| Err(ApiError::Unavailable(f)))
             }
-            other @ Duty::ReportEnd { .. } => Err(ApiError::Internal(format!("content owes no duty {}", other.key()))),
+            other @ (Duty::ReportEnd { .. } | Duty::TakeBackVectors { .. }) => {
+                Err(ApiError::Internal(format!("content owes no duty {}", other.key())))
+            }
         }
     }
 

@@ -25,6 +25,7 @@ use crate::domain::principal::Principal;
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{EventDraft, EventRecord, RunStatus, RunView, Topic};
+use crate::providers::{Providers, VectorIndex};
 use crate::runtime::{config, now_ms};
 use crate::stages::artifacts::ArtifactMemory;
 use crate::stages::{self, ArtifactStore, StageContext, StageFailure};
@@ -203,8 +204,29 @@ impl RunShell {
                     Err(e) => Err(e),
                 }
             }
+            Duty::TakeBackVectors { ids } => Providers::from_config(&self.env, &config(&self.env))
+                .vectors
+                .take_back(&ids)
+                .await
+                .map_err(|e| ApiError::Unavailable(format!("vector index: {e}"))),
             other => Err(ApiError::Internal(format!("a run owes no duty {}", other.key()))),
         }
+    }
+
+    /// The ids this run's index stage may have written where no fence keeps
+    /// a late write out (Vectorize): every chunk of its version, once the
+    /// stage has been tried. None for a fencing backend, or before the stage.
+    fn unfenced_writes(&self, run: &PipelineRun) -> Vec<String> {
+        let cfg = config(&self.env);
+        if run.record(crate::protocol::Stage::Index).attempts == 0 || Providers::from_config(&self.env, &cfg).vectors.fences_writes() {
+            return Vec::new();
+        }
+        let artifacts = self.artifacts();
+        let (Some(dim), Ok(flat)) = (artifacts.get_opt(stages::artifacts::DIM), artifacts.get_blob(stages::artifacts::VECTORS)) else {
+            return Vec::new();
+        };
+        let cid = run.content_id.to_string();
+        (0..flat.len() / dim.max(1)).map(|i| crate::domain::vector::vector_id(&cid, run.version, i as u32)).collect()
     }
 
     /// Records the run's catalog row as owed and tries it now.
@@ -224,10 +246,16 @@ impl RunShell {
             return Ok(Done {});
         };
         let now = now_ms();
+        // Read before the erase takes the vectors it counts.
+        let written = self.unfenced_writes(&run);
         let events = run.purge(stages::CONTENT_DELETED, now);
         self.erase()?;
         self.commit_and_push(&run, events, now)?;
-        self.outbox()?.put(&[Duty::Catalog], now)?;
+        let mut owed = vec![Duty::Catalog];
+        if !written.is_empty() {
+            owed.push(Duty::TakeBackVectors { ids: written });
+        }
+        self.outbox()?.put(&owed, now)?;
         let _ = self.drain().await;
         self.arm(&run, now_ms()).await?;
         Ok(Done {})

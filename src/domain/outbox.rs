@@ -34,6 +34,13 @@ pub enum Duty {
     Catalog,
     /// Erase a deleted item's vectors and fence the index against late writes.
     DropVectors,
+    /// Delete exactly these vectors: what a purged run's index stage may
+    /// have written to a backend without a fence (Vectorize), whose write
+    /// was not yet visible to the deletion's sweep and whose attempt ended
+    /// before it could take it back.
+    TakeBackVectors {
+        ids: Vec<String>,
+    },
     /// Erase the vectors of versions older than `keep`, the item's current
     /// version, whose run failed: an item shows its highest version, and
     /// the indexes hold nothing older (DESIGN.md, integrity).
@@ -77,6 +84,7 @@ impl Duty {
             Duty::Catalog => "catalog".into(),
             Duty::DropVectors => "vectors".into(),
             Duty::DropOlderVectors { .. } => "older_vectors".into(),
+            Duty::TakeBackVectors { .. } => "take_back".into(),
             Duty::DropFingerprint => "fingerprint".into(),
             Duty::DropUploads { .. } => "uploads".into(),
             Duty::ReportEnd { .. } => "run_ended".into(),
