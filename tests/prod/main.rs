@@ -136,6 +136,22 @@ async fn search_finds_a_document_once_its_vectors_are_visible_and_the_summary_is
     assert!(all.iter().any(|c| c["kind"] == "text" && c["error"].is_null()), "a text model answered");
 }
 
+/// Deletes the item, then waits for its run to end: the deletion cancels
+/// the run, then purges it (404).
+async fn delete_and_wait_for_the_run(cid: &str, run: &str) {
+    let p = prod();
+    let r = p.server.delete(&format!("/api/content/{cid}")).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    eventually("the run ended", RUN_TIMEOUT, || async {
+        let r = p.server.get(&format!("/api/runs/{run}")).await;
+        match (r.status, r.body["status"].as_str()) {
+            (404, _) | (200, Some("cancelled" | "failed")) => Ok(()),
+            _ => Err(format!("{} {}", r.status, r.body)),
+        }
+    })
+    .await;
+}
+
 /// A `DELETE` that lands while the index stage's write is not yet visible:
 /// the deletion's sweep cannot see that write, so the stage takes it back
 /// once it is visible and the item is gone. Failed before: the vectors
@@ -165,17 +181,7 @@ async fn a_delete_while_the_index_write_is_not_yet_visible_leaves_no_vectors() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let visible_at_delete = vectors_of(&cid).await.len();
-    let r = p.server.delete(&format!("/api/content/{cid}")).await;
-    assert_eq!(r.status, 204, "{}", r.body);
-    // The deletion cancels the run, then purges it (404).
-    eventually("the run ended", RUN_TIMEOUT, || async {
-        let r = p.server.get(&format!("/api/runs/{run}")).await;
-        match (r.status, r.body["status"].as_str()) {
-            (404, _) | (200, Some("cancelled" | "failed")) => Ok(()),
-            _ => Err(format!("{} {}", r.status, r.body)),
-        }
-    })
-    .await;
+    delete_and_wait_for_the_run(&cid, &run).await;
     // Something deletes the write's vectors after it (the stage's take-back,
     // or the deletion's sweep if the write was visible by then); once that
     // delete is applied, nothing may be left.
@@ -212,16 +218,7 @@ async fn a_delete_after_a_failed_index_attempt_leaves_no_vectors() {
         if failed { Ok(upsert) } else { Err("no failed probe yet") }
     })
     .await;
-    let r = p.server.delete(&format!("/api/content/{cid}")).await;
-    assert_eq!(r.status, 204, "{}", r.body);
-    eventually("the run ended", RUN_TIMEOUT, || async {
-        let r = p.server.get(&format!("/api/runs/{run}")).await;
-        match (r.status, r.body["status"].as_str()) {
-            (404, _) | (200, Some("cancelled" | "failed")) => Ok(()),
-            _ => Err(format!("{} {}", r.status, r.body)),
-        }
-    })
-    .await;
+    delete_and_wait_for_the_run(&cid, &run).await;
     // Every write of the run applied (none is newer than this wait), then what is left.
     tokio::time::sleep(Duration::from_millis(visibility + 500)).await;
     let last_write = calls(&p.emulator.state().await).iter().rposition(|c| ours(c, "upsert")).unwrap_or(upsert);
