@@ -73,7 +73,7 @@ impl RunShell {
         if !crate::store::has_state(&self.state.storage().sql()) {
             return Ok(None);
         }
-        let run: Option<PipelineRun> = self.cells().load("run")?;
+        let run: Option<PipelineRun> = self.cells().load::<PipelineRun>("run")?.map(PipelineRun::with_every_stage);
         self.run.replace(run.clone());
         Ok(run)
     }

@@ -178,6 +178,27 @@ impl PipelineRun {
         RetryPolicy::for_stage(stage, self.tuning)
     }
 
+    /// A stored run with one record per stage of this build, in order. A run
+    /// saved by a build with fewer stages gets the new ones, skipped if it has
+    /// ended, pending if not (it runs them); [`Self::record`] indexes by stage.
+    pub fn with_every_stage(mut self) -> Self {
+        let in_order = self.stages.len() == Stage::ALL.len() && self.stages.iter().zip(Stage::ALL).all(|(r, s)| r.stage == s);
+        if in_order {
+            return self;
+        }
+        let ended = self.status.is_terminal();
+        let mut stored = std::mem::take(&mut self.stages);
+        self.stages = Stage::ALL
+            .into_iter()
+            .map(|stage| match stored.iter().position(|r| r.stage == stage) {
+                Some(i) => stored.swap_remove(i),
+                None if ended => StageRecord { status: StageStatus::Skipped, ..StageRecord::new(stage) },
+                None => StageRecord::new(stage),
+            })
+            .collect();
+        self
+    }
+
     pub fn record(&self, stage: Stage) -> &StageRecord {
         &self.stages[stage.index()]
     }
@@ -584,6 +605,26 @@ mod tests {
 
         fn names(&self) -> Vec<&'static str> {
             self.log.iter().map(|e| e.event.as_str()).collect()
+        }
+    }
+
+    #[test]
+    fn a_run_stored_with_fewer_stages_gets_every_stage_in_order() {
+        let now = 1_000;
+        for ended in [false, true] {
+            let (mut run, _) = PipelineRun::new(Uuid::new_v4(), Uuid::new_v4(), 1, RetryTuning::default(), now);
+            if ended {
+                run.status = RunStatus::Completed;
+            }
+            let mut stored = serde_json::to_value(&run).unwrap();
+            let stages = stored["stages"].as_array_mut().unwrap();
+            stages.remove(Stage::Summarize.index());
+            stages.reverse();
+            let back: PipelineRun = serde_json::from_value(stored).unwrap();
+            let back = back.with_every_stage();
+            assert_eq!(back.stages.iter().map(|r| r.stage).collect::<Vec<_>>(), Stage::ALL.to_vec());
+            let added = back.record(Stage::Summarize).status;
+            assert_eq!(added, if ended { StageStatus::Skipped } else { StageStatus::Pending });
         }
     }
 
