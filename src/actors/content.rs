@@ -194,27 +194,13 @@ impl ContentActor {
                     None => catalog::delete_content(&self.env, &id, now_ms()).await,
                 }
             }
-            Duty::DropVectors => {
-                let id = self.stored_id()?.to_string();
-                Providers::from_config(&self.env, &cfg)
-                    .vectors
-                    .delete_content(&id, None)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| ApiError::Unavailable(format!("vector index: {e}")))
-            }
+            Duty::DropVectors => self.drop_vectors(&cfg, None).await,
             Duty::DropOlderVectors { keep } => {
                 // A deleted item's own duty erases them all.
                 if self.with_loaded(|c| c.is_none())? {
                     return Ok(());
                 }
-                let id = self.stored_id()?.to_string();
-                Providers::from_config(&self.env, &cfg)
-                    .vectors
-                    .delete_content(&id, Some(keep))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| ApiError::Unavailable(format!("vector index: {e}")))
+                self.drop_vectors(&cfg, Some(keep)).await
             }
             Duty::DropFingerprint => {
                 let id = self.stored_id()?.to_string();
@@ -244,6 +230,18 @@ impl ContentActor {
                 Err(ApiError::Internal(format!("content owes no duty {}", other.key())))
             }
         }
+    }
+
+    /// Erases the item's vectors: all of them, or those of versions older
+    /// than `keep` (the vector index's `delete_content`).
+    async fn drop_vectors(&self, cfg: &crate::config::Config, keep: Option<u32>) -> ApiResult<()> {
+        let id = self.stored_id()?.to_string();
+        Providers::from_config(&self.env, cfg)
+            .vectors
+            .delete_content(&id, keep)
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError::Unavailable(format!("vector index: {e}")))
     }
 
     /// The stored item, if `principal` may act on it as `needed` (404 when it

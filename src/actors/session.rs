@@ -134,8 +134,26 @@ fn ended(e: ApiError) -> ApiError {
     }
 }
 
-/// What a revoked key's session answers: what the key itself gets.
-fn revoked() -> ApiError {
+/// Whether the API key `principal` rests on (if it is one) was found revoked
+/// by a check due now (`check` spaces them). A catalog that cannot answer
+/// finds nothing: the next chance checks again. What a session and an SSE
+/// stream ask before they send.
+pub(crate) async fn key_revoked(env: &Env, check: &KeyCheck, principal: &Principal, now: Millis) -> bool {
+    let Some(key) = principal.key_id() else { return false };
+    if !check.start(now) {
+        return false;
+    }
+    match catalog::live_keys(env, &[key]).await {
+        Ok(live) => !live.contains(key),
+        Err(e) => {
+            worker::console_error!("key check failed: {e}");
+            false
+        }
+    }
+}
+
+/// What a revoked key's session (or stream) answers: what the key itself gets.
+pub(crate) fn revoked() -> ApiError {
     ApiError::Unauthorized("the API key is not valid or has been revoked".into())
 }
 
@@ -218,24 +236,13 @@ impl SessionActor {
     /// nothing to check.
     async fn key_holds(&self, now: Millis) -> bool {
         let Ok(info) = self.info() else { return true };
-        let Some(key) = info.principal.key_id() else { return true };
-        if !self.key_check.start(now) {
+        if !key_revoked(&self.env, &self.key_check, &info.principal, now).await {
             return true;
         }
-        match catalog::live_keys(&self.env, &[key]).await {
-            Ok(live) if !live.contains(key) => {
-                if let Err(e) = self.end(&info, "revoked", close_revoked).await {
-                    worker::console_error!("session end failed: {e}");
-                }
-                false
-            }
-            Ok(_) => true,
-            // The catalog is down: the next chance checks again.
-            Err(e) => {
-                worker::console_error!("session key check failed: {e}");
-                true
-            }
+        if let Err(e) = self.end(&info, "revoked", close_revoked).await {
+            worker::console_error!("session end failed: {e}");
         }
+        false
     }
 
     /// Ends the session: `close` each socket, mark it `status` in the

@@ -7,7 +7,7 @@
 use worker::Env;
 
 use crate::catalog;
-use crate::domain::fusion::{fts_match, group_by_content, keyword_passage, rrf};
+use crate::domain::fusion::{chunk_passage, fts_match, group_by_content, keyword_passage, rrf};
 use crate::domain::principal::Principal;
 use crate::domain::vector::merge_hits;
 use crate::error::{ApiError, ApiResult};
@@ -135,11 +135,7 @@ pub async fn retrieve(env: &Env, p: &Principal, q: &RetrieveQuery<'_>) -> ApiRes
             continue;
         }
         let best_chunk = grouped.iter().find(|(c, _, _)| *c == d.content_id).map(|(_, _, ch)| *ch);
-        let text = match best_chunk {
-            Some(ch) => chunk_text(&row.body, ch),
-            None => None,
-        }
-        .unwrap_or_else(|| keyword_passage(&row.body, text));
+        let text = best_chunk.and_then(|ch| chunk_passage(&row.body, ch)).unwrap_or_else(|| keyword_passage(&row.body, text));
         docs.push(Retrieved {
             content_id: d.content_id.clone(),
             title: row.title.clone(),
@@ -160,12 +156,3 @@ async fn timed<T>(f: impl std::future::Future<Output = T>, since: i64) -> (T, i6
     let out = f.await;
     (out, now_ms() - since)
 }
-
-/// The text of chunk `n` as the chunk stage cut it (deterministic).
-fn chunk_text(body: &str, n: u32) -> Option<String> {
-    crate::nlp::chunk::chunk_text(body, crate::nlp::chunk::DEFAULT_CHUNK_CHARS, crate::nlp::chunk::DEFAULT_OVERLAP_SENTENCES)
-        .into_iter()
-        .nth(n as usize)
-        .map(|c| c.text)
-}
-

@@ -100,7 +100,7 @@ mod stream {
     use super::*;
     use crate::actors::ops::{Admit, Events};
     use crate::actors::rpc;
-    use crate::actors::session::topic_actor;
+    use crate::actors::session::{key_revoked, revoked, topic_actor};
     use crate::api::input::{param, query};
     use crate::domain::broadcast::KeyCheck;
     use crate::domain::content::readable_by;
@@ -183,9 +183,9 @@ mod stream {
                     return None;
                 }
                 self.polls += 1;
-                if !self.key_holds().await {
+                if key_revoked(&self.env, &self.key_check, &self.reader, now_ms()).await {
                     self.done = true;
-                    let e = ApiError::Unauthorized("the API key is not valid or has been revoked".into());
+                    let e = revoked();
                     return Some(message(None, "error", &crate::http::error_frame(&e, e.code()).to_json()));
                 }
                 let (kind, name) = topic_actor(self.topic);
@@ -227,16 +227,6 @@ mod stream {
                 }
                 Delay::from(std::time::Duration::from_millis(self.wait_ms)).await;
             }
-        }
-
-        /// Whether the reader's API key (if it is one) still holds, when a
-        /// check is due; a catalog that cannot answer leaves it to the next.
-        async fn key_holds(&mut self) -> bool {
-            let Some(key) = self.reader.key_id() else { return true };
-            if !self.key_check.start(now_ms()) {
-                return true;
-            }
-            crate::catalog::live_keys(&self.env, &[key]).await.map_or(true, |live| live.contains(key))
         }
 
         /// Events of items the reader may not read are skipped (their seq

@@ -238,7 +238,6 @@ fn fold(c: char) -> char {
     }
 }
 
-/// Case-folded, deduplicated alphanumeric runs of the query, in order.
 /// Which of `passages` best matches `query`: the most whole-word matches of
 /// its terms, then the most matches of any kind; the first on a tie (and when
 /// nothing matches). What a keyword-only hit gives an answer as its source,
@@ -256,16 +255,27 @@ pub fn best_passage(passages: &[&str], query: &str) -> usize {
     best.0
 }
 
+/// The chunks of `body` as the chunk stage cut them (deterministic).
+fn stage_chunks(body: &str) -> Vec<crate::nlp::chunk::Chunk> {
+    use crate::nlp::chunk::{chunk_text, DEFAULT_CHUNK_CHARS, DEFAULT_OVERLAP_SENTENCES};
+    chunk_text(body, DEFAULT_CHUNK_CHARS, DEFAULT_OVERLAP_SENTENCES)
+}
+
+/// The text of chunk `n` of `body`: a vector hit's source text.
+pub fn chunk_passage(body: &str, n: u32) -> Option<String> {
+    stage_chunks(body).into_iter().nth(n as usize).map(|c| c.text)
+}
+
 /// A keyword-only hit's source text: its chunk (as the chunk stage cuts it)
 /// that best matches `query`, never the whole body, which may be far larger
 /// than an answer can hold.
 pub fn keyword_passage(body: &str, query: &str) -> String {
-    use crate::nlp::chunk::{chunk_text, DEFAULT_CHUNK_CHARS, DEFAULT_OVERLAP_SENTENCES};
-    let chunks = chunk_text(body, DEFAULT_CHUNK_CHARS, DEFAULT_OVERLAP_SENTENCES);
+    let chunks = stage_chunks(body);
     let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
     chunks.get(best_passage(&texts, query)).map(|c| c.text.clone()).unwrap_or_default()
 }
 
+/// Case-folded, deduplicated alphanumeric runs of the query, in order.
 fn query_terms(query: &str) -> Vec<Vec<char>> {
     let mut terms: Vec<Vec<char>> = Vec::new();
     for word in query.split(|c: char| !c.is_alphanumeric()) {

@@ -1258,7 +1258,6 @@ mod tests {
                 idx.check_invariants();
             }
             if step % 100 == 0 {
-                idx.check_invariants();
                 let rows: Vec<Row> = model
                     .iter()
                     .map(|(id, (ns, v, m))| Row { id: id.clone(), ns, values: v.clone(), meta: m.clone() })

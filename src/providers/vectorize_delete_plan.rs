@@ -37,8 +37,8 @@ enum DeleteStep {
 /// 4. Discover again, excluding the versions swept, until a page is not full.
 ///
 /// Each id goes to `deleteByIds` once per call; hits of other content, of
-/// the kept version or of a newer one are never deleted (a defence in case a filter is not
-/// applied). A content of a few hundred chunks per version finishes well
+/// the kept version or of a newer one are never deleted (a defence in case a
+/// filter is not applied). A content of a few hundred chunks per version finishes well
 /// within [`DELETE_MAX_ROUNDS`]; a larger one fails transiently and the retry
 /// resumes (deleting an id twice is harmless). Needs metadata indexes on
 /// `content_id`, `version` and `chunk` (see [`super::vectorize_payloads::METADATA_INDEXES`]).
