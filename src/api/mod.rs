@@ -71,7 +71,7 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
         R::Health | R::OpenApi => (crate::domain::principal::Principal::anonymous(), None),
         _ => auth::principal(env, &req).await?,
     };
-    if path.starts_with("/admin") {
+    if id.operator_only() {
         auth::require_operator(&who)?;
     }
     let arg = |i: usize| p.get(i).map(String::as_str).unwrap_or_default();

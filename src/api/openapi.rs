@@ -242,7 +242,7 @@ pub fn document() -> Value {
                 "id": { "type": "string" }, "event": { "type": "string" }, "data": { "type": "string" }, "retry": { "type": "integer" } } });
             op["responses"][ok]["content"] = json!({ "text/event-stream": { "schema": event } });
         }
-        if r.pattern.starts_with("/admin") {
+        if r.operator_only() {
             op["security"] = json!([{ "admin": [] }]);
         }
         let entry = paths.entry(r.pattern.to_string()).or_insert_with(|| json!({}));

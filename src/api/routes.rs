@@ -46,6 +46,22 @@ pub struct Route {
     pub id: RouteId,
 }
 
+impl Route {
+    /// Whether only the operator may call it: the `/admin` routes.
+    pub fn operator_only(&self) -> bool {
+        self.pattern.starts_with("/admin/")
+    }
+}
+
+impl RouteId {
+    /// [`Route::operator_only`] of the route this is: the dispatcher asks the
+    /// route it matched, never the raw path (`//admin/keys` matched the
+    /// pattern while failing a `starts_with("/admin")`).
+    pub fn operator_only(self) -> bool {
+        ROUTES.iter().any(|r| r.id == self && r.operator_only())
+    }
+}
+
 const fn r(method: &'static str, pattern: &'static str, id: RouteId) -> Route {
     Route { method, pattern, id }
 }
@@ -133,7 +149,9 @@ pub fn parse_page_cursor(c: &str) -> Result<(i64, String), crate::error::ApiErro
 
 fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
     let p: Vec<&str> = pattern.trim_matches('/').split('/').collect();
-    let s: Vec<&str> = path.trim_end_matches('/').trim_start_matches('/').split('/').collect();
+    // One leading slash: `//admin/keys` is no route (its empty first
+    // segment matches nothing), as `/api/runs//cancel` is none.
+    let s: Vec<&str> = path.strip_prefix('/')?.trim_end_matches('/').split('/').collect();
     if p.len() != s.len() {
         return None;
     }
@@ -199,6 +217,15 @@ mod tests {
         assert_eq!(allowed("/api/content/batch"), vec!["POST"]);
         assert_eq!(resolve("GET", "/api/nope").unwrap_err().status(), 404);
         assert_eq!(resolve("GET", "/api/runs//cancel").unwrap_err().status(), 404);
+        // Extra leading slashes name no route, so none can pass for an
+        // admin route without the operator's check.
+        for path in ["//admin/keys", "///admin/actors", "//api/content", "admin/keys"] {
+            assert_eq!(resolve("GET", path).unwrap_err().status(), 404, "{path}");
+        }
+        assert!(RouteId::CreateKey.operator_only() && RouteId::AdminInspect.operator_only());
+        assert!(!RouteId::CreateContent.operator_only() && !RouteId::Health.operator_only());
+        let admin: Vec<RouteId> = ROUTES.iter().filter(|r| r.pattern.starts_with("/admin")).map(|r| r.id).collect();
+        assert!(admin.len() >= 8 && admin.iter().all(|id| id.operator_only()), "{admin:?}");
         assert_eq!(resolve("GET", "/admin/actors/run/x").unwrap().1, vec!["run", "x"]);
         assert_eq!(allowed("/api/content/x"), vec!["GET", "PUT", "DELETE"]);
         assert_eq!(resolve("GET", "/api/content/x/source").unwrap(), (RouteId::GetSource, vec!["x".to_string()]));

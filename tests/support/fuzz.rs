@@ -244,7 +244,8 @@ pub async fn frame_sweep(s: &Server, seed: u64, n: usize) -> Sweep {
 
 /// Every admin route the server documents (`/api/openapi.json`), each without
 /// a token, with wrong ones, with the wrong scheme (401) and with a tenant's
-/// key (403): all refused with the contract's error shape.
+/// key (403), and spelled with extra leading slashes: all refused with the
+/// contract's error shape.
 pub async fn admin_refusals(s: &Server) -> Sweep {
     let doc = send(http().get(s.url("/api/openapi.json"))).await.body;
     let mut routes = Vec::new();
@@ -278,6 +279,15 @@ pub async fn admin_refusals(s: &Server) -> Sweep {
     ];
     for (method, path) in &routes {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        // A path the runtime passes on as sent (`//admin/keys`) is no way
+        // round the operator's check: it names no route, or is refused.
+        for spelled in [format!("/{path}"), format!("//{path}")] {
+            let r = send(http().request(m.clone(), s.url(&spelled))).await;
+            sweep.requests += 1;
+            if !matches!(r.status, 401 | 404) || !r.body["error"]["code"].is_string() {
+                sweep.problems.push(format!("{method} {spelled} without a token → {} {}", r.status, r.body));
+            }
+        }
         for (auth, status, code) in &cases {
             let mut req = http().request(m.clone(), s.url(path));
             if let Some(a) = auth {
