@@ -21,7 +21,7 @@ use crate::catalog;
 use crate::domain::batch::ItemRef;
 use crate::domain::content::{fits_stored, superseded_reason, ContentState};
 use crate::domain::faults;
-use crate::domain::outbox::Duty;
+use crate::domain::outbox::{Duty, LEASE_MS};
 use crate::domain::principal::{Access, Principal};
 use crate::domain::time::Millis;
 use crate::domain::upload::{item_prefix, Source};
@@ -50,6 +50,10 @@ pub struct ContentActor {
     /// a duty awaits its alarm check: a call that owes nothing new (a fence,
     /// an authorize) then skips [`Self::arm`].
     memory: super::ActorMemory,
+    /// This instance set the alarm for its duties' lease end before trying
+    /// them ([`Self::settle_backstopped`]); [`Self::arm`] deletes it once
+    /// nothing is owed, so a drain that landed everything costs no wake.
+    backstop: Cell<bool>,
 }
 
 /// A deleted item keeps a tombstone so late runs cannot resurrect it.
@@ -135,6 +139,20 @@ impl ContentActor {
         }
     }
 
+    /// [`Self::settle`] after a commit a request made (create, PUT, DELETE).
+    /// No caller retries such a call when this instance dies mid-drain (a
+    /// crash, an eviction, a deploy), and nothing else wakes the actor: so
+    /// the alarm is set for the duties' lease end before they are tried.
+    /// A run's calls (publish, end) need none: the run retries them.
+    async fn settle_backstopped(&self) {
+        let at = super::pipeline::to_datetime(now_ms() + LEASE_MS);
+        match self.state.storage().set_alarm(at).await {
+            Ok(()) => self.backstop.set(true),
+            Err(e) => worker::console_error!("content backstop alarm: {e}"),
+        }
+        self.settle().await;
+    }
+
     /// At every wake: an alarm is armed whenever a duty is pending. Inside
     /// the alarm handler (`firing`) the alarm that fired is spent, so it is
     /// set again without asking.
@@ -143,15 +161,20 @@ impl ContentActor {
             // A drain in flight arms when it ends.
             return Ok(());
         }
+        let storage = self.state.storage();
         let Some(due) = self.outbox()?.next_due()? else {
+            if self.backstop.take() && !firing {
+                storage.delete_alarm().await?;
+            }
             self.memory.outbox.armed();
             return Ok(());
         };
-        let storage = self.state.storage();
         let armed = if firing { None } else { storage.get_alarm().await? };
         if armed.is_none_or(|at| at > due) {
             storage.set_alarm(super::pipeline::to_datetime(due.max(now_ms()))).await?;
         }
+        // The alarm now serves what is owed.
+        self.backstop.set(false);
         self.memory.outbox.armed();
         Ok(())
     }
@@ -168,6 +191,10 @@ impl ContentActor {
     async fn perform(&self, duty: Duty, tries: u32) -> ApiResult<()> {
         let cfg = config(&self.env);
         let attempt = tries + 1;
+        if attempt == 1 && cfg.faults.site_strikes(faults::STALL, &duty.key(), attempt) {
+            // Longer than any test waits: the test kills the process meanwhile.
+            worker::Delay::from(std::time::Duration::from_secs(3_600)).await;
+        }
         // By value: the drain hands over its own copy of the duty.
         match duty {
             Duty::SpawnRun { run_id, start } => {
@@ -318,7 +345,7 @@ impl ContentOps for ContentActor {
         }
         self.batch_item.replace(Some(s.batch));
         self.commit_encoded(&c, stored, events, &[spawn_duty(&c, s.run_id), Duty::Catalog], now)?;
-        self.settle().await;
+        self.settle_backstopped().await;
         Ok(Accepted::new(c.id, c.version, s.run_id))
     }
 
@@ -349,7 +376,7 @@ impl ContentOps for ContentActor {
             outbox.forget(&Duty::SpawnRun { run_id: *run, start: Value::Null }.key())?;
             self.owe_batch_report(*run, Some(&reason), now)?;
         }
-        self.settle().await;
+        self.settle_backstopped().await;
         Ok(Accepted::new(c.id, c.version, s.run_id))
     }
 
@@ -434,7 +461,7 @@ impl ContentOps for ContentActor {
         self.live.replace(Some(None));
         // Before any await, so no replay of the topic shows the item again.
         self.log().redact(&c.id.to_string())?;
-        self.settle().await;
+        self.settle_backstopped().await;
         Ok(Done {})
     }
 
@@ -535,7 +562,7 @@ fn settled<T>(r: ApiResult<T>) -> ApiResult<()> {
 
 impl DurableObject for ContentActor {
     fn new(state: State, env: Env) -> Self {
-        ContentActor { state, env, live: RefCell::new(None), created: Cell::new(false), batch_item: RefCell::new(None), memory: Default::default() }
+        ContentActor { state, env, live: RefCell::new(None), created: Cell::new(false), batch_item: RefCell::new(None), memory: Default::default(), backstop: Cell::new(false) }
     }
 
     crate::unused_handlers!(fetch);

@@ -6,7 +6,9 @@
 //! Worker's send of a new batch's items to the queue), `feed` (a content
 //! actor's append of its events to the feed), `push` (a topic's
 //! live push of committed events, as if the actor were evicted between commit
-//! and push; only the catch-up path delivers them).
+//! and push; only the catch-up path delivers them), `stall` (a content
+//! actor's duty hangs on its first try, as if its process froze mid-drain:
+//! a test kills the process meanwhile).
 //!
 //! A fault is decided from a hash of (run, stage, attempt) rather than a global
 //! RNG, so an injected failure is reproducible from the journal.
@@ -31,7 +33,10 @@ pub const ENQUEUE: &str = "enqueue";
 /// first try is lost before the feed hears of it, a struck later try after
 /// the feed appended (its reply is lost).
 pub const FEED: &str = "feed";
-const SITES: [&str; 6] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE, FEED];
+/// A content actor's first try of a duty hangs (a test then kills the
+/// process, so the duties were committed and never tried).
+pub const STALL: &str = "stall";
+const SITES: [&str; 7] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE, FEED, STALL];
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
