@@ -65,9 +65,18 @@ const FORMAT_CHARS: &[(char, char)] = &[
 /// names): no control characters (line breaks and tabs included), no line or
 /// paragraph separators, and no format characters.
 pub fn is_plain_label(s: &str) -> bool {
-    s.chars().all(|c| {
-        !c.is_control() && !matches!(c, '\u{2028}' | '\u{2029}') && !FORMAT_CHARS.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c))
-    })
+    s.chars().all(is_plain_char)
+}
+
+fn is_plain_char(c: char) -> bool {
+    !c.is_control() && !matches!(c, '\u{2028}' | '\u{2029}') && !FORMAT_CHARS.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c))
+}
+
+/// `s` without the characters [`is_plain_label`] refuses, for a label the
+/// server derives (an upload's title from its heading or file name), which
+/// must not be refused as if the client had sent it.
+pub fn plain_label(s: &str) -> String {
+    s.chars().filter(|c| is_plain_char(*c)).collect()
 }
 
 /// The characters [`is_plain_label`] refuses, as the body of a regex class in

@@ -149,15 +149,36 @@ pub fn title_prefix(bytes: &[u8]) -> String {
 }
 
 /// The title an upload gets when none is given: its first heading, else the
-/// file name, else "Untitled upload". Cut to `max_chars`.
+/// file name, else "Untitled upload", each without the characters a title
+/// refuses (a zero-width joiner in an emoji, a soft hyphen). Cut to
+/// `max_chars`.
 pub fn default_title(heading: Option<String>, file_name: Option<String>, max_chars: usize) -> String {
-    let title = heading.or(file_name).unwrap_or_else(|| "Untitled upload".to_string());
-    title.chars().take(max_chars).collect::<String>().trim().to_string()
+    let usable = |t: Option<String>| {
+        t.map(|t| crate::domain::content::plain_label(&t).chars().take(max_chars).collect::<String>().trim().to_string())
+            .filter(|t| !t.is_empty())
+    };
+    usable(heading).or_else(|| usable(file_name)).unwrap_or_else(|| "Untitled upload".to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_default_title_is_one_a_title_accepts() {
+        let limits = crate::config::Limits::default();
+        let cases = [
+            (Some("Team 👩\u{200D}💻 notes".to_string()), None, "Team 👩💻 notes"),
+            (Some("Co\u{AD}operation".to_string()), None, "Cooperation"),
+            (Some("\u{200B}\u{200F}".to_string()), Some("re\u{AD}port".to_string()), "report"),
+            (None, Some("\u{FEFF}".to_string()), "Untitled upload"),
+        ];
+        for (heading, file, want) in cases {
+            let t = default_title(heading.clone(), file, 300);
+            assert_eq!(t, want, "{heading:?}");
+            assert!(crate::domain::content::title(&t, &limits).is_ok(), "{t:?}");
+        }
+    }
 
     #[test]
     fn content_types_by_essence_with_parameters() {
