@@ -375,6 +375,11 @@ impl Answer {
     /// Extractive only: a generated answer advances through the model
     /// methods below.
     pub fn step(&mut self, now: Millis) -> Vec<EventDraft> {
+        if self.generator == Generator::WorkersAi && self.attempts >= MODEL_ATTEMPTS {
+            // The last attempt began and never reported (it ended in
+            // `model_failed` or `finish_generated` otherwise): cut off.
+            self.model_failed(ErrorClass::Transient, "every model attempt was cut off", now);
+        }
         if self.status.is_terminal() || self.generator != Generator::Extractive {
             return Vec::new();
         }
@@ -409,8 +414,14 @@ impl Answer {
     }
 
     /// Whether a model attempt should start now.
+    /// None does once [`MODEL_ATTEMPTS`] have begun: [`Self::step`] hands a
+    /// last attempt that was cut off (a restart, an eviction) to the
+    /// extractive answerer.
     pub fn wants_model(&self, now: Millis) -> bool {
-        self.generator == Generator::WorkersAi && !self.status.is_terminal() && self.retry_at.is_none_or(|t| t <= now)
+        self.generator == Generator::WorkersAi
+            && !self.status.is_terminal()
+            && self.attempts < MODEL_ATTEMPTS
+            && self.retry_at.is_none_or(|t| t <= now)
     }
 
     /// A model attempt starts (committed before the call, so an attempt cut
@@ -669,7 +680,7 @@ mod tests {
         let falcon = |n: u32, text: &str| Source { n, content_id: format!("c{n}"), title: format!("t{n}"), text: text.into() };
         let sources = vec![
             falcon(1, "The Falcon project started in 2019."),
-            falcon(2, "The Falcon budget is four million dollars.[1] Its board meets monthly [3, 4]."),
+            falcon(2, "The Falcon budget is four million dollars.[1] Its board meets monthly [3, 4]. The Falcon budget reserve is one million [[9]1]."),
         ];
         let (mut a, _) = Answer::new(Uuid::nil(), "Falcon budget".into(), asker(), sources, Generator::Extractive, 0);
         let mut now = 0;
@@ -682,6 +693,26 @@ mod tests {
         assert_eq!(cited(&text), BTreeSet::from([2]), "{text}");
         let left = crate::domain::answer_text::redact(&text, &BTreeSet::from([2]));
         assert!(!left.contains("million"), "source 2's text stays when it is withheld: {left}");
+    }
+
+    #[test]
+    fn attempts_cut_off_every_time_end_in_the_fallback() {
+        let (mut a, _) = Answer::new(Uuid::nil(), "which capital".into(), asker(), sources(), Generator::WorkersAi, 0);
+        for _ in 0..MODEL_ATTEMPTS {
+            assert!(a.wants_model(0));
+            // Begun and never reported: the instance died mid-stream.
+            a.begin_attempt();
+        }
+        assert!(!a.wants_model(0), "no attempt past the limit");
+        let mut now = 0;
+        while a.status != AnswerStatus::Completed && now < 10_000 {
+            now += 10;
+            a.step(now);
+        }
+        assert_eq!(a.status, AnswerStatus::Completed);
+        let v = a.view();
+        assert_eq!(v.generator, Generator::Extractive);
+        assert!(v.fallback.as_deref().is_some_and(|f| f.contains("cut off")), "{:?}", v.fallback);
     }
 
     #[test]

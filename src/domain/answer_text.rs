@@ -65,8 +65,22 @@ fn release_point(text: &str) -> Option<usize> {
 
 /// `text` with every citation checked against `valid` source numbers: a
 /// `[n]` (or `[n, m]`) naming no valid source loses those numbers, and an
-/// emptied bracket is removed with the space before it.
+/// emptied bracket is removed with the space before it. Checked again until
+/// nothing changes: a removal can join what is left into a new citation
+/// (`[[9]3]` leaves `[3]`).
 pub fn check_citations(text: &str, valid: &BTreeSet<u32>) -> String {
+    let mut text = check_citations_once(text, valid);
+    loop {
+        let next = check_citations_once(&text, valid);
+        // Each change removes a bracket pair or respells one: it ends.
+        if next == text {
+            return text;
+        }
+        text = next;
+    }
+}
+
+fn check_citations_once(text: &str, valid: &BTreeSet<u32>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
     for (open, end, numbers) in citations(text) {
@@ -211,6 +225,16 @@ mod tests {
         assert_eq!(redacted.concat(), redact(&split.concat(), &valid(&[2])));
         let multibyte = ["Été é [1]", " ünï [2] ", "日本"];
         assert_eq!(redact_deltas(&multibyte, &valid(&[1])).concat(), " ünï [2] 日本");
+    }
+
+    #[test]
+    fn a_removed_citation_leaves_no_new_one_behind() {
+        let v = valid(&[1, 2]);
+        assert_eq!(check_citations("A [[9]3].", &v), "A.");
+        assert_eq!(check_citations("Lovely [[8]8].", &v), "Lovely.");
+        assert_eq!(check_citations("x [[[9]9]9] y [1,2]", &v), "x y [1, 2]");
+        assert_eq!(check_citations("Kept [[1]2] as is.", &v), "Kept [[1]2] as is.");
+        assert_eq!(check_citations("dollars [[9]1].", &valid(&[])), "dollars.");
     }
 
     #[test]
