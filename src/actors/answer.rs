@@ -48,6 +48,11 @@ pub struct AnswerActor {
     state: State,
     env: Env,
     memory: super::ActorMemory,
+    /// A model attempt is streaming in this instance. A second one (its
+    /// lease alarm firing while a slow stream goes on, the operator's alarm)
+    /// would stream its own copy of the answer beside it: deltas twice, two
+    /// `answer.completed`.
+    generating: std::cell::Cell<bool>,
 }
 
 crate::actor_storage!(AnswerActor);
@@ -208,7 +213,15 @@ impl AnswerActor {
             return self.expire(&answer).await;
         }
         if answer.wants_model(now) {
-            return self.generate(answer).await;
+            if self.generating.replace(true) {
+                // Looked at again a lease later, should the attempt going
+                // on stall for good.
+                self.state.storage().set_alarm(to_datetime(now + GENERATION_LEASE_MS)).await?;
+                return Ok(());
+            }
+            let r = self.generate(answer).await;
+            self.generating.set(false);
+            return r;
         }
         let events = answer.step(now);
         if !events.is_empty() {
@@ -378,7 +391,7 @@ pub async fn withhold_for(env: &Env, reader: &Principal, lists: Vec<&mut Vec<Val
 
 impl DurableObject for AnswerActor {
     fn new(state: State, env: Env) -> Self {
-        AnswerActor { state, env, memory: Default::default() }
+        AnswerActor { state, env, memory: Default::default(), generating: Default::default() }
     }
 
     crate::unused_handlers!(fetch);
