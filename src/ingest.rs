@@ -5,8 +5,8 @@
 //! Each message names one item (batch id, index). A delivery only hands its
 //! items to their `BatchActor` (one call per batch) and acknowledges them;
 //! the batch's alarm spawns them under the in-flight cap and retries failed
-//! spawns, and sends the items that still fail to the dead-letter queue
-//! ([`dead_letter`]), whose consumer marks them failed. A delivery never
+//! spawns; an item that still fails ends failed and is parked on the
+//! dead-letter queue ([`dead_letter`]) for the operator. A delivery never
 //! waits on a content actor, so it stays one small storage write per batch.
 //! If the batch cannot be reached the message is retried by the queue, and
 //! after `max_retries` the queue itself dead-letters it.

@@ -135,25 +135,28 @@ impl BatchActor {
         let mut b = self.require()?;
         let now = now_ms();
         let mut dead = Vec::new();
-        let mut refused = Vec::new();
+        let mut events = Vec::new();
         for (&index, outcome) in released.iter().zip(outcomes) {
             match outcome {
                 Ok(()) => b.spawned(index)?,
                 // Refused by its content actor for what the item is: no try would differ.
-                Err(e @ ApiError::ItemTooLarge(_)) => refused.extend(b.spawn_refused(index, &e.to_string(), now)?),
+                Err(e @ ApiError::ItemTooLarge(_)) => events.extend(b.spawn_refused(index, &e.to_string(), now)?),
                 Err(e) => {
                     if b.spawn_failed(index, &e.to_string(), now)? == SpawnRetry::DeadLetter {
+                        // It fails now, not when the dead-letter consumer
+                        // reports: a report the queue drops would leave the
+                        // item, and its batch, waiting for ever.
+                        events.extend(b.dead_lettered(index, now)?);
                         dead.push(index);
                     }
                 }
             }
         }
-        self.commit_armed(&b, refused, now, firing).await?;
+        self.commit_armed(&b, events, now, firing).await?;
         if !dead.is_empty() {
+            // Parked for the operator; the items have failed already.
             if let Err(e) = crate::ingest::dead_letter(&self.env, b.id, dead.iter().copied()).await {
-                // The item must not wait forever: fail it here as its consumer would.
-                worker::console_error!("batch {}: dead-letter send failed: {e}", b.id);
-                self.dead_lettered(DeadLettered { indexes: dead }).await?;
+                worker::console_error!("batch {}: dead-letter send failed for items {dead:?}: {e}", b.id);
             }
         }
         Ok(())

@@ -431,17 +431,20 @@ impl Batch {
     }
 
     /// The item's message exhausted its retries and came off the dead-letter
-    /// queue: it fails with the last spawn error. An item whose run did start
-    /// (a late report) keeps its state. An item never tried (its message's
+    /// queue: an item this batch parked there ([`SpawnRetry::DeadLetter`])
+    /// fails with the last spawn error. An item never tried (its message's
     /// hand-over to this batch failed, not a spawn) is delivered now instead:
-    /// this call reached the batch, so the batch can try it.
+    /// this call reached the batch, so the batch can try it. Any other item
+    /// is in the batch's hands (waiting for a slot, spawning, running or
+    /// ended: the queue gave up on a hand-over the batch had taken) and
+    /// keeps its state.
     pub fn dead_lettered(&mut self, index: u32, now: Millis) -> Result<Vec<EventDraft>, BatchError> {
         let item = self.item_mut(index)?;
-        if item.status == ItemStatus::Queued && item.spawn_failures == 0 {
-            self.delivered(index)?;
+        if item.status != ItemStatus::Queued {
             return Ok(Vec::new());
         }
-        if !matches!(item.status, ItemStatus::Queued | ItemStatus::Spawning | ItemStatus::Deferred) {
+        if item.spawn_failures == 0 {
+            self.delivered(index)?;
             return Ok(Vec::new());
         }
         let last = item.error.take().unwrap_or_else(|| "no error recorded".into());
@@ -613,6 +616,21 @@ mod tests {
         assert_eq!(b.items[1].status, ItemStatus::Deferred, "waits for a slot like a delivered item");
         assert_eq!(b.next_release_at(5), Some(5));
         assert_eq!(b.release(5), [1]);
+    }
+
+    #[test]
+    fn a_dead_letter_of_a_hand_over_leaves_an_item_the_batch_holds() {
+        let mut b = batch(3, 1);
+        b.delivered(0).unwrap();
+        b.delivered(1).unwrap();
+        assert_eq!(b.release(0), [0]);
+        // The queue gave up on both hand-overs after the batch had taken them.
+        assert!(b.dead_lettered(1, 1).unwrap().is_empty());
+        assert!(b.dead_lettered(0, 1).unwrap().is_empty());
+        assert_eq!((b.items[0].status, b.items[1].status), (ItemStatus::Spawning, ItemStatus::Deferred));
+        assert_eq!(b.in_flight(), 1, "the spawning item keeps its slot");
+        b.spawned(0).unwrap();
+        assert_eq!(b.items[0].status, ItemStatus::Running);
     }
 
     #[test]
