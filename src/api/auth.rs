@@ -27,9 +27,9 @@ use crate::domain::token::constant_time_eq;
 use crate::error::{ApiError, ApiResult};
 use crate::runtime::{config, now_ms};
 
-/// How long an isolate trusts a key it verified: the bound on how late a
-/// revocation takes effect (the contract allows 10 s).
-pub const KEY_CACHE_MS: i64 = 5_000;
+/// How long an isolate trusts a key it verified: with the actors' rechecks
+/// of open sockets, the bound on how late a revocation takes effect.
+pub use crate::domain::broadcast::KEY_CACHE_MS;
 const KEY_CACHE_MAX: usize = 1024;
 /// Every API key starts with this, so it is never mistaken for a JWT.
 pub const KEY_PREFIX: &str = "alk_";

@@ -35,11 +35,20 @@ pub const MAX_SOCKETS: usize = 10_000;
 /// actor's catch-up alarm).
 pub const CATCH_UP_MS: i64 = 1_000;
 
-/// How often an actor that holds sockets opened by API keys checks that the
-/// keys are still live, closing a revoked key's sockets (4001). Requests are
-/// refused within 10 s of a revocation (DESIGN.md, "Principals and
-/// access"); an open socket is no exception.
-pub const KEY_RECHECK_MS: Millis = 10_000;
+/// How late a revocation may take effect (DESIGN.md, "Principals and
+/// access": a revoked key is refused within 10 s); an open socket or stream
+/// is no exception.
+pub const REVOCATION_BOUND_MS: Millis = 10_000;
+
+/// How long a Worker isolate trusts a key it looked up (`api::auth`).
+pub const KEY_CACHE_MS: Millis = 5_000;
+
+/// How often an actor that holds sockets opened by API keys (or a stream)
+/// checks that the keys are still live, closing a revoked key's sockets
+/// (4001). A socket may open on a key the Worker looked up
+/// [`KEY_CACHE_MS`] before: the two together stay within
+/// [`REVOCATION_BOUND_MS`].
+pub const KEY_RECHECK_MS: Millis = REVOCATION_BOUND_MS - KEY_CACHE_MS;
 
 /// The class key of a socket: sockets with equal keys see the same events.
 pub fn class_key(scope: &ReadScope) -> String {
