@@ -73,7 +73,7 @@ impl BatchActor {
         // Before the alarm's awaits: the state and its events land together,
         // so an alarm call that fails loses no event.
         let records = if drafts.is_empty() { Vec::new() } else { self.log().append(drafts, now)? };
-        if let Some(due) = b.next_release_at(now) {
+        if let Some(due) = b.next_wake_at(now) {
             let storage = self.state.storage();
             let armed = if firing { None } else { storage.get_alarm().await? };
             if armed.is_none_or(|at| at > due) {

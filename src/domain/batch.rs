@@ -39,6 +39,11 @@ pub const PROGRESS_EVERY_ITEMS: u32 = 50;
 /// Spawn attempts before an item goes to the dead-letter queue (the same
 /// count as the `INGEST` consumer's `max_retries` + 1 in wrangler.toml).
 pub const MAX_SPAWN_ATTEMPTS: u32 = 5;
+/// How long an item may wait for the `INGEST` queue to hand it over before
+/// the batch takes it itself: well past the queue's retries and its
+/// dead-letter queue's (seconds apart), with room for a backlog. A late
+/// hand-over of an item taken changes nothing.
+pub const HANDOVER_GRACE_MS: Millis = 10 * 60_000;
 
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
@@ -336,11 +341,31 @@ impl Batch {
         self.items.iter().filter(|i| i.status == ItemStatus::Deferred).map(|i| i.retry_at.unwrap_or(now).max(now)).min()
     }
 
+    /// When the items the queue has not handed over yet are taken anyway
+    /// ([`HANDOVER_GRACE_MS`] after the batch began), if any are left.
+    fn handover_deadline(&self) -> Option<Millis> {
+        self.items.iter().any(|i| i.status == ItemStatus::Queued && i.spawn_failures == 0).then_some(self.created_at + HANDOVER_GRACE_MS)
+    }
+
+    /// When the alarm should next fire: a release ([`Self::next_release_at`])
+    /// or the hand-over deadline, whichever comes first.
+    pub fn next_wake_at(&self, now: Millis) -> Option<Millis> {
+        [self.next_release_at(now), self.handover_deadline().map(|t| t.max(now))].into_iter().flatten().min()
+    }
+
     /// The items to spawn now, lowest index first: those a crashed alarm
     /// left in `Spawning` (they hold their slots), then waiting items that
     /// are due, as many as there are free slots. Each holds a slot until it
     /// is [`Batch::spawned`] (then until its run ends) or its spawn failed.
     pub fn release(&mut self, now: Millis) -> Vec<u32> {
+        if self.handover_deadline().is_some_and(|t| t <= now) {
+            // Lost on the way (the queue and its dead-letter queue gave up
+            // while this batch was unreachable): the batch holds every
+            // item's document, so it takes them itself.
+            for item in self.items.iter_mut().filter(|i| i.status == ItemStatus::Queued && i.spawn_failures == 0) {
+                item.status = ItemStatus::Deferred;
+            }
+        }
         let mut released: Vec<u32> = self.items.iter().filter(|i| i.status == ItemStatus::Spawning).map(|i| i.index).collect();
         let room = self.room();
         for item in self
@@ -631,6 +656,23 @@ mod tests {
         assert_eq!(b.in_flight(), 1, "the spawning item keeps its slot");
         b.spawned(0).unwrap();
         assert_eq!(b.items[0].status, ItemStatus::Running);
+    }
+
+    #[test]
+    fn items_the_queue_never_hands_over_are_taken_at_the_deadline() {
+        let mut b = batch(3, 2);
+        b.delivered(1).unwrap();
+        assert_eq!(b.next_wake_at(0), Some(0), "a delivered item is due now");
+        assert_eq!(b.release(0), [1]);
+        b.spawned(1).unwrap();
+        assert_eq!(b.next_wake_at(5), Some(HANDOVER_GRACE_MS), "the others wait for the queue until the deadline");
+        assert!(b.release(HANDOVER_GRACE_MS - 1).is_empty());
+        assert_eq!(b.release(HANDOVER_GRACE_MS), [0], "one slot is free");
+        assert_eq!(b.items[2].status, ItemStatus::Deferred, "taken, waiting for a slot");
+        b.spawned(0).unwrap();
+        assert_eq!(b.next_wake_at(HANDOVER_GRACE_MS), None, "no slot, and nothing left to take");
+        b.delivered(2).unwrap();
+        assert_eq!(b.items[2].status, ItemStatus::Deferred, "a late hand-over changes nothing");
     }
 
     #[test]
