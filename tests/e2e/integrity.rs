@@ -491,10 +491,10 @@ async fn delete_racing_puts_leaves_nothing_behind() {
     assert_eq!(insp.body["state"]["content"]["fence"]["deleted"], true);
 }
 
-/// A create and a DELETE whose process dies before their duties land (each
+/// A PUT and a DELETE whose process dies before their duties land (each
 /// duty's first try hangs, `FAULTS=stall=1.0`, and the process is then
 /// killed) still take effect: the alarm set before the duties were tried
-/// does them after the restart, with no call reaching the item. Nobody
+/// does them after the restart, with no call reaching the items. Nobody
 /// retries such a request, and a listing or a search never wakes an item.
 #[tokio::test]
 async fn a_request_cut_off_mid_drain_still_takes_effect() {
@@ -503,30 +503,30 @@ async fn a_request_cut_off_mid_drain_still_takes_effect() {
     let category = format!("cutoff-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let (gone, run) = s.submit("Cut off delete", &document("cutoff", 31, 700), Some(&category)).await;
     assert_completed(&s, &run).await;
-    eventually("the first item listed", Duration::from_secs(30), || async {
+    let (changed, run) = s.submit("Cut off put v1", &document("cutoff", 32, 700), Some(&category)).await;
+    assert_completed(&s, &run).await;
+    eventually("both items listed", Duration::from_secs(30), || async {
         let items = listed(&s, &category).await;
-        if items.iter().any(|i| i["id"] == gone.as_str()) { Ok(()) } else { Err(format!("{items:?}")) }
+        if items.len() == 2 { Ok(()) } else { Err(format!("{items:?}")) }
     })
     .await;
 
     s.restart(&ServerOptions::new(dir.clone()).var("FAULTS", "stall=1.0"), false);
-    let body = json!({ "title": "Cut off create", "body": document("cutoff", 32, 700), "category": category });
+    let body = json!({ "title": "Cut off put v2", "body": document("cutoff", 33, 700), "category": category });
     let cut_off = Duration::from_secs(4);
-    let create = http().post(s.url("/api/content")).bearer_auth(&s.key).json(&body).timeout(cut_off).send();
+    let put = http().put(s.url(&format!("/api/content/{changed}"))).bearer_auth(&s.key).json(&body).timeout(cut_off).send();
     let delete = http().delete(s.url(&format!("/api/content/{gone}"))).bearer_auth(&s.key).timeout(cut_off).send();
-    let (create, delete) = futures_util::future::join(create, delete).await;
-    assert!(create.is_err() && delete.is_err(), "a stalled request answered: {create:?} {delete:?}");
+    let (put, delete) = futures_util::future::join(put, delete).await;
+    assert!(put.is_err() && delete.is_err(), "a stalled request answered: {put:?} {delete:?}");
 
     s.restart(&ServerOptions::new(dir), true);
-    // The lease (30 s from the commit) ends, the alarm fires, the duties run.
-    let items = eventually("the cut-off requests took effect", Duration::from_secs(120), || async {
+    // The lease (30 s from the commit) ends, the alarms fire, the duties run.
+    eventually("the cut-off requests took effect", Duration::from_secs(120), || async {
         let items = listed(&s, &category).await;
-        let created = items.iter().any(|i| i["title"] == "Cut off create" && i["status"] == "indexed");
-        let deleted = !items.iter().any(|i| i["id"] == gone.as_str());
-        if created && deleted { Ok(items) } else { Err(format!("{items:?}")) }
+        let put = items.iter().any(|i| i["id"] == changed.as_str() && i["title"] == "Cut off put v2" && i["version"] == 2 && i["status"] == "indexed");
+        if put && items.len() == 1 { Ok(()) } else { Err(format!("{items:?}")) }
     })
     .await;
-    assert_eq!(items.len(), 1, "{items:?}");
 }
 
 /// The catalog's listing of one category.
