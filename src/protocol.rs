@@ -552,9 +552,10 @@ impl EventName {
         }
     }
 
-    /// The last event its topic ever gets: the topic's actor appends nothing
-    /// after it (a completed run is never retried, a deleted item keeps only
-    /// its tombstone, an answer and a batch end once), so a session stops
+    /// The last event its topic ever gets, on a topic that ends
+    /// ([`Topic::ends`]): the topic's actor appends nothing after it (a
+    /// completed run is never retried, a deleted item keeps only its
+    /// tombstone, an answer and a batch end once), so a session stops
     /// polling a topic whose follower has it.
     pub fn ends_topic(self) -> bool {
         matches!(
@@ -839,6 +840,14 @@ impl fmt::Display for Topic {
             Topic::Batch(id) => write!(f, "batch:{id}"),
             Topic::Feed => f.write_str("feed"),
         }
+    }
+}
+
+impl Topic {
+    /// Whether the topic has a last event ([`EventName::ends_topic`]). The
+    /// feed has none: a `content.deleted` there ends one item, not the feed.
+    pub fn ends(&self) -> bool {
+        !matches!(self, Topic::Feed)
     }
 }
 

@@ -95,7 +95,7 @@ impl SocketState {
 
     /// Records where `sub` stands (the cursor only moves forward).
     pub fn record(&mut self, topic: &str, sub: &Subscription) {
-        if sub.ended {
+        if sub.ended && topic.parse::<crate::protocol::Topic>().is_ok_and(|t| t.ends()) {
             if let Some(s) = self.subs.iter_mut().find(|s| s.t == topic) {
                 s.e = true;
             }
@@ -488,6 +488,23 @@ mod tests {
 
     fn shown(step: &Step) -> Vec<u64> {
         step.frames.iter().filter_map(|f| if let Frame::Event(e) = f { Some(e.seq) } else { None }).collect()
+    }
+
+    #[test]
+    fn a_deletion_on_the_feed_does_not_end_the_feed() {
+        let mut deleted = event(1, "public");
+        deleted.event = crate::protocol::EventName::ContentDeleted;
+        let topic = format!("content:{}", uuid::Uuid::nil());
+        let mut st = SocketState::new("tab".into(), 0);
+        for t in ["feed", topic.as_str()] {
+            st.subscribe(t, 0).unwrap();
+            st.finish_replay(t, 0);
+            let mut live = Subscription::live(0, &Principal::operator());
+            live.push(vec![deleted.clone()]);
+            st.record(t, &live);
+        }
+        // The feed is still polled; the deleted item's own topic is not.
+        assert_eq!(followed([&st]), vec![("feed".to_string(), 1)]);
     }
 
     #[test]
