@@ -220,12 +220,28 @@ impl TopicSockets {
         let last = log.last_seq()?;
         while through < last {
             let page = log.after(through, REPLAY_PAGE)?;
-            // Retention dropped them: sockets that were owed them resume by `after`.
             let Some(end) = page.last().map(|e| e.seq) else { break };
+            if let Some(first) = page.first().map(|e| e.seq) {
+                self.close_missed(through, first);
+            }
             self.broadcast(topic, &page, through);
             through = end;
         }
         self.set_lag(host, None)
+    }
+
+    /// Closes the sockets owed events retention dropped before the catch-up
+    /// came (1012): a silent jump in seq would break "every event > N". The
+    /// client reconnects with `after` and gets `resync_required`.
+    fn close_missed(&self, through: u64, first_kept: u64) {
+        let mut closed = false;
+        for (ws, _) in self.watchers.borrow().iter().flatten().filter(|(_, w)| w.missed(through, first_kept)) {
+            let _ = ws.close(Some(1012), Some("events were trimmed: resume with after"));
+            closed = true;
+        }
+        if closed {
+            self.forget();
+        }
     }
 
     /// When the owner's catch-up alarm is due: a dropped broadcast is owed.

@@ -160,6 +160,13 @@ impl Watcher {
     pub fn owes(&self, seq: u64, through: u64) -> bool {
         self.c.is_some_and(|c| seq > c.max(through))
     }
+
+    /// Whether retention dropped events this socket is owed: the log now
+    /// starts at `first_kept`, past `through + 1`, and the socket had not
+    /// got the seq just before it.
+    pub fn missed(&self, through: u64, first_kept: u64) -> bool {
+        first_kept > through + 1 && self.owes(first_kept - 1, through)
+    }
 }
 
 /// When an actor next checks the API keys its sockets (or its session) rest
@@ -352,6 +359,15 @@ mod tests {
         // The operator (no holder) without a session has no cap at all.
         assert_eq!(opener(None, None).over_cap(caps, |_| usize::MAX), None);
         assert_eq!(opener(None, Some(s)).over_cap(caps, |_| 2), Some(2));
+    }
+
+    #[test]
+    fn a_socket_misses_only_what_retention_dropped_before_it_had_it() {
+        let at = |c: Option<u64>| Watcher { c, ..Watcher::new(&ReadScope::All, 0) };
+        assert!(at(Some(3)).missed(3, 6), "4 and 5 are gone");
+        assert!(!at(Some(3)).missed(3, 4), "nothing dropped");
+        assert!(!at(Some(5)).missed(3, 6), "it joined after them");
+        assert!(!at(None).missed(3, 6), "not subscribed");
     }
 
     #[test]
