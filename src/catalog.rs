@@ -134,7 +134,7 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
     let d = db(env)?;
     let id = c.id.to_string();
     let tags = serde_json::to_string(&c.doc.tags).unwrap_or_else(|_| "[]".into());
-    let summary = c.artifacts.as_ref().and_then(|a| a.summary.clone());
+    let summary = c.current_artifacts().and_then(|a| a.summary.clone());
     let run_id = c.current_run().map(|r| r.to_string()).unwrap_or_default();
     let mut stmts = vec![
         registry_upsert(&d, "content", &id, c.status.as_str(), c.created_at, now)?,

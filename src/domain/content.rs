@@ -437,8 +437,16 @@ impl ContentState {
         self.history.last().map(|v| v.run_id)
     }
 
+    /// What the pipeline derived from the version the item shows, if that
+    /// version published. An older version's summary, keywords and analysis
+    /// are of a text the item no longer shows, perhaps one that was private
+    /// when a PUT widened the item: they are never shown for a newer one.
+    pub fn current_artifacts(&self) -> Option<&Artifacts> {
+        self.artifacts.as_ref().filter(|a| a.version == self.version)
+    }
+
     pub fn view(&self) -> ContentView {
-        let a = self.artifacts.as_ref();
+        let a = self.current_artifacts();
         ContentView {
             id: self.id,
             version: self.version,
@@ -667,6 +675,18 @@ mod tests {
             assert!(s.publish(Artifacts { version: v, ..Default::default() }, 99).is_err());
         }
         assert!(s.publish(Artifacts { version: 20, ..Default::default() }, 99).is_ok());
+    }
+
+    #[test]
+    fn a_newer_version_shows_nothing_derived_from_an_older_one() {
+        let mut s = ContentState::create(Uuid::new_v4(), doc("draft"), Ownership::legacy(), Uuid::new_v4(), 10).0;
+        s.publish(Artifacts { version: 1, summary: Some("the private plan".into()), chunks: 2, ..Default::default() }, 20).unwrap();
+        assert_eq!(s.view().summary.as_deref(), Some("the private plan"));
+        s.new_version(doc("widened"), Uuid::new_v4(), 30).unwrap();
+        let v = s.view();
+        assert_eq!((v.summary, v.keywords.is_none(), v.chunks), (None, true, None), "while version 2 runs");
+        s.run_failed(2, "no words", 40);
+        assert!(s.current_artifacts().is_none() && s.view().summary.is_none(), "and once it failed");
     }
 
     #[test]
