@@ -492,16 +492,20 @@ impl ContentOps for ContentActor {
     }
 
     async fn view(&self, q: ViewContent) -> ApiResult<ContentView> {
-        Ok(self.require_for(&q.principal, Access::Read)?.view())
+        Ok(self.require_for(&q.principal, Access::Read)?.view_for(&q.principal))
     }
 
     async fn source(&self, q: SourceOf) -> ApiResult<Source> {
         let c = self.require_for(&q.principal, Access::Read)?;
-        c.source(q.version).cloned().ok_or_else(|| ApiError::not_found("source file of that version"))
+        let readable = c.version_readable_by(&q.principal, q.version.unwrap_or(c.version));
+        c.source(q.version).filter(|_| readable).cloned().ok_or_else(|| ApiError::not_found("source file of that version"))
     }
 
     async fn authorize(&self, a: Authorize) -> ApiResult<Authorized> {
         let c = self.require_for(&a.principal, a.needed.into())?;
+        if a.version.is_some_and(|v| !c.version_readable_by(&a.principal, v)) {
+            return Err(ApiError::not_found("content"));
+        }
         Ok(Authorized { content_id: c.id, version: c.version, tenant: c.ownership.tenant, title: c.doc.title, category: c.doc.category })
     }
 }
@@ -534,9 +538,16 @@ impl TopicActor for ContentActor {
 
     /// A page for a reader who may no longer read the item (it went private
     /// after the subscribe) is refused as `admit` would refuse it: no
-    /// snapshot, and no event, not even of versions it could read then.
-    async fn withhold(&self, reader: &Principal, _events: &mut [EventRecord], _snapshot: Option<&mut Value>) -> ApiResult<()> {
-        self.admit(reader).await
+    /// snapshot, and no event, not even of versions it could read then. A
+    /// snapshot names only the versions the reader could read.
+    async fn withhold(&self, reader: &Principal, _events: &mut [EventRecord], snapshot: Option<&mut Value>) -> ApiResult<()> {
+        self.admit(reader).await?;
+        if let Some(snapshot) = snapshot {
+            if let Some(view) = self.with_loaded(|c| c.map(|c| c.view_for(reader)))? {
+                *snapshot = serde_json::to_value(view).unwrap_or_default();
+            }
+        }
+        Ok(())
     }
 }
 

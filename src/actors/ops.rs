@@ -331,6 +331,10 @@ pub struct Authorize {
     pub principal: Principal,
     #[serde(default)]
     pub needed: AccessNeeded,
+    /// The version whose data the caller is about to show (a run's): it
+    /// must be one the principal could read too (404 otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -430,6 +434,8 @@ pub struct ViewRun {}
 #[derive(Debug, Deserialize)]
 pub struct RunOf {
     pub content_id: Uuid,
+    #[serde(default)]
+    pub version: Option<u32>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -561,7 +561,7 @@ impl TopicActor for PipelineActor {
         if run.followable_by(principal) {
             return Ok(());
         }
-        let ask = Authorize { principal: principal.clone(), needed: AccessNeeded::Read };
+        let ask = Authorize { principal: principal.clone(), needed: AccessNeeded::Read, version: Some(run.version) };
         rpc::send(&self.shell.env, &run.content_id.to_string(), &ask).await.map(|_| ())
     }
 }

@@ -24,7 +24,7 @@ pub async fn call(env: &Env, p: &Principal, id: &str, action: RunAction) -> ApiR
     let view = rpc::send(env, &id, &ViewRun {}).await?;
     let run: RunOf = view.read()?;
     let needed = if action == RunAction::View { AccessNeeded::Read } else { AccessNeeded::Change };
-    let ask = Authorize { principal: p.clone(), needed };
+    let ask = Authorize { principal: p.clone(), needed, version: run.version };
     rpc::send(env, &run.content_id.to_string(), &ask).await.map_err(|e| match e {
         ApiError::NotFound(_) => ApiError::not_found("run"),
         other => other,

@@ -215,7 +215,7 @@ pub async fn update(env: &Env, p: &Principal, mut req: Request, id: &str) -> Api
     let writer = updater(p, &req)?;
     // 404/403 (and a stale If-Match) before anything is stored; the actor
     // checks both again when the version is made.
-    let auth = Authorize { principal: p.clone(), needed: AccessNeeded::Change };
+    let auth = Authorize { principal: p.clone(), needed: AccessNeeded::Change, version: None };
     let item = rpc::send(env, &content_id.to_string(), &auth).await?;
     if let Writer::Version { if_match: Some(expected), .. } = writer {
         if expected != item.version {

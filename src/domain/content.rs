@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::principal::Ownership;
+use super::principal::{Ownership, Principal, Visibility};
 use super::time::{rfc3339, Millis};
 use super::upload::Source;
 use crate::config::Limits;
@@ -232,6 +232,11 @@ pub struct VersionMeta {
     /// This version's uploaded original, if it was an upload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
+    /// The item's visibility when this version was accepted (`None`: stored
+    /// before versions kept it). A PUT that widens the item does not widen
+    /// its older versions: see [`ContentState::version_readable_by`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -329,6 +334,7 @@ impl ContentState {
             created_at: now,
             status: ContentStatus::Processing,
             source: doc.source.clone(),
+            visibility: Some(self.ownership.visibility),
         });
         self.doc = doc;
         self.status = ContentStatus::Processing;
@@ -419,6 +425,28 @@ impl ContentState {
     }
 
     /// The uploaded original of `version` (the current one by default).
+    /// Whether `reader`, who may read the item, may also read `version`: it
+    /// must have been able to as the item was then (stricter of the two
+    /// visibilities), so a private draft stays with its readers after a PUT
+    /// made the item public. An unknown version is nobody's.
+    pub fn version_readable_by(&self, reader: &Principal, version: u32) -> bool {
+        self.history.iter().find(|v| v.version == version).is_some_and(|v| {
+            v.visibility.is_none_or(|visibility| reader.can_read(&Ownership { visibility, ..self.ownership.clone() }))
+        })
+    }
+
+    /// [`Self::view`] as `reader` may see it: the titles of versions it could
+    /// not read are left out.
+    pub fn view_for(&self, reader: &Principal) -> ContentView {
+        let mut view = self.view();
+        for v in &mut view.versions {
+            if !self.version_readable_by(reader, v.version) {
+                v.title = String::new();
+            }
+        }
+        view
+    }
+
     pub fn source(&self, version: Option<u32>) -> Option<&Source> {
         let version = version.unwrap_or(self.version);
         self.history.iter().find(|v| v.version == version)?.source.as_ref()
@@ -687,6 +715,26 @@ mod tests {
         assert_eq!((v.summary, v.keywords.is_none(), v.chunks), (None, true, None), "while version 2 runs");
         s.run_failed(2, "no words", 40);
         assert!(s.current_artifacts().is_none() && s.view().summary.is_none(), "and once it failed");
+    }
+
+    #[test]
+    fn a_widening_put_leaves_older_versions_with_their_readers() {
+        use crate::domain::principal::Scope;
+        let owner = Principal::api_key("acme", "k-owner", &[Scope::Write]);
+        let reader = Principal::api_key("acme", "k-reader", &[Scope::Read]);
+        let own = Ownership { tenant: "acme".into(), owner: "k-owner".into(), visibility: Visibility::Private };
+        let mut s = ContentState::create(Uuid::new_v4(), doc("private draft"), own, Uuid::new_v4(), 10).0;
+        s.ownership.visibility = Visibility::Tenant;
+        s.new_version(doc("public note"), Uuid::new_v4(), 20).unwrap();
+        assert!(s.version_readable_by(&reader, 2) && !s.version_readable_by(&reader, 1));
+        assert!(s.version_readable_by(&owner, 1) && s.version_readable_by(&Principal::operator(), 1));
+        assert!(!s.version_readable_by(&owner, 3), "no such version");
+        let titles = |p: &Principal| s.view_for(p).versions.into_iter().map(|v| v.title).collect::<Vec<_>>();
+        assert_eq!(titles(&reader), ["", "public note"]);
+        assert_eq!(titles(&owner), ["private draft", "public note"]);
+        // Versions stored before they kept a visibility follow the item's.
+        s.history[0].visibility = None;
+        assert!(s.version_readable_by(&reader, 1));
     }
 
     #[test]

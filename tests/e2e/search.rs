@@ -133,6 +133,47 @@ async fn a_widened_items_older_text_stays_with_its_readers() {
     assert!(finds(s.key.clone()).await.contains(&cid), "its owner still does");
 }
 
+/// A PUT that widens a private item shows its new readers nothing of the
+/// private version: not what it derived (its summary, keywords) in the view
+/// or the listing, while the new version runs or after it failed, nor its
+/// title in the history, nor its run.
+#[tokio::test]
+async fn a_widened_items_older_summary_stays_with_its_readers() {
+    let s = &shared().server;
+    let word = format!("zq{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let category = format!("w{}", &word[2..]);
+    let body = format!("The private plan names {word} in a draft about harbor cranes and tides.");
+    let title = format!("Private draft {word}");
+    let r = s.post("/api/content", serde_json::json!({"title": title, "body": body, "category": category, "visibility": "private"})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let cid = r.body["content_id"].as_str().unwrap().to_string();
+    let first_run = r.body["run_id"].as_str().unwrap().to_string();
+    s.wait_run(&first_run, Duration::from_secs(60)).await;
+    let owned = s.get(&format!("/api/content/{cid}")).await;
+    assert!(owned.body["summary"].as_str().is_some_and(|t| t.contains(&word)), "the owner sees its summary: {}", owned.body);
+    let put = serde_json::json!({"title": "Note", "body": "!!! ??? ... --- ***", "category": category, "visibility": "tenant"});
+    let r = s.put(&format!("/api/content/{cid}"), put).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let run = s.wait_run(r.body["run_id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let reader = mint_key(&s.base, &s.admin_token, TEST_TENANT, &["content:read"], None);
+    let view = send(http().get(s.url(&format!("/api/content/{cid}"))).bearer_auth(&reader)).await;
+    assert_eq!(view.status, 200, "{}", view.body);
+    assert!(!view.body.to_string().contains(&word), "the view shows the private version: {}", view.body);
+    assert_eq!(view.body["versions"].as_array().map(Vec::len), Some(2), "{}", view.body);
+    let run = send(http().get(s.url(&format!("/api/runs/{first_run}"))).bearer_auth(&reader)).await;
+    assert_eq!(run.status, 404, "the private version's run: {}", run.body);
+    assert!(s.get(&format!("/api/content/{cid}")).await.body.to_string().contains(&title), "its owner still sees it");
+    eventually("the catalog row of version 2", Duration::from_secs(30), || async {
+        let l = send(http().get(s.url("/api/content")).bearer_auth(&reader).query(&[("category", category.as_str())])).await;
+        match l.body["items"].as_array().and_then(|i| i.first()).cloned() {
+            Some(row) if row["version"] == 2 => Ok(assert!(!row.to_string().contains(&word), "the listing shows the private version: {row}")),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
 /// Once runs settle, the indexes hold the item's highest version's text and
 /// nothing older (DESIGN.md, integrity): when a `PUT`'s version fails (here
 /// its body has no words to index), the indexed version's words are no
