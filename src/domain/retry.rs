@@ -76,10 +76,16 @@ pub fn decide(policy: &RetryPolicy, attempt: u32, class: ErrorClass, now: Millis
         ErrorClass::Terminal => give_up,
         _ if attempt >= policy.max_attempts => give_up,
         ErrorClass::RateLimited { retry_after_ms } => {
-            let cap = policy.cap_ms(attempt);
-            // A provider's `Retry-After` is its word, but not past a day.
-            let wait = retry_after_ms.clamp(1, MAX_BACKOFF_MS);
-            RetryDecision::RetryAt { at: now + wait as Millis, backoff_ms: wait, cap_ms: cap.max(wait) }
+            // A provider's `Retry-After` is its word (never less), but not
+            // past a day. A limit that holds on (a per-minute window, a model
+            // out of capacity) is waited out longer each time, up to the
+            // backoff ceiling, with jitter so a herd of limited runs spreads
+            // out: the limit outlasts the attempts otherwise.
+            let least = retry_after_ms.clamp(1, MAX_BACKOFF_MS);
+            let exp = attempt.saturating_sub(1).min(40);
+            let cap = least.saturating_mul(1u64 << exp).min(policy.max_ms.max(least)).min(MAX_BACKOFF_MS);
+            let wait = least + mix64(seed ^ attempt as u64) % (cap - least + 1);
+            RetryDecision::RetryAt { at: now + wait as Millis, backoff_ms: wait, cap_ms: cap }
         }
         ErrorClass::Transient => {
             let cap = policy.cap_ms(attempt);
@@ -164,6 +170,30 @@ mod tests {
     fn rate_limited_waits_the_given_time() {
         let d = decide(&policy(), 1, ErrorClass::RateLimited { retry_after_ms: 2_500 }, 1_000, 9);
         assert_eq!(d, RetryDecision::RetryAt { at: 3_500, backoff_ms: 2_500, cap_ms: 2_500 });
+    }
+
+    #[test]
+    fn a_limit_that_holds_on_is_waited_out_longer_each_time() {
+        // The default tuning, and the 2 s a limited model call waits at least.
+        let p = RetryPolicy::for_stage(Stage::Summarize, RetryTuning::default());
+        let limited = ErrorClass::RateLimited { retry_after_ms: 2_000 };
+        let waits: Vec<u64> = (1..p.max_attempts)
+            .map(|attempt| match decide(&p, attempt, limited, 0, 42) {
+                RetryDecision::RetryAt { backoff_ms, cap_ms, .. } => {
+                    assert!((2_000..=cap_ms).contains(&backoff_ms) && cap_ms <= 30_000, "{attempt}: {backoff_ms} of {cap_ms}");
+                    backoff_ms
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // Past a per-minute window (Workers AI's limits), not 9 × 2 s.
+        assert!(waits.iter().sum::<u64>() > 60_000, "{waits:?}");
+        let caps: Vec<u64> = (1..6).map(|a| match decide(&p, a, limited, 0, 1) {
+            RetryDecision::RetryAt { cap_ms, .. } => cap_ms,
+            other => panic!("{other:?}"),
+        }).collect();
+        assert_eq!(caps, [2_000, 4_000, 8_000, 16_000, 30_000]);
+        assert_eq!(decide(&p, p.max_attempts, limited, 0, 1), RetryDecision::GiveUp { skip: false });
     }
 
     #[test]
