@@ -37,7 +37,10 @@ pub fn classify_error(context: &str, message: &str) -> StageError {
     };
     let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
 
-    if has(&["daily free allocation"]) || tokens.contains(&"3036") {
+    // 3036: the daily free allocation is spent; 3023: the account may not
+    // use the service ("Service unavailable for account", a 403), which a
+    // retry cannot change though its words read as an outage.
+    if has(&["daily free allocation", "unavailable for account"]) || tokens.contains(&"3036") || tokens.contains(&"3023") {
         return StageError::terminal(full);
     }
     if has(&[
@@ -190,6 +193,7 @@ mod tests {
             ErrorClass::Terminal,
             &[
                 "AiError: 5006: Error: required properties at '/' are 'text'",
+                "AiError: 3023: Service unavailable for account",
                 "400 Bad Request",
                 "invalid input: text must be a string",
                 "VECTOR_UPSERT_ERROR (code = 40006): dimensions mismatch",
