@@ -476,6 +476,8 @@ pub struct DocRow {
     pub tenant: String,
     pub owner: String,
     pub visibility: String,
+    #[serde(default)]
+    pub category: Option<String>,
 }
 
 impl DocRow {
@@ -504,7 +506,7 @@ pub async fn fetch_docs(env: &Env, ids: &[String]) -> ApiResult<Vec<DocRow>> {
     let placeholders = (1..=ids.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(",");
     let sql = format!(
         "SELECT k.content_id AS content_id, f.title AS title, f.body AS body, c.tenant AS tenant, c.owner AS owner,
-                {SHOWN_VISIBILITY} AS visibility
+                {SHOWN_VISIBILITY} AS visibility, c.category AS category
          FROM content_fts_keys k JOIN content_fts f ON f.rowid = k.fts_rowid JOIN content c ON c.id = k.content_id
          WHERE k.content_id IN ({placeholders})"
     );

@@ -134,6 +134,11 @@ pub async fn retrieve(env: &Env, p: &Principal, q: &RetrieveQuery<'_>) -> ApiRes
         if !scope.admits(&row.ownership()) {
             continue;
         }
+        // Vectorize filters on a string's first 64 bytes only, and a
+        // vector keeps the category its version was indexed under.
+        if category.as_ref().is_some_and(|want| row.category.as_ref() != Some(want)) {
+            continue;
+        }
         let best_chunk = grouped.iter().find(|(c, _, _)| *c == d.content_id).map(|(_, _, ch)| *ch);
         let text = best_chunk.and_then(|ch| chunk_passage(&row.body, ch)).unwrap_or_else(|| keyword_passage(&row.body, text));
         docs.push(Retrieved {
