@@ -558,10 +558,11 @@ function containerCall(method, args) {
 	}
 }
 
-async function containerFetch({ port, method, url, headers, body }) {
+async function containerFetch({ port, method, url, headers, body64 }) {
 	container.fetches += 1;
 	calls.push({ binding: "container", method: "fetch", at: Date.now() });
-	const fault = takeFault("container", "fetch", { args: body });
+	const body = body64 == null ? null : Buffer.from(body64, "base64");
+	const fault = takeFault("container", "fetch", { args: body?.toString("latin1") ?? null });
 	if (fault) throw new BindingError(fault);
 	if (!container.running) {
 		container.refused += 1;

@@ -57,6 +57,13 @@ function plainVectors(vectors) {
 	return Array.isArray(vectors) ? vectors.map((v) => ({ ...v, values: Array.from(v.values ?? []) })) : vectors;
 }
 
+/** `bytes` in base64, a chunk at a time (a spread of a large array overflows the stack). */
+function base64(bytes) {
+	let text = "";
+	for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+	return btoa(text);
+}
+
 /** What `ctx.container.getTcpPort(port)` returns: a fetcher into the container. */
 class PortFetcher extends RpcTarget {
 	#env;
@@ -68,13 +75,15 @@ class PortFetcher extends RpcTarget {
 	}
 	async fetch(input, init) {
 		const req = new Request(input, init);
-		const body = ["GET", "HEAD"].includes(req.method) ? null : await req.text();
+		// Bytes, not text: a PDF is binary, and decoding it as UTF-8 would
+		// hand the analyzer a different file than the runtime does.
+		const bytes = ["GET", "HEAD"].includes(req.method) ? null : new Uint8Array(await req.arrayBuffer());
 		const out = await call(this.#env, "/container/fetch", {
 			port: this.#port,
 			method: req.method,
 			url: req.url,
 			headers: Object.fromEntries(req.headers),
-			body,
+			body64: bytes && base64(bytes),
 		});
 		return new Response(out.body, { status: out.status, headers: out.headers });
 	}
