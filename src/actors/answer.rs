@@ -212,13 +212,15 @@ impl AnswerActor {
         if answer.status.is_terminal() && now >= self.expires_at(&answer, now) {
             return self.expire(&answer).await;
         }
+        if answer.generator == Generator::WorkersAi && self.generating.get() {
+            // An attempt is streaming here, on its own copy: neither a second
+            // one nor the fallback (after the last attempt) may write beside
+            // it. Looked at again a lease later, should it stall for good.
+            self.state.storage().set_alarm(to_datetime(now + GENERATION_LEASE_MS)).await?;
+            return Ok(());
+        }
         if answer.wants_model(now) {
-            if self.generating.replace(true) {
-                // Looked at again a lease later, should the attempt going
-                // on stall for good.
-                self.state.storage().set_alarm(to_datetime(now + GENERATION_LEASE_MS)).await?;
-                return Ok(());
-            }
+            self.generating.set(true);
             let r = self.generate(answer).await;
             self.generating.set(false);
             return r;
