@@ -184,6 +184,43 @@ async fn a_subscription_resumed_mid_stream_gets_the_rest_exactly_once() {
     assert!(deltas(&all).len() >= 3, "{:?}", deltas(&all));
 }
 
+/// The operator's alarm while an attempt streams starts no second stream
+/// beside it: one model call, each delta once (its own index), one text.
+#[tokio::test]
+async fn an_alarm_during_a_stream_starts_no_second_one() {
+    let p = prod();
+    let marker = "quorrelby";
+    fact_sheet(marker).await;
+    p.emulator
+        .inject(json!([{ "binding": "ai", "kind": "text", "contains": format!("Question: When was the {marker}"), "mode": "slow", "delayMs": 500, "times": 1 }]))
+        .await;
+    let id = ask(&format!("When was the {marker} bridge built and what is it made of and how many metres does it rise?")).await;
+    let deadline = Instant::now() + ANSWER_WAIT;
+    loop {
+        let v = p.server.get(&format!("/api/answers/{id}")).await.body;
+        assert_eq!(v["status"], "generating", "still streaming: {v}");
+        if !v["text"].as_str().unwrap_or("").is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no delta: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = p.server.admin_post(&format!("/admin/actors/answer/{id}/alarm")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let view = ended(&id).await;
+    assert_eq!((view["status"].as_str(), view["generator"].as_str()), (Some("completed"), Some("workers-ai")), "{view}");
+    let streamed = streamed_calls(marker).await;
+    assert_eq!(streamed.len(), 1, "one model call: {streamed:?}");
+    assert_eq!(view["text"].as_str(), streamed[0]["detail"]["text"].as_str(), "the one stream's text");
+
+    let (session, token) = new_session(&p.server).await;
+    let mut ws = connect(&p.server, &session, &token).await;
+    let evs = events(&mut ws, &format!("answer:{id}"), 0, None).await;
+    let indexes: Vec<u64> = evs.iter().filter(|e| e["event"] == "answer.delta").filter_map(|e| e["data"]["index"].as_u64()).collect();
+    assert_eq!(indexes, (0..indexes.len() as u64).collect::<Vec<_>>(), "each delta once");
+    assert_eq!(deltas(&evs).concat(), view["text"].as_str().unwrap_or("-"));
+}
+
 /// Fails every streamed call for `question` with `fault`, and returns the
 /// ended answer (checked to be the extractive fallback naming `code`) and
 /// how many calls failed.
