@@ -154,15 +154,21 @@ async fn a_generated_answer_streams_deltas_that_cite_only_retrieved_sources() {
     assert!(!text.contains(&format!("[{invented}]")));
 }
 
+/// Asks about the `marker` bridge (its fact sheet indexed first) with the
+/// model's stream slowed to a piece every 500 ms.
+async fn ask_slowly(marker: &str) -> String {
+    fact_sheet(marker).await;
+    prod()
+        .emulator
+        .inject(json!([{ "binding": "ai", "kind": "text", "contains": format!("Question: When was the {marker}"), "mode": "slow", "delayMs": 500, "times": 1 }]))
+        .await;
+    ask(&format!("When was the {marker} bridge built and what is it made of and how many metres does it rise?")).await
+}
+
 #[tokio::test]
 async fn a_subscription_resumed_mid_stream_gets_the_rest_exactly_once() {
     let p = prod();
-    let marker = "pellinbrook";
-    fact_sheet(marker).await;
-    p.emulator
-        .inject(json!([{ "binding": "ai", "kind": "text", "contains": format!("Question: When was the {marker}"), "mode": "slow", "delayMs": 500, "times": 1 }]))
-        .await;
-    let id = ask(&format!("When was the {marker} bridge built and what is it made of and how many metres does it rise?")).await;
+    let id = ask_slowly("pellinbrook").await;
     let topic = format!("answer:{id}");
 
     let (session, token) = new_session(&p.server).await;
@@ -190,11 +196,7 @@ async fn a_subscription_resumed_mid_stream_gets_the_rest_exactly_once() {
 async fn an_alarm_during_a_stream_starts_no_second_one() {
     let p = prod();
     let marker = "quorrelby";
-    fact_sheet(marker).await;
-    p.emulator
-        .inject(json!([{ "binding": "ai", "kind": "text", "contains": format!("Question: When was the {marker}"), "mode": "slow", "delayMs": 500, "times": 1 }]))
-        .await;
-    let id = ask(&format!("When was the {marker} bridge built and what is it made of and how many metres does it rise?")).await;
+    let id = ask_slowly(marker).await;
     let deadline = Instant::now() + ANSWER_WAIT;
     loop {
         let v = p.server.get(&format!("/api/answers/{id}")).await.body;
