@@ -161,14 +161,14 @@ impl ContentActor {
             // A drain in flight arms when it ends.
             return Ok(());
         }
-        let storage = self.state.storage();
         let Some(due) = self.outbox()?.next_due()? else {
             if self.backstop.take() && !firing {
-                storage.delete_alarm().await?;
+                self.state.storage().delete_alarm().await?;
             }
             self.memory.outbox.armed();
             return Ok(());
         };
+        let storage = self.state.storage();
         let armed = if firing { None } else { storage.get_alarm().await? };
         if armed.is_none_or(|at| at > due) {
             storage.set_alarm(super::pipeline::to_datetime(due.max(now_ms()))).await?;

@@ -186,12 +186,14 @@ impl VectorIndexActor {
     fn remove(&self, d: DropContent) -> ApiResult<u32> {
         self.init()?;
         match d.keep_version {
-            // A newer version's write (a replace keeps its version only) or
-            // the delete already removed all this drop would: nothing is
-            // left to do, and a refusal would be retried for ever.
-            Some(v) if self.fence(&d.content_id)?.admit(v).is_err() => return Ok(0),
             // Keeping one version makes it current; deleting all is a tombstone.
-            Some(v) => self.admit(&d.content_id, v)?,
+            Some(v) => match self.admit(&d.content_id, v) {
+                // A newer version's write (a replace keeps its version only)
+                // or the delete already removed all this drop would: nothing
+                // is left to do, and a refusal would be retried for ever.
+                Err(ApiError::Fenced(_)) => return Ok(0),
+                admitted => admitted?,
+            },
             None => {
                 let f = self.fence(&d.content_id)?.tombstone();
                 self.save_fence(&d.content_id, f)?;

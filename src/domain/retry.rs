@@ -82,8 +82,7 @@ pub fn decide(policy: &RetryPolicy, attempt: u32, class: ErrorClass, now: Millis
             // backoff ceiling, with jitter so a herd of limited runs spreads
             // out: the limit outlasts the attempts otherwise.
             let least = retry_after_ms.clamp(1, MAX_BACKOFF_MS);
-            let exp = attempt.saturating_sub(1).min(40);
-            let cap = least.saturating_mul(1u64 << exp).min(policy.max_ms.max(least)).min(MAX_BACKOFF_MS);
+            let cap = RetryPolicy { base_ms: least, max_ms: policy.max_ms.max(least), ..*policy }.cap_ms(attempt);
             let wait = least + mix64(seed ^ attempt as u64) % (cap - least + 1);
             RetryDecision::RetryAt { at: now + wait as Millis, backoff_ms: wait, cap_ms: cap }
         }

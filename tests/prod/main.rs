@@ -61,6 +61,11 @@ fn assert_all_completed(view: &Value) {
     }
 }
 
+/// How long the emulated Vectorize takes to make a write visible.
+async fn vectorize_visibility_ms() -> u64 {
+    prod().emulator.state().await["config"]["vectorizeVisibilityMs"].as_u64().unwrap_or(1000)
+}
+
 /// The emulator's visible vectors of one content.
 async fn vectors_of(content_id: &str) -> Vec<Value> {
     let state = prod().emulator.state().await;
@@ -159,7 +164,7 @@ async fn delete_and_wait_for_the_run(cid: &str, run: &str) {
 #[tokio::test]
 async fn a_delete_while_the_index_write_is_not_yet_visible_leaves_no_vectors() {
     let p = prod();
-    let visibility = p.emulator.state().await["config"]["vectorizeVisibilityMs"].as_u64().unwrap_or(1000);
+    let visibility = vectorize_visibility_ms().await;
     let (cid, run) = p.server.submit("Raced", &marked("quorvane", 2, 1500), Some("history")).await;
     // Right after the write is sent (a DELETE before the stage's first ask
     // would prove nothing).
@@ -203,7 +208,7 @@ async fn a_delete_while_the_index_write_is_not_yet_visible_leaves_no_vectors() {
 #[tokio::test]
 async fn a_delete_after_a_failed_index_attempt_leaves_no_vectors() {
     let p = prod();
-    let visibility = p.emulator.state().await["config"]["vectorizeVisibilityMs"].as_u64().unwrap_or(1000);
+    let visibility = vectorize_visibility_ms().await;
     let (cid, run) = p.server.submit("Probe fails", &marked("tessarind", 2, 1500), Some("history")).await;
     let prefix = format!("{cid}:");
     p.emulator
