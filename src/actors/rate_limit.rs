@@ -7,35 +7,93 @@
 //! must override the write limit per key, and a refusal must say when to come
 //! back (`Retry-After`), which the binding does not tell.
 //!
-//! The bucket lives in memory only, on purpose: it is recreated full after an
-//! eviction (about 10 s idle locally), which can only be lenient by what 10 s
-//! of refill would have given back anyway, and it spares a storage write on
-//! every request. So no storage is ever created for a caller, however many
-//! IPs call.
+//! The bucket lives in memory, and in storage only while it is low: a
+//! bucket that the idle time before an eviction (about 10 s) would refill
+//! needs no record, since it comes back full, as it would have been. One
+//! below that is recorded on every take, so a caller who spends it and
+//! waits for the eviction finds it as it was (refilled by the wait), and
+//! the record and this actor's storage are deleted once it is full again.
+//! So a caller within its limit costs no storage write.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
-use worker::{durable_object, DurableObject, Env, State};
+use worker::{durable_object, DurableObject, Env, Response, State};
 
 use super::ops::{RateLimitCall, RateLimitOps, Take, Taken};
+use super::pipeline::to_datetime;
 use crate::domain::rate::TokenBucket;
 use crate::error::{ApiError, ApiResult};
 use crate::runtime::now_ms;
+use crate::store::{self, StateCell};
+
+/// The record's cell.
+const BUCKET: &str = "bucket";
 
 #[durable_object]
 pub struct RateLimitActor {
-    #[allow(dead_code)]
     state: State,
     bucket: RefCell<Option<TokenBucket>>,
+    /// Whether storage holds a record (and the alarm that deletes it).
+    recorded: Cell<bool>,
+}
+
+impl RateLimitActor {
+    fn cells(&self) -> StateCell {
+        StateCell::new(self.state.storage().sql())
+    }
+
+    /// The record, when this actor's storage has one.
+    fn recorded_bucket(&self) -> ApiResult<Option<TokenBucket>> {
+        if !store::has_state(&self.state.storage().sql()) {
+            return Ok(None);
+        }
+        let b = self.cells().load::<TokenBucket>(BUCKET)?;
+        self.recorded.set(b.is_some());
+        Ok(b)
+    }
+
+    /// Records `b` while it is low, and deletes the record once it is not.
+    async fn keep(&self, b: TokenBucket) -> ApiResult<()> {
+        if !b.refills_while_idle() {
+            let first = !self.recorded.get();
+            if first {
+                store::init_state(&self.state.storage().sql())?;
+            }
+            self.cells().save(BUCKET, &b)?;
+            self.recorded.set(true);
+            if first {
+                self.state.storage().set_alarm(to_datetime(b.full_at())).await?;
+            }
+        } else if self.recorded.get() && b.tokens >= b.per_min as f64 {
+            self.recorded.set(false);
+            self.state.storage().delete_all().await?;
+        }
+        Ok(())
+    }
 }
 
 impl RateLimitOps for RateLimitActor {
     async fn take(&self, t: Take) -> ApiResult<Taken> {
         let now = now_ms();
-        let mut slot = self.bucket.borrow_mut();
-        let bucket = slot.get_or_insert_with(|| TokenBucket::full(t.per_min, now));
-        match bucket.take(t.cost, t.per_min, now) {
-            Ok(()) => Ok(Taken { left: bucket.tokens.floor() }),
+        if self.bucket.borrow().is_none() {
+            let b = TokenBucket::restored(self.recorded_bucket()?, t.per_min, now);
+            self.bucket.replace(Some(b));
+        }
+        let (taken, after) = {
+            let mut slot = self.bucket.borrow_mut();
+            let bucket = slot.as_mut().expect("set above");
+            (bucket.take(t.cost, t.per_min, now), *bucket)
+        };
+        // Recorded before the answer: the output gate holds it until the
+        // record is durable, so no refusal is forgotten by a restart. A
+        // refusal changes nothing a record already says (the record refills
+        // to the same tokens), so a caller hammering past its limit costs no
+        // write per call.
+        if taken.is_ok() || !self.recorded.get() {
+            self.keep(after).await?;
+        }
+        match taken {
+            Ok(()) => Ok(Taken { left: after.tokens.floor() }),
             Err(secs) => Err(ApiError::RateLimited { retry_after_secs: secs }),
         }
     }
@@ -43,12 +101,34 @@ impl RateLimitOps for RateLimitActor {
 
 impl DurableObject for RateLimitActor {
     fn new(state: State, _env: Env) -> Self {
-        RateLimitActor { state, bucket: RefCell::new(None) }
+        RateLimitActor { state, bucket: RefCell::new(None), recorded: Cell::new(false) }
     }
 
     crate::unused_handlers!(fetch);
 
-    crate::unused_handlers!(alarm);
+    /// The record's deletion, once the bucket is full again (re-armed
+    /// while takes keep it low).
+    async fn alarm(&self) -> worker::Result<Response> {
+        let now = now_ms();
+        let bucket = match *self.bucket.borrow() {
+            Some(b) => Some(b),
+            None => self.recorded_bucket().map_err(|e| worker::Error::RustError(e.to_string()))?,
+        };
+        if let Some(mut b) = bucket {
+            // A take of nothing refills it to now.
+            let _ = b.take(0, b.per_min, now);
+            if b.tokens >= b.per_min as f64 {
+                self.bucket.replace(None);
+                self.recorded.set(false);
+                self.state.storage().delete_all().await?;
+            } else {
+                self.bucket.replace(Some(b));
+                self.state.storage().set_alarm(to_datetime(b.full_at().max(now + 1_000))).await?;
+            }
+        }
+        Response::ok("ok")
+    }
+
     crate::unused_handlers!(sockets);
 }
 

@@ -14,9 +14,36 @@ pub struct TokenBucket {
     pub at: Millis,
 }
 
+/// How long an actor takes no call before it may leave memory: about 10 s,
+/// locally and on Cloudflare (DESIGN.md, toolchain facts).
+pub const EVICTION_IDLE_MS: Millis = 10_000;
+
 impl TokenBucket {
     pub fn full(per_min: u32, now: Millis) -> Self {
         TokenBucket { per_min, tokens: per_min as f64, at: now }
+    }
+
+    /// The bucket after its actor's restart: the `recorded` one refilled,
+    /// or a full one when none was recorded (see [`Self::refills_while_idle`]).
+    pub fn restored(recorded: Option<TokenBucket>, per_min: u32, now: Millis) -> Self {
+        recorded.unwrap_or_else(|| TokenBucket::full(per_min, now))
+    }
+
+    /// Whether the idle time before an eviction refills this bucket: then a
+    /// full one after the eviction is what it would hold anyway, and it needs
+    /// no record. One below that must be recorded, or a caller who spent it
+    /// and waited 10 s would find it full again.
+    pub fn refills_while_idle(&self) -> bool {
+        self.tokens + EVICTION_IDLE_MS as f64 * self.per_min as f64 / 60_000.0 >= self.per_min as f64
+    }
+
+    /// When the bucket is full again if nothing more is taken.
+    pub fn full_at(&self) -> Millis {
+        if self.per_min == 0 {
+            return self.at;
+        }
+        let missing = (self.per_min as f64 - self.tokens).max(0.0);
+        self.at.saturating_add((missing * 60_000.0 / self.per_min as f64).ceil() as Millis)
     }
 
     fn refill(&mut self, now: Millis) {
@@ -99,6 +126,36 @@ mod tests {
         assert!(b.tokens <= 4.0);
         assert!(b.take(10, 5, 0).is_err());
         assert_eq!(TokenBucket::full(0, 0).take(1, 0, 0), Err(60));
+    }
+
+    /// A bucket that needs no record is one that an eviction's idle time
+    /// fills anyway; one that needs a record, restored from it, refuses as
+    /// the bucket in memory would have.
+    #[test]
+    fn only_a_bucket_the_idle_time_would_not_refill_is_recorded() {
+        let mut b = TokenBucket::full(60, 0);
+        // 60 per minute: 10 s give back 10 tokens, so 50 left is enough.
+        for _ in 0..10 {
+            b.take(1, 60, 0).unwrap();
+        }
+        assert!(b.refills_while_idle());
+        b.take(1, 60, 0).unwrap();
+        assert!(!b.refills_while_idle(), "49 left and 10 back in 10 s is not full");
+        for _ in 0..49 {
+            b.take(1, 60, 0).unwrap();
+        }
+        // Evicted after 12 s idle: the record gives back 12 tokens, not 60.
+        let mut back = TokenBucket::restored(Some(b), 60, 12_000);
+        for _ in 0..12 {
+            assert_eq!(back.take(1, 60, 12_000), Ok(()));
+        }
+        assert_eq!(back.take(1, 60, 12_000), Err(1));
+        // Unrecorded, it starts full.
+        assert_eq!(TokenBucket::restored(None, 60, 5).tokens, 60.0);
+        // Full again once a minute's refill covers what was spent.
+        assert_eq!(b.full_at(), 60_000);
+        assert_eq!(TokenBucket::full(60, 7).full_at(), 7);
+        assert_eq!(TokenBucket::full(0, 7).full_at(), 7);
     }
 
     #[test]

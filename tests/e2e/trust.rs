@@ -313,6 +313,23 @@ async fn a_burst_past_the_write_limit_is_429_with_retry_after() {
     assert_eq!(anon.status, 401);
 }
 
+/// A bucket outlives its actor's eviction (about 10 s idle): spent, then
+/// left alone for 12 s, it has refilled by 12 s worth (0.6 of a token at 3
+/// per minute), not to full.
+#[tokio::test]
+async fn a_spent_bucket_is_still_spent_after_its_actor_leaves_memory() {
+    let s = &shared().server;
+    let key = mint_key(&s.base, &s.admin_token, &tenant("rate-evict"), &["content:write"], Some(3));
+    let post = |i: usize| send(http().post(s.url("/api/content")).bearer_auth(&key).json(&json!({"title": format!("evict {i}"), "body": "evict text"})));
+    for i in 0..3 {
+        assert_eq!(post(i).await.status, 202);
+    }
+    assert_eq!(post(3).await.status, 429);
+    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+    let r = post(4).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (429, Some("rate_limited")), "{}", r.body);
+}
+
 /// A chunked body (no Content-Length) past the cap is refused with 413
 /// while it is being read, over a raw socket so nothing adds a length.
 #[tokio::test]
