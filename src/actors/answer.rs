@@ -19,7 +19,6 @@ use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Response, State};
 
 use super::fanout;
-use super::pipeline::to_datetime;
 use super::ops::{AnswerCall, AnswerOps, Done, FireAlarm, Inspect, Inspectable, StartAnswer, ViewAnswer};
 use super::{ActorStorage, TopicActor};
 use crate::catalog;
@@ -101,7 +100,7 @@ impl AnswerActor {
             Generator::WorkersAi => answer.retry_at.unwrap_or(now + 1).max(now + 1),
             Generator::Extractive => now + config(&self.env).answer_step_ms,
         };
-        self.state.storage().set_alarm(to_datetime(at)).await?;
+        self.state.storage().set_alarm(super::alarm_time(at)).await?;
         Ok(())
     }
 
@@ -149,7 +148,7 @@ impl AnswerActor {
         let now = now_ms();
         answer.begin_attempt();
         self.cells().save("answer", &answer)?;
-        self.state.storage().set_alarm(to_datetime(now + GENERATION_LEASE_MS)).await?;
+        self.state.storage().set_alarm(super::alarm_time(now + GENERATION_LEASE_MS)).await?;
         let outcome = self.stream_answer(&mut answer).await?;
         let now = now_ms();
         let events = match outcome {
@@ -194,7 +193,7 @@ impl AnswerActor {
                 if !events.is_empty() {
                     let now = now_ms();
                     self.commit_and_push(answer, events, now).await?;
-                    self.state.storage().set_alarm(to_datetime(now + GENERATION_LEASE_MS)).await?;
+                    self.state.storage().set_alarm(super::alarm_time(now + GENERATION_LEASE_MS)).await?;
                 }
             }
             if ended && stream.is_closed() {
@@ -216,7 +215,7 @@ impl AnswerActor {
             // An attempt is streaming here, on its own copy: neither a second
             // one nor the fallback (after the last attempt) may write beside
             // it. Looked at again a lease later, should it stall for good.
-            self.state.storage().set_alarm(to_datetime(now + GENERATION_LEASE_MS)).await?;
+            self.state.storage().set_alarm(super::alarm_time(now + GENERATION_LEASE_MS)).await?;
             return Ok(());
         }
         if answer.wants_model(now) {

@@ -14,7 +14,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Response, State};
 
-use super::pipeline::to_datetime;
 use super::ops::{BatchCall, BatchDoc, BatchOps, CreateBatch, CreateContent, DeadLettered, Done, FireAlarm, Inspect, Inspectable, ItemEnded, ItemsDelivered, ViewBatch};
 use super::rpc;
 use super::{ActorStorage, TopicActor};
@@ -77,7 +76,7 @@ impl BatchActor {
             let storage = self.state.storage();
             let armed = if firing { None } else { storage.get_alarm().await? };
             if armed.is_none_or(|at| at > due) {
-                storage.set_alarm(to_datetime(due)).await?;
+                storage.set_alarm(super::alarm_time(due)).await?;
             }
         }
         if records.is_empty() {
@@ -259,7 +258,7 @@ impl DurableObject for BatchActor {
     async fn alarm(&self) -> worker::Result<Response> {
         if let Err(e) = self.release(true).await {
             worker::console_error!("batch alarm failed: {e}");
-            let _ = self.state.storage().set_alarm(to_datetime(now_ms() + 1_000)).await;
+            let _ = self.state.storage().set_alarm(super::alarm_time(now_ms() + 1_000)).await;
         }
         Response::ok("ok")
     }

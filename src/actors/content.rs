@@ -145,8 +145,7 @@ impl ContentActor {
     /// the duties' lease end before they are tried. A run's calls (publish,
     /// end) need none: the run retries them.
     async fn settle_backstopped(&self) {
-        let at = super::pipeline::to_datetime(now_ms() + LEASE_MS);
-        match self.state.storage().set_alarm(at).await {
+        match self.state.storage().set_alarm(super::alarm_time(now_ms() + LEASE_MS)).await {
             Ok(()) => self.backstop.set(true),
             Err(e) => worker::console_error!("content backstop alarm: {e}"),
         }
@@ -171,7 +170,7 @@ impl ContentActor {
         let storage = self.state.storage();
         let armed = if firing { None } else { storage.get_alarm().await? };
         if armed.is_none_or(|at| at > due) {
-            storage.set_alarm(super::pipeline::to_datetime(due.max(now_ms()))).await?;
+            storage.set_alarm(super::alarm_time(due)).await?;
         }
         // The alarm now serves what is owed.
         self.backstop.set(false);
@@ -585,7 +584,7 @@ impl DurableObject for ContentActor {
         if let Err(e) = self.drain(true).await {
             // Re-arm so a failed drain (storage hiccup) is retried.
             worker::console_error!("content alarm failed: {e}");
-            let _ = self.state.storage().set_alarm(super::pipeline::to_datetime(now_ms() + 1_000)).await;
+            let _ = self.state.storage().set_alarm(super::alarm_time(now_ms() + 1_000)).await;
         }
         Response::ok("ok")
     }

@@ -146,6 +146,15 @@ macro_rules! actor_storage {
     };
 }
 
+/// The time to arm an alarm for `at`: never before 1 ms from now, since an
+/// alarm re-armed for "now" inside `alarm()` is lost (DESIGN.md: "use now +
+/// 1 ms or later"). Every actor arms through this, so a wake computed from
+/// an overdue duty or expiry cannot be "now".
+pub fn alarm_time(at: crate::domain::time::Millis) -> chrono::DateTime<chrono::Utc> {
+    let at = crate::domain::time::alarm_after(at, crate::runtime::now_ms());
+    chrono::DateTime::from_timestamp_millis(at).unwrap_or_default()
+}
+
 /// Most events one replay answer carries; a session pages for the rest.
 pub const REPLAY_PAGE: u32 = 500;
 

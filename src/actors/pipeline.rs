@@ -161,7 +161,7 @@ impl RunShell {
     async fn arm(&self, run: &PipelineRun, now: Millis) -> ApiResult<()> {
         let storage = self.state.storage();
         match self.next_wake(run, now)? {
-            Some(at) => storage.set_alarm(to_datetime(at)).await?,
+            Some(at) => storage.set_alarm(super::alarm_time(at)).await?,
             None => storage.delete_alarm().await?,
         }
         self.memory.outbox.armed();
@@ -300,7 +300,7 @@ impl RunShell {
         // an alarm round trip later. The watchdog resumes the run if this
         // instance dies first.
         let watchdog = Activation::watchdog_from(now, cfg.run_budget_ms);
-        self.state.storage().set_alarm(to_datetime(watchdog)).await?;
+        self.state.storage().set_alarm(super::alarm_time(watchdog)).await?;
         let shell = Rc::clone(self);
         self.state.wait_until(async move { shell.activate_or_retry_later(true).await });
         Ok(())
@@ -314,7 +314,7 @@ impl RunShell {
             // Another activation drives the run and arms the next wake when it
             // ends; until then a watchdog stays armed.
             let at = Activation::watchdog_from(now_ms(), config(&self.env).run_budget_ms);
-            return Ok(self.state.storage().set_alarm(to_datetime(at)).await?);
+            return Ok(self.state.storage().set_alarm(super::alarm_time(at)).await?);
         }
         // Before the stages' broadcasts, so a revoked key's socket gets none of them.
         self.sockets.check_keys(self, now_ms()).await;
@@ -335,12 +335,14 @@ impl RunShell {
     }
 
     /// [`Self::activate`], and when it fails (a storage hiccup, a crashed
-    /// call) an alarm a second later tries again.
+    /// call) an alarm a second later tries again: while the run goes on, or
+    /// an ended run still owes a duty (its catalog row, its report).
     async fn activate_or_retry_later(&self, watchdog_armed: bool) {
         if let Err(e) = self.activate(watchdog_armed).await {
             worker::console_error!("pipeline activation failed: {e}");
-            if matches!(self.load(), Ok(Some(run)) if !run.status.is_terminal()) {
-                let _ = self.state.storage().set_alarm(to_datetime(now_ms() + 1_000)).await;
+            let owes = !matches!(self.outbox().and_then(|o| o.next_due()), Ok(None));
+            if owes || matches!(self.load(), Ok(Some(run)) if !run.status.is_terminal()) {
+                let _ = self.state.storage().set_alarm(super::alarm_time(now_ms() + 1_000)).await;
             }
         }
     }
@@ -368,7 +370,7 @@ impl RunShell {
         loop {
             committed.extend(self.commit(&run, events, now)?);
             if !watchdog_armed {
-                self.state.storage().set_alarm(to_datetime(activation.watchdog_at())).await?;
+                self.state.storage().set_alarm(super::alarm_time(activation.watchdog_at())).await?;
                 watchdog_armed = true;
             }
             let outcome = self.execute(&cfg, &run, stage).await;
@@ -437,7 +439,11 @@ impl RunShell {
         if let Err(e) = self.drain().await {
             worker::console_error!("run duties: {e}");
         }
-        let _ = self.arm(run, now_ms()).await;
+        if let Err(e) = self.arm(run, now_ms()).await {
+            // The alarm a second later retries the duties still owed.
+            worker::console_error!("run alarm after its end: {e}");
+            let _ = self.state.storage().set_alarm(super::alarm_time(now_ms() + 1_000)).await;
+        }
     }
 
     async fn cancel(&self, reason: &str, superseded: bool) -> ApiResult<RunView> {
@@ -634,10 +640,6 @@ impl DurableObject for PipelineActor {
 /// invariant (only one activation runs stages), not a client's conflict.
 fn refused(e: crate::domain::pipeline::TransitionError) -> ApiError {
     ApiError::Internal(format!("pipeline transition refused: {e}"))
-}
-
-pub fn to_datetime(ms: Millis) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
 async fn with_timeout<F>(ms: u64, f: F) -> Result<(), StageFailure>

@@ -20,7 +20,6 @@ use std::cell::{Cell, RefCell};
 use worker::{durable_object, DurableObject, Env, Response, State};
 
 use super::ops::{RateLimitCall, RateLimitOps, Take, Taken};
-use super::pipeline::to_datetime;
 use crate::domain::rate::TokenBucket;
 use crate::error::{ApiError, ApiResult};
 use crate::runtime::now_ms;
@@ -62,7 +61,7 @@ impl RateLimitActor {
             self.cells().save(BUCKET, &b)?;
             self.recorded.set(true);
             if first {
-                self.state.storage().set_alarm(to_datetime(b.full_at())).await?;
+                self.state.storage().set_alarm(super::alarm_time(b.full_at())).await?;
             }
         } else if self.recorded.get() && b.tokens >= b.per_min as f64 {
             self.recorded.set(false);
@@ -123,7 +122,7 @@ impl DurableObject for RateLimitActor {
                 self.state.storage().delete_all().await?;
             } else {
                 self.bucket.replace(Some(b));
-                self.state.storage().set_alarm(to_datetime(b.full_at().max(now + 1_000))).await?;
+                self.state.storage().set_alarm(super::alarm_time(b.full_at().max(now + 1_000))).await?;
             }
         }
         Response::ok("ok")

@@ -223,7 +223,7 @@ impl SessionActor {
         // The Worker has just checked the key that creates it.
         self.key_check.checked(now_ms());
         // The token dies at `expires_at`; so do the sockets it opened.
-        self.state.storage().set_alarm(chrono::DateTime::<chrono::Utc>::from_timestamp_millis(info.expires_at).unwrap_or_default()).await?;
+        self.state.storage().set_alarm(super::alarm_time(info.expires_at)).await?;
         catalog::register_actor(&self.env, "session", &info.id.to_string(), "active", info.created_at).await?;
         Ok(Done {})
     }
@@ -355,7 +355,7 @@ impl SessionActor {
     }
 
     async fn set_alarm(&self, at: Millis) -> ApiResult<()> {
-        self.state.storage().set_alarm(chrono::DateTime::<chrono::Utc>::from_timestamp_millis(at).unwrap_or_default()).await?;
+        self.state.storage().set_alarm(super::alarm_time(at)).await?;
         self.armed_at.set(Some(at));
         Ok(())
     }

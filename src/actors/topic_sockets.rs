@@ -260,7 +260,7 @@ impl TopicSockets {
     pub async fn arm_by(host: &impl ActorStorage, at: Millis) -> ApiResult<()> {
         let storage = host.state().storage();
         if storage.get_alarm().await?.is_none_or(|armed| armed > at) {
-            storage.set_alarm(super::pipeline::to_datetime(at)).await?;
+            storage.set_alarm(super::alarm_time(at)).await?;
         }
         Ok(())
     }

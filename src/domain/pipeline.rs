@@ -794,6 +794,16 @@ mod tests {
         assert_eq!(sim.run.record(Stage::Index).status, StageStatus::Pending);
     }
 
+    /// `validate` reads an upload's file and asks the analyzer for a PDF's
+    /// text: an outage of either is waited out like any provider's.
+    #[test]
+    fn validate_waits_out_an_analyzer_outage() {
+        let mut sim = Sim::new();
+        sim.drive(&mut |s, a| if s == Stage::Validate && a <= 5 { Err(StageError::transient("analyzer unreachable")) } else { Ok(()) });
+        assert_eq!(sim.run.status, RunStatus::Completed);
+        assert_eq!(sim.run.record(Stage::Validate).attempts, 6);
+    }
+
     #[test]
     fn terminal_error_fails_without_retry() {
         let mut sim = Sim::new();
@@ -840,8 +850,8 @@ mod tests {
     #[test]
     fn a_stage_cut_off_every_time_never_exceeds_its_attempts() {
         let mut sim = Sim::new();
-        // Every attempt of validate (3 allowed, required) dies with its isolate.
-        for _ in 0..10 {
+        // Every attempt of validate (required, the tuning's 10) dies with its isolate.
+        for _ in 0..30 {
             sim.log.extend(sim.run.recover_interrupted(sim.now));
             let Step::Execute(stage) = sim.run.next_step(sim.now) else {
                 match sim.run.next_step(sim.now) {
@@ -856,7 +866,7 @@ mod tests {
             sim.now += 10;
         }
         let validate = sim.run.record(Stage::Validate);
-        assert_eq!(validate.attempts, 3, "{:?}", validate.history);
+        assert_eq!(validate.attempts, RetryTuning::default().max_attempts, "{:?}", validate.history);
         assert!(validate.history.iter().all(|h| h.outcome == "interrupted"));
         assert_eq!(sim.run.status, RunStatus::Failed);
         assert!(sim.names().contains(&"run.failed"));

@@ -203,7 +203,6 @@ mod tests {
         for s in Stage::ALL {
             let want = match s {
                 Stage::Analyze => RetryPolicy { max_attempts: 3, timeout_ms: 10_000, optional: true, ..required },
-                Stage::Validate => RetryPolicy { max_attempts: 3, ..required },
                 _ => required,
             };
             assert_eq!(RetryPolicy::for_stage(s, t), want, "{s}");

@@ -14,6 +14,12 @@ pub fn rfc3339(ms: Millis) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// When an alarm wanted at `at` is armed: `at`, or 1 ms after `now` when
+/// `at` is not later (an alarm armed for "now" inside `alarm()` is lost).
+pub fn alarm_after(at: Millis, now: Millis) -> Millis {
+    at.max(now.saturating_add(1))
+}
+
 pub fn parse_rfc3339(s: &str) -> Option<Millis> {
     DateTime::parse_from_rfc3339(s).ok().map(|d| d.timestamp_millis())
 }
@@ -51,6 +57,33 @@ mod tests {
         let s = rfc3339(1_700_000_000_123);
         assert_eq!(s, "2023-11-14T22:13:20.123Z");
         assert_eq!(parse_rfc3339(&s), Some(1_700_000_000_123));
+    }
+
+    #[test]
+    fn an_alarm_is_never_armed_for_now() {
+        // An overdue wake (a duty due 1.3 s ago) is armed 1 ms ahead.
+        assert_eq!(alarm_after(11_000, 12_300), 12_301);
+        assert_eq!(alarm_after(12_300, 12_300), 12_301);
+        assert_eq!(alarm_after(12_302, 12_300), 12_302);
+        assert_eq!(alarm_after(0, Millis::MAX), Millis::MAX);
+    }
+
+    /// Every actor arms through `actors::alarm_time`, which applies
+    /// [`alarm_after`]: a `set_alarm` with a time of its own could be "now".
+    #[test]
+    fn every_alarm_is_armed_through_alarm_time() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/actors");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (i, line) in text.lines().enumerate() {
+                for call in ["storage().set_alarm(", "storage.set_alarm("] {
+                    if let Some(at) = line.find(call) {
+                        assert!(line[at + call.len()..].starts_with("super::alarm_time("), "{}:{}: {line}", path.display(), i + 1);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

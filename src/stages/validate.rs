@@ -19,8 +19,10 @@ pub(super) const SPEC: StageSpec = StageSpec {
     stage: Stage::Validate,
     optional: false,
     timeout_ms: DEFAULT_TIMEOUT_MS,
-    // Deterministic: retrying cannot change its answer.
-    max_attempts: Some(3),
+    // A bad document is refused as permanent at its first attempt; what is
+    // retried is the analyzer (a PDF's text) and R2 (the file), which come
+    // back after an outage like any provider: the run's full policy.
+    max_attempts: None,
     reads: &[],
     writes: &[EXTRACTED_TEXT.key],
 };
