@@ -370,12 +370,19 @@ pub async fn revoke_key(env: &Env, key_id: &str, now: Millis) -> ApiResult<bool>
 /// keep a listing or search to what a [`ReadScope`] admits; the same rule as
 /// `ReadScope::admits`. Binds start at `?{first}`.
 fn scope_sql(scope: &ReadScope, first: usize) -> (String, Vec<JsValue>) {
+    scope_sql_on(scope, first, "c.visibility")
+}
+
+/// [`scope_sql`] with the visibility read from `visibility` (a column or
+/// [`SHOWN_VISIBILITY`]).
+fn scope_sql_on(scope: &ReadScope, first: usize, visibility: &str) -> (String, Vec<JsValue>) {
     match scope {
         ReadScope::All => ("1 = 1".into(), Vec::new()),
-        ReadScope::PublicOnly => ("c.visibility = 'public'".into(), Vec::new()),
+        ReadScope::PublicOnly => (format!("({visibility}) = 'public'"), Vec::new()),
         ReadScope::Tenant { tenant, subject, read, manage } => (
             format!(
-                "(c.visibility = 'public' OR (c.tenant = ?{a} AND ((c.owner <> '' AND c.owner = ?{b}) OR ?{m} = 1 OR (?{r} = 1 AND c.visibility = 'tenant'))))",
+                "(({v}) = 'public' OR (c.tenant = ?{a} AND ((c.owner <> '' AND c.owner = ?{b}) OR ?{m} = 1 OR (?{r} = 1 AND ({v}) = 'tenant'))))",
+                v = visibility,
                 a = first,
                 b = first + 1,
                 m = first + 2,
@@ -453,17 +460,43 @@ struct FtsRow {
     content_id: String,
 }
 
-/// Keyword side of search: content ids by bm25, at most `limit`.
-pub async fn keyword_search(env: &Env, fts: &str, category: Option<&str>, limit: u32) -> ApiResult<Vec<String>> {
-    let rows: Vec<FtsRow> = db(env)?
-        .prepare(
-            "SELECT content_id FROM content_fts WHERE content_fts MATCH ?1 AND (?2 IS NULL OR category = ?2)
-             ORDER BY bm25(content_fts, 0.0, 3.0, 1.0, 2.0, 0.0, 0.0) LIMIT ?3",
-        )
-        .bind(&[s(fts), opt(category), n(limit as i64)])?
-        .all()
-        .await?
-        .results()?;
+/// Keyword side of search: the ids of documents `scope` may read, by bm25,
+/// at most `limit`. Readability is decided here, before the ranks are
+/// fused: a filter after the cut would let unreadable matches (another
+/// member's private items, which share the tenant's scope token) push
+/// readable ones out, and the missing results would say they exist.
+pub async fn keyword_search(env: &Env, fts: &str, category: Option<&str>, scope: &ReadScope, limit: u32) -> ApiResult<Vec<String>> {
+    let (cond, scope_binds) = scope_sql_on(scope, 4, SHOWN_VISIBILITY);
+    let sql = format!(
+        "SELECT k.content_id AS content_id FROM content_fts
+           JOIN content_fts_keys k ON k.fts_rowid = content_fts.rowid JOIN content c ON c.id = k.content_id
+         WHERE content_fts MATCH ?1 AND (?2 IS NULL OR content_fts.category = ?2) AND {cond}
+         ORDER BY bm25(content_fts, 0.0, 3.0, 1.0, 2.0, 0.0, 0.0) LIMIT ?3"
+    );
+    let mut binds = vec![s(fts), opt(category), n(limit as i64)];
+    binds.extend(scope_binds);
+    let rows: Vec<FtsRow> = db(env)?.prepare(sql).bind(&binds)?.all().await?.results()?;
+    Ok(rows.into_iter().map(|r| r.content_id).collect())
+}
+
+/// Of `ids` (the vector side's documents, in rank order), those `scope` may
+/// read, in the same order: the vector side's readability, decided before
+/// the fusion as [`keyword_search`] decides the keyword side's.
+pub async fn readable_ids(env: &Env, scope: &ReadScope, ids: &[String]) -> ApiResult<Vec<String>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (cond, scope_binds) = scope_sql_on(scope, 2, SHOWN_VISIBILITY);
+    // One JSON array bound once: a vector side may name up to 200 ids, past
+    // D1's 100 bound parameters per statement.
+    let sql = format!(
+        "SELECT k.content_id AS content_id FROM json_each(?1) j
+           JOIN content_fts_keys k ON k.content_id = j.value JOIN content c ON c.id = k.content_id
+         WHERE {cond} ORDER BY j.key"
+    );
+    let mut binds = vec![s(&serde_json::to_string(ids).map_err(|e| ApiError::Internal(e.to_string()))?)];
+    binds.extend(scope_binds);
+    let rows: Vec<FtsRow> = db(env)?.prepare(sql).bind(&binds)?.all().await?.results()?;
     Ok(rows.into_iter().map(|r| r.content_id).collect())
 }
 

@@ -1,8 +1,9 @@
 //! Hybrid retrieval over what a principal may read, shared by `/api/search`
 //! and `/api/answers`. Vector and FTS5 keyword search run in parallel over
-//! the caller's namespaces and scope tokens, are fused with reciprocal rank
-//! fusion, grouped by content, and post-filtered by the catalog's ownership
-//! (the authority when a vector outlives its row or visibility narrowed).
+//! the caller's namespaces and scope tokens; each side keeps only what the
+//! catalog (the authority on ownership) says the caller may read, and then
+//! they are fused with reciprocal rank fusion, so an unreadable match never
+//! moves a readable one's rank or pushes it out.
 
 use worker::Env;
 
@@ -105,20 +106,25 @@ pub async fn retrieve(env: &Env, p: &Principal, q: &RetrieveQuery<'_>) -> ApiRes
         });
         let lists = futures::future::join_all(queries).await;
         let lists = lists.into_iter().collect::<Result<Vec<_>, _>>().map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        Ok::<_, ApiError>(merge_hits(lists, top_k as usize))
+        let grouped = group_by_content(&merge_hits(lists, top_k as usize));
+        // Readable ones only, before the fusion ranks them (see `catalog::keyword_search`).
+        let ids: Vec<String> = grouped.iter().map(|(c, _, _)| c.clone()).collect();
+        let readable = catalog::readable_ids(env, &scope, &ids).await?;
+        Ok::<_, ApiError>(grouped.into_iter().filter(|(c, _, _)| readable.contains(c)).collect::<Vec<_>>())
     };
     let keyword_side = async {
         let Some(m) = fts.as_deref().filter(|_| mode != Mode::Vector) else { return Ok(Vec::new()) };
-        catalog::keyword_search(env, m, category.as_deref(), k * 4).await
+        catalog::keyword_search(env, m, category.as_deref(), &scope, k * 4).await
     };
     // Each side's own time, so a slow search says which side was slow.
     let ((hits, vector_ms), (kw, keyword_ms)) = futures::join!(timed(vector_side, started), timed(keyword_side, started));
-    let hits = hits?;
+    let grouped = hits?;
     let kw_ids = kw?;
 
-    let grouped = group_by_content(&hits);
     let vec_ids: Vec<String> = grouped.iter().map(|(c, _, _)| c.clone()).collect();
-    // Over-fetch: a few fused hits may be dropped below as not readable.
+    // Over-fetch: a few fused hits may be dropped below, as narrowed or
+    // deleted since the sides read the catalog, or indexed under another
+    // category.
     let fused = match mode {
         Mode::Vector => rrf(std::slice::from_ref(&vec_ids), k as usize * 2),
         Mode::Keyword => rrf(std::slice::from_ref(&kw_ids), k as usize * 2),

@@ -133,6 +133,57 @@ async fn a_widened_items_older_text_stays_with_its_readers() {
     assert!(finds(s.key.clone()).await.contains(&cid), "its owner still does");
 }
 
+/// Another member's private items that match better than one's own do not
+/// crowd it out of a search: each side keeps only what the caller may read
+/// before the ranks are fused, so missing results say nothing of items the
+/// caller may not see. (Private items share their tenant's keyword scope
+/// token and vector namespace.)
+#[tokio::test]
+async fn unreadable_matches_do_not_crowd_out_readable_ones() {
+    let s = &shared().server;
+    let t = format!("crowd-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let word = format!("zq{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let (a, b) = (
+        mint_key(&s.base, &s.admin_token, &t, &["content:write"], None),
+        mint_key(&s.base, &s.admin_token, &t, &["content:write"], None),
+    );
+    let submit = |key: String, body: Value| async move {
+        let r = send(http().post(s.url("/api/content")).bearer_auth(&key).json(&body)).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        (r.body["content_id"].as_str().unwrap().to_string(), r.body["run_id"].as_str().unwrap().to_string())
+    };
+    let mut runs = Vec::new();
+    for title in ["plan", "memo"] {
+        let body = format!("The {word} {title}: {word} for the harbor, {word} again, and {word} once more.");
+        runs.push(submit(a.clone(), serde_json::json!({"title": format!("{word} {title}"), "body": body, "visibility": "private"})).await.1);
+    }
+    let filler = "The quarterly review covers shipping schedules, crane maintenance and the tide tables for the harbor. ".repeat(30);
+    let (mine, run) = submit(b.clone(), serde_json::json!({"title": "Harbor review", "body": format!("{filler} It mentions {word} once."), "visibility": "tenant"})).await;
+    runs.push(run);
+    for run in &runs {
+        assert_eq!(s.wait_run(run, Duration::from_secs(60)).await["status"], "completed");
+    }
+    let search = |key: String, k: &'static str, mode: &'static str| {
+        let word = word.clone();
+        async move {
+            let r = send(http().get(s.url("/api/search")).bearer_auth(key).query(&[("q", word.as_str()), ("k", k), ("mode", mode)])).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.body
+        }
+    };
+    // The owner of the private items finds them above the other's.
+    let owners = search(a.clone(), "3", "keyword").await;
+    assert_eq!(ids(&owners).len(), 3, "{owners}");
+    assert_ne!(ids(&owners)[0], mine, "{owners}");
+    for mode in ["keyword", "hybrid"] {
+        let r = search(b.clone(), "1", mode).await;
+        assert_eq!(ids(&r), vec![mine.clone()], "{mode}: {r}");
+    }
+    // Ranked first among what it may read: its score is a first rank's, as
+    // the owner's best is, not a third's.
+    assert_eq!(search(b.clone(), "1", "keyword").await["results"][0]["score"], owners["results"][0]["score"]);
+}
+
 /// A PUT that widens a private item shows its new readers nothing of the
 /// private version: not what it derived (its summary, keywords) in the view
 /// or the listing, while the new version runs or after it failed, nor its
