@@ -61,13 +61,6 @@ fn is_admin_token(trust: &Trust, token: &str) -> bool {
     trust.admin_token_sha256.as_ref().is_some_and(|admin| constant_time_eq(&Sha256::digest(token.as_bytes()), admin))
 }
 
-/// Whether the request carries the operator's token, checked alone (no key
-/// lookup, no JWT), for routes that answer anyone but tell the operator more.
-pub fn is_operator(env: &Env, req: &Request) -> bool {
-    let header = req.headers().get("authorization").ok().flatten();
-    header.as_deref().and_then(|h| bearer(h).ok()).is_some_and(|t| is_admin_token(&config(env).trust, t))
-}
-
 /// The request's principal, and until when its credential is accepted: a
 /// JWT's `exp` (a socket it opens ends then); none for keys (revoked, not
 /// expired), the operator and anonymous callers.
@@ -240,6 +233,15 @@ pub fn require(p: &Principal, scope: Scope) -> ApiResult<()> {
     } else {
         Err(ApiError::Forbidden(format!("this route needs {}", scope.as_str())))
     }
+}
+
+/// `401` for anonymous callers; anyone else may try, and the actor decides
+/// (a change to an item is its owner's, whatever the credential's scopes).
+pub fn require_known(p: &Principal) -> ApiResult<()> {
+    if p.kind == PrincipalKind::Anonymous {
+        return Err(unauthorized("this route needs a credential"));
+    }
+    Ok(())
 }
 
 /// Admin routes: the operator only.

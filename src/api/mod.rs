@@ -64,19 +64,16 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
     use limits::LimitClass;
     use routes::RouteId as R;
     let (id, p) = routes::resolve(method, path)?;
-    // Health and the API document answer anyone (health tells the operator
-    // more); every other route knows its principal first (a bad credential is
-    // 401 even on a public read).
-    let (who, until) = match id {
-        R::Health | R::OpenApi => (crate::domain::principal::Principal::anonymous(), None),
-        _ => auth::principal(env, &req).await?,
-    };
+    // Every route knows its principal first: a bad credential is 401 even on
+    // a public read, health and the API document included (they answer
+    // anyone who sends none; health tells the operator more).
+    let (who, until) = auth::principal(env, &req).await?;
     if id.operator_only() {
         auth::require_operator(&who)?;
     }
     let arg = |i: usize| p.get(i).map(String::as_str).unwrap_or_default();
     match id {
-        R::Health => health::get(env, auth::is_operator(env, &req)).await,
+        R::Health => health::get(env, who.is_operator()).await,
         R::OpenApi => Ok(http::json_text(200, openapi::DOCUMENT)),
         R::WhoAmI => Ok(http::json(200, &who)),
         R::CreateContent => {
@@ -87,12 +84,12 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
         R::ListContent => content::list(env, &who, req).await,
         R::GetContent => content::get(env, &who, arg(0)).await,
         R::PutContent => {
-            auth::require(&who, Scope::Read)?;
+            auth::require_known(&who)?;
             limits::spend(env, &who, &req, LimitClass::Write, 1).await?;
             content::update(env, &who, req, arg(0)).await
         }
         R::PutSource => {
-            auth::require(&who, Scope::Read)?;
+            auth::require_known(&who)?;
             limits::spend(env, &who, &req, LimitClass::Write, 1).await?;
             uploads::update(env, &who, req, arg(0)).await
         }
@@ -103,7 +100,7 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
         }
         R::GetSource => uploads::source(env, &who, &req, arg(0)).await,
         R::DeleteContent => {
-            auth::require(&who, Scope::Read)?;
+            auth::require_known(&who)?;
             limits::spend(env, &who, &req, LimitClass::Write, 1).await?;
             content::delete(env, &who, arg(0)).await
         }
@@ -111,12 +108,12 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
         // Run actions write (a retry runs stages again): they spend from the
         // write bucket as content writes do.
         R::CancelRun => {
-            auth::require(&who, Scope::Read)?;
+            auth::require_known(&who)?;
             limits::spend(env, &who, &req, LimitClass::Write, 1).await?;
             runs::call(env, &who, arg(0), runs::RunAction::Cancel).await
         }
         R::RetryRun => {
-            auth::require(&who, Scope::Read)?;
+            auth::require_known(&who)?;
             limits::spend(env, &who, &req, LimitClass::Write, 1).await?;
             runs::call(env, &who, arg(0), runs::RunAction::Retry).await
         }

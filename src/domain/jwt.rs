@@ -160,8 +160,10 @@ pub fn select_key<'c>(cfg: &'c JwtConfig, t: &Parsed<'_>) -> Result<&'c Value, J
 /// Until when a token with these (checked) claims is accepted, in Unix
 /// milliseconds: its `exp` plus the leeway. A socket it opened ends then.
 pub fn accepted_until(claims: &Value) -> Option<i64> {
+    // Saturating: `exp` is the token's word, however large (a cast from f64
+    // saturates, and the sums must too).
     let exp = claims.get("exp").and_then(Value::as_f64)? as i64;
-    Some((exp + LEEWAY_SECS) * 1000)
+    Some(exp.saturating_add(LEEWAY_SECS).saturating_mul(1000))
 }
 
 /// Checks `iss`, `aud`, `exp`, `nbf` and turns the claims into a user.
@@ -181,10 +183,10 @@ pub fn principal(cfg: &JwtConfig, claims: &Value, now_secs: i64) -> Result<Princ
         }
     }
     let exp = num("exp").ok_or_else(|| JwtError::MissingClaim("exp".into()))?;
-    if exp + LEEWAY_SECS <= now_secs {
+    if exp.saturating_add(LEEWAY_SECS) <= now_secs {
         return Err(JwtError::Expired);
     }
-    if num("nbf").is_some_and(|nbf| nbf - LEEWAY_SECS > now_secs) {
+    if num("nbf").is_some_and(|nbf| nbf.saturating_sub(LEEWAY_SECS) > now_secs) {
         return Err(JwtError::NotYetValid);
     }
     let sub = claims.get("sub").and_then(Value::as_str).filter(|s| !s.is_empty() && s.len() <= 200);
@@ -275,6 +277,26 @@ mod tests {
         let mut no_sub = claims();
         no_sub.as_object_mut().unwrap().remove("sub");
         assert!(principal(&c, &no_sub, 1000).is_err());
+    }
+
+    /// Huge time claims neither wrap nor panic: a far `exp` is accepted
+    /// until far away, a far `nbf` is not yet valid.
+    #[test]
+    fn huge_time_claims_saturate() {
+        for exp in [1e16, 1e300, f64::MAX] {
+            let mut c = claims();
+            c["exp"] = json!(exp);
+            assert!(principal(&cfg(), &c, 1000).is_ok(), "{exp}");
+            assert!(accepted_until(&c).is_some_and(|t| t > 1_000_000), "{exp}");
+        }
+        let mut c = claims();
+        c["nbf"] = json!(-1e300);
+        assert!(principal(&cfg(), &c, 1000).is_ok());
+        c["nbf"] = json!(1e300);
+        assert_eq!(principal(&cfg(), &c, 1000).unwrap_err(), JwtError::NotYetValid);
+        c["nbf"] = json!(900);
+        c["exp"] = json!(-1e300);
+        assert_eq!(principal(&cfg(), &c, 1000).unwrap_err(), JwtError::Expired);
     }
 
     #[test]

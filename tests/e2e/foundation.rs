@@ -9,12 +9,16 @@ use crate::support::*;
 #[tokio::test]
 async fn healthz_reports_version_and_backends() {
     let s = &shared().server;
-    // Anyone (a tenant's key, no credential, a bad one) sees only the status.
+    // Anyone (a tenant's key, no credential) sees only the status.
     let anonymous = send(http().get(s.url("/healthz"))).await;
-    let bad = send(http().get(s.url("/healthz")).bearer_auth("not-a-credential")).await;
-    for r in [s.get("/healthz").await, anonymous, bad] {
+    for r in [s.get("/healthz").await, anonymous] {
         assert_eq!(r.status, 200);
         assert_eq!(r.body, json!({ "status": "ok" }));
+    }
+    // A bad credential is 401 here too, never a silent anonymous answer.
+    for path in ["/healthz", "/api/openapi.json"] {
+        let bad = send(http().get(s.url(path)).bearer_auth("not-a-credential")).await;
+        assert_eq!((bad.status, bad.body["error"]["code"].as_str()), (401, Some("unauthorized")), "{path}: {}", bad.body);
     }
     // The operator sees the backends.
     let r = s.admin_get("/healthz").await;

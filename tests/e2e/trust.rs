@@ -243,6 +243,33 @@ fn base64_url(s: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
 }
 
+/// An item is its owner's to change whatever scopes the owner's token
+/// carries today; a caller who may not read it gets 404, as on a `GET`.
+#[tokio::test]
+async fn an_owner_changes_its_item_with_a_token_without_scopes() {
+    let s = &shared().server;
+    let t = tenant("owner-noscope");
+    let writer = jwt::sign("ES256", &jwt::claims("erin", &t, "content:write"));
+    let r = send(http().post(s.url("/api/content")).bearer_auth(&writer).json(&json!({"title": "Erin's", "body": "a note about tides", "visibility": "private"}))).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let cid = r.body["content_id"].as_str().unwrap().to_string();
+    s.wait_run(r.body["run_id"].as_str().unwrap(), WAIT).await;
+    let bare = jwt::sign("ES256", &jwt::claims("erin", &t, "openid"));
+    let stranger = jwt::sign("ES256", &jwt::claims("frank", &t, "openid"));
+    let item = s.url(&format!("/api/content/{cid}"));
+    let put = send(http().put(&item).bearer_auth(&stranger).json(&json!({"title": "Frank's now", "body": "mine"}))).await;
+    assert_eq!((put.status, put.body["error"]["code"].as_str()), (404, Some("not_found")), "{}", put.body);
+    let delete = send(http().delete(&item).bearer_auth(&stranger)).await;
+    assert_eq!(delete.status, 404, "{}", delete.body);
+    let put = send(http().put(&item).bearer_auth(&bare).json(&json!({"title": "Erin's, again", "body": "a second note about tides"}))).await;
+    assert_eq!(put.status, 202, "{}", put.body);
+    s.wait_run(put.body["run_id"].as_str().unwrap(), WAIT).await;
+    assert_eq!(send(http().delete(&item).bearer_auth(&bare)).await.status, 204);
+    assert_eq!(send(http().get(&item).bearer_auth(&writer)).await.status, 404);
+    // Anonymous callers still need a credential.
+    assert_eq!(send(http().delete(&item)).await.status, 401);
+}
+
 #[tokio::test]
 async fn keys_list_without_secrets_and_revocation_takes_effect_within_10_s() {
     let s = &shared().server;
