@@ -522,17 +522,38 @@ impl Inspectable for ContentActor {
     }
 }
 
-impl TopicActor for ContentActor {
-    fn topic(&self) -> ApiResult<Option<(Topic, Value)>> {
-        self.with_loaded(|c| c.map(|c| (Topic::Content(c.id), serde_json::to_value(c.view()).unwrap_or_default())))
+impl ContentActor {
+    /// A deleted item's tombstone (its ownership, no text): its topic stays,
+    /// since a follower is still owed `content.deleted` and what came before
+    /// it (redacted), by a replay or a stream as much as by a push.
+    fn tombstone(&self) -> ApiResult<Option<ContentState>> {
+        if !self.created() || !self.cells().load::<bool>(TOMBSTONE)?.unwrap_or(false) {
+            return Ok(None);
+        }
+        self.cells().load("content")
     }
 
-    /// A topic the subscriber may not read does not exist for it.
+    /// The item, live or deleted, as its topic sees it.
+    fn followed<T>(&self, f: impl Fn(&ContentState) -> T) -> ApiResult<Option<T>> {
+        match self.with_loaded(|c| c.map(&f))? {
+            Some(t) => Ok(Some(t)),
+            None => Ok(self.tombstone()?.as_ref().map(f)),
+        }
+    }
+}
+
+impl TopicActor for ContentActor {
+    fn topic(&self) -> ApiResult<Option<(Topic, Value)>> {
+        self.followed(|c| (Topic::Content(c.id), serde_json::to_value(c.view()).unwrap_or_default()))
+    }
+
+    /// A topic the subscriber may not read does not exist for it (a deleted
+    /// item's, by the ownership it had).
     async fn admit(&self, principal: &Principal) -> ApiResult<()> {
-        self.with_loaded(|c| match c {
-            Some(c) => principal.require(&c.ownership, Access::Read).map_err(ApiError::from),
+        match self.followed(|c| principal.require(&c.ownership, Access::Read))? {
+            Some(r) => r.map_err(ApiError::from),
             None => Ok(()),
-        })?
+        }
     }
 
     /// A page for a reader who may no longer read the item (it went private

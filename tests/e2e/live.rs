@@ -289,6 +289,63 @@ async fn a_narrowed_items_topic_sends_a_former_reader_nothing_more() {
     assert_eq!(status, 404);
 }
 
+/// A deleted item's followers are still owed its `content.deleted`: a
+/// stream open at the delete gets it, and a replay after it, by SSE or by a
+/// session, ends with it (the earlier events redacted). A reader who could
+/// not read the item still finds no topic.
+#[tokio::test]
+async fn a_deleted_items_topic_still_tells_its_followers() {
+    let s = &shared().server;
+    let title = format!("Soon gone {}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let (cid, run) = s.submit(&title, &document("gone", 71, 500), None).await;
+    s.wait_run(&run, WAIT).await;
+    let topic = format!("content:{cid}");
+    let url = s.url(&format!("/api/topics/{topic}/events?after=0"));
+    let names = |ms: &[Sse]| ms.iter().map(|m| m.event.clone()).collect::<Vec<_>>();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+    let ready_tx = std::sync::Mutex::new(Some(ready_tx));
+    let open = tokio::spawn(sse(http().get(&url).bearer_auth(&s.key), move |ms: &[Sse]| {
+        if ms.iter().any(|m| m.event == "ready") {
+            if let Some(tx) = ready_tx.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+        }
+        ms.iter().any(|m| m.event == "content.deleted" || m.event == "error")
+    }));
+    tokio::time::timeout(WAIT, ready_rx).await.expect("the stream replays, then is ready").unwrap();
+    let d = send(http().delete(s.url(&format!("/api/content/{cid}"))).bearer_auth(&s.key)).await;
+    assert_eq!(d.status, 204, "{}", d.body);
+    let (status, _, ms) = open.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(names(&ms).last().map(String::as_str), Some("content.deleted"), "the open stream: {:?}", names(&ms));
+
+    let until_ready = |ms: &[Sse]| ms.iter().any(|m| m.event == "ready" || m.event == "error");
+    let (status, _, ms) = sse(http().get(&url).bearer_auth(&s.key), until_ready).await;
+    assert_eq!(status, 200);
+    let replayed = names(&ms);
+    assert_eq!(replayed.iter().rev().nth(1).map(String::as_str), Some("content.deleted"), "a stream after the delete: {replayed:?}");
+    assert!(ms.iter().all(|m| !m.data.contains(&title)), "a deleted item's title in its replay: {ms:?}");
+
+    let (sid, token) = new_session(s).await;
+    let mut ws = connect(s, &sid, &token).await;
+    ws_send(&mut ws, json!({"type": "subscribe", "topic": topic, "after": 0})).await;
+    let mut frames = Vec::new();
+    while let Some(f) = ws_next(&mut ws, WAIT).await {
+        if f["type"] == "ready" || f["type"] == "error" {
+            frames.push(f);
+            break;
+        }
+        frames.push(f);
+    }
+    let events: Vec<&str> = frames.iter().filter_map(|f| f["event"].as_str()).collect();
+    assert_eq!(events.last(), Some(&"content.deleted"), "a session's replay after the delete: {frames:?}");
+    assert_eq!(frames.last().unwrap()["type"], "ready", "{frames:?}");
+
+    // Anonymous could not read the tenant's item: no topic.
+    let (status, _, _) = sse(http().get(&url), until_ready).await;
+    assert_eq!(status, 404);
+}
+
 #[tokio::test]
 async fn bad_tokens_frames_and_floods_get_clear_errors() {
     let s = &shared().server;
