@@ -392,11 +392,16 @@ impl SessionActor {
         }
         let mut found = false;
         for (topic, cursor) in followed {
-            if let Ok(page) = self.fetch_events(topic, cursor).await {
-                if !page.events.is_empty() {
+            match self.fetch_events(topic, cursor).await {
+                Ok(page) if page.resync => {
+                    found = true;
+                    self.resync(topic, cursor, page.last_seq, page.snapshot).await?;
+                }
+                Ok(page) if !page.events.is_empty() => {
                     found = true;
                     self.push(Deliver { topic, events: page.events }).await?;
                 }
+                _ => {}
             }
         }
         let mut watch: Watch = self.cells().load("watch")?.unwrap_or_else(|| Watch::new(now));
@@ -404,6 +409,25 @@ impl SessionActor {
         let next = watch.next_poll(now, found);
         self.cells().save("watch", &watch)?;
         Ok(Some(next))
+    }
+
+    /// A poll found the log trimmed past `cursor`: the sockets live at that
+    /// cursor get `resync_required` (with the snapshot) and go on from
+    /// `last_seq`. Sockets further on are asked for by the next poll.
+    async fn resync(&self, topic: Topic, cursor: u64, last_seq: u64, snapshot: Option<Value>) -> ApiResult<()> {
+        let key = topic.to_string();
+        let info = self.info()?;
+        let mut encoded = Encoded::default();
+        for (ws, _) in self.sockets_on(&key) {
+            // Re-read: an earlier socket's frames may have awaited.
+            if !attachment(&ws).is_some_and(|st| !st.is_replaying(&key) && st.cursor(&key) == Some(cursor)) {
+                continue;
+            }
+            let mut sub = Subscription::live(cursor, &info.principal);
+            let step = sub.fetched(Fetched::Resync { last_seq });
+            self.drive(&ws, topic, Run { sub, subscribe: 0 }, step, snapshot.clone(), &mut encoded).await;
+        }
+        Ok(())
     }
 
     async fn push(&self, d: Deliver) -> ApiResult<Delivered> {

@@ -628,6 +628,39 @@ async fn late_is_bounded_when_every_push_is_lost() {
     eprintln!("push=1.0: run's last event {run_late:?} (its own socket {socket_late:?}), feed's content.indexed {feed_late:?} after the run ended");
 }
 
+/// A session whose pushes are all lost, while its topic's log is trimmed
+/// past its cursor, is told so by its poll: `resync_required` with the
+/// topic's snapshot, then the events from there on. (Before, the poll
+/// dropped the page that said so, and the subscription waited forever.)
+#[tokio::test]
+async fn a_poll_that_finds_the_log_trimmed_sends_resync_required() {
+    let s = Server::start(&ServerOptions::new(temp_dir("poll-resync")).var("FAULTS", "push=1.0").var("EVENT_RETENTION_COUNT", "5"));
+    let (sid, token) = new_session(&s).await;
+    let mut ws = connect(&s, &sid, &token).await;
+    ws_send(&mut ws, json!({"type": "subscribe", "topic": "feed"})).await;
+    until_ready(&mut ws).await;
+    // Twelve items at once: 24 feed events, more than the log keeps between
+    // two polls (every 1.5 s).
+    let submits = (0..12).map(|i| {
+        let s = &s;
+        async move { s.submit(&format!("Trimmed {i}"), &document("trim", 90 + i, 400), None).await }
+    });
+    let items = futures::future::join_all(submits).await;
+    for (_, run) in &items {
+        s.wait_run(run, WAIT).await;
+    }
+    let mut frames = Vec::new();
+    while let Some(f) = ws_next(&mut ws, Duration::from_secs(5)).await {
+        let resync = f["type"] == "resync_required";
+        frames.push(f);
+        if resync {
+            break;
+        }
+    }
+    let resync = frames.last().filter(|f| f["type"] == "resync_required").unwrap_or_else(|| panic!("no resync_required: {frames:?}"));
+    assert!(resync["snapshot"]["recent"].is_array(), "the feed's snapshot: {resync}");
+}
+
 /// Topic sockets keep the session socket's limits: at most
 /// `MAX_SOCKETS_PER_SESSION` per session and `MAX_TOPIC_SOCKETS_PER_PRINCIPAL`
 /// per principal on each topic's actor (409 `too_many_sockets`), one read
