@@ -375,6 +375,11 @@ impl RunShell {
             }
             let outcome = self.execute(&cfg, &run, stage).await;
 
+            // The keys the run's sockets rest on, again when due: the
+            // watchdog alarms that fire while a stage awaits check them
+            // only every 5 s, so one that came due meanwhile is checked
+            // before this commit's events go out.
+            self.sockets.check_keys(self, now_ms()).await;
             // Read again: a cancel or purge may have landed while the stage awaited.
             run = self.require()?;
             now = now_ms();

@@ -661,6 +661,45 @@ async fn a_poll_that_finds_the_log_trimmed_sends_resync_required() {
     assert!(resync["snapshot"]["recent"].is_array(), "the feed's snapshot: {resync}");
 }
 
+/// A run's socket opened with a key that is revoked while a stage awaits
+/// (here the analyzer, which takes every request and answers none, until
+/// the stage's 10 s timeout) closes (4001) before that stage's outcome is
+/// sent: the watchdog alarms that fire while a stage awaits check the
+/// sockets' keys (every 5 s, the alarms every 5.2 s), and the run checks
+/// again when due before it commits the outcome.
+#[tokio::test]
+async fn a_revoked_keys_run_socket_gets_nothing_after_a_long_stage() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((sock, _)) = silent.accept().await {
+            open.push(sock);
+        }
+    });
+    let s = Server::start(&ServerOptions { analyzer_url: Some(url), ..ServerOptions::new(temp_dir("revoked-mid-stage")) });
+    let key = mint_key(&s.base, &s.admin_token, TEST_TENANT, &["content:write"], None);
+    let key_id = key.split('_').nth(1).expect("alk_<id>_<secret>").to_string();
+    let r = send(http().post(s.url("/api/content")).bearer_auth(&key).json(&json!({"title": "Slow analysis", "body": document("slow", 97, 600)}))).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let run = r.body["run_id"].as_str().unwrap().to_string();
+    let mut ws = topic_socket(&s, &format!("run:{run}"), "?after=0", Some(&key)).await.expect("the run's socket by the key");
+    loop {
+        let f = ws_next(&mut ws, WAIT).await.expect("frames up to the analyze stage");
+        if f["event"] == "stage.started" && f["data"]["stage"] == "analyze" {
+            break;
+        }
+    }
+    let r = send(http().delete(s.url(&format!("/admin/keys/{key_id}"))).bearer_auth(&s.admin_token)).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let revoked = std::time::Instant::now();
+    let (code, events) = close_code(&mut ws, Duration::from_secs(30)).await;
+    assert_eq!(code, Some(4001), "the socket closes once the key is revoked");
+    assert!(revoked.elapsed() < Duration::from_secs(12), "closed {:?} after the revocation", revoked.elapsed());
+    assert!(events.is_empty(), "events after the revocation: {events:?}");
+    held.abort();
+}
+
 /// Topic sockets keep the session socket's limits: at most
 /// `MAX_SOCKETS_PER_SESSION` per session and `MAX_TOPIC_SOCKETS_PER_PRINCIPAL`
 /// per principal on each topic's actor (409 `too_many_sockets`), one read
