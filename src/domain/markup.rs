@@ -91,6 +91,10 @@ pub fn markdown_to_text(md: &str) -> String {
     // Consecutive HTML events (a block or inline tags) are converted together,
     // so a `<script>` spanning several lines is dropped whole.
     let mut html = String::new();
+    // A dropped element opened by inline HTML whose content comes as text
+    // events (`Hello <script>x()</script>` is HTML, text, HTML): that text
+    // is skipped until the HTML that closes it.
+    let mut dropping: Option<&str> = None;
     let flush = |html: &mut String, p: &mut Paragraphs| {
         if !html.is_empty() {
             let text = html_to_text(html);
@@ -106,7 +110,25 @@ pub fn markdown_to_text(md: &str) -> String {
     };
     for event in Parser::new_ext(md, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH) {
         if let Event::Html(h) | Event::InlineHtml(h) = &event {
-            html.push_str(h);
+            match dropping {
+                // Inside it, only the HTML that closes it counts (with what
+                // follows the close).
+                Some(name) => {
+                    if let Some(close) = closing_tag_end(h, name) {
+                        html.push_str(&format!("</{name}>"));
+                        html.push_str(&h[close..]);
+                        dropping = open_dropped(&h[close..]);
+                    }
+                }
+                // What came before is closed: only this event can open one.
+                None => {
+                    html.push_str(h);
+                    dropping = open_dropped(h);
+                }
+            }
+            continue;
+        }
+        if dropping.is_some() && matches!(event, Event::Text(_) | Event::Code(_)) {
             continue;
         }
         flush(&mut html, &mut p);
@@ -147,15 +169,46 @@ fn markdown_heading(md: &str) -> Option<String> {
     None
 }
 
-/// Elements whose content is never text.
-const DROPPED: [&str; 7] = ["script", "style", "template", "noscript", "head", "svg", "iframe"];
+/// Elements whose content is never text. Not `head`: its end tag may be
+/// left out (HTML5), and then its skip would take the whole body; what is
+/// in it besides these (`meta`, `link`, `base`) holds no text.
+const DROPPED: [&str; 7] = ["script", "style", "template", "noscript", "title", "svg", "iframe"];
 
 /// Elements that end a paragraph where they open or close.
-const BLOCKS: [&str; 33] = [
+const BLOCKS: [&str; 32] = [
     "p", "div", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "li", "ul", "ol", "dl", "dt", "dd", "tr", "table",
     "section", "article", "header", "footer", "nav", "aside", "main", "blockquote", "pre", "figure", "figcaption",
-    "form", "body", "title", "address",
+    "form", "body", "address",
 ];
+
+/// Just past the tag in `html` that closes the dropped element `name`.
+fn closing_tag_end(html: &str, name: &str) -> Option<usize> {
+    let at = html.to_ascii_lowercase().find(&format!("</{name}"))?;
+    Some(at + tag_at(&html[at..]).map(|(_, _, len)| len).unwrap_or(name.len() + 2))
+}
+
+/// The dropped element that `html` opens and does not close, if any: what
+/// follows it is its content until its end tag.
+fn open_dropped(html: &str) -> Option<&'static str> {
+    let mut i = 0;
+    while let Some(off) = html[i..].find('<') {
+        let at = i + off;
+        let Some((name, closing, len)) = tag_at(&html[at..]) else {
+            i = at + 1;
+            continue;
+        };
+        i = at + len;
+        let Some(dropped) = DROPPED.iter().find(|d| **d == name) else { continue };
+        if closing || html[at..i].ends_with("/>") {
+            continue;
+        }
+        match closing_tag_end(&html[i..], dropped) {
+            Some(end) => i += end,
+            None => return Some(dropped),
+        }
+    }
+    None
+}
 
 /// One tag at `s[0] == '<'`: its lowercase name, whether it closes, and its
 /// length. `None` when `<` does not start a tag (it is then text).
@@ -351,6 +404,24 @@ mod tests {
         assert_eq!(html_to_text(""), "");
     }
 
+    /// HTML5 lets `</head>` be left out; the body's text is still the text.
+    #[test]
+    fn html_without_a_head_end_keeps_its_body() {
+        let html = "<!doctype html><html><head><meta charset=utf-8><title>Report</title><body><h1>Quarterly</h1><p>Revenue grew.</p>";
+        assert_eq!(html_to_text(html), "Quarterly\n\nRevenue grew.");
+        assert_eq!(html_to_text("<head><title>T</title><link rel=icon href=x><script>s()</script></head><body>x</body>"), "x");
+    }
+
+    /// Inline HTML in Markdown comes as HTML, text, HTML: the text between a
+    /// dropped element's tags is dropped too.
+    #[test]
+    fn markdown_drops_inline_scripts_and_styles() {
+        assert_eq!(markdown_to_text("Hello <script>steal()</script> world"), "Hello world");
+        assert_eq!(markdown_to_text("Text <style>p{color:red}</style> more"), "Text more");
+        assert_eq!(markdown_to_text("A <SCRIPT type=x>one `two` three</SCRIPT> b <b>kept</b>"), "A b kept");
+        assert_eq!(markdown_to_text("x <script/> y"), "x y");
+    }
+
     #[test]
     fn markdown_keeps_headings_and_paragraphs() {
         let md = "# Solar sails\n\nA sail *pushed* by light,\nslowly.\n\n- one\n- two `code`\n\n```\nlet x = 1;\n```\n\n<script>\nsteal()\n</script>\n\nEnd with <b>bold</b> &amp; more.";
@@ -377,6 +448,7 @@ mod tests {
         let html = format!("<p>start</p>{}<p>end</p>", "<svg></svg>".repeat(100_000));
         assert_eq!(html_to_text(&html), "start\n\nend");
         let md = format!("{}end", "word\\\n".repeat(100_000));
+        assert_eq!(markdown_to_text(&format!("{}end", "<b>".repeat(100_000))), "end");
         let text = markdown_to_text(&md);
         assert_eq!(text, format!("{}end", "word\n".repeat(100_000)));
     }
