@@ -463,8 +463,15 @@ impl RunShell {
             }
             return Ok(run.view(None));
         }
+        // A superseded version's index writes where no fence keeps a late
+        // one out (Vectorize) are taken back: one not yet visible escapes the
+        // newer version's sweep, and this run is never tried again.
+        let written = if superseded { self.unfenced_writes(&run) } else { Vec::new() };
         let events = if superseded { run.supersede(reason, now) } else { run.cancel(reason, now)? };
         self.commit_and_push(&run, events, now)?;
+        if !written.is_empty() {
+            self.outbox()?.put(&[Duty::TakeBackVectors { ids: written }], now)?;
+        }
         // Before any await, so its end's duties (the item's report, the
         // catalog) commit with the cancel; on_terminal arms the alarm after.
         self.on_terminal(&run, now).await;

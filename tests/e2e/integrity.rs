@@ -290,12 +290,16 @@ async fn delete_erases_the_run_actors_copies() {
         if rows.is_empty() { Ok(()) } else { Err(format!("{rows:?}")) }
     })
     .await;
-    // No replay names the item again. Its own topic is gone (404); the feed
-    // still numbers its events, with the title and summary erased, and the
-    // content actor's log (as the inspector shows it) keeps none either.
+    // No replay names the item again. Its own topic still numbers its
+    // events up to `content.deleted` (a follower is owed it), the feed too,
+    // with the title and summary erased, and the content actor's log (as
+    // the inspector shows it) keeps none either.
     let ready = |ms: &[Sse]| ms.iter().any(|m| m.event == "ready");
     let topic = s.url(&format!("/api/topics/content:{cid}/events"));
-    assert_eq!(sse(http().get(topic).bearer_auth(&s.key), ready).await.0, 404);
+    let (status, _, ms) = sse(http().get(topic).bearer_auth(&s.key), ready).await;
+    assert_eq!(status, 200);
+    assert!(ms.iter().any(|m| m.event == "content.deleted"), "{ms:?}");
+    assert!(ms.iter().all(|m| !m.data.contains("Secret erase")), "{ms:?}");
     let (status, _, ms) = sse(http().get(s.url("/api/topics/feed/events")).bearer_auth(&s.key), ready).await;
     assert_eq!(status, 200);
     assert!(ready(&ms), "the feed replayed to its end");

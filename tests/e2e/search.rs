@@ -109,7 +109,9 @@ async fn search_finds_filters_forgets_and_replaces() {
 /// search must not find that version's words; its owner's still does.
 #[tokio::test]
 async fn a_widened_items_older_text_stays_with_its_readers() {
-    let s = &shared().server;
+    // Its own server: it uses `Server::d1` (see there).
+    let own = Server::start(&ServerOptions::new(temp_dir("widened-text").join("state")));
+    let s = &own;
     let word = format!("zq{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let body = format!("The private plan names {word} twice, {word}, in a draft about harbor cranes and tides.");
     let r = s.post("/api/content", serde_json::json!({"title": "Private draft", "body": body, "visibility": "private"})).await;
