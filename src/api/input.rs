@@ -91,18 +91,21 @@ pub fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
 }
 
 impl super::routes::IntParam {
-    /// The parameter from the query, within its declared bounds.
+    /// The parameter from the query, within its declared bounds, or its
+    /// default when absent.
     pub fn read(&self, q: &[(String, String)]) -> ApiResult<u32> {
-        int_param(q, self.name, self.default, self.min, self.max)
+        Ok(self.read_opt(q)?.or(self.default).unwrap_or(self.min))
     }
-}
 
-fn int_param(q: &[(String, String)], key: &str, default: u32, min: u32, max: u32) -> ApiResult<u32> {
-    match param(q, key) {
-        None => Ok(default),
-        Some(v) => match v.parse::<u32>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(ApiError::invalid(key, format!("must be an integer from {min} to {max}"))),
-        },
+    /// The parameter from the query, within its declared bounds, if given.
+    pub fn read_opt(&self, q: &[(String, String)]) -> ApiResult<Option<u32>> {
+        let (key, min, max) = (self.name, self.min, self.max);
+        match param(q, key) {
+            None => Ok(None),
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+                _ => Err(ApiError::invalid(key, format!("must be an integer from {min} to {max}"))),
+            },
+        }
     }
 }

@@ -63,7 +63,13 @@ fn query_params(id: RouteId) -> Vec<(&'static str, Value)> {
     let category = || matching(CATEGORY_PATTERN);
     let cursor = || matching(PAGE_CURSOR_PATTERN);
     let uuid = || json!({ "type": "string", "format": "uuid" });
-    let int = |p: IntParam| (p.name, json!({ "type": "integer", "minimum": p.min, "maximum": p.max, "default": p.default }));
+    let int = |p: IntParam| {
+        let mut schema = json!({ "type": "integer", "minimum": p.min, "maximum": p.max });
+        if let Some(d) = p.default {
+            schema["default"] = json!(d);
+        }
+        (p.name, schema)
+    };
     let one_of = |values: &[&str]| json!({ "type": "string", "enum": values });
     let visibility = || one_of(&["private", "tenant", "public"]);
     match id {
@@ -278,6 +284,18 @@ mod tests {
             assert!(op["responses"]["4XX"].is_object());
         }
         assert_eq!(doc["openapi"], "3.0.3");
+    }
+
+    /// A parameter whose absence means something of its own says no
+    /// default: a source's absent `version` is the current one, not 1.
+    #[test]
+    fn an_absent_source_version_has_no_default() {
+        let doc = document();
+        let params = doc["paths"]["/api/content/{id}/source"]["get"]["parameters"].as_array().unwrap().clone();
+        let version = params.iter().find(|p| p["name"] == "version").expect("version parameter");
+        assert!(version["schema"].get("default").is_none(), "{version}");
+        let k = doc["paths"]["/api/search"]["get"]["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "k").cloned().unwrap();
+        assert_eq!(k["schema"]["default"], 10);
     }
 
     /// Every `$ref` in `v` names a schema of `schemas`.

@@ -108,21 +108,22 @@ pub const ROUTES: &[Route] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IntParam {
     pub name: &'static str,
-    pub default: u32,
+    /// `None`: an absent value means something of its own (the handler's).
+    pub default: Option<u32>,
     pub min: u32,
     pub max: u32,
 }
 
 /// `GET /api/content?limit`.
-pub const CONTENT_LIMIT: IntParam = IntParam { name: "limit", default: 20, min: 1, max: 100 };
+pub const CONTENT_LIMIT: IntParam = IntParam { name: "limit", default: Some(20), min: 1, max: 100 };
 /// `GET /admin/actors?limit`.
-pub const ACTORS_LIMIT: IntParam = IntParam { name: "limit", default: 50, min: 1, max: 200 };
+pub const ACTORS_LIMIT: IntParam = IntParam { name: "limit", default: Some(50), min: 1, max: 200 };
 /// `POST /admin/reconcile?limit`: also the most `ids` one request may name.
-pub const RECONCILE_LIMIT: IntParam = IntParam { name: "limit", default: 20, min: 1, max: 50 };
+pub const RECONCILE_LIMIT: IntParam = IntParam { name: "limit", default: Some(20), min: 1, max: 50 };
 /// `GET /api/search?k`.
-pub const SEARCH_K: IntParam = IntParam { name: "k", default: 10, min: 1, max: 50 };
+pub const SEARCH_K: IntParam = IntParam { name: "k", default: Some(10), min: 1, max: 50 };
 /// `GET /api/content/{id}/source?version` (absent: the current version).
-pub const SOURCE_VERSION: IntParam = IntParam { name: "version", default: 1, min: 1, max: u32::MAX };
+pub const SOURCE_VERSION: IntParam = IntParam { name: "version", default: None, min: 1, max: u32::MAX };
 
 /// A keyset page's position, `<at>.<key>`: the sort value (ms) of the last
 /// row a page showed and its key. Opaque to clients, but any string of this

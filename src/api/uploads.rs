@@ -240,10 +240,7 @@ pub async fn update(env: &Env, p: &Principal, mut req: Request, id: &str) -> Api
 pub async fn source(env: &Env, p: &Principal, req: &Request, id: &str) -> ApiResult<Response> {
     let content_id = uuid_param(id, "content")?;
     let q = query(req)?;
-    let version = match param(&q, "version") {
-        None | Some("") => None,
-        Some(_) => Some(SOURCE_VERSION.read(&q)?),
-    };
+    let version = SOURCE_VERSION.read_opt(&q)?;
     let source = rpc::send(env, &content_id.to_string(), &SourceOf { principal: p.clone(), version }).await?;
     // Streamed from R2 to the client by the runtime, never read into the Worker.
     let object = R2Uploads::new(env).open(&source.key).await?.ok_or_else(|| ApiError::not_found("source file"))?;

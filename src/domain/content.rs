@@ -128,14 +128,17 @@ pub const PLAIN_LABEL: &str = "must be one line without control or invisible for
 /// `category_max_chars` letters, digits, spaces, '-' or '_'; `None` when
 /// empty. Submissions, the listing and search all apply this one rule.
 pub fn category(raw: Option<&str>, l: &Limits) -> Result<Option<String>, ApiError> {
-    let Some(c) = raw.map(|c| c.trim().to_lowercase()).filter(|c| !c.is_empty()) else { return Ok(None) };
+    // Checked as given, then lowercased: a lowercase letter may be two
+    // characters ('İ' is 'i' and a combining dot), which the pattern's `\w`
+    // and its length count as given.
+    let Some(c) = raw.map(str::trim).filter(|c| !c.is_empty()) else { return Ok(None) };
     if c.chars().count() > l.category_max_chars || !c.chars().all(|ch| ch.is_alphanumeric() || matches!(ch, '-' | '_' | ' ')) {
         return Err(ApiError::invalid(
             "category",
             format!("must be up to {} letters, digits, spaces, '-' or '_'", l.category_max_chars),
         ));
     }
-    Ok(Some(c))
+    Ok(Some(c.to_lowercase()))
 }
 
 /// A title as stored: trimmed, one line, 1 to `title_max_chars` characters.
@@ -528,6 +531,21 @@ pub fn readable_by(reader: &super::principal::Principal, e: &crate::protocol::Ev
 
 #[cfg(test)]
 mod tests {
+    use crate::config::Limits as CategoryLimits;
+
+    /// A category is checked as given, then lowercased: 'İ' passes as the
+    /// pattern's `\w` says, and its two lowercase characters do not count
+    /// against the length.
+    #[test]
+    fn a_category_is_checked_before_it_is_lowercased() {
+        let l = CategoryLimits::default();
+        assert_eq!(category(Some(" İstanbul "), &l).unwrap().as_deref(), Some("i\u{307}stanbul"));
+        let long = "İ".repeat(l.category_max_chars);
+        assert!(category(Some(&long), &l).is_ok());
+        assert!(category(Some(&"a".repeat(l.category_max_chars + 1)), &l).is_err());
+        assert!(category(Some("a/b"), &l).is_err());
+        assert_eq!(category(Some("  "), &l).unwrap(), None);
+    }
     use super::*;
     use crate::protocol::EventName;
 
