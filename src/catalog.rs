@@ -420,17 +420,26 @@ pub struct ListQuery<'a> {
     pub limit: u32,
 }
 
+/// The listing's columns.
+const LIST_COLUMNS: &str = "id, version, title, category, tags, status, summary, run_id, created_at, updated_at, tenant, owner, visibility";
+
 /// The content listing, newest first, `limit + 1` rows (the extra one says
 /// whether there is a next page).
+///
+/// A tenant's scope is two disjoint parts, the public items and its own
+/// tenant's others, each read in order along its own index (`visibility`,
+/// `tenant`) for at most a page and then merged: one condition with `OR`
+/// over both read every row of both and sorted them for every page (about
+/// 280 ms a page at 300,000 rows in SQLite, against 0.2 ms so).
 pub async fn list_content(env: &Env, q: &ListQuery<'_>) -> ApiResult<Vec<ContentRow>> {
-    let (cond, scope_binds) = scope_sql(q.scope, 6);
-    let sql = format!(
-        "SELECT id, version, title, category, tags, status, summary, run_id, created_at, updated_at, tenant, owner, visibility
-         FROM content c
-         WHERE (?1 IS NULL OR c.status = ?1) AND (?2 IS NULL OR c.category = ?2)
-           AND (c.created_at < ?3 OR (c.created_at = ?3 AND c.id < ?4)) AND {cond}
-         ORDER BY c.created_at DESC, c.id DESC LIMIT ?5"
-    );
+    let page = |cond: &str| {
+        format!(
+            "SELECT {LIST_COLUMNS} FROM content c
+             WHERE (?1 IS NULL OR c.status = ?1) AND (?2 IS NULL OR c.category = ?2)
+               AND (c.created_at < ?3 OR (c.created_at = ?3 AND c.id < ?4)) AND {cond}
+             ORDER BY c.created_at DESC, c.id DESC LIMIT ?5"
+        )
+    };
     let mut binds = vec![
         opt(q.status),
         opt(q.category),
@@ -438,7 +447,25 @@ pub async fn list_content(env: &Env, q: &ListQuery<'_>) -> ApiResult<Vec<Content
         s(if q.before.1.is_empty() { "\u{10FFFF}" } else { q.before.1 }),
         n(q.limit as i64 + 1),
     ];
-    binds.extend(scope_binds);
+    let sql = match q.scope {
+        ReadScope::Tenant { tenant, subject, read, manage } => {
+            binds.extend([s(tenant), s(subject), n(*manage as i64), n(*read as i64)]);
+            let public = page("c.visibility = 'public'");
+            let own = page(
+                "c.tenant = ?6 AND c.visibility <> 'public'
+                 AND ((c.owner <> '' AND c.owner = ?7) OR ?8 = 1 OR (?9 = 1 AND c.visibility = 'tenant'))",
+            );
+            format!(
+                "SELECT {LIST_COLUMNS} FROM ({public}) UNION ALL SELECT {LIST_COLUMNS} FROM ({own})
+                 ORDER BY created_at DESC, id DESC LIMIT ?5"
+            )
+        }
+        other => {
+            let (cond, scope_binds) = scope_sql(other, 6);
+            binds.extend(scope_binds);
+            page(&cond)
+        }
+    };
     Ok(db(env)?.prepare(sql).bind(&binds)?.all().await?.results()?)
 }
 
