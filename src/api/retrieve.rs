@@ -9,7 +9,7 @@ use worker::Env;
 
 use crate::catalog;
 use crate::domain::fusion::{chunk_passage, fts_match, group_by_content, keyword_passage, rrf};
-use crate::domain::principal::Principal;
+use crate::domain::principal::{Principal, ReadScope};
 use crate::domain::vector::merge_hits;
 use crate::error::{ApiError, ApiResult};
 use crate::providers::{Embedder, Providers, VectorIndex, VectorQuery};
@@ -109,7 +109,8 @@ pub async fn retrieve(env: &Env, p: &Principal, q: &RetrieveQuery<'_>) -> ApiRes
         let grouped = group_by_content(&merge_hits(lists, top_k as usize));
         // Readable ones only, before the fusion ranks them (see `catalog::keyword_search`).
         let ids: Vec<String> = grouped.iter().map(|(c, _, _)| c.clone()).collect();
-        let readable = catalog::readable_ids(env, &scope, &ids).await?;
+        // The operator reads everything: no query for it.
+        let readable = if scope == ReadScope::All { ids } else { catalog::readable_ids(env, &scope, &ids).await? };
         Ok::<_, ApiError>(grouped.into_iter().filter(|(c, _, _)| readable.contains(c)).collect::<Vec<_>>())
     };
     let keyword_side = async {
