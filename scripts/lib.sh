@@ -20,13 +20,17 @@ export CARGO_TERM_COLOR=never
 
 log() { printf '\033[1m[actorline]\033[0m %s\n' "$*" >&2; }
 
-install_crate() { # name version -> prints bin dir
+# Installs a pinned crate's binary once. Not inside `$( )`: `set -e` does not
+# reach a command substitution, and a failed install must stop here, not let
+# worker-build fall back to a download of its own.
+install_crate() { # name version binary
   local name="$1" version="$2" root="$TOOLS/$1-$2"
   if [ ! -x "$root/bin/$3" ]; then
     log "installing $name $version from crates.io into $root"
     cargo install "$name" --version "$version" --locked --root "$root" >&2
   fi
-  echo "$root/bin"
+  [ -x "$root/bin/$3" ] || { log "$name $version did not install $root/bin/$3"; exit 1; }
+  export PATH="$root/bin:$PATH"
 }
 
 bootstrap() {
@@ -35,11 +39,13 @@ bootstrap() {
     log "adding the wasm32-unknown-unknown target"
     rustup target add wasm32-unknown-unknown >&2
   fi
-  local wb bg
-  wb="$(install_crate worker-build "$WORKER_BUILD_VERSION" worker-build)"
-  bg="$(install_crate wasm-bindgen-cli "$WASM_BINDGEN_VERSION" wasm-bindgen)"
-  export PATH="$wb:$bg:$PATH"
-  export WASM_BINDGEN_BIN="$bg/wasm-bindgen"
+  install_crate worker-build "$WORKER_BUILD_VERSION" worker-build
+  install_crate wasm-bindgen-cli "$WASM_BINDGEN_VERSION" wasm-bindgen
+  export WASM_BINDGEN_BIN="$TOOLS/wasm-bindgen-cli-$WASM_BINDGEN_VERSION/bin/wasm-bindgen"
+  # worker-build downloads a wasm-bindgen of its own when this one is not
+  # the version the lock names: refuse that instead.
+  [ "$("$WASM_BINDGEN_BIN" --version)" = "wasm-bindgen $WASM_BINDGEN_VERSION" ] \
+    || { log "$WASM_BINDGEN_BIN is not wasm-bindgen $WASM_BINDGEN_VERSION"; exit 1; }
   local lock_sum
   lock_sum="$(sha256sum package-lock.json | cut -d' ' -f1)"
   if [ ! -x node_modules/.bin/wrangler ] || [ "$(cat node_modules/.actorline-lock 2>/dev/null)" != "$lock_sum" ]; then
@@ -83,16 +89,21 @@ build_analyzer() {
   cargo build --release -p analyzer >&2
 }
 
-# Creates .dev.vars with random secrets on first run; never overwrites it.
+# Gives .dev.vars a random ADMIN_TOKEN and SESSION_SECRET where it has none
+# (first run), keeping whatever else it holds and never replacing a secret.
+# Written whole and moved into place (a run killed meanwhile leaves the old
+# file, not half a new one), in a subshell so its umask stays there.
 ensure_dev_vars() {
-  if [ ! -f .dev.vars ]; then
-    log "creating .dev.vars with a random ADMIN_TOKEN and SESSION_SECRET"
+  local missing=()
+  grep -q '^ADMIN_TOKEN=.' .dev.vars 2>/dev/null || missing+=("ADMIN_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')")
+  grep -q '^SESSION_SECRET=.' .dev.vars 2>/dev/null || missing+=("SESSION_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')")
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  log "writing ${missing[*]%%=*} into .dev.vars (random)"
+  (
     umask 077
-    {
-      echo "ADMIN_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-      echo "SESSION_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-    } > .dev.vars
-  fi
+    { [ -f .dev.vars ] && grep -v -e '^ADMIN_TOKEN=$' -e '^SESSION_SECRET=$' .dev.vars; printf '%s\n' "${missing[@]}"; } > .dev.vars.tmp
+    mv .dev.vars.tmp .dev.vars
+  )
 }
 
 apply_migrations() { # state dir
@@ -107,7 +118,8 @@ ensure_debian() { # command package why
 
 ensure_debian_package() { # package why
   log "installing Debian $1 ($2)"
-  (apt-get update -qq && apt-get install -y -qq "$1") >&2
+  # An install cut off earlier leaves dpkg wanting its configure step first.
+  (export DEBIAN_FRONTEND=noninteractive; dpkg --configure -a && apt-get update -qq && apt-get install -y -qq "$1") >&2
 }
 
 # schemathesis in a venv of its own, exactly the versions the requirements
@@ -118,7 +130,8 @@ install_schemathesis() {
   venv="$TOOLS/schemathesis-$version"
   sum="$(sha256sum "$req" | cut -d' ' -f1)"
   if [ ! -x "$venv/bin/schemathesis" ] || [ "$(cat "$venv/.actorline-lock" 2>/dev/null)" != "$sum" ]; then
-    python3 -m venv --help >/dev/null 2>&1 || ensure_debian_package python3-venv "schemathesis's venv"
+    # `venv --help` answers without ensurepip, which Debian's python3-venv adds.
+    python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || ensure_debian_package python3-venv "schemathesis's venv"
     log "installing schemathesis $version from PyPI into $venv"
     rm -rf "$venv"
     python3 -m venv "$venv" >&2
@@ -131,5 +144,7 @@ install_schemathesis() {
 browser_tests() {
   ensure_debian chromium chromium "browser tests"
   log "browser tests (headless chromium)"
-  node --test tests/browser/
+  # The files, not the directory: Node 21 and later read a directory
+  # argument as a module path.
+  node --test tests/browser/*.test.mjs
 }

@@ -929,6 +929,11 @@ pub enum ServerFrame {
     Error {
         code: String,
         message: String,
+        /// The topic of a refused `subscribe` or `unsubscribe`, as the
+        /// client wrote it, so a client with several pending knows which
+        /// one was refused (absent for errors of the socket itself).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
     },
 }
 
@@ -944,7 +949,15 @@ impl ServerFrame {
     }
 
     pub fn error(code: &str, message: impl Into<String>) -> Self {
-        ServerFrame::Error { code: code.to_string(), message: message.into() }
+        ServerFrame::Error { code: code.to_string(), message: message.into(), topic: None }
+    }
+
+    /// This error frame as the refusal of a frame about `topic`.
+    pub fn about(self, topic: Option<String>) -> Self {
+        match self {
+            ServerFrame::Error { code, message, .. } => ServerFrame::Error { code, message, topic },
+            other => other,
+        }
     }
 
     pub fn to_json(&self) -> String {

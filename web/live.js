@@ -235,7 +235,10 @@ export class Live extends EventTarget {
     if (this.ws !== ws) return;
     this.ws = null;
     this.stopPinger();
-    for (const sub of this.subs.values()) sub.ready = false;
+    for (const sub of this.subs.values()) {
+      sub.ready = false;
+      sub.refused = null;
+    }
     if (!opened) {
       this.failedOpens += 1;
       // Browsers hide the status of a refused upgrade; ask again without the
@@ -346,7 +349,10 @@ export class Live extends EventTarget {
       case SERVER_FRAMES.RESYNC_REQUIRED:
         if (!sub) return;
         this.stats.resyncs += 1;
-        if (sub.subscribedSeq !== null) sub.lastSeq = sub.subscribedSeq;
+        // At a subscribe the server goes on from the seq `subscribed` named;
+        // mid-stream (a poll found the log trimmed) from later still, so the
+        // cursor never moves back to it.
+        if (sub.subscribedSeq !== null) sub.lastSeq = Math.max(sub.lastSeq ?? sub.subscribedSeq, sub.subscribedSeq);
         sub.handlers.onResync?.(f.snapshot);
         this.dispatchEvent(new CustomEvent('resync', { detail: { topic: sub.topic } }));
         break;
@@ -354,8 +360,17 @@ export class Live extends EventTarget {
       case SERVER_FRAMES.PONG:
         break;
       case SERVER_FRAMES.ERROR: {
-        const target = [...this.subs.values()].find((s) => f.message && f.message.includes(s.topic));
-        const err = { code: f.code, message: f.message };
+        // A refused subscribe names its topic (a server before that field,
+        // only in its message).
+        const target = sub ?? [...this.subs.values()].find((s) => f.message && f.message.includes(s.topic));
+        const err = { code: f.code, message: f.message, topic: target?.topic };
+        if (target && !target.ready) {
+          // The server dropped it: the connection no longer waits for its
+          // `ready` (a reconnect asks again).
+          target.ready = true;
+          target.refused = err;
+          this.updateReadiness();
+        }
         if (target) target.handlers.onError?.(err);
         this.dispatchEvent(new CustomEvent('frame-error', { detail: err }));
         break;

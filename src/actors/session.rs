@@ -540,16 +540,16 @@ impl SessionActor {
         let admission = admit(&mut st.bucket, &mut st.strikes, now);
         save(ws, &st);
         let Some(frame) = read_frame(ws, admission, text) else { return };
-        let result = match frame {
+        let (result, topic) = match frame {
             ClientFrame::Ping => {
                 send(ws, &ServerFrame::Pong);
-                Ok(())
+                (Ok(()), None)
             }
-            ClientFrame::Subscribe { topic, after } => self.subscribe(ws, &topic, after).await,
-            ClientFrame::Unsubscribe { topic } => self.unsubscribe(ws, &topic).await,
+            ClientFrame::Subscribe { topic, after } => (self.subscribe(ws, &topic, after).await, Some(topic)),
+            ClientFrame::Unsubscribe { topic } => (self.unsubscribe(ws, &topic).await, Some(topic)),
         };
         if let Err(e) = result {
-            send(ws, &crate::http::error_frame(&e, e.frame_code()));
+            send(ws, &crate::http::error_frame(&e, e.frame_code()).about(topic));
         }
     }
 

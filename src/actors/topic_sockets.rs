@@ -361,7 +361,8 @@ impl TopicSockets {
                 Ok(())
             }
             ClientFrame::Subscribe { topic: t, .. } | ClientFrame::Unsubscribe { topic: t } => {
-                send(ws, &ServerFrame::error("unknown_topic", format!("this socket carries {name} only, not {t}; use a session socket")));
+                let refused = ServerFrame::error("unknown_topic", format!("this socket carries {name} only, not {t}; use a session socket"));
+                send(ws, &refused.about(Some(t)));
                 Ok(())
             }
         };

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import {
   applyRunEvent, emptyRun, EVENT_NAMES, frames, highlightSegments, STAGES, termSegments, topics,
 } from '../../web/protocol.js';
-import { backoffMs } from '../../web/live.js';
+import { backoffMs, Live } from '../../web/live.js';
 import { applyAnswerEvent } from '../../web/views/ask.js';
 
 test('protocol.js names the contract', () => {
@@ -112,4 +112,51 @@ test('every pattern in the OpenAPI document is an ECMA-262 regex, with and witho
     new RegExp(p);
     new RegExp(p, 'u');
   }
+});
+
+/** A Live with an open socket stand-in and `topics` subscribed, fed frames by hand. */
+function liveWith(topics, errors = []) {
+  globalThis.WebSocket ??= { OPEN: 1 };
+  const live = new Live({ sessions: {} });
+  live.ws = { readyState: WebSocket.OPEN };
+  live.state = 'resyncing';
+  for (const topic of topics) {
+    live.subs.set(topic, {
+      topic, lastSeq: null, subscribedSeq: null, ready: false, applied: [], handlers: { onError: (e) => errors.push(e) },
+    });
+  }
+  const frame = (f) => live.onMessage({ data: JSON.stringify(f) });
+  return { live, frame };
+}
+
+test('a refused subscribe settles: its error names the topic, and the connection stops waiting for it', () => {
+  const errors = [];
+  const { live, frame } = liveWith(['run:a', 'run:b'], errors);
+  frame({ type: 'subscribed', topic: 'run:a', seq: 3 });
+  frame({ type: 'ready', topic: 'run:a' });
+  assert.equal(live.state, 'resyncing');
+  // The message does not name the topic; the frame's `topic` does.
+  frame({ type: 'error', code: 'too_many_followers', message: "this principal's sessions follow this topic at most 16 times", topic: 'run:b' });
+  assert.equal(live.state, 'live');
+  assert.deepEqual(errors.map((e) => [e.code, e.topic]), [['too_many_followers', 'run:b']]);
+  // An error of the socket itself (no topic) settles nothing.
+  const other = liveWith(['run:c']);
+  other.frame({ type: 'error', code: 'rate_limited', message: 'too many frames; slow down' });
+  assert.equal(other.live.state, 'resyncing');
+});
+
+test('a resync never moves the cursor back', () => {
+  const { live, frame } = liveWith(['run:a']);
+  frame({ type: 'subscribed', topic: 'run:a', seq: 5 });
+  for (let seq = 6; seq <= 10; seq += 1) frame({ type: 'event', topic: 'run:a', seq, event: 'stage.started', data: {}, ts: '' });
+  frame({ type: 'ready', topic: 'run:a' });
+  // Mid-stream (a poll found the log trimmed): the server goes on from later still.
+  frame({ type: 'resync_required', topic: 'run:a', snapshot: {} });
+  assert.equal(live.subs.get('run:a').lastSeq, 10);
+  // At a subscribe whose `after` was older than the log: from the seq `subscribed` named.
+  const fresh = liveWith(['run:b']);
+  fresh.live.subs.get('run:b').lastSeq = 2;
+  fresh.frame({ type: 'subscribed', topic: 'run:b', seq: 40 });
+  fresh.frame({ type: 'resync_required', topic: 'run:b', snapshot: {} });
+  assert.equal(fresh.live.subs.get('run:b').lastSeq, 40);
 });

@@ -97,8 +97,26 @@ function checkBootstrapped() {
   }
 }
 
+/** How long a run's state dir (its log and screenshots) is kept for a look
+ * after it: older ones are removed as the next run starts, so runs do not
+ * pile up in /tmp while a recent failure can still be read. */
+const KEEP_STATE_MS = 6 * 3600 * 1000;
+
+function removeOldStateDirs() {
+  for (const name of fs.readdirSync(os.tmpdir())) {
+    if (!name.startsWith('actorline-browser-')) continue;
+    const dir = path.join(os.tmpdir(), name);
+    try {
+      if (Date.now() - fs.statSync(dir).mtimeMs > KEEP_STATE_MS) fs.rmSync(dir, { recursive: true, force: true });
+    } catch {
+      /* gone meanwhile, or not ours to remove */
+    }
+  }
+}
+
 export async function startServer({ timeoutMs = 420_000 } = {}) {
   checkBootstrapped();
+  removeOldStateDirs();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'actorline-browser-'));
   const port = await freePort();
   let analyzerPort = await freePort();

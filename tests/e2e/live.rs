@@ -355,11 +355,16 @@ async fn bad_tokens_frames_and_floods_get_clear_errors() {
     let (sid, token) = new_session(s).await;
     let mut ws = connect(s, &sid, &token).await;
     ws_send(&mut ws, json!({"type": "dance"})).await;
-    assert_eq!(ws_next(&mut ws, WAIT).await.unwrap()["code"], "malformed_frame");
+    let f = ws_next(&mut ws, WAIT).await.unwrap();
+    assert_eq!((f["code"].as_str(), f.get("topic")), (Some("malformed_frame"), None), "{f}");
+    // A refused subscribe names its topic, as the client wrote it.
     ws_send(&mut ws, json!({"type": "subscribe", "topic": "user:123"})).await;
-    assert_eq!(ws_next(&mut ws, WAIT).await.unwrap()["code"], "unknown_topic");
-    ws_send(&mut ws, json!({"type": "subscribe", "topic": "run:00000000-0000-4000-8000-000000000000"})).await;
-    assert_eq!(ws_next(&mut ws, WAIT).await.unwrap()["code"], "unknown_topic");
+    let f = ws_next(&mut ws, WAIT).await.unwrap();
+    assert_eq!((f["code"].as_str(), f["topic"].as_str()), (Some("unknown_topic"), Some("user:123")), "{f}");
+    let missing = "run:00000000-0000-4000-8000-000000000000";
+    ws_send(&mut ws, json!({"type": "subscribe", "topic": missing})).await;
+    let f = ws_next(&mut ws, WAIT).await.unwrap();
+    assert_eq!((f["code"].as_str(), f["topic"].as_str()), (Some("unknown_topic"), Some(missing)), "{f}");
     ws_send(&mut ws, json!({"type": "ping", "pad": "x".repeat(5000)})).await;
     assert_eq!(ws_next(&mut ws, WAIT).await.unwrap()["code"], "frame_too_large");
     // A flood: rate limited, then closed; the server stays healthy.

@@ -2,7 +2,7 @@
 // carries `Authorization: Bearer <token>`; the token is entered once and kept
 // in this tab's sessionStorage (never in the page source or a URL).
 
-import { adminToken, post, request, setAdminToken } from '../api.js';
+import { adminToken, request, setAdminToken } from '../api.js';
 import { ACTOR_KINDS, api, STAGES, topics } from '../protocol.js';
 import { badge, fmtDateTime, fmtMs, fmtRelative, fmtTime, h, jsonBlock, replace, shortId, time } from '../dom.js';
 
@@ -14,6 +14,8 @@ export function debug() {
 }
 
 const adminGet = (path, query, signal) => request('GET', path, { admin: true, query, signal });
+// The operator's actions, run retries and cancels included: the admin token
+// acts on any tenant's run, where the signed-in credential may not.
 const adminPost = (path, signal) => request('POST', path, { admin: true, signal });
 
 function errorBox(err) {
@@ -183,7 +185,7 @@ function deadLettersSection(signal, announce) {
               onclick: async (e) => {
                 e.currentTarget.disabled = true;
                 try {
-                  await post(api.runRetry(d.run_id), {});
+                  await adminPost(api.runRetry(d.run_id));
                   msg.textContent = `Run ${shortId(d.run_id)} re-queued.`;
                   announce(msg.textContent);
                 } catch (err) {
@@ -292,12 +294,12 @@ function detailView(root, kind, id, ctx, signal) {
         kind === 'run' ? h('button', {
           type: 'button', class: 'btn', disabled: !['failed', 'cancelled'].includes(state.status),
           title: 'Only a failed or cancelled run can be retried',
-          onclick: () => act('Retry run', () => post(api.runRetry(id), {})),
+          onclick: () => act('Retry run', () => adminPost(api.runRetry(id), signal)),
         }, 'Retry run') : null,
         kind === 'run' ? h('button', {
           type: 'button', class: 'btn danger', disabled: ['completed', 'failed', 'cancelled'].includes(state.status),
           title: 'Only a queued or running run can be cancelled',
-          onclick: () => act('Cancel run', () => post(api.runCancel(id), {})),
+          onclick: () => act('Cancel run', () => adminPost(api.runCancel(id), signal)),
         }, 'Cancel run') : null,
         h('button', { type: 'button', class: 'btn', onclick: () => act('Refresh', () => adminGet(api.adminActor(kind, id), undefined, signal)) }, 'Refresh'),
         kind === 'run' ? h('a', { class: 'btn link', href: `#/runs/${id}` }, 'Open live run view') : null,
