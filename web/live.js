@@ -19,6 +19,11 @@ const SILENCE_LIMIT_MS = 65_000;
 const CONNECT_TIMEOUT_MS = 10_000;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 15_000;
+/** After the server refused the credential (a revoked key, an expired JWT):
+ * asking again every few seconds cannot help; a new sign-in can. */
+const REFUSED_HOLD_MS = 5 * 60_000;
+/** After a close for flooding (1008): not back at once with a fresh socket. */
+const FLOOD_HOLD_MS = 30_000;
 const APPLIED_KEEP = 2000;
 
 function loadSession() {
@@ -162,7 +167,11 @@ export class Live extends EventTarget {
       body: '{}',
       cache: 'no-store',
     });
-    if (!resp.ok) throw new Error(`session refused: ${resp.status}`);
+    if (!resp.ok) {
+      const err = new Error(resp.status === 401 ? 'the credential was refused: sign in again' : `session refused: ${resp.status}`);
+      err.status = resp.status;
+      throw err;
+    }
     const fresh = await resp.json();
     this.session = fresh;
     this.stats.sessions += 1;
@@ -188,6 +197,7 @@ export class Live extends EventTarget {
       session = await this.getSession();
     } catch (e) {
       this.connecting = false;
+      if (e && e.status === 401) this.holdUntil = Date.now() + REFUSED_HOLD_MS;
       this.scheduleReconnect(String(e && e.message ? e.message : e));
       return;
     }
@@ -250,6 +260,7 @@ export class Live extends EventTarget {
       }
     } else if (code === 1008 || code === 4001 || code === 4003) {
       this.dropSession();
+      if (code === 1008) this.holdUntil = Date.now() + FLOOD_HOLD_MS;
     }
     this.scheduleReconnect(opened ? `closed (${code})` : 'could not connect');
   }

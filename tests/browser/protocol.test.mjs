@@ -160,3 +160,22 @@ test('a resync never moves the cursor back', () => {
   fresh.frame({ type: 'resync_required', topic: 'run:b', snapshot: {} });
   assert.equal(fresh.live.subs.get('run:b').lastSeq, 40);
 });
+
+test('a refused credential holds the reconnects for minutes, not seconds', async () => {
+  const saved = globalThis.fetch;
+  let asked = 0;
+  globalThis.fetch = async () => {
+    asked += 1;
+    return { ok: false, status: 401, json: async () => ({}) };
+  };
+  try {
+    const live = new Live();
+    await live.connect();
+    clearTimeout(live.timer);
+    assert.equal(asked, 1);
+    assert.equal(live.state, 'reconnecting');
+    assert.ok(live.retryAt - Date.now() > 4 * 60_000, `next try in ${live.retryAt - Date.now()} ms`);
+  } finally {
+    globalThis.fetch = saved;
+  }
+});
