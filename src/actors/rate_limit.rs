@@ -74,13 +74,12 @@ impl RateLimitActor {
 impl RateLimitOps for RateLimitActor {
     async fn take(&self, t: Take) -> ApiResult<Taken> {
         let now = now_ms();
-        if self.bucket.borrow().is_none() {
-            let b = TokenBucket::restored(self.recorded_bucket()?, t.per_min, now);
-            self.bucket.replace(Some(b));
-        }
         let (taken, after) = {
             let mut slot = self.bucket.borrow_mut();
-            let bucket = slot.as_mut().expect("set above");
+            if slot.is_none() {
+                *slot = Some(TokenBucket::restored(self.recorded_bucket()?, t.per_min, now));
+            }
+            let bucket = slot.get_or_insert_with(|| TokenBucket::full(t.per_min, now));
             (bucket.take(t.cost, t.per_min, now), *bucket)
         };
         // Recorded before the answer: the output gate holds it until the
