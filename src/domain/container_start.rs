@@ -32,10 +32,14 @@ pub enum Refusal {
 /// production's ("The container is not running, consider calling start()",
 /// "The container is not listening in the TCP address 10.0.0.1:8080") and
 /// local workerd's ("connect(): Connection refused: container port not
-/// found"). Anything else is a real failure.
+/// found"). Also a container the platform has no instance for yet ("there is
+/// no container instance that can be provided to this durable object", as at
+/// a first deploy or under capacity pressure), which the
+/// `cloudflare/containers` client also waits out. Anything else is a real
+/// failure.
 pub fn refusal(message: &str) -> Option<Refusal> {
     let m = message.to_lowercase();
-    if m.contains("not running") && m.contains("start") {
+    if (m.contains("not running") && m.contains("start")) || m.contains("no container instance") {
         Some(Refusal::NotRunning)
     } else if m.contains("not listening") || m.contains("container port not found") || m.contains("connection refused")
     {
@@ -192,6 +196,10 @@ mod tests {
             Some(Refusal::NotListening)
         );
         assert_eq!(refusal("connect(): Connection refused: container port not found"), Some(Refusal::NotListening));
+        assert_eq!(
+            refusal("There is no Container instance that can be provided to this Durable Object, try again later"),
+            Some(Refusal::NotRunning)
+        );
         assert_eq!(refusal("analyzer answered 500"), None);
         assert_eq!(refusal("Network connection lost."), None);
     }

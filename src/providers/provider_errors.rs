@@ -43,6 +43,14 @@ pub fn classify_error(context: &str, message: &str) -> StageError {
     if has(&["daily free allocation", "unavailable for account"]) || tokens.contains(&"3036") || tokens.contains(&"3023") {
         return StageError::terminal(full);
     }
+    // A Vectorize request error (`code = 40xxx`) or a dimension mismatch is
+    // the request's fault whatever numbers it names: "got 512 dimensions" or
+    // an id ending ":512" is not an HTTP 5xx.
+    let vectorize_request_error =
+        tokens.iter().any(|t| t.len() == 5 && t.starts_with("40") && t.parse::<u32>().is_ok());
+    if vectorize_request_error || has(&["dimension"]) {
+        return StageError::terminal(full);
+    }
     if has(&[
         "rate limit",
         "ratelimit",
@@ -75,10 +83,7 @@ pub fn classify_error(context: &str, message: &str) -> StageError {
     let client_status = tokens
         .iter()
         .any(|t| t.len() == 3 && t.parse::<u32>().is_ok_and(|n| (400..=499).contains(&n) && n != 408 && n != 429));
-    let vectorize_request_error =
-        tokens.iter().any(|t| t.len() == 5 && t.starts_with("40") && t.parse::<u32>().is_ok());
     if client_status
-        || vectorize_request_error
         || has(&[
             "invalid",
             "malformed",
@@ -89,7 +94,6 @@ pub fn classify_error(context: &str, message: &str) -> StageError {
             "must not",
             "too long",
             "too large",
-            "dimension",
             "unsupported",
             "not allowed",
             "no such model",
@@ -204,6 +208,9 @@ mod tests {
                 "AiError: JSON Mode couldn't be met",
                 "VECTOR_DELETE_ERROR (code = 40007): too many ids in payload; max id count is 100",
                 "VECTOR_QUERY_ERROR (code = 40025): max top K is 50, but got 60",
+                // Numbers from 500 to 599 here are an id's chunk and a size, not a status.
+                "VECTOR_UPSERT_ERROR (code = 40012): invalid vector for id=\"c:2:512\", expected 768 dimensions, and got 512 dimensions",
+                "expected 768 dimensions, and got 512 dimensions",
             ],
         );
     }
