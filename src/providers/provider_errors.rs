@@ -97,6 +97,9 @@ pub fn classify_error(context: &str, message: &str) -> StageError {
             "unsupported",
             "not allowed",
             "no such model",
+            // A prompt past the model's context: the same prompt fails again.
+            "context length",
+            "context window",
             "couldn't be met",
             "could not be met",
         ])
@@ -211,6 +214,7 @@ mod tests {
                 // Numbers from 500 to 599 here are an id's chunk and a size, not a status.
                 "VECTOR_UPSERT_ERROR (code = 40012): invalid vector for id=\"c:2:512\", expected 768 dimensions, and got 512 dimensions",
                 "expected 768 dimensions, and got 512 dimensions",
+                "AiError: This model's maximum context length is 24000 tokens. However, you requested 26000 tokens",
             ],
         );
     }
