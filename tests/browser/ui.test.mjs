@@ -481,6 +481,41 @@ test('a retrying stage shows its next attempt; duplicates are skipped; resume se
   assertClean(page);
 });
 
+test('the feed panel shows what a resync snapshot holds, and a refused subscribe does not leave the badge resyncing (stubbed sockets)', { timeout: 60_000 }, async () => {
+  const page = await newPage();
+  const contentId = '7d3c1e2a-4b5f-4c6d-8e9f-0a1b2c3d4e5f';
+  await page.routeWebSocket(/\/api\/topics\/feed\/ws/, (ws) => {
+    ws.onMessage((text) => {
+      const f = JSON.parse(text);
+      if (f.type !== 'subscribe' || f.topic !== 'feed') return;
+      // The feed's log was trimmed past the cursor: its latest events instead.
+      const recent = [{ seq: 49, event: 'content.indexed', data: { content_id: contentId, title: 'Missed while trimmed' }, ts: new Date().toISOString() }];
+      ws.send(JSON.stringify({ type: 'subscribed', topic: 'feed', seq: 50 }));
+      ws.send(JSON.stringify({ type: 'resync_required', topic: 'feed', snapshot: { topic: 'feed', last_seq: 50, recent } }));
+      ws.send(JSON.stringify({ type: 'ready', topic: 'feed' }));
+    });
+  });
+  await page.goto(`${server.base}/#/search`);
+  await page.waitForSelector(`.feed-item[data-content-id="${contentId}"]`, { timeout: 15_000 });
+  await waitLive(page);
+
+  // A run topic the server refuses with a message that does not name it.
+  const runId = '0e1d2c3b-4a59-4687-9a0b-1c2d3e4f5a6b';
+  await page.routeWebSocket(/\/api\/sessions\/[^/]+\/ws/, (ws) => {
+    ws.onMessage((text) => {
+      const f = JSON.parse(text);
+      if (f.type !== 'subscribe') return;
+      ws.send(JSON.stringify({ type: 'error', code: 'too_many_followers', message: "this principal's sessions follow this topic at most 16 times", topic: f.topic }));
+    });
+  });
+  await page.route(`**/api/runs/${runId}`, (route) => route.fulfill({
+    json: { id: runId, content_id: contentId, version: 1, status: 'running', stages: STAGES.map((name) => ({ name, status: 'pending', attempts: 0 })), created_at: new Date().toISOString() },
+  }));
+  await page.goto(`${server.base}/#/runs/${runId}`);
+  await page.waitForFunction(() => ['live', 'idle'].includes(document.querySelector('#conn')?.dataset.state), null, { timeout: 15_000 });
+  await page.close();
+});
+
 test('keyboard: skip link and navigation are reachable and focus is visible', { timeout: 30_000 }, async () => {
   const page = await newPage();
   await page.goto(`${server.base}/#/submit`);

@@ -137,15 +137,24 @@ export function mount(root, _params, ctx) {
     replace(feedList, feed.map(feedItem));
   }
 
+  // One line per document: its latest event.
+  function apply(f, fresh) {
+    const d = f.data || {};
+    for (let i = feed.length - 1; i >= 0; i--) if (feed[i].content_id === d.content_id) feed.splice(i, 1);
+    feed.unshift({ seq: f.seq, event: f.event, content_id: d.content_id, title: d.title, summary: d.summary, category: d.category, ts: f.ts, fresh });
+    if (feed.length > FEED_KEEP) feed.pop();
+  }
+
   const unsubscribe = ctx.live.subscribe(topics.feed(), {
     onEvent: (f) => {
-      const d = f.data || {};
-      // One line per document: its latest event.
-      for (let i = feed.length - 1; i >= 0; i--) if (feed[i].content_id === d.content_id) feed.splice(i, 1);
-      feed.unshift({ seq: f.seq, event: f.event, content_id: d.content_id, title: d.title, summary: d.summary, category: d.category, ts: f.ts, fresh: true });
-      if (feed.length > FEED_KEEP) feed.pop();
+      apply(f, true);
       renderFeed();
-      if (f.event === EVENTS.CONTENT_INDEXED) feedLive.textContent = `Newly indexed: ${d.title}`;
+      if (f.event === EVENTS.CONTENT_INDEXED) feedLive.textContent = `Newly indexed: ${(f.data || {}).title}`;
+    },
+    // The events missed while the log was trimmed: its latest ones, oldest first.
+    onResync: (snapshot) => {
+      for (const f of (snapshot && snapshot.recent) || []) apply(f, false);
+      renderFeed();
     },
   });
 
