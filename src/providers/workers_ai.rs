@@ -94,6 +94,17 @@ pub(crate) async fn settle(what: &str, p: Result<Promise, JsValue>) -> Result<Js
     JsFuture::from(p).await.map_err(|e| classify_error(what, &js_error_text(&e)))
 }
 
+/// The third argument of every `AI.run`: `{rejectIfBusy: true}`. Without it
+/// a busy model queues the call (developers.cloudflare.com/workers-ai/
+/// features/reject-if-busy), which a stage or a search would wait out to its
+/// timeout and then send again; with it the call fails at once with 3040, a
+/// rate limit the retry engine backs off from.
+pub(crate) fn run_options() -> JsValue {
+    let options = js_sys::Object::new();
+    let _ = Reflect::set(&options, &JsValue::from_str("rejectIfBusy"), &JsValue::TRUE);
+    options.into()
+}
+
 impl WorkersAi {
     pub fn new(ai: AiBinding) -> Self {
         WorkersAi { ai }
@@ -103,11 +114,11 @@ impl WorkersAi {
         env.get_binding::<AiBinding>(binding).ok().map(Self::new)
     }
 
-    /// `env.AI.run(model, inputs)`.
+    /// `env.AI.run(model, inputs, {rejectIfBusy: true})`.
     async fn run<T: Serialize>(&self, model: &str, input: &T) -> Result<JsValue, StageError> {
         let what = "workers ai";
         let input = to_js(what, input)?;
-        let promise = self.ai.run(model, &input, &JsValue::UNDEFINED).map(|v| Promise::resolve(&v));
+        let promise = self.ai.run(model, &input, &run_options()).map(|v| Promise::resolve(&v));
         settle(what, promise).await
     }
 }

@@ -193,7 +193,7 @@ mod stream {
 
     use super::super::backend_choice::AI_BINDING;
     use super::super::provider_errors::classify_error;
-    use super::super::workers_ai::{js_error_text, to_js, AiBinding};
+    use super::super::workers_ai::{js_error_text, run_options, to_js, AiBinding};
     use super::{StreamRequest, STREAM_IDLE_TIMEOUT_MS};
     use crate::domain::pipeline::StageError;
 
@@ -236,7 +236,7 @@ mod stream {
                 .map_err(|_| StageError::terminal(format!("{WHAT}: the {AI_BINDING} binding is missing")))?;
             let input = to_js(WHAT, request)?;
             let called =
-                ai.run_streamed(model, &input, &JsValue::UNDEFINED).map_err(|e| classify_error(WHAT, &js_error_text(&e)))?;
+                ai.run_streamed(model, &input, &run_options()).map_err(|e| classify_error(WHAT, &js_error_text(&e)))?;
             let out = within(settle(called)).await?;
             let get_reader = get(&out, "getReader");
             if let Some(f) = get_reader.dyn_ref::<Function>() {

@@ -255,11 +255,12 @@ function runText(model, shape, inputs) {
 	return { response: answer, usage };
 }
 
-function aiRun({ model, inputs }) {
+function aiRun({ model, inputs, options }) {
 	const resolved = ALIASES[model] ?? model;
 	const kind = EMBEDDING_MODELS[resolved] ? "embedding" : TEXT_MODELS[resolved] ? "text" : undefined;
 	const streamed = kind === "text" && inputs?.stream === true;
-	calls.push({ binding: "ai", method: "run", model, kind, stream: streamed || undefined, deprecated: DEPRECATED_MODELS.includes(model), at: Date.now() });
+	// `rejectIfBusy` (the third argument) is recorded: without it the service queues a busy call.
+	calls.push({ binding: "ai", method: "run", model, kind, stream: streamed || undefined, rejectIfBusy: options?.rejectIfBusy === true, deprecated: DEPRECATED_MODELS.includes(model), at: Date.now() });
 	const injected = takeInjected("ai", "run", { model, kind, args: inputs, modes: streamed });
 	if (injected?.error) throw new BindingError(injected.error);
 	if (typeof model !== "string" || deprecated(model)) throw noSuchModel(model);

@@ -139,6 +139,9 @@ async fn search_finds_a_document_once_its_vectors_are_visible_and_the_summary_is
         .collect();
     assert!(failed_queries.is_empty(), "Vectorize refused calls: {failed_queries:?}");
     assert!(all.iter().any(|c| c["kind"] == "text" && c["error"].is_null()), "a text model answered");
+    // Every model call asks to be refused when the model is busy, not queued.
+    let queued: Vec<&Value> = all.iter().filter(|c| c["binding"] == "ai" && c["rejectIfBusy"] != true).collect();
+    assert!(queued.is_empty(), "calls a busy model would queue: {queued:?}");
 }
 
 /// Deletes the item, then waits for its run to end: the deletion cancels
