@@ -190,6 +190,9 @@ export class Live extends EventTarget {
 
   async connect() {
     this.timer = null;
+    // A socket opened meanwhile (a visibility change, a view's subscribe)
+    // is the connection: no second one, and no "reconnecting" over it.
+    if (this.ws) return;
     this.connecting = true;
     this.setState(this.stats.connects === 0 && this.attempt === 0 ? 'connecting' : 'reconnecting', { now: true });
     let session;
@@ -254,6 +257,8 @@ export class Live extends EventTarget {
       // Browsers hide the status of a refused upgrade; ask again without the
       // upgrade: the token is checked first, so 401/403 means "new session".
       const refused = await this.tokenRefused(session);
+      // Another socket opened while this asked: it stands, with its session.
+      if (this.ws) return;
       if (refused || this.failedOpens >= 3) {
         this.dropSession();
         this.failedOpens = 0;

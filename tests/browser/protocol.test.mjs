@@ -179,3 +179,22 @@ test('a refused credential holds the reconnects for minutes, not seconds', async
     globalThis.fetch = saved;
   }
 });
+
+test('a reconnect timer that fires over a socket opened meanwhile leaves it alone', async () => {
+  const saved = globalThis.fetch;
+  let asked = 0;
+  globalThis.fetch = async () => {
+    asked += 1;
+    return { ok: false, status: 503, json: async () => ({}) };
+  };
+  try {
+    const { live } = liveWith([]);
+    live.state = 'live';
+    await live.connect();
+    assert.equal(live.state, 'live');
+    assert.equal(asked, 0, 'no new session asked for');
+    clearTimeout(live.timer);
+  } finally {
+    globalThis.fetch = saved;
+  }
+});

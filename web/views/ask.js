@@ -88,7 +88,11 @@ export function mount(root, { id }, ctx) {
     button.disabled = true;
     try {
       const r = await ask(text);
-      sessionStorage.setItem(`actorline.question.${r.answer_id}`, text);
+      try {
+        sessionStorage.setItem(`actorline.question.${r.answer_id}`, text);
+      } catch {
+        /* storage disabled: the answer exists; only its question is not kept */
+      }
       location.hash = `#/ask/${r.answer_id}`;
     } catch (err) {
       replace(qError, err.describe ? err.describe() : String(err));
