@@ -183,13 +183,14 @@ const BLOCKS: [&str; 32] = [
 
 /// Just past the tag in `html` that closes the dropped element `name`.
 fn closing_tag_end(html: &str, name: &str) -> Option<usize> {
-    let at = html.to_ascii_lowercase().find(&format!("</{name}"))?;
-    Some(at + tag_at(&html[at..]).map(|(_, _, len)| len).unwrap_or(name.len() + 2))
+    close_after(html, &html.to_ascii_lowercase(), 0, name)
 }
 
 /// The dropped element that `html` opens and does not close, if any: what
 /// follows it is its content until its end tag.
 fn open_dropped(html: &str) -> Option<&'static str> {
+    // Lowercased once, as `html_to_text` does (see `close_after`).
+    let lower = html.to_ascii_lowercase();
     let mut i = 0;
     while let Some(off) = html[i..].find('<') {
         let at = i + off;
@@ -202,8 +203,8 @@ fn open_dropped(html: &str) -> Option<&'static str> {
         if closing || html[at..i].ends_with("/>") {
             continue;
         }
-        match closing_tag_end(&html[i..], dropped) {
-            Some(end) => i += end,
+        match close_after(html, &lower, i, dropped) {
+            Some(end) => i = end,
             None => return Some(dropped),
         }
     }
@@ -239,14 +240,15 @@ fn tag_at(s: &str) -> Option<(String, bool, usize)> {
 /// is `html` lowercased once (ASCII, so offsets agree): lowercasing the rest
 /// per element would be quadratic in a file of many small `<svg>`s.
 fn skip_element(html: &str, lower: &str, from: usize, name: &str) -> usize {
+    close_after(html, lower, from, name).unwrap_or(html.len())
+}
+
+/// Just past the first tag closing `name` at or after `from`, if there is
+/// one (`lower` as for [`skip_element`]).
+fn close_after(html: &str, lower: &str, from: usize, name: &str) -> Option<usize> {
     let needle = format!("</{name}");
-    match lower[from..].find(&needle) {
-        Some(off) => {
-            let at = from + off;
-            at + tag_at(&html[at..]).map(|(_, _, len)| len).unwrap_or(needle.len())
-        }
-        None => html.len(),
-    }
+    let at = from + lower[from..].find(&needle)?;
+    Some(at + tag_at(&html[at..]).map(|(_, _, len)| len).unwrap_or(needle.len()))
 }
 
 pub fn html_to_text(html: &str) -> String {
@@ -449,6 +451,7 @@ mod tests {
         assert_eq!(html_to_text(&html), "start\n\nend");
         let md = format!("{}end", "word\\\n".repeat(100_000));
         assert_eq!(markdown_to_text(&format!("{}end", "<b>".repeat(100_000))), "end");
+        assert_eq!(markdown_to_text(&format!("x {} end", "<svg></svg>".repeat(100_000))), "x end");
         let text = markdown_to_text(&md);
         assert_eq!(text, format!("{}end", "word\n".repeat(100_000)));
     }
