@@ -63,11 +63,16 @@ impl RateLimitActor {
             if first {
                 self.state.storage().set_alarm(super::alarm_time(b.full_at())).await?;
             }
-        } else if self.recorded.get() && b.tokens >= b.per_min as f64 {
-            self.recorded.set(false);
-            self.state.storage().delete_all().await?;
+        } else if self.recorded.get() && b.is_full() {
+            self.forget().await?;
         }
         Ok(())
+    }
+
+    /// Deletes the record, and with it this actor's storage.
+    async fn forget(&self) -> worker::Result<()> {
+        self.recorded.set(false);
+        self.state.storage().delete_all().await
     }
 }
 
@@ -115,10 +120,9 @@ impl DurableObject for RateLimitActor {
         if let Some(mut b) = bucket {
             // A take of nothing refills it to now.
             let _ = b.take(0, b.per_min, now);
-            if b.tokens >= b.per_min as f64 {
+            if b.is_full() {
                 self.bucket.replace(None);
-                self.recorded.set(false);
-                self.state.storage().delete_all().await?;
+                self.forget().await?;
             } else {
                 self.bucket.replace(Some(b));
                 self.state.storage().set_alarm(super::alarm_time(b.full_at().max(now + 1_000))).await?;

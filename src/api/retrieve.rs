@@ -107,10 +107,13 @@ pub async fn retrieve(env: &Env, p: &Principal, q: &RetrieveQuery<'_>) -> ApiRes
         let lists = futures::future::join_all(queries).await;
         let lists = lists.into_iter().collect::<Result<Vec<_>, _>>().map_err(|e| ApiError::Unavailable(e.to_string()))?;
         let grouped = group_by_content(&merge_hits(lists, top_k as usize));
+        // The operator reads everything: no query for it.
+        if scope == ReadScope::All {
+            return Ok(grouped);
+        }
         // Readable ones only, before the fusion ranks them (see `catalog::keyword_search`).
         let ids: Vec<String> = grouped.iter().map(|(c, _, _)| c.clone()).collect();
-        // The operator reads everything: no query for it.
-        let readable = if scope == ReadScope::All { ids } else { catalog::readable_ids(env, &scope, &ids).await? };
+        let readable: std::collections::HashSet<String> = catalog::readable_ids(env, &scope, &ids).await?.into_iter().collect();
         Ok::<_, ApiError>(grouped.into_iter().filter(|(c, _, _)| readable.contains(c)).collect::<Vec<_>>())
     };
     let keyword_side = async {

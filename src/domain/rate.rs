@@ -37,6 +37,11 @@ impl TokenBucket {
         self.tokens + EVICTION_IDLE_MS as f64 * self.per_min as f64 / 60_000.0 >= self.per_min as f64
     }
 
+    /// Whether it holds all it can (a fresh bucket would hold no more).
+    pub fn is_full(&self) -> bool {
+        self.tokens >= self.per_min as f64
+    }
+
     /// When the bucket is full again if nothing more is taken.
     pub fn full_at(&self) -> Millis {
         if self.per_min == 0 {
