@@ -161,40 +161,38 @@ test('a resync never moves the cursor back', () => {
   assert.equal(fresh.live.subs.get('run:b').lastSeq, 40);
 });
 
-test('a refused credential holds the reconnects for minutes, not seconds', async () => {
+/**
+ * Runs `body(asked)` with `fetch` answering every request with `status`;
+ * `asked()` says how many it got.
+ */
+async function withRefusingFetch(status, body) {
   const saved = globalThis.fetch;
   let asked = 0;
   globalThis.fetch = async () => {
     asked += 1;
-    return { ok: false, status: 401, json: async () => ({}) };
+    return { ok: false, status, json: async () => ({}) };
   };
   try {
-    const live = new Live();
-    await live.connect();
-    clearTimeout(live.timer);
-    assert.equal(asked, 1);
-    assert.equal(live.state, 'reconnecting');
-    assert.ok(live.retryAt - Date.now() > 4 * 60_000, `next try in ${live.retryAt - Date.now()} ms`);
+    await body(() => asked);
   } finally {
     globalThis.fetch = saved;
   }
-});
+}
 
-test('a reconnect timer that fires over a socket opened meanwhile leaves it alone', async () => {
-  const saved = globalThis.fetch;
-  let asked = 0;
-  globalThis.fetch = async () => {
-    asked += 1;
-    return { ok: false, status: 503, json: async () => ({}) };
-  };
-  try {
-    const { live } = liveWith([]);
-    live.state = 'live';
-    await live.connect();
-    assert.equal(live.state, 'live');
-    assert.equal(asked, 0, 'no new session asked for');
-    clearTimeout(live.timer);
-  } finally {
-    globalThis.fetch = saved;
-  }
-});
+test('a refused credential holds the reconnects for minutes, not seconds', () => withRefusingFetch(401, async (asked) => {
+  const live = new Live();
+  await live.connect();
+  clearTimeout(live.timer);
+  assert.equal(asked(), 1);
+  assert.equal(live.state, 'reconnecting');
+  assert.ok(live.retryAt - Date.now() > 4 * 60_000, `next try in ${live.retryAt - Date.now()} ms`);
+}));
+
+test('a reconnect timer that fires over a socket opened meanwhile leaves it alone', () => withRefusingFetch(503, async (asked) => {
+  const { live } = liveWith([]);
+  live.state = 'live';
+  await live.connect();
+  clearTimeout(live.timer);
+  assert.equal(live.state, 'live');
+  assert.equal(asked(), 0, 'no new session asked for');
+}));
