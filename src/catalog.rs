@@ -379,18 +379,28 @@ fn scope_sql_on(scope: &ReadScope, first: usize, visibility: &str) -> (String, V
     match scope {
         ReadScope::All => ("1 = 1".into(), Vec::new()),
         ReadScope::PublicOnly => (format!("({visibility}) = 'public'"), Vec::new()),
-        ReadScope::Tenant { tenant, subject, read, manage } => (
-            format!(
-                "(({v}) = 'public' OR (c.tenant = ?{a} AND ((c.owner <> '' AND c.owner = ?{b}) OR ?{m} = 1 OR (?{r} = 1 AND ({v}) = 'tenant'))))",
-                v = visibility,
-                a = first,
-                b = first + 1,
-                m = first + 2,
-                r = first + 3
-            ),
-            vec![s(tenant), s(subject), n(*manage as i64), n(*read as i64)],
-        ),
+        ReadScope::Tenant { .. } => {
+            let (own, binds) = own_tenant_sql(scope, first, visibility);
+            (format!("(({visibility}) = 'public' OR ({own}))"), binds)
+        }
     }
+}
+
+/// The part of a tenant's scope that is its own tenant's items (not the
+/// public ones), and its binds from `?{first}`; `1 = 0` for other scopes.
+fn own_tenant_sql(scope: &ReadScope, first: usize, visibility: &str) -> (String, Vec<JsValue>) {
+    let ReadScope::Tenant { tenant, subject, read, manage } = scope else { return ("1 = 0".into(), Vec::new()) };
+    (
+        format!(
+            "c.tenant = ?{a} AND ((c.owner <> '' AND c.owner = ?{b}) OR ?{m} = 1 OR (?{r} = 1 AND ({v}) = 'tenant'))",
+            v = visibility,
+            a = first,
+            b = first + 1,
+            m = first + 2,
+            r = first + 3
+        ),
+        vec![s(tenant), s(subject), n(*manage as i64), n(*read as i64)],
+    )
 }
 
 /// One listing row.
@@ -448,13 +458,11 @@ pub async fn list_content(env: &Env, q: &ListQuery<'_>) -> ApiResult<Vec<Content
         n(q.limit as i64 + 1),
     ];
     let sql = match q.scope {
-        ReadScope::Tenant { tenant, subject, read, manage } => {
-            binds.extend([s(tenant), s(subject), n(*manage as i64), n(*read as i64)]);
+        ReadScope::Tenant { .. } => {
+            let (own, scope_binds) = own_tenant_sql(q.scope, 6, "c.visibility");
+            binds.extend(scope_binds);
             let public = page("c.visibility = 'public'");
-            let own = page(
-                "c.tenant = ?6 AND c.visibility <> 'public'
-                 AND ((c.owner <> '' AND c.owner = ?7) OR ?8 = 1 OR (?9 = 1 AND c.visibility = 'tenant'))",
-            );
+            let own = page(&format!("c.visibility <> 'public' AND {own}"));
             format!(
                 "SELECT {LIST_COLUMNS} FROM ({public}) UNION ALL SELECT {LIST_COLUMNS} FROM ({own})
                  ORDER BY created_at DESC, id DESC LIMIT ?5"
