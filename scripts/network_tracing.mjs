@@ -9,8 +9,9 @@
 //
 //   node scripts/network_tracing.mjs <inspector-port> off|on
 //
-// `ws` comes with wrangler (package-lock.json): it can send the `Origin` header
-// wrangler's inspector proxy requires, which Node's own WebSocket cannot.
+// `ws` (pinned in package.json, the version wrangler itself uses) can send the
+// `Origin` header wrangler's inspector proxy requires, which Node's own
+// WebSocket cannot.
 import WebSocket from 'ws';
 import { fileURLToPath } from 'node:url';
 

@@ -543,3 +543,75 @@ fn readme_creates_the_bucket_and_queues_before_deploying() {
         .collect();
     assert_eq!(created, named, "README must create exactly the queues [env.production] names");
 }
+
+// ------------------------------------------------------------------ tooling
+
+/// The packages a JS file imports by bare name (not a path, nor a runtime
+/// module such as `node:fs` or `cloudflare:workers`), scoped ones as `@a/b`.
+fn bare_imports(source: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for opener in ["from ", "import ", "import(", "require("] {
+        for (at, _) in source.match_indices(opener) {
+            let rest = source[at + opener.len()..].trim_start();
+            let Some(quote) = rest.chars().next().filter(|c| matches!(c, '\'' | '"')) else { continue };
+            let Some(end) = rest[1..].find(quote) else { continue };
+            let spec = &rest[1..1 + end];
+            if spec.is_empty() || spec.starts_with(['.', '/']) || spec.contains(':') {
+                continue;
+            }
+            let parts: Vec<&str> = spec.split('/').collect();
+            let name = if spec.starts_with('@') && parts.len() > 1 { format!("{}/{}", parts[0], parts[1]) } else { parts[0].to_string() };
+            found.insert(name);
+        }
+    }
+    found
+}
+
+/// The tracked JS and TS files under `dir`, outside installed or built trees.
+fn js_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if !name.starts_with('.') && !["node_modules", "target", "build", "dist"].contains(&name.as_str()) {
+                js_files(&path, out);
+            }
+        } else if [".mjs", ".js", ".cjs", ".ts"].iter().any(|ext| name.ends_with(ext)) && !name.ends_with(".d.ts") {
+            out.push(path);
+        }
+    }
+}
+
+/// Every package a script, test or the bench peer imports is declared in the
+/// nearest `package.json` (so `npm ci` pins it), not only present because
+/// another package happens to depend on it: `make test` on a fresh machine
+/// installs what is declared.
+#[test]
+fn every_imported_package_is_declared() {
+    let root = std::path::Path::new(ROOT);
+    let mut files = Vec::new();
+    js_files(root, &mut files);
+    assert!(files.len() > 5, "found only {files:?}");
+    let mut checked = 0;
+    for file in files {
+        let manifest = file.ancestors().skip(1).map(|d| d.join("package.json")).find(|p| p.exists()).expect("a package.json above every JS file");
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+        let declared: BTreeSet<&str> = ["dependencies", "devDependencies"]
+            .iter()
+            .filter_map(|k| json.get(k).and_then(|d| d.as_object()))
+            .flat_map(|d| d.keys().map(String::as_str))
+            .collect();
+        for name in bare_imports(&std::fs::read_to_string(&file).unwrap()) {
+            checked += 1;
+            assert!(declared.contains(name.as_str()), "{} imports `{name}`, which {} does not declare", file.display(), manifest.display());
+        }
+    }
+    assert!(checked >= 3, "the import scan found only {checked} packages");
+}
+
+#[test]
+fn bare_imports_are_read_from_every_form() {
+    let src = "import WebSocket from 'ws';\nimport { a,\n b } from \"@scope/pkg/sub\";\nconst { chromium } = await import('playwright-core');\nimport x from './local.js';\nimport fs from 'node:fs';\nimport { DurableObject } from 'cloudflare:workers';\nconst y = require('left-pad');";
+    let want: BTreeSet<String> = ["ws", "@scope/pkg", "playwright-core", "left-pad"].map(String::from).into();
+    assert_eq!(bare_imports(src), want);
+}
