@@ -18,7 +18,9 @@ export WRANGLER_SEND_ERROR_REPORTS=false
 export CLOUDFLARE_CF_FETCH_ENABLED=false
 export CARGO_TERM_COLOR=never
 
-log() { printf '\033[1m[actorline]\033[0m %s\n' "$*" >&2; }
+# Each line carries the time since the script started ($SECONDS), so a slow
+# phase of `make test` shows in CI's log.
+log() { printf '\033[1m[actorline %dm%02ds]\033[0m %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 
 # Installs a pinned crate's binary once. Not inside `$( )`: `set -e` does not
 # reach a command substitution, and a failed install must stop here, not let

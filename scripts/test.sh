@@ -41,3 +41,4 @@ ACTORLINE_ROOT="$ROOT" cargo test --test conformance -- --nocapture
 log "reliability suite, small size (make soak runs it full)"
 ACTORLINE_ROOT="$ROOT" cargo test --test soak -- --nocapture
 browser_tests
+log "make test: every suite passed"
