@@ -135,9 +135,16 @@ impl BatchActor {
         let now = now_ms();
         let mut dead = Vec::new();
         let mut events = Vec::new();
+        let sql = self.state.storage().sql();
         for (&index, outcome) in released.iter().zip(outcomes) {
             match outcome {
-                Ok(()) => b.spawned(index)?,
+                Ok(()) => {
+                    b.spawned(index)?;
+                    // The item's content actor holds the document now, and a
+                    // DELETE there must leave no copy here; committed with
+                    // the batch below (no await between).
+                    crate::store::exec(&sql, "DELETE FROM batch_docs WHERE idx = ?", vec![(index as f64).into()])?;
+                }
                 // Refused by its content actor for what the item is: no try would differ.
                 Err(e @ ApiError::ItemTooLarge(_)) => events.extend(b.spawn_refused(index, &e.to_string(), now)?),
                 Err(e) => {

@@ -242,9 +242,12 @@ async fn deleting_an_item_mid_run_ends_it_in_its_batch() {
     let view = s.wait_batch(&id, Duration::from_secs(60)).await;
     assert_eq!((view["completed"].as_u64(), view["failed"].as_u64()), (Some(0), Some(2)), "{view}");
     assert!(view["items"].as_array().unwrap().iter().all(|i| i["error"] == "content deleted"), "{view}");
-    // An operator finds the batch in the registry and inspects it.
+    // An operator finds the batch in the registry and inspects it: a
+    // spawned item's document went to its content actor, so the batch kept
+    // no copy of the deleted items' text (a hard delete leaves none).
     let r = s.admin_get(&format!("/admin/actors/batch/{id}")).await;
     assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.to_string().contains("harbors and lanterns"), "the batch still holds a deleted item's text: {}", r.body);
     eventually("the batch in the registry", Duration::from_secs(10), || async {
         let listed = s.admin_get("/admin/actors?kind=batch").await.body;
         let found = listed["items"].as_array().is_some_and(|a| a.iter().any(|i| i["id"] == id.as_str()));
