@@ -588,6 +588,7 @@ pub async fn fetch_docs(env: &Env, ids: &[String]) -> ApiResult<Vec<DocRow>> {
 pub const SEARCH_LOG_DAYS: i64 = 7;
 pub const SEARCH_LOG_ROWS: i64 = 100_000;
 pub const DEAD_LETTER_DAYS: i64 = 30;
+const DEAD_LETTER_PRUNE: &str = "DELETE FROM runs WHERE status = 'failed' AND finished_at < ?1";
 
 pub fn log_search_statements(env: &Env, row: [JsValue; 7], now: Millis) -> ApiResult<Vec<D1PreparedStatement>> {
     let d = db(env)?;
@@ -597,8 +598,7 @@ pub fn log_search_statements(env: &Env, row: [JsValue; 7], now: Millis) -> ApiRe
             .bind(&row)?,
         d.prepare("DELETE FROM search_log WHERE at < ?1 OR id <= (SELECT MAX(id) FROM search_log) - ?2")
             .bind(&[n(now - SEARCH_LOG_DAYS * day), n(SEARCH_LOG_ROWS)])?,
-        d.prepare("DELETE FROM runs WHERE status = 'failed' AND finished_at < ?1")
-            .bind(&[n(now - DEAD_LETTER_DAYS * day)])?,
+        d.prepare(DEAD_LETTER_PRUNE).bind(&[n(now - DEAD_LETTER_DAYS * day)])?,
     ])
 }
 
@@ -656,19 +656,28 @@ pub struct DeadLetterRow {
     pub error_class: Option<String>,
     pub error: Option<String>,
     pub attempts: Option<f64>,
-    pub updated_at: f64,
+    pub finished_at: f64,
 }
 
-pub async fn dead_letters(env: &Env, limit: u32) -> ApiResult<Vec<DeadLetterRow>> {
-    Ok(db(env)?
-        .prepare(
-            "SELECT id, content_id, version, failed_stage, error_class, error, attempts, updated_at FROM runs
-             WHERE status = 'failed' ORDER BY updated_at DESC LIMIT ?1",
-        )
-        .bind(&[n(limit as i64)])?
-        .all()
-        .await?
-        .results()?)
+/// The failed runs of the last `DEAD_LETTER_DAYS` days, newest failure
+/// first. Ordered by when the run failed, not when its row was last
+/// written (a reconciliation rewrites rows), with the id breaking ties.
+/// Older ones are pruned here too, so retention holds without searches
+/// (the search log's writes prune them as well).
+pub async fn dead_letters(env: &Env, limit: u32, now: Millis) -> ApiResult<Vec<DeadLetterRow>> {
+    let d = db(env)?;
+    let since = now - DEAD_LETTER_DAYS * 24 * 3600 * 1000;
+    let mut results = d
+        .batch(vec![
+            d.prepare(DEAD_LETTER_PRUNE).bind(&[n(since)])?,
+            d.prepare(
+                "SELECT id, content_id, version, failed_stage, error_class, error, attempts, finished_at FROM runs
+                 WHERE status = 'failed' AND finished_at >= ?1 ORDER BY finished_at DESC, id DESC LIMIT ?2",
+            )
+            .bind(&[n(since), n(limit as i64)])?,
+        ])
+        .await?;
+    Ok(results.pop().map(|r| r.results()).transpose()?.unwrap_or_default())
 }
 
 #[derive(Debug, Deserialize)]

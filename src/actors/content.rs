@@ -404,6 +404,18 @@ impl ContentOps for ContentActor {
     async fn run_ended(&self, r: RunEnded) -> ApiResult<Done> {
         let mut c = self.require()?;
         let now = now_ms();
+        if !r.status.is_terminal() {
+            // Not an end: an operator retried the run (see `RunEnded`).
+            let events = match r.run_id {
+                Some(run) => c.run_retried(r.version, run, now),
+                None => Vec::new(),
+            };
+            if !events.is_empty() {
+                self.commit(&c, events, &[Duty::Catalog], now)?;
+                self.settle().await;
+            }
+            return Ok(Done {});
+        }
         let reason = r.reason.unwrap_or_else(|| r.status.as_str().to_string());
         let events = c.run_failed(r.version, &reason, now);
         let reported = match r.run_id {

@@ -368,7 +368,9 @@ pub struct Published {
     pub status: crate::protocol::ContentStatus,
 }
 
-/// How a run that did not complete ended.
+/// How a run that did not complete ended; or, with a status that is not
+/// terminal, that an operator retried it. Both travel as one duty per run
+/// (`Duty::ReportEnd`), so the newest report replaces one not yet sent.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RunEnded {
     #[serde(default)]

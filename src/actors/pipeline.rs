@@ -454,9 +454,10 @@ impl RunShell {
     async fn cancel(&self, reason: &str, superseded: bool) -> ApiResult<RunView> {
         let mut run = self.require()?;
         let now = now_ms();
-        if superseded && run.status.is_terminal() {
+        if superseded && matches!(run.status, RunStatus::Completed | RunStatus::Cancelled) {
             // It has ended (and reported so): only its retry is closed now
-            // (a completed run has none).
+            // (a completed run has none). A failed run goes on below: it
+            // ends cancelled and leaves the dead-letter list.
             if run.status != RunStatus::Completed && !run.superseded {
                 run.supersede(reason, now);
                 self.commit_and_push(&run, Vec::new(), now)?;
@@ -483,6 +484,10 @@ impl RunShell {
         let now = now_ms();
         let events = run.retry(now)?;
         self.commit_and_push(&run, events, now)?;
+        // The item said `failed`; it says `processing` again, told as its
+        // end was (committed with the retry, tried by the next alarm).
+        let report = json!({ "run_id": run.id, "version": run.version, "status": run.status, "reason": null });
+        self.outbox()?.put(&[Duty::ReportEnd { content_id: run.content_id, report }], now)?;
         self.arm(&run, now).await?;
         // The retry is committed: a catalog write that fails now is the
         // outbox's to retry, not the caller's error.

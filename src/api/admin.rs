@@ -13,6 +13,7 @@ use crate::actors::ops::{FireAlarm, Inspect, ReconcileContent};
 use crate::actors::rpc::{self, ActorKind};
 use crate::catalog;
 use crate::domain::time::rfc3339;
+use crate::runtime::now_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
 use crate::protocol::{
@@ -101,12 +102,12 @@ pub async fn list_actors(env: &Env, req: &Request) -> ApiResult<Response> {
 }
 
 pub async fn dead_letters(env: &Env) -> ApiResult<Response> {
-    let rows = catalog::dead_letters(env, 500).await?;
+    let rows = catalog::dead_letters(env, 500, now_ms()).await?;
     let items = rows
         .into_iter()
         .map(|r| DeadLetter {
             actions: RunActions { retry: format!("/api/runs/{}/retry", r.id), cancel: format!("/api/runs/{}/cancel", r.id) },
-            failed_at: rfc3339(r.updated_at as i64),
+            failed_at: rfc3339(r.finished_at as i64),
             run_id: r.id,
             content_id: r.content_id,
             version: r.version as u32,

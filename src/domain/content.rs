@@ -385,6 +385,27 @@ impl ContentState {
         Ok(vec![EventDraft::of(indexed)])
     }
 
+    /// An operator retried `run_id`, the run of `version`: while that is the
+    /// current version, the item is processing again (it said `failed`
+    /// since its run failed or was cancelled) until the run ends.
+    pub fn run_retried(&mut self, version: u32, run_id: Uuid, now: Millis) -> Vec<EventDraft> {
+        if version != self.version || self.status != ContentStatus::Failed {
+            return Vec::new();
+        }
+        if let Some(m) = self.meta_mut(version) {
+            m.status = ContentStatus::Processing;
+        }
+        self.status = ContentStatus::Processing;
+        self.updated_at = now;
+        vec![EventDraft::of(ContentUpdated {
+            item: self.content_ref(),
+            version,
+            status: ContentStatus::Processing,
+            run_id: Some(run_id),
+            reason: None,
+        })]
+    }
+
     /// A run of `version` ended without publishing.
     pub fn run_failed(&mut self, version: u32, reason: &str, now: Millis) -> Vec<EventDraft> {
         if let Some(m) = self.meta_mut(version) {
@@ -808,5 +829,24 @@ mod tests {
         assert_eq!(s.status, ContentStatus::Processing);
         assert_eq!(s.run_failed(2, "embed failed", 40).len(), 1);
         assert_eq!(s.status, ContentStatus::Failed);
+    }
+
+    /// A retried run's item says `processing` again, but only for the
+    /// current version, and only once.
+    #[test]
+    fn a_retry_of_the_current_versions_run_makes_the_item_processing() {
+        let (mut s, _) = ContentState::create(Uuid::new_v4(), doc("one"), Ownership::legacy(), Uuid::new_v4(), 10);
+        let run2 = Uuid::new_v4();
+        s.new_version(doc("two"), run2, 20).unwrap();
+        s.run_failed(1, "x", 30);
+        s.run_failed(2, "embed failed", 40);
+        assert!(s.run_retried(1, Uuid::new_v4(), 50).is_empty(), "an older version's retry");
+        assert_eq!(s.status, ContentStatus::Failed);
+        let ev = s.run_retried(2, run2, 60);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].data["status"], "processing");
+        assert_eq!((s.status, s.updated_at), (ContentStatus::Processing, 60));
+        assert_eq!(s.history.last().map(|v| v.status), Some(ContentStatus::Processing));
+        assert!(s.run_retried(2, run2, 70).is_empty(), "already processing");
     }
 }

@@ -392,9 +392,11 @@ impl PipelineRun {
     }
 
     /// Operator or supersession cancel. A stage in flight finishes its I/O but
-    /// its outcome is refused by `finish_stage`.
+    /// its outcome is refused by `finish_stage`. A failed run may be
+    /// cancelled too: a dead letter the operator dismisses (or a newer
+    /// version made moot) leaves the dead-letter list.
     pub fn cancel(&mut self, reason: &str, now: Millis) -> Result<Vec<EventDraft>, TransitionError> {
-        if self.status.is_terminal() {
+        if matches!(self.status, RunStatus::Completed | RunStatus::Cancelled) {
             return Err(TransitionError::InvalidState(self.status));
         }
         self.status = RunStatus::Cancelled;
@@ -877,7 +879,12 @@ mod tests {
         let mut sim = Sim::new();
         sim.drive(&mut |s, _| if s == Stage::Index { Err(StageError::terminal("bad")) } else { Ok(()) });
         assert_eq!(sim.run.status, RunStatus::Failed);
-        assert!(sim.run.cancel("x", sim.now).is_err(), "terminal runs cannot be cancelled");
+        // A dead letter is dismissed by cancelling it; it may still be retried.
+        let failed_at = sim.run.finished_at;
+        assert_eq!(sim.run.cancel("dismissed", sim.now + 5).unwrap().len(), 1);
+        assert_eq!((sim.run.status, sim.run.reason.as_deref()), (RunStatus::Cancelled, Some("dismissed")));
+        assert_eq!(sim.run.finished_at, failed_at.map(|_| sim.now + 5));
+        assert!(sim.run.cancel("again", sim.now).is_err(), "a cancelled run cannot be cancelled");
         sim.log.extend(sim.run.retry(sim.now).unwrap());
         let mut ran = Vec::new();
         sim.drive(&mut |s, _| {
@@ -887,6 +894,7 @@ mod tests {
         assert_eq!(ran, [Stage::Index, Stage::Summarize, Stage::Extract, Stage::Analyze, Stage::Publish]);
         assert_eq!(sim.run.status, RunStatus::Completed);
         assert!(sim.run.retry(sim.now).is_err(), "completed runs cannot be retried");
+        assert!(sim.run.cancel("x", sim.now).is_err(), "completed runs cannot be cancelled");
 
         let mut sim = Sim::new();
         sim.alarm(&mut |_, _| Ok(()));
@@ -922,11 +930,14 @@ mod tests {
         assert_eq!(sim.run.retry(sim.now), Err(TransitionError::Superseded));
 
         // A run that had already failed is superseded too: a retry would
-        // only be refused at the index after running its stages again.
+        // only be refused at the index after running its stages again. It
+        // ends cancelled, so it leaves the dead-letter list (nobody can act
+        // on it there).
         let mut failed = Sim::new();
         failed.drive(&mut |_, _| Err(StageError::terminal("bad input")));
         assert_eq!(failed.run.status, RunStatus::Failed);
-        assert!(failed.run.supersede("superseded by version 2", failed.now).is_empty(), "a failed run keeps its status");
+        assert_eq!(failed.run.supersede("superseded by version 2", failed.now).len(), 1);
+        assert_eq!((failed.run.status, failed.run.reason.as_deref()), (RunStatus::Cancelled, Some("superseded by version 2")));
         assert_eq!(failed.run.retry(failed.now), Err(TransitionError::Superseded));
 
         // An operator's cancel is not a supersession: that run may be retried.

@@ -69,6 +69,11 @@ async fn exhausted_runs_dead_letter_and_retry_after_faults_are_removed() {
             if outbox == json!([]) { Ok(()) } else { Err(outbox.to_string()) }
         })
         .await;
+        // The superseded run ends cancelled and leaves the dead-letter list:
+        // neither retry nor cancel could act on it there.
+        let view = s.get(&format!("/api/runs/{}", runs[0])).await.body;
+        assert_eq!(view["status"], "cancelled", "{view}");
+        assert!(!dead_letters(&s).await.contains(&runs[0]), "a superseded run stays a dead letter");
         (items, runs)
     };
     // Same state, no faults: an operator retries each dead letter, but not
@@ -77,6 +82,12 @@ async fn exhausted_runs_dead_letter_and_retry_after_faults_are_removed() {
     let r = s.post(&format!("/api/runs/{}/retry", runs[0]), json!({})).await;
     assert_eq!((r.status, r.body["error"]["code"].as_str()), (409, Some("conflict")), "{} of {}", r.body, items[0]);
     let runs = &runs[1..];
+    // The operator dismisses one dead letter (DESIGN: retry or cancel it):
+    // it ends cancelled, leaves the list, and may still be retried.
+    let r = s.post(&format!("/api/runs/{}/cancel", runs[1]), json!({})).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("cancelled")), "{}", r.body);
+    let listed = dead_letters(&s).await;
+    assert!(listed.contains(&runs[0]) && !listed.contains(&runs[1]), "{listed:?}");
     for run in runs {
         let r = s.post(&format!("/api/runs/{run}/retry"), json!({})).await;
         assert_eq!(r.status, 200, "{}", r.body);
@@ -88,8 +99,28 @@ async fn exhausted_runs_dead_letter_and_retry_after_faults_are_removed() {
         assert_eq!(embed["status"], "completed");
         assert_eq!(embed["attempts"], 1, "retry gave a fresh budget");
     }
+    let listed = dead_letters(&s).await;
+    assert!(runs.iter().all(|r| !listed.contains(r)), "{listed:?}");
+    // Each retried item said `processing` again once its run was retried,
+    // between the failure and the indexing (it stayed `failed` before).
+    let (s, items) = (&s, &items);
+    eventually("each retried item processing again, then indexed, on the feed", Duration::from_secs(30), || async move {
+        let all = feed_events(s, &s.key, &items[1..]).await;
+        let told = |events: &Vec<(String, u64, String)>| {
+            let updated = |status: &str| events.iter().rposition(|(e, _, st)| e == "content.updated" && st == status);
+            let (failed, again) = (updated("failed"), updated("processing"));
+            failed.is_some() && again > failed && events.last().is_some_and(|e| e.0 == "content.indexed")
+        };
+        if all.iter().all(told) { Ok(()) } else { Err(format!("{all:?}")) }
+    })
+    .await;
+}
+
+/// The run ids `GET /admin/dead-letters` lists, newest failure first.
+async fn dead_letters(s: &Server) -> Vec<String> {
     let dl = s.admin_get("/admin/dead-letters").await;
-    assert!(dl.body["items"].as_array().unwrap().iter().all(|i| !runs.contains(&i["run_id"].as_str().unwrap().to_string())));
+    assert_eq!(dl.status, 200, "{}", dl.body);
+    dl.body["items"].as_array().unwrap().iter().map(|i| i["run_id"].as_str().unwrap().to_string()).collect()
 }
 
 /// Ready stages run back to back in one activation (an alarm, or the start
