@@ -34,7 +34,13 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
         // batch takes them all directly instead (taking one twice is a
         // no-op), and its own in-flight cap still paces their spawns.
         worker::console_error!("batch {id}: enqueue failed, handing its items over directly: {e}");
-        rpc::send(env, &id.to_string(), &ItemsDelivered { indexes: (0..total).collect() }).await?;
+        if let Err(e) = rpc::send(env, &id.to_string(), &ItemsDelivered { indexes: (0..total).collect() }).await {
+            // Still accepted: the batch's own alarm takes every item the
+            // queue has not delivered after its hand-over grace (see
+            // `domain::batch`), and a 5xx here would make the client's
+            // retry a second batch of the same items.
+            worker::console_error!("batch {id}: hand-over failed too, its alarm takes the items: {e}");
+        }
     }
     let accepted = BatchAccepted::new(id, total);
     let resp = http::json(202, &accepted);

@@ -153,6 +153,9 @@ async fn discard(store: &R2Uploads, key: &str) {
 /// Stores the file as its document's source, then submits the document that
 /// `doc_of` makes with it; a refused document or submission leaves no
 /// object. Fields are checked before this, so a bad one never stores anything.
+/// A submission that failed on the way (5xx: the actor's reply lost, an
+/// overload) may have been accepted, and its run will read the object, so
+/// that keeps it: a lost object would fail an accepted version for good.
 async fn store_and_submit(
     env: &Env,
     ids: (Uuid, Uuid),
@@ -167,10 +170,18 @@ async fn store_and_submit(
         Ok(doc) => submit_doc(env, ids, doc, visibility, writer).await,
         Err(e) => Err(e),
     };
-    if result.is_err() {
-        discard(&R2Uploads::new(env), &key).await;
+    match &result {
+        Err(e) if refused(e) => discard(&R2Uploads::new(env), &key).await,
+        Err(e) => worker::console_warn!("upload {key}: kept, its submission may have been accepted: {e}"),
+        Ok(_) => {}
     }
     result
+}
+
+/// Whether a submission's error says it was refused for good (a 4xx), as
+/// opposed to failing on the way with its outcome unknown.
+fn refused(e: &ApiError) -> bool {
+    e.status() < 500
 }
 
 /// A `?title=`, checked before anything is stored.
