@@ -18,11 +18,11 @@ use std::collections::BTreeSet;
 use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Response, State};
 
-use super::fanout;
+use super::fanout::{self, Subscribers};
 use super::ops::{AnswerCall, AnswerOps, Done, FireAlarm, Inspect, Inspectable, StartAnswer, ViewAnswer};
 use super::{ActorStorage, TopicActor};
 use crate::catalog;
-use crate::domain::answer::{withhold_unreadable, Answer, AnswerView, Generator};
+use crate::domain::answer::{withhold_unreadable, Answer, AnswerView, Generator, Source};
 use crate::domain::answer_text::{redact, redact_deltas, Coalescer};
 use crate::domain::pipeline::StageError;
 use crate::providers::backend_choice::{choose_ai, Choice, AI_BINDING};
@@ -77,7 +77,10 @@ impl AnswerActor {
     fn commit(&self, answer: &Answer, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<()> {
         self.cells().save("answer", answer)?;
         let records = self.log().append(drafts, now)?;
-        self.push_later(Topic::Answer(answer.id), records);
+        let names_sources = records.iter().any(|e| matches!(e.event, EventName::AnswerCompleted | EventName::AnswerRetrieved));
+        let check = names_sources.then(|| (answer.asker.clone(), answer.sources.clone()));
+        let push = push_checked(self.env.clone(), self.subs(), Topic::Answer(answer.id), check, records);
+        self.state.wait_until(push);
         if answer.status.is_terminal() {
             self.register(answer, now);
         }
@@ -298,11 +301,12 @@ impl TopicActor for AnswerActor {
 
     /// A replay (and a resync snapshot) checks its sources and citations
     /// against the catalog as `GET` does: the logged events stay as they
-    /// were pushed, but content since deleted, or narrowed so the asker can
+    /// were pushed, but content since deleted, or narrowed so the reader can
     /// no longer read it, is replayed as `{n, removed: true}`, and the text's
-    /// claims that cite it (deltas, the completed text) are left out.
-    /// Only the asker may follow an answer, so the asker is the reader.
-    async fn withhold(&self, _reader: &Principal, events: &mut [EventRecord], mut snapshot: Option<&mut Value>) -> ApiResult<()> {
+    /// claims that cite it (deltas, the completed text) are left out. The
+    /// reader is the follower as it is now (the asker's identity, perhaps
+    /// with fewer scopes than when it asked, or the operator), as for `GET`.
+    async fn withhold(&self, reader: &Principal, events: &mut [EventRecord], mut snapshot: Option<&mut Value>) -> ApiResult<()> {
         // Only an answer's events name sources or quote them: a page of
         // none (a live subscribe) costs no catalog read.
         let names_sources = |e: &EventRecord| matches!(e.event, EventName::AnswerRetrieved | EventName::AnswerDelta | EventName::AnswerCompleted);
@@ -310,25 +314,7 @@ impl TopicActor for AnswerActor {
             return Ok(());
         }
         let Some(answer) = self.load()? else { return Ok(()) };
-        // The answer's own sources, checked with the lists in the same
-        // catalog read: the numbers its text may no longer show.
-        let mut own: Vec<Value> = answer.sources.iter().map(|s| json!({ "n": s.n, "content_id": s.content_id })).collect();
-        let mut lists: Vec<&mut Vec<Value>> = vec![&mut own];
-        for e in events.iter_mut() {
-            let key = match e.event {
-                EventName::AnswerCompleted => "citations",
-                EventName::AnswerRetrieved => "sources",
-                _ => continue,
-            };
-            if let Some(list) = e.data.get_mut(key).and_then(Value::as_array_mut) {
-                lists.push(list);
-            }
-        }
-        if let Some(list) = snapshot.as_deref_mut().and_then(|s| s.get_mut("citations")).and_then(Value::as_array_mut) {
-            lists.push(list);
-        }
-        withhold_for(&self.env, &answer.asker, lists).await?;
-        let withheld = removed_numbers(&own);
+        let withheld = withhold_sources(&self.env, reader, &answer.sources, events, snapshot.as_deref_mut()).await?;
         if withheld.is_empty() {
             return Ok(());
         }
@@ -353,6 +339,52 @@ impl TopicActor for AnswerActor {
         }
         Ok(())
     }
+}
+
+/// Checks the sources that `events` and `snapshot` name (and the answer's
+/// own, `sources`) against the catalog as `reader` may read it now, marking
+/// the lists' unreadable entries removed, and redacts the completed text
+/// (and the snapshot's) of claims that cite them. Returns the numbers
+/// withheld; deltas are the caller's (they need the whole log).
+async fn withhold_sources(env: &Env, reader: &Principal, sources: &[Source], events: &mut [EventRecord], mut snapshot: Option<&mut Value>) -> ApiResult<BTreeSet<u32>> {
+    // The answer's own sources, checked with the lists in the same
+    // catalog read: the numbers its text may no longer show.
+    let mut own: Vec<Value> = sources.iter().map(|s| json!({ "n": s.n, "content_id": s.content_id })).collect();
+    let mut lists: Vec<&mut Vec<Value>> = vec![&mut own];
+    for e in events.iter_mut() {
+        let key = match e.event {
+            EventName::AnswerCompleted => "citations",
+            EventName::AnswerRetrieved => "sources",
+            _ => continue,
+        };
+        if let Some(list) = e.data.get_mut(key).and_then(Value::as_array_mut) {
+            lists.push(list);
+        }
+    }
+    if let Some(list) = snapshot.as_deref_mut().and_then(|s| s.get_mut("citations")).and_then(Value::as_array_mut) {
+        lists.push(list);
+    }
+    withhold_for(env, reader, lists).await?;
+    Ok(removed_numbers(&own))
+}
+
+/// Pushes an answer's new events to its followers. Its retrieval and its
+/// completion name sources and quote them: those pushes are checked as a
+/// replay is, so content deleted or narrowed while the answer was being
+/// written is not pushed. (Only the asker's sessions follow an answer; a
+/// push that cannot be checked is left to their poll, which checks.)
+async fn push_checked(env: Env, subs: Subscribers, topic: Topic, check: Option<(Principal, Vec<Source>)>, mut records: Vec<EventRecord>) {
+    if let Some((asker, sources)) = check {
+        match withhold_sources(&env, &asker, &sources, &mut records, None).await {
+            Ok(withheld) => {
+                for e in records.iter_mut().filter(|e| e.event == EventName::AnswerCompleted) {
+                    redact_text(&mut e.data, &withheld);
+                }
+            }
+            Err(e) => return worker::console_warn!("{topic}: push left to the followers' poll, its sources unchecked: {e}"),
+        }
+    }
+    fanout::push(&env, &subs, topic, &records).await;
 }
 
 /// The numbers of the entries [`withhold_for`] marked removed.

@@ -133,9 +133,11 @@ fn parse_citation(s: &str) -> Option<(Vec<u32>, usize)> {
 
 /// `text` without its claims that cite a withheld source (content since
 /// deleted, or that the reader may no longer read). A claim is the text up
-/// to and including a citation; one citing any withheld number is dropped
-/// whole, the sentences before its citation too, so nothing it drew from the
-/// source stays. Text after the last citation cites nothing and is kept.
+/// to and including a citation, and on to its sentence's end when the
+/// citation stands inside the sentence (`Per [2], it rose.`); one citing any
+/// withheld number is dropped whole, the sentences before its citation too,
+/// so nothing it drew from the source stays. Text after the last claim
+/// cites nothing and is kept.
 pub fn redact(text: &str, withheld: &BTreeSet<u32>) -> String {
     redact_deltas(&[text], withheld).concat()
 }
@@ -171,14 +173,51 @@ fn withheld_claims(text: &str, withheld: &BTreeSet<u32>) -> Vec<(usize, usize)> 
     if withheld.is_empty() {
         return out;
     }
-    let mut claim_start = 0;
-    for (_, end, numbers) in citations(text) {
-        if numbers.iter().any(|n| withheld.contains(n)) {
-            out.push((claim_start, end));
-        }
-        claim_start = end;
+    // A claim runs from the previous claim's end to its citation's claim
+    // end; citations inside that range belong to the same claim.
+    let (mut claim_start, mut claim): (usize, Option<(usize, bool)>) = (0, None);
+    for (open, end, numbers) in citations(text) {
+        let cites = numbers.iter().any(|n| withheld.contains(n));
+        let ends = claim_end(text, open, end);
+        claim = match claim {
+            Some((until, hit)) if open < until => Some((until.max(ends), hit || cites)),
+            Some((until, hit)) => {
+                if hit {
+                    out.push((claim_start, until));
+                }
+                claim_start = until;
+                Some((ends, cites))
+            }
+            None => Some((ends, cites)),
+        };
+    }
+    if let Some((until, true)) = claim {
+        out.push((claim_start, until));
     }
     out
+}
+
+/// Where the claim of the citation at `open..end` ends. A citation after a
+/// finished sentence (`Tall. [1]`) ends its claim; one inside a sentence
+/// (`According to [2], it is tall.`, `Tall [1].`) cites the whole sentence,
+/// so the claim runs to the sentence's end (a terminator followed by
+/// whitespace or the text's end, or a newline).
+fn claim_end(text: &str, open: usize, end: usize) -> usize {
+    let is_end = |c: char| matches!(c, '.' | '!' | '?' | '…' | '。' | '！' | '？');
+    if text[..open].trim_end().ends_with(is_end) {
+        return end;
+    }
+    let rest = &text[end..];
+    let mut chars = rest.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == '\n' {
+            return end + i;
+        }
+        if is_end(c) && chars.peek().is_none_or(|(_, next)| next.is_whitespace()) {
+            return end + i + c.len_utf8();
+        }
+    }
+    text.len()
 }
 
 /// The source numbers cited in `text`.
@@ -214,17 +253,27 @@ mod tests {
         // after the last citation stays; a bracket that is no citation is text.
         let generated = "Tall [1]. Old, see [note] and [2]. Nothing else is known.";
         assert_eq!(redact(generated, &valid(&[2])), "Tall [1]. Nothing else is known.");
-        assert_eq!(redact(generated, &valid(&[1])), ". Old, see [note] and [2]. Nothing else is known.");
+        assert_eq!(redact(generated, &valid(&[1])), " Old, see [note] and [2]. Nothing else is known.");
+        // A citation that opens its sentence cites all of it, up to the
+        // sentence's end (not a decimal point), and the citations inside
+        // that sentence belong to the same claim.
+        let leading = "According to [2], the budget is $4.5M. It rose [1]. Per [2], costs [1] fell\nDone.";
+        assert_eq!(redact(leading, &valid(&[2])), " It rose [1].\nDone.");
+        assert_eq!(redact(leading, &valid(&[1])), "According to [2], the budget is $4.5M.\nDone.");
+        assert_eq!(redact("Per [1], X [2] is Y. Z.", &valid(&[2])), " Z.");
+        assert_eq!(redact("Per [3], all of it", &valid(&[3])), "");
         // Deltas are redacted as the text they join to, also when a claim
         // begins in one delta and cites in the next.
         let deltas = ["The beacon is 31 metres tall. [1]", " It was lit in 1851. [2]", " Both are true. [1, 2]"];
         assert_eq!(redact_deltas(&deltas, &valid(&[2])), ["The beacon is 31 metres tall. [1]", "", ""]);
         let split = ["A is tall.", " B is old", " [2]. C is new [1].", " Done."];
         let redacted = redact_deltas(&split, &valid(&[2]));
-        assert_eq!(redacted, ["", "", ". C is new [1].", " Done."]);
+        assert_eq!(redacted, ["", "", " C is new [1].", " Done."]);
         assert_eq!(redacted.concat(), redact(&split.concat(), &valid(&[2])));
-        let multibyte = ["Été é [1]", " ünï [2] ", "日本"];
-        assert_eq!(redact_deltas(&multibyte, &valid(&[1])).concat(), " ünï [2] 日本");
+        let multibyte = ["Été é. [1]", " ünï [2]", "。 日本"];
+        assert_eq!(redact_deltas(&multibyte, &valid(&[1])).concat(), " ünï [2]。 日本");
+        assert_eq!(redact_deltas(&multibyte, &valid(&[2])).concat(), "Été é. [1] 日本");
+        assert_eq!(redact_deltas(&["Été é [1] ünï [2] 日本"], &valid(&[2])).concat(), "", "one sentence without an end: all of it");
     }
 
     #[test]

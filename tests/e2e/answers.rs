@@ -356,6 +356,34 @@ async fn an_answer_survives_a_server_kill_mid_stream() {
     assert_eq!(view.body["text"], completed["data"]["text"]);
 }
 
+/// Sources deleted while an answer is being written are withheld from the
+/// completion pushed live, as from a replay: the push names none of them
+/// and quotes nothing they said. (A server of its own, its answers paced
+/// 700 ms a step, so the deletions land mid-stream.)
+#[tokio::test]
+async fn a_completion_pushed_live_withholds_sources_deleted_mid_stream() {
+    let opts = ServerOptions::new(temp_dir("answer-live-withhold")).var("ANSWER_STEP_MS", "700");
+    let s = &Server::start(&opts);
+    let word = nonce();
+    let (_, ids) = corpus(s, &word).await;
+    let (sid, token) = new_session(s).await;
+    let mut ws = connect(s, &sid, &token).await;
+    let (id, topic) = ask(s, &format!("What did the {word} keepers do?")).await;
+    let first = ws_events(&mut ws, &topic, 0, "answer.delta", None).await;
+    assert_eq!(first.last().map(|e| e["event"].clone()), Some(json!("answer.delta")), "{first:?}");
+    for cid in &ids {
+        assert_eq!(s.delete(&format!("/api/content/{cid}")).await.status, 204);
+    }
+    let rest = crate::live::collect(&mut ws, &topic, "answer.completed", None).await;
+    let completed = rest.last().filter(|e| e["event"] == "answer.completed").unwrap_or_else(|| panic!("no completion pushed: {rest:?}"));
+    let citations = completed["data"]["citations"].as_array().expect("citations");
+    assert!(!citations.is_empty(), "{completed}");
+    assert!(citations.iter().all(|c| c.as_object().is_some_and(|o| o.len() == 2) && c["removed"] == true), "{completed}");
+    let text = completed["data"]["text"].as_str().unwrap();
+    assert!(!text.contains(&word), "the pushed completion quotes deleted sources: {text}");
+    assert_eq!(finished(s, &id).await["citations"], completed["data"]["citations"], "the view says the same");
+}
+
 /// Polls `GET /api/answers/{id}` with `key` until `ok(view)` holds.
 async fn view_until(s: &Server, key: &str, id: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
     eventually(what, WAIT, || async {
