@@ -61,8 +61,15 @@ impl Subscribers {
 
     /// Adds `f` unless its holder's sessions, or all sessions, follow the
     /// topic as often as they may already ([`followers::admit`]).
-    pub fn add(&self, f: Follower, cap: u32, now: Millis) -> Result<(), ApiError> {
-        followers::admit(&self.list(), &f, cap, now)?;
+    pub fn add(&self, mut f: Follower, cap: u32, now: Millis) -> Result<(), ApiError> {
+        let list = self.list();
+        if list.iter().any(|s| !s.live(now)) {
+            // A topic that no longer pushes (an ended run, an answer) would
+            // otherwise keep every expired follower it ever had.
+            self.drop_expired(now)?;
+        }
+        followers::admit(&list, &f, cap, now)?;
+        f.since = now;
         self.write(
             "INSERT OR REPLACE INTO subscribers (session, since, holder, until) VALUES (?, ?, ?, ?)",
             vec![f.session.as_str().into(), now.into(), f.holder.clone().into(), f.until.into()],
@@ -77,6 +84,14 @@ impl Subscribers {
     pub fn remove(&self, session: &str) -> Result<(), ApiError> {
         self.write("DELETE FROM subscribers WHERE session = ?", vec![session.into()])?;
         self.remember(|list| list.retain(|s| s.session != session));
+        Ok(())
+    }
+
+    /// Removes `session` if it subscribed before `at`: a push begun at `at`
+    /// found it gone, but it may have subscribed again while the push went on.
+    fn remove_if_before(&self, session: &str, at: Millis) -> Result<(), ApiError> {
+        self.write("DELETE FROM subscribers WHERE session = ? AND since < ?", vec![session.into(), at.into()])?;
+        self.remember(|list| list.retain(|s| s.session != session || s.since >= at));
         Ok(())
     }
 
@@ -110,7 +125,7 @@ impl Subscribers {
         if let Some(list) = self.memory.0.borrow().as_ref() {
             return list.clone();
         }
-        const SELECT: &str = "SELECT session, holder, until FROM subscribers ORDER BY since";
+        const SELECT: &str = "SELECT session, holder, until, since FROM subscribers ORDER BY since";
         let read = rows::<Follower>(&self.sql, SELECT, vec![]).or_else(|e| {
             // No table yet (nobody ever subscribed), or one of the old layout.
             if !self.exists() {
@@ -160,6 +175,6 @@ pub async fn push(env: &Env, subs: &Subscribers, topic: Topic, events: &[EventRe
     }));
     let _ = crate::runtime::within(PUSH_TIMEOUT_MS, calls).await;
     for session in gone.into_inner() {
-        let _ = subs.remove(session);
+        let _ = subs.remove_if_before(session, now);
     }
 }

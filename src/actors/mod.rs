@@ -190,7 +190,7 @@ pub trait TopicActor: ActorStorage {
         let (topic, snapshot) = self.topic()?.ok_or_else(|| ApiError::not_found("actor"))?;
         let log = self.log();
         let cap = crate::runtime::config(self.env()).trust.max_topic_sessions_per_principal;
-        let follower = Follower { session: q.session, holder: q.holder, until: q.until };
+        let follower = Follower { session: q.session, holder: q.holder, until: q.until, since: 0 };
         self.subs().add(follower, cap, crate::runtime::now_ms())?;
         let window = log.window()?;
         let mut answer = match plan_replay(q.after, window) {

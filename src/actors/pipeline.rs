@@ -444,7 +444,10 @@ impl RunShell {
         if let Err(e) = self.drain().await {
             worker::console_error!("run duties: {e}");
         }
-        if let Err(e) = self.arm(run, now_ms()).await {
+        // Armed for the run as stored now: a retry may have committed while
+        // the duties were awaited, and its alarm must not be deleted.
+        let stored = self.load().ok().flatten();
+        if let Err(e) = self.arm(stored.as_ref().unwrap_or(run), now_ms()).await {
             // The alarm a second later retries the duties still owed.
             worker::console_error!("run alarm after its end: {e}");
             let _ = self.state.storage().set_alarm(super::alarm_time(now_ms() + 1_000)).await;
@@ -563,9 +566,14 @@ impl Inspectable for PipelineActor {
         self.shell.inspect().await
     }
 
+    /// What the alarm does: the owed duties first (a failed run's dead
+    /// letter), then an activation, retried a second later if it fails.
     async fn fire_alarm(&self, _q: FireAlarm) -> ApiResult<serde_json::Value> {
         self.shell.require()?;
-        self.shell.activate(false).await?;
+        if let Err(e) = self.shell.drain().await {
+            worker::console_error!("run duties failed: {e}");
+        }
+        self.shell.activate_or_retry_later(false).await;
         self.shell.inspect().await
     }
 }

@@ -209,13 +209,14 @@ impl TopicSockets {
     }
 
     /// Sends whatever a dropped broadcast left behind the log's end.
-    /// With no socket held nobody is owed anything, and a stored lag is
-    /// left for the next socket's first broadcast to clear.
+    /// With no socket held nobody is owed anything (a socket that opens
+    /// starts at the log's end, or replays what it asks for): the lag is
+    /// cleared, and the alarm stops looking for it.
     pub fn catch_up(&self, host: &impl ActorStorage, topic: Topic) -> ApiResult<()> {
-        if self.held(host) == 0 {
-            return Ok(());
-        }
         let Some(mut through) = self.lag(host)? else { return Ok(()) };
+        if self.held(host) == 0 {
+            return self.set_lag(host, None);
+        }
         let log = host.log();
         let last = log.last_seq()?;
         while through < last {
@@ -224,6 +225,10 @@ impl TopicSockets {
             if let Some(first) = page.first().map(|e| e.seq) {
                 self.close_missed(through, first);
             }
+            // Read again: closing a socket (above, or an expired one in the
+            // last page's broadcast) drops the list, and the others are
+            // still owed this page.
+            self.held(host);
             self.broadcast(topic, &page, through);
             through = end;
         }

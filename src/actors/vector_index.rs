@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, SqlStorageValue, State};
 
 use super::ops::{DropContent, FireAlarm, Inspect, Inspectable, ReplaceContent, ShardCall, ShardOps, Upsert, Upserted};
-use crate::domain::vector::{encode_f32_le, Fence, ShardIndex, VectorMeta};
+use crate::domain::vector::{check_vector, encode_f32_le, Fence, ShardIndex, VectorMeta};
 use crate::error::{ApiError, ApiResult};
 use crate::providers::{VectorItem, VectorMatch, VectorQuery};
 use crate::runtime::config;
@@ -123,8 +123,17 @@ impl VectorIndexActor {
         Ok(ix.unwrap_or_else(|| ShardIndex::new(crate::nlp::embed::EMBED_DIM)))
     }
 
+    /// Refuses a batch with any vector the index cannot hold, before the
+    /// fence is raised or anything is cached: a bad batch changes nothing.
+    /// An empty index takes the first vector's dimensions (see `store`).
+    fn check(&self, items: &[VectorItem]) -> ApiResult<()> {
+        let dim = self.with_index(|ix| if ix.is_empty() { items.first().map_or(ix.dim(), |it| it.values.len()) } else { ix.dim() })?;
+        items.iter().try_for_each(|it| check_vector(dim, &it.values)).map_err(|e| ApiError::invalid("items", e.to_string()))
+    }
+
     fn write(&self, u: Upsert) -> ApiResult<Upserted> {
         self.init()?;
+        self.check(&u.items)?;
         // All items are checked before any is written: a refused batch writes
         // nothing. Each item's (content, version) is admitted once.
         let mut admitted: Vec<(&str, u32)> = Vec::new();
@@ -241,6 +250,7 @@ impl ShardOps for VectorIndexActor {
         if r.items.iter().any(|it| it.meta.content_id != r.content_id || it.meta.version != r.keep_version) {
             return Err(ApiError::invalid("items", "every item must be of the replaced content and version"));
         }
+        self.check(&r.items)?;
         self.admit(&r.content_id, r.keep_version)?;
         self.store(&r.items)?;
         self.remove_admitted(&r.content_id, Some(r.keep_version))

@@ -44,6 +44,10 @@ pub struct Follower {
     /// said so (it stays until a push finds it gone).
     #[serde(default)]
     pub until: Option<Millis>,
+    /// When it (last) subscribed: a push that began earlier and found the
+    /// session gone must not drop a subscription made since.
+    #[serde(default)]
+    pub since: Millis,
 }
 
 impl Follower {
@@ -88,7 +92,7 @@ mod tests {
     use super::*;
 
     fn f(session: &str, holder: Option<&str>, until: Option<Millis>) -> Follower {
-        Follower { session: session.into(), holder: holder.map(str::to_string), until }
+        Follower { session: session.into(), holder: holder.map(str::to_string), until, since: 0 }
     }
 
     #[test]

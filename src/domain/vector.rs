@@ -56,6 +56,17 @@ pub enum VectorError {
     BadBlob { len: usize },
 }
 
+/// Whether `values` can be stored in an index of `dim` dimensions.
+pub fn check_vector(dim: usize, values: &[f32]) -> Result<(), VectorError> {
+    if values.len() != dim {
+        return Err(VectorError::Dimension { expected: dim, got: values.len() });
+    }
+    if !values.iter().all(|x| x.is_finite()) {
+        return Err(VectorError::NotFinite);
+    }
+    Ok(())
+}
+
 /// What a shard has been told about one content item: the highest version
 /// that has been current, or that the item is deleted. It admits a write only
 /// for that version or a newer one, and nothing once the item is deleted, so a
@@ -509,12 +520,7 @@ impl ShardIndex {
     /// components; an L2-normalized copy is stored (a zero vector stays zero).
     /// Replacing keeps the slot, so nothing else moves.
     pub fn upsert(&mut self, id: &str, namespace: &str, values: &[f32], meta: VectorMeta) -> Result<(), VectorError> {
-        if values.len() != self.dim {
-            return Err(VectorError::Dimension { expected: self.dim, got: values.len() });
-        }
-        if !values.iter().all(|x| x.is_finite()) {
-            return Err(VectorError::NotFinite);
-        }
+        check_vector(self.dim, values)?;
         let start = self.values.len();
         self.values.extend_from_slice(values);
         self.commit_tail(start, id, namespace, meta);
