@@ -114,15 +114,19 @@ impl AnswerActor {
 
     /// Past its time to live: the answer's sockets close, its storage and
     /// its registry row go, and it answers 404 from then on.
+    /// The registry row goes first: once the storage is gone no alarm is
+    /// left to retry it, and the row would list an answer that is not there.
     async fn expire(&self, answer: &Answer) -> ApiResult<()> {
+        if let Err(e) = catalog::forget_actor(&self.env, "answer", &answer.id.to_string()).await {
+            worker::console_error!("answer {}: registry row not removed, erasure retried in a minute: {e}", answer.id);
+            self.state.storage().set_alarm(super::alarm_time(now_ms() + 60_000)).await?;
+            return Ok(());
+        }
         for ws in self.state.get_websockets() {
             let _ = ws.close(Some(1000), Some("answer expired"));
         }
         self.state.storage().delete_all().await?;
         self.memory.log.forget();
-        if let Err(e) = catalog::forget_actor(&self.env, "answer", &answer.id.to_string()).await {
-            worker::console_error!("answer {}: registry row not removed: {e}", answer.id);
-        }
         Ok(())
     }
 
