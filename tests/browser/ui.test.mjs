@@ -411,10 +411,21 @@ test('the inspector refuses without a token, then shows the run journal, events,
     retried = route.request().method();
     return route.fulfill({ json: { id: dead, status: 'queued', stages: [] } });
   });
+  let dismissed = null;
+  await page.route(`**/api/runs/${dead}/cancel`, (route) => {
+    dismissed = route.request().method();
+    return route.fulfill({ json: { id: dead, status: 'cancelled', stages: [] } });
+  });
   await page.goto(`${server.base}/#/inspector`);
+  const said = (pattern) => page.waitForFunction((p) => new RegExp(p).test(
+    document.querySelector('section[aria-labelledby="dead-title"] [role=status]').textContent), pattern, { timeout: 15_000 });
   await page.click(`tr[data-run-id="${dead}"] button:has-text("Retry")`);
-  await page.waitForFunction(() => /re-queued/.test(document.querySelector('section[aria-labelledby="dead-title"] [role=status]').textContent), null, { timeout: 15_000 });
+  await said('re-queued');
   assert.equal(retried, 'POST');
+  // A dead letter is dismissed by cancelling its run.
+  await page.click(`tr[data-run-id="${dead}"] button:has-text("Dismiss")`);
+  await said('cancelled');
+  assert.equal(dismissed, 'POST');
   assertClean(page);
 });
 

@@ -165,6 +165,22 @@ function actorsSection(signal) {
 function deadLettersSection(signal, announce) {
   const out = h('div');
   const msg = h('p', { class: 'form-status', role: 'status' });
+  // A dead letter is retried, or dismissed by cancelling its run (DESIGN:
+  // the operator retries or cancels it); either way the list reloads.
+  const action = (d, label, verb, url, said) => h('button', {
+    type: 'button', class: 'btn small', 'aria-label': `${verb} ${shortId(d.run_id)}`,
+    onclick: async (e) => {
+      e.currentTarget.disabled = true;
+      try {
+        await adminPost(url(d.run_id));
+        msg.textContent = `Run ${shortId(d.run_id)} ${said}.`;
+        announce(msg.textContent);
+      } catch (err) {
+        msg.textContent = `${label} failed: ${err.describe ? err.describe() : err}`;
+      }
+      load();
+    },
+  }, label);
   async function load() {
     try {
       const res = await adminGet(api.deadLetters(), undefined, signal);
@@ -173,27 +189,16 @@ function deadLettersSection(signal, announce) {
         ? h('p', { class: 'muted' }, 'No dead letters. Every run either completed or is still going.')
         : h('div', { class: 'table-wrap' }, h('table', { class: 'data' },
           h('caption', { class: 'visually-hidden' }, 'Failed runs'),
-          h('thead', null, h('tr', null, ['Run', 'Stage', 'Error', 'Attempts', 'Failed', 'Action'].map((c) => h('th', { scope: 'col' }, c)))),
+          h('thead', null, h('tr', null, ['Run', 'Stage', 'Error', 'Attempts', 'Failed', 'Actions'].map((c) => h('th', { scope: 'col' }, c)))),
           h('tbody', null, items.map((d) => h('tr', { dataset: { runId: d.run_id } },
             h('td', null, h('a', { href: `#/inspector/run/${d.run_id}` }, h('code', null, shortId(d.run_id)))),
             h('td', null, d.stage || '—'),
             h('td', null, d.error_class ? h('span', { class: 'err-class' }, d.error_class) : null, ' ', d.error || ''),
             h('td', { class: 'num' }, String(d.attempts ?? '—')),
             h('td', null, time(d.failed_at, fmtDateTime)),
-            h('td', null, h('button', {
-              type: 'button', class: 'btn small', 'aria-label': `Retry run ${shortId(d.run_id)}`,
-              onclick: async (e) => {
-                e.currentTarget.disabled = true;
-                try {
-                  await adminPost(api.runRetry(d.run_id));
-                  msg.textContent = `Run ${shortId(d.run_id)} re-queued.`;
-                  announce(msg.textContent);
-                } catch (err) {
-                  msg.textContent = `Retry failed: ${err.describe ? err.describe() : err}`;
-                }
-                load();
-              },
-            }, 'Retry'))))))));
+            h('td', { class: 'actions' },
+              action(d, 'Retry', 'Retry run', api.runRetry, 're-queued'),
+              action(d, 'Dismiss', 'Cancel run', api.runCancel, 'cancelled: it left the list'))))))));
     } catch (err) {
       if (err && err.name === 'AbortError') return;
       replace(out, errorBox(err));
@@ -297,8 +302,8 @@ function detailView(root, kind, id, ctx, signal) {
           onclick: () => act('Retry run', () => adminPost(api.runRetry(id), signal)),
         }, 'Retry run') : null,
         kind === 'run' ? h('button', {
-          type: 'button', class: 'btn danger', disabled: ['completed', 'failed', 'cancelled'].includes(state.status),
-          title: 'Only a queued or running run can be cancelled',
+          type: 'button', class: 'btn danger', disabled: ['completed', 'cancelled'].includes(state.status),
+          title: 'A queued or running run stops; a failed one leaves the dead-letter list (it can still be retried)',
           onclick: () => act('Cancel run', () => adminPost(api.runCancel(id), signal)),
         }, 'Cancel run') : null,
         h('button', { type: 'button', class: 'btn', onclick: () => act('Refresh', () => adminGet(api.adminActor(kind, id), undefined, signal)) }, 'Refresh'),

@@ -117,7 +117,7 @@ export function mount(root, { id }, ctx) {
         h('a', { class: 'btn', href: `#/inspector/run/${id}` }, 'Inspect actor'),
         run.status === 'failed' || run.status === 'cancelled'
           ? h('button', { type: 'button', class: 'btn', onclick: () => action('retry') }, 'Retry run') : null,
-        !terminal && loaded
+        (!terminal || run.status === 'failed') && loaded
           ? h('button', { type: 'button', class: 'btn danger', onclick: () => action('cancel') }, 'Cancel run') : null));
     replace(progress,
       h('label', { for: 'run-progress-bar' }, `${done} of ${STAGES.length} stages done`),
