@@ -113,7 +113,7 @@ impl FeedOps for FeedActor {
         })?;
         // The events the feed holds of an item changed now: a deleted item's
         // no longer name it, in any replay; a new version's follow its
-        // visibility (a first version has no earlier events, and costs no
+        // visibility where it is narrower (a first version has no earlier events, and costs no
         // statement).
         for (id, label) in changed {
             if label.deleted {

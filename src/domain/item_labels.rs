@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::principal::Visibility;
 use super::time::Millis;
 use crate::protocol::{EventDraft, EventName};
 
@@ -120,15 +121,20 @@ impl ItemLabels {
         changed
     }
 
-    /// Gives each draft of an older version the newest version's visibility,
-    /// and strips a deleted item's drafts (but its `content.deleted`) of what
-    /// they said of it.
+    /// Gives each draft of an older version the newest version's visibility
+    /// when that is narrower (never wider: a `PUT` that widens an item does
+    /// not widen its older versions, as the item's view and search keep
+    /// them), and strips a deleted item's drafts (but its `content.deleted`)
+    /// of what they said of it.
     pub fn apply(&self, drafts: &mut [EventDraft]) {
         for d in drafts.iter_mut() {
             let Some(label) = content_id(d).and_then(|id| self.0.get(id)) else { continue };
             // A draft never loses its label: an event without one is anyone's.
-            if let Some(v) = label.visibility.as_ref().filter(|_| version(d) < label.version) {
-                d.data["visibility"] = Value::String(v.clone());
+            if let Some(v) = label.visibility.as_deref().filter(|_| version(d) < label.version) {
+                let own = d.data.get("visibility").and_then(Value::as_str).and_then(Visibility::parse);
+                if Visibility::parse(v).is_some_and(|newer| own.is_none_or(|own| newer < own)) {
+                    d.data["visibility"] = Value::String(v.to_string());
+                }
             }
             if label.deleted && d.event != EventName::ContentDeleted {
                 redact(&mut d.data);
@@ -200,6 +206,23 @@ mod tests {
         labels.apply(&mut late);
         assert_eq!(late[0].data["visibility"], "tenant");
         assert_eq!(late[1].data["visibility"], "tenant");
+    }
+
+    /// A private first version stays private on the feed when a `PUT`
+    /// makes the item public: only narrowing travels back.
+    #[test]
+    fn a_widening_version_does_not_widen_older_events() {
+        let mut labels = ItemLabels::default();
+        labels.learn(&[draft(EventName::ContentUpdated, 2, "public")], 0);
+        let mut late = vec![draft(EventName::ContentIndexed, 1, "private"), draft(EventName::ContentIndexed, 1, "tenant")];
+        labels.apply(&mut late);
+        assert_eq!(late[0].data["visibility"], "private");
+        assert_eq!(late[1].data["visibility"], "tenant");
+        let mut unlabelled = vec![draft(EventName::ContentIndexed, 1, "public")];
+        unlabelled[0].data.as_object_mut().unwrap().remove("visibility");
+        labels.learn(&[draft(EventName::ContentUpdated, 3, "tenant")], 1);
+        labels.apply(&mut unlabelled);
+        assert_eq!(unlabelled[0].data["visibility"], "tenant", "an event without a label is anyone's: narrowed");
     }
 
     #[test]

@@ -211,20 +211,22 @@ impl EventStore {
         Ok(out)
     }
 
-    /// Gives every event of an item `visibility`, its newest version's (see
-    /// `domain::item_labels`), so the feed shows them to whoever may read the
-    /// item now: a reader who lost access by a `PUT` sees none of them again.
-    /// (One who gained it could read the old titles anyway, in the item's
-    /// versions.)
+    /// Narrows every event of an item that is wider than `visibility`, its
+    /// newest version's (see `domain::item_labels`): a reader who lost access
+    /// by a `PUT` sees none of them again. Never widens: one who gained
+    /// access by a `PUT` does not read the older versions (the item's view
+    /// and search keep them at their own visibility), so neither does the feed.
     pub fn reown(&self, content_id: &str, visibility: &str) -> Result<(), ApiError> {
-        self.read((), || {
-            exec(
-                &self.sql,
-                "UPDATE events SET data = json_set(data, '$.visibility', ?) \
-                 WHERE json_extract(data, '$.content_id') = ? AND json_extract(data, '$.visibility') IS NOT ?",
-                vec![visibility.into(), content_id.into(), visibility.into()],
-            )
-        })
+        // Ranked as `Visibility` orders them; no label is anyone's (widest).
+        const RANK: &str = "CASE {} WHEN 'private' THEN 0 WHEN 'tenant' THEN 1 WHEN 'public' THEN 2 ELSE 3 END";
+        let rank = |of: &str| RANK.replace("{}", of);
+        let q = format!(
+            "UPDATE events SET data = json_set(data, '$.visibility', ?1) \
+             WHERE json_extract(data, '$.content_id') = ?2 AND {} > {}",
+            rank("json_extract(data, '$.visibility')"),
+            rank("?1")
+        );
+        self.read((), || exec(&self.sql, &q, vec![visibility.into(), content_id.into()]))
     }
 
     /// Erases what earlier events said of a deleted item (its title, summary

@@ -240,6 +240,39 @@ async fn a_narrowed_items_earlier_feed_events_are_hidden_too() {
     assert!(ms.iter().filter(|m| m.data.contains(&cid)).count() >= 3, "{ms:?}");
 }
 
+/// The other way round: a `PUT` that makes a private item public shows
+/// anonymous readers the new version's events, never the private first
+/// version's (its title and summary), which the item's own view keeps from
+/// them too.
+#[tokio::test]
+async fn a_widened_items_earlier_feed_events_stay_hidden() {
+    let s = &shared().server;
+    let from = s.admin_get("/admin/actors/feed/feed").await.body["events"]["last_seq"].as_u64().unwrap();
+    let secret = "Acquisition of Harbor Lanterns";
+    let r = s.post("/api/content", json!({"title": secret, "body": document("widen", 65, 700), "visibility": "private"})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let cid = r.body["content_id"].as_str().unwrap().to_string();
+    s.wait_run(r.body["run_id"].as_str().unwrap(), WAIT).await;
+    let r = s.put(&format!("/api/content/{cid}"), json!({"title": "Public note", "body": document("widen", 66, 700), "visibility": "public"})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    s.wait_run(r.body["run_id"].as_str().unwrap(), WAIT).await;
+    let until_ready = |ms: &[Sse]| ms.iter().any(|m| m.event == "ready");
+    let feed = || sse(http().get(s.url(&format!("/api/topics/feed/events?after={from}"))), until_ready);
+    // The second version's indexed event follows its run's end: wait for it.
+    let mut shown = Vec::new();
+    for _ in 0..50 {
+        let (status, _, ms) = feed().await;
+        assert_eq!(status, 200);
+        shown = ms.into_iter().filter(|m| m.data.contains(&cid)).map(|m| m.data).collect();
+        if shown.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(shown.len(), 2, "anonymous sees the public version's content.updated and content.indexed: {shown:?}");
+    assert!(shown.iter().all(|d| !d.contains(secret)), "the private version's title reached anonymous readers: {shown:?}");
+}
+
 /// A content topic follows its item's visibility too: once a `PUT` makes a
 /// public item private, an anonymous session that subscribed while it was
 /// public gets none of the new version's events (its owner's session does),
