@@ -312,6 +312,23 @@ test('the content view shows the artifacts and follows a new version live', { ti
   assertClean(page);
 });
 
+test('a content view whose item is deleted elsewhere keeps nothing of it on screen', { timeout: 90_000 }, async () => {
+  const page = await newPage();
+  const made = await api('POST', '/api/content', { title: 'Soon gone: the lighthouse ledger', body: proseBody('ledger') });
+  assert.equal(made.status, 202);
+  const id = made.body.content_id;
+  await page.goto(`${server.base}/#/content/${id}`);
+  await page.waitForSelector('#content-status [data-status="indexed"]', { timeout: 30_000 });
+  await waitLive(page);
+  assert.equal((await api('DELETE', `/api/content/${id}`)).status, 204);
+  await page.waitForSelector('.notice-area [role=alert]', { timeout: 30_000 });
+  assert.match(await page.textContent('.notice-area'), /does not exist/);
+  assert.equal(await page.locator('#content-status').count(), 0, 'no status badge of a deleted item');
+  assert.equal(await page.locator('.doc-body').count(), 0, 'no body of a deleted item');
+  assert.doesNotMatch(await page.textContent('#content-title'), /ledger/, 'no title of a deleted item');
+  assertClean(page);
+});
+
 test('search finds the document, highlights terms, filters by category, and the feed shows new content', { timeout: 90_000 }, async () => {
   assert.ok(doc.word, 'needs the first test');
   const page = await newPage();

@@ -93,7 +93,9 @@ export function mount(root, { id }, ctx) {
       } catch {
         /* storage disabled: the answer exists; only its question is not kept */
       }
-      location.hash = `#/ask/${r.answer_id}`;
+      // Only if the user is still here: the search inside the request can
+      // take a while, and another view may be open by now.
+      if (root.isConnected) location.hash = `#/ask/${r.answer_id}`;
     } catch (err) {
       replace(qError, err.describe ? err.describe() : String(err));
       qError.hidden = false;

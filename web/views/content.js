@@ -178,7 +178,11 @@ export function mount(root, { id }, ctx) {
         : `Could not load the content: ${err.describe ? err.describe() : err}`;
       replace(notice, h('p', { class: 'notice error', role: 'alert' }, msg));
       if (err instanceof ApiError && err.status === 404 && view) {
-        view = { ...view, status: 'deleted' };
+        // Deleted, or no longer readable: nothing it said stays on screen.
+        view = null;
+        replace(body);
+        replace(titleEl, 'Content ', h('code', { class: 'id' }, shortId(id)));
+        root.querySelector('.view').dataset.status = 'deleted';
       }
     }
   }

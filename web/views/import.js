@@ -88,7 +88,8 @@ export function mount(root, { id }, ctx) {
     button.disabled = true;
     try {
       const r = await post(endpoints.contentBatch(), { items });
-      location.hash = `#/import/${r.batch_id}`;
+      // Only if the user is still here (a large import takes a while).
+      if (root.isConnected) location.hash = `#/import/${r.batch_id}`;
     } catch (err) {
       showError(err.describe ? err.describe() : String(err));
     } finally {

@@ -143,9 +143,14 @@ export function mount(root, { id }, ctx) {
     for (const el of track.querySelectorAll('.countdown')) el.textContent = `(${fmtRelative(el.dataset.at)})`;
   }, 1000);
 
+  let acting = false;
   async function action(op) {
+    // A double click sends one request (a second retry would be a 409).
+    if (acting) return;
+    acting = true;
     try {
       const view = await post(op === 'retry' ? api.runRetry(id) : api.runCancel(id), {});
+      replace(notice);
       ctx.announce(`Run ${op === 'retry' ? 'retry requested' : 'cancelled'}.`);
       if (view && view.stages) {
         run = view;
@@ -153,6 +158,8 @@ export function mount(root, { id }, ctx) {
       }
     } catch (err) {
       replace(notice, h('p', { class: 'notice error', role: 'alert' }, `Could not ${op} the run: ${err.describe ? err.describe() : err}`));
+    } finally {
+      acting = false;
     }
   }
 
