@@ -82,11 +82,13 @@ pub async fn record_run(env: &Env, run: &PipelineRun, now: Millis) -> ApiResult<
         return Ok(());
     }
     let failed = run.failed_stage();
+    // A try that began before its item was deleted may land after the
+    // deletion erased the run's rows: the item's tombstone keeps it out.
     let mut stmts = vec![
         registry_upsert(&d, "run", &id, run.status.as_str(), run.created_at, now)?,
         d.prepare(
             "INSERT INTO runs (id, content_id, version, status, failed_stage, error_class, error, attempts, created_at, updated_at, finished_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 WHERE NOT EXISTS (SELECT 1 FROM actors WHERE kind = 'content' AND id = ?2 AND status = 'deleted')
              ON CONFLICT (id) DO UPDATE SET status = excluded.status, failed_stage = excluded.failed_stage,
                error_class = excluded.error_class, error = excluded.error, attempts = excluded.attempts,
                updated_at = excluded.updated_at, finished_at = excluded.finished_at
@@ -116,9 +118,9 @@ pub async fn record_run(env: &Env, run: &PipelineRun, now: Millis) -> ApiResult<
             stmts.push(
                 d.prepare(
                     "INSERT OR REPLACE INTO stage_timings (run_id, stage, status, attempts, duration_ms, finished_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM actors WHERE kind = 'content' AND id = ?7 AND status = 'deleted')",
                 )
-                .bind(&[s(&id), s(r.stage.as_str()), s(status), n(r.attempts as i64), dur, n(r.finished_at.unwrap_or(now))])?,
+                .bind(&[s(&id), s(r.stage.as_str()), s(status), n(r.attempts as i64), dur, n(r.finished_at.unwrap_or(now)), s(&run.content_id.to_string())])?,
             );
         }
     }
