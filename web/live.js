@@ -354,7 +354,11 @@ export class Live extends EventTarget {
         if (sub.lastSeq === null) sub.lastSeq = f.seq;
         break;
       case SERVER_FRAMES.EVENT:
-        if (sub) this.onEvent(sub, f);
+        // The server answers a subscribe with `subscribed` before any of its
+        // events: one before it is left from an earlier subscription to the
+        // topic (its unsubscribe still on its way), and would move the new
+        // cursor past the replay it asked for.
+        if (sub && sub.subscribedSeq !== null) this.onEvent(sub, f);
         break;
       case SERVER_FRAMES.READY:
         if (!sub) return;

@@ -161,6 +161,17 @@ test('a resync never moves the cursor back', () => {
   assert.equal(fresh.live.subs.get('run:b').lastSeq, 40);
 });
 
+test('an event before `subscribed` is an earlier subscription\'s leftover: it does not cut the replay short', () => {
+  const { live, frame } = liveWith(['answer:x']);
+  live.subs.get('answer:x').lastSeq = 0;
+  const event = (seq) => frame({ type: 'event', topic: 'answer:x', seq, event: 'answer.delta', data: {}, ts: '' });
+  event(5);
+  frame({ type: 'subscribed', topic: 'answer:x', seq: 5 });
+  for (let seq = 1; seq <= 5; seq += 1) event(seq);
+  frame({ type: 'ready', topic: 'answer:x' });
+  assert.deepEqual(live.applied('answer:x'), [1, 2, 3, 4, 5]);
+});
+
 /**
  * Runs `body(asked)` with `fetch` answering every request with `status`;
  * `asked()` says how many it got.
