@@ -509,6 +509,31 @@ test('a retrying stage shows its next attempt; duplicates are skipped; resume se
   assertClean(page);
 });
 
+test('an import view takes its counts from a resync snapshot, not the last event before the gap (stubbed socket)', { timeout: 60_000 }, async () => {
+  const page = await newPage();
+  const batchId = '7e57a11e-0000-4000-8000-0000000000b1';
+  const topic = `batch:${batchId}`;
+  const view = { id: batchId, status: 'completed', total: 10, spawned: 10, completed: 10, failed: 0, in_flight: 0,
+    max_in_flight: 32, max_in_flight_observed: 4, items: [], created_at: new Date().toISOString() };
+  await page.route(`**/api/batches/${batchId}`, (route) => route.fulfill({ json: view }));
+  await page.routeWebSocket(/\/api\/sessions\/[^/]+\/ws/, (ws) => {
+    ws.onMessage((text) => {
+      const f = JSON.parse(text);
+      if (f.type !== 'subscribe' || f.topic !== topic) return;
+      ws.send(JSON.stringify({ type: 'subscribed', topic, seq: 1 }));
+      ws.send(JSON.stringify({ type: 'event', topic, seq: 1, event: 'batch.progress', ts: new Date().toISOString(),
+        data: { batch_id: batchId, counts: { total: 10, spawned: 2, completed: 1, failed: 0, in_flight: 1 } } }));
+      ws.send(JSON.stringify({ type: 'ready', topic }));
+      // Later, a poll finds the log trimmed past the cursor: the rest comes as a snapshot.
+      setTimeout(() => ws.send(JSON.stringify({ type: 'resync_required', topic, snapshot: view })), 500);
+    });
+  });
+  await page.goto(`${server.base}/#/import/${batchId}`);
+  await page.waitForFunction(() => /^1 of 10/.test(document.querySelector('#batch-counts')?.textContent || ''), null, { timeout: 15_000 });
+  await page.waitForFunction(() => /^10 of 10 settled/.test(document.querySelector('#batch-counts')?.textContent || ''), null, { timeout: 15_000 });
+  assertClean(page);
+});
+
 test('the feed panel shows what a resync snapshot holds, and a refused subscribe does not leave the badge resyncing (stubbed sockets)', { timeout: 60_000 }, async () => {
   const page = await newPage();
   const contentId = '7d3c1e2a-4b5f-4c6d-8e9f-0a1b2c3d4e5f';

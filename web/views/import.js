@@ -4,7 +4,7 @@
 // the `batch:<id>` topic (coalesced `batch.progress` events, then
 // `batch.completed`), and the item table comes from GET /api/batches/<id>.
 
-import { endpoints, get, post } from '../api.js';
+import { ApiError, endpoints, get, post } from '../api.js';
 import { EVENTS, isUuid, topics } from '../protocol.js';
 import { badge, h, replace, shortId } from '../dom.js';
 
@@ -136,7 +136,9 @@ export function mount(root, { id }, ctx) {
       if (view.status === 'completed') done = true;
       render();
     } catch (err) {
-      gone = true;
+      // Only a refusal ends the view; a failed request leaves the events to
+      // go on updating it (the next refresh may work).
+      if (err instanceof ApiError && (err.status === 404 || err.status === 403)) gone = true;
       replace(out, h('p', { class: 'notice error', role: 'alert' }, `This batch is not available: ${err.describe ? err.describe() : err}`));
     }
   }
@@ -152,7 +154,17 @@ export function mount(root, { id }, ctx) {
       }
       if (!gone) render();
     },
-    onResync: () => refresh(),
+    // The snapshot is the batch's view: its counts replace the last event's
+    // (the events of the gap, the completion perhaps, are not coming).
+    onResync: (snapshot) => {
+      if (snapshot && Number.isFinite(snapshot.total)) {
+        view = snapshot;
+        counts = null;
+        if (snapshot.status === 'completed') done = true;
+        if (!gone) render();
+      }
+      refresh();
+    },
     onError: (e) => {
       gone = true;
       replace(out, h('p', { class: 'notice error', role: 'alert' }, `This batch is not available: ${e.message}`));
