@@ -46,9 +46,13 @@ function renderConn(detail) {
     live: 'Live',
   };
   if (detail.state === 'reconnecting' && detail.retryAt) {
+    // The countdown is hidden from assistive technology: #conn is a live
+    // region, and a change every second would be read out every second.
+    const count = h('span', { 'aria-hidden': 'true' });
+    replace(connText, 'Reconnecting', count);
     const tick = () => {
       const s = Math.max(0, Math.ceil((detail.retryAt - Date.now()) / 1000));
-      connText.textContent = s > 0 ? `Reconnecting in ${s} s…` : 'Reconnecting…';
+      count.textContent = s > 0 ? ` in ${s} s…` : '…';
     };
     tick();
     connTick = setInterval(tick, 1000);

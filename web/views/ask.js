@@ -61,13 +61,16 @@ function answerText(a) {
 export function mount(root, { id }, ctx) {
   ctx.setTitle(id ? `Answer ${shortId(id)}` : 'Ask');
   const question = h('input', { type: 'text', id: 'question', name: 'question', autocomplete: 'off', maxlength: '500', placeholder: 'e.g. When do auroras peak?' });
-  const qError = h('p', { class: 'field-error', id: 'question-error', hidden: true });
+  // An alert: a refusal from the server (401, 429) is read out, not only shown.
+  const qError = h('p', { class: 'field-error', id: 'question-error', role: 'alert', hidden: true });
   question.setAttribute('aria-describedby', 'question-error');
   const button = h('button', { type: 'submit', class: 'btn primary' }, 'Ask');
   const form = h('form', { class: 'card search-form', 'aria-label': 'Ask a question' },
     h('div', { class: 'field grow' }, h('label', { for: 'question' }, 'Question'), question, qError),
     h('div', { class: 'field submit' }, button));
-  const out = h('section', { class: 'answer-box', 'aria-labelledby': 'answer-title', 'aria-live': 'polite' });
+  // Not a live region: it is rebuilt at every delta, and would be read out
+  // whole each time; the answer's end is announced (ctx.announce).
+  const out = h('section', { class: 'answer-box', 'aria-labelledby': 'answer-title' });
   replace(root,
     h('section', { class: 'view', 'aria-labelledby': 'ask-title' },
       h('h1', { id: 'ask-title' }, 'Ask'),
