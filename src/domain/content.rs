@@ -342,20 +342,18 @@ impl ContentState {
         self.doc = doc;
         self.status = ContentStatus::Processing;
         self.updated_at = now;
-        let ev = EventDraft::of(ContentUpdated {
-            item: self.content_ref(),
-            version: self.version,
-            status: ContentStatus::Processing,
-            run_id: Some(run_id),
-            reason: None,
-        });
-        Ok((superseded, vec![ev]))
+        Ok((superseded, vec![self.updated(self.version, ContentStatus::Processing, Some(run_id), None)]))
     }
 
     /// Every content event names its item's ownership, so the feed can show
     /// each subscriber only what it may read.
     fn content_ref(&self) -> ContentRef {
         ContentRef { content_id: self.id, title: self.doc.title.clone(), ownership: self.ownership.clone() }
+    }
+
+    /// The `content.updated` event of `version` reaching `status`.
+    fn updated(&self, version: u32, status: ContentStatus, run_id: Option<Uuid>, reason: Option<String>) -> EventDraft {
+        EventDraft::of(ContentUpdated { item: self.content_ref(), version, status, run_id, reason })
     }
 
     fn meta_mut(&mut self, version: u32) -> Option<&mut VersionMeta> {
@@ -397,13 +395,7 @@ impl ContentState {
         }
         self.status = ContentStatus::Processing;
         self.updated_at = now;
-        vec![EventDraft::of(ContentUpdated {
-            item: self.content_ref(),
-            version,
-            status: ContentStatus::Processing,
-            run_id: Some(run_id),
-            reason: None,
-        })]
+        vec![self.updated(version, ContentStatus::Processing, Some(run_id), None)]
     }
 
     /// A run of `version` ended without publishing.
@@ -418,13 +410,7 @@ impl ContentState {
         }
         self.status = ContentStatus::Failed;
         self.updated_at = now;
-        vec![EventDraft::of(ContentUpdated {
-            item: self.content_ref(),
-            version,
-            status: ContentStatus::Failed,
-            run_id: None,
-            reason: Some(reason.to_string()),
-        })]
+        vec![self.updated(version, ContentStatus::Failed, None, Some(reason.to_string()))]
     }
 
     /// What a deleted item keeps: its id, tenant and owner (the feed filters
