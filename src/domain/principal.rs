@@ -56,7 +56,7 @@ impl Scope {
 
 /// Who may read an item besides its tenant's readers.
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-/// Ordered from the narrowest to the widest.
+// Ordered from the narrowest to the widest (the feed only narrows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Visibility {
