@@ -43,6 +43,12 @@ pub fn classify_error(context: &str, message: &str) -> StageError {
     if has(&["daily free allocation", "unavailable for account"]) || tokens.contains(&"3036") || tokens.contains(&"3023") {
         return StageError::terminal(full);
     }
+    // A throttle is one whatever else it names: Vectorize sends its own as a
+    // request error, "VECTOR_UPSERT_ERROR (code = 40041): Too Many Requests".
+    let throttled = has(&["rate limit", "ratelimit", "rate-limit", "rate_limit", "too many requests"]) || tokens.contains(&"429");
+    if throttled {
+        return StageError::rate_limited(RATE_LIMIT_RETRY_MS, full);
+    }
     // A Vectorize request error (`code = 40xxx`) or a dimension mismatch is
     // the request's fault whatever numbers it names: "got 512 dimensions" or
     // an id ending ":512" is not an HTTP 5xx.
@@ -51,16 +57,7 @@ pub fn classify_error(context: &str, message: &str) -> StageError {
     if vectorize_request_error || has(&["dimension"]) {
         return StageError::terminal(full);
     }
-    if has(&[
-        "rate limit",
-        "ratelimit",
-        "rate-limit",
-        "rate_limit",
-        "too many requests",
-        "capacity",
-        "no more data centers",
-    ]) || tokens.iter().any(|t| *t == "429" || *t == "3040")
-    {
+    if has(&["capacity", "no more data centers"]) || tokens.contains(&"3040") {
         return StageError::rate_limited(RATE_LIMIT_RETRY_MS, full);
     }
     if has(&[
@@ -173,6 +170,11 @@ mod tests {
                 "status=429",
                 "AiError: 3040: No more data centers to forward the request to",
                 "InferenceUpstreamError: 3040: Out of capacity",
+                // Vectorize's throttle is a `code = 40xxx` request error by its form.
+                "Error: VECTOR_UPSERT_ERROR (code = 40041): Too Many Requests",
+                "VECTOR_GET_ERROR (code = 40041): Too Many Requests",
+                "VECTOR_QUERY_ERROR (code = 40041): Too Many Requests",
+                "VECTOR_DELETE_ERROR (code = 40041): Too Many Requests",
             ],
         );
     }

@@ -318,6 +318,25 @@ async fn a_rate_limited_embedding_is_retried() {
     assert!(view["stages"][2]["attempts"].as_u64().unwrap_or(0) >= 3, "embed retried: {}", view["stages"][2]);
 }
 
+/// Vectorize's throttle is a request error by its form ("code = 40041"), yet
+/// a rate limit: the index stage waits and tries again, then the run
+/// completes. Failed before: every 40xxx was terminal, so the run failed.
+#[tokio::test]
+async fn a_throttled_vectorize_write_is_retried() {
+    let p = prod();
+    let category = "fernwhistle";
+    // "(injected)": the shared journal's other readers skip it.
+    let fault = "VECTOR_UPSERT_ERROR (code = 40041): Too Many Requests (injected)";
+    p.emulator
+        .inject(json!([{ "binding": "vectorize", "method": "upsert", "contains": category, "error": fault, "times": 2 }]))
+        .await;
+    let (_, run) = p.server.submit("Throttled", &marked("fernwhistle", 8, 1500), Some(category)).await;
+    let view = p.server.wait_run(&run, RUN_TIMEOUT).await;
+    assert_all_completed(&view);
+    let index = view["stages"].as_array().and_then(|s| s.iter().find(|s| s["name"] == "index")).cloned().unwrap_or_default();
+    assert!(index["attempts"].as_u64().unwrap_or(0) >= 3, "index retried: {index}");
+}
+
 /// Fails if `deleteByIds` ever gets more than 100 ids (VECTOR_DELETE_ERROR 40007).
 #[tokio::test]
 async fn a_long_documents_vectors_are_all_deleted_within_the_id_limit() {
