@@ -218,7 +218,7 @@ impl RunShell {
     /// stage has been tried. None for a fencing backend, or before the stage.
     fn unfenced_writes(&self, run: &PipelineRun) -> Vec<String> {
         let cfg = config(&self.env);
-        if run.record(crate::protocol::Stage::Index).attempts == 0 || Providers::from_config(&self.env, &cfg).vectors.fences_writes() {
+        if !run.record(crate::protocol::Stage::Index).was_tried() || Providers::from_config(&self.env, &cfg).vectors.fences_writes() {
             return Vec::new();
         }
         let artifacts = self.artifacts();
@@ -462,8 +462,16 @@ impl RunShell {
             // (a completed run has none). A failed run goes on below: it
             // ends cancelled and leaves the dead-letter list.
             if run.status != RunStatus::Completed && !run.superseded {
+                // An operator's cancel cut its index stage short: what it
+                // wrote unfenced is taken back as a superseding cancel's is.
+                let written = self.unfenced_writes(&run);
                 run.supersede(reason, now);
                 self.commit_and_push(&run, Vec::new(), now)?;
+                if !written.is_empty() {
+                    self.outbox()?.put(&[Duty::TakeBackVectors { ids: written }], now)?;
+                    let _ = self.drain().await;
+                    self.arm(&run, now_ms()).await?;
+                }
             }
             return Ok(run.view(None));
         }

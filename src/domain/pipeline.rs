@@ -84,6 +84,13 @@ impl StageRecord {
     fn is_done(&self) -> bool {
         matches!(self.status, StageStatus::Completed | StageStatus::Skipped)
     }
+
+    /// Whether the stage has ever started in this run: its work may have
+    /// written somewhere. A retry starts the count of attempts over, not
+    /// the journal.
+    pub fn was_tried(&self) -> bool {
+        self.attempts > 0 || !self.history.is_empty()
+    }
 }
 
 /// What the actor should do at this wake.
@@ -288,6 +295,13 @@ impl PipelineRun {
         rec.next_at = None;
         let attempt = rec.attempts;
         Ok(vec![EventDraft::of(StageStarted { run: self.run_ref(), stage, attempt })])
+    }
+
+    /// Whether the attempt in progress is the stage's last: a failure that
+    /// is not terminal would still end it (a text model then takes its local
+    /// result rather than failing the run on a rate limit).
+    pub fn on_last_attempt(&self, stage: Stage) -> bool {
+        self.record(stage).attempts >= self.policy(stage).max_attempts
     }
 
     /// Records how the attempt in progress ended and moves the run on.
@@ -567,12 +581,14 @@ mod tests {
         budget_ms: i64,
         /// How long each stage takes on the fake clock.
         stage_ms: i64,
+        /// The attempts the run called its stage's last, as they started.
+        last_attempts: Vec<(Stage, u32)>,
     }
 
     impl Sim {
         fn new() -> Self {
             let (run, ev) = PipelineRun::new(Uuid::new_v4(), Uuid::new_v4(), 1, RetryTuning::default(), 1_000);
-            Sim { now: 1_000, run, log: ev, budget_ms: 0, stage_ms: 3 }
+            Sim { now: 1_000, run, log: ev, budget_ms: 0, stage_ms: 3, last_attempts: Vec::new() }
         }
 
         fn with_budget(budget_ms: i64, stage_ms: i64) -> Self {
@@ -589,6 +605,9 @@ mod tests {
             while let Some(stage) = activation.next(&mut self.run, self.now) {
                 self.log.extend(self.run.start_stage(stage, self.now).unwrap());
                 let attempt = self.run.record(stage).attempts;
+                if self.run.on_last_attempt(stage) {
+                    self.last_attempts.push((stage, attempt));
+                }
                 let out = work(stage, attempt);
                 self.now += self.stage_ms;
                 self.log.extend(self.run.finish_stage(stage, out, self.now).unwrap());
@@ -794,6 +813,34 @@ mod tests {
         assert!(sim.run.reason.as_deref().unwrap().contains("embed failed"));
         assert_eq!(sim.names().last(), Some(&"run.failed"));
         assert_eq!(sim.run.record(Stage::Index).status, StageStatus::Pending);
+    }
+
+    /// A retried run's index stage was tried before, whatever its count of
+    /// attempts says now: its writes (where nothing fences them) are still
+    /// owed a take-back if the run is superseded or purged.
+    #[test]
+    fn a_retried_stage_was_still_tried() {
+        let mut sim = Sim::new();
+        assert!(!sim.run.record(Stage::Index).was_tried());
+        sim.drive(&mut |s, _| if s == Stage::Index { Err(StageError::terminal("refused")) } else { Ok(()) });
+        assert_eq!(sim.run.status, RunStatus::Failed);
+        sim.log.extend(sim.run.retry(sim.now).unwrap());
+        assert_eq!(sim.run.record(Stage::Index).attempts, 0);
+        assert!(sim.run.record(Stage::Index).was_tried());
+        assert!(!sim.run.record(Stage::Summarize).was_tried());
+    }
+
+    /// A text model out of capacity for longer than the retries last: the
+    /// stage's last attempt is known as it starts, so the provider takes the
+    /// local result there (here: succeeds) instead of failing the run.
+    #[test]
+    fn a_stage_knows_its_last_attempt() {
+        let max = RetryTuning::default().max_attempts;
+        let mut sim = Sim::new();
+        sim.drive(&mut |s, a| if s == Stage::Summarize && a < max { Err(StageError::rate_limited(2_000, "3040")) } else { Ok(()) });
+        assert_eq!(sim.run.status, RunStatus::Completed);
+        assert_eq!(sim.run.record(Stage::Summarize).attempts, max);
+        assert_eq!(sim.last_attempts, vec![(Stage::Summarize, max)], "only the summary's tenth attempt is a last one");
     }
 
     /// `validate` reads an upload's file and asks the analyzer for a PDF's

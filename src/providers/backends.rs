@@ -9,7 +9,7 @@ use super::backend_choice as choice;
 use super::local_ai::LocalAi;
 use super::vectorize::Vectorize;
 use super::workers_ai::WorkersAi;
-use super::{Embedder, Extraction, TextModel, VectorIndex, VectorItem, VectorMatch, VectorQuery};
+use super::{Embedder, Extraction, OnRateLimit, TextModel, VectorIndex, VectorItem, VectorMatch, VectorQuery};
 use crate::config::Config;
 use crate::domain::pipeline::StageError;
 
@@ -113,18 +113,18 @@ impl<E: Embedder, C: Embedder> Embedder for Backend<E, C> {
 }
 
 impl<E: TextModel, C: TextModel> TextModel for Backend<E, C> {
-    async fn summarize(&self, text: &str) -> Result<String, StageError> {
+    async fn summarize(&self, text: &str, on_limit: OnRateLimit) -> Result<String, StageError> {
         match self {
-            Backend::Embedded(e) => e.summarize(text).await,
-            Backend::Cloudflare(c) => c.summarize(text).await,
+            Backend::Embedded(e) => e.summarize(text, on_limit).await,
+            Backend::Cloudflare(c) => c.summarize(text, on_limit).await,
             Backend::Unavailable(why) => Self::unavailable(why),
         }
     }
 
-    async fn extract(&self, text: &str) -> Result<Extraction, StageError> {
+    async fn extract(&self, text: &str, on_limit: OnRateLimit) -> Result<Extraction, StageError> {
         match self {
-            Backend::Embedded(e) => e.extract(text).await,
-            Backend::Cloudflare(c) => c.extract(text).await,
+            Backend::Embedded(e) => e.extract(text, on_limit).await,
+            Backend::Cloudflare(c) => c.extract(text, on_limit).await,
             Backend::Unavailable(why) => Self::unavailable(why),
         }
     }

@@ -2,7 +2,7 @@
 //! inside the Worker (see `crate::nlp`). It is the default, not a mock: search
 //! quality figures in docs/benchmarks.md are measured with it.
 
-use super::{Embedder, Extraction, TextModel};
+use super::{Embedder, Extraction, OnRateLimit, TextModel};
 use crate::domain::pipeline::StageError;
 use crate::nlp;
 use crate::protocol::{Entity, Keyword, Sentiment};
@@ -27,11 +27,11 @@ impl Embedder for LocalAi {
 }
 
 impl TextModel for LocalAi {
-    async fn summarize(&self, text: &str) -> Result<String, StageError> {
+    async fn summarize(&self, text: &str, _: OnRateLimit) -> Result<String, StageError> {
         Ok(nlp::summarize::summarize(text, SUMMARY_SENTENCES))
     }
 
-    async fn extract(&self, text: &str) -> Result<Extraction, StageError> {
+    async fn extract(&self, text: &str, _: OnRateLimit) -> Result<Extraction, StageError> {
         Ok(extract_local(text))
     }
 }

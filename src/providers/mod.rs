@@ -58,10 +58,19 @@ pub trait Embedder {
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, StageError>;
 }
 
+/// What a text model does when its service is rate limited or out of
+/// capacity: the stage waits it out while it has attempts left, and on its
+/// last one takes the local result instead of failing the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRateLimit {
+    Retry,
+    Fallback,
+}
+
 #[allow(async_fn_in_trait)]
 pub trait TextModel {
-    async fn summarize(&self, text: &str) -> Result<String, StageError>;
-    async fn extract(&self, text: &str) -> Result<Extraction, StageError>;
+    async fn summarize(&self, text: &str, on_limit: OnRateLimit) -> Result<String, StageError>;
+    async fn extract(&self, text: &str, on_limit: OnRateLimit) -> Result<Extraction, StageError>;
 }
 
 #[allow(async_fn_in_trait)]

@@ -23,7 +23,7 @@ use super::local_ai::{extract_local, SUMMARY_SENTENCES};
 use super::provider_errors::classify_error;
 use super::workers_ai_embeddings::{self as embeddings, EmbeddingResponse};
 use super::workers_ai_text as text_model;
-use super::{Embedder, Extraction, TextModel};
+use super::{Embedder, Extraction, OnRateLimit, TextModel};
 use crate::domain::pipeline::StageError;
 
 #[wasm_bindgen]
@@ -169,7 +169,7 @@ impl Embedder for WorkersAi {
 }
 
 impl TextModel for WorkersAi {
-    async fn summarize(&self, text: &str) -> Result<String, StageError> {
+    async fn summarize(&self, text: &str, on_limit: OnRateLimit) -> Result<String, StageError> {
         let local = || crate::nlp::summarize::summarize(text, SUMMARY_SENTENCES);
         if text.trim().is_empty() {
             return Ok(local());
@@ -181,13 +181,13 @@ impl TextModel for WorkersAi {
                 Ok(checked.value)
             }
             Err(e) => {
-                warn_model_failure("summary", &text_model::fallback_reason(e)?);
+                warn_model_failure("summary", &text_model::fallback_reason(e, on_limit)?);
                 Ok(local())
             }
         }
     }
 
-    async fn extract(&self, text: &str) -> Result<Extraction, StageError> {
+    async fn extract(&self, text: &str, on_limit: OnRateLimit) -> Result<Extraction, StageError> {
         if text.trim().is_empty() {
             return Ok(extract_local(text));
         }
@@ -198,7 +198,7 @@ impl TextModel for WorkersAi {
                 Ok(checked.value)
             }
             Err(e) => {
-                warn_model_failure("extraction", &text_model::fallback_reason(e)?);
+                warn_model_failure("extraction", &text_model::fallback_reason(e, on_limit)?);
                 Ok(extract_local(text))
             }
         }

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::provider_errors::truncate_chars;
 use super::types::Extraction;
+use super::OnRateLimit;
 use crate::domain::pipeline::StageError;
 use crate::protocol::{Entity, ErrorClass, Keyword, Sentiment};
 
@@ -281,15 +282,16 @@ pub fn validate_sentiment(v: &Value) -> Option<Sentiment> {
 
 /// What a failed text-model call means for its stage. A rate limit (3040
 /// "Out of capacity", HTTP 429) is returned for the retry engine to wait
-/// out. Anything else (a rejection, an unknown or retired model, "JSON Mode
-/// couldn't be met", a used-up daily allocation, an unreadable answer, a
-/// timeout) gives the reason to log before using the local extractor for
-/// the field: the model is an improvement over the local result, not a
-/// requirement, and paid retries of a failing model cannot change that.
-pub fn fallback_reason(err: StageError) -> Result<String, StageError> {
-    match err.class {
-        ErrorClass::RateLimited { .. } => Err(err),
-        ErrorClass::Transient | ErrorClass::Terminal => Ok(err.message),
+/// out, unless the stage has no attempt left after this one. Anything else
+/// (a rejection, an unknown or retired model, "JSON Mode couldn't be met", a
+/// used-up daily allocation, an unreadable answer, a timeout) gives the
+/// reason to log before using the local extractor for the field: the model
+/// is an improvement over the local result, not a requirement, and paid
+/// retries of a failing model cannot change that.
+pub fn fallback_reason(err: StageError, on_limit: OnRateLimit) -> Result<String, StageError> {
+    match (err.class, on_limit) {
+        (ErrorClass::RateLimited { .. }, OnRateLimit::Retry) => Err(err),
+        _ => Ok(err.message),
     }
 }
 
@@ -583,12 +585,15 @@ mod tests {
             "the operation timed out",
             "400 Bad Request",
         ] {
-            let reason = fallback_reason(classify_error("workers ai", m)).unwrap();
+            let reason = fallback_reason(classify_error("workers ai", m), OnRateLimit::Retry).unwrap();
             assert!(reason.starts_with("workers ai: "), "{m}");
         }
         for m in ["AiError: 3040: Out of capacity", "HTTP 429 Too Many Requests"] {
-            let e = fallback_reason(classify_error("workers ai", m)).unwrap_err();
+            let e = fallback_reason(classify_error("workers ai", m), OnRateLimit::Retry).unwrap_err();
             assert!(matches!(e.class, ErrorClass::RateLimited { .. }), "{m}");
+            // The stage's last attempt takes the local result instead of failing the run.
+            let reason = fallback_reason(classify_error("workers ai", m), OnRateLimit::Fallback).unwrap();
+            assert!(reason.contains(m), "{m}");
         }
     }
 }

@@ -21,6 +21,6 @@ pub(super) const SPEC: StageSpec = StageSpec {
 
 #[cfg(target_arch = "wasm32")]
 pub(super) async fn run(cx: &StageContext<'_>, p: &Providers) -> Result<(), StageFailure> {
-    let x = p.text.extract(&format!("{}.\n{}", cx.doc.title, cx.doc.body)).await?;
+    let x = p.text.extract(&format!("{}.\n{}", cx.doc.title, cx.doc.body), cx.on_rate_limit(Stage::Extract)).await?;
     Ok(cx.artifacts.put(EXTRACTION, &x)?)
 }

@@ -113,6 +113,14 @@ mod runtime {
         pub artifacts: &'a ArtifactStore,
     }
 
+    impl StageContext<'_> {
+        /// A rate-limited model is waited out unless this is the stage's last attempt.
+        pub fn on_rate_limit(&self, stage: Stage) -> crate::providers::OnRateLimit {
+            use crate::providers::OnRateLimit;
+            if self.run.on_last_attempt(stage) { OnRateLimit::Fallback } else { OnRateLimit::Retry }
+        }
+    }
+
     pub async fn execute(stage: Stage, cx: &StageContext<'_>) -> Result<(), StageFailure> {
         let p = Providers::from_config(cx.env, cx.cfg);
         let extracted;

@@ -20,6 +20,6 @@ pub(super) const SPEC: StageSpec = StageSpec {
 
 #[cfg(target_arch = "wasm32")]
 pub(super) async fn run(cx: &StageContext<'_>, p: &Providers) -> Result<(), StageFailure> {
-    let summary = p.text.summarize(&cx.doc.body).await?;
+    let summary = p.text.summarize(&cx.doc.body, cx.on_rate_limit(Stage::Summarize)).await?;
     Ok(cx.artifacts.put(SUMMARY, &summary)?)
 }
