@@ -14,10 +14,17 @@ pub fn rfc3339(ms: Millis) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// The furthest ahead an alarm is armed. A wake further off (a token's
+/// `exp` in the year 30000) is armed this far ahead and re-armed then: a
+/// time past the clock's range would read as 1970 and fire at once, again
+/// and again.
+pub const ALARM_HORIZON_MS: Millis = 365 * 24 * 3600 * 1000;
+
 /// When an alarm wanted at `at` is armed: `at`, or 1 ms after `now` when
-/// `at` is not later (an alarm armed for "now" inside `alarm()` is lost).
+/// `at` is not later (an alarm armed for "now" inside `alarm()` is lost),
+/// and no later than [`ALARM_HORIZON_MS`] ahead.
 pub fn alarm_after(at: Millis, now: Millis) -> Millis {
-    at.max(now.saturating_add(1))
+    at.min(now.saturating_add(ALARM_HORIZON_MS)).max(now.saturating_add(1))
 }
 
 pub fn parse_rfc3339(s: &str) -> Option<Millis> {
@@ -66,6 +73,18 @@ mod tests {
         assert_eq!(alarm_after(12_300, 12_300), 12_301);
         assert_eq!(alarm_after(12_302, 12_300), 12_302);
         assert_eq!(alarm_after(0, Millis::MAX), Millis::MAX);
+    }
+
+    #[test]
+    fn a_far_wake_is_armed_within_the_horizon() {
+        let now = 1_700_000_000_000;
+        for far in [9_000_000_000_000_000, Millis::MAX, now + ALARM_HORIZON_MS + 1] {
+            let at = alarm_after(far, now);
+            assert_eq!(at, now + ALARM_HORIZON_MS);
+            // Representable, so not read as 1970.
+            assert!(DateTime::<Utc>::from_timestamp_millis(at).is_some());
+        }
+        assert_eq!(alarm_after(now + 5_000, now), now + 5_000);
     }
 
     /// Every actor arms through `actors::alarm_time`, which applies
