@@ -156,8 +156,11 @@ impl ContentActor {
     /// the alarm handler (`firing`) the alarm that fired is spent, so it is
     /// set again without asking.
     async fn arm(&self, firing: bool) -> ApiResult<()> {
-        if !self.created() || self.memory.outbox.draining() {
-            // A drain in flight arms when it ends.
+        // A drain in flight arms when it ends, but not the alarm that fired
+        // meanwhile: it is spent, and that drain (a slow try past its lease)
+        // may never end if the instance is reset. At worst this wakes once
+        // for nothing when the other drain's lease ends.
+        if !self.created() || (self.memory.outbox.draining() && !firing) {
             return Ok(());
         }
         let Some(due) = self.outbox()?.next_due()? else {
