@@ -588,6 +588,32 @@ impl SessionOps for SessionActor {
     }
 }
 
+impl SessionActor {
+    /// The alarm's work: the bounded-late poll while sockets follow topics,
+    /// and the session's expiry (then it closes its sockets and forgets it).
+    async fn wake(&self) -> ApiResult<&'static str> {
+        self.armed_at.set(None);
+        let Ok(info) = self.info() else { return Ok("gone") };
+        let now = now_ms();
+        if info.expires_at > now && !self.key_holds(now).await {
+            return Ok("revoked");
+        }
+        if info.expires_at > now {
+            let next = match self.poll(now).await {
+                Ok(next) => next,
+                Err(e) => {
+                    worker::console_error!("session poll failed: {e}");
+                    Some(now + POLL_FAST_MS)
+                }
+            };
+            self.arm(next.unwrap_or(info.expires_at), info.expires_at).await?;
+            return Ok("polled");
+        }
+        self.end(&info, "expired", close_expired).await?;
+        Ok("expired")
+    }
+}
+
 impl Inspectable for SessionActor {
     async fn inspect(&self, _q: Inspect) -> ApiResult<Value> {
         let info = self.info()?;
@@ -595,7 +621,11 @@ impl Inspectable for SessionActor {
         super::inspection(&self.state, "session", &info.id.to_string(), self.view()?, &log).await
     }
 
+    /// Runs the alarm's work now (the poll, the key check, the expiry) and
+    /// shows the session after it; an ended session is gone (404).
     async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value> {
+        self.info()?;
+        self.wake().await?;
         self.inspect(Inspect { content_id: q.content_id }).await
     }
 }
@@ -639,30 +669,10 @@ impl DurableObject for SessionActor {
         Ok(())
     }
 
-    /// The bounded-late poll while sockets follow topics, and the session's
-    /// expiry: then it closes its sockets and forgets it.
     async fn alarm(&self) -> worker::Result<Response> {
-        self.armed_at.set(None);
-        let Ok(info) = self.info() else { return Response::ok("gone") };
-        let now = now_ms();
-        if info.expires_at > now && !self.key_holds(now).await {
-            return Response::ok("revoked");
-        }
-        if info.expires_at > now {
-            let next = match self.poll(now).await {
-                Ok(next) => next,
-                Err(e) => {
-                    worker::console_error!("session poll failed: {e}");
-                    Some(now + POLL_FAST_MS)
-                }
-            };
-            if let Err(e) = self.arm(next.unwrap_or(info.expires_at), info.expires_at).await {
-                return Response::error(e.to_string(), 500);
-            }
-            return Response::ok("polled");
-        }
-        self.end(&info, "expired", close_expired).await?;
-        Response::ok("expired")
+        // A failure is thrown, so the runtime retries the alarm.
+        let outcome = self.wake().await.map_err(|e| worker::Error::RustError(e.to_string()))?;
+        Response::ok(outcome)
     }
 }
 

@@ -104,6 +104,33 @@ async fn firing_an_alarm_and_metrics() {
     assert!(m.body["actors"]["content"].is_object());
 }
 
+/// Firing a session's alarm runs its work (the key check, the poll, the
+/// expiry), not only an inspection: a session of a revoked key ends at once.
+/// Failed before: the route only inspected, and the session stood.
+#[tokio::test]
+async fn firing_a_sessions_alarm_runs_its_key_check() {
+    let s = &shared().server;
+    let created = send(http().post(s.url("/admin/keys")).bearer_auth(&s.admin_token).json(&json!({"tenant": unique_tenant("alarm"), "name": "tab", "scopes": ["content:read"]}))).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let key = created.body["key"].as_str().unwrap();
+    let session = send(http().post(s.url("/api/sessions")).bearer_auth(key).json(&json!({}))).await;
+    assert_eq!(session.status, 200, "{}", session.body);
+    let sid = session.body["session_id"].as_str().unwrap();
+    let path = format!("/admin/actors/session/{sid}");
+    let r = s.admin_post(&format!("{path}/alarm")).await;
+    assert_eq!(r.status, 200, "a live session's alarm: {}", r.body);
+    assert_eq!(r.body["kind"], "session");
+    let id = created.body["key_id"].as_str().unwrap();
+    assert_eq!(send(http().delete(s.url(&format!("/admin/keys/{id}"))).bearer_auth(&s.admin_token)).await.status, 204);
+    // The session's key check is throttled to one per few seconds per instance.
+    eventually("the fired alarm ends the revoked key's session", Duration::from_secs(20), || async {
+        let r = s.admin_post(&format!("{path}/alarm")).await;
+        if r.status == 404 { Ok(()) } else { Err(format!("{}: {}", r.status, r.body)) }
+    })
+    .await;
+    assert_eq!(s.admin_get(&path).await.status, 404, "the ended session is gone");
+}
+
 #[tokio::test]
 async fn openapi_documents_the_router() {
     let s = &shared().server;
