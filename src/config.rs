@@ -31,6 +31,7 @@ impl Default for Limits {
             tag_max_chars: 40,
             category_max_chars: 64,
             author_max_chars: 200,
+            // Set from the field caps by `Config::from_lookup`.
             request_max_bytes: 256 * 1024,
             upload_max_bytes: 10 * 1024 * 1024,
         }
@@ -146,9 +147,17 @@ impl Config {
             request_max_bytes: 0,
             upload_max_bytes: num("MAX_UPLOAD_BYTES", d.upload_max_bytes as u64).max(1) as usize,
         };
-        // The request cap follows the body cap, with room for JSON escaping.
+        // The request cap follows the field caps, with room for JSON escaping
+        // at its worst: a byte can be sent as `\u0001` (6 bytes), a 4-byte
+        // character as a surrogate pair (12). A client's encoder may escape
+        // all non-ASCII (Python's `json` does): the fields' caps are on the
+        // decoded text, so a valid item must not be refused as too large.
+        let labels = limits.title_max_chars
+            + limits.tags_max * limits.tag_max_chars
+            + limits.category_max_chars
+            + limits.author_max_chars;
         let limits = Limits {
-            request_max_bytes: limits.body_max_bytes * 6 / 5 + 16 * 1024,
+            request_max_bytes: limits.body_max_bytes.saturating_mul(6).saturating_add(labels.saturating_mul(12)).saturating_add(4096),
             ..limits
         };
         let r = Retention::default();
@@ -220,7 +229,8 @@ mod tests {
         assert_eq!(c.limits.body_max_bytes, 200 * 1024);
         assert_eq!(c.limits.tags_max, 20);
         assert_eq!(c.limits.tag_max_chars, 40);
-        assert!(c.limits.request_max_bytes > c.limits.body_max_bytes);
+        // A largest valid item, every byte of it escaped, is not too large.
+        assert!(c.limits.request_max_bytes >= c.limits.body_max_bytes * 6 + c.limits.title_max_chars * 12);
         assert_eq!(c.limits.upload_max_bytes, 10 * 1024 * 1024);
         assert_eq!(cfg(&[("MAX_UPLOAD_BYTES", "4096")]).limits.upload_max_bytes, 4096);
         assert!(c.faults.is_empty());

@@ -39,6 +39,15 @@ async fn content_validation_errors() {
     assert_error(&raw(b"\xff\xfe{}", "application/json").await, 400, "malformed_json");
     assert_error(&raw(b"", "application/json").await, 400, "malformed_json");
     assert_error(&raw(b"title=x", "application/x-www-form-urlencoded").await, 415, "unsupported_media_type");
+    // The body cap is on the decoded text: an encoder that escapes every
+    // non-ASCII character (Python's `json`) sends 180,000 bytes of CJK as
+    // 360,000. Valid is 202; past the body cap is 422 on the field, not 413.
+    let escaped = |chars: usize| format!(r#"{{"title":"escaped","body":"{}"}}"#, "\\u65e5".repeat(chars)).into_bytes();
+    let r = send(http().post(s.url("/api/content")).bearer_auth(&s.key).header("content-type", "application/json").body(escaped(60_000))).await;
+    assert_eq!(r.status, 202, "180,000 bytes of body, escaped: {}", r.body);
+    let r = send(http().post(s.url("/api/content")).bearer_auth(&s.key).header("content-type", "application/json").body(escaped(70_000))).await;
+    assert_error(&r, 422, "invalid_field");
+    assert_eq!(r.body["error"]["field"], "body");
     let huge = vec![b'a'; 2 * 1024 * 1024];
     let r = send(http().post(s.url("/api/content")).bearer_auth(&s.key).header("content-type", "application/json").body(huge)).await;
     assert_error(&r, 413, "payload_too_large");
