@@ -31,6 +31,17 @@ use crate::protocol::{EventRecord, ServerFrame, Topic};
 /// the topic needs sharding, not a bigger cap.
 pub const MAX_SOCKETS: usize = 10_000;
 
+/// Most sockets anonymous callers hold on one topic, whatever their client
+/// addresses: the per-principal cap counts an IPv6 client by its /64, and
+/// one home line has many, so without this share one client could take all
+/// [`MAX_SOCKETS`] (its sockets never expire) and shut out every signed-in
+/// watcher, the operator too.
+pub const MAX_ANONYMOUS_SOCKETS: usize = MAX_SOCKETS / 2;
+
+/// The hibernation tag every anonymous caller's socket carries, counted
+/// against [`MAX_ANONYMOUS_SOCKETS`].
+const ANONYMOUS_TAG: &str = "anonymous";
+
 /// How long after a commit a lost broadcast is sent at the latest (the
 /// actor's catch-up alarm).
 pub const CATCH_UP_MS: i64 = 1_000;
@@ -94,12 +105,15 @@ impl SocketOpener {
     /// session and principal holds (`getWebSockets(tag)`). Hashed: a tag has
     /// at most 256 characters and a principal's key has no such bound.
     pub fn tags(&self) -> Vec<String> {
-        let mut tags = Vec::with_capacity(2);
+        let mut tags = Vec::with_capacity(3);
         if let Some(h) = &self.holder {
             tags.push(format!("p:{:016x}", fnv1a(h.as_bytes())));
         }
         if let Some(s) = self.session {
             tags.push(format!("s:{s}"));
+        }
+        if super::followers::is_anonymous(&self.holder) {
+            tags.push(ANONYMOUS_TAG.to_string());
         }
         tags
     }
@@ -108,7 +122,11 @@ impl SocketOpener {
     /// this opener's [`Self::tags`] holds already; `None` when it fits.
     pub fn over_cap(&self, caps: SocketCaps, held: impl Fn(&str) -> usize) -> Option<u32> {
         self.tags().iter().find_map(|tag| {
-            let max = if tag.starts_with("s:") { caps.per_session } else { caps.per_principal };
+            let max = match tag.as_str() {
+                ANONYMOUS_TAG => MAX_ANONYMOUS_SOCKETS as u32,
+                t if t.starts_with("s:") => caps.per_session,
+                _ => caps.per_principal,
+            };
             (held(tag) >= max as usize).then_some(max)
         })
     }
@@ -359,6 +377,23 @@ mod tests {
         // The operator (no holder) without a session has no cap at all.
         assert_eq!(opener(None, None).over_cap(caps, |_| usize::MAX), None);
         assert_eq!(opener(None, Some(s)).over_cap(caps, |_| 2), Some(2));
+    }
+
+    #[test]
+    fn anonymous_callers_share_half_of_a_topics_sockets() {
+        let caps = SocketCaps { per_session: 8, per_principal: 64 };
+        let anonymous = |ip: &str| opener(Some(&crate::domain::followers::anonymous_holder(ip)), None);
+        let (a, b) = (anonymous("ip6:2001:db8:0:1"), anonymous("ip6:2001:db8:0:2"));
+        // Two /64s of one line: each under its own cap, and counted together.
+        assert_ne!(a.tags()[0], b.tags()[0]);
+        assert!(a.tags().contains(&ANONYMOUS_TAG.to_string()) && b.tags().contains(&ANONYMOUS_TAG.to_string()));
+        let full = |t: &str| if t == ANONYMOUS_TAG { MAX_ANONYMOUS_SOCKETS } else { 1 };
+        assert_eq!(b.over_cap(caps, full), Some(MAX_ANONYMOUS_SOCKETS as u32), "the anonymous share is full");
+        assert_eq!(b.over_cap(caps, |t| if t == ANONYMOUS_TAG { MAX_ANONYMOUS_SOCKETS - 1 } else { 1 }), None);
+        // A signed-in principal is not counted in it.
+        let keyed = opener(Some("acme:key-1"), None);
+        assert!(!keyed.tags().contains(&ANONYMOUS_TAG.to_string()));
+        assert_eq!(keyed.over_cap(caps, full), None);
     }
 
     #[test]

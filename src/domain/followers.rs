@@ -27,7 +27,7 @@ pub fn anonymous_holder(client_key: &str) -> String {
     format!("~{client_key}")
 }
 
-fn is_anonymous(holder: &Option<String>) -> bool {
+pub fn is_anonymous(holder: &Option<String>) -> bool {
     holder.as_deref().is_some_and(|h| h.starts_with('~'))
 }
 
