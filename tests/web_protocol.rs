@@ -49,3 +49,21 @@ fn the_inspectors_kinds_are_the_registered_ones() {
     let kinds: Vec<&str> = line.split('\'').skip(1).step_by(2).collect();
     assert_eq!(kinds, actorline::protocol::REGISTERED_ACTOR_KINDS, "{line}");
 }
+
+/// The codes the client asks again after are the server's "for now"
+/// refusals (5xx, 429), by the names the server sends in an error frame.
+#[test]
+fn the_retryable_codes_are_the_servers_refusals_for_now() {
+    use actorline::error::ApiError;
+    let js = protocol_js();
+    let line = js.lines().find(|l| l.contains("export const RETRYABLE_CODES")).expect("RETRYABLE_CODES in web/protocol.js");
+    let codes: Vec<&str> = line.split('\'').skip(1).step_by(2).collect();
+    let for_now = [
+        ApiError::Internal("x".into()),
+        ApiError::Unavailable("x".into()),
+        ApiError::RateLimited { retry_after_secs: 1 },
+        ApiError::CircuitOpen { retry_after_ms: 1 },
+    ];
+    assert!(for_now.iter().all(|e| e.status() == 429 || e.status() >= 500));
+    assert_eq!(codes, for_now.iter().map(ApiError::frame_code).collect::<Vec<_>>(), "{line}");
+}

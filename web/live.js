@@ -10,7 +10,7 @@
 //   resubscribes with `after=<last seq>`; the server replays exactly what was
 //   missed, then `ready`. `resync_required` hands the view a snapshot instead.
 
-import { api, frames, SERVER_FRAMES } from './protocol.js';
+import { api, frames, RETRYABLE_CODES, SERVER_FRAMES } from './protocol.js';
 import { credential } from './api.js';
 
 const SESSION_KEY = 'actorline.session';
@@ -110,12 +110,15 @@ export class Live extends EventTarget {
 
   unsubscribe(topic, sub) {
     if (this.subs.get(topic) !== sub) return;
+    clearTimeout(sub.retryTimer);
     this.subs.delete(topic);
     if (this.isOpen()) this.send(frames.unsubscribe(topic));
     this.updateReadiness();
   }
 
   sendSubscribe(sub) {
+    clearTimeout(sub.retryTimer);
+    sub.retryTimer = null;
     sub.ready = false;
     sub.subscribedSeq = null;
     this.send(frames.subscribe(sub.topic, sub.lastSeq ?? undefined));
@@ -363,6 +366,7 @@ export class Live extends EventTarget {
       case SERVER_FRAMES.READY:
         if (!sub) return;
         sub.ready = true;
+        sub.retries = 0;
         sub.handlers.onReady?.();
         this.updateReadiness();
         break;
@@ -384,6 +388,14 @@ export class Live extends EventTarget {
         // only in its message).
         const target = sub ?? [...this.subs.values()].find((s) => f.message && f.message.includes(s.topic));
         const err = { code: f.code, message: f.message, topic: target?.topic };
+        if (target && !target.ready && RETRYABLE_CODES.includes(f.code)) {
+          // Refused for now (the topic's actor or the catalog failed): the
+          // subscription stays and is asked for again from its cursor, so a
+          // view open on a healthy socket does not stop updating for good.
+          this.resubscribeLater(target);
+          this.dispatchEvent(new CustomEvent('frame-error', { detail: err }));
+          break;
+        }
         if (target && !target.ready) {
           // The server dropped it: the connection no longer waits for its
           // `ready` (a reconnect asks again).
@@ -398,6 +410,19 @@ export class Live extends EventTarget {
       default:
         break;
     }
+  }
+
+  /** Asks for `sub` again after a backoff, if it is still wanted on this socket. */
+  resubscribeLater(sub) {
+    const ws = this.ws;
+    const delay = backoffMs(sub.retries ?? 0);
+    sub.retries = (sub.retries ?? 0) + 1;
+    clearTimeout(sub.retryTimer);
+    sub.retryTimer = setTimeout(() => {
+      sub.retryTimer = null;
+      // A reconnect asks for every subscription itself.
+      if (this.subs.get(sub.topic) === sub && this.ws === ws && this.isOpen() && !sub.ready) this.sendSubscribe(sub);
+    }, delay);
   }
 
   onEvent(sub, f) {

@@ -55,6 +55,13 @@ export const RUN_STATUSES = Object.freeze(['queued', 'running', 'completed', 'fa
 export const TERMINAL_RUN_STATUSES = Object.freeze(['completed', 'failed', 'cancelled']);
 export const STAGE_STATUSES = Object.freeze(['pending', 'running', 'retrying', 'completed', 'skipped', 'failed']);
 export const CONTENT_STATUSES = Object.freeze(['processing', 'indexed', 'failed']);
+/**
+ * Error codes that refuse a subscribe for now, not for good (a 5xx or 429:
+ * the topic's actor or the catalog failed, or the socket sent too much): the
+ * client asks again, with backoff, on the same socket. tests/web_protocol.rs
+ * checks them against the server's codes.
+ */
+export const RETRYABLE_CODES = Object.freeze(['internal', 'unavailable', 'rate_limited', 'circuit_open']);
 export const ACTOR_KINDS = Object.freeze(['content', 'run', 'session', 'answer', 'batch']);
 export const ANSWER_STATUSES = Object.freeze(['generating', 'completed', 'failed']);
 export const TERMINAL_ANSWER_STATUSES = Object.freeze(['completed', 'failed']);

@@ -1,7 +1,7 @@
 // Plain-node checks of the client's pure helpers (no browser, no server):
 // byte-range highlighting, run-event application and reconnect backoff.
 
-import { test } from 'node:test';
+import { mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
@@ -118,7 +118,8 @@ test('every pattern in the OpenAPI document is an ECMA-262 regex, with and witho
 function liveWith(topics, errors = []) {
   globalThis.WebSocket ??= { OPEN: 1 };
   const live = new Live({ sessions: {} });
-  live.ws = { readyState: WebSocket.OPEN };
+  const sent = [];
+  live.ws = { readyState: WebSocket.OPEN, send: (d) => sent.push(JSON.parse(d)) };
   live.state = 'resyncing';
   for (const topic of topics) {
     live.subs.set(topic, {
@@ -126,7 +127,7 @@ function liveWith(topics, errors = []) {
     });
   }
   const frame = (f) => live.onMessage({ data: JSON.stringify(f) });
-  return { live, frame };
+  return { live, frame, sent };
 }
 
 test('a refused subscribe settles: its error names the topic, and the connection stops waiting for it', () => {
@@ -143,6 +144,37 @@ test('a refused subscribe settles: its error names the topic, and the connection
   const other = liveWith(['run:c']);
   other.frame({ type: 'error', code: 'rate_limited', message: 'too many frames; slow down' });
   assert.equal(other.live.state, 'resyncing');
+});
+
+test('a subscribe refused for now is asked for again from its cursor; one refused for good settles', () => {
+  mock.timers.enable({ apis: ['setTimeout'] });
+  try {
+    const errors = [];
+    const { live, frame, sent } = liveWith(['answer:a', 'run:b'], errors);
+    live.subs.get('answer:a').lastSeq = 4;
+    // The topic's actor failed (a D1 hiccup during the replay check): not the view's end.
+    frame({ type: 'error', code: 'internal', message: 'internal error', topic: 'answer:a' });
+    assert.deepEqual(errors, [], 'a view is not told a retryable refusal');
+    assert.equal(live.subs.get('answer:a').ready, false);
+    assert.equal(live.state, 'resyncing');
+    mock.timers.tick(60_000);
+    assert.deepEqual(sent, [{ type: 'subscribe', topic: 'answer:a', after: 4 }]);
+    // Refused again: asked again, later.
+    frame({ type: 'error', code: 'unavailable', message: 'busy', topic: 'answer:a' });
+    mock.timers.tick(60_000);
+    assert.equal(sent.length, 2);
+    frame({ type: 'subscribed', topic: 'answer:a', seq: 9 });
+    frame({ type: 'ready', topic: 'answer:a' });
+    assert.equal(live.subs.get('answer:a').retries, 0);
+    // A refusal for good settles at once and is not asked again.
+    frame({ type: 'error', code: 'unknown_topic', message: 'topic run:b not found', topic: 'run:b' });
+    mock.timers.tick(60_000);
+    assert.equal(sent.length, 2);
+    assert.deepEqual(errors.map((e) => e.code), ['unknown_topic']);
+    assert.equal(live.state, 'live');
+  } finally {
+    mock.timers.reset();
+  }
 });
 
 test('a resync never moves the cursor back', () => {
