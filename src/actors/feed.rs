@@ -40,7 +40,7 @@ pub struct FeedActor {
 }
 
 /// Appends an item's announcement (see `Duty::Announce`): once, however
-/// often it is tried.
+/// often it is tried, and not after a later one of the item.
 pub async fn append(env: &Env, events: Vec<EventDraft>, from: Announcer) -> ApiResult<()> {
     rpc::send(env, FEED_NAME, &Append { events, from: Some(from) }).await?;
     Ok(())
@@ -75,7 +75,7 @@ impl FeedActor {
     /// Items that never had a second version or a deletion cost no label read.
     fn place(&self, ledger: &FeedLedger, mut drafts: Vec<EventDraft>, from: Option<&Announcer>, now: Millis) -> ApiResult<Option<Placed>> {
         if let Some(a) = from {
-            if !ledger.first_time(a.content_id, a.seq, now)? {
+            if !ledger.claim(a.content_id, a.seq, now)? {
                 return Ok(None);
             }
         }

@@ -1,6 +1,8 @@
 //! What the feed keeps besides its log to place content actors'
 //! announcements: the ones it has appended, so one tried again (its reply
-//! was lost) is appended once, and the labels of items changed lately
+//! was lost) is appended once and one overtaken by a later one of its item
+//! (tried again after a failure while the later one landed) is not appended
+//! at all, and the labels of items changed lately
 //! (`domain::item_labels`), so a late one shows what the item is now. Both
 //! are kept [`LATE_ANNOUNCE_MS`].
 
@@ -81,17 +83,25 @@ impl<'a> FeedLedger<'a> {
         Ok(())
     }
 
-    /// Records an announcement, and answers whether it is new: one statement.
-    pub fn first_time(&self, content_id: uuid::Uuid, seq: u64, now: Millis) -> Result<bool, ApiError> {
+    /// Records an announcement if it is to be appended, and answers whether
+    /// it is: neither it nor a later one of its item (a higher `seq`) was
+    /// appended. An item's announcements are tried independently, so a
+    /// retried one can arrive after its successors; appended then, the feed
+    /// would show an indexed item as processing, or a deleted one as
+    /// indexed. Its successor says what the item is now. One statement.
+    pub fn claim(&self, content_id: uuid::Uuid, seq: u64, now: Millis) -> Result<bool, ApiError> {
+        let id: SqlStorageValue = content_id.to_string().into();
+        let seq: SqlStorageValue = (seq as i64).into();
         let added: Vec<IgnoredAny> = rows(
             &self.sql,
-            "INSERT INTO announced (content_id, seq, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING seq",
-            vec![content_id.to_string().into(), (seq as i64).into(), now.into()],
+            "INSERT INTO announced (content_id, seq, at) SELECT ?, ?, ? \
+             WHERE NOT EXISTS (SELECT 1 FROM announced WHERE content_id = ? AND seq >= ?) RETURNING seq",
+            vec![id.clone(), seq.clone(), now.into(), id, seq],
         )?;
         Ok(!added.is_empty())
     }
 
-    /// Undoes [`Self::first_time`] for an announcement that was not
+    /// Undoes [`Self::claim`] for an announcement that was not
     /// appended after all.
     pub fn unclaim(&self, content_id: uuid::Uuid, seq: u64) -> Result<(), ApiError> {
         exec(&self.sql, "DELETE FROM announced WHERE content_id = ? AND seq = ?", vec![content_id.to_string().into(), (seq as i64).into()])

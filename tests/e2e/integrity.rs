@@ -378,8 +378,10 @@ async fn failed_spawns_and_catalog_writes_are_retried_until_they_land() {
         health.body
     );
     let cids: Vec<String> = subs.iter().map(|(cid, _)| cid.clone()).collect();
-    eventually("every item's feed events, once each", Duration::from_secs(30), || async {
-        feed_holds_each_once(&s, &s.key, &cids).await.inspect_err(|e| assert!(!matches!(e, FeedShortfall::Twice(_)), "{e}"))
+    // Half the announcements fail their first try, and an item's next one
+    // often lands before the retry: the feed keeps each item's order.
+    eventually("every item's feed events, once each, in order", Duration::from_secs(30), || async {
+        feed_holds_each_once(&s, &s.key, &cids).await.inspect_err(|e| assert!(matches!(e, FeedShortfall::Missing(_)), "{e}"))
     })
     .await;
     let log = s.log_text();

@@ -798,6 +798,8 @@ pub async fn sse(req: reqwest::RequestBuilder, until: impl Fn(&[Sse]) -> bool) -
     let status = resp.status().as_u16();
     let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_string()).unwrap_or_default();
     let mut buf = String::new();
+    // A chunk may end inside a character: its bytes wait for the next one.
+    let mut pending: Vec<u8> = Vec::new();
     let mut out = Vec::new();
     if status != 200 {
         return (status, ctype, out);
@@ -807,7 +809,14 @@ pub async fn sse(req: reqwest::RequestBuilder, until: impl Fn(&[Sse]) -> bool) -
             Ok(Ok(Some(c))) => c,
             _ => break,
         };
-        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+        pending.extend_from_slice(&chunk);
+        let whole = match std::str::from_utf8(&pending) {
+            Ok(_) => pending.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(e) => panic!("the stream is not UTF-8: {e}"),
+        };
+        buf.push_str(std::str::from_utf8(&pending[..whole]).expect("checked"));
+        pending.drain(..whole);
         while let Some(end) = buf.find("\n\n") {
             let block: String = buf.drain(..end + 2).collect();
             let mut m = Sse { id: None, event: "message".into(), data: String::new() };
@@ -859,6 +868,8 @@ pub async fn feed_events(s: &Server, key: &str, content_ids: &[String]) -> Vec<V
 pub enum FeedShortfall {
     /// An event reached the feed twice: a defect, whatever comes later.
     Twice(String),
+    /// An item's events are on the feed out of its order: a defect too.
+    OutOfOrder(String),
     /// Some items' events have not arrived (yet): worth waiting for.
     Missing(Vec<String>),
 }
@@ -867,12 +878,17 @@ impl std::fmt::Display for FeedShortfall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FeedShortfall::Twice(item) => write!(f, "an event reached the feed twice: {item}"),
+            FeedShortfall::OutOfOrder(item) => write!(f, "an item's events reached the feed out of order: {item}"),
             FeedShortfall::Missing(items) => write!(f, "items without their events: {items:?}"),
         }
     }
 }
 
-/// Whether the feed holds each of `content_ids`' first-version events once.
+/// Whether the feed holds each of `content_ids`' first-version events once,
+/// in the item's order, through its `content.indexed`. Its `processing`
+/// event may be absent, and only then: an announcement tried again after
+/// its item's next one landed is not appended (it would show the item as it
+/// no longer is).
 pub async fn feed_holds_each_once(s: &Server, key: &str, content_ids: &[String]) -> Result<(), FeedShortfall> {
     let per_item = feed_events(s, key, content_ids).await;
     let mut missing = Vec::new();
@@ -883,8 +899,12 @@ pub async fn feed_holds_each_once(s: &Server, key: &str, content_ids: &[String])
         if once.len() != events.len() {
             return Err(FeedShortfall::Twice(format!("item {cid}: {events:?}")));
         }
-        let processing = events.contains(&("content.updated".into(), 1, "processing".into()));
-        if !processing || !events.iter().any(|e| e.0 == "content.indexed") {
+        // An item's order: by version, and within one its processing before its end.
+        let rank = |e: &(String, u64, String)| (e.1, e.0 != "content.updated" || e.2 != "processing");
+        if events.windows(2).any(|w| rank(&w[0]) > rank(&w[1])) {
+            return Err(FeedShortfall::OutOfOrder(format!("item {cid}: {events:?}")));
+        }
+        if !events.iter().any(|e| e.0 == "content.indexed") {
             missing.push(format!("{cid}: {events:?}"));
         }
     }
