@@ -18,7 +18,7 @@ use super::{ActorStorage, TopicActor};
 use crate::error::ApiResult;
 use crate::domain::broadcast::sees;
 use crate::domain::item_labels::{ItemLabel, ItemLabels};
-use crate::store::feed_ledger::{FeedLedger, LedgerMemory};
+use crate::store::feed_ledger::{Claim, FeedLedger, LedgerMemory};
 use crate::domain::principal::{Principal, ReadScope};
 use crate::protocol::{EventDraft, EventRecord, Topic};
 use crate::domain::time::Millis;
@@ -74,16 +74,23 @@ impl FeedActor {
     /// now (see `domain::item_labels`), and the labels they changed, saved.
     /// Items that never had a second version or a deletion cost no label read.
     fn place(&self, ledger: &FeedLedger, mut drafts: Vec<EventDraft>, from: Option<&Announcer>, now: Millis) -> ApiResult<Option<Placed>> {
-        if let Some(a) = from {
-            if !ledger.claim(a.content_id, a.seq, now)? {
-                return Ok(None);
-            }
+        let claim = match from {
+            Some(a) => ledger.claim(a.content_id, a.seq, now)?,
+            None => Claim::Append,
+        };
+        if claim == Claim::Repeat {
+            return Ok(None);
         }
         let mut labels = ledger.labels(&ItemLabels::items(&drafts))?;
         let changed = labels.learn(&drafts, now);
         ledger.save(&labels, &changed)?;
         labels.apply(&mut drafts);
         let changed = changed.into_iter().filter_map(|id| labels.get(&id).cloned().map(|l| (id, l))).collect();
+        if claim == Claim::Overtaken {
+            // Not shown, but a PUT that narrowed the item still narrows its
+            // earlier events (its successor, `content.indexed`, teaches nothing).
+            drafts.clear();
+        }
         Ok(Some((drafts, changed)))
     }
 

@@ -34,6 +34,19 @@ pub struct LedgerMemory {
     no_labels: std::cell::Cell<Option<bool>>,
 }
 
+/// What the feed does with an announcement ([`FeedLedger::claim`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// New and the item's latest: appended.
+    Append,
+    /// Appended already (a try whose reply was lost): nothing to do.
+    Repeat,
+    /// A later one of the item was appended first: not appended, but what
+    /// it says of the item (a new version's visibility) is still learned,
+    /// so the item's earlier events are narrowed as they would have been.
+    Overtaken,
+}
+
 pub struct FeedLedger<'a> {
     sql: SqlStorage,
     memory: &'a LedgerMemory,
@@ -83,25 +96,29 @@ impl<'a> FeedLedger<'a> {
         Ok(())
     }
 
-    /// Records an announcement if it is to be appended, and answers whether
-    /// it is: neither it nor a later one of its item (a higher `seq`) was
-    /// appended. An item's announcements are tried independently, so a
-    /// retried one can arrive after its successors; appended then, the feed
-    /// would show an indexed item as processing, or a deleted one as
-    /// indexed. Its successor says what the item is now. One statement.
-    pub fn claim(&self, content_id: uuid::Uuid, seq: u64, now: Millis) -> Result<bool, ApiError> {
+    /// Records an announcement if it is to be appended: neither it nor a
+    /// later one of its item (a higher `seq`) was appended. An item's
+    /// announcements are tried independently, so a retried one can arrive
+    /// after its successors; appended then, the feed would show an indexed
+    /// item as processing, or a deleted one as indexed. One statement, and a
+    /// second only for one not appended.
+    pub fn claim(&self, content_id: uuid::Uuid, seq: u64, now: Millis) -> Result<Claim, ApiError> {
         let id: SqlStorageValue = content_id.to_string().into();
         let seq: SqlStorageValue = (seq as i64).into();
         let added: Vec<IgnoredAny> = rows(
             &self.sql,
             "INSERT INTO announced (content_id, seq, at) SELECT ?, ?, ? \
              WHERE NOT EXISTS (SELECT 1 FROM announced WHERE content_id = ? AND seq >= ?) RETURNING seq",
-            vec![id.clone(), seq.clone(), now.into(), id, seq],
+            vec![id.clone(), seq.clone(), now.into(), id.clone(), seq.clone()],
         )?;
-        Ok(!added.is_empty())
+        if !added.is_empty() {
+            return Ok(Claim::Append);
+        }
+        let repeat: Vec<IgnoredAny> = rows(&self.sql, "SELECT seq FROM announced WHERE content_id = ? AND seq = ?", vec![id, seq])?;
+        Ok(if repeat.is_empty() { Claim::Overtaken } else { Claim::Repeat })
     }
 
-    /// Undoes [`Self::claim`] for an announcement that was not
+    /// Undoes a [`Claim::Append`] for an announcement that was not
     /// appended after all.
     pub fn unclaim(&self, content_id: uuid::Uuid, seq: u64) -> Result<(), ApiError> {
         exec(&self.sql, "DELETE FROM announced WHERE content_id = ? AND seq = ?", vec![content_id.to_string().into(), (seq as i64).into()])

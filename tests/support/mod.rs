@@ -899,9 +899,13 @@ pub async fn feed_holds_each_once(s: &Server, key: &str, content_ids: &[String])
         if once.len() != events.len() {
             return Err(FeedShortfall::Twice(format!("item {cid}: {events:?}")));
         }
-        // An item's order: by version, and within one its processing before its end.
-        let rank = |e: &(String, u64, String)| (e.1, e.0 != "content.updated" || e.2 != "processing");
-        if events.windows(2).any(|w| rank(&w[0]) > rank(&w[1])) {
+        // An item's order: by version, and within one no processing after
+        // its indexing (a retry may follow a failure: failed, then processing).
+        let processing = |e: &(String, u64, String)| e.0 == "content.updated" && e.2 == "processing";
+        let out_of_order = events.iter().enumerate().any(|(i, e)| {
+            events[i + 1..].iter().any(|l| l.1 < e.1 || (l.1 == e.1 && e.0 == "content.indexed" && processing(l)))
+        });
+        if out_of_order {
             return Err(FeedShortfall::OutOfOrder(format!("item {cid}: {events:?}")));
         }
         if !events.iter().any(|e| e.0 == "content.indexed") {
