@@ -43,10 +43,13 @@ pub fn classify_error(context: &str, message: &str) -> StageError {
     if has(&["daily free allocation", "unavailable for account"]) || tokens.contains(&"3036") || tokens.contains(&"3023") {
         return StageError::terminal(full);
     }
-    // A throttle is one whatever else it names: Vectorize sends its own as a
-    // request error, "VECTOR_UPSERT_ERROR (code = 40041): Too Many Requests".
-    let throttled = has(&["rate limit", "ratelimit", "rate-limit", "rate_limit", "too many requests"]) || tokens.contains(&"429");
-    if throttled {
+    // A throttle's words (or Vectorize's code for it) make it one whatever
+    // else the text names: Vectorize sends its throttle as a request error,
+    // "VECTOR_UPSERT_ERROR (code = 40041): Too Many Requests". A bare 429 is
+    // only read as a status after the request-error check below: in "got
+    // 429 dimensions" or an id "c:429:3" it is not one.
+    let rate_limit_words = ["rate limit", "ratelimit", "rate-limit", "rate_limit", "too many requests"];
+    if has(&rate_limit_words) || tokens.contains(&"40041") {
         return StageError::rate_limited(RATE_LIMIT_RETRY_MS, full);
     }
     // A Vectorize request error (`code = 40xxx`) or a dimension mismatch is
@@ -57,7 +60,7 @@ pub fn classify_error(context: &str, message: &str) -> StageError {
     if vectorize_request_error || has(&["dimension"]) {
         return StageError::terminal(full);
     }
-    if has(&["capacity", "no more data centers"]) || tokens.contains(&"3040") {
+    if has(&["capacity", "no more data centers"]) || tokens.iter().any(|t| *t == "429" || *t == "3040") {
         return StageError::rate_limited(RATE_LIMIT_RETRY_MS, full);
     }
     if has(&[
@@ -216,6 +219,9 @@ mod tests {
                 // Numbers from 500 to 599 here are an id's chunk and a size, not a status.
                 "VECTOR_UPSERT_ERROR (code = 40012): invalid vector for id=\"c:2:512\", expected 768 dimensions, and got 512 dimensions",
                 "expected 768 dimensions, and got 512 dimensions",
+                // A 429 inside an id or a size is not a throttle.
+                "VECTOR_UPSERT_ERROR (code = 40012): invalid vector for id=\"c:429:3\", expected 768 dimensions",
+                "expected 768 dimensions, and got 429 dimensions",
                 "AiError: This model's maximum context length is 24000 tokens. However, you requested 26000 tokens",
             ],
         );
