@@ -25,6 +25,8 @@ const REFUSED_HOLD_MS = 5 * 60_000;
 /** After a close for flooding (1008): not back at once with a fresh socket. */
 const FLOOD_HOLD_MS = 30_000;
 const APPLIED_KEEP = 2000;
+/** How often a subscribe refused for now is asked again (about a minute with backoff). */
+const RESUBSCRIBE_TRIES = 6;
 
 function loadSession() {
   try {
@@ -254,6 +256,7 @@ export class Live extends EventTarget {
     for (const sub of this.subs.values()) {
       sub.ready = false;
       sub.refused = null;
+      sub.retries = 0;
     }
     if (!opened) {
       this.failedOpens += 1;
@@ -388,10 +391,11 @@ export class Live extends EventTarget {
         // only in its message).
         const target = sub ?? [...this.subs.values()].find((s) => f.message && f.message.includes(s.topic));
         const err = { code: f.code, message: f.message, topic: target?.topic };
-        if (target && !target.ready && RETRYABLE_CODES.includes(f.code)) {
+        if (target && !target.ready && RETRYABLE_CODES.includes(f.code) && (target.retries ?? 0) < RESUBSCRIBE_TRIES) {
           // Refused for now (the topic's actor or the catalog failed): the
           // subscription stays and is asked for again from its cursor, so a
           // view open on a healthy socket does not stop updating for good.
+          // After RESUBSCRIBE_TRIES the view is told, as for a refusal.
           this.resubscribeLater(target);
           this.dispatchEvent(new CustomEvent('frame-error', { detail: err }));
           break;

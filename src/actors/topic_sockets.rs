@@ -372,7 +372,9 @@ impl TopicSockets {
             }
         };
         if let Err(e) = result {
-            send(ws, &crate::http::error_frame(&e, e.code()));
+            // Only a subscribe (its replay) fails: the frame names the topic,
+            // so the client knows which subscription to ask for again.
+            send(ws, &crate::http::error_frame(&e, e.code()).about(Some(name)));
         }
     }
 

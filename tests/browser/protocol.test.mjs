@@ -166,10 +166,24 @@ test('a subscribe refused for now is asked for again from its cursor; one refuse
     frame({ type: 'subscribed', topic: 'answer:a', seq: 9 });
     frame({ type: 'ready', topic: 'answer:a' });
     assert.equal(live.subs.get('answer:a').retries, 0);
+    // Subscribed again (a view reopened), then refused for now again and
+    // again: after a few tries the view is told.
+    live.sendSubscribe(live.subs.get('answer:a'));
+    for (let i = 0; i < 6; i += 1) {
+      frame({ type: 'error', code: 'internal', message: 'internal error', topic: 'answer:a' });
+      mock.timers.tick(60_000);
+    }
+    assert.equal(sent.length, 9, 'six more tries');
+    frame({ type: 'error', code: 'internal', message: 'internal error', topic: 'answer:a' });
+    mock.timers.tick(60_000);
+    assert.equal(sent.length, 9);
+    assert.deepEqual(errors.map((e) => e.code), ['internal']);
+    assert.equal(live.subs.get('answer:a').ready, true);
+    errors.length = 0;
     // A refusal for good settles at once and is not asked again.
     frame({ type: 'error', code: 'unknown_topic', message: 'topic run:b not found', topic: 'run:b' });
     mock.timers.tick(60_000);
-    assert.equal(sent.length, 2);
+    assert.equal(sent.length, 9);
     assert.deepEqual(errors.map((e) => e.code), ['unknown_topic']);
     assert.equal(live.state, 'live');
   } finally {
