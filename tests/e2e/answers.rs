@@ -283,6 +283,13 @@ async fn bad_questions_are_4xx() {
     assert_eq!(r.status, 400);
     let r = send(http().post(s.url("/api/answers")).bearer_auth(&s.key).body("x")).await;
     assert_eq!(r.status, 415);
+    // A longest question sent with every character escaped fits; a long body does not.
+    let escaped = format!(r#"{{"question":"{}"}}"#, "\\u65e5".repeat(500));
+    let r = send(http().post(s.url("/api/answers")).bearer_auth(&s.key).header("content-type", "application/json").body(escaped)).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let long = json!({ "question": "x".repeat(20_000) });
+    let r = send(http().post(s.url("/api/answers")).bearer_auth(&s.key).json(&long)).await;
+    assert_eq!(r.status, 413, "{}", r.body);
 }
 
 /// Anyone may ask, so answers do not pile up for good: `ANSWER_TTL_SECS`
