@@ -7,8 +7,19 @@
 /// with room to raise it.
 pub const MAX_PDF_BYTES: usize = 32 * 1024 * 1024;
 
-/// Largest decompressed content stream; bounds a compression bomb.
-const MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
+/// Largest decompressed stream a page may use (its content, a font's
+/// encoding); bounds a compression bomb.
+const MAX_DECOMPRESSED_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most pages read. Each page's extraction walks the page tree again
+/// (lopdf), so the work grows with pages²; a book is well within this.
+pub const MAX_PAGES: usize = 5_000;
+
+/// Longest a document is read. A page's streams are bounded, but pages can
+/// share them (a small file whose thousand pages each inflate one 16 MiB
+/// stream): the whole document gets a deadline, so one upload cannot hold
+/// the analyzer that every tenant's runs share.
+pub const READ_TIME: std::time::Duration = std::time::Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PdfError {
@@ -16,6 +27,8 @@ pub enum PdfError {
     Unreadable(String),
     #[error("the PDF is encrypted")]
     Encrypted,
+    #[error("the PDF is too large to read: {0}")]
+    TooLarge(String),
 }
 
 pub fn extract_text(bytes: &[u8]) -> Result<String, PdfError> {
@@ -26,8 +39,27 @@ pub fn extract_text(bytes: &[u8]) -> Result<String, PdfError> {
     if doc.is_encrypted() {
         return Err(PdfError::Encrypted);
     }
+    read_pages(&doc, std::time::Instant::now() + READ_TIME)
+}
+
+/// Every page's text until `deadline`, pages in order.
+fn read_pages(doc: &lopdf::Document, deadline: std::time::Instant) -> Result<String, PdfError> {
+    let page_ids = doc.get_pages();
+    if page_ids.len() > MAX_PAGES {
+        return Err(PdfError::TooLarge(format!("{} pages; at most {MAX_PAGES} are read", page_ids.len())));
+    }
+    let mut seen = std::collections::HashSet::new();
     let mut pages: Vec<String> = Vec::new();
-    for number in doc.get_pages().keys() {
+    for (number, id) in &page_ids {
+        if std::time::Instant::now() > deadline {
+            return Err(PdfError::TooLarge(format!("reading it takes longer than {} s", READ_TIME.as_secs())));
+        }
+        // A page drawn only from streams an earlier page had says nothing new.
+        let streams = doc.get_page_contents(*id);
+        if !streams.is_empty() && streams.iter().all(|s| seen.contains(s)) {
+            continue;
+        }
+        seen.extend(streams);
         // A page whose text cannot be decoded is skipped, not fatal: the
         // other pages may still hold the document's text.
         let text = doc.extract_text_with_limit(&[*number], MAX_DECOMPRESSED_BYTES).unwrap_or_default();
@@ -98,6 +130,55 @@ pub(crate) mod tests {
     fn extracts_each_pages_text_in_order() {
         let pdf = generated(&["Tidal turbines spin in the strait.", "", "Second page   of text."]);
         assert_eq!(extract_text(&pdf).unwrap(), "Tidal turbines spin in the strait.\n\nSecond page of text.");
+    }
+
+    /// `pages` pages that all draw one content stream showing `text`.
+    fn sharing_one_stream(pages: usize, text: &str) -> Vec<u8> {
+        let mut doc = Document::with_version("1.5");
+        let pages_id = doc.new_object_id();
+        let font = doc.add_object(dictionary! { "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica" });
+        let resources = doc.add_object(dictionary! { "Font" => dictionary! { "F1" => font } });
+        let ops = vec![
+            Operation::new("BT", vec![]),
+            Operation::new("Tf", vec!["F1".into(), 12.into()]),
+            Operation::new("Tj", vec![Object::string_literal(text)]),
+            Operation::new("ET", vec![]),
+        ];
+        let content = doc.add_object(Stream::new(dictionary! {}, Content { operations: ops }.encode().unwrap()));
+        let kids: Vec<Object> = (0..pages)
+            .map(|_| doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id, "Contents" => content }).into())
+            .collect();
+        let count = kids.len() as i64;
+        doc.objects.insert(
+            pages_id,
+            Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => kids, "Count" => count, "Resources" => resources }),
+        );
+        let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+        doc.trailer.set("Root", catalog);
+        doc.compress();
+        let mut out = Vec::new();
+        doc.save_to(&mut out).unwrap();
+        out
+    }
+
+    /// A small file whose pages all inflate one stream is read once, not
+    /// once per page (the analyzer is every tenant's).
+    #[test]
+    fn pages_sharing_a_stream_are_read_once() {
+        let pdf = sharing_one_stream(2_000, "One shared page.");
+        let started = std::time::Instant::now();
+        assert_eq!(extract_text(&pdf).unwrap(), "One shared page.");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_document_past_its_page_cap_or_its_time_is_too_large() {
+        let many = sharing_one_stream(MAX_PAGES + 1, "x");
+        assert!(matches!(extract_text(&many), Err(PdfError::TooLarge(_))));
+        let doc = Document::load_mem(&generated(&["First.", "Second."])).unwrap();
+        let past = std::time::Instant::now() - std::time::Duration::from_millis(1);
+        assert!(matches!(read_pages(&doc, past), Err(PdfError::TooLarge(_))));
+        assert!(read_pages(&doc, std::time::Instant::now() + READ_TIME).is_ok());
     }
 
     #[test]
