@@ -143,16 +143,20 @@ impl BatchActor {
                     // The item's content actor holds the document now, and a
                     // DELETE there must leave no copy here; committed with
                     // the batch below (no await between).
-                    crate::store::exec(&sql, "DELETE FROM batch_docs WHERE idx = ?", vec![(index as f64).into()])?;
+                    drop_doc(&sql, index)?;
                 }
                 // Refused by its content actor for what the item is: no try would differ.
-                Err(e @ ApiError::ItemTooLarge(_)) => events.extend(b.spawn_refused(index, &e.to_string(), now)?),
+                Err(e @ ApiError::ItemTooLarge(_)) => {
+                    events.extend(b.spawn_refused(index, &e.to_string(), now)?);
+                    drop_doc(&sql, index)?;
+                }
                 Err(e) => {
                     if b.spawn_failed(index, &e.to_string(), now)? == SpawnRetry::DeadLetter {
                         // It fails now, not when the dead-letter consumer
                         // reports: a report the queue drops would leave the
                         // item, and its batch, waiting for ever.
                         events.extend(b.dead_lettered(index, now)?);
+                        drop_doc(&sql, index)?;
                         dead.push(index);
                     }
                 }
@@ -172,6 +176,12 @@ impl BatchActor {
         serde_json::to_value(b.view()).unwrap_or_default()
     }
 
+}
+
+/// Deletes an item's document once the batch no longer needs it: the item
+/// holds it (spawned, or its run reported), or it has failed for good.
+fn drop_doc(sql: &worker::SqlStorage, index: u32) -> ApiResult<()> {
+    crate::store::exec(sql, "DELETE FROM batch_docs WHERE idx = ?", vec![(index as f64).into()])
 }
 
 impl BatchOps for BatchActor {
@@ -211,6 +221,12 @@ impl BatchOps for BatchActor {
         let mut b = self.require()?;
         let now = now_ms();
         let events = b.ended(e.index, e.completed, e.reason, now)?;
+        // Its run ended, so its spawn landed (a reply lost on the way left
+        // the document here): the item holds it, and a DELETE there must
+        // leave no copy here.
+        if b.has_ended(e.index) {
+            drop_doc(&self.state.storage().sql(), e.index)?;
+        }
         self.commit(&b, events, now).await?;
         Ok(Done {})
     }
@@ -219,8 +235,13 @@ impl BatchOps for BatchActor {
         let mut b = self.require()?;
         let now = now_ms();
         let mut events = Vec::new();
+        let sql = self.state.storage().sql();
         for index in op.indexes {
             events.extend(b.dead_lettered(index, now)?);
+            // Failed for good (not one never tried, which waits for a slot): its text is not kept.
+            if b.has_ended(index) {
+                drop_doc(&sql, index)?;
+            }
         }
         self.commit(&b, events, now).await?;
         Ok(Done {})

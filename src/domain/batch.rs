@@ -291,6 +291,12 @@ impl Batch {
         p.is_or_operates(&self.submitter)
     }
 
+    /// Whether item `index` has ended (completed or failed for good): the
+    /// batch keeps nothing of it for a later try.
+    pub fn has_ended(&self, index: u32) -> bool {
+        self.items.get(index as usize).is_some_and(|i| i.status.is_terminal())
+    }
+
     fn item_mut(&mut self, index: u32) -> Result<&mut BatchItem, BatchError> {
         let total = self.items.len() as u32;
         self.items.get_mut(index as usize).ok_or(BatchError::NoSuchItem { index, total })
@@ -552,6 +558,23 @@ mod tests {
             b.delivered(i).unwrap();
         }
         b.release(0)
+    }
+
+    /// The batch drops an item's document once the item has ended: its run
+    /// reported (even if its spawn's reply was lost, so it never counted as
+    /// spawned), or it failed for good. A dead letter for an item never tried
+    /// is a delivery: it still needs its document.
+    #[test]
+    fn an_item_has_ended_only_when_it_is_terminal() {
+        let mut b = batch(4, 3);
+        assert_eq!(spawning(&mut b, 3), [0, 1, 2]);
+        b.spawn_failed(0, "reply lost", 1).unwrap();
+        assert!(!b.has_ended(0), "a failed spawn is tried again");
+        b.ended(0, true, None, 2).unwrap();
+        assert!(b.has_ended(0), "its run reported: the item holds its document");
+        b.dead_lettered(3, 3).unwrap();
+        assert!(!b.has_ended(3), "never tried: a dead letter for it is a delivery");
+        assert!(!b.has_ended(9), "no such item");
     }
 
     #[test]
