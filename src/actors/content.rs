@@ -461,9 +461,10 @@ impl ContentOps for ContentActor {
         }
         duties.push(Duty::DropVectors);
         duties.push(Duty::DropFingerprint);
-        if c.has_uploads() {
-            duties.push(Duty::DropUploads { prefix: item_prefix(&c.ownership.tenant, c.id) });
-        }
+        // Whether or not a version was an upload: an upload answered 5xx
+        // (its outcome unknown) keeps its object, and a source PUT refused
+        // on the way leaves one under this item that no version names.
+        duties.push(Duty::DropUploads { prefix: item_prefix(&c.ownership.tenant, c.id) });
         duties.push(Duty::Catalog);
         // A batch's item whose first run did not publish ends here: its run
         // (still going, or cancelled by a PUT and not yet reported) is purged

@@ -462,11 +462,6 @@ impl ContentState {
         self.history.iter().find(|v| v.version == version)?.source.as_ref()
     }
 
-    /// Whether any version was an upload (its objects must go on delete).
-    pub fn has_uploads(&self) -> bool {
-        self.history.iter().any(|v| v.source.is_some())
-    }
-
     pub fn runs(&self) -> Vec<Uuid> {
         self.history.iter().map(|v| v.run_id).collect()
     }
@@ -798,11 +793,10 @@ mod tests {
         assert_eq!(s.source(None).unwrap().key, object_key("acme", id, r2));
         assert_eq!(s.source(Some(3)), None);
         assert_eq!(s.view().source.unwrap().bytes, 5);
-        assert!(s.has_uploads());
         // A JSON version after a file: no current source, the old one stays.
         s.new_version(doc("plain"), Uuid::new_v4(), 40).unwrap();
         assert!(s.view().source.is_none());
-        assert!(s.source(Some(2)).is_some() && s.has_uploads());
+        assert!(s.source(Some(2)).is_some());
         let stored: ContentState = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(stored, s);
     }
