@@ -39,6 +39,24 @@ export function replace(el, ...children) {
   return el;
 }
 
+/**
+ * Runs `rebuild` (which replaces what `container` holds) without losing the
+ * keyboard's place: if focus was on a control inside it with a
+ * `data-focus` key, the rebuilt control with that key gets it back; if
+ * none is left (or it is disabled now), `fallback()` does (an element with
+ * tabindex=-1 that says what happened). A screen reader user who pressed
+ * Retry is not sent back to the top of the page.
+ */
+export function keepFocus(container, rebuild, fallback) {
+  const active = document.activeElement;
+  const key = active && active !== document.body && container.contains(active) ? active.dataset.focus : undefined;
+  rebuild();
+  if (key === undefined) return;
+  const again = [...container.querySelectorAll('[data-focus]')].find((el) => el.dataset.focus === key && !el.disabled);
+  const target = again || (fallback && fallback());
+  if (target) target.focus();
+}
+
 // ------------------------------------------------------------------ formatting
 
 export function fmtMs(ms) {

@@ -413,6 +413,7 @@ test('the inspector refuses without a token, then shows the run journal, events,
   await page.click('button:has-text("Fire alarm")');
   await page.waitForSelector('.notice.ok', { timeout: 15_000 });
   assert.match(await page.textContent('.notice.ok'), /Fire alarm: done/);
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset.focus), 'alarm', 'the rebuilt view keeps the keyboard on Fire alarm');
   assert.equal(await page.isDisabled('button:has-text("Retry run")'), true, 'a completed run cannot be retried');
   assert.equal(await page.isDisabled('button:has-text("Cancel run")'), true, 'a completed run cannot be cancelled');
   await shot(page, 'inspector-run');
@@ -439,6 +440,9 @@ test('the inspector refuses without a token, then shows the run journal, events,
   await page.click(`tr[data-run-id="${dead}"] button:has-text("Retry")`);
   await said('re-queued');
   assert.equal(retried, 'POST');
+  // The list reloaded (the stub still lists the run): focus is back on its Retry, named for what it does.
+  await page.waitForFunction(() => document.activeElement?.getAttribute('aria-label')?.startsWith('Retry run '), null, { timeout: 5_000 });
+  assert.equal(await page.getAttribute(`tr[data-run-id="${dead}"] button:has-text("Dismiss")`, 'aria-label'), 'Dismiss run 0f0f0f0f');
   // A dead letter is dismissed by cancelling its run.
   await page.click(`tr[data-run-id="${dead}"] button:has-text("Dismiss")`);
   await said('cancelled');
@@ -499,13 +503,45 @@ test('a retrying stage shows its next attempt; duplicates are skipped; resume se
   await waitLive(page);
   await shot(page, 'run-retrying');
 
+  // The keyboard is on Cancel run when the run ends: the button goes, and focus goes to the status.
+  await page.focus('button:has-text("Cancel run")');
   page.closeFirstSocket();
   await page.waitForSelector('.track > li[data-stage="publish"][data-status="completed"]', { timeout: 15_000 });
+  await page.waitForFunction(() => document.activeElement?.id === 'run-status', null, { timeout: 5_000 });
   await waitLive(page);
   assert.deepEqual(subscribes.map((x) => x.after), [0, 5], 'resubscribed after the last seq seen');
   assert.equal(await page.locator('.track > li[data-status="completed"]').count(), 8);
   assert.equal(await page.getAttribute('#run-status .badge', 'data-status'), 'completed');
   assert.equal((await page.evaluate(() => window.__actorline.stats())).resyncs, 1);
+  assertClean(page);
+});
+
+test('a run that is started late (its first GETs are 404) is waited for, then followed (stubbed socket)', { timeout: 60_000 }, async () => {
+  const page = await newPage();
+  const runId = '7e57a11e-0000-4000-8000-000000000011';
+  const contentId = '7e57a11e-0000-4000-8000-000000000012';
+  const topic = `run:${runId}`;
+  let gets = 0;
+  await page.route(`**/api/runs/${runId}`, (route) => {
+    gets += 1;
+    if (gets <= 2) return route.fulfill({ status: 404, json: { error: { code: 'not_found', message: 'run not found' } } });
+    const stages = STAGES.map((name) => ({ name, status: 'completed', attempts: 1 }));
+    return route.fulfill({ json: { id: runId, content_id: contentId, version: 1, status: 'completed', stages, created_at: new Date().toISOString() } });
+  });
+  await page.routeWebSocket(/\/api\/sessions\/[^/]+\/ws/, (ws) => {
+    ws.onMessage((text) => {
+      const f = JSON.parse(text);
+      if (f.type !== 'subscribe' || f.topic !== topic) return;
+      ws.send(JSON.stringify({ type: 'subscribed', topic, seq: 0 }));
+      ws.send(JSON.stringify({ type: 'ready', topic }));
+    });
+  });
+  await page.goto(`${server.base}/#/runs/${runId}`);
+  await page.getByText('Waiting for the run to start…').waitFor({ timeout: 10_000 });
+  await page.waitForSelector('.track > li[data-stage="publish"][data-status="completed"]', { timeout: 15_000 });
+  assert.equal(await page.getByText('No run with this id.').count(), 0);
+  assert.equal(await page.getByText('Waiting for the run to start…').count(), 0, 'the wait notice is cleared');
+  assert.ok(gets >= 3);
   assertClean(page);
 });
 

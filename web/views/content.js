@@ -117,13 +117,16 @@ export function mount(root, { id }, ctx) {
 
   const body = h('div', { class: 'content-body' });
   const notice = h('div', { class: 'notice-area' });
-  const updatesList = h('ol', { class: 'updates', 'aria-live': 'polite', 'aria-relevant': 'additions' });
+  // Apart from `notice`, which every reload clears: a refused subscription stays said.
+  const liveNotice = h('div', { class: 'notice-area' });
+  // Not a live region: each update is announced once, by ctx.announce.
+  const updatesList = h('ol', { class: 'updates' });
   const titleEl = h('h1', { id: 'content-title' }, 'Content ', h('code', { class: 'id' }, shortId(id)));
 
   replace(root,
     h('article', { class: 'view', 'aria-labelledby': 'content-title' },
       titleEl, notice, body,
-      section('updates-title', 'Live updates', updatesList)));
+      section('updates-title', 'Live updates', liveNotice, updatesList)));
 
   if (!isUuid(id)) {
     replace(notice, h('p', { class: 'notice error', role: 'alert' }, `“${id}” is not a content id.`));
@@ -206,8 +209,12 @@ export function mount(root, { id }, ctx) {
 
   unsubscribe = ctx.live.subscribe(topics.content(id), {
     onEvent,
-    onReady: reloadSoon,
+    onReady: () => {
+      replace(liveNotice);
+      reloadSoon();
+    },
     onResync: reloadSoon,
+    onError: (e) => replace(liveNotice, h('p', { class: 'notice error', role: 'alert' }, `Live updates unavailable: ${e.message}`)),
   });
   load();
   debugState = () => ({ view, updates: updates.slice() });

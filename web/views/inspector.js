@@ -4,8 +4,10 @@
 
 import { adminToken, request, setAdminToken } from '../api.js';
 import { ACTOR_KINDS, api, STAGES, topics } from '../protocol.js';
-import { badge, fmtDateTime, fmtMs, fmtRelative, fmtTime, h, jsonBlock, replace, shortId, time } from '../dom.js';
+import { badge, fmtDateTime, fmtMs, fmtRelative, fmtTime, h, jsonBlock, keepFocus, replace, shortId, time } from '../dom.js';
 
+/** How often an inspected run or item is re-read when its topic refuses this tab. */
+const POLL_MS = 5_000;
 const STATUS_FILTERS = ['', 'active', 'queued', 'running', 'completed', 'failed', 'cancelled', 'processing', 'indexed'];
 
 let debugState = null;
@@ -164,13 +166,16 @@ function actorsSection(signal) {
 
 function deadLettersSection(signal, announce) {
   const out = h('div');
-  const msg = h('p', { class: 'form-status', role: 'status' });
+  const msg = h('p', { class: 'form-status', role: 'status', tabindex: '-1' });
   // A dead letter is retried, or dismissed by cancelling its run (DESIGN:
   // the operator retries or cancels it); either way the list reloads.
-  const action = (d, label, verb, url, said) => h('button', {
-    type: 'button', class: 'btn small', 'aria-label': `${verb} ${shortId(d.run_id)}`,
+  const action = (d, label, url, said) => h('button', {
+    type: 'button', class: 'btn small', 'aria-label': `${label} run ${shortId(d.run_id)}`, dataset: { focus: `${label}:${d.run_id}` },
     onclick: async (e) => {
-      e.currentTarget.disabled = true;
+      // Marked busy, not disabled: a disabled button drops the keyboard's focus.
+      const button = e.currentTarget;
+      if (button.getAttribute('aria-disabled') === 'true') return;
+      button.setAttribute('aria-disabled', 'true');
       try {
         await adminPost(url(d.run_id));
         msg.textContent = `Run ${shortId(d.run_id)} ${said}.`;
@@ -185,7 +190,8 @@ function deadLettersSection(signal, announce) {
     try {
       const res = await adminGet(api.deadLetters(), undefined, signal);
       const items = res.items || [];
-      replace(out, items.length === 0
+      // A row that left the list takes its buttons along: focus goes to what was said.
+      keepFocus(out, () => replace(out, items.length === 0
         ? h('p', { class: 'muted' }, 'No dead letters. Every run either completed or is still going.')
         : h('div', { class: 'table-wrap' }, h('table', { class: 'data' },
           h('caption', { class: 'visually-hidden' }, 'Failed runs'),
@@ -197,8 +203,8 @@ function deadLettersSection(signal, announce) {
             h('td', { class: 'num' }, String(d.attempts ?? '—')),
             h('td', null, time(d.failed_at, fmtDateTime)),
             h('td', { class: 'actions' },
-              action(d, 'Retry', 'Retry run', api.runRetry, 're-queued'),
-              action(d, 'Dismiss', 'Cancel run', api.runCancel, 'cancelled: it left the list'))))))));
+              action(d, 'Retry', api.runRetry, 're-queued'),
+              action(d, 'Dismiss', api.runCancel, 'cancelled: it left the list')))))))), () => msg);
     } catch (err) {
       if (err && err.name === 'AbortError') return;
       replace(out, errorBox(err));
@@ -261,7 +267,7 @@ function storageTable(storage) {
 }
 
 function detailView(root, kind, id, ctx, signal) {
-  const notice = h('div', { class: 'notice-area', 'aria-live': 'polite' });
+  const notice = h('div', { class: 'notice-area', 'aria-live': 'polite', tabindex: '-1' });
   const out = h('div', { class: 'detail-out' });
   const title = h('h2', { id: 'detail-title' }, `${kind} `, h('code', { class: 'id wrap' }, id));
   let data = null;
@@ -293,20 +299,20 @@ function detailView(root, kind, id, ctx, signal) {
     const alarm = d.alarm_at
       ? [time(d.alarm_at, fmtDateTime), ` (${fmtRelative(d.alarm_at)})`]
       : 'none armed';
-    replace(out,
+    keepFocus(out, () => replace(out,
       h('div', { class: 'actions' },
-        h('button', { type: 'button', class: 'btn', onclick: () => act('Fire alarm', () => adminPost(api.adminAlarm(kind, id), signal)) }, 'Fire alarm'),
+        h('button', { type: 'button', class: 'btn', dataset: { focus: 'alarm' }, onclick: () => act('Fire alarm', () => adminPost(api.adminAlarm(kind, id), signal)) }, 'Fire alarm'),
         kind === 'run' ? h('button', {
-          type: 'button', class: 'btn', disabled: !['failed', 'cancelled'].includes(state.status),
+          type: 'button', class: 'btn', dataset: { focus: 'retry' }, disabled: !['failed', 'cancelled'].includes(state.status),
           title: 'Only a failed or cancelled run can be retried',
           onclick: () => act('Retry run', () => adminPost(api.runRetry(id), signal)),
         }, 'Retry run') : null,
         kind === 'run' ? h('button', {
-          type: 'button', class: 'btn danger', disabled: ['completed', 'cancelled'].includes(state.status),
+          type: 'button', class: 'btn danger', dataset: { focus: 'cancel' }, disabled: ['completed', 'cancelled'].includes(state.status),
           title: 'A queued or running run stops; a failed one leaves the dead-letter list (it can still be retried)',
           onclick: () => act('Cancel run', () => adminPost(api.runCancel(id), signal)),
         }, 'Cancel run') : null,
-        h('button', { type: 'button', class: 'btn', onclick: () => act('Refresh', () => adminGet(api.adminActor(kind, id), undefined, signal)) }, 'Refresh'),
+        h('button', { type: 'button', class: 'btn', dataset: { focus: 'refresh' }, onclick: () => act('Refresh', () => adminGet(api.adminActor(kind, id), undefined, signal)) }, 'Refresh'),
         kind === 'run' ? h('a', { class: 'btn link', href: `#/runs/${id}` }, 'Open live run view') : null,
         kind === 'content' ? h('a', { class: 'btn link', href: `#/content/${id}` }, 'Open content view') : null,
         kind === 'run' && state.content_id ? h('a', { class: 'btn link', href: `#/inspector/content/${state.content_id}` }, 'Inspect its content') : null),
@@ -329,7 +335,9 @@ function detailView(root, kind, id, ctx, signal) {
             : h('p', { class: 'muted' }, 'No hibernating WebSockets on this actor.')),
         h('section', { class: 'card', 'aria-labelledby': 'storage-title' },
           h('h3', { id: 'storage-title' }, 'Storage'), storageTable(d.storage))),
-      h('details', { class: 'card' }, h('summary', null, h('h3', { class: 'inline' }, 'Full state (JSON)')), jsonBlock(state, 'Actor state')));
+      h('details', { class: 'card' }, h('summary', null, h('h3', { class: 'inline' }, 'Full state (JSON)')), jsonBlock(state, 'Actor state'))),
+    // A pressed action that is disabled now (Cancel on a cancelled run): the notice says what happened.
+    () => notice);
   }
 
   async function load() {
@@ -342,12 +350,20 @@ function detailView(root, kind, id, ctx, signal) {
     }
   }
 
-  // Runs and content items refresh live when their topic moves.
+  // Runs and content items refresh live when their topic moves. The tab's
+  // session is the signed-in credential's, not the admin token's: a topic
+  // it may not read is refused, and the view polls instead.
+  let poller = null;
   if (kind === 'run' || kind === 'content') {
     unsubscribe = ctx.live.subscribe(kind === 'run' ? topics.run(id) : topics.content(id), {
       onEvent: () => {
         clearTimeout(timer);
         timer = setTimeout(load, 200);
+      },
+      onError: () => {
+        if (poller) return;
+        replace(notice, h('p', { class: 'notice info', role: 'status' }, 'Live updates are not available to this tab; refreshing every 5 s.'));
+        poller = setInterval(load, POLL_MS);
       },
     });
   }
@@ -358,6 +374,7 @@ function detailView(root, kind, id, ctx, signal) {
   debugState = () => ({ kind, id, data });
   return () => {
     clearTimeout(timer);
+    clearInterval(poller);
     if (unsubscribe) unsubscribe();
   };
 }

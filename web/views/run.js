@@ -5,7 +5,14 @@
 
 import { ApiError, get, post } from '../api.js';
 import { api, applyRunEvent, emptyRun, EVENTS, isUuid, STAGES, TERMINAL_RUN_STATUSES, topics } from '../protocol.js';
-import { badge, fmtDateTime, fmtMs, fmtRelative, fmtTime, h, replace, shortId, time } from '../dom.js';
+import { badge, fmtDateTime, fmtMs, fmtRelative, fmtTime, h, keepFocus, replace, shortId, time } from '../dom.js';
+
+/**
+ * How long a run that answers 404 is waited for: a submission is accepted
+ * (202) before its run is started, and a start that failed is retried by the
+ * item's alarm within a few seconds.
+ */
+const START_WAIT_MS = 10_000;
 
 const LOG_KEEP = 500;
 let debugState = null;
@@ -103,9 +110,9 @@ export function mount(root, { id }, ctx) {
     const done = run.stages.filter((s) => s.status === 'completed' || s.status === 'skipped').length;
     const terminal = TERMINAL_RUN_STATUSES.includes(run.status);
     root.querySelector('.view').dataset.runStatus = run.status;
-    replace(header,
+    keepFocus(header, () => replace(header,
       h('dl', { class: 'facts' },
-        h('div', null, h('dt', null, 'Status'), h('dd', { id: 'run-status' }, badge(run.status))),
+        h('div', null, h('dt', null, 'Status'), h('dd', { id: 'run-status', tabindex: '-1' }, badge(run.status))),
         h('div', null, h('dt', null, 'Content'), h('dd', null, run.content_id
           ? h('a', { href: `#/content/${run.content_id}` }, h('code', null, shortId(run.content_id)), run.version ? ` v${run.version}` : '')
           : '—')),
@@ -114,11 +121,13 @@ export function mount(root, { id }, ctx) {
         h('div', null, h('dt', null, 'Run id'), h('dd', null, h('code', { class: 'id wrap' }, id)))),
       run.reason ? h('p', { class: ['notice', run.status === 'failed' ? 'error' : 'info'] }, run.reason) : null,
       h('div', { class: 'actions' },
-        h('a', { class: 'btn', href: `#/inspector/run/${id}` }, 'Inspect actor'),
+        h('a', { class: 'btn', href: `#/inspector/run/${id}`, dataset: { focus: 'inspect' } }, 'Inspect actor'),
         run.status === 'failed' || run.status === 'cancelled'
-          ? h('button', { type: 'button', class: 'btn', onclick: () => action('retry') }, 'Retry run') : null,
+          ? h('button', { type: 'button', class: 'btn', dataset: { focus: 'retry' }, onclick: () => action('retry') }, 'Retry run') : null,
         (!terminal || run.status === 'failed') && loaded
-          ? h('button', { type: 'button', class: 'btn danger', onclick: () => action('cancel') }, 'Cancel run') : null));
+          ? h('button', { type: 'button', class: 'btn danger', dataset: { focus: 'cancel' }, onclick: () => action('cancel') }, 'Cancel run') : null)),
+    // A pressed action that is gone now (Cancel on a cancelled run): the status says what happened.
+    () => header.querySelector('#run-status'));
     replace(progress,
       h('label', { for: 'run-progress-bar' }, `${done} of ${STAGES.length} stages done`),
       h('progress', { id: 'run-progress-bar', max: String(STAGES.length), value: String(done) }));
@@ -198,9 +207,25 @@ export function mount(root, { id }, ctx) {
     schedule();
   }
 
+  /** The run, waiting up to START_WAIT_MS for one not started yet. */
+  async function firstLoad() {
+    const giveUpAt = Date.now() + START_WAIT_MS;
+    for (let wait = 250; ; wait = Math.min(wait * 2, 4000)) {
+      try {
+        return await get(api.run(id), { signal: controller.signal });
+      } catch (err) {
+        if (!(err instanceof ApiError) || err.status !== 404 || Date.now() + wait > giveUpAt) throw err;
+        replace(notice, h('p', { class: 'notice', role: 'status' }, 'Waiting for the run to start…'));
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        if (controller.signal.aborted) throw new DOMException('left the view', 'AbortError');
+      }
+    }
+  }
+
   (async () => {
     try {
-      run = await get(api.run(id), { signal: controller.signal });
+      run = await firstLoad();
+      replace(notice);
       loaded = true;
       synced = true;
       render();

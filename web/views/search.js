@@ -45,6 +45,7 @@ export function mount(root, _params, ctx) {
   const results = h('ol', { class: 'results' });
   const feedList = h('ol', { class: 'feed-list' });
   const feedLive = h('p', { class: 'visually-hidden', 'aria-live': 'polite' });
+  const feedNotice = h('div', { class: 'notice-area' });
 
   replace(root,
     h('section', { class: 'view', 'aria-labelledby': 'search-title' },
@@ -57,7 +58,7 @@ export function mount(root, _params, ctx) {
         h('aside', { class: 'card feed', 'aria-labelledby': 'feed-title' },
           h('h2', { id: 'feed-title' }, h('span', { class: 'pulse', 'aria-hidden': 'true' }), 'Live feed'),
           h('p', { class: 'hint' }, 'Newly indexed content appears here as it is published.'),
-          feedList, feedLive))));
+          feedNotice, feedList, feedLive))));
 
   function setQueryInHash() {
     const p = new URLSearchParams();
@@ -73,6 +74,8 @@ export function mount(root, _params, ctx) {
     const text = q.value.trim();
     qError.hidden = true;
     q.removeAttribute('aria-invalid');
+    // A search still in flight is for a query no longer asked.
+    if (inflight) inflight.abort();
     if (!text) {
       replace(results);
       status.textContent = 'Type a query to search.';
@@ -156,6 +159,8 @@ export function mount(root, _params, ctx) {
       for (const f of (snapshot && snapshot.recent) || []) apply(f, false);
       renderFeed();
     },
+    onReady: () => replace(feedNotice),
+    onError: (e) => replace(feedNotice, h('p', { class: 'notice error', role: 'alert' }, `The live feed is unavailable: ${e.message}`)),
   });
 
   // Seed the panel with the latest indexed items and the category list.
