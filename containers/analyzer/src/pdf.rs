@@ -89,27 +89,36 @@ pub(crate) mod tests {
     /// A PDF built with lopdf's writer: one page per entry, each a Helvetica
     /// text object (an empty entry is a page without text).
     pub(crate) fn generated(pages: &[&str]) -> Vec<u8> {
+        assembled(pages, &(0..pages.len()).collect::<Vec<_>>())
+    }
+
+    /// One content stream per entry of `texts`; page `i` draws stream `pages[i]`.
+    fn assembled(texts: &[&str], pages: &[usize]) -> Vec<u8> {
         let mut doc = Document::with_version("1.5");
         let pages_id = doc.new_object_id();
         let font = doc.add_object(dictionary! { "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica" });
         let resources = doc.add_object(dictionary! { "Font" => dictionary! { "F1" => font } });
-        let mut kids: Vec<Object> = Vec::new();
-        for text in pages {
-            let ops = if text.is_empty() {
-                vec![]
-            } else {
-                vec![
-                    Operation::new("BT", vec![]),
-                    Operation::new("Tf", vec!["F1".into(), 12.into()]),
-                    Operation::new("Td", vec![72.into(), 720.into()]),
-                    Operation::new("Tj", vec![Object::string_literal(*text)]),
-                    Operation::new("ET", vec![]),
-                ]
-            };
-            let content = doc.add_object(Stream::new(dictionary! {}, Content { operations: ops }.encode().unwrap()));
-            let page = doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id, "Contents" => content });
-            kids.push(page.into());
-        }
+        let streams: Vec<_> = texts
+            .iter()
+            .map(|text| {
+                let ops = if text.is_empty() {
+                    vec![]
+                } else {
+                    vec![
+                        Operation::new("BT", vec![]),
+                        Operation::new("Tf", vec!["F1".into(), 12.into()]),
+                        Operation::new("Td", vec![72.into(), 720.into()]),
+                        Operation::new("Tj", vec![Object::string_literal(*text)]),
+                        Operation::new("ET", vec![]),
+                    ]
+                };
+                doc.add_object(Stream::new(dictionary! {}, Content { operations: ops }.encode().unwrap()))
+            })
+            .collect();
+        let kids: Vec<Object> = pages
+            .iter()
+            .map(|&i| doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id, "Contents" => streams[i] }).into())
+            .collect();
         let count = kids.len() as i64;
         doc.objects.insert(
             pages_id,
@@ -134,31 +143,7 @@ pub(crate) mod tests {
 
     /// `pages` pages that all draw one content stream showing `text`.
     fn sharing_one_stream(pages: usize, text: &str) -> Vec<u8> {
-        let mut doc = Document::with_version("1.5");
-        let pages_id = doc.new_object_id();
-        let font = doc.add_object(dictionary! { "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica" });
-        let resources = doc.add_object(dictionary! { "Font" => dictionary! { "F1" => font } });
-        let ops = vec![
-            Operation::new("BT", vec![]),
-            Operation::new("Tf", vec!["F1".into(), 12.into()]),
-            Operation::new("Tj", vec![Object::string_literal(text)]),
-            Operation::new("ET", vec![]),
-        ];
-        let content = doc.add_object(Stream::new(dictionary! {}, Content { operations: ops }.encode().unwrap()));
-        let kids: Vec<Object> = (0..pages)
-            .map(|_| doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id, "Contents" => content }).into())
-            .collect();
-        let count = kids.len() as i64;
-        doc.objects.insert(
-            pages_id,
-            Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => kids, "Count" => count, "Resources" => resources }),
-        );
-        let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
-        doc.trailer.set("Root", catalog);
-        doc.compress();
-        let mut out = Vec::new();
-        doc.save_to(&mut out).unwrap();
-        out
+        assembled(&[text], &vec![0; pages])
     }
 
     /// A small file whose pages all inflate one stream is read once, not
