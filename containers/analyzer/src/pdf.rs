@@ -1,7 +1,9 @@
-//! Text of an uploaded PDF (`POST /extract/pdf`), with `lopdf`: every
-//! page's text in page order, pages separated by a blank line (a paragraph
-//! break for the Worker's chunker). A PDF without text (scanned images) gives
-//! an empty string; the Worker turns that into a readable run failure.
+//! Text of an uploaded PDF (`POST /extract/pdf`), with `lopdf`: the pages'
+//! text in page order, pages separated by a blank line (a paragraph break
+//! for the Worker's chunker); a page that repeats an earlier one exactly
+//! (the same streams and resources) is read once. A PDF without text
+//! (scanned images) gives an empty string; the Worker turns that into a
+//! readable run failure.
 
 /// Largest PDF accepted: the Worker's default `MAX_UPLOAD_BYTES` (10 MB)
 /// with room to raise it.
@@ -9,7 +11,14 @@ pub const MAX_PDF_BYTES: usize = 32 * 1024 * 1024;
 
 /// Largest decompressed stream a page may use (its content, a font's
 /// encoding); bounds a compression bomb.
-const MAX_DECOMPRESSED_BYTES: usize = 16 * 1024 * 1024;
+const MAX_DECOMPRESSED_BYTES: usize = 8 * 1024 * 1024;
+
+/// Most fonts a page may list and still be read: lopdf decodes every listed
+/// font's encoding for each page, each up to [`MAX_DECOMPRESSED_BYTES`], so
+/// a page listing thousands of fonts over one stream would inflate it
+/// thousands of times within one page (past any check between pages). A
+/// page over this is skipped; real pages use a few dozen at most.
+const MAX_FONTS_PER_PAGE: usize = 32;
 
 /// Most pages read. Each page's extraction walks the page tree again
 /// (lopdf), so the work grows with pages²; a book is well within this.
@@ -48,18 +57,24 @@ fn read_pages(doc: &lopdf::Document, deadline: std::time::Instant) -> Result<Str
     if page_ids.len() > MAX_PAGES {
         return Err(PdfError::TooLarge(format!("{} pages; at most {MAX_PAGES} are read", page_ids.len())));
     }
-    let mut seen = std::collections::HashSet::new();
+    let mut seen: std::collections::HashSet<(Vec<lopdf::ObjectId>, Vec<lopdf::ObjectId>, Option<usize>)> =
+        std::collections::HashSet::new();
     let mut pages: Vec<String> = Vec::new();
     for (number, id) in &page_ids {
         if std::time::Instant::now() > deadline {
             return Err(PdfError::TooLarge(format!("reading it takes longer than {} s", READ_TIME.as_secs())));
         }
-        // A page drawn only from streams an earlier page had says nothing new.
-        let streams = doc.get_page_contents(*id);
-        if !streams.is_empty() && streams.iter().all(|s| seen.contains(s)) {
+        // A page with the same streams and resources as an earlier page says
+        // nothing new (its text is the same). A resources dictionary written
+        // inline (in the page or an ancestor) is told apart by where it is.
+        let (inline, resources) = doc.get_page_resources(*id).unwrap_or((None, Vec::new()));
+        let inline = inline.map(|d| d as *const lopdf::Dictionary as usize);
+        if !seen.insert((doc.get_page_contents(*id), resources, inline)) {
             continue;
         }
-        seen.extend(streams);
+        if doc.get_page_fonts(*id).map_or(0, |f| f.len()) > MAX_FONTS_PER_PAGE {
+            continue;
+        }
         // A page whose text cannot be decoded is skipped, not fatal: the
         // other pages may still hold the document's text.
         let text = doc.extract_text_with_limit(&[*number], MAX_DECOMPRESSED_BYTES).unwrap_or_default();
@@ -154,6 +169,24 @@ pub(crate) mod tests {
         let started = std::time::Instant::now();
         assert_eq!(extract_text(&pdf).unwrap(), "One shared page.");
         assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    }
+
+    /// lopdf decodes every font a page lists, for each page: a page listing
+    /// more than a page needs is not read (the others are).
+    #[test]
+    fn a_page_listing_too_many_fonts_is_skipped() {
+        let mut doc = Document::load_mem(&generated(&["First page.", "Second page."])).unwrap();
+        let pages = doc.get_pages();
+        let font = doc.add_object(dictionary! { "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica" });
+        let mut fonts = lopdf::Dictionary::new();
+        for i in 0..=MAX_FONTS_PER_PAGE {
+            fonts.set(format!("F{i}"), font);
+        }
+        let second = doc.get_object_mut(pages[&2]).unwrap().as_dict_mut().unwrap();
+        second.set("Resources", dictionary! { "Font" => fonts });
+        let mut out = Vec::new();
+        doc.save_to(&mut out).unwrap();
+        assert_eq!(extract_text(&out).unwrap(), "First page.");
     }
 
     #[test]
