@@ -148,7 +148,10 @@ impl BatchActor {
                 // Refused by its content actor for what the item is: no try would differ.
                 Err(e @ ApiError::ItemTooLarge(_)) => {
                     events.extend(b.spawn_refused(index, &e.to_string(), now)?);
-                    drop_doc(&sql, index)?;
+                    // Unless a concurrent release settled it otherwise meanwhile.
+                    if b.has_ended(index) {
+                        drop_doc(&sql, index)?;
+                    }
                 }
                 Err(e) => {
                     if b.spawn_failed(index, &e.to_string(), now)? == SpawnRetry::DeadLetter {
@@ -156,7 +159,9 @@ impl BatchActor {
                         // reports: a report the queue drops would leave the
                         // item, and its batch, waiting for ever.
                         events.extend(b.dead_lettered(index, now)?);
-                        drop_doc(&sql, index)?;
+                        if b.has_ended(index) {
+                            drop_doc(&sql, index)?;
+                        }
                         dead.push(index);
                     }
                 }
