@@ -54,7 +54,8 @@ export function keepFocus(container, rebuild, fallback) {
   if (key === undefined) return;
   const again = [...container.querySelectorAll('[data-focus]')].find((el) => el.dataset.focus === key && !el.disabled);
   const target = again || (fallback && fallback());
-  if (target) target.focus();
+  // Where the reader scrolled stays: only the keyboard's place is kept.
+  if (target) target.focus({ preventScroll: true });
 }
 
 // ------------------------------------------------------------------ formatting

@@ -273,6 +273,8 @@ function detailView(root, kind, id, ctx, signal) {
   let data = null;
   let unsubscribe = null;
   let timer = null;
+  // Whether the reader opened the state's JSON: a refresh keeps it open.
+  let stateOpen = false;
 
   async function act(label, fn) {
     replace(notice, h('p', { class: 'notice info' }, `${label}…`));
@@ -335,18 +337,25 @@ function detailView(root, kind, id, ctx, signal) {
             : h('p', { class: 'muted' }, 'No hibernating WebSockets on this actor.')),
         h('section', { class: 'card', 'aria-labelledby': 'storage-title' },
           h('h3', { id: 'storage-title' }, 'Storage'), storageTable(d.storage))),
-      h('details', { class: 'card' }, h('summary', null, h('h3', { class: 'inline' }, 'Full state (JSON)')), jsonBlock(state, 'Actor state'))),
+      h('details', { class: 'card', open: stateOpen, ontoggle: (e) => { stateOpen = e.currentTarget.open; } },
+        h('summary', null, h('h3', { class: 'inline' }, 'Full state (JSON)')), jsonBlock(state, 'Actor state'))),
     // A pressed action that is disabled now (Cancel on a cancelled run): the notice says what happened.
     () => notice);
   }
 
+  let loading = false;
   async function load() {
+    // A poll does not start while the last read is still out.
+    if (loading) return;
+    loading = true;
     try {
       data = await adminGet(api.adminActor(kind, id), undefined, signal);
       render();
     } catch (err) {
       if (err && err.name === 'AbortError') return;
       replace(out, errorBox(err));
+    } finally {
+      loading = false;
     }
   }
 
@@ -364,6 +373,13 @@ function detailView(root, kind, id, ctx, signal) {
         if (poller) return;
         replace(notice, h('p', { class: 'notice info', role: 'status' }, 'Live updates are not available to this tab; refreshing every 5 s.'));
         poller = setInterval(load, POLL_MS);
+      },
+      // Live again (a reconnect's subscribe was taken): no more polling.
+      onReady: () => {
+        if (!poller) return;
+        clearInterval(poller);
+        poller = null;
+        replace(notice);
       },
     });
   }

@@ -112,7 +112,7 @@ export function mount(root, { id }, ctx) {
     root.querySelector('.view').dataset.runStatus = run.status;
     keepFocus(header, () => replace(header,
       h('dl', { class: 'facts' },
-        h('div', null, h('dt', null, 'Status'), h('dd', { id: 'run-status', tabindex: '-1' }, badge(run.status))),
+        h('div', null, h('dt', null, 'Status'), h('dd', { id: 'run-status', tabindex: '-1', dataset: { focus: 'status' } }, badge(run.status))),
         h('div', null, h('dt', null, 'Content'), h('dd', null, run.content_id
           ? h('a', { href: `#/content/${run.content_id}` }, h('code', null, shortId(run.content_id)), run.version ? ` v${run.version}` : '')
           : '—')),
@@ -214,9 +214,10 @@ export function mount(root, { id }, ctx) {
       try {
         return await get(api.run(id), { signal: controller.signal });
       } catch (err) {
-        if (!(err instanceof ApiError) || err.status !== 404 || Date.now() + wait > giveUpAt) throw err;
+        const left = giveUpAt - Date.now();
+        if (!(err instanceof ApiError) || err.status !== 404 || left <= 0) throw err;
         replace(notice, h('p', { class: 'notice', role: 'status' }, 'Waiting for the run to start…'));
-        await new Promise((resolve) => setTimeout(resolve, wait));
+        await new Promise((resolve) => setTimeout(resolve, Math.min(wait, left)));
         if (controller.signal.aborted) throw new DOMException('left the view', 'AbortError');
       }
     }
