@@ -18,6 +18,8 @@ pub struct Limits {
     pub author_max_chars: usize,
     /// Largest accepted request body; bigger is 413 before parsing.
     pub request_max_bytes: usize,
+    /// Largest accepted `POST /api/answers` body (a question and a category).
+    pub ask_max_bytes: usize,
     /// `MAX_UPLOAD_BYTES`: the largest uploaded file (`POST /api/uploads`).
     pub upload_max_bytes: usize,
 }
@@ -31,8 +33,9 @@ impl Default for Limits {
             tag_max_chars: 40,
             category_max_chars: 64,
             author_max_chars: 200,
-            // Set from the field caps by `Config::from_lookup`.
+            // These two are set from the field caps by `Config::from_lookup`.
             request_max_bytes: 256 * 1024,
+            ask_max_bytes: 16 * 1024,
             upload_max_bytes: 10 * 1024 * 1024,
         }
     }
@@ -131,6 +134,16 @@ pub struct Ingest {
 /// the consumer tells its two queues apart by it.
 pub const INGEST_DLQ: &str = "actorline-ingest-dlq";
 
+/// A request cap that follows the field caps, with room for JSON escaping at
+/// its worst: a byte of a field capped in bytes can be sent as `\u0001` (6
+/// bytes), a character of one capped in characters as a surrogate pair (12),
+/// plus room for the rest of the object. A client's encoder may escape all
+/// non-ASCII (Python's `json` does): the fields' caps are on the decoded
+/// text, so a valid request must not be refused as too large.
+fn escaped_json_cap(bytes: usize, chars: usize) -> usize {
+    bytes.saturating_mul(6).saturating_add(chars.saturating_mul(12)).saturating_add(4096)
+}
+
 impl Config {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
         let num = |name: &str, default: u64| -> u64 {
@@ -145,19 +158,16 @@ impl Config {
             category_max_chars: d.category_max_chars,
             author_max_chars: d.author_max_chars,
             request_max_bytes: 0,
+            ask_max_bytes: 0,
             upload_max_bytes: num("MAX_UPLOAD_BYTES", d.upload_max_bytes as u64).max(1) as usize,
         };
-        // The request cap follows the field caps, with room for JSON escaping
-        // at its worst: a byte can be sent as `\u0001` (6 bytes), a 4-byte
-        // character as a surrogate pair (12). A client's encoder may escape
-        // all non-ASCII (Python's `json` does): the fields' caps are on the
-        // decoded text, so a valid item must not be refused as too large.
         let labels = limits.title_max_chars
             + limits.tags_max * limits.tag_max_chars
             + limits.category_max_chars
             + limits.author_max_chars;
         let limits = Limits {
-            request_max_bytes: limits.body_max_bytes.saturating_mul(6).saturating_add(labels.saturating_mul(12)).saturating_add(4096),
+            request_max_bytes: escaped_json_cap(limits.body_max_bytes, labels),
+            ask_max_bytes: escaped_json_cap(0, crate::protocol::MAX_QUERY_CHARS + limits.category_max_chars),
             ..limits
         };
         let r = Retention::default();

@@ -21,15 +21,8 @@ use crate::protocol::{AnswerAccepted, AskInput, ASK_DEFAULT_K, ASK_MAX_K};
 use crate::runtime::config;
 
 
-/// An ask's JSON cap: its question and category sent with every character
-/// escaped (12 bytes for a surrogate pair), and room for the rest. An item's
-/// cap (about 1.2 MB) is far more than a question needs.
-fn ask_max_bytes(category_max_chars: usize) -> usize {
-    (crate::protocol::MAX_QUERY_CHARS + category_max_chars) * 12 + 4096
-}
-
 pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Response> {
-    let input: AskInput = json_body(&mut req, ask_max_bytes(config(env).limits.category_max_chars)).await?;
+    let input: AskInput = json_body(&mut req, config(env).limits.ask_max_bytes).await?;
     let question = query_text(&input.question, "question")?;
     let k = input.k.unwrap_or(ASK_DEFAULT_K);
     if !(1..=ASK_MAX_K).contains(&k) {
