@@ -143,15 +143,12 @@ impl BatchActor {
                     // The item's content actor holds the document now, and a
                     // DELETE there must leave no copy here; committed with
                     // the batch below (no await between).
-                    drop_doc(&sql, index)?;
+                    drop_doc(&sql, &b, index)?;
                 }
                 // Refused by its content actor for what the item is: no try would differ.
                 Err(e @ ApiError::ItemTooLarge(_)) => {
                     events.extend(b.spawn_refused(index, &e.to_string(), now)?);
-                    // Unless a concurrent release settled it otherwise meanwhile.
-                    if b.has_ended(index) {
-                        drop_doc(&sql, index)?;
-                    }
+                    drop_doc(&sql, &b, index)?;
                 }
                 Err(e) => {
                     if b.spawn_failed(index, &e.to_string(), now)? == SpawnRetry::DeadLetter {
@@ -159,9 +156,7 @@ impl BatchActor {
                         // reports: a report the queue drops would leave the
                         // item, and its batch, waiting for ever.
                         events.extend(b.dead_lettered(index, now)?);
-                        if b.has_ended(index) {
-                            drop_doc(&sql, index)?;
-                        }
+                        drop_doc(&sql, &b, index)?;
                         dead.push(index);
                     }
                 }
@@ -183,9 +178,13 @@ impl BatchActor {
 
 }
 
-/// Deletes an item's document once the batch no longer needs it: the item
-/// holds it (spawned, or its run reported), or it has failed for good.
-fn drop_doc(sql: &worker::SqlStorage, index: u32) -> ApiResult<()> {
+/// Deletes an item's document unless the batch still needs it
+/// ([`Batch::needs_doc`]: a concurrent release may have settled the item
+/// otherwise meanwhile).
+fn drop_doc(sql: &worker::SqlStorage, b: &Batch, index: u32) -> ApiResult<()> {
+    if b.needs_doc(index) {
+        return Ok(());
+    }
     crate::store::exec(sql, "DELETE FROM batch_docs WHERE idx = ?", vec![(index as f64).into()])
 }
 
@@ -229,9 +228,7 @@ impl BatchOps for BatchActor {
         // Its run ended, so its spawn landed (a reply lost on the way left
         // the document here): the item holds it, and a DELETE there must
         // leave no copy here.
-        if b.has_ended(e.index) {
-            drop_doc(&self.state.storage().sql(), e.index)?;
-        }
+        drop_doc(&self.state.storage().sql(), &b, e.index)?;
         self.commit(&b, events, now).await?;
         Ok(Done {})
     }
@@ -244,9 +241,7 @@ impl BatchOps for BatchActor {
         for index in op.indexes {
             events.extend(b.dead_lettered(index, now)?);
             // Failed for good (not one never tried, which waits for a slot): its text is not kept.
-            if b.has_ended(index) {
-                drop_doc(&sql, index)?;
-            }
+            drop_doc(&sql, &b, index)?;
         }
         self.commit(&b, events, now).await?;
         Ok(Done {})

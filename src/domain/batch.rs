@@ -291,10 +291,14 @@ impl Batch {
         p.is_or_operates(&self.submitter)
     }
 
-    /// Whether item `index` has ended (completed or failed for good): the
-    /// batch keeps nothing of it for a later try.
-    pub fn has_ended(&self, index: u32) -> bool {
-        self.items.get(index as usize).is_some_and(|i| i.status.is_terminal())
+    /// Whether the batch still needs item `index`'s document: only while the
+    /// item may be spawned (again). Once it runs, its content actor holds
+    /// the document; once it has ended (even if its spawn's reply was lost),
+    /// or failed for good, nothing is kept of it.
+    pub fn needs_doc(&self, index: u32) -> bool {
+        self.items
+            .get(index as usize)
+            .is_some_and(|i| matches!(i.status, ItemStatus::Queued | ItemStatus::Deferred | ItemStatus::Spawning))
     }
 
     fn item_mut(&mut self, index: u32) -> Result<&mut BatchItem, BatchError> {
@@ -560,21 +564,24 @@ mod tests {
         b.release(0)
     }
 
-    /// The batch drops an item's document once the item has ended: its run
-    /// reported (even if its spawn's reply was lost, so it never counted as
-    /// spawned), or it failed for good. A dead letter for an item never tried
-    /// is a delivery: it still needs its document.
+    /// The batch drops an item's document once the item runs or has ended:
+    /// its run reported (even if its spawn's reply was lost, so it never
+    /// counted as spawned), or it failed for good. A dead letter for an item
+    /// never tried is a delivery: it still needs its document.
     #[test]
-    fn an_item_has_ended_only_when_it_is_terminal() {
+    fn an_items_document_is_needed_only_while_it_may_be_spawned() {
         let mut b = batch(4, 3);
         assert_eq!(spawning(&mut b, 3), [0, 1, 2]);
+        assert!(b.needs_doc(1), "being spawned");
+        b.spawned(1).unwrap();
+        assert!(!b.needs_doc(1), "running: its content actor holds it");
         b.spawn_failed(0, "reply lost", 1).unwrap();
-        assert!(!b.has_ended(0), "a failed spawn is tried again");
+        assert!(b.needs_doc(0), "a failed spawn is tried again");
         b.ended(0, true, None, 2).unwrap();
-        assert!(b.has_ended(0), "its run reported: the item holds its document");
+        assert!(!b.needs_doc(0), "its run reported: the item holds its document");
         b.dead_lettered(3, 3).unwrap();
-        assert!(!b.has_ended(3), "never tried: a dead letter for it is a delivery");
-        assert!(!b.has_ended(9), "no such item");
+        assert!(b.needs_doc(3), "never tried: a dead letter for it is a delivery");
+        assert!(!b.needs_doc(9), "no such item");
     }
 
     #[test]
