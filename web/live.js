@@ -397,17 +397,16 @@ export class Live extends EventTarget {
           // view open on a healthy socket does not stop updating for good.
           // After RESUBSCRIBE_TRIES the view is told, as for a refusal.
           this.resubscribeLater(target);
-          this.dispatchEvent(new CustomEvent('frame-error', { detail: err }));
-          break;
+        } else if (target) {
+          if (!target.ready) {
+            // The server dropped it: the connection no longer waits for its
+            // `ready` (a reconnect asks again).
+            target.ready = true;
+            target.refused = err;
+            this.updateReadiness();
+          }
+          target.handlers.onError?.(err);
         }
-        if (target && !target.ready) {
-          // The server dropped it: the connection no longer waits for its
-          // `ready` (a reconnect asks again).
-          target.ready = true;
-          target.refused = err;
-          this.updateReadiness();
-        }
-        if (target) target.handlers.onError?.(err);
         this.dispatchEvent(new CustomEvent('frame-error', { detail: err }));
         break;
       }
