@@ -303,19 +303,26 @@ async fn a_text_model_failure_falls_back_to_the_local_extractor() {
     assert!(hit >= 2, "both text calls failed: {hit}");
 }
 
+/// Injects `fault` (failing twice), submits a document (with `category`,
+/// which the fault may match on), and checks that the run completed with
+/// `stage` tried at least three times.
+async fn completes_after_two_faults(fault: Value, title: &str, body: &str, category: Option<&str>, stage: Stage) {
+    let p = prod();
+    p.emulator.inject(json!([fault])).await;
+    let (_, run) = p.server.submit(title, body, category).await;
+    let view = p.server.wait_run(&run, RUN_TIMEOUT).await;
+    assert_all_completed(&view);
+    let record = &view["stages"][Stage::ALL.iter().position(|s| *s == stage).unwrap()];
+    assert!(record["attempts"].as_u64().unwrap_or(0) >= 3, "{stage} retried: {record}");
+}
+
 /// A 3040 "Out of capacity" (HTTP 429) is a rate limit: retried, then the run completes.
 #[tokio::test]
 async fn a_rate_limited_embedding_is_retried() {
-    let p = prod();
     let marker = "thistlecombe";
     let fault = "3040: No more data centers to forward the request to";
-    p.emulator
-        .inject(json!([{ "binding": "ai", "kind": "embedding", "contains": marker, "error": fault, "times": 2 }]))
-        .await;
-    let (_, run) = p.server.submit("Busy", &marked(marker, 6, 1500), None).await;
-    let view = p.server.wait_run(&run, RUN_TIMEOUT).await;
-    assert_all_completed(&view);
-    assert!(view["stages"][2]["attempts"].as_u64().unwrap_or(0) >= 3, "embed retried: {}", view["stages"][2]);
+    let injected = json!({ "binding": "ai", "kind": "embedding", "contains": marker, "error": fault, "times": 2 });
+    completes_after_two_faults(injected, "Busy", &marked(marker, 6, 1500), None, Stage::Embed).await;
 }
 
 /// Vectorize's throttle is a request error by its form ("code = 40041"), yet
@@ -323,18 +330,11 @@ async fn a_rate_limited_embedding_is_retried() {
 /// completes. Failed before: every 40xxx was terminal, so the run failed.
 #[tokio::test]
 async fn a_throttled_vectorize_write_is_retried() {
-    let p = prod();
     let category = "fernwhistle";
     // "(injected)": the shared journal's other readers skip it.
     let fault = "VECTOR_UPSERT_ERROR (code = 40041): Too Many Requests (injected)";
-    p.emulator
-        .inject(json!([{ "binding": "vectorize", "method": "upsert", "contains": category, "error": fault, "times": 2 }]))
-        .await;
-    let (_, run) = p.server.submit("Throttled", &marked("fernwhistle", 8, 1500), Some(category)).await;
-    let view = p.server.wait_run(&run, RUN_TIMEOUT).await;
-    assert_all_completed(&view);
-    let index = view["stages"].as_array().and_then(|s| s.iter().find(|s| s["name"] == "index")).cloned().unwrap_or_default();
-    assert!(index["attempts"].as_u64().unwrap_or(0) >= 3, "index retried: {index}");
+    let injected = json!({ "binding": "vectorize", "method": "upsert", "contains": category, "error": fault, "times": 2 });
+    completes_after_two_faults(injected, "Throttled", &marked("fernwhistle", 8, 1500), Some(category), Stage::Index).await;
 }
 
 /// Fails if `deleteByIds` ever gets more than 100 ids (VECTOR_DELETE_ERROR 40007).

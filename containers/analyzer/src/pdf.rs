@@ -25,8 +25,8 @@ const MAX_FONTS_PER_PAGE: usize = 32;
 pub const MAX_PAGES: usize = 5_000;
 
 /// Longest a document is read. A page's streams are bounded, but pages can
-/// share them (a small file whose thousand pages each inflate one 16 MiB
-/// stream): the whole document gets a deadline, so one upload cannot hold
+/// share them (a small file whose thousand pages each inflate the same
+/// stream to its cap): the whole document gets a deadline, so one upload cannot hold
 /// the analyzer that every tenant's runs share.
 pub const READ_TIME: std::time::Duration = std::time::Duration::from_secs(20);
 
