@@ -207,8 +207,8 @@ pub struct ContentInput {
     /// One line, not blank (422 otherwise), at most `LIMIT_TITLE_CHARS` (300).
     #[cfg_attr(not(target_arch = "wasm32"), schemars(length(min = 1, max = 300), pattern(crate::domain::content::label_pattern())))]
     pub title: String,
-    /// Not blank, no NUL, at most `LIMIT_BODY_BYTES`.
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(length(min = 1), pattern(r"^[^\u0000]*[^\s\u0000][^\u0000]*$")))]
+    /// Not blank, no control characters but tab, LF, CR and FF, at most `LIMIT_BODY_BYTES`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(length(min = 1), pattern(crate::domain::content::BODY_PATTERN)))]
     pub body: String,
     #[serde(default)]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(pattern(crate::domain::content::CATEGORY_PATTERN)))]

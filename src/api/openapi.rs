@@ -373,7 +373,7 @@ mod pattern_tests {
 
     use crate::api::routes::{parse_page_cursor, PAGE_CURSOR_PATTERN, RECONCILE_LIMIT};
     use crate::config::Limits;
-    use crate::domain::content::{is_plain_label, label_pattern, optional_label_pattern, refused_beyond_bmp, title};
+    use crate::domain::content::{is_plain_label, label_pattern, BODY_PATTERN, optional_label_pattern, refused_beyond_bmp, title};
     use crate::domain::principal::valid_tenant;
     use crate::protocol::TENANT_PATTERN;
 
@@ -409,6 +409,10 @@ mod pattern_tests {
         each_allowed(&label_pattern(), |s| s.chars().count() > l.title_max_chars || title(s, &l).is_ok() || unnamed(s));
         each_allowed(&optional_label_pattern(), |s| is_plain_label(s) || unnamed(s));
         each_allowed(TENANT_PATTERN, valid_tenant);
+        each_allowed(BODY_PATTERN, |s| {
+            let input = crate::protocol::ContentInput { title: "t".into(), body: s.into(), category: None, tags: None, author: None, visibility: None };
+            s.len() > l.body_max_bytes || crate::domain::content::ContentDoc::validate(input, &l).is_ok()
+        });
         each_allowed(PAGE_CURSOR_PATTERN, |s| parse_page_cursor(s).is_ok());
         each_allowed(&super::generator::uuid_list_pattern(RECONCILE_LIMIT.max), |s| {
             s.split(',').all(|id| uuid::Uuid::parse_str(id).is_ok())

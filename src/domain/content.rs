@@ -72,6 +72,22 @@ fn is_plain_char(c: char) -> bool {
     !c.is_control() && !matches!(c, '\u{2028}' | '\u{2029}') && !FORMAT_CHARS.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c))
 }
 
+/// A C0 control character other than tab, line feed, carriage return and
+/// form feed: no text holds one, and JSON escapes each six-fold (`\u0001`),
+/// so a body of them would outgrow what its run may store (2 MB a value)
+/// and fail after its `202`. A body is refused with one; an upload's text
+/// loses them.
+pub fn is_stray_control(c: char) -> bool {
+    c < ' ' && !matches!(c, '\t' | '\n' | '\r' | '\u{c}')
+}
+
+/// The body's schema pattern: not blank, no [`is_stray_control`] character.
+pub const BODY_PATTERN: &str =
+    r"^[^\u0000-\u0008\u000B\u000E-\u001F]*[^\s\u0000-\u0008\u000B\u000E-\u001F][^\u0000-\u0008\u000B\u000E-\u001F]*$";
+
+/// What a body with a [`is_stray_control`] character is told.
+pub const STRAY_CONTROL: &str = "must not contain control characters other than tab, line feed, carriage return and form feed";
+
 /// `s` without the characters [`is_plain_label`] refuses, for a label the
 /// server derives (an upload's title from its heading or file name), which
 /// must not be refused as if the client had sent it.
@@ -175,8 +191,8 @@ impl ContentDoc {
         if input.body.trim().is_empty() {
             return Err(ApiError::invalid("body", "must contain text, not only whitespace"));
         }
-        if input.body.contains('\0') {
-            return Err(ApiError::invalid("body", "must not contain NUL characters"));
+        if input.body.contains(is_stray_control) {
+            return Err(ApiError::invalid("body", STRAY_CONTROL));
         }
         let category = category(input.category.as_deref(), l)?;
         let raw_tags = input.tags.unwrap_or_default();
@@ -580,10 +596,28 @@ mod tests {
             assert_eq!(field(ContentDoc::validate(i, &l)), "category", "{h:?}");
         }
         // Visible non-ASCII text is fine, the body may hold anything but NUL.
-        let mut i = input("Café – ½ 😀 שלום 日本語", "body\twith\u{202E} tabs\n");
+        let mut i = input("Café – ½ 😀 שלום 日本語", "body\twith\u{202E} tabs\r\n\u{c}page\u{85}\u{7f}");
         i.tags = Some(vec!["naïve".into()]);
         i.author = Some("Zoë Ünal".into());
         assert!(ContentDoc::validate(i, &l).is_ok());
+    }
+
+    /// A body's control characters other than tab, LF, CR and FF are refused:
+    /// JSON writes each as six bytes, so a body of them would make chunks
+    /// past the 2 MB a run may store, and fail after its `202`.
+    #[test]
+    fn a_body_refuses_controls_that_json_widens() {
+        let l = Limits::default();
+        for c in ['\0', '\u{1}', '\u{8}', '\u{b}', '\u{1b}', '\u{1f}'] {
+            let r = ContentDoc::validate(input("t", &format!("a{c}b")), &l);
+            let said = format!("{r:?}");
+            assert_eq!(field(r), "body", "{c:?}");
+            assert!(said.contains(STRAY_CONTROL), "{c:?}: {said}");
+            assert_eq!(serde_json::to_string(&c.to_string()).unwrap().len(), if matches!(c, '\u{8}') { 4 } else { 8 });
+        }
+        for c in ['\t', '\n', '\r', '\u{c}', ' ', '\u{7f}'] {
+            assert!(!is_stray_control(c), "{c:?}");
+        }
     }
 
     /// Every range is Cf, and the ends are the Cf code points next to

@@ -101,7 +101,7 @@ mod store {
     use super::{Artifact, Blob, BlobArtifact};
     use crate::domain::pipeline::StageError;
     use crate::error::ApiError;
-    use crate::store::{exec, rows};
+    use crate::store::{exec, rows, MAX_VALUE_BYTES};
 
     /// The artifacts' table (see [`crate::store::create_table`]): one b-tree,
     /// as the state table (`WITHOUT ROWID`).
@@ -131,6 +131,15 @@ mod store {
         v: String,
     }
 
+    /// An artifact past what SQLite stores in one value fails its stage for
+    /// good, saying so: a retry would make the same one.
+    fn fits(key: &str, bytes: usize) -> Result<(), StageError> {
+        if key.len() + bytes > MAX_VALUE_BYTES {
+            return Err(StageError::terminal(format!("artifact {key} is {bytes} bytes, more than one stored value holds ({MAX_VALUE_BYTES})")));
+        }
+        Ok(())
+    }
+
     impl ArtifactStore {
         pub fn new(sql: SqlStorage, memory: ArtifactMemory) -> Self {
             ArtifactStore { sql, memory }
@@ -157,6 +166,7 @@ mod store {
         pub fn put<T: Serialize>(&self, artifact: Artifact<T>, value: &T) -> Result<(), StageError> {
             let key = artifact.key.0;
             let v = serde_json::to_string(value).map_err(|e| StageError::terminal(e.to_string()))?;
+            fits(key, v.len())?;
             exec(&self.sql, "INSERT OR REPLACE INTO artifacts (k, v) VALUES (?, ?)", vec![key.into(), v.clone().into()])
                 .map_err(|e| StageError::transient(e.to_string()))?;
             self.remember(key, Stored::Text(Rc::new(v)));
@@ -186,6 +196,7 @@ mod store {
         pub fn put_blob<T: Blob>(&self, artifact: BlobArtifact<T>, value: &T) -> Result<(), StageError> {
             let key = artifact.key.0;
             let bytes = value.to_bytes();
+            fits(key, bytes.len())?;
             exec(&self.sql, "INSERT OR REPLACE INTO artifacts (k, b) VALUES (?, ?)", vec![key.into(), bytes.clone().into()])
                 .map_err(|e| StageError::transient(e.to_string()))?;
             self.remember(key, Stored::Blob(Rc::new(bytes)));

@@ -6,7 +6,7 @@ use super::{StageSpec, DEFAULT_TIMEOUT_MS};
 use crate::protocol::Stage;
 #[cfg(target_arch = "wasm32")]
 use crate::{
-    domain::content::ContentDoc,
+    domain::content::{is_stray_control, ContentDoc},
     domain::pipeline::StageError,
     domain::upload::{Source, UploadType},
     nlp,
@@ -72,7 +72,9 @@ async fn upload_text(cx: &StageContext<'_>, p: &Providers, source: &Source) -> R
             crate::domain::markup::to_text(kind, raw.trim_start_matches('\u{feff}')).unwrap_or_default()
         }
     };
-    let text = text.replace('\0', "");
+    // NUL goes (UTF-16 read as UTF-8 leaves one between letters); other
+    // stray controls become spaces, so the words beside them stay apart.
+    let text: String = text.chars().filter(|c| *c != '\0').map(|c| if is_stray_control(c) { ' ' } else { c }).collect();
     // The size first: an upload may be many times a body's limit.
     let limit = cx.cfg.limits.body_max_bytes;
     if text.len() > limit {

@@ -19,6 +19,10 @@ use crate::error::ApiError;
 /// inserts split their rows to stay under it.
 pub const MAX_BOUND_PARAMS: usize = 100;
 
+/// Most bytes one string or BLOB (and one row) may hold in Durable Object
+/// SQLite (the same limits page): 2 MB.
+pub const MAX_VALUE_BYTES: usize = 2_000_000;
+
 pub fn storage_err(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(format!("storage: {e}"))
 }

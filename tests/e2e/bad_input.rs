@@ -24,6 +24,10 @@ async fn content_validation_errors() {
         (json!({"title": "t", "body": "b", "tags": (0..21).map(|i| i.to_string()).collect::<Vec<_>>()}), "tags"),
         (json!({"title": "t", "body": "b", "tags": ["x".repeat(41)]}), "tags"),
         (json!({"title": "t", "body": "b", "category": "a;b"}), "category"),
+        // JSON widens a control character six-fold: a body of them would
+        // outgrow what its run may store and fail after a 202.
+        (json!({"title": "t", "body": format!("a{}b", "\u{1}".repeat(3))}), "body"),
+        (json!({"title": "t", "body": "nul\u{0}"}), "body"),
     ];
     for (body, field) in cases {
         let r = s.post("/api/content", body).await;

@@ -159,10 +159,13 @@ async fn other_types_are_415_and_a_file_without_text_fails_its_run() {
     assert!(r.body["error"]["message"].as_str().unwrap().contains("text/markdown"), "{}", r.body);
     let r = upload(s, "text/plain", b"x".to_vec(), &[("visibility", "secret")]).await;
     assert_eq!((r.status, r.body["error"]["field"].as_str()), (422, Some("visibility")), "{}", r.body);
+    // An empty file is refused before anything is stored (no item, no run).
+    let r = upload(s, "text/plain", Vec::new(), &[("title", "Empty")]).await;
+    assert_eq!((r.status, r.body["error"]["field"].as_str()), (422, Some("body")), "{}", r.body);
 
     let cases = [
         ("text/html", b"<html><script>only()</script><style>p{}</style></html>".to_vec(), "no extractable text in HTML upload"),
-        ("text/plain", Vec::new(), "no extractable text in plain text upload"),
+        ("text/plain", b" \n\t\x01 ".to_vec(), "no extractable text in plain text upload"),
         ("application/pdf", pdf_with_text(""), "no extractable text in PDF upload"),
     ];
     for (ct, bytes, reason) in cases {
@@ -297,7 +300,7 @@ async fn uploads_past_max_upload_bytes_are_413_with_or_without_content_length() 
 /// takes more there than in the request. A create, a `PUT`, a batch item or
 /// an upload's publish that would outgrow it is refused, 413
 /// `item_too_large`, with nothing written: not a 500, nor a run or a spawn
-/// retried until it dead-letters.
+/// retried until it dead-letters; a run's stored step past it fails for good.
 #[tokio::test]
 async fn an_item_that_would_outgrow_its_stored_value_is_413_not_a_500() {
     let s = Server::start(&ServerOptions::new(temp_dir("item-too-large").join("state")).var("LIMIT_BODY_BYTES", "1900000"));
@@ -330,16 +333,18 @@ async fn an_item_that_would_outgrow_its_stored_value_is_413_not_a_500() {
     let refused_id = actorline::domain::batch::content_id(batch.parse().unwrap(), 0);
     let actor = s.admin_get(&format!("/admin/actors/content/{refused_id}")).await;
     assert_eq!(actor.status, 404, "nothing written for a refused item: {}", actor.body);
-    // An upload's text becomes the body at publish: 330 KB of control
-    // characters is 2 MB stored, so the run fails for good, with the reason.
+    // An upload's text is stored by its run on its way to the body: a
+    // million quotes is 2 MB as JSON, past what one stored value holds, so
+    // the run fails for good at that store, with the reason, not retried
+    // until it dead-letters.
     let mut file = b"Words about rivers. ".to_vec();
-    file.extend(std::iter::repeat_n(1u8, 330_000));
-    let (cid, run) = accepted(&s, "text/plain", file, &[("title", "Controls")]).await;
+    file.extend(std::iter::repeat_n(b'"', 1_000_000));
+    let (cid, run) = accepted(&s, "text/plain", file, &[("title", "Quotes")]).await;
     let view = s.wait_run(&run, Duration::from_secs(120)).await;
     assert_eq!(view["status"], "failed", "{view}");
-    let publish = view["stages"].as_array().unwrap().iter().find(|st| st["name"] == "publish").expect("publish stage").clone();
-    assert_eq!((publish["status"].as_str(), publish["attempts"].as_u64()), (Some("failed"), Some(1)), "refused for good, not retried: {view}");
-    assert!(publish["error"]["message"].as_str().unwrap_or_default().contains("bytes stored"), "{view}");
+    let validate = view["stages"].as_array().unwrap().iter().find(|st| st["name"] == "validate").expect("validate stage").clone();
+    assert_eq!((validate["status"].as_str(), validate["attempts"].as_u64()), (Some("failed"), Some(1)), "refused for good, not retried: {view}");
+    assert!(validate["error"]["message"].as_str().unwrap_or_default().contains("more than one stored value holds"), "{view}");
     assert_eq!(s.get(&format!("/api/content/{cid}")).await.body["status"], "failed");
 }
 
