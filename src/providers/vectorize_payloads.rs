@@ -26,6 +26,23 @@ use crate::domain::vector::{Hit, VectorMeta};
 pub const METADATA_INDEXES: &[(&str, &str)] =
     &[("content_id", "string"), ("category", "string"), ("version", "number"), ("chunk", "number")];
 
+/// How much of a string a metadata index holds: its first 64 bytes, cut at
+/// a UTF-8 character boundary (metadata-filtering.mdx). A filter value is
+/// matched against that prefix, so one longer than it would match nothing.
+pub const INDEXED_STRING_BYTES: usize = 64;
+
+/// The part of `s` a string metadata index holds: the longest prefix of at
+/// most [`INDEXED_STRING_BYTES`] that ends on a character boundary. A
+/// filter on it matches every value that shares the prefix; the search
+/// drops the others against the catalog's own category.
+pub fn indexed_prefix(s: &str) -> &str {
+    let mut end = s.len().min(INDEXED_STRING_BYTES);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Vectors per `upsert` call through a Worker binding.
 pub const UPSERT_BATCH: usize = 1000;
 /// Ids per `deleteByIds` call: the service answers more with "VECTOR_DELETE_ERROR
@@ -207,7 +224,7 @@ pub fn search_query_options(q: &VectorQuery, dim: usize) -> Result<QueryOptions,
     check_vector("query vector", &q.vector, dim)?;
     check_namespace(&q.namespace)?;
     let filter = Filter {
-        category: q.category.as_ref().filter(|c| !c.is_empty()).map(|c| Cond::Eq { eq: c.clone() }),
+        category: q.category.as_deref().filter(|c| !c.is_empty()).map(|c| Cond::Eq { eq: indexed_prefix(c).to_string() }),
         ..Filter::default()
     };
     Ok(QueryOptions::new(q.top_k, Some(q.namespace.clone()), filter))
@@ -352,6 +369,19 @@ mod tests {
         assert!(v.get("filter").is_none(), "no empty filter object");
         let o = search_query_options(&vq(4, 10, Some("")), 4).unwrap();
         assert!(o.filter.is_none());
+    }
+
+    /// A category past the 64 bytes a string index holds is filtered on the
+    /// prefix the index holds, cut where Vectorize cuts it.
+    #[test]
+    fn a_long_category_is_filtered_on_its_indexed_prefix() {
+        let long = "é".repeat(40); // 80 bytes
+        let o = serde_json::to_value(search_query_options(&vq(4, 10, Some(&long)), 4).unwrap()).unwrap();
+        assert_eq!(o["filter"]["category"]["$eq"], "é".repeat(32));
+        assert_eq!(indexed_prefix(&format!("a{}", "é".repeat(40))), format!("a{}", "é".repeat(31)), "63 bytes: no half character");
+        assert_eq!(indexed_prefix("science"), "science");
+        assert_eq!(indexed_prefix(&"x".repeat(64)), "x".repeat(64));
+        assert_eq!(indexed_prefix(&"x".repeat(65)), "x".repeat(64));
     }
 
     #[test]

@@ -353,7 +353,7 @@ function streamText(model, inputs, injected) {
 // upsert ≤ 1000 vectors per Worker call, topK ≤ 100 (≤ 20 with values or
 // all metadata), metadata filter JSON < 2048 bytes. The deleteByIds limit and
 // error text are the service's (JSONbored/metagraphed#11137).
-const LIMITS = { idBytes: 64, namespaceBytes: 64, upsertBatch: 1000, topK: 100, topKWithData: 20, deleteIds: 100, getIds: 20, filterBytes: 2048, ...config.limits };
+const LIMITS = { idBytes: 64, namespaceBytes: 64, upsertBatch: 1000, topK: 100, topKWithData: 20, deleteIds: 100, getIds: 20, filterBytes: 2048, indexedStringBytes: 64, ...config.limits };
 
 /** Visible vectors: id → {id, values, namespace, metadata}. */
 const vectors = new Map();
@@ -419,11 +419,25 @@ function deleteByIds({ ids }) {
 
 const indexedType = (prop) => config.metadataIndexes.find((m) => m.propertyName === prop)?.type;
 
+/**
+ * What a string metadata index holds: the first 64 bytes, cut back to a
+ * UTF-8 character boundary (metadata-filtering.mdx). Filters match that, so
+ * a longer filter value matches nothing.
+ */
+function indexedPrefix(value) {
+	if (typeof value !== "string") return value;
+	const buf = Buffer.from(value, "utf8");
+	if (buf.length <= LIMITS.indexedStringBytes) return value;
+	let end = LIMITS.indexedStringBytes;
+	while (end > 0 && (buf[end] & 0xc0) === 0x80) end--;
+	return buf.subarray(0, end).toString("utf8");
+}
+
 /** One property's condition against a vector: only indexed properties of the index's type match. */
 function matchesCond(meta, prop, cond) {
 	const type = indexedType(prop);
 	if (!type) return false; // metadata-filtering: filters only see indexed properties
-	const value = meta[prop];
+	const value = type === "string" ? indexedPrefix(meta[prop]) : meta[prop];
 	if (value === undefined || typeof value !== type) return false;
 	const ops = cond !== null && typeof cond === "object" && !Array.isArray(cond) ? cond : { $eq: cond };
 	return Object.entries(ops).every(([op, x]) => {

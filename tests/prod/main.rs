@@ -144,6 +144,18 @@ async fn search_finds_a_document_once_its_vectors_are_visible_and_the_summary_is
     assert!(queued.is_empty(), "calls a busy model would queue: {queued:?}");
 }
 
+/// A category past the 64 bytes Vectorize indexes of a string (40 × 'é' is
+/// 80): a category search by vector still finds the item.
+#[tokio::test]
+async fn search_by_a_category_longer_than_vectorize_indexes_still_finds_the_item() {
+    let p = prod();
+    let category = "é".repeat(40);
+    let (cid, run) = p.server.submit("Long category", &marked("brindlemoss", 9, 1500), Some(&category)).await;
+    assert_all_completed(&p.server.wait_run(&run, RUN_TIMEOUT).await);
+    let encoded: String = category.bytes().map(|b| format!("%{b:02X}")).collect();
+    search_until_found(&format!("q=brindlemoss%20report&mode=vector&k=10&category={encoded}"), &[cid.as_str()]).await;
+}
+
 /// Deletes the item, then waits for its run to end: the deletion cancels
 /// the run, then purges it (404).
 async fn delete_and_wait_for_the_run(cid: &str, run: &str) {
