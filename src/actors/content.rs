@@ -374,11 +374,15 @@ impl ContentOps for ContentActor {
         self.commit(&c, events, &duties, now)?;
         let outbox = self.outbox()?;
         for run in &superseded {
-            // A run whose spawn is still owed never starts, so it never
-            // reports: a batch's item whose first run it was ends here (a
-            // started run's own report comes later, and the batch ignores
-            // a second one).
-            outbox.forget(&Duty::SpawnRun { run_id: *run, start: Value::Null }.key())?;
+            // A run whose spawn is still owed starts ended (its cancel may
+            // find no run yet, and a spawn already on its way is overtaken
+            // by this one, which supersedes it). A batch's item whose first
+            // run it was ends here (the run's own report comes later, and
+            // the batch ignores a second one).
+            if let Some(Duty::SpawnRun { run_id, mut start }) = outbox.pending(&Duty::SpawnRun { run_id: *run, start: Value::Null }.key())? {
+                start["superseded"] = Value::String(reason.clone());
+                outbox.put(&[Duty::SpawnRun { run_id, start }], now)?;
+            }
             self.owe_batch_report(*run, Some(&reason), now)?;
         }
         self.settle_backstopped().await;
@@ -597,7 +601,7 @@ fn encode(c: &ContentState) -> ApiResult<String> {
 
 /// The spawn of `run_id` for the item's current version.
 fn spawn_duty(c: &ContentState, run_id: Uuid) -> Duty {
-    let start = StartRun { run_id, content_id: c.id, version: c.version, doc: c.doc.clone(), ownership: c.ownership.clone() };
+    let start = StartRun { run_id, content_id: c.id, version: c.version, doc: c.doc.clone(), ownership: c.ownership.clone(), superseded: None };
     Duty::SpawnRun { run_id, start: serde_json::to_value(start).unwrap_or_default() }
 }
 

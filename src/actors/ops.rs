@@ -427,6 +427,12 @@ pub struct StartRun {
     /// The item's ownership for this version: its vectors' namespace.
     #[serde(default = "Ownership::legacy")]
     pub ownership: Ownership,
+    /// A newer version superseded this one before its spawn landed: the run
+    /// is made ended (`cancelled`, superseded) and runs no stage, so the run
+    /// id its `PUT` answered with never reads 404. A run already started
+    /// when it lands is superseded as a cancel would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -206,7 +206,17 @@ impl<'a> Outbox<'a> {
         self.store(std::slice::from_ref(duty), due_at).map(|_| ())
     }
 
-    /// Drops a pending duty (e.g. the spawn of a run that was superseded).
+    /// The pending duty stored under `key`, if any.
+    pub fn pending(&self, key: &str) -> ApiResult<Option<Duty>> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            duty: String,
+        }
+        let found: Vec<Row> = rows(&self.sql, "SELECT duty FROM outbox WHERE key = ?", vec![key.into()])?;
+        found.into_iter().next().map(|r| serde_json::from_str(&r.duty).map_err(storage_err)).transpose()
+    }
+
+    /// Drops a pending duty (e.g. the spawn of a run whose item was deleted).
     pub fn forget(&self, key: &str) -> ApiResult<()> {
         self.memory.fresh.borrow_mut().retain(|t| t.duty.key() != key);
         self.write::<IgnoredAny>("DELETE FROM outbox WHERE key = ?", vec![key.into()])?;

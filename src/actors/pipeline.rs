@@ -276,7 +276,12 @@ impl RunShell {
         let new = self.run.borrow().is_none() && self.create_new_tables(&[stages::artifacts::TABLE]);
         if !new {
             if self.load()?.is_some() {
-                // Idempotent: a retried spawn finds the run under way.
+                // Idempotent: a retried spawn finds the run under way. One
+                // that says its version was superseded overtook an earlier
+                // try that started it: it ends as a superseding cancel would.
+                if let Some(reason) = req.superseded.as_deref() {
+                    self.cancel(reason, true).await?;
+                }
                 return Ok(());
             }
             if crate::store::has_state(&sql) && self.cells().load::<bool>(PURGED_BEFORE_START)?.unwrap_or(false) {
@@ -288,10 +293,18 @@ impl RunShell {
         let cfg = config(&self.env);
         let now = now_ms();
         artifacts.put(stages::artifacts::NAMESPACE, &req.ownership.namespace()).map_err(|e| ApiError::Internal(e.message))?;
-        let (run, events) = PipelineRun::new(req.run_id, req.content_id, req.version, cfg.retry, now);
-        let run = run.owned_by(&req.ownership);
+        let (run, mut events) = PipelineRun::new(req.run_id, req.content_id, req.version, cfg.retry, now);
+        let mut run = run.owned_by(&req.ownership);
         self.memory.subscribers.none_yet();
         self.sockets.none_yet();
+        if let Some(reason) = req.superseded.as_deref() {
+            // Superseded before it started: made ended, with no document and
+            // no stage; it reports its end as any cancelled run does.
+            events.extend(run.supersede(reason, now));
+            self.commit_and_push(&run, events, now)?;
+            self.on_terminal(&run, now).await;
+            return Ok(());
+        }
         self.cells().save("doc", &req.doc)?;
         self.doc.replace(Some(Rc::new(req.doc)));
         self.commit_and_push(&run, events, now)?;

@@ -109,12 +109,10 @@ async fn concurrent_puts_each_keep_their_version() {
             "version {v} keeps its run"
         );
     }
-    // Every superseded run that exists ends cancelled as superseded (or finished first).
+    // Every superseded run ends cancelled as superseded (or finished first),
+    // one superseded before its spawn landed too: a run id a 202 named
+    // never reads 404.
     for (v, run) in acked.iter().filter(|(v, _)| *v < 21) {
-        let r = s.admin_get(&format!("/api/runs/{run}")).await;
-        if r.status == 404 {
-            continue; // superseded before its spawn: it never started
-        }
         let view = s.wait_run(run, Duration::from_secs(120)).await;
         assert!(
             matches!(
@@ -384,6 +382,25 @@ async fn failed_spawns_and_catalog_writes_are_retried_until_they_land() {
         feed_holds_each_once(&s, &s.key, &cids).await.inspect_err(|e| assert!(matches!(e, FeedShortfall::Missing(_)), "{e}"))
     })
     .await;
+    // A version superseded before its run's spawn landed (half the spawns
+    // fail at first, and each PUT comes right after the last): its run still
+    // comes to exist and ends cancelled as superseded. A run id a 202 named
+    // never reads 404.
+    let (cid, first) = s.submit("Superseded early", &document("unreliable", 600, 700), None).await;
+    let mut runs = vec![first];
+    for i in 0..5 {
+        let r = s.put(&format!("/api/content/{cid}"), json!({ "title": format!("Superseded early {i}"), "body": document("unreliable", 610 + i, 700) })).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        runs.push(r.body["run_id"].as_str().unwrap().to_string());
+    }
+    let last = runs.pop().unwrap();
+    assert_completed(&s, &last).await;
+    for run in &runs {
+        let view = s.wait_run(run, Duration::from_secs(60)).await;
+        let status = view["status"].as_str().unwrap_or_default();
+        let superseded = view["reason"].as_str().is_some_and(|r| r.starts_with("superseded by version"));
+        assert!(status == "completed" || (status == "cancelled" && superseded), "{view}");
+    }
     let log = s.log_text();
     assert!(log.contains("duty feed:"), "no feed append failed: the faults did not strike");
     // Every failure here is an injected one: no statement failed.
