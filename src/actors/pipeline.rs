@@ -62,6 +62,9 @@ struct RunShell {
 
 /// Marks a run whose item was deleted before its start arrived.
 const PURGED_BEFORE_START: &str = "purged_before_start";
+/// How long a stage may await before the events committed ahead of it are
+/// pushed without waiting for the activation's end.
+const PUSH_WHILE_WAITING_MS: u64 = 1_000;
 
 crate::actor_storage!(RunShell);
 
@@ -229,6 +232,14 @@ impl RunShell {
         (0..flat.len() / dim.max(1)).map(|i| crate::domain::vector::vector_id(&cid, run.version, i as u32)).collect()
     }
 
+    /// Records `owed` (committed before the first await), tries it now, and
+    /// arms the alarm that retries what is still owed after an ended run.
+    async fn owe_now(&self, run: &PipelineRun, owed: &[Duty], now: Millis) -> ApiResult<()> {
+        self.outbox()?.put(owed, now)?;
+        let _ = self.drain().await;
+        self.arm(run, now_ms()).await
+    }
+
     /// Records the run's catalog row as owed and tries it now.
     async fn catalog_now(&self, now: Millis) -> ApiResult<()> {
         self.outbox()?.put(&[Duty::Catalog], now)?;
@@ -255,9 +266,7 @@ impl RunShell {
         if !written.is_empty() {
             owed.push(Duty::TakeBackVectors { ids: written });
         }
-        self.outbox()?.put(&owed, now)?;
-        let _ = self.drain().await;
-        self.arm(&run, now_ms()).await?;
+        self.owe_now(&run, &owed, now).await?;
         Ok(Done {})
     }
 
@@ -386,7 +395,7 @@ impl RunShell {
                 self.state.storage().set_alarm(super::alarm_time(activation.watchdog_at())).await?;
                 watchdog_armed = true;
             }
-            let outcome = self.execute(&cfg, &run, stage).await;
+            let outcome = self.execute_pushing_if_long(&cfg, &run, stage, committed).await;
 
             // The keys the run's sockets rest on, again when due: the
             // watchdog alarms that fire while a stage awaits check them
@@ -419,6 +428,33 @@ impl RunShell {
                     committed.extend(self.commit(&run, events, now)?);
                     return Ok(Some((run, ended)));
                 }
+            }
+        }
+    }
+
+    /// [`Self::execute`], and when the stage is still awaiting (a model
+    /// call, the analyzer) after [`PUSH_WHILE_WAITING_MS`], what the
+    /// activation committed so far goes to the following sessions then, not
+    /// at its end: a long stage does not hold back the events before it.
+    /// A run no session follows costs no timer.
+    async fn execute_pushing_if_long(
+        &self,
+        cfg: &crate::config::Config,
+        run: &PipelineRun,
+        stage: crate::protocol::Stage,
+        committed: &mut Vec<EventRecord>,
+    ) -> Result<(), StageFailure> {
+        let attempt = self.execute(cfg, run, stage);
+        if committed.is_empty() || self.subs().list().is_empty() {
+            return attempt.await;
+        }
+        let attempt = std::pin::pin!(attempt);
+        let waited = std::pin::pin!(worker::Delay::from(std::time::Duration::from_millis(PUSH_WHILE_WAITING_MS)));
+        match futures::future::select(attempt, waited).await {
+            futures::future::Either::Left((outcome, _)) => outcome,
+            futures::future::Either::Right(((), attempt)) => {
+                self.push(run, std::mem::take(committed));
+                attempt.await
             }
         }
     }
@@ -481,9 +517,7 @@ impl RunShell {
                 run.supersede(reason, now);
                 self.commit_and_push(&run, Vec::new(), now)?;
                 if !written.is_empty() {
-                    self.outbox()?.put(&[Duty::TakeBackVectors { ids: written }], now)?;
-                    let _ = self.drain().await;
-                    self.arm(&run, now_ms()).await?;
+                    self.owe_now(&run, &[Duty::TakeBackVectors { ids: written }], now).await?;
                 }
             }
             return Ok(run.view(None));
