@@ -198,6 +198,60 @@ fn readme_pushes_the_image_production_runs() {
     );
 }
 
+/// The image's tag is the analyzer crate's version: a deploy whose
+/// container `image` is unchanged starts no rollout (containers
+/// `deploy.ts`: "No changes to be made"), so a rebuilt analyzer pushed under
+/// the old tag would never replace the running one. A change to the
+/// analyzer bumps its version, and with it the tag it deploys as.
+#[test]
+fn the_image_tag_is_the_analyzers_version() {
+    let image = production_single(&wrangler(), "containers", "image");
+    let manifest: Table = std::fs::read_to_string(format!("{ROOT}/containers/analyzer/Cargo.toml")).unwrap().parse().unwrap();
+    let version = str_at(&manifest, &["package", "version"]).expect("the analyzer's Cargo.toml has a version");
+    let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+    assert_eq!(tag, version, "[[env.production.containers]] image {image} must be tagged with the analyzer's version {version}");
+}
+
+/// The names of the bindings `table` declares, of every kind the code
+/// reads: AI, Vectorize, D1, R2, queue producers, Durable Objects, service
+/// bindings (which stand in for AI and Vectorize in the emulated env).
+fn binding_names(table: &Table) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut add = |t: &Table, field: &str| names.extend(t.get(field).and_then(Value::as_str).map(str::to_string));
+    if let Some(ai) = table.get("ai").and_then(Value::as_table) {
+        add(ai, "binding");
+    }
+    for key in ["vectorize", "d1_databases", "r2_buckets", "services"] {
+        tables(table, key).into_iter().for_each(|t| add(t, "binding"));
+    }
+    if let Some(queues) = table.get("queues").and_then(Value::as_table) {
+        tables(queues, "producers").into_iter().for_each(|t| add(t, "binding"));
+    }
+    if let Some(dos) = table.get("durable_objects").and_then(Value::as_table) {
+        tables(dos, "bindings").into_iter().for_each(|t| add(t, "name"));
+    }
+    names
+}
+
+/// The production-mode suite (tests/prod) runs the code against the
+/// emulated env's bindings: production must bind each of them under the same
+/// name, or a binding the code reads is missing only once deployed. The one
+/// exception stands in for `ctx.container`, which production's container
+/// provides.
+#[test]
+fn production_binds_every_name_the_production_mode_suite_reads() {
+    let config = wrangler();
+    let emulated = env(&config, "emulated").expect("wrangler.toml has [env.emulated]");
+    let mut wanted = binding_names(emulated);
+    wanted.remove("ANALYZER_CONTAINER_EMULATOR");
+    for name in ["AI", "VECTORIZE", "DB", "UPLOADS", "INGEST", "INGEST_DLQ", "CONTENT", "PIPELINE"] {
+        assert!(wanted.contains(name), "[env.emulated] does not bind {name}: the suite would not read it");
+    }
+    let bound = binding_names(production(&config));
+    let missing: Vec<_> = wanted.difference(&bound).collect();
+    assert!(missing.is_empty(), "[env.production] does not bind what the production-mode suite runs on: {missing:?}");
+}
+
 #[test]
 fn readme_builds_the_image_for_linux_amd64_from_the_dockerfile() {
     let cmds = readme_commands();
@@ -222,6 +276,9 @@ fn vectorize_index_matches_the_embedder() {
         [index.as_str()],
         "README creates a different index than wrangler.toml binds ({index})"
     );
+    // Higher scores rank first (`vectorize_payloads::parse_matches`, the
+    // fusion): true of cosine, not of euclidean, where 0 is identical.
+    assert_eq!(flag(create, "--metric"), Some("cosine"), "README must create the index with --metric cosine");
     let dims = flag(create, "--dimensions").expect("README's vectorize create has no --dimensions");
     assert_eq!(
         dims,
@@ -333,15 +390,44 @@ fn durable_objects(table: &Table) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// The classes the migrations create. Every actor keeps its state in SQLite
+/// (`storage().sql()`), which a class gets only from `new_sqlite_classes`;
+/// a migration once applied cannot be changed, and a class renamed or
+/// deleted would take its objects' state with it: neither is done here.
 fn migrated_classes(table: &Table) -> BTreeSet<String> {
     let mut classes = BTreeSet::new();
     for m in tables(table, "migrations") {
-        for key in ["new_sqlite_classes", "new_classes"] {
-            let listed = m.get(key).and_then(Value::as_array).into_iter().flatten();
-            classes.extend(listed.filter_map(Value::as_str).map(str::to_string));
+        let tag = m.get("tag").and_then(Value::as_str).unwrap_or("?");
+        for key in ["new_classes", "renamed_classes", "deleted_classes", "transferred_classes"] {
+            assert!(m.get(key).is_none(), "migration {tag} has {key}: actors need new_sqlite_classes, and none is renamed or deleted");
         }
+        let listed = m.get("new_sqlite_classes").and_then(Value::as_array).into_iter().flatten();
+        classes.extend(listed.filter_map(Value::as_str).map(str::to_string));
     }
     classes
+}
+
+/// The migrations production has applied, by tag: they stay as they are
+/// (a new class goes in a new migration after them).
+const APPLIED_MIGRATIONS: &[(&str, &[&str])] = &[
+    ("v1", &["ContentActor", "PipelineActor", "SessionActor", "VectorIndexActor", "FeedActor", "AnalyzerContainer"]),
+    ("v2", &["RateLimitActor"]),
+    ("v3", &["AnswerActor"]),
+    ("v4", &["BatchActor"]),
+];
+
+#[test]
+fn applied_migrations_are_kept_as_they_were() {
+    let config = wrangler();
+    for (name, table) in [("default", &config), ("production", production(&config))] {
+        let migrations = tables(table, "migrations");
+        for (i, (tag, classes)) in APPLIED_MIGRATIONS.iter().enumerate() {
+            let m = migrations.get(i).unwrap_or_else(|| panic!("{name}: migration {tag} is gone"));
+            assert_eq!(m.get("tag").and_then(Value::as_str), Some(*tag), "{name}: migration {i} must stay {tag}");
+            let listed: Vec<&str> = m.get("new_sqlite_classes").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+            assert_eq!(listed, *classes, "{name}: migration {tag} changed");
+        }
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `GET /healthz`: version, and the backend each provider actually uses. A
-//! provider asked for but unusable (a missing production binding) makes the
-//! answer `503` with `status: "degraded"` and the reason in `problems`.
+//! provider asked for but unusable (a missing production binding), or a
+//! secret missing or too short, makes the answer `503` with
+//! `status: "degraded"` and the reason in `problems`.
 //! Only the operator sees that detail; anyone else gets `{status}` alone, so
 //! the backends and the `FAULTS` setting are not public.
 
@@ -18,7 +19,15 @@ use crate::runtime::config;
 pub async fn get(env: &Env, operator: bool) -> ApiResult<Response> {
     let cfg = config(env);
     let p = Providers::from_config(env, &cfg);
-    let problems: BTreeMap<String, String> = p.problems().into_iter().map(|(name, why)| (name.to_string(), why.to_string())).collect();
+    let mut problems: BTreeMap<String, String> = p.problems().into_iter().map(|(name, why)| (name.to_string(), why.to_string())).collect();
+    // Secrets a deploy can leave out or cut short: nothing else says so
+    // until an operator cannot sign in or a client cannot open a session.
+    if cfg.trust.admin_token_sha256.is_none() {
+        problems.insert("admin_token".into(), "ADMIN_TOKEN is unset or shorter than 32 characters: no request is the operator's".into());
+    }
+    if super::sessions::secret(env).is_err() {
+        problems.insert("session_secret".into(), "SESSION_SECRET is unset or shorter than 16 bytes: POST /api/sessions answers 503".into());
+    }
     let (code, status) = if problems.is_empty() { (200, "ok") } else { (503, "degraded") };
     let workers_ai = |name: &str, model: &str| (name == AI_WORKERS_AI).then(|| model.to_string());
     let detail = operator.then(|| HealthDetail {

@@ -15,7 +15,7 @@ use crate::http;
 use crate::protocol::SessionGrant;
 use crate::runtime::{config, now_ms, var};
 
-fn secret(env: &Env) -> ApiResult<Vec<u8>> {
+pub(super) fn secret(env: &Env) -> ApiResult<Vec<u8>> {
     var(env, "SESSION_SECRET")
         .filter(|s| s.len() >= 16)
         .map(String::into_bytes)
