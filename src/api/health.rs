@@ -7,8 +7,12 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::Value;
 use worker::{Env, Response};
 
+use crate::actors::ops::Inspect;
+use crate::actors::rpc::{self, ActorKind};
+use crate::providers::analyzer_http::ANALYZER_ACTOR;
 use crate::error::ApiResult;
 use crate::http;
 use crate::protocol::{Health, HealthDetail};
@@ -28,6 +32,10 @@ pub async fn get(env: &Env, operator: bool) -> ApiResult<Response> {
     if super::sessions::secret(env).is_err() {
         problems.insert("session_secret".into(), "SESSION_SECRET is unset or shorter than 16 bytes: POST /api/sessions answers 503".into());
     }
+    let analyzer = analyzer_backend(env, &cfg.analyzer).await;
+    if let Err(why) = &analyzer {
+        problems.insert("analyzer".into(), why.clone());
+    }
     let (code, status) = if problems.is_empty() { (200, "ok") } else { (503, "degraded") };
     let workers_ai = |name: &str, model: &str| (name == AI_WORKERS_AI).then(|| model.to_string());
     let detail = operator.then(|| HealthDetail {
@@ -38,7 +46,7 @@ pub async fn get(env: &Env, operator: bool) -> ApiResult<Response> {
             ("embedder", p.embedder.backend()),
             ("text", p.text.name()),
             ("vectors", p.vectors.backend()),
-            ("analyzer", cfg.analyzer.as_str()),
+            ("analyzer", analyzer.as_deref().unwrap_or(cfg.analyzer.as_str())),
             ("keyword_search", "d1-fts5"),
         ]
         .into_iter()
@@ -52,4 +60,20 @@ pub async fn get(env: &Env, operator: bool) -> ApiResult<Response> {
         faults: cfg.faults.describe(),
     });
     Ok(http::json(code, &Health { status: status.into(), detail }))
+}
+
+/// The analyzer as its actor runs it. Asked (one call) only where a
+/// container is configured: a deploy is not transactional, and a Worker
+/// that went live while its image or rollout failed has no container to
+/// give the actor, which `ANALYZER` alone would not show.
+async fn analyzer_backend(env: &Env, configured: &str) -> Result<String, String> {
+    if configured != "container" {
+        return Ok(configured.to_string());
+    }
+    let look = Inspect { content_id: None };
+    let seen: Value = rpc::send_to(env, ActorKind::Analyzer, ANALYZER_ACTOR, &look).await.map_err(|e| format!("the analyzer's actor did not answer: {e}"))?;
+    match seen["state"]["backend"].as_str() {
+        Some(backend) if backend.starts_with("container") => Ok(backend.to_string()),
+        other => Err(format!("ANALYZER=container, but the analyzer's actor runs {}: no container was provisioned for it", other.unwrap_or("nothing"))),
+    }
 }

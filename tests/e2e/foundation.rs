@@ -30,13 +30,15 @@ async fn healthz_reports_version_and_backends() {
     assert!(r.body["version"].is_string());
 }
 
-/// A secret a deploy left short shows on `/healthz` before anyone trips on
-/// it: `SESSION_SECRET` under 16 bytes makes the answer degraded (503), the
-/// operator sees why, and session creation is the 503 it names. (On a
-/// server of its own.)
+/// What a deploy left out shows on `/healthz` before anyone trips on it:
+/// `SESSION_SECRET` under 16 bytes, or `ANALYZER=container` where the
+/// runtime gives the analyzer's actor no container, make the answer
+/// degraded (503), the operator sees why, and session creation is the 503
+/// it names. (On a server of its own.)
 #[tokio::test]
-async fn a_short_session_secret_makes_healthz_degraded() {
-    let s = &Server::start(&ServerOptions::new(temp_dir("short-secret").join("state")).var("SESSION_SECRET", "too-short"));
+async fn a_short_session_secret_or_a_missing_container_makes_healthz_degraded() {
+    let options = ServerOptions::new(temp_dir("short-secret").join("state")).var("SESSION_SECRET", "too-short").var("ANALYZER", "container");
+    let s = &Server::start(&options);
     let r = send(http().get(s.url("/healthz"))).await;
     assert_eq!((r.status, r.body.clone()), (503, json!({ "status": "degraded" })));
     let r = s.admin_get("/healthz").await;
@@ -44,6 +46,9 @@ async fn a_short_session_secret_makes_healthz_degraded() {
     let why = r.body["problems"]["session_secret"].as_str().unwrap_or_default();
     assert!(why.contains("SESSION_SECRET"), "{}", r.body);
     assert!(r.body["problems"].get("admin_token").is_none(), "the harness's ADMIN_TOKEN is long enough: {}", r.body);
+    let why = r.body["problems"]["analyzer"].as_str().unwrap_or_default();
+    assert!(why.contains("no container"), "{}", r.body);
+    assert_eq!(r.body["backends"]["analyzer"], "container", "as configured, since the actor runs none: {}", r.body);
     let session = send(http().post(s.url("/api/sessions")).json(&json!({}))).await;
     assert_eq!((session.status, session.body["error"]["code"].as_str()), (503, Some("unavailable")), "{}", session.body);
 }

@@ -374,6 +374,8 @@ async fn the_emulator_refuses_what_the_service_refuses() {
     let health = prod().server.admin_get("/healthz").await;
     let text = health.body.to_string();
     assert!(text.contains("workers-ai") && text.contains("vectorize"), "production backends in use: {text}");
+    // The analyzer as its actor runs it, not only as configured.
+    assert_eq!((health.status, health.body["backends"]["analyzer"].as_str()), (200, Some("container (emulated)")), "{text}");
 
     let indexes = readme_metadata_indexes();
     assert!(indexes.contains(&("content_id".to_string(), "string".to_string())), "README indexes parsed: {indexes:?}");
