@@ -112,23 +112,29 @@ impl FeedOps for FeedActor {
         let Some((drafts, changed)) = self.place(&ledger, a.events, a.from.as_ref(), now)? else {
             return Ok(Appended { last_seq: self.log().last_seq()? });
         };
-        let records = self.log().append(drafts, now).inspect_err(|_| {
-            // Not appended after all: the next try must be.
+        // Not placed after all (a statement below failed): the next try must
+        // be, since a repeat is neither appended nor relabelled again.
+        let unclaim = || {
             if let Some(from) = &a.from {
                 let _ = ledger.unclaim(from.content_id, from.seq);
             }
-        })?;
+        };
         // The events the feed holds of an item changed now: a deleted item's
         // no longer name it, in any replay; a new version's follow its
         // visibility where it is narrower (a first version has no earlier events, and costs no
-        // statement).
+        // statement). Before the append: once appended, the events must go
+        // out, and a failure after it would leave them appended but unsent.
         for (id, label) in changed {
-            if label.deleted {
-                self.log().redact(&id)?;
+            let relabelled = if label.deleted {
+                self.log().redact(&id)
             } else if let Some(visibility) = &label.visibility {
-                self.log().reown(&id, visibility)?;
-            }
+                self.log().reown(&id, visibility)
+            } else {
+                Ok(())
+            };
+            relabelled.inspect_err(|_| unclaim())?;
         }
+        let records = self.log().append(drafts, now).inspect_err(|_| unclaim())?;
         let Some(last) = records.last().map(|r| r.seq) else { return Ok(Appended { last_seq: self.log().last_seq()? }) };
         self.sockets.publish(self, Topic::Feed, &records)?;
         if let Some(at) = self.sockets.catch_up_due(now_ms()) {
@@ -204,7 +210,8 @@ impl DurableObject for FeedActor {
         self.sockets.sweep(self, now);
         self.sockets.check_keys(self, now).await;
         if let Err(e) = self.sockets.catch_up(self, Topic::Feed) {
-            return Response::error(e.to_string(), 500);
+            // Thrown, so the runtime retries the alarm: the catch-up is still owed.
+            return Err(worker::Error::RustError(format!("feed catch-up: {e}")));
         }
         if let Some(at) = self.sockets.due(self, now) {
             self.arm(at).await;

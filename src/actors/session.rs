@@ -593,7 +593,12 @@ impl SessionActor {
     /// and the session's expiry (then it closes its sockets and forgets it).
     async fn wake(&self) -> ApiResult<&'static str> {
         self.armed_at.set(None);
-        let Ok(info) = self.info() else { return Ok("gone") };
+        let info = match self.info() {
+            Ok(info) => info,
+            Err(ApiError::NotFound(_)) => return Ok("gone"),
+            // A read that failed: the alarm throws, and the runtime retries it.
+            Err(e) => return Err(e),
+        };
         let now = now_ms();
         if info.expires_at > now && !self.key_holds(now).await {
             return Ok("revoked");
