@@ -12,7 +12,7 @@ use super::outbox::Outbox;
 use super::ActorStorage;
 use super::ops::{
     Announcer, Authorize, Authorized, CancelRun, ContentCall, ContentOps, CreateContent, DeleteContent, Done, Fence, Fenced, FireAlarm, Inspect, Inspectable,
-    ItemEnded, Publish, Published, PurgeRun, ReconcileContent, ReconcileReport, ReconcileRun, RunEnded, RunReconciled, SourceOf, StartRun, UpdateContent,
+    CreateSettled, ItemEnded, Publish, Published, PurgeRun, ReconcileContent, ReconcileReport, ReconcileRun, RunEnded, RunReconciled, SettleCreate, SourceOf, StartRun, UpdateContent,
     ViewContent,
 };
 use super::rpc;
@@ -526,6 +526,19 @@ impl ContentOps for ContentActor {
             return Err(ApiError::not_found("content"));
         }
         Ok(Authorized { content_id: c.id, version: c.version, tenant: c.ownership.tenant, title: c.doc.title, category: c.doc.category })
+    }
+
+    async fn settle_create(&self, _q: SettleCreate) -> ApiResult<CreateSettled> {
+        if self.created() {
+            // Made (live, or deleted since), or settled before.
+            return Ok(CreateSettled { made: self.cells().load::<ContentState>("content")?.is_some() });
+        }
+        // Never made: its tables now stand, so a create still on its way is
+        // refused as existing (409, nothing written), and every other call
+        // finds no item (404).
+        crate::store::init_state(&self.state.storage().sql())?;
+        self.created.set(true);
+        Ok(CreateSettled { made: false })
     }
 }
 

@@ -392,6 +392,20 @@ pub struct Fenced {
     pub version: u32,
 }
 
+/// A create the Worker sent without learning its outcome (it failed on the
+/// way, 5xx), settled before the Worker drops what it stored for it: an
+/// item that was made keeps it; one that was not is made never to exist, so
+/// a create still on its way is refused (409) rather than made without its
+/// file.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct SettleCreate {}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreateSettled {
+    /// The item was made (it may be deleted since: its deletion erases its files).
+    pub made: bool,
+}
+
 /// The operator's reconciliation of one item: its catalog row and its runs'.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ReconcileContent {}
@@ -411,6 +425,7 @@ actor_ops! {
         "fence" => Fence(Fence) -> Fenced, fence;
         "delete" => Delete(DeleteContent) -> Done, delete;
         "reconcile" => Reconcile(ReconcileContent) -> ReconcileReport, reconcile;
+        "settle_create" => SettleCreate(SettleCreate) -> CreateSettled, settle_create;
     }
     with inspection and topic
 }

@@ -11,6 +11,7 @@ use crate::actors::rpc;
 use crate::catalog;
 use crate::domain::principal::{Ownership, Principal, Scope, Visibility};
 use crate::domain::content::ContentDoc;
+use crate::domain::faults;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
 use crate::protocol::{ContentInput, ContentListItem, ContentPage};
@@ -45,6 +46,9 @@ pub(super) async fn submit_doc(
     let name = content_id.to_string();
     let accepted = match writer {
         Writer::New(ownership) => {
+            if let Some(fault) = config(env).faults.site_fault(faults::CREATE, &name, 1) {
+                return Err(ApiError::Unavailable(fault));
+            }
             rpc::send(env, &name, &CreateContent { content_id, run_id, doc, ownership, visibility, batch: None }).await?
         }
         Writer::Version { principal, if_match } => {

@@ -11,7 +11,7 @@ use worker::{Env, Headers, Request, Response};
 use super::content::{new_ownership, submit_doc, updater, Writer};
 use super::input::{param, query, read_capped, uuid_param};
 use super::routes::SOURCE_VERSION;
-use crate::actors::ops::{AccessNeeded, Authorize, SourceOf};
+use crate::actors::ops::{AccessNeeded, Authorize, CreateSettled, SettleCreate, SourceOf};
 use crate::actors::rpc;
 use crate::config::Limits;
 use crate::domain::content::{category, title, ContentDoc};
@@ -169,6 +169,7 @@ async fn store_and_submit(
     writer: Writer,
 ) -> ApiResult<Response> {
     let key = file.key.clone();
+    let new_item = matches!(writer, Writer::New(_));
     let stored = store(env, file).await?;
     let result = match doc_of(stored) {
         Ok(doc) => submit_doc(env, ids, doc, visibility, writer).await,
@@ -176,10 +177,27 @@ async fn store_and_submit(
     };
     match &result {
         Err(e) if refused(e) => discard(&R2Uploads::new(env), &key).await,
-        Err(e) => worker::console_warn!("upload {key}: kept, its submission may have been accepted: {e}"),
+        Err(e) if new_item => settle_create(env, ids.0, &key, e).await,
+        Err(e) => worker::console_warn!("upload {key}: kept, its version may have been accepted: {e}"),
         Ok(_) => {}
     }
     result
+}
+
+/// A new item's create that failed on the way (`e`, a 5xx): its actor
+/// settles it. Made, the object stays (its run reads it); never made, the
+/// actor now refuses it for good, and the object goes, since no item will
+/// ever name it (nor a DELETE erase it). A version of an existing item
+/// needs none of this: the item's DELETE erases all of its objects.
+async fn settle_create(env: &Env, content_id: Uuid, key: &str, e: &ApiError) {
+    match rpc::send(env, &content_id.to_string(), &SettleCreate {}).await {
+        Ok(CreateSettled { made: false }) => {
+            worker::console_warn!("upload {key}: its item was never made ({e}): the object goes");
+            discard(&R2Uploads::new(env), key).await;
+        }
+        Ok(CreateSettled { made: true }) => worker::console_warn!("upload {key}: kept, its item was made: {e}"),
+        Err(settling) => worker::console_warn!("upload {key}: kept, its create's outcome is unknown ({e}; settling it: {settling})"),
+    }
 }
 
 /// Whether a submission's error says it was refused for good (a 4xx), as

@@ -8,7 +8,8 @@
 //! live push of committed events, as if the actor were evicted between commit
 //! and push; only the catch-up path delivers them), `stall` (a content
 //! actor's duty hangs on its first try, as if its process froze mid-drain:
-//! a test kills the process meanwhile).
+//! a test kills the process meanwhile), `create` (the Worker's create call
+//! to a new item's actor, lost on the way).
 //!
 //! A fault is decided from a hash of (run, stage, attempt) rather than a global
 //! RNG, so an injected failure is reproducible from the journal.
@@ -36,7 +37,11 @@ pub const FEED: &str = "feed";
 /// A content actor's first try of a duty hangs (a test then kills the
 /// process, so the duties were committed and never tried).
 pub const STALL: &str = "stall";
-const SITES: [&str; 7] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE, FEED, STALL];
+/// The Worker's create call to a new item's actor, lost on the way before
+/// the actor hears of it: the request fails (503) with its outcome unknown
+/// to the Worker, as a dropped connection or an overloaded object leaves it.
+pub const CREATE: &str = "create";
+const SITES: [&str; 8] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE, FEED, STALL, CREATE];
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {

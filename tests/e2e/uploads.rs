@@ -429,6 +429,26 @@ fn r2_keys(s: &Server, prefix: &str) -> Vec<String> {
     keys
 }
 
+/// A new item's create that fails on the way (the Worker's call lost before
+/// the actor heard of it: 503, its outcome unknown to the Worker) leaves no
+/// object behind: the item's actor settles the create as never made, so no
+/// later create can make it, and the stored file goes. (On a server of its
+/// own, where every create call is lost.)
+#[tokio::test]
+async fn an_upload_whose_create_was_lost_leaves_no_object() {
+    let s = &Server::start(&ServerOptions::new(temp_dir("uploads-lost-create").join("state")).var("FAULTS", "create=1.0"));
+    let tenant = unique_tenant("lost");
+    let key = mint_key(&s.base, &s.admin_token, &tenant, &["content:manage"], Some(1_000_000));
+    let r = send(http().post(s.url("/api/uploads")).bearer_auth(&key).header("content-type", "text/plain").body("Words about tides.")).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (503, Some("unavailable")), "{}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.log_text().contains("its item was never made") {
+        assert!(Instant::now() < deadline, "the create was not settled as never made");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(r2_keys(s, &format!("uploads/{tenant}/")), Vec::<String>::new(), "no object is left for an item that will never exist");
+}
+
 /// On a server of its own: the dev proxy's broken forward can fail the next
 /// request through it too, which must not hit other tests.
 #[tokio::test]
