@@ -1,7 +1,8 @@
 //! `GET /healthz`: version, and the backend each provider actually uses. A
 //! provider asked for but unusable (a missing production binding), or a
 //! secret missing or too short, makes the answer `503` with
-//! `status: "degraded"` and the reason in `problems`.
+//! `status: "degraded"` and the reason in `problems`; the operator's answer
+//! also asks the analyzer's actor whether it has its container.
 //! Only the operator sees that detail; anyone else gets `{status}` alone, so
 //! the backends and the `FAULTS` setting are not public.
 
@@ -20,6 +21,9 @@ use crate::providers::backend_choice::AI_WORKERS_AI;
 use crate::providers::{Embedder, Providers, VectorIndex, EMBED_MODEL, TEXT_MODEL};
 use crate::runtime::config;
 
+/// How long the operator's look waits for the analyzer's actor.
+const PROBE_MS: u64 = 2_000;
+
 pub async fn get(env: &Env, operator: bool) -> ApiResult<Response> {
     let cfg = config(env);
     let p = Providers::from_config(env, &cfg);
@@ -32,7 +36,9 @@ pub async fn get(env: &Env, operator: bool) -> ApiResult<Response> {
     if super::sessions::secret(env).is_err() {
         problems.insert("session_secret".into(), "SESSION_SECRET is unset or shorter than 16 bytes: POST /api/sessions answers 503".into());
     }
-    let analyzer = analyzer_backend(env, &cfg.analyzer).await;
+    // Only the operator's look asks the analyzer's actor: an anonymous
+    // monitor's would keep that one actor (and its container) awake.
+    let analyzer = if operator { analyzer_backend(env, &cfg.analyzer).await } else { Ok(cfg.analyzer.clone()) };
     if let Err(why) = &analyzer {
         problems.insert("analyzer".into(), why.clone());
     }
@@ -62,16 +68,22 @@ pub async fn get(env: &Env, operator: bool) -> ApiResult<Response> {
     Ok(http::json(code, &Health { status: status.into(), detail }))
 }
 
-/// The analyzer as its actor runs it. Asked (one call) only where a
-/// container is configured: a deploy is not transactional, and a Worker
-/// that went live while its image or rollout failed has no container to
-/// give the actor, which `ANALYZER` alone would not show.
+/// The analyzer as its actor runs it. Asked (one call, within
+/// [`PROBE_MS`]) only where a container is configured: a deploy is not
+/// transactional, and a Worker that went live while its image or rollout
+/// failed has no container to give the actor, which `ANALYZER` alone would
+/// not show.
 async fn analyzer_backend(env: &Env, configured: &str) -> Result<String, String> {
     if configured != "container" {
         return Ok(configured.to_string());
     }
     let look = Inspect { content_id: None };
-    let seen: Value = rpc::send_to(env, ActorKind::Analyzer, ANALYZER_ACTOR, &look).await.map_err(|e| format!("the analyzer's actor did not answer: {e}"))?;
+    let asked = crate::runtime::within(PROBE_MS, rpc::send_to(env, ActorKind::Analyzer, ANALYZER_ACTOR, &look)).await;
+    let seen: Value = match asked {
+        Some(Ok(seen)) => seen,
+        Some(Err(e)) => return Err(format!("the analyzer's actor did not answer: {e}")),
+        None => return Err(format!("the analyzer's actor did not answer within {PROBE_MS} ms")),
+    };
     match seen["state"]["backend"].as_str() {
         Some(backend) if backend.starts_with("container") => Ok(backend.to_string()),
         other => Err(format!("ANALYZER=container, but the analyzer's actor runs {}: no container was provisioned for it", other.unwrap_or("nothing"))),
