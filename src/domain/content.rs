@@ -82,8 +82,9 @@ pub fn is_stray_control(c: char) -> bool {
 }
 
 /// The body's schema pattern: not blank, no [`is_stray_control`] character.
-pub const BODY_PATTERN: &str =
-    r"^[^\u0000-\u0008\u000B\u000E-\u001F]*[^\s\u0000-\u0008\u000B\u000E-\u001F][^\u0000-\u0008\u000B\u000E-\u001F]*$";
+/// Whitespace is spelled out as Rust's `trim` reads it (Unicode
+/// White_Space), since ECMA's `\s` differs (it takes U+FEFF, not U+0085).
+pub const BODY_PATTERN: &str = r"^[^\u0000-\u0008\u000B\u000E-\u001F]*[^\u0000-\u0020\u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u0008\u000B\u000E-\u001F]*$";
 
 /// What a body with a [`is_stray_control`] character is told.
 pub const STRAY_CONTROL: &str = "must not contain control characters other than tab, line feed, carriage return and form feed";

@@ -134,7 +134,8 @@ mod store {
     /// An artifact past what SQLite stores in one value fails its stage for
     /// good, saying so: a retry would make the same one.
     fn fits(key: &str, bytes: usize) -> Result<(), StageError> {
-        if key.len() + bytes > MAX_VALUE_BYTES {
+        // With room for the row's own header beside the key and the value.
+        if key.len() + bytes > MAX_VALUE_BYTES - 4096 {
             return Err(StageError::terminal(format!("artifact {key} is {bytes} bytes, more than one stored value holds ({MAX_VALUE_BYTES})")));
         }
         Ok(())

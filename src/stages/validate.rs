@@ -36,7 +36,10 @@ pub(super) async fn run(cx: &StageContext<'_>, p: &Providers) -> Result<(), Stag
     let body = upload_text.as_ref().unwrap_or(&cx.doc.body);
     let input = crate::protocol::ContentInput {
         title: cx.doc.title.clone(),
-        body: body.clone(),
+        // Checked as the edge checks it, but for stray control characters:
+        // a document accepted before the edge refused them (a batch's item
+        // spawned later) must not fail now for a rule it met when accepted.
+        body: without_stray_controls(body),
         category: cx.doc.category.clone(),
         tags: Some(cx.doc.tags.clone()),
         author: cx.doc.author.clone(),
@@ -72,9 +75,8 @@ async fn upload_text(cx: &StageContext<'_>, p: &Providers, source: &Source) -> R
             crate::domain::markup::to_text(kind, raw.trim_start_matches('\u{feff}')).unwrap_or_default()
         }
     };
-    // NUL goes (UTF-16 read as UTF-8 leaves one between letters); other
-    // stray controls become spaces, so the words beside them stay apart.
-    let text: String = text.chars().filter(|c| *c != '\0').map(|c| if is_stray_control(c) { ' ' } else { c }).collect();
+    // NUL goes (UTF-16 read as UTF-8 leaves one between letters).
+    let text = without_stray_controls(&text.replace('\0', ""));
     // The size first: an upload may be many times a body's limit.
     let limit = cx.cfg.limits.body_max_bytes;
     if text.len() > limit {
@@ -85,4 +87,11 @@ async fn upload_text(cx: &StageContext<'_>, p: &Providers, source: &Source) -> R
         return Err(StageError::terminal(format!("no extractable text in {} upload", kind.label())).into());
     }
     Ok(text)
+}
+
+/// `text` with its stray control characters as spaces, so the words beside
+/// them stay apart.
+#[cfg(target_arch = "wasm32")]
+fn without_stray_controls(text: &str) -> String {
+    text.chars().map(|c| if is_stray_control(c) { ' ' } else { c }).collect()
 }
