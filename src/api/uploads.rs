@@ -58,11 +58,9 @@ async fn take_body(env: &Env, req: &mut Request) -> ApiResult<Body> {
     match (declared, req.inner().body()) {
         (Some(length), _) if length > limit as u64 => Err(ApiError::PayloadTooLarge { limit }),
         (Some(length), Some(stream)) if length > 0 => Ok(Body::Declared { stream, length }),
-        _ => match read_capped(req, limit).await? {
-            // An empty file has no text: refused now, not failed by its run.
-            bytes if bytes.is_empty() => Err(ApiError::invalid("body", "must not be empty: the file has no bytes")),
-            bytes => Ok(Body::Buffered(bytes)),
-        },
+        // An empty file is taken as any other: the schema lets a client
+        // send one, and its run fails with "no extractable text".
+        _ => Ok(Body::Buffered(read_capped(req, limit).await?)),
     }
 }
 
