@@ -36,11 +36,7 @@ pub const INDEXED_STRING_BYTES: usize = 64;
 /// filter on it matches every value that shares the prefix; the search
 /// drops the others against the catalog's own category.
 pub fn indexed_prefix(s: &str) -> &str {
-    let mut end = s.len().min(INDEXED_STRING_BYTES);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    crate::domain::byte_prefix(s, INDEXED_STRING_BYTES)
 }
 
 /// Vectors per `upsert` call through a Worker binding.

@@ -116,8 +116,7 @@ fn truncate_value(v: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match v {
         Value::String(s) if s.len() > 300 => {
-            let cut = (0..=300).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
-            Value::String(format!("{}… ({} bytes)", &s[..cut], s.len()))
+            Value::String(format!("{}… ({} bytes)", crate::domain::byte_prefix(&s, 300), s.len()))
         }
         Value::Array(a) if a.len() > 16 => Value::String(format!("[{} items]", a.len())),
         Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, truncate_value(v))).collect()),
