@@ -352,10 +352,13 @@ impl TokenBucket {
 /// push was lost (actor evicted between commit and push, `waitUntil` cut off,
 /// a `deliver` that timed out) arrives at the next poll. Polls are fast while
 /// the session is active (a delivery or subscription in the last
-/// [`POLL_ACTIVE_MS`]), then back off to [`POLL_IDLE_MAX_MS`].
+/// [`POLL_ACTIVE_MS`]), then back off to [`POLL_IDLE_MAX_MS`]: a few seconds,
+/// because a lost push of a quiet topic's last event has no later push to
+/// reveal the gap. Only topics still open are asked (see [`followed`]), so a
+/// tab left on finished runs costs no poll.
 pub const POLL_FAST_MS: i64 = 1_500;
 pub const POLL_ACTIVE_MS: i64 = 60_000;
-pub const POLL_IDLE_MAX_MS: i64 = 30_000;
+pub const POLL_IDLE_MAX_MS: i64 = 5_000;
 
 /// The session's poll rhythm (kept in the session's storage).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -455,7 +458,7 @@ mod tests {
         assert_eq!(w.next_poll(59_000, false), 60_500);
         let mut t = 60_000;
         let waits: Vec<i64> = (0..6).map(|_| { let at = w.next_poll(t, false); let d = at - t; t = at; d }).collect();
-        assert_eq!(waits, vec![3_000, 6_000, 12_000, 24_000, 30_000, 30_000]);
+        assert_eq!(waits, vec![3_000, 5_000, 5_000, 5_000, 5_000, 5_000]);
         assert_eq!(w.next_poll(t, true) - t, POLL_FAST_MS, "found events: fast again");
         w.touch(t + 5);
         assert_eq!(w.interval, POLL_FAST_MS);

@@ -666,6 +666,44 @@ async fn late_is_bounded_when_every_push_is_lost() {
     eprintln!("push=1.0: run's last event {run_late:?} (its own socket {socket_late:?}), feed's content.indexed {feed_late:?} after the run ended");
 }
 
+/// The same for a session that has gone idle: nothing delivered for well
+/// over a minute, so its poll has backed off. A lost push of a quiet topic's
+/// events has no later push to reveal the gap; they still come within
+/// seconds. (With the old 30 s ceiling the poll after 85 s idle was at
+/// about 105 s, 20 s after the run ended.)
+#[tokio::test]
+async fn an_idle_sessions_lost_push_still_comes_within_seconds() {
+    let s = Server::start(&ServerOptions::new(temp_dir("push-lost-idle")).var("FAULTS", "push=1.0"));
+    let (cid, run) = s.submit("Idle follower", &document("idle", 67, 900), None).await;
+    s.wait_run(&run, WAIT).await;
+    let (sid, token) = new_session(&s).await;
+    let mut ws = connect(&s, &sid, &token).await;
+    let topic = format!("content:{cid}");
+    ws_send(&mut ws, json!({"type": "subscribe", "topic": topic, "after": 0})).await;
+    let replayed = until_ready(&mut ws).await;
+    let cursor = seqs(&replayed).last().copied().expect("the first version's events");
+    // Idle: the session's last activity is the subscription. Pings keep the
+    // connection up; the runtime answers them without waking the session.
+    let idle_until = std::time::Instant::now() + Duration::from_secs(85);
+    while std::time::Instant::now() < idle_until {
+        ws_send(&mut ws, json!({"type": "ping"})).await;
+        assert_eq!(ws_next(&mut ws, WAIT).await, Some(json!({"type": "pong"})));
+        tokio::time::sleep(Duration::from_secs(15).min(idle_until.saturating_duration_since(std::time::Instant::now()))).await;
+    }
+    let r = s.put(&format!("/api/content/{cid}"), json!({"title": "Idle follower", "body": document("idle", 68, 900)})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    s.wait_run(r.body["run_id"].as_str().unwrap(), WAIT).await;
+    let ended = std::time::Instant::now();
+    let events = collect(&mut ws, &topic, "content.indexed", None).await;
+    let late = ended.elapsed();
+    assert_eq!(events.last().map(|e| e["event"].clone()), Some(json!("content.indexed")), "{events:?}");
+    let got = seqs(&events);
+    assert_eq!(got.first(), Some(&(cursor + 1)), "from the cursor on: {got:?}");
+    assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "exactly once, in order: {got:?}");
+    assert!(late < Duration::from_secs(8), "the new version's content.indexed came {late:?} after its run ended");
+    eprintln!("push=1.0, session idle 85 s: content.indexed {late:?} after the run ended");
+}
+
 /// A session whose pushes are all lost, while its topic's log is trimmed
 /// past its cursor, is told so by its poll: `resync_required` with the
 /// topic's snapshot, then the events from there on. (Before, the poll
