@@ -365,24 +365,33 @@ impl ContentOps for ContentActor {
         let now = now_ms();
         let (superseded, events) = c.new_version(s.doc, s.run_id, now)?;
         let reason = superseded_reason(c.version);
-        let mut duties: Vec<Duty> =
-            superseded.iter().map(|run| Duty::CancelRun { run_id: *run, reason: reason.clone() }).collect();
+        // A run whose spawn is still owed is superseded by that spawn,
+        // replaced with one that starts it ended (and overtakes a try already
+        // on its way, which it then cancels); a cancel would find no run, or
+        // an ended one. Every other run is owed a cancel.
+        let outbox = self.outbox()?;
+        let (mut duties, mut respawns) = (Vec::new(), Vec::new());
+        for run in &superseded {
+            match outbox.pending(&Duty::SpawnRun { run_id: *run, start: Value::Null }.key())? {
+                Some(Duty::SpawnRun { run_id, mut start }) => {
+                    start["superseded"] = Value::String(reason.clone());
+                    respawns.push(Duty::SpawnRun { run_id, start });
+                }
+                _ => duties.push(Duty::CancelRun { run_id: *run, reason: reason.clone() }),
+            }
+        }
         duties.push(spawn_duty(&c, s.run_id));
         duties.push(Duty::Catalog);
         // The commit first: a refused one (too large) must leave the owed
-        // spawns of the current runs in place.
+        // spawns of the current runs as they were.
         self.commit(&c, events, &duties, now)?;
-        let outbox = self.outbox()?;
+        // Same key, new seq: an in-flight try's `done` cannot remove it.
+        if !respawns.is_empty() {
+            outbox.put(&respawns, now)?;
+        }
         for run in &superseded {
-            // A run whose spawn is still owed starts ended (its cancel may
-            // find no run yet, and a spawn already on its way is overtaken
-            // by this one, which supersedes it). A batch's item whose first
-            // run it was ends here (the run's own report comes later, and
-            // the batch ignores a second one).
-            if let Some(Duty::SpawnRun { run_id, mut start }) = outbox.pending(&Duty::SpawnRun { run_id: *run, start: Value::Null }.key())? {
-                start["superseded"] = Value::String(reason.clone());
-                outbox.put(&[Duty::SpawnRun { run_id, start }], now)?;
-            }
+            // A batch's item whose first run it was ends here (the run's own
+            // report comes later, and the batch ignores a second one).
             self.owe_batch_report(*run, Some(&reason), now)?;
         }
         self.settle_backstopped().await;
