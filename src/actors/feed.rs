@@ -136,7 +136,12 @@ impl FeedOps for FeedActor {
         }
         let records = self.log().append(drafts, now).inspect_err(|_| unclaim())?;
         let Some(last) = records.last().map(|r| r.seq) else { return Ok(Appended { last_seq: self.log().last_seq()? }) };
-        self.sockets.publish(self, Topic::Feed, &records)?;
+        // Appended: the events go out to the sessions whatever happens to
+        // the sockets' broadcast (a failed read of their lag cell), and a
+        // retry of this call would find them placed and send nothing.
+        if let Err(e) = self.sockets.publish(self, Topic::Feed, &records) {
+            worker::console_error!("feed broadcast failed after the append: {e}");
+        }
         if let Some(at) = self.sockets.catch_up_due(now_ms()) {
             self.arm(at).await;
         }
