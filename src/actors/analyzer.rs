@@ -16,7 +16,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use worker::{durable_object, Delay, DurableObject, Env, Request, Response, State};
 
-use super::ops::{AnalyzerCall, AnalyzerOps, Done, ExtractPdf, ExtractedText, FireAlarm, ForgetDocument, Inspect, Inspectable};
+use super::ops::{AnalyzerBackend, AnalyzerCall, AnalyzerOps, Done, ExtractPdf, ExtractedText, FireAlarm, ForgetDocument, Inspect, Inspectable, WhichBackend};
 use crate::domain::circuit::Breaker;
 use crate::domain::container_start::{refusal, StartupWait, Step};
 use crate::domain::pipeline::StageError;
@@ -184,11 +184,11 @@ impl AnalyzerContainer {
         Ok(())
     }
 
-    fn backend(&self) -> &'static str {
+    fn runs_on(&self) -> AnalyzerBackend {
         match (self.state.container().is_some(), self.container().is_some()) {
-            (true, _) => "container",
-            (false, true) => "container (emulated)",
-            _ => "url",
+            (true, _) => AnalyzerBackend::Container,
+            (false, true) => AnalyzerBackend::EmulatedContainer,
+            _ => AnalyzerBackend::Url,
         }
     }
 
@@ -292,11 +292,15 @@ impl AnalyzerContainer {
     }
 
     fn describe(&self) -> Value {
-        json!({ "backend": self.backend(), "breaker": self.breaker(), "analyzer_url": config(&self.env).analyzer_url })
+        json!({ "backend": self.runs_on().as_str(), "breaker": self.breaker(), "analyzer_url": config(&self.env).analyzer_url })
     }
 }
 
 impl AnalyzerOps for AnalyzerContainer {
+    async fn backend(&self, _q: WhichBackend) -> ApiResult<AnalyzerBackend> {
+        Ok(self.runs_on())
+    }
+
     /// The text of an uploaded PDF, read from the bucket by its key. No
     /// analyzer is a refusal; an open circuit is only a wait.
     async fn extract_pdf(&self, q: ExtractPdf) -> ApiResult<ExtractedText> {

@@ -628,12 +628,41 @@ pub struct ForgetDocument {
     pub id: String,
 }
 
+/// `/healthz` asks which backend the analyzer's actor runs: `ANALYZER`
+/// says what was configured, not whether a container was provisioned.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WhichBackend {}
+
+/// What the analyzer's actor runs its calls on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnalyzerBackend {
+    /// The runtime's `ctx.container`.
+    Container,
+    /// The production-mode suite's stand-in for one.
+    EmulatedContainer,
+    /// `ANALYZER_URL`, or nothing (every call refused).
+    Url,
+}
+
+impl AnalyzerBackend {
+    /// As `/healthz` and the inspection print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnalyzerBackend::Container => "container",
+            AnalyzerBackend::EmulatedContainer => "container (emulated)",
+            AnalyzerBackend::Url => "url",
+        }
+    }
+}
+
 actor_ops! {
     /// The analyzer container's front: a circuit breaker over the container.
     enum AnalyzerCall for Analyzer, trait AnalyzerOps {
         "analyze" => Analyze(AnalyzeRequest) -> Value, analyze;
         "extract_pdf" => ExtractPdf(ExtractPdf) -> ExtractedText, extract_pdf;
         "forget" => Forget(ForgetDocument) -> Done, forget;
+        "backend" => Backend(WhichBackend) -> AnalyzerBackend, backend;
     }
     with inspection
 }

@@ -8,11 +8,10 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
 use worker::{Env, Response};
 
-use crate::actors::ops::Inspect;
-use crate::actors::rpc::{self, ActorKind};
+use crate::actors::ops::{AnalyzerBackend, WhichBackend};
+use crate::actors::rpc;
 use crate::providers::analyzer_http::ANALYZER_ACTOR;
 use crate::error::ApiResult;
 use crate::http;
@@ -77,15 +76,11 @@ async fn analyzer_backend(env: &Env, configured: &str) -> Result<String, String>
     if configured != "container" {
         return Ok(configured.to_string());
     }
-    let look = Inspect { content_id: None };
-    let asked = crate::runtime::within(PROBE_MS, rpc::send_to(env, ActorKind::Analyzer, ANALYZER_ACTOR, &look)).await;
-    let seen: Value = match asked {
-        Some(Ok(seen)) => seen,
-        Some(Err(e)) => return Err(format!("the analyzer's actor did not answer: {e}")),
-        None => return Err(format!("the analyzer's actor did not answer within {PROBE_MS} ms")),
-    };
-    match seen["state"]["backend"].as_str() {
-        Some(backend) if backend.starts_with("container") => Ok(backend.to_string()),
-        other => Err(format!("ANALYZER=container, but the analyzer's actor runs {}: no container was provisioned for it", other.unwrap_or("nothing"))),
+    let asked = crate::runtime::within(PROBE_MS, rpc::send(env, ANALYZER_ACTOR, &WhichBackend {})).await;
+    match asked {
+        Some(Ok(backend @ (AnalyzerBackend::Container | AnalyzerBackend::EmulatedContainer))) => Ok(backend.as_str().to_string()),
+        Some(Ok(other)) => Err(format!("ANALYZER=container, but the analyzer's actor runs {}: no container was provisioned for it", other.as_str())),
+        Some(Err(e)) => Err(format!("the analyzer's actor did not answer: {e}")),
+        None => Err(format!("the analyzer's actor did not answer within {PROBE_MS} ms")),
     }
 }
