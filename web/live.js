@@ -27,6 +27,10 @@ const FLOOD_HOLD_MS = 30_000;
 const APPLIED_KEEP = 2000;
 /** How often a subscribe refused for now is asked again (about a minute with backoff). */
 const RESUBSCRIBE_TRIES = 6;
+/** A socket open this long (or one that sent `ready`) is healthy: the backoff
+ * starts over. Not at the open itself, or a server that accepts and closes
+ * at once would be asked again every half second. */
+const HEALTHY_AFTER_MS = 5_000;
 
 function loadSession() {
   try {
@@ -70,6 +74,7 @@ export class Live extends EventTarget {
     this.failedOpens = 0;
     this.timer = null;
     this.connecting = false;
+    this.sessionAsked = null;
     this.pinger = null;
     this.lastFrameAt = 0;
     this.retryAt = 0;
@@ -162,6 +167,17 @@ export class Live extends EventTarget {
     if (this.sessions) return this.sessions.getSession();
     const s = this.session;
     if (s && new Date(s.expires_at).getTime() - Date.now() > 60_000) return s;
+    // The session socket and the feed's ask at once on a cold load: one
+    // session for both, not two from the creation quota.
+    if (!this.sessionAsked) {
+      this.sessionAsked = this.newSession().finally(() => {
+        this.sessionAsked = null;
+      });
+    }
+    return this.sessionAsked;
+  }
+
+  async newSession() {
     const headers = { 'content-type': 'application/json', accept: 'application/json' };
     const cred = credential();
     // The session is bound to this principal: its topics and feed follow it.
@@ -228,7 +244,10 @@ export class Live extends EventTarget {
     ws.onopen = () => {
       opened = true;
       clearTimeout(openTimer);
-      this.attempt = 0;
+      clearTimeout(this.healthyTimer);
+      this.healthyTimer = setTimeout(() => {
+        if (this.ws === ws) this.attempt = 0;
+      }, HEALTHY_AFTER_MS);
       this.failedOpens = 0;
       this.stats.connects += 1;
       this.lastFrameAt = Date.now();
@@ -252,6 +271,7 @@ export class Live extends EventTarget {
   async onClosed(ws, opened, session, code) {
     if (this.ws !== ws) return;
     this.ws = null;
+    clearTimeout(this.healthyTimer);
     this.stopPinger();
     for (const sub of this.subs.values()) {
       sub.ready = false;
@@ -269,9 +289,11 @@ export class Live extends EventTarget {
         this.dropSession();
         this.failedOpens = 0;
       }
-    } else if (code === 1008 || code === 4001 || code === 4003) {
+    } else if (code === 4001 || code === 4003) {
       this.dropSession();
-      if (code === 1008) this.holdUntil = Date.now() + FLOOD_HOLD_MS;
+    } else if (code === 1008) {
+      // Too many frames: the session still stands, only not at once.
+      this.holdUntil = Date.now() + FLOOD_HOLD_MS;
     }
     this.scheduleReconnect(opened ? `closed (${code})` : 'could not connect');
   }
@@ -367,19 +389,21 @@ export class Live extends EventTarget {
         if (sub && sub.subscribedSeq !== null) this.onEvent(sub, f);
         break;
       case SERVER_FRAMES.READY:
-        if (!sub) return;
+        // As for events: one before `subscribed` ends an earlier subscription.
+        if (!sub || sub.subscribedSeq === null) return;
+        this.attempt = 0;
         sub.ready = true;
         sub.retries = 0;
         sub.handlers.onReady?.();
         this.updateReadiness();
         break;
       case SERVER_FRAMES.RESYNC_REQUIRED:
-        if (!sub) return;
+        if (!sub || sub.subscribedSeq === null) return;
         this.stats.resyncs += 1;
         // At a subscribe the server goes on from the seq `subscribed` named;
         // mid-stream (a poll found the log trimmed) from later still, so the
         // cursor never moves back to it.
-        if (sub.subscribedSeq !== null) sub.lastSeq = Math.max(sub.lastSeq ?? sub.subscribedSeq, sub.subscribedSeq);
+        sub.lastSeq = Math.max(sub.lastSeq ?? sub.subscribedSeq, sub.subscribedSeq);
         sub.handlers.onResync?.(f.snapshot);
         this.dispatchEvent(new CustomEvent('resync', { detail: { topic: sub.topic } }));
         break;

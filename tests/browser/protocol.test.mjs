@@ -253,3 +253,62 @@ test('a reconnect timer that fires over a socket opened meanwhile leaves it alon
   assert.equal(live.state, 'live');
   assert.equal(asked(), 0, 'no new session asked for');
 }));
+
+test('`ready` and `resync_required` before `subscribed` are an earlier subscription\'s: the new one is not settled by them', () => {
+  const { live, frame } = liveWith(['run:a']);
+  const sub = live.subs.get('run:a');
+  let resyncs = 0;
+  sub.handlers.onResync = () => { resyncs += 1; };
+  frame({ type: 'resync_required', topic: 'run:a', snapshot: {} });
+  frame({ type: 'ready', topic: 'run:a' });
+  assert.equal(sub.ready, false, 'still waiting for its own replay');
+  assert.equal(resyncs, 0);
+  assert.equal(live.state, 'resyncing');
+  frame({ type: 'subscribed', topic: 'run:a', seq: 2 });
+  frame({ type: 'ready', topic: 'run:a' });
+  assert.equal(sub.ready, true);
+  assert.equal(live.state, 'live');
+});
+
+test('the backoff starts over once a socket proves healthy, not at its open', async () => {
+  const { live, frame } = liveWith(['run:a']);
+  live.attempt = 5;
+  frame({ type: 'subscribed', topic: 'run:a', seq: 0 });
+  assert.equal(live.attempt, 5, 'a `subscribed` alone proves nothing');
+  frame({ type: 'ready', topic: 'run:a' });
+  assert.equal(live.attempt, 0);
+});
+
+test('a close for flooding (1008) keeps the session and holds the reconnect; a revocation (4001) drops it', async () => {
+  globalThis.WebSocket ??= { OPEN: 1 };
+  const session = { session_id: 's', token: 't', expires_at: new Date(Date.now() + 3600_000).toISOString() };
+  for (const [code, kept] of [[1008, true], [4001, false]]) {
+    const live = new Live();
+    live.session = session;
+    const ws = {};
+    live.ws = ws;
+    await live.onClosed(ws, true, session, code);
+    clearTimeout(live.timer);
+    assert.equal(live.session !== null, kept, `close ${code}`);
+    if (code === 1008) assert.ok(live.retryAt - Date.now() >= 29_000, 'not back at once');
+  }
+});
+
+test('two sockets that need a session at once get one, from one request', async () => {
+  const saved = globalThis.fetch;
+  let asked = 0;
+  globalThis.fetch = async () => {
+    asked += 1;
+    await new Promise((r) => setTimeout(r, 5));
+    return { ok: true, status: 200, json: async () => ({ session_id: `s${asked}`, token: 't', expires_at: new Date(Date.now() + 3600_000).toISOString() }) };
+  };
+  try {
+    const main = new Live();
+    const feed = new Live({ sessions: main });
+    const [a, b] = await Promise.all([main.getSession(), feed.getSession()]);
+    assert.equal(asked, 1);
+    assert.equal(a.session_id, b.session_id);
+  } finally {
+    globalThis.fetch = saved;
+  }
+});

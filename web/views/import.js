@@ -67,7 +67,12 @@ export function mount(root, { id }, ctx) {
 
   file.addEventListener('change', async () => {
     const f = file.files && file.files[0];
-    if (f) text.value = await f.text();
+    if (!f) return;
+    try {
+      text.value = await f.text();
+    } catch (err) {
+      showError(`The file could not be read: ${err && err.message ? err.message : err}`);
+    }
   });
 
   form.addEventListener('submit', async (e) => {

@@ -120,6 +120,11 @@ function actorsSection(signal) {
   const out = h('div', { class: 'actors-out' });
   const more = h('button', { type: 'button', class: 'btn', hidden: true }, 'Load more');
   let cursor = null;
+  // The filters the shown pages were asked with: "Load more" pages on
+  // them, not on what the form says now (a cursor is the query's own).
+  let applied = null;
+  let loading = false;
+  let generation = 0;
 
   const form = h('form', { class: 'filters', 'aria-label': 'Filter actors' },
     h('div', { class: 'field' }, h('label', { for: 'f-kind' }, 'Kind'), kind),
@@ -128,8 +133,19 @@ function actorsSection(signal) {
     h('div', { class: 'field submit' }, h('button', { type: 'submit', class: 'btn' }, 'Apply')));
 
   async function load(append) {
+    if (append && (loading || !applied)) return;
+    if (!append) {
+      applied = { kind: kind.value, status: status.value, limit: limit.value };
+      generation += 1;
+    }
+    const asked = generation;
+    const query = { ...applied, cursor: append ? cursor : undefined };
+    loading = true;
+    more.disabled = true;
     try {
-      const res = await adminGet(api.adminActors(), { kind: kind.value, status: status.value, limit: limit.value, cursor: append ? cursor : undefined }, signal);
+      const res = await adminGet(api.adminActors(), query, signal);
+      // An Apply since: its answer is the one shown.
+      if (asked !== generation) return;
       cursor = res.next_cursor || null;
       more.hidden = !cursor;
       const rows = (res.items || []).map((a) => h('tr', { dataset: { kind: a.kind, id: a.id } },
@@ -149,6 +165,11 @@ function actorsSection(signal) {
       if (err && err.name === 'AbortError') return;
       more.hidden = true;
       replace(out, errorBox(err));
+    } finally {
+      if (asked === generation) {
+        loading = false;
+        more.disabled = false;
+      }
     }
   }
 
@@ -374,6 +395,8 @@ function detailView(root, kind, id, ctx, signal) {
         replace(notice, h('p', { class: 'notice info', role: 'status' }, 'Live updates are not available to this tab; refreshing every 5 s.'));
         poller = setInterval(load, POLL_MS);
       },
+      // The log was trimmed past this tab's cursor: what it shows is stale.
+      onResync: () => load(),
       // Live again (a reconnect's subscribe was taken): no more polling.
       onReady: () => {
         if (!poller) return;
