@@ -119,12 +119,17 @@ fn citations(text: &str) -> impl Iterator<Item = (usize, usize, Vec<u32>)> + '_ 
     })
 }
 
+/// The longest inside of a citation's brackets, in bytes.
+const MAX_CITATION_INNER: usize = 40;
+
 /// The numbers of a citation at the start of `s` (`[3]`, `[1, 2]`, `[1,2]`)
 /// and its length in bytes.
 fn parse_citation(s: &str) -> Option<(Vec<u32>, usize)> {
-    let close = s.find(']')?;
+    // Only as far as the longest citation reaches: a text of many `[` and
+    // no `]` would otherwise be scanned to its end from each one.
+    let close = s.bytes().take(MAX_CITATION_INNER + 2).position(|b| b == b']')?;
     let inner = s.get(1..close)?;
-    if inner.is_empty() || inner.len() > 40 {
+    if inner.is_empty() || inner.len() > MAX_CITATION_INNER {
         return None;
     }
     let numbers: Option<Vec<u32>> = inner.split(',').map(|p| p.trim().parse::<u32>().ok()).collect();
@@ -332,6 +337,13 @@ mod tests {
         assert_eq!(check_citations("Kept [[1]2] as is.", &v), "Kept [[1]2] as is.");
         assert_eq!(check_citations("dollars [[9]1].", &valid(&[])), "dollars.");
         assert_eq!(cited("A [1]. B [3, 2]. [x]"), valid(&[1, 2, 3]));
+        // Nesting as deep as a source chunk allows peels to nothing, and a
+        // run of `[` with no `]` is text (each looks only as far as a
+        // citation can reach).
+        let deep = format!("A [{}9{}].", "[".repeat(1_500), "]9".repeat(1_500));
+        assert_eq!(check_citations(&deep, &v), "A.");
+        let open = format!("B {}", "[".repeat(3_000));
+        assert_eq!(check_citations(&open, &v), open);
     }
 
     #[test]
