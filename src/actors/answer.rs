@@ -260,8 +260,12 @@ impl AnswerActor {
 
 impl AnswerOps for AnswerActor {
     async fn start(&self, req: StartAnswer) -> ApiResult<Done> {
-        if self.load()?.is_some() {
-            // Idempotent: a retried start finds the answer under way.
+        if let Some(answer) = self.load()? {
+            // Idempotent: a retried start finds the answer under way, and
+            // arms its alarm if the first try's write of it failed.
+            if self.state.storage().get_alarm().await?.is_none() {
+                self.arm(&answer, now_ms()).await?;
+            }
             return Ok(Done {});
         }
         let now = now_ms();

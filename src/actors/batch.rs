@@ -190,8 +190,11 @@ fn drop_doc(sql: &worker::SqlStorage, b: &Batch, index: u32) -> ApiResult<()> {
 
 impl BatchOps for BatchActor {
     async fn create(&self, c: CreateBatch) -> ApiResult<Done> {
-        if self.load()?.is_some() {
-            // Idempotent: a retried create finds the batch as stored.
+        if let Some(b) = self.load()? {
+            // Idempotent: a retried create finds the batch as stored, and
+            // arms its alarm, which the first try may not have (the alarm's
+            // write failed after the batch's).
+            self.commit(&b, Vec::new(), now_ms()).await?;
             return Ok(Done {});
         }
         let sql = self.state.storage().sql();

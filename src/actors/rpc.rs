@@ -114,6 +114,33 @@ pub async fn send<O: Op>(env: &Env, name: &str, op: &O) -> Result<O::Reply, ApiE
     send_encoded::<O>(env, name, encode(op)?).await
 }
 
+/// Tries of [`send_create`].
+const CREATE_TRIES: u32 = 3;
+
+/// [`send`] for a create under a fresh id, which the actor takes once
+/// however often it is asked. A 5xx leaves its outcome unknown (a reply lost
+/// after the actor stored it, an actor reset): asked again, rather than
+/// answering 5xx for something stored that then goes on, while the client's
+/// retry makes a second one. `FAULTS=create=<p>` loses the first try's reply
+/// after the actor took it.
+pub async fn send_create<O: Op>(env: &Env, name: &str, op: &O) -> Result<O::Reply, ApiError> {
+    let payload = encode(op)?;
+    let mut tried = 0;
+    loop {
+        tried += 1;
+        let mut sent = send_encoded::<O>(env, name, payload.clone()).await;
+        if tried == 1 && sent.is_ok() {
+            if let Some(fault) = crate::runtime::config(env).faults.site_fault(crate::domain::faults::CREATE, name, 1) {
+                sent = Err(ApiError::Unavailable(fault));
+            }
+        }
+        match sent {
+            Err(e) if e.status() >= 500 && tried < CREATE_TRIES => worker::console_error!("{} {name}: create try {tried} failed, asking again: {e}", O::KIND.as_str()),
+            sent => return sent,
+        }
+    }
+}
+
 /// [`send`] with the request already encoded, for one payload sent to many actors.
 pub async fn send_encoded<O: Op>(env: &Env, name: &str, payload: String) -> Result<O::Reply, ApiError> {
     call_encoded(env, O::KIND, name, O::NAME, payload).await

@@ -38,7 +38,7 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
         .collect();
     let id = Uuid::new_v4();
     let start = StartAnswer { id, question: question.to_string(), asker: p.clone(), sources };
-    rpc::send(env, &id.to_string(), &start).await?;
+    rpc::send_create(env, &id.to_string(), &start).await?;
     Ok(http::json(202, &AnswerAccepted::new(id)))
 }
 

@@ -27,7 +27,7 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
     let total = items.len() as u32;
     let items: Vec<BatchDoc> = items.into_iter().map(|(doc, visibility)| BatchDoc { doc, visibility }).collect();
     let create = CreateBatch { id, submitter: p.clone(), ownership, max_in_flight: cfg.ingest.max_in_flight, items };
-    rpc::send(env, &id.to_string(), &create).await?;
+    rpc::send_create(env, &id.to_string(), &create).await?;
     if let Err(e) = crate::ingest::enqueue(env, id, 0..total).await {
         // The batch is stored: items the queue did not take would wait for
         // it forever, and a client's retry would make a second batch. The

@@ -9,7 +9,7 @@
 //! and push; only the catch-up path delivers them), `stall` (a content
 //! actor's duty hangs on its first try, as if its process froze mid-drain:
 //! a test kills the process meanwhile), `create` (the Worker's create call
-//! to a new item's actor, lost on the way).
+//! to a new item's actor, lost on the way; a batch's first reply lost).
 //!
 //! A fault is decided from a hash of (run, stage, attempt) rather than a global
 //! RNG, so an injected failure is reproducible from the journal.
@@ -40,6 +40,7 @@ pub const STALL: &str = "stall";
 /// The Worker's create call to a new item's actor, lost on the way before
 /// the actor hears of it: the request fails (503) with its outcome unknown
 /// to the Worker, as a dropped connection or an overloaded object leaves it.
+/// For a new batch, the first try's reply is lost after the batch was stored.
 pub const CREATE: &str = "create";
 const SITES: [&str; 8] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE, FEED, STALL, CREATE];
 

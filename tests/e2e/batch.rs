@@ -285,10 +285,18 @@ async fn a_put_before_the_first_run_spawned_ends_the_item_in_its_batch() {
 /// completes: the Worker hands the stored batch its items directly, rather
 /// than answering 503 with the batch already stored (its items waiting for
 /// a queue that never got them, and a client's retry making a second one).
+/// Here the reply to the batch's create is lost too (`create=1.0` loses the
+/// first try's, after the batch was stored): the Worker asks again with the
+/// same id, which the actor takes once, and answers 202.
 #[tokio::test]
 async fn a_batch_the_queue_refuses_is_handed_its_items_and_completes() {
-    let s = &Server::start(&ServerOptions::new(temp_dir("batch-enqueue").join("state")).var("FAULTS", "enqueue=1.0"));
+    let s = &Server::start(&ServerOptions::new(temp_dir("batch-enqueue").join("state")).var("FAULTS", "enqueue=1.0,create=1.0"));
     let id = submit(s, items(&tag(), 3)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.log_text().contains(&format!("batch {id}: create try 1 failed, asking again")) {
+        assert!(Instant::now() < deadline, "the first create's reply was not lost");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let view = s.wait_batch(&id, Duration::from_secs(60)).await;
     assert_eq!((view["completed"].as_u64(), view["failed"].as_u64()), (Some(3), Some(0)), "{view}");
 }
