@@ -77,9 +77,7 @@ impl AnswerActor {
     fn commit(&self, answer: &Answer, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<()> {
         self.cells().save("answer", answer)?;
         let records = self.log().append(drafts, now)?;
-        let names_sources = records.iter().any(|e| matches!(e.event, EventName::AnswerCompleted | EventName::AnswerRetrieved));
-        let check = names_sources.then(|| (answer.asker.clone(), answer.sources.clone()));
-        let push = push_checked(self.env.clone(), self.subs(), Topic::Answer(answer.id), check, records);
+        let push = push_checked(self.env.clone(), self.subs(), Topic::Answer(answer.id), Self::check_of(answer, &records), records);
         self.state.wait_until(push);
         if answer.status.is_terminal() {
             self.register(answer, now);
@@ -145,8 +143,15 @@ impl AnswerActor {
     async fn commit_and_push(&self, answer: &Answer, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<()> {
         self.cells().save("answer", answer)?;
         let records = self.log().append(drafts, now)?;
-        fanout::push(&self.env, &self.subs(), Topic::Answer(answer.id), &records).await;
+        push_checked(self.env.clone(), self.subs(), Topic::Answer(answer.id), Self::check_of(answer, &records), records).await;
         Ok(())
+    }
+
+    /// Whom a push of `records` is checked for, if it names or quotes
+    /// sources (every event but the answer's start and failure does).
+    fn check_of(answer: &Answer, records: &[EventRecord]) -> Option<(Principal, Vec<Source>)> {
+        let names_sources = records.iter().any(|e| matches!(e.event, EventName::AnswerCompleted | EventName::AnswerRetrieved | EventName::AnswerDelta));
+        names_sources.then(|| (answer.asker.clone(), answer.sources.clone()))
     }
 
     /// One model attempt: stream, commit each delta, then complete, or
@@ -376,14 +381,20 @@ async fn withhold_sources(env: &Env, reader: &Principal, sources: &[Source], eve
     Ok(removed_numbers(&own))
 }
 
-/// Pushes an answer's new events to its followers. Its retrieval and its
-/// completion name sources and quote them: those pushes are checked as a
-/// replay is, so content deleted or narrowed while the answer was being
-/// written is not pushed. (Only the asker's sessions follow an answer; a
-/// push that cannot be checked is left to their poll, which checks.)
+/// Pushes an answer's new events to its followers. Its retrieval, its
+/// deltas and its completion name sources or quote them: those pushes are
+/// checked as a replay is (one catalog read each), so content deleted or
+/// narrowed while the answer was being written is not pushed. (Only the
+/// asker's sessions follow an answer; a push that cannot be checked is left
+/// to their fetch, which checks.)
 async fn push_checked(env: Env, subs: Subscribers, topic: Topic, check: Option<(Principal, Vec<Source>)>, mut records: Vec<EventRecord>) {
     if let Some((asker, sources)) = check {
         match withhold_sources(&env, &asker, &sources, &mut records, None).await {
+            // A claim may run on from one delta into the next, so a delta is
+            // redacted only against the whole text: the followers fetch these
+            // seqs (the gap the next push shows, or their poll), and that
+            // read redacts them so.
+            Ok(withheld) if !withheld.is_empty() && records.iter().any(|e| e.event == EventName::AnswerDelta) => return,
             Ok(withheld) => {
                 for e in records.iter_mut().filter(|e| e.event == EventName::AnswerCompleted) {
                     redact_text(&mut e.data, &withheld);

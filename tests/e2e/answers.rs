@@ -364,8 +364,8 @@ async fn an_answer_survives_a_server_kill_mid_stream() {
 }
 
 /// Sources deleted while an answer is being written are withheld from the
-/// completion pushed live, as from a replay: the push names none of them
-/// and quotes nothing they said. (A server of its own, its answers paced
+/// deltas and the completion pushed live, as from a replay: no push names
+/// them or quotes what they said. (A server of its own, its answers paced
 /// 700 ms a step, so the deletions land mid-stream.)
 #[tokio::test]
 async fn a_completion_pushed_live_withholds_sources_deleted_mid_stream() {
@@ -382,6 +382,8 @@ async fn a_completion_pushed_live_withholds_sources_deleted_mid_stream() {
         assert_eq!(s.delete(&format!("/api/content/{cid}")).await.status, 204);
     }
     let rest = crate::live::collect(&mut ws, &topic, "answer.completed", None).await;
+    let later = deltas_joined(&rest);
+    assert!(!later.contains(&word), "deltas after the deletions quote deleted sources: {later}");
     let completed = rest.last().filter(|e| e["event"] == "answer.completed").unwrap_or_else(|| panic!("no completion pushed: {rest:?}"));
     let citations = completed["data"]["citations"].as_array().expect("citations");
     assert!(!citations.is_empty(), "{completed}");
