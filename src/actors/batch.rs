@@ -216,7 +216,12 @@ impl BatchOps for BatchActor {
         let mut b = self.require()?;
         let mut news = 0;
         for index in op.indexes {
-            news += u32::from(b.delivered(index)?);
+            // An index this batch lacks (no producer of ours writes one) is
+            // skipped, not allowed to refuse the delivery's other items.
+            match b.delivered(index) {
+                Ok(new) => news += u32::from(new),
+                Err(e) => worker::console_error!("batch {}: delivered item {index} skipped: {e}", b.id),
+            }
         }
         if news > 0 {
             self.commit(&b, Vec::new(), now_ms()).await?;
@@ -242,7 +247,13 @@ impl BatchOps for BatchActor {
         let mut events = Vec::new();
         let sql = self.state.storage().sql();
         for index in op.indexes {
-            events.extend(b.dead_lettered(index, now)?);
+            match b.dead_lettered(index, now) {
+                Ok(drafts) => events.extend(drafts),
+                Err(e) => {
+                    worker::console_error!("batch {}: dead-lettered item {index} skipped: {e}", b.id);
+                    continue;
+                }
+            }
             // Failed for good (not one never tried, which waits for a slot): its text is not kept.
             drop_doc(&sql, &b, index)?;
         }
