@@ -28,6 +28,7 @@ use crate::providers::workers_ai::js_error_text;
 use crate::providers::AnalyzeRequest;
 use crate::runtime::{config, now_ms, var};
 use crate::store::events::EventStore;
+use crate::store::fingerprints::FingerprintRecords;
 use crate::store::StateCell;
 
 /// The port the analyzer image listens on (see containers/analyzer/Dockerfile).
@@ -130,6 +131,14 @@ impl CallFailure {
     }
 }
 
+/// Why giving a new container its fingerprint records stopped.
+enum RestoreStop {
+    /// The container's own text (not listening yet, not running): the
+    /// startup wait decides.
+    Refused(String),
+    Failed(CallFailure),
+}
+
 impl From<StageError> for CallFailure {
     fn from(error: StageError) -> Self {
         CallFailure { error, cold_start: false }
@@ -147,9 +156,35 @@ pub struct AnalyzerContainer {
     /// actor is its only writer, so the copy stays true while the instance
     /// lives, and a call that changes nothing (the healthy path) writes nothing.
     breaker_memory: std::cell::Cell<Option<Breaker>>,
+    /// This instance started the container, whose disk began empty: the
+    /// fingerprint records go to it before the next call does.
+    restore_owed: std::cell::Cell<bool>,
 }
 
 impl AnalyzerContainer {
+    fn fingerprints(&self) -> FingerprintRecords {
+        FingerprintRecords::new(self.state.storage().sql())
+    }
+
+    /// Gives a container started on an empty disk the fingerprint records
+    /// this actor keeps, page by page (a page given twice changes nothing).
+    async fn restore(&self, container: &ContainerHandle) -> Result<(), RestoreStop> {
+        let failed = |e: String| RestoreStop::Failed(StageError::transient(format!("container restore: {e}")).into());
+        let mut after = String::new();
+        let mut pages = 0;
+        while let Some((lines, last)) = self.fingerprints().page_after(&after).map_err(|e| failed(e.to_string()))? {
+            let http = ContainerRequest::Restore(lines).request("http://container").map_err(|e| failed(e.to_string()))?;
+            let resp = container.send(CONTAINER_PORT, http).await.map_err(RestoreStop::Refused)?;
+            analyzer_reply(resp).await.map_err(|e| RestoreStop::Failed(e.into()))?;
+            after = last;
+            pages += 1;
+        }
+        if pages > 0 {
+            worker::console_log!("analyzer container: {pages} page(s) of fingerprint records restored");
+        }
+        Ok(())
+    }
+
     fn cells(&self) -> StateCell {
         StateCell::new(self.state.storage().sql())
     }
@@ -232,6 +267,7 @@ impl AnalyzerContainer {
                     if let Err(e) = container.stop_when_idle(CONTAINER_IDLE_STOP_MS).await {
                         worker::console_warn!("analyzer container: setInactivityTimeout failed: {e}");
                     }
+                    self.restore_owed.set(true);
                     wait.started()
                 }
                 Step::Wait(ms) => {
@@ -244,6 +280,19 @@ impl AnalyzerContainer {
                         wait.refusals()
                     )));
                 }
+                Step::Send if self.restore_owed.replace(false) => match self.restore(container).await {
+                    Ok(()) => Step::Send,
+                    Err(stop) => {
+                        self.restore_owed.set(true);
+                        match stop {
+                            RestoreStop::Refused(text) => match refusal(&text) {
+                                Some(why) => wait.refused(now_ms(), why),
+                                None => return Err(StageError::transient(format!("container restore: {text}")).into()),
+                            },
+                            RestoreStop::Failed(f) => return Err(f),
+                        }
+                    }
+                },
                 Step::Send => {
                     let http = req.request("http://container").map_err(|e| StageError::transient(e.to_string()))?;
                     match container.send(CONTAINER_PORT, http).await {
@@ -321,7 +370,17 @@ impl AnalyzerOps for AnalyzerContainer {
     }
 
     async fn analyze(&self, req: AnalyzeRequest) -> ApiResult<Value> {
-        self.guarded(ContainerRequest::Analyze(req)).await
+        let mut answer = self.guarded(ContainerRequest::Analyze(req)).await?;
+        // The fingerprint's log line, kept where a container's sleep does
+        // not wipe it (a service at ANALYZER_URL keeps its own disk).
+        if let (Some(Value::String(line)), Some(id)) = (answer.as_object_mut().and_then(|o| o.remove("record")), answer["id"].as_str()) {
+            if self.container().is_some() {
+                if let Err(e) = self.fingerprints().keep(id, &line) {
+                    worker::console_error!("analyzer: fingerprint record of {id} not kept: {e}");
+                }
+            }
+        }
+        Ok(answer)
     }
 
     /// A deleted item's fingerprint. No analyzer stored none; a stopped
@@ -331,6 +390,7 @@ impl AnalyzerOps for AnalyzerContainer {
         if !self.configured() {
             return Ok(Done {});
         }
+        self.fingerprints().forget(&q.id)?;
         if let Some(container) = self.container() {
             if !container.is_running().await.unwrap_or(true) {
                 return Ok(Done {});
@@ -363,7 +423,13 @@ fn circuit_refusal(breaker: &mut Breaker, now: i64) -> Option<ApiError> {
 
 impl DurableObject for AnalyzerContainer {
     fn new(state: State, env: Env) -> Self {
-        AnalyzerContainer { state, env, state_ready: std::cell::Cell::new(false), breaker_memory: std::cell::Cell::new(None) }
+        AnalyzerContainer {
+            state,
+            env,
+            state_ready: std::cell::Cell::new(false),
+            breaker_memory: std::cell::Cell::new(None),
+            restore_owed: std::cell::Cell::new(false),
+        }
     }
 
     crate::unused_handlers!(fetch);

@@ -31,6 +31,9 @@ pub enum ContainerRequest {
     ExtractPdf(Vec<u8>),
     /// `DELETE /documents/{id}`: forget a deleted item's fingerprint.
     Forget(String),
+    /// `POST /documents/restore`: fingerprint records, one per line, for a
+    /// container that started on an empty disk.
+    Restore(String),
 }
 
 impl ContainerRequest {
@@ -49,6 +52,13 @@ impl ContainerRequest {
                 let mut init = RequestInit::new();
                 init.with_method(Method::Delete);
                 Ok(Request::new_with_init(&format!("{}/documents/{id}", base.trim_end_matches('/')), &init)?)
+            }
+            ContainerRequest::Restore(lines) => {
+                let headers = Headers::new();
+                headers.set("content-type", "application/x-ndjson")?;
+                let mut init = RequestInit::new();
+                init.with_method(Method::Post).with_headers(headers).with_body(Some(lines.as_str().into()));
+                Ok(Request::new_with_init(&format!("{}/documents/restore", base.trim_end_matches('/')), &init)?)
             }
         }
     }

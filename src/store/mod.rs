@@ -7,6 +7,7 @@
 
 pub mod feed_ledger;
 pub mod events;
+pub mod fingerprints;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -13,11 +13,19 @@
 
 import http from "node:http";
 import crypto from "node:crypto";
+import { spawn } from "node:child_process";
+import path from "node:path";
 
 const defaults = {
 	port: 0,
 	// The native analyzer the emulated container forwards to.
 	analyzerUrl: "",
+	// Or its command (the binary and its arguments before `--data-dir`):
+	// then every start() runs a new analyzer on a new, empty data dir, as a
+	// Container starts from its image with a fresh disk (containers/faq.mdx:
+	// "All disk is ephemeral"), and a stop ends it.
+	analyzerCommand: null,
+	analyzerDataRoot: "",
 	// Milliseconds after start() before the container accepts connections.
 	containerListenDelayMs: 3000,
 	// Milliseconds before an upsert or delete becomes visible to queries.
@@ -545,7 +553,36 @@ function vectorizeDetail(method, args) {
 // durable-objects/api/container: start() returns before the container
 // listens, `running` does not mean ready. Error texts are the production
 // runtime's when the container is stopped or not listening yet.
-const container = { running: false, startedAt: null, starts: 0, inactivityTimeoutMs: null, destroyed: 0, signals: [], fetches: 0, refused: 0 };
+const container = { running: false, startedAt: null, starts: 0, inactivityTimeoutMs: null, destroyed: 0, signals: [], fetches: 0, refused: 0, disk: null, url: null };
+/** The analyzer process of the running container (with `analyzerCommand`). */
+let containerProcess = null;
+
+/** A fresh analyzer on an empty disk, listening once it says so. */
+function bootContainer() {
+	if (!config.analyzerCommand) return;
+	const [bin, ...args] = config.analyzerCommand;
+	const disk = path.join(config.analyzerDataRoot, `disk-${container.starts}`);
+	const child = spawn(bin, [...args, "--data-dir", disk], { stdio: ["ignore", "pipe", "inherit"] });
+	Object.assign(container, { disk, url: null });
+	containerProcess = child;
+	let out = "";
+	child.stdout.on("data", (chunk) => {
+		out += chunk.toString();
+		const m = out.match(/listening on (http:\/\/[^\s]+)/);
+		if (m && containerProcess === child && !container.url) container.url = m[1];
+	});
+	child.on("exit", () => {
+		if (containerProcess === child) Object.assign(container, { running: false, startedAt: null, url: null }), (containerProcess = null);
+	});
+}
+
+/** The container stops: its process ends, and its disk with it. */
+function haltContainer() {
+	Object.assign(container, { running: false, startedAt: null, url: null });
+	const child = containerProcess;
+	containerProcess = null;
+	if (child) child.kill("SIGKILL");
+}
 
 function containerCall(method, args) {
 	calls.push({ binding: "container", method, at: Date.now() });
@@ -557,13 +594,15 @@ function containerCall(method, args) {
 		case "start":
 			if (container.running) throw new BindingError("start() cannot be called on a container that is already running.");
 			Object.assign(container, { running: true, startedAt: Date.now(), starts: container.starts + 1 });
+			bootContainer();
 			return null;
 		case "destroy":
-			Object.assign(container, { running: false, startedAt: null, destroyed: container.destroyed + 1 });
+			haltContainer();
+			container.destroyed += 1;
 			return null;
 		case "signal":
 			container.signals.push(args.signo);
-			if ([9, 15].includes(args.signo)) Object.assign(container, { running: false, startedAt: null });
+			if ([9, 15].includes(args.signo)) haltContainer();
 			return null;
 		case "setInactivityTimeout":
 			container.inactivityTimeoutMs = args.durationMs;
@@ -583,11 +622,11 @@ async function containerFetch({ port, method, url, headers, body64 }) {
 		container.refused += 1;
 		throw new BindingError("The container is not running, consider calling start()");
 	}
-	if (Date.now() - container.startedAt < config.containerListenDelayMs) {
+	if (Date.now() - container.startedAt < config.containerListenDelayMs || (config.analyzerCommand && !container.url)) {
 		container.refused += 1;
 		throw new BindingError(`The container is not listening in the TCP address 10.0.0.1:${port}`);
 	}
-	const target = new URL(new URL(url).pathname + new URL(url).search, config.analyzerUrl);
+	const target = new URL(new URL(url).pathname + new URL(url).search, container.url ?? config.analyzerUrl);
 	const resp = await fetch(target, { method, headers, body: body ?? undefined });
 	return { status: resp.status, headers: Object.fromEntries(resp.headers), body: await resp.text() };
 }
@@ -625,7 +664,7 @@ function control(path, body) {
 			Object.assign(config, body);
 			return { config };
 		case "/control/container/stop":
-			Object.assign(container, { running: false, startedAt: null });
+			haltContainer();
 			return { container };
 		default:
 			return null;

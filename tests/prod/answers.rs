@@ -258,8 +258,7 @@ async fn a_failing_model_falls_back_to_the_extractive_answerer() {
 #[tokio::test]
 async fn a_restart_mid_generation_neither_repeats_nor_loses_text() {
     let dir = temp_dir("prod-answer-restart");
-    let analyzer = Analyzer::start(&dir.join("analyzer"));
-    let emulator = Emulator::start(&dir.join("emulator"), Emulator::standard_config(&analyzer.url));
+    let emulator = Emulator::start(&dir.join("emulator"), Emulator::standard_config(&dir.join("container-disks")));
     let opts = ServerOptions::emulated(dir.join("state"), emulator.worker_config.clone());
     let mut s = Server::start(&opts);
     let marker = "wendlescar";

@@ -25,21 +25,19 @@ use support::*;
 struct Prod {
     server: Server,
     emulator: Emulator,
-    _analyzer: Analyzer,
 }
 
 fn prod() -> &'static Prod {
     static PROD: OnceLock<Prod> = OnceLock::new();
     PROD.get_or_init(|| {
         let dir = temp_dir("prod");
-        let analyzer = Analyzer::start(&dir.join("analyzer"));
-        let config = Emulator::with_env_overrides(Emulator::standard_config(&analyzer.url));
+        let config = Emulator::with_env_overrides(Emulator::standard_config(&dir.join("container-disks")));
         let emulator = Emulator::start(&dir.join("emulator"), config);
         // The ingest fault poisons about one title in a hundred, and only
         // batch spawns: the batch test picks one such title, no other test
         // imports a batch.
         let opts = ServerOptions::emulated(dir.join("state"), emulator.worker_config.clone()).var("FAULTS", FAULTS);
-        Prod { server: Server::start(&opts), emulator, _analyzer: analyzer }
+        Prod { server: Server::start(&opts), emulator }
     })
 }
 
@@ -379,7 +377,7 @@ async fn the_emulator_refuses_what_the_service_refuses() {
 
     let indexes = readme_metadata_indexes();
     assert!(indexes.contains(&("content_id".to_string(), "string".to_string())), "README indexes parsed: {indexes:?}");
-    let emulator = Emulator::start(&temp_dir("emulator-probe"), Emulator::standard_config("http://127.0.0.1:9"));
+    let emulator = Emulator::start(&temp_dir("emulator-probe"), Emulator::standard_config(&temp_dir("emulator-probe-disks")));
     let post = |path: &str, body: Value| {
         let url = format!("{}{path}", emulator.url);
         async move { http().post(url).json(&body).send().await.unwrap().json::<Value>().await.unwrap() }
@@ -495,4 +493,56 @@ pub(crate) async fn search_until_found(query: &str, ids: &[&str]) {
         assert!(Instant::now() < deadline, "search ?{query} found {found:?}, not all of {ids:?}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// A Container's disk is wiped when it sleeps (containers/faq.mdx: "All disk
+/// is ephemeral"; the emulator runs each start on a new, empty data dir). The
+/// analyzer's actor keeps each fingerprint's record and gives them back to a
+/// container it starts: an edited copy submitted after the container slept
+/// is still flagged as a near duplicate of the original, and an item deleted
+/// meanwhile is not brought back. (Its own server: it stops the container
+/// twice, which would hold up other tests' analyze stages.)
+#[tokio::test]
+async fn the_containers_fresh_disk_gets_its_fingerprints_back() {
+    let dir = temp_dir("prod-fresh-disk");
+    let emulator = Emulator::start(&dir.join("emulator"), Emulator::standard_config(&dir.join("container-disks")));
+    let s = Server::start(&ServerOptions::emulated(dir.join("state"), emulator.worker_config.clone()));
+    let article = "The harbour council approved a plan to turn the old rail yard into a park with walking paths, \
+        a playground and an open amphitheater. Construction starts in spring and should finish by late summer. \
+        The plan adds bike lanes connecting the park to the river trail, and money for maintenance so the park \
+        does not fall into disrepair. Local schools plan to use the amphitheater for concerts and outdoor classes.";
+    let copy = |n: usize| article.replace("spring", ["autumn", "winter"][n]) + " Officials thanked the volunteers.";
+    let near = |cid: String| {
+        let s = &s;
+        async move {
+            let c = s.get(&format!("/api/content/{cid}")).await;
+            let ids: Vec<String> = c.body["analysis"]["near_duplicates"].as_array().expect("analysis").iter().filter_map(|d| d["id"].as_str().map(str::to_string)).collect();
+            ids
+        }
+    };
+    let submit = |title: String, body: String| {
+        let s = &s;
+        async move {
+            let (cid, run) = s.submit(&title, &body, Some("civic")).await;
+            let view = s.wait_run(&run, RUN_TIMEOUT).await;
+            assert_eq!(view["stages"][6]["status"], "completed", "analyze: {view}");
+            cid
+        }
+    };
+    let orig = submit("Rail yard park".into(), article.into()).await;
+    let gone = submit("Rail yard park, an early draft".into(), article.replace("playground", "skate park")).await;
+    assert!(near(gone.clone()).await.contains(&orig), "flagged while the container ran");
+    assert_eq!(s.delete(&format!("/api/content/{gone}")).await.status, 204);
+    emulator.stop_container().await;
+
+    let first = submit("Rail yard park (copy)".into(), copy(0)).await;
+    let flagged = near(first.clone()).await;
+    assert!(flagged.contains(&orig), "the original was forgotten with the container's disk: {flagged:?}");
+    assert!(!flagged.contains(&gone), "a deleted item came back: {flagged:?}");
+    emulator.stop_container().await;
+    let second = submit("Rail yard park (second copy)".into(), copy(1)).await;
+    let flagged = near(second).await;
+    assert!(flagged.contains(&orig) && flagged.contains(&first), "{flagged:?}");
+    let container = emulator.state().await["container"].clone();
+    assert!(container["starts"].as_u64() >= Some(3), "a new disk at each start: {container}");
 }

@@ -716,11 +716,17 @@ impl Emulator {
     /// The config the production-mode suite uses: the analyzer behind the
     /// container, the README's metadata indexes, 1 s Vectorize visibility and
     /// a container that listens 3 s after `start()`.
-    pub fn standard_config(analyzer_url: &str) -> Value {
+    /// The emulated container runs the native analyzer, a new process on a
+    /// new, empty data dir under `disks` at every start, as a Container's
+    /// disk is fresh at every start.
+    pub fn standard_config(disks: &Path) -> Value {
         let indexes: Vec<Value> =
             readme_metadata_indexes().into_iter().map(|(p, t)| json!({ "propertyName": p, "type": t })).collect();
+        let bin = root().join("target/release/analyzer");
+        assert!(bin.exists(), "build the analyzer first (make test does)");
         json!({
-            "analyzerUrl": analyzer_url,
+            "analyzerCommand": [bin, "--host", "127.0.0.1", "--port", "0"],
+            "analyzerDataRoot": disks,
             "containerListenDelayMs": 3000,
             "vectorizeVisibilityMs": 1000,
             "metadataIndexes": indexes,

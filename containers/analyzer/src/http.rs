@@ -22,7 +22,7 @@ use crate::analysis::keyphrases::Keyphrase;
 use crate::analysis::language::Language;
 use crate::analysis::readability::Readability;
 use crate::analysis::{self};
-use crate::index::{Index, Match};
+use crate::index::{Index, Match, Upsert};
 
 /// Longest accepted document id; ids are keys in the index and echoed in
 /// every near-duplicate list, so unbounded ids would bloat both.
@@ -50,6 +50,10 @@ pub fn router(index: Arc<Index>, max_body_bytes: usize) -> Router {
         .route(
             "/extract/pdf",
             post(extract_pdf).layer(DefaultBodyLimit::max(crate::pdf::MAX_PDF_BYTES)),
+        )
+        .route(
+            "/documents/restore",
+            post(restore_documents).layer(DefaultBodyLimit::max(MAX_RESTORE_BYTES)),
         )
         .route("/documents/{id}", delete(delete_document))
         .route("/health", get(health))
@@ -162,6 +166,11 @@ pub struct AnalyzeResponse {
     pub fingerprint: String,
     pub near_duplicates: Vec<Match>,
     pub took_ms: f64,
+    /// The fingerprint's log line when this analysis stored one: the
+    /// Worker keeps it and gives it back through `/documents/restore`,
+    /// since a container's disk is wiped when it sleeps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
 }
 
 async fn analyze(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
@@ -172,11 +181,15 @@ async fn analyze(State(state): State<AppState>, req: Request) -> Result<Response
     let doc = parse_request(&body)?;
 
     let index = Arc::clone(&state.index);
-    let (doc, analysis, near_duplicates) = tokio::task::spawn_blocking(move || {
+    let (doc, analysis, (near_duplicates, record)) = tokio::task::spawn_blocking(move || {
         let analysis = analysis::analyze(doc.title.as_deref(), &doc.text);
-        let (matches, _) =
+        let (matches, upsert) =
             index.check_and_insert(&doc.id, &doc.scope, doc.version, &analysis.fingerprint)?;
-        Ok::<_, io::Error>((doc, analysis, matches))
+        let record = match upsert {
+            Upsert::Inserted | Upsert::Replaced => index.record_of(&doc.id),
+            Upsert::Stale | Upsert::Forgotten => None,
+        };
+        Ok::<_, io::Error>((doc, analysis, (matches, record)))
     })
     .await
     .map_err(|e| ApiError::Internal(format!("analysis task failed: {e}")))??;
@@ -192,6 +205,7 @@ async fn analyze(State(state): State<AppState>, req: Request) -> Result<Response
         keyphrases: analysis.keyphrases,
         near_duplicates,
         took_ms,
+        record,
     };
     Ok(json_response(StatusCode::OK, &response))
 }
@@ -210,6 +224,26 @@ async fn delete_document(
         .await
         .map_err(|e| ApiError::Internal(format!("removal task failed: {e}")))??;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Largest body `/documents/restore` takes: the Worker sends its records in
+/// pages well under this.
+pub const MAX_RESTORE_BYTES: usize = 8 * 1024 * 1024;
+
+/// `POST /documents/restore`: fingerprint log lines this service wrote
+/// before (the `record` of `/analyze` answers), one per line, taken as a
+/// replay of its own log would take them. The Worker sends them to a
+/// container it has just started, whose disk began empty.
+async fn restore_documents(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let body = read_body(req, &state, MAX_RESTORE_BYTES).await?;
+    let index = Arc::clone(&state.index);
+    let (done, documents) = tokio::task::spawn_blocking(move || index.restore(&body).map(|done| (done, index.len())))
+        .await
+        .map_err(|e| ApiError::Internal(format!("restore task failed: {e}")))??;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "applied": done.applied, "skipped": done.skipped, "documents": documents }),
+    ))
 }
 
 /// The request body, refused with 413 past `limit`: at once when the declared
@@ -409,6 +443,36 @@ mod tests {
         v["error"]["code"]
             .as_str()
             .unwrap_or_else(|| panic!("not an error body: {v}"))
+    }
+
+    /// The Worker keeps each analysis's `record` and gives the records to a
+    /// container started on an empty disk: it flags copies again.
+    #[tokio::test]
+    async fn records_given_back_to_a_fresh_container_restore_its_duplicates() {
+        let first = app(1 << 20);
+        let doc = |id: &str, text: &str| json!({ "id": id, "version": 1, "text": text, "scope": "t" }).to_string();
+        let (status, _, v) = send(&first, post_json(doc("orig", ARTICLE))).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        let record = v["record"].as_str().expect("a stored fingerprint's record").to_string();
+        // Analyzed again at the same version: the record is the same.
+        let (_, _, again) = send(&first, post_json(doc("orig", ARTICLE))).await;
+        assert_eq!(again["record"].as_str(), Some(record.as_str()));
+
+        let fresh = app(1 << 20);
+        let restore = |body: String| {
+            axum::http::Request::post("/documents/restore")
+                .body(Body::from(body))
+                .expect("request")
+        };
+        let (status, _, v) = send(&fresh, restore(format!("{record}\n"))).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!((v["applied"].as_u64(), v["documents"].as_u64()), (Some(1), Some(1)));
+        let (_, _, v) = send(&fresh, post_json(doc("copy", &edited_copy()))).await;
+        assert_eq!(v["near_duplicates"][0]["id"], "orig", "{v}");
+        // A stale analysis (an older version than the one held) stores nothing.
+        let stale = json!({ "id": "copy", "version": 0, "text": ARTICLE, "scope": "t" }).to_string();
+        let (_, _, v) = send(&fresh, post_json(stale)).await;
+        assert!(v.get("record").is_none(), "{v}");
     }
 
     #[tokio::test]

@@ -64,6 +64,15 @@ pub struct LoadReport {
     pub compacted: bool,
 }
 
+/// What [`Index::restore`] did with the lines it was given.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Restored {
+    /// Lines taken into the index and appended to this log.
+    pub applied: usize,
+    /// Stale versions, forgotten ids, and lines that are not this scheme's.
+    pub skipped: usize,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upsert {
     Inserted,
@@ -242,6 +251,62 @@ impl Index {
         Ok(stored)
     }
 
+    /// The log line that gives `id` its current fingerprint, if one is
+    /// stored: what the Worker keeps so that [`Self::restore`] can bring it
+    /// back into a container whose disk was wiped.
+    pub fn record_of(&self, id: &str) -> Option<String> {
+        let inner = self.lock();
+        let slot = *inner.entries.slots.get(id)?;
+        serde_json::to_string(&inner.entries.record_at(slot)).ok()
+    }
+
+    /// Takes log lines that an earlier run of this service wrote (a
+    /// container's disk does not outlive its sleep, so the Worker keeps them
+    /// and gives them back), as replay does: a stale version, a forgotten id
+    /// or a line of another scheme changes nothing. What is taken is
+    /// appended to this log in one write.
+    pub fn restore(&self, lines: &[u8]) -> io::Result<Restored> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let mut done = Restored::default();
+        let mut taken = Vec::new();
+        for line in lines.split(|b| *b == b'\n') {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match Line::parse(line) {
+                Some(Line::Record(record, fp))
+                    if !matches!(
+                        inner.entries.classify(&record.id, record.version),
+                        Upsert::Stale | Upsert::Forgotten
+                    ) =>
+                {
+                    inner
+                        .entries
+                        .upsert(&record.id, &record.scope, record.version, &fp);
+                }
+                Some(Line::Removal(id)) if !inner.entries.forgotten.contains(id.as_str()) => {
+                    inner.entries.remove(&id);
+                }
+                _ => {
+                    done.skipped += 1;
+                    continue;
+                }
+            }
+            taken.extend_from_slice(line);
+            taken.push(b'\n');
+            done.applied += 1;
+        }
+        self.len.store(inner.entries.ids.len(), Ordering::Relaxed);
+        if !taken.is_empty() {
+            // Memory is ahead of the log if this fails: the caller answers
+            // 500 and the Worker gives the same lines again, which classify
+            // as replacements and are written then.
+            self.write_lines(&mut inner.log, &taken)?;
+        }
+        Ok(done)
+    }
+
     /// Near duplicates of `fp` in `scope` excluding `id`, best first,
     /// without inserting.
     pub fn near_duplicates(
@@ -261,7 +326,12 @@ impl Index {
     fn append(&self, log: &mut File, value: &impl Serialize) -> io::Result<()> {
         let mut line = serde_json::to_vec(value).map_err(io::Error::other)?;
         line.push(b'\n');
-        log.write_all(&line)?;
+        self.write_lines(log, &line)
+    }
+
+    /// Complete lines, in one `write` (and one sync with `fsync`).
+    fn write_lines(&self, log: &mut File, lines: &[u8]) -> io::Result<()> {
+        log.write_all(lines)?;
         if self.fsync {
             log.sync_data()?;
         }
@@ -284,6 +354,19 @@ impl Index {
 }
 
 impl Entries {
+    /// The record of the document in `slot`, as its log line holds it.
+    fn record_at(&self, slot: usize) -> Record {
+        let mut minhash: Signature = [0; MINHASH_SIZE];
+        minhash.copy_from_slice(&self.signatures[slot * MINHASH_SIZE..(slot + 1) * MINHASH_SIZE]);
+        let fp = Fingerprint {
+            simhash: self.simhash[slot],
+            content_hash: self.content[slot],
+            shingles: self.shingles[slot],
+            minhash,
+        };
+        Record::new(&self.ids[slot], &self.scopes[slot], self.versions[slot], &fp)
+    }
+
     fn new() -> Self {
         Entries {
             ids: Vec::new(),
@@ -508,19 +591,8 @@ fn compact(dir: &Path, path: &Path, entries: &Entries) -> io::Result<File> {
     let tmp = dir.join(format!("{LOG_FILE}.tmp"));
     {
         let mut out = io::BufWriter::new(File::create(&tmp)?);
-        for (slot, id) in entries.ids.iter().enumerate() {
-            let mut minhash: Signature = [0; MINHASH_SIZE];
-            minhash.copy_from_slice(
-                &entries.signatures[slot * MINHASH_SIZE..(slot + 1) * MINHASH_SIZE],
-            );
-            let fp = Fingerprint {
-                simhash: entries.simhash[slot],
-                content_hash: entries.content[slot],
-                shingles: entries.shingles[slot],
-                minhash,
-            };
-            let record = Record::new(id, &entries.scopes[slot], entries.versions[slot], &fp);
-            serde_json::to_writer(&mut out, &record).map_err(io::Error::other)?;
+        for slot in 0..entries.ids.len() {
+            serde_json::to_writer(&mut out, &entries.record_at(slot)).map_err(io::Error::other)?;
             out.write_all(b"\n")?;
         }
         for id in &entries.forgotten {
@@ -579,6 +651,39 @@ mod tests {
     use super::*;
     use crate::analysis::fingerprint::fingerprint;
     use crate::analysis::fingerprint::tests::{edited_copy, ARTICLE, SAME_TOPIC};
+
+    #[test]
+    fn a_wiped_index_restored_from_its_records_flags_copies_again() {
+        let first = TempDir::new("restore-a");
+        let (index, _) = Index::open(&first.0, false).expect("open");
+        index.check_and_insert("orig", "t1", Some(2), &fingerprint(ARTICLE)).expect("insert");
+        index.check_and_insert("gone", "t1", Some(1), &fingerprint(SAME_TOPIC)).expect("insert");
+        let kept = [index.record_of("orig").expect("orig's record"), index.record_of("gone").expect("gone's record")];
+        assert_eq!(index.record_of("nobody"), None);
+        index.remove("gone").expect("remove");
+        assert_eq!(index.record_of("gone"), None, "a forgotten id has no record");
+
+        // A fresh disk: nothing flagged until the records come back.
+        let second = TempDir::new("restore-b");
+        let (fresh, _) = Index::open(&second.0, false).expect("open");
+        assert!(fresh.near_duplicates("copy", "t1", &fingerprint(&edited_copy()), DUPLICATE_THRESHOLD).is_empty());
+        let body = format!("{}\n\nnot json\n{}\n", kept[0], r#"{"s":1,"removed":"gone"}"#);
+        let done = fresh.restore(body.as_bytes()).expect("restore");
+        assert_eq!(done, Restored { applied: 2, skipped: 1 });
+        assert_eq!(fresh.len(), 1);
+        let (m, _) = fresh.check_and_insert("copy", "t1", None, &fingerprint(&edited_copy())).expect("insert");
+        assert_eq!(m.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), ["orig"]);
+        // Other scopes still see nothing of it; a forgotten id's record stays out.
+        assert!(fresh.near_duplicates("x", "t2", &fingerprint(&edited_copy()), DUPLICATE_THRESHOLD).is_empty());
+        assert_eq!(fresh.restore(kept[1].as_bytes()).expect("restore"), Restored { applied: 0, skipped: 1 });
+        // An older version than the one held is stale.
+        let (older, _) = (kept[0].replace("\"version\":2", "\"version\":1"), ());
+        assert_eq!(fresh.restore(older.as_bytes()).expect("restore"), Restored { applied: 0, skipped: 1 });
+        drop(fresh);
+        // What was restored is in the new disk's log too.
+        let (reopened, report) = Index::open(&second.0, false).expect("reopen");
+        assert_eq!((reopened.len(), report.removals), (2, 1));
+    }
 
     #[test]
     fn flags_edited_copy_but_not_same_topic() {
