@@ -245,13 +245,17 @@ impl SessionActor {
         false
     }
 
-    /// Ends the session: `close` each socket, mark it `status` in the
-    /// registry and erase it.
+    /// Ends the session (`status` says why): `close` each socket, drop its
+    /// registry row and erase it.
     async fn end(&self, info: &SessionInfo, status: &str, close: fn(&WebSocket)) -> worker::Result<()> {
         for ws in self.state.get_websockets() {
             close(&ws);
         }
-        let _ = catalog::register_actor(&self.env, "session", &info.id.to_string(), status, now_ms()).await;
+        // Its row goes with it: anonymous callers make up to 30 sessions a
+        // minute each, and an ended one has nothing left to inspect.
+        if let Err(e) = catalog::forget_actor(&self.env, "session", &info.id.to_string()).await {
+            worker::console_error!("session {} ({status}): registry row not removed: {e}", info.id);
+        }
         self.info.replace(None);
         self.state.storage().delete_all().await
     }

@@ -21,6 +21,11 @@ use crate::protocol::{AnswerAccepted, AskInput, ASK_DEFAULT_K, ASK_MAX_K};
 use crate::runtime::config;
 
 
+/// Read tokens an answer spends: it embeds the question, searches both
+/// indexes, makes an actor kept for `ANSWER_TTL_SECS` and streams a model's
+/// generation, where a search does only the middle part.
+pub const COST: u32 = 10;
+
 pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Response> {
     let input: AskInput = json_body(&mut req, config(env).limits.ask_max_bytes).await?;
     let question = query_text(&input.question, "question")?;

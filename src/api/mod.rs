@@ -136,7 +136,7 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
         R::ListKeys => keys::list(env, &req).await,
         R::RevokeKey => keys::revoke(env, arg(0)).await,
         R::CreateAnswer => {
-            limits::spend(env, &who, &req, LimitClass::Read, 1).await?;
+            limits::spend(env, &who, &req, LimitClass::Read, answers::COST).await?;
             answers::create(env, &who, req).await
         }
         R::GetAnswer => answers::get(env, &who, arg(0)).await,

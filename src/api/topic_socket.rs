@@ -24,7 +24,7 @@ use crate::actors::feed::FEED_NAME;
 use crate::actors::rpc::{self, ActorKind};
 use crate::actors::topic_sockets::OPENER_HEADER;
 use crate::domain::broadcast::SocketOpener;
-use crate::domain::principal::Principal;
+use crate::domain::principal::{Principal, PrincipalKind};
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::Topic;
@@ -43,6 +43,10 @@ pub async fn socket(env: &Env, (who, until): (&Principal, Option<Millis>), req: 
             let (id, principal, expires_at) = sessions::principal(env, id, param(&q, "token")).await?;
             (principal, Some(id), Some(expires_at))
         }
+        // An anonymous socket lasts as long as an anonymous session would:
+        // the anonymous share of a topic's sockets is not held for good by
+        // a few callers (a key's and a user's end with their credential).
+        None if who.kind == PrincipalKind::Anonymous => (who.clone(), None, Some(crate::runtime::now_ms() + crate::runtime::config(env).session_ttl_secs * 1000)),
         None => (who.clone(), None, until),
     };
     sessions::require_upgrade(&req)?;

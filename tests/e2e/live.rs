@@ -867,6 +867,21 @@ async fn topic_sockets_keep_the_caps_and_end_with_the_token() {
     assert_eq!(anonymous.len(), 3, "{answers:?}");
     assert_eq!(answers.last(), Some(&429), "{answers:?}");
     assert!(answers[..answers.len() - 1].iter().all(|c| *c == 409), "{answers:?}");
+
+    // An answer spends ten reads (it embeds, searches and generates; a
+    // search spends one): of three asked at once with 20 a minute, at most
+    // two are taken.
+    let mut asked = Vec::new();
+    for q in ["How are sockets capped?", "What ends a socket?", "Who may open one?"] {
+        asked.push(s.post("/api/answers", json!({ "question": q })).await.status);
+    }
+    assert!(asked.contains(&429) && asked.iter().filter(|c| **c == 202).count() <= 2, "{asked:?}");
+
+    // An anonymous socket lasts as long as an anonymous session would
+    // (10 s here): a few callers cannot hold the anonymous share for good.
+    for ws in anonymous.iter_mut() {
+        assert_eq!(close_code(ws, Duration::from_secs(25)).await.0, Some(4001), "an anonymous feed socket outlived a session's time to live");
+    }
 }
 
 /// Sessions following a topic over their session sockets cost the topic a
@@ -881,9 +896,11 @@ async fn sessions_following_a_topic_are_capped_and_leave_when_they_end() {
     let s = Server::start(&opts);
     let followers = || async { s.admin_get("/admin/actors/feed/feed").await.body["storage"]["subscribers"]["rows"].as_u64().unwrap_or(0) };
     let mut tabs = Vec::new();
+    let mut ids = Vec::new();
     for _ in 0..3 {
         let (sid, tok) = new_session(&s).await;
         tabs.push(connect(&s, &sid, &tok).await);
+        ids.push(sid);
     }
     // One after another: the first two are followed; the third is past the principal's cap.
     for (i, ws) in tabs.iter_mut().enumerate() {
@@ -943,6 +960,11 @@ async fn sessions_following_a_topic_are_capped_and_leave_when_they_end() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_eq!(left, 0, "ended sessions stay on the feed's list");
+    // And off the registry: an ended session has nothing left to inspect.
+    let listed = s.admin_get("/admin/actors?kind=session&limit=200").await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let rows: Vec<&str> = listed.body["items"].as_array().unwrap().iter().filter_map(|r| r["id"].as_str()).collect();
+    assert!(ids.iter().all(|id| !rows.contains(&id.as_str())), "ended sessions still listed: {rows:?}");
 }
 
 /// Revoking an API key ends what it opened (DESIGN.md: a revoked key is
