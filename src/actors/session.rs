@@ -20,7 +20,7 @@ use super::rpc::{self, ActorKind};
 use crate::catalog;
 use crate::domain::broadcast::KeyCheck;
 use crate::domain::principal::Principal;
-use crate::domain::session::{admit, followed, Admission, Fetched, Frame, SocketState, Step, Subscription, Watch, MAX_FRAME_BYTES, POLL_FAST_MS};
+use crate::domain::session::{admit, followed, Admission, Fetched, Frame, SocketState, Step, Subscription, Watch, MAX_FRAME_BYTES, POLL_FAST_MS, REPLAYED_PER_TOKEN};
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{ClientFrame, ServerFrame, Topic};
@@ -299,8 +299,13 @@ impl SessionActor {
                 Some(st) if st.cursor(&key).is_some() => st,
                 _ => return,
             };
+            let events = step.frames.iter().filter(|f| matches!(f, Frame::Event(_))).count();
             encoded.send(ws, topic, std::mem::take(&mut step.frames), &mut snapshot);
             st.record(&key, &run.sub);
+            if run.subscribe != 0 && events > 0 {
+                // A subscribe's replay is paid for by the socket's own frames.
+                st.bucket.charge(events as f64 / REPLAYED_PER_TOKEN, now_ms());
+            }
             save(ws, &st);
             let Some(after) = step.fetch else { return };
             let replay_key = (st.tab.clone(), key.clone());

@@ -27,7 +27,7 @@ use super::{ActorStorage, REPLAY_PAGE};
 use crate::domain::broadcast::{keys_held, next_expiry, Batch, KeyCheck, SocketOpener, Watcher, CATCH_UP_MS, MAX_SOCKETS};
 use crate::domain::event_log::{plan_replay, ReplayPlan};
 use crate::domain::faults::PUSH;
-use crate::domain::session::admit;
+use crate::domain::session::{admit, REPLAYED_PER_TOKEN};
 use crate::domain::principal::ReadScope;
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
@@ -296,6 +296,7 @@ impl TopicSockets {
         let w = Watcher { x: opener.expires_at, k, ..Watcher::new(&opener.principal.read_scope(), now_ms()) };
         save_attachment(&pair.server, &w);
         if url.query_pairs().any(|(k, _)| k == "after") {
+            // Paid for by the open's read token.
             self.join(host, topic, &pair.server, w, after, &snapshot)?;
         }
         if let Some(at) = opener.expires_at {
@@ -311,8 +312,10 @@ impl TopicSockets {
 
     /// `subscribed`, the replay after `after` (or a resync), `ready`; then the
     /// socket is live from the log's end. All from the actor's own log, with
-    /// no await: no broadcast can interleave.
-    fn join(&self, host: &impl ActorStorage, topic: Topic, ws: &WebSocket, mut w: Watcher, after: Option<u64>, snapshot: &dyn Fn(&ReadScope) -> Value) -> ApiResult<()> {
+    /// no await: no broadcast can interleave. Returns how many events it
+    /// replayed.
+    fn join(&self, host: &impl ActorStorage, topic: Topic, ws: &WebSocket, mut w: Watcher, after: Option<u64>, snapshot: &dyn Fn(&ReadScope) -> Value) -> ApiResult<u64> {
+        let mut replayed = 0;
         let log = host.log();
         let window = log.window()?;
         send(ws, &ServerFrame::Subscribed { topic, seq: window.last });
@@ -327,6 +330,7 @@ impl TopicSockets {
                     let Some(end) = page.last().map(|e| e.seq) else { break };
                     for frame in Batch::new(topic, &page).frames_for(&replaying, 0) {
                         let _ = ws.send_with_str(frame);
+                        replayed += 1;
                     }
                     after = end;
                 }
@@ -335,7 +339,7 @@ impl TopicSockets {
         w.c = Some(window.last);
         save_attachment(ws, &w);
         send(ws, &ServerFrame::Ready { topic });
-        Ok(())
+        Ok(replayed)
     }
 
     /// A client frame: `ping`, and `subscribe` / `unsubscribe` of this
@@ -359,7 +363,15 @@ impl TopicSockets {
                 send(ws, &ServerFrame::Pong);
                 Ok(())
             }
-            ClientFrame::Subscribe { topic: t, after } if t == name => self.join(host, topic, ws, w, after, &snapshot),
+            ClientFrame::Subscribe { topic: t, after } if t == name => self.join(host, topic, ws, w, after, &snapshot).map(|replayed| {
+                // A frame's replay is paid for by the socket's own frames:
+                // a subscribe cannot make the actor send its log over and
+                // over (the bucket goes into debt, and frames wait for it).
+                if let Some(mut w) = load_attachment::<Watcher>(ws) {
+                    w.b.charge(replayed as f64 / REPLAYED_PER_TOKEN, now_ms());
+                    save_attachment(ws, &w);
+                }
+            }),
             ClientFrame::Unsubscribe { topic: t } if t == name => {
                 save_attachment(ws, &Watcher { c: None, ..w });
                 send(ws, &ServerFrame::Unsubscribed { topic });

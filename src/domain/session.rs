@@ -318,6 +318,14 @@ pub fn followed<'a>(sockets: impl IntoIterator<Item = &'a SocketState>) -> Vec<(
     lowest.into_iter().map(|(t, c)| (t.to_string(), c)).collect()
 }
 
+/// Events a `subscribe`'s replay sends per token of the socket's frame
+/// bucket ([`TokenBucket::charge`]). A whole retained log of 1,000 costs 20,
+/// two seconds of frames: a frame can no longer make a topic's actor send
+/// its log ten times a second (50 times less), and a tab that resubscribes
+/// its 16 topics after a drop, a hundred events behind on each, is in debt
+/// for a fraction of a second.
+pub const REPLAYED_PER_TOKEN: f64 = 50.0;
+
 /// A token bucket: `CAPACITY` frames at once, refilled at `RATE_PER_SEC`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TokenBucket {
@@ -333,11 +341,25 @@ impl TokenBucket {
         TokenBucket { tokens: Self::CAPACITY, at: now }
     }
 
-    /// Takes one token if there is one.
-    pub fn take(&mut self, now: Millis) -> bool {
+    /// Spends `tokens` for work a frame asked for (a replay), without
+    /// refusing it: the bucket may go below zero, and the socket's next
+    /// frames are refused until it has refilled. One frame cannot make a
+    /// topic's actor send its whole log over and over.
+    pub fn charge(&mut self, tokens: f64, now: Millis) {
+        self.refill(now);
+        self.tokens -= tokens;
+    }
+
+    /// Refills for the time since the last look.
+    fn refill(&mut self, now: Millis) {
         let elapsed = (now - self.at).max(0) as f64 / 1000.0;
         self.tokens = (self.tokens + elapsed * Self::RATE_PER_SEC).min(Self::CAPACITY);
         self.at = now;
+    }
+
+    /// Takes one token if there is one.
+    pub fn take(&mut self, now: Millis) -> bool {
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -462,6 +484,17 @@ mod tests {
         assert_eq!(w.next_poll(t, true) - t, POLL_FAST_MS, "found events: fast again");
         w.touch(t + 5);
         assert_eq!(w.interval, POLL_FAST_MS);
+    }
+
+    #[test]
+    fn a_replay_is_charged_past_zero_and_refuses_frames_until_refilled() {
+        let mut b = TokenBucket::full(0);
+        assert!(b.take(0));
+        b.charge(3_000.0 / REPLAYED_PER_TOKEN, 0);
+        assert!(!b.take(0), "in debt: refused");
+        // 29 - 60 = -31 tokens: 3.2 s at 10 a second to get one back.
+        assert!(!b.take(3_000));
+        assert!(b.take(3_300));
     }
 
     #[test]
