@@ -18,7 +18,7 @@ use worker::{durable_object, Delay, DurableObject, Env, Request, Response, State
 
 use super::ops::{AnalyzerBackend, AnalyzerCall, AnalyzerOps, Done, ExtractPdf, ExtractedText, FireAlarm, ForgetDocument, Inspect, Inspectable, WhichBackend};
 use crate::domain::circuit::Breaker;
-use crate::domain::container_start::{refusal, StartupWait, Step};
+use crate::domain::container_start::{refusal, Refusal, StartupWait, Step};
 use crate::domain::pipeline::StageError;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::ErrorClass;
@@ -139,6 +139,23 @@ enum RestoreStop {
     Failed(CallFailure),
 }
 
+/// Where a container this instance started stands with its fingerprint
+/// records: no call reaches it until they are all there, or a call on a
+/// half-restored index would miss the duplicates among the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restore {
+    /// This instance has not sent to the container yet: it may have been
+    /// started by an instance that was reset before restoring it, so the
+    /// first call asks it whether it holds any fingerprint.
+    Unknown,
+    /// Nothing owed (it has its records).
+    Done,
+    /// Started on an empty disk: the next call to reach it restores first.
+    Owed,
+    /// A call is restoring it; the others wait as for a starting container.
+    InFlight,
+}
+
 impl From<StageError> for CallFailure {
     fn from(error: StageError) -> Self {
         CallFailure { error, cold_start: false }
@@ -156,9 +173,8 @@ pub struct AnalyzerContainer {
     /// actor is its only writer, so the copy stays true while the instance
     /// lives, and a call that changes nothing (the healthy path) writes nothing.
     breaker_memory: std::cell::Cell<Option<Breaker>>,
-    /// This instance started the container, whose disk began empty: the
-    /// fingerprint records go to it before the next call does.
-    restore_owed: std::cell::Cell<bool>,
+    /// The fingerprint records a container this instance started is owed.
+    restore: std::cell::Cell<Restore>,
 }
 
 impl AnalyzerContainer {
@@ -168,14 +184,31 @@ impl AnalyzerContainer {
 
     /// Gives a container started on an empty disk the fingerprint records
     /// this actor keeps, page by page (a page given twice changes nothing).
-    async fn restore(&self, container: &ContainerHandle) -> Result<(), RestoreStop> {
+    /// With `unless_held`, only to a container that holds no fingerprint.
+    async fn give_records(&self, container: &ContainerHandle, unless_held: bool) -> Result<(), RestoreStop> {
+        // Transient whatever the container answered: a refusal of the
+        // records says nothing about the document a call carries.
         let failed = |e: String| RestoreStop::Failed(StageError::transient(format!("container restore: {e}")).into());
+        if unless_held {
+            let http = ContainerRequest::Health.request("http://container").map_err(|e| failed(e.to_string()))?;
+            let resp = container.send(CONTAINER_PORT, http).await.map_err(RestoreStop::Refused)?;
+            let health = analyzer_reply(resp).await.map_err(|e| failed(e.message))?;
+            if health["fingerprints"].as_u64().unwrap_or(0) > 0 {
+                return Ok(());
+            }
+        }
         let mut after = String::new();
         let mut pages = 0;
         while let Some((lines, last)) = self.fingerprints().page_after(&after).map_err(|e| failed(e.to_string()))? {
             let http = ContainerRequest::Restore(lines).request("http://container").map_err(|e| failed(e.to_string()))?;
             let resp = container.send(CONTAINER_PORT, http).await.map_err(RestoreStop::Refused)?;
-            analyzer_reply(resp).await.map_err(|e| RestoreStop::Failed(e.into()))?;
+            if matches!(resp.status_code(), 404 | 405) {
+                // An image from before the restore route (a rollout in
+                // progress): it keeps its own disk's records only.
+                worker::console_warn!("analyzer container: no /documents/restore ({}); records not restored", resp.status_code());
+                return Ok(());
+            }
+            analyzer_reply(resp).await.map_err(|e| failed(e.message))?;
             after = last;
             pages += 1;
         }
@@ -258,16 +291,19 @@ impl AnalyzerContainer {
         loop {
             step = match step {
                 Step::Start => {
-                    if let Err(e) = container.start_now().await {
-                        // Another call may have started it meanwhile.
-                        if !container.is_running().await.unwrap_or(false) {
+                    match container.start_now().await {
+                        // A new container, on an empty disk.
+                        Ok(()) => self.restore.set(Restore::Owed),
+                        // Another call may have started it meanwhile (and
+                        // owes it its records).
+                        Err(e) if !container.is_running().await.unwrap_or(false) => {
                             return Err(StageError::transient(format!("container start: {e}")).into());
                         }
+                        Err(_) => {}
                     }
                     if let Err(e) = container.stop_when_idle(CONTAINER_IDLE_STOP_MS).await {
                         worker::console_warn!("analyzer container: setInactivityTimeout failed: {e}");
                     }
-                    self.restore_owed.set(true);
                     wait.started()
                 }
                 Step::Wait(ms) => {
@@ -280,19 +316,26 @@ impl AnalyzerContainer {
                         wait.refusals()
                     )));
                 }
-                Step::Send if self.restore_owed.replace(false) => match self.restore(container).await {
-                    Ok(()) => Step::Send,
-                    Err(stop) => {
-                        self.restore_owed.set(true);
-                        match stop {
+                Step::Send if self.restore.get() == Restore::InFlight => wait.refused(now_ms(), Refusal::NotListening),
+                Step::Send if matches!(self.restore.get(), Restore::Owed | Restore::Unknown) => {
+                    let unless_held = self.restore.replace(Restore::InFlight) == Restore::Unknown;
+                    let restored = self.give_records(container, unless_held).await;
+                    self.restore.set(match (&restored, unless_held) {
+                        (Ok(()), _) => Restore::Done,
+                        (Err(_), true) => Restore::Unknown,
+                        (Err(_), false) => Restore::Owed,
+                    });
+                    match restored {
+                        Ok(()) => Step::Send,
+                        Err(stop) => match stop {
                             RestoreStop::Refused(text) => match refusal(&text) {
                                 Some(why) => wait.refused(now_ms(), why),
                                 None => return Err(StageError::transient(format!("container restore: {text}")).into()),
                             },
                             RestoreStop::Failed(f) => return Err(f),
-                        }
+                        },
                     }
-                },
+                }
                 Step::Send => {
                     let http = req.request("http://container").map_err(|e| StageError::transient(e.to_string()))?;
                     match container.send(CONTAINER_PORT, http).await {
@@ -375,7 +418,8 @@ impl AnalyzerOps for AnalyzerContainer {
         // not wipe it (a service at ANALYZER_URL keeps its own disk).
         if let (Some(Value::String(line)), Some(id)) = (answer.as_object_mut().and_then(|o| o.remove("record")), answer["id"].as_str()) {
             if self.container().is_some() {
-                if let Err(e) = self.fingerprints().keep(id, &line) {
+                let version = answer["version"].as_u64().and_then(|v| u32::try_from(v).ok());
+                if let Err(e) = self.fingerprints().keep(id, version, &line) {
                     worker::console_error!("analyzer: fingerprint record of {id} not kept: {e}");
                 }
             }
@@ -385,13 +429,16 @@ impl AnalyzerOps for AnalyzerContainer {
 
     /// A deleted item's fingerprint. No analyzer stored none; a stopped
     /// container comes back with a fresh disk (Containers' disk is
-    /// ephemeral), so it is not started just to forget.
+    /// ephemeral) and this actor's records, the item's tombstone among
+    /// them, so it is not started just to forget.
     async fn forget(&self, q: ForgetDocument) -> ApiResult<Done> {
         if !self.configured() {
             return Ok(Done {});
         }
-        self.fingerprints().forget(&q.id)?;
         if let Some(container) = self.container() {
+            // Before the container is asked: a stopped one is not started to
+            // forget, and its next start is told by the restore.
+            self.fingerprints().forget(&q.id)?;
             if !container.is_running().await.unwrap_or(true) {
                 return Ok(Done {});
             }
@@ -428,7 +475,7 @@ impl DurableObject for AnalyzerContainer {
             env,
             state_ready: std::cell::Cell::new(false),
             breaker_memory: std::cell::Cell::new(None),
-            restore_owed: std::cell::Cell::new(false),
+            restore: std::cell::Cell::new(Restore::Unknown),
         }
     }
 

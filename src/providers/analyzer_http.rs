@@ -34,6 +34,8 @@ pub enum ContainerRequest {
     /// `POST /documents/restore`: fingerprint records, one per line, for a
     /// container that started on an empty disk.
     Restore(String),
+    /// `GET /health`: how many fingerprints the service holds.
+    Health,
 }
 
 impl ContainerRequest {
@@ -53,6 +55,7 @@ impl ContainerRequest {
                 init.with_method(Method::Delete);
                 Ok(Request::new_with_init(&format!("{}/documents/{id}", base.trim_end_matches('/')), &init)?)
             }
+            ContainerRequest::Health => Ok(Request::new(&format!("{}/health", base.trim_end_matches('/')), Method::Get)?),
             ContainerRequest::Restore(lines) => {
                 let headers = Headers::new();
                 headers.set("content-type", "application/x-ndjson")?;

@@ -4,6 +4,11 @@
 //! keeps each analysis's log line (`record` in its answer) here, one per
 //! document, and gives them back to every container it starts
 //! (`POST /documents/restore`) before its first call.
+//!
+//! A deleted item's row becomes a tombstone: no later analysis of it (one in
+//! flight during the delete) is kept, and the restore tells a new container
+//! to forget it (the removal line of the analyzer's log,
+//! containers/analyzer/README.md), as the old one's disk did.
 
 use serde::Deserialize;
 use worker::SqlStorage;
@@ -11,7 +16,9 @@ use worker::SqlStorage;
 use super::{create_table, exec, rows};
 use crate::error::ApiError;
 
-const TABLE: &str = "fingerprints (id TEXT PRIMARY KEY, line TEXT NOT NULL)";
+/// `line` is NULL for a deleted item; `version` orders analyses that land
+/// out of order.
+const TABLE: &str = "fingerprints (id TEXT PRIMARY KEY, version INTEGER, line TEXT)";
 
 /// Lines per restore request: about 1.2 KB each, so a page is about 1.2 MB,
 /// well under what the analyzer takes and a Worker's memory.
@@ -24,7 +31,7 @@ pub struct FingerprintRecords {
 #[derive(Deserialize)]
 struct Line {
     id: String,
-    line: String,
+    line: Option<String>,
 }
 
 impl FingerprintRecords {
@@ -32,18 +39,24 @@ impl FingerprintRecords {
         FingerprintRecords { sql }
     }
 
-    /// `id`'s current record (a newer analysis replaces the older).
-    pub fn keep(&self, id: &str, line: &str) -> Result<(), ApiError> {
+    /// `id`'s record of `version`, unless a newer one is kept or the item
+    /// was deleted.
+    pub fn keep(&self, id: &str, version: Option<u32>, line: &str) -> Result<(), ApiError> {
         create_table(&self.sql, TABLE)?;
-        exec(&self.sql, "INSERT OR REPLACE INTO fingerprints (id, line) VALUES (?, ?)", vec![id.into(), line.into()])
+        let version = version.map_or(worker::SqlStorageValue::Null, |v| (v as f64).into());
+        exec(
+            &self.sql,
+            "INSERT INTO fingerprints (id, version, line) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE \
+             SET version = excluded.version, line = excluded.line \
+             WHERE fingerprints.line IS NOT NULL AND (excluded.version IS NULL OR fingerprints.version IS NULL OR excluded.version >= fingerprints.version)",
+            vec![id.into(), version, line.into()],
+        )
     }
 
-    /// A deleted item's: no container gets it back.
+    /// A deleted item's: its record becomes a tombstone.
     pub fn forget(&self, id: &str) -> Result<(), ApiError> {
-        if !crate::store::table_exists(&self.sql, "fingerprints") {
-            return Ok(());
-        }
-        exec(&self.sql, "DELETE FROM fingerprints WHERE id = ?", vec![id.into()])
+        create_table(&self.sql, TABLE)?;
+        exec(&self.sql, "INSERT OR REPLACE INTO fingerprints (id, version, line) VALUES (?, NULL, NULL)", vec![id.into()])
     }
 
     /// The records after `after` (by id), at most [`RESTORE_PAGE`], as the
@@ -60,7 +73,10 @@ impl FingerprintRecords {
         let Some(last) = page.last().map(|l| l.id.clone()) else { return Ok(None) };
         let mut body = String::new();
         for l in &page {
-            body.push_str(&l.line);
+            match &l.line {
+                Some(line) => body.push_str(line),
+                None => body.push_str(&serde_json::json!({ "s": 1, "removed": l.id }).to_string()),
+            }
             body.push('\n');
         }
         Ok(Some((body, last)))

@@ -571,6 +571,10 @@ function bootContainer() {
 		const m = out.match(/listening on (http:\/\/[^\s]+)/);
 		if (m && containerProcess === child && !container.url) container.url = m[1];
 	});
+	child.on("error", (e) => {
+		console.error(`emulated container: ${e.message}`);
+		if (containerProcess === child) Object.assign(container, { running: false, startedAt: null, url: null }), (containerProcess = null);
+	});
 	child.on("exit", () => {
 		if (containerProcess === child) Object.assign(container, { running: false, startedAt: null, url: null }), (containerProcess = null);
 	});
@@ -716,4 +720,8 @@ server.listen(config.port, "127.0.0.1", () => {
 	console.log(`emulator listening on http://127.0.0.1:${server.address().port}`);
 });
 // Keep-alive connections from workerd would hold `server.close()` open.
-for (const sig of ["SIGTERM", "SIGINT"]) process.on(sig, () => process.exit(0));
+for (const sig of ["SIGTERM", "SIGINT"])
+	process.on(sig, () => {
+		haltContainer();
+		process.exit(0);
+	});
