@@ -70,7 +70,13 @@ pub(crate) fn read_frame(ws: &WebSocket, admission: Admission, text: &str) -> Op
     match admission {
         Admission::Take => {}
         Admission::Refuse | Admission::Close => {
-            send(ws, &ServerFrame::error("rate_limited", "too many frames; slow down"));
+            // A refused subscribe names its topic, so the client asks for it
+            // again (it retries `rate_limited`) rather than wait for good.
+            let topic = match serde_json::from_str::<ClientFrame>(text) {
+                Ok(ClientFrame::Subscribe { topic, .. }) if text.len() <= MAX_FRAME_BYTES => Some(topic),
+                _ => None,
+            };
+            send(ws, &ServerFrame::error("rate_limited", "too many frames; slow down").about(topic));
             if admission == Admission::Close {
                 let _ = ws.close(Some(1008), Some("rate limit exceeded"));
             }

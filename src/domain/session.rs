@@ -347,7 +347,9 @@ impl TokenBucket {
     /// topic's actor send its whole log over and over.
     pub fn charge(&mut self, tokens: f64, now: Millis) {
         self.refill(now);
-        self.tokens -= tokens;
+        // At most a full bucket's worth of debt: a client whose retries are
+        // refused meanwhile is slowed, not struck out and closed.
+        self.tokens = (self.tokens - tokens).max(-Self::CAPACITY);
     }
 
     /// Refills for the time since the last look.
@@ -490,11 +492,18 @@ mod tests {
     fn a_replay_is_charged_past_zero_and_refuses_frames_until_refilled() {
         let mut b = TokenBucket::full(0);
         assert!(b.take(0));
-        b.charge(3_000.0 / REPLAYED_PER_TOKEN, 0);
+        // A full log of 1,000: 29 - 20 = 9 left.
+        b.charge(1_000.0 / REPLAYED_PER_TOKEN, 0);
+        assert!(b.take(0));
+        // Another: 8 - 20 = -12, refused until it has refilled (1.3 s at 10 a second).
+        b.charge(1_000.0 / REPLAYED_PER_TOKEN, 0);
         assert!(!b.take(0), "in debt: refused");
-        // 29 - 60 = -31 tokens: 3.2 s at 10 a second to get one back.
-        assert!(!b.take(3_000));
-        assert!(b.take(3_300));
+        assert!(!b.take(1_100));
+        assert!(b.take(1_300));
+        // Never more than a full bucket in debt.
+        b.charge(1e9, 2_000);
+        assert!(!b.take(4_900));
+        assert!(b.take(6_100));
     }
 
     #[test]
