@@ -192,9 +192,13 @@ impl BatchOps for BatchActor {
     async fn create(&self, c: CreateBatch) -> ApiResult<Done> {
         if let Some(b) = self.load()? {
             // Idempotent: a retried create finds the batch as stored, and
-            // arms its alarm, which the first try may not have (the alarm's
-            // write failed after the batch's).
-            self.commit(&b, Vec::new(), now_ms()).await?;
+            // arms its alarm and lists it, which the first try may not have
+            // (the alarm's write failed after the batch's).
+            let now = now_ms();
+            self.commit(&b, Vec::new(), now).await?;
+            if !b.is_finished() {
+                self.register(&b, "running", now);
+            }
             return Ok(Done {});
         }
         let sql = self.state.storage().sql();

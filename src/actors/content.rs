@@ -369,26 +369,23 @@ impl ContentOps for ContentActor {
         // replaced with one that starts it ended (and overtakes a try already
         // on its way, which it then cancels); a cancel would find no run, or
         // an ended one. Every other run is owed a cancel.
+        // The replaced spawn goes in with the commit's duties (same key, new
+        // seq: an in-flight try's `done` cannot remove it), so a refused
+        // commit (too large) leaves the owed spawns as they were.
         let outbox = self.outbox()?;
-        let (mut duties, mut respawns) = (Vec::new(), Vec::new());
+        let mut duties = Vec::new();
         for run in &superseded {
             match outbox.pending(&Duty::SpawnRun { run_id: *run, start: Value::Null }.key())? {
                 Some(Duty::SpawnRun { run_id, mut start }) => {
                     start["superseded"] = Value::String(reason.clone());
-                    respawns.push(Duty::SpawnRun { run_id, start });
+                    duties.push(Duty::SpawnRun { run_id, start });
                 }
                 _ => duties.push(Duty::CancelRun { run_id: *run, reason: reason.clone() }),
             }
         }
         duties.push(spawn_duty(&c, s.run_id));
         duties.push(Duty::Catalog);
-        // The commit first: a refused one (too large) must leave the owed
-        // spawns of the current runs as they were.
         self.commit(&c, events, &duties, now)?;
-        // Same key, new seq: an in-flight try's `done` cannot remove it.
-        if !respawns.is_empty() {
-            outbox.put(&respawns, now)?;
-        }
         for run in &superseded {
             // A batch's item whose first run it was ends here (the run's own
             // report comes later, and the batch ignores a second one).
