@@ -18,7 +18,7 @@ use worker::{durable_object, Delay, DurableObject, Env, Request, Response, State
 
 use super::ops::{AnalyzerBackend, AnalyzerCall, AnalyzerOps, Done, ExtractPdf, ExtractedText, FireAlarm, ForgetDocument, Inspect, Inspectable, WhichBackend};
 use crate::domain::circuit::Breaker;
-use crate::domain::container_start::{refusal, Refusal, StartupWait, Step};
+use crate::domain::container_start::{refusal, ColdStreak, Refusal, StartupWait, Step};
 use crate::domain::pipeline::StageError;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::ErrorClass;
@@ -175,6 +175,8 @@ pub struct AnalyzerContainer {
     breaker_memory: std::cell::Cell<Option<Breaker>>,
     /// The fingerprint records a container this instance started is owed.
     restore: std::cell::Cell<Restore>,
+    /// Startup waits that gave up in a row.
+    cold_streak: std::cell::Cell<ColdStreak>,
 }
 
 impl AnalyzerContainer {
@@ -363,14 +365,30 @@ impl AnalyzerContainer {
         self.save(&breaker)?;
         let result = self.call(&req).await;
         let mut breaker = self.breaker();
+        let mut streak = self.cold_streak.get();
         match &result {
-            Ok(_) => breaker.on_success(),
+            Err(f) if f.cold_start => {
+                // A container still starting says nothing about the
+                // analyzer; one that never comes up does.
+                if streak.gave_up() {
+                    breaker.on_failure(now_ms());
+                }
+            }
+            Ok(_) => {
+                streak.reached();
+                breaker.on_success();
+            }
             // A document the analyzer rejects says nothing about its health.
-            Err(f) if f.error.class == ErrorClass::Terminal => breaker.on_success(),
-            // Nor does a container that is still starting.
-            Err(f) if f.cold_start => {}
-            Err(_) => breaker.on_failure(now_ms()),
+            Err(f) if f.error.class == ErrorClass::Terminal => {
+                streak.reached();
+                breaker.on_success();
+            }
+            Err(_) => {
+                streak.reached();
+                breaker.on_failure(now_ms());
+            }
         }
+        self.cold_streak.set(streak);
         self.save(&breaker)?;
         result.map_err(|f| f.error).map_err(|e| match e.class {
             ErrorClass::Terminal => ApiError::invalid("text", e.message),
@@ -476,6 +494,7 @@ impl DurableObject for AnalyzerContainer {
             state_ready: std::cell::Cell::new(false),
             breaker_memory: std::cell::Cell::new(None),
             restore: std::cell::Cell::new(Restore::Unknown),
+            cold_streak: std::cell::Cell::new(ColdStreak::default()),
         }
     }
 

@@ -112,6 +112,29 @@ impl StartupWait {
     }
 }
 
+/// Give-ups in a row after which one counts against the circuit breaker: a
+/// container that never comes up (an image that crashes at start) would
+/// otherwise cost every call the whole wait, for good, with the breaker
+/// closed and `/healthz` none the wiser. One or two are a cold start.
+pub const COLD_GIVE_UPS_BEFORE_FAILURE: u32 = 3;
+
+/// Consecutive startup waits that ended in a give-up (this instance's memory).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ColdStreak(u32);
+
+impl ColdStreak {
+    /// A wait gave up: whether this one counts as the analyzer failing.
+    pub fn gave_up(&mut self) -> bool {
+        self.0 = self.0.saturating_add(1);
+        self.0 >= COLD_GIVE_UPS_BEFORE_FAILURE
+    }
+
+    /// A call reached a listening container.
+    pub fn reached(&mut self) {
+        self.0 = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +225,14 @@ mod tests {
         );
         assert_eq!(refusal("analyzer answered 500"), None);
         assert_eq!(refusal("Network connection lost."), None);
+    }
+
+    #[test]
+    fn a_container_that_never_comes_up_counts_against_the_breaker_from_the_third_give_up() {
+        let mut streak = ColdStreak::default();
+        assert!(!streak.gave_up() && !streak.gave_up(), "a cold start or two");
+        assert!(streak.gave_up() && streak.gave_up());
+        streak.reached();
+        assert!(!streak.gave_up());
     }
 }

@@ -546,3 +546,24 @@ async fn the_containers_fresh_disk_gets_its_fingerprints_back() {
     let container = emulator.state().await["container"].clone();
     assert!(container["starts"].as_u64() >= Some(3), "a new disk at each start: {container}");
 }
+
+/// A container that never listens (an image that crashes at start) is not a
+/// cold start for good: from the third startup wait in a row that gives up,
+/// each counts against the circuit breaker, so calls stop paying the whole
+/// wait and the breaker shows it. (Its own server: the container never
+/// comes up; the breaker opens at its first failure here.)
+#[tokio::test]
+async fn a_container_that_never_listens_opens_the_breaker() {
+    let dir = temp_dir("prod-never-listens");
+    let mut config = Emulator::standard_config(&dir.join("container-disks"));
+    config["containerListenDelayMs"] = json!(3_600_000);
+    let emulator = Emulator::start(&dir.join("emulator"), config);
+    let opts = ServerOptions::emulated(dir.join("state"), emulator.worker_config.clone()).var("ANALYZER_BREAKER_THRESHOLD", "1");
+    let s = Server::start(&opts);
+    let (_, run) = s.submit("Never listens", &marked("nevermore", 3, 900), None).await;
+    let view = s.wait_run(&run, RUN_TIMEOUT).await;
+    assert_eq!(view["status"], "completed", "analyze is optional: {view}");
+    assert_eq!(view["stages"][6]["status"], "skipped", "{view}");
+    let analyzer = s.admin_get("/admin/actors/analyzer/analyzer").await;
+    assert!(analyzer.body["state"]["breaker"]["opened_total"].as_u64() >= Some(1), "the breaker never opened: {}", analyzer.body);
+}
