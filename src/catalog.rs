@@ -548,9 +548,22 @@ pub struct DocRow {
     pub visibility: String,
     #[serde(default)]
     pub category: Option<String>,
+    /// The item's current version and status: when it is `indexed`, the
+    /// keyword row's text is that version's.
+    #[serde(default)]
+    pub version: Option<f64>,
+    #[serde(default)]
+    pub status: Option<String>,
 }
 
 impl DocRow {
+    /// The version whose text `body` is, when the catalog says so (the item
+    /// is `indexed`); while a newer version is in progress, the text is the
+    /// last indexed one's, whichever that was.
+    pub fn indexed_version(&self) -> Option<u32> {
+        self.version.filter(|_| self.status.as_deref() == Some("indexed")).map(|v| v as u32)
+    }
+
     pub fn ownership(&self) -> Ownership {
         Ownership {
             tenant: self.tenant.clone(),
@@ -576,7 +589,7 @@ pub async fn fetch_docs(env: &Env, ids: &[String]) -> ApiResult<Vec<DocRow>> {
     let placeholders = (1..=ids.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(",");
     let sql = format!(
         "SELECT k.content_id AS content_id, f.title AS title, f.body AS body, c.tenant AS tenant, c.owner AS owner,
-                {SHOWN_VISIBILITY} AS visibility, c.category AS category
+                {SHOWN_VISIBILITY} AS visibility, c.category AS category, c.version AS version, c.status AS status
          FROM content_fts_keys k JOIN content_fts f ON f.rowid = k.fts_rowid JOIN content c ON c.id = k.content_id
          WHERE k.content_id IN ({placeholders})"
     );

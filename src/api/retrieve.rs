@@ -112,9 +112,9 @@ pub async fn retrieve(env: &Env, p: &Principal, q: &RetrieveQuery<'_>) -> ApiRes
             return Ok(grouped);
         }
         // Readable ones only, before the fusion ranks them (see `catalog::keyword_search`).
-        let ids: Vec<String> = grouped.iter().map(|(c, _, _)| c.clone()).collect();
+        let ids: Vec<String> = grouped.iter().map(|h| h.content_id.clone()).collect();
         let readable: std::collections::HashSet<String> = catalog::readable_ids(env, &scope, &ids).await?.into_iter().collect();
-        Ok::<_, ApiError>(grouped.into_iter().filter(|(c, _, _)| readable.contains(c)).collect::<Vec<_>>())
+        Ok::<_, ApiError>(grouped.into_iter().filter(|h| readable.contains(&h.content_id)).collect::<Vec<_>>())
     };
     let keyword_side = async {
         let Some(m) = fts.as_deref().filter(|_| mode != Mode::Vector) else { return Ok(Vec::new()) };
@@ -125,7 +125,7 @@ pub async fn retrieve(env: &Env, p: &Principal, q: &RetrieveQuery<'_>) -> ApiRes
     let grouped = hits?;
     let kw_ids = kw?;
 
-    let vec_ids: Vec<String> = grouped.iter().map(|(c, _, _)| c.clone()).collect();
+    let vec_ids: Vec<String> = grouped.iter().map(|h| h.content_id.clone()).collect();
     // Over-fetch: a few fused hits may be dropped below, as narrowed or
     // deleted since the sides read the catalog, or indexed under another
     // category.
@@ -149,7 +149,7 @@ pub async fn retrieve(env: &Env, p: &Principal, q: &RetrieveQuery<'_>) -> ApiRes
         if category.as_ref().is_some_and(|want| row.category.as_ref() != Some(want)) {
             continue;
         }
-        let best_chunk = grouped.iter().find(|(c, _, _)| *c == d.content_id).map(|(_, _, ch)| *ch);
+        let best_chunk = grouped.iter().find(|h| h.content_id == d.content_id).and_then(|h| h.chunk_of(row.indexed_version()));
         let text = best_chunk.and_then(|ch| chunk_passage(&row.body, ch)).unwrap_or_else(|| keyword_passage(&row.body, text));
         docs.push(Retrieved {
             content_id: d.content_id.clone(),

@@ -64,17 +64,39 @@ pub fn rrf_weighted(lists: &[(&[String], f32)], k: usize) -> Vec<RankedDoc> {
     out
 }
 
-/// Groups chunk hits by content (best chunk score per content, and which
-/// chunk), best first: `(content_id, best score, best chunk)`, score
-/// descending then content_id ascending. A score tie between chunks of one
-/// content goes to the lower chunk number. Hits with a NaN score are ignored.
-pub fn group_by_content(hits: &[Hit]) -> Vec<(String, f32, u32)> {
-    let mut best: HashMap<&str, (f32, u32)> = HashMap::new();
+/// A content's best vector hit: its score, and the chunk and version it
+/// came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContentHit {
+    pub content_id: String,
+    pub score: f32,
+    pub chunk: u32,
+    pub version: u32,
+}
+
+impl ContentHit {
+    /// The chunk whose text is this hit's passage in the item's indexed
+    /// text, if it is that version's. Right after a new version is indexed
+    /// the old one's vectors linger a few seconds (Vectorize deletes are
+    /// asynchronous): their chunk numbers are not the new text's. While the
+    /// item is not `indexed` (a newer version in progress) the text and the
+    /// vectors are still the last indexed version's, and agree.
+    pub fn chunk_of(&self, indexed_version: Option<u32>) -> Option<u32> {
+        indexed_version.is_none_or(|v| v == self.version).then_some(self.chunk)
+    }
+}
+
+/// Groups chunk hits by content (best chunk score per content, its chunk
+/// and version), best first: score descending then content_id ascending.
+/// A score tie between chunks of one content goes to the lower chunk number.
+/// Hits with a NaN score are ignored.
+pub fn group_by_content(hits: &[Hit]) -> Vec<ContentHit> {
+    let mut best: HashMap<&str, (f32, u32, u32)> = HashMap::new();
     for h in hits {
         if h.score.is_nan() {
             continue;
         }
-        let cand = (h.score + 0.0, h.meta.chunk);
+        let cand = (h.score + 0.0, h.meta.chunk, h.meta.version);
         best.entry(h.meta.content_id.as_str())
             .and_modify(|cur| {
                 if cand.0 > cur.0 || (cand.0 == cur.0 && cand.1 < cur.1) {
@@ -83,8 +105,11 @@ pub fn group_by_content(hits: &[Hit]) -> Vec<(String, f32, u32)> {
             })
             .or_insert(cand);
     }
-    let mut out: Vec<(String, f32, u32)> = best.into_iter().map(|(id, (s, c))| (id.to_string(), s, c)).collect();
-    out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut out: Vec<ContentHit> = best
+        .into_iter()
+        .map(|(id, (score, chunk, version))| ContentHit { content_id: id.to_string(), score, chunk, version })
+        .collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.content_id.cmp(&b.content_id)));
     out
 }
 
@@ -455,11 +480,17 @@ mod tests {
             hit("c", 0, 0.8),
             hit("d", 0, f32::NAN),
         ];
-        assert_eq!(
-            group_by_content(&hits),
-            vec![("b".to_string(), 0.9, 3), ("a".to_string(), 0.8, 2), ("c".to_string(), 0.8, 0)]
-        );
+        let grouped: Vec<(String, f32, u32)> = group_by_content(&hits).into_iter().map(|h| (h.content_id, h.score, h.chunk)).collect();
+        assert_eq!(grouped, vec![("b".to_string(), 0.9, 3), ("a".to_string(), 0.8, 2), ("c".to_string(), 0.8, 0)]);
         assert!(group_by_content(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_lingering_older_versions_chunk_is_not_the_new_texts_passage() {
+        let old = ContentHit { content_id: "a".into(), score: 0.9, chunk: 4, version: 1 };
+        assert_eq!(old.chunk_of(Some(2)), None, "version 2 is indexed: chunk 4 of version 1 is not its text");
+        assert_eq!(old.chunk_of(Some(1)), Some(4));
+        assert_eq!(old.chunk_of(None), Some(4), "a newer version in progress: the text is still the indexed one's");
     }
 
     fn hl(s: &Snippet) -> Vec<&str> {
