@@ -580,6 +580,37 @@ async fn the_feed_socket_refuses_what_it_does_not_carry() {
     assert_eq!(ws_next(&mut ws, WAIT).await, Some(json!({"type": "pong"})));
 }
 
+/// A `subscribe` frame's replay is paid for by the socket's frame bucket (a
+/// token per 50 events replayed, on top of the frame's own): 29 frames fit
+/// the bucket's 30, but not 29 that each make the run's actor resend its
+/// whole log; and a refused subscribe names its topic, so a client asks again.
+#[tokio::test]
+async fn a_subscribes_replay_is_paid_for_by_the_socket() {
+    let s = &shared().server;
+    let (_, run) = s.submit("Paid replays", &document("paid", 72, 1500), None).await;
+    s.wait_run(&run, WAIT).await;
+    let log = run_log(s, &run).await.len();
+    assert!(log >= 15, "a run's log: {log} events");
+    let (sid, tok) = new_session(s).await;
+    let mut ws = run_socket(s, &sid, &tok, &run, None).await.expect("run socket");
+    let topic = format!("run:{run}");
+    const FRAMES: usize = 29;
+    for _ in 0..FRAMES {
+        ws_send(&mut ws, json!({"type": "subscribe", "topic": topic, "after": 0})).await;
+    }
+    let (mut readies, mut refused) = (0, Vec::new());
+    while readies + refused.len() < FRAMES {
+        let Some(f) = ws_next(&mut ws, WAIT).await else { break };
+        match f["type"].as_str() {
+            Some("ready") => readies += 1,
+            Some("error") => refused.push(f),
+            _ => {}
+        }
+    }
+    assert!(!refused.is_empty(), "all {readies} replays of {log} events taken, none refused");
+    assert!(refused.iter().all(|f| f["code"] == "rate_limited" && f["topic"] == topic.as_str()), "{refused:?}");
+}
+
 /// A run's own socket: the same frames as a session's subscription, the whole
 /// log exactly once and in order, a resume that continues exactly, and the
 /// same admission (an outsider is refused before the upgrade).
