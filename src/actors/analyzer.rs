@@ -329,23 +329,15 @@ impl AnalyzerContainer {
                     });
                     match restored {
                         Ok(()) => Step::Send,
-                        Err(stop) => match stop {
-                            RestoreStop::Refused(text) => match refusal(&text) {
-                                Some(why) => wait.refused(now_ms(), why),
-                                None => return Err(StageError::transient(format!("container restore: {text}")).into()),
-                            },
-                            RestoreStop::Failed(f) => return Err(f),
-                        },
+                        Err(RestoreStop::Refused(text)) => after_refusal(&mut wait, "container restore", &text)?,
+                        Err(RestoreStop::Failed(f)) => return Err(f),
                     }
                 }
                 Step::Send => {
                     let http = req.request("http://container").map_err(|e| StageError::transient(e.to_string()))?;
                     match container.send(CONTAINER_PORT, http).await {
                         Ok(resp) => return Ok(analyzer_reply(resp).await?),
-                        Err(text) => match refusal(&text) {
-                            Some(why) => wait.refused(now_ms(), why),
-                            None => return Err(StageError::transient(format!("container: {text}")).into()),
-                        },
+                        Err(text) => after_refusal(&mut wait, "container", &text)?,
                     }
                 }
             };
@@ -473,6 +465,16 @@ impl Inspectable for AnalyzerContainer {
 
     async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value> {
         self.inspect(Inspect { content_id: q.content_id }).await
+    }
+}
+
+/// The startup wait's next step after the container's own text for a
+/// request it did not take (`what` was sent), or the failure that text is
+/// when it is no refusal.
+fn after_refusal(wait: &mut StartupWait, what: &str, text: &str) -> Result<Step, CallFailure> {
+    match refusal(text) {
+        Some(why) => Ok(wait.refused(now_ms(), why)),
+        None => Err(StageError::transient(format!("{what}: {text}")).into()),
     }
 }
 

@@ -571,13 +571,15 @@ function bootContainer() {
 		const m = out.match(/listening on (http:\/\/[^\s]+)/);
 		if (m && containerProcess === child && !container.url) container.url = m[1];
 	});
+	// The process ending (or failing to start) stops the container it is.
+	const ended = () => {
+		if (containerProcess === child) haltContainer();
+	};
 	child.on("error", (e) => {
 		console.error(`emulated container: ${e.message}`);
-		if (containerProcess === child) Object.assign(container, { running: false, startedAt: null, url: null }), (containerProcess = null);
+		ended();
 	});
-	child.on("exit", () => {
-		if (containerProcess === child) Object.assign(container, { running: false, startedAt: null, url: null }), (containerProcess = null);
-	});
+	child.on("exit", ended);
 }
 
 /** The container stops: its process ends, and its disk with it. */

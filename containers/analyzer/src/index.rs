@@ -274,24 +274,9 @@ impl Index {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            match Line::parse(line) {
-                Some(Line::Record(record, fp))
-                    if !matches!(
-                        inner.entries.classify(&record.id, record.version),
-                        Upsert::Stale | Upsert::Forgotten
-                    ) =>
-                {
-                    inner
-                        .entries
-                        .upsert(&record.id, &record.scope, record.version, &fp);
-                }
-                Some(Line::Removal(id)) if !inner.entries.forgotten.contains(id.as_str()) => {
-                    inner.entries.remove(&id);
-                }
-                _ => {
-                    done.skipped += 1;
-                    continue;
-                }
+            if !Line::parse(line).is_some_and(|l| inner.entries.apply(&l)) {
+                done.skipped += 1;
+                continue;
             }
             taken.extend_from_slice(line);
             taken.push(b'\n');
@@ -417,6 +402,29 @@ impl Entries {
                 self.simhash.push(fp.simhash);
                 self.signatures.extend_from_slice(&fp.minhash);
                 self.slots.insert(id.into(), slot);
+            }
+        }
+    }
+
+    /// Takes one log line as replay does, and says whether it changed
+    /// anything: an older version than the stored one, a record of a
+    /// forgotten id, and a repeated removal do not.
+    fn apply(&mut self, line: &Line) -> bool {
+        match line {
+            Line::Record(record, fp) => {
+                let taken = !matches!(
+                    self.classify(&record.id, record.version),
+                    Upsert::Stale | Upsert::Forgotten
+                );
+                if taken {
+                    self.upsert(&record.id, &record.scope, record.version, fp);
+                }
+                taken
+            }
+            Line::Removal(id) => {
+                let new = !self.forgotten.contains(id.as_str());
+                self.remove(id);
+                new
             }
         }
     }
@@ -564,18 +572,12 @@ fn replay(log: &mut File, entries: &mut Entries, report: &mut LoadReport) -> io:
         }
         good_len += n as u64;
         match Line::parse(&line) {
-            Some(Line::Record(record, fp)) => {
-                report.records += 1;
-                if !matches!(
-                    entries.classify(&record.id, record.version),
-                    Upsert::Stale | Upsert::Forgotten
-                ) {
-                    entries.upsert(&record.id, &record.scope, record.version, &fp);
+            Some(l) => {
+                match l {
+                    Line::Record(..) => report.records += 1,
+                    Line::Removal(_) => report.removals += 1,
                 }
-            }
-            Some(Line::Removal(id)) => {
-                report.removals += 1;
-                entries.remove(&id);
+                entries.apply(&l);
             }
             None if line.iter().all(u8::is_ascii_whitespace) => {}
             None => report.skipped += 1,
