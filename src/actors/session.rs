@@ -20,7 +20,7 @@ use super::rpc::{self, ActorKind};
 use crate::catalog;
 use crate::domain::broadcast::KeyCheck;
 use crate::domain::principal::Principal;
-use crate::domain::session::{admit, followed, Admission, Fetched, Frame, SocketState, Step, Subscription, Watch, MAX_FRAME_BYTES, POLL_FAST_MS, REPLAYED_PER_TOKEN};
+use crate::domain::session::{admit, followed, Admission, Fetched, Frame, SocketState, Step, Subscription, Watch, MAX_FRAME_BYTES, POLL_FAST_MS};
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{ClientFrame, ServerFrame, Topic};
@@ -72,8 +72,8 @@ pub(crate) fn read_frame(ws: &WebSocket, admission: Admission, text: &str) -> Op
         Admission::Refuse | Admission::Close => {
             // A refused subscribe names its topic, so the client asks for it
             // again (it retries `rate_limited`) rather than wait for good.
-            let topic = match serde_json::from_str::<ClientFrame>(text) {
-                Ok(ClientFrame::Subscribe { topic, .. }) if text.len() <= MAX_FRAME_BYTES => Some(topic),
+            let topic = match (text.len() <= MAX_FRAME_BYTES).then(|| serde_json::from_str::<ClientFrame>(text)) {
+                Some(Ok(ClientFrame::Subscribe { topic, .. })) => Some(topic),
                 _ => None,
             };
             send(ws, &ServerFrame::error("rate_limited", "too many frames; slow down").about(topic));
@@ -310,7 +310,7 @@ impl SessionActor {
             st.record(&key, &run.sub);
             if run.subscribe != 0 && events > 0 {
                 // A subscribe's replay is paid for by the socket's own frames.
-                st.bucket.charge(events as f64 / REPLAYED_PER_TOKEN, now_ms());
+                st.bucket.charge_replay(events, now_ms());
             }
             save(ws, &st);
             let Some(after) = step.fetch else { return };

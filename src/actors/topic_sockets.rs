@@ -27,7 +27,7 @@ use super::{ActorStorage, REPLAY_PAGE};
 use crate::domain::broadcast::{keys_held, next_expiry, Batch, KeyCheck, SocketOpener, Watcher, CATCH_UP_MS, MAX_SOCKETS};
 use crate::domain::event_log::{plan_replay, ReplayPlan};
 use crate::domain::faults::PUSH;
-use crate::domain::session::{admit, REPLAYED_PER_TOKEN};
+use crate::domain::session::admit;
 use crate::domain::principal::ReadScope;
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
@@ -297,7 +297,7 @@ impl TopicSockets {
         save_attachment(&pair.server, &w);
         if url.query_pairs().any(|(k, _)| k == "after") {
             // Paid for by the open's read token.
-            self.join(host, topic, &pair.server, w, after, &snapshot)?;
+            self.join(host, topic, &pair.server, w, after, &snapshot, false)?;
         }
         if let Some(at) = opener.expires_at {
             // The socket is open (and joined, before this await): a failed arm
@@ -312,9 +312,11 @@ impl TopicSockets {
 
     /// `subscribed`, the replay after `after` (or a resync), `ready`; then the
     /// socket is live from the log's end. All from the actor's own log, with
-    /// no await: no broadcast can interleave. Returns how many events it
-    /// replayed.
-    fn join(&self, host: &impl ActorStorage, topic: Topic, ws: &WebSocket, mut w: Watcher, after: Option<u64>, snapshot: &dyn Fn(&ReadScope) -> Value) -> ApiResult<u64> {
+    /// no await: no broadcast can interleave. With `pays`, the replay is
+    /// charged to the socket's frame bucket: a `subscribe` frame cannot make
+    /// the actor send its log over and over (the bucket goes into debt, and
+    /// frames wait for it).
+    fn join(&self, host: &impl ActorStorage, topic: Topic, ws: &WebSocket, mut w: Watcher, after: Option<u64>, snapshot: &dyn Fn(&ReadScope) -> Value, pays: bool) -> ApiResult<()> {
         let mut replayed = 0;
         let log = host.log();
         let window = log.window()?;
@@ -337,9 +339,12 @@ impl TopicSockets {
             }
         }
         w.c = Some(window.last);
+        if pays {
+            w.b.charge_replay(replayed, now_ms());
+        }
         save_attachment(ws, &w);
         send(ws, &ServerFrame::Ready { topic });
-        Ok(replayed)
+        Ok(())
     }
 
     /// A client frame: `ping`, and `subscribe` / `unsubscribe` of this
@@ -363,15 +368,7 @@ impl TopicSockets {
                 send(ws, &ServerFrame::Pong);
                 Ok(())
             }
-            ClientFrame::Subscribe { topic: t, after } if t == name => self.join(host, topic, ws, w, after, &snapshot).map(|replayed| {
-                // A frame's replay is paid for by the socket's own frames:
-                // a subscribe cannot make the actor send its log over and
-                // over (the bucket goes into debt, and frames wait for it).
-                if let Some(mut w) = load_attachment::<Watcher>(ws) {
-                    w.b.charge(replayed as f64 / REPLAYED_PER_TOKEN, now_ms());
-                    save_attachment(ws, &w);
-                }
-            }),
+            ClientFrame::Subscribe { topic: t, after } if t == name => self.join(host, topic, ws, w, after, &snapshot, true),
             ClientFrame::Unsubscribe { topic: t } if t == name => {
                 save_attachment(ws, &Watcher { c: None, ..w });
                 send(ws, &ServerFrame::Unsubscribed { topic });

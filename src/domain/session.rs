@@ -352,6 +352,12 @@ impl TokenBucket {
         self.tokens = (self.tokens - tokens).max(-Self::CAPACITY);
     }
 
+    /// [`Self::charge`] for a replay of `events` events
+    /// ([`REPLAYED_PER_TOKEN`]).
+    pub fn charge_replay(&mut self, events: usize, now: Millis) {
+        self.charge(events as f64 / REPLAYED_PER_TOKEN, now);
+    }
+
     /// Refills for the time since the last look.
     fn refill(&mut self, now: Millis) {
         let elapsed = (now - self.at).max(0) as f64 / 1000.0;
@@ -493,10 +499,10 @@ mod tests {
         let mut b = TokenBucket::full(0);
         assert!(b.take(0));
         // A full log of 1,000: 29 - 20 = 9 left.
-        b.charge(1_000.0 / REPLAYED_PER_TOKEN, 0);
+        b.charge_replay(1_000, 0);
         assert!(b.take(0));
         // Another: 8 - 20 = -12, refused until it has refilled (1.3 s at 10 a second).
-        b.charge(1_000.0 / REPLAYED_PER_TOKEN, 0);
+        b.charge_replay(1_000, 0);
         assert!(!b.take(0), "in debt: refused");
         assert!(!b.take(1_100));
         assert!(b.take(1_300));
