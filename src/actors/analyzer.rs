@@ -177,11 +177,13 @@ pub struct AnalyzerContainer {
     restore: std::cell::Cell<Restore>,
     /// Startup waits that gave up in a row.
     cold_streak: std::cell::Cell<ColdStreak>,
+    /// The fingerprints table exists (created once in this instance).
+    fingerprints_ready: std::cell::Cell<bool>,
 }
 
 impl AnalyzerContainer {
-    fn fingerprints(&self) -> FingerprintRecords {
-        FingerprintRecords::new(self.state.storage().sql())
+    fn fingerprints(&self) -> FingerprintRecords<'_> {
+        FingerprintRecords::new(self.state.storage().sql(), &self.fingerprints_ready)
     }
 
     /// Gives a container started on an empty disk the fingerprint records
@@ -495,6 +497,7 @@ impl DurableObject for AnalyzerContainer {
             env,
             state_ready: std::cell::Cell::new(false),
             breaker_memory: std::cell::Cell::new(None),
+            fingerprints_ready: std::cell::Cell::new(false),
             restore: std::cell::Cell::new(Restore::Unknown),
             cold_streak: std::cell::Cell::new(ColdStreak::default()),
         }

@@ -137,8 +137,9 @@ impl FeedOps for FeedActor {
         let records = self.log().append(drafts, now).inspect_err(|_| unclaim())?;
         let Some(last) = records.last().map(|r| r.seq) else { return Ok(Appended { last_seq: self.log().last_seq()? }) };
         // Appended: the events go out to the sessions whatever happens to
-        // the sockets' broadcast (a failed read of their lag cell), and a
-        // retry of this call would find them placed and send nothing.
+        // the sockets' broadcast (a failed read of their lag cell closes
+        // the sockets, which resume from the log), and a retry of this call
+        // would find them placed and send nothing.
         if let Err(e) = self.sockets.publish(self, Topic::Feed, &records) {
             worker::console_error!("feed broadcast failed after the append: {e}");
         }

@@ -20,7 +20,7 @@ use super::rpc::{self, ActorKind};
 use crate::catalog;
 use crate::domain::broadcast::KeyCheck;
 use crate::domain::principal::Principal;
-use crate::domain::session::{admit, followed, Admission, Fetched, Frame, SocketState, Step, Subscription, Watch, MAX_FRAME_BYTES, POLL_FAST_MS};
+use crate::domain::session::{admit, followed, Admission, Fetched, Frame, SocketState, Step, Subscription, Watch, MAX_FRAME_BYTES, POLL_FAST_MS, RESYNC_AS_REPLAYED};
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{ClientFrame, ServerFrame, Topic};
@@ -101,6 +101,15 @@ pub(crate) fn read_frame(ws: &WebSocket, admission: Admission, text: &str) -> Op
 struct Run {
     sub: Subscription,
     subscribe: u64,
+    /// What the topic read for the step being sent (its events, whether or
+    /// not the reader sees them; a resync's snapshot): a subscribe pays it.
+    read: usize,
+}
+
+/// What a topic's answer cost it to read, in replayed events: a resync's
+/// snapshot counts as [`RESYNC_AS_REPLAYED`].
+fn read_for(events: usize, resync: bool) -> usize {
+    if resync { RESYNC_AS_REPLAYED } else { events }
 }
 
 /// Event frames encoded once per delivery, whatever the number of sockets.
@@ -305,12 +314,11 @@ impl SessionActor {
                 Some(st) if st.cursor(&key).is_some() => st,
                 _ => return,
             };
-            let events = step.frames.iter().filter(|f| matches!(f, Frame::Event(_))).count();
             encoded.send(ws, topic, std::mem::take(&mut step.frames), &mut snapshot);
             st.record(&key, &run.sub);
-            if run.subscribe != 0 && events > 0 {
+            if run.subscribe != 0 && run.read > 0 {
                 // A subscribe's replay is paid for by the socket's own frames.
-                st.bucket.charge_replay(events, now_ms());
+                st.bucket.charge_replay(std::mem::take(&mut run.read), now_ms());
             }
             save(ws, &st);
             let Some(after) = step.fetch else { return };
@@ -331,6 +339,7 @@ impl SessionActor {
                     _ => return,
                 }
             }
+            run.read = page.as_ref().map_or(0, |p| read_for(p.events.len(), p.resync));
             step = run.sub.fetched(match page {
                 Ok(p) if p.resync => {
                     snapshot = p.snapshot;
@@ -440,7 +449,7 @@ impl SessionActor {
             }
             let mut sub = Subscription::live(cursor, &info.principal);
             let step = sub.fetched(Fetched::Resync { last_seq });
-            self.drive(&ws, topic, Run { sub, subscribe: 0 }, step, snapshot.clone(), &mut encoded).await;
+            self.drive(&ws, topic, Run { sub, subscribe: 0, read: 0 }, step, snapshot.clone(), &mut encoded).await;
         }
         Ok(())
     }
@@ -466,7 +475,7 @@ impl SessionActor {
             let Some(cursor) = attachment(ws).and_then(|st| st.cursor(&key)) else { continue };
             let mut sub = Subscription::live(cursor, &info.principal);
             let step = sub.push(d.events.clone());
-            self.drive(ws, d.topic, Run { sub, subscribe: 0 }, step, None, &mut encoded).await;
+            self.drive(ws, d.topic, Run { sub, subscribe: 0, read: 0 }, step, None, &mut encoded).await;
         }
         self.touch(info.expires_at).await;
         Ok(Delivered { subscribed: true })
@@ -487,7 +496,14 @@ impl SessionActor {
         let (kind, name) = topic_actor(topic);
         let ask = Subscribe { session: info.id.to_string(), after, principal: info.principal.clone(), holder: info.holder.clone(), until: Some(info.expires_at) };
         let answer = rpc::send_to(&self.env, kind, &name, &ask).await;
-        let Some(mut sub) = self.take_replay(&replay_key, n) else { return Ok(()) };
+        let Some(mut sub) = self.take_replay(&replay_key, n) else {
+            // Superseded by a later `subscribe`: the topic read its answer all the same.
+            if let (Ok(a), Some(mut st)) = (&answer, attachment(ws)) {
+                st.bucket.charge_replay(read_for(a.events.len(), a.plan == Plan::Resync), now_ms());
+                save(ws, &st);
+            }
+            return Ok(());
+        };
         let answer = match answer {
             Ok(a) => a,
             Err(e) => {
@@ -501,8 +517,9 @@ impl SessionActor {
                 });
             }
         };
+        let read = read_for(answer.events.len(), answer.plan == Plan::Resync);
         let step = sub.answered(after, answer.last_seq, answer.plan == Plan::Resync, answer.events);
-        self.drive(ws, topic, Run { sub, subscribe: n }, step, answer.snapshot, &mut Encoded::default()).await;
+        self.drive(ws, topic, Run { sub, subscribe: n, read }, step, answer.snapshot, &mut Encoded::default()).await;
         self.touch(info.expires_at).await;
         Ok(())
     }

@@ -27,7 +27,7 @@ use super::{ActorStorage, REPLAY_PAGE};
 use crate::domain::broadcast::{keys_held, next_expiry, Batch, KeyCheck, SocketOpener, Watcher, CATCH_UP_MS, MAX_SOCKETS};
 use crate::domain::event_log::{plan_replay, ReplayPlan};
 use crate::domain::faults::PUSH;
-use crate::domain::session::admit;
+use crate::domain::session::{admit, RESYNC_AS_REPLAYED};
 use crate::domain::principal::ReadScope;
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
@@ -184,7 +184,14 @@ impl TopicSockets {
     /// sockets (what a dropped broadcast left behind goes first). When the
     /// push fault drops this broadcast, the lag is stored with the commit and
     /// the caller's alarm catches up ([`Self::catch_up_due`]).
+    /// If the lag cannot be read or stored, the live sockets are closed
+    /// (1012) rather than left to miss `records` for good: they resume with
+    /// `after`, and the replay comes from the log the commit wrote.
     pub fn publish(&self, host: &impl ActorStorage, topic: Topic, records: &[EventRecord]) -> ApiResult<()> {
+        self.send_or_owe(host, topic, records).inspect_err(|_| self.close_all(1012, "events could not be sent: resume with after"))
+    }
+
+    fn send_or_owe(&self, host: &impl ActorStorage, topic: Topic, records: &[EventRecord]) -> ApiResult<()> {
         let Some(first) = records.first().map(|r| r.seq) else { return Ok(()) };
         if self.held(host) == 0 {
             // Nobody is owed anything; a socket that opens starts at the log's end.
@@ -247,6 +254,14 @@ impl TopicSockets {
         if closed {
             self.forget();
         }
+    }
+
+    /// Closes every held socket with `code`: each resumes from its `after`.
+    fn close_all(&self, code: u16, reason: &str) {
+        for (ws, _) in self.watchers.borrow().iter().flatten() {
+            let _ = ws.close(Some(code), Some(reason));
+        }
+        self.forget();
     }
 
     /// When the owner's catch-up alarm is due: a dropped broadcast is owed.
@@ -314,7 +329,7 @@ impl TopicSockets {
     /// socket is live from the log's end. All from the actor's own log, with
     /// no await: no broadcast can interleave. With `pays`, the replay is
     /// charged to the socket's frame bucket: a `subscribe` frame cannot make
-    /// the actor send its log over and over (the bucket goes into debt, and
+    /// the actor read its log over and over (the bucket goes into debt, and
     /// frames wait for it).
     fn join(&self, host: &impl ActorStorage, topic: Topic, ws: &WebSocket, mut w: Watcher, after: Option<u64>, snapshot: &dyn Fn(&ReadScope) -> Value, pays: bool) -> ApiResult<()> {
         let mut replayed = 0;
@@ -324,7 +339,10 @@ impl TopicSockets {
         match plan_replay(after, window) {
             ReplayPlan::UpToDate => {}
             // The snapshot as the socket's principal may read it.
-            ReplayPlan::Resync => send(ws, &ServerFrame::ResyncRequired { topic, snapshot: snapshot(&w.scope()) }),
+            ReplayPlan::Resync => {
+                send(ws, &ServerFrame::ResyncRequired { topic, snapshot: snapshot(&w.scope()) });
+                replayed = RESYNC_AS_REPLAYED;
+            }
             ReplayPlan::Replay { mut after, last } => {
                 let replaying = Watcher { c: Some(after), ..w.clone() };
                 while after < last {
@@ -332,8 +350,9 @@ impl TopicSockets {
                     let Some(end) = page.last().map(|e| e.seq) else { break };
                     for frame in Batch::new(topic, &page).frames_for(&replaying, 0) {
                         let _ = ws.send_with_str(frame);
-                        replayed += 1;
                     }
+                    // Charged for what was read, seen or not.
+                    replayed += page.len();
                     after = end;
                 }
             }

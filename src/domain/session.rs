@@ -326,6 +326,12 @@ pub fn followed<'a>(sockets: impl IntoIterator<Item = &'a SocketState>) -> Vec<(
 /// for a fraction of a second.
 pub const REPLAYED_PER_TOKEN: f64 = 50.0;
 
+/// What a `resync_required` costs a subscribe, in replayed events: its
+/// snapshot is a listing the topic's actor builds, about a page's work.
+/// Charged by what the actor reads, not by what the socket is shown, since
+/// a reader who sees few of a topic's events would otherwise pay nothing.
+pub const RESYNC_AS_REPLAYED: usize = 500;
+
 /// A token bucket: `CAPACITY` frames at once, refilled at `RATE_PER_SEC`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TokenBucket {

@@ -10,6 +10,8 @@
 //! to forget it (the removal line of the analyzer's log,
 //! containers/analyzer/README.md), as the old one's disk did.
 
+use std::cell::Cell;
+
 use serde::Deserialize;
 use worker::SqlStorage;
 
@@ -24,8 +26,11 @@ const TABLE: &str = "fingerprints (id TEXT PRIMARY KEY, version INTEGER, line TE
 /// well under what the analyzer takes and a Worker's memory.
 pub const RESTORE_PAGE: u32 = 1_000;
 
-pub struct FingerprintRecords {
+pub struct FingerprintRecords<'a> {
     sql: SqlStorage,
+    /// The instance's memory that the table exists: a kept record costs
+    /// one statement, not a `CREATE TABLE IF NOT EXISTS` before it.
+    created: &'a Cell<bool>,
 }
 
 #[derive(Deserialize)]
@@ -34,15 +39,23 @@ struct Line {
     line: Option<String>,
 }
 
-impl FingerprintRecords {
-    pub fn new(sql: SqlStorage) -> Self {
-        FingerprintRecords { sql }
+impl<'a> FingerprintRecords<'a> {
+    pub fn new(sql: SqlStorage, created: &'a Cell<bool>) -> Self {
+        FingerprintRecords { sql, created }
+    }
+
+    fn create(&self) -> Result<(), ApiError> {
+        if !self.created.get() {
+            create_table(&self.sql, TABLE)?;
+            self.created.set(true);
+        }
+        Ok(())
     }
 
     /// `id`'s record of `version`, unless a newer one is kept or the item
     /// was deleted.
     pub fn keep(&self, id: &str, version: Option<u32>, line: &str) -> Result<(), ApiError> {
-        create_table(&self.sql, TABLE)?;
+        self.create()?;
         let version = version.map_or(worker::SqlStorageValue::Null, |v| (v as f64).into());
         exec(
             &self.sql,
@@ -55,15 +68,18 @@ impl FingerprintRecords {
 
     /// A deleted item's: its record becomes a tombstone.
     pub fn forget(&self, id: &str) -> Result<(), ApiError> {
-        create_table(&self.sql, TABLE)?;
+        self.create()?;
         exec(&self.sql, "INSERT OR REPLACE INTO fingerprints (id, version, line) VALUES (?, NULL, NULL)", vec![id.into()])
     }
 
     /// The records after `after` (by id), at most [`RESTORE_PAGE`], as the
     /// analyzer's restore takes them (one per line), and the last id in it.
     pub fn page_after(&self, after: &str) -> Result<Option<(String, String)>, ApiError> {
-        if !crate::store::table_exists(&self.sql, "fingerprints") {
-            return Ok(None);
+        if !self.created.get() {
+            if !crate::store::table_exists(&self.sql, "fingerprints") {
+                return Ok(None);
+            }
+            self.created.set(true);
         }
         let page: Vec<Line> = rows(
             &self.sql,

@@ -611,6 +611,63 @@ async fn a_subscribes_replay_is_paid_for_by_the_socket() {
     assert!(refused.iter().all(|f| f["code"] == "rate_limited" && f["topic"] == topic.as_str()), "{refused:?}");
 }
 
+/// A replay is paid for by what the actor reads, not by what the socket is
+/// shown: an anonymous feed socket sees none of a tenant's events, yet each
+/// `subscribe` with `after=0` makes the feed read them all. On its own server,
+/// so the feed holds only this test's items (none of them public).
+#[tokio::test]
+async fn a_feed_replay_is_paid_for_what_the_actor_reads() {
+    let s = Server::start(&ServerOptions::new(temp_dir("paid-feed-replay")));
+    const ITEMS: usize = 40;
+    let runs = futures_util::future::join_all((0..ITEMS).map(|i| {
+        let s = &s;
+        async move { s.submit(&format!("Tenant only {i}"), &document("tenantonly", 300 + i, 600), None).await.1 }
+    }))
+    .await;
+    for run in &runs {
+        s.wait_run(run, WAIT).await;
+    }
+    let r = send(http().post(s.url("/api/sessions")).json(&json!({}))).await;
+    assert_eq!(r.status, 200, "anonymous session: {}", r.body);
+    let (sid, tok) = (r.body["session_id"].as_str().unwrap().to_string(), r.body["token"].as_str().unwrap().to_string());
+    let mut feed = feed_socket(&s, &sid, &tok, Some(0)).await;
+    let shown = until_ready(&mut feed).await;
+    assert!(shown.is_empty(), "an anonymous reader sees no tenant item: {shown:?}");
+    // The feed's own socket (its replay is charged before the next frame is
+    // admitted: part of the burst is refused), then a session socket (the
+    // session fetches the feed's pages and filters them itself, after the
+    // frame was admitted, so its charge shows as debt: the next frame waits).
+    let session = connect(&s, &sid, &tok).await;
+    for (name, mut ws) in [("feed socket", feed), ("session socket", session)] {
+        for _ in 0..29 {
+            ws_send(&mut ws, json!({"type": "subscribe", "topic": "feed", "after": 0})).await;
+        }
+        let (mut readies, mut refused) = (0, 0);
+        // Until the replies stop (a session's later subscribe supersedes an
+        // earlier one's replay, which then sends no `ready`).
+        while let Some(f) = ws_next(&mut ws, Duration::from_millis(700)).await {
+            match f["type"].as_str() {
+                Some("ready") => readies += 1,
+                Some("error") => {
+                    assert!(f["code"] == "rate_limited" && f["topic"] == "feed", "{name}: {f}");
+                    refused += 1;
+                }
+                Some("event") => panic!("{name}: an anonymous reader was shown a tenant's event: {f}"),
+                _ => {}
+            }
+        }
+        assert!(readies > 0, "{name}: no replay finished");
+        ws_send(&mut ws, json!({"type": "ping"})).await;
+        let after = ws_next(&mut ws, WAIT).await.expect("an answer to the ping");
+        let in_debt = after["type"] == "error" && after["code"] == "rate_limited";
+        assert!(
+            refused > 0 || in_debt,
+            "{name}: {readies} replays of the feed's {} events taken, none refused, and the socket owes nothing: {after}",
+            2 * ITEMS
+        );
+    }
+}
+
 /// A run's own socket: the same frames as a session's subscription, the whole
 /// log exactly once and in order, a resume that continues exactly, and the
 /// same admission (an outsider is refused before the upgrade).

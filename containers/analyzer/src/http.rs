@@ -22,7 +22,7 @@ use crate::analysis::keyphrases::Keyphrase;
 use crate::analysis::language::Language;
 use crate::analysis::readability::Readability;
 use crate::analysis::{self};
-use crate::index::{Index, Match, Upsert};
+use crate::index::{Index, Match};
 
 /// Longest accepted document id; ids are keys in the index and echoed in
 /// every near-duplicate list, so unbounded ids would bloat both.
@@ -183,13 +183,9 @@ async fn analyze(State(state): State<AppState>, req: Request) -> Result<Response
     let index = Arc::clone(&state.index);
     let (doc, analysis, (near_duplicates, record)) = tokio::task::spawn_blocking(move || {
         let analysis = analysis::analyze(doc.title.as_deref(), &doc.text);
-        let (matches, upsert) =
-            index.check_and_insert(&doc.id, &doc.scope, doc.version, &analysis.fingerprint)?;
-        let record = match upsert {
-            Upsert::Inserted | Upsert::Replaced => index.record_of(&doc.id),
-            Upsert::Stale | Upsert::Forgotten => None,
-        };
-        Ok::<_, io::Error>((doc, analysis, (matches, record)))
+        let checked =
+            index.check_and_record(&doc.id, &doc.scope, doc.version, &analysis.fingerprint)?;
+        Ok::<_, io::Error>((doc, analysis, (checked.matches, checked.record)))
     })
     .await
     .map_err(|e| ApiError::Internal(format!("analysis task failed: {e}")))??;

@@ -86,6 +86,16 @@ pub enum Upsert {
     Forgotten,
 }
 
+/// What [`Index::check_and_record`] found and did.
+#[derive(Debug)]
+pub struct Checked {
+    pub matches: Vec<Match>,
+    pub upsert: Upsert,
+    /// The line written for the document, when one was (`Inserted` or
+    /// `Replaced`): what the Worker keeps to restore a wiped disk.
+    pub record: Option<String>,
+}
+
 #[derive(Serialize, Deserialize)]
 struct Record {
     /// Fingerprint scheme, see `fingerprint::SCHEME_VERSION`.
@@ -216,18 +226,36 @@ impl Index {
         version: Option<u32>,
         fp: &Fingerprint,
     ) -> io::Result<(Vec<Match>, Upsert)> {
+        let checked = self.check_and_record(id, scope, version, fp)?;
+        Ok((checked.matches, checked.upsert))
+    }
+
+    /// [`Self::check_and_insert`], also answering the log line it wrote
+    /// (what [`Self::record_of`] would give, without encoding it again).
+    pub fn check_and_record(
+        &self,
+        id: &str,
+        scope: &str,
+        version: Option<u32>,
+        fp: &Fingerprint,
+    ) -> io::Result<Checked> {
         let mut inner = self.lock();
         let matches =
             inner
                 .entries
                 .near_duplicates(id, scope, fp, DUPLICATE_THRESHOLD, MAX_MATCHES);
         let upsert = inner.entries.classify(id, version);
+        let mut record = None;
         if !matches!(upsert, Upsert::Stale | Upsert::Forgotten) {
-            self.append(&mut inner.log, &Record::new(id, scope, version, fp))?;
+            record = Some(self.append(&mut inner.log, &Record::new(id, scope, version, fp))?);
             inner.entries.upsert(id, scope, version, fp);
             self.len.store(inner.entries.ids.len(), Ordering::Relaxed);
         }
-        Ok((matches, upsert))
+        Ok(Checked {
+            matches,
+            upsert,
+            record,
+        })
     }
 
     /// Forgets `id` for good: its fingerprint now, and any analysis of it
@@ -308,10 +336,13 @@ impl Index {
 
     /// Appends one JSON line with a single `write`, so a crash can only tear
     /// the last line (see `replay`).
-    fn append(&self, log: &mut File, value: &impl Serialize) -> io::Result<()> {
-        let mut line = serde_json::to_vec(value).map_err(io::Error::other)?;
-        line.push(b'\n');
-        self.write_lines(log, &line)
+    /// Appends `value` as one line; answers the line (without its newline).
+    fn append(&self, log: &mut File, value: &impl Serialize) -> io::Result<String> {
+        let mut line = serde_json::to_string(value).map_err(io::Error::other)?;
+        line.push('\n');
+        self.write_lines(log, line.as_bytes())?;
+        line.pop();
+        Ok(line)
     }
 
     /// Complete lines, in one `write` (and one sync with `fsync`).
@@ -658,9 +689,13 @@ mod tests {
     fn a_wiped_index_restored_from_its_records_flags_copies_again() {
         let first = TempDir::new("restore-a");
         let (index, _) = Index::open(&first.0, false).expect("open");
-        index.check_and_insert("orig", "t1", Some(2), &fingerprint(ARTICLE)).expect("insert");
+        let written = index.check_and_record("orig", "t1", Some(2), &fingerprint(ARTICLE)).expect("insert");
         index.check_and_insert("gone", "t1", Some(1), &fingerprint(SAME_TOPIC)).expect("insert");
         let kept = [index.record_of("orig").expect("orig's record"), index.record_of("gone").expect("gone's record")];
+        // The line an analysis answers is the one its log holds.
+        assert_eq!((written.upsert, written.record.as_deref()), (Upsert::Inserted, Some(kept[0].as_str())));
+        let stale = index.check_and_record("orig", "t1", Some(1), &fingerprint(ARTICLE)).expect("stale");
+        assert_eq!((stale.upsert, stale.record), (Upsert::Stale, None));
         assert_eq!(index.record_of("nobody"), None);
         index.remove("gone").expect("remove");
         assert_eq!(index.record_of("gone"), None, "a forgotten id has no record");
