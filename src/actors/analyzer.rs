@@ -290,6 +290,7 @@ impl AnalyzerContainer {
     /// [`StartupWait`] decides. Refusals while it starts are not failures of
     /// the analyzer: a give-up is transient and stays out of the breaker.
     async fn call_container(&self, container: &ContainerHandle, req: &ContainerRequest) -> Result<Value, CallFailure> {
+        let _waiting = Waiting::begin(&self.cold_streak);
         let running = container.is_running().await.map_err(|e| StageError::transient(format!("container: {e}")))?;
         let (mut wait, mut step) = StartupWait::with_defaults(now_ms(), running);
         loop {
@@ -467,6 +468,27 @@ impl Inspectable for AnalyzerContainer {
 
     async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value> {
         self.inspect(Inspect { content_id: q.content_id }).await
+    }
+}
+
+/// A call's startup wait, as [`ColdStreak`] counts the waits in progress:
+/// ended however the call returns.
+struct Waiting<'a>(&'a std::cell::Cell<ColdStreak>);
+
+impl<'a> Waiting<'a> {
+    fn begin(streak: &'a std::cell::Cell<ColdStreak>) -> Self {
+        let mut s = streak.get();
+        s.wait_began();
+        streak.set(s);
+        Waiting(streak)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.get();
+        s.wait_ended();
+        self.0.set(s);
     }
 }
 

@@ -119,19 +119,46 @@ impl StartupWait {
 pub const COLD_GIVE_UPS_BEFORE_FAILURE: u32 = 3;
 
 /// Consecutive startup waits that ended in a give-up (this instance's memory).
+///
+/// Calls that arrive while a container starts all wait on that one start:
+/// waits that overlap give up once between them, so a burst of calls (a
+/// batch) during one slow start cannot open the breaker by itself. Waits
+/// one after another (a stage's retries) each count.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ColdStreak(u32);
+pub struct ColdStreak {
+    give_ups: u32,
+    /// Startup waits in progress.
+    waiting: u32,
+    /// A give-up of the waits in progress (or of the last of them) counted.
+    counted: bool,
+}
 
 impl ColdStreak {
+    /// A call began waiting for the container.
+    pub fn wait_began(&mut self) {
+        if self.waiting == 0 {
+            self.counted = false;
+        }
+        self.waiting = self.waiting.saturating_add(1);
+    }
+
+    /// A call stopped waiting (reached it, failed or gave up).
+    pub fn wait_ended(&mut self) {
+        self.waiting = self.waiting.saturating_sub(1);
+    }
+
     /// A wait gave up: whether this one counts as the analyzer failing.
     pub fn gave_up(&mut self) -> bool {
-        self.0 = self.0.saturating_add(1);
-        self.0 >= COLD_GIVE_UPS_BEFORE_FAILURE
+        if std::mem::replace(&mut self.counted, true) {
+            return false;
+        }
+        self.give_ups = self.give_ups.saturating_add(1);
+        self.give_ups >= COLD_GIVE_UPS_BEFORE_FAILURE
     }
 
     /// A call reached a listening container.
     pub fn reached(&mut self) {
-        self.0 = 0;
+        self.give_ups = 0;
     }
 }
 
@@ -230,9 +257,44 @@ mod tests {
     #[test]
     fn a_container_that_never_comes_up_counts_against_the_breaker_from_the_third_give_up() {
         let mut streak = ColdStreak::default();
-        assert!(!streak.gave_up() && !streak.gave_up(), "a cold start or two");
-        assert!(streak.gave_up() && streak.gave_up());
+        let mut wait = |s: &mut ColdStreak| {
+            s.wait_began();
+            s.wait_ended();
+            s.gave_up()
+        };
+        assert!(!wait(&mut streak) && !wait(&mut streak), "a cold start or two");
+        assert!(wait(&mut streak) && wait(&mut streak));
         streak.reached();
-        assert!(!streak.gave_up());
+        assert!(!wait(&mut streak));
+    }
+
+    #[test]
+    fn calls_that_waited_on_one_start_give_up_once() {
+        let mut streak = ColdStreak::default();
+        // Two waits one after another, then a burst of seven during one start.
+        for _ in 0..2 {
+            streak.wait_began();
+            streak.wait_ended();
+            assert!(!streak.gave_up());
+        }
+        for _ in 0..7 {
+            streak.wait_began();
+        }
+        let counted: Vec<bool> = (0..7)
+            .map(|_| {
+                streak.wait_ended();
+                streak.gave_up()
+            })
+            .collect();
+        assert_eq!(counted, [true, false, false, false, false, false, false], "the burst's give-ups count once");
+        // A call that began while the last of the burst still waited shares its start.
+        streak.wait_began();
+        streak.wait_began();
+        streak.wait_ended();
+        assert!(streak.gave_up(), "a new start's first give-up counts");
+        streak.wait_began();
+        streak.wait_ended();
+        streak.wait_ended();
+        assert!(!streak.gave_up(), "a wait that overlapped it does not");
     }
 }

@@ -547,6 +547,33 @@ async fn the_containers_fresh_disk_gets_its_fingerprints_back() {
     assert!(container["starts"].as_u64() >= Some(3), "a new disk at each start: {container}");
 }
 
+/// Calls that arrive together while one container starts slowly wait on
+/// that one start: their give-ups count once, so a burst (seven runs at the
+/// analyze stage at once) does not open the breaker by itself, and each run
+/// analyzes once the container listens. (Its own server: the breaker opens
+/// at its first failure here, and the container listens after 9 s, past one
+/// startup wait of 8 s.)
+#[tokio::test]
+async fn a_burst_during_one_slow_start_does_not_open_the_breaker() {
+    let dir = temp_dir("prod-slow-start-burst");
+    let mut config = Emulator::standard_config(&dir.join("container-disks"));
+    config["containerListenDelayMs"] = json!(9_000);
+    let emulator = Emulator::start(&dir.join("emulator"), config);
+    let opts = ServerOptions::emulated(dir.join("state"), emulator.worker_config.clone()).var("ANALYZER_BREAKER_THRESHOLD", "1");
+    let s = Server::start(&opts);
+    let mut runs = Vec::new();
+    for i in 0..7 {
+        runs.push(s.submit(&format!("Burst {i}"), &marked("burst", 40 + i, 900), None).await.1);
+    }
+    for run in &runs {
+        let view = s.wait_run(run, RUN_TIMEOUT).await;
+        assert_eq!(view["status"], "completed", "{view}");
+        assert_eq!(view["stages"][6]["status"], "completed", "analyzed once the container listened: {view}");
+    }
+    let analyzer = s.admin_get("/admin/actors/analyzer/analyzer").await;
+    assert_eq!(analyzer.body["state"]["breaker"]["opened_total"].as_u64().unwrap_or(0), 0, "one slow start opened the breaker: {}", analyzer.body);
+}
+
 /// A container that never listens (an image that crashes at start) is not a
 /// cold start for good: from the third startup wait in a row that gives up,
 /// each counts against the circuit breaker, so calls stop paying the whole
