@@ -188,7 +188,9 @@ impl AnalyzerContainer {
 
     /// Gives a container started on an empty disk the fingerprint records
     /// this actor keeps, page by page (a page given twice changes nothing).
-    /// With `unless_held`, only to a container that holds no fingerprint.
+    /// With `unless_held`, only to a container that holds fewer fingerprints
+    /// than this actor has records (none: a new disk; some: a restore that
+    /// an earlier instance of this actor did not finish).
     async fn give_records(&self, container: &ContainerHandle, unless_held: bool) -> Result<(), RestoreStop> {
         // Transient whatever the container answered: a refusal of the
         // records says nothing about the document a call carries.
@@ -197,7 +199,8 @@ impl AnalyzerContainer {
             let http = ContainerRequest::Health.request("http://container").map_err(|e| failed(e.to_string()))?;
             let resp = container.send(CONTAINER_PORT, http).await.map_err(RestoreStop::Refused)?;
             let health = analyzer_reply(resp).await.map_err(|e| failed(e.message))?;
-            if health["fingerprints"].as_u64().unwrap_or(0) > 0 {
+            let held = health["fingerprints"].as_u64().unwrap_or(0);
+            if held >= self.fingerprints().live().map_err(|e| failed(e.to_string()))? {
                 return Ok(());
             }
         }

@@ -506,45 +506,48 @@ pub(crate) async fn search_until_found(query: &str, ids: &[&str]) {
 async fn the_containers_fresh_disk_gets_its_fingerprints_back() {
     let dir = temp_dir("prod-fresh-disk");
     let emulator = Emulator::start(&dir.join("emulator"), Emulator::standard_config(&dir.join("container-disks")));
-    let s = Server::start(&ServerOptions::emulated(dir.join("state"), emulator.worker_config.clone()));
+    let opts = ServerOptions::emulated(dir.join("state"), emulator.worker_config.clone());
+    let mut s = Server::start(&opts);
     let article = "The harbour council approved a plan to turn the old rail yard into a park with walking paths, \
         a playground and an open amphitheater. Construction starts in spring and should finish by late summer. \
         The plan adds bike lanes connecting the park to the river trail, and money for maintenance so the park \
         does not fall into disrepair. Local schools plan to use the amphitheater for concerts and outdoor classes.";
-    let copy = |n: usize| article.replace("spring", ["autumn", "winter"][n]) + " Officials thanked the volunteers.";
-    let near = |cid: String| {
-        let s = &s;
-        async move {
-            let c = s.get(&format!("/api/content/{cid}")).await;
-            let ids: Vec<String> = c.body["analysis"]["near_duplicates"].as_array().expect("analysis").iter().filter_map(|d| d["id"].as_str().map(str::to_string)).collect();
-            ids
-        }
-    };
-    let submit = |title: String, body: String| {
-        let s = &s;
-        async move {
-            let (cid, run) = s.submit(&title, &body, Some("civic")).await;
-            let view = s.wait_run(&run, RUN_TIMEOUT).await;
-            assert_eq!(view["stages"][6]["status"], "completed", "analyze: {view}");
-            cid
-        }
-    };
-    let orig = submit("Rail yard park".into(), article.into()).await;
-    let gone = submit("Rail yard park, an early draft".into(), article.replace("playground", "skate park")).await;
-    assert!(near(gone.clone()).await.contains(&orig), "flagged while the container ran");
+    let copy = |n: usize| article.replace("spring", ["autumn", "winter", "summer"][n]) + " Officials thanked the volunteers.";
+    async fn near(s: &Server, cid: &str) -> Vec<String> {
+        let c = s.get(&format!("/api/content/{cid}")).await;
+        c.body["analysis"]["near_duplicates"].as_array().expect("analysis").iter().filter_map(|d| d["id"].as_str().map(str::to_string)).collect()
+    }
+    async fn submit(s: &Server, title: &str, body: &str) -> String {
+        let (cid, run) = s.submit(title, body, Some("civic")).await;
+        let view = s.wait_run(&run, RUN_TIMEOUT).await;
+        assert_eq!(view["stages"][6]["status"], "completed", "analyze: {view}");
+        cid
+    }
+    let orig = submit(&s, "Rail yard park", article).await;
+    let gone = submit(&s, "Rail yard park, an early draft", &article.replace("playground", "skate park")).await;
+    assert!(near(&s, &gone).await.contains(&orig), "flagged while the container ran");
     assert_eq!(s.delete(&format!("/api/content/{gone}")).await.status, 204);
     emulator.stop_container().await;
 
-    let first = submit("Rail yard park (copy)".into(), copy(0)).await;
-    let flagged = near(first.clone()).await;
+    let first = submit(&s, "Rail yard park (copy)", &copy(0)).await;
+    let flagged = near(&s, &first).await;
     assert!(flagged.contains(&orig), "the original was forgotten with the container's disk: {flagged:?}");
     assert!(!flagged.contains(&gone), "a deleted item came back: {flagged:?}");
     emulator.stop_container().await;
-    let second = submit("Rail yard park (second copy)".into(), copy(1)).await;
-    let flagged = near(second).await;
+    let second = submit(&s, "Rail yard park (second copy)", &copy(1)).await;
+    let flagged = near(&s, &second).await;
     assert!(flagged.contains(&orig) && flagged.contains(&first), "{flagged:?}");
-    let container = emulator.state().await["container"].clone();
-    assert!(container["starts"].as_u64() >= Some(3), "a new disk at each start: {container}");
+    let starts = emulator.state().await["container"]["starts"].as_u64();
+    assert!(starts >= Some(3), "a new disk at each start: {starts:?}");
+
+    // A new instance of the analyzer's actor finds the container running:
+    // it does not know what the container holds, asks, and restores only
+    // if it holds fewer fingerprints than the actor has records.
+    s.restart(&opts, true);
+    let third = submit(&s, "Rail yard park (third copy)", &copy(2)).await;
+    let flagged = near(&s, &third).await;
+    assert!(flagged.contains(&orig) && flagged.contains(&first) && flagged.contains(&second), "{flagged:?}");
+    assert_eq!(emulator.state().await["container"]["starts"].as_u64(), starts, "the running container was kept");
 }
 
 /// Calls that arrive together while one container starts slowly wait on
