@@ -151,13 +151,30 @@ impl FeedOps for FeedActor {
     }
 }
 
+impl FeedActor {
+    /// The alarm's work: a broadcast lost since it was armed goes out now,
+    /// and sockets whose tokens expired (or whose keys were revoked) are
+    /// closed; then the next of either is armed.
+    async fn wake(&self) -> ApiResult<()> {
+        let now = now_ms();
+        self.sockets.sweep(self, now);
+        self.sockets.check_keys(self, now).await;
+        self.sockets.catch_up(self, Topic::Feed)?;
+        if let Some(at) = self.sockets.due(self, now) {
+            self.arm(at).await;
+        }
+        Ok(())
+    }
+}
+
 impl Inspectable for FeedActor {
     async fn inspect(&self, _q: Inspect) -> ApiResult<Value> {
         super::inspection(&self.state, "feed", FEED_NAME, self.view(), &self.log()).await
     }
 
+    /// What the alarm does ([`FeedActor::wake`]).
     async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value> {
-        self.sockets.catch_up(self, Topic::Feed)?;
+        self.wake().await?;
         self.inspect(Inspect { content_id: q.content_id }).await
     }
 }
@@ -209,19 +226,9 @@ impl DurableObject for FeedActor {
         Ok(())
     }
 
-    /// A broadcast lost since it was armed goes out now, and sockets whose
-    /// tokens expired are closed; then the next of either is armed.
     async fn alarm(&self) -> worker::Result<Response> {
-        let now = now_ms();
-        self.sockets.sweep(self, now);
-        self.sockets.check_keys(self, now).await;
-        if let Err(e) = self.sockets.catch_up(self, Topic::Feed) {
-            // Thrown, so the runtime retries the alarm: the catch-up is still owed.
-            return Err(worker::Error::RustError(format!("feed catch-up: {e}")));
-        }
-        if let Some(at) = self.sockets.due(self, now) {
-            self.arm(at).await;
-        }
+        // Thrown, so the runtime retries the alarm: the catch-up is still owed.
+        self.wake().await.map_err(|e| worker::Error::RustError(format!("feed catch-up: {e}")))?;
         Response::ok("caught up")
     }
 }

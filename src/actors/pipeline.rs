@@ -621,15 +621,32 @@ impl Inspectable for PipelineActor {
         self.shell.inspect().await
     }
 
-    /// What the alarm does: the owed duties first (a failed run's dead
-    /// letter), then an activation, retried a second later if it fails.
+    /// What the alarm does ([`PipelineActor::wake`]).
     async fn fire_alarm(&self, _q: FireAlarm) -> ApiResult<serde_json::Value> {
         self.shell.require()?;
-        if let Err(e) = self.shell.drain().await {
+        self.wake().await;
+        self.shell.inspect().await
+    }
+}
+
+impl PipelineActor {
+    /// The alarm's work: expired sockets close and a broadcast dropped
+    /// before this wake goes out, then the owed duties (a failed run's dead
+    /// letter), then an activation, retried a second later if it fails.
+    async fn wake(&self) {
+        let shell = &self.shell;
+        shell.sockets.sweep(&**shell, now_ms());
+        shell.sockets.check_keys(&**shell, now_ms()).await;
+        if let Some(run) = shell.loaded() {
+            if let Err(e) = shell.sockets.catch_up(&**shell, RunShell::topic(&run)) {
+                worker::console_error!("run socket catch-up failed: {e}");
+            }
+        }
+        if let Err(e) = shell.drain().await {
             worker::console_error!("run duties failed: {e}");
         }
-        self.shell.activate_or_retry_later(false).await;
-        self.shell.inspect().await
+        // The alarm that fired is spent: the activation arms the next wake.
+        shell.activate_or_retry_later(false).await;
     }
 }
 
@@ -676,21 +693,7 @@ impl DurableObject for PipelineActor {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        let shell = &self.shell;
-        // Expired sockets close, and a broadcast dropped before this wake
-        // goes out first.
-        shell.sockets.sweep(&**shell, now_ms());
-        shell.sockets.check_keys(&**shell, now_ms()).await;
-        if let Some(run) = shell.loaded() {
-            if let Err(e) = shell.sockets.catch_up(&**shell, RunShell::topic(&run)) {
-                worker::console_error!("run socket catch-up failed: {e}");
-            }
-        }
-        if let Err(e) = shell.drain().await {
-            worker::console_error!("run duties failed: {e}");
-        }
-        // The alarm that fired is spent: the activation arms the next wake.
-        shell.activate_or_retry_later(false).await;
+        self.wake().await;
         Response::ok("ok")
     }
 

@@ -71,6 +71,8 @@ pub async fn inspect(env: &Env, req: &Request, kind: &str, id: &str, look: Look)
         Look::Inspect => rpc::send_to(env, k, &id, &Inspect { content_id }).await?,
         Look::FireAlarm => rpc::send_to(env, k, &id, &FireAlarm { content_id }).await?,
     };
+    // The name the path gave is the actor's id (a shard does not know its own).
+    v["id"] = json!(id);
     v["registered"] = json!(registered);
     Ok(http::json(200, &v))
 }

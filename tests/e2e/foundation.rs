@@ -71,6 +71,7 @@ async fn every_actor_class_is_reachable_through_the_worker() {
     assert_eq!(c.body["status"], "indexed");
     let shard = s.admin_get("/admin/actors/vector_index/shard-0").await;
     assert_eq!(shard.status, 200, "{}", shard.body);
+    assert_eq!((shard.body["kind"].as_str(), shard.body["id"].as_str()), (Some("vector_index"), Some("shard-0")), "{}", shard.body);
     // Only names a shard can have: no actor is woken (and no table made) for another.
     for name in ["shard-00", "shard-256", "shard-4294967295", "shard--1"] {
         let r = s.admin_get(&format!("/admin/actors/vector_index/{name}")).await;
