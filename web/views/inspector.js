@@ -162,7 +162,8 @@ function actorsSection(signal) {
           h('thead', null, h('tr', null, ['Kind', 'Id', 'Status', 'Updated'].map((c) => h('th', { scope: 'col' }, c)))),
           tbody)));
     } catch (err) {
-      if (err && err.name === 'AbortError') return;
+      // An Apply since: its answer (or its own error) is the one shown.
+      if ((err && err.name === 'AbortError') || asked !== generation) return;
       more.hidden = true;
       replace(out, errorBox(err));
     } finally {
