@@ -66,10 +66,13 @@ impl TokenBucket {
             self.per_min = per_min;
         }
         self.refill(now);
-        let cost = cost as f64;
-        if self.per_min == 0 || cost > self.per_min as f64 {
+        if self.per_min == 0 {
             return Err(60);
         }
+        // Never more than a whole minute's tokens: a limit set below a
+        // request's cost (an answer's 10 read tokens) would otherwise refuse
+        // it for good, while its `Retry-After` says to wait.
+        let cost = cost.min(self.per_min) as f64;
         if self.tokens >= cost {
             self.tokens -= cost;
             return Ok(());
@@ -131,6 +134,14 @@ mod tests {
         assert!(b.tokens <= 4.0);
         assert!(b.take(10, 5, 0).is_err());
         assert_eq!(TokenBucket::full(0, 0).take(1, 0, 0), Err(60));
+    }
+
+    #[test]
+    fn a_cost_above_the_limit_takes_a_whole_minute_of_tokens() {
+        let mut b = TokenBucket::full(5, 0);
+        assert_eq!(b.take(10, 5, 0), Ok(()), "a full bucket affords it");
+        assert_eq!(b.take(10, 5, 0), Err(60), "then a minute later");
+        assert_eq!(b.take(10, 5, 60_000), Ok(()));
     }
 
     /// A bucket that needs no record is one that an eviction's idle time
