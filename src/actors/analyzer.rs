@@ -31,6 +31,10 @@ use crate::store::events::EventStore;
 use crate::store::fingerprints::FingerprintRecords;
 use crate::store::StateCell;
 
+/// The state cell naming the container run (`boot` of its `/health`) this
+/// actor last gave every fingerprint record to.
+const RESTORED_BOOT: &str = "restored_boot";
+
 /// The port the analyzer image listens on (see containers/analyzer/Dockerfile).
 pub const CONTAINER_PORT: u16 = 8080;
 /// The runtime stops the container after the actor has been idle this long
@@ -188,19 +192,23 @@ impl AnalyzerContainer {
 
     /// Gives a container started on an empty disk the fingerprint records
     /// this actor keeps, page by page (a page given twice changes nothing).
-    /// With `unless_held`, only to a container that holds fewer fingerprints
-    /// than this actor has records (none: a new disk; some: a restore that
-    /// an earlier instance of this actor did not finish).
+    /// With `unless_held`, only to a container that is not the one this
+    /// actor last restored in full (its `/health` names its run, `boot`;
+    /// an image from before that field: one that holds no fingerprint).
     async fn give_records(&self, container: &ContainerHandle, unless_held: bool) -> Result<(), RestoreStop> {
         // Transient whatever the container answered: a refusal of the
         // records says nothing about the document a call carries.
         let failed = |e: String| RestoreStop::Failed(StageError::transient(format!("container restore: {e}")).into());
+        let http = ContainerRequest::Health.request("http://container").map_err(|e| failed(e.to_string()))?;
+        let resp = container.send(CONTAINER_PORT, http).await.map_err(RestoreStop::Refused)?;
+        let health = analyzer_reply(resp).await.map_err(|e| failed(e.message))?;
+        let boot = health["boot"].as_str().map(str::to_string);
         if unless_held {
-            let http = ContainerRequest::Health.request("http://container").map_err(|e| failed(e.to_string()))?;
-            let resp = container.send(CONTAINER_PORT, http).await.map_err(RestoreStop::Refused)?;
-            let health = analyzer_reply(resp).await.map_err(|e| failed(e.message))?;
-            let held = health["fingerprints"].as_u64().unwrap_or(0);
-            if held >= self.fingerprints().live().map_err(|e| failed(e.to_string()))? {
+            let restored = match &boot {
+                Some(b) => self.cells().load::<String>(RESTORED_BOOT).ok().flatten().as_ref() == Some(b),
+                None => health["fingerprints"].as_u64().unwrap_or(0) > 0,
+            };
+            if restored {
                 return Ok(());
             }
         }
@@ -221,6 +229,13 @@ impl AnalyzerContainer {
         }
         if pages > 0 {
             worker::console_log!("analyzer container: {pages} page(s) of fingerprint records restored");
+        }
+        if let Some(b) = boot {
+            // A new instance of this actor then knows this container is whole.
+            let kept = crate::store::init_state_once(&self.state.storage().sql(), &self.state_ready).and_then(|_| self.cells().save(RESTORED_BOOT, &b));
+            if let Err(e) = kept {
+                worker::console_warn!("analyzer container: restored boot not kept: {e}");
+            }
         }
         Ok(())
     }
@@ -293,7 +308,6 @@ impl AnalyzerContainer {
     /// [`StartupWait`] decides. Refusals while it starts are not failures of
     /// the analyzer: a give-up is transient and stays out of the breaker.
     async fn call_container(&self, container: &ContainerHandle, req: &ContainerRequest) -> Result<Value, CallFailure> {
-        let _waiting = Waiting::begin(&self.cold_streak);
         let running = container.is_running().await.map_err(|e| StageError::transient(format!("container: {e}")))?;
         let (mut wait, mut step) = StartupWait::with_defaults(now_ms(), running);
         loop {
@@ -368,7 +382,7 @@ impl AnalyzerContainer {
             Err(f) if f.cold_start => {
                 // A container still starting says nothing about the
                 // analyzer; one that never comes up does.
-                if streak.gave_up() {
+                if streak.gave_up(now_ms()) {
                     breaker.on_failure(now_ms());
                 }
             }
@@ -471,27 +485,6 @@ impl Inspectable for AnalyzerContainer {
 
     async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value> {
         self.inspect(Inspect { content_id: q.content_id }).await
-    }
-}
-
-/// A call's startup wait, as [`ColdStreak`] counts the waits in progress:
-/// ended however the call returns.
-struct Waiting<'a>(&'a std::cell::Cell<ColdStreak>);
-
-impl<'a> Waiting<'a> {
-    fn begin(streak: &'a std::cell::Cell<ColdStreak>) -> Self {
-        let mut s = streak.get();
-        s.wait_began();
-        streak.set(s);
-        Waiting(streak)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        let mut s = self.0.get();
-        s.wait_ended();
-        self.0.set(s);
     }
 }
 

@@ -118,47 +118,38 @@ impl StartupWait {
 /// closed and `/healthz` none the wiser. One or two are a cold start.
 pub const COLD_GIVE_UPS_BEFORE_FAILURE: u32 = 3;
 
-/// Consecutive startup waits that ended in a give-up (this instance's memory).
-///
-/// Calls that arrive while a container starts all wait on that one start:
-/// waits that overlap give up once between them, so a burst of calls (a
-/// batch) during one slow start cannot open the breaker by itself. Waits
-/// one after another (a stage's retries) each count.
+/// Give-ups closer together than this count once: calls that arrive while
+/// a container starts wait on that one start and give up within one wait
+/// of each other, so a burst of them (a batch) counts at most twice or
+/// three times, not once per call. A container that never listens keeps
+/// counting, whether its calls come one after another (a stage's retries,
+/// a wait apart) or overlap (steady traffic).
+pub const COLD_GIVE_UP_SPACING_MS: i64 = READY_BUDGET_MS / 2;
+
+/// Startup waits that ended in a give-up since a call last reached the
+/// container (this instance's memory).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ColdStreak {
     give_ups: u32,
-    /// Startup waits in progress.
-    waiting: u32,
-    /// A give-up of the waits in progress (or of the last of them) counted.
-    counted: bool,
+    /// When the last give-up that counted happened.
+    counted_at: Option<Millis>,
 }
 
 impl ColdStreak {
-    /// A call began waiting for the container.
-    pub fn wait_began(&mut self) {
-        if self.waiting == 0 {
-            self.counted = false;
-        }
-        self.waiting = self.waiting.saturating_add(1);
-    }
-
-    /// A call stopped waiting (reached it, failed or gave up).
-    pub fn wait_ended(&mut self) {
-        self.waiting = self.waiting.saturating_sub(1);
-    }
-
-    /// A wait gave up: whether this one counts as the analyzer failing.
-    pub fn gave_up(&mut self) -> bool {
-        if std::mem::replace(&mut self.counted, true) {
+    /// A wait gave up at `now`: whether this one counts as the analyzer
+    /// failing (from the [`COLD_GIVE_UPS_BEFORE_FAILURE`]th that counted).
+    pub fn gave_up(&mut self, now: Millis) -> bool {
+        if self.counted_at.is_some_and(|at| now.saturating_sub(at) < COLD_GIVE_UP_SPACING_MS) {
             return false;
         }
+        self.counted_at = Some(now);
         self.give_ups = self.give_ups.saturating_add(1);
         self.give_ups >= COLD_GIVE_UPS_BEFORE_FAILURE
     }
 
     /// A call reached a listening container.
     pub fn reached(&mut self) {
-        self.give_ups = 0;
+        *self = ColdStreak::default();
     }
 }
 
@@ -257,44 +248,24 @@ mod tests {
     #[test]
     fn a_container_that_never_comes_up_counts_against_the_breaker_from_the_third_give_up() {
         let mut streak = ColdStreak::default();
-        let mut wait = |s: &mut ColdStreak| {
-            s.wait_began();
-            s.wait_ended();
-            s.gave_up()
-        };
-        assert!(!wait(&mut streak) && !wait(&mut streak), "a cold start or two");
-        assert!(wait(&mut streak) && wait(&mut streak));
+        // One call after another, each giving up a wait (8 s) apart.
+        let wait = READY_BUDGET_MS;
+        assert!(!streak.gave_up(0) && !streak.gave_up(wait), "a cold start or two");
+        assert!(streak.gave_up(2 * wait) && streak.gave_up(3 * wait));
         streak.reached();
-        assert!(!wait(&mut streak));
+        assert!(!streak.gave_up(4 * wait), "counted again from the start");
     }
 
     #[test]
-    fn calls_that_waited_on_one_start_give_up_once() {
+    fn calls_that_waited_on_one_start_count_once_but_steady_traffic_keeps_counting() {
         let mut streak = ColdStreak::default();
-        // Two waits one after another, then a burst of seven during one start.
-        for _ in 0..2 {
-            streak.wait_began();
-            streak.wait_ended();
-            assert!(!streak.gave_up());
-        }
-        for _ in 0..7 {
-            streak.wait_began();
-        }
-        let counted: Vec<bool> = (0..7)
-            .map(|_| {
-                streak.wait_ended();
-                streak.gave_up()
-            })
-            .collect();
-        assert_eq!(counted, [true, false, false, false, false, false, false], "the burst's give-ups count once");
-        // A call that began while the last of the burst still waited shares its start.
-        streak.wait_began();
-        streak.wait_began();
-        streak.wait_ended();
-        assert!(streak.gave_up(), "a new start's first give-up counts");
-        streak.wait_began();
-        streak.wait_ended();
-        streak.wait_ended();
-        assert!(!streak.gave_up(), "a wait that overlapped it does not");
+        // A burst of seven calls during one slow start, 300 ms apart.
+        let counted = (0..7).filter(|i| streak.gave_up(i * 300)).count();
+        assert_eq!((counted, streak.give_ups), (0, 1), "the burst counts once");
+        // A container that never listens, under overlapping calls (one
+        // giving up every second): it still reaches the breaker.
+        let mut streak = ColdStreak::default();
+        let failures = (0..30).filter(|s| streak.gave_up(s * 1_000)).count();
+        assert!(failures >= 5, "{failures} failures in 30 s of give-ups");
     }
 }

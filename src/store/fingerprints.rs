@@ -72,19 +72,6 @@ impl<'a> FingerprintRecords<'a> {
         exec(&self.sql, "INSERT OR REPLACE INTO fingerprints (id, version, line) VALUES (?, NULL, NULL)", vec![id.into()])
     }
 
-    /// How many items have a record (tombstones aside).
-    pub fn live(&self) -> Result<u64, ApiError> {
-        #[derive(Deserialize)]
-        struct N {
-            n: f64,
-        }
-        if !self.created.get() && !crate::store::table_exists(&self.sql, "fingerprints") {
-            return Ok(0);
-        }
-        let n: Vec<N> = rows(&self.sql, "SELECT COUNT(*) AS n FROM fingerprints WHERE line IS NOT NULL", vec![])?;
-        Ok(n.first().map_or(0, |n| n.n as u64))
-    }
-
     /// The records after `after` (by id), at most [`RESTORE_PAGE`], as the
     /// analyzer's restore takes them (one per line), and the last id in it.
     pub fn page_after(&self, after: &str) -> Result<Option<(String, String)>, ApiError> {

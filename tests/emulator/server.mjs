@@ -672,6 +672,13 @@ function control(path, body) {
 		case "/control/container/stop":
 			haltContainer();
 			return { container };
+		case "/control/container/replace":
+			// The platform replaced the container (a host move): a new process
+			// on a new disk, running, without its actor having started it.
+			haltContainer();
+			Object.assign(container, { running: true, startedAt: Date.now(), starts: container.starts + 1 });
+			bootContainer();
+			return { container };
 		default:
 			return null;
 	}

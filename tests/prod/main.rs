@@ -512,7 +512,7 @@ async fn the_containers_fresh_disk_gets_its_fingerprints_back() {
         a playground and an open amphitheater. Construction starts in spring and should finish by late summer. \
         The plan adds bike lanes connecting the park to the river trail, and money for maintenance so the park \
         does not fall into disrepair. Local schools plan to use the amphitheater for concerts and outdoor classes.";
-    let copy = |n: usize| article.replace("spring", ["autumn", "winter", "summer"][n]) + " Officials thanked the volunteers.";
+    let copy = |n: usize| article.replace("spring", ["autumn", "winter", "summer", "march", "april"][n]) + " Officials thanked the volunteers.";
     async fn near(s: &Server, cid: &str) -> Vec<String> {
         let c = s.get(&format!("/api/content/{cid}")).await;
         c.body["analysis"]["near_duplicates"].as_array().expect("analysis").iter().filter_map(|d| d["id"].as_str().map(str::to_string)).collect()
@@ -548,6 +548,19 @@ async fn the_containers_fresh_disk_gets_its_fingerprints_back() {
     let flagged = near(&s, &third).await;
     assert!(flagged.contains(&orig) && flagged.contains(&first) && flagged.contains(&second), "{flagged:?}");
     assert_eq!(emulator.state().await["container"]["starts"].as_u64(), starts, "the running container was kept");
+
+    // The platform replaces the container behind its actor's back: the
+    // next analysis lands on the new, empty disk, which then holds one
+    // fingerprint and no more. A new instance of the actor (the server
+    // restarted) meets a container it did not restore, and restores it,
+    // though it holds fingerprints.
+    emulator.replace_container().await;
+    let fourth = submit(&s, "Rail yard park (fourth copy)", &copy(3)).await;
+    s.restart(&opts, true);
+    let fifth = submit(&s, "Rail yard park (fifth copy)", &copy(4)).await;
+    let flagged = near(&s, &fifth).await;
+    assert!(flagged.contains(&fourth), "{flagged:?}");
+    assert!(flagged.contains(&orig), "a half-restored container stayed so: {flagged:?}");
 }
 
 /// Calls that arrive together while one container starts slowly wait on

@@ -766,6 +766,12 @@ impl Emulator {
     pub async fn stop_container(&self) -> Value {
         self.control("/control/container/stop", json!({})).await
     }
+
+    /// Replaces the running container with a new one on a new disk, as a
+    /// host move does, without its actor starting it.
+    pub async fn replace_container(&self) -> Value {
+        self.control("/control/container/replace", json!({})).await
+    }
 }
 
 /// Polls `check` every 200 ms until it returns `Ok`, or fails after

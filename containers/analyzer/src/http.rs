@@ -36,13 +36,27 @@ pub const MAX_SCOPE_CHARS: usize = 128;
 pub struct AppState {
     index: Arc<Index>,
     started: Instant,
+    /// Names this run of the process (see [`boot_id`]).
+    boot: Arc<str>,
     max_body_bytes: usize,
+}
+
+/// A name for this run of the service, different at every start: a caller
+/// that restored a container's fingerprints remembers it, and can tell that
+/// container from a new one (on a new, empty or half-restored disk) that
+/// happens to hold some fingerprints.
+fn boot_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}-{:x}", std::process::id())
 }
 
 pub fn router(index: Arc<Index>, max_body_bytes: usize) -> Router {
     let state = AppState {
         index,
         started: Instant::now(),
+        boot: boot_id().into(),
         max_body_bytes,
     };
     Router::new()
@@ -362,6 +376,7 @@ async fn health(State(state): State<AppState>) -> Response {
             "fingerprints": state.index.len(),
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": state.started.elapsed().as_secs(),
+            "boot": &*state.boot,
         }),
     )
 }
@@ -549,6 +564,13 @@ mod tests {
         assert_eq!(v["fingerprints"], 2);
         assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
         assert!(v["uptime_seconds"].is_u64());
+        let boot = v["boot"].as_str().expect("a boot id").to_string();
+        // The same run of the service answers the same name; a new one another.
+        let req = axum::http::Request::get("/health")
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(send(&app, req).await.2["boot"], boot.as_str());
+        assert_ne!(boot_id(), boot);
 
         let req = axum::http::Request::get("/ready")
             .body(Body::empty())
