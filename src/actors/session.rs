@@ -112,6 +112,15 @@ fn read_for(events: usize, resync: bool) -> usize {
     if resync { RESYNC_AS_REPLAYED } else { events }
 }
 
+/// Charges a subscribe's socket for `read` events that it will not be sent
+/// (its replay was superseded or dropped after the topic read them).
+fn charge_read(ws: &WebSocket, read: usize) {
+    if let Some(mut st) = attachment(ws).filter(|_| read > 0) {
+        st.bucket.charge_replay(read, now_ms());
+        save(ws, &st);
+    }
+}
+
 /// Event frames encoded once per delivery, whatever the number of sockets.
 #[derive(Default)]
 struct Encoded(HashMap<u64, String>);
@@ -327,19 +336,26 @@ impl SessionActor {
                 self.replays.borrow_mut().insert(replay_key.clone(), (run.subscribe, run.sub.clone()));
             }
             let page = self.fetch_events(topic, after).await;
-            if run.sub.is_replaying() {
-                match self.take_replay(&replay_key, run.subscribe) {
-                    Some(sub) => run.sub = sub,
-                    // Superseded by a later `subscribe`, or unsubscribed.
-                    None => return,
-                }
+            run.read = page.as_ref().map_or(0, |p| read_for(p.events.len(), p.resync));
+            let went_on = if run.sub.is_replaying() {
+                // None: superseded by a later `subscribe`, or unsubscribed.
+                self.take_replay(&replay_key, run.subscribe).map(|sub| run.sub = sub).is_some()
             } else {
                 match attachment(ws) {
-                    Some(st) if !st.is_replaying(&key) => run.sub.sync(st.cursor(&key).unwrap_or(0)),
-                    _ => return,
+                    Some(st) if !st.is_replaying(&key) => {
+                        run.sub.sync(st.cursor(&key).unwrap_or(0));
+                        true
+                    }
+                    _ => false,
                 }
+            };
+            if !went_on {
+                if run.subscribe != 0 {
+                    // The topic read the page all the same.
+                    charge_read(ws, run.read);
+                }
+                return;
             }
-            run.read = page.as_ref().map_or(0, |p| read_for(p.events.len(), p.resync));
             step = run.sub.fetched(match page {
                 Ok(p) if p.resync => {
                     snapshot = p.snapshot;
@@ -498,9 +514,8 @@ impl SessionActor {
         let answer = rpc::send_to(&self.env, kind, &name, &ask).await;
         let Some(mut sub) = self.take_replay(&replay_key, n) else {
             // Superseded by a later `subscribe`: the topic read its answer all the same.
-            if let (Ok(a), Some(mut st)) = (&answer, attachment(ws)) {
-                st.bucket.charge_replay(read_for(a.events.len(), a.plan == Plan::Resync), now_ms());
-                save(ws, &st);
+            if let Ok(a) = &answer {
+                charge_read(ws, read_for(a.events.len(), a.plan == Plan::Resync));
             }
             return Ok(());
         };

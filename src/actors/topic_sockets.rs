@@ -346,7 +346,17 @@ impl TopicSockets {
             ReplayPlan::Replay { mut after, last } => {
                 let replaying = Watcher { c: Some(after), ..w.clone() };
                 while after < last {
-                    let page = log.after(after, REPLAY_PAGE)?;
+                    let page = match log.after(after, REPLAY_PAGE) {
+                        Ok(page) => page,
+                        Err(e) => {
+                            // What was read so far is still paid for.
+                            if pays && replayed > 0 {
+                                w.b.charge_replay(replayed, now_ms());
+                                save_attachment(ws, &w);
+                            }
+                            return Err(e);
+                        }
+                    };
                     let Some(end) = page.last().map(|e| e.seq) else { break };
                     for frame in Batch::new(topic, &page).frames_for(&replaying, 0) {
                         let _ = ws.send_with_str(frame);
