@@ -27,7 +27,7 @@ pids+=($!)
 log "analyzer on http://127.0.0.1:$ANALYZER_PORT"
 log "Actorline on http://127.0.0.1:$PORT (admin token in .dev.vars)"
 setsid wrangler dev --local --ip 127.0.0.1 --port "$PORT" --inspector-port "$INSPECTOR_PORT" \
-  --show-interactive-dev-session=false --persist-to "$STATE_DIR" \
+  --show-interactive-dev-session=false --persist-to "$STATE_DIR" --test-scheduled \
   --var "ANALYZER_URL:http://127.0.0.1:$ANALYZER_PORT" &
 pids+=($!)
 wrangler_pid=$!

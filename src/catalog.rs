@@ -607,14 +607,31 @@ const DEAD_LETTER_PRUNE: &str = "DELETE FROM runs WHERE status = 'failed' AND fi
 
 pub fn log_search_statements(env: &Env, row: [JsValue; 7], now: Millis) -> ApiResult<Vec<D1PreparedStatement>> {
     let d = db(env)?;
+    let mut stmts = vec![d
+        .prepare("INSERT INTO search_log (q, k, category, mode, results, took_ms, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+        .bind(&row)?];
+    stmts.extend(retention_statements(&d, now)?);
+    Ok(stmts)
+}
+
+/// What [`SEARCH_LOG_DAYS`], [`SEARCH_LOG_ROWS`] and [`DEAD_LETTER_DAYS`]
+/// drop as of `now`.
+fn retention_statements(d: &D1Database, now: Millis) -> ApiResult<Vec<D1PreparedStatement>> {
     let day = 24 * 3600 * 1000;
     Ok(vec![
-        d.prepare("INSERT INTO search_log (q, k, category, mode, results, took_ms, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-            .bind(&row)?,
         d.prepare("DELETE FROM search_log WHERE at < ?1 OR id <= (SELECT MAX(id) FROM search_log) - ?2")
             .bind(&[n(now - SEARCH_LOG_DAYS * day), n(SEARCH_LOG_ROWS)])?,
         d.prepare(DEAD_LETTER_PRUNE).bind(&[n(now - DEAD_LETTER_DAYS * day)])?,
     ])
+}
+
+/// The logs' retention applied now: the Worker's daily cron trigger, so it
+/// holds on a deployment nobody searches (searches and the dead-letter
+/// listing apply it too).
+pub async fn prune_logs(env: &Env, now: Millis) -> ApiResult<()> {
+    let d = db(env)?;
+    d.batch(retention_statements(&d, now)?).await?;
+    Ok(())
 }
 
 pub async fn run_batch(env: &Env, stmts: Vec<D1PreparedStatement>) -> ApiResult<()> {

@@ -1,7 +1,8 @@
-//! The Worker's entry point: a panic hook, then the router; and the consumer
-//! of the `INGEST` queue and its dead-letter queue.
+//! The Worker's entry point: a panic hook, then the router; the consumer
+//! of the `INGEST` queue and its dead-letter queue; and the daily cron
+//! trigger (`[triggers]` in wrangler.toml).
 
-use worker::{event, Context, Env, MessageBatch, Request, Response};
+use worker::{event, Context, Env, MessageBatch, Request, Response, ScheduleContext, ScheduledEvent};
 
 #[event(start)]
 fn start() {
@@ -19,4 +20,14 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
 async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> worker::Result<()> {
     crate::ingest::consume(batch, env).await;
     Ok(())
+}
+
+/// The logs that hold user text keep their bounded retention on a
+/// deployment with no traffic too. A failure is logged: the next day's
+/// trigger (or a search) prunes what this one left.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    if let Err(e) = crate::catalog::prune_logs(&env, crate::runtime::now_ms()).await {
+        worker::console_error!("scheduled log retention failed: {e}");
+    }
 }

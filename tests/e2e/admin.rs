@@ -221,6 +221,38 @@ fn check_schema(doc: &serde_json::Value, schema: &serde_json::Value, value: &ser
     out
 }
 
+/// The logs that hold user text keep their retention where nobody searches:
+/// the Worker's daily cron trigger (run here as `wrangler dev
+/// --test-scheduled` runs it) drops a search logged 8 days ago and a dead
+/// letter of 31 days, and keeps this week's. Nothing pruned them before
+/// but a search or the dead-letter listing.
+#[tokio::test]
+async fn the_daily_trigger_prunes_old_search_logs_and_dead_letters() {
+    // Its own server: it uses `Server::d1` (see there).
+    let own = Server::start(&ServerOptions::new(temp_dir("retention").join("state")));
+    let s = &own;
+    let day: i64 = 24 * 3600 * 1000;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    s.d1(&format!(
+        "INSERT INTO search_log (q, k, category, mode, results, took_ms, at) VALUES ('old secret', 5, NULL, 'hybrid', 1, 3, {}), ('new', 5, NULL, 'hybrid', 1, 3, {});
+         INSERT INTO runs (id, content_id, version, status, error, created_at, updated_at, finished_at) VALUES
+           ('old-dead-letter', 'c', 1, 'failed', 'old error text', 0, 0, {}), ('new-dead-letter', 'c', 1, 'failed', 'error text', 0, 0, {})",
+        now - 8 * day,
+        now - day,
+        now - 31 * day,
+        now - day
+    ));
+    let r = send(http().get(s.url("/__scheduled?cron=17+3+*+*+*"))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let left = |sql: &str| s.d1(sql).iter().filter_map(|r| r["k"].as_str().map(str::to_string)).collect::<Vec<_>>();
+    eventually("the trigger's prune", Duration::from_secs(20), || async {
+        let logs = left("SELECT q AS k FROM search_log ORDER BY id");
+        let runs = left("SELECT id AS k FROM runs WHERE status = 'failed' ORDER BY id");
+        if logs == ["new"] && runs == ["new-dead-letter"] { Ok(()) } else { Err(format!("search log {logs:?}, dead letters {runs:?}")) }
+    })
+    .await;
+}
+
 /// After a D1 restore that lost an item's rows, the reconciliation route
 /// rewrites them from the actors; a catalog row whose actor holds nothing is
 /// removed. Until then, the unregistered actors are still inspectable.

@@ -363,7 +363,7 @@ impl Server {
             let inspector = free_port();
             let mut cmd = wrangler();
             cmd.args(["dev", "--local", "--ip", "127.0.0.1", "--port", "0", "--inspector-port", &inspector.to_string()])
-                .args(["--show-interactive-dev-session=false", "--persist-to"])
+                .args(["--show-interactive-dev-session=false", "--test-scheduled", "--persist-to"])
                 .arg(&opts.state_dir)
                 .args(opts.config_args());
             for (k, v) in &vars {
