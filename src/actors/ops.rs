@@ -685,7 +685,7 @@ actor_ops! {
     /// One principal's token bucket for one class of request.
     enum RateLimitCall for RateLimit, trait RateLimitOps {
         "take" => Take(Take) -> Taken, take;
-    }
+    } with inspection
 }
 
 // ---- Answer ---------------------------------------------------------------

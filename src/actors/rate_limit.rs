@@ -17,9 +17,10 @@
 
 use std::cell::{Cell, RefCell};
 
+use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Response, State};
 
-use super::ops::{RateLimitCall, RateLimitOps, Take, Taken};
+use super::ops::{FireAlarm, Inspect, Inspectable, RateLimitCall, RateLimitOps, Take, Taken};
 use crate::domain::rate::TokenBucket;
 use crate::error::{ApiError, ApiResult};
 use crate::runtime::now_ms;
@@ -31,6 +32,7 @@ const BUCKET: &str = "bucket";
 #[durable_object]
 pub struct RateLimitActor {
     state: State,
+    env: Env,
     bucket: RefCell<Option<TokenBucket>>,
     /// Whether storage holds a record (and the alarm that deletes it).
     recorded: Cell<bool>,
@@ -76,6 +78,53 @@ impl RateLimitActor {
     }
 }
 
+impl RateLimitActor {
+    /// The alarm's work: the record's deletion once the bucket is full again,
+    /// or the next check.
+    async fn wake(&self) -> worker::Result<()> {
+        let now = now_ms();
+        let bucket = match *self.bucket.borrow() {
+            Some(b) => Some(b),
+            None => self.recorded_bucket().map_err(|e| worker::Error::RustError(e.to_string()))?,
+        };
+        if let Some(mut b) = bucket {
+            // A take of nothing refills it to now.
+            let _ = b.take(0, b.per_min, now);
+            if b.is_full() {
+                self.bucket.replace(None);
+                self.forget().await?;
+            } else {
+                self.bucket.replace(Some(b));
+                self.state.storage().set_alarm(super::alarm_time(b.full_at().max(now + 1_000))).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Inspectable for RateLimitActor {
+    /// The bucket as this instance holds it (refilled to now), else as
+    /// stored; `null` when neither has one: the bucket is full.
+    async fn inspect(&self, _q: Inspect) -> ApiResult<Value> {
+        let held = match *self.bucket.borrow() {
+            Some(b) => Some(b),
+            None => self.recorded_bucket()?,
+        };
+        let bucket = held.map(|mut b| {
+            let _ = b.take(0, b.per_min, now_ms());
+            b
+        });
+        let typed = json!({ "bucket": bucket, "recorded": self.recorded.get() });
+        let log = crate::store::events::EventStore::new(self.state.storage().sql(), crate::runtime::config(&self.env).retention, Default::default());
+        super::inspection(&self.state, "rate_limit", "rate_limit", typed, &log).await
+    }
+
+    async fn fire_alarm(&self, q: FireAlarm) -> ApiResult<Value> {
+        self.wake().await?;
+        self.inspect(Inspect { content_id: q.content_id }).await
+    }
+}
+
 impl RateLimitOps for RateLimitActor {
     async fn take(&self, t: Take) -> ApiResult<Taken> {
         let now = now_ms();
@@ -103,8 +152,8 @@ impl RateLimitOps for RateLimitActor {
 }
 
 impl DurableObject for RateLimitActor {
-    fn new(state: State, _env: Env) -> Self {
-        RateLimitActor { state, bucket: RefCell::new(None), recorded: Cell::new(false) }
+    fn new(state: State, env: Env) -> Self {
+        RateLimitActor { state, env, bucket: RefCell::new(None), recorded: Cell::new(false) }
     }
 
     crate::unused_handlers!(fetch);
@@ -112,22 +161,7 @@ impl DurableObject for RateLimitActor {
     /// The record's deletion, once the bucket is full again (re-armed
     /// while takes keep it low).
     async fn alarm(&self) -> worker::Result<Response> {
-        let now = now_ms();
-        let bucket = match *self.bucket.borrow() {
-            Some(b) => Some(b),
-            None => self.recorded_bucket().map_err(|e| worker::Error::RustError(e.to_string()))?,
-        };
-        if let Some(mut b) = bucket {
-            // A take of nothing refills it to now.
-            let _ = b.take(0, b.per_min, now);
-            if b.is_full() {
-                self.bucket.replace(None);
-                self.forget().await?;
-            } else {
-                self.bucket.replace(Some(b));
-                self.state.storage().set_alarm(super::alarm_time(b.full_at().max(now + 1_000))).await?;
-            }
-        }
+        self.wake().await?;
         Response::ok("ok")
     }
 

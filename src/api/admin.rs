@@ -24,7 +24,7 @@ use crate::protocol::{
 fn kind_of(kind: &str) -> ApiResult<ActorKind> {
     match ActorKind::parse(kind) {
         Some(k) if k.is_registered() => Ok(k),
-        Some(k @ (ActorKind::Feed | ActorKind::VectorShard | ActorKind::Analyzer)) => Ok(k),
+        Some(k @ (ActorKind::Feed | ActorKind::VectorShard | ActorKind::Analyzer | ActorKind::RateLimit)) => Ok(k),
         _ => Err(ApiError::not_found(format!("actor kind {kind:?}"))),
     }
 }
@@ -45,6 +45,9 @@ async fn locate(env: &Env, kind: &str, id: &str) -> ApiResult<(ActorKind, String
         }
         ActorKind::Feed if id == crate::actors::feed::FEED_NAME => Ok((k, id.to_string(), true)),
         ActorKind::Analyzer if id == crate::providers::analyzer_http::ANALYZER_ACTOR => Ok((k, id.to_string(), true)),
+        // Not in the registry: a bucket's name, `<class>:<principal key>`
+        // (one never used answers as a full bucket).
+        ActorKind::RateLimit if super::limits::is_bucket_name(id) => Ok((k, id.to_string(), true)),
         // Only a name a shard can have (`shard-7`, not `shard-007`):
         // inspecting wakes the actor, which creates its tables.
         ActorKind::VectorShard if id.strip_prefix("shard-").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n < crate::config::MAX_VECTOR_SHARDS && crate::providers::actor_index::shard_name(n) == id) => {

@@ -27,6 +27,14 @@ impl LimitClass {
     }
 }
 
+/// Whether `name` is one a rate-limit actor can have (`<class>:<key>`), so
+/// the inspector wakes no actor for another.
+pub fn is_bucket_name(name: &str) -> bool {
+    name.split_once(':').is_some_and(|(class, key)| {
+        [LimitClass::Write, LimitClass::Read, LimitClass::Sessions].iter().any(|c| c.as_str() == class) && !key.is_empty() && name.len() <= 300
+    })
+}
+
 /// Whose bucket a request spends from; also whose socket caps a topic
 /// socket counts against.
 pub fn bucket_key(p: &Principal, req: &Request) -> String {

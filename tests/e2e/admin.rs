@@ -221,6 +221,35 @@ fn check_schema(doc: &serde_json::Value, schema: &serde_json::Value, value: &ser
     out
 }
 
+/// Every actor kind is inspectable, the rate limiter's buckets too
+/// (`rate_limit/<class>:<tenant>:<subject>:<is user>`): a key that made one
+/// write of its 5 a minute shows a bucket below 5; a bucket never used is
+/// full (`null`); a name no bucket can have is 404. It was 404 for every name.
+#[tokio::test]
+async fn a_principals_rate_limit_bucket_is_inspectable() {
+    let s = &shared().server;
+    let tenant = unique_tenant("bucket");
+    let key = mint_key(&s.base, &s.admin_token, &tenant, &["content:write"], Some(5));
+    let key_id = key.split('_').nth(1).expect("alk_<id>_<secret>").to_string();
+    let r = send(http().post(s.url("/api/content")).bearer_auth(&key).json(&json!({"title": "One write", "body": document("bucket", 85, 400)}))).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let path = format!("/admin/actors/rate_limit/write:{tenant}:{key_id}:0");
+    let v = s.admin_get(&path).await;
+    assert_eq!(v.status, 200, "{}", v.body);
+    assert_eq!((v.body["kind"].as_str(), v.body["id"].as_str()), (Some("rate_limit"), Some(&path["/admin/actors/rate_limit/".len()..])), "{}", v.body);
+    let bucket = &v.body["state"]["bucket"];
+    assert_eq!(bucket["per_min"], 5, "{}", v.body);
+    assert!(bucket["tokens"].as_f64().is_some_and(|t| t < 5.0), "one write spent: {}", v.body);
+    let unused = s.admin_get(&format!("/admin/actors/rate_limit/read:{tenant}:{key_id}:0")).await;
+    assert_eq!((unused.status, &unused.body["state"]["bucket"]), (200, &json!(null)), "{}", unused.body);
+    let fired = s.admin_post(&format!("{path}/alarm")).await;
+    assert_eq!(fired.status, 200, "{}", fired.body);
+    for bad in ["nope", "write:", "burst:x"] {
+        let r = s.admin_get(&format!("/admin/actors/rate_limit/{bad}")).await;
+        assert_eq!(r.status, 404, "{bad}: {}", r.body);
+    }
+}
+
 /// The logs that hold user text keep their retention where nobody searches:
 /// the Worker's daily cron trigger (run here as `wrangler dev
 /// --test-scheduled` runs it) drops a search logged 8 days ago and a dead
