@@ -140,9 +140,7 @@ impl FeedOps for FeedActor {
         // the sockets' broadcast (a failed read of their lag cell closes
         // the sockets, which resume from the log), and a retry of this call
         // would find them placed and send nothing.
-        if let Err(e) = self.sockets.publish(self, Topic::Feed, &records) {
-            worker::console_error!("feed broadcast failed after the append: {e}");
-        }
+        self.sockets.publish(self, Topic::Feed, &records);
         if let Some(at) = self.sockets.catch_up_due(now_ms()) {
             self.arm(at).await;
         }

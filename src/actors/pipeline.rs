@@ -110,11 +110,7 @@ impl RunShell {
         self.cells().save("run", run)?;
         self.run.replace(Some(run.clone()));
         let records = self.log().append(drafts, now)?;
-        // Committed: a failed broadcast closed the sockets (they resume
-        // from the log), and the sessions are still pushed the records.
-        if let Err(e) = self.sockets.publish(self, Self::topic(run), &records) {
-            worker::console_error!("run broadcast failed after the commit: {e}");
-        }
+        self.sockets.publish(self, Self::topic(run), &records);
         Ok(records)
     }
 

@@ -22,6 +22,7 @@ use worker::{durable_object, DurableObject, Env, Response, State};
 
 use super::ops::{FireAlarm, Inspect, Inspectable, RateLimitCall, RateLimitOps, Take, Taken};
 use crate::domain::rate::TokenBucket;
+use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::runtime::now_ms;
 use crate::store::{self, StateCell};
@@ -76,20 +77,27 @@ impl RateLimitActor {
         self.recorded.set(false);
         self.state.storage().delete_all().await
     }
-}
 
-impl RateLimitActor {
+    /// The bucket as this instance holds it, else as stored, refilled to
+    /// `now`; none when neither has one (it is full).
+    fn bucket_at(&self, now: Millis) -> ApiResult<Option<TokenBucket>> {
+        let held = match *self.bucket.borrow() {
+            Some(b) => Some(b),
+            None => self.recorded_bucket()?,
+        };
+        Ok(held.map(|mut b| {
+            // A take of nothing refills it to now.
+            let _ = b.take(0, b.per_min, now);
+            b
+        }))
+    }
+
     /// The alarm's work: the record's deletion once the bucket is full again,
     /// or the next check.
     async fn wake(&self) -> worker::Result<()> {
         let now = now_ms();
-        let bucket = match *self.bucket.borrow() {
-            Some(b) => Some(b),
-            None => self.recorded_bucket().map_err(|e| worker::Error::RustError(e.to_string()))?,
-        };
-        if let Some(mut b) = bucket {
-            // A take of nothing refills it to now.
-            let _ = b.take(0, b.per_min, now);
+        let bucket = self.bucket_at(now).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        if let Some(b) = bucket {
             if b.is_full() {
                 self.bucket.replace(None);
                 self.forget().await?;
@@ -103,18 +111,9 @@ impl RateLimitActor {
 }
 
 impl Inspectable for RateLimitActor {
-    /// The bucket as this instance holds it (refilled to now), else as
-    /// stored; `null` when neither has one: the bucket is full.
+    /// The bucket refilled to now; `null` when full.
     async fn inspect(&self, _q: Inspect) -> ApiResult<Value> {
-        let held = match *self.bucket.borrow() {
-            Some(b) => Some(b),
-            None => self.recorded_bucket()?,
-        };
-        let bucket = held.map(|mut b| {
-            let _ = b.take(0, b.per_min, now_ms());
-            b
-        });
-        let typed = json!({ "bucket": bucket, "recorded": self.recorded.get() });
+        let typed = json!({ "bucket": self.bucket_at(now_ms())?, "recorded": self.recorded.get() });
         let log = crate::store::events::EventStore::new(self.state.storage().sql(), crate::runtime::config(&self.env).retention, Default::default());
         super::inspection(&self.state, "rate_limit", "rate_limit", typed, &log).await
     }

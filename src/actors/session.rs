@@ -512,11 +512,10 @@ impl SessionActor {
         let (kind, name) = topic_actor(topic);
         let ask = Subscribe { session: info.id.to_string(), after, principal: info.principal.clone(), holder: info.holder.clone(), until: Some(info.expires_at) };
         let answer = rpc::send_to(&self.env, kind, &name, &ask).await;
+        let read = answer.as_ref().map_or(0, |a| read_for(a.events.len(), a.plan == Plan::Resync));
         let Some(mut sub) = self.take_replay(&replay_key, n) else {
             // Superseded by a later `subscribe`: the topic read its answer all the same.
-            if let Ok(a) = &answer {
-                charge_read(ws, read_for(a.events.len(), a.plan == Plan::Resync));
-            }
+            charge_read(ws, read);
             return Ok(());
         };
         let answer = match answer {
@@ -532,7 +531,6 @@ impl SessionActor {
                 });
             }
         };
-        let read = read_for(answer.events.len(), answer.plan == Plan::Resync);
         let step = sub.answered(after, answer.last_seq, answer.plan == Plan::Resync, answer.events);
         self.drive(ws, topic, Run { sub, subscribe: n, read }, step, answer.snapshot, &mut Encoded::default()).await;
         self.touch(info.expires_at).await;

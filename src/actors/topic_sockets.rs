@@ -33,6 +33,7 @@ use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{ClientFrame, EventRecord, ServerFrame, Topic};
 use crate::runtime::{config, now_ms};
+use crate::store::events::EventStore;
 
 /// The state cell holding the lag: present only while a dropped broadcast
 /// is owed to the live sockets.
@@ -51,6 +52,22 @@ pub fn opener(req: &Request) -> ApiResult<SocketOpener> {
         .flatten()
         .and_then(|h| serde_json::from_str::<SocketOpener>(&h).ok())
         .ok_or_else(|| ApiError::BadRequest("this socket is opened through /api/topics/{topic}/ws".into()))
+}
+
+/// Sends a joining socket the log's events after `after` up to `last`, page
+/// by page, as `replaying` may see them; counts into `read` every event
+/// read, seen or not (what a subscribe pays for).
+fn replay(log: &EventStore, topic: Topic, ws: &WebSocket, replaying: &Watcher, mut after: u64, last: u64, read: &mut usize) -> ApiResult<()> {
+    while after < last {
+        let page = log.after(after, REPLAY_PAGE)?;
+        let Some(end) = page.last().map(|e| e.seq) else { break };
+        for frame in Batch::new(topic, &page).frames_for(replaying, 0) {
+            let _ = ws.send_with_str(frame);
+        }
+        *read += page.len();
+        after = end;
+    }
+    Ok(())
 }
 
 /// The sockets an actor holds for its topic, and its lag, as this instance
@@ -186,9 +203,13 @@ impl TopicSockets {
     /// the caller's alarm catches up ([`Self::catch_up_due`]).
     /// If the lag cannot be read or stored, the live sockets are closed
     /// (1012) rather than left to miss `records` for good: they resume with
-    /// `after`, and the replay comes from the log the commit wrote.
-    pub fn publish(&self, host: &impl ActorStorage, topic: Topic, records: &[EventRecord]) -> ApiResult<()> {
-        self.send_or_owe(host, topic, records).inspect_err(|_| self.close_all(1012, "events could not be sent: resume with after"))
+    /// `after`, and the replay comes from the log the commit wrote. So the
+    /// commit stands either way, and nothing is returned to its caller.
+    pub fn publish(&self, host: &impl ActorStorage, topic: Topic, records: &[EventRecord]) {
+        if let Err(e) = self.send_or_owe(host, topic, records) {
+            worker::console_error!("{topic} broadcast failed after the commit, sockets closed to resume: {e}");
+            self.close_all(1012, "events could not be sent: resume with after");
+        }
     }
 
     fn send_or_owe(&self, host: &impl ActorStorage, topic: Topic, records: &[EventRecord]) -> ApiResult<()> {
@@ -336,42 +357,25 @@ impl TopicSockets {
         let log = host.log();
         let window = log.window()?;
         send(ws, &ServerFrame::Subscribed { topic, seq: window.last });
-        match plan_replay(after, window) {
-            ReplayPlan::UpToDate => {}
+        let sent = match plan_replay(after, window) {
+            ReplayPlan::UpToDate => Ok(()),
             // The snapshot as the socket's principal may read it.
             ReplayPlan::Resync => {
                 send(ws, &ServerFrame::ResyncRequired { topic, snapshot: snapshot(&w.scope()) });
                 replayed = RESYNC_AS_REPLAYED;
+                Ok(())
             }
-            ReplayPlan::Replay { mut after, last } => {
-                let replaying = Watcher { c: Some(after), ..w.clone() };
-                while after < last {
-                    let page = match log.after(after, REPLAY_PAGE) {
-                        Ok(page) => page,
-                        Err(e) => {
-                            // What was read so far is still paid for.
-                            if pays && replayed > 0 {
-                                w.b.charge_replay(replayed, now_ms());
-                                save_attachment(ws, &w);
-                            }
-                            return Err(e);
-                        }
-                    };
-                    let Some(end) = page.last().map(|e| e.seq) else { break };
-                    for frame in Batch::new(topic, &page).frames_for(&replaying, 0) {
-                        let _ = ws.send_with_str(frame);
-                    }
-                    // Charged for what was read, seen or not.
-                    replayed += page.len();
-                    after = end;
-                }
-            }
-        }
-        w.c = Some(window.last);
+            ReplayPlan::Replay { after, last } => replay(&log, topic, ws, &Watcher { c: Some(after), ..w.clone() }, after, last, &mut replayed),
+        };
+        // What was read is paid for, also when a page failed part way.
         if pays {
             w.b.charge_replay(replayed, now_ms());
         }
+        if sent.is_ok() {
+            w.c = Some(window.last);
+        }
         save_attachment(ws, &w);
+        sent?;
         send(ws, &ServerFrame::Ready { topic });
         Ok(())
     }

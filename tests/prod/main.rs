@@ -563,6 +563,19 @@ async fn the_containers_fresh_disk_gets_its_fingerprints_back() {
     assert!(flagged.contains(&orig), "a half-restored container stayed so: {flagged:?}");
 }
 
+/// A server of its own whose emulated container listens `listen_delay_ms`
+/// after each start, and whose analyzer breaker opens at its first failure.
+/// The emulator is returned to be kept alive with the server.
+fn slow_container(name: &str, listen_delay_ms: u64) -> (Emulator, Server) {
+    let dir = temp_dir(name);
+    let mut config = Emulator::standard_config(&dir.join("container-disks"));
+    config["containerListenDelayMs"] = json!(listen_delay_ms);
+    let emulator = Emulator::start(&dir.join("emulator"), config);
+    let opts = ServerOptions::emulated(dir.join("state"), emulator.worker_config.clone()).var("ANALYZER_BREAKER_THRESHOLD", "1");
+    let s = Server::start(&opts);
+    (emulator, s)
+}
+
 /// Calls that arrive together while one container starts slowly wait on
 /// that one start: their give-ups count once, so a burst (seven runs at the
 /// analyze stage at once) does not open the breaker by itself, and each run
@@ -571,12 +584,7 @@ async fn the_containers_fresh_disk_gets_its_fingerprints_back() {
 /// startup wait of 8 s.)
 #[tokio::test]
 async fn a_burst_during_one_slow_start_does_not_open_the_breaker() {
-    let dir = temp_dir("prod-slow-start-burst");
-    let mut config = Emulator::standard_config(&dir.join("container-disks"));
-    config["containerListenDelayMs"] = json!(9_000);
-    let emulator = Emulator::start(&dir.join("emulator"), config);
-    let opts = ServerOptions::emulated(dir.join("state"), emulator.worker_config.clone()).var("ANALYZER_BREAKER_THRESHOLD", "1");
-    let s = Server::start(&opts);
+    let (_emulator, s) = slow_container("prod-slow-start-burst", 9_000);
     let mut runs = Vec::new();
     for i in 0..7 {
         runs.push(s.submit(&format!("Burst {i}"), &marked("burst", 40 + i, 900), None).await.1);
@@ -597,12 +605,7 @@ async fn a_burst_during_one_slow_start_does_not_open_the_breaker() {
 /// comes up; the breaker opens at its first failure here.)
 #[tokio::test]
 async fn a_container_that_never_listens_opens_the_breaker() {
-    let dir = temp_dir("prod-never-listens");
-    let mut config = Emulator::standard_config(&dir.join("container-disks"));
-    config["containerListenDelayMs"] = json!(3_600_000);
-    let emulator = Emulator::start(&dir.join("emulator"), config);
-    let opts = ServerOptions::emulated(dir.join("state"), emulator.worker_config.clone()).var("ANALYZER_BREAKER_THRESHOLD", "1");
-    let s = Server::start(&opts);
+    let (_emulator, s) = slow_container("prod-never-listens", 3_600_000);
     let (_, run) = s.submit("Never listens", &marked("nevermore", 3, 900), None).await;
     let view = s.wait_run(&run, RUN_TIMEOUT).await;
     assert_eq!(view["status"], "completed", "analyze is optional: {view}");
