@@ -94,6 +94,9 @@ export class Live extends EventTarget {
   /**
    * Subscribes `topic`. `after: 0` replays the whole log; `after` omitted starts
    * from now. Handlers: onEvent(frame), onResync(snapshot), onReady(), onError(err).
+   * onResync says what the view holds may be stale: the log was trimmed past
+   * its cursor (a snapshot), or a "from now" was asked again before the server
+   * named its seq (null).
    * Returns a function that unsubscribes.
    */
   subscribe(topic, { after, onEvent, onResync, onReady, onError } = {}) {
@@ -128,6 +131,11 @@ export class Live extends EventTarget {
     sub.retryTimer = null;
     sub.ready = false;
     sub.subscribedSeq = null;
+    // "From now" asked again (the socket dropped, or the topic refused for
+    // now, before `subscribed` named the seq): the new now is later, and
+    // what happened in between is told as a resync.
+    if (sub.lastSeq === null && sub.askedFromNow) sub.missedFromNow = true;
+    sub.askedFromNow = sub.lastSeq === null;
     this.send(frames.subscribe(sub.topic, sub.lastSeq ?? undefined));
   }
 
@@ -380,6 +388,11 @@ export class Live extends EventTarget {
         if (!sub) return;
         sub.subscribedSeq = f.seq;
         if (sub.lastSeq === null) sub.lastSeq = f.seq;
+        if (sub.missedFromNow) {
+          sub.missedFromNow = false;
+          this.stats.resyncs += 1;
+          sub.handlers.onResync?.(null);
+        }
         break;
       case SERVER_FRAMES.EVENT:
         // The server answers a subscribe with `subscribed` before any of its

@@ -207,6 +207,27 @@ test('a resync never moves the cursor back', () => {
   assert.equal(fresh.live.subs.get('run:b').lastSeq, 40);
 });
 
+test('a "from now" asked again before `subscribed` is told as a resync; one answered is not', () => {
+  const { live, frame, sent } = liveWith([]);
+  let resyncs = 0;
+  live.subscribe('content:c', { onResync: (snapshot) => { resyncs += 1; assert.equal(snapshot, null); } });
+  assert.deepEqual(sent.at(-1), { type: 'subscribe', topic: 'content:c' });
+  // The socket drops before `subscribed`: the reopened one asks from now again.
+  live.sendSubscribe(live.subs.get('content:c'));
+  assert.deepEqual(sent.at(-1), { type: 'subscribe', topic: 'content:c' });
+  frame({ type: 'subscribed', topic: 'content:c', seq: 7 });
+  assert.equal(resyncs, 1, 'events between the two asks are not owed to the cursor: the view reloads');
+  // Once the seq is named, a resubscribe resumes from it, with nothing to tell.
+  live.sendSubscribe(live.subs.get('content:c'));
+  assert.deepEqual(sent.at(-1), { type: 'subscribe', topic: 'content:c', after: 7 });
+  frame({ type: 'subscribed', topic: 'content:c', seq: 7 });
+  assert.equal(resyncs, 1);
+  // A first "from now" that is answered tells nothing either.
+  live.subscribe('feed', { onResync: () => { resyncs += 1; } });
+  frame({ type: 'subscribed', topic: 'feed', seq: 3 });
+  assert.equal(resyncs, 1);
+});
+
 test('an event before `subscribed` is an earlier subscription\'s leftover: it does not cut the replay short', () => {
   const { live, frame } = liveWith(['answer:x']);
   live.subs.get('answer:x').lastSeq = 0;
