@@ -10,7 +10,7 @@ use worker::{D1Database, D1PreparedStatement, Env};
 
 use crate::domain::content::ContentState;
 use crate::domain::pipeline::PipelineRun;
-use crate::domain::principal::{fts_scope_token, Ownership, ReadScope, Visibility};
+use crate::domain::principal::{fts_scope_token, Ownership, PrincipalKind, ReadScope, Visibility};
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{RunStatus, StageStatus};
@@ -141,8 +141,8 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
     let mut stmts = vec![
         registry_upsert(&d, "content", &id, c.status.as_str(), c.created_at, now)?,
         d.prepare(
-            "INSERT INTO content (id, version, title, category, tags, author, status, summary, run_id, created_at, updated_at, tenant, owner, visibility)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14
+            "INSERT INTO content (id, version, title, category, tags, author, status, summary, run_id, created_at, updated_at, tenant, owner, visibility, owner_kind)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
              WHERE NOT EXISTS (SELECT 1 FROM actors WHERE kind = 'content' AND id = ?1 AND status = 'deleted')
              ON CONFLICT (id) DO UPDATE SET version = excluded.version, title = excluded.title, category = excluded.category,
                tags = excluded.tags, author = excluded.author, status = excluded.status, summary = excluded.summary,
@@ -165,6 +165,7 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
             s(&c.ownership.tenant),
             s(&c.ownership.owner),
             s(c.ownership.visibility.as_str()),
+            s(c.ownership.owner_kind.map_or("", PrincipalKind::as_str)),
         ])?,
     ];
     if c.status == crate::protocol::ContentStatus::Failed {
@@ -391,17 +392,21 @@ fn scope_sql_on(scope: &ReadScope, first: usize, visibility: &str) -> (String, V
 /// The part of a tenant's scope that is its own tenant's items (not the
 /// public ones), and its binds from `?{first}`; `1 = 0` for other scopes.
 fn own_tenant_sql(scope: &ReadScope, first: usize, visibility: &str) -> (String, Vec<JsValue>) {
-    let ReadScope::Tenant { tenant, subject, read, manage } = scope else { return ("1 = 0".into(), Vec::new()) };
+    let ReadScope::Tenant { tenant, subject, kind, read, manage } = scope else { return ("1 = 0".into(), Vec::new()) };
+    // The owner is its subject of its kind (`''`: a row or a scope from
+    // before kinds were recorded), as `Ownership::owned_by` says.
     (
         format!(
-            "c.tenant = ?{a} AND ((c.owner <> '' AND c.owner = ?{b}) OR ?{m} = 1 OR (?{r} = 1 AND ({v}) = 'tenant'))",
+            "c.tenant = ?{a} AND ((c.owner <> '' AND c.owner = ?{b} AND (c.owner_kind = '' OR ?{k} = '' OR c.owner_kind = ?{k}))
+               OR ?{m} = 1 OR (?{r} = 1 AND ({v}) = 'tenant'))",
             v = visibility,
             a = first,
             b = first + 1,
             m = first + 2,
-            r = first + 3
+            r = first + 3,
+            k = first + 4
         ),
-        vec![s(tenant), s(subject), n(*manage as i64), n(*read as i64)],
+        vec![s(tenant), s(subject), n(*manage as i64), n(*read as i64), s(kind.map_or("", PrincipalKind::as_str))],
     )
 }
 
@@ -545,6 +550,8 @@ pub struct DocRow {
     pub body: String,
     pub tenant: String,
     pub owner: String,
+    #[serde(default)]
+    pub owner_kind: String,
     pub visibility: String,
     #[serde(default)]
     pub category: Option<String>,
@@ -569,6 +576,7 @@ impl DocRow {
             tenant: self.tenant.clone(),
             owner: self.owner.clone(),
             visibility: Visibility::parse(&self.visibility).unwrap_or(Visibility::Private),
+            owner_kind: PrincipalKind::parse(&self.owner_kind),
         }
     }
 }
@@ -588,7 +596,7 @@ pub async fn fetch_docs(env: &Env, ids: &[String]) -> ApiResult<Vec<DocRow>> {
     }
     let placeholders = (1..=ids.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(",");
     let sql = format!(
-        "SELECT k.content_id AS content_id, f.title AS title, f.body AS body, c.tenant AS tenant, c.owner AS owner,
+        "SELECT k.content_id AS content_id, f.title AS title, f.body AS body, c.tenant AS tenant, c.owner AS owner, c.owner_kind AS owner_kind,
                 {SHOWN_VISIBILITY} AS visibility, c.category AS category, c.version AS version, c.status AS status
          FROM content_fts_keys k JOIN content_fts f ON f.rowid = k.fts_rowid JOIN content c ON c.id = k.content_id
          WHERE k.content_id IN ({placeholders})"

@@ -1390,7 +1390,7 @@ mod tests {
         let (stage, whole) = (EventDraft::of(failed.clone()), EventDraft::of(RunFailed(failed)));
         assert_eq!((stage.event, whole.event), (EventName::StageFailed, EventName::RunFailed));
         assert_eq!(stage.data, whole.data, "run.failed carries the stage's data");
-        let ownership = crate::domain::principal::Ownership { tenant: "t".into(), owner: "o".into(), visibility: Visibility::Tenant };
+        let ownership = crate::domain::principal::Ownership { tenant: "t".into(), owner: "o".into(), visibility: Visibility::Tenant, owner_kind: None };
         let item = ContentRef { content_id: Uuid::nil(), title: "T".into(), ownership };
         let deleted = EventDraft::of(ContentDeleted { item, version: 4 }).data;
         for field in ["content_id", "title", "tenant", "owner", "visibility", "version"] {

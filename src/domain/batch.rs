@@ -542,7 +542,7 @@ mod tests {
     }
 
     fn batch(total: u32, cap: u32) -> Batch {
-        let own = Ownership { tenant: "acme".into(), owner: "key-1".into(), visibility: Visibility::Tenant };
+        let own = Ownership { tenant: "acme".into(), owner: "key-1".into(), visibility: Visibility::Tenant, owner_kind: None };
         Batch::new(Uuid::new_v4(), submitter(), own, total, cap, 0)
     }
 

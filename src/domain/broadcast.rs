@@ -301,7 +301,7 @@ mod tests {
     #[test]
     fn class_keys_read_as_the_attachments_already_held() {
         // Sockets accepted before the key was a ReadScope keep working.
-        let tenant = ReadScope::Tenant { tenant: "a".into(), subject: "k1".into(), read: true, manage: false };
+        let tenant = ReadScope::Tenant { tenant: "a".into(), subject: "k1".into(), kind: None, read: true, manage: false };
         assert_eq!(serde_json::from_str::<ReadScope>(r#"{"k":"tenant","t":"a","s":"k1","r":true,"m":false}"#).unwrap(), tenant);
         assert_eq!(serde_json::from_str::<ReadScope>(r#"{"k":"public"}"#).unwrap(), ReadScope::PublicOnly);
         for scope in [ReadScope::All, ReadScope::PublicOnly, tenant] {

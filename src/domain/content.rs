@@ -777,7 +777,7 @@ mod tests {
         use crate::domain::principal::Scope;
         let owner = Principal::api_key("acme", "k-owner", &[Scope::Write]);
         let reader = Principal::api_key("acme", "k-reader", &[Scope::Read]);
-        let own = Ownership { tenant: "acme".into(), owner: "k-owner".into(), visibility: Visibility::Private };
+        let own = Ownership { tenant: "acme".into(), owner: "k-owner".into(), visibility: Visibility::Private, owner_kind: None };
         let mut s = ContentState::create(Uuid::new_v4(), doc("private draft"), own, Uuid::new_v4(), 10).0;
         s.ownership.visibility = Visibility::Tenant;
         s.new_version(doc("public note"), Uuid::new_v4(), 20).unwrap();

@@ -1016,7 +1016,7 @@ mod tests {
         let key = Principal::api_key;
         let (run, _) = PipelineRun::new(Uuid::new_v4(), Uuid::new_v4(), 1, RetryTuning::default(), 1_000);
         assert!(!run.followable_by(&Principal::operator()), "a run without its owner recorded asks the item");
-        let item = Ownership { tenant: "acme".into(), owner: "k1".into(), visibility: Visibility::Public };
+        let item = Ownership { tenant: "acme".into(), owner: "k1".into(), visibility: Visibility::Public, owner_kind: None };
         let run = run.owned_by(&item);
         assert_eq!(run.owner.as_ref().map(|o| o.visibility), Some(Visibility::Private));
         assert!(run.followable_by(&Principal::operator()));

@@ -16,13 +16,31 @@ pub fn valid_tenant(t: &str) -> bool {
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PrincipalKind {
     Operator,
     ApiKey,
     User,
     Anonymous,
+}
+
+impl PrincipalKind {
+    /// Its wire name (as serde writes it), also the catalog's `owner_kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::Operator => "operator",
+            PrincipalKind::ApiKey => "api_key",
+            PrincipalKind::User => "user",
+            PrincipalKind::Anonymous => "anonymous",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PrincipalKind> {
+        [PrincipalKind::Operator, PrincipalKind::ApiKey, PrincipalKind::User, PrincipalKind::Anonymous]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
 }
 
 /// Content scopes. Each includes the ones below it: `content:manage` ⊃
@@ -90,12 +108,28 @@ pub struct Ownership {
     pub tenant: String,
     pub owner: String,
     pub visibility: Visibility,
+    /// The owner's kind: a key's id and a user's `sub` are both subjects,
+    /// and a user whose `sub` is some key's id owns none of the key's items.
+    /// None for items made before it was recorded (owned by the subject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_kind: Option<PrincipalKind>,
 }
 
 impl Ownership {
     /// Items stored before ownership existed stay as open as they were.
     pub fn legacy() -> Self {
-        Ownership { tenant: LEGACY_TENANT.into(), owner: String::new(), visibility: Visibility::Public }
+        Ownership { tenant: LEGACY_TENANT.into(), owner: String::new(), visibility: Visibility::Public, owner_kind: None }
+    }
+
+    /// Whether a principal of `kind` (None: not known, as in a socket
+    /// attached before kinds were recorded) and `subject`, in this item's
+    /// tenant, is its owner.
+    fn owned_by(&self, kind: Option<PrincipalKind>, subject: &str) -> bool {
+        let same_kind = match (self.owner_kind, kind) {
+            (Some(owner), Some(kind)) => owner == kind,
+            _ => true,
+        };
+        !self.owner.is_empty() && self.owner == subject && same_kind
     }
 
     /// The vector namespace (shard namespace or Vectorize namespace) this
@@ -156,6 +190,10 @@ pub enum ReadScope {
         tenant: String,
         #[serde(rename = "s")]
         subject: String,
+        /// The subject's kind (see [`Ownership::owner_kind`]); None in an
+        /// attachment written before it was.
+        #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+        kind: Option<PrincipalKind>,
         #[serde(rename = "r")]
         read: bool,
         #[serde(rename = "m")]
@@ -232,7 +270,7 @@ impl Principal {
             return Access::Change;
         }
         let same = self.in_tenant(&o.tenant);
-        let owner = same && !o.owner.is_empty() && self.subject == o.owner && self.kind != PrincipalKind::Anonymous;
+        let owner = same && self.kind != PrincipalKind::Anonymous && o.owned_by(Some(self.kind), &self.subject);
         let manage = same && self.has(Scope::Manage);
         if owner || manage {
             return Access::Change;
@@ -273,7 +311,7 @@ impl Principal {
             (None, true) => operator_tenant.to_string(),
             (None, false) => return None,
         };
-        Some(Ownership { tenant, owner: self.subject.clone(), visibility })
+        Some(Ownership { tenant, owner: self.subject.clone(), visibility, owner_kind: Some(self.kind) })
     }
 
     pub fn read_scope(&self) -> ReadScope {
@@ -282,6 +320,7 @@ impl Principal {
             (Some(t), _) => ReadScope::Tenant {
                 tenant: t.clone(),
                 subject: self.subject.clone(),
+                kind: Some(self.kind),
                 read: self.has(Scope::Read),
                 manage: self.has(Scope::Manage),
             },
@@ -301,24 +340,22 @@ impl Principal {
 }
 
 impl ReadScope {
-    /// The keyword index's scope tokens this scope may match (see
-    /// `catalog::fts_scope_token`); `None` means all.
     /// Whether an item is in this scope: the same rule as
     /// [`Principal::can_read`], for rows that carry their ownership.
     pub fn admits(&self, o: &Ownership) -> bool {
         match self {
             ReadScope::All => true,
             ReadScope::PublicOnly => o.visibility == Visibility::Public,
-            ReadScope::Tenant { tenant, subject, read, manage } => {
+            ReadScope::Tenant { tenant, subject, kind, read, manage } => {
                 o.visibility == Visibility::Public
                     || (o.tenant == *tenant
-                        && ((!o.owner.is_empty() && o.owner == *subject)
-                            || *manage
-                            || (*read && o.visibility == Visibility::Tenant)))
+                        && (o.owned_by(*kind, subject) || *manage || (*read && o.visibility == Visibility::Tenant)))
             }
         }
     }
 
+    /// The keyword index's scope tokens this scope may match (see
+    /// `catalog::fts_scope_token`); `None` means all.
     pub fn fts_tokens(&self) -> Option<Vec<String>> {
         match self {
             ReadScope::All => None,
@@ -352,7 +389,11 @@ mod tests {
     use super::*;
 
     fn item(tenant: &str, owner: &str, v: Visibility) -> Ownership {
-        Ownership { tenant: tenant.into(), owner: owner.into(), visibility: v }
+        Ownership { tenant: tenant.into(), owner: owner.into(), visibility: v, owner_kind: Some(PrincipalKind::ApiKey) }
+    }
+
+    fn user(tenant: &str, sub: &str, scopes: &[Scope]) -> Principal {
+        Principal { kind: PrincipalKind::User, tenant: Some(tenant.into()), subject: sub.into(), scopes: scopes.to_vec(), rate_per_min: None }
     }
 
     #[test]
@@ -416,6 +457,39 @@ mod tests {
         assert_eq!(Principal::api_key("b", "w", &[Scope::Write]).access(&item("a", "w", Private)), None);
         // Anonymous never owns, even an item with an empty owner.
         assert_eq!(anon.access(&item("a", "", Private)), None);
+    }
+
+    /// A key's id and a user's `sub` are both subjects: a user whose `sub`
+    /// is a key's id owns none of the key's items, nor the key a user's.
+    /// Items recorded before the kind was are owned by the subject alone.
+    #[test]
+    fn the_owner_is_a_subject_of_its_kind() {
+        use Visibility::*;
+        let twin = user("a", "w", &[Scope::Write]);
+        let keys = item("a", "w", Private);
+        assert_eq!(twin.access(&keys), Access::None);
+        assert!(!twin.read_scope().admits(&keys));
+        assert_eq!(twin.access(&item("a", "w", Tenant)), Access::Read);
+        let users = twin.ownership_for_new(Private, "ops").unwrap();
+        assert_eq!(users.owner_kind, Some(PrincipalKind::User));
+        assert_eq!(twin.access(&users), Access::Change);
+        assert_eq!(Principal::api_key("a", "w", &[Scope::Write]).access(&users), Access::None);
+        let legacy = Ownership { owner_kind: Option::None, ..keys.clone() };
+        assert_eq!(twin.access(&legacy), Access::Change);
+        assert!(twin.read_scope().admits(&legacy));
+        // A scope attached before kinds were recorded matches the subject.
+        let ReadScope::Tenant { tenant, subject, read, manage, .. } = twin.read_scope() else { panic!() };
+        assert!(ReadScope::Tenant { tenant, subject, kind: Option::None, read, manage }.admits(&keys));
+        // Its short JSON (a feed socket's attachment) carries the kind, and
+        // one written before reads back without it.
+        let json = serde_json::to_value(twin.read_scope()).unwrap();
+        assert_eq!(json["o"], "user");
+        let old: ReadScope = serde_json::from_value(serde_json::json!({"k": "tenant", "t": "a", "s": "w", "r": true, "m": false})).unwrap();
+        assert!(matches!(old, ReadScope::Tenant { kind: Option::None, .. }));
+        for k in [PrincipalKind::Operator, PrincipalKind::ApiKey, PrincipalKind::User, PrincipalKind::Anonymous] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+            assert_eq!(PrincipalKind::parse(k.as_str()), Some(k));
+        }
     }
 
     #[test]
