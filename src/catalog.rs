@@ -58,6 +58,94 @@ pub async fn forget_actor(env: &Env, kind: &str, id: &str) -> ApiResult<()> {
     Ok(())
 }
 
+// ---------------------------------------------------------------- what answers quote
+
+#[derive(Deserialize)]
+struct Quoted {
+    id: String,
+}
+
+/// Records that answer `answer_id` quotes `content_ids`, for the items the
+/// catalog still holds, and returns those (the others were deleted since
+/// they were retrieved: the answer must not quote them). Written before the
+/// answer starts, so a later deletion finds the answer ([`answers_quoting`]).
+pub async fn record_answer_sources(env: &Env, answer_id: &str, content_ids: &[String]) -> ApiResult<Vec<String>> {
+    if content_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let d = db(env)?;
+    let mut stmts = content_ids
+        .iter()
+        .map(|cid| {
+            d.prepare(
+                "INSERT OR IGNORE INTO answer_sources (content_id, answer_id)
+                 SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM content WHERE id = ?1)",
+            )
+            .bind(&[s(cid), s(answer_id)])
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    stmts.push(d.prepare("SELECT content_id AS id FROM answer_sources WHERE answer_id = ?1").bind(&[s(answer_id)])?);
+    let results = d.batch(stmts).await?;
+    let rows: Vec<Quoted> = results.last().map(|r| r.results()).transpose()?.unwrap_or_default();
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// The answers that quote item `content_id`, at most `limit`, once its
+/// deletion has erased its catalog row (`None` before: an answer may still
+/// record it, see [`record_answer_sources`]).
+pub async fn answers_quoting(env: &Env, content_id: &str, limit: u32) -> ApiResult<Option<Vec<String>>> {
+    let d = db(env)?;
+    let results = d
+        .batch(vec![
+            d.prepare("SELECT id FROM content WHERE id = ?1").bind(&[s(content_id)])?,
+            d.prepare("SELECT answer_id AS id FROM answer_sources WHERE content_id = ?1 LIMIT ?2").bind(&[s(content_id), n(limit as i64)])?,
+        ])
+        .await?;
+    let listed = |i: usize| -> ApiResult<Vec<String>> {
+        let rows: Vec<Quoted> = results.get(i).map(|r| r.results()).transpose()?.unwrap_or_default();
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    };
+    if !listed(0)?.is_empty() {
+        return Ok(None);
+    }
+    listed(1).map(Some)
+}
+
+/// Which of `ids` the catalog holds (a deleted item's row is gone).
+pub async fn content_present(env: &Env, ids: &[String]) -> ApiResult<Vec<String>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders = (1..=ids.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(",");
+    let binds: Vec<JsValue> = ids.iter().map(|i| s(i)).collect();
+    let rows: Vec<Quoted> = db(env)?.prepare(format!("SELECT id FROM content WHERE id IN ({placeholders})")).bind(&binds)?.all().await?.results()?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// Forgets that `answer_ids` quote `content_id`: they were told.
+pub async fn drop_quotes(env: &Env, content_id: &str, answer_ids: &[String]) -> ApiResult<()> {
+    let d = db(env)?;
+    let stmts = answer_ids
+        .iter()
+        .map(|a| d.prepare("DELETE FROM answer_sources WHERE content_id = ?1 AND answer_id = ?2").bind(&[s(content_id), s(a)]))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !stmts.is_empty() {
+        d.batch(stmts).await?;
+    }
+    Ok(())
+}
+
+/// Removes an erased answer's rows: its registry row and what it quoted.
+pub async fn forget_answer(env: &Env, answer_id: &str) -> ApiResult<()> {
+    let d = db(env)?;
+    d.batch(vec![
+        d.prepare("DELETE FROM actors WHERE kind = 'answer' AND id = ?1").bind(&[s(answer_id)])?,
+        d.prepare("DELETE FROM answer_sources WHERE answer_id = ?1").bind(&[s(answer_id)])?,
+    ])
+    .await?;
+    Ok(())
+}
+
 pub async fn actor_exists(env: &Env, kind: &str, id: &str) -> ApiResult<bool> {
     let r: Option<Exists> = db(env)?
         .prepare("SELECT COUNT(*) AS n FROM actors WHERE kind = ?1 AND id = ?2")

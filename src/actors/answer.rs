@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Response, State};
 
 use super::fanout::{self, Subscribers};
-use super::ops::{AnswerCall, AnswerOps, Done, FireAlarm, Inspect, Inspectable, StartAnswer, ViewAnswer};
+use super::ops::{AnswerCall, AnswerOps, Done, FireAlarm, ForgetSource, Inspect, Inspectable, StartAnswer, ViewAnswer};
 use super::{ActorStorage, TopicActor};
 use crate::catalog;
 use crate::domain::answer::{withhold_unreadable, Answer, AnswerView, Generator, Source};
@@ -34,6 +34,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::protocol::{EventDraft, EventName, EventRecord, Topic};
 use crate::runtime::{config, now_ms};
 
+/// The ids of the items deleted since the answer retrieved them that are
+/// still to be erased from it: an answer being written is erased when it
+/// ends ([`AnswerActor::erase_forgotten`]).
+const FORGOTTEN: &str = "forgotten";
 /// A step that keeps failing ends the answer instead of retrying forever.
 const MAX_STEP_FAILURES: u32 = 5;
 /// While a model attempt runs, the alarm is kept this far ahead: if the
@@ -77,12 +81,37 @@ impl AnswerActor {
     fn commit(&self, answer: &Answer, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<()> {
         self.cells().save("answer", answer)?;
         let records = self.log().append(drafts, now)?;
+        if answer.status.is_terminal() {
+            // In the same step: the ended answer keeps nothing of an item
+            // deleted while it was written. (Its push is checked against
+            // the catalog, which no longer holds the item.)
+            self.erase_forgotten(answer.clone())?;
+        }
         let push = push_checked(self.env.clone(), self.subs(), Topic::Answer(answer.id), Self::check_of(answer, &records), records);
         self.state.wait_until(push);
         if answer.status.is_terminal() {
             self.register(answer, now);
         }
         Ok(())
+    }
+
+    /// Erases from an ended answer, and from its logged events, what it
+    /// holds of the items deleted since it retrieved them ([`FORGOTTEN`]).
+    /// Synchronous: one storage step.
+    fn erase_forgotten(&self, mut answer: Answer) -> ApiResult<()> {
+        let ids: Vec<String> = self.cells().load(FORGOTTEN)?.unwrap_or_default();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let erased = answer.forget(&ids);
+        if !erased.is_empty() {
+            let log = self.log();
+            let mut quoting: Vec<EventRecord> = log.after(0, u32::MAX)?.into_iter().filter(names_sources).collect();
+            erase_quotes(&mut quoting, &ids, &erased);
+            log.rewrite(&quoting)?;
+            self.cells().save("answer", &answer)?;
+        }
+        self.cells().delete(FORGOTTEN)
     }
 
     /// The registry row for the admin listing, written in the background.
@@ -115,7 +144,7 @@ impl AnswerActor {
     /// The registry row goes first: once the storage is gone no alarm is
     /// left to retry it, and the row would list an answer that is not there.
     async fn expire(&self, answer: &Answer) -> ApiResult<()> {
-        if let Err(e) = catalog::forget_actor(&self.env, "answer", &answer.id.to_string()).await {
+        if let Err(e) = catalog::forget_answer(&self.env, &answer.id.to_string()).await {
             worker::console_error!("answer {}: registry row not removed, erasure retried in a minute: {e}", answer.id);
             self.state.storage().set_alarm(super::alarm_time(now_ms() + 60_000)).await?;
             return Ok(());
@@ -150,8 +179,7 @@ impl AnswerActor {
     /// Whom a push of `records` is checked for, if it names or quotes
     /// sources (every event but the answer's start and failure does).
     fn check_of(answer: &Answer, records: &[EventRecord]) -> Option<(Principal, Vec<Source>)> {
-        let names_sources = records.iter().any(|e| matches!(e.event, EventName::AnswerCompleted | EventName::AnswerRetrieved | EventName::AnswerDelta));
-        names_sources.then(|| (answer.asker.clone(), answer.sources.clone()))
+        records.iter().any(names_sources).then(|| (answer.asker.clone(), answer.sources.clone()))
     }
 
     /// One model attempt: stream, commit each delta, then complete, or
@@ -287,6 +315,27 @@ impl AnswerOps for AnswerActor {
     async fn view(&self, q: ViewAnswer) -> ApiResult<AnswerView> {
         Ok(self.require_for(&q.principal)?.view())
     }
+
+    /// A deleted item is erased from an ended answer now, and from one
+    /// still being written when it ends (its in-memory copy is the writer
+    /// until then; the catalog check hides the item from every read
+    /// meanwhile).
+    async fn forget_source(&self, q: ForgetSource) -> ApiResult<Done> {
+        let answer = self.load()?.ok_or_else(|| ApiError::not_found("answer"))?;
+        let id = q.content_id.to_string();
+        if !answer.sources.iter().any(|s| s.content_id == id) {
+            return Ok(Done {});
+        }
+        let mut ids: Vec<String> = self.cells().load(FORGOTTEN)?.unwrap_or_default();
+        if !ids.contains(&id) {
+            ids.push(id);
+            self.cells().save(FORGOTTEN, &ids)?;
+        }
+        if answer.status.is_terminal() {
+            self.erase_forgotten(answer)?;
+        }
+        Ok(Done {})
+    }
 }
 
 impl Inspectable for AnswerActor {
@@ -322,7 +371,6 @@ impl TopicActor for AnswerActor {
     async fn withhold(&self, reader: &Principal, events: &mut [EventRecord], mut snapshot: Option<&mut Value>) -> ApiResult<()> {
         // Only an answer's events name sources or quote them: a page of
         // none (a live subscribe) costs no catalog read.
-        let names_sources = |e: &EventRecord| matches!(e.event, EventName::AnswerRetrieved | EventName::AnswerDelta | EventName::AnswerCompleted);
         if snapshot.is_none() && !events.iter().any(names_sources) {
             return Ok(());
         }
@@ -404,6 +452,42 @@ async fn push_checked(env: Env, subs: Subscribers, topic: Topic, check: Option<(
         }
     }
     fanout::push(&env, &subs, topic, &records).await;
+}
+
+/// Whether an answer's event names or quotes its sources (every event but
+/// its failure does).
+fn names_sources(e: &EventRecord) -> bool {
+    matches!(e.event, EventName::AnswerCompleted | EventName::AnswerRetrieved | EventName::AnswerDelta)
+}
+
+/// Erases from an answer's logged events what they said of the items
+/// `content_ids`, sources `erased`: their entries in the source and citation
+/// lists keep only their number, and the claims citing them leave the
+/// deltas (redacted as the text they join to) and the completed text.
+fn erase_quotes(events: &mut [EventRecord], content_ids: &[String], erased: &BTreeSet<u32>) {
+    let kept = |cid: &str| !content_ids.iter().any(|c| c == cid);
+    let deltas: Vec<String> =
+        events.iter().filter(|e| e.event == EventName::AnswerDelta).map(|e| e.data["text"].as_str().unwrap_or_default().to_string()).collect();
+    let mut redacted = redact_deltas(&deltas.iter().map(String::as_str).collect::<Vec<_>>(), erased).into_iter();
+    for e in events.iter_mut() {
+        let list = match e.event {
+            EventName::AnswerDelta => {
+                if let Some(text) = redacted.next() {
+                    e.data["text"] = Value::String(text);
+                }
+                continue;
+            }
+            EventName::AnswerRetrieved => "sources",
+            EventName::AnswerCompleted => {
+                redact_text(&mut e.data, erased);
+                "citations"
+            }
+            _ => continue,
+        };
+        if let Some(list) = e.data.get_mut(list).and_then(Value::as_array_mut) {
+            withhold_unreadable(list, kept);
+        }
+    }
 }
 
 /// The numbers of the entries [`withhold_for`] marked removed.

@@ -11,7 +11,7 @@ use worker::{durable_object, DurableObject, Env, Response, State};
 use super::outbox::Outbox;
 use super::ActorStorage;
 use super::ops::{
-    Announcer, Authorize, Authorized, CancelRun, ContentCall, ContentOps, CreateContent, DeleteContent, Done, Fence, Fenced, FireAlarm, Inspect, Inspectable,
+    Announcer, Authorize, Authorized, CancelRun, ContentCall, ContentOps, CreateContent, DeleteContent, Done, Fence, Fenced, FireAlarm, ForgetSource, Inspect, Inspectable,
     CreateSettled, ItemEnded, Publish, Published, PurgeRun, ReconcileContent, ReconcileReport, ReconcileRun, RunEnded, RunReconciled, SettleCreate, SourceOf, StartRun, UpdateContent,
     ViewContent,
 };
@@ -60,6 +60,10 @@ pub struct ContentActor {
 const TOMBSTONE: &str = "deleted";
 /// The cell of a batch item's [`ItemRef`].
 const BATCH_ITEM: &str = "batch_item";
+/// Answers read from the catalog at once when a deleted item's quotes are
+/// erased, and told in one try of that duty.
+const QUOTES_PAGE: u32 = 50;
+const QUOTES_PER_TRY: usize = 200;
 
 crate::actor_storage!(ContentActor);
 
@@ -236,6 +240,7 @@ impl ContentActor {
                 Providers::from_config(&self.env, &cfg).analyzer.forget(&id).await
             }
             Duty::DropUploads { prefix } => R2Uploads::new(&self.env).delete_prefix(&prefix).await,
+            Duty::EraseQuotes => self.erase_quotes().await,
             Duty::ReportBatch { batch_id, report } => {
                 let report: ItemEnded = serde_json::from_value(report)?;
                 match rpc::send(&self.env, &batch_id.to_string(), &report).await {
@@ -259,6 +264,33 @@ impl ContentActor {
                 Err(ApiError::Internal(format!("content owes no duty {}", other.key())))
             }
         }
+    }
+
+    /// Tells the answers that quote this deleted item to erase it, a page
+    /// at a time, forgetting each page once told. Owed until none is left:
+    /// a try tells at most [`QUOTES_PER_TRY`] answers (each is a call).
+    async fn erase_quotes(&self) -> ApiResult<()> {
+        let content_id = self.stored_id()?;
+        let id = content_id.to_string();
+        let mut told = 0;
+        while told < QUOTES_PER_TRY {
+            let Some(answers) = catalog::answers_quoting(&self.env, &id, QUOTES_PAGE).await? else {
+                return Err(ApiError::Unavailable("the catalog still lists the item: its erasure lands first".into()));
+            };
+            for answer in &answers {
+                // An answer past its time to live has nothing left to erase.
+                match rpc::send(&self.env, answer, &ForgetSource { content_id }).await {
+                    Ok(_) | Err(ApiError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            catalog::drop_quotes(&self.env, &id, &answers).await?;
+            if answers.len() < QUOTES_PAGE as usize {
+                return Ok(());
+            }
+            told += answers.len();
+        }
+        Err(ApiError::Unavailable(format!("more than {QUOTES_PER_TRY} answers quote the item: the rest on the next try")))
     }
 
     /// Erases the item's vectors: all of them, or those of versions older
@@ -476,6 +508,7 @@ impl ContentOps for ContentActor {
         // on the way leaves one under this item that no version names.
         duties.push(Duty::DropUploads { prefix: item_prefix(&c.ownership.tenant, c.id) });
         duties.push(Duty::Catalog);
+        duties.push(Duty::EraseQuotes);
         // A batch's item whose first run did not publish ends here: its run
         // (still going, or cancelled by a PUT and not yet reported) is purged
         // and could not report, and the batch would wait for it. A batch

@@ -704,11 +704,19 @@ pub struct ViewAnswer {
     pub principal: Principal,
 }
 
+/// An item the answer retrieved was deleted: nothing of its text may stay
+/// in the answer (DESIGN.md, integrity: only a tombstone remains).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ForgetSource {
+    pub content_id: Uuid,
+}
+
 actor_ops! {
     /// One answer: generated into committed deltas, for its asker only.
     enum AnswerCall for Answer, trait AnswerOps {
         "start" => Start(StartAnswer) -> Done, start;
         "view" => View(ViewAnswer) -> crate::domain::answer::AnswerView as passed, view;
+        "forget_source" => ForgetSource(ForgetSource) -> Done, forget_source;
     }
     with inspection and topic
 }

@@ -11,7 +11,8 @@ use worker::{Env, Request, Response};
 
 use super::input::{json_body, uuid_param};
 use super::retrieve::{category_filter, query_text, retrieve, Mode, RetrieveQuery};
-use crate::actors::ops::{StartAnswer, ViewAnswer};
+use crate::actors::ops::{ForgetSource, StartAnswer, ViewAnswer};
+use crate::catalog;
 use crate::actors::rpc;
 use crate::domain::answer::Source;
 use crate::domain::principal::Principal;
@@ -35,15 +36,28 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
     }
     let category = category_filter(env, input.category.as_deref())?;
     let found = retrieve(env, p, &RetrieveQuery { text: question, k, category, mode: Mode::Hybrid }).await?;
+    let id = Uuid::new_v4();
+    // What it will quote is recorded first, for the items still in the
+    // catalog: deleting one later finds the answer and erases its quotes.
+    let ids: Vec<String> = found.docs.iter().map(|d| d.content_id.clone()).collect();
+    let held = catalog::record_answer_sources(env, &id.to_string(), &ids).await?;
     let sources: Vec<Source> = found
         .docs
         .into_iter()
+        .filter(|d| held.contains(&d.content_id))
         .zip(1u32..)
         .map(|(d, n)| Source { n, content_id: d.content_id, title: d.title, text: d.text })
         .collect();
-    let id = Uuid::new_v4();
     let start = StartAnswer { id, question: question.to_string(), asker: p.clone(), sources };
     rpc::send_create(env, &id.to_string(), &start).await?;
+    // A deletion whose erasure read the record before the answer existed
+    // told nobody: an item gone from the catalog now is forgotten here.
+    let quoted: Vec<String> = start.sources.iter().map(|s| s.content_id.clone()).collect();
+    let present = catalog::content_present(env, &quoted).await?;
+    for gone in start.sources.iter().filter(|s| !present.contains(&s.content_id)) {
+        let content_id = Uuid::parse_str(&gone.content_id).map_err(|e| ApiError::Internal(format!("source id: {e}")))?;
+        rpc::send(env, &id.to_string(), &ForgetSource { content_id }).await?;
+    }
     Ok(http::json(202, &AnswerAccepted::new(id)))
 }
 

@@ -325,6 +325,10 @@ pub struct Answer {
     pub fallback: Option<String>,
     #[serde(default)]
     pub unsupported: bool,
+    /// Cited sources whose content was since deleted ([`Self::forget`]):
+    /// their citations stay, emptied, so the view numbers them as before.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub erased_citations: BTreeSet<u32>,
 }
 
 impl Answer {
@@ -365,6 +369,7 @@ impl Answer {
             retry_at: None,
             fallback: None,
             unsupported: false,
+            erased_citations: BTreeSet::new(),
         };
         let event = EventDraft::of(AnswerRetrieved { answer_id: id, sources: listed, generator: answer.generator });
         (answer, vec![event])
@@ -522,10 +527,35 @@ impl Answer {
         text
     }
 
+    /// Erases what the answer holds of the items `content_ids` (deleted):
+    /// their sources keep only their number and id, the claims that cite
+    /// them leave the text and the plan, and a citation of one stays,
+    /// emptied. Returns the numbers erased: the event log's copies of those
+    /// claims are the caller's (see `answer_text::redact_deltas`).
+    pub fn forget(&mut self, content_ids: &[String]) -> BTreeSet<u32> {
+        let erased: BTreeSet<u32> = self.sources.iter().filter(|s| content_ids.contains(&s.content_id)).map(|s| s.n).collect();
+        if erased.is_empty() {
+            return erased;
+        }
+        let cited: BTreeSet<u32> = self.citations().iter().map(|c| c.n).collect();
+        self.erased_citations.extend(cited.intersection(&erased));
+        for s in self.sources.iter_mut().filter(|s| erased.contains(&s.n)) {
+            s.title.clear();
+            s.text.clear();
+        }
+        self.generated = super::answer_text::redact(&self.generated, &erased);
+        let cites_erased = |p: &Piece| p.cites.is_some_and(|n| erased.contains(&n));
+        let gone = self.pieces.iter().take(self.emitted).filter(|p| cites_erased(p)).count();
+        self.emitted -= gone;
+        self.pieces.retain(|p| !cites_erased(p));
+        erased
+    }
+
     /// The sources cited by the emitted text, in source order.
     pub fn citations(&self) -> Vec<Citation> {
         let mut cited: BTreeSet<u32> = self.pieces.iter().take(self.emitted).filter_map(|p| p.cites).collect();
         cited.extend(super::answer_text::cited(&self.generated));
+        cited.extend(&self.erased_citations);
         self.sources
             .iter()
             .filter(|s| cited.contains(&s.n))
@@ -644,6 +674,39 @@ mod tests {
 
     fn asker() -> Principal {
         Principal::api_key("acme", "k1", &[])
+    }
+
+    /// An item deleted after an answer quoted it leaves nothing of its text
+    /// in the answer: its source keeps its number and id, the claims citing
+    /// it go, and its citation stays, emptied.
+    #[test]
+    fn forgetting_a_deleted_source_erases_its_text_and_keeps_its_number() {
+        let both = vec![
+            src(1, "The capital of Portugal is Lisbon, on the Tagus river."),
+            src(2, "Portugal has Lisbon as its capital since 1255."),
+        ];
+        let (mut a, _) = Answer::new(Uuid::nil(), "capital of Portugal".into(), asker(), both, Generator::Extractive, 1_000);
+        while !a.status.is_terminal() {
+            a.step(2_000);
+        }
+        assert!(a.text().contains("1255. [2]"), "{}", a.text());
+        assert_eq!(a.forget(&["c2".to_string()]), BTreeSet::from([2]));
+        let stored = serde_json::to_string(&a).unwrap();
+        assert!(!stored.contains("1255") && !stored.contains("Doc 2"), "{stored}");
+        assert_eq!(a.text(), "The capital of Portugal is Lisbon, on the Tagus river. [1]");
+        let cited: Vec<(u32, String, String)> = a.citations().into_iter().map(|c| (c.n, c.title, c.snippet)).collect();
+        assert_eq!(cited[1], (2, String::new(), String::new()));
+        assert_eq!(cited[0].1, "Doc 1");
+        assert_eq!(a.sources[1].content_id, "c2");
+        // An item it never quoted changes nothing; forgetting again neither.
+        let before = a.clone();
+        assert!(a.forget(&["c9".to_string()]).is_empty());
+        a.forget(&["c2".to_string()]);
+        assert_eq!(a, before);
+        // A generated text loses the claims that cite it.
+        a.generated = "Lisbon is the capital [1]. It has been since 1255 [2].".into();
+        a.forget(&["c2".to_string()]);
+        assert_eq!(a.generated, "Lisbon is the capital [1].");
     }
 
     #[test]

@@ -241,6 +241,18 @@ impl EventStore {
         self.read((), || exec(&self.sql, &statement, vec![content_id.into()]))
     }
 
+    /// Replaces the data of the events `records` name by seq (what an
+    /// answer quoted of an item since deleted); their seqs, names and times
+    /// stay, so a replay still numbers densely.
+    pub fn rewrite(&self, records: &[EventRecord]) -> Result<(), ApiError> {
+        for r in records {
+            let data = serde_json::to_string(&r.data)?;
+            let seq = i64::try_from(r.seq).unwrap_or(i64::MAX);
+            exec(&self.sql, "UPDATE events SET data = ? WHERE seq = ?", vec![data.into(), seq.into()])?;
+        }
+        Ok(())
+    }
+
     /// Events with `seq > after`, oldest first, at most `limit`.
     pub fn after(&self, after: u64, limit: u32) -> Result<Vec<EventRecord>, ApiError> {
         self.read(Vec::new(), || {

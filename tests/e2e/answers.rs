@@ -391,6 +391,62 @@ async fn a_completion_pushed_live_withholds_sources_deleted_mid_stream() {
     let text = completed["data"]["text"].as_str().unwrap();
     assert!(!text.contains(&word), "the pushed completion quotes deleted sources: {text}");
     assert_eq!(finished(s, &id).await["citations"], completed["data"]["citations"], "the view says the same");
+    // Erased at rest too (the stored answer and its events), whether the
+    // deletions reached it while it was written or after it ended.
+    eventually("the answer forgets its deleted sources", WAIT, || async {
+        let rest = at_rest(s, &id).await;
+        if rest.contains("Supplies came by boat") || rest.contains("trimmed the lamp wicks") { Err(rest) } else { Ok(()) }
+    })
+    .await;
+}
+
+/// The operator's inspection of an answer: its stored state and events as
+/// they are at rest, not as a reader is shown them.
+async fn at_rest(s: &Server, id: &str) -> String {
+    let r = s.admin_get(&format!("/admin/actors/answer/{id}")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body.to_string()
+}
+
+/// A deleted item leaves nothing of its text in the answers that quoted
+/// it, at rest (DESIGN.md: only a tombstone remains): not in the stored
+/// answer, not in its logged events. The other sources' quotes stay, and a
+/// deleted source keeps its number.
+#[tokio::test]
+async fn deleting_an_item_erases_what_answers_quoted_of_it() {
+    let s = &shared().server;
+    let word = nonce();
+    let mut ids = Vec::new();
+    for (title, body) in [
+        (format!("The {word} lighthouse"), format!("The {word} lighthouse was built in 1844 of granite blocks. Its lamp is 48 metres above the sea.")),
+        (format!("Harbour records of {word}"), format!("Harbour records say the {word} lighthouse was built in 1845, a year late, after a winter storm.")),
+    ] {
+        let (cid, run) = s.submit(&title, &body, None).await;
+        assert_eq!(s.wait_run(&run, Duration::from_secs(60)).await["status"], "completed");
+        ids.push(cid);
+    }
+    let lighthouse = ids[0].clone();
+    let (id, _) = ask(s, &format!("When was the {word} lighthouse built?")).await;
+    let before = finished(s, &id).await;
+    let cited: Vec<&str> = before["citations"].as_array().unwrap().iter().filter_map(|c| c["content_id"].as_str()).collect();
+    assert!(cited.contains(&lighthouse.as_str()) && cited.len() >= 2, "{before}");
+    assert!(at_rest(s, &id).await.contains("built in 1844"), "the lighthouse is quoted at first");
+    assert_eq!(s.delete(&format!("/api/content/{lighthouse}")).await.status, 204);
+    let quotes = ["48 metres", "built in 1844", &format!("The {word} lighthouse")];
+    let erased = eventually("the answer forgets the lighthouse", WAIT, || async {
+        let rest = at_rest(s, &id).await;
+        match quotes.iter().find(|q| rest.contains(*q)) {
+            None => Ok(rest),
+            Some(q) => Err(format!("still holds {q:?}")),
+        }
+    })
+    .await;
+    let other = ids.iter().find(|c| **c != lighthouse && cited.contains(&c.as_str())).unwrap();
+    assert!(erased.contains(other.as_str()), "another source stays: {erased}");
+    let after = finished(s, &id).await;
+    let n = before["citations"].as_array().unwrap().iter().find(|c| c["content_id"] == lighthouse.as_str()).unwrap()["n"].clone();
+    assert_eq!(citation_of(&after, &n), json!({ "n": n, "removed": true }), "{after}");
+    assert!(after["text"].as_str().is_some_and(|t| t.contains("built in 1845") && !t.contains("1844")), "{after}");
 }
 
 /// Polls `GET /api/answers/{id}` with `key` until `ok(view)` holds.
