@@ -90,35 +90,15 @@ pub async fn record_answer_sources(env: &Env, answer_id: &str, content_ids: &[St
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
-/// The answers that quote item `content_id`, at most `limit`, once its
-/// deletion has erased its catalog row (`None` before: an answer may still
-/// record it, see [`record_answer_sources`]).
-pub async fn answers_quoting(env: &Env, content_id: &str, limit: u32) -> ApiResult<Option<Vec<String>>> {
-    let d = db(env)?;
-    let results = d
-        .batch(vec![
-            d.prepare("SELECT id FROM content WHERE id = ?1").bind(&[s(content_id)])?,
-            d.prepare("SELECT answer_id AS id FROM answer_sources WHERE content_id = ?1 LIMIT ?2").bind(&[s(content_id), n(limit as i64)])?,
-        ])
-        .await?;
-    let listed = |i: usize| -> ApiResult<Vec<String>> {
-        let rows: Vec<Quoted> = results.get(i).map(|r| r.results()).transpose()?.unwrap_or_default();
-        Ok(rows.into_iter().map(|r| r.id).collect())
-    };
-    if !listed(0)?.is_empty() {
-        return Ok(None);
-    }
-    listed(1).map(Some)
-}
-
-/// Which of `ids` the catalog holds (a deleted item's row is gone).
-pub async fn content_present(env: &Env, ids: &[String]) -> ApiResult<Vec<String>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let placeholders = (1..=ids.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(",");
-    let binds: Vec<JsValue> = ids.iter().map(|i| s(i)).collect();
-    let rows: Vec<Quoted> = db(env)?.prepare(format!("SELECT id FROM content WHERE id IN ({placeholders})")).bind(&binds)?.all().await?.results()?;
+/// The answers that quote item `content_id`, by id after `after` (keyset
+/// pages), at most `limit`.
+pub async fn answers_quoting(env: &Env, content_id: &str, after: &str, limit: u32) -> ApiResult<Vec<String>> {
+    let rows: Vec<Quoted> = db(env)?
+        .prepare("SELECT answer_id AS id FROM answer_sources WHERE content_id = ?1 AND answer_id > ?2 ORDER BY answer_id LIMIT ?3")
+        .bind(&[s(content_id), s(after), n(limit as i64)])?
+        .all()
+        .await?
+        .results()?;
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
@@ -234,7 +214,8 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
              WHERE NOT EXISTS (SELECT 1 FROM actors WHERE kind = 'content' AND id = ?1 AND status = 'deleted')
              ON CONFLICT (id) DO UPDATE SET version = excluded.version, title = excluded.title, category = excluded.category,
                tags = excluded.tags, author = excluded.author, status = excluded.status, summary = excluded.summary,
-               run_id = excluded.run_id, updated_at = excluded.updated_at, visibility = excluded.visibility
+               run_id = excluded.run_id, updated_at = excluded.updated_at, visibility = excluded.visibility,
+               owner_kind = CASE content.owner_kind WHEN '' THEN excluded.owner_kind ELSE content.owner_kind END
              WHERE excluded.version > content.version
                 OR (excluded.version = content.version AND excluded.updated_at >= content.updated_at)",
         )
@@ -253,7 +234,7 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
             s(&c.ownership.tenant),
             s(&c.ownership.owner),
             s(c.ownership.visibility.as_str()),
-            s(c.ownership.owner_kind.map_or("", PrincipalKind::as_str)),
+            s(c.ownership.kind_of_owner().map_or("", PrincipalKind::as_str)),
         ])?,
     ];
     if c.status == crate::protocol::ContentStatus::Failed {

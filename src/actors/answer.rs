@@ -38,6 +38,8 @@ use crate::runtime::{config, now_ms};
 /// still to be erased from it: an answer being written is erased when it
 /// ends ([`AnswerActor::erase_forgotten`]).
 const FORGOTTEN: &str = "forgotten";
+/// How long an answer told of a deletion before its start waits for it.
+const UNSTARTED_TTL_MS: Millis = 3_600_000;
 /// A step that keeps failing ends the answer instead of retrying forever.
 const MAX_STEP_FAILURES: u32 = 5;
 /// While a model attempt runs, the alarm is kept this far ahead: if the
@@ -246,10 +248,20 @@ impl AnswerActor {
 
     /// One alarm: one step.
     async fn tick(&self) -> ApiResult<()> {
-        let Some(mut answer) = self.load()? else { return Ok(()) };
+        let Some(mut answer) = self.load()? else {
+            // Told of a deletion before a start that never came.
+            if crate::store::has_state(&self.state.storage().sql()) {
+                self.state.storage().delete_all().await?;
+            }
+            return Ok(());
+        };
         let now = now_ms();
         if answer.status.is_terminal() && now >= self.expires_at(&answer, now) {
             return self.expire(&answer).await;
+        }
+        if answer.status.is_terminal() {
+            // An erasure that failed at the end is tried again by the alarm.
+            self.erase_forgotten(answer.clone())?;
         }
         if answer.generator == Generator::WorkersAi && self.generating.get() {
             // An attempt is streaming here, on its own copy: neither a second
@@ -303,8 +315,13 @@ impl AnswerOps for AnswerActor {
         }
         let now = now_ms();
         crate::store::init_state(&self.state.storage().sql())?;
+        // An item deleted after the Worker recorded the quote and before this
+        // start told this answer already (see `forget_source`): not quoted.
+        let forgotten: Vec<String> = self.cells().load(FORGOTTEN)?.unwrap_or_default();
+        self.cells().delete(FORGOTTEN)?;
+        let sources = req.sources.into_iter().filter(|s| !forgotten.contains(&s.content_id)).zip(1u32..).map(|(s, n)| Source { n, ..s }).collect();
         let (generator, why) = self.generator();
-        let (mut answer, events) = Answer::new(req.id, req.question, req.asker, req.sources, generator, now);
+        let (mut answer, events) = Answer::new(req.id, req.question, req.asker, sources, generator, now);
         answer.fallback = why;
         self.commit(&answer, events, now)?;
         self.register(&answer, now);
@@ -321,8 +338,18 @@ impl AnswerOps for AnswerActor {
     /// until then; the catalog check hides the item from every read
     /// meanwhile).
     async fn forget_source(&self, q: ForgetSource) -> ApiResult<Done> {
-        let answer = self.load()?.ok_or_else(|| ApiError::not_found("answer"))?;
         let id = q.content_id.to_string();
+        let Some(answer) = self.load()? else {
+            // Not started yet: its start (on its way from the Worker, which
+            // recorded the quote first) leaves the item out. Kept an hour if
+            // the start never comes.
+            crate::store::init_state(&self.state.storage().sql())?;
+            let mut ids: Vec<String> = self.cells().load(FORGOTTEN)?.unwrap_or_default();
+            ids.push(id);
+            self.cells().save(FORGOTTEN, &ids)?;
+            self.state.storage().set_alarm(super::alarm_time(now_ms() + UNSTARTED_TTL_MS)).await?;
+            return Ok(Done {});
+        };
         if !answer.sources.iter().any(|s| s.content_id == id) {
             return Ok(Done {});
         }

@@ -267,30 +267,37 @@ impl ContentActor {
     }
 
     /// Tells the answers that quote this deleted item to erase it, a page
-    /// at a time, forgetting each page once told. Owed until none is left:
-    /// a try tells at most [`QUOTES_PER_TRY`] answers (each is a call).
+    /// at a time, forgetting each answer once told. Owed until none is
+    /// left: a try tells at most [`QUOTES_PER_TRY`] answers (each is a
+    /// call), and one that fails holds up none of the others.
     async fn erase_quotes(&self) -> ApiResult<()> {
         let content_id = self.stored_id()?;
         let id = content_id.to_string();
-        let mut told = 0;
-        while told < QUOTES_PER_TRY {
-            let Some(answers) = catalog::answers_quoting(&self.env, &id, QUOTES_PAGE).await? else {
-                return Err(ApiError::Unavailable("the catalog still lists the item: its erasure lands first".into()));
-            };
+        // The catalog's erasure first (the same as the catalog duty's, which
+        // may run beside this one): no answer records the item after it,
+        // and the answers recorded before are all listed below.
+        catalog::delete_content(&self.env, &id, now_ms()).await?;
+        let (mut after, mut asked, mut failed) = (String::new(), 0, None);
+        loop {
+            let answers = catalog::answers_quoting(&self.env, &id, &after, QUOTES_PAGE).await?;
+            let mut told = Vec::with_capacity(answers.len());
             for answer in &answers {
-                // An answer past its time to live has nothing left to erase.
+                // An answer past its time to live has nothing left to erase,
+                // and one not started yet reads the catalog when it starts.
                 match rpc::send(&self.env, answer, &ForgetSource { content_id }).await {
-                    Ok(_) | Err(ApiError::NotFound(_)) => {}
-                    Err(e) => return Err(e),
+                    Ok(_) | Err(ApiError::NotFound(_)) => told.push(answer.clone()),
+                    Err(e) => failed = Some(e),
                 }
             }
-            catalog::drop_quotes(&self.env, &id, &answers).await?;
-            if answers.len() < QUOTES_PAGE as usize {
-                return Ok(());
+            catalog::drop_quotes(&self.env, &id, &told).await?;
+            asked += answers.len();
+            match answers.last() {
+                Some(last) if answers.len() == QUOTES_PAGE as usize && asked < QUOTES_PER_TRY => after = last.clone(),
+                Some(_) if answers.len() == QUOTES_PAGE as usize => break,
+                _ => return failed.map_or(Ok(()), Err),
             }
-            told += answers.len();
         }
-        Err(ApiError::Unavailable(format!("more than {QUOTES_PER_TRY} answers quote the item: the rest on the next try")))
+        Err(failed.unwrap_or_else(|| ApiError::Unavailable(format!("more than {QUOTES_PER_TRY} answers quote the item: the rest on the next try"))))
     }
 
     /// Erases the item's vectors: all of them, or those of versions older

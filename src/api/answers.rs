@@ -11,7 +11,7 @@ use worker::{Env, Request, Response};
 
 use super::input::{json_body, uuid_param};
 use super::retrieve::{category_filter, query_text, retrieve, Mode, RetrieveQuery};
-use crate::actors::ops::{ForgetSource, StartAnswer, ViewAnswer};
+use crate::actors::ops::{StartAnswer, ViewAnswer};
 use crate::catalog;
 use crate::actors::rpc;
 use crate::domain::answer::Source;
@@ -50,14 +50,6 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
         .collect();
     let start = StartAnswer { id, question: question.to_string(), asker: p.clone(), sources };
     rpc::send_create(env, &id.to_string(), &start).await?;
-    // A deletion whose erasure read the record before the answer existed
-    // told nobody: an item gone from the catalog now is forgotten here.
-    let quoted: Vec<String> = start.sources.iter().map(|s| s.content_id.clone()).collect();
-    let present = catalog::content_present(env, &quoted).await?;
-    for gone in start.sources.iter().filter(|s| !present.contains(&s.content_id)) {
-        let content_id = Uuid::parse_str(&gone.content_id).map_err(|e| ApiError::Internal(format!("source id: {e}")))?;
-        rpc::send(env, &id.to_string(), &ForgetSource { content_id }).await?;
-    }
     Ok(http::json(202, &AnswerAccepted::new(id)))
 }
 

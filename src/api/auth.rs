@@ -21,7 +21,7 @@ use worker::{Env, Request};
 use crate::catalog;
 use crate::config::Trust;
 use crate::domain::jwt::{self, Alg, JwtError};
-use crate::domain::principal::{Principal, PrincipalKind, Scope};
+use crate::domain::principal::{is_key_id, Principal, PrincipalKind, Scope};
 use crate::domain::time::Millis;
 use crate::domain::token::constant_time_eq;
 use crate::error::{ApiError, ApiResult};
@@ -89,7 +89,7 @@ pub async fn principal(env: &Env, req: &Request) -> ApiResult<(Principal, Option
 fn key_id_of(key: &str) -> Option<&str> {
     let rest = key.strip_prefix(KEY_PREFIX)?;
     let (id, secret) = rest.split_once('_')?;
-    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && secret.len() >= 32).then_some(id)
+    (is_key_id(id) && secret.len() >= 32).then_some(id)
 }
 
 async fn api_key(env: &Env, key: &str) -> ApiResult<Principal> {

@@ -55,7 +55,7 @@ pub enum Duty {
         prefix: String,
     },
     /// Tell every answer that quotes a deleted item to erase what it quoted
-    /// (`forget_source`), once the item's catalog row is gone.
+    /// (`forget_source`), after erasing the item's catalog row itself.
     EraseQuotes,
     /// Tell the content actor how a run ended (`run_ended`, body `report`).
     ReportEnd {
@@ -90,8 +90,6 @@ impl Duty {
             Duty::TakeBackVectors { .. } => "take_back".into(),
             Duty::DropFingerprint => "fingerprint".into(),
             Duty::DropUploads { .. } => "uploads".into(),
-            // After "catalog" when both are due at once (the drain's order):
-            // it waits for the catalog's erasure.
             Duty::EraseQuotes => "quotes".into(),
             Duty::ReportEnd { .. } => "run_ended".into(),
             Duty::ReportBatch { .. } => "batch_report".into(),

@@ -121,11 +121,19 @@ impl Ownership {
         Ownership { tenant: LEGACY_TENANT.into(), owner: String::new(), visibility: Visibility::Public, owner_kind: None }
     }
 
+    /// The owner's kind: as recorded or, for an item made before kinds
+    /// were, a key's when the subject has a key id's form (no other kind
+    /// made such items but a user whose `sub` has that form, which the
+    /// identity providers' formats rarely do), else not known.
+    pub fn kind_of_owner(&self) -> Option<PrincipalKind> {
+        self.owner_kind.or_else(|| is_key_id(&self.owner).then_some(PrincipalKind::ApiKey))
+    }
+
     /// Whether a principal of `kind` (None: not known, as in a socket
     /// attached before kinds were recorded) and `subject`, in this item's
     /// tenant, is its owner.
     fn owned_by(&self, kind: Option<PrincipalKind>, subject: &str) -> bool {
-        let same_kind = match (self.owner_kind, kind) {
+        let same_kind = match (self.kind_of_owner(), kind) {
             (Some(owner), Some(kind)) => owner == kind,
             _ => true,
         };
@@ -142,6 +150,12 @@ impl Ownership {
             _ => tenant_namespace(&self.tenant),
         }
     }
+}
+
+/// Whether `s` has an API key id's form (`api::auth`): 32 lowercase hex
+/// digits, a v4 UUID's simple form.
+pub fn is_key_id(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The tenant of content created before tenants existed.
@@ -474,9 +488,18 @@ mod tests {
         assert_eq!(users.owner_kind, Some(PrincipalKind::User));
         assert_eq!(twin.access(&users), Access::Change);
         assert_eq!(Principal::api_key("a", "w", &[Scope::Write]).access(&users), Access::None);
+        // Items made before kinds were recorded: a key id's form is a key's.
+        let key_id = "0123456789abcdef0123456789abcdef";
+        let legacy = Ownership { owner_kind: Option::None, owner: key_id.into(), ..keys.clone() };
+        assert_eq!(legacy.kind_of_owner(), Some(PrincipalKind::ApiKey));
+        assert_eq!(user("a", key_id, &[Scope::Write]).access(&legacy), Access::None);
+        assert_eq!(Principal::api_key("a", key_id, &[Scope::Write]).access(&legacy), Access::Change);
+        // Any other subject is its own, of whatever kind.
         let legacy = Ownership { owner_kind: Option::None, ..keys.clone() };
+        assert_eq!(legacy.kind_of_owner(), Option::None);
         assert_eq!(twin.access(&legacy), Access::Change);
         assert!(twin.read_scope().admits(&legacy));
+        assert!(!is_key_id("0123456789ABCDEF0123456789abcdef") && !is_key_id("w"));
         // A scope attached before kinds were recorded matches the subject.
         let ReadScope::Tenant { tenant, subject, read, manage, .. } = twin.read_scope() else { panic!() };
         assert!(ReadScope::Tenant { tenant, subject, kind: Option::None, read, manage }.admits(&keys));

@@ -154,9 +154,11 @@ export function mount(root, _params, ctx) {
       renderFeed();
       if (f.event === EVENTS.CONTENT_INDEXED) feedLive.textContent = `Newly indexed: ${(f.data || {}).title}`;
     },
-    // The events missed while the log was trimmed: its latest ones, oldest first.
+    // The events missed while the log was trimmed: its latest ones, oldest
+    // first. None (a "from now" asked again): the catalog's latest instead.
     onResync: (snapshot) => {
-      for (const f of (snapshot && snapshot.recent) || []) apply(f, false);
+      if (!snapshot) return seed();
+      for (const f of snapshot.recent || []) apply(f, false);
       renderFeed();
     },
     onReady: () => replace(feedNotice),
@@ -164,7 +166,7 @@ export function mount(root, _params, ctx) {
   });
 
   // Seed the panel with the latest indexed items and the category list.
-  (async () => {
+  async function seed() {
     try {
       const list = await get(api.content(), { query: { limit: 50 }, signal: controller.signal });
       const items = list.items || [];
@@ -177,7 +179,8 @@ export function mount(root, _params, ctx) {
     } catch {
       renderFeed();
     }
-  })();
+  }
+  seed();
 
   // Restore a query from the URL (#/search?q=…).
   q.value = ctx.query.get('q') || '';
