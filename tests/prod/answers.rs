@@ -346,3 +346,29 @@ async fn a_stream_cut_off_before_done_is_continued_not_repeated() {
     assert!(model_calls.iter().any(|c| c["detail"]["continuation"] == true), "{model_calls:?}");
     assert_eq!(done["generator"], "workers-ai");
 }
+
+/// A deleted item leaves nothing of itself in a generated answer that
+/// quoted it, at rest: the stored text and the logged deltas and completion
+/// lose the claims citing it (DESIGN.md: only a tombstone remains).
+#[tokio::test]
+async fn deleting_a_source_erases_it_from_a_generated_answer() {
+    let p = prod();
+    let marker = "brelmoraft";
+    let cid = fact_sheet(marker).await;
+    let id = ask(&format!("What is the {marker} bridge made of?")).await;
+    let view = ended(&id).await;
+    assert_eq!(view["generator"], "workers-ai", "{view}");
+    assert!(view["text"].as_str().is_some_and(|t| t.contains("granite")), "{view}");
+    let at_rest = || async {
+        let r = p.server.admin_get(&format!("/admin/actors/answer/{id}")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body.to_string()
+    };
+    assert!(at_rest().await.contains("made of granite"), "quoted at first");
+    assert_eq!(p.server.delete(&format!("/api/content/{cid}")).await.status, 204);
+    eventually("the generated answer forgets the bridge", ANSWER_WAIT, || async {
+        let rest = at_rest().await;
+        if rest.contains("granite") { Err(rest) } else { Ok(()) }
+    })
+    .await;
+}
