@@ -4,8 +4,9 @@
 //! fall-back to anonymous.
 //!
 //! API keys are looked up in D1 by their id and compared by SHA-256 hash
-//! (only the hash is stored). Each isolate caches a verified key for
-//! [`KEY_CACHE_MS`], so a revoked key is refused within that time everywhere.
+//! (only the hash is stored). Each isolate caches a key's verdict for
+//! [`KEY_CACHE_MS`] (`domain::key_cache`), so a revoked key is refused within
+//! that time everywhere, and a refused one is not looked up again meanwhile.
 //! JWTs are verified with WebCrypto (RS256, ES256) or HMAC (HS256, local use).
 
 use std::cell::RefCell;
@@ -21,6 +22,7 @@ use worker::{Env, Request};
 use crate::catalog;
 use crate::config::Trust;
 use crate::domain::jwt::{self, Alg, JwtError};
+use crate::domain::key_cache::{KeyCache, Verdict};
 use crate::domain::principal::{is_key_id, Principal, PrincipalKind, Scope};
 use crate::domain::time::Millis;
 use crate::domain::token::constant_time_eq;
@@ -30,12 +32,11 @@ use crate::runtime::{config, now_ms};
 /// How long an isolate trusts a key it verified: with the actors' rechecks
 /// of open sockets, the bound on how late a revocation takes effect.
 pub use crate::domain::broadcast::KEY_CACHE_MS;
-const KEY_CACHE_MAX: usize = 1024;
 /// Every API key starts with this, so it is never mistaken for a JWT.
 pub const KEY_PREFIX: &str = "alk_";
 
 thread_local! {
-    static KEY_CACHE: RefCell<HashMap<String, (Principal, i64)>> = RefCell::new(HashMap::new());
+    static KEY_CACHE: RefCell<KeyCache> = RefCell::new(KeyCache::default());
 }
 
 fn unauthorized(msg: impl Into<String>) -> ApiError {
@@ -97,14 +98,17 @@ async fn api_key(env: &Env, key: &str) -> ApiResult<Principal> {
     let id = key_id_of(key).ok_or_else(bad)?;
     let hash = sha256_hex(key);
     let now = now_ms();
-    let cached = KEY_CACHE.with(|c| c.borrow().get(&hash).filter(|(_, at)| now - at < KEY_CACHE_MS).map(|(p, _)| p.clone()));
-    if let Some(p) = cached {
-        return Ok(p);
+    match KEY_CACHE.with(|c| c.borrow().get(&hash, now)) {
+        Some(Verdict::Passed(p)) => return Ok(p),
+        Some(Verdict::Refused) => return Err(bad()),
+        None => {}
     }
-    let row = catalog::find_key(env, id).await?.ok_or_else(bad)?;
-    if row.revoked_at.is_some() || !constant_time_eq(row.key_hash.as_bytes(), hash.as_bytes()) {
+    // A catalog that fails is the caller's 503, not a verdict.
+    let row = catalog::find_key(env, id).await?;
+    let Some(row) = row.filter(|r| r.revoked_at.is_none() && constant_time_eq(r.key_hash.as_bytes(), hash.as_bytes())) else {
+        KEY_CACHE.with(|c| c.borrow_mut().refuse(hash, now));
         return Err(bad());
-    }
+    };
     let p = Principal {
         kind: PrincipalKind::ApiKey,
         tenant: Some(row.tenant.clone()),
@@ -112,16 +116,7 @@ async fn api_key(env: &Env, key: &str) -> ApiResult<Principal> {
         scopes: row.scopes(),
         rate_per_min: row.rate_per_min.map(|r| r as u32),
     };
-    KEY_CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() >= KEY_CACHE_MAX {
-            c.retain(|_, (_, at)| now - *at < KEY_CACHE_MS);
-            if c.len() >= KEY_CACHE_MAX {
-                c.clear();
-            }
-        }
-        c.insert(hash, (p.clone(), now));
-    });
+    KEY_CACHE.with(|c| c.borrow_mut().pass(hash, p.clone(), now));
     Ok(p)
 }
 

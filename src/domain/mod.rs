@@ -15,6 +15,7 @@ pub mod faults;
 pub mod followers;
 pub mod item_labels;
 pub mod jwt;
+pub mod key_cache;
 pub mod markup;
 pub mod outbox;
 pub mod pipeline;
