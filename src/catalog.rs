@@ -458,15 +458,22 @@ fn scope_sql_on(scope: &ReadScope, first: usize, visibility: &str) -> (String, V
     }
 }
 
+/// A catalog row's owner kind as `Ownership::kind_of_owner` reads it: as
+/// recorded, or for a row from before kinds were, a key's when the owner has
+/// a key id's form (`principal::is_key_id`), else `''` (not known).
+const OWNER_KIND: &str = "COALESCE(NULLIF(c.owner_kind, ''),
+      CASE WHEN length(c.owner) = 32 AND c.owner NOT GLOB '*[^0-9a-f]*' THEN 'api_key' ELSE '' END)";
+
 /// The part of a tenant's scope that is its own tenant's items (not the
 /// public ones), and its binds from `?{first}`; `1 = 0` for other scopes.
 fn own_tenant_sql(scope: &ReadScope, first: usize, visibility: &str) -> (String, Vec<JsValue>) {
     let ReadScope::Tenant { tenant, subject, kind, read, manage } = scope else { return ("1 = 0".into(), Vec::new()) };
-    // The owner is its subject of its kind (`''`: a row or a scope from
-    // before kinds were recorded), as `Ownership::owned_by` says.
+    // The owner is its subject of its kind (`''`: a scope from before kinds
+    // were recorded, or an owner of no known kind), as `Ownership::owned_by`
+    // says.
     (
         format!(
-            "c.tenant = ?{a} AND ((c.owner <> '' AND c.owner = ?{b} AND (c.owner_kind = '' OR ?{k} = '' OR c.owner_kind = ?{k}))
+            "c.tenant = ?{a} AND ((c.owner <> '' AND c.owner = ?{b} AND (?{k} = '' OR {OWNER_KIND} IN ('', ?{k})))
                OR ?{m} = 1 OR (?{r} = 1 AND ({v}) = 'tenant'))",
             v = visibility,
             a = first,

@@ -16,6 +16,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
+use uuid::Uuid;
 use worker::{durable_object, DurableObject, Env, Response, State};
 
 use super::fanout::{self, Subscribers};
@@ -40,6 +41,8 @@ use crate::runtime::{config, now_ms};
 const FORGOTTEN: &str = "forgotten";
 /// How long an answer told of a deletion before its start waits for it.
 const UNSTARTED_TTL_MS: Millis = 3_600_000;
+/// The id of an answer told of a deletion before its start.
+const UNSTARTED: &str = "unstarted";
 /// A step that keeps failing ends the answer instead of retrying forever.
 const MAX_STEP_FAILURES: u32 = 5;
 /// While a model attempt runs, the alarm is kept this far ahead: if the
@@ -58,6 +61,9 @@ pub struct AnswerActor {
     /// would stream its own copy of the answer beside it: deltas twice, two
     /// `answer.completed`.
     generating: std::cell::Cell<bool>,
+    /// Whether [`FORGOTTEN`] holds ids, once this instance has read it: an
+    /// answer no deletion touched reads it once, not at every commit.
+    forgets: std::cell::Cell<Option<bool>>,
 }
 
 crate::actor_storage!(AnswerActor);
@@ -81,14 +87,7 @@ impl AnswerActor {
     /// Saves the answer and appends its events in one synchronous step, then
     /// pushes the events to subscribers without holding up the caller.
     fn commit(&self, answer: &Answer, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<()> {
-        self.cells().save("answer", answer)?;
-        let records = self.log().append(drafts, now)?;
-        if answer.status.is_terminal() {
-            // In the same step: the ended answer keeps nothing of an item
-            // deleted while it was written. (Its push is checked against
-            // the catalog, which no longer holds the item.)
-            self.erase_forgotten(answer.clone())?;
-        }
+        let records = self.store(answer, drafts, now)?;
         let push = push_checked(self.env.clone(), self.subs(), Topic::Answer(answer.id), Self::check_of(answer, &records), records);
         self.state.wait_until(push);
         if answer.status.is_terminal() {
@@ -97,14 +96,31 @@ impl AnswerActor {
         Ok(())
     }
 
-    /// Erases from an ended answer, and from its logged events, what it
+    /// Saves the answer and appends its events, and erases what they hold
+    /// of an item deleted meanwhile, in one synchronous step. (Pushes are
+    /// checked against the catalog, which no longer holds the item.)
+    fn store(&self, answer: &Answer, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<Vec<EventRecord>> {
+        self.cells().save("answer", answer)?;
+        let records = self.log().append(drafts, now)?;
+        self.erase_forgotten(answer)?;
+        Ok(records)
+    }
+
+    /// Erases from the stored answer, and from its logged events, what it
     /// holds of the items deleted since it retrieved them ([`FORGOTTEN`]).
-    /// Synchronous: one storage step.
-    fn erase_forgotten(&self, mut answer: Answer) -> ApiResult<()> {
+    /// Synchronous: one storage step. The ids are kept until the answer
+    /// has ended: a model attempt streams from its own copy, which still
+    /// holds the item, and each of its commits is erased again.
+    fn erase_forgotten(&self, answer: &Answer) -> ApiResult<()> {
+        if self.forgets.get() == Some(false) {
+            return Ok(());
+        }
         let ids: Vec<String> = self.cells().load(FORGOTTEN)?.unwrap_or_default();
+        self.forgets.set(Some(!ids.is_empty()));
         if ids.is_empty() {
             return Ok(());
         }
+        let mut answer = answer.clone();
         let erased = answer.forget(&ids);
         if !erased.is_empty() {
             let log = self.log();
@@ -113,7 +129,11 @@ impl AnswerActor {
             log.rewrite(&quoting)?;
             self.cells().save("answer", &answer)?;
         }
-        self.cells().delete(FORGOTTEN)
+        if answer.status.is_terminal() {
+            self.cells().delete(FORGOTTEN)?;
+            self.forgets.set(Some(false));
+        }
+        Ok(())
     }
 
     /// The registry row for the admin listing, written in the background.
@@ -172,8 +192,7 @@ impl AnswerActor {
 
     /// Commits and pushes, awaiting the push so deltas reach subscribers in order.
     async fn commit_and_push(&self, answer: &Answer, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<()> {
-        self.cells().save("answer", answer)?;
-        let records = self.log().append(drafts, now)?;
+        let records = self.store(answer, drafts, now)?;
         push_checked(self.env.clone(), self.subs(), Topic::Answer(answer.id), Self::check_of(answer, &records), records).await;
         Ok(())
     }
@@ -249,8 +268,12 @@ impl AnswerActor {
     /// One alarm: one step.
     async fn tick(&self) -> ApiResult<()> {
         let Some(mut answer) = self.load()? else {
-            // Told of a deletion before a start that never came.
+            // Told of a deletion before a start that never came: what the
+            // Worker recorded of it goes too.
             if crate::store::has_state(&self.state.storage().sql()) {
+                if let Some(id) = self.cells().load::<Uuid>(UNSTARTED)? {
+                    catalog::forget_answer(&self.env, &id.to_string()).await?;
+                }
                 self.state.storage().delete_all().await?;
             }
             return Ok(());
@@ -261,7 +284,7 @@ impl AnswerActor {
         }
         if answer.status.is_terminal() {
             // An erasure that failed at the end is tried again by the alarm.
-            self.erase_forgotten(answer.clone())?;
+            self.erase_forgotten(&answer)?;
         }
         if answer.generator == Generator::WorkersAi && self.generating.get() {
             // An attempt is streaming here, on its own copy: neither a second
@@ -307,10 +330,9 @@ impl AnswerOps for AnswerActor {
     async fn start(&self, req: StartAnswer) -> ApiResult<Done> {
         if let Some(answer) = self.load()? {
             // Idempotent: a retried start finds the answer under way, and
-            // arms its alarm if the first try's write of it failed.
-            if self.state.storage().get_alarm().await?.is_none() {
-                self.arm(&answer, now_ms()).await?;
-            }
+            // arms its alarm again in case the first try's write of it
+            // failed (an alarm may stand: a told-only state's, an hour out).
+            self.arm(&answer, now_ms()).await?;
             return Ok(Done {});
         }
         let now = now_ms();
@@ -319,6 +341,8 @@ impl AnswerOps for AnswerActor {
         // start told this answer already (see `forget_source`): not quoted.
         let forgotten: Vec<String> = self.cells().load(FORGOTTEN)?.unwrap_or_default();
         self.cells().delete(FORGOTTEN)?;
+        self.cells().delete(UNSTARTED)?;
+        self.forgets.set(Some(false));
         let sources = req.sources.into_iter().filter(|s| !forgotten.contains(&s.content_id)).zip(1u32..).map(|(s, n)| Source { n, ..s }).collect();
         let (generator, why) = self.generator();
         let (mut answer, events) = Answer::new(req.id, req.question, req.asker, sources, generator, now);
@@ -333,10 +357,9 @@ impl AnswerOps for AnswerActor {
         Ok(self.require_for(&q.principal)?.view())
     }
 
-    /// A deleted item is erased from an ended answer now, and from one
-    /// still being written when it ends (its in-memory copy is the writer
-    /// until then; the catalog check hides the item from every read
-    /// meanwhile).
+    /// A deleted item is erased from the answer now, or, while a model
+    /// attempt streams from its own copy, at that attempt's next commit (the
+    /// catalog check hides the item from every read and push meanwhile).
     async fn forget_source(&self, q: ForgetSource) -> ApiResult<Done> {
         let id = q.content_id.to_string();
         let Some(answer) = self.load()? else {
@@ -347,6 +370,7 @@ impl AnswerOps for AnswerActor {
             let mut ids: Vec<String> = self.cells().load(FORGOTTEN)?.unwrap_or_default();
             ids.push(id);
             self.cells().save(FORGOTTEN, &ids)?;
+            self.cells().save(UNSTARTED, &q.answer_id)?;
             self.state.storage().set_alarm(super::alarm_time(now_ms() + UNSTARTED_TTL_MS)).await?;
             return Ok(Done {});
         };
@@ -358,8 +382,11 @@ impl AnswerOps for AnswerActor {
             ids.push(id);
             self.cells().save(FORGOTTEN, &ids)?;
         }
-        if answer.status.is_terminal() {
-            self.erase_forgotten(answer)?;
+        self.forgets.set(Some(true));
+        // A model attempt streaming from its own copy is erased at its
+        // next commit; otherwise now, so no later step quotes the item.
+        if !self.generating.get() {
+            self.erase_forgotten(&answer)?;
         }
         Ok(Done {})
     }
@@ -554,7 +581,7 @@ pub async fn withhold_for(env: &Env, reader: &Principal, lists: Vec<&mut Vec<Val
 
 impl DurableObject for AnswerActor {
     fn new(state: State, env: Env) -> Self {
-        AnswerActor { state, env, memory: Default::default(), generating: Default::default() }
+        AnswerActor { state, env, memory: Default::default(), generating: Default::default(), forgets: Default::default() }
     }
 
     crate::unused_handlers!(fetch);

@@ -282,9 +282,14 @@ impl ContentActor {
             let answers = catalog::answers_quoting(&self.env, &id, &after, QUOTES_PAGE).await?;
             let mut told = Vec::with_capacity(answers.len());
             for answer in &answers {
-                // An answer past its time to live has nothing left to erase,
-                // and one not started yet reads the catalog when it starts.
-                match rpc::send(&self.env, answer, &ForgetSource { content_id }).await {
+                let Ok(answer_id) = Uuid::parse_str(answer) else {
+                    // Not an answer's id: nobody to tell.
+                    told.push(answer.clone());
+                    continue;
+                };
+                // An answer past its time to live has nothing left to
+                // erase; one not started yet keeps the item out when it starts.
+                match rpc::send(&self.env, answer, &ForgetSource { content_id, answer_id }).await {
                     Ok(_) | Err(ApiError::NotFound(_)) => told.push(answer.clone()),
                     Err(e) => failed = Some(e),
                 }

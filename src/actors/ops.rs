@@ -709,6 +709,9 @@ pub struct ViewAnswer {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ForgetSource {
     pub content_id: Uuid,
+    /// The answer's own id, which an answer told before its start has not
+    /// stored yet (its told-only state is erased with its catalog rows).
+    pub answer_id: Uuid,
 }
 
 actor_ops! {

@@ -173,6 +173,16 @@ async fn authorization_matrix() {
     }
     assert!(problems.is_empty(), "access violations:\n{}", problems.join("\n"));
 
+    // A catalog row from before owner kinds were recorded is read as the
+    // actor reads its copy: a key id's form is a key's, not the twin's.
+    let private = &items[0].content_id;
+    s.d1(&format!("UPDATE content SET owner_kind = '' WHERE id = '{private}'"));
+    let twin = callers.iter().find(|c| c.name == "jwt-key-twin").unwrap();
+    let listed = twin.get(s, "/api/content?limit=100").await;
+    assert!(!listed.body["items"].as_array().unwrap().iter().any(|i| i["id"] == private.as_str()), "{}", listed.body);
+    let listed = owner.get(s, "/api/content?limit=100").await;
+    assert!(listed.body["items"].as_array().unwrap().iter().any(|i| i["id"] == private.as_str()), "the key still lists it");
+
     // The owner's delete works, and then the item is gone for everyone.
     let gone = &items[1].content_id;
     assert_eq!(owner.delete(s, &format!("/api/content/{gone}")).await.status, 204);

@@ -175,6 +175,7 @@ export function mount(root, _params, ctx) {
         .filter((i) => !feed.some((f) => f.content_id === i.id))
         .map((i) => ({ event: EVENTS.CONTENT_INDEXED, content_id: i.id, title: i.title, summary: i.summary, category: i.category, ts: i.updated_at, fresh: false }));
       feed.push(...seeded);
+      feed.splice(FEED_KEEP);
       renderFeed();
     } catch {
       renderFeed();
