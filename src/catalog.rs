@@ -8,6 +8,7 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, Env};
 
+use crate::domain::fusion::text_version;
 use crate::domain::content::ContentState;
 use crate::domain::pipeline::PipelineRun;
 use crate::domain::principal::{fts_scope_token, Ownership, PrincipalKind, ReadScope, Visibility};
@@ -251,8 +252,8 @@ pub async fn record_content(env: &Env, c: &ContentState, now: Millis, index_text
         let version = n(c.version as i64);
         stmts.push(
             d.prepare(format!(
-                "INSERT INTO content_fts_keys (content_id, visibility) SELECT ?1, ?2 WHERE {CURRENT_ROW}
-                 ON CONFLICT (content_id) DO UPDATE SET visibility = excluded.visibility"
+                "INSERT INTO content_fts_keys (content_id, visibility, version) SELECT ?1, ?2, ?7 WHERE {CURRENT_ROW}
+                 ON CONFLICT (content_id) DO UPDATE SET visibility = excluded.visibility, version = excluded.version"
             ))
             .bind(&[
                 s(&id),
@@ -637,14 +638,17 @@ pub struct DocRow {
     pub version: Option<f64>,
     #[serde(default)]
     pub status: Option<String>,
+    /// The version whose text `body` is, as its keyword row recorded it
+    /// (migrations/0007); none for rows indexed before.
+    #[serde(default)]
+    pub text_version: Option<f64>,
 }
 
 impl DocRow {
-    /// The version whose text `body` is, when the catalog says so (the item
-    /// is `indexed`); while a newer version is in progress, the text is the
-    /// last indexed one's, whichever that was.
+    /// The version whose text `body` is (`fusion::text_version`).
     pub fn indexed_version(&self) -> Option<u32> {
-        self.version.filter(|_| self.status.as_deref() == Some("indexed")).map(|v| v as u32)
+        let indexed = self.status.as_deref() == Some("indexed");
+        text_version(self.text_version.map(|v| v as u32), self.version.map(|v| v as u32), indexed)
     }
 
     pub fn ownership(&self) -> Ownership {
@@ -673,7 +677,8 @@ pub async fn fetch_docs(env: &Env, ids: &[String]) -> ApiResult<Vec<DocRow>> {
     let placeholders = (1..=ids.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(",");
     let sql = format!(
         "SELECT k.content_id AS content_id, f.title AS title, f.body AS body, c.tenant AS tenant, c.owner AS owner, c.owner_kind AS owner_kind,
-                {SHOWN_VISIBILITY} AS visibility, c.category AS category, c.version AS version, c.status AS status
+                {SHOWN_VISIBILITY} AS visibility, c.category AS category, c.version AS version, c.status AS status,
+                k.version AS text_version
          FROM content_fts_keys k JOIN content_fts f ON f.rowid = k.fts_rowid JOIN content c ON c.id = k.content_id
          WHERE k.content_id IN ({placeholders})"
     );
@@ -879,3 +884,4 @@ pub async fn drop_orphan_content(env: &Env, id: &str, now: Millis) -> ApiResult<
     d.batch(stmts).await?;
     Ok(())
 }
+

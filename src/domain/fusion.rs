@@ -76,14 +76,21 @@ pub struct ContentHit {
 
 impl ContentHit {
     /// The chunk whose text is this hit's passage in the item's indexed
-    /// text, if it is that version's. Right after a new version is indexed
-    /// the old one's vectors linger a few seconds (Vectorize deletes are
-    /// asynchronous): their chunk numbers are not the new text's. While the
-    /// item is not `indexed` (a newer version in progress) the text and the
-    /// vectors are still the last indexed version's, and agree.
+    /// text, if it is that version's ([`text_version`]; `None`: not known,
+    /// taken as agreeing). Right after a new version is indexed the old
+    /// one's vectors linger a few seconds (Vectorize deletes are
+    /// asynchronous), and while a newer version runs its vectors are written
+    /// before its text: either way the chunk numbers are not the text's.
     pub fn chunk_of(&self, indexed_version: Option<u32>) -> Option<u32> {
         indexed_version.is_none_or(|v| v == self.version).then_some(self.chunk)
     }
+}
+
+/// The version whose text an item's keyword row holds: as the row recorded
+/// it, or for a row from before it did (migrations/0007), the item's
+/// version once it is `indexed`; not known while a newer version runs.
+pub fn text_version(recorded: Option<u32>, item_version: Option<u32>, indexed: bool) -> Option<u32> {
+    recorded.or(item_version.filter(|_| indexed))
 }
 
 /// Groups chunk hits by content (best chunk score per content, its chunk
@@ -491,6 +498,20 @@ mod tests {
         assert_eq!(old.chunk_of(Some(2)), None, "version 2 is indexed: chunk 4 of version 1 is not its text");
         assert_eq!(old.chunk_of(Some(1)), Some(4));
         assert_eq!(old.chunk_of(None), Some(4), "a newer version in progress: the text is still the indexed one's");
+    }
+
+    /// While version 2 runs, its vectors are indexed before its text: the
+    /// keyword row still holds version 1's and says so, so a version 2
+    /// chunk number is not applied to it.
+    #[test]
+    fn the_text_is_the_version_its_keyword_row_recorded() {
+        let new = ContentHit { content_id: "a".into(), score: 0.9, chunk: 4, version: 2 };
+        assert_eq!(text_version(Some(1), Some(2), false), Some(1));
+        assert_eq!(new.chunk_of(text_version(Some(1), Some(2), false)), None);
+        assert_eq!(text_version(Some(2), Some(2), true), Some(2));
+        // Rows from before the version was recorded.
+        assert_eq!(text_version(None, Some(2), true), Some(2));
+        assert_eq!(text_version(None, Some(2), false), None);
     }
 
     fn hl(s: &Snippet) -> Vec<&str> {

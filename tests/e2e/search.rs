@@ -92,6 +92,9 @@ async fn search_finds_filters_forgets_and_replaces() {
     let hits: Vec<&Value> = r["results"].as_array().unwrap().iter().filter(|x| x["content_id"] == cid.as_str()).collect();
     assert_eq!(hits.len(), 1, "{r}");
     assert_eq!(hits[0]["title"], "Sourdough v2");
+    // ...which records the version its text is, for the passages' chunks.
+    let rows = s.d1(&format!("SELECT version FROM content_fts_keys WHERE content_id = '{cid}'"));
+    assert_eq!(rows.first().map(|r| &r["version"]), Some(&serde_json::json!(2)), "{rows:?}");
 
     // After DELETE the document never appears again, by vector or keyword.
     let (gone, _, _) = &ids_by_doc[2];
