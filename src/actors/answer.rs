@@ -35,9 +35,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::protocol::{EventDraft, EventName, EventRecord, Topic};
 use crate::runtime::{config, now_ms};
 
-/// The ids of the items deleted since the answer retrieved them that are
-/// still to be erased from it: an answer being written is erased when it
-/// ends ([`AnswerActor::erase_forgotten`]).
+/// The ids of the items deleted since the answer retrieved them: erased
+/// from it at once, and kept until it ends so that a model attempt's own
+/// copy is erased again at each commit ([`AnswerActor::erase_forgotten`]).
 const FORGOTTEN: &str = "forgotten";
 /// How long an answer told of a deletion before its start waits for it.
 const UNSTARTED_TTL_MS: Millis = 3_600_000;
