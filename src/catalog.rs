@@ -53,10 +53,14 @@ struct Exists {
     n: f64,
 }
 
-/// Removes an actor's registry row (an answer past its time to live).
+/// Removes an actor's registry row (a session past its expiry).
 pub async fn forget_actor(env: &Env, kind: &str, id: &str) -> ApiResult<()> {
-    db(env)?.prepare("DELETE FROM actors WHERE kind = ?1 AND id = ?2").bind(&[s(kind), s(id)])?.run().await?;
+    registry_delete(&db(env)?, kind, id)?.run().await?;
     Ok(())
+}
+
+fn registry_delete(d: &D1Database, kind: &str, id: &str) -> ApiResult<D1PreparedStatement> {
+    Ok(d.prepare("DELETE FROM actors WHERE kind = ?1 AND id = ?2").bind(&[s(kind), s(id)])?)
 }
 
 // ---------------------------------------------------------------- what answers quote
@@ -120,7 +124,7 @@ pub async fn drop_quotes(env: &Env, content_id: &str, answer_ids: &[String]) -> 
 pub async fn forget_answer(env: &Env, answer_id: &str) -> ApiResult<()> {
     let d = db(env)?;
     d.batch(vec![
-        d.prepare("DELETE FROM actors WHERE kind = 'answer' AND id = ?1").bind(&[s(answer_id)])?,
+        registry_delete(&d, "answer", answer_id)?,
         d.prepare("DELETE FROM answer_sources WHERE answer_id = ?1").bind(&[s(answer_id)])?,
     ])
     .await?;
@@ -884,4 +888,3 @@ pub async fn drop_orphan_content(env: &Env, id: &str, now: Millis) -> ApiResult<
     d.batch(stmts).await?;
     Ok(())
 }
-

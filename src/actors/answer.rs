@@ -106,6 +106,17 @@ impl AnswerActor {
         Ok(records)
     }
 
+    /// Adds `content_id` to [`FORGOTTEN`].
+    fn remember_forgotten(&self, content_id: String) -> ApiResult<()> {
+        let mut ids: Vec<String> = self.cells().load(FORGOTTEN)?.unwrap_or_default();
+        if !ids.contains(&content_id) {
+            ids.push(content_id);
+            self.cells().save(FORGOTTEN, &ids)?;
+        }
+        self.forgets.set(Some(true));
+        Ok(())
+    }
+
     /// Erases from the stored answer, and from its logged events, what it
     /// holds of the items deleted since it retrieved them ([`FORGOTTEN`]).
     /// Synchronous: one storage step. The ids are kept until the answer
@@ -367,9 +378,7 @@ impl AnswerOps for AnswerActor {
             // recorded the quote first) leaves the item out. Kept an hour if
             // the start never comes.
             crate::store::init_state(&self.state.storage().sql())?;
-            let mut ids: Vec<String> = self.cells().load(FORGOTTEN)?.unwrap_or_default();
-            ids.push(id);
-            self.cells().save(FORGOTTEN, &ids)?;
+            self.remember_forgotten(id)?;
             self.cells().save(UNSTARTED, &q.answer_id)?;
             self.state.storage().set_alarm(super::alarm_time(now_ms() + UNSTARTED_TTL_MS)).await?;
             return Ok(Done {});
@@ -377,12 +386,7 @@ impl AnswerOps for AnswerActor {
         if !answer.sources.iter().any(|s| s.content_id == id) {
             return Ok(Done {});
         }
-        let mut ids: Vec<String> = self.cells().load(FORGOTTEN)?.unwrap_or_default();
-        if !ids.contains(&id) {
-            ids.push(id);
-            self.cells().save(FORGOTTEN, &ids)?;
-        }
-        self.forgets.set(Some(true));
+        self.remember_forgotten(id)?;
         // A model attempt streaming from its own copy is erased at its
         // next commit; otherwise now, so no later step quotes the item.
         if !self.generating.get() {
@@ -436,17 +440,8 @@ impl TopicActor for AnswerActor {
         // Deltas as the text they join to (a claim may span two): all of the
         // answer's deltas, as the page may hold only some.
         if events.iter().any(|e| e.event == EventName::AnswerDelta) {
-            let all = self.log().after(0, u32::MAX)?;
-            let delta = |e: &EventRecord| Some((e.data["index"].as_u64()?, e.data["text"].as_str()?.to_string()));
-            let logged: Vec<(u64, String)> = all.iter().filter(|e| e.event == EventName::AnswerDelta).filter_map(delta).collect();
-            let texts: Vec<&str> = logged.iter().map(|(_, t)| t.as_str()).collect();
-            let redacted = redact_deltas(&texts, &withheld);
-            for e in events.iter_mut().filter(|e| e.event == EventName::AnswerDelta) {
-                let at = e.data["index"].as_u64().and_then(|i| logged.iter().position(|(n, _)| *n == i));
-                if let Some(text) = at.and_then(|i| redacted.get(i)) {
-                    e.data["text"] = Value::String(text.clone());
-                }
-            }
+            let redacted = redacted_deltas(&self.log().after(0, u32::MAX)?, &withheld);
+            set_delta_texts(events, &redacted);
         }
         let texts = events.iter_mut().filter(|e| e.event == EventName::AnswerCompleted).map(|e| &mut e.data);
         for holder in texts.chain(snapshot) {
@@ -520,17 +515,10 @@ fn names_sources(e: &EventRecord) -> bool {
 /// deltas (redacted as the text they join to) and the completed text.
 fn erase_quotes(events: &mut [EventRecord], content_ids: &[String], erased: &BTreeSet<u32>) {
     let kept = |cid: &str| !content_ids.iter().any(|c| c == cid);
-    let deltas: Vec<String> =
-        events.iter().filter(|e| e.event == EventName::AnswerDelta).map(|e| e.data["text"].as_str().unwrap_or_default().to_string()).collect();
-    let mut redacted = redact_deltas(&deltas.iter().map(String::as_str).collect::<Vec<_>>(), erased).into_iter();
+    let redacted = redacted_deltas(events, erased);
+    set_delta_texts(events, &redacted);
     for e in events.iter_mut() {
         let list = match e.event {
-            EventName::AnswerDelta => {
-                if let Some(text) = redacted.next() {
-                    e.data["text"] = Value::String(text);
-                }
-                continue;
-            }
             EventName::AnswerRetrieved => "sources",
             EventName::AnswerCompleted => {
                 redact_text(&mut e.data, erased);
@@ -540,6 +528,29 @@ fn erase_quotes(events: &mut [EventRecord], content_ids: &[String], erased: &BTr
         };
         if let Some(list) = e.data.get_mut(list).and_then(Value::as_array_mut) {
             withhold_unreadable(list, kept);
+        }
+    }
+}
+
+/// The texts of the deltas among `all` (by their index) as
+/// [`redact_deltas`] leaves them: a claim may run from one delta into the
+/// next, so they are redacted together, as the text they join to.
+fn redacted_deltas(all: &[EventRecord], withheld: &BTreeSet<u32>) -> Vec<(u64, String)> {
+    let logged: Vec<(u64, &str)> = all
+        .iter()
+        .filter(|e| e.event == EventName::AnswerDelta)
+        .filter_map(|e| Some((e.data["index"].as_u64()?, e.data["text"].as_str()?)))
+        .collect();
+    let texts: Vec<&str> = logged.iter().map(|(_, t)| *t).collect();
+    logged.iter().map(|(i, _)| *i).zip(redact_deltas(&texts, withheld)).collect()
+}
+
+/// Puts the `redacted` texts into the deltas among `events` they name.
+fn set_delta_texts(events: &mut [EventRecord], redacted: &[(u64, String)]) {
+    for e in events.iter_mut().filter(|e| e.event == EventName::AnswerDelta) {
+        let text = e.data["index"].as_u64().and_then(|i| redacted.iter().find(|(n, _)| *n == i));
+        if let Some((_, text)) = text {
+            e.data["text"] = Value::String(text.clone());
         }
     }
 }

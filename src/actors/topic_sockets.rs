@@ -54,20 +54,28 @@ pub fn opener(req: &Request) -> ApiResult<SocketOpener> {
         .ok_or_else(|| ApiError::BadRequest("this socket is opened through /api/topics/{topic}/ws".into()))
 }
 
-/// Sends a joining socket the log's events after `after` up to `last`, page
-/// by page, as `replaying` may see them; counts into `read` every event
-/// read, seen or not (what a subscribe pays for).
-fn replay(log: &EventStore, topic: Topic, ws: &WebSocket, replaying: &Watcher, mut after: u64, last: u64, read: &mut usize) -> ApiResult<()> {
+/// Reads the log's events after `after` up to `last`, page by page, and
+/// hands each page to `each` with the seq it follows.
+fn each_page(log: &EventStore, mut after: u64, last: u64, mut each: impl FnMut(u64, &[EventRecord])) -> ApiResult<()> {
     while after < last {
         let page = log.after(after, REPLAY_PAGE)?;
         let Some(end) = page.last().map(|e| e.seq) else { break };
-        for frame in Batch::new(topic, &page).frames_for(replaying, 0) {
-            let _ = ws.send_with_str(frame);
-        }
-        *read += page.len();
+        each(after, &page);
         after = end;
     }
     Ok(())
+}
+
+/// Sends a joining socket the log's events after `after` up to `last`, page
+/// by page, as `replaying` may see them; counts into `read` every event
+/// read, seen or not (what a subscribe pays for).
+fn replay(log: &EventStore, topic: Topic, ws: &WebSocket, replaying: &Watcher, after: u64, last: u64, read: &mut usize) -> ApiResult<()> {
+    each_page(log, after, last, |_, page| {
+        for frame in Batch::new(topic, page).frames_for(replaying, 0) {
+            let _ = ws.send_with_str(frame);
+        }
+        *read += page.len();
+    })
 }
 
 /// The sockets an actor holds for its topic, and its lag, as this instance
@@ -241,15 +249,13 @@ impl TopicSockets {
     /// starts at the log's end, or replays what it asks for): the lag is
     /// cleared, and the alarm stops looking for it.
     pub fn catch_up(&self, host: &impl ActorStorage, topic: Topic) -> ApiResult<()> {
-        let Some(mut through) = self.lag(host)? else { return Ok(()) };
+        let Some(through) = self.lag(host)? else { return Ok(()) };
         if self.held(host) == 0 {
             return self.set_lag(host, None);
         }
         let log = host.log();
         let last = log.last_seq()?;
-        while through < last {
-            let page = log.after(through, REPLAY_PAGE)?;
-            let Some(end) = page.last().map(|e| e.seq) else { break };
+        each_page(&log, through, last, |through, page| {
             if let Some(first) = page.first().map(|e| e.seq) {
                 self.close_missed(through, first);
             }
@@ -257,9 +263,8 @@ impl TopicSockets {
             // last page's broadcast) drops the list, and the others are
             // still owed this page.
             self.held(host);
-            self.broadcast(topic, &page, through);
-            through = end;
-        }
+            self.broadcast(topic, page, through);
+        })?;
         self.set_lag(host, None)
     }
 
