@@ -10,7 +10,7 @@ use crate::actors::ops::{CreateContent, DeleteContent, UpdateContent, ViewConten
 use crate::actors::rpc;
 use crate::catalog;
 use crate::domain::principal::{Ownership, Principal, Scope, Visibility};
-use crate::domain::content::ContentDoc;
+use crate::domain::content::{keep_readable_near_duplicates, named_near_duplicates, ContentDoc};
 use crate::domain::faults;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
@@ -100,16 +100,30 @@ fn if_match(req: &Request) -> ApiResult<Option<u32>> {
 
 pub async fn get(env: &Env, p: &Principal, id: &str) -> ApiResult<Response> {
     let id = uuid_param(id, "content")?;
-    let view = rpc::send(env, &id.to_string(), &ViewContent { principal: p.clone() }).await?;
-    let resp = http::json(200, &view);
-    let version: ContentVersion = view.read()?;
-    let _ = resp.headers().set("etag", &format!("\"{}\"", version.version));
+    let passed = rpc::send(env, &id.to_string(), &ViewContent { principal: p.clone() }).await?;
+    let head: ViewHead = passed.read()?;
+    let named = head.analysis.as_ref().map(named_near_duplicates).unwrap_or_default();
+    // Most views name no near duplicate and pass through as the actor wrote them.
+    let resp = if named.is_empty() {
+        http::json(200, &passed)
+    } else {
+        let readable = catalog::readable_ids(env, &p.read_scope(), &named).await?.into_iter().collect();
+        let mut view: serde_json::Value = passed.read()?;
+        if let Some(analysis) = view.get_mut("analysis") {
+            keep_readable_near_duplicates(analysis, &readable);
+        }
+        http::json(200, &view)
+    };
+    let _ = resp.headers().set("etag", &format!("\"{}\"", head.version));
     Ok(resp)
 }
 
+/// What `get` reads of a view before passing it on.
 #[derive(serde::Deserialize)]
-struct ContentVersion {
+struct ViewHead {
     version: u32,
+    #[serde(default)]
+    analysis: Option<serde_json::Value>,
 }
 
 pub async fn delete(env: &Env, p: &Principal, id: &str) -> ApiResult<Response> {

@@ -226,6 +226,31 @@ impl ContentDoc {
     }
 }
 
+/// The field of an analysis that names other items (the analyzer's
+/// `near_duplicates: [{id, similarity}]`).
+const NEAR_DUPLICATES: &str = "near_duplicates";
+
+/// The ids an item's analysis names as near duplicates. They are other
+/// items, found among every fingerprint of the item's scope when it was
+/// analyzed: the reader may not be able to read them (a colleague's private
+/// item), or they may have been narrowed or deleted since.
+pub fn named_near_duplicates(analysis: &Value) -> Vec<String> {
+    analysis
+        .get(NEAR_DUPLICATES)
+        .and_then(Value::as_array)
+        .map(|list| list.iter().filter_map(|d| d.get("id").and_then(Value::as_str)).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Keeps only the near duplicates in `readable` (what the catalog says the
+/// reader may read now), so an item's view never names one that is `404`
+/// to its reader.
+pub fn keep_readable_near_duplicates(analysis: &mut Value, readable: &std::collections::HashSet<String>) {
+    if let Some(list) = analysis.get_mut(NEAR_DUPLICATES).and_then(Value::as_array_mut) {
+        list.retain(|d| d.get("id").and_then(Value::as_str).is_some_and(|id| readable.contains(id)));
+    }
+}
+
 /// What the pipeline derived from one version.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Artifacts {
@@ -551,6 +576,26 @@ pub fn readable_by(reader: &super::principal::Principal, e: &crate::protocol::Ev
 #[cfg(test)]
 mod tests {
     use crate::config::Limits as CategoryLimits;
+
+    /// A view names only the near duplicates its reader may read; an
+    /// analysis that names none is left as it was.
+    #[test]
+    fn a_view_names_only_the_readable_near_duplicates() {
+        use super::{keep_readable_near_duplicates, named_near_duplicates};
+        use serde_json::json;
+        let mut analysis = json!({"language": "en", "near_duplicates": [
+            {"id": "mine", "similarity": 0.97}, {"id": "private", "similarity": 1.0}, {"similarity": 0.9}
+        ]});
+        assert_eq!(named_near_duplicates(&analysis), ["mine", "private"]);
+        keep_readable_near_duplicates(&mut analysis, &["mine".to_string()].into());
+        assert_eq!(analysis, json!({"language": "en", "near_duplicates": [{"id": "mine", "similarity": 0.97}]}));
+        for bare in [json!({"language": "en"}), json!(null), json!({"near_duplicates": []})] {
+            assert!(named_near_duplicates(&bare).is_empty());
+            let mut kept = bare.clone();
+            keep_readable_near_duplicates(&mut kept, &Default::default());
+            assert_eq!(kept, bare);
+        }
+    }
 
     /// A category is checked as given, then lowercased: 'İ' passes as the
     /// pattern's `\w` says, and its two lowercase characters do not count

@@ -92,11 +92,54 @@ async fn analyzed(s: &Server, key: &str, title: &str, body: &str) -> String {
     r.body["content_id"].as_str().unwrap().to_string()
 }
 
-/// The ids the analysis of `id` names as near duplicates (read as the operator).
+/// The ids the stored analysis of `id` names as near duplicates, as the
+/// analyzer answered (the inspector's copy: a view leaves out what its
+/// reader may not read, a deleted item's id included).
 async fn flagged(s: &Server, id: &str) -> Vec<String> {
-    let c = s.admin_get(&format!("/api/content/{id}")).await;
+    let c = s.admin_get(&format!("/admin/actors/content/{id}")).await;
+    let near = c.body["state"]["content"]["artifacts"]["analysis"]["near_duplicates"].as_array().cloned().unwrap_or_default();
+    near.iter().filter_map(|d| d["id"].as_str().map(str::to_string)).collect()
+}
+
+/// The ids `key`'s view of `id` names as near duplicates.
+async fn shown(s: &Server, key: &str, id: &str) -> Vec<String> {
+    let c = send(http().get(s.url(&format!("/api/content/{id}"))).bearer_auth(key)).await;
+    assert_eq!(c.status, 200, "{}", c.body);
     let near = c.body["analysis"]["near_duplicates"].as_array().cloned().unwrap_or_default();
     near.iter().filter_map(|d| d["id"].as_str().map(str::to_string)).collect()
+}
+
+/// Near duplicates are found among every fingerprint of a tenant, but an
+/// item's view names only those its reader may read: a colleague's private
+/// item is 404 to it, so another item's analysis must not reveal that it
+/// exists, nor that its text is like one the reader wrote.
+#[tokio::test]
+async fn a_view_names_no_near_duplicate_its_reader_may_not_read() {
+    let s = &shared().server;
+    let t = unique_tenant("dups");
+    let (a, b) = (
+        mint_key(&s.base, &s.admin_token, &t, &["content:write"], Some(1_000_000)),
+        mint_key(&s.base, &s.admin_token, &t, &["content:write"], Some(1_000_000)),
+    );
+    let private = |key: &str, title: &str, body: String| {
+        let (key, title) = (key.to_string(), title.to_string());
+        async move {
+            let r = send(http().post(s.url("/api/content")).bearer_auth(&key).json(&serde_json::json!({ "title": title, "body": body, "visibility": "private" }))).await;
+            assert_eq!(r.status, 202, "{}", r.body);
+            let view = s.wait_run(r.body["run_id"].as_str().unwrap(), Duration::from_secs(60)).await;
+            assert_eq!(view["stages"][6]["status"], "completed", "{view}");
+            r.body["content_id"].as_str().unwrap().to_string()
+        }
+    };
+    let secret = private(&a, "A's plan", notice_copy(1)).await;
+    let guess = private(&b, "B's guess", notice_copy(1)).await;
+    assert!(flagged(s, &guess).await.contains(&secret), "the analyzer matched the two");
+    assert_eq!(send(http().get(s.url(&format!("/api/content/{secret}"))).bearer_auth(&b)).await.status, 404);
+    assert_eq!(shown(s, &b, &guess).await, Vec::<String>::new(), "B's view names A's private item");
+    // A may read both, so its own copy's view names what it may read.
+    let own = private(&a, "A's copy", notice_copy(2)).await;
+    let names = shown(s, &a, &own).await;
+    assert!(names.contains(&secret) && !names.contains(&guess), "{names:?}");
 }
 
 #[tokio::test]
