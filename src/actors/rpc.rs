@@ -121,7 +121,7 @@ const CREATE_TRIES: u32 = 3;
 /// however often it is asked. A 5xx leaves its outcome unknown (a reply lost
 /// after the actor stored it, an actor reset): asked again, rather than
 /// answering 5xx for something stored that then goes on, while the client's
-/// retry makes a second one. `FAULTS=create=<p>` loses the first try's reply
+/// retry makes a second one. `FAULTS=reply=<p>` loses the first try's reply
 /// after the actor took it.
 pub async fn send_create<O: Op>(env: &Env, name: &str, op: &O) -> Result<O::Reply, ApiError> {
     let payload = encode(op)?;
@@ -130,7 +130,7 @@ pub async fn send_create<O: Op>(env: &Env, name: &str, op: &O) -> Result<O::Repl
         tried += 1;
         let mut sent = send_encoded::<O>(env, name, payload.clone()).await;
         if tried == 1 && sent.is_ok() {
-            if let Some(fault) = crate::runtime::config(env).faults.site_fault(crate::domain::faults::CREATE, name, 1) {
+            if let Some(fault) = crate::runtime::config(env).faults.site_fault(crate::domain::faults::REPLY, name, 1) {
                 sent = Err(ApiError::Unavailable(fault));
             }
         }

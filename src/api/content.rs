@@ -6,7 +6,7 @@ use worker::{Env, Request, Response};
 use super::auth;
 use super::input::{json_body, param, query, uuid_param};
 use super::routes::{page_cursor, parse_page_cursor, CONTENT_LIMIT};
-use crate::actors::ops::{CreateContent, DeleteContent, UpdateContent, ViewContent};
+use crate::actors::ops::{CreateContent, CreateSettled, DeleteContent, SettleCreate, UpdateContent, ViewContent};
 use crate::actors::rpc;
 use crate::catalog;
 use crate::domain::principal::{Ownership, Principal, Scope, Visibility};
@@ -49,7 +49,7 @@ pub(super) async fn submit_doc(
             if let Some(fault) = config(env).faults.site_fault(faults::CREATE, &name, 1) {
                 return Err(ApiError::Unavailable(fault));
             }
-            rpc::send(env, &name, &CreateContent { content_id, run_id, doc, ownership, visibility, batch: None }).await?
+            rpc::send_create(env, &name, &CreateContent { content_id, run_id, doc, ownership, visibility, batch: None }).await?
         }
         Writer::Version { principal, if_match } => {
             rpc::send(env, &name, &UpdateContent { content_id, run_id, doc, principal, visibility, if_match }).await?
@@ -70,7 +70,32 @@ pub(super) fn new_ownership(env: &Env, p: &Principal) -> ApiResult<Ownership> {
 
 pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Response> {
     let ownership = new_ownership(env, p)?;
-    submit(env, &mut req, Uuid::new_v4(), Writer::New(ownership)).await
+    let content_id = Uuid::new_v4();
+    let result = submit(env, &mut req, content_id, Writer::New(ownership)).await;
+    if let Err(e) = &result {
+        if e.status() >= 500 {
+            let made = settle_lost_create(env, content_id).await;
+            worker::console_warn!("content {content_id}: create failed on the way ({e}); made: {made:?}");
+        }
+    }
+    result
+}
+
+/// A new item's create that failed on the way (a 5xx after `send_create`'s
+/// tries: its outcome unknown): the item's actor settles it. Made, this
+/// call wakes it, and a wake arms the alarm for its owed duties (the run's
+/// spawn, the catalog row), which nothing else would do for a create cut
+/// off mid-drain: the create sets no alarm of its own, and the client never
+/// learned the id. Never made, the actor refuses the id for good. `None`:
+/// settling failed too.
+pub(super) async fn settle_lost_create(env: &Env, content_id: Uuid) -> Option<bool> {
+    match rpc::send(env, &content_id.to_string(), &SettleCreate {}).await {
+        Ok(CreateSettled { made }) => Some(made),
+        Err(e) => {
+            worker::console_warn!("content {content_id}: settling a lost create failed: {e}");
+            None
+        }
+    }
 }
 
 pub async fn update(env: &Env, p: &Principal, mut req: Request, id: &str) -> ApiResult<Response> {

@@ -8,10 +8,10 @@ use uuid::Uuid;
 use worker::web_sys::ReadableStream;
 use worker::{Env, Headers, Request, Response};
 
-use super::content::{new_ownership, submit_doc, updater, Writer};
+use super::content::{new_ownership, settle_lost_create, submit_doc, updater, Writer};
 use super::input::{param, query, read_capped, uuid_param};
 use super::routes::SOURCE_VERSION;
-use crate::actors::ops::{AccessNeeded, Authorize, CreateSettled, SettleCreate, SourceOf};
+use crate::actors::ops::{AccessNeeded, Authorize, SourceOf};
 use crate::actors::rpc;
 use crate::config::Limits;
 use crate::domain::content::{category, title, ContentDoc};
@@ -183,18 +183,18 @@ async fn store_and_submit(
 }
 
 /// A new item's create that failed on the way (`e`, a 5xx): its actor
-/// settles it. Made, the object stays (its run reads it); never made, the
-/// actor now refuses it for good, and the object goes, since no item will
-/// ever name it (nor a DELETE erase it). A version of an existing item
-/// needs none of this: the item's DELETE erases all of its objects.
+/// settles it ([`settle_lost_create`]). Made, the object stays (its run
+/// reads it); never made, the object goes, since no item will ever name it
+/// (nor a DELETE erase it). A version of an existing item needs none of
+/// this: the item's DELETE erases all of its objects.
 async fn settle_create(env: &Env, content_id: Uuid, key: &str, e: &ApiError) {
-    match rpc::send(env, &content_id.to_string(), &SettleCreate {}).await {
-        Ok(CreateSettled { made: false }) => {
+    match settle_lost_create(env, content_id).await {
+        Some(false) => {
             worker::console_warn!("upload {key}: its item was never made ({e}): the object goes");
             discard(&R2Uploads::new(env), key).await;
         }
-        Ok(CreateSettled { made: true }) => worker::console_warn!("upload {key}: kept, its item was made: {e}"),
-        Err(settling) => worker::console_warn!("upload {key}: kept, its create's outcome is unknown ({e}; settling it: {settling})"),
+        Some(true) => worker::console_warn!("upload {key}: kept, its item was made: {e}"),
+        None => worker::console_warn!("upload {key}: kept, its create's outcome is unknown ({e})"),
     }
 }
 

@@ -9,7 +9,8 @@
 //! and push; only the catch-up path delivers them), `stall` (a content
 //! actor's duty hangs on its first try, as if its process froze mid-drain:
 //! a test kills the process meanwhile), `create` (the Worker's create call
-//! to a new item's actor, lost on the way; a batch's first reply lost).
+//! to a new item's actor, lost on the way), `reply` (a create's first reply
+//! lost after the actor took it).
 //!
 //! A fault is decided from a hash of (run, stage, attempt) rather than a global
 //! RNG, so an injected failure is reproducible from the journal.
@@ -40,9 +41,12 @@ pub const STALL: &str = "stall";
 /// The Worker's create call to a new item's actor, lost on the way before
 /// the actor hears of it: the request fails (503) with its outcome unknown
 /// to the Worker, as a dropped connection or an overloaded object leaves it.
-/// For a new batch, the first try's reply is lost after the batch was stored.
 pub const CREATE: &str = "create";
-const SITES: [&str; 8] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE, FEED, STALL, CREATE];
+/// The reply to the first try of a create under a fresh id (an item, a
+/// batch, an answer; `rpc::send_create`), lost after the actor took it, as
+/// an actor reset mid-call leaves it: the Worker asks again.
+pub const REPLY: &str = "reply";
+const SITES: [&str; 9] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE, FEED, STALL, CREATE, REPLY];
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {

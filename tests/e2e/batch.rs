@@ -33,6 +33,35 @@ fn server() -> &'static Server {
 /// (miniflare) has stalled when several batches with retries shared it.
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// A server of its own where the queue refuses every batch and the first
+/// reply to every create is lost after the actor took it.
+fn lost_replies() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| Server::start(&ServerOptions::new(temp_dir("batch-enqueue").join("state")).var("FAULTS", "enqueue=1.0,reply=1.0")))
+}
+
+/// A new item whose create's reply was lost (an actor reset mid-call leaves
+/// the Worker not knowing whether it was stored) is asked for again with the
+/// same id: the client gets its 202, and the item is made once, with one
+/// version and one run, which completes. (Asked once, the POST was a 503
+/// for an item that then went on without the client knowing its id.)
+#[tokio::test]
+async fn a_new_item_whose_reply_was_lost_is_asked_again_and_made_once() {
+    let s = lost_replies();
+    let r = s.post("/api/content", json!({ "title": "Lost reply", "body": "A note about harbors whose first reply was lost." })).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let (id, run) = (r.body["content_id"].as_str().unwrap().to_string(), r.body["run_id"].as_str().unwrap().to_string());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.log_text().contains(&format!("content {id}: create try 1 failed, asking again")) {
+        assert!(Instant::now() < deadline, "the first create's reply was not lost");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let view = s.wait_run(&run, Duration::from_secs(60)).await;
+    assert_eq!(view["status"], "completed", "{view}");
+    let item = s.get(&format!("/api/content/{id}")).await;
+    assert_eq!((item.body["version"].as_u64(), item.body["runs"].clone()), (Some(1), json!([run])), "{}", item.body);
+}
+
 fn poisoned(title: &str) -> bool {
     Faults::parse(FAULTS).poisons(INGEST, title).is_some()
 }
@@ -285,12 +314,12 @@ async fn a_put_before_the_first_run_spawned_ends_the_item_in_its_batch() {
 /// completes: the Worker hands the stored batch its items directly, rather
 /// than answering 503 with the batch already stored (its items waiting for
 /// a queue that never got them, and a client's retry making a second one).
-/// Here the reply to the batch's create is lost too (`create=1.0` loses the
+/// Here the reply to the batch's create is lost too (`reply=1.0` loses the
 /// first try's, after the batch was stored): the Worker asks again with the
 /// same id, which the actor takes once, and answers 202.
 #[tokio::test]
 async fn a_batch_the_queue_refuses_is_handed_its_items_and_completes() {
-    let s = &Server::start(&ServerOptions::new(temp_dir("batch-enqueue").join("state")).var("FAULTS", "enqueue=1.0,create=1.0"));
+    let s = lost_replies();
     let id = submit(s, items(&tag(), 3)).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !s.log_text().contains(&format!("batch {id}: create try 1 failed, asking again")) {
