@@ -84,6 +84,14 @@ pub struct Trust {
 }
 
 impl Trust {
+    /// Tenants no key or user may belong to: the operator's content joins
+    /// `operator_tenant`, and items from before tenants existed sit in
+    /// `legacy`. A principal of either would read those items and, with
+    /// `content:manage`, change or delete them, private ones included.
+    pub fn reserves(&self, tenant: &str) -> bool {
+        tenant == self.operator_tenant || tenant == crate::domain::principal::LEGACY_TENANT
+    }
+
     pub fn socket_caps(&self) -> crate::domain::broadcast::SocketCaps {
         crate::domain::broadcast::SocketCaps { per_session: self.max_sockets_per_session, per_principal: self.max_topic_sockets_per_principal }
     }
@@ -251,6 +259,9 @@ mod tests {
         assert_eq!(c.trust.max_topic_sessions_per_principal, 16);
         assert!(c.trust.jwt.is_none());
         assert_eq!(c.trust.operator_tenant, "operator");
+        assert!(c.trust.reserves("operator") && c.trust.reserves("legacy") && !c.trust.reserves("acme"));
+        let moved = cfg(&[("OPERATOR_TENANT", "ops-team")]).trust;
+        assert!(moved.reserves("ops-team") && moved.reserves("legacy") && !moved.reserves("operator"));
         assert!(c.trust.admin_token_sha256.is_none());
         assert!(cfg(&[("ADMIN_TOKEN", "short")]).trust.admin_token_sha256.is_none(), "under 32 characters is no token");
         assert_eq!(cfg(&[("ADMIN_TOKEN", &"a".repeat(32))]).trust.admin_token_sha256.map(|h| h.len()), Some(32));

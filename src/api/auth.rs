@@ -74,16 +74,19 @@ pub async fn principal(env: &Env, req: &Request) -> ApiResult<(Principal, Option
     if is_admin_token(&trust, token) {
         return Ok((Principal::operator(), None));
     }
-    if token.starts_with(KEY_PREFIX) {
-        return Ok((api_key(env, token).await?, None));
+    let (p, until) = if token.starts_with(KEY_PREFIX) {
+        (api_key(env, token).await?, None)
+    } else if let Some(cfg) = trust.jwt.as_ref().filter(|_| jwt::looks_like_jwt(token)) {
+        let (user, until) = user(cfg, token).await?;
+        (user, Some(until))
+    } else {
+        return Err(unauthorized("the credential is not an admin token, an API key or an accepted JWT"));
+    };
+    // A key made before tenants were reserved, or an identity provider's claim.
+    if p.tenant.as_deref().is_some_and(|t| trust.reserves(t)) {
+        return Err(unauthorized("the credential's tenant is reserved"));
     }
-    if jwt::looks_like_jwt(token) {
-        if let Some(cfg) = &trust.jwt {
-            let (user, until) = user(cfg, token).await?;
-            return Ok((user, Some(until)));
-        }
-    }
-    Err(unauthorized("the credential is not an admin token, an API key or an accepted JWT"))
+    Ok((p, until))
 }
 
 /// `alk_<key id, 32 hex>_<secret>`.

@@ -18,6 +18,9 @@ pub async fn create(env: &Env, mut req: Request) -> ApiResult<Response> {
     if !valid_tenant(&body.tenant) {
         return Err(ApiError::invalid("tenant", "must be 1 to 40 of a-z, 0-9 and '-'"));
     }
+    if crate::runtime::config(env).trust.reserves(&body.tenant) {
+        return Err(ApiError::invalid("tenant", "is reserved: the operator's content, or content from before tenants, is in it"));
+    }
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > KEY_NAME_MAX_CHARS {
         return Err(ApiError::invalid("name", format!("must be 1 to {KEY_NAME_MAX_CHARS} characters")));

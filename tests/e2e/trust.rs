@@ -242,6 +242,10 @@ async fn credentials_are_checked_and_bad_ones_are_401() {
         format!("Bearer {}", jwt::sign("RS256", &wrong_aud)),
         format!("Bearer {}", jwt::sign("HS256", &wrong_iss)),
         format!("Bearer {tampered}"),
+        // The operator's tenant and the one of items from before tenants
+        // are nobody's to join: a member would read the operator's items.
+        format!("Bearer {}", jwt::sign("ES256", &jwt::claims("bob", "operator", "content:manage"))),
+        format!("Bearer {}", jwt::sign("RS256", &jwt::claims("bob", "legacy", "content:manage"))),
     ];
     for auth in &bad {
         let r = me(auth).await;
@@ -300,7 +304,7 @@ async fn keys_list_without_secrets_and_revocation_takes_effect_within_10_s() {
     assert!(!listed.body.to_string().contains(&key), "the listing never shows the key");
     assert!(listed.body.to_string().find("key_hash").is_none());
     // Bad requests are 422, and only the operator manages keys.
-    for bad in [json!({"tenant": "Not_A_Slug", "name": "x", "scopes": ["content:read"]}), json!({"tenant": t, "name": "x", "scopes": ["content:everything"]}), json!({"tenant": t, "name": "x", "scopes": []})] {
+    for bad in [json!({"tenant": "Not_A_Slug", "name": "x", "scopes": ["content:read"]}), json!({"tenant": t, "name": "x", "scopes": ["content:everything"]}), json!({"tenant": t, "name": "x", "scopes": []}), json!({"tenant": "operator", "name": "x", "scopes": ["content:manage"]}), json!({"tenant": "legacy", "name": "x", "scopes": ["content:read"]})] {
         let r = send(http().post(s.url("/admin/keys")).bearer_auth(&s.admin_token).json(&bad)).await;
         assert_eq!(r.status, 422, "{bad}: {}", r.body);
     }
