@@ -572,10 +572,14 @@ impl ContentOps for ContentActor {
     }
 
     async fn authorize(&self, a: Authorize) -> ApiResult<Authorized> {
-        let c = self.require_for(&a.principal, a.needed.into())?;
+        // A version its caller may not read is 404 whatever it asks to do
+        // with it (a cancel as much as a read), and only then is the rest
+        // of what it asks checked.
+        let c = self.require_for(&a.principal, Access::Read)?;
         if a.version.is_some_and(|v| !c.version_readable_by(&a.principal, v)) {
             return Err(ApiError::not_found("content"));
         }
+        a.principal.require(&c.ownership, a.needed.into())?;
         Ok(Authorized { content_id: c.id, version: c.version, tenant: c.ownership.tenant, title: c.doc.title, category: c.doc.category })
     }
 

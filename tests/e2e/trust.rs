@@ -289,6 +289,34 @@ async fn an_owner_changes_its_item_with_a_token_without_scopes() {
     assert_eq!(send(http().delete(&item)).await.status, 401);
 }
 
+/// A run of a version its caller could not read (a private draft, before a
+/// PUT made the item `tenant`) is 404 to that caller whatever it asks: a
+/// cancel or a retry as much as a read, not 403, which says it is there.
+#[tokio::test]
+async fn a_run_of_a_version_its_caller_may_not_read_is_404_to_every_request() {
+    let s = &shared().server;
+    let t = tenant("draft-run");
+    let owner = mint_key(&s.base, &s.admin_token, &t, &["content:write"], Some(1_000_000));
+    let reader = mint_key(&s.base, &s.admin_token, &t, &["content:read"], Some(1_000_000));
+    let r = send(http().post(s.url("/api/content")).bearer_auth(&owner).json(&json!({"title": "Draft", "body": "a private draft about tides", "visibility": "private"}))).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let (cid, draft_run) = (r.body["content_id"].as_str().unwrap().to_string(), r.body["run_id"].as_str().unwrap().to_string());
+    s.wait_run(&draft_run, WAIT).await;
+    let put = send(http().put(s.url(&format!("/api/content/{cid}"))).bearer_auth(&owner).json(&json!({"title": "Notice", "body": "a notice about tides", "visibility": "tenant"}))).await;
+    assert_eq!(put.status, 202, "{}", put.body);
+    let current = put.body["run_id"].as_str().unwrap().to_string();
+    s.wait_run(&current, WAIT).await;
+    for (method, path) in [("GET", format!("/api/runs/{draft_run}")), ("POST", format!("/api/runs/{draft_run}/cancel")), ("POST", format!("/api/runs/{draft_run}/retry"))] {
+        let req = if method == "GET" { http().get(s.url(&path)) } else { http().post(s.url(&path)).json(&json!({})) };
+        let r = send(req.bearer_auth(&reader)).await;
+        assert_eq!((r.status, r.body["error"]["code"].as_str()), (404, Some("not_found")), "{method} {path}: {}", r.body);
+    }
+    // The current version's run: readable, and not the reader's to cancel.
+    assert_eq!(send(http().get(s.url(&format!("/api/runs/{current}"))).bearer_auth(&reader)).await.status, 200);
+    let cancel = send(http().post(s.url(&format!("/api/runs/{current}/cancel"))).bearer_auth(&reader).json(&json!({}))).await;
+    assert_eq!(cancel.status, 403, "{}", cancel.body);
+}
+
 #[tokio::test]
 async fn keys_list_without_secrets_and_revocation_takes_effect_within_10_s() {
     let s = &shared().server;
