@@ -3,7 +3,10 @@
 //! the caller's namespaces and scope tokens; each side keeps only what the
 //! catalog (the authority on ownership) says the caller may read, and then
 //! they are fused with reciprocal rank fusion, so an unreadable match never
-//! moves a readable one's rank or pushes it out.
+//! moves a readable one's rank. The keyword side filters inside its query;
+//! the vector index knows no owners, so when unreadable items' chunks took
+//! the places of readable ones, the vector side asks once more for as many
+//! as the index gives (200 chunks per namespace; 100 on Vectorize).
 
 use worker::Env;
 
@@ -16,6 +19,10 @@ use crate::providers::{Embedder, Providers, VectorIndex, VectorQuery};
 use crate::runtime::{config, now_ms};
 
 pub use crate::protocol::MAX_QUERY_CHARS;
+
+/// The most vector hits a search asks each namespace for (the embedded
+/// shards' cap; Vectorize caps a query at 100).
+const VECTOR_TOP_K_MAX: u32 = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -94,27 +101,45 @@ pub async fn retrieve(env: &Env, p: &Principal, q: &RetrieveQuery<'_>) -> ApiRes
 
     let vector_side = async {
         if mode == Mode::Keyword {
-            return Ok(Vec::new());
+            return Ok::<_, ApiError>(Vec::new());
         }
         let v = providers.embedder.embed(&[text.to_string()]).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
         let vector = v.into_iter().next().unwrap_or_default();
-        let top_k = (k * 4).min(200);
-        let queries = namespaces.iter().map(|ns| {
-            let vq = VectorQuery { vector: vector.clone(), top_k, namespace: ns.clone(), category: category.clone() };
-            let vectors = &providers.vectors;
-            async move { vectors.query(&vq).await }
-        });
-        let lists = futures::future::join_all(queries).await;
-        let lists = lists.into_iter().collect::<Result<Vec<_>, _>>().map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        let grouped = group_by_content(&merge_hits(lists, top_k as usize));
-        // The operator reads everything: no query for it.
-        if scope == ReadScope::All {
-            return Ok(grouped);
+        let query = |top_k: u32| {
+            let (vector, providers, namespaces) = (&vector, &providers, &namespaces);
+            async move {
+                let queries = namespaces.iter().map(|ns| {
+                    let vq = VectorQuery { vector: vector.clone(), top_k, namespace: ns.clone(), category: category.clone() };
+                    async move { providers.vectors.query(&vq).await }
+                });
+                let lists = futures::future::join_all(queries).await;
+                let lists = lists.into_iter().collect::<Result<Vec<_>, _>>().map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                // Full: the namespace holds more than was asked for.
+                let full = lists.iter().any(|l| l.len() >= top_k as usize);
+                Ok::<_, ApiError>((group_by_content(&merge_hits(lists, top_k as usize)), full))
+            }
+        };
+        let mut top_k = (k * 4).min(VECTOR_TOP_K_MAX);
+        loop {
+            let (grouped, full) = query(top_k).await?;
+            // The operator reads everything: no query for it.
+            if scope == ReadScope::All {
+                return Ok(grouped);
+            }
+            // Readable ones only, before the fusion ranks them (see `catalog::keyword_search`).
+            let ids: Vec<String> = grouped.iter().map(|h| h.content_id.clone()).collect();
+            let readable: std::collections::HashSet<String> = catalog::readable_ids(env, &scope, &ids).await?.into_iter().collect();
+            let unread = grouped.len() - readable.len();
+            let kept: Vec<_> = grouped.into_iter().filter(|h| readable.contains(&h.content_id)).collect();
+            // Chunks of items the caller may not read (a colleague's long
+            // private document) took places readable ones would have had:
+            // asked once more for as many as the index gives.
+            if unread > 0 && kept.len() < k as usize && full && top_k < VECTOR_TOP_K_MAX {
+                top_k = VECTOR_TOP_K_MAX;
+                continue;
+            }
+            return Ok(kept);
         }
-        // Readable ones only, before the fusion ranks them (see `catalog::keyword_search`).
-        let ids: Vec<String> = grouped.iter().map(|h| h.content_id.clone()).collect();
-        let readable: std::collections::HashSet<String> = catalog::readable_ids(env, &scope, &ids).await?.into_iter().collect();
-        Ok::<_, ApiError>(grouped.into_iter().filter(|h| readable.contains(&h.content_id)).collect::<Vec<_>>())
     };
     let keyword_side = async {
         let Some(m) = fts.as_deref().filter(|_| mode != Mode::Vector) else { return Ok(Vec::new()) };

@@ -140,6 +140,42 @@ async fn a_widened_items_older_text_stays_with_its_readers() {
     assert!(finds(s.key.clone()).await.contains(&cid), "its owner still does");
 }
 
+/// The vector index knows no owners: it answers the best chunks of the
+/// caller's namespaces, and a colleague's long private document can fill
+/// every place asked for. The caller's readable match must still be found
+/// (the vector side asks again for as many as the index gives).
+#[tokio::test]
+async fn a_long_unreadable_document_does_not_crowd_out_the_vector_side() {
+    let s = &shared().server;
+    let t = format!("longcrowd-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let word = format!("zq{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let (a, b) = (
+        mint_key(&s.base, &s.admin_token, &t, &["content:write"], None),
+        mint_key(&s.base, &s.admin_token, &t, &["content:write"], None),
+    );
+    let submit = |key: String, body: Value| async move {
+        let r = send(http().post(s.url("/api/content")).bearer_auth(&key).json(&body)).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        let run = r.body["run_id"].as_str().unwrap().to_string();
+        assert_eq!(s.wait_run(&run, Duration::from_secs(60)).await["status"], "completed");
+        r.body["content_id"].as_str().unwrap().to_string()
+    };
+    // Some 30 chunks, each nothing but the word.
+    let long = vec![format!("{word} ").repeat(60).trim_end().to_string() + "."; 30].join("\n\n");
+    let secret = submit(a.clone(), serde_json::json!({"title": "Long plan", "body": long, "visibility": "private"})).await;
+    let mine = submit(b.clone(), serde_json::json!({"title": "Crane notes", "body": format!("Notes on {word} and the crane schedules of the harbor."), "visibility": "tenant"})).await;
+    let search = |key: String| {
+        let word = word.clone();
+        async move {
+            let r = send(http().get(s.url("/api/search")).bearer_auth(key).query(&[("q", word.as_str()), ("k", "1"), ("mode", "vector")])).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            ids(&r.body)
+        }
+    };
+    assert_eq!(search(a).await, vec![secret], "its owner's best match is the long document");
+    assert_eq!(search(b).await, vec![mine], "the other member's vector search finds its own item");
+}
+
 /// Another member's private items that match better than one's own do not
 /// crowd it out of a search: each side keeps only what the caller may read
 /// before the ranks are fused, so missing results say nothing of items the
