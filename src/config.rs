@@ -220,7 +220,7 @@ impl Config {
                     .clamp(1, crate::domain::followers::MAX_FOLLOWERS as u64) as u32,
                 operator_tenant: get("OPERATOR_TENANT")
                     .filter(|t| crate::domain::principal::valid_tenant(t))
-                    .unwrap_or_else(|| "operator".into()),
+                    .unwrap_or_else(|| crate::domain::principal::DEFAULT_OPERATOR_TENANT.into()),
                 admin_token_sha256: get("ADMIN_TOKEN")
                     .filter(|t| t.len() >= 32)
                     .map(|t| <sha2::Sha256 as sha2::Digest>::digest(t.as_bytes()).to_vec()),

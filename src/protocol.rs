@@ -981,7 +981,16 @@ pub const TENANT_PATTERN: &str = "^[a-z0-9-]{1,40}$";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyInput {
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(pattern(TENANT_PATTERN)))]
+    /// The key's tenant. Reserved, and refused: the operator's own tenant
+    /// (`operator`, or the deployment's `OPERATOR_TENANT`) and `legacy`
+    /// (items from before tenants).
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(
+            pattern(TENANT_PATTERN),
+            extend("not" = { "enum": [crate::domain::principal::DEFAULT_OPERATOR_TENANT, crate::domain::principal::LEGACY_TENANT] })
+        )
+    )]
     pub tenant: String,
     #[cfg_attr(
         not(target_arch = "wasm32"),

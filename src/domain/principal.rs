@@ -160,6 +160,8 @@ pub fn is_key_id(s: &str) -> bool {
 
 /// The tenant of content created before tenants existed.
 pub const LEGACY_TENANT: &str = "legacy";
+/// The tenant the operator's own items join unless `OPERATOR_TENANT` names another.
+pub const DEFAULT_OPERATOR_TENANT: &str = "operator";
 /// The vector namespace of public items.
 pub const PUBLIC_NAMESPACE: &str = "public";
 
