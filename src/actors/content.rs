@@ -461,6 +461,11 @@ impl ContentOps for ContentActor {
     async fn run_ended(&self, r: RunEnded) -> ApiResult<Done> {
         let mut c = self.require()?;
         let now = now_ms();
+        if !c.take_report(r.version, r.seq) {
+            return Ok(Done {});
+        }
+        // The report's order is kept even when it changes nothing else.
+        let ordered = r.seq.is_some();
         if !r.status.is_terminal() {
             // Not an end: an operator retried the run (see `RunEnded`).
             let events = match r.run_id {
@@ -470,6 +475,8 @@ impl ContentOps for ContentActor {
             if !events.is_empty() {
                 self.commit(&c, events, &[Duty::Catalog], now)?;
                 self.settle().await;
+            } else if ordered {
+                self.commit(&c, Vec::new(), &[], now)?;
             }
             return Ok(Done {});
         }
@@ -484,6 +491,8 @@ impl ContentOps for ContentActor {
             // The current version failed: nothing older stays in the vector
             // index (the catalog's write drops its keyword row).
             self.commit(&c, events, &[Duty::Catalog, Duty::DropOlderVectors { keep: r.version }], now)?;
+        } else if ordered {
+            self.commit(&c, Vec::new(), &[], now)?;
         }
         if changed || reported {
             self.settle().await;

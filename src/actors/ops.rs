@@ -379,6 +379,10 @@ pub struct RunEnded {
     pub status: RunStatus,
     #[serde(default)]
     pub reason: Option<String>,
+    /// The run's newest event seq when it reported: the item applies only
+    /// a report newer than the last (`ContentState::take_report`).
+    #[serde(default)]
+    pub seq: Option<u64>,
 }
 
 /// Whether a run of `version` may still write the indexes.

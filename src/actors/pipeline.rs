@@ -396,20 +396,24 @@ impl RunShell {
                 watchdog_armed = true;
             }
             let outcome = self.execute_pushing_if_long(&cfg, &run, stage, committed).await;
+            // A purge that landed while the stage awaited erased the run's
+            // copies, and the stage may have written an artifact since: it
+            // goes in this same turn, before any other await (an instance
+            // lost in one would keep it, with no wake left to erase it).
+            if self.require()?.purged {
+                self.erase()?;
+            }
 
             // The keys the run's sockets rest on, again when due: the
             // watchdog alarms that fire while a stage awaits check them
             // only every 5 s, so one that came due meanwhile is checked
             // before this commit's events go out.
             self.sockets.check_keys(self, now_ms()).await;
-            // Read again: a cancel or purge may have landed while the stage awaited.
+            // Read again: a cancel or purge may have landed while the stage
+            // awaited (a purge meanwhile erased all itself).
             run = self.require()?;
             now = now_ms();
             if run.status.is_terminal() {
-                if run.purged {
-                    // The stage may have written an artifact after the purge.
-                    self.erase()?;
-                }
                 return Ok(Some((run, false)));
             }
             events = match outcome {
@@ -472,6 +476,15 @@ impl RunShell {
         with_timeout(run.policy(stage).timeout_ms, stages::execute(stage, &cx)).await
     }
 
+    /// The item's report of how `run` stands: how it ended, or (a status
+    /// that is not terminal) that an operator retried it. Ordered by the
+    /// run's newest event, committed just before (see `RunEnded::seq`).
+    fn report(&self, run: &PipelineRun) -> Duty {
+        let seq = self.log().last_seq().ok();
+        let report = json!({ "run_id": run.id, "version": run.version, "status": run.status, "reason": run.reason, "seq": seq });
+        Duty::ReportEnd { content_id: run.content_id, report }
+    }
+
     /// Catalog row, dead letter and content status once a run has ended, as
     /// owed duties tried before the alarm returns (so the dead-letter list has
     /// a failure as soon as the run says `failed`) and retried until they land.
@@ -484,8 +497,7 @@ impl RunShell {
         };
         let mut owed = vec![Duty::Catalog];
         if run.status != RunStatus::Completed {
-            let report = json!({ "run_id": run.id, "version": run.version, "status": run.status, "reason": run.reason });
-            owed.push(Duty::ReportEnd { content_id: run.content_id, report });
+            owed.push(self.report(run));
         }
         if let Err(e) = outbox.put(&owed, now) {
             worker::console_error!("run outbox: {e}");
@@ -544,8 +556,7 @@ impl RunShell {
         self.commit_and_push(&run, events, now)?;
         // The item said `failed`; it says `processing` again, told as its
         // end was (committed with the retry, tried by the next alarm).
-        let report = json!({ "run_id": run.id, "version": run.version, "status": run.status, "reason": null });
-        self.outbox()?.put(&[Duty::ReportEnd { content_id: run.content_id, report }], now)?;
+        self.outbox()?.put(&[self.report(&run)], now)?;
         self.arm(&run, now).await?;
         // The retry is committed: a catalog write that fails now is the
         // outbox's to retry, not the caller's error.

@@ -282,6 +282,10 @@ pub struct VersionMeta {
     /// its older versions: see [`ContentState::version_readable_by`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visibility: Option<Visibility>,
+    /// The order of the newest report of this version's run that was
+    /// applied (see [`ContentState::take_report`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -380,6 +384,7 @@ impl ContentState {
             status: ContentStatus::Processing,
             source: doc.source.clone(),
             visibility: Some(self.ownership.visibility),
+            reported: None,
         });
         self.doc = doc;
         self.status = ContentStatus::Processing;
@@ -423,6 +428,22 @@ impl ContentState {
         };
         self.artifacts = Some(artifacts);
         Ok(vec![EventDraft::of(indexed)])
+    }
+
+    /// Whether a report of `version`'s run (its end, or an operator's
+    /// retry) ordered `seq` is newer than the last one applied, and if so
+    /// records it. Two can be in flight at once, a retry's and the end of
+    /// the attempt it started, and arrive in either order: applied as they
+    /// came, a late retry would make a failed item `processing` for good.
+    /// The order is the run's newest event when it reported (its log's
+    /// seq); a report without one (sent by an older build) is applied.
+    pub fn take_report(&mut self, version: u32, seq: Option<u64>) -> bool {
+        let (Some(seq), Some(m)) = (seq, self.meta_mut(version)) else { return true };
+        if m.reported.is_some_and(|last| last >= seq) {
+            return false;
+        }
+        m.reported = Some(seq);
+        true
     }
 
     /// An operator retried `run_id`, the run of `version`: while that is the
@@ -576,6 +597,33 @@ pub fn readable_by(reader: &super::principal::Principal, e: &crate::protocol::Ev
 #[cfg(test)]
 mod tests {
     use crate::config::Limits as CategoryLimits;
+
+    /// A run's reports apply in their order, not in the order they came: a
+    /// retry's report that arrives after the end of the attempt it started
+    /// leaves the item failed.
+    #[test]
+    fn a_late_retry_report_does_not_revive_a_failed_item() {
+        use super::{ContentDoc, ContentState, ContentStatus};
+        use crate::domain::principal::{Ownership, Visibility};
+        let doc = ContentDoc { title: "t".into(), body: "b".into(), category: None, tags: Vec::new(), author: None, source: None };
+        let owner = Ownership { tenant: "acme".into(), owner: "k".into(), visibility: Visibility::Tenant, owner_kind: None };
+        let run = uuid::Uuid::new_v4();
+        let (mut c, _) = ContentState::create(uuid::Uuid::new_v4(), doc, owner, run, 0);
+        assert!(c.take_report(1, Some(4)));
+        assert_eq!(c.run_failed(1, "no words", 1).len(), 1);
+        // Retried (its report ordered 6) and failed again at once (8): the
+        // end arrives first, then the retry.
+        assert!(c.take_report(1, Some(8)));
+        assert!(c.run_failed(1, "no words", 2).is_empty(), "already failed");
+        assert!(!c.take_report(1, Some(6)), "the retry's report is older than the end it led to");
+        assert_eq!(c.status, ContentStatus::Failed);
+        // A newer retry applies, and so does an unordered report.
+        assert!(c.take_report(1, Some(9)));
+        assert_eq!(c.run_retried(1, run, 3).len(), 1);
+        assert_eq!(c.status, ContentStatus::Processing);
+        assert!(c.take_report(1, None));
+        assert!(!c.take_report(1, Some(9)), "the same report twice");
+    }
 
     /// A view names only the near duplicates its reader may read; an
     /// analysis that names none is left as it was.
