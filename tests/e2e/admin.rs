@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::*;
 
@@ -329,11 +329,18 @@ async fn reconciliation_rewrites_the_catalog_from_the_actors() {
          VALUES ('{ghost}', 1, 'ghost', 'indexed', '', 1, 1, 'e2e', 'nobody', 'public');
          INSERT INTO actors (kind, id, status, created_at, updated_at) VALUES ('content', '{ghost}', 'indexed', 1, 1)"
     ));
-    let r = s.admin_post("/admin/reconcile?cursor=ffffffff-ffff-4fff-bfff-fffffffffff0&limit=5").await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let mine: Vec<_> = r.body["items"].as_array().unwrap().iter().filter(|i| i["content_id"] == ghost).collect();
-    assert_eq!(mine.len(), 1, "{}", r.body);
-    assert_eq!(mine[0]["outcome"], "orphan_removed", "{}", r.body);
+    // The rows were written by another process (`wrangler d1 execute`): a
+    // loaded server's D1 may read them a moment later, so the walk is asked
+    // until it meets the ghost (its first meeting removes it).
+    let met = eventually("the walk meets the ghost row", Duration::from_secs(15), || async {
+        let r = s.admin_post("/admin/reconcile?cursor=ffffffff-ffff-4fff-bfff-fffffffffff0&limit=5").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let mine: Vec<Value> = r.body["items"].as_array().unwrap().iter().filter(|i| i["content_id"] == ghost).cloned().collect();
+        if mine.is_empty() { Err(format!("{}", r.body)) } else { Ok(mine) }
+    })
+    .await;
+    assert_eq!(met.len(), 1, "{met:?}");
+    assert_eq!(met[0]["outcome"], "orphan_removed", "{met:?}");
     assert_eq!(count("content", "id", ghost), Some(0));
 
     let bad = s.admin_post("/admin/reconcile?ids=not-a-uuid").await;
