@@ -31,6 +31,10 @@ const RESUBSCRIBE_TRIES = 6;
  * starts over. Not at the open itself, or a server that accepts and closes
  * at once would be asked again every half second. */
 const HEALTHY_AFTER_MS = 5_000;
+/** A subscribe the server has gone silent on before its `ready` (its
+ * session actor was reset mid-subscribe: no `subscribed`, or events it
+ * stopped sending) is asked again from the cursor after this long. */
+const SUBSCRIBE_STALL_MS = 30_000;
 
 function loadSession() {
   try {
@@ -80,7 +84,7 @@ export class Live extends EventTarget {
     this.retryAt = 0;
     this.holdUntil = 0;
     this.dropPlan = null;
-    this.stats = { connects: 0, drops: 0, sessions: 0, duplicates: 0, gaps: 0, resyncs: 0 };
+    this.stats = { connects: 0, drops: 0, sessions: 0, duplicates: 0, gaps: 0, resyncs: 0, stalls: 0 };
     if (typeof window !== 'undefined') {
       window.addEventListener('online', () => this.reconnectNow());
       document.addEventListener('visibilitychange', () => {
@@ -121,6 +125,7 @@ export class Live extends EventTarget {
   unsubscribe(topic, sub) {
     if (this.subs.get(topic) !== sub) return;
     clearTimeout(sub.retryTimer);
+    clearTimeout(sub.stallTimer);
     this.subs.delete(topic);
     if (this.isOpen()) this.send(frames.unsubscribe(topic));
     this.updateReadiness();
@@ -137,6 +142,27 @@ export class Live extends EventTarget {
     if (sub.lastSeq === null && sub.askedFromNow) sub.missedFromNow = true;
     sub.askedFromNow = sub.lastSeq === null;
     this.send(frames.subscribe(sub.topic, sub.lastSeq ?? undefined));
+    this.watchStall(sub);
+  }
+
+  /**
+   * (Re)starts the wait for `sub`'s next frame before its `ready`: each of
+   * its frames restarts it, `ready` or an error ends it. Silence means the
+   * server lost the subscribe (events it sent without `subscribed` were
+   * dropped here, so the cursor did not move): asked again from the cursor.
+   */
+  watchStall(sub) {
+    clearTimeout(sub.stallTimer);
+    const ws = this.ws;
+    sub.stallTimer = setTimeout(() => {
+      sub.stallTimer = null;
+      if (this.subs.get(sub.topic) === sub && this.ws === ws && this.isOpen() && !sub.ready && !sub.retryTimer) {
+        this.stats.stalls += 1;
+        this.sendSubscribe(sub);
+      }
+    }, SUBSCRIBE_STALL_MS);
+    // Node (the protocol tests) need not wait for it.
+    sub.stallTimer?.unref?.();
   }
 
   /** Seqs applied on `topic`, in the order they were applied. */
@@ -388,6 +414,7 @@ export class Live extends EventTarget {
         if (!sub) return;
         sub.subscribedSeq = f.seq;
         if (sub.lastSeq === null) sub.lastSeq = f.seq;
+        this.watchStall(sub);
         if (sub.missedFromNow) {
           sub.missedFromNow = false;
           this.stats.resyncs += 1;
@@ -399,7 +426,10 @@ export class Live extends EventTarget {
         // events: one before it is left from an earlier subscription to the
         // topic (its unsubscribe still on its way), and would move the new
         // cursor past the replay it asked for.
-        if (sub && sub.subscribedSeq !== null) this.onEvent(sub, f);
+        if (sub && sub.subscribedSeq !== null) {
+          if (!sub.ready) this.watchStall(sub);
+          this.onEvent(sub, f);
+        }
         break;
       case SERVER_FRAMES.READY:
         // As for events: one before `subscribed` ends an earlier subscription.
@@ -407,6 +437,7 @@ export class Live extends EventTarget {
         this.attempt = 0;
         sub.ready = true;
         sub.retries = 0;
+        clearTimeout(sub.stallTimer);
         sub.handlers.onReady?.();
         this.updateReadiness();
         break;
@@ -428,6 +459,7 @@ export class Live extends EventTarget {
         // only in its message).
         const target = sub ?? [...this.subs.values()].find((s) => f.message && f.message.includes(s.topic));
         const err = { code: f.code, message: f.message, topic: target?.topic };
+        if (target) clearTimeout(target.stallTimer);
         if (target && !target.ready && RETRYABLE_CODES.includes(f.code) && (target.retries ?? 0) < RESUBSCRIBE_TRIES) {
           // Refused for now (the topic's actor or the catalog failed): the
           // subscription stays and is asked for again from its cursor, so a

@@ -66,12 +66,18 @@ export const ACTOR_KINDS = Object.freeze(['content', 'run', 'session', 'answer',
 export const ANSWER_STATUSES = Object.freeze(['generating', 'completed', 'failed']);
 export const TERMINAL_ANSWER_STATUSES = Object.freeze(['completed', 'failed']);
 
-/** Topic builders: `run:<id>`, `content:<id>`, `answer:<id>`, `batch:<id>`, `feed`. */
+/**
+ * Topic builders: `run:<id>`, `content:<id>`, `answer:<id>`, `batch:<id>`, `feed`.
+ * Ids are lower-cased: the server names a topic in its frames with the UUID
+ * as it prints it, and frames are matched to subscriptions by that name, so
+ * a pasted upper-case id must not leave a view waiting for frames forever.
+ */
+const named = (kind) => (id) => `${kind}:${String(id).toLowerCase()}`;
 export const topics = Object.freeze({
-  run: (id) => `run:${id}`,
-  content: (id) => `content:${id}`,
-  answer: (id) => `answer:${id}`,
-  batch: (id) => `batch:${id}`,
+  run: named('run'),
+  content: named('content'),
+  answer: named('answer'),
+  batch: named('batch'),
   feed: () => 'feed',
 });
 

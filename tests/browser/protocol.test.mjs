@@ -19,6 +19,8 @@ test('protocol.js names the contract', () => {
   assert.equal(topics.answer('z'), 'answer:z');
   assert.equal(topics.batch('b'), 'batch:b');
   assert.equal(topics.feed(), 'feed');
+  // The server's spelling of a UUID, which its frames name the topic by.
+  assert.equal(topics.run('0F3A6B2C-0000-4000-8000-00000000ABCD'), 'run:0f3a6b2c-0000-4000-8000-00000000abcd');
   assert.deepEqual(frames.subscribe('feed'), { type: 'subscribe', topic: 'feed' });
   assert.deepEqual(frames.subscribe('run:x', 0), { type: 'subscribe', topic: 'run:x', after: 0 });
 });
@@ -186,6 +188,42 @@ test('a subscribe refused for now is asked for again from its cursor; one refuse
     assert.equal(sent.length, 9);
     assert.deepEqual(errors.map((e) => e.code), ['unknown_topic']);
     assert.equal(live.state, 'live');
+  } finally {
+    mock.timers.reset();
+  }
+});
+
+test('a subscribe the server went silent on before `ready` is asked again from the cursor', () => {
+  mock.timers.enable({ apis: ['setTimeout'] });
+  try {
+    const { live, frame, sent } = liveWith([]);
+    live.subscribe('run:s', { after: 0 });
+    assert.deepEqual(sent, [{ type: 'subscribe', topic: 'run:s', after: 0 }]);
+    // The session actor was reset mid-subscribe: a later push arrives as
+    // events with no `subscribed`, which are dropped (the cursor stays).
+    frame({ type: 'event', topic: 'run:s', seq: 1, event: 'run.queued', data: {}, ts: '' });
+    assert.equal(live.subs.get('run:s').lastSeq, 0);
+    mock.timers.tick(29_000);
+    assert.equal(sent.length, 1, 'not yet');
+    mock.timers.tick(1_000);
+    assert.deepEqual(sent.at(-1), { type: 'subscribe', topic: 'run:s', after: 0 });
+    assert.equal(live.stats.stalls, 1);
+    // Answered this time, then cut off mid-replay: asked again from what it applied.
+    frame({ type: 'subscribed', topic: 'run:s', seq: 3 });
+    frame({ type: 'event', topic: 'run:s', seq: 1, event: 'run.queued', data: {}, ts: '' });
+    mock.timers.tick(20_000);
+    frame({ type: 'event', topic: 'run:s', seq: 2, event: 'stage.started', data: {}, ts: '' });
+    mock.timers.tick(20_000);
+    assert.equal(sent.length, 2, 'each frame restarts the wait');
+    mock.timers.tick(10_000);
+    assert.deepEqual(sent.at(-1), { type: 'subscribe', topic: 'run:s', after: 2 });
+    frame({ type: 'subscribed', topic: 'run:s', seq: 3 });
+    frame({ type: 'event', topic: 'run:s', seq: 3, event: 'stage.completed', data: {}, ts: '' });
+    frame({ type: 'ready', topic: 'run:s' });
+    // Ready: a quiet topic is not asked again.
+    mock.timers.tick(120_000);
+    assert.equal(sent.length, 3);
+    assert.deepEqual(live.applied('run:s'), [1, 2, 3]);
   } finally {
     mock.timers.reset();
   }

@@ -107,6 +107,9 @@ function sourceLink(id, v) {
   return link;
 }
 
+/** Live updates a content view lists, newest first. */
+const UPDATES_KEEP = 200;
+
 export function mount(root, { id }, ctx) {
   ctx.setTitle(`Content ${shortId(id)}`);
   const controller = new AbortController();
@@ -169,13 +172,20 @@ export function mount(root, { id }, ctx) {
     for (const el of body.querySelectorAll('.kw-fill')) el.style.width = `${el.dataset.w}%`;
   }
 
+  // Reloads can overlap (an event's, then the next one's): only the one
+  // started last may paint, so the view never ends older than an event.
+  let loads = 0;
   async function load() {
+    const mine = ++loads;
     try {
-      view = await get(api.contentItem(id), { signal: controller.signal });
+      const got = await get(api.contentItem(id), { signal: controller.signal });
+      if (mine !== loads) return;
+      view = got;
       replace(notice);
       render();
     } catch (err) {
       if (err && err.name === 'AbortError') return;
+      if (mine !== loads) return;
       const msg = err instanceof ApiError && err.status === 404
         ? 'This content does not exist (or was deleted).'
         : `Could not load the content: ${err.describe ? err.describe() : err}`;
@@ -201,6 +211,11 @@ export function mount(root, { id }, ctx) {
       : f.event === EVENTS.CONTENT_UPDATED ? `version ${d.version} ${d.status}${d.reason ? `: ${d.reason}` : ''}`
         : f.event === EVENTS.CONTENT_DELETED ? 'deleted' : f.event;
     updates.push({ seq: f.seq, event: f.event });
+    // A tab left open on an item that changes all day keeps the latest only.
+    if (updates.length > UPDATES_KEEP) {
+      updates.shift();
+      updatesList.lastElementChild?.remove();
+    }
     updatesList.prepend(h('li', null, time(f.ts, fmtTime), ' ', h('code', null, f.event), ' ', text,
       d.run_id ? [' · ', h('a', { href: `#/runs/${d.run_id}` }, 'run')] : null));
     ctx.announce(`Content ${text}`);
@@ -214,7 +229,12 @@ export function mount(root, { id }, ctx) {
       reloadSoon();
     },
     onResync: reloadSoon,
-    onError: (e) => replace(liveNotice, h('p', { class: 'notice error', role: 'alert' }, `Live updates unavailable: ${e.message}`)),
+    onError: (e) => {
+      replace(liveNotice, h('p', { class: 'notice error', role: 'alert' }, `Live updates unavailable: ${e.message}`));
+      // Refused: perhaps no longer readable (made private, or deleted).
+      // The reload then clears what the view showed of it.
+      reloadSoon();
+    },
   });
   load();
   debugState = () => ({ view, updates: updates.slice() });

@@ -366,10 +366,17 @@ function detailView(root, kind, id, ctx, signal) {
   }
 
   let loading = false;
+  let stale = false;
   async function load() {
-    // A poll does not start while the last read is still out.
-    if (loading) return;
+    // A poll does not start while the last read is still out; a reload asked
+    // for meanwhile (an event after that read began) runs once it is back,
+    // so the view never ends on a state older than the last event.
+    if (loading) {
+      stale = true;
+      return;
+    }
     loading = true;
+    stale = false;
     try {
       data = await adminGet(api.adminActor(kind, id), undefined, signal);
       render();
@@ -378,6 +385,7 @@ function detailView(root, kind, id, ctx, signal) {
       replace(out, errorBox(err));
     } finally {
       loading = false;
+      if (stale && !signal.aborted) load();
     }
   }
 
