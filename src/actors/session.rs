@@ -441,6 +441,9 @@ impl SessionActor {
                     found = true;
                     self.push(Deliver { topic, events: page.events }).await?;
                 }
+                // The item behind it is no longer the session's to read
+                // (made private, or deleted): its subscriptions end here.
+                Err(ApiError::NotFound(_)) => self.end_unreadable(topic),
                 _ => {}
             }
         }
@@ -449,6 +452,24 @@ impl SessionActor {
         let next = watch.next_poll(now, found);
         self.cells().save("watch", &watch)?;
         Ok(Some(next))
+    }
+
+    /// Ends every live subscription to `topic` (the topic refused this
+    /// session's principal): each socket is told as a refused subscribe is
+    /// (`unknown_topic`, naming the topic), so its view reloads what it may
+    /// still see, and the poll stops asking a topic that will only refuse.
+    /// The topic drops the session at its next push.
+    fn end_unreadable(&self, topic: Topic) {
+        let key = topic.to_string();
+        let e = ApiError::not_found(format!("topic {key}"));
+        for (ws, mut st) in self.sockets_on(&key) {
+            if st.is_replaying(&key) {
+                continue;
+            }
+            st.unsubscribe(&key);
+            save(&ws, &st);
+            send(&ws, &crate::http::error_frame(&e, e.frame_code()).about(Some(key.clone())));
+        }
     }
 
     /// A poll found the log trimmed past `cursor`: the sockets live at that

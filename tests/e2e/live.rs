@@ -313,11 +313,22 @@ async fn a_narrowed_items_topic_sends_a_former_reader_nothing_more() {
         }
     }
     assert!(owners.iter().any(|f| f.to_string().contains("Closed topic")), "the owner follows the private version: {owners:?}");
+    // The former reader's session polls the topic (within 5 s) and, refused,
+    // ends the subscription as a refused subscribe would: its view reloads
+    // what it may still see, and the session stops asking.
     let mut leaked = Vec::new();
-    while let Some(f) = ws_next(&mut anonymous, Duration::from_secs(2)).await {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let ended = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Some(f) = ws_next(&mut anonymous, left).await else { break None };
+        if f["type"] == "error" {
+            break Some(f);
+        }
         leaked.push(f);
-    }
+    };
     assert!(leaked.iter().all(|f| f["type"] != "event"), "a former reader still gets the private version's events: {leaked:?}");
+    let ended = ended.unwrap_or_else(|| panic!("the former reader's subscription was not ended: {leaked:?}"));
+    assert_eq!((ended["code"].as_str(), ended["topic"].as_str()), (Some("unknown_topic"), Some(topic.as_str())), "{ended}");
     let (status, _, _) = sse(http().get(s.url(&format!("/api/topics/{topic}/events?after=0"))), |_| true).await;
     assert_eq!(status, 404);
 }
