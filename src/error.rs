@@ -20,7 +20,7 @@ use crate::domain::followers::{FollowRefused, MAX_ANONYMOUS_FOLLOWERS, MAX_FOLLO
 use crate::domain::session::{SubscribeError, MAX_SUBSCRIPTIONS};
 use crate::domain::token::TokenError;
 use crate::domain::vector::FenceError;
-use crate::protocol::{ErrorBody, ErrorDetail};
+use crate::protocol::{ErrorBody, ErrorClass, ErrorDetail};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ApiError {
@@ -385,6 +385,18 @@ impl From<ApiError> for StageError {
             ApiError::RateLimited { retry_after_secs } => StageError::rate_limited(retry_after_secs.saturating_mul(1000), e.to_string()),
             ApiError::CircuitOpen { retry_after_ms } => StageError::rate_limited(retry_after_ms, e.to_string()),
             e => StageError::transient(e.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    /// A provider's failure (an embedder, a vector index) as the caller's
+    /// error when a request waits on it: a rate limit says when to come
+    /// back (`429` with `Retry-After`), anything else is `503`.
+    pub fn from_provider(e: StageError) -> ApiError {
+        match e.class {
+            ErrorClass::RateLimited { retry_after_ms } => ApiError::RateLimited { retry_after_secs: retry_after_ms.div_ceil(1000).max(1) },
+            _ => ApiError::Unavailable(e.message),
         }
     }
 }

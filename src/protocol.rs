@@ -1341,7 +1341,11 @@ pub struct SearchTimings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchResponse {
     pub query: String,
+    /// The mode served: `keyword` when a hybrid search's vector side was
+    /// unavailable, and `degraded` says why.
     pub mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
     pub k: u32,
     pub took_ms: i64,
     pub timings: SearchTimings,

@@ -32,13 +32,16 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub fn parse(s: &str) -> Option<Mode> {
-        match s {
-            "hybrid" => Some(Mode::Hybrid),
-            "vector" => Some(Mode::Vector),
-            "keyword" => Some(Mode::Keyword),
-            _ => None,
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Hybrid => "hybrid",
+            Mode::Vector => "vector",
+            Mode::Keyword => "keyword",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Mode> {
+        [Mode::Hybrid, Mode::Vector, Mode::Keyword].into_iter().find(|m| m.as_str() == s)
     }
 }
 
@@ -63,6 +66,10 @@ pub struct Retrieved {
 
 pub struct Retrieval {
     pub docs: Vec<Retrieved>,
+    /// The mode served: keyword when a hybrid search's vector side was
+    /// unavailable (`degraded` says why).
+    pub mode: Mode,
+    pub degraded: Option<String>,
     pub vector_ms: i64,
     pub keyword_ms: i64,
     pub fetch_ms: i64,
@@ -103,7 +110,7 @@ pub async fn retrieve(env: &Env, p: &Principal, q: &RetrieveQuery<'_>) -> ApiRes
         if mode == Mode::Keyword {
             return Ok::<_, ApiError>(Vec::new());
         }
-        let v = providers.embedder.embed(&[text.to_string()]).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let v = providers.embedder.embed(&[text.to_string()]).await.map_err(ApiError::from_provider)?;
         let vector = v.into_iter().next().unwrap_or_default();
         let query = |top_k: u32| {
             let (vector, providers, namespaces) = (&vector, &providers, &namespaces);
@@ -113,7 +120,7 @@ pub async fn retrieve(env: &Env, p: &Principal, q: &RetrieveQuery<'_>) -> ApiRes
                     async move { providers.vectors.query(&vq).await }
                 });
                 let lists = futures::future::join_all(queries).await;
-                let lists = lists.into_iter().collect::<Result<Vec<_>, _>>().map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                let lists = lists.into_iter().collect::<Result<Vec<_>, _>>().map_err(ApiError::from_provider)?;
                 // Full: the namespace holds more than was asked for.
                 let full = lists.iter().any(|l| l.len() >= top_k as usize);
                 Ok::<_, ApiError>((group_by_content(&merge_hits(lists, top_k as usize)), full))
@@ -147,8 +154,18 @@ pub async fn retrieve(env: &Env, p: &Principal, q: &RetrieveQuery<'_>) -> ApiRes
     };
     // Each side's own time, so a slow search says which side was slow.
     let ((hits, vector_ms), (kw, keyword_ms)) = futures::join!(timed(vector_side, started), timed(keyword_side, started));
-    let grouped = hits?;
     let kw_ids = kw?;
+    let (grouped, mode, degraded) = match hits {
+        Ok(grouped) => (grouped, mode, None),
+        // The embedder or the vector index is busy or down (a Workers AI
+        // capacity refusal, a Vectorize throttle): a hybrid search still
+        // answers with its keyword side, and says so.
+        Err(e @ (ApiError::Unavailable(_) | ApiError::RateLimited { .. })) if mode == Mode::Hybrid => {
+            worker::console_warn!("search: vector side unavailable, keyword results only: {e}");
+            (Vec::new(), Mode::Keyword, Some(format!("vector search unavailable ({e}); keyword results only")))
+        }
+        Err(e) => return Err(e),
+    };
 
     let vec_ids: Vec<String> = grouped.iter().map(|h| h.content_id.clone()).collect();
     // Over-fetch: a few fused hits may be dropped below, as narrowed or
@@ -188,7 +205,7 @@ pub async fn retrieve(env: &Env, p: &Principal, q: &RetrieveQuery<'_>) -> ApiRes
             break;
         }
     }
-    Ok(Retrieval { docs, vector_ms, keyword_ms, fetch_ms })
+    Ok(Retrieval { docs, mode, degraded, vector_ms, keyword_ms, fetch_ms })
 }
 
 /// `f`'s output and the milliseconds from `since` to its end.

@@ -42,7 +42,8 @@ pub async fn search(env: &Env, ctx: &Context, p: &Principal, req: &Request) -> A
         })
         .collect();
     let took = now_ms() - started;
-    let row = [s(text), n(k as i64), catalog::opt(category.as_deref()), s(mode_text), n(results.len() as i64), n(took), n(started)];
+    let served = found.mode.as_str();
+    let row = [s(text), n(k as i64), catalog::opt(category.as_deref()), s(served), n(results.len() as i64), n(took), n(started)];
     let log = catalog::log_search_statements(env, row, started)?;
     // The log is not part of the answer: write it after responding.
     let env2 = env.clone();
@@ -50,6 +51,6 @@ pub async fn search(env: &Env, ctx: &Context, p: &Principal, req: &Request) -> A
         let _ = catalog::run_batch(&env2, log).await;
     });
     let timings = SearchTimings { vector_ms: found.vector_ms, keyword_ms: found.keyword_ms, fetch_ms: found.fetch_ms };
-    let answer = SearchResponse { query: text.to_string(), mode: mode_text.to_string(), k, took_ms: took, timings, results };
+    let answer = SearchResponse { query: text.to_string(), mode: served.to_string(), degraded: found.degraded, k, took_ms: took, timings, results };
     Ok(http::json(200, &answer))
 }

@@ -335,6 +335,35 @@ async fn a_rate_limited_embedding_is_retried() {
     completes_after_two_faults(injected, "Busy", &marked(marker, 6, 1500), None, Stage::Embed).await;
 }
 
+/// Workers AI refuses a busy model at once (`rejectIfBusy`: 3040, HTTP 429;
+/// workers-ai/features/reject-if-busy). A hybrid search whose query
+/// embedding is refused still answers with its keyword side and says so;
+/// a vector-only search is a 429 with `Retry-After`, not a 503. (Failed
+/// before: both were 503.)
+#[tokio::test]
+async fn a_busy_embedder_leaves_hybrid_search_its_keyword_side() {
+    let p = prod();
+    let marker = "brackenmoor";
+    let (cid, run) = p.server.submit("Busy embedder", &marked(marker, 9, 1500), None).await;
+    assert_all_completed(&p.server.wait_run(&run, RUN_TIMEOUT).await);
+    search_until_found(&format!("q={marker}&mode=keyword&k=5"), &[cid.as_str()]).await;
+    let busy = "3040: Capacity temporarily exceeded, please try again.";
+    let query = format!("{marker} bridges");
+    p.emulator.inject(json!({ "binding": "ai", "kind": "embedding", "contains": query, "error": busy, "times": 2 })).await;
+    let r = p.server.get(&format!("/api/search?q={marker}%20bridges&k=5")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["mode"], "keyword", "{}", r.body);
+    assert!(r.body["degraded"].as_str().is_some_and(|d| d.contains("vector search unavailable")), "{}", r.body);
+    let hits: Vec<&str> = r.body["results"].as_array().unwrap().iter().filter_map(|h| h["content_id"].as_str()).collect();
+    assert!(hits.contains(&cid.as_str()), "{}", r.body);
+    let r = p.server.get(&format!("/api/search?q={marker}%20bridges&k=5&mode=vector")).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (429, Some("rate_limited")), "{}", r.body);
+    assert!(r.headers.get("retry-after").is_some(), "{:?}", r.headers);
+    // Not busy any more: hybrid again.
+    let r = p.server.get(&format!("/api/search?q={marker}%20bridges&k=5")).await;
+    assert_eq!((r.body["mode"].as_str(), r.body.get("degraded")), (Some("hybrid"), None), "{}", r.body);
+}
+
 /// Vectorize's throttle is a request error by its form ("code = 40041"), yet
 /// a rate limit: the index stage waits and tries again, then the run
 /// completes. Failed before: every 40xxx was terminal, so the run failed.

@@ -91,7 +91,8 @@ export function mount(root, _params, ctx) {
       const res = await get(api.search(), { query: { q: text, category: category.value.trim(), mode: mode.value }, signal });
       lastResults = res;
       const n = res.results.length;
-      status.textContent = `${n} result${n === 1 ? '' : 's'} for “${res.query}” in ${res.took_ms} ms (${res.mode}).`;
+      status.textContent = `${n} result${n === 1 ? '' : 's'} for “${res.query}” in ${res.took_ms} ms (${res.mode}).`
+        + (res.degraded ? ` Vector search was unavailable: keyword results only.` : '');
       replace(results, n === 0
         ? h('li', { class: 'muted empty' }, 'Nothing matched. Try fewer or different words, or clear the category.')
         : res.results.map((r, i) => h('li', { class: 'result card', dataset: { contentId: r.content_id } },
