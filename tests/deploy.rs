@@ -310,8 +310,8 @@ fn readme_creates_every_metadata_index_before_deploying() {
     assert_eq!(created, wanted, "README's metadata indexes differ from providers::METADATA_INDEXES (property, type)");
 }
 
-/// Fails until the text model moves off `@cf/meta/llama-3.1-8b-instruct`
-/// (branch h-providers); kept so a deprecated model can never ship again.
+/// A deprecated model can never ship again (the text model once was
+/// `@cf/meta/llama-3.1-8b-instruct`, past its retirement date).
 #[test]
 fn workers_ai_models_are_not_deprecated() {
     for (role, model) in [("TEXT_MODEL", TEXT_MODEL), ("EMBED_MODEL", EMBED_MODEL)] {
