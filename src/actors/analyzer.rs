@@ -317,9 +317,13 @@ impl AnalyzerContainer {
                         // A new container, on an empty disk.
                         Ok(()) => self.restore.set(Restore::Owed),
                         // Another call may have started it meanwhile (and
-                        // owes it its records).
+                        // owes it its records). A start refused for now (no
+                        // instance to be had yet, too many per second) is
+                        // asked again as the wait says; any other is a failure.
                         Err(e) if !container.is_running().await.unwrap_or(false) => {
-                            return Err(StageError::transient(format!("container start: {e}")).into());
+                            wait.started();
+                            step = after_refusal(&mut wait, "container start", &e.to_string())?;
+                            continue;
                         }
                         Err(_) => {}
                     }
@@ -331,6 +335,10 @@ impl AnalyzerContainer {
                 Step::Wait(ms) => {
                     Delay::from(Duration::from_millis(ms.max(0) as u64)).await;
                     Step::Send
+                }
+                Step::Restart(ms) => {
+                    Delay::from(Duration::from_millis(ms.max(0) as u64)).await;
+                    Step::Start
                 }
                 Step::GiveUp { waited_ms } => {
                     return Err(CallFailure::cold(format!(

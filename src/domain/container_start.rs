@@ -16,7 +16,10 @@ pub const POLL_INTERVAL_MS: i64 = 300;
 /// Longest wait for the port within one Analyze attempt (its timeout is
 /// 10 s), leaving time for the analysis itself.
 pub const READY_BUDGET_MS: i64 = 8_000;
-/// A container stopped during the wait is started again at most this often.
+/// A container stopped during the wait is started again at once this
+/// often; after that, once per poll while the budget lasts (the platform may
+/// have no instance for it yet, and `cloudflare/containers` also asks
+/// `start()` again on every poll until one comes).
 const MAX_STARTS: u32 = 2;
 
 /// Why a request did not reach the container's server.
@@ -39,7 +42,11 @@ pub enum Refusal {
 /// failure.
 pub fn refusal(message: &str) -> Option<Refusal> {
     let m = message.to_lowercase();
-    if (m.contains("not running") && m.contains("start")) || m.contains("no container instance") {
+    // Starts refused for their rate ("you are requesting too many
+    // containers per second", as `cloudflare/containers` knows it) are
+    // asked again at the next poll, as a container not yet running is.
+    if (m.contains("not running") && m.contains("start")) || m.contains("no container instance") || m.contains("too many containers per second")
+    {
         Some(Refusal::NotRunning)
     } else if m.contains("not listening") || m.contains("container port not found") || m.contains("connection refused")
     {
@@ -58,6 +65,8 @@ pub enum Step {
     Send,
     /// Sleep this many ms, then send.
     Wait(i64),
+    /// Sleep this many ms, then call `start()` again and send.
+    Restart(i64),
     /// The budget is spent: fail this attempt as transient, outside the breaker.
     GiveUp { waited_ms: i64 },
 }
@@ -99,7 +108,11 @@ impl StartupWait {
         if waited_ms + self.poll_ms > self.budget_ms {
             return Step::GiveUp { waited_ms };
         }
-        Step::Wait(self.poll_ms)
+        match why {
+            // Polling a container nobody starts would only wait the budget out.
+            Refusal::NotRunning => Step::Restart(self.poll_ms),
+            Refusal::NotListening => Step::Wait(self.poll_ms),
+        }
     }
 
     /// Refusals so far (for the log and the status view).
@@ -175,6 +188,10 @@ mod tests {
                     now += ms;
                     Step::Send
                 }
+                Step::Restart(ms) => {
+                    now += ms;
+                    Step::Start
+                }
                 Step::Send => {
                     sends += 1;
                     now += 5; // a refused connect is quick
@@ -217,16 +234,54 @@ mod tests {
     }
 
     #[test]
-    fn a_container_stopped_under_us_is_started_again_but_not_forever() {
+    fn a_container_stopped_under_us_is_started_again_then_once_per_poll_within_the_budget() {
         let (mut wait, step) = StartupWait::with_defaults(0, true);
         assert_eq!(step, Step::Send);
         assert_eq!(wait.refused(10, Refusal::NotRunning), Step::Start);
         wait.started();
         assert_eq!(wait.refused(20, Refusal::NotRunning), Step::Start);
         wait.started();
-        assert_eq!(wait.refused(30, Refusal::NotRunning), Step::Wait(POLL_INTERVAL_MS));
-        assert_eq!(wait.starts(), 2);
-        assert_eq!(wait.refusals(), 3);
+        // No instance to be had yet: asked again each poll, not just waited on.
+        assert_eq!(wait.refused(30, Refusal::NotRunning), Step::Restart(POLL_INTERVAL_MS));
+        wait.started();
+        assert_eq!(wait.refused(340, Refusal::NotListening), Step::Wait(POLL_INTERVAL_MS));
+        assert_eq!(wait.refused(READY_BUDGET_MS - 100, Refusal::NotRunning), Step::GiveUp { waited_ms: READY_BUDGET_MS - 100 });
+        assert_eq!((wait.starts(), wait.refusals()), (3, 5));
+    }
+
+    /// A platform with no instance for the first seconds (a first deploy, a
+    /// rollout): the wait keeps asking `start()` and reaches the container
+    /// once an instance comes, within the budget.
+    #[test]
+    fn a_container_without_an_instance_yet_is_started_each_poll_until_one_comes() {
+        let mut now: Millis = 0;
+        let (mut wait, mut step) = StartupWait::with_defaults(now, false);
+        let instance_at = 4_000;
+        let mut started = false;
+        loop {
+            step = match step {
+                Step::Start => {
+                    started = now >= instance_at;
+                    wait.started()
+                }
+                Step::Restart(ms) => {
+                    now += ms;
+                    Step::Start
+                }
+                Step::Wait(ms) => {
+                    now += ms;
+                    Step::Send
+                }
+                Step::Send if started => break,
+                Step::Send => {
+                    now += 5;
+                    wait.refused(now, Refusal::NotRunning)
+                }
+                Step::GiveUp { waited_ms } => panic!("gave up after {waited_ms} ms"),
+            };
+        }
+        assert!((instance_at..instance_at + POLL_INTERVAL_MS + 10).contains(&now), "reached at {now}");
+        assert!(wait.starts() > 10, "{} starts", wait.starts());
     }
 
     #[test]
@@ -241,6 +296,7 @@ mod tests {
             refusal("There is no Container instance that can be provided to this Durable Object, try again later"),
             Some(Refusal::NotRunning)
         );
+        assert_eq!(refusal("Error: you are requesting too many containers per second"), Some(Refusal::NotRunning));
         assert_eq!(refusal("analyzer answered 500"), None);
         assert_eq!(refusal("Network connection lost."), None);
     }
