@@ -173,6 +173,21 @@ mod tests {
     /// Drives a wait against a container that listens `listen_after` ms after
     /// its first start, on a fake clock; returns (steps taken, sends, outcome).
     fn drive(running: bool, listen_after: Option<i64>) -> (Vec<Step>, u32, Result<Millis, i64>) {
+        drive_with(running, |_| true, |now, started_at| match (started_at, listen_after) {
+            (None, _) => Some(Refusal::NotRunning),
+            (Some(at), Some(delay)) if now - at >= delay => None,
+            _ => Some(Refusal::NotListening),
+        })
+    }
+
+    /// [`drive`] against any container: `start_takes(now)` says whether a
+    /// `start()` then starts it, `answer(now, started_at)` how a send is
+    /// refused (`None`: it reached the server).
+    fn drive_with(
+        running: bool,
+        start_takes: impl Fn(Millis) -> bool,
+        answer: impl Fn(Millis, Option<Millis>) -> Option<Refusal>,
+    ) -> (Vec<Step>, u32, Result<Millis, i64>) {
         let mut now: Millis = 1_000;
         let (mut wait, mut step) = StartupWait::with_defaults(now, running);
         let mut started_at = running.then_some(0);
@@ -181,7 +196,9 @@ mod tests {
             steps.push(step);
             step = match step {
                 Step::Start => {
-                    started_at.get_or_insert(now);
+                    if start_takes(now) {
+                        started_at.get_or_insert(now);
+                    }
                     wait.started()
                 }
                 Step::Wait(ms) => {
@@ -195,10 +212,9 @@ mod tests {
                 Step::Send => {
                     sends += 1;
                     now += 5; // a refused connect is quick
-                    match (started_at, listen_after) {
-                        (None, _) => wait.refused(now, Refusal::NotRunning),
-                        (Some(at), Some(delay)) if now - at >= delay => return (steps, sends, Ok(now)),
-                        _ => wait.refused(now, Refusal::NotListening),
+                    match answer(now, started_at) {
+                        None => return (steps, sends, Ok(now)),
+                        Some(why) => wait.refused(now, why),
                     }
                 }
                 Step::GiveUp { waited_ms } => return (steps, sends, Err(waited_ms)),
@@ -254,34 +270,11 @@ mod tests {
     /// once an instance comes, within the budget.
     #[test]
     fn a_container_without_an_instance_yet_is_started_each_poll_until_one_comes() {
-        let mut now: Millis = 0;
-        let (mut wait, mut step) = StartupWait::with_defaults(now, false);
-        let instance_at = 4_000;
-        let mut started = false;
-        loop {
-            step = match step {
-                Step::Start => {
-                    started = now >= instance_at;
-                    wait.started()
-                }
-                Step::Restart(ms) => {
-                    now += ms;
-                    Step::Start
-                }
-                Step::Wait(ms) => {
-                    now += ms;
-                    Step::Send
-                }
-                Step::Send if started => break,
-                Step::Send => {
-                    now += 5;
-                    wait.refused(now, Refusal::NotRunning)
-                }
-                Step::GiveUp { waited_ms } => panic!("gave up after {waited_ms} ms"),
-            };
-        }
-        assert!((instance_at..instance_at + POLL_INTERVAL_MS + 10).contains(&now), "reached at {now}");
-        assert!(wait.starts() > 10, "{} starts", wait.starts());
+        let instance_at = 5_000;
+        let (steps, _, outcome) = drive_with(false, |now| now >= instance_at, |_, started_at| started_at.is_none().then_some(Refusal::NotRunning));
+        let reached = outcome.expect("reached within the budget");
+        assert!((instance_at..instance_at + POLL_INTERVAL_MS + 10).contains(&reached), "reached at {reached}");
+        assert!(steps.iter().filter(|s| **s == Step::Start).count() > 10, "{steps:?}");
     }
 
     #[test]

@@ -140,6 +140,21 @@ async fn a_widened_items_older_text_stays_with_its_readers() {
     assert!(finds(s.key.clone()).await.contains(&cid), "its owner still does");
 }
 
+/// Submits `body` with `key`: (content id, run id).
+async fn submit_as(s: &Server, key: &str, body: Value) -> (String, String) {
+    let r = send(http().post(s.url("/api/content")).bearer_auth(key).json(&body)).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    (r.body["content_id"].as_str().unwrap().to_string(), r.body["run_id"].as_str().unwrap().to_string())
+}
+
+/// A nonce word no other document holds, and two writers of a fresh tenant.
+fn two_writers(s: &Server, tag: &str) -> (String, String, String) {
+    let t = format!("{tag}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let word = format!("zq{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let writer = || mint_key(&s.base, &s.admin_token, &t, &["content:write"], None);
+    (word, writer(), writer())
+}
+
 /// The vector index knows no owners: it answers the best chunks of the
 /// caller's namespaces, and a colleague's long private document can fill
 /// every place asked for. The caller's readable match must still be found
@@ -147,18 +162,11 @@ async fn a_widened_items_older_text_stays_with_its_readers() {
 #[tokio::test]
 async fn a_long_unreadable_document_does_not_crowd_out_the_vector_side() {
     let s = &shared().server;
-    let t = format!("longcrowd-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let word = format!("zq{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let (a, b) = (
-        mint_key(&s.base, &s.admin_token, &t, &["content:write"], None),
-        mint_key(&s.base, &s.admin_token, &t, &["content:write"], None),
-    );
+    let (word, a, b) = two_writers(s, "longcrowd");
     let submit = |key: String, body: Value| async move {
-        let r = send(http().post(s.url("/api/content")).bearer_auth(&key).json(&body)).await;
-        assert_eq!(r.status, 202, "{}", r.body);
-        let run = r.body["run_id"].as_str().unwrap().to_string();
+        let (content, run) = submit_as(s, &key, body).await;
         assert_eq!(s.wait_run(&run, Duration::from_secs(60)).await["status"], "completed");
-        r.body["content_id"].as_str().unwrap().to_string()
+        content
     };
     // Some 30 chunks, each nothing but the word.
     let long = vec![format!("{word} ").repeat(60).trim_end().to_string() + "."; 30].join("\n\n");
@@ -184,17 +192,8 @@ async fn a_long_unreadable_document_does_not_crowd_out_the_vector_side() {
 #[tokio::test]
 async fn unreadable_matches_do_not_crowd_out_readable_ones() {
     let s = &shared().server;
-    let t = format!("crowd-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let word = format!("zq{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let (a, b) = (
-        mint_key(&s.base, &s.admin_token, &t, &["content:write"], None),
-        mint_key(&s.base, &s.admin_token, &t, &["content:write"], None),
-    );
-    let submit = |key: String, body: Value| async move {
-        let r = send(http().post(s.url("/api/content")).bearer_auth(&key).json(&body)).await;
-        assert_eq!(r.status, 202, "{}", r.body);
-        (r.body["content_id"].as_str().unwrap().to_string(), r.body["run_id"].as_str().unwrap().to_string())
-    };
+    let (word, a, b) = two_writers(s, "crowd");
+    let submit = |key: String, body: Value| async move { submit_as(s, &key, body).await };
     let mut runs = Vec::new();
     for title in ["plan", "memo"] {
         let body = format!("The {word} {title}: {word} for the harbor, {word} again, and {word} once more.");

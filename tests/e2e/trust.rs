@@ -289,19 +289,27 @@ async fn an_owner_changes_its_item_with_a_token_without_scopes() {
     assert_eq!(send(http().delete(&item)).await.status, 401);
 }
 
+/// In a fresh tenant: a writer's private item, run to its end, and a
+/// reader of that tenant (content:read) who may not read it. Returns
+/// (owner key, reader key, content id, run id).
+async fn private_item_and_a_reader(s: &Server, tag: &str, title: &str, body: &str) -> (String, String, String, String) {
+    let t = tenant(tag);
+    let owner = mint_key(&s.base, &s.admin_token, &t, &["content:write"], Some(1_000_000));
+    let reader = mint_key(&s.base, &s.admin_token, &t, &["content:read"], Some(1_000_000));
+    let r = send(http().post(s.url("/api/content")).bearer_auth(&owner).json(&json!({"title": title, "body": body, "visibility": "private"}))).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let (content, run) = (r.body["content_id"].as_str().unwrap().to_string(), r.body["run_id"].as_str().unwrap().to_string());
+    s.wait_run(&run, WAIT).await;
+    (owner, reader, content, run)
+}
+
 /// A run of a version its caller could not read (a private draft, before a
 /// PUT made the item `tenant`) is 404 to that caller whatever it asks: a
 /// cancel or a retry as much as a read, not 403, which says it is there.
 #[tokio::test]
 async fn a_run_of_a_version_its_caller_may_not_read_is_404_to_every_request() {
     let s = &shared().server;
-    let t = tenant("draft-run");
-    let owner = mint_key(&s.base, &s.admin_token, &t, &["content:write"], Some(1_000_000));
-    let reader = mint_key(&s.base, &s.admin_token, &t, &["content:read"], Some(1_000_000));
-    let r = send(http().post(s.url("/api/content")).bearer_auth(&owner).json(&json!({"title": "Draft", "body": "a private draft about tides", "visibility": "private"}))).await;
-    assert_eq!(r.status, 202, "{}", r.body);
-    let (cid, draft_run) = (r.body["content_id"].as_str().unwrap().to_string(), r.body["run_id"].as_str().unwrap().to_string());
-    s.wait_run(&draft_run, WAIT).await;
+    let (owner, reader, cid, draft_run) = private_item_and_a_reader(s, "draft-run", "Draft", "a private draft about tides").await;
     let put = send(http().put(s.url(&format!("/api/content/{cid}"))).bearer_auth(&owner).json(&json!({"title": "Notice", "body": "a notice about tides", "visibility": "tenant"}))).await;
     assert_eq!(put.status, 202, "{}", put.body);
     let current = put.body["run_id"].as_str().unwrap().to_string();
@@ -530,13 +538,7 @@ async fn subscription(ws: &mut Ws, topic: &str) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_owner_follows_its_run_until_its_item_is_deleted() {
     let s = &shared().server;
-    let t = tenant("ownrun");
-    let owner = mint_key(&s.base, &s.admin_token, &t, &["content:write"], Some(1_000_000));
-    let reader = mint_key(&s.base, &s.admin_token, &t, &["content:read"], Some(1_000_000));
-    let r = send(http().post(s.url("/api/content")).bearer_auth(&owner).json(&json!({"title": "own run", "body": "a private body", "visibility": "private"}))).await;
-    assert_eq!(r.status, 202, "{}", r.body);
-    let (content, run) = (r.body["content_id"].as_str().unwrap().to_string(), r.body["run_id"].as_str().unwrap().to_string());
-    s.wait_run(&run, WAIT).await;
+    let (owner, reader, content, run) = private_item_and_a_reader(s, "ownrun", "own run", "a private body").await;
     let topic = format!("run:{run}");
 
     let (sid, tok) = new_session_as(s, &owner).await;
