@@ -171,6 +171,14 @@ impl<E: VectorIndex, C: VectorIndex> VectorIndex for Backend<E, C> {
         }
     }
 
+    async fn settle_sent(&self, content_id: &str, version: u32, ids: &[String]) -> Result<(), StageError> {
+        match self {
+            Backend::Embedded(e) => e.settle_sent(content_id, version, ids).await,
+            Backend::Cloudflare(c) => c.settle_sent(content_id, version, ids).await,
+            Backend::Unavailable(why) => Self::unavailable(why),
+        }
+    }
+
     fn fences_writes(&self) -> bool {
         match self {
             Backend::Embedded(e) => e.fences_writes(),

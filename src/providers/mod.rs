@@ -90,6 +90,15 @@ pub trait VectorIndex {
         self.delete_content(content_id, Some(version)).await.map(|_| ())
     }
 
+    /// After `ids` (one version's vectors) were sent with [`Self::upsert`]:
+    /// waits until the backend applied them, where it applies writes later,
+    /// then drops every other version's. [`Self::replace_content`] is an
+    /// upsert and this; the index stage calls them apart on such a backend,
+    /// so that a retry does not send the same write again.
+    async fn settle_sent(&self, content_id: &str, version: u32, _ids: &[String]) -> Result<(), StageError> {
+        self.delete_content(content_id, Some(version)).await.map(|_| ())
+    }
+
     /// Whether a write of a deleted or superseded version is refused by the
     /// backend itself (the embedded shards fence it). If not (Vectorize), the
     /// index stage asks again after its write and, if the version is no

@@ -101,7 +101,8 @@ impl Vectorize {
 
     /// Waits until every `probes` id is found: one id per upsert call, whose
     /// vectors Vectorize applies together. Past [`payloads::VISIBLE_WAIT_MS`]
-    /// the write counts as failed for now, and the stage's retry writes again.
+    /// the write counts as failed for now, and the stage's retry waits for
+    /// it again (without sending it again: see `stages::index`).
     async fn until_visible(&self, probes: &[String]) -> Result<(), StageError> {
         let deadline = crate::runtime::now_ms() + payloads::VISIBLE_WAIT_MS;
         loop {
@@ -151,9 +152,15 @@ impl VectorIndex for Vectorize {
     /// or a `DELETE`'s) finds these vectors; the index stage takes back a
     /// write whose version stopped being current before that.
     async fn replace_content(&self, content_id: &str, version: u32, items: Vec<VectorItem>) -> Result<(), StageError> {
-        let probes: Vec<String> =
-            items.chunks(payloads::UPSERT_BATCH).filter_map(|b| b.first()).map(|it| it.id.clone()).collect();
+        let ids: Vec<String> = items.iter().map(|it| it.id.clone()).collect();
         self.upsert(items).await?;
+        self.settle_sent(content_id, version, &ids).await
+    }
+
+    /// One probe per upsert call (whose vectors Vectorize applies together)
+    /// must be found before the sweep.
+    async fn settle_sent(&self, content_id: &str, version: u32, ids: &[String]) -> Result<(), StageError> {
+        let probes: Vec<String> = ids.chunks(payloads::UPSERT_BATCH).filter_map(|b| b.first()).cloned().collect();
         self.until_visible(&probes).await?;
         self.delete_content(content_id, Some(version)).await.map(|_| ())
     }

@@ -78,6 +78,10 @@ pub const CHUNKS: Artifact<Vec<String>> = Artifact::named("chunks");
 pub const DIM: Artifact<usize> = Artifact::named("dim");
 /// One vector per chunk, back to back.
 pub const VECTORS: BlobArtifact<Vec<f32>> = BlobArtifact::named("vectors");
+/// The version whose vectors an index attempt sent to a backend that applies
+/// writes later (Vectorize): a retry waits for that write instead of
+/// sending it again, which would only lengthen the backend's queue.
+pub const INDEX_SENT: Artifact<u32> = Artifact::named("index_sent");
 pub const SUMMARY: Artifact<String> = Artifact::named("summary");
 pub const EXTRACTION: Artifact<Extraction> = Artifact::named("extraction");
 pub const ANALYSIS: Artifact<serde_json::Value> = Artifact::named("analysis");

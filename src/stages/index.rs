@@ -1,7 +1,7 @@
 //! `index`: writes the run's vectors to the vector index, if its version is
 //! still the item's current one.
 
-use super::artifacts::{DIM, NAMESPACE, VECTORS};
+use super::artifacts::{DIM, INDEX_SENT, NAMESPACE, VECTORS};
 use super::{StageSpec, DEFAULT_TIMEOUT_MS};
 use crate::protocol::Stage;
 #[cfg(target_arch = "wasm32")]
@@ -21,7 +21,7 @@ pub(super) const SPEC: StageSpec = StageSpec {
     timeout_ms: DEFAULT_TIMEOUT_MS,
     max_attempts: None,
     reads: &[DIM.key, VECTORS.key, NAMESPACE.key],
-    writes: &[],
+    writes: &[INDEX_SENT.key],
 };
 
 #[cfg(target_arch = "wasm32")]
@@ -49,7 +49,20 @@ pub(super) async fn run(cx: &StageContext<'_>, p: &Providers) -> Result<(), Stag
     // takes back as well.
     let written = (!p.vectors.fences_writes()).then(|| items.iter().map(|it| it.id.clone()).collect::<Vec<_>>());
     require_current(cx, p, written.as_deref()).await?;
-    p.vectors.replace_content(&cid, cx.run.version, items).await?;
+    match &written {
+        None => p.vectors.replace_content(&cid, cx.run.version, items).await?,
+        Some(ids) => {
+            // Such a backend queues a write and applies it later, in
+            // batches that can lag far behind under a bulk import: a retry
+            // after the wait for it ran out waits again rather than
+            // sending the same write once more.
+            if cx.artifacts.get_opt(INDEX_SENT) != Some(cx.run.version) {
+                p.vectors.upsert(items).await?;
+                cx.artifacts.put(INDEX_SENT, &cx.run.version)?;
+            }
+            p.vectors.settle_sent(&cid, cx.run.version, ids).await?;
+        }
+    }
     if written.is_some() {
         require_current(cx, p, written.as_deref()).await?;
     }

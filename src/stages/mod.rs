@@ -40,7 +40,8 @@ pub struct StageSpec {
     pub max_attempts: Option<u32>,
     /// What its work reads: written by an earlier stage or the run's start
     /// ([`artifacts::RUN_START_WRITES`]). Besides these, every stage sees an
-    /// upload's [`artifacts::EXTRACTED_TEXT`] as the document's body.
+    /// upload's [`artifacts::EXTRACTED_TEXT`] as the document's body, and
+    /// what its own earlier attempts wrote.
     pub reads: &'static [ArtifactKey],
     /// What its work may write.
     pub writes: &'static [ArtifactKey],

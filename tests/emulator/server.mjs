@@ -380,10 +380,10 @@ function settle() {
 	}
 }
 
-function later(apply) {
+function later(apply, visibleAfterMs = config.vectorizeVisibilityMs) {
 	mutations += 1;
 	const mutationId = `emu-mutation-${mutations}`;
-	pending.push({ applyAt: Date.now() + config.vectorizeVisibilityMs, mutationId, apply });
+	pending.push({ applyAt: Date.now() + visibleAfterMs, mutationId, apply });
 	return { mutationId };
 }
 
@@ -409,11 +409,15 @@ function checkVectors(kind, list) {
 	return list.map((v) => ({ id: v.id, values: Array.from(v.values), namespace: v.namespace ?? null, metadata: v.metadata ?? {} }));
 }
 
-function upsert({ vectors: list }, insertOnly) {
-	const rows = checkVectors(insertOnly ? "INSERT" : "UPSERT", list);
+function upsert(args, insertOnly) {
+	const rows = checkVectors(insertOnly ? "INSERT" : "UPSERT", args.vectors);
+	// An injected `lag` mode (`visibleAfterMs`): this write waits behind a
+	// backlog, as many small writes do (vectorize best-practices,
+	// "Improve Write Throughput": applied in batches, possibly much later).
+	const lag = takeInjected("vectorize", insertOnly ? "insert" : "upsert", { args, modes: true });
 	return later(() => {
 		for (const r of rows) if (!insertOnly || !vectors.has(r.id)) vectors.set(r.id, r);
-	});
+	}, lag?.mode === "lag" ? lag.visibleAfterMs ?? 30_000 : undefined);
 }
 
 function deleteByIds({ ids }) {

@@ -376,6 +376,29 @@ async fn a_throttled_vectorize_write_is_retried() {
     completes_after_two_faults(injected, "Throttled", &marked("fernwhistle", 8, 1500), Some(category), Stage::Index).await;
 }
 
+/// Vectorize applies many small writes in batches, possibly long after
+/// (vectorize/best-practices/insert-vectors, "Improve Write Throughput"). A
+/// write not yet visible when the index stage's wait (20 s) runs out is
+/// waited for again by the retry, not sent again: one upsert, and the run
+/// completes once it applies. (Failed before: every retry sent it again.)
+#[tokio::test]
+async fn a_lagging_vectorize_write_is_waited_for_not_sent_again() {
+    let p = prod();
+    let category = "slatewhorl";
+    let injected = json!({ "binding": "vectorize", "method": "upsert", "contains": category, "mode": "lag", "visibleAfterMs": 24_000, "times": 1 });
+    p.emulator.inject(injected).await;
+    let (cid, run) = p.server.submit("Lagging write", &marked(category, 10, 1500), Some(category)).await;
+    let view = p.server.wait_run(&run, Duration::from_secs(150)).await;
+    assert_all_completed(&view);
+    let index = &view["stages"][Stage::ALL.iter().position(|s| *s == Stage::Index).unwrap()];
+    assert!(index["attempts"].as_u64().unwrap_or(0) >= 2, "the first wait ran out: {index}");
+    let upserts: Vec<Value> = calls(&p.emulator.state().await)
+        .into_iter()
+        .filter(|c| c["method"] == "upsert" && c["detail"]["first"].as_str().is_some_and(|id| id.starts_with(&cid)))
+        .collect();
+    assert_eq!(upserts.len(), 1, "the write was sent again: {upserts:?}");
+}
+
 /// Fails if `deleteByIds` ever gets more than 100 ids (VECTOR_DELETE_ERROR 40007).
 #[tokio::test]
 async fn a_long_documents_vectors_are_all_deleted_within_the_id_limit() {
