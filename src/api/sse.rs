@@ -69,6 +69,14 @@ pub fn event_message(topic: Topic, rec: &EventRecord) -> String {
     message(Some(rec.seq), rec.event.as_str(), &ServerFrame::event(topic, rec).to_json())
 }
 
+/// Moves the client's `Last-Event-ID` past events it was not sent (of
+/// items it may not read) without an event: a message with an id and no
+/// data is not dispatched, but its id is kept (the EventSource processing
+/// model), so a reconnect does not read them again.
+pub fn cursor_message(seq: u64) -> String {
+    format!("id: {seq}\n\n")
+}
+
 pub fn ready_message(topic: Topic) -> String {
     message(None, "ready", &ServerFrame::Ready { topic }.to_json())
 }
@@ -203,14 +211,20 @@ mod stream {
                     out.push_str(&resync_message(self.topic, page.last_seq, page.snapshot.unwrap_or(Value::Null)));
                     self.cursor = page.last_seq;
                 }
+                let mut withheld = false;
                 for e in &page.events {
                     if e.seq <= self.cursor {
                         continue;
                     }
-                    if self.visible(e) {
+                    withheld = !self.visible(e);
+                    if !withheld {
                         out.push_str(&event_message(self.topic, e));
                     }
                     self.cursor = e.seq;
+                }
+                // The page ended on events the reader may not see.
+                if withheld {
+                    out.push_str(&cursor_message(self.cursor));
                 }
                 if !self.replayed && self.cursor >= page.last_seq {
                     self.replayed = true;
@@ -272,6 +286,11 @@ mod tests {
         assert_eq!(cursor(Some("x"), None), None);
         assert_eq!(cursor(None, Some("\u{a0}")), None);
         assert_eq!(cursor(None, Some("+3")), None);
+    }
+
+    #[test]
+    fn a_cursor_message_is_an_id_and_nothing_to_dispatch() {
+        assert_eq!(cursor_message(17), "id: 17\n\n");
     }
 
     #[test]

@@ -240,6 +240,41 @@ async fn a_narrowed_items_earlier_feed_events_are_hidden_too() {
     assert!(ms.iter().filter(|m| m.data.contains(&cid)).count() >= 3, "{ms:?}");
 }
 
+/// An SSE reader is told how far it read even where the events were not
+/// its to see: a private item's feed events move its `Last-Event-ID` (an
+/// id with nothing to dispatch), so a reconnect does not read them again.
+#[tokio::test]
+async fn an_sse_reader_is_told_the_seq_past_events_it_may_not_read() {
+    let s = &shared().server;
+    let from = s.admin_get("/admin/actors/feed/feed").await.body["events"]["last_seq"].as_u64().unwrap();
+    let r = s.post("/api/content", json!({"title": "Not for anonymous", "body": document("withheld", 67, 700), "visibility": "private"})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let cid = r.body["content_id"].as_str().unwrap().to_string();
+    s.wait_run(r.body["run_id"].as_str().unwrap(), WAIT).await;
+    let until_ready = |ms: &[Sse]| ms.iter().any(|m| m.event == "ready");
+    let feed = |key: Option<&str>| {
+        let req = http().get(s.url(&format!("/api/topics/feed/events?after={from}")));
+        sse(match key { Some(k) => req.bearer_auth(k), None => req }, until_ready)
+    };
+    // The owner reads the item's two events (the indexed one follows the run's end).
+    let mut last_of_item = 0;
+    for _ in 0..50 {
+        let (_, _, ms) = feed(Some(&s.key)).await;
+        let ids: Vec<u64> = ms.iter().filter(|m| m.data.contains(&cid)).filter_map(|m| m.id).collect();
+        if ids.len() >= 2 {
+            last_of_item = *ids.iter().max().unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(last_of_item > from, "the owner never read the item's events");
+    let (status, _, ms) = feed(None).await;
+    assert_eq!(status, 200);
+    assert!(ms.iter().all(|m| !m.data.contains(&cid)), "{ms:?}");
+    let told = ms.iter().filter_map(|m| m.id).max().unwrap_or(from);
+    assert!(told >= last_of_item, "anonymous was told seq {told}, not past the private item's {last_of_item}: {ms:?}");
+}
+
 /// The other way round: a `PUT` that makes a private item public shows
 /// anonymous readers the new version's events, never the private first
 /// version's (its title and summary), which the item's own view keeps from

@@ -845,6 +845,9 @@ pub async fn sse(req: reqwest::RequestBuilder, until: impl Fn(&[Sse]) -> bool) -
             }
             if any {
                 out.push(m);
+            } else if m.id.is_some() {
+                // An id alone: the cursor moved past events not sent.
+                out.push(Sse { event: String::new(), ..m });
             }
         }
     }
@@ -858,7 +861,7 @@ pub async fn feed_events(s: &Server, key: &str, content_ids: &[String]) -> Vec<V
     let (status, _, ms) = sse(http().get(s.url("/api/topics/feed/events?after=0")).bearer_auth(key), ready).await;
     assert_eq!(status, 200);
     assert!(ready(&ms), "the feed replayed to its end: {ms:?}");
-    let frames: Vec<Value> = ms.iter().filter(|m| m.id.is_some()).map(|m| serde_json::from_str(&m.data).expect("an event frame")).collect();
+    let frames: Vec<Value> = ms.iter().filter(|m| m.id.is_some() && !m.event.is_empty()).map(|m| serde_json::from_str(&m.data).expect("an event frame")).collect();
     content_ids
         .iter()
         .map(|cid| {
