@@ -205,17 +205,24 @@ async fn resync_snapshot(ws: &mut Ws) -> Option<Value> {
     snapshot
 }
 
+/// The feed's last seq, then a new item of `visibility` run to its end:
+/// (that seq, the item's id), so a feed read from the seq holds its events.
+async fn feed_seq_then_item(s: &Server, title: &str, body: String, visibility: &str) -> (u64, String) {
+    let from = s.admin_get("/admin/actors/feed/feed").await.body["events"]["last_seq"].as_u64().unwrap();
+    let r = s.post("/api/content", json!({"title": title, "body": body, "visibility": visibility})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let cid = r.body["content_id"].as_str().unwrap().to_string();
+    s.wait_run(r.body["run_id"].as_str().unwrap(), WAIT).await;
+    (from, cid)
+}
+
 /// The feed shows an item's events to whoever may read the item now: once
 /// a `PUT` makes a public item private, anonymous readers get none of its
 /// events again, the earlier public ones included, on any replay.
 #[tokio::test]
 async fn a_narrowed_items_earlier_feed_events_are_hidden_too() {
     let s = &shared().server;
-    let from = s.admin_get("/admin/actors/feed/feed").await.body["events"]["last_seq"].as_u64().unwrap();
-    let r = s.post("/api/content", json!({"title": "Narrowed later", "body": document("narrow", 61, 700), "visibility": "public"})).await;
-    assert_eq!(r.status, 202, "{}", r.body);
-    let cid = r.body["content_id"].as_str().unwrap().to_string();
-    s.wait_run(r.body["run_id"].as_str().unwrap(), WAIT).await;
+    let (from, cid) = feed_seq_then_item(s, "Narrowed later", document("narrow", 61, 700), "public").await;
     let until_ready = |ms: &[Sse]| ms.iter().any(|m| m.event == "ready");
     let feed = || sse(http().get(s.url(&format!("/api/topics/feed/events?after={from}"))), until_ready);
     // The indexed event follows the run's end: wait for it.
@@ -246,11 +253,7 @@ async fn a_narrowed_items_earlier_feed_events_are_hidden_too() {
 #[tokio::test]
 async fn an_sse_reader_is_told_the_seq_past_events_it_may_not_read() {
     let s = &shared().server;
-    let from = s.admin_get("/admin/actors/feed/feed").await.body["events"]["last_seq"].as_u64().unwrap();
-    let r = s.post("/api/content", json!({"title": "Not for anonymous", "body": document("withheld", 67, 700), "visibility": "private"})).await;
-    assert_eq!(r.status, 202, "{}", r.body);
-    let cid = r.body["content_id"].as_str().unwrap().to_string();
-    s.wait_run(r.body["run_id"].as_str().unwrap(), WAIT).await;
+    let (from, cid) = feed_seq_then_item(s, "Not for anonymous", document("withheld", 67, 700), "private").await;
     let until_ready = |ms: &[Sse]| ms.iter().any(|m| m.event == "ready");
     let feed = |key: Option<&str>| {
         let req = http().get(s.url(&format!("/api/topics/feed/events?after={from}")));
@@ -282,12 +285,8 @@ async fn an_sse_reader_is_told_the_seq_past_events_it_may_not_read() {
 #[tokio::test]
 async fn a_widened_items_earlier_feed_events_stay_hidden() {
     let s = &shared().server;
-    let from = s.admin_get("/admin/actors/feed/feed").await.body["events"]["last_seq"].as_u64().unwrap();
     let secret = "Acquisition of Harbor Lanterns";
-    let r = s.post("/api/content", json!({"title": secret, "body": document("widen", 65, 700), "visibility": "private"})).await;
-    assert_eq!(r.status, 202, "{}", r.body);
-    let cid = r.body["content_id"].as_str().unwrap().to_string();
-    s.wait_run(r.body["run_id"].as_str().unwrap(), WAIT).await;
+    let (from, cid) = feed_seq_then_item(s, secret, document("widen", 65, 700), "private").await;
     let r = s.put(&format!("/api/content/{cid}"), json!({"title": "Public note", "body": document("widen", 66, 700), "visibility": "public"})).await;
     assert_eq!(r.status, 202, "{}", r.body);
     s.wait_run(r.body["run_id"].as_str().unwrap(), WAIT).await;
