@@ -464,35 +464,28 @@ impl ContentOps for ContentActor {
         if !c.take_report(r.version, r.seq) {
             return Ok(Done {});
         }
-        // The report's order is kept even when it changes nothing else.
-        let ordered = r.seq.is_some();
-        if !r.status.is_terminal() {
+        let (events, duties, reported) = if !r.status.is_terminal() {
             // Not an end: an operator retried the run (see `RunEnded`).
             let events = match r.run_id {
                 Some(run) => c.run_retried(r.version, run, now),
                 None => Vec::new(),
             };
-            if !events.is_empty() {
-                self.commit(&c, events, &[Duty::Catalog], now)?;
-                self.settle().await;
-            } else if ordered {
-                self.commit(&c, Vec::new(), &[], now)?;
-            }
-            return Ok(Done {});
-        }
-        let reason = r.reason.unwrap_or_else(|| r.status.as_str().to_string());
-        let events = c.run_failed(r.version, &reason, now);
-        let reported = match r.run_id {
-            Some(run) => self.owe_batch_report(run, Some(&reason), now)?,
-            None => false,
-        };
-        let changed = !events.is_empty();
-        if changed {
+            (events, vec![Duty::Catalog], false)
+        } else {
+            let reason = r.reason.unwrap_or_else(|| r.status.as_str().to_string());
+            let events = c.run_failed(r.version, &reason, now);
+            let reported = match r.run_id {
+                Some(run) => self.owe_batch_report(run, Some(&reason), now)?,
+                None => false,
+            };
             // The current version failed: nothing older stays in the vector
             // index (the catalog's write drops its keyword row).
-            self.commit(&c, events, &[Duty::Catalog, Duty::DropOlderVectors { keep: r.version }], now)?;
-        } else if ordered {
-            self.commit(&c, Vec::new(), &[], now)?;
+            (events, vec![Duty::Catalog, Duty::DropOlderVectors { keep: r.version }], reported)
+        };
+        let changed = !events.is_empty();
+        // The report's order is kept even when it changes nothing else.
+        if changed || r.seq.is_some() {
+            self.commit(&c, events, if changed { &duties } else { &[] }, now)?;
         }
         if changed || reported {
             self.settle().await;
