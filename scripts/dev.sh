@@ -16,8 +16,19 @@ mkdir -p "$STATE_DIR"
 apply_migrations "$STATE_DIR"
 
 pids=()
+# TERM each group this script started, then KILL what is left after 5 s, so
+# an interrupted `make dev` leaves nothing holding its ports.
 cleanup() {
+  trap - EXIT INT TERM
+  local p i
   for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
+  for i in $(seq 50); do
+    alive=0
+    for p in "${pids[@]}"; do kill -0 -- "-$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
@@ -33,6 +44,6 @@ pids+=($!)
 wrangler_pid=$!
 # Network tracing off; a local tenant and its API key, created on first run and printed each time.
 admin_token="$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars)"
-node scripts/dev_ready.mjs "http://127.0.0.1:$PORT" "$STATE_DIR" "$admin_token" "$INSPECTOR_PORT" \
+node scripts/dev_ready.mjs "http://127.0.0.1:$PORT" "$STATE_DIR" "$admin_token" "$INSPECTOR_PORT" "$wrangler_pid" \
   || log "could not finish the dev setup (see above)"
 wait "$wrangler_pid"

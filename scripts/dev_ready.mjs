@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { setNetworkTracing } from './network_tracing.mjs';
 
-const [base, stateDir, adminToken, inspectorPort] = process.argv.slice(2);
+const [base, stateDir, adminToken, inspectorPort, wranglerPid] = process.argv.slice(2);
 const file = path.join(stateDir, 'dev-api-key');
 const TENANT = 'local';
 
@@ -22,8 +22,22 @@ async function call(method, url, token, body) {
   return { status: resp.status, body: await resp.json().catch(() => null) };
 }
 
+/** Whether wrangler (this script's sibling) is still running. */
+function wranglerAlive() {
+  if (!wranglerPid) return true;
+  try {
+    process.kill(Number(wranglerPid), 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function waitReady() {
   for (let i = 0; i < 600; i++) {
+    // A wrangler that exited at startup (a port taken, a bad config) has said
+    // why above; waiting out the 150 s would only hide it.
+    if (!wranglerAlive()) throw new Error('wrangler dev exited before it answered (see its output above)');
     try {
       const r = await fetch(base + '/healthz');
       if (r.ok) return;

@@ -37,6 +37,13 @@ install_crate() { # name version binary
 
 bootstrap() {
   command -v cargo >/dev/null || { log "cargo is required (rustup)"; exit 1; }
+  command -v node >/dev/null && command -v npm >/dev/null || { log "node and npm are required (Node.js 20.3 or later)"; exit 1; }
+  # wrangler 4.86 needs Node 20.3 or later; older ones fail later, obscurely.
+  node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 3) ? 0 : 1)' \
+    || { log "Node.js $(node --version) is too old: wrangler needs 20.3 or later"; exit 1; }
+  # A Cargo.lock that no longer matches the manifests fails here, rather than
+  # being re-resolved from crates.io by the first build.
+  cargo fetch --locked -q >&2 || { log "Cargo.lock is out of date with the manifests (cargo fetch --locked)"; exit 1; }
   if ! rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'; then
     log "adding the wasm32-unknown-unknown target"
     rustup target add wasm32-unknown-unknown >&2
@@ -55,9 +62,12 @@ bootstrap() {
     npm ci --no-audit --no-fund --loglevel=error >&2
     echo "$lock_sum" > node_modules/.actorline-lock
   fi
-  # worker-build bundles with esbuild; use the one npm installed instead of a download.
-  local esb="$ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"
-  [ -x "$esb" ] && export ESBUILD_BIN="$esb"
+  # worker-build bundles with esbuild; use the one package-lock.json pins (its
+  # platform package) instead of a download of another version.
+  local esb
+  esb="$(node -p 'require.resolve(`@esbuild/${process.platform}-${process.arch}/bin/esbuild`)' 2>/dev/null)" \
+    && [ -x "$esb" ] || { log "no esbuild binary for $(node -p 'process.platform + "-" + process.arch') in node_modules"; exit 1; }
+  export ESBUILD_BIN="$esb"
   export PATH="$ROOT/node_modules/.bin:$PATH"
 }
 

@@ -26,8 +26,6 @@ log "deploy path: the analyzer image builds from its Dockerfile's context; READM
 bash scripts/check_image.sh
 cargo test --test deploy
 
-# The uploads tests read local R2's index (miniflare's SQLite) with it.
-ensure_debian sqlite3 sqlite3 "reading local R2 in the e2e suite"
 log "end-to-end tests against wrangler dev"
 ACTORLINE_ROOT="$ROOT" cargo test --test e2e -- --test-threads 4
 

@@ -404,24 +404,23 @@ async fn short_body_upload(s: &Server, key: &str, declared: usize, sent: usize) 
 }
 
 /// The keys local R2 holds under `prefix`, read from the server's persisted
-/// state (miniflare's R2 index, with the sqlite3 command), not through the
-/// Worker, which has no listing route.
+/// state (miniflare's R2 index, one SQLite database per bucket object), not
+/// through the Worker, which has no listing route.
 fn r2_keys(s: &Server, prefix: &str) -> Vec<String> {
+    use rusqlite::{Connection, OpenFlags};
     let mut keys = Vec::new();
     let dir = s.state_dir.join("v3/r2/miniflare-R2BucketObject");
     for db in std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path()) {
         if db.extension().is_some_and(|x| x == "sqlite") {
-            let out = std::process::Command::new("sqlite3")
-                .arg(&db)
-                .arg(format!("SELECT key FROM _mf_objects WHERE key LIKE '{prefix}%'"))
-                .output()
-                .expect("the sqlite3 command");
-            let err = String::from_utf8_lossy(&out.stderr);
-            if err.contains("no such table") {
-                continue; // the bucket object's own metadata database
-            }
-            assert!(out.status.success(), "sqlite3 {}: {err}", db.display());
-            keys.extend(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string));
+            let conn = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap_or_else(|e| panic!("open {}: {e}", db.display()));
+            let mut stmt = match conn.prepare("SELECT key FROM _mf_objects WHERE key LIKE ?1 || '%'") {
+                Ok(stmt) => stmt,
+                // The bucket object's own metadata database.
+                Err(e) if e.to_string().contains("no such table") => continue,
+                Err(e) => panic!("{}: {e}", db.display()),
+            };
+            let rows = stmt.query_map([prefix], |row| row.get::<_, String>(0)).unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+            keys.extend(rows.map(|k| k.unwrap_or_else(|e| panic!("{}: {e}", db.display()))));
         }
     }
     keys
