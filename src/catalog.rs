@@ -17,7 +17,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::protocol::{RunStatus, StageStatus};
 
 pub fn db(env: &Env) -> ApiResult<D1Database> {
-    Ok(env.d1("DB")?)
+    Ok(env.d1(crate::config::binding::DB)?)
 }
 
 pub fn s(v: &str) -> JsValue {

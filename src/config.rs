@@ -138,6 +138,37 @@ pub struct Ingest {
     pub request_max_bytes: usize,
 }
 
+/// The names the Worker reads its bindings under, declared once: the code
+/// takes them from here, and tests/deploy.rs checks that every environment
+/// of wrangler.toml binds each one ([`binding::ALL`]).
+pub mod binding {
+    pub const AI: &str = "AI";
+    pub const VECTORIZE: &str = "VECTORIZE";
+    pub const DB: &str = "DB";
+    /// The R2 bucket that holds uploaded files.
+    pub const UPLOADS: &str = "UPLOADS";
+    /// The bulk-import queue's producer.
+    pub const INGEST: &str = "INGEST";
+    /// The producer of the dead-letter queue ([`super::INGEST_DLQ`]), for
+    /// items whose spawns ran out of attempts.
+    pub const INGEST_DLQ: &str = "INGEST_DLQ";
+    /// Durable Object namespaces, one per actor kind.
+    pub const CONTENT: &str = "CONTENT";
+    pub const PIPELINE: &str = "PIPELINE";
+    pub const SESSION: &str = "SESSION";
+    pub const VECTOR_INDEX: &str = "VECTOR_INDEX";
+    pub const FEED: &str = "FEED";
+    pub const ANALYZER_CONTAINER: &str = "ANALYZER_CONTAINER";
+    pub const RATE_LIMIT: &str = "RATE_LIMIT";
+    pub const ANSWER: &str = "ANSWER";
+    pub const BATCH: &str = "BATCH";
+    /// Every name above. AI and VECTORIZE are the Cloudflare path's: the
+    /// default (local) environment may leave them out.
+    pub const ALL: &[&str] = &[
+        AI, VECTORIZE, DB, UPLOADS, INGEST, INGEST_DLQ, CONTENT, PIPELINE, SESSION, VECTOR_INDEX, FEED, ANALYZER_CONTAINER, RATE_LIMIT, ANSWER, BATCH,
+    ];
+}
+
 /// The dead-letter queue's name, as wrangler.toml spells it in every env:
 /// the consumer tells its two queues apart by it.
 pub const INGEST_DLQ: &str = "actorline-ingest-dlq";

@@ -20,13 +20,9 @@ use crate::actors::ops::{DeadLettered, ItemsDelivered};
 use crate::actors::rpc;
 use crate::runtime::within;
 use crate::domain::batch::IngestMessage;
+use crate::config::binding;
 use crate::error::{ApiError, ApiResult};
 
-/// The producer binding.
-pub const BINDING: &str = "INGEST";
-/// The producer binding of the dead-letter queue (`config::INGEST_DLQ`),
-/// for items whose spawns ran out of attempts.
-pub const DLQ_BINDING: &str = "INGEST_DLQ";
 /// Queues' documented cap per `sendBatch` call: 100 messages (and 256 KB;
 /// an [`IngestMessage`] is under 100 bytes, so the count is what binds).
 const SEND_BATCH_MAX: usize = 100;
@@ -44,14 +40,14 @@ async fn send(env: &Env, binding: &str, batch_id: Uuid, indexes: impl IntoIterat
 /// Puts items `indexes` of `batch_id` on the `INGEST` queue.
 pub async fn enqueue(env: &Env, batch_id: Uuid, indexes: impl IntoIterator<Item = u32>) -> ApiResult<()> {
     if let Some(fault) = crate::runtime::config(env).faults.poisons(crate::domain::faults::ENQUEUE, &batch_id.to_string()) {
-        return Err(ApiError::Unavailable(format!("{BINDING} queue: {fault}")));
+        return Err(ApiError::Unavailable(format!("{} queue: {fault}", binding::INGEST)));
     }
-    send(env, BINDING, batch_id, indexes).await
+    send(env, binding::INGEST, batch_id, indexes).await
 }
 
 /// Puts items whose spawns ran out of attempts on the dead-letter queue.
 pub async fn dead_letter(env: &Env, batch_id: Uuid, indexes: impl IntoIterator<Item = u32>) -> ApiResult<()> {
-    send(env, DLQ_BINDING, batch_id, indexes).await
+    send(env, binding::INGEST_DLQ, batch_id, indexes).await
 }
 
 /// How long a delivery waits for its batch to take the items. The local

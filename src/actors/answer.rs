@@ -26,7 +26,8 @@ use crate::catalog;
 use crate::domain::answer::{withhold_unreadable, Answer, AnswerView, Generator, Source};
 use crate::domain::answer_text::{redact, redact_deltas, Coalescer};
 use crate::domain::pipeline::StageError;
-use crate::providers::backend_choice::{choose_ai, Choice, AI_BINDING};
+use crate::config::binding;
+use crate::providers::backend_choice::{choose_ai, Choice};
 use crate::providers::workers_ai::AiBinding;
 use crate::providers::workers_ai_answer::{self as model, ModelStream, RepeatFilter, SseDecoder, StreamItem};
 use crate::domain::principal::Principal;
@@ -193,7 +194,7 @@ impl AnswerActor {
     /// The generator `TEXT_BACKEND` asks for; an unavailable model is a
     /// fallback with its reason.
     fn generator(&self) -> (Generator, Option<String>) {
-        let has_ai = self.env.get_binding::<AiBinding>(AI_BINDING).is_ok();
+        let has_ai = self.env.get_binding::<AiBinding>(binding::AI).is_ok();
         match choose_ai("TEXT_BACKEND", &config(&self.env).text_backend, has_ai) {
             Choice::Embedded => (Generator::Extractive, None),
             Choice::Cloudflare => (Generator::WorkersAi, None),

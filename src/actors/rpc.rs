@@ -21,6 +21,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use worker::{Env, Response, Stub};
 
+use crate::config::binding;
 use crate::error::ApiError;
 use crate::http;
 use crate::protocol::CallReply;
@@ -49,15 +50,15 @@ impl ActorKind {
 
     pub fn binding(self) -> &'static str {
         match self {
-            ActorKind::Content => "CONTENT",
-            ActorKind::Run => "PIPELINE",
-            ActorKind::Session => "SESSION",
-            ActorKind::VectorShard => "VECTOR_INDEX",
-            ActorKind::Feed => "FEED",
-            ActorKind::Analyzer => "ANALYZER_CONTAINER",
-            ActorKind::RateLimit => "RATE_LIMIT",
-            ActorKind::Answer => "ANSWER",
-            ActorKind::Batch => "BATCH",
+            ActorKind::Content => binding::CONTENT,
+            ActorKind::Run => binding::PIPELINE,
+            ActorKind::Session => binding::SESSION,
+            ActorKind::VectorShard => binding::VECTOR_INDEX,
+            ActorKind::Feed => binding::FEED,
+            ActorKind::Analyzer => binding::ANALYZER_CONTAINER,
+            ActorKind::RateLimit => binding::RATE_LIMIT,
+            ActorKind::Answer => binding::ANSWER,
+            ActorKind::Batch => binding::BATCH,
         }
     }
 

@@ -9,6 +9,7 @@
 //! dead-letter saying why instead of writing to a second, local store.
 
 use super::workers_ai_embeddings::EMBED_DIM;
+use crate::config::binding;
 
 /// `EMBED_BACKEND`, `TEXT_BACKEND` (and `AI_BACKEND`) values.
 pub const AI_LOCAL: &str = "local";
@@ -17,9 +18,6 @@ pub const AI_WORKERS_AI: &str = "workers-ai";
 pub const VECTORS_ACTOR: &str = "actor";
 pub const VECTORS_VECTORIZE: &str = "vectorize";
 
-/// The binding names in wrangler.toml.
-pub const AI_BINDING: &str = "AI";
-pub const VECTORIZE_BINDING: &str = "VECTORIZE";
 
 /// The dimension the Vectorize index is created with (README deploy steps):
 /// the Workers AI embedder's.
@@ -61,7 +59,7 @@ pub fn choose_ai(var: &str, value: &str, has_ai: bool) -> Choice {
     match value.trim() {
         AI_LOCAL => Choice::Embedded,
         AI_WORKERS_AI if has_ai => Choice::Cloudflare,
-        AI_WORKERS_AI => Choice::Unavailable(format!("{var}={AI_WORKERS_AI}, but the {AI_BINDING} binding is missing")),
+        AI_WORKERS_AI => Choice::Unavailable(format!("{var}={AI_WORKERS_AI}, but the {} binding is missing", binding::AI)),
         other => Choice::Unavailable(format!("{var}={other:?} is not a backend (use {AI_LOCAL} or {AI_WORKERS_AI})")),
     }
 }
@@ -73,7 +71,8 @@ pub fn choose_vectors(value: &str, has_vectorize: bool, embed_dim: Option<usize>
     match value.trim() {
         VECTORS_ACTOR => Choice::Embedded,
         VECTORS_VECTORIZE if !has_vectorize => Choice::Unavailable(format!(
-            "VECTOR_BACKEND={VECTORS_VECTORIZE}, but the {VECTORIZE_BINDING} binding is missing"
+            "VECTOR_BACKEND={VECTORS_VECTORIZE}, but the {} binding is missing",
+            binding::VECTORIZE
         )),
         VECTORS_VECTORIZE => match embed_dim {
             Some(VECTORIZE_INDEX_DIM) => Choice::Cloudflare,

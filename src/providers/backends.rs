@@ -10,7 +10,7 @@ use super::local_ai::LocalAi;
 use super::vectorize::Vectorize;
 use super::workers_ai::WorkersAi;
 use super::{Embedder, Extraction, OnRateLimit, TextModel, VectorIndex, VectorItem, VectorMatch, VectorQuery};
-use crate::config::Config;
+use crate::config::{binding, Config};
 use crate::domain::pipeline::StageError;
 
 /// The name `backend()` reports for an unavailable provider.
@@ -61,7 +61,7 @@ impl EmbedBackend {
     }
 
     fn ai(var: &str, value: &str, env: &Env) -> Self {
-        let ai = WorkersAi::from_env(env, choice::AI_BINDING);
+        let ai = WorkersAi::from_env(env, binding::AI);
         Self::build(choice::choose_ai(var, value, ai.is_some()).resolve(ai), || LocalAi)
     }
 
@@ -80,7 +80,7 @@ impl VectorBackend {
     /// unavailable unless that is the index's.
     pub fn vectors(env: &Env, cfg: &Config, embedder: &EmbedBackend) -> Self {
         let dim = embedder.problem().is_none().then(|| embedder.dim());
-        let index = Vectorize::from_env(env, choice::VECTORIZE_BINDING, dim.unwrap_or(choice::VECTORIZE_INDEX_DIM));
+        let index = Vectorize::from_env(env, binding::VECTORIZE, dim.unwrap_or(choice::VECTORIZE_INDEX_DIM));
         let chosen = choice::choose_vectors(&cfg.vector_backend, index.is_some(), dim).resolve(index);
         Self::build(chosen, || ActorIndex::new(env.clone(), cfg.vector_shards))
     }

@@ -7,10 +7,9 @@ use worker::worker_sys::FixedLengthStream;
 use worker::{Bucket, Data, Env, HttpMetadata, ResponseBody};
 
 use super::streams::js_error;
+use crate::config::binding;
 use crate::error::ApiError;
 
-/// The R2 binding that holds uploaded files.
-pub const UPLOADS_BINDING: &str = "UPLOADS";
 
 #[allow(async_fn_in_trait)]
 pub trait ObjectStore {
@@ -35,7 +34,7 @@ pub struct R2Uploads {
 
 impl R2Uploads {
     pub fn new(env: &Env) -> Self {
-        R2Uploads { bucket: env.bucket(UPLOADS_BINDING).map_err(|e| format!("R2 binding {UPLOADS_BINDING}: {e}")) }
+        R2Uploads { bucket: env.bucket(binding::UPLOADS).map_err(|e| format!("R2 binding {}: {e}", binding::UPLOADS)) }
     }
 
     fn bucket(&self) -> Result<&Bucket, ApiError> {

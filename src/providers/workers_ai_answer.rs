@@ -191,7 +191,7 @@ mod stream {
     use wasm_bindgen_futures::JsFuture;
     use worker::Env;
 
-    use super::super::backend_choice::AI_BINDING;
+    use crate::config::binding;
     use super::super::provider_errors::classify_error;
     use super::super::workers_ai::{js_error_text, run_options, to_js, AiBinding};
     use super::{StreamRequest, STREAM_IDLE_TIMEOUT_MS};
@@ -232,8 +232,8 @@ mod stream {
         /// `env.AI.run(model, request)`; `None` when there is no AI binding.
         pub async fn open(env: &Env, model: &str, request: &StreamRequest) -> Result<ModelStream, StageError> {
             let ai = env
-                .get_binding::<AiBinding>(AI_BINDING)
-                .map_err(|_| StageError::terminal(format!("{WHAT}: the {AI_BINDING} binding is missing")))?;
+                .get_binding::<AiBinding>(binding::AI)
+                .map_err(|_| StageError::terminal(format!("{WHAT}: the {} binding is missing", binding::AI)))?;
             let input = to_js(WHAT, request)?;
             let called =
                 ai.run_streamed(model, &input, &run_options()).map_err(|e| classify_error(WHAT, &js_error_text(&e)))?;
