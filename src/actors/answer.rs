@@ -25,6 +25,7 @@ use super::{ActorStorage, TopicActor};
 use crate::catalog;
 use crate::domain::answer::{withhold_unreadable, Answer, AnswerView, Generator, Source};
 use crate::domain::answer_text::{redact, redact_deltas, Coalescer};
+use crate::domain::faults;
 use crate::domain::pipeline::StageError;
 use crate::config::binding;
 use crate::providers::backend_choice::{choose_ai, Choice};
@@ -168,6 +169,23 @@ impl AnswerActor {
         Ok(())
     }
 
+    /// At every wake: an answer, under way or waiting to be erased, has an
+    /// alarm; one lost (a failed write, a failed retry of a tick) is armed
+    /// again by the next read or follow. A failure here is logged, not the
+    /// reader's: the alarm is looked at again at the next wake.
+    async fn ensure_alarm(&self, answer: &Answer) {
+        let armed = match self.state.storage().get_alarm().await {
+            Ok(armed) => armed,
+            Err(e) => return worker::console_warn!("answer {}: alarm not looked at: {e}", answer.id),
+        };
+        if armed.is_none() {
+            worker::console_warn!("answer {}: no alarm armed; armed again", answer.id);
+            if let Err(e) = self.arm(answer, now_ms()).await {
+                worker::console_error!("answer {}: alarm not armed again: {e}", answer.id);
+            }
+        }
+    }
+
     /// When an ended answer is erased: `ANSWER_TTL_SECS` after it ended.
     fn expires_at(&self, answer: &Answer, now: Millis) -> Millis {
         answer.finished_at.unwrap_or(now).saturating_add(config(&self.env).answer_ttl_secs.saturating_mul(1000))
@@ -238,7 +256,14 @@ impl AnswerActor {
     /// Streams the model's answer into `answer`, a committed delta at a
     /// time; `Ok(rest)` is the text still held when the stream ended.
     async fn stream_answer(&self, answer: &mut Answer) -> ApiResult<Result<String, StageError>> {
-        let request = model::answer_request(&answer.question, &answer.sources, &answer.generated);
+        // The sources as the asker may read them now: one deleted or
+        // narrowed since retrieval is not sent to a later attempt. Unchecked,
+        // no attempt is made (it is tried again later).
+        let withheld = match withhold_sources(&self.env, &answer.asker, &answer.sources, &mut [], None).await {
+            Ok(withheld) => withheld,
+            Err(e) => return Ok(Err(StageError::transient(format!("answer sources unchecked: {e}")))),
+        };
+        let request = model::answer_request(&answer.question, &answer.sources, &withheld, &answer.generated);
         let mut stream = match ModelStream::open(&self.env, model::model(), &request).await {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
@@ -320,9 +345,11 @@ impl AnswerActor {
     }
 
     /// A tick failed: retry it, or end the answer after too many failures.
-    async fn on_tick_error(&self, e: &ApiError) {
+    /// An error here (the answer not loaded, its alarm not armed) fails the
+    /// alarm, which the runtime then retries.
+    async fn on_tick_error(&self, e: &ApiError) -> ApiResult<()> {
         worker::console_error!("answer alarm failed: {e}");
-        let Ok(Some(mut answer)) = self.load() else { return };
+        let Some(mut answer) = self.load()? else { return Ok(()) };
         let failures = self.cells().load::<u32>("step_failures").ok().flatten().unwrap_or(0) + 1;
         let _ = self.cells().save("step_failures", &failures);
         let now = now_ms();
@@ -330,7 +357,7 @@ impl AnswerActor {
             let events = answer.fail(&e.to_string(), now);
             let _ = self.commit(&answer, events, now);
         }
-        let _ = self.arm(&answer, now + 1_000).await;
+        self.arm(&answer, now + 1_000).await
     }
 
     fn snapshot(answer: &Answer) -> Value {
@@ -361,12 +388,16 @@ impl AnswerOps for AnswerActor {
         answer.fallback = why;
         self.commit(&answer, events, now)?;
         self.register(&answer, now);
-        self.arm(&answer, now).await?;
+        if !config(&self.env).faults.site_strikes(faults::ALARM, &answer.id.to_string(), 1) {
+            self.arm(&answer, now).await?;
+        }
         Ok(Done {})
     }
 
     async fn view(&self, q: ViewAnswer) -> ApiResult<AnswerView> {
-        Ok(self.require_for(&q.principal)?.view())
+        let answer = self.require_for(&q.principal)?;
+        self.ensure_alarm(&answer).await;
+        Ok(answer.view())
     }
 
     /// A deleted item is erased from the answer now, or, while a model
@@ -417,7 +448,9 @@ impl TopicActor for AnswerActor {
 
     /// Only the asker may follow the answer; anyone else sees no topic.
     async fn admit(&self, principal: &Principal) -> ApiResult<()> {
-        self.require_for(principal).map(|_| ())
+        let answer = self.require_for(principal)?;
+        self.ensure_alarm(&answer).await;
+        Ok(())
     }
 
     /// A replay (and a resync snapshot) checks its sources and citations
@@ -600,7 +633,7 @@ impl DurableObject for AnswerActor {
 
     async fn alarm(&self) -> worker::Result<Response> {
         if let Err(e) = self.tick().await {
-            self.on_tick_error(&e).await;
+            self.on_tick_error(&e).await.map_err(|e| worker::Error::RustError(format!("answer alarm not retried: {e}")))?;
         }
         Response::ok("ok")
     }

@@ -32,18 +32,31 @@ impl Coalescer {
 }
 
 /// Where the pending text can be cut: after the last sentence end (a
-/// terminator followed by whitespace, or a newline) outside brackets; for a
-/// long text without one, before the last whitespace outside brackets.
+/// terminator followed by whitespace, or a newline) outside citations; for a
+/// long text without one, before the last whitespace outside citations. A
+/// `[` that may still become a citation (only its numbers so far) is cut
+/// before; one that cannot is text, so a stray bracket does not hold the
+/// rest of the answer back.
 fn release_point(text: &str) -> Option<usize> {
-    let mut depth = 0usize;
     let mut last_sentence = None;
     let mut last_space = None;
     let mut prev = ' ';
+    let mut skip_to = 0;
     for (i, c) in text.char_indices() {
+        if i < skip_to {
+            continue;
+        }
         match c {
-            '[' => depth += 1,
-            ']' => depth = depth.saturating_sub(1),
-            _ if depth > 0 => {}
+            '[' => {
+                if let Some((_, len)) = parse_citation(&text[i..]) {
+                    skip_to = i + len;
+                    prev = ']';
+                    continue;
+                }
+                if may_become_citation(&text[i..]) {
+                    return last_sentence.filter(|&i| i > 0);
+                }
+            }
             '\n' => last_sentence = Some(i),
             c if c.is_whitespace() => {
                 if matches!(prev, '.' | '!' | '?' | '…' | ':') {
@@ -55,12 +68,14 @@ fn release_point(text: &str) -> Option<usize> {
         }
         prev = c;
     }
-    if depth > 0 {
-        // A bracket is open: cut only before it.
-        let open = text.rfind('[')?;
-        return last_sentence.filter(|&i| i < open && i > 0);
-    }
     last_sentence.or_else(|| last_space.filter(|_| text.chars().count() > DELTA_MAX_CHARS)).filter(|&i| i > 0)
+}
+
+/// Whether `s`, a `[` and what followed it so far, is the start of a
+/// citation still arriving: short, unclosed, and only numbers, ranges and
+/// separators inside.
+fn may_become_citation(s: &str) -> bool {
+    s.len() <= MAX_CITATION_INNER + 1 && s[1..].chars().all(|c| c.is_ascii_digit() || matches!(c, ',' | ' ' | '-' | '–'))
 }
 
 /// `text` with every citation checked against `valid` source numbers: a
@@ -122,8 +137,12 @@ fn citations(text: &str) -> impl Iterator<Item = (usize, usize, Vec<u32>)> + '_ 
 /// The longest inside of a citation's brackets, in bytes.
 const MAX_CITATION_INNER: usize = 40;
 
-/// The numbers of a citation at the start of `s` (`[3]`, `[1, 2]`, `[1,2]`)
-/// and its length in bytes.
+/// The widest range a citation may name (`[1-3]` is 1, 2 and 3): a
+/// wider one is not taken for a citation.
+const MAX_CITATION_RANGE: u32 = 20;
+
+/// The numbers of a citation at the start of `s` (`[3]`, `[1, 2]`, `[1,2]`,
+/// and ranges, `[1-3]` or `[1–3]`, as their numbers) and its length in bytes.
 fn parse_citation(s: &str) -> Option<(Vec<u32>, usize)> {
     // Only as far as the longest citation reaches: a text of many `[` and
     // no `]` would otherwise be scanned to its end from each one.
@@ -132,8 +151,20 @@ fn parse_citation(s: &str) -> Option<(Vec<u32>, usize)> {
     if inner.is_empty() || inner.len() > MAX_CITATION_INNER {
         return None;
     }
-    let numbers: Option<Vec<u32>> = inner.split(',').map(|p| p.trim().parse::<u32>().ok()).collect();
-    Some((numbers?, close + 1))
+    let mut numbers = Vec::new();
+    for part in inner.split(',') {
+        match part.split_once(['-', '–']) {
+            Some((a, b)) => {
+                let (a, b) = (a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?);
+                if a > b || b - a > MAX_CITATION_RANGE {
+                    return None;
+                }
+                numbers.extend(a..=b);
+            }
+            None => numbers.push(part.trim().parse::<u32>().ok()?),
+        }
+    }
+    Some((numbers, close + 1))
 }
 
 /// `text` without its claims that cite a withheld source (content since
@@ -291,6 +322,29 @@ mod tests {
         assert_eq!(c.push(" Done"), Some(" It has trams [2].".to_string()));
         assert_eq!(c.finish(), Some(" Done".to_string()));
         assert_eq!(c.finish(), None);
+    }
+
+    #[test]
+    fn a_stray_bracket_does_not_hold_the_answer_back() {
+        let mut c = Coalescer::default();
+        assert_eq!(c.push("A [note. B is y. C is z. D"), Some("A [note. B is y. C is z.".to_string()));
+        // One that may still be a citation is waited for.
+        assert_eq!(c.push(" is w. E [1, "), Some(" D is w.".to_string()));
+        assert_eq!(c.push("2-3]. F"), Some(" E [1, 2-3].".to_string()));
+        assert_eq!(c.finish(), Some(" F".to_string()));
+    }
+
+    #[test]
+    fn ranges_are_citations_of_each_number() {
+        // Respelled as their numbers, checked number by number.
+        assert_eq!(check_citations("A [1-3]. B [2–3].", &valid(&[1, 2, 3])), "A [1, 2, 3]. B [2, 3].");
+        assert_eq!(check_citations("A [1-3].", &valid(&[1, 3])), "A [1, 3].");
+        assert_eq!(check_citations("A [7-9].", &valid(&[1])), "A.");
+        assert_eq!(cited("X [1, 3-4]."), valid(&[1, 3, 4]));
+        // Redacted as the numbers they name.
+        assert_eq!(redact("Budget is 4M [2-3]. Lisbon [1].", &valid(&[2])), " Lisbon [1].");
+        // Backwards, too wide or not numbers: text.
+        assert_eq!(cited("[3-1] [1-99] [a-b] [1-]"), valid(&[]));
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! actor's duty hangs on its first try, as if its process froze mid-drain:
 //! a test kills the process meanwhile), `create` (the Worker's create call
 //! to a new item's actor, lost on the way), `reply` (a create's first reply
-//! lost after the actor took it).
+//! lost after the actor took it), `alarm` (a new answer's first alarm lost,
+//! as if the write that armed it failed: only a later wake arms it again).
 //!
 //! A fault is decided from a hash of (run, stage, attempt) rather than a global
 //! RNG, so an injected failure is reproducible from the journal.
@@ -46,7 +47,10 @@ pub const CREATE: &str = "create";
 /// batch, an answer; `rpc::send_create`), lost after the actor took it, as
 /// an actor reset mid-call leaves it: the Worker asks again.
 pub const REPLY: &str = "reply";
-const SITES: [&str; 9] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE, FEED, STALL, CREATE, REPLY];
+/// A new answer's first alarm, lost (keyed by the answer): only another
+/// wake of its actor (a read, a follow) arms it again.
+pub const ALARM: &str = "alarm";
+const SITES: [&str; 10] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE, FEED, STALL, CREATE, REPLY, ALARM];
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {

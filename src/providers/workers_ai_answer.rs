@@ -14,12 +14,15 @@
 //! committed as the assistant's own and asks for the rest only. The pure
 //! parts (prompt, SSE decoding) are tested natively.
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 use serde_json::Value;
 
 use super::token_estimate::{estimate_tokens, token_prefix};
 use super::workers_ai_text::{ChatMessage, TEXT_MODEL};
 use crate::domain::answer::{Source, NOT_KNOWN};
+use crate::domain::answer_text::redact;
 
 /// The model's context window (model page: 24,000 tokens).
 pub const CONTEXT_TOKENS: usize = 24_000;
@@ -51,11 +54,15 @@ pub struct StreamRequest {
 
 /// The request for an answer to `question` from `sources`, continuing after
 /// `committed` when that is not empty. Each source's text is cut to an equal
-/// share of [`SOURCES_MAX_TOKENS`].
-pub fn answer_request(question: &str, sources: &[Source], committed: &str) -> StreamRequest {
-    let share = SOURCES_MAX_TOKENS / sources.len().max(1);
+/// share of [`SOURCES_MAX_TOKENS`]. The `withheld` sources (deleted, or
+/// narrowed past the asker since retrieval) are left out, and the claims of
+/// `committed` that cite them too, so the model cannot restate them; the
+/// others keep their numbers.
+pub fn answer_request(question: &str, sources: &[Source], withheld: &BTreeSet<u32>, committed: &str) -> StreamRequest {
+    let shown: Vec<&Source> = sources.iter().filter(|s| !withheld.contains(&s.n)).collect();
+    let share = SOURCES_MAX_TOKENS / shown.len().max(1);
     let mut listed = String::new();
-    for s in sources {
+    for s in shown {
         let title = one_line(&s.title);
         let text = one_line(&s.text);
         let (text, _) = token_prefix(&text, share.saturating_sub(estimate_tokens(&title) + 4));
@@ -67,8 +74,9 @@ pub fn answer_request(question: &str, sources: &[Source], committed: &str) -> St
     );
     let mut messages =
         vec![ChatMessage { role: "system", content: SYSTEM_PROMPT.to_string() }, ChatMessage { role: "user", content: user }];
+    let committed = if withheld.is_empty() { committed.to_string() } else { redact(committed, withheld) };
     if !committed.is_empty() {
-        messages.push(ChatMessage { role: "assistant", content: committed.to_string() });
+        messages.push(ChatMessage { role: "assistant", content: committed });
         messages.push(ChatMessage { role: "user", content: CONTINUE_PROMPT.to_string() });
     }
     StreamRequest { messages, stream: true, max_tokens: ANSWER_MAX_TOKENS, temperature: 0.2 }
@@ -295,7 +303,7 @@ mod tests {
 
     #[test]
     fn the_prompt_numbers_the_sources_and_restricts_the_model() {
-        let r = answer_request("What is\nthe capital?", &[src(1, "Lisbon is\n\nthe capital."), src(2, "Madrid.")], "");
+        let r = answer_request("What is\nthe capital?", &[src(1, "Lisbon is\n\nthe capital."), src(2, "Madrid.")], &BTreeSet::new(), "");
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["stream"], true);
         assert_eq!(v["messages"].as_array().unwrap().len(), 2);
@@ -307,11 +315,24 @@ mod tests {
     }
 
     #[test]
+    fn withheld_sources_and_the_claims_citing_them_are_not_sent() {
+        let sources = [src(1, "Lisbon is the capital."), src(2, "The Falcon budget is 4M."), src(3, "Porto.")];
+        let r = answer_request("q", &sources, &BTreeSet::from([2]), "Lisbon [1]. The budget is 4M [2]. Porto [3].");
+        let user = &r.messages[1].content;
+        assert!(user.contains("[1] Doc 1\nLisbon is the capital.\n\n[3] Doc 3\nPorto.\n\n"), "{user}");
+        assert!(!user.contains("Falcon") && !user.contains("Doc 2"), "{user}");
+        assert_eq!(r.messages[2].content, "Lisbon [1]. Porto [3].");
+        // All withheld: nothing to answer from.
+        let r = answer_request("q", &sources, &BTreeSet::from([1, 2, 3]), "");
+        assert!(r.messages[1].content.starts_with("Sources:\n\nQuestion: q"), "{}", r.messages[1].content);
+    }
+
+    #[test]
     fn the_input_stays_within_the_context_window() {
         let huge = "word ".repeat(100_000);
         let sources: Vec<Source> = (1..=10).map(|n| src(n, &huge)).collect();
         let committed = "Done so far [1]. ".repeat(60);
-        let r = answer_request(&"why ".repeat(200), &sources, &committed);
+        let r = answer_request(&"why ".repeat(200), &sources, &BTreeSet::new(), &committed);
         let input: usize = r.messages.iter().map(|m| estimate_tokens(&m.content) + 4).sum();
         assert!(input + (ANSWER_MAX_TOKENS as usize) <= CONTEXT_TOKENS, "{input} tokens");
         assert!(input > SOURCES_MAX_TOKENS / 2, "the sources use their share: {input}");
@@ -319,7 +340,7 @@ mod tests {
 
     #[test]
     fn a_continuation_gives_the_committed_text_as_the_assistants() {
-        let r = answer_request("q", &[src(1, "t")], "Lisbon [1].");
+        let r = answer_request("q", &[src(1, "t")], &BTreeSet::new(), "Lisbon [1].");
         assert_eq!(r.messages.len(), 4);
         assert_eq!((r.messages[2].role, r.messages[2].content.as_str()), ("assistant", "Lisbon [1]."));
         assert_eq!(r.messages[3].role, "user");

@@ -321,6 +321,24 @@ async fn an_ended_answer_is_erased_after_its_time_to_live() {
     .await;
 }
 
+/// An answer whose first alarm is lost (`FAULTS=alarm=1.0`: the start's
+/// arm is dropped, as a failed write leaves it) has no alarm and would stay
+/// under way for good; the next read of it arms it again, and it ends.
+#[tokio::test]
+async fn a_read_arms_an_answer_whose_alarm_was_lost() {
+    let s = &Server::start(&ServerOptions::new(temp_dir("answer-alarm")).var("FAULTS", "alarm=1.0"));
+    let word = nonce();
+    corpus(s, &word).await;
+    let (id, _) = ask(s, &format!("How tall is the {word} lighthouse?")).await;
+    // The inspection does not arm it: nothing is left to wake the answer.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let inspected = s.admin_get(&format!("/admin/actors/answer/{id}")).await;
+    assert_eq!(inspected.status, 200, "{}", inspected.body);
+    assert!(inspected.body["alarm_at"].is_null(), "the fault took the first alarm: {}", inspected.body);
+    assert!(!matches!(inspected.body["state"]["view"]["status"].as_str(), Some("completed" | "failed")), "{}", inspected.body);
+    assert_eq!(finished(s, &id).await["status"], "completed");
+}
+
 #[tokio::test]
 async fn an_answer_survives_a_server_kill_mid_stream() {
     let dir = temp_dir("answer-crash");

@@ -43,15 +43,19 @@ export function applyAnswerEvent(a, f) {
   }
 }
 
-/** The answer text with each `[n]` linked to the content it cites. */
+/** The answer text with each cited number (`[n]`, `[n, m]`) linked to the content it cites. */
 function answerText(a) {
   const byN = new Map([...a.sources, ...a.citations].map((s) => [String(s.n), s.content_id]));
+  const link = (n) => {
+    const cid = byN.get(n);
+    return cid && isUuid(cid) ? h('a', { href: `#/content/${cid}`, class: 'cite', title: `Source ${n}` }, n) : n;
+  };
   const parts = [];
   let last = 0;
-  for (const m of a.text.matchAll(/\[(\d+)\]/g)) {
-    parts.push(a.text.slice(last, m.index));
-    const cid = byN.get(m[1]);
-    parts.push(cid && isUuid(cid) ? h('a', { href: `#/content/${cid}`, class: 'cite', title: `Source ${m[1]}` }, m[0]) : m[0]);
+  for (const m of a.text.matchAll(/\[(\d+(?:, ?\d+)*)\]/g)) {
+    parts.push(a.text.slice(last, m.index), '[');
+    m[1].split(/(, ?)/).forEach((piece, i) => parts.push(i % 2 ? piece : link(piece)));
+    parts.push(']');
     last = m.index + m[0].length;
   }
   parts.push(a.text.slice(last));
