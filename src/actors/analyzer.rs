@@ -446,7 +446,10 @@ impl AnalyzerOps for AnalyzerContainer {
             .get(&q.key)
             .await?
             .ok_or_else(|| ApiError::BadRequest("the uploaded PDF is missing from the bucket".into()))?;
-        let pages = self.guarded(ContainerRequest::ExtractPdf(pdf)).await?;
+        // Twice a body's limit: text past it fails validation anyway (NULs
+        // and stray controls aside), so more is never worth carrying here.
+        let max_text_bytes = config(&self.env).limits.body_max_bytes.saturating_mul(2);
+        let pages = self.guarded(ContainerRequest::ExtractPdf { pdf, max_text_bytes }).await?;
         serde_json::from_value(pages).map_err(|e| ApiError::Internal(format!("analyzer reply: {e}")))
     }
 

@@ -27,8 +27,10 @@ impl AnalyzerActorClient {
 pub enum ContainerRequest {
     /// `POST /analyze`, JSON.
     Analyze(AnalyzeRequest),
-    /// `POST /extract/pdf`, the PDF's bytes as the body.
-    ExtractPdf(Vec<u8>),
+    /// `POST /extract/pdf?max_text_bytes=N`, the PDF's bytes as the body: a
+    /// PDF whose text passes `max_text_bytes` is refused (422), so a small
+    /// file that inflates to megabytes of text is never handed back whole.
+    ExtractPdf { pdf: Vec<u8>, max_text_bytes: usize },
     /// `DELETE /documents/{id}`: forget a deleted item's fingerprint.
     Forget(String),
     /// `POST /documents/restore`: fingerprint records, one per line, for a
@@ -42,13 +44,13 @@ impl ContainerRequest {
     pub fn request(&self, base: &str) -> Result<Request, ApiError> {
         match self {
             ContainerRequest::Analyze(req) => analyze_request(base, req),
-            ContainerRequest::ExtractPdf(pdf) => {
+            ContainerRequest::ExtractPdf { pdf, max_text_bytes } => {
                 let headers = Headers::new();
                 headers.set("content-type", "application/pdf")?;
                 let mut init = RequestInit::new();
                 let body = js_sys::Uint8Array::from(pdf.as_slice());
                 init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
-                Ok(Request::new_with_init(&format!("{}/extract/pdf", base.trim_end_matches('/')), &init)?)
+                Ok(Request::new_with_init(&format!("{}/extract/pdf?max_text_bytes={max_text_bytes}", base.trim_end_matches('/')), &init)?)
             }
             ContainerRequest::Forget(id) => {
                 let mut init = RequestInit::new();
@@ -107,9 +109,18 @@ pub async fn analyze_over_http(req: Request) -> Result<serde_json::Value, StageE
     analyzer_reply(resp).await
 }
 
+/// The largest reply taken from the analyzer: an analysis is a few KB, a
+/// PDF's text at most its cap (`ExtractPdf`) JSON-escaped. A larger one is
+/// not read into the actor's memory.
+const REPLY_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
 /// The analyzer's answer: its JSON (`null` for a `204`), or its refusal classified.
 pub async fn analyzer_reply(resp: worker::Response) -> Result<serde_json::Value, StageError> {
     let status = resp.status_code();
+    let length = resp.headers().get("content-length").ok().flatten().and_then(|l| l.parse::<u64>().ok());
+    if length.is_some_and(|l| l > REPLY_MAX_BYTES) {
+        return Err(StageError::terminal(format!("the analyzer's reply is {} bytes, more than {REPLY_MAX_BYTES}", length.unwrap_or_default())));
+    }
     let text = crate::actors::rpc::body_text(resp).await.unwrap_or_default();
     match status {
         204 => Ok(serde_json::Value::Null),

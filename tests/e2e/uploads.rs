@@ -382,6 +382,26 @@ async fn a_multi_megabyte_upload_is_streamed_and_kept_byte_for_byte_with_its_rea
     assert!(served == file, "the source differs from the upload");
 }
 
+/// A PDF whose text passes twice the body limit is refused by the analyzer
+/// itself (its text is never handed back whole to the actors): the run
+/// fails at `validate` on its first attempt, terminally, and the analyzer
+/// still serves the next PDF.
+#[tokio::test]
+async fn a_pdf_whose_text_is_far_past_the_body_limit_is_refused_by_the_analyzer() {
+    let s = &shared().server;
+    let words = "granite harbour lamp keeper ".repeat(20_000); // 560,000 bytes, past twice the default limit (200 KiB)
+    let (_, run) = accepted(s, "application/pdf", pdf_with_text(&words), &[("title", "Long ledger")]).await;
+    let view = s.wait_run(&run, Duration::from_secs(60)).await;
+    assert_eq!(view["status"], "failed", "{view}");
+    let validate = view["stages"].as_array().and_then(|st| st.iter().find(|x| x["name"] == "validate")).cloned().unwrap_or_default();
+    assert_eq!((validate["status"].as_str(), validate["attempts"].as_u64()), (Some("failed"), Some(1)), "{view}");
+    let error = validate["error"].to_string();
+    assert!(error.contains("analyzer refused the document (422)") && error.contains("its text passes"), "{error}");
+    let word = marker("afterword");
+    let (_, run) = accepted(s, "application/pdf", pdf_with_text(&format!("The keepers wrote {word} in the ledger.")), &[]).await;
+    assert_eq!(s.wait_run(&run, Duration::from_secs(60)).await["status"], "completed");
+}
+
 /// The reply to an upload that declares `declared` bytes and sends `sent`
 /// before closing its side of the connection (`None` without one).
 async fn short_body_upload(s: &Server, key: &str, declared: usize, sent: usize) -> Option<u16> {

@@ -36,15 +36,19 @@ pub fn pdf_with_text(text: &str) -> Vec<u8> {
     out
 }
 
-/// `data` as a zlib stream of one stored (uncompressed) deflate block: its
-/// length's complement and the Adler-32 make it binary.
+/// `data` as a zlib stream of stored (uncompressed) deflate blocks of up to
+/// 65,535 bytes each: their lengths' complements and the Adler-32 make it
+/// binary.
 fn zlib_stored(data: &[u8]) -> Vec<u8> {
-    assert!(data.len() <= 0xFFFF, "one stored block");
-    let len = data.len() as u16;
-    let mut out = vec![0x78, 0x01, 0x01];
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&(!len).to_le_bytes());
-    out.extend_from_slice(data);
+    let mut out = vec![0x78, 0x01];
+    let blocks: Vec<&[u8]> = if data.is_empty() { vec![data] } else { data.chunks(0xFFFF).collect() };
+    for (i, block) in blocks.iter().enumerate() {
+        out.push(u8::from(i + 1 == blocks.len())); // BFINAL on the last, BTYPE 00
+        let len = block.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
     let (mut a, mut b) = (1u32, 0u32);
     for &byte in data {
         a = (a + byte as u32) % 65_521;

@@ -285,12 +285,27 @@ async fn extract_pdf(State(state): State<AppState>, req: Request) -> Result<Resp
             "Content-Type must be application/pdf, got {mime:?}"
         )));
     }
+    let max_text = max_text_bytes(req.uri().query())?;
     let body = read_body(req, &state, crate::pdf::MAX_PDF_BYTES).await?;
-    let text = tokio::task::spawn_blocking(move || crate::pdf::extract_text(&body))
+    let text = tokio::task::spawn_blocking(move || crate::pdf::extract_text(&body, max_text))
         .await
         .map_err(|e| ApiError::Internal(format!("PDF task failed: {e}")))?
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     Ok(json_response(StatusCode::OK, &json!({ "text": text })))
+}
+
+/// `?max_text_bytes=N`: the most text the caller takes (the Worker's body
+/// limit, with room); at most [`crate::pdf::MAX_TEXT_BYTES`], which is also
+/// the cap when none is named.
+fn max_text_bytes(query: Option<&str>) -> Result<usize, ApiError> {
+    let named = query.into_iter().flat_map(|q| q.split('&')).find_map(|kv| kv.strip_prefix("max_text_bytes="));
+    match named {
+        None => Ok(crate::pdf::MAX_TEXT_BYTES),
+        Some(v) => v
+            .parse::<usize>()
+            .map(|n| n.min(crate::pdf::MAX_TEXT_BYTES))
+            .map_err(|_| ApiError::InvalidRequest(format!("max_text_bytes must be a number of bytes, got {v:?}"))),
+    }
 }
 
 /// Syntax errors are the client's encoding bug (400); well-formed JSON of
@@ -510,6 +525,21 @@ mod tests {
             (status, error_code(&v)),
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
         );
+        // A caller's cap on the text: past it, a refusal (terminal for the
+        // Worker), not the text.
+        let capped = |uri: &str| {
+            axum::http::Request::post(uri)
+                .header(header::CONTENT_TYPE, "application/pdf")
+                .body(Body::from(crate::pdf::tests::generated(&["A sample sentence from a PDF."])))
+                .expect("request")
+        };
+        let (status, _, v) = send(&app, capped("/extract/pdf?max_text_bytes=10")).await;
+        assert_eq!((status, error_code(&v)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"), "{v}");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("10 bytes")), "{v}");
+        let (status, _, v) = send(&app, capped("/extract/pdf?max_text_bytes=1000")).await;
+        assert_eq!((status, v["text"].as_str()), (StatusCode::OK, Some("A sample sentence from a PDF.")), "{v}");
+        let (status, _, v) = send(&app, capped("/extract/pdf?max_text_bytes=lots")).await;
+        assert_eq!((status, error_code(&v)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"), "{v}");
     }
 
     #[tokio::test]

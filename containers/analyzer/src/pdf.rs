@@ -30,6 +30,12 @@ pub const MAX_PAGES: usize = 5_000;
 /// the analyzer that every tenant's runs share.
 pub const READ_TIME: std::time::Duration = std::time::Duration::from_secs(20);
 
+/// Most text one PDF may give, in bytes, when the caller names no lower
+/// cap. Pages are bounded one by one; this bounds them together: a small
+/// file whose pages each inflate to megabytes of text would otherwise be
+/// held whole here and in the caller (the Worker reads the reply whole).
+pub const MAX_TEXT_BYTES: usize = 8 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PdfError {
     #[error("not a readable PDF: {0}")]
@@ -40,7 +46,9 @@ pub enum PdfError {
     TooLarge(String),
 }
 
-pub fn extract_text(bytes: &[u8]) -> Result<String, PdfError> {
+/// The text of `bytes`, refused as too large once it passes `max_text`
+/// bytes (pages and their separators).
+pub fn extract_text(bytes: &[u8], max_text: usize) -> Result<String, PdfError> {
     if !bytes.starts_with(b"%PDF-") {
         return Err(PdfError::Unreadable("no %PDF- header".into()));
     }
@@ -48,11 +56,12 @@ pub fn extract_text(bytes: &[u8]) -> Result<String, PdfError> {
     if doc.is_encrypted() {
         return Err(PdfError::Encrypted);
     }
-    read_pages(&doc, std::time::Instant::now() + READ_TIME)
+    read_pages(&doc, std::time::Instant::now() + READ_TIME, max_text.min(MAX_TEXT_BYTES))
 }
 
-/// Every page's text until `deadline`, pages in order.
-fn read_pages(doc: &lopdf::Document, deadline: std::time::Instant) -> Result<String, PdfError> {
+/// Every page's text until `deadline` and while it stays within
+/// `max_text` bytes, pages in order.
+fn read_pages(doc: &lopdf::Document, deadline: std::time::Instant, max_text: usize) -> Result<String, PdfError> {
     let page_ids = doc.get_pages();
     if page_ids.len() > MAX_PAGES {
         return Err(PdfError::TooLarge(format!("{} pages; at most {MAX_PAGES} are read", page_ids.len())));
@@ -60,6 +69,7 @@ fn read_pages(doc: &lopdf::Document, deadline: std::time::Instant) -> Result<Str
     let mut seen: std::collections::HashSet<(Vec<lopdf::ObjectId>, Vec<lopdf::ObjectId>, Option<usize>)> =
         std::collections::HashSet::new();
     let mut pages: Vec<String> = Vec::new();
+    let mut total = 0usize;
     for (number, id) in &page_ids {
         if std::time::Instant::now() > deadline {
             return Err(PdfError::TooLarge(format!("reading it takes longer than {} s", READ_TIME.as_secs())));
@@ -80,6 +90,10 @@ fn read_pages(doc: &lopdf::Document, deadline: std::time::Instant) -> Result<Str
         let text = doc.extract_text_with_limit(&[*number], MAX_DECOMPRESSED_BYTES).unwrap_or_default();
         let text = tidy(&text);
         if !text.is_empty() {
+            total += text.len() + if pages.is_empty() { 0 } else { 2 };
+            if total > max_text {
+                return Err(PdfError::TooLarge(format!("its text passes {max_text} bytes (by page {number})")));
+            }
             pages.push(text);
         }
     }
@@ -153,7 +167,21 @@ pub(crate) mod tests {
     #[test]
     fn extracts_each_pages_text_in_order() {
         let pdf = generated(&["Tidal turbines spin in the strait.", "", "Second page   of text."]);
-        assert_eq!(extract_text(&pdf).unwrap(), "Tidal turbines spin in the strait.\n\nSecond page of text.");
+        assert_eq!(extract_text(&pdf, MAX_TEXT_BYTES).unwrap(), "Tidal turbines spin in the strait.\n\nSecond page of text.");
+    }
+
+    /// Pages of text past the caller's cap, all told: refused as too large
+    /// (422, a terminal refusal), not read whole and handed on.
+    #[test]
+    fn text_past_the_cap_is_refused() {
+        let page = "word ".repeat(200);
+        let pages: Vec<&str> = vec![page.as_str(); 10];
+        let pdf = generated(&pages);
+        let whole = extract_text(&pdf, MAX_TEXT_BYTES).unwrap();
+        assert!(whole.len() > 5 * 999, "{}", whole.len());
+        assert_eq!(extract_text(&pdf, whole.len()).unwrap(), whole, "exactly at the cap is read");
+        assert!(matches!(extract_text(&pdf, whole.len() - 1), Err(PdfError::TooLarge(_))));
+        assert!(matches!(extract_text(&pdf, 3_000), Err(PdfError::TooLarge(e)) if e.contains("page")));
     }
 
     /// `pages` pages that all draw one content stream showing `text`.
@@ -167,7 +195,7 @@ pub(crate) mod tests {
     fn pages_sharing_a_stream_are_read_once() {
         let pdf = sharing_one_stream(2_000, "One shared page.");
         let started = std::time::Instant::now();
-        assert_eq!(extract_text(&pdf).unwrap(), "One shared page.");
+        assert_eq!(extract_text(&pdf, MAX_TEXT_BYTES).unwrap(), "One shared page.");
         assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
     }
 
@@ -186,24 +214,24 @@ pub(crate) mod tests {
         second.set("Resources", dictionary! { "Font" => fonts });
         let mut out = Vec::new();
         doc.save_to(&mut out).unwrap();
-        assert_eq!(extract_text(&out).unwrap(), "First page.");
+        assert_eq!(extract_text(&out, MAX_TEXT_BYTES).unwrap(), "First page.");
     }
 
     #[test]
     fn a_document_past_its_page_cap_or_its_time_is_too_large() {
         let many = sharing_one_stream(MAX_PAGES + 1, "x");
-        assert!(matches!(extract_text(&many), Err(PdfError::TooLarge(_))));
+        assert!(matches!(extract_text(&many, MAX_TEXT_BYTES), Err(PdfError::TooLarge(_))));
         let doc = Document::load_mem(&generated(&["First.", "Second."])).unwrap();
         let past = std::time::Instant::now() - std::time::Duration::from_millis(1);
-        assert!(matches!(read_pages(&doc, past), Err(PdfError::TooLarge(_))));
-        assert!(read_pages(&doc, std::time::Instant::now() + READ_TIME).is_ok());
+        assert!(matches!(read_pages(&doc, past, MAX_TEXT_BYTES), Err(PdfError::TooLarge(_))));
+        assert!(read_pages(&doc, std::time::Instant::now() + READ_TIME, MAX_TEXT_BYTES).is_ok());
     }
 
     #[test]
     fn a_pdf_without_text_is_empty_and_garbage_is_refused() {
-        assert_eq!(extract_text(&generated(&[""])).unwrap(), "");
-        assert!(matches!(extract_text(b"hello"), Err(PdfError::Unreadable(_))));
-        assert!(matches!(extract_text(b"%PDF-1.4\n garbage"), Err(PdfError::Unreadable(_))));
-        assert!(matches!(extract_text(b""), Err(PdfError::Unreadable(_))));
+        assert_eq!(extract_text(&generated(&[""]), MAX_TEXT_BYTES).unwrap(), "");
+        assert!(matches!(extract_text(b"hello", MAX_TEXT_BYTES), Err(PdfError::Unreadable(_))));
+        assert!(matches!(extract_text(b"%PDF-1.4\n garbage", MAX_TEXT_BYTES), Err(PdfError::Unreadable(_))));
+        assert!(matches!(extract_text(b"", MAX_TEXT_BYTES), Err(PdfError::Unreadable(_))));
     }
 }
