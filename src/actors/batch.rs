@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Response, State};
 
-use super::ops::{BatchCall, BatchDoc, BatchOps, CreateBatch, CreateContent, DeadLettered, Done, FireAlarm, Inspect, Inspectable, ItemEnded, ItemsDelivered, ViewBatch};
+use super::ops::{BatchCall, BatchDoc, BatchOps, CreateBatch, CreateContent, CreateSettled, DeadLettered, Done, FireAlarm, Inspect, Inspectable, ItemEnded, ItemsDelivered, SettleCreate, ViewBatch};
 use super::rpc;
 use super::{ActorStorage, TopicActor};
 use crate::domain::batch::{Batch, BatchView, ItemRef, SpawnRetry};
@@ -118,8 +118,29 @@ impl BatchActor {
             visibility: item.visibility,
             batch: Some(ItemRef { batch_id: b.id, index }),
         };
-        rpc::send(&self.env, &content_id.to_string(), &create).await?;
-        Ok(())
+        let mut sent = rpc::send(&self.env, &content_id.to_string(), &create).await.map(|_| ());
+        if let (Ok(()), Some(fault)) = (&sent, config(&self.env).faults.poisons(faults::ITEM_REPLY, &content_id.to_string())) {
+            sent = Err(ApiError::Unavailable(fault));
+        }
+        match sent {
+            Ok(()) => Ok(()),
+            // Out of tries, the item would fail: but a try may have made it
+            // (its reply lost), and it would then be live while the batch
+            // says failed. Its actor settles that: made, it is spawned (its
+            // run reports); not made, its id is refused for good and the
+            // item fails. A settle that fails too leaves the failure.
+            Err(e) if !matches!(e, ApiError::ItemTooLarge(_)) && b.is_last_spawn_attempt(index) => {
+                match rpc::send(&self.env, &content_id.to_string(), &SettleCreate {}).await {
+                    Ok(CreateSettled { made: true }) => Ok(()),
+                    Ok(CreateSettled { made: false }) => Err(e),
+                    Err(settle) => {
+                        worker::console_warn!("batch {}: item {index}'s last spawn failed and could not be settled: {settle}", b.id);
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Spawns the items there are slots for, all at once, then records

@@ -409,6 +409,13 @@ impl Batch {
         Ok(())
     }
 
+    /// Whether a failure of item `index`'s spawn now would be its last: the
+    /// caller then asks the item's actor whether a try was made after all
+    /// (its reply lost), before the item fails.
+    pub fn is_last_spawn_attempt(&self, index: u32) -> bool {
+        self.items.get(index as usize).is_some_and(|i| i.status == ItemStatus::Spawning && i.spawn_failures + 1 >= MAX_SPAWN_ATTEMPTS)
+    }
+
     /// A spawn failed: the item frees its slot and waits for a retry with
     /// backoff, or, out of attempts, goes to the dead-letter queue.
     pub fn spawn_failed(&mut self, index: u32, error: &str, now: Millis) -> Result<SpawnRetry, BatchError> {

@@ -11,7 +11,9 @@
 //! a test kills the process meanwhile), `create` (the Worker's create call
 //! to a new item's actor, lost on the way), `reply` (a create's first reply
 //! lost after the actor took it), `alarm` (a new answer's first alarm lost,
-//! as if the write that armed it failed: only a later wake arms it again).
+//! as if the write that armed it failed: only a later wake arms it again),
+//! `item_reply` (every reply to a batch item's spawn, lost after its
+//! content actor took it).
 //!
 //! A fault is decided from a hash of (run, stage, attempt) rather than a global
 //! RNG, so an injected failure is reproducible from the journal.
@@ -50,7 +52,10 @@ pub const REPLY: &str = "reply";
 /// A new answer's first alarm, lost (keyed by the answer): only another
 /// wake of its actor (a read, a follow) arms it again.
 pub const ALARM: &str = "alarm";
-const SITES: [&str; 10] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE, FEED, STALL, CREATE, REPLY, ALARM];
+/// The reply to a batch item's spawn, lost after the item's content actor
+/// took it (keyed by the item's content id, on every try alike).
+pub const ITEM_REPLY: &str = "item_reply";
+const SITES: [&str; 11] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE, FEED, STALL, CREATE, REPLY, ALARM, ITEM_REPLY];
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {

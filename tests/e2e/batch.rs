@@ -285,6 +285,30 @@ async fn deleting_an_item_mid_run_ends_it_in_its_batch() {
     .await;
 }
 
+/// An item whose every spawn reply is lost (`item_reply=1.0`: its content
+/// actor took the create, the batch never heard) is not failed as
+/// dead-lettered once its tries run out: its actor is asked, says it was
+/// made, and the item runs (its run reports its end). (On a server of its
+/// own where every embed fails a minute apart, so no run ends, and its
+/// report settles nothing, before the tries run out.)
+#[tokio::test]
+async fn an_item_made_though_every_spawn_reply_was_lost_runs_not_fails() {
+    let opts = ServerOptions::new(temp_dir("batch-item-reply").join("state")).var("FAULTS", "item_reply=1.0,embed=1.0").var("RETRY_BASE_MS", "60000");
+    let s = &Server::start(&opts);
+    let id = submit(s, items(&tag(), 1)).await;
+    // Five tries with backoff (1, 2, 4, 8 s between them), then the settle.
+    let item = eventually("the item out of its spawn tries", Duration::from_secs(60), || async {
+        let view = s.get(&format!("/api/batches/{id}")).await.body;
+        let item = view["items"][0].clone();
+        if matches!(item["status"].as_str(), Some("running" | "failed" | "completed")) { Ok(item) } else { Err(view.to_string()) }
+    })
+    .await;
+    assert_eq!(item["status"], "running", "{item}");
+    let cid = item["content_id"].as_str().expect("the item's content id").to_string();
+    let r = s.get(&format!("/api/content/{cid}")).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("processing")), "{}", r.body);
+}
+
 /// A `PUT` to a batch's item whose first run was never spawned (its spawn
 /// still owed, retried with backoff) ends the item in its batch: that run
 /// will never start, so it cannot report, and the batch would hold the
