@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Response, State};
 
-use super::ops::{BatchCall, BatchDoc, BatchOps, CreateBatch, CreateContent, CreateSettled, DeadLettered, Done, FireAlarm, Inspect, Inspectable, ItemEnded, ItemsDelivered, SettleCreate, ViewBatch};
+use super::ops::{BatchCall, BatchDoc, BatchOps, CreateBatch, CreateContent, CreateSettled, DeadLettered, Done, FireAlarm, Inspect, Inspectable, ItemEnded, ItemsDelivered, SettleBatch, SettleCreate, ViewBatch};
 use super::rpc;
 use super::{ActorStorage, TopicActor};
 use crate::domain::batch::{Batch, BatchView, ItemRef, SpawnRetry};
@@ -211,6 +211,11 @@ fn drop_doc(sql: &worker::SqlStorage, b: &Batch, index: u32) -> ApiResult<()> {
 
 impl BatchOps for BatchActor {
     async fn create(&self, c: CreateBatch) -> ApiResult<Done> {
+        let sql = self.state.storage().sql();
+        if crate::store::has_state(&sql) && self.load()?.is_none() {
+            // Settled as never made (`settle_create`): this create came too late.
+            return Err(ApiError::AlreadyExists("batch".into()));
+        }
         if let Some(b) = self.load()? {
             // Idempotent: a retried create finds the batch as stored, and
             // arms its alarm and lists it, which the first try may not have
@@ -222,7 +227,6 @@ impl BatchOps for BatchActor {
             }
             return Ok(Done {});
         }
-        let sql = self.state.storage().sql();
         crate::store::init_state(&sql)?;
         crate::store::exec(&sql, "CREATE TABLE IF NOT EXISTS batch_docs (idx INTEGER PRIMARY KEY, doc TEXT NOT NULL)", vec![])?;
         for (i, item) in c.items.iter().enumerate() {
@@ -288,6 +292,16 @@ impl BatchOps for BatchActor {
 
     async fn view(&self, q: ViewBatch) -> ApiResult<BatchView> {
         Ok(self.require_for(&q.principal)?.view())
+    }
+
+    async fn settle_create(&self, _q: SettleBatch) -> ApiResult<CreateSettled> {
+        if self.load()?.is_some() {
+            return Ok(CreateSettled { made: true });
+        }
+        // Never made: its tables now stand, so a create still on its way is
+        // refused (409) and every other call finds no batch (404).
+        crate::store::init_state(&self.state.storage().sql())?;
+        Ok(CreateSettled { made: false })
     }
 }
 

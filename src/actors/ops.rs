@@ -406,7 +406,8 @@ pub struct SettleCreate {}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CreateSettled {
-    /// The item was made (it may be deleted since: its deletion erases its files).
+    /// The item (or batch) was made; an item may be deleted since (its
+    /// deletion erases its files).
     pub made: bool,
 }
 
@@ -772,6 +773,14 @@ pub struct ViewBatch {
     pub principal: Principal,
 }
 
+/// A batch's create the Worker sent without learning its outcome (a 5xx
+/// after its tries), settled as [`SettleCreate`] settles an item's: made, the
+/// Worker goes on with it (its items to the queue, 202); never made, a create
+/// still on its way is refused, so no batch the client never heard of
+/// imports its items later beside the client's retry.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct SettleBatch {}
+
 actor_ops! {
     /// A bulk import: its items from queued to terminal under the in-flight cap.
     enum BatchCall for Batch, trait BatchOps {
@@ -780,6 +789,7 @@ actor_ops! {
         "ended" => Ended(ItemEnded) -> Done, ended;
         "dead_lettered" => DeadLettered(DeadLettered) -> Done, dead_lettered;
         "view" => View(ViewBatch) -> BatchView as passed, view;
+        "settle_create" => SettleCreate(SettleBatch) -> CreateSettled, settle_create;
     }
     with inspection and topic
 }

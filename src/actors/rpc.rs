@@ -123,15 +123,18 @@ const CREATE_TRIES: u32 = 3;
 /// after the actor stored it, an actor reset): asked again, rather than
 /// answering 5xx for something stored that then goes on, while the client's
 /// retry makes a second one. `FAULTS=reply=<p>` loses the first try's reply
-/// after the actor took it.
+/// after the actor took it, `FAULTS=replies=<p>` every try's.
 pub async fn send_create<O: Op>(env: &Env, name: &str, op: &O) -> Result<O::Reply, ApiError> {
     let payload = encode(op)?;
     let mut tried = 0;
     loop {
         tried += 1;
         let mut sent = send_encoded::<O>(env, name, payload.clone()).await;
-        if tried == 1 && sent.is_ok() {
-            if let Some(fault) = crate::runtime::config(env).faults.site_fault(crate::domain::faults::REPLY, name, 1) {
+        if sent.is_ok() {
+            use crate::domain::faults::{REPLIES, REPLY};
+            let faults = crate::runtime::config(env).faults;
+            let lost = if tried == 1 { faults.site_fault(REPLY, name, 1) } else { None };
+            if let Some(fault) = lost.or_else(|| faults.site_fault(REPLIES, name, tried)) {
                 sent = Err(ApiError::Unavailable(fault));
             }
         }

@@ -14,17 +14,17 @@ use crate::domain::content::{keep_readable_near_duplicates, named_near_duplicate
 use crate::domain::faults;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
-use crate::protocol::{ContentInput, ContentListItem, ContentPage};
+use crate::protocol::{Accepted, ContentInput, ContentListItem, ContentPage};
 use crate::runtime::config;
 
 /// The run spawned for a submission: the new version's body and metadata go
 /// to the content actor, which owns versions and checks the writer.
-async fn submit(env: &Env, req: &mut Request, content_id: Uuid, writer: Writer) -> ApiResult<Response> {
+async fn submit(env: &Env, req: &mut Request, ids: (Uuid, Uuid), writer: Writer) -> ApiResult<Response> {
     let cfg = config(env);
     let input: ContentInput = json_body(req, cfg.limits.request_max_bytes).await?;
     let visibility = input.visibility;
     let doc = ContentDoc::validate(input, &cfg.limits)?;
-    submit_doc(env, (content_id, Uuid::new_v4()), doc, visibility, writer).await
+    submit_doc(env, ids, doc, visibility, writer).await
 }
 
 /// Who writes a submission: a new item's owner, or a new version's writer
@@ -55,9 +55,7 @@ pub(super) async fn submit_doc(
             rpc::send(env, &name, &UpdateContent { content_id, run_id, doc, principal, visibility, if_match }).await?
         }
     };
-    let resp = http::json(202, &accepted);
-    let _ = resp.headers().set("location", &accepted.links.content);
-    Ok(resp)
+    Ok(accepted_response(&accepted))
 }
 
 /// Who a new item belongs to (`create` sends it as `ownership`); a
@@ -70,15 +68,29 @@ pub(super) fn new_ownership(env: &Env, p: &Principal) -> ApiResult<Ownership> {
 
 pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Response> {
     let ownership = new_ownership(env, p)?;
-    let content_id = Uuid::new_v4();
-    let result = submit(env, &mut req, content_id, Writer::New(ownership)).await;
-    if let Err(e) = &result {
-        if e.status() >= 500 {
-            let made = settle_lost_create(env, content_id).await;
-            worker::console_warn!("content {content_id}: create failed on the way ({e}); made: {made:?}");
+    let ids = (Uuid::new_v4(), Uuid::new_v4());
+    let result = submit(env, &mut req, ids, Writer::New(ownership)).await;
+    match result {
+        Err(e) if e.status() >= 500 => {
+            let made = settle_lost_create(env, ids.0).await;
+            worker::console_warn!("content {}: create failed on the way ({e}); made: {made:?}", ids.0);
+            if made == Some(true) {
+                // Made with the ids the Worker chose: accepted, as its
+                // reply would have said (a 5xx would make the client's
+                // retry a second item).
+                return Ok(accepted_response(&Accepted::new(ids.0, 1, ids.1)));
+            }
+            Err(e)
         }
+        result => result,
     }
-    result
+}
+
+/// The `202` of an accepted submission, with its `Location`.
+pub(super) fn accepted_response(accepted: &Accepted) -> Response {
+    let resp = http::json(202, accepted);
+    let _ = resp.headers().set("location", &accepted.links.content);
+    resp
 }
 
 /// A new item's create that failed on the way (a 5xx after `send_create`'s
@@ -105,7 +117,7 @@ pub async fn update(env: &Env, p: &Principal, mut req: Request, id: &str) -> Api
         return Err(ApiError::UnsupportedMediaType("a file version goes to PUT /api/content/{id}/source".into()));
     }
     let writer = updater(p, &req)?;
-    submit(env, &mut req, id, writer).await
+    submit(env, &mut req, (id, Uuid::new_v4()), writer).await
 }
 
 /// The writer of a new version and the version it last saw (`If-Match`).

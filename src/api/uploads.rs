@@ -8,7 +8,7 @@ use uuid::Uuid;
 use worker::web_sys::ReadableStream;
 use worker::{Env, Headers, Request, Response};
 
-use super::content::{new_ownership, settle_lost_create, submit_doc, updater, Writer};
+use super::content::{accepted_response, new_ownership, settle_lost_create, submit_doc, updater, Writer};
 use super::input::{param, query, read_capped, uuid_param};
 use super::routes::SOURCE_VERSION;
 use crate::actors::ops::{AccessNeeded, Authorize, SourceOf};
@@ -20,6 +20,7 @@ use crate::domain::principal::{Principal, Visibility};
 use crate::domain::upload::{default_title, disposition_name, object_key, title_prefix, Source, UploadType, TITLE_PREFIX_BYTES};
 use crate::error::{ApiError, ApiResult};
 use crate::providers::object_store::{ObjectStore, R2Uploads};
+use crate::protocol::Accepted;
 use crate::providers::streams;
 use crate::runtime::config;
 
@@ -175,26 +176,38 @@ async fn store_and_submit(
     };
     match &result {
         Err(e) if refused(e) => discard(&R2Uploads::new(env), &key).await,
-        Err(e) if new_item => settle_create(env, ids.0, &key, e).await,
+        Err(e) if new_item => return settle_create(env, ids, &key, result).await,
         Err(e) => worker::console_warn!("upload {key}: kept, its version may have been accepted: {e}"),
         Ok(_) => {}
     }
     result
 }
 
-/// A new item's create that failed on the way (`e`, a 5xx): its actor
+/// A new item's create that failed on the way (`failed`, a 5xx): its actor
 /// settles it ([`settle_lost_create`]). Made, the object stays (its run
-/// reads it); never made, the object goes, since no item will ever name it
-/// (nor a DELETE erase it). A version of an existing item needs none of
-/// this: the item's DELETE erases all of its objects.
-async fn settle_create(env: &Env, content_id: Uuid, key: &str, e: &ApiError) {
+/// reads it) and the upload is accepted, as the lost reply would have said;
+/// never made, the object goes, since no item will ever name it (nor a
+/// DELETE erase it). A version of an existing item needs none of this: the
+/// item's DELETE erases all of its objects.
+async fn settle_create(env: &Env, (content_id, run_id): (Uuid, Uuid), key: &str, failed: ApiResult<Response>) -> ApiResult<Response> {
+    let e = match &failed {
+        Err(e) => e.to_string(),
+        Ok(_) => return failed,
+    };
     match settle_lost_create(env, content_id).await {
         Some(false) => {
             worker::console_warn!("upload {key}: its item was never made ({e}): the object goes");
             discard(&R2Uploads::new(env), key).await;
+            failed
         }
-        Some(true) => worker::console_warn!("upload {key}: kept, its item was made: {e}"),
-        None => worker::console_warn!("upload {key}: kept, its create's outcome is unknown ({e})"),
+        Some(true) => {
+            worker::console_warn!("upload {key}: kept, its item was made: {e}");
+            Ok(accepted_response(&Accepted::new(content_id, 1, run_id)))
+        }
+        None => {
+            worker::console_warn!("upload {key}: kept, its create's outcome is unknown ({e})");
+            failed
+        }
     }
 }
 

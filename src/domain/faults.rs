@@ -13,7 +13,8 @@
 //! lost after the actor took it), `alarm` (a new answer's first alarm lost,
 //! as if the write that armed it failed: only a later wake arms it again),
 //! `item_reply` (every reply to a batch item's spawn, lost after its
-//! content actor took it).
+//! content actor took it), `replies` (every try's reply to a create under a
+//! fresh id, lost after the actor took it: the Worker settles the create).
 //!
 //! A fault is decided from a hash of (run, stage, attempt) rather than a global
 //! RNG, so an injected failure is reproducible from the journal.
@@ -55,7 +56,11 @@ pub const ALARM: &str = "alarm";
 /// The reply to a batch item's spawn, lost after the item's content actor
 /// took it (keyed by the item's content id, on every try alike).
 pub const ITEM_REPLY: &str = "item_reply";
-const SITES: [&str; 11] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE, FEED, STALL, CREATE, REPLY, ALARM, ITEM_REPLY];
+/// Every try's reply to a create under a fresh id (`rpc::send_create`),
+/// lost after the actor took it, so the Worker's tries all fail and it
+/// settles the create with the actor.
+pub const REPLIES: &str = "replies";
+const SITES: [&str; 12] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE, FEED, STALL, CREATE, REPLY, ALARM, ITEM_REPLY, REPLIES];
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
