@@ -14,15 +14,47 @@
 //!   `getUserById`): one token per character, as identifiers and hashes
 //!   split into single characters;
 //! * a run of digits: one token per 2 digits, started.
+//!
+//! A byte-level BPE ([`Vocabulary::ByteLevel`], Llama 3's) has no token for
+//! a rare character: it may take one per UTF-8 byte (an emoji four), so
+//! there a character outside ASCII counts its bytes.
 
-/// Estimated tokens of a whole text.
+/// How a model's tokenizer treats a character outside ASCII.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Vocabulary {
+    /// WordPiece (bge): a token of its own.
+    WordPiece,
+    /// Byte-level BPE (Llama 3): up to a token per UTF-8 byte.
+    ByteLevel,
+}
+
+impl Vocabulary {
+    fn cost(self, c: char) -> usize {
+        match self {
+            Vocabulary::WordPiece => 1,
+            Vocabulary::ByteLevel => c.len_utf8(),
+        }
+    }
+}
+
+/// Estimated tokens of a whole text, for a WordPiece vocabulary.
 pub fn estimate_tokens(text: &str) -> usize {
     token_prefix(text, usize::MAX).1
 }
 
+/// [`estimate_tokens`] for the vocabulary `vocab`.
+pub fn estimate_tokens_in(vocab: Vocabulary, text: &str) -> usize {
+    token_prefix_in(vocab, text, usize::MAX).1
+}
+
 /// The longest prefix of `text` whose estimate is at most `max_tokens`, cut on
-/// a character boundary, with its estimate.
+/// a character boundary, with its estimate (WordPiece).
 pub fn token_prefix(text: &str, max_tokens: usize) -> (&str, usize) {
+    token_prefix_in(Vocabulary::WordPiece, text, max_tokens)
+}
+
+/// [`token_prefix`] for the vocabulary `vocab`.
+pub fn token_prefix_in(vocab: Vocabulary, text: &str, max_tokens: usize) -> (&str, usize) {
     let mut total = 0usize; // tokens of everything before the current run
     let mut run = Run::default();
     for (at, c) in text.char_indices() {
@@ -39,10 +71,11 @@ pub fn token_prefix(text: &str, max_tokens: usize) -> (&str, usize) {
         if c.is_whitespace() {
             continue;
         }
-        if total + 1 > max_tokens {
+        let cost = vocab.cost(c);
+        if total + cost > max_tokens {
             return (&text[..at], total);
         }
-        total += 1;
+        total += cost;
     }
     (text, total + run.cost())
 }
@@ -96,6 +129,16 @@ mod tests {
         assert_eq!(estimate_tokens("2026"), 2);
         assert_eq!(estimate_tokens("café"), 2, "a non-ASCII letter is its own token");
         assert_eq!(estimate_tokens("fn f(x: u8) -> u8 { x }"), 15);
+    }
+
+    #[test]
+    fn a_byte_level_vocabulary_counts_rare_characters_by_their_bytes() {
+        use Vocabulary::ByteLevel;
+        assert_eq!(estimate_tokens_in(ByteLevel, "the cat sat"), 3, "ASCII as before");
+        assert_eq!(estimate_tokens_in(ByteLevel, "café"), 3);
+        assert_eq!(estimate_tokens_in(ByteLevel, "東京"), 6);
+        assert_eq!(estimate_tokens_in(ByteLevel, "🎉🎉"), 8);
+        assert_eq!(token_prefix_in(ByteLevel, "🎉🎉", 5), ("🎉", 4));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::token_estimate::{estimate_tokens, token_prefix};
+use super::token_estimate::{estimate_tokens_in, token_prefix_in, Vocabulary::ByteLevel};
 use super::workers_ai_text::{ChatMessage, TEXT_MODEL};
 use crate::domain::answer::{Source, NOT_KNOWN};
 use crate::domain::answer_text::redact;
@@ -53,34 +53,45 @@ pub struct StreamRequest {
 }
 
 /// The request for an answer to `question` from `sources`, continuing after
-/// `committed` when that is not empty. Each source's text is cut to an equal
-/// share of [`SOURCES_MAX_TOKENS`]. The `withheld` sources (deleted, or
-/// narrowed past the asker since retrieval) are left out, and the claims of
-/// `committed` that cite them too, so the model cannot restate them; the
-/// others keep their numbers.
+/// `committed` when that is not empty. The sources share what the context
+/// leaves once the rest of the prompt and the answer are counted (at most
+/// [`SOURCES_MAX_TOKENS`]), each cut to an equal share. The `withheld`
+/// sources (deleted, or narrowed past the asker since retrieval) are left
+/// out, and the claims of `committed` that cite them too, so the model
+/// cannot restate them; the others keep their numbers.
 pub fn answer_request(question: &str, sources: &[Source], withheld: &BTreeSet<u32>, committed: &str) -> StreamRequest {
+    let committed = if withheld.is_empty() { committed.to_string() } else { redact(committed, withheld) };
+    let ask = format!("Question: {}\n\nIf the sources do not answer the question, reply exactly: {NOT_KNOWN}", one_line(question));
+    let mut rest = vec![SYSTEM_PROMPT, "Sources:\n\n", ask.as_str()];
+    if !committed.is_empty() {
+        rest.extend([committed.as_str(), CONTINUE_PROMPT]);
+    }
+    // Each message's framing, as the count of the whole request takes it.
+    let others: usize = rest.iter().map(|t| estimate_tokens_in(ByteLevel, t) + MESSAGE_OVERHEAD_TOKENS).sum();
+    let budget = SOURCES_MAX_TOKENS.min(CONTEXT_TOKENS.saturating_sub(ANSWER_MAX_TOKENS as usize + others));
     let shown: Vec<&Source> = sources.iter().filter(|s| !withheld.contains(&s.n)).collect();
-    let share = SOURCES_MAX_TOKENS / shown.len().max(1);
+    let share = budget / shown.len().max(1);
     let mut listed = String::new();
     for s in shown {
         let title = one_line(&s.title);
         let text = one_line(&s.text);
-        let (text, _) = token_prefix(&text, share.saturating_sub(estimate_tokens(&title) + 4));
+        // The number, the title and the line breaks around them come first.
+        let (text, _) = token_prefix_in(ByteLevel, &text, share.saturating_sub(estimate_tokens_in(ByteLevel, &title) + 8));
         listed.push_str(&format!("[{}] {}\n{}\n\n", s.n, title, text));
     }
-    let user = format!(
-        "Sources:\n\n{listed}Question: {}\n\nIf the sources do not answer the question, reply exactly: {NOT_KNOWN}",
-        one_line(question)
-    );
-    let mut messages =
-        vec![ChatMessage { role: "system", content: SYSTEM_PROMPT.to_string() }, ChatMessage { role: "user", content: user }];
-    let committed = if withheld.is_empty() { committed.to_string() } else { redact(committed, withheld) };
+    let mut messages = vec![
+        ChatMessage { role: "system", content: SYSTEM_PROMPT.to_string() },
+        ChatMessage { role: "user", content: format!("Sources:\n\n{listed}{ask}") },
+    ];
     if !committed.is_empty() {
         messages.push(ChatMessage { role: "assistant", content: committed });
         messages.push(ChatMessage { role: "user", content: CONTINUE_PROMPT.to_string() });
     }
     StreamRequest { messages, stream: true, max_tokens: ANSWER_MAX_TOKENS, temperature: 0.2 }
 }
+
+/// Tokens a chat message's framing (its role and delimiters) takes.
+const MESSAGE_OVERHEAD_TOKENS: usize = 4;
 
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -333,9 +344,15 @@ mod tests {
         let sources: Vec<Source> = (1..=10).map(|n| src(n, &huge)).collect();
         let committed = "Done so far [1]. ".repeat(60);
         let r = answer_request(&"why ".repeat(200), &sources, &BTreeSet::new(), &committed);
-        let input: usize = r.messages.iter().map(|m| estimate_tokens(&m.content) + 4).sum();
+        let input: usize = r.messages.iter().map(|m| estimate_tokens_in(ByteLevel, &m.content) + MESSAGE_OVERHEAD_TOKENS).sum();
         assert!(input + (ANSWER_MAX_TOKENS as usize) <= CONTEXT_TOKENS, "{input} tokens");
         assert!(input > SOURCES_MAX_TOKENS / 2, "the sources use their share: {input}");
+        // Emoji and rare ideographs, which Llama 3 may spell a byte a token.
+        let rare = "🎉 東京 ".repeat(20_000);
+        let sources: Vec<Source> = (1..=10).map(|n| src(n, &rare)).collect();
+        let r = answer_request(&"🎉".repeat(500), &sources, &BTreeSet::new(), &"東京 [1]. ".repeat(200));
+        let input: usize = r.messages.iter().map(|m| estimate_tokens_in(ByteLevel, &m.content) + MESSAGE_OVERHEAD_TOKENS).sum();
+        assert!(input + (ANSWER_MAX_TOKENS as usize) <= CONTEXT_TOKENS, "{input} tokens");
     }
 
     #[test]
