@@ -169,7 +169,15 @@ for (const ins of builders[0]) {
     if (isCargoBuild(ins)) {
       const build = cmd.split("&&").map((s) => s.trim()).find((s) => /^cargo\s+build\b/.test(s));
       runs.push(`${build} --offline`);
-    } else runs.push(cmd);
+    } else {
+      // Replayed on the host (as whoever runs make test): a step that would
+      // install, fetch or change anything outside the build directory is
+      // refused here rather than run.
+      const hostly = cmd.match(/(?:^|[\s;&|({])(apt-get|apt|apk|dpkg|yum|dnf|curl|wget|pip3?|npm|npx|cargo|rustup|sudo|su|useradd|groupadd|adduser|chmod|chown|ln|rm)(?=\s|$)/);
+      const absolute = cmd.match(/(?:^|[\s=<>])(\/(?!dev\/null\b)\S*)/);
+      if (hostly || absolute) fail(`RUN ${cmd.slice(0, 120)}: not replayable on the host (${hostly ? hostly[1] : absolute[1]}); keep the builder's RUN steps to the build directory`);
+      runs.push(cmd);
+    }
   }
 }
 const out = ["set -e", `cd ${shq(path.join(fsRoot, workdir))}`];
