@@ -228,5 +228,16 @@ if (tooNew.length) {
   process.exit(1);
 }
 console.error(`check_image: ${seen.size} packages in ${pkg}'s build, all within the image's Rust ${rust}`);
+// The lint below holds the package's own code to its rust-version.
+if (!start.rust_version || newer(start.rust_version, rust) !== 0) {
+  console.error(`check_image: ${pkg} declares rust-version ${start.rust_version}, not the image's ${rust}`);
+  process.exit(1);
+}
 JS
-echo "check_image: ok, the $DOCKERFILE builder stage builds offline" >&2
+
+# The host's Rust may be newer than the image's: the analyzer's own code must
+# not use what a later std added (that would fail only at `docker build`).
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy >&2
+(cd "$ROOT" && cargo clippy -q -p analyzer --locked --all-targets -- -A clippy::all -D clippy::incompatible_msrv) \
+  || { echo "check_image: the analyzer uses an API newer than its rust-version (the image's Rust)" >&2; exit 1; }
+echo "check_image: ok, the $DOCKERFILE builder stage builds offline, within the image's Rust" >&2
