@@ -134,9 +134,15 @@ pub struct Ingest {
     /// running at once; the consumer delays the rest.
     pub max_in_flight: u32,
     /// `INGEST_MAX_BYTES`: the batch route's body cap (the single-item cap
-    /// would refuse most batches).
+    /// would refuse most batches), at most [`INGEST_MAX_BYTES_CEILING`].
     pub request_max_bytes: usize,
 }
+
+/// The highest `INGEST_MAX_BYTES` taken. A batch's documents travel to its
+/// actor in one call, whose payload V8 may carry as UTF-16 (two bytes a
+/// character, once any is past Latin-1) against the 32 MiB limit of a call,
+/// and the Worker holds a few copies of it within its 128 MB meanwhile.
+pub const INGEST_MAX_BYTES_CEILING: u64 = 12 * 1024 * 1024;
 
 /// The names the Worker reads its bindings under, declared once: the code
 /// takes them from here, and tests/deploy.rs checks that every environment
@@ -236,7 +242,7 @@ impl Config {
             answer_ttl_secs: num("ANSWER_TTL_SECS", 7 * 24 * 3600).clamp(1, 365 * 24 * 3600) as i64,
             ingest: Ingest {
                 max_in_flight: num("INGEST_MAX_IN_FLIGHT", 32).clamp(1, 1000) as u32,
-                request_max_bytes: num("INGEST_MAX_BYTES", 8 * 1024 * 1024).clamp(64 * 1024, 32 * 1024 * 1024) as usize,
+                request_max_bytes: num("INGEST_MAX_BYTES", 8 * 1024 * 1024).clamp(64 * 1024, INGEST_MAX_BYTES_CEILING) as usize,
             },
             run_budget_ms: num("RUN_BUDGET_MS", 200).min(60_000) as i64,
             trust: Trust {
@@ -298,6 +304,8 @@ mod tests {
         assert_eq!(cfg(&[("ADMIN_TOKEN", &"a".repeat(32))]).trust.admin_token_sha256.map(|h| h.len()), Some(32));
         assert_eq!((c.embed_backend.as_str(), c.text_backend.as_str()), ("local", "local"));
         assert_eq!(c.ingest, Ingest { max_in_flight: 32, request_max_bytes: 8 * 1024 * 1024 });
+        // Past the ceiling a valid batch would fail its one call to its actor.
+        assert_eq!(cfg(&[("INGEST_MAX_BYTES", "33554432")]).ingest.request_max_bytes as u64, INGEST_MAX_BYTES_CEILING);
         assert_eq!(cfg(&[("INGEST_MAX_IN_FLIGHT", "0")]).ingest.max_in_flight, 1);
     }
 
