@@ -52,7 +52,12 @@ pub(super) async fn submit_doc(
             rpc::send_create(env, &name, &CreateContent { content_id, run_id, doc, ownership, visibility, batch: None }).await?
         }
         Writer::Version { principal, if_match } => {
-            rpc::send(env, &name, &UpdateContent { content_id, run_id, doc, principal, visibility, if_match }).await?
+            let accepted = rpc::send(env, &name, &UpdateContent { content_id, run_id, doc, principal, visibility, if_match }).await;
+            // `FAULTS=version_reply=<p>`: the reply lost after the item answered.
+            if let Some(fault) = config(env).faults.site_fault(faults::VERSION_REPLY, &name, 1) {
+                return Err(ApiError::Unavailable(fault));
+            }
+            accepted?
         }
     };
     Ok(accepted_response(&accepted))

@@ -11,7 +11,7 @@ use worker::{Env, Headers, Request, Response};
 use super::content::{accepted_response, new_ownership, settle_lost_create, submit_doc, updater, Writer};
 use super::input::{param, query, read_capped, uuid_param};
 use super::routes::SOURCE_VERSION;
-use crate::actors::ops::{AccessNeeded, Authorize, SourceOf};
+use crate::actors::ops::{AccessNeeded, Authorize, SourceOf, ViewContent};
 use crate::actors::rpc;
 use crate::config::Limits;
 use crate::domain::content::{category, title, ContentDoc};
@@ -169,6 +169,10 @@ async fn store_and_submit(
 ) -> ApiResult<Response> {
     let key = file.key.clone();
     let new_item = matches!(writer, Writer::New(_));
+    let version_writer = match &writer {
+        Writer::Version { principal, .. } => Some(principal.clone()),
+        Writer::New(_) => None,
+    };
     let stored = store(env, file).await?;
     let result = match doc_of(stored) {
         Ok(doc) => submit_doc(env, ids, doc, visibility, writer).await,
@@ -177,10 +181,26 @@ async fn store_and_submit(
     match &result {
         Err(e) if refused(e) => discard(&R2Uploads::new(env), &key).await,
         Err(e) if new_item => return settle_create(env, ids, &key, result).await,
-        Err(e) => worker::console_warn!("upload {key}: kept, its version may have been accepted: {e}"),
+        Err(e) => match version_writer {
+            // Its item deleted meanwhile (after this upload was authorized,
+            // before its version reached the item): the DELETE erased the
+            // item's files before this one was stored, and a tombstone takes
+            // no version, so nothing would ever erase it.
+            Some(principal) if item_gone(env, ids.0, &principal).await => {
+                worker::console_warn!("upload {key}: its item is gone ({e}): the object goes");
+                discard(&R2Uploads::new(env), &key).await;
+            }
+            _ => worker::console_warn!("upload {key}: kept, its version may have been accepted: {e}"),
+        },
         Ok(_) => {}
     }
     result
+}
+
+/// Whether item `content_id` is gone (deleted, or never there) for the
+/// writer who just sent it a version; a failed look says it is not.
+async fn item_gone(env: &Env, content_id: Uuid, principal: &Principal) -> bool {
+    matches!(rpc::send(env, &content_id.to_string(), &ViewContent { principal: principal.clone() }).await, Err(ApiError::NotFound(_)))
 }
 
 /// A new item's create that failed on the way (`failed`, a 5xx): its actor

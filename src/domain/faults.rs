@@ -14,7 +14,8 @@
 //! as if the write that armed it failed: only a later wake arms it again),
 //! `item_reply` (every reply to a batch item's spawn, lost after its
 //! content actor took it), `replies` (every try's reply to a create under a
-//! fresh id, lost after the actor took it: the Worker settles the create).
+//! fresh id, lost after the actor took it: the Worker settles the create),
+//! `version_reply` (the reply to a new version, whatever it said, lost).
 //!
 //! A fault is decided from a hash of (run, stage, attempt) rather than a global
 //! RNG, so an injected failure is reproducible from the journal.
@@ -60,7 +61,10 @@ pub const ITEM_REPLY: &str = "item_reply";
 /// lost after the actor took it, so the Worker's tries all fail and it
 /// settles the create with the actor.
 pub const REPLIES: &str = "replies";
-const SITES: [&str; 12] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE, FEED, STALL, CREATE, REPLY, ALARM, ITEM_REPLY, REPLIES];
+/// The reply to a new version of an existing item (a `PUT`), whatever the
+/// item answered, lost on its way back to the Worker (keyed by the item).
+pub const VERSION_REPLY: &str = "version_reply";
+const SITES: [&str; 13] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE, FEED, STALL, CREATE, REPLY, ALARM, ITEM_REPLY, REPLIES, VERSION_REPLY];
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {

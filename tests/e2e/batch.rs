@@ -51,7 +51,7 @@ async fn a_new_item_whose_reply_was_lost_is_asked_again_and_made_once() {
     let r = s.post("/api/content", json!({ "title": "Lost reply", "body": "A note about harbors whose first reply was lost." })).await;
     assert_eq!(r.status, 202, "{}", r.body);
     let (id, run) = (r.body["content_id"].as_str().unwrap().to_string(), r.body["run_id"].as_str().unwrap().to_string());
-    logged(s, &format!("content {id}: create try 1 failed, asking again")).await;
+    s.logged(&format!("content {id}: create try 1 failed, asking again")).await;
     let view = s.wait_run(&run, Duration::from_secs(60)).await;
     assert_eq!(view["status"], "completed", "{view}");
     let item = s.get(&format!("/api/content/{id}")).await;
@@ -66,15 +66,6 @@ fn every_reply_lost() -> &'static Server {
     SERVER.get_or_init(|| Server::start(&ServerOptions::new(temp_dir("replies-lost").join("state")).var("FAULTS", "replies=1.0")))
 }
 
-/// Waits until the server's log holds `line` (its output arrives a little after the reply).
-async fn logged(s: &Server, line: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !s.log_text().contains(line) {
-        assert!(Instant::now() < deadline, "not logged: {line}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Every reply to a create lost: the item, made by the first try, is
 /// settled as made and accepted (202 with the ids the Worker chose), once;
 /// a 5xx would make the client's retry a second item. The same for a batch:
@@ -87,13 +78,13 @@ async fn a_create_made_though_every_reply_was_lost_is_accepted_once() {
     assert_eq!(r.status, 202, "{}", r.body);
     let (id, run) = (r.body["content_id"].as_str().unwrap().to_string(), r.body["run_id"].as_str().unwrap().to_string());
     assert_eq!(r.body["version"], 1, "{}", r.body);
-    logged(s, &format!("content {id}: create failed on the way")).await;
+    s.logged(&format!("content {id}: create failed on the way")).await;
     assert_eq!(s.wait_run(&run, Duration::from_secs(60)).await["status"], "completed");
     let item = s.get(&format!("/api/content/{id}")).await;
     assert_eq!((item.body["version"].as_u64(), item.body["runs"].clone()), (Some(1), json!([run])), "{}", item.body);
 
     let batch = submit(s, items(&word, 3)).await;
-    logged(s, &format!("batch {batch}: create failed on the way")).await;
+    s.logged(&format!("batch {batch}: create failed on the way")).await;
     let view = s.wait_batch(&batch, Duration::from_secs(60)).await;
     assert_eq!((view["completed"].as_u64(), view["failed"].as_u64()), (Some(3), Some(0)), "{view}");
 }
@@ -381,7 +372,7 @@ async fn a_put_before_the_first_run_spawned_ends_the_item_in_its_batch() {
 async fn a_batch_the_queue_refuses_is_handed_its_items_and_completes() {
     let s = lost_replies();
     let id = submit(s, items(&tag(), 3)).await;
-    logged(s, &format!("batch {id}: create try 1 failed, asking again")).await;
+    s.logged(&format!("batch {id}: create try 1 failed, asking again")).await;
     let view = s.wait_batch(&id, Duration::from_secs(60)).await;
     assert_eq!((view["completed"].as_u64(), view["failed"].as_u64()), (Some(3), Some(0)), "{view}");
 }

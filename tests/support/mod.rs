@@ -448,6 +448,16 @@ impl Server {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.group.log).unwrap_or_default()
     }
+
+    /// Waits until the log holds `line` (the server's output arrives a
+    /// little after its reply), failing after 10 s.
+    pub async fn logged(&self, line: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.log_text().contains(line) {
+            assert!(std::time::Instant::now() < deadline, "not logged: {line}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }
 
 /// The server shared by a whole test binary, with the analyzer beside it.
