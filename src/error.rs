@@ -401,6 +401,15 @@ impl ApiError {
     }
 }
 
+/// An item the batch does not have is not found (`item 3 of a batch of 2`).
+impl From<crate::domain::batch::BatchError> for ApiError {
+    fn from(e: crate::domain::batch::BatchError) -> Self {
+        match e {
+            crate::domain::batch::BatchError::NoSuchItem { index, total } => ApiError::not_found(format!("item {index} of a batch of {total}")),
+        }
+    }
+}
+
 pub type ApiResult<T> = Result<T, ApiError>;
 
 #[cfg(test)]

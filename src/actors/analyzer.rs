@@ -410,10 +410,11 @@ impl AnalyzerContainer {
         }
         self.cold_streak.set(streak);
         self.save(&breaker)?;
+        // A refused document is the caller's input; anything else as any
+        // provider's failure.
         result.map_err(|f| f.error).map_err(|e| match e.class {
             ErrorClass::Terminal => ApiError::invalid("text", e.message),
-            ErrorClass::RateLimited { retry_after_ms } => ApiError::RateLimited { retry_after_secs: retry_after_ms.div_ceil(1000).max(1) },
-            ErrorClass::Transient => ApiError::Unavailable(e.message),
+            _ => ApiError::from_provider(e),
         })
     }
 

@@ -215,8 +215,9 @@ pub trait TopicActor: ActorStorage {
         let (topic, snapshot) = self.topic()?.ok_or_else(|| ApiError::not_found("actor"))?;
         let log = self.log();
         let window = log.window()?;
-        // Saturating: `after` comes from a client (SSE's `after`, `Last-Event-ID`).
-        let mut page = if q.after.saturating_add(1) < window.first {
+        // The same decision as a subscribe's: a cursor older than the log
+        // gets a snapshot, any other a page (empty when up to date).
+        let mut page = if plan_replay(Some(q.after), window) == ReplayPlan::Resync {
             EventsPage { topic, last_seq: window.last, events: vec![], resync: true, snapshot: Some(snapshot) }
         } else {
             let events = log.after(q.after, q.limit.unwrap_or(REPLAY_PAGE).min(REPLAY_PAGE))?;

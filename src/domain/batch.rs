@@ -164,13 +164,6 @@ pub enum BatchError {
     NoSuchItem { index: u32, total: u32 },
 }
 
-/// An item the batch does not have is not found.
-impl From<BatchError> for crate::error::ApiError {
-    fn from(e: BatchError) -> Self {
-        crate::error::ApiError::not_found(e.to_string())
-    }
-}
-
 /// A UUID (version 4 layout) derived from a batch, an item index and a purpose.
 fn derived_id(batch: Uuid, index: u32, purpose: &str) -> Uuid {
     let digest = Sha256::digest(format!("actorline-batch/{batch}/{index}/{purpose}").as_bytes());

@@ -185,6 +185,8 @@ mod tests {
         assert_eq!(plan_replay(Some(3), w), ReplayPlan::Resync);
         assert_eq!(plan_replay(Some(0), LogWindow { first: 1, last: 3 }), ReplayPlan::Replay { after: 0, last: 3 });
         assert_eq!(plan_replay(Some(0), LogWindow::empty()), ReplayPlan::UpToDate);
+        // A client's cursor (SSE's `Last-Event-ID`) may be anything.
+        assert_eq!(plan_replay(Some(u64::MAX), w), ReplayPlan::UpToDate);
     }
 
     #[test]
