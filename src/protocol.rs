@@ -937,6 +937,33 @@ pub enum ServerFrame {
     },
 }
 
+/// The WebSocket close codes the server sends, declared once (the web
+/// client's `CLOSE_CODES` are checked against them).
+pub mod close_code {
+    /// The topic ended (an answer erased past its time to live).
+    pub const NORMAL: u16 = 1000;
+    /// A frame sent to an actor that takes none.
+    pub const UNSUPPORTED: u16 = 1003;
+    /// Too many frames: the session stands; reconnect after a pause.
+    pub const RATE_LIMITED: u16 = 1008;
+    /// The socket failed on the server.
+    pub const SERVER_ERROR: u16 = 1011;
+    /// Events could not be sent, or were trimmed: resume with `after`.
+    pub const RESUME: u16 = 1012;
+    /// The token that opened the socket expired, or its API key was revoked:
+    /// a new session is needed.
+    pub const TOKEN_ENDED: u16 = 4001;
+    /// Every code above, by the name the web client gives it.
+    pub const ALL: [(&str, u16); 6] = [
+        ("NORMAL", NORMAL),
+        ("UNSUPPORTED", UNSUPPORTED),
+        ("RATE_LIMITED", RATE_LIMITED),
+        ("SERVER_ERROR", SERVER_ERROR),
+        ("RESUME", RESUME),
+        ("TOKEN_ENDED", TOKEN_ENDED),
+    ];
+}
+
 impl ServerFrame {
     pub fn event(topic: Topic, rec: &EventRecord) -> Self {
         ServerFrame::Event {

@@ -41,6 +41,43 @@ fn every_frame_type_is_in_protocol_js() {
     }
 }
 
+/// The close codes the client tells apart are the server's, by name.
+#[test]
+fn the_close_codes_are_the_servers() {
+    let js = protocol_js();
+    let line = js.lines().find(|l| l.contains("export const CLOSE_CODES")).expect("CLOSE_CODES in web/protocol.js");
+    let named: Vec<(String, u16)> = line
+        .split(['{', '}'])
+        .nth(1)
+        .expect("an object")
+        .split(',')
+        .filter_map(|kv| kv.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().parse().expect("a number")))
+        .collect();
+    let server: Vec<(String, u16)> = actorline::protocol::close_code::ALL.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    assert_eq!(named, server, "{line}");
+}
+
+/// The status lists the views use are the server's, in its order.
+#[test]
+fn the_status_lists_are_the_servers() {
+    use actorline::domain::answer::AnswerStatus;
+    use actorline::protocol::{ContentStatus, RunStatus, StageStatus};
+    fn names<T: schemars::JsonSchema>() -> Vec<String> {
+        let schema = serde_json::to_value(schemars::schema_for!(T)).expect("schema");
+        schema["enum"].as_array().expect("a string enum").iter().map(|v| v.as_str().expect("a name").to_string()).collect()
+    }
+    let js = protocol_js();
+    let list = |name: &str| -> Vec<String> {
+        let line = js.lines().find(|l| l.contains(&format!("export const {name} "))).unwrap_or_else(|| panic!("{name} in web/protocol.js"));
+        line.split('\'').skip(1).step_by(2).map(str::to_string).collect()
+    };
+    assert_eq!(list("RUN_STATUSES"), names::<RunStatus>());
+    assert_eq!(list("STAGE_STATUSES"), names::<StageStatus>());
+    assert_eq!(list("CONTENT_STATUSES"), names::<ContentStatus>());
+    assert_eq!(list("ANSWER_STATUSES"), names::<AnswerStatus>());
+}
+
 /// The inspector's kind filter offers exactly the kinds the registry lists.
 #[test]
 fn the_inspectors_kinds_are_the_registered_ones() {

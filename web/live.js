@@ -10,7 +10,7 @@
 //   resubscribes with `after=<last seq>`; the server replays exactly what was
 //   missed, then `ready`. `resync_required` hands the view a snapshot instead.
 
-import { api, frames, RETRYABLE_CODES, SERVER_FRAMES } from './protocol.js';
+import { api, CLOSE_CODES, frames, RETRYABLE_CODES, SERVER_FRAMES } from './protocol.js';
 import { credential } from './api.js';
 
 const SESSION_KEY = 'actorline.session';
@@ -323,9 +323,9 @@ export class Live extends EventTarget {
         this.dropSession();
         this.failedOpens = 0;
       }
-    } else if (code === 4001 || code === 4003) {
+    } else if (code === CLOSE_CODES.TOKEN_ENDED) {
       this.dropSession();
-    } else if (code === 1008) {
+    } else if (code === CLOSE_CODES.RATE_LIMITED) {
       // Too many frames: the session still stands, only not at once.
       this.holdUntil = Date.now() + FLOOD_HOLD_MS;
     }

@@ -63,6 +63,8 @@ export const CONTENT_STATUSES = Object.freeze(['processing', 'indexed', 'failed'
  */
 export const RETRYABLE_CODES = Object.freeze(['internal', 'unavailable', 'rate_limited', 'circuit_open']);
 export const ACTOR_KINDS = Object.freeze(['content', 'run', 'session', 'answer', 'batch']);
+/** WebSocket close codes the server sends (src/protocol.rs `close_code`). */
+export const CLOSE_CODES = Object.freeze({ NORMAL: 1000, UNSUPPORTED: 1003, RATE_LIMITED: 1008, SERVER_ERROR: 1011, RESUME: 1012, TOKEN_ENDED: 4001 });
 export const ANSWER_STATUSES = Object.freeze(['generating', 'completed', 'failed']);
 export const TERMINAL_ANSWER_STATUSES = Object.freeze(['completed', 'failed']);
 

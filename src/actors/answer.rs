@@ -22,6 +22,7 @@ use worker::{durable_object, DurableObject, Env, Response, State};
 use super::fanout::{self, Subscribers};
 use super::ops::{AnswerCall, AnswerOps, Done, FireAlarm, ForgetSource, Inspect, Inspectable, StartAnswer, ViewAnswer};
 use super::{ActorStorage, TopicActor};
+use crate::protocol::close_code;
 use crate::catalog;
 use crate::domain::answer::{withhold_unreadable, Answer, AnswerView, Generator, Source};
 use crate::domain::answer_text::{redact, redact_deltas, Coalescer};
@@ -202,7 +203,7 @@ impl AnswerActor {
             return Ok(());
         }
         for ws in self.state.get_websockets() {
-            let _ = ws.close(Some(1000), Some("answer expired"));
+            let _ = ws.close(Some(close_code::NORMAL), Some("answer expired"));
         }
         self.state.storage().delete_all().await?;
         self.memory.log.forget();

@@ -39,7 +39,7 @@ macro_rules! unused_handlers {
             ws: worker::WebSocket,
             _m: worker::WebSocketIncomingMessage,
         ) -> worker::Result<()> {
-            let _ = ws.close(Some(1003), Some("this actor takes no socket messages"));
+            let _ = ws.close(Some($crate::protocol::close_code::UNSUPPORTED), Some("this actor takes no socket messages"));
             Ok(())
         }
         async fn websocket_close(&self, _ws: worker::WebSocket, _c: usize, _r: String, _w: bool) -> worker::Result<()> {

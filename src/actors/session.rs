@@ -17,6 +17,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, State, WebSo
 
 use super::ops::{Deliver, Delivered, Done, Events, EventsPage, FireAlarm, Inspect, Inspectable, Plan, SessionCall, SessionInfo, SessionOps, SessionPrincipal, Subscribe, Unsubscribe};
 use super::rpc::{self, ActorKind};
+use crate::protocol::close_code;
 use crate::catalog;
 use crate::domain::broadcast::KeyCheck;
 use crate::domain::principal::Principal;
@@ -78,7 +79,7 @@ pub(crate) fn read_frame(ws: &WebSocket, admission: Admission, text: &str) -> Op
             };
             send(ws, &ServerFrame::error("rate_limited", "too many frames; slow down").about(topic));
             if admission == Admission::Close {
-                let _ = ws.close(Some(1008), Some("rate limit exceeded"));
+                let _ = ws.close(Some(close_code::RATE_LIMITED), Some("rate limit exceeded"));
             }
             return None;
         }
@@ -145,7 +146,7 @@ impl Encoded {
 /// session's sockets and on topic sockets (opened with a session's token or
 /// a user's JWT).
 pub(crate) fn close_expired(ws: &WebSocket) {
-    let _ = ws.close(Some(4001), Some("token expired"));
+    let _ = ws.close(Some(close_code::TOKEN_ENDED), Some("token expired"));
 }
 
 /// A session that is gone, asked for with a valid token (the Worker checked
@@ -184,7 +185,7 @@ pub(crate) fn revoked() -> ApiError {
 /// Closes a socket whose API key was revoked: the same code as an expired
 /// token (the credential no longer holds), with its own reason.
 pub(crate) fn close_revoked(ws: &WebSocket) {
-    let _ = ws.close(Some(4001), Some("key revoked"));
+    let _ = ws.close(Some(close_code::TOKEN_ENDED), Some("key revoked"));
 }
 
 /// The attachment travels as one JSON string: a JS string crosses the wasm
@@ -734,7 +735,7 @@ impl DurableObject for SessionActor {
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
-        let _ = ws.close(Some(1011), Some("socket error"));
+        let _ = ws.close(Some(close_code::SERVER_ERROR), Some("socket error"));
         // No close event follows an error: leave as a close would.
         self.leave(&ws).await;
         Ok(())

@@ -24,6 +24,7 @@ use worker::{Request, Response, WebSocket, WebSocketIncomingMessage, WebSocketPa
 
 use super::session::{close_back, close_expired, close_revoked, load_attachment, read_frame, save_attachment, send};
 use super::{ActorStorage, REPLAY_PAGE};
+use crate::protocol::close_code;
 use crate::domain::broadcast::{keys_held, next_expiry, Batch, KeyCheck, SocketOpener, Watcher, CATCH_UP_MS, MAX_SOCKETS};
 use crate::domain::event_log::{plan_replay, ReplayPlan};
 use crate::domain::faults::PUSH;
@@ -216,7 +217,7 @@ impl TopicSockets {
     pub fn publish(&self, host: &impl ActorStorage, topic: Topic, records: &[EventRecord]) {
         if let Err(e) = self.send_or_owe(host, topic, records) {
             worker::console_error!("{topic} broadcast failed after the commit, sockets closed to resume: {e}");
-            self.close_all(1012, "events could not be sent: resume with after");
+            self.close_all(close_code::RESUME, "events could not be sent: resume with after");
         }
     }
 
@@ -274,7 +275,7 @@ impl TopicSockets {
     fn close_missed(&self, through: u64, first_kept: u64) {
         let mut closed = false;
         for (ws, _) in self.watchers.borrow().iter().flatten().filter(|(_, w)| w.missed(through, first_kept)) {
-            let _ = ws.close(Some(1012), Some("events were trimmed: resume with after"));
+            let _ = ws.close(Some(close_code::RESUME), Some("events were trimmed: resume with after"));
             closed = true;
         }
         if closed {
@@ -432,7 +433,7 @@ impl TopicSockets {
 
     pub fn on_error(&self, ws: &WebSocket) {
         self.forget();
-        let _ = ws.close(Some(1011), Some("socket error"));
+        let _ = ws.close(Some(close_code::SERVER_ERROR), Some("socket error"));
     }
 
     /// The stored lag, for the admin inspection.
