@@ -331,6 +331,8 @@ async fn an_item_made_though_every_spawn_reply_was_lost_runs_not_fails() {
     })
     .await;
     assert_eq!(item["status"], "running", "{item}");
+    // Its replies were lost: four tries failed, the fifth was settled.
+    assert_eq!(item["spawn_failures"], 4, "{item}");
     let cid = item["content_id"].as_str().expect("the item's content id").to_string();
     let r = s.get(&format!("/api/content/{cid}")).await;
     assert_eq!((r.status, r.body["status"].as_str()), (200, Some("processing")), "{}", r.body);
