@@ -825,15 +825,30 @@ struct SearchSample {
 }
 
 /// What `/admin/metrics` is computed from: actor counts by kind and status,
-/// the latest stage timings and the latest search latencies.
+/// the latest stage timings and the latest search latencies, and how many
+/// dead letters `GET /admin/dead-letters` holds.
 pub struct MetricSamples {
     pub counts: Vec<ActorCount>,
     pub stages: Vec<StageSample>,
     pub searches_ms: Vec<f64>,
+    pub dead_letters: u64,
 }
 
-pub async fn metric_samples(env: &Env) -> ApiResult<MetricSamples> {
+#[derive(Deserialize)]
+struct Count {
+    n: f64,
+}
+
+pub async fn metric_samples(env: &Env, now: Millis) -> ApiResult<MetricSamples> {
     let d = db(env)?;
+    // The dead-letter list's own rows and window, not the registry's failed
+    // runs (which no retention prunes).
+    let dead_letters = d
+        .prepare("SELECT COUNT(*) AS n FROM runs WHERE status = 'failed' AND finished_at >= ?1")
+        .bind(&[n(now - DEAD_LETTER_DAYS * 24 * 3600 * 1000)])?
+        .first::<Count>(None)
+        .await?
+        .map_or(0, |c| c.n as u64);
     let counts = d.prepare("SELECT kind, status, COUNT(*) AS n FROM actors GROUP BY kind, status").all().await?.results()?;
     let stages = d
         .prepare("SELECT stage, duration_ms, attempts FROM stage_timings ORDER BY finished_at DESC LIMIT 5000")
@@ -848,7 +863,7 @@ pub async fn metric_samples(env: &Env) -> ApiResult<MetricSamples> {
         .into_iter()
         .map(|r| r.took_ms)
         .collect();
-    Ok(MetricSamples { counts, stages, searches_ms })
+    Ok(MetricSamples { counts, stages, searches_ms, dead_letters })
 }
 
 #[derive(Deserialize)]

@@ -1201,6 +1201,7 @@ pub struct Metrics {
     pub runs: RunCounts,
     /// Attempts beyond each stage's first.
     pub retries: u64,
+    /// What `GET /admin/dead-letters` holds: failed runs of the last 30 days.
     pub dead_letters: u64,
     pub sessions: u64,
     /// By stage name, every stage listed.

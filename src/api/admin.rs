@@ -128,7 +128,7 @@ pub async fn dead_letters(env: &Env) -> ApiResult<Response> {
 /// Counters come from the D1 catalog that actors already write through to, so
 /// no single Durable Object sits on every request's path.
 pub async fn metrics(env: &Env) -> ApiResult<Response> {
-    let catalog::MetricSamples { counts, stages: timings, searches_ms: mut searches } = catalog::metric_samples(env).await?;
+    let catalog::MetricSamples { counts, stages: timings, searches_ms: mut searches, dead_letters } = catalog::metric_samples(env, now_ms()).await?;
     searches.sort_by(|a, b| a.total_cmp(b));
     let mut actors: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for c in &counts {
@@ -154,7 +154,7 @@ pub async fn metrics(env: &Env) -> ApiResult<Response> {
                 in_flight: run_count("queued") + run_count("running"),
             },
             retries: timings.iter().map(|t| (t.attempts as u64).saturating_sub(1)).sum(),
-            dead_letters: run_count("failed"),
+            dead_letters,
             sessions: counts.iter().filter(|c| c.kind == "session").map(|c| c.n as u64).sum(),
             stage_latency,
             search_latency: latency(&searches),

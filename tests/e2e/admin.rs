@@ -280,6 +280,11 @@ async fn the_daily_trigger_prunes_old_search_logs_and_dead_letters() {
         if logs == ["new"] && runs == ["new-dead-letter"] { Ok(()) } else { Err(format!("search log {logs:?}, dead letters {runs:?}")) }
     })
     .await;
+    // The metric counts what the dead-letter list holds, not every failed run registered.
+    let listed = s.admin_get("/admin/dead-letters").await.body["items"].as_array().map(Vec::len);
+    assert_eq!(listed, Some(1));
+    let m = s.admin_get("/admin/metrics").await;
+    assert_eq!(m.body["dead_letters"], 1, "{}", m.body);
 }
 
 /// After a D1 restore that lost an item's rows, the reconciliation route
