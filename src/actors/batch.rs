@@ -10,11 +10,10 @@
 //! content actors stalled local deliveries (see docs/benchmarks.md, "Bulk
 //! import"), and a delivery bounded to one storage write cannot.
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Response, State};
 
-use super::ops::{BatchCall, BatchDoc, BatchOps, CreateBatch, CreateContent, CreateSettled, DeadLettered, Done, FireAlarm, Inspect, Inspectable, ItemEnded, ItemsDelivered, SettleBatch, SettleCreate, ViewBatch};
+use super::ops::{BatchCall, BatchOps, CreateBatch, CreateContent, CreateSettled, DeadLettered, Done, FireAlarm, Inspect, Inspectable, ItemEnded, ItemsDelivered, SettleBatch, SettleCreate, ViewBatch};
 use super::rpc;
 use super::{ActorStorage, TopicActor};
 use crate::domain::batch::{Batch, BatchView, ItemRef, SpawnRetry};
@@ -24,6 +23,7 @@ use crate::domain::faults;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{EventDraft, Topic};
 use crate::runtime::{config, now_ms};
+use crate::store::batch_docs::BatchDocs;
 
 #[durable_object]
 pub struct BatchActor {
@@ -32,10 +32,6 @@ pub struct BatchActor {
     memory: super::ActorMemory,
 }
 
-#[derive(Deserialize)]
-struct DocRow {
-    doc: String,
-}
 
 crate::actor_storage!(BatchActor);
 
@@ -73,11 +69,7 @@ impl BatchActor {
         // so an alarm call that fails loses no event.
         let records = if drafts.is_empty() { Vec::new() } else { self.log().append(drafts, now)? };
         if let Some(due) = b.next_wake_at(now) {
-            let storage = self.state.storage();
-            let armed = if firing { None } else { storage.get_alarm().await? };
-            if armed.is_none_or(|at| at > due) {
-                storage.set_alarm(super::alarm_time(due)).await?;
-            }
+            self.arm_by(due, firing).await?;
         }
         if records.is_empty() {
             return Ok(());
@@ -94,18 +86,15 @@ impl BatchActor {
         self.register_later("batch", b.id.to_string(), status.to_string(), now);
     }
 
-    fn doc(&self, index: u32) -> ApiResult<BatchDoc> {
-        let found: Vec<DocRow> =
-            crate::store::rows(&self.state.storage().sql(), "SELECT doc FROM batch_docs WHERE idx = ?", vec![(index as f64).into()])?;
-        let row = found.into_iter().next().ok_or_else(|| ApiError::not_found(format!("batch item {index}")))?;
-        serde_json::from_str(&row.doc).map_err(crate::store::storage_err)
+    fn docs(&self) -> BatchDocs {
+        BatchDocs::new(self.state.storage().sql())
     }
 
     /// Creates item `index`'s content actor under the batch's ownership: the
     /// same `create` as `POST /api/content`, with ids derived from the item
     /// so a second try is answered with the first one's result.
     async fn spawn(&self, b: &Batch, index: u32) -> ApiResult<()> {
-        let item = self.doc(index)?;
+        let item = self.docs().get(index)?;
         if let Some(fault) = config(&self.env).faults.poisons(faults::INGEST, &item.doc.title) {
             return Err(ApiError::Unavailable(fault));
         }
@@ -156,7 +145,7 @@ impl BatchActor {
         let now = now_ms();
         let mut dead = Vec::new();
         let mut events = Vec::new();
-        let sql = self.state.storage().sql();
+        let docs = self.docs();
         for (&index, outcome) in released.iter().zip(outcomes) {
             match outcome {
                 Ok(()) => {
@@ -164,12 +153,12 @@ impl BatchActor {
                     // The item's content actor holds the document now, and a
                     // DELETE there must leave no copy here; committed with
                     // the batch below (no await between).
-                    drop_doc(&sql, &b, index)?;
+                    drop_doc(&docs, &b, index)?;
                 }
                 // Refused by its content actor for what the item is: no try would differ.
                 Err(e @ ApiError::ItemTooLarge(_)) => {
                     events.extend(b.spawn_refused(index, &e.to_string(), now)?);
-                    drop_doc(&sql, &b, index)?;
+                    drop_doc(&docs, &b, index)?;
                 }
                 Err(e) => {
                     if b.spawn_failed(index, &e.to_string(), now)? == SpawnRetry::DeadLetter {
@@ -177,7 +166,7 @@ impl BatchActor {
                         // reports: a report the queue drops would leave the
                         // item, and its batch, waiting for ever.
                         events.extend(b.dead_lettered(index, now)?);
-                        drop_doc(&sql, &b, index)?;
+                        drop_doc(&docs, &b, index)?;
                         dead.push(index);
                     }
                 }
@@ -202,11 +191,11 @@ impl BatchActor {
 /// Deletes an item's document unless the batch still needs it
 /// ([`Batch::needs_doc`]: a concurrent release may have settled the item
 /// otherwise meanwhile).
-fn drop_doc(sql: &worker::SqlStorage, b: &Batch, index: u32) -> ApiResult<()> {
+fn drop_doc(docs: &BatchDocs, b: &Batch, index: u32) -> ApiResult<()> {
     if b.needs_doc(index) {
         return Ok(());
     }
-    crate::store::exec(sql, "DELETE FROM batch_docs WHERE idx = ?", vec![(index as f64).into()])
+    docs.delete(index)
 }
 
 impl BatchOps for BatchActor {
@@ -228,11 +217,7 @@ impl BatchOps for BatchActor {
             return Ok(Done {});
         }
         crate::store::init_state(&sql)?;
-        crate::store::exec(&sql, "CREATE TABLE IF NOT EXISTS batch_docs (idx INTEGER PRIMARY KEY, doc TEXT NOT NULL)", vec![])?;
-        for (i, item) in c.items.iter().enumerate() {
-            let text = serde_json::to_string(item)?;
-            crate::store::exec(&sql, "INSERT OR REPLACE INTO batch_docs (idx, doc) VALUES (?, ?)", vec![(i as f64).into(), text.into()])?;
-        }
+        self.docs().create(&c.items)?;
         let now = now_ms();
         let b = Batch::new(c.id, c.submitter, c.ownership, c.items.len() as u32, c.max_in_flight, now);
         self.commit(&b, Vec::new(), now).await?;
@@ -265,7 +250,7 @@ impl BatchOps for BatchActor {
         // Its run ended, so its spawn landed (a reply lost on the way left
         // the document here): the item holds it, and a DELETE there must
         // leave no copy here.
-        drop_doc(&self.state.storage().sql(), &b, e.index)?;
+        drop_doc(&self.docs(), &b, e.index)?;
         self.commit(&b, events, now).await?;
         Ok(Done {})
     }
@@ -274,7 +259,7 @@ impl BatchOps for BatchActor {
         let mut b = self.require()?;
         let now = now_ms();
         let mut events = Vec::new();
-        let sql = self.state.storage().sql();
+        let docs = self.docs();
         for index in op.indexes {
             match b.dead_lettered(index, now) {
                 Ok(drafts) => events.extend(drafts),
@@ -284,7 +269,7 @@ impl BatchOps for BatchActor {
                 }
             }
             // Failed for good (not one never tried, which waits for a slot): its text is not kept.
-            drop_doc(&sql, &b, index)?;
+            drop_doc(&docs, &b, index)?;
         }
         self.commit(&b, events, now).await?;
         Ok(Done {})

@@ -174,11 +174,7 @@ impl ContentActor {
             self.memory.outbox.armed();
             return Ok(());
         };
-        let storage = self.state.storage();
-        let armed = if firing { None } else { storage.get_alarm().await? };
-        if armed.is_none_or(|at| at > due) {
-            storage.set_alarm(super::alarm_time(due)).await?;
-        }
+        self.arm_by(due, firing).await?;
         // The alarm now serves what is owed.
         self.backstop.set(false);
         self.memory.outbox.armed();
@@ -207,7 +203,6 @@ impl ContentActor {
                 if let Some(fault) = cfg.faults.site_fault(faults::SPAWN, &run_id.to_string(), attempt) {
                     return Err(ApiError::Unavailable(fault));
                 }
-                let start: StartRun = serde_json::from_value(start)?;
                 rpc::send(&self.env, &run_id.to_string(), &start).await.map(|_| ())
             }
             Duty::CancelRun { run_id, reason } => {
@@ -242,7 +237,6 @@ impl ContentActor {
             Duty::DropUploads { prefix } => R2Uploads::new(&self.env).delete_prefix(&prefix).await,
             Duty::EraseQuotes => self.erase_quotes().await,
             Duty::ReportBatch { batch_id, report } => {
-                let report: ItemEnded = serde_json::from_value(report)?;
                 match rpc::send(&self.env, &batch_id.to_string(), &report).await {
                     Ok(_) | Err(ApiError::NotFound(_)) => Ok(()),
                     Err(e) => Err(e),
@@ -342,7 +336,6 @@ impl ContentActor {
             return Ok(false);
         }
         let report = ItemEnded { index: item.index, completed: failure.is_none(), reason: failure.map(str::to_string) };
-        let report = serde_json::to_value(report)?;
         self.outbox()?.put(&[Duty::ReportBatch { batch_id: item.batch_id, report }], now)?;
         Ok(true)
     }
@@ -419,9 +412,9 @@ impl ContentOps for ContentActor {
         let outbox = self.outbox()?;
         let mut duties = Vec::new();
         for run in &superseded {
-            match outbox.pending(&Duty::SpawnRun { run_id: *run, start: Value::Null }.key())? {
+            match outbox.pending(&Duty::spawn_key(*run))? {
                 Some(Duty::SpawnRun { run_id, mut start }) => {
-                    start["superseded"] = Value::String(reason.clone());
+                    start.superseded = Some(reason.clone());
                     duties.push(Duty::SpawnRun { run_id, start });
                 }
                 _ => duties.push(Duty::CancelRun { run_id: *run, reason: reason.clone() }),
@@ -511,8 +504,8 @@ impl ContentOps for ContentActor {
         let outbox = self.outbox()?;
         let mut duties = Vec::new();
         for run in c.runs() {
-            outbox.forget(&Duty::SpawnRun { run_id: run, start: Value::Null }.key())?;
-            outbox.forget(&Duty::CancelRun { run_id: run, reason: String::new() }.key())?;
+            outbox.forget(&Duty::spawn_key(run))?;
+            outbox.forget(&Duty::cancel_key(run))?;
             duties.push(Duty::PurgeRun { run_id: run });
         }
         duties.push(Duty::DropVectors);
@@ -672,7 +665,7 @@ fn encode(c: &ContentState) -> ApiResult<String> {
 /// The spawn of `run_id` for the item's current version.
 fn spawn_duty(c: &ContentState, run_id: Uuid) -> Duty {
     let start = StartRun { run_id, content_id: c.id, version: c.version, doc: c.doc.clone(), ownership: c.ownership.clone(), superseded: None };
-    Duty::SpawnRun { run_id, start: serde_json::to_value(start).unwrap_or_default() }
+    Duty::SpawnRun { run_id, start }
 }
 
 /// A cancel or purge is done when the run took it, has already ended (a

@@ -60,7 +60,7 @@ impl FeedActor {
     /// Arms the alarm for `at` (a dropped broadcast's catch-up, a socket's
     /// expiry) unless an earlier one is armed.
     async fn arm(&self, at: crate::domain::time::Millis) {
-        if let Err(e) = TopicSockets::arm_by(self, at).await {
+        if let Err(e) = self.arm_by(at, false).await {
             worker::console_error!("feed alarm: {e}");
         }
     }

@@ -65,6 +65,7 @@ use outbox::OutboxMemory;
 
 /// The storage views of an actor's own SQLite. Every actor reaches its state,
 /// event log and subscriber list the same way through this trait.
+#[allow(async_fn_in_trait)]
 pub trait ActorStorage {
     fn state(&self) -> &worker::State;
     fn env(&self) -> &worker::Env;
@@ -91,6 +92,18 @@ pub trait ActorStorage {
             self.memory().outbox.created_empty();
         }
         created
+    }
+
+    /// Arms the alarm for `at` unless an earlier one is armed. Inside the
+    /// alarm handler (`firing`) the alarm that fired is spent, so it is set
+    /// without asking.
+    async fn arm_by(&self, at: crate::domain::time::Millis, firing: bool) -> ApiResult<()> {
+        let storage = self.state().storage();
+        let armed = if firing { None } else { storage.get_alarm().await? };
+        if armed.is_none_or(|armed| armed > at) {
+            storage.set_alarm(self::alarm_time(at)).await?;
+        }
+        Ok(())
     }
 
     fn subs(&self) -> Subscribers {

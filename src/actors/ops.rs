@@ -20,9 +20,12 @@ use super::rpc::{self, ActorKind, Op, SharedOp};
 use super::TopicActor;
 use crate::domain::batch::{BatchView, ItemRef};
 use crate::domain::content::{Artifacts, ContentDoc};
+/// The messages an outbox duty carries (their types are the domain's, so the
+/// duties are typed): a run's start, its end report, a batch item's report.
+pub use crate::domain::outbox::{ItemEnded, RunEnded, StartRun};
 use crate::domain::principal::{Access, Ownership, Principal, Visibility};
 use crate::error::{ApiError, ApiResult};
-use crate::protocol::{Accepted, ContentView, EventDraft, EventRecord, RunStatus, RunView, Topic};
+use crate::protocol::{Accepted, ContentView, EventDraft, EventRecord, RunView, Topic};
 use crate::providers::types::{AnalyzeRequest, VectorItem, VectorMatch, VectorQuery};
 
 /// Declares one kind's operations: the call enum, its decoding and serving,
@@ -368,23 +371,6 @@ pub struct Published {
     pub status: crate::protocol::ContentStatus,
 }
 
-/// How a run that did not complete ended; or, with a status that is not
-/// terminal, that an operator retried it. Both travel as one duty per run
-/// (`Duty::ReportEnd`), so the newest report replaces one not yet sent.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RunEnded {
-    #[serde(default)]
-    pub run_id: Option<Uuid>,
-    pub version: u32,
-    pub status: RunStatus,
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// The run's newest event seq when it reported: the item applies only
-    /// a report newer than the last (`ContentState::take_report`).
-    #[serde(default)]
-    pub seq: Option<u64>,
-}
-
 /// Whether a run of `version` may still write the indexes.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Fence {
@@ -436,24 +422,6 @@ actor_ops! {
 }
 
 // ---- Run ------------------------------------------------------------------
-
-/// Starts a run of one version (idempotent: a redelivered start is done already).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StartRun {
-    pub run_id: Uuid,
-    pub content_id: Uuid,
-    pub version: u32,
-    pub doc: ContentDoc,
-    /// The item's ownership for this version: its vectors' namespace.
-    #[serde(default = "Ownership::legacy")]
-    pub ownership: Ownership,
-    /// A newer version superseded this one before its spawn landed: the run
-    /// is made ended (`cancelled`, superseded) and runs no stage, so the run
-    /// id its `PUT` answered with never reads 404. A run already started
-    /// when it lands is superseded as a cancel would.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub superseded: Option<String>,
-}
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ViewRun {}
@@ -757,15 +725,6 @@ pub struct ItemsDelivered {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct DeadLettered {
     pub indexes: Vec<u32>,
-}
-
-/// How an item's first run ended.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ItemEnded {
-    pub index: u32,
-    pub completed: bool,
-    #[serde(default)]
-    pub reason: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

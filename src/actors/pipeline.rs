@@ -200,7 +200,6 @@ impl RunShell {
                 catalog::record_run(&self.env, &run, now_ms()).await
             }
             Duty::ReportEnd { content_id, report } => {
-                let report: RunEnded = serde_json::from_value(report)?;
                 match rpc::send(&self.env, &content_id.to_string(), &report).await {
                     // A deleted item needs no report.
                     Ok(_) | Err(ApiError::NotFound(_)) => Ok(()),
@@ -481,7 +480,7 @@ impl RunShell {
     /// run's newest event, committed just before (see `RunEnded::seq`).
     fn report(&self, run: &PipelineRun) -> Duty {
         let seq = self.log().last_seq().ok();
-        let report = json!({ "run_id": run.id, "version": run.version, "status": run.status, "reason": run.reason, "seq": seq });
+        let report = RunEnded { run_id: Some(run.id), version: run.version, status: run.status, reason: run.reason.clone(), seq };
         Duty::ReportEnd { content_id: run.content_id, report }
     }
 

@@ -303,15 +303,6 @@ impl TopicSockets {
         [self.catch_up_due(now), expiry].into_iter().flatten().min()
     }
 
-    /// Arms the owner's alarm for `at` unless an earlier one is armed.
-    pub async fn arm_by(host: &impl ActorStorage, at: Millis) -> ApiResult<()> {
-        let storage = host.state().storage();
-        if storage.get_alarm().await?.is_none_or(|armed| armed > at) {
-            storage.set_alarm(super::alarm_time(at)).await?;
-        }
-        Ok(())
-    }
-
     /// Accepts a socket for `opener`, and joins it to the topic at once when
     /// the URL has `after`. 503 past [`MAX_SOCKETS`]; 409 `too_many_sockets`
     /// past the opener's session or principal cap. Then arms the owner's
@@ -345,7 +336,7 @@ impl TopicSockets {
             // The socket is open (and joined, before this await): a failed arm
             // leaves its close to the next broadcast or frame, and to the
             // owner's next alarm.
-            if let Err(e) = Self::arm_by(host, at).await {
+            if let Err(e) = host.arm_by(at, false).await {
                 worker::console_error!("{topic} socket expiry alarm: {e}");
             }
         }

@@ -8,19 +8,65 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use uuid::Uuid;
 
+use super::content::ContentDoc;
+use super::principal::Ownership;
 use super::retry::RetryPolicy;
+use crate::protocol::RunStatus;
 use super::time::Millis;
+
+/// Starts a run of one version (idempotent: a redelivered start is done already).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartRun {
+    pub run_id: Uuid,
+    pub content_id: Uuid,
+    pub version: u32,
+    pub doc: ContentDoc,
+    /// The item's ownership for this version: its vectors' namespace.
+    #[serde(default = "Ownership::legacy")]
+    pub ownership: Ownership,
+    /// A newer version superseded this one before its spawn landed: the run
+    /// is made ended (`cancelled`, superseded) and runs no stage, so the run
+    /// id its `PUT` answered with never reads 404. A run already started
+    /// when it lands is superseded as a cancel would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded: Option<String>,
+}
+
+/// How a run that did not complete ended; or, with a status that is not
+/// terminal, that an operator retried it. Both travel as one duty per run
+/// (`Duty::ReportEnd`), so the newest report replaces one not yet sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEnded {
+    #[serde(default)]
+    pub run_id: Option<Uuid>,
+    pub version: u32,
+    pub status: RunStatus,
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The run's newest event seq when it reported: the item applies only
+    /// a report newer than the last (`ContentState::take_report`).
+    #[serde(default)]
+    pub seq: Option<u64>,
+}
+
+/// How an item's first run ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemEnded {
+    pub index: u32,
+    pub completed: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "duty", rename_all = "snake_case")]
 pub enum Duty {
-    /// Send the idempotent `start` (body `start`) to a new run.
+    /// Send the idempotent `start` to a new run.
     SpawnRun {
         run_id: Uuid,
-        start: Value,
+        start: StartRun,
     },
     CancelRun {
         run_id: Uuid,
@@ -60,12 +106,12 @@ pub enum Duty {
     /// Tell the content actor how a run ended (`run_ended`, body `report`).
     ReportEnd {
         content_id: Uuid,
-        report: Value,
+        report: RunEnded,
     },
     /// Tell a batch how its item's first run ended (`ended`, body `report`).
     ReportBatch {
         batch_id: Uuid,
-        report: Value,
+        report: ItemEnded,
     },
     /// Append a commit's feed events to the feed. `seq` is the item's own
     /// seq of the first of them: the feed appends each announcement once
@@ -77,12 +123,22 @@ pub enum Duty {
 }
 
 impl Duty {
+    /// The key of run `run_id`'s spawn, to find or forget it.
+    pub fn spawn_key(run_id: Uuid) -> String {
+        format!("spawn:{run_id}")
+    }
+
+    /// The key of run `run_id`'s cancel, to forget it.
+    pub fn cancel_key(run_id: Uuid) -> String {
+        format!("cancel:{run_id}")
+    }
+
     /// One pending duty per key: a newer duty with the same key replaces the
     /// older one (the catalog is written from the state current when it runs).
     pub fn key(&self) -> String {
         match self {
-            Duty::SpawnRun { run_id, .. } => format!("spawn:{run_id}"),
-            Duty::CancelRun { run_id, .. } => format!("cancel:{run_id}"),
+            Duty::SpawnRun { run_id, .. } => Duty::spawn_key(*run_id),
+            Duty::CancelRun { run_id, .. } => Duty::cancel_key(*run_id),
             Duty::PurgeRun { run_id } => format!("purge:{run_id}"),
             Duty::Catalog => "catalog".into(),
             Duty::DropVectors => "vectors".into(),
@@ -234,10 +290,11 @@ mod tests {
             .key()
         );
         assert_eq!(Duty::Catalog.key(), "catalog");
-        let d = Duty::SpawnRun {
-            run_id: a,
-            start: serde_json::json!({ "version": 1 }),
-        };
+        let start: StartRun = serde_json::from_value(serde_json::json!({
+            "run_id": a, "content_id": a, "version": 1, "doc": { "title": "T", "body": "B", "category": null, "tags": [], "author": null }
+        }))
+        .unwrap();
+        let d = Duty::SpawnRun { run_id: a, start };
         let back: Duty = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
         assert_eq!(back, d);
     }

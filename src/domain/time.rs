@@ -98,7 +98,8 @@ mod tests {
             for (i, line) in text.lines().enumerate() {
                 for call in ["storage().set_alarm(", "storage.set_alarm("] {
                     if let Some(at) = line.find(call) {
-                        assert!(line[at + call.len()..].starts_with("super::alarm_time("), "{}:{}: {line}", path.display(), i + 1);
+                        let rest = &line[at + call.len()..];
+                        assert!(rest.starts_with("super::alarm_time(") || rest.starts_with("self::alarm_time("), "{}:{}: {line}", path.display(), i + 1);
                     }
                 }
             }

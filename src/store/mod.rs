@@ -5,6 +5,7 @@
 //! state change and the events it caused are written without an `await` in
 //! between and land together.
 
+pub mod batch_docs;
 pub mod feed_ledger;
 pub mod events;
 pub mod fingerprints;
