@@ -49,7 +49,12 @@ async function waitReady() {
   throw new Error(`Actorline did not answer on ${base}`);
 }
 
-await waitReady();
+try {
+  await waitReady();
+} catch (e) {
+  console.error(e.message);
+  process.exit(1);
+}
 let tracing = 'on (DEV_TRACE_NETWORK=1)';
 if (process.env.DEV_TRACE_NETWORK !== '1' && inspectorPort) {
   tracing = await setNetworkTracing(inspectorPort, false).then(() => 'off (DEV_TRACE_NETWORK=1 keeps it)', (e) => `still on: ${e.message}`);
