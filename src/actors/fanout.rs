@@ -152,7 +152,8 @@ impl Subscribers {
 pub async fn push(env: &Env, subs: &Subscribers, topic: Topic, events: &[EventRecord]) {
     let Some(last) = events.iter().map(|e| e.seq).max() else { return };
     if crate::runtime::config(env).faults.site_strikes(PUSH, &format!("{topic}:{last}"), 1) {
-        return;
+        // Said, so a test knows the catch-up delivered what it got.
+        return worker::console_log!("{topic}: push through seq {last} dropped (injected fault)");
     }
     let now = crate::runtime::now_ms();
     let mut sessions = subs.list();

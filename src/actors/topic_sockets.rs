@@ -234,6 +234,7 @@ impl TopicSockets {
             if lag.is_none() {
                 self.set_lag(host, Some(first - 1))?;
             }
+            worker::console_log!("{topic}: socket push through seq {last} dropped (injected fault)");
             return Ok(());
         }
         match lag {

@@ -150,8 +150,14 @@ async fn concurrent_puts_each_keep_their_version() {
     );
 }
 
+/// A new version leaves no text of the old one in either index, whether the
+/// old version's run was cancelled as superseded or had completed first.
+/// When it was cancelled, an operator's retry of it is refused. (Which of
+/// the two happens depends on timing; the retry's refusal is checked only in
+/// the first case. The fence that refuses a stale index write is unit-tested
+/// in `domain::vector`, `fence_admits_only_current_or_newer_and_nothing_after_delete`.)
 #[tokio::test]
-async fn a_retried_superseded_run_cannot_bring_back_old_text() {
+async fn a_superseded_version_leaves_no_old_text_and_its_retry_is_refused() {
     let s = &shared().server;
     let old = "quokkaphrase";
     let new = "wombatphrase";

@@ -449,13 +449,9 @@ async fn bad_tokens_frames_and_floods_get_clear_errors() {
     for _ in 0..120 {
         ws_send(&mut ws, json!({"type": "unsubscribe", "topic": "feed"})).await;
     }
-    let mut limited = false;
-    while let Some(f) = ws_next(&mut ws, Duration::from_secs(5)).await {
-        if f["code"] == "rate_limited" {
-            limited = true;
-        }
-    }
-    assert!(limited);
+    let (code, frames) = close_frames(&mut ws, Duration::from_secs(10)).await;
+    assert!(frames.iter().any(|f| f["code"] == "rate_limited"), "{frames:?}");
+    assert_eq!(code, Some(actorline::protocol::close_code::RATE_LIMITED));
     assert_eq!(s.get("/healthz").await.status, 200);
     let mut ws = connect(s, &sid, &token).await;
     ws_send(&mut ws, json!({"type": "ping"})).await;
@@ -524,6 +520,12 @@ async fn topic_socket(s: &Server, topic: &str, query: &str, key: Option<&str>) -
 /// The code the server closes `ws` with, within `timeout`; the event frames
 /// that came before it.
 async fn close_code(ws: &mut Ws, timeout: Duration) -> (Option<u16>, Vec<Value>) {
+    let (code, frames) = close_frames(ws, timeout).await;
+    (code, frames.into_iter().filter(|f| f["type"] == "event").collect())
+}
+
+/// [`close_code`] with every frame that came before the close.
+async fn close_frames(ws: &mut Ws, timeout: Duration) -> (Option<u16>, Vec<Value>) {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     let deadline = std::time::Instant::now() + timeout;
@@ -535,7 +537,7 @@ async fn close_code(ws: &mut Ws, timeout: Duration) -> (Option<u16>, Vec<Value>)
                 let _ = tokio::time::timeout(Duration::from_secs(2), async { while ws.next().await.is_some() {} }).await;
                 return (frame.map(|f| u16::from(f.code)), events);
             }
-            Ok(Some(Ok(Message::Text(t)))) => events.extend(serde_json::from_str::<Value>(t.as_str()).ok().filter(|f| f["type"] == "event")),
+            Ok(Some(Ok(Message::Text(t)))) => events.extend(serde_json::from_str::<Value>(t.as_str()).ok()),
             Ok(Some(Ok(_))) => {}
             Ok(None) | Ok(Some(Err(_))) | Err(_) => break,
         }
@@ -818,6 +820,10 @@ async fn late_is_bounded_when_every_push_is_lost() {
     assert!(seen, "content.indexed reached the feed socket");
     assert!(strictly_increasing(&feed_events));
     assert!(feed_late < Duration::from_secs(5), "the feed's content.indexed came {feed_late:?} after the run ended");
+    // The pushes were lost: the catch-up delivered all of this.
+    s.logged(&format!("{topic}: push through seq")).await;
+    s.logged(&format!("{topic}: socket push through seq")).await;
+    s.logged("feed: socket push through seq").await;
     eprintln!("push=1.0: run's last event {run_late:?} (its own socket {socket_late:?}), feed's content.indexed {feed_late:?} after the run ended");
 }
 
@@ -856,6 +862,7 @@ async fn an_idle_sessions_lost_push_still_comes_within_seconds() {
     assert_eq!(got.first(), Some(&(cursor + 1)), "from the cursor on: {got:?}");
     assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "exactly once, in order: {got:?}");
     assert!(late < Duration::from_secs(8), "the new version's content.indexed came {late:?} after its run ended");
+    s.logged(&format!("{topic}: push through seq")).await;
     eprintln!("push=1.0, session idle 85 s: content.indexed {late:?} after the run ended");
 }
 
