@@ -697,6 +697,13 @@ pub const SEARCH_LOG_DAYS: i64 = 7;
 pub const SEARCH_LOG_ROWS: i64 = 100_000;
 pub const DEAD_LETTER_DAYS: i64 = 30;
 const DEAD_LETTER_PRUNE: &str = "DELETE FROM runs WHERE status = 'failed' AND finished_at < ?1";
+/// The dead letters kept as of `?1`, the start of their window ([`dead_letters_since`]).
+const DEAD_LETTERS_KEPT: &str = "FROM runs WHERE status = 'failed' AND finished_at >= ?1";
+
+/// Where the dead-letter window starts as of `now`: `DEAD_LETTER_DAYS` back.
+fn dead_letters_since(now: Millis) -> Millis {
+    now - DEAD_LETTER_DAYS * 24 * 3600 * 1000
+}
 
 pub fn log_search_statements(env: &Env, row: [JsValue; 7], now: Millis) -> ApiResult<Vec<D1PreparedStatement>> {
     let d = db(env)?;
@@ -714,7 +721,7 @@ fn retention_statements(d: &D1Database, now: Millis) -> ApiResult<Vec<D1Prepared
     Ok(vec![
         d.prepare("DELETE FROM search_log WHERE at < ?1 OR id <= (SELECT MAX(id) FROM search_log) - ?2")
             .bind(&[n(now - SEARCH_LOG_DAYS * day), n(SEARCH_LOG_ROWS)])?,
-        d.prepare(DEAD_LETTER_PRUNE).bind(&[n(now - DEAD_LETTER_DAYS * day)])?,
+        d.prepare(DEAD_LETTER_PRUNE).bind(&[n(dead_letters_since(now))])?,
     ])
 }
 
@@ -791,14 +798,14 @@ pub struct DeadLetterRow {
 /// (the search log's writes prune them as well).
 pub async fn dead_letters(env: &Env, limit: u32, now: Millis) -> ApiResult<Vec<DeadLetterRow>> {
     let d = db(env)?;
-    let since = now - DEAD_LETTER_DAYS * 24 * 3600 * 1000;
+    let since = dead_letters_since(now);
     let mut results = d
         .batch(vec![
             d.prepare(DEAD_LETTER_PRUNE).bind(&[n(since)])?,
-            d.prepare(
-                "SELECT id, content_id, version, failed_stage, error_class, error, attempts, finished_at FROM runs
-                 WHERE status = 'failed' AND finished_at >= ?1 ORDER BY finished_at DESC, id DESC LIMIT ?2",
-            )
+            d.prepare(format!(
+                "SELECT id, content_id, version, failed_stage, error_class, error, attempts, finished_at {DEAD_LETTERS_KEPT}
+                 ORDER BY finished_at DESC, id DESC LIMIT ?2"
+            ))
             .bind(&[n(since), n(limit as i64)])?,
         ])
         .await?;
@@ -844,8 +851,8 @@ pub async fn metric_samples(env: &Env, now: Millis) -> ApiResult<MetricSamples> 
     // The dead-letter list's own rows and window, not the registry's failed
     // runs (which no retention prunes).
     let dead_letters = d
-        .prepare("SELECT COUNT(*) AS n FROM runs WHERE status = 'failed' AND finished_at >= ?1")
-        .bind(&[n(now - DEAD_LETTER_DAYS * 24 * 3600 * 1000)])?
+        .prepare(format!("SELECT COUNT(*) AS n {DEAD_LETTERS_KEPT}"))
+        .bind(&[n(dead_letters_since(now))])?
         .first::<Count>(None)
         .await?
         .map_or(0, |c| c.n as u64);

@@ -119,13 +119,9 @@ impl BatchActor {
             // run reports); not made, its id is refused for good and the
             // item fails. A settle that fails too leaves the failure.
             Err(e) if !matches!(e, ApiError::ItemTooLarge(_)) && b.is_last_spawn_attempt(index) => {
-                match rpc::send(&self.env, &content_id.to_string(), &SettleCreate {}).await {
-                    Ok(CreateSettled { made: true }) => Ok(()),
-                    Ok(CreateSettled { made: false }) => Err(e),
-                    Err(settle) => {
-                        worker::console_warn!("batch {}: item {index}'s last spawn failed and could not be settled: {settle}", b.id);
-                        Err(e)
-                    }
+                match rpc::settle_lost_create(&self.env, &content_id.to_string(), &SettleCreate {}).await {
+                    Some(true) => Ok(()),
+                    _ => Err(e),
                 }
             }
             Err(e) => Err(e),
@@ -200,11 +196,6 @@ fn drop_doc(docs: &BatchDocs, b: &Batch, index: u32) -> ApiResult<()> {
 
 impl BatchOps for BatchActor {
     async fn create(&self, c: CreateBatch) -> ApiResult<Done> {
-        let sql = self.state.storage().sql();
-        if crate::store::has_state(&sql) && self.load()?.is_none() {
-            // Settled as never made (`settle_create`): this create came too late.
-            return Err(ApiError::AlreadyExists("batch".into()));
-        }
         if let Some(b) = self.load()? {
             // Idempotent: a retried create finds the batch as stored, and
             // arms its alarm and lists it, which the first try may not have
@@ -215,6 +206,11 @@ impl BatchOps for BatchActor {
                 self.register(&b, "running", now);
             }
             return Ok(Done {});
+        }
+        let sql = self.state.storage().sql();
+        if crate::store::has_state(&sql) {
+            // Settled as never made (`settle_create`): this create came too late.
+            return Err(ApiError::AlreadyExists("batch".into()));
         }
         crate::store::init_state(&sql)?;
         self.docs().create(&c.items)?;

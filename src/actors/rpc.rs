@@ -21,6 +21,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use worker::{Env, Response, Stub};
 
+use super::ops::CreateSettled;
 use crate::config::binding;
 use crate::error::ApiError;
 use crate::http;
@@ -141,6 +142,24 @@ pub async fn send_create<O: Op>(env: &Env, name: &str, op: &O) -> Result<O::Repl
         match sent {
             Err(e) if e.status() >= 500 && tried < CREATE_TRIES => worker::console_error!("{} {name}: create try {tried} failed, asking again: {e}", O::KIND.as_str()),
             sent => return sent,
+        }
+    }
+}
+
+/// Settles a create under a fresh id whose outcome is unknown (a 5xx after
+/// [`send_create`]'s tries, or a batch item's spawn out of tries): `op`
+/// (`SettleCreate`, `SettleBatch`) asks the actor whether it was made.
+/// Made, the call also wakes it, and a wake arms the alarm for what it owes
+/// (a new item's run spawn and catalog row), which nothing else would do
+/// for a create cut off mid-drain; never made, the actor refuses the id for
+/// good, so a create still on its way cannot make it. `None`: settling
+/// failed too (logged).
+pub async fn settle_lost_create<O: Op<Reply = CreateSettled>>(env: &Env, name: &str, op: &O) -> Option<bool> {
+    match send(env, name, op).await {
+        Ok(CreateSettled { made }) => Some(made),
+        Err(e) => {
+            worker::console_warn!("{} {name}: settling a lost create failed: {e}", O::KIND.as_str());
+            None
         }
     }
 }

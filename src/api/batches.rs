@@ -8,7 +8,7 @@ use uuid::Uuid;
 use worker::{Env, Request, Response};
 
 use super::input::{json_body, uuid_param};
-use crate::actors::ops::{BatchDoc, CreateBatch, CreateSettled, ItemsDelivered, SettleBatch, ViewBatch};
+use crate::actors::ops::{BatchDoc, CreateBatch, ItemsDelivered, SettleBatch, ViewBatch};
 use crate::actors::rpc;
 use crate::domain::batch::validate_items;
 use crate::domain::principal::Principal;
@@ -34,14 +34,10 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
         // Its outcome unknown: the batch settles it. Made, it goes on (a 5xx
         // now would make the client's retry a second import of the items);
         // not made, or not settled, the 5xx stands.
-        match rpc::send(env, &id.to_string(), &SettleBatch {}).await {
-            Ok(CreateSettled { made: true }) => worker::console_warn!("batch {id}: create failed on the way ({e}), but was made: going on"),
-            Ok(CreateSettled { made: false }) => return Err(e),
-            Err(settle) => {
-                worker::console_warn!("batch {id}: create failed on the way ({e}) and could not be settled: {settle}");
-                return Err(e);
-            }
+        if rpc::settle_lost_create(env, &id.to_string(), &SettleBatch {}).await != Some(true) {
+            return Err(e);
         }
+        worker::console_warn!("batch {id}: create failed on the way ({e}), but was made: going on");
     }
     if let Err(e) = crate::ingest::enqueue(env, id, 0..total).await {
         // The batch is stored: items the queue did not take would wait for

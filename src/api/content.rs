@@ -6,7 +6,7 @@ use worker::{Env, Request, Response};
 use super::auth;
 use super::input::{json_body, param, query, uuid_param};
 use super::routes::{page_cursor, parse_page_cursor, CONTENT_LIMIT};
-use crate::actors::ops::{CreateContent, CreateSettled, DeleteContent, SettleCreate, UpdateContent, ViewContent};
+use crate::actors::ops::{CreateContent, DeleteContent, SettleCreate, UpdateContent, ViewContent};
 use crate::actors::rpc;
 use crate::catalog;
 use crate::domain::principal::{Ownership, Principal, Scope, Visibility};
@@ -77,7 +77,7 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
     let result = submit(env, &mut req, ids, Writer::New(ownership)).await;
     match result {
         Err(e) if e.status() >= 500 => {
-            let made = settle_lost_create(env, ids.0).await;
+            let made = rpc::settle_lost_create(env, &ids.0.to_string(), &SettleCreate {}).await;
             worker::console_warn!("content {}: create failed on the way ({e}); made: {made:?}", ids.0);
             if made == Some(true) {
                 // Made with the ids the Worker chose: accepted, as its
@@ -96,23 +96,6 @@ pub(super) fn accepted_response(accepted: &Accepted) -> Response {
     let resp = http::json(202, accepted);
     let _ = resp.headers().set("location", &accepted.links.content);
     resp
-}
-
-/// A new item's create that failed on the way (a 5xx after `send_create`'s
-/// tries: its outcome unknown): the item's actor settles it. Made, this
-/// call wakes it, and a wake arms the alarm for its owed duties (the run's
-/// spawn, the catalog row), which nothing else would do for a create cut
-/// off mid-drain: the create sets no alarm of its own, and the client never
-/// learned the id. Never made, the actor refuses the id for good. `None`:
-/// settling failed too.
-pub(super) async fn settle_lost_create(env: &Env, content_id: Uuid) -> Option<bool> {
-    match rpc::send(env, &content_id.to_string(), &SettleCreate {}).await {
-        Ok(CreateSettled { made }) => Some(made),
-        Err(e) => {
-            worker::console_warn!("content {content_id}: settling a lost create failed: {e}");
-            None
-        }
-    }
 }
 
 pub async fn update(env: &Env, p: &Principal, mut req: Request, id: &str) -> ApiResult<Response> {

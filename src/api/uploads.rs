@@ -8,10 +8,10 @@ use uuid::Uuid;
 use worker::web_sys::ReadableStream;
 use worker::{Env, Headers, Request, Response};
 
-use super::content::{accepted_response, new_ownership, settle_lost_create, submit_doc, updater, Writer};
+use super::content::{accepted_response, new_ownership, submit_doc, updater, Writer};
 use super::input::{param, query, read_capped, uuid_param};
 use super::routes::SOURCE_VERSION;
-use crate::actors::ops::{AccessNeeded, Authorize, SourceOf, ViewContent};
+use crate::actors::ops::{AccessNeeded, Authorize, SettleCreate, SourceOf, ViewContent};
 use crate::actors::rpc;
 use crate::config::Limits;
 use crate::domain::content::{category, title, ContentDoc};
@@ -168,7 +168,6 @@ async fn store_and_submit(
     writer: Writer,
 ) -> ApiResult<Response> {
     let key = file.key.clone();
-    let new_item = matches!(writer, Writer::New(_));
     let version_writer = match &writer {
         Writer::Version { principal, .. } => Some(principal.clone()),
         Writer::New(_) => None,
@@ -180,7 +179,7 @@ async fn store_and_submit(
     };
     match &result {
         Err(e) if refused(e) => discard(&R2Uploads::new(env), &key).await,
-        Err(e) if new_item => return settle_create(env, ids, &key, result).await,
+        Err(_) if version_writer.is_none() => return settle_create(env, ids, &key, result).await,
         Err(e) => match version_writer {
             // Its item deleted meanwhile (after this upload was authorized,
             // before its version reached the item): the DELETE erased the
@@ -204,7 +203,7 @@ async fn item_gone(env: &Env, content_id: Uuid, principal: &Principal) -> bool {
 }
 
 /// A new item's create that failed on the way (`failed`, a 5xx): its actor
-/// settles it ([`settle_lost_create`]). Made, the object stays (its run
+/// settles it ([`rpc::settle_lost_create`]). Made, the object stays (its run
 /// reads it) and the upload is accepted, as the lost reply would have said;
 /// never made, the object goes, since no item will ever name it (nor a
 /// DELETE erase it). A version of an existing item needs none of this: the
@@ -214,7 +213,7 @@ async fn settle_create(env: &Env, (content_id, run_id): (Uuid, Uuid), key: &str,
         Err(e) => e.to_string(),
         Ok(_) => return failed,
     };
-    match settle_lost_create(env, content_id).await {
+    match rpc::settle_lost_create(env, &content_id.to_string(), &SettleCreate {}).await {
         Some(false) => {
             worker::console_warn!("upload {key}: its item was never made ({e}): the object goes");
             discard(&R2Uploads::new(env), key).await;

@@ -118,8 +118,8 @@ const REPLY_MAX_BYTES: u64 = 16 * 1024 * 1024;
 pub async fn analyzer_reply(resp: worker::Response) -> Result<serde_json::Value, StageError> {
     let status = resp.status_code();
     let length = resp.headers().get("content-length").ok().flatten().and_then(|l| l.parse::<u64>().ok());
-    if length.is_some_and(|l| l > REPLY_MAX_BYTES) {
-        return Err(StageError::terminal(format!("the analyzer's reply is {} bytes, more than {REPLY_MAX_BYTES}", length.unwrap_or_default())));
+    if let Some(length) = length.filter(|l| *l > REPLY_MAX_BYTES) {
+        return Err(StageError::terminal(format!("the analyzer's reply is {length} bytes, more than {REPLY_MAX_BYTES}")));
     }
     let text = crate::actors::rpc::body_text(resp).await.unwrap_or_default();
     match status {

@@ -52,7 +52,12 @@ async fn a_new_item_whose_reply_was_lost_is_asked_again_and_made_once() {
     assert_eq!(r.status, 202, "{}", r.body);
     let (id, run) = (r.body["content_id"].as_str().unwrap().to_string(), r.body["run_id"].as_str().unwrap().to_string());
     s.logged(&format!("content {id}: create try 1 failed, asking again")).await;
-    let view = s.wait_run(&run, Duration::from_secs(60)).await;
+    made_once(s, &id, &run).await;
+}
+
+/// Item `id` was made once, with one version whose run `run` completed.
+async fn made_once(s: &Server, id: &str, run: &str) {
+    let view = s.wait_run(run, Duration::from_secs(60)).await;
     assert_eq!(view["status"], "completed", "{view}");
     let item = s.get(&format!("/api/content/{id}")).await;
     assert_eq!((item.body["version"].as_u64(), item.body["runs"].clone()), (Some(1), json!([run])), "{}", item.body);
@@ -79,9 +84,7 @@ async fn a_create_made_though_every_reply_was_lost_is_accepted_once() {
     let (id, run) = (r.body["content_id"].as_str().unwrap().to_string(), r.body["run_id"].as_str().unwrap().to_string());
     assert_eq!(r.body["version"], 1, "{}", r.body);
     s.logged(&format!("content {id}: create failed on the way")).await;
-    assert_eq!(s.wait_run(&run, Duration::from_secs(60)).await["status"], "completed");
-    let item = s.get(&format!("/api/content/{id}")).await;
-    assert_eq!((item.body["version"].as_u64(), item.body["runs"].clone()), (Some(1), json!([run])), "{}", item.body);
+    made_once(s, &id, &run).await;
 
     let batch = submit(s, items(&word, 3)).await;
     s.logged(&format!("batch {batch}: create failed on the way")).await;

@@ -452,11 +452,10 @@ impl Server {
     /// Waits until the log holds `line` (the server's output arrives a
     /// little after its reply), failing after 10 s.
     pub async fn logged(&self, line: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !self.log_text().contains(line) {
-            assert!(std::time::Instant::now() < deadline, "not logged: {line}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        eventually(&format!("the log line {line:?}"), Duration::from_secs(10), || async {
+            if self.log_text().contains(line) { Ok(()) } else { Err("not logged yet") }
+        })
+        .await;
     }
 }
 
