@@ -831,6 +831,29 @@ pub enum Topic {
     Feed,
 }
 
+/// Schemas for the frame types' schema (native only, like every schema):
+/// a topic is its string form, an event name one of [`EventName::ALL`].
+#[cfg(not(target_arch = "wasm32"))]
+impl schemars::JsonSchema for Topic {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Topic".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "examples": ["feed", "run:<uuid>"] })
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl schemars::JsonSchema for EventName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EventName".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = EventName::ALL.iter().map(|e| e.as_str()).collect();
+        schemars::json_schema!({ "type": "string", "enum": names })
+    }
+}
+
 impl fmt::Display for Topic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -887,6 +910,7 @@ impl<'de> Deserialize<'de> for Topic {
 /// Client-to-server frames. `topic` stays a string here so that an unknown topic
 /// gets a precise `error` frame instead of a generic parse failure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     Subscribe {
@@ -902,6 +926,7 @@ pub enum ClientFrame {
 
 /// Server-to-client frames.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     Subscribed {

@@ -316,6 +316,7 @@ async fn an_ended_answer_is_erased_after_its_time_to_live() {
     assert_eq!(s.admin_get(&format!("/admin/actors/answer/{id}")).await.status, 404);
     eventually("the answer's registry row removed", Duration::from_secs(10), || async {
         let r = s.admin_get("/admin/actors?kind=answer&limit=100").await;
+        assert_eq!(r.status, 200, "{}", r.body);
         if listed(&r.body) { Err(r.body.to_string()) } else { Ok(()) }
     })
     .await;

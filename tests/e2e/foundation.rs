@@ -57,6 +57,9 @@ async fn a_short_session_secret_or_a_missing_container_makes_healthz_degraded() 
 async fn static_assets_are_served() {
     let r = send(http().get(shared().server.url("/"))).await;
     assert_eq!(r.status, 200);
+    let kind = r.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(kind.starts_with("text/html"), "{kind}");
+    assert!(r.body.as_str().is_some_and(|page| page.contains("<title>Actorline</title>")), "the web client's page: {}", r.body);
 }
 
 #[tokio::test]

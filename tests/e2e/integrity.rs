@@ -408,7 +408,9 @@ async fn failed_spawns_and_catalog_writes_are_retried_until_they_land() {
         assert!(status == "completed" || (status == "cancelled" && superseded), "{view}");
     }
     let log = s.log_text();
-    assert!(log.contains("duty feed:"), "no feed append failed: the faults did not strike");
+    for (duty, what) in [("duty feed:", "feed append"), ("duty spawn:", "spawn"), ("duty catalog failed", "catalog write")] {
+        assert!(log.contains(duty), "no {what} failed: the faults did not strike");
+    }
     // Every failure here is an injected one: no statement failed.
     assert!(!log.contains("storage: "), "a storage statement failed: {}", log.lines().filter(|l| l.contains("storage: ")).collect::<Vec<_>>().join("\n"));
 }
@@ -429,7 +431,9 @@ async fn the_catalog_converges_once_catalog_faults_stop() {
         assert_completed(&s, run).await;
         assert_eq!(s.get(&format!("/api/content/{cid}")).await.body["status"], "indexed");
     }
-    let listed = s.get("/api/content?limit=100").await.body["items"].as_array().cloned().unwrap_or_default();
+    let listing = s.get("/api/content?limit=100").await;
+    assert_eq!(listing.status, 200, "{}", listing.body);
+    let listed = listing.body["items"].as_array().cloned().expect("a listing's items");
     assert!(
         subs.iter().all(|(cid, _)| !listed.iter().any(|i| i["id"] == cid.as_str())),
         "no catalog write may land during the outage: {listed:?}"

@@ -395,20 +395,29 @@ async fn a_burst_past_the_write_limit_is_429_with_retry_after() {
     assert_eq!(anon.status, 401);
 }
 
-/// A bucket outlives its actor's eviction (about 10 s idle): spent, then
-/// left alone for 12 s, it has refilled by 12 s worth (0.6 of a token at 3
-/// per minute), not to full.
+/// A spent bucket outlives its actor's memory: spent, then the whole server
+/// SIGKILLed and started again on the same state (every actor instance gone,
+/// as an eviction leaves it), the next write is still refused. Before the
+/// restart the inspector shows the bucket recorded in storage, which is the
+/// only place the refusal can come from afterwards.
 #[tokio::test]
 async fn a_spent_bucket_is_still_spent_after_its_actor_leaves_memory() {
-    let s = &shared().server;
-    let key = mint_key(&s.base, &s.admin_token, &tenant("rate-evict"), &["content:write"], Some(3));
-    let post = |i: usize| send(http().post(s.url("/api/content")).bearer_auth(&key).json(&json!({"title": format!("evict {i}"), "body": "evict text"})));
+    // Its own server: it is killed and started again.
+    let dir = temp_dir("rate-evict");
+    let opts = ServerOptions::new(dir);
+    let mut s = Server::start(&opts);
+    let tenant = unique_tenant("rate-evict");
+    let key = mint_key(&s.base, &s.admin_token, &tenant, &["content:write"], Some(3));
+    let key_id = key.split('_').nth(1).expect("alk_<id>_<secret>").to_string();
+    let post = |s: &Server, i: usize| send(http().post(s.url("/api/content")).bearer_auth(&key).json(&json!({"title": format!("evict {i}"), "body": "evict text"})));
     for i in 0..3 {
-        assert_eq!(post(i).await.status, 202);
+        assert_eq!(post(&s, i).await.status, 202);
     }
-    assert_eq!(post(3).await.status, 429);
-    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
-    let r = post(4).await;
+    assert_eq!(post(&s, 3).await.status, 429);
+    let bucket = s.admin_get(&format!("/admin/actors/rate_limit/write:{tenant}:{key_id}:0")).await;
+    assert_eq!((bucket.status, &bucket.body["state"]["recorded"]), (200, &json!(true)), "a spent bucket is recorded: {}", bucket.body);
+    s.restart(&opts, true);
+    let r = post(&s, 4).await;
     assert_eq!((r.status, r.body["error"]["code"].as_str()), (429, Some("rate_limited")), "{}", r.body);
 }
 

@@ -79,6 +79,9 @@ function takeInjected(binding, method, { model, kind, args, modes = false } = {}
 	const entry = faults[i];
 	entry.times -= 1;
 	if (entry.times <= 0) faults.splice(i, 1);
+	// The call it strikes was journaled just before (no await in between):
+	// the entry says which injection struck, so a test counts only its own.
+	calls[calls.length - 1].struck = { contains: entry.contains ?? null, error: entry.error ?? null, mode: entry.mode ?? null };
 	return entry;
 }
 

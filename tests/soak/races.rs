@@ -53,7 +53,9 @@ fn token_of_title(i: usize, title: &str) -> String {
     )
 }
 
-async fn keyword_hits(s: &Server, q: &str) -> Vec<String> {
+/// The items a keyword search finds; an error reply is an error, never
+/// "found nothing", so an absence check cannot pass on a 429 or a 5xx.
+async fn keyword_hits(s: &Server, q: &str) -> Result<Vec<String>, String> {
     let r = send(
         http()
             .get(s.url("/api/search"))
@@ -61,14 +63,14 @@ async fn keyword_hits(s: &Server, q: &str) -> Vec<String> {
             .query(&[("q", q), ("mode", "keyword"), ("k", "50")]),
     )
     .await;
-    r.body["results"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x["content_id"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+    let results = match (r.status, r.body["results"].as_array()) {
+        (200, Some(a)) => a,
+        _ => return Err(format!("search {q:?}: {} {}", r.status, r.body)),
+    };
+    Ok(results
+        .iter()
+        .filter_map(|x| x["content_id"].as_str().map(String::from))
+        .collect())
 }
 
 /// Races on one item; returns what the API acknowledged.
@@ -225,7 +227,7 @@ async fn check_live(s: &Server, it: &Item, category: &str) -> Result<(), String>
         return Err(format!("{cid} vectors {vids:?}, want version {}", n));
     }
     for (v, tok) in &tokens {
-        let found = keyword_hits(s, tok).await.contains(cid);
+        let found = keyword_hits(s, tok).await?.contains(cid);
         if found != (*v == n) {
             return Err(format!("{cid} keyword {tok} of version {v}: found {found}"));
         }
@@ -248,18 +250,20 @@ async fn check_deleted(s: &Server, it: &Item, category: &str) -> Result<(), Stri
         return Err(format!("{cid} still readable"));
     }
     for (_, run, _) in &it.acked {
+        // A run actor never made (its spawn lost) is 404; any other reply
+        // but a purged run is a failure, an error reply included.
         let r = s.admin_get(&format!("/admin/actors/run/{run}")).await;
         let st = &r.body["state"];
-        if r.status == 200
-            && !(st["purged"] == true
-                && st["has_document"] == false
-                && r.body["storage"]["artifacts"]["rows"] == 0)
-        {
-            return Err(format!("run {run} of deleted {cid} not purged: {}", st));
+        let purged = r.status == 200
+            && st["purged"] == true
+            && st["has_document"] == false
+            && r.body["storage"]["artifacts"]["rows"] == 0;
+        if !(purged || r.status == 404) {
+            return Err(format!("run {run} of deleted {cid} not purged: {} {}", r.status, r.body));
         }
     }
     for tok in (0..=PUTS).map(|p| token(it.i, p)) {
-        if keyword_hits(s, &tok).await.contains(cid) {
+        if keyword_hits(s, &tok).await?.contains(cid) {
             return Err(format!("deleted {cid} found by {tok}"));
         }
     }
@@ -269,7 +273,7 @@ async fn check_deleted(s: &Server, it: &Item, category: &str) -> Result<(), Stri
             "/admin/actors/vector_index/shard-{shard}?content_id={cid}"
         ))
         .await;
-    if insp.body["state"]["content"]["vectors"] != json!([]) {
+    if insp.status != 200 || insp.body["state"]["content"]["vectors"] != json!([]) {
         return Err(format!(
             "deleted {cid} keeps vectors {}",
             insp.body["state"]["content"]["vectors"]
@@ -278,11 +282,13 @@ async fn check_deleted(s: &Server, it: &Item, category: &str) -> Result<(), Stri
     let list = s
         .get(&format!("/api/content?category={category}&limit=100"))
         .await;
-    if list.body["items"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|r| r["id"] == cid.as_str()))
-    {
-        return Err(format!("deleted {cid} still listed"));
+    match list.body["items"].as_array() {
+        Some(a) if list.status == 200 => {
+            if a.iter().any(|r| r["id"] == cid.as_str()) {
+                return Err(format!("deleted {cid} still listed"));
+            }
+        }
+        _ => return Err(format!("listing: {} {}", list.status, list.body)),
     }
     Ok(())
 }
