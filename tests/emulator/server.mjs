@@ -60,15 +60,17 @@ function takeFault(binding, method, opts) {
 }
 
 /**
- * The first matching injected entry, consumed: a failure (`error`) or, for a
- * streamed text call, a behaviour (`mode`: "cite-unknown", "slow").
+ * The first matching injected entry, consumed: a failure (`error`) or a
+ * behaviour (`mode`), taken only by a call that can show it: `modes` is
+ * true, or the list of modes the call takes (a streamed answer's
+ * STREAM_MODES, a JSON-mode call's JSON_MODES).
  */
 function takeInjected(binding, method, { model, kind, args, modes = false } = {}) {
 	const text = args === undefined ? "" : JSON.stringify(args);
 	const i = faults.findIndex(
 		(f) =>
 			f.binding === binding &&
-			(modes || !f.mode) &&
+			(!f.mode || (Array.isArray(modes) ? modes.includes(f.mode) : modes)) &&
 			(!f.method || f.method === method) &&
 			(!f.model || f.model === model) &&
 			(!f.kind || f.kind === kind) &&
@@ -246,22 +248,50 @@ function usageOf(messages, completionTokens) {
 	return { prompt_tokens: prompt, completion_tokens: completionTokens, total_tokens: prompt + completionTokens };
 }
 
-function runText(model, shape, inputs) {
+/**
+ * Ways a JSON-mode answer goes wrong that the service lets through (an
+ * injected `mode`): "string-json", the object as a JSON string, which is
+ * `response`'s documented type; "truncated", the JSON cut where `max_tokens`
+ * ran out; "bad-field", one `field` of a schema-shaped object out of its
+ * range or empty (every number 99, every string "").
+ */
+const JSON_MODES = ["string-json", "truncated", "bad-field"];
+
+/** `v` with every number made 99 and every string emptied, keeping its shape. */
+function corrupt(v) {
+	if (Array.isArray(v)) return v.map(corrupt);
+	if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, corrupt(x)]));
+	if (typeof v === "number") return 99;
+	if (typeof v === "string") return "";
+	return v;
+}
+
+function runText(model, shape, inputs, injected) {
 	const messages = textMessages(inputs);
 	const text = promptText(messages);
 	const words = [...new Set((text.match(/\p{L}{5,}/gu) ?? []).map((w) => w.toLowerCase()))].slice(0, 20);
 	const format = inputs.response_format;
 	let answer;
+	let finish = "stop";
 	if (format?.type === "json_schema") {
 		if (!format.json_schema || typeof format.json_schema !== "object") throw invalidInput("'/response_format/json_schema' must be an object");
 		answer = fromSchema(format.json_schema, text.split(/(?<=[.!?])\s/)[0] ?? text, words);
+		if (injected.mode === "bad-field" && answer && typeof answer === "object" && injected.field in answer) {
+			answer[injected.field] = corrupt(answer[injected.field]);
+		} else if (injected.mode === "string-json") {
+			answer = JSON.stringify(answer);
+		} else if (injected.mode === "truncated") {
+			const whole = JSON.stringify(answer, null, 2);
+			answer = whole.slice(0, Math.floor(whole.length / 2));
+			finish = "length";
+		}
 	} else {
 		answer = `[emulator] ${text.slice(0, 200)}`;
 	}
-	const usage = usageOf(messages, 64);
+	const usage = usageOf(messages, finish === "length" ? inputs.max_tokens ?? 256 : 64);
 	if (shape === "openai") {
 		const content = typeof answer === "string" ? answer : JSON.stringify(answer);
-		return { id: `emu-${calls.length}`, object: "chat.completion", model, choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }], usage };
+		return { id: `emu-${calls.length}`, object: "chat.completion", model, choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: finish }], usage };
 	}
 	return { response: answer, usage };
 }
@@ -272,12 +302,12 @@ function aiRun({ model, inputs, options }) {
 	const streamed = kind === "text" && inputs?.stream === true;
 	// `rejectIfBusy` (the third argument) is recorded: without it the service queues a busy call.
 	calls.push({ binding: "ai", method: "run", model, kind, stream: streamed || undefined, rejectIfBusy: options?.rejectIfBusy === true, deprecated: DEPRECATED_MODELS.includes(model), at: Date.now() });
-	const injected = takeInjected("ai", "run", { model, kind, args: inputs, modes: streamed });
+	const injected = takeInjected("ai", "run", { model, kind, args: inputs, modes: streamed ? STREAM_MODES : JSON_MODES });
 	if (injected?.error) throw new BindingError(injected.error);
 	if (typeof model !== "string" || deprecated(model)) throw noSuchModel(model);
 	if (EMBEDDING_MODELS[resolved]) return runEmbedding(resolved, EMBEDDING_MODELS[resolved], inputs);
 	if (streamed) return streamText(resolved, inputs, injected?.mode ? injected : {});
-	if (TEXT_MODELS[resolved]) return runText(resolved, TEXT_MODELS[resolved], inputs);
+	if (TEXT_MODELS[resolved]) return runText(resolved, TEXT_MODELS[resolved], inputs, injected?.mode ? injected : {});
 	throw noSuchModel(model);
 }
 
@@ -343,19 +373,50 @@ function streamText(model, inputs, injected) {
 	const prompt = answerPrompt(messages);
 	let text = prompt.sources.length ? groundedAnswer(prompt, injected.mode) : `[emulator] ${promptText(messages).slice(0, 200)}`;
 	if (prompt.assistant && text.startsWith(prompt.assistant.trim())) text = text.slice(prompt.assistant.trim().length);
-	const pieces = text.match(/\S+\s*|\s+/g) ?? [];
-	// A few words a piece, as a model's tokens arrive.
-	const chunks = [];
-	for (let i = 0; i < pieces.length; i += 3) {
-		chunks.push(`data: ${JSON.stringify({ response: pieces.slice(i, i + 3).join("") })}\n\n`);
-	}
+	// A few words a piece, as a model's tokens arrive; "tokens": 1 to 3
+	// characters a piece, so a citation's `[n]` and a word straddle events,
+	// and each event reaches the Worker in two reads split inside it (inside
+	// a multi-byte character where it has one).
+	const pieces = injected.mode === "tokens" ? charPieces(text) : wordPieces(text);
+	const chunks = pieces.map((piece) => `data: ${JSON.stringify({ response: piece })}\n\n`);
 	const usage = usageOf(messages, pieces.length);
-	// "cut": the stream closes halfway, without `[DONE]`, as a dropped upstream would.
-	if (injected.mode === "cut") chunks.splice(Math.ceil(chunks.length / 2));
+	// "cut": the stream ends cleanly halfway, without `[DONE]`; "reset": the
+	// same, but the connection is torn down (the reader errors), as a dropped
+	// upstream would.
+	const cutOff = injected.mode === "cut" || injected.mode === "reset";
+	if (cutOff) chunks.splice(Math.ceil(chunks.length / 2));
 	else chunks.push(`data: ${JSON.stringify({ response: "", usage })}\n\n`, "data: [DONE]\n\n");
 	const last = calls[calls.length - 1];
 	if (last) last.detail = { mode: injected.mode ?? null, sources: prompt.sources.map((s) => s.n), continuation: Boolean(prompt.assistant), text };
-	return new StreamReply(chunks, injected.mode === "slow" ? injected.delayMs ?? SLOW_DELAY_MS : STREAM_DELAY_MS);
+	const reply = new StreamReply(chunks, injected.mode === "slow" ? injected.delayMs ?? SLOW_DELAY_MS : STREAM_DELAY_MS);
+	reply.splitEvents = injected.mode === "tokens";
+	reply.reset = injected.mode === "reset";
+	return reply;
+}
+
+/** The modes a streamed answer takes (see `streamText` and `groundedAnswer`). */
+const STREAM_MODES = ["cite-unknown", "slow", "cut", "reset", "tokens"];
+
+/** Three words a piece. */
+function wordPieces(text) {
+	const words = text.match(/\S+\s*|\s+/g) ?? [];
+	const out = [];
+	for (let i = 0; i < words.length; i += 3) out.push(words.slice(i, i + 3).join(""));
+	return out;
+}
+
+/** 1, 2 or 3 characters (code points) a piece, in turn. */
+function charPieces(text) {
+	const chars = [...text];
+	const out = [];
+	for (let i = 0, n = 1; i < chars.length; i += n, n = (n % 3) + 1) out.push(chars.slice(i, i + n).join(""));
+	return out;
+}
+
+/** Where to cut `buf` in two: inside its first multi-byte character, else halfway. */
+function splitPoint(buf) {
+	const lead = buf.findIndex((b) => b >= 0xc0);
+	return lead >= 0 && lead + 1 < buf.length ? lead + 1 : Math.max(1, Math.floor(buf.length / 2));
 }
 
 // ---------------------------------------------------------------- Vectorize V2
@@ -694,12 +755,23 @@ function control(path, body) {
 /** Writes a streamed reply's chunks, one every `delayMs`; stops if the reader goes away. */
 async function streamOut(res, reply) {
 	res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+	const pause = (ms) => new Promise((r) => setTimeout(r, ms));
 	for (const chunk of reply.chunks) {
 		if (res.destroyed) return;
-		res.write(chunk);
-		await new Promise((r) => setTimeout(r, reply.delayMs));
+		if (reply.splitEvents) {
+			const buf = Buffer.from(chunk, "utf8");
+			const at = splitPoint(buf);
+			res.write(buf.subarray(0, at));
+			await pause(3);
+			if (res.destroyed) return;
+			res.write(buf.subarray(at));
+		} else {
+			res.write(chunk);
+		}
+		await pause(reply.delayMs);
 	}
-	res.end();
+	if (reply.reset) res.destroy();
+	else res.end();
 }
 
 const server = http.createServer(async (req, res) => {

@@ -328,23 +328,62 @@ async fn an_unknown_model_falls_back_without_retrying() {
     assert_eq!(failed, 1, "no retry of an unknown model");
 }
 
-/// A stream that closes before `[DONE]` is a cut-off attempt: the deltas
-/// committed from it stay, and the next attempt continues after them.
-#[tokio::test]
-async fn a_stream_cut_off_before_done_is_continued_not_repeated() {
-    let marker = "corrisdale";
+/// Asks a three-part question about the `marker` bridge with the model's
+/// first stream cut off halfway (`mode`: "cut" ends it cleanly, "reset"
+/// tears the connection down so the reader errors): the deltas committed
+/// from it stay, and the next attempt continues after them.
+async fn a_cut_off_stream_is_continued(marker: &str, mode: &str) {
     fact_sheet(marker).await;
-    let injected = json!({ "binding": "ai", "kind": "text", "contains": format!("Question: When was the {marker}"), "mode": "cut", "times": 1 });
+    let injected = json!({ "binding": "ai", "kind": "text", "contains": format!("Question: When was the {marker}"), "mode": mode, "times": 1 });
     let question = format!("When was the {marker} bridge built and what is it made of and how many metres does it rise?");
     let (_, evs) = ask_following(&question, injected).await;
     let done = completed(&evs);
     let text = done["text"].as_str().unwrap_or("-").to_string();
     assert_eq!(deltas(&evs).concat(), text);
     let model_calls = streamed_calls(marker).await;
-    let cut = model_calls.iter().find(|c| c["detail"]["mode"] == "cut").expect("the cut attempt");
+    let cut = model_calls.iter().find(|c| c["detail"]["mode"] == mode).expect("the cut attempt");
     assert_eq!(text, cut["detail"]["text"].as_str().unwrap_or("-"), "the whole answer, each part once");
     assert!(model_calls.iter().any(|c| c["detail"]["continuation"] == true), "{model_calls:?}");
     assert_eq!(done["generator"], "workers-ai");
+}
+
+#[tokio::test]
+async fn a_stream_cut_off_before_done_is_continued_not_repeated() {
+    a_cut_off_stream_is_continued("corrisdale", "cut").await;
+}
+
+#[tokio::test]
+async fn a_stream_whose_connection_resets_is_continued_not_repeated() {
+    a_cut_off_stream_is_continued("brannoway", "reset").await;
+}
+
+/// A model streams a few characters an event, as tokens come, and each
+/// event reaches the Worker in two reads cut inside a multi-byte character:
+/// the deltas still join into the model's text exactly (no replacement
+/// character, no lost or doubled byte), and the `[n]` split over events is
+/// still a citation.
+#[tokio::test]
+async fn an_answer_streamed_in_small_pieces_is_whole() {
+    let p = prod();
+    let marker = "halvossin";
+    let body = format!(
+        "The {marker} bridge crosses the Göta älv at Trollhättan. The {marker} bridge was designed by Zoë Ångström in 1921. \
+         The {marker} bridge carries trams — and bicycles — every day."
+    );
+    let (cid, run) = p.server.submit(&format!("The {marker} bridge"), &body, None).await;
+    assert_eq!(p.server.wait_run(&run, RUN_TIMEOUT).await["status"], "completed");
+    search_until_found(&format!("q={marker}%20bridge&k=5"), &[cid.as_str()]).await;
+    let injected = json!({ "binding": "ai", "kind": "text", "contains": format!("Question: Who designed the {marker}"), "mode": "tokens", "times": 1 });
+    let (_, evs) = ask_following(&format!("Who designed the {marker} bridge?"), injected).await;
+    let done = completed(&evs);
+    let text = done["text"].as_str().unwrap_or("-").to_string();
+    let model_calls = streamed_calls(marker).await;
+    let streamed = model_calls.iter().find(|c| c["detail"]["mode"] == "tokens").expect("the streamed attempt");
+    assert_eq!(text, streamed["detail"]["text"].as_str().unwrap_or("-"), "the model's text, byte for byte");
+    assert!(text.contains("Zoë Ångström") && !text.contains('\u{fffd}'), "{text}");
+    assert_eq!(deltas(&evs).concat(), text);
+    let cites = done["citations"].as_array().cloned().unwrap_or_default();
+    assert!(cites.iter().any(|c| c["content_id"] == cid.as_str()), "the [n] split over events is a citation: {done}");
 }
 
 /// A deleted item leaves nothing of itself in a generated answer that

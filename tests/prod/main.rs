@@ -312,6 +312,51 @@ async fn a_text_model_failure_falls_back_to_the_local_extractor() {
     }
 }
 
+/// JSON mode answers that the service lets through but that are not the
+/// object asked for, checked field by field (workers-ai json-mode: "the
+/// model may not always return valid JSON"; `response` is typed a string):
+/// - the object as a JSON string is used whole;
+/// - an object whose `sentiment` is out of range keeps its other fields,
+///   and only the sentiment comes from the local extractor;
+/// - JSON cut off where `max_tokens` ran out is not used at all.
+///
+/// The emulator's own fields are recognizable: every keyword scores 0.5
+/// (the middle of [0, 1]), every entity is a "person", and the sentiment is
+/// "positive" at 0 (the middle of [-1, 1]).
+#[tokio::test]
+async fn a_json_mode_answer_is_used_field_by_field() {
+    let p = prod();
+    let cases = [("string-json", "velmorrow", None), ("bad-field", "quintessel", Some("sentiment")), ("truncated", "drabbleton", None)];
+    for (mode, marker, field) in cases {
+        p.emulator.inject(json!({ "binding": "ai", "kind": "text", "contains": [marker, "keywords"], "mode": mode, "field": field, "times": 1 })).await;
+    }
+    let runs = futures::future::join_all(cases.iter().map(|(mode, marker, _)| async move {
+        p.server.submit(&format!("JSON mode {mode}"), &marked(marker, 6, 1500), None).await
+    }))
+    .await;
+    let state_of = |c: &Value| {
+        let model_keywords = c["keywords"].as_array().is_some_and(|k| !k.is_empty() && k.iter().all(|k| k["score"] == 0.5));
+        let model_entities = c["entities"].as_array().is_some_and(|e| !e.is_empty() && e.iter().all(|e| e["kind"] == "person"));
+        let model_sentiment = c["sentiment"]["label"] == "positive" && c["sentiment"]["score"] == 0.0;
+        (model_keywords, model_entities, model_sentiment)
+    };
+    for (_, run) in &runs {
+        assert_all_completed(&p.server.wait_run(run, RUN_TIMEOUT).await);
+    }
+    let journal = calls(&p.emulator.state().await);
+    for ((mode, marker, _), (cid, _)) in cases.iter().zip(&runs) {
+        let struck = journal.iter().any(|c| c["struck"]["mode"] == *mode && c["struck"]["contains"] == json!([marker, "keywords"]));
+        assert!(struck, "{mode}: the extraction call met its mode");
+        let c = p.server.get(&format!("/api/content/{cid}")).await.body;
+        let want = match *mode {
+            "string-json" => (true, true, true),
+            "bad-field" => (true, true, false),
+            _ => (false, false, false),
+        };
+        assert_eq!(state_of(&c), want, "{mode}: (keywords, entities, sentiment) from the model: {c}");
+    }
+}
+
 /// Injects `fault` (failing twice), submits a document (with `category`,
 /// which the fault may match on), and checks that the run completed with
 /// `stage` tried at least three times.
