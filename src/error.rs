@@ -58,6 +58,12 @@ pub enum ApiError {
     /// topic through session sockets at most `max` times.
     #[error("this principal's sessions follow this topic at most {max} times; use /api/topics/{{topic}}/ws for more tabs")]
     TooManyFollowers { max: u32 },
+    /// The topic pushes to as many sessions as it takes (in all, or of
+    /// anonymous ones): refused on this socket for as long as they stay, so
+    /// a client does not ask again there; the topic's own socket
+    /// (`/api/topics/{topic}/ws`) takes the tab.
+    #[error("{0}")]
+    TopicFull(String),
     /// `If-Match` named a version that is no longer the current one.
     #[error("version {expected} is not the current version {current}")]
     VersionConflict { expected: u32, current: u32 },
@@ -109,7 +115,8 @@ impl ApiError {
             | ApiError::Fenced(_)
             | ApiError::TooManySockets { .. }
             | ApiError::TooManySubscriptions { .. }
-            | ApiError::TooManyFollowers { .. } => 409,
+            | ApiError::TooManyFollowers { .. }
+            | ApiError::TopicFull(_) => 409,
             ApiError::VersionConflict { .. } => 412,
             ApiError::PayloadTooLarge { .. } | ApiError::ItemTooLarge(_) => 413,
             ApiError::UnsupportedMediaType(_) => 415,
@@ -136,6 +143,7 @@ impl ApiError {
             ApiError::TooManySockets { .. } => "too_many_sockets",
             ApiError::TooManySubscriptions { .. } => "too_many_subscriptions",
             ApiError::TooManyFollowers { .. } => "too_many_followers",
+            ApiError::TopicFull(_) => "topic_full",
             ApiError::VersionConflict { .. } => "version_conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::ItemTooLarge(_) => "item_too_large",
@@ -225,6 +233,7 @@ impl ApiError {
             "too_many_sockets" => ApiError::TooManySockets { max: num("max").unwrap_or(0) as u32 },
             "too_many_subscriptions" => ApiError::TooManySubscriptions { max: num("max").unwrap_or(0) as u32 },
             "too_many_followers" => ApiError::TooManyFollowers { max: num("max").unwrap_or(0) as u32 },
+            "topic_full" => ApiError::TopicFull(message),
             "version_conflict" => ApiError::VersionConflict { expected: num("expected").unwrap_or(0) as u32, current: num("current").unwrap_or(0) as u32 },
             "payload_too_large" => ApiError::PayloadTooLarge { limit: num("limit").unwrap_or(0) as usize },
             "item_too_large" => ApiError::ItemTooLarge(message),
@@ -332,9 +341,9 @@ impl From<FenceError> for ApiError {
 impl From<FollowRefused> for ApiError {
     fn from(e: FollowRefused) -> Self {
         match e {
-            FollowRefused::Full => ApiError::Unavailable(format!("this topic pushes to at most {MAX_FOLLOWERS} sessions; follow it on /api/topics/{{topic}}/ws")),
+            FollowRefused::Full => ApiError::TopicFull(format!("this topic pushes to at most {MAX_FOLLOWERS} sessions; follow it on /api/topics/{{topic}}/ws")),
             FollowRefused::HolderCap { max } => ApiError::TooManyFollowers { max },
-            FollowRefused::AnonymousShare => ApiError::Unavailable(format!(
+            FollowRefused::AnonymousShare => ApiError::TopicFull(format!(
                 "anonymous sessions follow this topic at most {MAX_ANONYMOUS_FOLLOWERS} times in all; sign in, or follow it on /api/topics/{{topic}}/ws"
             )),
         }
@@ -445,6 +454,7 @@ mod tests {
             ApiError::AnalyzerDisabled,
             ApiError::TooManyFollowers { max: 16 },
             ApiError::ItemTooLarge("with this change the item would take 2000000 bytes stored".into()),
+            ApiError::TopicFull("this topic pushes to at most 1000 sessions".into()),
         ]
     }
 
@@ -475,6 +485,7 @@ mod tests {
             ApiError::AnalyzerDisabled => 20,
             ApiError::TooManyFollowers { .. } => 21,
             ApiError::ItemTooLarge(_) => 22,
+            ApiError::TopicFull(_) => 23,
         }
     }
 
@@ -488,7 +499,7 @@ mod tests {
     fn every_variant_is_listed() {
         let seen: Vec<usize> = every_variant().iter().map(ordinal).collect();
         assert_eq!(seen, (0..seen.len()).collect::<Vec<_>>());
-        assert_eq!(seen.len(), 23);
+        assert_eq!(seen.len(), 24);
     }
 
     #[test]
@@ -519,6 +530,11 @@ mod tests {
         assert_eq!(ApiError::invalid("topic", "bad").frame_code(), "unknown_topic");
         assert_eq!(ApiError::not_found("topic run:x").frame_code(), "unknown_topic");
         assert_eq!(ApiError::RateLimited { retry_after_secs: 1 }.frame_code(), "rate_limited");
+        // Refused for good on a session socket: not a code the client asks again after.
+        for refused in [FollowRefused::Full, FollowRefused::AnonymousShare] {
+            let e = ApiError::from(refused);
+            assert_eq!((e.status(), e.frame_code()), (409, "topic_full"), "{e}");
+        }
     }
 
     #[test]
