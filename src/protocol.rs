@@ -761,7 +761,7 @@ pub struct ListedSource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AnswerRetrieved {
     pub answer_id: Uuid,
-    pub sources: Vec<ListedSource>,
+    pub sources: Vec<crate::domain::answer::Listed<ListedSource>>,
     pub generator: crate::domain::answer::Generator,
 }
 
@@ -776,7 +776,7 @@ pub struct AnswerDelta {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AnswerCompleted {
     pub text: String,
-    pub citations: Vec<crate::domain::answer::Citation>,
+    pub citations: Vec<crate::domain::answer::Listed<crate::domain::answer::Citation>>,
     pub generator: crate::domain::answer::Generator,
     /// Why a model answer fell back to the extractive one, if it did.
     pub fallback: Option<String>,

@@ -24,7 +24,7 @@ use super::ops::{AnswerCall, AnswerOps, Done, FireAlarm, ForgetSource, Inspect, 
 use super::{ActorStorage, TopicActor};
 use crate::protocol::close_code;
 use crate::catalog;
-use crate::domain::answer::{withhold_unreadable, Answer, AnswerView, Generator, Source};
+use crate::domain::answer::{withhold_unreadable, Answer, AnswerView, Generator, Source, Withheld};
 use crate::domain::answer_text::{redact, redact_deltas, Coalescer};
 use crate::domain::faults;
 use crate::domain::pipeline::StageError;
@@ -592,7 +592,7 @@ fn set_delta_texts(events: &mut [EventRecord], redacted: &[(u64, String)]) {
 
 /// The numbers of the entries [`withhold_for`] marked removed.
 pub fn removed_numbers(list: &[Value]) -> BTreeSet<u32> {
-    list.iter().filter(|c| c["removed"] == true).filter_map(|c| c["n"].as_u64()).filter_map(|n| u32::try_from(n).ok()).collect()
+    list.iter().filter(|c| Withheld::is(c)).filter_map(|c| c["n"].as_u64()).filter_map(|n| u32::try_from(n).ok()).collect()
 }
 
 /// Leaves out of `holder["text"]` the claims that cite a withheld source.

@@ -25,7 +25,6 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use uuid::Uuid;
 
 use super::answer_text::{check_citations, cited, says_unknown};
@@ -105,6 +104,49 @@ pub struct Citation {
     pub content_id: String,
     pub title: String,
     pub snippet: String,
+}
+
+/// What a reader gets of a listed source or a citation: the entry itself,
+/// or, for content the reader can no longer read (deleted, or narrowed past
+/// them), only its number (`{n, removed: true}`). An answer keeps its
+/// entries whole; each read and replay withholds them for its reader.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Listed{T}"))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Listed<T> {
+    Shown(T),
+    Withheld(Withheld),
+}
+
+/// A withheld entry: its number, and `removed`, always true, which tells it
+/// from a shown one.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Withheld {
+    pub n: u32,
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("const" = true)))]
+    pub removed: bool,
+}
+
+impl<T> Listed<T> {
+    pub fn shown(&self) -> Option<&T> {
+        match self {
+            Listed::Shown(t) => Some(t),
+            Listed::Withheld(_) => None,
+        }
+    }
+}
+
+impl Withheld {
+    pub fn of(n: u32) -> Self {
+        Withheld { n, removed: true }
+    }
+
+    /// Whether a listed entry, as JSON, is a withheld one.
+    pub fn is(entry: &serde_json::Value) -> bool {
+        entry.get("removed") == Some(&serde_json::Value::Bool(true))
+    }
 }
 
 /// One streamed piece: a quoted sentence and the source it cites.
@@ -257,13 +299,14 @@ impl AnswerStatus {
     }
 }
 
-/// A citation, as the answer's reader sees it when they read it: one of
-/// content the reader can no longer read (narrowed, or deleted) keeps only
-/// its number, `{n, removed: true}`. `readable` answers for a content id.
+/// Withholds the entries of a source or citation list (as logged, JSON)
+/// whose content `readable` says the reader may not read: each becomes a
+/// [`Withheld`]. `readable` answers for a content id.
 pub fn withhold_unreadable(citations: &mut [serde_json::Value], readable: impl Fn(&str) -> bool) {
     for c in citations.iter_mut() {
         if !c["content_id"].as_str().is_some_and(&readable) {
-            *c = json!({ "n": c["n"], "removed": true });
+            let n = c["n"].as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or_default();
+            *c = serde_json::to_value(Withheld::of(n)).unwrap_or_default();
         }
     }
 }
@@ -276,7 +319,7 @@ pub struct AnswerView {
     pub question: String,
     pub status: AnswerStatus,
     pub text: String,
-    pub citations: Vec<Citation>,
+    pub citations: Vec<Listed<Citation>>,
     pub created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
@@ -371,7 +414,7 @@ impl Answer {
             unsupported: false,
             erased_citations: BTreeSet::new(),
         };
-        let event = EventDraft::of(AnswerRetrieved { answer_id: id, sources: listed, generator: answer.generator });
+        let event = EventDraft::of(AnswerRetrieved { answer_id: id, sources: listed.into_iter().map(Listed::Shown).collect(), generator: answer.generator });
         (answer, vec![event])
     }
 
@@ -406,7 +449,7 @@ impl Answer {
         self.finished_at = Some(now);
         vec![EventDraft::of(AnswerCompleted {
             text: self.text(),
-            citations: self.citations(),
+            citations: self.citations().into_iter().map(Listed::Shown).collect(),
             generator: self.generator,
             fallback: self.fallback.clone(),
             grounded: !self.unsupported,
@@ -579,7 +622,7 @@ impl Answer {
             question: self.question.clone(),
             status: self.status,
             text: self.text(),
-            citations: self.citations(),
+            citations: self.citations().into_iter().map(Listed::Shown).collect(),
             created_at: rfc3339(self.created_at),
             finished_at: self.finished_at.map(rfc3339),
             error: self.error.clone(),
@@ -593,6 +636,7 @@ impl Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use crate::protocol::EventName;
 
     fn src(n: u32, text: &str) -> Source {
@@ -845,7 +889,7 @@ mod tests {
         let done = events.last().unwrap();
         assert_eq!(done.event, EventName::AnswerCompleted);
         assert_eq!(done.data["text"].as_str().unwrap(), deltas.concat());
-        let ns: Vec<u32> = a.view().citations.iter().map(|c| c.n).collect();
+        let ns: Vec<u32> = a.view().citations.iter().filter_map(Listed::shown).map(|c| c.n).collect();
         assert_eq!(ns, [1, 2]);
         assert_eq!(a.view().generator, Generator::WorkersAi);
         assert!(a.view().grounded);
