@@ -529,7 +529,7 @@ impl EventName {
         EventName::BatchCompleted,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             EventName::RunQueued => "run.queued",
             EventName::StageStarted => "stage.started",

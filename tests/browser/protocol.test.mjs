@@ -5,7 +5,7 @@ import { mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  applyRunEvent, emptyRun, EVENT_NAMES, frames, highlightSegments, STAGES, termSegments, topics,
+  applyRunEvent, emptyRun, EVENT_NAMES, EVENTS, frames, highlightSegments, STAGES, termSegments, topics,
 } from '../../web/protocol.js';
 import { backoffMs, Live } from '../../web/live.js';
 import { applyAnswerEvent } from '../../web/views/ask.js';
@@ -47,11 +47,11 @@ test('client-side term highlighting is whole-word and case-insensitive', () => {
 test('applying the log in order rebuilds the journal, including retries', () => {
   const run = emptyRun('r');
   const evs = [
-    ['run.queued', { version: 1 }],
-    ['stage.started', { stage: 'validate', attempt: 1 }],
-    ['stage.completed', { stage: 'validate', attempt: 1, duration_ms: 5 }],
-    ['stage.started', { stage: 'chunk', attempt: 1 }],
-    ['stage.retrying', { stage: 'chunk', attempt: 1, next_at: '2030-01-01T00:00:01Z', error: 'boom', class: 'transient' }],
+    [EVENTS.RUN_QUEUED, { version: 1 }],
+    [EVENTS.STAGE_STARTED, { stage: 'validate', attempt: 1 }],
+    [EVENTS.STAGE_COMPLETED, { stage: 'validate', attempt: 1, duration_ms: 5 }],
+    [EVENTS.STAGE_STARTED, { stage: 'chunk', attempt: 1 }],
+    [EVENTS.STAGE_RETRYING, { stage: 'chunk', attempt: 1, next_at: '2030-01-01T00:00:01Z', error: 'boom', class: 'transient' }],
   ];
   evs.forEach(([event, data], i) => applyRunEvent(run, { seq: i + 1, event, data, ts: '2030-01-01T00:00:00Z' }));
   assert.equal(run.status, 'running');
@@ -59,14 +59,14 @@ test('applying the log in order rebuilds the journal, including retries', () => 
   assert.equal(run.stages[1].status, 'retrying');
   assert.equal(run.stages[1].next_at, '2030-01-01T00:00:01Z');
   assert.equal(run.stages[1].error.message, 'boom');
-  applyRunEvent(run, { seq: 6, event: 'stage.started', data: { stage: 'chunk', attempt: 2 }, ts: 't' });
-  applyRunEvent(run, { seq: 7, event: 'stage.completed', data: { stage: 'chunk', attempt: 2, duration_ms: 3 }, ts: 't' });
+  applyRunEvent(run, { seq: 6, event: EVENTS.STAGE_STARTED, data: { stage: 'chunk', attempt: 2 }, ts: 't' });
+  applyRunEvent(run, { seq: 7, event: EVENTS.STAGE_COMPLETED, data: { stage: 'chunk', attempt: 2, duration_ms: 3 }, ts: 't' });
   assert.equal(run.stages[1].status, 'completed');
   assert.equal(run.stages[1].attempts, 2);
   assert.equal(run.stages[1].error, undefined);
-  applyRunEvent(run, { seq: 8, event: 'run.cancelled', data: { reason: 'operator' }, ts: 't' });
+  applyRunEvent(run, { seq: 8, event: EVENTS.RUN_CANCELLED, data: { reason: 'operator' }, ts: 't' });
   assert.equal(run.status, 'cancelled');
-  applyRunEvent(run, { seq: 9, event: 'run.queued', data: { version: 1, retry: true }, ts: 't' });
+  applyRunEvent(run, { seq: 9, event: EVENTS.RUN_QUEUED, data: { version: 1, retry: true }, ts: 't' });
   assert.equal(run.status, 'queued');
   assert.equal(run.stages[1].status, 'completed', 'completed stages survive an operator retry');
   assert.equal(run.stages[2].attempts, 0);
@@ -83,10 +83,10 @@ test('reconnect backoff grows, is capped and jittered', () => {
 test('answer events rebuild the answer: deltas in seq order, then the completion', () => {
   const a = { text: '', sources: [], citations: [], status: 'generating', error: null };
   const log = [
-    { seq: 1, event: 'answer.retrieved', data: { sources: [{ n: 1, content_id: 'c1', title: 'T' }] } },
-    { seq: 2, event: 'answer.delta', data: { index: 0, text: 'First. [1]' } },
-    { seq: 3, event: 'answer.delta', data: { index: 1, text: ' Second. [1]' } },
-    { seq: 4, event: 'answer.completed', data: { text: 'First. [1] Second. [1]', citations: [{ n: 1, content_id: 'c1', title: 'T', snippet: 's' }] } },
+    { seq: 1, event: EVENTS.ANSWER_RETRIEVED, data: { sources: [{ n: 1, content_id: 'c1', title: 'T' }] } },
+    { seq: 2, event: EVENTS.ANSWER_DELTA, data: { index: 0, text: 'First. [1]' } },
+    { seq: 3, event: EVENTS.ANSWER_DELTA, data: { index: 1, text: ' Second. [1]' } },
+    { seq: 4, event: EVENTS.ANSWER_COMPLETED, data: { text: 'First. [1] Second. [1]', citations: [{ n: 1, content_id: 'c1', title: 'T', snippet: 's' }] } },
   ];
   for (const f of log.slice(0, 3)) applyAnswerEvent(a, f);
   assert.equal(a.text, 'First. [1] Second. [1]');
@@ -95,7 +95,7 @@ test('answer events rebuild the answer: deltas in seq order, then the completion
   assert.equal(a.status, 'completed');
   assert.equal(a.citations.length, 1);
   const failed = { text: '', sources: [], citations: [], status: 'generating', error: null };
-  applyAnswerEvent(failed, { seq: 2, event: 'answer.failed', data: { error: 'boom' } });
+  applyAnswerEvent(failed, { seq: 2, event: EVENTS.ANSWER_FAILED, data: { error: 'boom' } });
   assert.equal(failed.status, 'failed');
   assert.equal(failed.error, 'boom');
 });
@@ -201,7 +201,7 @@ test('a subscribe the server went silent on before `ready` is asked again from t
     assert.deepEqual(sent, [{ type: 'subscribe', topic: 'run:s', after: 0 }]);
     // The session actor was reset mid-subscribe: a later push arrives as
     // events with no `subscribed`, which are dropped (the cursor stays).
-    frame({ type: 'event', topic: 'run:s', seq: 1, event: 'run.queued', data: {}, ts: '' });
+    frame({ type: 'event', topic: 'run:s', seq: 1, event: EVENTS.RUN_QUEUED, data: {}, ts: '' });
     assert.equal(live.subs.get('run:s').lastSeq, 0);
     mock.timers.tick(29_000);
     assert.equal(sent.length, 1, 'not yet');
@@ -210,15 +210,15 @@ test('a subscribe the server went silent on before `ready` is asked again from t
     assert.equal(live.stats.stalls, 1);
     // Answered this time, then cut off mid-replay: asked again from what it applied.
     frame({ type: 'subscribed', topic: 'run:s', seq: 3 });
-    frame({ type: 'event', topic: 'run:s', seq: 1, event: 'run.queued', data: {}, ts: '' });
+    frame({ type: 'event', topic: 'run:s', seq: 1, event: EVENTS.RUN_QUEUED, data: {}, ts: '' });
     mock.timers.tick(20_000);
-    frame({ type: 'event', topic: 'run:s', seq: 2, event: 'stage.started', data: {}, ts: '' });
+    frame({ type: 'event', topic: 'run:s', seq: 2, event: EVENTS.STAGE_STARTED, data: {}, ts: '' });
     mock.timers.tick(20_000);
     assert.equal(sent.length, 2, 'each frame restarts the wait');
     mock.timers.tick(10_000);
     assert.deepEqual(sent.at(-1), { type: 'subscribe', topic: 'run:s', after: 2 });
     frame({ type: 'subscribed', topic: 'run:s', seq: 3 });
-    frame({ type: 'event', topic: 'run:s', seq: 3, event: 'stage.completed', data: {}, ts: '' });
+    frame({ type: 'event', topic: 'run:s', seq: 3, event: EVENTS.STAGE_COMPLETED, data: {}, ts: '' });
     frame({ type: 'ready', topic: 'run:s' });
     // Ready: a quiet topic is not asked again.
     mock.timers.tick(120_000);
@@ -232,7 +232,7 @@ test('a subscribe the server went silent on before `ready` is asked again from t
 test('a resync never moves the cursor back', () => {
   const { live, frame } = liveWith(['run:a']);
   frame({ type: 'subscribed', topic: 'run:a', seq: 5 });
-  for (let seq = 6; seq <= 10; seq += 1) frame({ type: 'event', topic: 'run:a', seq, event: 'stage.started', data: {}, ts: '' });
+  for (let seq = 6; seq <= 10; seq += 1) frame({ type: 'event', topic: 'run:a', seq, event: EVENTS.STAGE_STARTED, data: {}, ts: '' });
   frame({ type: 'ready', topic: 'run:a' });
   // Mid-stream (a poll found the log trimmed): the server goes on from later still.
   frame({ type: 'resync_required', topic: 'run:a', snapshot: {} });
@@ -269,7 +269,7 @@ test('a "from now" asked again before `subscribed` is told as a resync; one answ
 test('an event before `subscribed` is an earlier subscription\'s leftover: it does not cut the replay short', () => {
   const { live, frame } = liveWith(['answer:x']);
   live.subs.get('answer:x').lastSeq = 0;
-  const event = (seq) => frame({ type: 'event', topic: 'answer:x', seq, event: 'answer.delta', data: {}, ts: '' });
+  const event = (seq) => frame({ type: 'event', topic: 'answer:x', seq, event: EVENTS.ANSWER_DELTA, data: {}, ts: '' });
   event(5);
   frame({ type: 'subscribed', topic: 'answer:x', seq: 5 });
   for (let seq = 1; seq <= 5; seq += 1) event(seq);

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { STAGES } from '../../web/protocol.js';
+import { EVENTS, STAGES } from '../../web/protocol.js';
 import { ROOT, startServer } from './server.mjs';
 
 const LAUNCH = {
@@ -359,7 +359,7 @@ test('search finds the document, highlights terms, filters by category, and the 
   // The live feed: content submitted elsewhere appears once indexed.
   const fresh = await api('POST', '/api/content', { title: 'Night-sky tourism grows in Lofoten', body: documentBody('lofoten', 1500), category: 'travel' });
   assert.equal(fresh.status, 202);
-  await page.locator(`.feed-item.fresh[data-content-id="${fresh.body.content_id}"][data-event="content.indexed"]`).waitFor({ timeout: 30_000 });
+  await page.locator(`.feed-item.fresh[data-content-id="${fresh.body.content_id}"][data-event="${EVENTS.CONTENT_INDEXED}"]`).waitFor({ timeout: 30_000 });
   await shot(page, 'search');
   assertClean(page);
 });
@@ -473,12 +473,12 @@ test('a retrying stage shows its next attempt; duplicates are skipped; resume se
       subscribes.push({ connection: n, after: f.after });
       if (n === 1) {
         ws.send(JSON.stringify({ type: 'subscribed', topic, seq: 5 }));
-        ws.send(ev(1, 'run.queued', { version: 1 }));
-        ws.send(ev(2, 'stage.started', { stage: 'validate', attempt: 1 }));
-        ws.send(ev(3, 'stage.completed', { stage: 'validate', attempt: 1, duration_ms: 12 }));
-        ws.send(ev(3, 'stage.completed', { stage: 'validate', attempt: 1, duration_ms: 12 }));
-        ws.send(ev(4, 'stage.started', { stage: 'chunk', attempt: 1 }));
-        ws.send(ev(5, 'stage.retrying', { stage: 'chunk', attempt: 1, next_at: nextAt, backoff_ms: 45_000, error: 'analyzer timed out after 5000 ms', class: 'transient' }));
+        ws.send(ev(1, EVENTS.RUN_QUEUED, { version: 1 }));
+        ws.send(ev(2, EVENTS.STAGE_STARTED, { stage: 'validate', attempt: 1 }));
+        ws.send(ev(3, EVENTS.STAGE_COMPLETED, { stage: 'validate', attempt: 1, duration_ms: 12 }));
+        ws.send(ev(3, EVENTS.STAGE_COMPLETED, { stage: 'validate', attempt: 1, duration_ms: 12 }));
+        ws.send(ev(4, EVENTS.STAGE_STARTED, { stage: 'chunk', attempt: 1 }));
+        ws.send(ev(5, EVENTS.STAGE_RETRYING, { stage: 'chunk', attempt: 1, next_at: nextAt, backoff_ms: 45_000, error: 'analyzer timed out after 5000 ms', class: 'transient' }));
         ws.send(JSON.stringify({ type: 'ready', topic }));
       } else {
         // Resuming from a cursor older than retention: a snapshot instead of events.
@@ -557,7 +557,7 @@ test('an import view takes its counts from a resync snapshot, not the last event
       const f = JSON.parse(text);
       if (f.type !== 'subscribe' || f.topic !== topic) return;
       ws.send(JSON.stringify({ type: 'subscribed', topic, seq: 1 }));
-      ws.send(JSON.stringify({ type: 'event', topic, seq: 1, event: 'batch.progress', ts: new Date().toISOString(),
+      ws.send(JSON.stringify({ type: 'event', topic, seq: 1, event: EVENTS.BATCH_PROGRESS, ts: new Date().toISOString(),
         data: { batch_id: batchId, counts: { total: 10, spawned: 2, completed: 1, failed: 0, in_flight: 1 } } }));
       ws.send(JSON.stringify({ type: 'ready', topic }));
       // Later, a poll finds the log trimmed past the cursor: the rest comes as a snapshot.
@@ -578,7 +578,7 @@ test('the feed panel shows what a resync snapshot holds, and a refused subscribe
       const f = JSON.parse(text);
       if (f.type !== 'subscribe' || f.topic !== 'feed') return;
       // The feed's log was trimmed past the cursor: its latest events instead.
-      const recent = [{ seq: 49, event: 'content.indexed', data: { content_id: contentId, title: 'Missed while trimmed' }, ts: new Date().toISOString() }];
+      const recent = [{ seq: 49, event: EVENTS.CONTENT_INDEXED, data: { content_id: contentId, title: 'Missed while trimmed' }, ts: new Date().toISOString() }];
       ws.send(JSON.stringify({ type: 'subscribed', topic: 'feed', seq: 50 }));
       ws.send(JSON.stringify({ type: 'resync_required', topic: 'feed', snapshot: { topic: 'feed', last_seq: 50, recent } }));
       ws.send(JSON.stringify({ type: 'ready', topic: 'feed' }));

@@ -79,11 +79,11 @@ fn seqs(events: &[Value]) -> Vec<u64> {
 }
 
 fn deltas_joined(events: &[Value]) -> String {
-    events.iter().filter(|e| e["event"] == "answer.delta").map(|e| e["data"]["text"].as_str().unwrap()).collect()
+    events.iter().filter(|e| e["event"] == ev::ANSWER_DELTA).map(|e| e["data"]["text"].as_str().unwrap()).collect()
 }
 
 fn done(ms: &[Sse]) -> bool {
-    ms.iter().any(|m| m.event == "ready") && ms.iter().any(|m| m.event == "answer.completed" || m.event == "answer.failed")
+    ms.iter().any(|m| m.event == "ready") && ms.iter().any(|m| m.event == ev::ANSWER_COMPLETED || m.event == ev::ANSWER_FAILED)
 }
 
 #[tokio::test]
@@ -94,15 +94,15 @@ async fn an_answer_cites_the_document_that_holds_it_and_streams_in_order() {
     let (sid, token) = new_session(s).await;
     let mut ws = connect(s, &sid, &token).await;
     let (id, topic) = ask(s, &format!("How tall is the {word} lighthouse?")).await;
-    let events = ws_events(&mut ws, &topic, 0, "answer.completed", None).await;
+    let events = ws_events(&mut ws, &topic, 0, ev::ANSWER_COMPLETED, None).await;
     let got = seqs(&events);
     assert_eq!(got, (1..=got.len() as u64).collect::<Vec<_>>(), "dense and in order");
-    assert_eq!(events[0]["event"], "answer.retrieved", "{}", events[0]);
+    assert_eq!(events[0]["event"], ev::ANSWER_RETRIEVED, "{}", events[0]);
     let sources = events[0]["data"]["sources"].as_array().unwrap();
     assert!(sources.iter().any(|src| src["content_id"] == holder.as_str()), "{sources:?}");
     let last = events.last().unwrap();
-    assert_eq!(last["event"], "answer.completed");
-    let deltas: Vec<_> = events.iter().filter(|e| e["event"] == "answer.delta").collect();
+    assert_eq!(last["event"], ev::ANSWER_COMPLETED);
+    let deltas: Vec<_> = events.iter().filter(|e| e["event"] == ev::ANSWER_DELTA).collect();
     assert!(!deltas.is_empty());
     let text = last["data"]["text"].as_str().unwrap();
     assert_eq!(text, deltas_joined(&events), "completed text = deltas joined");
@@ -136,17 +136,17 @@ async fn a_dropped_stream_resumes_exactly_once_over_websocket_and_sse() {
     // Drop after the first two events, mid-answer (steps are paced).
     let (sid, token) = new_session(s).await;
     let mut ws = connect(s, &sid, &token).await;
-    let head = ws_events(&mut ws, &topic, 0, "answer.completed", Some(2)).await;
+    let head = ws_events(&mut ws, &topic, 0, ev::ANSWER_COMPLETED, Some(2)).await;
     assert_eq!(seqs(&head), vec![1, 2]);
     drop(ws);
     let mut ws = connect(s, &sid, &token).await;
-    let tail = ws_events(&mut ws, &topic, 2, "answer.completed", None).await;
+    let tail = ws_events(&mut ws, &topic, 2, ev::ANSWER_COMPLETED, None).await;
     let mut all = head.clone();
     all.extend(tail.iter().cloned());
     let got = seqs(&all);
     assert_eq!(got, (1..=got.len() as u64).collect::<Vec<_>>(), "WebSocket resume: every event once");
     let completed = all.last().unwrap();
-    assert_eq!(completed["event"], "answer.completed");
+    assert_eq!(completed["event"], ev::ANSWER_COMPLETED);
     assert_eq!(completed["data"]["text"].as_str().unwrap(), deltas_joined(&all));
     let last_seq = *got.last().unwrap();
 
@@ -190,7 +190,7 @@ async fn a_live_sse_stream_follows_an_answer_to_the_end() {
     assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
     assert_eq!(ms.iter().filter(|m| m.event == "ready").count(), 1);
     let view = finished(s, &id).await;
-    let completed = ms.iter().find(|m| m.event == "answer.completed").unwrap();
+    let completed = ms.iter().find(|m| m.event == ev::ANSWER_COMPLETED).unwrap();
     let frame: Value = serde_json::from_str(&completed.data).unwrap();
     assert_eq!(frame["data"]["text"], view["text"]);
     assert!(view["text"].as_str().unwrap().contains("granite"), "{view}");
@@ -203,9 +203,9 @@ async fn an_unanswerable_question_says_it_does_not_know() {
     let (_, topic) = ask(s, &format!("Who composed the {word} quintet for theremin?")).await;
     let (sid, token) = new_session(s).await;
     let mut ws = connect(s, &sid, &token).await;
-    let events = ws_events(&mut ws, &topic, 0, "answer.completed", None).await;
+    let events = ws_events(&mut ws, &topic, 0, ev::ANSWER_COMPLETED, None).await;
     let last = events.last().unwrap();
-    assert_eq!(last["event"], "answer.completed");
+    assert_eq!(last["event"], ev::ANSWER_COMPLETED);
     assert!(last["data"]["text"].as_str().unwrap().starts_with("I don't know"), "{last}");
     assert_eq!(last["data"]["citations"], json!([]));
     assert_eq!(last["data"]["text"].as_str().unwrap(), deltas_joined(&events));
@@ -252,11 +252,11 @@ async fn sse_covers_run_and_feed_topics_with_subscription_rules() {
     let (status, _, ms) = sse(http().get(s.url(&format!("/api/topics/run:{run}/events"))).bearer_auth(&s.key), until_ready).await;
     assert_eq!(status, 200);
     let events: Vec<&Sse> = ms.iter().filter(|m| m.id.is_some()).collect();
-    assert_eq!(events.first().unwrap().event, "run.queued");
-    assert_eq!(events.last().unwrap().event, "run.completed");
+    assert_eq!(events.first().unwrap().event, ev::RUN_QUEUED);
+    assert_eq!(events.last().unwrap().event, ev::RUN_COMPLETED);
     let (status, _, ms) = sse(http().get(s.url(&format!("/api/topics/content%3A{cid}/events"))).bearer_auth(&s.key), until_ready).await;
     assert_eq!(status, 200);
-    assert!(ms.iter().any(|m| m.event == "content.indexed"), "{ms:?}");
+    assert!(ms.iter().any(|m| m.event == ev::CONTENT_INDEXED), "{ms:?}");
     // The item is tenant-visible: anonymous callers do not see its topics.
     for t in [format!("run:{run}"), format!("content:{cid}")] {
         let (status, _, _) = sse(http().get(s.url(&format!("/api/topics/{t}/events"))), |_| true).await;
@@ -370,9 +370,9 @@ async fn an_answer_survives_a_server_kill_mid_stream() {
     let got = seqs(&events);
     assert_eq!(got, (1..=got.len() as u64).collect::<Vec<_>>(), "dense, in order, nothing twice");
     let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
-    assert_eq!(names.iter().filter(|n| **n == "answer.retrieved").count(), 1);
-    assert_eq!(names.iter().filter(|n| **n == "answer.completed").count(), 1, "{names:?}");
-    let indexes: Vec<u64> = events.iter().filter(|e| e["event"] == "answer.delta").map(|e| e["data"]["index"].as_u64().unwrap()).collect();
+    assert_eq!(names.iter().filter(|n| **n == ev::ANSWER_RETRIEVED).count(), 1);
+    assert_eq!(names.iter().filter(|n| **n == ev::ANSWER_COMPLETED).count(), 1, "{names:?}");
+    let indexes: Vec<u64> = events.iter().filter(|e| e["event"] == ev::ANSWER_DELTA).map(|e| e["data"]["index"].as_u64().unwrap()).collect();
     assert!(indexes.len() >= 2, "{indexes:?}");
     assert_eq!(indexes, (0..indexes.len() as u64).collect::<Vec<_>>(), "each delta exactly once");
     let completed = events.last().unwrap();
@@ -395,15 +395,15 @@ async fn a_completion_pushed_live_withholds_sources_deleted_mid_stream() {
     let (sid, token) = new_session(s).await;
     let mut ws = connect(s, &sid, &token).await;
     let (id, topic) = ask(s, &format!("What did the {word} keepers do?")).await;
-    let first = ws_events(&mut ws, &topic, 0, "answer.delta", None).await;
-    assert_eq!(first.last().map(|e| e["event"].clone()), Some(json!("answer.delta")), "{first:?}");
+    let first = ws_events(&mut ws, &topic, 0, ev::ANSWER_DELTA, None).await;
+    assert_eq!(first.last().map(|e| e["event"].clone()), Some(json!(ev::ANSWER_DELTA)), "{first:?}");
     for cid in &ids {
         assert_eq!(s.delete(&format!("/api/content/{cid}")).await.status, 204);
     }
-    let rest = crate::live::collect(&mut ws, &topic, "answer.completed", None).await;
+    let rest = crate::live::collect(&mut ws, &topic, ev::ANSWER_COMPLETED, None).await;
     let later = deltas_joined(&rest);
     assert!(!later.contains(&word), "deltas after the deletions quote deleted sources: {later}");
-    let completed = rest.last().filter(|e| e["event"] == "answer.completed").unwrap_or_else(|| panic!("no completion pushed: {rest:?}"));
+    let completed = rest.last().filter(|e| e["event"] == ev::ANSWER_COMPLETED).unwrap_or_else(|| panic!("no completion pushed: {rest:?}"));
     let citations = completed["data"]["citations"].as_array().expect("citations");
     assert!(!citations.is_empty(), "{completed}");
     assert!(citations.iter().all(|c| c.as_object().is_some_and(|o| o.len() == 2) && c["removed"] == true), "{completed}");
@@ -537,15 +537,15 @@ async fn citations_of_narrowed_or_deleted_content_are_withheld() {
     let listed = |name: &str, key: &str| -> Vec<Value> {
         replay.iter().filter(|e| e["event"] == name).flat_map(|e| e["data"][key].as_array().cloned().unwrap_or_default()).collect()
     };
-    for (name, key) in [("answer.retrieved", "sources"), ("answer.completed", "citations")] {
+    for (name, key) in [(ev::ANSWER_RETRIEVED, "sources"), (ev::ANSWER_COMPLETED, "citations")] {
         let items = listed(name, key);
         assert!(items.iter().any(|c| c == &json!({ "n": n, "removed": true })), "{name}: {items:?}");
         assert!(!items.iter().any(|c| c["content_id"] == cid.as_str() || c["title"] == title.as_str()), "{name}: {items:?}");
     }
-    let texts: Vec<&Value> = replay.iter().filter(|e| e["event"] == "answer.delta" || e["event"] == "answer.completed").map(|e| &e["data"]["text"]).collect();
+    let texts: Vec<&Value> = replay.iter().filter(|e| e["event"] == ev::ANSWER_DELTA || e["event"] == ev::ANSWER_COMPLETED).map(|e| &e["data"]["text"]).collect();
     assert!(!texts.is_empty() && !texts.iter().any(|t| quotes(t)), "{texts:?}");
     // Still the deltas joined: the completed text.
-    let joined: String = replay.iter().filter(|e| e["event"] == "answer.delta").filter_map(|e| e["data"]["text"].as_str()).collect();
-    let completed = replay.iter().find(|e| e["event"] == "answer.completed").map(|e| e["data"]["text"].clone());
+    let joined: String = replay.iter().filter(|e| e["event"] == ev::ANSWER_DELTA).filter_map(|e| e["data"]["text"].as_str()).collect();
+    let completed = replay.iter().find(|e| e["event"] == ev::ANSWER_COMPLETED).map(|e| e["data"]["text"].clone());
     assert_eq!(Some(Value::String(joined)), completed, "{replay:?}");
 }

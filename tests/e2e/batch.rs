@@ -174,8 +174,8 @@ async fn an_import_settles(n: u64, timeout: Duration) {
     );
     // Progress went out coalesced (at most one per PROGRESS_EVERY_MS, or per
     // PROGRESS_EVERY_ITEMS settled), then one completion.
-    assert_eq!(events.last().map(String::as_str), Some("batch.completed"), "{events:?}");
-    assert_eq!(events.iter().filter(|e| *e == "batch.completed").count(), 1);
+    assert_eq!(events.last().map(String::as_str), Some(ev::BATCH_COMPLETED), "{events:?}");
+    assert_eq!(events.iter().filter(|e| *e == ev::BATCH_COMPLETED).count(), 1);
     let bound = took.as_millis() as u64 / PROGRESS_EVERY_MS as u64 + n / u64::from(PROGRESS_EVERY_ITEMS) + 2;
     assert!((2..=bound as usize).contains(&events.len()), "{} events for {n} items in {took:?}", events.len());
 }
@@ -206,7 +206,7 @@ async fn a_poisoned_item_lands_in_the_dead_letter_queue_and_fails_with_its_reaso
     assert!(error.starts_with("dead-lettered after 5 failed spawn attempts: injected fault (ingest=0.01)"), "{error}");
     // The topic replays its progress, then the completion, over SSE.
     let events = topic_events(s, &id).await;
-    assert_eq!(events.last().map(String::as_str), Some("batch.completed"), "{events:?}");
+    assert_eq!(events.last().map(String::as_str), Some(ev::BATCH_COMPLETED), "{events:?}");
 }
 
 #[tokio::test]

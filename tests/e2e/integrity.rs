@@ -269,7 +269,7 @@ async fn delete_erases_the_run_actors_copies() {
         .unwrap()
         .iter()
         .rev()
-        .find(|e| e["event"] == "content.deleted")
+        .find(|e| e["event"] == ev::CONTENT_DELETED)
         .cloned();
     assert_eq!(
         deleted_event.map(|e| e["data"]["title"].clone()),
@@ -302,7 +302,7 @@ async fn delete_erases_the_run_actors_copies() {
     let topic = s.url(&format!("/api/topics/content:{cid}/events"));
     let (status, _, ms) = sse(http().get(topic).bearer_auth(&s.key), ready).await;
     assert_eq!(status, 200);
-    assert!(ms.iter().any(|m| m.event == "content.deleted"), "{ms:?}");
+    assert!(ms.iter().any(|m| m.event == ev::CONTENT_DELETED), "{ms:?}");
     assert!(ms.iter().all(|m| !m.data.contains("Secret erase")), "{ms:?}");
     let (status, _, ms) = sse(http().get(s.url("/api/topics/feed/events")).bearer_auth(&s.key), ready).await;
     assert_eq!(status, 200);
@@ -310,7 +310,7 @@ async fn delete_erases_the_run_actors_copies() {
     let mine: Vec<_> = ms.iter().filter(|m| m.data.contains(&cid)).collect();
     // Its `content.deleted` at least (the feed keeps its last 1,000 events, and
     // a suite running beside this one may push the earlier ones out).
-    assert!(mine.iter().any(|m| m.event == "content.deleted"), "the feed still numbers the item's events: {mine:?}");
+    assert!(mine.iter().any(|m| m.event == ev::CONTENT_DELETED), "the feed still numbers the item's events: {mine:?}");
     assert!(mine.iter().all(|m| !m.data.contains("Secret erase")), "{mine:?}");
     let insp = s.admin_get(&format!("/admin/actors/content/{cid}")).await;
     assert!(!insp.body["events"].to_string().contains("Secret erase"), "{}", insp.body["events"]);

@@ -42,16 +42,16 @@ async fn a_subscriber_sees_every_run_event_in_order() {
     ws_send(&mut ws, json!({"type": "subscribe", "topic": topic, "after": 0})).await;
     let first = ws_next(&mut ws, WAIT).await.unwrap();
     assert_eq!(first["type"], "subscribed", "{first}");
-    let events = collect(&mut ws, &topic, "run.completed", None).await;
-    assert_eq!(events.first().unwrap()["event"], "run.queued");
-    assert_eq!(events.last().unwrap()["event"], "run.completed");
+    let events = collect(&mut ws, &topic, ev::RUN_COMPLETED, None).await;
+    assert_eq!(events.first().unwrap()["event"], ev::RUN_QUEUED);
+    assert_eq!(events.last().unwrap()["event"], ev::RUN_COMPLETED);
     let got = seqs(&events);
     assert_eq!(got, (1..=got.len() as u64).collect::<Vec<_>>(), "dense and in order");
     for e in &events {
         assert!(e["ts"].as_str().is_some_and(|t| t.ends_with('Z')));
         assert!(e["data"].is_object());
     }
-    let started = events.iter().filter(|e| e["event"] == "stage.started").count();
+    let started = events.iter().filter(|e| e["event"] == ev::STAGE_STARTED).count();
     assert!(started >= 8);
     assert_eq!(got, run_log(s, &run).await, "the stream equals the run's log");
     // `run.completed` ends the topic: the session stops polling it, and with
@@ -79,14 +79,14 @@ async fn dropping_and_resuming_loses_and_doubles_nothing() {
         let topic = format!("run:{run}");
         let mut ws = connect(s, &sid, &token).await;
         ws_send(&mut ws, json!({"type": "subscribe", "topic": topic, "after": 0})).await;
-        let part1 = collect(&mut ws, &topic, "run.completed", Some(cut)).await;
+        let part1 = collect(&mut ws, &topic, ev::RUN_COMPLETED, Some(cut)).await;
         drop(ws);
         let last = part1.last().map(|e| e["seq"].as_u64().unwrap()).unwrap_or(0);
         let mut ws = connect(s, &sid, &token).await;
         ws_send(&mut ws, json!({"type": "subscribe", "topic": topic, "after": last})).await;
         let mut part2 = Vec::new();
-        if part1.last().is_none_or(|e| e["event"] != "run.completed") {
-            part2 = collect(&mut ws, &topic, "run.completed", None).await;
+        if part1.last().is_none_or(|e| e["event"] != ev::RUN_COMPLETED) {
+            part2 = collect(&mut ws, &topic, ev::RUN_COMPLETED, None).await;
         }
         let mut all = seqs(&part1);
         all.extend(seqs(&part2));
@@ -110,7 +110,7 @@ async fn two_tabs_and_two_sessions_all_receive_every_event() {
         run_log(s, &run).await
     };
     for ws in sockets.iter_mut() {
-        let got = collect(ws, &topic, "run.completed", None).await;
+        let got = collect(ws, &topic, ev::RUN_COMPLETED, None).await;
         assert_eq!(seqs(&got), log);
     }
 }
@@ -127,7 +127,7 @@ async fn feed_carries_content_events() {
     let (cid, _) = s.submit("Feed item", &document("feed", 41, 900), None).await;
     let mut seen = false;
     while let Some(f) = ws_next(&mut ws, WAIT).await {
-        if f["type"] == "event" && f["event"] == "content.indexed" && f["data"]["content_id"] == cid.as_str() {
+        if f["type"] == "event" && f["event"] == ev::CONTENT_INDEXED && f["data"]["content_id"] == cid.as_str() {
             seen = true;
             break;
         }
@@ -333,14 +333,14 @@ async fn a_narrowed_items_topic_sends_a_former_reader_nothing_more() {
             }
             replayed.push(f);
         }
-        assert!(replayed.iter().any(|f| f["event"] == "content.indexed"), "the public version's events: {replayed:?}");
+        assert!(replayed.iter().any(|f| f["event"] == ev::CONTENT_INDEXED), "the public version's events: {replayed:?}");
     }
     let r = s.put(&format!("/api/content/{cid}"), json!({"title": "Closed topic", "body": document("narrow", 64, 700), "visibility": "private"})).await;
     assert_eq!(r.status, 202, "{}", r.body);
     s.wait_run(r.body["run_id"].as_str().unwrap(), WAIT).await;
     let mut owners = Vec::new();
     while let Some(f) = ws_next(&mut owner, WAIT).await {
-        let indexed = f["event"] == "content.indexed";
+        let indexed = f["event"] == ev::CONTENT_INDEXED;
         owners.push(f);
         if indexed {
             break;
@@ -388,20 +388,20 @@ async fn a_deleted_items_topic_still_tells_its_followers() {
                 let _ = tx.send(());
             }
         }
-        ms.iter().any(|m| m.event == "content.deleted" || m.event == "error")
+        ms.iter().any(|m| m.event == ev::CONTENT_DELETED || m.event == "error")
     }));
     tokio::time::timeout(WAIT, ready_rx).await.expect("the stream replays, then is ready").unwrap();
     let d = send(http().delete(s.url(&format!("/api/content/{cid}"))).bearer_auth(&s.key)).await;
     assert_eq!(d.status, 204, "{}", d.body);
     let (status, _, ms) = open.await.unwrap();
     assert_eq!(status, 200);
-    assert_eq!(names(&ms).last().map(String::as_str), Some("content.deleted"), "the open stream: {:?}", names(&ms));
+    assert_eq!(names(&ms).last().map(String::as_str), Some(ev::CONTENT_DELETED), "the open stream: {:?}", names(&ms));
 
     let until_ready = |ms: &[Sse]| ms.iter().any(|m| m.event == "ready" || m.event == "error");
     let (status, _, ms) = sse(http().get(&url).bearer_auth(&s.key), until_ready).await;
     assert_eq!(status, 200);
     let replayed = names(&ms);
-    assert_eq!(replayed.iter().rev().nth(1).map(String::as_str), Some("content.deleted"), "a stream after the delete: {replayed:?}");
+    assert_eq!(replayed.iter().rev().nth(1).map(String::as_str), Some(ev::CONTENT_DELETED), "a stream after the delete: {replayed:?}");
     assert!(ms.iter().all(|m| !m.data.contains(&title)), "a deleted item's title in its replay: {ms:?}");
 
     let (sid, token) = new_session(s).await;
@@ -416,7 +416,7 @@ async fn a_deleted_items_topic_still_tells_its_followers() {
         frames.push(f);
     }
     let events: Vec<&str> = frames.iter().filter_map(|f| f["event"].as_str()).collect();
-    assert_eq!(events.last(), Some(&"content.deleted"), "a session's replay after the delete: {frames:?}");
+    assert_eq!(events.last(), Some(&ev::CONTENT_DELETED), "a session's replay after the delete: {frames:?}");
     assert_eq!(frames.last().unwrap()["type"], "ready", "{frames:?}");
 
     // Anonymous could not read the tenant's item: no topic.
@@ -486,7 +486,7 @@ async fn feed_until_indexed(ws: &mut Ws, content: &str, quiet: Duration) -> (Vec
     let mut events = Vec::new();
     while let Some(f) = ws_next(ws, quiet).await {
         if f["type"] == "event" {
-            let done = f["event"] == "content.indexed" && f["data"]["content_id"] == content;
+            let done = f["event"] == ev::CONTENT_INDEXED && f["data"]["content_id"] == content;
             events.push(f);
             if done {
                 return (events, true);
@@ -753,10 +753,10 @@ async fn a_run_socket_carries_the_run_and_resumes_exactly() {
     let mut ws = run_socket(s, &wsid, &wtok, &run, Some(0)).await.expect("the owner opens its run's socket");
     let sub = ws_next(&mut ws, WAIT).await.unwrap();
     assert_eq!((sub["type"].as_str(), sub["topic"].as_str()), (Some("subscribed"), Some(topic.as_str())), "{sub}");
-    let events = collect(&mut ws, &topic, "run.completed", None).await;
+    let events = collect(&mut ws, &topic, ev::RUN_COMPLETED, None).await;
     let frames: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
-    assert_eq!(frames.first(), Some(&"run.queued"), "{frames:?}");
-    assert_eq!(frames.last(), Some(&"run.completed"), "{frames:?}");
+    assert_eq!(frames.first(), Some(&ev::RUN_QUEUED), "{frames:?}");
+    assert_eq!(frames.last(), Some(&ev::RUN_COMPLETED), "{frames:?}");
     assert_eq!(seqs(&events), run_log(s, &run).await, "the socket's stream equals the run's log");
     ws_send(&mut ws, json!({"type": "ping"})).await;
     // A run that ended before the socket opened came as a replay, then `ready`.
@@ -805,13 +805,13 @@ async fn late_is_bounded_when_every_push_is_lost() {
     let mut own = run_socket(&s, &sid, &token, &run, Some(0)).await.expect("run socket");
     s.wait_run(&run, Duration::from_secs(60)).await;
     let ended = std::time::Instant::now();
-    let events = collect(&mut ws, &topic, "run.completed", None).await;
+    let events = collect(&mut ws, &topic, ev::RUN_COMPLETED, None).await;
     let run_late = ended.elapsed();
-    assert_eq!(events.last().map(|e| e["event"].clone()), Some(json!("run.completed")), "{events:?}");
+    assert_eq!(events.last().map(|e| e["event"].clone()), Some(json!(ev::RUN_COMPLETED)), "{events:?}");
     let log = run_log(&s, &run).await;
     assert_eq!(seqs(&events), log, "exactly once, in order");
     assert!(run_late < Duration::from_secs(5), "the run's last event came {run_late:?} after the run ended");
-    let held = collect(&mut own, &topic, "run.completed", None).await;
+    let held = collect(&mut own, &topic, ev::RUN_COMPLETED, None).await;
     let socket_late = ended.elapsed();
     assert_eq!(seqs(&held), log, "the run's own socket: exactly once, in order");
     assert!(socket_late < Duration::from_secs(5), "the run socket's last event came {socket_late:?} after the run ended");
@@ -855,9 +855,9 @@ async fn an_idle_sessions_lost_push_still_comes_within_seconds() {
     assert_eq!(r.status, 202, "{}", r.body);
     s.wait_run(r.body["run_id"].as_str().unwrap(), WAIT).await;
     let ended = std::time::Instant::now();
-    let events = collect(&mut ws, &topic, "content.indexed", None).await;
+    let events = collect(&mut ws, &topic, ev::CONTENT_INDEXED, None).await;
     let late = ended.elapsed();
-    assert_eq!(events.last().map(|e| e["event"].clone()), Some(json!("content.indexed")), "{events:?}");
+    assert_eq!(events.last().map(|e| e["event"].clone()), Some(json!(ev::CONTENT_INDEXED)), "{events:?}");
     let got = seqs(&events);
     assert_eq!(got.first(), Some(&(cursor + 1)), "from the cursor on: {got:?}");
     assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "exactly once, in order: {got:?}");
@@ -924,7 +924,7 @@ async fn a_revoked_keys_run_socket_gets_nothing_after_a_long_stage() {
     let mut ws = topic_socket(&s, &format!("run:{run}"), "?after=0", Some(&key)).await.expect("the run's socket by the key");
     loop {
         let f = ws_next(&mut ws, WAIT).await.expect("frames up to the analyze stage");
-        if f["event"] == "stage.started" && f["data"]["stage"] == "analyze" {
+        if f["event"] == ev::STAGE_STARTED && f["data"]["stage"] == "analyze" {
             break;
         }
     }

@@ -107,9 +107,9 @@ async fn exhausted_runs_dead_letter_and_retry_after_faults_are_removed() {
     eventually("each retried item processing again, then indexed, on the feed", Duration::from_secs(30), || async move {
         let all = feed_events(s, &s.key, &items[1..]).await;
         let told = |events: &Vec<(String, u64, String)>| {
-            let updated = |status: &str| events.iter().rposition(|(e, _, st)| e == "content.updated" && st == status);
+            let updated = |status: &str| events.iter().rposition(|(e, _, st)| e == ev::CONTENT_UPDATED && st == status);
             let (failed, again) = (updated("failed"), updated("processing"));
-            failed.is_some() && again > failed && events.last().is_some_and(|e| e.0 == "content.indexed")
+            failed.is_some() && again > failed && events.last().is_some_and(|e| e.0 == ev::CONTENT_INDEXED)
         };
         if all.iter().all(told) { Ok(()) } else { Err(format!("{all:?}")) }
     })
@@ -140,6 +140,6 @@ async fn a_run_takes_fewer_activations_than_stages() {
     assert!((1..Stage::ALL.len() as u64).contains(&activations), "{activations} activations for {} stages", Stage::ALL.len());
     // Each stage is still its own committed step: a start and an outcome event apiece.
     let events = s.admin_get(&format!("/admin/actors/run/{run}")).await.body["events"]["tail"].clone();
-    let started = events.as_array().unwrap().iter().filter(|e| e["event"] == "stage.started").count();
+    let started = events.as_array().unwrap().iter().filter(|e| e["event"] == ev::STAGE_STARTED).count();
     assert_eq!(started, Stage::ALL.len(), "{events}");
 }

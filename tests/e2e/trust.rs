@@ -518,7 +518,7 @@ async fn topics_and_the_feed_show_only_what_the_subscriber_may_read() {
         }
         let cid = f["data"]["content_id"].as_str().unwrap_or_default();
         assert_ne!(cid, hidden, "another tenant's item reached the outsider's feed: {f}");
-        if cid == shown && f["event"] == "content.indexed" {
+        if cid == shown && f["event"] == ev::CONTENT_INDEXED {
             saw_shown = true;
         }
     }

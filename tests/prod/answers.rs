@@ -47,10 +47,10 @@ async fn events(ws: &mut Ws, topic: &str, after: u64, limit: Option<usize>) -> V
         }
         let name = frame["event"].as_str().unwrap_or("").to_string();
         out.push(frame);
-        if matches!(name.as_str(), "answer.completed" | "answer.failed") {
+        if matches!(name.as_str(), ev::ANSWER_COMPLETED | ev::ANSWER_FAILED) {
             break;
         }
-        if limit.is_some_and(|n| out.iter().filter(|e| e["event"] == "answer.delta").count() >= n) {
+        if limit.is_some_and(|n| out.iter().filter(|e| e["event"] == ev::ANSWER_DELTA).count() >= n) {
             break;
         }
     }
@@ -58,17 +58,17 @@ async fn events(ws: &mut Ws, topic: &str, after: u64, limit: Option<usize>) -> V
 }
 
 fn deltas(events: &[Value]) -> Vec<String> {
-    events.iter().filter(|e| e["event"] == "answer.delta").map(|e| e["data"]["text"].as_str().unwrap_or("").to_string()).collect()
+    events.iter().filter(|e| e["event"] == ev::ANSWER_DELTA).map(|e| e["data"]["text"].as_str().unwrap_or("").to_string()).collect()
 }
 
 fn completed(events: &[Value]) -> Value {
-    events.iter().find(|e| e["event"] == "answer.completed").map(|e| e["data"].clone()).unwrap_or(Value::Null)
+    events.iter().find(|e| e["event"] == ev::ANSWER_COMPLETED).map(|e| e["data"].clone()).unwrap_or(Value::Null)
 }
 
 fn retrieved(events: &[Value]) -> BTreeSet<u64> {
     events
         .iter()
-        .find(|e| e["event"] == "answer.retrieved")
+        .find(|e| e["event"] == ev::ANSWER_RETRIEVED)
         .and_then(|e| e["data"]["sources"].as_array())
         .map(|s| s.iter().filter_map(|x| x["n"].as_u64()).collect())
         .unwrap_or_default()
@@ -218,7 +218,7 @@ async fn an_alarm_during_a_stream_starts_no_second_one() {
     let (session, token) = new_session(&p.server).await;
     let mut ws = connect(&p.server, &session, &token).await;
     let evs = events(&mut ws, &format!("answer:{id}"), 0, None).await;
-    let indexes: Vec<u64> = evs.iter().filter(|e| e["event"] == "answer.delta").filter_map(|e| e["data"]["index"].as_u64()).collect();
+    let indexes: Vec<u64> = evs.iter().filter(|e| e["event"] == ev::ANSWER_DELTA).filter_map(|e| e["data"]["index"].as_u64()).collect();
     assert_eq!(indexes, (0..indexes.len() as u64).collect::<Vec<_>>(), "each delta once");
     assert_eq!(deltas(&evs).concat(), view["text"].as_str().unwrap_or("-"));
 }

@@ -44,7 +44,7 @@ async fn subscribe(ws: &mut Ws, topic: &str, after: u64) -> bool {
 async fn tab(mut base: watch::Receiver<Option<String>>, session: (String, String), mut topics: mpsc::UnboundedReceiver<String>, mut stop: watch::Receiver<bool>) -> TabLog {
     let mut log = TabLog::default();
     let mut open = true;
-    let ended = |e: &Value| matches!(e["event"].as_str(), Some("run.completed" | "run.failed" | "run.cancelled"));
+    let ended = |e: &Value| matches!(e["event"].as_str(), Some(ev::RUN_COMPLETED | ev::RUN_FAILED | ev::RUN_CANCELLED));
     let finished = |log: &TabLog| log.frames.values().all(|f| f.last().is_some_and(ended));
     'connect: loop {
         if *stop.borrow() || (!open && finished(&log)) {

@@ -8,7 +8,7 @@ use actorline::domain::retry::{RetryPolicy, RetryTuning};
 use actorline::protocol::Stage;
 use serde_json::Value;
 
-use crate::support::Server;
+use crate::support::{ev, Server};
 
 /// The most attempts a stage's policy allows at default tuning (0 for a
 /// name that is no stage).
@@ -105,7 +105,7 @@ pub async fn check_log(s: &Server, run: &str, failures: &mut Vec<String>) -> Vec
     }
     let mut ends: BTreeMap<&str, usize> = BTreeMap::new();
     for e in &log {
-        if e["event"] == "stage.completed" || e["event"] == "stage.skipped" {
+        if e["event"] == ev::STAGE_COMPLETED || e["event"] == ev::STAGE_SKIPPED {
             *ends.entry(e["data"]["stage"].as_str().unwrap_or("?")).or_default() += 1;
         }
     }

@@ -11,6 +11,30 @@ pub mod fuzz;
 pub mod pdf;
 pub mod jwt;
 
+/// Event names as tests match on them: consts taken from `EventName` (the
+/// one source of the wire names), so they also serve as patterns.
+pub mod ev {
+    use actorline::protocol::EventName as E;
+    pub const RUN_QUEUED: &str = E::RunQueued.as_str();
+    pub const STAGE_STARTED: &str = E::StageStarted.as_str();
+    pub const STAGE_COMPLETED: &str = E::StageCompleted.as_str();
+    pub const STAGE_RETRYING: &str = E::StageRetrying.as_str();
+    pub const STAGE_SKIPPED: &str = E::StageSkipped.as_str();
+    pub const STAGE_FAILED: &str = E::StageFailed.as_str();
+    pub const RUN_COMPLETED: &str = E::RunCompleted.as_str();
+    pub const RUN_FAILED: &str = E::RunFailed.as_str();
+    pub const RUN_CANCELLED: &str = E::RunCancelled.as_str();
+    pub const CONTENT_UPDATED: &str = E::ContentUpdated.as_str();
+    pub const CONTENT_INDEXED: &str = E::ContentIndexed.as_str();
+    pub const CONTENT_DELETED: &str = E::ContentDeleted.as_str();
+    pub const ANSWER_RETRIEVED: &str = E::AnswerRetrieved.as_str();
+    pub const ANSWER_DELTA: &str = E::AnswerDelta.as_str();
+    pub const ANSWER_COMPLETED: &str = E::AnswerCompleted.as_str();
+    pub const ANSWER_FAILED: &str = E::AnswerFailed.as_str();
+    pub const BATCH_PROGRESS: &str = E::BatchProgress.as_str();
+    pub const BATCH_COMPLETED: &str = E::BatchCompleted.as_str();
+}
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -925,14 +949,14 @@ pub async fn feed_holds_each_once(s: &Server, key: &str, content_ids: &[String])
         }
         // An item's order: by version, and within one no processing after
         // its indexing (a retry may follow a failure: failed, then processing).
-        let processing = |e: &(String, u64, String)| e.0 == "content.updated" && e.2 == "processing";
+        let processing = |e: &(String, u64, String)| e.0 == ev::CONTENT_UPDATED && e.2 == "processing";
         let out_of_order = events.iter().enumerate().any(|(i, e)| {
-            events[i + 1..].iter().any(|l| l.1 < e.1 || (l.1 == e.1 && e.0 == "content.indexed" && processing(l)))
+            events[i + 1..].iter().any(|l| l.1 < e.1 || (l.1 == e.1 && e.0 == ev::CONTENT_INDEXED && processing(l)))
         });
         if out_of_order {
             return Err(FeedShortfall::OutOfOrder(format!("item {cid}: {events:?}")));
         }
-        if !events.iter().any(|e| e.0 == "content.indexed") {
+        if !events.iter().any(|e| e.0 == ev::CONTENT_INDEXED) {
             missing.push(format!("{cid}: {events:?}"));
         }
     }
