@@ -29,11 +29,13 @@ use crate::providers::AnalyzeRequest;
 use crate::runtime::{config, now_ms, var};
 use crate::store::events::EventStore;
 use crate::store::fingerprints::FingerprintRecords;
-use crate::store::StateCell;
+use crate::store::{StateCell, StateKey};
 
 /// The state cell naming the container run (`boot` of its `/health`) this
 /// actor last gave every fingerprint record to.
-const RESTORED_BOOT: &str = "restored_boot";
+const RESTORED_BOOT: StateKey<String> = StateKey::named("restored_boot");
+/// The circuit breaker.
+const BREAKER: StateKey<Breaker> = StateKey::named("breaker");
 
 /// The port the analyzer image listens on (see containers/analyzer/Dockerfile).
 pub const CONTAINER_PORT: u16 = 8080;
@@ -205,7 +207,7 @@ impl AnalyzerContainer {
         let boot = health["boot"].as_str().map(str::to_string);
         if unless_held {
             let restored = match &boot {
-                Some(b) => self.cells().load::<String>(RESTORED_BOOT).ok().flatten().as_ref() == Some(b),
+                Some(b) => self.cells().load(RESTORED_BOOT).ok().flatten().as_ref() == Some(b),
                 None => health["fingerprints"].as_u64().unwrap_or(0) > 0,
             };
             if restored {
@@ -250,7 +252,7 @@ impl AnalyzerContainer {
         }
         let threshold = var(&self.env, "ANALYZER_BREAKER_THRESHOLD").and_then(|v| v.parse().ok()).unwrap_or(5);
         let cooldown = var(&self.env, "ANALYZER_BREAKER_COOLDOWN_MS").and_then(|v| v.parse().ok()).unwrap_or(10_000);
-        let stored = if crate::store::has_state(&self.state.storage().sql()) { self.cells().load("breaker") } else { Ok(None) };
+        let stored = if crate::store::has_state(&self.state.storage().sql()) { self.cells().load(BREAKER) } else { Ok(None) };
         match stored {
             Ok(b) => {
                 let b = b.unwrap_or_else(|| Breaker::new(threshold, cooldown));
@@ -269,7 +271,7 @@ impl AnalyzerContainer {
         }
         self.breaker_memory.set(None);
         crate::store::init_state_once(&self.state.storage().sql(), &self.state_ready)?;
-        self.cells().save("breaker", b)?;
+        self.cells().save(BREAKER, b)?;
         self.breaker_memory.set(Some(*b));
         Ok(())
     }

@@ -37,15 +37,20 @@ use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{EventDraft, EventName, EventRecord, Topic};
 use crate::runtime::{config, now_ms};
+use crate::store::StateKey;
 
 /// The ids of the items deleted since the answer retrieved them: erased
 /// from it at once, and kept until it ends so that a model attempt's own
 /// copy is erased again at each commit ([`AnswerActor::erase_forgotten`]).
-const FORGOTTEN: &str = "forgotten";
+const FORGOTTEN: StateKey<Vec<String>> = StateKey::named("forgotten");
 /// How long an answer told of a deletion before its start waits for it.
 const UNSTARTED_TTL_MS: Millis = 3_600_000;
 /// The id of an answer told of a deletion before its start.
-const UNSTARTED: &str = "unstarted";
+const UNSTARTED: StateKey<Uuid> = StateKey::named("unstarted");
+/// The answer.
+const ANSWER: StateKey<Answer> = StateKey::named("answer");
+/// Steps failed in a row (a success resets it).
+const STEP_FAILURES: StateKey<u32> = StateKey::named("step_failures");
 /// A step that keeps failing ends the answer instead of retrying forever.
 const MAX_STEP_FAILURES: u32 = 5;
 /// While a model attempt runs, the alarm is kept this far ahead: if the
@@ -76,7 +81,7 @@ impl AnswerActor {
         if !crate::store::has_state(&self.state.storage().sql()) {
             return Ok(None);
         }
-        self.cells().load("answer")
+        self.cells().load(ANSWER)
     }
 
     /// The answer, if `p` may read it (404 otherwise: its existence is not revealed).
@@ -103,7 +108,7 @@ impl AnswerActor {
     /// of an item deleted meanwhile, in one synchronous step. (Pushes are
     /// checked against the catalog, which no longer holds the item.)
     fn store(&self, answer: &Answer, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<Vec<EventRecord>> {
-        self.cells().save("answer", answer)?;
+        self.cells().save(ANSWER, answer)?;
         let records = self.log().append(drafts, now)?;
         self.erase_forgotten(answer)?;
         Ok(records)
@@ -141,7 +146,7 @@ impl AnswerActor {
             let mut quoting: Vec<EventRecord> = log.after(0, u32::MAX)?.into_iter().filter(names_sources).collect();
             erase_quotes(&mut quoting, &ids, &erased);
             log.rewrite(&quoting)?;
-            self.cells().save("answer", &answer)?;
+            self.cells().save(ANSWER, &answer)?;
         }
         if answer.status.is_terminal() {
             self.cells().delete(FORGOTTEN)?;
@@ -239,7 +244,7 @@ impl AnswerActor {
     async fn generate(&self, mut answer: Answer) -> ApiResult<()> {
         let now = now_ms();
         answer.begin_attempt();
-        self.cells().save("answer", &answer)?;
+        self.cells().save(ANSWER, &answer)?;
         self.state.storage().set_alarm(super::alarm_time(now + GENERATION_LEASE_MS)).await?;
         let outcome = self.stream_answer(&mut answer).await?;
         let now = now_ms();
@@ -309,7 +314,7 @@ impl AnswerActor {
             // Told of a deletion before a start that never came: what the
             // Worker recorded of it goes too.
             if crate::store::has_state(&self.state.storage().sql()) {
-                if let Some(id) = self.cells().load::<Uuid>(UNSTARTED)? {
+                if let Some(id) = self.cells().load(UNSTARTED)? {
                     catalog::forget_answer(&self.env, &id.to_string()).await?;
                 }
                 self.state.storage().delete_all().await?;
@@ -340,7 +345,7 @@ impl AnswerActor {
         let events = answer.step(now);
         if !events.is_empty() {
             self.commit(&answer, events, now)?;
-            self.cells().save("step_failures", &0u32)?;
+            self.cells().save(STEP_FAILURES, &0u32)?;
         }
         self.arm(&answer, now).await
     }
@@ -351,8 +356,8 @@ impl AnswerActor {
     async fn on_tick_error(&self, e: &ApiError) -> ApiResult<()> {
         worker::console_error!("answer alarm failed: {e}");
         let Some(mut answer) = self.load()? else { return Ok(()) };
-        let failures = self.cells().load::<u32>("step_failures").ok().flatten().unwrap_or(0) + 1;
-        let _ = self.cells().save("step_failures", &failures);
+        let failures = self.cells().load(STEP_FAILURES).ok().flatten().unwrap_or(0) + 1;
+        let _ = self.cells().save(STEP_FAILURES, &failures);
         let now = now_ms();
         if failures >= MAX_STEP_FAILURES {
             let events = answer.fail(&e.to_string(), now);

@@ -24,6 +24,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::protocol::{EventDraft, Topic};
 use crate::runtime::{config, now_ms};
 use crate::store::batch_docs::BatchDocs;
+use crate::store::StateKey;
+
+/// The batch.
+const BATCH: StateKey<Batch> = StateKey::named("batch");
 
 #[durable_object]
 pub struct BatchActor {
@@ -40,7 +44,7 @@ impl BatchActor {
         if !crate::store::has_state(&self.state.storage().sql()) {
             return Ok(None);
         }
-        self.cells().load("batch")
+        self.cells().load(BATCH)
     }
 
     fn require(&self) -> ApiResult<Batch> {
@@ -64,7 +68,7 @@ impl BatchActor {
     /// [`Self::commit`]; inside the alarm handler (`firing`) the alarm that
     /// fired is spent, so it is set again without asking.
     async fn commit_armed(&self, b: &Batch, drafts: Vec<EventDraft>, now: Millis, firing: bool) -> ApiResult<()> {
-        self.cells().save("batch", b)?;
+        self.cells().save(BATCH, b)?;
         // Before the alarm's awaits: the state and its events land together,
         // so an alarm call that fails loses no event.
         let records = if drafts.is_empty() { Vec::new() } else { self.log().append(drafts, now)? };
@@ -134,7 +138,7 @@ impl BatchActor {
     async fn release(&self, firing: bool) -> ApiResult<()> {
         let Some(mut b) = self.load()? else { return Ok(()) };
         let released = b.release(now_ms());
-        self.cells().save("batch", &b)?;
+        self.cells().save(BATCH, &b)?;
         let outcomes = futures::future::join_all(released.iter().map(|&index| self.spawn(&b, index))).await;
         // Reloaded: runs' ends were reported while the spawns were awaited.
         let mut b = self.require()?;

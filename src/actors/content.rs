@@ -30,6 +30,7 @@ use crate::protocol::{Accepted, ContentStatus, ContentView, EventDraft, EventRec
 use crate::providers::object_store::{ObjectStore, R2Uploads};
 use crate::providers::{Providers, VectorIndex};
 use crate::runtime::{config, now_ms};
+use crate::store::StateKey;
 
 #[durable_object]
 pub struct ContentActor {
@@ -57,9 +58,11 @@ pub struct ContentActor {
 }
 
 /// A deleted item keeps a tombstone so late runs cannot resurrect it.
-const TOMBSTONE: &str = "deleted";
+const TOMBSTONE: StateKey<bool> = StateKey::named("deleted");
 /// The cell of a batch item's [`ItemRef`].
-const BATCH_ITEM: &str = "batch_item";
+const BATCH_ITEM: StateKey<ItemRef> = StateKey::named("batch_item");
+/// The item itself.
+const CONTENT: StateKey<ContentState> = StateKey::named("content");
 /// Answers read from the catalog at once when a deleted item's quotes are
 /// erased, and told in one try of that duty.
 const QUOTES_PAGE: u32 = 50;
@@ -76,10 +79,10 @@ impl ContentActor {
     /// a commit meanwhile replaces it).
     fn with_loaded<T>(&self, f: impl FnOnce(Option<&ContentState>) -> T) -> ApiResult<T> {
         if self.live.borrow().is_none() {
-            let live = if !self.created() || self.cells().load::<bool>(TOMBSTONE)?.unwrap_or(false) {
+            let live = if !self.created() || self.cells().load(TOMBSTONE)?.unwrap_or(false) {
                 None
             } else {
-                self.cells().load("content")?
+                self.cells().load(CONTENT)?
             };
             self.live.replace(Some(live));
         }
@@ -114,7 +117,7 @@ impl ContentActor {
     fn commit_encoded(&self, c: &ContentState, stored: String, drafts: Vec<EventDraft>, duties: &[Duty], now: Millis) -> ApiResult<()> {
         // Unknown until every write below has landed: a failed step re-reads.
         self.live.replace(None);
-        self.cells().save_json("content", stored)?;
+        self.cells().save_json(CONTENT, stored)?;
         let records = self.log().append(drafts, now)?;
         let feed: Vec<&EventRecord> = records.iter().filter(|r| r.event.is_feed_event()).collect();
         let announce = feed.first().map(|first| Duty::Announce {
@@ -187,7 +190,7 @@ impl ContentActor {
         if let Some(id) = self.with_loaded(|c| c.map(|c| c.id))? {
             return Ok(id);
         }
-        Ok(self.cells().load::<ContentState>("content")?.map(|c| c.id).unwrap_or_default())
+        Ok(self.cells().load(CONTENT)?.map(|c| c.id).unwrap_or_default())
     }
 
     async fn perform(&self, duty: Duty, tries: u32) -> ApiResult<()> {
@@ -326,7 +329,7 @@ impl ContentActor {
         let item = match known {
             Some(item) => item,
             None => {
-                let item = self.cells().load::<ItemRef>(BATCH_ITEM)?;
+                let item = self.cells().load(BATCH_ITEM)?;
                 self.batch_item.replace(Some(item));
                 item
             }
@@ -344,8 +347,8 @@ impl ContentActor {
         if !self.created() {
             return Err(ApiError::not_found("content"));
         }
-        let c: Option<ContentState> = self.cells().load("content")?;
-        let deleted = self.cells().load::<bool>(TOMBSTONE)?.unwrap_or(false);
+        let c: Option<ContentState> = self.cells().load(CONTENT)?;
+        let deleted = self.cells().load(TOMBSTONE)?.unwrap_or(false);
         let id = c.as_ref().map(|c| c.id.to_string()).unwrap_or_default();
         let typed = json!({ "content": c, "deleted": deleted, "outbox": self.outbox()?.describe()? });
         super::inspection(&self.state, "content", &id, typed, &self.log()).await
@@ -540,7 +543,7 @@ impl ContentOps for ContentActor {
         if !self.created() {
             return Err(ApiError::not_found("content"));
         }
-        let c: ContentState = self.cells().load("content")?.ok_or_else(|| ApiError::not_found("content"))?;
+        let c: ContentState = self.cells().load(CONTENT)?.ok_or_else(|| ApiError::not_found("content"))?;
         let deleted = self.with_loaded(|c| c.is_none())?;
         self.outbox()?.put(&[Duty::Catalog], now_ms())?;
         self.drain(false).await?;
@@ -581,7 +584,7 @@ impl ContentOps for ContentActor {
     async fn settle_create(&self, _q: SettleCreate) -> ApiResult<CreateSettled> {
         if self.created() {
             // Made (live, or deleted since), or settled before.
-            return Ok(CreateSettled { made: self.cells().load::<ContentState>("content")?.is_some() });
+            return Ok(CreateSettled { made: self.cells().load(CONTENT)?.is_some() });
         }
         // Never made: its tables now stand, so a create still on its way is
         // refused as existing (409, nothing written), and every other call
@@ -610,10 +613,10 @@ impl ContentActor {
     /// since a follower is still owed `content.deleted` and what came before
     /// it (redacted), by a replay or a stream as much as by a push.
     fn tombstone(&self) -> ApiResult<Option<ContentState>> {
-        if !self.created() || !self.cells().load::<bool>(TOMBSTONE)?.unwrap_or(false) {
+        if !self.created() || !self.cells().load(TOMBSTONE)?.unwrap_or(false) {
             return Ok(None);
         }
-        self.cells().load("content")
+        self.cells().load(CONTENT)
     }
 
     /// The item, live or deleted, as its topic sees it.

@@ -29,6 +29,7 @@ use crate::providers::{Providers, VectorIndex};
 use crate::runtime::{config, now_ms};
 use crate::stages::artifacts::ArtifactMemory;
 use crate::stages::{self, ArtifactStore, StageContext, StageFailure};
+use crate::store::StateKey;
 
 #[durable_object]
 pub struct PipelineActor {
@@ -61,7 +62,11 @@ struct RunShell {
 }
 
 /// Marks a run whose item was deleted before its start arrived.
-const PURGED_BEFORE_START: &str = "purged_before_start";
+const PURGED_BEFORE_START: StateKey<bool> = StateKey::named("purged_before_start");
+/// The run.
+const RUN: StateKey<PipelineRun> = StateKey::named("run");
+/// The run's copy of its version's document.
+const DOC: StateKey<ContentDoc> = StateKey::named("doc");
 /// How long a stage may await before the events committed ahead of it are
 /// pushed without waiting for the activation's end.
 const PUSH_WHILE_WAITING_MS: u64 = 1_000;
@@ -76,7 +81,7 @@ impl RunShell {
         if !crate::store::has_state(&self.state.storage().sql()) {
             return Ok(None);
         }
-        let run: Option<PipelineRun> = self.cells().load::<PipelineRun>("run")?.map(PipelineRun::with_every_stage);
+        let run: Option<PipelineRun> = self.cells().load(RUN)?.map(PipelineRun::with_every_stage);
         self.run.replace(run.clone());
         Ok(run)
     }
@@ -85,7 +90,7 @@ impl RunShell {
         if let Some(doc) = self.doc.borrow().as_ref() {
             return Ok(Rc::clone(doc));
         }
-        let doc: ContentDoc = self.cells().load("doc")?.ok_or_else(|| ApiError::not_found("run document"))?;
+        let doc: ContentDoc = self.cells().load(DOC)?.ok_or_else(|| ApiError::not_found("run document"))?;
         let doc = Rc::new(doc);
         self.doc.replace(Some(Rc::clone(&doc)));
         Ok(doc)
@@ -107,7 +112,7 @@ impl RunShell {
     /// run holds, in one synchronous step (one storage commit). The caller
     /// pushes the records to sessions: see [`Self::push`].
     fn commit(&self, run: &PipelineRun, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<Vec<EventRecord>> {
-        self.cells().save("run", run)?;
+        self.cells().save(RUN, run)?;
         self.run.replace(Some(run.clone()));
         let records = self.log().append(drafts, now)?;
         self.sockets.publish(self, Self::topic(run), &records);
@@ -271,7 +276,7 @@ impl RunShell {
 
     /// Deletes the document and every artifact (synchronous, one step).
     fn erase(&self) -> ApiResult<()> {
-        self.cells().delete("doc")?;
+        self.cells().delete(DOC)?;
         self.doc.replace(None);
         self.artifacts().clear()
     }
@@ -292,7 +297,7 @@ impl RunShell {
                 }
                 return Ok(());
             }
-            if crate::store::has_state(&sql) && self.cells().load::<bool>(PURGED_BEFORE_START)?.unwrap_or(false) {
+            if crate::store::has_state(&sql) && self.cells().load(PURGED_BEFORE_START)?.unwrap_or(false) {
                 return Err(ApiError::Superseded(stages::CONTENT_DELETED.into()));
             }
             crate::store::init_state(&sql)?;
@@ -313,7 +318,7 @@ impl RunShell {
             self.on_terminal(&run, now).await;
             return Ok(());
         }
-        self.cells().save("doc", &req.doc)?;
+        self.cells().save(DOC, &req.doc)?;
         self.doc.replace(Some(Rc::new(req.doc)));
         self.commit_and_push(&run, events, now)?;
         self.outbox()?.put_at(&Duty::Catalog, now + START_ROW_DELAY_MS)?;
@@ -578,7 +583,7 @@ impl RunShell {
         let mut typed = serde_json::to_value(run.view(alarm))?;
         typed["purged"] = json!(run.purged);
         typed["activations"] = json!(run.activations);
-        typed["has_document"] = json!(self.cells().load::<ContentDoc>("doc")?.is_some());
+        typed["has_document"] = json!(self.cells().load(DOC)?.is_some());
         typed["outbox"] = self.outbox()?.describe()?;
         typed["broadcast_lag"] = json!(TopicSockets::stored_lag(self));
         super::inspection(&self.state, "run", &run.id.to_string(), typed, &self.log()).await

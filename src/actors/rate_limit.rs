@@ -26,9 +26,10 @@ use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::runtime::now_ms;
 use crate::store::{self, StateCell};
+use crate::store::StateKey;
 
 /// The record's cell.
-const BUCKET: &str = "bucket";
+const BUCKET: StateKey<TokenBucket> = StateKey::named("bucket");
 
 #[durable_object]
 pub struct RateLimitActor {
@@ -49,7 +50,7 @@ impl RateLimitActor {
         if !store::has_state(&self.state.storage().sql()) {
             return Ok(None);
         }
-        let b = self.cells().load::<TokenBucket>(BUCKET)?;
+        let b = self.cells().load(BUCKET)?;
         self.recorded.set(b.is_some());
         Ok(b)
     }

@@ -27,7 +27,12 @@ use crate::error::{ApiError, ApiResult};
 use crate::protocol::{ClientFrame, ServerFrame, Topic};
 use crate::runtime::{config, now_ms};
 use crate::store::events::EventStore;
-use crate::store::StateCell;
+use crate::store::{StateCell, StateKey};
+
+/// The session: its principal and expiry.
+const SESSION: StateKey<SessionInfo> = StateKey::named("session");
+/// What its sockets follow, and when it polls next.
+const WATCH: StateKey<Watch> = StateKey::named("watch");
 
 #[durable_object]
 pub struct SessionActor {
@@ -236,14 +241,14 @@ impl SessionActor {
         if !crate::store::has_state(&self.state.storage().sql()) {
             return Err(ApiError::not_found("session"));
         }
-        let info: SessionInfo = self.cells().load("session")?.ok_or_else(|| ApiError::not_found("session"))?;
+        let info: SessionInfo = self.cells().load(SESSION)?.ok_or_else(|| ApiError::not_found("session"))?;
         self.info.replace(Some(info.clone()));
         Ok(info)
     }
 
     async fn start(&self, info: SessionInfo) -> ApiResult<Done> {
         crate::store::init_state(&self.state.storage().sql())?;
-        self.cells().save("session", &info)?;
+        self.cells().save(SESSION, &info)?;
         self.info.replace(Some(info.clone()));
         // The Worker has just checked the key that creates it.
         self.key_check.checked(now_ms());
@@ -448,10 +453,10 @@ impl SessionActor {
                 _ => {}
             }
         }
-        let mut watch: Watch = self.cells().load("watch")?.unwrap_or_else(|| Watch::new(now));
+        let mut watch: Watch = self.cells().load(WATCH)?.unwrap_or_else(|| Watch::new(now));
         watch.active_at = watch.active_at.max(self.active_at.get());
         let next = watch.next_poll(now, found);
-        self.cells().save("watch", &watch)?;
+        self.cells().save(WATCH, &watch)?;
         Ok(Some(next))
     }
 

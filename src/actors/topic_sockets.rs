@@ -35,10 +35,11 @@ use crate::error::{ApiError, ApiResult};
 use crate::protocol::{ClientFrame, EventRecord, ServerFrame, Topic};
 use crate::runtime::{config, now_ms};
 use crate::store::events::EventStore;
+use crate::store::StateKey;
 
 /// The state cell holding the lag: present only while a dropped broadcast
 /// is owed to the live sockets.
-const LAG: &str = "broadcast_lag";
+const LAG: StateKey<u64> = StateKey::named("broadcast_lag");
 
 /// The header by which the Worker tells a topic's actor who opens a socket
 /// on it (a [`SocketOpener`] as JSON). Only the Worker reaches an actor.
@@ -118,7 +119,7 @@ impl TopicSockets {
         if let Some(lag) = self.lag.get() {
             return Ok(lag);
         }
-        let lag = if crate::store::has_state(&host.state().storage().sql()) { host.cells().load::<u64>(LAG)? } else { None };
+        let lag = if crate::store::has_state(&host.state().storage().sql()) { host.cells().load(LAG)? } else { None };
         self.lag.set(Some(lag));
         Ok(lag)
     }
@@ -430,6 +431,6 @@ impl TopicSockets {
 
     /// The stored lag, for the admin inspection.
     pub fn stored_lag(host: &impl ActorStorage) -> Option<u64> {
-        host.cells().load::<u64>(LAG).ok().flatten()
+        host.cells().load(LAG).ok().flatten()
     }
 }

@@ -10,6 +10,7 @@ pub mod feed_ledger;
 pub mod events;
 pub mod fingerprints;
 
+use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use worker::{SqlStorage, SqlStorageValue};
@@ -38,7 +39,29 @@ pub fn exec(sql: &SqlStorage, q: &str, params: Vec<SqlStorageValue>) -> Result<(
     sql.exec(q, params).map(|_| ()).map_err(storage_err)
 }
 
-/// Typed JSON values by key, in table `state`.
+/// The key of one value in an actor's `state` table, with the type it
+/// holds, so a load and a save of one key cannot disagree on its type and
+/// a mistyped key does not compile. Each actor declares its cells once.
+pub struct StateKey<T> {
+    pub name: &'static str,
+    value: PhantomData<fn() -> T>,
+}
+
+// Copy whatever `T` is (a derive would ask `T: Copy`): it is only a key.
+impl<T> Clone for StateKey<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for StateKey<T> {}
+
+impl<T> StateKey<T> {
+    pub const fn named(name: &'static str) -> Self {
+        StateKey { name, value: PhantomData }
+    }
+}
+
+/// Typed JSON values by [`StateKey`], in table `state`.
 #[derive(Clone)]
 pub struct StateCell {
     sql: SqlStorage,
@@ -55,25 +78,25 @@ impl StateCell {
         StateCell { sql }
     }
 
-    pub fn load<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ApiError> {
-        let found: Vec<Row> = rows(&self.sql, "SELECT v FROM state WHERE k = ?", vec![key.into()])?;
+    pub fn load<T: DeserializeOwned>(&self, key: StateKey<T>) -> Result<Option<T>, ApiError> {
+        let found: Vec<Row> = rows(&self.sql, "SELECT v FROM state WHERE k = ?", vec![key.name.into()])?;
         match found.into_iter().next() {
             None => Ok(None),
             Some(r) => serde_json::from_str(&r.v).map(Some).map_err(storage_err),
         }
     }
 
-    pub fn save<T: Serialize>(&self, key: &str, value: &T) -> Result<(), ApiError> {
+    pub fn save<T: Serialize>(&self, key: StateKey<T>, value: &T) -> Result<(), ApiError> {
         self.save_json(key, serde_json::to_string(value).map_err(storage_err)?)
     }
 
     /// Saves a value its caller already encoded (to check its size first).
-    pub fn save_json(&self, key: &str, json: String) -> Result<(), ApiError> {
-        exec(&self.sql, "INSERT OR REPLACE INTO state (k, v) VALUES (?, ?)", vec![key.into(), json.into()])
+    pub fn save_json<T>(&self, key: StateKey<T>, json: String) -> Result<(), ApiError> {
+        exec(&self.sql, "INSERT OR REPLACE INTO state (k, v) VALUES (?, ?)", vec![key.name.into(), json.into()])
     }
 
-    pub fn delete(&self, key: &str) -> Result<(), ApiError> {
-        exec(&self.sql, "DELETE FROM state WHERE k = ?", vec![key.into()])
+    pub fn delete<T>(&self, key: StateKey<T>) -> Result<(), ApiError> {
+        exec(&self.sql, "DELETE FROM state WHERE k = ?", vec![key.name.into()])
     }
 }
 
