@@ -434,6 +434,17 @@ impl RunShell {
                 }
                 _ => {
                     committed.extend(self.commit(&run, events, now)?);
+                    if ended && run.status == RunStatus::Completed {
+                        // Its copies (document, chunks, vectors, stage
+                        // outputs) are never read again: the item holds what
+                        // was published, a completed run is never retried,
+                        // and its index write is visible, so a DELETE's sweep
+                        // finds it. Erased in the commit's turn; a failure
+                        // only leaves them stored.
+                        if let Err(e) = self.erase() {
+                            worker::console_error!("run {}: copies kept after completion: {e}", run.id);
+                        }
+                    }
                     return Ok(Some((run, ended)));
                 }
             }
