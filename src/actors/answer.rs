@@ -49,10 +49,6 @@ const UNSTARTED_TTL_MS: Millis = 3_600_000;
 const UNSTARTED: StateKey<Uuid> = StateKey::named("unstarted");
 /// The answer.
 const ANSWER: StateKey<Answer> = StateKey::named("answer");
-/// Steps failed in a row (a success resets it).
-const STEP_FAILURES: StateKey<u32> = StateKey::named("step_failures");
-/// A step that keeps failing ends the answer instead of retrying forever.
-const MAX_STEP_FAILURES: u32 = 5;
 /// While a model attempt runs, the alarm is kept this far ahead: if the
 /// attempt is cut off, it fires and the next attempt continues the answer.
 /// Longer than the model stream's idle timeout, so a live attempt renews it
@@ -165,12 +161,7 @@ impl AnswerActor {
     /// The next step's alarm, `ANSWER_STEP_MS` after `now` (the pace of the
     /// stream a client sees), or once the answer has ended, its erasure.
     async fn arm(&self, answer: &Answer, now: Millis) -> ApiResult<()> {
-        let at = match answer.generator {
-            // Not in the past: an erasure that failed is tried again in a second.
-            _ if answer.status.is_terminal() => self.expires_at(answer, now).max(now + 1_000),
-            Generator::WorkersAi => answer.retry_at.unwrap_or(now + 1).max(now + 1),
-            Generator::Extractive => now + config(&self.env).answer_step_ms,
-        };
+        let at = answer.next_wake(now, config(&self.env).answer_step_ms, self.expires_at(answer, now));
         self.state.storage().set_alarm(super::alarm_time(at)).await?;
         Ok(())
     }
@@ -345,7 +336,6 @@ impl AnswerActor {
         let events = answer.step(now);
         if !events.is_empty() {
             self.commit(&answer, events, now)?;
-            self.cells().save(STEP_FAILURES, &0u32)?;
         }
         self.arm(&answer, now).await
     }
@@ -356,13 +346,9 @@ impl AnswerActor {
     async fn on_tick_error(&self, e: &ApiError) -> ApiResult<()> {
         worker::console_error!("answer alarm failed: {e}");
         let Some(mut answer) = self.load()? else { return Ok(()) };
-        let failures = self.cells().load(STEP_FAILURES).ok().flatten().unwrap_or(0) + 1;
-        let _ = self.cells().save(STEP_FAILURES, &failures);
         let now = now_ms();
-        if failures >= MAX_STEP_FAILURES {
-            let events = answer.fail(&e.to_string(), now);
-            let _ = self.commit(&answer, events, now);
-        }
+        let events = answer.tick_failed(&e.to_string(), now);
+        let _ = if events.is_empty() { self.cells().save(ANSWER, &answer) } else { self.commit(&answer, events, now) };
         self.arm(&answer, now + 1_000).await
     }
 

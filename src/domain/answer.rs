@@ -372,7 +372,15 @@ pub struct Answer {
     /// their citations stay, emptied, so the view numbers them as before.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub erased_citations: BTreeSet<u32>,
+    /// Ticks failed in a row (a storage or call failure of the actor, not a
+    /// model error, which has its own attempts): see [`Self::tick_failed`].
+    #[serde(default)]
+    pub tick_failures: u32,
 }
+
+/// Ticks that fail in a row before the answer ends failed rather than
+/// being retried for good.
+pub const MAX_TICK_FAILURES: u32 = 5;
 
 impl Answer {
     /// A new answer over retrieved `sources`: its plan and `answer.retrieved`.
@@ -413,6 +421,7 @@ impl Answer {
             fallback: None,
             unsupported: false,
             erased_citations: BTreeSet::new(),
+            tick_failures: 0,
         };
         let event = EventDraft::of(AnswerRetrieved { answer_id: id, sources: listed.into_iter().map(Listed::Shown).collect(), generator: answer.generator });
         (answer, vec![event])
@@ -423,6 +432,14 @@ impl Answer {
     /// Extractive only: a generated answer advances through the model
     /// methods below.
     pub fn step(&mut self, now: Millis) -> Vec<EventDraft> {
+        let events = self.next_step(now);
+        if !events.is_empty() {
+            self.tick_failures = 0;
+        }
+        events
+    }
+
+    fn next_step(&mut self, now: Millis) -> Vec<EventDraft> {
         if self.generator == Generator::WorkersAi && self.attempts >= MODEL_ATTEMPTS {
             // The last attempt began and never reported (it ended in
             // `model_failed` or `finish_generated` otherwise): cut off.
@@ -549,6 +566,28 @@ impl Answer {
     }
 
     /// Ends the answer as failed (an unrecoverable step error).
+    /// A tick failed with `error`: counted, and the answer fails once
+    /// [`MAX_TICK_FAILURES`] have in a row (the caller retries it otherwise).
+    pub fn tick_failed(&mut self, error: &str, now: Millis) -> Vec<EventDraft> {
+        self.tick_failures = self.tick_failures.saturating_add(1);
+        if self.tick_failures >= MAX_TICK_FAILURES {
+            return self.fail(error, now);
+        }
+        Vec::new()
+    }
+
+    /// When the answer's alarm is next due: a step of the extractive stream
+    /// `step_ms` after `now`; a model attempt at its backoff's end (at
+    /// once, otherwise); an ended answer's erasure at `expires_at`, never
+    /// in the past, so an erasure that failed is tried again in a second.
+    pub fn next_wake(&self, now: Millis, step_ms: Millis, expires_at: Millis) -> Millis {
+        match self.generator {
+            _ if self.status.is_terminal() => expires_at.max(now + 1_000),
+            Generator::WorkersAi => self.retry_at.unwrap_or(now + 1).max(now + 1),
+            Generator::Extractive => now + step_ms,
+        }
+    }
+
     pub fn fail(&mut self, error: &str, now: Millis) -> Vec<EventDraft> {
         if self.status.is_terminal() {
             return Vec::new();
@@ -977,6 +1016,35 @@ mod tests {
         withhold_unreadable(&mut cites, |id| id == "c1");
         assert_eq!(cites[0]["title"], "Kept");
         assert_eq!(cites[1], json!({ "n": 2, "removed": true }));
+    }
+
+    #[test]
+    fn ticks_that_keep_failing_end_the_answer_and_a_step_resets_the_count() {
+        let mut a = generated(vec![]);
+        for _ in 1..MAX_TICK_FAILURES - 1 {
+            assert!(a.tick_failed("storage: busy", 5).is_empty());
+        }
+        assert!(!a.step(6).is_empty(), "a step that emits");
+        assert_eq!(a.tick_failures, 0, "counted in a row");
+        for _ in 1..MAX_TICK_FAILURES {
+            assert!(a.tick_failed("storage: busy", 7).is_empty());
+        }
+        let ended = a.tick_failed("storage: busy", 8);
+        assert_eq!((a.status, ended[0].event), (AnswerStatus::Failed, EventName::AnswerFailed));
+        assert!(a.tick_failed("storage: busy", 9).is_empty(), "ends once");
+    }
+
+    #[test]
+    fn the_next_wake_is_a_step_a_backoff_or_the_erasure() {
+        let mut a = generated(vec![]);
+        assert_eq!(a.next_wake(100, 40, 10_000), 140, "extractive: the stream's pace");
+        let mut m = generated(sources());
+        assert_eq!(m.next_wake(100, 40, 10_000), 101, "a model attempt at once");
+        m.retry_at = Some(5_000);
+        assert_eq!(m.next_wake(100, 40, 10_000), 5_000, "after its backoff");
+        a.fail("x", 200);
+        assert_eq!(a.next_wake(300, 40, 10_000), 10_000, "erased when it expires");
+        assert_eq!(a.next_wake(20_000, 40, 10_000), 21_000, "never in the past");
     }
 
     #[test]
