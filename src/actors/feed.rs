@@ -196,7 +196,7 @@ impl TopicActor for FeedActor {
 
 impl DurableObject for FeedActor {
     fn new(state: State, env: Env) -> Self {
-        super::session::answer_pings(&state);
+        super::socket::answer_pings(&state);
         FeedActor { state, env, sockets: TopicSockets::default(), memory: Default::default(), ledger: LedgerMemory::default() }
     }
 

@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod rate_limit;
 pub mod rpc;
 pub mod session;
+pub mod socket;
 pub mod topic_sockets;
 pub mod vector_index;
 

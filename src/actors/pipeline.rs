@@ -697,7 +697,7 @@ impl TopicActor for PipelineActor {
 
 impl DurableObject for PipelineActor {
     fn new(state: State, env: Env) -> Self {
-        super::session::answer_pings(&state);
+        super::socket::answer_pings(&state);
         let shell = RunShell {
             state,
             env,

@@ -25,7 +25,7 @@ use super::ops::CreateSettled;
 use crate::config::binding;
 use crate::error::ApiError;
 use crate::http;
-use crate::protocol::CallReply;
+use crate::protocol::{CallReply, Topic};
 
 /// Every actor kind: its binding, and the name admins use for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,4 +298,15 @@ pub async fn body_text(resp: Response) -> Result<String, ApiError> {
 pub fn request<T: DeserializeOwned>(op: &str, body: &[u8]) -> Result<T, ApiError> {
     let body = if body.is_empty() { b"{}".as_slice() } else { body };
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("internal call {op}: {e}")))
+}
+
+/// The actor that owns a topic's log.
+pub fn topic_actor(topic: Topic) -> (ActorKind, String) {
+    match topic {
+        Topic::Run(id) => (ActorKind::Run, id.to_string()),
+        Topic::Content(id) => (ActorKind::Content, id.to_string()),
+        Topic::Answer(id) => (ActorKind::Answer, id.to_string()),
+        Topic::Batch(id) => (ActorKind::Batch, id.to_string()),
+        Topic::Feed => (ActorKind::Feed, super::feed::FEED_NAME.to_string()),
+    }
 }

@@ -22,7 +22,7 @@ use std::cell::{Cell, RefCell};
 use serde_json::Value;
 use worker::{Request, Response, WebSocket, WebSocketIncomingMessage, WebSocketPair};
 
-use super::session::{close_back, close_expired, close_revoked, load_attachment, read_frame, save_attachment, send};
+use super::socket::{close_back, close_expired, close_revoked, load_attachment, read_frame, save_attachment, send};
 use super::{ActorStorage, REPLAY_PAGE};
 use crate::protocol::close_code;
 use crate::domain::broadcast::{keys_held, next_expiry, Batch, KeyCheck, SocketOpener, Watcher, CATCH_UP_MS, MAX_SOCKETS};

@@ -108,7 +108,8 @@ mod stream {
     use super::*;
     use crate::actors::ops::{Admit, Events};
     use crate::actors::rpc;
-    use crate::actors::session::{key_revoked, revoked, topic_actor};
+    use crate::actors::rpc::topic_actor;
+    use crate::actors::socket::{key_revoked, revoked};
     use crate::api::input::{param, query};
     use crate::domain::broadcast::KeyCheck;
     use crate::domain::content::readable_by;
