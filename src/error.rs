@@ -332,6 +332,12 @@ impl From<ContentError> for ApiError {
     }
 }
 
+impl From<crate::domain::FieldError> for ApiError {
+    fn from(e: crate::domain::FieldError) -> Self {
+        ApiError::InvalidField { field: e.field, message: e.message }
+    }
+}
+
 impl From<FenceError> for ApiError {
     fn from(e: FenceError) -> Self {
         ApiError::Fenced(e.to_string())
@@ -530,6 +536,8 @@ mod tests {
         assert_eq!(ApiError::invalid("topic", "bad").frame_code(), "unknown_topic");
         assert_eq!(ApiError::not_found("topic run:x").frame_code(), "unknown_topic");
         assert_eq!(ApiError::RateLimited { retry_after_secs: 1 }.frame_code(), "rate_limited");
+        let field = ApiError::from(crate::domain::FieldError::new("title", "must be 1 to 300 characters"));
+        assert_eq!((field.status(), field.code(), field.to_string().as_str()), (422, "invalid_field", "title: must be 1 to 300 characters"));
         // Refused for good on a session socket: not a code the client asks again after.
         for refused in [FollowRefused::Full, FollowRefused::AnonymousShare] {
             let e = ApiError::from(refused);

@@ -92,7 +92,7 @@ pub fn query_text<'a>(raw: &'a str, field: &str) -> ApiResult<&'a str> {
 
 /// A category filter, normalized, or a 422 (the rule submissions follow).
 pub fn category_filter(env: &Env, raw: Option<&str>) -> ApiResult<Option<String>> {
-    crate::domain::content::category(raw, &config(env).limits)
+    Ok(crate::domain::content::category(raw, &config(env).limits)?)
 }
 
 /// The top `q.k` documents `p` may read for `q.text`.

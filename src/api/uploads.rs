@@ -16,6 +16,7 @@ use crate::actors::rpc;
 use crate::config::Limits;
 use crate::domain::content::{category, title, ContentDoc};
 use crate::domain::markup;
+use crate::domain::FieldError;
 use crate::domain::principal::{Principal, Visibility};
 use crate::domain::upload::{default_title, disposition_name, object_key, title_prefix, Source, UploadType, TITLE_PREFIX_BYTES};
 use crate::error::{ApiError, ApiResult};
@@ -163,7 +164,7 @@ async fn store_and_submit(
     env: &Env,
     ids: (Uuid, Uuid),
     file: File,
-    doc_of: impl FnOnce(Stored) -> ApiResult<ContentDoc>,
+    doc_of: impl FnOnce(Stored) -> Result<ContentDoc, FieldError>,
     visibility: Option<Visibility>,
     writer: Writer,
 ) -> ApiResult<Response> {
@@ -175,7 +176,7 @@ async fn store_and_submit(
     let stored = store(env, file).await?;
     let result = match doc_of(stored) {
         Ok(doc) => submit_doc(env, ids, doc, visibility, writer).await,
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
     match &result {
         Err(e) if refused(e) => discard(&R2Uploads::new(env), &key).await,
@@ -238,7 +239,7 @@ fn refused(e: &ApiError) -> bool {
 
 /// A `?title=`, checked before anything is stored.
 fn title_param(q: &[(String, String)], limits: &Limits) -> ApiResult<Option<String>> {
-    param(q, "title").filter(|t| !t.trim().is_empty()).map(|t| title(t, limits)).transpose()
+    param(q, "title").filter(|t| !t.trim().is_empty()).map(|t| title(t, limits)).transpose().map_err(ApiError::from)
 }
 
 fn visibility_param(q: &[(String, String)]) -> ApiResult<Option<Visibility>> {

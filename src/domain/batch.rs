@@ -23,7 +23,7 @@ use super::content::ContentDoc;
 use super::principal::{Ownership, Principal, Visibility};
 use super::retry::RetryPolicy;
 use crate::config::Limits;
-use crate::error::ApiError;
+use super::FieldError;
 use crate::protocol::ContentInput;
 use super::time::Millis;
 use crate::protocol::{BatchCompleted, BatchProgress, EventDraft};
@@ -179,34 +179,34 @@ const REFUSALS_NAMED: usize = 20;
 /// accepted whole or refused whole: one bad item makes it a 422 that counts
 /// the refused items and names the first [`REFUSALS_NAMED`] of them, each
 /// with its index and reason, so the client fixes them and sends it again.
-pub fn validate_items(items: Vec<Box<RawValue>>, limits: &Limits) -> Result<Vec<(ContentDoc, Option<Visibility>)>, ApiError> {
+pub fn validate_items(items: Vec<Box<RawValue>>, limits: &Limits) -> Result<Vec<(ContentDoc, Option<Visibility>)>, FieldError> {
     if items.is_empty() || items.len() > MAX_ITEMS {
-        return Err(ApiError::invalid("items", format!("must hold 1 to {MAX_ITEMS} items, not {}", items.len())));
+        return Err(FieldError::new("items", format!("must hold 1 to {MAX_ITEMS} items, not {}", items.len())));
     }
     let total = items.len();
     let mut accepted = Vec::with_capacity(total);
     let mut refused: Vec<String> = Vec::new();
     let mut refused_count = 0usize;
     for (i, item) in items.into_iter().enumerate() {
-        let checked = serde_json::from_str::<ContentInput>(item.get()).map_err(ApiError::from).and_then(|input| {
-            let visibility = input.visibility;
-            ContentDoc::validate(input, limits).map(|doc| (doc, visibility))
-        });
+        let checked = match serde_json::from_str::<ContentInput>(item.get()) {
+            Err(e) => Err(format!("items[{i}]: malformed JSON: {e}")),
+            Ok(input) => {
+                let visibility = input.visibility;
+                ContentDoc::validate(input, limits).map(|doc| (doc, visibility)).map_err(|e| format!("items[{i}].{e}"))
+            }
+        };
         match checked {
             Ok(ok) => accepted.push(ok),
-            Err(e) => {
+            Err(why) => {
                 refused_count += 1;
                 if refused.len() < REFUSALS_NAMED {
-                    refused.push(match e {
-                        ApiError::InvalidField { field, message } => format!("items[{i}].{field}: {message}"),
-                        other => format!("items[{i}]: {other}"),
-                    });
+                    refused.push(why);
                 }
             }
         }
     }
     if refused_count > 0 {
-        return Err(ApiError::invalid("items", format!("{refused_count} of {total} items refused, none accepted: {}", refused.join("; "))));
+        return Err(FieldError::new("items", format!("{refused_count} of {total} items refused, none accepted: {}", refused.join("; "))));
     }
     Ok(accepted)
 }
@@ -752,14 +752,14 @@ mod tests {
         assert_eq!(ok.len(), 2);
         assert_eq!(ok[0].1, Some(Visibility::Public));
         let e = validate_items(raw(&[good.clone(), json!({ "title": "", "body": "b" }), json!({ "body": "b" })]), &l).unwrap_err();
-        assert_eq!(e.status(), 422);
+        assert_eq!(e.field, "items");
         let text = e.to_string();
         assert!(text.starts_with("items: 2 of 3 items refused"), "{text}");
         assert!(text.contains("items[1].title: must be 1 to 300 characters"), "{text}");
         assert!(text.contains("items[2]"), "{text}");
         assert!(!text.contains("items[0]"), "{text}");
-        assert_eq!(validate_items(vec![], &l).unwrap_err().status(), 422);
-        assert_eq!(validate_items(raw(&vec![good; MAX_ITEMS + 1]), &l).unwrap_err().status(), 422);
+        assert_eq!(validate_items(vec![], &l).unwrap_err().field, "items");
+        assert_eq!(validate_items(raw(&vec![good; MAX_ITEMS + 1]), &l).unwrap_err().field, "items");
         let many = validate_items(raw(&vec![json!(1); 50]), &l).unwrap_err().to_string();
         assert_eq!(many.matches("items[").count(), REFUSALS_NAMED, "{many}");
     }
@@ -777,7 +777,7 @@ mod tests {
         assert!(e.to_string().contains("not more"), "{e}");
         let one = format!("{{\"items\":[[{}0]]}}", "0,".repeat(2_000_000));
         let items = serde_json::from_str::<BatchInput>(&one).unwrap().items;
-        assert_eq!(validate_items(items, &Limits::default()).unwrap_err().status(), 422);
+        assert_eq!(validate_items(items, &Limits::default()).unwrap_err().field, "items");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::principal::{Ownership, Principal, Visibility};
 use super::time::{rfc3339, Millis};
 use super::upload::Source;
 use crate::config::Limits;
-use crate::error::ApiError;
+use super::FieldError;
 use crate::protocol::{
     ContentDeleted, ContentIndexed, ContentInput, ContentRef, ContentStatus, ContentUpdated, ContentView, Entity, EventDraft, Keyword,
     Sentiment, VersionView,
@@ -144,13 +144,13 @@ pub const PLAIN_LABEL: &str = "must be one line without control or invisible for
 /// A category as stored and filtered on: trimmed, lowercase, up to
 /// `category_max_chars` letters, digits, spaces, '-' or '_'; `None` when
 /// empty. Submissions, the listing and search all apply this one rule.
-pub fn category(raw: Option<&str>, l: &Limits) -> Result<Option<String>, ApiError> {
+pub fn category(raw: Option<&str>, l: &Limits) -> Result<Option<String>, FieldError> {
     // Checked as given, then lowercased: a lowercase letter may be two
     // characters ('İ' is 'i' and a combining dot), which the pattern's `\w`
     // and its length count as given.
     let Some(c) = raw.map(str::trim).filter(|c| !c.is_empty()) else { return Ok(None) };
     if c.chars().count() > l.category_max_chars || !c.chars().all(|ch| ch.is_alphanumeric() || matches!(ch, '-' | '_' | ' ')) {
-        return Err(ApiError::invalid(
+        return Err(FieldError::new(
             "category",
             format!("must be up to {} letters, digits, spaces, '-' or '_'", l.category_max_chars),
         ));
@@ -159,21 +159,21 @@ pub fn category(raw: Option<&str>, l: &Limits) -> Result<Option<String>, ApiErro
 }
 
 /// A title as stored: trimmed, one line, 1 to `title_max_chars` characters.
-pub fn title(raw: &str, l: &Limits) -> Result<String, ApiError> {
+pub fn title(raw: &str, l: &Limits) -> Result<String, FieldError> {
     let title = raw.trim().to_string();
     let n = title.chars().count();
     if n == 0 || n > l.title_max_chars {
-        return Err(ApiError::invalid("title", format!("must be 1 to {} characters", l.title_max_chars)));
+        return Err(FieldError::new("title", format!("must be 1 to {} characters", l.title_max_chars)));
     }
     if !is_plain_label(&title) {
-        return Err(ApiError::invalid("title", PLAIN_LABEL));
+        return Err(FieldError::new("title", PLAIN_LABEL));
     }
     Ok(title)
 }
 
 impl ContentDoc {
     /// An upload's document: its text comes later, from the file.
-    pub fn upload(raw_title: &str, raw_category: Option<&str>, source: Source, l: &Limits) -> Result<ContentDoc, ApiError> {
+    pub fn upload(raw_title: &str, raw_category: Option<&str>, source: Source, l: &Limits) -> Result<ContentDoc, FieldError> {
         Ok(ContentDoc {
             title: title(raw_title, l)?,
             body: String::new(),
@@ -184,31 +184,31 @@ impl ContentDoc {
         })
     }
 
-    pub fn validate(input: ContentInput, l: &Limits) -> Result<ContentDoc, ApiError> {
+    pub fn validate(input: ContentInput, l: &Limits) -> Result<ContentDoc, FieldError> {
         let title = title(&input.title, l)?;
         if input.body.is_empty() || input.body.len() > l.body_max_bytes {
-            return Err(ApiError::invalid("body", format!("must be 1 byte to {} bytes of UTF-8", l.body_max_bytes)));
+            return Err(FieldError::new("body", format!("must be 1 byte to {} bytes of UTF-8", l.body_max_bytes)));
         }
         if input.body.trim().is_empty() {
-            return Err(ApiError::invalid("body", "must contain text, not only whitespace"));
+            return Err(FieldError::new("body", "must contain text, not only whitespace"));
         }
         if input.body.contains(is_stray_control) {
-            return Err(ApiError::invalid("body", STRAY_CONTROL));
+            return Err(FieldError::new("body", STRAY_CONTROL));
         }
         let category = category(input.category.as_deref(), l)?;
         let raw_tags = input.tags.unwrap_or_default();
         if raw_tags.len() > l.tags_max {
-            return Err(ApiError::invalid("tags", format!("at most {} tags", l.tags_max)));
+            return Err(FieldError::new("tags", format!("at most {} tags", l.tags_max)));
         }
         let mut tags: Vec<String> = Vec::with_capacity(raw_tags.len());
         for t in raw_tags {
             let t = t.trim().to_string();
             let n = t.chars().count();
             if n == 0 || n > l.tag_max_chars {
-                return Err(ApiError::invalid("tags", format!("each tag must be 1 to {} characters", l.tag_max_chars)));
+                return Err(FieldError::new("tags", format!("each tag must be 1 to {} characters", l.tag_max_chars)));
             }
             if !is_plain_label(&t) {
-                return Err(ApiError::invalid("tags", format!("each tag {PLAIN_LABEL}")));
+                return Err(FieldError::new("tags", format!("each tag {PLAIN_LABEL}")));
             }
             if !tags.contains(&t) {
                 tags.push(t);
@@ -216,9 +216,9 @@ impl ContentDoc {
         }
         let author = match input.author.map(|a| a.trim().to_string()) {
             Some(a) if a.chars().count() > l.author_max_chars => {
-                return Err(ApiError::invalid("author", format!("must be up to {} characters", l.author_max_chars)));
+                return Err(FieldError::new("author", format!("must be up to {} characters", l.author_max_chars)));
             }
-            Some(a) if !is_plain_label(&a) => return Err(ApiError::invalid("author", PLAIN_LABEL)),
+            Some(a) if !is_plain_label(&a) => return Err(FieldError::new("author", PLAIN_LABEL)),
             Some(a) if a.is_empty() => None,
             a => a,
         };
@@ -665,9 +665,9 @@ mod tests {
         ContentInput { title: title.into(), body: body.into(), category: None, tags: None, author: None, visibility: None }
     }
 
-    fn field(r: Result<ContentDoc, ApiError>) -> String {
+    fn field(r: Result<ContentDoc, FieldError>) -> String {
         match r {
-            Err(ApiError::InvalidField { field, .. }) => field,
+            Err(FieldError { field, .. }) => field,
             other => panic!("expected invalid field, got {other:?}"),
         }
     }

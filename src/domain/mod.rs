@@ -28,6 +28,22 @@ pub mod token;
 pub mod upload;
 pub mod vector;
 
+/// Input that breaks a rule of the domain, named by the field it is in.
+/// The HTTP layer makes it a 422 `invalid_field` (`error.rs`); the domain
+/// knows nothing of statuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), message: message.into() }
+    }
+}
+
 /// Lowercase hex SHA-256 of `bytes`: API key hashes and uploads' checksums.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
