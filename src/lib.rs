@@ -27,6 +27,8 @@ pub mod http;
 #[cfg(target_arch = "wasm32")]
 pub mod ingest;
 #[cfg(target_arch = "wasm32")]
+pub mod retrieval;
+#[cfg(target_arch = "wasm32")]
 pub mod runtime;
 #[cfg(target_arch = "wasm32")]
 pub mod store;

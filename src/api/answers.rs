@@ -9,8 +9,8 @@ use serde_json::Value;
 use uuid::Uuid;
 use worker::{Env, Request, Response};
 
-use super::input::{json_body, uuid_param};
-use super::retrieve::{category_filter, query_text, retrieve, Mode, RetrieveQuery};
+use super::input::{category_filter, json_body, query_text, uuid_param};
+use crate::retrieval::{retrieve, Mode, RetrieveQuery};
 use crate::actors::ops::{StartAnswer, ViewAnswer};
 use crate::catalog;
 use crate::actors::rpc;

@@ -3,9 +3,11 @@
 
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
-use worker::Request;
+use worker::{Env, Request};
 
 use crate::error::{ApiError, ApiResult};
+use crate::protocol::MAX_QUERY_CHARS;
+use crate::runtime::config;
 
 /// Whether a content type's essence (before any `;` parameter) is JSON:
 /// `application/json` or `application/<x>+json`. `text/plain;+json` is not.
@@ -108,4 +110,24 @@ impl super::routes::IntParam {
             },
         }
     }
+}
+
+/// The trimmed query text `field`, or a 422 saying what is wrong with it.
+pub fn query_text<'a>(raw: &'a str, field: &str) -> ApiResult<&'a str> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(ApiError::invalid(field, "is required"));
+    }
+    if text.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::invalid(field, format!("must be at most {MAX_QUERY_CHARS} characters")));
+    }
+    if text.chars().any(|c| c.is_control()) {
+        return Err(ApiError::invalid(field, "must not contain control characters"));
+    }
+    Ok(text)
+}
+
+/// A category filter, normalized, or a 422 (the rule submissions follow).
+pub fn category_filter(env: &Env, raw: Option<&str>) -> ApiResult<Option<String>> {
+    Ok(crate::domain::content::category(raw, &config(env).limits)?)
 }

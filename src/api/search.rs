@@ -6,9 +6,9 @@
 
 use worker::{Context, Env, Request, Response};
 
-use super::input::{param, query};
+use super::input::{category_filter, param, query, query_text};
 use super::routes::SEARCH_K;
-use super::retrieve::{category_filter, query_text, retrieve, Mode, RetrieveQuery};
+use crate::retrieval::{retrieve, Mode, RetrieveQuery};
 use crate::catalog::{self, n, s};
 use crate::domain::fusion::snippet;
 use crate::domain::principal::Principal;

@@ -18,8 +18,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::providers::{Embedder, Providers, VectorIndex, VectorQuery};
 use crate::runtime::{config, now_ms};
 
-pub use crate::protocol::MAX_QUERY_CHARS;
-
 /// The most vector hits a search asks each namespace for (the embedded
 /// shards' cap; Vectorize caps a query at 100).
 const VECTOR_TOP_K_MAX: u32 = 200;
@@ -73,26 +71,6 @@ pub struct Retrieval {
     pub vector_ms: i64,
     pub keyword_ms: i64,
     pub fetch_ms: i64,
-}
-
-/// The trimmed query text `field`, or a 422 saying what is wrong with it.
-pub fn query_text<'a>(raw: &'a str, field: &str) -> ApiResult<&'a str> {
-    let text = raw.trim();
-    if text.is_empty() {
-        return Err(ApiError::invalid(field, "is required"));
-    }
-    if text.chars().count() > MAX_QUERY_CHARS {
-        return Err(ApiError::invalid(field, format!("must be at most {MAX_QUERY_CHARS} characters")));
-    }
-    if text.chars().any(|c| c.is_control()) {
-        return Err(ApiError::invalid(field, "must not contain control characters"));
-    }
-    Ok(text)
-}
-
-/// A category filter, normalized, or a 422 (the rule submissions follow).
-pub fn category_filter(env: &Env, raw: Option<&str>) -> ApiResult<Option<String>> {
-    Ok(crate::domain::content::category(raw, &config(env).limits)?)
 }
 
 /// The top `q.k` documents `p` may read for `q.text`.
