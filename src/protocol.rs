@@ -385,6 +385,12 @@ pub enum ContentStatus {
 }
 
 impl ContentStatus {
+    pub const ALL: [ContentStatus; 3] = [ContentStatus::Processing, ContentStatus::Indexed, ContentStatus::Failed];
+
+    pub fn parse(s: &str) -> Option<ContentStatus> {
+        ContentStatus::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ContentStatus::Processing => "processing",

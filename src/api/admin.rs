@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use worker::{Env, Request, Response};
 
 use super::input::{param, query};
-use super::routes::{page_cursor, parse_page_cursor, ACTORS_LIMIT, RECONCILE_LIMIT};
+use super::routes::{keyset_page, page_start, ACTORS_LIMIT, RECONCILE_LIMIT};
 use crate::actors::ops::{FireAlarm, Inspect, ReconcileContent};
 use crate::actors::rpc::{self, ActorKind};
 use crate::catalog;
@@ -88,21 +88,13 @@ pub async fn list_actors(env: &Env, req: &Request) -> ApiResult<Response> {
         return Err(ApiError::invalid("kind", format!("must be one of {}, not {k:?}", REGISTERED_ACTOR_KINDS.join(", "))));
     }
     let status = param(&q, "status");
-    let (c_at, c_key) = match param(&q, "cursor") {
-        None => (i64::MAX, String::new()),
-        Some(c) => parse_page_cursor(c)?,
-    };
+    let (c_at, c_key) = page_start(param(&q, "cursor"))?;
     let rows = catalog::list_actors(env, kind, status, (c_at, &c_key), limit).await?;
-    let more = rows.len() > limit as usize;
-    let rows = &rows[..rows.len().min(limit as usize)];
+    let (rows, next_cursor) = keyset_page(rows, limit, |r| (r.updated_at as i64, format!("{}:{}", r.kind, r.id)));
     let items = rows
-        .iter()
-        .map(|r| ActorRow { kind: r.kind.clone(), id: r.id.clone(), status: r.status.clone(), updated_at: rfc3339(r.updated_at as i64) })
+        .into_iter()
+        .map(|r| ActorRow { kind: r.kind, id: r.id, status: r.status, updated_at: rfc3339(r.updated_at as i64) })
         .collect();
-    let next_cursor = rows
-        .last()
-        .filter(|_| more)
-        .map(|last| page_cursor(last.updated_at as i64, &format!("{}:{}", last.kind, last.id)));
     Ok(http::json(200, &ActorPage { items, next_cursor }))
 }
 

@@ -5,7 +5,7 @@ use worker::{Env, Request, Response};
 
 use super::auth;
 use super::input::{json_body, param, query, uuid_param};
-use super::routes::{page_cursor, parse_page_cursor, CONTENT_LIMIT};
+use super::routes::{keyset_page, page_start, CONTENT_LIMIT};
 use crate::actors::ops::{CreateContent, DeleteContent, SettleCreate, UpdateContent, ViewContent};
 use crate::actors::rpc;
 use crate::catalog;
@@ -14,7 +14,7 @@ use crate::domain::content::{keep_readable_near_duplicates, named_near_duplicate
 use crate::domain::faults;
 use crate::error::{ApiError, ApiResult};
 use crate::http;
-use crate::protocol::{Accepted, ContentInput, ContentListItem, ContentPage};
+use crate::protocol::{Accepted, ContentInput, ContentListItem, ContentPage, ContentStatus};
 use crate::runtime::config;
 
 /// The run spawned for a submission: the new version's body and metadata go
@@ -162,26 +162,19 @@ pub async fn delete(env: &Env, p: &Principal, id: &str) -> ApiResult<Response> {
 pub async fn list(env: &Env, p: &Principal, req: Request) -> ApiResult<Response> {
     let q = query(&req)?;
     let limit = CONTENT_LIMIT.read(&q)?;
-    let status = param(&q, "status");
-    if let Some(st) = status {
-        if !["processing", "indexed", "failed"].contains(&st) {
-            return Err(ApiError::invalid("status", "must be processing, indexed or failed"));
-        }
-    }
+    let status = match param(&q, "status") {
+        None => None,
+        Some(st) => Some(ContentStatus::parse(st).ok_or_else(|| {
+            let names: Vec<&str> = ContentStatus::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::invalid("status", format!("must be one of {}", names.join(", ")))
+        })?),
+    };
     let category = crate::domain::content::category(param(&q, "category"), &config(env).limits)?;
-    let (c_at, c_id) = match param(&q, "cursor") {
-        None => (i64::MAX, String::new()),
-        Some(c) => parse_page_cursor(c)?,
-    };
+    let (c_at, c_id) = page_start(param(&q, "cursor"))?;
     let scope = p.read_scope();
-    let list = catalog::ListQuery { scope: &scope, status, category: category.as_deref(), before: (c_at, &c_id), limit };
-    let mut rows = catalog::list_content(env, &list).await?;
-    let next = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| page_cursor(r.created_at as i64, &r.id))
-    } else {
-        None
-    };
+    let list = catalog::ListQuery { scope: &scope, status: status.map(ContentStatus::as_str), category: category.as_deref(), before: (c_at, &c_id), limit };
+    let rows = catalog::list_content(env, &list).await?;
+    let (rows, next) = keyset_page(rows, limit, |r| (r.created_at as i64, r.id.clone()));
     let items = rows
         .into_iter()
         .map(|r| ContentListItem {

@@ -71,12 +71,12 @@ fn query_params(id: RouteId) -> Vec<(&'static str, Value)> {
         (p.name, schema)
     };
     let one_of = |values: &[&str]| json!({ "type": "string", "enum": values });
-    let visibility = || one_of(&["private", "tenant", "public"]);
+    let visibility = || one_of(&crate::domain::principal::Visibility::ALL.map(|v| v.as_str()));
     match id {
         RouteId::ListContent => vec![
             int(CONTENT_LIMIT),
             ("cursor", cursor()),
-            ("status", one_of(&["processing", "indexed", "failed"])),
+            ("status", one_of(&crate::protocol::ContentStatus::ALL.map(|c| c.as_str()))),
             ("category", category()),
         ],
         RouteId::Search => vec![

@@ -134,6 +134,27 @@ pub fn page_cursor(at: i64, key: &str) -> String {
     format!("{at}.{key}")
 }
 
+/// Where a keyset page starts: after the `cursor` a client sent back, or at
+/// the top (newest first).
+pub fn page_start(cursor: Option<&str>) -> Result<(i64, String), crate::error::ApiError> {
+    cursor.map_or_else(|| Ok((i64::MAX, String::new())), parse_page_cursor)
+}
+
+/// A page of at most `limit` rows out of `rows`, fetched as `limit + 1` (the
+/// extra row says another page follows), and that page's cursor, made from
+/// the last row kept by `position` (its sort value and key).
+pub fn keyset_page<T>(mut rows: Vec<T>, limit: u32, position: impl Fn(&T) -> (i64, String)) -> (Vec<T>, Option<String>) {
+    if rows.len() <= limit as usize {
+        return (rows, None);
+    }
+    rows.truncate(limit as usize);
+    let next = rows.last().map(|r| {
+        let (at, key) = position(r);
+        page_cursor(at, &key)
+    });
+    (rows, next)
+}
+
 /// Reads a [`page_cursor`]; 422 for anything [`PAGE_CURSOR_PATTERN`] refuses.
 pub fn parse_page_cursor(c: &str) -> Result<(i64, String), crate::error::ApiError> {
     let bad = || crate::error::ApiError::invalid("cursor", "is not a cursor this API returned");
@@ -205,6 +226,34 @@ fn routes_for(path: &str) -> Vec<(&'static Route, Vec<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn a_keyset_page_says_whether_another_follows() {
+        let pos = |r: &(i64, &str)| (r.0, r.1.to_string());
+        let (rows, next) = keyset_page(vec![(30, "c"), (20, "b"), (10, "a")], 2, pos);
+        assert_eq!((rows, next.as_deref()), (vec![(30, "c"), (20, "b")], Some("20.b")));
+        let (rows, next) = keyset_page(vec![(30, "c"), (20, "b")], 2, pos);
+        assert_eq!((rows.len(), next), (2, None), "no extra row: the last page");
+        assert_eq!(page_start(None).unwrap(), (i64::MAX, String::new()));
+        assert_eq!(page_start(Some("20.b")).unwrap(), (20, "b".to_string()));
+        assert!(page_start(Some("nope")).is_err());
+    }
+
+    #[test]
+    fn the_statuses_and_visibilities_a_query_takes_are_the_enums() {
+        use crate::domain::principal::Visibility;
+        use crate::protocol::ContentStatus;
+        for c in ContentStatus::ALL {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+            assert_eq!(ContentStatus::parse(c.as_str()), Some(c));
+        }
+        for v in Visibility::ALL {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+        }
+        assert_eq!(ContentStatus::parse("done"), None);
+        // ALL is every variant: the schema lists them from the enum itself.
+        let schema = serde_json::to_value(schemars::schema_for!(ContentStatus)).unwrap();
+        assert_eq!(schema["enum"], serde_json::json!(ContentStatus::ALL.map(|c| c.as_str())));
+    }
 
     #[test]
     fn resolves_params_404_and_405() {

@@ -88,6 +88,8 @@ pub enum Visibility {
 }
 
 impl Visibility {
+    pub const ALL: [Visibility; 3] = [Visibility::Private, Visibility::Tenant, Visibility::Public];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Visibility::Private => "private",
@@ -97,7 +99,7 @@ impl Visibility {
     }
 
     pub fn parse(s: &str) -> Option<Visibility> {
-        [Visibility::Private, Visibility::Tenant, Visibility::Public].into_iter().find(|v| v.as_str() == s)
+        Visibility::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
 
