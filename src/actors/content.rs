@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 use worker::{durable_object, DurableObject, Env, Response, State};
 
-use super::outbox::Outbox;
+use crate::store::outbox::Outbox;
 use super::ActorStorage;
 use super::ops::{
     Announcer, Authorize, Authorized, CancelRun, ContentCall, ContentOps, CreateContent, DeleteContent, Done, Fence, Fenced, FireAlarm, ForgetSource, Inspect, Inspectable,

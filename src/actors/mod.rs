@@ -10,7 +10,6 @@ pub mod content;
 pub mod fanout;
 pub mod feed;
 pub mod ops;
-pub mod outbox;
 pub mod pipeline;
 pub mod rate_limit;
 pub mod rpc;
@@ -62,7 +61,7 @@ use crate::protocol::{EventRecord, Topic};
 use ops::{Admit, Done, Events, EventsPage, Plan, Subscribe, SubscribeAnswer, Unsubscribe};
 use crate::store::events::{EventStore, LogMemory};
 use fanout::{SubscriberMemory, Subscribers};
-use outbox::OutboxMemory;
+use crate::store::outbox::{self, OutboxMemory};
 
 /// The storage views of an actor's own SQLite. Every actor reaches its state,
 /// event log and subscriber list the same way through this trait.

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use serde_json::json;
 use worker::{durable_object, DurableObject, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage};
 
-use super::outbox::Outbox;
+use crate::store::outbox::Outbox;
 use super::ActorStorage;
 use super::ops::{AccessNeeded, Authorize, CancelRun, Done, FireAlarm, Inspect, Inspectable, PurgeRun, ReconcileRun, RetryRun, RunCall, RunEnded, RunOps, StartRun, ViewRun};
 use super::rpc;

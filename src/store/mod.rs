@@ -9,6 +9,7 @@ pub mod batch_docs;
 pub mod feed_ledger;
 pub mod events;
 pub mod fingerprints;
+pub mod outbox;
 
 use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
