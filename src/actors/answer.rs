@@ -19,7 +19,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 use worker::{durable_object, DurableObject, Env, Response, State};
 
-use super::fanout::{self, Subscribers};
+use super::fanout;
+use crate::store::subscribers::Subscribers;
 use super::ops::{AnswerCall, AnswerOps, Done, FireAlarm, ForgetSource, Inspect, Inspectable, StartAnswer, ViewAnswer};
 use super::{ActorStorage, TopicActor};
 use crate::protocol::close_code;

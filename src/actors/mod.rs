@@ -60,7 +60,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::protocol::{EventRecord, Topic};
 use ops::{Admit, Done, Events, EventsPage, Plan, Subscribe, SubscribeAnswer, Unsubscribe};
 use crate::store::events::{EventStore, LogMemory};
-use fanout::{SubscriberMemory, Subscribers};
+use crate::store::subscribers::{SubscriberMemory, Subscribers};
 use crate::store::outbox::{self, OutboxMemory};
 
 /// The storage views of an actor's own SQLite. Every actor reaches its state,

@@ -10,6 +10,7 @@ pub mod feed_ledger;
 pub mod events;
 pub mod fingerprints;
 pub mod outbox;
+pub mod subscribers;
 
 use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
