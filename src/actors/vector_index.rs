@@ -5,17 +5,16 @@
 
 use std::cell::{Cell, RefCell};
 
-use serde::Deserialize;
 use serde_json::{json, Value};
-use worker::{durable_object, DurableObject, Env, SqlStorageValue, State};
+use worker::{durable_object, DurableObject, Env, State};
 
 use super::ops::{DropContent, FireAlarm, Inspect, Inspectable, ReplaceContent, ShardCall, ShardOps, Upsert, Upserted};
-use crate::domain::vector::{check_vector, encode_f32_le, Fence, ShardIndex, VectorMeta};
+use crate::domain::vector::{check_vector, ShardIndex};
 use crate::error::{ApiError, ApiResult};
 use crate::providers::{VectorItem, VectorMatch, VectorQuery};
 use crate::runtime::config;
 use crate::store::events::EventStore;
-use crate::store::{exec, rows, MAX_BOUND_PARAMS};
+use crate::store::vector_rows::ShardRows;
 
 #[durable_object]
 pub struct VectorIndexActor {
@@ -30,53 +29,24 @@ pub struct VectorIndexActor {
 pub const MAX_TOP_K: u32 = 200;
 
 impl VectorIndexActor {
-    fn init(&self) -> ApiResult<()> {
-        if self.schema_ready.get() {
-            return Ok(());
+    /// The shard's rows, its tables made once per instance.
+    fn rows(&self) -> ApiResult<ShardRows> {
+        let rows = ShardRows::new(self.state.storage().sql());
+        if !self.schema_ready.get() {
+            rows.init()?;
+            self.schema_ready.set(true);
         }
-        exec(
-            &self.state.storage().sql(),
-            "CREATE TABLE IF NOT EXISTS vectors (id TEXT PRIMARY KEY, namespace TEXT NOT NULL, content_id TEXT NOT NULL,
-               version INTEGER NOT NULL, chunk INTEGER NOT NULL, category TEXT, dim INTEGER NOT NULL, v BLOB NOT NULL)",
-            vec![],
-        )?;
-        exec(&self.state.storage().sql(), "CREATE INDEX IF NOT EXISTS vectors_by_content ON vectors (content_id)", vec![])?;
-        exec(
-            &self.state.storage().sql(),
-            "CREATE TABLE IF NOT EXISTS fences (content_id TEXT PRIMARY KEY, version INTEGER NOT NULL, deleted INTEGER NOT NULL)",
-            vec![],
-        )?;
-        self.schema_ready.set(true);
-        Ok(())
-    }
-
-    fn fence(&self, content_id: &str) -> ApiResult<Fence> {
-        #[derive(Deserialize)]
-        struct Row {
-            version: f64,
-            deleted: f64,
-        }
-        let r: Vec<Row> =
-            rows(&self.state.storage().sql(), "SELECT version, deleted FROM fences WHERE content_id = ?", vec![content_id.into()])?;
-        Ok(r.first().map(|r| Fence { version: r.version as u32, deleted: r.deleted != 0.0 }).unwrap_or_default())
-    }
-
-    fn save_fence(&self, content_id: &str, f: Fence) -> ApiResult<()> {
-        exec(
-            &self.state.storage().sql(),
-            "INSERT OR REPLACE INTO fences (content_id, version, deleted) VALUES (?, ?, ?)",
-            vec![content_id.into(), (f.version as i64).into(), (f.deleted as i64).into()],
-        )
+        Ok(rows)
     }
 
     /// Raises the item's fence to `version`, or refuses (409) a write of an
     /// older version or of a deleted item.
     fn admit(&self, content_id: &str, version: u32) -> ApiResult<()> {
-        self.init()?;
-        let before = self.fence(content_id)?;
+        let rows = self.rows()?;
+        let before = rows.fence(content_id)?;
         let after = before.admit(version)?;
         if after != before {
-            self.save_fence(content_id, after)?;
+            rows.save_fence(content_id, after)?;
         }
         Ok(())
     }
@@ -94,33 +64,7 @@ impl VectorIndexActor {
     }
 
     fn load(&self) -> ApiResult<ShardIndex> {
-        self.init()?;
-        let sql = self.state.storage().sql();
-        let cursor = sql
-            .exec("SELECT id, namespace, content_id, version, chunk, category, dim, v FROM vectors", None)
-            .map_err(crate::store::storage_err)?;
-        let mut ix: Option<ShardIndex> = None;
-        for row in cursor.raw() {
-            let Ok(cols) = row else { continue };
-            let mut it = cols.into_iter();
-            let (Some(SqlStorageValue::String(id)), Some(SqlStorageValue::String(ns)), Some(SqlStorageValue::String(cid))) =
-                (it.next(), it.next(), it.next())
-            else {
-                continue;
-            };
-            let version = as_int(it.next()) as u32;
-            let chunk = as_int(it.next()) as u32;
-            let category = match it.next() {
-                Some(SqlStorageValue::String(c)) => Some(c),
-                _ => None,
-            };
-            let dim = as_int(it.next()) as usize;
-            let Some(SqlStorageValue::Blob(blob)) = it.next() else { continue };
-            let ix = ix.get_or_insert_with(|| ShardIndex::new(dim));
-            let meta = VectorMeta { content_id: cid, version, chunk, category };
-            let _ = ix.upsert_blob(&id, &ns, &blob, meta);
-        }
-        Ok(ix.unwrap_or_else(|| ShardIndex::new(crate::nlp::embed::EMBED_DIM)))
+        self.rows()?.load()
     }
 
     /// Refuses a batch with any vector the index cannot hold, before the
@@ -132,7 +76,6 @@ impl VectorIndexActor {
     }
 
     fn write(&self, u: Upsert) -> ApiResult<Upserted> {
-        self.init()?;
         self.check(&u.items)?;
         // All items are checked before any is written: a refused batch writes
         // nothing. Each item's (content, version) is admitted once.
@@ -160,29 +103,7 @@ impl VectorIndexActor {
             })?
             .map_err(|e| ApiError::invalid("items", e.to_string()))?;
         }
-        let sql = self.state.storage().sql();
-        for batch in items.chunks(MAX_BOUND_PARAMS / 8) {
-            let mut params: Vec<SqlStorageValue> = Vec::with_capacity(batch.len() * 8);
-            for it in batch {
-                params.extend([
-                    it.id.clone().into(),
-                    it.namespace.clone().into(),
-                    it.meta.content_id.clone().into(),
-                    (it.meta.version as i64).into(),
-                    (it.meta.chunk as i64).into(),
-                    it.meta.category.clone().into(),
-                    (it.values.len() as i64).into(),
-                    encode_f32_le(&it.values).into(),
-                ]);
-            }
-            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; batch.len()].join(", ");
-            exec(
-                &sql,
-                &format!("INSERT OR REPLACE INTO vectors (id, namespace, content_id, version, chunk, category, dim, v) VALUES {values}"),
-                params,
-            )?;
-        }
-        Ok(())
+        self.rows()?.put(items)
     }
 
     fn search(&self, q: VectorQuery) -> ApiResult<Vec<VectorMatch>> {
@@ -193,7 +114,6 @@ impl VectorIndexActor {
     }
 
     fn remove(&self, d: DropContent) -> ApiResult<u32> {
-        self.init()?;
         match d.keep_version {
             // Keeping one version makes it current; deleting all is a tombstone.
             Some(v) => match self.admit(&d.content_id, v) {
@@ -204,8 +124,9 @@ impl VectorIndexActor {
                 admitted => admitted?,
             },
             None => {
-                let f = self.fence(&d.content_id)?.tombstone();
-                self.save_fence(&d.content_id, f)?;
+                let rows = self.rows()?;
+                let f = rows.fence(&d.content_id)?.tombstone();
+                rows.save_fence(&d.content_id, f)?;
             }
         }
         self.remove_admitted(&d.content_id, d.keep_version)
@@ -214,11 +135,7 @@ impl VectorIndexActor {
     /// Drops the item's vectors but `keep_version`'s, its fence already moved.
     fn remove_admitted(&self, content_id: &str, keep_version: Option<u32>) -> ApiResult<u32> {
         let removed = self.with_index(|ix| ix.remove_content(content_id, keep_version))?;
-        let sql = self.state.storage().sql();
-        match keep_version {
-            Some(v) => exec(&sql, "DELETE FROM vectors WHERE content_id = ? AND version != ?", vec![content_id.into(), (v as i64).into()])?,
-            None => exec(&sql, "DELETE FROM vectors WHERE content_id = ?", vec![content_id.into()])?,
-        }
+        self.rows()?.remove_content(content_id, keep_version)?;
         Ok(removed.len() as u32)
     }
 
@@ -227,8 +144,7 @@ impl VectorIndexActor {
     }
 
     fn count_content(&self, content_id: &str) -> ApiResult<Value> {
-        self.init()?;
-        let fence = self.fence(content_id)?;
+        let fence = self.rows()?.fence(content_id)?;
         self.with_index(|ix| json!({ "content_id": content_id, "vectors": ix.ids_of_content(content_id), "fence": fence }))
     }
 }
@@ -272,13 +188,6 @@ impl Inspectable for VectorIndexActor {
     }
 }
 
-fn as_int(v: Option<SqlStorageValue>) -> i64 {
-    match v {
-        Some(SqlStorageValue::Integer(i)) => i,
-        Some(SqlStorageValue::Float(f)) => f as i64,
-        _ => 0,
-    }
-}
 
 impl DurableObject for VectorIndexActor {
     fn new(state: State, env: Env) -> Self {
