@@ -332,6 +332,13 @@ impl From<ContentError> for ApiError {
     }
 }
 
+/// An injected fault fails the call for now, as a real outage would.
+impl From<crate::domain::faults::InjectedFault> for ApiError {
+    fn from(e: crate::domain::faults::InjectedFault) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
 impl From<crate::domain::FieldError> for ApiError {
     fn from(e: crate::domain::FieldError) -> Self {
         ApiError::InvalidField { field: e.field, message: e.message }

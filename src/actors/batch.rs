@@ -100,7 +100,7 @@ impl BatchActor {
     async fn spawn(&self, b: &Batch, index: u32) -> ApiResult<()> {
         let item = self.docs().get(index)?;
         if let Some(fault) = config(&self.env).faults.poisons(faults::INGEST, &item.doc.title) {
-            return Err(ApiError::Unavailable(fault));
+            return Err(fault.into());
         }
         let (content_id, run_id) = b.ids(index);
         let create = CreateContent {
@@ -113,7 +113,7 @@ impl BatchActor {
         };
         let mut sent = rpc::send(&self.env, &content_id.to_string(), &create).await.map(|_| ());
         if let (Ok(()), Some(fault)) = (&sent, config(&self.env).faults.poisons(faults::ITEM_REPLY, &content_id.to_string())) {
-            sent = Err(ApiError::Unavailable(fault));
+            sent = Err(fault.into());
         }
         match sent {
             Ok(()) => Ok(()),

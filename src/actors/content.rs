@@ -203,9 +203,7 @@ impl ContentActor {
         // By value: the drain hands over its own copy of the duty.
         match duty {
             Duty::SpawnRun { run_id, start } => {
-                if let Some(fault) = cfg.faults.site_fault(faults::SPAWN, &run_id.to_string(), attempt) {
-                    return Err(ApiError::Unavailable(fault));
-                }
+                cfg.faults.check(faults::SPAWN, &run_id.to_string(), attempt)?;
                 rpc::send(&self.env, &run_id.to_string(), &start).await.map(|_| ())
             }
             Duty::CancelRun { run_id, reason } => {
@@ -216,9 +214,7 @@ impl ContentActor {
             }
             Duty::Catalog => {
                 let id = self.stored_id()?.to_string();
-                if let Some(fault) = cfg.faults.site_fault(faults::CATALOG, &id, attempt) {
-                    return Err(ApiError::Unavailable(fault));
-                }
+                cfg.faults.check(faults::CATALOG, &id, attempt)?;
                 // Written from the state current now, so a late try never writes an old one.
                 match self.load()? {
                     Some(c) => catalog::record_content(&self.env, &c, now_ms(), c.status == ContentStatus::Indexed).await,
@@ -251,11 +247,11 @@ impl ContentActor {
                 // reply on a later one, so both the retry and the feed's
                 // once-only append are exercised.
                 let fault = cfg.faults.site_fault(faults::FEED, &format!("{content_id}/{seq}"), attempt);
-                if let Some(fault) = fault.as_ref().filter(|_| attempt == 1) {
-                    return Err(ApiError::Unavailable(fault.clone()));
+                if let Some(fault) = fault.clone().filter(|_| attempt == 1) {
+                    return Err(fault.into());
                 }
                 super::feed::append(&self.env, events, Announcer { content_id, seq }).await?;
-                fault.map_or(Ok(()), |f| Err(ApiError::Unavailable(f)))
+                fault.map_or(Ok(()), |f| Err(f.into()))
             }
             other @ (Duty::ReportEnd { .. } | Duty::TakeBackVectors { .. }) => {
                 Err(ApiError::Internal(format!("content owes no duty {}", other.key())))

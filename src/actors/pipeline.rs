@@ -198,9 +198,7 @@ impl RunShell {
         match duty {
             Duty::Catalog => {
                 let cfg = config(&self.env);
-                if let Some(fault) = cfg.faults.site_fault(faults::CATALOG, &run.id.to_string(), tries + 1) {
-                    return Err(ApiError::Unavailable(fault));
-                }
+                cfg.faults.check(faults::CATALOG, &run.id.to_string(), tries + 1)?;
                 // Written from the run as it is now, never an older copy.
                 catalog::record_run(&self.env, &run, now_ms()).await
             }

@@ -136,7 +136,7 @@ pub async fn send_create<O: Op>(env: &Env, name: &str, op: &O) -> Result<O::Repl
             let faults = crate::runtime::config(env).faults;
             let lost = if tried == 1 { faults.site_fault(REPLY, name, 1) } else { None };
             if let Some(fault) = lost.or_else(|| faults.site_fault(REPLIES, name, tried)) {
-                sent = Err(ApiError::Unavailable(fault));
+                sent = Err(fault.into());
             }
         }
         match sent {

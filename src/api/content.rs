@@ -46,17 +46,13 @@ pub(super) async fn submit_doc(
     let name = content_id.to_string();
     let accepted = match writer {
         Writer::New(ownership) => {
-            if let Some(fault) = config(env).faults.site_fault(faults::CREATE, &name, 1) {
-                return Err(ApiError::Unavailable(fault));
-            }
+            config(env).faults.check(faults::CREATE, &name, 1)?;
             rpc::send_create(env, &name, &CreateContent { content_id, run_id, doc, ownership, visibility, batch: None }).await?
         }
         Writer::Version { principal, if_match } => {
             let accepted = rpc::send(env, &name, &UpdateContent { content_id, run_id, doc, principal, visibility, if_match }).await;
             // `FAULTS=version_reply=<p>`: the reply lost after the item answered.
-            if let Some(fault) = config(env).faults.site_fault(faults::VERSION_REPLY, &name, 1) {
-                return Err(ApiError::Unavailable(fault));
-            }
+            config(env).faults.check(faults::VERSION_REPLY, &name, 1)?;
             accepted?
         }
     };

@@ -76,6 +76,15 @@ fn strikes_at(p: f64, key: &str, site: &str, attempt: u32) -> bool {
     p > 0.0 && unit(fnv1a(format!("{key}/{site}/{attempt}").as_bytes())) < p
 }
 
+/// A fault `FAULTS` injected at a site: a failure for now (503 at the edge),
+/// which the caller retries as it would a real one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("injected fault ({site}={probability})")]
+pub struct InjectedFault {
+    pub site: String,
+    pub probability: f64,
+}
+
 impl Faults {
     /// Unknown stages and unparsable rates are ignored: faults are a test aid
     /// and must never take the Worker down.
@@ -113,17 +122,22 @@ impl Faults {
         self.rates.iter().rev().find(|(s, _)| *s == stage).map(|(_, r)| *r).unwrap_or(0.0)
     }
 
-    /// Whether this attempt of this stage of this run fails.
-    /// The error message of an injected fault at a site, if this attempt fails.
-    pub fn site_fault(&self, site: &str, key: &str, attempt: u32) -> Option<String> {
-        self.site_strikes(site, key, attempt).then(|| format!("injected fault ({site}={})", self.site_probability(site)))
+    /// The injected fault at a site, if this attempt of `key` meets it.
+    pub fn site_fault(&self, site: &str, key: &str, attempt: u32) -> Option<InjectedFault> {
+        self.site_strikes(site, key, attempt).then(|| InjectedFault { site: site.to_string(), probability: self.site_probability(site) })
     }
 
-    /// The error of a site fault that strikes `key` on every attempt alike.
-    pub fn poisons(&self, site: &str, key: &str) -> Option<String> {
+    /// [`Self::site_fault`] as a result, for `?` where the fault fails the call.
+    pub fn check(&self, site: &str, key: &str, attempt: u32) -> Result<(), InjectedFault> {
+        self.site_fault(site, key, attempt).map_or(Ok(()), Err)
+    }
+
+    /// The site fault that strikes `key` on every attempt alike.
+    pub fn poisons(&self, site: &str, key: &str) -> Option<InjectedFault> {
         self.site_fault(site, key, 0)
     }
 
+    /// Whether this attempt of this stage of this run fails.
     pub fn strikes(&self, run_id: &str, stage: Stage, attempt: u32) -> bool {
         strikes_at(self.probability(stage), run_id, stage.as_str(), attempt)
     }
@@ -154,7 +168,7 @@ mod tests {
         assert!((1..50).all(|a| push.site_strikes(PUSH, "feed", a)));
         assert_eq!(sites.describe(), "spawn=0.5,catalog=1");
         assert!((1..50).all(|a| sites.site_strikes(CATALOG, "x", a)));
-        assert_eq!(sites.site_fault(CATALOG, "x", 1).as_deref(), Some("injected fault (catalog=1)"));
+        assert_eq!(sites.site_fault(CATALOG, "x", 1).map(|f| f.to_string()).as_deref(), Some("injected fault (catalog=1)"));
         let hits = (0..10_000).filter(|i| sites.site_strikes(SPAWN, &format!("run-{i}"), 1)).count();
         let ingest = Faults::parse("ingest=0.1");
         let poisoned = (0..1_000).filter(|i| ingest.poisons(INGEST, &format!("title {i}")).is_some()).count();
