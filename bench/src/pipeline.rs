@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::report::{Goal, Section};
+use crate::support::ev;
 use crate::stack::{self, cpu_delta, doc_body, now_ms, parse_ts, Stack};
 use crate::stats::{median, ms, num, spread, summarize};
 use crate::support::Ws;
@@ -164,8 +165,8 @@ async fn run_end(ws: &mut Ws, topic: &str) -> Option<Done> {
             continue;
         }
         let ok = match v["event"].as_str() {
-            Some("run.completed") => true,
-            Some("run.failed" | "run.cancelled") => false,
+            Some(ev::RUN_COMPLETED) => true,
+            Some(ev::RUN_FAILED | ev::RUN_CANCELLED) => false,
             _ => continue,
         };
         return Some(Done { at, ok, server_ts: v["ts"].as_str().and_then(parse_ts).unwrap_or(f64::NAN), recv_ms });

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::stack::{now_ms, parse_ts, Stack};
-use crate::support::Ws;
+use crate::support::{ev, Ws};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Done {
@@ -52,8 +52,8 @@ fn handle(slots: &Slots, text: &str, last_seq: &mut u64) -> bool {
     }
     *last_seq = (*last_seq).max(v["seq"].as_u64().unwrap_or(0));
     let ok = match v["event"].as_str() {
-        Some("content.indexed") => true,
-        Some("content.updated") if v["data"]["status"] == "failed" => false,
+        Some(ev::CONTENT_INDEXED) => true,
+        Some(ev::CONTENT_UPDATED) if v["data"]["status"] == "failed" => false,
         _ => return false,
     };
     let Some(id) = v["data"]["content_id"].as_str() else { return false };
