@@ -216,7 +216,7 @@ impl AnalyzerContainer {
         }
         let mut after = String::new();
         let mut pages = 0;
-        while let Some((lines, last)) = self.fingerprints().page_after(&after).map_err(|e| failed(e.to_string()))? {
+        while let Some((lines, last)) = self.fingerprints().page_after(&after, now_ms()).map_err(|e| failed(e.to_string()))? {
             let http = ContainerRequest::Restore(lines).request("http://container").map_err(|e| failed(e.to_string()))?;
             let resp = container.send(CONTAINER_PORT, http).await.map_err(RestoreStop::Refused)?;
             if matches!(resp.status_code(), 404 | 405) {
@@ -463,7 +463,7 @@ impl AnalyzerOps for AnalyzerContainer {
         if let (Some(Value::String(line)), Some(id)) = (answer.as_object_mut().and_then(|o| o.remove("record")), answer["id"].as_str()) {
             if self.container().is_some() {
                 let version = answer["version"].as_u64().and_then(|v| u32::try_from(v).ok());
-                if let Err(e) = self.fingerprints().keep(id, version, &line) {
+                if let Err(e) = self.fingerprints().keep(id, version, &line, now_ms()) {
                     worker::console_error!("analyzer: fingerprint record of {id} not kept: {e}");
                 }
             }
@@ -482,7 +482,7 @@ impl AnalyzerOps for AnalyzerContainer {
         if let Some(container) = self.container() {
             // Before the container is asked: a stopped one is not started to
             // forget, and its next start is told by the restore.
-            self.fingerprints().forget(&q.id)?;
+            self.fingerprints().forget(&q.id, now_ms())?;
             if !container.is_running().await.unwrap_or(true) {
                 return Ok(Done {});
             }
