@@ -12,7 +12,7 @@ use crate::store::outbox::Outbox;
 use super::ActorStorage;
 use super::ops::{
     Announcer, Authorize, Authorized, CancelRun, ContentCall, ContentOps, CreateContent, DeleteContent, Done, Fence, Fenced, FireAlarm, ForgetSource, Inspect, Inspectable,
-    CreateSettled, ItemEnded, Publish, Published, PurgeRun, ReconcileContent, ReconcileReport, ReconcileRun, RunEnded, RunReconciled, SettleCreate, SourceOf, StartRun, UpdateContent,
+    CreateSettled, ItemEnded, Publish, Published, PurgeRun, ReconcileContent, ReconcileReport, ReconcileRun, RunEnded, RunReconciled, SettleCreate, SourceOf, UpdateContent,
     ViewContent,
 };
 use super::rpc;
@@ -24,7 +24,7 @@ use crate::domain::faults;
 use crate::domain::outbox::{Duty, LEASE_MS};
 use crate::domain::principal::{Access, Principal};
 use crate::domain::time::Millis;
-use crate::domain::upload::{item_prefix, Source};
+use crate::domain::upload::Source;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{Accepted, ContentStatus, ContentView, EventDraft, EventRecord, Topic};
 use crate::providers::object_store::{ObjectStore, R2Uploads};
@@ -382,7 +382,7 @@ impl ContentOps for ContentActor {
             self.cells().save(BATCH_ITEM, item)?;
         }
         self.batch_item.replace(Some(s.batch));
-        self.commit_encoded(&c, stored, events, &[spawn_duty(&c, s.run_id), Duty::Catalog], now)?;
+        self.commit_encoded(&c, stored, events, &[c.spawn(s.run_id), Duty::Catalog], now)?;
         // No backstop alarm: it would cost every submission two alarm
         // writes (a quarter of a run's CPU in local workerd). A create cut
         // off mid-drain is armed by the next call that reaches the item.
@@ -401,26 +401,18 @@ impl ContentOps for ContentActor {
         let now = now_ms();
         let (superseded, events) = c.new_version(s.doc, s.run_id, now)?;
         let reason = superseded_reason(c.version);
-        // A run whose spawn is still owed is superseded by that spawn,
-        // replaced with one that starts it ended (and overtakes a try already
-        // on its way, which it then cancels); a cancel would find no run, or
-        // an ended one. Every other run is owed a cancel.
-        // The replaced spawn goes in with the commit's duties (same key, new
+        // A replaced spawn goes in with the commit's duties (same key, new
         // seq: an in-flight try's `done` cannot remove it), so a refused
         // commit (too large) leaves the owed spawns as they were.
         let outbox = self.outbox()?;
-        let mut duties = Vec::new();
-        for run in &superseded {
-            match outbox.pending(&Duty::spawn_key(*run))? {
-                Some(Duty::SpawnRun { run_id, mut start }) => {
-                    start.superseded = Some(reason.clone());
-                    duties.push(Duty::SpawnRun { run_id, start });
-                }
-                _ => duties.push(Duty::CancelRun { run_id: *run, reason: reason.clone() }),
-            }
-        }
-        duties.push(spawn_duty(&c, s.run_id));
-        duties.push(Duty::Catalog);
+        let owed = superseded
+            .iter()
+            .map(|run| match outbox.pending(&Duty::spawn_key(*run))? {
+                Some(Duty::SpawnRun { start, .. }) => Ok((*run, Some(start))),
+                _ => Ok((*run, None)),
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        let duties = c.new_version_duties(owed, s.run_id);
         self.commit(&c, events, &duties, now)?;
         for run in &superseded {
             // A batch's item whose first run it was ends here (the run's own
@@ -500,21 +492,13 @@ impl ContentOps for ContentActor {
         let now = now_ms();
         let tomb = c.tombstone(now);
         let events = tomb.delete();
+        // A purge takes the place of each run's owed spawn or cancel.
         let outbox = self.outbox()?;
-        let mut duties = Vec::new();
         for run in c.runs() {
             outbox.forget(&Duty::spawn_key(run))?;
             outbox.forget(&Duty::cancel_key(run))?;
-            duties.push(Duty::PurgeRun { run_id: run });
         }
-        duties.push(Duty::DropVectors);
-        duties.push(Duty::DropFingerprint);
-        // Whether or not a version was an upload: an upload answered 5xx
-        // (its outcome unknown) keeps its object, and a source PUT refused
-        // on the way leaves one under this item that no version names.
-        duties.push(Duty::DropUploads { prefix: item_prefix(&c.ownership.tenant, c.id) });
-        duties.push(Duty::Catalog);
-        duties.push(Duty::EraseQuotes);
+        let duties = c.deletion_duties();
         // A batch's item whose first run did not publish ends here: its run
         // (still going, or cancelled by a PUT and not yet reported) is purged
         // and could not report, and the batch would wait for it. A batch
@@ -659,12 +643,6 @@ fn encode(c: &ContentState) -> ApiResult<String> {
     let stored = serde_json::to_string(c).map_err(crate::store::storage_err)?;
     fits_stored(stored.len())?;
     Ok(stored)
-}
-
-/// The spawn of `run_id` for the item's current version.
-fn spawn_duty(c: &ContentState, run_id: Uuid) -> Duty {
-    let start = StartRun { run_id, content_id: c.id, version: c.version, doc: c.doc.clone(), ownership: c.ownership.clone(), superseded: None };
-    Duty::SpawnRun { run_id, start }
 }
 
 /// A cancel or purge is done when the run took it, has already ended (a

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::principal::{Ownership, Principal, Visibility};
 use super::time::{rfc3339, Millis};
+use super::outbox::{Duty, StartRun};
 use super::upload::Source;
 use crate::config::Limits;
 use super::FieldError;
@@ -529,6 +530,52 @@ impl ContentState {
         self.history.iter().map(|v| v.run_id).collect()
     }
 
+    /// The spawn of `run_id` for the current version.
+    pub fn spawn(&self, run_id: Uuid) -> Duty {
+        let start = StartRun { run_id, content_id: self.id, version: self.version, doc: self.doc.clone(), ownership: self.ownership.clone(), superseded: None };
+        Duty::SpawnRun { run_id, start }
+    }
+
+    /// What a new version (run `run_id`, already added) owes for the runs it
+    /// superseded, each with its spawn if that is still owed: such a spawn
+    /// is owed again saying the run was superseded, so the run starts ended
+    /// and overtakes a try already on its way (a cancel would find no run,
+    /// or an ended one); every other run is owed a cancel. Then the new
+    /// run's spawn and the catalog row.
+    pub fn new_version_duties(&self, superseded: Vec<(Uuid, Option<StartRun>)>, run_id: Uuid) -> Vec<Duty> {
+        let reason = superseded_reason(self.version);
+        let mut duties: Vec<Duty> = superseded
+            .into_iter()
+            .map(|(run, owed)| match owed {
+                Some(mut start) => {
+                    start.superseded = Some(reason.clone());
+                    Duty::SpawnRun { run_id: run, start }
+                }
+                None => Duty::CancelRun { run_id: run, reason: reason.clone() },
+            })
+            .collect();
+        duties.push(self.spawn(run_id));
+        duties.push(Duty::Catalog);
+        duties
+    }
+
+    /// What deleting the item owes: each run purged, then its vectors, its
+    /// fingerprint, every uploaded file under it (whether or not a version
+    /// was an upload: an upload answered 5xx keeps its object, and a source
+    /// PUT refused on the way leaves one no version names), its catalog row,
+    /// and the quotes answers hold of it.
+    pub fn deletion_duties(&self) -> Vec<Duty> {
+        let mut duties: Vec<Duty> = self.runs().into_iter().map(|run_id| Duty::PurgeRun { run_id }).collect();
+        duties.extend([
+            Duty::DropVectors,
+            Duty::DropFingerprint,
+            Duty::DropUploads { prefix: super::upload::item_prefix(&self.ownership.tenant, self.id) },
+            Duty::Catalog,
+            Duty::EraseQuotes,
+        ]);
+        duties
+    }
+
     pub fn current_run(&self) -> Option<Uuid> {
         self.history.last().map(|v| v.run_id)
     }
@@ -775,6 +822,41 @@ mod tests {
         assert_eq!(v.versions[0].status, ContentStatus::Failed);
         assert_eq!(v.versions[1].status, ContentStatus::Indexed);
         assert_eq!(v.chunks, Some(3));
+    }
+
+    #[test]
+    fn a_new_version_owes_its_spawn_and_what_it_superseded_a_spawn_or_a_cancel() {
+        let (r1, r2, r3) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (mut s, _) = ContentState::create(Uuid::new_v4(), doc("one"), Ownership::legacy(), r1, 10);
+        let Duty::SpawnRun { start: owed, .. } = s.spawn(r1) else { panic!("a spawn") };
+        s.new_version(doc("two"), r2, 20).unwrap();
+        s.new_version(doc("three"), r3, 30).unwrap();
+        // r1's spawn still owed, r2 started: r1 is spawned ended, r2 cancelled.
+        let duties = s.new_version_duties(vec![(r1, Some(owed)), (r2, None)], r3);
+        let reason = superseded_reason(3);
+        match &duties[0] {
+            Duty::SpawnRun { run_id, start } => assert_eq!((*run_id, start.superseded.as_deref()), (r1, Some(reason.as_str()))),
+            d => panic!("{d:?}"),
+        }
+        assert!(matches!(&duties[1], Duty::CancelRun { run_id, reason: why } if *run_id == r2 && *why == reason));
+        match &duties[2] {
+            Duty::SpawnRun { run_id, start } => assert_eq!((*run_id, start.version, start.superseded.as_ref()), (r3, 3, None)),
+            d => panic!("{d:?}"),
+        }
+        assert!(matches!(duties[3], Duty::Catalog));
+        assert_eq!(duties.len(), 4);
+    }
+
+    #[test]
+    fn a_deletion_purges_every_run_and_erases_everything_the_item_left() {
+        let (r1, r2) = (Uuid::new_v4(), Uuid::new_v4());
+        let own = Ownership { tenant: "acme".into(), owner: "k".into(), visibility: Visibility::Tenant, owner_kind: None };
+        let (mut s, _) = ContentState::create(Uuid::new_v4(), doc("one"), own, r1, 10);
+        s.new_version(doc("two"), r2, 20).unwrap();
+        let keys: Vec<String> = s.deletion_duties().iter().map(Duty::key).collect();
+        let prefix = super::super::upload::item_prefix("acme", s.id);
+        assert_eq!(keys, [format!("purge:{r1}"), format!("purge:{r2}"), "vectors".into(), "fingerprint".into(), "uploads".into(), "catalog".into(), "quotes".into()]);
+        assert!(s.deletion_duties().iter().any(|d| matches!(d, Duty::DropUploads { prefix: p } if *p == prefix)));
     }
 
     #[test]
