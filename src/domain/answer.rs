@@ -565,7 +565,6 @@ impl Answer {
         Vec::new()
     }
 
-    /// Ends the answer as failed (an unrecoverable step error).
     /// A tick failed with `error`: counted, and the answer fails once
     /// [`MAX_TICK_FAILURES`] have in a row (the caller retries it otherwise).
     pub fn tick_failed(&mut self, error: &str, now: Millis) -> Vec<EventDraft> {
@@ -588,6 +587,7 @@ impl Answer {
         }
     }
 
+    /// Ends the answer as failed (an unrecoverable step error).
     pub fn fail(&mut self, error: &str, now: Millis) -> Vec<EventDraft> {
         if self.status.is_terminal() {
             return Vec::new();

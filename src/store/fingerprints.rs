@@ -58,10 +58,15 @@ impl<'a> FingerprintRecords<'a> {
             create_table(&self.sql, TABLE)?;
             // A table from before `forgotten_at` (the probe fails on it)
             // gains the column, and its tombstones count from now.
+            // Both statements run in this turn, with no await between, so
+            // they land together; a tombstone left without a time anyway is
+            // kept and restored as before, never dropped.
             if exec(&self.sql, "SELECT forgotten_at FROM fingerprints LIMIT 0", vec![]).is_err() {
                 exec(&self.sql, "ALTER TABLE fingerprints ADD COLUMN forgotten_at INTEGER", vec![])?;
                 exec(&self.sql, "UPDATE fingerprints SET forgotten_at = ? WHERE line IS NULL", vec![(now as f64).into()])?;
             }
+            // The prune at each deletion reads tombstones only.
+            exec(&self.sql, "CREATE INDEX IF NOT EXISTS fingerprints_forgotten ON fingerprints (forgotten_at) WHERE line IS NULL", vec![])?;
             self.created.set(true);
         }
         Ok(())
@@ -110,7 +115,7 @@ impl<'a> FingerprintRecords<'a> {
         }
         let page: Vec<Line> = rows(
             &self.sql,
-            "SELECT id, line FROM fingerprints WHERE id > ? AND (line IS NOT NULL OR forgotten_at >= ?) ORDER BY id LIMIT ?",
+            "SELECT id, line FROM fingerprints WHERE id > ? AND (line IS NOT NULL OR forgotten_at IS NULL OR forgotten_at >= ?) ORDER BY id LIMIT ?",
             vec![after.into(), ((now - TOMBSTONE_TTL_MS) as f64).into(), (RESTORE_PAGE as f64).into()],
         )?;
         let Some(last) = page.last().map(|l| l.id.clone()) else { return Ok(None) };
