@@ -4,7 +4,7 @@ use uuid::Uuid;
 use worker::{Env, Request, Response};
 
 use super::auth;
-use super::input::{json_body, param, query, uuid_param};
+use super::input::{category_filter, json_body, param, query, uuid_param};
 use super::routes::{keyset_page, page_start, CONTENT_LIMIT};
 use crate::actors::ops::{CreateContent, DeleteContent, SettleCreate, UpdateContent, ViewContent};
 use crate::actors::rpc;
@@ -165,7 +165,7 @@ pub async fn list(env: &Env, p: &Principal, req: Request) -> ApiResult<Response>
             ApiError::invalid("status", format!("must be one of {}", names.join(", ")))
         })?),
     };
-    let category = crate::domain::content::category(param(&q, "category"), &config(env).limits)?;
+    let category = category_filter(env, param(&q, "category"))?;
     let (c_at, c_id) = page_start(param(&q, "cursor"))?;
     let scope = p.read_scope();
     let list = catalog::ListQuery { scope: &scope, status: status.map(ContentStatus::as_str), category: category.as_deref(), before: (c_at, &c_id), limit };

@@ -277,7 +277,7 @@ async fn the_daily_trigger_prunes_old_search_logs_and_dead_letters() {
     let logged = s.d1("SELECT q FROM search_log");
     assert!(logged.iter().any(|r| r["q"] == query.as_str()), "the query itself is logged: {logged:?}");
     let day: i64 = 24 * 3600 * 1000;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = unix_ms() as i64;
     s.d1(&format!(
         "INSERT INTO search_log (q, k, category, mode, results, took_ms, at) VALUES ('old secret', 5, NULL, 'hybrid', 1, 3, {}), ('new', 5, NULL, 'hybrid', 1, 3, {});
          INSERT INTO runs (id, content_id, version, status, error, created_at, updated_at, finished_at) VALUES

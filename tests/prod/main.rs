@@ -195,14 +195,13 @@ async fn a_delete_while_the_index_write_is_not_yet_visible_leaves_no_vectors() {
     .await;
     assert_eq!(write["struck"]["mode"], "lag", "the write is the held-back one: {write}");
     assert!(vectors_of(&cid).await.is_empty(), "the DELETE must land before the write is visible");
-    let sent_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-    assert!(sent_at + 1_000 < write["at"].as_u64().unwrap_or(0) + LAG_MS, "the DELETE goes out well before the held-back write applies");
+    let written_at = write["at"].as_u64().expect("the call's time");
+    assert!(unix_ms() + 1_000 < written_at + LAG_MS, "the DELETE goes out well before the held-back write applies");
     delete_and_wait_for_the_run(&cid, &run).await;
     // Past the moment the held-back write applied, nothing of the item may
     // be left, and nothing may come back.
-    let applies_at = write["at"].as_u64().expect("the call's time") + LAG_MS + visibility + 500;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-    tokio::time::sleep(Duration::from_millis(applies_at.saturating_sub(now))).await;
+    let applies_at = written_at + LAG_MS + visibility + 500;
+    tokio::time::sleep(Duration::from_millis(applies_at.saturating_sub(unix_ms()))).await;
     wait_vectors(&cid, "the held-back write taken back", |v| v.is_empty()).await;
     tokio::time::sleep(Duration::from_millis(visibility + 500)).await;
     let left = vectors_of(&cid).await;

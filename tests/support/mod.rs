@@ -49,6 +49,12 @@ pub fn root() -> PathBuf {
     std::env::var("ACTORLINE_ROOT").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
+/// Wall-clock milliseconds since the Unix epoch: this machine's clock, the
+/// one the server and the emulator stamp with.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A fresh scratch dir for one server's state and logs, under this test
 /// process's [`scratch_root`].
 pub fn temp_dir(tag: &str) -> PathBuf {
