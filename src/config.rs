@@ -68,6 +68,11 @@ pub struct Trust {
     pub rate_write_per_min: u32,
     pub rate_read_per_min: u32,
     pub rate_sessions_per_min: u32,
+    /// `RATE_BATCH_ITEMS_PER_MIN`: items one principal may import a minute
+    /// through batches. A batch is one write, but each of its items is a run:
+    /// without this, the write limit alone lets one caller start 1,000 runs
+    /// per write.
+    pub rate_batch_items_per_min: u32,
     pub max_sockets_per_session: u32,
     /// Sockets one principal (one client IP, when anonymous) may hold on
     /// each topic actor (`/api/topics/{topic}/ws`).
@@ -250,6 +255,7 @@ impl Config {
                 rate_write_per_min: num("RATE_WRITE_PER_MIN", 60).min(1_000_000) as u32,
                 rate_read_per_min: num("RATE_READ_PER_MIN", 600).min(1_000_000) as u32,
                 rate_sessions_per_min: num("RATE_SESSIONS_PER_MIN", 30).min(1_000_000) as u32,
+                rate_batch_items_per_min: num("RATE_BATCH_ITEMS_PER_MIN", 1000).clamp(1, 1_000_000) as u32,
                 max_sockets_per_session: num("MAX_SOCKETS_PER_SESSION", 8).clamp(1, 1000) as u32,
                 max_topic_sockets_per_principal: num("MAX_TOPIC_SOCKETS_PER_PRINCIPAL", 64)
                     .clamp(1, crate::domain::broadcast::MAX_SOCKETS as u64) as u32,
@@ -291,6 +297,8 @@ mod tests {
         assert!(c.faults.is_empty());
         assert_eq!(c.ai_backend, "local");
         assert_eq!((c.trust.rate_write_per_min, c.trust.rate_read_per_min, c.trust.rate_sessions_per_min), (60, 600, 30));
+        assert_eq!(c.trust.rate_batch_items_per_min, 1000);
+        assert_eq!(cfg(&[("RATE_BATCH_ITEMS_PER_MIN", "0")]).trust.rate_batch_items_per_min, 1);
         assert_eq!(c.trust.max_sockets_per_session, 8);
         assert_eq!(c.trust.max_topic_sockets_per_principal, 64);
         assert_eq!(c.trust.max_topic_sessions_per_principal, 16);

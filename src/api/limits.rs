@@ -1,12 +1,14 @@
 //! The contract's rate limits, per principal (per client IP for anonymous
 //! callers): content writes, reads (searches and answers) and session
-//! creation. The operator is not limited.
+//! creation, and the items imported through batches. The operator is not
+//! limited.
 
 use worker::{Env, Request};
 
 use crate::actors::ops::Take;
 use crate::actors::rpc;
 use crate::domain::principal::{Principal, PrincipalKind};
+use crate::domain::FieldError;
 use crate::error::ApiResult;
 use crate::runtime::config;
 
@@ -15,6 +17,9 @@ pub enum LimitClass {
     Write,
     Read,
     Sessions,
+    /// Items imported through batches: a batch is one write, and each of
+    /// its items one token here.
+    BatchItems,
 }
 
 impl LimitClass {
@@ -23,15 +28,18 @@ impl LimitClass {
             LimitClass::Write => "write",
             LimitClass::Read => "read",
             LimitClass::Sessions => "sessions",
+            LimitClass::BatchItems => "items",
         }
     }
+
+    const ALL: [LimitClass; 4] = [LimitClass::Write, LimitClass::Read, LimitClass::Sessions, LimitClass::BatchItems];
 }
 
 /// Whether `name` is one a rate-limit actor can have (`<class>:<key>`), so
 /// the inspector wakes no actor for another.
 pub fn is_bucket_name(name: &str) -> bool {
     name.split_once(':').is_some_and(|(class, key)| {
-        [LimitClass::Write, LimitClass::Read, LimitClass::Sessions].iter().any(|c| c.as_str() == class) && !key.is_empty() && name.len() <= 300
+        LimitClass::ALL.iter().any(|c| c.as_str() == class) && !key.is_empty() && name.len() <= 300
     })
 }
 
@@ -66,9 +74,24 @@ pub async fn spend(env: &Env, p: &Principal, req: &Request, class: LimitClass, c
         LimitClass::Write => p.rate_per_min.unwrap_or(t.rate_write_per_min),
         LimitClass::Read => t.rate_read_per_min,
         LimitClass::Sessions => t.rate_sessions_per_min,
+        LimitClass::BatchItems => t.rate_batch_items_per_min,
     };
     let name = format!("{}:{}", class.as_str(), bucket_key(p, req));
     rpc::send(env, &name, &Take { cost, per_min }).await?;
     Ok(())
 }
 
+
+/// Spends a batch's `items` from the principal's import bucket. A batch
+/// larger than a minute's items is refused as invalid (422), not as
+/// rate-limited: waiting would never let it through.
+pub async fn spend_items(env: &Env, p: &Principal, req: &Request, items: u32) -> ApiResult<()> {
+    if p.is_operator() {
+        return Ok(());
+    }
+    let per_min = config(env).trust.rate_batch_items_per_min;
+    if items > per_min {
+        return Err(FieldError::new("items", format!("at most {per_min} items a minute may be imported by one caller, so a batch holds at most that many, not {items}")).into());
+    }
+    spend(env, p, req, LimitClass::BatchItems, items).await
+}

@@ -139,7 +139,8 @@ async fn route(req: worker::Request, env: &worker::Env, ctx: &worker::Context, m
         }
         R::GetAnswer => answers::get(env, &who, arg(0)).await,
         R::CreateBatch => {
-            // A whole batch is one write against the rate limit.
+            // A whole batch is one write against the rate limit (its items
+            // spend from their own bucket once they are read).
             auth::require(&who, Scope::Write)?;
             limits::spend(env, &who, &req, LimitClass::Write, 1).await?;
             batches::create(env, &who, req).await

@@ -49,7 +49,7 @@ fn summary(id: RouteId) -> (&'static str, &'static str) {
         RouteId::CreateUpload => ("Upload a file (text, Markdown, HTML, PDF) as a new content item; stored in R2", "Content"),
         RouteId::GetSource => ("The uploaded original of a version, byte for byte", "Content"),
         RouteId::PutSource => ("New version from a file (text, Markdown, HTML, PDF); the older versions' files stay readable", "Content"),
-        RouteId::CreateBatch => ("Bulk import of 1 to 1000 items through the INGEST queue; progress on batch:<id>", "Content"),
+        RouteId::CreateBatch => ("Bulk import of 1 to 1000 items through the INGEST queue (one write; each item spends from RATE_BATCH_ITEMS_PER_MIN); progress on batch:<id>", "Content"),
         RouteId::GetBatch => ("A batch's progress per item (its submitter or the operator only)", "Content"),
         RouteId::TopicSocket => ("WebSocket held by the topic's own actor (feed, or run:<id> for a run its principal may follow): the session socket's frames for that topic; an open spends a read (429), each actor holds MAX_SOCKETS_PER_SESSION per session and MAX_TOPIC_SOCKETS_PER_PRINCIPAL per principal (409), and a socket closes (4001) when the token that opened it (a session's, a user JWT) expires or the API key it rests on is revoked (checked at most every 10 s, before a send)", "Live"),
     }
