@@ -68,7 +68,7 @@ const CONTENT: StateKey<ContentState> = StateKey::named("content");
 const QUOTES_PAGE: u32 = 50;
 const QUOTES_PER_TRY: usize = 200;
 
-crate::actor_storage!(ContentActor);
+crate::actor_storage!(ContentActor, forget_live);
 
 impl ContentActor {
     fn load(&self) -> ApiResult<Option<ContentState>> {
@@ -105,19 +105,40 @@ impl ContentActor {
         Outbox::open(self.state.storage().sql(), &self.memory.outbox)
     }
 
-    /// Saves the state, its events and the duties it leaves in one synchronous
-    /// step (no await: nothing can interleave). The feed's events are owed
-    /// too (a [`Duty::Announce`]), so a lost append is tried again. Callers
-    /// then [`Self::drain`] (or [`Self::settle`]).
-    fn commit(&self, c: &ContentState, drafts: Vec<EventDraft>, duties: &[Duty], now: Millis) -> ApiResult<()> {
-        self.commit_encoded(c, encode(c)?, drafts, duties, now)
+    /// After a rolled-back transaction: the item, whether it exists and
+    /// its batch item are read again.
+    fn forget_live(&self) {
+        self.live.replace(None);
+        self.created.set(false);
+        self.batch_item.replace(None);
     }
 
-    /// [`Self::commit`] of an item already [`encode`]d.
-    fn commit_encoded(&self, c: &ContentState, stored: String, drafts: Vec<EventDraft>, duties: &[Duty], now: Millis) -> ApiResult<()> {
+    /// Saves the state, its events and the duties it leaves, and then the
+    /// `more` writes, all or nothing (one transaction); then pushes the
+    /// events. The feed's events are owed too (a [`Duty::Announce`]), so a
+    /// lost append is tried again. Callers then [`Self::drain`] (or
+    /// [`Self::settle`]).
+    fn commit(&self, c: &ContentState, drafts: Vec<EventDraft>, duties: &[Duty], now: Millis, more: impl FnOnce() -> ApiResult<()>) -> ApiResult<()> {
+        let stored = encode(c)?;
+        let records = self.atomically(|| {
+            let records = self.write(c, stored, drafts, duties, now)?;
+            more()?;
+            Ok(records)
+        })?;
+        self.push_later(Topic::Content(c.id), records);
+        Ok(())
+    }
+
+    /// A commit's statements, for a caller's transaction: the item (already
+    /// [`encode`]d), its events and its duties.
+    fn write(&self, c: &ContentState, stored: String, drafts: Vec<EventDraft>, duties: &[Duty], now: Millis) -> ApiResult<Vec<EventRecord>> {
         // Unknown until every write below has landed: a failed step re-reads.
         self.live.replace(None);
         self.cells().save_json(CONTENT, stored)?;
+        // `FAULTS=torn=<p>`: the commit fails after its first statement.
+        if let Some(fault) = config(&self.env).faults.poisons(faults::TORN, &c.doc.title) {
+            return Err(fault.into());
+        }
         let records = self.log().append(drafts, now)?;
         let feed: Vec<&EventRecord> = records.iter().filter(|r| r.event.is_feed_event()).collect();
         let announce = feed.first().map(|first| Duty::Announce {
@@ -127,8 +148,7 @@ impl ContentActor {
         self.outbox()?.put(&[duties, announce.as_slice()].concat(), now)?;
         // A delete commits its tombstone state and then marks the copy gone.
         self.live.replace(Some(Some(c.clone())));
-        self.push_later(Topic::Content(c.id), records);
-        Ok(())
+        Ok(records)
     }
 
     /// Tries every duty that is due; a failed one is rescheduled with backoff
@@ -362,27 +382,33 @@ impl ContentOps for ContentActor {
         // Before any write: an item refused for its size leaves no tables
         // behind, so a second try is refused the same way, not as existing.
         let stored = encode(&c)?;
-        // Creating the tables is the existence check: it fails when the
-        // item exists, so a new item asks the catalog nothing.
-        let new = !self.created.get() && self.create_new_tables(&[]);
-        if !new {
-            if self.created() {
-                // A redelivered batch item: the same create (same run) gets the same answer.
-                if let Some(c) = self.load()?.filter(|c| c.history.first().is_some_and(|v| v.run_id == s.run_id)) {
-                    return Ok(Accepted::new(c.id, 1, s.run_id));
+        // The tables are made in the item's transaction: a failed create
+        // leaves none, and its retry is a create, not an item that exists.
+        let made = self.atomically(|| {
+            // Creating the tables is the existence check: it fails when the
+            // item exists, so a new item asks the catalog nothing.
+            let new = !self.created.get() && self.create_new_tables(&[]);
+            if !new {
+                if self.created() {
+                    // A redelivered batch item: the same create (same run) gets the same answer.
+                    if self.load()?.is_some_and(|c| c.history.first().is_some_and(|v| v.run_id == s.run_id)) {
+                        return Ok(None);
+                    }
+                    return Err(ApiError::AlreadyExists("content".into()));
                 }
-                return Err(ApiError::AlreadyExists("content".into()));
+                crate::store::init_state(&self.state.storage().sql())?;
             }
-            crate::store::init_state(&self.state.storage().sql())?;
-        }
-        self.created.set(true);
-        // A subscription needs the item to exist: its first pushes read no list.
-        self.memory.subscribers.none_yet();
-        if let Some(item) = &s.batch {
-            self.cells().save(BATCH_ITEM, item)?;
-        }
-        self.batch_item.replace(Some(s.batch));
-        self.commit_encoded(&c, stored, events, &[c.spawn(s.run_id), Duty::Catalog], now)?;
+            self.created.set(true);
+            // A subscription needs the item to exist: its first pushes read no list.
+            self.memory.subscribers.none_yet();
+            if let Some(item) = &s.batch {
+                self.cells().save(BATCH_ITEM, item)?;
+            }
+            self.batch_item.replace(Some(s.batch));
+            self.write(&c, stored, events, &[c.spawn(s.run_id), Duty::Catalog], now).map(Some)
+        })?;
+        let Some(records) = made else { return Ok(Accepted::new(c.id, 1, s.run_id)) };
+        self.push_later(Topic::Content(c.id), records);
         // No backstop alarm: it would cost every submission two alarm
         // writes (a quarter of a run's CPU in local workerd). A create cut
         // off mid-drain is armed by the next call that reaches the item.
@@ -413,12 +439,14 @@ impl ContentOps for ContentActor {
             })
             .collect::<ApiResult<Vec<_>>>()?;
         let duties = c.new_version_duties(owed, s.run_id);
-        self.commit(&c, events, &duties, now)?;
-        for run in &superseded {
-            // A batch's item whose first run it was ends here (the run's own
-            // report comes later, and the batch ignores a second one).
-            self.owe_batch_report(*run, Some(&reason), now)?;
-        }
+        self.commit(&c, events, &duties, now, || {
+            for run in &superseded {
+                // A batch's item whose first run it was ends here (the run's
+                // own report comes later, and the batch ignores a second one).
+                self.owe_batch_report(*run, Some(&reason), now)?;
+            }
+            Ok(())
+        })?;
         self.settle_backstopped().await;
         Ok(Accepted::new(c.id, c.version, s.run_id))
     }
@@ -433,9 +461,10 @@ impl ContentOps for ContentActor {
         let already = c.artifacts.as_ref().is_some_and(|a| a.version == p.artifacts.version) && c.status == ContentStatus::Indexed;
         if !already {
             let events = c.publish(p.artifacts, now)?;
-            self.commit(&c, events, &[Duty::Catalog], now)?;
+            self.commit(&c, events, &[Duty::Catalog], now, || self.owe_batch_report(p.run_id, None, now).map(|_| ()))?;
+        } else {
+            self.owe_batch_report(p.run_id, None, now)?;
         }
-        self.owe_batch_report(p.run_id, None, now)?;
         // The duties (the feed's append among them) are taken in the
         // commit's own turn: one commit, not two.
         self.drain(false).await?;
@@ -448,29 +477,36 @@ impl ContentOps for ContentActor {
         if !c.take_report(r.version, r.seq) {
             return Ok(Done {});
         }
-        let (events, duties, reported) = if !r.status.is_terminal() {
+        let (events, duties, report) = if !r.status.is_terminal() {
             // Not an end: an operator retried the run (see `RunEnded`).
             let events = match r.run_id {
                 Some(run) => c.run_retried(r.version, run, now),
                 None => Vec::new(),
             };
-            (events, vec![Duty::Catalog], false)
+            (events, vec![Duty::Catalog], None)
         } else {
             let reason = r.reason.unwrap_or_else(|| r.status.as_str().to_string());
             let events = c.run_failed(r.version, &reason, now);
-            let reported = match r.run_id {
-                Some(run) => self.owe_batch_report(run, Some(&reason), now)?,
-                None => false,
-            };
             // The current version failed: nothing older stays in the vector
             // index (the catalog's write drops its keyword row).
-            (events, vec![Duty::Catalog, Duty::DropOlderVectors { keep: r.version }], reported)
+            (events, vec![Duty::Catalog, Duty::DropOlderVectors { keep: r.version }], r.run_id.map(|run| (run, reason)))
+        };
+        let owe_report = || match &report {
+            Some((run, reason)) => self.owe_batch_report(*run, Some(reason), now),
+            None => Ok(false),
         };
         let changed = !events.is_empty();
         // The report's order is kept even when it changes nothing else.
-        if changed || r.seq.is_some() {
-            self.commit(&c, events, if changed { &duties } else { &[] }, now)?;
-        }
+        let reported = if changed || r.seq.is_some() {
+            let mut reported = false;
+            self.commit(&c, events, if changed { &duties } else { &[] }, now, || {
+                reported = owe_report()?;
+                Ok(())
+            })?;
+            reported
+        } else {
+            owe_report()?
+        };
         if changed || reported {
             self.settle().await;
         }
@@ -492,26 +528,31 @@ impl ContentOps for ContentActor {
         let now = now_ms();
         let tomb = c.tombstone(now);
         let events = tomb.delete();
-        // A purge takes the place of each run's owed spawn or cancel.
-        let outbox = self.outbox()?;
-        for run in c.runs() {
-            outbox.forget(&Duty::spawn_key(run))?;
-            outbox.forget(&Duty::cancel_key(run))?;
-        }
         let duties = c.deletion_duties();
-        // A batch's item whose first run did not publish ends here: its run
-        // (still going, or cancelled by a PUT and not yet reported) is purged
-        // and could not report, and the batch would wait for it. A batch
-        // ignores the report of an item that has ended already.
-        if let Some(first) = c.history.first().filter(|v| v.status != ContentStatus::Indexed) {
-            self.owe_batch_report(first.run_id, Some("content deleted"), now)?;
-        }
-        // The tombstone lands before any await: a PUT or publish after this sees 404.
-        self.cells().save(TOMBSTONE, &true)?;
-        self.commit(&tomb, events, &duties, now)?;
+        let stored = encode(&tomb)?;
+        let records = self.atomically(|| {
+            // A purge takes the place of each run's owed spawn or cancel.
+            let outbox = self.outbox()?;
+            for run in c.runs() {
+                outbox.forget(&Duty::spawn_key(run))?;
+                outbox.forget(&Duty::cancel_key(run))?;
+            }
+            // A batch's item whose first run did not publish ends here: its
+            // run (still going, or cancelled by a PUT and not yet reported)
+            // is purged and could not report, and the batch would wait for
+            // it. A batch ignores the report of an item that has ended already.
+            if let Some(first) = c.history.first().filter(|v| v.status != ContentStatus::Indexed) {
+                self.owe_batch_report(first.run_id, Some("content deleted"), now)?;
+            }
+            // The tombstone lands before any await: a PUT or publish after this sees 404.
+            self.cells().save(TOMBSTONE, &true)?;
+            let records = self.write(&tomb, stored, events, &duties, now)?;
+            // Before any await, so no replay of the topic shows the item again.
+            self.log().redact(&c.id.to_string())?;
+            Ok(records)
+        })?;
         self.live.replace(Some(None));
-        // Before any await, so no replay of the topic shows the item again.
-        self.log().redact(&c.id.to_string())?;
+        self.push_later(Topic::Content(c.id), records);
         self.settle_backstopped().await;
         Ok(Done {})
     }

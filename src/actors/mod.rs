@@ -71,6 +71,22 @@ pub trait ActorStorage {
     fn env(&self) -> &worker::Env;
     fn memory(&self) -> &ActorMemory;
 
+    /// Drops the actor's own copies of its storage (beyond [`ActorMemory`])
+    /// after a rolled-back transaction, so they are read again.
+    fn forget_copies(&self) {}
+
+    /// Runs `writes` (synchronous statements, no await) as one transaction:
+    /// all of them land, or none. On failure what this instance remembers
+    /// of its tables is forgotten, since the body may have noted writes that
+    /// were rolled back. Effects outside storage (pushes, socket sends) go
+    /// after it, never inside.
+    fn atomically<T>(&self, writes: impl FnOnce() -> ApiResult<T>) -> ApiResult<T> {
+        crate::store::transaction::atomically(self.state(), writes).inspect_err(|_| {
+            self.memory().forget();
+            self.forget_copies();
+        })
+    }
+
     fn cells(&self) -> crate::store::StateCell {
         crate::store::StateCell::new(self.state().storage().sql())
     }
@@ -140,11 +156,24 @@ pub struct ActorMemory {
     pub outbox: OutboxMemory,
 }
 
+impl ActorMemory {
+    /// A transaction was rolled back: every copy is read again.
+    pub fn forget(&self) {
+        self.log.forget();
+        self.subscribers.forget();
+        self.outbox.forget();
+    }
+}
+
 /// Implements [`ActorStorage`] for an actor struct with `state`, `env` and
-/// `memory` fields.
+/// `memory` fields; a second argument names its method that drops its own
+/// copies (see [`ActorStorage::forget_copies`]).
 #[macro_export]
 macro_rules! actor_storage {
     ($t:ty) => {
+        $crate::actor_storage!($t, forget_nothing);
+    };
+    ($t:ty, $forget:ident) => {
         impl $crate::actors::ActorStorage for $t {
             fn state(&self) -> &worker::State {
                 &self.state
@@ -155,7 +184,14 @@ macro_rules! actor_storage {
             fn memory(&self) -> &$crate::actors::ActorMemory {
                 &self.memory
             }
+            fn forget_copies(&self) {
+                $crate::actor_storage!(@forget self, $forget);
+            }
         }
+    };
+    (@forget $self:ident, forget_nothing) => {};
+    (@forget $self:ident, $forget:ident) => {
+        $self.$forget()
     };
 }
 

@@ -15,7 +15,9 @@
 //! `item_reply` (every reply to a batch item's spawn, lost after its
 //! content actor took it), `replies` (every try's reply to a create under a
 //! fresh id, lost after the actor took it: the Worker settles the create),
-//! `version_reply` (the reply to a new version, whatever it said, lost).
+//! `version_reply` (the reply to a new version, whatever it said, lost),
+//! `torn` (a content actor's commit fails after its first statement, as a
+//! full database or an oversized row fails one mid-way).
 //!
 //! A fault is decided from a hash of (run, stage, attempt) rather than a global
 //! RNG, so an injected failure is reproducible from the journal.
@@ -64,7 +66,12 @@ pub const REPLIES: &str = "replies";
 /// The reply to a new version of an existing item (a `PUT`), whatever the
 /// item answered, lost on its way back to the Worker (keyed by the item).
 pub const VERSION_REPLY: &str = "version_reply";
-const SITES: [&str; 13] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE, FEED, STALL, CREATE, REPLY, ALARM, ITEM_REPLY, REPLIES, VERSION_REPLY];
+/// A content actor's commit fails after its first statement (the item's
+/// state saved, its events and duties not yet), as a full database or a
+/// row over the size limit fails one mid-way: nothing of it may land. Keyed by the committed item's title and decided once for all
+/// tries ([`Faults::poisons`]), so a test picks titles that strike or not.
+pub const TORN: &str = "torn";
+const SITES: [&str; 14] = [SPAWN, CATALOG, INGEST, PUSH, ENQUEUE, FEED, STALL, CREATE, REPLY, ALARM, ITEM_REPLY, REPLIES, VERSION_REPLY, TORN];
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {

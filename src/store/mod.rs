@@ -11,6 +11,7 @@ pub mod events;
 pub mod fingerprints;
 pub mod outbox;
 pub mod subscribers;
+pub mod transaction;
 pub mod vector_rows;
 
 use std::marker::PhantomData;

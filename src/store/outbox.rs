@@ -114,6 +114,17 @@ impl OutboxMemory {
     fn forget_rows(&self) {
         self.owed.replace(None);
     }
+
+    /// A transaction was rolled back (its table may be gone with it): all
+    /// of it is read again, and the alarm checked. The duties put to be
+    /// tried now are left to the alarm once their lease ends; the drains in
+    /// flight still count.
+    pub fn forget(&self) {
+        self.created.set(false);
+        self.unarmed.set(true);
+        self.fresh.borrow_mut().clear();
+        self.forget_rows();
+    }
 }
 
 /// A duty taken for a try. `seq` changes when the duty is replaced, so a try

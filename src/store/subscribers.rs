@@ -30,6 +30,11 @@ impl SubscriberMemory {
     pub fn none_yet(&self) {
         self.0.replace(Some(Vec::new()));
     }
+
+    /// A write was rolled back: the list is read again.
+    pub fn forget(&self) {
+        self.0.replace(None);
+    }
 }
 
 impl Subscribers {

@@ -566,3 +566,42 @@ async fn a_request_cut_off_mid_drain_still_takes_effect() {
 async fn listed(s: &Server, category: &str) -> Vec<Value> {
     s.get(&format!("/api/content?limit=10&category={category}")).await.body["items"].as_array().cloned().unwrap_or_default()
 }
+
+/// A commit that fails mid-way lands nothing: with `FAULTS=torn=0.5`, an
+/// item's commit fails after its first statement (the state saved, its
+/// events and duties not) whenever its title is struck. A refused version
+/// leaves the item as it was, so the next accepted one is version 2 and
+/// completes; a refused create leaves no item the Worker would call made.
+/// Before commits were transactions, the struck version's state stayed
+/// saved with no run owed: the item showed it `processing` for good.
+#[tokio::test]
+async fn a_commit_that_fails_mid_way_lands_nothing() {
+    use actorline::domain::faults::{Faults, TORN};
+    const FAULTS: &str = "torn=0.5";
+    let s = &Server::start(&ServerOptions::new(temp_dir("torn").join("state")).var("FAULTS", FAULTS));
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let struck = |t: &String| Faults::parse(FAULTS).poisons(TORN, t).is_some();
+    let titles: Vec<String> = (0..64).map(|i| format!("torn {tag} {i}")).collect();
+    let (ok, bad): (Vec<&String>, Vec<&String>) = titles.iter().partition(|t| !struck(t));
+    assert!(ok.len() >= 2 && bad.len() >= 2, "titles on both sides of the fault");
+
+    let (id, run1) = s.submit(ok[0], "the first text of a torn item", None).await;
+    assert_completed(s, &run1).await;
+    let put = s.put(&format!("/api/content/{id}"), json!({ "title": bad[0], "body": "a version whose commit fails" })).await;
+    assert_eq!(put.status, 503, "the struck version is refused: {}", put.body);
+    let view = s.get(&format!("/api/content/{id}")).await;
+    assert_eq!(view.status, 200, "{}", view.body);
+    assert_eq!((view.body["version"].as_u64(), view.body["title"].as_str(), view.body["status"].as_str()), (Some(1), Some(ok[0].as_str()), Some("indexed")), "{}", view.body);
+    assert_eq!(view.body["runs"], json!([run1]), "{}", view.body);
+
+    let put = s.put(&format!("/api/content/{id}"), json!({ "title": ok[1], "body": "the second text of a torn item" })).await;
+    assert_eq!((put.status, put.body["version"].as_u64()), (202, Some(2)), "the refused version took no number: {}", put.body);
+    assert_completed(s, put.body["run_id"].as_str().expect("run_id")).await;
+    let view = s.get(&format!("/api/content/{id}")).await;
+    assert_eq!((view.body["version"].as_u64(), view.body["status"].as_str()), (Some(2), Some("indexed")), "{}", view.body);
+
+    let create = s.post("/api/content", json!({ "title": bad[1], "body": "an item whose create fails" })).await;
+    assert_eq!(create.status, 503, "{}", create.body);
+    s.logged("create failed on the way").await;
+    assert!(s.log_text().contains("made: Some(false)"), "the Worker found nothing made");
+}
