@@ -125,6 +125,11 @@ pub struct Config {
     /// erases itself and its registry row (anyone may ask, so answers must
     /// not pile up for good).
     pub answer_ttl_secs: i64,
+    /// `ANSWER_TTL_ANONYMOUS_SECS`: the same for an anonymous caller's
+    /// answer (default an hour, never longer than `ANSWER_TTL_SECS`): anyone
+    /// may ask 60 a minute, and a week of them would be 600,000 actors and
+    /// their catalog rows per client address.
+    pub answer_ttl_anonymous_secs: i64,
     /// `RUN_BUDGET_MS`: the wall time one activation of a run (an alarm, or
     /// its start) may spend starting further ready stages.
     pub run_budget_ms: i64,
@@ -245,6 +250,8 @@ impl Config {
             session_ttl_secs: num("SESSION_TTL_SECS", 3600).clamp(10, 7 * 24 * 3600) as i64,
             answer_step_ms: num("ANSWER_STEP_MS", 60).min(10_000) as i64,
             answer_ttl_secs: num("ANSWER_TTL_SECS", 7 * 24 * 3600).clamp(1, 365 * 24 * 3600) as i64,
+            answer_ttl_anonymous_secs: num("ANSWER_TTL_ANONYMOUS_SECS", 3600)
+                .clamp(1, num("ANSWER_TTL_SECS", 7 * 24 * 3600).clamp(1, 365 * 24 * 3600)) as i64,
             ingest: Ingest {
                 max_in_flight: num("INGEST_MAX_IN_FLIGHT", 32).clamp(1, 1000) as u32,
                 request_max_bytes: num("INGEST_MAX_BYTES", 8 * 1024 * 1024).clamp(64 * 1024, INGEST_MAX_BYTES_CEILING) as usize,
@@ -298,6 +305,8 @@ mod tests {
         assert_eq!(c.ai_backend, "local");
         assert_eq!((c.trust.rate_write_per_min, c.trust.rate_read_per_min, c.trust.rate_sessions_per_min), (60, 600, 30));
         assert_eq!(c.trust.rate_batch_items_per_min, 1000);
+        assert_eq!((c.answer_ttl_secs, c.answer_ttl_anonymous_secs), (7 * 24 * 3600, 3600));
+        assert_eq!(cfg(&[("ANSWER_TTL_SECS", "60")]).answer_ttl_anonymous_secs, 60, "never longer than a signed-in caller's");
         assert_eq!(cfg(&[("RATE_BATCH_ITEMS_PER_MIN", "0")]).trust.rate_batch_items_per_min, 1);
         assert_eq!(c.trust.max_sockets_per_session, 8);
         assert_eq!(c.trust.max_topic_sockets_per_principal, 64);

@@ -33,7 +33,7 @@ use crate::config::binding;
 use crate::providers::backend_choice::{choose_ai, Choice};
 use crate::providers::workers_ai::AiBinding;
 use crate::providers::workers_ai_answer::{self as model, ModelStream, RepeatFilter, SseDecoder, StreamItem};
-use crate::domain::principal::Principal;
+use crate::domain::principal::{Principal, PrincipalKind};
 use crate::domain::time::Millis;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::{EventDraft, EventName, EventRecord, Topic};
@@ -71,7 +71,7 @@ pub struct AnswerActor {
     forgets: std::cell::Cell<Option<bool>>,
 }
 
-crate::actor_storage!(AnswerActor);
+crate::actor_storage!(AnswerActor, forget_forgets);
 
 impl AnswerActor {
     fn load(&self) -> ApiResult<Option<Answer>> {
@@ -102,13 +102,20 @@ impl AnswerActor {
     }
 
     /// Saves the answer and appends its events, and erases what they hold
-    /// of an item deleted meanwhile, in one synchronous step. (Pushes are
+    /// of an item deleted meanwhile, all or none (one transaction). (Pushes are
     /// checked against the catalog, which no longer holds the item.)
     fn store(&self, answer: &Answer, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<Vec<EventRecord>> {
-        self.cells().save(ANSWER, answer)?;
-        let records = self.log().append(drafts, now)?;
-        self.erase_forgotten(answer)?;
-        Ok(records)
+        self.atomically(|| {
+            self.cells().save(ANSWER, answer)?;
+            let records = self.log().append(drafts, now)?;
+            self.erase_forgotten(answer)?;
+            Ok(records)
+        })
+    }
+
+    /// After a rolled-back transaction: whether items were forgotten is read again.
+    fn forget_forgets(&self) {
+        self.forgets.set(None);
     }
 
     /// Adds `content_id` to [`FORGOTTEN`].
@@ -184,9 +191,12 @@ impl AnswerActor {
         }
     }
 
-    /// When an ended answer is erased: `ANSWER_TTL_SECS` after it ended.
+    /// When an ended answer is erased: `ANSWER_TTL_SECS` after it ended
+    /// (`ANSWER_TTL_ANONYMOUS_SECS` when an anonymous caller asked).
     fn expires_at(&self, answer: &Answer, now: Millis) -> Millis {
-        answer.finished_at.unwrap_or(now).saturating_add(config(&self.env).answer_ttl_secs.saturating_mul(1000))
+        let cfg = config(&self.env);
+        let ttl = if answer.asker.kind == PrincipalKind::Anonymous { cfg.answer_ttl_anonymous_secs } else { cfg.answer_ttl_secs };
+        answer.finished_at.unwrap_or(now).saturating_add(ttl.saturating_mul(1000))
     }
 
     /// Past its time to live: the answer's sockets close, its storage and
@@ -435,8 +445,12 @@ impl Inspectable for AnswerActor {
 }
 
 impl TopicActor for AnswerActor {
-    fn topic(&self) -> ApiResult<Option<(Topic, Value)>> {
-        Ok(self.load()?.map(|a| (Topic::Answer(a.id), Self::snapshot(&a))))
+    fn topic(&self) -> ApiResult<Option<Topic>> {
+        Ok(self.load()?.map(|a| Topic::Answer(a.id)))
+    }
+
+    fn resync_snapshot(&self) -> ApiResult<Value> {
+        Ok(self.load()?.map(|a| Self::snapshot(&a)).unwrap_or_default())
     }
 
     /// Only the asker may follow the answer; anyone else sees no topic.

@@ -58,7 +58,7 @@ impl BatchActor {
         }
     }
 
-    /// Saves the batch and appends its events in one synchronous step, then
+    /// Saves the batch and appends its events in one transaction, then
     /// pushes the events to subscribers in the background, and arms the
     /// alarm for the next spawns.
     async fn commit(&self, b: &Batch, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<()> {
@@ -68,10 +68,12 @@ impl BatchActor {
     /// [`Self::commit`]; inside the alarm handler (`firing`) the alarm that
     /// fired is spent, so it is set again without asking.
     async fn commit_armed(&self, b: &Batch, drafts: Vec<EventDraft>, now: Millis, firing: bool) -> ApiResult<()> {
-        self.cells().save(BATCH, b)?;
-        // Before the alarm's awaits: the state and its events land together,
-        // so an alarm call that fails loses no event.
-        let records = if drafts.is_empty() { Vec::new() } else { self.log().append(drafts, now)? };
+        // Before the alarm's awaits: the state and its events land together
+        // (all or none), so an alarm call that fails loses no event.
+        let records = self.atomically(|| {
+            self.cells().save(BATCH, b)?;
+            if drafts.is_empty() { Ok(Vec::new()) } else { self.log().append(drafts, now) }
+        })?;
         if let Some(due) = b.next_wake_at(now) {
             self.arm_by(due, firing).await?;
         }
@@ -304,8 +306,12 @@ impl Inspectable for BatchActor {
 }
 
 impl TopicActor for BatchActor {
-    fn topic(&self) -> ApiResult<Option<(Topic, Value)>> {
-        Ok(self.load()?.map(|b| (Topic::Batch(b.id), Self::snapshot(&b))))
+    fn topic(&self) -> ApiResult<Option<Topic>> {
+        Ok(self.load()?.map(|b| Topic::Batch(b.id)))
+    }
+
+    fn resync_snapshot(&self) -> ApiResult<Value> {
+        Ok(self.load()?.map(|b| Self::snapshot(&b)).unwrap_or_default())
     }
 
     /// Only the submitter may follow the batch; anyone else sees no topic.

@@ -650,8 +650,12 @@ impl ContentActor {
 }
 
 impl TopicActor for ContentActor {
-    fn topic(&self) -> ApiResult<Option<(Topic, Value)>> {
-        self.followed(|c| (Topic::Content(c.id), serde_json::to_value(c.view()).unwrap_or_default()))
+    fn topic(&self) -> ApiResult<Option<Topic>> {
+        self.followed(|c| Topic::Content(c.id))
+    }
+
+    fn resync_snapshot(&self) -> ApiResult<Value> {
+        Ok(self.followed(|c| serde_json::to_value(c.view()).unwrap_or_default())?.unwrap_or_default())
     }
 
     /// A topic the subscriber may not read does not exist for it (a deleted

@@ -46,9 +46,13 @@ pub async fn append(env: &Env, events: Vec<EventDraft>, from: Announcer) -> ApiR
     Ok(())
 }
 
-crate::actor_storage!(FeedActor);
+crate::actor_storage!(FeedActor, forget_ledger);
 
 impl FeedActor {
+    fn forget_ledger(&self) {
+        self.ledger.forget();
+    }
+
     /// The feed as a reader of `scope` may see it: its last seq and its
     /// latest events of items the reader may read (a resync's snapshot).
     fn snapshot(&self, scope: &ReadScope) -> Value {
@@ -107,34 +111,26 @@ impl FeedOps for FeedActor {
         // Before the broadcast, so a revoked key's socket gets none of it.
         self.sockets.check_keys(self, now_ms()).await;
         let now = now_ms();
-        // Placed and appended in one synchronous step: they land together.
-        let ledger = FeedLedger::open(self.state.storage().sql(), &self.ledger, now)?;
-        let Some((drafts, changed)) = self.place(&ledger, a.events, a.from.as_ref(), now)? else {
-            return Ok(Appended { last_seq: self.log().last_seq()? });
-        };
-        // Not placed after all (a statement below failed): the next try must
-        // be, since a repeat is neither appended nor relabelled again.
-        let unclaim = || {
-            if let Some(from) = &a.from {
-                let _ = ledger.unclaim(from.content_id, from.seq);
+        // Placed, relabelled and appended in one transaction: all or none,
+        // so a failed try leaves no claim and the next one is placed.
+        let placed = self.atomically(|| {
+            let ledger = FeedLedger::open(self.state.storage().sql(), &self.ledger, now)?;
+            let Some((drafts, changed)) = self.place(&ledger, a.events, a.from.as_ref(), now)? else { return Ok(None) };
+            // The events the feed holds of an item changed now: a deleted
+            // item's no longer name it, in any replay; a new version's follow
+            // its visibility where it is narrower (a first version has no
+            // earlier events, and costs no statement). Before the append:
+            // once appended, the events must go out.
+            for (id, label) in changed {
+                if label.deleted {
+                    self.log().redact(&id)?;
+                } else if let Some(visibility) = &label.visibility {
+                    self.log().reown(&id, visibility)?;
+                }
             }
-        };
-        // The events the feed holds of an item changed now: a deleted item's
-        // no longer name it, in any replay; a new version's follow its
-        // visibility where it is narrower (a first version has no earlier events, and costs no
-        // statement). Before the append: once appended, the events must go
-        // out, and a failure after it would leave them appended but unsent.
-        for (id, label) in changed {
-            let relabelled = if label.deleted {
-                self.log().redact(&id)
-            } else if let Some(visibility) = &label.visibility {
-                self.log().reown(&id, visibility)
-            } else {
-                Ok(())
-            };
-            relabelled.inspect_err(|_| unclaim())?;
-        }
-        let records = self.log().append(drafts, now).inspect_err(|_| unclaim())?;
+            self.log().append(drafts, now).map(Some)
+        })?;
+        let Some(records) = placed else { return Ok(Appended { last_seq: self.log().last_seq()? }) };
         let Some(last) = records.last().map(|r| r.seq) else { return Ok(Appended { last_seq: self.log().last_seq()? }) };
         // Appended: the events go out to the sessions whatever happens to
         // the sockets' broadcast (a failed read of their lag cell closes
@@ -180,8 +176,12 @@ impl Inspectable for FeedActor {
 impl TopicActor for FeedActor {
     /// The snapshot shows public items only, until [`Self::withhold`] makes
     /// it the reader's.
-    fn topic(&self) -> ApiResult<Option<(Topic, Value)>> {
-        Ok(Some((Topic::Feed, self.snapshot(&ReadScope::PublicOnly))))
+    fn topic(&self) -> ApiResult<Option<Topic>> {
+        Ok(Some(Topic::Feed))
+    }
+
+    fn resync_snapshot(&self) -> ApiResult<Value> {
+        Ok(self.snapshot(&ReadScope::PublicOnly))
     }
 
     /// The events a reader may not read are filtered out where they are

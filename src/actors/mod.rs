@@ -212,8 +212,13 @@ pub const REPLAY_PAGE: u32 = 500;
 /// once for every kind.
 #[allow(async_fn_in_trait)]
 pub trait TopicActor: ActorStorage {
-    /// The topic and its snapshot now; `None` when the actor was never created.
-    fn topic(&self) -> ApiResult<Option<(Topic, Value)>>;
+    /// The topic; `None` when the actor was never created.
+    fn topic(&self) -> ApiResult<Option<Topic>>;
+
+    /// The topic's snapshot now, for a `resync_required`: built only then,
+    /// since an item's is its whole view (body and version history) and
+    /// every follow, poll and unsubscribe asks for the topic.
+    fn resync_snapshot(&self) -> ApiResult<Value>;
 
     /// Refuses (404) a subscriber that may not read the topic.
     async fn admit(&self, _principal: &Principal) -> ApiResult<()> {
@@ -236,7 +241,7 @@ pub trait TopicActor: ActorStorage {
 
     async fn subscribe(&self, q: Subscribe) -> ApiResult<SubscribeAnswer> {
         self.admit(&q.principal).await?;
-        let (topic, snapshot) = self.topic()?.ok_or_else(|| ApiError::not_found("actor"))?;
+        let topic = self.topic()?.ok_or_else(|| ApiError::not_found("actor"))?;
         let log = self.log();
         let cap = crate::runtime::config(self.env()).trust.max_topic_sessions_per_principal;
         let follower = Follower { session: q.session, holder: q.holder, until: q.until, since: 0 };
@@ -248,7 +253,7 @@ pub trait TopicActor: ActorStorage {
                 let events = log.after(after, REPLAY_PAGE)?;
                 SubscribeAnswer { topic, last_seq: window.last, plan: Plan::Replay, events, snapshot: None }
             }
-            ReplayPlan::Resync => SubscribeAnswer { topic, last_seq: window.last, plan: Plan::Resync, events: vec![], snapshot: Some(snapshot) },
+            ReplayPlan::Resync => SubscribeAnswer { topic, last_seq: window.last, plan: Plan::Resync, events: vec![], snapshot: Some(self.resync_snapshot()?) },
         };
         self.withhold(&q.principal, &mut answer.events, answer.snapshot.as_mut()).await?;
         Ok(answer)
@@ -261,13 +266,13 @@ pub trait TopicActor: ActorStorage {
     }
 
     async fn events(&self, q: Events) -> ApiResult<EventsPage> {
-        let (topic, snapshot) = self.topic()?.ok_or_else(|| ApiError::not_found("actor"))?;
+        let topic = self.topic()?.ok_or_else(|| ApiError::not_found("actor"))?;
         let log = self.log();
         let window = log.window()?;
         // The same decision as a subscribe's: a cursor older than the log
         // gets a snapshot, any other a page (empty when up to date).
         let mut page = if plan_replay(Some(q.after), window) == ReplayPlan::Resync {
-            EventsPage { topic, last_seq: window.last, events: vec![], resync: true, snapshot: Some(snapshot) }
+            EventsPage { topic, last_seq: window.last, events: vec![], resync: true, snapshot: Some(self.resync_snapshot()?) }
         } else {
             let events = log.after(q.after, q.limit.unwrap_or(REPLAY_PAGE).min(REPLAY_PAGE))?;
             EventsPage { topic, last_seq: window.last, events, resync: false, snapshot: None }

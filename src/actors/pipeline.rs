@@ -71,7 +71,7 @@ const DOC: StateKey<ContentDoc> = StateKey::named("doc");
 /// pushed without waiting for the activation's end.
 const PUSH_WHILE_WAITING_MS: u64 = 1_000;
 
-crate::actor_storage!(RunShell);
+crate::actor_storage!(RunShell, forget_copies_of_storage);
 
 impl RunShell {
     fn load(&self) -> ApiResult<Option<PipelineRun>> {
@@ -108,15 +108,44 @@ impl RunShell {
         Topic::Run(run.id)
     }
 
-    /// Saves the run, appends its events and sends them to the sockets this
-    /// run holds, in one synchronous step (one storage commit). The caller
-    /// pushes the records to sessions: see [`Self::push`].
+    /// After a rolled-back transaction: the run, its document and its
+    /// artifacts are read again.
+    fn forget_copies_of_storage(&self) {
+        self.run.replace(None);
+        self.doc.replace(None);
+        self.artifact_memory.forget();
+    }
+
+    /// Saves the run and appends its events, all or none (one
+    /// transaction), then sends them to the sockets this run holds. The
+    /// caller pushes the records to sessions: see [`Self::push`].
     fn commit(&self, run: &PipelineRun, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<Vec<EventRecord>> {
-        self.cells().save(RUN, run)?;
+        self.commit_with(run, drafts, now, || Ok(()))
+    }
+
+    /// [`Self::commit`] with `more` writes in the same transaction, after
+    /// the events (so a report there reads their last seq).
+    fn commit_with(&self, run: &PipelineRun, drafts: Vec<EventDraft>, now: Millis, more: impl FnOnce() -> ApiResult<()>) -> ApiResult<Vec<EventRecord>> {
+        let records = self.atomically(|| {
+            self.cells().save(RUN, run)?;
+            let records = self.log().append(drafts, now)?;
+            more()?;
+            Ok(records)
+        })?;
         self.run.replace(Some(run.clone()));
-        let records = self.log().append(drafts, now)?;
         self.sockets.publish(self, Self::topic(run), &records);
         Ok(records)
+    }
+
+    /// What an ended run owes, put in the transaction of the commit that
+    /// ends it: its catalog row, and the item's report unless the run
+    /// completed (its publish told the item). See [`Self::on_terminal`].
+    fn owe_end(&self, run: &PipelineRun, now: Millis) -> ApiResult<()> {
+        let mut owed = vec![Duty::Catalog];
+        if run.status != RunStatus::Completed {
+            owed.push(self.report(run));
+        }
+        self.outbox()?.put(&owed, now)
     }
 
     /// Sends committed events to subscribers without holding up the caller:
@@ -129,9 +158,9 @@ impl RunShell {
         self.push_later(Self::topic(run), records);
     }
 
-    /// Commits and pushes: for requests that make one change.
-    fn commit_and_push(&self, run: &PipelineRun, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<()> {
-        let records = self.commit(run, drafts, now)?;
+    /// Commits (with `more`) and pushes: for requests that make one change.
+    fn commit_and_push(&self, run: &PipelineRun, drafts: Vec<EventDraft>, now: Millis, more: impl FnOnce() -> ApiResult<()>) -> ApiResult<()> {
+        let records = self.commit_with(run, drafts, now, more)?;
         self.push(run, records);
         Ok(())
     }
@@ -234,10 +263,9 @@ impl RunShell {
         (0..flat.len() / dim.max(1)).map(|i| crate::domain::vector::vector_id(&cid, run.version, i as u32)).collect()
     }
 
-    /// Records `owed` (committed before the first await), tries it now, and
-    /// arms the alarm that retries what is still owed after an ended run.
-    async fn owe_now(&self, run: &PipelineRun, owed: &[Duty], now: Millis) -> ApiResult<()> {
-        self.outbox()?.put(owed, now)?;
+    /// Tries the duties just committed, and arms the alarm that retries
+    /// what is still owed after an ended run.
+    async fn try_owed(&self, run: &PipelineRun) -> ApiResult<()> {
         let _ = self.drain().await;
         self.arm(run, now_ms()).await
     }
@@ -262,13 +290,16 @@ impl RunShell {
         // Read before the erase takes the vectors it counts.
         let written = self.unfenced_writes(&run);
         let events = run.purge(stages::CONTENT_DELETED, now);
-        self.erase()?;
-        self.commit_and_push(&run, events, now)?;
         let mut owed = vec![Duty::Catalog];
         if !written.is_empty() {
             owed.push(Duty::TakeBackVectors { ids: written });
         }
-        self.owe_now(&run, &owed, now).await?;
+        // The purged run, its erasure and what it owes: all or none.
+        self.commit_and_push(&run, events, now, || {
+            self.erase()?;
+            self.outbox()?.put(&owed, now)
+        })?;
+        self.try_owed(&run).await?;
         Ok(Done {})
     }
 
@@ -303,7 +334,7 @@ impl RunShell {
         }
         let cfg = config(&self.env);
         let now = now_ms();
-        artifacts.put(stages::artifacts::NAMESPACE, &req.ownership.namespace()).map_err(|e| ApiError::Internal(e.message))?;
+        let namespace = || artifacts.put(stages::artifacts::NAMESPACE, &req.ownership.namespace()).map_err(|e| ApiError::Internal(e.message));
         let (run, mut events) = PipelineRun::new(req.run_id, req.content_id, req.version, cfg.retry, now);
         let mut run = run.owned_by(&req.ownership);
         self.memory.subscribers.none_yet();
@@ -312,14 +343,20 @@ impl RunShell {
             // Superseded before it started: made ended, with no document and
             // no stage; it reports its end as any cancelled run does.
             events.extend(run.supersede(reason, now));
-            self.commit_and_push(&run, events, now)?;
-            self.on_terminal(&run, now).await;
+            self.commit_and_push(&run, events, now, || {
+                namespace()?;
+                self.owe_end(&run, now)
+            })?;
+            self.on_terminal(&run).await;
             return Ok(());
         }
-        self.cells().save(DOC, &req.doc)?;
+        // The run, its document and its catalog row owed: all or none.
+        self.commit_and_push(&run, events, now, || {
+            namespace()?;
+            self.cells().save(DOC, &req.doc)?;
+            self.outbox()?.put_at(&Duty::Catalog, now + START_ROW_DELAY_MS)
+        })?;
         self.doc.replace(Some(Rc::new(req.doc)));
-        self.commit_and_push(&run, events, now)?;
-        self.outbox()?.put_at(&Duty::Catalog, now + START_ROW_DELAY_MS)?;
         // The first stages run in this invocation, right after the answer, not
         // an alarm round trip later. The watchdog resumes the run if this
         // instance dies first.
@@ -351,7 +388,7 @@ impl RunShell {
         match outcome? {
             None => Ok(()),
             Some((run, true)) => {
-                self.on_terminal(&run, now_ms()).await;
+                self.on_terminal(&run).await;
                 Ok(())
             }
             Some((run, false)) => self.arm(&run, now_ms()).await,
@@ -384,8 +421,9 @@ impl RunShell {
         // marked running was cut off with its isolate.
         let recovered = run.recover_interrupted(now);
         if !recovered.is_empty() {
-            committed.extend(self.commit(&run, recovered, now)?);
-            if run.status.is_terminal() {
+            let ended = run.status.is_terminal();
+            committed.extend(self.commit_with(&run, recovered, now, || if ended { self.owe_end(&run, now) } else { Ok(()) })?);
+            if ended {
                 return Ok(Some((run, true)));
             }
         }
@@ -431,7 +469,7 @@ impl RunShell {
                     stage = next;
                 }
                 _ => {
-                    committed.extend(self.commit(&run, events, now)?);
+                    committed.extend(self.commit_with(&run, events, now, || if ended { self.owe_end(&run, now) } else { Ok(()) })?);
                     if ended && run.status == RunStatus::Completed {
                         // Its copies (document, chunks, vectors, stage
                         // outputs) are never read again: the item holds what
@@ -498,23 +536,11 @@ impl RunShell {
         Duty::ReportEnd { content_id: run.content_id, report }
     }
 
-    /// Catalog row, dead letter and content status once a run has ended, as
-    /// owed duties tried before the alarm returns (so the dead-letter list has
-    /// a failure as soon as the run says `failed`) and retried until they land.
-    /// Called right after the terminal commit: the duties are put before the
-    /// first await, so they commit with it.
-    async fn on_terminal(&self, run: &PipelineRun, now: Millis) {
-        let outbox = match self.outbox() {
-            Ok(o) => o,
-            Err(e) => return worker::console_error!("run outbox: {e}"),
-        };
-        let mut owed = vec![Duty::Catalog];
-        if run.status != RunStatus::Completed {
-            owed.push(self.report(run));
-        }
-        if let Err(e) = outbox.put(&owed, now) {
-            worker::console_error!("run outbox: {e}");
-        }
+    /// Tries what an ended run owes (its catalog row, dead letter and the
+    /// item's report, put with the commit that ended it: [`Self::owe_end`])
+    /// before the alarm returns, so the dead-letter list has a failure as
+    /// soon as the run says `failed`; the alarm retries them until they land.
+    async fn on_terminal(&self, run: &PipelineRun) {
         if let Err(e) = self.drain().await {
             worker::console_error!("run duties: {e}");
         }
@@ -531,6 +557,10 @@ impl RunShell {
     async fn cancel(&self, reason: &str, superseded: bool) -> ApiResult<RunView> {
         let mut run = self.require()?;
         let now = now_ms();
+        let take_back = |written: &Vec<String>| match written.is_empty() {
+            true => Ok(()),
+            false => self.outbox()?.put(&[Duty::TakeBackVectors { ids: written.clone() }], now),
+        };
         if superseded && matches!(run.status, RunStatus::Completed | RunStatus::Cancelled) {
             // It has ended (and reported so): only its retry is closed now
             // (a completed run has none). A failed run goes on below: it
@@ -540,9 +570,9 @@ impl RunShell {
                 // wrote unfenced is taken back as a superseding cancel's is.
                 let written = self.unfenced_writes(&run);
                 run.supersede(reason, now);
-                self.commit_and_push(&run, Vec::new(), now)?;
+                self.commit_and_push(&run, Vec::new(), now, || take_back(&written))?;
                 if !written.is_empty() {
-                    self.owe_now(&run, &[Duty::TakeBackVectors { ids: written }], now).await?;
+                    self.try_owed(&run).await?;
                 }
             }
             return Ok(run.view(None));
@@ -552,13 +582,13 @@ impl RunShell {
         // newer version's sweep, and this run is never tried again.
         let written = if superseded { self.unfenced_writes(&run) } else { Vec::new() };
         let events = if superseded { run.supersede(reason, now) } else { run.cancel(reason, now)? };
-        self.commit_and_push(&run, events, now)?;
-        if !written.is_empty() {
-            self.outbox()?.put(&[Duty::TakeBackVectors { ids: written }], now)?;
-        }
-        // Before any await, so its end's duties (the item's report, the
-        // catalog) commit with the cancel; on_terminal arms the alarm after.
-        self.on_terminal(&run, now).await;
+        // Its end's duties (the item's report, the catalog) commit with the
+        // cancel; on_terminal tries them and arms the alarm after.
+        self.commit_and_push(&run, events, now, || {
+            take_back(&written)?;
+            self.owe_end(&run, now)
+        })?;
+        self.on_terminal(&run).await;
         Ok(run.view(None))
     }
 
@@ -566,10 +596,9 @@ impl RunShell {
         let mut run = self.require()?;
         let now = now_ms();
         let events = run.retry(now)?;
-        self.commit_and_push(&run, events, now)?;
         // The item said `failed`; it says `processing` again, told as its
         // end was (committed with the retry, tried by the next alarm).
-        self.outbox()?.put(&[self.report(&run)], now)?;
+        self.commit_and_push(&run, events, now, || self.outbox()?.put(&[self.report(&run)], now))?;
         self.arm(&run, now).await?;
         // The retry is committed: a catalog write that fails now is the
         // outbox's to retry, not the caller's error.
@@ -675,8 +704,12 @@ impl PipelineActor {
 }
 
 impl TopicActor for PipelineActor {
-    fn topic(&self) -> ApiResult<Option<(Topic, serde_json::Value)>> {
-        Ok(self.shell.load()?.map(|r| (RunShell::topic(&r), RunShell::snapshot(&r))))
+    fn topic(&self) -> ApiResult<Option<Topic>> {
+        Ok(self.shell.load()?.map(|r| RunShell::topic(&r)))
+    }
+
+    fn resync_snapshot(&self) -> ApiResult<serde_json::Value> {
+        Ok(self.shell.load()?.map(|r| RunShell::snapshot(&r)).unwrap_or_default())
     }
 
     /// A run's topic is readable by whoever may read its content. Its owner,

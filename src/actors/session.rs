@@ -19,6 +19,7 @@ use super::ops::{Deliver, Delivered, Done, Events, EventsPage, FireAlarm, Inspec
 use super::rpc::{self, topic_actor};
 use super::socket::{answer_pings, close_back, close_expired, close_revoked, key_revoked, load_attachment, read_frame, revoked, save_attachment, send};
 use crate::protocol::close_code;
+use crate::api::limits::{self, LimitClass};
 use crate::catalog;
 use crate::domain::broadcast::KeyCheck;
 use crate::domain::principal::Principal;
@@ -192,6 +193,9 @@ impl SessionActor {
         if self.state.get_websockets().len() >= max as usize {
             return Err(ApiError::TooManySockets { max });
         }
+        // A read, as a topic's own socket or an SSE stream is: a socket's
+        // frame budget starts full, so a free reconnect would be a free budget.
+        limits::spend_held(&self.env, &info.principal, info.holder.as_deref(), LimitClass::Read, 1).await?;
         let pair = WebSocketPair::new()?;
         let tab = Uuid::new_v4().to_string();
         self.state.accept_websocket_with_tags(&pair.server, &[tab.as_str()]);
@@ -418,6 +422,9 @@ impl SessionActor {
         let topic: Topic = topic_text.parse().map_err(|e: String| ApiError::invalid("topic", e))?;
         let key = topic.to_string();
         let info = self.info()?;
+        // Each subscribe is a call to the topic's actor and a write there:
+        // a read from the principal's bucket, whichever socket sends it.
+        limits::spend_held(&self.env, &info.principal, info.holder.as_deref(), LimitClass::Read, 1).await?;
         let mut st = attachment(ws).unwrap_or_else(|| SocketState::new(Uuid::new_v4().to_string(), now_ms()));
         st.subscribe(&key, after.unwrap_or(0))?;
         save(ws, &st);
@@ -457,13 +464,17 @@ impl SessionActor {
     async fn unsubscribe(&self, ws: &WebSocket, topic_text: &str) -> ApiResult<()> {
         let topic: Topic = topic_text.parse().map_err(|e: String| ApiError::invalid("topic", e))?;
         let key = topic.to_string();
+        let mut followed = false;
         if let Some(mut st) = attachment(ws) {
-            st.unsubscribe(&key);
+            followed = st.unsubscribe(&key);
             save(ws, &st);
             self.replays.borrow_mut().remove(&(st.tab, key.clone()));
         }
         send(ws, &ServerFrame::Unsubscribed { topic });
-        if self.sockets_on(&key).is_empty() {
+        // Only a topic this socket followed is told, and only when no other
+        // socket of the session still does: an unsubscribe of any topic name
+        // would otherwise be a free call to that topic's actor.
+        if followed && self.sockets_on(&key).is_empty() {
             let info = self.info()?;
             let (kind, name) = topic_actor(topic);
             let _ = rpc::send_to(&self.env, kind, &name, &Unsubscribe { session: info.id.to_string() }).await;

@@ -69,14 +69,28 @@ pub async fn spend(env: &Env, p: &Principal, req: &Request, class: LimitClass, c
     if p.is_operator() {
         return Ok(());
     }
+    spend_from(env, p, &bucket_key(p, req), class, cost).await
+}
+
+/// [`spend`] for a principal whose request has gone: from the bucket of
+/// the `holder` recorded with it ([`holder`]; a session keeps its own).
+/// None is the operator's, whom nothing limits.
+pub async fn spend_held(env: &Env, p: &Principal, holder: Option<&str>, class: LimitClass, cost: u32) -> ApiResult<()> {
+    match holder {
+        Some(holder) if !p.is_operator() => spend_from(env, p, crate::domain::followers::holder_bucket(holder), class, cost).await,
+        _ => Ok(()),
+    }
+}
+
+async fn spend_from(env: &Env, p: &Principal, bucket: &str, class: LimitClass, cost: u32) -> ApiResult<()> {
     let t = config(env).trust;
     let per_min = match class {
         LimitClass::Write => p.rate_per_min.unwrap_or(t.rate_write_per_min),
         LimitClass::Read => t.rate_read_per_min,
         LimitClass::Sessions => t.rate_sessions_per_min,
-        LimitClass::BatchItems => t.rate_batch_items_per_min,
+        LimitClass::BatchItems => batch_items_per_min(p, &t),
     };
-    let name = format!("{}:{}", class.as_str(), bucket_key(p, req));
+    let name = format!("{}:{bucket}", class.as_str());
     rpc::send(env, &name, &Take { cost, per_min }).await?;
     Ok(())
 }
@@ -89,9 +103,43 @@ pub async fn spend_items(env: &Env, p: &Principal, req: &Request, items: u32) ->
     if p.is_operator() {
         return Ok(());
     }
-    let per_min = config(env).trust.rate_batch_items_per_min;
+    let per_min = batch_items_per_min(p, &config(env).trust);
     if items > per_min {
-        return Err(FieldError::new("items", format!("at most {per_min} items a minute may be imported by one caller, so a batch holds at most that many, not {items}")).into());
+        return Err(FieldError::new("items", format!("this caller imports at most {per_min} a minute, so a batch of its holds at most that many items, not {items}")).into());
     }
     spend(env, p, req, LimitClass::BatchItems, items).await
+}
+
+/// A principal's items a minute: `RATE_BATCH_ITEMS_PER_MIN`, scaled by a
+/// key's own `rate_per_min` as that scales its writes (a key the operator
+/// slowed to a write a minute imports as slowly; one allowed more, more).
+fn batch_items_per_min(p: &Principal, t: &crate::config::Trust) -> u32 {
+    match p.rate_per_min {
+        Some(own) if own != t.rate_write_per_min => {
+            let scaled = t.rate_batch_items_per_min as u64 * own as u64 / t.rate_write_per_min.max(1) as u64;
+            scaled.clamp(1, MAX_ITEMS_PER_MIN) as u32
+        }
+        _ => t.rate_batch_items_per_min,
+    }
+}
+
+/// The most items a minute any principal is given (as `RATE_BATCH_ITEMS_PER_MIN` is clamped).
+const MAX_ITEMS_PER_MIN: u64 = 1_000_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::principal::Scope;
+
+    #[test]
+    fn a_keys_own_write_limit_scales_its_items() {
+        let t = crate::config::Config::from_lookup(|_| None).trust;
+        let key = |rate: Option<u32>| Principal { rate_per_min: rate, ..Principal::api_key("t", "k", &[Scope::Write]) };
+        assert_eq!(batch_items_per_min(&key(None), &t), 1000);
+        assert_eq!(batch_items_per_min(&key(Some(60)), &t), 1000);
+        assert_eq!(batch_items_per_min(&key(Some(3)), &t), 50, "a key slowed to 3 writes a minute");
+        assert_eq!(batch_items_per_min(&key(Some(120)), &t), 2000);
+        assert_eq!(batch_items_per_min(&key(Some(0)), &t), 1, "never none: a batch of one waits its turn");
+        assert_eq!(batch_items_per_min(&key(Some(100_000_000)), &t), 1_000_000);
+    }
 }

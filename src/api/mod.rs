@@ -16,7 +16,7 @@ mod batches;
 #[cfg(target_arch = "wasm32")]
 mod keys;
 #[cfg(target_arch = "wasm32")]
-mod limits;
+pub mod limits;
 #[cfg(target_arch = "wasm32")]
 mod content;
 #[cfg(target_arch = "wasm32")]

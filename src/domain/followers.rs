@@ -27,6 +27,11 @@ pub fn anonymous_holder(client_key: &str) -> String {
     format!("~{client_key}")
 }
 
+/// The bucket key a holder stands for (see [`anonymous_holder`]).
+pub fn holder_bucket(holder: &str) -> &str {
+    holder.strip_prefix('~').unwrap_or(holder)
+}
+
 pub fn is_anonymous(holder: &Option<String>) -> bool {
     holder.as_deref().is_some_and(|h| h.starts_with('~'))
 }

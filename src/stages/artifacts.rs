@@ -124,6 +124,13 @@ mod store {
     #[derive(Clone, Default)]
     pub struct ArtifactMemory(Rc<RefCell<HashMap<&'static str, Stored>>>);
 
+    impl ArtifactMemory {
+        /// A transaction was rolled back: each artifact is read again.
+        pub fn forget(&self) {
+            self.0.borrow_mut().clear();
+        }
+    }
+
     #[derive(Clone)]
     enum Stored {
         Text(Rc<String>),

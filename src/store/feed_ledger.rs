@@ -34,6 +34,14 @@ pub struct LedgerMemory {
     no_labels: std::cell::Cell<Option<bool>>,
 }
 
+impl LedgerMemory {
+    /// A transaction was rolled back (the tables may be gone with it).
+    pub fn forget(&self) {
+        self.created.set(false);
+        self.no_labels.set(None);
+    }
+}
+
 /// What the feed does with an announcement ([`FeedLedger::claim`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
@@ -116,12 +124,6 @@ impl<'a> FeedLedger<'a> {
         }
         let repeat: Vec<IgnoredAny> = rows(&self.sql, "SELECT seq FROM announced WHERE content_id = ? AND seq = ?", vec![id, seq])?;
         Ok(if repeat.is_empty() { Claim::Overtaken } else { Claim::Repeat })
-    }
-
-    /// Undoes a [`Claim::Append`] for an announcement that was not
-    /// appended after all.
-    pub fn unclaim(&self, content_id: uuid::Uuid, seq: u64) -> Result<(), ApiError> {
-        exec(&self.sql, "DELETE FROM announced WHERE content_id = ? AND seq = ?", vec![content_id.to_string().into(), (seq as i64).into()])
     }
 
     /// The stored labels of `ids`' items.

@@ -322,6 +322,27 @@ async fn an_ended_answer_is_erased_after_its_time_to_live() {
     .await;
 }
 
+/// An anonymous caller's answer is kept `ANSWER_TTL_ANONYMOUS_SECS` (here
+/// 2 s), a signed-in caller's `ANSWER_TTL_SECS` (a week): anyone may ask,
+/// and a week of anonymous answers would pile up.
+#[tokio::test]
+async fn an_anonymous_callers_answer_is_kept_for_less_time() {
+    let s = &Server::start(&ServerOptions::new(temp_dir("answer-ttl-anonymous")).var("ANSWER_TTL_ANONYMOUS_SECS", "2"));
+    let question = format!("What did the {} keepers do?", nonce());
+    let (keyed, _) = ask(s, &question).await;
+    let r = send(http().post(s.url("/api/answers")).json(&json!({ "question": question }))).await;
+    assert_eq!(r.status, 202, "anyone may ask: {}", r.body);
+    let anonymous = r.body["answer_id"].as_str().expect("answer_id").to_string();
+    let status = |id: String| async move { s.admin_get(&format!("/api/answers/{id}")).await };
+    eventually("the anonymous answer erased 2 s after it ended", Duration::from_secs(30), || async {
+        let r = status(anonymous.clone()).await;
+        if r.status == 404 { Ok(()) } else { Err(format!("{} {}", r.status, r.body)) }
+    })
+    .await;
+    let kept = status(keyed.clone()).await;
+    assert_eq!((kept.status, kept.body["status"].as_str()), (200, Some("completed")), "the key's answer is kept: {}", kept.body);
+}
+
 /// An answer whose first alarm is lost (`FAULTS=alarm=1.0`: the start's
 /// arm is dropped, as a failed write leaves it) has no alarm and would stay
 /// under way for good; the next read of it arms it again, and it ends.

@@ -475,6 +475,41 @@ async fn a_session_holds_at_most_8_sockets() {
     }
 }
 
+/// A session's sockets and subscriptions are reads: opening a socket and
+/// each `subscribe` spend from the principal's read bucket (here 4 a
+/// minute), whichever socket or session they come from, so reconnecting
+/// buys no fresh budget of calls to topic actors.
+#[tokio::test]
+async fn session_sockets_and_subscriptions_spend_reads() {
+    let s = &Server::start(&ServerOptions::new(temp_dir("session-reads")).var("RATE_READ_PER_MIN", "4"));
+    let key = mint_key(&s.base, &s.admin_token, &tenant("session-reads"), &["content:read"], None);
+    let (sid, token) = new_session_as(s, &key).await;
+    let mut first = connect(s, &sid, &token).await;
+    assert_eq!(subscription(&mut first, "feed").await["type"], "subscribed");
+    assert_eq!(subscription(&mut first, "feed").await["type"], "subscribed", "a subscribe again is one more read");
+    let mut second = connect(s, &sid, &token).await;
+    let refused = subscription(&mut second, "feed").await;
+    assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("rate_limited")), "{refused}");
+    match tokio_tungstenite::connect_async(s.ws_url(&format!("/api/sessions/{sid}/ws?token={token}"))).await {
+        Ok(_) => panic!("a socket past the read limit was accepted"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 429);
+            assert!(resp.headers().contains_key("retry-after"));
+        }
+        Err(e) => panic!("unexpected: {e}"),
+    }
+    // Sockets already open go on: a ping is free.
+    ws_send(&mut first, json!({"type": "ping"})).await;
+    let mut ponged = false;
+    while let Some(f) = ws_next(&mut first, WAIT).await {
+        if f["type"] == "pong" {
+            ponged = true;
+            break;
+        }
+    }
+    assert!(ponged, "no pong on the socket already open");
+}
+
 /// Topics follow the same rules as reads: another tenant's content and run
 /// topics are unknown to it, and the feed shows each session only what its
 /// principal may read.
