@@ -73,6 +73,10 @@ pub struct Trust {
     /// without this, the write limit alone lets one caller start 1,000 runs
     /// per write.
     pub rate_batch_items_per_min: u32,
+    /// `RATE_UPLOAD_MB_PER_MIN`: megabytes of files one principal may upload
+    /// a minute. An upload is one write, but up to 10 MB kept in R2 with
+    /// every version: without this, 600 MB a minute per key.
+    pub rate_upload_mb_per_min: u32,
     pub max_sockets_per_session: u32,
     /// Sockets one principal (one client IP, when anonymous) may hold on
     /// each topic actor (`/api/topics/{topic}/ws`).
@@ -263,6 +267,7 @@ impl Config {
                 rate_read_per_min: num("RATE_READ_PER_MIN", 600).min(1_000_000) as u32,
                 rate_sessions_per_min: num("RATE_SESSIONS_PER_MIN", 30).min(1_000_000) as u32,
                 rate_batch_items_per_min: num("RATE_BATCH_ITEMS_PER_MIN", 1000).clamp(1, 1_000_000) as u32,
+                rate_upload_mb_per_min: num("RATE_UPLOAD_MB_PER_MIN", 100).clamp(1, 1_000_000) as u32,
                 max_sockets_per_session: num("MAX_SOCKETS_PER_SESSION", 8).clamp(1, 1000) as u32,
                 max_topic_sockets_per_principal: num("MAX_TOPIC_SOCKETS_PER_PRINCIPAL", 64)
                     .clamp(1, crate::domain::broadcast::MAX_SOCKETS as u64) as u32,
@@ -304,7 +309,7 @@ mod tests {
         assert!(c.faults.is_empty());
         assert_eq!(c.ai_backend, "local");
         assert_eq!((c.trust.rate_write_per_min, c.trust.rate_read_per_min, c.trust.rate_sessions_per_min), (60, 600, 30));
-        assert_eq!(c.trust.rate_batch_items_per_min, 1000);
+        assert_eq!((c.trust.rate_batch_items_per_min, c.trust.rate_upload_mb_per_min), (1000, 100));
         assert_eq!((c.answer_ttl_secs, c.answer_ttl_anonymous_secs), (7 * 24 * 3600, 3600));
         assert_eq!(cfg(&[("ANSWER_TTL_SECS", "60")]).answer_ttl_anonymous_secs, 60, "never longer than a signed-in caller's");
         assert_eq!(cfg(&[("RATE_BATCH_ITEMS_PER_MIN", "0")]).trust.rate_batch_items_per_min, 1);

@@ -20,6 +20,8 @@ pub enum LimitClass {
     /// Items imported through batches: a batch is one write, and each of
     /// its items one token here.
     BatchItems,
+    /// Megabytes of uploaded files (each stored in R2 with every version).
+    UploadMegabytes,
 }
 
 impl LimitClass {
@@ -29,10 +31,11 @@ impl LimitClass {
             LimitClass::Read => "read",
             LimitClass::Sessions => "sessions",
             LimitClass::BatchItems => "items",
+            LimitClass::UploadMegabytes => "upload_mb",
         }
     }
 
-    const ALL: [LimitClass; 4] = [LimitClass::Write, LimitClass::Read, LimitClass::Sessions, LimitClass::BatchItems];
+    const ALL: [LimitClass; 5] = [LimitClass::Write, LimitClass::Read, LimitClass::Sessions, LimitClass::BatchItems, LimitClass::UploadMegabytes];
 }
 
 /// Whether `name` is one a rate-limit actor can have (`<class>:<key>`), so
@@ -88,7 +91,8 @@ async fn spend_from(env: &Env, p: &Principal, bucket: &str, class: LimitClass, c
         LimitClass::Write => p.rate_per_min.unwrap_or(t.rate_write_per_min),
         LimitClass::Read => t.rate_read_per_min,
         LimitClass::Sessions => t.rate_sessions_per_min,
-        LimitClass::BatchItems => batch_items_per_min(p, &t),
+        LimitClass::BatchItems => scaled_by_key(p, &t, t.rate_batch_items_per_min),
+        LimitClass::UploadMegabytes => scaled_by_key(p, &t, t.rate_upload_mb_per_min),
     };
     let name = format!("{}:{bucket}", class.as_str());
     rpc::send(env, &name, &Take { cost, per_min }).await?;
@@ -103,27 +107,38 @@ pub async fn spend_items(env: &Env, p: &Principal, req: &Request, items: u32) ->
     if p.is_operator() {
         return Ok(());
     }
-    let per_min = batch_items_per_min(p, &config(env).trust);
+    let t = config(env).trust;
+    let per_min = scaled_by_key(p, &t, t.rate_batch_items_per_min);
     if items > per_min {
         return Err(FieldError::new("items", format!("this caller imports at most {per_min} a minute, so a batch of its holds at most that many items, not {items}")).into());
     }
     spend(env, p, req, LimitClass::BatchItems, items).await
 }
 
-/// A principal's items a minute: `RATE_BATCH_ITEMS_PER_MIN`, scaled by a
-/// key's own `rate_per_min` as that scales its writes (a key the operator
-/// slowed to a write a minute imports as slowly; one allowed more, more).
-fn batch_items_per_min(p: &Principal, t: &crate::config::Trust) -> u32 {
+/// A limit that follows the write limit (a batch's items, uploaded
+/// megabytes): `base`, scaled by a key's own `rate_per_min` as that scales
+/// its writes (a key the operator slowed to a write a minute imports and
+/// uploads as slowly; one allowed more, more).
+fn scaled_by_key(p: &Principal, t: &crate::config::Trust, base: u32) -> u32 {
     match p.rate_per_min {
         Some(own) if own != t.rate_write_per_min => {
-            let scaled = t.rate_batch_items_per_min as u64 * own as u64 / t.rate_write_per_min.max(1) as u64;
+            let scaled = base as u64 * own as u64 / t.rate_write_per_min.max(1) as u64;
             scaled.clamp(1, MAX_ITEMS_PER_MIN) as u32
         }
-        _ => t.rate_batch_items_per_min,
+        _ => base,
     }
 }
 
-/// The most items a minute any principal is given (as `RATE_BATCH_ITEMS_PER_MIN` is clamped).
+/// Spends an upload of `bytes` from the principal's upload bucket, a token
+/// per started megabyte. A file larger than a minute's takes a whole
+/// minute's (see `TokenBucket::take`): it waits, but it is not refused.
+pub async fn spend_upload(env: &Env, p: &Principal, req: &Request, bytes: u64) -> ApiResult<()> {
+    let megabytes = bytes.div_ceil(1 << 20).clamp(1, u32::MAX as u64) as u32;
+    spend(env, p, req, LimitClass::UploadMegabytes, megabytes).await
+}
+
+/// The most any principal is given a minute of a scaled limit (as the
+/// limits themselves are clamped).
 const MAX_ITEMS_PER_MIN: u64 = 1_000_000;
 
 #[cfg(test)]
@@ -134,6 +149,7 @@ mod tests {
     #[test]
     fn a_keys_own_write_limit_scales_its_items() {
         let t = crate::config::Config::from_lookup(|_| None).trust;
+        let batch_items_per_min = |p: &Principal, t: &crate::config::Trust| scaled_by_key(p, t, t.rate_batch_items_per_min);
         let key = |rate: Option<u32>| Principal { rate_per_min: rate, ..Principal::api_key("t", "k", &[Scope::Write]) };
         assert_eq!(batch_items_per_min(&key(None), &t), 1000);
         assert_eq!(batch_items_per_min(&key(Some(60)), &t), 1000);

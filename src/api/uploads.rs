@@ -54,16 +54,29 @@ enum Body {
 
 /// The body, under `MAX_UPLOAD_BYTES`: a declared length past it is a 413
 /// before anything is read or stored, an undeclared one a 413 while reading.
-async fn take_body(env: &Env, req: &mut Request) -> ApiResult<Body> {
+/// Its megabytes are spent from `p`'s upload bucket before it is stored
+/// (a refused one is read and dropped, as a conflict's is).
+async fn take_body(env: &Env, p: &Principal, req: &mut Request) -> ApiResult<Body> {
     let limit = config(env).limits.upload_max_bytes;
     let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
-    match (declared, req.inner().body()) {
-        (Some(length), _) if length > limit as u64 => Err(ApiError::PayloadTooLarge { limit }),
-        (Some(length), Some(stream)) if length > 0 => Ok(Body::Declared { stream, length }),
+    let body = match (declared, req.inner().body()) {
+        (Some(length), _) if length > limit as u64 => return Err(ApiError::PayloadTooLarge { limit }),
+        (Some(length), Some(stream)) if length > 0 => Body::Declared { stream, length },
         // An empty file is taken as any other: the schema lets a client
         // send one, and its run fails with "no extractable text".
-        _ => Ok(Body::Buffered(read_capped(req, limit).await?)),
+        _ => Body::Buffered(read_capped(req, limit).await?),
+    };
+    let bytes = match &body {
+        Body::Declared { length, .. } => *length,
+        Body::Buffered(b) => b.len() as u64,
+    };
+    if let Err(refused) = super::limits::spend_upload(env, p, req, bytes).await {
+        if matches!(body, Body::Declared { .. }) {
+            let _ = read_capped(req, limit).await;
+        }
+        return Err(refused);
     }
+    Ok(body)
 }
 
 /// The title an upload gets without `?title=`: the first heading in the
@@ -260,7 +273,7 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
     let category = category(param(&q, "category"), limits)?;
     let title = title_param(&q, limits)?;
     let (content_id, run_id) = (Uuid::new_v4(), Uuid::new_v4());
-    let body = take_body(env, &mut req).await?;
+    let body = take_body(env, p, &mut req).await?;
     let key = object_key(&ownership.tenant, content_id, run_id);
     let file = File { key, content_type, body, wants_head: title.is_none() && kind.has_headings() };
     let doc_of = |stored: Stored| {
@@ -293,7 +306,7 @@ pub async fn update(env: &Env, p: &Principal, mut req: Request, id: &str) -> Api
     let category = category(param(&q, "category"), limits)?.or(item.category);
     let title = title_param(&q, limits)?.unwrap_or(item.title);
     let run_id = Uuid::new_v4();
-    let body = take_body(env, &mut req).await?;
+    let body = take_body(env, p, &mut req).await?;
     let file = File { key: object_key(&item.tenant, content_id, run_id), content_type, body, wants_head: false };
     let doc_of = |stored: Stored| ContentDoc::upload(&title, category.as_deref(), stored.source, limits);
     store_and_submit(env, (content_id, run_id), file, doc_of, visibility, writer).await

@@ -277,46 +277,6 @@ async fn a_batch_is_one_write_against_the_rate_limit() {
     assert!(r.headers.contains_key("retry-after"));
 }
 
-/// A batch is one write, but each item is a run: the items spend from a
-/// bucket of their own (`RATE_BATCH_ITEMS_PER_MIN`, here 10 a minute), so
-/// a caller cannot start a thousand runs per write. On a server of its own,
-/// with that limit set low.
-#[tokio::test]
-async fn a_batch_spends_its_items_from_the_import_limit() {
-    let s = &Server::start(&ServerOptions::new(temp_dir("batch-items").join("state")).var("RATE_BATCH_ITEMS_PER_MIN", "10"));
-    // A key at the default write limit: its items get the default bucket.
-    let key = &mint_key(&s.base, &s.admin_token, TEST_TENANT, &["content:write"], None);
-    let post = |n: usize| send(http().post(s.url("/api/content/batch")).bearer_auth(key).json(&json!({ "items": items(&tag(), n) })));
-    let first = post(6).await;
-    assert_eq!(first.status, 202, "{}", first.body);
-    let r = post(6).await;
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (429, Some("rate_limited")), "6 + 6 items in a minute: {}", r.body);
-    let wait: u64 = r.headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).expect("Retry-After");
-    assert!((1..=60).contains(&wait), "Retry-After {wait}: two items at 10 a minute come back in about 12 s");
-    assert_eq!(post(4).await.status, 202, "the 4 items left in the bucket");
-    // Larger than a minute's items: no wait would let it through.
-    let r = post(11).await;
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (422, Some("invalid_field")), "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap_or_default().contains("imports at most 10 a minute"), "{}", r.body);
-    // The item bucket is its own: single writes and the operator go on.
-    let one = send(http().post(s.url("/api/content")).bearer_auth(key).json(&json!({ "title": "single", "body": "one write" }))).await;
-    assert_eq!(one.status, 202, "{}", one.body);
-    let admin = send(http().post(s.url("/api/content/batch")).bearer_auth(&s.admin_token).json(&json!({ "items": items(&tag(), 11) }))).await;
-    assert_eq!(admin.status, 202, "the operator is not limited: {}", admin.body);
-    let batch = first.body["batch_id"].as_str().expect("batch_id").to_string();
-    eventually("the first batch completes", Duration::from_secs(120), || async {
-        let view = s.admin_get(&format!("/api/batches/{batch}")).await;
-        if view.body["completed"] == 6 { Ok(()) } else { Err(view.body.to_string()) }
-    })
-    .await;
-    // A key the operator slowed to 3 writes a minute imports 3/60 of the
-    // items: a batch of 1 then. (The key's bucket, not the server's.)
-    let slow = mint_key(&s.base, &s.admin_token, TEST_TENANT, &["content:write"], Some(3));
-    let r = send(http().post(s.url("/api/content/batch")).bearer_auth(&slow).json(&json!({ "items": items(&tag(), 2) }))).await;
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (422, Some("invalid_field")), "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap_or_default().contains("imports at most 1 a minute"), "{}", r.body);
-}
-
 /// An item deleted while its run is still going ends the batch's item,
 /// `failed` with the reason: its run is purged and cannot report, and the
 /// batch would otherwise hold its in-flight place and never complete. (On

@@ -475,13 +475,93 @@ async fn a_session_holds_at_most_8_sockets() {
     }
 }
 
+/// A server of its own with low limits, shared by the tests of the limits
+/// that are not per request (reads by sockets, a batch's items, uploaded
+/// megabytes). Each test spends from buckets of its own key.
+fn limits() -> &'static Server {
+    static SERVER: std::sync::OnceLock<Server> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        Server::start(
+            &ServerOptions::new(temp_dir("limits"))
+                .var("RATE_READ_PER_MIN", "4")
+                .var("RATE_BATCH_ITEMS_PER_MIN", "10")
+                .var("RATE_UPLOAD_MB_PER_MIN", "2"),
+        )
+    })
+}
+
+/// Ten tiny items for a batch.
+fn batch_items(n: usize) -> Value {
+    json!({ "items": (0..n).map(|i| json!({ "title": format!("imported {i}"), "body": "an imported item" })).collect::<Vec<_>>() })
+}
+
+/// A batch is one write, but each item is a run: the items spend from a
+/// bucket of their own (`RATE_BATCH_ITEMS_PER_MIN`, here 10 a minute), so
+/// a caller cannot start a thousand runs per write.
+#[tokio::test]
+async fn a_batch_spends_its_items_from_the_import_limit() {
+    let s = limits();
+    // A key at the default write limit: its items get the server's bucket.
+    let key = mint_key(&s.base, &s.admin_token, &tenant("items"), &["content:write"], None);
+    let post = |n: usize| send(http().post(s.url("/api/content/batch")).bearer_auth(&key).json(&batch_items(n)));
+    let first = post(6).await;
+    assert_eq!(first.status, 202, "{}", first.body);
+    let r = post(6).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (429, Some("rate_limited")), "6 + 6 items in a minute: {}", r.body);
+    let wait: u64 = r.headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).expect("Retry-After");
+    assert!((1..=60).contains(&wait), "Retry-After {wait}: two items at 10 a minute come back in about 12 s");
+    assert_eq!(post(4).await.status, 202, "the 4 items left in the bucket");
+    // Larger than a minute's items: no wait would let it through.
+    let r = post(11).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (422, Some("invalid_field")), "{}", r.body);
+    assert!(r.body["error"]["message"].as_str().unwrap_or_default().contains("imports at most 10 a minute"), "{}", r.body);
+    // The item bucket is its own: single writes and the operator go on.
+    let one = send(http().post(s.url("/api/content")).bearer_auth(&key).json(&json!({ "title": "single", "body": "one write" }))).await;
+    assert_eq!(one.status, 202, "{}", one.body);
+    let admin = send(http().post(s.url("/api/content/batch")).bearer_auth(&s.admin_token).json(&batch_items(11))).await;
+    assert_eq!(admin.status, 202, "the operator is not limited: {}", admin.body);
+    let batch = first.body["batch_id"].as_str().expect("batch_id").to_string();
+    eventually("the first batch completes", Duration::from_secs(120), || async {
+        let view = s.admin_get(&format!("/api/batches/{batch}")).await;
+        if view.body["completed"] == 6 { Ok(()) } else { Err(view.body.to_string()) }
+    })
+    .await;
+    // A key the operator slowed to 3 writes a minute imports 3/60 of the
+    // items: a batch of 1 then.
+    let slow = mint_key(&s.base, &s.admin_token, &tenant("items-slow"), &["content:write"], Some(3));
+    let r = send(http().post(s.url("/api/content/batch")).bearer_auth(&slow).json(&batch_items(2))).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (422, Some("invalid_field")), "{}", r.body);
+    assert!(r.body["error"]["message"].as_str().unwrap_or_default().contains("imports at most 1 a minute"), "{}", r.body);
+}
+
+/// An upload is one write, but its file is kept in R2 with every version:
+/// its megabytes spend from a bucket of their own (`RATE_UPLOAD_MB_PER_MIN`,
+/// here 2 a minute, a token per started megabyte), before it is stored.
+#[tokio::test]
+async fn uploads_spend_their_megabytes() {
+    let s = limits();
+    let key = mint_key(&s.base, &s.admin_token, &tenant("upload-mb"), &["content:write"], None);
+    let upload = |bytes: usize| {
+        let body = "upload budget text. ".repeat(bytes / 20 + 1)[..bytes].to_string();
+        send(http().post(s.url("/api/uploads?title=budget")).bearer_auth(&key).header("content-type", "text/plain").body(body))
+    };
+    let r = upload(1_500_000).await;
+    assert_eq!(r.status, 202, "1.5 MB, two of the minute's 2 megabytes: {}", r.body);
+    let r = upload(100).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (429, Some("rate_limited")), "{}", r.body);
+    assert!(r.headers.contains_key("retry-after"));
+    // Writes of JSON spend from the write bucket only.
+    let one = send(http().post(s.url("/api/content")).bearer_auth(&key).json(&json!({ "title": "after the upload", "body": "json text" }))).await;
+    assert_eq!(one.status, 202, "{}", one.body);
+}
+
 /// A session's sockets and subscriptions are reads: opening a socket and
 /// each `subscribe` spend from the principal's read bucket (here 4 a
 /// minute), whichever socket or session they come from, so reconnecting
 /// buys no fresh budget of calls to topic actors.
 #[tokio::test]
 async fn session_sockets_and_subscriptions_spend_reads() {
-    let s = &Server::start(&ServerOptions::new(temp_dir("session-reads")).var("RATE_READ_PER_MIN", "4"));
+    let s = limits();
     let key = mint_key(&s.base, &s.admin_token, &tenant("session-reads"), &["content:read"], None);
     let (sid, token) = new_session_as(s, &key).await;
     let mut first = connect(s, &sid, &token).await;

@@ -257,14 +257,15 @@ pub struct ServerOptions {
 }
 
 impl ServerOptions {
-    /// Test servers lift the read, session and batch-item limits: a suite
-    /// is one principal doing many searches, sessions and imports. The limits themselves are
+    /// Test servers lift the read, session, batch-item and upload limits: a
+    /// suite is one principal doing many searches, sessions and imports. The limits themselves are
     /// tested with keys of their own (`rate_per_min`) or by setting them back.
     pub fn new(state_dir: PathBuf) -> Self {
         ServerOptions { state_dir, vars: Vec::new(), analyzer_url: None, env: None, extra_configs: Vec::new() }
             .var("RATE_READ_PER_MIN", "100000000")
             .var("RATE_SESSIONS_PER_MIN", "100000000")
             .var("RATE_BATCH_ITEMS_PER_MIN", "1000000")
+            .var("RATE_UPLOAD_MB_PER_MIN", "1000000")
     }
 
     /// The `[env.emulated]` config (production vars, emulated bindings) with
