@@ -62,15 +62,18 @@ impl BatchActor {
     /// pushes the events to subscribers in the background, and arms the
     /// alarm for the next spawns.
     async fn commit(&self, b: &Batch, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<()> {
-        self.commit_armed(b, drafts, now, false).await
+        self.commit_armed(b, drafts, now, false, || Ok(())).await
     }
 
-    /// [`Self::commit`]; inside the alarm handler (`firing`) the alarm that
-    /// fired is spent, so it is set again without asking.
-    async fn commit_armed(&self, b: &Batch, drafts: Vec<EventDraft>, now: Millis, firing: bool) -> ApiResult<()> {
+    /// [`Self::commit`] with `more` writes in the same transaction (the
+    /// documents it no longer needs, a new batch's tables and documents);
+    /// inside the alarm handler (`firing`) the alarm that fired is spent, so
+    /// it is set again without asking.
+    async fn commit_armed(&self, b: &Batch, drafts: Vec<EventDraft>, now: Millis, firing: bool, more: impl FnOnce() -> ApiResult<()>) -> ApiResult<()> {
         // Before the alarm's awaits: the state and its events land together
         // (all or none), so an alarm call that fails loses no event.
         let records = self.atomically(|| {
+            more()?;
             self.cells().save(BATCH, b)?;
             if drafts.is_empty() { Ok(Vec::new()) } else { self.log().append(drafts, now) }
         })?;
@@ -147,20 +150,20 @@ impl BatchActor {
         let now = now_ms();
         let mut dead = Vec::new();
         let mut events = Vec::new();
-        let docs = self.docs();
+        // Documents the batch no longer needs, dropped in its commit.
+        let mut settled = Vec::new();
         for (&index, outcome) in released.iter().zip(outcomes) {
             match outcome {
                 Ok(()) => {
                     b.spawned(index)?;
                     // The item's content actor holds the document now, and a
-                    // DELETE there must leave no copy here; committed with
-                    // the batch below (no await between).
-                    drop_doc(&docs, &b, index)?;
+                    // DELETE there must leave no copy here.
+                    settled.push(index);
                 }
                 // Refused by its content actor for what the item is: no try would differ.
                 Err(e @ ApiError::ItemTooLarge(_)) => {
                     events.extend(b.spawn_refused(index, &e.to_string(), now)?);
-                    drop_doc(&docs, &b, index)?;
+                    settled.push(index);
                 }
                 Err(e) => {
                     if b.spawn_failed(index, &e.to_string(), now)? == SpawnRetry::DeadLetter {
@@ -168,13 +171,14 @@ impl BatchActor {
                         // reports: a report the queue drops would leave the
                         // item, and its batch, waiting for ever.
                         events.extend(b.dead_lettered(index, now)?);
-                        drop_doc(&docs, &b, index)?;
+                        settled.push(index);
                         dead.push(index);
                     }
                 }
             }
         }
-        self.commit_armed(&b, events, now, firing).await?;
+        let docs = self.docs();
+        self.commit_armed(&b, events, now, firing, || settled.iter().try_for_each(|&index| drop_doc(&docs, &b, index))).await?;
         if !dead.is_empty() {
             // Parked for the operator; the items have failed already.
             if let Err(e) = crate::ingest::dead_letter(&self.env, b.id, dead.iter().copied()).await {
@@ -218,11 +222,15 @@ impl BatchOps for BatchActor {
             // Settled as never made (`settle_create`): this create came too late.
             return Err(ApiError::AlreadyExists("batch".into()));
         }
-        crate::store::init_state(&sql)?;
-        self.docs().create(&c.items)?;
         let now = now_ms();
         let b = Batch::new(c.id, c.submitter, c.ownership, c.items.len() as u32, c.max_in_flight, now);
-        self.commit(&b, Vec::new(), now).await?;
+        // Its tables, documents and state: all or none, so a failed create
+        // leaves no batch that `settle_create` would call made.
+        let more = || {
+            crate::store::init_state(&sql)?;
+            self.docs().create(&c.items)
+        };
+        self.commit_armed(&b, Vec::new(), now, false, more).await?;
         self.register(&b, "running", now);
         Ok(Done {})
     }
@@ -252,8 +260,7 @@ impl BatchOps for BatchActor {
         // Its run ended, so its spawn landed (a reply lost on the way left
         // the document here): the item holds it, and a DELETE there must
         // leave no copy here.
-        drop_doc(&self.docs(), &b, e.index)?;
-        self.commit(&b, events, now).await?;
+        self.commit_armed(&b, events, now, false, || drop_doc(&self.docs(), &b, e.index)).await?;
         Ok(Done {})
     }
 

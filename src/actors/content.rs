@@ -57,6 +57,15 @@ pub struct ContentActor {
     backstop: Cell<bool>,
 }
 
+/// What a create found or made.
+enum Made {
+    New(Vec<EventRecord>),
+    /// The same create again (a redelivered batch item).
+    Again,
+    /// Another item under this id.
+    Exists,
+}
+
 /// A deleted item keeps a tombstone so late runs cannot resurrect it.
 const TOMBSTONE: StateKey<bool> = StateKey::named("deleted");
 /// The cell of a batch item's [`ItemRef`].
@@ -390,11 +399,11 @@ impl ContentOps for ContentActor {
             let new = !self.created.get() && self.create_new_tables(&[]);
             if !new {
                 if self.created() {
-                    // A redelivered batch item: the same create (same run) gets the same answer.
-                    if self.load()?.is_some_and(|c| c.history.first().is_some_and(|v| v.run_id == s.run_id)) {
-                        return Ok(None);
-                    }
-                    return Err(ApiError::AlreadyExists("content".into()));
+                    // A redelivered batch item: the same create (same run)
+                    // gets the same answer. Either way nothing was written:
+                    // an answer, not a rollback.
+                    let again = self.load()?.is_some_and(|c| c.history.first().is_some_and(|v| v.run_id == s.run_id));
+                    return Ok(if again { Made::Again } else { Made::Exists });
                 }
                 crate::store::init_state(&self.state.storage().sql())?;
             }
@@ -405,9 +414,13 @@ impl ContentOps for ContentActor {
                 self.cells().save(BATCH_ITEM, item)?;
             }
             self.batch_item.replace(Some(s.batch));
-            self.write(&c, stored, events, &[c.spawn(s.run_id), Duty::Catalog], now).map(Some)
+            self.write(&c, stored, events, &[c.spawn(s.run_id), Duty::Catalog], now).map(Made::New)
         })?;
-        let Some(records) = made else { return Ok(Accepted::new(c.id, 1, s.run_id)) };
+        let records = match made {
+            Made::New(records) => records,
+            Made::Again => return Ok(Accepted::new(c.id, 1, s.run_id)),
+            Made::Exists => return Err(ApiError::AlreadyExists("content".into())),
+        };
         self.push_later(Topic::Content(c.id), records);
         // No backstop alarm: it would cost every submission two alarm
         // writes (a quarter of a run's CPU in local workerd). A create cut

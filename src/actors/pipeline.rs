@@ -638,6 +638,9 @@ impl ActorStorage for PipelineActor {
     fn memory(&self) -> &super::ActorMemory {
         &self.shell.memory
     }
+    fn forget_copies(&self) {
+        self.shell.forget_copies_of_storage();
+    }
 }
 
 impl RunOps for PipelineActor {

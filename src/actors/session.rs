@@ -422,9 +422,6 @@ impl SessionActor {
         let topic: Topic = topic_text.parse().map_err(|e: String| ApiError::invalid("topic", e))?;
         let key = topic.to_string();
         let info = self.info()?;
-        // Each subscribe is a call to the topic's actor and a write there:
-        // a read from the principal's bucket, whichever socket sends it.
-        limits::spend_held(&self.env, &info.principal, info.holder.as_deref(), LimitClass::Read, 1).await?;
         let mut st = attachment(ws).unwrap_or_else(|| SocketState::new(Uuid::new_v4().to_string(), now_ms()));
         st.subscribe(&key, after.unwrap_or(0))?;
         save(ws, &st);
@@ -432,6 +429,25 @@ impl SessionActor {
         self.subscribes.set(n);
         let replay_key = (st.tab.clone(), key.clone());
         self.replays.borrow_mut().insert(replay_key.clone(), (n, Subscription::begin(after, &info.principal)));
+        // Each subscribe is a call to the topic's actor and a write there: a
+        // read from the principal's bucket, whichever socket sends it. Paid
+        // once recorded, so a frame handled meanwhile (an unsubscribe, a later
+        // subscribe) finds it, and the client's last word stands.
+        let paid = limits::spend_held(&self.env, &info.principal, info.holder.as_deref(), LimitClass::Read, 1).await;
+        let current = self.replays.borrow().get(&replay_key).is_some_and(|(m, _)| *m == n);
+        if !current {
+            // Unsubscribed or subscribed again meanwhile: that frame decides.
+            return Ok(());
+        }
+        if let Err(refused) = paid {
+            // As a topic that refuses it: the socket does not follow the topic.
+            self.replays.borrow_mut().remove(&replay_key);
+            if let Some(mut st) = attachment(ws) {
+                st.unsubscribe(&key);
+                save(ws, &st);
+            }
+            return Err(refused);
+        }
 
         let (kind, name) = topic_actor(topic);
         let ask = Subscribe { session: info.id.to_string(), after, principal: info.principal.clone(), holder: info.holder.clone(), until: Some(info.expires_at) };

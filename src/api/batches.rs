@@ -21,8 +21,9 @@ pub async fn create(env: &Env, p: &Principal, mut req: Request) -> ApiResult<Res
     let cfg = config(env);
     let input: BatchInput = json_body(&mut req, cfg.ingest.request_max_bytes).await?;
     let items = validate_items(input.items, &cfg.limits)?;
-    // The whole batch was one write; each of its items is a run.
-    super::limits::spend_items(env, p, &req, items.len() as u32).await?;
+    // The whole batch was one write; each of its items is a run. A batch
+    // larger than a minute's items is taken from a full bucket into debt.
+    super::limits::spend(env, p, &req, super::limits::LimitClass::BatchItems, items.len() as u32).await?;
     // Each item's own `visibility` overrides this default, as on POST /api/content.
     let ownership = super::content::new_ownership(env, p)?;
     let id = Uuid::new_v4();

@@ -8,7 +8,6 @@ use worker::{Env, Request};
 use crate::actors::ops::Take;
 use crate::actors::rpc;
 use crate::domain::principal::{Principal, PrincipalKind};
-use crate::domain::FieldError;
 use crate::error::ApiResult;
 use crate::runtime::config;
 
@@ -51,8 +50,13 @@ pub fn is_bucket_name(name: &str) -> bool {
 pub fn bucket_key(p: &Principal, req: &Request) -> String {
     match p.kind {
         PrincipalKind::Anonymous => crate::domain::rate::client_key(req.headers().get("cf-connecting-ip").ok().flatten().as_deref()),
-        _ => format!("{}:{}:{}", p.tenant.as_deref().unwrap_or("-"), p.subject, matches!(p.kind, PrincipalKind::User) as u8),
+        _ => principal_bucket(p),
     }
+}
+
+/// A signed-in principal's bucket key (an anonymous caller's is its address).
+fn principal_bucket(p: &Principal) -> String {
+    format!("{}:{}:{}", p.tenant.as_deref().unwrap_or("-"), p.subject, matches!(p.kind, PrincipalKind::User) as u8)
 }
 
 /// Whose caps a topic socket or a following session counts against: the
@@ -77,11 +81,17 @@ pub async fn spend(env: &Env, p: &Principal, req: &Request, class: LimitClass, c
 
 /// [`spend`] for a principal whose request has gone: from the bucket of
 /// the `holder` recorded with it ([`holder`]; a session keeps its own).
-/// None is the operator's, whom nothing limits.
+/// A session made before holders were recorded has none: a signed-in
+/// principal's bucket is its own all the same; an anonymous caller's
+/// address is not known, and that session runs out within its TTL.
 pub async fn spend_held(env: &Env, p: &Principal, holder: Option<&str>, class: LimitClass, cost: u32) -> ApiResult<()> {
+    if p.is_operator() {
+        return Ok(());
+    }
     match holder {
-        Some(holder) if !p.is_operator() => spend_from(env, p, crate::domain::followers::holder_bucket(holder), class, cost).await,
-        _ => Ok(()),
+        Some(holder) => spend_from(env, p, crate::domain::followers::holder_bucket(holder), class, cost).await,
+        None if p.kind != PrincipalKind::Anonymous => spend_from(env, p, &principal_bucket(p), class, cost).await,
+        None => Ok(()),
     }
 }
 
@@ -100,21 +110,6 @@ async fn spend_from(env: &Env, p: &Principal, bucket: &str, class: LimitClass, c
 }
 
 
-/// Spends a batch's `items` from the principal's import bucket. A batch
-/// larger than a minute's items is refused as invalid (422), not as
-/// rate-limited: waiting would never let it through.
-pub async fn spend_items(env: &Env, p: &Principal, req: &Request, items: u32) -> ApiResult<()> {
-    if p.is_operator() {
-        return Ok(());
-    }
-    let t = config(env).trust;
-    let per_min = scaled_by_key(p, &t, t.rate_batch_items_per_min);
-    if items > per_min {
-        return Err(FieldError::new("items", format!("this caller imports at most {per_min} a minute, so a batch of its holds at most that many items, not {items}")).into());
-    }
-    spend(env, p, req, LimitClass::BatchItems, items).await
-}
-
 /// A limit that follows the write limit (a batch's items, uploaded
 /// megabytes): `base`, scaled by a key's own `rate_per_min` as that scales
 /// its writes (a key the operator slowed to a write a minute imports and
@@ -130,8 +125,8 @@ fn scaled_by_key(p: &Principal, t: &crate::config::Trust, base: u32) -> u32 {
 }
 
 /// Spends an upload of `bytes` from the principal's upload bucket, a token
-/// per started megabyte. A file larger than a minute's takes a whole
-/// minute's (see `TokenBucket::take`): it waits, but it is not refused.
+/// per started megabyte. A file larger than a minute's is taken from a full
+/// bucket into debt (see `TokenBucket::take`): it waits, it is not refused.
 pub async fn spend_upload(env: &Env, p: &Principal, req: &Request, bytes: u64) -> ApiResult<()> {
     let megabytes = bytes.div_ceil(1 << 20).clamp(1, u32::MAX as u64) as u32;
     spend(env, p, req, LimitClass::UploadMegabytes, megabytes).await

@@ -32,7 +32,7 @@ fn summary(id: RouteId) -> (&'static str, &'static str) {
         RouteId::RetryRun => ("Retry a failed or cancelled run", "Runs"),
         RouteId::Search => ("Hybrid vector and keyword search", "Search"),
         RouteId::CreateSession => ("Create a session and its WebSocket token", "Sessions"),
-        RouteId::SessionSocket => ("Upgrade to the session WebSocket (101); its subscriptions follow topics, at most MAX_TOPIC_SESSIONS_PER_PRINCIPAL sessions of one principal per topic (error frame too_many_followers)", "Sessions"),
+        RouteId::SessionSocket => ("Upgrade to the session WebSocket (101); its subscriptions follow topics, at most MAX_TOPIC_SESSIONS_PER_PRINCIPAL sessions of one principal per topic (error frame too_many_followers); opening it and each subscribe spend a read (RATE_READ_PER_MIN; 429, or an error frame rate_limited)", "Sessions"),
         RouteId::AdminActors => ("List actors from the registry", "Admin"),
         RouteId::AdminInspect => ("Inspect an actor's full state", "Admin"),
         RouteId::AdminAlarm => ("Fire an actor's alarm now", "Admin"),

@@ -59,7 +59,10 @@ impl TokenBucket {
 
     /// Takes `cost` tokens, or says in whole seconds (at least 1) when
     /// enough will be there. A limit change (a key's `rate_per_min`) applies
-    /// at once, keeping the tokens already spent.
+    /// at once, keeping the tokens already spent. A cost above a minute's
+    /// tokens (a batch of 1,000 items at 50 a minute) is taken from a full
+    /// bucket into debt, so it is never refused for good and still costs
+    /// its whole price: the bucket then refills from below zero.
     pub fn take(&mut self, cost: u32, per_min: u32, now: Millis) -> Result<(), u64> {
         if per_min != self.per_min {
             self.tokens = self.tokens.min(per_min as f64);
@@ -69,15 +72,15 @@ impl TokenBucket {
         if self.per_min == 0 {
             return Err(60);
         }
-        // Never more than a whole minute's tokens: a limit set below a
-        // request's cost (an answer's 10 read tokens) would otherwise refuse
-        // it for good, while its `Retry-After` says to wait.
-        let cost = cost.min(self.per_min) as f64;
-        if self.tokens >= cost {
-            self.tokens -= cost;
+        // Never more than a whole minute's tokens needed: a limit set below
+        // a request's cost (an answer's 10 read tokens) would otherwise
+        // refuse it for good, while its `Retry-After` says to wait.
+        let needed = cost.min(self.per_min) as f64;
+        if self.tokens >= needed {
+            self.tokens -= cost as f64;
             return Ok(());
         }
-        let missing = cost - self.tokens;
+        let missing = needed - self.tokens;
         let ms = missing * 60_000.0 / self.per_min as f64;
         Err(((ms / 1000.0).ceil() as u64).max(1))
     }
@@ -137,11 +140,15 @@ mod tests {
     }
 
     #[test]
-    fn a_cost_above_the_limit_takes_a_whole_minute_of_tokens() {
+    fn a_cost_above_the_limit_is_taken_from_a_full_bucket_into_debt() {
         let mut b = TokenBucket::full(5, 0);
         assert_eq!(b.take(10, 5, 0), Ok(()), "a full bucket affords it");
-        assert_eq!(b.take(10, 5, 0), Err(60), "then a minute later");
-        assert_eq!(b.take(10, 5, 60_000), Ok(()));
+        assert_eq!(b.tokens, -5.0, "at its whole price");
+        assert_eq!(b.take(10, 5, 0), Err(120), "full again two minutes later");
+        assert_eq!(b.take(1, 5, 60_000), Err(12), "the debt is paid first");
+        assert_eq!(b.take(10, 5, 120_000), Ok(()));
+        assert!(!b.refills_while_idle(), "a bucket in debt is recorded");
+        assert_eq!(b.full_at(), 120_000 + 120_000);
     }
 
     /// A bucket that needs no record is one that an eviction's idle time

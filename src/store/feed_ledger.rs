@@ -39,6 +39,7 @@ impl LedgerMemory {
     pub fn forget(&self) {
         self.created.set(false);
         self.no_labels.set(None);
+        self.since_sweep.set(0);
     }
 }
 

@@ -483,7 +483,7 @@ fn limits() -> &'static Server {
     SERVER.get_or_init(|| {
         Server::start(
             &ServerOptions::new(temp_dir("limits"))
-                .var("RATE_READ_PER_MIN", "4")
+                .var("RATE_READ_PER_MIN", "2")
                 .var("RATE_BATCH_ITEMS_PER_MIN", "10")
                 .var("RATE_UPLOAD_MB_PER_MIN", "2"),
         )
@@ -511,10 +511,6 @@ async fn a_batch_spends_its_items_from_the_import_limit() {
     let wait: u64 = r.headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).expect("Retry-After");
     assert!((1..=60).contains(&wait), "Retry-After {wait}: two items at 10 a minute come back in about 12 s");
     assert_eq!(post(4).await.status, 202, "the 4 items left in the bucket");
-    // Larger than a minute's items: no wait would let it through.
-    let r = post(11).await;
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (422, Some("invalid_field")), "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap_or_default().contains("imports at most 10 a minute"), "{}", r.body);
     // The item bucket is its own: single writes and the operator go on.
     let one = send(http().post(s.url("/api/content")).bearer_auth(&key).json(&json!({ "title": "single", "body": "one write" }))).await;
     assert_eq!(one.status, 202, "{}", one.body);
@@ -527,11 +523,15 @@ async fn a_batch_spends_its_items_from_the_import_limit() {
     })
     .await;
     // A key the operator slowed to 3 writes a minute imports 3/60 of the
-    // items: a batch of 1 then.
+    // items, one a minute: a batch of 3 is taken from its full bucket into
+    // debt, and the next waits until all three are paid for (2 minutes more).
     let slow = mint_key(&s.base, &s.admin_token, &tenant("items-slow"), &["content:write"], Some(3));
-    let r = send(http().post(s.url("/api/content/batch")).bearer_auth(&slow).json(&batch_items(2))).await;
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (422, Some("invalid_field")), "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap_or_default().contains("imports at most 1 a minute"), "{}", r.body);
+    let post = |n: usize| send(http().post(s.url("/api/content/batch")).bearer_auth(&slow).json(&batch_items(n)));
+    assert_eq!(post(3).await.status, 202, "a batch larger than a minute's items is not refused for good");
+    let r = post(1).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (429, Some("rate_limited")), "{}", r.body);
+    let wait: u64 = r.headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).expect("Retry-After");
+    assert!((100..=180).contains(&wait), "Retry-After {wait}: the debt of 2 items at 1 a minute is paid first");
 }
 
 /// An upload is one write, but its file is kept in R2 with every version:
@@ -556,9 +556,9 @@ async fn uploads_spend_their_megabytes() {
 }
 
 /// A session's sockets and subscriptions are reads: opening a socket and
-/// each `subscribe` spend from the principal's read bucket (here 4 a
-/// minute), whichever socket or session they come from, so reconnecting
-/// buys no fresh budget of calls to topic actors.
+/// each `subscribe` spend from the principal's read bucket (here 2 a
+/// minute, one back every 30 s), whichever socket or session they come
+/// from, so reconnecting buys no fresh budget of calls to topic actors.
 #[tokio::test]
 async fn session_sockets_and_subscriptions_spend_reads() {
     let s = limits();
@@ -566,10 +566,8 @@ async fn session_sockets_and_subscriptions_spend_reads() {
     let (sid, token) = new_session_as(s, &key).await;
     let mut first = connect(s, &sid, &token).await;
     assert_eq!(subscription(&mut first, "feed").await["type"], "subscribed");
-    assert_eq!(subscription(&mut first, "feed").await["type"], "subscribed", "a subscribe again is one more read");
-    let mut second = connect(s, &sid, &token).await;
-    let refused = subscription(&mut second, "feed").await;
-    assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("rate_limited")), "{refused}");
+    let refused = subscription(&mut first, "feed").await;
+    assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("rate_limited")), "a subscribe again is one more read: {refused}");
     match tokio_tungstenite::connect_async(s.ws_url(&format!("/api/sessions/{sid}/ws?token={token}"))).await {
         Ok(_) => panic!("a socket past the read limit was accepted"),
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
