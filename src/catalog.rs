@@ -705,12 +705,34 @@ fn dead_letters_since(now: Millis) -> Millis {
     now - DEAD_LETTER_DAYS * 24 * 3600 * 1000
 }
 
+/// How often one isolate's searches apply the retention: at most once a
+/// minute, not with every search (two D1 writes more per search, which a
+/// flood of anonymous searches would turn into D1's one writer's work).
+const SEARCH_PRUNE_EVERY_MS: Millis = 60_000;
+
+thread_local! {
+    /// When this isolate's searches last applied the retention.
+    static SEARCH_PRUNED_AT: std::cell::Cell<Millis> = const { std::cell::Cell::new(Millis::MIN) };
+}
+
+/// The search's log row, and the retention with it when this isolate has
+/// not applied it for [`SEARCH_PRUNE_EVERY_MS`] (the log may then pass
+/// [`SEARCH_LOG_ROWS`] by a minute's searches until the next).
 pub fn log_search_statements(env: &Env, row: [JsValue; 7], now: Millis) -> ApiResult<Vec<D1PreparedStatement>> {
     let d = db(env)?;
     let mut stmts = vec![d
         .prepare("INSERT INTO search_log (q, k, category, mode, results, took_ms, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
         .bind(&row)?];
-    stmts.extend(retention_statements(&d, now)?);
+    let due = SEARCH_PRUNED_AT.with(|at| {
+        let due = now.saturating_sub(at.get()) >= SEARCH_PRUNE_EVERY_MS;
+        if due {
+            at.set(now);
+        }
+        due
+    });
+    if due {
+        stmts.extend(retention_statements(&d, now)?);
+    }
     Ok(stmts)
 }
 
