@@ -208,6 +208,7 @@ impl Config {
         let num = |name: &str, default: u64| -> u64 {
             get(name).and_then(|v| v.trim().parse().ok()).unwrap_or(default)
         };
+        let answer_ttl_secs = num("ANSWER_TTL_SECS", 7 * 24 * 3600).clamp(1, 365 * 24 * 3600);
         let d = Limits::default();
         let limits = Limits {
             title_max_chars: num("LIMIT_TITLE_CHARS", d.title_max_chars as u64) as usize,
@@ -253,9 +254,8 @@ impl Config {
             vector_shards: num("VECTOR_SHARDS", 4).clamp(1, MAX_VECTOR_SHARDS as u64) as u32,
             session_ttl_secs: num("SESSION_TTL_SECS", 3600).clamp(10, 7 * 24 * 3600) as i64,
             answer_step_ms: num("ANSWER_STEP_MS", 60).min(10_000) as i64,
-            answer_ttl_secs: num("ANSWER_TTL_SECS", 7 * 24 * 3600).clamp(1, 365 * 24 * 3600) as i64,
-            answer_ttl_anonymous_secs: num("ANSWER_TTL_ANONYMOUS_SECS", 3600)
-                .clamp(1, num("ANSWER_TTL_SECS", 7 * 24 * 3600).clamp(1, 365 * 24 * 3600)) as i64,
+            answer_ttl_secs: answer_ttl_secs as i64,
+            answer_ttl_anonymous_secs: num("ANSWER_TTL_ANONYMOUS_SECS", 3600).clamp(1, answer_ttl_secs) as i64,
             ingest: Ingest {
                 max_in_flight: num("INGEST_MAX_IN_FLIGHT", 32).clamp(1, 1000) as u32,
                 request_max_bytes: num("INGEST_MAX_BYTES", 8 * 1024 * 1024).clamp(64 * 1024, INGEST_MAX_BYTES_CEILING) as usize,

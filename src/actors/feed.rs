@@ -130,7 +130,8 @@ impl FeedOps for FeedActor {
             }
             self.log().append(drafts, now).map(Some)
         })?;
-        let Some(records) = placed else { return Ok(Appended { last_seq: self.log().last_seq()? }) };
+        // A repeat, or nothing to show: the log as it stands.
+        let records = placed.unwrap_or_default();
         let Some(last) = records.last().map(|r| r.seq) else { return Ok(Appended { last_seq: self.log().last_seq()? }) };
         // Appended: the events go out to the sessions whatever happens to
         // the sockets' broadcast (a failed read of their lag cell closes

@@ -137,6 +137,13 @@ impl RunShell {
         Ok(records)
     }
 
+    /// [`Self::commit`] of an activation's step: a step that ended the run
+    /// commits with what it owes ([`Self::owe_end`]).
+    fn commit_step(&self, run: &PipelineRun, drafts: Vec<EventDraft>, now: Millis) -> ApiResult<Vec<EventRecord>> {
+        let ended = run.status.is_terminal();
+        self.commit_with(run, drafts, now, || if ended { self.owe_end(run, now) } else { Ok(()) })
+    }
+
     /// What an ended run owes, put in the transaction of the commit that
     /// ends it: its catalog row, and the item's report unless the run
     /// completed (its publish told the item). See [`Self::on_terminal`].
@@ -421,9 +428,8 @@ impl RunShell {
         // marked running was cut off with its isolate.
         let recovered = run.recover_interrupted(now);
         if !recovered.is_empty() {
-            let ended = run.status.is_terminal();
-            committed.extend(self.commit_with(&run, recovered, now, || if ended { self.owe_end(&run, now) } else { Ok(()) })?);
-            if ended {
+            committed.extend(self.commit_step(&run, recovered, now)?);
+            if run.status.is_terminal() {
                 return Ok(Some((run, true)));
             }
         }
@@ -469,7 +475,7 @@ impl RunShell {
                     stage = next;
                 }
                 _ => {
-                    committed.extend(self.commit_with(&run, events, now, || if ended { self.owe_end(&run, now) } else { Ok(()) })?);
+                    committed.extend(self.commit_step(&run, events, now)?);
                     if ended && run.status == RunStatus::Completed {
                         // Its copies (document, chunks, vectors, stage
                         // outputs) are never read again: the item holds what

@@ -120,6 +120,14 @@ fn save(ws: &WebSocket, st: &SocketState) {
     save_attachment(ws, st)
 }
 
+/// The socket no longer follows `topic` (its subscribe was refused).
+fn unfollow(ws: &WebSocket, topic: &str) {
+    if let Some(mut st) = attachment(ws) {
+        st.unsubscribe(topic);
+        save(ws, &st);
+    }
+}
+
 impl SessionActor {
     fn cells(&self) -> StateCell {
         StateCell::new(self.state.storage().sql())
@@ -442,10 +450,7 @@ impl SessionActor {
         if let Err(refused) = paid {
             // As a topic that refuses it: the socket does not follow the topic.
             self.replays.borrow_mut().remove(&replay_key);
-            if let Some(mut st) = attachment(ws) {
-                st.unsubscribe(&key);
-                save(ws, &st);
-            }
+            unfollow(ws, &key);
             return Err(refused);
         }
 
@@ -461,10 +466,7 @@ impl SessionActor {
         let answer = match answer {
             Ok(a) => a,
             Err(e) => {
-                if let Some(mut st) = attachment(ws) {
-                    st.unsubscribe(&key);
-                    save(ws, &st);
-                }
+                unfollow(ws, &key);
                 return Err(match e {
                     ApiError::NotFound(_) => ApiError::not_found(format!("topic {key}")),
                     other => other,

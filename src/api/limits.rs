@@ -1,7 +1,7 @@
 //! The contract's rate limits, per principal (per client IP for anonymous
 //! callers): content writes, reads (searches and answers) and session
-//! creation, and the items imported through batches. The operator is not
-//! limited.
+//! creation, and the items imported through batches and the megabytes
+//! uploaded. The operator is not limited.
 
 use worker::{Env, Request};
 
@@ -109,7 +109,6 @@ async fn spend_from(env: &Env, p: &Principal, bucket: &str, class: LimitClass, c
     Ok(())
 }
 
-
 /// A limit that follows the write limit (a batch's items, uploaded
 /// megabytes): `base`, scaled by a key's own `rate_per_min` as that scales
 /// its writes (a key the operator slowed to a write a minute imports and
@@ -118,7 +117,7 @@ fn scaled_by_key(p: &Principal, t: &crate::config::Trust, base: u32) -> u32 {
     match p.rate_per_min {
         Some(own) if own != t.rate_write_per_min => {
             let scaled = base as u64 * own as u64 / t.rate_write_per_min.max(1) as u64;
-            scaled.clamp(1, MAX_ITEMS_PER_MIN) as u32
+            scaled.clamp(1, MAX_SCALED_PER_MIN) as u32
         }
         _ => base,
     }
@@ -134,7 +133,7 @@ pub async fn spend_upload(env: &Env, p: &Principal, req: &Request, bytes: u64) -
 
 /// The most any principal is given a minute of a scaled limit (as the
 /// limits themselves are clamped).
-const MAX_ITEMS_PER_MIN: u64 = 1_000_000;
+const MAX_SCALED_PER_MIN: u64 = 1_000_000;
 
 #[cfg(test)]
 mod tests {

@@ -578,14 +578,17 @@ async fn session_sockets_and_subscriptions_spend_reads() {
     }
     // Sockets already open go on: a ping is free.
     ws_send(&mut first, json!({"type": "ping"})).await;
-    let mut ponged = false;
-    while let Some(f) = ws_next(&mut first, WAIT).await {
-        if f["type"] == "pong" {
-            ponged = true;
-            break;
+    assert!(reaches(&mut first, "pong").await, "no pong on the socket already open");
+}
+
+/// Whether a frame of type `kind` comes before the socket goes quiet.
+async fn reaches(ws: &mut Ws, kind: &str) -> bool {
+    while let Some(f) = ws_next(ws, WAIT).await {
+        if f["type"] == kind {
+            return true;
         }
     }
-    assert!(ponged, "no pong on the socket already open");
+    false
 }
 
 /// Topics follow the same rules as reads: another tenant's content and run
@@ -600,14 +603,7 @@ async fn topics_and_the_feed_show_only_what_the_subscriber_may_read() {
     let (osid, otok) = new_session_as(s, &outsider).await;
     let mut ows = connect(s, &osid, &otok).await;
     ws_send(&mut ows, json!({"type": "subscribe", "topic": "feed"})).await;
-    let mut ready = false;
-    while let Some(f) = ws_next(&mut ows, WAIT).await {
-        if f["type"] == "ready" {
-            ready = true;
-            break;
-        }
-    }
-    assert!(ready, "the outsider's feed subscription is ready");
+    assert!(reaches(&mut ows, "ready").await, "the outsider's feed subscription is ready");
     let create = |vis: &str| {
         let (writer, vis) = (writer.clone(), vis.to_string());
         async move {
