@@ -728,8 +728,14 @@ async fn a_feed_replay_is_paid_for_what_the_actor_reads() {
                 _ => count(&f, &mut seen),
             }
         };
+        // A session's later subscribe supersedes an earlier one while that
+        // one pays its read from the principal's bucket, before it asks the
+        // topic: the burst makes the feed read its log a few times, not 29,
+        // and those replays' charge may fit the socket's bucket. Many
+        // replays with nothing refused and nothing owed is the failure.
+        let few_read = name == "session socket" && seen.0 < 10;
         assert!(
-            seen.1 > 0 || in_debt,
+            seen.1 > 0 || in_debt || few_read,
             "{name}: {} replays of the feed's {} events taken, none refused, and the socket owes nothing",
             seen.0,
             2 * ITEMS
